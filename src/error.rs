@@ -1,0 +1,39 @@
+//! The crate-wide error type.
+
+use thiserror::Error;
+
+use crate::agent::{ProfileError, RegistryError};
+use crate::routing::RoutingError;
+
+/// Any error taskweave returns. Each module has its own error enum; this one
+/// wraps them so a host can use `?` across modules. New variants may be added
+/// as modules are added.
+#[derive(Clone, Debug, PartialEq, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An invalid agent profile.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    /// A refused registry operation.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A task that could not be routed, or an invalid strategy parameter.
+    #[error(transparent)]
+    Routing(#[from] RoutingError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AgentId;
+
+    #[test]
+    fn module_errors_convert_and_keep_their_message() {
+        let err: Error = RegistryError::UnknownAgent(AgentId::new(4)).into();
+        assert_eq!(err.to_string(), "agent agent-4 is not registered");
+        assert!(matches!(
+            err,
+            Error::Registry(RegistryError::UnknownAgent(_))
+        ));
+    }
+}

@@ -1,0 +1,47 @@
+//! Stable, seed-free hashing for affinity keys and rendezvous scores.
+//!
+//! `std`'s `RandomState` differs per process, which would make rendezvous
+//! placement change between runs. These functions are fixed forever: the same
+//! key maps to the same agent on every machine and in every replay.
+
+/// 64-bit FNV-1a of `bytes`.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes
+        .iter()
+        .fold(OFFSET, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(PRIME))
+}
+
+/// Combines two 64-bit values into a well-mixed one (the SplitMix64 finaliser
+/// applied to `a ^ rotate(b)`), so nearby inputs give unrelated outputs.
+pub(crate) fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a ^ b.rotate_left(32).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Maps a hash to a float strictly inside `(0, 1)`. 52 bits keep
+/// `k + 0.5` exactly representable, so the top value stays below 1.
+pub(crate) fn unit_interval(hash: u64) -> f64 {
+    ((hash >> 12) as f64 + 0.5) / (1u64 << 52) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_matches_reference_vectors() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn unit_interval_excludes_both_ends() {
+        assert!(unit_interval(0) > 0.0);
+        assert!(unit_interval(u64::MAX) < 1.0);
+        assert_ne!(mix(1, 2), mix(2, 1));
+    }
+}

@@ -1,0 +1,182 @@
+//! The eligible agents for one task, as strategies see them.
+
+use std::ops::Bound;
+
+use rand::{Rng, RngExt};
+
+use crate::AgentId;
+use crate::agent::{AgentRecord, Class, Registry, Slot};
+
+use super::ResolvedRequirements;
+
+/// How many uniform draws [`Candidates::sample`] makes before it falls back
+/// to listing the eligible agents (only avoided agents make draws miss).
+const SAMPLE_ATTEMPTS: usize = 8;
+
+/// The agents eligible for one task: a read-only view that strategies query.
+///
+/// An agent is eligible when it is online with a free slot, has every
+/// required capability, satisfies every label constraint, is neither excluded
+/// nor under anti-affinity, and is the pinned agent if the task is pinned.
+/// Every method returns only eligible agents.
+///
+/// The ordered queries ([`first`](Self::first), [`next_after`](Self::next_after),
+/// [`least_loaded`](Self::least_loaded), [`highest_priority`](Self::highest_priority),
+/// [`sample`](Self::sample)) read the registry's availability index: they cost
+/// `O(c · log n)` for `c` matching agent classes (distinct
+/// capability/label combinations), independent of how many agents share a
+/// class. [`iter`](Self::iter) visits every eligible agent.
+#[derive(Clone, Copy, Debug)]
+pub struct Candidates<'a> {
+    registry: &'a Registry,
+    requirements: &'a ResolvedRequirements,
+}
+
+impl<'a> Candidates<'a> {
+    pub(crate) fn new(registry: &'a Registry, requirements: &'a ResolvedRequirements) -> Self {
+        Candidates {
+            registry,
+            requirements,
+        }
+    }
+
+    /// The task's resolved requirements.
+    pub fn requirements(&self) -> &'a ResolvedRequirements {
+        self.requirements
+    }
+
+    /// The registry the candidates come from.
+    pub fn registry(&self) -> &'a Registry {
+        self.registry
+    }
+
+    /// Whether `record` is eligible for the task.
+    pub fn admits(&self, record: &AgentRecord) -> bool {
+        let req = self.requirements;
+        record.is_available()
+            && req.pinned().is_none_or(|pinned| pinned == record.id())
+            && !req.avoids(record.id())
+            && req.matches(record.capabilities(), record.labels())
+    }
+
+    /// The eligible agent with this id, if it is eligible.
+    pub fn get(&self, id: AgentId) -> Option<&'a AgentRecord> {
+        self.registry.get(id).filter(|r| self.admits(r))
+    }
+
+    /// Whether no agent is eligible.
+    pub fn is_empty(&self) -> bool {
+        self.first().is_none()
+    }
+
+    /// Every eligible agent, class by class and in registration order within
+    /// a class: deterministic, but not globally sorted. Costs `O(n)`.
+    pub fn iter(&self) -> impl Iterator<Item = &'a AgentRecord> + 'a {
+        let this = *self;
+        let pinned = self.pinned();
+        let all = self
+            .classes()
+            .filter(move |_| pinned.is_none())
+            .flat_map(move |class| {
+                class
+                    .by_order
+                    .iter()
+                    .filter_map(move |&(_, slot)| this.usable(slot))
+            });
+        pinned.flatten().into_iter().chain(all)
+    }
+
+    /// The eligible agent registered first.
+    pub fn first(&self) -> Option<&'a AgentRecord> {
+        self.best(|class| class.by_order.iter().copied())
+    }
+
+    /// The eligible agent registered next after registration order `order`,
+    /// wrapping around to [`first`](Self::first): one step of a rotation.
+    pub fn next_after(&self, order: u64) -> Option<&'a AgentRecord> {
+        let after = (Bound::Excluded((order, Slot::MAX)), Bound::Unbounded);
+        self.best(|class| class.by_order.range(after).copied())
+            .or_else(|| self.first())
+    }
+
+    /// The eligible agent with the lowest `load / capacity`; ties go to the
+    /// one registered first.
+    pub fn least_loaded(&self) -> Option<&'a AgentRecord> {
+        self.best(|class| class.by_load.iter().map(|key| (*key, key.slot)))
+    }
+
+    /// The eligible agent with the highest profile priority; ties go to the
+    /// least loaded, then to the one registered first.
+    pub fn highest_priority(&self) -> Option<&'a AgentRecord> {
+        self.best(|class| class.by_priority.iter().map(|key| (*key, key.1.slot)))
+    }
+
+    /// A uniformly random eligible agent, drawn from `rng`.
+    pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> Option<&'a AgentRecord> {
+        if let Some(pinned) = self.pinned() {
+            return pinned;
+        }
+        let total: usize = self.classes().map(|class| class.dense.len()).sum();
+        if total == 0 {
+            return None;
+        }
+        for _ in 0..SAMPLE_ATTEMPTS {
+            let mut draw = rng.random_range(0..total);
+            for class in self.classes() {
+                if let Some(&slot) = class.dense.get(draw) {
+                    if let Some(record) = self.usable(slot) {
+                        return Some(record);
+                    }
+                    break;
+                }
+                draw -= class.dense.len();
+            }
+        }
+        let eligible: Vec<&AgentRecord> = self.iter().collect();
+        match eligible.len() {
+            0 => None,
+            len => Some(eligible[rng.random_range(0..len)]),
+        }
+    }
+
+    /// `Some(answer)` when the task is pinned, `None` when it is not.
+    fn pinned(&self) -> Option<Option<&'a AgentRecord>> {
+        self.requirements.pinned().map(|id| self.get(id))
+    }
+
+    /// Live classes whose capabilities and labels satisfy the task.
+    fn classes(&self) -> impl Iterator<Item = &'a Class> + 'a {
+        let requirements = self.requirements;
+        self.registry
+            .index()
+            .classes()
+            .filter(move |class| requirements.matches(&class.capabilities, &class.labels))
+    }
+
+    /// The agent in `slot` unless the task avoids it. Only called for slots
+    /// of matching classes, which hold available agents only.
+    fn usable(&self, slot: Slot) -> Option<&'a AgentRecord> {
+        self.registry
+            .slot(slot)
+            .filter(|record| !self.requirements.avoids(record.id()))
+    }
+
+    /// The minimum, by key, over every matching class of the first usable
+    /// agent of that class's ordering.
+    fn best<K, I>(&self, ordering: impl Fn(&'a Class) -> I) -> Option<&'a AgentRecord>
+    where
+        K: Ord,
+        I: Iterator<Item = (K, Slot)>,
+    {
+        if let Some(pinned) = self.pinned() {
+            return pinned;
+        }
+        self.classes()
+            .filter_map(|class| {
+                ordering(class)
+                    .find_map(|(key, slot)| self.usable(slot).map(|record| (key, record)))
+            })
+            .min_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, record)| record)
+    }
+}

@@ -1,0 +1,266 @@
+//! Choosing an agent for a task.
+//!
+//! Routing happens in two stages:
+//!
+//! 1. **Eligibility**, applied by the [`Registry`] before any strategy runs:
+//!    an agent must be online with a free slot, have every required
+//!    capability, satisfy the label constraints, be neither excluded nor
+//!    under anti-affinity, and be the pinned agent if there is one. A
+//!    preferred agent that is eligible wins outright.
+//! 2. **Selection** by a [`RoutingStrategy`] among the eligible
+//!    [`Candidates`]. Whatever a strategy answers, the registry returns an
+//!    eligible agent or a typed [`RoutingError`] — never an ineligible agent.
+//!
+//! | strategy | picks | cost per pick |
+//! |---|---|---|
+//! | [`CapabilityMatch`] | first eligible in registration order | `O(c log n)` |
+//! | [`RoundRobin`] | next eligible in a true rotation | `O(c log n)` |
+//! | [`WeightedRoundRobin`] | smooth weighted rotation, exact per cycle | `O(n)` |
+//! | [`LeastLoaded`] | lowest `load / capacity` | `O(c log n)` |
+//! | [`PowerOfTwoChoices`] | less loaded of two seeded random picks | `O(c)` |
+//! | [`PriorityBased`] | highest agent priority, then least loaded | `O(c log n)` |
+//! | [`Rendezvous`] | weighted rendezvous hash of the affinity key, load-bounded | `O(n)` |
+//! | [`Scored`] | best weighted score of skill, availability, history, cost | `O(n)` |
+//! | [`Adaptive`] | UCB1 over learned success and latency per task kind | `O(n)` |
+//!
+//! `n` is the number of eligible agents, `c` the number of matching agent
+//! classes (distinct capability/label combinations), usually far below `n`.
+//!
+//! ```
+//! use taskweave::agent::{AgentProfile, Registry};
+//! use taskweave::routing::{LeastLoaded, RoutingStrategy};
+//! use taskweave::{AgentId, Instant, TaskRequirements};
+//!
+//! let mut registry = Registry::new();
+//! for (id, caps) in [(1, vec!["cpu"]), (2, vec!["cpu", "gpu"]), (3, vec!["cpu", "gpu"])] {
+//!     let profile = AgentProfile::builder().capabilities(caps).capacity(2).build()?;
+//!     registry.register(AgentId::new(id), profile, Instant::ZERO)?;
+//! }
+//! registry.acquire(AgentId::new(2))?;
+//!
+//! let mut strategy = LeastLoaded::new();
+//! let task = TaskRequirements::new().require(["gpu"]);
+//! assert_eq!(registry.route(&mut strategy, &task)?, AgentId::new(3));
+//!
+//! // A closure is a strategy too; an ineligible answer becomes an error.
+//! let mut always_one = |_: &taskweave::routing::Candidates<'_>| Some(AgentId::new(1));
+//! assert!(registry.route(&mut always_one, &task).is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod adaptive;
+mod candidates;
+mod capability_match;
+mod least_loaded;
+mod power_of_two;
+mod priority_based;
+mod rendezvous;
+mod resolved;
+mod round_robin;
+mod scored;
+mod weighted_round_robin;
+
+use std::collections::HashMap;
+
+use thiserror::Error;
+
+pub use adaptive::{Adaptive, ArmEstimate};
+pub use candidates::Candidates;
+pub use capability_match::CapabilityMatch;
+pub use least_loaded::LeastLoaded;
+pub use power_of_two::PowerOfTwoChoices;
+pub use priority_based::PriorityBased;
+pub use rendezvous::Rendezvous;
+pub use resolved::ResolvedRequirements;
+pub use round_robin::RoundRobin;
+pub use scored::{ScoreWeights, Scored};
+pub use weighted_round_robin::WeightedRoundRobin;
+
+use crate::agent::{AgentRecord, Outcome, Registry};
+use crate::{AgentId, LabelConstraint, TaskRequirements};
+
+/// Why no agent was chosen, or a strategy could not be built.
+#[derive(Clone, Debug, PartialEq, Error)]
+#[non_exhaustive]
+pub enum RoutingError {
+    /// A required capability that no agent has ever registered with.
+    #[error("no agent has capability {capability:?}")]
+    UnknownCapability {
+        /// The capability name.
+        capability: String,
+    },
+    /// A label constraint that no agent's labels can satisfy.
+    #[error("no agent has a label matching {constraint:?}")]
+    UnknownLabel {
+        /// The constraint.
+        constraint: LabelConstraint,
+    },
+    /// The task is pinned to an agent that is not eligible for it.
+    #[error("pinned agent {agent} is not eligible")]
+    PinnedAgentUnavailable {
+        /// The pinned agent.
+        agent: AgentId,
+    },
+    /// No agent is eligible right now.
+    #[error("no eligible agent")]
+    NoEligibleAgent,
+    /// The strategy answered with an agent that is not eligible.
+    #[error("strategy chose agent {agent}, which is not eligible")]
+    IneligibleChoice {
+        /// The agent the strategy chose.
+        agent: AgentId,
+    },
+    /// The strategy chose nobody although some agent was eligible.
+    #[error("strategy declined although agents were eligible")]
+    Declined,
+    /// A strategy parameter is out of range.
+    #[error("invalid {parameter}: {value}")]
+    InvalidParameter {
+        /// Which parameter.
+        parameter: &'static str,
+        /// The rejected value.
+        value: f64,
+    },
+}
+
+/// What a learning strategy is told about a finished task.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Feedback<'a> {
+    /// The agent that ran the task.
+    pub agent: AgentId,
+    /// The task kind, if the task had one.
+    pub kind: Option<&'a str>,
+    /// How it went.
+    pub outcome: Outcome,
+}
+
+/// A policy that chooses one agent among the eligible candidates.
+///
+/// Implementations only choose; eligibility is enforced around them. The
+/// trait is object-safe (`Box<dyn RoutingStrategy>` works), and any
+/// `FnMut(&Candidates) -> Option<AgentId>` closure implements it.
+pub trait RoutingStrategy {
+    /// Chooses an agent among `candidates`, or `None` if there are none.
+    fn select(&mut self, candidates: &Candidates<'_>) -> Option<AgentId>;
+
+    /// Learns from a finished task. The default ignores it.
+    fn observe(&mut self, feedback: &Feedback<'_>) {
+        let _ = feedback;
+    }
+}
+
+impl<F> RoutingStrategy for F
+where
+    F: FnMut(&Candidates<'_>) -> Option<AgentId>,
+{
+    fn select(&mut self, candidates: &Candidates<'_>) -> Option<AgentId> {
+        self(candidates)
+    }
+}
+
+impl RoutingStrategy for Box<dyn RoutingStrategy + '_> {
+    fn select(&mut self, candidates: &Candidates<'_>) -> Option<AgentId> {
+        (**self).select(candidates)
+    }
+
+    fn observe(&mut self, feedback: &Feedback<'_>) {
+        (**self).observe(feedback);
+    }
+}
+
+impl RoutingStrategy for Box<dyn RoutingStrategy + Send + '_> {
+    fn select(&mut self, candidates: &Candidates<'_>) -> Option<AgentId> {
+        (**self).select(candidates)
+    }
+
+    fn observe(&mut self, feedback: &Feedback<'_>) {
+        (**self).observe(feedback);
+    }
+}
+
+/// The agent with the highest `score`; ties go to the agent registered
+/// first. Shared by the strategies that rank every candidate.
+pub(crate) fn highest_scoring<'a>(
+    agents: impl Iterator<Item = &'a AgentRecord>,
+    mut score: impl FnMut(&AgentRecord) -> f64,
+) -> Option<&'a AgentRecord> {
+    agents
+        .map(|record| (score(record), record))
+        .max_by(|(sa, a), (sb, b)| sa.total_cmp(sb).then(b.order().cmp(&a.order())))
+        .map(|(_, record)| record)
+}
+
+/// Drops per-agent learning state of agents that left the registry, once
+/// the map has grown well past the registry's size (amortised `O(1)`).
+pub(crate) fn prune_departed<V>(state: &mut HashMap<AgentId, V>, registry: &Registry) {
+    if state.len() > 2 * registry.len() + 16 {
+        state.retain(|id, _| registry.contains(*id));
+    }
+}
+
+impl Registry {
+    /// The eligible agents for already-resolved requirements.
+    pub fn candidates<'a>(&'a self, requirements: &'a ResolvedRequirements) -> Candidates<'a> {
+        Candidates::new(self, requirements)
+    }
+
+    /// Resolves `requirements` and routes the task with `strategy`.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`resolve`](Self::resolve) and
+    /// [`route_resolved`](Self::route_resolved).
+    pub fn route<S>(
+        &self,
+        strategy: &mut S,
+        requirements: &TaskRequirements,
+    ) -> Result<AgentId, RoutingError>
+    where
+        S: RoutingStrategy + ?Sized,
+    {
+        let resolved = self.resolve(requirements)?;
+        self.route_resolved(strategy, &resolved)
+    }
+
+    /// Routes a task whose requirements are already resolved: an eligible
+    /// preferred agent wins, otherwise `strategy` chooses.
+    ///
+    /// Never returns an ineligible agent, and returns
+    /// [`RoutingError::NoEligibleAgent`] (or
+    /// [`RoutingError::PinnedAgentUnavailable`] for a pinned task) exactly
+    /// when no agent is eligible.
+    ///
+    /// # Errors
+    ///
+    /// [`RoutingError::PinnedAgentUnavailable`], [`RoutingError::NoEligibleAgent`],
+    /// or, for a misbehaving strategy, [`RoutingError::IneligibleChoice`] or
+    /// [`RoutingError::Declined`].
+    pub fn route_resolved<S>(
+        &self,
+        strategy: &mut S,
+        requirements: &ResolvedRequirements,
+    ) -> Result<AgentId, RoutingError>
+    where
+        S: RoutingStrategy + ?Sized,
+    {
+        let candidates = self.candidates(requirements);
+        if let Some(agent) = requirements.pinned() {
+            return candidates
+                .get(agent)
+                .map(AgentRecord::id)
+                .ok_or(RoutingError::PinnedAgentUnavailable { agent });
+        }
+        if let Some(preferred) = requirements
+            .preferred_agent()
+            .and_then(|id| candidates.get(id))
+        {
+            return Ok(preferred.id());
+        }
+        match strategy.select(&candidates) {
+            Some(agent) if candidates.get(agent).is_some() => Ok(agent),
+            Some(agent) => Err(RoutingError::IneligibleChoice { agent }),
+            None if candidates.is_empty() => Err(RoutingError::NoEligibleAgent),
+            None => Err(RoutingError::Declined),
+        }
+    }
+}

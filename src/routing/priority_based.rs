@@ -1,0 +1,25 @@
+use super::{Candidates, RoutingStrategy};
+use crate::AgentId;
+use crate::agent::AgentRecord;
+
+/// The eligible agent with the highest profile
+/// [`priority`](crate::agent::AgentProfile::priority), then the least loaded
+/// among those, then the one registered first.
+///
+/// Suits tiered pools: premium agents take work while they have free slots,
+/// the rest absorb overflow. Costs `O(c log n)` through the priority index.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PriorityBased;
+
+impl PriorityBased {
+    /// The strategy.
+    pub fn new() -> Self {
+        PriorityBased
+    }
+}
+
+impl RoutingStrategy for PriorityBased {
+    fn select(&mut self, candidates: &Candidates<'_>) -> Option<AgentId> {
+        candidates.highest_priority().map(AgentRecord::id)
+    }
+}

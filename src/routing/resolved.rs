@@ -1,0 +1,154 @@
+//! Requirements resolved against a registry's interners.
+
+use crate::agent::{Registry, label_token};
+use crate::capability::CapabilitySet;
+use crate::hash::fnv1a;
+use crate::{AgentId, LabelConstraint, TaskRequirements};
+
+use super::RoutingError;
+
+/// [`TaskRequirements`] compiled into bitsets for one [`Registry`].
+///
+/// Resolve once per task with [`Registry::resolve`], route as often as needed
+/// with [`Registry::route_resolved`]. The interners only grow, so a resolved
+/// value stays valid for the registry's lifetime; resolving again is needed
+/// only after an error about a capability or label nobody had.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolvedRequirements {
+    required: CapabilitySet,
+    preferred: CapabilitySet,
+    preferred_total: usize,
+    labels_required: CapabilitySet,
+    labels_forbidden: CapabilitySet,
+    labels_any_of: Vec<CapabilitySet>,
+    affinity: Option<u64>,
+    pinned: Option<AgentId>,
+    preferred_agent: Option<AgentId>,
+    avoided: Vec<AgentId>,
+    kind: Option<String>,
+}
+
+impl ResolvedRequirements {
+    /// Required capabilities.
+    pub fn required(&self) -> &CapabilitySet {
+        &self.required
+    }
+
+    /// Preferred capabilities that some agent has.
+    pub fn preferred(&self) -> &CapabilitySet {
+        &self.preferred
+    }
+
+    /// Number of preferred capability names, known or not.
+    pub fn preferred_total(&self) -> usize {
+        self.preferred_total
+    }
+
+    /// Stable 64-bit hash of the affinity key, if any.
+    pub fn affinity_hash(&self) -> Option<u64> {
+        self.affinity
+    }
+
+    /// The pinned agent, if any.
+    pub fn pinned(&self) -> Option<AgentId> {
+        self.pinned
+    }
+
+    /// The preferred agent, if any.
+    pub fn preferred_agent(&self) -> Option<AgentId> {
+        self.preferred_agent
+    }
+
+    /// The task kind, if any.
+    pub fn kind(&self) -> Option<&str> {
+        self.kind.as_deref()
+    }
+
+    /// Whether the agent is excluded or under anti-affinity.
+    pub fn avoids(&self, agent: AgentId) -> bool {
+        self.avoided.binary_search(&agent).is_ok()
+    }
+
+    /// Whether an agent with these capabilities and label tokens satisfies
+    /// the capability and label constraints.
+    pub(crate) fn matches(&self, capabilities: &CapabilitySet, labels: &CapabilitySet) -> bool {
+        capabilities.is_superset(&self.required)
+            && labels.is_superset(&self.labels_required)
+            && !labels.intersects(&self.labels_forbidden)
+            && self.labels_any_of.iter().all(|any| labels.intersects(any))
+    }
+}
+
+impl Registry {
+    /// Compiles requirements against this registry's capability and label
+    /// names.
+    ///
+    /// # Errors
+    ///
+    /// * [`RoutingError::UnknownCapability`]: a required capability no agent
+    ///   ever registered with — the task is unroutable until one does;
+    /// * [`RoutingError::UnknownLabel`]: an `Equals` or `OneOf` label
+    ///   constraint that no agent's labels could ever satisfy.
+    pub fn resolve(
+        &self,
+        requirements: &TaskRequirements,
+    ) -> Result<ResolvedRequirements, RoutingError> {
+        let required = self
+            .capabilities()
+            .lookup_all(requirements.required())
+            .map_err(|name| RoutingError::UnknownCapability {
+                capability: name.clone(),
+            })?;
+        let preferred = requirements
+            .preferred()
+            .iter()
+            .filter_map(|name| self.capabilities().lookup(name))
+            .collect();
+        let labels = self.label_interner();
+        let lookup = |key: &str, value: &str| labels.lookup(&label_token(key, value));
+        let mut labels_required = CapabilitySet::new();
+        let mut labels_forbidden = CapabilitySet::new();
+        let mut labels_any_of = Vec::new();
+        for constraint in requirements.labels() {
+            let unknown = || RoutingError::UnknownLabel {
+                constraint: constraint.clone(),
+            };
+            match constraint {
+                LabelConstraint::Equals { key, value } => {
+                    labels_required.insert(lookup(key, value).ok_or_else(unknown)?);
+                }
+                LabelConstraint::NotEquals { key, value } => {
+                    if let Some(id) = lookup(key, value) {
+                        labels_forbidden.insert(id);
+                    }
+                }
+                LabelConstraint::OneOf { key, values } => {
+                    let any: CapabilitySet = values.iter().filter_map(|v| lookup(key, v)).collect();
+                    if any.is_empty() {
+                        return Err(unknown());
+                    }
+                    labels_any_of.push(any);
+                }
+            }
+        }
+        // The union of two sorted sets is sorted and duplicate-free.
+        let avoided: Vec<AgentId> = requirements
+            .avoided()
+            .union(requirements.excluded())
+            .copied()
+            .collect();
+        Ok(ResolvedRequirements {
+            required,
+            preferred,
+            preferred_total: requirements.preferred().len(),
+            labels_required,
+            labels_forbidden,
+            labels_any_of,
+            affinity: requirements.affinity().map(|key| fnv1a(key.as_bytes())),
+            pinned: requirements.pinned(),
+            preferred_agent: requirements.preferred_agent(),
+            avoided,
+            kind: requirements.task_kind().map(str::to_owned),
+        })
+    }
+}

@@ -1,0 +1,30 @@
+use super::{Candidates, RoutingStrategy};
+use crate::AgentId;
+
+/// True rotation: each pick takes the next eligible agent in registration
+/// order after the previous pick, wrapping around.
+///
+/// Over `k · n` picks among a stable set of `n` eligible agents, each gets
+/// exactly `k`. Costs `O(c log n)` through the registration-order index.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RoundRobin {
+    last: Option<u64>,
+}
+
+impl RoundRobin {
+    /// A rotation that starts at the first eligible agent.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl RoutingStrategy for RoundRobin {
+    fn select(&mut self, candidates: &Candidates<'_>) -> Option<AgentId> {
+        let next = match self.last {
+            Some(order) => candidates.next_after(order),
+            None => candidates.first(),
+        }?;
+        self.last = Some(next.order());
+        Some(next.id())
+    }
+}
