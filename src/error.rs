@@ -3,6 +3,8 @@
 use thiserror::Error;
 
 use crate::agent::{ProfileError, RegistryError};
+use crate::metrics::MetricsError;
+use crate::resilience::ResilienceError;
 use crate::routing::RoutingError;
 
 /// Any error taskweave returns. Each module has its own error enum; this one
@@ -20,6 +22,12 @@ pub enum Error {
     /// A task that could not be routed, or an invalid strategy parameter.
     #[error(transparent)]
     Routing(#[from] RoutingError),
+    /// An invalid metrics setting.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// An invalid resilience policy.
+    #[error(transparent)]
+    Resilience(#[from] ResilienceError),
 }
 
 #[cfg(test)]

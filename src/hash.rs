@@ -22,6 +22,32 @@ pub(crate) fn mix(a: u64, b: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Hasher for maps keyed by integer ids ([`AgentId`](crate::AgentId) and
+/// friends): one multiply-xorshift round instead of SipHash. Ids are chosen
+/// by the host, not by untrusted peers, so flooding resistance is not needed,
+/// and lookups sit on every routing and load-update path.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = mix(self.0, fnv1a(bytes));
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = mix(self.0, value);
+    }
+}
+
+/// A `HashMap` keyed by ids, hashed with [`IdHasher`]. Only ever used for
+/// lookups: nothing iterates it, so its order cannot leak into decisions.
+pub(crate) type IdMap<K, V> =
+    std::collections::HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 /// Maps a hash to a float strictly inside `(0, 1)`. 52 bits keep
 /// `k + 0.5` exactly representable, so the top value stays below 1.
 pub(crate) fn unit_interval(hash: u64) -> f64 {

@@ -42,6 +42,8 @@
 //! | [`requirements`] | [`TaskRequirements`] and [`LabelConstraint`]: what a task asks of its agent |
 //! | [`agent`] | the [`agent::Agent`] trait, [`agent::AgentProfile`], the [`agent::Registry`] |
 //! | [`routing`] | the [`routing::RoutingStrategy`] trait, eligibility and nine strategies |
+//! | [`resilience`] | retry policies with backoff and jitter, retry budget, circuit breaker, bulkhead, rate limiter |
+//! | [`metrics`] | counters, log-bucketed histograms, load statistics, throughput |
 //! | [`error`] | the crate-wide [`Error`] |
 //!
 //! ## Quickstart
@@ -81,8 +83,10 @@ pub mod capability;
 pub mod error;
 mod hash;
 pub mod id;
+pub mod metrics;
 pub mod priority;
 pub mod requirements;
+pub mod resilience;
 pub mod routing;
 pub mod time;
 

@@ -94,7 +94,7 @@ impl LabelConstraint {
 ///
 /// Built with chained calls. Capability names and agent lists are sets
 /// (sorted, without duplicates); label constraints keep their order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct TaskRequirements {
     required: BTreeSet<String>,

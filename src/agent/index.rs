@@ -67,6 +67,8 @@ pub(crate) struct Class {
     pub(crate) capabilities: CapabilitySet,
     pub(crate) labels: CapabilitySet,
     members: usize,
+    /// Members whose status is online, busy or not.
+    pub(crate) online: usize,
     pub(crate) by_order: BTreeSet<(u64, Slot)>,
     pub(crate) by_load: BTreeSet<LoadKey>,
     pub(crate) by_priority: BTreeSet<(Reverse<u32>, LoadKey)>,
@@ -80,6 +82,7 @@ pub(crate) struct AvailabilityIndex {
     free_classes: Vec<ClassId>,
     class_of: HashMap<(CapabilitySet, CapabilitySet), ClassId>,
     dense_position: Vec<usize>,
+    available: usize,
 }
 
 impl AvailabilityIndex {
@@ -94,6 +97,7 @@ impl AvailabilityIndex {
                     capabilities: key.0.clone(),
                     labels: key.1.clone(),
                     members: 0,
+                    online: 0,
                     by_order: BTreeSet::new(),
                     by_load: BTreeSet::new(),
                     by_priority: BTreeSet::new(),
@@ -138,6 +142,13 @@ impl AvailabilityIndex {
         self.classes.get_mut(id as usize).and_then(Option::as_mut)
     }
 
+    /// Counts one agent of `class` more (`sign = 1`) or fewer (`-1`) as online.
+    pub(crate) fn count_online(&mut self, class: ClassId, sign: i64) {
+        if let Some(c) = self.class_mut(class) {
+            c.online = c.online.saturating_add_signed(sign as isize);
+        }
+    }
+
     /// Files an agent as available.
     pub(crate) fn insert(&mut self, class: ClassId, entry: Availability) {
         let slot = entry.load.slot as usize;
@@ -156,6 +167,7 @@ impl AvailabilityIndex {
         c.by_priority.insert(entry.priority_key());
         self.dense_position[slot] = c.dense.len();
         c.dense.push(entry.load.slot);
+        self.available += 1;
     }
 
     /// Withdraws an agent filed with exactly `entry`.
@@ -175,6 +187,12 @@ impl AvailabilityIndex {
         if let Some(&moved) = c.dense.get(position) {
             self.dense_position[moved as usize] = position;
         }
+        self.available -= 1;
+    }
+
+    /// Number of available agents across all classes.
+    pub(crate) fn available(&self) -> usize {
+        self.available
     }
 
     /// Live classes, in id order.

@@ -1,6 +1,6 @@
 //! The agent registry: who is there, what they can do, how busy and how good.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use thiserror::Error;
@@ -8,6 +8,7 @@ use thiserror::Error;
 use super::index::{Availability, AvailabilityIndex, ClassId, LoadKey, Slot};
 use super::{AgentProfile, Outcome, PerformanceStats};
 use crate::capability::{CapabilityInterner, CapabilitySet};
+use crate::hash::IdMap;
 use crate::{AgentId, Instant};
 
 /// Why the registry refused a request. Every variant names the agent.
@@ -199,7 +200,7 @@ pub struct Registry {
     labels: CapabilityInterner,
     slots: Vec<Option<AgentRecord>>,
     free_slots: Vec<Slot>,
-    slot_of: HashMap<AgentId, Slot>,
+    slot_of: IdMap<AgentId, Slot>,
     by_order: BTreeMap<u64, Slot>,
     index: AvailabilityIndex,
     next_order: u64,
@@ -226,7 +227,7 @@ impl Default for Registry {
             labels: CapabilityInterner::new(),
             slots: Vec::new(),
             free_slots: Vec::new(),
-            slot_of: HashMap::new(),
+            slot_of: IdMap::default(),
             by_order: BTreeMap::new(),
             index: AvailabilityIndex::default(),
             next_order: 0,
@@ -456,6 +457,11 @@ impl Registry {
         &self.capabilities
     }
 
+    /// Number of agents that are online with a free slot.
+    pub fn available_agents(&self) -> usize {
+        self.index.available()
+    }
+
     /// Sum of the loads of online agents.
     pub fn online_load(&self) -> u64 {
         self.online_load
@@ -524,6 +530,7 @@ impl Registry {
                 |total: u64, amount: u32| total.saturating_add_signed(sign * i64::from(amount));
             self.online_load = apply(self.online_load, state.load);
             self.online_capacity = apply(self.online_capacity, state.capacity);
+            self.index.count_online(state.class, sign);
         }
         if let Some(entry) = state.availability(slot) {
             if sign > 0 {

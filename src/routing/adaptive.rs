@@ -4,6 +4,7 @@ use std::time::Duration;
 use super::{Candidates, Feedback, RoutingError, RoutingStrategy, highest_scoring, prune_departed};
 use crate::AgentId;
 use crate::agent::AgentRecord;
+use crate::hash::IdMap;
 
 /// What [`Adaptive`] has learned about one agent for one task kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -29,7 +30,7 @@ struct Arm {
 #[derive(Clone, Debug, Default)]
 struct KindStats {
     observations: u64,
-    arms: HashMap<AgentId, Arm>,
+    arms: IdMap<AgentId, Arm>,
 }
 
 /// Learns which agents do best at each task kind, with the UCB1 bandit rule.

@@ -60,8 +60,6 @@ mod round_robin;
 mod scored;
 mod weighted_round_robin;
 
-use std::collections::HashMap;
-
 use thiserror::Error;
 
 pub use adaptive::{Adaptive, ArmEstimate};
@@ -77,6 +75,7 @@ pub use scored::{ScoreWeights, Scored};
 pub use weighted_round_robin::WeightedRoundRobin;
 
 use crate::agent::{AgentRecord, Outcome, Registry};
+use crate::hash::IdMap;
 use crate::{AgentId, LabelConstraint, TaskRequirements};
 
 /// Why no agent was chosen, or a strategy could not be built.
@@ -192,7 +191,7 @@ pub(crate) fn highest_scoring<'a>(
 
 /// Drops per-agent learning state of agents that left the registry, once
 /// the map has grown well past the registry's size (amortised `O(1)`).
-pub(crate) fn prune_departed<V>(state: &mut HashMap<AgentId, V>, registry: &Registry) {
+pub(crate) fn prune_departed<V>(state: &mut IdMap<AgentId, V>, registry: &Registry) {
     if state.len() > 2 * registry.len() + 16 {
         state.retain(|id, _| registry.contains(*id));
     }
@@ -202,6 +201,22 @@ impl Registry {
     /// The eligible agents for already-resolved requirements.
     pub fn candidates<'a>(&'a self, requirements: &'a ResolvedRequirements) -> Candidates<'a> {
         Candidates::new(self, requirements)
+    }
+
+    /// Whether some online agent satisfies the capability, label and pinning
+    /// constraints, free slot or not: `false` means the task is unroutable,
+    /// not merely waiting for a busy agent. Exclusions are not considered.
+    /// Costs `O(c)` for `c` agent classes.
+    pub fn could_serve(&self, requirements: &ResolvedRequirements) -> bool {
+        match requirements.pinned() {
+            Some(agent) => self.get(agent).is_some_and(|record| {
+                record.status() == crate::agent::AgentStatus::Online
+                    && requirements.matches(record.capabilities(), record.labels())
+            }),
+            None => self.index().classes().any(|class| {
+                class.online > 0 && requirements.matches(&class.capabilities, &class.labels)
+            }),
+        }
     }
 
     /// Resolves `requirements` and routes the task with `strategy`.

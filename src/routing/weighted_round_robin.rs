@@ -1,7 +1,6 @@
-use std::collections::HashMap;
-
 use super::{Candidates, RoutingStrategy, prune_departed};
 use crate::AgentId;
+use crate::hash::IdMap;
 
 /// Smooth weighted round robin (the nginx algorithm).
 ///
@@ -16,7 +15,7 @@ use crate::AgentId;
 /// which is what makes the sequence smooth.
 #[derive(Clone, Debug, Default)]
 pub struct WeightedRoundRobin {
-    credit: HashMap<AgentId, i64>,
+    credit: IdMap<AgentId, i64>,
 }
 
 impl WeightedRoundRobin {
