@@ -6,6 +6,7 @@ use crate::agent::{ProfileError, RegistryError};
 use crate::metrics::MetricsError;
 use crate::resilience::ResilienceError;
 use crate::routing::RoutingError;
+use crate::scheduler::{ReportError, SchedulerError, SubmitErrorKind};
 
 /// Any error taskweave returns. Each module has its own error enum; this one
 /// wraps them so a host can use `?` across modules. New variants may be added
@@ -22,12 +23,28 @@ pub enum Error {
     /// A task that could not be routed, or an invalid strategy parameter.
     #[error(transparent)]
     Routing(#[from] RoutingError),
+    /// A dispatcher configuration or request error.
+    #[error(transparent)]
+    Scheduler(#[from] SchedulerError),
+    /// A refused submission (the task itself is returned by
+    /// [`SubmitError`](crate::scheduler::SubmitError)).
+    #[error(transparent)]
+    Submit(#[from] SubmitErrorKind),
+    /// A rejected report.
+    #[error(transparent)]
+    Report(#[from] ReportError),
     /// An invalid metrics setting.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
     /// An invalid resilience policy.
     #[error(transparent)]
     Resilience(#[from] ResilienceError),
+}
+
+impl<P> From<crate::scheduler::SubmitError<P>> for Error {
+    fn from(error: crate::scheduler::SubmitError<P>) -> Self {
+        Error::Submit(error.kind)
+    }
 }
 
 #[cfg(test)]

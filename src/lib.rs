@@ -42,6 +42,7 @@
 //! | [`requirements`] | [`TaskRequirements`] and [`LabelConstraint`]: what a task asks of its agent |
 //! | [`agent`] | the [`agent::Agent`] trait, [`agent::AgentProfile`], the [`agent::Registry`] |
 //! | [`routing`] | the [`routing::RoutingStrategy`] trait, eligibility and nine strategies |
+//! | [`scheduler`] | the sans-IO [`scheduler::Dispatcher`]: priority queue, task lifecycle, retries, failover, dead letters |
 //! | [`resilience`] | retry policies with backoff and jitter, retry budget, circuit breaker, bulkhead, rate limiter |
 //! | [`metrics`] | counters, log-bucketed histograms, load statistics, throughput |
 //! | [`error`] | the crate-wide [`Error`] |
@@ -88,6 +89,7 @@ pub mod priority;
 pub mod requirements;
 pub mod resilience;
 pub mod routing;
+pub mod scheduler;
 pub mod time;
 
 pub use error::Error;

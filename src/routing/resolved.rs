@@ -69,6 +69,15 @@ impl ResolvedRequirements {
         self.avoided.binary_search(&agent).is_ok()
     }
 
+    /// A copy that also avoids `agent` (failover prefers another agent).
+    pub(crate) fn also_avoiding(&self, agent: AgentId) -> Self {
+        let mut copy = self.clone();
+        if let Err(at) = copy.avoided.binary_search(&agent) {
+            copy.avoided.insert(at, agent);
+        }
+        copy
+    }
+
     /// Whether an agent with these capabilities and label tokens satisfies
     /// the capability and label constraints.
     pub(crate) fn matches(&self, capabilities: &CapabilitySet, labels: &CapabilitySet) -> bool {

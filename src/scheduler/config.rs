@@ -1,0 +1,204 @@
+//! Dispatcher configuration, validated when built.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::resilience::{ExponentialBackoff, RetryPolicy};
+
+use super::SchedulerError;
+
+/// Heartbeat monitoring: an agent that has not sent a heartbeat for
+/// `interval × tolerance` is marked unhealthy and its tasks fail over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Heartbeats {
+    /// Expected time between heartbeats.
+    pub interval: Duration,
+    /// Missed heartbeats tolerated before the agent counts as lost (≥ 1).
+    pub tolerance: u32,
+}
+
+impl Heartbeats {
+    /// The silence after which an agent is lost.
+    pub fn timeout(&self) -> Duration {
+        self.interval.saturating_mul(self.tolerance)
+    }
+}
+
+/// Everything a [`Dispatcher`](super::Dispatcher) can be tuned with. Build
+/// it with [`DispatcherConfig::builder`].
+pub struct DispatcherConfig {
+    pub(crate) queue_capacity: usize,
+    pub(crate) aging_interval: Option<Duration>,
+    pub(crate) reserved_share: f64,
+    pub(crate) idempotency_window: Duration,
+    pub(crate) heartbeats: Option<Heartbeats>,
+    pub(crate) attempt_timeout: Option<Duration>,
+    pub(crate) unroutable_timeout: Option<Duration>,
+    pub(crate) terminal_history: usize,
+    pub(crate) retry: Box<dyn RetryPolicy + Send>,
+    pub(crate) seed: u64,
+}
+
+impl fmt::Debug for DispatcherConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DispatcherConfig")
+            .field("queue_capacity", &self.queue_capacity)
+            .field("aging_interval", &self.aging_interval)
+            .field("reserved_share", &self.reserved_share)
+            .field("idempotency_window", &self.idempotency_window)
+            .field("heartbeats", &self.heartbeats)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("unroutable_timeout", &self.unroutable_timeout)
+            .field("terminal_history", &self.terminal_history)
+            .field("retry", &format_args!("dyn RetryPolicy"))
+            .field("seed", &self.seed)
+            .finish()
+    }
+}
+
+impl DispatcherConfig {
+    /// A builder with the defaults listed on each of its methods.
+    pub fn builder() -> DispatcherConfigBuilder {
+        DispatcherConfigBuilder {
+            config: DispatcherConfig {
+                queue_capacity: 100_000,
+                aging_interval: Some(Duration::from_secs(5)),
+                reserved_share: 0.0,
+                idempotency_window: Duration::from_secs(600),
+                heartbeats: None,
+                attempt_timeout: None,
+                unroutable_timeout: None,
+                terminal_history: 10_000,
+                retry: Box::new(ExponentialBackoff::default()),
+                seed: 0,
+            },
+        }
+    }
+
+    /// The aging interval, if aging is on.
+    pub fn aging_interval(&self) -> Option<Duration> {
+        self.aging_interval
+    }
+
+    /// Heartbeat monitoring, if on.
+    pub fn heartbeats(&self) -> Option<Heartbeats> {
+        self.heartbeats
+    }
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self::builder().config
+    }
+}
+
+/// Builder of [`DispatcherConfig`].
+#[derive(Debug)]
+pub struct DispatcherConfigBuilder {
+    config: DispatcherConfig,
+}
+
+impl DispatcherConfigBuilder {
+    /// Most tasks waiting (queued or delayed) at once; more are refused.
+    /// Default 100,000; must be at least 1.
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.config.queue_capacity = capacity;
+        self
+    }
+
+    /// Waiting time per level of priority gained. Default 5 s; `None`
+    /// disables aging (then low priorities can starve).
+    pub fn aging_interval(mut self, interval: Option<Duration>) -> Self {
+        self.config.aging_interval = interval;
+        self
+    }
+
+    /// Share of all agent slots kept free for P0/P1 work: P2/P3 tasks are
+    /// only dispatched while less than `1 − share` of the slots are busy.
+    /// Default 0; must be in `[0, 1)`.
+    pub fn reserved_share(mut self, share: f64) -> Self {
+        self.config.reserved_share = share;
+        self
+    }
+
+    /// How long an idempotency key is remembered. Default 10 minutes.
+    pub fn idempotency_window(mut self, window: Duration) -> Self {
+        self.config.idempotency_window = window;
+        self
+    }
+
+    /// Turns heartbeat monitoring on. Default off.
+    pub fn heartbeats(mut self, interval: Duration, tolerance: u32) -> Self {
+        self.config.heartbeats = Some(Heartbeats {
+            interval,
+            tolerance,
+        });
+        self
+    }
+
+    /// Default per-attempt timeout for tasks that set none. Default none.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.config.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// Dead-letters a task that found no eligible agent for this long.
+    /// Default: wait forever.
+    pub fn unroutable_timeout(mut self, timeout: Duration) -> Self {
+        self.config.unroutable_timeout = Some(timeout);
+        self
+    }
+
+    /// How many finished tasks keep a queryable record. Default 10,000;
+    /// must be at least 1.
+    pub fn terminal_history(mut self, records: usize) -> Self {
+        self.config.terminal_history = records;
+        self
+    }
+
+    /// The retry policy. Default [`ExponentialBackoff::default`].
+    pub fn retry_policy(mut self, policy: impl RetryPolicy + Send + 'static) -> Self {
+        self.config.retry = Box::new(policy);
+        self
+    }
+
+    /// Seed of the dispatcher's random source (retry jitter). Default 0.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.config.seed = seed;
+        self
+    }
+
+    /// Validates and builds.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::InvalidConfig`] naming the first invalid setting.
+    pub fn build(self) -> Result<DispatcherConfig, SchedulerError> {
+        let c = &self.config;
+        let invalid = |setting: &'static str, value: String| {
+            Err(SchedulerError::InvalidConfig { setting, value })
+        };
+        if c.queue_capacity == 0 {
+            return invalid("queue capacity", "0".into());
+        }
+        if !(0.0..1.0).contains(&c.reserved_share) {
+            return invalid("reserved share", c.reserved_share.to_string());
+        }
+        if c.aging_interval.is_some_and(|d| d.is_zero()) {
+            return invalid("aging interval", "0s".into());
+        }
+        if let Some(h) = c.heartbeats {
+            if h.interval.is_zero() || h.tolerance == 0 {
+                return invalid("heartbeats", format!("{:?} × {}", h.interval, h.tolerance));
+            }
+        }
+        if c.attempt_timeout.is_some_and(|d| d.is_zero()) {
+            return invalid("attempt timeout", "0s".into());
+        }
+        if c.terminal_history == 0 {
+            return invalid("terminal history", "0".into());
+        }
+        Ok(self.config)
+    }
+}

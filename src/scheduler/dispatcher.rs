@@ -1,0 +1,1163 @@
+//! The sans-IO dispatcher: queue, route, assign, and see every task to one end.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::queue::{Entry, HeadKey, Queue};
+use super::requirements_table::{RequirementsId, RequirementsTable};
+use super::slab::TaskSlab;
+use super::task::{AttemptOutcome, DeadLetterReason, Expiry, TaskReport, TaskSpec, TaskState};
+use super::{
+    DeadLetter, DeadLetterQueue, DispatcherConfig, ReportError, SchedulerError, SubmitError,
+    SubmitErrorKind,
+};
+use crate::agent::{AgentProfile, AgentStatus, Outcome, Registry};
+use crate::hash::IdMap;
+use crate::routing::{Feedback, LeastLoaded, RoutingError, RoutingStrategy};
+use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
+
+/// What the host should do next; pulled with [`Dispatcher::poll_action`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum Action {
+    /// Start `task` on `agent`. Its report must carry `token`.
+    Assign {
+        /// The task (its payload: [`Dispatcher::payload`]).
+        task: TaskId,
+        /// The agent chosen.
+        agent: AgentId,
+        /// Fencing token of this attempt.
+        token: AttemptToken,
+        /// 1 for the first attempt.
+        attempt: u32,
+    },
+    /// Stop the attempt `token` of `task` on `agent`; any result it still
+    /// sends will be rejected.
+    Cancel {
+        /// The task.
+        task: TaskId,
+        /// The agent running it.
+        agent: AgentId,
+        /// The attempt to stop.
+        token: AttemptToken,
+        /// Why.
+        reason: CancelReason,
+    },
+    /// `task` failed for good; its letter is in the dead-letter queue.
+    DeadLettered {
+        /// The task.
+        task: TaskId,
+        /// Why.
+        reason: DeadLetterReason,
+    },
+    /// `task` ran out of time; its letter is in the dead-letter queue.
+    Expired {
+        /// The task.
+        task: TaskId,
+        /// Which limit ran out.
+        limit: Expiry,
+    },
+    /// `agent` missed its heartbeats and is now unhealthy; its tasks were
+    /// requeued.
+    AgentLost {
+        /// The agent.
+        agent: AgentId,
+    },
+}
+
+/// Why a running attempt is being stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum CancelReason {
+    /// The host cancelled the task.
+    Cancelled,
+    /// The task's deadline passed.
+    Expired,
+    /// The attempt exceeded its timeout; the task will be retried or
+    /// dead-lettered.
+    TimedOut,
+    /// The agent was lost or taken out of service; the task was requeued.
+    AgentLost,
+}
+
+/// The result of a successful submission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Submitted {
+    /// A new task was created.
+    New(TaskId),
+    /// The idempotency key was seen within the window: this is the existing
+    /// task, and the new payload was dropped.
+    Duplicate(TaskId),
+}
+
+impl Submitted {
+    /// The task id, new or existing.
+    pub fn id(self) -> TaskId {
+        match self {
+            Submitted::New(id) | Submitted::Duplicate(id) => id,
+        }
+    }
+}
+
+/// Something the dispatcher must look at, at a given instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Ttl(TaskId),
+    Deadline(TaskId),
+    Attempt(TaskId, AttemptToken),
+    Retry(TaskId),
+    Unroutable(TaskId),
+    Heartbeat(AgentId),
+}
+
+/// One live (non-terminal) task.
+#[derive(Clone, Debug)]
+struct Task<P> {
+    payload: P,
+    priority: Priority,
+    requirements: RequirementsId,
+    seq: u64,
+    ttl: Option<Duration>,
+    deadline: Option<Instant>,
+    attempt_timeout: Option<Duration>,
+    state: TaskState,
+    attempts: u32,
+    failures: u32,
+    last_delay: Option<Duration>,
+    last_agent: Option<AgentId>,
+    last_error: Option<String>,
+    assigned_at: Instant,
+    unroutable_since: Option<Instant>,
+}
+
+/// Tasks that found no eligible agent, grouped by requirement set. A
+/// blocked group is not retried until an agent that could serve it frees a
+/// slot, so one unroutable task never stalls the queue behind it.
+#[derive(Clone, Debug)]
+struct Parked {
+    requirements: RequirementsId,
+    queue: Queue,
+    blocked: bool,
+}
+
+/// Where the next task comes from.
+#[derive(Clone, Copy)]
+enum Source {
+    Main,
+    Parked(usize),
+}
+
+/// The sans-IO dispatcher. See the [module docs](super).
+pub struct Dispatcher<P, S = Box<dyn RoutingStrategy + Send>> {
+    config: DispatcherConfig,
+    registry: Registry,
+    strategy: S,
+    rng: StdRng,
+    tasks: TaskSlab<Task<P>>,
+    requirements: RequirementsTable,
+    queue: Queue,
+    parked: Vec<Parked>,
+    parked_index: HashMap<RequirementsId, usize>,
+    timers: BTreeSet<(Instant, u64, Timer)>,
+    heartbeat_due: IdMap<AgentId, Instant>,
+    actions: VecDeque<Action>,
+    in_flight: IdMap<AgentId, Vec<TaskId>>,
+    idempotency: HashMap<String, TaskId>,
+    idempotency_expiry: VecDeque<(Instant, String)>,
+    history: IdMap<TaskId, TaskState>,
+    history_order: VecDeque<TaskId>,
+    dead_letters: DeadLetterQueue<P>,
+    queued_by_level: [usize; Priority::LEVELS],
+    waiting: usize,
+    next_seq: u64,
+    next_token: u64,
+}
+
+impl<P, S> std::fmt::Debug for Dispatcher<P, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("agents", &self.registry.len())
+            .field("live_tasks", &self.tasks.len())
+            .field("waiting", &self.waiting)
+            .field("queued_by_level", &self.queued_by_level)
+            .field("dead_letters", &self.dead_letters.len())
+            .field("pending_actions", &self.actions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P> Dispatcher<P> {
+    /// A dispatcher that routes with [`LeastLoaded`].
+    pub fn new(config: DispatcherConfig) -> Self {
+        Self::with_strategy(config, Box::new(LeastLoaded::new()))
+    }
+}
+
+impl<P, S: RoutingStrategy> Dispatcher<P, S> {
+    /// A dispatcher that routes with `strategy`.
+    pub fn with_strategy(config: DispatcherConfig, strategy: S) -> Self {
+        Dispatcher {
+            rng: StdRng::seed_from_u64(config.seed),
+            queue: Queue::new(config.aging_interval),
+            config,
+            registry: Registry::new(),
+            strategy,
+            tasks: TaskSlab::default(),
+            requirements: RequirementsTable::default(),
+            parked: Vec::new(),
+            parked_index: HashMap::new(),
+            timers: BTreeSet::new(),
+            heartbeat_due: IdMap::default(),
+            actions: VecDeque::new(),
+            in_flight: IdMap::default(),
+            idempotency: HashMap::new(),
+            idempotency_expiry: VecDeque::new(),
+            history: IdMap::default(),
+            history_order: VecDeque::new(),
+            dead_letters: DeadLetterQueue::new(),
+            queued_by_level: [0; Priority::LEVELS],
+            waiting: 0,
+            next_seq: 0,
+            next_token: 0,
+        }
+    }
+
+    // ----- agents -------------------------------------------------------
+
+    /// Registers an agent, online and idle; waiting tasks may go to it at once.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::Registry`] with a duplicate id.
+    pub fn register_agent(
+        &mut self,
+        agent: AgentId,
+        profile: AgentProfile,
+        now: Instant,
+    ) -> Result<(), SchedulerError> {
+        self.registry.register(agent, profile, now)?;
+        self.arm_heartbeat(agent, now);
+        self.capacity_freed(agent);
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// Removes an agent. Its in-flight tasks go back to the queue in their
+    /// original order, preferably for another agent; the ids are returned.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::Registry`] for an unknown agent.
+    pub fn unregister_agent(
+        &mut self,
+        agent: AgentId,
+        now: Instant,
+    ) -> Result<Vec<TaskId>, SchedulerError> {
+        if !self.registry.contains(agent) {
+            return Err(crate::agent::RegistryError::UnknownAgent(agent).into());
+        }
+        let requeued = self.fail_over(agent, now);
+        self.registry.unregister(agent)?;
+        self.heartbeat_due.remove(&agent);
+        self.dispatch(now);
+        Ok(requeued)
+    }
+
+    /// Sets an agent's status. `Draining` keeps its running tasks;
+    /// `Offline` and `Unhealthy` requeue them (returned); `Online` makes it
+    /// eligible again.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::Registry`] for an unknown agent.
+    pub fn set_agent_status(
+        &mut self,
+        agent: AgentId,
+        status: AgentStatus,
+        now: Instant,
+    ) -> Result<Vec<TaskId>, SchedulerError> {
+        let previous = self.registry.set_status(agent, status)?;
+        let requeued = match status {
+            AgentStatus::Offline | AgentStatus::Unhealthy => self.fail_over(agent, now),
+            AgentStatus::Online | AgentStatus::Draining => Vec::new(),
+        };
+        if status == AgentStatus::Online && previous != AgentStatus::Online {
+            self.arm_heartbeat(agent, now);
+            self.capacity_freed(agent);
+        }
+        self.dispatch(now);
+        Ok(requeued)
+    }
+
+    /// Stops sending new tasks to `agent`; it finishes what it holds.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::Registry`] for an unknown agent.
+    pub fn drain_agent(&mut self, agent: AgentId, now: Instant) -> Result<(), SchedulerError> {
+        self.set_agent_status(agent, AgentStatus::Draining, now)
+            .map(drop)
+    }
+
+    /// Records a heartbeat. An agent marked unhealthy for missing heartbeats
+    /// comes back online.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::Registry`] for an unknown agent.
+    pub fn heartbeat(&mut self, agent: AgentId, now: Instant) -> Result<(), SchedulerError> {
+        self.registry.heartbeat(agent, now)?;
+        let lost = self
+            .registry
+            .get(agent)
+            .is_some_and(|r| r.status() == AgentStatus::Unhealthy);
+        if lost && self.config.heartbeats.is_some() {
+            self.set_agent_status(agent, AgentStatus::Online, now)?;
+        }
+        Ok(())
+    }
+
+    // ----- tasks --------------------------------------------------------
+
+    /// Submits a task.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError`] handing the task back: the queue is full, or its
+    /// deadline has passed.
+    pub fn submit(&mut self, spec: TaskSpec<P>, now: Instant) -> Result<Submitted, SubmitError<P>> {
+        let submitted = self.enqueue(spec, now)?;
+        self.dispatch(now);
+        Ok(submitted)
+    }
+
+    /// Submits several tasks and dispatches once at the end. One result per
+    /// task, in order.
+    pub fn submit_batch(
+        &mut self,
+        specs: impl IntoIterator<Item = TaskSpec<P>>,
+        now: Instant,
+    ) -> Vec<Result<Submitted, SubmitError<P>>> {
+        let results = specs
+            .into_iter()
+            .map(|spec| self.enqueue(spec, now))
+            .collect();
+        self.dispatch(now);
+        results
+    }
+
+    /// Cancels a task and hands its payload back. A running attempt gets an
+    /// [`Action::Cancel`].
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::UnknownTask`] or [`SchedulerError::AlreadyFinished`].
+    pub fn cancel(&mut self, task: TaskId, now: Instant) -> Result<P, SchedulerError> {
+        let state = self.live_state(task)?;
+        if let TaskState::InFlight { agent, token, .. } = state {
+            self.end_attempt(task, agent);
+            self.actions.push_back(Action::Cancel {
+                task,
+                agent,
+                token,
+                reason: CancelReason::Cancelled,
+            });
+        }
+        let entry = self
+            .finish(task, TaskState::Cancelled)
+            .ok_or(SchedulerError::UnknownTask(task))?;
+        self.dispatch(now);
+        Ok(entry.payload)
+    }
+
+    /// Takes an agent's report on an attempt.
+    ///
+    /// # Errors
+    ///
+    /// A [`ReportError`] for a report that is not from the agent holding the
+    /// task's current attempt with its token; such a report changes nothing.
+    pub fn report(&mut self, report: TaskReport, now: Instant) -> Result<(), ReportError> {
+        let TaskReport {
+            task,
+            agent,
+            token,
+            outcome,
+        } = report;
+        let Some(entry) = self.tasks.get(task) else {
+            return Err(match self.history.get(&task) {
+                Some(&state) => ReportError::NotInFlight { task, state },
+                None => ReportError::UnknownTask(task),
+            });
+        };
+        match entry.state {
+            TaskState::InFlight {
+                agent: holder,
+                token: current,
+                ..
+            } => {
+                if token != current {
+                    return Err(ReportError::StaleToken { task, token });
+                }
+                if agent != holder {
+                    return Err(ReportError::WrongAgent { task, agent });
+                }
+            }
+            state => return Err(ReportError::NotInFlight { task, state }),
+        }
+        let latency = now.saturating_duration_since(entry.assigned_at);
+        let success = outcome == AttemptOutcome::Success;
+        self.end_attempt(task, agent);
+        self.learn(task, agent, Outcome { success, latency });
+        match outcome {
+            AttemptOutcome::Success => {
+                self.finish(task, TaskState::Completed);
+            }
+            AttemptOutcome::Failure { reason, retryable } => {
+                self.attempt_failed(task, agent, reason, retryable, now)
+            }
+        }
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// Handles every timer due at `now`: TTLs, deadlines, attempt timeouts,
+    /// retry instants, unroutable limits and missed heartbeats.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(at, seq, timer)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.remove(&(at, seq, timer));
+            self.fire(timer, at, now);
+        }
+        self.dispatch(now);
+    }
+
+    /// The next action for the host, oldest first.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next instant at which [`handle_timeout`](Self::handle_timeout)
+    /// has work, if any.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|&(at, _, _)| at)
+    }
+
+    // ----- queries ------------------------------------------------------
+
+    /// The state of a live task, or the terminal state of a recently
+    /// finished one (the last `terminal_history` are remembered).
+    pub fn task_state(&self, task: TaskId) -> Option<TaskState> {
+        self.tasks
+            .get(task)
+            .map(|t| t.state)
+            .or_else(|| self.history.get(&task).copied())
+    }
+
+    /// The payload of a live task.
+    pub fn payload(&self, task: TaskId) -> Option<&P> {
+        self.tasks.get(task).map(|t| &t.payload)
+    }
+
+    /// Tasks queued (not delayed, not running) at `priority`.
+    pub fn queue_depth(&self, priority: Priority) -> usize {
+        self.queued_by_level[priority.index()]
+    }
+
+    /// Tasks waiting: queued or delayed.
+    pub fn waiting(&self) -> usize {
+        self.waiting
+    }
+
+    /// Tasks not yet in a terminal state.
+    pub fn live_tasks(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// The tasks `agent` is running.
+    pub fn in_flight(&self, agent: AgentId) -> &[TaskId] {
+        self.in_flight.get(&agent).map_or(&[], Vec::as_slice)
+    }
+
+    /// The agent registry (status, load, history of every agent).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The routing strategy.
+    pub fn strategy(&self) -> &S {
+        &self.strategy
+    }
+
+    /// The dead-letter queue.
+    pub fn dead_letters(&self) -> &DeadLetterQueue<P> {
+        &self.dead_letters
+    }
+
+    /// Removes and returns the dead letters matching `filter`.
+    pub fn purge_dead_letters(
+        &mut self,
+        filter: impl FnMut(&DeadLetter<P>) -> bool,
+    ) -> Vec<DeadLetter<P>> {
+        self.dead_letters.purge(filter)
+    }
+
+    /// Submits a dead-lettered task again, as a new task (manual override).
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::NoDeadLetter`]; or, if the queue refuses it, the
+    /// submit error — the letter then stays in the dead-letter queue.
+    pub fn requeue_dead_letter(
+        &mut self,
+        task: TaskId,
+        now: Instant,
+    ) -> Result<Submitted, SchedulerError> {
+        let letter = self
+            .dead_letters
+            .take(task)
+            .ok_or(SchedulerError::NoDeadLetter(task))?;
+        let DeadLetter {
+            task,
+            spec,
+            reason,
+            attempts,
+            at,
+        } = letter;
+        let spec = TaskSpec {
+            deadline: None,
+            ..spec
+        };
+        match self.submit(spec, now) {
+            Ok(submitted) => Ok(submitted),
+            Err(SubmitError { kind, spec }) => {
+                self.dead_letters.push(DeadLetter {
+                    task,
+                    spec: *spec,
+                    reason,
+                    attempts,
+                    at,
+                });
+                Err(SchedulerError::Submit(kind))
+            }
+        }
+    }
+
+    // ----- internals ----------------------------------------------------
+
+    fn enqueue(&mut self, spec: TaskSpec<P>, now: Instant) -> Result<Submitted, SubmitError<P>> {
+        self.forget_expired_keys(now);
+        if let Some(&existing) = spec
+            .idempotency_key
+            .as_ref()
+            .and_then(|k| self.idempotency.get(k))
+        {
+            return Ok(Submitted::Duplicate(existing));
+        }
+        if self.waiting >= self.config.queue_capacity {
+            let kind = SubmitErrorKind::QueueFull {
+                capacity: self.config.queue_capacity,
+            };
+            return Err(SubmitError {
+                kind,
+                spec: Box::new(spec),
+            });
+        }
+        if let Some(deadline) = spec.deadline.filter(|&d| d <= now) {
+            let kind = SubmitErrorKind::DeadlinePassed { deadline, now };
+            return Err(SubmitError {
+                kind,
+                spec: Box::new(spec),
+            });
+        }
+        let TaskSpec {
+            payload,
+            priority,
+            requirements,
+            ttl,
+            deadline,
+            attempt_timeout,
+            idempotency_key,
+        } = spec;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let task = self.tasks.insert(Task {
+            payload,
+            priority,
+            requirements: self.requirements.acquire(requirements),
+            seq,
+            ttl,
+            deadline,
+            attempt_timeout,
+            state: TaskState::Queued,
+            attempts: 0,
+            failures: 0,
+            last_delay: None,
+            last_agent: None,
+            last_error: None,
+            assigned_at: now,
+            unroutable_since: None,
+        });
+        self.count(TaskState::Queued, priority, 1);
+        self.queue.push(Entry {
+            seq,
+            task,
+            priority,
+            since: now,
+        });
+        if let Some(ttl) = ttl {
+            self.arm(now.saturating_add(ttl), Timer::Ttl(task));
+        }
+        if let Some(deadline) = deadline {
+            self.arm(deadline, Timer::Deadline(task));
+        }
+        if self.config.unroutable_timeout.is_some() {
+            let requirements = self.tasks.get(task).map(|t| t.requirements);
+            if let Some(requirements) = requirements {
+                self.track_unroutable(task, requirements, now);
+            }
+        }
+        if let Some(key) = idempotency_key {
+            let expires = now.saturating_add(self.config.idempotency_window);
+            self.idempotency.insert(key.clone(), task);
+            self.idempotency_expiry.push_back((expires, key));
+        }
+        Ok(Submitted::New(task))
+    }
+
+    fn forget_expired_keys(&mut self, now: Instant) {
+        while self
+            .idempotency_expiry
+            .front()
+            .is_some_and(|(at, _)| *at <= now)
+        {
+            if let Some((_, key)) = self.idempotency_expiry.pop_front() {
+                self.idempotency.remove(&key);
+            }
+        }
+    }
+
+    /// Assigns waiting tasks while agents have free slots.
+    fn dispatch(&mut self, now: Instant) {
+        while self.registry.available_agents() > 0 {
+            let max_level = if self.reservation_active() {
+                Priority::High
+            } else {
+                Priority::Low
+            };
+            let Some((source, entry)) = self.next_entry(now, max_level) else {
+                break;
+            };
+            match self.route(entry.task) {
+                Ok(agent) => self.assign(entry.task, agent, now),
+                Err(_) => self.park(entry, source, now),
+            }
+        }
+    }
+
+    fn reservation_active(&self) -> bool {
+        let share = self.config.reserved_share;
+        share > 0.0
+            && self.registry.online_load() as f64
+                >= (1.0 - share) * self.registry.online_capacity() as f64
+    }
+
+    /// Pops the best live entry among the main queue and the unblocked
+    /// parked groups.
+    fn next_entry(&mut self, now: Instant, max_level: Priority) -> Option<(Source, Entry)> {
+        let tasks = &self.tasks;
+        let is_live = |e: &Entry| {
+            tasks
+                .get(e.task)
+                .is_some_and(|t| t.state == TaskState::Queued)
+        };
+        let mut best: Option<(HeadKey, Source)> = self
+            .queue
+            .best(now, max_level, is_live)
+            .map(|k| (k, Source::Main));
+        let mut emptied = false;
+        for (index, group) in self.parked.iter_mut().enumerate() {
+            if group.blocked {
+                continue;
+            }
+            match group.queue.best(now, max_level, is_live) {
+                Some(key) if best.is_none_or(|(b, _)| key < b) => {
+                    best = Some((key, Source::Parked(index)))
+                }
+                Some(_) => {}
+                None => emptied |= group.queue.is_empty(),
+            }
+        }
+        let (key, source) = best?;
+        let entry = match source {
+            Source::Main => self.queue.pop(key),
+            Source::Parked(index) => self.parked.get_mut(index).and_then(|g| g.queue.pop(key)),
+        };
+        if emptied && matches!(source, Source::Main) {
+            self.drop_empty_groups();
+        }
+        entry.map(|e| (source, e))
+    }
+
+    fn drop_empty_groups(&mut self) {
+        self.parked.retain(|g| !g.queue.is_empty());
+        self.parked_index = self
+            .parked
+            .iter()
+            .enumerate()
+            .map(|(index, g)| (g.requirements, index))
+            .collect();
+    }
+
+    /// Chooses an agent for `task`, preferring one other than the agent that
+    /// last failed it.
+    fn route(&mut self, task: TaskId) -> Result<AgentId, RoutingError> {
+        let entry = self.tasks.get(task).ok_or(RoutingError::NoEligibleAgent)?;
+        let (requirements, last_agent) = (entry.requirements, entry.last_agent);
+        self.requirements.resolve(requirements, &self.registry)?;
+        let resolved = self
+            .requirements
+            .resolved(requirements)
+            .ok_or(RoutingError::NoEligibleAgent)?;
+        if let Some(last) = last_agent.filter(|&a| !resolved.avoids(a)) {
+            let elsewhere = resolved.also_avoiding(last);
+            if let Ok(agent) = self.registry.route_resolved(&mut self.strategy, &elsewhere) {
+                return Ok(agent);
+            }
+        }
+        self.registry.route_resolved(&mut self.strategy, resolved)
+    }
+
+    fn assign(&mut self, task: TaskId, agent: AgentId, now: Instant) {
+        if self.registry.acquire(agent).is_err() {
+            // Unreachable for a correct strategy check; keep the task safe.
+            if let Some(entry) = self.tasks.get(task).map(|t| self.entry_of(task, t, now)) {
+                self.queue.push(entry);
+            }
+            return;
+        }
+        let token = AttemptToken::new(self.next_token);
+        self.next_token += 1;
+        let default_timeout = self.config.attempt_timeout;
+        let Some(entry) = self.tasks.get_mut(task) else {
+            return;
+        };
+        entry.attempts += 1;
+        entry.assigned_at = now;
+        entry.unroutable_since = None;
+        let attempt = entry.attempts;
+        let timeout = entry.attempt_timeout.or(default_timeout);
+        self.set_state(
+            task,
+            TaskState::InFlight {
+                agent,
+                token,
+                attempt,
+            },
+        );
+        self.in_flight.entry(agent).or_default().push(task);
+        if let Some(timeout) = timeout {
+            self.arm(now.saturating_add(timeout), Timer::Attempt(task, token));
+        }
+        self.actions.push_back(Action::Assign {
+            task,
+            agent,
+            token,
+            attempt,
+        });
+    }
+
+    fn entry_of(&self, task: TaskId, t: &Task<P>, now: Instant) -> Entry {
+        Entry {
+            seq: t.seq,
+            task,
+            priority: t.priority,
+            since: now,
+        }
+    }
+
+    /// Sets an unroutable entry aside in its requirement group, blocked
+    /// until an agent that could serve the group frees a slot.
+    fn park(&mut self, entry: Entry, source: Source, now: Instant) {
+        let Some(requirements) = self.tasks.get(entry.task).map(|t| t.requirements) else {
+            return;
+        };
+        self.track_unroutable(entry.task, requirements, now);
+        let index = match source {
+            Source::Parked(index) => index,
+            Source::Main => match self.parked_index.get(&requirements) {
+                Some(&index) => index,
+                None => {
+                    self.parked.push(Parked {
+                        requirements,
+                        queue: Queue::new(self.config.aging_interval),
+                        blocked: true,
+                    });
+                    self.parked_index
+                        .insert(requirements, self.parked.len() - 1);
+                    self.parked.len() - 1
+                }
+            },
+        };
+        if let Some(group) = self.parked.get_mut(index) {
+            group.queue.push(entry);
+            group.blocked = true;
+        }
+    }
+
+    /// Starts (or stops) the unroutable clock of a task: it runs while no
+    /// online agent could serve the task at all, not while capable agents
+    /// are merely busy.
+    fn track_unroutable(&mut self, task: TaskId, requirements: RequirementsId, now: Instant) {
+        let servable = self
+            .requirements
+            .resolve(requirements, &self.registry)
+            .is_ok()
+            && self
+                .requirements
+                .resolved(requirements)
+                .is_some_and(|r| self.registry.could_serve(r));
+        let limit = self.config.unroutable_timeout;
+        let Some(entry) = self.tasks.get_mut(task) else {
+            return;
+        };
+        if servable {
+            entry.unroutable_since = None;
+        } else if entry.unroutable_since.is_none() {
+            entry.unroutable_since = Some(now);
+            if let Some(limit) = limit {
+                self.arm(now.saturating_add(limit), Timer::Unroutable(task));
+            }
+        }
+    }
+
+    /// `agent` may have a free slot now: unblock the groups it could serve.
+    fn capacity_freed(&mut self, agent: AgentId) {
+        let Some(record) = self.registry.get(agent) else {
+            return;
+        };
+        for group in self.parked.iter_mut().filter(|g| g.blocked) {
+            group.blocked = match self.requirements.resolved(group.requirements) {
+                Some(resolved) => !self.registry.candidates(resolved).admits(record),
+                // Unresolved: a new agent may bring the missing names.
+                None => false,
+            };
+        }
+    }
+
+    /// Frees the slot of `task`'s current attempt on `agent`.
+    fn end_attempt(&mut self, task: TaskId, agent: AgentId) {
+        if let Some(list) = self.in_flight.get_mut(&agent) {
+            list.retain(|&t| t != task);
+            if list.is_empty() {
+                self.in_flight.remove(&agent);
+            }
+        }
+        if self.registry.release(agent).is_ok() {
+            self.capacity_freed(agent);
+        }
+    }
+
+    fn learn(&mut self, task: TaskId, agent: AgentId, outcome: Outcome) {
+        let _ = self.registry.record_outcome(agent, outcome);
+        let kind = self
+            .tasks
+            .get(task)
+            .and_then(|t| self.requirements.requirements(t.requirements))
+            .and_then(|r| r.task_kind());
+        self.strategy.observe(&Feedback {
+            agent,
+            kind,
+            outcome,
+        });
+    }
+
+    /// A failed attempt: retry after the policy's delay, or dead-letter.
+    fn attempt_failed(
+        &mut self,
+        task: TaskId,
+        agent: AgentId,
+        reason: String,
+        retryable: bool,
+        now: Instant,
+    ) {
+        if !retryable {
+            self.dead_letter(task, DeadLetterReason::NonRetryable { reason }, now);
+            return;
+        }
+        let Some(entry) = self.tasks.get_mut(task) else {
+            return;
+        };
+        entry.failures += 1;
+        entry.last_agent = Some(agent);
+        let delay = self
+            .config
+            .retry
+            .next_delay(entry.failures, entry.last_delay, &mut self.rng);
+        let Some(delay) = delay else {
+            let attempts = entry.attempts;
+            let reason = DeadLetterReason::RetriesExhausted {
+                attempts,
+                last_error: reason,
+            };
+            self.dead_letter(task, reason, now);
+            return;
+        };
+        entry.last_delay = Some(delay);
+        entry.last_error = Some(reason);
+        let until = now.saturating_add(delay);
+        if until <= now {
+            self.requeue(task, now);
+        } else {
+            self.set_state(task, TaskState::Delayed { until });
+            self.arm(until, Timer::Retry(task));
+        }
+    }
+
+    /// Puts a task back in the queue at its original FIFO position.
+    fn requeue(&mut self, task: TaskId, now: Instant) {
+        self.set_state(task, TaskState::Queued);
+        if let Some(entry) = self.tasks.get(task).map(|t| self.entry_of(task, t, now)) {
+            self.queue.push(entry);
+        }
+    }
+
+    /// Requeues every task `agent` is running, in original order.
+    fn fail_over(&mut self, agent: AgentId, now: Instant) -> Vec<TaskId> {
+        let mut tasks = self.in_flight.remove(&agent).unwrap_or_default();
+        tasks.sort_by_key(|&t| self.tasks.get(t).map_or(u64::MAX, |e| e.seq));
+        for &task in &tasks {
+            if let Some(TaskState::InFlight { token, .. }) = self.tasks.get(task).map(|t| t.state) {
+                let _ = self.registry.release(agent);
+                self.actions.push_back(Action::Cancel {
+                    task,
+                    agent,
+                    token,
+                    reason: CancelReason::AgentLost,
+                });
+                if let Some(entry) = self.tasks.get_mut(task) {
+                    entry.last_agent = Some(agent);
+                }
+                self.requeue(task, now);
+            }
+        }
+        tasks
+    }
+
+    fn fire(&mut self, timer: Timer, at: Instant, now: Instant) {
+        match timer {
+            Timer::Ttl(task) => {
+                let waiting = self.tasks.get(task).is_some_and(|t| {
+                    matches!(t.state, TaskState::Queued | TaskState::Delayed { .. })
+                });
+                if waiting {
+                    self.expire(task, Expiry::Ttl, now);
+                }
+            }
+            Timer::Deadline(task) => {
+                if let Some(state) = self.tasks.get(task).map(|t| t.state) {
+                    if let TaskState::InFlight { agent, token, .. } = state {
+                        self.end_attempt(task, agent);
+                        self.actions.push_back(Action::Cancel {
+                            task,
+                            agent,
+                            token,
+                            reason: CancelReason::Expired,
+                        });
+                    }
+                    self.expire(task, Expiry::Deadline, now);
+                }
+            }
+            Timer::Attempt(task, token) => {
+                let running = self.tasks.get(task).and_then(|t| match t.state {
+                    TaskState::InFlight {
+                        agent,
+                        token: current,
+                        ..
+                    } if current == token => Some(agent),
+                    _ => None,
+                });
+                if let Some(agent) = running {
+                    let latency = self
+                        .tasks
+                        .get(task)
+                        .map_or(Duration::ZERO, |t| now - t.assigned_at);
+                    self.end_attempt(task, agent);
+                    self.actions.push_back(Action::Cancel {
+                        task,
+                        agent,
+                        token,
+                        reason: CancelReason::TimedOut,
+                    });
+                    self.learn(task, agent, Outcome::failure(latency));
+                    self.attempt_failed(task, agent, "attempt timed out".into(), true, now);
+                }
+            }
+            Timer::Retry(task) => {
+                let due = self.tasks.get(task).is_some_and(
+                    |t| matches!(t.state, TaskState::Delayed { until } if until <= now),
+                );
+                if due {
+                    self.requeue(task, now);
+                }
+            }
+            Timer::Unroutable(task) => {
+                if let Some(requirements) = self.tasks.get(task).map(|t| t.requirements) {
+                    self.track_unroutable(task, requirements, now);
+                }
+                let waited =
+                    self.tasks
+                        .get(task)
+                        .and_then(|t| match (t.state, t.unroutable_since) {
+                            (TaskState::Queued, Some(since)) => Some(now - since),
+                            _ => None,
+                        });
+                let limit = self.config.unroutable_timeout.unwrap_or(Duration::MAX);
+                if let Some(waited) = waited.filter(|&w| w >= limit) {
+                    self.dead_letter(task, DeadLetterReason::Unroutable { waited }, now);
+                }
+            }
+            Timer::Heartbeat(agent) => self.check_heartbeat(agent, at, now),
+        }
+    }
+
+    fn arm_heartbeat(&mut self, agent: AgentId, now: Instant) {
+        if let Some(heartbeats) = self.config.heartbeats {
+            let due = now.saturating_add(heartbeats.timeout());
+            self.heartbeat_due.insert(agent, due);
+            self.arm(due, Timer::Heartbeat(agent));
+        }
+    }
+
+    /// A heartbeat timer fired: lose the agent if it has been silent too
+    /// long, otherwise check again when its silence would reach the limit.
+    fn check_heartbeat(&mut self, agent: AgentId, at: Instant, now: Instant) {
+        let (Some(heartbeats), Some(&due)) =
+            (self.config.heartbeats, self.heartbeat_due.get(&agent))
+        else {
+            return;
+        };
+        if due != at {
+            return; // superseded by a later arming
+        }
+        let Some(record) = self.registry.get(agent) else {
+            return;
+        };
+        let silent_until = record.last_heartbeat().saturating_add(heartbeats.timeout());
+        if silent_until > now {
+            self.heartbeat_due.insert(agent, silent_until);
+            self.arm(silent_until, Timer::Heartbeat(agent));
+        } else if matches!(record.status(), AgentStatus::Online | AgentStatus::Draining) {
+            self.heartbeat_due.remove(&agent);
+            let _ = self.registry.set_status(agent, AgentStatus::Unhealthy);
+            self.actions.push_back(Action::AgentLost { agent });
+            self.fail_over(agent, now);
+        }
+    }
+
+    fn expire(&mut self, task: TaskId, limit: Expiry, now: Instant) {
+        self.dead_letter(task, DeadLetterReason::Expired { limit }, now);
+    }
+
+    /// Ends a task in failure: its letter goes to the dead-letter queue and
+    /// the host gets a notice.
+    fn dead_letter(&mut self, task: TaskId, reason: DeadLetterReason, now: Instant) {
+        let terminal = match reason {
+            DeadLetterReason::Expired { .. } => TaskState::Expired,
+            _ => TaskState::DeadLettered,
+        };
+        let requirements = self
+            .tasks
+            .get(task)
+            .and_then(|t| self.requirements.requirements(t.requirements))
+            .cloned()
+            .unwrap_or_default();
+        let Some(entry) = self.finish(task, terminal) else {
+            return;
+        };
+        let spec = TaskSpec {
+            payload: entry.payload,
+            priority: entry.priority,
+            requirements,
+            ttl: entry.ttl,
+            deadline: entry.deadline,
+            attempt_timeout: entry.attempt_timeout,
+            idempotency_key: None,
+        };
+        self.actions.push_back(match &reason {
+            DeadLetterReason::Expired { limit } => Action::Expired {
+                task,
+                limit: *limit,
+            },
+            _ => Action::DeadLettered {
+                task,
+                reason: reason.clone(),
+            },
+        });
+        self.dead_letters.push(DeadLetter {
+            task,
+            spec,
+            reason,
+            attempts: entry.attempts,
+            at: now,
+        });
+    }
+
+    /// Moves a task to a terminal state: out of the live table, into the
+    /// bounded history.
+    fn finish(&mut self, task: TaskId, terminal: TaskState) -> Option<Task<P>> {
+        self.set_state(task, terminal);
+        let entry = self.tasks.remove(task)?;
+        self.requirements.release(entry.requirements);
+        self.history.insert(task, terminal);
+        self.history_order.push_back(task);
+        while self.history_order.len() > self.config.terminal_history {
+            if let Some(old) = self.history_order.pop_front() {
+                self.history.remove(&old);
+            }
+        }
+        Some(entry)
+    }
+
+    /// The live state of `task`, or why it has none.
+    fn live_state(&self, task: TaskId) -> Result<TaskState, SchedulerError> {
+        match (self.tasks.get(task), self.history.get(&task)) {
+            (Some(t), _) => Ok(t.state),
+            (None, Some(&state)) => Err(SchedulerError::AlreadyFinished { task, state }),
+            (None, None) => Err(SchedulerError::UnknownTask(task)),
+        }
+    }
+
+    /// Changes a task's state, keeping the per-level counters exact.
+    fn set_state(&mut self, task: TaskId, state: TaskState) {
+        let Some(entry) = self.tasks.get_mut(task) else {
+            return;
+        };
+        let (old, priority) = (entry.state, entry.priority);
+        entry.state = state;
+        self.count(old, priority, -1);
+        self.count(state, priority, 1);
+    }
+
+    fn count(&mut self, state: TaskState, priority: Priority, delta: isize) {
+        let apply = |n: &mut usize| *n = n.saturating_add_signed(delta);
+        match state {
+            TaskState::Queued => {
+                apply(&mut self.queued_by_level[priority.index()]);
+                apply(&mut self.waiting);
+            }
+            TaskState::Delayed { .. } => apply(&mut self.waiting),
+            _ => {}
+        }
+    }
+
+    fn arm(&mut self, at: Instant, timer: Timer) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.timers.insert((at, seq, timer));
+    }
+}

@@ -1,0 +1,106 @@
+//! Errors of the scheduler module.
+
+use thiserror::Error;
+
+use super::task::{TaskSpec, TaskState};
+use crate::agent::RegistryError;
+use crate::{AgentId, AttemptToken, Instant, TaskId};
+
+/// Invalid dispatcher configuration, or a refused host request.
+#[derive(Clone, Debug, PartialEq, Error)]
+#[non_exhaustive]
+pub enum SchedulerError {
+    /// A configuration setting is out of range.
+    #[error("invalid {setting}: {value}")]
+    InvalidConfig {
+        /// Which setting.
+        setting: &'static str,
+        /// The rejected value, as text.
+        value: String,
+    },
+    /// A task id the dispatcher never issued, or whose record was evicted.
+    #[error("unknown task {0}")]
+    UnknownTask(TaskId),
+    /// The task already reached a terminal state.
+    #[error("task {task} already ended as {state:?}")]
+    AlreadyFinished {
+        /// The task.
+        task: TaskId,
+        /// Its terminal state.
+        state: TaskState,
+    },
+    /// A resubmission the queue refused.
+    #[error(transparent)]
+    Submit(SubmitErrorKind),
+    /// No dead letter for this task.
+    #[error("no dead letter for task {0}")]
+    NoDeadLetter(TaskId),
+    /// An agent operation the registry refused.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// Why a submission was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum SubmitErrorKind {
+    /// The queue holds its configured capacity of waiting tasks.
+    #[error("queue is full ({capacity} tasks waiting)")]
+    QueueFull {
+        /// The configured capacity.
+        capacity: usize,
+    },
+    /// The task's deadline had already passed when it was submitted.
+    #[error("deadline {deadline} already passed at {now}")]
+    DeadlinePassed {
+        /// The task's deadline.
+        deadline: Instant,
+        /// The submission time.
+        now: Instant,
+    },
+}
+
+/// A refused submission. Hands the task back, so nothing is lost.
+#[derive(Clone, Debug, PartialEq, Error)]
+#[error("{kind}")]
+pub struct SubmitError<P> {
+    /// Why.
+    pub kind: SubmitErrorKind,
+    /// The task, returned to the caller (boxed: it can be large, and this
+    /// is the cold path).
+    pub spec: Box<TaskSpec<P>>,
+}
+
+/// Why a report was rejected. A rejected report changes nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ReportError {
+    /// A task id the dispatcher never issued, or whose record was evicted.
+    #[error("report for unknown task {0}")]
+    UnknownTask(TaskId),
+    /// The task is not running (queued, delayed or finished).
+    #[error("task {task} is not in flight ({state:?})")]
+    NotInFlight {
+        /// The task.
+        task: TaskId,
+        /// Its current state.
+        state: TaskState,
+    },
+    /// The token is not the current attempt's: a late result from an
+    /// earlier attempt, or a forged one.
+    #[error("stale or forged token {token} for task {task}")]
+    StaleToken {
+        /// The task.
+        task: TaskId,
+        /// The token the report carried.
+        token: AttemptToken,
+    },
+    /// The report came from an agent that does not hold the task.
+    #[error("agent {agent} does not hold task {task}")]
+    WrongAgent {
+        /// The task.
+        task: TaskId,
+        /// The agent that reported.
+        agent: AgentId,
+    },
+}

@@ -1,0 +1,222 @@
+//! Tasks as the host submits them, and the states they move through.
+
+use std::time::Duration;
+
+use crate::{AgentId, AttemptToken, Instant, Priority, TaskId, TaskRequirements};
+
+/// A task to submit: a payload of the host's type plus how to schedule it.
+///
+/// ```
+/// use std::time::Duration;
+/// use taskweave::scheduler::TaskSpec;
+/// use taskweave::{Priority, TaskRequirements};
+///
+/// let spec = TaskSpec::new("summarize report 42")
+///     .priority(Priority::High)
+///     .requirements(TaskRequirements::new().require(["llm"]))
+///     .ttl(Duration::from_secs(30))
+///     .idempotency_key("report-42");
+/// assert_eq!(spec.priority, Priority::High);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct TaskSpec<P> {
+    /// The host's payload; the dispatcher stores it and hands it back.
+    pub payload: P,
+    /// Priority level.
+    pub priority: Priority,
+    /// What the task asks of its agent.
+    pub requirements: TaskRequirements,
+    /// Longest time the task may wait in the queue (counted from submission;
+    /// checked whenever it is waiting). `None`: no limit.
+    pub ttl: Option<Duration>,
+    /// Instant by which the task must be completed, running or not.
+    pub deadline: Option<Instant>,
+    /// Longest time one attempt may run before it counts as a failure with
+    /// reason timeout. `None`: the dispatcher's default.
+    pub attempt_timeout: Option<Duration>,
+    /// Submitting the same key again within the idempotency window returns
+    /// the first task's id instead of creating a second task.
+    pub idempotency_key: Option<String>,
+}
+
+impl<P> TaskSpec<P> {
+    /// A normal-priority task with no requirements and no limits.
+    pub fn new(payload: P) -> Self {
+        TaskSpec {
+            payload,
+            priority: Priority::Normal,
+            requirements: TaskRequirements::new(),
+            ttl: None,
+            deadline: None,
+            attempt_timeout: None,
+            idempotency_key: None,
+        }
+    }
+
+    /// Sets the priority.
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Sets the requirements.
+    pub fn requirements(mut self, requirements: TaskRequirements) -> Self {
+        self.requirements = requirements;
+        self
+    }
+
+    /// Sets the time-to-live in the queue.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Sets the completion deadline.
+    pub fn deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Sets the per-attempt timeout.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the idempotency key.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+}
+
+/// Where a task is. Every task is in exactly one state; the last four are
+/// terminal and final.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum TaskState {
+    /// Waiting for an agent.
+    Queued,
+    /// Waiting for its retry instant.
+    Delayed {
+        /// When it becomes ready again.
+        until: Instant,
+    },
+    /// Assigned to an agent.
+    InFlight {
+        /// The agent running it.
+        agent: AgentId,
+        /// The fencing token of this attempt.
+        token: AttemptToken,
+        /// 1 for the first attempt.
+        attempt: u32,
+    },
+    /// Finished successfully.
+    Completed,
+    /// Cancelled by the host.
+    Cancelled,
+    /// Ran out of time (TTL or deadline).
+    Expired,
+    /// Failed for good; its record is in the dead-letter queue.
+    DeadLettered,
+}
+
+impl TaskState {
+    /// Whether the state is final.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            TaskState::Completed
+                | TaskState::Cancelled
+                | TaskState::Expired
+                | TaskState::DeadLettered
+        )
+    }
+}
+
+/// How one attempt ended, as an agent reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum AttemptOutcome {
+    /// The attempt succeeded.
+    Success,
+    /// The attempt failed.
+    Failure {
+        /// Why, in the agent's words.
+        reason: String,
+        /// Whether trying again could help. `false` dead-letters the task at once.
+        retryable: bool,
+    },
+}
+
+impl AttemptOutcome {
+    /// A retryable failure.
+    pub fn failure(reason: impl Into<String>) -> Self {
+        AttemptOutcome::Failure {
+            reason: reason.into(),
+            retryable: true,
+        }
+    }
+
+    /// A failure that no retry can fix.
+    pub fn fatal(reason: impl Into<String>) -> Self {
+        AttemptOutcome::Failure {
+            reason: reason.into(),
+            retryable: false,
+        }
+    }
+}
+
+/// An agent's report on one attempt. Accepted only from the agent holding the
+/// task's current attempt, with that attempt's token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct TaskReport {
+    /// The task.
+    pub task: TaskId,
+    /// The reporting agent.
+    pub agent: AgentId,
+    /// The token of the attempt being reported.
+    pub token: AttemptToken,
+    /// How it went.
+    pub outcome: AttemptOutcome,
+}
+
+/// Why a task was dead-lettered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum DeadLetterReason {
+    /// The retry policy (or the retry budget) gave up.
+    RetriesExhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure's reason.
+        last_error: String,
+    },
+    /// An agent reported a failure that retrying cannot fix.
+    NonRetryable {
+        /// The agent's reason.
+        reason: String,
+    },
+    /// No agent could take the task for longer than the configured limit.
+    Unroutable {
+        /// How long it waited without an eligible agent.
+        waited: Duration,
+    },
+    /// The task ran out of time.
+    Expired {
+        /// Which limit ran out.
+        limit: Expiry,
+    },
+}
+
+/// Which time limit expired a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum Expiry {
+    /// Its time-to-live in the queue.
+    Ttl,
+    /// Its completion deadline.
+    Deadline,
+}

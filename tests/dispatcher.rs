@@ -1,0 +1,562 @@
+//! The dispatcher's behaviours, one by one.
+
+use std::time::Duration;
+
+use taskweave::agent::{AgentProfile, AgentStatus};
+use taskweave::resilience::{ExponentialBackoff, Fixed, Jitter};
+use taskweave::scheduler::{
+    Action, AttemptOutcome, CancelReason, DeadLetterReason, Dispatcher, DispatcherConfig,
+    DispatcherConfigBuilder, Expiry, ReportError, SchedulerError, SubmitErrorKind, Submitted,
+    TaskReport, TaskSpec, TaskState,
+};
+use taskweave::{AgentId, AttemptToken, Instant, Priority, TaskId, TaskRequirements};
+
+fn t(secs: u64) -> Instant {
+    Instant::from_secs(secs)
+}
+
+fn agent(n: u64) -> AgentId {
+    AgentId::new(n)
+}
+
+fn profile(capacity: u32, caps: &[&str]) -> AgentProfile {
+    AgentProfile::builder()
+        .capabilities(caps.iter().copied())
+        .capacity(capacity)
+        .build()
+        .unwrap()
+}
+
+fn dispatcher(config: DispatcherConfigBuilder) -> Dispatcher<&'static str> {
+    Dispatcher::new(config.build().unwrap())
+}
+
+/// Every pending action.
+fn drain(d: &mut Dispatcher<&'static str>) -> Vec<Action> {
+    std::iter::from_fn(|| d.poll_action()).collect()
+}
+
+/// The assignments among pending actions: (task, agent, token).
+fn assignments(d: &mut Dispatcher<&'static str>) -> Vec<(TaskId, AgentId, AttemptToken)> {
+    drain(d)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Assign {
+                task, agent, token, ..
+            } => Some((task, agent, token)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn succeed(
+    d: &mut Dispatcher<&'static str>,
+    (task, agent, token): (TaskId, AgentId, AttemptToken),
+    now: Instant,
+) {
+    let report = TaskReport {
+        task,
+        agent,
+        token,
+        outcome: AttemptOutcome::Success,
+    };
+    d.report(report, now).unwrap();
+}
+
+fn fail(
+    d: &mut Dispatcher<&'static str>,
+    (task, agent, token): (TaskId, AgentId, AttemptToken),
+    outcome: AttemptOutcome,
+    now: Instant,
+) {
+    d.report(
+        TaskReport {
+            task,
+            agent,
+            token,
+            outcome,
+        },
+        now,
+    )
+    .unwrap();
+}
+
+fn submit(d: &mut Dispatcher<&'static str>, spec: TaskSpec<&'static str>, now: Instant) -> TaskId {
+    d.submit(spec, now).unwrap().id()
+}
+
+#[test]
+fn higher_priority_first_then_fifo() {
+    let mut d = dispatcher(DispatcherConfig::builder());
+    let busy = submit(&mut d, TaskSpec::new("busy"), t(0));
+    d.register_agent(agent(1), profile(1, &[]), t(0)).unwrap();
+    let first = assignments(&mut d);
+    assert_eq!(first[0].0, busy);
+    let low = submit(&mut d, TaskSpec::new("low").priority(Priority::Low), t(0));
+    let crit = submit(
+        &mut d,
+        TaskSpec::new("crit").priority(Priority::Critical),
+        t(0),
+    );
+    let normal_a = submit(&mut d, TaskSpec::new("a"), t(0));
+    let normal_b = submit(&mut d, TaskSpec::new("b"), t(0));
+    assert_eq!(d.queue_depth(Priority::Normal), 2);
+    let mut order = Vec::new();
+    let mut current = first[0];
+    for _ in 0..4 {
+        succeed(&mut d, current, t(0));
+        current = assignments(&mut d)[0];
+        order.push(current.0);
+    }
+    assert_eq!(order, [crit, normal_a, normal_b, low]);
+}
+
+#[test]
+fn aging_bounds_the_wait_of_low_priority_work_under_a_p0_stream() {
+    let aging = Duration::from_secs(10);
+    let mut d = dispatcher(DispatcherConfig::builder().aging_interval(Some(aging)));
+    d.register_agent(agent(1), profile(1, &[]), t(0)).unwrap();
+    let mut running = assignments(&mut d);
+    assert!(running.is_empty());
+    submit(
+        &mut d,
+        TaskSpec::new("p0").priority(Priority::Critical),
+        t(0),
+    );
+    let low = submit(&mut d, TaskSpec::new("p3").priority(Priority::Low), t(0));
+    running = assignments(&mut d);
+    // One P0 task arrives every second and each takes one second.
+    for second in 1..100 {
+        submit(
+            &mut d,
+            TaskSpec::new("p0").priority(Priority::Critical),
+            t(second),
+        );
+        succeed(&mut d, running[0], t(second));
+        running = assignments(&mut d);
+        if running[0].0 == low {
+            assert!(second <= 30, "P3 waited {second}s, bound is 3 × 10s");
+            return;
+        }
+    }
+    panic!("the P3 task starved");
+}
+
+#[test]
+fn a_full_queue_hands_the_task_back() {
+    let mut d = dispatcher(DispatcherConfig::builder().queue_capacity(2));
+    submit(&mut d, TaskSpec::new("1"), t(0));
+    submit(&mut d, TaskSpec::new("2"), t(0));
+    let refused = d.submit(TaskSpec::new("3"), t(0)).unwrap_err();
+    assert_eq!(refused.kind, SubmitErrorKind::QueueFull { capacity: 2 });
+    assert_eq!(refused.spec.payload, "3");
+    let late = d.submit(TaskSpec::new("late").deadline(t(5)), t(9));
+    assert!(late.is_err());
+}
+
+#[test]
+fn reserved_slots_are_kept_for_p0_and_p1() {
+    let mut d = dispatcher(DispatcherConfig::builder().reserved_share(0.5));
+    d.register_agent(agent(1), profile(1, &[]), t(0)).unwrap();
+    d.register_agent(agent(2), profile(1, &[]), t(0)).unwrap();
+    submit(&mut d, TaskSpec::new("normal"), t(0));
+    assert_eq!(assignments(&mut d).len(), 1);
+    let second_normal = submit(&mut d, TaskSpec::new("normal 2"), t(0));
+    assert!(
+        assignments(&mut d).is_empty(),
+        "half the slots are busy: P2 must wait"
+    );
+    let high = submit(&mut d, TaskSpec::new("high").priority(Priority::High), t(0));
+    assert_eq!(assignments(&mut d)[0].0, high);
+    assert_eq!(d.task_state(second_normal), Some(TaskState::Queued));
+}
+
+#[test]
+fn idempotency_keys_return_the_existing_task_within_the_window() {
+    let mut d = dispatcher(DispatcherConfig::builder().idempotency_window(Duration::from_secs(60)));
+    let first = d
+        .submit(TaskSpec::new("a").idempotency_key("k"), t(0))
+        .unwrap();
+    let again = d
+        .submit(TaskSpec::new("b").idempotency_key("k"), t(30))
+        .unwrap();
+    assert_eq!(again, Submitted::Duplicate(first.id()));
+    assert_eq!(d.live_tasks(), 1);
+    let later = d
+        .submit(TaskSpec::new("c").idempotency_key("k"), t(61))
+        .unwrap();
+    assert!(matches!(later, Submitted::New(id) if id != first.id()));
+}
+
+#[test]
+fn reports_are_fenced() {
+    let mut d = dispatcher(DispatcherConfig::builder());
+    d.register_agent(agent(1), profile(1, &[]), t(0)).unwrap();
+    d.register_agent(agent(2), profile(1, &[]), t(0)).unwrap();
+    let task = submit(&mut d, TaskSpec::new("x"), t(0));
+    let (_, holder, token) = assignments(&mut d)[0];
+    let other = if holder == agent(1) {
+        agent(2)
+    } else {
+        agent(1)
+    };
+    let report = |agent, token| TaskReport {
+        task,
+        agent,
+        token,
+        outcome: AttemptOutcome::Success,
+    };
+    let forged = AttemptToken::new(token.get() + 100);
+    assert_eq!(
+        d.report(report(holder, forged), t(1)),
+        Err(ReportError::StaleToken {
+            task,
+            token: forged
+        })
+    );
+    assert_eq!(
+        d.report(report(other, token), t(1)),
+        Err(ReportError::WrongAgent { task, agent: other })
+    );
+    let ghost = TaskId::new(999_999);
+    let ghost_report = TaskReport {
+        task: ghost,
+        ..report(holder, token)
+    };
+    assert_eq!(
+        d.report(ghost_report, t(1)),
+        Err(ReportError::UnknownTask(ghost))
+    );
+    assert!(matches!(
+        d.task_state(task),
+        Some(TaskState::InFlight { .. })
+    ));
+    d.report(report(holder, token), t(1)).unwrap();
+    assert_eq!(
+        d.report(report(holder, token), t(2)),
+        Err(ReportError::NotInFlight {
+            task,
+            state: TaskState::Completed
+        })
+    );
+}
+
+#[test]
+fn unregistering_an_agent_fails_its_tasks_over_in_order_and_fences_late_results() {
+    let mut d = dispatcher(DispatcherConfig::builder());
+    d.register_agent(agent(1), profile(3, &[]), t(0)).unwrap();
+    let ids: Vec<TaskId> = ["a", "b", "c"]
+        .iter()
+        .map(|p| submit(&mut d, TaskSpec::new(*p), t(0)))
+        .collect();
+    let old = assignments(&mut d);
+    assert_eq!(old.len(), 3);
+    d.register_agent(agent(2), profile(1, &[]), t(1)).unwrap();
+    let requeued = d.unregister_agent(agent(1), t(2)).unwrap();
+    assert_eq!(requeued, ids);
+    let actions = drain(&mut d);
+    let cancels = actions
+        .iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Action::Cancel {
+                    reason: CancelReason::AgentLost,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(cancels, 3);
+    let reassigned: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Assign { task, agent, .. } => Some((*task, *agent)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reassigned,
+        [(ids[0], agent(2))],
+        "the oldest task goes first"
+    );
+    // The lost agent's late result is rejected.
+    let late = TaskReport {
+        task: ids[0],
+        agent: agent(1),
+        token: old[0].2,
+        outcome: AttemptOutcome::Success,
+    };
+    assert!(d.report(late, t(3)).is_err());
+    assert_eq!(d.queue_depth(Priority::Normal), 2);
+}
+
+#[test]
+fn missed_heartbeats_lose_the_agent_and_a_heartbeat_brings_it_back() {
+    let mut d = dispatcher(DispatcherConfig::builder().heartbeats(Duration::from_secs(5), 2));
+    d.register_agent(agent(1), profile(1, &[]), t(0)).unwrap();
+    d.register_agent(agent(2), profile(1, &[]), t(0)).unwrap();
+    let task = submit(&mut d, TaskSpec::new("x"), t(0));
+    let (_, first, _) = assignments(&mut d)[0];
+    let survivor = if first == agent(1) {
+        agent(2)
+    } else {
+        agent(1)
+    };
+    d.heartbeat(survivor, t(8)).unwrap();
+    assert_eq!(d.poll_timeout(), Some(t(10)));
+    d.handle_timeout(t(10));
+    let actions = drain(&mut d);
+    assert!(actions.contains(&Action::AgentLost { agent: first }));
+    assert!(actions.iter().any(
+        |a| matches!(a, Action::Assign { task: t, agent, .. } if *t == task && *agent == survivor)
+    ));
+    assert_eq!(
+        d.registry().get(first).unwrap().status(),
+        AgentStatus::Unhealthy
+    );
+    d.heartbeat(first, t(11)).unwrap();
+    assert_eq!(
+        d.registry().get(first).unwrap().status(),
+        AgentStatus::Online
+    );
+    // The survivor kept beating until 8 s: it is lost at 18 s unless it beats again.
+    d.handle_timeout(t(17));
+    assert!(drain(&mut d).is_empty());
+    d.handle_timeout(t(18));
+    assert!(drain(&mut d).contains(&Action::AgentLost { agent: survivor }));
+}
+
+#[test]
+fn attempt_timeouts_retry_and_then_dead_letter() {
+    let retry = Fixed::new(Duration::from_secs(1), 2).unwrap();
+    let mut d = dispatcher(
+        DispatcherConfig::builder()
+            .attempt_timeout(Duration::from_secs(10))
+            .retry_policy(retry),
+    );
+    d.register_agent(agent(1), profile(1, &[]), t(0)).unwrap();
+    let task = submit(&mut d, TaskSpec::new("slow"), t(0));
+    assert_eq!(assignments(&mut d).len(), 1);
+    d.handle_timeout(t(10));
+    let actions = drain(&mut d);
+    assert!(actions.iter().any(|a| matches!(
+        a,
+        Action::Cancel {
+            reason: CancelReason::TimedOut,
+            ..
+        }
+    )));
+    assert_eq!(
+        d.task_state(task),
+        Some(TaskState::Delayed { until: t(11) })
+    );
+    d.handle_timeout(t(11));
+    assert_eq!(assignments(&mut d).len(), 1);
+    d.handle_timeout(t(21));
+    let actions = drain(&mut d);
+    assert!(actions.iter().any(|a| matches!(
+        a,
+        Action::DeadLettered {
+            reason: DeadLetterReason::RetriesExhausted { attempts: 2, .. },
+            ..
+        }
+    )));
+    assert_eq!(d.task_state(task), Some(TaskState::DeadLettered));
+    assert_eq!(d.registry().get(agent(1)).unwrap().stats().failed(), 2);
+}
+
+#[test]
+fn failures_retry_with_backoff_on_another_agent_and_non_retryable_ones_dead_letter() {
+    let backoff = ExponentialBackoff::builder()
+        .base(Duration::from_secs(1))
+        .jitter(Jitter::None)
+        .max_attempts(5)
+        .build()
+        .unwrap();
+    let mut d = dispatcher(DispatcherConfig::builder().retry_policy(backoff));
+    d.register_agent(agent(1), profile(1, &[]), t(0)).unwrap();
+    d.register_agent(agent(2), profile(1, &[]), t(0)).unwrap();
+    let task = submit(&mut d, TaskSpec::new("flaky"), t(0));
+    let first = assignments(&mut d)[0];
+    fail(&mut d, first, AttemptOutcome::failure("boom"), t(1));
+    assert_eq!(d.task_state(task), Some(TaskState::Delayed { until: t(2) }));
+    d.handle_timeout(t(2));
+    let second = assignments(&mut d)[0];
+    assert_ne!(second.1, first.1, "a retry prefers another agent");
+    fail(&mut d, second, AttemptOutcome::fatal("bad input"), t(3));
+    assert_eq!(d.task_state(task), Some(TaskState::DeadLettered));
+    let letter = d.dead_letters().get(task).unwrap();
+    assert_eq!(
+        letter.reason,
+        DeadLetterReason::NonRetryable {
+            reason: "bad input".into()
+        }
+    );
+    assert_eq!(letter.spec.payload, "flaky");
+    // Manual requeue makes a new task from the letter.
+    let again = d.requeue_dead_letter(task, t(4)).unwrap();
+    assert_ne!(again.id(), task);
+    assert!(d.dead_letters().is_empty());
+    assert!(matches!(
+        d.requeue_dead_letter(task, t(4)),
+        Err(SchedulerError::NoDeadLetter(_))
+    ));
+}
+
+#[test]
+fn ttl_and_deadline_expire_tasks() {
+    let mut d = dispatcher(DispatcherConfig::builder());
+    let waiting = submit(
+        &mut d,
+        TaskSpec::new("ttl").ttl(Duration::from_secs(5)),
+        t(0),
+    );
+    let running = submit(
+        &mut d,
+        TaskSpec::new("deadline")
+            .deadline(t(20))
+            .priority(Priority::High),
+        t(0),
+    );
+    d.register_agent(agent(1), profile(1, &[]), t(1)).unwrap();
+    assert_eq!(assignments(&mut d)[0].0, running);
+    d.handle_timeout(t(5));
+    assert_eq!(
+        drain(&mut d),
+        [Action::Expired {
+            task: waiting,
+            limit: Expiry::Ttl
+        }]
+    );
+    d.handle_timeout(t(20));
+    let actions = drain(&mut d);
+    assert!(actions.iter().any(|a| matches!(a, Action::Cancel { task, reason: CancelReason::Expired, .. } if *task == running)));
+    assert!(actions.contains(&Action::Expired {
+        task: running,
+        limit: Expiry::Deadline
+    }));
+    assert_eq!(d.dead_letters().len(), 2);
+    assert_eq!(d.registry().get(agent(1)).unwrap().load(), 0);
+}
+
+#[test]
+fn unroutable_tasks_park_without_blocking_others_and_dead_letter_after_the_limit() {
+    let mut d = dispatcher(DispatcherConfig::builder().unroutable_timeout(Duration::from_secs(30)));
+    d.register_agent(agent(1), profile(1, &["cpu"]), t(0))
+        .unwrap();
+    d.register_agent(agent(2), profile(1, &["gpu"]), t(0))
+        .unwrap();
+    let gpu = TaskRequirements::new().require(["gpu"]);
+    let g1 = submit(&mut d, TaskSpec::new("g1").requirements(gpu.clone()), t(0));
+    let g2 = submit(&mut d, TaskSpec::new("g2").requirements(gpu.clone()), t(0));
+    let c1 = submit(
+        &mut d,
+        TaskSpec::new("c1").requirements(TaskRequirements::new().require(["cpu"])),
+        t(0),
+    );
+    let tpu = submit(
+        &mut d,
+        TaskSpec::new("tpu").requirements(TaskRequirements::new().require(["tpu"])),
+        t(0),
+    );
+    let assigned = assignments(&mut d);
+    let ids: Vec<TaskId> = assigned.iter().map(|a| a.0).collect();
+    assert_eq!(
+        ids,
+        [g1, c1],
+        "the waiting gpu task does not block the cpu task"
+    );
+    succeed(&mut d, assigned[0], t(1));
+    assert_eq!(
+        assignments(&mut d)[0].0,
+        g2,
+        "freed gpu slot unblocks the parked group"
+    );
+    d.handle_timeout(t(30));
+    let actions = drain(&mut d);
+    assert!(
+        actions.iter().any(|a| matches!(
+            a,
+            Action::DeadLettered { task, reason: DeadLetterReason::Unroutable { .. } } if *task == tpu
+        )),
+        "{actions:?} {:?}",
+        d.task_state(tpu)
+    );
+    // A tpu agent arriving now is too late for it, but serves new tpu work.
+    d.register_agent(agent(3), profile(1, &["tpu"]), t(31))
+        .unwrap();
+    let tpu2 = submit(
+        &mut d,
+        TaskSpec::new("tpu2").requirements(TaskRequirements::new().require(["tpu"])),
+        t(31),
+    );
+    assert_eq!(assignments(&mut d)[0].0, tpu2);
+}
+
+#[test]
+fn cancel_returns_the_payload_and_stops_a_running_attempt() {
+    let mut d = dispatcher(DispatcherConfig::builder());
+    d.register_agent(agent(1), profile(1, &[]), t(0)).unwrap();
+    let running = submit(&mut d, TaskSpec::new("running"), t(0));
+    let queued = submit(&mut d, TaskSpec::new("queued"), t(0));
+    assert_eq!(assignments(&mut d).len(), 1);
+    assert_eq!(d.cancel(queued, t(1)), Ok("queued"));
+    assert_eq!(d.cancel(running, t(1)), Ok("running"));
+    let actions = drain(&mut d);
+    assert!(actions.iter().any(|a| matches!(
+        a,
+        Action::Cancel {
+            reason: CancelReason::Cancelled,
+            ..
+        }
+    )));
+    assert_eq!(
+        d.cancel(running, t(2)),
+        Err(SchedulerError::AlreadyFinished {
+            task: running,
+            state: TaskState::Cancelled
+        })
+    );
+    assert_eq!(d.registry().get(agent(1)).unwrap().load(), 0);
+    assert_eq!(d.waiting(), 0);
+}
+
+#[test]
+fn terminal_history_is_bounded() {
+    let mut d = dispatcher(DispatcherConfig::builder().terminal_history(2));
+    let ids: Vec<TaskId> = (0..3)
+        .map(|_| submit(&mut d, TaskSpec::new("x"), t(0)))
+        .collect();
+    for &id in &ids {
+        d.cancel(id, t(0)).unwrap();
+    }
+    assert_eq!(d.task_state(ids[0]), None);
+    assert_eq!(d.task_state(ids[2]), Some(TaskState::Cancelled));
+    assert!(matches!(
+        d.cancel(ids[0], t(0)),
+        Err(SchedulerError::UnknownTask(_))
+    ));
+}
+
+#[test]
+fn batch_submit_dispatches_once_and_reports_each_result() {
+    let mut d = dispatcher(DispatcherConfig::builder().queue_capacity(3));
+    d.register_agent(agent(1), profile(2, &[]), t(0)).unwrap();
+    let results = d.submit_batch((0..6).map(|_| TaskSpec::new("x")), t(0));
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3);
+    assert_eq!(assignments(&mut d).len(), 2);
+    assert_eq!(d.waiting(), 1);
+}
+
+#[test]
+fn invalid_configs_are_rejected() {
+    let b = DispatcherConfig::builder;
+    assert!(b().queue_capacity(0).build().is_err());
+    assert!(b().reserved_share(1.0).build().is_err());
+    assert!(b().reserved_share(f64::NAN).build().is_err());
+    assert!(b().aging_interval(Some(Duration::ZERO)).build().is_err());
+    assert!(b().heartbeats(Duration::from_secs(1), 0).build().is_err());
+    assert!(b().attempt_timeout(Duration::ZERO).build().is_err());
+    assert!(b().terminal_history(0).build().is_err());
+}

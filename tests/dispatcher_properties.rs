@@ -1,0 +1,373 @@
+//! State-machine properties of the dispatcher over random interleavings of
+//! every input: submissions, agents joining, leaving, changing status and
+//! beating, good, failed, stale, forged and misdirected reports,
+//! cancellations and time jumps. Case counts follow `PROPTEST_CASES`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use taskweave::agent::{AgentProfile, AgentStatus};
+use taskweave::resilience::Fixed;
+use taskweave::scheduler::{
+    Action, AttemptOutcome, Dispatcher, DispatcherConfig, TaskReport, TaskSpec, TaskState,
+};
+use taskweave::{AgentId, AttemptToken, Instant, Priority, TaskId, TaskRequirements};
+
+#[derive(Clone, Debug)]
+enum Op {
+    Submit {
+        priority: u8,
+        gpu: bool,
+        ttl: Option<u8>,
+    },
+    Register {
+        gpu: bool,
+        capacity: u32,
+    },
+    Unregister(prop::sample::Index),
+    SetStatus(prop::sample::Index, u8),
+    Heartbeat(prop::sample::Index),
+    Succeed(prop::sample::Index),
+    Fail(prop::sample::Index, bool),
+    Stale(prop::sample::Index),
+    Forged(prop::sample::Index),
+    WrongAgent(prop::sample::Index),
+    Cancel(prop::sample::Index),
+    Advance(u16),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    use prop::sample::Index;
+    prop_oneof![
+        4 => (0u8..4, any::<bool>(), proptest::option::weighted(0.2, 1u8..30))
+            .prop_map(|(priority, gpu, ttl)| Op::Submit { priority, gpu, ttl }),
+        1 => (any::<bool>(), 1u32..4).prop_map(|(gpu, capacity)| Op::Register { gpu, capacity }),
+        1 => any::<Index>().prop_map(Op::Unregister),
+        1 => (any::<Index>(), 0u8..4).prop_map(|(i, s)| Op::SetStatus(i, s)),
+        1 => any::<Index>().prop_map(Op::Heartbeat),
+        4 => any::<Index>().prop_map(Op::Succeed),
+        2 => (any::<Index>(), any::<bool>()).prop_map(|(i, r)| Op::Fail(i, r)),
+        1 => any::<Index>().prop_map(Op::Stale),
+        1 => any::<Index>().prop_map(Op::Forged),
+        1 => any::<Index>().prop_map(Op::WrongAgent),
+        1 => any::<Index>().prop_map(Op::Cancel),
+        2 => (1u16..20_000).prop_map(Op::Advance),
+    ]
+}
+
+/// What the harness knows: the attempts it was told about, agent specs.
+#[derive(Default)]
+struct Model {
+    now: Instant,
+    agents: BTreeMap<AgentId, (bool, u32)>,
+    next_agent: u64,
+    submitted: Vec<(TaskId, bool)>,
+    /// Attempts the host was told to run and has not seen end.
+    running: Vec<(TaskId, AgentId, AttemptToken)>,
+    /// Every token ever issued, to build stale reports.
+    past: Vec<(TaskId, AgentId, AttemptToken)>,
+    terminal: BTreeMap<TaskId, TaskState>,
+    completions: BTreeMap<TaskId, u32>,
+    actions: Vec<Action>,
+}
+
+fn config() -> DispatcherConfig {
+    DispatcherConfig::builder()
+        .aging_interval(Some(Duration::from_secs(2)))
+        .heartbeats(Duration::from_secs(3), 2)
+        .attempt_timeout(Duration::from_secs(8))
+        .unroutable_timeout(Duration::from_secs(25))
+        .retry_policy(Fixed::new(Duration::from_millis(500), 3).unwrap())
+        .queue_capacity(40)
+        .terminal_history(100_000)
+        .build()
+        .unwrap()
+}
+
+fn pick<T: Copy>(items: &[T], index: &prop::sample::Index) -> Option<T> {
+    (!items.is_empty()).then(|| items[index.index(items.len())])
+}
+
+/// Applies one op; returns an error message if an invariant broke.
+fn step(d: &mut Dispatcher<u32>, m: &mut Model, op: &Op) -> Result<(), String> {
+    let agents: Vec<AgentId> = m.agents.keys().copied().collect();
+    match op {
+        Op::Submit { priority, gpu, ttl } => {
+            let requirements = if *gpu {
+                TaskRequirements::new().require(["gpu"])
+            } else {
+                TaskRequirements::new()
+            };
+            let mut spec = TaskSpec::new(m.submitted.len() as u32)
+                .priority(Priority::from_index(*priority as usize).unwrap_or_default())
+                .requirements(requirements);
+            if let Some(ttl) = ttl {
+                spec = spec.ttl(Duration::from_secs(u64::from(*ttl)));
+            }
+            if let Ok(s) = d.submit(spec, m.now) {
+                m.submitted.push((s.id(), *gpu));
+            }
+        }
+        Op::Register { gpu, capacity } => {
+            let id = AgentId::new(m.next_agent);
+            m.next_agent += 1;
+            let caps: &[&str] = if *gpu { &["gpu", "cpu"] } else { &["cpu"] };
+            let profile = AgentProfile::builder()
+                .capabilities(caps.iter().copied())
+                .capacity(*capacity)
+                .build()
+                .unwrap();
+            d.register_agent(id, profile, m.now)
+                .map_err(|e| e.to_string())?;
+            m.agents.insert(id, (*gpu, *capacity));
+        }
+        Op::Unregister(i) => {
+            if let Some(agent) = pick(&agents, i) {
+                d.unregister_agent(agent, m.now)
+                    .map_err(|e| e.to_string())?;
+                m.agents.remove(&agent);
+            }
+        }
+        Op::SetStatus(i, s) => {
+            if let Some(agent) = pick(&agents, i) {
+                let status = [
+                    AgentStatus::Online,
+                    AgentStatus::Draining,
+                    AgentStatus::Offline,
+                    AgentStatus::Unhealthy,
+                ][*s as usize];
+                d.set_agent_status(agent, status, m.now)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Op::Heartbeat(i) => {
+            if let Some(agent) = pick(&agents, i) {
+                d.heartbeat(agent, m.now).map_err(|e| e.to_string())?;
+            }
+        }
+        Op::Succeed(i) | Op::Fail(i, _) => {
+            if let Some((task, agent, token)) = pick(&m.running, i) {
+                let outcome = match op {
+                    Op::Fail(_, retryable) => AttemptOutcome::Failure {
+                        reason: "boom".into(),
+                        retryable: *retryable,
+                    },
+                    _ => AttemptOutcome::Success,
+                };
+                let success = outcome == AttemptOutcome::Success;
+                let current = matches!(d.task_state(task), Some(TaskState::InFlight { token: t, .. }) if t == token);
+                let result = d.report(
+                    TaskReport {
+                        task,
+                        agent,
+                        token,
+                        outcome,
+                    },
+                    m.now,
+                );
+                if result.is_ok() != current {
+                    return Err(format!(
+                        "report of current={current} attempt gave {result:?}"
+                    ));
+                }
+                if result.is_ok() && success {
+                    *m.completions.entry(task).or_default() += 1;
+                }
+            }
+        }
+        Op::Stale(i) | Op::Forged(i) | Op::WrongAgent(i) => {
+            let source = if matches!(op, Op::Stale(_)) {
+                &m.past
+            } else {
+                &m.running
+            };
+            if let Some((task, agent, token)) = pick(source, i) {
+                let before = d.task_state(task);
+                let (agent, token) = match op {
+                    Op::Forged(_) => (agent, AttemptToken::new(token.get() ^ 0xdead_beef)),
+                    Op::WrongAgent(_) => (AgentId::new(agent.get() + 1_000), token),
+                    _ => (agent, token),
+                };
+                let current = matches!(before, Some(TaskState::InFlight { token: t, agent: a, .. }) if t == token && a == agent);
+                let result = d.report(
+                    TaskReport {
+                        task,
+                        agent,
+                        token,
+                        outcome: AttemptOutcome::Success,
+                    },
+                    m.now,
+                );
+                if !current {
+                    if result.is_ok() {
+                        return Err(format!("{op:?} was accepted"));
+                    }
+                    if d.task_state(task) != before {
+                        return Err(format!("rejected {op:?} changed the task"));
+                    }
+                } else if result.is_ok() {
+                    *m.completions.entry(task).or_default() += 1;
+                }
+            }
+        }
+        Op::Cancel(i) => {
+            let ids: Vec<TaskId> = m.submitted.iter().map(|s| s.0).collect();
+            if let Some(task) = pick(&ids, i) {
+                let live = d.task_state(task).is_some_and(|s| !s.is_terminal());
+                if d.cancel(task, m.now).is_ok() != live {
+                    return Err(format!("cancel of live={live} task disagreed"));
+                }
+            }
+        }
+        Op::Advance(ms) => {
+            m.now += Duration::from_millis(u64::from(*ms));
+            // Agents that are online beat half the time, so some are lost.
+            if ms % 2 == 0 {
+                for agent in &agents {
+                    d.heartbeat(*agent, m.now).map_err(|e| e.to_string())?;
+                }
+            }
+            d.handle_timeout(m.now);
+        }
+    }
+    check(d, m)
+}
+
+/// Drains actions into the model and checks every invariant.
+fn check(d: &mut Dispatcher<u32>, m: &mut Model) -> Result<(), String> {
+    while let Some(action) = d.poll_action() {
+        if let Action::Assign {
+            task, agent, token, ..
+        } = action
+        {
+            let gpu_task = m.submitted.iter().find(|s| s.0 == task).map(|s| s.1);
+            let (gpu_agent, _) = *m.agents.get(&agent).ok_or("assigned to an unknown agent")?;
+            if gpu_task == Some(true) && !gpu_agent {
+                return Err(format!("gpu task {task} assigned to cpu agent {agent}"));
+            }
+            let status = d.registry().get(agent).map(|r| r.status());
+            if status != Some(AgentStatus::Online) {
+                return Err(format!("assigned to {agent} in status {status:?}"));
+            }
+            m.running.push((task, agent, token));
+            m.past.push((task, agent, token));
+        }
+        m.actions.push(action);
+    }
+    // Attempts the dispatcher no longer considers current are over.
+    m.running.retain(|&(task, agent, token)| {
+        matches!(d.task_state(task), Some(TaskState::InFlight { agent: a, token: t, .. }) if a == agent && t == token)
+    });
+    // Capacity: in flight never exceeds capacity, and matches the load.
+    for (&agent, &(_, capacity)) in &m.agents {
+        let held = d.in_flight(agent).len();
+        let load = d.registry().get(agent).map_or(0, |r| r.load()) as usize;
+        if held > capacity as usize || held != load {
+            return Err(format!(
+                "agent {agent}: {held} in flight, load {load}, capacity {capacity}"
+            ));
+        }
+    }
+    // Every task has exactly one state; terminal states are final; nothing is lost.
+    let mut waiting = 0;
+    let mut running = 0;
+    for &(task, _) in &m.submitted {
+        let state = d.task_state(task).ok_or(format!("task {task} lost"))?;
+        if let Some(&terminal) = m.terminal.get(&task) {
+            if state != terminal {
+                return Err(format!(
+                    "task {task} left terminal state {terminal:?} for {state:?}"
+                ));
+            }
+        } else if state.is_terminal() {
+            m.terminal.insert(task, state);
+        }
+        match state {
+            TaskState::Queued | TaskState::Delayed { .. } => waiting += 1,
+            TaskState::InFlight { .. } => running += 1,
+            _ => {}
+        }
+    }
+    if waiting != d.waiting() {
+        return Err(format!(
+            "waiting: model {waiting}, dispatcher {}",
+            d.waiting()
+        ));
+    }
+    let in_flight: usize = m.agents.keys().map(|&a| d.in_flight(a).len()).sum();
+    if running != in_flight {
+        return Err(format!(
+            "{running} tasks in flight but agents hold {in_flight}"
+        ));
+    }
+    if let Some((task, n)) = m.completions.iter().find(|(_, n)| **n > 1) {
+        return Err(format!("task {task} completed {n} times"));
+    }
+    for (&task, _) in m.completions.iter() {
+        if d.task_state(task) != Some(TaskState::Completed) {
+            return Err(format!(
+                "accepted success of {task} but state {:?}",
+                d.task_state(task)
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn run(ops: &[Op]) -> Result<Vec<Action>, String> {
+    let mut d = Dispatcher::new(config());
+    let mut m = Model::default();
+    for op in ops {
+        step(&mut d, &mut m, op).map_err(|e| format!("after {op:?}: {e}"))?;
+    }
+    Ok(m.actions)
+}
+
+proptest! {
+    #[test]
+    fn invariants_hold_over_random_interleavings(ops in proptest::collection::vec(op(), 1..120)) {
+        if let Err(e) = run(&ops) {
+            return Err(TestCaseError::fail(e));
+        }
+    }
+
+    #[test]
+    fn the_same_inputs_give_the_same_actions(ops in proptest::collection::vec(op(), 1..80)) {
+        prop_assert_eq!(run(&ops), run(&ops));
+    }
+
+    /// Every task reaches a terminal state once agents keep reporting success.
+    #[test]
+    fn every_task_ends_once_agents_work(ops in proptest::collection::vec(op(), 1..60)) {
+        let mut d = Dispatcher::new(config());
+        let mut m = Model::default();
+        for op in &ops {
+            step(&mut d, &mut m, op).map_err(TestCaseError::fail)?;
+        }
+        // Bring in a healthy gpu agent and let everything finish.
+        step(&mut d, &mut m, &Op::Register { gpu: true, capacity: 3 }).map_err(TestCaseError::fail)?;
+        for _ in 0..400 {
+            let agents: Vec<AgentId> = m.agents.keys().copied().collect();
+            for agent in agents {
+                let _ = d.heartbeat(agent, m.now);
+                let _ = d.set_agent_status(agent, AgentStatus::Online, m.now);
+            }
+            check(&mut d, &mut m).map_err(TestCaseError::fail)?;
+            let running = m.running.clone();
+            for (task, agent, token) in running {
+                let _ = d.report(TaskReport { task, agent, token, outcome: AttemptOutcome::Success }, m.now);
+            }
+            m.now += Duration::from_millis(500);
+            d.handle_timeout(m.now);
+            check(&mut d, &mut m).map_err(TestCaseError::fail)?;
+        }
+        let unfinished: BTreeSet<TaskId> = m
+            .submitted
+            .iter()
+            .map(|s| s.0)
+            .filter(|&t| !d.task_state(t).is_some_and(|s| s.is_terminal()))
+            .collect();
+        prop_assert!(unfinished.is_empty(), "never finished: {:?}", unfinished);
+    }
+}
