@@ -560,3 +560,167 @@ fn invalid_configs_are_rejected() {
     assert!(b().attempt_timeout(Duration::ZERO).build().is_err());
     assert!(b().terminal_history(0).build().is_err());
 }
+
+#[test]
+fn an_open_breaker_sends_nothing_and_a_probe_closes_it() {
+    use taskweave::resilience::{BreakerConfig, BreakerState};
+    let breaker = BreakerConfig::builder()
+        .consecutive_failures(2)
+        .minimum_calls(u32::MAX)
+        .cooldown(Duration::from_secs(10))
+        .probes(1)
+        .successes_to_close(1)
+        .build()
+        .unwrap();
+    let retry = Fixed::new(Duration::ZERO, 100).unwrap();
+    let mut d = dispatcher(
+        DispatcherConfig::builder()
+            .circuit_breaker(breaker)
+            .retry_policy(retry),
+    );
+    d.register_agent(agent(1), profile(4, &[]), t(0)).unwrap();
+    submit(&mut d, TaskSpec::new("a"), t(0));
+    submit(&mut d, TaskSpec::new("b"), t(0));
+    let running = assignments(&mut d);
+    assert_eq!(running.len(), 2);
+    fail(&mut d, running[0], AttemptOutcome::failure("x"), t(1));
+    // One failure: still closed, the retry goes straight back to agent 1.
+    let retry_run = assignments(&mut d);
+    assert_eq!(retry_run.len(), 1);
+    fail(&mut d, running[1], AttemptOutcome::failure("x"), t(2));
+    assert!(
+        drain(&mut d)
+            .iter()
+            .all(|a| !matches!(a, Action::Assign { .. })),
+        "open breaker admits nothing"
+    );
+    assert_eq!(
+        d.breaker_state(agent(1), t(2)),
+        Some(BreakerState::Open { until: t(12) })
+    );
+    assert_eq!(d.metrics().counters.breaker_trips, 1);
+    // The attempt started before the trip succeeds: it does not close the breaker.
+    succeed(&mut d, retry_run[0], t(3));
+    assert!(assignments(&mut d).is_empty());
+    // After the cooldown exactly one probe goes out; its success closes the breaker.
+    d.handle_timeout(t(12));
+    let probes = assignments(&mut d);
+    assert_eq!(probes.len(), 1);
+    assert_eq!(
+        d.breaker_state(agent(1), t(12)),
+        Some(BreakerState::HalfOpen)
+    );
+    succeed(&mut d, probes[0], t(13));
+    assert_eq!(d.breaker_state(agent(1), t(13)), Some(BreakerState::Closed));
+    assert_eq!(assignments(&mut d).len(), 0, "nothing left to run");
+    assert_eq!(d.live_tasks(), 0);
+}
+
+#[test]
+fn preemption_makes_room_for_p0_without_spending_a_retry() {
+    let mut d = dispatcher(
+        DispatcherConfig::builder()
+            .preemption(true)
+            .retry_policy(Fixed::new(Duration::ZERO, 1).unwrap()),
+    );
+    d.register_agent(agent(1), profile(1, &[]), t(0)).unwrap();
+    let low = submit(&mut d, TaskSpec::new("low").priority(Priority::Low), t(0));
+    assert_eq!(assignments(&mut d)[0].0, low);
+    let urgent = submit(
+        &mut d,
+        TaskSpec::new("urgent").priority(Priority::Critical),
+        t(1),
+    );
+    let actions = drain(&mut d);
+    assert!(actions.iter().any(|a| matches!(a, Action::Cancel { task, reason: CancelReason::Preempted, .. } if *task == low)));
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Assign { task, .. } if *task == urgent))
+    );
+    assert_eq!(d.task_state(low), Some(TaskState::Queued));
+    assert_eq!(d.metrics().counters.preempted, 1);
+    // Preemption is off by default: a P0 task then waits.
+    let mut plain = dispatcher(DispatcherConfig::builder());
+    plain
+        .register_agent(agent(1), profile(1, &[]), t(0))
+        .unwrap();
+    submit(
+        &mut plain,
+        TaskSpec::new("low").priority(Priority::Low),
+        t(0),
+    );
+    drain(&mut plain);
+    submit(
+        &mut plain,
+        TaskSpec::new("urgent").priority(Priority::Critical),
+        t(1),
+    );
+    assert!(drain(&mut plain).is_empty());
+}
+
+#[test]
+fn an_exhausted_retry_budget_dead_letters_instead_of_retrying() {
+    use taskweave::resilience::RetryBudget;
+    let budget = RetryBudget::builder()
+        .min_retries(0)
+        .ratio(0.0)
+        .build()
+        .unwrap();
+    let mut d = dispatcher(DispatcherConfig::builder().retry_budget(budget));
+    d.register_agent(agent(1), profile(1, &[]), t(0)).unwrap();
+    let task = submit(&mut d, TaskSpec::new("x"), t(0));
+    let run = assignments(&mut d)[0];
+    fail(&mut d, run, AttemptOutcome::failure("boom"), t(1));
+    assert_eq!(d.task_state(task), Some(TaskState::DeadLettered));
+}
+
+#[test]
+fn metrics_and_observer_see_every_lifecycle_event() {
+    use std::sync::{Arc, Mutex};
+    use taskweave::scheduler::Event;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let mut d = dispatcher(
+        DispatcherConfig::builder().retry_policy(Fixed::new(Duration::ZERO, 2).unwrap()),
+    );
+    d.set_observer(move |e: &Event| log.lock().unwrap().push(*e));
+    d.register_agent(agent(1), profile(2, &[]), t(0)).unwrap();
+    submit(&mut d, TaskSpec::new("ok"), t(0));
+    submit(&mut d, TaskSpec::new("flaky"), t(0));
+    let runs = assignments(&mut d);
+    succeed(&mut d, runs[0], t(2));
+    fail(&mut d, runs[1], AttemptOutcome::failure("x"), t(3));
+    let retry = assignments(&mut d)[0];
+    let bogus = TaskReport {
+        token: AttemptToken::new(77),
+        ..TaskReport {
+            task: retry.0,
+            agent: retry.1,
+            token: retry.2,
+            outcome: AttemptOutcome::Success,
+        }
+    };
+    assert!(d.report(bogus, t(4)).is_err());
+    succeed(&mut d, retry, t(5));
+    let m = d.metrics();
+    let c = m.counters;
+    assert_eq!(
+        (
+            c.submitted,
+            c.assigned,
+            c.completed,
+            c.failed,
+            c.retried,
+            c.rejected_reports
+        ),
+        (2, 3, 2, 1, 1, 1)
+    );
+    assert_eq!(m.run_time[Priority::Normal.index()].count, 2);
+    assert_eq!(m.queue_wait[Priority::Normal.index()].count, 3);
+    assert_eq!(m.load.agents, 1);
+    assert!(m.completions_per_second > 0.0);
+    let events = seen.lock().unwrap();
+    assert_eq!(events.len(), 10);
+    assert!(matches!(events[0], Event::Submitted { .. }));
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use taskweave::agent::{AgentProfile, AgentStatus};
-use taskweave::resilience::Fixed;
+use taskweave::resilience::{BreakerConfig, BreakerState, Fixed};
 use taskweave::scheduler::{
     Action, AttemptOutcome, Dispatcher, DispatcherConfig, TaskReport, TaskSpec, TaskState,
 };
@@ -79,6 +79,15 @@ fn config() -> DispatcherConfig {
         .attempt_timeout(Duration::from_secs(8))
         .unroutable_timeout(Duration::from_secs(25))
         .retry_policy(Fixed::new(Duration::from_millis(500), 3).unwrap())
+        .circuit_breaker(
+            BreakerConfig::builder()
+                .consecutive_failures(2)
+                .cooldown(Duration::from_secs(4))
+                .probes(1)
+                .build()
+                .unwrap(),
+        )
+        .preemption(true)
         .queue_capacity(40)
         .terminal_history(100_000)
         .build()
@@ -246,6 +255,9 @@ fn check(d: &mut Dispatcher<u32>, m: &mut Model) -> Result<(), String> {
             if gpu_task == Some(true) && !gpu_agent {
                 return Err(format!("gpu task {task} assigned to cpu agent {agent}"));
             }
+            if let Some(BreakerState::Open { .. }) = d.breaker_state(agent, m.now) {
+                return Err(format!("{agent} received {task} while its breaker is open"));
+            }
             let status = d.registry().get(agent).map(|r| r.status());
             if status != Some(AgentStatus::Online) {
                 return Err(format!("assigned to {agent} in status {status:?}"));
@@ -369,5 +381,55 @@ proptest! {
             .filter(|&t| !d.task_state(t).is_some_and(|s| s.is_terminal()))
             .collect();
         prop_assert!(unfinished.is_empty(), "never finished: {:?}", unfinished);
+    }
+}
+
+proptest! {
+    /// Under a sustained stream of P0 work on one slot, a P3 task is assigned
+    /// within 3 × aging interval plus the time to serve the P0 tasks that were
+    /// queued ahead of it.
+    #[test]
+    fn aging_bounds_the_wait_of_a_p3_task(
+        aging_secs in 1u64..8,
+        run_ms in 100u64..2_000,
+        backlog in 0usize..6,
+        arrivals_per_run in 1usize..3,
+    ) {
+        let config = DispatcherConfig::builder()
+            .aging_interval(Some(Duration::from_secs(aging_secs)))
+            .queue_capacity(100_000)
+            .build()
+            .unwrap();
+        let mut d: Dispatcher<u32> = Dispatcher::new(config);
+        let agent = AgentId::new(1);
+        d.register_agent(agent, AgentProfile::builder().build().unwrap(), Instant::ZERO).unwrap();
+        let critical = |n| TaskSpec::new(n).priority(Priority::Critical);
+        let mut now = Instant::ZERO;
+        for n in 0..=backlog as u32 {
+            d.submit(critical(n), now).unwrap();
+        }
+        let low = d.submit(TaskSpec::new(999).priority(Priority::Low), now).unwrap().id();
+        let run = Duration::from_millis(run_ms);
+        let bound = Duration::from_secs(3 * aging_secs) + run * (backlog as u32 + 2);
+        let mut running: Option<(TaskId, AttemptToken)> = None;
+        loop {
+            while let Some(action) = d.poll_action() {
+                if let Action::Assign { task, token, .. } = action {
+                    prop_assert!(running.is_none());
+                    running = Some((task, token));
+                }
+            }
+            let (task, token) = running.take().expect("the agent always has work");
+            if task == low {
+                prop_assert!(now.saturating_duration_since(Instant::ZERO) <= bound, "P3 assigned at {} > bound {:?}", now, bound);
+                break;
+            }
+            prop_assert!(now.saturating_duration_since(Instant::ZERO) <= bound, "P3 still waiting at {}", now);
+            now += run;
+            for n in 0..arrivals_per_run as u32 {
+                d.submit(critical(1_000 + n), now).unwrap();
+            }
+            d.report(TaskReport { task, agent, token, outcome: AttemptOutcome::Success }, now).unwrap();
+        }
     }
 }

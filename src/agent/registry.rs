@@ -73,6 +73,7 @@ pub struct AgentRecord {
     class: ClassId,
     status: AgentStatus,
     load: u32,
+    slot_limit: Option<u32>,
     stats: PerformanceStats,
     registered_at: Instant,
     last_heartbeat: Instant,
@@ -127,9 +128,16 @@ impl AgentRecord {
         self.load_key(0).cmp(&other.load_key(0))
     }
 
-    /// Whether the agent is online with a free slot.
+    /// Whether the agent is online with a free slot (below its capacity and
+    /// below its slot limit, if one is set).
     pub fn is_available(&self) -> bool {
-        self.status == AgentStatus::Online && self.load < self.profile.capacity()
+        self.tracked().is_available()
+    }
+
+    /// The temporary cap on concurrent tasks set with
+    /// [`Registry::set_slot_limit`], if any.
+    pub fn slot_limit(&self) -> Option<u32> {
+        self.slot_limit
     }
 
     /// Outcome history.
@@ -165,6 +173,9 @@ impl AgentRecord {
             status: self.status,
             load: self.load,
             capacity: self.capacity(),
+            admits_below: self
+                .slot_limit
+                .map_or(self.capacity(), |limit| limit.min(self.capacity())),
             priority: self.profile.priority(),
             order: self.order,
             class: self.class,
@@ -295,6 +306,7 @@ impl Registry {
             class,
             status: AgentStatus::Online,
             load: 0,
+            slot_limit: None,
             stats: PerformanceStats::default(),
             registered_at: now,
             last_heartbeat: now,
@@ -365,6 +377,22 @@ impl Registry {
                 });
             }
             record.load = load;
+            Ok(())
+        })
+    }
+
+    /// Caps the agent's concurrent tasks below its capacity, or lifts the cap
+    /// with `None`. Tasks it already holds are unaffected; no new task is
+    /// routed to it while its load is at the cap. A dispatcher uses this to
+    /// keep an agent with an open circuit breaker at zero new tasks, and at
+    /// a few probes while the breaker is half-open.
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryError::UnknownAgent`] if `id` is not registered.
+    pub fn set_slot_limit(&mut self, id: AgentId, limit: Option<u32>) -> Result<(), RegistryError> {
+        self.update(id, |record| {
+            record.slot_limit = limit;
             Ok(())
         })
     }
@@ -548,15 +576,20 @@ struct TrackedState {
     status: AgentStatus,
     load: u32,
     capacity: u32,
+    /// New tasks are admitted while `load` is below this.
+    admits_below: u32,
     priority: u32,
     order: u64,
     class: ClassId,
 }
 
 impl TrackedState {
+    fn is_available(&self) -> bool {
+        self.status == AgentStatus::Online && self.load < self.admits_below
+    }
+
     fn availability(&self, slot: Slot) -> Option<Availability> {
-        let available = self.status == AgentStatus::Online && self.load < self.capacity;
-        available.then_some(Availability {
+        self.is_available().then_some(Availability {
             load: LoadKey {
                 load: self.load,
                 capacity: self.capacity,
@@ -657,6 +690,25 @@ mod tests {
         assert!(!registry.get(id).unwrap().is_available());
         assert_eq!(registry.release(id), Ok(1));
         assert!(registry.get(id).unwrap().is_available());
+    }
+
+    #[test]
+    fn a_slot_limit_caps_availability_until_lifted() {
+        let mut registry = registry_with(&[1], 3);
+        let id = AgentId::new(1);
+        registry.set_slot_limit(id, Some(0)).unwrap();
+        assert!(!registry.get(id).unwrap().is_available());
+        assert_eq!(registry.available_agents(), 0);
+        registry.set_slot_limit(id, Some(1)).unwrap();
+        registry.acquire(id).unwrap();
+        assert!(!registry.get(id).unwrap().is_available());
+        registry.set_slot_limit(id, None).unwrap();
+        assert!(registry.get(id).unwrap().is_available());
+        assert_eq!(registry.get(id).unwrap().slot_limit(), None);
+        assert_eq!(
+            registry.set_slot_limit(AgentId::new(9), None),
+            Err(RegistryError::UnknownAgent(AgentId::new(9)))
+        );
     }
 
     #[test]

@@ -52,9 +52,15 @@ impl<'a> Candidates<'a> {
 
     /// Whether `record` is eligible for the task.
     pub fn admits(&self, record: &AgentRecord) -> bool {
+        record.is_available() && self.admits_ignoring_load(record)
+    }
+
+    /// Whether `record` satisfies every constraint of the task except having
+    /// a free slot and being online: capabilities, labels, exclusions,
+    /// anti-affinity and pinning.
+    pub fn admits_ignoring_load(&self, record: &AgentRecord) -> bool {
         let req = self.requirements;
-        record.is_available()
-            && req.pinned().is_none_or(|pinned| pinned == record.id())
+        req.pinned().is_none_or(|pinned| pinned == record.id())
             && !req.avoids(record.id())
             && req.matches(record.capabilities(), record.labels())
     }

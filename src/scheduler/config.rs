@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::resilience::{ExponentialBackoff, RetryPolicy};
+use crate::resilience::{BreakerConfig, ExponentialBackoff, RetryBudget, RetryPolicy};
 
 use super::SchedulerError;
 
@@ -37,6 +37,9 @@ pub struct DispatcherConfig {
     pub(crate) unroutable_timeout: Option<Duration>,
     pub(crate) terminal_history: usize,
     pub(crate) retry: Box<dyn RetryPolicy + Send>,
+    pub(crate) retry_budget: Option<RetryBudget>,
+    pub(crate) circuit_breaker: Option<BreakerConfig>,
+    pub(crate) preemption: bool,
     pub(crate) seed: u64,
 }
 
@@ -52,6 +55,9 @@ impl fmt::Debug for DispatcherConfig {
             .field("unroutable_timeout", &self.unroutable_timeout)
             .field("terminal_history", &self.terminal_history)
             .field("retry", &format_args!("dyn RetryPolicy"))
+            .field("retry_budget", &self.retry_budget)
+            .field("circuit_breaker", &self.circuit_breaker)
+            .field("preemption", &self.preemption)
             .field("seed", &self.seed)
             .finish()
     }
@@ -71,6 +77,9 @@ impl DispatcherConfig {
                 unroutable_timeout: None,
                 terminal_history: 10_000,
                 retry: Box::new(ExponentialBackoff::default()),
+                retry_budget: None,
+                circuit_breaker: None,
+                preemption: false,
                 seed: 0,
             },
         }
@@ -160,6 +169,29 @@ impl DispatcherConfigBuilder {
     /// The retry policy. Default [`ExponentialBackoff::default`].
     pub fn retry_policy(mut self, policy: impl RetryPolicy + Send + 'static) -> Self {
         self.config.retry = Box::new(policy);
+        self
+    }
+
+    /// Caps retries at a share of recent traffic; a failure that finds the
+    /// budget spent is dead-lettered as retries exhausted. Default: no budget.
+    pub fn retry_budget(mut self, budget: RetryBudget) -> Self {
+        self.config.retry_budget = Some(budget);
+        self
+    }
+
+    /// Gives every agent a circuit breaker with this configuration: while a
+    /// breaker is open its agent receives no task, and while half-open only
+    /// the configured number of probes. Default: no breakers.
+    pub fn circuit_breaker(mut self, config: BreakerConfig) -> Self {
+        self.config.circuit_breaker = Some(config);
+        self
+    }
+
+    /// Lets a waiting P0 task with no free eligible slot preempt the
+    /// lowest-priority running task on an eligible agent; the preempted task
+    /// goes back to the queue without spending a retry. Default off.
+    pub fn preemption(mut self, enabled: bool) -> Self {
+        self.config.preemption = enabled;
         self
     }
 

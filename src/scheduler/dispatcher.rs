@@ -9,13 +9,15 @@ use rand::rngs::StdRng;
 use super::queue::{Entry, HeadKey, Queue};
 use super::requirements_table::{RequirementsId, RequirementsTable};
 use super::slab::TaskSlab;
+use super::stats::Recorder;
 use super::task::{AttemptOutcome, DeadLetterReason, Expiry, TaskReport, TaskSpec, TaskState};
 use super::{
-    DeadLetter, DeadLetterQueue, DispatcherConfig, ReportError, SchedulerError, SubmitError,
-    SubmitErrorKind,
+    DeadLetter, DeadLetterQueue, DispatcherConfig, DispatcherMetrics, Event, Observer, ReportError,
+    SchedulerError, SubmitError, SubmitErrorKind,
 };
 use crate::agent::{AgentProfile, AgentStatus, Outcome, Registry};
 use crate::hash::IdMap;
+use crate::resilience::{BreakerState, CircuitBreaker, RetryBudget};
 use crate::routing::{Feedback, LeastLoaded, RoutingError, RoutingStrategy};
 use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
 
@@ -81,6 +83,9 @@ pub enum CancelReason {
     TimedOut,
     /// The agent was lost or taken out of service; the task was requeued.
     AgentLost,
+    /// A waiting P0 task needed the slot; the task was requeued without
+    /// spending a retry.
+    Preempted,
 }
 
 /// The result of a successful submission.
@@ -111,6 +116,7 @@ enum Timer {
     Retry(TaskId),
     Unroutable(TaskId),
     Heartbeat(AgentId),
+    Breaker(AgentId),
 }
 
 /// One live (non-terminal) task.
@@ -128,9 +134,10 @@ struct Task<P> {
     failures: u32,
     last_delay: Option<Duration>,
     last_agent: Option<AgentId>,
-    last_error: Option<String>,
     assigned_at: Instant,
     unroutable_since: Option<Instant>,
+    /// Whether the current attempt is a half-open breaker's probe.
+    probe: bool,
 }
 
 /// Tasks that found no eligible agent, grouped by requirement set. A
@@ -173,7 +180,12 @@ pub struct Dispatcher<P, S = Box<dyn RoutingStrategy + Send>> {
     queued_by_level: [usize; Priority::LEVELS],
     waiting: usize,
     next_seq: u64,
+    next_timer: u64,
     next_token: u64,
+    breakers: IdMap<AgentId, CircuitBreaker>,
+    retry_budget: Option<RetryBudget>,
+    recorder: Recorder,
+    observer: Option<Box<dyn Observer + Send>>,
 }
 
 impl<P, S> std::fmt::Debug for Dispatcher<P, S> {
@@ -202,6 +214,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         Dispatcher {
             rng: StdRng::seed_from_u64(config.seed),
             queue: Queue::new(config.aging_interval),
+            retry_budget: config.retry_budget.clone(),
             config,
             registry: Registry::new(),
             strategy,
@@ -221,7 +234,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             queued_by_level: [0; Priority::LEVELS],
             waiting: 0,
             next_seq: 0,
+            next_timer: 0,
             next_token: 0,
+            breakers: IdMap::default(),
+            recorder: Recorder::default(),
+            observer: None,
         }
     }
 
@@ -239,6 +256,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         now: Instant,
     ) -> Result<(), SchedulerError> {
         self.registry.register(agent, profile, now)?;
+        if let Some(config) = &self.config.circuit_breaker {
+            self.breakers
+                .insert(agent, CircuitBreaker::new(config.clone()));
+        }
         self.arm_heartbeat(agent, now);
         self.capacity_freed(agent);
         self.dispatch(now);
@@ -262,6 +283,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         let requeued = self.fail_over(agent, now);
         self.registry.unregister(agent)?;
         self.heartbeat_due.remove(&agent);
+        self.breakers.remove(&agent);
         self.dispatch(now);
         Ok(requeued)
     }
@@ -358,7 +380,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     pub fn cancel(&mut self, task: TaskId, now: Instant) -> Result<P, SchedulerError> {
         let state = self.live_state(task)?;
         if let TaskState::InFlight { agent, token, .. } = state {
-            self.end_attempt(task, agent);
+            self.close_attempt(task, agent, None, now);
             self.actions.push_back(Action::Cancel {
                 task,
                 agent,
@@ -369,6 +391,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         let entry = self
             .finish(task, TaskState::Cancelled)
             .ok_or(SchedulerError::UnknownTask(task))?;
+        self.emit(Event::Cancelled { task }, now);
         self.dispatch(now);
         Ok(entry.payload)
     }
@@ -386,6 +409,55 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             token,
             outcome,
         } = report;
+        if let Err(error) = self.check_report(task, agent, token) {
+            self.emit(Event::ReportRejected { task, agent }, now);
+            return Err(error);
+        }
+        let Some(entry) = self.tasks.get(task) else {
+            return Err(ReportError::UnknownTask(task));
+        };
+        let (latency, priority) = (
+            now.saturating_duration_since(entry.assigned_at),
+            entry.priority,
+        );
+        let success = outcome == AttemptOutcome::Success;
+        self.close_attempt(task, agent, Some(Outcome { success, latency }), now);
+        match outcome {
+            AttemptOutcome::Success => {
+                self.finish(task, TaskState::Completed);
+                self.emit(
+                    Event::Completed {
+                        task,
+                        agent,
+                        priority,
+                        ran: latency,
+                    },
+                    now,
+                );
+            }
+            AttemptOutcome::Failure { reason, retryable } => {
+                self.emit(
+                    Event::Failed {
+                        task,
+                        agent,
+                        retryable,
+                    },
+                    now,
+                );
+                self.attempt_failed(task, agent, reason, retryable, now);
+            }
+        }
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// Whether a report comes from the holder of the current attempt.
+    fn check_report(
+        &self,
+        task: TaskId,
+        agent: AgentId,
+        token: AttemptToken,
+    ) -> Result<(), ReportError> {
         let Some(entry) = self.tasks.get(task) else {
             return Err(match self.history.get(&task) {
                 Some(&state) => ReportError::NotInFlight { task, state },
@@ -407,19 +479,6 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             }
             state => return Err(ReportError::NotInFlight { task, state }),
         }
-        let latency = now.saturating_duration_since(entry.assigned_at);
-        let success = outcome == AttemptOutcome::Success;
-        self.end_attempt(task, agent);
-        self.learn(task, agent, Outcome { success, latency });
-        match outcome {
-            AttemptOutcome::Success => {
-                self.finish(task, TaskState::Completed);
-            }
-            AttemptOutcome::Failure { reason, retryable } => {
-                self.attempt_failed(task, agent, reason, retryable, now)
-            }
-        }
-        self.dispatch(now);
         Ok(())
     }
 
@@ -481,6 +540,22 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// The tasks `agent` is running.
     pub fn in_flight(&self, agent: AgentId) -> &[TaskId] {
         self.in_flight.get(&agent).map_or(&[], Vec::as_slice)
+    }
+
+    /// Counters, per-priority wait and run-time percentiles, load spread and
+    /// throughput.
+    pub fn metrics(&self) -> DispatcherMetrics {
+        self.recorder.snapshot(&self.registry)
+    }
+
+    /// Sets the observer that receives every lifecycle [`Event`].
+    pub fn set_observer(&mut self, observer: impl Observer + Send + 'static) {
+        self.observer = Some(Box::new(observer));
+    }
+
+    /// The state of `agent`'s circuit breaker at `now`, if breakers are on.
+    pub fn breaker_state(&self, agent: AgentId, now: Instant) -> Option<BreakerState> {
+        self.breakers.get(&agent).map(|b| b.state(now))
     }
 
     /// The agent registry (status, load, history of every agent).
@@ -598,9 +673,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             failures: 0,
             last_delay: None,
             last_agent: None,
-            last_error: None,
             assigned_at: now,
             unroutable_since: None,
+            probe: false,
         });
         self.count(TaskState::Queued, priority, 1);
         self.queue.push(Entry {
@@ -626,6 +701,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             self.idempotency.insert(key.clone(), task);
             self.idempotency_expiry.push_back((expires, key));
         }
+        if let Some(budget) = &mut self.retry_budget {
+            budget.record_request(now);
+        }
+        self.emit(Event::Submitted { task, priority }, now);
         Ok(Submitted::New(task))
     }
 
@@ -642,21 +721,81 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     }
 
     /// Assigns waiting tasks while agents have free slots.
+    ///
+    /// With every slot taken, only P0 tasks are looked at, and only when
+    /// preemption may free a slot for them.
     fn dispatch(&mut self, now: Instant) {
-        while self.registry.available_agents() > 0 {
-            let max_level = if self.reservation_active() {
-                Priority::High
-            } else {
-                Priority::Low
+        loop {
+            let saturated = self.registry.available_agents() == 0;
+            let max_level = match (saturated, self.config.preemption) {
+                (true, false) => break,
+                (true, true) => Priority::Critical,
+                (false, _) if self.reservation_active() => Priority::High,
+                (false, _) => Priority::Low,
             };
             let Some((source, entry)) = self.next_entry(now, max_level) else {
                 break;
             };
             match self.route(entry.task) {
-                Ok(agent) => self.assign(entry.task, agent, now),
+                Ok(agent) => self.assign(entry, agent, now),
+                Err(_) if self.preempt_for(&entry, now) => match self.route(entry.task) {
+                    Ok(agent) => self.assign(entry, agent, now),
+                    Err(_) => self.park(entry, source, now),
+                },
                 Err(_) => self.park(entry, source, now),
             }
         }
+    }
+
+    /// With preemption on, frees a slot for a waiting P0 task by stopping
+    /// the lowest-priority (then youngest) running task on an agent that
+    /// could serve it. Returns whether a slot was freed.
+    fn preempt_for(&mut self, entry: &Entry, now: Instant) -> bool {
+        if !self.config.preemption || entry.priority != Priority::Critical {
+            return false;
+        }
+        let Some(resolved) = self
+            .tasks
+            .get(entry.task)
+            .and_then(|t| self.requirements.resolved(t.requirements))
+        else {
+            return false;
+        };
+        let candidates = self.registry.candidates(resolved);
+        let mut victim: Option<((usize, u64), TaskId, AgentId, AttemptToken)> = None;
+        for record in self.registry.iter() {
+            let capable = record.status() == AgentStatus::Online
+                && record.slot_limit().is_none()
+                && candidates.admits_ignoring_load(record);
+            if !capable {
+                continue;
+            }
+            for &task in self.in_flight(record.id()) {
+                let Some(t) = self.tasks.get(task) else {
+                    continue;
+                };
+                let TaskState::InFlight { token, .. } = t.state else {
+                    continue;
+                };
+                let rank = (t.priority.index(), t.seq);
+                if t.priority != Priority::Critical && victim.is_none_or(|(best, ..)| rank > best) {
+                    victim = Some((rank, task, record.id(), token));
+                }
+            }
+        }
+        let Some((_, task, agent, token)) = victim else {
+            return false;
+        };
+        self.close_attempt(task, agent, None, now);
+        self.actions.push_back(Action::Cancel {
+            task,
+            agent,
+            token,
+            reason: CancelReason::Preempted,
+        });
+        self.emit(Event::Preempted { task, agent }, now);
+        self.requeue(task, now);
+        true
     }
 
     fn reservation_active(&self) -> bool {
@@ -732,25 +871,38 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         self.registry.route_resolved(&mut self.strategy, resolved)
     }
 
-    fn assign(&mut self, task: TaskId, agent: AgentId, now: Instant) {
-        if self.registry.acquire(agent).is_err() {
-            // Unreachable for a correct strategy check; keep the task safe.
-            if let Some(entry) = self.tasks.get(task).map(|t| self.entry_of(task, t, now)) {
-                self.queue.push(entry);
+    fn assign(&mut self, entry: Entry, agent: AgentId, now: Instant) {
+        let task = entry.task;
+        let probe = match self.breakers.get_mut(&agent) {
+            Some(breaker) => {
+                let half_open = breaker.state(now) == BreakerState::HalfOpen;
+                if breaker.try_acquire(now).is_err() {
+                    // The slot limit keeps this from happening; stay safe.
+                    self.queue.push(entry);
+                    self.sync_breaker(agent, now);
+                    return;
+                }
+                half_open
             }
+            None => false,
+        };
+        if self.registry.acquire(agent).is_err() {
+            // Eligibility guarantees a free slot; stay safe all the same.
+            self.queue.push(entry);
             return;
         }
         let token = AttemptToken::new(self.next_token);
         self.next_token += 1;
         let default_timeout = self.config.attempt_timeout;
-        let Some(entry) = self.tasks.get_mut(task) else {
+        let Some(task_entry) = self.tasks.get_mut(task) else {
             return;
         };
-        entry.attempts += 1;
-        entry.assigned_at = now;
-        entry.unroutable_since = None;
-        let attempt = entry.attempts;
-        let timeout = entry.attempt_timeout.or(default_timeout);
+        task_entry.attempts += 1;
+        task_entry.assigned_at = now;
+        task_entry.unroutable_since = None;
+        task_entry.probe = probe;
+        let (attempt, priority) = (task_entry.attempts, task_entry.priority);
+        let timeout = task_entry.attempt_timeout.or(default_timeout);
         self.set_state(
             task,
             TaskState::InFlight {
@@ -763,12 +915,24 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         if let Some(timeout) = timeout {
             self.arm(now.saturating_add(timeout), Timer::Attempt(task, token));
         }
+        self.sync_breaker(agent, now);
         self.actions.push_back(Action::Assign {
             task,
             agent,
             token,
             attempt,
         });
+        let waited = now.saturating_duration_since(entry.since);
+        self.emit(
+            Event::Assigned {
+                task,
+                agent,
+                priority,
+                attempt,
+                waited,
+            },
+            now,
+        );
     }
 
     fn entry_of(&self, task: TaskId, t: &Task<P>, now: Instant) -> Entry {
@@ -849,15 +1013,43 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         }
     }
 
-    /// Frees the slot of `task`'s current attempt on `agent`.
-    fn end_attempt(&mut self, task: TaskId, agent: AgentId) {
+    /// Ends `task`'s current attempt on `agent`: frees its slot, and feeds
+    /// the outcome, if the attempt produced one, to the agent's history, the
+    /// routing strategy and the circuit breaker. An attempt that ended
+    /// without an outcome (cancelled, expired, failed over, preempted) gives
+    /// its probe permit back instead.
+    fn close_attempt(
+        &mut self,
+        task: TaskId,
+        agent: AgentId,
+        outcome: Option<Outcome>,
+        now: Instant,
+    ) {
         if let Some(list) = self.in_flight.get_mut(&agent) {
             list.retain(|&t| t != task);
             if list.is_empty() {
                 self.in_flight.remove(&agent);
             }
         }
-        if self.registry.release(agent).is_ok() {
+        let probe = self
+            .tasks
+            .get_mut(task)
+            .is_some_and(|t| std::mem::take(&mut t.probe));
+        let released = self.registry.release(agent).is_ok();
+        match outcome {
+            Some(outcome) => {
+                self.learn(task, agent, outcome);
+                self.breaker_outcome(agent, probe, outcome.success, now);
+            }
+            None if probe => {
+                if let Some(breaker) = self.breakers.get_mut(&agent) {
+                    breaker.release_probe();
+                }
+            }
+            None => {}
+        }
+        self.sync_breaker(agent, now);
+        if released {
             self.capacity_freed(agent);
         }
     }
@@ -876,6 +1068,51 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         });
     }
 
+    /// Feeds an outcome to `agent`'s breaker. Outcomes of attempts started
+    /// before the breaker opened do not count while it is open or half-open:
+    /// only probes speak for a recovering agent.
+    fn breaker_outcome(&mut self, agent: AgentId, probe: bool, success: bool, now: Instant) {
+        let Some(breaker) = self.breakers.get_mut(&agent) else {
+            return;
+        };
+        if !probe && !breaker.state(now).is_closed() {
+            return;
+        }
+        if success {
+            breaker.on_success(now);
+        } else if breaker.on_failure(now) {
+            let reopen = breaker.next_transition();
+            self.emit(Event::BreakerTripped { agent }, now);
+            if let Some(at) = reopen {
+                self.arm(at, Timer::Breaker(agent));
+            }
+        }
+    }
+
+    /// Mirrors `agent`'s breaker into its registry slot limit: none while
+    /// closed, zero new tasks while open, the free probe permits while
+    /// half-open.
+    fn sync_breaker(&mut self, agent: AgentId, now: Instant) {
+        let (Some(breaker), Some(record)) = (self.breakers.get(&agent), self.registry.get(agent))
+        else {
+            return;
+        };
+        let limit = match breaker.state(now) {
+            BreakerState::Closed => None,
+            BreakerState::Open { .. } => Some(0),
+            BreakerState::HalfOpen => {
+                let free = breaker
+                    .config()
+                    .probes()
+                    .saturating_sub(breaker.probes_in_flight());
+                Some(record.load().saturating_add(free))
+            }
+        };
+        if record.slot_limit() != limit {
+            let _ = self.registry.set_slot_limit(agent, limit);
+        }
+    }
+
     /// A failed attempt: retry after the policy's delay, or dead-letter.
     fn attempt_failed(
         &mut self,
@@ -889,15 +1126,19 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             self.dead_letter(task, DeadLetterReason::NonRetryable { reason }, now);
             return;
         }
+        let within_budget = self.retry_budget.as_mut().is_none_or(|b| b.try_spend(now));
         let Some(entry) = self.tasks.get_mut(task) else {
             return;
         };
         entry.failures += 1;
         entry.last_agent = Some(agent);
-        let delay = self
-            .config
-            .retry
-            .next_delay(entry.failures, entry.last_delay, &mut self.rng);
+        let delay = match within_budget {
+            true => self
+                .config
+                .retry
+                .next_delay(entry.failures, entry.last_delay, &mut self.rng),
+            false => None,
+        };
         let Some(delay) = delay else {
             let attempts = entry.attempts;
             let reason = DeadLetterReason::RetriesExhausted {
@@ -908,8 +1149,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             return;
         };
         entry.last_delay = Some(delay);
-        entry.last_error = Some(reason);
         let until = now.saturating_add(delay);
+        self.emit(Event::Retried { task, at: until }, now);
         if until <= now {
             self.requeue(task, now);
         } else {
@@ -932,7 +1173,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         tasks.sort_by_key(|&t| self.tasks.get(t).map_or(u64::MAX, |e| e.seq));
         for &task in &tasks {
             if let Some(TaskState::InFlight { token, .. }) = self.tasks.get(task).map(|t| t.state) {
-                let _ = self.registry.release(agent);
+                self.close_attempt(task, agent, None, now);
                 self.actions.push_back(Action::Cancel {
                     task,
                     agent,
@@ -961,7 +1202,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             Timer::Deadline(task) => {
                 if let Some(state) = self.tasks.get(task).map(|t| t.state) {
                     if let TaskState::InFlight { agent, token, .. } = state {
-                        self.end_attempt(task, agent);
+                        self.close_attempt(task, agent, None, now);
                         self.actions.push_back(Action::Cancel {
                             task,
                             agent,
@@ -986,14 +1227,21 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                         .tasks
                         .get(task)
                         .map_or(Duration::ZERO, |t| now - t.assigned_at);
-                    self.end_attempt(task, agent);
+                    self.close_attempt(task, agent, Some(Outcome::failure(latency)), now);
                     self.actions.push_back(Action::Cancel {
                         task,
                         agent,
                         token,
                         reason: CancelReason::TimedOut,
                     });
-                    self.learn(task, agent, Outcome::failure(latency));
+                    self.emit(
+                        Event::Failed {
+                            task,
+                            agent,
+                            retryable: true,
+                        },
+                        now,
+                    );
                     self.attempt_failed(task, agent, "attempt timed out".into(), true, now);
                 }
             }
@@ -1022,6 +1270,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 }
             }
             Timer::Heartbeat(agent) => self.check_heartbeat(agent, at, now),
+            Timer::Breaker(agent) => {
+                self.sync_breaker(agent, now);
+                self.capacity_freed(agent);
+            }
         }
     }
 
@@ -1055,6 +1307,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             self.heartbeat_due.remove(&agent);
             let _ = self.registry.set_status(agent, AgentStatus::Unhealthy);
             self.actions.push_back(Action::AgentLost { agent });
+            self.emit(Event::AgentLost { agent }, now);
             self.fail_over(agent, now);
         }
     }
@@ -1088,6 +1341,13 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             attempt_timeout: entry.attempt_timeout,
             idempotency_key: None,
         };
+        self.emit(
+            match terminal {
+                TaskState::Expired => Event::Expired { task },
+                _ => Event::DeadLettered { task },
+            },
+            now,
+        );
         self.actions.push_back(match &reason {
             DeadLetterReason::Expired { limit } => Action::Expired {
                 task,
@@ -1156,8 +1416,16 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     }
 
     fn arm(&mut self, at: Instant, timer: Timer) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        let seq = self.next_timer;
+        self.next_timer += 1;
         self.timers.insert((at, seq, timer));
+    }
+
+    /// Records an event in the metrics and hands it to the observer.
+    fn emit(&mut self, event: Event, now: Instant) {
+        self.recorder.record(&event, now);
+        if let Some(observer) = &mut self.observer {
+            observer.on_event(&event);
+        }
     }
 }

@@ -76,13 +76,17 @@ mod config;
 mod dead_letter;
 mod dispatcher;
 mod errors;
+mod observer;
 mod queue;
 mod requirements_table;
 mod slab;
+mod stats;
 mod task;
 
 pub use config::{DispatcherConfig, DispatcherConfigBuilder, Heartbeats};
 pub use dead_letter::{DeadLetter, DeadLetterQueue};
 pub use dispatcher::{Action, CancelReason, Dispatcher, Submitted};
 pub use errors::{ReportError, SchedulerError, SubmitError, SubmitErrorKind};
+pub use observer::{Event, Observer};
+pub use stats::{DispatcherMetrics, THROUGHPUT_WINDOW};
 pub use task::{AttemptOutcome, DeadLetterReason, Expiry, TaskReport, TaskSpec, TaskState};
