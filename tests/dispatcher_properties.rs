@@ -10,7 +10,8 @@ use proptest::prelude::*;
 use taskweave::agent::{AgentProfile, AgentStatus};
 use taskweave::resilience::{BreakerConfig, BreakerState, Fixed};
 use taskweave::scheduler::{
-    Action, AttemptOutcome, Dispatcher, DispatcherConfig, TaskReport, TaskSpec, TaskState,
+    Action, Applied, AttemptOutcome, Dispatcher, DispatcherConfig, Input, TaskReport, TaskSpec,
+    TaskState,
 };
 use taskweave::{AgentId, AttemptToken, Instant, Priority, TaskId, TaskRequirements};
 
@@ -70,6 +71,7 @@ struct Model {
     terminal: BTreeMap<TaskId, TaskState>,
     completions: BTreeMap<TaskId, u32>,
     actions: Vec<Action>,
+    journal: Vec<Input<u32>>,
 }
 
 fn config() -> DispatcherConfig {
@@ -98,9 +100,20 @@ fn pick<T: Copy>(items: &[T], index: &prop::sample::Index) -> Option<T> {
     (!items.is_empty()).then(|| items[index.index(items.len())])
 }
 
+/// Applies one input through the journal entry point and records it.
+fn apply(
+    d: &mut Dispatcher<u32>,
+    m: &mut Model,
+    input: Input<u32>,
+) -> Result<Applied<u32>, taskweave::Error> {
+    m.journal.push(input.clone());
+    d.apply(input)
+}
+
 /// Applies one op; returns an error message if an invariant broke.
 fn step(d: &mut Dispatcher<u32>, m: &mut Model, op: &Op) -> Result<(), String> {
     let agents: Vec<AgentId> = m.agents.keys().copied().collect();
+    let now = m.now;
     match op {
         Op::Submit { priority, gpu, ttl } => {
             let requirements = if *gpu {
@@ -114,7 +127,7 @@ fn step(d: &mut Dispatcher<u32>, m: &mut Model, op: &Op) -> Result<(), String> {
             if let Some(ttl) = ttl {
                 spec = spec.ttl(Duration::from_secs(u64::from(*ttl)));
             }
-            if let Ok(s) = d.submit(spec, m.now) {
+            if let Ok(Applied::Submitted(s)) = apply(d, m, Input::Submit { spec, now }) {
                 m.submitted.push((s.id(), *gpu));
             }
         }
@@ -127,14 +140,21 @@ fn step(d: &mut Dispatcher<u32>, m: &mut Model, op: &Op) -> Result<(), String> {
                 .capacity(*capacity)
                 .build()
                 .unwrap();
-            d.register_agent(id, profile, m.now)
-                .map_err(|e| e.to_string())?;
+            apply(
+                d,
+                m,
+                Input::RegisterAgent {
+                    agent: id,
+                    profile,
+                    now,
+                },
+            )
+            .map_err(|e| e.to_string())?;
             m.agents.insert(id, (*gpu, *capacity));
         }
         Op::Unregister(i) => {
             if let Some(agent) = pick(&agents, i) {
-                d.unregister_agent(agent, m.now)
-                    .map_err(|e| e.to_string())?;
+                apply(d, m, Input::UnregisterAgent { agent, now }).map_err(|e| e.to_string())?;
                 m.agents.remove(&agent);
             }
         }
@@ -146,13 +166,13 @@ fn step(d: &mut Dispatcher<u32>, m: &mut Model, op: &Op) -> Result<(), String> {
                     AgentStatus::Offline,
                     AgentStatus::Unhealthy,
                 ][*s as usize];
-                d.set_agent_status(agent, status, m.now)
+                apply(d, m, Input::SetAgentStatus { agent, status, now })
                     .map_err(|e| e.to_string())?;
             }
         }
         Op::Heartbeat(i) => {
             if let Some(agent) = pick(&agents, i) {
-                d.heartbeat(agent, m.now).map_err(|e| e.to_string())?;
+                apply(d, m, Input::Heartbeat { agent, now }).map_err(|e| e.to_string())?;
             }
         }
         Op::Succeed(i) | Op::Fail(i, _) => {
@@ -166,15 +186,13 @@ fn step(d: &mut Dispatcher<u32>, m: &mut Model, op: &Op) -> Result<(), String> {
                 };
                 let success = outcome == AttemptOutcome::Success;
                 let current = matches!(d.task_state(task), Some(TaskState::InFlight { token: t, .. }) if t == token);
-                let result = d.report(
-                    TaskReport {
-                        task,
-                        agent,
-                        token,
-                        outcome,
-                    },
-                    m.now,
-                );
+                let report = TaskReport {
+                    task,
+                    agent,
+                    token,
+                    outcome,
+                };
+                let result = apply(d, m, Input::Report { report, now }).map(drop);
                 if result.is_ok() != current {
                     return Err(format!(
                         "report of current={current} attempt gave {result:?}"
@@ -199,15 +217,13 @@ fn step(d: &mut Dispatcher<u32>, m: &mut Model, op: &Op) -> Result<(), String> {
                     _ => (agent, token),
                 };
                 let current = matches!(before, Some(TaskState::InFlight { token: t, agent: a, .. }) if t == token && a == agent);
-                let result = d.report(
-                    TaskReport {
-                        task,
-                        agent,
-                        token,
-                        outcome: AttemptOutcome::Success,
-                    },
-                    m.now,
-                );
+                let report = TaskReport {
+                    task,
+                    agent,
+                    token,
+                    outcome: AttemptOutcome::Success,
+                };
+                let result = apply(d, m, Input::Report { report, now }).map(drop);
                 if !current {
                     if result.is_ok() {
                         return Err(format!("{op:?} was accepted"));
@@ -224,20 +240,21 @@ fn step(d: &mut Dispatcher<u32>, m: &mut Model, op: &Op) -> Result<(), String> {
             let ids: Vec<TaskId> = m.submitted.iter().map(|s| s.0).collect();
             if let Some(task) = pick(&ids, i) {
                 let live = d.task_state(task).is_some_and(|s| !s.is_terminal());
-                if d.cancel(task, m.now).is_ok() != live {
+                if apply(d, m, Input::Cancel { task, now }).is_ok() != live {
                     return Err(format!("cancel of live={live} task disagreed"));
                 }
             }
         }
         Op::Advance(ms) => {
             m.now += Duration::from_millis(u64::from(*ms));
+            let now = m.now;
             // Agents that are online beat half the time, so some are lost.
             if ms % 2 == 0 {
-                for agent in &agents {
-                    d.heartbeat(*agent, m.now).map_err(|e| e.to_string())?;
+                for &agent in &agents {
+                    apply(d, m, Input::Heartbeat { agent, now }).map_err(|e| e.to_string())?;
                 }
             }
-            d.handle_timeout(m.now);
+            apply(d, m, Input::HandleTimeout { now }).map_err(|e| e.to_string())?;
         }
     }
     check(d, m)
@@ -327,26 +344,57 @@ fn check(d: &mut Dispatcher<u32>, m: &mut Model) -> Result<(), String> {
     Ok(())
 }
 
-fn run(ops: &[Op]) -> Result<Vec<Action>, String> {
+fn run(ops: &[Op]) -> Result<(Dispatcher<u32>, Model), String> {
     let mut d = Dispatcher::new(config());
     let mut m = Model::default();
     for op in ops {
         step(&mut d, &mut m, op).map_err(|e| format!("after {op:?}: {e}"))?;
     }
-    Ok(m.actions)
+    Ok((d, m))
+}
+
+/// Everything observable about a dispatcher's tasks and agents.
+fn observable(d: &Dispatcher<u32>, m: &Model) -> String {
+    let tasks: Vec<_> = m
+        .submitted
+        .iter()
+        .map(|&(t, _)| (t, d.task_state(t), d.payload(t).copied()))
+        .collect();
+    let agents: Vec<_> = d
+        .registry()
+        .iter()
+        .map(|r| (r.id(), r.status(), r.load(), d.in_flight(r.id()).to_vec()))
+        .collect();
+    format!(
+        "{tasks:?} {agents:?} {:?} {} {:?}",
+        d.metrics().counters,
+        d.waiting(),
+        d.poll_timeout()
+    )
 }
 
 proptest! {
     #[test]
     fn invariants_hold_over_random_interleavings(ops in proptest::collection::vec(op(), 1..120)) {
-        if let Err(e) = run(&ops) {
-            return Err(TestCaseError::fail(e));
-        }
+        run(&ops).map_err(TestCaseError::fail)?;
     }
 
+    /// Replaying the recorded journal — after a JSON round trip — into a
+    /// fresh dispatcher gives the identical action sequence and state.
     #[test]
-    fn the_same_inputs_give_the_same_actions(ops in proptest::collection::vec(op(), 1..80)) {
-        prop_assert_eq!(run(&ops), run(&ops));
+    fn replaying_the_journal_reproduces_actions_and_state(ops in proptest::collection::vec(op(), 1..80)) {
+        let (original, m) = run(&ops).map_err(TestCaseError::fail)?;
+        let json = serde_json::to_string(&m.journal).unwrap();
+        let journal: Vec<Input<u32>> = serde_json::from_str(&json).unwrap();
+        prop_assert_eq!(&journal, &m.journal);
+        let mut replayed = Dispatcher::new(config());
+        let mut actions = Vec::new();
+        for input in journal {
+            let _ = replayed.apply(input);
+            actions.extend(std::iter::from_fn(|| replayed.poll_action()));
+        }
+        prop_assert_eq!(&actions, &m.actions);
+        prop_assert_eq!(observable(&replayed, &m), observable(&original, &m));
     }
 
     /// Every task reaches a terminal state once agents keep reporting success.

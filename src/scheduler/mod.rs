@@ -40,6 +40,9 @@
 //!   a failure marked non-retryable, an exhausted policy, an expired TTL or
 //!   deadline and a task unroutable for too long all end in the
 //!   [`DeadLetterQueue`], which supports inspection, requeue and purge.
+//! * **Journal**: every input is an [`Input`] value and [`Dispatcher::apply`]
+//!   is the one entry point; replaying recorded inputs rebuilds the same
+//!   state and actions.
 //! * **Bounded memory**: finished tasks leave the live table; the last
 //!   `terminal_history` terminal states stay queryable.
 //!
@@ -76,6 +79,7 @@ mod config;
 mod dead_letter;
 mod dispatcher;
 mod errors;
+mod journal;
 mod observer;
 mod queue;
 mod requirements_table;
@@ -87,6 +91,7 @@ pub use config::{DispatcherConfig, DispatcherConfigBuilder, Heartbeats};
 pub use dead_letter::{DeadLetter, DeadLetterQueue};
 pub use dispatcher::{Action, CancelReason, Dispatcher, Submitted};
 pub use errors::{ReportError, SchedulerError, SubmitError, SubmitErrorKind};
+pub use journal::{Applied, Input};
 pub use observer::{Event, Observer};
 pub use stats::{DispatcherMetrics, THROUGHPUT_WINDOW};
 pub use task::{AttemptOutcome, DeadLetterReason, Expiry, TaskReport, TaskSpec, TaskState};

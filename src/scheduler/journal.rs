@@ -1,0 +1,197 @@
+//! Every input to the dispatcher as a value, and the one entry point that
+//! applies it.
+//!
+//! A host that records each [`Input`] it applies (to a file, a log, a
+//! replicated journal) can rebuild the dispatcher exactly: replaying the
+//! recorded inputs into a fresh [`Dispatcher`] with the same configuration,
+//! seed and strategy yields the identical action sequence and state, because
+//! the dispatcher reads no clock and draws randomness only from its seeded
+//! source.
+//!
+//! ```
+//! use taskweave::agent::AgentProfile;
+//! use taskweave::scheduler::{Dispatcher, DispatcherConfig, Input, TaskSpec};
+//! use taskweave::{AgentId, Instant};
+//!
+//! let journal = vec![
+//!     Input::RegisterAgent { agent: AgentId::new(1), profile: AgentProfile::builder().build()?, now: Instant::ZERO },
+//!     Input::Submit { spec: TaskSpec::new("a"), now: Instant::from_secs(1) },
+//!     Input::HandleTimeout { now: Instant::from_secs(2) },
+//! ];
+//! let run = |inputs: &[Input<&'static str>]| {
+//!     let mut d = Dispatcher::new(DispatcherConfig::default());
+//!     let mut actions = Vec::new();
+//!     for input in inputs.iter().cloned() {
+//!         let _ = d.apply(input);
+//!         actions.extend(std::iter::from_fn(|| d.poll_action()));
+//!     }
+//!     actions
+//! };
+//! assert_eq!(run(&journal), run(&journal));
+//! # Ok::<(), taskweave::Error>(())
+//! ```
+
+use super::{Dispatcher, Submitted, TaskReport, TaskSpec};
+use crate::agent::{AgentProfile, AgentStatus};
+use crate::routing::RoutingStrategy;
+use crate::{AgentId, Instant, TaskId};
+
+/// One input to a [`Dispatcher`], with the instant it happened.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum Input<P> {
+    /// [`Dispatcher::submit`].
+    Submit {
+        /// The task.
+        spec: TaskSpec<P>,
+        /// When.
+        now: Instant,
+    },
+    /// [`Dispatcher::submit_batch`].
+    SubmitBatch {
+        /// The tasks.
+        specs: Vec<TaskSpec<P>>,
+        /// When.
+        now: Instant,
+    },
+    /// [`Dispatcher::cancel`].
+    Cancel {
+        /// The task.
+        task: TaskId,
+        /// When.
+        now: Instant,
+    },
+    /// [`Dispatcher::report`].
+    Report {
+        /// The report.
+        report: TaskReport,
+        /// When.
+        now: Instant,
+    },
+    /// [`Dispatcher::register_agent`].
+    RegisterAgent {
+        /// The agent.
+        agent: AgentId,
+        /// Its profile.
+        profile: AgentProfile,
+        /// When.
+        now: Instant,
+    },
+    /// [`Dispatcher::unregister_agent`].
+    UnregisterAgent {
+        /// The agent.
+        agent: AgentId,
+        /// When.
+        now: Instant,
+    },
+    /// [`Dispatcher::set_agent_status`].
+    SetAgentStatus {
+        /// The agent.
+        agent: AgentId,
+        /// Its new status.
+        status: AgentStatus,
+        /// When.
+        now: Instant,
+    },
+    /// [`Dispatcher::heartbeat`].
+    Heartbeat {
+        /// The agent.
+        agent: AgentId,
+        /// When.
+        now: Instant,
+    },
+    /// [`Dispatcher::handle_timeout`].
+    HandleTimeout {
+        /// When.
+        now: Instant,
+    },
+    /// [`Dispatcher::requeue_dead_letter`].
+    RequeueDeadLetter {
+        /// The dead-lettered task.
+        task: TaskId,
+        /// When.
+        now: Instant,
+    },
+}
+
+impl<P> Input<P> {
+    /// The instant the input happened.
+    pub fn now(&self) -> Instant {
+        match self {
+            Input::Submit { now, .. }
+            | Input::SubmitBatch { now, .. }
+            | Input::Cancel { now, .. }
+            | Input::Report { now, .. }
+            | Input::RegisterAgent { now, .. }
+            | Input::UnregisterAgent { now, .. }
+            | Input::SetAgentStatus { now, .. }
+            | Input::Heartbeat { now, .. }
+            | Input::HandleTimeout { now }
+            | Input::RequeueDeadLetter { now, .. } => *now,
+        }
+    }
+}
+
+/// What applying an [`Input`] returned.
+#[derive(Debug, PartialEq)]
+pub enum Applied<P> {
+    /// Nothing to return.
+    Done,
+    /// A submission's result.
+    Submitted(Submitted),
+    /// The results of a batch, in order.
+    Batch(Vec<Result<Submitted, crate::Error>>),
+    /// The payload of a cancelled task.
+    Cancelled(P),
+    /// Tasks requeued from an agent taken out of service.
+    Requeued(Vec<TaskId>),
+}
+
+impl<P, S: RoutingStrategy> Dispatcher<P, S> {
+    /// Applies one input: the single entry point behind every input method.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the corresponding method returns, as a crate [`Error`](crate::Error).
+    pub fn apply(&mut self, input: Input<P>) -> Result<Applied<P>, crate::Error> {
+        Ok(match input {
+            Input::Submit { spec, now } => Applied::Submitted(self.submit(spec, now)?),
+            Input::SubmitBatch { specs, now } => Applied::Batch(
+                self.submit_batch(specs, now)
+                    .into_iter()
+                    .map(|r| r.map_err(crate::Error::from))
+                    .collect(),
+            ),
+            Input::Cancel { task, now } => Applied::Cancelled(self.cancel(task, now)?),
+            Input::Report { report, now } => {
+                self.report(report, now)?;
+                Applied::Done
+            }
+            Input::RegisterAgent {
+                agent,
+                profile,
+                now,
+            } => {
+                self.register_agent(agent, profile, now)?;
+                Applied::Done
+            }
+            Input::UnregisterAgent { agent, now } => {
+                Applied::Requeued(self.unregister_agent(agent, now)?)
+            }
+            Input::SetAgentStatus { agent, status, now } => {
+                Applied::Requeued(self.set_agent_status(agent, status, now)?)
+            }
+            Input::Heartbeat { agent, now } => {
+                self.heartbeat(agent, now)?;
+                Applied::Done
+            }
+            Input::HandleTimeout { now } => {
+                self.handle_timeout(now);
+                Applied::Done
+            }
+            Input::RequeueDeadLetter { task, now } => {
+                Applied::Submitted(self.requeue_dead_letter(task, now)?)
+            }
+        })
+    }
+}
