@@ -43,6 +43,8 @@
 //! * **Journal**: every input is an [`Input`] value and [`Dispatcher::apply`]
 //!   is the one entry point; replaying recorded inputs rebuilds the same
 //!   state and actions.
+//! * **Threads**: the dispatcher is `Send`; [`SharedDispatcher`] is a
+//!   cloneable handle for hosts with many producer threads.
 //! * **Bounded memory**: finished tasks leave the live table; the last
 //!   `terminal_history` terminal states stay queryable.
 //!
@@ -83,6 +85,7 @@ mod journal;
 mod observer;
 mod queue;
 mod requirements_table;
+mod shared;
 mod slab;
 mod stats;
 mod task;
@@ -93,5 +96,6 @@ pub use dispatcher::{Action, CancelReason, Dispatcher, Submitted};
 pub use errors::{ReportError, SchedulerError, SubmitError, SubmitErrorKind};
 pub use journal::{Applied, Input};
 pub use observer::{Event, Observer};
+pub use shared::SharedDispatcher;
 pub use stats::{DispatcherMetrics, THROUGHPUT_WINDOW};
 pub use task::{AttemptOutcome, DeadLetterReason, Expiry, TaskReport, TaskSpec, TaskState};
