@@ -36,6 +36,10 @@ pub enum Error {
     /// An invalid metrics setting.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// An invalid or misdirected protocol message.
+    #[cfg(feature = "serde")]
+    #[error(transparent)]
+    Protocol(#[from] crate::protocol::ProtocolError),
     /// An invalid resilience policy.
     #[error(transparent)]
     Resilience(#[from] ResilienceError),

@@ -45,6 +45,7 @@
 //! | [`scheduler`] | the sans-IO [`scheduler::Dispatcher`]: priority queue, task lifecycle, retries, failover, dead letters |
 //! | [`resilience`] | retry policies with backoff and jitter, retry budget, circuit breaker, bulkhead, rate limiter |
 //! | [`metrics`] | counters, log-bucketed histograms, load statistics, throughput |
+//! | `protocol` (feature `serde`) | serde messages between orchestrator and agents: `Envelope`, `Body`, validation, conversion from actions and to dispatcher inputs |
 //! | [`error`] | the crate-wide [`Error`] |
 //!
 //! ## Quickstart
@@ -86,6 +87,8 @@ mod hash;
 pub mod id;
 pub mod metrics;
 pub mod priority;
+#[cfg(feature = "serde")]
+pub mod protocol;
 pub mod requirements;
 pub mod resilience;
 pub mod routing;
