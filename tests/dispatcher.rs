@@ -280,6 +280,11 @@ fn unregistering_an_agent_fails_its_tasks_over_in_order_and_fences_late_results(
         [(ids[0], agent(2))],
         "the oldest task goes first"
     );
+    assert_eq!(
+        d.metrics().counters.preempted,
+        3,
+        "failovers count as attempts taken back"
+    );
     // The lost agent's late result is rejected.
     let late = TaskReport {
         task: ids[0],

@@ -1180,6 +1180,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                     token,
                     reason: CancelReason::AgentLost,
                 });
+                self.emit(Event::FailedOver { task, agent }, now);
                 if let Some(entry) = self.tasks.get_mut(task) {
                     entry.last_agent = Some(agent);
                 }

@@ -79,6 +79,14 @@ pub enum Event {
         /// The agent it ran on.
         agent: AgentId,
     },
+    /// A running task was taken back from an agent that was lost or taken
+    /// out of service, and went back to the queue.
+    FailedOver {
+        /// The task.
+        task: TaskId,
+        /// The agent it ran on.
+        agent: AgentId,
+    },
     /// A report was rejected (stale, forged, misdirected or late).
     ReportRejected {
         /// The task it named.

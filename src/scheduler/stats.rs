@@ -56,7 +56,7 @@ impl Recorder {
             Event::DeadLettered { .. } => c.dead_lettered += 1,
             Event::Expired { .. } => c.expired += 1,
             Event::Cancelled { .. } => c.cancelled += 1,
-            Event::Preempted { .. } => c.preempted += 1,
+            Event::Preempted { .. } | Event::FailedOver { .. } => c.preempted += 1,
             Event::ReportRejected { .. } => c.rejected_reports += 1,
             Event::BreakerTripped { .. } => c.breaker_trips += 1,
             Event::AgentLost { .. } => {}
