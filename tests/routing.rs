@@ -80,10 +80,11 @@ fn least_loaded_compares_load_relative_to_capacity() {
         registry.route(&mut LeastLoaded::new(), &any_task()),
         Ok(id(1))
     );
-    registry.set_load(id(1), 5).unwrap(); // 50 %: tie goes to the first registered
+    // 50 % each: the tie goes to agent 2, which reached that load first.
+    registry.set_load(id(1), 5).unwrap();
     assert_eq!(
         registry.route(&mut LeastLoaded::new(), &any_task()),
-        Ok(id(1))
+        Ok(id(2))
     );
     registry.set_load(id(1), 6).unwrap();
     assert_eq!(

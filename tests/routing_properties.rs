@@ -39,6 +39,17 @@ proptest! {
             let eligible = model_eligible(&pool, &loads, &task);
             for (name, strategy) in strategies.iter_mut() {
                 let routed = registry.route(strategy, &requirements);
+                let preferred_wins = task.preferred_agent.is_some_and(|p| eligible.contains(&p));
+                if let (Ok(agent), "least-loaded", false) = (&routed, *name, preferred_wins) {
+                    // The indexed pick is a true minimum of load / capacity.
+                    let ratio = |i: u64| (u64::from(loads[i as usize]), u64::from(pool[i as usize].capacity));
+                    let (la, ca) = ratio(agent.get());
+                    let minimal = eligible.iter().all(|&e| {
+                        let (le, ce) = ratio(e);
+                        la * ce <= le * ca
+                    });
+                    prop_assert!(minimal, "least-loaded chose {} with loads {:?}", agent, loads);
+                }
                 match routed {
                     Ok(agent) => prop_assert!(eligible.contains(&agent.get()), "{name} chose ineligible {agent}"),
                     Err(err) => {

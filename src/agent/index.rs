@@ -2,62 +2,44 @@
 //!
 //! Agents with the same capability set and the same labels form a *class*.
 //! Each class keeps its available agents (online, with a free slot) in three
-//! orders — registration, load ratio, priority — plus a dense vector for
-//! uniform sampling. A request walks only the classes whose capabilities and
-//! labels satisfy it and takes the head of each class's ordered set, so a
-//! choice costs `O(matching classes × log n)` rather than `O(n)`.
+//! orders — registration, load ratio, priority then load ratio — plus a
+//! dense vector for uniform sampling. A request walks only the classes whose
+//! capabilities and labels satisfy it and takes the head of each class's
+//! order, so a choice costs `O(matching classes × log k)` for `k` distinct
+//! keys, rather than `O(n)`.
+//!
+//! The load and priority orders are [`BucketLists`]: agents sharing a key
+//! wait in arrival order, and an assignment or completion moves an agent
+//! between buckets in `O(1)` plus a lookup among the few distinct keys.
 //!
 //! The registry updates the index on every change of status or load, so
 //! routing never rebuilds anything.
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 
+use super::buckets::{BucketLists, Links, Ratio};
 use crate::capability::CapabilitySet;
 
 /// Dense handle of a registered agent inside the registry's slab.
 pub(crate) type Slot = u32;
 /// Dense handle of a class inside the index.
 pub(crate) type ClassId = u32;
-
-/// Orders agents by `load / capacity` (exactly, by cross-multiplication),
-/// then by registration order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct LoadKey {
-    pub(crate) load: u32,
-    pub(crate) capacity: u32,
-    pub(crate) order: u64,
-    pub(crate) slot: Slot,
-}
-
-impl Ord for LoadKey {
-    fn cmp(&self, other: &Self) -> Ordering {
-        let lhs = u64::from(self.load) * u64::from(other.capacity);
-        let rhs = u64::from(other.load) * u64::from(self.capacity);
-        lhs.cmp(&rhs).then(self.order.cmp(&other.order))
-    }
-}
-
-impl PartialOrd for LoadKey {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
+/// Key of the priority order: highest priority first, then lowest load ratio.
+pub(crate) type PriorityKey = (Reverse<u32>, Ratio);
 
 /// Everything the index needs to know to file one available agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Availability {
-    pub(crate) load: LoadKey,
+    pub(crate) slot: Slot,
+    pub(crate) order: u64,
+    pub(crate) ratio: Ratio,
     pub(crate) priority: u32,
 }
 
 impl Availability {
-    fn order(&self) -> (u64, Slot) {
-        (self.load.order, self.load.slot)
-    }
-
-    fn priority_key(&self) -> (Reverse<u32>, LoadKey) {
-        (Reverse(self.priority), self.load)
+    fn priority_key(&self) -> PriorityKey {
+        (Reverse(self.priority), self.ratio)
     }
 }
 
@@ -70,8 +52,8 @@ pub(crate) struct Class {
     /// Members whose status is online, busy or not.
     pub(crate) online: usize,
     pub(crate) by_order: BTreeSet<(u64, Slot)>,
-    pub(crate) by_load: BTreeSet<LoadKey>,
-    pub(crate) by_priority: BTreeSet<(Reverse<u32>, LoadKey)>,
+    pub(crate) by_load: BucketLists<Ratio>,
+    pub(crate) by_priority: BucketLists<PriorityKey>,
     pub(crate) dense: Vec<Slot>,
 }
 
@@ -82,6 +64,8 @@ pub(crate) struct AvailabilityIndex {
     free_classes: Vec<ClassId>,
     class_of: HashMap<(CapabilitySet, CapabilitySet), ClassId>,
     dense_position: Vec<usize>,
+    load_links: Links<Ratio>,
+    priority_links: Links<PriorityKey>,
     available: usize,
 }
 
@@ -99,8 +83,8 @@ impl AvailabilityIndex {
                     members: 0,
                     online: 0,
                     by_order: BTreeSet::new(),
-                    by_load: BTreeSet::new(),
-                    by_priority: BTreeSet::new(),
+                    by_load: BucketLists::default(),
+                    by_priority: BucketLists::default(),
                     dense: Vec::new(),
                 };
                 let id = match self.free_classes.pop() {
@@ -151,7 +135,7 @@ impl AvailabilityIndex {
 
     /// Files an agent as available.
     pub(crate) fn insert(&mut self, class: ClassId, entry: Availability) {
-        let slot = entry.load.slot as usize;
+        let slot = entry.slot as usize;
         if self.dense_position.len() <= slot {
             self.dense_position.resize(slot + 1, 0);
         }
@@ -162,12 +146,30 @@ impl AvailabilityIndex {
         else {
             return;
         };
-        c.by_order.insert(entry.order());
-        c.by_load.insert(entry.load);
-        c.by_priority.insert(entry.priority_key());
+        c.by_order.insert((entry.order, entry.slot));
+        c.by_load
+            .push(entry.slot, entry.ratio, &mut self.load_links);
+        c.by_priority
+            .push(entry.slot, entry.priority_key(), &mut self.priority_links);
         self.dense_position[slot] = c.dense.len();
-        c.dense.push(entry.load.slot);
+        c.dense.push(entry.slot);
         self.available += 1;
+    }
+
+    /// Refiles an agent that stays available under a new load or priority:
+    /// its registration-order and sampling positions do not move.
+    pub(crate) fn reorder(&mut self, class: ClassId, entry: Availability) {
+        let Some(c) = self
+            .classes
+            .get_mut(class as usize)
+            .and_then(Option::as_mut)
+        else {
+            return;
+        };
+        c.by_load
+            .update(entry.slot, entry.ratio, &mut self.load_links);
+        c.by_priority
+            .update(entry.slot, entry.priority_key(), &mut self.priority_links);
     }
 
     /// Withdraws an agent filed with exactly `entry`.
@@ -179,15 +181,25 @@ impl AvailabilityIndex {
         else {
             return;
         };
-        c.by_order.remove(&entry.order());
-        c.by_load.remove(&entry.load);
-        c.by_priority.remove(&entry.priority_key());
-        let position = self.dense_position[entry.load.slot as usize];
+        c.by_order.remove(&(entry.order, entry.slot));
+        c.by_load.remove(entry.slot, &mut self.load_links);
+        c.by_priority.remove(entry.slot, &mut self.priority_links);
+        let position = self.dense_position[entry.slot as usize];
         c.dense.swap_remove(position);
         if let Some(&moved) = c.dense.get(position) {
             self.dense_position[moved as usize] = position;
         }
         self.available -= 1;
+    }
+
+    /// The links of the load order, to walk a class's [`Class::by_load`].
+    pub(crate) fn load_links(&self) -> &Links<Ratio> {
+        &self.load_links
+    }
+
+    /// The links of the priority order, to walk [`Class::by_priority`].
+    pub(crate) fn priority_links(&self) -> &Links<PriorityKey> {
+        &self.priority_links
     }
 
     /// Number of available agents across all classes.

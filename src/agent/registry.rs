@@ -5,7 +5,8 @@ use std::fmt;
 
 use thiserror::Error;
 
-use super::index::{Availability, AvailabilityIndex, ClassId, LoadKey, Slot};
+use super::buckets::Ratio;
+use super::index::{Availability, AvailabilityIndex, ClassId, Slot};
 use super::{AgentProfile, Outcome, PerformanceStats};
 use crate::capability::{CapabilityInterner, CapabilitySet};
 use crate::hash::IdMap;
@@ -125,7 +126,7 @@ impl AgentRecord {
     /// floating point), then by registration order: the order in which
     /// load-aware strategies prefer them, least busy first.
     pub fn cmp_utilization(&self, other: &AgentRecord) -> std::cmp::Ordering {
-        self.load_key(0).cmp(&other.load_key(0))
+        (self.ratio(), self.order).cmp(&(other.ratio(), other.order))
     }
 
     /// Whether the agent is online with a free slot (below its capacity and
@@ -159,12 +160,10 @@ impl AgentRecord {
         &self.labels
     }
 
-    pub(crate) fn load_key(&self, slot: Slot) -> LoadKey {
-        LoadKey {
+    fn ratio(&self) -> Ratio {
+        Ratio {
             load: self.load,
             capacity: self.profile.capacity(),
-            order: self.order,
-            slot,
         }
     }
 
@@ -544,8 +543,20 @@ impl Registry {
         let result = change(record);
         let after = record.tracked();
         if before != after {
-            self.track(slot, before, -1);
-            self.track(slot, after, 1);
+            self.count_online(before, -1);
+            self.count_online(after, 1);
+            match (before.availability(slot), after.availability(slot)) {
+                // Still available: only the load and priority orders move.
+                (Some(_), Some(new)) => self.index.reorder(after.class, new),
+                (old, new) => {
+                    if let Some(old) = old {
+                        self.index.remove(before.class, old);
+                    }
+                    if let Some(new) = new {
+                        self.index.insert(after.class, new);
+                    }
+                }
+            }
         }
         result
     }
@@ -553,19 +564,24 @@ impl Registry {
     /// Adds (`sign = 1`) or withdraws (`sign = -1`) an agent's contribution
     /// to the index and to the online totals.
     fn track(&mut self, slot: Slot, state: TrackedState, sign: i64) {
-        if state.status == AgentStatus::Online {
-            let apply =
-                |total: u64, amount: u32| total.saturating_add_signed(sign * i64::from(amount));
-            self.online_load = apply(self.online_load, state.load);
-            self.online_capacity = apply(self.online_capacity, state.capacity);
-            self.index.count_online(state.class, sign);
-        }
+        self.count_online(state, sign);
         if let Some(entry) = state.availability(slot) {
             if sign > 0 {
                 self.index.insert(state.class, entry);
             } else {
                 self.index.remove(state.class, entry);
             }
+        }
+    }
+
+    /// The online totals' share of one agent state.
+    fn count_online(&mut self, state: TrackedState, sign: i64) {
+        if state.status == AgentStatus::Online {
+            let apply =
+                |total: u64, amount: u32| total.saturating_add_signed(sign * i64::from(amount));
+            self.online_load = apply(self.online_load, state.load);
+            self.online_capacity = apply(self.online_capacity, state.capacity);
+            self.index.count_online(state.class, sign);
         }
     }
 }
@@ -590,11 +606,11 @@ impl TrackedState {
 
     fn availability(&self, slot: Slot) -> Option<Availability> {
         self.is_available().then_some(Availability {
-            load: LoadKey {
+            slot,
+            order: self.order,
+            ratio: Ratio {
                 load: self.load,
                 capacity: self.capacity,
-                order: self.order,
-                slot,
             },
             priority: self.priority,
         })

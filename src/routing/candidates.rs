@@ -105,16 +105,20 @@ impl<'a> Candidates<'a> {
             .or_else(|| self.first())
     }
 
-    /// The eligible agent with the lowest `load / capacity`; ties go to the
-    /// one registered first.
+    /// The eligible agent with the lowest `load / capacity`. Among equally
+    /// loaded agents of one class, the one that reached that load first wins
+    /// (so equal agents take turns); across classes, the one registered first.
     pub fn least_loaded(&self) -> Option<&'a AgentRecord> {
-        self.best(|class| class.by_load.iter().map(|key| (*key, key.slot)))
+        let links = self.registry.index().load_links();
+        self.best(|class| class.by_load.iter(links))
     }
 
-    /// The eligible agent with the highest profile priority; ties go to the
-    /// least loaded, then to the one registered first.
+    /// The eligible agent with the highest profile priority, then the lowest
+    /// `load / capacity`, with ties broken as in
+    /// [`least_loaded`](Self::least_loaded).
     pub fn highest_priority(&self) -> Option<&'a AgentRecord> {
-        self.best(|class| class.by_priority.iter().map(|key| (*key, key.1.slot)))
+        let links = self.registry.index().priority_links();
+        self.best(|class| class.by_priority.iter(links))
     }
 
     /// A uniformly random eligible agent, drawn from `rng`.
@@ -167,8 +171,8 @@ impl<'a> Candidates<'a> {
             .filter(|record| !self.requirements.avoids(record.id()))
     }
 
-    /// The minimum, by key, over every matching class of the first usable
-    /// agent of that class's ordering.
+    /// The minimum, by key and then registration order, over every matching
+    /// class of the first usable agent in that class's ordering.
     fn best<K, I>(&self, ordering: impl Fn(&'a Class) -> I) -> Option<&'a AgentRecord>
     where
         K: Ord,
@@ -182,7 +186,7 @@ impl<'a> Candidates<'a> {
                 ordering(class)
                     .find_map(|(key, slot)| self.usable(slot).map(|record| (key, record)))
             })
-            .min_by(|a, b| a.0.cmp(&b.0))
+            .min_by(|a, b| (&a.0, a.1.order()).cmp(&(&b.0, b.1.order())))
             .map(|(_, record)| record)
     }
 }

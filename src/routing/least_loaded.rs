@@ -2,11 +2,12 @@ use super::{Candidates, RoutingStrategy};
 use crate::AgentId;
 use crate::agent::AgentRecord;
 
-/// The eligible agent with the lowest `load / capacity`; ties go to the agent
-/// registered first.
+/// The eligible agent with the lowest `load / capacity`. Among equally loaded
+/// agents the one that reached that load first wins, so identical agents take
+/// turns (see [`Candidates::least_loaded`]).
 ///
 /// For identical tasks on agents of equal capacity it keeps the spread of
-/// loads (max − min) at most 1. Reads the registry's load index: `O(c log n)`,
+/// loads (max − min) at most 1. Reads the registry's load index: `O(c log k)`,
 /// so 10,000 agents cost about what 10 do.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LeastLoaded;

@@ -16,15 +16,16 @@
 //! | [`CapabilityMatch`] | first eligible in registration order | `O(c log n)` |
 //! | [`RoundRobin`] | next eligible in a true rotation | `O(c log n)` |
 //! | [`WeightedRoundRobin`] | smooth weighted rotation, exact per cycle | `O(n)` |
-//! | [`LeastLoaded`] | lowest `load / capacity` | `O(c log n)` |
+//! | [`LeastLoaded`] | lowest `load / capacity` | `O(c log k)` |
 //! | [`PowerOfTwoChoices`] | less loaded of two seeded random picks | `O(c)` |
-//! | [`PriorityBased`] | highest agent priority, then least loaded | `O(c log n)` |
+//! | [`PriorityBased`] | highest agent priority, then least loaded | `O(c log k)` |
 //! | [`Rendezvous`] | weighted rendezvous hash of the affinity key, load-bounded | `O(n)` |
 //! | [`Scored`] | best weighted score of skill, availability, history, cost | `O(n)` |
 //! | [`Adaptive`] | UCB1 over learned success and latency per task kind | `O(n)` |
 //!
 //! `n` is the number of eligible agents, `c` the number of matching agent
-//! classes (distinct capability/label combinations), usually far below `n`.
+//! classes (distinct capability/label combinations), usually far below `n`,
+//! and `k` the number of distinct load levels in a class.
 //!
 //! ```
 //! use taskweave::agent::{AgentProfile, Registry};

@@ -4,10 +4,10 @@ use crate::agent::AgentRecord;
 
 /// The eligible agent with the highest profile
 /// [`priority`](crate::agent::AgentProfile::priority), then the least loaded
-/// among those, then the one registered first.
+/// among those, ties broken as in [`LeastLoaded`](super::LeastLoaded).
 ///
 /// Suits tiered pools: premium agents take work while they have free slots,
-/// the rest absorb overflow. Costs `O(c log n)` through the priority index.
+/// the rest absorb overflow. Costs `O(c log k)` through the priority index.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PriorityBased;
 

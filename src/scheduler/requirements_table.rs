@@ -27,12 +27,21 @@ pub(crate) struct RequirementsTable {
     entries: Vec<Option<Interned>>,
     free: Vec<RequirementsId>,
     ids: HashMap<TaskRequirements, RequirementsId>,
+    /// The entry handed out last.
+    last: Option<RequirementsId>,
 }
 
 impl RequirementsTable {
     /// The id of `requirements`, counting one more user.
     pub(crate) fn acquire(&mut self, requirements: TaskRequirements) -> RequirementsId {
-        if let Some(&id) = self.ids.get(&requirements) {
+        // Tasks tend to come in runs with the same requirements: comparing
+        // with the last set costs less than hashing.
+        let repeated = self.last.filter(|&id| {
+            self.entry(id)
+                .is_some_and(|e| e.requirements == requirements)
+        });
+        if let Some(id) = repeated.or_else(|| self.ids.get(&requirements).copied()) {
+            self.last = Some(id);
             if let Some(entry) = self.entry_mut(id) {
                 entry.users += 1;
             }
@@ -54,6 +63,7 @@ impl RequirementsTable {
             }
         };
         self.ids.insert(requirements, id);
+        self.last = Some(id);
         id
     }
 

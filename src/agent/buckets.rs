@@ -1,0 +1,265 @@
+//! Bucketed FIFO lists of agent slots: the load and priority orders of the
+//! availability index.
+//!
+//! Each bucket holds the agents that share a key (an exact load ratio, or a
+//! priority and load ratio) in an intrusive doubly linked list, in the order
+//! they entered the bucket. Moving an agent between buckets — what every
+//! assignment and completion does — is an unlink and a link, `O(1)`, plus a
+//! lookup among the few distinct keys. The smallest key's first agent is the
+//! answer of least-loaded routing.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use super::index::Slot;
+
+const NIL: Slot = Slot::MAX;
+
+/// `load / capacity`, compared exactly by cross-multiplication; equal
+/// fractions (1/2, 2/4) are the same bucket.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ratio {
+    pub(crate) load: u32,
+    pub(crate) capacity: u32,
+}
+
+impl Ord for Ratio {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let lhs = u64::from(self.load) * u64::from(other.capacity);
+        let rhs = u64::from(other.load) * u64::from(self.capacity);
+        lhs.cmp(&rhs)
+    }
+}
+
+impl PartialOrd for Ratio {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Ratio {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Ratio {}
+
+/// Where one slot sits: its bucket and neighbours. Shared by all bucket
+/// lists of one kind, since an agent is in at most one list of each kind.
+#[derive(Clone, Copy, Debug)]
+struct Link<B> {
+    bucket: Option<B>,
+    prev: Slot,
+    next: Slot,
+}
+
+/// The links of every slot for one kind of bucket list.
+#[derive(Clone, Debug)]
+pub(crate) struct Links<B> {
+    links: Vec<Link<B>>,
+}
+
+impl<B> Default for Links<B> {
+    fn default() -> Self {
+        Links { links: Vec::new() }
+    }
+}
+
+impl<B: Copy> Links<B> {
+    fn get(&self, slot: Slot) -> Option<&Link<B>> {
+        self.links.get(slot as usize)
+    }
+
+    fn get_mut(&mut self, slot: Slot) -> &mut Link<B> {
+        let at = slot as usize;
+        if self.links.len() <= at {
+            self.links.resize(
+                at + 1,
+                Link {
+                    bucket: None,
+                    prev: NIL,
+                    next: NIL,
+                },
+            );
+        }
+        &mut self.links[at]
+    }
+}
+
+/// Non-empty buckets by key, each a FIFO list of slots.
+#[derive(Clone, Debug)]
+pub(crate) struct BucketLists<B> {
+    /// Key → (first, last) slot of its list.
+    buckets: BTreeMap<B, (Slot, Slot)>,
+}
+
+impl<B> Default for BucketLists<B> {
+    fn default() -> Self {
+        BucketLists {
+            buckets: BTreeMap::new(),
+        }
+    }
+}
+
+impl<B: Ord + Copy> BucketLists<B> {
+    /// Appends `slot` to the list of `bucket`.
+    pub(crate) fn push(&mut self, slot: Slot, bucket: B, links: &mut Links<B>) {
+        let tail = match self.buckets.get_mut(&bucket) {
+            Some((_, tail)) => std::mem::replace(tail, slot),
+            None => {
+                self.buckets.insert(bucket, (slot, slot));
+                NIL
+            }
+        };
+        if tail != NIL {
+            links.get_mut(tail).next = slot;
+        }
+        *links.get_mut(slot) = Link {
+            bucket: Some(bucket),
+            prev: tail,
+            next: NIL,
+        };
+    }
+
+    /// Unlinks `slot`; a slot in no list is ignored.
+    pub(crate) fn remove(&mut self, slot: Slot, links: &mut Links<B>) {
+        let Some(&Link {
+            bucket: Some(bucket),
+            prev,
+            next,
+        }) = links.get(slot)
+        else {
+            return;
+        };
+        if prev != NIL {
+            links.get_mut(prev).next = next;
+        }
+        if next != NIL {
+            links.get_mut(next).prev = prev;
+        }
+        match (prev, next) {
+            (NIL, NIL) => {
+                self.buckets.remove(&bucket);
+            }
+            _ => {
+                if let Some(ends) = self.buckets.get_mut(&bucket) {
+                    if prev == NIL {
+                        ends.0 = next;
+                    }
+                    if next == NIL {
+                        ends.1 = prev;
+                    }
+                }
+            }
+        }
+        links.get_mut(slot).bucket = None;
+    }
+
+    /// Moves `slot` to the back of `bucket`'s list, unless it is already in
+    /// that bucket.
+    pub(crate) fn update(&mut self, slot: Slot, bucket: B, links: &mut Links<B>) {
+        if links.get(slot).and_then(|l| l.bucket) == Some(bucket) {
+            return;
+        }
+        self.remove(slot, links);
+        self.push(slot, bucket, links);
+    }
+
+    /// Every slot with its bucket key: buckets in ascending order, each in
+    /// list (arrival) order. Lazy: taking the first costs `O(log b)`.
+    pub(crate) fn iter<'a>(&'a self, links: &'a Links<B>) -> impl Iterator<Item = (B, Slot)> + 'a {
+        self.buckets.iter().flat_map(move |(&bucket, &(head, _))| {
+            std::iter::successors(Some(head), move |&slot| {
+                links.get(slot).map(|l| l.next).filter(|&next| next != NIL)
+            })
+            .map(move |slot| (bucket, slot))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Push(u8, u8),
+        Remove(u8),
+        Update(u8, u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..30, 0u8..6).prop_map(|(s, b)| Op::Push(s, b)),
+            (0u8..30).prop_map(Op::Remove),
+            (0u8..30, 0u8..6).prop_map(|(s, b)| Op::Update(s, b)),
+        ]
+    }
+
+    proptest! {
+        /// The lists agree with a model of per-bucket vectors at every step.
+        #[test]
+        fn matches_a_vector_model(ops in proptest::collection::vec(op(), 0..200)) {
+            let mut lists = BucketLists::default();
+            let mut links = Links::default();
+            let mut model: BTreeMap<u8, Vec<Slot>> = BTreeMap::new();
+            let bucket_of = |model: &BTreeMap<u8, Vec<Slot>>, s: Slot| {
+                model.iter().find(|(_, v)| v.contains(&s)).map(|(&b, _)| b)
+            };
+            for op in ops {
+                match op {
+                    Op::Push(s, b) => {
+                        let s = Slot::from(s);
+                        if bucket_of(&model, s).is_none() {
+                            lists.push(s, b, &mut links);
+                            model.entry(b).or_default().push(s);
+                        }
+                    }
+                    Op::Remove(s) => {
+                        let s = Slot::from(s);
+                        lists.remove(s, &mut links);
+                        for v in model.values_mut() {
+                            v.retain(|&x| x != s);
+                        }
+                    }
+                    Op::Update(s, b) => {
+                        let s = Slot::from(s);
+                        if let Some(old) = bucket_of(&model, s) {
+                            lists.update(s, b, &mut links);
+                            if old != b {
+                                model.values_mut().for_each(|v| v.retain(|&x| x != s));
+                                model.entry(b).or_default().push(s);
+                            }
+                        }
+                    }
+                }
+                model.retain(|_, v| !v.is_empty());
+                let expected: Vec<(u8, Slot)> =
+                    model.iter().flat_map(|(&b, v)| v.iter().map(move |&s| (b, s))).collect();
+                prop_assert_eq!(lists.iter(&links).collect::<Vec<_>>(), expected);
+            }
+        }
+    }
+
+    #[test]
+    fn equal_fractions_share_a_bucket() {
+        let half = Ratio {
+            load: 1,
+            capacity: 2,
+        };
+        let two_quarters = Ratio {
+            load: 2,
+            capacity: 4,
+        };
+        assert_eq!(half, two_quarters);
+        assert!(
+            Ratio {
+                load: 1,
+                capacity: 3
+            } < half
+        );
+    }
+}
