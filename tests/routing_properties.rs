@@ -50,6 +50,19 @@ proptest! {
                     });
                     prop_assert!(minimal, "least-loaded chose {} with loads {:?}", agent, loads);
                 }
+                if let (Ok(agent), "priority-based", false) = (&routed, *name, preferred_wins) {
+                    // Highest priority first, then the lowest load / capacity.
+                    let key = |i: u64| {
+                        let spec = &pool[i as usize];
+                        (std::cmp::Reverse(spec.priority), u64::from(loads[i as usize]), u64::from(spec.capacity))
+                    };
+                    let (pa, la, ca) = key(agent.get());
+                    let best = eligible.iter().all(|&e| {
+                        let (pe, le, ce) = key(e);
+                        pa < pe || (pa == pe && la * ce <= le * ca)
+                    });
+                    prop_assert!(best, "priority-based chose {} with loads {:?}", agent, loads);
+                }
                 match routed {
                     Ok(agent) => prop_assert!(eligible.contains(&agent.get()), "{name} chose ineligible {agent}"),
                     Err(err) => {

@@ -9,7 +9,6 @@
 //! answer of least-loaded routing.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 
 use super::index::Slot;
 
@@ -90,14 +89,15 @@ impl<B: Copy> Links<B> {
 /// Non-empty buckets by key, each a FIFO list of slots.
 #[derive(Clone, Debug)]
 pub(crate) struct BucketLists<B> {
-    /// Key → (first, last) slot of its list.
-    buckets: BTreeMap<B, (Slot, Slot)>,
+    /// `(key, first slot, last slot)`, sorted by key. Distinct keys are few
+    /// (load levels), so a sorted vector beats a tree here.
+    buckets: Vec<(B, Slot, Slot)>,
 }
 
 impl<B> Default for BucketLists<B> {
     fn default() -> Self {
         BucketLists {
-            buckets: BTreeMap::new(),
+            buckets: Vec::new(),
         }
     }
 }
@@ -105,10 +105,10 @@ impl<B> Default for BucketLists<B> {
 impl<B: Ord + Copy> BucketLists<B> {
     /// Appends `slot` to the list of `bucket`.
     pub(crate) fn push(&mut self, slot: Slot, bucket: B, links: &mut Links<B>) {
-        let tail = match self.buckets.get_mut(&bucket) {
-            Some((_, tail)) => std::mem::replace(tail, slot),
-            None => {
-                self.buckets.insert(bucket, (slot, slot));
+        let tail = match self.find(&bucket) {
+            Ok(at) => std::mem::replace(&mut self.buckets[at].2, slot),
+            Err(at) => {
+                self.buckets.insert(at, (bucket, slot, slot));
                 NIL
             }
         };
@@ -138,17 +138,18 @@ impl<B: Ord + Copy> BucketLists<B> {
         if next != NIL {
             links.get_mut(next).prev = prev;
         }
-        match (prev, next) {
-            (NIL, NIL) => {
-                self.buckets.remove(&bucket);
-            }
-            _ => {
-                if let Some(ends) = self.buckets.get_mut(&bucket) {
+        if let Ok(at) = self.find(&bucket) {
+            match (prev, next) {
+                (NIL, NIL) => {
+                    self.buckets.remove(at);
+                }
+                _ => {
+                    let ends = &mut self.buckets[at];
                     if prev == NIL {
-                        ends.0 = next;
+                        ends.1 = next;
                     }
                     if next == NIL {
-                        ends.1 = prev;
+                        ends.2 = prev;
                     }
                 }
             }
@@ -166,10 +167,14 @@ impl<B: Ord + Copy> BucketLists<B> {
         self.push(slot, bucket, links);
     }
 
+    fn find(&self, bucket: &B) -> Result<usize, usize> {
+        self.buckets.binary_search_by(|(key, ..)| key.cmp(bucket))
+    }
+
     /// Every slot with its bucket key: buckets in ascending order, each in
     /// list (arrival) order. Lazy: taking the first costs `O(log b)`.
     pub(crate) fn iter<'a>(&'a self, links: &'a Links<B>) -> impl Iterator<Item = (B, Slot)> + 'a {
-        self.buckets.iter().flat_map(move |(&bucket, &(head, _))| {
+        self.buckets.iter().flat_map(move |&(bucket, head, _)| {
             std::iter::successors(Some(head), move |&slot| {
                 links.get(slot).map(|l| l.next).filter(|&next| next != NIL)
             })

@@ -1,21 +1,21 @@
 //! Availability index: the structure that lets routing avoid full scans.
 //!
-//! Agents with the same capability set and the same labels form a *class*.
-//! Each class keeps its available agents (online, with a free slot) in three
-//! orders — registration, load ratio, priority then load ratio — plus a
-//! dense vector for uniform sampling. A request walks only the classes whose
+//! Agents with the same capability set, labels and profile priority form a
+//! *class*. Each class keeps its available agents (online, with a free slot)
+//! in two orders — registration and load ratio — plus a dense vector for
+//! uniform sampling; priority order needs no index of its own, since every
+//! agent of a class shares one priority. A request walks only the classes whose
 //! capabilities and labels satisfy it and takes the head of each class's
 //! order, so a choice costs `O(matching classes × log k)` for `k` distinct
 //! keys, rather than `O(n)`.
 //!
-//! The load and priority orders are [`BucketLists`]: agents sharing a key
+//! The load order is a [`BucketLists`]: agents sharing a load ratio
 //! wait in arrival order, and an assignment or completion moves an agent
 //! between buckets in `O(1)` plus a lookup among the few distinct keys.
 //!
 //! The registry updates the index on every change of status or load, so
 //! routing never rebuilds anything.
 
-use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 
 use super::buckets::{BucketLists, Links, Ratio};
@@ -25,8 +25,6 @@ use crate::capability::CapabilitySet;
 pub(crate) type Slot = u32;
 /// Dense handle of a class inside the index.
 pub(crate) type ClassId = u32;
-/// Key of the priority order: highest priority first, then lowest load ratio.
-pub(crate) type PriorityKey = (Reverse<u32>, Ratio);
 
 /// Everything the index needs to know to file one available agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,13 +32,6 @@ pub(crate) struct Availability {
     pub(crate) slot: Slot,
     pub(crate) order: u64,
     pub(crate) ratio: Ratio,
-    pub(crate) priority: u32,
-}
-
-impl Availability {
-    fn priority_key(&self) -> PriorityKey {
-        (Reverse(self.priority), self.ratio)
-    }
 }
 
 /// The available agents of one class.
@@ -48,12 +39,13 @@ impl Availability {
 pub(crate) struct Class {
     pub(crate) capabilities: CapabilitySet,
     pub(crate) labels: CapabilitySet,
+    /// The profile priority shared by every member.
+    pub(crate) priority: u32,
     members: usize,
     /// Members whose status is online, busy or not.
     pub(crate) online: usize,
     pub(crate) by_order: BTreeSet<(u64, Slot)>,
     pub(crate) by_load: BucketLists<Ratio>,
-    pub(crate) by_priority: BucketLists<PriorityKey>,
     pub(crate) dense: Vec<Slot>,
 }
 
@@ -62,29 +54,33 @@ pub(crate) struct Class {
 pub(crate) struct AvailabilityIndex {
     classes: Vec<Option<Class>>,
     free_classes: Vec<ClassId>,
-    class_of: HashMap<(CapabilitySet, CapabilitySet), ClassId>,
+    class_of: HashMap<(CapabilitySet, CapabilitySet, u32), ClassId>,
     dense_position: Vec<usize>,
     load_links: Links<Ratio>,
-    priority_links: Links<PriorityKey>,
     available: usize,
 }
 
 impl AvailabilityIndex {
     /// The class for this capability/label combination, created on first use;
     /// counts one more member.
-    pub(crate) fn join(&mut self, capabilities: &CapabilitySet, labels: &CapabilitySet) -> ClassId {
-        let key = (capabilities.clone(), labels.clone());
+    pub(crate) fn join(
+        &mut self,
+        capabilities: &CapabilitySet,
+        labels: &CapabilitySet,
+        priority: u32,
+    ) -> ClassId {
+        let key = (capabilities.clone(), labels.clone(), priority);
         let id = match self.class_of.get(&key) {
             Some(&id) => id,
             None => {
                 let class = Class {
                     capabilities: key.0.clone(),
                     labels: key.1.clone(),
+                    priority,
                     members: 0,
                     online: 0,
                     by_order: BTreeSet::new(),
                     by_load: BucketLists::default(),
-                    by_priority: BucketLists::default(),
                     dense: Vec::new(),
                 };
                 let id = match self.free_classes.pop() {
@@ -116,7 +112,8 @@ impl AvailabilityIndex {
         class.members -= 1;
         if class.members == 0 {
             if let Some(class) = self.classes[id as usize].take() {
-                self.class_of.remove(&(class.capabilities, class.labels));
+                self.class_of
+                    .remove(&(class.capabilities, class.labels, class.priority));
             }
             self.free_classes.push(id);
         }
@@ -149,14 +146,12 @@ impl AvailabilityIndex {
         c.by_order.insert((entry.order, entry.slot));
         c.by_load
             .push(entry.slot, entry.ratio, &mut self.load_links);
-        c.by_priority
-            .push(entry.slot, entry.priority_key(), &mut self.priority_links);
         self.dense_position[slot] = c.dense.len();
         c.dense.push(entry.slot);
         self.available += 1;
     }
 
-    /// Refiles an agent that stays available under a new load or priority:
+    /// Refiles an agent that stays available under a new load:
     /// its registration-order and sampling positions do not move.
     pub(crate) fn reorder(&mut self, class: ClassId, entry: Availability) {
         let Some(c) = self
@@ -168,8 +163,6 @@ impl AvailabilityIndex {
         };
         c.by_load
             .update(entry.slot, entry.ratio, &mut self.load_links);
-        c.by_priority
-            .update(entry.slot, entry.priority_key(), &mut self.priority_links);
     }
 
     /// Withdraws an agent filed with exactly `entry`.
@@ -183,7 +176,6 @@ impl AvailabilityIndex {
         };
         c.by_order.remove(&(entry.order, entry.slot));
         c.by_load.remove(entry.slot, &mut self.load_links);
-        c.by_priority.remove(entry.slot, &mut self.priority_links);
         let position = self.dense_position[entry.slot as usize];
         c.dense.swap_remove(position);
         if let Some(&moved) = c.dense.get(position) {
@@ -195,11 +187,6 @@ impl AvailabilityIndex {
     /// The links of the load order, to walk a class's [`Class::by_load`].
     pub(crate) fn load_links(&self) -> &Links<Ratio> {
         &self.load_links
-    }
-
-    /// The links of the priority order, to walk [`Class::by_priority`].
-    pub(crate) fn priority_links(&self) -> &Links<PriorityKey> {
-        &self.priority_links
     }
 
     /// Number of available agents across all classes.

@@ -175,7 +175,6 @@ impl AgentRecord {
             admits_below: self
                 .slot_limit
                 .map_or(self.capacity(), |limit| limit.min(self.capacity())),
-            priority: self.profile.priority(),
             order: self.order,
             class: self.class,
         }
@@ -293,7 +292,7 @@ impl Registry {
         let labels = self
             .labels
             .intern_all(profile.labels().iter().map(|(k, v)| label_token(k, v)));
-        let class = self.index.join(&capabilities, &labels);
+        let class = self.index.join(&capabilities, &labels, profile.priority());
         let order = self.next_order;
         self.next_order += 1;
         let record = AgentRecord {
@@ -546,7 +545,7 @@ impl Registry {
             self.count_online(before, -1);
             self.count_online(after, 1);
             match (before.availability(slot), after.availability(slot)) {
-                // Still available: only the load and priority orders move.
+                // Still available: only the load order moves.
                 (Some(_), Some(new)) => self.index.reorder(after.class, new),
                 (old, new) => {
                     if let Some(old) = old {
@@ -594,7 +593,6 @@ struct TrackedState {
     capacity: u32,
     /// New tasks are admitted while `load` is below this.
     admits_below: u32,
-    priority: u32,
     order: u64,
     class: ClassId,
 }
@@ -612,7 +610,6 @@ impl TrackedState {
                 load: self.load,
                 capacity: self.capacity,
             },
-            priority: self.priority,
         })
     }
 }

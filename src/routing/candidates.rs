@@ -1,5 +1,6 @@
 //! The eligible agents for one task, as strategies see them.
 
+use std::cmp::Reverse;
 use std::ops::Bound;
 
 use rand::{Rng, RngExt};
@@ -117,8 +118,14 @@ impl<'a> Candidates<'a> {
     /// `load / capacity`, with ties broken as in
     /// [`least_loaded`](Self::least_loaded).
     pub fn highest_priority(&self) -> Option<&'a AgentRecord> {
-        let links = self.registry.index().priority_links();
-        self.best(|class| class.by_priority.iter(links))
+        let links = self.registry.index().load_links();
+        self.best(|class| {
+            let priority = Reverse(class.priority);
+            class
+                .by_load
+                .iter(links)
+                .map(move |(ratio, slot)| ((priority, ratio), slot))
+        })
     }
 
     /// A uniformly random eligible agent, drawn from `rng`.

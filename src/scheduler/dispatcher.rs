@@ -1093,6 +1093,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// closed, zero new tasks while open, the free probe permits while
     /// half-open.
     fn sync_breaker(&mut self, agent: AgentId, now: Instant) {
+        if self.breakers.is_empty() {
+            return;
+        }
         let (Some(breaker), Some(record)) = (self.breakers.get(&agent), self.registry.get(agent))
         else {
             return;
