@@ -119,25 +119,50 @@ enum Timer {
     Breaker(AgentId),
 }
 
-/// One live (non-terminal) task.
+/// One live (non-terminal) task. Kept small (the queue may hold millions):
+/// what most tasks never use lives in [`Extras`], allocated on first use.
 #[derive(Clone, Debug)]
 struct Task<P> {
     payload: P,
-    priority: Priority,
-    requirements: RequirementsId,
+    state: TaskState,
     seq: u64,
+    assigned_at: Instant,
+    extras: Option<Box<Extras>>,
+    requirements: RequirementsId,
+    attempts: u32,
+    failures: u32,
+    priority: Priority,
+    /// Whether the current attempt is a half-open breaker's probe.
+    probe: bool,
+}
+
+/// The rarely used part of a task: its time limits and retry history.
+#[derive(Clone, Debug, Default)]
+struct Extras {
     ttl: Option<Duration>,
     deadline: Option<Instant>,
     attempt_timeout: Option<Duration>,
-    state: TaskState,
-    attempts: u32,
-    failures: u32,
     last_delay: Option<Duration>,
     last_agent: Option<AgentId>,
-    assigned_at: Instant,
     unroutable_since: Option<Instant>,
-    /// Whether the current attempt is a half-open breaker's probe.
-    probe: bool,
+}
+
+impl<P> Task<P> {
+    fn extras(&self) -> &Extras {
+        static NONE: Extras = Extras {
+            ttl: None,
+            deadline: None,
+            attempt_timeout: None,
+            last_delay: None,
+            last_agent: None,
+            unroutable_since: None,
+        };
+        self.extras.as_deref().unwrap_or(&NONE)
+    }
+
+    fn extras_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
+    }
 }
 
 /// Tasks that found no eligible agent, grouped by requirement set. A
@@ -660,21 +685,23 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         } = spec;
         let seq = self.next_seq;
         self.next_seq += 1;
-        let task = self.tasks.insert(Task {
-            payload,
-            priority,
-            requirements: self.requirements.acquire(requirements),
-            seq,
+        let limits = Extras {
             ttl,
             deadline,
             attempt_timeout,
+            ..Extras::default()
+        };
+        let has_limits = ttl.is_some() || deadline.is_some() || attempt_timeout.is_some();
+        let task = self.tasks.insert(Task {
+            payload,
             state: TaskState::Queued,
+            seq,
+            assigned_at: now,
+            extras: has_limits.then(|| Box::new(limits)),
+            requirements: self.requirements.acquire(requirements),
             attempts: 0,
             failures: 0,
-            last_delay: None,
-            last_agent: None,
-            assigned_at: now,
-            unroutable_since: None,
+            priority,
             probe: false,
         });
         self.count(TaskState::Queued, priority, 1);
@@ -856,7 +883,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// last failed it.
     fn route(&mut self, task: TaskId) -> Result<AgentId, RoutingError> {
         let entry = self.tasks.get(task).ok_or(RoutingError::NoEligibleAgent)?;
-        let (requirements, last_agent) = (entry.requirements, entry.last_agent);
+        let (requirements, last_agent) = (entry.requirements, entry.extras().last_agent);
         self.requirements.resolve(requirements, &self.registry)?;
         let resolved = self
             .requirements
@@ -899,10 +926,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         };
         task_entry.attempts += 1;
         task_entry.assigned_at = now;
-        task_entry.unroutable_since = None;
+        if let Some(extras) = task_entry.extras.as_deref_mut() {
+            extras.unroutable_since = None;
+        }
         task_entry.probe = probe;
         let (attempt, priority) = (task_entry.attempts, task_entry.priority);
-        let timeout = task_entry.attempt_timeout.or(default_timeout);
+        let timeout = task_entry.extras().attempt_timeout.or(default_timeout);
         self.set_state(
             task,
             TaskState::InFlight {
@@ -990,9 +1019,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             return;
         };
         if servable {
-            entry.unroutable_since = None;
-        } else if entry.unroutable_since.is_none() {
-            entry.unroutable_since = Some(now);
+            if let Some(extras) = entry.extras.as_deref_mut() {
+                extras.unroutable_since = None;
+            }
+        } else if entry.extras().unroutable_since.is_none() {
+            entry.extras_mut().unroutable_since = Some(now);
             if let Some(limit) = limit {
                 self.arm(now.saturating_add(limit), Timer::Unroutable(task));
             }
@@ -1134,12 +1165,13 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             return;
         };
         entry.failures += 1;
-        entry.last_agent = Some(agent);
+        entry.extras_mut().last_agent = Some(agent);
         let delay = match within_budget {
-            true => self
-                .config
-                .retry
-                .next_delay(entry.failures, entry.last_delay, &mut self.rng),
+            true => self.config.retry.next_delay(
+                entry.failures,
+                entry.extras().last_delay,
+                &mut self.rng,
+            ),
             false => None,
         };
         let Some(delay) = delay else {
@@ -1151,7 +1183,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             self.dead_letter(task, reason, now);
             return;
         };
-        entry.last_delay = Some(delay);
+        entry.extras_mut().last_delay = Some(delay);
         let until = now.saturating_add(delay);
         self.emit(Event::Retried { task, at: until }, now);
         if until <= now {
@@ -1185,7 +1217,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 });
                 self.emit(Event::FailedOver { task, agent }, now);
                 if let Some(entry) = self.tasks.get_mut(task) {
-                    entry.last_agent = Some(agent);
+                    entry.extras_mut().last_agent = Some(agent);
                 }
                 self.requeue(task, now);
             }
@@ -1261,13 +1293,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 if let Some(requirements) = self.tasks.get(task).map(|t| t.requirements) {
                     self.track_unroutable(task, requirements, now);
                 }
-                let waited =
-                    self.tasks
-                        .get(task)
-                        .and_then(|t| match (t.state, t.unroutable_since) {
-                            (TaskState::Queued, Some(since)) => Some(now - since),
-                            _ => None,
-                        });
+                let waited = self.tasks.get(task).and_then(|t| {
+                    match (t.state, t.extras().unroutable_since) {
+                        (TaskState::Queued, Some(since)) => Some(now - since),
+                        _ => None,
+                    }
+                });
                 let limit = self.config.unroutable_timeout.unwrap_or(Duration::MAX);
                 if let Some(waited) = waited.filter(|&w| w >= limit) {
                     self.dead_letter(task, DeadLetterReason::Unroutable { waited }, now);
@@ -1336,13 +1367,14 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         let Some(entry) = self.finish(task, terminal) else {
             return;
         };
+        let extras = entry.extras().clone();
         let spec = TaskSpec {
             payload: entry.payload,
             priority: entry.priority,
             requirements,
-            ttl: entry.ttl,
-            deadline: entry.deadline,
-            attempt_timeout: entry.attempt_timeout,
+            ttl: extras.ttl,
+            deadline: extras.deadline,
+            attempt_timeout: extras.attempt_timeout,
             idempotency_key: None,
         };
         self.emit(
