@@ -729,3 +729,68 @@ fn metrics_and_observer_see_every_lifecycle_event() {
     assert_eq!(events.len(), 10);
     assert!(matches!(events[0], Event::Submitted { .. }));
 }
+
+#[test]
+fn a_kind_bulkhead_caps_tasks_in_flight_per_kind() {
+    use taskweave::resilience::Bulkhead;
+    let mut bulkhead = Bulkhead::new(100).unwrap();
+    bulkhead.set_limit("render".to_string(), 1).unwrap();
+    let mut d = dispatcher(DispatcherConfig::builder().kind_bulkhead(bulkhead));
+    d.register_agent(agent(1), profile(4, &[]), t(0)).unwrap();
+    let render = || TaskSpec::new("r").requirements(TaskRequirements::new().kind("render"));
+    let first = submit(&mut d, render(), t(0));
+    let second = submit(&mut d, render(), t(0));
+    let other = submit(
+        &mut d,
+        TaskSpec::new("o").requirements(TaskRequirements::new().kind("index")),
+        t(0),
+    );
+    let running = assignments(&mut d);
+    let ids: Vec<TaskId> = running.iter().map(|a| a.0).collect();
+    assert_eq!(
+        ids,
+        [first, other],
+        "one render at a time; other kinds are not held up"
+    );
+    assert_eq!(d.task_state(second), Some(TaskState::Queued));
+    succeed(&mut d, running[0], t(1));
+    assert_eq!(assignments(&mut d)[0].0, second);
+}
+
+#[test]
+fn rate_limits_per_kind_and_per_agent_delay_assignments_until_they_conform() {
+    use taskweave::resilience::{KeyedRateLimiter, Quota};
+    let one_per_second = Quota::new(1, Duration::from_secs(1)).unwrap();
+    let mut d = dispatcher(
+        DispatcherConfig::builder().kind_rate_limit(KeyedRateLimiter::new(one_per_second)),
+    );
+    d.register_agent(agent(1), profile(10, &[]), t(0)).unwrap();
+    let mail = || TaskSpec::new("m").requirements(TaskRequirements::new().kind("mail"));
+    submit(&mut d, mail(), t(0));
+    let second = submit(&mut d, mail(), t(0));
+    assert_eq!(assignments(&mut d).len(), 1);
+    assert_eq!(d.poll_timeout(), Some(t(1)));
+    d.handle_timeout(t(1));
+    assert_eq!(assignments(&mut d)[0].0, second);
+
+    let mut per_agent = dispatcher(DispatcherConfig::builder().agent_rate_limit(one_per_second));
+    per_agent
+        .register_agent(agent(1), profile(10, &[]), t(0))
+        .unwrap();
+    for _ in 0..3 {
+        submit(&mut per_agent, TaskSpec::new("x"), t(0));
+    }
+    assert_eq!(
+        assignments(&mut per_agent).len(),
+        1,
+        "the agent is over its rate"
+    );
+    per_agent.handle_timeout(t(1));
+    assert_eq!(assignments(&mut per_agent).len(), 1);
+    // A second agent takes work while the first is held back.
+    per_agent
+        .register_agent(agent(2), profile(10, &[]), t(1))
+        .unwrap();
+    assert_eq!(assignments(&mut per_agent).len(), 1);
+    assert_eq!(per_agent.waiting(), 0);
+}

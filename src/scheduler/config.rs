@@ -3,7 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::resilience::{BreakerConfig, ExponentialBackoff, RetryBudget, RetryPolicy};
+use crate::resilience::{
+    BreakerConfig, Bulkhead, ExponentialBackoff, KeyedRateLimiter, Quota, RetryBudget, RetryPolicy,
+};
 
 use super::SchedulerError;
 
@@ -39,6 +41,9 @@ pub struct DispatcherConfig {
     pub(crate) retry: Box<dyn RetryPolicy + Send>,
     pub(crate) retry_budget: Option<RetryBudget>,
     pub(crate) circuit_breaker: Option<BreakerConfig>,
+    pub(crate) kind_bulkhead: Option<Bulkhead<String>>,
+    pub(crate) kind_rate_limit: Option<KeyedRateLimiter<String>>,
+    pub(crate) agent_rate_limit: Option<Quota>,
     pub(crate) preemption: bool,
     pub(crate) seed: u64,
 }
@@ -57,6 +62,9 @@ impl fmt::Debug for DispatcherConfig {
             .field("retry", &format_args!("dyn RetryPolicy"))
             .field("retry_budget", &self.retry_budget)
             .field("circuit_breaker", &self.circuit_breaker)
+            .field("kind_bulkhead", &self.kind_bulkhead)
+            .field("kind_rate_limit", &self.kind_rate_limit)
+            .field("agent_rate_limit", &self.agent_rate_limit)
             .field("preemption", &self.preemption)
             .field("seed", &self.seed)
             .finish()
@@ -79,6 +87,9 @@ impl DispatcherConfig {
                 retry: Box::new(ExponentialBackoff::default()),
                 retry_budget: None,
                 circuit_breaker: None,
+                kind_bulkhead: None,
+                kind_rate_limit: None,
+                agent_rate_limit: None,
                 preemption: false,
                 seed: 0,
             },
@@ -184,6 +195,30 @@ impl DispatcherConfigBuilder {
     /// the configured number of probes. Default: no breakers.
     pub fn circuit_breaker(mut self, config: BreakerConfig) -> Self {
         self.config.circuit_breaker = Some(config);
+        self
+    }
+
+    /// Caps the tasks in flight per task kind
+    /// ([`TaskRequirements::kind`](crate::TaskRequirements::kind)); a task of a
+    /// kind at its limit waits until one of that kind finishes. Tasks without
+    /// a kind are not limited. Default: no bulkhead.
+    pub fn kind_bulkhead(mut self, bulkhead: Bulkhead<String>) -> Self {
+        self.config.kind_bulkhead = Some(bulkhead);
+        self
+    }
+
+    /// Limits how fast tasks of each kind are assigned; a task whose kind is
+    /// over its rate waits until the limiter's `NotUntil` instant. Default:
+    /// no limit.
+    pub fn kind_rate_limit(mut self, limiter: KeyedRateLimiter<String>) -> Self {
+        self.config.kind_rate_limit = Some(limiter);
+        self
+    }
+
+    /// Limits how fast each agent receives tasks: an agent over its quota
+    /// gets no new task until it conforms again. Default: no limit.
+    pub fn agent_rate_limit(mut self, quota: Quota) -> Self {
+        self.config.agent_rate_limit = Some(quota);
         self
     }
 

@@ -17,7 +17,9 @@ use super::{
 };
 use crate::agent::{AgentProfile, AgentStatus, Outcome, Registry};
 use crate::hash::IdMap;
-use crate::resilience::{BreakerState, CircuitBreaker, RetryBudget};
+use crate::resilience::{
+    BreakerState, Bulkhead, CircuitBreaker, KeyedRateLimiter, RateLimiter, RetryBudget,
+};
 use crate::routing::{Feedback, LeastLoaded, RoutingError, RoutingStrategy};
 use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
 
@@ -117,6 +119,8 @@ enum Timer {
     Unroutable(TaskId),
     Heartbeat(AgentId),
     Breaker(AgentId),
+    AgentRate(AgentId),
+    KindRate(RequirementsId),
 }
 
 /// One live (non-terminal) task. Kept small (the queue may hold millions):
@@ -208,6 +212,10 @@ pub struct Dispatcher<P, S = Box<dyn RoutingStrategy + Send>> {
     next_timer: u64,
     next_token: u64,
     breakers: IdMap<AgentId, CircuitBreaker>,
+    bulkhead: Option<Bulkhead<String>>,
+    kind_rates: Option<KeyedRateLimiter<String>>,
+    agent_rates: IdMap<AgentId, RateLimiter>,
+    rate_blocked_until: IdMap<AgentId, Instant>,
     retry_budget: Option<RetryBudget>,
     recorder: Recorder,
     observer: Option<Box<dyn Observer + Send>>,
@@ -240,6 +248,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             rng: StdRng::seed_from_u64(config.seed),
             queue: Queue::new(config.aging_interval),
             retry_budget: config.retry_budget.clone(),
+            bulkhead: config.kind_bulkhead.clone(),
+            kind_rates: config.kind_rate_limit.clone(),
             config,
             registry: Registry::new(),
             strategy,
@@ -262,6 +272,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             next_timer: 0,
             next_token: 0,
             breakers: IdMap::default(),
+            agent_rates: IdMap::default(),
+            rate_blocked_until: IdMap::default(),
             recorder: Recorder::default(),
             observer: None,
         }
@@ -284,6 +296,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         if let Some(config) = &self.config.circuit_breaker {
             self.breakers
                 .insert(agent, CircuitBreaker::new(config.clone()));
+        }
+        if let Some(quota) = self.config.agent_rate_limit {
+            self.agent_rates.insert(agent, RateLimiter::new(quota));
         }
         self.arm_heartbeat(agent, now);
         self.capacity_freed(agent);
@@ -309,6 +324,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         self.registry.unregister(agent)?;
         self.heartbeat_due.remove(&agent);
         self.breakers.remove(&agent);
+        self.agent_rates.remove(&agent);
+        self.rate_blocked_until.remove(&agent);
         self.dispatch(now);
         Ok(requeued)
     }
@@ -763,12 +780,25 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             let Some((source, entry)) = self.next_entry(now, max_level) else {
                 break;
             };
-            match self.route(entry.task) {
-                Ok(agent) => self.assign(entry, agent, now),
-                Err(_) if self.preempt_for(&entry, now) => match self.route(entry.task) {
-                    Ok(agent) => self.assign(entry, agent, now),
-                    Err(_) => self.park(entry, source, now),
-                },
+            let kind = self.gated_kind(entry.task);
+            if !self.bulkhead_admits(kind.as_ref()) {
+                // Unblocked when a task of this kind finishes.
+                self.park(entry, source, now);
+                continue;
+            }
+            let routed = match self.route(entry.task) {
+                Err(_) if self.preempt_for(&entry, now) => self.route(entry.task),
+                routed => routed,
+            };
+            match routed.map(|agent| (agent, self.kind_rate_admits(kind.as_ref(), now))) {
+                Ok((agent, Ok(()))) => self.assign(entry, agent, kind, now),
+                Ok((_, Err(until))) => {
+                    let requirements = self.tasks.get(entry.task).map(|t| t.requirements);
+                    self.park(entry, source, now);
+                    if let Some(requirements) = requirements {
+                        self.arm(until, Timer::KindRate(requirements));
+                    }
+                }
                 Err(_) => self.park(entry, source, now),
             }
         }
@@ -898,7 +928,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         self.registry.route_resolved(&mut self.strategy, resolved)
     }
 
-    fn assign(&mut self, entry: Entry, agent: AgentId, now: Instant) {
+    fn assign(&mut self, entry: Entry, agent: AgentId, kind: Option<String>, now: Instant) {
         let task = entry.task;
         let probe = match self.breakers.get_mut(&agent) {
             Some(breaker) => {
@@ -906,7 +936,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 if breaker.try_acquire(now).is_err() {
                     // The slot limit keeps this from happening; stay safe.
                     self.queue.push(entry);
-                    self.sync_breaker(agent, now);
+                    self.sync_slot_limit(agent, now);
                     return;
                 }
                 half_open
@@ -918,6 +948,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             self.queue.push(entry);
             return;
         }
+        if let (Some(kind), Some(bulkhead)) = (&kind, &mut self.bulkhead) {
+            // Checked by bulkhead_admits just before routing.
+            let _ = bulkhead.try_acquire(kind);
+        }
+        self.spend_agent_rate(agent, now);
         let token = AttemptToken::new(self.next_token);
         self.next_token += 1;
         let default_timeout = self.config.attempt_timeout;
@@ -944,7 +979,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         if let Some(timeout) = timeout {
             self.arm(now.saturating_add(timeout), Timer::Attempt(task, token));
         }
-        self.sync_breaker(agent, now);
+        self.sync_slot_limit(agent, now);
         self.actions.push_back(Action::Assign {
             task,
             agent,
@@ -1062,6 +1097,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 self.in_flight.remove(&agent);
             }
         }
+        if let Some(kind) = self.gated_kind(task) {
+            self.kind_slot_freed(&kind);
+        }
         let probe = self
             .tasks
             .get_mut(task)
@@ -1079,7 +1117,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             }
             None => {}
         }
-        self.sync_breaker(agent, now);
+        self.sync_slot_limit(agent, now);
         if released {
             self.capacity_freed(agent);
         }
@@ -1120,30 +1158,106 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         }
     }
 
-    /// Mirrors `agent`'s breaker into its registry slot limit: none while
-    /// closed, zero new tasks while open, the free probe permits while
-    /// half-open.
-    fn sync_breaker(&mut self, agent: AgentId, now: Instant) {
-        if self.breakers.is_empty() {
+    /// Mirrors `agent`'s breaker and rate limit into its registry slot limit:
+    /// none while the breaker is closed and the agent within its rate, zero
+    /// new tasks while the breaker is open, the free probe permits while it
+    /// is half-open, and no new task while the agent is over its rate.
+    fn sync_slot_limit(&mut self, agent: AgentId, now: Instant) {
+        if self.breakers.is_empty() && self.agent_rates.is_empty() {
             return;
         }
-        let (Some(breaker), Some(record)) = (self.breakers.get(&agent), self.registry.get(agent))
-        else {
+        let Some(record) = self.registry.get(agent) else {
             return;
         };
-        let limit = match breaker.state(now) {
-            BreakerState::Closed => None,
-            BreakerState::Open { .. } => Some(0),
-            BreakerState::HalfOpen => {
-                let free = breaker
-                    .config()
-                    .probes()
-                    .saturating_sub(breaker.probes_in_flight());
-                Some(record.load().saturating_add(free))
-            }
+        let breaker_limit =
+            self.breakers
+                .get(&agent)
+                .and_then(|breaker| match breaker.state(now) {
+                    BreakerState::Closed => None,
+                    BreakerState::Open { .. } => Some(0),
+                    BreakerState::HalfOpen => {
+                        let free = breaker
+                            .config()
+                            .probes()
+                            .saturating_sub(breaker.probes_in_flight());
+                        Some(record.load().saturating_add(free))
+                    }
+                });
+        let rate_limit = self
+            .rate_blocked_until
+            .get(&agent)
+            .filter(|&&until| now < until)
+            .map(|_| record.load());
+        let limit = match (breaker_limit, rate_limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
         if record.slot_limit() != limit {
             let _ = self.registry.set_slot_limit(agent, limit);
+        }
+    }
+
+    /// The kind of `task`, when kind gates (bulkhead, kind rate limit) are on.
+    fn gated_kind(&self, task: TaskId) -> Option<String> {
+        if self.bulkhead.is_none() && self.kind_rates.is_none() {
+            return None;
+        }
+        let t = self.tasks.get(task)?;
+        Some(
+            self.requirements
+                .requirements(t.requirements)?
+                .task_kind()?
+                .to_owned(),
+        )
+    }
+
+    /// Whether the bulkhead lets one more task of `kind` run.
+    fn bulkhead_admits(&self, kind: Option<&String>) -> bool {
+        match (kind, &self.bulkhead) {
+            (Some(kind), Some(bulkhead)) => bulkhead.in_flight(kind) < bulkhead.limit(kind),
+            _ => true,
+        }
+    }
+
+    /// Takes a cell of `kind`'s rate, or says when one will conform.
+    fn kind_rate_admits(&mut self, kind: Option<&String>, now: Instant) -> Result<(), Instant> {
+        match (kind, &mut self.kind_rates) {
+            (Some(kind), Some(limiter)) => limiter.check(kind, now).map_err(|n| n.earliest()),
+            _ => Ok(()),
+        }
+    }
+
+    /// A task of `kind` finished an attempt: its bulkhead slot frees, so
+    /// parked groups of that kind may try again.
+    fn kind_slot_freed(&mut self, kind: &String) {
+        let Some(bulkhead) = &mut self.bulkhead else {
+            return;
+        };
+        let _ = bulkhead.release(kind);
+        for group in self.parked.iter_mut().filter(|g| g.blocked) {
+            let same = self
+                .requirements
+                .requirements(group.requirements)
+                .and_then(|r| r.task_kind())
+                == Some(kind.as_str());
+            if same {
+                group.blocked = false;
+            }
+        }
+    }
+
+    /// Counts an assignment against `agent`'s rate; if its next task would
+    /// exceed the rate, the agent takes none until it conforms again.
+    fn spend_agent_rate(&mut self, agent: AgentId, now: Instant) {
+        let Some(limiter) = self.agent_rates.get_mut(&agent) else {
+            return;
+        };
+        let _ = limiter.check(now);
+        let mut probe = limiter.clone();
+        if let Err(not_until) = probe.check(now) {
+            let until = not_until.earliest();
+            self.rate_blocked_until.insert(agent, until);
+            self.arm(until, Timer::AgentRate(agent));
         }
     }
 
@@ -1306,8 +1420,26 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             }
             Timer::Heartbeat(agent) => self.check_heartbeat(agent, at, now),
             Timer::Breaker(agent) => {
-                self.sync_breaker(agent, now);
+                self.sync_slot_limit(agent, now);
                 self.capacity_freed(agent);
+            }
+            Timer::AgentRate(agent) => {
+                if self
+                    .rate_blocked_until
+                    .get(&agent)
+                    .is_some_and(|&until| until <= now)
+                {
+                    self.rate_blocked_until.remove(&agent);
+                    self.sync_slot_limit(agent, now);
+                    self.capacity_freed(agent);
+                }
+            }
+            Timer::KindRate(requirements) => {
+                if let Some(&index) = self.parked_index.get(&requirements) {
+                    if let Some(group) = self.parked.get_mut(index) {
+                        group.blocked = false;
+                    }
+                }
             }
         }
     }

@@ -40,7 +40,8 @@ pub(crate) type HeadKey = (usize, u64, usize);
 #[derive(Clone, Debug)]
 pub(crate) struct Queue {
     levels: [VecDeque<Entry>; Priority::LEVELS],
-    aging_interval: Option<Duration>,
+    /// Aging interval in nanoseconds (`None`: no aging).
+    aging_nanos: Option<u64>,
 }
 
 impl Queue {
@@ -48,7 +49,9 @@ impl Queue {
     pub(crate) fn new(aging_interval: Option<Duration>) -> Self {
         Queue {
             levels: Default::default(),
-            aging_interval,
+            aging_nanos: aging_interval
+                .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+                .filter(|&n| n > 0),
         }
     }
 
@@ -67,13 +70,13 @@ impl Queue {
     /// The effective priority of `entry` at `now` (0 is most urgent).
     pub(crate) fn effective_level(&self, entry: &Entry, now: Instant) -> usize {
         let level = entry.priority.index();
-        match self.aging_interval {
-            Some(interval) if !interval.is_zero() => {
-                let waited = now.saturating_duration_since(entry.since).as_nanos();
-                let steps = waited / interval.as_nanos();
+        match self.aging_nanos {
+            Some(interval) => {
+                let waited = now.as_nanos().saturating_sub(entry.since.as_nanos());
+                let steps = waited / interval;
                 level.saturating_sub(usize::try_from(steps).unwrap_or(usize::MAX))
             }
-            _ => level,
+            None => level,
         }
     }
 
