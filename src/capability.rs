@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 /// Dense id of one interned capability name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct CapabilityId(u32);
 
 impl CapabilityId {
@@ -41,6 +42,7 @@ impl CapabilityId {
 /// Cost: `is_superset` is `O(max id / 64)` word operations, with no
 /// allocation; for up to 64 distinct capabilities it is one AND and compare.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct CapabilitySet {
     low: u64,
     high: Vec<u64>,
@@ -158,6 +160,8 @@ impl fmt::Debug for CapabilitySet {
 /// Ids are handed out in first-seen order and never reused, so a
 /// [`CapabilitySet`] built once stays valid for the interner's lifetime.
 #[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(into = "Vec<String>", from = "Vec<String>"))]
 pub struct CapabilityInterner {
     ids: HashMap<Arc<str>, CapabilityId>,
     names: Vec<Arc<str>>,
@@ -234,6 +238,24 @@ impl CapabilityInterner {
     /// Whether no name was interned yet.
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
+    }
+}
+
+/// Serialized as its names in id order; deserializing re-interns them, so
+/// every id keeps its number.
+impl From<CapabilityInterner> for Vec<String> {
+    fn from(interner: CapabilityInterner) -> Self {
+        interner.names.iter().map(|n| n.to_string()).collect()
+    }
+}
+
+impl From<Vec<String>> for CapabilityInterner {
+    fn from(names: Vec<String>) -> Self {
+        let mut interner = CapabilityInterner::new();
+        for name in names {
+            interner.intern(&name);
+        }
+        interner
     }
 }
 

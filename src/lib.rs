@@ -91,8 +91,11 @@ pub mod priority;
 pub mod protocol;
 pub mod requirements;
 pub mod resilience;
+mod rng;
 pub mod routing;
 pub mod scheduler;
+#[cfg(feature = "serde")]
+mod serde_pairs;
 pub mod time;
 
 pub use error::Error;

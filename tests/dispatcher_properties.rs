@@ -397,6 +397,35 @@ proptest! {
         prop_assert_eq!(observable(&replayed, &m), observable(&original, &m));
     }
 
+    /// Snapshotting mid-run, sending the snapshot through JSON and restoring
+    /// it continues the run exactly: same actions, same state.
+    #[test]
+    fn snapshot_and_restore_mid_run_continue_identically(
+        ops in proptest::collection::vec(op(), 1..80),
+        cut in any::<proptest::sample::Index>(),
+    ) {
+        let (original, m) = run(&ops).map_err(TestCaseError::fail)?;
+        let cut = cut.index(m.journal.len() + 1);
+        let mut first = Dispatcher::new(config());
+        let mut actions = Vec::new();
+        for input in m.journal[..cut].iter().cloned() {
+            let _ = first.apply(input);
+            actions.extend(std::iter::from_fn(|| first.poll_action()));
+        }
+        let json = serde_json::to_string(&first.snapshot()).unwrap();
+        drop(first);
+        let strategy: Box<dyn taskweave::routing::RoutingStrategy + Send> =
+            Box::new(taskweave::routing::LeastLoaded::new());
+        let mut restored =
+            Dispatcher::restore(config(), strategy, serde_json::from_str(&json).unwrap()).unwrap();
+        for input in m.journal[cut..].iter().cloned() {
+            let _ = restored.apply(input);
+            actions.extend(std::iter::from_fn(|| restored.poll_action()));
+        }
+        prop_assert_eq!(&actions, &m.actions);
+        prop_assert_eq!(observable(&restored, &m), observable(&original, &m));
+    }
+
     /// Every task reaches a terminal state once agents keep reporting success.
     #[test]
     fn every_task_ends_once_agents_work(ops in proptest::collection::vec(op(), 1..60)) {

@@ -36,6 +36,7 @@ pub(crate) struct Availability {
 
 /// The available agents of one class.
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct Class {
     pub(crate) capabilities: CapabilitySet,
     pub(crate) labels: CapabilitySet,
@@ -51,9 +52,11 @@ pub(crate) struct Class {
 
 /// All classes, plus the reverse map from slot to dense position.
 #[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct AvailabilityIndex {
     classes: Vec<Option<Class>>,
     free_classes: Vec<ClassId>,
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_pairs"))]
     class_of: HashMap<(CapabilitySet, CapabilitySet, u32), ClassId>,
     dense_position: Vec<usize>,
     load_links: Links<Ratio>,

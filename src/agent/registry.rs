@@ -65,6 +65,7 @@ pub enum AgentStatus {
 
 /// Everything the registry knows about one agent.
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AgentRecord {
     id: AgentId,
     order: u64,
@@ -204,6 +205,7 @@ pub const DEFAULT_SMOOTHING: f64 = 0.2;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Registry {
     capabilities: CapabilityInterner,
     labels: CapabilityInterner,

@@ -49,6 +49,14 @@ pub struct NotInFlight<K> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    serde(bound(
+        serialize = "K: serde::Serialize",
+        deserialize = "K: serde::Deserialize<'de> + Eq + std::hash::Hash"
+    ))
+)]
 pub struct Bulkhead<K> {
     default_limit: u32,
     limits: HashMap<K, u32>,

@@ -300,6 +300,7 @@ impl BreakerConfigBuilder {
 
 /// Where the breaker is, with the bookkeeping each phase needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 enum Phase {
     Closed,
     Open { until: Instant },
@@ -355,6 +356,7 @@ enum Phase {
 /// # Ok::<(), taskweave::resilience::ResilienceError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct CircuitBreaker {
     config: BreakerConfig,
     phase: Phase,

@@ -178,6 +178,7 @@ pub struct InsufficientCapacity {
 
 /// GCRA state: the theoretical arrival time of the next cell.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 struct Gcra {
     /// Theoretical arrival time, in nanoseconds.
     tat: u64,
@@ -249,6 +250,7 @@ impl Gcra {
 /// # Ok::<(), taskweave::resilience::ResilienceError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RateLimiter {
     quota: Quota,
     state: Gcra,
@@ -321,6 +323,14 @@ impl RateLimiter {
 /// # Ok::<(), taskweave::resilience::ResilienceError>(())
 /// ```
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    serde(bound(
+        serialize = "K: serde::Serialize",
+        deserialize = "K: serde::Deserialize<'de> + Eq + std::hash::Hash"
+    ))
+)]
 pub struct KeyedRateLimiter<K> {
     default_quota: Quota,
     quotas: HashMap<K, Quota>,

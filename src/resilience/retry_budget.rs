@@ -45,6 +45,7 @@ use crate::Instant;
 /// # Ok::<(), taskweave::resilience::ResilienceError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RetryBudget {
     min_retries: u32,
     ratio: f64,

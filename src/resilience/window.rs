@@ -12,6 +12,7 @@ const MAX_BUCKETS: u32 = 1024;
 
 /// The counters recorded in one bucket.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 struct Bucket {
     /// Which bucket of time (`nanos / width`) the counts belong to.
     index: u64,
@@ -26,6 +27,7 @@ struct Bucket {
 /// Time that goes backwards is treated as no time passing: an event is filed
 /// under the latest bucket seen so far.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct SlidingWindow {
     /// Nanoseconds per bucket, at least 1.
     width: u64,

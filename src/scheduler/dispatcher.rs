@@ -3,9 +3,6 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-
 use super::queue::{Entry, HeadKey, Queue};
 use super::requirements_table::{RequirementsId, RequirementsTable};
 use super::slab::TaskSlab;
@@ -20,6 +17,7 @@ use crate::hash::IdMap;
 use crate::resilience::{
     BreakerState, Bulkhead, CircuitBreaker, KeyedRateLimiter, RateLimiter, RetryBudget,
 };
+use crate::rng::SplitMix64;
 use crate::routing::{Feedback, LeastLoaded, RoutingError, RoutingStrategy};
 use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
 
@@ -109,8 +107,38 @@ impl Submitted {
     }
 }
 
+/// A dispatcher's state as a value: taken with [`Dispatcher::snapshot`],
+/// stored with serde, continued with [`Dispatcher::restore`].
+///
+/// ```
+/// use taskweave::scheduler::{Dispatcher, DispatcherConfig, TaskSpec};
+/// use taskweave::routing::{LeastLoaded, RoutingStrategy};
+/// use taskweave::Instant;
+///
+/// let mut d: Dispatcher<String> = Dispatcher::new(DispatcherConfig::default());
+/// let task = d.submit(TaskSpec::new("report".to_string()), Instant::ZERO)?.id();
+/// let json = serde_json::to_string(&d.snapshot()).unwrap();
+/// let snapshot = serde_json::from_str(&json).unwrap();
+/// let strategy: Box<dyn RoutingStrategy + Send> = Box::new(LeastLoaded::new());
+/// let restored = Dispatcher::restore(DispatcherConfig::default(), strategy, snapshot)?;
+/// assert_eq!(restored.payload(task).map(String::as_str), Some("report"));
+/// # Ok::<(), taskweave::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Snapshot<P> {
+    version: u32,
+    state: State<P>,
+}
+
+impl<P> Snapshot<P> {
+    /// The snapshot format this library writes and reads.
+    pub const VERSION: u32 = 1;
+}
+
 /// Something the dispatcher must look at, at a given instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 enum Timer {
     Ttl(TaskId),
     Deadline(TaskId),
@@ -126,6 +154,7 @@ enum Timer {
 /// One live (non-terminal) task. Kept small (the queue may hold millions):
 /// what most tasks never use lives in [`Extras`], allocated on first use.
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 struct Task<P> {
     payload: P,
     state: TaskState,
@@ -142,6 +171,7 @@ struct Task<P> {
 
 /// The rarely used part of a task: its time limits and retry history.
 #[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 struct Extras {
     ttl: Option<Duration>,
     deadline: Option<Instant>,
@@ -173,6 +203,7 @@ impl<P> Task<P> {
 /// blocked group is not retried until an agent that could serve it frees a
 /// slot, so one unroutable task never stalls the queue behind it.
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 struct Parked {
     requirements: RequirementsId,
     queue: Queue,
@@ -189,9 +220,18 @@ enum Source {
 /// The sans-IO dispatcher. See the [module docs](super).
 pub struct Dispatcher<P, S = Box<dyn RoutingStrategy + Send>> {
     config: DispatcherConfig,
-    registry: Registry,
     strategy: S,
-    rng: StdRng,
+    observer: Option<Box<dyn Observer + Send>>,
+    state: State<P>,
+}
+
+/// Everything a dispatcher knows, apart from its configuration, routing
+/// strategy and observer: what a [`Snapshot`] carries.
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+struct State<P> {
+    registry: Registry,
+    rng: SplitMix64,
     tasks: TaskSlab<Task<P>>,
     requirements: RequirementsTable,
     queue: Queue,
@@ -218,18 +258,17 @@ pub struct Dispatcher<P, S = Box<dyn RoutingStrategy + Send>> {
     rate_blocked_until: IdMap<AgentId, Instant>,
     retry_budget: Option<RetryBudget>,
     recorder: Recorder,
-    observer: Option<Box<dyn Observer + Send>>,
 }
 
 impl<P, S> std::fmt::Debug for Dispatcher<P, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatcher")
-            .field("agents", &self.registry.len())
-            .field("live_tasks", &self.tasks.len())
-            .field("waiting", &self.waiting)
-            .field("queued_by_level", &self.queued_by_level)
-            .field("dead_letters", &self.dead_letters.len())
-            .field("pending_actions", &self.actions.len())
+            .field("agents", &self.state.registry.len())
+            .field("live_tasks", &self.state.tasks.len())
+            .field("waiting", &self.state.waiting)
+            .field("queued_by_level", &self.state.queued_by_level)
+            .field("dead_letters", &self.state.dead_letters.len())
+            .field("pending_actions", &self.state.actions.len())
             .finish_non_exhaustive()
     }
 }
@@ -244,15 +283,13 @@ impl<P> Dispatcher<P> {
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// A dispatcher that routes with `strategy`.
     pub fn with_strategy(config: DispatcherConfig, strategy: S) -> Self {
-        Dispatcher {
-            rng: StdRng::seed_from_u64(config.seed),
+        let state = State {
+            rng: SplitMix64::new(config.seed),
             queue: Queue::new(config.aging_interval),
             retry_budget: config.retry_budget.clone(),
             bulkhead: config.kind_bulkhead.clone(),
             kind_rates: config.kind_rate_limit.clone(),
-            config,
             registry: Registry::new(),
-            strategy,
             tasks: TaskSlab::default(),
             requirements: RequirementsTable::default(),
             parked: Vec::new(),
@@ -275,8 +312,56 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             agent_rates: IdMap::default(),
             rate_blocked_until: IdMap::default(),
             recorder: Recorder::default(),
+        };
+        Dispatcher {
+            config,
+            strategy,
             observer: None,
+            state,
         }
+    }
+
+    /// A copy of everything the dispatcher knows — tasks and payloads,
+    /// queues, timers, agents, breakers, limiters, metrics, the random
+    /// source — as a value that serde can store. The configuration, the
+    /// routing strategy and the observer are not part of it.
+    pub fn snapshot(&self) -> Snapshot<P>
+    where
+        P: Clone,
+    {
+        Snapshot {
+            version: Snapshot::<P>::VERSION,
+            state: self.state.clone(),
+        }
+    }
+
+    /// A dispatcher that continues from `snapshot`, with `config` and
+    /// `strategy` supplied again by the host. Given the configuration and a
+    /// strategy in the same state as when the snapshot was taken (a stateless
+    /// strategy such as [`LeastLoaded`] always is), it produces the same
+    /// actions as the dispatcher the snapshot came from.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::SnapshotVersion`] for a snapshot written by an
+    /// incompatible version of this library.
+    pub fn restore(
+        config: DispatcherConfig,
+        strategy: S,
+        snapshot: Snapshot<P>,
+    ) -> Result<Self, SchedulerError> {
+        if snapshot.version != Snapshot::<P>::VERSION {
+            return Err(SchedulerError::SnapshotVersion {
+                found: snapshot.version,
+                supported: Snapshot::<P>::VERSION,
+            });
+        }
+        Ok(Dispatcher {
+            config,
+            strategy,
+            observer: None,
+            state: snapshot.state,
+        })
     }
 
     // ----- agents -------------------------------------------------------
@@ -292,13 +377,16 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         profile: AgentProfile,
         now: Instant,
     ) -> Result<(), SchedulerError> {
-        self.registry.register(agent, profile, now)?;
+        self.state.registry.register(agent, profile, now)?;
         if let Some(config) = &self.config.circuit_breaker {
-            self.breakers
+            self.state
+                .breakers
                 .insert(agent, CircuitBreaker::new(config.clone()));
         }
         if let Some(quota) = self.config.agent_rate_limit {
-            self.agent_rates.insert(agent, RateLimiter::new(quota));
+            self.state
+                .agent_rates
+                .insert(agent, RateLimiter::new(quota));
         }
         self.arm_heartbeat(agent, now);
         self.capacity_freed(agent);
@@ -317,15 +405,15 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         agent: AgentId,
         now: Instant,
     ) -> Result<Vec<TaskId>, SchedulerError> {
-        if !self.registry.contains(agent) {
+        if !self.state.registry.contains(agent) {
             return Err(crate::agent::RegistryError::UnknownAgent(agent).into());
         }
         let requeued = self.fail_over(agent, now);
-        self.registry.unregister(agent)?;
-        self.heartbeat_due.remove(&agent);
-        self.breakers.remove(&agent);
-        self.agent_rates.remove(&agent);
-        self.rate_blocked_until.remove(&agent);
+        self.state.registry.unregister(agent)?;
+        self.state.heartbeat_due.remove(&agent);
+        self.state.breakers.remove(&agent);
+        self.state.agent_rates.remove(&agent);
+        self.state.rate_blocked_until.remove(&agent);
         self.dispatch(now);
         Ok(requeued)
     }
@@ -343,7 +431,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         status: AgentStatus,
         now: Instant,
     ) -> Result<Vec<TaskId>, SchedulerError> {
-        let previous = self.registry.set_status(agent, status)?;
+        let previous = self.state.registry.set_status(agent, status)?;
         let requeued = match status {
             AgentStatus::Offline | AgentStatus::Unhealthy => self.fail_over(agent, now),
             AgentStatus::Online | AgentStatus::Draining => Vec::new(),
@@ -373,8 +461,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     ///
     /// [`SchedulerError::Registry`] for an unknown agent.
     pub fn heartbeat(&mut self, agent: AgentId, now: Instant) -> Result<(), SchedulerError> {
-        self.registry.heartbeat(agent, now)?;
+        self.state.registry.heartbeat(agent, now)?;
         let lost = self
+            .state
             .registry
             .get(agent)
             .is_some_and(|r| r.status() == AgentStatus::Unhealthy);
@@ -423,7 +512,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         let state = self.live_state(task)?;
         if let TaskState::InFlight { agent, token, .. } = state {
             self.close_attempt(task, agent, None, now);
-            self.actions.push_back(Action::Cancel {
+            self.state.actions.push_back(Action::Cancel {
                 task,
                 agent,
                 token,
@@ -455,7 +544,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             self.emit(Event::ReportRejected { task, agent }, now);
             return Err(error);
         }
-        let Some(entry) = self.tasks.get(task) else {
+        let Some(entry) = self.state.tasks.get(task) else {
             return Err(ReportError::UnknownTask(task));
         };
         let (latency, priority) = (
@@ -500,8 +589,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         agent: AgentId,
         token: AttemptToken,
     ) -> Result<(), ReportError> {
-        let Some(entry) = self.tasks.get(task) else {
-            return Err(match self.history.get(&task) {
+        let Some(entry) = self.state.tasks.get(task) else {
+            return Err(match self.state.history.get(&task) {
                 Some(&state) => ReportError::NotInFlight { task, state },
                 None => ReportError::UnknownTask(task),
             });
@@ -527,11 +616,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// Handles every timer due at `now`: TTLs, deadlines, attempt timeouts,
     /// retry instants, unroutable limits and missed heartbeats.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&(at, seq, timer)) = self.timers.first() {
+        while let Some(&(at, seq, timer)) = self.state.timers.first() {
             if at > now {
                 break;
             }
-            self.timers.remove(&(at, seq, timer));
+            self.state.timers.remove(&(at, seq, timer));
             self.fire(timer, at, now);
         }
         self.dispatch(now);
@@ -539,13 +628,13 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
     /// The next action for the host, oldest first.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        self.state.actions.pop_front()
     }
 
     /// The next instant at which [`handle_timeout`](Self::handle_timeout)
     /// has work, if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|&(at, _, _)| at)
+        self.state.timers.first().map(|&(at, _, _)| at)
     }
 
     // ----- queries ------------------------------------------------------
@@ -553,41 +642,42 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// The state of a live task, or the terminal state of a recently
     /// finished one (the last `terminal_history` are remembered).
     pub fn task_state(&self, task: TaskId) -> Option<TaskState> {
-        self.tasks
+        self.state
+            .tasks
             .get(task)
             .map(|t| t.state)
-            .or_else(|| self.history.get(&task).copied())
+            .or_else(|| self.state.history.get(&task).copied())
     }
 
     /// The payload of a live task.
     pub fn payload(&self, task: TaskId) -> Option<&P> {
-        self.tasks.get(task).map(|t| &t.payload)
+        self.state.tasks.get(task).map(|t| &t.payload)
     }
 
     /// Tasks queued (not delayed, not running) at `priority`.
     pub fn queue_depth(&self, priority: Priority) -> usize {
-        self.queued_by_level[priority.index()]
+        self.state.queued_by_level[priority.index()]
     }
 
     /// Tasks waiting: queued or delayed.
     pub fn waiting(&self) -> usize {
-        self.waiting
+        self.state.waiting
     }
 
     /// Tasks not yet in a terminal state.
     pub fn live_tasks(&self) -> usize {
-        self.tasks.len()
+        self.state.tasks.len()
     }
 
     /// The tasks `agent` is running.
     pub fn in_flight(&self, agent: AgentId) -> &[TaskId] {
-        self.in_flight.get(&agent).map_or(&[], Vec::as_slice)
+        self.state.in_flight.get(&agent).map_or(&[], Vec::as_slice)
     }
 
     /// Counters, per-priority wait and run-time percentiles, load spread and
     /// throughput.
     pub fn metrics(&self) -> DispatcherMetrics {
-        self.recorder.snapshot(&self.registry)
+        self.state.recorder.snapshot(&self.state.registry)
     }
 
     /// Sets the observer that receives every lifecycle [`Event`].
@@ -597,12 +687,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
     /// The state of `agent`'s circuit breaker at `now`, if breakers are on.
     pub fn breaker_state(&self, agent: AgentId, now: Instant) -> Option<BreakerState> {
-        self.breakers.get(&agent).map(|b| b.state(now))
+        self.state.breakers.get(&agent).map(|b| b.state(now))
     }
 
     /// The agent registry (status, load, history of every agent).
     pub fn registry(&self) -> &Registry {
-        &self.registry
+        &self.state.registry
     }
 
     /// The routing strategy.
@@ -612,7 +702,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
     /// The dead-letter queue.
     pub fn dead_letters(&self) -> &DeadLetterQueue<P> {
-        &self.dead_letters
+        &self.state.dead_letters
     }
 
     /// Removes and returns the dead letters matching `filter`.
@@ -620,7 +710,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         &mut self,
         filter: impl FnMut(&DeadLetter<P>) -> bool,
     ) -> Vec<DeadLetter<P>> {
-        self.dead_letters.purge(filter)
+        self.state.dead_letters.purge(filter)
     }
 
     /// Submits a dead-lettered task again, as a new task (manual override).
@@ -635,6 +725,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         now: Instant,
     ) -> Result<Submitted, SchedulerError> {
         let letter = self
+            .state
             .dead_letters
             .take(task)
             .ok_or(SchedulerError::NoDeadLetter(task))?;
@@ -652,7 +743,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         match self.submit(spec, now) {
             Ok(submitted) => Ok(submitted),
             Err(SubmitError { kind, spec }) => {
-                self.dead_letters.push(DeadLetter {
+                self.state.dead_letters.push(DeadLetter {
                     task,
                     spec: *spec,
                     reason,
@@ -671,11 +762,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         if let Some(&existing) = spec
             .idempotency_key
             .as_ref()
-            .and_then(|k| self.idempotency.get(k))
+            .and_then(|k| self.state.idempotency.get(k))
         {
             return Ok(Submitted::Duplicate(existing));
         }
-        if self.waiting >= self.config.queue_capacity {
+        if self.state.waiting >= self.config.queue_capacity {
             let kind = SubmitErrorKind::QueueFull {
                 capacity: self.config.queue_capacity,
             };
@@ -700,8 +791,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             attempt_timeout,
             idempotency_key,
         } = spec;
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        let seq = self.state.next_seq;
+        self.state.next_seq += 1;
         let limits = Extras {
             ttl,
             deadline,
@@ -709,20 +800,20 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             ..Extras::default()
         };
         let has_limits = ttl.is_some() || deadline.is_some() || attempt_timeout.is_some();
-        let task = self.tasks.insert(Task {
+        let task = self.state.tasks.insert(Task {
             payload,
             state: TaskState::Queued,
             seq,
             assigned_at: now,
             extras: has_limits.then(|| Box::new(limits)),
-            requirements: self.requirements.acquire(requirements),
+            requirements: self.state.requirements.acquire(requirements),
             attempts: 0,
             failures: 0,
             priority,
             probe: false,
         });
         self.count(TaskState::Queued, priority, 1);
-        self.queue.push(Entry {
+        self.state.queue.push(Entry {
             seq,
             task,
             priority,
@@ -735,17 +826,17 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             self.arm(deadline, Timer::Deadline(task));
         }
         if self.config.unroutable_timeout.is_some() {
-            let requirements = self.tasks.get(task).map(|t| t.requirements);
+            let requirements = self.state.tasks.get(task).map(|t| t.requirements);
             if let Some(requirements) = requirements {
                 self.track_unroutable(task, requirements, now);
             }
         }
         if let Some(key) = idempotency_key {
             let expires = now.saturating_add(self.config.idempotency_window);
-            self.idempotency.insert(key.clone(), task);
-            self.idempotency_expiry.push_back((expires, key));
+            self.state.idempotency.insert(key.clone(), task);
+            self.state.idempotency_expiry.push_back((expires, key));
         }
-        if let Some(budget) = &mut self.retry_budget {
+        if let Some(budget) = &mut self.state.retry_budget {
             budget.record_request(now);
         }
         self.emit(Event::Submitted { task, priority }, now);
@@ -754,12 +845,13 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
     fn forget_expired_keys(&mut self, now: Instant) {
         while self
+            .state
             .idempotency_expiry
             .front()
             .is_some_and(|(at, _)| *at <= now)
         {
-            if let Some((_, key)) = self.idempotency_expiry.pop_front() {
-                self.idempotency.remove(&key);
+            if let Some((_, key)) = self.state.idempotency_expiry.pop_front() {
+                self.state.idempotency.remove(&key);
             }
         }
     }
@@ -770,7 +862,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// preemption may free a slot for them.
     fn dispatch(&mut self, now: Instant) {
         loop {
-            let saturated = self.registry.available_agents() == 0;
+            let saturated = self.state.registry.available_agents() == 0;
             let max_level = match (saturated, self.config.preemption) {
                 (true, false) => break,
                 (true, true) => Priority::Critical,
@@ -793,7 +885,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             match routed.map(|agent| (agent, self.kind_rate_admits(kind.as_ref(), now))) {
                 Ok((agent, Ok(()))) => self.assign(entry, agent, kind, now),
                 Ok((_, Err(until))) => {
-                    let requirements = self.tasks.get(entry.task).map(|t| t.requirements);
+                    let requirements = self.state.tasks.get(entry.task).map(|t| t.requirements);
                     self.park(entry, source, now);
                     if let Some(requirements) = requirements {
                         self.arm(until, Timer::KindRate(requirements));
@@ -812,15 +904,16 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             return false;
         }
         let Some(resolved) = self
+            .state
             .tasks
             .get(entry.task)
-            .and_then(|t| self.requirements.resolved(t.requirements))
+            .and_then(|t| self.state.requirements.resolved(t.requirements))
         else {
             return false;
         };
-        let candidates = self.registry.candidates(resolved);
+        let candidates = self.state.registry.candidates(resolved);
         let mut victim: Option<((usize, u64), TaskId, AgentId, AttemptToken)> = None;
-        for record in self.registry.iter() {
+        for record in self.state.registry.iter() {
             let capable = record.status() == AgentStatus::Online
                 && record.slot_limit().is_none()
                 && candidates.admits_ignoring_load(record);
@@ -828,7 +921,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 continue;
             }
             for &task in self.in_flight(record.id()) {
-                let Some(t) = self.tasks.get(task) else {
+                let Some(t) = self.state.tasks.get(task) else {
                     continue;
                 };
                 let TaskState::InFlight { token, .. } = t.state else {
@@ -844,7 +937,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             return false;
         };
         self.close_attempt(task, agent, None, now);
-        self.actions.push_back(Action::Cancel {
+        self.state.actions.push_back(Action::Cancel {
             task,
             agent,
             token,
@@ -858,25 +951,26 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     fn reservation_active(&self) -> bool {
         let share = self.config.reserved_share;
         share > 0.0
-            && self.registry.online_load() as f64
-                >= (1.0 - share) * self.registry.online_capacity() as f64
+            && self.state.registry.online_load() as f64
+                >= (1.0 - share) * self.state.registry.online_capacity() as f64
     }
 
     /// Pops the best live entry among the main queue and the unblocked
     /// parked groups.
     fn next_entry(&mut self, now: Instant, max_level: Priority) -> Option<(Source, Entry)> {
-        let tasks = &self.tasks;
+        let tasks = &self.state.tasks;
         let is_live = |e: &Entry| {
             tasks
                 .get(e.task)
                 .is_some_and(|t| t.state == TaskState::Queued)
         };
         let mut best: Option<(HeadKey, Source)> = self
+            .state
             .queue
             .best(now, max_level, is_live)
             .map(|k| (k, Source::Main));
         let mut emptied = false;
-        for (index, group) in self.parked.iter_mut().enumerate() {
+        for (index, group) in self.state.parked.iter_mut().enumerate() {
             if group.blocked {
                 continue;
             }
@@ -890,8 +984,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         }
         let (key, source) = best?;
         let entry = match source {
-            Source::Main => self.queue.pop(key),
-            Source::Parked(index) => self.parked.get_mut(index).and_then(|g| g.queue.pop(key)),
+            Source::Main => self.state.queue.pop(key),
+            Source::Parked(index) => self
+                .state
+                .parked
+                .get_mut(index)
+                .and_then(|g| g.queue.pop(key)),
         };
         if emptied && matches!(source, Source::Main) {
             self.drop_empty_groups();
@@ -900,8 +998,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     }
 
     fn drop_empty_groups(&mut self) {
-        self.parked.retain(|g| !g.queue.is_empty());
-        self.parked_index = self
+        self.state.parked.retain(|g| !g.queue.is_empty());
+        self.state.parked_index = self
+            .state
             .parked
             .iter()
             .enumerate()
@@ -912,30 +1011,43 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// Chooses an agent for `task`, preferring one other than the agent that
     /// last failed it.
     fn route(&mut self, task: TaskId) -> Result<AgentId, RoutingError> {
-        let entry = self.tasks.get(task).ok_or(RoutingError::NoEligibleAgent)?;
+        let entry = self
+            .state
+            .tasks
+            .get(task)
+            .ok_or(RoutingError::NoEligibleAgent)?;
         let (requirements, last_agent) = (entry.requirements, entry.extras().last_agent);
-        self.requirements.resolve(requirements, &self.registry)?;
+        self.state
+            .requirements
+            .resolve(requirements, &self.state.registry)?;
         let resolved = self
+            .state
             .requirements
             .resolved(requirements)
             .ok_or(RoutingError::NoEligibleAgent)?;
         if let Some(last) = last_agent.filter(|&a| !resolved.avoids(a)) {
             let elsewhere = resolved.also_avoiding(last);
-            if let Ok(agent) = self.registry.route_resolved(&mut self.strategy, &elsewhere) {
+            if let Ok(agent) = self
+                .state
+                .registry
+                .route_resolved(&mut self.strategy, &elsewhere)
+            {
                 return Ok(agent);
             }
         }
-        self.registry.route_resolved(&mut self.strategy, resolved)
+        self.state
+            .registry
+            .route_resolved(&mut self.strategy, resolved)
     }
 
     fn assign(&mut self, entry: Entry, agent: AgentId, kind: Option<String>, now: Instant) {
         let task = entry.task;
-        let probe = match self.breakers.get_mut(&agent) {
+        let probe = match self.state.breakers.get_mut(&agent) {
             Some(breaker) => {
                 let half_open = breaker.state(now) == BreakerState::HalfOpen;
                 if breaker.try_acquire(now).is_err() {
                     // The slot limit keeps this from happening; stay safe.
-                    self.queue.push(entry);
+                    self.state.queue.push(entry);
                     self.sync_slot_limit(agent, now);
                     return;
                 }
@@ -943,20 +1055,20 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             }
             None => false,
         };
-        if self.registry.acquire(agent).is_err() {
+        if self.state.registry.acquire(agent).is_err() {
             // Eligibility guarantees a free slot; stay safe all the same.
-            self.queue.push(entry);
+            self.state.queue.push(entry);
             return;
         }
-        if let (Some(kind), Some(bulkhead)) = (&kind, &mut self.bulkhead) {
+        if let (Some(kind), Some(bulkhead)) = (&kind, &mut self.state.bulkhead) {
             // Checked by bulkhead_admits just before routing.
             let _ = bulkhead.try_acquire(kind);
         }
         self.spend_agent_rate(agent, now);
-        let token = AttemptToken::new(self.next_token);
-        self.next_token += 1;
+        let token = AttemptToken::new(self.state.next_token);
+        self.state.next_token += 1;
         let default_timeout = self.config.attempt_timeout;
-        let Some(task_entry) = self.tasks.get_mut(task) else {
+        let Some(task_entry) = self.state.tasks.get_mut(task) else {
             return;
         };
         task_entry.attempts += 1;
@@ -975,12 +1087,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 attempt,
             },
         );
-        self.in_flight.entry(agent).or_default().push(task);
+        self.state.in_flight.entry(agent).or_default().push(task);
         if let Some(timeout) = timeout {
             self.arm(now.saturating_add(timeout), Timer::Attempt(task, token));
         }
         self.sync_slot_limit(agent, now);
-        self.actions.push_back(Action::Assign {
+        self.state.actions.push_back(Action::Assign {
             task,
             agent,
             token,
@@ -1011,27 +1123,28 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// Sets an unroutable entry aside in its requirement group, blocked
     /// until an agent that could serve the group frees a slot.
     fn park(&mut self, entry: Entry, source: Source, now: Instant) {
-        let Some(requirements) = self.tasks.get(entry.task).map(|t| t.requirements) else {
+        let Some(requirements) = self.state.tasks.get(entry.task).map(|t| t.requirements) else {
             return;
         };
         self.track_unroutable(entry.task, requirements, now);
         let index = match source {
             Source::Parked(index) => index,
-            Source::Main => match self.parked_index.get(&requirements) {
+            Source::Main => match self.state.parked_index.get(&requirements) {
                 Some(&index) => index,
                 None => {
-                    self.parked.push(Parked {
+                    self.state.parked.push(Parked {
                         requirements,
                         queue: Queue::new(self.config.aging_interval),
                         blocked: true,
                     });
-                    self.parked_index
-                        .insert(requirements, self.parked.len() - 1);
-                    self.parked.len() - 1
+                    self.state
+                        .parked_index
+                        .insert(requirements, self.state.parked.len() - 1);
+                    self.state.parked.len() - 1
                 }
             },
         };
-        if let Some(group) = self.parked.get_mut(index) {
+        if let Some(group) = self.state.parked.get_mut(index) {
             group.queue.push(entry);
             group.blocked = true;
         }
@@ -1042,15 +1155,17 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// are merely busy.
     fn track_unroutable(&mut self, task: TaskId, requirements: RequirementsId, now: Instant) {
         let servable = self
+            .state
             .requirements
-            .resolve(requirements, &self.registry)
+            .resolve(requirements, &self.state.registry)
             .is_ok()
             && self
+                .state
                 .requirements
                 .resolved(requirements)
-                .is_some_and(|r| self.registry.could_serve(r));
+                .is_some_and(|r| self.state.registry.could_serve(r));
         let limit = self.config.unroutable_timeout;
-        let Some(entry) = self.tasks.get_mut(task) else {
+        let Some(entry) = self.state.tasks.get_mut(task) else {
             return;
         };
         if servable {
@@ -1067,12 +1182,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
     /// `agent` may have a free slot now: unblock the groups it could serve.
     fn capacity_freed(&mut self, agent: AgentId) {
-        let Some(record) = self.registry.get(agent) else {
+        let Some(record) = self.state.registry.get(agent) else {
             return;
         };
-        for group in self.parked.iter_mut().filter(|g| g.blocked) {
-            group.blocked = match self.requirements.resolved(group.requirements) {
-                Some(resolved) => !self.registry.candidates(resolved).admits(record),
+        for group in self.state.parked.iter_mut().filter(|g| g.blocked) {
+            group.blocked = match self.state.requirements.resolved(group.requirements) {
+                Some(resolved) => !self.state.registry.candidates(resolved).admits(record),
                 // Unresolved: a new agent may bring the missing names.
                 None => false,
             };
@@ -1091,27 +1206,28 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         outcome: Option<Outcome>,
         now: Instant,
     ) {
-        if let Some(list) = self.in_flight.get_mut(&agent) {
+        if let Some(list) = self.state.in_flight.get_mut(&agent) {
             list.retain(|&t| t != task);
             if list.is_empty() {
-                self.in_flight.remove(&agent);
+                self.state.in_flight.remove(&agent);
             }
         }
         if let Some(kind) = self.gated_kind(task) {
             self.kind_slot_freed(&kind);
         }
         let probe = self
+            .state
             .tasks
             .get_mut(task)
             .is_some_and(|t| std::mem::take(&mut t.probe));
-        let released = self.registry.release(agent).is_ok();
+        let released = self.state.registry.release(agent).is_ok();
         match outcome {
             Some(outcome) => {
                 self.learn(task, agent, outcome);
                 self.breaker_outcome(agent, probe, outcome.success, now);
             }
             None if probe => {
-                if let Some(breaker) = self.breakers.get_mut(&agent) {
+                if let Some(breaker) = self.state.breakers.get_mut(&agent) {
                     breaker.release_probe();
                 }
             }
@@ -1124,11 +1240,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     }
 
     fn learn(&mut self, task: TaskId, agent: AgentId, outcome: Outcome) {
-        let _ = self.registry.record_outcome(agent, outcome);
+        let _ = self.state.registry.record_outcome(agent, outcome);
         let kind = self
+            .state
             .tasks
             .get(task)
-            .and_then(|t| self.requirements.requirements(t.requirements))
+            .and_then(|t| self.state.requirements.requirements(t.requirements))
             .and_then(|r| r.task_kind());
         self.strategy.observe(&Feedback {
             agent,
@@ -1141,7 +1258,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// before the breaker opened do not count while it is open or half-open:
     /// only probes speak for a recovering agent.
     fn breaker_outcome(&mut self, agent: AgentId, probe: bool, success: bool, now: Instant) {
-        let Some(breaker) = self.breakers.get_mut(&agent) else {
+        let Some(breaker) = self.state.breakers.get_mut(&agent) else {
             return;
         };
         if !probe && !breaker.state(now).is_closed() {
@@ -1163,14 +1280,15 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// new tasks while the breaker is open, the free probe permits while it
     /// is half-open, and no new task while the agent is over its rate.
     fn sync_slot_limit(&mut self, agent: AgentId, now: Instant) {
-        if self.breakers.is_empty() && self.agent_rates.is_empty() {
+        if self.state.breakers.is_empty() && self.state.agent_rates.is_empty() {
             return;
         }
-        let Some(record) = self.registry.get(agent) else {
+        let Some(record) = self.state.registry.get(agent) else {
             return;
         };
         let breaker_limit =
-            self.breakers
+            self.state
+                .breakers
                 .get(&agent)
                 .and_then(|breaker| match breaker.state(now) {
                     BreakerState::Closed => None,
@@ -1184,6 +1302,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                     }
                 });
         let rate_limit = self
+            .state
             .rate_blocked_until
             .get(&agent)
             .filter(|&&until| now < until)
@@ -1193,18 +1312,19 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             (a, b) => a.or(b),
         };
         if record.slot_limit() != limit {
-            let _ = self.registry.set_slot_limit(agent, limit);
+            let _ = self.state.registry.set_slot_limit(agent, limit);
         }
     }
 
     /// The kind of `task`, when kind gates (bulkhead, kind rate limit) are on.
     fn gated_kind(&self, task: TaskId) -> Option<String> {
-        if self.bulkhead.is_none() && self.kind_rates.is_none() {
+        if self.state.bulkhead.is_none() && self.state.kind_rates.is_none() {
             return None;
         }
-        let t = self.tasks.get(task)?;
+        let t = self.state.tasks.get(task)?;
         Some(
-            self.requirements
+            self.state
+                .requirements
                 .requirements(t.requirements)?
                 .task_kind()?
                 .to_owned(),
@@ -1213,7 +1333,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
     /// Whether the bulkhead lets one more task of `kind` run.
     fn bulkhead_admits(&self, kind: Option<&String>) -> bool {
-        match (kind, &self.bulkhead) {
+        match (kind, &self.state.bulkhead) {
             (Some(kind), Some(bulkhead)) => bulkhead.in_flight(kind) < bulkhead.limit(kind),
             _ => true,
         }
@@ -1221,7 +1341,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
     /// Takes a cell of `kind`'s rate, or says when one will conform.
     fn kind_rate_admits(&mut self, kind: Option<&String>, now: Instant) -> Result<(), Instant> {
-        match (kind, &mut self.kind_rates) {
+        match (kind, &mut self.state.kind_rates) {
             (Some(kind), Some(limiter)) => limiter.check(kind, now).map_err(|n| n.earliest()),
             _ => Ok(()),
         }
@@ -1230,12 +1350,13 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// A task of `kind` finished an attempt: its bulkhead slot frees, so
     /// parked groups of that kind may try again.
     fn kind_slot_freed(&mut self, kind: &String) {
-        let Some(bulkhead) = &mut self.bulkhead else {
+        let Some(bulkhead) = &mut self.state.bulkhead else {
             return;
         };
         let _ = bulkhead.release(kind);
-        for group in self.parked.iter_mut().filter(|g| g.blocked) {
+        for group in self.state.parked.iter_mut().filter(|g| g.blocked) {
             let same = self
+                .state
                 .requirements
                 .requirements(group.requirements)
                 .and_then(|r| r.task_kind())
@@ -1249,14 +1370,14 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// Counts an assignment against `agent`'s rate; if its next task would
     /// exceed the rate, the agent takes none until it conforms again.
     fn spend_agent_rate(&mut self, agent: AgentId, now: Instant) {
-        let Some(limiter) = self.agent_rates.get_mut(&agent) else {
+        let Some(limiter) = self.state.agent_rates.get_mut(&agent) else {
             return;
         };
         let _ = limiter.check(now);
         let mut probe = limiter.clone();
         if let Err(not_until) = probe.check(now) {
             let until = not_until.earliest();
-            self.rate_blocked_until.insert(agent, until);
+            self.state.rate_blocked_until.insert(agent, until);
             self.arm(until, Timer::AgentRate(agent));
         }
     }
@@ -1274,8 +1395,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             self.dead_letter(task, DeadLetterReason::NonRetryable { reason }, now);
             return;
         }
-        let within_budget = self.retry_budget.as_mut().is_none_or(|b| b.try_spend(now));
-        let Some(entry) = self.tasks.get_mut(task) else {
+        let within_budget = self
+            .state
+            .retry_budget
+            .as_mut()
+            .is_none_or(|b| b.try_spend(now));
+        let Some(entry) = self.state.tasks.get_mut(task) else {
             return;
         };
         entry.failures += 1;
@@ -1284,7 +1409,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             true => self.config.retry.next_delay(
                 entry.failures,
                 entry.extras().last_delay,
-                &mut self.rng,
+                &mut self.state.rng,
             ),
             false => None,
         };
@@ -1311,26 +1436,33 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// Puts a task back in the queue at its original FIFO position.
     fn requeue(&mut self, task: TaskId, now: Instant) {
         self.set_state(task, TaskState::Queued);
-        if let Some(entry) = self.tasks.get(task).map(|t| self.entry_of(task, t, now)) {
-            self.queue.push(entry);
+        if let Some(entry) = self
+            .state
+            .tasks
+            .get(task)
+            .map(|t| self.entry_of(task, t, now))
+        {
+            self.state.queue.push(entry);
         }
     }
 
     /// Requeues every task `agent` is running, in original order.
     fn fail_over(&mut self, agent: AgentId, now: Instant) -> Vec<TaskId> {
-        let mut tasks = self.in_flight.remove(&agent).unwrap_or_default();
-        tasks.sort_by_key(|&t| self.tasks.get(t).map_or(u64::MAX, |e| e.seq));
+        let mut tasks = self.state.in_flight.remove(&agent).unwrap_or_default();
+        tasks.sort_by_key(|&t| self.state.tasks.get(t).map_or(u64::MAX, |e| e.seq));
         for &task in &tasks {
-            if let Some(TaskState::InFlight { token, .. }) = self.tasks.get(task).map(|t| t.state) {
+            if let Some(TaskState::InFlight { token, .. }) =
+                self.state.tasks.get(task).map(|t| t.state)
+            {
                 self.close_attempt(task, agent, None, now);
-                self.actions.push_back(Action::Cancel {
+                self.state.actions.push_back(Action::Cancel {
                     task,
                     agent,
                     token,
                     reason: CancelReason::AgentLost,
                 });
                 self.emit(Event::FailedOver { task, agent }, now);
-                if let Some(entry) = self.tasks.get_mut(task) {
+                if let Some(entry) = self.state.tasks.get_mut(task) {
                     entry.extras_mut().last_agent = Some(agent);
                 }
                 self.requeue(task, now);
@@ -1342,7 +1474,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     fn fire(&mut self, timer: Timer, at: Instant, now: Instant) {
         match timer {
             Timer::Ttl(task) => {
-                let waiting = self.tasks.get(task).is_some_and(|t| {
+                let waiting = self.state.tasks.get(task).is_some_and(|t| {
                     matches!(t.state, TaskState::Queued | TaskState::Delayed { .. })
                 });
                 if waiting {
@@ -1350,10 +1482,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 }
             }
             Timer::Deadline(task) => {
-                if let Some(state) = self.tasks.get(task).map(|t| t.state) {
+                if let Some(state) = self.state.tasks.get(task).map(|t| t.state) {
                     if let TaskState::InFlight { agent, token, .. } = state {
                         self.close_attempt(task, agent, None, now);
-                        self.actions.push_back(Action::Cancel {
+                        self.state.actions.push_back(Action::Cancel {
                             task,
                             agent,
                             token,
@@ -1364,7 +1496,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 }
             }
             Timer::Attempt(task, token) => {
-                let running = self.tasks.get(task).and_then(|t| match t.state {
+                let running = self.state.tasks.get(task).and_then(|t| match t.state {
                     TaskState::InFlight {
                         agent,
                         token: current,
@@ -1374,11 +1506,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 });
                 if let Some(agent) = running {
                     let latency = self
+                        .state
                         .tasks
                         .get(task)
                         .map_or(Duration::ZERO, |t| now - t.assigned_at);
                     self.close_attempt(task, agent, Some(Outcome::failure(latency)), now);
-                    self.actions.push_back(Action::Cancel {
+                    self.state.actions.push_back(Action::Cancel {
                         task,
                         agent,
                         token,
@@ -1396,7 +1529,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 }
             }
             Timer::Retry(task) => {
-                let due = self.tasks.get(task).is_some_and(
+                let due = self.state.tasks.get(task).is_some_and(
                     |t| matches!(t.state, TaskState::Delayed { until } if until <= now),
                 );
                 if due {
@@ -1404,10 +1537,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 }
             }
             Timer::Unroutable(task) => {
-                if let Some(requirements) = self.tasks.get(task).map(|t| t.requirements) {
+                if let Some(requirements) = self.state.tasks.get(task).map(|t| t.requirements) {
                     self.track_unroutable(task, requirements, now);
                 }
-                let waited = self.tasks.get(task).and_then(|t| {
+                let waited = self.state.tasks.get(task).and_then(|t| {
                     match (t.state, t.extras().unroutable_since) {
                         (TaskState::Queued, Some(since)) => Some(now - since),
                         _ => None,
@@ -1425,18 +1558,19 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             }
             Timer::AgentRate(agent) => {
                 if self
+                    .state
                     .rate_blocked_until
                     .get(&agent)
                     .is_some_and(|&until| until <= now)
                 {
-                    self.rate_blocked_until.remove(&agent);
+                    self.state.rate_blocked_until.remove(&agent);
                     self.sync_slot_limit(agent, now);
                     self.capacity_freed(agent);
                 }
             }
             Timer::KindRate(requirements) => {
-                if let Some(&index) = self.parked_index.get(&requirements) {
-                    if let Some(group) = self.parked.get_mut(index) {
+                if let Some(&index) = self.state.parked_index.get(&requirements) {
+                    if let Some(group) = self.state.parked.get_mut(index) {
                         group.blocked = false;
                     }
                 }
@@ -1447,7 +1581,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     fn arm_heartbeat(&mut self, agent: AgentId, now: Instant) {
         if let Some(heartbeats) = self.config.heartbeats {
             let due = now.saturating_add(heartbeats.timeout());
-            self.heartbeat_due.insert(agent, due);
+            self.state.heartbeat_due.insert(agent, due);
             self.arm(due, Timer::Heartbeat(agent));
         }
     }
@@ -1456,24 +1590,27 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// long, otherwise check again when its silence would reach the limit.
     fn check_heartbeat(&mut self, agent: AgentId, at: Instant, now: Instant) {
         let (Some(heartbeats), Some(&due)) =
-            (self.config.heartbeats, self.heartbeat_due.get(&agent))
+            (self.config.heartbeats, self.state.heartbeat_due.get(&agent))
         else {
             return;
         };
         if due != at {
             return; // superseded by a later arming
         }
-        let Some(record) = self.registry.get(agent) else {
+        let Some(record) = self.state.registry.get(agent) else {
             return;
         };
         let silent_until = record.last_heartbeat().saturating_add(heartbeats.timeout());
         if silent_until > now {
-            self.heartbeat_due.insert(agent, silent_until);
+            self.state.heartbeat_due.insert(agent, silent_until);
             self.arm(silent_until, Timer::Heartbeat(agent));
         } else if matches!(record.status(), AgentStatus::Online | AgentStatus::Draining) {
-            self.heartbeat_due.remove(&agent);
-            let _ = self.registry.set_status(agent, AgentStatus::Unhealthy);
-            self.actions.push_back(Action::AgentLost { agent });
+            self.state.heartbeat_due.remove(&agent);
+            let _ = self
+                .state
+                .registry
+                .set_status(agent, AgentStatus::Unhealthy);
+            self.state.actions.push_back(Action::AgentLost { agent });
             self.emit(Event::AgentLost { agent }, now);
             self.fail_over(agent, now);
         }
@@ -1491,9 +1628,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             _ => TaskState::DeadLettered,
         };
         let requirements = self
+            .state
             .tasks
             .get(task)
-            .and_then(|t| self.requirements.requirements(t.requirements))
+            .and_then(|t| self.state.requirements.requirements(t.requirements))
             .cloned()
             .unwrap_or_default();
         let Some(entry) = self.finish(task, terminal) else {
@@ -1516,7 +1654,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             },
             now,
         );
-        self.actions.push_back(match &reason {
+        self.state.actions.push_back(match &reason {
             DeadLetterReason::Expired { limit } => Action::Expired {
                 task,
                 limit: *limit,
@@ -1526,7 +1664,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 reason: reason.clone(),
             },
         });
-        self.dead_letters.push(DeadLetter {
+        self.state.dead_letters.push(DeadLetter {
             task,
             spec,
             reason,
@@ -1539,13 +1677,13 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// bounded history.
     fn finish(&mut self, task: TaskId, terminal: TaskState) -> Option<Task<P>> {
         self.set_state(task, terminal);
-        let entry = self.tasks.remove(task)?;
-        self.requirements.release(entry.requirements);
-        self.history.insert(task, terminal);
-        self.history_order.push_back(task);
-        while self.history_order.len() > self.config.terminal_history {
-            if let Some(old) = self.history_order.pop_front() {
-                self.history.remove(&old);
+        let entry = self.state.tasks.remove(task)?;
+        self.state.requirements.release(entry.requirements);
+        self.state.history.insert(task, terminal);
+        self.state.history_order.push_back(task);
+        while self.state.history_order.len() > self.config.terminal_history {
+            if let Some(old) = self.state.history_order.pop_front() {
+                self.state.history.remove(&old);
             }
         }
         Some(entry)
@@ -1553,7 +1691,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
     /// The live state of `task`, or why it has none.
     fn live_state(&self, task: TaskId) -> Result<TaskState, SchedulerError> {
-        match (self.tasks.get(task), self.history.get(&task)) {
+        match (self.state.tasks.get(task), self.state.history.get(&task)) {
             (Some(t), _) => Ok(t.state),
             (None, Some(&state)) => Err(SchedulerError::AlreadyFinished { task, state }),
             (None, None) => Err(SchedulerError::UnknownTask(task)),
@@ -1562,7 +1700,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
     /// Changes a task's state, keeping the per-level counters exact.
     fn set_state(&mut self, task: TaskId, state: TaskState) {
-        let Some(entry) = self.tasks.get_mut(task) else {
+        let Some(entry) = self.state.tasks.get_mut(task) else {
             return;
         };
         let (old, priority) = (entry.state, entry.priority);
@@ -1575,23 +1713,23 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         let apply = |n: &mut usize| *n = n.saturating_add_signed(delta);
         match state {
             TaskState::Queued => {
-                apply(&mut self.queued_by_level[priority.index()]);
-                apply(&mut self.waiting);
+                apply(&mut self.state.queued_by_level[priority.index()]);
+                apply(&mut self.state.waiting);
             }
-            TaskState::Delayed { .. } => apply(&mut self.waiting),
+            TaskState::Delayed { .. } => apply(&mut self.state.waiting),
             _ => {}
         }
     }
 
     fn arm(&mut self, at: Instant, timer: Timer) {
-        let seq = self.next_timer;
-        self.next_timer += 1;
-        self.timers.insert((at, seq, timer));
+        let seq = self.state.next_timer;
+        self.state.next_timer += 1;
+        self.state.timers.insert((at, seq, timer));
     }
 
     /// Records an event in the metrics and hands it to the observer.
     fn emit(&mut self, event: Event, now: Instant) {
-        self.recorder.record(&event, now);
+        self.state.recorder.record(&event, now);
         if let Some(observer) = &mut self.observer {
             observer.on_event(&event);
         }

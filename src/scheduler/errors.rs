@@ -32,6 +32,14 @@ pub enum SchedulerError {
     /// A resubmission the queue refused.
     #[error(transparent)]
     Submit(SubmitErrorKind),
+    /// A snapshot written in a format this version cannot read.
+    #[error("snapshot format {found} is not supported (this version reads {supported})")]
+    SnapshotVersion {
+        /// The snapshot's format version.
+        found: u32,
+        /// The version this library reads.
+        supported: u32,
+    },
     /// No dead letter for this task.
     #[error("no dead letter for task {0}")]
     NoDeadLetter(TaskId),

@@ -43,6 +43,8 @@
 //! * **Journal**: every input is an [`Input`] value and [`Dispatcher::apply`]
 //!   is the one entry point; replaying recorded inputs rebuilds the same
 //!   state and actions.
+//! * **Snapshots**: [`Dispatcher::snapshot`] captures the whole state as a
+//!   serde value; [`Dispatcher::restore`] continues from it exactly.
 //! * **Threads**: the dispatcher is `Send`; [`SharedDispatcher`] is a
 //!   cloneable handle for hosts with many producer threads.
 //! * **Bounded memory**: finished tasks leave the live table; the last
@@ -92,7 +94,7 @@ mod task;
 
 pub use config::{DispatcherConfig, DispatcherConfigBuilder, Heartbeats};
 pub use dead_letter::{DeadLetter, DeadLetterQueue};
-pub use dispatcher::{Action, CancelReason, Dispatcher, Submitted};
+pub use dispatcher::{Action, CancelReason, Dispatcher, Snapshot, Submitted};
 pub use errors::{ReportError, SchedulerError, SubmitError, SubmitErrorKind};
 pub use journal::{Applied, Input};
 pub use observer::{Event, Observer};

@@ -23,6 +23,7 @@ use crate::{Instant, Priority, TaskId};
 
 /// One queued task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct Entry {
     /// Submission sequence number: the FIFO key.
     pub(crate) seq: u64,
@@ -38,6 +39,7 @@ pub(crate) type HeadKey = (usize, u64, usize);
 
 /// Per-level queues; see the [module docs](self).
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct Queue {
     levels: [VecDeque<Entry>; Priority::LEVELS],
     /// Aging interval in nanoseconds (`None`: no aging).

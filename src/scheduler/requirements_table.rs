@@ -14,18 +14,23 @@ use crate::routing::{ResolvedRequirements, RoutingError};
 pub(crate) type RequirementsId = u32;
 
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 struct Interned {
     requirements: TaskRequirements,
     /// Resolved against the registry once every name is known; the
     /// registry's interners only grow, so a resolution stays valid.
+    /// Not serialized: resolving again after a restore is deterministic.
+    #[cfg_attr(feature = "serde", serde(skip))]
     resolved: Option<ResolvedRequirements>,
     users: usize,
 }
 
 #[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct RequirementsTable {
     entries: Vec<Option<Interned>>,
     free: Vec<RequirementsId>,
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_pairs"))]
     ids: HashMap<TaskRequirements, RequirementsId>,
     /// The entry handed out last.
     last: Option<RequirementsId>,

@@ -5,6 +5,7 @@
 use crate::TaskId;
 
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 struct Slot<T> {
     generation: u32,
     value: Option<T>,
@@ -12,6 +13,7 @@ struct Slot<T> {
 
 /// A slab whose keys are [`TaskId`]s: `generation << 32 | index`.
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct TaskSlab<T> {
     slots: Vec<Slot<T>>,
     free: Vec<u32>,

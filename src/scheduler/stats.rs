@@ -13,6 +13,7 @@ pub const THROUGHPUT_WINDOW: Duration = Duration::from_secs(10);
 /// Counters, per-priority latency histograms and completion throughput,
 /// updated from events in bounded memory.
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct Recorder {
     counters: Counters,
     queue_wait: [Histogram; Priority::LEVELS],
