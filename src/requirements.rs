@@ -178,6 +178,20 @@ impl TaskRequirements {
         self
     }
 
+    /// Whether nothing at all is asked (the default): any available agent
+    /// will do. Cheaper than comparing with `TaskRequirements::new()`.
+    pub fn is_empty(&self) -> bool {
+        self.required.is_empty()
+            && self.preferred.is_empty()
+            && self.affinity_key.is_none()
+            && self.pinned.is_none()
+            && self.preferred_agent.is_none()
+            && self.avoided.is_empty()
+            && self.excluded.is_empty()
+            && self.labels.is_empty()
+            && self.kind.is_none()
+    }
+
     /// Required capability names.
     pub fn required(&self) -> &BTreeSet<String> {
         &self.required
@@ -221,5 +235,29 @@ impl TaskRequirements {
     /// The task kind, if any.
     pub fn task_kind(&self) -> Option<&str> {
         self.kind.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_default_is_empty() {
+        assert!(TaskRequirements::new().is_empty());
+        let asks = [
+            TaskRequirements::new().require(["a"]),
+            TaskRequirements::new().prefer(["a"]),
+            TaskRequirements::new().affinity_key("k"),
+            TaskRequirements::new().pin(AgentId::new(1)),
+            TaskRequirements::new().prefer_agent(AgentId::new(1)),
+            TaskRequirements::new().avoid([AgentId::new(1)]),
+            TaskRequirements::new().exclude([AgentId::new(1)]),
+            TaskRequirements::new().label(LabelConstraint::equals("zone", "eu")),
+            TaskRequirements::new().kind("k"),
+        ];
+        for ask in asks {
+            assert!(!ask.is_empty(), "{ask:?}");
+        }
     }
 }
