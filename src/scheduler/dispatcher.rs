@@ -511,13 +511,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     pub fn cancel(&mut self, task: TaskId, now: Instant) -> Result<P, SchedulerError> {
         let state = self.live_state(task)?;
         if let TaskState::InFlight { agent, token, .. } = state {
-            self.close_attempt(task, agent, None, now);
-            self.state.actions.push_back(Action::Cancel {
-                task,
-                agent,
-                token,
-                reason: CancelReason::Cancelled,
-            });
+            self.stop_attempt(task, agent, token, None, CancelReason::Cancelled, now);
         }
         let entry = self
             .finish(task, TaskState::Cancelled)
@@ -936,13 +930,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         let Some((_, task, agent, token)) = victim else {
             return false;
         };
-        self.close_attempt(task, agent, None, now);
-        self.state.actions.push_back(Action::Cancel {
-            task,
-            agent,
-            token,
-            reason: CancelReason::Preempted,
-        });
+        self.stop_attempt(task, agent, token, None, CancelReason::Preempted, now);
         self.emit(Event::Preempted { task, agent }, now);
         self.requeue(task, now);
         true
@@ -1192,6 +1180,27 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 None => false,
             };
         }
+    }
+
+    /// Ends a running attempt from the dispatcher's side — cancelled,
+    /// expired, timed out, preempted, failed over — and tells the host to
+    /// stop it on the agent.
+    fn stop_attempt(
+        &mut self,
+        task: TaskId,
+        agent: AgentId,
+        token: AttemptToken,
+        outcome: Option<Outcome>,
+        reason: CancelReason,
+        now: Instant,
+    ) {
+        self.close_attempt(task, agent, outcome, now);
+        self.state.actions.push_back(Action::Cancel {
+            task,
+            agent,
+            token,
+            reason,
+        });
     }
 
     /// Ends `task`'s current attempt on `agent`: frees its slot, and feeds
@@ -1454,13 +1463,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             if let Some(TaskState::InFlight { token, .. }) =
                 self.state.tasks.get(task).map(|t| t.state)
             {
-                self.close_attempt(task, agent, None, now);
-                self.state.actions.push_back(Action::Cancel {
-                    task,
-                    agent,
-                    token,
-                    reason: CancelReason::AgentLost,
-                });
+                self.stop_attempt(task, agent, token, None, CancelReason::AgentLost, now);
                 self.emit(Event::FailedOver { task, agent }, now);
                 if let Some(entry) = self.state.tasks.get_mut(task) {
                     entry.extras_mut().last_agent = Some(agent);
@@ -1484,13 +1487,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             Timer::Deadline(task) => {
                 if let Some(state) = self.state.tasks.get(task).map(|t| t.state) {
                     if let TaskState::InFlight { agent, token, .. } = state {
-                        self.close_attempt(task, agent, None, now);
-                        self.state.actions.push_back(Action::Cancel {
-                            task,
-                            agent,
-                            token,
-                            reason: CancelReason::Expired,
-                        });
+                        self.stop_attempt(task, agent, token, None, CancelReason::Expired, now);
                     }
                     self.expire(task, Expiry::Deadline, now);
                 }
@@ -1510,13 +1507,14 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                         .tasks
                         .get(task)
                         .map_or(Duration::ZERO, |t| now - t.assigned_at);
-                    self.close_attempt(task, agent, Some(Outcome::failure(latency)), now);
-                    self.state.actions.push_back(Action::Cancel {
+                    self.stop_attempt(
                         task,
                         agent,
                         token,
-                        reason: CancelReason::TimedOut,
-                    });
+                        Some(Outcome::failure(latency)),
+                        CancelReason::TimedOut,
+                        now,
+                    );
                     self.emit(
                         Event::Failed {
                             task,
