@@ -946,6 +946,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// Pops the best live entry among the main queue and the unblocked
     /// parked groups.
     fn next_entry(&mut self, now: Instant, max_level: Priority) -> Option<(Source, Entry)> {
+        if self.state.queue.is_empty() && self.state.parked.is_empty() {
+            return None;
+        }
         let tasks = &self.state.tasks;
         let is_live = |e: &Entry| {
             tasks
