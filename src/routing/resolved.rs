@@ -14,6 +14,7 @@ use super::RoutingError;
 /// value stays valid for the registry's lifetime; resolving again is needed
 /// only after an error about a capability or label nobody had.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ResolvedRequirements {
     required: CapabilitySet,
     preferred: CapabilitySet,

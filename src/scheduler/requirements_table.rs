@@ -19,8 +19,6 @@ struct Interned {
     requirements: TaskRequirements,
     /// Resolved against the registry once every name is known; the
     /// registry's interners only grow, so a resolution stays valid.
-    /// Not serialized: resolving again after a restore is deterministic.
-    #[cfg_attr(feature = "serde", serde(skip))]
     resolved: Option<ResolvedRequirements>,
     users: usize,
 }
