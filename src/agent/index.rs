@@ -123,7 +123,7 @@ impl AvailabilityIndex {
     }
 
     fn class_mut(&mut self, id: ClassId) -> Option<&mut Class> {
-        self.classes.get_mut(id as usize).and_then(Option::as_mut)
+        class_in(&mut self.classes, id)
     }
 
     /// Counts one agent of `class` more (`sign = 1`) or fewer (`-1`) as online.
@@ -139,11 +139,7 @@ impl AvailabilityIndex {
         if self.dense_position.len() <= slot {
             self.dense_position.resize(slot + 1, 0);
         }
-        let Some(c) = self
-            .classes
-            .get_mut(class as usize)
-            .and_then(Option::as_mut)
-        else {
+        let Some(c) = class_in(&mut self.classes, class) else {
             return;
         };
         c.by_order.insert((entry.order, entry.slot));
@@ -157,11 +153,7 @@ impl AvailabilityIndex {
     /// Refiles an agent that stays available under a new load:
     /// its registration-order and sampling positions do not move.
     pub(crate) fn reorder(&mut self, class: ClassId, entry: Availability) {
-        let Some(c) = self
-            .classes
-            .get_mut(class as usize)
-            .and_then(Option::as_mut)
-        else {
+        let Some(c) = class_in(&mut self.classes, class) else {
             return;
         };
         c.by_load
@@ -170,11 +162,7 @@ impl AvailabilityIndex {
 
     /// Withdraws an agent filed with exactly `entry`.
     pub(crate) fn remove(&mut self, class: ClassId, entry: Availability) {
-        let Some(c) = self
-            .classes
-            .get_mut(class as usize)
-            .and_then(Option::as_mut)
-        else {
+        let Some(c) = class_in(&mut self.classes, class) else {
             return;
         };
         c.by_order.remove(&(entry.order, entry.slot));
@@ -201,4 +189,10 @@ impl AvailabilityIndex {
     pub(crate) fn classes(&self) -> impl Iterator<Item = &Class> {
         self.classes.iter().flatten()
     }
+}
+
+/// The live class `id` among `classes`. A free function so callers can hold
+/// it beside other fields of the index (the link tables).
+fn class_in(classes: &mut [Option<Class>], id: ClassId) -> Option<&mut Class> {
+    classes.get_mut(id as usize).and_then(Option::as_mut)
 }
