@@ -227,19 +227,9 @@ impl<P> Envelope<P> {
         sent_at: Instant,
         body: Body<P>,
     ) -> Result<Self, ProtocolError> {
-        let envelope = Envelope {
-            version: PROTOCOL_VERSION,
-            id,
-            correlation_id: Some(self.id),
-            sender: self.recipient,
-            recipient: self.sender,
-            sent_at,
-            priority: self.priority,
-            ttl: None,
-            body,
-        };
-        envelope.validate()?;
-        Ok(envelope)
+        Self::new(id, self.recipient, self.sender, sent_at, body)?
+            .with_correlation(self.id)
+            .map(|reply| reply.with_priority(self.priority))
     }
 
     /// Marks this message as an answer to `id`.
