@@ -534,17 +534,14 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             token,
             outcome,
         } = report;
-        if let Err(error) = self.check_report(task, agent, token) {
-            self.emit(Event::ReportRejected { task, agent }, now);
-            return Err(error);
-        }
-        let Some(entry) = self.state.tasks.get(task) else {
-            return Err(ReportError::UnknownTask(task));
+        let (assigned_at, priority) = match self.check_report(task, agent, token) {
+            Ok(attempt) => attempt,
+            Err(error) => {
+                self.emit(Event::ReportRejected { task, agent }, now);
+                return Err(error);
+            }
         };
-        let (latency, priority) = (
-            now.saturating_duration_since(entry.assigned_at),
-            entry.priority,
-        );
+        let latency = now.saturating_duration_since(assigned_at);
         let success = outcome == AttemptOutcome::Success;
         self.close_attempt(task, agent, Some(Outcome { success, latency }), now);
         match outcome {
@@ -576,13 +573,14 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         Ok(())
     }
 
-    /// Whether a report comes from the holder of the current attempt.
+    /// Whether a report comes from the holder of the current attempt; if so,
+    /// when that attempt started and the task's priority.
     fn check_report(
         &self,
         task: TaskId,
         agent: AgentId,
         token: AttemptToken,
-    ) -> Result<(), ReportError> {
+    ) -> Result<(Instant, Priority), ReportError> {
         let Some(entry) = self.state.tasks.get(task) else {
             return Err(match self.state.history.get(&task) {
                 Some(&state) => ReportError::NotInFlight { task, state },
@@ -604,7 +602,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             }
             state => return Err(ReportError::NotInFlight { task, state }),
         }
-        Ok(())
+        Ok((entry.assigned_at, entry.priority))
     }
 
     /// Handles every timer due at `now`: TTLs, deadlines, attempt timeouts,
