@@ -20,6 +20,24 @@
 //!   `baseline_ns_per_op` is the sum of the two baselines above at the
 //!   same number of agents.
 //! * `full_cycle_ratio`: `ns_per_op` at 10,000 agents over that at 10.
+//! * `tensor_build`: building the task tensor of a plan of `tasks` tasks
+//!   over `agents` agents (`levels` priority levels) in `form` `sparse` or
+//!   `dense`; 30 % of the tasks assigned, the rest with 1 to 16 scored
+//!   candidates. `ns_per_op` is one whole build; `memory_bytes` is the
+//!   result's `memory_bytes()`. `baseline_ns_per_op` writes the same `nnz`
+//!   values with no validation or softmax: pushed onto four coordinate
+//!   `Vec`s (sparse), or into a freshly zeroed `Vec<f32>` of the dense size
+//!   (dense).
+//! * `workflow_executor`: a whole `WorkflowRun` of a 100,000-step random DAG
+//!   of no-op local steps (`Join::All`; step `i` depends on 1 to 3 of the 50
+//!   steps before it; fixed seed): `new`, then `poll_action` and `succeed`
+//!   until `Finished`. `ns_per_op` is per step; `baseline_ns_per_op` is a
+//!   bare Kahn traversal of the same petgraph graph (in-degree array and
+//!   `VecDeque`), per step; `ratio` is their quotient (target: at most 2).
+//! * `workflow_driver` (feature `driver`; `.ci/run` runs the examples with
+//!   `--all-features`): a whole run of 10,000 independent no-op local steps
+//!   through the threaded `Driver` with `threads` worker threads.
+//!   `ns_per_op` is per step, `ns_per_run` the whole run.
 //!
 //! Each measurement warms up, then takes the median of five runs of at
 //! least 0.3 s each. The whole report takes well under a minute.
@@ -31,10 +49,11 @@ use std::time::{Duration, Instant as Clock};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use taskweave::agent::AgentProfile;
+use taskweave::planning::{SparseTaskTensor, TaskTensor, TensorOptions, TensorTask};
 use taskweave::scheduler::{
     Action, AttemptOutcome, Dispatcher, DispatcherConfig, TaskReport, TaskSpec,
 };
-use taskweave::{AgentId, AttemptToken, Instant, TaskId};
+use taskweave::{AgentId, AttemptToken, Instant, Priority, TaskId};
 
 const SEED: u64 = 0x7a5c_3a7e;
 const SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
@@ -55,6 +74,11 @@ const MIN_RUN: Duration = Duration::from_millis(300);
 const WARM_UP: Duration = Duration::from_millis(200);
 /// Virtual time per task.
 const TICK_NANOS: u64 = 1_000;
+/// Task tensor shape: tasks × agents (× 4 priority levels).
+const TENSOR_TASKS: usize = 10_000;
+const TENSOR_AGENTS: usize = 1_000;
+/// Most candidates of an unassigned task in the tensor's plan.
+const TENSOR_CANDIDATES: usize = 16;
 
 /// The median time per operation of `RUNS` runs of `op` repeated `iters`
 /// times, where `iters` is at least `min_iters` and enough for a run to
@@ -233,6 +257,233 @@ fn memory_per_queued_task() -> String {
     line
 }
 
+/// Like [`measure`], for operations that take milliseconds: two warm-up
+/// runs, then the median of `RUNS` runs of at least [`MIN_RUN`].
+fn measure_heavy(mut op: impl FnMut()) -> f64 {
+    let start = Clock::now();
+    op();
+    op();
+    let estimate = start.elapsed().as_secs_f64() / 2.0;
+    let iters = ((MIN_RUN.as_secs_f64() / estimate).ceil() as u64).max(1);
+    let mut samples: Vec<f64> = (0..RUNS)
+        .map(|_| {
+            let start = Clock::now();
+            for _ in 0..iters {
+                op();
+            }
+            start.elapsed().as_nanos() as f64 / iters as f64
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples[RUNS / 2]
+}
+
+/// The plan of the tensor lines: 30 % of the tasks assigned, the others
+/// with 1 to [`TENSOR_CANDIDATES`] distinct candidates and random scores.
+fn tensor_plan() -> (Vec<AgentId>, Vec<TensorTask>) {
+    let mut rng = StdRng::seed_from_u64(SEED);
+    let agents = (0..TENSOR_AGENTS as u64).map(AgentId::new).collect();
+    let tasks = (0..TENSOR_TASKS as u64)
+        .map(|t| {
+            let priority = Priority::ALL[rng.random_range(0..4)];
+            if rng.random_bool(0.3) {
+                let agent = rng.random_range(0..TENSOR_AGENTS);
+                return TensorTask::assigned_to(TaskId::new(t), priority, agent);
+            }
+            let n = rng.random_range(1..=TENSOR_CANDIDATES);
+            let first = rng.random_range(0..TENSOR_AGENTS);
+            let candidates = (0..n).map(|i| {
+                let agent = (first + i * 7) % TENSOR_AGENTS;
+                (agent, rng.random_range(0.0..1.0))
+            });
+            TensorTask::with_candidates(TaskId::new(t), priority, candidates)
+        })
+        .collect();
+    (agents, tasks)
+}
+
+/// `tensor_build` lines for the sparse and the dense form.
+fn tensor_build() -> [String; 2] {
+    let (agents, tasks) = tensor_plan();
+    let options = TensorOptions::new();
+    let sparse = SparseTaskTensor::from_plan(&agents, &tasks, &options).expect("valid plan");
+    let entries: Vec<_> = sparse.iter().collect();
+    let nnz = entries.len();
+    let line = |form: &str, ns: f64, baseline: f64, memory: usize| {
+        format!(
+            "{{\"bench\":\"tensor_build\",\"form\":\"{form}\",\"tasks\":{TENSOR_TASKS},\"agents\":{TENSOR_AGENTS},\"levels\":4,\"nnz\":{nnz},\"ns_per_op\":{ns:.0},\"ns_per_task\":{:.2},\"memory_bytes\":{memory},\"baseline_ns_per_op\":{baseline:.0}}}",
+            ns / TENSOR_TASKS as f64,
+        )
+    };
+
+    let sparse_ns = measure_heavy(|| {
+        black_box(SparseTaskTensor::from_plan(black_box(&agents), &tasks, &options).ok());
+    });
+    let coo_fill = measure_heavy(|| {
+        let mut coords: (Vec<u32>, Vec<u32>, Vec<u8>, Vec<f32>) = (
+            Vec::with_capacity(nnz),
+            Vec::with_capacity(nnz),
+            Vec::with_capacity(nnz),
+            Vec::with_capacity(nnz),
+        );
+        for e in black_box(&entries) {
+            coords.0.push(e.task as u32);
+            coords.1.push(e.agent as u32);
+            coords.2.push(e.priority.index() as u8);
+            coords.3.push(e.value);
+        }
+        black_box(coords);
+    });
+    let sparse_line = line("sparse", sparse_ns, coo_fill, sparse.memory_bytes());
+    drop(sparse);
+
+    let dense_ns = measure_heavy(|| {
+        black_box(TaskTensor::from_plan(black_box(&agents), &tasks, &options).ok());
+    });
+    let stride = TENSOR_AGENTS * 4;
+    let offsets: Vec<(usize, f32)> = entries
+        .iter()
+        .map(|e| (e.task * stride + e.agent * 4 + e.priority.index(), e.value))
+        .collect();
+    let zero_fill = measure_heavy(|| {
+        let mut values = vec![0.0f32; TENSOR_TASKS * stride];
+        for &(at, value) in black_box(&offsets) {
+            values[at] = value;
+        }
+        black_box(values);
+    });
+    let dense = TaskTensor::from_plan(&agents, &tasks, &options).expect("valid plan");
+    let dense_line = line("dense", dense_ns, zero_fill, dense.memory_bytes());
+    [sparse_line, dense_line]
+}
+
+/// Steps of the `workflow_executor` DAG, how far back a step's
+/// predecessors may be, and how many it has at most.
+const DAG_STEPS: usize = 100_000;
+const DAG_WINDOW: usize = 50;
+const DAG_MAX_PREDECESSORS: usize = 3;
+/// Independent steps of the `workflow_driver` run, and its worker threads.
+#[cfg(feature = "driver")]
+const DRIVER_STEPS: usize = 10_000;
+#[cfg(feature = "driver")]
+const DRIVER_THREADS: usize = 2;
+
+/// A random DAG of `DAG_STEPS` no-op local steps: step `i > 0` depends on
+/// 1 to `DAG_MAX_PREDECESSORS` distinct steps among the `DAG_WINDOW` before.
+fn random_dag() -> taskweave::workflow::WorkflowDef {
+    use taskweave::workflow::{StepDef, WorkflowDef};
+    let mut rng = StdRng::seed_from_u64(SEED);
+    let mut builder = WorkflowDef::builder("random_dag", 1);
+    for i in 0..DAG_STEPS {
+        builder = builder.step(StepDef::local(format!("s{i}")));
+    }
+    let mut predecessors = Vec::with_capacity(DAG_MAX_PREDECESSORS);
+    for i in 1..DAG_STEPS {
+        let low = i.saturating_sub(DAG_WINDOW);
+        let wanted = rng.random_range(1..=DAG_MAX_PREDECESSORS).min(i - low);
+        predecessors.clear();
+        while predecessors.len() < wanted {
+            let from = rng.random_range(low..i);
+            if !predecessors.contains(&from) {
+                predecessors.push(from);
+            }
+        }
+        for &from in &predecessors {
+            builder = builder.edge(format!("s{from}"), format!("s{i}"));
+        }
+    }
+    builder.build().expect("a valid DAG")
+}
+
+/// The `workflow_executor` line: a whole run against a bare Kahn traversal.
+fn workflow_executor() -> String {
+    use petgraph::visit::EdgeRef;
+    use std::sync::Arc;
+    use taskweave::WorkflowId;
+    use taskweave::workflow::{RunAction, StepOutput, WorkflowRun};
+
+    let def = Arc::new(random_dag());
+    let graph = def.graph();
+    let mut indegree: Vec<u32> = Vec::with_capacity(DAG_STEPS);
+    let mut ready: VecDeque<u32> = VecDeque::with_capacity(DAG_STEPS);
+    let kahn = measure_heavy(|| {
+        indegree.clear();
+        indegree.resize(graph.node_count(), 0);
+        for edge in graph.raw_edges() {
+            indegree[edge.target().index()] += 1;
+        }
+        ready.clear();
+        ready.extend((0..indegree.len() as u32).filter(|&i| indegree[i as usize] == 0));
+        let mut visited = 0usize;
+        while let Some(node) = ready.pop_front() {
+            visited += 1;
+            for edge in graph.edges(petgraph::graph::NodeIndex::new(node as usize)) {
+                let to = edge.target().index();
+                indegree[to] -= 1;
+                if indegree[to] == 0 {
+                    ready.push_back(to as u32);
+                }
+            }
+        }
+        assert_eq!(black_box(visited), DAG_STEPS);
+    });
+    let run = measure_heavy(|| {
+        let now = Instant::ZERO;
+        let mut run: WorkflowRun<()> =
+            WorkflowRun::new(Arc::clone(&def), WorkflowId::new(1), None, now);
+        while let Some(action) = run.poll_action() {
+            match action {
+                RunAction::Start { token, .. } => run
+                    .succeed(token, StepOutput::empty(), now)
+                    .expect("a running attempt"),
+                RunAction::Finished => break,
+                other => panic!("unexpected action {other:?}"),
+            }
+        }
+        black_box(run.is_finished());
+    });
+    let (per_step, baseline) = (run / DAG_STEPS as f64, kahn / DAG_STEPS as f64);
+    format!(
+        "{{\"bench\":\"workflow_executor\",\"steps\":{DAG_STEPS},\"edges\":{},\"ns_per_op\":{per_step:.2},\"baseline_ns_per_op\":{baseline:.2},\"ratio\":{:.3}}}",
+        graph.edge_count(),
+        per_step / baseline,
+    )
+}
+
+/// The `workflow_driver` line: independent no-op steps through the
+/// threaded driver.
+#[cfg(feature = "driver")]
+fn workflow_driver() -> String {
+    use std::sync::Arc;
+    use taskweave::WorkflowId;
+    use taskweave::driver::Driver;
+    use taskweave::workflow::{
+        RunOutcome, StepDef, StepInput, StepOutput, WorkflowDef, WorkflowRun,
+    };
+
+    let mut builder = WorkflowDef::builder("independent", 1);
+    for i in 0..DRIVER_STEPS {
+        builder = builder.step(StepDef::local(format!("s{i}")));
+    }
+    let def = Arc::new(builder.build().expect("a valid definition"));
+    let driver = Driver::new(DRIVER_THREADS)
+        .expect("worker threads")
+        .default_step(|_: &StepInput<()>| Ok(StepOutput::empty()));
+    let epoch = Clock::now();
+    let mut id = 0;
+    let ns = measure_heavy(|| {
+        id += 1;
+        let mut run = WorkflowRun::new(Arc::clone(&def), WorkflowId::new(id), None, Instant::ZERO);
+        let clock = || Instant::from_nanos(epoch.elapsed().as_nanos() as u64);
+        let outcome = driver.run(&mut run, clock).expect("a configured driver");
+        assert_eq!(outcome, RunOutcome::Succeeded);
+    });
+    format!(
+        "{{\"bench\":\"workflow_driver\",\"steps\":{DRIVER_STEPS},\"threads\":{DRIVER_THREADS},\"ns_per_op\":{:.2},\"ns_per_run\":{ns:.0}}}",
+        ns / DRIVER_STEPS as f64,
+    )
+}
+
 fn main() {
     // First, on a fresh heap: freed memory from earlier measurements would
     // hide growth from the resident-set size.
@@ -262,4 +513,14 @@ fn main() {
     }
     let ratio = cycle_ns[SIZES.len() - 1] / cycle_ns[0];
     println!("{{\"bench\":\"full_cycle_ratio\",\"ratio_10000_vs_10\":{ratio:.3}}}");
+
+    for line in tensor_build() {
+        println!("{line}");
+    }
+
+    println!("{}", workflow_executor());
+    #[cfg(feature = "driver")]
+    println!("{}", workflow_driver());
+    #[cfg(not(feature = "driver"))]
+    eprintln!("workflow_driver skipped: run with --features driver");
 }

@@ -43,6 +43,25 @@ pub enum Error {
     /// An invalid resilience policy.
     #[error(transparent)]
     Resilience(#[from] ResilienceError),
+    /// An invalid workflow definition.
+    #[error(transparent)]
+    Definition(#[from] crate::workflow::DefinitionError),
+    /// A workflow run refused an input.
+    #[error(transparent)]
+    Run(#[from] crate::workflow::RunError),
+    /// A workflow engine refused a call.
+    #[error(transparent)]
+    Engine(#[from] crate::workflow::EngineError),
+    /// The threaded driver could not run a workflow.
+    #[cfg(feature = "driver")]
+    #[error(transparent)]
+    Driver(#[from] crate::driver::DriverError),
+    /// An invalid planning input (task tensor, plan).
+    #[error(transparent)]
+    Planning(#[from] crate::planning::PlanningError),
+    /// A refused auction bid, ballot vote or delegation step.
+    #[error(transparent)]
+    Coordination(#[from] crate::coordination::CoordinationError),
 }
 
 impl<P> From<crate::scheduler::SubmitError<P>> for Error {

@@ -6,11 +6,43 @@
 
 /// 64-bit FNV-1a of `bytes`.
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hasher = StableHasher::new();
+    hasher.bytes(bytes);
+    hasher.finish()
+}
+
+/// Streaming 64-bit FNV-1a over a canonical encoding: fixed-width
+/// little-endian integers and length-prefixed strings, so the same values
+/// give the same hash on every platform and in every release.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StableHasher(u64);
+
+impl StableHasher {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes
-        .iter()
-        .fold(OFFSET, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(PRIME))
+
+    pub(crate) fn new() -> Self {
+        StableHasher(Self::OFFSET)
+    }
+
+    pub(crate) fn bytes(&mut self, bytes: &[u8]) {
+        self.0 = bytes.iter().fold(self.0, |hash, &b| {
+            (hash ^ u64::from(b)).wrapping_mul(Self::PRIME)
+        });
+    }
+
+    pub(crate) fn u64(&mut self, value: u64) {
+        self.bytes(&value.to_le_bytes());
+    }
+
+    pub(crate) fn str(&mut self, value: &str) {
+        self.u64(value.len() as u64);
+        self.bytes(value.as_bytes());
+    }
+
+    pub(crate) fn finish(self) -> u64 {
+        self.0
+    }
 }
 
 /// Combines two 64-bit values into a well-mixed one (the SplitMix64 finaliser

@@ -46,6 +46,7 @@
 //! | [`resilience`] | retry policies with backoff and jitter, retry budget, circuit breaker, bulkhead, rate limiter |
 //! | [`metrics`] | counters, log-bucketed histograms, load statistics, throughput |
 //! | `protocol` (feature `serde`) | serde messages between orchestrator and agents: `Envelope`, `Body`, validation, conversion from actions and to dispatcher inputs |
+//! | `driver` (feature `driver`) | a ready-made host loop running workflow steps on a crossbeam thread pool: `Driver` |
 //! | [`error`] | the crate-wide [`Error`] |
 //!
 //! ## Quickstart
@@ -82,10 +83,14 @@
 
 pub mod agent;
 pub mod capability;
+pub mod coordination;
+#[cfg(feature = "driver")]
+pub mod driver;
 pub mod error;
 mod hash;
 pub mod id;
 pub mod metrics;
+pub mod planning;
 pub mod priority;
 #[cfg(feature = "serde")]
 pub mod protocol;
@@ -97,6 +102,7 @@ pub mod scheduler;
 #[cfg(feature = "serde")]
 mod serde_pairs;
 pub mod time;
+pub mod workflow;
 
 pub use error::Error;
 

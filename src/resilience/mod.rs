@@ -10,7 +10,7 @@
 //!
 //! | type | decides | memory |
 //! |---|---|---|
-//! | [`RetryPolicy`] ([`ExponentialBackoff`], [`Fixed`], [`Never`], closures) | whether and when to retry a failed attempt | none (the caller keeps per-task state) |
+//! | [`RetryPolicy`] ([`ExponentialBackoff`], [`Fixed`], [`Never`], closures; [`RetrySpec`] as data) | whether and when to retry a failed attempt | none (the caller keeps per-task state) |
 //! | [`RetryBudget`] | whether retries are still a small enough share of recent traffic | fixed ring of time buckets |
 //! | [`CircuitBreaker`] | whether an agent gets calls at all (closed, open, half-open probes) | fixed ring of time buckets |
 //! | [`Bulkhead`] | whether another call of a kind may start (in-flight cap per key) | one counter per busy key |
@@ -63,6 +63,7 @@ mod circuit_breaker;
 mod rate_limiter;
 mod retry;
 mod retry_budget;
+mod retry_spec;
 mod window;
 
 use std::time::Duration;
@@ -77,6 +78,7 @@ pub use circuit_breaker::{
 pub use rate_limiter::{InsufficientCapacity, KeyedRateLimiter, NotUntil, Quota, RateLimiter};
 pub use retry::{Fixed, Never, RetryPolicy};
 pub use retry_budget::{RetryBudget, RetryBudgetBuilder};
+pub use retry_spec::RetrySpec;
 
 /// Why a resilience policy could not be built.
 #[derive(Clone, Debug, PartialEq, Error)]

@@ -573,6 +573,21 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         Ok(())
     }
 
+    /// Checks, without changing anything, that [`report`](Self::report)
+    /// would accept a report on `task` from `agent` with `token`.
+    ///
+    /// # Errors
+    ///
+    /// The [`ReportError`] `report` would return.
+    pub fn verify_report(
+        &self,
+        task: TaskId,
+        agent: AgentId,
+        token: AttemptToken,
+    ) -> Result<(), ReportError> {
+        self.check_report(task, agent, token).map(drop)
+    }
+
     /// Whether a report comes from the holder of the current attempt; if so,
     /// when that attempt started and the task's priority.
     fn check_report(
@@ -661,6 +676,22 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         self.state.tasks.len()
     }
 
+    /// Every live task — queued, delayed or in flight — with its state,
+    /// priority and requirements. The order is the order of the dispatcher's
+    /// task slots: deterministic for a given history of inputs, but not
+    /// submission order. Read-only; costs `O(n)` for `n` the peak number of
+    /// live tasks.
+    pub fn iter_live_tasks(
+        &self,
+    ) -> impl Iterator<Item = (TaskId, TaskState, Priority, &crate::TaskRequirements)> + '_ {
+        let requirements = &self.state.requirements;
+        self.state.tasks.iter().filter_map(move |(id, task)| {
+            // A live task always holds its interned requirements.
+            let needs = requirements.requirements(task.requirements)?;
+            Some((id, task.state, task.priority, needs))
+        })
+    }
+
     /// The tasks `agent` is running.
     pub fn in_flight(&self, agent: AgentId) -> &[TaskId] {
         self.state.in_flight.get(&agent).map_or(&[], Vec::as_slice)
@@ -695,6 +726,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// The dead-letter queue.
     pub fn dead_letters(&self) -> &DeadLetterQueue<P> {
         &self.state.dead_letters
+    }
+
+    /// Removes and returns the dead letter of `task`, if held.
+    pub fn take_dead_letter(&mut self, task: TaskId) -> Option<DeadLetter<P>> {
+        self.state.dead_letters.take(task)
     }
 
     /// Removes and returns the dead letters matching `filter`.

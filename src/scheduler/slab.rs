@@ -89,6 +89,15 @@ impl<T> TaskSlab<T> {
     pub(crate) fn len(&self) -> usize {
         self.len
     }
+
+    /// Every stored value with its id, in slot order. Costs `O(slots)`:
+    /// the peak number of values stored at once.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (TaskId, &T)> + '_ {
+        self.slots.iter().zip(0u64..).filter_map(|(slot, index)| {
+            let id = TaskId::new(u64::from(slot.generation) << 32 | index);
+            slot.value.as_ref().map(|value| (id, value))
+        })
+    }
 }
 
 #[cfg(test)]
@@ -106,5 +115,7 @@ mod tests {
         assert_eq!(slab.remove(a), None);
         assert_eq!(slab.get(b), Some(&"b"));
         assert_eq!(slab.len(), 1);
+        let c = slab.insert("c");
+        assert_eq!(slab.iter().collect::<Vec<_>>(), [(b, &"b"), (c, &"c")]);
     }
 }

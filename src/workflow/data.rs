@@ -1,0 +1,247 @@
+//! The data form of a [`WorkflowDef`]: what serde reads and writes.
+//!
+//! ```json
+//! { "name": "etl", "version": 1,
+//!   "tasks": [ { "id": "extract", "capabilities": ["sql"] },
+//!              { "id": "load", "depends_on": ["extract"] } ] }
+//! ```
+//!
+//! Deserializing goes through [`WorkflowDef::builder`], so a definition
+//! read from data is validated exactly like one built in code.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Choice, DefinitionError, Join, MultiInstance, StepDef, StepKind, WorkflowDef};
+use crate::Priority;
+use crate::resilience::RetrySpec;
+
+/// A definition as data.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WorkflowData {
+    name: String,
+    version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deadline: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    entries: Option<Vec<String>>,
+    #[serde(default = "default_max_depth")]
+    max_depth: u32,
+    tasks: Vec<TaskData>,
+}
+
+fn default_max_depth() -> u32 {
+    super::DEFAULT_MAX_DEPTH
+}
+
+/// One step as data, with the edges into it.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskData {
+    id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    kind: KindData,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    capabilities: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    priority: Priority,
+    #[serde(default, skip_serializing_if = "is_default")]
+    retry: RetrySpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout: Option<Duration>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    compensable: bool,
+    #[serde(default, skip_serializing_if = "is_default")]
+    join: Join,
+    #[serde(default, skip_serializing_if = "is_default")]
+    choice: Choice,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_iterations: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    multi_instance: Option<MultiInstance>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inputs: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    estimated_duration: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    depends_on: Vec<Dependency>,
+}
+
+/// [`StepKind`] as data; a wait's timeout is the step's `timeout`.
+#[derive(Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum KindData {
+    #[default]
+    Agent,
+    Local,
+    Wait {
+        signals: Vec<String>,
+    },
+    SubWorkflow(Arc<WorkflowDef>),
+}
+
+/// An edge into a step: a plain step id, or a step id with a branch label.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Dependency {
+    Step(String),
+    Branch { step: String, label: String },
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+impl TryFrom<WorkflowData> for WorkflowDef {
+    type Error = DefinitionError;
+
+    fn try_from(data: WorkflowData) -> Result<Self, Self::Error> {
+        let mut builder = WorkflowDef::builder(data.name, data.version).max_depth(data.max_depth);
+        if let Some(deadline) = data.deadline {
+            builder = builder.deadline(deadline);
+        }
+        if let Some(output) = data.output {
+            builder = builder.output(output);
+        }
+        if let Some(entries) = data.entries {
+            builder = builder.entries(entries);
+        }
+        for task in data.tasks {
+            for dependency in &task.depends_on {
+                builder = match dependency {
+                    Dependency::Step(step) => builder.edge(step.as_str(), task.id.as_str()),
+                    Dependency::Branch { step, label } => {
+                        builder.branch(step.as_str(), task.id.as_str(), label.as_str())
+                    }
+                };
+            }
+            let (kind, timeout) = match task.kind {
+                KindData::Agent => (StepKind::Agent, task.timeout),
+                KindData::Local => (StepKind::Local, task.timeout),
+                KindData::Wait { signals } => (
+                    StepKind::Wait {
+                        signals,
+                        timeout: task.timeout,
+                    },
+                    None,
+                ),
+                KindData::SubWorkflow(child) => (StepKind::SubWorkflow(child), task.timeout),
+            };
+            let mut step = StepDef::new(task.id, kind);
+            if let Some(name) = task.name {
+                step.name = name;
+            }
+            step.capabilities = task.capabilities;
+            step.priority = task.priority;
+            step.retry = task.retry;
+            step.timeout = timeout;
+            step.compensable = task.compensable;
+            step.join = task.join;
+            step.choice = task.choice;
+            step.max_iterations = task.max_iterations;
+            step.multi_instance = task.multi_instance;
+            step.inputs = task.inputs;
+            step.estimated_duration = task.estimated_duration;
+            builder = builder.step(step);
+        }
+        builder.build()
+    }
+}
+
+impl From<&WorkflowDef> for WorkflowData {
+    fn from(def: &WorkflowDef) -> Self {
+        let key = |step| {
+            def.step(step)
+                .map(|s: &StepDef| s.id.clone())
+                .unwrap_or_default()
+        };
+        let default_entries: Vec<_> = def
+            .steps()
+            .map(|(id, _)| id)
+            .filter(|&id| def.predecessors(id).len() == 0)
+            .collect();
+        let only_sink = {
+            let mut sinks = def
+                .steps()
+                .map(|(id, _)| id)
+                .filter(|&id| def.successors(id).len() == 0);
+            match (sinks.next(), sinks.next()) {
+                (Some(only), None) => Some(only),
+                _ => None,
+            }
+        };
+        WorkflowData {
+            name: def.name().to_string(),
+            version: def.version(),
+            deadline: def.deadline(),
+            output: def.output().filter(|&o| Some(o) != only_sink).map(key),
+            entries: (def.entries() != default_entries.as_slice())
+                .then(|| def.entries().iter().map(|&s| key(s)).collect()),
+            max_depth: def.max_depth(),
+            tasks: def
+                .steps()
+                .map(|(id, step)| {
+                    let (kind, timeout) = match &step.kind {
+                        StepKind::Agent => (KindData::Agent, step.timeout),
+                        StepKind::Local => (KindData::Local, step.timeout),
+                        StepKind::Wait { signals, timeout } => (
+                            KindData::Wait {
+                                signals: signals.clone(),
+                            },
+                            *timeout,
+                        ),
+                        StepKind::SubWorkflow(child) => {
+                            (KindData::SubWorkflow(Arc::clone(child)), step.timeout)
+                        }
+                    };
+                    TaskData {
+                        id: step.id.clone(),
+                        name: (step.name != step.id).then(|| step.name.clone()),
+                        kind,
+                        capabilities: step.capabilities.clone(),
+                        priority: step.priority,
+                        retry: step.retry,
+                        timeout,
+                        compensable: step.compensable,
+                        join: step.join,
+                        choice: step.choice,
+                        max_iterations: step.max_iterations,
+                        multi_instance: step.multi_instance,
+                        inputs: step.inputs.clone(),
+                        estimated_duration: step.estimated_duration,
+                        depends_on: def
+                            .predecessors(id)
+                            .map(|(from, label)| match label {
+                                None => Dependency::Step(key(from)),
+                                Some(label) => Dependency::Branch {
+                                    step: key(from),
+                                    label: label.to_string(),
+                                },
+                            })
+                            .collect(),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Serialize for WorkflowDef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        WorkflowData::from(self).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for WorkflowDef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let data = WorkflowData::deserialize(deserializer)?;
+        WorkflowDef::try_from(data).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,199 @@
+//! Workflow errors: invalid definitions and refused run inputs.
+
+use thiserror::Error;
+
+use crate::scheduler::{ReportError, SchedulerError};
+use crate::{AttemptToken, StepId, WorkflowId};
+
+/// Why a workflow definition was refused. Each variant names the steps
+/// involved.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum DefinitionError {
+    /// A workflow needs at least one step.
+    #[error("workflow `{0}` has no steps")]
+    Empty(String),
+    /// A step id is empty.
+    #[error("a step has an empty id")]
+    EmptyId,
+    /// Two steps share an id.
+    #[error("step id `{0}` is used twice")]
+    DuplicateStep(String),
+    /// An edge, input mapping, entry or output names a step that does not
+    /// exist.
+    #[error("{context} names unknown step `{step}`")]
+    UnknownStep {
+        /// Where the name appeared.
+        context: String,
+        /// The unknown id.
+        step: String,
+    },
+    /// Two edges join the same pair of steps.
+    #[error("the edge `{from}` -> `{to}` is declared twice")]
+    DuplicateEdge {
+        /// Source step.
+        from: String,
+        /// Target step.
+        to: String,
+    },
+    /// The edges form a cycle; `path` starts and ends at the same step.
+    #[error("cycle: {}", path.join(" -> "))]
+    Cycle {
+        /// The steps around the cycle.
+        path: Vec<String>,
+    },
+    /// Steps that no execution can reach from the entry steps.
+    #[error("unreachable steps: {}", steps.join(", "))]
+    Unreachable {
+        /// The unreachable steps, in declaration order.
+        steps: Vec<String>,
+    },
+    /// A merge or partial join with fewer than two incoming edges.
+    #[error("step `{step}` joins {inputs} input(s); a {join} join needs at least 2")]
+    JoinTooFewInputs {
+        /// The step.
+        step: String,
+        /// Its incoming edges.
+        inputs: usize,
+        /// The join kind.
+        join: &'static str,
+    },
+    /// An N-of-M join with N outside `1..=M`.
+    #[error("step `{step}` waits for {n} of {m} inputs")]
+    ImpossibleQuorum {
+        /// The step.
+        step: String,
+        /// Required inputs.
+        n: u32,
+        /// Incoming edges.
+        m: usize,
+    },
+    /// An input mapping names a step that is not a direct predecessor.
+    #[error("step `{step}` takes input from `{input}`, which is not one of its predecessors")]
+    InputNotPredecessor {
+        /// The step.
+        step: String,
+        /// The named input.
+        input: String,
+    },
+    /// Options that cannot be combined on one step.
+    #[error("step `{step}`: {reason}")]
+    ConflictingOptions {
+        /// The step.
+        step: String,
+        /// What conflicts.
+        reason: &'static str,
+    },
+    /// A labelled edge out of a wait step whose label is neither one of its
+    /// signals nor its timeout.
+    #[error("edge `{from}` -> `{to}` is labelled `{label}`, which step `{from}` can never choose")]
+    UnknownLabel {
+        /// The wait step.
+        from: String,
+        /// The target.
+        to: String,
+        /// The label.
+        label: String,
+    },
+    /// Sub-workflows nested deeper than the limit.
+    #[error("sub-workflow step `{step}` nests {depth} levels deep; the limit is {limit}")]
+    TooDeep {
+        /// The step holding the too-deep child.
+        step: String,
+        /// Its nesting depth.
+        depth: u32,
+        /// The limit.
+        limit: u32,
+    },
+}
+
+/// Why a run refused an input. A refused input changes nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The token names no attempt of this run.
+    #[error("{0} is not an attempt of this run")]
+    UnknownAttempt(AttemptToken),
+    /// The attempt already ended (a late or duplicate result) or was
+    /// cancelled.
+    #[error("{0} is no longer running")]
+    StaleAttempt(AttemptToken),
+    /// A step result for a compensation attempt, or the other way round.
+    #[error("{token} is {} attempt", if *compensation { "a compensation" } else { "a step" })]
+    WrongAttemptKind {
+        /// The attempt.
+        token: AttemptToken,
+        /// Whether it is a compensation attempt.
+        compensation: bool,
+    },
+    /// The run is already compensating.
+    #[error("the run is compensating")]
+    Compensating,
+    /// The step id is not in the definition.
+    #[error("{0} is not a step of this workflow")]
+    UnknownStep(StepId),
+    /// The step is not waiting for the input given.
+    #[error("{step} is not {expected}")]
+    UnexpectedInput {
+        /// The step.
+        step: StepId,
+        /// What it would have to be doing.
+        expected: &'static str,
+    },
+    /// No waiting step listens for this signal.
+    #[error("no step is waiting for signal `{0}`")]
+    NoWaiter(String),
+    /// A step chose branches it does not have, or the wrong number of them.
+    #[error("{step} chose branches {chosen:?}: {reason}")]
+    InvalidBranches {
+        /// The step.
+        step: StepId,
+        /// The labels chosen.
+        chosen: Vec<String>,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A step that is not a loop asked to run again.
+    #[error("{0} is not a loop and cannot run again")]
+    NotALoop(StepId),
+    /// The run has ended.
+    #[error("the run has ended")]
+    Finished,
+    /// A checkpoint taken under another definition.
+    #[error(
+        "checkpoint of `{found_name}` v{found_version} (hash {found_hash:016x}) cannot resume `{expected_name}` v{expected_version} (hash {expected_hash:016x})"
+    )]
+    DefinitionMismatch {
+        /// The definition given.
+        expected_name: String,
+        /// Its version.
+        expected_version: u32,
+        /// Its content hash.
+        expected_hash: u64,
+        /// The checkpoint's definition.
+        found_name: String,
+        /// Its version.
+        found_version: u32,
+        /// Its content hash.
+        found_hash: u64,
+    },
+}
+
+/// Why a [`WorkflowEngine`](super::WorkflowEngine) refused a call. A
+/// refused call changes nothing.
+#[derive(Clone, Debug, PartialEq, Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// No active run has this id (it never existed, or it finished).
+    #[error("{0} is not an active run")]
+    UnknownRun(WorkflowId),
+    /// The run refused the input.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// The dispatcher refused the report.
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    /// The dispatcher refused an agent operation.
+    #[error(transparent)]
+    Scheduler(#[from] SchedulerError),
+}

@@ -1,0 +1,110 @@
+//! Lifecycle events of workflow runs, and the [`WorkflowObserver`] that
+//! receives them.
+
+use super::FailureCause;
+use crate::{Instant, StepId, WorkflowId};
+
+/// One lifecycle event of a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkflowEvent {
+    /// The run started.
+    RunStarted {
+        /// The run.
+        run: WorkflowId,
+    },
+    /// Every step completed or was skipped.
+    RunCompleted {
+        /// The run.
+        run: WorkflowId,
+    },
+    /// The run failed; compensation (if any) follows.
+    RunFailed {
+        /// The run.
+        run: WorkflowId,
+        /// Why.
+        cause: FailureCause,
+    },
+    /// Compensation ended; `complete` is false if some compensations were
+    /// left for manual handling.
+    RunCompensated {
+        /// The run.
+        run: WorkflowId,
+        /// Whether every compensation succeeded.
+        complete: bool,
+    },
+    /// An attempt of a step started.
+    StepStarted {
+        /// The run.
+        run: WorkflowId,
+        /// The step.
+        step: StepId,
+        /// 1 for the first attempt.
+        attempt: u32,
+    },
+    /// A step completed.
+    StepCompleted {
+        /// The run.
+        run: WorkflowId,
+        /// The step.
+        step: StepId,
+    },
+    /// A failed attempt will be retried at `at`.
+    StepRetried {
+        /// The run.
+        run: WorkflowId,
+        /// The step.
+        step: StepId,
+        /// The attempt that failed.
+        attempt: u32,
+        /// When the next attempt starts.
+        at: Instant,
+    },
+    /// A step failed for good.
+    StepFailed {
+        /// The run.
+        run: WorkflowId,
+        /// The step.
+        step: StepId,
+    },
+    /// A step was skipped (an untaken branch, or a join that can no longer
+    /// be satisfied) or cancelled.
+    StepSkipped {
+        /// The run.
+        run: WorkflowId,
+        /// The step.
+        step: StepId,
+    },
+    /// A completed execution of a step was compensated.
+    StepCompensated {
+        /// The run.
+        run: WorkflowId,
+        /// The step.
+        step: StepId,
+    },
+}
+
+/// Receives [`WorkflowEvent`]s. The default does nothing; any
+/// `FnMut(&WorkflowEvent)` closure is an observer.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use taskweave::workflow::{WorkflowEvent, WorkflowObserver};
+///
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let sink = Arc::clone(&seen);
+/// let mut observer = move |event: &WorkflowEvent| sink.lock().unwrap().push(event.clone());
+/// observer.on_event(&WorkflowEvent::RunStarted { run: 1.into() });
+/// assert_eq!(seen.lock().unwrap().len(), 1);
+/// ```
+pub trait WorkflowObserver {
+    /// Called once per event, in order.
+    fn on_event(&mut self, event: &WorkflowEvent) {
+        let _ = event;
+    }
+}
+
+impl<F: FnMut(&WorkflowEvent)> WorkflowObserver for F {
+    fn on_event(&mut self, event: &WorkflowEvent) {
+        self(event);
+    }
+}

@@ -1,0 +1,324 @@
+//! The workflow engine: runs on a dispatcher, agent steps as tasks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use taskweave::agent::AgentProfile;
+use taskweave::resilience::Fixed;
+use taskweave::scheduler::DispatcherConfig;
+use taskweave::workflow::{
+    EngineAction, EngineError, FailureCause, RunOutcome, StepDef, StepFailure, StepOutput,
+    WorkflowDef, WorkflowEngine,
+};
+use taskweave::{AgentId, Instant, WorkflowId};
+
+const T0: Instant = Instant::ZERO;
+
+fn engine_with(agents: &[(u64, &[&str])]) -> WorkflowEngine<String> {
+    let mut engine = WorkflowEngine::new(DispatcherConfig::default());
+    for &(id, capabilities) in agents {
+        let profile = AgentProfile::builder()
+            .capabilities(capabilities.iter().copied())
+            .capacity(4)
+            .build()
+            .unwrap();
+        engine
+            .register_agent(AgentId::new(id), profile, T0)
+            .unwrap();
+    }
+    engine
+}
+
+/// A finished top-level run: its id, outcome and output.
+type Finished = (WorkflowId, RunOutcome, Option<String>);
+
+/// Drives the engine until no action is left: agent steps answer with
+/// `agent_result(step id, input values, compensation?)`, local steps with their step id, compensations succeed.
+/// Returns the log of what happened and the finished runs.
+fn drive(
+    engine: &mut WorkflowEngine<String>,
+    mut agent_result: impl FnMut(&str, &[String], bool) -> Result<StepOutput<String>, StepFailure>,
+) -> (Vec<String>, Vec<Finished>) {
+    let (mut log, mut finished) = (Vec::new(), Vec::new());
+    let mut now = T0;
+    loop {
+        while let Some(action) = engine.poll_action() {
+            match action {
+                EngineAction::Assign {
+                    task,
+                    agent,
+                    token,
+                    step,
+                } => {
+                    let def = Arc::clone(engine.run(step.run).unwrap().definition());
+                    let id = def.step(step.step).unwrap().id.clone();
+                    let verb = if step.compensation { "undo" } else { "run" };
+                    log.push(format!("{verb} {id} on {agent}"));
+                    let inputs: Vec<String> = engine
+                        .input(step.run, step.token)
+                        .unwrap()
+                        .inputs
+                        .into_iter()
+                        .map(|(_, value)| value)
+                        .collect();
+                    let result = agent_result(&id, &inputs, step.compensation);
+                    engine.report(task, agent, token, result, now).unwrap();
+                }
+                EngineAction::RunLocal { run, step, token } => {
+                    let def = Arc::clone(engine.run(run).unwrap().definition());
+                    let id = def.step(step).unwrap().id.clone();
+                    log.push(format!("local {id}"));
+                    engine
+                        .report_local(run, token, Ok(StepOutput::new(id)), now)
+                        .unwrap();
+                }
+                EngineAction::CompensateLocal { run, step, token } => {
+                    let def = Arc::clone(engine.run(run).unwrap().definition());
+                    log.push(format!("undo {}", def.step(step).unwrap().id));
+                    engine.compensated(run, token, Ok(()), now).unwrap();
+                }
+                EngineAction::Finished {
+                    run,
+                    outcome,
+                    output,
+                } => finished.push((run, outcome, output)),
+                other => log.push(format!("{other:?}")),
+            }
+        }
+        match engine.poll_timeout() {
+            Some(at) => {
+                now = now.max(at);
+                engine.handle_timeout(now);
+            }
+            None => return (log, finished),
+        }
+    }
+}
+
+#[test]
+fn agent_steps_go_to_capable_agents_and_outputs_flow() {
+    let def = Arc::new(
+        WorkflowDef::builder("pipeline", 1)
+            .step(StepDef::agent("sql").capabilities(["sql"]))
+            .step(StepDef::agent("gpu").capabilities(["gpu"]))
+            .step(StepDef::local("join"))
+            .edge("sql", "join")
+            .edge("gpu", "join")
+            .build()
+            .unwrap(),
+    );
+    let mut engine = engine_with(&[(1, &["sql"]), (2, &["gpu"])]);
+    let run = engine.start(def, None, T0);
+    let (log, finished) = drive(&mut engine, |id, _, _| Ok(StepOutput::new(id.to_string())));
+    assert_eq!(
+        log,
+        ["run sql on agent-1", "run gpu on agent-2", "local join"]
+    );
+    assert_eq!(
+        finished,
+        [(run, RunOutcome::Succeeded, Some("join".to_string()))]
+    );
+    assert_eq!(engine.active_runs(), 0);
+    assert_eq!(engine.dispatcher().live_tasks(), 0);
+}
+
+#[test]
+fn a_failed_agent_step_is_retried_by_its_own_policy() {
+    let def = Arc::new(
+        WorkflowDef::builder("retry", 1)
+            .step(
+                StepDef::agent("flaky")
+                    .capabilities(["x"])
+                    .retry(Fixed::new(Duration::from_secs(1), 3).unwrap()),
+            )
+            .build()
+            .unwrap(),
+    );
+    let mut engine = engine_with(&[(1, &["x"])]);
+    engine.start(def, None, T0);
+    let mut calls = 0;
+    let (log, finished) = drive(&mut engine, |_, _, _| {
+        calls += 1;
+        if calls < 3 {
+            Err(StepFailure::retryable("busy"))
+        } else {
+            Ok(StepOutput::new("done".to_string()))
+        }
+    });
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert_eq!(finished[0].1, RunOutcome::Succeeded);
+    // The dispatcher's dead letters were the engine's to handle, not kept.
+    assert!(engine.dispatcher().dead_letters().is_empty());
+}
+
+#[test]
+fn agent_steps_are_compensated_through_the_dispatcher_in_reverse() {
+    let def = Arc::new(
+        WorkflowDef::builder("saga", 1)
+            .step(StepDef::agent("reserve").capabilities(["x"]).compensable())
+            .step(StepDef::local("note").compensable())
+            .step(StepDef::agent("charge").capabilities(["x"]))
+            .chain(["reserve", "note", "charge"])
+            .build()
+            .unwrap(),
+    );
+    let mut engine = engine_with(&[(1, &["x"])]);
+    let run = engine.start(def, None, T0);
+    let (log, finished) = drive(&mut engine, |id, _, compensation| {
+        match (id, compensation) {
+            ("charge", false) => Err(StepFailure::fatal("declined")),
+            _ => Ok(StepOutput::empty()),
+        }
+    });
+    assert_eq!(
+        log,
+        [
+            "run reserve on agent-1",
+            "local note",
+            "run charge on agent-1",
+            "undo note",
+            "undo reserve on agent-1",
+        ]
+    );
+    let RunOutcome::Compensated(FailureCause::StepFailed { reason, .. }) = &finished[0].1 else {
+        panic!("{finished:?}");
+    };
+    assert_eq!(reason, "declined");
+    assert_eq!(finished[0].0, run);
+}
+
+#[test]
+fn a_sub_workflow_runs_inside_the_engine_and_completes_its_parent_step() {
+    let child = Arc::new(
+        WorkflowDef::builder("child", 1)
+            .step(StepDef::agent("inner").capabilities(["x"]))
+            .build()
+            .unwrap(),
+    );
+    let def = Arc::new(
+        WorkflowDef::builder("parent", 1)
+            .step(StepDef::local("before"))
+            .step(StepDef::sub_workflow("delegate", child))
+            .step(
+                StepDef::agent("after")
+                    .capabilities(["x"])
+                    .inputs(["delegate"]),
+            )
+            .chain(["before", "delegate", "after"])
+            .build()
+            .unwrap(),
+    );
+    let mut engine = engine_with(&[(1, &["x"])]);
+    let run = engine.start(def, None, T0);
+    let (log, finished) = drive(&mut engine, |id, inputs, _| {
+        Ok(StepOutput::new(format!("{id}({})", inputs.join(","))))
+    });
+    assert_eq!(
+        log,
+        [
+            "local before",
+            "run inner on agent-1",
+            "run after on agent-1"
+        ]
+    );
+    // The child got the parent step's input and its output fed `after`.
+    assert_eq!(
+        finished,
+        [(
+            run,
+            RunOutcome::Succeeded,
+            Some("after(inner())".to_string())
+        )]
+    );
+}
+
+#[test]
+fn an_unregistered_agent_fails_over_without_the_run_noticing() {
+    let def = Arc::new(
+        WorkflowDef::builder("failover", 1)
+            .step(StepDef::agent("work").capabilities(["x"]))
+            .build()
+            .unwrap(),
+    );
+    let mut engine = engine_with(&[(1, &["x"]), (2, &["x"])]);
+    engine.start(def, None, T0);
+    let Some(EngineAction::Assign {
+        task, agent, token, ..
+    }) = engine.poll_action()
+    else {
+        panic!("expected an assignment");
+    };
+    engine.unregister_agent(agent, T0).unwrap();
+    let mut reassigned = None;
+    while let Some(action) = engine.poll_action() {
+        if let EngineAction::Assign { agent: other, .. } = action {
+            reassigned = Some(other);
+        }
+    }
+    let other = reassigned.expect("the task was reassigned");
+    assert_ne!(other, agent);
+    // The lost agent's late report is refused and changes nothing.
+    let late = engine.report(task, agent, token, Ok(StepOutput::new("late".into())), T0);
+    assert!(matches!(late, Err(EngineError::Report(_))), "{late:?}");
+    assert_eq!(engine.active_runs(), 1);
+}
+
+#[test]
+fn cancelling_a_run_stops_its_agent_tasks() {
+    let def = Arc::new(
+        WorkflowDef::builder("cancel", 1)
+            .step(StepDef::agent("long").capabilities(["x"]))
+            .build()
+            .unwrap(),
+    );
+    let mut engine = engine_with(&[(1, &["x"])]);
+    let run = engine.start(def, None, T0);
+    let Some(EngineAction::Assign { task, .. }) = engine.poll_action() else {
+        panic!("expected an assignment");
+    };
+    engine.cancel(run, T0).unwrap();
+    let actions: Vec<_> = std::iter::from_fn(|| engine.poll_action()).collect();
+    assert!(matches!(
+        actions[0],
+        EngineAction::CancelAssigned { task: t, .. } if t == task
+    ));
+    assert!(matches!(
+        &actions[1],
+        EngineAction::Finished {
+            outcome: RunOutcome::Failed(FailureCause::Cancelled),
+            ..
+        }
+    ));
+    assert_eq!(engine.dispatcher().live_tasks(), 0);
+    assert!(matches!(
+        engine.cancel(run, T0),
+        Err(EngineError::UnknownRun(_))
+    ));
+}
+
+#[test]
+fn a_thousand_runs_share_one_dispatcher() {
+    let def = Arc::new(
+        WorkflowDef::builder("fan", 1)
+            .step(StepDef::agent("a").capabilities(["x"]))
+            .step(StepDef::agent("b").capabilities(["x"]))
+            .step(StepDef::agent("c").capabilities(["x"]))
+            .edge("a", "c")
+            .edge("b", "c")
+            .build()
+            .unwrap(),
+    );
+    let mut engine = engine_with(&[(1, &["x"]), (2, &["x"]), (3, &["x"])]);
+    let runs: Vec<_> = (0..1000)
+        .map(|_| engine.start(Arc::clone(&def), None, T0))
+        .collect();
+    assert_eq!(engine.active_runs(), 1000);
+    let (log, mut finished) = drive(&mut engine, |_, _, _| Ok(StepOutput::empty()));
+    assert_eq!(log.len(), 3000);
+    finished.sort_by_key(|(run, _, _)| *run);
+    assert_eq!(
+        finished.iter().map(|(run, _, _)| *run).collect::<Vec<_>>(),
+        runs
+    );
+    assert!(finished.iter().all(|(_, o, _)| *o == RunOutcome::Succeeded));
+}
