@@ -13,12 +13,17 @@
 //!   step `i > 0` depends on 1 to 3 distinct steps among the 50 before it,
 //!   drawn with a fixed seed. Throughput is per step; the target is
 //!   `workflow_run` at most twice `kahn_baseline` per step.
+//! * `engine/10k_runs`: 10,000 runs of a 10-step workflow (one step, eight
+//!   in parallel, one) started at once on one [`WorkflowEngine`] with 100
+//!   agents of capacity 100, every assignment answered with success at once.
+//!   Throughput is per step.
 //! * `driver/independent` (feature `driver`): a whole run of 10,000
 //!   independent no-op local steps (no edges) through the threaded
 //!   [`Driver`](taskweave::driver::Driver) with 2 worker threads, clock
 //!   reads included. Throughput is per step.
 //!
-//! Definitions and the driver are built once, outside the measurement. Run
+//! The workloads live in `benches/workloads/workflow.rs`, shared with
+//! `examples/perf_report.rs`. Definitions and the driver are built once, outside the measurement. Run
 //! with `cargo bench --features driver --bench workflow` (without the
 //! feature, only `executor_overhead` runs).
 
@@ -28,101 +33,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use petgraph::visit::EdgeRef;
-use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
-use taskweave::workflow::{RunAction, StepDef, StepOutput, WorkflowDef, WorkflowRun};
-use taskweave::{Instant, WorkflowId};
 
-const SEED: u64 = 0x7a5c_3a7e;
-/// Steps of the executor-overhead DAG.
-const DAG_STEPS: usize = 100_000;
-/// How far back a step's predecessors may be.
-const WINDOW: usize = 50;
-/// Most predecessors of one step.
-const MAX_PREDECESSORS: usize = 3;
-/// Independent steps of the driver run.
-#[cfg(feature = "driver")]
-const DRIVER_STEPS: usize = 10_000;
-/// Worker threads of the driver.
-#[cfg(feature = "driver")]
-const DRIVER_THREADS: usize = 2;
+#[path = "workloads/workflow.rs"]
+mod workloads;
 
-/// A random DAG of `steps` local no-op steps: step `i > 0` depends on 1 to
-/// [`MAX_PREDECESSORS`] distinct steps among the [`WINDOW`] before it.
-fn random_dag(steps: usize) -> WorkflowDef {
-    let mut rng = StdRng::seed_from_u64(SEED);
-    let mut builder = WorkflowDef::builder("random_dag", 1);
-    for i in 0..steps {
-        builder = builder.step(StepDef::local(format!("s{i}")));
-    }
-    let mut predecessors = Vec::with_capacity(MAX_PREDECESSORS);
-    for i in 1..steps {
-        let low = i.saturating_sub(WINDOW);
-        let wanted = rng.random_range(1..=MAX_PREDECESSORS).min(i - low);
-        predecessors.clear();
-        while predecessors.len() < wanted {
-            let from = rng.random_range(low..i);
-            if !predecessors.contains(&from) {
-                predecessors.push(from);
-            }
-        }
-        for &from in &predecessors {
-            builder = builder.edge(format!("s{from}"), format!("s{i}"));
-        }
-    }
-    builder.build().expect("a valid DAG")
-}
-
-/// A bare Kahn traversal; returns the number of nodes visited.
-fn kahn(def: &WorkflowDef, indegree: &mut Vec<u32>, ready: &mut VecDeque<u32>) -> usize {
-    let graph = def.graph();
-    indegree.clear();
-    indegree.resize(graph.node_count(), 0);
-    for edge in graph.raw_edges() {
-        indegree[edge.target().index()] += 1;
-    }
-    ready.clear();
-    ready.extend(
-        indegree
-            .iter()
-            .enumerate()
-            .filter(|&(_, &d)| d == 0)
-            .map(|(i, _)| i as u32),
-    );
-    let mut visited = 0;
-    while let Some(node) = ready.pop_front() {
-        visited += 1;
-        for edge in graph.edges(petgraph::graph::NodeIndex::new(node as usize)) {
-            let to = edge.target().index();
-            indegree[to] -= 1;
-            if indegree[to] == 0 {
-                ready.push_back(to as u32);
-            }
-        }
-    }
-    visited
-}
-
-/// A whole run where every attempt succeeds at once; returns the number of
-/// steps started.
-fn execute(def: &Arc<WorkflowDef>) -> usize {
-    let now = Instant::ZERO;
-    let mut run: WorkflowRun<()> = WorkflowRun::new(Arc::clone(def), WorkflowId::new(1), None, now);
-    let mut started = 0;
-    while let Some(action) = run.poll_action() {
-        match action {
-            RunAction::Start { token, .. } => {
-                started += 1;
-                run.succeed(token, StepOutput::empty(), now)
-                    .expect("a running attempt");
-            }
-            RunAction::Finished => break,
-            other => panic!("unexpected action {other:?}"),
-        }
-    }
-    started
-}
+use workloads::{
+    DAG_STEPS, ENGINE_RUNS, ENGINE_STEPS, engine_workflow, execute, kahn, random_dag, run_engine,
+};
 
 fn executor_overhead(c: &mut Criterion) {
     let def = Arc::new(random_dag(DAG_STEPS));
@@ -143,16 +60,24 @@ fn executor_overhead(c: &mut Criterion) {
     group.finish();
 }
 
+fn engine(c: &mut Criterion) {
+    let def = Arc::new(engine_workflow());
+    assert_eq!(run_engine(&def), ENGINE_RUNS * ENGINE_STEPS);
+    let mut group = c.benchmark_group("engine");
+    group.throughput(Throughput::Elements((ENGINE_RUNS * ENGINE_STEPS) as u64));
+    group.sample_size(10);
+    group.bench_function("10k_runs", |b| b.iter(|| run_engine(black_box(&def))));
+    group.finish();
+}
+
 #[cfg(feature = "driver")]
 fn driver(c: &mut Criterion) {
     use taskweave::driver::Driver;
-    use taskweave::workflow::{RunOutcome, StepInput};
+    use taskweave::workflow::{RunOutcome, StepInput, StepOutput, WorkflowRun};
+    use taskweave::{Instant, WorkflowId};
+    use workloads::{DRIVER_STEPS, DRIVER_THREADS, independent_steps};
 
-    let mut builder = WorkflowDef::builder("independent", 1);
-    for i in 0..DRIVER_STEPS {
-        builder = builder.step(StepDef::local(format!("s{i}")));
-    }
-    let def = Arc::new(builder.build().expect("a valid definition"));
+    let def = Arc::new(independent_steps());
     let driver = Driver::new(DRIVER_THREADS)
         .expect("worker threads")
         .default_step(|_: &StepInput<()>| Ok(StepOutput::empty()));
@@ -183,12 +108,12 @@ fn config() -> Criterion {
 criterion_group! {
     name = workflow;
     config = config();
-    targets = executor_overhead, driver
+    targets = executor_overhead, engine, driver
 }
 #[cfg(not(feature = "driver"))]
 criterion_group! {
     name = workflow;
     config = config();
-    targets = executor_overhead
+    targets = executor_overhead, engine
 }
 criterion_main!(workflow);

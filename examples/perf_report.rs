@@ -34,6 +34,10 @@
 //!   until `Finished`. `ns_per_op` is per step; `baseline_ns_per_op` is a
 //!   bare Kahn traversal of the same petgraph graph (in-degree array and
 //!   `VecDeque`), per step; `ratio` is their quotient (target: at most 2).
+//! * `workflow_engine`: 10,000 runs of a 10-step workflow (one agent step,
+//!   eight in parallel, one) started at once on one `WorkflowEngine` with
+//!   100 agents of capacity 100, every assignment answered with success at
+//!   once. `ns_per_op` is per step, with `steps_per_sec`.
 //! * `workflow_driver` (feature `driver`; `.ci/run` runs the examples with
 //!   `--all-features`): a whole run of 10,000 independent no-op local steps
 //!   through the threaded `Driver` with `threads` worker threads.
@@ -357,96 +361,43 @@ fn tensor_build() -> [String; 2] {
     [sparse_line, dense_line]
 }
 
-/// Steps of the `workflow_executor` DAG, how far back a step's
-/// predecessors may be, and how many it has at most.
-const DAG_STEPS: usize = 100_000;
-const DAG_WINDOW: usize = 50;
-const DAG_MAX_PREDECESSORS: usize = 3;
-/// Independent steps of the `workflow_driver` run, and its worker threads.
-#[cfg(feature = "driver")]
-const DRIVER_STEPS: usize = 10_000;
-#[cfg(feature = "driver")]
-const DRIVER_THREADS: usize = 2;
+#[path = "../benches/workloads/workflow.rs"]
+mod workloads;
 
-/// A random DAG of `DAG_STEPS` no-op local steps: step `i > 0` depends on
-/// 1 to `DAG_MAX_PREDECESSORS` distinct steps among the `DAG_WINDOW` before.
-fn random_dag() -> taskweave::workflow::WorkflowDef {
-    use taskweave::workflow::{StepDef, WorkflowDef};
-    let mut rng = StdRng::seed_from_u64(SEED);
-    let mut builder = WorkflowDef::builder("random_dag", 1);
-    for i in 0..DAG_STEPS {
-        builder = builder.step(StepDef::local(format!("s{i}")));
-    }
-    let mut predecessors = Vec::with_capacity(DAG_MAX_PREDECESSORS);
-    for i in 1..DAG_STEPS {
-        let low = i.saturating_sub(DAG_WINDOW);
-        let wanted = rng.random_range(1..=DAG_MAX_PREDECESSORS).min(i - low);
-        predecessors.clear();
-        while predecessors.len() < wanted {
-            let from = rng.random_range(low..i);
-            if !predecessors.contains(&from) {
-                predecessors.push(from);
-            }
-        }
-        for &from in &predecessors {
-            builder = builder.edge(format!("s{from}"), format!("s{i}"));
-        }
-    }
-    builder.build().expect("a valid DAG")
-}
-
-/// The `workflow_executor` line: a whole run against a bare Kahn traversal.
+/// The `workflow_executor` line: a whole run against a bare Kahn traversal
+/// of the same 100,000-step DAG.
 fn workflow_executor() -> String {
-    use petgraph::visit::EdgeRef;
     use std::sync::Arc;
-    use taskweave::WorkflowId;
-    use taskweave::workflow::{RunAction, StepOutput, WorkflowRun};
+    use workloads::{DAG_STEPS, execute, kahn, random_dag};
 
-    let def = Arc::new(random_dag());
-    let graph = def.graph();
-    let mut indegree: Vec<u32> = Vec::with_capacity(DAG_STEPS);
-    let mut ready: VecDeque<u32> = VecDeque::with_capacity(DAG_STEPS);
-    let kahn = measure_heavy(|| {
-        indegree.clear();
-        indegree.resize(graph.node_count(), 0);
-        for edge in graph.raw_edges() {
-            indegree[edge.target().index()] += 1;
-        }
-        ready.clear();
-        ready.extend((0..indegree.len() as u32).filter(|&i| indegree[i as usize] == 0));
-        let mut visited = 0usize;
-        while let Some(node) = ready.pop_front() {
-            visited += 1;
-            for edge in graph.edges(petgraph::graph::NodeIndex::new(node as usize)) {
-                let to = edge.target().index();
-                indegree[to] -= 1;
-                if indegree[to] == 0 {
-                    ready.push_back(to as u32);
-                }
-            }
-        }
-        assert_eq!(black_box(visited), DAG_STEPS);
+    let def = Arc::new(random_dag(DAG_STEPS));
+    let mut indegree = Vec::with_capacity(DAG_STEPS);
+    let mut ready = VecDeque::with_capacity(DAG_STEPS);
+    let baseline = measure_heavy(|| {
+        assert_eq!(black_box(kahn(&def, &mut indegree, &mut ready)), DAG_STEPS);
     });
-    let run = measure_heavy(|| {
-        let now = Instant::ZERO;
-        let mut run: WorkflowRun<()> =
-            WorkflowRun::new(Arc::clone(&def), WorkflowId::new(1), None, now);
-        while let Some(action) = run.poll_action() {
-            match action {
-                RunAction::Start { token, .. } => run
-                    .succeed(token, StepOutput::empty(), now)
-                    .expect("a running attempt"),
-                RunAction::Finished => break,
-                other => panic!("unexpected action {other:?}"),
-            }
-        }
-        black_box(run.is_finished());
-    });
-    let (per_step, baseline) = (run / DAG_STEPS as f64, kahn / DAG_STEPS as f64);
+    let run = measure_heavy(|| assert_eq!(black_box(execute(&def)), DAG_STEPS));
+    let (per_step, baseline) = (run / DAG_STEPS as f64, baseline / DAG_STEPS as f64);
     format!(
         "{{\"bench\":\"workflow_executor\",\"steps\":{DAG_STEPS},\"edges\":{},\"ns_per_op\":{per_step:.2},\"baseline_ns_per_op\":{baseline:.2},\"ratio\":{:.3}}}",
-        graph.edge_count(),
+        def.graph().edge_count(),
         per_step / baseline,
+    )
+}
+
+/// The `workflow_engine` line: 10,000 runs of 10 agent steps active at once
+/// on one engine.
+fn workflow_engine() -> String {
+    use std::sync::Arc;
+    use workloads::{ENGINE_RUNS, ENGINE_STEPS, engine_workflow, run_engine};
+
+    let def = Arc::new(engine_workflow());
+    let steps = ENGINE_RUNS * ENGINE_STEPS;
+    let ns = measure_heavy(|| assert_eq!(black_box(run_engine(&def)), steps));
+    let per_step = ns / steps as f64;
+    format!(
+        "{{\"bench\":\"workflow_engine\",\"runs\":{ENGINE_RUNS},\"steps_per_run\":{ENGINE_STEPS},\"ns_per_op\":{per_step:.2},\"steps_per_sec\":{:.0}}}",
+        1e9 / per_step,
     )
 }
 
@@ -457,15 +408,10 @@ fn workflow_driver() -> String {
     use std::sync::Arc;
     use taskweave::WorkflowId;
     use taskweave::driver::Driver;
-    use taskweave::workflow::{
-        RunOutcome, StepDef, StepInput, StepOutput, WorkflowDef, WorkflowRun,
-    };
+    use taskweave::workflow::{RunOutcome, StepInput, StepOutput, WorkflowRun};
+    use workloads::{DRIVER_STEPS, DRIVER_THREADS, independent_steps};
 
-    let mut builder = WorkflowDef::builder("independent", 1);
-    for i in 0..DRIVER_STEPS {
-        builder = builder.step(StepDef::local(format!("s{i}")));
-    }
-    let def = Arc::new(builder.build().expect("a valid definition"));
+    let def = Arc::new(independent_steps());
     let driver = Driver::new(DRIVER_THREADS)
         .expect("worker threads")
         .default_step(|_: &StepInput<()>| Ok(StepOutput::empty()));
@@ -519,6 +465,7 @@ fn main() {
     }
 
     println!("{}", workflow_executor());
+    println!("{}", workflow_engine());
     #[cfg(feature = "driver")]
     println!("{}", workflow_driver());
     #[cfg(not(feature = "driver"))]

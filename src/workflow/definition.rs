@@ -76,6 +76,8 @@ pub struct WorkflowDef {
     predecessors: Adjacency,
     /// Input mapping resolved to predecessor step ids.
     inputs: Vec<Option<Vec<StepId>>>,
+    /// What runs need on their hot path, one per step.
+    meta: Vec<StepMeta>,
     hash: u64,
 }
 
@@ -84,6 +86,20 @@ impl PartialEq for WorkflowDef {
     fn eq(&self, other: &Self) -> bool {
         self.hash == other.hash
     }
+}
+
+/// What a run's hot path needs to know about a step, packed: reading these
+/// from the `StepDef`s (about 250 bytes each, several cache lines apart)
+/// cost more than half of a run's time on large definitions.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StepMeta {
+    pub(crate) join: Join,
+    pub(crate) wait: bool,
+    pub(crate) multi: bool,
+    pub(crate) decision: bool,
+    pub(crate) in_degree: u32,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) max_iterations: Option<u32>,
 }
 
 /// Compressed adjacency: the neighbours of step `i` with the edge joining
@@ -255,6 +271,10 @@ impl WorkflowDef {
             .of(step)
             .iter()
             .any(|&(_, edge)| self.label(edge).is_some())
+    }
+
+    pub(crate) fn meta(&self, step: StepId) -> StepMeta {
+        self.meta[step.get() as usize]
     }
 
     pub(crate) fn successor_edges(&self, step: StepId) -> &[(StepId, EdgeIndex<u32>)] {
@@ -550,8 +570,21 @@ impl WorkflowDefBuilder {
             successors,
             predecessors,
             inputs,
+            meta: Vec::new(),
             hash: 0,
         };
+        def.meta = def
+            .steps()
+            .map(|(step, d)| StepMeta {
+                join: d.join,
+                wait: d.is_wait(),
+                multi: d.multi_instance.is_some(),
+                decision: def.is_decision(step),
+                in_degree: def.predecessor_edges(step).len() as u32,
+                timeout: d.timeout,
+                max_iterations: d.max_iterations,
+            })
+            .collect();
         def.hash = hash_definition(&def);
         Ok(def)
     }

@@ -282,7 +282,6 @@ pub struct WorkflowRun<P> {
     def: Arc<WorkflowDef>,
     /// The definition's per-step facts the hot path needs, packed
     /// (derived from `def`; not part of the state or a checkpoint).
-    meta: Vec<StepMeta>,
     state: RunState<P>,
     observer: Option<Box<dyn WorkflowObserver + Send>>,
     /// Edge resolutions waiting to be applied (scratch, always empty between
@@ -355,7 +354,6 @@ impl<P: Clone> WorkflowRun<P> {
             rng: SplitMix64::new(mix(id.get(), def.content_hash())),
         };
         let mut run = WorkflowRun {
-            meta: step_meta(&def),
             def,
             state,
             observer,
@@ -703,7 +701,6 @@ impl<P: Clone> WorkflowRun<P> {
 
     pub(super) fn from_state(def: Arc<WorkflowDef>, state: RunState<P>) -> Self {
         WorkflowRun {
-            meta: step_meta(&def),
             def,
             state,
             observer: None,
@@ -768,7 +765,7 @@ impl<P: Clone> WorkflowRun<P> {
     fn make_ready(&mut self, step: StepId, now: Instant) {
         // Copied out rather than holding a clone of the `Arc` (two atomic
         // operations per step on the hot path).
-        let meta = self.meta[step.get() as usize];
+        let meta = self.def.meta(step);
         let wait = if meta.wait {
             match &self.step_def(step).kind {
                 StepKind::Wait { timeout, .. } => Some(*timeout),
@@ -828,7 +825,7 @@ impl<P: Clone> WorkflowRun<P> {
 
     fn new_attempt(&mut self, exec: u32, compensation: bool, now: Instant) -> (AttemptToken, u32) {
         let token = AttemptToken::new(self.state.attempts.len() as u64);
-        let timeout = self.meta[self.state.execs[exec as usize].step.get() as usize].timeout;
+        let timeout = self.def.meta(self.state.execs[exec as usize].step).timeout;
         let e = &mut self.state.execs[exec as usize];
         let tries = if compensation {
             &mut e.compensation_tries
@@ -889,7 +886,7 @@ impl<P: Clone> WorkflowRun<P> {
         let exec = self.running(token, false)?;
         let step = self.state.execs[exec as usize].step;
         let decision = self.check_branches(step, &output.branches, output.again)?;
-        let max_iterations = self.meta[step.get() as usize].max_iterations;
+        let max_iterations = self.def.meta(step).max_iterations;
         if output.again && max_iterations.is_none() {
             return Err(RunError::NotALoop(step));
         }
@@ -932,7 +929,7 @@ impl<P: Clone> WorkflowRun<P> {
                 reason,
             })
         };
-        if !self.meta[step.get() as usize].decision {
+        if !self.def.meta(step).decision {
             return if chosen.is_empty() {
                 Ok(false)
             } else {
@@ -1140,7 +1137,7 @@ impl<P: Clone> WorkflowRun<P> {
                 slot.skipped += 1;
             }
             let (fired, skipped) = (slot.fired, slot.skipped);
-            let meta = self.meta[to.get() as usize];
+            let meta = self.def.meta(to);
             let m = meta.in_degree;
             match meta.join {
                 Join::All if skipped > 0 => self.skip_step(to),
@@ -1494,33 +1491,4 @@ impl<P: Clone> WorkflowRun<P> {
             }
         }
     }
-}
-
-/// What the hot path needs to know about a step, packed: reading these
-/// from the definition's `StepDef`s (248 bytes each, several cache lines
-/// apart) cost more than half of a run's time on large definitions.
-#[derive(Clone, Copy, Debug)]
-struct StepMeta {
-    join: Join,
-    wait: bool,
-    multi: bool,
-    decision: bool,
-    in_degree: u32,
-    timeout: Option<Duration>,
-    max_iterations: Option<u32>,
-}
-
-/// One [`StepMeta`] per step of `def`, in step order. `O(steps + edges)`.
-fn step_meta(def: &WorkflowDef) -> Vec<StepMeta> {
-    def.steps()
-        .map(|(step, d)| StepMeta {
-            join: d.join,
-            wait: matches!(d.kind, StepKind::Wait { .. }),
-            multi: d.multi_instance.is_some(),
-            decision: def.is_decision(step),
-            in_degree: def.predecessor_edges(step).len() as u32,
-            timeout: d.timeout,
-            max_iterations: d.max_iterations,
-        })
-        .collect()
 }
