@@ -1,7 +1,8 @@
 //! # taskweave
 //!
-//! Embeddable, runtime-agnostic task distribution for pools of agents — LLM
-//! agents, workers, services, robots. A host application links taskweave,
+//! Embeddable, runtime-agnostic task distribution and workflow
+//! orchestration for pools of agents — LLM agents, workers, services,
+//! robots. A host application links taskweave,
 //! tells it which agents exist and what each task needs, and gets back
 //! decisions: which agent runs which task.
 //!
@@ -46,6 +47,9 @@
 //! | [`resilience`] | retry policies with backoff and jitter, retry budget, circuit breaker, bulkhead, rate limiter |
 //! | [`metrics`] | counters, log-bucketed histograms, load statistics, throughput |
 //! | `protocol` (feature `serde`) | serde messages between orchestrator and agents: `Envelope`, `Body`, validation, conversion from actions and to dispatcher inputs |
+//! | [`workflow`] | [`workflow::WorkflowDef`] (petgraph DAGs), [`workflow::WorkflowRun`] (patterns, sagas, checkpoints), [`workflow::WorkflowEngine`], Mermaid / DOT export |
+//! | [`coordination`] | contract-net [`coordination::Auction`], weighted [`coordination::Ballot`], hierarchical [`coordination::Delegation`] |
+//! | [`planning`] | the task tensor [`planning::TaskTensor`] / [`planning::SparseTaskTensor`] |
 //! | `driver` (feature `driver`) | a ready-made host loop running workflow steps on a crossbeam thread pool: `Driver` |
 //! | [`error`] | the crate-wide [`Error`] |
 //!

@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use crate::workflow::RunError;
+use crate::workflow::{EngineError, RunError};
 
 /// Why a [`Driver`](super::Driver) could not be built or could not drive a
 /// run to its end.
@@ -11,7 +11,7 @@ use crate::workflow::RunError;
 /// `UnboundedWait`) are found by [`Driver::check`](super::Driver::check)
 /// before [`Driver::run`](super::Driver::run) hands out any work, so a run
 /// refused for them is left untouched.
-#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[derive(Clone, Debug, PartialEq, Error)]
 #[non_exhaustive]
 pub enum DriverError {
     /// A pool needs at least one worker thread.
@@ -52,6 +52,9 @@ pub enum DriverError {
     /// expander, for instance).
     #[error(transparent)]
     Run(#[from] RunError),
+    /// The engine refused an input the driver had to give it.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
     /// The run has not finished, yet nothing is running and no timer is
     /// set: some of its actions were taken before it was handed to the
     /// driver. The run is left as it is.

@@ -114,6 +114,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod engine;
 mod error;
 mod pool;
 #[cfg(test)]
@@ -396,6 +397,7 @@ impl<P: Clone + Send + 'static> Driver<P> {
                             step: Arc::clone(code),
                             input,
                             output,
+                            run: run.id(),
                             reply: drive.reply.clone(),
                         })?;
                         drive.in_flight += 1;
@@ -404,6 +406,7 @@ impl<P: Clone + Send + 'static> Driver<P> {
                     None => {
                         let failure = StepFailure::fatal("no step is registered to compensate it");
                         let done = Done {
+                            run: run.id(),
                             token,
                             result: Outcome::Compensated(Err(failure)),
                         };
@@ -416,16 +419,7 @@ impl<P: Clone + Send + 'static> Driver<P> {
                 Ok(())
             }
             RunAction::Expand { step } => {
-                let def = Arc::clone(run.definition());
-                let id = def.step(step).map_or("", |s| s.id.as_str());
-                let Some(expander) = self.expanders.get(id) else {
-                    return Err(DriverError::MissingExpander {
-                        workflow: def.name().to_string(),
-                        step: id.to_string(),
-                    });
-                };
-                let input = expand_input(run, step);
-                let items = expander(&input);
+                let items = self.expand(run, step)?;
                 run.expand(step, items, clock())?;
                 Ok(())
             }
@@ -474,6 +468,7 @@ impl<P: Clone + Send + 'static> Driver<P> {
                 }
             };
             let done = Done {
+                run: run.id(),
                 token,
                 result: Outcome::Ran(result),
             };
@@ -484,6 +479,7 @@ impl<P: Clone + Send + 'static> Driver<P> {
                 self.pool.submit(Job::Run {
                     step: Arc::clone(code),
                     input,
+                    run: run.id(),
                     reply: drive.reply.clone(),
                 })?;
                 drive.in_flight += 1;
@@ -494,6 +490,7 @@ impl<P: Clone + Send + 'static> Driver<P> {
             None => {
                 let failure = StepFailure::fatal("no step is registered for it");
                 let done = Done {
+                    run: run.id(),
                     token,
                     result: Outcome::Ran(Err(failure)),
                 };
@@ -551,11 +548,7 @@ fn report<P: Clone>(
     }
     let answer = match done.result {
         Outcome::Ran(Ok(output)) => match run.succeed(token, output, now) {
-            Err(
-                err @ (RunError::InvalidBranches { .. }
-                | RunError::NotALoop(_)
-                | RunError::UnexpectedInput { .. }),
-            ) => {
+            Err(err) if engine::refused_output(&err) => {
                 let reason = format!("the run refused the step's output: {err}");
                 run.fail(token, StepFailure::fatal(reason), now)
             }

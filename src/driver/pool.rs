@@ -10,8 +10,8 @@ use std::thread::JoinHandle;
 use crossbeam::channel::{self, Receiver, Sender};
 
 use super::DriverError;
-use crate::AttemptToken;
 use crate::workflow::{Step, StepFailure, StepInput, StepOutput};
+use crate::{AttemptToken, WorkflowId};
 
 /// One unit of work for a worker.
 pub(super) enum Job<P> {
@@ -19,6 +19,7 @@ pub(super) enum Job<P> {
     Run {
         step: Arc<dyn Step<P>>,
         input: StepInput<P>,
+        run: WorkflowId,
         reply: Sender<Done<P>>,
     },
     /// `Step::compensate` for one compensation attempt.
@@ -26,12 +27,14 @@ pub(super) enum Job<P> {
         step: Arc<dyn Step<P>>,
         input: StepInput<P>,
         output: Option<P>,
+        run: WorkflowId,
         reply: Sender<Done<P>>,
     },
 }
 
-/// A finished job: the attempt and what came of it.
+/// A finished job: the run, the attempt and what came of it.
 pub(super) struct Done<P> {
+    pub(super) run: WorkflowId,
     pub(super) token: AttemptToken,
     pub(super) result: Outcome<P>,
 }
@@ -103,10 +106,16 @@ impl<P> Drop for Pool<P> {
 fn work<P>(jobs: &Receiver<Job<P>>) {
     for job in jobs.iter() {
         let (reply, done) = match job {
-            Job::Run { step, input, reply } => {
+            Job::Run {
+                step,
+                input,
+                run,
+                reply,
+            } => {
                 let result = catch_unwind(AssertUnwindSafe(|| step.run(&input)))
                     .unwrap_or_else(|payload| Err(panicked(payload.as_ref())));
                 let done = Done {
+                    run,
                     token: input.token,
                     result: Outcome::Ran(result),
                 };
@@ -116,6 +125,7 @@ fn work<P>(jobs: &Receiver<Job<P>>) {
                 step,
                 input,
                 output,
+                run,
                 reply,
             } => {
                 let result = catch_unwind(AssertUnwindSafe(|| {
@@ -123,6 +133,7 @@ fn work<P>(jobs: &Receiver<Job<P>>) {
                 }))
                 .unwrap_or_else(|payload| Err(panicked(payload.as_ref())));
                 let done = Done {
+                    run,
                     token: input.token,
                     result: Outcome::Compensated(result),
                 };

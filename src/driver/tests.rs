@@ -463,3 +463,87 @@ fn several_threads_share_one_driver() {
     assert!(debug.contains("threads: 3"), "{debug}");
     drop(driver);
 }
+
+#[test]
+fn serve_runs_an_engines_local_steps_while_the_host_plays_the_agents() {
+    use crate::AgentId;
+    use crate::agent::AgentProfile;
+    use crate::scheduler::DispatcherConfig;
+    use crate::workflow::{EngineAction, WorkflowEngine};
+
+    // fetch (agent) -> double (local, compensable) -> store (agent, fails
+    // for odd inputs): odd runs compensate `double` on the pool.
+    let def = build(
+        WorkflowDef::builder("mixed", 1)
+            .step(StepDef::agent("fetch").capabilities(["io"]))
+            .step(StepDef::local("double").compensable())
+            .step(StepDef::agent("store").capabilities(["io"]))
+            .chain(["fetch", "double", "store"]),
+    );
+    let undone = Arc::new(AtomicU32::new(0));
+    struct Double(Arc<AtomicU32>);
+    impl Step<u64> for Double {
+        fn run(&self, input: &StepInput<u64>) -> Result<StepOutput<u64>, StepFailure> {
+            Ok(StepOutput::new(2 * sum(input)))
+        }
+        fn compensate(&self, _: &StepInput<u64>, _: Option<&u64>) -> Result<(), StepFailure> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+    let driver = Driver::new(2)
+        .unwrap()
+        .step("double", Double(Arc::clone(&undone)));
+    let mut engine: WorkflowEngine<u64> = WorkflowEngine::new(DispatcherConfig::default());
+    let profile = AgentProfile::builder()
+        .capabilities(["io"])
+        .capacity(8)
+        .build()
+        .unwrap();
+    engine
+        .register_agent(AgentId::new(1), profile, Instant::ZERO)
+        .unwrap();
+    for i in 0..20 {
+        engine.start(Arc::clone(&def), Some(i), Instant::ZERO);
+    }
+    let mut outcomes = Vec::new();
+    driver
+        .serve(
+            &mut engine,
+            || Instant::ZERO,
+            |engine, action| match action {
+                EngineAction::Assign {
+                    task,
+                    agent,
+                    token,
+                    step,
+                } => {
+                    let input = engine.input(step.run, step.token).unwrap();
+                    let result = match input.run_input {
+                        Some(n) => Ok(StepOutput::new(n)),
+                        None if step.compensation => Ok(StepOutput::empty()),
+                        None if sum(&input) % 4 == 2 => Err(StepFailure::fatal("odd")),
+                        None => Ok(StepOutput::new(sum(&input))),
+                    };
+                    engine
+                        .report(task, agent, token, result, Instant::ZERO)
+                        .unwrap();
+                }
+                EngineAction::Finished {
+                    outcome, output, ..
+                } => outcomes.push((outcome, output)),
+                other => panic!("unexpected {other:?}"),
+            },
+        )
+        .unwrap();
+    assert_eq!(outcomes.len(), 20);
+    let succeeded = outcomes
+        .iter()
+        .filter(|(o, _)| *o == RunOutcome::Succeeded)
+        .count();
+    assert_eq!(succeeded, 10);
+    assert!(outcomes.iter().all(|(o, out)| *o == RunOutcome::Succeeded
+        || matches!(o, RunOutcome::Compensated(_)) && out.is_none()));
+    assert_eq!(undone.load(Ordering::SeqCst), 10);
+    assert_eq!(engine.active_runs(), 0);
+}
