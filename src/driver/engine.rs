@@ -93,23 +93,13 @@ impl<P: Clone + Send + 'static> Driver<P> {
             while let Some(action) = engine.poll_action() {
                 match action {
                     EngineAction::RunLocal { run, step, token } => {
-                        let input = engine.input(run, token)?;
-                        match self.code_for(engine, run, step) {
-                            Some(code) => {
-                                let job = Job::Run {
-                                    step: code,
-                                    input,
-                                    run,
-                                    reply: reply.clone(),
-                                };
-                                self.pool.submit(job)?;
-                                in_flight += 1;
-                            }
-                            None => {
-                                let failure = StepFailure::fatal("no step is registered for it");
-                                tolerate(engine.report_local(run, token, Err(failure), clock()))?;
-                            }
-                        }
+                        self.pool.submit(Job::Run {
+                            step: self.code_for(engine, run, step),
+                            input: engine.input(run, token)?,
+                            run,
+                            reply: reply.clone(),
+                        })?;
+                        in_flight += 1;
                     }
                     EngineAction::CompensateLocal { run, step, token } => {
                         let input = engine.input(run, token)?;
@@ -119,24 +109,14 @@ impl<P: Clone + Send + 'static> Driver<P> {
                             .compensated_output(token)
                             .map_err(EngineError::from)?
                             .cloned();
-                        match self.code_for(engine, run, step) {
-                            Some(code) => {
-                                let job = Job::Compensate {
-                                    step: code,
-                                    input,
-                                    output,
-                                    run,
-                                    reply: reply.clone(),
-                                };
-                                self.pool.submit(job)?;
-                                in_flight += 1;
-                            }
-                            None => {
-                                let failure =
-                                    StepFailure::fatal("no step is registered to compensate it");
-                                tolerate(engine.compensated(run, token, Err(failure), clock()))?;
-                            }
-                        }
+                        self.pool.submit(Job::Compensate {
+                            step: self.code_for(engine, run, step),
+                            input,
+                            output,
+                            run,
+                            reply: reply.clone(),
+                        })?;
+                        in_flight += 1;
                     }
                     EngineAction::CancelLocal { run, token, .. } => {
                         cancelled.insert((run, token));
@@ -185,7 +165,8 @@ impl<P: Clone + Send + 'static> Driver<P> {
         }
     }
 
-    /// The registered code of `run`'s `step`.
+    /// The registered code of `run`'s `step`, if any (the pool fails an
+    /// attempt that has none).
     fn code_for<S>(
         &self,
         engine: &WorkflowEngine<P, S>,

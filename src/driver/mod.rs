@@ -390,29 +390,20 @@ impl<P: Clone + Send + 'static> Driver<P> {
             RunAction::Compensate { step, token, .. } => {
                 let input = run.input(token)?;
                 let output = run.compensated_output(token)?.cloned();
-                let def = Arc::clone(run.definition());
-                match def.step(step).and_then(|s| self.resolve(&s.id)) {
-                    Some(code) => {
-                        self.pool.submit(Job::Compensate {
-                            step: Arc::clone(code),
-                            input,
-                            output,
-                            run: run.id(),
-                            reply: drive.reply.clone(),
-                        })?;
-                        drive.in_flight += 1;
-                        Ok(())
-                    }
-                    None => {
-                        let failure = StepFailure::fatal("no step is registered to compensate it");
-                        let done = Done {
-                            run: run.id(),
-                            token,
-                            result: Outcome::Compensated(Err(failure)),
-                        };
-                        report(run, &mut drive.cancelled, done, clock())
-                    }
-                }
+                let code = run
+                    .definition()
+                    .step(step)
+                    .and_then(|s| self.resolve(&s.id))
+                    .cloned();
+                self.pool.submit(Job::Compensate {
+                    step: code,
+                    input,
+                    output,
+                    run: run.id(),
+                    reply: drive.reply.clone(),
+                })?;
+                drive.in_flight += 1;
+                Ok(())
             }
             RunAction::Cancel { token, .. } => {
                 drive.cancelled.insert(token);
@@ -474,29 +465,16 @@ impl<P: Clone + Send + 'static> Driver<P> {
             };
             return report(run, &mut drive.cancelled, done, clock());
         }
-        match self.resolve(&step_def.id) {
-            Some(code) => {
-                self.pool.submit(Job::Run {
-                    step: Arc::clone(code),
-                    input,
-                    run: run.id(),
-                    reply: drive.reply.clone(),
-                })?;
-                drive.in_flight += 1;
-                Ok(())
-            }
-            // `check` refuses this before the run starts; kept as a
-            // failure, not a panic, for robustness.
-            None => {
-                let failure = StepFailure::fatal("no step is registered for it");
-                let done = Done {
-                    run: run.id(),
-                    token,
-                    result: Outcome::Ran(Err(failure)),
-                };
-                report(run, &mut drive.cancelled, done, clock())
-            }
-        }
+        // `check` refuses an unregistered step before the run starts; the
+        // pool would still fail it rather than panic.
+        self.pool.submit(Job::Run {
+            step: self.resolve(&step_def.id).cloned(),
+            input,
+            run: run.id(),
+            reply: drive.reply.clone(),
+        })?;
+        drive.in_flight += 1;
+        Ok(())
     }
 }
 

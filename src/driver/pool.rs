@@ -13,18 +13,20 @@ use super::DriverError;
 use crate::workflow::{Step, StepFailure, StepInput, StepOutput};
 use crate::{AttemptToken, WorkflowId};
 
-/// One unit of work for a worker.
+/// One unit of work for a worker. `step` is `None` when no code is
+/// registered for the step: the attempt then fails for good, answered like
+/// any other.
 pub(super) enum Job<P> {
     /// `Step::run` for one attempt.
     Run {
-        step: Arc<dyn Step<P>>,
+        step: Option<Arc<dyn Step<P>>>,
         input: StepInput<P>,
         run: WorkflowId,
         reply: Sender<Done<P>>,
     },
     /// `Step::compensate` for one compensation attempt.
     Compensate {
-        step: Arc<dyn Step<P>>,
+        step: Option<Arc<dyn Step<P>>>,
         input: StepInput<P>,
         output: Option<P>,
         run: WorkflowId,
@@ -112,8 +114,11 @@ fn work<P>(jobs: &Receiver<Job<P>>) {
                 run,
                 reply,
             } => {
-                let result = catch_unwind(AssertUnwindSafe(|| step.run(&input)))
-                    .unwrap_or_else(|payload| Err(panicked(payload.as_ref())));
+                let result = match step {
+                    Some(step) => catch_unwind(AssertUnwindSafe(|| step.run(&input)))
+                        .unwrap_or_else(|payload| Err(panicked(payload.as_ref()))),
+                    None => Err(StepFailure::fatal("no step is registered for it")),
+                };
                 let done = Done {
                     run,
                     token: input.token,
@@ -128,10 +133,13 @@ fn work<P>(jobs: &Receiver<Job<P>>) {
                 run,
                 reply,
             } => {
-                let result = catch_unwind(AssertUnwindSafe(|| {
-                    step.compensate(&input, output.as_ref())
-                }))
-                .unwrap_or_else(|payload| Err(panicked(payload.as_ref())));
+                let result = match step {
+                    Some(step) => catch_unwind(AssertUnwindSafe(|| {
+                        step.compensate(&input, output.as_ref())
+                    }))
+                    .unwrap_or_else(|payload| Err(panicked(payload.as_ref()))),
+                    None => Err(StepFailure::fatal("no step is registered to compensate it")),
+                };
                 let done = Done {
                     run,
                     token: input.token,
