@@ -162,27 +162,12 @@ impl From<&WorkflowDef> for WorkflowData {
                 .map(|s: &StepDef| s.id.clone())
                 .unwrap_or_default()
         };
-        let default_entries: Vec<_> = def
-            .steps()
-            .map(|(id, _)| id)
-            .filter(|&id| def.predecessors(id).len() == 0)
-            .collect();
-        let only_sink = {
-            let mut sinks = def
-                .steps()
-                .map(|(id, _)| id)
-                .filter(|&id| def.successors(id).len() == 0);
-            match (sinks.next(), sinks.next()) {
-                (Some(only), None) => Some(only),
-                _ => None,
-            }
-        };
         WorkflowData {
             name: def.name().to_string(),
             version: def.version(),
             deadline: def.deadline(),
-            output: def.output().filter(|&o| Some(o) != only_sink).map(key),
-            entries: (def.entries() != default_entries.as_slice())
+            output: def.output().filter(|_| !def.has_default_output()).map(key),
+            entries: (!def.has_default_entries())
                 .then(|| def.entries().iter().map(|&s| key(s)).collect()),
             max_depth: def.max_depth(),
             tasks: def

@@ -126,6 +126,25 @@ impl Adjacency {
         Adjacency { start, items }
     }
 
+    /// The steps with no neighbours (sources in a predecessor list, sinks
+    /// in a successor list), in step order.
+    fn empty_ones(&self) -> Vec<StepId> {
+        self.start
+            .windows(2)
+            .enumerate()
+            .filter(|(_, range)| range[0] == range[1])
+            .map(|(i, _)| StepId::new(i as u64))
+            .collect()
+    }
+
+    /// The step with no neighbours, if exactly one has none.
+    fn only_empty_one(&self) -> Option<StepId> {
+        match self.empty_ones()[..] {
+            [only] => Some(only),
+            _ => None,
+        }
+    }
+
     fn of(&self, step: StepId) -> &[(StepId, EdgeIndex<u32>)] {
         let i = step.get() as usize;
         match (self.start.get(i), self.start.get(i + 1)) {
@@ -174,6 +193,20 @@ impl WorkflowDef {
     /// The steps a run starts with.
     pub fn entries(&self) -> &[StepId] {
         &self.entries
+    }
+
+    /// Whether the entry steps are the default ones: every step without
+    /// predecessors. (The data form leaves default entries out.)
+    #[cfg(feature = "serde")]
+    pub(crate) fn has_default_entries(&self) -> bool {
+        self.entries == self.predecessors.empty_ones()
+    }
+
+    /// Whether the output step is the default one: the only sink, if there
+    /// is exactly one. (The data form leaves a default output out.)
+    #[cfg(feature = "serde")]
+    pub(crate) fn has_default_output(&self) -> bool {
+        self.output == self.successors.only_empty_one()
     }
 
     /// The sub-workflow nesting limit this definition was validated with.
@@ -512,10 +545,7 @@ impl WorkflowDefBuilder {
                 .iter()
                 .map(|name| lookup(&|| "the entry list".to_string(), name))
                 .collect::<Result<Vec<_>, _>>()?,
-            None => (0..n as u64)
-                .map(StepId::new)
-                .filter(|&s| predecessors.of(s).is_empty())
-                .collect(),
+            None => predecessors.empty_ones(),
         };
         let unreachable = unreachable_steps(n, &entries, &successors);
         if !unreachable.is_empty() {
@@ -528,15 +558,7 @@ impl WorkflowDefBuilder {
         }
         let output = match &self.output {
             Some(name) => Some(lookup(&|| "the output".to_string(), name)?),
-            None => {
-                let mut sinks = (0..n as u64)
-                    .map(StepId::new)
-                    .filter(|&s| successors.of(s).is_empty());
-                match (sinks.next(), sinks.next()) {
-                    (Some(only), None) => Some(only),
-                    _ => None,
-                }
-            }
+            None => successors.only_empty_one(),
         };
         for step in &self.steps {
             if let StepKind::SubWorkflow(child) = &step.kind {
