@@ -42,6 +42,11 @@
 //!   `--all-features`): a whole run of 10,000 independent no-op local steps
 //!   through the threaded `Driver` with `threads` worker threads.
 //!   `ns_per_op` is per step, `ns_per_run` the whole run.
+//! * `heft`: a HEFT plan of a random layered DAG of 1,000 steps (20 layers,
+//!   1 to 3 predecessors in the layer before, half the steps requiring one
+//!   of four capabilities) on 50 agents of speeds in `[0.25, 4]` (the
+//!   `heft/1000x50` workload of `benches/planning.rs`). `ns_per_op` is per
+//!   step; `makespan_ms` is the plan's makespan.
 //!
 //! Each measurement warms up, then takes the median of five runs of at
 //! least 0.3 s each. The whole report takes well under a minute.
@@ -53,7 +58,7 @@ use std::time::{Duration, Instant as Clock};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use taskweave::agent::AgentProfile;
-use taskweave::planning::{SparseTaskTensor, TaskTensor, TensorOptions, TensorTask};
+use taskweave::planning::{SparseTaskTensor, TaskTensor, TensorOptions, TensorTask, heft};
 use taskweave::scheduler::{
     Action, AttemptOutcome, Dispatcher, DispatcherConfig, TaskReport, TaskSpec,
 };
@@ -364,6 +369,26 @@ fn tensor_build() -> [String; 2] {
 #[path = "../benches/workloads/workflow.rs"]
 mod workloads;
 
+#[path = "../benches/workloads/planning.rs"]
+mod planning_workloads;
+
+/// The `heft` line: planning a 1,000-step layered DAG on 50 agents.
+fn heft_plan() -> String {
+    use planning_workloads::{HEFT_AGENTS, HEFT_LAYERS, HEFT_STEPS, agent_pool, layered_dag};
+
+    let workflow = layered_dag(HEFT_STEPS, HEFT_LAYERS);
+    let agents = agent_pool(HEFT_AGENTS);
+    let schedule = heft(&workflow, &agents).expect("a schedule");
+    let ns = measure_heavy(|| {
+        black_box(heft(black_box(&workflow), &agents).ok());
+    });
+    format!(
+        "{{\"bench\":\"heft\",\"steps\":{HEFT_STEPS},\"agents\":{HEFT_AGENTS},\"ns_per_op\":{:.2},\"makespan_ms\":{:.3}}}",
+        ns / HEFT_STEPS as f64,
+        schedule.makespan().as_secs_f64() * 1e3,
+    )
+}
+
 /// The `workflow_executor` line: a whole run against a bare Kahn traversal
 /// of the same 100,000-step DAG.
 fn workflow_executor() -> String {
@@ -466,6 +491,7 @@ fn main() {
 
     println!("{}", workflow_executor());
     println!("{}", workflow_engine());
+    println!("{}", heft_plan());
     #[cfg(feature = "driver")]
     println!("{}", workflow_driver());
     #[cfg(not(feature = "driver"))]

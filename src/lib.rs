@@ -49,7 +49,7 @@
 //! | `protocol` (feature `serde`) | serde messages between orchestrator and agents: `Envelope`, `Body`, validation, conversion from actions and to dispatcher inputs |
 //! | [`workflow`] | [`workflow::WorkflowDef`] (petgraph DAGs), [`workflow::WorkflowRun`] (patterns, sagas, checkpoints), [`workflow::WorkflowEngine`], Mermaid / DOT export |
 //! | [`coordination`] | contract-net [`coordination::Auction`], weighted [`coordination::Ballot`], hierarchical [`coordination::Delegation`] |
-//! | [`planning`] | the task tensor [`planning::TaskTensor`] / [`planning::SparseTaskTensor`] |
+//! | [`planning`] | goal decomposition ([`planning::Decomposer`], [`planning::TemplateDecomposer`]), team assembly ([`planning::TeamAssembler`]), HEFT ([`planning::heft`]), the task tensor [`planning::TaskTensor`] / [`planning::SparseTaskTensor`] |
 //! | `driver` (feature `driver`) | a ready-made host loop running workflow steps on a crossbeam thread pool: `Driver` |
 //! | [`error`] | the crate-wide [`Error`] |
 //!

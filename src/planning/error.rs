@@ -2,6 +2,7 @@
 
 use thiserror::Error;
 
+use crate::workflow::DefinitionError;
 use crate::{AgentId, Priority, TaskId};
 
 /// Why a planning structure could not be built. Every variant carries the
@@ -113,5 +114,163 @@ pub enum PlanningError {
         priority: Priority,
         /// The rejected value.
         value: f32,
+    },
+
+    // --- capability matrix and phased plans ---
+    /// An agent's number is out of range: a speed that is not finite and
+    /// positive, a cost that is not finite and non-negative, a success rate
+    /// outside `[0, 1]`.
+    #[error("agent {agent} has an invalid {field}: {value}")]
+    InvalidAgent {
+        /// The agent.
+        agent: AgentId,
+        /// The field: `speed`, `cost` or `success_rate`.
+        field: &'static str,
+        /// The rejected value.
+        value: f64,
+    },
+    /// The agent is not in the capability matrix.
+    #[error("agent {0} is not in the capability matrix")]
+    UnknownPlanAgent(AgentId),
+    /// A phase names a step the workflow lacks.
+    #[error("phase {phase:?} names step {step:?}, which the workflow lacks")]
+    UnknownPlanStep {
+        /// The phase.
+        phase: String,
+        /// The unknown step key.
+        step: String,
+    },
+    /// A step is listed in two phases.
+    #[error("step {step:?} is in two phases")]
+    StepInTwoPhases {
+        /// The step key.
+        step: String,
+    },
+    /// A step is in no phase.
+    #[error("step {step:?} is in no phase")]
+    StepWithoutPhase {
+        /// The step key.
+        step: String,
+    },
+    /// A phase has no steps.
+    #[error("phase {phase:?} has no steps")]
+    EmptyPhase {
+        /// The phase.
+        phase: String,
+    },
+    /// Two phases share a name.
+    #[error("two phases are named {phase:?}")]
+    DuplicatePhase {
+        /// The repeated name.
+        phase: String,
+    },
+    /// A step depends on a step of a later phase.
+    #[error(
+        "step {step:?} of phase {phase:?} depends on {depends_on:?} of the later phase {later_phase:?}"
+    )]
+    PhaseOrder {
+        /// The dependent step.
+        step: String,
+        /// Its phase.
+        phase: String,
+        /// The step it depends on.
+        depends_on: String,
+        /// That step's phase, which comes later.
+        later_phase: String,
+    },
+
+    // --- goal decomposition ---
+    /// No template's pattern matches the goal.
+    #[error("no template matches the goal {goal:?}")]
+    NoMatchingTemplate {
+        /// The goal.
+        goal: String,
+    },
+    /// Two templates share a name.
+    #[error("two templates are named {template:?}")]
+    DuplicateTemplate {
+        /// The repeated name.
+        template: String,
+    },
+    /// A template has no pattern, or a pattern without words: it could
+    /// never be selected.
+    #[error("template {template:?} has no pattern with words in it")]
+    TemplateWithoutPattern {
+        /// The template.
+        template: String,
+    },
+    /// A template does not make a valid plan.
+    #[error("template {template:?} is invalid: {source}")]
+    InvalidTemplate {
+        /// The template.
+        template: String,
+        /// Why its plan is invalid.
+        source: Box<PlanningError>,
+    },
+    /// The workflow of a plan is invalid.
+    #[error(transparent)]
+    Definition(#[from] DefinitionError),
+
+    // --- team assembly ---
+    /// Some steps of a phase can be done by no agent of the matrix.
+    ///
+    /// A step is uncovered when it needs a capability no agent has, or
+    /// when every capability it needs exists but no single agent has them
+    /// all. Every uncovered step of the phase is reported, not just the
+    /// first.
+    #[error(
+        "phase {phase:?}: no agent can do steps {steps:?} (capabilities no agent has: \
+         {capabilities:?}; combinations no single agent has: {combinations:?})"
+    )]
+    UncoveredCapabilities {
+        /// The phase.
+        phase: String,
+        /// Capabilities the uncovered steps need and no agent has at all,
+        /// sorted and deduplicated.
+        capabilities: Vec<String>,
+        /// The capability sets of the uncovered steps whose capabilities
+        /// all exist but never together on one agent: each sorted, the
+        /// list sorted and deduplicated. (With no agent at all, a step
+        /// needing nothing shows here as the empty set.)
+        combinations: Vec<Vec<String>>,
+        /// The keys of the steps no agent can do, in the phase's order.
+        steps: Vec<String>,
+    },
+    /// A phase index past the end of the plan.
+    #[error("phase index {index} is out of range: the plan has {phases} phases")]
+    PhaseOutOfRange {
+        /// The index asked for.
+        index: usize,
+        /// Number of phases of the plan.
+        phases: usize,
+    },
+    /// A team assembler setting is out of range: a continuity preference
+    /// outside `[0, 1]`, a weight that is not finite and non-negative.
+    #[error("team setting {setting} must be {expected}, got {value}")]
+    InvalidTeamSetting {
+        /// The setting: `continuity`, `load_weight` or `performance_weight`.
+        setting: &'static str,
+        /// The accepted range, in words.
+        expected: &'static str,
+        /// The rejected value.
+        value: f64,
+    },
+
+    // --- HEFT ---
+    /// A step has no estimated duration, so a schedule cannot tell how long
+    /// it runs on any agent.
+    #[error("step {step:?} has no estimated duration")]
+    MissingEstimate {
+        /// The step's key.
+        step: String,
+    },
+    /// No agent of the capability matrix has every capability a step
+    /// requires.
+    #[error("no agent has every capability step {step:?} requires: {capabilities:?}")]
+    NoCapableAgent {
+        /// The step's key.
+        step: String,
+        /// The capabilities it requires.
+        capabilities: Vec<String>,
     },
 }

@@ -344,7 +344,7 @@ impl fmt::Display for NodeId {
 
 /// Appends `indent` levels of four spaces, the formatted text and a line
 /// break.
-fn line(out: &mut String, indent: usize, text: fmt::Arguments<'_>) {
+pub(crate) fn line(out: &mut String, indent: usize, text: fmt::Arguments<'_>) {
     for _ in 0..indent {
         out.push_str("    ");
     }
@@ -355,7 +355,7 @@ fn line(out: &mut String, indent: usize, text: fmt::Arguments<'_>) {
 
 /// The step's name, or its key if the name is blank, or its node id if
 /// both are.
-fn display_name(id: StepId, step: &StepDef) -> Cow<'_, str> {
+pub(crate) fn display_name(id: StepId, step: &StepDef) -> Cow<'_, str> {
     if !step.name.trim().is_empty() {
         Cow::Borrowed(&step.name)
     } else if !step.id.trim().is_empty() {
@@ -548,7 +548,7 @@ fn state_style(state: StepState) -> &'static StateStyle {
 /// Text for anywhere in a Mermaid diagram: Mermaid's entity codes for the
 /// characters that could end a label, start a comment, markdown or HTML,
 /// or split a Gantt line; control characters become spaces.
-fn mermaid_escape(text: &str) -> String {
+pub(crate) fn mermaid_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -96,6 +96,7 @@ pub use checkpoint::Checkpoint;
 pub use definition::{DEFAULT_MAX_DEPTH, Edge, WorkflowDef, WorkflowDefBuilder, WorkflowGraph};
 pub use engine::{EngineAction, StepTask, WorkflowEngine};
 pub use error::{DefinitionError, EngineError, RunError};
+pub(crate) use export::{display_name, line, mermaid_escape};
 pub use export::{
     dot_graph, dot_run_graph, mermaid_flowchart, mermaid_gantt, mermaid_run_flowchart,
 };
