@@ -40,7 +40,8 @@ const GOAL: &str = "Comprehensive market analysis of home EV chargers";
 struct Member {
     name: &'static str,
     capabilities: &'static [&'static str],
-    /// Price of an hour of its work.
+    /// Price of one task: the phase cost team assembly minimises; in
+    /// the auctions it bids this price per hour the task takes it.
     cost: f64,
     speed: f64,
     /// Past tasks that succeeded and failed.
@@ -199,8 +200,8 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     registry.unregister(leaver)?;
     let remaining = matrix_of(&registry)?;
     for phase in analysis..plan.phases().len() {
-        let previous = phase.checked_sub(1).map(|p| teams[p].clone());
-        teams[phase] = assembler.assemble_phase(&plan, phase, &remaining, previous.as_ref())?;
+        let previous = phase.checked_sub(1).map_or(&[][..], |p| teams[p].members());
+        teams[phase] = assembler.assemble_phase(&plan, phase, &remaining, previous)?;
     }
     for (i, team) in teams.iter().enumerate() {
         let members: Vec<&str> = team.members().iter().map(|&a| name(a)).collect();
@@ -217,7 +218,7 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
             None => String::new(),
         };
         println!(
-            "  {:<10} {:<28} cost {:>4.1}{change}",
+            "  {:<10} {:<28} phase cost {:>4.1}{change}",
             team.phase(),
             members.join(", "),
             team.cost()
@@ -261,13 +262,10 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
             .collect::<Vec<_>>()
             .join(" → ")
     );
-    println!(
-        "```mermaid\n{}```",
-        schedule.mermaid_gantt(&workflow, &remaining)
-    );
+    println!("```mermaid\n{}```", schedule.mermaid_gantt());
     let tensor = TaskTensor::from_plan(
         &remaining.ids(),
-        &schedule.tensor_tasks(&workflow, &remaining),
+        &schedule.tensor_tasks(),
         &TensorOptions::new(),
     )?;
     let [tasks, agents, levels] = tensor.shape();

@@ -11,8 +11,8 @@ use taskweave::planning::{
     CapabilityMatrix, PlanAgent, PlanningError, Schedule, ScheduleOrigin, TaskTensor,
     TensorOptions, heft,
 };
-use taskweave::workflow::{StepDef, WorkflowDef};
-use taskweave::{AgentId, StepId};
+use taskweave::workflow::{StepDef, StepKind, WorkflowDef};
+use taskweave::{AgentId, StepId, TaskId};
 
 const CAPABILITIES: [&str; 3] = ["cpu", "gpu", "io"];
 const MAX_STEPS: usize = 30;
@@ -24,6 +24,9 @@ const MAX_AGENTS: usize = 6;
 struct Instance {
     /// Estimate in milliseconds (`None`: missing) and required capabilities.
     steps: Vec<(Option<u64>, Vec<&'static str>)>,
+    /// Whether each step runs in the host (a local step) rather than on
+    /// an agent.
+    host: Vec<bool>,
     /// `(from, to)`, always `from < to`.
     edges: Vec<(usize, usize)>,
     /// Speed and capabilities.
@@ -34,8 +37,13 @@ impl Instance {
     fn workflow(&self) -> WorkflowDef {
         let mut builder = WorkflowDef::builder("random", 1);
         for (i, (estimate, capabilities)) in self.steps.iter().enumerate() {
-            let mut step =
-                StepDef::agent(format!("s{i}")).capabilities(capabilities.iter().copied());
+            let key = format!("s{i}");
+            let kind = if self.host[i] {
+                StepDef::local(key)
+            } else {
+                StepDef::agent(key)
+            };
+            let mut step = kind.capabilities(capabilities.iter().copied());
             if let Some(ms) = estimate {
                 step = step.estimated_duration(Duration::from_millis(*ms));
             }
@@ -79,20 +87,22 @@ fn instance() -> impl Strategy<Value = Instance> {
             estimate(),
             capabilities(2),
             prop::collection::vec(any::<prop::sample::Index>(), 0..=3),
+            prop::bool::weighted(0.15),
         ),
         1..=MAX_STEPS,
     );
     let agents = prop::collection::vec((speed(), capabilities(3)), 1..=MAX_AGENTS);
     (steps, agents).prop_map(|(steps, mut agents)| {
         let mut edges = BTreeSet::new();
-        for (to, (_, _, predecessors)) in steps.iter().enumerate() {
+        for (to, (_, _, predecessors, _)) in steps.iter().enumerate() {
             if to > 0 {
                 edges.extend(predecessors.iter().map(|p| (p.index(to), to)));
             }
         }
+        let host: Vec<bool> = steps.iter().map(|step| step.3).collect();
         let steps: Vec<(Option<u64>, Vec<&'static str>)> = steps
             .into_iter()
-            .map(|(ms, caps, _)| (Some(ms), caps))
+            .map(|(ms, caps, _, _)| (Some(ms), caps))
             .collect();
         // Every step gets a capable agent.
         for (i, (_, caps)) in steps.iter().enumerate() {
@@ -110,6 +120,7 @@ fn instance() -> impl Strategy<Value = Instance> {
         }
         Instance {
             steps,
+            host,
             edges: edges.into_iter().collect(),
             agents,
         }
@@ -125,6 +136,10 @@ fn estimate_of(workflow: &WorkflowDef, step: StepId) -> Duration {
         .step(step)
         .and_then(|s| s.estimated_duration)
         .expect("an estimate")
+}
+
+fn is_host(workflow: &WorkflowDef, step: StepId) -> bool {
+    !matches!(workflow.step(step).expect("a step").kind, StepKind::Agent)
 }
 
 fn capable<'m>(
@@ -155,18 +170,22 @@ fn naive_list_makespan(workflow: &WorkflowDef, matrix: &CapabilityMatrix) -> Dur
             .map(|(p, _)| finish[p.get() as usize])
             .max()
             .unwrap_or(Duration::ZERO);
-        let caps = &workflow.step(id).expect("a step").capabilities;
-        let (agent, start) = matrix
-            .agents()
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| a.has_all(caps))
-            .map(|(position, _)| (position, at.max(free[position])))
-            .min_by_key(|&(position, start)| (start, position))
-            .expect("a capable agent");
-        let end = start + matrix.agents()[agent].time_for(estimate_of(workflow, id));
-        free[agent] = end;
-        finish[i] = end;
+        if is_host(workflow, id) {
+            finish[i] = at + estimate_of(workflow, id);
+        } else {
+            let caps = &workflow.step(id).expect("a step").capabilities;
+            let (agent, start) = matrix
+                .agents()
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| a.has_all(caps))
+                .map(|(position, _)| (position, at.max(free[position])))
+                .min_by_key(|&(position, start)| (start, position))
+                .expect("a capable agent");
+            let end = start + matrix.agents()[agent].time_for(estimate_of(workflow, id));
+            free[agent] = end;
+            finish[i] = end;
+        }
         for (next, _) in workflow.successors(id) {
             let next = next.get() as usize;
             waiting[next] -= 1;
@@ -195,13 +214,22 @@ proptest! {
         for (i, slot) in schedule.slots().iter().enumerate() {
             prop_assert_eq!(slot.step, StepId::new(i as u64));
             prop_assert_eq!(schedule.slot(slot.step), Some(slot));
-            let agent = agent_of(&matrix, slot.agent);
-            let caps = &workflow.step(slot.step).unwrap().capabilities;
-            prop_assert!(agent.has_all(caps), "{:?} on {} lacking {:?}", slot.step, slot.agent, caps);
-            prop_assert_eq!(slot.finish - slot.start, agent.time_for(estimate_of(&workflow, slot.step)));
-            for (before, _) in workflow.predecessors(slot.step) {
-                let before = schedule.slot(before).unwrap();
-                prop_assert!(slot.start >= before.finish, "{:?} starts before {:?} finishes", slot, before);
+            let work = estimate_of(&workflow, slot.step);
+            let ready = workflow
+                .predecessors(slot.step)
+                .map(|(before, _)| schedule.slot(before).unwrap().finish)
+                .max()
+                .unwrap_or(Duration::ZERO);
+            prop_assert!(slot.start >= ready, "{:?} starts before its dependencies finish", slot);
+            if is_host(&workflow, slot.step) {
+                // No agent: a delay of its estimate from its ready time.
+                prop_assert_eq!(slot.agent, None);
+                prop_assert_eq!((slot.start, slot.finish - slot.start), (ready, work));
+            } else {
+                let agent = agent_of(&matrix, slot.agent.expect("an agent step has an agent"));
+                let caps = &workflow.step(slot.step).unwrap().capabilities;
+                prop_assert!(agent.has_all(caps), "{:?} on {} lacking {:?}", slot.step, agent.id, caps);
+                prop_assert_eq!(slot.finish - slot.start, agent.time_for(work));
             }
         }
         prop_assert_eq!(schedule.slot(StepId::new(workflow.len() as u64)), None);
@@ -219,11 +247,12 @@ proptest! {
                 prop_assert!(pair[0].finish <= pair[1].start, "{:?} overlaps {:?}", pair[0], pair[1]);
             }
             for slot in lane {
-                prop_assert_eq!(slot.agent, agent.id);
+                prop_assert_eq!(slot.agent, Some(agent.id));
                 prop_assert!(seen.insert(slot.step));
             }
         }
-        prop_assert_eq!(seen.len(), workflow.len());
+        let agent_steps = workflow.steps().filter(|&(id, _)| !is_host(&workflow, id)).count();
+        prop_assert_eq!(seen.len(), agent_steps);
         prop_assert_eq!(schedule.on_agent(AgentId::new(u64::MAX)).count(), 0);
     }
 
@@ -246,9 +275,11 @@ proptest! {
             let (before, after) = (pair[0], pair[1]);
             prop_assert_eq!(before.finish, after.start);
             let dependency = workflow.predecessors(after.step).any(|(p, _)| p == before.step);
-            let lane: Vec<_> = schedule.on_agent(after.agent).map(|s| s.step).collect();
-            let at = lane.iter().position(|&s| s == after.step).unwrap();
-            let previous_on_agent = at > 0 && lane[at - 1] == before.step;
+            let previous_on_agent = after.agent.is_some_and(|agent| {
+                let lane: Vec<_> = schedule.on_agent(agent).map(|s| s.step).collect();
+                let at = lane.iter().position(|&s| s == after.step).unwrap();
+                at > 0 && lane[at - 1] == before.step
+            });
             prop_assert!(dependency || previous_on_agent, "{:?} does not lead to {:?}", before, after);
         }
         let distinct: BTreeSet<_> = schedule.critical_path().iter().collect();
@@ -264,6 +295,9 @@ proptest! {
             .steps()
             .map(|(id, _)| {
                 let work = estimate_of(&workflow, id);
+                if is_host(&workflow, id) {
+                    return work;
+                }
                 capable(&workflow, &matrix, id).iter().map(|a| a.time_for(work)).min().unwrap()
             })
             .sum();
@@ -293,15 +327,17 @@ proptest! {
     fn schedules_are_deterministic_and_export_consistently(instance in instance()) {
         let (workflow, matrix, schedule) = plan(&instance);
         prop_assert_eq!(&heft(&workflow, &matrix).unwrap(), &schedule);
-        let tasks = schedule.tensor_tasks(&workflow, &matrix);
+        let tasks = schedule.tensor_tasks();
         let tensor = TaskTensor::from_plan(&matrix.ids(), &tasks, &TensorOptions::new()).unwrap();
-        prop_assert_eq!(tensor.nnz(), workflow.len());
-        for (i, slot) in schedule.slots().iter().enumerate() {
-            let agent = matrix.position(slot.agent).unwrap();
+        let on_agents: Vec<_> = schedule.slots().iter().filter(|s| s.agent.is_some()).collect();
+        prop_assert_eq!(tensor.nnz(), on_agents.len());
+        for (row, slot) in on_agents.into_iter().enumerate() {
+            prop_assert_eq!(tensor.index().task_id(row), Some(TaskId::new(slot.step.get())));
+            let agent = matrix.position(slot.agent.unwrap()).unwrap();
             let priority = workflow.step(slot.step).unwrap().priority;
-            prop_assert_eq!(tensor.get(i, agent, priority), Some(1.0));
+            prop_assert_eq!(tensor.get(row, agent, priority), Some(1.0));
         }
-        let gantt = schedule.mermaid_gantt(&workflow, &matrix);
+        let gantt = schedule.mermaid_gantt();
         let bars = gantt.lines().filter(|l| l.starts_with("        ")).count();
         prop_assert_eq!(bars, workflow.len());
         let critical = gantt.lines().filter(|l| l.contains(" :crit, ")).count();
@@ -320,6 +356,7 @@ proptest! {
     ) {
         let mut instance = instance;
         let n = instance.steps.len();
+        instance.host = vec![false; n];
         let mut missing = missing[..n].to_vec();
         let mut exotic = exotic[..n].to_vec();
         // At least one offending step.

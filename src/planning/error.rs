@@ -140,11 +140,15 @@ pub enum PlanningError {
         /// The unknown step key.
         step: String,
     },
-    /// A step is listed in two phases.
-    #[error("step {step:?} is in two phases")]
-    StepInTwoPhases {
+    /// A step is listed twice: in two phases, or twice in one.
+    #[error("step {step:?} is listed in phase {first_phase:?} and again in {second_phase:?}")]
+    StepListedTwice {
         /// The step key.
         step: String,
+        /// The phase listing it first.
+        first_phase: String,
+        /// The phase listing it again (the same one for a repeat).
+        second_phase: String,
     },
     /// A step is in no phase.
     #[error("step {step:?} is in no phase")]
@@ -200,7 +204,7 @@ pub enum PlanningError {
         template: String,
     },
     /// A template does not make a valid plan.
-    #[error("template {template:?} is invalid: {source}")]
+    #[error("template {template:?} does not make a valid plan")]
     InvalidTemplate {
         /// The template.
         template: String,
@@ -212,12 +216,14 @@ pub enum PlanningError {
     Definition(#[from] DefinitionError),
 
     // --- team assembly ---
-    /// Some steps of a phase can be done by no agent of the matrix.
+    /// Some agent steps of a phase can be done by no agent of the matrix.
     ///
     /// A step is uncovered when it needs a capability no agent has, or
     /// when every capability it needs exists but no single agent has them
     /// all. Every uncovered step of the phase is reported, not just the
-    /// first.
+    /// first. Only [`StepKind::Agent`](crate::workflow::StepKind::Agent)
+    /// steps need an agent: local, wait and sub-workflow steps never make
+    /// this error, whatever capabilities they list.
     #[error(
         "phase {phase:?}: no agent can do steps {steps:?} (capabilities no agent has: \
          {capabilities:?}; combinations no single agent has: {combinations:?})"

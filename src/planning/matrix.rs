@@ -119,6 +119,10 @@ impl PlanAgent {
     /// speed`, saturating at [`Duration::MAX`](std::time::Duration::MAX)
     /// (a huge estimate on a very slow agent).
     pub fn time_for(&self, work: std::time::Duration) -> std::time::Duration {
+        if self.speed == 1.0 {
+            // Exact: the f64 detour would round long estimates.
+            return work;
+        }
         std::time::Duration::try_from_secs_f64(work.as_secs_f64() / self.speed)
             .unwrap_or(std::time::Duration::MAX)
     }
@@ -314,6 +318,9 @@ mod tests {
             std::time::Duration::from_secs(2)
         );
         assert!(matrix.set_speed(AgentId::new(9), 0.0).is_err());
+        let long =
+            std::time::Duration::from_secs(200 * 86_400) + std::time::Duration::from_nanos(1);
+        assert_eq!(PlanAgent::new(AgentId::new(1), ["x"]).time_for(long), long);
         assert_eq!(matrix.agents()[0].speed, 4.0);
         assert_eq!(
             matrix.set_speed(AgentId::new(1), 1.0),

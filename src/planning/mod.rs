@@ -35,7 +35,7 @@
 //!
 //! let schedule = heft(plan.workflow(), &pool)?;
 //! assert!(schedule.makespan() > std::time::Duration::ZERO);
-//! let rows = schedule.tensor_tasks(plan.workflow(), &pool);
+//! let rows = schedule.tensor_tasks();
 //! let tensor = TaskTensor::from_plan(&pool.ids(), &rows, &TensorOptions::new())?;
 //! assert_eq!(tensor.shape(), [plan.workflow().len(), 3, 4]);
 //! # Ok::<(), taskweave::Error>(())
@@ -51,7 +51,7 @@
 //!
 //! **Team assembly** staffs each phase of a [`Plan`] from a
 //! [`CapabilityMatrix`]: a [`TeamAssembler`] picks members so that every
-//! step has one member holding all its capabilities — the fewest agents or
+//! agent step has one member holding all its capabilities — the fewest agents or
 //! the cheapest ([`TeamObjective`]), weighing load and success rate,
 //! preferring the previous phase's members — prunes the team to an
 //! irredundant one and spreads the phase's steps over it. Steps nobody can

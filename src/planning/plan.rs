@@ -77,7 +77,7 @@ impl Plan {
     /// [`PlanningError::EmptyPhase`] or [`PlanningError::DuplicatePhase`]
     /// for a phase without steps or a name given twice;
     /// [`PlanningError::UnknownPlanStep`] for a key the workflow lacks;
-    /// [`PlanningError::StepInTwoPhases`] /
+    /// [`PlanningError::StepListedTwice`] /
     /// [`PlanningError::StepWithoutPhase`] unless every step is in exactly
     /// one phase; [`PlanningError::PhaseOrder`] when a step depends on a
     /// step of a later phase.
@@ -105,9 +105,12 @@ impl Plan {
                         step: key.to_string(),
                     })?;
                 let slot = &mut phase_of[step.get() as usize];
-                if slot.is_some() {
-                    return Err(PlanningError::StepInTwoPhases {
+                if let Some(first) = *slot {
+                    let first_phase = built.get(first).map_or(&name, |p: &Phase| &p.name);
+                    return Err(PlanningError::StepListedTwice {
                         step: key.to_string(),
+                        first_phase: first_phase.clone(),
+                        second_phase: name,
                     });
                 }
                 *slot = Some(index);
@@ -209,7 +212,19 @@ mod tests {
         let err = |phases: Vec<(&str, Vec<&str>)>| Plan::new(diamond(), phases).unwrap_err();
         assert_eq!(
             err(vec![("one", vec!["a", "b"]), ("two", vec!["b", "c", "d"])]),
-            PlanningError::StepInTwoPhases { step: "b".into() }
+            PlanningError::StepListedTwice {
+                step: "b".into(),
+                first_phase: "one".into(),
+                second_phase: "two".into()
+            }
+        );
+        assert_eq!(
+            err(vec![("one", vec!["a", "b", "a"])]),
+            PlanningError::StepListedTwice {
+                step: "a".into(),
+                first_phase: "one".into(),
+                second_phase: "one".into()
+            }
         );
         assert_eq!(
             err(vec![("one", vec!["a", "b", "c"])]),

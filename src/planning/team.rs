@@ -1,18 +1,23 @@
 //! Team assembly per phase: for each phase of a [`Plan`], the agents of a
-//! [`CapabilityMatrix`] that together can do every step — as few of them,
-//! or as cheap, as a greedy weighted set cover finds — with the phase's
-//! steps spread over them.
+//! [`CapabilityMatrix`] that together can do every agent step of the
+//! phase — as few of them, or as cheaply, as a greedy weighted set cover
+//! finds — with those steps spread over them.
 //!
+//! * **Only agent steps need an agent.** Steps of kind
+//!   [`StepKind::Agent`] are staffed; local steps run in the host, wait
+//!   steps execute nothing and sub-workflow steps run a child workflow, so
+//!   they are left out of the requirement sets and the assignments.
 //! * **Coverage is per step.** A step needing `{python, gpu}` needs one
 //!   member having both; two members having one each do not cover it. The
 //!   requirement sets of a phase are the distinct capability sets of its
-//!   steps.
+//!   agent steps.
 //! * **Selection** (`cover`): greedy weighted set cover over the
 //!   requirement sets, then a pruning pass that leaves the team
-//!   irredundant.
-//! * **Balance** (`balance`): each step goes to a capable member, the
-//!   longest steps first, each onto the member that would finish its work
-//!   first.
+//!   irredundant. Each set keeps the members that may do its steps: never
+//!   none, so every step gets a member by construction.
+//! * **Balance** (`balance`): each step goes to one of those members, the
+//!   longest steps first — the cheapest member when the team is chosen for
+//!   cost, then the one that would finish its work first.
 
 mod balance;
 mod cover;
@@ -24,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::planning::{CapabilityMatrix, Plan, PlanAgent, PlanningError};
-use crate::workflow::StepDef;
+use crate::workflow::{StepDef, StepKind};
 use crate::{AgentId, StepId};
 
 pub use roster::{Team, TeamChange};
@@ -34,12 +39,14 @@ pub use roster::{Team, TeamChange};
 #[non_exhaustive]
 pub enum TeamObjective {
     /// As few agents as possible. Every agent counts 1 (less the
-    /// continuity discount); load and performance only break ties.
+    /// continuity discount); load and performance only break ties, and
+    /// cost plays no part.
     #[default]
     FewestAgents,
-    /// The lowest cost: each agent counts its cost per task, raised by its
-    /// load and its failure rate (see [`TeamAssembler`]), less the
-    /// continuity discount.
+    /// The cheapest phase: every agent step costs the cost per task
+    /// ([`PlanAgent::cost`]) of the member doing it, raised by the
+    /// member's load and failure rate (see [`TeamAssembler`]) — the sum
+    /// [`Team::cost`] reports when those weights are 0.
     Cheapest,
 }
 
@@ -47,43 +54,73 @@ pub enum TeamObjective {
 ///
 /// # How a team is chosen
 ///
+/// 0. **Agent steps only**: steps of a kind other than [`StepKind::Agent`]
+///    (local, wait, sub-workflow) need no agent and are ignored, however
+///    many capabilities they list. A phase without agent steps gets an
+///    empty team.
 /// 1. **Requirement sets**: the distinct capability sets of the phase's
-///    steps. A step is covered by a member having *all* of its
+///    agent steps. A step is covered by a member having *all* of its
 ///    capabilities. A step no agent of the matrix can do makes
 ///    [`PlanningError::UncoveredCapabilities`], naming every such step.
-/// 2. **Greedy cover**: repeatedly take the agent with the lowest effective
-///    cost per requirement set it newly covers, until every set is
-///    covered. Effective cost, with `u` the agent's utilization (capped at
-///    1) and `s` its success rate:
+/// 2. **Prices**: with `u` an agent's utilization (capped at 1), `s` its
+///    success rate and `cost` its cost per task,
 ///    * quality `q = 1 + load_weight · u + performance_weight · (1 − s)`;
-///    * base cost: 1 for [`TeamObjective::FewestAgents`], `cost · q` for
+///    * task price `cost · q`: what one step on the agent costs under
 ///      [`TeamObjective::Cheapest`];
-///    * times `1 − continuity` for a member of the previous phase's team,
-///      so a team changes between phases only when that pays.
+///    * discount `d = 1 − continuity` for an agent on the `previous`
+///      staff of [`assemble_phase`](Self::assemble_phase), `d = 1`
+///      otherwise, so a team changes only when that pays.
 ///
-///    Ties go to the agent covering more new sets, then the lower `q`,
-///    then the earlier agent of the matrix.
-/// 3. **Saturated agents are a last resort**: an agent without a free slot
+///    (Every input is finite and non-negative; a sum or product that
+///    overflows is capped at `f64::MAX`.)
+/// 3. **Greedy cover**: repeatedly take the agent with the lowest price per
+///    unit it newly covers, until every set is covered:
+///    * [`TeamObjective::FewestAgents`]: the agent's price is `d`, per
+///      requirement set it newly covers;
+///    * [`TeamObjective::Cheapest`]: the agent's price is `cost · q · d`
+///      per step of the sets it newly covers, so per newly covered step it
+///      is `cost · q · d`.
+///
+///    Ties go to an agent on the `previous` staff (unless continuity is
+///    0), then to the agent newly covering more requirement sets, then
+///    more steps, then the lower `q`, then the earlier agent of the
+///    matrix.
+/// 4. **Saturated agents are a last resort**: an agent without a free slot
 ///    (`load ≥ capacity`) stays eligible — dropping it could make a
 ///    coverable phase uncoverable — but is taken only for steps no agent
-///    with a free slot can do.
-/// 4. **Pruning**: members whose every requirement set another member also
-///    covers are removed — saturated ones first, then the most expensive,
-///    then the later in the matrix — so removing any member of the final
-///    team leaves a step uncovered.
-/// 5. **Balance**: the phase's steps, longest first (estimated duration,
-///    or [`default_duration`](Self::default_duration) when missing), each
-///    go to the capable member whose projected busy time per slot would
-///    be lowest after taking it: `(load · mean step work + assigned work)
-///    / speed / max(capacity, 1)`.
+///    with a free slot can do, and does only such steps.
+/// 5. **Pruning**: members are tried in turn — those without a free slot
+///    first, then the higher price (step 3's, discount included), then
+///    those not on the `previous` staff (unless continuity is 0), then the
+///    higher `q`, then the later in the matrix — and a member is removed
+///    when, for every requirement set it may serve, another remaining
+///    member may serve it too. A member with a free slot may serve the
+///    sets it covers; one without may serve only the sets no member with a
+///    free slot covers. Under [`TeamObjective::Cheapest`] that other
+///    member must also have a task price no higher, so removing a member
+///    never raises the phase's cost. Removing any member of the final team
+///    leaves a step to a saturated member, or to none, or (under
+///    [`TeamObjective::Cheapest`]) to a costlier one.
+/// 6. **Balance**: the phase's agent steps, longest first (estimated
+///    duration, or [`default_duration`](Self::default_duration) when
+///    missing; ties to the earlier step), each go to a member that may
+///    serve its requirement set: under [`TeamObjective::Cheapest`] the one
+///    with the lowest task price `cost · q`; then the one whose projected
+///    busy time per slot would be lowest after taking it, `(load · mean
+///    step work + assigned work) / speed / max(capacity, 1)`; then the
+///    earlier in the matrix.
 ///
 /// A team covers capabilities; it is not sized for throughput. Greedy set
 /// cover is within a factor `H(n) ≈ ln n` of the optimum for `n`
-/// requirement sets, not always optimal.
+/// requirement sets, not always optimal. Under
+/// [`TeamObjective::Cheapest`] with no `previous` staff, every step goes
+/// to a capable agent with the lowest task price among those with a free
+/// slot (among all capable agents when none has one).
 ///
 /// Cost of one phase: `O(A · R · c)` to match `A` agents against `R`
 /// requirement sets of up to `c` capabilities, plus `O(k · A · R)` for the
-/// cover of `k` members and `O(S · k)` to assign `S` steps.
+/// cover of `k` members, `O(k² · R)` to prune it and `O(S · (log S + k))`
+/// to assign `S` steps.
 ///
 /// # Example
 ///
@@ -122,24 +159,26 @@ pub enum TeamObjective {
 /// assert_eq!(members, [&[ana][..], &[bo], &[dee]]);
 /// let ui = plan.workflow().step_id("ui").ok_or("no ui step")?;
 /// assert_eq!(teams[1].assignment(ui), Some(bo));
+/// // Bo does both build steps, at 3 a task.
+/// assert_eq!(teams[1].cost(), 6.0);
 ///
-/// // The cheapest team for the build phase has two agents.
+/// // The cheapest team for the build phase has two agents, at 1 a task.
 /// let cheapest = assembler.with_objective(TeamObjective::Cheapest);
-/// let build = cheapest.assemble_phase(&plan, 1, &matrix, Some(&teams[0]))?;
+/// let build = cheapest.assemble_phase(&plan, 1, &matrix, teams[0].members())?;
 /// assert_eq!(build.members(), [cy, eve]);
 /// assert_eq!(build.cost(), 2.0);
 ///
 /// // Bo leaves during the build: restructure that phase. Ana, already on
 /// // the design team, takes the web work.
 /// let without_bo = CapabilityMatrix::new(matrix.agents().iter().filter(|a| a.id != bo).cloned())?;
-/// let build = assembler.assemble_phase(&plan, 1, &without_bo, Some(&teams[0]))?;
+/// let build = assembler.assemble_phase(&plan, 1, &without_bo, teams[0].members())?;
 /// assert_eq!(build.members(), [ana, cy]);
 /// let change = build.changes_from(&teams[1]);
 /// assert_eq!((change.joined, change.left), (vec![ana, cy], vec![bo]));
 ///
 /// // Dee leaves too: nobody can test or deploy any more.
 /// let left = CapabilityMatrix::new(without_bo.agents().iter().filter(|a| a.id != dee).cloned())?;
-/// let err = assembler.assemble_phase(&plan, 2, &left, Some(&build)).unwrap_err();
+/// let err = assembler.assemble_phase(&plan, 2, &left, build.members()).unwrap_err();
 /// assert_eq!(
 ///     err,
 ///     PlanningError::UncoveredCapabilities {
@@ -199,10 +238,12 @@ impl TeamAssembler {
         TeamAssembler { objective, ..self }
     }
 
-    /// Sets the continuity preference: the share of its cost an agent of
-    /// the previous phase's team is spared. 0 ignores the previous team;
-    /// 1 makes its members cost nothing, so they are preferred to any
-    /// agent that costs something (saturated agents still come last).
+    /// Sets the continuity preference: the share of its price an agent of
+    /// the previous staff is spared in the cover. 0 ignores the previous
+    /// staff; 1 makes its members cost nothing, so they are preferred to
+    /// any agent (saturated agents still come last): when the previous
+    /// staff have free slots and can do every agent step of the phase,
+    /// the new team is drawn from them.
     ///
     /// # Errors
     ///
@@ -220,7 +261,8 @@ impl TeamAssembler {
     }
 
     /// Sets how much an agent's utilization (load / capacity, capped at 1)
-    /// raises its effective cost.
+    /// raises its quality factor `q`, and so its price (see
+    /// [`TeamAssembler`]).
     ///
     /// # Errors
     ///
@@ -235,7 +277,7 @@ impl TeamAssembler {
     }
 
     /// Sets how much an agent's failure rate (1 − success rate) raises its
-    /// effective cost.
+    /// quality factor `q`, and so its price (see [`TeamAssembler`]).
     ///
     /// # Errors
     ///
@@ -268,12 +310,12 @@ impl TeamAssembler {
         self.continuity
     }
 
-    /// The weight of utilization in an agent's effective cost.
+    /// The weight of utilization in an agent's quality factor `q`.
     pub fn load_weight(&self) -> f64 {
         self.load_weight
     }
 
-    /// The weight of the failure rate in an agent's effective cost.
+    /// The weight of the failure rate in an agent's quality factor `q`.
     pub fn performance_weight(&self) -> f64 {
         self.performance_weight
     }
@@ -288,8 +330,8 @@ impl TeamAssembler {
     ///
     /// # Errors
     ///
-    /// [`PlanningError::UncoveredCapabilities`] for the first phase with a
-    /// step no agent of `matrix` can do.
+    /// [`PlanningError::UncoveredCapabilities`] for the first phase with an
+    /// agent step no agent of `matrix` can do.
     pub fn assemble(
         &self,
         plan: &Plan,
@@ -297,29 +339,32 @@ impl TeamAssembler {
     ) -> Result<Vec<Team>, PlanningError> {
         let mut teams: Vec<Team> = Vec::with_capacity(plan.phases().len());
         for phase in 0..plan.phases().len() {
-            let team = self.assemble_phase(plan, phase, matrix, teams.last())?;
+            let previous = teams.last().map_or(&[][..], Team::members);
+            let team = self.assemble_phase(plan, phase, matrix, previous)?;
             teams.push(team);
         }
         Ok(teams)
     }
 
-    /// The team of one phase, preferring the members of `previous` (the
-    /// team of the phase before, or the phase's own team before the matrix
-    /// changed). This is how a team is restructured between phases: call
-    /// it with a fresh matrix when an agent has left, joined or changed
-    /// load. Members of `previous` missing from `matrix` are ignored.
+    /// The team of one phase, preferring the agents of `previous`: the
+    /// current staff — the members of the phase before
+    /// ([`Team::members`]), the phase's own members before the matrix
+    /// changed, or any list a host keeps; `&[]` for none. This is how a
+    /// team is restructured between phases: call it with a fresh matrix
+    /// when an agent has left, joined or changed load. Ids in `previous`
+    /// missing from `matrix` are ignored.
     ///
     /// # Errors
     ///
     /// [`PlanningError::PhaseOutOfRange`] if `plan` has no phase `phase`;
-    /// [`PlanningError::UncoveredCapabilities`] if some step of the phase
-    /// can be done by no agent of `matrix`.
+    /// [`PlanningError::UncoveredCapabilities`] if some agent step of the
+    /// phase can be done by no agent of `matrix`.
     pub fn assemble_phase(
         &self,
         plan: &Plan,
         phase: usize,
         matrix: &CapabilityMatrix,
-        previous: Option<&Team>,
+        previous: &[AgentId],
     ) -> Result<Team, PlanningError> {
         let phases = plan.phases();
         let def = phases.get(phase).ok_or(PlanningError::PhaseOutOfRange {
@@ -327,120 +372,143 @@ impl TeamAssembler {
             phases: phases.len(),
         })?;
         let workflow = plan.workflow();
+        // The steps an agent does; the others need none.
         let steps: Vec<(StepId, &StepDef)> = def
             .steps()
             .iter()
             .filter_map(|&id| workflow.step(id).map(|step| (id, step)))
+            .filter(|(_, step)| matches!(step.kind, StepKind::Agent))
             .collect();
 
-        // The distinct requirement sets, and the set of each step.
-        let mut index: BTreeMap<BTreeSet<&str>, usize> = BTreeMap::new();
-        let mut sets: Vec<BTreeSet<&str>> = Vec::new();
-        let step_set: Vec<usize> = steps
-            .iter()
-            .map(|(_, step)| {
-                let caps: BTreeSet<&str> = step.capabilities.iter().map(String::as_str).collect();
-                *index.entry(caps).or_insert_with_key(|caps| {
-                    sets.push(caps.clone());
-                    sets.len() - 1
-                })
+        // The distinct requirement sets, each with its steps.
+        let mut by_set: BTreeMap<BTreeSet<&str>, Vec<balance::Work>> = BTreeMap::new();
+        for &(step, def) in &steps {
+            by_set
+                .entry(capability_set(def))
+                .or_default()
+                .push(balance::Work {
+                    step,
+                    secs: def
+                        .estimated_duration
+                        .unwrap_or(self.default_duration)
+                        .as_secs_f64(),
+                });
+        }
+        let sets: Vec<cover::Set<(BTreeSet<&str>, Vec<balance::Work>)>> = by_set
+            .into_iter()
+            .map(|(caps, work)| cover::Set {
+                steps: work.len(),
+                data: (caps, work),
             })
             .collect();
 
-        // The requirement sets each agent covers, ascending.
-        let agents = matrix.agents();
-        let covers: Vec<Vec<usize>> = agents
+        // How the cover sees each agent: the sets it covers, its prices.
+        let previous: BTreeSet<AgentId> = previous.iter().copied().collect();
+        let candidates: Vec<cover::Candidate<'_>> = matrix
+            .agents()
             .iter()
-            .map(|agent| {
-                (0..sets.len())
-                    .filter(|&i| {
-                        sets.get(i)
-                            .is_some_and(|set| set.iter().all(|c| agent.capabilities.contains(*c)))
-                    })
-                    .collect()
+            .enumerate()
+            .map(|(index, agent)| {
+                let covers = sets
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, set)| set.data.0.iter().all(|c| agent.capabilities.contains(*c)))
+                    .map(|(s, _)| s)
+                    .collect();
+                self.candidate(index, agent, covers, previous.contains(&agent.id))
             })
             .collect();
-        let mut coverable = vec![false; sets.len()];
-        for &set in covers.iter().flatten() {
-            if let Some(slot) = coverable.get_mut(set) {
-                *slot = true;
+        let pricing = match self.objective {
+            TeamObjective::FewestAgents => cover::Pricing::PerAgent,
+            TeamObjective::Cheapest => cover::Pricing::PerStep,
+        };
+        let served = match cover::select(&candidates, sets, pricing) {
+            Ok(served) => served,
+            Err(uncovered) => {
+                let uncovered: BTreeSet<BTreeSet<&str>> =
+                    uncovered.into_iter().map(|(caps, _)| caps).collect();
+                return Err(uncovered_error(
+                    def.name(),
+                    &steps,
+                    &uncovered,
+                    matrix.agents(),
+                ));
             }
-        }
-        if coverable.contains(&false) {
-            return Err(uncovered(def.name(), &steps, &step_set, &coverable, agents));
-        }
-
-        let kept: BTreeSet<AgentId> = previous
-            .map(|team| team.members.iter().copied().collect())
-            .unwrap_or_default();
-        let candidates: Vec<cover::Candidate> = agents
-            .iter()
-            .zip(covers)
-            .map(|(agent, covers)| self.candidate(agent, covers, kept.contains(&agent.id)))
+        };
+        let served: Vec<_> = served
+            .into_iter()
+            .map(|(servers, (_, work))| (servers, work))
             .collect();
-        let chosen = cover::select(&candidates, sets.len());
-
-        let members: Vec<balance::Member<'_>> = chosen
-            .iter()
-            .filter_map(|&i| {
-                let agent = agents.get(i)?;
-                let covers = candidates.get(i)?.covers.as_slice();
-                Some(balance::Member { agent, covers })
-            })
-            .collect();
-        let work: Vec<balance::Work> = steps
-            .iter()
-            .zip(&step_set)
-            .map(|(&(step, def), &set)| balance::Work {
-                step,
-                set,
-                secs: def
-                    .estimated_duration
-                    .unwrap_or(self.default_duration)
-                    .as_secs_f64(),
-            })
-            .collect();
-        let (assignments, busy) = balance::assign(&work, &members);
+        let spread = balance::assign(&served, pricing);
 
         Ok(Team {
             phase: def.name().to_string(),
             index: phase,
-            members: members.iter().map(|m| m.agent.id).collect(),
-            workloads: busy
-                .into_iter()
-                .map(|secs| Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
+            members: spread.members.iter().map(|&(id, _)| id).collect(),
+            workloads: spread
+                .members
+                .iter()
+                .map(|&(_, secs)| Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
                 .collect(),
-            cost: members.iter().map(|m| m.agent.cost).sum(),
-            assignments,
+            cost: spread.cost,
+            assignments: spread.assignments,
         })
     }
 
     /// How the cover sees one agent.
-    fn candidate(&self, agent: &PlanAgent, covers: Vec<usize>, kept: bool) -> cover::Candidate {
-        let quality = 1.0
-            + self.load_weight * agent.utilization().min(1.0)
-            + self.performance_weight * (1.0 - agent.success_rate);
-        let base = match self.objective {
-            TeamObjective::FewestAgents => 1.0,
-            TeamObjective::Cheapest => agent.cost * quality,
-        };
+    fn candidate<'a>(
+        &self,
+        index: usize,
+        agent: &'a PlanAgent,
+        covers: Vec<usize>,
+        on_previous_staff: bool,
+    ) -> cover::Candidate<'a> {
+        // Every input is finite and non-negative: the matrix checks cost
+        // and success rate, the setters the weights, and the utilization
+        // is capped at 1. So no term is NaN, but a sum or product may
+        // overflow to +inf, and inf · 0 (a free agent, a full continuity
+        // discount) would be NaN: `capped` keeps each value finite.
+        let quality = capped(
+            1.0 + self.load_weight * agent.utilization().min(1.0)
+                + self.performance_weight * (1.0 - agent.success_rate),
+        );
+        let task_price = capped(agent.cost * quality);
+        let kept = on_previous_staff && self.continuity > 0.0;
         let discount = if kept { 1.0 - self.continuity } else { 1.0 };
-        let not_nan = |x: f64| if x.is_nan() { f64::INFINITY } else { x };
+        let price = match self.objective {
+            TeamObjective::FewestAgents => discount,
+            TeamObjective::Cheapest => capped(task_price * discount),
+        };
         cover::Candidate {
+            agent,
+            index,
             covers,
             saturated: agent.load >= agent.capacity,
-            cost: not_nan(base * discount),
-            quality: not_nan(quality),
+            kept,
+            price,
+            task_price,
+            quality,
         }
     }
 }
 
-/// The error for a phase some of whose requirement sets no agent covers.
-fn uncovered(
+/// `x`, a non-negative number or +inf, capped at `f64::MAX`; −0 becomes +0
+/// so that equal prices compare equal under `total_cmp`.
+fn capped(x: f64) -> f64 {
+    x.min(f64::MAX) + 0.0
+}
+
+/// A step's capabilities, as a set.
+fn capability_set(step: &StepDef) -> BTreeSet<&str> {
+    step.capabilities.iter().map(String::as_str).collect()
+}
+
+/// The error for a phase whose agent steps needing one of the `uncovered`
+/// capability sets no agent can do.
+fn uncovered_error(
     phase: &str,
     steps: &[(StepId, &StepDef)],
-    step_set: &[usize],
-    coverable: &[bool],
+    uncovered: &BTreeSet<BTreeSet<&str>>,
     agents: &[PlanAgent],
 ) -> PlanningError {
     let known: BTreeSet<&str> = agents
@@ -450,12 +518,12 @@ fn uncovered(
     let mut capabilities = BTreeSet::new();
     let mut combinations = BTreeSet::new();
     let mut keys = Vec::new();
-    for ((_, step), &set) in steps.iter().zip(step_set) {
-        if coverable.get(set).copied().unwrap_or(false) {
+    for (_, step) in steps {
+        let needed = capability_set(step);
+        if !uncovered.contains(&needed) {
             continue;
         }
         keys.push(step.id.clone());
-        let needed: BTreeSet<&str> = step.capabilities.iter().map(String::as_str).collect();
         let absent: Vec<&str> = needed
             .iter()
             .filter(|c| !known.contains(*c))

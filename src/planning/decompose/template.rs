@@ -13,10 +13,10 @@ use crate::workflow::{StepDef, WorkflowDef};
 /// With serde, a task is
 /// `{"id", "name"?, "capabilities"?, "priority"?, "estimated_duration"?, "depends_on"?}`.
 /// `name` may contain `{goal}`, replaced by the goal. Without `depends_on`,
-/// a task depends on the *exit* tasks of the previous phase (those no task
-/// of that phase depends on), so phases run one after the other while the
-/// tasks of one phase run side by side; with it, on exactly the tasks
-/// listed (`[]`: on none).
+/// a task depends on every task of the earlier phases that no task depends
+/// on yet (the plan's exits so far), so it starts only once all earlier
+/// work is done, while the tasks of one phase run side by side; with it,
+/// on exactly the tasks listed (`[]`: on none).
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
@@ -194,7 +194,10 @@ impl GoalTemplate {
     /// phase is empty or named twice.
     pub fn plan(&self, goal: &str) -> Result<Plan, PlanningError> {
         let mut builder = WorkflowDef::builder(self.name.as_str(), self.version);
+        // Tasks of the phases so far that no task depends on.
         let mut previous_exits: Vec<&str> = Vec::new();
+        let mut needed: BTreeSet<&str> = BTreeSet::new();
+        let mut placed: Vec<&str> = Vec::new();
         for phase in &self.phases {
             for task in &phase.tasks {
                 let mut step = StepDef::agent(task.id.as_str())
@@ -215,7 +218,18 @@ impl GoalTemplate {
                     builder = builder.edge(source, task.id.as_str());
                 }
             }
-            previous_exits = exits(phase);
+            for task in &phase.tasks {
+                placed.push(task.id.as_str());
+                match &task.depends_on {
+                    Some(explicit) => needed.extend(explicit.iter().map(String::as_str)),
+                    None => needed.extend(previous_exits.iter().copied()),
+                }
+            }
+            previous_exits = placed
+                .iter()
+                .copied()
+                .filter(|id| !needed.contains(id))
+                .collect();
         }
         let workflow = builder.build()?;
         Plan::new(
@@ -225,21 +239,6 @@ impl GoalTemplate {
                 .map(|p| (p.name.as_str(), p.tasks.iter().map(|t| t.id.as_str()))),
         )
     }
-}
-
-/// The tasks of a phase that no task of the same phase depends on.
-fn exits(phase: &PhaseTemplate) -> Vec<&str> {
-    let needed: BTreeSet<&str> = phase
-        .tasks
-        .iter()
-        .flat_map(|t| t.depends_on.iter().flatten().map(String::as_str))
-        .collect();
-    phase
-        .tasks
-        .iter()
-        .map(|t| t.id.as_str())
-        .filter(|id| !needed.contains(id))
-        .collect()
 }
 
 /// The rule-based [`Decomposer`]: the template whose pattern matches the
@@ -428,6 +427,30 @@ mod tests {
             Some("Draft: Q3 sales")
         );
         assert_eq!(plan.phase_of(draft), Some(1));
+        Ok(())
+    }
+
+    #[test]
+    fn a_later_phase_waits_for_every_unfinished_earlier_task() -> Result<(), PlanningError> {
+        // `b` has no successor in its phase nor the next: the third phase
+        // still waits for it.
+        let template = GoalTemplate::new(
+            "t",
+            ["go"],
+            [
+                PhaseTemplate::new("p1", [task("a"), task("b")]),
+                PhaseTemplate::new(
+                    "p2",
+                    [task("c").depends_on(["a"]), task("d").depends_on(["c"])],
+                ),
+                PhaseTemplate::new("p3", [task("e")]),
+            ],
+        );
+        let plan = template.plan("go")?;
+        let workflow = plan.workflow();
+        let e = workflow.step_id("e").expect("e");
+        let before_e = keys(&plan, workflow.predecessors(e).map(|(s, _)| s));
+        assert_eq!(before_e, ["b", "d"]);
         Ok(())
     }
 

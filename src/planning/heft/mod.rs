@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::time::Duration;
 
 use crate::planning::{CapabilityMatrix, PlanningError};
-use crate::workflow::WorkflowDef;
+use crate::workflow::{StepKind, WorkflowDef};
 use crate::{AgentId, StepId};
 
 mod schedule;
@@ -22,18 +22,26 @@ pub use schedule::{Schedule, ScheduleOrigin, ScheduledStep};
 ///
 /// # The model
 ///
-/// - Every step is planned, whatever its kind, on one agent that has all of
-///   its [`capabilities`](crate::workflow::StepDef::capabilities) (any agent
-///   when it requires none).
-/// - Step `s` takes [`PlanAgent::time_for`](crate::planning::PlanAgent::time_for)`(s.estimated_duration)` on agent
-///   `a`: its estimate divided by the agent's speed.
+/// - Every [agent step](crate::workflow::StepKind::Agent) is planned on
+///   one agent that has all of its
+///   [`capabilities`](crate::workflow::StepDef::capabilities) (any agent
+///   when it requires none) and a capacity above zero.
+/// - Agent step `s` takes
+///   [`PlanAgent::time_for`](crate::planning::PlanAgent::time_for)`(s.estimated_duration)`
+///   on agent `a`: its estimate divided by the agent's speed.
+/// - A step no agent runs — local, wait, sub-workflow — is a delay of its
+///   estimate (zero without one) from its ready time, on no agent
+///   ([`ScheduledStep::agent`] is `None`).
+/// - A loop or multi-instance step is planned as one execution of its
+///   estimate: give it the estimate of all its iterations or instances.
 /// - Every edge is a dependency, labelled or not: a step starts no earlier
 ///   than every predecessor's finish, and the plan is that of the run where
 ///   every step runs (each decision takes every branch, joins wait for all
 ///   their inputs). Handing over a result costs no time.
-/// - An agent runs one step at a time: its
-///   [`capacity`](crate::planning::PlanAgent::capacity) and current
-///   [`load`](crate::planning::PlanAgent::load) are not modelled.
+/// - An agent runs one step at a time: beyond excluding agents of
+///   capacity zero, its [`capacity`](crate::planning::PlanAgent::capacity)
+///   and current [`load`](crate::planning::PlanAgent::load) are not
+///   modelled.
 /// - Times are offsets from the plan's start. They saturate at
 ///   [`Duration::MAX`] instead of overflowing.
 ///
@@ -79,10 +87,10 @@ pub use schedule::{Schedule, ScheduleOrigin, ScheduledStep};
 /// the first offending step is reported (as missing its estimate if it
 /// also lacks an agent):
 ///
-/// - [`PlanningError::MissingEstimate`] for a step without an
+/// - [`PlanningError::MissingEstimate`] for an agent step without an
 ///   [`estimated_duration`](crate::workflow::StepDef::estimated_duration);
-/// - [`PlanningError::NoCapableAgent`] for a step no agent can run (every
-///   step, with an empty matrix).
+/// - [`PlanningError::NoCapableAgent`] for an agent step no agent can run
+///   (every agent step, with an empty matrix).
 ///
 /// # Example
 ///
@@ -112,12 +120,12 @@ pub use schedule::{Schedule, ScheduleOrigin, ScheduledStep};
 /// let schedule = heft(&workflow, &agents)?;
 /// let at = |key| {
 ///     let slot = schedule.slot(workflow.step_id(key).unwrap()).unwrap();
-///     (slot.agent.get(), slot.start.as_secs_f64(), slot.finish.as_secs_f64())
+///     (slot.agent.map(|a| a.get()), slot.start.as_secs_f64(), slot.finish.as_secs_f64())
 /// };
-/// assert_eq!(at("fetch"), (2, 0.0, 2.5));
-/// assert_eq!(at("chart"), (1, 2.5, 42.5)); // only agent 1 can plot
-/// assert_eq!(at("table"), (2, 2.5, 12.5));
-/// assert_eq!(at("merge"), (2, 42.5, 45.0));
+/// assert_eq!(at("fetch"), (Some(2), 0.0, 2.5));
+/// assert_eq!(at("chart"), (Some(1), 2.5, 42.5)); // only agent 1 can plot
+/// assert_eq!(at("table"), (Some(2), 2.5, 12.5));
+/// assert_eq!(at("merge"), (Some(2), 42.5, 45.0));
 /// assert_eq!(schedule.makespan(), Duration::from_millis(45_000));
 /// let path: Vec<_> = schedule.critical_path().iter().map(|&s| workflow.step(s).unwrap().id.as_str()).collect();
 /// assert_eq!(path, ["fetch", "chart", "merge"]);
@@ -130,27 +138,29 @@ pub fn heft(workflow: &WorkflowDef, agents: &CapabilityMatrix) -> Result<Schedul
     let mut order = topological.clone();
     // Stable: equal ranks keep their topological order.
     order.sort_by_key(|&step| Reverse(ranks[step]));
-    let (slots, lanes) = place(workflow, agents, &candidates, &order, Rule::EarliestFinish)?;
-    let heft = Schedule::new(workflow, agents.ids(), slots, lanes, ScheduleOrigin::Heft);
-    let (slots, lanes) = place(
+    let heft = place(workflow, agents, &candidates, &order, Rule::EarliestFinish)?;
+    let plain = place(
         workflow,
         agents,
         &candidates,
         &topological,
         Rule::EarliestStart,
     )?;
-    let plain = Schedule::new(
-        workflow,
-        agents.ids(),
-        slots,
-        lanes,
-        ScheduleOrigin::PlainList,
-    );
-    Ok(if plain.makespan() < heft.makespan() {
-        plain
+    let ((slots, lanes), origin) = if makespan(&plain.0) < makespan(&heft.0) {
+        (plain, ScheduleOrigin::PlainList)
     } else {
-        heft
-    })
+        (heft, ScheduleOrigin::Heft)
+    };
+    Ok(Schedule::new(workflow, agents.ids(), slots, lanes, origin))
+}
+
+/// When the last of `slots` finishes.
+fn makespan(slots: &[ScheduledStep]) -> Duration {
+    slots
+        .iter()
+        .map(|slot| slot.finish)
+        .max()
+        .unwrap_or(Duration::ZERO)
 }
 
 /// How [`place`] chooses a step's agent.
@@ -164,24 +174,35 @@ enum Rule {
 }
 
 /// The agents capable of each step, in matrix order, with the step's
-/// execution time on each: a compressed list per step.
+/// execution time on each: a compressed list per step. A step no agent
+/// runs has no agents and a host time instead.
 struct Candidates {
     /// `entries[start[i]..start[i + 1]]` are step `i`'s.
     start: Vec<usize>,
     /// (agent position in the matrix, agent, execution time).
     entries: Vec<(usize, AgentId, Duration)>,
+    /// By step index: how long a step no agent runs takes (its estimate,
+    /// or zero), `None` for an agent step.
+    host: Vec<Option<Duration>>,
 }
 
 impl Candidates {
-    /// Checks every step in declaration order: an estimate, then at least
-    /// one capable agent.
+    /// Checks every agent step in declaration order: an estimate, then at
+    /// least one capable agent of non-zero capacity.
     fn new(workflow: &WorkflowDef, agents: &CapabilityMatrix) -> Result<Self, PlanningError> {
         let mut start = Vec::with_capacity(workflow.len() + 1);
         let mut entries = Vec::new();
+        let mut host = Vec::with_capacity(workflow.len());
         start.push(0);
         // Steps often share their requirements: each list is matched once.
         let mut capable: BTreeMap<&[String], Vec<usize>> = BTreeMap::new();
         for (_, step) in workflow.steps() {
+            if !matches!(step.kind, StepKind::Agent) {
+                host.push(Some(step.estimated_duration.unwrap_or(Duration::ZERO)));
+                start.push(entries.len());
+                continue;
+            }
+            host.push(None);
             let Some(work) = step.estimated_duration else {
                 return Err(PlanningError::MissingEstimate {
                     step: step.id.clone(),
@@ -194,7 +215,9 @@ impl Candidates {
                         .agents()
                         .iter()
                         .enumerate()
-                        .filter(|(_, agent)| agent.has_all(&step.capabilities))
+                        .filter(|(_, agent)| {
+                            agent.capacity > 0 && agent.has_all(&step.capabilities)
+                        })
                         .map(|(position, _)| position)
                         .collect()
                 });
@@ -211,7 +234,16 @@ impl Candidates {
             }
             start.push(entries.len());
         }
-        Ok(Candidates { start, entries })
+        Ok(Candidates {
+            start,
+            entries,
+            host,
+        })
+    }
+
+    /// How long `step` takes if no agent runs it.
+    fn host_time(&self, step: usize) -> Option<Duration> {
+        self.host.get(step).copied().flatten()
     }
 
     /// Step `step`'s capable agents and execution times.
@@ -225,6 +257,9 @@ impl Candidates {
     /// Mean execution time of `step` over its capable agents, in
     /// nanoseconds.
     fn mean_nanos(&self, step: usize) -> u128 {
+        if let Some(time) = self.host_time(step) {
+            return time.as_nanos();
+        }
         let times = self.of(step);
         let total = times.iter().fold(0u128, |sum, (_, _, time)| {
             sum.saturating_add(time.as_nanos())
@@ -338,7 +373,7 @@ fn place(
         .steps()
         .map(|(step, _)| ScheduledStep {
             step,
-            agent: AgentId::new(0),
+            agent: None,
             start: Duration::ZERO,
             finish: Duration::ZERO,
         })
@@ -355,6 +390,15 @@ fn place(
             })
             .max()
             .unwrap_or(Duration::ZERO);
+        if let Some(time) = candidates.host_time(step) {
+            slots[step] = ScheduledStep {
+                step: id,
+                agent: None,
+                start: ready,
+                finish: ready.saturating_add(time),
+            };
+            continue;
+        }
         // (finish, start, agent position, agent, insertion point)
         let mut best: Option<(Duration, Duration, usize, AgentId, usize)> = None;
         for &(position, agent, length) in candidates.of(step) {
@@ -400,7 +444,7 @@ fn place(
         }
         slots[step] = ScheduledStep {
             step: id,
-            agent,
+            agent: Some(agent),
             start,
             finish,
         };

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::planning::{CapabilityMatrix, TensorTask};
+use crate::planning::TensorTask;
 use crate::workflow::{WorkflowDef, display_name, line, mermaid_escape};
-use crate::{AgentId, StepId, TaskId};
+use crate::{AgentId, Priority, StepId, TaskId};
 
 /// One step of a [`Schedule`]: the agent it is planned on and when, as
 /// offsets from the plan's start.
@@ -15,8 +15,9 @@ use crate::{AgentId, StepId, TaskId};
 pub struct ScheduledStep {
     /// The step.
     pub step: StepId,
-    /// The agent that runs it.
-    pub agent: AgentId,
+    /// The agent that runs it; `None` for a step no agent runs (local,
+    /// wait, sub-workflow), planned as a delay.
+    pub agent: Option<AgentId>,
     /// When it starts.
     pub start: Duration,
     /// When it finishes: its start plus its execution time on the agent.
@@ -47,6 +48,10 @@ pub struct Schedule {
     makespan: Duration,
     critical_path: Vec<StepId>,
     origin: ScheduleOrigin,
+    /// The workflow's name, for the Gantt chart's title.
+    title: String,
+    /// By step index: display name and priority.
+    steps: Vec<(String, Priority)>,
 }
 
 /// Which list schedule [`heft`](super::heft) returned.
@@ -71,11 +76,7 @@ impl Schedule {
         lanes: Vec<Vec<usize>>,
         origin: ScheduleOrigin,
     ) -> Self {
-        let makespan = slots
-            .iter()
-            .map(|slot| slot.finish)
-            .max()
-            .unwrap_or(Duration::ZERO);
+        let makespan = super::makespan(&slots);
         let critical_path = critical_path(workflow, &slots, &lanes);
         Schedule {
             slots,
@@ -84,6 +85,11 @@ impl Schedule {
             makespan,
             critical_path,
             origin,
+            title: workflow.name().to_string(),
+            steps: workflow
+                .steps()
+                .map(|(id, step)| (display_name(id, step).into_owned(), step.priority))
+                .collect(),
         }
     }
 
@@ -138,13 +144,13 @@ impl Schedule {
     }
 
     /// The schedule as the rows of a task tensor: one [`TensorTask`] per
-    /// step, by step index, one-hot on its agent. The task id is
+    /// agent step, by step index, one-hot on its agent — the axes of
+    /// [`TaskTensor::from_plan`](crate::planning::TaskTensor::from_plan)
+    /// with the matrix's [`ids`](crate::planning::CapabilityMatrix::ids). The task id is
     /// `TaskId::new(step index)`, the priority the step's
-    /// [`priority`](crate::workflow::StepDef::priority) in `workflow`, and
-    /// the agent its position in `agents`, the matrix the schedule was made
-    /// with. (A step `workflow` lacks gets the default priority; a step on
-    /// an agent `agents` lacks is left unassigned with no candidates, an
-    /// all-zero slice.)
+    /// [`priority`](crate::workflow::StepDef::priority), the agent its
+    /// position in the matrix the schedule was made with. Steps no agent
+    /// runs are not tasks and have no row.
     ///
     /// O(n log m) for `n` steps and `m` agents.
     ///
@@ -167,7 +173,7 @@ impl Schedule {
     ///
     /// let tensor = TaskTensor::from_plan(
     ///     &agents.ids(),
-    ///     &schedule.tensor_tasks(&workflow, &agents),
+    ///     &schedule.tensor_tasks(),
     ///     &TensorOptions::new(),
     /// )?;
     /// assert_eq!(tensor.shape(), [2, 2, 4]);
@@ -177,31 +183,42 @@ impl Schedule {
     /// assert_eq!(tensor.nnz(), 2);
     /// # Ok::<(), taskweave::Error>(())
     /// ```
-    pub fn tensor_tasks(
-        &self,
-        workflow: &WorkflowDef,
-        agents: &CapabilityMatrix,
-    ) -> Vec<TensorTask> {
-        let positions: BTreeMap<AgentId, usize> = agents
-            .agents()
+    pub fn tensor_tasks(&self) -> Vec<TensorTask> {
+        let positions: BTreeMap<AgentId, usize> = self
+            .agents
             .iter()
             .enumerate()
-            .map(|(position, agent)| (agent.id, position))
+            .map(|(position, &agent)| (agent, position))
             .collect();
         self.slots
             .iter()
-            .map(|slot| {
-                let task = TaskId::new(slot.step.get());
-                let priority = workflow
-                    .step(slot.step)
-                    .map(|step| step.priority)
-                    .unwrap_or_default();
-                match positions.get(&slot.agent) {
-                    Some(&agent) => TensorTask::assigned_to(task, priority, agent),
-                    None => TensorTask::with_candidates(task, priority, []),
-                }
+            .filter_map(|slot| {
+                let position = *positions.get(&slot.agent?)?;
+                let priority = self.priority(slot.step);
+                Some(TensorTask::assigned_to(
+                    TaskId::new(slot.step.get()),
+                    priority,
+                    position,
+                ))
             })
             .collect()
+    }
+
+    fn priority(&self, step: StepId) -> Priority {
+        usize::try_from(step.get())
+            .ok()
+            .and_then(|index| self.steps.get(index))
+            .map_or(Priority::Normal, |&(_, priority)| priority)
+    }
+
+    fn label(&self, step: StepId) -> String {
+        usize::try_from(step.get())
+            .ok()
+            .and_then(|index| self.steps.get(index))
+            .map_or_else(
+                || format!("s{}", step.get()),
+                |(name, _)| mermaid_escape(name),
+            )
     }
 
     /// A Mermaid Gantt chart of the schedule, in the style of
@@ -211,8 +228,9 @@ impl Schedule {
     ///   plan's start (`dateFormat x`, `axisFormat %s.%L`, `todayMarker
     ///   off`), a start rounded down and a finish up, so no step that takes
     ///   time is drawn empty;
-    /// - one section per agent of `agents` that has steps, named by its id
-    ///   (`agent-7`), in matrix order;
+    /// - one section per agent that has steps, named by its id
+    ///   (`agent-7`), in matrix order, then a `host` section for the steps
+    ///   no agent runs;
     /// - one bar per step on it, by start, named after the step (its name,
     ///   or its key if the name is blank) with Mermaid's entity codes for
     ///   the characters that would break the line, and tagged `crit` when
@@ -237,7 +255,7 @@ impl Schedule {
     /// ])?;
     /// let schedule = heft(&workflow, &agents)?;
     /// assert_eq!(
-    ///     schedule.mermaid_gantt(&workflow, &agents),
+    ///     schedule.mermaid_gantt(),
     ///     "gantt\n\
     ///      \x20   title build (HEFT)\n\
     ///      \x20   dateFormat x\n\
@@ -251,7 +269,7 @@ impl Schedule {
     /// );
     /// # Ok::<(), taskweave::Error>(())
     /// ```
-    pub fn mermaid_gantt(&self, workflow: &WorkflowDef, agents: &CapabilityMatrix) -> String {
+    pub fn mermaid_gantt(&self) -> String {
         let mut critical = vec![false; self.slots.len()];
         for step in &self.critical_path {
             if let Some(flag) = usize::try_from(step.get())
@@ -262,23 +280,29 @@ impl Schedule {
             }
         }
         let mut out = String::from("gantt\n");
-        let title = mermaid_escape(&format!("{} (HEFT)", workflow.name()));
+        let title = mermaid_escape(&format!("{} (HEFT)", self.title));
         line(&mut out, 1, format_args!("title {title}"));
         line(&mut out, 1, format_args!("dateFormat x"));
         line(&mut out, 1, format_args!("axisFormat %s.%L"));
         line(&mut out, 1, format_args!("todayMarker off"));
-        for agent in agents.agents() {
-            let mut bars = self.on_agent(agent.id).peekable();
-            if bars.peek().is_none() {
+        let mut host: Vec<&ScheduledStep> =
+            self.slots.iter().filter(|s| s.agent.is_none()).collect();
+        host.sort_by_key(|slot| (slot.start, slot.step));
+        let sections = self
+            .agents
+            .iter()
+            .map(|&agent| (agent.to_string(), self.on_agent(agent).collect::<Vec<_>>()))
+            .chain(std::iter::once(("host".to_string(), host)));
+        for (section, bars) in sections {
+            if bars.is_empty() {
                 continue;
             }
-            let section = mermaid_escape(&agent.id.to_string());
-            line(&mut out, 1, format_args!("section {section}"));
+            line(
+                &mut out,
+                1,
+                format_args!("section {}", mermaid_escape(&section)),
+            );
             for slot in bars {
-                let name = match workflow.step(slot.step) {
-                    Some(step) => mermaid_escape(&display_name(slot.step, step)),
-                    None => format!("s{}", slot.step.get()),
-                };
                 let start = millis(slot.start, false);
                 let end = millis(slot.finish, true).max(start);
                 let on_path = usize::try_from(slot.step.get())
@@ -286,6 +310,7 @@ impl Schedule {
                     .and_then(|index| critical.get(index))
                     .is_some_and(|&flag| flag);
                 let tag = if on_path { "crit, " } else { "" };
+                let name = self.label(slot.step);
                 line(&mut out, 2, format_args!("{name} :{tag}{start}, {end}"));
             }
         }

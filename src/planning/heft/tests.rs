@@ -30,7 +30,7 @@ fn at(workflow: &WorkflowDef, schedule: &Schedule, key: &str) -> (u64, u64, u64)
         .and_then(|id| schedule.slot(id))
         .expect("a planned step");
     (
-        slot.agent.get(),
+        slot.agent.map_or(0, |agent| agent.get()),
         slot.start.as_millis() as u64,
         slot.finish.as_millis() as u64,
     )
@@ -231,9 +231,14 @@ fn huge_estimates_and_slow_agents_saturate_instead_of_panicking() {
     let agents = matrix([agent(1, 0.25, &[]), agent(2, f64::MIN_POSITIVE, &[])]);
     let schedule = heft(&workflow, &agents).expect("a schedule");
     assert_eq!(schedule.makespan(), Duration::MAX);
-    assert!(schedule.slots().iter().all(|s| s.agent == AgentId::new(1)));
+    assert!(
+        schedule
+            .slots()
+            .iter()
+            .all(|s| s.agent == Some(AgentId::new(1)))
+    );
     assert_eq!(agents.agents()[1].time_for(ms(1)), Duration::MAX);
-    let _ = schedule.mermaid_gantt(&workflow, &agents);
+    let _ = schedule.mermaid_gantt();
 }
 
 #[test]
@@ -283,7 +288,7 @@ fn becomes_a_one_hot_tensor() {
         .expect("valid workflow");
     let agents = matrix([agent(7, 1.0, &[]), agent(9, 1.0, &["y"])]);
     let schedule = heft(&workflow, &agents).expect("a schedule");
-    let tasks = schedule.tensor_tasks(&workflow, &agents);
+    let tasks = schedule.tensor_tasks();
     assert_eq!(
         tasks,
         [
@@ -294,13 +299,6 @@ fn becomes_a_one_hot_tensor() {
     let tensor =
         TaskTensor::from_plan(&agents.ids(), &tasks, &TensorOptions::new()).expect("a valid plan");
     assert_eq!(tensor.row_sums(), [1.0, 1.0]);
-
-    // An agent the matrix lacks: an unassigned, empty row.
-    let other = matrix([agent(9, 1.0, &["y"])]);
-    let tasks = schedule.tensor_tasks(&workflow, &other);
-    assert_eq!(tasks[0].assigned, None);
-    assert!(tasks[0].candidates.is_empty());
-    assert_eq!(tasks[1].assigned, Some(0));
 }
 
 #[test]
@@ -317,7 +315,7 @@ fn the_gantt_chart_escapes_names_and_marks_the_critical_path() {
     let agents = matrix([agent(1, 1.0, &[]), agent(2, 1.0, &[]), agent(3, 1.0, &[])]);
     let schedule = heft(&workflow, &agents).expect("a schedule");
     assert_eq!(
-        schedule.mermaid_gantt(&workflow, &agents),
+        schedule.mermaid_gantt(),
         "gantt\n\
          \x20   title a#58; #quot;b#quot; (HEFT)\n\
          \x20   dateFormat x\n\
@@ -366,7 +364,7 @@ fn the_critical_path_prefers_a_dependency_to_the_previous_step_on_the_agent() {
 }
 
 #[test]
-fn every_kind_of_step_is_planned() {
+fn steps_no_agent_runs_are_delays_on_no_agent() {
     let child = std::sync::Arc::new(
         WorkflowDef::builder("child", 1)
             .step(StepDef::local("inner"))
@@ -376,20 +374,47 @@ fn every_kind_of_step_is_planned() {
     let workflow = WorkflowDef::builder("kinds", 1)
         .step(step("ask", 1_000))
         .step(StepDef::wait("reply", ["yes", "no"]).estimated_duration(ms(2_000)))
-        .step(StepDef::local("note").estimated_duration(ms(500)))
+        .step(StepDef::local("note"))
         .step(StepDef::sub_workflow("nested", child).estimated_duration(ms(3_000)))
+        .step(step("file", 1_000).capabilities(["archive"]))
         .edge("ask", "reply")
         .branch("reply", "note", "yes")
         .branch("reply", "nested", "no")
+        .edge("note", "file")
         .build()
         .expect("valid workflow");
-    let agents = matrix([agent(1, 2.0, &[])]);
+    // A capable agent of capacity zero is never used.
+    let idle = agent(2, 100.0, &["archive"]).capacity(0);
+    let agents = matrix([agent(1, 2.0, &["archive"]), idle]);
     let schedule = heft(&workflow, &agents).expect("a schedule");
-    // Both branches are planned, the longer (higher-ranked) one first.
+    // Both branches are planned; the wait, the note (no estimate: no time)
+    // and the sub-workflow hold no agent.
     assert_eq!(at(&workflow, &schedule, "ask"), (1, 0, 500));
-    assert_eq!(at(&workflow, &schedule, "reply"), (1, 500, 1_500));
-    assert_eq!(at(&workflow, &schedule, "nested"), (1, 1_500, 3_000));
-    assert_eq!(at(&workflow, &schedule, "note"), (1, 3_000, 3_250));
+    assert_eq!(at(&workflow, &schedule, "reply"), (0, 500, 2_500));
+    assert_eq!(at(&workflow, &schedule, "nested"), (0, 2_500, 5_500));
+    assert_eq!(at(&workflow, &schedule, "note"), (0, 2_500, 2_500));
+    assert_eq!(at(&workflow, &schedule, "file"), (1, 2_500, 3_000));
+    assert_eq!(
+        keys(&workflow, schedule.critical_path()),
+        ["ask", "reply", "nested"]
+    );
+    // Only agent steps are tensor rows; the rest are drawn in a host section.
+    let rows: Vec<u64> = schedule
+        .tensor_tasks()
+        .iter()
+        .map(|t| t.task.get())
+        .collect();
+    assert_eq!(rows, [0, 4]);
+    let gantt = schedule.mermaid_gantt();
+    let host = gantt.split("section host").nth(1).expect("a host section");
+    assert_eq!(host.lines().filter(|l| !l.trim().is_empty()).count(), 3);
+
+    // Nobody but the idle agent can archive: no capable agent.
+    let only_idle = matrix([agent(1, 2.0, &[]), agent(2, 1.0, &["archive"]).capacity(0)]);
+    assert!(matches!(
+        heft(&workflow, &only_idle),
+        Err(PlanningError::NoCapableAgent { step, .. }) if step == "file"
+    ));
 }
 
 #[test]
@@ -418,4 +443,94 @@ fn the_plain_list_schedule_is_kept_when_it_is_shorter() {
     assert_eq!((on(1), on(2)), (vec![0, 2], vec![1]));
     let path: Vec<u64> = schedule.critical_path().iter().map(|s| s.get()).collect();
     assert_eq!(path, [0, 2]);
+}
+
+/// HEFT's own schedule, before the safety net: valid on a seeded corpus of
+/// random instances, and the one returned on at least 90 % of them (483
+/// of these 500 when written).
+#[test]
+fn heft_alone_is_valid_and_usually_the_plan() {
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+
+    const CAPS: [&str; 3] = ["cpu", "gpu", "io"];
+    let mut rng = StdRng::seed_from_u64(0x4ef7);
+    let mut kept = 0;
+    let corpus = 500;
+    for _ in 0..corpus {
+        let n = rng.random_range(1..=30usize);
+        let mut builder = WorkflowDef::builder("random", 1);
+        let mut needs: Vec<Vec<&str>> = Vec::new();
+        for i in 0..n {
+            let caps: Vec<&str> = CAPS
+                .iter()
+                .copied()
+                .filter(|_| rng.random_bool(0.2))
+                .collect();
+            builder = builder.step(
+                step(&format!("s{i}"), rng.random_range(0..10_000))
+                    .capabilities(caps.iter().copied()),
+            );
+            needs.push(caps);
+            let before: std::collections::BTreeSet<usize> = (0..rng.random_range(0..=3usize))
+                .filter(|_| i > 0)
+                .map(|_| rng.random_range(0..i))
+                .collect();
+            for from in before {
+                builder = builder.edge(format!("s{from}"), format!("s{i}"));
+            }
+        }
+        let workflow = builder.build().expect("a valid DAG");
+        // Every capability on agent 1, so every step has an agent.
+        let mut pool = vec![agent(1, rng.random_range(0.25..4.0), &CAPS)];
+        for id in 2..=rng.random_range(1..=6u64) {
+            let caps: Vec<&str> = CAPS
+                .iter()
+                .copied()
+                .filter(|_| rng.random_bool(0.5))
+                .collect();
+            pool.push(agent(id, rng.random_range(0.25..4.0), &caps));
+        }
+        let agents = matrix(pool);
+        let candidates = Candidates::new(&workflow, &agents).expect("plannable");
+        let topological = topological_order(&workflow);
+        let ranks = upward_ranks(&workflow, &topological, &candidates);
+        let mut order = topological;
+        order.sort_by_key(|&step| std::cmp::Reverse(ranks[step]));
+        let (slots, lanes) = place(
+            &workflow,
+            &agents,
+            &candidates,
+            &order,
+            Rule::EarliestFinish,
+        )
+        .expect("placed");
+        for slot in &slots {
+            let i = slot.step.get() as usize;
+            let agent = agents
+                .get(slot.agent.expect("agent step"))
+                .expect("in the matrix");
+            assert!(agent.has_all(&needs[i]));
+            let work = workflow.step(slot.step).and_then(|s| s.estimated_duration);
+            assert_eq!(
+                slot.finish - slot.start,
+                agent.time_for(work.expect("estimated"))
+            );
+            for (before, _) in workflow.predecessors(slot.step) {
+                assert!(slots[before.get() as usize].finish <= slot.start);
+            }
+        }
+        for lane in &lanes {
+            for pair in lane.windows(2) {
+                assert!(slots[pair[0]].finish <= slots[pair[1]].start);
+            }
+        }
+        let schedule = heft(&workflow, &agents).expect("a schedule");
+        assert!(schedule.makespan() <= makespan(&slots));
+        if schedule.origin() == ScheduleOrigin::Heft {
+            assert_eq!(schedule.slots(), &slots[..]);
+            kept += 1;
+        }
+    }
+    assert!(kept * 10 >= corpus * 9, "HEFT kept on {kept} of {corpus}");
 }

@@ -1,77 +1,107 @@
 //! Spreading a phase's steps over the team: longest processing time first,
-//! each step onto the capable member that would finish its work first.
+//! each step onto one of its requirement set's servers — the cheapest one
+//! when the team is chosen for cost, then the one that would finish its
+//! work first.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 
-use crate::planning::PlanAgent;
+use super::cover::{Candidate, Pricing, Servers};
 use crate::{AgentId, StepId};
 
-/// A member of the team and the requirement sets it covers, ascending.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Member<'a> {
-    pub(super) agent: &'a PlanAgent,
-    pub(super) covers: &'a [usize],
-}
-
-/// One step to place: its requirement set and its work in seconds at
-/// speed 1.
+/// One step to place: its work in seconds at speed 1.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Work {
     pub(super) step: StepId,
-    pub(super) set: usize,
     pub(super) secs: f64,
 }
 
-/// Assigns each step to a member covering its set: the longest step first
-/// (ties to the earlier step), onto the member whose projected busy time
-/// per slot — `(load · mean work + assigned work) / speed / max(capacity,
-/// 1)` — is lowest once it takes the step (ties to the earlier member).
-///
-/// Returns the assignments by step, and the work assigned to each member
-/// at its speed, in seconds.
-pub(super) fn assign(work: &[Work], members: &[Member<'_>]) -> (Vec<(StepId, AgentId)>, Vec<f64>) {
-    let mean = if work.is_empty() {
+/// The steps spread over the members.
+#[derive(Debug)]
+pub(super) struct Spread {
+    /// By step, ascending.
+    pub(super) assignments: Vec<(StepId, AgentId)>,
+    /// The members that got work, in matrix order, with the work assigned
+    /// to each at its speed, in seconds.
+    pub(super) members: Vec<(AgentId, f64)>,
+    /// The assigned members' cost per task, summed over the steps,
+    /// saturating at `f64::MAX`.
+    pub(super) cost: f64,
+}
+
+/// A member's time so far.
+struct Busy {
+    /// Its existing load plus its share, in seconds.
+    busy: f64,
+    /// Its share only.
+    assigned: f64,
+    id: AgentId,
+}
+
+/// Assigns every step of `sets` to one of its set's servers: the longest
+/// step first (ties to the earlier step); under [`Pricing::PerStep`] to the
+/// server with the lowest task price, then, as under
+/// [`Pricing::PerAgent`], to the one whose projected busy time per slot —
+/// `(load · mean work + assigned work) / speed / max(capacity, 1)` — is
+/// lowest once it takes the step, then the earlier in the matrix.
+pub(super) fn assign(sets: &[(Servers<'_>, Vec<Work>)], pricing: Pricing) -> Spread {
+    let steps = sets.iter().map(|(_, steps)| steps.len()).sum::<usize>();
+    let mean = if steps == 0 {
         0.0
     } else {
-        work.iter().map(|w| w.secs).sum::<f64>() / work.len() as f64
+        sets.iter()
+            .flat_map(|(_, steps)| steps)
+            .map(|w| w.secs)
+            .sum::<f64>()
+            / steps as f64
     };
-    let slots = |m: &Member<'_>| f64::from(m.agent.capacity.max(1));
-    // Busy seconds per member: the work it already holds, then its share.
-    let mut busy: Vec<f64> = members
+    let own = |c: &Candidate<'_>| f64::from(c.agent.load) * mean / c.agent.speed;
+    let slots = |c: &Candidate<'_>| f64::from(c.agent.capacity.max(1));
+
+    // Each step with the servers it may go to: never none.
+    let mut order: Vec<(&Work, &Servers<'_>)> = sets
         .iter()
-        .map(|m| f64::from(m.agent.load) * mean / m.agent.speed)
+        .flat_map(|(servers, steps)| steps.iter().map(move |w| (w, servers)))
         .collect();
-    let mut assigned = vec![0.0f64; members.len()];
+    order.sort_by(|(a, _), (b, _)| b.secs.total_cmp(&a.secs).then_with(|| a.step.cmp(&b.step)));
 
-    let mut order: Vec<&Work> = work.iter().collect();
-    order.sort_by(|a, b| b.secs.total_cmp(&a.secs).then_with(|| a.step.cmp(&b.step)));
-
-    let mut assignments = Vec::with_capacity(work.len());
-    for w in order {
-        let mut best: Option<(usize, f64, f64)> = None;
-        for (i, member) in members.iter().enumerate() {
-            if member.covers.binary_search(&w.set).is_err() {
-                continue;
-            }
-            let time = w.secs / member.agent.speed;
-            let projected = (busy.get(i).copied().unwrap_or(0.0) + time) / slots(member);
-            if best.is_none_or(|(_, p, _)| projected.total_cmp(&p) == Ordering::Less) {
-                best = Some((i, projected, time));
-            }
-        }
-        // The cover leaves every set covered by some member; a step that
-        // found none would stay unassigned rather than go astray.
-        let Some((i, _, time)) = best else {
-            continue;
+    // By matrix position: the members that got work so far.
+    let mut busy: BTreeMap<usize, Busy> = BTreeMap::new();
+    let mut assignments = Vec::with_capacity(steps);
+    for (w, servers) in order {
+        let projected = |c: &Candidate<'_>| {
+            let before = busy.get(&c.index).map_or_else(|| own(c), |b| b.busy);
+            (before + w.secs / c.agent.speed) / slots(c)
         };
-        if let (Some(b), Some(a), Some(member)) =
-            (busy.get_mut(i), assigned.get_mut(i), members.get(i))
-        {
-            *b += time;
-            *a += time;
-            assignments.push((w.step, member.agent.id));
-        }
+        let member = servers.best_by(|a, b| {
+            let price = match pricing {
+                Pricing::PerAgent => Ordering::Equal,
+                Pricing::PerStep => a.task_price.total_cmp(&b.task_price),
+            };
+            price
+                .then_with(|| projected(a).total_cmp(&projected(b)))
+                .then_with(|| a.index.cmp(&b.index))
+        });
+        let time = w.secs / member.agent.speed;
+        let entry = busy.entry(member.index).or_insert_with(|| Busy {
+            busy: own(member),
+            assigned: 0.0,
+            id: member.agent.id,
+        });
+        entry.busy += time;
+        entry.assigned += time;
+        assignments.push((w.step, member.agent.id, member.agent.cost));
     }
-    assignments.sort_unstable_by_key(|&(step, _)| step);
-    (assignments, assigned)
+    assignments.sort_unstable_by_key(|&(step, _, _)| step);
+    let cost = assignments
+        .iter()
+        .fold(0.0f64, |sum, &(_, _, cost)| (sum + cost).min(f64::MAX));
+    Spread {
+        assignments: assignments
+            .into_iter()
+            .map(|(step, agent, _)| (step, agent))
+            .collect(),
+        members: busy.into_values().map(|b| (b.id, b.assigned)).collect(),
+        cost,
+    }
 }

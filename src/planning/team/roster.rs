@@ -7,10 +7,13 @@ use crate::{AgentId, StepId};
 
 /// The agents staffing one phase and the step each one does.
 ///
-/// Made by [`TeamAssembler`](super::TeamAssembler). Members are in matrix order; every member
-/// does at least one step, and every step of the phase has exactly one
-/// member assigned, having all its capabilities — what a host needs to
-/// route the phase's tasks within the team or put them to auction.
+/// Made by [`TeamAssembler`](super::TeamAssembler). Members are in matrix
+/// order; every member does at least one step, and every agent step of the
+/// phase ([`StepKind::Agent`](crate::workflow::StepKind::Agent)) has
+/// exactly one member assigned, having all its capabilities — what a host
+/// needs to route the phase's tasks within the team or put them to
+/// auction. Steps of other kinds need no agent and have none; a phase with
+/// no agent steps has an empty team.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Team {
     pub(super) phase: String,
@@ -19,8 +22,9 @@ pub struct Team {
     /// Assigned work per member, at the member's speed; parallel to
     /// `members`.
     pub(super) workloads: Vec<Duration>,
-    /// By step, ascending.
+    /// The agent steps with their members, by step, ascending.
     pub(super) assignments: Vec<(StepId, AgentId)>,
+    /// See [`Team::cost`].
     pub(super) cost: f64,
 }
 
@@ -45,7 +49,7 @@ impl Team {
         self.members.contains(&agent)
     }
 
-    /// The member assigned `step`, if the step is in this phase.
+    /// The member assigned `step`, if it is an agent step of this phase.
     pub fn assignment(&self, step: StepId) -> Option<AgentId> {
         self.assignments
             .binary_search_by_key(&step, |&(s, _)| s)
@@ -54,7 +58,7 @@ impl Team {
             .map(|&(_, agent)| agent)
     }
 
-    /// Every step of the phase with its member, by step.
+    /// Every agent step of the phase with its member, by step.
     pub fn assignments(&self) -> &[(StepId, AgentId)] {
         &self.assignments
     }
@@ -74,12 +78,17 @@ impl Team {
         self.workloads.get(i).copied()
     }
 
-    /// The members' cost per task, summed.
+    /// What the phase costs: for each agent step, the cost per task
+    /// ([`PlanAgent::cost`](crate::planning::PlanAgent::cost)) of the
+    /// member assigned to it, summed (saturating at `f64::MAX`). 0 for an
+    /// empty team.
     pub fn cost(&self) -> f64 {
         self.cost
     }
 
-    /// Who joined, left and stayed since `previous`.
+    /// Who joined, left and stayed since `previous`. (To restructure a
+    /// phase from a team, pass its [`members`](Self::members) to
+    /// [`TeamAssembler::assemble_phase`](super::TeamAssembler::assemble_phase).)
     pub fn changes_from(&self, previous: &Team) -> TeamChange {
         let now: BTreeSet<AgentId> = self.members.iter().copied().collect();
         let before: BTreeSet<AgentId> = previous.members.iter().copied().collect();
