@@ -4,9 +4,10 @@
 //! finds — with those steps spread over them.
 //!
 //! * **Only agent steps need an agent.** Steps of kind
-//!   [`StepKind::Agent`] are staffed; local steps run in the host, wait
-//!   steps execute nothing and sub-workflow steps run a child workflow, so
-//!   they are left out of the requirement sets and the assignments.
+//!   [`StepKind::Agent`](crate::workflow::StepKind::Agent) are staffed;
+//!   local steps run in the host, wait steps execute nothing and
+//!   sub-workflow steps run a child workflow, so they are left out of the
+//!   requirement sets and the assignments.
 //! * **Coverage is per step.** A step needing `{python, gpu}` needs one
 //!   member having both; two members having one each do not cover it. The
 //!   requirement sets of a phase are the distinct capability sets of its
@@ -29,7 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::planning::{CapabilityMatrix, Plan, PlanAgent, PlanningError};
-use crate::workflow::{StepDef, StepKind};
+use crate::workflow::StepDef;
 use crate::{AgentId, StepId};
 
 pub use roster::{Team, TeamChange};
@@ -54,8 +55,9 @@ pub enum TeamObjective {
 ///
 /// # How a team is chosen
 ///
-/// 0. **Agent steps only**: steps of a kind other than [`StepKind::Agent`]
-///    (local, wait, sub-workflow) need no agent and are ignored, however
+/// 0. **Agent steps only**: steps of a kind other than
+///    [`StepKind::Agent`](crate::workflow::StepKind::Agent) (local, wait,
+///    sub-workflow) need no agent and are ignored, however
 ///    many capabilities they list. A phase without agent steps gets an
 ///    empty team.
 /// 1. **Requirement sets**: the distinct capability sets of the phase's
@@ -377,7 +379,7 @@ impl TeamAssembler {
             .steps()
             .iter()
             .filter_map(|&id| workflow.step(id).map(|step| (id, step)))
-            .filter(|(_, step)| matches!(step.kind, StepKind::Agent))
+            .filter(|(_, step)| step.is_agent())
             .collect();
 
         // The distinct requirement sets, each with its steps.
@@ -412,7 +414,7 @@ impl TeamAssembler {
                 let covers = sets
                     .iter()
                     .enumerate()
-                    .filter(|(_, set)| set.data.0.iter().all(|c| agent.capabilities.contains(*c)))
+                    .filter(|(_, set)| agent.has_all(&set.data.0))
                     .map(|(s, _)| s)
                     .collect();
                 self.candidate(index, agent, covers, previous.contains(&agent.id))

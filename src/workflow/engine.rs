@@ -7,8 +7,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::{
-    EngineError, RunAction, RunOutcome, StepFailure, StepInput, StepKind, StepOutput, WorkflowDef,
-    WorkflowEvent, WorkflowObserver, WorkflowRun,
+    EngineError, RunAction, RunOutcome, StepDef, StepFailure, StepInput, StepKind, StepOutput,
+    WorkflowDef, WorkflowEvent, WorkflowObserver, WorkflowRun,
 };
 use crate::agent::AgentProfile;
 use crate::hash::IdMap;
@@ -577,7 +577,7 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
                     }
                 }
                 RunAction::Compensate { step, token, .. } => {
-                    if matches!(def.step(step).map(|s| &s.kind), Some(StepKind::Agent)) {
+                    if def.step(step).is_some_and(StepDef::is_agent) {
                         self.submit(id, step, token, true, now);
                     } else {
                         self.actions.push_back(EngineAction::CompensateLocal {

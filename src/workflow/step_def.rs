@@ -301,6 +301,11 @@ impl StepDef {
         self
     }
 
+    /// Whether an agent executes the step ([`StepKind::Agent`]).
+    pub fn is_agent(&self) -> bool {
+        matches!(self.kind, StepKind::Agent)
+    }
+
     /// Whether the step is a deferred choice.
     pub fn is_wait(&self) -> bool {
         matches!(self.kind, StepKind::Wait { .. })

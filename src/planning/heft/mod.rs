@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::time::Duration;
 
 use crate::planning::{CapabilityMatrix, PlanningError};
-use crate::workflow::{StepKind, WorkflowDef};
+use crate::workflow::WorkflowDef;
 use crate::{AgentId, StepId};
 
 mod schedule;
@@ -134,10 +134,7 @@ pub use schedule::{Schedule, ScheduleOrigin, ScheduledStep};
 pub fn heft(workflow: &WorkflowDef, agents: &CapabilityMatrix) -> Result<Schedule, PlanningError> {
     let candidates = Candidates::new(workflow, agents)?;
     let topological = topological_order(workflow);
-    let ranks = upward_ranks(workflow, &topological, &candidates);
-    let mut order = topological.clone();
-    // Stable: equal ranks keep their topological order.
-    order.sort_by_key(|&step| Reverse(ranks[step]));
+    let order = priority_list(workflow, &topological, &candidates);
     let heft = place(workflow, agents, &candidates, &order, Rule::EarliestFinish)?;
     let plain = place(
         workflow,
@@ -152,6 +149,20 @@ pub fn heft(workflow: &WorkflowDef, agents: &CapabilityMatrix) -> Result<Schedul
         (heft, ScheduleOrigin::Heft)
     };
     Ok(Schedule::new(workflow, agents.ids(), slots, lanes, origin))
+}
+
+/// HEFT's priority list: the steps by upward rank, highest first; equal
+/// ranks keep their order in `topological`.
+fn priority_list(
+    workflow: &WorkflowDef,
+    topological: &[usize],
+    candidates: &Candidates,
+) -> Vec<usize> {
+    let ranks = upward_ranks(workflow, topological, candidates);
+    let mut order = topological.to_vec();
+    // Stable: equal ranks keep their topological order.
+    order.sort_by_key(|&step| Reverse(ranks[step]));
+    order
 }
 
 /// When the last of `slots` finishes.
@@ -197,7 +208,7 @@ impl Candidates {
         // Steps often share their requirements: each list is matched once.
         let mut capable: BTreeMap<&[String], Vec<usize>> = BTreeMap::new();
         for (_, step) in workflow.steps() {
-            if !matches!(step.kind, StepKind::Agent) {
+            if !step.is_agent() {
                 host.push(Some(step.estimated_duration.unwrap_or(Duration::ZERO)));
                 start.push(entries.len());
                 continue;

@@ -493,10 +493,7 @@ fn heft_alone_is_valid_and_usually_the_plan() {
         }
         let agents = matrix(pool);
         let candidates = Candidates::new(&workflow, &agents).expect("plannable");
-        let topological = topological_order(&workflow);
-        let ranks = upward_ranks(&workflow, &topological, &candidates);
-        let mut order = topological;
-        order.sort_by_key(|&step| std::cmp::Reverse(ranks[step]));
+        let order = priority_list(&workflow, &topological_order(&workflow), &candidates);
         let (slots, lanes) = place(
             &workflow,
             &agents,
