@@ -94,9 +94,30 @@ impl LabelConstraint {
 ///
 /// Built with chained calls. Capability names and agent lists are sets
 /// (sorted, without duplicates); label constraints keep their order.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+///
+/// Asking nothing (the default, and most tasks) costs nothing: the
+/// constraints live behind one pointer that stays empty until the first
+/// builder call, so an empty `TaskRequirements` is a single word that is
+/// moved, compared and dropped without touching the heap.
+#[derive(Clone, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(from = "Constraints", into = "Constraints")
+)]
 pub struct TaskRequirements {
+    constraints: Option<Box<Constraints>>,
+}
+
+/// The constraints of a [`TaskRequirements`] that asks something; also its
+/// serialized form.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename = "TaskRequirements")
+)]
+struct Constraints {
     required: BTreeSet<String>,
     preferred: BTreeSet<String>,
     affinity_key: Option<String>,
@@ -108,79 +129,21 @@ pub struct TaskRequirements {
     kind: Option<String>,
 }
 
-impl TaskRequirements {
-    /// No constraints: any available agent will do.
-    pub fn new() -> Self {
-        Self::default()
-    }
+/// The constraints of a task that asks nothing.
+static NOTHING: Constraints = Constraints {
+    required: BTreeSet::new(),
+    preferred: BTreeSet::new(),
+    affinity_key: None,
+    pinned: None,
+    preferred_agent: None,
+    avoided: BTreeSet::new(),
+    excluded: BTreeSet::new(),
+    labels: Vec::new(),
+    kind: None,
+};
 
-    /// Adds hard capability requirements.
-    pub fn require<I, S>(mut self, capabilities: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.required
-            .extend(capabilities.into_iter().map(Into::into));
-        self
-    }
-
-    /// Adds soft capability preferences.
-    pub fn prefer<I, S>(mut self, capabilities: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.preferred
-            .extend(capabilities.into_iter().map(Into::into));
-        self
-    }
-
-    /// Sets the affinity key (for example a session or tenant id).
-    pub fn affinity_key(mut self, key: impl Into<String>) -> Self {
-        self.affinity_key = Some(key.into());
-        self
-    }
-
-    /// Pins the task to one agent (hard).
-    pub fn pin(mut self, agent: AgentId) -> Self {
-        self.pinned = Some(agent);
-        self
-    }
-
-    /// Prefers one agent (soft): it is chosen whenever it is eligible.
-    pub fn prefer_agent(mut self, agent: AgentId) -> Self {
-        self.preferred_agent = Some(agent);
-        self
-    }
-
-    /// Anti-affinity: never route to these agents.
-    pub fn avoid(mut self, agents: impl IntoIterator<Item = AgentId>) -> Self {
-        self.avoided.extend(agents);
-        self
-    }
-
-    /// Excludes agents (failover adds the agent that just failed the task).
-    pub fn exclude(mut self, agents: impl IntoIterator<Item = AgentId>) -> Self {
-        self.excluded.extend(agents);
-        self
-    }
-
-    /// Adds a label constraint.
-    pub fn label(mut self, constraint: LabelConstraint) -> Self {
-        self.labels.push(constraint);
-        self
-    }
-
-    /// Sets the task kind, the key under which adaptive strategies learn.
-    pub fn kind(mut self, kind: impl Into<String>) -> Self {
-        self.kind = Some(kind.into());
-        self
-    }
-
-    /// Whether nothing at all is asked (the default): any available agent
-    /// will do. Cheaper than comparing with `TaskRequirements::new()`.
-    pub fn is_empty(&self) -> bool {
+impl Constraints {
+    fn is_empty(&self) -> bool {
         self.required.is_empty()
             && self.preferred.is_empty()
             && self.affinity_key.is_none()
@@ -191,50 +154,184 @@ impl TaskRequirements {
             && self.labels.is_empty()
             && self.kind.is_none()
     }
+}
+
+impl From<Constraints> for TaskRequirements {
+    fn from(constraints: Constraints) -> Self {
+        TaskRequirements {
+            constraints: (!constraints.is_empty()).then(|| Box::new(constraints)),
+        }
+    }
+}
+
+impl From<TaskRequirements> for Constraints {
+    fn from(requirements: TaskRequirements) -> Self {
+        requirements.constraints.map(|c| *c).unwrap_or_default()
+    }
+}
+
+impl PartialEq for TaskRequirements {
+    fn eq(&self, other: &Self) -> bool {
+        self.constraints() == other.constraints()
+    }
+}
+
+impl Eq for TaskRequirements {}
+
+impl std::hash::Hash for TaskRequirements {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.constraints().hash(state);
+    }
+}
+
+impl std::fmt::Debug for TaskRequirements {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = self.constraints();
+        f.debug_struct("TaskRequirements")
+            .field("required", &c.required)
+            .field("preferred", &c.preferred)
+            .field("affinity_key", &c.affinity_key)
+            .field("pinned", &c.pinned)
+            .field("preferred_agent", &c.preferred_agent)
+            .field("avoided", &c.avoided)
+            .field("excluded", &c.excluded)
+            .field("labels", &c.labels)
+            .field("kind", &c.kind)
+            .finish()
+    }
+}
+
+impl TaskRequirements {
+    /// No constraints: any available agent will do.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn constraints(&self) -> &Constraints {
+        self.constraints.as_deref().unwrap_or(&NOTHING)
+    }
+
+    fn constraints_mut(&mut self) -> &mut Constraints {
+        self.constraints.get_or_insert_default()
+    }
+
+    /// Adds hard capability requirements.
+    pub fn require<I, S>(mut self, capabilities: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.constraints_mut()
+            .required
+            .extend(capabilities.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds soft capability preferences.
+    pub fn prefer<I, S>(mut self, capabilities: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.constraints_mut()
+            .preferred
+            .extend(capabilities.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets the affinity key (for example a session or tenant id).
+    pub fn affinity_key(mut self, key: impl Into<String>) -> Self {
+        self.constraints_mut().affinity_key = Some(key.into());
+        self
+    }
+
+    /// Pins the task to one agent (hard).
+    pub fn pin(mut self, agent: AgentId) -> Self {
+        self.constraints_mut().pinned = Some(agent);
+        self
+    }
+
+    /// Prefers one agent (soft): it is chosen whenever it is eligible.
+    pub fn prefer_agent(mut self, agent: AgentId) -> Self {
+        self.constraints_mut().preferred_agent = Some(agent);
+        self
+    }
+
+    /// Anti-affinity: never route to these agents.
+    pub fn avoid(mut self, agents: impl IntoIterator<Item = AgentId>) -> Self {
+        self.constraints_mut().avoided.extend(agents);
+        self
+    }
+
+    /// Excludes agents (failover adds the agent that just failed the task).
+    pub fn exclude(mut self, agents: impl IntoIterator<Item = AgentId>) -> Self {
+        self.constraints_mut().excluded.extend(agents);
+        self
+    }
+
+    /// Adds a label constraint.
+    pub fn label(mut self, constraint: LabelConstraint) -> Self {
+        self.constraints_mut().labels.push(constraint);
+        self
+    }
+
+    /// Sets the task kind, the key under which adaptive strategies learn.
+    pub fn kind(mut self, kind: impl Into<String>) -> Self {
+        self.constraints_mut().kind = Some(kind.into());
+        self
+    }
+
+    /// Whether nothing at all is asked (the default): any available agent
+    /// will do. Cheaper than comparing with `TaskRequirements::new()`.
+    pub fn is_empty(&self) -> bool {
+        self.constraints
+            .as_deref()
+            .is_none_or(Constraints::is_empty)
+    }
 
     /// Required capability names.
     pub fn required(&self) -> &BTreeSet<String> {
-        &self.required
+        &self.constraints().required
     }
 
     /// Preferred capability names.
     pub fn preferred(&self) -> &BTreeSet<String> {
-        &self.preferred
+        &self.constraints().preferred
     }
 
     /// The affinity key, if any.
     pub fn affinity(&self) -> Option<&str> {
-        self.affinity_key.as_deref()
+        self.constraints().affinity_key.as_deref()
     }
 
     /// The pinned agent, if any.
     pub fn pinned(&self) -> Option<AgentId> {
-        self.pinned
+        self.constraints().pinned
     }
 
     /// The preferred agent, if any.
     pub fn preferred_agent(&self) -> Option<AgentId> {
-        self.preferred_agent
+        self.constraints().preferred_agent
     }
 
     /// Agents under anti-affinity.
     pub fn avoided(&self) -> &BTreeSet<AgentId> {
-        &self.avoided
+        &self.constraints().avoided
     }
 
     /// Excluded agents.
     pub fn excluded(&self) -> &BTreeSet<AgentId> {
-        &self.excluded
+        &self.constraints().excluded
     }
 
     /// Label constraints.
     pub fn labels(&self) -> &[LabelConstraint] {
-        &self.labels
+        &self.constraints().labels
     }
 
     /// The task kind, if any.
     pub fn task_kind(&self) -> Option<&str> {
-        self.kind.as_deref()
+        self.constraints().kind.as_deref()
     }
 }
 
@@ -259,5 +356,38 @@ mod tests {
         for ask in asks {
             assert!(!ask.is_empty(), "{ask:?}");
         }
+    }
+
+    #[test]
+    fn asking_for_nothing_explicitly_equals_the_default() {
+        use std::hash::{BuildHasher, RandomState};
+        let none: [&str; 0] = [];
+        let explicit = TaskRequirements::new().require(none).avoid([]);
+        assert!(explicit.is_empty());
+        assert_eq!(explicit, TaskRequirements::new());
+        let state = RandomState::new();
+        assert_eq!(
+            state.hash_one(&explicit),
+            state.hash_one(TaskRequirements::new())
+        );
+        assert_eq!(
+            std::mem::size_of::<TaskRequirements>(),
+            std::mem::size_of::<usize>()
+        );
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serializes_as_its_constraints_whether_empty_or_not() {
+        let empty = serde_json::to_string(&TaskRequirements::new()).unwrap();
+        assert!(empty.starts_with("{\"required\":[]"), "{empty}");
+        let back: TaskRequirements = serde_json::from_str(&empty).unwrap();
+        assert!(back.is_empty() && back.constraints.is_none());
+        let gpu = TaskRequirements::new().require(["gpu"]).kind("train");
+        let json = serde_json::to_string(&gpu).unwrap();
+        assert_eq!(
+            serde_json::from_str::<TaskRequirements>(&json).unwrap(),
+            gpu
+        );
     }
 }

@@ -51,7 +51,8 @@ impl PerformanceStats {
         } else {
             self.failed += 1;
         }
-        let sample = outcome.latency.as_nanos() as f64;
+        // Through u64: converting a u128 to f64 costs a library call.
+        let sample = u64::try_from(outcome.latency.as_nanos()).unwrap_or(u64::MAX) as f64;
         self.ewma_latency_nanos = Some(match self.ewma_latency_nanos {
             None => sample,
             Some(avg) => avg + alpha * (sample - avg),

@@ -120,8 +120,16 @@ impl Histogram {
     /// Records one value. `O(1)`.
     pub fn record(&mut self, value: u64) {
         let index = bucket_of(value);
-        self.cover(index, index);
-        self.add_to_bucket(index, 1);
+        match index
+            .checked_sub(self.offset)
+            .and_then(|i| self.counts.get_mut(i))
+        {
+            Some(slot) => *slot = slot.saturating_add(1),
+            None => {
+                self.cover(index, index);
+                self.add_to_bucket(index, 1);
+            }
+        }
         self.count = self.count.saturating_add(1);
         self.sum = self.sum.saturating_add(u128::from(value));
         self.min = self.min.min(value);

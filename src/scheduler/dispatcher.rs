@@ -232,7 +232,9 @@ pub struct Dispatcher<P, S = Box<dyn RoutingStrategy + Send>> {
 struct State<P> {
     registry: Registry,
     rng: SplitMix64,
-    tasks: TaskSlab<Task<P>>,
+    /// Live tasks, and the terminal states of the last `terminal_history`
+    /// finished ones.
+    tasks: TaskSlab<Task<P>, TaskState>,
     requirements: RequirementsTable,
     queue: Queue,
     parked: Vec<Parked>,
@@ -243,8 +245,6 @@ struct State<P> {
     in_flight: IdMap<AgentId, Vec<TaskId>>,
     idempotency: HashMap<String, TaskId>,
     idempotency_expiry: VecDeque<(Instant, String)>,
-    history: IdMap<TaskId, TaskState>,
-    history_order: VecDeque<TaskId>,
     dead_letters: DeadLetterQueue<P>,
     queued_by_level: [usize; Priority::LEVELS],
     waiting: usize,
@@ -300,8 +300,6 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             in_flight: IdMap::default(),
             idempotency: HashMap::new(),
             idempotency_expiry: VecDeque::new(),
-            history: IdMap::default(),
-            history_order: VecDeque::new(),
             dead_letters: DeadLetterQueue::new(),
             queued_by_level: [0; Priority::LEVELS],
             waiting: 0,
@@ -482,7 +480,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// [`SubmitError`] handing the task back: the queue is full, or its
     /// deadline has passed.
     pub fn submit(&mut self, spec: TaskSpec<P>, now: Instant) -> Result<Submitted, SubmitError<P>> {
-        let submitted = self.enqueue(spec, now)?;
+        let (submitted, entry) = self.admit(spec, now)?;
+        if let Some(entry) = entry {
+            self.offer(entry, now);
+        }
         self.dispatch(now);
         Ok(submitted)
     }
@@ -597,7 +598,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         token: AttemptToken,
     ) -> Result<(Instant, Priority), ReportError> {
         let Some(entry) = self.state.tasks.get(task) else {
-            return Err(match self.state.history.get(&task) {
+            return Err(match self.state.tasks.record(task) {
                 Some(&state) => ReportError::NotInFlight { task, state },
                 None => ReportError::UnknownTask(task),
             });
@@ -653,7 +654,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             .tasks
             .get(task)
             .map(|t| t.state)
-            .or_else(|| self.state.history.get(&task).copied())
+            .or_else(|| self.state.tasks.record(task).copied())
     }
 
     /// The payload of a live task.
@@ -680,7 +681,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// priority and requirements. The order is the order of the dispatcher's
     /// task slots: deterministic for a given history of inputs, but not
     /// submission order. Read-only; costs `O(n)` for `n` the peak number of
-    /// live tasks.
+    /// live tasks plus `terminal_history`.
     pub fn iter_live_tasks(
         &self,
     ) -> impl Iterator<Item = (TaskId, TaskState, Priority, &crate::TaskRequirements)> + '_ {
@@ -786,13 +787,27 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     // ----- internals ----------------------------------------------------
 
     fn enqueue(&mut self, spec: TaskSpec<P>, now: Instant) -> Result<Submitted, SubmitError<P>> {
+        let (submitted, entry) = self.admit(spec, now)?;
+        if let Some(entry) = entry {
+            self.state.queue.push(entry);
+        }
+        Ok(submitted)
+    }
+
+    /// Creates the task of an accepted submission, with its timers, and
+    /// returns the queue entry for the caller to file; a duplicate has none.
+    fn admit(
+        &mut self,
+        spec: TaskSpec<P>,
+        now: Instant,
+    ) -> Result<(Submitted, Option<Entry>), SubmitError<P>> {
         self.forget_expired_keys(now);
         if let Some(&existing) = spec
             .idempotency_key
             .as_ref()
             .and_then(|k| self.state.idempotency.get(k))
         {
-            return Ok(Submitted::Duplicate(existing));
+            return Ok((Submitted::Duplicate(existing), None));
         }
         if self.state.waiting >= self.config.queue_capacity {
             let kind = SubmitErrorKind::QueueFull {
@@ -841,12 +856,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             probe: false,
         });
         self.count(TaskState::Queued, priority, 1);
-        self.state.queue.push(Entry {
+        let entry = Entry {
             seq,
             task,
             priority,
             since: now,
-        });
+        };
         if let Some(ttl) = ttl {
             self.arm(now.saturating_add(ttl), Timer::Ttl(task));
         }
@@ -868,7 +883,22 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             budget.record_request(now);
         }
         self.emit(Event::Submitted { task, priority }, now);
-        Ok(Submitted::New(task))
+        Ok((Submitted::New(task), Some(entry)))
+    }
+
+    /// Files a new entry. When nothing waits that [`dispatch`](Self::dispatch)
+    /// would serve first — the main queue is empty and every parked group is
+    /// blocked — and its level may be dispatched now, the entry goes straight
+    /// to routing: what `dispatch` would do next, without the queue round trip.
+    fn offer(&mut self, entry: Entry, now: Instant) {
+        let nothing_ahead =
+            self.state.queue.is_empty() && self.state.parked.iter().all(|g| g.blocked);
+        match self.dispatch_limit() {
+            Some(max_level) if nothing_ahead && entry.priority <= max_level => {
+                self.place(Source::Main, entry, now)
+            }
+            _ => self.state.queue.push(entry),
+        }
     }
 
     fn forget_expired_keys(&mut self, now: Instant) {
@@ -889,38 +919,49 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// With every slot taken, only P0 tasks are looked at, and only when
     /// preemption may free a slot for them.
     fn dispatch(&mut self, now: Instant) {
-        loop {
-            let saturated = self.state.registry.available_agents() == 0;
-            let max_level = match (saturated, self.config.preemption) {
-                (true, false) => break,
-                (true, true) => Priority::Critical,
-                (false, _) if self.reservation_active() => Priority::High,
-                (false, _) => Priority::Low,
-            };
+        while let Some(max_level) = self.dispatch_limit() {
             let Some((source, entry)) = self.next_entry(now, max_level) else {
                 break;
             };
-            let kind = self.gated_kind(entry.task);
-            if !self.bulkhead_admits(kind.as_ref()) {
-                // Unblocked when a task of this kind finishes.
+            self.place(source, entry, now);
+        }
+    }
+
+    /// The lowest priority that may be dispatched now, or `None` when no
+    /// task can be.
+    fn dispatch_limit(&self) -> Option<Priority> {
+        let saturated = self.state.registry.available_agents() == 0;
+        match (saturated, self.config.preemption) {
+            (true, false) => None,
+            (true, true) => Some(Priority::Critical),
+            (false, _) if self.reservation_active() => Some(Priority::High),
+            (false, _) => Some(Priority::Low),
+        }
+    }
+
+    /// Assigns the entry taken from `source`, or parks it when its kind's
+    /// gates or the lack of an eligible agent hold it back.
+    fn place(&mut self, source: Source, entry: Entry, now: Instant) {
+        let kind = self.gated_kind(entry.task);
+        if !self.bulkhead_admits(kind.as_ref()) {
+            // Unblocked when a task of this kind finishes.
+            self.park(entry, source, now);
+            return;
+        }
+        let routed = match self.route(entry.task) {
+            Err(_) if self.preempt_for(&entry, now) => self.route(entry.task),
+            routed => routed,
+        };
+        match routed.map(|agent| (agent, self.kind_rate_admits(kind.as_ref(), now))) {
+            Ok((agent, Ok(()))) => self.assign(entry, agent, kind, now),
+            Ok((_, Err(until))) => {
+                let requirements = self.state.tasks.get(entry.task).map(|t| t.requirements);
                 self.park(entry, source, now);
-                continue;
-            }
-            let routed = match self.route(entry.task) {
-                Err(_) if self.preempt_for(&entry, now) => self.route(entry.task),
-                routed => routed,
-            };
-            match routed.map(|agent| (agent, self.kind_rate_admits(kind.as_ref(), now))) {
-                Ok((agent, Ok(()))) => self.assign(entry, agent, kind, now),
-                Ok((_, Err(until))) => {
-                    let requirements = self.state.tasks.get(entry.task).map(|t| t.requirements);
-                    self.park(entry, source, now);
-                    if let Some(requirements) = requirements {
-                        self.arm(until, Timer::KindRate(requirements));
-                    }
+                if let Some(requirements) = requirements {
+                    self.arm(until, Timer::KindRate(requirements));
                 }
-                Err(_) => self.park(entry, source, now),
             }
+            Err(_) => self.park(entry, source, now),
         }
     }
 
@@ -1207,6 +1248,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
     /// `agent` may have a free slot now: unblock the groups it could serve.
     fn capacity_freed(&mut self, agent: AgentId) {
+        if self.state.parked.iter().all(|g| !g.blocked) {
+            return;
+        }
         let Some(record) = self.state.registry.get(agent) else {
             return;
         };
@@ -1712,21 +1756,17 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// bounded history.
     fn finish(&mut self, task: TaskId, terminal: TaskState) -> Option<Task<P>> {
         self.set_state(task, terminal);
-        let entry = self.state.tasks.remove(task)?;
+        let entry = self
+            .state
+            .tasks
+            .finish(task, terminal, self.config.terminal_history)?;
         self.state.requirements.release(entry.requirements);
-        self.state.history.insert(task, terminal);
-        self.state.history_order.push_back(task);
-        while self.state.history_order.len() > self.config.terminal_history {
-            if let Some(old) = self.state.history_order.pop_front() {
-                self.state.history.remove(&old);
-            }
-        }
         Some(entry)
     }
 
     /// The live state of `task`, or why it has none.
     fn live_state(&self, task: TaskId) -> Result<TaskState, SchedulerError> {
-        match (self.state.tasks.get(task), self.state.history.get(&task)) {
+        match (self.state.tasks.get(task), self.state.tasks.record(task)) {
             (Some(t), _) => Ok(t.state),
             (None, Some(&state)) => Err(SchedulerError::AlreadyFinished { task, state }),
             (None, None) => Err(SchedulerError::UnknownTask(task)),

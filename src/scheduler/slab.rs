@@ -1,31 +1,51 @@
-//! Dense storage of live tasks, addressed by [`TaskId`]s that carry a
-//! generation, so an id of a finished task never reaches its slot's next
-//! occupant.
+//! Dense storage of tasks, live and recently finished, addressed by
+//! [`TaskId`]s that carry a generation, so an id of a task whose slot was
+//! reused never reaches the slot's next occupant.
+//!
+//! A finished task leaves a small record (its terminal state) in its slot.
+//! Slots are reused oldest-finished first, and only the records of the last
+//! `keep` finished tasks stay readable, so the finished records are a ring
+//! inside the slab: finishing a task and forgetting the oldest record cost no
+//! hashing, and the slab holds at most `peak live + keep + 1` slots.
+
+use std::collections::VecDeque;
 
 use crate::TaskId;
 
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-struct Slot<T> {
-    generation: u32,
-    value: Option<T>,
+enum Occupant<T, R> {
+    Live(T),
+    /// The record of the finished task with this slot's generation.
+    Finished(R),
+    /// Finished, its record forgotten: waiting to be reused.
+    Vacant,
 }
 
-/// A slab whose keys are [`TaskId`]s: `generation << 32 | index`.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub(crate) struct TaskSlab<T> {
-    slots: Vec<Slot<T>>,
-    free: Vec<u32>,
-    len: usize,
+struct Slot<T, R> {
+    generation: u32,
+    occupant: Occupant<T, R>,
 }
 
-impl<T> Default for TaskSlab<T> {
+/// A slab whose keys are [`TaskId`]s: `generation << 32 | index`. Holds
+/// live values `T` and records `R` of finished ones.
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub(crate) struct TaskSlab<T, R> {
+    slots: Vec<Slot<T, R>>,
+    /// Slots of finished tasks, in the order they finished.
+    retired: VecDeque<u32>,
+    live: usize,
+}
+
+impl<T, R> Default for TaskSlab<T, R> {
     fn default() -> Self {
         TaskSlab {
             slots: Vec::new(),
-            free: Vec::new(),
-            len: 0,
+            retired: VecDeque::new(),
+            live: 0,
         }
     }
 }
@@ -37,66 +57,108 @@ fn split(id: TaskId) -> (usize, u32) {
     )
 }
 
-impl<T> TaskSlab<T> {
-    /// Stores `value` and returns its new id.
+fn join(index: usize, generation: u32) -> TaskId {
+    TaskId::new(u64::from(generation) << 32 | index as u64)
+}
+
+impl<T, R> TaskSlab<T, R> {
+    /// Stores `value` and returns its new id. Reuses the slot of the oldest
+    /// finished task whose record is forgotten, if there is one.
     pub(crate) fn insert(&mut self, value: T) -> TaskId {
-        self.len += 1;
-        let index = match self.free.pop() {
-            Some(index) => index,
-            None => {
-                self.slots.push(Slot {
-                    generation: 0,
-                    value: None,
-                });
-                (self.slots.len() - 1) as u32
-            }
-        };
-        let slot = &mut self.slots[index as usize];
-        slot.value = Some(value);
-        TaskId::new(u64::from(slot.generation) << 32 | u64::from(index))
+        self.live += 1;
+        if let Some(&index) = self.retired.front()
+            && matches!(self.slots[index as usize].occupant, Occupant::Vacant)
+        {
+            self.retired.pop_front();
+            let slot = &mut self.slots[index as usize];
+            slot.generation = slot.generation.wrapping_add(1);
+            slot.occupant = Occupant::Live(value);
+            return join(index as usize, slot.generation);
+        }
+        self.slots.push(Slot {
+            generation: 0,
+            occupant: Occupant::Live(value),
+        });
+        join(self.slots.len() - 1, 0)
     }
 
-    pub(crate) fn get(&self, id: TaskId) -> Option<&T> {
+    fn slot(&self, id: TaskId) -> Option<&Slot<T, R>> {
         let (index, generation) = split(id);
         self.slots
             .get(index)
             .filter(|slot| slot.generation == generation)
-            .and_then(|slot| slot.value.as_ref())
+    }
+
+    /// The live value of `id`.
+    pub(crate) fn get(&self, id: TaskId) -> Option<&T> {
+        match &self.slot(id)?.occupant {
+            Occupant::Live(value) => Some(value),
+            _ => None,
+        }
     }
 
     pub(crate) fn get_mut(&mut self, id: TaskId) -> Option<&mut T> {
         let (index, generation) = split(id);
-        self.slots
-            .get_mut(index)
-            .filter(|slot| slot.generation == generation)
-            .and_then(|slot| slot.value.as_mut())
+        match self.slots.get_mut(index) {
+            Some(Slot {
+                generation: g,
+                occupant: Occupant::Live(value),
+            }) if *g == generation => Some(value),
+            _ => None,
+        }
     }
 
-    /// Removes the value; the slot's next occupant gets a new generation.
-    pub(crate) fn remove(&mut self, id: TaskId) -> Option<T> {
+    /// The record `id` finished with, if it is among the last `keep`.
+    pub(crate) fn record(&self, id: TaskId) -> Option<&R> {
+        match &self.slot(id)?.occupant {
+            Occupant::Finished(record) => Some(record),
+            _ => None,
+        }
+    }
+
+    /// Takes the live value out, leaves `record` in its place, and forgets
+    /// the records beyond the last `keep`.
+    pub(crate) fn finish(&mut self, id: TaskId, record: R, keep: usize) -> Option<T> {
         let (index, generation) = split(id);
         let slot = self
             .slots
             .get_mut(index)
             .filter(|slot| slot.generation == generation)?;
-        let value = slot.value.take()?;
-        slot.generation = slot.generation.wrapping_add(1);
-        self.free.push(index as u32);
-        self.len -= 1;
+        let value = match std::mem::replace(&mut slot.occupant, Occupant::Finished(record)) {
+            Occupant::Live(value) => value,
+            other => {
+                slot.occupant = other;
+                return None;
+            }
+        };
+        self.live -= 1;
+        self.retired.push_back(index as u32);
+        if let Some(forgotten) = self
+            .retired
+            .len()
+            .checked_sub(keep + 1)
+            .and_then(|at| self.retired.get(at))
+        {
+            self.slots[*forgotten as usize].occupant = Occupant::Vacant;
+        }
         Some(value)
     }
 
+    /// Number of live values.
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.live
     }
 
-    /// Every stored value with its id, in slot order. Costs `O(slots)`:
-    /// the peak number of values stored at once.
+    /// Every live value with its id, in slot order. Costs `O(slots)`: the
+    /// peak number of live values plus the records kept.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (TaskId, &T)> + '_ {
-        self.slots.iter().zip(0u64..).filter_map(|(slot, index)| {
-            let id = TaskId::new(u64::from(slot.generation) << 32 | index);
-            slot.value.as_ref().map(|value| (id, value))
-        })
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(index, slot)| match &slot.occupant {
+                Occupant::Live(value) => Some((join(index, slot.generation), value)),
+                _ => None,
+            })
     }
 }
 
@@ -108,14 +170,37 @@ mod tests {
     fn stale_ids_miss_reused_slots() {
         let mut slab = TaskSlab::default();
         let a = slab.insert("a");
-        assert_eq!(slab.remove(a), Some("a"));
+        assert_eq!(slab.finish(a, "done", 0), Some("a"));
         let b = slab.insert("b");
         assert_ne!(a, b);
         assert_eq!(slab.get(a), None);
-        assert_eq!(slab.remove(a), None);
+        assert_eq!(slab.record(a), None);
+        assert_eq!(slab.finish(a, "again", 0), None);
         assert_eq!(slab.get(b), Some(&"b"));
         assert_eq!(slab.len(), 1);
         let c = slab.insert("c");
         assert_eq!(slab.iter().collect::<Vec<_>>(), [(b, &"b"), (c, &"c")]);
+    }
+
+    #[test]
+    fn the_last_keep_records_stay_readable_and_older_slots_are_reused() {
+        let mut slab = TaskSlab::default();
+        let ids: Vec<TaskId> = (0..5).map(|i| slab.insert(i)).collect();
+        for (i, &id) in ids.iter().enumerate() {
+            assert_eq!(slab.finish(id, i * 10, 2), Some(i));
+            assert_eq!(slab.get(id), None);
+        }
+        let records: Vec<Option<usize>> = ids.iter().map(|&id| slab.record(id).copied()).collect();
+        assert_eq!(records, [None, None, None, Some(30), Some(40)]);
+        // The three forgotten slots are reused, oldest first; the kept ones are not.
+        let reused: Vec<TaskId> = (0..4).map(|i| slab.insert(10 + i)).collect();
+        let index = |id: TaskId| id.get() & u64::from(u32::MAX);
+        assert_eq!(
+            reused.iter().map(|&id| index(id)).collect::<Vec<_>>(),
+            [0, 1, 2, 5]
+        );
+        assert_eq!(slab.record(ids[3]), Some(&30));
+        assert_eq!(slab.get(ids[0]), None);
+        assert_eq!(slab.len(), 4);
     }
 }
