@@ -423,7 +423,22 @@ impl Registry {
     /// [`RegistryError::UnknownAgent`], or [`RegistryError::NoSlotHeld`] when
     /// the load is already zero.
     pub fn release(&mut self, id: AgentId) -> Result<u32, RegistryError> {
+        self.release_after(id, None)
+    }
+
+    /// [`record_outcome`](Self::record_outcome) (when the attempt produced
+    /// an outcome) and [`release`](Self::release) with one lookup. The
+    /// outcome is recorded even when no slot is held.
+    pub(crate) fn release_after(
+        &mut self,
+        id: AgentId,
+        outcome: Option<Outcome>,
+    ) -> Result<u32, RegistryError> {
+        let alpha = self.smoothing;
         self.update(id, |record| {
+            if let Some(outcome) = outcome {
+                record.stats.record(outcome, alpha);
+            }
             record.load = record
                 .load
                 .checked_sub(1)
@@ -544,8 +559,18 @@ impl Registry {
         let result = change(record);
         let after = record.tracked();
         if before != after {
-            self.count_online(before, -1);
-            self.count_online(after, 1);
+            let same_standing = (before.status, before.capacity, before.class)
+                == (after.status, after.capacity, after.class);
+            if !same_standing {
+                self.count_online(before, -1);
+                self.count_online(after, 1);
+            } else if after.status == AgentStatus::Online {
+                // Only the load moved (the common case): no class to visit.
+                self.online_load = self
+                    .online_load
+                    .saturating_add(u64::from(after.load))
+                    .saturating_sub(u64::from(before.load));
+            }
             match (before.availability(slot), after.availability(slot)) {
                 // Still available: only the load order moves.
                 (Some(_), Some(new)) => self.index.reorder(after.class, new),

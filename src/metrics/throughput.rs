@@ -44,6 +44,11 @@ pub struct Throughput {
     width: u64,
     /// The tick (`nanos / width`) of the newest bucket.
     head: u64,
+    /// Where the head bucket is in `counts`: `head % counts.len()`.
+    head_slot: usize,
+    /// The first nanosecond past the head bucket: recording before it
+    /// needs no division.
+    head_end: u64,
     /// Ring of counts: tick `t` in `head + 1 − len ..= head` lives at
     /// `t % len`. Length between 1 and [`Throughput::MAX_BUCKETS`].
     counts: Vec<u64>,
@@ -79,11 +84,20 @@ impl Throughput {
         if width == 0 {
             return Err(MetricsError::WindowTooShort { window, buckets });
         }
-        Ok(Throughput {
+        Ok(Throughput::at_head(width, 0, vec![0; buckets]))
+    }
+
+    /// A window whose newest bucket is tick `head`.
+    fn at_head(width: u64, head: u64, counts: Vec<u64>) -> Self {
+        let mut throughput = Throughput {
             width,
-            head: 0,
-            counts: vec![0; buckets],
-        })
+            head,
+            head_slot: 0,
+            head_end: 0,
+            counts,
+        };
+        throughput.set_head(head);
+        throughput
     }
 
     /// Records one event at `now`. `O(1)` amortized: `O(buckets)` at worst
@@ -94,9 +108,10 @@ impl Throughput {
 
     /// Records `events` events at `now` (saturating).
     pub fn record_n(&mut self, now: Instant, events: u64) {
-        self.advance(now);
-        let slot = self.slot(self.head);
-        if let Some(count) = self.counts.get_mut(slot) {
+        if now.as_nanos() >= self.head_end {
+            self.advance(now);
+        }
+        if let Some(count) = self.counts.get_mut(self.head_slot) {
             *count = count.saturating_add(events);
         }
     }
@@ -131,7 +146,7 @@ impl Throughput {
     /// Forgets every event, including the latest instant seen.
     pub fn reset(&mut self) {
         self.counts.fill(0);
-        self.head = 0;
+        self.set_head(0);
     }
 
     /// The bucket tick of `now`.
@@ -161,7 +176,13 @@ impl Throughput {
                 }
             }
         }
+        self.set_head(tick);
+    }
+
+    fn set_head(&mut self, tick: u64) {
         self.head = tick;
+        self.head_slot = self.slot(tick);
+        self.head_end = tick.saturating_add(1).saturating_mul(self.width);
     }
 }
 
@@ -206,11 +227,11 @@ mod serde_impl {
                     repr.counts.len()
                 )));
             }
-            Ok(Throughput {
-                width: repr.bucket_width_nanos,
-                head: repr.head_tick,
-                counts: repr.counts,
-            })
+            Ok(Throughput::at_head(
+                repr.bucket_width_nanos,
+                repr.head_tick,
+                repr.counts,
+            ))
         }
     }
 }

