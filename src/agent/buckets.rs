@@ -73,6 +73,11 @@ impl<B: Copy> Links<B> {
         self.links.get(slot as usize)
     }
 
+    /// The link of a slot that is in a list.
+    fn linked(&mut self, slot: Slot) -> &mut Link<B> {
+        &mut self.links[slot as usize]
+    }
+
     fn get_mut(&mut self, slot: Slot) -> &mut Link<B> {
         let at = slot as usize;
         if self.links.len() <= at {
@@ -112,12 +117,16 @@ impl<B: Ord + Copy> BucketLists<B> {
         let tail = match self.find(&bucket) {
             Ok(at) => std::mem::replace(&mut self.buckets[at].2, slot),
             Err(at) => {
-                self.buckets.insert(at, (bucket, slot, slot));
+                // Shifting a few entries by swaps beats a memmove call.
+                self.buckets.push((bucket, slot, slot));
+                for i in (at + 1..self.buckets.len()).rev() {
+                    self.buckets.swap(i, i - 1);
+                }
                 NIL
             }
         };
         if tail != NIL {
-            links.get_mut(tail).next = slot;
+            links.linked(tail).next = slot;
         }
         *links.get_mut(slot) = Link {
             bucket: Some(bucket),
@@ -137,15 +146,18 @@ impl<B: Ord + Copy> BucketLists<B> {
             return;
         };
         if prev != NIL {
-            links.get_mut(prev).next = next;
+            links.linked(prev).next = next;
         }
         if next != NIL {
-            links.get_mut(next).prev = prev;
+            links.linked(next).prev = prev;
         }
         if let Ok(at) = self.find(&bucket) {
             match (prev, next) {
                 (NIL, NIL) => {
-                    self.buckets.remove(at);
+                    for i in at + 1..self.buckets.len() {
+                        self.buckets.swap(i - 1, i);
+                    }
+                    self.buckets.pop();
                 }
                 _ => {
                     let ends = &mut self.buckets[at];
@@ -158,7 +170,7 @@ impl<B: Ord + Copy> BucketLists<B> {
                 }
             }
         }
-        links.get_mut(slot).bucket = None;
+        links.linked(slot).bucket = None;
     }
 
     /// Moves `slot` to the back of `bucket`'s list, unless it is already in

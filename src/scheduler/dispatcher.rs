@@ -919,6 +919,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// With every slot taken, only P0 tasks are looked at, and only when
     /// preemption may free a slot for them.
     fn dispatch(&mut self, now: Instant) {
+        if self.state.queued_by_level.iter().all(|&n| n == 0) {
+            // Nothing queued: what the queues hold, if anything, is dead.
+            return;
+        }
         while let Some(max_level) = self.dispatch_limit() {
             let Some((source, entry)) = self.next_entry(now, max_level) else {
                 break;
@@ -1398,10 +1402,15 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     }
 
     /// The kind of `task`, when kind gates (bulkhead, kind rate limit) are on.
+    #[inline]
     fn gated_kind(&self, task: TaskId) -> Option<String> {
         if self.state.bulkhead.is_none() && self.state.kind_rates.is_none() {
             return None;
         }
+        self.kind_of(task)
+    }
+
+    fn kind_of(&self, task: TaskId) -> Option<String> {
         let t = self.state.tasks.get(task)?;
         Some(
             self.state
