@@ -171,7 +171,10 @@ impl DispatcherConfigBuilder {
     }
 
     /// How many finished tasks keep a queryable record. Default 10,000;
-    /// must be at least 1.
+    /// must be at least 1. A record keeps its task's slot in the task table
+    /// until it is forgotten, so the table holds up to the peak number of
+    /// live tasks plus this many slots (each about the size of a live task
+    /// without its boxed extras).
     pub fn terminal_history(mut self, records: usize) -> Self {
         self.config.terminal_history = records;
         self

@@ -3,6 +3,12 @@
 //! Most tasks in a pool ask for one of a few requirement sets; storing each
 //! set once keeps a queued task small and lets routing reuse the resolved
 //! bitsets.
+//!
+//! An entry whose last user finished stays, resolution included, so a set
+//! that comes back (a pool that runs one task at a time empties it after
+//! every task) is neither hashed nor resolved again. Unused entries are swept
+//! once there are more than [`UNUSED_KEPT`] of them and more than entries in
+//! use, so the table stays within about twice the sets in use.
 
 use std::collections::HashMap;
 
@@ -12,6 +18,9 @@ use crate::routing::{ResolvedRequirements, RoutingError};
 
 /// Index of an interned requirement set.
 pub(crate) type RequirementsId = u32;
+
+/// Unused entries that are never worth a sweep.
+const UNUSED_KEPT: usize = 64;
 
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -32,6 +41,8 @@ pub(crate) struct RequirementsTable {
     ids: HashMap<TaskRequirements, RequirementsId>,
     /// The entry handed out last.
     last: Option<RequirementsId>,
+    /// Entries with no user left.
+    unused: usize,
 }
 
 impl RequirementsTable {
@@ -51,7 +62,10 @@ impl RequirementsTable {
         });
         if let Some(id) = repeated.or_else(|| self.ids.get(&requirements).copied()) {
             self.last = Some(id);
-            if let Some(entry) = self.entry_mut(id) {
+            if let Some(entry) = self.entries.get_mut(id as usize).and_then(Option::as_mut) {
+                if entry.users == 0 {
+                    self.unused -= 1;
+                }
                 entry.users += 1;
             }
             return id;
@@ -76,18 +90,32 @@ impl RequirementsTable {
         id
     }
 
-    /// One user fewer; the entry goes when none is left.
+    /// One user fewer; unused entries go in sweeps (see the module docs).
     pub(crate) fn release(&mut self, id: RequirementsId) {
         let Some(entry) = self.entry_mut(id) else {
             return;
         };
         entry.users -= 1;
         if entry.users == 0 {
-            if let Some(entry) = self.entries[id as usize].take() {
-                self.ids.remove(&entry.requirements);
+            self.unused += 1;
+            let in_use = self.ids.len() - self.unused;
+            if self.unused > UNUSED_KEPT && self.unused > in_use {
+                self.sweep();
             }
-            self.free.push(id);
         }
+    }
+
+    /// Drops every entry with no user.
+    fn sweep(&mut self) {
+        for (id, slot) in self.entries.iter_mut().enumerate() {
+            if slot.as_ref().is_some_and(|e| e.users == 0)
+                && let Some(entry) = slot.take()
+            {
+                self.ids.remove(&entry.requirements);
+                self.free.push(id as RequirementsId);
+            }
+        }
+        self.unused = 0;
     }
 
     pub(crate) fn requirements(&self, id: RequirementsId) -> Option<&TaskRequirements> {
@@ -138,7 +166,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn equal_requirements_share_one_entry_until_the_last_user_leaves() {
+    fn equal_requirements_share_one_entry_that_outlives_its_users() {
         let mut table = RequirementsTable::default();
         let gpu = TaskRequirements::new().require(["gpu"]);
         let a = table.acquire(gpu.clone());
@@ -149,7 +177,36 @@ mod tests {
         table.release(a);
         assert_eq!(table.requirements(b), Some(&gpu));
         table.release(b);
-        assert_eq!(table.requirements(b), None);
+        // Unused, but kept until a sweep: coming back costs no new entry.
+        assert_eq!(table.requirements(b), Some(&gpu));
+        assert_eq!(table.acquire(gpu.clone()), a);
         assert_eq!(table.requirements(c), Some(&TaskRequirements::new()));
+    }
+
+    #[test]
+    fn unused_entries_are_swept_once_they_outnumber_the_used_ones() {
+        let mut table = RequirementsTable::default();
+        let kept = table.acquire(TaskRequirements::new());
+        let sets = UNUSED_KEPT + 10;
+        for i in 0..sets {
+            let id = table.acquire(TaskRequirements::new().affinity_key(i.to_string()));
+            table.release(id);
+            assert!(table.unused <= UNUSED_KEPT, "{} unused", table.unused);
+        }
+        // One sweep happened: the table holds the used entry and the unused
+        // ones since, never more than the bound.
+        let stored = table.entries.iter().flatten().count();
+        assert_eq!(stored, table.ids.len());
+        assert!(stored <= UNUSED_KEPT + 1, "{stored} stored");
+        assert_eq!(table.requirements(kept), Some(&TaskRequirements::new()));
+        assert_eq!(
+            table
+                .entries
+                .iter()
+                .flatten()
+                .filter(|e| e.users == 0)
+                .count(),
+            table.unused
+        );
     }
 }
