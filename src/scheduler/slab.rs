@@ -133,13 +133,16 @@ impl<T, R> TaskSlab<T, R> {
         };
         self.live -= 1;
         self.retired.push_back(index as u32);
-        if let Some(forgotten) = self
-            .retired
-            .len()
-            .checked_sub(keep + 1)
-            .and_then(|at| self.retired.get(at))
-        {
-            self.slots[*forgotten as usize].occupant = Occupant::Vacant;
+        // Forget the records older than the last `keep`. Normally that is the
+        // one just pushed out of them; after `keep` shrank, all those older.
+        let mut older = self.retired.len().checked_sub(keep + 1);
+        while let Some(at) = older {
+            let slot = &mut self.slots[self.retired[at] as usize];
+            if matches!(slot.occupant, Occupant::Vacant) {
+                break;
+            }
+            slot.occupant = Occupant::Vacant;
+            older = at.checked_sub(1);
         }
         Some(value)
     }
@@ -202,5 +205,23 @@ mod tests {
         assert_eq!(slab.record(ids[3]), Some(&30));
         assert_eq!(slab.get(ids[0]), None);
         assert_eq!(slab.len(), 4);
+    }
+
+    #[test]
+    fn a_smaller_keep_forgets_every_older_record() {
+        let mut slab = TaskSlab::default();
+        let ids: Vec<TaskId> = (0..6).map(|i| slab.insert(i)).collect();
+        for &id in &ids[..5] {
+            slab.finish(id, "done", 10);
+        }
+        assert!(ids[..5].iter().all(|&id| slab.record(id).is_some()));
+        slab.finish(ids[5], "done", 1);
+        let kept: Vec<bool> = ids.iter().map(|&id| slab.record(id).is_some()).collect();
+        assert_eq!(kept, [false, false, false, false, false, true]);
+        // Every forgotten slot is reusable: no new slot is needed.
+        for i in 0..5 {
+            slab.insert(10 + i);
+        }
+        assert_eq!(slab.slots.len(), 6);
     }
 }
