@@ -385,6 +385,15 @@ fn misbehaving_strategies_are_caught() {
         registry.route(&mut wrong, &gpu),
         Err(RoutingError::IneligibleChoice { agent: id(1) })
     );
+    // Querying the candidates vouches only for the agent they returned.
+    let mut asks_then_strays = |candidates: &Candidates<'_>| {
+        assert_eq!(candidates.least_loaded().map(|r| r.id()), Some(id(2)));
+        Some(id(1))
+    };
+    assert_eq!(
+        registry.route(&mut asks_then_strays, &gpu),
+        Err(RoutingError::IneligibleChoice { agent: id(1) })
+    );
     let mut lazy = |_: &Candidates<'_>| None;
     assert_eq!(registry.route(&mut lazy, &gpu), Err(RoutingError::Declined));
     registry.set_status(id(2), AgentStatus::Offline).unwrap();
