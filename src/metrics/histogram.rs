@@ -120,16 +120,11 @@ impl Histogram {
     /// Records one value. `O(1)`.
     pub fn record(&mut self, value: u64) {
         let index = bucket_of(value);
-        match index
-            .checked_sub(self.offset)
-            .and_then(|i| self.counts.get_mut(i))
-        {
-            Some(slot) => *slot = slot.saturating_add(1),
-            None => {
-                self.cover(index, index);
-                self.add_to_bucket(index, 1);
-            }
+        // The common case: the bucket is stored, no growth check needed.
+        if self.stored_bucket(index).is_none() {
+            self.cover(index, index);
         }
+        self.add_to_bucket(index, 1);
         self.count = self.count.saturating_add(1);
         self.sum = self.sum.saturating_add(u128::from(value));
         self.min = self.min.min(value);
@@ -294,12 +289,16 @@ impl Histogram {
     /// Adds `count` to bucket `index`, which [`cover`](Self::cover) has
     /// made sure is stored.
     fn add_to_bucket(&mut self, index: usize, count: u64) {
-        if let Some(slot) = index
-            .checked_sub(self.offset)
-            .and_then(|i| self.counts.get_mut(i))
-        {
+        if let Some(slot) = self.stored_bucket(index) {
             *slot = slot.saturating_add(count);
         }
+    }
+
+    /// The count of bucket `index`, if it is stored.
+    fn stored_bucket(&mut self, index: usize) -> Option<&mut u64> {
+        index
+            .checked_sub(self.offset)
+            .and_then(|i| self.counts.get_mut(i))
     }
 
     /// `(bucket index, count)` of every non-empty bucket, in value order.

@@ -89,6 +89,13 @@ impl<T, R> TaskSlab<T, R> {
             .filter(|slot| slot.generation == generation)
     }
 
+    fn slot_mut(&mut self, id: TaskId) -> Option<&mut Slot<T, R>> {
+        let (index, generation) = split(id);
+        self.slots
+            .get_mut(index)
+            .filter(|slot| slot.generation == generation)
+    }
+
     /// The live value of `id`.
     pub(crate) fn get(&self, id: TaskId) -> Option<&T> {
         match &self.slot(id)?.occupant {
@@ -98,12 +105,8 @@ impl<T, R> TaskSlab<T, R> {
     }
 
     pub(crate) fn get_mut(&mut self, id: TaskId) -> Option<&mut T> {
-        let (index, generation) = split(id);
-        match self.slots.get_mut(index) {
-            Some(Slot {
-                generation: g,
-                occupant: Occupant::Live(value),
-            }) if *g == generation => Some(value),
+        match &mut self.slot_mut(id)?.occupant {
+            Occupant::Live(value) => Some(value),
             _ => None,
         }
     }
@@ -119,11 +122,8 @@ impl<T, R> TaskSlab<T, R> {
     /// Takes the live value out, leaves `record` in its place, and forgets
     /// the records beyond the last `keep`.
     pub(crate) fn finish(&mut self, id: TaskId, record: R, keep: usize) -> Option<T> {
-        let (index, generation) = split(id);
-        let slot = self
-            .slots
-            .get_mut(index)
-            .filter(|slot| slot.generation == generation)?;
+        let (index, _) = split(id);
+        let slot = self.slot_mut(id)?;
         let value = match std::mem::replace(&mut slot.occupant, Occupant::Finished(record)) {
             Occupant::Live(value) => value,
             other => {
