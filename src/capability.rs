@@ -43,6 +43,7 @@ impl CapabilityId {
 /// allocation; for up to 64 distinct capabilities it is one AND and compare.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "SetWords"))]
 pub struct CapabilitySet {
     low: u64,
     high: Vec<u64>,
@@ -161,7 +162,10 @@ impl fmt::Debug for CapabilitySet {
 /// [`CapabilitySet`] built once stays valid for the interner's lifetime.
 #[derive(Clone, Debug, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(into = "Vec<String>", from = "Vec<String>"))]
+#[cfg_attr(
+    feature = "serde",
+    serde(into = "Vec<String>", try_from = "Vec<String>")
+)]
 pub struct CapabilityInterner {
     ids: HashMap<Arc<str>, CapabilityId>,
     names: Vec<Arc<str>>,
@@ -249,13 +253,51 @@ impl From<CapabilityInterner> for Vec<String> {
     }
 }
 
-impl From<Vec<String>> for CapabilityInterner {
-    fn from(names: Vec<String>) -> Self {
+/// Reads an interner back from its names in id order.
+///
+/// # Errors
+///
+/// A name that appears twice (the ids after it would shift), or more than
+/// `u32::MAX` names.
+impl TryFrom<Vec<String>> for CapabilityInterner {
+    type Error = String;
+
+    fn try_from(names: Vec<String>) -> Result<Self, String> {
+        if u32::try_from(names.len()).is_err() {
+            return Err(format!("{} capability names exceed u32::MAX", names.len()));
+        }
         let mut interner = CapabilityInterner::new();
         for name in names {
+            if interner.lookup(&name).is_some() {
+                return Err(format!("capability name {name:?} appears twice"));
+            }
             interner.intern(&name);
         }
-        interner
+        Ok(interner)
+    }
+}
+
+/// A [`CapabilitySet`] as stored: its words, checked on the way in.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct SetWords {
+    low: u64,
+    high: Vec<u64>,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<SetWords> for CapabilitySet {
+    type Error = &'static str;
+
+    /// Refuses a trailing zero word: equal sets must be equal values.
+    fn try_from(words: SetWords) -> Result<Self, Self::Error> {
+        if words.high.last() == Some(&0) {
+            return Err("a capability set ends in a zero word");
+        }
+        Ok(CapabilitySet {
+            low: words.low,
+            high: words.high,
+        })
     }
 }
 

@@ -104,6 +104,8 @@ mod rng;
 pub mod routing;
 pub mod scheduler;
 #[cfg(feature = "serde")]
+mod serde_bits;
+#[cfg(feature = "serde")]
 mod serde_pairs;
 pub mod time;
 pub mod workflow;

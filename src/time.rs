@@ -4,6 +4,25 @@
 //! as an [`Instant`] argument: nanoseconds since an epoch the host chooses
 //! (process start, the Unix epoch, tick zero of a simulation). Spans of time
 //! are plain [`std::time::Duration`]s.
+//!
+//! # The clock rule
+//!
+//! Host clocks step back (NTP, a VM migration, a journal replayed with
+//! skewed times) and host-supplied durations can be absurd. Every state
+//! machine and policy in the crate that takes `now` follows one rule:
+//!
+//! 1. **Time never runs backwards.** A `now` earlier than the latest `now`
+//!    the state machine has seen is treated as that latest instant: no time
+//!    passes, nothing that was not already due fires, and nothing recorded
+//!    earlier is moved back.
+//! 2. **Arithmetic saturates.** `Instant + Duration` clamps to
+//!    [`Instant::MAX`]; `Instant - Instant` clamps to zero; products of
+//!    host-given counts and durations saturate (or the builder that takes
+//!    them refuses values that could overflow, as its docs say).
+//! 3. **[`Instant::MAX`] means "never".** A deadline, retry or timeout that
+//!    saturates to `Instant::MAX` never fires, even when `now` itself is
+//!    `Instant::MAX`; a clock that reaches `Instant::MAX` therefore does not
+//!    make every timer fire at once.
 
 use std::fmt;
 use std::ops::{Add, AddAssign, Sub};
@@ -33,7 +52,8 @@ pub struct Instant(u64);
 impl Instant {
     /// The epoch itself.
     pub const ZERO: Instant = Instant(0);
-    /// The latest representable instant; used as "never".
+    /// The latest representable instant; used as "never": a timer due at
+    /// `MAX` never fires (see [the clock rule](self#the-clock-rule)).
     pub const MAX: Instant = Instant(u64::MAX);
 
     /// An instant `nanos` nanoseconds after the epoch.
@@ -70,6 +90,17 @@ impl Instant {
     /// `self + duration`, clamped to [`Instant::MAX`].
     pub fn saturating_add(self, duration: Duration) -> Instant {
         self.checked_add(duration).unwrap_or(Instant::MAX)
+    }
+
+    /// Whether this is [`Instant::MAX`], the instant that never comes.
+    pub const fn is_never(self) -> bool {
+        self.0 == u64::MAX
+    }
+
+    /// Whether a timer due at `self` fires at `now`: it is due, and it is
+    /// not [`Instant::MAX`] ("never").
+    pub const fn fires_at(self, now: Instant) -> bool {
+        self.0 <= now.0 && !self.is_never()
     }
 }
 
@@ -117,6 +148,14 @@ mod tests {
         let mut t = Instant::from_secs(1);
         t += Duration::from_millis(500);
         assert_eq!(t, Instant::from_millis(1_500));
+    }
+
+    #[test]
+    fn max_is_never_due() {
+        assert!(Instant::MAX.is_never());
+        assert!(!Instant::MAX.fires_at(Instant::MAX));
+        assert!(Instant::from_secs(1).fires_at(Instant::from_secs(1)));
+        assert!(!Instant::from_secs(2).fires_at(Instant::from_secs(1)));
     }
 
     #[test]

@@ -17,7 +17,6 @@ const NIL: Slot = Slot::MAX;
 /// `load / capacity`, compared exactly by cross-multiplication; equal
 /// fractions (1/2, 2/4) are the same bucket.
 #[derive(Clone, Copy, Debug)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct Ratio {
     pub(crate) load: u32,
     pub(crate) capacity: u32,
@@ -48,7 +47,6 @@ impl Eq for Ratio {}
 /// Where one slot sits: its bucket and neighbours. Shared by all bucket
 /// lists of one kind, since an agent is in at most one list of each kind.
 #[derive(Clone, Copy, Debug)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 struct Link<B> {
     bucket: Option<B>,
     prev: Slot,
@@ -57,7 +55,6 @@ struct Link<B> {
 
 /// The links of every slot for one kind of bucket list.
 #[derive(Clone, Debug)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct Links<B> {
     links: Vec<Link<B>>,
 }
@@ -96,7 +93,6 @@ impl<B: Copy> Links<B> {
 
 /// Non-empty buckets by key, each a FIFO list of slots.
 #[derive(Clone, Debug)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct BucketLists<B> {
     /// `(key, first slot, last slot)`, sorted by key. Distinct keys are few
     /// (load levels), so a sorted vector beats a tree here.

@@ -36,7 +36,6 @@ pub(crate) struct Availability {
 
 /// The available agents of one class.
 #[derive(Clone, Debug)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct Class {
     pub(crate) capabilities: CapabilitySet,
     pub(crate) labels: CapabilitySet,
@@ -52,11 +51,9 @@ pub(crate) struct Class {
 
 /// All classes, plus the reverse map from slot to dense position.
 #[derive(Clone, Debug, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct AvailabilityIndex {
     classes: Vec<Option<Class>>,
     free_classes: Vec<ClassId>,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_pairs"))]
     class_of: HashMap<(CapabilitySet, CapabilitySet, u32), ClassId>,
     dense_position: Vec<usize>,
     load_links: Links<Ratio>,
@@ -135,19 +132,12 @@ impl AvailabilityIndex {
 
     /// Files an agent as available.
     pub(crate) fn insert(&mut self, class: ClassId, entry: Availability) {
-        let slot = entry.slot as usize;
-        if self.dense_position.len() <= slot {
-            self.dense_position.resize(slot + 1, 0);
-        }
+        self.file(class, entry);
         let Some(c) = class_in(&mut self.classes, class) else {
             return;
         };
-        c.by_order.insert((entry.order, entry.slot));
-        c.by_load
-            .push(entry.slot, entry.ratio, &mut self.load_links);
-        self.dense_position[slot] = c.dense.len();
+        self.dense_position[entry.slot as usize] = c.dense.len();
         c.dense.push(entry.slot);
-        self.available += 1;
     }
 
     /// Refiles an agent that stays available under a new load:
@@ -188,6 +178,216 @@ impl AvailabilityIndex {
     /// Live classes, in id order.
     pub(crate) fn classes(&self) -> impl Iterator<Item = &Class> {
         self.classes.iter().flatten()
+    }
+}
+
+/// A class as stored: its key and its available members in load order
+/// and in sampling order. Counts and the other orders are derived.
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub(crate) struct ClassForm {
+    capabilities: CapabilitySet,
+    labels: CapabilitySet,
+    priority: u32,
+    by_load: Vec<Slot>,
+    dense: Vec<Slot>,
+}
+
+/// The index as stored: the classes by id and the free class ids, in the
+/// order they will be reused.
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub(crate) struct IndexForm {
+    classes: Vec<Option<ClassForm>>,
+    free_classes: Vec<ClassId>,
+}
+
+/// What the index needs to know of one registered agent to check and file
+/// it when it is rebuilt from an [`IndexForm`].
+pub(crate) struct Member<'a> {
+    pub(crate) class: ClassId,
+    pub(crate) capabilities: &'a CapabilitySet,
+    pub(crate) labels: &'a CapabilitySet,
+    pub(crate) priority: u32,
+    pub(crate) online: bool,
+    pub(crate) availability: Option<Availability>,
+}
+
+impl AvailabilityIndex {
+    /// The stored form: every class with its load and sampling orders.
+    pub(crate) fn to_form(&self) -> IndexForm {
+        let classes = self
+            .classes
+            .iter()
+            .map(|class| {
+                class.as_ref().map(|c| ClassForm {
+                    capabilities: c.capabilities.clone(),
+                    labels: c.labels.clone(),
+                    priority: c.priority,
+                    by_load: c.by_load.iter(&self.load_links).map(|(_, s)| s).collect(),
+                    dense: c.dense.clone(),
+                })
+            })
+            .collect();
+        IndexForm {
+            classes,
+            free_classes: self.free_classes.clone(),
+        }
+    }
+
+    /// Rebuilds the index from its stored form and the registry's agents
+    /// (`members[slot]`), refusing anything inconsistent: a free class id
+    /// in use or repeated, two classes with one key, an empty class, an
+    /// agent filed under a class of another key, an available agent missing
+    /// from its class's orders or listed twice, an unavailable one listed.
+    /// Costs `O(agents + classes)` plus the orders' logarithmic inserts.
+    ///
+    /// # Errors
+    ///
+    /// What is inconsistent, as text.
+    pub(crate) fn from_form(
+        form: IndexForm,
+        members: &[Option<Member<'_>>],
+    ) -> Result<Self, String> {
+        let IndexForm {
+            classes,
+            free_classes,
+        } = form;
+        let free_count = classes.iter().filter(|c| c.is_none()).count();
+        let mut free_seen = vec![false; classes.len()];
+        for &id in &free_classes {
+            match free_seen.get_mut(id as usize) {
+                Some(seen) if !*seen && classes[id as usize].is_none() => *seen = true,
+                _ => {
+                    return Err(format!(
+                        "free class id {id} is in use, repeated or out of range"
+                    ));
+                }
+            }
+        }
+        if free_classes.len() != free_count {
+            return Err("a vacant class id is missing from the free list".into());
+        }
+        let mut index = AvailabilityIndex {
+            classes: Vec::with_capacity(classes.len()),
+            free_classes,
+            ..AvailabilityIndex::default()
+        };
+        let mut orders = Vec::with_capacity(classes.len());
+        for (id, form) in classes.into_iter().enumerate() {
+            let Some(form) = form else {
+                index.classes.push(None);
+                orders.push((Vec::new(), Vec::new()));
+                continue;
+            };
+            let key = (
+                form.capabilities.clone(),
+                form.labels.clone(),
+                form.priority,
+            );
+            if index.class_of.insert(key, id as ClassId).is_some() {
+                return Err(format!("class {id} repeats the key of another class"));
+            }
+            index.classes.push(Some(Class {
+                capabilities: form.capabilities,
+                labels: form.labels,
+                priority: form.priority,
+                members: 0,
+                online: 0,
+                by_order: BTreeSet::new(),
+                by_load: BucketLists::default(),
+                dense: Vec::new(),
+            }));
+            orders.push((form.by_load, form.dense));
+        }
+        let mut available_per_class = vec![0usize; index.classes.len()];
+        for (slot, member) in members.iter().enumerate() {
+            let Some(member) = member else { continue };
+            let Some(class) = class_in(&mut index.classes, member.class) else {
+                return Err(format!(
+                    "agent slot {slot} is filed under missing class {}",
+                    member.class
+                ));
+            };
+            let same_key = (&class.capabilities, &class.labels, class.priority)
+                == (member.capabilities, member.labels, member.priority);
+            if !same_key {
+                return Err(format!(
+                    "agent slot {slot} does not match its class {}",
+                    member.class
+                ));
+            }
+            class.members += 1;
+            class.online += usize::from(member.online);
+            if member.availability.is_some() {
+                available_per_class[member.class as usize] += 1;
+            }
+        }
+        for (id, (by_load, dense)) in orders.into_iter().enumerate() {
+            let Some(class) = index.classes.get(id).and_then(Option::as_ref) else {
+                continue;
+            };
+            if class.members == 0 {
+                return Err(format!("class {id} has no member"));
+            }
+            let expected = available_per_class[id];
+            if by_load.len() != expected || dense.len() != expected {
+                return Err(format!(
+                    "class {id} lists {} and {} available agents, not {expected}",
+                    by_load.len(),
+                    dense.len()
+                ));
+            }
+            for (list, name) in [(&by_load, "load order"), (&dense, "sampling order")] {
+                let mut seen = std::collections::BTreeSet::new();
+                for &slot in list {
+                    let available = members
+                        .get(slot as usize)
+                        .and_then(Option::as_ref)
+                        .filter(|m| m.class as usize == id)
+                        .and_then(|m| m.availability);
+                    if available.is_none() || !seen.insert(slot) {
+                        return Err(format!(
+                            "class {id}'s {name} lists slot {slot}, which is not an available member or is listed twice"
+                        ));
+                    }
+                }
+            }
+            for &slot in &by_load {
+                if let Some(entry) = members
+                    .get(slot as usize)
+                    .and_then(Option::as_ref)
+                    .and_then(|m| m.availability)
+                {
+                    index.file(id as ClassId, entry);
+                }
+            }
+            if let Some(class) = class_in(&mut index.classes, id as ClassId) {
+                class.dense = dense;
+            }
+        }
+        for class in index.classes.iter().flatten() {
+            for (position, &slot) in class.dense.iter().enumerate() {
+                index.dense_position[slot as usize] = position;
+            }
+        }
+        Ok(index)
+    }
+
+    /// Files an available agent in its class's registration and load
+    /// orders (not the sampling order) and counts it.
+    fn file(&mut self, class: ClassId, entry: Availability) {
+        let slot = entry.slot as usize;
+        if self.dense_position.len() <= slot {
+            self.dense_position.resize(slot + 1, 0);
+        }
+        let Some(c) = class_in(&mut self.classes, class) else {
+            return;
+        };
+        c.by_order.insert((entry.order, entry.slot));
+        c.by_load
+            .push(entry.slot, entry.ratio, &mut self.load_links);
+        self.available += 1;
     }
 }
 

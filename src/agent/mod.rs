@@ -29,6 +29,7 @@ mod buckets;
 mod index;
 mod profile;
 mod registry;
+mod registry_form;
 mod stats;
 
 use std::fmt;
@@ -36,6 +37,7 @@ use std::marker::PhantomData;
 
 pub use profile::{AgentProfile, AgentProfileBuilder, ProfileError};
 pub use registry::{AgentRecord, AgentStatus, DEFAULT_SMOOTHING, Registry, RegistryError};
+pub(crate) use registry_form::COUNTER_LIMIT;
 pub use stats::{Outcome, PerformanceStats};
 
 pub(crate) use index::{Class, Slot};

@@ -67,18 +67,18 @@ pub enum AgentStatus {
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AgentRecord {
-    id: AgentId,
-    order: u64,
-    profile: AgentProfile,
-    capabilities: CapabilitySet,
-    labels: CapabilitySet,
-    class: ClassId,
-    status: AgentStatus,
-    load: u32,
-    slot_limit: Option<u32>,
-    stats: PerformanceStats,
-    registered_at: Instant,
-    last_heartbeat: Instant,
+    pub(super) id: AgentId,
+    pub(super) order: u64,
+    pub(super) profile: AgentProfile,
+    pub(super) capabilities: CapabilitySet,
+    pub(super) labels: CapabilitySet,
+    pub(super) class: ClassId,
+    pub(super) status: AgentStatus,
+    pub(super) load: u32,
+    pub(super) slot_limit: Option<u32>,
+    pub(super) stats: PerformanceStats,
+    pub(super) registered_at: Instant,
+    pub(super) last_heartbeat: Instant,
 }
 
 impl AgentRecord {
@@ -168,7 +168,7 @@ impl AgentRecord {
         }
     }
 
-    fn tracked(&self) -> TrackedState {
+    pub(super) fn tracked(&self) -> TrackedState {
         TrackedState {
             status: self.status,
             load: self.load,
@@ -191,6 +191,12 @@ pub const DEFAULT_SMOOTHING: f64 = 0.2;
 /// availability index in `O(log n)`, so routing reads ready-made indexes.
 /// Iteration is in registration order; nothing depends on hash order.
 ///
+/// With `serde`, a registry is stored as what it knows (names, agents,
+/// the order agents wait in) without what it derives, and reading it back
+/// checks everything and rebuilds the indexes: a registry from untrusted
+/// bytes is refused with an error naming the problem, or is as consistent
+/// as one built by calls. Equal registries serialize to equal bytes.
+///
 /// ```
 /// use taskweave::agent::{AgentProfile, AgentStatus, Registry};
 /// use taskweave::{AgentId, Instant};
@@ -206,18 +212,25 @@ pub const DEFAULT_SMOOTHING: f64 = 0.2;
 /// ```
 #[derive(Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    serde(
+        try_from = "super::registry_form::RegistryForm",
+        into = "super::registry_form::RegistryForm"
+    )
+)]
 pub struct Registry {
-    capabilities: CapabilityInterner,
-    labels: CapabilityInterner,
-    slots: Vec<Option<AgentRecord>>,
-    free_slots: Vec<Slot>,
-    slot_of: IdMap<AgentId, Slot>,
-    by_order: BTreeMap<u64, Slot>,
-    index: AvailabilityIndex,
-    next_order: u64,
-    online_load: u64,
-    online_capacity: u64,
-    smoothing: f64,
+    pub(super) capabilities: CapabilityInterner,
+    pub(super) labels: CapabilityInterner,
+    pub(super) slots: Vec<Option<AgentRecord>>,
+    pub(super) free_slots: Vec<Slot>,
+    pub(super) slot_of: IdMap<AgentId, Slot>,
+    pub(super) by_order: BTreeMap<u64, Slot>,
+    pub(super) index: AvailabilityIndex,
+    pub(super) next_order: u64,
+    pub(super) online_load: u64,
+    pub(super) online_capacity: u64,
+    pub(super) smoothing: f64,
 }
 
 impl fmt::Debug for Registry {
@@ -296,7 +309,7 @@ impl Registry {
             .intern_all(profile.labels().iter().map(|(k, v)| label_token(k, v)));
         let class = self.index.join(&capabilities, &labels, profile.priority());
         let order = self.next_order;
-        self.next_order += 1;
+        self.next_order = order.saturating_add(1);
         let record = AgentRecord {
             id,
             order,
@@ -614,7 +627,7 @@ impl Registry {
 
 /// The part of a record that the index and the online totals depend on.
 #[derive(Clone, Copy, PartialEq, Eq)]
-struct TrackedState {
+pub(super) struct TrackedState {
     status: AgentStatus,
     load: u32,
     capacity: u32,
@@ -629,7 +642,7 @@ impl TrackedState {
         self.status == AgentStatus::Online && self.load < self.admits_below
     }
 
-    fn availability(&self, slot: Slot) -> Option<Availability> {
+    pub(super) fn availability(&self, slot: Slot) -> Option<Availability> {
         self.is_available().then_some(Availability {
             slot,
             order: self.order,

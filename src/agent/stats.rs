@@ -40,6 +40,8 @@ impl Outcome {
 pub struct PerformanceStats {
     completed: u64,
     failed: u64,
+    /// Travels as its bit pattern, so a stored snapshot comes back exact.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_bits::option"))]
     ewma_latency_nanos: Option<f64>,
 }
 

@@ -27,8 +27,18 @@ impl Heartbeats {
     }
 }
 
+/// Most finished tasks whose terminal state a dispatcher can keep
+/// queryable ([`DispatcherConfigBuilder::terminal_history`]): the task table
+/// addresses its slots with 32 bits, shared by live tasks and kept records.
+pub const MAX_TERMINAL_HISTORY: usize = 1 << 31;
+
 /// Everything a [`Dispatcher`](super::Dispatcher) can be tuned with. Build
 /// it with [`DispatcherConfig::builder`].
+///
+/// Durations may be anything up to [`Duration::MAX`]: every instant the
+/// dispatcher computes from them saturates at [`Instant::MAX`](crate::Instant::MAX),
+/// which never fires. Counts that size the task table are bounded (see
+/// [`MAX_TERMINAL_HISTORY`]).
 pub struct DispatcherConfig {
     pub(crate) queue_capacity: usize,
     pub(crate) aging_interval: Option<Duration>,
@@ -171,7 +181,7 @@ impl DispatcherConfigBuilder {
     }
 
     /// How many finished tasks keep a queryable record. Default 10,000;
-    /// must be at least 1. A record keeps its task's slot in the task table
+    /// must be at least 1 and at most [`MAX_TERMINAL_HISTORY`]. A record keeps its task's slot in the task table
     /// until it is forgotten, so the table holds up to the peak number of
     /// live tasks plus this many slots (each about the size of a live task
     /// without its boxed extras).
@@ -266,8 +276,8 @@ impl DispatcherConfigBuilder {
         if c.attempt_timeout.is_some_and(|d| d.is_zero()) {
             return invalid("attempt timeout", "0s".into());
         }
-        if c.terminal_history == 0 {
-            return invalid("terminal history", "0".into());
+        if c.terminal_history == 0 || c.terminal_history > MAX_TERMINAL_HISTORY {
+            return invalid("terminal history", c.terminal_history.to_string());
         }
         Ok(self.config)
     }

@@ -1,23 +1,17 @@
 //! The sans-IO dispatcher: queue, route, assign, and see every task to one end.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use super::queue::{Entry, HeadKey, Queue};
-use super::requirements_table::{RequirementsId, RequirementsTable};
-use super::slab::TaskSlab;
-use super::stats::Recorder;
+use super::requirements_table::RequirementsId;
+use super::state::{Extras, Parked, State, Task, Timer};
 use super::task::{AttemptOutcome, DeadLetterReason, Expiry, TaskReport, TaskSpec, TaskState};
 use super::{
     DeadLetter, DeadLetterQueue, DispatcherConfig, DispatcherMetrics, Event, Observer, ReportError,
     SchedulerError, SubmitError, SubmitErrorKind,
 };
 use crate::agent::{AgentProfile, AgentStatus, Outcome, Registry};
-use crate::hash::IdMap;
-use crate::resilience::{
-    BreakerState, Bulkhead, CircuitBreaker, KeyedRateLimiter, RateLimiter, RetryBudget,
-};
-use crate::rng::SplitMix64;
+use crate::resilience::{BreakerState, CircuitBreaker, RateLimiter};
 use crate::routing::{Feedback, LeastLoaded, RoutingError, RoutingStrategy};
 use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
 
@@ -107,109 +101,6 @@ impl Submitted {
     }
 }
 
-/// A dispatcher's state as a value: taken with [`Dispatcher::snapshot`],
-/// stored with serde, continued with [`Dispatcher::restore`].
-///
-/// ```
-/// use taskweave::scheduler::{Dispatcher, DispatcherConfig, TaskSpec};
-/// use taskweave::routing::{LeastLoaded, RoutingStrategy};
-/// use taskweave::Instant;
-///
-/// let mut d: Dispatcher<String> = Dispatcher::new(DispatcherConfig::default());
-/// let task = d.submit(TaskSpec::new("report".to_string()), Instant::ZERO)?.id();
-/// let json = serde_json::to_string(&d.snapshot()).unwrap();
-/// let snapshot = serde_json::from_str(&json).unwrap();
-/// let strategy: Box<dyn RoutingStrategy + Send> = Box::new(LeastLoaded::new());
-/// let restored = Dispatcher::restore(DispatcherConfig::default(), strategy, snapshot)?;
-/// assert_eq!(restored.payload(task).map(String::as_str), Some("report"));
-/// # Ok::<(), taskweave::Error>(())
-/// ```
-#[derive(Clone, Debug)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct Snapshot<P> {
-    version: u32,
-    state: State<P>,
-}
-
-impl<P> Snapshot<P> {
-    /// The snapshot format this library writes and reads.
-    pub const VERSION: u32 = 1;
-}
-
-/// Something the dispatcher must look at, at a given instant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-enum Timer {
-    Ttl(TaskId),
-    Deadline(TaskId),
-    Attempt(TaskId, AttemptToken),
-    Retry(TaskId),
-    Unroutable(TaskId),
-    Heartbeat(AgentId),
-    Breaker(AgentId),
-    AgentRate(AgentId),
-    KindRate(RequirementsId),
-}
-
-/// One live (non-terminal) task. Kept small (the queue may hold millions):
-/// what most tasks never use lives in [`Extras`], allocated on first use.
-#[derive(Clone, Debug)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-struct Task<P> {
-    payload: P,
-    state: TaskState,
-    seq: u64,
-    assigned_at: Instant,
-    extras: Option<Box<Extras>>,
-    requirements: RequirementsId,
-    attempts: u32,
-    failures: u32,
-    priority: Priority,
-    /// Whether the current attempt is a half-open breaker's probe.
-    probe: bool,
-}
-
-/// The rarely used part of a task: its time limits and retry history.
-#[derive(Clone, Debug, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-struct Extras {
-    ttl: Option<Duration>,
-    deadline: Option<Instant>,
-    attempt_timeout: Option<Duration>,
-    last_delay: Option<Duration>,
-    last_agent: Option<AgentId>,
-    unroutable_since: Option<Instant>,
-}
-
-impl<P> Task<P> {
-    fn extras(&self) -> &Extras {
-        static NONE: Extras = Extras {
-            ttl: None,
-            deadline: None,
-            attempt_timeout: None,
-            last_delay: None,
-            last_agent: None,
-            unroutable_since: None,
-        };
-        self.extras.as_deref().unwrap_or(&NONE)
-    }
-
-    fn extras_mut(&mut self) -> &mut Extras {
-        self.extras.get_or_insert_with(Box::default)
-    }
-}
-
-/// Tasks that found no eligible agent, grouped by requirement set. A
-/// blocked group is not retried until an agent that could serve it frees a
-/// slot, so one unroutable task never stalls the queue behind it.
-#[derive(Clone, Debug)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-struct Parked {
-    requirements: RequirementsId,
-    queue: Queue,
-    blocked: bool,
-}
-
 /// Where the next task comes from.
 #[derive(Clone, Copy)]
 enum Source {
@@ -219,45 +110,10 @@ enum Source {
 
 /// The sans-IO dispatcher. See the [module docs](super).
 pub struct Dispatcher<P, S = Box<dyn RoutingStrategy + Send>> {
-    config: DispatcherConfig,
-    strategy: S,
-    observer: Option<Box<dyn Observer + Send>>,
-    state: State<P>,
-}
-
-/// Everything a dispatcher knows, apart from its configuration, routing
-/// strategy and observer: what a [`Snapshot`] carries.
-#[derive(Clone, Debug)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-struct State<P> {
-    registry: Registry,
-    rng: SplitMix64,
-    /// Live tasks, and the terminal states of the last `terminal_history`
-    /// finished ones.
-    tasks: TaskSlab<Task<P>, TaskState>,
-    requirements: RequirementsTable,
-    queue: Queue,
-    parked: Vec<Parked>,
-    parked_index: HashMap<RequirementsId, usize>,
-    timers: BTreeSet<(Instant, u64, Timer)>,
-    heartbeat_due: IdMap<AgentId, Instant>,
-    actions: VecDeque<Action>,
-    in_flight: IdMap<AgentId, Vec<TaskId>>,
-    idempotency: HashMap<String, TaskId>,
-    idempotency_expiry: VecDeque<(Instant, String)>,
-    dead_letters: DeadLetterQueue<P>,
-    queued_by_level: [usize; Priority::LEVELS],
-    waiting: usize,
-    next_seq: u64,
-    next_timer: u64,
-    next_token: u64,
-    breakers: IdMap<AgentId, CircuitBreaker>,
-    bulkhead: Option<Bulkhead<String>>,
-    kind_rates: Option<KeyedRateLimiter<String>>,
-    agent_rates: IdMap<AgentId, RateLimiter>,
-    rate_blocked_until: IdMap<AgentId, Instant>,
-    retry_budget: Option<RetryBudget>,
-    recorder: Recorder,
+    pub(super) config: DispatcherConfig,
+    pub(super) strategy: S,
+    pub(super) observer: Option<Box<dyn Observer + Send>>,
+    pub(super) state: State<P>,
 }
 
 impl<P, S> std::fmt::Debug for Dispatcher<P, S> {
@@ -283,83 +139,13 @@ impl<P> Dispatcher<P> {
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// A dispatcher that routes with `strategy`.
     pub fn with_strategy(config: DispatcherConfig, strategy: S) -> Self {
-        let state = State {
-            rng: SplitMix64::new(config.seed),
-            queue: Queue::new(config.aging_interval),
-            retry_budget: config.retry_budget.clone(),
-            bulkhead: config.kind_bulkhead.clone(),
-            kind_rates: config.kind_rate_limit.clone(),
-            registry: Registry::new(),
-            tasks: TaskSlab::default(),
-            requirements: RequirementsTable::default(),
-            parked: Vec::new(),
-            parked_index: HashMap::new(),
-            timers: BTreeSet::new(),
-            heartbeat_due: IdMap::default(),
-            actions: VecDeque::new(),
-            in_flight: IdMap::default(),
-            idempotency: HashMap::new(),
-            idempotency_expiry: VecDeque::new(),
-            dead_letters: DeadLetterQueue::new(),
-            queued_by_level: [0; Priority::LEVELS],
-            waiting: 0,
-            next_seq: 0,
-            next_timer: 0,
-            next_token: 0,
-            breakers: IdMap::default(),
-            agent_rates: IdMap::default(),
-            rate_blocked_until: IdMap::default(),
-            recorder: Recorder::default(),
-        };
+        let state = State::new(&config);
         Dispatcher {
             config,
             strategy,
             observer: None,
             state,
         }
-    }
-
-    /// A copy of everything the dispatcher knows — tasks and payloads,
-    /// queues, timers, agents, breakers, limiters, metrics, the random
-    /// source — as a value that serde can store. The configuration, the
-    /// routing strategy and the observer are not part of it.
-    pub fn snapshot(&self) -> Snapshot<P>
-    where
-        P: Clone,
-    {
-        Snapshot {
-            version: Snapshot::<P>::VERSION,
-            state: self.state.clone(),
-        }
-    }
-
-    /// A dispatcher that continues from `snapshot`, with `config` and
-    /// `strategy` supplied again by the host. Given the configuration and a
-    /// strategy in the same state as when the snapshot was taken (a stateless
-    /// strategy such as [`LeastLoaded`] always is), it produces the same
-    /// actions as the dispatcher the snapshot came from.
-    ///
-    /// # Errors
-    ///
-    /// [`SchedulerError::SnapshotVersion`] for a snapshot written by an
-    /// incompatible version of this library.
-    pub fn restore(
-        config: DispatcherConfig,
-        strategy: S,
-        snapshot: Snapshot<P>,
-    ) -> Result<Self, SchedulerError> {
-        if snapshot.version != Snapshot::<P>::VERSION {
-            return Err(SchedulerError::SnapshotVersion {
-                found: snapshot.version,
-                supported: Snapshot::<P>::VERSION,
-            });
-        }
-        Ok(Dispatcher {
-            config,
-            strategy,
-            observer: None,
-            state: snapshot.state,
-        })
     }
 
     // ----- agents -------------------------------------------------------
@@ -375,6 +161,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         profile: AgentProfile,
         now: Instant,
     ) -> Result<(), SchedulerError> {
+        let now = self.tick(now);
         self.state.registry.register(agent, profile, now)?;
         if let Some(config) = &self.config.circuit_breaker {
             self.state
@@ -406,6 +193,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         if !self.state.registry.contains(agent) {
             return Err(crate::agent::RegistryError::UnknownAgent(agent).into());
         }
+        let now = self.tick(now);
         let requeued = self.fail_over(agent, now);
         self.state.registry.unregister(agent)?;
         self.state.heartbeat_due.remove(&agent);
@@ -430,6 +218,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         now: Instant,
     ) -> Result<Vec<TaskId>, SchedulerError> {
         let previous = self.state.registry.set_status(agent, status)?;
+        let now = self.tick(now);
         let requeued = match status {
             AgentStatus::Offline | AgentStatus::Unhealthy => self.fail_over(agent, now),
             AgentStatus::Online | AgentStatus::Draining => Vec::new(),
@@ -460,6 +249,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// [`SchedulerError::Registry`] for an unknown agent.
     pub fn heartbeat(&mut self, agent: AgentId, now: Instant) -> Result<(), SchedulerError> {
         self.state.registry.heartbeat(agent, now)?;
+        let now = self.tick(now);
         let lost = self
             .state
             .registry
@@ -477,9 +267,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     ///
     /// # Errors
     ///
-    /// [`SubmitError`] handing the task back: the queue is full, or its
-    /// deadline has passed.
+    /// [`SubmitError`] handing the task back: the queue is full, its
+    /// deadline has passed, or it asks for a zero attempt timeout.
     pub fn submit(&mut self, spec: TaskSpec<P>, now: Instant) -> Result<Submitted, SubmitError<P>> {
+        let now = self.tick(now);
         let (submitted, entry) = self.admit(spec, now)?;
         if let Some(entry) = entry {
             self.offer(entry, now);
@@ -495,6 +286,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         specs: impl IntoIterator<Item = TaskSpec<P>>,
         now: Instant,
     ) -> Vec<Result<Submitted, SubmitError<P>>> {
+        let now = self.tick(now);
         let results = specs
             .into_iter()
             .map(|spec| self.enqueue(spec, now))
@@ -511,6 +303,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// [`SchedulerError::UnknownTask`] or [`SchedulerError::AlreadyFinished`].
     pub fn cancel(&mut self, task: TaskId, now: Instant) -> Result<P, SchedulerError> {
         let state = self.live_state(task)?;
+        let now = self.tick(now);
         if let TaskState::InFlight { agent, token, .. } = state {
             self.stop_attempt(task, agent, token, None, CancelReason::Cancelled, now);
         }
@@ -527,7 +320,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// # Errors
     ///
     /// A [`ReportError`] for a report that is not from the agent holding the
-    /// task's current attempt with its token; such a report changes nothing.
+    /// task's current attempt with its token; such a report changes nothing
+    /// but the rejected-report counter.
     pub fn report(&mut self, report: TaskReport, now: Instant) -> Result<(), ReportError> {
         let TaskReport {
             task,
@@ -538,10 +332,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         let (assigned_at, priority) = match self.check_report(task, agent, token) {
             Ok(attempt) => attempt,
             Err(error) => {
-                self.emit(Event::ReportRejected { task, agent }, now);
+                self.emit(Event::ReportRejected { task, agent }, self.state.clock);
                 return Err(error);
             }
         };
+        let now = self.tick(now);
         let latency = now.saturating_duration_since(assigned_at);
         let success = outcome == AttemptOutcome::Success;
         self.close_attempt(task, agent, Some(Outcome { success, latency }), now);
@@ -623,12 +418,20 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
     /// Handles every timer due at `now`: TTLs, deadlines, attempt timeouts,
     /// retry instants, unroutable limits and missed heartbeats.
+    ///
+    /// One call fires only the timers that were armed before it: a timer
+    /// that firing arms at an instant already due waits for the next call
+    /// (and [`poll_timeout`](Self::poll_timeout) says so), so no call loops.
+    /// A timer due at [`Instant::MAX`] never fires (the
+    /// [clock rule](crate::time#the-clock-rule)).
     pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.tick(now);
+        let armed_before = self.state.next_timer;
         while let Some(&(at, seq, timer)) = self.state.timers.first() {
-            if at > now {
+            if !at.fires_at(now) || seq >= armed_before {
                 break;
             }
-            self.state.timers.remove(&(at, seq, timer));
+            self.state.timers.pop_first();
             self.fire(timer, at, now);
         }
         self.dispatch(now);
@@ -640,12 +443,24 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     }
 
     /// The next instant at which [`handle_timeout`](Self::handle_timeout)
-    /// has work, if any.
+    /// has work, if any. Timers due at [`Instant::MAX`] never fire and are
+    /// not reported.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.state.timers.first().map(|&(at, _, _)| at)
+        self.state
+            .timers
+            .first()
+            .map(|&(at, _, _)| at)
+            .filter(|at| !at.is_never())
     }
 
     // ----- queries ------------------------------------------------------
+
+    /// The dispatcher's clock: the latest `now` it has been given. An
+    /// earlier `now` counts as this instant (the
+    /// [clock rule](crate::time#the-clock-rule)).
+    pub fn clock(&self) -> Instant {
+        self.state.clock
+    }
 
     /// The state of a live task, or the terminal state of a recently
     /// finished one (the last `terminal_history` are remembered).
@@ -818,6 +633,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 spec: Box::new(spec),
             });
         }
+        if spec.attempt_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(SubmitError {
+                kind: SubmitErrorKind::ZeroAttemptTimeout,
+                spec: Box::new(spec),
+            });
+        }
         if let Some(deadline) = spec.deadline.filter(|&d| d <= now) {
             let kind = SubmitErrorKind::DeadlinePassed { deadline, now };
             return Err(SubmitError {
@@ -835,9 +656,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             idempotency_key,
         } = spec;
         let seq = self.state.next_seq;
-        self.state.next_seq += 1;
+        self.state.next_seq = seq.saturating_add(1);
         let limits = Extras {
             ttl,
+            ttl_due: ttl.map(|ttl| now.saturating_add(ttl)),
             deadline,
             attempt_timeout,
             ..Extras::default()
@@ -957,7 +779,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             routed => routed,
         };
         match routed.map(|agent| (agent, self.kind_rate_admits(kind.as_ref(), now))) {
-            Ok((agent, Ok(()))) => self.assign(entry, agent, kind, now),
+            Ok((agent, Ok(()))) => self.assign(source, entry, agent, kind, now),
             Ok((_, Err(until))) => {
                 let requirements = self.state.tasks.get(entry.task).map(|t| t.requirements);
                 self.park(entry, source, now);
@@ -1104,14 +926,24 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             .route_resolved(&mut self.strategy, resolved)
     }
 
-    fn assign(&mut self, entry: Entry, agent: AgentId, kind: Option<String>, now: Instant) {
+    /// Starts `entry`'s task on `agent`. Should the breaker or the registry
+    /// refuse the slot after all (the slot limit and eligibility keep that
+    /// from happening), the entry is parked rather than queued again, so
+    /// [`dispatch`](Self::dispatch) always makes progress.
+    fn assign(
+        &mut self,
+        source: Source,
+        entry: Entry,
+        agent: AgentId,
+        kind: Option<String>,
+        now: Instant,
+    ) {
         let task = entry.task;
         let probe = match self.state.breakers.get_mut(&agent) {
             Some(breaker) => {
                 let half_open = breaker.state(now) == BreakerState::HalfOpen;
                 if breaker.try_acquire(now).is_err() {
-                    // The slot limit keeps this from happening; stay safe.
-                    self.state.queue.push(entry);
+                    self.park(entry, source, now);
                     self.sync_slot_limit(agent, now);
                     return;
                 }
@@ -1120,8 +952,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             None => false,
         };
         if self.state.registry.acquire(agent).is_err() {
-            // Eligibility guarantees a free slot; stay safe all the same.
-            self.state.queue.push(entry);
+            if probe && let Some(breaker) = self.state.breakers.get_mut(&agent) {
+                breaker.release_probe();
+            }
+            self.park(entry, source, now);
             return;
         }
         if let (Some(kind), Some(bulkhead)) = (&kind, &mut self.state.bulkhead) {
@@ -1130,12 +964,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         }
         self.spend_agent_rate(agent, now);
         let token = AttemptToken::new(self.state.next_token);
-        self.state.next_token += 1;
+        self.state.next_token = self.state.next_token.saturating_add(1);
         let default_timeout = self.config.attempt_timeout;
         let Some(task_entry) = self.state.tasks.get_mut(task) else {
             return;
         };
-        task_entry.attempts += 1;
+        task_entry.attempts = task_entry.attempts.saturating_add(1);
         task_entry.assigned_at = now;
         if let Some(extras) = task_entry.extras.as_deref_mut() {
             extras.unroutable_since = None;
@@ -1493,7 +1327,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         let Some(entry) = self.state.tasks.get_mut(task) else {
             return;
         };
-        entry.failures += 1;
+        entry.failures = entry.failures.saturating_add(1);
         entry.extras_mut().last_agent = Some(agent);
         let delay = match within_budget {
             true => self.config.retry.next_delay(
@@ -1515,7 +1349,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         entry.extras_mut().last_delay = Some(delay);
         let until = now.saturating_add(delay);
         self.emit(Event::Retried { task, at: until }, now);
-        if until <= now {
+        if until <= now || self.ttl_ran_out(task, now) {
             self.requeue(task, now);
         } else {
             self.set_state(task, TaskState::Delayed { until });
@@ -1523,8 +1357,13 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         }
     }
 
-    /// Puts a task back in the queue at its original FIFO position.
+    /// Puts a task back in the queue at its original FIFO position, or
+    /// expires it if its TTL ran out while it was running.
     fn requeue(&mut self, task: TaskId, now: Instant) {
+        if self.ttl_ran_out(task, now) {
+            self.expire(task, Expiry::Ttl, now);
+            return;
+        }
         self.set_state(task, TaskState::Queued);
         if let Some(entry) = self
             .state
@@ -1680,11 +1519,16 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             return;
         };
         let silent_until = record.last_heartbeat().saturating_add(heartbeats.timeout());
-        if silent_until > now {
+        // A silence that ends at `Instant::MAX` never ends (the clock rule).
+        if silent_until > now || silent_until.is_never() {
             self.state.heartbeat_due.insert(agent, silent_until);
             self.arm(silent_until, Timer::Heartbeat(agent));
-        } else if matches!(record.status(), AgentStatus::Online | AgentStatus::Draining) {
+        } else {
+            // Silent too long: no longer watched until it comes back online.
             self.state.heartbeat_due.remove(&agent);
+            if !matches!(record.status(), AgentStatus::Online | AgentStatus::Draining) {
+                return;
+            }
             let _ = self
                 .state
                 .registry
@@ -1693,6 +1537,17 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             self.emit(Event::AgentLost { agent }, now);
             self.fail_over(agent, now);
         }
+    }
+
+    /// Whether `task`'s TTL, counted from submission, has run out by `now`.
+    /// Its timer did nothing if it fired while the task was running, so
+    /// every return to waiting asks again.
+    fn ttl_ran_out(&self, task: TaskId, now: Instant) -> bool {
+        self.state
+            .tasks
+            .get(task)
+            .and_then(|t| t.extras().ttl_due)
+            .is_some_and(|due| due.fires_at(now))
     }
 
     fn expire(&mut self, task: TaskId, limit: Expiry, now: Instant) {
@@ -1796,9 +1651,16 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         }
     }
 
+    /// `now` under the [clock rule](crate::time#the-clock-rule): never
+    /// earlier than the latest `now` seen.
+    fn tick(&mut self, now: Instant) -> Instant {
+        self.state.clock = self.state.clock.max(now);
+        self.state.clock
+    }
+
     fn arm(&mut self, at: Instant, timer: Timer) {
         let seq = self.state.next_timer;
-        self.state.next_timer += 1;
+        self.state.next_timer = seq.saturating_add(1);
         self.state.timers.insert((at, seq, timer));
     }
 

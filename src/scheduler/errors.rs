@@ -40,6 +40,15 @@ pub enum SchedulerError {
         /// The version this library reads.
         supported: u32,
     },
+    /// A snapshot whose parts disagree: not one a dispatcher could have
+    /// taken (corrupted in storage or forged).
+    #[error("corrupt snapshot: {field}: {problem}")]
+    CorruptSnapshot {
+        /// The field at fault, with its index or key where it has one.
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// No dead letter for this task.
     #[error("no dead letter for task {0}")]
     NoDeadLetter(TaskId),
@@ -58,6 +67,10 @@ pub enum SubmitErrorKind {
         /// The configured capacity.
         capacity: usize,
     },
+    /// The task asks for a zero attempt timeout: every attempt would time
+    /// out as it starts.
+    #[error("attempt timeout of zero")]
+    ZeroAttemptTimeout,
     /// The task's deadline had already passed when it was submitted.
     #[error("deadline {deadline} already passed at {now}")]
     DeadlinePassed {

@@ -111,6 +111,37 @@ impl Queue {
         self.levels[key.2].pop_front()
     }
 
+    /// Checks a queue read from a snapshot: aging, if on, has a non-zero
+    /// interval, and each level holds entries of its own priority in
+    /// sequence order.
+    ///
+    /// # Errors
+    ///
+    /// The first inconsistency, as text.
+    pub(crate) fn validated(self) -> Result<Self, String> {
+        if self.aging_nanos == Some(0) {
+            return Err("aging interval is zero".into());
+        }
+        for (index, level) in self.levels.iter().enumerate() {
+            if level.iter().any(|e| e.priority.index() != index) {
+                return Err(format!("level {index} holds an entry of another priority"));
+            }
+            if level
+                .iter()
+                .zip(level.iter().skip(1))
+                .any(|(a, b)| a.seq > b.seq)
+            {
+                return Err(format!("level {index} is out of sequence order"));
+            }
+        }
+        Ok(self)
+    }
+
+    /// Every entry, live or dead, level by level.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
+        self.levels.iter().flatten()
+    }
+
     /// Whether no entry (live or dead) is queued.
     pub(crate) fn is_empty(&self) -> bool {
         self.levels.iter().all(VecDeque::is_empty)

@@ -37,11 +37,13 @@ struct Interned {
 pub(crate) struct RequirementsTable {
     entries: Vec<Option<Interned>>,
     free: Vec<RequirementsId>,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_pairs"))]
+    /// Derived from `entries`; rebuilt by [`validated`](Self::validated).
+    #[cfg_attr(feature = "serde", serde(skip))]
     ids: HashMap<TaskRequirements, RequirementsId>,
-    /// The entry handed out last.
+    /// The entry handed out last (a hint: looked up with a checked index).
     last: Option<RequirementsId>,
-    /// Entries with no user left.
+    /// Entries with no user left; derived like `ids`.
+    #[cfg_attr(feature = "serde", serde(skip))]
     unused: usize,
 }
 
@@ -66,7 +68,7 @@ impl RequirementsTable {
                 if entry.users == 0 {
                     self.unused -= 1;
                 }
-                entry.users += 1;
+                entry.users = entry.users.saturating_add(1);
             }
             return id;
         }
@@ -150,6 +152,67 @@ impl RequirementsTable {
     /// The resolution, if [`resolve`](Self::resolve) succeeded before.
     pub(crate) fn resolved(&self, id: RequirementsId) -> Option<&ResolvedRequirements> {
         self.entry(id).and_then(|e| e.resolved.as_ref())
+    }
+
+    /// Checks a table read from a snapshot and rebuilds what it derives:
+    /// the free list names exactly the vacant entries, no two entries hold
+    /// the same requirements, and every stored resolution is the one
+    /// `registry` gives (a stale or forged one would route tasks to agents
+    /// that cannot serve them). Users are checked by the caller, who knows
+    /// the tasks.
+    ///
+    /// # Errors
+    ///
+    /// The first inconsistency, as text naming the field.
+    pub(crate) fn validated(mut self, registry: &Registry) -> Result<Self, String> {
+        if u32::try_from(self.entries.len()).is_err() {
+            return Err("entries: more than u32::MAX".into());
+        }
+        let mut listed = vec![false; self.entries.len()];
+        for &id in &self.free {
+            match listed.get_mut(id as usize) {
+                Some(seen) if !*seen && self.entries[id as usize].is_none() => *seen = true,
+                _ => {
+                    return Err(format!(
+                        "free: entry {id} is in use, repeated or out of range"
+                    ));
+                }
+            }
+        }
+        if self.entries.iter().filter(|e| e.is_none()).count() != self.free.len() {
+            return Err("free: a vacant entry is missing".into());
+        }
+        self.ids.clear();
+        self.unused = 0;
+        for (id, entry) in self.entries.iter().enumerate() {
+            let Some(entry) = entry else { continue };
+            if let Some(resolved) = &entry.resolved {
+                if registry.resolve(&entry.requirements).as_ref() != Ok(resolved) {
+                    return Err(format!(
+                        "entries[{id}].resolved disagrees with the registry"
+                    ));
+                }
+            }
+            if self
+                .ids
+                .insert(entry.requirements.clone(), id as RequirementsId)
+                .is_some()
+            {
+                return Err(format!(
+                    "entries[{id}] repeats another entry's requirements"
+                ));
+            }
+            self.unused += usize::from(entry.users == 0);
+        }
+        Ok(self)
+    }
+
+    /// Every entry's id and number of users.
+    pub(crate) fn users(&self) -> impl Iterator<Item = (RequirementsId, usize)> + '_ {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(id, e)| e.as_ref().map(|e| (id as RequirementsId, e.users)))
     }
 
     fn entry(&self, id: RequirementsId) -> Option<&Interned> {

@@ -1,22 +1,35 @@
 //! A cloneable, thread-safe handle for hosts with many producer threads.
 
+use std::collections::VecDeque;
 use std::fmt;
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
 
 use super::{
-    Action, Applied, Dispatcher, Input, ReportError, SubmitError, Submitted, TaskReport, TaskSpec,
+    Action, Applied, Dispatcher, Event, Input, Observer, ReportError, SubmitError, Submitted,
+    TaskReport, TaskSpec,
 };
 use crate::Instant;
 use crate::routing::RoutingStrategy;
 
-/// A [`Dispatcher`] behind a `parking_lot` mutex, shareable across threads.
+/// A [`Dispatcher`] behind a mutex, shareable across threads.
 ///
 /// Every method takes the lock for one call; [`lock`](Self::lock) holds it
 /// for a sequence of calls. The dispatcher stays a plain sans-IO state
 /// machine: the handle adds no threads, clocks or queues of its own, and the
 /// inputs it serialises are the order in which threads took the lock.
+///
+/// **Observers never run under the lock.** Events are recorded while the
+/// lock is held and handed to the observer ([`set_observer`](Self::set_observer))
+/// after it is released, in the order they happened, one at a time. So an
+/// observer may call back into the handle — even one that produces events
+/// of its own, which are delivered after the callback returns — without
+/// deadlocking. (An observer set on a dispatcher before it is shared is
+/// moved to the handle by [`from_dispatcher`](Self::from_dispatcher) for
+/// the same reason.)
 ///
 /// ```
 /// use std::thread;
@@ -40,7 +53,54 @@ use crate::routing::RoutingStrategy;
 /// assert_eq!(shared.lock().waiting(), 100);
 /// ```
 pub struct SharedDispatcher<P, S = Box<dyn RoutingStrategy + Send>> {
-    inner: Arc<Mutex<Dispatcher<P, S>>>,
+    inner: Arc<Shared<P, S>>,
+}
+
+struct Shared<P, S> {
+    dispatcher: Mutex<Dispatcher<P, S>>,
+    /// Events recorded under the dispatcher's lock, not yet delivered.
+    pending: Arc<Mutex<VecDeque<Event>>>,
+    /// The host's observer; taken out while it runs.
+    observer: Mutex<Option<Box<dyn Observer + Send>>>,
+    /// Whether some thread is delivering events (only one at a time, so
+    /// they arrive in order).
+    delivering: AtomicBool,
+}
+
+/// The observer a shared dispatcher runs under its lock: it only records.
+struct Record(Arc<Mutex<VecDeque<Event>>>);
+
+impl Observer for Record {
+    fn on_event(&mut self, event: &Event) {
+        self.0.lock().push_back(*event);
+    }
+}
+
+impl<P, S> Shared<P, S> {
+    /// Hands the recorded events to the observer, outside the dispatcher's
+    /// lock. A call made while another (or an observer up the stack) is
+    /// delivering leaves its events to that one.
+    fn deliver(&self) {
+        loop {
+            if self.pending.lock().is_empty() || self.delivering.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            loop {
+                let next = self.pending.lock().pop_front();
+                let Some(event) = next else { break };
+                let mut observer = self.observer.lock().take();
+                if let Some(observer) = observer.as_mut() {
+                    observer.on_event(&event);
+                }
+                let mut slot = self.observer.lock();
+                if slot.is_none() {
+                    // Unless the callback set another observer meanwhile.
+                    *slot = observer;
+                }
+            }
+            self.delivering.store(false, Ordering::SeqCst);
+        }
+    }
 }
 
 impl<P, S> Clone for SharedDispatcher<P, S> {
@@ -53,7 +113,7 @@ impl<P, S> Clone for SharedDispatcher<P, S> {
 
 impl<P, S> fmt::Debug for SharedDispatcher<P, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.inner.try_lock() {
+        match self.inner.dispatcher.try_lock() {
             Some(dispatcher) => f
                 .debug_tuple("SharedDispatcher")
                 .field(&*dispatcher)
@@ -70,17 +130,83 @@ impl<P> SharedDispatcher<P> {
     }
 }
 
+/// The lock on a [`SharedDispatcher`], from [`SharedDispatcher::lock`]:
+/// derefs to the [`Dispatcher`]. Dropping it releases the lock, then hands
+/// the events of the calls made through it to the observer.
+pub struct SharedGuard<'a, P, S> {
+    guard: MutexGuard<'a, Dispatcher<P, S>>,
+    shared: &'a Shared<P, S>,
+}
+
+impl<P, S> Deref for SharedGuard<'_, P, S> {
+    type Target = Dispatcher<P, S>;
+
+    fn deref(&self) -> &Dispatcher<P, S> {
+        &self.guard
+    }
+}
+
+impl<P, S> DerefMut for SharedGuard<'_, P, S> {
+    fn deref_mut(&mut self) -> &mut Dispatcher<P, S> {
+        &mut self.guard
+    }
+}
+
+impl<P, S> Drop for SharedGuard<'_, P, S> {
+    fn drop(&mut self) {
+        let shared = self.shared;
+        MutexGuard::unlocked(&mut self.guard, || shared.deliver());
+    }
+}
+
+impl<P, S> fmt::Debug for SharedGuard<'_, P, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SharedGuard").field(&*self.guard).finish()
+    }
+}
+
 impl<P, S: RoutingStrategy> SharedDispatcher<P, S> {
-    /// Shares an existing dispatcher.
-    pub fn from_dispatcher(dispatcher: Dispatcher<P, S>) -> Self {
+    /// Shares an existing dispatcher. An observer it already has moves to
+    /// the handle, so that it runs outside the lock.
+    pub fn from_dispatcher(mut dispatcher: Dispatcher<P, S>) -> Self {
+        let pending = Arc::new(Mutex::new(VecDeque::new()));
+        let observer = dispatcher.observer.take();
+        if observer.is_some() {
+            dispatcher.set_observer(Record(Arc::clone(&pending)));
+        }
         SharedDispatcher {
-            inner: Arc::new(Mutex::new(dispatcher)),
+            inner: Arc::new(Shared {
+                dispatcher: Mutex::new(dispatcher),
+                pending,
+                observer: Mutex::new(observer),
+                delivering: AtomicBool::new(false),
+            }),
         }
     }
 
-    /// Locks the dispatcher for a sequence of calls.
-    pub fn lock(&self) -> MutexGuard<'_, Dispatcher<P, S>> {
-        self.inner.lock()
+    /// Sets the observer that receives every lifecycle [`Event`], outside
+    /// the lock (see the type's docs). Replaces any previous one.
+    pub fn set_observer(&self, observer: impl Observer + Send + 'static) {
+        *self.inner.observer.lock() = Some(Box::new(observer));
+        let record = Record(Arc::clone(&self.inner.pending));
+        self.inner.dispatcher.lock().set_observer(record);
+    }
+
+    /// Locks the dispatcher for a sequence of calls. Do not set an observer
+    /// on the locked dispatcher itself: it would run under the lock; use
+    /// [`set_observer`](Self::set_observer).
+    pub fn lock(&self) -> SharedGuard<'_, P, S> {
+        SharedGuard {
+            guard: self.inner.dispatcher.lock(),
+            shared: &self.inner,
+        }
+    }
+
+    /// Runs `call` on the locked dispatcher, then delivers its events.
+    fn with<T>(&self, call: impl FnOnce(&mut Dispatcher<P, S>) -> T) -> T {
+        let result = call(&mut self.inner.dispatcher.lock());
+        self.inner.deliver();
+        result
     }
 
     /// [`Dispatcher::submit`] under the lock.
@@ -89,7 +215,7 @@ impl<P, S: RoutingStrategy> SharedDispatcher<P, S> {
     ///
     /// As [`Dispatcher::submit`].
     pub fn submit(&self, spec: TaskSpec<P>, now: Instant) -> Result<Submitted, SubmitError<P>> {
-        self.inner.lock().submit(spec, now)
+        self.with(|d| d.submit(spec, now))
     }
 
     /// [`Dispatcher::report`] under the lock.
@@ -98,7 +224,7 @@ impl<P, S: RoutingStrategy> SharedDispatcher<P, S> {
     ///
     /// As [`Dispatcher::report`].
     pub fn report(&self, report: TaskReport, now: Instant) -> Result<(), ReportError> {
-        self.inner.lock().report(report, now)
+        self.with(|d| d.report(report, now))
     }
 
     /// [`Dispatcher::apply`] under the lock.
@@ -107,21 +233,74 @@ impl<P, S: RoutingStrategy> SharedDispatcher<P, S> {
     ///
     /// As [`Dispatcher::apply`].
     pub fn apply(&self, input: Input<P>) -> Result<Applied<P>, crate::Error> {
-        self.inner.lock().apply(input)
+        self.with(|d| d.apply(input))
     }
 
     /// [`Dispatcher::poll_action`] under the lock.
     pub fn poll_action(&self) -> Option<Action> {
-        self.inner.lock().poll_action()
+        self.with(Dispatcher::poll_action)
     }
 
     /// [`Dispatcher::handle_timeout`] under the lock.
     pub fn handle_timeout(&self, now: Instant) {
-        self.inner.lock().handle_timeout(now);
+        self.with(|d| d.handle_timeout(now));
     }
 
     /// [`Dispatcher::poll_timeout`] under the lock.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.inner.lock().poll_timeout()
+        self.with(|d| d.poll_timeout())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, mpsc};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::scheduler::DispatcherConfig;
+
+    /// An observer that calls back into the handle — reading, and
+    /// submitting work that raises events of its own — neither deadlocks
+    /// nor loses or reorders an event.
+    #[test]
+    fn an_observer_may_call_back_into_the_handle() {
+        let (done, finished) = mpsc::channel();
+        std::thread::spawn(move || {
+            let shared: SharedDispatcher<u32> = SharedDispatcher::new(DispatcherConfig::default());
+            let handle = shared.clone();
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let log = Arc::clone(&seen);
+            let follow_ups = Arc::new(AtomicUsize::new(0));
+            let count = Arc::clone(&follow_ups);
+            shared.set_observer(move |event: &Event| {
+                log.lock().push(*event);
+                let _ = handle.poll_timeout();
+                let waiting = handle.lock().waiting();
+                if let Event::Submitted { .. } = event
+                    && count.fetch_add(1, Ordering::SeqCst) == 0
+                {
+                    handle.submit(TaskSpec::new(2), Instant::ZERO).unwrap();
+                }
+                let _ = waiting;
+            });
+            shared.submit(TaskSpec::new(1), Instant::ZERO).unwrap();
+            let events = seen.lock().clone();
+            done.send((events, shared.lock().waiting())).unwrap();
+        });
+        let (events, waiting) = finished
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the observer's call back deadlocked");
+        assert_eq!(waiting, 2);
+        let submitted: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Submitted { task, .. } => Some(task.get()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(submitted.len(), 2, "{events:?}");
+        assert!(submitted[0] < submitted[1]);
     }
 }

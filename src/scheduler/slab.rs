@@ -35,8 +35,11 @@ struct Slot<T, R> {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct TaskSlab<T, R> {
     slots: Vec<Slot<T, R>>,
-    /// Slots of finished tasks, in the order they finished.
+    /// Slots of finished tasks, in the order they finished: those whose
+    /// record is forgotten first, then those whose record is kept.
     retired: VecDeque<u32>,
+    /// Derived from `slots`; recounted by [`validated`](Self::validated).
+    #[cfg_attr(feature = "serde", serde(skip))]
     live: usize,
 }
 
@@ -135,7 +138,7 @@ impl<T, R> TaskSlab<T, R> {
         self.retired.push_back(index as u32);
         // Forget the records older than the last `keep`. Normally that is the
         // one just pushed out of them; after `keep` shrank, all those older.
-        let mut older = self.retired.len().checked_sub(keep + 1);
+        let mut older = self.retired.len().checked_sub(keep.saturating_add(1));
         while let Some(at) = older {
             let slot = &mut self.slots[self.retired[at] as usize];
             if matches!(slot.occupant, Occupant::Vacant) {
@@ -145,6 +148,53 @@ impl<T, R> TaskSlab<T, R> {
             older = at.checked_sub(1);
         }
         Some(value)
+    }
+
+    /// Checks a slab read from a snapshot and recounts its live values:
+    /// the slots fit the 32-bit index space, and `retired` names exactly
+    /// the slots that are not live, each once, forgotten ones first (so
+    /// reuse never stalls behind a kept record and the slab stays bounded).
+    ///
+    /// # Errors
+    ///
+    /// The first inconsistency, as text.
+    pub(crate) fn validated(mut self) -> Result<Self, String> {
+        if self.slots.len() > u32::MAX as usize + 1 {
+            return Err(format!(
+                "{} slots exceed the 32-bit index space",
+                self.slots.len()
+            ));
+        }
+        let mut listed = vec![false; self.slots.len()];
+        let mut kept_seen = false;
+        for &index in &self.retired {
+            let Some(slot) = self.slots.get(index as usize) else {
+                return Err(format!("retired slot {index} is out of range"));
+            };
+            let vacant = match slot.occupant {
+                Occupant::Live(_) => return Err(format!("retired slot {index} is live")),
+                Occupant::Finished(_) => false,
+                Occupant::Vacant => true,
+            };
+            if std::mem::replace(&mut listed[index as usize], true) {
+                return Err(format!("retired slot {index} is listed twice"));
+            }
+            if vacant && kept_seen {
+                return Err(format!(
+                    "retired slot {index} is forgotten after a kept record"
+                ));
+            }
+            kept_seen |= !vacant;
+        }
+        self.live = self
+            .slots
+            .iter()
+            .filter(|s| matches!(s.occupant, Occupant::Live(_)))
+            .count();
+        if self.live + self.retired.len() != self.slots.len() {
+            return Err("a finished slot is missing from retired".into());
+        }
+        Ok(self)
     }
 
     /// Number of live values.

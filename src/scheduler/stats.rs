@@ -36,30 +36,36 @@ impl Default for Recorder {
 }
 
 impl Recorder {
+    /// Records `event`. A rejected report counts and changes nothing else,
+    /// not even the metrics clock.
     pub(crate) fn record(&mut self, event: &Event, now: Instant) {
+        if let Event::ReportRejected { .. } = event {
+            bump(&mut self.counters.rejected_reports);
+            return;
+        }
         self.latest = self.latest.max(now);
         let c = &mut self.counters;
         match *event {
-            Event::Submitted { .. } => c.submitted += 1,
+            Event::Submitted { .. } => bump(&mut c.submitted),
             Event::Assigned {
                 priority, waited, ..
             } => {
-                c.assigned += 1;
+                bump(&mut c.assigned);
                 self.queue_wait[priority.index()].record_duration(waited);
             }
             Event::Completed { priority, ran, .. } => {
-                c.completed += 1;
+                bump(&mut c.completed);
                 self.run_time[priority.index()].record_duration(ran);
                 self.completions.record(now);
             }
-            Event::Failed { .. } => c.failed += 1,
-            Event::Retried { .. } => c.retried += 1,
-            Event::DeadLettered { .. } => c.dead_lettered += 1,
-            Event::Expired { .. } => c.expired += 1,
-            Event::Cancelled { .. } => c.cancelled += 1,
-            Event::Preempted { .. } | Event::FailedOver { .. } => c.preempted += 1,
-            Event::ReportRejected { .. } => c.rejected_reports += 1,
-            Event::BreakerTripped { .. } => c.breaker_trips += 1,
+            Event::Failed { .. } => bump(&mut c.failed),
+            Event::Retried { .. } => bump(&mut c.retried),
+            Event::DeadLettered { .. } => bump(&mut c.dead_lettered),
+            Event::Expired { .. } => bump(&mut c.expired),
+            Event::Cancelled { .. } => bump(&mut c.cancelled),
+            Event::Preempted { .. } | Event::FailedOver { .. } => bump(&mut c.preempted),
+            Event::ReportRejected { .. } => {}
+            Event::BreakerTripped { .. } => bump(&mut c.breaker_trips),
             Event::AgentLost { .. } => {}
         }
     }
@@ -74,6 +80,11 @@ impl Recorder {
             completions_per_second: self.completions.per_second(self.latest),
         }
     }
+}
+
+/// Counts one more; a counter restored at its maximum stays there.
+fn bump(counter: &mut u64) {
+    *counter = counter.saturating_add(1);
 }
 
 /// A point-in-time view of the dispatcher's metrics.

@@ -1,0 +1,415 @@
+//! Snapshots: a dispatcher's state as a stored value, and the checks that
+//! make a restored dispatcher as safe as a fresh one.
+//!
+//! A snapshot read back from a disk or a database is untrusted input.
+//! [`Dispatcher::restore`] therefore checks everything it takes — every
+//! index in range, every count against the collections it counts, ids
+//! unique, loads within capacity and equal to the tasks each agent runs,
+//! every waiting task reachable (queued once, or delayed with its retry
+//! timer), counters ahead of every number they handed out — and rebuilds
+//! what is derived rather than trusting it. Anything inconsistent is a
+//! [`SchedulerError::CorruptSnapshot`] naming the field; nothing is
+//! allocated from a number before it is checked.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::dispatcher::Action;
+use super::requirements_table::RequirementsId;
+use super::state::{State, Timer};
+use super::task::TaskState;
+use super::{Dispatcher, DispatcherConfig, SchedulerError};
+use crate::agent::COUNTER_LIMIT;
+use crate::routing::RoutingStrategy;
+use crate::{AgentId, Priority, TaskId};
+
+/// A dispatcher's state as a value: taken with [`Dispatcher::snapshot`],
+/// stored with serde, continued with [`Dispatcher::restore`].
+///
+/// The stored form is exact and canonical: a serde_json round trip restores
+/// the same state, and equal states serialize to equal bytes (maps travel
+/// sorted by key, accumulated floats as their bit patterns). Settings a
+/// host wrote as decimals (an agent's cost, the latency smoothing) travel
+/// as decimals.
+///
+/// ```
+/// use taskweave::scheduler::{Dispatcher, DispatcherConfig, TaskSpec};
+/// use taskweave::routing::{LeastLoaded, RoutingStrategy};
+/// use taskweave::Instant;
+///
+/// let mut d: Dispatcher<String> = Dispatcher::new(DispatcherConfig::default());
+/// let task = d.submit(TaskSpec::new("report".to_string()), Instant::ZERO)?.id();
+/// let json = serde_json::to_string(&d.snapshot()).unwrap();
+/// let snapshot = serde_json::from_str(&json).unwrap();
+/// let strategy: Box<dyn RoutingStrategy + Send> = Box::new(LeastLoaded::new());
+/// let restored = Dispatcher::restore(DispatcherConfig::default(), strategy, snapshot)?;
+/// assert_eq!(restored.payload(task).map(String::as_str), Some("report"));
+/// assert_eq!(serde_json::to_string(&restored.snapshot()).unwrap(), json);
+/// # Ok::<(), taskweave::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Snapshot<P> {
+    version: u32,
+    state: State<P>,
+}
+
+impl<P> Snapshot<P> {
+    /// The snapshot format this library writes and reads.
+    pub const VERSION: u32 = 2;
+
+    /// The format version this snapshot says it is in.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+impl<P, S: RoutingStrategy> Dispatcher<P, S> {
+    /// A copy of everything the dispatcher knows — tasks and payloads,
+    /// queues, timers, agents, breakers, limiters, metrics, the random
+    /// source — as a value that serde can store. The configuration, the
+    /// routing strategy and the observer are not part of it.
+    pub fn snapshot(&self) -> Snapshot<P>
+    where
+        P: Clone,
+    {
+        Snapshot {
+            version: Snapshot::<P>::VERSION,
+            state: self.state.clone(),
+        }
+    }
+
+    /// A dispatcher that continues from `snapshot`, with `config` and
+    /// `strategy` supplied again by the host. Given the configuration and a
+    /// strategy in the same state as when the snapshot was taken (a stateless
+    /// strategy such as [`LeastLoaded`](crate::routing::LeastLoaded) always
+    /// is), it produces the same actions as the dispatcher the snapshot came
+    /// from.
+    ///
+    /// **Untrusted snapshots.** The snapshot is checked as untrusted input
+    /// (see the [module docs](self)): a snapshot that is not one a
+    /// dispatcher could have taken is refused, and a restored dispatcher
+    /// keeps every guarantee of a fresh one — no panic, no hang, nothing
+    /// lost. Parts with invariants of their own (the registry, capability
+    /// sets, breakers, limiters, histograms) are checked as serde reads
+    /// them, so a corrupt one already fails to deserialize. Costs
+    /// `O(n log n)` in the size of the state.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::SnapshotVersion`] for a snapshot written by an
+    /// incompatible version of this library;
+    /// [`SchedulerError::CorruptSnapshot`] naming the first inconsistent
+    /// field.
+    pub fn restore(
+        config: DispatcherConfig,
+        strategy: S,
+        snapshot: Snapshot<P>,
+    ) -> Result<Self, SchedulerError> {
+        if snapshot.version != Snapshot::<P>::VERSION {
+            return Err(SchedulerError::SnapshotVersion {
+                found: snapshot.version,
+                supported: Snapshot::<P>::VERSION,
+            });
+        }
+        Ok(Dispatcher {
+            config,
+            strategy,
+            observer: None,
+            state: snapshot.state.validated()?,
+        })
+    }
+}
+
+fn corrupt(field: &str, problem: impl Into<String>) -> SchedulerError {
+    SchedulerError::CorruptSnapshot {
+        field: field.to_string(),
+        problem: problem.into(),
+    }
+}
+
+/// Ensures `value` lies below the counter `next` that handed it out.
+fn issued(field: &str, value: u64, next: u64) -> Result<(), SchedulerError> {
+    if value < next {
+        Ok(())
+    } else {
+        Err(corrupt(
+            field,
+            format!("{value} was never handed out (next is {next})"),
+        ))
+    }
+}
+
+impl<P> State<P> {
+    /// Checks a state read from a snapshot and rebuilds what it derives.
+    fn validated(mut self) -> Result<Self, SchedulerError> {
+        let counters = [
+            ("next_seq", self.next_seq),
+            ("next_token", self.next_token),
+            ("next_timer", self.next_timer),
+        ];
+        for (field, value) in counters {
+            if value > COUNTER_LIMIT {
+                return Err(corrupt(
+                    field,
+                    format!("{value} leaves no room to count on"),
+                ));
+            }
+        }
+        self.tasks = self.tasks.validated().map_err(|p| corrupt("tasks", p))?;
+        self.requirements = self
+            .requirements
+            .validated(&self.registry)
+            .map_err(|p| corrupt("requirements", p))?;
+        self.queue = self.queue.validated().map_err(|p| corrupt("queue", p))?;
+        self.check_parked()?;
+        let in_flight = self.check_tasks()?;
+        self.check_in_flight(&in_flight)?;
+        self.check_queue_entries()?;
+        self.check_timers()?;
+        self.check_agent_maps()?;
+        self.check_idempotency()?;
+        self.check_actions()?;
+        Ok(self)
+    }
+
+    /// Parked groups: valid queues of known, distinct requirement sets.
+    fn check_parked(&mut self) -> Result<(), SchedulerError> {
+        self.parked_index = HashMap::with_capacity(self.parked.len());
+        for (index, group) in self.parked.iter_mut().enumerate() {
+            let field = format!("parked[{index}]");
+            group.queue = std::mem::replace(&mut group.queue, super::queue::Queue::new(None))
+                .validated()
+                .map_err(|p| corrupt(&field, p))?;
+            if self.requirements.requirements(group.requirements).is_none() {
+                return Err(corrupt(&field, "names no requirement set"));
+            }
+            if self
+                .parked_index
+                .insert(group.requirements, index)
+                .is_some()
+            {
+                return Err(corrupt(&field, "repeats another group's requirements"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every live task on its own, the per-level counts, the users of each
+    /// requirement set; returns the tasks each agent should hold.
+    fn check_tasks(&mut self) -> Result<BTreeMap<AgentId, BTreeSet<TaskId>>, SchedulerError> {
+        let mut users: HashMap<RequirementsId, usize> = HashMap::new();
+        let mut in_flight: BTreeMap<AgentId, BTreeSet<TaskId>> = BTreeMap::new();
+        self.queued_by_level = [0; Priority::LEVELS];
+        self.waiting = 0;
+        for (id, task) in self.tasks.iter() {
+            let field = format!("tasks[{id}]");
+            if self.requirements.requirements(task.requirements).is_none() {
+                return Err(corrupt(&field, "names no requirement set"));
+            }
+            *users.entry(task.requirements).or_default() += 1;
+            issued(&format!("{field}.seq"), task.seq, self.next_seq)?;
+            if task.failures > task.attempts {
+                return Err(corrupt(&field, "more failures than attempts"));
+            }
+            if task.extras().ttl.is_some() != task.extras().ttl_due.is_some() {
+                return Err(corrupt(
+                    &field,
+                    "a TTL without its due instant, or the reverse",
+                ));
+            }
+            match task.state {
+                TaskState::Queued => {
+                    self.queued_by_level[task.priority.index()] += 1;
+                    self.waiting += 1;
+                }
+                TaskState::Delayed { .. } => self.waiting += 1,
+                TaskState::InFlight {
+                    agent,
+                    token,
+                    attempt,
+                } => {
+                    if !self.registry.contains(agent) {
+                        return Err(corrupt(&field, format!("runs on unknown agent {agent}")));
+                    }
+                    issued(&format!("{field}.token"), token.get(), self.next_token)?;
+                    if attempt != task.attempts || attempt == 0 {
+                        return Err(corrupt(&field, "attempt number disagrees with attempts"));
+                    }
+                    in_flight.entry(agent).or_default().insert(id);
+                }
+                terminal => {
+                    return Err(corrupt(&field, format!("is live but {terminal:?}")));
+                }
+            }
+        }
+        for (requirements, count) in self.requirements.users() {
+            let expected = users.get(&requirements).copied().unwrap_or(0);
+            if count != expected {
+                return Err(corrupt(
+                    &format!("requirements[{requirements}]"),
+                    format!("counts {count} users, but {expected} tasks use it"),
+                ));
+            }
+        }
+        Ok(in_flight)
+    }
+
+    /// Each agent's in-flight list names exactly the tasks running on it,
+    /// and its load in the registry is their number.
+    fn check_in_flight(
+        &self,
+        expected: &BTreeMap<AgentId, BTreeSet<TaskId>>,
+    ) -> Result<(), SchedulerError> {
+        for (agent, list) in &self.in_flight {
+            let field = format!("in_flight[{agent}]");
+            if !self.registry.contains(*agent) {
+                return Err(corrupt(&field, "unknown agent"));
+            }
+            let listed: BTreeSet<TaskId> = list.iter().copied().collect();
+            let running = expected.get(agent).cloned().unwrap_or_default();
+            if listed.len() != list.len() || listed != running {
+                return Err(corrupt(
+                    &field,
+                    "disagrees with the tasks running on the agent",
+                ));
+            }
+        }
+        for record in self.registry.iter() {
+            let running = expected.get(&record.id()).map_or(0, BTreeSet::len);
+            if !self.in_flight.contains_key(&record.id()) && running > 0 {
+                return Err(corrupt(&format!("in_flight[{}]", record.id()), "missing"));
+            }
+            if record.load() as usize != running {
+                return Err(corrupt(
+                    &format!("registry agent {}", record.id()),
+                    format!("load {} but {running} tasks in flight", record.load()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every queued task has exactly one entry, at its priority, in the
+    /// main queue or a parked group; entries of other tasks are dead and
+    /// dropped as the queue reaches them.
+    fn check_queue_entries(&self) -> Result<(), SchedulerError> {
+        let mut seen = BTreeSet::new();
+        let groups = self.parked.iter().map(|g| &g.queue);
+        for entry in std::iter::once(&self.queue)
+            .chain(groups)
+            .flat_map(|q| q.entries())
+        {
+            let field = format!("queue entry of task {}", entry.task);
+            issued(&field, entry.seq, self.next_seq)?;
+            let Some(task) = self.tasks.get(entry.task) else {
+                continue;
+            };
+            if task.state != TaskState::Queued {
+                continue;
+            }
+            if entry.seq != task.seq || entry.priority != task.priority {
+                return Err(corrupt(&field, "disagrees with its task"));
+            }
+            if !seen.insert(entry.task) {
+                return Err(corrupt(&field, "appears twice"));
+            }
+        }
+        let queued: usize = self.queued_by_level.iter().sum();
+        if seen.len() != queued {
+            return Err(corrupt("queue", "a queued task has no entry"));
+        }
+        Ok(())
+    }
+
+    /// Timers were armed by this state, and everything that waits for one
+    /// has it: delayed tasks their retry, watched agents their heartbeat
+    /// check, rate-blocked agents their release.
+    fn check_timers(&self) -> Result<(), SchedulerError> {
+        let mut armed = BTreeSet::new();
+        for &(at, seq, timer) in &self.timers {
+            issued("timers", seq, self.next_timer)?;
+            if let Timer::Attempt(task, token) = timer {
+                issued(
+                    &format!("timer of task {task}"),
+                    token.get(),
+                    self.next_token,
+                )?;
+            }
+            armed.insert((timer, at));
+        }
+        for (id, task) in self.tasks.iter() {
+            if let TaskState::Delayed { until } = task.state {
+                if !armed.contains(&(Timer::Retry(id), until)) {
+                    return Err(corrupt(
+                        &format!("tasks[{id}]"),
+                        "delayed without its retry timer",
+                    ));
+                }
+            }
+        }
+        for (&agent, &due) in &self.heartbeat_due {
+            if !armed.contains(&(Timer::Heartbeat(agent), due)) {
+                return Err(corrupt(&format!("heartbeat_due[{agent}]"), "no timer"));
+            }
+        }
+        for (&agent, &until) in &self.rate_blocked_until {
+            if !armed.contains(&(Timer::AgentRate(agent), until)) {
+                return Err(corrupt(&format!("rate_blocked_until[{agent}]"), "no timer"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Per-agent state belongs to registered agents.
+    fn check_agent_maps(&self) -> Result<(), SchedulerError> {
+        let maps: [(&str, Vec<AgentId>); 4] = [
+            (
+                "heartbeat_due",
+                self.heartbeat_due.keys().copied().collect(),
+            ),
+            ("breakers", self.breakers.keys().copied().collect()),
+            ("agent_rates", self.agent_rates.keys().copied().collect()),
+            (
+                "rate_blocked_until",
+                self.rate_blocked_until.keys().copied().collect(),
+            ),
+        ];
+        for (field, agents) in maps {
+            if let Some(agent) = agents.iter().find(|&&a| !self.registry.contains(a)) {
+                return Err(corrupt(&format!("{field}[{agent}]"), "unknown agent"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The idempotency keys and their expiry queue name the same keys, each
+    /// once, in expiry order.
+    fn check_idempotency(&self) -> Result<(), SchedulerError> {
+        let expiry = &self.idempotency_expiry;
+        if expiry
+            .iter()
+            .zip(expiry.iter().skip(1))
+            .any(|(a, b)| a.0 > b.0)
+        {
+            return Err(corrupt("idempotency_expiry", "not in expiry order"));
+        }
+        let keys: BTreeSet<&str> = expiry.iter().map(|(_, key)| key.as_str()).collect();
+        let same = keys.len() == expiry.len()
+            && keys.len() == self.idempotency.len()
+            && self.idempotency.keys().all(|k| keys.contains(k.as_str()));
+        if !same {
+            return Err(corrupt("idempotency", "disagrees with its expiry queue"));
+        }
+        Ok(())
+    }
+
+    /// Pending actions carry tokens this state handed out.
+    fn check_actions(&self) -> Result<(), SchedulerError> {
+        for action in &self.actions {
+            if let Action::Assign { token, .. } | Action::Cancel { token, .. } = action {
+                issued("actions", token.get(), self.next_token)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,181 @@
+//! Everything a dispatcher knows, as plain data: the state a [`Snapshot`]
+//! carries and [`Dispatcher`](super::Dispatcher) works on.
+//!
+//! [`Snapshot`]: super::Snapshot
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+use super::queue::Queue;
+use super::requirements_table::{RequirementsId, RequirementsTable};
+use super::slab::TaskSlab;
+use super::stats::Recorder;
+use super::task::TaskState;
+use super::{Action, DeadLetterQueue, DispatcherConfig};
+use crate::agent::Registry;
+use crate::hash::IdMap;
+use crate::resilience::{Bulkhead, CircuitBreaker, KeyedRateLimiter, RateLimiter, RetryBudget};
+use crate::rng::SplitMix64;
+use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
+
+/// Something the dispatcher must look at, at a given instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub(super) enum Timer {
+    Ttl(TaskId),
+    Deadline(TaskId),
+    Attempt(TaskId, AttemptToken),
+    Retry(TaskId),
+    Unroutable(TaskId),
+    Heartbeat(AgentId),
+    Breaker(AgentId),
+    AgentRate(AgentId),
+    KindRate(RequirementsId),
+}
+
+/// One live (non-terminal) task. Kept small (the queue may hold millions):
+/// what most tasks never use lives in [`Extras`], allocated on first use.
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub(super) struct Task<P> {
+    pub(super) payload: P,
+    pub(super) state: TaskState,
+    pub(super) seq: u64,
+    pub(super) assigned_at: Instant,
+    pub(super) extras: Option<Box<Extras>>,
+    pub(super) requirements: RequirementsId,
+    pub(super) attempts: u32,
+    pub(super) failures: u32,
+    pub(super) priority: Priority,
+    /// Whether the current attempt is a half-open breaker's probe.
+    pub(super) probe: bool,
+}
+
+/// The rarely used part of a task: its time limits and retry history.
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub(super) struct Extras {
+    pub(super) ttl: Option<Duration>,
+    /// Submission + TTL: checked whenever the task (re-)enters waiting.
+    pub(super) ttl_due: Option<Instant>,
+    pub(super) deadline: Option<Instant>,
+    pub(super) attempt_timeout: Option<Duration>,
+    pub(super) last_delay: Option<Duration>,
+    pub(super) last_agent: Option<AgentId>,
+    pub(super) unroutable_since: Option<Instant>,
+}
+
+impl<P> Task<P> {
+    pub(super) fn extras(&self) -> &Extras {
+        static NONE: Extras = Extras {
+            ttl: None,
+            ttl_due: None,
+            deadline: None,
+            attempt_timeout: None,
+            last_delay: None,
+            last_agent: None,
+            unroutable_since: None,
+        };
+        self.extras.as_deref().unwrap_or(&NONE)
+    }
+
+    pub(super) fn extras_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+}
+
+/// Tasks that found no eligible agent, grouped by requirement set. A
+/// blocked group is not retried until an agent that could serve it frees a
+/// slot, so one unroutable task never stalls the queue behind it.
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub(super) struct Parked {
+    pub(super) requirements: RequirementsId,
+    pub(super) queue: Queue,
+    pub(super) blocked: bool,
+}
+
+/// Everything a dispatcher knows, apart from its configuration, routing
+/// strategy and observer: what a [`Snapshot`] carries.
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub(super) struct State<P> {
+    pub(super) registry: Registry,
+    pub(super) rng: SplitMix64,
+    /// Live tasks, and the terminal states of the last `terminal_history`
+    /// finished ones.
+    pub(super) tasks: TaskSlab<Task<P>, TaskState>,
+    pub(super) requirements: RequirementsTable,
+    pub(super) queue: Queue,
+    pub(super) parked: Vec<Parked>,
+    /// Derived from `parked`.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub(super) parked_index: HashMap<RequirementsId, usize>,
+    pub(super) timers: BTreeSet<(Instant, u64, Timer)>,
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_pairs"))]
+    pub(super) heartbeat_due: IdMap<AgentId, Instant>,
+    pub(super) actions: VecDeque<Action>,
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_pairs"))]
+    pub(super) in_flight: IdMap<AgentId, Vec<TaskId>>,
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_pairs"))]
+    pub(super) idempotency: HashMap<String, TaskId>,
+    pub(super) idempotency_expiry: VecDeque<(Instant, String)>,
+    pub(super) dead_letters: DeadLetterQueue<P>,
+    /// Derived from `tasks`.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub(super) queued_by_level: [usize; Priority::LEVELS],
+    /// Derived from `tasks`.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub(super) waiting: usize,
+    pub(super) next_seq: u64,
+    pub(super) next_timer: u64,
+    pub(super) next_token: u64,
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_pairs"))]
+    pub(super) breakers: IdMap<AgentId, CircuitBreaker>,
+    pub(super) bulkhead: Option<Bulkhead<String>>,
+    pub(super) kind_rates: Option<KeyedRateLimiter<String>>,
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_pairs"))]
+    pub(super) agent_rates: IdMap<AgentId, RateLimiter>,
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_pairs"))]
+    pub(super) rate_blocked_until: IdMap<AgentId, Instant>,
+    pub(super) retry_budget: Option<RetryBudget>,
+    pub(super) recorder: Recorder,
+    /// The latest `now` seen: an earlier one counts as this (the
+    /// [clock rule](crate::time#the-clock-rule)).
+    pub(super) clock: Instant,
+}
+
+impl<P> State<P> {
+    /// The state of a new dispatcher with `config`.
+    pub(super) fn new(config: &DispatcherConfig) -> Self {
+        State {
+            rng: SplitMix64::new(config.seed),
+            queue: Queue::new(config.aging_interval),
+            retry_budget: config.retry_budget.clone(),
+            bulkhead: config.kind_bulkhead.clone(),
+            kind_rates: config.kind_rate_limit.clone(),
+            registry: Registry::new(),
+            tasks: TaskSlab::default(),
+            requirements: RequirementsTable::default(),
+            parked: Vec::new(),
+            parked_index: HashMap::new(),
+            timers: BTreeSet::new(),
+            heartbeat_due: IdMap::default(),
+            actions: VecDeque::new(),
+            in_flight: IdMap::default(),
+            idempotency: HashMap::new(),
+            idempotency_expiry: VecDeque::new(),
+            dead_letters: DeadLetterQueue::new(),
+            queued_by_level: [0; Priority::LEVELS],
+            waiting: 0,
+            next_seq: 0,
+            next_timer: 0,
+            next_token: 0,
+            breakers: IdMap::default(),
+            agent_rates: IdMap::default(),
+            rate_blocked_until: IdMap::default(),
+            recorder: Recorder::default(),
+            clock: Instant::ZERO,
+        }
+    }
+}

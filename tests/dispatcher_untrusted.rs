@@ -1,0 +1,800 @@
+//! The dispatcher under untrusted state and a host's clock: corrupted
+//! snapshots, clocks that jump, step back, repeat and saturate, and extreme
+//! settings. Each case runs under a watchdog thread, so a hang fails the test
+//! instead of stalling it, and every step re-checks the state the strictest
+//! way the crate knows: a snapshot of it must restore, and must come back
+//! byte for byte through JSON.
+//!
+//! Case counts default low for CI; `PROPTEST_CASES` raises them.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use proptest::sample::Index;
+use serde_json::Value;
+use taskweave::agent::{AgentProfile, AgentStatus};
+use taskweave::resilience::{BreakerConfig, Bulkhead, Fixed, KeyedRateLimiter, Quota, RetryBudget};
+use taskweave::routing::{LeastLoaded, RoutingStrategy};
+use taskweave::scheduler::{
+    Action, AttemptOutcome, Dispatcher, DispatcherConfig, MAX_TERMINAL_HISTORY, SchedulerError,
+    Snapshot, SubmitErrorKind, TaskReport, TaskSpec, TaskState,
+};
+use taskweave::{AgentId, AttemptToken, Instant, Priority, TaskRequirements};
+
+/// Actions one call may hand out before the watchdog calls it a runaway.
+const ACTIONS_PER_CALL: usize = 10_000;
+
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs `case` on its own thread and fails if it neither returns nor
+/// panics within `secs` seconds: a hang inside the dispatcher.
+fn watchdog<T: Send + 'static>(secs: u64, case: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, result) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(case());
+    });
+    match result.recv_timeout(Duration::from_secs(secs)) {
+        Ok(value) => value,
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("watchdog: a call did not return"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the case panicked"),
+    }
+}
+
+/// Every feature that keeps state in a snapshot is on.
+fn config() -> DispatcherConfig {
+    let mut bulkhead = Bulkhead::new(2).unwrap();
+    bulkhead.set_limit("batch".to_string(), 1).unwrap();
+    DispatcherConfig::builder()
+        .aging_interval(Some(Duration::from_secs(2)))
+        .heartbeats(Duration::from_secs(3), 2)
+        .attempt_timeout(Duration::from_secs(8))
+        .unroutable_timeout(Duration::from_secs(25))
+        .retry_policy(Fixed::new(Duration::from_millis(500), 3).unwrap())
+        .retry_budget(RetryBudget::builder().min_retries(5).build().unwrap())
+        .circuit_breaker(
+            BreakerConfig::builder()
+                .consecutive_failures(2)
+                .cooldown(Duration::from_secs(4))
+                .probes(1)
+                .build()
+                .unwrap(),
+        )
+        .agent_rate_limit(Quota::new(5, Duration::from_secs(1)).unwrap())
+        .kind_bulkhead(bulkhead)
+        .kind_rate_limit(KeyedRateLimiter::new(
+            Quota::new(4, Duration::from_secs(1)).unwrap(),
+        ))
+        .idempotency_window(Duration::from_secs(30))
+        .preemption(true)
+        .queue_capacity(60)
+        .terminal_history(40)
+        .build()
+        .unwrap()
+}
+
+fn strategy() -> Box<dyn RoutingStrategy + Send> {
+    Box::new(LeastLoaded::new())
+}
+
+/// One host input. Targets are picked among what the dispatcher shows, so
+/// the same driver works on a dispatcher restored from anything.
+#[derive(Clone, Debug)]
+enum Op {
+    Submit {
+        priority: u8,
+        gpu: bool,
+        kind: Option<u8>,
+        ttl: Option<u16>,
+        key: Option<u8>,
+    },
+    Register {
+        gpu: bool,
+        capacity: u32,
+    },
+    Unregister(Index),
+    SetStatus(Index, u8),
+    Heartbeat(Index),
+    Report(Index, u8),
+    Cancel(Index),
+    Clock(Clock),
+}
+
+/// How the host clock moves before a timer check.
+#[derive(Clone, Debug)]
+enum Clock {
+    Forward(u32),
+    Back(u32),
+    Repeat,
+    NearMax(u16),
+    Max,
+}
+
+fn clock() -> impl Strategy<Value = Clock> {
+    prop_oneof![
+        6 => (1u32..20_000).prop_map(Clock::Forward),
+        2 => (1u32..50_000).prop_map(Clock::Back),
+        1 => Just(Clock::Repeat),
+        1 => any::<u16>().prop_map(Clock::NearMax),
+        1 => Just(Clock::Max),
+    ]
+}
+
+fn op(clocks: impl Strategy<Value = Clock>) -> impl Strategy<Value = Op> {
+    prop_oneof![
+        5 => (0u8..4, any::<bool>(), proptest::option::of(0u8..3),
+              proptest::option::weighted(0.3, 0u16..20_000), proptest::option::weighted(0.3, 0u8..6))
+            .prop_map(|(priority, gpu, kind, ttl, key)| Op::Submit { priority, gpu, kind, ttl, key }),
+        1 => (any::<bool>(), 1u32..4).prop_map(|(gpu, capacity)| Op::Register { gpu, capacity }),
+        1 => any::<Index>().prop_map(Op::Unregister),
+        1 => (any::<Index>(), 0u8..4).prop_map(|(i, s)| Op::SetStatus(i, s)),
+        1 => any::<Index>().prop_map(Op::Heartbeat),
+        5 => (any::<Index>(), any::<u8>()).prop_map(|(i, o)| Op::Report(i, o)),
+        1 => any::<Index>().prop_map(Op::Cancel),
+        3 => clocks.prop_map(Op::Clock),
+    ]
+}
+
+struct Host {
+    now: Instant,
+    /// Whether to check a step back against a twin (which needs the
+    /// dispatcher to run with [`config`]).
+    twin_checks: bool,
+    next_agent: u64,
+    submitted: u32,
+}
+
+fn pick<T: Copy>(items: &[T], index: &Index) -> Option<T> {
+    (!items.is_empty()).then(|| items[index.index(items.len())])
+}
+
+/// Applies one op; an error of the dispatcher is an answer, not a failure.
+fn drive(d: &mut Dispatcher<u32>, host: &mut Host, op: &Op) -> Result<(), String> {
+    let agents: Vec<AgentId> = d.registry().iter().map(|r| r.id()).collect();
+    let now = host.now;
+    match op {
+        Op::Submit {
+            priority,
+            gpu,
+            kind,
+            ttl,
+            key,
+        } => {
+            let mut needs = TaskRequirements::new();
+            if *gpu {
+                needs = needs.require(["gpu"]);
+            }
+            if let Some(kind) = kind {
+                needs = needs.kind(["batch", "chat", "index"][*kind as usize]);
+            }
+            let mut spec = TaskSpec::new(host.submitted)
+                .priority(Priority::from_index(*priority as usize).unwrap_or_default())
+                .requirements(needs);
+            host.submitted += 1;
+            if let Some(ttl) = ttl {
+                spec = spec.ttl(Duration::from_millis(u64::from(*ttl)));
+            }
+            if let Some(key) = key {
+                spec = spec.idempotency_key(format!("key-{key}"));
+            }
+            let _ = d.submit(spec, now);
+        }
+        Op::Register { gpu, capacity } => {
+            let id = AgentId::new(host.next_agent);
+            host.next_agent += 1;
+            let caps: &[&str] = if *gpu { &["gpu", "cpu"] } else { &["cpu"] };
+            let profile = AgentProfile::builder()
+                .capabilities(caps.iter().copied())
+                .capacity(*capacity)
+                .build()
+                .map_err(|e| e.to_string())?;
+            let _ = d.register_agent(id, profile, now);
+        }
+        Op::Unregister(i) => {
+            if let Some(agent) = pick(&agents, i) {
+                let _ = d.unregister_agent(agent, now);
+            }
+        }
+        Op::SetStatus(i, s) => {
+            if let Some(agent) = pick(&agents, i) {
+                let status = [
+                    AgentStatus::Online,
+                    AgentStatus::Draining,
+                    AgentStatus::Offline,
+                    AgentStatus::Unhealthy,
+                ][*s as usize % 4];
+                let _ = d.set_agent_status(agent, status, now);
+            }
+        }
+        Op::Heartbeat(i) => {
+            if let Some(agent) = pick(&agents, i) {
+                let _ = d.heartbeat(agent, now);
+            }
+        }
+        Op::Report(i, o) => {
+            let running: Vec<(taskweave::TaskId, AgentId, AttemptToken)> = d
+                .iter_live_tasks()
+                .filter_map(|(task, state, ..)| match state {
+                    TaskState::InFlight { agent, token, .. } => Some((task, agent, token)),
+                    _ => None,
+                })
+                .collect();
+            if let Some((task, agent, token)) = pick(&running, i) {
+                let outcome = match o % 4 {
+                    0 | 1 => AttemptOutcome::Success,
+                    2 => AttemptOutcome::Failure {
+                        reason: "boom".into(),
+                        retryable: true,
+                    },
+                    _ => AttemptOutcome::Failure {
+                        reason: "fatal".into(),
+                        retryable: false,
+                    },
+                };
+                let forged = o % 7 == 6;
+                let token = if forged {
+                    AttemptToken::new(token.get() ^ 0x5a5a)
+                } else {
+                    token
+                };
+                let result = d.report(
+                    TaskReport {
+                        task,
+                        agent,
+                        token,
+                        outcome,
+                    },
+                    now,
+                );
+                if result.is_ok() == forged {
+                    return Err(format!("report (forged: {forged}) gave {result:?}"));
+                }
+            }
+        }
+        Op::Cancel(i) => {
+            let live: Vec<taskweave::TaskId> = d.iter_live_tasks().map(|t| t.0).collect();
+            if let Some(task) = pick(&live, i) {
+                d.cancel(task, now)
+                    .map_err(|e| format!("cancel of a live task: {e}"))?;
+            }
+        }
+        Op::Clock(clock) => {
+            let before = host.now;
+            host.now = match clock {
+                Clock::Forward(ms) => before + Duration::from_millis(u64::from(*ms)),
+                Clock::Back(ms) => Instant::from_nanos(
+                    before.as_nanos().saturating_sub(u64::from(*ms) * 1_000_000),
+                ),
+                Clock::Repeat => before,
+                Clock::NearMax(back) => Instant::from_nanos(u64::MAX - u64::from(*back)),
+                Clock::Max => Instant::MAX,
+            };
+            // Agents beat now and then, so some are lost.
+            if host.submitted % 2 == 0 {
+                for &agent in &agents {
+                    let _ = d.heartbeat(agent, host.now);
+                }
+            }
+            drain(d)?;
+            let latest = d.clock();
+            if host.now < latest && host.twin_checks {
+                // A step back is no time passing: the same as a tick at the
+                // latest instant, checked on a twin restored from a snapshot.
+                let json = serde_json::to_string(&d.snapshot()).map_err(|e| e.to_string())?;
+                let snapshot: Snapshot<u32> =
+                    serde_json::from_str(&json).map_err(|e| e.to_string())?;
+                let mut twin = Dispatcher::restore(config(), strategy(), snapshot)
+                    .map_err(|e| e.to_string())?;
+                d.handle_timeout(host.now);
+                twin.handle_timeout(latest);
+                let ours: Vec<Action> = std::iter::from_fn(|| d.poll_action()).collect();
+                let theirs: Vec<Action> = std::iter::from_fn(|| twin.poll_action()).collect();
+                let ours_state = serde_json::to_value(d.snapshot()).map_err(|e| e.to_string())?;
+                let theirs_state =
+                    serde_json::to_value(twin.snapshot()).map_err(|e| e.to_string())?;
+                if ours != theirs || ours_state != theirs_state {
+                    return Err(format!(
+                        "a tick in the past differed from a tick at the latest instant: \
+                         {ours:?} vs {theirs:?}; {}",
+                        first_difference(&ours_state, &theirs_state, "")
+                    ));
+                }
+            } else {
+                d.handle_timeout(host.now);
+            }
+        }
+    }
+    drain(d).map(drop)
+}
+
+/// Takes every pending action, checking each assignment, and counts them.
+fn drain(d: &mut Dispatcher<u32>) -> Result<usize, String> {
+    let mut count = 0;
+    while let Some(action) = d.poll_action() {
+        count += 1;
+        if count > ACTIONS_PER_CALL {
+            return Err("a call handed out a runaway number of actions".into());
+        }
+        if let Action::Assign { agent, .. } = action {
+            let status = d.registry().get(agent).map(|r| r.status());
+            if status != Some(AgentStatus::Online) {
+                return Err(format!("assigned to {agent} in status {status:?}"));
+            }
+        }
+    }
+    Ok(count)
+}
+
+/// The state restores from its own snapshot — every check of `restore`
+/// holds — and that snapshot survives JSON byte for byte.
+fn invariants(d: &Dispatcher<u32>) -> Result<(), String> {
+    let json = serde_json::to_string(&d.snapshot()).map_err(|e| e.to_string())?;
+    let snapshot: Snapshot<u32> = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+    let restored = Dispatcher::restore(config(), strategy(), snapshot)
+        .map_err(|e| format!("a dispatcher's own snapshot was refused: {e}"))?;
+    let again = serde_json::to_string(&restored.snapshot()).map_err(|e| e.to_string())?;
+    if serde_json::from_str::<Value>(&again).ok() != serde_json::from_str::<Value>(&json).ok() {
+        let (a, b): (Value, Value) = (
+            serde_json::from_str(&json).map_err(|e| e.to_string())?,
+            serde_json::from_str(&again).map_err(|e| e.to_string())?,
+        );
+        return Err(format!(
+            "the snapshot did not survive a JSON round trip exactly: {}",
+            first_difference(&a, &b, "")
+        ));
+    }
+    if d.poll_timeout() == Some(Instant::MAX) {
+        return Err("poll_timeout reported a timer that never fires".into());
+    }
+    for (task, state, ..) in d.iter_live_tasks() {
+        if state.is_terminal() {
+            return Err(format!("live task {task} is {state:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Where two JSON values first differ, as a path with both sides.
+fn first_difference(a: &Value, b: &Value, path: &str) -> String {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for (key, value) in x {
+                if y.get(key) != Some(value) {
+                    let other = y.get(key).unwrap_or(&Value::Null);
+                    return first_difference(value, other, &format!("{path}.{key}"));
+                }
+            }
+            format!("{path}: the same values, with keys in another order")
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find(|(_, (p, q))| p != q)
+            .map_or(format!("{path}: equal"), |(i, (p, q))| {
+                first_difference(p, q, &format!("{path}[{i}]"))
+            }),
+        _ => format!("{path}: {a} vs {b}"),
+    }
+}
+
+/// A dispatcher after `ops`, with the host that drove it.
+fn busy(ops: &[Op]) -> Result<(Dispatcher<u32>, Host), String> {
+    let mut d = Dispatcher::new(config());
+    let mut host = Host {
+        now: Instant::from_secs(1),
+        twin_checks: true,
+        next_agent: 0,
+        submitted: 0,
+    };
+    for op in ops {
+        drive(&mut d, &mut host, op)?;
+    }
+    Ok((d, host))
+}
+
+/// Every number and boolean in a JSON value, as paths.
+fn leaves(value: &Value, path: &mut Vec<PathStep>, out: &mut Vec<Vec<PathStep>>) {
+    match value {
+        Value::Number(_) | Value::Bool(_) => out.push(path.clone()),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                path.push(PathStep::At(i));
+                leaves(item, path, out);
+                path.pop();
+            }
+        }
+        Value::Object(fields) => {
+            for (key, item) in fields {
+                path.push(PathStep::Key(key.clone()));
+                leaves(item, path, out);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+#[derive(Clone, Debug)]
+enum PathStep {
+    At(usize),
+    Key(String),
+}
+
+fn leaf_mut<'a>(value: &'a mut Value, path: &[PathStep]) -> Option<&'a mut Value> {
+    path.iter().try_fold(value, |v, step| match step {
+        PathStep::At(i) => v.get_mut(*i),
+        PathStep::Key(k) => v.get_mut(k.as_str()),
+    })
+}
+
+/// A corruption of one number: off by one, zeroed, or extreme.
+fn corrupt(old: &Value, how: u8, noise: u64) -> Value {
+    match old {
+        Value::Bool(b) => Value::Bool(!b),
+        Value::Number(n) => {
+            let n = n.as_u64().unwrap_or(0);
+            Value::from(match how % 8 {
+                0 => n.wrapping_add(1),
+                1 => n.wrapping_sub(1),
+                2 => 0,
+                3 => u64::from(u32::MAX),
+                4 => u64::MAX,
+                5 => 1 << 32,
+                6 => n ^ (1 << (noise % 64)),
+                _ => noise,
+            })
+        }
+        other => other.clone(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(48)))]
+
+    /// A corrupted snapshot is refused with a typed error, or the restored
+    /// dispatcher runs on: no panic, no hang, invariants intact.
+    #[test]
+    fn corrupted_snapshots_are_refused_or_run_safely(
+        ops in proptest::collection::vec(op(clock()), 10..70),
+        edits in proptest::collection::vec((any::<Index>(), any::<u8>(), any::<u64>()), 1..4),
+        after in proptest::collection::vec(op(clock()), 0..120),
+    ) {
+        let outcome = watchdog(60, move || -> Result<&'static str, String> {
+            let (d, mut host) = busy(&ops)?;
+            let mut value = serde_json::to_value(d.snapshot()).map_err(|e| e.to_string())?;
+            let mut paths = Vec::new();
+            leaves(&value, &mut Vec::new(), &mut paths);
+            for (at, how, noise) in &edits {
+                let Some(path) = pick_path(&paths, at) else { continue };
+                if let Some(leaf) = leaf_mut(&mut value, path) {
+                    *leaf = corrupt(leaf, *how, *noise);
+                }
+            }
+            let Ok(snapshot) = serde_json::from_value::<Snapshot<u32>>(value) else {
+                return Ok("refused by serde");
+            };
+            let mut restored = match Dispatcher::restore(config(), strategy(), snapshot) {
+                Ok(restored) => restored,
+                Err(SchedulerError::CorruptSnapshot { .. } | SchedulerError::SnapshotVersion { .. }) => {
+                    return Ok("refused by restore");
+                }
+                Err(other) => return Err(format!("unexpected error kind: {other}")),
+            };
+            invariants(&restored)?;
+            for op in &after {
+                drive(&mut restored, &mut host, op)?;
+                invariants(&restored)?;
+            }
+            Ok("ran on")
+        });
+        outcome.map_err(TestCaseError::fail)?;
+    }
+
+    /// Clocks that jump, step back, repeat and reach `Instant::MAX`: no
+    /// panic, no hang, a backward step fires nothing new, and the state
+    /// stays one a snapshot can restore.
+    #[test]
+    fn random_clocks_keep_the_dispatcher_sound(
+        ops in proptest::collection::vec(op(clock()), 1..150),
+    ) {
+        let outcome = watchdog(60, move || -> Result<(), String> {
+            let mut d = Dispatcher::new(config());
+            let mut host = Host { now: Instant::ZERO, twin_checks: true, next_agent: 0, submitted: 0 };
+            for op in &ops {
+                drive(&mut d, &mut host, op)?;
+                invariants(&d)?;
+            }
+            Ok(())
+        });
+        outcome.map_err(TestCaseError::fail)?;
+    }
+
+    /// Extreme settings are refused with a typed error, or work.
+    #[test]
+    fn extreme_settings_are_refused_or_work(
+        sizes in proptest::collection::vec(prop_oneof![Just(0usize), Just(1), Just(usize::MAX), Just(MAX_TERMINAL_HISTORY), Just(MAX_TERMINAL_HISTORY + 1), 2usize..100], 2),
+        durations in proptest::collection::vec(prop_oneof![Just(Duration::ZERO), Just(Duration::from_nanos(1)), Just(Duration::MAX), Just(Duration::from_secs(u64::MAX)), (1u64..10_000).prop_map(Duration::from_millis)], 5),
+        share in prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY), Just(-0.5), Just(1.0), Just(0.0), 0.0f64..1.0],
+        tolerance in prop_oneof![Just(0u32), Just(1), Just(u32::MAX)],
+        ops in proptest::collection::vec(op(clock()), 0..60),
+    ) {
+        let outcome = watchdog(60, move || -> Result<(), String> {
+            let built = DispatcherConfig::builder()
+                .queue_capacity(sizes[0])
+                .terminal_history(sizes[1])
+                .aging_interval(Some(durations[0]))
+                .idempotency_window(durations[1])
+                .heartbeats(durations[2], tolerance)
+                .attempt_timeout(durations[3])
+                .unroutable_timeout(durations[4])
+                .reserved_share(share)
+                .build();
+            let config = match built {
+                Ok(config) => config,
+                Err(SchedulerError::InvalidConfig { .. }) => return Ok(()),
+                Err(other) => return Err(format!("unexpected error kind: {other}")),
+            };
+            let mut d: Dispatcher<u32> = Dispatcher::new(config);
+            let mut host = Host { now: Instant::ZERO, twin_checks: false, next_agent: 0, submitted: 0 };
+            for op in &ops {
+                drive(&mut d, &mut host, op)?;
+            }
+            Ok(())
+        });
+        outcome.map_err(TestCaseError::fail)?;
+    }
+}
+
+fn pick_path<'a>(paths: &'a [Vec<PathStep>], at: &Index) -> Option<&'a Vec<PathStep>> {
+    (!paths.is_empty()).then(|| &paths[at.index(paths.len())])
+}
+
+fn one_agent(capacity: u32) -> Dispatcher<&'static str> {
+    let mut d = Dispatcher::new(
+        DispatcherConfig::builder()
+            .retry_policy(Fixed::new(Duration::from_secs(1), 5).unwrap())
+            .build()
+            .unwrap(),
+    );
+    let profile = AgentProfile::builder().capacity(capacity).build().unwrap();
+    d.register_agent(AgentId::new(1), profile, Instant::ZERO)
+        .unwrap();
+    d
+}
+
+fn assigned(d: &mut Dispatcher<&'static str>) -> Vec<(AgentId, AttemptToken)> {
+    std::iter::from_fn(|| d.poll_action())
+        .filter_map(|a| match a {
+            Action::Assign { agent, token, .. } => Some((agent, token)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_ttl_that_ran_out_while_the_task_ran_expires_it_when_it_is_requeued() {
+    let mut d = one_agent(1);
+    let task = d
+        .submit(
+            TaskSpec::new("t").ttl(Duration::from_secs(5)),
+            Instant::ZERO,
+        )
+        .unwrap()
+        .id();
+    assert_eq!(assigned(&mut d).len(), 1);
+    // The TTL timer fires while the task runs: nothing happens yet.
+    d.handle_timeout(Instant::from_secs(6));
+    assert!(matches!(
+        d.task_state(task),
+        Some(TaskState::InFlight { .. })
+    ));
+    // The agent goes offline at 10 s: the task would wait again, past its TTL.
+    d.set_agent_status(
+        AgentId::new(1),
+        AgentStatus::Offline,
+        Instant::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!(d.task_state(task), Some(TaskState::Expired));
+    assert_eq!(d.live_tasks(), 0);
+}
+
+#[test]
+fn a_ttl_that_ran_out_before_a_retry_expires_the_task_instead() {
+    let mut d = one_agent(1);
+    let task = d
+        .submit(
+            TaskSpec::new("t").ttl(Duration::from_secs(5)),
+            Instant::ZERO,
+        )
+        .unwrap()
+        .id();
+    let (agent, token) = assigned(&mut d)[0];
+    let failure = AttemptOutcome::Failure {
+        reason: "flaky".into(),
+        retryable: true,
+    };
+    let report = TaskReport {
+        task,
+        agent,
+        token,
+        outcome: failure,
+    };
+    d.report(report, Instant::from_secs(7)).unwrap();
+    assert_eq!(d.task_state(task), Some(TaskState::Expired));
+    assert_eq!(d.live_tasks(), 0);
+}
+
+#[test]
+fn a_rejected_report_changes_nothing_but_its_counter() {
+    let mut d = one_agent(2);
+    let task = d
+        .submit(TaskSpec::new("t"), Instant::from_secs(1))
+        .unwrap()
+        .id();
+    let (agent, token) = assigned(&mut d)[0];
+    let before = serde_json::to_value(d.snapshot()).unwrap();
+    let forged = TaskReport {
+        task,
+        agent,
+        token: AttemptToken::new(token.get() + 77),
+        outcome: AttemptOutcome::Success,
+    };
+    assert!(d.report(forged, Instant::from_secs(1_000)).is_err());
+    let mut after = serde_json::to_value(d.snapshot()).unwrap();
+    let counter = &mut after["state"]["recorder"]["counters"]["rejected_reports"];
+    assert_eq!(*counter, Value::from(1));
+    *counter = Value::from(0);
+    assert_eq!(after, before);
+}
+
+#[test]
+fn timers_at_instant_max_never_fire_and_the_clock_may_reach_it() {
+    let mut d = Dispatcher::new(
+        DispatcherConfig::builder()
+            .heartbeats(Duration::from_secs(1), 3)
+            .build()
+            .unwrap(),
+    );
+    let profile = AgentProfile::builder().capacity(1).build().unwrap();
+    d.register_agent(AgentId::new(1), profile, Instant::ZERO)
+        .unwrap();
+    d.heartbeat(AgentId::new(1), Instant::MAX).unwrap();
+    let task = d
+        .submit(TaskSpec::new("t").ttl(Duration::MAX), Instant::MAX)
+        .unwrap()
+        .id();
+    d.handle_timeout(Instant::MAX);
+    d.handle_timeout(Instant::MAX);
+    // The agent beat at MAX: its silence never ends, so it is not lost.
+    let status = d.registry().get(AgentId::new(1)).map(|r| r.status());
+    assert_eq!(status, Some(AgentStatus::Online));
+    assert!(matches!(
+        d.task_state(task),
+        Some(TaskState::InFlight { .. })
+    ));
+    assert_eq!(d.poll_timeout(), None);
+}
+
+#[test]
+fn a_clock_that_steps_back_counts_as_no_time_passing() {
+    let mut d = one_agent(1);
+    let first = d
+        .submit(
+            TaskSpec::new("a").ttl(Duration::from_secs(5)),
+            Instant::from_secs(100),
+        )
+        .unwrap()
+        .id();
+    let second = d
+        .submit(
+            TaskSpec::new("b").ttl(Duration::from_secs(5)),
+            Instant::from_secs(3),
+        )
+        .unwrap()
+        .id();
+    // The second task was submitted "at 3 s" after 100 s: it counts as 100 s,
+    // so its TTL runs to 105 s, not 8 s.
+    d.handle_timeout(Instant::from_secs(50));
+    assert_eq!(d.task_state(second), Some(TaskState::Queued));
+    d.handle_timeout(Instant::from_secs(105));
+    assert_eq!(d.task_state(second), Some(TaskState::Expired));
+    assert!(matches!(
+        d.task_state(first),
+        Some(TaskState::InFlight { .. })
+    ));
+}
+
+#[test]
+fn extreme_sizes_are_refused_where_they_could_overflow() {
+    let refused = DispatcherConfig::builder()
+        .terminal_history(usize::MAX)
+        .build();
+    assert!(matches!(
+        refused,
+        Err(SchedulerError::InvalidConfig {
+            setting: "terminal history",
+            ..
+        })
+    ));
+    let mut d: Dispatcher<u32> = Dispatcher::new(
+        DispatcherConfig::builder()
+            .terminal_history(MAX_TERMINAL_HISTORY)
+            .build()
+            .unwrap(),
+    );
+    let task = d.submit(TaskSpec::new(1), Instant::ZERO).unwrap().id();
+    d.cancel(task, Instant::ZERO).unwrap();
+    assert_eq!(d.task_state(task), Some(TaskState::Cancelled));
+    let zero = d.submit(
+        TaskSpec::new(2).attempt_timeout(Duration::ZERO),
+        Instant::ZERO,
+    );
+    assert_eq!(zero.unwrap_err().kind, SubmitErrorKind::ZeroAttemptTimeout);
+}
+
+#[test]
+fn corrupt_snapshots_name_the_field_at_fault() {
+    let (d, _) = busy(&[
+        Op::Register {
+            gpu: true,
+            capacity: 3,
+        },
+        Op::Register {
+            gpu: false,
+            capacity: 2,
+        },
+        Op::Submit {
+            priority: 1,
+            gpu: true,
+            kind: None,
+            ttl: None,
+            key: Some(1),
+        },
+        Op::Submit {
+            priority: 2,
+            gpu: false,
+            kind: None,
+            ttl: Some(900),
+            key: None,
+        },
+        Op::Submit {
+            priority: 0,
+            gpu: true,
+            kind: Some(1),
+            ttl: None,
+            key: None,
+        },
+    ])
+    .unwrap();
+    let json = serde_json::to_value(d.snapshot()).unwrap();
+    let restore = |edit: &dyn Fn(&mut Value)| {
+        let mut value = json.clone();
+        edit(&mut value);
+        match serde_json::from_value::<Snapshot<u32>>(value) {
+            Ok(snapshot) => Dispatcher::restore(config(), strategy(), snapshot)
+                .err()
+                .map(|e| e.to_string()),
+            Err(e) => Some(format!("serde: {e}")),
+        }
+    };
+    assert_eq!(restore(&|_| {}), None);
+    let version = restore(&|v| v["version"] = Value::from(99)).unwrap();
+    assert!(version.contains("format 99"), "{version}");
+    let next_token = restore(&|v| v["state"]["next_token"] = Value::from(0)).unwrap();
+    assert!(next_token.contains("token"), "{next_token}");
+    let next_seq = restore(&|v| v["state"]["next_seq"] = Value::from(1)).unwrap();
+    assert!(next_seq.contains("seq"), "{next_seq}");
+    let load = restore(&|v| v["state"]["registry"]["agents"][0]["load"] = Value::from(0)).unwrap();
+    assert!(load.contains("load"), "{load}");
+    let in_flight = restore(&|v| v["state"]["in_flight"] = Value::Array(Vec::new())).unwrap();
+    assert!(in_flight.contains("in_flight"), "{in_flight}");
+    let keys = restore(&|v| v["state"]["idempotency"] = Value::Array(Vec::new())).unwrap();
+    assert!(keys.contains("idempotency"), "{keys}");
+}
