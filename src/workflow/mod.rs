@@ -86,6 +86,7 @@ mod error;
 mod export;
 mod observer;
 mod run;
+mod run_check;
 mod step;
 mod step_def;
 
@@ -93,7 +94,10 @@ pub use action::{
     FailureCause, PendingCompensation, RunAction, RunInput, RunOutcome, StepCancelReason,
 };
 pub use checkpoint::Checkpoint;
-pub use definition::{DEFAULT_MAX_DEPTH, Edge, WorkflowDef, WorkflowDefBuilder, WorkflowGraph};
+pub use definition::{
+    DEFAULT_MAX_DEPTH, Edge, MAX_ATTEMPTS, MAX_DEPTH_LIMIT, MAX_INSTANCES, MAX_ITERATIONS,
+    WorkflowDef, WorkflowDefBuilder, WorkflowGraph,
+};
 pub use engine::{EngineAction, StepTask, WorkflowEngine};
 pub use error::{DefinitionError, EngineError, RunError};
 pub(crate) use export::{display_name, line, mermaid_escape};

@@ -1,8 +1,7 @@
 //! [`WorkflowRun`]: the sans-IO state machine of one execution of a
 //! workflow.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,33 +91,33 @@ pub struct TimelineEntry {
     pub outcome: AttemptEnd,
 }
 
-const NONE: u32 = u32::MAX;
+pub(super) const NONE: u32 = u32::MAX;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-enum EdgeState {
+pub(super) enum EdgeState {
     Pending,
     Fired,
     Skipped,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-struct StepSlot {
-    state: StepState,
-    fired: u32,
-    skipped: u32,
+pub(super) struct StepSlot {
+    pub(super) state: StepState,
+    pub(super) fired: u32,
+    pub(super) skipped: u32,
     /// The latest execution (`NONE` if none).
-    exec: u32,
+    pub(super) exec: u32,
     /// A multi-instance step's executions, in instance order.
-    instances: Vec<u32>,
-    open_instances: u32,
-    failed_instances: u32,
+    pub(super) instances: Vec<u32>,
+    pub(super) open_instances: u32,
+    pub(super) failed_instances: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-enum ExecState {
+pub(super) enum ExecState {
     Delayed { until: Instant },
     Running(AttemptToken),
     Completed,
@@ -128,7 +127,7 @@ enum ExecState {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-enum CompensationState {
+pub(super) enum CompensationState {
     NotStarted,
     Delayed { until: Instant },
     Running(AttemptToken),
@@ -139,49 +138,49 @@ enum CompensationState {
 
 /// Retry bookkeeping of one kind of work (the execution, or its
 /// compensation).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-struct Tries {
-    attempts: u32,
-    failures: u32,
-    last_delay: Option<Duration>,
+pub(super) struct Tries {
+    pub(super) attempts: u32,
+    pub(super) failures: u32,
+    pub(super) last_delay: Option<Duration>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-struct Exec<P> {
-    step: StepId,
-    instance: Option<u32>,
-    iteration: u32,
-    item: Option<P>,
-    previous: u32,
+pub(super) struct Exec<P> {
+    pub(super) step: StepId,
+    pub(super) instance: Option<u32>,
+    pub(super) iteration: u32,
+    pub(super) item: Option<P>,
+    pub(super) previous: u32,
     /// How many executions of the run had completed when this one was
     /// created: its input sees only those.
-    horizon: u32,
+    pub(super) horizon: u32,
     /// Its position in the run's completion order, once completed.
-    seq: u32,
-    state: ExecState,
-    tries: Tries,
-    output: Option<P>,
-    compensation: CompensationState,
-    compensation_tries: Tries,
+    pub(super) seq: u32,
+    pub(super) state: ExecState,
+    pub(super) tries: Tries,
+    pub(super) output: Option<P>,
+    pub(super) compensation: CompensationState,
+    pub(super) compensation_tries: Tries,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-struct Attempt {
-    exec: u32,
-    number: u32,
-    compensation: bool,
-    start: Instant,
-    end: Option<Instant>,
-    deadline: Option<Instant>,
-    outcome: AttemptEnd,
+pub(super) struct Attempt {
+    pub(super) exec: u32,
+    pub(super) number: u32,
+    pub(super) compensation: bool,
+    pub(super) start: Instant,
+    pub(super) end: Option<Instant>,
+    pub(super) deadline: Option<Instant>,
+    pub(super) outcome: AttemptEnd,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-enum Timer {
+pub(super) enum Timer {
     Deadline,
     Wait(StepId),
     Retry(u32),
@@ -189,9 +188,9 @@ enum Timer {
     CompensationRetry(u32),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-enum Phase {
+pub(super) enum Phase {
     Running,
     Compensating {
         cause: FailureCause,
@@ -208,25 +207,29 @@ enum Phase {
 
 /// Everything a run is, apart from its definition and observer: what a
 /// checkpoint stores.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(super) struct RunState<P> {
-    id: WorkflowId,
-    started_at: Instant,
-    input: Option<P>,
-    steps: Vec<StepSlot>,
-    edges: Vec<EdgeState>,
-    execs: Vec<Exec<P>>,
-    attempts: Vec<Attempt>,
-    actions: VecDeque<RunAction>,
-    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    pub(super) id: WorkflowId,
+    pub(super) started_at: Instant,
+    /// The latest `now` the run accepted: an earlier one counts as this.
+    pub(super) latest: Instant,
+    pub(super) input: Option<P>,
+    pub(super) steps: Vec<StepSlot>,
+    pub(super) edges: Vec<EdgeState>,
+    pub(super) execs: Vec<Exec<P>>,
+    pub(super) attempts: Vec<Attempt>,
+    pub(super) actions: VecDeque<RunAction>,
+    /// Ordered, so a checkpoint lists them canonically; a timer that
+    /// would fire at [`Instant::MAX`] ("never") is not kept.
+    pub(super) timers: BTreeSet<(Instant, Timer)>,
     /// Completed executions, in completion order.
-    completions: Vec<u32>,
+    pub(super) completions: Vec<u32>,
     /// Wait steps currently waiting, in the order they started waiting.
-    waiting: Vec<StepId>,
-    open_steps: usize,
-    phase: Phase,
-    rng: SplitMix64,
+    pub(super) waiting: Vec<StepId>,
+    pub(super) open_steps: usize,
+    pub(super) phase: Phase,
+    pub(super) rng: SplitMix64,
 }
 
 /// The sans-IO state machine of one workflow execution.
@@ -329,6 +332,7 @@ impl<P: Clone> WorkflowRun<P> {
         let state = RunState {
             id,
             started_at: now,
+            latest: now,
             input,
             steps: vec![
                 StepSlot {
@@ -346,7 +350,7 @@ impl<P: Clone> WorkflowRun<P> {
             execs: Vec::with_capacity(n),
             attempts: Vec::with_capacity(n),
             actions: VecDeque::new(),
-            timers: BinaryHeap::new(),
+            timers: BTreeSet::new(),
             completions: Vec::with_capacity(n),
             waiting: Vec::new(),
             open_steps: n,
@@ -397,9 +401,12 @@ impl<P: Clone> WorkflowRun<P> {
 
     /// The earliest instant at which a timer may fire: wake the run then
     /// with [`handle_timeout`](Self::handle_timeout). The instant may belong
-    /// to a timer that no longer matters; waking early is harmless.
+    /// to a timer that no longer matters; waking early is harmless. It may
+    /// be at or before [`latest_now`](Self::latest_now) when a timer was set
+    /// during the last `handle_timeout` for an instant already reached.
+    /// Never [`Instant::MAX`]: that is "never".
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.state.timers.peek().map(|Reverse((at, _))| *at)
+        self.state.timers.first().map(|&(at, _)| at)
     }
 
     /// How the run ended, once it has.
@@ -548,8 +555,43 @@ impl<P: Clone> WorkflowRun<P> {
         &self.state.waiting
     }
 
+    /// The latest `now` the run accepted (its start, at first). An input
+    /// with an earlier `now` is applied at this instant.
+    pub fn latest_now(&self) -> Instant {
+        self.state.latest
+    }
+
+    /// Whether a wait step is waiting for a signal (or for its timer, if
+    /// it has one). Such a run may have nothing else to do: it is not
+    /// stuck, it waits for [`signal`](Self::signal).
+    pub fn is_waiting_for_signal(&self) -> bool {
+        !self.state.waiting.is_empty()
+    }
+
+    /// Whether the run waits for the host: an attempt (of a step or of a
+    /// compensation) it handed out is still running, or a multi-instance
+    /// step waits for its items ([`expand`](Self::expand)).
+    ///
+    /// A run without an [`outcome`](Self::outcome) always has an action to
+    /// hand out, a timer pending ([`poll_timeout`](Self::poll_timeout)),
+    /// or waits for the host or for a signal
+    /// ([`is_waiting_for_signal`](Self::is_waiting_for_signal)). A run with
+    /// an outcome has no step active and no attempt running.
+    pub fn is_waiting_for_host(&self) -> bool {
+        self.state.attempts.iter().any(|a| a.end.is_none())
+            || self
+                .state
+                .steps
+                .iter()
+                .any(|s| s.state == StepState::Expanding)
+    }
+
     /// Applies one input: the single entry point every shortcut goes
     /// through, and what a journal replays.
+    ///
+    /// `now` earlier than the latest `now` the run accepted
+    /// ([`latest_now`](Self::latest_now)) counts as that latest one: a
+    /// clock that steps back makes no time pass, and fires nothing new.
     ///
     /// # Errors
     ///
@@ -562,6 +604,16 @@ impl<P: Clone> WorkflowRun<P> {
                 _ => Err(RunError::Finished),
             };
         }
+        // A clock that went back counts as no time passing.
+        let now = now.max(self.state.latest);
+        let result = self.apply_at(input, now);
+        if result.is_ok() {
+            self.state.latest = now;
+        }
+        result
+    }
+
+    fn apply_at(&mut self, input: RunInput<P>, now: Instant) -> Result<(), RunError> {
         match input {
             RunInput::Succeeded { token, output } => self.on_success(token, output, now),
             RunInput::Failed { token, failure } => {
@@ -690,6 +742,14 @@ impl<P: Clone> WorkflowRun<P> {
 
     /// Fires the timers due at `now`: retries, attempt timeouts, wait
     /// timeouts and the workflow deadline.
+    ///
+    /// One call fires only the timers that were due when it began: a timer
+    /// that firing sets at or before `now` (a retry without delay, say) is
+    /// left for the next call, and [`poll_timeout`](Self::poll_timeout)
+    /// points at it. So one call does bounded work whatever the clock and
+    /// the definition. A timer computed to land at [`Instant::MAX`] never
+    /// fires: an attempt timeout or a wait timeout there is dropped, and a
+    /// retry there counts as giving up.
     pub fn handle_timeout(&mut self, now: Instant) {
         // A tick is always accepted.
         let _ = self.apply(RunInput::Tick, now);
@@ -757,7 +817,12 @@ impl<P: Clone> WorkflowRun<P> {
     }
 
     fn timer(&mut self, at: Instant, timer: Timer) {
-        self.state.timers.push(Reverse((at, timer)));
+        // `Instant::MAX` is "never": such a timer would fire together with
+        // every other saturated one the moment a host passes the last
+        // instant, so it is not kept at all.
+        if at != Instant::MAX {
+            self.state.timers.insert((at, timer));
+        }
     }
 
     // ---- starting work -------------------------------------------------
@@ -1004,7 +1069,10 @@ impl<P: Clone> WorkflowRun<P> {
         }
         let delay = policy.next_delay(tries.failures, tries.last_delay, &mut self.state.rng)?;
         tries.last_delay = Some(delay);
-        Some(now.saturating_add(delay))
+        // A retry that would fall at `Instant::MAX` would never happen:
+        // the failure is final instead of leaving the step waiting forever.
+        let at = now.saturating_add(delay);
+        (at != Instant::MAX).then_some(at)
     }
 
     /// One instance of a multi-instance step ended (`failure` if for good).
@@ -1014,7 +1082,7 @@ impl<P: Clone> WorkflowRun<P> {
             .multi_instance
             .map_or(0, |m| m.tolerated_failures);
         let slot = self.slot_mut(step);
-        slot.open_instances -= 1;
+        slot.open_instances = slot.open_instances.saturating_sub(1);
         if failure.is_some() {
             slot.failed_instances += 1;
         }
@@ -1036,6 +1104,13 @@ impl<P: Clone> WorkflowRun<P> {
             return Err(RunError::UnexpectedInput {
                 step,
                 expected: "waiting for its items",
+            });
+        }
+        if items.len() > super::MAX_INSTANCES as usize {
+            return Err(RunError::TooManyItems {
+                step,
+                items: items.len(),
+                limit: super::MAX_INSTANCES,
             });
         }
         if items.is_empty() {
@@ -1095,7 +1170,7 @@ impl<P: Clone> WorkflowRun<P> {
     /// known to have no labelled outgoing edges (every edge fires).
     fn complete_step(&mut self, step: StepId, chosen: Option<&[String]>, now: Instant) {
         self.slot_mut(step).state = StepState::Completed;
-        self.state.open_steps -= 1;
+        self.state.open_steps = self.state.open_steps.saturating_sub(1);
         let run = self.state.id;
         self.emit(WorkflowEvent::StepCompleted { run, step });
         // Disjoint field borrows: no clone of the `Arc` on the hot path.
@@ -1158,7 +1233,7 @@ impl<P: Clone> WorkflowRun<P> {
                         if cancel_remaining {
                             self.cancel_remaining(to, now);
                         }
-                    } else if skipped > m - n {
+                    } else if skipped > m.saturating_sub(n) {
                         self.skip_step(to);
                     }
                 }
@@ -1169,7 +1244,7 @@ impl<P: Clone> WorkflowRun<P> {
 
     fn skip_step(&mut self, step: StepId) {
         self.slot_mut(step).state = StepState::Skipped;
-        self.state.open_steps -= 1;
+        self.state.open_steps = self.state.open_steps.saturating_sub(1);
         let run = self.state.id;
         self.emit(WorkflowEvent::StepSkipped { run, step });
         self.skip_successors(step);
@@ -1208,7 +1283,7 @@ impl<P: Clone> WorkflowRun<P> {
         self.stop_execs(step, reason, now);
         self.state.waiting.retain(|&s| s != step);
         self.slot_mut(step).state = StepState::Cancelled;
-        self.state.open_steps -= 1;
+        self.state.open_steps = self.state.open_steps.saturating_sub(1);
         let run = self.state.id;
         self.emit(WorkflowEvent::StepSkipped { run, step });
         self.skip_successors(step);
@@ -1267,7 +1342,7 @@ impl<P: Clone> WorkflowRun<P> {
         // their late results would be accepted while compensating.
         self.stop_execs(step, StepCancelReason::RunAborted, now);
         self.slot_mut(step).state = StepState::Failed;
-        self.state.open_steps -= 1;
+        self.state.open_steps = self.state.open_steps.saturating_sub(1);
         let run = self.state.id;
         self.emit(WorkflowEvent::StepFailed { run, step });
         self.abort(FailureCause::StepFailed { step, reason }, now);
@@ -1443,11 +1518,17 @@ impl<P: Clone> WorkflowRun<P> {
     // ---- timers --------------------------------------------------------
 
     fn fire_timers(&mut self, now: Instant) {
-        while let Some(&Reverse((at, timer))) = self.state.timers.peek() {
-            if at > now || self.is_finished() {
+        // Only the timers due when the call began: the ones firing sets are
+        // left for the next call, so a call's work is bounded.
+        let later = self
+            .state
+            .timers
+            .split_off(&(now.saturating_add(Duration::from_nanos(1)), Timer::Deadline));
+        let due = std::mem::replace(&mut self.state.timers, later);
+        for (at, timer) in due {
+            if self.is_finished() {
                 break;
             }
-            self.state.timers.pop();
             match timer {
                 Timer::Deadline => {
                     if matches!(self.state.phase, Phase::Running) {
@@ -1460,12 +1541,15 @@ impl<P: Clone> WorkflowRun<P> {
                     }
                 }
                 Timer::Retry(exec) => {
-                    if self.state.execs[exec as usize].state == (ExecState::Delayed { until: at }) {
+                    let state = self.state.execs.get(exec as usize).map(|e| e.state);
+                    if state == Some(ExecState::Delayed { until: at }) {
                         self.start_attempt(exec, now);
                     }
                 }
                 Timer::AttemptTimeout(token) => {
-                    let attempt = self.state.attempts[token.get() as usize];
+                    let Some(&attempt) = self.state.attempts.get(token.get() as usize) else {
+                        continue;
+                    };
                     if attempt.end.is_none() && attempt.deadline == Some(at) {
                         let step = self.state.execs[attempt.exec as usize].step;
                         self.end_attempt(token, AttemptEnd::TimedOut, now);
@@ -1482,9 +1566,8 @@ impl<P: Clone> WorkflowRun<P> {
                     }
                 }
                 Timer::CompensationRetry(exec) => {
-                    if self.state.execs[exec as usize].compensation
-                        == (CompensationState::Delayed { until: at })
-                    {
+                    let state = self.state.execs.get(exec as usize).map(|e| e.compensation);
+                    if state == Some(CompensationState::Delayed { until: at }) {
                         self.start_compensation(exec, now);
                     }
                 }
