@@ -1148,7 +1148,11 @@ impl<P: Clone> WorkflowRun<P> {
             return Err(RunError::NoWaiter(name.to_string()));
         }
         for step in listeners {
-            self.end_wait(step, payload.clone(), name, now);
+            // An earlier listener's completion may have cancelled this one
+            // (a cancelling join): ending it again would count it twice.
+            if self.slot(step).map(|s| s.state) == Some(StepState::Waiting) {
+                self.end_wait(step, payload.clone(), name, now);
+            }
         }
         Ok(())
     }

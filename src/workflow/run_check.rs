@@ -81,21 +81,19 @@ impl<P> RunState<P> {
     /// Attempts: their executions exist, numbers count up per execution,
     /// and an open attempt is the one its execution is running.
     fn check_attempts(&self) -> Result<(), RunError> {
-        let mut counts = vec![(0u32, 0u32); self.execs.len()];
+        // Per execution: (attempts, ended attempts) of the step, then of
+        // its compensation.
+        let mut counts = vec![[(0u32, 0u32); 2]; self.execs.len()];
         for (t, a) in self.attempts.iter().enumerate() {
             let field = |name: &str| format!("attempts[{t}].{name}");
             let exec = self.execs.get(a.exec as usize);
             check(exec.is_some(), || field("exec"), "names no execution")?;
             let Some(exec) = exec else { continue };
-            let count = &mut counts[a.exec as usize];
-            let count = if a.compensation {
-                &mut count.1
-            } else {
-                &mut count.0
-            };
-            *count += 1;
+            let count = &mut counts[a.exec as usize][usize::from(a.compensation)];
+            count.0 += 1;
+            count.1 += u32::from(a.end.is_some());
             check(
-                a.number == *count,
+                a.number == count.0,
                 || field("number"),
                 "does not count the execution's attempts",
             )?;
@@ -128,12 +126,14 @@ impl<P> RunState<P> {
                 )?;
             }
         }
-        for (i, (e, &(tries, compensations))) in self.execs.iter().zip(&counts).enumerate() {
+        for (i, (e, &[(tries, ended), (compensations, undone)])) in
+            self.execs.iter().zip(&counts).enumerate()
+        {
             check(
                 e.tries.attempts == tries
-                    && e.tries.failures <= tries
+                    && e.tries.failures <= ended
                     && e.compensation_tries.attempts == compensations
-                    && e.compensation_tries.failures <= compensations,
+                    && e.compensation_tries.failures <= undone,
                 || format!("execs[{i}].tries"),
                 "does not count the execution's attempts",
             )?;
