@@ -726,7 +726,11 @@ fn validate_bounds(step: &StepDef) -> Result<(), DefinitionError> {
             Ok(())
         }
     };
-    too_large("retry max_attempts", step.retry.max_attempts(), MAX_ATTEMPTS)?;
+    too_large(
+        "retry max_attempts",
+        step.retry.max_attempts(),
+        MAX_ATTEMPTS,
+    )?;
     too_large(
         "max_iterations",
         step.max_iterations.unwrap_or(0),

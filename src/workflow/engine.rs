@@ -330,7 +330,10 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.clock(now);
         self.dispatcher.handle_timeout(now);
-        let first_later = (now.saturating_add(Duration::from_nanos(1)), WorkflowId::new(0));
+        let first_later = (
+            now.saturating_add(Duration::from_nanos(1)),
+            WorkflowId::new(0),
+        );
         let later = self.timers.split_off(&first_later);
         let due = std::mem::replace(&mut self.timers, later);
         for (at, id) in due {

@@ -103,7 +103,8 @@ impl<P> RunState<P> {
                 "disagrees with end",
             )?;
             check(
-                a.start <= self.latest && a.end.is_none_or(|end| a.start <= end && end <= self.latest),
+                a.start <= self.latest
+                    && a.end.is_none_or(|end| a.start <= end && end <= self.latest),
                 || field("end"),
                 "is out of order with start and the latest now",
             )?;
@@ -211,7 +212,9 @@ impl<P> RunState<P> {
             ExecState::Running(token) => {
                 let attempt = self.attempts.get(token.get() as usize);
                 check(
-                    attempt.is_some_and(|a| a.exec as usize == i && !a.compensation && a.end.is_none()),
+                    attempt.is_some_and(|a| {
+                        a.exec as usize == i && !a.compensation && a.end.is_none()
+                    }),
                     || field("state"),
                     "runs an attempt that is not its open attempt",
                 )?;
@@ -239,7 +242,8 @@ impl<P> RunState<P> {
             CompensationState::Running(token) => {
                 let attempt = self.attempts.get(token.get() as usize);
                 check(
-                    attempt.is_some_and(|a| a.exec as usize == i && a.compensation && a.end.is_none()),
+                    attempt
+                        .is_some_and(|a| a.exec as usize == i && a.compensation && a.end.is_none()),
                     || field("compensation"),
                     "runs an attempt that is not its open compensation",
                 )?;
@@ -424,7 +428,11 @@ impl<P> RunState<P> {
             let ok = in_range(step, def.len())
                 && !std::mem::replace(&mut seen[step.get() as usize], true)
                 && self.steps[step.get() as usize].state == StepState::Waiting;
-            check(ok, || format!("waiting[{k}]"), "is not a waiting step, or is listed twice")?;
+            check(
+                ok,
+                || format!("waiting[{k}]"),
+                "is not a waiting step, or is listed twice",
+            )?;
         }
         let waiting = self
             .steps
@@ -481,7 +489,11 @@ impl<P> RunState<P> {
                 RunAction::Expand { step } => in_range(step, def.len()) && def.meta(step).multi,
                 RunAction::Finished => matches!(self.phase, Phase::Finished(_)),
             };
-            check(ok, || format!("actions[{k}]"), "names no step or attempt of this run")?;
+            check(
+                ok,
+                || format!("actions[{k}]"),
+                "names no step or attempt of this run",
+            )?;
         }
         Ok(())
     }
@@ -553,9 +565,7 @@ impl<P> RunState<P> {
                         || format!("phase.queue[{k}]"),
                         "is not a completed compensable execution in its place",
                     )?;
-                    if k < *cursor
-                        && e.is_some_and(|e| e.compensation != CompensationState::Done)
-                    {
+                    if k < *cursor && e.is_some_and(|e| e.compensation != CompensationState::Done) {
                         left += 1;
                     }
                 }
@@ -565,9 +575,11 @@ impl<P> RunState<P> {
                     "does not list the compensations left undone",
                 )?;
                 // Every other execution that was ever compensated is queued.
-                let stray = self.execs.iter().enumerate().any(|(i, e)| {
-                    e.compensation != CompensationState::NotStarted && !seen[i]
-                });
+                let stray = self
+                    .execs
+                    .iter()
+                    .enumerate()
+                    .any(|(i, e)| e.compensation != CompensationState::NotStarted && !seen[i]);
                 check(
                     !stray,
                     || "phase.queue".into(),
