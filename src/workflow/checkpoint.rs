@@ -29,9 +29,22 @@ use super::{RunError, WorkflowDef, WorkflowRun};
 /// assert!(WorkflowRun::resume(other, run.checkpoint()).is_err());
 /// # Ok::<(), taskweave::Error>(())
 /// ```
-#[derive(Clone, Debug)]
+///
+/// A checkpoint is data from outside: [`WorkflowRun::resume`] checks every
+/// index, count and id in it against the definition and the rest of the
+/// state, and refuses an inconsistent one with
+/// [`RunError::InvalidCheckpoint`] naming the field. Its serde form is
+/// canonical: reading it back gives an equal checkpoint, and equal
+/// checkpoints write the same bytes (timers are kept ordered, and no
+/// floating-point number is stored). It carries a format number
+/// ([`Checkpoint::FORMAT`]); another format is refused with
+/// [`RunError::UnsupportedCheckpoint`].
+#[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Checkpoint<P> {
+    /// The checkpoint format; missing in format 1, read as 0 then.
+    #[cfg_attr(feature = "serde", serde(default))]
+    format: u32,
     name: String,
     version: u32,
     hash: u64,
@@ -39,6 +52,15 @@ pub struct Checkpoint<P> {
 }
 
 impl<P> Checkpoint<P> {
+    /// The format this release writes and reads. Format 2 added this field,
+    /// the run's latest `now`, and ordered timers.
+    pub const FORMAT: u32 = 2;
+
+    /// The checkpoint's format.
+    pub fn format(&self) -> u32 {
+        self.format
+    }
+
     /// The definition's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -60,6 +82,7 @@ impl<P: Clone> WorkflowRun<P> {
     pub fn checkpoint(&self) -> Checkpoint<P> {
         let def = self.definition();
         Checkpoint {
+            format: Checkpoint::<P>::FORMAT,
             name: def.name().to_string(),
             version: def.version(),
             hash: def.content_hash(),
@@ -71,9 +94,20 @@ impl<P: Clone> WorkflowRun<P> {
     ///
     /// # Errors
     ///
-    /// [`RunError::DefinitionMismatch`] if the checkpoint was taken under
-    /// another definition: another name, version or content.
+    /// [`RunError::UnsupportedCheckpoint`] if the checkpoint has another
+    /// [format](Checkpoint::FORMAT); [`RunError::DefinitionMismatch`] if it
+    /// was taken under another definition: another name, version or
+    /// content; [`RunError::InvalidCheckpoint`] if its state is not one a
+    /// run of `def` can be in (an index out of range, a count that does not
+    /// match what it counts, an id listed twice, a step state the phase or
+    /// the edges contradict...), naming the field.
     pub fn resume(def: Arc<WorkflowDef>, checkpoint: Checkpoint<P>) -> Result<Self, RunError> {
+        if checkpoint.format != Checkpoint::<P>::FORMAT {
+            return Err(RunError::UnsupportedCheckpoint {
+                found: checkpoint.format,
+                supported: Checkpoint::<P>::FORMAT,
+            });
+        }
         if checkpoint.hash != def.content_hash()
             || checkpoint.version != def.version()
             || checkpoint.name != def.name()
@@ -87,6 +121,7 @@ impl<P: Clone> WorkflowRun<P> {
                 found_hash: checkpoint.hash,
             });
         }
+        checkpoint.state.validate(&def)?;
         Ok(WorkflowRun::from_state(def, checkpoint.state))
     }
 }

@@ -28,6 +28,21 @@ pub type WorkflowGraph = DiGraph<StepDef, Edge, u32>;
 /// Sub-workflows nest at most this deep unless the builder says otherwise.
 pub const DEFAULT_MAX_DEPTH: u32 = 8;
 
+/// The largest [`WorkflowDefBuilder::max_depth`] a definition may set.
+pub const MAX_DEPTH_LIMIT: u32 = 64;
+
+/// The most attempts a step's retry policy may allow (counting the first);
+/// every attempt is kept in the run's timeline.
+pub const MAX_ATTEMPTS: u32 = 10_000;
+
+/// The largest iteration cap of a structured loop ([`StepDef::repeat`]).
+pub const MAX_ITERATIONS: u32 = 1_000_000;
+
+/// The most instances a multi-instance step runs (items in one
+/// [`RunInput::Expanded`](super::RunInput::Expanded)), and the largest
+/// `tolerated_failures`.
+pub const MAX_INSTANCES: u32 = 1_000_000;
+
 /// A validated workflow definition: a DAG of [`StepDef`]s joined by
 /// (optionally labelled) [`Edge`]s, with a name, a version and a stable
 /// content hash.
@@ -76,6 +91,9 @@ pub struct WorkflowDef {
     predecessors: Adjacency,
     /// Input mapping resolved to predecessor step ids.
     inputs: Vec<Option<Vec<StepId>>>,
+    /// Sub-workflow nesting depth below this definition (0: none), computed
+    /// once: recomputing it through shared children is exponential.
+    depth: u32,
     /// What runs need on their hot path, one per step.
     meta: Vec<StepMeta>,
     hash: u64,
@@ -326,14 +344,7 @@ impl WorkflowDef {
 
     /// Nesting depth of sub-workflows below this definition (0: none).
     fn depth(&self) -> u32 {
-        self.graph
-            .node_weights()
-            .filter_map(|step| match &step.kind {
-                StepKind::SubWorkflow(child) => Some(child.depth() + 1),
-                _ => None,
-            })
-            .max()
-            .unwrap_or(0)
+        self.depth
     }
 }
 
@@ -435,11 +446,26 @@ impl WorkflowDefBuilder {
     /// output, a duplicate edge, a cycle (with its path), an unreachable
     /// step, a merge or partial join with fewer than two inputs, an
     /// impossible N in N-of-M, an input that is not a predecessor, options
-    /// that conflict, a wait branch label it can never choose, or
-    /// sub-workflows nested deeper than the limit.
+    /// that conflict, a wait branch label it can never choose,
+    /// sub-workflows nested deeper than the limit, a name repeated in the
+    /// entry list or in a step's inputs, signals or capabilities
+    /// ([`DefinitionError::DuplicateName`]), a zero step or wait timeout
+    /// ([`DefinitionError::ZeroTimeout`]), or a count above the
+    /// crate's limits: retry attempts above [`MAX_ATTEMPTS`], a loop cap
+    /// above [`MAX_ITERATIONS`], tolerated failures above
+    /// [`MAX_INSTANCES`], a `max_depth` above [`MAX_DEPTH_LIMIT`]
+    /// ([`DefinitionError::TooLarge`]).
     pub fn build(self) -> Result<WorkflowDef, DefinitionError> {
         if self.steps.is_empty() {
             return Err(DefinitionError::Empty(self.name));
+        }
+        if self.max_depth > MAX_DEPTH_LIMIT {
+            return Err(DefinitionError::TooLarge {
+                context: "the workflow".to_string(),
+                field: "max_depth",
+                value: self.max_depth.into(),
+                limit: MAX_DEPTH_LIMIT.into(),
+            });
         }
         let mut ids = HashMap::with_capacity(self.steps.len());
         for (i, step) in self.steps.iter().enumerate() {
@@ -541,10 +567,13 @@ impl WorkflowDefBuilder {
             }
         }
         let entries = match &self.entries {
-            Some(names) => names
-                .iter()
-                .map(|name| lookup(&|| "the entry list".to_string(), name))
-                .collect::<Result<Vec<_>, _>>()?,
+            Some(names) => {
+                no_duplicates("the entry list", names)?;
+                names
+                    .iter()
+                    .map(|name| lookup(&|| "the entry list".to_string(), name))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
             None => predecessors.empty_ones(),
         };
         let unreachable = unreachable_steps(n, &entries, &successors);
@@ -560,9 +589,11 @@ impl WorkflowDefBuilder {
             Some(name) => Some(lookup(&|| "the output".to_string(), name)?),
             None => successors.only_empty_one(),
         };
+        let mut max_child_depth = 0;
         for step in &self.steps {
             if let StepKind::SubWorkflow(child) = &step.kind {
-                let depth = child.depth() + 1;
+                let depth = child.depth().saturating_add(1);
+                max_child_depth = max_child_depth.max(depth);
                 if depth > self.max_depth {
                     return Err(DefinitionError::TooDeep {
                         step: step.id.clone(),
@@ -592,6 +623,7 @@ impl WorkflowDefBuilder {
             successors,
             predecessors,
             inputs,
+            depth: max_child_depth,
             meta: Vec::new(),
             hash: 0,
         };
@@ -658,6 +690,69 @@ fn validate_step(step: &StepDef, inputs: usize) -> Result<(), DefinitionError> {
     }
     if step.is_wait() && step.compensable {
         return conflict("a wait step has nothing to compensate");
+    }
+    validate_bounds(step)
+}
+
+/// Checks what untrusted data could make unbounded or meaningless: zero
+/// timeouts, counts above the crate's limits and repeated names.
+fn validate_bounds(step: &StepDef) -> Result<(), DefinitionError> {
+    let wait_timeout = match &step.kind {
+        StepKind::Wait { signals, timeout } => {
+            no_duplicates(&format!("the signals of step `{}`", step.id), signals)?;
+            *timeout
+        }
+        _ => None,
+    };
+    if step.timeout == Some(Duration::ZERO) || wait_timeout == Some(Duration::ZERO) {
+        return Err(DefinitionError::ZeroTimeout(step.id.clone()));
+    }
+    no_duplicates(
+        &format!("the capabilities of step `{}`", step.id),
+        &step.capabilities,
+    )?;
+    if let Some(inputs) = &step.inputs {
+        no_duplicates(&format!("the inputs of step `{}`", step.id), inputs)?;
+    }
+    let too_large = |field, value: u32, limit: u32| {
+        if value > limit {
+            Err(DefinitionError::TooLarge {
+                context: format!("step `{}`", step.id),
+                field,
+                value: value.into(),
+                limit: limit.into(),
+            })
+        } else {
+            Ok(())
+        }
+    };
+    too_large(
+        "retry max_attempts",
+        step.retry.max_attempts(),
+        MAX_ATTEMPTS,
+    )?;
+    too_large(
+        "max_iterations",
+        step.max_iterations.unwrap_or(0),
+        MAX_ITERATIONS,
+    )?;
+    too_large(
+        "multi_instance tolerated_failures",
+        step.multi_instance.map_or(0, |m| m.tolerated_failures),
+        MAX_INSTANCES,
+    )
+}
+
+/// Refuses a list that names an item twice.
+fn no_duplicates(context: &str, names: &[String]) -> Result<(), DefinitionError> {
+    let mut seen = std::collections::HashSet::with_capacity(names.len());
+    for name in names {
+        if !seen.insert(name.as_str()) {
+            return Err(DefinitionError::DuplicateName {
+                context: context.to_string(),
+                name: name.clone(),
+            });
+        }
     }
     Ok(())
 }

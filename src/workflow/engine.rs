@@ -3,6 +3,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -189,6 +190,8 @@ pub struct WorkflowEngine<P, S = Box<dyn RoutingStrategy + Send>> {
     actions: VecDeque<EngineAction<P>>,
     next_run: u64,
     observer: Option<SharedObserver>,
+    /// The latest `now` seen: an earlier one counts as this.
+    latest: Instant,
 }
 
 impl<P, S> fmt::Debug for WorkflowEngine<P, S> {
@@ -223,6 +226,7 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
             actions: VecDeque::new(),
             next_run: 1,
             observer: None,
+            latest: Instant::ZERO,
         }
     }
 
@@ -247,6 +251,7 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
         profile: AgentProfile,
         now: Instant,
     ) -> Result<(), EngineError> {
+        let now = self.clock(now);
         Ok(self.dispatcher.register_agent(agent, profile, now)?)
     }
 
@@ -256,6 +261,7 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
     ///
     /// As [`Dispatcher::unregister_agent`].
     pub fn unregister_agent(&mut self, agent: AgentId, now: Instant) -> Result<(), EngineError> {
+        let now = self.clock(now);
         self.dispatcher.unregister_agent(agent, now)?;
         Ok(())
     }
@@ -266,11 +272,13 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
     ///
     /// As [`Dispatcher::heartbeat`].
     pub fn heartbeat(&mut self, agent: AgentId, now: Instant) -> Result<(), EngineError> {
+        let now = self.clock(now);
         Ok(self.dispatcher.heartbeat(agent, now)?)
     }
 
     /// Starts a run of `def` with `input`; returns its id.
     pub fn start(&mut self, def: Arc<WorkflowDef>, input: Option<P>, now: Instant) -> WorkflowId {
+        let now = self.clock(now);
         self.spawn(def, input, None, now)
     }
 
@@ -300,7 +308,10 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
         self.actions.pop_front()
     }
 
-    /// The earliest instant the engine needs waking.
+    /// The earliest instant the engine needs waking. It may be at or before
+    /// [`latest_now`](Self::latest_now) when a run set a timer for an
+    /// instant already reached during the last
+    /// [`handle_timeout`](Self::handle_timeout).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let runs = self.timers.first().map(|&(at, _)| at);
         match (runs, self.dispatcher.poll_timeout()) {
@@ -310,19 +321,44 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
     }
 
     /// Fires the dispatcher's and the runs' timers due at `now`.
+    ///
+    /// Each run whose timer was due when the call began is woken once
+    /// ([`WorkflowRun::handle_timeout`]); a timer set during the call for an
+    /// instant already reached waits for the next call, so one call does
+    /// bounded work. A `now` earlier than one seen before counts as the
+    /// latest one: a clock that steps back fires nothing new.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.clock(now);
         self.dispatcher.handle_timeout(now);
-        while let Some(&(at, id)) = self.timers.first() {
-            if at > now {
-                break;
+        let first_later = (
+            now.saturating_add(Duration::from_nanos(1)),
+            WorkflowId::new(0),
+        );
+        let later = self.timers.split_off(&first_later);
+        let due = std::mem::replace(&mut self.timers, later);
+        for (at, id) in due {
+            let Some(entry) = self.runs.get_mut(&id) else {
+                continue;
+            };
+            // Rescheduled meanwhile (by a parent or child run's progress).
+            if entry.timer != Some(at) {
+                continue;
             }
-            self.timers.pop_first();
-            if let Some(entry) = self.runs.get_mut(&id) {
-                entry.timer = None;
-                entry.run.handle_timeout(now);
-                self.pump(id, now);
-            }
+            entry.timer = None;
+            entry.run.handle_timeout(now);
+            self.pump(id, now);
         }
+    }
+
+    /// The latest `now` the engine was given: every call with an earlier
+    /// one is handled at this instant instead.
+    pub fn latest_now(&self) -> Instant {
+        self.latest
+    }
+
+    fn clock(&mut self, now: Instant) -> Instant {
+        self.latest = self.latest.max(now);
+        self.latest
     }
 
     /// Reports the result of an agent step (or compensation) assigned with
@@ -345,6 +381,7 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
         result: Result<StepOutput<P>, StepFailure>,
         now: Instant,
     ) -> Result<(), EngineError> {
+        let now = self.clock(now);
         self.dispatcher.verify_report(task, agent, token)?;
         let Some(&step) = self.dispatcher.payload(task) else {
             return Err(crate::scheduler::ReportError::UnknownTask(task).into());
@@ -394,6 +431,7 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
         result: Result<StepOutput<P>, StepFailure>,
         now: Instant,
     ) -> Result<(), EngineError> {
+        let now = self.clock(now);
         self.with_run(run, now, |r| match result {
             Ok(output) => r.succeed(token, output, now),
             Err(failure) => r.fail(token, failure, now),
@@ -412,6 +450,7 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
         result: Result<(), StepFailure>,
         now: Instant,
     ) -> Result<(), EngineError> {
+        let now = self.clock(now);
         self.with_run(run, now, |r| r.compensated(token, result, now))
     }
 
@@ -427,6 +466,7 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
         items: Vec<P>,
         now: Instant,
     ) -> Result<(), EngineError> {
+        let now = self.clock(now);
         self.with_run(run, now, |r| r.expand(step, items, now))
     }
 
@@ -442,6 +482,7 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
         payload: Option<P>,
         now: Instant,
     ) -> Result<(), EngineError> {
+        let now = self.clock(now);
         self.with_run(run, now, |r| r.signal(name, payload, now))
     }
 
@@ -451,6 +492,7 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
     ///
     /// [`EngineError::UnknownRun`], or the run's error.
     pub fn cancel(&mut self, run: WorkflowId, now: Instant) -> Result<(), EngineError> {
+        let now = self.clock(now);
         self.with_run(run, now, |r| r.cancel(now))
     }
 
@@ -465,6 +507,7 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
         step: StepId,
         now: Instant,
     ) -> Result<(), EngineError> {
+        let now = self.clock(now);
         self.with_run(run, now, |r| r.cancel_step(step, now))
     }
 

@@ -105,6 +105,35 @@ pub enum DefinitionError {
         /// The limit.
         limit: u32,
     },
+    /// A list names the same item twice: the entry list, a step's inputs,
+    /// signals or capabilities.
+    #[error("{context} names `{name}` twice")]
+    DuplicateName {
+        /// The list: `the entry list`, or the step and field.
+        context: String,
+        /// The repeated name.
+        name: String,
+    },
+    /// A step (or wait) timeout of zero: every attempt would time out the
+    /// instant it starts.
+    #[error("step `{0}` has a zero timeout")]
+    ZeroTimeout(String),
+    /// A count above the limit this crate sets on it (see
+    /// [`MAX_ATTEMPTS`](super::MAX_ATTEMPTS),
+    /// [`MAX_ITERATIONS`](super::MAX_ITERATIONS),
+    /// [`MAX_INSTANCES`](super::MAX_INSTANCES) and
+    /// [`MAX_DEPTH_LIMIT`](super::MAX_DEPTH_LIMIT)).
+    #[error("{context}: {field} is {value}; the limit is {limit}")]
+    TooLarge {
+        /// The step (`step `id``) or `the workflow`.
+        context: String,
+        /// The field.
+        field: &'static str,
+        /// The value given.
+        value: u64,
+        /// The limit.
+        limit: u64,
+    },
 }
 
 /// Why a run refused an input. A refused input changes nothing.
@@ -176,6 +205,36 @@ pub enum RunError {
         found_version: u32,
         /// Its content hash.
         found_hash: u64,
+    },
+    /// A checkpoint of another format version than this release reads
+    /// ([`Checkpoint::FORMAT`](super::Checkpoint::FORMAT)).
+    #[error("checkpoint format {found} is not supported (this release reads format {supported})")]
+    UnsupportedCheckpoint {
+        /// The checkpoint's format.
+        found: u32,
+        /// The format this release reads.
+        supported: u32,
+    },
+    /// A checkpoint whose state is inconsistent with its definition or
+    /// with itself: corrupted, or edited by hand. Nothing was resumed.
+    #[error("invalid checkpoint: `{field}` {reason}")]
+    InvalidCheckpoint {
+        /// The offending field, as a path into the state (e.g.
+        /// `execs[3].previous`).
+        field: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A multi-instance step was given more items than
+    /// [`MAX_INSTANCES`](super::MAX_INSTANCES).
+    #[error("{step} was given {items} items; the limit is {limit}")]
+    TooManyItems {
+        /// The step.
+        step: StepId,
+        /// Items given.
+        items: usize,
+        /// The limit.
+        limit: u32,
     },
 }
 

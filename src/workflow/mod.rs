@@ -32,6 +32,22 @@
 //! Every step has its own retry policy and attempt timeout; a definition may
 //! set a deadline for the whole run.
 //!
+//! # Untrusted input and the host's clock
+//!
+//! Definitions and checkpoints may come from outside. A definition is
+//! validated whether built in code or read as data: no name twice in a list,
+//! no zero timeout, and counts within [`MAX_ATTEMPTS`], [`MAX_ITERATIONS`],
+//! [`MAX_INSTANCES`] and [`MAX_DEPTH_LIMIT`]. [`WorkflowRun::resume`] checks
+//! a checkpoint's every index and count against its definition before
+//! running it ([`RunError::InvalidCheckpoint`]).
+//!
+//! Time comes from the host as `now`. A `now` earlier than one a run has
+//! seen counts as no time passing; instant arithmetic saturates; a timer
+//! that would fire at [`Instant::MAX`](crate::Instant::MAX) never fires (a
+//! retry there counts as giving up); and one
+//! [`handle_timeout`](WorkflowRun::handle_timeout) fires only the timers
+//! due when it began, so every call does bounded work.
+//!
 //! # Sagas
 //!
 //! When a step fails for good, the run cancels every running attempt and
@@ -86,6 +102,7 @@ mod error;
 mod export;
 mod observer;
 mod run;
+mod run_check;
 mod step;
 mod step_def;
 
@@ -93,7 +110,10 @@ pub use action::{
     FailureCause, PendingCompensation, RunAction, RunInput, RunOutcome, StepCancelReason,
 };
 pub use checkpoint::Checkpoint;
-pub use definition::{DEFAULT_MAX_DEPTH, Edge, WorkflowDef, WorkflowDefBuilder, WorkflowGraph};
+pub use definition::{
+    DEFAULT_MAX_DEPTH, Edge, MAX_ATTEMPTS, MAX_DEPTH_LIMIT, MAX_INSTANCES, MAX_ITERATIONS,
+    WorkflowDef, WorkflowDefBuilder, WorkflowGraph,
+};
 pub use engine::{EngineAction, StepTask, WorkflowEngine};
 pub use error::{DefinitionError, EngineError, RunError};
 pub(crate) use export::{display_name, line, mermaid_escape};

@@ -1,8 +1,7 @@
 //! [`WorkflowRun`]: the sans-IO state machine of one execution of a
 //! workflow.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,13 +11,15 @@ use petgraph::graph::EdgeIndex;
 use super::definition::node;
 use super::{
     FailureCause, Join, PendingCompensation, RunAction, RunError, RunInput, RunOutcome,
-    StepCancelReason, StepDef, StepFailure, StepInput, StepKind, StepOutput, TIMEOUT_LABEL,
-    WorkflowDef, WorkflowEvent, WorkflowObserver,
+    StepCancelReason, StepDef, StepFailure, StepInput, StepKind, StepOutput, WorkflowDef,
+    WorkflowEvent, WorkflowObserver,
 };
 use crate::hash::mix;
 use crate::resilience::RetryPolicy;
 use crate::rng::SplitMix64;
 use crate::{AttemptToken, Instant, StepId, WorkflowId};
+
+mod timers;
 
 /// Where a step is in a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,33 +93,33 @@ pub struct TimelineEntry {
     pub outcome: AttemptEnd,
 }
 
-const NONE: u32 = u32::MAX;
+pub(super) const NONE: u32 = u32::MAX;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-enum EdgeState {
+pub(super) enum EdgeState {
     Pending,
     Fired,
     Skipped,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-struct StepSlot {
-    state: StepState,
-    fired: u32,
-    skipped: u32,
+pub(super) struct StepSlot {
+    pub(super) state: StepState,
+    pub(super) fired: u32,
+    pub(super) skipped: u32,
     /// The latest execution (`NONE` if none).
-    exec: u32,
+    pub(super) exec: u32,
     /// A multi-instance step's executions, in instance order.
-    instances: Vec<u32>,
-    open_instances: u32,
-    failed_instances: u32,
+    pub(super) instances: Vec<u32>,
+    pub(super) open_instances: u32,
+    pub(super) failed_instances: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-enum ExecState {
+pub(super) enum ExecState {
     Delayed { until: Instant },
     Running(AttemptToken),
     Completed,
@@ -128,7 +129,7 @@ enum ExecState {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-enum CompensationState {
+pub(super) enum CompensationState {
     NotStarted,
     Delayed { until: Instant },
     Running(AttemptToken),
@@ -139,49 +140,49 @@ enum CompensationState {
 
 /// Retry bookkeeping of one kind of work (the execution, or its
 /// compensation).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-struct Tries {
-    attempts: u32,
-    failures: u32,
-    last_delay: Option<Duration>,
+pub(super) struct Tries {
+    pub(super) attempts: u32,
+    pub(super) failures: u32,
+    pub(super) last_delay: Option<Duration>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-struct Exec<P> {
-    step: StepId,
-    instance: Option<u32>,
-    iteration: u32,
-    item: Option<P>,
-    previous: u32,
+pub(super) struct Exec<P> {
+    pub(super) step: StepId,
+    pub(super) instance: Option<u32>,
+    pub(super) iteration: u32,
+    pub(super) item: Option<P>,
+    pub(super) previous: u32,
     /// How many executions of the run had completed when this one was
     /// created: its input sees only those.
-    horizon: u32,
+    pub(super) horizon: u32,
     /// Its position in the run's completion order, once completed.
-    seq: u32,
-    state: ExecState,
-    tries: Tries,
-    output: Option<P>,
-    compensation: CompensationState,
-    compensation_tries: Tries,
+    pub(super) seq: u32,
+    pub(super) state: ExecState,
+    pub(super) tries: Tries,
+    pub(super) output: Option<P>,
+    pub(super) compensation: CompensationState,
+    pub(super) compensation_tries: Tries,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-struct Attempt {
-    exec: u32,
-    number: u32,
-    compensation: bool,
-    start: Instant,
-    end: Option<Instant>,
-    deadline: Option<Instant>,
-    outcome: AttemptEnd,
+pub(super) struct Attempt {
+    pub(super) exec: u32,
+    pub(super) number: u32,
+    pub(super) compensation: bool,
+    pub(super) start: Instant,
+    pub(super) end: Option<Instant>,
+    pub(super) deadline: Option<Instant>,
+    pub(super) outcome: AttemptEnd,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-enum Timer {
+pub(super) enum Timer {
     Deadline,
     Wait(StepId),
     Retry(u32),
@@ -189,9 +190,9 @@ enum Timer {
     CompensationRetry(u32),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-enum Phase {
+pub(super) enum Phase {
     Running,
     Compensating {
         cause: FailureCause,
@@ -208,25 +209,29 @@ enum Phase {
 
 /// Everything a run is, apart from its definition and observer: what a
 /// checkpoint stores.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(super) struct RunState<P> {
-    id: WorkflowId,
-    started_at: Instant,
-    input: Option<P>,
-    steps: Vec<StepSlot>,
-    edges: Vec<EdgeState>,
-    execs: Vec<Exec<P>>,
-    attempts: Vec<Attempt>,
-    actions: VecDeque<RunAction>,
-    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    pub(super) id: WorkflowId,
+    pub(super) started_at: Instant,
+    /// The latest `now` the run accepted: an earlier one counts as this.
+    pub(super) latest: Instant,
+    pub(super) input: Option<P>,
+    pub(super) steps: Vec<StepSlot>,
+    pub(super) edges: Vec<EdgeState>,
+    pub(super) execs: Vec<Exec<P>>,
+    pub(super) attempts: Vec<Attempt>,
+    pub(super) actions: VecDeque<RunAction>,
+    /// Ordered, so a checkpoint lists them canonically; a timer that
+    /// would fire at [`Instant::MAX`] ("never") is not kept.
+    pub(super) timers: BTreeSet<(Instant, Timer)>,
     /// Completed executions, in completion order.
-    completions: Vec<u32>,
+    pub(super) completions: Vec<u32>,
     /// Wait steps currently waiting, in the order they started waiting.
-    waiting: Vec<StepId>,
-    open_steps: usize,
-    phase: Phase,
-    rng: SplitMix64,
+    pub(super) waiting: Vec<StepId>,
+    pub(super) open_steps: usize,
+    pub(super) phase: Phase,
+    pub(super) rng: SplitMix64,
 }
 
 /// The sans-IO state machine of one workflow execution.
@@ -329,6 +334,7 @@ impl<P: Clone> WorkflowRun<P> {
         let state = RunState {
             id,
             started_at: now,
+            latest: now,
             input,
             steps: vec![
                 StepSlot {
@@ -346,7 +352,7 @@ impl<P: Clone> WorkflowRun<P> {
             execs: Vec::with_capacity(n),
             attempts: Vec::with_capacity(n),
             actions: VecDeque::new(),
-            timers: BinaryHeap::new(),
+            timers: BTreeSet::new(),
             completions: Vec::with_capacity(n),
             waiting: Vec::new(),
             open_steps: n,
@@ -397,9 +403,12 @@ impl<P: Clone> WorkflowRun<P> {
 
     /// The earliest instant at which a timer may fire: wake the run then
     /// with [`handle_timeout`](Self::handle_timeout). The instant may belong
-    /// to a timer that no longer matters; waking early is harmless.
+    /// to a timer that no longer matters; waking early is harmless. It may
+    /// be at or before [`latest_now`](Self::latest_now) when a timer was set
+    /// during the last `handle_timeout` for an instant already reached.
+    /// Never [`Instant::MAX`]: that is "never".
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.state.timers.peek().map(|Reverse((at, _))| *at)
+        self.state.timers.first().map(|&(at, _)| at)
     }
 
     /// How the run ended, once it has.
@@ -551,6 +560,10 @@ impl<P: Clone> WorkflowRun<P> {
     /// Applies one input: the single entry point every shortcut goes
     /// through, and what a journal replays.
     ///
+    /// `now` earlier than the latest `now` the run accepted
+    /// ([`latest_now`](Self::latest_now)) counts as that latest one: a
+    /// clock that steps back makes no time pass, and fires nothing new.
+    ///
     /// # Errors
     ///
     /// A [`RunError`] if the input cannot be accepted; the run is then
@@ -562,6 +575,16 @@ impl<P: Clone> WorkflowRun<P> {
                 _ => Err(RunError::Finished),
             };
         }
+        // A clock that went back counts as no time passing.
+        let now = now.max(self.state.latest);
+        let result = self.apply_at(input, now);
+        if result.is_ok() {
+            self.state.latest = now;
+        }
+        result
+    }
+
+    fn apply_at(&mut self, input: RunInput<P>, now: Instant) -> Result<(), RunError> {
         match input {
             RunInput::Succeeded { token, output } => self.on_success(token, output, now),
             RunInput::Failed { token, failure } => {
@@ -690,6 +713,14 @@ impl<P: Clone> WorkflowRun<P> {
 
     /// Fires the timers due at `now`: retries, attempt timeouts, wait
     /// timeouts and the workflow deadline.
+    ///
+    /// One call fires only the timers that were due when it began: a timer
+    /// that firing sets at or before `now` (a retry without delay, say) is
+    /// left for the next call, and [`poll_timeout`](Self::poll_timeout)
+    /// points at it. So one call does bounded work whatever the clock and
+    /// the definition. A timer computed to land at [`Instant::MAX`] never
+    /// fires: an attempt timeout or a wait timeout there is dropped, and a
+    /// retry there counts as giving up.
     pub fn handle_timeout(&mut self, now: Instant) {
         // A tick is always accepted.
         let _ = self.apply(RunInput::Tick, now);
@@ -754,10 +785,6 @@ impl<P: Clone> WorkflowRun<P> {
         if let Some(observer) = &mut self.observer {
             observer.on_event(&event);
         }
-    }
-
-    fn timer(&mut self, at: Instant, timer: Timer) {
-        self.state.timers.push(Reverse((at, timer)));
     }
 
     // ---- starting work -------------------------------------------------
@@ -1004,7 +1031,10 @@ impl<P: Clone> WorkflowRun<P> {
         }
         let delay = policy.next_delay(tries.failures, tries.last_delay, &mut self.state.rng)?;
         tries.last_delay = Some(delay);
-        Some(now.saturating_add(delay))
+        // A retry that would fall at `Instant::MAX` would never happen:
+        // the failure is final instead of leaving the step waiting forever.
+        let at = now.saturating_add(delay);
+        (at != Instant::MAX).then_some(at)
     }
 
     /// One instance of a multi-instance step ended (`failure` if for good).
@@ -1014,7 +1044,7 @@ impl<P: Clone> WorkflowRun<P> {
             .multi_instance
             .map_or(0, |m| m.tolerated_failures);
         let slot = self.slot_mut(step);
-        slot.open_instances -= 1;
+        slot.open_instances = slot.open_instances.saturating_sub(1);
         if failure.is_some() {
             slot.failed_instances += 1;
         }
@@ -1036,6 +1066,13 @@ impl<P: Clone> WorkflowRun<P> {
             return Err(RunError::UnexpectedInput {
                 step,
                 expected: "waiting for its items",
+            });
+        }
+        if items.len() > super::MAX_INSTANCES as usize {
+            return Err(RunError::TooManyItems {
+                step,
+                items: items.len(),
+                limit: super::MAX_INSTANCES,
             });
         }
         if items.is_empty() {
@@ -1073,7 +1110,11 @@ impl<P: Clone> WorkflowRun<P> {
             return Err(RunError::NoWaiter(name.to_string()));
         }
         for step in listeners {
-            self.end_wait(step, payload.clone(), name, now);
+            // An earlier listener's completion may have cancelled this one
+            // (a cancelling join): ending it again would count it twice.
+            if self.slot(step).map(|s| s.state) == Some(StepState::Waiting) {
+                self.end_wait(step, payload.clone(), name, now);
+            }
         }
         Ok(())
     }
@@ -1095,7 +1136,7 @@ impl<P: Clone> WorkflowRun<P> {
     /// known to have no labelled outgoing edges (every edge fires).
     fn complete_step(&mut self, step: StepId, chosen: Option<&[String]>, now: Instant) {
         self.slot_mut(step).state = StepState::Completed;
-        self.state.open_steps -= 1;
+        self.state.open_steps = self.state.open_steps.saturating_sub(1);
         let run = self.state.id;
         self.emit(WorkflowEvent::StepCompleted { run, step });
         // Disjoint field borrows: no clone of the `Arc` on the hot path.
@@ -1158,7 +1199,7 @@ impl<P: Clone> WorkflowRun<P> {
                         if cancel_remaining {
                             self.cancel_remaining(to, now);
                         }
-                    } else if skipped > m - n {
+                    } else if skipped > m.saturating_sub(n) {
                         self.skip_step(to);
                     }
                 }
@@ -1169,7 +1210,7 @@ impl<P: Clone> WorkflowRun<P> {
 
     fn skip_step(&mut self, step: StepId) {
         self.slot_mut(step).state = StepState::Skipped;
-        self.state.open_steps -= 1;
+        self.state.open_steps = self.state.open_steps.saturating_sub(1);
         let run = self.state.id;
         self.emit(WorkflowEvent::StepSkipped { run, step });
         self.skip_successors(step);
@@ -1208,7 +1249,7 @@ impl<P: Clone> WorkflowRun<P> {
         self.stop_execs(step, reason, now);
         self.state.waiting.retain(|&s| s != step);
         self.slot_mut(step).state = StepState::Cancelled;
-        self.state.open_steps -= 1;
+        self.state.open_steps = self.state.open_steps.saturating_sub(1);
         let run = self.state.id;
         self.emit(WorkflowEvent::StepSkipped { run, step });
         self.skip_successors(step);
@@ -1267,7 +1308,7 @@ impl<P: Clone> WorkflowRun<P> {
         // their late results would be accepted while compensating.
         self.stop_execs(step, StepCancelReason::RunAborted, now);
         self.slot_mut(step).state = StepState::Failed;
-        self.state.open_steps -= 1;
+        self.state.open_steps = self.state.open_steps.saturating_sub(1);
         let run = self.state.id;
         self.emit(WorkflowEvent::StepFailed { run, step });
         self.abort(FailureCause::StepFailed { step, reason }, now);
@@ -1436,58 +1477,6 @@ impl<P: Clone> WorkflowRun<P> {
         while let Some(at) = stack.pop() {
             if !std::mem::replace(&mut blocked[at.get() as usize], true) {
                 stack.extend(def.predecessors(at).map(|(s, _)| s));
-            }
-        }
-    }
-
-    // ---- timers --------------------------------------------------------
-
-    fn fire_timers(&mut self, now: Instant) {
-        while let Some(&Reverse((at, timer))) = self.state.timers.peek() {
-            if at > now || self.is_finished() {
-                break;
-            }
-            self.state.timers.pop();
-            match timer {
-                Timer::Deadline => {
-                    if matches!(self.state.phase, Phase::Running) {
-                        self.abort(FailureCause::DeadlineExceeded, now);
-                    }
-                }
-                Timer::Wait(step) => {
-                    if self.slot(step).map(|s| s.state) == Some(StepState::Waiting) {
-                        self.end_wait(step, None, TIMEOUT_LABEL, now);
-                    }
-                }
-                Timer::Retry(exec) => {
-                    if self.state.execs[exec as usize].state == (ExecState::Delayed { until: at }) {
-                        self.start_attempt(exec, now);
-                    }
-                }
-                Timer::AttemptTimeout(token) => {
-                    let attempt = self.state.attempts[token.get() as usize];
-                    if attempt.end.is_none() && attempt.deadline == Some(at) {
-                        let step = self.state.execs[attempt.exec as usize].step;
-                        self.end_attempt(token, AttemptEnd::TimedOut, now);
-                        self.state.actions.push_back(RunAction::Cancel {
-                            step,
-                            token,
-                            reason: StepCancelReason::TimedOut,
-                        });
-                        self.attempt_failed(
-                            attempt.exec,
-                            StepFailure::retryable("the attempt timed out"),
-                            now,
-                        );
-                    }
-                }
-                Timer::CompensationRetry(exec) => {
-                    if self.state.execs[exec as usize].compensation
-                        == (CompensationState::Delayed { until: at })
-                    {
-                        self.start_compensation(exec, now);
-                    }
-                }
             }
         }
     }
