@@ -73,7 +73,8 @@ pub enum PlanningError {
         found: [usize; 3],
     },
     /// The tensor is too large to represent: an axis longer than `u32::MAX`,
-    /// or a dense form larger than `isize::MAX` bytes.
+    /// or a dense form of more than
+    /// [`MAX_DENSE_CELLS`](crate::planning::MAX_DENSE_CELLS) cells.
     #[error("a tensor of {tasks} tasks x {agents} agents is too large to represent")]
     TooLarge {
         /// Length of the task axis.

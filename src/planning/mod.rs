@@ -119,6 +119,6 @@ pub use matrix::{CapabilityMatrix, PlanAgent};
 pub use plan::{Phase, Plan};
 pub use team::{Team, TeamAssembler, TeamChange, TeamObjective};
 pub use tensor::{
-    PRIORITY_LEVELS, SparseEntry, SparseTaskTensor, TaskTensor, TensorIndex, TensorOptions,
-    TensorTask,
+    MAX_DENSE_CELLS, PRIORITY_LEVELS, SparseEntry, SparseTaskTensor, TaskTensor, TensorIndex,
+    TensorOptions, TensorTask,
 };
