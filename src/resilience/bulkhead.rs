@@ -33,7 +33,11 @@ pub struct NotInFlight<K> {
 /// call, release after it, whatever its outcome. Only counts are kept, and
 /// only for keys with calls in flight, so memory follows the number of busy
 /// keys. The hash maps are used for lookups only, so behaviour never depends
-/// on their order. Every operation is `O(1)` expected.
+/// on their order. Every operation is `O(1)` expected. With the `serde`
+/// feature the maps serialize as pairs sorted by key (equal bulkheads give
+/// equal bytes, which needs `K: Ord`), and deserializing checks every limit
+/// is at least 1 and every count of calls in flight too; a key given twice
+/// is an error.
 ///
 /// ```
 /// use taskweave::resilience::{Bulkhead, BulkheadFull};
@@ -52,15 +56,54 @@ pub struct NotInFlight<K> {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(
     feature = "serde",
-    serde(bound(
-        serialize = "K: serde::Serialize",
-        deserialize = "K: serde::Deserialize<'de> + Eq + std::hash::Hash"
-    ))
+    serde(
+        try_from = "BulkheadForm<K>",
+        bound(
+            serialize = "K: serde::Serialize + Ord",
+            deserialize = "K: serde::Deserialize<'de> + Eq + std::hash::Hash"
+        )
+    )
 )]
 pub struct Bulkhead<K> {
     default_limit: u32,
+    #[cfg_attr(feature = "serde", serde(with = "super::sorted_pairs"))]
     limits: HashMap<K, u32>,
+    #[cfg_attr(feature = "serde", serde(with = "super::sorted_pairs"))]
     in_flight: HashMap<K, u32>,
+}
+
+/// The unchecked fields of a [`Bulkhead`], as deserialized.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+#[serde(bound(deserialize = "K: serde::Deserialize<'de> + Eq + std::hash::Hash"))]
+struct BulkheadForm<K> {
+    default_limit: u32,
+    #[serde(with = "super::sorted_pairs")]
+    limits: HashMap<K, u32>,
+    #[serde(with = "super::sorted_pairs")]
+    in_flight: HashMap<K, u32>,
+}
+
+#[cfg(feature = "serde")]
+impl<K> TryFrom<BulkheadForm<K>> for Bulkhead<K> {
+    type Error = &'static str;
+
+    /// Limits are at least 1, as [`Bulkhead::new`] and
+    /// [`Bulkhead::set_limit`] require, and only keys with a call in flight
+    /// have a count.
+    fn try_from(form: BulkheadForm<K>) -> Result<Self, Self::Error> {
+        if form.default_limit == 0 || form.limits.values().any(|&limit| limit == 0) {
+            return Err("a bulkhead limit must be at least 1");
+        }
+        if form.in_flight.values().any(|&count| count == 0) {
+            return Err("a bulkhead keeps counts only for keys with calls in flight");
+        }
+        Ok(Bulkhead {
+            default_limit: form.default_limit,
+            limits: form.limits,
+            in_flight: form.in_flight,
+        })
+    }
 }
 
 impl<K: Eq + Hash + Clone> Bulkhead<K> {
