@@ -112,7 +112,9 @@ mod plan;
 mod team;
 mod tensor;
 
-pub use decompose::{Decomposer, GoalTemplate, PhaseTemplate, TaskTemplate, TemplateDecomposer};
+pub use decompose::{
+    Decomposer, GoalTemplate, MAX_TASK_NAME_BYTES, PhaseTemplate, TaskTemplate, TemplateDecomposer,
+};
 pub use error::PlanningError;
 pub use heft::{Schedule, ScheduleOrigin, ScheduledStep, heft};
 pub use matrix::{CapabilityMatrix, PlanAgent};
