@@ -106,6 +106,18 @@ impl<K> TryFrom<BulkheadForm<K>> for Bulkhead<K> {
     }
 }
 
+/// Equal when the default limit, the per-key limits and the calls in flight
+/// are equal (whatever the maps' internal order).
+impl<K: Eq + Hash> PartialEq for Bulkhead<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.default_limit == other.default_limit
+            && self.limits == other.limits
+            && self.in_flight == other.in_flight
+    }
+}
+
+impl<K: Eq + Hash> Eq for Bulkhead<K> {}
+
 impl<K: Eq + Hash + Clone> Bulkhead<K> {
     /// A bulkhead that lets every key have `default_limit` calls in flight.
     ///

@@ -403,6 +403,19 @@ pub struct KeyedRateLimiter<K> {
     latest: u64,
 }
 
+/// Equal when the quotas, the per-key states and the latest instant seen
+/// are equal (whatever the maps' internal order).
+impl<K: Eq + Hash> PartialEq for KeyedRateLimiter<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.default_quota == other.default_quota
+            && self.quotas == other.quotas
+            && self.states == other.states
+            && self.latest == other.latest
+    }
+}
+
+impl<K: Eq + Hash> Eq for KeyedRateLimiter<K> {}
+
 impl<K: Eq + Hash + Clone> KeyedRateLimiter<K> {
     /// A limiter giving every key `default_quota`.
     pub fn new(default_quota: Quota) -> Self {
