@@ -13,12 +13,14 @@ use taskweave::agent::{AgentProfile, Registry};
 use taskweave::coordination::{Announcement, Auction, Ballot, Bid, Threshold, Vote};
 use taskweave::metrics::{Histogram, Throughput};
 use taskweave::planning::{
-    CapabilityMatrix, PlanAgent, SparseTaskTensor, TensorOptions, TensorTask,
+    CapabilityMatrix, Plan, PlanAgent, SparseTaskTensor, TeamAssembler, TensorOptions, TensorTask,
+    heft,
 };
 use taskweave::resilience::{
     BreakerConfig, BreakerRejected, BreakerState, Bulkhead, CircuitBreaker, ExponentialBackoff,
     Fixed, Jitter, KeyedRateLimiter, Quota, RateLimiter, RetryBudget, RetryPolicy, RetrySpec,
 };
+use taskweave::workflow::{StepDef, WorkflowDef};
 use taskweave::{AgentId, Instant, Priority, TaskId, TaskRequirements};
 
 fn config() -> ProptestConfig {
@@ -230,7 +232,7 @@ proptest! {
         temperature in extreme_f64(), k in extreme_usize(), speed in extreme_f64(), values in proptest::collection::vec(extreme_u64(), 0..8),
     ) {
         if let Ok(mut throughput) = Throughput::new(window, buckets) {
-            prop_assert!(buckets >= 1 && buckets <= Throughput::MAX_BUCKETS);
+            prop_assert!((1..=Throughput::MAX_BUCKETS).contains(&buckets));
             let mut recorded = 0u64;
             for &now in &times {
                 throughput.record_n(now, 3);
@@ -274,7 +276,26 @@ proptest! {
         }
         let agent = PlanAgent::new(AgentId::new(1), ["x"]).speed(speed).cost(cost);
         if let Ok(matrix) = CapabilityMatrix::new([agent]) {
-            let _ = matrix.len();
+            prop_assert!(speed.is_finite() && speed > 0.0);
+            // Huge estimates on a very slow or very fast agent saturate.
+            let workflow = WorkflowDef::builder("w", 1)
+                .step(StepDef::agent("a").capabilities(["x"]).estimated_duration(window))
+                .step(StepDef::agent("b").capabilities(["x"]).estimated_duration(Duration::MAX))
+                .step(StepDef::local("c").estimated_duration(window))
+                .edge("a", "b")
+                .edge("b", "c")
+                .build()
+                .unwrap();
+            let _ = heft(&workflow, &matrix).map(|s| s.mermaid_gantt());
+            let plan = Plan::single_phase(workflow);
+            let assembler = TeamAssembler::new()
+                .with_continuity(threshold)
+                .and_then(|a| a.with_load_weight(quorum))
+                .and_then(|a| a.with_performance_weight(reserve))
+                .map(|a| a.with_default_duration(window));
+            if let Ok(assembler) = assembler {
+                let _ = assembler.assemble(&plan, &matrix);
+            }
         }
     }
 }

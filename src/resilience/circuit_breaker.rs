@@ -225,7 +225,8 @@ impl BreakerConfigBuilder {
         self
     }
 
-    /// How far back the failure rate looks; longer than zero.
+    /// How far back the failure rate looks; longer than zero. A window
+    /// longer than `u64::MAX` nanoseconds (about 584 years) is clamped to it.
     pub fn window(mut self, window: Duration) -> Self {
         self.window = window;
         self

@@ -59,7 +59,10 @@ impl TryFrom<QuotaParts> for Quota {
 }
 
 impl Quota {
-    /// `cells` per `period`, with a burst of `cells`.
+    /// `cells` per `period`, with a burst of `cells`. A period longer than
+    /// `u64::MAX` nanoseconds (about 584 years) is clamped to it; the
+    /// emission interval and tolerance saturate, and a cell that would
+    /// arrive past [`Instant::MAX`] is refused (see [`RateLimiter`]).
     ///
     /// # Errors
     ///

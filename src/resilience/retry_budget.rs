@@ -158,6 +158,8 @@ impl Default for RetryBudgetBuilder {
 
 impl RetryBudgetBuilder {
     /// How far back requests and retries count; must be longer than zero.
+    /// A window longer than `u64::MAX` nanoseconds (about 584 years) is
+    /// clamped to it.
     pub fn window(mut self, window: Duration) -> Self {
         self.window = window;
         self
