@@ -365,8 +365,11 @@ impl RateLimiter {
 /// for lookups only, so answers never depend on their order; with the
 /// `serde` feature they serialize as pairs sorted by key (so equal limiters
 /// give equal bytes, which needs `K: Ord`), and a key given twice is a
-/// deserialization error. Time that goes backwards, for any key, counts as
-/// no time passing: the limiter remembers the latest instant it has seen.
+/// deserialization error; quotas are validated again, but a key's state is
+/// not checked against its quota (which [`set_quota`](Self::set_quota) may
+/// have changed since): a corrupt arrival time can only delay that key.
+/// Time that goes backwards, for any key, counts as no time passing: the
+/// limiter remembers the latest instant it has seen.
 ///
 /// ```
 /// use std::time::Duration;
@@ -389,10 +392,13 @@ impl RateLimiter {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(
     feature = "serde",
-    serde(bound(
-        serialize = "K: serde::Serialize + Ord",
-        deserialize = "K: serde::Deserialize<'de> + Eq + std::hash::Hash"
-    ))
+    serde(
+        from = "KeyedForm<K>",
+        bound(
+            serialize = "K: serde::Serialize + Ord",
+            deserialize = "K: serde::Deserialize<'de> + Eq + std::hash::Hash"
+        )
+    )
 )]
 pub struct KeyedRateLimiter<K> {
     default_quota: Quota,
@@ -404,6 +410,39 @@ pub struct KeyedRateLimiter<K> {
     /// dropped does not go back in time.
     #[cfg_attr(feature = "serde", serde(default))]
     latest: u64,
+}
+
+/// The fields of a [`KeyedRateLimiter`], as deserialized: each quota is
+/// validated on its own, and the latest instant seen is made at least that
+/// of every key (snapshots from before it was recorded carry none).
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+#[serde(bound(deserialize = "K: serde::Deserialize<'de> + Eq + std::hash::Hash"))]
+struct KeyedForm<K> {
+    default_quota: Quota,
+    #[serde(with = "super::sorted_pairs")]
+    quotas: HashMap<K, Quota>,
+    #[serde(with = "super::sorted_pairs")]
+    states: HashMap<K, Gcra>,
+    #[serde(default)]
+    latest: u64,
+}
+
+#[cfg(feature = "serde")]
+impl<K> From<KeyedForm<K>> for KeyedRateLimiter<K> {
+    fn from(form: KeyedForm<K>) -> Self {
+        let latest = form
+            .states
+            .values()
+            .map(|state| state.latest)
+            .fold(form.latest, u64::max);
+        KeyedRateLimiter {
+            default_quota: form.default_quota,
+            quotas: form.quotas,
+            states: form.states,
+            latest,
+        }
+    }
 }
 
 /// Equal when the quotas, the per-key states and the latest instant seen
