@@ -34,7 +34,7 @@ pub struct NotInFlight<K> {
 /// only for keys with calls in flight, so memory follows the number of busy
 /// keys. The hash maps are used for lookups only, so behaviour never depends
 /// on their order. Every operation is `O(1)` expected. With the `serde`
-/// feature the maps serialize as pairs sorted by key (equal bulkheads give
+/// feature the maps serialize as maps written in key order (equal bulkheads give
 /// equal bytes, which needs `K: Ord`), and deserializing checks every limit
 /// is at least 1 and every count of calls in flight too; a key given twice
 /// is an error.
@@ -66,9 +66,9 @@ pub struct NotInFlight<K> {
 )]
 pub struct Bulkhead<K> {
     default_limit: u32,
-    #[cfg_attr(feature = "serde", serde(with = "super::sorted_pairs"))]
+    #[cfg_attr(feature = "serde", serde(with = "super::sorted_map"))]
     limits: HashMap<K, u32>,
-    #[cfg_attr(feature = "serde", serde(with = "super::sorted_pairs"))]
+    #[cfg_attr(feature = "serde", serde(with = "super::sorted_map"))]
     in_flight: HashMap<K, u32>,
 }
 
@@ -78,9 +78,9 @@ pub struct Bulkhead<K> {
 #[serde(bound(deserialize = "K: serde::Deserialize<'de> + Eq + std::hash::Hash"))]
 struct BulkheadForm<K> {
     default_limit: u32,
-    #[serde(with = "super::sorted_pairs")]
+    #[serde(with = "super::sorted_map")]
     limits: HashMap<K, u32>,
-    #[serde(with = "super::sorted_pairs")]
+    #[serde(with = "super::sorted_map")]
     in_flight: HashMap<K, u32>,
 }
 
@@ -289,5 +289,32 @@ mod tests {
             NotInFlight { key: 3 }.to_string(),
             "released 3, which has no call in flight"
         );
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serde_is_canonical_and_checked() {
+        let mut b = Bulkhead::new(2).unwrap();
+        for key in ["zeta", "alpha", "mid"] {
+            b.set_limit(key.to_string(), 3).unwrap();
+            b.try_acquire(&key.to_string()).unwrap();
+        }
+        let json = serde_json::to_string(&b).unwrap();
+        assert_eq!(
+            json,
+            r#"{"default_limit":2,"limits":{"alpha":3,"mid":3,"zeta":3},"in_flight":{"alpha":1,"mid":1,"zeta":1}}"#
+        );
+        assert_eq!(serde_json::from_str::<Bulkhead<String>>(&json).unwrap(), b);
+        for bad in [
+            r#"{"default_limit":0,"limits":{},"in_flight":{}}"#,
+            r#"{"default_limit":1,"limits":{"a":0},"in_flight":{}}"#,
+            r#"{"default_limit":1,"limits":{},"in_flight":{"a":0}}"#,
+            r#"{"default_limit":1,"limits":{"a":1,"a":2},"in_flight":{}}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<Bulkhead<String>>(bad).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -65,7 +65,7 @@ mod retry;
 mod retry_budget;
 mod retry_spec;
 #[cfg(feature = "serde")]
-pub(crate) mod sorted_pairs;
+pub(crate) mod sorted_map;
 mod window;
 
 use std::time::Duration;

@@ -363,7 +363,7 @@ impl RateLimiter {
 /// drops the state of keys that are back to a full burst, which is
 /// indistinguishable from no state, to bound memory. The hash maps are used
 /// for lookups only, so answers never depend on their order; with the
-/// `serde` feature they serialize as pairs sorted by key (so equal limiters
+/// `serde` feature they serialize as maps written in key order (so equal limiters
 /// give equal bytes, which needs `K: Ord`), and a key given twice is a
 /// deserialization error; quotas are validated again, but a key's state is
 /// not checked against its quota (which [`set_quota`](Self::set_quota) may
@@ -402,9 +402,9 @@ impl RateLimiter {
 )]
 pub struct KeyedRateLimiter<K> {
     default_quota: Quota,
-    #[cfg_attr(feature = "serde", serde(with = "super::sorted_pairs"))]
+    #[cfg_attr(feature = "serde", serde(with = "super::sorted_map"))]
     quotas: HashMap<K, Quota>,
-    #[cfg_attr(feature = "serde", serde(with = "super::sorted_pairs"))]
+    #[cfg_attr(feature = "serde", serde(with = "super::sorted_map"))]
     states: HashMap<K, Gcra>,
     /// The latest `now` seen by any key, so that a key whose state was
     /// dropped does not go back in time.
@@ -420,9 +420,9 @@ pub struct KeyedRateLimiter<K> {
 #[serde(bound(deserialize = "K: serde::Deserialize<'de> + Eq + std::hash::Hash"))]
 struct KeyedForm<K> {
     default_quota: Quota,
-    #[serde(with = "super::sorted_pairs")]
+    #[serde(with = "super::sorted_map")]
     quotas: HashMap<K, Quota>,
-    #[serde(with = "super::sorted_pairs")]
+    #[serde(with = "super::sorted_map")]
     states: HashMap<K, Gcra>,
     #[serde(default)]
     latest: u64,
