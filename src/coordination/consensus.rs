@@ -281,13 +281,58 @@ struct Voter {
 /// assert!(ballot.vote(a, Vote::No).is_err()); // one vote each
 /// # Ok::<(), taskweave::Error>(())
 /// ```
+///
+/// With the `serde` feature a ballot serializes as its voters (weight and
+/// vote, in id order), quorum and threshold; deserializing checks them as
+/// [`BallotBuilder::build`] does and sums the total weight again rather
+/// than trusting a stored one.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "BallotForm", into = "BallotForm"))]
 pub struct Ballot {
     voters: BTreeMap<AgentId, Voter>,
     quorum: f64,
     threshold: Threshold,
     total: f64,
+}
+
+/// What a [`Ballot`] serializes to: everything but the derived total.
+#[cfg(feature = "serde")]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct BallotForm {
+    voters: BTreeMap<AgentId, Voter>,
+    quorum: f64,
+    threshold: Threshold,
+}
+
+#[cfg(feature = "serde")]
+impl From<Ballot> for BallotForm {
+    fn from(ballot: Ballot) -> Self {
+        BallotForm {
+            voters: ballot.voters,
+            quorum: ballot.quorum,
+            threshold: ballot.threshold,
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<BallotForm> for Ballot {
+    type Error = ConsensusError;
+
+    fn try_from(form: BallotForm) -> Result<Self, ConsensusError> {
+        let mut ballot = Ballot::builder()
+            .voters(form.voters.iter().map(|(&id, voter)| (id, voter.weight)))
+            .quorum(form.quorum)
+            .threshold(form.threshold)
+            .build()?;
+        for (&id, voter) in &form.voters {
+            if let Some(vote) = voter.vote {
+                ballot.vote(id, vote)?;
+            }
+        }
+        Ok(ballot)
+    }
 }
 
 impl Ballot {

@@ -10,6 +10,11 @@ use crate::capability::CapabilitySet;
 use crate::routing::{Candidates, ResolvedRequirements};
 use crate::{AgentId, Instant, TaskRequirements};
 
+/// Whether `deadline` has come at `now`. [`Instant::MAX`] means never.
+fn reached(now: Instant, deadline: Instant) -> bool {
+    deadline != Instant::MAX && now >= deadline
+}
+
 /// What the winner of an [`Auction`] is paid.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -175,7 +180,8 @@ impl Announcement {
 /// One sealed bid: what the agent asks to be paid, how long it needs once
 /// awarded, and until when the offer stands.
 ///
-/// A bid is valid at `now` while `now < valid_until`.
+/// A bid is valid at `now` while `now < valid_until`; `valid_until` of
+/// [`Instant::MAX`] means it never lapses.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Bid {
@@ -200,9 +206,10 @@ impl Bid {
         }
     }
 
-    /// Whether the offer still stands at `now`.
+    /// Whether the offer still stands at `now`. An offer valid until
+    /// [`Instant::MAX`] never lapses.
     pub fn is_valid_at(&self, now: Instant) -> bool {
-        now < self.valid_until
+        now < self.valid_until || self.valid_until == Instant::MAX
     }
 
     /// The award order: lower cost, then lower ETA, then lower agent id.
@@ -307,12 +314,87 @@ pub struct Award {
 /// assert_eq!(auction.poll_timeout(), None);
 /// # Ok::<(), taskweave::Error>(())
 /// ```
+///
+/// Time that goes backwards counts as no time passing: the auction keeps
+/// the latest `now` of a call that changed it (an accepted bid, the
+/// close), and an earlier `now` is taken as that one, so a bid stamped
+/// before one already accepted is judged at the later instant. A refused
+/// call changes nothing, not even that instant. A deadline
+/// of [`Instant::MAX`] means bidding never ends on its own (only an
+/// invitation list that has every bid in can close it).
+///
+/// With the `serde` feature an auction deserializes only if it could have
+/// been reached through [`open`](Self::open) and [`bid`](Self::bid): a
+/// valid reserve and invitation list, and every bid filed under its own
+/// agent, with a finite, non-negative cost within the reserve, from an
+/// invited agent.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "AuctionForm"))]
 pub struct Auction {
     announcement: Announcement,
     bids: BTreeMap<AgentId, Bid>,
     outcome: Option<AuctionOutcome>,
+    /// The latest `now` seen.
+    latest: Instant,
+}
+
+/// The unchecked fields of an [`Auction`], as deserialized.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct AuctionForm {
+    announcement: Announcement,
+    bids: BTreeMap<AgentId, Bid>,
+    outcome: Option<AuctionOutcome>,
+    #[serde(default)]
+    latest: Instant,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<AuctionForm> for Auction {
+    type Error = AuctionError;
+
+    fn try_from(form: AuctionForm) -> Result<Self, AuctionError> {
+        let mut auction = Auction::open(form.announcement)?;
+        let call = &auction.announcement;
+        for (&agent, bid) in &form.bids {
+            if bid.agent != agent {
+                return Err(AuctionError::NoBidFrom(agent));
+            }
+            if !(bid.cost.is_finite() && bid.cost >= 0.0) {
+                return Err(AuctionError::InvalidCost {
+                    agent,
+                    cost: bid.cost,
+                });
+            }
+            if let Some(reserve) = call.reserve.filter(|&reserve| bid.cost > reserve) {
+                return Err(AuctionError::AboveReserve {
+                    agent,
+                    cost: bid.cost,
+                    reserve,
+                });
+            }
+            if call
+                .invited
+                .as_ref()
+                .is_some_and(|inv| !inv.contains(&agent))
+            {
+                return Err(AuctionError::NotInvited(agent));
+            }
+        }
+        if let Some(AuctionOutcome::Awarded(award)) = &form.outcome {
+            if !(award.price.is_finite() && award.price >= 0.0) {
+                return Err(AuctionError::InvalidCost {
+                    agent: award.winner.agent,
+                    cost: award.price,
+                });
+            }
+        }
+        auction.bids = form.bids;
+        auction.outcome = form.outcome;
+        auction.latest = form.latest;
+        Ok(auction)
+    }
 }
 
 impl Auction {
@@ -340,6 +422,7 @@ impl Auction {
             announcement,
             bids: BTreeMap::new(),
             outcome: None,
+            latest: Instant::ZERO,
         })
     }
 
@@ -357,14 +440,15 @@ impl Auction {
     /// [`Incapable`](AuctionError::Incapable),
     /// [`AboveReserve`](AuctionError::AboveReserve),
     /// [`DuplicateBid`](AuctionError::DuplicateBid). A rejected bid changes
-    /// nothing.
+    /// nothing, not even the latest instant seen.
     pub fn bid(&mut self, registry: &Registry, bid: Bid, now: Instant) -> Result<(), AuctionError> {
+        let now = now.max(self.latest);
         let agent = bid.agent;
         let call = &self.announcement;
         if self.outcome.is_some() {
             return Err(AuctionError::Closed);
         }
-        if now >= call.deadline {
+        if reached(now, call.deadline) {
             return Err(AuctionError::Late {
                 agent,
                 deadline: call.deadline,
@@ -413,6 +497,7 @@ impl Auction {
             ..bid
         };
         self.bids.insert(agent, bid);
+        self.latest = now;
         Ok(())
     }
 
@@ -436,8 +521,9 @@ impl Auction {
     /// open and either the deadline has come or every invited agent holds
     /// a bid valid at `now`.
     pub fn is_ready(&self, now: Instant) -> bool {
+        let now = now.max(self.latest);
         self.outcome.is_none()
-            && (now >= self.announcement.deadline
+            && (reached(now, self.announcement.deadline)
                 || self.announcement.invited.as_ref().is_some_and(|invited| {
                     invited
                         .iter()
@@ -452,7 +538,8 @@ impl Auction {
     /// # Errors
     ///
     /// * [`AuctionError::BiddingOpen`] — "not yet" — before the deadline
-    ///   (see [`is_ready`](Self::is_ready)); nothing changes;
+    ///   (see [`is_ready`](Self::is_ready)); nothing changes, not even the
+    ///   latest instant seen;
     /// * [`AuctionError::Closed`] if the auction was already closed, so a
     ///   task is never awarded twice.
     pub fn close(&mut self, now: Instant) -> Result<AuctionOutcome, AuctionError> {
@@ -460,10 +547,13 @@ impl Auction {
             return Err(AuctionError::Closed);
         }
         if !self.is_ready(now) {
+            // "Not yet" changes nothing, not even the latest instant seen:
+            // it is earlier than the deadline anyway.
             return Err(AuctionError::BiddingOpen {
                 deadline: self.announcement.deadline,
             });
         }
+        let now = self.observe(now);
         let mut best: Option<&Bid> = None;
         let mut second: Option<&Bid> = None;
         let mut valid_bids = 0;
@@ -503,8 +593,15 @@ impl Auction {
         Ok(outcome)
     }
 
+    /// `now`, or the latest instant seen if that is later; remembers it.
+    fn observe(&mut self, now: Instant) -> Instant {
+        self.latest = self.latest.max(now);
+        self.latest
+    }
+
     /// The instant the host should call [`close`](Self::close) at — the bid
-    /// deadline — or `None` once the auction is closed.
+    /// deadline — or `None` once the auction is closed. A deadline of
+    /// [`Instant::MAX`] means never.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.outcome.is_none().then_some(self.announcement.deadline)
     }
@@ -713,15 +810,6 @@ mod tests {
         auction.bid(&registry, bid(1, 5.0), EARLY).unwrap();
         let cases = [
             (
-                bid(2, 1.0),
-                DEADLINE,
-                AuctionError::Late {
-                    agent: id(2),
-                    deadline: DEADLINE,
-                    now: DEADLINE,
-                },
-            ),
-            (
                 bid(2, f64::NAN),
                 EARLY,
                 AuctionError::InvalidCost {
@@ -766,8 +854,51 @@ mod tests {
                 Err(AuctionError::InvalidCost { .. })
             ));
         }
+        // Last: a late bid is refused.
+        let late = AuctionError::Late {
+            agent: id(2),
+            deadline: DEADLINE,
+            now: DEADLINE,
+        };
+        assert_eq!(auction.bid(&registry, bid(2, 1.0), DEADLINE), Err(late));
         assert_eq!(auction.bids().count(), 1);
         assert_eq!(auction.bid_of(id(1)).map(|b| b.cost), Some(5.0));
+    }
+
+    #[test]
+    fn a_bid_stamped_before_an_accepted_one_is_judged_at_the_later_instant() {
+        let registry = registry();
+        let mut auction = Auction::open(render_call(&registry)).unwrap();
+        auction
+            .bid(&registry, bid(1, 5.0), Instant::from_secs(5))
+            .unwrap();
+        // Lapses at 4 s: expired at 5 s, whatever the stamp says.
+        let stale = Bid::new(id(2), 1.0, Duration::ZERO, Instant::from_secs(4));
+        assert_eq!(
+            auction.bid(&registry, stale, EARLY),
+            Err(AuctionError::Expired {
+                agent: id(2),
+                valid_until: Instant::from_secs(4),
+                now: Instant::from_secs(5),
+            })
+        );
+    }
+
+    #[test]
+    fn a_deadline_or_validity_of_instant_max_means_never() {
+        let registry = registry();
+        let call = Announcement::new(CapabilitySet::default(), Instant::MAX);
+        let mut auction = Auction::open(call).unwrap();
+        let forever = Bid::new(id(1), 1.0, Duration::ZERO, Instant::MAX);
+        auction.bid(&registry, forever, Instant::MAX).unwrap();
+        assert!(!auction.is_ready(Instant::MAX));
+        assert_eq!(
+            auction.close(Instant::MAX),
+            Err(AuctionError::BiddingOpen {
+                deadline: Instant::MAX
+            })
+        );
+        assert_eq!(auction.poll_timeout(), Some(Instant::MAX));
     }
 
     #[test]
@@ -799,10 +930,6 @@ mod tests {
         auction.bid(&registry, short, EARLY).unwrap();
         assert!(auction.is_ready(Instant::from_secs(2)));
         assert!(!auction.is_ready(Instant::from_secs(3)));
-        assert_eq!(
-            auction.close(Instant::from_secs(3)),
-            Err(AuctionError::BiddingOpen { deadline: DEADLINE })
-        );
         let award = award(auction.close(Instant::from_secs(2)).unwrap());
         assert_eq!((award.winner.agent, award.valid_bids), (id(1), 2));
     }

@@ -227,6 +227,11 @@ mod serde_impl {
                     repr.counts.len()
                 )));
             }
+            if repr.head_tick > u64::MAX / repr.bucket_width_nanos {
+                return Err(D::Error::custom(
+                    "throughput head tick lies past the end of time",
+                ));
+            }
             Ok(Throughput::at_head(
                 repr.bucket_width_nanos,
                 repr.head_tick,

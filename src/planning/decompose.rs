@@ -4,7 +4,9 @@
 mod builtin;
 mod template;
 
-pub use template::{GoalTemplate, PhaseTemplate, TaskTemplate, TemplateDecomposer};
+pub use template::{
+    GoalTemplate, MAX_TASK_NAME_BYTES, PhaseTemplate, TaskTemplate, TemplateDecomposer,
+};
 
 use crate::planning::Plan;
 

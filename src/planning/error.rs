@@ -10,6 +10,18 @@ use crate::{AgentId, Priority, TaskId};
 #[derive(Clone, Debug, PartialEq, Error)]
 #[non_exhaustive]
 pub enum PlanningError {
+    /// A task name would grow past
+    /// [`MAX_TASK_NAME_BYTES`](crate::planning::MAX_TASK_NAME_BYTES) once
+    /// every `{goal}` in it is replaced by the goal.
+    #[error("task {task} would get a name of {bytes} bytes, more than the {max} allowed")]
+    NameTooLong {
+        /// The task template's id.
+        task: String,
+        /// The length the name would have, saturating at `usize::MAX`.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A softmax temperature must be finite and greater than zero.
     #[error("softmax temperature must be finite and > 0, got {value}")]
     InvalidTemperature {
@@ -73,7 +85,8 @@ pub enum PlanningError {
         found: [usize; 3],
     },
     /// The tensor is too large to represent: an axis longer than `u32::MAX`,
-    /// or a dense form larger than `isize::MAX` bytes.
+    /// or a dense form of more than
+    /// [`MAX_DENSE_CELLS`](crate::planning::MAX_DENSE_CELLS) cells.
     #[error("a tensor of {tasks} tasks x {agents} agents is too large to represent")]
     TooLarge {
         /// Length of the task axis.

@@ -112,13 +112,15 @@ mod plan;
 mod team;
 mod tensor;
 
-pub use decompose::{Decomposer, GoalTemplate, PhaseTemplate, TaskTemplate, TemplateDecomposer};
+pub use decompose::{
+    Decomposer, GoalTemplate, MAX_TASK_NAME_BYTES, PhaseTemplate, TaskTemplate, TemplateDecomposer,
+};
 pub use error::PlanningError;
 pub use heft::{Schedule, ScheduleOrigin, ScheduledStep, heft};
 pub use matrix::{CapabilityMatrix, PlanAgent};
 pub use plan::{Phase, Plan};
 pub use team::{Team, TeamAssembler, TeamChange, TeamObjective};
 pub use tensor::{
-    PRIORITY_LEVELS, SparseEntry, SparseTaskTensor, TaskTensor, TensorIndex, TensorOptions,
-    TensorTask,
+    MAX_DENSE_CELLS, PRIORITY_LEVELS, SparseEntry, SparseTaskTensor, TaskTensor, TensorIndex,
+    TensorOptions, TensorTask,
 };

@@ -45,7 +45,9 @@ pub const PRIORITY_LEVELS: usize = Priority::LEVELS;
 ///
 /// Memory is `16 · n_tasks · n_agents` bytes — 160 MB for 10,000 tasks and
 /// 1,000 agents — so prefer [`SparseTaskTensor`] for large pools and convert
-/// only the part of the work that needs dense algebra.
+/// only the part of the work that needs dense algebra. A dense tensor holds
+/// at most [`MAX_DENSE_CELLS`] cells (1 GiB); larger shapes are refused with
+/// [`PlanningError::TooLarge`].
 ///
 /// ```
 /// use taskweave::planning::{TaskTensor, TensorOptions, TensorTask};
@@ -74,11 +76,25 @@ pub struct TaskTensor {
     values: Array3<f32>,
 }
 
-/// Number of `f32` cells of a dense tensor, if its bytes fit in `isize`.
+/// The most `f32` cells a dense tensor may hold: `2^28` (268,435,456
+/// cells, 1 GiB of values), e.g. 65,536 tasks × 1,024 agents × 4 levels.
+///
+/// Every dense tensor this crate builds ([`TaskTensor::from_plan`],
+/// [`TaskTensor::from_dispatcher_with`], [`SparseTaskTensor::to_dense`]) is
+/// checked against it, with checked multiplication, *before* anything is
+/// allocated, and refused with [`PlanningError::TooLarge`] above it: a
+/// shape taken from untrusted input (a deserialized [`SparseTaskTensor`] of
+/// a few MB can name 100,000 tasks × 100,000 agents) cannot make the
+/// process abort on a huge allocation. Work with the sparse form beyond it.
+pub const MAX_DENSE_CELLS: usize = 1 << 28;
+
+/// Number of `f32` cells of a dense tensor of `tasks × agents × 4`, if it
+/// is at most [`MAX_DENSE_CELLS`] (and so its bytes fit in `isize`).
 fn dense_len(tasks: usize, agents: usize) -> Result<usize, PlanningError> {
     tasks
         .checked_mul(agents)
         .and_then(|cells| cells.checked_mul(PRIORITY_LEVELS))
+        .filter(|&len| len <= MAX_DENSE_CELLS)
         .filter(|&len| {
             len.checked_mul(size_of::<f32>())
                 .is_some_and(|bytes| isize::try_from(bytes).is_ok())
@@ -138,13 +154,15 @@ impl TaskTensor {
     /// for an id given twice; [`PlanningError::AgentIndexOutOfRange`],
     /// [`PlanningError::DuplicateCandidate`] or
     /// [`PlanningError::NonFiniteScore`] for a malformed task;
-    /// [`PlanningError::TooLarge`] when the array would not fit in memory's
-    /// address space.
+    /// [`PlanningError::TooLarge`] when the array would hold more than
+    /// [`MAX_DENSE_CELLS`] cells (checked before anything is allocated).
     pub fn from_plan(
         agents: &[AgentId],
         tasks: &[TensorTask],
         options: &TensorOptions,
     ) -> Result<Self, PlanningError> {
+        // Refuse an oversized shape before sorting ids or allocating.
+        dense_len(tasks.len(), agents.len())?;
         let index = build::plan_index(agents, tasks)?;
         let mut sink = DenseSink::new(&index)?;
         build::plan_rows(&index, tasks, options, &mut sink)?;
@@ -188,7 +206,8 @@ impl TaskTensor {
     /// # Errors
     ///
     /// [`PlanningError::NonFiniteScore`] if `score` returns NaN or an
-    /// infinity; [`PlanningError::TooLarge`] when the array would not fit.
+    /// infinity; [`PlanningError::TooLarge`] when the array would hold more
+    /// than [`MAX_DENSE_CELLS`] cells.
     pub fn from_dispatcher_with<P, S, F>(
         dispatcher: &Dispatcher<P, S>,
         options: &TensorOptions,

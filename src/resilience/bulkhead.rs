@@ -33,7 +33,11 @@ pub struct NotInFlight<K> {
 /// call, release after it, whatever its outcome. Only counts are kept, and
 /// only for keys with calls in flight, so memory follows the number of busy
 /// keys. The hash maps are used for lookups only, so behaviour never depends
-/// on their order. Every operation is `O(1)` expected.
+/// on their order. Every operation is `O(1)` expected. With the `serde`
+/// feature the maps serialize as maps written in key order (equal bulkheads give
+/// equal bytes, which needs `K: Ord`), and deserializing checks every limit
+/// is at least 1 and every count of calls in flight too; a key given twice
+/// is an error.
 ///
 /// ```
 /// use taskweave::resilience::{Bulkhead, BulkheadFull};
@@ -52,16 +56,67 @@ pub struct NotInFlight<K> {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(
     feature = "serde",
-    serde(bound(
-        serialize = "K: serde::Serialize",
-        deserialize = "K: serde::Deserialize<'de> + Eq + std::hash::Hash"
-    ))
+    serde(
+        try_from = "BulkheadForm<K>",
+        bound(
+            serialize = "K: serde::Serialize + Ord",
+            deserialize = "K: serde::Deserialize<'de> + Eq + std::hash::Hash"
+        )
+    )
 )]
 pub struct Bulkhead<K> {
     default_limit: u32,
+    #[cfg_attr(feature = "serde", serde(with = "super::sorted_map"))]
     limits: HashMap<K, u32>,
+    #[cfg_attr(feature = "serde", serde(with = "super::sorted_map"))]
     in_flight: HashMap<K, u32>,
 }
+
+/// The unchecked fields of a [`Bulkhead`], as deserialized.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+#[serde(bound(deserialize = "K: serde::Deserialize<'de> + Eq + std::hash::Hash"))]
+struct BulkheadForm<K> {
+    default_limit: u32,
+    #[serde(with = "super::sorted_map")]
+    limits: HashMap<K, u32>,
+    #[serde(with = "super::sorted_map")]
+    in_flight: HashMap<K, u32>,
+}
+
+#[cfg(feature = "serde")]
+impl<K> TryFrom<BulkheadForm<K>> for Bulkhead<K> {
+    type Error = &'static str;
+
+    /// Limits are at least 1, as [`Bulkhead::new`] and
+    /// [`Bulkhead::set_limit`] require, and only keys with a call in flight
+    /// have a count.
+    fn try_from(form: BulkheadForm<K>) -> Result<Self, Self::Error> {
+        if form.default_limit == 0 || form.limits.values().any(|&limit| limit == 0) {
+            return Err("a bulkhead limit must be at least 1");
+        }
+        if form.in_flight.values().any(|&count| count == 0) {
+            return Err("a bulkhead keeps counts only for keys with calls in flight");
+        }
+        Ok(Bulkhead {
+            default_limit: form.default_limit,
+            limits: form.limits,
+            in_flight: form.in_flight,
+        })
+    }
+}
+
+/// Equal when the default limit, the per-key limits and the calls in flight
+/// are equal (whatever the maps' internal order).
+impl<K: Eq + Hash> PartialEq for Bulkhead<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.default_limit == other.default_limit
+            && self.limits == other.limits
+            && self.in_flight == other.in_flight
+    }
+}
+
+impl<K: Eq + Hash> Eq for Bulkhead<K> {}
 
 impl<K: Eq + Hash + Clone> Bulkhead<K> {
     /// A bulkhead that lets every key have `default_limit` calls in flight.
@@ -234,5 +289,32 @@ mod tests {
             NotInFlight { key: 3 }.to_string(),
             "released 3, which has no call in flight"
         );
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serde_is_canonical_and_checked() {
+        let mut b = Bulkhead::new(2).unwrap();
+        for key in ["zeta", "alpha", "mid"] {
+            b.set_limit(key.to_string(), 3).unwrap();
+            b.try_acquire(&key.to_string()).unwrap();
+        }
+        let json = serde_json::to_string(&b).unwrap();
+        assert_eq!(
+            json,
+            r#"{"default_limit":2,"limits":{"alpha":3,"mid":3,"zeta":3},"in_flight":{"alpha":1,"mid":1,"zeta":1}}"#
+        );
+        assert_eq!(serde_json::from_str::<Bulkhead<String>>(&json).unwrap(), b);
+        for bad in [
+            r#"{"default_limit":0,"limits":{},"in_flight":{}}"#,
+            r#"{"default_limit":1,"limits":{"a":0},"in_flight":{}}"#,
+            r#"{"default_limit":1,"limits":{},"in_flight":{"a":0}}"#,
+            r#"{"default_limit":1,"limits":{"a":1,"a":2},"in_flight":{}}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<Bulkhead<String>>(bad).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -225,7 +225,8 @@ impl BreakerConfigBuilder {
         self
     }
 
-    /// How far back the failure rate looks; longer than zero.
+    /// How far back the failure rate looks; longer than zero. A window
+    /// longer than `u64::MAX` nanoseconds (about 584 years) is clamped to it.
     pub fn window(mut self, window: Duration) -> Self {
         self.window = window;
         self
@@ -239,7 +240,9 @@ impl BreakerConfigBuilder {
     }
 
     /// How long the breaker stays open before admitting probes (zero means
-    /// half-open at once).
+    /// half-open at once). The end of the cooldown saturates at
+    /// [`Instant::MAX`], which means never: `Duration::MAX` keeps a tripped
+    /// breaker open for good.
     pub fn cooldown(mut self, cooldown: Duration) -> Self {
         self.cooldown = cooldown;
         self
@@ -298,6 +301,13 @@ impl BreakerConfigBuilder {
     }
 }
 
+/// Whether a cooldown ending at `until` is over at `now`. An end of
+/// [`Instant::MAX`] — a cooldown that saturated — means never: it does not
+/// end even at `now == Instant::MAX`.
+fn cooled_down(now: Instant, until: Instant) -> bool {
+    until != Instant::MAX && now >= until
+}
+
 /// Where the breaker is, with the bookkeeping each phase needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -327,8 +337,17 @@ enum Phase {
 /// outcome, e.g. was cancelled) [`release_probe`](Self::release_probe).
 /// Outcomes that arrive while open are ignored; in half-open a success
 /// counts only if a probe is outstanding, while any failure re-opens.
-/// Time that goes backwards counts as no time passing. Every method is
-/// `O(1)` except those that consult the window, `O(buckets)`.
+/// Time that goes backwards counts as no time passing: a `now` earlier
+/// than the latest seen is taken as the latest, so a clock stepping back
+/// never shortens a cooldown. The end of a cooldown saturates at
+/// [`Instant::MAX`], which means never: a breaker opened with a cooldown
+/// that does not fit stays open. Every method is `O(1)` except those that
+/// consult the window, `O(buckets)`.
+///
+/// With the `serde` feature a breaker deserializes only if its parts agree
+/// (the outcome window has the configuration's shape, the phase's counters
+/// are within the configuration), so a corrupt snapshot is an error when
+/// read, not a misbehaving breaker later.
 ///
 /// ```
 /// use std::time::Duration;
@@ -357,6 +376,7 @@ enum Phase {
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "BreakerForm"))]
 pub struct CircuitBreaker {
     config: BreakerConfig,
     phase: Phase,
@@ -364,6 +384,64 @@ pub struct CircuitBreaker {
     /// `[successes, failures]` while closed.
     outcomes: SlidingWindow,
     trips: u64,
+    /// The latest `now` seen: an earlier one counts as this one.
+    latest: Instant,
+}
+
+/// The unchecked fields of a [`CircuitBreaker`], as deserialized.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct BreakerForm {
+    config: BreakerConfig,
+    phase: Phase,
+    consecutive_failures: u32,
+    outcomes: SlidingWindow,
+    trips: u64,
+    #[serde(default)]
+    latest: Instant,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<BreakerForm> for CircuitBreaker {
+    type Error = &'static str;
+
+    /// Checks what the breaker's methods keep true: the outcome window has
+    /// the configuration's shape, a closed breaker has fewer consecutive
+    /// failures than trip it (none otherwise), and a half-open one no more
+    /// probes out than allowed and fewer successes than close it.
+    fn try_from(form: BreakerForm) -> Result<Self, Self::Error> {
+        let BreakerForm {
+            config,
+            phase,
+            consecutive_failures,
+            outcomes,
+            trips,
+            latest,
+        } = form;
+        if !outcomes.same_shape(&config.empty_window) {
+            return Err("the breaker's outcome window does not match its configuration");
+        }
+        let consistent = match phase {
+            Phase::Closed => consecutive_failures < config.consecutive_failures,
+            Phase::Open { .. } => consecutive_failures == 0,
+            Phase::HalfOpen { probes, successes } => {
+                consecutive_failures == 0
+                    && probes <= config.probes
+                    && successes < config.successes_to_close
+            }
+        };
+        if !consistent {
+            return Err("the breaker's phase disagrees with its counters or configuration");
+        }
+        Ok(CircuitBreaker {
+            config,
+            phase,
+            consecutive_failures,
+            outcomes,
+            trips,
+            latest,
+        })
+    }
 }
 
 impl CircuitBreaker {
@@ -375,6 +453,7 @@ impl CircuitBreaker {
             phase: Phase::Closed,
             consecutive_failures: 0,
             trips: 0,
+            latest: Instant::ZERO,
         }
     }
 
@@ -386,9 +465,10 @@ impl CircuitBreaker {
     /// The state at `now` (an open breaker whose cooldown has ended is
     /// half-open).
     pub fn state(&self, now: Instant) -> BreakerState {
+        let now = now.max(self.latest);
         match self.phase {
             Phase::Closed => BreakerState::Closed,
-            Phase::Open { until } if now < until => BreakerState::Open { until },
+            Phase::Open { until } if !cooled_down(now, until) => BreakerState::Open { until },
             Phase::Open { .. } | Phase::HalfOpen { .. } => BreakerState::HalfOpen,
         }
     }
@@ -403,6 +483,7 @@ impl CircuitBreaker {
     /// [`BreakerRejected::ProbesBusy`] while half-open with every probe
     /// permit taken.
     pub fn try_acquire(&mut self, now: Instant) -> Result<(), BreakerRejected> {
+        let now = self.observe(now);
         self.end_cooldown(now);
         match &mut self.phase {
             Phase::Closed => Ok(()),
@@ -420,6 +501,7 @@ impl CircuitBreaker {
     /// Records a successful call at `now`. Closes a half-open breaker once
     /// enough probes have succeeded.
     pub fn on_success(&mut self, now: Instant) {
+        let now = self.observe(now);
         self.end_cooldown(now);
         match &mut self.phase {
             Phase::Closed => {
@@ -441,6 +523,7 @@ impl CircuitBreaker {
     /// the breaker (tripped it while closed, or re-opened it while
     /// half-open).
     pub fn on_failure(&mut self, now: Instant) -> bool {
+        let now = self.observe(now);
         self.end_cooldown(now);
         let opens = match self.phase {
             Phase::Closed => {
@@ -496,9 +579,15 @@ impl CircuitBreaker {
         self.trips
     }
 
+    /// `now`, or the latest instant seen if that is later; remembers it.
+    fn observe(&mut self, now: Instant) -> Instant {
+        self.latest = self.latest.max(now);
+        self.latest
+    }
+
     /// Turns an open breaker half-open once its cooldown has ended.
     fn end_cooldown(&mut self, now: Instant) {
-        if matches!(self.phase, Phase::Open { until } if now >= until) {
+        if matches!(self.phase, Phase::Open { until } if cooled_down(now, until)) {
             self.phase = Phase::HalfOpen {
                 probes: 0,
                 successes: 0,
@@ -712,7 +801,30 @@ mod tests {
         let mut b = breaker(|b| b.consecutive_failures(1).cooldown(Duration::MAX));
         assert!(b.on_failure(at(1)));
         assert_eq!(b.next_transition(), Some(Instant::MAX));
-        assert!(b.try_acquire(Instant::MAX).is_ok());
+        // A saturated end of cooldown means never, even at the end of time.
+        assert_eq!(
+            b.try_acquire(Instant::MAX),
+            Err(BreakerRejected::Open {
+                until: Instant::MAX
+            })
+        );
+        assert_eq!(
+            b.state(Instant::MAX),
+            BreakerState::Open {
+                until: Instant::MAX
+            }
+        );
+    }
+
+    #[test]
+    fn a_clock_stepping_back_does_not_shorten_a_cooldown() {
+        let mut b = breaker(|b| b.consecutive_failures(1));
+        b.on_success(at(100));
+        // A failure stamped before the latest instant seen counts as at it.
+        assert!(b.on_failure(at(1)));
+        assert_eq!(b.next_transition(), Some(at(110)));
+        assert!(b.try_acquire(at(50)).is_err());
+        assert_eq!(b.state(at(11)), BreakerState::Open { until: at(110) });
     }
 
     #[test]

@@ -59,7 +59,10 @@ impl TryFrom<QuotaParts> for Quota {
 }
 
 impl Quota {
-    /// `cells` per `period`, with a burst of `cells`.
+    /// `cells` per `period`, with a burst of `cells`. A period longer than
+    /// `u64::MAX` nanoseconds (about 584 years) is clamped to it; the
+    /// emission interval and tolerance saturate, and a cell that would
+    /// arrive past [`Instant::MAX`] is refused (see [`RateLimiter`]).
     ///
     /// # Errors
     ///
@@ -116,6 +119,12 @@ impl Quota {
     /// The emission interval: the spacing of cells after a burst.
     pub fn interval(&self) -> Duration {
         Duration::from_nanos(self.interval_nanos())
+    }
+
+    /// How far ahead of `now` the theoretical arrival time may run: the
+    /// interval times the burst (saturating).
+    fn tolerance_nanos(&self) -> u64 {
+        self.interval_nanos().saturating_mul(u64::from(self.burst))
     }
 
     fn interval_nanos(&self) -> u64 {
@@ -189,15 +198,24 @@ struct Gcra {
 impl Gcra {
     /// Admits `cells` cells at `now` if they conform; never more than the
     /// burst (checked by the caller) for a useful answer.
+    ///
+    /// A theoretical arrival time that would pass the end of time
+    /// (`u64::MAX` nanoseconds) is refused with `earliest` =
+    /// [`Instant::MAX`], "never", rather than saturated: a saturated time
+    /// would stop advancing and admit every later request.
     fn admit(&mut self, quota: &Quota, now: Instant, cells: u32) -> Result<(), NotUntil> {
         let now = now.as_nanos().max(self.latest);
         self.latest = now;
         let interval = quota.interval_nanos();
-        let tolerance = interval.saturating_mul(u64::from(quota.burst));
-        let tat = self
-            .tat
-            .max(now)
-            .saturating_add(interval.saturating_mul(u64::from(cells)));
+        let tolerance = quota.tolerance_nanos();
+        let Some(tat) = interval
+            .checked_mul(u64::from(cells))
+            .and_then(|increment| self.tat.max(now).checked_add(increment))
+        else {
+            return Err(NotUntil {
+                earliest: Instant::MAX,
+            });
+        };
         let earliest = tat.saturating_sub(tolerance);
         if now < earliest {
             return Err(NotUntil {
@@ -226,7 +244,20 @@ impl Gcra {
     /// Whether the limiter is back to a full burst at `now`, i.e. no
     /// different from a fresh one.
     fn is_idle(&self, now: Instant) -> bool {
-        self.tat <= now.as_nanos()
+        self.tat <= now.as_nanos().max(self.latest)
+    }
+
+    /// Whether this state can have been reached under `quota`: the
+    /// theoretical arrival time runs at most one tolerance ahead of the
+    /// latest instant seen.
+    #[cfg(feature = "serde")]
+    fn fits(&self, quota: &Quota) -> bool {
+        self.tat <= self.latest.saturating_add(quota.tolerance_nanos())
+    }
+
+    /// A fresh state that has already seen `latest`.
+    fn seen(latest: u64) -> Self {
+        Gcra { tat: 0, latest }
     }
 }
 
@@ -234,6 +265,10 @@ impl Gcra {
 /// per check, no clock.
 ///
 /// Time that goes backwards is treated as no time passing, never a panic.
+/// Near the end of time the limiter refuses rather than saturates: a cell
+/// whose theoretical arrival would pass [`Instant::MAX`] is answered with
+/// [`NotUntil`] at [`Instant::MAX`], "never". With the `serde` feature the
+/// quota is validated again and the state must be reachable under it.
 ///
 /// ```
 /// use std::time::Duration;
@@ -251,9 +286,33 @@ impl Gcra {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "LimiterForm"))]
 pub struct RateLimiter {
     quota: Quota,
     state: Gcra,
+}
+
+/// The unchecked fields of a [`RateLimiter`], as deserialized.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct LimiterForm {
+    quota: Quota,
+    state: Gcra,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<LimiterForm> for RateLimiter {
+    type Error = &'static str;
+
+    fn try_from(form: LimiterForm) -> Result<Self, Self::Error> {
+        if !form.state.fits(&form.quota) {
+            return Err("the limiter's arrival time runs further ahead than its quota allows");
+        }
+        Ok(RateLimiter {
+            quota: form.quota,
+            state: form.state,
+        })
+    }
 }
 
 impl RateLimiter {
@@ -303,7 +362,14 @@ impl RateLimiter {
 /// State is created on a key's first check; [`retain_recent`](Self::retain_recent)
 /// drops the state of keys that are back to a full burst, which is
 /// indistinguishable from no state, to bound memory. The hash maps are used
-/// for lookups only, so answers never depend on their order.
+/// for lookups only, so answers never depend on their order; with the
+/// `serde` feature they serialize as maps written in key order (so equal limiters
+/// give equal bytes, which needs `K: Ord`), and a key given twice is a
+/// deserialization error; quotas are validated again, but a key's state is
+/// not checked against its quota (which [`set_quota`](Self::set_quota) may
+/// have changed since): a corrupt arrival time can only delay that key.
+/// Time that goes backwards, for any key, counts as no time passing: the
+/// limiter remembers the latest instant it has seen.
 ///
 /// ```
 /// use std::time::Duration;
@@ -326,16 +392,71 @@ impl RateLimiter {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(
     feature = "serde",
-    serde(bound(
-        serialize = "K: serde::Serialize",
-        deserialize = "K: serde::Deserialize<'de> + Eq + std::hash::Hash"
-    ))
+    serde(
+        from = "KeyedForm<K>",
+        bound(
+            serialize = "K: serde::Serialize + Ord",
+            deserialize = "K: serde::Deserialize<'de> + Eq + std::hash::Hash"
+        )
+    )
 )]
 pub struct KeyedRateLimiter<K> {
     default_quota: Quota,
+    #[cfg_attr(feature = "serde", serde(with = "super::sorted_map"))]
     quotas: HashMap<K, Quota>,
+    #[cfg_attr(feature = "serde", serde(with = "super::sorted_map"))]
     states: HashMap<K, Gcra>,
+    /// The latest `now` seen by any key, so that a key whose state was
+    /// dropped does not go back in time.
+    #[cfg_attr(feature = "serde", serde(default))]
+    latest: u64,
 }
+
+/// The fields of a [`KeyedRateLimiter`], as deserialized: each quota is
+/// validated on its own, and the latest instant seen is made at least that
+/// of every key (snapshots from before it was recorded carry none).
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+#[serde(bound(deserialize = "K: serde::Deserialize<'de> + Eq + std::hash::Hash"))]
+struct KeyedForm<K> {
+    default_quota: Quota,
+    #[serde(with = "super::sorted_map")]
+    quotas: HashMap<K, Quota>,
+    #[serde(with = "super::sorted_map")]
+    states: HashMap<K, Gcra>,
+    #[serde(default)]
+    latest: u64,
+}
+
+#[cfg(feature = "serde")]
+impl<K> From<KeyedForm<K>> for KeyedRateLimiter<K> {
+    fn from(form: KeyedForm<K>) -> Self {
+        let latest = form
+            .states
+            .values()
+            .map(|state| state.latest)
+            .fold(form.latest, u64::max);
+        KeyedRateLimiter {
+            default_quota: form.default_quota,
+            quotas: form.quotas,
+            states: form.states,
+            latest,
+        }
+    }
+}
+
+/// Equal when the quotas, the per-key states and the latest instant seen
+/// are equal (whatever the maps' internal order).
+impl<K: Eq + Hash> PartialEq for KeyedRateLimiter<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.default_quota == other.default_quota
+            && self.quotas == other.quotas
+            && self.states == other.states
+            && self.latest == other.latest
+    }
+}
+
+impl<K: Eq + Hash> Eq for KeyedRateLimiter<K> {}
 
 impl<K: Eq + Hash + Clone> KeyedRateLimiter<K> {
     /// A limiter giving every key `default_quota`.
@@ -344,6 +465,7 @@ impl<K: Eq + Hash + Clone> KeyedRateLimiter<K> {
             default_quota,
             quotas: HashMap::new(),
             states: HashMap::new(),
+            latest: 0,
         }
     }
 
@@ -364,10 +486,18 @@ impl<K: Eq + Hash + Clone> KeyedRateLimiter<K> {
     /// [`NotUntil`] with the earliest instant it would conform.
     pub fn check(&mut self, key: &K, now: Instant) -> Result<(), NotUntil> {
         let quota = self.quota(key);
+        let now = self.observe(now);
+        let latest = self.latest;
         self.states
             .entry(key.clone())
-            .or_default()
+            .or_insert_with(|| Gcra::seen(latest))
             .admit(&quota, now, 1)
+    }
+
+    /// `now`, or the latest instant seen if that is later; remembers it.
+    fn observe(&mut self, now: Instant) -> Instant {
+        self.latest = self.latest.max(now.as_nanos());
+        Instant::from_nanos(self.latest)
     }
 
     /// Admits `n` cells for `key` at once at `now` if they all conform.
@@ -383,15 +513,18 @@ impl<K: Eq + Hash + Clone> KeyedRateLimiter<K> {
         n: u32,
     ) -> Result<Result<(), NotUntil>, InsufficientCapacity> {
         let quota = self.quota(key);
+        let now = self.observe(now);
+        let latest = self.latest;
         self.states
             .entry(key.clone())
-            .or_default()
+            .or_insert_with(|| Gcra::seen(latest))
             .check_n(&quota, now, n)
     }
 
     /// Forgets the state of every key that is back to a full burst at
     /// `now`. `O(keys)`.
     pub fn retain_recent(&mut self, now: Instant) {
+        let now = self.observe(now);
         self.states.retain(|_, state| !state.is_idle(now));
     }
 
@@ -488,13 +621,40 @@ mod tests {
 
     #[test]
     fn extreme_values_saturate() {
+        let never = Err(NotUntil {
+            earliest: Instant::MAX,
+        });
         let mut l = RateLimiter::new(quota(1, Duration::MAX, u32::MAX));
-        assert_eq!(l.check_n(Instant::MAX, u32::MAX), Ok(Ok(())));
-        // At the end of representable time the arithmetic saturates; it
-        // must answer, not panic.
-        let _ = l.check(Instant::MAX);
+        assert_eq!(l.check_n(Instant::ZERO, 1), Ok(Ok(())));
+        // The next cell would arrive past the end of time: never.
+        assert_eq!(l.check(Instant::from_secs(1)), never);
+        assert_eq!(l.check_n(Instant::MAX, u32::MAX), Ok(never));
+        // At the end of representable time nothing more fits, however fast
+        // the quota: a refusal, not a saturated admission.
         let mut fast = RateLimiter::new(quota(1, Duration::from_nanos(1), 1));
-        assert!(fast.check(Instant::MAX).is_ok());
+        assert_eq!(fast.check(Instant::MAX), never);
+        let mut near = RateLimiter::new(quota(1, Duration::from_secs(1), 1));
+        let t = Instant::from_nanos(u64::MAX - 1_500_000_000);
+        assert!(near.check(t).is_ok());
+        assert!(near.check(t).is_err());
+        let admitted = (0..10)
+            .filter(|_| near.check(Instant::from_nanos(u64::MAX - 1)).is_ok())
+            .count();
+        assert_eq!(admitted, 0);
+    }
+
+    #[test]
+    fn a_keyed_limiter_remembers_time_across_dropped_keys() {
+        let mut l = KeyedRateLimiter::new(quota(1, 1_000 * MS, 1));
+        assert!(l.check(&"a", Instant::from_secs(10)).is_ok());
+        l.retain_recent(Instant::from_secs(20));
+        assert!(l.is_empty());
+        // Stamped earlier than the latest instant seen: counts as at 20 s.
+        assert!(l.check(&"a", Instant::from_secs(5)).is_ok());
+        assert_eq!(
+            l.check(&"a", Instant::from_secs(5)).unwrap_err().earliest(),
+            Instant::from_secs(21)
+        );
     }
 
     #[test]

@@ -20,7 +20,8 @@ use crate::Instant;
 /// The window is a fixed ring of `buckets` time buckets, so memory does not
 /// grow with traffic; an event counts for between `window − window/buckets`
 /// and `window` after it happened. Time that goes backwards counts as no
-/// time passing.
+/// time passing. With the `serde` feature the ratio and the window are
+/// checked again when deserialized.
 ///
 /// ```
 /// use std::time::Duration;
@@ -46,11 +47,48 @@ use crate::Instant;
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "BudgetForm"))]
 pub struct RetryBudget {
     min_retries: u32,
     ratio: f64,
     /// `[requests, retries]` per bucket.
     window: SlidingWindow,
+}
+
+/// The unchecked fields of a [`RetryBudget`], as deserialized.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct BudgetForm {
+    min_retries: u32,
+    ratio: f64,
+    window: SlidingWindow,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<BudgetForm> for RetryBudget {
+    type Error = ResilienceError;
+
+    /// The ratio is checked as [`RetryBudgetBuilder::build`] checks it; the
+    /// window checks itself.
+    fn try_from(form: BudgetForm) -> Result<Self, ResilienceError> {
+        Ok(RetryBudget {
+            min_retries: form.min_retries,
+            ratio: validate_ratio(form.ratio)?,
+            window: form.window,
+        })
+    }
+}
+
+/// `ratio` if it is within `[0, 1]` (so not NaN).
+fn validate_ratio(ratio: f64) -> Result<f64, ResilienceError> {
+    if !(0.0..=1.0).contains(&ratio) {
+        return Err(ResilienceError::OutOfRange {
+            parameter: "retry ratio",
+            value: ratio,
+            expected: "within [0, 1]",
+        });
+    }
+    Ok(ratio)
 }
 
 impl RetryBudget {
@@ -120,6 +158,8 @@ impl Default for RetryBudgetBuilder {
 
 impl RetryBudgetBuilder {
     /// How far back requests and retries count; must be longer than zero.
+    /// A window longer than `u64::MAX` nanoseconds (about 584 years) is
+    /// clamped to it.
     pub fn window(mut self, window: Duration) -> Self {
         self.window = window;
         self
@@ -154,16 +194,9 @@ impl RetryBudgetBuilder {
     /// [`ResilienceError::InvalidBuckets`] for a bucket count that does not
     /// fit the window.
     pub fn build(self) -> Result<RetryBudget, ResilienceError> {
-        if !(0.0..=1.0).contains(&self.ratio) {
-            return Err(ResilienceError::OutOfRange {
-                parameter: "retry ratio",
-                value: self.ratio,
-                expected: "within [0, 1]",
-            });
-        }
         Ok(RetryBudget {
             min_retries: self.min_retries,
-            ratio: self.ratio,
+            ratio: validate_ratio(self.ratio)?,
             window: SlidingWindow::new(self.window, self.buckets)?,
         })
     }

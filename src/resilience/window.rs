@@ -8,7 +8,7 @@ use super::{ResilienceError, saturating_nanos};
 use crate::Instant;
 
 /// The most buckets a window may be split into.
-const MAX_BUCKETS: u32 = 1024;
+pub(crate) const MAX_BUCKETS: u32 = 1024;
 
 /// The counters recorded in one bucket.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -26,8 +26,14 @@ struct Bucket {
 ///
 /// Time that goes backwards is treated as no time passing: an event is filed
 /// under the latest bucket seen so far.
+///
+/// Deserializing checks the invariants [`new`](Self::new) and
+/// [`add`](Self::add) keep: a width of at least 1 ns, 1 to 1024 buckets,
+/// every non-empty bucket in its ring slot and no later than the latest
+/// bucket seen.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "WindowForm"))]
 pub(crate) struct SlidingWindow {
     /// Nanoseconds per bucket, at least 1.
     width: u64,
@@ -36,7 +42,56 @@ pub(crate) struct SlidingWindow {
     buckets: Box<[Bucket]>,
 }
 
+/// The unchecked fields of a [`SlidingWindow`], as deserialized.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct WindowForm {
+    width: u64,
+    latest: u64,
+    buckets: Box<[Bucket]>,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<WindowForm> for SlidingWindow {
+    type Error = &'static str;
+
+    fn try_from(form: WindowForm) -> Result<Self, Self::Error> {
+        let WindowForm {
+            width,
+            latest,
+            buckets,
+        } = form;
+        if width == 0 {
+            return Err("a window bucket must be at least 1ns wide");
+        }
+        let len = buckets.len() as u64;
+        if len == 0 || len > u64::from(MAX_BUCKETS) {
+            return Err("a window needs 1 to 1024 buckets");
+        }
+        if latest > u64::MAX / width {
+            return Err("the latest bucket of a window lies past the end of time");
+        }
+        let misplaced = buckets.iter().zip(0u64..).any(|(bucket, slot)| {
+            bucket.counts != [0; 2] && (bucket.index % len != slot || bucket.index > latest)
+        });
+        if misplaced {
+            return Err("a window bucket is out of its slot or later than the latest seen");
+        }
+        Ok(SlidingWindow {
+            width,
+            latest,
+            buckets,
+        })
+    }
+}
+
 impl SlidingWindow {
+    /// Whether `self` has the shape (bucket width and count) of `other`.
+    #[cfg(feature = "serde")]
+    pub(crate) fn same_shape(&self, other: &SlidingWindow) -> bool {
+        self.width == other.width && self.buckets.len() == other.buckets.len()
+    }
+
     /// A window of `window` split into `buckets` buckets.
     ///
     /// # Errors

@@ -353,12 +353,12 @@ pub(crate) fn line(out: &mut String, indent: usize, text: fmt::Arguments<'_>) {
     out.push('\n');
 }
 
-/// The step's name, or its key if the name is blank, or its node id if
-/// both are.
+/// The step's name, or its key if the name is blank (only whitespace,
+/// controls and line separators), or its node id if both are.
 pub(crate) fn display_name(id: StepId, step: &StepDef) -> Cow<'_, str> {
-    if !step.name.trim().is_empty() {
+    if !is_blank(&step.name) {
         Cow::Borrowed(&step.name)
-    } else if !step.id.trim().is_empty() {
+    } else if !is_blank(&step.id) {
         Cow::Borrowed(&step.id)
     } else {
         Cow::Owned(NodeId(id).to_string())
@@ -545,9 +545,23 @@ fn state_style(state: StepState) -> &'static StateStyle {
         .unwrap_or(&STATE_STYLES[0])
 }
 
+/// Whether `c` ends or splits a line somewhere: every control character
+/// (C0, DEL, C1 — `\n`, `\r`, U+0085 NEL among them) and the Unicode line
+/// and paragraph separators U+2028 and U+2029, which JavaScript (Mermaid)
+/// treats as line terminators.
+pub(crate) fn breaks_line(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// Whether `text` shows nothing: only whitespace, controls and separators.
+fn is_blank(text: &str) -> bool {
+    text.chars().all(|c| c.is_whitespace() || breaks_line(c))
+}
+
 /// Text for anywhere in a Mermaid diagram: Mermaid's entity codes for the
 /// characters that could end a label, start a comment, markdown or HTML,
-/// or split a Gantt line; control characters become spaces.
+/// or split a Gantt line; control characters and line separators
+/// ([`breaks_line`]) become spaces.
 pub(crate) fn mermaid_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -561,7 +575,7 @@ pub(crate) fn mermaid_escape(text: &str) -> String {
             ';' => out.push_str("#59;"),
             '%' => out.push_str("#37;"),
             '`' => out.push_str("#96;"),
-            c if c.is_control() => out.push(' '),
+            c if breaks_line(c) => out.push(' '),
             c => out.push(c),
         }
     }
@@ -569,14 +583,15 @@ pub(crate) fn mermaid_escape(text: &str) -> String {
 }
 
 /// Text for a DOT quoted string: `"` and `\` escaped (so no `\l`, `\N`…
-/// sneaks in), control characters become spaces.
+/// sneaks in), control characters and line separators ([`breaks_line`])
+/// become spaces.
 fn dot_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push(' '),
+            c if breaks_line(c) => out.push(' '),
             c => out.push(c),
         }
     }

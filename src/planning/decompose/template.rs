@@ -191,7 +191,9 @@ impl GoalTemplate {
     /// [`PlanningError::Definition`] if the tasks do not form a valid
     /// workflow (a duplicate id, an unknown dependency, a cycle, …);
     /// a [`Plan::new`] error if a task depends on a later phase or a
-    /// phase is empty or named twice.
+    /// phase is empty or named twice; [`PlanningError::NameTooLong`] if a
+    /// task name with the goal put in would pass
+    /// [`MAX_TASK_NAME_BYTES`] (checked before it is built).
     pub fn plan(&self, goal: &str) -> Result<Plan, PlanningError> {
         let mut builder = WorkflowDef::builder(self.name.as_str(), self.version);
         // Tasks of the phases so far that no task depends on.
@@ -204,7 +206,7 @@ impl GoalTemplate {
                     .capabilities(task.capabilities.iter().map(String::as_str))
                     .priority(task.priority);
                 if let Some(name) = &task.name {
-                    step = step.name(name.replace("{goal}", goal));
+                    step = step.name(expand_name(&task.id, name, goal)?);
                 }
                 if let Some(duration) = task.estimated_duration {
                     step = step.estimated_duration(duration);
@@ -371,6 +373,32 @@ impl Decomposer for TemplateDecomposer {
             })?
             .plan(goal)
     }
+}
+
+/// The longest task name, in bytes, that [`GoalTemplate::plan`] builds by
+/// putting the goal into a template's `{goal}` placeholders: 1 MiB. A name
+/// with many placeholders and a long goal would otherwise need an
+/// allocation of their product.
+pub const MAX_TASK_NAME_BYTES: usize = 1 << 20;
+
+/// `name` with every `{goal}` replaced by `goal`, if the result fits in
+/// [`MAX_TASK_NAME_BYTES`]; its length is computed with checked arithmetic
+/// before anything is allocated.
+fn expand_name(task: &str, name: &str, goal: &str) -> Result<String, PlanningError> {
+    const PLACEHOLDER: &str = "{goal}";
+    let count = name.matches(PLACEHOLDER).count();
+    let bytes = count
+        .checked_mul(goal.len())
+        .and_then(|goals| goals.checked_add(name.len() - count * PLACEHOLDER.len()))
+        .unwrap_or(usize::MAX);
+    if bytes > MAX_TASK_NAME_BYTES {
+        return Err(PlanningError::NameTooLong {
+            task: task.to_string(),
+            bytes,
+            max: MAX_TASK_NAME_BYTES,
+        });
+    }
+    Ok(name.replace(PLACEHOLDER, goal))
 }
 
 #[cfg(test)]
@@ -583,5 +611,25 @@ mod tests {
         );
         assert!(typo.is_err());
         Ok(())
+    }
+
+    #[test]
+    fn a_goal_put_into_many_placeholders_is_refused_before_it_is_built() {
+        let name = "{goal}".repeat(1_000);
+        let template = GoalTemplate::new(
+            "t",
+            ["x"],
+            [PhaseTemplate::new("p", [TaskTemplate::new("a").name(name)])],
+        );
+        let goal = "x".repeat(1_100);
+        assert_eq!(
+            template.plan(&goal).map(|_| ()),
+            Err(PlanningError::NameTooLong {
+                task: "a".to_string(),
+                bytes: 1_100_000,
+                max: MAX_TASK_NAME_BYTES,
+            })
+        );
+        assert!(template.plan("short").is_ok());
     }
 }

@@ -217,7 +217,7 @@ impl Schedule {
             .and_then(|index| self.steps.get(index))
             .map_or_else(
                 || format!("s{}", step.get()),
-                |(name, _)| mermaid_escape(name),
+                |(name, _)| mermaid_gantt_task(name, &format!("s{}", step.get())),
             )
     }
 
@@ -233,7 +233,10 @@ impl Schedule {
     ///   no agent runs;
     /// - one bar per step on it, by start, named after the step (its name,
     ///   or its key if the name is blank) with Mermaid's entity codes for
-    ///   the characters that would break the line, and tagged `crit` when
+    ///   the characters that would break the line (and for the first
+    ///   character of a name that starts with a Gantt keyword such as
+    ///   `section`), control characters and line separators as spaces,
+    ///   and tagged `crit` when
     ///   it is on the [critical path](Self::critical_path).
     ///
     /// ```
@@ -315,6 +318,50 @@ impl Schedule {
             }
         }
         out
+    }
+}
+
+/// The keywords a line of a Mermaid Gantt chart may start with (matched
+/// case-insensitively by Mermaid's lexer). A task named after one of them
+/// would turn its bar into a statement.
+const GANTT_KEYWORDS: [&str; 18] = [
+    "gantt",
+    "dateformat",
+    "inclusiveenddates",
+    "topaxis",
+    "axisformat",
+    "tickinterval",
+    "includes",
+    "excludes",
+    "todaymarker",
+    "weekday",
+    "weekend",
+    "title",
+    "acctitle",
+    "accdescr",
+    "section",
+    "click",
+    "call",
+    "href",
+];
+
+/// Text for the task name at the start of a Mermaid Gantt bar line:
+/// `mermaid_escape`d (controls and line separators become spaces), never
+/// blank (`fallback` stands in), and with its
+/// first character written as an entity code if the line would otherwise
+/// start with a Gantt keyword (`section`, `title`, `click`…).
+fn mermaid_gantt_task(text: &str, fallback: &str) -> String {
+    let escaped = mermaid_escape(text);
+    let escaped = escaped.trim_start();
+    if escaped.is_empty() {
+        return mermaid_escape(fallback);
+    }
+    let lower = escaped.to_ascii_lowercase();
+    match escaped.chars().next() {
+        Some(first) if GANTT_KEYWORDS.iter().any(|k| lower.starts_with(k)) => {
+            format!("#{};{}", u32::from(first), &escaped[first.len_utf8()..])
+        }
+        _ => escaped.to_string(),
     }
 }
 

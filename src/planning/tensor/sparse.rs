@@ -333,8 +333,9 @@ impl SparseTaskTensor {
     ///
     /// # Errors
     ///
-    /// [`PlanningError::TooLarge`] if the dense array would not fit in the
-    /// address space.
+    /// [`PlanningError::TooLarge`] if the dense array would hold more than
+    /// [`MAX_DENSE_CELLS`](super::MAX_DENSE_CELLS) cells; checked before
+    /// anything is allocated.
     pub fn to_dense(&self) -> Result<TaskTensor, PlanningError> {
         let index = self.index.clone();
         let mut sink = DenseSink::new(&index)?;
