@@ -380,13 +380,32 @@ mod serde_impl {
 
     /// The serialized form: exact statistics plus `(lowest value, count)` of
     /// each non-empty bucket. Bucket indexes stay private, so a future
-    /// change of precision can still read old data.
+    /// change of precision can still read old data. The sum can pass
+    /// `u64::MAX`, which JSON readers do not take as a number: it travels
+    /// as decimal text.
     #[derive(Serialize, Deserialize)]
     struct Repr {
         min: u64,
         max: u64,
+        #[serde(with = "decimal")]
         sum: u128,
         buckets: Vec<(u64, u64)>,
+    }
+
+    /// A `u128` as its decimal digits.
+    mod decimal {
+        use serde::de::Error as _;
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub(super) fn serialize<S: Serializer>(value: &u128, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str(value)
+        }
+
+        pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+            let text = String::deserialize(d)?;
+            text.parse()
+                .map_err(|_| D::Error::custom("a histogram sum is not a decimal u128"))
+        }
     }
 
     impl Serialize for Histogram {
@@ -646,16 +665,16 @@ mod tests {
         assert_eq!(back.summary(), h.summary());
 
         let empty: Histogram =
-            serde_json::from_str(r#"{"min":0,"max":0,"sum":0,"buckets":[]}"#).unwrap();
+            serde_json::from_str(r#"{"min":0,"max":0,"sum":"0","buckets":[]}"#).unwrap();
         assert_eq!(empty, Histogram::new());
 
         for bad in [
             // min above max
-            r#"{"min":9,"max":3,"sum":12,"buckets":[[3,1],[9,1]]}"#,
+            r#"{"min":9,"max":3,"sum":"12","buckets":[[3,1],[9,1]]}"#,
             // min not in the first bucket
-            r#"{"min":2,"max":9,"sum":12,"buckets":[[3,1],[9,1]]}"#,
+            r#"{"min":2,"max":9,"sum":"12","buckets":[[3,1],[9,1]]}"#,
             // sum impossible for the extremes
-            r#"{"min":3,"max":9,"sum":100,"buckets":[[3,1],[9,1]]}"#,
+            r#"{"min":3,"max":9,"sum":"100","buckets":[[3,1],[9,1]]}"#,
         ] {
             assert!(serde_json::from_str::<Histogram>(bad).is_err(), "{bad}");
         }
