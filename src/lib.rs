@@ -106,7 +106,7 @@ pub mod scheduler;
 #[cfg(feature = "serde")]
 mod serde_bits;
 #[cfg(feature = "serde")]
-mod serde_pairs;
+mod serde_maps;
 pub mod time;
 pub mod workflow;
 

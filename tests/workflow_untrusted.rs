@@ -121,6 +121,22 @@ fn a_zero_timeout_is_refused_in_code_and_in_data() {
 }
 
 #[test]
+fn a_wait_that_nothing_could_end_is_refused() {
+    let err = WorkflowDef::builder("w", 1)
+        .step(StepDef::wait("w", Vec::<String>::new()))
+        .build()
+        .unwrap_err();
+    assert_eq!(err, DefinitionError::WaitNeverEnds("w".into()));
+    // A signal or a timeout is enough.
+    for wait in [
+        StepDef::wait("w", ["go"]),
+        StepDef::wait("w", Vec::<String>::new()).timeout(Duration::from_secs(1)),
+    ] {
+        assert!(WorkflowDef::builder("w", 1).step(wait).build().is_ok());
+    }
+}
+
+#[test]
 fn counts_above_the_limits_are_refused() {
     let too_large = |step: StepDef, field: &str| {
         let err = WorkflowDef::builder("big", 1)

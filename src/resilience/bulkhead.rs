@@ -66,9 +66,9 @@ pub struct NotInFlight<K> {
 )]
 pub struct Bulkhead<K> {
     default_limit: u32,
-    #[cfg_attr(feature = "serde", serde(with = "super::sorted_map"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_map"))]
     limits: HashMap<K, u32>,
-    #[cfg_attr(feature = "serde", serde(with = "super::sorted_map"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_map"))]
     in_flight: HashMap<K, u32>,
 }
 
@@ -78,9 +78,9 @@ pub struct Bulkhead<K> {
 #[serde(bound(deserialize = "K: serde::Deserialize<'de> + Eq + std::hash::Hash"))]
 struct BulkheadForm<K> {
     default_limit: u32,
-    #[serde(with = "super::sorted_map")]
+    #[serde(with = "crate::serde_maps::as_map")]
     limits: HashMap<K, u32>,
-    #[serde(with = "super::sorted_map")]
+    #[serde(with = "crate::serde_maps::as_map")]
     in_flight: HashMap<K, u32>,
 }
 

@@ -64,8 +64,6 @@ mod rate_limiter;
 mod retry;
 mod retry_budget;
 mod retry_spec;
-#[cfg(feature = "serde")]
-pub(crate) mod sorted_map;
 mod window;
 
 use std::time::Duration;

@@ -402,9 +402,9 @@ impl RateLimiter {
 )]
 pub struct KeyedRateLimiter<K> {
     default_quota: Quota,
-    #[cfg_attr(feature = "serde", serde(with = "super::sorted_map"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_map"))]
     quotas: HashMap<K, Quota>,
-    #[cfg_attr(feature = "serde", serde(with = "super::sorted_map"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_map"))]
     states: HashMap<K, Gcra>,
     /// The latest `now` seen by any key, so that a key whose state was
     /// dropped does not go back in time.
@@ -420,9 +420,9 @@ pub struct KeyedRateLimiter<K> {
 #[serde(bound(deserialize = "K: serde::Deserialize<'de> + Eq + std::hash::Hash"))]
 struct KeyedForm<K> {
     default_quota: Quota,
-    #[serde(with = "super::sorted_map")]
+    #[serde(with = "crate::serde_maps::as_map")]
     quotas: HashMap<K, Quota>,
-    #[serde(with = "super::sorted_map")]
+    #[serde(with = "crate::serde_maps::as_map")]
     states: HashMap<K, Gcra>,
     #[serde(default)]
     latest: u64,

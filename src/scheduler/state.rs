@@ -112,12 +112,12 @@ pub(super) struct State<P> {
     #[cfg_attr(feature = "serde", serde(skip))]
     pub(super) parked_index: HashMap<RequirementsId, usize>,
     pub(super) timers: BTreeSet<(Instant, u64, Timer)>,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_pairs"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
     pub(super) heartbeat_due: IdMap<AgentId, Instant>,
     pub(super) actions: VecDeque<Action>,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_pairs"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
     pub(super) in_flight: IdMap<AgentId, Vec<TaskId>>,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_pairs"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
     pub(super) idempotency: HashMap<String, TaskId>,
     pub(super) idempotency_expiry: VecDeque<(Instant, String)>,
     pub(super) dead_letters: DeadLetterQueue<P>,
@@ -130,13 +130,13 @@ pub(super) struct State<P> {
     pub(super) next_seq: u64,
     pub(super) next_timer: u64,
     pub(super) next_token: u64,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_pairs"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
     pub(super) breakers: IdMap<AgentId, CircuitBreaker>,
     pub(super) bulkhead: Option<Bulkhead<String>>,
     pub(super) kind_rates: Option<KeyedRateLimiter<String>>,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_pairs"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
     pub(super) agent_rates: IdMap<AgentId, RateLimiter>,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_pairs"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
     pub(super) rate_blocked_until: IdMap<AgentId, Instant>,
     pub(super) retry_budget: Option<RetryBudget>,
     pub(super) recorder: Recorder,

@@ -700,6 +700,9 @@ fn validate_bounds(step: &StepDef) -> Result<(), DefinitionError> {
     let wait_timeout = match &step.kind {
         StepKind::Wait { signals, timeout } => {
             no_duplicates(&format!("the signals of step `{}`", step.id), signals)?;
+            if signals.is_empty() && timeout.is_none() {
+                return Err(DefinitionError::WaitNeverEnds(step.id.clone()));
+            }
             *timeout
         }
         _ => None,

@@ -118,6 +118,10 @@ pub enum DefinitionError {
     /// instant it starts.
     #[error("step `{0}` has a zero timeout")]
     ZeroTimeout(String),
+    /// A wait step with neither a signal nor a timeout: nothing but a
+    /// cancellation could ever end it.
+    #[error("wait step `{0}` has neither a signal nor a timeout, so it could never end")]
+    WaitNeverEnds(String),
     /// A count above the limit this crate sets on it (see
     /// [`MAX_ATTEMPTS`](super::MAX_ATTEMPTS),
     /// [`MAX_ITERATIONS`](super::MAX_ITERATIONS),

@@ -800,7 +800,7 @@ mod tests {
                 n: 2,
                 cancel_remaining: true,
             }))
-            .step(StepDef::wait("w", Vec::<String>::new()))
+            .step(StepDef::wait("w", ["go"]))
             .step(StepDef::wait("w2", ["x", "y", "z"]))
             .step(StepDef::wait("w3", Vec::<String>::new()).timeout(Duration::from_millis(1500)))
             .edge("a", "first")
@@ -827,7 +827,7 @@ mod tests {
                 "    s4(\"firstc<br>first, cancel others\")",
                 "    s5(\"two<br>2 of 3\")",
                 "    s6(\"twoc<br>2 of 3, cancel others\")",
-                "    s7{{\"w<br>waits\"}}",
+                "    s7{{\"w<br>waits for go\"}}",
                 "    s8{{\"w2<br>waits for x, y or z\"}}",
                 "    s9{{\"w3<br>waits for 1.5s\"}}",
             ]
