@@ -96,6 +96,8 @@ enum Op {
     Register {
         gpu: bool,
         capacity: u32,
+        /// Any finite cost: its decimal form must come back bit for bit.
+        cost: f64,
     },
     Unregister(Index),
     SetStatus(Index, u8),
@@ -130,7 +132,8 @@ fn op(clocks: impl Strategy<Value = Clock>) -> impl Strategy<Value = Op> {
         5 => (0u8..4, any::<bool>(), proptest::option::of(0u8..3),
               proptest::option::weighted(0.3, 0u16..20_000), proptest::option::weighted(0.3, 0u8..6))
             .prop_map(|(priority, gpu, kind, ttl, key)| Op::Submit { priority, gpu, kind, ttl, key }),
-        1 => (any::<bool>(), 1u32..4).prop_map(|(gpu, capacity)| Op::Register { gpu, capacity }),
+        1 => (any::<bool>(), 1u32..4, 0.0f64..1e9)
+            .prop_map(|(gpu, capacity, cost)| Op::Register { gpu, capacity, cost }),
         1 => any::<Index>().prop_map(Op::Unregister),
         1 => (any::<Index>(), 0u8..4).prop_map(|(i, s)| Op::SetStatus(i, s)),
         1 => any::<Index>().prop_map(Op::Heartbeat),
@@ -184,13 +187,18 @@ fn drive(d: &mut Dispatcher<u32>, host: &mut Host, op: &Op) -> Result<(), String
             }
             let _ = d.submit(spec, now);
         }
-        Op::Register { gpu, capacity } => {
+        Op::Register {
+            gpu,
+            capacity,
+            cost,
+        } => {
             let id = AgentId::new(host.next_agent);
             host.next_agent += 1;
             let caps: &[&str] = if *gpu { &["gpu", "cpu"] } else { &["cpu"] };
             let profile = AgentProfile::builder()
                 .capabilities(caps.iter().copied())
                 .capacity(*capacity)
+                .cost_per_task(*cost)
                 .build()
                 .map_err(|e| e.to_string())?;
             let _ = d.register_agent(id, profile, now);
@@ -745,10 +753,12 @@ fn corrupt_snapshots_name_the_field_at_fault() {
         Op::Register {
             gpu: true,
             capacity: 3,
+            cost: 0.1 + 0.2,
         },
         Op::Register {
             gpu: false,
             capacity: 2,
+            cost: 1.0 / 3.0,
         },
         Op::Submit {
             priority: 1,
@@ -797,4 +807,14 @@ fn corrupt_snapshots_name_the_field_at_fault() {
     assert!(in_flight.contains("in_flight"), "{in_flight}");
     let keys = restore(&|v| v["state"]["idempotency"] = Value::Array(Vec::new())).unwrap();
     assert!(keys.contains("idempotency"), "{keys}");
+    let gates = restore(&|v| v["state"]["bulkhead"]["in_flight"] = serde_json::json!({})).unwrap();
+    assert!(gates.contains("bulkhead"), "{gates}");
+    let window = restore(&|v| {
+        v["state"]["recorder"]["completions"] = serde_json::to_value(
+            taskweave::metrics::Throughput::new(Duration::from_secs(60), 6).unwrap(),
+        )
+        .unwrap()
+    })
+    .unwrap();
+    assert!(window.contains("recorder"), "{window}");
 }

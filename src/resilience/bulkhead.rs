@@ -118,6 +118,13 @@ impl<K: Eq + Hash> PartialEq for Bulkhead<K> {
 
 impl<K: Eq + Hash> Eq for Bulkhead<K> {}
 
+impl<K> Bulkhead<K> {
+    /// Every key with calls in flight, with their number (in no set order).
+    pub fn busy(&self) -> impl Iterator<Item = (&K, u32)> + '_ {
+        self.in_flight.iter().map(|(key, &count)| (key, count))
+    }
+}
+
 impl<K: Eq + Hash + Clone> Bulkhead<K> {
     /// A bulkhead that lets every key have `default_limit` calls in flight.
     ///

@@ -169,7 +169,36 @@ impl<P> State<P> {
         self.check_agent_maps()?;
         self.check_idempotency()?;
         self.check_actions()?;
+        self.check_gates()?;
+        self.recorder.check().map_err(|p| corrupt("recorder", p))?;
         Ok(self)
+    }
+
+    /// The bulkhead counts exactly the tasks of each kind in flight: a
+    /// count too high would hold a kind back for ever, one too low would let
+    /// it past its limit.
+    fn check_gates(&self) -> Result<(), SchedulerError> {
+        let Some(bulkhead) = &self.bulkhead else {
+            return Ok(());
+        };
+        let mut running: BTreeMap<&str, u32> = BTreeMap::new();
+        for (_, task) in self.tasks.iter() {
+            let kind = self
+                .requirements
+                .requirements(task.requirements)
+                .and_then(|r| r.task_kind());
+            if let (TaskState::InFlight { .. }, Some(kind)) = (task.state, kind) {
+                *running.entry(kind).or_default() += 1;
+            }
+        }
+        let counted: BTreeMap<&str, u32> = bulkhead.busy().map(|(k, n)| (k.as_str(), n)).collect();
+        if counted != running {
+            return Err(corrupt(
+                "bulkhead",
+                "disagrees with the tasks in flight per kind",
+            ));
+        }
+        Ok(())
     }
 
     /// Parked groups: valid queues of known, distinct requirement sets.

@@ -70,6 +70,18 @@ impl Recorder {
         }
     }
 
+    /// Checks a recorder read from a snapshot: its throughput window is the
+    /// one [`DispatcherMetrics::completions_per_second`] documents.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let (window, width) = (self.completions.window(), self.completions.bucket_width());
+        if window != THROUGHPUT_WINDOW || width != Duration::from_secs(1) {
+            return Err(format!(
+                "throughput window {window:?} in buckets of {width:?}"
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) fn snapshot(&self, registry: &Registry) -> DispatcherMetrics {
         DispatcherMetrics {
             counters: self.counters,
