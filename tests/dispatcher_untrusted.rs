@@ -7,7 +7,10 @@
 //!
 //! Case counts default low for CI; `PROPTEST_CASES` raises them.
 
-use std::sync::mpsc;
+mod corrupt;
+
+use corrupt::{PathStep, at_path, paths_where, watchdog};
+
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -24,27 +27,6 @@ use taskweave::{AgentId, AttemptToken, Instant, Priority, TaskRequirements};
 
 /// Actions one call may hand out before the watchdog calls it a runaway.
 const ACTIONS_PER_CALL: usize = 10_000;
-
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Runs `case` on its own thread and fails if it neither returns nor
-/// panics within `secs` seconds: a hang inside the dispatcher.
-fn watchdog<T: Send + 'static>(secs: u64, case: impl FnOnce() -> T + Send + 'static) -> T {
-    let (done, result) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(case());
-    });
-    match result.recv_timeout(Duration::from_secs(secs)) {
-        Ok(value) => value,
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("watchdog: a call did not return"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the case panicked"),
-    }
-}
 
 /// Every feature that keeps state in a snapshot is on.
 fn config() -> DispatcherConfig {
@@ -406,41 +388,6 @@ fn busy(ops: &[Op]) -> Result<(Dispatcher<u32>, Host), String> {
     Ok((d, host))
 }
 
-/// Every number and boolean in a JSON value, as paths.
-fn leaves(value: &Value, path: &mut Vec<PathStep>, out: &mut Vec<Vec<PathStep>>) {
-    match value {
-        Value::Number(_) | Value::Bool(_) => out.push(path.clone()),
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                path.push(PathStep::At(i));
-                leaves(item, path, out);
-                path.pop();
-            }
-        }
-        Value::Object(fields) => {
-            for (key, item) in fields {
-                path.push(PathStep::Key(key.clone()));
-                leaves(item, path, out);
-                path.pop();
-            }
-        }
-        _ => {}
-    }
-}
-
-#[derive(Clone, Debug)]
-enum PathStep {
-    At(usize),
-    Key(String),
-}
-
-fn leaf_mut<'a>(value: &'a mut Value, path: &[PathStep]) -> Option<&'a mut Value> {
-    path.iter().try_fold(value, |v, step| match step {
-        PathStep::At(i) => v.get_mut(*i),
-        PathStep::Key(k) => v.get_mut(k.as_str()),
-    })
-}
-
 /// A corruption of one number: off by one, zeroed, or extreme.
 fn corrupt(old: &Value, how: u8, noise: u64) -> Value {
     match old {
@@ -463,7 +410,7 @@ fn corrupt(old: &Value, how: u8, noise: u64) -> Value {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(48)))]
+    #![proptest_config(corrupt::config(48))]
 
     /// A corrupted snapshot is refused with a typed error, or the restored
     /// dispatcher runs on: no panic, no hang, invariants intact.
@@ -476,13 +423,11 @@ proptest! {
         let outcome = watchdog(60, move || -> Result<&'static str, String> {
             let (d, mut host) = busy(&ops)?;
             let mut value = serde_json::to_value(d.snapshot()).map_err(|e| e.to_string())?;
-            let mut paths = Vec::new();
-            leaves(&value, &mut Vec::new(), &mut paths);
+            let paths = paths_where(&value, |v| v.is_number() || v.is_boolean());
             for (at, how, noise) in &edits {
                 let Some(path) = pick_path(&paths, at) else { continue };
-                if let Some(leaf) = leaf_mut(&mut value, path) {
-                    *leaf = corrupt(leaf, *how, *noise);
-                }
+                let leaf = at_path(&mut value, path);
+                *leaf = corrupt(leaf, *how, *noise);
             }
             let Ok(snapshot) = serde_json::from_value::<Snapshot<u32>>(value) else {
                 return Ok("refused by serde");
@@ -585,16 +530,17 @@ fn assigned(d: &mut Dispatcher<&'static str>) -> Vec<(AgentId, AttemptToken)> {
         .collect()
 }
 
+/// One agent of capacity 1 and one task with a 5 s TTL, submitted at zero.
+fn one_task_with_a_five_second_ttl() -> (Dispatcher<&'static str>, taskweave::TaskId) {
+    let mut d = one_agent(1);
+    let spec = TaskSpec::new("t").ttl(Duration::from_secs(5));
+    let task = d.submit(spec, Instant::ZERO).unwrap().id();
+    (d, task)
+}
+
 #[test]
 fn a_ttl_that_ran_out_while_the_task_ran_expires_it_when_it_is_requeued() {
-    let mut d = one_agent(1);
-    let task = d
-        .submit(
-            TaskSpec::new("t").ttl(Duration::from_secs(5)),
-            Instant::ZERO,
-        )
-        .unwrap()
-        .id();
+    let (mut d, task) = one_task_with_a_five_second_ttl();
     assert_eq!(assigned(&mut d).len(), 1);
     // The TTL timer fires while the task runs: nothing happens yet.
     d.handle_timeout(Instant::from_secs(6));
@@ -615,14 +561,7 @@ fn a_ttl_that_ran_out_while_the_task_ran_expires_it_when_it_is_requeued() {
 
 #[test]
 fn a_ttl_that_ran_out_before_a_retry_expires_the_task_instead() {
-    let mut d = one_agent(1);
-    let task = d
-        .submit(
-            TaskSpec::new("t").ttl(Duration::from_secs(5)),
-            Instant::ZERO,
-        )
-        .unwrap()
-        .id();
+    let (mut d, task) = one_task_with_a_five_second_ttl();
     let (agent, token) = assigned(&mut d)[0];
     let failure = AttemptOutcome::Failure {
         reason: "flaky".into(),

@@ -3,6 +3,10 @@
 //! policies, the metrics windows, coordination and the sparse tensor.
 //! Case counts follow `PROPTEST_CASES` (64 by default here).
 
+mod corrupt;
+
+use corrupt::{at_path, paths_where};
+
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -24,15 +28,7 @@ use taskweave::workflow::{StepDef, WorkflowDef};
 use taskweave::{AgentId, Instant, Priority, TaskId, TaskRequirements};
 
 fn config() -> ProptestConfig {
-    // `ProptestConfig::default()` reads PROPTEST_CASES; without it, 64.
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(64);
-    ProptestConfig {
-        cases,
-        ..ProptestConfig::default()
-    }
+    corrupt::config(64)
 }
 
 // ---- extreme values -------------------------------------------------------
@@ -393,41 +389,6 @@ proptest! {
 
 // ---- corrupted snapshots ----------------------------------------------------
 
-/// Every path to a number in `value`.
-fn number_paths(value: &Value, path: &mut Vec<PathStep>, out: &mut Vec<Vec<PathStep>>) {
-    match value {
-        Value::Number(_) => out.push(path.clone()),
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                path.push(PathStep::Index(i));
-                number_paths(item, path, out);
-                path.pop();
-            }
-        }
-        Value::Object(map) => {
-            for (key, item) in map {
-                path.push(PathStep::Key(key.clone()));
-                number_paths(item, path, out);
-                path.pop();
-            }
-        }
-        _ => {}
-    }
-}
-
-#[derive(Clone, Debug)]
-enum PathStep {
-    Index(usize),
-    Key(String),
-}
-
-fn at<'a>(value: &'a mut Value, path: &[PathStep]) -> &'a mut Value {
-    path.iter().fold(value, |v, step| match step {
-        PathStep::Index(i) => &mut v[*i],
-        PathStep::Key(k) => &mut v[k.as_str()],
-    })
-}
-
 fn replacement() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(Value::from(0u64)),
@@ -456,14 +417,13 @@ where
     prop_assert_eq!(&back, original);
     prop_assert_eq!(serde_json::to_string(&back).unwrap(), json.clone());
     let mut value: Value = serde_json::from_str(&json).unwrap();
-    let mut paths = Vec::new();
-    number_paths(&value, &mut Vec::new(), &mut paths);
+    let paths = paths_where(&value, Value::is_number);
     if paths.is_empty() {
         return Ok(());
     }
     for (pick, replacement) in picks {
         let path = &paths[pick % paths.len()];
-        *at(&mut value, path) = replacement.clone();
+        *at_path(&mut value, path) = replacement.clone();
     }
     if let Ok(corrupted) = serde_json::from_value::<T>(value) {
         exercise(corrupted);

@@ -8,9 +8,12 @@
 //! Case counts: `PROPTEST_CASES` if set, otherwise 64 for the corrupted
 //! checkpoints and the random clocks of a run, 48 for the others.
 
+mod corrupt;
+
+use corrupt::{at_path, non_empty_array, paths_where, watchdog};
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -23,37 +26,13 @@ use taskweave::workflow::{
 use taskweave::{AttemptToken, Instant, StepId, WorkflowId};
 
 fn config() -> ProptestConfig {
-    cases(48)
-}
-
-/// The default configuration (which reads `PROPTEST_CASES`), with
-/// `default` cases unless that variable is set.
-fn cases(default: u32) -> ProptestConfig {
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = default;
-    }
-    config.max_shrink_iters = 512;
-    config
+    corrupt::config(48)
 }
 
 /// Actions one call may hand out, attempts it may add to the timeline.
 const PER_CALL: usize = 2_000;
 /// Actions one case may hand out in all.
 const PER_CASE: usize = 400_000;
-
-/// Runs `f` on its own thread; a case taking more than a minute is a hang.
-fn watchdog<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(Ok(value)) => value,
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => panic!("hang: the case did not finish within 60 s"),
-    }
-}
 
 fn retry(delay_ms: u64, attempts: u32) -> RetrySpec {
     RetrySpec::from(Fixed::new(Duration::from_millis(delay_ms), attempts).unwrap())
@@ -512,52 +491,9 @@ const NAMES: &[&str] = &[
     "go",
 ];
 
-/// The paths of the leaves and non-empty arrays, walked in a fixed order.
-fn paths(
-    value: &Value,
-    path: &mut Vec<PathStep>,
-    leaves: &mut Vec<Vec<PathStep>>,
-    arrays: &mut Vec<Vec<PathStep>>,
-) {
-    match value {
-        Value::Number(_) | Value::String(_) => leaves.push(path.clone()),
-        Value::Array(items) => {
-            if !items.is_empty() {
-                arrays.push(path.clone());
-            }
-            for (i, item) in items.iter().enumerate() {
-                path.push(PathStep::Index(i));
-                paths(item, path, leaves, arrays);
-                path.pop();
-            }
-        }
-        Value::Object(map) => {
-            for (key, item) in map {
-                path.push(PathStep::Key(key.clone()));
-                paths(item, path, leaves, arrays);
-                path.pop();
-            }
-        }
-        _ => {}
-    }
-}
-
-#[derive(Clone, Debug)]
-enum PathStep {
-    Key(String),
-    Index(usize),
-}
-
-fn at_path<'a>(value: &'a mut Value, path: &[PathStep]) -> &'a mut Value {
-    path.iter().fold(value, |v, step| match step {
-        PathStep::Key(key) => &mut v[key.as_str()],
-        PathStep::Index(i) => &mut v[*i],
-    })
-}
-
 fn corrupt(value: &mut Value, mutation: &Mutation) {
-    let (mut leaf_paths, mut array_paths) = (Vec::new(), Vec::new());
-    paths(value, &mut Vec::new(), &mut leaf_paths, &mut array_paths);
+    let leaf_paths = paths_where(value, |v| v.is_number() || v.is_string());
+    let array_paths = paths_where(value, non_empty_array);
     match *mutation {
         Mutation::Leaf { at, with } => {
             if leaf_paths.is_empty() {
@@ -608,7 +544,7 @@ fn corrupt(value: &mut Value, mutation: &Mutation) {
 }
 
 proptest! {
-    #![proptest_config(cases(64))]
+    #![proptest_config(corrupt::config(64))]
 
     /// Corrupted checkpoints of busy runs are refused with a typed error, or
     /// run on safely.
@@ -619,7 +555,7 @@ proptest! {
         mutations in proptest::collection::vec(mutation(), 1..3),
         after in proptest::collection::vec(op(), 100..300),
     ) {
-        let outcome = watchdog(move || -> Result<(), String> {
+        let outcome = watchdog(60, move || -> Result<(), String> {
             let def = Arc::clone(&definitions()[which]);
             let run = WorkflowRun::new(Arc::clone(&def), WorkflowId::new(5), Some(1), Instant::ZERO);
             let mut host = Host::new(run)?;
@@ -665,7 +601,7 @@ proptest! {
         ),
         start in prop_oneof![Just(0u64), Just(u64::MAX - 1_000_000), Just(u64::MAX), any::<u64>()],
     ) {
-        let outcome = watchdog(move || -> Result<(), String> {
+        let outcome = watchdog(60, move || -> Result<(), String> {
             let def = match which {
                 0 | 1 => Arc::clone(&definitions()[which]),
                 _ => Arc::new(
@@ -848,7 +784,7 @@ proptest! {
     fn the_engine_stays_safe_under_random_clocks(
         ops in proptest::collection::vec(engine_op(), 1..150),
     ) {
-        let outcome = watchdog(move || engine_case(&ops));
+        let outcome = watchdog(60, move || engine_case(&ops));
         prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
     }
 }
@@ -1138,7 +1074,7 @@ proptest! {
     fn random_json_definitions_are_refused_or_run_to_their_end(plan in def_plan(), seed in any::<u64>()) {
         let json = to_json(&plan);
         let must = must_refuse(&plan);
-        let outcome = watchdog(move || -> Result<(), String> {
+        let outcome = watchdog(60, move || -> Result<(), String> {
             match serde_json::from_value::<WorkflowDef>(json) {
                 Err(_) => Ok(()),
                 Ok(_) if must.is_some() => Err(format!("accepted {}", must.unwrap_or_default())),
@@ -1160,7 +1096,7 @@ proptest! {
 #[test]
 fn the_corruption_walk_sees_every_leaf_and_array() {
     let value = json!({ "a": [1, 2, { "b": "x" }], "c": 3, "d": [] });
-    let (mut leaves, mut arrays) = (Vec::new(), Vec::new());
-    paths(&value, &mut Vec::new(), &mut leaves, &mut arrays);
+    let leaves = paths_where(&value, |v| v.is_number() || v.is_string());
+    let arrays = paths_where(&value, non_empty_array);
     assert_eq!((leaves.len(), arrays.len()), (4, 1));
 }

@@ -86,7 +86,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// from.
     ///
     /// **Untrusted snapshots.** The snapshot is checked as untrusted input
-    /// (see the [module docs](self)): a snapshot that is not one a
+    /// (every index, count, id, load and timer is checked against the
+    /// rest of the state): a snapshot that is not one a
     /// dispatcher could have taken is refused, and a restored dispatcher
     /// keeps every guarantee of a fresh one — no panic, no hang, nothing
     /// lost. Parts with invariants of their own (the registry, capability
