@@ -16,9 +16,13 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::Value;
+use taskweave::agent::Registry;
 use taskweave::agent::{AgentProfile, AgentStatus};
 use taskweave::resilience::{BreakerConfig, Bulkhead, Fixed, KeyedRateLimiter, Quota, RetryBudget};
-use taskweave::routing::{LeastLoaded, RoutingStrategy};
+use taskweave::routing::{
+    Adaptive, CapabilityMatch, LeastLoaded, PowerOfTwoChoices, PriorityBased, Rendezvous,
+    RoundRobin, RoutingError, RoutingStrategy, ScoreWeights, Scored, WeightedRoundRobin,
+};
 use taskweave::scheduler::{
     Action, AttemptOutcome, Dispatcher, DispatcherConfig, MAX_TERMINAL_HISTORY, SchedulerError,
     Snapshot, SubmitErrorKind, TaskReport, TaskSpec, TaskState,
@@ -497,6 +501,121 @@ proptest! {
             let mut host = Host { now: Instant::ZERO, twin_checks: false, next_agent: 0, submitted: 0 };
             for op in &ops {
                 drive(&mut d, &mut host, op)?;
+            }
+            Ok(())
+        });
+        outcome.map_err(TestCaseError::fail)?;
+    }
+}
+
+fn extreme_u32() -> impl Strategy<Value = u32> {
+    prop_oneof![
+        Just(0u32),
+        Just(1),
+        Just(u32::MAX),
+        Just(u32::MAX - 1),
+        2u32..100
+    ]
+}
+
+fn extreme_f64() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(f64::NEG_INFINITY),
+        Just(-1.0),
+        Just(-0.0),
+        Just(0.0),
+        Just(1.0),
+        Just(f64::MAX),
+        Just(f64::MIN_POSITIVE),
+        0.0f64..10.0,
+    ]
+}
+
+/// Every routing strategy, each built from the extreme settings given where
+/// it takes any: a refused setting must be the typed error.
+fn strategies(
+    settings: &[f64; 6],
+    latency_target: Duration,
+) -> Result<Vec<Box<dyn RoutingStrategy + Send>>, String> {
+    let mut built: Vec<Box<dyn RoutingStrategy + Send>> = vec![
+        Box::new(LeastLoaded::new()),
+        Box::new(RoundRobin::new()),
+        Box::new(WeightedRoundRobin::new()),
+        Box::new(PowerOfTwoChoices::new(settings[0].to_bits())),
+        Box::new(PriorityBased::new()),
+        Box::new(CapabilityMatch::new()),
+        Box::new(Rendezvous::new()),
+        Box::new(Scored::new()),
+        Box::new(Adaptive::new()),
+    ];
+    let weights = ScoreWeights {
+        skill: settings[0],
+        availability: settings[1],
+        performance: settings[2],
+        cost: settings[3],
+    };
+    let results: [Result<Box<dyn RoutingStrategy + Send>, RoutingError>; 3] = [
+        Rendezvous::with_load_bound(settings[4]).map(|s| Box::new(s) as _),
+        Scored::with_weights(weights).map(|s| Box::new(s) as _),
+        Adaptive::with_parameters(settings[5], latency_target).map(|s| Box::new(s) as _),
+    ];
+    for result in results {
+        match result {
+            Ok(strategy) => built.push(strategy),
+            Err(RoutingError::InvalidParameter { .. }) => {}
+            Err(other) => return Err(format!("unexpected error kind: {other}")),
+        }
+    }
+    Ok(built)
+}
+
+proptest! {
+    #![proptest_config(corrupt::config(24))]
+
+    /// Extreme agent profiles, latency smoothing and strategy settings are
+    /// refused with a typed error, or route under every strategy without a
+    /// panic or a hang.
+    #[test]
+    fn extreme_profiles_and_strategy_settings_are_refused_or_work(
+        profiles in proptest::collection::vec(
+            (extreme_u32(), extreme_u32(), extreme_u32(), extreme_f64()), 1..5),
+        settings in proptest::array::uniform6(extreme_f64()),
+        latency_target in prop_oneof![
+            Just(Duration::ZERO), Just(Duration::MAX), (1u64..5_000).prop_map(Duration::from_millis)],
+        smoothing in extreme_f64(),
+        ops in proptest::collection::vec(op(clock()), 0..40),
+    ) {
+        let outcome = watchdog(60, move || -> Result<(), String> {
+            let accepted = Registry::with_smoothing(smoothing).is_ok();
+            if accepted != (smoothing > 0.0 && smoothing <= 1.0) {
+                return Err(format!("smoothing {smoothing} accepted: {accepted}"));
+            }
+            for strategy in strategies(&settings, latency_target)? {
+                let mut d = Dispatcher::with_strategy(config(), strategy);
+                for (i, &(capacity, weight, priority, cost)) in profiles.iter().enumerate() {
+                    let built = AgentProfile::builder()
+                        .capabilities(["gpu", "cpu"])
+                        .capacity(capacity)
+                        .weight(weight)
+                        .priority(priority)
+                        .cost_per_task(cost)
+                        .build();
+                    let valid = capacity > 0 && weight > 0 && cost.is_finite() && cost >= 0.0;
+                    match built {
+                        Ok(profile) if valid => {
+                            d.register_agent(AgentId::new(1_000 + i as u64), profile, Instant::ZERO)
+                                .map_err(|e| e.to_string())?;
+                        }
+                        Err(_) if !valid => {}
+                        other => return Err(format!("profile {capacity}/{weight}/{cost}: {other:?}")),
+                    }
+                }
+                let mut host = Host { now: Instant::ZERO, twin_checks: false, next_agent: 0, submitted: 0 };
+                for op in &ops {
+                    drive(&mut d, &mut host, op)?;
+                }
             }
             Ok(())
         });
