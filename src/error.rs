@@ -44,12 +44,15 @@ pub enum Error {
     #[error(transparent)]
     Resilience(#[from] ResilienceError),
     /// An invalid workflow definition.
+    #[cfg(feature = "workflow")]
     #[error(transparent)]
     Definition(#[from] crate::workflow::DefinitionError),
     /// A workflow run refused an input.
+    #[cfg(feature = "workflow")]
     #[error(transparent)]
     Run(#[from] crate::workflow::RunError),
     /// A workflow engine refused a call.
+    #[cfg(feature = "workflow")]
     #[error(transparent)]
     Engine(#[from] crate::workflow::EngineError),
     /// The threaded driver could not run a workflow.
@@ -57,9 +60,11 @@ pub enum Error {
     #[error(transparent)]
     Driver(#[from] crate::driver::DriverError),
     /// An invalid planning input (task tensor, plan).
+    #[cfg(feature = "planning")]
     #[error(transparent)]
     Planning(#[from] crate::planning::PlanningError),
     /// A refused auction bid, ballot vote or delegation step.
+    #[cfg(feature = "coordination")]
     #[error(transparent)]
     Coordination(#[from] crate::coordination::CoordinationError),
 }

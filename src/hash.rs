@@ -31,10 +31,12 @@ impl StableHasher {
         });
     }
 
+    #[cfg(feature = "workflow")]
     pub(crate) fn u64(&mut self, value: u64) {
         self.bytes(&value.to_le_bytes());
     }
 
+    #[cfg(feature = "workflow")]
     pub(crate) fn str(&mut self, value: &str) {
         self.u64(value.len() as u64);
         self.bytes(value.as_bytes());

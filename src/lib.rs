@@ -32,26 +32,55 @@
 //! offending value, and a strategy that answers with an ineligible agent is
 //! caught and reported.
 //!
-//! ## Module map
+//! ## The central loop
 //!
-//! | module | what it holds |
-//! |---|---|
-//! | [`time`] | [`Instant`]: nanoseconds since a host-chosen epoch |
-//! | [`id`] | [`AgentId`], [`TaskId`], [`WorkflowId`], [`StepId`], [`AttemptToken`] |
-//! | [`priority`] | [`Priority`] P0–P3 |
-//! | [`capability`] | capability interning and [`capability::CapabilitySet`] bitsets |
-//! | [`requirements`] | [`TaskRequirements`] and [`LabelConstraint`]: what a task asks of its agent |
-//! | [`agent`] | the [`agent::Agent`] trait, [`agent::AgentProfile`], the [`agent::Registry`] |
-//! | [`routing`] | the [`routing::RoutingStrategy`] trait, eligibility and nine strategies |
-//! | [`scheduler`] | the sans-IO [`scheduler::Dispatcher`]: priority queue, task lifecycle, retries, failover, dead letters |
-//! | [`resilience`] | retry policies with backoff and jitter, retry budget, circuit breaker, bulkhead, rate limiter |
-//! | [`metrics`] | counters, log-bucketed histograms, load statistics, throughput |
-//! | `protocol` (feature `serde`) | serde messages between orchestrator and agents: `Envelope`, `Body`, validation, conversion from actions and to dispatcher inputs |
-//! | [`workflow`] | [`workflow::WorkflowDef`] (petgraph DAGs), [`workflow::WorkflowRun`] (patterns, sagas, checkpoints), [`workflow::WorkflowEngine`], Mermaid / DOT export |
-//! | [`coordination`] | contract-net [`coordination::Auction`], weighted [`coordination::Ballot`], hierarchical [`coordination::Delegation`] |
-//! | [`planning`] | goal decomposition ([`planning::Decomposer`], [`planning::TemplateDecomposer`]), team assembly ([`planning::TeamAssembler`]), HEFT ([`planning::heft`]), the task tensor [`planning::TaskTensor`] / [`planning::SparseTaskTensor`] |
-//! | `driver` (feature `driver`) | a ready-made host loop running workflow steps on a crossbeam thread pool: `Driver` |
-//! | [`error`] | the crate-wide [`Error`] |
+//! Everything turns around one sans-IO loop, quinn-proto style: the host
+//! feeds inputs with the current time and pulls decisions out.
+//!
+//! ```text
+//! host ──submit(TaskSpec, now)────────────▶ Dispatcher ── queue, route, fence
+//! host ◀──poll_action(): Assign{task, agent, token}──
+//!      … runs the task on the agent, however it likes …
+//! host ──report(TaskReport{task, agent, token, outcome}, now)──▶ Dispatcher
+//! host ──handle_timeout(now) when now ≥ poll_timeout()──▶ Dispatcher
+//!        (retries, attempt timeouts, TTLs, deadlines, lost heartbeats)
+//! ```
+//!
+//! [`scheduler::Dispatcher`] is that loop for plain tasks; a workflow run
+//! (`workflow::WorkflowRun`, feature `workflow`) is the same loop for the
+//! steps of one DAG, and the workflow engine runs many
+//! runs on a host's dispatcher. State that leaves the process — snapshots,
+//! checkpoints, definitions, protocol messages — is untrusted when it comes
+//! back (see [`scheduler::Snapshot`] and [the clock rule](time#the-clock-rule)).
+//!
+//! ## Layers and features
+//!
+//! The core is always built and depends only on `rand` and `thiserror`;
+//! each layer above it is a cargo feature that owns its dependencies. A
+//! lower layer never names a higher one.
+//!
+//! | layer | feature (default?) | dependencies | what it holds |
+//! |---|---|---|---|
+//! | [`time`], [`id`], [`priority`] | core | — | [`Instant`] and the clock rule; [`AgentId`], [`TaskId`], [`WorkflowId`], [`StepId`], [`AttemptToken`]; [`Priority`] P0–P3 |
+//! | [`capability`], [`requirements`] | core | — | capability interning into bitsets; [`TaskRequirements`], [`LabelConstraint`] |
+//! | [`agent`] | core | — | [`agent::AgentProfile`], the [`agent::Registry`] and its availability index |
+//! | [`routing`] | core | — | the [`routing::RoutingStrategy`] trait, eligibility and nine strategies |
+//! | [`scheduler`] | core | — | the sans-IO [`scheduler::Dispatcher`]: priority queue, lifecycle, retries, failover, dead letters, journal, snapshots |
+//! | [`resilience`], [`metrics`] | core | — | retry policies, retry budget, circuit breaker, bulkhead, rate limiters; counters, histograms, throughput |
+//! | serde support, `protocol` | `serde` (yes) | serde | `Serialize`/`Deserialize` everywhere; envelopes and bodies between orchestrator and agents |
+//! | `scheduler::SharedDispatcher` | `sync` (yes) | parking_lot | a dispatcher shared by many threads |
+//! | `workflow` | `workflow` (yes) | petgraph | `WorkflowDef` (a validated DAG), `WorkflowRun` (patterns, sagas, checkpoints), `WorkflowEngine`, Mermaid / DOT export |
+//! | `planning` | `planning` | `workflow`, ndarray | goal decomposition, teams, HEFT, the task tensor |
+//! | `coordination` | `coordination` | — | contract-net auctions, weighted consensus, delegation |
+//! | `driver` | `driver` | `workflow`, crossbeam | a ready-made host loop on a thread pool |
+//! | [`error`] | core | — | the crate-wide [`Error`], a convenience over each module's own error |
+//!
+//! The examples show each layer at work: `quickstart` (routing),
+//! `dispatch` (the dispatcher under threads: retries, failover, breakers,
+//! dead letters), `etl_pipeline` and `order_saga` (workflows and sagas),
+//! `research_team` (planning and coordination) and `perf_report` (speed
+//! against bare baselines); run one with
+//! `cargo run --release --all-features --example NAME`.
 //!
 //! ## Quickstart
 //!
@@ -87,6 +116,7 @@
 
 pub mod agent;
 pub mod capability;
+#[cfg(feature = "coordination")]
 pub mod coordination;
 #[cfg(feature = "driver")]
 pub mod driver;
@@ -94,6 +124,7 @@ pub mod error;
 mod hash;
 pub mod id;
 pub mod metrics;
+#[cfg(feature = "planning")]
 pub mod planning;
 pub mod priority;
 #[cfg(feature = "serde")]
@@ -108,12 +139,19 @@ mod serde_bits;
 #[cfg(feature = "serde")]
 mod serde_maps;
 pub mod time;
+#[cfg(feature = "workflow")]
 pub mod workflow;
 
 pub use error::Error;
 
-/// The README's code sample, compiled and run as a doctest.
-#[cfg(doctest)]
+/// The README's code samples, compiled and run as doctests (they use every
+/// layer).
+#[cfg(all(
+    doctest,
+    feature = "serde",
+    feature = "planning",
+    feature = "coordination"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctest;
 pub use id::{AgentId, AttemptToken, StepId, TaskId, WorkflowId};

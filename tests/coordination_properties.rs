@@ -3,6 +3,8 @@
 //! have been accepted, and weighted consensus against exact integer
 //! arithmetic. Case counts follow `PROPTEST_CASES`.
 
+#![cfg(feature = "coordination")]
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 

@@ -3,6 +3,8 @@
 //! beating, good, failed, stale, forged and misdirected reports,
 //! cancellations and time jumps. Case counts follow `PROPTEST_CASES`.
 
+#![cfg(feature = "serde")]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 

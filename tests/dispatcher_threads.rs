@@ -1,6 +1,8 @@
 //! Many threads submitting, working and reporting through one shared
 //! dispatcher: nothing lost, nothing completed twice.
 
+#![cfg(feature = "sync")]
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};

@@ -7,6 +7,8 @@
 //!
 //! Case counts default low for CI; `PROPTEST_CASES` raises them.
 
+#![cfg(feature = "serde")]
+
 mod corrupt;
 
 use corrupt::{PathStep, at_path, paths_where, watchdog};

@@ -5,6 +5,8 @@
 //! or line separator reaches the output, and every line is a statement the
 //! format knows. Case counts follow `PROPTEST_CASES`.
 
+#![cfg(feature = "planning")]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
 //! Properties of HEFT schedules on random DAGs and pools. Case counts
 //! follow `PROPTEST_CASES`; inputs stay small (at most 30 steps, 6 agents).
 
+#![cfg(feature = "planning")]
+
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! conversions to and from the dispatcher.
 
 #![cfg(feature = "serde")]
+#![cfg(feature = "serde")]
 
 use std::time::Duration;
 

@@ -4,6 +4,8 @@
 //! coverage, prices and saturation. Case counts follow `PROPTEST_CASES`;
 //! inputs stay small.
 
+#![cfg(feature = "planning")]
+
 use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::time::Duration;

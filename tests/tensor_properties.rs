@@ -1,6 +1,8 @@
 //! Properties of the task tensor, for plans and for dispatchers, in both
 //! forms. Case counts follow `PROPTEST_CASES`; inputs stay small.
 
+#![cfg(feature = "planning")]
+
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;

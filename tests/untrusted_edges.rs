@@ -3,6 +3,8 @@
 //! policies, the metrics windows, coordination and the sparse tensor.
 //! Case counts follow `PROPTEST_CASES` (64 by default here).
 
+#![cfg(all(feature = "serde", feature = "coordination", feature = "planning"))]
+
 mod corrupt;
 
 use corrupt::{at_path, paths_where};

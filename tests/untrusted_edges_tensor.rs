@@ -1,6 +1,8 @@
 //! Tensor shapes sized by untrusted input are refused with a typed error,
 //! quickly and before the dense array is allocated.
 
+#![cfg(all(feature = "serde", feature = "planning"))]
+
 use std::time::{Duration, Instant as WallClock};
 
 use taskweave::planning::{

@@ -1,5 +1,7 @@
 //! The workflow engine: runs on a dispatcher, agent steps as tasks.
 
+#![cfg(feature = "workflow")]
+
 use std::sync::Arc;
 use std::time::Duration;
 

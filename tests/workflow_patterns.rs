@@ -8,6 +8,8 @@
 //! Everything it sees is logged as a short line, so a test asserts the exact
 //! action sequence.
 
+#![cfg(all(feature = "serde", feature = "workflow"))]
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -2,6 +2,8 @@
 //!
 //! Case count: `PROPTEST_CASES` (default 256).
 
+#![cfg(all(feature = "serde", feature = "workflow"))]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! `Instant::MAX`. Unit tests for each fix; the properties are in
 //! `workflow_untrusted_props.rs`.
 
+#![cfg(all(feature = "serde", feature = "workflow"))]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -8,6 +8,8 @@
 //! Case counts: `PROPTEST_CASES` if set, otherwise 64 for the corrupted
 //! checkpoints and the random clocks of a run, 48 for the others.
 
+#![cfg(all(feature = "serde", feature = "workflow"))]
+
 mod corrupt;
 
 use corrupt::{at_path, non_empty_array, paths_where, watchdog};

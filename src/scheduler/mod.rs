@@ -87,6 +87,7 @@ mod journal;
 mod observer;
 mod queue;
 mod requirements_table;
+#[cfg(feature = "sync")]
 mod shared;
 mod slab;
 mod snapshot;
@@ -100,6 +101,7 @@ pub use dispatcher::{Action, CancelReason, Dispatcher, Submitted};
 pub use errors::{ReportError, SchedulerError, SubmitError, SubmitErrorKind};
 pub use journal::{Applied, Input};
 pub use observer::{Event, Observer};
+#[cfg(feature = "sync")]
 pub use shared::{SharedDispatcher, SharedGuard};
 pub use snapshot::Snapshot;
 pub use stats::{DispatcherMetrics, THROUGHPUT_WINDOW};
