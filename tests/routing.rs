@@ -441,3 +441,66 @@ fn capabilities_beyond_sixty_four_route_correctly() {
     );
     assert_eq!(registry.capabilities().len(), 150);
 }
+
+/// A host runs every built-in strategy over a candidate set of its own: a
+/// shortlist of another registry's agents, rebuilt with
+/// `Registry::from_records`, queried through `Candidates::new`. Each picks
+/// an eligible agent of the shortlist, never one outside it.
+#[test]
+fn every_strategy_runs_over_a_host_built_candidate_set() {
+    let mut pool = Registry::new();
+    for n in 1..=8 {
+        let caps: &[&str] = if n % 2 == 0 {
+            &["gpu", "cpu"]
+        } else {
+            &["cpu"]
+        };
+        register(
+            &mut pool,
+            n,
+            AgentProfile::builder()
+                .capabilities(caps.iter().copied())
+                .capacity(2)
+                .weight(n as u32),
+        );
+    }
+    pool.acquire(id(4)).unwrap();
+    pool.set_status(id(6), AgentStatus::Draining).unwrap();
+    let shortlist = [3, 4, 6, 8].map(|n| pool.get(id(n)).cloned().unwrap());
+    let own = Registry::from_records(shortlist).unwrap();
+    assert_eq!(own.get(id(4)).map(|r| r.load()), Some(1));
+    assert_eq!(
+        own.get(id(6)).map(|r| r.status()),
+        Some(AgentStatus::Draining)
+    );
+    let gpu = own
+        .resolve(&TaskRequirements::new().require(["gpu"]))
+        .unwrap();
+    let strategies: Vec<Box<dyn RoutingStrategy>> = vec![
+        Box::new(CapabilityMatch::new()),
+        Box::new(RoundRobin::new()),
+        Box::new(WeightedRoundRobin::new()),
+        Box::new(LeastLoaded::new()),
+        Box::new(PowerOfTwoChoices::new(7)),
+        Box::new(PriorityBased::new()),
+        Box::new(Rendezvous::new()),
+        Box::new(Scored::new()),
+        Box::new(Adaptive::new()),
+    ];
+    for mut strategy in strategies {
+        let candidates = Candidates::new(&own, &gpu);
+        let pick = strategy.select(&candidates);
+        // Eligible: a gpu agent of the shortlist that is online with a free slot.
+        assert!(
+            matches!(pick, Some(a) if a == id(4) || a == id(8)),
+            "{pick:?}"
+        );
+    }
+    assert!(matches!(
+        Registry::from_records([
+            pool.get(id(1)).cloned().unwrap(),
+            pool.get(id(1)).cloned().unwrap()
+        ]),
+        Err(taskweave::agent::RegistryError::DuplicateAgent(_))
+    ));
+}

@@ -17,6 +17,7 @@
 //! routing never rebuilds anything.
 
 use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
 
 use super::buckets::{BucketLists, Links, Ratio};
 use crate::capability::CapabilitySet;
@@ -37,16 +38,59 @@ pub(crate) struct Availability {
 /// The available agents of one class.
 #[derive(Clone, Debug)]
 pub(crate) struct Class {
-    pub(crate) capabilities: CapabilitySet,
-    pub(crate) labels: CapabilitySet,
+    capabilities: CapabilitySet,
+    labels: CapabilitySet,
     /// The profile priority shared by every member.
-    pub(crate) priority: u32,
+    priority: u32,
     members: usize,
     /// Members whose status is online, busy or not.
-    pub(crate) online: usize,
-    pub(crate) by_order: BTreeSet<(u64, Slot)>,
-    pub(crate) by_load: BucketLists<Ratio>,
-    pub(crate) dense: Vec<Slot>,
+    online: usize,
+    by_order: BTreeSet<(u64, Slot)>,
+    by_load: BucketLists<Ratio>,
+    dense: Vec<Slot>,
+}
+
+/// What routing reads of a class; the index alone changes it.
+impl Class {
+    /// The capabilities every member has.
+    pub(crate) fn capabilities(&self) -> &CapabilitySet {
+        &self.capabilities
+    }
+
+    /// The labels every member has.
+    pub(crate) fn labels(&self) -> &CapabilitySet {
+        &self.labels
+    }
+
+    /// The profile priority every member has.
+    pub(crate) fn priority(&self) -> u32 {
+        self.priority
+    }
+
+    /// Whether some member is online, busy or not.
+    pub(crate) fn has_online(&self) -> bool {
+        self.online > 0
+    }
+
+    /// The available members as `(registration order, slot)`, in
+    /// registration order, from the first registered after `after` (all
+    /// of them with `None`). `O(log k)` to the first.
+    pub(crate) fn by_registration(
+        &self,
+        after: Option<u64>,
+    ) -> impl Iterator<Item = (u64, Slot)> + '_ {
+        let from = match after {
+            Some(order) => Bound::Excluded((order, Slot::MAX)),
+            None => Bound::Unbounded,
+        };
+        self.by_order.range((from, Bound::Unbounded)).copied()
+    }
+
+    /// The available members, for uniform sampling: a dense list whose
+    /// order carries no meaning.
+    pub(crate) fn sampling(&self) -> &[Slot] {
+        &self.dense
+    }
 }
 
 /// All classes, plus the reverse map from slot to dense position.
@@ -165,9 +209,14 @@ impl AvailabilityIndex {
         self.available -= 1;
     }
 
-    /// The links of the load order, to walk a class's [`Class::by_load`].
-    pub(crate) fn load_links(&self) -> &Links<Ratio> {
-        &self.load_links
+    /// `class`'s available members by `load / capacity`, lowest first;
+    /// equal loads in the order the agents reached them. `O(log b)` to the
+    /// first, for `b` distinct loads in the class.
+    pub(crate) fn by_load<'a>(
+        &'a self,
+        class: &'a Class,
+    ) -> impl Iterator<Item = (Ratio, Slot)> + 'a {
+        class.by_load.iter(&self.load_links)
     }
 
     /// Number of available agents across all classes.

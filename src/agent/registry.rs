@@ -338,6 +338,68 @@ impl Registry {
         Ok(())
     }
 
+    /// A registry of exactly these agents, in this order: a host's own
+    /// candidate set — a subset of another registry's agents picked by the
+    /// host's logic, or records it keeps itself — over which any routing
+    /// strategy then runs ([`route`](Self::route),
+    /// [`Candidates::new`](crate::routing::Candidates::new)). Each record
+    /// keeps its profile, status, load, slot limit, history and heartbeat;
+    /// registration order follows the iteration, and capability ids are
+    /// interned afresh. Costs `O(n log n)`.
+    ///
+    /// ```
+    /// use taskweave::agent::{AgentProfile, Registry};
+    /// use taskweave::routing::LeastLoaded;
+    /// use taskweave::{AgentId, Instant, TaskRequirements};
+    ///
+    /// let mut pool = Registry::new();
+    /// for id in 1..=6 {
+    ///     let zone = if id % 2 == 0 { "eu" } else { "us" };
+    ///     let profile = AgentProfile::builder().capacity(2).label("zone", zone).build()?;
+    ///     pool.register(AgentId::new(id), profile, Instant::ZERO)?;
+    /// }
+    /// pool.acquire(AgentId::new(2))?;
+    /// // The host's own shortlist: agents it trusts for this tenant.
+    /// let shortlist = [2, 4].map(|id| pool.get(AgentId::new(id)).cloned().unwrap());
+    /// let candidates = Registry::from_records(shortlist)?;
+    /// let agent = candidates.route(&mut LeastLoaded::new(), &TaskRequirements::new())?;
+    /// assert_eq!(agent, AgentId::new(4)); // agent 2 is busier
+    /// # Ok::<(), taskweave::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryError::DuplicateAgent`] for an id given twice.
+    pub fn from_records(
+        records: impl IntoIterator<Item = AgentRecord>,
+    ) -> Result<Registry, RegistryError> {
+        let mut registry = Registry::new();
+        for record in records {
+            let AgentRecord {
+                id,
+                profile,
+                status,
+                load,
+                slot_limit,
+                stats,
+                registered_at,
+                last_heartbeat,
+                ..
+            } = record;
+            registry.register(id, profile, registered_at)?;
+            registry.update(id, |r| {
+                // A record's load never exceeds its capacity.
+                r.load = load.min(r.capacity());
+                r.status = status;
+                r.slot_limit = slot_limit;
+                r.stats = stats;
+                r.last_heartbeat = last_heartbeat;
+                Ok(())
+            })?;
+        }
+        Ok(registry)
+    }
+
     /// Removes an agent and returns its last record (load included, so the
     /// caller can see what it still held).
     ///

@@ -2,7 +2,6 @@
 
 use std::cell::Cell;
 use std::cmp::Reverse;
-use std::ops::Bound;
 
 use rand::{Rng, RngExt};
 
@@ -38,7 +37,13 @@ pub struct Candidates<'a> {
 }
 
 impl<'a> Candidates<'a> {
-    pub(crate) fn new(registry: &'a Registry, requirements: &'a ResolvedRequirements) -> Self {
+    /// The agents of `registry` eligible for `requirements` (resolved with
+    /// [`Registry::resolve`]), for a host that calls a strategy's
+    /// [`select`](super::RoutingStrategy::select) itself — over the
+    /// dispatcher's registry, or over a candidate set of its own built with
+    /// [`Registry::from_records`]. Building costs nothing; each query costs
+    /// as its docs say.
+    pub fn new(registry: &'a Registry, requirements: &'a ResolvedRequirements) -> Self {
         Candidates {
             registry,
             requirements,
@@ -113,23 +118,21 @@ impl<'a> Candidates<'a> {
             .filter(move |_| pinned.is_none())
             .flat_map(move |class| {
                 class
-                    .by_order
-                    .iter()
-                    .filter_map(move |&(_, slot)| this.usable(slot))
+                    .by_registration(None)
+                    .filter_map(move |(_, slot)| this.usable(slot))
             });
         pinned.flatten().into_iter().chain(all)
     }
 
     /// The eligible agent registered first.
     pub fn first(&self) -> Option<&'a AgentRecord> {
-        self.best(|class| class.by_order.iter().copied())
+        self.best(|class| class.by_registration(None))
     }
 
     /// The eligible agent registered next after registration order `order`,
     /// wrapping around to [`first`](Self::first): one step of a rotation.
     pub fn next_after(&self, order: u64) -> Option<&'a AgentRecord> {
-        let after = (Bound::Excluded((order, Slot::MAX)), Bound::Unbounded);
-        self.best(|class| class.by_order.range(after).copied())
+        self.best(|class| class.by_registration(Some(order)))
             .or_else(|| self.first())
     }
 
@@ -137,20 +140,19 @@ impl<'a> Candidates<'a> {
     /// loaded agents of one class, the one that reached that load first wins
     /// (so equal agents take turns); across classes, the one registered first.
     pub fn least_loaded(&self) -> Option<&'a AgentRecord> {
-        let links = self.registry.index().load_links();
-        self.best(|class| class.by_load.iter(links))
+        let index = self.registry.index();
+        self.best(|class| index.by_load(class))
     }
 
     /// The eligible agent with the highest profile priority, then the lowest
     /// `load / capacity`, with ties broken as in
     /// [`least_loaded`](Self::least_loaded).
     pub fn highest_priority(&self) -> Option<&'a AgentRecord> {
-        let links = self.registry.index().load_links();
+        let index = self.registry.index();
         self.best(|class| {
-            let priority = Reverse(class.priority);
-            class
-                .by_load
-                .iter(links)
+            let priority = Reverse(class.priority());
+            index
+                .by_load(class)
                 .map(move |(ratio, slot)| ((priority, ratio), slot))
         })
     }
@@ -165,20 +167,20 @@ impl<'a> Candidates<'a> {
         if let Some(pinned) = self.pinned() {
             return pinned;
         }
-        let total: usize = self.classes().map(|class| class.dense.len()).sum();
+        let total: usize = self.classes().map(|class| class.sampling().len()).sum();
         if total == 0 {
             return None;
         }
         for _ in 0..SAMPLE_ATTEMPTS {
             let mut draw = rng.random_range(0..total);
             for class in self.classes() {
-                if let Some(&slot) = class.dense.get(draw) {
+                if let Some(&slot) = class.sampling().get(draw) {
                     if let Some(record) = self.usable(slot) {
                         return Some(record);
                     }
                     break;
                 }
-                draw -= class.dense.len();
+                draw -= class.sampling().len();
             }
         }
         let eligible: Vec<&AgentRecord> = self.iter().collect();
@@ -199,7 +201,7 @@ impl<'a> Candidates<'a> {
         self.registry
             .index()
             .classes()
-            .filter(move |class| requirements.matches(&class.capabilities, &class.labels))
+            .filter(move |class| requirements.matches(class.capabilities(), class.labels()))
     }
 
     /// The agent in `slot` unless the task avoids it. Only called for slots

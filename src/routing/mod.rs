@@ -217,7 +217,7 @@ impl Registry {
                     && requirements.matches(record.capabilities(), record.labels())
             }),
             None => self.index().classes().any(|class| {
-                class.online > 0 && requirements.matches(&class.capabilities, &class.labels)
+                class.has_online() && requirements.matches(class.capabilities(), class.labels())
             }),
         }
     }
