@@ -118,6 +118,9 @@ pub use decompose::{
 pub use error::PlanningError;
 pub use heft::{Schedule, ScheduleOrigin, ScheduledStep, heft};
 pub use matrix::{CapabilityMatrix, PlanAgent};
+/// The ndarray crate [`TaskTensor`]'s dense form is made of, re-exported so
+/// a host uses the very version taskweave was built with.
+pub use ndarray;
 pub use plan::{Phase, Plan};
 pub use team::{Team, TeamAssembler, TeamChange, TeamObjective};
 pub use tensor::{

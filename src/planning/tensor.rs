@@ -49,6 +49,13 @@ pub const PRIORITY_LEVELS: usize = Priority::LEVELS;
 /// at most [`MAX_DENSE_CELLS`] cells (1 GiB); larger shapes are refused with
 /// [`PlanningError::TooLarge`].
 ///
+/// **ndarray in the API, on purpose.** The dense form *is* an ndarray
+/// `Array3` (and its views), so a host can hand it straight to numeric
+/// code; that is the one place third-party types appear in taskweave's
+/// public signatures. The `planning` feature pins the ndarray version, and
+/// [`planning::ndarray`](crate::planning::ndarray) re-exports it so a host
+/// names the same types.
+///
 /// ```
 /// use taskweave::planning::{TaskTensor, TensorOptions, TensorTask};
 /// use taskweave::{AgentId, Priority, TaskId};
