@@ -47,10 +47,13 @@ use crate::AgentId;
 
 /// An agent the host runs in-process.
 ///
-/// The library itself never calls [`execute`](Agent::execute): routing and
-/// scheduling only need [`id`](Agent::id) and [`profile`](Agent::profile).
-/// Ready-made drivers call `execute` on their own threads, so it takes
-/// `&self`; an agent with mutable state uses interior mutability.
+/// Routing and scheduling only need [`id`](Agent::id) and
+/// [`profile`](Agent::profile); the sans-IO core never calls
+/// [`execute`](Agent::execute). The ready-made host loop that does is
+/// `driver::AgentRunner` (feature `driver`): it registers the agents with a
+/// dispatcher and runs each task assigned to one on a worker thread, so
+/// `execute` takes `&self`; an agent with mutable state uses interior
+/// mutability.
 pub trait Agent {
     /// What one task hands the agent.
     type Input;

@@ -2,6 +2,7 @@
 
 use thiserror::Error;
 
+use crate::scheduler::SchedulerError;
 use crate::workflow::{EngineError, RunError};
 
 /// Why a [`Driver`](super::Driver) could not be built or could not drive a
@@ -63,4 +64,15 @@ pub enum DriverError {
     /// The worker pool has stopped.
     #[error("the worker pool has stopped")]
     PoolStopped,
+    /// The dispatcher refused an agent of an
+    /// [`AgentRunner`](super::AgentRunner).
+    #[error(transparent)]
+    Scheduler(#[from] SchedulerError),
+    /// Live tasks remain, yet nothing is running and no timer is set: no
+    /// agent could ever take them.
+    #[error("{live} tasks are stalled: nothing is running and no timer is set")]
+    TasksStalled {
+        /// The dispatcher's live tasks.
+        live: usize,
+    },
 }

@@ -114,6 +114,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod agents;
 mod engine;
 mod error;
 mod pool;
@@ -127,6 +128,7 @@ use std::sync::Arc;
 
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
 
+pub use agents::AgentRunner;
 pub use error::DriverError;
 use pool::{Done, Job, Outcome, Pool};
 
