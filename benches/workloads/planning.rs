@@ -11,11 +11,11 @@ use taskweave::workflow::{StepDef, WorkflowDef};
 
 const SEED: u64 = 0x4ef7_5eed;
 /// Steps of the large HEFT workload.
-pub const HEFT_STEPS: usize = 1_000;
+pub(crate) const HEFT_STEPS: usize = 1_000;
 /// Layers of its DAG.
-pub const HEFT_LAYERS: usize = 20;
+pub(crate) const HEFT_LAYERS: usize = 20;
 /// Agents it is planned on.
-pub const HEFT_AGENTS: usize = 50;
+pub(crate) const HEFT_AGENTS: usize = 50;
 /// Capabilities a step may require (one at most) and agents hold.
 const CAPABILITIES: [&str; 4] = ["cpu", "gpu", "io", "net"];
 /// Most predecessors of one step, all in the layer before it.
@@ -27,7 +27,7 @@ const SPECIALISED: f64 = 0.5;
 /// width: each step after the first layer depends on 1 to 3 distinct steps
 /// of the layer before; estimates are 1 to 1,000 ms; half the steps require
 /// one of four capabilities. Fixed seed.
-pub fn layered_dag(steps: usize, layers: usize) -> WorkflowDef {
+pub(crate) fn layered_dag(steps: usize, layers: usize) -> WorkflowDef {
     let mut rng = StdRng::seed_from_u64(SEED);
     let width = steps.div_ceil(layers.max(1)).max(1);
     let mut builder = WorkflowDef::builder("layered_dag", 1);
@@ -60,7 +60,7 @@ pub fn layered_dag(steps: usize, layers: usize) -> WorkflowDef {
 /// `agents` agents with speeds in `[0.25, 4]`, each holding 1 to 3 of the
 /// four capabilities (agent `i` always holds capability `i mod 4`, so every
 /// capability is covered from four agents on). Fixed seed.
-pub fn agent_pool(agents: usize) -> CapabilityMatrix {
+pub(crate) fn agent_pool(agents: usize) -> CapabilityMatrix {
     let mut rng = StdRng::seed_from_u64(SEED ^ 0xa6e7);
     CapabilityMatrix::new((0..agents).map(|i| {
         let mut held = vec![CAPABILITIES[i % CAPABILITIES.len()]];

@@ -17,21 +17,21 @@ use taskweave::{AgentId, Instant, WorkflowId};
 
 const SEED: u64 = 0x7a5c_3a7e;
 /// Steps of the executor-overhead DAG.
-pub const DAG_STEPS: usize = 100_000;
+pub(crate) const DAG_STEPS: usize = 100_000;
 /// How far back a step's predecessors may be.
 const WINDOW: usize = 50;
 /// Most predecessors of one step.
 const MAX_PREDECESSORS: usize = 3;
 /// Independent steps of the driver run.
 #[cfg_attr(not(feature = "driver"), allow(dead_code))]
-pub const DRIVER_STEPS: usize = 10_000;
+pub(crate) const DRIVER_STEPS: usize = 10_000;
 /// Worker threads of the driver.
 #[cfg_attr(not(feature = "driver"), allow(dead_code))]
-pub const DRIVER_THREADS: usize = 2;
+pub(crate) const DRIVER_THREADS: usize = 2;
 /// Runs active at once in the engine workload.
-pub const ENGINE_RUNS: usize = 10_000;
+pub(crate) const ENGINE_RUNS: usize = 10_000;
 /// Steps of each engine run: one, eight in parallel, one.
-pub const ENGINE_STEPS: usize = 10;
+pub(crate) const ENGINE_STEPS: usize = 10;
 /// Agents serving the engine workload, and the capacity of each: together
 /// one slot per run.
 const ENGINE_AGENTS: u64 = 100;
@@ -40,7 +40,7 @@ const ENGINE_CAPACITY: u32 = 100;
 /// A random DAG of `steps` local no-op steps: step `i > 0` depends on 1 to
 /// [`MAX_PREDECESSORS`] distinct steps among the [`WINDOW`] before it,
 /// drawn with a fixed seed.
-pub fn random_dag(steps: usize) -> WorkflowDef {
+pub(crate) fn random_dag(steps: usize) -> WorkflowDef {
     let mut rng = StdRng::seed_from_u64(SEED);
     let mut builder = WorkflowDef::builder("random_dag", 1);
     for i in 0..steps {
@@ -66,7 +66,7 @@ pub fn random_dag(steps: usize) -> WorkflowDef {
 
 /// A bare Kahn traversal of the definition's graph (in-degree array,
 /// `VecDeque` ready queue); returns the number of nodes visited.
-pub fn kahn(def: &WorkflowDef, indegree: &mut Vec<u32>, ready: &mut VecDeque<u32>) -> usize {
+pub(crate) fn kahn(def: &WorkflowDef, indegree: &mut Vec<u32>, ready: &mut VecDeque<u32>) -> usize {
     let graph = def.graph();
     indegree.clear();
     indegree.resize(graph.node_count(), 0);
@@ -97,7 +97,7 @@ pub fn kahn(def: &WorkflowDef, indegree: &mut Vec<u32>, ready: &mut VecDeque<u32
 
 /// A whole run where every attempt succeeds at once; returns the number of
 /// steps started.
-pub fn execute(def: &Arc<WorkflowDef>) -> usize {
+pub(crate) fn execute(def: &Arc<WorkflowDef>) -> usize {
     let now = Instant::ZERO;
     let mut run: WorkflowRun<()> = WorkflowRun::new(Arc::clone(def), WorkflowId::new(1), None, now);
     let mut started = 0;
@@ -117,7 +117,7 @@ pub fn execute(def: &Arc<WorkflowDef>) -> usize {
 
 /// [`DRIVER_STEPS`] independent local no-op steps.
 #[cfg_attr(not(feature = "driver"), allow(dead_code))]
-pub fn independent_steps() -> WorkflowDef {
+pub(crate) fn independent_steps() -> WorkflowDef {
     let mut builder = WorkflowDef::builder("independent", 1);
     for i in 0..DRIVER_STEPS {
         builder = builder.step(StepDef::local(format!("s{i}")));
@@ -127,7 +127,7 @@ pub fn independent_steps() -> WorkflowDef {
 
 /// The engine workload's definition: agent steps `first`, eight parallel
 /// `work_i`, then `last`.
-pub fn engine_workflow() -> WorkflowDef {
+pub(crate) fn engine_workflow() -> WorkflowDef {
     let mut builder = WorkflowDef::builder("fan_out", 1)
         .step(StepDef::agent("first").capabilities(["work"]))
         .step(StepDef::agent("last").capabilities(["work"]));
@@ -144,7 +144,7 @@ pub fn engine_workflow() -> WorkflowDef {
 /// [`ENGINE_RUNS`] runs of `def` started at once on one engine, every agent
 /// step answered with success as soon as it is assigned; returns the steps
 /// executed.
-pub fn run_engine(def: &Arc<WorkflowDef>) -> usize {
+pub(crate) fn run_engine(def: &Arc<WorkflowDef>) -> usize {
     let now = Instant::ZERO;
     let mut engine: WorkflowEngine<()> = WorkflowEngine::new(DispatcherConfig::default());
     let profile = AgentProfile::builder()

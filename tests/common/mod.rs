@@ -14,10 +14,10 @@ use taskweave::routing::{
 };
 use taskweave::{AgentId, Instant, LabelConstraint, TaskRequirements};
 
-pub const CAPABILITIES: [&str; 4] = ["a", "b", "c", "d"];
+pub(crate) const CAPABILITIES: [&str; 4] = ["a", "b", "c", "d"];
 
 #[derive(Clone, Debug)]
-pub struct AgentSpec {
+pub(crate) struct AgentSpec {
     pub capabilities: Vec<&'static str>,
     pub capacity: u32,
     pub load: u32,
@@ -28,14 +28,14 @@ pub struct AgentSpec {
 }
 
 #[derive(Clone, Debug)]
-pub enum ZoneRule {
+pub(crate) enum ZoneRule {
     Equals(&'static str),
     NotEquals(&'static str),
     OneOf(Vec<&'static str>),
 }
 
 #[derive(Clone, Debug)]
-pub struct TaskSpec {
+pub(crate) struct TaskSpec {
     pub required: Vec<&'static str>,
     pub zone: Option<ZoneRule>,
     pub excluded: Vec<u64>,
@@ -45,7 +45,7 @@ pub struct TaskSpec {
     pub affinity: Option<u8>,
 }
 
-pub fn agent_spec() -> impl Strategy<Value = AgentSpec> {
+pub(crate) fn agent_spec() -> impl Strategy<Value = AgentSpec> {
     let status = prop_oneof![
         6 => Just(AgentStatus::Online),
         1 => Just(AgentStatus::Draining),
@@ -79,7 +79,7 @@ fn agent_ref(n: usize) -> impl Strategy<Value = u64> {
     0..(n as u64 + 2)
 }
 
-pub fn task_spec(n: usize) -> impl Strategy<Value = TaskSpec> {
+pub(crate) fn task_spec(n: usize) -> impl Strategy<Value = TaskSpec> {
     let zone = prop_oneof![
         Just(None),
         select(vec!["eu", "us", "mars"]).prop_map(|z| Some(ZoneRule::Equals(z))),
@@ -108,18 +108,18 @@ pub fn task_spec(n: usize) -> impl Strategy<Value = TaskSpec> {
         )
 }
 
-pub fn pool() -> impl Strategy<Value = Vec<AgentSpec>> {
+pub(crate) fn pool() -> impl Strategy<Value = Vec<AgentSpec>> {
     proptest::collection::vec(agent_spec(), 0..24)
 }
 
-pub fn pool_and_task() -> impl Strategy<Value = (Vec<AgentSpec>, TaskSpec)> {
+pub(crate) fn pool_and_task() -> impl Strategy<Value = (Vec<AgentSpec>, TaskSpec)> {
     pool().prop_flat_map(|pool| {
         let n = pool.len();
         (Just(pool), task_spec(n))
     })
 }
 
-pub fn build_registry(pool: &[AgentSpec]) -> Registry {
+pub(crate) fn build_registry(pool: &[AgentSpec]) -> Registry {
     let mut registry = Registry::new();
     for (i, spec) in pool.iter().enumerate() {
         let mut profile = AgentProfile::builder()
@@ -142,7 +142,7 @@ pub fn build_registry(pool: &[AgentSpec]) -> Registry {
     registry
 }
 
-pub fn requirements(task: &TaskSpec) -> TaskRequirements {
+pub(crate) fn requirements(task: &TaskSpec) -> TaskRequirements {
     let mut req = TaskRequirements::new()
         .require(task.required.iter().copied())
         .exclude(task.excluded.iter().map(|&i| AgentId::new(i)))
@@ -168,7 +168,7 @@ pub fn requirements(task: &TaskSpec) -> TaskRequirements {
 
 /// Eligibility computed straight from the specs, with strings and loops:
 /// independent of interning, bitsets and indexes.
-pub fn model_eligible(pool: &[AgentSpec], loads: &[u32], task: &TaskSpec) -> BTreeSet<u64> {
+pub(crate) fn model_eligible(pool: &[AgentSpec], loads: &[u32], task: &TaskSpec) -> BTreeSet<u64> {
     (0..pool.len() as u64)
         .filter(|&i| {
             let spec = &pool[i as usize];
@@ -190,7 +190,7 @@ pub fn model_eligible(pool: &[AgentSpec], loads: &[u32], task: &TaskSpec) -> BTr
 }
 
 /// One instance of every built-in strategy, named.
-pub fn all_strategies(seed: u64) -> Vec<(&'static str, Box<dyn RoutingStrategy>)> {
+pub(crate) fn all_strategies(seed: u64) -> Vec<(&'static str, Box<dyn RoutingStrategy>)> {
     vec![
         ("capability-match", Box::new(CapabilityMatch::new())),
         ("round-robin", Box::new(RoundRobin::new())),

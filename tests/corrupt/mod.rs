@@ -12,7 +12,7 @@ use serde_json::Value;
 
 /// The default proptest configuration (which reads `PROPTEST_CASES`), with
 /// `default` cases unless that variable is set.
-pub fn config(default: u32) -> ProptestConfig {
+pub(crate) fn config(default: u32) -> ProptestConfig {
     let mut config = ProptestConfig::default();
     if std::env::var_os("PROPTEST_CASES").is_none() {
         config.cases = default;
@@ -23,7 +23,10 @@ pub fn config(default: u32) -> ProptestConfig {
 
 /// Runs `case` on its own thread. A case that has not returned after
 /// `secs` seconds is a hang and fails; a panic is passed on as it was.
-pub fn watchdog<T: Send + 'static>(secs: u64, case: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) fn watchdog<T: Send + 'static>(
+    secs: u64,
+    case: impl FnOnce() -> T + Send + 'static,
+) -> T {
     let (done, result) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = done.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(case)));
@@ -37,14 +40,14 @@ pub fn watchdog<T: Send + 'static>(secs: u64, case: impl FnOnce() -> T + Send + 
 
 /// One step of a path into a JSON value.
 #[derive(Clone, Debug)]
-pub enum PathStep {
+pub(crate) enum PathStep {
     Key(String),
     Index(usize),
 }
 
 /// The paths to every node of `value` that `keep` accepts, in a fixed
 /// pre-order walk (a container before what it holds).
-pub fn paths_where(value: &Value, keep: impl Fn(&Value) -> bool) -> Vec<Vec<PathStep>> {
+pub(crate) fn paths_where(value: &Value, keep: impl Fn(&Value) -> bool) -> Vec<Vec<PathStep>> {
     fn walk(
         value: &Value,
         keep: &dyn Fn(&Value) -> bool,
@@ -78,7 +81,7 @@ pub fn paths_where(value: &Value, keep: impl Fn(&Value) -> bool) -> Vec<Vec<Path
 }
 
 /// The node at `path`, which [`paths_where`] found in this value.
-pub fn at_path<'a>(value: &'a mut Value, path: &[PathStep]) -> &'a mut Value {
+pub(crate) fn at_path<'a>(value: &'a mut Value, path: &[PathStep]) -> &'a mut Value {
     path.iter().fold(value, |v, step| match step {
         PathStep::Key(key) => &mut v[key.as_str()],
         PathStep::Index(i) => &mut v[*i],
@@ -86,6 +89,6 @@ pub fn at_path<'a>(value: &'a mut Value, path: &[PathStep]) -> &'a mut Value {
 }
 
 /// Whether a node is a non-empty array.
-pub fn non_empty_array(value: &Value) -> bool {
+pub(crate) fn non_empty_array(value: &Value) -> bool {
     value.as_array().is_some_and(|items| !items.is_empty())
 }
