@@ -8,6 +8,8 @@
 //! Gantt chart uses them too).
 
 use super::{AttemptEnd, TimelineEntry, WorkflowDef, WorkflowRun};
+#[cfg(doc)]
+use super::{Join, StepKind, StepState};
 use crate::{Instant, StepId};
 
 // ---- public API --------------------------------------------------------

@@ -9,6 +9,8 @@ use super::hash::hash_definition;
 use super::validate::{find_cycle, no_duplicates, unreachable_steps, validate_step};
 use super::{Adjacency, Edge, MAX_DEPTH_LIMIT, StepMeta, WorkflowDef, node};
 use crate::StepId;
+#[cfg(doc)]
+use crate::workflow::{DEFAULT_MAX_DEPTH, MAX_ATTEMPTS, MAX_INSTANCES, MAX_ITERATIONS};
 use crate::workflow::{DefinitionError, StepDef, StepKind, TIMEOUT_LABEL};
 
 /// Builds a [`WorkflowDef`]; [`build`](Self::build) validates everything.
