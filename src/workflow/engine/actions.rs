@@ -5,8 +5,10 @@ use crate::{AgentId, AttemptToken, StepId, TaskId, WorkflowId};
 #[cfg(doc)]
 use crate::{scheduler::Action, workflow::WorkflowEngine};
 
-/// The dispatcher payload of a workflow task: which attempt of which run it
-/// carries.
+/// What a pool task of the engine carries: which attempt of which run.
+/// The host's payload type wraps it (`From<StepTask>`, see
+/// [`TaskPool`](crate::workflow::TaskPool)); [`StepTask`] alone serves a
+/// pool that runs nothing but steps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct StepTask {
