@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use taskweave::agent::AgentProfile;
 use taskweave::resilience::Fixed;
-use taskweave::scheduler::DispatcherConfig;
+use taskweave::scheduler::{Dispatcher, DispatcherConfig};
 use taskweave::workflow::{
-    EngineAction, RunOutcome, StepDef, StepFailure, StepInput, StepOutput, WorkflowDef,
+    EngineAction, RunOutcome, StepDef, StepFailure, StepInput, StepOutput, StepTask, WorkflowDef,
     WorkflowEngine,
 };
 use taskweave::{AgentId, Instant, Priority, WorkflowId};
@@ -125,7 +125,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut engine: WorkflowEngine<Records> = WorkflowEngine::new(DispatcherConfig::default());
+    // The host owns the pool: agents are registered with it, and the
+    // engine submits its agent steps to it.
+    let mut pool: Dispatcher<StepTask> = Dispatcher::new(DispatcherConfig::default());
+    let mut engine: WorkflowEngine<Records> = WorkflowEngine::new();
     let mut now = Instant::ZERO;
     let agents = [
         (1, vec!["extract"]),
@@ -138,19 +141,28 @@ fn main() -> ExitCode {
             .capacity(2)
             .build()
             .expect("valid profile");
-        engine
-            .register_agent(AgentId::new(id), profile, now)
+        pool.register_agent(AgentId::new(id), profile, now)
             .expect("fresh agent");
     }
 
     let batches: Vec<WorkflowId> = (0..2)
-        .map(|_| engine.start(Arc::clone(&def), None, now))
+        .map(|_| engine.start(&mut pool, Arc::clone(&def), None, now))
         .collect();
     let batch_of = |run: WorkflowId| batches.iter().position(|&b| b == run).unwrap_or(0);
     let mut results = Vec::new();
     let mut retries = 0;
     loop {
-        while let Some(action) = engine.poll_action() {
+        loop {
+            // Every pool action goes through the engine; all are about its
+            // steps here.
+            while let Some(action) = pool.poll_action() {
+                if let Some(other) = engine.handle_action(&mut pool, action) {
+                    println!("  {other:?}");
+                }
+            }
+            let Some(action) = engine.poll_action() else {
+                break;
+            };
             let step_key = |engine: &WorkflowEngine<Records>, run, step| {
                 engine
                     .run(run)
@@ -178,7 +190,7 @@ fn main() -> ExitCode {
                         if result.is_ok() { "ok" } else { "failed" }
                     );
                     engine
-                        .report(task, agent, token, result, now)
+                        .report(&mut pool, task, agent, token, result, now)
                         .expect("accepted");
                 }
                 EngineAction::RunLocal { run, step, token } => {
@@ -191,7 +203,7 @@ fn main() -> ExitCode {
                         batch_of(run)
                     );
                     engine
-                        .report_local(run, token, result, now)
+                        .report_local(&mut pool, run, token, result, now)
                         .expect("accepted");
                 }
                 EngineAction::Finished {
@@ -202,10 +214,15 @@ fn main() -> ExitCode {
                 other => println!("  {other:?}"),
             }
         }
-        match engine.poll_timeout() {
+        let wake = match (engine.poll_timeout(), pool.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match wake {
             Some(at) => {
                 now = now.max(at);
-                engine.handle_timeout(now);
+                pool.handle_timeout(now);
+                engine.handle_timeout(&mut pool, now);
             }
             None => break,
         }

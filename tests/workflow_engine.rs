@@ -7,28 +7,130 @@ use std::time::Duration;
 
 use taskweave::agent::AgentProfile;
 use taskweave::resilience::Fixed;
-use taskweave::scheduler::DispatcherConfig;
+use taskweave::scheduler::{Dispatcher, DispatcherConfig};
 use taskweave::workflow::{
-    EngineAction, EngineError, FailureCause, RunOutcome, StepDef, StepFailure, StepOutput,
-    WorkflowDef, WorkflowEngine,
+    EngineAction, EngineError, FailureCause, RunOutcome, StepDef, StepFailure, StepInput,
+    StepOutput, StepTask, WorkflowDef, WorkflowEngine, WorkflowRun,
 };
-use taskweave::{AgentId, Instant, WorkflowId};
+use taskweave::{AgentId, AttemptToken, Instant, TaskId, WorkflowId};
 
 const T0: Instant = Instant::ZERO;
 
-fn engine_with(agents: &[(u64, &[&str])]) -> WorkflowEngine<String> {
-    let mut engine = WorkflowEngine::new(DispatcherConfig::default());
+/// An engine on a pool the test owns, with the engine's former methods:
+/// every pool action goes through the engine before its own actions are
+/// pulled.
+struct Host {
+    engine: WorkflowEngine<String>,
+    pool: Dispatcher<StepTask>,
+}
+
+impl Host {
+    fn start(&mut self, def: Arc<WorkflowDef>, input: Option<String>, now: Instant) -> WorkflowId {
+        self.engine.start(&mut self.pool, def, input, now)
+    }
+
+    fn poll_action(&mut self) -> Option<EngineAction<String>> {
+        while let Some(action) = self.pool.poll_action() {
+            if let Some(action) = self.engine.handle_action(&mut self.pool, action) {
+                assert!(
+                    matches!(action, taskweave::scheduler::Action::AgentLost { .. }),
+                    "a plain task's action: {action:?}"
+                );
+            }
+        }
+        self.engine.poll_action()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match (self.engine.poll_timeout(), self.pool.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.pool.handle_timeout(now);
+        self.engine.handle_timeout(&mut self.pool, now);
+    }
+
+    fn report(
+        &mut self,
+        task: TaskId,
+        agent: AgentId,
+        token: AttemptToken,
+        result: Result<StepOutput<String>, StepFailure>,
+        now: Instant,
+    ) -> Result<(), EngineError> {
+        self.engine
+            .report(&mut self.pool, task, agent, token, result, now)
+    }
+
+    fn compensated(
+        &mut self,
+        run: WorkflowId,
+        token: AttemptToken,
+        result: Result<(), StepFailure>,
+        now: Instant,
+    ) -> Result<(), EngineError> {
+        self.engine
+            .compensated(&mut self.pool, run, token, result, now)
+    }
+
+    fn report_local(
+        &mut self,
+        run: WorkflowId,
+        token: AttemptToken,
+        result: Result<StepOutput<String>, StepFailure>,
+        now: Instant,
+    ) -> Result<(), EngineError> {
+        self.engine
+            .report_local(&mut self.pool, run, token, result, now)
+    }
+
+    fn cancel(&mut self, run: WorkflowId, now: Instant) -> Result<(), EngineError> {
+        self.engine.cancel(&mut self.pool, run, now)
+    }
+
+    fn unregister_agent(&mut self, agent: AgentId, now: Instant) -> Result<(), EngineError> {
+        self.pool.unregister_agent(agent, now)?;
+        Ok(())
+    }
+
+    fn run(&self, run: WorkflowId) -> Option<&WorkflowRun<String>> {
+        self.engine.run(run)
+    }
+
+    fn input(
+        &self,
+        run: WorkflowId,
+        token: AttemptToken,
+    ) -> Result<StepInput<String>, EngineError> {
+        self.engine.input(run, token)
+    }
+
+    fn active_runs(&self) -> usize {
+        self.engine.active_runs()
+    }
+
+    fn dispatcher(&self) -> &Dispatcher<StepTask> {
+        &self.pool
+    }
+}
+
+fn engine_with(agents: &[(u64, &[&str])]) -> Host {
+    let mut pool = Dispatcher::new(DispatcherConfig::default());
     for &(id, capabilities) in agents {
         let profile = AgentProfile::builder()
             .capabilities(capabilities.iter().copied())
             .capacity(4)
             .build()
             .unwrap();
-        engine
-            .register_agent(AgentId::new(id), profile, T0)
-            .unwrap();
+        pool.register_agent(AgentId::new(id), profile, T0).unwrap();
     }
-    engine
+    Host {
+        engine: WorkflowEngine::new(),
+        pool,
+    }
 }
 
 /// A finished top-level run: its id, outcome and output.
@@ -38,7 +140,7 @@ type Finished = (WorkflowId, RunOutcome, Option<String>);
 /// `agent_result(step id, input values, compensation?)`, local steps with their step id, compensations succeed.
 /// Returns the log of what happened and the finished runs.
 fn drive(
-    engine: &mut WorkflowEngine<String>,
+    engine: &mut Host,
     mut agent_result: impl FnMut(&str, &[String], bool) -> Result<StepOutput<String>, StepFailure>,
 ) -> (Vec<String>, Vec<Finished>) {
     let (mut log, mut finished) = (Vec::new(), Vec::new());

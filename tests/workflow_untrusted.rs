@@ -501,16 +501,17 @@ fn duplicate_entries_cannot_sneak_in_through_a_checkpoint() {
 
 #[test]
 fn engine_handle_timeout_at_instant_max_returns_promptly() {
-    use taskweave::scheduler::DispatcherConfig;
-    use taskweave::workflow::{EngineAction, WorkflowEngine};
+    use taskweave::scheduler::{Dispatcher, DispatcherConfig};
+    use taskweave::workflow::{EngineAction, StepTask, WorkflowEngine};
 
-    let mut engine: WorkflowEngine<u32> = WorkflowEngine::new(DispatcherConfig::default());
+    let mut pool: Dispatcher<StepTask> = Dispatcher::new(DispatcherConfig::default());
+    let mut engine: WorkflowEngine<u32> = WorkflowEngine::new();
     let def = flaky(Some(Duration::from_secs(1)));
     for _ in 0..4 {
-        engine.start(Arc::clone(&def), None, Instant::ZERO);
+        engine.start(&mut pool, Arc::clone(&def), None, Instant::ZERO);
     }
     while engine.poll_action().is_some() {}
-    engine.handle_timeout(Instant::MAX);
+    engine.handle_timeout(&mut pool, Instant::MAX);
     let mut finished = 0;
     let mut actions = 0;
     while let Some(action) = engine.poll_action() {
@@ -523,7 +524,7 @@ fn engine_handle_timeout_at_instant_max_returns_promptly() {
     assert_eq!(finished, 4);
     assert_eq!(engine.active_runs(), 0);
     // Back in time: nothing happens, the engine keeps its latest now.
-    engine.handle_timeout(Instant::ZERO);
+    engine.handle_timeout(&mut pool, Instant::ZERO);
     assert_eq!(engine.latest_now(), Instant::MAX);
     assert!(engine.poll_action().is_none());
 }

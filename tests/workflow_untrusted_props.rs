@@ -682,11 +682,12 @@ fn engine_definitions() -> Vec<Arc<WorkflowDef>> {
 }
 
 fn engine_case(ops: &[EngineOp]) -> Result<(), String> {
-    use taskweave::scheduler::DispatcherConfig;
-    use taskweave::workflow::WorkflowEngine;
+    use taskweave::scheduler::{Dispatcher, DispatcherConfig};
+    use taskweave::workflow::{StepTask, WorkflowEngine};
 
     let defs = engine_definitions();
-    let mut engine: WorkflowEngine<u32> = WorkflowEngine::new(DispatcherConfig::default());
+    let mut pool: Dispatcher<StepTask> = Dispatcher::new(DispatcherConfig::default());
+    let mut engine: WorkflowEngine<u32> = WorkflowEngine::new();
     let mut runs = Vec::new();
     let mut now = Instant::ZERO;
     let mut total = 0usize;
@@ -694,7 +695,9 @@ fn engine_case(ops: &[EngineOp]) -> Result<(), String> {
         let latest = engine.latest_now();
         let mut backward_quiet = false;
         match *op {
-            EngineOp::Start(which) => runs.push(engine.start(Arc::clone(&defs[which]), None, now)),
+            EngineOp::Start(which) => {
+                runs.push(engine.start(&mut pool, Arc::clone(&defs[which]), None, now))
+            }
             EngineOp::Report { pick, ok } => {
                 let open: Vec<_> = runs
                     .iter()
@@ -707,16 +710,24 @@ fn engine_case(ops: &[EngineOp]) -> Result<(), String> {
                     .collect();
                 if let Some(&(id, token, compensation)) = open.get(pick % open.len().max(1)) {
                     let _ = match (compensation, ok) {
-                        (true, true) => engine.compensated(id, token, Ok(()), now),
-                        (true, false) => {
-                            engine.compensated(id, token, Err(StepFailure::retryable("no")), now)
-                        }
+                        (true, true) => engine.compensated(&mut pool, id, token, Ok(()), now),
+                        (true, false) => engine.compensated(
+                            &mut pool,
+                            id,
+                            token,
+                            Err(StepFailure::retryable("no")),
+                            now,
+                        ),
                         (false, true) => {
-                            engine.report_local(id, token, Ok(StepOutput::new(1)), now)
+                            engine.report_local(&mut pool, id, token, Ok(StepOutput::new(1)), now)
                         }
-                        (false, false) => {
-                            engine.report_local(id, token, Err(StepFailure::retryable("no")), now)
-                        }
+                        (false, false) => engine.report_local(
+                            &mut pool,
+                            id,
+                            token,
+                            Err(StepFailure::retryable("no")),
+                            now,
+                        ),
                     };
                 }
             }
@@ -730,16 +741,16 @@ fn engine_case(ops: &[EngineOp]) -> Result<(), String> {
                     Clock::ToTimer => engine.poll_timeout().unwrap_or(now),
                 };
                 backward_quiet = now < latest && engine.poll_timeout().is_none_or(|at| at > latest);
-                engine.handle_timeout(now);
+                engine.handle_timeout(&mut pool, now);
             }
             EngineOp::Signal(pick) => {
                 if !runs.is_empty() {
-                    let _ = engine.signal(runs[pick % runs.len()], "go", None, now);
+                    let _ = engine.signal(&mut pool, runs[pick % runs.len()], "go", None, now);
                 }
             }
             EngineOp::Cancel(pick) => {
                 if !runs.is_empty() {
-                    let _ = engine.cancel(runs[pick % runs.len()], now);
+                    let _ = engine.cancel(&mut pool, runs[pick % runs.len()], now);
                 }
             }
         }

@@ -8,10 +8,10 @@ use petgraph::visit::EdgeRef;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use taskweave::agent::AgentProfile;
-use taskweave::scheduler::DispatcherConfig;
+use taskweave::scheduler::{Dispatcher, DispatcherConfig};
 use taskweave::workflow::{
-    EngineAction, RunAction, RunOutcome, StepDef, StepOutput, WorkflowDef, WorkflowEngine,
-    WorkflowRun,
+    EngineAction, RunAction, RunOutcome, StepDef, StepOutput, StepTask, WorkflowDef,
+    WorkflowEngine, WorkflowRun,
 };
 use taskweave::{AgentId, Instant, WorkflowId};
 
@@ -146,29 +146,38 @@ pub(crate) fn engine_workflow() -> WorkflowDef {
 /// executed.
 pub(crate) fn run_engine(def: &Arc<WorkflowDef>) -> usize {
     let now = Instant::ZERO;
-    let mut engine: WorkflowEngine<()> = WorkflowEngine::new(DispatcherConfig::default());
+    let mut pool: Dispatcher<StepTask> = Dispatcher::new(DispatcherConfig::default());
+    let mut engine: WorkflowEngine<()> = WorkflowEngine::new();
     let profile = AgentProfile::builder()
         .capabilities(["work"])
         .capacity(ENGINE_CAPACITY)
         .build()
         .expect("a valid profile");
     for agent in 1..=ENGINE_AGENTS {
-        engine
-            .register_agent(AgentId::new(agent), profile.clone(), now)
+        pool.register_agent(AgentId::new(agent), profile.clone(), now)
             .expect("a new agent");
     }
     for _ in 0..ENGINE_RUNS {
-        engine.start(Arc::clone(def), None, now);
+        engine.start(&mut pool, Arc::clone(def), None, now);
     }
     let (mut steps, mut finished) = (0, 0);
-    while let Some(action) = engine.poll_action() {
+    loop {
+        // The pool's actions are all the engine's here.
+        while let Some(action) = pool.poll_action() {
+            if let Some(other) = engine.handle_action(&mut pool, action) {
+                panic!("unexpected pool action {other:?}");
+            }
+        }
+        let Some(action) = engine.poll_action() else {
+            break;
+        };
         match action {
             EngineAction::Assign {
                 task, agent, token, ..
             } => {
                 steps += 1;
                 engine
-                    .report(task, agent, token, Ok(StepOutput::empty()), now)
+                    .report(&mut pool, task, agent, token, Ok(StepOutput::empty()), now)
                     .expect("a live task");
             }
             EngineAction::Finished { outcome, .. } => {

@@ -129,6 +129,7 @@ use std::sync::Arc;
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
 
 pub use agents::AgentRunner;
+pub use engine::Served;
 pub use error::DriverError;
 use pool::{Done, Job, Outcome, Pool};
 

@@ -468,8 +468,9 @@ fn several_threads_share_one_driver() {
 fn serve_runs_an_engines_local_steps_while_the_host_plays_the_agents() {
     use crate::AgentId;
     use crate::agent::AgentProfile;
-    use crate::scheduler::DispatcherConfig;
-    use crate::workflow::{EngineAction, WorkflowEngine};
+    use crate::driver::Served;
+    use crate::scheduler::{Dispatcher, DispatcherConfig};
+    use crate::workflow::{EngineAction, StepTask, WorkflowEngine};
 
     // fetch (agent) -> double (local, compensable) -> store (agent, fails
     // for odd inputs): odd runs compensate `double` on the pool.
@@ -494,30 +495,31 @@ fn serve_runs_an_engines_local_steps_while_the_host_plays_the_agents() {
     let driver = Driver::new(2)
         .unwrap()
         .step("double", Double(Arc::clone(&undone)));
-    let mut engine: WorkflowEngine<u64> = WorkflowEngine::new(DispatcherConfig::default());
+    let mut pool: Dispatcher<StepTask> = Dispatcher::new(DispatcherConfig::default());
+    let mut engine: WorkflowEngine<u64> = WorkflowEngine::new();
     let profile = AgentProfile::builder()
         .capabilities(["io"])
         .capacity(8)
         .build()
         .unwrap();
-    engine
-        .register_agent(AgentId::new(1), profile, Instant::ZERO)
+    pool.register_agent(AgentId::new(1), profile, Instant::ZERO)
         .unwrap();
     for i in 0..20 {
-        engine.start(Arc::clone(&def), Some(i), Instant::ZERO);
+        engine.start(&mut pool, Arc::clone(&def), Some(i), Instant::ZERO);
     }
     let mut outcomes = Vec::new();
     driver
         .serve(
             &mut engine,
+            &mut pool,
             || Instant::ZERO,
-            |engine, action| match action {
-                EngineAction::Assign {
+            |engine, pool, action| match action {
+                Served::Workflow(EngineAction::Assign {
                     task,
                     agent,
                     token,
                     step,
-                } => {
+                }) => {
                     let input = engine.input(step.run, step.token).unwrap();
                     let result = match input.run_input {
                         Some(n) => Ok(StepOutput::new(n)),
@@ -526,12 +528,12 @@ fn serve_runs_an_engines_local_steps_while_the_host_plays_the_agents() {
                         None => Ok(StepOutput::new(sum(&input))),
                     };
                     engine
-                        .report(task, agent, token, result, Instant::ZERO)
+                        .report(pool, task, agent, token, result, Instant::ZERO)
                         .unwrap();
                 }
-                EngineAction::Finished {
+                Served::Workflow(EngineAction::Finished {
                     outcome, output, ..
-                } => outcomes.push((outcome, output)),
+                }) => outcomes.push((outcome, output)),
                 other => panic!("unexpected {other:?}"),
             },
         )
@@ -546,4 +548,6 @@ fn serve_runs_an_engines_local_steps_while_the_host_plays_the_agents() {
         || matches!(o, RunOutcome::Compensated(_)) && out.is_none()));
     assert_eq!(undone.load(Ordering::SeqCst), 10);
     assert_eq!(engine.active_runs(), 0);
+    assert_eq!(pool.live_tasks(), 0);
+    assert!(pool.dead_letters().is_empty());
 }

@@ -159,6 +159,7 @@ pub struct PendingCompensation {
 
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum RunOutcome {
     /// Every step completed or was skipped.

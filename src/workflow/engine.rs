@@ -5,113 +5,18 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-
 use super::{
-    EngineError, RunAction, RunOutcome, StepDef, StepFailure, StepInput, StepKind, StepOutput,
-    WorkflowDef, WorkflowEvent, WorkflowObserver, WorkflowRun,
+    EngineError, StepFailure, StepInput, StepOutput, TaskPool, WorkflowDef, WorkflowObserver,
+    WorkflowRun,
 };
-use crate::agent::AgentProfile;
 use crate::hash::IdMap;
-use crate::resilience::Never;
-use crate::routing::{LeastLoaded, RoutingStrategy};
-use crate::scheduler::{
-    Action, AttemptOutcome, Dispatcher, DispatcherConfig, TaskReport, TaskSpec,
-};
-use crate::{AgentId, AttemptToken, Instant, StepId, TaskId, TaskRequirements, WorkflowId};
 
-/// The dispatcher payload of a workflow task: which attempt of which run it
-/// carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct StepTask {
-    /// The run.
-    pub run: WorkflowId,
-    /// The step.
-    pub step: StepId,
-    /// The run's attempt token (not the dispatcher's).
-    pub token: AttemptToken,
-    /// Whether the task compensates the step instead of running it.
-    pub compensation: bool,
-}
+mod actions;
+mod pump;
 
-/// What the host should do next; pulled with
-/// [`WorkflowEngine::poll_action`].
-#[derive(Clone, Debug, PartialEq)]
-pub enum EngineAction<P> {
-    /// Run (or compensate) an agent step on `agent`; its input is
-    /// [`WorkflowEngine::input`]`(step.run, step.token)`. Report with
-    /// [`WorkflowEngine::report`] and this `task` and `token`.
-    Assign {
-        /// The dispatcher task.
-        task: TaskId,
-        /// The agent chosen.
-        agent: AgentId,
-        /// The dispatcher's fencing token.
-        token: AttemptToken,
-        /// The run attempt it carries.
-        step: StepTask,
-    },
-    /// Stop the dispatcher attempt `token` of `task` on `agent`.
-    CancelAssigned {
-        /// The dispatcher task.
-        task: TaskId,
-        /// The agent running it.
-        agent: AgentId,
-        /// The dispatcher's token.
-        token: AttemptToken,
-    },
-    /// Run an in-process step; report with [`WorkflowEngine::report_local`].
-    RunLocal {
-        /// The run.
-        run: WorkflowId,
-        /// The step.
-        step: StepId,
-        /// The run's attempt token.
-        token: AttemptToken,
-    },
-    /// Compensate an in-process or sub-workflow step; report with
-    /// [`WorkflowEngine::compensated`].
-    CompensateLocal {
-        /// The run.
-        run: WorkflowId,
-        /// The step.
-        step: StepId,
-        /// The compensation attempt's token.
-        token: AttemptToken,
-    },
-    /// Stop an in-process attempt.
-    CancelLocal {
-        /// The run.
-        run: WorkflowId,
-        /// The step.
-        step: StepId,
-        /// The attempt.
-        token: AttemptToken,
-    },
-    /// A multi-instance step needs its items: [`WorkflowEngine::expand`].
-    Expand {
-        /// The run.
-        run: WorkflowId,
-        /// The step.
-        step: StepId,
-    },
-    /// An agent missed its heartbeats; its tasks were requeued.
-    AgentLost {
-        /// The agent.
-        agent: AgentId,
-    },
-    /// A top-level run ended (sub-workflow runs report to their parent
-    /// step instead). The run is removed from the engine.
-    Finished {
-        /// The run.
-        run: WorkflowId,
-        /// How it ended.
-        outcome: RunOutcome,
-        /// Its output.
-        output: Option<P>,
-    },
-}
+use crate::scheduler::{Action, AttemptOutcome, ReportError, TaskReport};
+use crate::{AgentId, AttemptToken, Instant, StepId, TaskId, WorkflowId};
+pub use actions::{EngineAction, StepTask};
 
 struct Entry<P> {
     run: WorkflowRun<P>,
@@ -121,31 +26,57 @@ struct Entry<P> {
     parent: Option<(WorkflowId, AttemptToken)>,
 }
 
-type SharedObserver = Arc<Mutex<Box<dyn WorkflowObserver + Send>>>;
+type SharedObserver = Arc<std::sync::Mutex<Box<dyn WorkflowObserver + Send>>>;
 
-/// Runs many [`WorkflowRun`]s at once on one [`Dispatcher`].
+/// Runs many [`WorkflowRun`]s at once on a task pool the host owns — a
+/// [`Dispatcher`](crate::scheduler::Dispatcher), through [`TaskPool`] — so
+/// plain tasks and workflow steps share one pool of agents.
 ///
-/// Ready agent steps become dispatcher tasks, routed by the step's required
-/// capabilities and priority; task outcomes become step results. In-process
-/// steps, multi-instance expansions and local compensations come out as
-/// actions for the host (or the threaded driver). Sub-workflow steps start
-/// child runs inside the engine, whose outcome completes the parent step.
-/// Timers of every run are kept in one ordered set, so
-/// [`poll_timeout`](Self::poll_timeout) and
-/// [`handle_timeout`](Self::handle_timeout) cost `O(log runs)`.
+/// Ready agent steps become tasks of the host's pool ([`StepTask`]
+/// payloads), routed by the step's required capabilities and priority;
+/// their outcomes become step results. In-process steps, multi-instance
+/// expansions and local compensations come out as actions for the host (or
+/// the threaded driver). Sub-workflow steps start child runs inside the
+/// engine, whose outcome completes the parent step. Timers of every run
+/// are kept in one ordered set, so [`poll_timeout`](Self::poll_timeout)
+/// and [`handle_timeout`](Self::handle_timeout) cost `O(log runs)`.
 ///
-/// Step retries belong to the runs: the engine sets the dispatcher's retry
-/// policy to [`Never`] and turns every dead-lettered or expired task into a
-/// failed attempt of its step. Failover of agents that are lost or
-/// unregistered stays with the dispatcher: their tasks are requeued and
-/// reassigned, invisibly to the run.
+/// The host is the only one to pull the pool's actions. It hands each to
+/// [`handle_action`](Self::handle_action): the engine keeps those about
+/// its own tasks (it knows them by id) and gives every other back, so a
+/// plain task's action never reaches the engine and a step's never reaches
+/// the host's plain-task code. Every call that may start or stop steps
+/// takes the pool as `&mut`.
+///
+/// Step retries belong to the runs, by each step's own policy: the engine
+/// reports a failed step attempt to the pool as not retryable, so the
+/// pool's retry policy — the host's configuration, left as it is — never
+/// retries a step, and takes the resulting dead letter at once. A step
+/// task the pool gives up on by itself (expired, or dead-lettered after
+/// its own retries of timed-out attempts) fails the run's attempt.
+/// Failover of agents that are lost or unregistered, and the retries of
+/// attempts the pool timed out, stay with the pool: the task is assigned
+/// again ([`EngineAction::Assign`] with a new token), invisibly to the
+/// run.
 ///
 /// ```
 /// use std::sync::Arc;
 /// use taskweave::agent::AgentProfile;
-/// use taskweave::scheduler::DispatcherConfig;
-/// use taskweave::workflow::{EngineAction, RunOutcome, StepDef, StepOutput, WorkflowDef, WorkflowEngine};
+/// use taskweave::scheduler::{Action, AttemptOutcome, Dispatcher, DispatcherConfig, TaskReport, TaskSpec};
+/// use taskweave::workflow::{EngineAction, RunOutcome, StepDef, StepOutput, StepTask, WorkflowDef, WorkflowEngine};
 /// use taskweave::{AgentId, Instant};
+///
+/// /// The host's payload: its own jobs and workflow steps, on one pool.
+/// #[derive(Debug)]
+/// enum Job {
+///     Backup,
+///     Step(StepTask),
+/// }
+/// impl From<StepTask> for Job {
+///     fn from(step: StepTask) -> Self {
+///         Job::Step(step)
+///     }
+/// }
 ///
 /// let def = Arc::new(
 ///     WorkflowDef::builder("report", 1)
@@ -154,19 +85,39 @@ type SharedObserver = Arc<Mutex<Box<dyn WorkflowObserver + Send>>>;
 ///         .edge("query", "format")
 ///         .build()?,
 /// );
-/// let mut engine: WorkflowEngine<String> = WorkflowEngine::new(DispatcherConfig::default());
 /// let now = Instant::ZERO;
-/// engine.register_agent(AgentId::new(1), AgentProfile::builder().capabilities(["sql"]).build()?, now)?;
-/// let run = engine.start(def, None, now);
-/// while let Some(action) = engine.poll_action() {
+/// let mut pool: Dispatcher<Job> = Dispatcher::new(DispatcherConfig::default());
+/// // Each agent registered once, for tasks and steps alike.
+/// pool.register_agent(AgentId::new(1), AgentProfile::builder().capabilities(["sql"]).build()?, now)?;
+/// let mut engine: WorkflowEngine<String> = WorkflowEngine::new();
+/// let backup = pool.submit(TaskSpec::new(Job::Backup), now)?.id();
+/// engine.start(&mut pool, def, None, now);
+/// let mut backed_up = false;
+/// loop {
+///     // The pool's actions first: the engine keeps its steps' and hands
+///     // the host's own back.
+///     if let Some(action) = pool.poll_action() {
+///         match engine.handle_action(&mut pool, action) {
+///             Some(Action::Assign { task, agent, token, .. }) => {
+///                 assert_eq!(task, backup);
+///                 backed_up = true;
+///                 let outcome = AttemptOutcome::Success;
+///                 pool.report(TaskReport { task, agent, token, outcome }, now)?;
+///             }
+///             Some(other) => unreachable!("{other:?}"),
+///             None => {}
+///         }
+///         continue;
+///     }
+///     let Some(action) = engine.poll_action() else { break };
 ///     match action {
 ///         EngineAction::Assign { task, agent, token, .. } => {
-///             engine.report(task, agent, token, Ok(StepOutput::new("42 rows".to_string())), now)?
+///             engine.report(&mut pool, task, agent, token, Ok(StepOutput::new("42 rows".to_string())), now)?
 ///         }
 ///         EngineAction::RunLocal { run, token, .. } => {
 ///             let input = engine.input(run, token)?;
 ///             let rows = &input.inputs[0].1;
-///             engine.report_local(run, token, Ok(StepOutput::new(format!("<p>{rows}</p>"))), now)?;
+///             engine.report_local(&mut pool, run, token, Ok(StepOutput::new(format!("<p>{rows}</p>"))), now)?;
 ///         }
 ///         EngineAction::Finished { outcome, output, .. } => {
 ///             assert_eq!(outcome, RunOutcome::Succeeded);
@@ -175,15 +126,17 @@ type SharedObserver = Arc<Mutex<Box<dyn WorkflowObserver + Send>>>;
 ///         other => unreachable!("{other:?}"),
 ///     }
 /// }
+/// assert!(backed_up);
 /// assert_eq!(engine.active_runs(), 0);
-/// # let _ = run;
+/// assert_eq!(pool.live_tasks(), 0);
 /// # Ok::<(), taskweave::Error>(())
 /// ```
-pub struct WorkflowEngine<P, S = Box<dyn RoutingStrategy + Send>> {
-    dispatcher: Dispatcher<StepTask, S>,
+pub struct WorkflowEngine<P> {
     runs: IdMap<WorkflowId, Entry<P>>,
-    /// Dispatcher task of each run attempt submitted and not yet resolved.
+    /// Pool task of each run attempt submitted and not yet resolved.
     live: IdMap<(WorkflowId, AttemptToken), TaskId>,
+    /// Every pool task of the engine's the pool may still speak of.
+    tasks: IdMap<TaskId, Tracked>,
     /// Child run of each sub-workflow attempt.
     children: IdMap<(WorkflowId, AttemptToken), WorkflowId>,
     timers: BTreeSet<(Instant, WorkflowId)>,
@@ -194,7 +147,17 @@ pub struct WorkflowEngine<P, S = Box<dyn RoutingStrategy + Send>> {
     latest: Instant,
 }
 
-impl<P, S> fmt::Debug for WorkflowEngine<P, S> {
+/// One of the engine's pool tasks.
+#[derive(Clone, Copy, Debug)]
+struct Tracked {
+    step: StepTask,
+    /// Resolved for the run; the pool still owes one action about it (the
+    /// dead letter of a reported failure, the cancel of an attempt in
+    /// flight), which the engine swallows.
+    closing: bool,
+}
+
+impl<P> fmt::Debug for WorkflowEngine<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WorkflowEngine")
             .field("active_runs", &self.runs.len())
@@ -204,23 +167,19 @@ impl<P, S> fmt::Debug for WorkflowEngine<P, S> {
     }
 }
 
-impl<P: Clone> WorkflowEngine<P> {
-    /// An engine over a dispatcher with `config` (its retry policy replaced
-    /// by [`Never`]) and the [`LeastLoaded`] strategy.
-    pub fn new(config: DispatcherConfig) -> Self {
-        Self::with_strategy(config, Box::new(LeastLoaded::new()))
+impl<P: Clone> Default for WorkflowEngine<P> {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
-impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
-    /// An engine over a dispatcher with `config` (its retry policy replaced
-    /// by [`Never`]) and `strategy`.
-    pub fn with_strategy(mut config: DispatcherConfig, strategy: S) -> Self {
-        config.retry = Box::new(Never);
+impl<P: Clone> WorkflowEngine<P> {
+    /// An engine with no run, for a pool the host owns.
+    pub fn new() -> Self {
         WorkflowEngine {
-            dispatcher: Dispatcher::with_strategy(config, strategy),
             runs: IdMap::default(),
             live: IdMap::default(),
+            tasks: IdMap::default(),
             children: IdMap::default(),
             timers: BTreeSet::new(),
             actions: VecDeque::new(),
@@ -232,54 +191,31 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
 
     /// Sets the observer of every run started from now on.
     pub fn set_observer(&mut self, observer: impl WorkflowObserver + Send + 'static) {
-        self.observer = Some(Arc::new(Mutex::new(Box::new(observer))));
+        self.observer = Some(Arc::new(std::sync::Mutex::new(Box::new(observer))));
     }
 
-    /// The dispatcher (agents, queues, metrics).
-    pub fn dispatcher(&self) -> &Dispatcher<StepTask, S> {
-        &self.dispatcher
-    }
-
-    /// Registers an agent with the dispatcher.
-    ///
-    /// # Errors
-    ///
-    /// As [`Dispatcher::register_agent`].
-    pub fn register_agent(
+    /// Starts a run of `def` with `input`; returns its id. Its ready
+    /// agent steps are submitted to `pool`.
+    pub fn start(
         &mut self,
-        agent: AgentId,
-        profile: AgentProfile,
+        pool: &mut impl TaskPool,
+        def: Arc<WorkflowDef>,
+        input: Option<P>,
         now: Instant,
-    ) -> Result<(), EngineError> {
+    ) -> WorkflowId {
         let now = self.clock(now);
-        Ok(self.dispatcher.register_agent(agent, profile, now)?)
+        self.spawn(pool, def, input, None, now)
     }
 
-    /// Unregisters an agent; its tasks are requeued.
-    ///
-    /// # Errors
-    ///
-    /// As [`Dispatcher::unregister_agent`].
-    pub fn unregister_agent(&mut self, agent: AgentId, now: Instant) -> Result<(), EngineError> {
-        let now = self.clock(now);
-        self.dispatcher.unregister_agent(agent, now)?;
-        Ok(())
+    /// Whether `task` is one of the engine's (a step task the pool may
+    /// still speak of).
+    pub fn owns(&self, task: TaskId) -> bool {
+        self.tasks.contains_key(&task)
     }
 
-    /// Records a heartbeat.
-    ///
-    /// # Errors
-    ///
-    /// As [`Dispatcher::heartbeat`].
-    pub fn heartbeat(&mut self, agent: AgentId, now: Instant) -> Result<(), EngineError> {
-        let now = self.clock(now);
-        Ok(self.dispatcher.heartbeat(agent, now)?)
-    }
-
-    /// Starts a run of `def` with `input`; returns its id.
-    pub fn start(&mut self, def: Arc<WorkflowDef>, input: Option<P>, now: Instant) -> WorkflowId {
-        let now = self.clock(now);
-        self.spawn(def, input, None, now)
+    /// Step tasks submitted and not yet resolved.
+    pub fn live_tasks(&self) -> usize {
+        self.live.len()
     }
 
     /// Runs that have not finished yet, sub-workflow runs included.
@@ -303,33 +239,90 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
     }
 
     /// The next action, if any.
+    #[must_use = "an action must be carried out, or its run waits forever"]
     pub fn poll_action(&mut self) -> Option<EngineAction<P>> {
-        self.drain_dispatcher();
         self.actions.pop_front()
     }
 
-    /// The earliest instant the engine needs waking. It may be at or before
-    /// [`latest_now`](Self::latest_now) when a run set a timer for an
-    /// instant already reached during the last
-    /// [`handle_timeout`](Self::handle_timeout).
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let runs = self.timers.first().map(|&(at, _)| at);
-        match (runs, self.dispatcher.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+    /// Takes one action the host pulled from `pool`
+    /// ([`Dispatcher::poll_action`](crate::scheduler::Dispatcher::poll_action)):
+    /// an action about one of the engine's step tasks is kept — an
+    /// assignment becomes [`EngineAction::Assign`], the pool's own cancel
+    /// of an attempt [`EngineAction::CancelAssigned`], a task the pool gave
+    /// up on a failed attempt, and the trailing action of a task the engine
+    /// resolved already is dropped — and `None` is returned; any other action (a plain
+    /// task's, [`Action::AgentLost`]) is handed back untouched.
+    #[must_use = "an action handed back is the host's to carry out"]
+    pub fn handle_action(&mut self, pool: &mut impl TaskPool, action: Action) -> Option<Action> {
+        let task = match &action {
+            Action::Assign { task, .. }
+            | Action::Cancel { task, .. }
+            | Action::DeadLettered { task, .. }
+            | Action::Expired { task, .. } => *task,
+            Action::AgentLost { .. } => return Some(action),
+        };
+        let Some(&tracked) = self.tasks.get(&task) else {
+            return Some(action);
+        };
+        match action {
+            Action::Assign {
+                task, agent, token, ..
+            } => {
+                if !tracked.closing {
+                    self.actions.push_back(EngineAction::Assign {
+                        task,
+                        agent,
+                        token,
+                        step: tracked.step,
+                    });
+                }
+            }
+            Action::Cancel {
+                task, agent, token, ..
+            } => {
+                if tracked.closing {
+                    // The engine's own cancel, handed out already.
+                    self.tasks.remove(&task);
+                } else {
+                    // The pool stopped an attempt (timed out, agent lost):
+                    // it assigns the task again or gives it up.
+                    self.actions
+                        .push_back(EngineAction::CancelAssigned { task, agent, token });
+                }
+            }
+            Action::DeadLettered { task, .. } | Action::Expired { task, .. } => {
+                if tracked.closing {
+                    self.tasks.remove(&task);
+                    // A reported failure's letter, taken already; or one
+                    // the pool kept after all.
+                    let _ = pool.take_given_up(task);
+                } else {
+                    self.task_failed(pool, task, tracked.step);
+                }
+            }
+            Action::AgentLost { .. } => {}
         }
+        None
     }
 
-    /// Fires the dispatcher's and the runs' timers due at `now`.
+    /// The earliest instant the engine's runs need waking. It may be at or
+    /// before [`latest_now`](Self::latest_now) when a run set a timer for
+    /// an instant already reached during the last
+    /// [`handle_timeout`](Self::handle_timeout). The pool's own timers are
+    /// the host's to drive.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|&(at, _)| at)
+    }
+
+    /// Fires the runs' timers due at `now`.
     ///
     /// Each run whose timer was due when the call began is woken once
     /// ([`WorkflowRun::handle_timeout`]); a timer set during the call for an
     /// instant already reached waits for the next call, so one call does
     /// bounded work. A `now` earlier than one seen before counts as the
     /// latest one: a clock that steps back fires nothing new.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub fn handle_timeout(&mut self, pool: &mut impl TaskPool, now: Instant) {
         let now = self.clock(now);
-        self.dispatcher.handle_timeout(now);
         let first_later = (
             now.saturating_add(Duration::from_nanos(1)),
             WorkflowId::new(0),
@@ -346,7 +339,7 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
             }
             entry.timer = None;
             entry.run.handle_timeout(now);
-            self.pump(id, now);
+            self.pump(pool, id, now);
         }
     }
 
@@ -363,18 +356,20 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
 
     /// Reports the result of an agent step (or compensation) assigned with
     /// [`EngineAction::Assign`]. For a compensation, any `Ok` output is
-    /// ignored.
+    /// ignored. The pool gets the report too (a failure as not retryable:
+    /// the step's own policy decides on a retry).
     ///
     /// # Errors
     ///
-    /// [`EngineError::Report`] if the dispatcher refuses the report (an
-    /// unknown task, a stale token, another agent); a [`RunError`] if the
-    /// run refuses the result (for instance an invalid branch choice). A
-    /// refused report changes nothing.
+    /// [`EngineError::Report`] if the task is not the engine's or the pool
+    /// refuses the report (an unknown task, a stale token, another agent);
+    /// a [`RunError`] if the run refuses the result (for instance an
+    /// invalid branch choice). A refused report changes nothing.
     ///
     /// [`RunError`]: super::RunError
     pub fn report(
         &mut self,
+        pool: &mut impl TaskPool,
         task: TaskId,
         agent: AgentId,
         token: AttemptToken,
@@ -382,17 +377,21 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
         now: Instant,
     ) -> Result<(), EngineError> {
         let now = self.clock(now);
-        self.dispatcher.verify_report(task, agent, token)?;
-        let Some(&step) = self.dispatcher.payload(task) else {
-            return Err(crate::scheduler::ReportError::UnknownTask(task).into());
+        let step = match self.tasks.get(&task) {
+            Some(tracked) if !tracked.closing => tracked.step,
+            _ => return Err(ReportError::UnknownTask(task).into()),
         };
+        pool.verify_report(task, agent, token)?;
         let outcome = match &result {
             Ok(_) => AttemptOutcome::Success,
+            // Never retried by the pool: the run has the failure, and
+            // retries it by the step's policy.
             Err(failure) => AttemptOutcome::Failure {
                 reason: failure.reason.clone(),
-                retryable: failure.retryable,
+                retryable: false,
             },
         };
+        let failed = result.is_err();
         let entry = self
             .runs
             .get_mut(&step.run)
@@ -403,7 +402,7 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
             (true, result) => entry.run.compensated(step.token, result.map(drop), now)?,
         }
         self.live.remove(&(step.run, step.token));
-        self.dispatcher.report(
+        pool.report(
             TaskReport {
                 task,
                 agent,
@@ -412,10 +411,17 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
             },
             now,
         )?;
-        // A failure is dead-lettered (the dispatcher never retries for the
-        // engine); the run has the failure already.
-        self.dispatcher.take_dead_letter(task);
-        self.pump(step.run, now);
+        if failed {
+            // Dead-lettered: the letter is the engine's to take, and the
+            // pool's action about it to swallow.
+            let _ = pool.take_given_up(task);
+            if let Some(tracked) = self.tasks.get_mut(&task) {
+                tracked.closing = true;
+            }
+        } else {
+            self.tasks.remove(&task);
+        }
+        self.pump(pool, step.run, now);
         Ok(())
     }
 
@@ -426,13 +432,14 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
     /// [`EngineError::UnknownRun`], or the run's error.
     pub fn report_local(
         &mut self,
+        pool: &mut impl TaskPool,
         run: WorkflowId,
         token: AttemptToken,
         result: Result<StepOutput<P>, StepFailure>,
         now: Instant,
     ) -> Result<(), EngineError> {
         let now = self.clock(now);
-        self.with_run(run, now, |r| match result {
+        self.with_run(pool, run, now, |r| match result {
             Ok(output) => r.succeed(token, output, now),
             Err(failure) => r.fail(token, failure, now),
         })
@@ -445,13 +452,14 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
     /// [`EngineError::UnknownRun`], or the run's error.
     pub fn compensated(
         &mut self,
+        pool: &mut impl TaskPool,
         run: WorkflowId,
         token: AttemptToken,
         result: Result<(), StepFailure>,
         now: Instant,
     ) -> Result<(), EngineError> {
         let now = self.clock(now);
-        self.with_run(run, now, |r| r.compensated(token, result, now))
+        self.with_run(pool, run, now, |r| r.compensated(token, result, now))
     }
 
     /// Gives a multi-instance step its items ([`EngineAction::Expand`]).
@@ -461,13 +469,14 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
     /// [`EngineError::UnknownRun`], or the run's error.
     pub fn expand(
         &mut self,
+        pool: &mut impl TaskPool,
         run: WorkflowId,
         step: StepId,
         items: Vec<P>,
         now: Instant,
     ) -> Result<(), EngineError> {
         let now = self.clock(now);
-        self.with_run(run, now, |r| r.expand(step, items, now))
+        self.with_run(pool, run, now, |r| r.expand(step, items, now))
     }
 
     /// Sends a signal to a run's waiting steps.
@@ -477,13 +486,14 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
     /// [`EngineError::UnknownRun`], or the run's error.
     pub fn signal(
         &mut self,
+        pool: &mut impl TaskPool,
         run: WorkflowId,
         name: &str,
         payload: Option<P>,
         now: Instant,
     ) -> Result<(), EngineError> {
         let now = self.clock(now);
-        self.with_run(run, now, |r| r.signal(name, payload, now))
+        self.with_run(pool, run, now, |r| r.signal(name, payload, now))
     }
 
     /// Cancels a run (it compensates, then finishes).
@@ -491,9 +501,14 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
     /// # Errors
     ///
     /// [`EngineError::UnknownRun`], or the run's error.
-    pub fn cancel(&mut self, run: WorkflowId, now: Instant) -> Result<(), EngineError> {
+    pub fn cancel(
+        &mut self,
+        pool: &mut impl TaskPool,
+        run: WorkflowId,
+        now: Instant,
+    ) -> Result<(), EngineError> {
         let now = self.clock(now);
-        self.with_run(run, now, |r| r.cancel(now))
+        self.with_run(pool, run, now, |r| r.cancel(now))
     }
 
     /// Cancels one step of a run.
@@ -503,16 +518,18 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
     /// [`EngineError::UnknownRun`], or the run's error.
     pub fn cancel_step(
         &mut self,
+        pool: &mut impl TaskPool,
         run: WorkflowId,
         step: StepId,
         now: Instant,
     ) -> Result<(), EngineError> {
         let now = self.clock(now);
-        self.with_run(run, now, |r| r.cancel_step(step, now))
+        self.with_run(pool, run, now, |r| r.cancel_step(step, now))
     }
 
     fn with_run(
         &mut self,
+        pool: &mut impl TaskPool,
         run: WorkflowId,
         now: Instant,
         input: impl FnOnce(&mut WorkflowRun<P>) -> Result<(), super::RunError>,
@@ -522,279 +539,7 @@ impl<P: Clone, S: RoutingStrategy> WorkflowEngine<P, S> {
             .get_mut(&run)
             .ok_or(EngineError::UnknownRun(run))?;
         input(&mut entry.run)?;
-        self.pump(run, now);
+        self.pump(pool, run, now);
         Ok(())
-    }
-
-    fn spawn(
-        &mut self,
-        def: Arc<WorkflowDef>,
-        input: Option<P>,
-        parent: Option<(WorkflowId, AttemptToken)>,
-        now: Instant,
-    ) -> WorkflowId {
-        let id = WorkflowId::new(self.next_run);
-        self.next_run += 1;
-        let run = match &self.observer {
-            Some(shared) => {
-                let shared = Arc::clone(shared);
-                WorkflowRun::with_observer(def, id, input, now, move |event: &WorkflowEvent| {
-                    shared.lock().on_event(event);
-                })
-            }
-            None => WorkflowRun::new(def, id, input, now),
-        };
-        self.runs.insert(
-            id,
-            Entry {
-                run,
-                timer: None,
-                parent,
-            },
-        );
-        self.pump(id, now);
-        id
-    }
-
-    /// Turns a run's pending actions into dispatcher tasks, child runs and
-    /// engine actions, then files its next timer.
-    fn pump(&mut self, id: WorkflowId, now: Instant) {
-        loop {
-            let Some(entry) = self.runs.get_mut(&id) else {
-                return;
-            };
-            let Some(action) = entry.run.poll_action() else {
-                break;
-            };
-            let def = Arc::clone(entry.run.definition());
-            match action {
-                RunAction::Start { step, token, .. } => {
-                    let Some(step_def) = def.step(step) else {
-                        continue;
-                    };
-                    match &step_def.kind {
-                        StepKind::Agent => self.submit(id, step, token, false, now),
-                        StepKind::SubWorkflow(child) => {
-                            let input = entry.run.input(token).ok().and_then(|input| {
-                                input
-                                    .inputs
-                                    .last()
-                                    .map(|(_, v)| v.clone())
-                                    .or(input.run_input)
-                            });
-                            let child =
-                                self.spawn(Arc::clone(child), input, Some((id, token)), now);
-                            self.children.insert((id, token), child);
-                        }
-                        StepKind::Local | StepKind::Wait { .. } => {
-                            self.actions.push_back(EngineAction::RunLocal {
-                                run: id,
-                                step,
-                                token,
-                            });
-                        }
-                    }
-                }
-                RunAction::Expand { step } => {
-                    self.actions
-                        .push_back(EngineAction::Expand { run: id, step });
-                }
-                RunAction::Cancel { step, token, .. } => {
-                    if let Some(task) = self.live.remove(&(id, token)) {
-                        // Queued tasks vanish; in-flight ones come back as a
-                        // dispatcher Cancel action.
-                        let _ = self.dispatcher.cancel(task, now);
-                        self.drain_dispatcher();
-                    } else if let Some(child) = self.children.remove(&(id, token)) {
-                        if let Some(entry) = self.runs.get_mut(&child) {
-                            entry.parent = None;
-                            let _ = entry.run.cancel(now);
-                            self.pump(child, now);
-                        }
-                    } else {
-                        self.actions.push_back(EngineAction::CancelLocal {
-                            run: id,
-                            step,
-                            token,
-                        });
-                    }
-                }
-                RunAction::Compensate { step, token, .. } => {
-                    if def.step(step).is_some_and(StepDef::is_agent) {
-                        self.submit(id, step, token, true, now);
-                    } else {
-                        self.actions.push_back(EngineAction::CompensateLocal {
-                            run: id,
-                            step,
-                            token,
-                        });
-                    }
-                }
-                RunAction::Finished => {
-                    self.finished(id, now);
-                    return;
-                }
-            }
-        }
-        self.reschedule(id);
-    }
-
-    fn submit(
-        &mut self,
-        run: WorkflowId,
-        step: StepId,
-        token: AttemptToken,
-        compensation: bool,
-        now: Instant,
-    ) {
-        let Some(entry) = self.runs.get_mut(&run) else {
-            return;
-        };
-        let Some(step_def) = entry.run.definition().step(step) else {
-            return;
-        };
-        let spec = TaskSpec::new(StepTask {
-            run,
-            step,
-            token,
-            compensation,
-        })
-        .priority(step_def.priority)
-        .requirements(TaskRequirements::new().require(step_def.capabilities.iter().cloned()));
-        match self.dispatcher.submit(spec, now) {
-            Ok(submitted) => {
-                self.live.insert((run, token), submitted.id());
-                self.drain_dispatcher();
-            }
-            Err(refused) => {
-                let failure = StepFailure::retryable(format!(
-                    "the dispatcher refused the task: {}",
-                    refused.kind
-                ));
-                let _ = if compensation {
-                    entry.run.compensated(token, Err(failure), now)
-                } else {
-                    entry.run.fail(token, failure, now)
-                };
-            }
-        }
-    }
-
-    fn reschedule(&mut self, id: WorkflowId) {
-        let Some(entry) = self.runs.get_mut(&id) else {
-            return;
-        };
-        let next = entry.run.poll_timeout();
-        if next != entry.timer {
-            if let Some(old) = entry.timer {
-                self.timers.remove(&(old, id));
-            }
-            if let Some(new) = next {
-                self.timers.insert((new, id));
-            }
-            entry.timer = next;
-        }
-    }
-
-    fn finished(&mut self, id: WorkflowId, now: Instant) {
-        let Some(entry) = self.runs.remove(&id) else {
-            return;
-        };
-        if let Some(at) = entry.timer {
-            self.timers.remove(&(at, id));
-        }
-        let outcome = entry
-            .run
-            .outcome()
-            .cloned()
-            .unwrap_or(RunOutcome::Failed(super::FailureCause::Cancelled));
-        let output = entry.run.output().cloned();
-        match entry.parent {
-            Some((parent, token)) => {
-                self.children.remove(&(parent, token));
-                if let Some(parent_entry) = self.runs.get_mut(&parent) {
-                    let _ = match outcome {
-                        RunOutcome::Succeeded => parent_entry.run.succeed(
-                            token,
-                            StepOutput {
-                                value: output,
-                                branches: Vec::new(),
-                                again: false,
-                            },
-                            now,
-                        ),
-                        other => parent_entry.run.fail(
-                            token,
-                            StepFailure::fatal(format!("the sub-workflow ended {other:?}")),
-                            now,
-                        ),
-                    };
-                    self.pump(parent, now);
-                }
-            }
-            None => self.actions.push_back(EngineAction::Finished {
-                run: id,
-                outcome,
-                output,
-            }),
-        }
-    }
-
-    /// Translates the dispatcher's pending actions, in order, so they take
-    /// their place among the engine's.
-    fn drain_dispatcher(&mut self) {
-        while let Some(action) = self.dispatcher.poll_action() {
-            self.on_dispatcher_action(action);
-        }
-    }
-
-    fn on_dispatcher_action(&mut self, action: Action) {
-        match action {
-            Action::Assign {
-                task, agent, token, ..
-            } => {
-                if let Some(&step) = self.dispatcher.payload(task) {
-                    self.actions.push_back(EngineAction::Assign {
-                        task,
-                        agent,
-                        token,
-                        step,
-                    });
-                }
-            }
-            Action::Cancel {
-                task, agent, token, ..
-            } => self
-                .actions
-                .push_back(EngineAction::CancelAssigned { task, agent, token }),
-            Action::DeadLettered { task, .. } | Action::Expired { task, .. } => {
-                self.task_failed(task);
-            }
-            Action::AgentLost { agent } => {
-                self.actions.push_back(EngineAction::AgentLost { agent });
-            }
-        }
-    }
-
-    /// A task the dispatcher gave up on: its attempt fails.
-    fn task_failed(&mut self, task: TaskId) {
-        let Some(letter) = self.dispatcher.take_dead_letter(task) else {
-            return;
-        };
-        let step = letter.spec.payload;
-        if self.live.remove(&(step.run, step.token)).is_none() {
-            return;
-        }
-        let Some(entry) = self.runs.get_mut(&step.run) else {
-            return;
-        };
-        let failure = StepFailure::retryable(format!("{:?}", letter.reason));
-        let now = letter.at;
-        let _ = if step.compensation {
-            entry.run.compensated(step.token, Err(failure), now)
-        } else {
-            entry.run.fail(step.token, failure, now)
-        };
-        self.pump(step.run, now);
     }
 }

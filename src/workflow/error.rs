@@ -253,10 +253,12 @@ pub enum EngineError {
     /// The run refused the input.
     #[error(transparent)]
     Run(#[from] RunError),
-    /// The dispatcher refused the report.
+    /// The report names no live task of the engine, or the pool refused
+    /// it.
     #[error(transparent)]
     Report(#[from] ReportError),
-    /// The dispatcher refused an agent operation.
+    /// The dispatcher refused an operation (kept for hosts that wrap pool
+    /// calls in an `EngineError`; the engine itself no longer returns it).
     #[error(transparent)]
     Scheduler(#[from] SchedulerError),
 }

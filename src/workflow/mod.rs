@@ -7,8 +7,9 @@
 //! | [`Step`] | in-process step code: `run`, and optionally `compensate` |
 //! | [`WorkflowRun`] | the sans-IO state machine of one execution: [`RunAction`]s out, [`RunInput`]s in, a [`RunOutcome`] at the end |
 //! | [`Checkpoint`] | a run's state as a serde value, resumable under the same definition |
-//! | [`WorkflowEngine`] | many runs at once on one [`Dispatcher`](crate::scheduler::Dispatcher): agent steps become tasks, task outcomes step results |
+//! | [`WorkflowEngine`] | many runs at once on a [`Dispatcher`](crate::scheduler::Dispatcher) the host owns ([`TaskPool`]), beside the host's plain tasks: agent steps become tasks, task outcomes step results |
 //! | [`WorkflowObserver`] | receives [`WorkflowEvent`]s |
+//! | [`Saga`] | a compensation log on its own: record completed actions with their dependencies, undo them in reverse order |
 //! | [`mermaid_flowchart`], [`mermaid_run_flowchart`], [`mermaid_gantt`], [`dot_graph`], [`dot_run_graph`] | diagrams as text: Mermaid flowcharts of a definition or of a run coloured by step state, a Mermaid Gantt chart of a run's attempts, Graphviz DOT |
 //!
 //! # Control flow
@@ -56,7 +57,9 @@
 //! after every completed step that depends on it. A compensation is retried
 //! by the step's policy; one that fails for good blocks the compensation of
 //! the steps it depends on, and the run ends
-//! [`RunOutcome::CompensationFailed`] listing exactly what is left.
+//! [`RunOutcome::CompensationFailed`] listing exactly what is left. The run
+//! keeps this log in a [`Saga`], which a host can use without a workflow
+//! for its own sequence of calls.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -101,8 +104,10 @@ mod engine;
 mod error;
 mod export;
 mod observer;
+mod pool;
 mod run;
 mod run_check;
+mod saga;
 mod step;
 mod step_def;
 
@@ -122,7 +127,9 @@ pub use export::{
     dot_graph, dot_run_graph, mermaid_flowchart, mermaid_gantt, mermaid_run_flowchart,
 };
 pub use observer::{WorkflowEvent, WorkflowObserver};
+pub use pool::TaskPool;
 pub use run::{AttemptEnd, StepState, TimelineEntry, WorkflowRun};
+pub use saga::{Compensation, CompensationId, CompensationStatus, Saga, SagaError, Undone};
 pub use step::{Step, StepFailure, StepInput, StepOutput};
 pub use step_def::{Choice, Join, MultiInstance, StepDef, StepKind, TIMEOUT_LABEL};
 

@@ -11,11 +11,11 @@
 //! [`Checkpoint`]: super::Checkpoint
 
 use super::run::{
-    CompensationState, EdgeState, Exec, ExecState, NONE, Phase, RunState, StepSlot, Timer,
+    CompensationState, EdgeState, Exec, ExecState, NONE, Phase, RunState, StepSlot, Timer, run_saga,
 };
 use super::{
-    AttemptEnd, FailureCause, Join, MAX_ATTEMPTS, MAX_INSTANCES, MAX_ITERATIONS, RunAction,
-    RunError, RunOutcome, StepState, WorkflowDef,
+    AttemptEnd, CompensationStatus, FailureCause, Join, MAX_ATTEMPTS, MAX_INSTANCES,
+    MAX_ITERATIONS, RunAction, RunError, RunOutcome, StepState, WorkflowDef,
 };
 use crate::{Instant, StepId};
 
@@ -512,13 +512,7 @@ impl<P> RunState<P> {
                 || "open_steps".into(),
                 "is zero on a running run",
             ),
-            Phase::Compensating {
-                cause,
-                queue,
-                cursor,
-                blocked,
-                pending,
-            } => {
+            Phase::Compensating { cause, saga } => {
                 check(cause_ok(cause), || "phase.cause".into(), "names no step")?;
                 check(
                     self.open_steps == 0,
@@ -526,55 +520,62 @@ impl<P> RunState<P> {
                     "is not zero while compensating",
                 )?;
                 check(
-                    blocked.len() == n,
-                    || "phase.blocked".into(),
-                    "does not have one entry per step",
+                    saga.is_compensating() && saga.is_consistent(),
+                    || "phase.saga".into(),
+                    "is not a consistent saga that compensates",
                 )?;
+                let expected = run_saga(
+                    def,
+                    self.completions.iter().filter_map(|&exec| {
+                        let e = self.execs.get(exec as usize)?;
+                        Some((exec, e.step))
+                    }),
+                );
                 check(
-                    *cursor < queue.len(),
-                    || "phase.cursor".into(),
-                    "is beyond the compensation queue",
+                    saga.same_dependencies(&expected)
+                        && saga.len() == expected.len()
+                        && saga
+                            .iter()
+                            .zip(expected.iter())
+                            .all(|(a, b)| a.1 == b.1 && a.2 == b.2),
+                    || "phase.saga".into(),
+                    "does not record the completed compensable executions",
+                )?;
+                // The run compensates one execution at a time, from the
+                // moment it fails until it finishes.
+                check(
+                    saga.in_progress().is_some(),
+                    || "phase.saga".into(),
+                    "has no compensation in progress",
                 )?;
                 let mut seen = vec![false; self.execs.len()];
-                let mut left = 0usize;
-                for (k, &exec) in queue.iter().enumerate() {
+                for (id, _, &exec, status) in saga.iter() {
                     let e = self.execs.get(exec as usize);
-                    let state_ok = e.is_some_and(|e| match k.cmp(cursor) {
-                        std::cmp::Ordering::Less => matches!(
-                            e.compensation,
-                            CompensationState::Done
-                                | CompensationState::Failed
-                                | CompensationState::Blocked
-                        ),
-                        std::cmp::Ordering::Equal => matches!(
+                    let ok = e.is_some_and(|e| match status {
+                        CompensationStatus::Waiting => {
+                            e.compensation == CompensationState::NotStarted
+                        }
+                        CompensationStatus::InProgress => matches!(
                             e.compensation,
                             CompensationState::Running(_) | CompensationState::Delayed { .. }
                         ),
-                        std::cmp::Ordering::Greater => {
-                            e.compensation == CompensationState::NotStarted
+                        CompensationStatus::Compensated => {
+                            e.compensation == CompensationState::Done
                         }
+                        CompensationStatus::Failed => e.compensation == CompensationState::Failed,
+                        CompensationStatus::Blocked => e.compensation == CompensationState::Blocked,
                     });
-                    let ok = state_ok
-                        && !std::mem::replace(&mut seen[exec as usize], true)
-                        && e.is_some_and(|e| {
-                            e.state == ExecState::Completed
-                                && def.step(e.step).is_some_and(|s| s.compensable)
-                        });
                     check(
                         ok,
-                        || format!("phase.queue[{k}]"),
-                        "is not a completed compensable execution in its place",
+                        || format!("phase.saga[{}]", id.get()),
+                        "disagrees with its execution's compensation",
                     )?;
-                    if k < *cursor && e.is_some_and(|e| e.compensation != CompensationState::Done) {
-                        left += 1;
+                    if let Some(flag) = seen.get_mut(exec as usize) {
+                        *flag = true;
                     }
                 }
-                check(
-                    pending.len() == left && pending.iter().all(|p| in_range(p.step, n)),
-                    || "phase.pending".into(),
-                    "does not list the compensations left undone",
-                )?;
-                // Every other execution that was ever compensated is queued.
+                // Every other execution that was ever compensated is in
+                // the saga.
                 let stray = self
                     .execs
                     .iter()
@@ -582,7 +583,7 @@ impl<P> RunState<P> {
                     .any(|(i, e)| e.compensation != CompensationState::NotStarted && !seen[i]);
                 check(
                     !stray,
-                    || "phase.queue".into(),
+                    || "phase.saga".into(),
                     "misses an execution being compensated",
                 )
             }
