@@ -53,9 +53,9 @@ pub struct Checkpoint<P> {
 
 impl<P> Checkpoint<P> {
     /// The format this release writes and reads. Format 2 added this field,
-    /// the run's latest `now`, and ordered timers; format 3 keeps a
-    /// compensating run's progress as a [`Saga`](super::Saga).
-    pub const FORMAT: u32 = 3;
+    /// the run's latest `now`, ordered timers, and a compensating run's
+    /// progress as a [`Saga`](super::Saga).
+    pub const FORMAT: u32 = 2;
 
     /// The checkpoint's format.
     pub fn format(&self) -> u32 {
