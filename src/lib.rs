@@ -124,6 +124,7 @@ pub mod error;
 mod hash;
 pub mod id;
 pub mod metrics;
+pub mod observer;
 #[cfg(feature = "planning")]
 pub mod planning;
 pub mod priority;
@@ -155,6 +156,7 @@ pub use error::Error;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctest;
 pub use id::{AgentId, AttemptToken, StepId, TaskId, WorkflowId};
+pub use observer::Observer;
 pub use priority::Priority;
 pub use requirements::{LabelConstraint, TaskRequirements};
 pub use time::Instant;

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    EngineError, StepFailure, StepInput, StepOutput, TaskPool, WorkflowDef, WorkflowObserver,
+    EngineError, StepFailure, StepInput, StepOutput, TaskPool, WorkflowDef, WorkflowEvent,
     WorkflowRun,
 };
+use crate::Observer;
 use crate::hash::IdMap;
 
 mod actions;
@@ -26,7 +27,7 @@ struct Entry<P> {
     parent: Option<(WorkflowId, AttemptToken)>,
 }
 
-type SharedObserver = Arc<std::sync::Mutex<Box<dyn WorkflowObserver + Send>>>;
+type SharedObserver = Arc<std::sync::Mutex<Box<dyn Observer<WorkflowEvent> + Send>>>;
 
 /// Runs many [`WorkflowRun`]s at once on a task pool the host owns — a
 /// [`Dispatcher`](crate::scheduler::Dispatcher), through [`TaskPool`] — so
@@ -190,7 +191,7 @@ impl<P: Clone> WorkflowEngine<P> {
     }
 
     /// Sets the observer of every run started from now on.
-    pub fn set_observer(&mut self, observer: impl WorkflowObserver + Send + 'static) {
+    pub fn set_observer(&mut self, observer: impl Observer<WorkflowEvent> + Send + 'static) {
         self.observer = Some(Arc::new(std::sync::Mutex::new(Box::new(observer))));
     }
 

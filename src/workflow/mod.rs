@@ -8,7 +8,7 @@
 //! | [`WorkflowRun`] | the sans-IO state machine of one execution: [`RunAction`]s out, [`RunInput`]s in, a [`RunOutcome`] at the end |
 //! | [`Checkpoint`] | a run's state as a serde value, resumable under the same definition |
 //! | [`WorkflowEngine`] | many runs at once on a [`Dispatcher`](crate::scheduler::Dispatcher) the host owns ([`TaskPool`]), beside the host's plain tasks: agent steps become tasks, task outcomes step results |
-//! | [`WorkflowObserver`] | receives [`WorkflowEvent`]s |
+//! | [`WorkflowEvent`] | what a run or the engine reports to an [`Observer`](crate::Observer) |
 //! | [`Saga`] | a compensation log on its own: record completed actions with their dependencies, undo them in reverse order |
 //! | [`mermaid_flowchart`], [`mermaid_run_flowchart`], [`mermaid_gantt`], [`dot_graph`], [`dot_run_graph`] | diagrams as text: Mermaid flowcharts of a definition or of a run coloured by step state, a Mermaid Gantt chart of a run's attempts, Graphviz DOT |
 //!
@@ -126,7 +126,7 @@ pub(crate) use export::{display_name, line, mermaid_escape};
 pub use export::{
     dot_graph, dot_run_graph, mermaid_flowchart, mermaid_gantt, mermaid_run_flowchart,
 };
-pub use observer::{WorkflowEvent, WorkflowObserver};
+pub use observer::WorkflowEvent;
 pub use pool::TaskPool;
 pub use run::{AttemptEnd, StepState, TimelineEntry, WorkflowRun};
 pub use saga::{Compensation, CompensationId, CompensationStatus, Saga, SagaError, Undone};

@@ -1,5 +1,5 @@
-//! Lifecycle events of workflow runs, and the [`WorkflowObserver`] that
-//! receives them.
+//! Lifecycle events of workflow runs, for an
+//! [`Observer<WorkflowEvent>`](crate::Observer).
 
 use super::FailureCause;
 use crate::{Instant, StepId, WorkflowId};
@@ -81,30 +81,4 @@ pub enum WorkflowEvent {
         /// The step.
         step: StepId,
     },
-}
-
-/// Receives [`WorkflowEvent`]s. The default does nothing; any
-/// `FnMut(&WorkflowEvent)` closure is an observer.
-///
-/// ```
-/// use std::sync::{Arc, Mutex};
-/// use taskweave::workflow::{WorkflowEvent, WorkflowObserver};
-///
-/// let seen = Arc::new(Mutex::new(Vec::new()));
-/// let sink = Arc::clone(&seen);
-/// let mut observer = move |event: &WorkflowEvent| sink.lock().unwrap().push(event.clone());
-/// observer.on_event(&WorkflowEvent::RunStarted { run: 1.into() });
-/// assert_eq!(seen.lock().unwrap().len(), 1);
-/// ```
-pub trait WorkflowObserver {
-    /// Called once per event, in order.
-    fn on_event(&mut self, event: &WorkflowEvent) {
-        let _ = event;
-    }
-}
-
-impl<F: FnMut(&WorkflowEvent)> WorkflowObserver for F {
-    fn on_event(&mut self, event: &WorkflowEvent) {
-        self(event);
-    }
 }

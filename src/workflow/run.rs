@@ -10,8 +10,9 @@ use petgraph::graph::EdgeIndex;
 use super::definition::node;
 use super::{
     FailureCause, RunAction, RunError, RunInput, RunOutcome, StepCancelReason, StepDef,
-    StepFailure, StepInput, StepOutput, WorkflowDef, WorkflowEvent, WorkflowObserver,
+    StepFailure, StepInput, StepOutput, WorkflowDef, WorkflowEvent,
 };
+use crate::Observer;
 use crate::hash::mix;
 use crate::rng::SplitMix64;
 use crate::{AttemptToken, Instant, StepId, WorkflowId};
@@ -83,7 +84,7 @@ pub struct WorkflowRun<P> {
     def: Arc<WorkflowDef>,
     /// Everything a checkpoint stores.
     state: RunState<P>,
-    observer: Option<Box<dyn WorkflowObserver + Send>>,
+    observer: Option<Box<dyn Observer<WorkflowEvent> + Send>>,
     /// Edge resolutions waiting to be applied (scratch, always empty between
     /// inputs).
     work: VecDeque<(EdgeIndex<u32>, StepId, bool)>,
@@ -113,7 +114,7 @@ impl<P: Clone> WorkflowRun<P> {
         id: WorkflowId,
         input: Option<P>,
         now: Instant,
-        observer: impl WorkflowObserver + Send + 'static,
+        observer: impl Observer<WorkflowEvent> + Send + 'static,
     ) -> Self {
         Self::observed(def, id, input, now, Some(Box::new(observer)))
     }
@@ -123,7 +124,7 @@ impl<P: Clone> WorkflowRun<P> {
         id: WorkflowId,
         input: Option<P>,
         now: Instant,
-        observer: Option<Box<dyn WorkflowObserver + Send>>,
+        observer: Option<Box<dyn Observer<WorkflowEvent> + Send>>,
     ) -> Self {
         let n = def.len();
         let state = RunState {
@@ -172,7 +173,7 @@ impl<P: Clone> WorkflowRun<P> {
     }
 
     /// Sets (or replaces) the observer.
-    pub fn set_observer(&mut self, observer: impl WorkflowObserver + Send + 'static) {
+    pub fn set_observer(&mut self, observer: impl Observer<WorkflowEvent> + Send + 'static) {
         self.observer = Some(Box::new(observer));
     }
 
