@@ -69,6 +69,31 @@ pub enum Error {
     Coordination(#[from] crate::coordination::CoordinationError),
 }
 
+/// Each coordination concept's error converts straight into the crate's.
+#[cfg(feature = "coordination")]
+mod coordination {
+    use super::Error;
+    use crate::coordination::{AuctionError, ConsensusError, DelegationError};
+
+    impl From<AuctionError> for Error {
+        fn from(error: AuctionError) -> Self {
+            Error::Coordination(error.into())
+        }
+    }
+
+    impl From<ConsensusError> for Error {
+        fn from(error: ConsensusError) -> Self {
+            Error::Coordination(error.into())
+        }
+    }
+
+    impl From<DelegationError> for Error {
+        fn from(error: DelegationError) -> Self {
+            Error::Coordination(error.into())
+        }
+    }
+}
+
 impl<P> From<crate::scheduler::SubmitError<P>> for Error {
     fn from(error: crate::scheduler::SubmitError<P>) -> Self {
         Error::Submit(error.kind)

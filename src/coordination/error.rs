@@ -191,24 +191,6 @@ pub enum CoordinationError {
     Delegation(#[from] DelegationError),
 }
 
-impl From<AuctionError> for crate::Error {
-    fn from(error: AuctionError) -> Self {
-        crate::Error::Coordination(error.into())
-    }
-}
-
-impl From<ConsensusError> for crate::Error {
-    fn from(error: ConsensusError) -> Self {
-        crate::Error::Coordination(error.into())
-    }
-}
-
-impl From<DelegationError> for crate::Error {
-    fn from(error: DelegationError) -> Self {
-        crate::Error::Coordination(error.into())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
