@@ -28,6 +28,7 @@
 mod buckets;
 mod index;
 mod profile;
+mod record;
 mod registry;
 mod registry_form;
 mod stats;
