@@ -187,9 +187,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             self.state.idempotency.insert(key.clone(), task);
             self.state.idempotency_expiry.push_back((expires, key));
         }
-        if let Some(budget) = &mut self.state.retry_budget {
-            budget.record_request(now);
-        }
+        self.state.gates.request(now);
         self.emit(Event::Submitted { task, priority }, now);
         Ok((Submitted::New(task), Some(entry)))
     }

@@ -5,7 +5,6 @@ use super::super::task::TaskState;
 use super::super::{Event, SchedulerError};
 use super::{Action, CancelReason, Dispatcher};
 use crate::agent::{AgentProfile, AgentStatus};
-use crate::resilience::{CircuitBreaker, RateLimiter};
 use crate::routing::RoutingStrategy;
 use crate::{AgentId, Instant, TaskId};
 
@@ -23,16 +22,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     ) -> Result<(), SchedulerError> {
         let now = self.tick(now);
         self.state.registry.register(agent, profile, now)?;
-        if let Some(config) = &self.config.circuit_breaker {
-            self.state
-                .breakers
-                .insert(agent, CircuitBreaker::new(config.clone()));
-        }
-        if let Some(quota) = self.config.agent_rate_limit {
-            self.state
-                .agent_rates
-                .insert(agent, RateLimiter::new(quota));
-        }
+        self.state.gates.agent_joined(agent, &self.config);
         self.arm_heartbeat(agent, now);
         self.capacity_freed(agent);
         self.dispatch(now);
@@ -57,9 +47,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         let requeued = self.fail_over(agent, now);
         self.state.registry.unregister(agent)?;
         self.state.heartbeat_due.remove(&agent);
-        self.state.breakers.remove(&agent);
-        self.state.agent_rates.remove(&agent);
-        self.state.rate_blocked_until.remove(&agent);
+        self.state.gates.agent_left(agent);
         self.dispatch(now);
         Ok(requeued)
     }

@@ -173,9 +173,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         {
             list.remove(at);
         }
-        if let Some(kind) = self.gated_kind(task) {
-            self.kind_slot_freed(&kind);
-        }
+        let kind = self.gated_kind(task);
+        self.kind_slot_freed(kind);
         let probe = self
             .state
             .tasks
@@ -187,11 +186,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 self.learn(task, agent, outcome);
                 self.breaker_outcome(agent, probe, outcome.success, now);
             }
-            None if probe => {
-                if let Some(breaker) = self.state.breakers.get_mut(&agent) {
-                    breaker.release_probe();
-                }
-            }
+            None if probe => self.state.gates.release_probe(agent),
             None => {}
         }
         self.sync_slot_limit(agent, now);
@@ -228,11 +223,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             self.dead_letter(task, DeadLetterReason::NonRetryable { reason }, now);
             return;
         }
-        let within_budget = self
-            .state
-            .retry_budget
-            .as_mut()
-            .is_none_or(|b| b.try_spend(now));
+        let within_budget = self.state.gates.spend_retry(now);
         let Some(entry) = self.state.tasks.get_mut(task) else {
             return;
         };

@@ -20,6 +20,8 @@ mod placement;
 mod queries;
 mod timers;
 
+pub(super) use gates::Gates;
+
 use super::state::State;
 use super::task::{DeadLetterReason, Expiry};
 use super::{DispatcherConfig, Observer};

@@ -8,7 +8,6 @@ use super::super::state::{Parked, Task, Timer};
 use super::super::task::TaskState;
 use super::{Action, CancelReason, Dispatcher, Source};
 use crate::agent::AgentStatus;
-use crate::resilience::BreakerState;
 use crate::routing::{RoutingError, RoutingStrategy};
 use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
 
@@ -46,7 +45,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// gates or the lack of an eligible agent hold it back.
     pub(super) fn place(&mut self, source: Source, entry: Entry, now: Instant) {
         let kind = self.gated_kind(entry.task);
-        if !self.bulkhead_admits(kind.as_ref()) {
+        if !self
+            .state
+            .gates
+            .kind_has_room(kind, &self.state.requirements)
+        {
             // Unblocked when a task of this kind finishes.
             self.park(entry, source, now);
             return;
@@ -55,8 +58,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             Err(_) if self.preempt_for(&entry, now) => self.route(entry.task),
             routed => routed,
         };
-        match routed.map(|agent| (agent, self.kind_rate_admits(kind.as_ref(), now))) {
-            Ok((agent, Ok(()))) => self.assign(source, entry, agent, kind, now),
+        let gates = &mut self.state.gates;
+        let requirements = &self.state.requirements;
+        match routed.map(|agent| (agent, gates.take_kind_rate(kind, requirements, now))) {
+            Ok((agent, Ok(()))) => self.assign(source, entry, agent, now),
             Ok((_, Err(until))) => {
                 let requirements = self.state.tasks.get(entry.task).map(|t| t.requirements);
                 self.park(entry, source, now);
@@ -211,38 +216,25 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// refuse the slot after all (the slot limit and eligibility keep that
     /// from happening), the entry is parked rather than queued again, so
     /// [`dispatch`](Self::dispatch) always makes progress.
-    pub(super) fn assign(
-        &mut self,
-        source: Source,
-        entry: Entry,
-        agent: AgentId,
-        kind: Option<String>,
-        now: Instant,
-    ) {
+    pub(super) fn assign(&mut self, source: Source, entry: Entry, agent: AgentId, now: Instant) {
         let task = entry.task;
-        let probe = match self.state.breakers.get_mut(&agent) {
-            Some(breaker) => {
-                let half_open = breaker.state(now) == BreakerState::HalfOpen;
-                if breaker.try_acquire(now).is_err() {
-                    self.park(entry, source, now);
-                    self.sync_slot_limit(agent, now);
-                    return;
-                }
-                half_open
-            }
-            None => false,
+        let Some(probe) = self.state.gates.open_attempt(agent, now) else {
+            self.park(entry, source, now);
+            self.sync_slot_limit(agent, now);
+            return;
         };
         if self.state.registry.acquire(agent).is_err() {
-            if probe && let Some(breaker) = self.state.breakers.get_mut(&agent) {
-                breaker.release_probe();
+            if probe {
+                self.state.gates.release_probe(agent);
             }
             self.park(entry, source, now);
             return;
         }
-        if let (Some(kind), Some(bulkhead)) = (&kind, &mut self.state.bulkhead) {
-            // Checked by bulkhead_admits just before routing.
-            let _ = bulkhead.try_acquire(kind);
-        }
+        // The bulkhead had room when `place` looked, before routing.
+        let kind = self.gated_kind(task);
+        self.state
+            .gates
+            .kind_started(kind, &self.state.requirements);
         self.spend_agent_rate(agent, now);
         let token = AttemptToken::new(self.state.next_token);
         self.state.next_token = self.state.next_token.saturating_add(1);

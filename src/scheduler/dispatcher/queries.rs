@@ -85,7 +85,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
     /// The state of `agent`'s circuit breaker at `now`, if breakers are on.
     pub fn breaker_state(&self, agent: AgentId, now: Instant) -> Option<BreakerState> {
-        self.state.breakers.get(&agent).map(|b| b.state(now))
+        self.state.gates.breaker_state(agent, now)
     }
 
     /// The agent registry (status, load, history of every agent).

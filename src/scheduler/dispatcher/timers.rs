@@ -124,13 +124,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 self.capacity_freed(agent);
             }
             Timer::AgentRate(agent) => {
-                if self
-                    .state
-                    .rate_blocked_until
-                    .get(&agent)
-                    .is_some_and(|&until| until <= now)
-                {
-                    self.state.rate_blocked_until.remove(&agent);
+                if self.state.gates.rate_block_ended(agent, now) {
                     self.sync_slot_limit(agent, now);
                     self.capacity_freed(agent);
                 }
