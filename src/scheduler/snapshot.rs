@@ -68,6 +68,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// queues, timers, agents, breakers, limiters, metrics, the random
     /// source — as a value that serde can store. The configuration, the
     /// routing strategy and the observer are not part of it.
+    #[must_use]
     pub fn snapshot(&self) -> Snapshot<P>
     where
         P: Clone,

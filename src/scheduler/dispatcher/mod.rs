@@ -30,6 +30,7 @@ use crate::{AgentId, AttemptToken, TaskId};
 
 /// What the host should do next; pulled with [`Dispatcher::poll_action`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use = "an action the host does not carry out is lost"]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Action {
     /// Start `task` on `agent`. Its report must carry `token`.
@@ -97,6 +98,7 @@ pub enum CancelReason {
 
 /// The result of a successful submission.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a duplicate submission names an existing task, not a new one"]
 pub enum Submitted {
     /// A new task was created.
     New(TaskId),

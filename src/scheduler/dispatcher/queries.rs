@@ -10,6 +10,7 @@ use crate::{AgentId, Instant, Priority, TaskId};
 
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// The next action for the host, oldest first.
+    #[must_use = "an action the host does not carry out is lost"]
     pub fn poll_action(&mut self) -> Option<Action> {
         self.state.actions.pop_front()
     }

@@ -35,6 +35,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// The next instant at which [`handle_timeout`](Self::handle_timeout)
     /// has work, if any. Timers due at [`Instant::MAX`] never fire and are
     /// not reported.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.state
             .timers
