@@ -93,6 +93,7 @@ mod journal;
 mod observer;
 mod queue;
 mod requirements_table;
+mod running;
 mod shared;
 mod slab;
 mod snapshot;

@@ -285,6 +285,7 @@ impl<P> State<P> {
         expected: &BTreeMap<AgentId, BTreeSet<TaskId>>,
     ) -> Result<(), SchedulerError> {
         for (agent, list) in &self.in_flight {
+            let list = list.as_slice();
             let field = format!("in_flight[{agent}]");
             if !self.registry.contains(*agent) {
                 return Err(corrupt(&field, "unknown agent"));

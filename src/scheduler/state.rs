@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::dispatcher::Gates;
 use super::queue::Queue;
 use super::requirements_table::{RequirementsId, RequirementsTable};
+use super::running::Running;
 use super::slab::TaskSlab;
 use super::stats::Recorder;
 use super::task::TaskState;
@@ -116,7 +117,7 @@ pub(super) struct State<P> {
     pub(super) heartbeat_due: IdMap<AgentId, Instant>,
     pub(super) actions: VecDeque<Action>,
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
-    pub(super) in_flight: IdMap<AgentId, Vec<TaskId>>,
+    pub(super) in_flight: IdMap<AgentId, Running>,
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
     pub(super) idempotency: HashMap<String, TaskId>,
     pub(super) idempotency_expiry: VecDeque<(Instant, String)>,

@@ -1,5 +1,6 @@
 //! Agents: registration, status, heartbeats and failover.
 
+use super::super::running::Running;
 use super::super::state::Timer;
 use super::super::task::TaskState;
 use super::super::{Event, SchedulerError};
@@ -111,7 +112,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
     /// Requeues every task `agent` is running, in original order.
     pub(super) fn fail_over(&mut self, agent: AgentId, now: Instant) -> Vec<TaskId> {
-        let mut tasks = self.state.in_flight.remove(&agent).unwrap_or_default();
+        let mut tasks = self
+            .state
+            .in_flight
+            .remove(&agent)
+            .map_or_else(Vec::new, Running::into_vec);
         tasks.sort_by_key(|&t| self.state.tasks.get(t).map_or(u64::MAX, |e| e.seq));
         for &task in &tasks {
             if let Some(TaskState::InFlight { token, .. }) =

@@ -168,10 +168,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     ) {
         // An emptied list stays (agents go idle and busy all the time); it
         // goes when the agent fails over or leaves.
-        if let Some(list) = self.state.in_flight.get_mut(&agent)
-            && let Some(at) = list.iter().position(|&t| t == task)
-        {
-            list.remove(at);
+        if let Some(list) = self.state.in_flight.get_mut(&agent) {
+            list.remove(task);
         }
         let kind = self.gated_kind(task);
         self.kind_slot_freed(kind);

@@ -94,6 +94,9 @@ impl Gates {
     /// `Some(true)` when it is a half-open breaker's probe, `None` when
     /// the breaker refuses it.
     pub(crate) fn open_attempt(&mut self, agent: AgentId, now: Instant) -> Option<bool> {
+        if self.breakers.is_empty() {
+            return Some(false);
+        }
         let Some(breaker) = self.breakers.get_mut(&agent) else {
             return Some(false);
         };
@@ -120,6 +123,9 @@ impl Gates {
         success: bool,
         now: Instant,
     ) -> Verdict {
+        if self.breakers.is_empty() {
+            return Verdict::Counted;
+        }
         let Some(breaker) = self.breakers.get_mut(&agent) else {
             return Verdict::Counted;
         };
@@ -138,6 +144,9 @@ impl Gates {
     /// conforms again if its next task would exceed the rate; the agent
     /// then takes none until [`rate_block_ended`](Self::rate_block_ended).
     pub(crate) fn spend_agent_rate(&mut self, agent: AgentId, now: Instant) -> Option<Instant> {
+        if self.agent_rates.is_empty() {
+            return None;
+        }
         let limiter = self.agent_rates.get_mut(&agent)?;
         let _ = limiter.check(now);
         let mut probe = limiter.clone();

@@ -70,7 +70,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
     /// The tasks `agent` is running.
     pub fn in_flight(&self, agent: AgentId) -> &[TaskId] {
-        self.state.in_flight.get(&agent).map_or(&[], Vec::as_slice)
+        self.state
+            .in_flight
+            .get(&agent)
+            .map_or(&[], |r| r.as_slice())
     }
 
     /// Counters, per-priority wait and run-time percentiles, load spread and
