@@ -16,11 +16,17 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     ///
     /// With every slot taken, only P0 tasks are looked at, and only when
     /// preemption may free a slot for them.
+    #[inline]
     pub(super) fn dispatch(&mut self, now: Instant) {
-        if self.state.queued_by_level.iter().all(|&n| n == 0) {
-            // Nothing queued: what the queues hold, if anything, is dead.
-            return;
+        // Nothing queued: what the queues hold, if anything, is dead. The
+        // common case after a report, so checked without a call.
+        if self.state.waiting != 0 && self.state.queued_by_level.iter().any(|&n| n != 0) {
+            self.dispatch_queued(now);
         }
+    }
+
+    /// [`dispatch`](Self::dispatch), with tasks queued.
+    fn dispatch_queued(&mut self, now: Instant) {
         while let Some(max_level) = self.dispatch_limit() {
             let Some((source, entry)) = self.next_entry(now, max_level) else {
                 break;
