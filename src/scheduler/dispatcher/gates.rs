@@ -93,6 +93,7 @@ impl Gates {
     /// Lets an attempt start on `agent` as far as its breaker is concerned:
     /// `Some(true)` when it is a half-open breaker's probe, `None` when
     /// the breaker refuses it.
+    #[inline]
     pub(crate) fn open_attempt(&mut self, agent: AgentId, now: Instant) -> Option<bool> {
         if self.breakers.is_empty() {
             return Some(false);
@@ -107,6 +108,7 @@ impl Gates {
 
     /// Gives back the probe permit of an attempt that ended without an
     /// outcome, or never started.
+    #[inline]
     pub(crate) fn release_probe(&mut self, agent: AgentId) {
         if let Some(breaker) = self.breakers.get_mut(&agent) {
             breaker.release_probe();
@@ -116,6 +118,7 @@ impl Gates {
     /// Feeds an outcome to `agent`'s breaker. Outcomes of attempts started
     /// before the breaker opened do not count while it is open or
     /// half-open: only probes speak for a recovering agent.
+    #[inline]
     pub(crate) fn attempt_outcome(
         &mut self,
         agent: AgentId,
@@ -143,6 +146,7 @@ impl Gates {
     /// Counts an assignment against `agent`'s rate. Returns the instant it
     /// conforms again if its next task would exceed the rate; the agent
     /// then takes none until [`rate_block_ended`](Self::rate_block_ended).
+    #[inline]
     pub(crate) fn spend_agent_rate(&mut self, agent: AgentId, now: Instant) -> Option<Instant> {
         if self.agent_rates.is_empty() {
             return None;
@@ -168,6 +172,7 @@ impl Gates {
     }
 
     /// Whether any gate limits agents' slots (breakers or agent rates on).
+    #[inline]
     pub(crate) fn limits_agents(&self) -> bool {
         !self.breakers.is_empty() || !self.agent_rates.is_empty()
     }
@@ -211,7 +216,11 @@ impl Gates {
     }
 
     /// Whether the bulkhead lets one more task of `kind` run.
+    #[inline]
     pub(crate) fn kind_has_room(&self, kind: Option<KindId>, kinds: &RequirementsTable) -> bool {
+        if kind.is_none() {
+            return true;
+        }
         match (kind.and_then(|k| kinds.kind_name(k)), &self.bulkhead) {
             (Some(name), Some(bulkhead)) => bulkhead.in_flight(name) < bulkhead.limit(name),
             _ => true,
@@ -219,12 +228,16 @@ impl Gates {
     }
 
     /// Takes a cell of `kind`'s rate, or says when one will conform.
+    #[inline]
     pub(crate) fn take_kind_rate(
         &mut self,
         kind: Option<KindId>,
         kinds: &RequirementsTable,
         now: Instant,
     ) -> Result<(), Instant> {
+        if kind.is_none() {
+            return Ok(());
+        }
         match (kind.and_then(|k| kinds.kind_name(k)), &mut self.kind_rates) {
             (Some(name), Some(limiter)) => limiter.check(name, now).map_err(|n| n.earliest()),
             _ => Ok(()),
@@ -233,7 +246,11 @@ impl Gates {
 
     /// A task of `kind` starts running: it takes a bulkhead slot
     /// ([`kind_has_room`](Self::kind_has_room) said there was one).
+    #[inline]
     pub(crate) fn kind_started(&mut self, kind: Option<KindId>, kinds: &RequirementsTable) {
+        if kind.is_none() {
+            return;
+        }
         if let (Some(name), Some(bulkhead)) =
             (kind.and_then(|k| kinds.kind_name(k)), &mut self.bulkhead)
         {
@@ -243,7 +260,11 @@ impl Gates {
 
     /// A task of `kind` stopped running. Returns whether a bulkhead slot
     /// freed, so tasks of that kind held back may try again.
+    #[inline]
     pub(crate) fn kind_ended(&mut self, kind: Option<KindId>, kinds: &RequirementsTable) -> bool {
+        if kind.is_none() {
+            return false;
+        }
         match (kind.and_then(|k| kinds.kind_name(k)), &mut self.bulkhead) {
             (Some(name), Some(bulkhead)) => {
                 let _ = bulkhead.release(name);
@@ -256,6 +277,7 @@ impl Gates {
     // ----- retries ------------------------------------------------------
 
     /// Counts a submission towards the retry budget.
+    #[inline]
     pub(crate) fn request(&mut self, now: Instant) {
         if let Some(budget) = &mut self.retry_budget {
             budget.record_request(now);
@@ -263,6 +285,7 @@ impl Gates {
     }
 
     /// Spends a retry from the budget; `false` when it is exhausted.
+    #[inline]
     pub(crate) fn spend_retry(&mut self, now: Instant) -> bool {
         self.retry_budget
             .as_mut()
