@@ -73,7 +73,7 @@ fn submit_and_assign(
     payload: u64,
     now: Instant,
 ) -> (TaskId, AgentId, AttemptToken) {
-    dispatcher
+    let _ = dispatcher
         .submit(TaskSpec::new(payload), now)
         .expect("queue has room");
     match dispatcher.poll_action() {

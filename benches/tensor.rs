@@ -91,7 +91,7 @@ fn dispatcher(tasks: usize, agents: usize) -> Dispatcher<u64> {
             .requirements(TaskRequirements::new().require([group(rng.random_range(0..GROUPS))]))
     });
     for result in dispatcher.submit_batch(specs, Instant::ZERO) {
-        result.expect("queue has room");
+        let _ = result.expect("queue has room");
     }
     while dispatcher.poll_action().is_some() {}
     dispatcher

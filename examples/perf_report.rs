@@ -161,7 +161,8 @@ impl Pipeline {
     fn submit_and_assign(&mut self) -> (TaskId, AgentId, AttemptToken) {
         self.clock += TICK_NANOS;
         let now = Instant::from_nanos(self.clock);
-        self.dispatcher
+        let _ = self
+            .dispatcher
             .submit(TaskSpec::new(black_box(self.clock)), now)
             .expect("queue has room");
         match self.dispatcher.poll_action() {
@@ -245,7 +246,7 @@ fn memory_per_queued_task() -> String {
     let mut dispatcher = pool(0, MEMORY_TASKS as usize);
     let before = memory_status();
     for payload in 0..MEMORY_TASKS {
-        dispatcher
+        let _ = dispatcher
             .submit(TaskSpec::new(payload), Instant::ZERO)
             .expect("queue has room");
     }

@@ -94,6 +94,19 @@ mod coordination {
     }
 }
 
+/// The dispatcher's `apply` error spreads over the variants a host already
+/// matches on.
+impl From<crate::scheduler::ApplyError> for Error {
+    fn from(error: crate::scheduler::ApplyError) -> Self {
+        use crate::scheduler::ApplyError;
+        match error {
+            ApplyError::Submit(kind) => Error::Submit(kind),
+            ApplyError::Report(error) => Error::Report(error),
+            ApplyError::Scheduler(error) => Error::Scheduler(error),
+        }
+    }
+}
+
 impl<P> From<crate::scheduler::SubmitError<P>> for Error {
     fn from(error: crate::scheduler::SubmitError<P>) -> Self {
         Error::Submit(error.kind)

@@ -12,8 +12,8 @@ use proptest::prelude::*;
 use taskweave::agent::{AgentProfile, AgentStatus};
 use taskweave::resilience::{BreakerConfig, BreakerState, Fixed};
 use taskweave::scheduler::{
-    Action, Applied, AttemptOutcome, Dispatcher, DispatcherConfig, Input, TaskReport, TaskSpec,
-    TaskState,
+    Action, Applied, ApplyError, AttemptOutcome, Dispatcher, DispatcherConfig, Input, TaskReport,
+    TaskSpec, TaskState,
 };
 use taskweave::{AgentId, AttemptToken, Instant, Priority, TaskId, TaskRequirements};
 
@@ -107,7 +107,7 @@ fn apply(
     d: &mut Dispatcher<u32>,
     m: &mut Model,
     input: Input<u32>,
-) -> Result<Applied<u32>, taskweave::Error> {
+) -> Result<Applied<u32>, ApplyError> {
     m.journal.push(input.clone());
     d.apply(input)
 }
@@ -142,7 +142,7 @@ fn step(d: &mut Dispatcher<u32>, m: &mut Model, op: &Op) -> Result<(), String> {
                 .capacity(*capacity)
                 .build()
                 .unwrap();
-            apply(
+            let _ = apply(
                 d,
                 m,
                 Input::RegisterAgent {
@@ -156,7 +156,8 @@ fn step(d: &mut Dispatcher<u32>, m: &mut Model, op: &Op) -> Result<(), String> {
         }
         Op::Unregister(i) => {
             if let Some(agent) = pick(&agents, i) {
-                apply(d, m, Input::UnregisterAgent { agent, now }).map_err(|e| e.to_string())?;
+                let _ = apply(d, m, Input::UnregisterAgent { agent, now })
+                    .map_err(|e| e.to_string())?;
                 m.agents.remove(&agent);
             }
         }
@@ -168,13 +169,13 @@ fn step(d: &mut Dispatcher<u32>, m: &mut Model, op: &Op) -> Result<(), String> {
                     AgentStatus::Offline,
                     AgentStatus::Unhealthy,
                 ][*s as usize];
-                apply(d, m, Input::SetAgentStatus { agent, status, now })
+                let _ = apply(d, m, Input::SetAgentStatus { agent, status, now })
                     .map_err(|e| e.to_string())?;
             }
         }
         Op::Heartbeat(i) => {
             if let Some(agent) = pick(&agents, i) {
-                apply(d, m, Input::Heartbeat { agent, now }).map_err(|e| e.to_string())?;
+                let _ = apply(d, m, Input::Heartbeat { agent, now }).map_err(|e| e.to_string())?;
             }
         }
         Op::Succeed(i) | Op::Fail(i, _) => {
@@ -253,10 +254,11 @@ fn step(d: &mut Dispatcher<u32>, m: &mut Model, op: &Op) -> Result<(), String> {
             // Agents that are online beat half the time, so some are lost.
             if ms % 2 == 0 {
                 for &agent in &agents {
-                    apply(d, m, Input::Heartbeat { agent, now }).map_err(|e| e.to_string())?;
+                    let _ =
+                        apply(d, m, Input::Heartbeat { agent, now }).map_err(|e| e.to_string())?;
                 }
             }
-            apply(d, m, Input::HandleTimeout { now }).map_err(|e| e.to_string())?;
+            let _ = apply(d, m, Input::HandleTimeout { now }).map_err(|e| e.to_string())?;
         }
     }
     check(d, m)
@@ -485,7 +487,7 @@ proptest! {
         let critical = |n| TaskSpec::new(n).priority(Priority::Critical);
         let mut now = Instant::ZERO;
         for n in 0..=backlog as u32 {
-            d.submit(critical(n), now).unwrap();
+            let _ = d.submit(critical(n), now).unwrap();
         }
         let low = d.submit(TaskSpec::new(999).priority(Priority::Low), now).unwrap().id();
         let run = Duration::from_millis(run_ms);
@@ -506,7 +508,7 @@ proptest! {
             prop_assert!(now.saturating_duration_since(Instant::ZERO) <= bound, "P3 still waiting at {}", now);
             now += run;
             for n in 0..arrivals_per_run as u32 {
-                d.submit(critical(1_000 + n), now).unwrap();
+                let _ = d.submit(critical(1_000 + n), now).unwrap();
             }
             d.report(TaskReport { task, agent, token, outcome: AttemptOutcome::Success }, now).unwrap();
         }

@@ -867,7 +867,8 @@ fn corrupt_snapshots_name_the_field_at_fault() {
     assert!(in_flight.contains("in_flight"), "{in_flight}");
     let keys = restore(&|v| v["state"]["idempotency"] = Value::Array(Vec::new())).unwrap();
     assert!(keys.contains("idempotency"), "{keys}");
-    let gates = restore(&|v| v["state"]["bulkhead"]["in_flight"] = serde_json::json!({})).unwrap();
+    let gates =
+        restore(&|v| v["state"]["gates"]["bulkhead"]["in_flight"] = serde_json::json!({})).unwrap();
     assert!(gates.contains("bulkhead"), "{gates}");
     let window = restore(&|v| {
         v["state"]["recorder"]["completions"] = serde_json::to_value(

@@ -329,7 +329,7 @@ mod tests {
         let mut dispatcher = Dispatcher::new(DispatcherConfig::default());
         runner.register(&mut dispatcher, Instant::ZERO).unwrap();
         let gpu = crate::TaskRequirements::new().require(["gpu"]);
-        dispatcher
+        let _ = dispatcher
             .submit(TaskSpec::new(1).requirements(gpu), Instant::ZERO)
             .unwrap();
         let stalled = runner.run(&mut dispatcher, clock());

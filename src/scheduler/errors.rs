@@ -92,6 +92,30 @@ pub struct SubmitError<P> {
     pub spec: Box<TaskSpec<P>>,
 }
 
+/// Why [`Dispatcher::apply`](super::Dispatcher::apply) refused an input:
+/// the error of the method the input stands for.
+#[derive(Clone, Debug, PartialEq, Error)]
+#[non_exhaustive]
+pub enum ApplyError {
+    /// A refused submission ([`Input::Submit`](super::Input::Submit)); the
+    /// task, which the journal still holds, is not handed back.
+    #[error(transparent)]
+    Submit(#[from] SubmitErrorKind),
+    /// A rejected report ([`Input::Report`](super::Input::Report)).
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    /// Any other refused input: an unknown or finished task, an unknown or
+    /// duplicate agent, a dead letter that is not there.
+    #[error(transparent)]
+    Scheduler(#[from] SchedulerError),
+}
+
+impl<P> From<SubmitError<P>> for ApplyError {
+    fn from(error: SubmitError<P>) -> Self {
+        ApplyError::Submit(error.kind)
+    }
+}
+
 /// Why a report was rejected. A rejected report changes nothing.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 #[non_exhaustive]

@@ -1,5 +1,5 @@
-//! Every input to the dispatcher as a value, and the one entry point that
-//! applies it.
+//! Every input to the dispatcher as a value, and [`Dispatcher::apply`],
+//! which applies one.
 //!
 //! A host that records each [`Input`] it applies (to a file, a log, a
 //! replicated journal) can rebuild the dispatcher exactly: replaying the
@@ -31,7 +31,7 @@
 //! # Ok::<(), taskweave::Error>(())
 //! ```
 
-use super::{Dispatcher, Submitted, TaskReport, TaskSpec};
+use super::{ApplyError, Dispatcher, SubmitErrorKind, Submitted, TaskReport, TaskSpec};
 use crate::agent::{AgentProfile, AgentStatus};
 use crate::routing::RoutingStrategy;
 use crate::{AgentId, Instant, TaskId};
@@ -134,13 +134,14 @@ impl<P> Input<P> {
 
 /// What applying an [`Input`] returned.
 #[derive(Debug, PartialEq)]
+#[must_use = "a cancelled task's payload and requeued tasks are handed back here"]
 pub enum Applied<P> {
     /// Nothing to return.
     Done,
     /// A submission's result.
     Submitted(Submitted),
     /// The results of a batch, in order.
-    Batch(Vec<Result<Submitted, crate::Error>>),
+    Batch(Vec<Result<Submitted, SubmitErrorKind>>),
     /// The payload of a cancelled task.
     Cancelled(P),
     /// Tasks requeued from an agent taken out of service.
@@ -148,18 +149,22 @@ pub enum Applied<P> {
 }
 
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
-    /// Applies one input: the single entry point behind every input method.
+    /// Applies one input by calling the method it stands for. Recording
+    /// every input applied, through this method or the methods themselves,
+    /// is enough to replay the dispatcher (see [`Input`]).
     ///
     /// # Errors
     ///
-    /// Whatever the corresponding method returns, as a crate [`Error`](crate::Error).
-    pub fn apply(&mut self, input: Input<P>) -> Result<Applied<P>, crate::Error> {
+    /// Whatever the corresponding method returns, as an [`ApplyError`]; a
+    /// refused submission's task is not handed back (the input still
+    /// holds it).
+    pub fn apply(&mut self, input: Input<P>) -> Result<Applied<P>, ApplyError> {
         Ok(match input {
             Input::Submit { spec, now } => Applied::Submitted(self.submit(spec, now)?),
             Input::SubmitBatch { specs, now } => Applied::Batch(
                 self.submit_batch(specs, now)
                     .into_iter()
-                    .map(|r| r.map_err(crate::Error::from))
+                    .map(|r| r.map_err(|e| e.kind))
                     .collect(),
             ),
             Input::Cancel { task, now } => Applied::Cancelled(self.cancel(task, now)?),

@@ -40,9 +40,15 @@
 //!   a failure marked non-retryable, an exhausted policy, an expired TTL or
 //!   deadline and a task unroutable for too long all end in the
 //!   [`DeadLetterQueue`], which supports inspection, requeue and purge.
-//! * **Journal**: every input is an [`Input`] value and [`Dispatcher::apply`]
-//!   is the one entry point; replaying recorded inputs rebuilds the same
-//!   state and actions.
+//! * **Journal**: every input is an [`Input`] value that
+//!   [`Dispatcher::apply`] applies, as the method it stands for would;
+//!   replaying recorded inputs rebuilds the same state and actions.
+//! * **Gates**: per-agent circuit breakers and rate limits, a per-kind
+//!   bulkhead and rate limit, and a retry budget, all optional (see
+//!   [`DispatcherConfigBuilder`]).
+//! * **Errors** are layered: each input method returns its own error
+//!   ([`SubmitError`], [`ReportError`], [`SchedulerError`]), `apply` an
+//!   [`ApplyError`] wrapping them; all convert into [`crate::Error`].
 //! * **Snapshots**: [`Dispatcher::snapshot`] captures the whole state as a
 //!   serde value; [`Dispatcher::restore`] continues from it exactly.
 //! * **Threads**: the dispatcher is `Send`; [`SharedDispatcher`] is a
@@ -87,6 +93,7 @@ mod journal;
 mod observer;
 mod queue;
 mod requirements_table;
+mod running;
 #[cfg(feature = "sync")]
 mod shared;
 mod slab;
@@ -98,7 +105,7 @@ mod task;
 pub use config::{DispatcherConfig, DispatcherConfigBuilder, Heartbeats, MAX_TERMINAL_HISTORY};
 pub use dead_letter::{DeadLetter, DeadLetterQueue};
 pub use dispatcher::{Action, CancelReason, Dispatcher, Submitted};
-pub use errors::{ReportError, SchedulerError, SubmitError, SubmitErrorKind};
+pub use errors::{ApplyError, ReportError, SchedulerError, SubmitError, SubmitErrorKind};
 pub use journal::{Applied, Input};
 pub use observer::{Event, Observer};
 #[cfg(feature = "sync")]

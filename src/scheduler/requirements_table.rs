@@ -9,6 +9,13 @@
 //! every task) is neither hashed nor resolved again. Unused entries are swept
 //! once there are more than [`UNUSED_KEPT`] of them and more than entries in
 //! use, so the table stays within about twice the sets in use.
+//!
+//! Each entry also knows its task kind as a [`KindId`]: the kinds of the
+//! entries are interned beside them, so the kind gates (bulkhead, kind rate
+//! limit) look a task's kind up without building a string, and two tasks
+//! have the same kind when their ids are equal. Kinds are derived data:
+//! a snapshot does not carry them, and [`validated`](RequirementsTable::validated)
+//! interns them again.
 
 use std::collections::HashMap;
 
@@ -18,6 +25,10 @@ use crate::routing::{ResolvedRequirements, RoutingError};
 
 /// Index of an interned requirement set.
 pub(crate) type RequirementsId = u32;
+
+/// Index of an interned task kind: equal for equal kind strings while any
+/// entry of the table has that kind.
+pub(crate) type KindId = u32;
 
 /// Unused entries that are never worth a sweep.
 const UNUSED_KEPT: usize = 64;
@@ -30,6 +41,76 @@ struct Interned {
     /// registry's interners only grow, so a resolution stays valid.
     resolved: Option<ResolvedRequirements>,
     users: usize,
+    /// The interned `requirements.task_kind()`; derived.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    kind: Option<KindId>,
+}
+
+/// One interned kind, and how many entries have it.
+#[derive(Clone, Debug)]
+struct Kind {
+    name: String,
+    entries: usize,
+}
+
+/// The task kinds of the table's entries, each stored once.
+#[derive(Clone, Debug, Default)]
+struct Kinds {
+    slots: Vec<Option<Kind>>,
+    free: Vec<KindId>,
+    ids: HashMap<String, KindId>,
+}
+
+impl Kinds {
+    /// The id of `name`, counting one more entry of that kind. Allocates
+    /// only for a kind no entry has.
+    fn intern(&mut self, name: &str) -> KindId {
+        if let Some(&id) = self.ids.get(name) {
+            if let Some(kind) = self.slots.get_mut(id as usize).and_then(Option::as_mut) {
+                kind.entries += 1;
+            }
+            return id;
+        }
+        let kind = Kind {
+            name: name.to_owned(),
+            entries: 1,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[id as usize] = Some(kind);
+                id
+            }
+            None => {
+                self.slots.push(Some(kind));
+                (self.slots.len() - 1) as KindId
+            }
+        };
+        self.ids.insert(name.to_owned(), id);
+        id
+    }
+
+    /// One entry of kind `id` fewer; the kind goes with its last entry.
+    fn forget(&mut self, id: KindId) {
+        let Some(slot) = self.slots.get_mut(id as usize) else {
+            return;
+        };
+        if let Some(kind) = slot.as_mut() {
+            kind.entries -= 1;
+            if kind.entries == 0 {
+                if let Some(kind) = slot.take() {
+                    self.ids.remove(&kind.name);
+                }
+                self.free.push(id);
+            }
+        }
+    }
+
+    fn name(&self, id: KindId) -> Option<&String> {
+        self.slots
+            .get(id as usize)
+            .and_then(Option::as_ref)
+            .map(|k| &k.name)
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -45,6 +126,9 @@ pub(crate) struct RequirementsTable {
     /// Entries with no user left; derived like `ids`.
     #[cfg_attr(feature = "serde", serde(skip))]
     unused: usize,
+    /// The kinds of the entries; derived like `ids`.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    kinds: Kinds,
 }
 
 impl RequirementsTable {
@@ -73,6 +157,7 @@ impl RequirementsTable {
             return id;
         }
         let entry = Interned {
+            kind: requirements.task_kind().map(|k| self.kinds.intern(k)),
             requirements: requirements.clone(),
             resolved: None,
             users: 1,
@@ -114,6 +199,9 @@ impl RequirementsTable {
                 && let Some(entry) = slot.take()
             {
                 self.ids.remove(&entry.requirements);
+                if let Some(kind) = entry.kind {
+                    self.kinds.forget(kind);
+                }
                 self.free.push(id as RequirementsId);
             }
         }
@@ -122,6 +210,16 @@ impl RequirementsTable {
 
     pub(crate) fn requirements(&self, id: RequirementsId) -> Option<&TaskRequirements> {
         self.entry(id).map(|e| &e.requirements)
+    }
+
+    /// The task kind of entry `id`, interned.
+    pub(crate) fn kind(&self, id: RequirementsId) -> Option<KindId> {
+        self.entry(id).and_then(|e| e.kind)
+    }
+
+    /// The name of an interned kind.
+    pub(crate) fn kind_name(&self, kind: KindId) -> Option<&String> {
+        self.kinds.name(kind)
     }
 
     /// The entry resolved against `registry`, resolving it if it is not
@@ -184,8 +282,10 @@ impl RequirementsTable {
         }
         self.ids.clear();
         self.unused = 0;
-        for (id, entry) in self.entries.iter().enumerate() {
+        self.kinds = Kinds::default();
+        for (id, entry) in self.entries.iter_mut().enumerate() {
             let Some(entry) = entry else { continue };
+            entry.kind = entry.requirements.task_kind().map(|k| self.kinds.intern(k));
             if let Some(resolved) = &entry.resolved {
                 if registry.resolve(&entry.requirements).as_ref() != Ok(resolved) {
                     return Err(format!(
@@ -244,6 +344,30 @@ mod tests {
         assert_eq!(table.requirements(b), Some(&gpu));
         assert_eq!(table.acquire(gpu.clone()), a);
         assert_eq!(table.requirements(c), Some(&TaskRequirements::new()));
+    }
+
+    #[test]
+    fn kinds_are_interned_beside_the_sets_and_go_with_their_last_set() {
+        let mut table = RequirementsTable::default();
+        let batch = table.acquire(TaskRequirements::new().kind("batch"));
+        let batch_gpu = table.acquire(TaskRequirements::new().kind("batch").require(["gpu"]));
+        let web = table.acquire(TaskRequirements::new().kind("web"));
+        let none = table.acquire(TaskRequirements::new());
+        let kind = table.kind(batch).unwrap();
+        assert_eq!(table.kind(batch_gpu), Some(kind));
+        assert_ne!(table.kind(web), Some(kind));
+        assert_eq!(table.kind(none), None);
+        assert_eq!(table.kind_name(kind).map(String::as_str), Some("batch"));
+        // Swept sets give their kinds back; the kinds of live sets stay.
+        for id in [batch, batch_gpu, web] {
+            table.release(id);
+        }
+        table.sweep();
+        assert_eq!(table.kind_name(kind), None);
+        assert!(table.kinds.ids.is_empty());
+        let again = table.acquire(TaskRequirements::new().kind("web"));
+        let web_kind = table.kind(again).unwrap();
+        assert_eq!(table.kind_name(web_kind).map(String::as_str), Some("web"));
     }
 
     #[test]

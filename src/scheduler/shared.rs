@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use parking_lot::{Mutex, MutexGuard};
 
 use super::{
-    Action, Applied, Dispatcher, Event, Input, Observer, ReportError, SubmitError, Submitted,
-    TaskReport, TaskSpec,
+    Action, Applied, ApplyError, Dispatcher, Event, Input, Observer, ReportError, SubmitError,
+    Submitted, TaskReport, TaskSpec,
 };
 use crate::Instant;
 use crate::routing::RoutingStrategy;
@@ -232,11 +232,12 @@ impl<P, S: RoutingStrategy> SharedDispatcher<P, S> {
     /// # Errors
     ///
     /// As [`Dispatcher::apply`].
-    pub fn apply(&self, input: Input<P>) -> Result<Applied<P>, crate::Error> {
+    pub fn apply(&self, input: Input<P>) -> Result<Applied<P>, ApplyError> {
         self.with(|d| d.apply(input))
     }
 
     /// [`Dispatcher::poll_action`] under the lock.
+    #[must_use = "an action the host does not carry out is lost"]
     pub fn poll_action(&self) -> Option<Action> {
         self.with(Dispatcher::poll_action)
     }
@@ -247,6 +248,7 @@ impl<P, S: RoutingStrategy> SharedDispatcher<P, S> {
     }
 
     /// [`Dispatcher::poll_timeout`] under the lock.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.with(|d| d.poll_timeout())
     }
@@ -281,11 +283,11 @@ mod tests {
                 if let Event::Submitted { .. } = event
                     && count.fetch_add(1, Ordering::SeqCst) == 0
                 {
-                    handle.submit(TaskSpec::new(2), Instant::ZERO).unwrap();
+                    let _ = handle.submit(TaskSpec::new(2), Instant::ZERO).unwrap();
                 }
                 let _ = waiting;
             });
-            shared.submit(TaskSpec::new(1), Instant::ZERO).unwrap();
+            let _ = shared.submit(TaskSpec::new(1), Instant::ZERO).unwrap();
             let events = seen.lock().clone();
             done.send((events, shared.lock().waiting())).unwrap();
         });

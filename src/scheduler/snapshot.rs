@@ -20,7 +20,7 @@ use super::task::TaskState;
 use super::{Dispatcher, DispatcherConfig, SchedulerError};
 use crate::agent::COUNTER_LIMIT;
 use crate::routing::RoutingStrategy;
-use crate::{AgentId, Priority, TaskId};
+use crate::{AgentId, Instant, Priority, TaskId};
 
 /// A dispatcher's state as a value: taken with [`Dispatcher::snapshot`],
 /// stored with serde, continued with [`Dispatcher::restore`].
@@ -55,7 +55,7 @@ pub struct Snapshot<P> {
 
 impl<P> Snapshot<P> {
     /// The snapshot format this library writes and reads.
-    pub const VERSION: u32 = 2;
+    pub const VERSION: u32 = 3;
 
     /// The format version this snapshot says it is in.
     pub fn version(&self) -> u32 {
@@ -68,6 +68,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// queues, timers, agents, breakers, limiters, metrics, the random
     /// source — as a value that serde can store. The configuration, the
     /// routing strategy and the observer are not part of it.
+    #[must_use]
     pub fn snapshot(&self) -> Snapshot<P>
     where
         P: Clone,
@@ -166,40 +167,33 @@ impl<P> State<P> {
         let in_flight = self.check_tasks()?;
         self.check_in_flight(&in_flight)?;
         self.check_queue_entries()?;
-        self.check_timers()?;
+        let armed = self.check_timers()?;
         self.check_agent_maps()?;
         self.check_idempotency()?;
         self.check_actions()?;
-        self.check_gates()?;
+        self.check_gates(&armed)?;
         self.recorder.check().map_err(|p| corrupt("recorder", p))?;
         Ok(self)
     }
 
-    /// The bulkhead counts exactly the tasks of each kind in flight: a
-    /// count too high would hold a kind back for ever, one too low would let
-    /// it past its limit.
-    fn check_gates(&self) -> Result<(), SchedulerError> {
-        let Some(bulkhead) = &self.bulkhead else {
-            return Ok(());
-        };
-        let mut running: BTreeMap<&str, u32> = BTreeMap::new();
-        for (_, task) in self.tasks.iter() {
+    /// The gates agree with the agents, the timers and the tasks in flight
+    /// (see [`Gates::check`](super::dispatcher::Gates::check)).
+    fn check_gates(&self, armed: &BTreeSet<(Timer, Instant)>) -> Result<(), SchedulerError> {
+        let running = self.tasks.iter().filter_map(|(_, task)| {
             let kind = self
                 .requirements
                 .requirements(task.requirements)
                 .and_then(|r| r.task_kind());
-            if let (TaskState::InFlight { .. }, Some(kind)) = (task.state, kind) {
-                *running.entry(kind).or_default() += 1;
+            match task.state {
+                TaskState::InFlight { .. } => kind,
+                _ => None,
             }
-        }
-        let counted: BTreeMap<&str, u32> = bulkhead.busy().map(|(k, n)| (k.as_str(), n)).collect();
-        if counted != running {
-            return Err(corrupt(
-                "bulkhead",
-                "disagrees with the tasks in flight per kind",
-            ));
-        }
-        Ok(())
+        });
+        self.gates.check(
+            &self.registry,
+            |timer, at| armed.contains(&(timer, at)),
+            running,
+        )
     }
 
     /// Parked groups: valid queues of known, distinct requirement sets.
@@ -291,6 +285,7 @@ impl<P> State<P> {
         expected: &BTreeMap<AgentId, BTreeSet<TaskId>>,
     ) -> Result<(), SchedulerError> {
         for (agent, list) in &self.in_flight {
+            let list = list.as_slice();
             let field = format!("in_flight[{agent}]");
             if !self.registry.contains(*agent) {
                 return Err(corrupt(&field, "unknown agent"));
@@ -353,8 +348,9 @@ impl<P> State<P> {
 
     /// Timers were armed by this state, and everything that waits for one
     /// has it: delayed tasks their retry, watched agents their heartbeat
-    /// check, rate-blocked agents their release.
-    fn check_timers(&self) -> Result<(), SchedulerError> {
+    /// check (rate-blocked agents their release: [`check_gates`](Self::check_gates)).
+    /// Returns every armed timer with its instant.
+    fn check_timers(&self) -> Result<BTreeSet<(Timer, Instant)>, SchedulerError> {
         let mut armed = BTreeSet::new();
         for &(at, seq, timer) in &self.timers {
             issued("timers", seq, self.next_timer)?;
@@ -382,32 +378,18 @@ impl<P> State<P> {
                 return Err(corrupt(&format!("heartbeat_due[{agent}]"), "no timer"));
             }
         }
-        for (&agent, &until) in &self.rate_blocked_until {
-            if !armed.contains(&(Timer::AgentRate(agent), until)) {
-                return Err(corrupt(&format!("rate_blocked_until[{agent}]"), "no timer"));
-            }
-        }
-        Ok(())
+        Ok(armed)
     }
 
-    /// Per-agent state belongs to registered agents.
+    /// Heartbeat state belongs to registered agents (the gates' per-agent
+    /// state: [`check_gates`](Self::check_gates)).
     fn check_agent_maps(&self) -> Result<(), SchedulerError> {
-        let maps: [(&str, Vec<AgentId>); 4] = [
-            (
-                "heartbeat_due",
-                self.heartbeat_due.keys().copied().collect(),
-            ),
-            ("breakers", self.breakers.keys().copied().collect()),
-            ("agent_rates", self.agent_rates.keys().copied().collect()),
-            (
-                "rate_blocked_until",
-                self.rate_blocked_until.keys().copied().collect(),
-            ),
-        ];
-        for (field, agents) in maps {
-            if let Some(agent) = agents.iter().find(|&&a| !self.registry.contains(a)) {
-                return Err(corrupt(&format!("{field}[{agent}]"), "unknown agent"));
-            }
+        if let Some(agent) = self
+            .heartbeat_due
+            .keys()
+            .find(|&&a| !self.registry.contains(a))
+        {
+            return Err(corrupt(&format!("heartbeat_due[{agent}]"), "unknown agent"));
         }
         Ok(())
     }

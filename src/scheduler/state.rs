@@ -6,15 +6,16 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
+use super::dispatcher::Gates;
 use super::queue::Queue;
 use super::requirements_table::{RequirementsId, RequirementsTable};
+use super::running::Running;
 use super::slab::TaskSlab;
 use super::stats::Recorder;
 use super::task::TaskState;
 use super::{Action, DeadLetterQueue, DispatcherConfig};
 use crate::agent::Registry;
 use crate::hash::IdMap;
-use crate::resilience::{Bulkhead, CircuitBreaker, KeyedRateLimiter, RateLimiter, RetryBudget};
 use crate::rng::SplitMix64;
 use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
 
@@ -116,7 +117,7 @@ pub(super) struct State<P> {
     pub(super) heartbeat_due: IdMap<AgentId, Instant>,
     pub(super) actions: VecDeque<Action>,
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
-    pub(super) in_flight: IdMap<AgentId, Vec<TaskId>>,
+    pub(super) in_flight: IdMap<AgentId, Running>,
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
     pub(super) idempotency: HashMap<String, TaskId>,
     pub(super) idempotency_expiry: VecDeque<(Instant, String)>,
@@ -130,15 +131,8 @@ pub(super) struct State<P> {
     pub(super) next_seq: u64,
     pub(super) next_timer: u64,
     pub(super) next_token: u64,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
-    pub(super) breakers: IdMap<AgentId, CircuitBreaker>,
-    pub(super) bulkhead: Option<Bulkhead<String>>,
-    pub(super) kind_rates: Option<KeyedRateLimiter<String>>,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
-    pub(super) agent_rates: IdMap<AgentId, RateLimiter>,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
-    pub(super) rate_blocked_until: IdMap<AgentId, Instant>,
-    pub(super) retry_budget: Option<RetryBudget>,
+    /// Breakers, bulkhead, kind and agent rate limits, retry budget.
+    pub(super) gates: Gates,
     pub(super) recorder: Recorder,
     /// The latest `now` seen: an earlier one counts as this (the
     /// [clock rule](crate::time#the-clock-rule)).
@@ -151,9 +145,7 @@ impl<P> State<P> {
         State {
             rng: SplitMix64::new(config.seed),
             queue: Queue::new(config.aging_interval),
-            retry_budget: config.retry_budget.clone(),
-            bulkhead: config.kind_bulkhead.clone(),
-            kind_rates: config.kind_rate_limit.clone(),
+            gates: Gates::new(config),
             registry: Registry::new(),
             tasks: TaskSlab::default(),
             requirements: RequirementsTable::default(),
@@ -171,9 +163,6 @@ impl<P> State<P> {
             next_seq: 0,
             next_timer: 0,
             next_token: 0,
-            breakers: IdMap::default(),
-            agent_rates: IdMap::default(),
-            rate_blocked_until: IdMap::default(),
             recorder: Recorder::default(),
             clock: Instant::ZERO,
         }

@@ -1,0 +1,178 @@
+//! Agents: registration, status, heartbeats and failover.
+
+use super::super::running::Running;
+use super::super::state::Timer;
+use super::super::task::TaskState;
+use super::super::{Event, SchedulerError};
+use super::{Action, CancelReason, Dispatcher};
+use crate::agent::{AgentProfile, AgentStatus};
+use crate::routing::RoutingStrategy;
+use crate::{AgentId, Instant, TaskId};
+
+impl<P, S: RoutingStrategy> Dispatcher<P, S> {
+    /// Registers an agent, online and idle; waiting tasks may go to it at once.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::Registry`] with a duplicate id.
+    pub fn register_agent(
+        &mut self,
+        agent: AgentId,
+        profile: AgentProfile,
+        now: Instant,
+    ) -> Result<(), SchedulerError> {
+        let now = self.tick(now);
+        self.state.registry.register(agent, profile, now)?;
+        self.state.gates.agent_joined(agent, &self.config);
+        self.arm_heartbeat(agent, now);
+        self.capacity_freed(agent);
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// Removes an agent. Its in-flight tasks go back to the queue in their
+    /// original order, preferably for another agent; the ids are returned.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::Registry`] for an unknown agent.
+    pub fn unregister_agent(
+        &mut self,
+        agent: AgentId,
+        now: Instant,
+    ) -> Result<Vec<TaskId>, SchedulerError> {
+        if !self.state.registry.contains(agent) {
+            return Err(crate::agent::RegistryError::UnknownAgent(agent).into());
+        }
+        let now = self.tick(now);
+        let requeued = self.fail_over(agent, now);
+        self.state.registry.unregister(agent)?;
+        self.state.heartbeat_due.remove(&agent);
+        self.state.gates.agent_left(agent);
+        self.dispatch(now);
+        Ok(requeued)
+    }
+
+    /// Sets an agent's status. `Draining` keeps its running tasks;
+    /// `Offline` and `Unhealthy` requeue them (returned); `Online` makes it
+    /// eligible again.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::Registry`] for an unknown agent.
+    pub fn set_agent_status(
+        &mut self,
+        agent: AgentId,
+        status: AgentStatus,
+        now: Instant,
+    ) -> Result<Vec<TaskId>, SchedulerError> {
+        let previous = self.state.registry.set_status(agent, status)?;
+        let now = self.tick(now);
+        let requeued = match status {
+            AgentStatus::Offline | AgentStatus::Unhealthy => self.fail_over(agent, now),
+            AgentStatus::Online | AgentStatus::Draining => Vec::new(),
+        };
+        if status == AgentStatus::Online && previous != AgentStatus::Online {
+            self.arm_heartbeat(agent, now);
+            self.capacity_freed(agent);
+        }
+        self.dispatch(now);
+        Ok(requeued)
+    }
+
+    /// Stops sending new tasks to `agent`; it finishes what it holds.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::Registry`] for an unknown agent.
+    pub fn drain_agent(&mut self, agent: AgentId, now: Instant) -> Result<(), SchedulerError> {
+        self.set_agent_status(agent, AgentStatus::Draining, now)
+            .map(drop)
+    }
+
+    /// Records a heartbeat. An agent marked unhealthy for missing heartbeats
+    /// comes back online.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::Registry`] for an unknown agent.
+    pub fn heartbeat(&mut self, agent: AgentId, now: Instant) -> Result<(), SchedulerError> {
+        self.state.registry.heartbeat(agent, now)?;
+        let now = self.tick(now);
+        let lost = self
+            .state
+            .registry
+            .get(agent)
+            .is_some_and(|r| r.status() == AgentStatus::Unhealthy);
+        if lost && self.config.heartbeats.is_some() {
+            self.set_agent_status(agent, AgentStatus::Online, now)?;
+        }
+        Ok(())
+    }
+
+    /// Requeues every task `agent` is running, in original order.
+    pub(super) fn fail_over(&mut self, agent: AgentId, now: Instant) -> Vec<TaskId> {
+        let mut tasks = self
+            .state
+            .in_flight
+            .remove(&agent)
+            .map_or_else(Vec::new, Running::into_vec);
+        tasks.sort_by_key(|&t| self.state.tasks.get(t).map_or(u64::MAX, |e| e.seq));
+        for &task in &tasks {
+            if let Some(TaskState::InFlight { token, .. }) =
+                self.state.tasks.get(task).map(|t| t.state)
+            {
+                self.stop_attempt(task, agent, token, None, CancelReason::AgentLost, now);
+                self.emit(Event::FailedOver { task, agent }, now);
+                if let Some(entry) = self.state.tasks.get_mut(task) {
+                    entry.extras_mut().last_agent = Some(agent);
+                }
+                self.requeue(task, now);
+            }
+        }
+        tasks
+    }
+
+    pub(super) fn arm_heartbeat(&mut self, agent: AgentId, now: Instant) {
+        if let Some(heartbeats) = self.config.heartbeats {
+            let due = now.saturating_add(heartbeats.timeout());
+            self.state.heartbeat_due.insert(agent, due);
+            self.arm(due, Timer::Heartbeat(agent));
+        }
+    }
+
+    /// A heartbeat timer fired: lose the agent if it has been silent too
+    /// long, otherwise check again when its silence would reach the limit.
+    pub(super) fn check_heartbeat(&mut self, agent: AgentId, at: Instant, now: Instant) {
+        let (Some(heartbeats), Some(&due)) =
+            (self.config.heartbeats, self.state.heartbeat_due.get(&agent))
+        else {
+            return;
+        };
+        if due != at {
+            return; // superseded by a later arming
+        }
+        let Some(record) = self.state.registry.get(agent) else {
+            return;
+        };
+        let silent_until = record.last_heartbeat().saturating_add(heartbeats.timeout());
+        // A silence that ends at `Instant::MAX` never ends (the clock rule).
+        if silent_until > now || silent_until.is_never() {
+            self.state.heartbeat_due.insert(agent, silent_until);
+            self.arm(silent_until, Timer::Heartbeat(agent));
+        } else {
+            // Silent too long: no longer watched until it comes back online.
+            self.state.heartbeat_due.remove(&agent);
+            if !matches!(record.status(), AgentStatus::Online | AgentStatus::Draining) {
+                return;
+            }
+            let _ = self
+                .state
+                .registry
+                .set_status(agent, AgentStatus::Unhealthy);
+            self.state.actions.push_back(Action::AgentLost { agent });
+            self.emit(Event::AgentLost { agent }, now);
+            self.fail_over(agent, now);
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! Attempts and reports: how an attempt ends, and where its task goes
+//! next — retried, requeued, dead-lettered, finished or cancelled.
+
+use super::super::state::{Task, Timer};
+use super::super::task::{
+    AttemptOutcome, DeadLetterReason, Expiry, TaskReport, TaskSpec, TaskState,
+};
+use super::super::{DeadLetter, Event, ReportError, SchedulerError};
+use super::{Action, CancelReason, Dispatcher};
+use crate::agent::Outcome;
+use crate::routing::{Feedback, RoutingStrategy};
+use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
+
+impl<P, S: RoutingStrategy> Dispatcher<P, S> {
+    /// Cancels a task and hands its payload back. A running attempt gets an
+    /// [`Action::Cancel`].
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::UnknownTask`] or [`SchedulerError::AlreadyFinished`].
+    pub fn cancel(&mut self, task: TaskId, now: Instant) -> Result<P, SchedulerError> {
+        let state = self.live_state(task)?;
+        let now = self.tick(now);
+        if let TaskState::InFlight { agent, token, .. } = state {
+            self.stop_attempt(task, agent, token, None, CancelReason::Cancelled, now);
+        }
+        let entry = self
+            .finish(task, TaskState::Cancelled)
+            .ok_or(SchedulerError::UnknownTask(task))?;
+        self.emit(Event::Cancelled { task }, now);
+        self.dispatch(now);
+        Ok(entry.payload)
+    }
+
+    /// Takes an agent's report on an attempt.
+    ///
+    /// # Errors
+    ///
+    /// A [`ReportError`] for a report that is not from the agent holding the
+    /// task's current attempt with its token; such a report changes nothing
+    /// but the rejected-report counter.
+    pub fn report(&mut self, report: TaskReport, now: Instant) -> Result<(), ReportError> {
+        let TaskReport {
+            task,
+            agent,
+            token,
+            outcome,
+        } = report;
+        let (assigned_at, priority) = match self.check_report(task, agent, token) {
+            Ok(attempt) => attempt,
+            Err(error) => {
+                self.emit(Event::ReportRejected { task, agent }, self.state.clock);
+                return Err(error);
+            }
+        };
+        let now = self.tick(now);
+        let latency = now.saturating_duration_since(assigned_at);
+        let success = outcome == AttemptOutcome::Success;
+        self.close_attempt(task, agent, Some(Outcome { success, latency }), now);
+        match outcome {
+            AttemptOutcome::Success => {
+                self.finish(task, TaskState::Completed);
+                self.emit(
+                    Event::Completed {
+                        task,
+                        agent,
+                        priority,
+                        ran: latency,
+                    },
+                    now,
+                );
+            }
+            AttemptOutcome::Failure { reason, retryable } => {
+                self.emit(
+                    Event::Failed {
+                        task,
+                        agent,
+                        retryable,
+                    },
+                    now,
+                );
+                self.attempt_failed(task, agent, reason, retryable, now);
+            }
+        }
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// Checks, without changing anything, that [`report`](Self::report)
+    /// would accept a report on `task` from `agent` with `token`.
+    ///
+    /// # Errors
+    ///
+    /// The [`ReportError`] `report` would return.
+    pub fn verify_report(
+        &self,
+        task: TaskId,
+        agent: AgentId,
+        token: AttemptToken,
+    ) -> Result<(), ReportError> {
+        self.check_report(task, agent, token).map(drop)
+    }
+
+    /// Whether a report comes from the holder of the current attempt; if so,
+    /// when that attempt started and the task's priority.
+    pub(super) fn check_report(
+        &self,
+        task: TaskId,
+        agent: AgentId,
+        token: AttemptToken,
+    ) -> Result<(Instant, Priority), ReportError> {
+        let Some(entry) = self.state.tasks.get(task) else {
+            return Err(match self.state.tasks.record(task) {
+                Some(&state) => ReportError::NotInFlight { task, state },
+                None => ReportError::UnknownTask(task),
+            });
+        };
+        match entry.state {
+            TaskState::InFlight {
+                agent: holder,
+                token: current,
+                ..
+            } => {
+                if token != current {
+                    return Err(ReportError::StaleToken { task, token });
+                }
+                if agent != holder {
+                    return Err(ReportError::WrongAgent { task, agent });
+                }
+            }
+            state => return Err(ReportError::NotInFlight { task, state }),
+        }
+        Ok((entry.assigned_at, entry.priority))
+    }
+
+    /// Ends a running attempt from the dispatcher's side — cancelled,
+    /// expired, timed out, preempted, failed over — and tells the host to
+    /// stop it on the agent.
+    pub(super) fn stop_attempt(
+        &mut self,
+        task: TaskId,
+        agent: AgentId,
+        token: AttemptToken,
+        outcome: Option<Outcome>,
+        reason: CancelReason,
+        now: Instant,
+    ) {
+        self.close_attempt(task, agent, outcome, now);
+        self.state.actions.push_back(Action::Cancel {
+            task,
+            agent,
+            token,
+            reason,
+        });
+    }
+
+    /// Ends `task`'s current attempt on `agent`: frees its slot, and feeds
+    /// the outcome, if the attempt produced one, to the agent's history, the
+    /// routing strategy and the circuit breaker. An attempt that ended
+    /// without an outcome (cancelled, expired, failed over, preempted) gives
+    /// its probe permit back instead.
+    pub(super) fn close_attempt(
+        &mut self,
+        task: TaskId,
+        agent: AgentId,
+        outcome: Option<Outcome>,
+        now: Instant,
+    ) {
+        // An emptied list stays (agents go idle and busy all the time); it
+        // goes when the agent fails over or leaves.
+        if let Some(list) = self.state.in_flight.get_mut(&agent) {
+            list.remove(task);
+        }
+        let kind = self.gated_kind(task);
+        self.kind_slot_freed(kind);
+        let probe = self
+            .state
+            .tasks
+            .get_mut(task)
+            .is_some_and(|t| std::mem::take(&mut t.probe));
+        let released = self.state.registry.release_after(agent, outcome).is_ok();
+        match outcome {
+            Some(outcome) => {
+                self.learn(task, agent, outcome);
+                self.breaker_outcome(agent, probe, outcome.success, now);
+            }
+            None if probe => self.state.gates.release_probe(agent),
+            None => {}
+        }
+        self.sync_slot_limit(agent, now);
+        if released {
+            self.capacity_freed(agent);
+        }
+    }
+
+    /// Feeds an outcome (already in the agent's history) to the strategy.
+    pub(super) fn learn(&mut self, task: TaskId, agent: AgentId, outcome: Outcome) {
+        let kind = self
+            .state
+            .tasks
+            .get(task)
+            .and_then(|t| self.state.requirements.requirements(t.requirements))
+            .and_then(|r| r.task_kind());
+        self.strategy.observe(&Feedback {
+            agent,
+            kind,
+            outcome,
+        });
+    }
+
+    /// A failed attempt: retry after the policy's delay, or dead-letter.
+    pub(super) fn attempt_failed(
+        &mut self,
+        task: TaskId,
+        agent: AgentId,
+        reason: String,
+        retryable: bool,
+        now: Instant,
+    ) {
+        if !retryable {
+            self.dead_letter(task, DeadLetterReason::NonRetryable { reason }, now);
+            return;
+        }
+        let within_budget = self.state.gates.spend_retry(now);
+        let Some(entry) = self.state.tasks.get_mut(task) else {
+            return;
+        };
+        entry.failures = entry.failures.saturating_add(1);
+        entry.extras_mut().last_agent = Some(agent);
+        let delay = match within_budget {
+            true => self.config.retry.next_delay(
+                entry.failures,
+                entry.extras().last_delay,
+                &mut self.state.rng,
+            ),
+            false => None,
+        };
+        let Some(delay) = delay else {
+            let attempts = entry.attempts;
+            let reason = DeadLetterReason::RetriesExhausted {
+                attempts,
+                last_error: reason,
+            };
+            self.dead_letter(task, reason, now);
+            return;
+        };
+        entry.extras_mut().last_delay = Some(delay);
+        let until = now.saturating_add(delay);
+        self.emit(Event::Retried { task, at: until }, now);
+        if until <= now || self.ttl_ran_out(task, now) {
+            self.requeue(task, now);
+        } else {
+            self.set_state(task, TaskState::Delayed { until });
+            self.arm(until, Timer::Retry(task));
+        }
+    }
+
+    /// Puts a task back in the queue at its original FIFO position, or
+    /// expires it if its TTL ran out while it was running.
+    pub(super) fn requeue(&mut self, task: TaskId, now: Instant) {
+        if self.ttl_ran_out(task, now) {
+            self.expire(task, Expiry::Ttl, now);
+            return;
+        }
+        self.set_state(task, TaskState::Queued);
+        if let Some(entry) = self
+            .state
+            .tasks
+            .get(task)
+            .map(|t| self.entry_of(task, t, now))
+        {
+            self.state.queue.push(entry);
+        }
+    }
+
+    /// Whether `task`'s TTL, counted from submission, has run out by `now`.
+    /// Its timer did nothing if it fired while the task was running, so
+    /// every return to waiting asks again.
+    pub(super) fn ttl_ran_out(&self, task: TaskId, now: Instant) -> bool {
+        self.state
+            .tasks
+            .get(task)
+            .and_then(|t| t.extras().ttl_due)
+            .is_some_and(|due| due.fires_at(now))
+    }
+
+    pub(super) fn expire(&mut self, task: TaskId, limit: Expiry, now: Instant) {
+        self.dead_letter(task, DeadLetterReason::Expired { limit }, now);
+    }
+
+    /// Ends a task in failure: its letter goes to the dead-letter queue and
+    /// the host gets a notice.
+    pub(super) fn dead_letter(&mut self, task: TaskId, reason: DeadLetterReason, now: Instant) {
+        let terminal = match reason {
+            DeadLetterReason::Expired { .. } => TaskState::Expired,
+            _ => TaskState::DeadLettered,
+        };
+        let requirements = self
+            .state
+            .tasks
+            .get(task)
+            .and_then(|t| self.state.requirements.requirements(t.requirements))
+            .cloned()
+            .unwrap_or_default();
+        let Some(entry) = self.finish(task, terminal) else {
+            return;
+        };
+        let extras = entry.extras().clone();
+        let spec = TaskSpec {
+            payload: entry.payload,
+            priority: entry.priority,
+            requirements,
+            ttl: extras.ttl,
+            deadline: extras.deadline,
+            attempt_timeout: extras.attempt_timeout,
+            idempotency_key: None,
+        };
+        self.emit(
+            match terminal {
+                TaskState::Expired => Event::Expired { task },
+                _ => Event::DeadLettered { task },
+            },
+            now,
+        );
+        self.state.actions.push_back(match &reason {
+            DeadLetterReason::Expired { limit } => Action::Expired {
+                task,
+                limit: *limit,
+            },
+            _ => Action::DeadLettered {
+                task,
+                reason: reason.clone(),
+            },
+        });
+        self.state.dead_letters.push(DeadLetter {
+            task,
+            spec,
+            reason,
+            attempts: entry.attempts,
+            at: now,
+        });
+    }
+
+    /// Moves a task to a terminal state: out of the live table, into the
+    /// bounded history.
+    pub(super) fn finish(&mut self, task: TaskId, terminal: TaskState) -> Option<Task<P>> {
+        self.set_state(task, terminal);
+        let entry = self
+            .state
+            .tasks
+            .finish(task, terminal, self.config.terminal_history)?;
+        self.state.requirements.release(entry.requirements);
+        Some(entry)
+    }
+
+    /// The live state of `task`, or why it has none.
+    pub(super) fn live_state(&self, task: TaskId) -> Result<TaskState, SchedulerError> {
+        match (self.state.tasks.get(task), self.state.tasks.record(task)) {
+            (Some(t), _) => Ok(t.state),
+            (None, Some(&state)) => Err(SchedulerError::AlreadyFinished { task, state }),
+            (None, None) => Err(SchedulerError::UnknownTask(task)),
+        }
+    }
+
+    /// Changes a task's state, keeping the per-level counters exact.
+    pub(super) fn set_state(&mut self, task: TaskId, state: TaskState) {
+        let Some(entry) = self.state.tasks.get_mut(task) else {
+            return;
+        };
+        let (old, priority) = (entry.state, entry.priority);
+        entry.state = state;
+        self.count(old, priority, -1);
+        self.count(state, priority, 1);
+    }
+
+    pub(super) fn count(&mut self, state: TaskState, priority: Priority, delta: isize) {
+        let apply = |n: &mut usize| *n = n.saturating_add_signed(delta);
+        match state {
+            TaskState::Queued => {
+                apply(&mut self.state.queued_by_level[priority.index()]);
+                apply(&mut self.state.waiting);
+            }
+            TaskState::Delayed { .. } => apply(&mut self.state.waiting),
+            _ => {}
+        }
+    }
+}

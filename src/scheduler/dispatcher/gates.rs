@@ -1,0 +1,414 @@
+//! The gates: everything that may hold a task or an agent back although an
+//! agent is free — per-agent circuit breakers and rate limits, the kind
+//! bulkhead and kind rate limit, and the retry budget.
+//!
+//! [`Gates`] owns their state (it travels in a [`Snapshot`](super::super::Snapshot))
+//! and answers placement and attempts through a small API. Kinds come in as
+//! [`KindId`]s interned by the requirements table, so consulting a kind gate
+//! allocates nothing.
+
+use std::collections::BTreeMap;
+
+use super::super::requirements_table::{KindId, RequirementsTable};
+use super::super::state::Timer;
+use super::super::{DispatcherConfig, Event, SchedulerError};
+use super::Dispatcher;
+use crate::agent::Registry;
+use crate::hash::IdMap;
+use crate::resilience::{
+    BreakerState, Bulkhead, CircuitBreaker, KeyedRateLimiter, RateLimiter, RetryBudget,
+};
+use crate::routing::RoutingStrategy;
+use crate::{AgentId, Instant, TaskId};
+
+/// The state of every gate. Agents appear in the per-agent maps while they
+/// are registered; kinds appear in the bulkhead while a task of the kind
+/// runs.
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub(crate) struct Gates {
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
+    breakers: IdMap<AgentId, CircuitBreaker>,
+    bulkhead: Option<Bulkhead<String>>,
+    kind_rates: Option<KeyedRateLimiter<String>>,
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
+    agent_rates: IdMap<AgentId, RateLimiter>,
+    /// Agents over their rate, and when they conform again (each with its
+    /// [`Timer::AgentRate`]).
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
+    rate_blocked_until: IdMap<AgentId, Instant>,
+    retry_budget: Option<RetryBudget>,
+}
+
+/// What a breaker made of an attempt's outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Verdict {
+    /// Nothing changed that the dispatcher must act on.
+    Counted,
+    /// The breaker opened; it may let probes through at the instant given.
+    Tripped(Option<Instant>),
+}
+
+impl Gates {
+    /// The gates of a new dispatcher with `config`: no agent yet, nothing
+    /// running.
+    pub(crate) fn new(config: &DispatcherConfig) -> Self {
+        Gates {
+            breakers: IdMap::default(),
+            bulkhead: config.kind_bulkhead.clone(),
+            kind_rates: config.kind_rate_limit.clone(),
+            agent_rates: IdMap::default(),
+            rate_blocked_until: IdMap::default(),
+            retry_budget: config.retry_budget.clone(),
+        }
+    }
+
+    // ----- agents -------------------------------------------------------
+
+    /// Gives a newly registered agent its breaker and rate limit, as
+    /// configured.
+    pub(crate) fn agent_joined(&mut self, agent: AgentId, config: &DispatcherConfig) {
+        if let Some(breaker) = &config.circuit_breaker {
+            self.breakers
+                .insert(agent, CircuitBreaker::new(breaker.clone()));
+        }
+        if let Some(quota) = config.agent_rate_limit {
+            self.agent_rates.insert(agent, RateLimiter::new(quota));
+        }
+    }
+
+    /// Forgets an agent that left.
+    pub(crate) fn agent_left(&mut self, agent: AgentId) {
+        self.breakers.remove(&agent);
+        self.agent_rates.remove(&agent);
+        self.rate_blocked_until.remove(&agent);
+    }
+
+    /// The state of `agent`'s breaker at `now`, if breakers are on.
+    pub(crate) fn breaker_state(&self, agent: AgentId, now: Instant) -> Option<BreakerState> {
+        self.breakers.get(&agent).map(|b| b.state(now))
+    }
+
+    /// Lets an attempt start on `agent` as far as its breaker is concerned:
+    /// `Some(true)` when it is a half-open breaker's probe, `None` when
+    /// the breaker refuses it.
+    #[inline]
+    pub(crate) fn open_attempt(&mut self, agent: AgentId, now: Instant) -> Option<bool> {
+        if self.breakers.is_empty() {
+            return Some(false);
+        }
+        let Some(breaker) = self.breakers.get_mut(&agent) else {
+            return Some(false);
+        };
+        let half_open = breaker.state(now) == BreakerState::HalfOpen;
+        breaker.try_acquire(now).ok()?;
+        Some(half_open)
+    }
+
+    /// Gives back the probe permit of an attempt that ended without an
+    /// outcome, or never started.
+    #[inline]
+    pub(crate) fn release_probe(&mut self, agent: AgentId) {
+        if let Some(breaker) = self.breakers.get_mut(&agent) {
+            breaker.release_probe();
+        }
+    }
+
+    /// Feeds an outcome to `agent`'s breaker. Outcomes of attempts started
+    /// before the breaker opened do not count while it is open or
+    /// half-open: only probes speak for a recovering agent.
+    #[inline]
+    pub(crate) fn attempt_outcome(
+        &mut self,
+        agent: AgentId,
+        probe: bool,
+        success: bool,
+        now: Instant,
+    ) -> Verdict {
+        if self.breakers.is_empty() {
+            return Verdict::Counted;
+        }
+        let Some(breaker) = self.breakers.get_mut(&agent) else {
+            return Verdict::Counted;
+        };
+        if !probe && !breaker.state(now).is_closed() {
+            return Verdict::Counted;
+        }
+        if success {
+            breaker.on_success(now);
+        } else if breaker.on_failure(now) {
+            return Verdict::Tripped(breaker.next_transition());
+        }
+        Verdict::Counted
+    }
+
+    /// Counts an assignment against `agent`'s rate. Returns the instant it
+    /// conforms again if its next task would exceed the rate; the agent
+    /// then takes none until [`rate_block_ended`](Self::rate_block_ended).
+    #[inline]
+    pub(crate) fn spend_agent_rate(&mut self, agent: AgentId, now: Instant) -> Option<Instant> {
+        if self.agent_rates.is_empty() {
+            return None;
+        }
+        let limiter = self.agent_rates.get_mut(&agent)?;
+        let _ = limiter.check(now);
+        let mut probe = limiter.clone();
+        let until = probe.check(now).err()?.earliest();
+        self.rate_blocked_until.insert(agent, until);
+        Some(until)
+    }
+
+    /// Whether `agent`'s rate block is over at `now`; if so it is lifted.
+    pub(crate) fn rate_block_ended(&mut self, agent: AgentId, now: Instant) -> bool {
+        let ended = self
+            .rate_blocked_until
+            .get(&agent)
+            .is_some_and(|&until| until <= now);
+        if ended {
+            self.rate_blocked_until.remove(&agent);
+        }
+        ended
+    }
+
+    /// Whether any gate limits agents' slots (breakers or agent rates on).
+    #[inline]
+    pub(crate) fn limits_agents(&self) -> bool {
+        !self.breakers.is_empty() || !self.agent_rates.is_empty()
+    }
+
+    /// The slot limit `agent`'s gates set for it with `load` tasks running:
+    /// none while its breaker is closed and it is within its rate, zero new
+    /// tasks while the breaker is open, the free probe permits while it is
+    /// half-open, and no new task while it is over its rate.
+    pub(crate) fn slot_limit(&self, agent: AgentId, load: u32, now: Instant) -> Option<u32> {
+        let breaker_limit =
+            self.breakers
+                .get(&agent)
+                .and_then(|breaker| match breaker.state(now) {
+                    BreakerState::Closed => None,
+                    BreakerState::Open { .. } => Some(0),
+                    BreakerState::HalfOpen => {
+                        let free = breaker
+                            .config()
+                            .probes()
+                            .saturating_sub(breaker.probes_in_flight());
+                        Some(load.saturating_add(free))
+                    }
+                });
+        let rate_limit = self
+            .rate_blocked_until
+            .get(&agent)
+            .filter(|&&until| now < until)
+            .map(|_| load);
+        match (breaker_limit, rate_limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ----- kinds --------------------------------------------------------
+
+    /// Whether any gate looks at task kinds (bulkhead or kind rate limit).
+    #[inline]
+    pub(crate) fn by_kind(&self) -> bool {
+        self.bulkhead.is_some() || self.kind_rates.is_some()
+    }
+
+    /// Whether the bulkhead lets one more task of `kind` run.
+    #[inline]
+    pub(crate) fn kind_has_room(&self, kind: Option<KindId>, kinds: &RequirementsTable) -> bool {
+        if kind.is_none() {
+            return true;
+        }
+        match (kind.and_then(|k| kinds.kind_name(k)), &self.bulkhead) {
+            (Some(name), Some(bulkhead)) => bulkhead.in_flight(name) < bulkhead.limit(name),
+            _ => true,
+        }
+    }
+
+    /// Takes a cell of `kind`'s rate, or says when one will conform.
+    #[inline]
+    pub(crate) fn take_kind_rate(
+        &mut self,
+        kind: Option<KindId>,
+        kinds: &RequirementsTable,
+        now: Instant,
+    ) -> Result<(), Instant> {
+        if kind.is_none() {
+            return Ok(());
+        }
+        match (kind.and_then(|k| kinds.kind_name(k)), &mut self.kind_rates) {
+            (Some(name), Some(limiter)) => limiter.check(name, now).map_err(|n| n.earliest()),
+            _ => Ok(()),
+        }
+    }
+
+    /// A task of `kind` starts running: it takes a bulkhead slot
+    /// ([`kind_has_room`](Self::kind_has_room) said there was one).
+    #[inline]
+    pub(crate) fn kind_started(&mut self, kind: Option<KindId>, kinds: &RequirementsTable) {
+        if kind.is_none() {
+            return;
+        }
+        if let (Some(name), Some(bulkhead)) =
+            (kind.and_then(|k| kinds.kind_name(k)), &mut self.bulkhead)
+        {
+            let _ = bulkhead.try_acquire(name);
+        }
+    }
+
+    /// A task of `kind` stopped running. Returns whether a bulkhead slot
+    /// freed, so tasks of that kind held back may try again.
+    #[inline]
+    pub(crate) fn kind_ended(&mut self, kind: Option<KindId>, kinds: &RequirementsTable) -> bool {
+        if kind.is_none() {
+            return false;
+        }
+        match (kind.and_then(|k| kinds.kind_name(k)), &mut self.bulkhead) {
+            (Some(name), Some(bulkhead)) => {
+                let _ = bulkhead.release(name);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    // ----- retries ------------------------------------------------------
+
+    /// Counts a submission towards the retry budget.
+    #[inline]
+    pub(crate) fn request(&mut self, now: Instant) {
+        if let Some(budget) = &mut self.retry_budget {
+            budget.record_request(now);
+        }
+    }
+
+    /// Spends a retry from the budget; `false` when it is exhausted.
+    #[inline]
+    pub(crate) fn spend_retry(&mut self, now: Instant) -> bool {
+        self.retry_budget
+            .as_mut()
+            .is_none_or(|budget| budget.try_spend(now))
+    }
+
+    // ----- snapshots ----------------------------------------------------
+
+    /// Checks gates read from a snapshot against the rest of the state:
+    /// per-agent state belongs to registered agents, every rate-blocked
+    /// agent has its release timer (`armed` says which are), and the
+    /// bulkhead counts exactly the tasks of each kind in flight (`running`
+    /// lists their kinds) — a count too high would hold a kind back for
+    /// ever, one too low would let it past its limit.
+    pub(crate) fn check<'a>(
+        &self,
+        registry: &Registry,
+        armed: impl Fn(Timer, Instant) -> bool,
+        running: impl Iterator<Item = &'a str>,
+    ) -> Result<(), SchedulerError> {
+        let corrupt = |field: String, problem: &str| SchedulerError::CorruptSnapshot {
+            field,
+            problem: problem.to_string(),
+        };
+        for (&agent, &until) in &self.rate_blocked_until {
+            if !armed(Timer::AgentRate(agent), until) {
+                return Err(corrupt(format!("rate_blocked_until[{agent}]"), "no timer"));
+            }
+        }
+        let maps: [(&str, Vec<AgentId>); 3] = [
+            ("breakers", self.breakers.keys().copied().collect()),
+            ("agent_rates", self.agent_rates.keys().copied().collect()),
+            (
+                "rate_blocked_until",
+                self.rate_blocked_until.keys().copied().collect(),
+            ),
+        ];
+        for (field, agents) in maps {
+            if let Some(agent) = agents.iter().find(|&&a| !registry.contains(a)) {
+                return Err(corrupt(format!("{field}[{agent}]"), "unknown agent"));
+            }
+        }
+        let Some(bulkhead) = &self.bulkhead else {
+            return Ok(());
+        };
+        let mut counted: BTreeMap<&str, u32> = BTreeMap::new();
+        for kind in running {
+            *counted.entry(kind).or_default() += 1;
+        }
+        let busy: BTreeMap<&str, u32> = bulkhead.busy().map(|(k, n)| (k.as_str(), n)).collect();
+        if busy != counted {
+            return Err(corrupt(
+                "bulkhead".to_string(),
+                "disagrees with the tasks in flight per kind",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl<P, S: RoutingStrategy> Dispatcher<P, S> {
+    /// The interned kind of `task`, when a kind gate is on.
+    #[inline]
+    pub(super) fn gated_kind(&self, task: TaskId) -> Option<KindId> {
+        if !self.state.gates.by_kind() {
+            return None;
+        }
+        let t = self.state.tasks.get(task)?;
+        self.state.requirements.kind(t.requirements)
+    }
+
+    /// Feeds an attempt's outcome to `agent`'s breaker; a trip is an event,
+    /// and a timer for when the breaker lets probes through.
+    pub(super) fn breaker_outcome(
+        &mut self,
+        agent: AgentId,
+        probe: bool,
+        success: bool,
+        now: Instant,
+    ) {
+        let verdict = self.state.gates.attempt_outcome(agent, probe, success, now);
+        if let Verdict::Tripped(reopen) = verdict {
+            self.emit(Event::BreakerTripped { agent }, now);
+            if let Some(at) = reopen {
+                self.arm(at, Timer::Breaker(agent));
+            }
+        }
+    }
+
+    /// Mirrors `agent`'s gates into its registry slot limit (see
+    /// [`Gates::slot_limit`]).
+    pub(super) fn sync_slot_limit(&mut self, agent: AgentId, now: Instant) {
+        if !self.state.gates.limits_agents() {
+            return;
+        }
+        let Some(record) = self.state.registry.get(agent) else {
+            return;
+        };
+        let limit = self.state.gates.slot_limit(agent, record.load(), now);
+        if record.slot_limit() != limit {
+            let _ = self.state.registry.set_slot_limit(agent, limit);
+        }
+    }
+
+    /// A task of `kind` ended an attempt: its bulkhead slot frees, so
+    /// parked groups of that kind may try again.
+    pub(super) fn kind_slot_freed(&mut self, kind: Option<KindId>) {
+        if !self.state.gates.kind_ended(kind, &self.state.requirements) {
+            return;
+        }
+        let requirements = &self.state.requirements;
+        for group in self.state.parked.iter_mut().filter(|g| g.blocked) {
+            if requirements.kind(group.requirements) == kind {
+                group.blocked = false;
+            }
+        }
+    }
+
+    /// Counts an assignment against `agent`'s rate; if its next task would
+    /// exceed the rate, the agent takes none until it conforms again.
+    pub(super) fn spend_agent_rate(&mut self, agent: AgentId, now: Instant) {
+        if let Some(until) = self.state.gates.spend_agent_rate(agent, now) {
+            self.arm(until, Timer::AgentRate(agent));
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! Dispatch and placement: the dispatch loop, routing, assignment,
+//! parking, preemption and reserved capacity.
+
+use super::super::Event;
+use super::super::queue::{Entry, HeadKey, Queue};
+use super::super::requirements_table::RequirementsId;
+use super::super::state::{Parked, Task, Timer};
+use super::super::task::TaskState;
+use super::{Action, CancelReason, Dispatcher, Source};
+use crate::agent::AgentStatus;
+use crate::routing::{RoutingError, RoutingStrategy};
+use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
+
+impl<P, S: RoutingStrategy> Dispatcher<P, S> {
+    /// Assigns waiting tasks while agents have free slots.
+    ///
+    /// With every slot taken, only P0 tasks are looked at, and only when
+    /// preemption may free a slot for them.
+    #[inline]
+    pub(super) fn dispatch(&mut self, now: Instant) {
+        // Nothing queued: what the queues hold, if anything, is dead. The
+        // common case after a report, so checked without a call.
+        if self.state.waiting != 0 && self.state.queued_by_level.iter().any(|&n| n != 0) {
+            self.dispatch_queued(now);
+        }
+    }
+
+    /// [`dispatch`](Self::dispatch), with tasks queued.
+    fn dispatch_queued(&mut self, now: Instant) {
+        while let Some(max_level) = self.dispatch_limit() {
+            let Some((source, entry)) = self.next_entry(now, max_level) else {
+                break;
+            };
+            self.place(source, entry, now);
+        }
+    }
+
+    /// The lowest priority that may be dispatched now, or `None` when no
+    /// task can be.
+    pub(super) fn dispatch_limit(&self) -> Option<Priority> {
+        let saturated = self.state.registry.available_agents() == 0;
+        match (saturated, self.config.preemption) {
+            (true, false) => None,
+            (true, true) => Some(Priority::Critical),
+            (false, _) if self.reservation_active() => Some(Priority::High),
+            (false, _) => Some(Priority::Low),
+        }
+    }
+
+    /// Assigns the entry taken from `source`, or parks it when its kind's
+    /// gates or the lack of an eligible agent hold it back.
+    pub(super) fn place(&mut self, source: Source, entry: Entry, now: Instant) {
+        let kind = self.gated_kind(entry.task);
+        if !self
+            .state
+            .gates
+            .kind_has_room(kind, &self.state.requirements)
+        {
+            // Unblocked when a task of this kind finishes.
+            self.park(entry, source, now);
+            return;
+        }
+        let routed = match self.route(entry.task) {
+            Err(_) if self.preempt_for(&entry, now) => self.route(entry.task),
+            routed => routed,
+        };
+        let gates = &mut self.state.gates;
+        let requirements = &self.state.requirements;
+        match routed.map(|agent| (agent, gates.take_kind_rate(kind, requirements, now))) {
+            Ok((agent, Ok(()))) => self.assign(source, entry, agent, now),
+            Ok((_, Err(until))) => {
+                let requirements = self.state.tasks.get(entry.task).map(|t| t.requirements);
+                self.park(entry, source, now);
+                if let Some(requirements) = requirements {
+                    self.arm(until, Timer::KindRate(requirements));
+                }
+            }
+            Err(_) => self.park(entry, source, now),
+        }
+    }
+
+    /// With preemption on, frees a slot for a waiting P0 task by stopping
+    /// the lowest-priority (then youngest) running task on an agent that
+    /// could serve it. Returns whether a slot was freed.
+    pub(super) fn preempt_for(&mut self, entry: &Entry, now: Instant) -> bool {
+        if !self.config.preemption || entry.priority != Priority::Critical {
+            return false;
+        }
+        let Some(resolved) = self
+            .state
+            .tasks
+            .get(entry.task)
+            .and_then(|t| self.state.requirements.resolved(t.requirements))
+        else {
+            return false;
+        };
+        let candidates = self.state.registry.candidates(resolved);
+        let mut victim: Option<((usize, u64), TaskId, AgentId, AttemptToken)> = None;
+        for record in self.state.registry.iter() {
+            let capable = record.status() == AgentStatus::Online
+                && record.slot_limit().is_none()
+                && candidates.admits_ignoring_load(record);
+            if !capable {
+                continue;
+            }
+            for &task in self.in_flight(record.id()) {
+                let Some(t) = self.state.tasks.get(task) else {
+                    continue;
+                };
+                let TaskState::InFlight { token, .. } = t.state else {
+                    continue;
+                };
+                let rank = (t.priority.index(), t.seq);
+                if t.priority != Priority::Critical && victim.is_none_or(|(best, ..)| rank > best) {
+                    victim = Some((rank, task, record.id(), token));
+                }
+            }
+        }
+        let Some((_, task, agent, token)) = victim else {
+            return false;
+        };
+        self.stop_attempt(task, agent, token, None, CancelReason::Preempted, now);
+        self.emit(Event::Preempted { task, agent }, now);
+        self.requeue(task, now);
+        true
+    }
+
+    pub(super) fn reservation_active(&self) -> bool {
+        let share = self.config.reserved_share;
+        share > 0.0
+            && self.state.registry.online_load() as f64
+                >= (1.0 - share) * self.state.registry.online_capacity() as f64
+    }
+
+    /// Pops the best live entry among the main queue and the unblocked
+    /// parked groups.
+    pub(super) fn next_entry(
+        &mut self,
+        now: Instant,
+        max_level: Priority,
+    ) -> Option<(Source, Entry)> {
+        if self.state.queue.is_empty() && self.state.parked.is_empty() {
+            return None;
+        }
+        let tasks = &self.state.tasks;
+        let is_live = |e: &Entry| {
+            tasks
+                .get(e.task)
+                .is_some_and(|t| t.state == TaskState::Queued)
+        };
+        let mut best: Option<(HeadKey, Source)> = self
+            .state
+            .queue
+            .best(now, max_level, is_live)
+            .map(|k| (k, Source::Main));
+        let mut emptied = false;
+        for (index, group) in self.state.parked.iter_mut().enumerate() {
+            if group.blocked {
+                continue;
+            }
+            match group.queue.best(now, max_level, is_live) {
+                Some(key) if best.is_none_or(|(b, _)| key < b) => {
+                    best = Some((key, Source::Parked(index)))
+                }
+                Some(_) => {}
+                None => emptied |= group.queue.is_empty(),
+            }
+        }
+        let (key, source) = best?;
+        let entry = match source {
+            Source::Main => self.state.queue.pop(key),
+            Source::Parked(index) => self
+                .state
+                .parked
+                .get_mut(index)
+                .and_then(|g| g.queue.pop(key)),
+        };
+        if emptied && matches!(source, Source::Main) {
+            self.drop_empty_groups();
+        }
+        entry.map(|e| (source, e))
+    }
+
+    pub(super) fn drop_empty_groups(&mut self) {
+        self.state.parked.retain(|g| !g.queue.is_empty());
+        self.state.parked_index = self
+            .state
+            .parked
+            .iter()
+            .enumerate()
+            .map(|(index, g)| (g.requirements, index))
+            .collect();
+    }
+
+    /// Chooses an agent for `task`, preferring one other than the agent that
+    /// last failed it.
+    pub(super) fn route(&mut self, task: TaskId) -> Result<AgentId, RoutingError> {
+        let Some(entry) = self.state.tasks.get(task) else {
+            return Err(RoutingError::NoEligibleAgent);
+        };
+        let (requirements, last_agent) = (entry.requirements, entry.extras().last_agent);
+        let resolved = self
+            .state
+            .requirements
+            .resolve(requirements, &self.state.registry)?;
+        if let Some(last) = last_agent.filter(|&a| !resolved.avoids(a)) {
+            let elsewhere = resolved.also_avoiding(last);
+            if let Ok(agent) = self
+                .state
+                .registry
+                .route_resolved(&mut self.strategy, &elsewhere)
+            {
+                return Ok(agent);
+            }
+        }
+        self.state
+            .registry
+            .route_resolved(&mut self.strategy, resolved)
+    }
+
+    /// Starts `entry`'s task on `agent`. Should the breaker or the registry
+    /// refuse the slot after all (the slot limit and eligibility keep that
+    /// from happening), the entry is parked rather than queued again, so
+    /// [`dispatch`](Self::dispatch) always makes progress.
+    pub(super) fn assign(&mut self, source: Source, entry: Entry, agent: AgentId, now: Instant) {
+        let task = entry.task;
+        let Some(probe) = self.state.gates.open_attempt(agent, now) else {
+            self.park(entry, source, now);
+            self.sync_slot_limit(agent, now);
+            return;
+        };
+        if self.state.registry.acquire(agent).is_err() {
+            if probe {
+                self.state.gates.release_probe(agent);
+            }
+            self.park(entry, source, now);
+            return;
+        }
+        // The bulkhead had room when `place` looked, before routing.
+        let kind = self.gated_kind(task);
+        self.state
+            .gates
+            .kind_started(kind, &self.state.requirements);
+        self.spend_agent_rate(agent, now);
+        let token = AttemptToken::new(self.state.next_token);
+        self.state.next_token = self.state.next_token.saturating_add(1);
+        let default_timeout = self.config.attempt_timeout;
+        let Some(task_entry) = self.state.tasks.get_mut(task) else {
+            return;
+        };
+        task_entry.attempts = task_entry.attempts.saturating_add(1);
+        task_entry.assigned_at = now;
+        if let Some(extras) = task_entry.extras.as_deref_mut() {
+            extras.unroutable_since = None;
+        }
+        task_entry.probe = probe;
+        let (attempt, priority) = (task_entry.attempts, task_entry.priority);
+        let timeout = task_entry.extras().attempt_timeout.or(default_timeout);
+        self.set_state(
+            task,
+            TaskState::InFlight {
+                agent,
+                token,
+                attempt,
+            },
+        );
+        self.state.in_flight.entry(agent).or_default().push(task);
+        if let Some(timeout) = timeout {
+            self.arm(now.saturating_add(timeout), Timer::Attempt(task, token));
+        }
+        self.sync_slot_limit(agent, now);
+        self.state.actions.push_back(Action::Assign {
+            task,
+            agent,
+            token,
+            attempt,
+        });
+        let waited = now.saturating_duration_since(entry.since);
+        self.emit(
+            Event::Assigned {
+                task,
+                agent,
+                priority,
+                attempt,
+                waited,
+            },
+            now,
+        );
+    }
+
+    pub(super) fn entry_of(&self, task: TaskId, t: &Task<P>, now: Instant) -> Entry {
+        Entry {
+            seq: t.seq,
+            task,
+            priority: t.priority,
+            since: now,
+        }
+    }
+
+    /// Sets an unroutable entry aside in its requirement group, blocked
+    /// until an agent that could serve the group frees a slot.
+    pub(super) fn park(&mut self, entry: Entry, source: Source, now: Instant) {
+        let Some(requirements) = self.state.tasks.get(entry.task).map(|t| t.requirements) else {
+            return;
+        };
+        self.track_unroutable(entry.task, requirements, now);
+        let index = match source {
+            Source::Parked(index) => index,
+            Source::Main => match self.state.parked_index.get(&requirements) {
+                Some(&index) => index,
+                None => {
+                    self.state.parked.push(Parked {
+                        requirements,
+                        queue: Queue::new(self.config.aging_interval),
+                        blocked: true,
+                    });
+                    self.state
+                        .parked_index
+                        .insert(requirements, self.state.parked.len() - 1);
+                    self.state.parked.len() - 1
+                }
+            },
+        };
+        if let Some(group) = self.state.parked.get_mut(index) {
+            group.queue.push(entry);
+            group.blocked = true;
+        }
+    }
+
+    /// Starts (or stops) the unroutable clock of a task: it runs while no
+    /// online agent could serve the task at all, not while capable agents
+    /// are merely busy.
+    pub(super) fn track_unroutable(
+        &mut self,
+        task: TaskId,
+        requirements: RequirementsId,
+        now: Instant,
+    ) {
+        let registry = &self.state.registry;
+        let servable = self
+            .state
+            .requirements
+            .resolve(requirements, registry)
+            .is_ok_and(|r| registry.could_serve(r));
+        let limit = self.config.unroutable_timeout;
+        let Some(entry) = self.state.tasks.get_mut(task) else {
+            return;
+        };
+        if servable {
+            if let Some(extras) = entry.extras.as_deref_mut() {
+                extras.unroutable_since = None;
+            }
+        } else if entry.extras().unroutable_since.is_none() {
+            entry.extras_mut().unroutable_since = Some(now);
+            if let Some(limit) = limit {
+                self.arm(now.saturating_add(limit), Timer::Unroutable(task));
+            }
+        }
+    }
+
+    /// `agent` may have a free slot now: unblock the groups it could serve.
+    pub(super) fn capacity_freed(&mut self, agent: AgentId) {
+        if self.state.parked.iter().all(|g| !g.blocked) {
+            return;
+        }
+        let Some(record) = self.state.registry.get(agent) else {
+            return;
+        };
+        for group in self.state.parked.iter_mut().filter(|g| g.blocked) {
+            group.blocked = match self.state.requirements.resolved(group.requirements) {
+                Some(resolved) => !self.state.registry.candidates(resolved).admits(record),
+                // Unresolved: a new agent may bring the missing names.
+                None => false,
+            };
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Timers: the clock rule, arming, and what each timer does when it fires.
+
+use std::time::Duration;
+
+use super::super::Event;
+use super::super::state::Timer;
+use super::super::task::{DeadLetterReason, Expiry, TaskState};
+use super::{CancelReason, Dispatcher};
+use crate::Instant;
+use crate::agent::Outcome;
+use crate::routing::RoutingStrategy;
+
+impl<P, S: RoutingStrategy> Dispatcher<P, S> {
+    /// Handles every timer due at `now`: TTLs, deadlines, attempt timeouts,
+    /// retry instants, unroutable limits and missed heartbeats.
+    ///
+    /// One call fires only the timers that were armed before it: a timer
+    /// that firing arms at an instant already due waits for the next call
+    /// (and [`poll_timeout`](Self::poll_timeout) says so), so no call loops.
+    /// A timer due at [`Instant::MAX`] never fires (the
+    /// [clock rule](crate::time#the-clock-rule)).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.tick(now);
+        let armed_before = self.state.next_timer;
+        while let Some(&(at, seq, timer)) = self.state.timers.first() {
+            if !at.fires_at(now) || seq >= armed_before {
+                break;
+            }
+            self.state.timers.pop_first();
+            self.fire(timer, at, now);
+        }
+        self.dispatch(now);
+    }
+
+    /// The next instant at which [`handle_timeout`](Self::handle_timeout)
+    /// has work, if any. Timers due at [`Instant::MAX`] never fire and are
+    /// not reported.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.state
+            .timers
+            .first()
+            .map(|&(at, _, _)| at)
+            .filter(|at| !at.is_never())
+    }
+
+    pub(super) fn fire(&mut self, timer: Timer, at: Instant, now: Instant) {
+        match timer {
+            Timer::Ttl(task) => {
+                let waiting = self.state.tasks.get(task).is_some_and(|t| {
+                    matches!(t.state, TaskState::Queued | TaskState::Delayed { .. })
+                });
+                if waiting {
+                    self.expire(task, Expiry::Ttl, now);
+                }
+            }
+            Timer::Deadline(task) => {
+                if let Some(state) = self.state.tasks.get(task).map(|t| t.state) {
+                    if let TaskState::InFlight { agent, token, .. } = state {
+                        self.stop_attempt(task, agent, token, None, CancelReason::Expired, now);
+                    }
+                    self.expire(task, Expiry::Deadline, now);
+                }
+            }
+            Timer::Attempt(task, token) => {
+                let running = self.state.tasks.get(task).and_then(|t| match t.state {
+                    TaskState::InFlight {
+                        agent,
+                        token: current,
+                        ..
+                    } if current == token => Some(agent),
+                    _ => None,
+                });
+                if let Some(agent) = running {
+                    let latency = self
+                        .state
+                        .tasks
+                        .get(task)
+                        .map_or(Duration::ZERO, |t| now - t.assigned_at);
+                    self.stop_attempt(
+                        task,
+                        agent,
+                        token,
+                        Some(Outcome::failure(latency)),
+                        CancelReason::TimedOut,
+                        now,
+                    );
+                    self.emit(
+                        Event::Failed {
+                            task,
+                            agent,
+                            retryable: true,
+                        },
+                        now,
+                    );
+                    self.attempt_failed(task, agent, "attempt timed out".into(), true, now);
+                }
+            }
+            Timer::Retry(task) => {
+                let due = self.state.tasks.get(task).is_some_and(
+                    |t| matches!(t.state, TaskState::Delayed { until } if until <= now),
+                );
+                if due {
+                    self.requeue(task, now);
+                }
+            }
+            Timer::Unroutable(task) => {
+                if let Some(requirements) = self.state.tasks.get(task).map(|t| t.requirements) {
+                    self.track_unroutable(task, requirements, now);
+                }
+                let waited = self.state.tasks.get(task).and_then(|t| {
+                    match (t.state, t.extras().unroutable_since) {
+                        (TaskState::Queued, Some(since)) => Some(now - since),
+                        _ => None,
+                    }
+                });
+                let limit = self.config.unroutable_timeout.unwrap_or(Duration::MAX);
+                if let Some(waited) = waited.filter(|&w| w >= limit) {
+                    self.dead_letter(task, DeadLetterReason::Unroutable { waited }, now);
+                }
+            }
+            Timer::Heartbeat(agent) => self.check_heartbeat(agent, at, now),
+            Timer::Breaker(agent) => {
+                self.sync_slot_limit(agent, now);
+                self.capacity_freed(agent);
+            }
+            Timer::AgentRate(agent) => {
+                if self.state.gates.rate_block_ended(agent, now) {
+                    self.sync_slot_limit(agent, now);
+                    self.capacity_freed(agent);
+                }
+            }
+            Timer::KindRate(requirements) => {
+                if let Some(&index) = self.state.parked_index.get(&requirements) {
+                    if let Some(group) = self.state.parked.get_mut(index) {
+                        group.blocked = false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `now` under the [clock rule](crate::time#the-clock-rule): never
+    /// earlier than the latest `now` seen.
+    pub(super) fn tick(&mut self, now: Instant) -> Instant {
+        self.state.clock = self.state.clock.max(now);
+        self.state.clock
+    }
+
+    pub(super) fn arm(&mut self, at: Instant, timer: Timer) {
+        let seq = self.state.next_timer;
+        self.state.next_timer = seq.saturating_add(1);
+        self.state.timers.insert((at, seq, timer));
+    }
+}
