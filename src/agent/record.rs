@@ -97,7 +97,7 @@ impl AgentRecord {
     }
 
     /// The temporary cap on concurrent tasks set with
-    /// [`Registry::set_slot_limit`], if any.
+    /// [`Registry::set_slot_limit`](super::Registry::set_slot_limit), if any.
     pub fn slot_limit(&self) -> Option<u32> {
         self.slot_limit
     }

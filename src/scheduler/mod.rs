@@ -102,12 +102,13 @@ mod state;
 mod stats;
 mod task;
 
+pub use crate::Observer;
 pub use config::{DispatcherConfig, DispatcherConfigBuilder, Heartbeats, MAX_TERMINAL_HISTORY};
 pub use dead_letter::{DeadLetter, DeadLetterQueue};
 pub use dispatcher::{Action, CancelReason, Dispatcher, Submitted};
 pub use errors::{ApplyError, ReportError, SchedulerError, SubmitError, SubmitErrorKind};
 pub use journal::{Applied, Input};
-pub use observer::{Event, Observer};
+pub use observer::Event;
 #[cfg(feature = "sync")]
 pub use shared::{SharedDispatcher, SharedGuard};
 pub use snapshot::Snapshot;

@@ -1,11 +1,12 @@
-//! Lifecycle events and the [`Observer`] that receives them.
+//! The dispatcher's lifecycle [`Event`]s, for an
+//! [`Observer<Event>`](crate::Observer).
 
 use std::time::Duration;
 
 use crate::{AgentId, Instant, Priority, TaskId};
 
 /// Something that happened to a task or an agent, reported to the
-/// dispatcher's [`Observer`] (and counted in its metrics) as it happens.
+/// dispatcher's [`Observer`](crate::Observer) (and counted in its metrics) as it happens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
@@ -105,34 +106,4 @@ pub enum Event {
         /// The agent.
         agent: AgentId,
     },
-}
-
-/// Receives the dispatcher's lifecycle [`Event`]s, synchronously, as they
-/// happen. Every method has a default that does nothing; a closure
-/// `FnMut(&Event)` is an observer too.
-///
-/// ```
-/// use std::sync::{Arc, Mutex};
-/// use taskweave::scheduler::{Dispatcher, DispatcherConfig, Event, TaskSpec};
-/// use taskweave::Instant;
-///
-/// let seen = Arc::new(Mutex::new(Vec::new()));
-/// let log = Arc::clone(&seen);
-/// let mut dispatcher: Dispatcher<&str> = Dispatcher::new(DispatcherConfig::default());
-/// dispatcher.set_observer(move |event: &Event| log.lock().unwrap().push(*event));
-/// dispatcher.submit(TaskSpec::new("x"), Instant::ZERO)?;
-/// assert!(matches!(seen.lock().unwrap()[0], Event::Submitted { .. }));
-/// # Ok::<(), taskweave::Error>(())
-/// ```
-pub trait Observer {
-    /// Called for every event.
-    fn on_event(&mut self, event: &Event) {
-        let _ = event;
-    }
-}
-
-impl<F: FnMut(&Event)> Observer for F {
-    fn on_event(&mut self, event: &Event) {
-        self(event);
-    }
 }

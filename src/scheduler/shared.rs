@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use parking_lot::{Mutex, MutexGuard};
 
 use super::{
-    Action, Applied, ApplyError, Dispatcher, Event, Input, Observer, ReportError, SubmitError,
-    Submitted, TaskReport, TaskSpec,
+    Action, Applied, ApplyError, Dispatcher, Event, Input, ReportError, SubmitError, Submitted,
+    TaskReport, TaskSpec,
 };
-use crate::Instant;
 use crate::routing::RoutingStrategy;
+use crate::{Instant, Observer};
 
 /// A [`Dispatcher`] behind a mutex, shareable across threads.
 ///
@@ -61,7 +61,7 @@ struct Shared<P, S> {
     /// Events recorded under the dispatcher's lock, not yet delivered.
     pending: Arc<Mutex<VecDeque<Event>>>,
     /// The host's observer; taken out while it runs.
-    observer: Mutex<Option<Box<dyn Observer + Send>>>,
+    observer: Mutex<Option<Box<dyn Observer<Event> + Send>>>,
     /// Whether some thread is delivering events (only one at a time, so
     /// they arrive in order).
     delivering: AtomicBool,
@@ -70,7 +70,7 @@ struct Shared<P, S> {
 /// The observer a shared dispatcher runs under its lock: it only records.
 struct Record(Arc<Mutex<VecDeque<Event>>>);
 
-impl Observer for Record {
+impl Observer<Event> for Record {
     fn on_event(&mut self, event: &Event) {
         self.0.lock().push_back(*event);
     }
@@ -186,7 +186,7 @@ impl<P, S: RoutingStrategy> SharedDispatcher<P, S> {
 
     /// Sets the observer that receives every lifecycle [`Event`], outside
     /// the lock (see the type's docs). Replaces any previous one.
-    pub fn set_observer(&self, observer: impl Observer + Send + 'static) {
+    pub fn set_observer(&self, observer: impl Observer<Event> + Send + 'static) {
         *self.inner.observer.lock() = Some(Box::new(observer));
         let record = Record(Arc::clone(&self.inner.pending));
         self.inner.dispatcher.lock().set_observer(record);

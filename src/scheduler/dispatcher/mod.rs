@@ -24,7 +24,8 @@ pub(super) use gates::Gates;
 
 use super::state::State;
 use super::task::{DeadLetterReason, Expiry};
-use super::{DispatcherConfig, Observer};
+use super::{DispatcherConfig, Event};
+use crate::Observer;
 use crate::routing::{LeastLoaded, RoutingStrategy};
 use crate::{AgentId, AttemptToken, TaskId};
 
@@ -127,7 +128,7 @@ enum Source {
 pub struct Dispatcher<P, S = Box<dyn RoutingStrategy + Send>> {
     pub(super) config: DispatcherConfig,
     pub(super) strategy: S,
-    pub(super) observer: Option<Box<dyn Observer + Send>>,
+    pub(super) observer: Option<Box<dyn Observer<Event> + Send>>,
     pub(super) state: State<P>,
 }
 

@@ -1,8 +1,9 @@
 //! Queries: read-only views of the dispatcher, and the dead-letter queue.
 
 use super::super::task::TaskState;
-use super::super::{DeadLetter, DeadLetterQueue, DispatcherMetrics, Event, Observer};
+use super::super::{DeadLetter, DeadLetterQueue, DispatcherMetrics, Event};
 use super::{Action, Dispatcher};
+use crate::Observer;
 use crate::agent::Registry;
 use crate::resilience::BreakerState;
 use crate::routing::RoutingStrategy;
@@ -83,7 +84,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     }
 
     /// Sets the observer that receives every lifecycle [`Event`].
-    pub fn set_observer(&mut self, observer: impl Observer + Send + 'static) {
+    pub fn set_observer(&mut self, observer: impl Observer<Event> + Send + 'static) {
         self.observer = Some(Box::new(observer));
     }
 
