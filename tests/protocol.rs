@@ -96,7 +96,11 @@ fn deliver(
 ) -> Result<Handled<String>, taskweave::Error> {
     let wire = serde_json::to_string(message).unwrap();
     let received: Env = serde_json::from_str(&wire).unwrap();
-    received.into_inbound().unwrap().apply_to(d, now)
+    received
+        .into_inbound()
+        .unwrap()
+        .apply_to(d, now)
+        .map_err(taskweave::Error::from)
 }
 
 fn register(d: &mut Dispatcher<String>, agent: AgentId) {
@@ -1242,7 +1246,11 @@ fn a_result_after_cancellation_is_refused() {
     let late = agent_answers(A, &serde_json::to_string(&assign).unwrap(), ms(3));
     let result: Env = serde_json::from_str(&late[2]).unwrap();
     assert!(matches!(
-        result.into_inbound().unwrap().apply_to(&mut d, ms(3)),
+        result
+            .into_inbound()
+            .unwrap()
+            .apply_to(&mut d, ms(3))
+            .map_err(taskweave::Error::from),
         Err(taskweave::Error::Report(ReportError::NotInFlight { .. }))
     ));
     assert_eq!(d.task_state(task), Some(TaskState::Cancelled));

@@ -3,7 +3,9 @@
 use super::RejectReason;
 use crate::agent::{AgentProfile, AgentStatus};
 use crate::routing::RoutingStrategy;
-use crate::scheduler::{AttemptOutcome, Dispatcher, ReportError, TaskReport, TaskState};
+use crate::scheduler::{
+    ApplyError, AttemptOutcome, Dispatcher, ReportError, TaskReport, TaskState,
+};
 use crate::{AgentId, AttemptToken, Instant, TaskId};
 
 /// What an agent's message asks of the dispatcher; made by
@@ -135,7 +137,8 @@ impl<P> Inbound<P> {
     ///
     /// # Errors
     ///
-    /// The dispatcher's error as a crate [`Error`](crate::Error): a
+    /// The dispatcher's error as an [`ApplyError`] (which `?` turns into
+    /// the crate [`Error`](crate::Error)): a
     /// [`RegistryError`](crate::agent::RegistryError) (inside
     /// [`SchedulerError`](crate::scheduler::SchedulerError)) for a duplicate
     /// or unknown agent, a [`ReportError`] for a report, rejection,
@@ -146,7 +149,7 @@ impl<P> Inbound<P> {
         self,
         dispatcher: &mut Dispatcher<P, S>,
         now: Instant,
-    ) -> Result<Handled<P>, crate::Error> {
+    ) -> Result<Handled<P>, ApplyError> {
         Ok(match self {
             Inbound::Register { agent, profile } => {
                 dispatcher.register_agent(agent, profile, now)?;
