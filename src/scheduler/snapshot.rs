@@ -55,7 +55,7 @@ pub struct Snapshot<P> {
 
 impl<P> Snapshot<P> {
     /// The snapshot format this library writes and reads.
-    pub const VERSION: u32 = 3;
+    pub const VERSION: u32 = 2;
 
     /// The format version this snapshot says it is in.
     pub fn version(&self) -> u32 {
