@@ -5,6 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::AuctionError;
+
+#[cfg(feature = "serde")]
+mod form;
 use crate::agent::{AgentRecord, Registry};
 use crate::capability::CapabilitySet;
 use crate::routing::{Candidates, ResolvedRequirements};
@@ -330,71 +333,13 @@ pub struct Award {
 /// invited agent.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(try_from = "AuctionForm"))]
+#[cfg_attr(feature = "serde", serde(try_from = "form::AuctionForm"))]
 pub struct Auction {
     announcement: Announcement,
     bids: BTreeMap<AgentId, Bid>,
     outcome: Option<AuctionOutcome>,
     /// The latest `now` seen.
     latest: Instant,
-}
-
-/// The unchecked fields of an [`Auction`], as deserialized.
-#[cfg(feature = "serde")]
-#[derive(serde::Deserialize)]
-struct AuctionForm {
-    announcement: Announcement,
-    bids: BTreeMap<AgentId, Bid>,
-    outcome: Option<AuctionOutcome>,
-    #[serde(default)]
-    latest: Instant,
-}
-
-#[cfg(feature = "serde")]
-impl TryFrom<AuctionForm> for Auction {
-    type Error = AuctionError;
-
-    fn try_from(form: AuctionForm) -> Result<Self, AuctionError> {
-        let mut auction = Auction::open(form.announcement)?;
-        let call = &auction.announcement;
-        for (&agent, bid) in &form.bids {
-            if bid.agent != agent {
-                return Err(AuctionError::NoBidFrom(agent));
-            }
-            if !(bid.cost.is_finite() && bid.cost >= 0.0) {
-                return Err(AuctionError::InvalidCost {
-                    agent,
-                    cost: bid.cost,
-                });
-            }
-            if let Some(reserve) = call.reserve.filter(|&reserve| bid.cost > reserve) {
-                return Err(AuctionError::AboveReserve {
-                    agent,
-                    cost: bid.cost,
-                    reserve,
-                });
-            }
-            if call
-                .invited
-                .as_ref()
-                .is_some_and(|inv| !inv.contains(&agent))
-            {
-                return Err(AuctionError::NotInvited(agent));
-            }
-        }
-        if let Some(AuctionOutcome::Awarded(award)) = &form.outcome {
-            if !(award.price.is_finite() && award.price >= 0.0) {
-                return Err(AuctionError::InvalidCost {
-                    agent: award.winner.agent,
-                    cost: award.price,
-                });
-            }
-        }
-        auction.bids = form.bids;
-        auction.outcome = form.outcome;
-        auction.latest = form.latest;
-        Ok(auction)
-    }
 }
 
 impl Auction {

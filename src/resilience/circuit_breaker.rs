@@ -9,6 +9,9 @@ use super::ResilienceError;
 use super::window::SlidingWindow;
 use crate::Instant;
 
+#[cfg(feature = "serde")]
+mod form;
+
 /// What a [`CircuitBreaker`] currently lets through.
 ///
 /// ```
@@ -376,7 +379,7 @@ enum Phase {
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(try_from = "BreakerForm"))]
+#[cfg_attr(feature = "serde", serde(try_from = "form::BreakerForm"))]
 pub struct CircuitBreaker {
     config: BreakerConfig,
     phase: Phase,
@@ -386,62 +389,6 @@ pub struct CircuitBreaker {
     trips: u64,
     /// The latest `now` seen: an earlier one counts as this one.
     latest: Instant,
-}
-
-/// The unchecked fields of a [`CircuitBreaker`], as deserialized.
-#[cfg(feature = "serde")]
-#[derive(serde::Deserialize)]
-struct BreakerForm {
-    config: BreakerConfig,
-    phase: Phase,
-    consecutive_failures: u32,
-    outcomes: SlidingWindow,
-    trips: u64,
-    #[serde(default)]
-    latest: Instant,
-}
-
-#[cfg(feature = "serde")]
-impl TryFrom<BreakerForm> for CircuitBreaker {
-    type Error = &'static str;
-
-    /// Checks what the breaker's methods keep true: the outcome window has
-    /// the configuration's shape, a closed breaker has fewer consecutive
-    /// failures than trip it (none otherwise), and a half-open one no more
-    /// probes out than allowed and fewer successes than close it.
-    fn try_from(form: BreakerForm) -> Result<Self, Self::Error> {
-        let BreakerForm {
-            config,
-            phase,
-            consecutive_failures,
-            outcomes,
-            trips,
-            latest,
-        } = form;
-        if !outcomes.same_shape(&config.empty_window) {
-            return Err("the breaker's outcome window does not match its configuration");
-        }
-        let consistent = match phase {
-            Phase::Closed => consecutive_failures < config.consecutive_failures,
-            Phase::Open { .. } => consecutive_failures == 0,
-            Phase::HalfOpen { probes, successes } => {
-                consecutive_failures == 0
-                    && probes <= config.probes
-                    && successes < config.successes_to_close
-            }
-        };
-        if !consistent {
-            return Err("the breaker's phase disagrees with its counters or configuration");
-        }
-        Ok(CircuitBreaker {
-            config,
-            phase,
-            consecutive_failures,
-            outcomes,
-            trips,
-            latest,
-        })
-    }
 }
 
 impl CircuitBreaker {
