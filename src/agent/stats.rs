@@ -48,10 +48,11 @@ pub struct PerformanceStats {
 impl PerformanceStats {
     /// Folds one outcome in, with EWMA smoothing factor `alpha` in `(0, 1]`.
     pub(crate) fn record(&mut self, outcome: Outcome, alpha: f64) {
+        // Saturating: counts restored from a snapshot may sit at the top.
         if outcome.success {
-            self.completed += 1;
+            self.completed = self.completed.saturating_add(1);
         } else {
-            self.failed += 1;
+            self.failed = self.failed.saturating_add(1);
         }
         // Through u64: converting a u128 to f64 costs a library call.
         let sample = u64::try_from(outcome.latency.as_nanos()).unwrap_or(u64::MAX) as f64;
@@ -73,7 +74,7 @@ impl PerformanceStats {
 
     /// All recorded attempts.
     pub fn attempts(&self) -> u64 {
-        self.completed + self.failed
+        self.completed.saturating_add(self.failed)
     }
 
     /// Share of successful attempts, or `None` before the first outcome.
