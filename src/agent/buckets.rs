@@ -110,17 +110,7 @@ impl<B> Default for BucketLists<B> {
 impl<B: Ord + Copy> BucketLists<B> {
     /// Appends `slot` to the list of `bucket`.
     pub(crate) fn push(&mut self, slot: Slot, bucket: B, links: &mut Links<B>) {
-        let tail = match self.find(&bucket) {
-            Ok(at) => std::mem::replace(&mut self.buckets[at].2, slot),
-            Err(at) => {
-                // Shifting a few entries by swaps beats a memmove call.
-                self.buckets.push((bucket, slot, slot));
-                for i in (at + 1..self.buckets.len()).rev() {
-                    self.buckets.swap(i, i - 1);
-                }
-                NIL
-            }
-        };
+        let tail = self.append(slot, bucket);
         if tail != NIL {
             links.linked(tail).next = slot;
         }
@@ -141,6 +131,33 @@ impl<B: Ord + Copy> BucketLists<B> {
         else {
             return;
         };
+        self.unlink(bucket, prev, next, links);
+        links.linked(slot).bucket = None;
+    }
+
+    /// Makes `slot` the last of `bucket`'s list in the bucket table (a new
+    /// bucket if needed) and returns the former last slot, or `NIL`. The
+    /// caller links the slot itself.
+    #[inline(always)]
+    fn append(&mut self, slot: Slot, bucket: B) -> Slot {
+        match self.find(&bucket) {
+            Ok(at) => std::mem::replace(&mut self.buckets[at].2, slot),
+            Err(at) => {
+                // Shifting a few entries by swaps beats a memmove call.
+                self.buckets.push((bucket, slot, slot));
+                for i in (at + 1..self.buckets.len()).rev() {
+                    self.buckets.swap(i, i - 1);
+                }
+                NIL
+            }
+        }
+    }
+
+    /// Takes the slot linked in `bucket` between `prev` and `next`, out of
+    /// its list: its neighbours and the bucket's ends no longer name it, and
+    /// an emptied bucket is dropped. The slot's own link is left as it was.
+    #[inline(always)]
+    fn unlink(&mut self, bucket: B, prev: Slot, next: Slot, links: &mut Links<B>) {
         if prev != NIL {
             links.linked(prev).next = next;
         }
@@ -166,17 +183,39 @@ impl<B: Ord + Copy> BucketLists<B> {
                 }
             }
         }
-        links.linked(slot).bucket = None;
     }
 
     /// Moves `slot` to the back of `bucket`'s list, unless it is already in
     /// that bucket.
+    ///
+    /// What every assignment and completion does, so it is one pass: the
+    /// slot's link is read once, unlinked from its old list and appended to
+    /// the new one in place (the same steps as [`remove`](Self::remove) then
+    /// [`push`](Self::push), without their calls and repeated checks).
     pub(crate) fn update(&mut self, slot: Slot, bucket: B, links: &mut Links<B>) {
-        if links.get(slot).and_then(|l| l.bucket) == Some(bucket) {
+        let Some(&Link {
+            bucket: Some(old),
+            prev,
+            next,
+        }) = links.get(slot)
+        else {
+            // In no list: a plain push.
+            self.push(slot, bucket, links);
+            return;
+        };
+        if old == bucket {
             return;
         }
-        self.remove(slot, links);
-        self.push(slot, bucket, links);
+        self.unlink(old, prev, next, links);
+        let tail = self.append(slot, bucket);
+        if tail != NIL {
+            links.linked(tail).next = slot;
+        }
+        *links.linked(slot) = Link {
+            bucket: Some(bucket),
+            prev: tail,
+            next: NIL,
+        };
     }
 
     fn find(&self, bucket: &B) -> Result<usize, usize> {
