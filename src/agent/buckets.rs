@@ -164,6 +164,10 @@ impl<B: Ord + Copy> BucketLists<B> {
         if next != NIL {
             links.linked(next).prev = prev;
         }
+        if prev != NIL && next != NIL {
+            // From the middle of its list: the bucket's ends stay.
+            return;
+        }
         if let Ok(at) = self.find(&bucket) {
             match (prev, next) {
                 (NIL, NIL) => {
