@@ -120,11 +120,15 @@ impl Histogram {
     /// Records one value. `O(1)`.
     pub fn record(&mut self, value: u64) {
         let index = bucket_of(value);
-        // The common case: the bucket is stored, no growth check needed.
-        if self.stored_bucket(index).is_none() {
-            self.cover(index, index);
+        // The common case: the bucket is stored, one bounds check (an index
+        // below `offset` wraps past the end).
+        match self.counts.get_mut(index.wrapping_sub(self.offset)) {
+            Some(slot) => *slot = slot.saturating_add(1),
+            None => {
+                self.cover(index, index);
+                self.add_to_bucket(index, 1);
+            }
         }
-        self.add_to_bucket(index, 1);
         self.count = self.count.saturating_add(1);
         self.sum = self.sum.saturating_add(u128::from(value));
         self.min = self.min.min(value);
