@@ -229,12 +229,38 @@ impl<B: Ord + Copy> BucketLists<B> {
     /// Every slot with its bucket key: buckets in ascending order, each in
     /// list (arrival) order. Lazy: taking the first costs `O(log b)`.
     pub(crate) fn iter<'a>(&'a self, links: &'a Links<B>) -> impl Iterator<Item = (B, Slot)> + 'a {
-        self.buckets.iter().flat_map(move |&(bucket, head, _)| {
-            std::iter::successors(Some(head), move |&slot| {
-                links.get(slot).map(|l| l.next).filter(|&next| next != NIL)
-            })
-            .map(move |slot| (bucket, slot))
-        })
+        Iter {
+            buckets: self.buckets.iter(),
+            links,
+            last: None,
+        }
+    }
+}
+
+/// [`BucketLists::iter`]: a bucket's slots by their links, then the next
+/// bucket's. Lazy: a slot's link is read only when the slot after it is
+/// asked for.
+struct Iter<'a, B> {
+    buckets: std::slice::Iter<'a, (B, Slot, Slot)>,
+    links: &'a Links<B>,
+    /// The slot returned last, with its bucket.
+    last: Option<(B, Slot)>,
+}
+
+impl<B: Copy> Iterator for Iter<'_, B> {
+    type Item = (B, Slot);
+
+    fn next(&mut self) -> Option<(B, Slot)> {
+        if let Some((bucket, slot)) = self.last {
+            let next = self.links.get(slot).map_or(NIL, |l| l.next);
+            if next != NIL {
+                self.last = Some((bucket, next));
+                return self.last;
+            }
+        }
+        let &(bucket, head, _) = self.buckets.next()?;
+        self.last = Some((bucket, head));
+        self.last
     }
 }
 
