@@ -222,8 +222,21 @@ impl<B: Ord + Copy> BucketLists<B> {
         };
     }
 
+    /// Where `bucket` is in the table (`Ok`) or would go (`Err`). The last
+    /// (highest) bucket is checked first: an agent taking a task usually
+    /// moves up to it, or past it.
     fn find(&self, bucket: &B) -> Result<usize, usize> {
-        self.buckets.binary_search_by(|(key, ..)| key.cmp(bucket))
+        let Some((last, ..)) = self.buckets.last() else {
+            return Err(0);
+        };
+        let len = self.buckets.len();
+        match last.cmp(bucket) {
+            Ordering::Less => Err(len),
+            Ordering::Equal => Ok(len - 1),
+            Ordering::Greater => {
+                self.buckets[..len - 1].binary_search_by(|(key, ..)| key.cmp(bucket))
+            }
+        }
     }
 
     /// Every slot with its bucket key: buckets in ascending order, each in
