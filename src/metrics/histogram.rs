@@ -19,6 +19,16 @@ fn bucket_of(value: u64) -> usize {
     ((shift as usize) << SUB_BITS) + (value >> shift) as usize
 }
 
+/// `duration` in whole nanoseconds, `u64::MAX` if more: what
+/// `u64::try_from(duration.as_nanos())` gives, without `u128` arithmetic.
+fn nanos_saturating(duration: Duration) -> u64 {
+    duration
+        .as_secs()
+        .checked_mul(1_000_000_000)
+        .and_then(|nanos| nanos.checked_add(u64::from(duration.subsec_nanos())))
+        .unwrap_or(u64::MAX)
+}
+
 /// The smallest value and the width of bucket `index` (`index < BUCKETS`).
 fn bucket_bounds(index: usize) -> (u64, u64) {
     let shift = (index >> SUB_BITS).saturating_sub(1);
@@ -138,7 +148,7 @@ impl Histogram {
     /// Records a duration as whole nanoseconds, saturating at `u64::MAX`
     /// (about 584 years).
     pub fn record_duration(&mut self, duration: Duration) {
-        self.record(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX));
+        self.record(nanos_saturating(duration));
     }
 
     /// Number of recorded values (saturating at `u64::MAX`).
@@ -466,6 +476,24 @@ mod serde_impl {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn nanos_saturate_as_the_u128_conversion_does() {
+        let max_secs = u64::MAX / 1_000_000_000;
+        for duration in [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_secs(1),
+            Duration::from_nanos(u64::MAX),
+            Duration::from_nanos(u64::MAX) + Duration::from_nanos(1),
+            Duration::new(max_secs, 999_999_999),
+            Duration::new(max_secs + 1, 0),
+            Duration::MAX,
+        ] {
+            let expected = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+            assert_eq!(nanos_saturating(duration), expected, "{duration:?}");
+        }
+    }
 
     /// The nearest-rank quantile of `sorted`, as `Histogram::quantile`
     /// defines it.
