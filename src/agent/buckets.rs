@@ -110,17 +110,7 @@ impl<B> Default for BucketLists<B> {
 impl<B: Ord + Copy> BucketLists<B> {
     /// Appends `slot` to the list of `bucket`.
     pub(crate) fn push(&mut self, slot: Slot, bucket: B, links: &mut Links<B>) {
-        let tail = match self.find(&bucket) {
-            Ok(at) => std::mem::replace(&mut self.buckets[at].2, slot),
-            Err(at) => {
-                // Shifting a few entries by swaps beats a memmove call.
-                self.buckets.push((bucket, slot, slot));
-                for i in (at + 1..self.buckets.len()).rev() {
-                    self.buckets.swap(i, i - 1);
-                }
-                NIL
-            }
-        };
+        let tail = self.append(slot, bucket);
         if tail != NIL {
             links.linked(tail).next = slot;
         }
@@ -141,11 +131,42 @@ impl<B: Ord + Copy> BucketLists<B> {
         else {
             return;
         };
+        self.unlink(bucket, prev, next, links);
+        links.linked(slot).bucket = None;
+    }
+
+    /// Makes `slot` the last of `bucket`'s list in the bucket table (a new
+    /// bucket if needed) and returns the former last slot, or `NIL`. The
+    /// caller links the slot itself.
+    #[inline(always)]
+    fn append(&mut self, slot: Slot, bucket: B) -> Slot {
+        match self.find(&bucket) {
+            Ok(at) => std::mem::replace(&mut self.buckets[at].2, slot),
+            Err(at) => {
+                // Shifting a few entries by swaps beats a memmove call.
+                self.buckets.push((bucket, slot, slot));
+                for i in (at + 1..self.buckets.len()).rev() {
+                    self.buckets.swap(i, i - 1);
+                }
+                NIL
+            }
+        }
+    }
+
+    /// Takes the slot linked in `bucket` between `prev` and `next`, out of
+    /// its list: its neighbours and the bucket's ends no longer name it, and
+    /// an emptied bucket is dropped. The slot's own link is left as it was.
+    #[inline(always)]
+    fn unlink(&mut self, bucket: B, prev: Slot, next: Slot, links: &mut Links<B>) {
         if prev != NIL {
             links.linked(prev).next = next;
         }
         if next != NIL {
             links.linked(next).prev = prev;
+        }
+        if prev != NIL && next != NIL {
+            // From the middle of its list: the bucket's ends stay.
+            return;
         }
         if let Ok(at) = self.find(&bucket) {
             match (prev, next) {
@@ -166,32 +187,93 @@ impl<B: Ord + Copy> BucketLists<B> {
                 }
             }
         }
-        links.linked(slot).bucket = None;
     }
 
     /// Moves `slot` to the back of `bucket`'s list, unless it is already in
     /// that bucket.
+    ///
+    /// What every assignment and completion does, so it is one pass: the
+    /// slot's link is read once, unlinked from its old list and appended to
+    /// the new one in place (the same steps as [`remove`](Self::remove) then
+    /// [`push`](Self::push), without their calls and repeated checks).
     pub(crate) fn update(&mut self, slot: Slot, bucket: B, links: &mut Links<B>) {
-        if links.get(slot).and_then(|l| l.bucket) == Some(bucket) {
+        let Some(&Link {
+            bucket: Some(old),
+            prev,
+            next,
+        }) = links.get(slot)
+        else {
+            // In no list: a plain push.
+            self.push(slot, bucket, links);
+            return;
+        };
+        if old == bucket {
             return;
         }
-        self.remove(slot, links);
-        self.push(slot, bucket, links);
+        self.unlink(old, prev, next, links);
+        let tail = self.append(slot, bucket);
+        if tail != NIL {
+            links.linked(tail).next = slot;
+        }
+        *links.linked(slot) = Link {
+            bucket: Some(bucket),
+            prev: tail,
+            next: NIL,
+        };
     }
 
+    /// Where `bucket` is in the table (`Ok`) or would go (`Err`). The last
+    /// (highest) bucket is checked first: an agent taking a task usually
+    /// moves up to it, or past it.
     fn find(&self, bucket: &B) -> Result<usize, usize> {
-        self.buckets.binary_search_by(|(key, ..)| key.cmp(bucket))
+        let Some((last, ..)) = self.buckets.last() else {
+            return Err(0);
+        };
+        let len = self.buckets.len();
+        match last.cmp(bucket) {
+            Ordering::Less => Err(len),
+            Ordering::Equal => Ok(len - 1),
+            Ordering::Greater => {
+                self.buckets[..len - 1].binary_search_by(|(key, ..)| key.cmp(bucket))
+            }
+        }
     }
 
     /// Every slot with its bucket key: buckets in ascending order, each in
     /// list (arrival) order. Lazy: taking the first costs `O(log b)`.
     pub(crate) fn iter<'a>(&'a self, links: &'a Links<B>) -> impl Iterator<Item = (B, Slot)> + 'a {
-        self.buckets.iter().flat_map(move |&(bucket, head, _)| {
-            std::iter::successors(Some(head), move |&slot| {
-                links.get(slot).map(|l| l.next).filter(|&next| next != NIL)
-            })
-            .map(move |slot| (bucket, slot))
-        })
+        Iter {
+            buckets: self.buckets.iter(),
+            links,
+            last: None,
+        }
+    }
+}
+
+/// [`BucketLists::iter`]: a bucket's slots by their links, then the next
+/// bucket's. Lazy: a slot's link is read only when the slot after it is
+/// asked for.
+struct Iter<'a, B> {
+    buckets: std::slice::Iter<'a, (B, Slot, Slot)>,
+    links: &'a Links<B>,
+    /// The slot returned last, with its bucket.
+    last: Option<(B, Slot)>,
+}
+
+impl<B: Copy> Iterator for Iter<'_, B> {
+    type Item = (B, Slot);
+
+    fn next(&mut self) -> Option<(B, Slot)> {
+        if let Some((bucket, slot)) = self.last {
+            let next = self.links.get(slot).map_or(NIL, |l| l.next);
+            if next != NIL {
+                self.last = Some((bucket, next));
+                return self.last;
+            }
+        }
+        let &(bucket, head, _) = self.buckets.next()?;
+        self.last = Some((bucket, head));
+        self.last
     }
 }
 

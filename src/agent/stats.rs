@@ -54,8 +54,15 @@ impl PerformanceStats {
         } else {
             self.failed = self.failed.saturating_add(1);
         }
-        // Through u64: converting a u128 to f64 costs a library call.
-        let sample = u64::try_from(outcome.latency.as_nanos()).unwrap_or(u64::MAX) as f64;
+        // Through u64: converting a u128 to f64 costs a library call. The
+        // same value as `u64::try_from(latency.as_nanos())`, saturating,
+        // without the u128 arithmetic.
+        let latency = outcome.latency;
+        let sample = latency
+            .as_secs()
+            .checked_mul(1_000_000_000)
+            .and_then(|nanos| nanos.checked_add(u64::from(latency.subsec_nanos())))
+            .unwrap_or(u64::MAX) as f64;
         self.ewma_latency_nanos = Some(match self.ewma_latency_nanos {
             None => sample,
             Some(avg) => avg + alpha * (sample - avg),

@@ -19,6 +19,16 @@ fn bucket_of(value: u64) -> usize {
     ((shift as usize) << SUB_BITS) + (value >> shift) as usize
 }
 
+/// `duration` in whole nanoseconds, `u64::MAX` if more: what
+/// `u64::try_from(duration.as_nanos())` gives, without `u128` arithmetic.
+fn nanos_saturating(duration: Duration) -> u64 {
+    duration
+        .as_secs()
+        .checked_mul(1_000_000_000)
+        .and_then(|nanos| nanos.checked_add(u64::from(duration.subsec_nanos())))
+        .unwrap_or(u64::MAX)
+}
+
 /// The smallest value and the width of bucket `index` (`index < BUCKETS`).
 fn bucket_bounds(index: usize) -> (u64, u64) {
     let shift = (index >> SUB_BITS).saturating_sub(1);
@@ -120,11 +130,15 @@ impl Histogram {
     /// Records one value. `O(1)`.
     pub fn record(&mut self, value: u64) {
         let index = bucket_of(value);
-        // The common case: the bucket is stored, no growth check needed.
-        if self.stored_bucket(index).is_none() {
-            self.cover(index, index);
+        // The common case: the bucket is stored, one bounds check (an index
+        // below `offset` wraps past the end).
+        match self.counts.get_mut(index.wrapping_sub(self.offset)) {
+            Some(slot) => *slot = slot.saturating_add(1),
+            None => {
+                self.cover(index, index);
+                self.add_to_bucket(index, 1);
+            }
         }
-        self.add_to_bucket(index, 1);
         self.count = self.count.saturating_add(1);
         self.sum = self.sum.saturating_add(u128::from(value));
         self.min = self.min.min(value);
@@ -134,7 +148,7 @@ impl Histogram {
     /// Records a duration as whole nanoseconds, saturating at `u64::MAX`
     /// (about 584 years).
     pub fn record_duration(&mut self, duration: Duration) {
-        self.record(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX));
+        self.record(nanos_saturating(duration));
     }
 
     /// Number of recorded values (saturating at `u64::MAX`).
@@ -462,6 +476,24 @@ mod serde_impl {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn nanos_saturate_as_the_u128_conversion_does() {
+        let max_secs = u64::MAX / 1_000_000_000;
+        for duration in [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_secs(1),
+            Duration::from_nanos(u64::MAX),
+            Duration::from_nanos(u64::MAX) + Duration::from_nanos(1),
+            Duration::new(max_secs, 999_999_999),
+            Duration::new(max_secs + 1, 0),
+            Duration::MAX,
+        ] {
+            let expected = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+            assert_eq!(nanos_saturating(duration), expected, "{duration:?}");
+        }
+    }
 
     /// The nearest-rank quantile of `sorted`, as `Histogram::quantile`
     /// defines it.

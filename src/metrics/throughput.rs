@@ -102,11 +102,13 @@ impl Throughput {
 
     /// Records one event at `now`. `O(1)` amortized: `O(buckets)` at worst
     /// when a long quiet spell has to be cleared.
+    #[inline]
     pub fn record(&mut self, now: Instant) {
         self.record_n(now, 1);
     }
 
     /// Records `events` events at `now` (saturating).
+    #[inline]
     pub fn record_n(&mut self, now: Instant, events: u64) {
         if now.as_nanos() >= self.head_end {
             self.advance(now);
