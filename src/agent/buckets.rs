@@ -110,6 +110,12 @@ impl<B> Default for BucketLists<B> {
 impl<B: Ord + Copy> BucketLists<B> {
     /// Appends `slot` to the list of `bucket`.
     pub(crate) fn push(&mut self, slot: Slot, bucket: B, links: &mut Links<B>) {
+        self.attach(slot, bucket, links);
+    }
+
+    /// [`push`](Self::push)'s steps, inlined where the hot path needs them.
+    #[inline(always)]
+    fn attach(&mut self, slot: Slot, bucket: B, links: &mut Links<B>) {
         let tail = self.append(slot, bucket);
         if tail != NIL {
             links.linked(tail).next = slot;
@@ -192,10 +198,9 @@ impl<B: Ord + Copy> BucketLists<B> {
     /// Moves `slot` to the back of `bucket`'s list, unless it is already in
     /// that bucket.
     ///
-    /// What every assignment and completion does, so it is one pass: the
-    /// slot's link is read once, unlinked from its old list and appended to
-    /// the new one in place (the same steps as [`remove`](Self::remove) then
-    /// [`push`](Self::push), without their calls and repeated checks).
+    /// What every assignment and completion does, so the slot's link is
+    /// read once: it is unlinked from its old list, then pushed onto the new
+    /// one (without `remove`'s second read of the link).
     pub(crate) fn update(&mut self, slot: Slot, bucket: B, links: &mut Links<B>) {
         let Some(&Link {
             bucket: Some(old),
@@ -211,15 +216,7 @@ impl<B: Ord + Copy> BucketLists<B> {
             return;
         }
         self.unlink(old, prev, next, links);
-        let tail = self.append(slot, bucket);
-        if tail != NIL {
-            links.linked(tail).next = slot;
-        }
-        *links.linked(slot) = Link {
-            bucket: Some(bucket),
-            prev: tail,
-            next: NIL,
-        };
+        self.attach(slot, bucket, links);
     }
 
     /// Where `bucket` is in the table (`Ok`) or would go (`Err`). The last
