@@ -121,6 +121,7 @@ pub mod coordination;
 #[cfg(feature = "driver")]
 pub mod driver;
 pub mod error;
+mod free_list;
 mod hash;
 pub mod id;
 pub mod metrics;

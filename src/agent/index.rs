@@ -21,6 +21,7 @@ use std::ops::Bound;
 
 use super::buckets::{BucketLists, Links, Ratio};
 use crate::capability::CapabilitySet;
+use crate::free_list::check_free_list;
 
 /// Dense handle of a registered agent inside the registry's slab.
 pub(crate) type Slot = u32;
@@ -304,21 +305,7 @@ impl AvailabilityIndex {
             classes,
             free_classes,
         } = form;
-        let free_count = classes.iter().filter(|c| c.is_none()).count();
-        let mut free_seen = vec![false; classes.len()];
-        for &id in &free_classes {
-            match free_seen.get_mut(id as usize) {
-                Some(seen) if !*seen && classes[id as usize].is_none() => *seen = true,
-                _ => {
-                    return Err(format!(
-                        "free class id {id} is in use, repeated or out of range"
-                    ));
-                }
-            }
-        }
-        if free_classes.len() != free_count {
-            return Err("a vacant class id is missing from the free list".into());
-        }
+        check_free_list("free_classes", &classes, &free_classes)?;
         let mut index = AvailabilityIndex {
             classes: Vec::with_capacity(classes.len()),
             free_classes,

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use super::index::{AvailabilityIndex, IndexForm, Member, Slot};
 use super::registry::{AgentRecord, AgentStatus, Registry, label_token};
 use crate::capability::CapabilityInterner;
+use crate::free_list::check_free_list;
 use crate::hash::IdMap;
 
 /// The largest counter a stored form may hold: one that could not count
@@ -85,7 +86,7 @@ impl TryFrom<RegistryForm> for Registry {
                 agents.len()
             ));
         }
-        check_free_slots(&agents, &free_slots)?;
+        check_free_list("free_slots", &agents, &free_slots)?;
         let mut slot_of = IdMap::default();
         let mut by_order = BTreeMap::new();
         let (mut online_load, mut online_capacity) = (0u64, 0u64);
@@ -135,26 +136,6 @@ impl TryFrom<RegistryForm> for Registry {
             smoothing,
         })
     }
-}
-
-/// The free list names exactly the vacant slots, each once.
-fn check_free_slots(agents: &[Option<AgentRecord>], free_slots: &[Slot]) -> Result<(), String> {
-    let mut listed = vec![false; agents.len()];
-    for &slot in free_slots {
-        match listed.get_mut(slot as usize) {
-            Some(seen) if !*seen && agents[slot as usize].is_none() => *seen = true,
-            _ => {
-                return Err(format!(
-                    "free_slots: slot {slot} is in use, repeated or out of range"
-                ));
-            }
-        }
-    }
-    let vacant = agents.iter().filter(|a| a.is_none()).count();
-    if vacant != free_slots.len() {
-        return Err("free_slots: a vacant slot is missing".into());
-    }
-    Ok(())
 }
 
 /// One record agrees with itself and with the registry's names.

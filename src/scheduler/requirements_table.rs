@@ -21,6 +21,7 @@ use std::collections::HashMap;
 
 use crate::TaskRequirements;
 use crate::agent::Registry;
+use crate::free_list::check_free_list;
 use crate::routing::{ResolvedRequirements, RoutingError};
 
 /// Index of an interned requirement set.
@@ -266,20 +267,7 @@ impl RequirementsTable {
         if u32::try_from(self.entries.len()).is_err() {
             return Err("entries: more than u32::MAX".into());
         }
-        let mut listed = vec![false; self.entries.len()];
-        for &id in &self.free {
-            match listed.get_mut(id as usize) {
-                Some(seen) if !*seen && self.entries[id as usize].is_none() => *seen = true,
-                _ => {
-                    return Err(format!(
-                        "free: entry {id} is in use, repeated or out of range"
-                    ));
-                }
-            }
-        }
-        if self.entries.iter().filter(|e| e.is_none()).count() != self.free.len() {
-            return Err("free: a vacant entry is missing".into());
-        }
+        check_free_list("free", &self.entries, &self.free)?;
         self.ids.clear();
         self.unused = 0;
         self.kinds = Kinds::default();
