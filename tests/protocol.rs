@@ -2,7 +2,8 @@
 //! conversions to and from the dispatcher.
 
 #![cfg(feature = "serde")]
-#![cfg(feature = "serde")]
+
+mod corrupt;
 
 use std::time::Duration;
 
@@ -1424,5 +1425,44 @@ proptest! {
         .unwrap();
         let back = json_round_trip(&e);
         prop_assert_eq!(back.into_inbound().is_ok(), kind.sent_by_agent());
+    }
+
+    /// A valid agent message with a number or string of its JSON corrupted
+    /// is refused when decoded or converted, or is applied to a busy
+    /// dispatcher without a panic: fenced out, refused as an unknown agent
+    /// or task, or accepted like any message the host could have received.
+    #[test]
+    fn corrupted_agent_messages_are_refused_or_applied_safely(
+        body in arb_body(),
+        at in any::<proptest::sample::Index>(),
+        with in prop_oneof![
+            Just(json!(0)), Just(json!(u64::MAX)), Just(json!(u32::MAX)), Just(json!(-1)),
+            Just(json!(1e300)), Just(json!("")), Just(json!("gpu")), Just(Value::Null),
+            any::<u64>().prop_map(|n| json!(n)),
+        ],
+    ) {
+        let Ok(message) = Envelope::from_agent(A, MessageId::new(9), ms(1), body) else {
+            return Ok(());
+        };
+        let mut value = serde_json::to_value(&message).unwrap();
+        let paths = corrupt::paths_where(&value, |v| v.is_number() || v.is_string());
+        if !paths.is_empty() {
+            *corrupt::at_path(&mut value, &paths[at.index(paths.len())]) = with;
+        }
+        let Ok(received) = serde_json::from_value::<Env>(value) else {
+            return Ok(());
+        };
+        let Ok(inbound) = received.into_inbound() else {
+            return Ok(());
+        };
+        let mut d = dispatcher();
+        register(&mut d, A);
+        let _ = submit_and_assign(&mut d, ms(1));
+        let live_before = d.live_tasks();
+        let _ = inbound.apply_to(&mut d, ms(2));
+        // Whatever it was, the dispatcher still answers and lost nothing.
+        prop_assert!(d.live_tasks() <= live_before);
+        d.handle_timeout(ms(10_000));
+        let _ = std::iter::from_fn(|| d.poll_action()).count();
     }
 }
