@@ -1,0 +1,282 @@
+//! The run the demo and the crash test share: a leader, a standby and
+//! agent processes on one database; tasks submitted through the inbox; one
+//! agent and then the leader killed with `SIGKILL` part-way; the standby
+//! takes over and everything finishes; the leader stores its final state.
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant as WallInstant};
+
+use taskweave::Priority;
+use taskweave::scheduler::TaskSpec;
+
+use crate::model::{Job, Message, mix, wall_ms};
+use crate::store::{Store, StoreError};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    /// Tasks to submit.
+    pub(crate) tasks: u32,
+    /// Agent processes.
+    pub(crate) agents: u32,
+    /// Slots per agent.
+    pub(crate) capacity: u32,
+    /// Simulated work per task, milliseconds (from, to).
+    pub(crate) work_ms: (u64, u64),
+    /// Share of attempts that fail.
+    pub(crate) fail_rate: f64,
+    /// Kill agent 1 once this share of the tasks has finished.
+    pub(crate) kill_agent_at: f64,
+    /// Kill the leader once this share has finished.
+    pub(crate) kill_leader_at: f64,
+    /// Trim the journal behind snapshots.
+    pub(crate) trim: bool,
+    /// Give up after this long.
+    pub(crate) timeout: Duration,
+}
+
+/// What the run measured.
+#[derive(Debug, Clone)]
+pub(crate) struct Figures {
+    /// Submit to the last task finished.
+    pub(crate) elapsed: Duration,
+    /// Kill to the new leader's lease.
+    pub(crate) takeover: Duration,
+    /// Kill to the new leader's first assignment.
+    pub(crate) recovery: Duration,
+    /// Journal rows appended (all epochs).
+    pub(crate) journal_rows: i64,
+    /// Their bytes.
+    pub(crate) journal_bytes: i64,
+    /// Tasks completed, dead-lettered, expired (from the final status).
+    pub(crate) completed: i64,
+    /// Dead-lettered.
+    pub(crate) dead_lettered: i64,
+    /// Expired.
+    pub(crate) expired: i64,
+}
+
+/// Child processes, killed (`SIGKILL`) and reaped when dropped, on every
+/// exit path.
+#[derive(Debug, Default)]
+pub(crate) struct Children(Vec<(String, Child)>);
+
+impl Children {
+    fn spawn(&mut self, name: &str, mut command: Command) -> Result<(), String> {
+        let child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        self.0.push((name.to_string(), child));
+        Ok(())
+    }
+
+    /// Kills `name` with `SIGKILL` and reaps it.
+    fn kill(&mut self, name: &str) {
+        if let Some(i) = self.0.iter().position(|(n, _)| n == name) {
+            let (_, mut child) = self.0.remove(i);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A child that failed, with its status: a role dying is an error,
+    /// not something to wait out.
+    fn exited(&mut self) -> Option<String> {
+        self.0.iter_mut().find_map(|(name, child)| {
+            let status = child.try_wait().ok()??;
+            (!status.success()).then(|| format!("{name} failed: {status}"))
+        })
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn db(e: StoreError) -> String {
+    e.to_string()
+}
+
+/// Runs the plan against the database at `conninfo`. `role` builds the
+/// command that starts one role process with the given arguments.
+///
+/// # Errors
+///
+/// A description of what failed or timed out.
+pub(crate) fn run(
+    plan: &Plan,
+    conninfo: &str,
+    role: &dyn Fn(&[String]) -> Command,
+) -> Result<Figures, String> {
+    let deadline = WallInstant::now() + plan.timeout;
+    let mut store = Store::connect(conninfo).map_err(db)?;
+    store.create_schema().map_err(db)?;
+    let mut children = Children::default();
+    let args = |items: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = items.iter().map(|s| s.to_string()).collect();
+        v.extend(["--db".to_string(), conninfo.to_string()]);
+        if plan.trim {
+            v.push("--trim".to_string());
+        }
+        v
+    };
+    children.spawn("leader", role(&args(&["leader", "--name", "leader"])))?;
+    wait(
+        &mut store,
+        &mut children,
+        deadline,
+        "the first lease",
+        |s| Ok((s.lease()?.0 >= 1).then_some(())),
+    )?;
+    children.spawn("standby", role(&args(&["standby", "--name", "standby"])))?;
+    for id in 1..=plan.agents {
+        let (id, capacity) = (id.to_string(), plan.capacity.to_string());
+        let work = format!("{}-{}", plan.work_ms.0, plan.work_ms.1);
+        let fail = plan.fail_rate.to_string();
+        let a = args(&[
+            "agent",
+            "--id",
+            &id,
+            "--capacity",
+            &capacity,
+            "--work-ms",
+            &work,
+            "--fail-rate",
+            &fail,
+        ]);
+        children.spawn(&format!("agent {id}"), role(&a))?;
+    }
+    let started = WallInstant::now();
+    submit(&mut store, plan.tasks).map_err(db)?;
+    let total = i64::from(plan.tasks);
+    let share = |s: f64| (s * total as f64) as i64;
+    wait(
+        &mut store,
+        &mut children,
+        deadline,
+        "tasks to finish before killing an agent",
+        |s| Ok((finished(s)? >= share(plan.kill_agent_at)).then_some(())),
+    )?;
+    eprintln!("driver: SIGKILL agent 1");
+    children.kill("agent 1");
+    wait(
+        &mut store,
+        &mut children,
+        deadline,
+        "tasks to finish before killing the leader",
+        |s| Ok((finished(s)? >= share(plan.kill_leader_at)).then_some(())),
+    )?;
+    let killed_at_ms = wall_ms() as i64;
+    children.kill("leader");
+    eprintln!("driver: SIGKILL leader");
+    wait(
+        &mut store,
+        &mut children,
+        deadline,
+        "every task to finish under the new leader",
+        |s| {
+            let row = s
+                .client()
+                .query_one("SELECT epoch, live, submitted FROM status", &[])?;
+            let (epoch, live, submitted): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+            Ok(
+                (epoch >= 2 && live == 0 && submitted == total && finished(s)? == total)
+                    .then_some(()),
+            )
+        },
+    )?;
+    let elapsed = started.elapsed();
+    store.post(0, &[Message::Shutdown]).map_err(db)?;
+    wait(
+        &mut store,
+        &mut children,
+        deadline,
+        "the final state",
+        |s| {
+            Ok(s.client()
+                .query_opt("SELECT 1 FROM final_state", &[])?
+                .map(|_| ()))
+        },
+    )?;
+    let event = |s: &mut Store, name: &str| -> Result<i64, String> {
+        let row = s
+            .client()
+            .query_one(
+                "SELECT min(at_ms) FROM events WHERE name = $1 AND epoch >= 2",
+                &[&name],
+            )
+            .map_err(|e| e.to_string())?;
+        row.get::<_, Option<i64>>(0)
+            .ok_or(format!("no {name} event from the new leader"))
+    };
+    let since_kill = |at: i64| Duration::from_millis((at - killed_at_ms).max(0) as u64);
+    let takeover = since_kill(event(&mut store, "takeover")?);
+    let recovery = since_kill(event(&mut store, "first_assign")?);
+    let row = store
+        .client()
+        .query_one(
+            "SELECT journal_rows, journal_bytes, completed, dead_lettered, expired FROM status",
+            &[],
+        )
+        .map_err(|e| e.to_string())?;
+    Ok(Figures {
+        elapsed,
+        takeover,
+        recovery,
+        journal_rows: row.get(0),
+        journal_bytes: row.get(1),
+        completed: row.get(2),
+        dead_lettered: row.get(3),
+        expired: row.get(4),
+    })
+}
+
+/// Submits `tasks` tasks with mixed priorities, 500 to a message.
+fn submit(store: &mut Store, tasks: u32) -> Result<(), StoreError> {
+    let specs: Vec<TaskSpec<Job>> = (0..tasks)
+        .map(|n| {
+            let priority = Priority::ALL[(mix(u64::from(n)) % 4) as usize];
+            TaskSpec::new(Job { n }).priority(priority)
+        })
+        .collect();
+    let messages: Vec<Message> = specs
+        .chunks(500)
+        .map(|c| Message::Submit(c.to_vec()))
+        .collect();
+    store.post(0, &messages)
+}
+
+/// Tasks finished so far, by the leader's status row.
+fn finished(store: &mut Store) -> Result<i64, StoreError> {
+    let row = store.client().query_opt(
+        "SELECT completed + dead_lettered + expired FROM status",
+        &[],
+    )?;
+    Ok(row.map_or(0, |r| r.get(0)))
+}
+
+fn wait(
+    store: &mut Store,
+    children: &mut Children,
+    deadline: WallInstant,
+    what: &str,
+    mut f: impl FnMut(&mut Store) -> Result<Option<()>, StoreError>,
+) -> Result<(), String> {
+    loop {
+        if f(store).map_err(db)?.is_some() {
+            return Ok(());
+        }
+        if let Some(exit) = children.exited() {
+            return Err(format!("while waiting for {what}: {exit}"));
+        }
+        if WallInstant::now() >= deadline {
+            return Err(format!("timed out waiting for {what}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,645 @@
+//! The PostgreSQL side of the cluster: the schema, the leadership lease
+//! with its epoch, the fenced journal append, snapshots, the inbox agents
+//! and clients post to, and the outbox agents claim assignments from.
+//!
+//! Fencing: every write a leader makes runs in a transaction whose first
+//! statement renews the lease *only if* its epoch is still the current one
+//! and the lease has not expired (`UPDATE lease … WHERE epoch = $mine AND
+//! expires_at > clock_timestamp()`). That statement also locks the lease
+//! row, so a standby's takeover (which bumps the epoch on the same row)
+//! and a deposed leader's append are serialized: once the epoch moved, the
+//! old leader's transaction matches no row and fails with
+//! [`StoreError::Fenced`] before it writes anything.
+//!
+//! Everything read back (journal rows, snapshots, inbox bodies) is
+//! untrusted: a row that does not decode is a [`StoreError::Corrupt`]
+//! naming the table and row, never a panic or a hang.
+
+use std::fmt;
+
+use postgres::{Client, NoTls, Transaction};
+use taskweave::scheduler::{Dispatcher, Input, Snapshot};
+
+use crate::model::{Job, Message, dispatcher_config};
+
+/// The schema: created once by the process that starts the cluster.
+const SCHEMA: &str = "
+CREATE TABLE lease (
+    id INT PRIMARY KEY CHECK (id = 1),
+    epoch BIGINT NOT NULL,
+    holder TEXT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL);
+INSERT INTO lease VALUES (1, 0, '', '-infinity');
+CREATE TABLE journal (
+    seq BIGINT PRIMARY KEY,
+    epoch BIGINT NOT NULL,
+    inbox_id BIGINT,
+    input TEXT NOT NULL);
+CREATE TABLE snapshots (
+    seq BIGINT PRIMARY KEY,
+    epoch BIGINT NOT NULL,
+    state TEXT NOT NULL);
+CREATE TABLE inbox (
+    id BIGSERIAL PRIMARY KEY,
+    agent BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    seq BIGINT,
+    verdict TEXT,
+    seen BOOLEAN NOT NULL DEFAULT false);
+CREATE INDEX inbox_pending ON inbox (id) WHERE seq IS NULL;
+CREATE INDEX inbox_rejected ON inbox (agent) WHERE verdict LIKE 'rejected%' AND NOT seen;
+CREATE TABLE outbox (
+    task BIGINT NOT NULL,
+    token BIGINT NOT NULL,
+    agent BIGINT NOT NULL,
+    attempt INT NOT NULL,
+    payload TEXT NOT NULL,
+    epoch BIGINT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'ready',
+    PRIMARY KEY (task, token));
+CREATE INDEX outbox_ready ON outbox (agent) WHERE state = 'ready';
+CREATE TABLE status (
+    id INT PRIMARY KEY CHECK (id = 1),
+    epoch BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    live BIGINT NOT NULL,
+    submitted BIGINT NOT NULL,
+    completed BIGINT NOT NULL,
+    dead_lettered BIGINT NOT NULL,
+    expired BIGINT NOT NULL,
+    journal_rows BIGINT NOT NULL,
+    journal_bytes BIGINT NOT NULL);
+CREATE TABLE events (
+    id BIGSERIAL PRIMARY KEY,
+    name TEXT NOT NULL,
+    epoch BIGINT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    detail TEXT NOT NULL);
+CREATE TABLE final_state (
+    epoch BIGINT PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    state TEXT NOT NULL);
+";
+
+/// What went wrong with the store.
+#[derive(Debug)]
+pub(crate) enum StoreError {
+    /// The database refused or the connection failed.
+    Db(postgres::Error),
+    /// The lease's epoch is no longer `epoch`, or the lease expired: this
+    /// process is not the leader and wrote nothing.
+    Fenced {
+        /// The epoch this process held.
+        epoch: i64,
+    },
+    /// A stored row does not decode or does not restore.
+    Corrupt {
+        /// Which table.
+        table: &'static str,
+        /// The row's key.
+        key: i64,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The journal has a hole: a row expected next is missing (trimmed
+    /// behind a snapshot the reader has not restored).
+    Gap {
+        /// The sequence number expected.
+        expected: i64,
+        /// The one found.
+        found: i64,
+    },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Db(e) => write!(f, "database: {e}"),
+            StoreError::Fenced { epoch } => {
+                write!(f, "fenced: epoch {epoch} is no longer the leader's")
+            }
+            StoreError::Corrupt {
+                table,
+                key,
+                problem,
+            } => {
+                write!(f, "corrupt row {key} in table {table}: {problem}")
+            }
+            StoreError::Gap { expected, found } => {
+                write!(f, "journal gap: expected row {expected}, found {found}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        StoreError::Db(e)
+    }
+}
+
+/// One journal row.
+#[derive(Debug)]
+pub(crate) struct JournalRow {
+    /// Its position: 1, 2, … without holes.
+    pub(crate) seq: i64,
+    /// The epoch of the leader that appended it.
+    pub(crate) epoch: i64,
+    /// The inbox message it came from, if any.
+    pub(crate) inbox_id: Option<i64>,
+    /// The input.
+    pub(crate) input: Input<Job>,
+    /// Its stored size.
+    pub(crate) bytes: usize,
+}
+
+/// One assignment an agent claimed.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    /// The task.
+    pub(crate) task: i64,
+    /// The attempt's fencing token.
+    pub(crate) token: i64,
+}
+
+/// An outbox row to write: an assignment for an agent.
+#[derive(Debug)]
+pub(crate) struct Assignment {
+    /// The task.
+    pub(crate) task: i64,
+    /// The attempt's fencing token.
+    pub(crate) token: i64,
+    /// The agent.
+    pub(crate) agent: i64,
+    /// 1 for the first attempt.
+    pub(crate) attempt: i32,
+    /// The payload as JSON.
+    pub(crate) payload: String,
+}
+
+/// A connection to the cluster's database.
+pub(crate) struct Store {
+    client: Client,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+fn ttl_ms() -> i64 {
+    i64::try_from(crate::model::LEASE_TTL.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Decodes a stored snapshot and restores a dispatcher from it, treating
+/// the text as untrusted.
+///
+/// # Errors
+///
+/// [`StoreError::Corrupt`] when the JSON does not parse or the state is
+/// refused by `Dispatcher::restore`.
+pub(crate) fn restore_snapshot(seq: i64, text: &str) -> Result<Dispatcher<Job>, StoreError> {
+    let corrupt = |problem: String| StoreError::Corrupt {
+        table: "snapshots",
+        key: seq,
+        problem,
+    };
+    let snapshot: Snapshot<Job> = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+    let strategy: Box<dyn taskweave::routing::RoutingStrategy + Send> =
+        Box::new(taskweave::routing::LeastLoaded::new());
+    Dispatcher::restore(dispatcher_config(), strategy, snapshot).map_err(|e| corrupt(e.to_string()))
+}
+
+impl Store {
+    /// Connects, with a statement timeout so no query can hang a role.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Db`] when the server cannot be reached.
+    pub(crate) fn connect(conninfo: &str) -> Result<Self, StoreError> {
+        let conninfo = format!("{conninfo} options='-c statement_timeout=30000'");
+        Ok(Store {
+            client: Client::connect(&conninfo, NoTls)?,
+        })
+    }
+
+    /// Creates the tables (once, before any role starts).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Db`].
+    pub(crate) fn create_schema(&mut self) -> Result<(), StoreError> {
+        Ok(self.client.batch_execute(SCHEMA)?)
+    }
+
+    /// The raw client, for the audit's and the demo's own queries.
+    pub(crate) fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    // --- the lease ---------------------------------------------------------
+
+    /// The current epoch and whether the lease is held (not expired).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Db`].
+    pub(crate) fn lease(&mut self) -> Result<(i64, bool), StoreError> {
+        let row = self.client.query_one(
+            "SELECT epoch, expires_at > clock_timestamp() FROM lease WHERE id = 1",
+            &[],
+        )?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    /// Takes the lease with epoch `seen + 1` if it is still at `seen` and
+    /// has expired; `Some(new epoch)` on success.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Db`].
+    pub(crate) fn take_lease(
+        &mut self,
+        seen: i64,
+        holder: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let row = self.client.query_opt(
+            "UPDATE lease SET epoch = epoch + 1, holder = $2,
+                 expires_at = clock_timestamp() + $3::float8 * interval '1 millisecond'
+             WHERE id = 1 AND epoch = $1 AND expires_at <= clock_timestamp()
+             RETURNING epoch",
+            &[&seen, &holder, &(ttl_ms() as f64)],
+        )?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Renews the lease of `epoch` (its own transaction).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Fenced`] when the epoch moved on or the lease expired.
+    pub(crate) fn renew(&mut self, epoch: i64) -> Result<(), StoreError> {
+        let mut tx = self.client.transaction()?;
+        fence(&mut tx, epoch)?;
+        Ok(tx.commit()?)
+    }
+
+    // --- the journal -------------------------------------------------------
+
+    /// Appends `inputs` as rows `first_seq, first_seq + 1, …` and marks the
+    /// inbox messages they came from (and the `refused` ones, with their
+    /// verdict) consumed — one fenced transaction, one commit.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Fenced`] when `epoch` is not the leader's any more;
+    /// [`StoreError::Db`] otherwise. Nothing is written on error.
+    pub(crate) fn append(
+        &mut self,
+        epoch: i64,
+        first_seq: i64,
+        inputs: &[(Option<i64>, String)],
+        refused: &[(i64, String)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.client.transaction()?;
+        fence(&mut tx, epoch)?;
+        let seqs: Vec<i64> = (first_seq..).take(inputs.len()).collect();
+        let inbox: Vec<Option<i64>> = inputs.iter().map(|(id, _)| *id).collect();
+        let texts: Vec<&str> = inputs.iter().map(|(_, text)| text.as_str()).collect();
+        tx.execute(
+            "INSERT INTO journal (seq, epoch, inbox_id, input)
+             SELECT s, $2, i, t FROM unnest($1::bigint[], $3::bigint[], $4::text[]) AS u(s, i, t)",
+            &[&seqs, &epoch, &inbox, &texts],
+        )?;
+        let (ids, id_seqs): (Vec<i64>, Vec<i64>) = inbox
+            .iter()
+            .zip(&seqs)
+            .filter_map(|(id, seq)| id.map(|id| (id, *seq)))
+            .unzip();
+        let marked = tx.execute(
+            "UPDATE inbox SET seq = u.s FROM unnest($1::bigint[], $2::bigint[]) AS u(i, s)
+             WHERE inbox.id = u.i AND inbox.seq IS NULL",
+            &[&ids, &id_seqs],
+        )?;
+        if marked != ids.len() as u64 {
+            // Another writer consumed them: impossible under the lease,
+            // so refuse rather than journal an input twice.
+            return Err(StoreError::Fenced { epoch });
+        }
+        let (bad, why): (Vec<i64>, Vec<&str>) =
+            refused.iter().map(|(id, v)| (*id, v.as_str())).unzip();
+        tx.execute(
+            "UPDATE inbox SET seq = 0, verdict = u.v FROM unnest($1::bigint[], $2::text[]) AS u(i, v)
+             WHERE inbox.id = u.i AND inbox.seq IS NULL",
+            &[&bad, &why],
+        )?;
+        Ok(tx.commit()?)
+    }
+
+    /// Up to `limit` journal rows from `from` on, in order, decoded.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Gap`] when row `from` is missing but later ones exist
+    /// (trimmed: restore a newer snapshot); [`StoreError::Corrupt`] for a
+    /// row that does not decode.
+    pub(crate) fn read_journal(
+        &mut self,
+        from: i64,
+        limit: i64,
+    ) -> Result<Vec<JournalRow>, StoreError> {
+        let rows = self.client.query(
+            "SELECT seq, epoch, inbox_id, input FROM journal WHERE seq >= $1 ORDER BY seq LIMIT $2",
+            &[&from, &limit],
+        )?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (expected, row) in (from..).zip(&rows) {
+            let seq: i64 = row.get(0);
+            if seq != expected {
+                return Err(StoreError::Gap {
+                    expected,
+                    found: seq,
+                });
+            }
+            let text: &str = row.get(3);
+            let input = serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+                table: "journal",
+                key: seq,
+                problem: e.to_string(),
+            })?;
+            out.push(JournalRow {
+                seq,
+                epoch: row.get(1),
+                inbox_id: row.get(2),
+                input,
+                bytes: text.len(),
+            });
+        }
+        Ok(out)
+    }
+
+    // --- snapshots ---------------------------------------------------------
+
+    /// Stores a snapshot covering the journal up to `seq`; with `trim`,
+    /// deletes the journal rows and snapshots behind the previous snapshot
+    /// (one snapshot of slack for a standby restoring it right now).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Fenced`], [`StoreError::Db`].
+    pub(crate) fn put_snapshot(
+        &mut self,
+        epoch: i64,
+        seq: i64,
+        state: &str,
+        trim: bool,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.client.transaction()?;
+        fence(&mut tx, epoch)?;
+        let previous: Option<i64> = tx
+            .query_one("SELECT max(seq) FROM snapshots WHERE seq < $1", &[&seq])?
+            .get(0);
+        tx.execute(
+            "INSERT INTO snapshots (seq, epoch, state) VALUES ($1, $2, $3) ON CONFLICT (seq) DO NOTHING",
+            &[&seq, &epoch, &state],
+        )?;
+        if let (true, Some(previous)) = (trim, previous) {
+            tx.execute("DELETE FROM journal WHERE seq <= $1", &[&previous])?;
+            tx.execute("DELETE FROM snapshots WHERE seq < $1", &[&previous])?;
+        }
+        Ok(tx.commit()?)
+    }
+
+    /// The latest snapshot as (seq, text), if any.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Db`].
+    pub(crate) fn latest_snapshot(&mut self) -> Result<Option<(i64, String)>, StoreError> {
+        let row = self.client.query_opt(
+            "SELECT seq, state FROM snapshots ORDER BY seq DESC LIMIT 1",
+            &[],
+        )?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    // --- the inbox ---------------------------------------------------------
+
+    /// Posts messages from `agent` (0 for a client).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Db`].
+    pub(crate) fn post(&mut self, agent: i64, messages: &[Message]) -> Result<(), StoreError> {
+        let kinds: Vec<&str> = messages.iter().map(Message::kind).collect();
+        let bodies: Vec<String> = messages
+            .iter()
+            .map(|m| serde_json::to_string(m).expect("messages serialize"))
+            .collect();
+        self.client.execute(
+            "INSERT INTO inbox (agent, kind, body) SELECT $1, k, b FROM unnest($2::text[], $3::text[]) AS u(k, b)",
+            &[&agent, &kinds, &bodies],
+        )?;
+        Ok(())
+    }
+
+    /// Up to `limit` messages not consumed yet, oldest first, as (id,
+    /// agent, body).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Db`].
+    pub(crate) fn pending(&mut self, limit: i64) -> Result<Vec<(i64, i64, String)>, StoreError> {
+        let rows = self.client.query(
+            "SELECT id, agent, body FROM inbox WHERE seq IS NULL ORDER BY id LIMIT $1",
+            &[&limit],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    /// Reports of `agent` the dispatcher rejected and the agent has not
+    /// seen, marked seen, as (inbox id, verdict).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Db`].
+    pub(crate) fn take_rejections(&mut self, agent: i64) -> Result<Vec<(i64, String)>, StoreError> {
+        let rows = self.client.query(
+            "UPDATE inbox SET seen = true WHERE agent = $1 AND verdict LIKE 'rejected%' AND NOT seen
+             RETURNING id, verdict",
+            &[&agent],
+        )?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    // --- the leader's outputs ------------------------------------------------
+
+    /// Writes what applying a batch decided, fenced: new assignments
+    /// (idempotent on task and token), cancelled attempts, report verdicts,
+    /// and the status row.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Fenced`], [`StoreError::Db`].
+    pub(crate) fn publish(&mut self, epoch: i64, out: &Outputs) -> Result<(), StoreError> {
+        let mut tx = self.client.transaction()?;
+        fence(&mut tx, epoch)?;
+        if !out.assign.is_empty() {
+            let col = |f: fn(&Assignment) -> i64| out.assign.iter().map(f).collect::<Vec<i64>>();
+            let attempts: Vec<i32> = out.assign.iter().map(|a| a.attempt).collect();
+            let payloads: Vec<&str> = out.assign.iter().map(|a| a.payload.as_str()).collect();
+            tx.execute(
+                "INSERT INTO outbox (task, token, agent, attempt, payload, epoch)
+                 SELECT t, k, a, n, p, $6 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::text[])
+                     AS u(t, k, a, n, p)
+                 ON CONFLICT (task, token) DO NOTHING",
+                &[&col(|a| a.task), &col(|a| a.token), &col(|a| a.agent), &attempts, &payloads, &epoch],
+            )?;
+        }
+        if !out.cancel.is_empty() {
+            let (tasks, tokens): (Vec<i64>, Vec<i64>) = out.cancel.iter().copied().unzip();
+            tx.execute(
+                "UPDATE outbox SET state = 'cancelled' FROM unnest($1::bigint[], $2::bigint[]) AS u(t, k)
+                 WHERE outbox.task = u.t AND outbox.token = u.k AND outbox.state = 'ready'",
+                &[&tasks, &tokens],
+            )?;
+        }
+        if !out.verdicts.is_empty() {
+            let (ids, verdicts): (Vec<i64>, Vec<&str>) =
+                out.verdicts.iter().map(|(id, v)| (*id, v.as_str())).unzip();
+            tx.execute(
+                "UPDATE inbox SET verdict = u.v FROM unnest($1::bigint[], $2::text[]) AS u(i, v)
+                 WHERE inbox.id = u.i AND inbox.verdict IS NULL",
+                &[&ids, &verdicts],
+            )?;
+        }
+        if let Some(s) = &out.status {
+            tx.execute(
+                "INSERT INTO status VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (id) DO UPDATE SET epoch = $1, seq = $2, live = $3, submitted = $4,
+                     completed = $5, dead_lettered = $6, expired = $7, journal_rows = $8, journal_bytes = $9",
+                &[&epoch, &s.seq, &s.live, &s.submitted, &s.completed, &s.dead_lettered, &s.expired, &s.journal_rows, &s.journal_bytes],
+            )?;
+        }
+        for (name, at_ms, detail) in &out.events {
+            tx.execute(
+                "INSERT INTO events (name, epoch, at_ms, detail) VALUES ($1, $2, $3, $4)",
+                &[name, &epoch, at_ms, detail],
+            )?;
+        }
+        Ok(tx.commit()?)
+    }
+
+    /// Outbox rows still `ready`, as (task, token): a new leader cancels
+    /// those its state no longer holds in flight.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Db`].
+    pub(crate) fn ready_assignments(&mut self) -> Result<Vec<(i64, i64)>, StoreError> {
+        let rows = self
+            .client
+            .query("SELECT task, token FROM outbox WHERE state = 'ready'", &[])?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Claims up to `limit` of `agent`'s ready assignments (`FOR UPDATE
+    /// SKIP LOCKED`: two processes claiming for one agent never share one).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Db`].
+    pub(crate) fn claim(&mut self, agent: i64, limit: i64) -> Result<Vec<Claim>, StoreError> {
+        let rows = self.client.query(
+            "UPDATE outbox SET state = 'claimed' WHERE (task, token) IN (
+                 SELECT task, token FROM outbox WHERE agent = $1 AND state = 'ready'
+                 ORDER BY token LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING task, token",
+            &[&agent, &limit],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| Claim {
+                task: r.get(0),
+                token: r.get(1),
+            })
+            .collect())
+    }
+
+    /// Stores the leader's final state (the driver asked it to stop).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Fenced`], [`StoreError::Db`].
+    pub(crate) fn put_final_state(
+        &mut self,
+        epoch: i64,
+        seq: i64,
+        state: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.client.transaction()?;
+        fence(&mut tx, epoch)?;
+        tx.execute(
+            "INSERT INTO final_state (epoch, seq, state) VALUES ($1, $2, $3)",
+            &[&epoch, &seq, &state],
+        )?;
+        Ok(tx.commit()?)
+    }
+}
+
+/// The status row a leader publishes.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Status {
+    /// Last journal row applied.
+    pub(crate) seq: i64,
+    /// Tasks queued, delayed or in flight.
+    pub(crate) live: i64,
+    /// Tasks submitted so far.
+    pub(crate) submitted: i64,
+    /// Tasks completed.
+    pub(crate) completed: i64,
+    /// Tasks dead-lettered.
+    pub(crate) dead_lettered: i64,
+    /// Tasks expired.
+    pub(crate) expired: i64,
+    /// Journal rows appended over the run (all epochs).
+    pub(crate) journal_rows: i64,
+    /// Their bytes.
+    pub(crate) journal_bytes: i64,
+}
+
+/// What one applied batch produced, for [`Store::publish`].
+#[derive(Debug, Default)]
+pub(crate) struct Outputs {
+    /// New assignments.
+    pub(crate) assign: Vec<Assignment>,
+    /// Stopped attempts (task, token).
+    pub(crate) cancel: Vec<(i64, i64)>,
+    /// Report verdicts (inbox id, "accepted" / "rejected: …").
+    pub(crate) verdicts: Vec<(i64, String)>,
+    /// The status row.
+    pub(crate) status: Option<Status>,
+    /// Events (name, wall ms, detail).
+    pub(crate) events: Vec<(String, i64, String)>,
+}
+
+/// The fence: renews the lease for `epoch` and locks its row, or fails.
+fn fence(tx: &mut Transaction<'_>, epoch: i64) -> Result<(), StoreError> {
+    let renewed = tx.execute(
+        "UPDATE lease SET expires_at = clock_timestamp() + $2::float8 * interval '1 millisecond'
+         WHERE id = 1 AND epoch = $1 AND expires_at > clock_timestamp()",
+        &[&epoch, &(ttl_ms() as f64)],
+    )?;
+    if renewed == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Fenced { epoch })
+    }
+}
