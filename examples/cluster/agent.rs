@@ -67,7 +67,8 @@ pub(crate) fn run(store: &mut Store, options: &AgentOptions) -> Result<(), Store
                 .map(|h| h.join().expect("simulated work does not panic"))
                 .collect()
         });
-        store.post(id, &reports)?;
+        let done: Vec<(i64, i64)> = claims.iter().map(|c| (c.task, c.token)).collect();
+        store.post_reports(id, &reports, &done)?;
     }
 }
 

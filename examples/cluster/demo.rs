@@ -40,6 +40,7 @@ pub(crate) fn run(args: &[String], role: &dyn Fn(&[String]) -> Command) -> Resul
         work_ms: (0, 2),
         fail_rate: 0.05,
         kill_agent_at: 0.25,
+        pause_agent: Duration::from_secs(3),
         kill_leader_at: 0.5,
         trim,
         timeout: Duration::from_secs(600),
@@ -74,7 +75,7 @@ pub(crate) fn run(args: &[String], role: &dyn Fn(&[String]) -> Command) -> Resul
     println!("machine: {}", machine());
     println!(
         "run: {tasks} tasks (P0-P3 mixed, 5 % of attempts fail, a fifth of those for good) on {agents} agent processes; \
-         agent 1 and the leader killed with SIGKILL part-way"
+         agent 1 and the leader killed with SIGKILL part-way, agent 2 paused 3 s"
     );
     println!(
         "tasks: {} completed, {} dead-lettered, {} expired",

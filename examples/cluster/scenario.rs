@@ -27,6 +27,10 @@ pub(crate) struct Plan {
     pub(crate) fail_rate: f64,
     /// Kill agent 1 once this share of the tasks has finished.
     pub(crate) kill_agent_at: f64,
+    /// Then stop agent 2 (`SIGSTOP`) for longer than the heartbeat timeout
+    /// and let it go on (`SIGCONT`): its attempts fail over meanwhile, so
+    /// its late reports are fenced out.
+    pub(crate) pause_agent: Duration,
     /// Kill the leader once this share has finished.
     pub(crate) kill_leader_at: f64,
     /// Trim the journal behind snapshots.
@@ -77,6 +81,24 @@ impl Children {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to `name`.
+    fn signal(&mut self, name: &str, signal: &str) -> Result<(), String> {
+        let (_, child) = self
+            .0
+            .iter()
+            .find(|(n, _)| n == name)
+            .ok_or(format!("no {name}"))?;
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .map_err(|e| format!("kill -{signal}: {e}"))?;
+        status
+            .success()
+            .then_some(())
+            .ok_or(format!("kill -{signal} {name}: {status}"))
     }
 
     /// A child that failed, with its status: a role dying is an error,
@@ -164,6 +186,9 @@ pub(crate) fn run(
     )?;
     eprintln!("driver: SIGKILL agent 1");
     children.kill("agent 1");
+    if !plan.pause_agent.is_zero() && plan.agents >= 2 {
+        pause_holding_work(&mut store, &mut children, deadline, plan.pause_agent)?;
+    }
     wait(
         &mut store,
         &mut children,
@@ -234,6 +259,48 @@ pub(crate) fn run(
         dead_lettered: row.get(3),
         expired: row.get(4),
     })
+}
+
+/// Stops agent 2 (`SIGSTOP`) at a moment it holds claimed attempts, keeps
+/// it stopped for `pause` (past its heartbeat timeout, so those attempts
+/// fail over) and lets it go on (`SIGCONT`): its reports come late and are
+/// fenced out.
+fn pause_holding_work(
+    store: &mut Store,
+    children: &mut Children,
+    deadline: WallInstant,
+    pause: Duration,
+) -> Result<(), String> {
+    loop {
+        children.signal("agent 2", "STOP")?;
+        let holding: i64 = store
+            .client()
+            .query_one(
+                "SELECT count(*) FROM outbox WHERE agent = 2 AND state = 'claimed'",
+                &[],
+            )
+            .map_err(|e| e.to_string())?
+            .get(0);
+        if holding > 0 {
+            eprintln!(
+                "driver: SIGSTOP agent 2, holding {holding} attempts, for {} ms",
+                pause.as_millis()
+            );
+            break;
+        }
+        children.signal("agent 2", "CONT")?;
+        if WallInstant::now() >= deadline {
+            return Err("timed out waiting for agent 2 to hold work".into());
+        }
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let until = WallInstant::now() + pause;
+    wait(store, children, deadline, "the pause", |_| {
+        Ok((WallInstant::now() >= until).then_some(()))
+    })?;
+    children.signal("agent 2", "CONT")?;
+    eprintln!("driver: SIGCONT agent 2");
+    Ok(())
 }
 
 /// Submits `tasks` tasks with mixed priorities, 500 to a message.

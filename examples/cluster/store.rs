@@ -464,6 +464,38 @@ impl Store {
             .collect())
     }
 
+    /// Posts `agent`'s reports and marks the assignments they answer done,
+    /// in one transaction: an outbox row is `claimed` exactly while the
+    /// agent holds the attempt.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Db`].
+    pub(crate) fn post_reports(
+        &mut self,
+        agent: i64,
+        reports: &[Message],
+        done: &[(i64, i64)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.client.transaction()?;
+        let kinds: Vec<&str> = reports.iter().map(Message::kind).collect();
+        let bodies: Vec<String> = reports
+            .iter()
+            .map(|m| serde_json::to_string(m).expect("messages serialize"))
+            .collect();
+        tx.execute(
+            "INSERT INTO inbox (agent, kind, body) SELECT $1, k, b FROM unnest($2::text[], $3::text[]) AS u(k, b)",
+            &[&agent, &kinds, &bodies],
+        )?;
+        let (tasks, tokens): (Vec<i64>, Vec<i64>) = done.iter().copied().unzip();
+        tx.execute(
+            "UPDATE outbox SET state = 'done' FROM unnest($1::bigint[], $2::bigint[]) AS u(t, k)
+             WHERE outbox.task = u.t AND outbox.token = u.k",
+            &[&tasks, &tokens],
+        )?;
+        Ok(tx.commit()?)
+    }
+
     /// Reports of `agent` the dispatcher rejected and the agent has not
     /// seen, marked seen, as (inbox id, verdict).
     ///
