@@ -25,6 +25,8 @@ mod audit;
 mod cli;
 #[path = "../examples/cluster/leader.rs"]
 mod leader;
+#[path = "../examples/cluster/mailbox.rs"]
+mod mailbox;
 #[path = "../examples/cluster/model.rs"]
 mod model;
 #[path = "../examples/cluster/pg.rs"]
@@ -96,7 +98,9 @@ fn cluster_survives_sigkill_of_leader_and_agent() {
             .env(
                 ROLE_ENV,
                 serde_json::to_string(args).expect("strings serialize"),
-            );
+            )
+            // The harness's own lines; the role logs to stderr.
+            .stdout(std::process::Stdio::null());
         command
     };
     let figures = match scenario::run(&plan, &pg.conninfo(), &role) {

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant as WallInstant};
 use taskweave::scheduler::{AttemptOutcome, TaskReport};
 use taskweave::{AgentId, AttemptToken, TaskId};
 
+use crate::mailbox::Claim;
 use crate::model::{HEARTBEAT_INTERVAL, Message, mix};
-use crate::store::{Claim, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// How an agent process behaves.
 #[derive(Debug, Clone)]

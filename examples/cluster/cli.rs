@@ -37,12 +37,13 @@ fn parsed<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Resu
 pub(crate) fn run_role(args: &[String]) -> Result<(), String> {
     let db = flag(args, "--db").ok_or_else(|| format!("--db is required\n{USAGE}"))?;
     let mut store = Store::connect(db).map_err(|e| e.to_string())?;
-    let options = LeadOptions {
-        trim: args.iter().any(|a| a == "--trim"),
-    };
     match args.first().map(String::as_str) {
         Some(role @ ("leader" | "standby")) => {
             let name = flag(args, "--name").unwrap_or(role);
+            let options = LeadOptions {
+                trim: args.iter().any(|a| a == "--trim"),
+                name: name.to_string(),
+            };
             standby::run(&mut store, name, role == "leader", &options)
                 .map_err(|e| format!("{name}: {e}"))
         }

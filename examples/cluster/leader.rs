@@ -10,9 +10,10 @@ use taskweave::agent::AgentProfile;
 use taskweave::scheduler::{Action, Input, TaskState};
 use taskweave::{AgentId, Instant};
 
+use crate::mailbox::{Assignment, Outputs, Status};
 use crate::model::{Job, LEASE_TTL, Message, wall_ms, wall_now};
 use crate::replica::Replica;
-use crate::store::{Assignment, Outputs, Status, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Journal rows between two snapshots.
 pub(crate) const SNAPSHOT_EVERY: i64 = 4_000;
@@ -24,6 +25,8 @@ const BATCH: i64 = 1_000;
 pub(crate) struct LeadOptions {
     /// Delete the journal behind the previous snapshot after each snapshot.
     pub(crate) trim: bool,
+    /// The process's name, for its log lines and the lease's holder.
+    pub(crate) name: String,
 }
 
 /// Why [`lead`] returned without error.
@@ -47,8 +50,8 @@ pub(crate) fn lead(
     options: &LeadOptions,
 ) -> Result<LeadEnd, StoreError> {
     eprintln!(
-        "leader: epoch {epoch} from journal row {}",
-        replica.next_seq
+        "{}: leading with epoch {epoch} from journal row {}",
+        options.name, replica.next_seq
     );
     let mut totals = starting_totals(store)?;
     let takeover = takeover_outputs(store, replica)?;
@@ -108,7 +111,8 @@ pub(crate) fn lead(
                     }
                     Action::AgentLost { agent } => {
                         eprintln!(
-                            "leader: agent {} lost (missed heartbeats); its tasks are requeued",
+                            "{}: agent {} lost (missed heartbeats); its tasks are requeued",
+                            options.name,
                             agent.get()
                         );
                         out.events.push((
@@ -137,7 +141,8 @@ pub(crate) fn lead(
                 serde_json::to_string(&replica.dispatcher.snapshot()).expect("snapshots serialize");
             store.put_final_state(epoch, applied, &state)?;
             eprintln!(
-                "leader: epoch {epoch} stored its final state at journal row {applied} and stops"
+                "{}: epoch {epoch} stored its final state at journal row {applied} and stops",
+                options.name
             );
             return Ok(LeadEnd::Shutdown);
         }

@@ -17,6 +17,7 @@ mod audit;
 mod cli;
 mod demo;
 mod leader;
+mod mailbox;
 mod model;
 mod pg;
 mod replica;
