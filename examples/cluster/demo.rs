@@ -69,6 +69,14 @@ pub(crate) fn run(args: &[String], role: &dyn Fn(&[String]) -> Command) -> Resul
     } else {
         Some(crate::audit::audit(&mut store).map_err(|e| e.to_string())?)
     };
+    let fenced = store
+        .client()
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE seen) FROM inbox WHERE verdict LIKE 'rejected%'",
+            &[],
+        )
+        .map_err(|e| e.to_string())?;
+    let (fenced, dropped): (i64, i64) = (fenced.get(0), fenced.get(1));
     let per_task = |n: i64| n as f64 / f64::from(tasks);
     let secs = figures.elapsed.as_secs_f64();
     println!();
@@ -99,6 +107,9 @@ pub(crate) fn run(args: &[String], role: &dyn Fn(&[String]) -> Command) -> Resul
         "recovery after SIGKILL of the leader: lease taken after {} ms, first assignment after {} ms",
         figures.takeover.as_millis(),
         figures.recovery.as_millis()
+    );
+    println!(
+        "reports fenced out by the dispatcher: {fenced} ({dropped} logged and dropped by their agent)"
     );
     match matches {
         Some(true) => println!(

@@ -273,6 +273,9 @@ fn pause_holding_work(
 ) -> Result<(), String> {
     loop {
         children.signal("agent 2", "STOP")?;
+        // A transaction the agent sent just before it stopped may still
+        // commit: count after it had time to.
+        std::thread::sleep(Duration::from_millis(50));
         let holding: i64 = store
             .client()
             .query_one(
