@@ -90,9 +90,11 @@ impl Children {
             .iter()
             .find(|(n, _)| n == name)
             .ok_or(format!("no {name}"))?;
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
+        // The shell's built-in kill: a minimal system may lack /bin/kill
+        // (procps), and the crate forbids the unsafe a direct call needs.
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -{signal} {}", child.id()))
             .status()
             .map_err(|e| format!("kill -{signal}: {e}"))?;
         status
