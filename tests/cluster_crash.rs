@@ -18,10 +18,8 @@
 #[path = "../examples/cluster/agent.rs"]
 mod agent;
 #[path = "../examples/cluster/audit.rs"]
-#[allow(dead_code)] // `tail_matches` serves the demo
 mod audit;
 #[path = "../examples/cluster/cli.rs"]
-#[allow(dead_code)] // the usage text names the demo's flags
 mod cli;
 #[path = "../examples/cluster/leader.rs"]
 mod leader;
@@ -154,6 +152,12 @@ fn cluster_survives_sigkill_of_leader_and_agent() {
     assert!(
         audit.final_state_matches,
         "the new leader's state equals a replay of the journal"
+    );
+    let restored = audit::tail_matches(&mut store).expect("the latest snapshot restores");
+    assert_eq!(
+        restored,
+        Some(true),
+        "a standby restoring the latest snapshot and the journal behind it gets the final state"
     );
     assert!(
         audit.snapshots_checked >= 1,

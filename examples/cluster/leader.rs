@@ -61,7 +61,11 @@ pub(crate) fn lead(
     let mut last_write = WallInstant::now();
     loop {
         let now = wall_now();
-        let (inputs, refused, shutdown) = collect(store, replica, now)?;
+        let Batch {
+            inputs,
+            refused,
+            shutdown,
+        } = collect(store, replica, now)?;
         if inputs.is_empty() && refused.is_empty() {
             if last_write.elapsed() >= LEASE_TTL / 4 {
                 store.renew(epoch)?;
@@ -77,54 +81,25 @@ pub(crate) fn lead(
         store.append(epoch, replica.next_seq, &texts, &refused)?;
         totals.journal_rows += texts.len() as i64;
         totals.journal_bytes += texts.iter().map(|(_, t)| t.len() as i64).sum::<i64>();
+        // Durable now: apply, and turn what the dispatcher decided into
+        // rows to publish.
         let mut out = Outputs::default();
         for (inbox_id, input) in inputs {
-            let dispatcher_payloads = &mut Vec::new();
-            let verdict = replica.apply(inbox_id, input, |action| dispatcher_payloads.push(action));
-            for action in dispatcher_payloads.drain(..) {
-                match action {
-                    Action::Assign {
-                        task,
-                        agent,
-                        token,
-                        attempt,
-                    } => {
-                        let job = replica.dispatcher.payload(task);
-                        out.assign.push(Assignment {
-                            task: task.get() as i64,
-                            token: token.get() as i64,
-                            agent: agent.get() as i64,
-                            attempt: attempt as i32,
-                            payload: serde_json::to_string(&job).expect("payloads serialize"),
-                        });
-                        if !first_assign {
-                            first_assign = true;
-                            out.events.push((
-                                "first_assign".into(),
-                                wall_ms() as i64,
-                                format!("task {}", task.get()),
-                            ));
-                        }
-                    }
-                    Action::Cancel { task, token, .. } => {
-                        out.cancel.push((task.get() as i64, token.get() as i64))
-                    }
-                    Action::AgentLost { agent } => {
-                        eprintln!(
-                            "{}: agent {} lost (missed heartbeats); its tasks are requeued",
-                            options.name,
-                            agent.get()
-                        );
-                        out.events.push((
-                            "agent_lost".into(),
-                            wall_ms() as i64,
-                            format!("agent {}", agent.get()),
-                        ));
-                    }
-                    _ => {}
-                }
+            let mut actions = Vec::new();
+            let verdict = replica.apply(inbox_id, input, |action| actions.push(action));
+            for action in actions {
+                publishable(action, replica, &mut out, &options.name);
             }
             out.verdicts.extend(verdict);
+        }
+        if !first_assign && !out.assign.is_empty() {
+            first_assign = true;
+            let task = out.assign[0].task;
+            out.events.push((
+                "first_assign".into(),
+                wall_ms() as i64,
+                format!("task {task}"),
+            ));
         }
         out.status = Some(status(replica, &totals));
         store.publish(epoch, &out)?;
@@ -149,18 +124,57 @@ pub(crate) fn lead(
     }
 }
 
-/// The inbox's pending messages as inputs stamped `now` (plus a timer
-/// input when one is due), the refused messages with why, and whether a
-/// shutdown was asked for.
-#[allow(clippy::type_complexity)]
-fn collect(
-    store: &mut Store,
-    replica: &Replica,
-    now: Instant,
-) -> Result<(Vec<(Option<i64>, Input<Job>)>, Vec<(i64, String)>, bool), StoreError> {
-    let mut inputs = Vec::new();
-    let mut refused = Vec::new();
-    let mut shutdown = false;
+/// Adds what `action` means for the outbox to `out`.
+fn publishable(action: Action, replica: &Replica, out: &mut Outputs, name: &str) {
+    match action {
+        Action::Assign {
+            task,
+            agent,
+            token,
+            attempt,
+        } => out.assign.push(Assignment {
+            task: task.get() as i64,
+            token: token.get() as i64,
+            agent: agent.get() as i64,
+            attempt: attempt as i32,
+            payload: serde_json::to_string(&replica.dispatcher.payload(task))
+                .expect("payloads serialize"),
+        }),
+        Action::Cancel { task, token, .. } => {
+            out.cancel.push((task.get() as i64, token.get() as i64))
+        }
+        Action::AgentLost { agent } => {
+            eprintln!(
+                "{name}: agent {} lost (missed heartbeats); its tasks are requeued",
+                agent.get()
+            );
+            out.events.push((
+                "agent_lost".into(),
+                wall_ms() as i64,
+                format!("agent {}", agent.get()),
+            ));
+        }
+        // Dead letters and expiries end tasks; the status row counts them.
+        Action::DeadLettered { .. } | Action::Expired { .. } => {}
+    }
+}
+
+/// One group commit's worth of inbox messages.
+#[derive(Debug, Default)]
+struct Batch {
+    /// Inputs stamped with the leader's `now`, with the message each came
+    /// from (none for a timer input).
+    inputs: Vec<(Option<i64>, Input<Job>)>,
+    /// Messages that make no input, with why.
+    refused: Vec<(i64, String)>,
+    /// A shutdown was asked for.
+    shutdown: bool,
+}
+
+/// The inbox's pending messages as inputs stamped `now`, plus a timer
+/// input when one is due.
+fn collect(store: &mut Store, replica: &Replica, now: Instant) -> Result<Batch, StoreError> {
+    let mut batch = Batch::default();
     for (id, agent_raw, body) in store.pending(BATCH)? {
         let agent = AgentId::new(agent_raw as u64);
         let input = match serde_json::from_str::<Message>(&body) {
@@ -181,13 +195,13 @@ fn collect(
             Ok(Message::Report(_)) => Err("rejected: the report names another agent".to_string()),
             Ok(Message::Submit(specs)) => Ok(Input::SubmitBatch { specs, now }),
             Ok(Message::Shutdown) => {
-                shutdown = true;
+                batch.shutdown = true;
                 Err("done: shutdown".to_string())
             }
         };
         match input {
-            Ok(input) => inputs.push((Some(id), input)),
-            Err(why) => refused.push((id, why)),
+            Ok(input) => batch.inputs.push((Some(id), input)),
+            Err(why) => batch.refused.push((id, why)),
         }
     }
     if replica
@@ -195,9 +209,9 @@ fn collect(
         .poll_timeout()
         .is_some_and(|at| at <= now)
     {
-        inputs.push((None, Input::HandleTimeout { now }));
+        batch.inputs.push((None, Input::HandleTimeout { now }));
     }
-    Ok((inputs, refused, shutdown))
+    Ok(batch)
 }
 
 /// What a new leader publishes first: every attempt in flight in its state

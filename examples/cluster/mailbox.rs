@@ -80,7 +80,7 @@ impl Store {
             .iter()
             .map(|m| serde_json::to_string(m).expect("messages serialize"))
             .collect();
-        self.client.execute(
+        self.client().execute(
             "INSERT INTO inbox (agent, kind, body) SELECT $1, k, b FROM unnest($2::text[], $3::text[]) AS u(k, b)",
             &[&agent, &kinds, &bodies],
         )?;
@@ -94,7 +94,7 @@ impl Store {
     ///
     /// [`StoreError::Db`].
     pub(crate) fn pending(&mut self, limit: i64) -> Result<Vec<(i64, i64, String)>, StoreError> {
-        let rows = self.client.query(
+        let rows = self.client().query(
             "SELECT id, agent, body FROM inbox WHERE seq IS NULL ORDER BY id LIMIT $1",
             &[&limit],
         )?;
@@ -117,7 +117,7 @@ impl Store {
         reports: &[Message],
         done: &[(i64, i64)],
     ) -> Result<(), StoreError> {
-        let mut tx = self.client.transaction()?;
+        let mut tx = self.client().transaction()?;
         let kinds: Vec<&str> = reports.iter().map(Message::kind).collect();
         let bodies: Vec<String> = reports
             .iter()
@@ -143,7 +143,7 @@ impl Store {
     ///
     /// [`StoreError::Db`].
     pub(crate) fn take_rejections(&mut self, agent: i64) -> Result<Vec<(i64, String)>, StoreError> {
-        let rows = self.client.query(
+        let rows = self.client().query(
             "UPDATE inbox SET seen = true WHERE agent = $1 AND verdict LIKE 'rejected%' AND NOT seen
              RETURNING id, verdict",
             &[&agent],
@@ -161,7 +161,7 @@ impl Store {
     ///
     /// [`StoreError::Fenced`], [`StoreError::Db`].
     pub(crate) fn publish(&mut self, epoch: i64, out: &Outputs) -> Result<(), StoreError> {
-        let mut tx = self.client.transaction()?;
+        let mut tx = self.client().transaction()?;
         fence(&mut tx, epoch)?;
         if !out.assign.is_empty() {
             let col = |f: fn(&Assignment) -> i64| out.assign.iter().map(f).collect::<Vec<i64>>();
@@ -217,7 +217,7 @@ impl Store {
     /// [`StoreError::Db`].
     pub(crate) fn ready_assignments(&mut self) -> Result<Vec<(i64, i64)>, StoreError> {
         let rows = self
-            .client
+            .client()
             .query("SELECT task, token FROM outbox WHERE state = 'ready'", &[])?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
@@ -229,7 +229,7 @@ impl Store {
     ///
     /// [`StoreError::Db`].
     pub(crate) fn claim(&mut self, agent: i64, limit: i64) -> Result<Vec<Claim>, StoreError> {
-        let rows = self.client.query(
+        let rows = self.client().query(
             "UPDATE outbox SET state = 'claimed' WHERE (task, token) IN (
                  SELECT task, token FROM outbox WHERE agent = $1 AND state = 'ready'
                  ORDER BY token LIMIT $2 FOR UPDATE SKIP LOCKED)
@@ -256,7 +256,7 @@ impl Store {
         seq: i64,
         state: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.client.transaction()?;
+        let mut tx = self.client().transaction()?;
         fence(&mut tx, epoch)?;
         tx.execute(
             "INSERT INTO final_state (epoch, seq, state) VALUES ($1, $2, $3)",

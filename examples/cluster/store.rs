@@ -158,7 +158,7 @@ pub(crate) struct JournalRow {
 
 /// A connection to the cluster's database.
 pub(crate) struct Store {
-    pub(crate) client: Client,
+    client: Client,
 }
 
 impl fmt::Debug for Store {
