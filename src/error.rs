@@ -95,12 +95,13 @@ mod coordination {
 }
 
 /// The dispatcher's `apply` error spreads over the variants a host already
-/// matches on.
-impl From<crate::scheduler::ApplyError> for Error {
-    fn from(error: crate::scheduler::ApplyError) -> Self {
+/// matches on (a refused task is dropped here; match on the
+/// [`ApplyError`](crate::scheduler::ApplyError) to keep it).
+impl<P> From<crate::scheduler::ApplyError<P>> for Error {
+    fn from(error: crate::scheduler::ApplyError<P>) -> Self {
         use crate::scheduler::ApplyError;
         match error {
-            ApplyError::Submit(kind) => Error::Submit(kind),
+            ApplyError::Submit(error) => Error::Submit(error.kind),
             ApplyError::Report(error) => Error::Report(error),
             ApplyError::Scheduler(error) => Error::Scheduler(error),
         }

@@ -107,7 +107,7 @@ fn apply(
     d: &mut Dispatcher<u32>,
     m: &mut Model,
     input: Input<u32>,
-) -> Result<Applied<u32>, ApplyError> {
+) -> Result<Applied<u32>, ApplyError<u32>> {
     m.journal.push(input.clone());
     d.apply(input)
 }

@@ -149,7 +149,7 @@ impl<P> Inbound<P> {
         self,
         dispatcher: &mut Dispatcher<P, S>,
         now: Instant,
-    ) -> Result<Handled<P>, ApplyError> {
+    ) -> Result<Handled<P>, ApplyError<P>> {
         Ok(match self {
             Inbound::Register { agent, profile } => {
                 dispatcher.register_agent(agent, profile, now)?;

@@ -93,14 +93,16 @@ pub struct SubmitError<P> {
 }
 
 /// Why [`Dispatcher::apply`](super::Dispatcher::apply) refused an input:
-/// the error of the method the input stands for.
+/// the error of the method the input stands for. A refused submission
+/// hands its task back, as [`Dispatcher::submit`](super::Dispatcher::submit)
+/// does, so a host driven by a journal loses nothing either.
 #[derive(Clone, Debug, PartialEq, Error)]
 #[non_exhaustive]
-pub enum ApplyError {
-    /// A refused submission ([`Input::Submit`](super::Input::Submit)); the
-    /// task, which the journal still holds, is not handed back.
+pub enum ApplyError<P> {
+    /// A refused submission ([`Input::Submit`](super::Input::Submit)), with
+    /// its task.
     #[error(transparent)]
-    Submit(#[from] SubmitErrorKind),
+    Submit(SubmitError<P>),
     /// A rejected report ([`Input::Report`](super::Input::Report)).
     #[error(transparent)]
     Report(#[from] ReportError),
@@ -110,9 +112,20 @@ pub enum ApplyError {
     Scheduler(#[from] SchedulerError),
 }
 
-impl<P> From<SubmitError<P>> for ApplyError {
+impl<P> ApplyError<P> {
+    /// The refused task of a [`Submit`](Self::Submit) error; `None` for
+    /// any other error.
+    pub fn into_spec(self) -> Option<TaskSpec<P>> {
+        match self {
+            ApplyError::Submit(error) => Some(*error.spec),
+            ApplyError::Report(_) | ApplyError::Scheduler(_) => None,
+        }
+    }
+}
+
+impl<P> From<SubmitError<P>> for ApplyError<P> {
     fn from(error: SubmitError<P>) -> Self {
-        ApplyError::Submit(error.kind)
+        ApplyError::Submit(error)
     }
 }
 

@@ -31,7 +31,7 @@
 //! # Ok::<(), taskweave::Error>(())
 //! ```
 
-use super::{ApplyError, Dispatcher, SubmitErrorKind, Submitted, TaskReport, TaskSpec};
+use super::{ApplyError, Dispatcher, SubmitError, Submitted, TaskReport, TaskSpec};
 use crate::agent::{AgentProfile, AgentStatus};
 use crate::routing::RoutingStrategy;
 use crate::{AgentId, Instant, TaskId};
@@ -140,8 +140,9 @@ pub enum Applied<P> {
     Done,
     /// A submission's result.
     Submitted(Submitted),
-    /// The results of a batch, in order.
-    Batch(Vec<Result<Submitted, SubmitErrorKind>>),
+    /// The results of a batch, in order; each refused task is handed back
+    /// in its error.
+    Batch(Vec<Result<Submitted, SubmitError<P>>>),
     /// The payload of a cancelled task.
     Cancelled(P),
     /// Tasks requeued from an agent taken out of service.
@@ -156,17 +157,14 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// # Errors
     ///
     /// Whatever the corresponding method returns, as an [`ApplyError`]; a
-    /// refused submission's task is not handed back (the input still
-    /// holds it).
-    pub fn apply(&mut self, input: Input<P>) -> Result<Applied<P>, ApplyError> {
+    /// refused submission hands its task back in
+    /// [`ApplyError::Submit`], and a batch's refused tasks come back in
+    /// [`Applied::Batch`], as with [`submit`](Self::submit) and
+    /// [`submit_batch`](Self::submit_batch).
+    pub fn apply(&mut self, input: Input<P>) -> Result<Applied<P>, ApplyError<P>> {
         Ok(match input {
             Input::Submit { spec, now } => Applied::Submitted(self.submit(spec, now)?),
-            Input::SubmitBatch { specs, now } => Applied::Batch(
-                self.submit_batch(specs, now)
-                    .into_iter()
-                    .map(|r| r.map_err(|e| e.kind))
-                    .collect(),
-            ),
+            Input::SubmitBatch { specs, now } => Applied::Batch(self.submit_batch(specs, now)),
             Input::Cancel { task, now } => Applied::Cancelled(self.cancel(task, now)?),
             Input::Report { report, now } => {
                 self.report(report, now)?;
@@ -198,5 +196,52 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 Applied::Submitted(self.requeue_dead_letter(task, now)?)
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::{DispatcherConfig, SubmitErrorKind};
+
+    fn full_queue() -> Dispatcher<&'static str> {
+        let config = DispatcherConfig::builder()
+            .queue_capacity(1)
+            .build()
+            .unwrap();
+        let mut d = Dispatcher::new(config);
+        let _ = d.submit(TaskSpec::new("first"), Instant::ZERO).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_refused_submission_hands_its_task_back() {
+        let mut d = full_queue();
+        let input = Input::Submit {
+            spec: TaskSpec::new("refused"),
+            now: Instant::ZERO,
+        };
+        let error = d.apply(input).unwrap_err();
+        assert!(
+            matches!(&error, ApplyError::Submit(e) if e.kind == SubmitErrorKind::QueueFull { capacity: 1 })
+        );
+        assert_eq!(error.into_spec().map(|spec| spec.payload), Some("refused"));
+    }
+
+    #[test]
+    fn a_batch_hands_back_each_refused_task_in_order() {
+        let mut d = full_queue();
+        let input = Input::SubmitBatch {
+            specs: vec![TaskSpec::new("a"), TaskSpec::new("b")],
+            now: Instant::ZERO,
+        };
+        let Ok(Applied::Batch(results)) = d.apply(input) else {
+            panic!("a batch input applies as a batch");
+        };
+        let refused: Vec<_> = results
+            .into_iter()
+            .map(|r| r.unwrap_err().spec.payload)
+            .collect();
+        assert_eq!(refused, ["a", "b"]);
     }
 }

@@ -232,7 +232,7 @@ impl<P, S: RoutingStrategy> SharedDispatcher<P, S> {
     /// # Errors
     ///
     /// As [`Dispatcher::apply`].
-    pub fn apply(&self, input: Input<P>) -> Result<Applied<P>, ApplyError> {
+    pub fn apply(&self, input: Input<P>) -> Result<Applied<P>, ApplyError<P>> {
         self.with(|d| d.apply(input))
     }
 
