@@ -27,6 +27,9 @@
 //!
 //! Run with `cargo run --release --example tokio_host`.
 
+#[path = "support/checks.rs"]
+mod checks;
+
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -617,20 +620,7 @@ fn check(host: &Host, ids: &[TaskId]) -> bool {
             t.late_rejected >= 1,
         ),
     ];
-    println!("checks");
-    for (name, ok) in &checks {
-        println!("  {} {name}", if *ok { "ok  " } else { "FAIL" });
-    }
-    let passed = checks.iter().all(|(_, ok)| *ok);
-    println!(
-        "{}",
-        if passed {
-            "all checks passed"
-        } else {
-            "SOME CHECKS FAILED"
-        }
-    );
-    passed
+    checks::report(&checks)
 }
 
 fn main() -> Result<(), BoxError> {
