@@ -23,6 +23,9 @@
 //!
 //! Run with `cargo run --release --example dispatch`.
 
+#[path = "support/checks.rs"]
+mod checks;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant as StdInstant};
@@ -795,18 +798,5 @@ fn check(host: &Host, ids: &[TaskId]) -> bool {
             loaded.is_empty() && d.live_tasks() == 0,
         ),
     ];
-    println!("checks");
-    for (name, ok) in &checks {
-        println!("  {} {name}", if *ok { "ok  " } else { "FAIL" });
-    }
-    let passed = checks.iter().all(|(_, ok)| *ok);
-    println!(
-        "{}",
-        if passed {
-            "all checks passed"
-        } else {
-            "SOME CHECKS FAILED"
-        }
-    );
-    passed
+    checks::report(&checks)
 }

@@ -11,7 +11,7 @@
 
 mod corrupt;
 
-use corrupt::{PathStep, at_path, paths_where, watchdog};
+use corrupt::{PathStep, at_path, corrupt_leaf, paths_where, watchdog};
 
 use std::time::Duration;
 
@@ -394,27 +394,6 @@ fn busy(ops: &[Op]) -> Result<(Dispatcher<u32>, Host), String> {
     Ok((d, host))
 }
 
-/// A corruption of one number: off by one, zeroed, or extreme.
-fn corrupt(old: &Value, how: u8, noise: u64) -> Value {
-    match old {
-        Value::Bool(b) => Value::Bool(!b),
-        Value::Number(n) => {
-            let n = n.as_u64().unwrap_or(0);
-            Value::from(match how % 8 {
-                0 => n.wrapping_add(1),
-                1 => n.wrapping_sub(1),
-                2 => 0,
-                3 => u64::from(u32::MAX),
-                4 => u64::MAX,
-                5 => 1 << 32,
-                6 => n ^ (1 << (noise % 64)),
-                _ => noise,
-            })
-        }
-        other => other.clone(),
-    }
-}
-
 proptest! {
     #![proptest_config(corrupt::config(48))]
 
@@ -433,14 +412,18 @@ proptest! {
             for (at, how, noise) in &edits {
                 let Some(path) = pick_path(&paths, at) else { continue };
                 let leaf = at_path(&mut value, path);
-                *leaf = corrupt(leaf, *how, *noise);
+                *leaf = corrupt_leaf(leaf, *how, *noise);
             }
             let Ok(snapshot) = serde_json::from_value::<Snapshot<u32>>(value) else {
                 return Ok("refused by serde");
             };
             let mut restored = match Dispatcher::restore(config(), strategy(), snapshot) {
                 Ok(restored) => restored,
-                Err(SchedulerError::CorruptSnapshot { .. } | SchedulerError::SnapshotVersion { .. }) => {
+                Err(
+                    SchedulerError::CorruptSnapshot { .. }
+                    | SchedulerError::SnapshotVersion { .. }
+                    | SchedulerError::ConfigMismatch { .. },
+                ) => {
                     return Ok("refused by restore");
                 }
                 Err(other) => return Err(format!("unexpected error kind: {other}")),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rand::{Rng, RngExt};
 
 use super::retry::{attempts_left, validate_max_attempts};
-use super::{ResilienceError, RetryPolicy, saturating_nanos};
+use super::{ResilienceError, RetryPolicy, RetrySpec, saturating_nanos};
 
 /// How [`ExponentialBackoff`] randomises its delays, so that clients that
 /// failed together do not retry together.
@@ -182,6 +182,10 @@ impl RetryPolicy for ExponentialBackoff {
             }
         };
         Some(Duration::from_nanos(nanos))
+    }
+
+    fn spec(&self) -> Option<RetrySpec> {
+        Some(RetrySpec::Exponential(*self))
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use super::ResilienceError;
+use super::{ResilienceError, RetrySpec};
 
 /// Decides whether a failed task is tried again, and after how long.
 ///
@@ -50,6 +50,13 @@ pub trait RetryPolicy {
         previous_delay: Option<Duration>,
         rng: &mut dyn Rng,
     ) -> Option<Duration>;
+
+    /// This policy as data, if it is one of the built-in ones: what lets a
+    /// dispatcher's configuration travel with its snapshots. The default,
+    /// for a host policy or a closure, is `None`.
+    fn spec(&self) -> Option<RetrySpec> {
+        None
+    }
 }
 
 impl<F> RetryPolicy for F
@@ -131,6 +138,10 @@ impl RetryPolicy for Fixed {
     fn next_delay(&self, failures: u32, _: Option<Duration>, _: &mut dyn Rng) -> Option<Duration> {
         attempts_left(failures, self.max_attempts).then_some(self.delay)
     }
+
+    fn spec(&self) -> Option<RetrySpec> {
+        Some(RetrySpec::Fixed(*self))
+    }
 }
 
 /// Never retries: the first failure is final.
@@ -149,6 +160,10 @@ pub struct Never;
 impl RetryPolicy for Never {
     fn next_delay(&self, _: u32, _: Option<Duration>, _: &mut dyn Rng) -> Option<Duration> {
         None
+    }
+
+    fn spec(&self) -> Option<RetrySpec> {
+        Some(RetrySpec::Never)
     }
 }
 

@@ -79,6 +79,10 @@ impl RetryPolicy for RetrySpec {
             RetrySpec::Exponential(backoff) => backoff.next_delay(failures, previous_delay, rng),
         }
     }
+
+    fn spec(&self) -> Option<RetrySpec> {
+        Some(*self)
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{Candidates, Feedback, RoutingError, RoutingStrategy, highest_scoring, prune_departed};
+use super::state::{ArmRecord, KindRecord, Repr, invalid, mismatch, strictly_sorted};
+use super::{
+    Candidates, Feedback, RoutingError, RoutingStrategy, StrategyState, highest_scoring,
+    prune_departed,
+};
 use crate::AgentId;
-use crate::agent::AgentRecord;
+use crate::agent::{AgentRecord, COUNTER_LIMIT};
 use crate::hash::IdMap;
 
 /// What [`Adaptive`] has learned about one agent for one task kind.
@@ -183,13 +187,109 @@ impl RoutingStrategy for Adaptive {
             None => &mut self.unkinded,
             Some(kind) => self.kinds.entry(kind.to_owned()).or_default(),
         };
-        stats.observations += 1;
+        stats.observations = stats.observations.saturating_add(1);
         let arm = stats.arms.entry(feedback.agent).or_default();
-        arm.observations += 1;
+        arm.observations = arm.observations.saturating_add(1);
         arm.latency_secs += latency;
         if feedback.outcome.success {
-            arm.successes += 1;
+            arm.successes = arm.successes.saturating_add(1);
             arm.reward += target / (target + latency);
         }
+    }
+
+    /// The learned tallies; the exploration and latency target are the
+    /// strategy's settings, given again when it is built.
+    fn save_state(&self) -> StrategyState {
+        let unkinded = (None, &self.unkinded);
+        let kinded = self.kinds.iter().map(|(k, s)| (Some(k.clone()), s));
+        let mut kinds: Vec<KindRecord> = std::iter::once(unkinded)
+            .chain(kinded)
+            .map(|(kind, stats)| stats.record(kind))
+            .collect();
+        kinds.sort_unstable_by(|a, b| a.kind.cmp(&b.kind));
+        StrategyState(Repr::Adaptive { kinds })
+    }
+
+    fn load_state(&mut self, state: StrategyState) -> Result<(), RoutingError> {
+        let Repr::Adaptive { kinds } = state.0 else {
+            return Err(mismatch("Adaptive", &state.0));
+        };
+        strictly_sorted("Adaptive", &kinds, |k| k.kind.clone())?;
+        let mut unkinded = KindStats::default();
+        let mut by_kind = HashMap::with_capacity(kinds.len());
+        for record in kinds {
+            let stats = KindStats::from_record(&record)?;
+            match record.kind {
+                None => unkinded = stats,
+                Some(kind) => {
+                    by_kind.insert(kind, stats);
+                }
+            }
+        }
+        self.unkinded = unkinded;
+        self.kinds = by_kind;
+        Ok(())
+    }
+}
+
+impl KindStats {
+    fn record(&self, kind: Option<String>) -> KindRecord {
+        let mut arms: Vec<ArmRecord> = self
+            .arms
+            .iter()
+            .map(|(&agent, arm)| ArmRecord {
+                agent,
+                observations: arm.observations,
+                successes: arm.successes,
+                latency_secs_bits: arm.latency_secs.to_bits(),
+                reward_bits: arm.reward.to_bits(),
+            })
+            .collect();
+        arms.sort_unstable_by_key(|arm| arm.agent);
+        KindRecord {
+            kind,
+            observations: self.observations,
+            arms,
+        }
+    }
+
+    /// Tallies an [`Adaptive`] could have kept: every arm observed at least
+    /// once and at most as often as its kind, successes within
+    /// observations, latency sums finite and non-negative, each success
+    /// worth at most a reward of 1.
+    fn from_record(record: &KindRecord) -> Result<Self, RoutingError> {
+        let refuse = |problem: &str| Err(invalid("Adaptive", problem));
+        if record.observations > COUNTER_LIMIT {
+            return refuse("a kind's observation count is out of range");
+        }
+        strictly_sorted("Adaptive", &record.arms, |arm| arm.agent)?;
+        let mut arms = IdMap::default();
+        for stored in &record.arms {
+            let latency_secs = f64::from_bits(stored.latency_secs_bits);
+            let reward = f64::from_bits(stored.reward_bits);
+            if stored.observations == 0 || stored.observations > record.observations {
+                return refuse("an arm's observations are not within its kind's");
+            }
+            if stored.successes > stored.observations {
+                return refuse("an arm has more successes than observations");
+            }
+            if !(latency_secs.is_finite() && latency_secs >= 0.0) {
+                return refuse("an arm's latency sum is not a finite, non-negative number");
+            }
+            if !(reward.is_finite() && (0.0..=stored.successes as f64).contains(&reward)) {
+                return refuse("an arm's reward sum is not within [0, successes]");
+            }
+            let arm = Arm {
+                observations: stored.observations,
+                successes: stored.successes,
+                latency_secs,
+                reward,
+            };
+            arms.insert(stored.agent, arm);
+        }
+        Ok(KindStats {
+            observations: record.observations,
+            arms,
+        })
     }
 }

@@ -59,6 +59,7 @@ mod rendezvous;
 mod resolved;
 mod round_robin;
 mod scored;
+mod state;
 mod weighted_round_robin;
 
 use std::cell::Cell;
@@ -75,6 +76,7 @@ pub use rendezvous::Rendezvous;
 pub use resolved::ResolvedRequirements;
 pub use round_robin::RoundRobin;
 pub use scored::{ScoreWeights, Scored};
+pub use state::StrategyState;
 pub use weighted_round_robin::WeightedRoundRobin;
 
 use crate::agent::{AgentRecord, Outcome, Registry};
@@ -123,6 +125,15 @@ pub enum RoutingError {
         /// The rejected value.
         value: f64,
     },
+    /// A saved [`StrategyState`] the strategy cannot take: another
+    /// strategy's, or not one it could have saved.
+    #[error("{strategy} cannot load this state: {problem}")]
+    InvalidState {
+        /// The strategy loading the state.
+        strategy: String,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 /// What a learning strategy is told about a finished task.
@@ -140,7 +151,8 @@ pub struct Feedback<'a> {
 ///
 /// Implementations only choose; eligibility is enforced around them. The
 /// trait is object-safe (`Box<dyn RoutingStrategy>` works), and any
-/// `FnMut(&Candidates) -> Option<AgentId>` closure implements it.
+/// `FnMut(&Candidates) -> Option<AgentId>` closure implements it (as a
+/// stateless strategy: a closure's captured state is not saved).
 pub trait RoutingStrategy {
     /// Chooses an agent among `candidates`, or `None` if there are none.
     fn select(&mut self, candidates: &Candidates<'_>) -> Option<AgentId>;
@@ -148,6 +160,25 @@ pub trait RoutingStrategy {
     /// Learns from a finished task. The default ignores it.
     fn observe(&mut self, feedback: &Feedback<'_>) {
         let _ = feedback;
+    }
+
+    /// What the strategy remembers between picks, for a dispatcher
+    /// snapshot. The default is [`StrategyState::stateless`]; a host
+    /// strategy with state opts in with [`StrategyState::host`].
+    fn save_state(&self) -> StrategyState {
+        StrategyState::stateless()
+    }
+
+    /// Continues from a state [`save_state`](Self::save_state) returned,
+    /// possibly in another process: afterwards the strategy picks as the
+    /// one that saved it would. The state is untrusted input.
+    ///
+    /// # Errors
+    ///
+    /// [`RoutingError::InvalidState`] for another strategy's state or one
+    /// this strategy could not have saved; the strategy is then unchanged.
+    fn load_state(&mut self, state: StrategyState) -> Result<(), RoutingError> {
+        state.expect_stateless()
     }
 }
 
@@ -168,6 +199,14 @@ impl RoutingStrategy for Box<dyn RoutingStrategy + '_> {
     fn observe(&mut self, feedback: &Feedback<'_>) {
         (**self).observe(feedback);
     }
+
+    fn save_state(&self) -> StrategyState {
+        (**self).save_state()
+    }
+
+    fn load_state(&mut self, state: StrategyState) -> Result<(), RoutingError> {
+        (**self).load_state(state)
+    }
 }
 
 impl RoutingStrategy for Box<dyn RoutingStrategy + Send + '_> {
@@ -177,6 +216,14 @@ impl RoutingStrategy for Box<dyn RoutingStrategy + Send + '_> {
 
     fn observe(&mut self, feedback: &Feedback<'_>) {
         (**self).observe(feedback);
+    }
+
+    fn save_state(&self) -> StrategyState {
+        (**self).save_state()
+    }
+
+    fn load_state(&mut self, state: StrategyState) -> Result<(), RoutingError> {
+        (**self).load_state(state)
     }
 }
 

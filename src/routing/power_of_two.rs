@@ -1,8 +1,7 @@
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-
-use super::{Candidates, RoutingStrategy};
+use super::state::{Repr, mismatch};
+use super::{Candidates, RoutingError, RoutingStrategy, StrategyState};
 use crate::AgentId;
+use crate::rng::SplitMix64;
 
 /// Power of two choices: draws two eligible agents at random and takes the
 /// less loaded one (by `load / capacity`, ties to the one registered first).
@@ -13,14 +12,14 @@ use crate::AgentId;
 /// same choices. Costs `O(c)` per pick.
 #[derive(Debug)]
 pub struct PowerOfTwoChoices {
-    rng: StdRng,
+    rng: SplitMix64,
 }
 
 impl PowerOfTwoChoices {
     /// A strategy whose draws are determined by `seed`.
     pub fn new(seed: u64) -> Self {
         PowerOfTwoChoices {
-            rng: StdRng::seed_from_u64(seed),
+            rng: SplitMix64::new(seed),
         }
     }
 }
@@ -30,5 +29,22 @@ impl RoutingStrategy for PowerOfTwoChoices {
         let first = candidates.sample(&mut self.rng)?;
         let second = candidates.sample(&mut self.rng)?;
         Some(std::cmp::min_by(first, second, |a, b| a.cmp_utilization(b)).id())
+    }
+
+    fn save_state(&self) -> StrategyState {
+        StrategyState(Repr::PowerOfTwoChoices {
+            rng: self.rng.clone(),
+        })
+    }
+
+    /// Any random state is valid.
+    fn load_state(&mut self, state: StrategyState) -> Result<(), RoutingError> {
+        match state.0 {
+            Repr::PowerOfTwoChoices { rng } => {
+                self.rng = rng;
+                Ok(())
+            }
+            other => Err(mismatch("PowerOfTwoChoices", &other)),
+        }
     }
 }

@@ -1,4 +1,5 @@
-use super::{Candidates, RoutingStrategy};
+use super::state::{Repr, mismatch};
+use super::{Candidates, RoutingError, RoutingStrategy, StrategyState};
 use crate::AgentId;
 
 /// True rotation: each pick takes the next eligible agent in registration
@@ -26,5 +27,20 @@ impl RoutingStrategy for RoundRobin {
         }?;
         self.last = Some(next.order());
         Some(next.id())
+    }
+
+    fn save_state(&self) -> StrategyState {
+        StrategyState(Repr::RoundRobin { last: self.last })
+    }
+
+    /// Any position is valid: one past every agent wraps around.
+    fn load_state(&mut self, state: StrategyState) -> Result<(), RoutingError> {
+        match state.0 {
+            Repr::RoundRobin { last } => {
+                self.last = last;
+                Ok(())
+            }
+            other => Err(mismatch("RoundRobin", &other)),
+        }
     }
 }

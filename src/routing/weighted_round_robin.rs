@@ -1,4 +1,5 @@
-use super::{Candidates, RoutingStrategy, prune_departed};
+use super::state::{Repr, mismatch, strictly_sorted};
+use super::{Candidates, RoutingError, RoutingStrategy, StrategyState, prune_departed};
 use crate::AgentId;
 use crate::hash::IdMap;
 
@@ -32,9 +33,9 @@ impl RoutingStrategy for WeightedRoundRobin {
         let mut best: Option<(i64, u64, AgentId)> = None;
         for record in candidates.iter() {
             let weight = i64::from(record.profile().weight());
-            total += weight;
+            total = total.saturating_add(weight);
             let credit = self.credit.entry(record.id()).or_insert(0);
-            *credit += weight;
+            *credit = credit.saturating_add(weight);
             let better = best.is_none_or(|(c, order, _)| {
                 (*credit, std::cmp::Reverse(record.order())) > (c, std::cmp::Reverse(order))
             });
@@ -44,8 +45,26 @@ impl RoutingStrategy for WeightedRoundRobin {
         }
         let (_, _, chosen) = best?;
         if let Some(credit) = self.credit.get_mut(&chosen) {
-            *credit -= total;
+            *credit = credit.saturating_sub(total);
         }
         Some(chosen)
+    }
+
+    fn save_state(&self) -> StrategyState {
+        let mut credit: Vec<_> = self.credit.iter().map(|(&id, &c)| (id, c)).collect();
+        credit.sort_unstable();
+        StrategyState(Repr::WeightedRoundRobin { credit })
+    }
+
+    /// Any credit is valid (credits saturate); each agent appears once.
+    fn load_state(&mut self, state: StrategyState) -> Result<(), RoutingError> {
+        match state.0 {
+            Repr::WeightedRoundRobin { credit } => {
+                strictly_sorted("WeightedRoundRobin", &credit, |&(id, _)| id)?;
+                self.credit = credit.into_iter().collect();
+                Ok(())
+            }
+            other => Err(mismatch("WeightedRoundRobin", &other)),
+        }
     }
 }

@@ -1,10 +1,12 @@
 //! Dispatcher configuration, validated when built.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::resilience::{
     BreakerConfig, Bulkhead, ExponentialBackoff, KeyedRateLimiter, Quota, RetryBudget, RetryPolicy,
+    RetrySpec,
 };
 
 use super::SchedulerError;
@@ -39,7 +41,22 @@ pub const MAX_TERMINAL_HISTORY: usize = 1 << 31;
 /// dispatcher computes from them saturates at [`Instant::MAX`](crate::Instant::MAX),
 /// which never fires. Counts that size the task table are bounded (see
 /// [`MAX_TERMINAL_HISTORY`]).
+///
+/// A configuration is cheap to clone (the retry policy is shared), and
+/// travels with every [`Snapshot`](super::Snapshot): a restore checks that
+/// the host's configuration is the one the snapshot was taken with, and
+/// [`Snapshot::config`](super::Snapshot::config) gives it back.
+#[derive(Clone)]
 pub struct DispatcherConfig {
+    pub(crate) settings: Settings,
+    pub(crate) retry: RetrySetting,
+}
+
+/// Every setting of a [`DispatcherConfig`] but the retry policy: plain data,
+/// stored in snapshots and compared on restore.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub(crate) struct Settings {
     pub(crate) queue_capacity: usize,
     pub(crate) aging_interval: Option<Duration>,
     pub(crate) reserved_share: f64,
@@ -48,7 +65,6 @@ pub struct DispatcherConfig {
     pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) unroutable_timeout: Option<Duration>,
     pub(crate) terminal_history: usize,
-    pub(crate) retry: Box<dyn RetryPolicy + Send>,
     pub(crate) retry_budget: Option<RetryBudget>,
     pub(crate) circuit_breaker: Option<BreakerConfig>,
     pub(crate) kind_bulkhead: Option<Bulkhead<String>>,
@@ -58,25 +74,32 @@ pub struct DispatcherConfig {
     pub(crate) seed: u64,
 }
 
+/// The retry policy, shared, with its description as data when it is a
+/// built-in one ([`RetryPolicy::spec`]).
+#[derive(Clone)]
+pub(crate) struct RetrySetting {
+    pub(crate) spec: Option<RetrySpec>,
+    pub(crate) policy: Arc<dyn RetryPolicy + Send + Sync>,
+}
+
+impl RetrySetting {
+    fn new(policy: impl RetryPolicy + Send + Sync + 'static) -> Self {
+        RetrySetting {
+            spec: policy.spec(),
+            policy: Arc::new(policy),
+        }
+    }
+}
+
 impl fmt::Debug for DispatcherConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let retry: &dyn fmt::Debug = match &self.retry.spec {
+            Some(spec) => spec,
+            None => &format_args!("a host RetryPolicy"),
+        };
         f.debug_struct("DispatcherConfig")
-            .field("queue_capacity", &self.queue_capacity)
-            .field("aging_interval", &self.aging_interval)
-            .field("reserved_share", &self.reserved_share)
-            .field("idempotency_window", &self.idempotency_window)
-            .field("heartbeats", &self.heartbeats)
-            .field("attempt_timeout", &self.attempt_timeout)
-            .field("unroutable_timeout", &self.unroutable_timeout)
-            .field("terminal_history", &self.terminal_history)
-            .field("retry", &format_args!("dyn RetryPolicy"))
-            .field("retry_budget", &self.retry_budget)
-            .field("circuit_breaker", &self.circuit_breaker)
-            .field("kind_bulkhead", &self.kind_bulkhead)
-            .field("kind_rate_limit", &self.kind_rate_limit)
-            .field("agent_rate_limit", &self.agent_rate_limit)
-            .field("preemption", &self.preemption)
-            .field("seed", &self.seed)
+            .field("settings", &self.settings)
+            .field("retry", retry)
             .finish()
     }
 }
@@ -86,34 +109,36 @@ impl DispatcherConfig {
     pub fn builder() -> DispatcherConfigBuilder {
         DispatcherConfigBuilder {
             config: DispatcherConfig {
-                queue_capacity: 100_000,
-                aging_interval: Some(Duration::from_secs(5)),
-                reserved_share: 0.0,
-                idempotency_window: Duration::from_secs(600),
-                heartbeats: None,
-                attempt_timeout: None,
-                unroutable_timeout: None,
-                terminal_history: 10_000,
-                retry: Box::new(ExponentialBackoff::default()),
-                retry_budget: None,
-                circuit_breaker: None,
-                kind_bulkhead: None,
-                kind_rate_limit: None,
-                agent_rate_limit: None,
-                preemption: false,
-                seed: 0,
+                settings: Settings {
+                    queue_capacity: 100_000,
+                    aging_interval: Some(Duration::from_secs(5)),
+                    reserved_share: 0.0,
+                    idempotency_window: Duration::from_secs(600),
+                    heartbeats: None,
+                    attempt_timeout: None,
+                    unroutable_timeout: None,
+                    terminal_history: 10_000,
+                    retry_budget: None,
+                    circuit_breaker: None,
+                    kind_bulkhead: None,
+                    kind_rate_limit: None,
+                    agent_rate_limit: None,
+                    preemption: false,
+                    seed: 0,
+                },
+                retry: RetrySetting::new(ExponentialBackoff::default()),
             },
         }
     }
 
     /// The aging interval, if aging is on.
     pub fn aging_interval(&self) -> Option<Duration> {
-        self.aging_interval
+        self.settings.aging_interval
     }
 
     /// Heartbeat monitoring, if on.
     pub fn heartbeats(&self) -> Option<Heartbeats> {
-        self.heartbeats
+        self.settings.heartbeats
     }
 }
 
@@ -133,14 +158,14 @@ impl DispatcherConfigBuilder {
     /// Most tasks waiting (queued or delayed) at once; more are refused.
     /// Default 100,000; must be at least 1.
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
-        self.config.queue_capacity = capacity;
+        self.config.settings.queue_capacity = capacity;
         self
     }
 
     /// Waiting time per level of priority gained. Default 5 s; `None`
     /// disables aging (then low priorities can starve).
     pub fn aging_interval(mut self, interval: Option<Duration>) -> Self {
-        self.config.aging_interval = interval;
+        self.config.settings.aging_interval = interval;
         self
     }
 
@@ -148,19 +173,19 @@ impl DispatcherConfigBuilder {
     /// only dispatched while less than `1 − share` of the slots are busy.
     /// Default 0; must be in `[0, 1)`.
     pub fn reserved_share(mut self, share: f64) -> Self {
-        self.config.reserved_share = share;
+        self.config.settings.reserved_share = share;
         self
     }
 
     /// How long an idempotency key is remembered. Default 10 minutes.
     pub fn idempotency_window(mut self, window: Duration) -> Self {
-        self.config.idempotency_window = window;
+        self.config.settings.idempotency_window = window;
         self
     }
 
     /// Turns heartbeat monitoring on. Default off.
     pub fn heartbeats(mut self, interval: Duration, tolerance: u32) -> Self {
-        self.config.heartbeats = Some(Heartbeats {
+        self.config.settings.heartbeats = Some(Heartbeats {
             interval,
             tolerance,
         });
@@ -169,14 +194,14 @@ impl DispatcherConfigBuilder {
 
     /// Default per-attempt timeout for tasks that set none. Default none.
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
-        self.config.attempt_timeout = Some(timeout);
+        self.config.settings.attempt_timeout = Some(timeout);
         self
     }
 
     /// Dead-letters a task that found no eligible agent for this long.
     /// Default: wait forever.
     pub fn unroutable_timeout(mut self, timeout: Duration) -> Self {
-        self.config.unroutable_timeout = Some(timeout);
+        self.config.settings.unroutable_timeout = Some(timeout);
         self
     }
 
@@ -186,20 +211,22 @@ impl DispatcherConfigBuilder {
     /// live tasks plus this many slots (each about the size of a live task
     /// without its boxed extras).
     pub fn terminal_history(mut self, records: usize) -> Self {
-        self.config.terminal_history = records;
+        self.config.settings.terminal_history = records;
         self
     }
 
-    /// The retry policy. Default [`ExponentialBackoff::default`].
-    pub fn retry_policy(mut self, policy: impl RetryPolicy + Send + 'static) -> Self {
-        self.config.retry = Box::new(policy);
+    /// The retry policy. Default [`ExponentialBackoff::default`]. A
+    /// built-in policy (one whose [`RetryPolicy::spec`] describes it)
+    /// travels with snapshots; a host policy must be given again on restore.
+    pub fn retry_policy(mut self, policy: impl RetryPolicy + Send + Sync + 'static) -> Self {
+        self.config.retry = RetrySetting::new(policy);
         self
     }
 
     /// Caps retries at a share of recent traffic; a failure that finds the
     /// budget spent is dead-lettered as retries exhausted. Default: no budget.
     pub fn retry_budget(mut self, budget: RetryBudget) -> Self {
-        self.config.retry_budget = Some(budget);
+        self.config.settings.retry_budget = Some(budget);
         self
     }
 
@@ -207,7 +234,7 @@ impl DispatcherConfigBuilder {
     /// breaker is open its agent receives no task, and while half-open only
     /// the configured number of probes. Default: no breakers.
     pub fn circuit_breaker(mut self, config: BreakerConfig) -> Self {
-        self.config.circuit_breaker = Some(config);
+        self.config.settings.circuit_breaker = Some(config);
         self
     }
 
@@ -216,7 +243,7 @@ impl DispatcherConfigBuilder {
     /// kind at its limit waits until one of that kind finishes. Tasks without
     /// a kind are not limited. Default: no bulkhead.
     pub fn kind_bulkhead(mut self, bulkhead: Bulkhead<String>) -> Self {
-        self.config.kind_bulkhead = Some(bulkhead);
+        self.config.settings.kind_bulkhead = Some(bulkhead);
         self
     }
 
@@ -224,14 +251,14 @@ impl DispatcherConfigBuilder {
     /// over its rate waits until the limiter's `NotUntil` instant. Default:
     /// no limit.
     pub fn kind_rate_limit(mut self, limiter: KeyedRateLimiter<String>) -> Self {
-        self.config.kind_rate_limit = Some(limiter);
+        self.config.settings.kind_rate_limit = Some(limiter);
         self
     }
 
     /// Limits how fast each agent receives tasks: an agent over its quota
     /// gets no new task until it conforms again. Default: no limit.
     pub fn agent_rate_limit(mut self, quota: Quota) -> Self {
-        self.config.agent_rate_limit = Some(quota);
+        self.config.settings.agent_rate_limit = Some(quota);
         self
     }
 
@@ -239,13 +266,13 @@ impl DispatcherConfigBuilder {
     /// lowest-priority running task on an eligible agent; the preempted task
     /// goes back to the queue without spending a retry. Default off.
     pub fn preemption(mut self, enabled: bool) -> Self {
-        self.config.preemption = enabled;
+        self.config.settings.preemption = enabled;
         self
     }
 
     /// Seed of the dispatcher's random source (retry jitter). Default 0.
     pub fn seed(mut self, seed: u64) -> Self {
-        self.config.seed = seed;
+        self.config.settings.seed = seed;
         self
     }
 
@@ -255,7 +282,46 @@ impl DispatcherConfigBuilder {
     ///
     /// [`SchedulerError::InvalidConfig`] naming the first invalid setting.
     pub fn build(self) -> Result<DispatcherConfig, SchedulerError> {
-        let c = &self.config;
+        self.config.settings.validate()?;
+        Ok(self.config)
+    }
+}
+
+impl Settings {
+    /// The first setting in which `self` and `other` differ, by name.
+    pub(crate) fn first_difference(&self, other: &Settings) -> Option<&'static str> {
+        macro_rules! first_difference {
+            ($($field:ident),* $(,)?) => {{
+                // Naming every field makes a new one a compile error here.
+                let Settings { $($field),* } = self;
+                $(if *$field != other.$field {
+                    return Some(stringify!($field));
+                })*
+                None
+            }};
+        }
+        first_difference!(
+            queue_capacity,
+            aging_interval,
+            reserved_share,
+            idempotency_window,
+            heartbeats,
+            attempt_timeout,
+            unroutable_timeout,
+            terminal_history,
+            retry_budget,
+            circuit_breaker,
+            kind_bulkhead,
+            kind_rate_limit,
+            agent_rate_limit,
+            preemption,
+            seed,
+        )
+    }
+
+    /// The checks of [`DispatcherConfigBuilder::build`].
+    pub(crate) fn validate(&self) -> Result<(), SchedulerError> {
+        let c = self;
         let invalid = |setting: &'static str, value: String| {
             Err(SchedulerError::InvalidConfig { setting, value })
         };
@@ -279,6 +345,6 @@ impl DispatcherConfigBuilder {
         if c.terminal_history == 0 || c.terminal_history > MAX_TERMINAL_HISTORY {
             return invalid("terminal history", c.terminal_history.to_string());
         }
-        Ok(self.config)
+        Ok(())
     }
 }

@@ -49,6 +49,14 @@ pub enum SchedulerError {
         /// What is wrong with it.
         problem: String,
     },
+    /// A snapshot restored with another configuration than the one it was
+    /// taken with: the restored dispatcher would not continue as the
+    /// original would.
+    #[error("the snapshot was taken with another {setting} than the configuration given")]
+    ConfigMismatch {
+        /// The first setting that differs.
+        setting: &'static str,
+    },
     /// No dead letter for this task.
     #[error("no dead letter for task {0}")]
     NoDeadLetter(TaskId),

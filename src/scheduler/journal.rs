@@ -115,6 +115,13 @@ pub enum Input<P> {
 }
 
 impl<P> Input<P> {
+    /// The stored form of an input this library writes and reads. A host
+    /// that keeps a journal stores it beside its entries, and reads back
+    /// only the format it knows; it changes whenever an older journal
+    /// would no longer read the same (README, "Compatibility of stored
+    /// state").
+    pub const FORMAT: u32 = 1;
+
     /// The instant the input happened.
     pub fn now(&self) -> Instant {
         match self {

@@ -12,14 +12,17 @@
 //! allocated from a number before it is checked.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
+use super::config::{RetrySetting, Settings};
 use super::dispatcher::Action;
 use super::requirements_table::RequirementsId;
 use super::state::{State, Timer};
 use super::task::TaskState;
 use super::{Dispatcher, DispatcherConfig, SchedulerError};
 use crate::agent::COUNTER_LIMIT;
-use crate::routing::RoutingStrategy;
+use crate::resilience::RetrySpec;
+use crate::routing::{RoutingStrategy, StrategyState};
 use crate::{AgentId, Instant, Priority, TaskId};
 
 /// A dispatcher's state as a value: taken with [`Dispatcher::snapshot`],
@@ -50,24 +53,57 @@ use crate::{AgentId, Instant, Priority, TaskId};
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Snapshot<P> {
     version: u32,
+    settings: Settings,
+    /// The retry policy, when it is a built-in one.
+    retry: Option<RetrySpec>,
+    strategy: StrategyState,
     state: State<P>,
 }
 
 impl<P> Snapshot<P> {
     /// The snapshot format this library writes and reads.
-    pub const VERSION: u32 = 2;
+    pub const VERSION: u32 = 3;
 
     /// The format version this snapshot says it is in.
     pub fn version(&self) -> u32 {
         self.version
+    }
+
+    /// The configuration the snapshot was taken with, for a standby that
+    /// restores it without the leader's parameters at hand.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::CorruptSnapshot`] for settings no builder would
+    /// accept; [`SchedulerError::InvalidConfig`] when the dispatcher ran a
+    /// host retry policy, which only the host can supply again (build the
+    /// configuration as the leader did).
+    pub fn config(&self) -> Result<DispatcherConfig, SchedulerError> {
+        self.settings
+            .validate()
+            .map_err(|error| corrupt("settings", error.to_string()))?;
+        let Some(spec) = self.retry else {
+            return Err(SchedulerError::InvalidConfig {
+                setting: "retry policy",
+                value: "a host policy, which a snapshot does not hold".to_string(),
+            });
+        };
+        Ok(DispatcherConfig {
+            settings: self.settings.clone(),
+            retry: RetrySetting {
+                spec: Some(spec),
+                policy: Arc::new(spec),
+            },
+        })
     }
 }
 
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// A copy of everything the dispatcher knows — tasks and payloads,
     /// queues, timers, agents, breakers, limiters, metrics, the random
-    /// source — as a value that serde can store. The configuration, the
-    /// routing strategy and the observer are not part of it.
+    /// source, the routing strategy's state
+    /// ([`RoutingStrategy::save_state`]) — as a value that serde can store.
+    /// The observer is not part of it.
     #[must_use]
     pub fn snapshot(&self) -> Snapshot<P>
     where
@@ -75,16 +111,25 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     {
         Snapshot {
             version: Snapshot::<P>::VERSION,
+            settings: self.config.settings.clone(),
+            retry: self.config.retry.spec,
+            strategy: self.strategy.save_state(),
             state: self.state.clone(),
         }
     }
 
     /// A dispatcher that continues from `snapshot`, with `config` and
-    /// `strategy` supplied again by the host. Given the configuration and a
-    /// strategy in the same state as when the snapshot was taken (a stateless
-    /// strategy such as [`LeastLoaded`](crate::routing::LeastLoaded) always
-    /// is), it produces the same actions as the dispatcher the snapshot came
-    /// from.
+    /// `strategy` supplied again by the host. It produces the same actions
+    /// as the dispatcher the snapshot came from:
+    ///
+    /// - `config` must be the configuration the snapshot was taken with
+    ///   (every setting is compared; a host retry policy, which a snapshot
+    ///   cannot describe, is taken on trust). A standby without the
+    ///   leader's parameters uses [`Snapshot::config`].
+    /// - `strategy` must be of the kind the dispatcher routed with: it is
+    ///   loaded with the saved state ([`RoutingStrategy::load_state`]), so
+    ///   rotations, weighted credits, random draws and learned estimates
+    ///   continue where they were.
     ///
     /// **Untrusted snapshots.** The snapshot is checked as untrusted input
     /// (every index, count, id, load and timer is checked against the
@@ -100,11 +145,13 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     ///
     /// [`SchedulerError::SnapshotVersion`] for a snapshot written by an
     /// incompatible version of this library;
+    /// [`SchedulerError::ConfigMismatch`] naming the first setting in which
+    /// `config` differs from the snapshot's;
     /// [`SchedulerError::CorruptSnapshot`] naming the first inconsistent
-    /// field.
+    /// field (`strategy` for a state the strategy refused).
     pub fn restore(
         config: DispatcherConfig,
-        strategy: S,
+        mut strategy: S,
         snapshot: Snapshot<P>,
     ) -> Result<Self, SchedulerError> {
         if snapshot.version != Snapshot::<P>::VERSION {
@@ -113,6 +160,18 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 supported: Snapshot::<P>::VERSION,
             });
         }
+        if let Some(setting) = config.settings.first_difference(&snapshot.settings) {
+            return Err(SchedulerError::ConfigMismatch { setting });
+        }
+        // Two host policies (`None`) cannot be compared, and are trusted.
+        if config.retry.spec != snapshot.retry {
+            return Err(SchedulerError::ConfigMismatch {
+                setting: "retry policy",
+            });
+        }
+        strategy
+            .load_state(snapshot.strategy)
+            .map_err(|error| corrupt("strategy", error.to_string()))?;
         Ok(Dispatcher {
             config,
             strategy,

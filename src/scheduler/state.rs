@@ -143,8 +143,8 @@ impl<P> State<P> {
     /// The state of a new dispatcher with `config`.
     pub(super) fn new(config: &DispatcherConfig) -> Self {
         State {
-            rng: SplitMix64::new(config.seed),
-            queue: Queue::new(config.aging_interval),
+            rng: SplitMix64::new(config.settings.seed),
+            queue: Queue::new(config.settings.aging_interval),
             gates: Gates::new(config),
             registry: Registry::new(),
             tasks: TaskSlab::default(),

@@ -92,3 +92,26 @@ pub(crate) fn at_path<'a>(value: &'a mut Value, path: &[PathStep]) -> &'a mut Va
 pub(crate) fn non_empty_array(value: &Value) -> bool {
     value.as_array().is_some_and(|items| !items.is_empty())
 }
+
+/// A corrupted copy of a JSON leaf: a boolean flipped, or a number moved
+/// by one, zeroed, pushed to a 32- or 64-bit edge, a bit flipped or
+/// replaced by `noise`, as `how` chooses. Other values come back unchanged.
+pub(crate) fn corrupt_leaf(old: &Value, how: u8, noise: u64) -> Value {
+    match old {
+        Value::Bool(b) => Value::Bool(!b),
+        Value::Number(n) => {
+            let n = n.as_u64().unwrap_or(0);
+            Value::from(match how % 8 {
+                0 => n.wrapping_add(1),
+                1 => n.wrapping_sub(1),
+                2 => 0,
+                3 => u64::from(u32::MAX),
+                4 => u64::MAX,
+                5 => 1 << 32,
+                6 => n ^ (1 << (noise % 64)),
+                _ => noise,
+            })
+        }
+        other => other.clone(),
+    }
+}

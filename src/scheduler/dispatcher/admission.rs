@@ -110,9 +110,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         {
             return Ok((Submitted::Duplicate(existing), None));
         }
-        if self.state.waiting >= self.config.queue_capacity {
+        if self.state.waiting >= self.config.settings.queue_capacity {
             let kind = SubmitErrorKind::QueueFull {
-                capacity: self.config.queue_capacity,
+                capacity: self.config.settings.queue_capacity,
             };
             return Err(SubmitError {
                 kind,
@@ -176,14 +176,14 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         if let Some(deadline) = deadline {
             self.arm(deadline, Timer::Deadline(task));
         }
-        if self.config.unroutable_timeout.is_some() {
+        if self.config.settings.unroutable_timeout.is_some() {
             let requirements = self.state.tasks.get(task).map(|t| t.requirements);
             if let Some(requirements) = requirements {
                 self.track_unroutable(task, requirements, now);
             }
         }
         if let Some(key) = idempotency_key {
-            let expires = now.saturating_add(self.config.idempotency_window);
+            let expires = now.saturating_add(self.config.settings.idempotency_window);
             self.state.idempotency.insert(key.clone(), task);
             self.state.idempotency_expiry.push_back((expires, key));
         }

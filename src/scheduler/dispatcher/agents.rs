@@ -104,7 +104,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             .registry
             .get(agent)
             .is_some_and(|r| r.status() == AgentStatus::Unhealthy);
-        if lost && self.config.heartbeats.is_some() {
+        if lost && self.config.settings.heartbeats.is_some() {
             self.set_agent_status(agent, AgentStatus::Online, now)?;
         }
         Ok(())
@@ -134,7 +134,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     }
 
     pub(super) fn arm_heartbeat(&mut self, agent: AgentId, now: Instant) {
-        if let Some(heartbeats) = self.config.heartbeats {
+        if let Some(heartbeats) = self.config.settings.heartbeats {
             let due = now.saturating_add(heartbeats.timeout());
             self.state.heartbeat_due.insert(agent, due);
             self.arm(due, Timer::Heartbeat(agent));
@@ -144,9 +144,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// A heartbeat timer fired: lose the agent if it has been silent too
     /// long, otherwise check again when its silence would reach the limit.
     pub(super) fn check_heartbeat(&mut self, agent: AgentId, at: Instant, now: Instant) {
-        let (Some(heartbeats), Some(&due)) =
-            (self.config.heartbeats, self.state.heartbeat_due.get(&agent))
-        else {
+        let (Some(heartbeats), Some(&due)) = (
+            self.config.settings.heartbeats,
+            self.state.heartbeat_due.get(&agent),
+        ) else {
             return;
         };
         if due != at {

@@ -228,7 +228,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         entry.failures = entry.failures.saturating_add(1);
         entry.extras_mut().last_agent = Some(agent);
         let delay = match within_budget {
-            true => self.config.retry.next_delay(
+            true => self.config.retry.policy.next_delay(
                 entry.failures,
                 entry.extras().last_delay,
                 &mut self.state.rng,
@@ -345,10 +345,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// bounded history.
     pub(super) fn finish(&mut self, task: TaskId, terminal: TaskState) -> Option<Task<P>> {
         self.set_state(task, terminal);
-        let entry = self
-            .state
-            .tasks
-            .finish(task, terminal, self.config.terminal_history)?;
+        let entry =
+            self.state
+                .tasks
+                .finish(task, terminal, self.config.settings.terminal_history)?;
         self.state.requirements.release(entry.requirements);
         Some(entry)
     }

@@ -56,11 +56,11 @@ impl Gates {
     pub(crate) fn new(config: &DispatcherConfig) -> Self {
         Gates {
             breakers: IdMap::default(),
-            bulkhead: config.kind_bulkhead.clone(),
-            kind_rates: config.kind_rate_limit.clone(),
+            bulkhead: config.settings.kind_bulkhead.clone(),
+            kind_rates: config.settings.kind_rate_limit.clone(),
             agent_rates: IdMap::default(),
             rate_blocked_until: IdMap::default(),
-            retry_budget: config.retry_budget.clone(),
+            retry_budget: config.settings.retry_budget.clone(),
         }
     }
 
@@ -69,11 +69,11 @@ impl Gates {
     /// Gives a newly registered agent its breaker and rate limit, as
     /// configured.
     pub(crate) fn agent_joined(&mut self, agent: AgentId, config: &DispatcherConfig) {
-        if let Some(breaker) = &config.circuit_breaker {
+        if let Some(breaker) = &config.settings.circuit_breaker {
             self.breakers
                 .insert(agent, CircuitBreaker::new(breaker.clone()));
         }
-        if let Some(quota) = config.agent_rate_limit {
+        if let Some(quota) = config.settings.agent_rate_limit {
             self.agent_rates.insert(agent, RateLimiter::new(quota));
         }
     }

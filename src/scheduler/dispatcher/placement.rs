@@ -39,7 +39,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// task can be.
     pub(super) fn dispatch_limit(&self) -> Option<Priority> {
         let saturated = self.state.registry.available_agents() == 0;
-        match (saturated, self.config.preemption) {
+        match (saturated, self.config.settings.preemption) {
             (true, false) => None,
             (true, true) => Some(Priority::Critical),
             (false, _) if self.reservation_active() => Some(Priority::High),
@@ -83,7 +83,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// the lowest-priority (then youngest) running task on an agent that
     /// could serve it. Returns whether a slot was freed.
     pub(super) fn preempt_for(&mut self, entry: &Entry, now: Instant) -> bool {
-        if !self.config.preemption || entry.priority != Priority::Critical {
+        if !self.config.settings.preemption || entry.priority != Priority::Critical {
             return false;
         }
         let Some(resolved) = self
@@ -126,7 +126,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     }
 
     pub(super) fn reservation_active(&self) -> bool {
-        let share = self.config.reserved_share;
+        let share = self.config.settings.reserved_share;
         share > 0.0
             && self.state.registry.online_load() as f64
                 >= (1.0 - share) * self.state.registry.online_capacity() as f64
@@ -244,7 +244,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         self.spend_agent_rate(agent, now);
         let token = AttemptToken::new(self.state.next_token);
         self.state.next_token = self.state.next_token.saturating_add(1);
-        let default_timeout = self.config.attempt_timeout;
+        let default_timeout = self.config.settings.attempt_timeout;
         let Some(task_entry) = self.state.tasks.get_mut(task) else {
             return;
         };
@@ -311,7 +311,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 None => {
                     self.state.parked.push(Parked {
                         requirements,
-                        queue: Queue::new(self.config.aging_interval),
+                        queue: Queue::new(self.config.settings.aging_interval),
                         blocked: true,
                     });
                     self.state
@@ -342,7 +342,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             .requirements
             .resolve(requirements, registry)
             .is_ok_and(|r| registry.could_serve(r));
-        let limit = self.config.unroutable_timeout;
+        let limit = self.config.settings.unroutable_timeout;
         let Some(entry) = self.state.tasks.get_mut(task) else {
             return;
         };

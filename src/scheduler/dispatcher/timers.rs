@@ -114,7 +114,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                         _ => None,
                     }
                 });
-                let limit = self.config.unroutable_timeout.unwrap_or(Duration::MAX);
+                let limit = self
+                    .config
+                    .settings
+                    .unroutable_timeout
+                    .unwrap_or(Duration::MAX);
                 if let Some(waited) = waited.filter(|&w| w >= limit) {
                     self.dead_letter(task, DeadLetterReason::Unroutable { waited }, now);
                 }
