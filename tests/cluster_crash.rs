@@ -186,7 +186,48 @@ fn cluster_survives_sigkill_of_leader_and_agent() {
         "recovered in {:?}",
         figures.recovery
     );
+    corrupt_rows_are_clear_errors(&mut store, audit.rows);
     pg.stop();
+}
+
+/// Rows a reader cannot trust, written behind the run's back: a journal
+/// row that is not JSON, one in an unknown format, and a snapshot that is
+/// not one. Each is an error naming its table and row.
+fn corrupt_rows_are_clear_errors(store: &mut Store, rows: i64) {
+    let (garbage, unknown) = (rows + 1, rows + 2);
+    store
+        .client()
+        .execute(
+            "INSERT INTO journal (seq, epoch, inbox_id, format, input)
+             VALUES ($1, 2, NULL, 1, '{\"Submit\":'), ($2, 2, NULL, 99, '{}')",
+            &[&garbage, &unknown],
+        )
+        .expect("the rows insert");
+    for seq in [garbage, unknown] {
+        match store.read_journal(seq, 10) {
+            Err(StoreError::Corrupt {
+                table: "journal",
+                key,
+                ..
+            }) => assert_eq!(key, seq),
+            other => panic!("journal row {seq} read as {other:?}"),
+        }
+    }
+    store
+        .client()
+        .execute(
+            "INSERT INTO snapshots (seq, epoch, state) VALUES ($1, 2, '{\"version\": 3, \"state\": []}')",
+            &[&unknown],
+        )
+        .expect("the row inserts");
+    match replica::Replica::restore(store) {
+        Err(StoreError::Corrupt {
+            table: "snapshots",
+            key,
+            ..
+        }) => assert_eq!(key, unknown),
+        other => panic!("a corrupt snapshot restored: {other:?}"),
+    }
 }
 
 #[test]

@@ -34,6 +34,7 @@ CREATE TABLE journal (
     seq BIGINT PRIMARY KEY,
     epoch BIGINT NOT NULL,
     inbox_id BIGINT,
+    format INT NOT NULL,
     input TEXT NOT NULL);
 CREATE TABLE snapshots (
     seq BIGINT PRIMARY KEY,
@@ -81,6 +82,11 @@ CREATE TABLE final_state (
     seq BIGINT NOT NULL,
     state TEXT NOT NULL);
 ";
+
+/// The stored form of the journal's inputs (`Input::FORMAT`), kept in
+/// each row so a reader refuses a form it does not know instead of
+/// misreading it.
+const INPUT_FORMAT: i32 = Input::<Job>::FORMAT as i32;
 
 /// What went wrong with the store.
 #[derive(Debug)]
@@ -287,9 +293,9 @@ impl Store {
         let inbox: Vec<Option<i64>> = inputs.iter().map(|(id, _)| *id).collect();
         let texts: Vec<&str> = inputs.iter().map(|(_, text)| text.as_str()).collect();
         tx.execute(
-            "INSERT INTO journal (seq, epoch, inbox_id, input)
-             SELECT s, $2, i, t FROM unnest($1::bigint[], $3::bigint[], $4::text[]) AS u(s, i, t)",
-            &[&seqs, &epoch, &inbox, &texts],
+            "INSERT INTO journal (seq, epoch, inbox_id, format, input)
+             SELECT s, $2, i, $5, t FROM unnest($1::bigint[], $3::bigint[], $4::text[]) AS u(s, i, t)",
+            &[&seqs, &epoch, &inbox, &texts, &INPUT_FORMAT],
         )?;
         let (ids, id_seqs): (Vec<i64>, Vec<i64>) = inbox
             .iter()
@@ -329,7 +335,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<JournalRow>, StoreError> {
         let rows = self.client.query(
-            "SELECT seq, epoch, inbox_id, input FROM journal WHERE seq >= $1 ORDER BY seq LIMIT $2",
+            "SELECT seq, epoch, inbox_id, format, input FROM journal WHERE seq >= $1 ORDER BY seq LIMIT $2",
             &[&from, &limit],
         )?;
         let mut out = Vec::with_capacity(rows.len());
@@ -341,7 +347,15 @@ impl Store {
                     found: seq,
                 });
             }
-            let text: &str = row.get(3);
+            let format: i32 = row.get(3);
+            if format != INPUT_FORMAT {
+                return Err(StoreError::Corrupt {
+                    table: "journal",
+                    key: seq,
+                    problem: format!("input format {format}, this build reads {INPUT_FORMAT}"),
+                });
+            }
+            let text: &str = row.get(4);
             let input = serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
                 table: "journal",
                 key: seq,
