@@ -14,6 +14,8 @@
 
 mod agent;
 mod audit;
+#[path = "../support/checks.rs"]
+mod checks;
 mod cli;
 mod demo;
 mod leader;

@@ -27,12 +27,17 @@ pub(crate) struct Plan {
     pub(crate) fail_rate: f64,
     /// Kill agent 1 once this share of the tasks has finished.
     pub(crate) kill_agent_at: f64,
-    /// Then stop agent 2 (`SIGSTOP`) for longer than the heartbeat timeout
+    /// Kill the leader once this share has finished (early enough that the
+    /// new leader still has tasks to assign: the recovery time is measured
+    /// to its first assignment).
+    pub(crate) kill_leader_at: f64,
+    /// Once this share has finished, under the new leader, stop agent 2
+    /// (`SIGSTOP`) for `pause_agent`, longer than the heartbeat timeout,
     /// and let it go on (`SIGCONT`): its attempts fail over meanwhile, so
     /// its late reports are fenced out.
+    pub(crate) pause_agent_at: f64,
+    /// How long agent 2 stays stopped (zero: not at all).
     pub(crate) pause_agent: Duration,
-    /// Kill the leader once this share has finished.
-    pub(crate) kill_leader_at: f64,
     /// Trim the journal behind snapshots.
     pub(crate) trim: bool,
     /// Give up after this long.
@@ -46,8 +51,9 @@ pub(crate) struct Figures {
     pub(crate) elapsed: Duration,
     /// Kill to the new leader's lease.
     pub(crate) takeover: Duration,
-    /// Kill to the new leader's first assignment.
-    pub(crate) recovery: Duration,
+    /// Kill to the new leader's first assignment (none when every task
+    /// left was already in flight).
+    pub(crate) recovery: Option<Duration>,
     /// Journal rows appended (all epochs).
     pub(crate) journal_rows: i64,
     /// Their bytes.
@@ -188,9 +194,6 @@ pub(crate) fn run(
     )?;
     eprintln!("driver: SIGKILL agent 1");
     children.kill("agent 1");
-    if !plan.pause_agent.is_zero() && plan.agents >= 2 {
-        pause_holding_work(&mut store, &mut children, deadline, plan.pause_agent)?;
-    }
     wait(
         &mut store,
         &mut children,
@@ -201,6 +204,16 @@ pub(crate) fn run(
     let killed_at_ms = wall_ms() as i64;
     children.kill("leader");
     eprintln!("driver: SIGKILL leader");
+    if !plan.pause_agent.is_zero() && plan.agents >= 2 {
+        wait(
+            &mut store,
+            &mut children,
+            deadline,
+            "tasks to finish before pausing an agent",
+            |s| Ok((finished(s)? >= share(plan.pause_agent_at)).then_some(())),
+        )?;
+        pause_holding_work(&mut store, &mut children, deadline, plan.pause_agent)?;
+    }
     wait(
         &mut store,
         &mut children,
@@ -230,7 +243,25 @@ pub(crate) fn run(
                 .map(|_| ()))
         },
     )?;
-    let event = |s: &mut Store, name: &str| -> Result<i64, String> {
+    // The agents still running poll for their fenced-out reports twice a
+    // second; agent 1 was killed and never will.
+    wait(
+        &mut store,
+        &mut children,
+        deadline,
+        "the agents to log their fenced-out reports",
+        |s| {
+            let unseen: i64 = s
+                .client()
+                .query_one(
+                    "SELECT count(*) FROM inbox WHERE verdict LIKE 'rejected%' AND NOT seen AND agent <> 1",
+                    &[],
+                )?
+                .get(0);
+            Ok((unseen == 0).then_some(()))
+        },
+    )?;
+    let event = |s: &mut Store, name: &str| -> Result<Option<i64>, String> {
         let row = s
             .client()
             .query_one(
@@ -238,12 +269,13 @@ pub(crate) fn run(
                 &[&name],
             )
             .map_err(|e| e.to_string())?;
-        row.get::<_, Option<i64>>(0)
-            .ok_or(format!("no {name} event from the new leader"))
+        Ok(row.get(0))
     };
     let since_kill = |at: i64| Duration::from_millis((at - killed_at_ms).max(0) as u64);
-    let takeover = since_kill(event(&mut store, "takeover")?);
-    let recovery = since_kill(event(&mut store, "first_assign")?);
+    let takeover = event(&mut store, "takeover")?
+        .map(since_kill)
+        .ok_or("the new leader recorded no takeover")?;
+    let recovery = event(&mut store, "first_assign")?.map(since_kill);
     let row = store
         .client()
         .query_one(
