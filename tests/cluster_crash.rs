@@ -77,19 +77,7 @@ fn cluster_survives_sigkill_of_leader_and_agent() {
         }
         Err(e) => panic!("{e}"),
     };
-    let plan = Plan {
-        tasks: TASKS,
-        agents: 4,
-        capacity: 8,
-        work_ms: (0, 2),
-        fail_rate: 0.05,
-        kill_agent_at: 0.2,
-        kill_leader_at: 0.4,
-        pause_agent_at: 0.6,
-        pause_agent: Duration::from_secs(3),
-        trim: false,
-        timeout: Duration::from_secs(240),
-    };
+    let plan = Plan::crash(TASKS, 4, false, Duration::from_secs(240));
     let exe = std::env::current_exe().expect("the test binary has a path");
     let role = |args: &[String]| {
         let mut command = Command::new(&exe);

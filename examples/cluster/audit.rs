@@ -62,13 +62,7 @@ pub(crate) fn audit(store: &mut Store) -> Result<Audit, StoreError> {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    let final_state: Option<(i64, String)> = store
-        .client()
-        .query_opt(
-            "SELECT seq, state FROM final_state ORDER BY epoch DESC LIMIT 1",
-            &[],
-        )?
-        .map(|r| (r.get(0), r.get(1)));
+    let final_state = latest_final_state(store)?;
     let mut audit = Audit::default();
     let mut dispatcher: Dispatcher<Job> = Dispatcher::new(dispatcher_config());
     let mut tasks: HashMap<u64, Track> = HashMap::new();
@@ -211,13 +205,7 @@ fn to_json(snapshot: &taskweave::scheduler::Snapshot<Job>) -> String {
 ///
 /// A store error, or a corrupt snapshot or row.
 pub(crate) fn tail_matches(store: &mut Store) -> Result<Option<bool>, StoreError> {
-    let final_state: Option<(i64, String)> = store
-        .client()
-        .query_opt(
-            "SELECT seq, state FROM final_state ORDER BY epoch DESC LIMIT 1",
-            &[],
-        )?
-        .map(|r| (r.get(0), r.get(1)));
+    let final_state = latest_final_state(store)?;
     let Some((seq, text)) = final_state else {
         return Ok(None);
     };
@@ -226,4 +214,15 @@ pub(crate) fn tail_matches(store: &mut Store) -> Result<Option<bool>, StoreError
     Ok(Some(
         replica.next_seq - 1 == seq && to_json(&replica.dispatcher.snapshot()) == text,
     ))
+}
+
+/// The journal row and state the latest leader stored when it stopped.
+fn latest_final_state(store: &mut Store) -> Result<Option<(i64, String)>, StoreError> {
+    Ok(store
+        .client()
+        .query_opt(
+            "SELECT seq, state FROM final_state ORDER BY epoch DESC LIMIT 1",
+            &[],
+        )?
+        .map(|r| (r.get(0), r.get(1))))
 }

@@ -33,19 +33,7 @@ pub(crate) fn run(args: &[String], role: &dyn Fn(&[String]) -> Command) -> Resul
     let mut pg = PgCluster::start().map_err(|e| e.to_string())?;
     println!("PostgreSQL: a private cluster at {}", pg.conninfo());
     let rate = append_rate(&pg.conninfo())?;
-    let plan = Plan {
-        tasks,
-        agents,
-        capacity: 8,
-        work_ms: (0, 2),
-        fail_rate: 0.05,
-        kill_agent_at: 0.2,
-        kill_leader_at: 0.4,
-        pause_agent_at: 0.6,
-        pause_agent: Duration::from_secs(3),
-        trim,
-        timeout: Duration::from_secs(600),
-    };
+    let plan = Plan::crash(tasks, agents, trim, Duration::from_secs(600));
     let figures = scenario::run(&plan, &pg.conninfo(), role);
     let figures = match figures {
         Ok(f) => f,

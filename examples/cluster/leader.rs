@@ -8,7 +8,7 @@ use std::time::{Duration, Instant as WallInstant};
 
 use taskweave::agent::AgentProfile;
 use taskweave::scheduler::{Action, Input, TaskState};
-use taskweave::{AgentId, Instant};
+use taskweave::{AgentId, AttemptToken, Instant, TaskId};
 
 use crate::mailbox::{Assignment, Outputs, Status};
 use crate::model::{Job, LEASE_TTL, Message, wall_ms, wall_now};
@@ -124,6 +124,25 @@ pub(crate) fn lead(
     }
 }
 
+/// The outbox row of attempt `token` of `task` on `agent`, with the
+/// task's payload.
+fn assignment(
+    replica: &Replica,
+    task: TaskId,
+    agent: AgentId,
+    token: AttemptToken,
+    attempt: u32,
+) -> Assignment {
+    Assignment {
+        task: task.get() as i64,
+        token: token.get() as i64,
+        agent: agent.get() as i64,
+        attempt: attempt as i32,
+        payload: serde_json::to_string(&replica.dispatcher.payload(task))
+            .expect("payloads serialize"),
+    }
+}
+
 /// Adds what `action` means for the outbox to `out`.
 fn publishable(action: Action, replica: &Replica, out: &mut Outputs, name: &str) {
     match action {
@@ -132,14 +151,9 @@ fn publishable(action: Action, replica: &Replica, out: &mut Outputs, name: &str)
             agent,
             token,
             attempt,
-        } => out.assign.push(Assignment {
-            task: task.get() as i64,
-            token: token.get() as i64,
-            agent: agent.get() as i64,
-            attempt: attempt as i32,
-            payload: serde_json::to_string(&replica.dispatcher.payload(task))
-                .expect("payloads serialize"),
-        }),
+        } => out
+            .assign
+            .push(assignment(replica, task, agent, token, attempt)),
         Action::Cancel { task, token, .. } => {
             out.cancel.push((task.get() as i64, token.get() as i64))
         }
@@ -229,14 +243,8 @@ fn takeover_outputs(store: &mut Store, replica: &Replica) -> Result<Outputs, Sto
         } = state
         {
             in_flight.insert((task.get() as i64, token.get() as i64));
-            out.assign.push(Assignment {
-                task: task.get() as i64,
-                token: token.get() as i64,
-                agent: agent.get() as i64,
-                attempt: attempt as i32,
-                payload: serde_json::to_string(&replica.dispatcher.payload(task))
-                    .expect("payloads serialize"),
-            });
+            out.assign
+                .push(assignment(replica, task, agent, token, attempt));
         }
     }
     out.cancel = store

@@ -44,6 +44,27 @@ pub(crate) struct Plan {
     pub(crate) timeout: Duration,
 }
 
+impl Plan {
+    /// The crash scenario of the demo and of `tests/cluster_crash.rs`:
+    /// 8 slots per agent, 0–2 ms of work, 5 % failing attempts; agent 1
+    /// killed at 20 % done, the leader at 40 %, agent 2 paused 3 s at 60 %.
+    pub(crate) fn crash(tasks: u32, agents: u32, trim: bool, timeout: Duration) -> Plan {
+        Plan {
+            tasks,
+            agents,
+            capacity: 8,
+            work_ms: (0, 2),
+            fail_rate: 0.05,
+            kill_agent_at: 0.2,
+            kill_leader_at: 0.4,
+            pause_agent_at: 0.6,
+            pause_agent: Duration::from_secs(3),
+            trim,
+            timeout,
+        }
+    }
+}
+
 /// What the run measured.
 #[derive(Debug, Clone)]
 pub(crate) struct Figures {

@@ -83,7 +83,7 @@ pub(crate) struct RetrySetting {
 }
 
 impl RetrySetting {
-    fn new(policy: impl RetryPolicy + Send + Sync + 'static) -> Self {
+    pub(crate) fn new(policy: impl RetryPolicy + Send + Sync + 'static) -> Self {
         RetrySetting {
             spec: policy.spec(),
             policy: Arc::new(policy),

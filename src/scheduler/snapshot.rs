@@ -12,7 +12,6 @@
 //! allocated from a number before it is checked.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 
 use super::config::{RetrySetting, Settings};
 use super::dispatcher::Action;
@@ -90,10 +89,7 @@ impl<P> Snapshot<P> {
         };
         Ok(DispatcherConfig {
             settings: self.settings.clone(),
-            retry: RetrySetting {
-                spec: Some(spec),
-                policy: Arc::new(spec),
-            },
+            retry: RetrySetting::new(spec),
         })
     }
 }
