@@ -129,6 +129,20 @@ impl Default for Registry {
     }
 }
 
+/// What [`Registry::update_load`] lets a change see of a record: its load,
+/// its capacity (read only) and its outcome history.
+struct LoadOnly<'a> {
+    load: u32,
+    capacity: u32,
+    stats: &'a mut PerformanceStats,
+}
+
+impl LoadOnly<'_> {
+    fn capacity(&self) -> u32 {
+        self.capacity
+    }
+}
+
 /// The interned token of one `key = value` label. The length prefix keeps
 /// `("a:b", "c")` and `("a", "b:c")` apart.
 pub(crate) fn label_token(key: &str, value: &str) -> String {
@@ -346,7 +360,7 @@ impl Registry {
     /// [`RegistryError::UnknownAgent`], or [`RegistryError::NoFreeSlot`] when
     /// every slot is taken.
     pub fn acquire(&mut self, id: AgentId) -> Result<u32, RegistryError> {
-        self.update(id, |record| {
+        self.update_load(id, |record| {
             if record.load >= record.capacity() {
                 return Err(RegistryError::NoFreeSlot {
                     agent: id,
@@ -377,7 +391,7 @@ impl Registry {
         outcome: Option<Outcome>,
     ) -> Result<u32, RegistryError> {
         let alpha = self.smoothing;
-        self.update(id, |record| {
+        self.update_load(id, |record| {
             if let Some(outcome) = outcome {
                 record.stats.record(outcome, alpha);
             }
@@ -523,6 +537,65 @@ impl Registry {
                     if let Some(new) = new {
                         self.index.insert(after.class, new);
                     }
+                }
+            }
+        }
+        result
+    }
+
+    /// [`update`](Self::update) for a change of load alone — what every
+    /// assignment and completion makes. `change` sees a [`LoadOnly`] view
+    /// of the record, which lets it move the load and the history but not
+    /// the status, capacity, slot limit or class, so the agent keeps its
+    /// standing: the online totals move by the load difference, and the
+    /// index refiles the agent by load, files it or withdraws it, without
+    /// comparing whole states.
+    #[inline]
+    fn update_load<T>(
+        &mut self,
+        id: AgentId,
+        change: impl FnOnce(&mut LoadOnly<'_>) -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        let slot = *self
+            .slot_of
+            .get(&id)
+            .ok_or(RegistryError::UnknownAgent(id))?;
+        let record = self
+            .slots
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+            .ok_or(RegistryError::UnknownAgent(id))?;
+        let before = record.load;
+        let mut view = LoadOnly {
+            load: record.load,
+            capacity: record.capacity(),
+            stats: &mut record.stats,
+        };
+        let result = change(&mut view);
+        let after = view.load;
+        record.load = after;
+        if before == after || record.status != AgentStatus::Online {
+            // Not online: neither in the totals nor in the index.
+            return result;
+        }
+        let after = record.tracked();
+        let before = TrackedState {
+            load: before,
+            ..after
+        };
+        self.online_load = self
+            .online_load
+            .saturating_add(u64::from(after.load))
+            .saturating_sub(u64::from(before.load));
+        match (before.availability(slot), after.availability(slot)) {
+            // Still available: only the load order moves.
+            (Some(_), Some(new)) => self.index.reorder(after.class, new),
+            (old, new) => {
+                if let Some(old) = old {
+                    self.index.remove(before.class, old);
+                }
+                if let Some(new) = new {
+                    self.index.insert(after.class, new);
                 }
             }
         }

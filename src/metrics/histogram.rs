@@ -128,16 +128,14 @@ impl Histogram {
     }
 
     /// Records one value. `O(1)`.
+    #[inline]
     pub fn record(&mut self, value: u64) {
         let index = bucket_of(value);
         // The common case: the bucket is stored, one bounds check (an index
         // below `offset` wraps past the end).
         match self.counts.get_mut(index.wrapping_sub(self.offset)) {
             Some(slot) => *slot = slot.saturating_add(1),
-            None => {
-                self.cover(index, index);
-                self.add_to_bucket(index, 1);
-            }
+            None => self.grow_and_count(index),
         }
         self.count = self.count.saturating_add(1);
         self.sum = self.sum.saturating_add(u128::from(value));
@@ -147,8 +145,18 @@ impl Histogram {
 
     /// Records a duration as whole nanoseconds, saturating at `u64::MAX`
     /// (about 584 years).
+    #[inline]
     pub fn record_duration(&mut self, duration: Duration) {
         self.record(nanos_saturating(duration));
+    }
+
+    /// [`record`](Self::record)'s way to a bucket not stored yet: rare
+    /// (each group of buckets is stored once), so kept out of line.
+    #[cold]
+    #[inline(never)]
+    fn grow_and_count(&mut self, index: usize) {
+        self.cover(index, index);
+        self.add_to_bucket(index, 1);
     }
 
     /// Number of recorded values (saturating at `u64::MAX`).

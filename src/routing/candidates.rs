@@ -222,14 +222,26 @@ impl<'a> Candidates<'a> {
         if let Some(pinned) = self.pinned() {
             return pinned;
         }
-        let best = self
-            .classes()
-            .filter_map(|class| {
-                ordering(class)
-                    .find_map(|(key, slot)| self.usable(slot).map(|record| (key, record)))
-            })
-            .min_by(|a, b| (&a.0, a.1.order()).cmp(&(&b.0, b.1.order())))
-            .map(|(_, record)| record);
-        self.vouch(best)
+        // The first usable member of each matching class; the least
+        // `(key, registration order)` among them. (A loop rather than
+        // `min_by`: with one class, as most pools have, nothing is compared.)
+        let mut best: Option<(K, &'a AgentRecord)> = None;
+        for class in self.classes() {
+            let Some((key, record)) = ordering(class)
+                .find_map(|(key, slot)| self.usable(slot).map(|record| (key, record)))
+            else {
+                continue;
+            };
+            let better = match &best {
+                Some((best_key, best_record)) => {
+                    (&key, record.order()) < (best_key, best_record.order())
+                }
+                None => true,
+            };
+            if better {
+                best = Some((key, record));
+            }
+        }
+        self.vouch(best.map(|(_, record)| record))
     }
 }

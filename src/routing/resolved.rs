@@ -81,9 +81,24 @@ impl ResolvedRequirements {
 
     /// Whether an agent with these capabilities and label tokens satisfies
     /// the capability and label constraints.
+    #[inline]
     pub(crate) fn matches(&self, capabilities: &CapabilitySet, labels: &CapabilitySet) -> bool {
+        // Most requirements name no label: skip the label sets then.
         capabilities.is_superset(&self.required)
-            && labels.is_superset(&self.labels_required)
+            && (self.labels_unconstrained() || self.labels_match(labels))
+    }
+
+    /// Whether no label constraint applies.
+    #[inline]
+    fn labels_unconstrained(&self) -> bool {
+        self.labels_required.is_empty()
+            && self.labels_forbidden.is_empty()
+            && self.labels_any_of.is_empty()
+    }
+
+    /// The label part of [`matches`](Self::matches).
+    fn labels_match(&self, labels: &CapabilitySet) -> bool {
+        labels.is_superset(&self.labels_required)
             && !labels.intersects(&self.labels_forbidden)
             && self.labels_any_of.iter().all(|any| labels.intersects(any))
     }
