@@ -30,6 +30,7 @@
 //! ```
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::AgentId;
 
@@ -98,7 +99,11 @@ impl LabelConstraint {
 /// Asking nothing (the default, and most tasks) costs nothing: the
 /// constraints live behind one pointer that stays empty until the first
 /// builder call, so an empty `TaskRequirements` is a single word that is
-/// moved, compared and dropped without touching the heap.
+/// moved, compared and dropped without touching the heap. Constraints are
+/// shared between clones (a builder call on a shared value copies them
+/// first), so cloning one set for every task that asks it — what the
+/// workflow engine does for each agent step — allocates nothing, and
+/// comparing two clones looks no further than the pointer.
 #[derive(Clone, Default)]
 #[cfg_attr(
     feature = "serde",
@@ -106,7 +111,7 @@ impl LabelConstraint {
     serde(from = "Constraints", into = "Constraints")
 )]
 pub struct TaskRequirements {
-    constraints: Option<Box<Constraints>>,
+    constraints: Option<Arc<Constraints>>,
 }
 
 /// The constraints of a [`TaskRequirements`] that asks something; also its
@@ -159,19 +164,27 @@ impl Constraints {
 impl From<Constraints> for TaskRequirements {
     fn from(constraints: Constraints) -> Self {
         TaskRequirements {
-            constraints: (!constraints.is_empty()).then(|| Box::new(constraints)),
+            constraints: (!constraints.is_empty()).then(|| Arc::new(constraints)),
         }
     }
 }
 
 impl From<TaskRequirements> for Constraints {
     fn from(requirements: TaskRequirements) -> Self {
-        requirements.constraints.map(|c| *c).unwrap_or_default()
+        requirements
+            .constraints
+            .map(Arc::unwrap_or_clone)
+            .unwrap_or_default()
     }
 }
 
 impl PartialEq for TaskRequirements {
     fn eq(&self, other: &Self) -> bool {
+        if let (Some(a), Some(b)) = (&self.constraints, &other.constraints)
+            && Arc::ptr_eq(a, b)
+        {
+            return true;
+        }
         self.constraints() == other.constraints()
     }
 }
@@ -212,7 +225,7 @@ impl TaskRequirements {
     }
 
     fn constraints_mut(&mut self) -> &mut Constraints {
-        self.constraints.get_or_insert_default()
+        Arc::make_mut(self.constraints.get_or_insert_default())
     }
 
     /// Adds hard capability requirements.

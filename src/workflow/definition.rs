@@ -6,7 +6,7 @@ use std::time::Duration;
 use petgraph::graph::{DiGraph, EdgeIndex, NodeIndex};
 
 use super::{Join, StepDef};
-use crate::StepId;
+use crate::{StepId, TaskRequirements};
 
 /// An edge of a workflow: its source's completion enables its target. A
 /// labelled edge fires only when its source chose the label (a decision
@@ -94,6 +94,9 @@ pub struct WorkflowDef {
     depth: u32,
     /// What runs need on their hot path, one per step.
     meta: Vec<StepMeta>,
+    /// What each step asks of its agent, built once: the engine hands a
+    /// clone (a shared pointer) to the pool for every attempt.
+    requirements: Vec<TaskRequirements>,
     hash: u64,
 }
 
@@ -255,6 +258,12 @@ impl WorkflowDef {
     /// The step with this id.
     pub fn step(&self, step: StepId) -> Option<&StepDef> {
         self.graph.node_weight(node(step))
+    }
+
+    /// What `step` asks of its agent (its capabilities, required), built
+    /// with the definition; cloning it shares it.
+    pub(crate) fn step_requirements(&self, step: StepId) -> Option<&TaskRequirements> {
+        self.requirements.get(step.get() as usize)
     }
 
     /// The id of the step with this key.

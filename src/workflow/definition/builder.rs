@@ -8,10 +8,10 @@ use petgraph::graph::{DiGraph, EdgeIndex};
 use super::hash::hash_definition;
 use super::validate::{find_cycle, no_duplicates, unreachable_steps, validate_step};
 use super::{Adjacency, Edge, MAX_DEPTH_LIMIT, StepMeta, WorkflowDef, node};
-use crate::StepId;
 #[cfg(doc)]
 use crate::workflow::{DEFAULT_MAX_DEPTH, MAX_ATTEMPTS, MAX_INSTANCES, MAX_ITERATIONS};
 use crate::workflow::{DefinitionError, StepDef, StepKind, TIMEOUT_LABEL};
+use crate::{StepId, TaskRequirements};
 
 /// Builds a [`WorkflowDef`]; [`build`](Self::build) validates everything.
 #[derive(Clone, Debug)]
@@ -282,6 +282,7 @@ impl WorkflowDefBuilder {
             inputs,
             depth: max_child_depth,
             meta: Vec::new(),
+            requirements: Vec::new(),
             hash: 0,
         };
         def.meta = def
@@ -296,6 +297,25 @@ impl WorkflowDefBuilder {
                 max_iterations: d.max_iterations,
             })
             .collect();
+        // Steps that ask the same share one set: the dispatcher compares a
+        // task's requirements with the last task's, and shared ones compare
+        // by pointer.
+        let mut shared: HashMap<&[String], TaskRequirements> = HashMap::new();
+        let requirements = def
+            .steps()
+            .map(|(_, d)| match d.capabilities.is_empty() {
+                // No allocation for a step that asks nothing.
+                true => TaskRequirements::new(),
+                false => shared
+                    .entry(d.capabilities.as_slice())
+                    .or_insert_with(|| {
+                        TaskRequirements::new().require(d.capabilities.iter().cloned())
+                    })
+                    .clone(),
+            })
+            .collect();
+        drop(shared);
+        def.requirements = requirements;
         def.hash = hash_definition(&def);
         Ok(def)
     }

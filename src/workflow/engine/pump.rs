@@ -164,7 +164,14 @@ impl<P: Clone> WorkflowEngine<P> {
             token,
             compensation,
         };
-        let requirements = TaskRequirements::new().require(step_def.capabilities.iter().cloned());
+        let requirements = entry
+            .run
+            .definition()
+            .step_requirements(step)
+            .cloned()
+            .unwrap_or_else(|| {
+                TaskRequirements::new().require(step_def.capabilities.iter().cloned())
+            });
         match pool.submit_step(task, step_def.priority, requirements, now) {
             Ok(id) => {
                 self.live.insert((run, token), id);
