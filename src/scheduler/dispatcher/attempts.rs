@@ -171,6 +171,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         if let Some(list) = self.state.in_flight.get_mut(&agent) {
             list.remove(task);
         }
+        if self.state.key_gates.is_on() {
+            self.keys_released(task, now);
+        }
         let kind = self.gated_kind(task);
         self.kind_slot_freed(kind);
         let probe = self
@@ -305,7 +308,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         let Some(entry) = self.finish(task, terminal) else {
             return;
         };
-        let extras = entry.extras().clone();
+        let extras = entry.extras.map(|e| *e).unwrap_or_default();
         let spec = TaskSpec {
             payload: entry.payload,
             priority: entry.priority,
@@ -314,6 +317,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             deadline: extras.deadline,
             attempt_timeout: extras.attempt_timeout,
             idempotency_key: None,
+            not_before: extras.not_before,
+            fairness: extras.fairness.map(|(share, _)| share),
+            concurrency_keys: extras.concurrency_keys,
+            cost: extras.cost,
+            metadata: extras.metadata,
         };
         self.emit(
             match terminal {
@@ -338,6 +346,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             reason,
             attempts: entry.attempts,
             at: now,
+            history: extras.history,
         });
     }
 
@@ -345,11 +354,18 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// bounded history.
     pub(super) fn finish(&mut self, task: TaskId, terminal: TaskState) -> Option<Task<P>> {
         self.set_state(task, terminal);
+        let keys = self.limited_keys(task);
         let entry =
             self.state
                 .tasks
                 .finish(task, terminal, self.config.settings.terminal_history)?;
         self.state.requirements.release(entry.requirements);
+        if let Some((_, lane)) = entry.extras().fairness {
+            self.state.fair_keys.release(lane);
+        }
+        if !keys.is_empty() {
+            self.keys_passed_on(keys);
+        }
         Some(entry)
     }
 
