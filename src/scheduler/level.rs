@@ -90,9 +90,15 @@ impl Level {
         insert_in_order(deque, entry);
         if joins {
             fair.ring.push_back(entry.lane);
-            if fair.ring.len() == 1 {
-                fair.credit = u32::from(weight);
-            }
+        }
+        if fair.ring.front() == Some(&entry.lane) {
+            // A lane joining an empty ring starts its turn; a front lane
+            // whose weight dropped (a key's weight is its latest task's)
+            // keeps no more credit than its new weight.
+            fair.credit = match joins && fair.ring.len() == 1 {
+                true => u32::from(weight),
+                false => fair.credit.min(u32::from(weight)),
+            };
         }
     }
 

@@ -44,7 +44,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         // cancelled for it.
         let queues = |&&key: &&u32| gates.is_full(key) && gates.victim(key).is_none();
         if let Some(&key) = keys.iter().find(queues) {
-            self.state.key_gates.wait(key, *entry);
+            self.wait_on_key(key, entry, &keys, now);
             return false;
         }
         for key in keys {
@@ -71,10 +71,19 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         match self.state.key_gates.take_rates(&keys, cost, now) {
             Ok(()) => true,
             Err((key, until)) => {
-                self.state.key_gates.wait(key, *entry);
                 self.arm(until, Timer::KeyRate(key));
+                self.wait_on_key(key, entry, &keys, now);
                 false
             }
+        }
+    }
+
+    /// Sets `entry` aside on `key`. The task may have been woken for its
+    /// other keys: they pass the turn on.
+    fn wait_on_key(&mut self, key: u32, entry: &Entry, keys: &[u32], now: Instant) {
+        self.state.key_gates.wait(key, *entry);
+        for &other in keys.iter().filter(|&&k| k != key) {
+            self.wake_key(other, now);
         }
     }
 
