@@ -340,6 +340,60 @@ proptest! {
         outcome.map_err(TestCaseError::fail)?;
     }
 
+    /// A corrupted snapshot of a dispatcher using fair shares and keys is
+    /// refused with a typed error, or the restored dispatcher runs on with
+    /// no key over its limit and drains: nothing waits for ever.
+    #[test]
+    fn corrupted_snapshots_with_keys_are_refused_or_run_safely(
+        ops in proptest::collection::vec(op(), 10..80),
+        edits in proptest::collection::vec((any::<Index>(), any::<u8>(), any::<u64>()), 1..4),
+        after in proptest::collection::vec(op(), 0..60),
+    ) {
+        let outcome = corrupt::watchdog(60, move || -> Result<&'static str, String> {
+            let mut host = Host::new();
+            for op in &ops {
+                host.step(op)?;
+            }
+            let mut value = serde_json::to_value(host.d.snapshot()).map_err(|e| e.to_string())?;
+            let paths = corrupt::paths_where(&value, |v| v.is_number() || v.is_boolean());
+            if paths.is_empty() {
+                return Ok("nothing to corrupt");
+            }
+            for (at, how, noise) in &edits {
+                let path = &paths[at.index(paths.len())];
+                let leaf = corrupt::at_path(&mut value, path);
+                *leaf = corrupt::corrupt_leaf(leaf, *how, *noise);
+            }
+            let Ok(snapshot) = serde_json::from_value::<Snapshot<u32>>(value) else {
+                return Ok("refused by serde");
+            };
+            host.d = match Dispatcher::restore(config(), strategy(), snapshot) {
+                Ok(restored) => restored,
+                Err(SchedulerError::CorruptSnapshot { .. } | SchedulerError::ConfigMismatch { .. } | SchedulerError::SnapshotVersion { .. }) => {
+                    return Ok("refused by restore");
+                }
+                Err(other) => return Err(format!("unexpected error kind: {other}")),
+            };
+            // The host's view of attempts and cancels may no longer hold, and
+            // its clock follows the restored one.
+            host.running.clear();
+            host.cancelled.clear();
+            host.now = host.now.max(host.d.clock());
+            host.check()?;
+            for op in &after {
+                host.step(op)?;
+            }
+            // A clock corrupted to the end of time leaves no time to drain
+            // in: what waits for an instant waits for "never".
+            let end_of_time = Instant::from_nanos(u64::MAX - 365 * 86_400 * 1_000_000_000);
+            match host.drain() {
+                Err(_) if host.d.clock() >= end_of_time => Ok("ran on at the end of time"),
+                drained => drained.map(|()| "ran on"),
+            }
+        });
+        outcome.map_err(TestCaseError::fail)?;
+    }
+
     /// With every key backlogged, dispatches follow the weights within
     /// ±10 %, however long each key's queue, and FIFO within a key.
     #[test]

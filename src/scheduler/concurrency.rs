@@ -263,11 +263,13 @@ impl KeyGates {
 
     /// Checks gates read from a snapshot against the configuration and the
     /// tasks in flight (`holders[key]`: the tasks in flight holding it),
-    /// and derives the index.
+    /// and derives the index. No rate may have seen time past `clock`, the
+    /// dispatcher's: it would hold its key back until then.
     pub(crate) fn validated(
         mut self,
         limits: &BTreeMap<String, ConcurrencyLimit>,
         holders: &[Vec<TaskId>],
+        clock: Instant,
     ) -> Result<Self, String> {
         if self.gates.len() != limits.len() || holders.len() != limits.len() {
             return Err(format!(
@@ -290,6 +292,9 @@ impl KeyGates {
             }
             if gate.rate.as_ref().map(RateLimiter::quota) != limit.rate {
                 return Err(format!("key {name:?} has another rate than configured"));
+            }
+            if gate.rate.as_ref().is_some_and(|r| r.latest_seen() > clock) {
+                return Err(format!("key {name:?} has a rate that saw past the clock"));
             }
             gate.waiting = std::mem::replace(&mut gate.waiting, Queue::new(None))
                 .validated()

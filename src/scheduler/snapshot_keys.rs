@@ -56,7 +56,7 @@ impl<P> State<P> {
             .validated(&lanes)
             .map_err(|p| corrupt("fair_keys", p))?;
         self.key_gates = std::mem::take(&mut self.key_gates)
-            .validated(&settings.concurrency_limits, &holders)
+            .validated(&settings.concurrency_limits, &holders, self.clock)
             .map_err(|p| corrupt("key_gates", p))?;
         for (id, task) in self.tasks.iter() {
             let extras = task.extras();
