@@ -8,11 +8,12 @@
 //! a holder ends or the key's rate conforms again; tasks of other keys go
 //! past it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::MAX_CONCURRENCY_KEYS;
 use super::queue::{Entry, Queue};
 use crate::resilience::{Quota, RateLimiter};
-use crate::{Instant, Priority, TaskId};
+use crate::{AttemptToken, Instant, Priority, TaskId};
 
 /// What happens when a task comes up for dispatch and one of its
 /// concurrency keys is at its limit.
@@ -97,16 +98,78 @@ impl ConcurrencyLimit {
     }
 }
 
+/// The configured concurrency keys of one task, as key indices, sorted and
+/// distinct: a small copyable set (a task carries at most
+/// [`MAX_CONCURRENCY_KEYS`] keys), so the hot path never allocates for it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(into = "Vec<u32>", try_from = "Vec<u32>")
+)]
+pub(crate) struct KeySet {
+    keys: [u32; MAX_CONCURRENCY_KEYS],
+    len: u8,
+}
+
+impl KeySet {
+    pub(crate) const EMPTY: KeySet = KeySet {
+        keys: [0; MAX_CONCURRENCY_KEYS],
+        len: 0,
+    };
+
+    /// The keys, ascending.
+    pub(crate) fn as_slice(&self) -> &[u32] {
+        &self.keys[..usize::from(self.len).min(MAX_CONCURRENCY_KEYS)]
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl TryFrom<Vec<u32>> for KeySet {
+    type Error = String;
+
+    fn try_from(keys: Vec<u32>) -> Result<Self, Self::Error> {
+        let sorted = keys.iter().zip(keys.iter().skip(1)).all(|(a, b)| a < b);
+        if keys.len() > MAX_CONCURRENCY_KEYS || !sorted {
+            return Err(format!(
+                "{keys:?} is not a set of at most {MAX_CONCURRENCY_KEYS} keys"
+            ));
+        }
+        let mut set = KeySet::EMPTY;
+        set.keys[..keys.len()].copy_from_slice(&keys);
+        set.len = keys.len() as u8;
+        Ok(set)
+    }
+}
+
+impl From<KeySet> for Vec<u32> {
+    fn from(set: KeySet) -> Self {
+        set.as_slice().to_vec()
+    }
+}
+
 /// The state of one configured key.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct KeyGate {
-    /// Tasks holding the key in flight, oldest start first.
-    running: Vec<TaskId>,
+    /// Tasks holding the key in flight, by attempt token: oldest start
+    /// first, `O(log n)` to add and remove.
+    running: BTreeSet<(AttemptToken, TaskId)>,
     /// Tasks waiting for the key (entries of tasks no longer queued are
     /// dead, dropped as they are reached).
     waiting: Queue,
     rate: Option<RateLimiter>,
+    /// While the rate refuses, the instant it conforms again (its
+    /// [`Timer::KeyRate`](super::state::Timer) is armed): waiters are not
+    /// woken before, so none is woken only to be refused.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    rate_blocked_until: Option<Instant>,
 }
 
 /// The state of every configured key, in key order.
@@ -131,9 +194,10 @@ impl KeyGates {
             gates: limits
                 .values()
                 .map(|limit| KeyGate {
-                    running: Vec::new(),
+                    running: BTreeSet::new(),
                     waiting: Queue::new(aging),
                     rate: limit.rate.map(RateLimiter::new),
+                    rate_blocked_until: None,
                 })
                 .collect(),
             ..KeyGates::default()
@@ -153,15 +217,17 @@ impl KeyGates {
         !self.gates.is_empty()
     }
 
-    /// The configured keys among `keys`, as indices, each once.
-    pub(crate) fn limited(&self, keys: &[String]) -> Vec<u32> {
+    /// The configured keys among `keys` (at most
+    /// [`MAX_CONCURRENCY_KEYS`], checked at submission), as indices.
+    pub(crate) fn limited(&self, keys: &[String]) -> KeySet {
         let mut limited: Vec<u32> = keys
             .iter()
             .filter_map(|k| self.index.get(k).copied())
             .collect();
         limited.sort_unstable();
         limited.dedup();
-        limited
+        limited.truncate(MAX_CONCURRENCY_KEYS);
+        KeySet::try_from(limited).unwrap_or_default()
     }
 
     /// The configured limit of key `key`.
@@ -182,8 +248,8 @@ impl KeyGates {
         let running = &self.gates.get(key as usize)?.running;
         match self.limit(key)?.when_full {
             WhenFull::Queue => None,
-            WhenFull::CancelOldest => running.first().copied(),
-            WhenFull::CancelNewest => running.last().copied(),
+            WhenFull::CancelOldest => running.first().map(|&(_, task)| task),
+            WhenFull::CancelNewest => running.last().map(|&(_, task)| task),
         }
     }
 
@@ -201,7 +267,11 @@ impl KeyGates {
             };
             // A cost above the burst was refused at submission.
             if let Ok(Err(wait)) = probe.check_n(now, cost) {
-                return Err((key, wait.earliest()));
+                let until = wait.earliest();
+                if let Some(gate) = self.gates.get_mut(key as usize) {
+                    gate.rate_blocked_until = Some(until);
+                }
+                return Err((key, until));
             }
         }
         for &key in keys {
@@ -216,44 +286,78 @@ impl KeyGates {
         Ok(())
     }
 
-    /// `task` starts holding `keys`.
-    pub(crate) fn started(&mut self, keys: &[u32], task: TaskId) {
+    /// `task`'s attempt `token` starts holding `keys`.
+    pub(crate) fn started(&mut self, keys: &[u32], task: TaskId, token: AttemptToken) {
         for &key in keys {
             if let Some(gate) = self.gates.get_mut(key as usize) {
-                gate.running.push(task);
+                gate.running.insert((token, task));
             }
         }
     }
 
-    /// `task` stopped holding key `key`; returns whether it held it.
-    pub(crate) fn ended(&mut self, key: u32, task: TaskId) -> bool {
-        let Some(gate) = self.gates.get_mut(key as usize) else {
-            return false;
-        };
-        let Some(at) = gate.running.iter().position(|&t| t == task) else {
-            return false;
-        };
-        gate.running.remove(at);
-        true
+    /// `task`'s attempt `token` stopped holding key `key`; returns whether
+    /// it held it.
+    pub(crate) fn ended(&mut self, key: u32, task: TaskId, token: AttemptToken) -> bool {
+        self.gates
+            .get_mut(key as usize)
+            .is_some_and(|gate| gate.running.remove(&(token, task)))
     }
 
     /// Sets `entry` aside until key `key` has room.
     pub(crate) fn wait(&mut self, key: u32, entry: Entry) {
         if let Some(gate) = self.gates.get_mut(key as usize) {
-            gate.waiting.push(entry);
+            gate.waiting.push(Entry {
+                woken: false,
+                ..entry
+            });
         }
     }
 
-    /// The best live entry waiting for key `key`, taken out.
+    /// Whether tasks (live or dead) wait for key `key`.
+    pub(crate) fn has_waiters(&self, key: u32) -> bool {
+        self.gates
+            .get(key as usize)
+            .is_some_and(|g| !g.waiting.is_empty())
+    }
+
+    /// The best live entry waiting for key `key`, taken out, if the key's
+    /// rate would let its cost (`cost_of`) through now; otherwise the key
+    /// is rate-blocked and the instant it conforms comes back, for a timer.
+    /// Nothing is taken that the rate would refuse, so the order of the
+    /// waiters (fair shares included) is the order they are served in.
     pub(crate) fn wake(
         &mut self,
         key: u32,
         now: Instant,
         is_live: impl FnMut(&Entry) -> bool,
-    ) -> Option<Entry> {
-        let waiting = &mut self.gates.get_mut(key as usize)?.waiting;
-        let head = waiting.best(now, Priority::Low, is_live)?;
-        waiting.pop(head)
+        cost_of: impl Fn(&Entry) -> u32,
+    ) -> Result<Option<Entry>, Instant> {
+        let Some(gate) = self.gates.get_mut(key as usize) else {
+            return Ok(None);
+        };
+        match gate.rate_blocked_until {
+            Some(until) if now < until => return Ok(None),
+            Some(_) => gate.rate_blocked_until = None,
+            None => {}
+        }
+        let Some(head) = gate.waiting.best(now, Priority::Low, is_live) else {
+            return Ok(None);
+        };
+        if let (Some(rate), Some(entry)) = (&gate.rate, gate.waiting.peek(head)) {
+            if let Ok(Err(wait)) = rate.clone().check_n(now, cost_of(entry)) {
+                gate.rate_blocked_until = Some(wait.earliest());
+                return Err(wait.earliest());
+            }
+        }
+        Ok(gate.waiting.pop(head).map(|entry| Entry {
+            woken: true,
+            ..entry
+        }))
+    }
+
+    /// The instant key `key`'s rate conforms again, while it refuses.
+    pub(crate) fn rate_blocked_until(&self, key: u32) -> Option<Instant> {
+        self.gates.get(key as usize)?.rate_blocked_until
     }
 
     /// Each key's waiting queue.
@@ -262,13 +366,13 @@ impl KeyGates {
     }
 
     /// Checks gates read from a snapshot against the configuration and the
-    /// tasks in flight (`holders[key]`: the tasks in flight holding it),
+    /// tasks in flight (`holders[key]`: the attempts in flight holding it),
     /// and derives the index. No rate may have seen time past `clock`, the
     /// dispatcher's: it would hold its key back until then.
     pub(crate) fn validated(
         mut self,
         limits: &BTreeMap<String, ConcurrencyLimit>,
-        holders: &[Vec<TaskId>],
+        holders: &[BTreeSet<(AttemptToken, TaskId)>],
         clock: Instant,
     ) -> Result<Self, String> {
         if self.gates.len() != limits.len() || holders.len() != limits.len() {
@@ -279,15 +383,10 @@ impl KeyGates {
             ));
         }
         for ((index, gate), (name, limit)) in self.gates.iter_mut().enumerate().zip(limits) {
-            let mut running = gate.running.clone();
-            running.sort_unstable();
-            running.dedup();
-            let mut expected = holders[index].clone();
-            expected.sort_unstable();
-            if running.len() != gate.running.len() || running != expected {
+            if gate.running != holders[index] {
                 return Err(format!("key {name:?} disagrees with the tasks holding it"));
             }
-            if running.len() > limit.max_in_flight as usize {
+            if gate.running.len() > limit.max_in_flight as usize {
                 return Err(format!("key {name:?} is over its limit"));
             }
             if gate.rate.as_ref().map(RateLimiter::quota) != limit.rate {
@@ -320,18 +419,22 @@ mod tests {
     fn keys_fill_and_name_their_victims() {
         let mut g = gates(WhenFull::CancelOldest);
         let keys = g.limited(&["other".into(), "k".into(), "k".into()]);
-        assert_eq!(keys, [0]);
-        g.started(&keys, TaskId::new(1));
+        assert_eq!(keys.as_slice(), [0]);
+        let (t1, t2) = (TaskId::new(1), TaskId::new(2));
+        let (a1, a2) = (AttemptToken::new(5), AttemptToken::new(6));
+        g.started(keys.as_slice(), t1, a1);
         assert!(!g.is_full(0));
-        g.started(&keys, TaskId::new(2));
+        g.started(keys.as_slice(), t2, a2);
         assert!(g.is_full(0));
-        assert_eq!(g.victim(0), Some(TaskId::new(1)));
+        assert_eq!(g.victim(0), Some(t1));
         let mut newest = gates(WhenFull::CancelNewest);
-        newest.started(&keys, TaskId::new(1));
-        newest.started(&keys, TaskId::new(2));
-        assert_eq!(newest.victim(0), Some(TaskId::new(2)));
-        assert!(g.ended(0, TaskId::new(1)) && !g.ended(0, TaskId::new(1)));
+        newest.started(keys.as_slice(), t1, a1);
+        newest.started(keys.as_slice(), t2, a2);
+        assert_eq!(newest.victim(0), Some(t2));
+        assert!(g.ended(0, t1, a1) && !g.ended(0, t1, a1));
         assert_eq!(gates(WhenFull::Queue).victim(0), None);
+        assert!(KeySet::try_from(vec![2, 1]).is_err());
+        assert!(KeySet::try_from((0..9).collect::<Vec<u32>>()).is_err());
     }
 
     #[test]

@@ -218,6 +218,7 @@ mod tests {
             since: Instant::ZERO,
             lane,
             weight,
+            woken: false,
         }
     }
 

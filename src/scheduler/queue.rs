@@ -38,6 +38,10 @@ pub(crate) struct Entry {
     pub(crate) lane: u32,
     #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "is_zero"))]
     pub(crate) weight: u16,
+    /// Taken from a concurrency key's waiters: it goes ahead of the key's
+    /// other waiters (which a new arrival joins instead).
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "is_zero"))]
+    pub(crate) woken: bool,
 }
 
 #[cfg(feature = "serde")]
@@ -113,6 +117,11 @@ impl Queue {
         best
     }
 
+    /// The head of the level a [`HeadKey`] names.
+    pub(crate) fn peek(&self, key: HeadKey) -> Option<&Entry> {
+        self.levels[key.2].front()
+    }
+
     /// Removes the head of the level a [`HeadKey`] names.
     pub(crate) fn pop(&mut self, key: HeadKey) -> Option<Entry> {
         self.levels[key.2].pop_front(true)
@@ -161,6 +170,7 @@ mod tests {
             since: Instant::from_secs(since),
             lane: 0,
             weight: 0,
+            woken: false,
         }
     }
 

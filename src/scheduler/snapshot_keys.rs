@@ -9,7 +9,7 @@ use super::config::Settings;
 use super::queue::Entry;
 use super::state::{State, Timer};
 use super::task::TaskState;
-use crate::{Instant, TaskId};
+use crate::{AttemptToken, Instant, TaskId};
 
 fn corrupt(field: &str, problem: impl Into<String>) -> SchedulerError {
     SchedulerError::CorruptSnapshot {
@@ -24,7 +24,8 @@ impl<P> State<P> {
     /// configuration and the tasks holding each key.
     pub(super) fn check_options(&mut self, settings: &Settings) -> Result<(), SchedulerError> {
         let mut lanes: HashMap<u32, u32> = HashMap::new();
-        let mut holders: Vec<Vec<TaskId>> = vec![Vec::new(); settings.concurrency_limits.len()];
+        let mut holders: Vec<BTreeSet<(AttemptToken, TaskId)>> =
+            vec![BTreeSet::new(); settings.concurrency_limits.len()];
         let keys = settings.concurrency_limits.len();
         for (id, task) in self.tasks.iter() {
             let field = format!("tasks[{id}]");
@@ -38,17 +39,13 @@ impl<P> State<P> {
             if extras.cost == 0 || extras.concurrency_keys.len() > super::MAX_CONCURRENCY_KEYS {
                 return Err(corrupt(&field, "a cost of zero or too many keys"));
             }
-            let limited = &extras.limited;
-            let sorted = limited
-                .iter()
-                .zip(limited.iter().skip(1))
-                .all(|(a, b)| a < b);
-            if !sorted || limited.iter().any(|&k| k as usize >= keys) {
+            let limited = extras.limited.as_slice();
+            if limited.iter().any(|&k| k as usize >= keys) {
                 return Err(corrupt(&field, "names a concurrency key not configured"));
             }
-            if matches!(task.state, TaskState::InFlight { .. }) {
+            if let TaskState::InFlight { token, .. } = task.state {
                 for &key in limited {
-                    holders[key as usize].push(id);
+                    holders[key as usize].insert((token, id));
                 }
             }
         }
@@ -98,11 +95,19 @@ impl<P> State<P> {
         {
             if live(entry) {
                 if let Some(task) = self.tasks.get(entry.task) {
-                    woken.extend(task.extras().limited.iter().copied());
+                    woken.extend(task.extras().limited.as_slice().iter().copied());
                 }
             }
         }
         for (key, waiting) in self.key_gates.waiters() {
+            if let Some(until) = self.key_gates.rate_blocked_until(key) {
+                if until > self.clock && !armed.contains(&(Timer::KeyRate(key), until)) {
+                    return Err(corrupt(
+                        &format!("key_gates[{key}]"),
+                        "rate-blocked without its timer",
+                    ));
+                }
+            }
             let waits = waiting.entries().any(live);
             let wakes = self.key_gates.is_full(key)
                 || woken.contains(&key)

@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
-use super::concurrency::KeyGates;
+use super::concurrency::{KeyGates, KeySet};
 use super::dead_letter::PriorLetter;
 use super::dispatcher::Gates;
 use super::fair_keys::FairKeys;
@@ -92,9 +92,9 @@ pub(super) struct Extras {
     pub(super) concurrency_keys: Vec<String>,
     #[cfg_attr(
         feature = "serde",
-        serde(default, skip_serializing_if = "Vec::is_empty")
+        serde(default, skip_serializing_if = "KeySet::is_empty")
     )]
-    pub(super) limited: Vec<u32>,
+    pub(super) limited: KeySet,
     #[cfg_attr(feature = "serde", serde(default = "one"))]
     pub(super) cost: u32,
     #[cfg_attr(
@@ -127,7 +127,7 @@ impl Extras {
         not_before: None,
         fairness: None,
         concurrency_keys: Vec::new(),
-        limited: Vec::new(),
+        limited: KeySet::EMPTY,
         cost: 1,
         metadata: Metadata::new(),
         history: Vec::new(),

@@ -145,6 +145,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             since: now,
             lane,
             weight,
+            woken: false,
         };
         if let Some(ttl) = ttl {
             self.arm(start.unwrap_or(now).saturating_add(ttl), Timer::Ttl(task));

@@ -172,7 +172,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             list.remove(task);
         }
         if self.state.key_gates.is_on() {
-            self.keys_released(task, now);
+            if let Some(TaskState::InFlight { token, .. }) =
+                self.state.tasks.get(task).map(|t| t.state)
+            {
+                self.keys_released(task, token, now);
+            }
         }
         let kind = self.gated_kind(task);
         self.kind_slot_freed(kind);

@@ -9,29 +9,33 @@
 //! attempt starts and ends, and a task is assigned only after
 //! [`keys_admit`](Dispatcher::keys_admit) found room in every key it holds.
 //!
+//! **In order.** A task that comes up for dispatch while one of its keys
+//! has waiters joins them, and the key serves its best waiter (by
+//! priority, age and fair share), so arrivals do not overtake it.
+//!
 //! **Nothing waits for ever.** A key with live waiters is full (each holder
 //! that ends wakes one), has its rate timer armed, or has a woken task
 //! queued, which wakes the next as it starts or ends.
 
 use super::super::Event;
+use super::super::concurrency::KeySet;
 use super::super::queue::Entry;
 use super::super::state::Timer;
 use super::super::task::TaskState;
 use super::{CancelReason, Dispatcher};
 use crate::routing::RoutingStrategy;
-use crate::{Instant, TaskId};
+use crate::{AttemptToken, Instant, TaskId};
 
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// The configured concurrency keys `task` holds, if keys are on.
-    pub(super) fn limited_keys(&self, task: TaskId) -> Vec<u32> {
+    pub(super) fn limited_keys(&self, task: TaskId) -> KeySet {
         if !self.state.key_gates.is_on() {
-            return Vec::new();
+            return KeySet::EMPTY;
         }
         self.state
             .tasks
             .get(task)
-            .map(|t| t.extras().limited.clone())
-            .unwrap_or_default()
+            .map_or(KeySet::EMPTY, |t| t.extras().limited)
     }
 
     /// Whether `entry`'s task may start as far as its concurrency keys go.
@@ -39,15 +43,25 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// (`false`), or, by its policy, cancels a holder to make room.
     pub(super) fn keys_admit(&mut self, entry: &Entry, now: Instant) -> bool {
         let keys = self.limited_keys(entry.task);
+        let keys = keys.as_slice();
         let gates = &self.state.key_gates;
+        // A new arrival joins a key's waiters rather than passing them; the
+        // key then serves its best waiter, in fair-share order.
+        if !entry.woken {
+            if let Some(&key) = keys.iter().find(|&&k| gates.has_waiters(k)) {
+                self.wait_on_key(key, entry, keys, now);
+                self.wake_key(key, now);
+                return false;
+            }
+        }
         // A key that queues holds the task back before any holder is
         // cancelled for it.
         let queues = |&&key: &&u32| gates.is_full(key) && gates.victim(key).is_none();
         if let Some(&key) = keys.iter().find(queues) {
-            self.wait_on_key(key, entry, &keys, now);
+            self.wait_on_key(key, entry, keys, now);
             return false;
         }
-        for key in keys {
+        for &key in keys {
             if let Some(victim) = self
                 .state
                 .key_gates
@@ -68,11 +82,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             return true;
         }
         let cost = self.cost_of(entry.task);
-        match self.state.key_gates.take_rates(&keys, cost, now) {
+        match self.state.key_gates.take_rates(keys.as_slice(), cost, now) {
             Ok(()) => true,
             Err((key, until)) => {
                 self.arm(until, Timer::KeyRate(key));
-                self.wait_on_key(key, entry, &keys, now);
+                self.wait_on_key(key, entry, keys.as_slice(), now);
                 false
             }
         }
@@ -92,20 +106,21 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         self.state.tasks.get(task).map_or(1, |t| t.extras().cost)
     }
 
-    /// `task` started: it holds its keys; a key with room wakes its next
-    /// waiter.
-    pub(super) fn keys_started(&mut self, task: TaskId, now: Instant) {
+    /// `task`'s attempt `token` started: it holds its keys; a key with
+    /// room wakes its next waiter.
+    pub(super) fn keys_started(&mut self, task: TaskId, token: AttemptToken, now: Instant) {
         let keys = self.limited_keys(task);
-        self.state.key_gates.started(&keys, task);
-        for key in keys {
+        self.state.key_gates.started(keys.as_slice(), task, token);
+        for &key in keys.as_slice() {
             self.wake_key(key, now);
         }
     }
 
-    /// `task`'s attempt ended: it releases its keys, each waking a waiter.
-    pub(super) fn keys_released(&mut self, task: TaskId, now: Instant) {
-        for key in self.limited_keys(task) {
-            if self.state.key_gates.ended(key, task) {
+    /// `task`'s attempt `token` ended: it releases its keys, each waking a
+    /// waiter.
+    pub(super) fn keys_released(&mut self, task: TaskId, token: AttemptToken, now: Instant) {
+        for &key in self.limited_keys(task).as_slice() {
+            if self.state.key_gates.ended(key, task, token) {
                 self.wake_key(key, now);
             }
         }
@@ -113,9 +128,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
     /// A task that held `keys` ended (it may have been woken for them and
     /// never started): each key with room passes the turn on.
-    pub(super) fn keys_passed_on(&mut self, keys: Vec<u32>) {
+    pub(super) fn keys_passed_on(&mut self, keys: KeySet) {
         let now = self.state.clock;
-        for key in keys {
+        for &key in keys.as_slice() {
             self.wake_key(key, now);
         }
     }
@@ -132,8 +147,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 .get(e.task)
                 .is_some_and(|t| t.state == TaskState::Queued)
         };
-        if let Some(entry) = self.state.key_gates.wake(key, now, is_live) {
-            self.state.queue.push(entry);
+        let cost_of = |e: &Entry| tasks.get(e.task).map_or(1, |t| t.extras().cost);
+        match self.state.key_gates.wake(key, now, is_live, cost_of) {
+            Ok(Some(entry)) => self.state.queue.push(entry),
+            Ok(None) => {}
+            Err(until) => self.arm(until, Timer::KeyRate(key)),
         }
     }
 

@@ -278,7 +278,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         );
         self.state.in_flight.entry(agent).or_default().push(task);
         if self.state.key_gates.is_on() {
-            self.keys_started(task, now);
+            self.keys_started(task, token, now);
         }
         if let Some(timeout) = timeout {
             self.arm(now.saturating_add(timeout), Timer::Attempt(task, token));
@@ -316,6 +316,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             since: now,
             lane,
             weight,
+            woken: false,
         }
     }
 
