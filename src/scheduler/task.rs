@@ -110,6 +110,32 @@ fn is_one(cost: &u32) -> bool {
 /// each gets `weight / Σ weights` of the dispatches, whatever the length of
 /// its queue; tasks without a key share one lane of weight 1. A key's
 /// weight is the one its most recently queued task carried.
+///
+/// ```
+/// use taskweave::agent::AgentProfile;
+/// use taskweave::scheduler::{Action, AttemptOutcome, Dispatcher, DispatcherConfig, TaskReport, TaskSpec};
+/// use taskweave::{AgentId, Instant};
+///
+/// let mut d = Dispatcher::new(DispatcherConfig::default());
+/// let now = Instant::ZERO;
+/// // A big tenant queues 100 tasks, then a small one queues 2.
+/// for _ in 0..100 {
+///     let _ = d.submit(TaskSpec::new("big").fairness("big", 1), now)?;
+/// }
+/// for _ in 0..2 {
+///     let _ = d.submit(TaskSpec::new("small").fairness("small", 1), now)?;
+/// }
+/// d.register_agent(AgentId::new(1), AgentProfile::builder().capacity(1).build()?, now)?;
+/// let mut order = Vec::new();
+/// for _ in 0..4 {
+///     let Some(Action::Assign { task, agent, token, .. }) = d.poll_action() else { unreachable!() };
+///     order.push(*d.payload(task).unwrap());
+///     d.report(TaskReport { task, agent, token, outcome: AttemptOutcome::Success }, now)?;
+/// }
+/// // The small tenant does not wait behind the big one's backlog.
+/// assert_eq!(order, ["big", "small", "big", "small"]);
+/// # Ok::<(), taskweave::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FairShare {
@@ -175,6 +201,20 @@ impl<P> TaskSpec<P> {
     }
 
     /// Delays the task: it is not dispatched before `at`.
+    ///
+    /// ```
+    /// use taskweave::scheduler::{Dispatcher, DispatcherConfig, TaskSpec, TaskState};
+    /// use taskweave::Instant;
+    ///
+    /// let mut d: Dispatcher<&str> = Dispatcher::new(DispatcherConfig::default());
+    /// let at = Instant::from_secs(3_600);
+    /// let task = d.submit(TaskSpec::new("send the reminder").not_before(at), Instant::ZERO)?.id();
+    /// assert_eq!(d.task_state(task), Some(TaskState::Delayed { until: at }));
+    /// assert_eq!(d.poll_timeout(), Some(at));
+    /// d.handle_timeout(at);
+    /// assert_eq!(d.task_state(task), Some(TaskState::Queued));
+    /// # Ok::<(), taskweave::Error>(())
+    /// ```
     pub fn not_before(mut self, at: Instant) -> Self {
         self.not_before = Some(at);
         self
@@ -196,6 +236,29 @@ impl<P> TaskSpec<P> {
     }
 
     /// Sets the cost against rate limits.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskweave::resilience::Quota;
+    /// use taskweave::scheduler::{ConcurrencyLimit, Dispatcher, DispatcherConfig, LimitScope, SubmitErrorKind, TaskSpec};
+    /// use taskweave::Instant;
+    ///
+    /// // 10,000 tokens a minute, in bursts of at most 4,000.
+    /// let tokens = Quota::new(10_000, Duration::from_secs(60))?.with_burst(4_000)?;
+    /// let config = DispatcherConfig::builder()
+    ///     .concurrency_limit("openai", ConcurrencyLimit::new(8).rate(tokens))
+    ///     .build()?;
+    /// let mut d: Dispatcher<&str> = Dispatcher::new(config);
+    /// let now = Instant::ZERO;
+    /// assert!(d.submit(TaskSpec::new("summary").concurrency_key("openai").cost(1_500), now).is_ok());
+    /// // A task that could never fit in one burst is refused, not queued for ever.
+    /// let refused = d.submit(TaskSpec::new("novel").concurrency_key("openai").cost(9_000), now).unwrap_err();
+    /// assert_eq!(
+    ///     refused.kind,
+    ///     SubmitErrorKind::CostOverBurst { limit: LimitScope::ConcurrencyKey, cost: 9_000, burst: 4_000 }
+    /// );
+    /// # Ok::<(), taskweave::Error>(())
+    /// ```
     pub fn cost(mut self, cost: u32) -> Self {
         self.cost = cost;
         self
