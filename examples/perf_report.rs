@@ -20,6 +20,12 @@
 //!   `baseline_ns_per_op` is the sum of the two baselines above at the
 //!   same number of agents.
 //! * `full_cycle_ratio`: `ns_per_op` at 10,000 agents over that at 10.
+//! * `full_cycle_keys`: the full cycle at 1,000 agents with every task
+//!   carrying a fair-share key (one of 16 tenants, weights 1 to 3) and a
+//!   concurrency key whose limit (all slots) it never reaches, so the keys
+//!   cost their bookkeeping and nothing holds work back. `plain_ns_per_op`
+//!   is the plain `full_cycle` at 1,000 agents of this run; `ratio_to_plain`
+//!   their quotient.
 //! * `tensor_build`: building the task tensor of a plan of `tasks` tasks
 //!   over `agents` agents (`levels` priority levels) in `form` `sparse` or
 //!   `dense`; 30 % of the tasks assigned, the rest with 1 to 16 scored
@@ -61,7 +67,7 @@ use rand::{RngExt, SeedableRng};
 use taskweave::agent::AgentProfile;
 use taskweave::planning::{SparseTaskTensor, TaskTensor, TensorOptions, TensorTask, heft};
 use taskweave::scheduler::{
-    Action, AttemptOutcome, Dispatcher, DispatcherConfig, TaskReport, TaskSpec,
+    Action, AttemptOutcome, ConcurrencyLimit, Dispatcher, DispatcherConfig, TaskReport, TaskSpec,
 };
 use taskweave::{AgentId, AttemptToken, Instant, Priority, TaskId};
 
@@ -118,12 +124,15 @@ fn measure(min_iters: u64, mut op: impl FnMut()) -> (f64, u64) {
     (samples[RUNS / 2], iters)
 }
 
-fn pool(agents: usize, queue_capacity: usize) -> Dispatcher<u64> {
-    let config = DispatcherConfig::builder()
+fn pool(agents: usize, queue_capacity: usize, keys: bool) -> Dispatcher<u64> {
+    let mut config = DispatcherConfig::builder()
         .seed(SEED)
-        .queue_capacity(queue_capacity)
-        .build()
-        .expect("valid config");
+        .queue_capacity(queue_capacity);
+    if keys {
+        let slots = u32::try_from(agents).unwrap_or(u32::MAX) * CAPACITY;
+        config = config.concurrency_limit("openai", ConcurrencyLimit::new(slots));
+    }
+    let config = config.build().expect("valid config");
     let mut dispatcher = Dispatcher::new(config);
     let profile = AgentProfile::builder()
         .capacity(CAPACITY)
@@ -142,14 +151,23 @@ struct Pipeline {
     dispatcher: Dispatcher<u64>,
     in_flight: VecDeque<(TaskId, AgentId, AttemptToken)>,
     clock: u64,
+    /// Whether tasks carry fair-share and concurrency keys.
+    keys: bool,
 }
 
+/// Fair-share tenants of `full_cycle_keys`.
+const TENANTS: [&str; 16] = [
+    "t00", "t01", "t02", "t03", "t04", "t05", "t06", "t07", "t08", "t09", "t10", "t11", "t12",
+    "t13", "t14", "t15",
+];
+
 impl Pipeline {
-    fn new(agents: usize) -> Self {
+    fn new(agents: usize, keys: bool) -> Self {
         let mut pipeline = Pipeline {
-            dispatcher: pool(agents, 100_000),
+            dispatcher: pool(agents, 100_000, keys),
             in_flight: VecDeque::with_capacity(agents * IN_FLIGHT_PER_AGENT + 1),
             clock: 0,
+            keys,
         };
         for _ in 0..agents * IN_FLIGHT_PER_AGENT {
             let held = pipeline.submit_and_assign();
@@ -161,10 +179,14 @@ impl Pipeline {
     fn submit_and_assign(&mut self) -> (TaskId, AgentId, AttemptToken) {
         self.clock += TICK_NANOS;
         let now = Instant::from_nanos(self.clock);
-        let _ = self
-            .dispatcher
-            .submit(TaskSpec::new(black_box(self.clock)), now)
-            .expect("queue has room");
+        let mut spec = TaskSpec::new(black_box(self.clock));
+        if self.keys {
+            let tenant = (self.clock / TICK_NANOS) as usize % TENANTS.len();
+            spec = spec
+                .fairness(TENANTS[tenant], 1 + (tenant % 3) as u16)
+                .concurrency_key("openai");
+        }
+        let _ = self.dispatcher.submit(spec, now).expect("queue has room");
         match self.dispatcher.poll_action() {
             Some(Action::Assign {
                 task, agent, token, ..
@@ -190,6 +212,19 @@ impl Pipeline {
             .report(report, Instant::from_nanos(self.clock))
             .expect("current attempt");
     }
+}
+
+/// The full cycle at 1,000 agents with fair-share and concurrency keys on.
+fn full_cycle_keys(plain: f64) -> String {
+    let agents = SIZES[2];
+    let mut pipeline = Pipeline::new(agents, true);
+    let (ns, tasks) = measure(CYCLE_TASKS, || pipeline.cycle());
+    black_box(pipeline.dispatcher.live_tasks());
+    format!(
+        "{{\"bench\":\"full_cycle_keys\",\"agents\":{agents},\"tasks\":{tasks},\"tenants\":{},\"ns_per_op\":{ns:.2},\"plain_ns_per_op\":{plain:.2},\"ratio_to_plain\":{:.3}}}",
+        TENANTS.len(),
+        ns / plain,
+    )
 }
 
 fn vecdeque_push_pop() -> f64 {
@@ -243,7 +278,7 @@ fn memory_status() -> Option<(u64, u64)> {
 }
 
 fn memory_per_queued_task() -> String {
-    let mut dispatcher = pool(0, MEMORY_TASKS as usize);
+    let mut dispatcher = pool(0, MEMORY_TASKS as usize, false);
     let before = memory_status();
     for payload in 0..MEMORY_TASKS {
         let _ = dispatcher
@@ -473,7 +508,7 @@ fn main() {
         println!(
             "{{\"bench\":\"indexed_least_loaded_pick\",\"agents\":{agents},\"ns_per_op\":{pick:.2}}}"
         );
-        let mut pipeline = Pipeline::new(agents);
+        let mut pipeline = Pipeline::new(agents, false);
         let (ns, tasks) = measure(CYCLE_TASKS, || pipeline.cycle());
         black_box(pipeline.dispatcher.live_tasks());
         drop(pipeline);
@@ -486,6 +521,7 @@ fn main() {
     }
     let ratio = cycle_ns[SIZES.len() - 1] / cycle_ns[0];
     println!("{{\"bench\":\"full_cycle_ratio\",\"ratio_10000_vs_10\":{ratio:.3}}}");
+    println!("{}", full_cycle_keys(cycle_ns[2]));
 
     for line in tensor_build() {
         println!("{line}");

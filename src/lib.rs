@@ -78,7 +78,8 @@
 //! The examples show each layer at work: `quickstart` (routing),
 //! `dispatch` (the dispatcher under threads: retries, failover, breakers,
 //! dead letters), `tokio_host` (the same dispatcher under tokio: agents as
-//! async tasks, the host loop woken at `poll_timeout`), `etl_pipeline` and
+//! async tasks, the host loop woken at `poll_timeout`), `fair_tenants`
+//! (fair shares and a concurrency key with a token rate), `etl_pipeline` and
 //! `order_saga` (workflows and sagas), `research_team` (planning and
 //! coordination) and `perf_report` (speed against bare baselines); run one
 //! with

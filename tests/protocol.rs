@@ -229,6 +229,7 @@ fn assign_round_trips_with_and_without_payload() {
             token: TOKEN,
             attempt: 2,
             payload,
+            metadata: Default::default(),
         }));
     }
 }
@@ -283,6 +284,7 @@ fn wire_format_is_stable() {
         token: TOKEN,
         attempt: 1,
         payload: Some("job".into()),
+        metadata: Default::default(),
     });
     assert_eq!(
         serde_json::to_value(&assign).unwrap()["body"],
@@ -345,6 +347,7 @@ fn samples() -> Vec<Body<String>> {
             token: TOKEN,
             attempt: 1,
             payload: None,
+            metadata: Default::default(),
         },
         Body::Cancel {
             task: TASK,
@@ -446,6 +449,7 @@ fn assignment_sent_by_an_agent_is_refused() {
         token: TOKEN,
         attempt: 1,
         payload: None,
+        metadata: Default::default(),
     });
     e.sender = Endpoint::Agent(A);
     e.recipient = Endpoint::Orchestrator;
@@ -648,6 +652,7 @@ fn reply_swaps_endpoints_and_correlates() {
         token: TOKEN,
         attempt: 1,
         payload: Some("job".into()),
+        metadata: Default::default(),
     })
     .with_priority(Priority::High);
     let accept: Envelope<String> = assign
@@ -730,7 +735,8 @@ fn assign_action_becomes_an_assign_message() {
             task: TASK,
             token: TOKEN,
             attempt: 2,
-            payload: Some("job".into())
+            payload: Some("job".into()),
+            metadata: Default::default(),
         }
     );
     json_round_trip(&e);
@@ -1346,7 +1352,8 @@ fn arb_body() -> impl Strategy<Value = Body<String>> {
                 task,
                 token,
                 attempt,
-                payload
+                payload,
+                metadata: Default::default(),
             }
         ),
         (ids, cancel).prop_map(|((task, token), reason)| Body::Cancel {

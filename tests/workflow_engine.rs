@@ -401,6 +401,31 @@ fn cancelling_a_run_stops_its_agent_tasks() {
 }
 
 #[test]
+fn cancelling_a_run_cancels_its_queued_steps_at_once() {
+    let mut builder = WorkflowDef::builder("wide", 1);
+    for (name, capability) in [("a", "x"), ("b", "x"), ("c", "y"), ("d", "y")] {
+        builder = builder.step(StepDef::agent(name).capabilities([capability]));
+    }
+    let def = Arc::new(builder.build().unwrap());
+    // No agent offers "y": two steps run, two wait in the queue.
+    let mut engine = engine_with(&[(1, &["x"])]);
+    let run = engine.start(def, None, T0);
+    let assigned = std::iter::from_fn(|| engine.poll_action())
+        .filter(|a| matches!(a, EngineAction::Assign { .. }))
+        .count();
+    assert_eq!(assigned, 2);
+    assert_eq!(engine.dispatcher().live_tasks(), 4);
+    engine.cancel(run, T0).unwrap();
+    let cancels = std::iter::from_fn(|| engine.poll_action())
+        .filter(|a| matches!(a, EngineAction::CancelAssigned { .. }))
+        .count();
+    assert_eq!(cancels, 2);
+    // The two queued steps ended with the run: nothing waits for an agent.
+    assert_eq!(engine.dispatcher().live_tasks(), 0);
+    assert_eq!(engine.dispatcher().waiting(), 0);
+}
+
+#[test]
 fn a_thousand_runs_share_one_dispatcher() {
     let def = Arc::new(
         WorkflowDef::builder("fan", 1)

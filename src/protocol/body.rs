@@ -5,7 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentProfile, AgentStatus};
-use crate::scheduler::{AttemptOutcome, CancelReason};
+use crate::scheduler::{AttemptOutcome, CancelReason, Metadata};
 use crate::{AttemptToken, TaskId};
 
 /// The content of an [`Envelope`](super::Envelope), generic over the host's
@@ -88,6 +88,11 @@ pub enum Body<P> {
         attempt: u32,
         /// The task's payload, if the orchestrator sends it along.
         payload: Option<P>,
+        /// The task's metadata ([`TaskSpec::metadata`](crate::scheduler::TaskSpec::metadata)):
+        /// trace context, tenant, labels. Absent from the JSON when empty,
+        /// and bounded when read.
+        #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+        metadata: Metadata,
     },
     /// The orchestrator stops an attempt; any result it still sends will be
     /// rejected.

@@ -8,7 +8,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{Body, Inbound, ProtocolError};
-use crate::scheduler::{Action, TaskReport};
+use crate::scheduler::{Action, Metadata, TaskReport};
 use crate::{AgentId, Instant, Priority};
 
 /// The protocol version this build speaks. A message with another version is
@@ -210,7 +210,7 @@ impl<P> Envelope<P> {
     ///
     /// let (task, token) = (TaskId::new(1), AttemptToken::new(1));
     /// let assign = Envelope::to_agent(AgentId::new(3), MessageId::new(10), Instant::ZERO,
-    ///     Body::Assign { task, token, attempt: 1, payload: Some("job") })?;
+    ///     Body::Assign { task, token, attempt: 1, payload: Some("job"), metadata: Default::default() })?;
     /// let accept = assign.reply(MessageId::new(1), Instant::from_millis(2), Body::Accept { task, token })?;
     /// assert_eq!(accept.sender, Endpoint::Agent(AgentId::new(3)));
     /// assert_eq!(accept.correlation_id, Some(MessageId::new(10)));
@@ -319,6 +319,38 @@ impl<P> Envelope<P> {
         self.expires_at().is_some_and(|at| now >= at)
     }
 
+    /// The envelope with `metadata` on its [`Body::Assign`] (other bodies
+    /// carry none and are returned unchanged): the task's
+    /// [`Dispatcher::metadata`](crate::scheduler::Dispatcher::metadata), so
+    /// trace context and labels reach the agent with every assignment.
+    ///
+    /// ```
+    /// use taskweave::agent::AgentProfile;
+    /// use taskweave::protocol::{Body, Envelope, MessageId};
+    /// use taskweave::scheduler::{Dispatcher, DispatcherConfig, TaskSpec};
+    /// use taskweave::{AgentId, Instant};
+    ///
+    /// let mut d = Dispatcher::new(DispatcherConfig::default());
+    /// d.register_agent(AgentId::new(1), AgentProfile::builder().build()?, Instant::ZERO)?;
+    /// let task = d.submit(TaskSpec::new("job").metadata("traceparent", "00-abc-01"), Instant::ZERO)?.id();
+    /// let action = d.poll_action().unwrap();
+    /// let message = Envelope::from_action(&action, d.payload(task).copied(), MessageId::new(1), Instant::ZERO)
+    ///     .unwrap()
+    ///     .with_metadata(d.metadata(task).cloned().unwrap_or_default());
+    /// let Body::Assign { metadata, .. } = &message.body else { unreachable!() };
+    /// assert_eq!(metadata.get("traceparent"), Some("00-abc-01"));
+    /// # Ok::<(), taskweave::Error>(())
+    /// ```
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        if let Body::Assign {
+            metadata: carried, ..
+        } = &mut self.body
+        {
+            *carried = metadata;
+        }
+        self
+    }
+
     /// The message an agent must receive for a dispatcher action:
     /// [`Action::Assign`] becomes a [`Body::Assign`] carrying `payload`
     /// (the caller clones it from [`Dispatcher::payload`](crate::scheduler::Dispatcher::payload)),
@@ -328,7 +360,8 @@ impl<P> Envelope<P> {
     /// message: `None`.
     ///
     /// The envelope is sent at `now` by the orchestrator, without
-    /// correlation or TTL.
+    /// correlation or TTL, and without metadata: add the task's with
+    /// [`with_metadata`](Self::with_metadata).
     pub fn from_action(
         action: &Action,
         payload: Option<P>,
@@ -349,6 +382,7 @@ impl<P> Envelope<P> {
                     token,
                     attempt,
                     payload,
+                    metadata: Default::default(),
                 },
             ),
             Action::Cancel {
@@ -559,6 +593,7 @@ mod tests {
                 token,
                 attempt: 1,
                 payload: Some(3),
+                metadata: Default::default(),
             },
             BodyKind::Cancel => Body::Cancel {
                 task,

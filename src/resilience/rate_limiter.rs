@@ -329,6 +329,12 @@ impl RateLimiter {
         self.quota
     }
 
+    /// The latest instant the limiter has seen: a restored limiter that
+    /// has seen past its owner's clock is corrupt.
+    pub(crate) fn latest_seen(&self) -> Instant {
+        Instant::from_nanos(self.state.latest)
+    }
+
     /// Admits one cell at `now` if it conforms.
     ///
     /// # Errors

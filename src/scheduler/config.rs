@@ -1,5 +1,6 @@
 //! Dispatcher configuration, validated when built.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,8 @@ use crate::resilience::{
     RetrySpec,
 };
 
-use super::SchedulerError;
+use super::concurrency::ConcurrencyLimit;
+use super::{MAX_KEY_BYTES, SchedulerError};
 
 /// Heartbeat monitoring: an agent that has not sent a heartbeat for
 /// `interval × tolerance` is marked unhealthy and its tasks fail over.
@@ -72,6 +74,11 @@ pub(crate) struct Settings {
     pub(crate) agent_rate_limit: Option<Quota>,
     pub(crate) preemption: bool,
     pub(crate) seed: u64,
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "BTreeMap::is_empty")
+    )]
+    pub(crate) concurrency_limits: BTreeMap<String, ConcurrencyLimit>,
 }
 
 /// The retry policy, shared, with its description as data when it is a
@@ -125,6 +132,7 @@ impl DispatcherConfig {
                     agent_rate_limit: None,
                     preemption: false,
                     seed: 0,
+                    concurrency_limits: BTreeMap::new(),
                 },
                 retry: RetrySetting::new(ExponentialBackoff::default()),
             },
@@ -270,6 +278,20 @@ impl DispatcherConfigBuilder {
         self
     }
 
+    /// Limits the tasks in flight that carry concurrency key `key`
+    /// ([`TaskSpec::concurrency_key`](super::TaskSpec::concurrency_key)),
+    /// across all kinds and agents, and optionally their rate in cost
+    /// units. Keys without a limit limit nothing. Default: no key limited;
+    /// the limit must allow at least one task, the key at most
+    /// [`MAX_KEY_BYTES`] bytes.
+    pub fn concurrency_limit(mut self, key: impl Into<String>, limit: ConcurrencyLimit) -> Self {
+        self.config
+            .settings
+            .concurrency_limits
+            .insert(key.into(), limit);
+        self
+    }
+
     /// Seed of the dispatcher's random source (retry jitter). Default 0.
     pub fn seed(mut self, seed: u64) -> Self {
         self.config.settings.seed = seed;
@@ -316,6 +338,7 @@ impl Settings {
             agent_rate_limit,
             preemption,
             seed,
+            concurrency_limits,
         )
     }
 
@@ -344,6 +367,11 @@ impl Settings {
         }
         if c.terminal_history == 0 || c.terminal_history > MAX_TERMINAL_HISTORY {
             return invalid("terminal history", c.terminal_history.to_string());
+        }
+        for (key, limit) in &c.concurrency_limits {
+            if limit.max_in_flight() == 0 || key.len() > MAX_KEY_BYTES {
+                return invalid("concurrency limit", format!("{key:?}: {limit:?}"));
+            }
         }
         Ok(())
     }

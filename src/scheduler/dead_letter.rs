@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use super::task::{DeadLetterReason, TaskSpec};
+use super::task::{DeadLetterCause, DeadLetterReason, TaskSpec};
 use crate::{Instant, TaskId};
 
 /// One dead-lettered task: its spec (payload included, so it can be
@@ -20,6 +20,100 @@ pub struct DeadLetter<P> {
     pub attempts: u32,
     /// When it was dead-lettered.
     pub at: Instant,
+    /// Earlier letters of the same work, oldest first: a task requeued
+    /// from the dead-letter queue keeps its history, and a letter it
+    /// earns again carries it (at most [`MAX_HISTORY`] entries, the
+    /// oldest dropped first).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
+    pub history: Vec<PriorLetter>,
+}
+
+/// Most earlier letters a [`DeadLetter`] keeps in its history.
+pub const MAX_HISTORY: usize = 16;
+
+/// An earlier dead letter of a requeued task: why and when it failed then.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct PriorLetter {
+    /// The task's id then.
+    pub task: TaskId,
+    /// Why it failed.
+    pub reason: DeadLetterReason,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When it was dead-lettered.
+    pub at: Instant,
+}
+
+impl<P> DeadLetter<P> {
+    /// The history a task requeued from this letter carries: this letter's
+    /// history and the letter itself, at most [`MAX_HISTORY`] entries.
+    pub fn history_with_self(&self) -> Vec<PriorLetter> {
+        let skip = (self.history.len() + 1).saturating_sub(MAX_HISTORY);
+        let mut history: Vec<PriorLetter> = self.history.iter().skip(skip).cloned().collect();
+        history.push(PriorLetter {
+            task: self.task,
+            reason: self.reason.clone(),
+            attempts: self.attempts,
+            at: self.at,
+        });
+        history
+    }
+}
+
+/// Which dead letters to redrive
+/// ([`Dispatcher::redrive_dead_letters`](super::Dispatcher::redrive_dead_letters)):
+/// every condition set must hold; the empty filter matches every letter.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct DeadLetterFilter {
+    kind: Option<String>,
+    cause: Option<DeadLetterCause>,
+    key: Option<String>,
+}
+
+impl DeadLetterFilter {
+    /// Matches every letter.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only tasks of this kind ([`TaskRequirements::kind`](crate::TaskRequirements::kind)).
+    pub fn kind(mut self, kind: impl Into<String>) -> Self {
+        self.kind = Some(kind.into());
+        self
+    }
+
+    /// Only letters with this cause.
+    pub fn cause(mut self, cause: DeadLetterCause) -> Self {
+        self.cause = Some(cause);
+        self
+    }
+
+    /// Only tasks whose fair-share key or one of whose concurrency keys is
+    /// `key`.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Whether `letter` matches.
+    pub fn matches<P>(&self, letter: &DeadLetter<P>) -> bool {
+        let spec = &letter.spec;
+        let kind_ok = self
+            .kind
+            .as_deref()
+            .is_none_or(|kind| spec.requirements.task_kind() == Some(kind));
+        let cause_ok = self.cause.is_none_or(|c| letter.reason.cause() == c);
+        let key_ok = self.key.as_deref().is_none_or(|key| {
+            spec.fairness.as_ref().is_some_and(|f| f.key == key)
+                || spec.concurrency_keys.iter().any(|k| k == key)
+        });
+        kind_ok && cause_ok && key_ok
+    }
 }
 
 /// FIFO of [`DeadLetter`]s, oldest first.
@@ -99,6 +193,7 @@ mod tests {
             },
             attempts: 1,
             at: Instant::ZERO,
+            history: Vec::new(),
         }
     }
 

@@ -2,6 +2,7 @@
 
 use thiserror::Error;
 
+use super::metadata::MetadataTooLarge;
 use super::task::{TaskSpec, TaskState};
 use crate::agent::RegistryError;
 use crate::{AgentId, AttemptToken, Instant, TaskId};
@@ -87,6 +88,62 @@ pub enum SubmitErrorKind {
         /// The submission time.
         now: Instant,
     },
+    /// The task may not start before its deadline: it could never run.
+    #[error("start {not_before} is not before the deadline {deadline}")]
+    StartAfterDeadline {
+        /// The task's start instant.
+        not_before: Instant,
+        /// The task's deadline.
+        deadline: Instant,
+    },
+    /// A fair share of weight zero would never be served.
+    #[error("fair-share weight of zero")]
+    ZeroFairnessWeight,
+    /// A cost of zero: every limit would let the task through for free.
+    #[error("cost of zero")]
+    ZeroCost,
+    /// The task costs more than a rate limit it falls under can ever admit
+    /// at once: it would never run.
+    #[error("cost {cost} exceeds the burst {burst} of the {limit} rate limit")]
+    CostOverBurst {
+        /// Which limit.
+        limit: LimitScope,
+        /// The task's cost.
+        cost: u32,
+        /// That limit's burst.
+        burst: u32,
+    },
+    /// A fair-share or concurrency key longer than
+    /// [`MAX_KEY_BYTES`](super::MAX_KEY_BYTES).
+    #[error("a key of {bytes} bytes is too long")]
+    KeyTooLong {
+        /// The key's length.
+        bytes: usize,
+    },
+    /// More than [`MAX_CONCURRENCY_KEYS`](super::MAX_CONCURRENCY_KEYS)
+    /// concurrency keys.
+    #[error("{count} concurrency keys are too many")]
+    TooManyConcurrencyKeys {
+        /// How many the task carried.
+        count: usize,
+    },
+    /// Metadata over its bounds.
+    #[error(transparent)]
+    MetadataTooLarge(#[from] MetadataTooLarge),
+}
+
+/// Which rate limit a [`SubmitErrorKind::CostOverBurst`] names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum LimitScope {
+    /// The task kind's rate limit.
+    #[error("kind")]
+    Kind,
+    /// The per-agent rate limit.
+    #[error("agent")]
+    Agent,
+    /// A concurrency key's rate limit.
+    #[error("concurrency key")]
+    ConcurrencyKey,
 }
 
 /// A refused submission. Hands the task back, so nothing is lost.

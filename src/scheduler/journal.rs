@@ -31,7 +31,10 @@
 //! # Ok::<(), taskweave::Error>(())
 //! ```
 
-use super::{ApplyError, Dispatcher, SubmitError, Submitted, TaskReport, TaskSpec};
+use super::{
+    ApplyError, DeadLetterFilter, Dispatcher, Redriven, SubmitError, Submitted, TaskReport,
+    TaskSpec,
+};
 use crate::agent::{AgentProfile, AgentStatus};
 use crate::routing::RoutingStrategy;
 use crate::{AgentId, Instant, TaskId};
@@ -112,6 +115,13 @@ pub enum Input<P> {
         /// When.
         now: Instant,
     },
+    /// [`Dispatcher::redrive_dead_letters`].
+    RedriveDeadLetters {
+        /// Which letters.
+        filter: DeadLetterFilter,
+        /// When.
+        now: Instant,
+    },
 }
 
 impl<P> Input<P> {
@@ -134,7 +144,8 @@ impl<P> Input<P> {
             | Input::SetAgentStatus { now, .. }
             | Input::Heartbeat { now, .. }
             | Input::HandleTimeout { now }
-            | Input::RequeueDeadLetter { now, .. } => *now,
+            | Input::RequeueDeadLetter { now, .. }
+            | Input::RedriveDeadLetters { now, .. } => *now,
         }
     }
 }
@@ -154,6 +165,8 @@ pub enum Applied<P> {
     Cancelled(P),
     /// Tasks requeued from an agent taken out of service.
     Requeued(Vec<TaskId>),
+    /// Dead letters requeued by a filter, and those refused.
+    Redriven(Redriven),
 }
 
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
@@ -201,6 +214,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             }
             Input::RequeueDeadLetter { task, now } => {
                 Applied::Submitted(self.requeue_dead_letter(task, now)?)
+            }
+            Input::RedriveDeadLetters { filter, now } => {
+                Applied::Redriven(self.redrive_dead_letters(&filter, now))
             }
         })
     }

@@ -85,11 +85,15 @@
 //! # Ok::<(), taskweave::Error>(())
 //! ```
 
+mod concurrency;
 mod config;
 mod dead_letter;
 mod dispatcher;
 mod errors;
+mod fair_keys;
 mod journal;
+mod level;
+mod metadata;
 mod observer;
 mod queue;
 mod requirements_table;
@@ -98,19 +102,27 @@ mod running;
 mod shared;
 mod slab;
 mod snapshot;
+mod snapshot_keys;
 mod state;
 mod stats;
 mod task;
 
 pub use crate::Observer;
+pub use concurrency::{ConcurrencyLimit, WhenFull};
 pub use config::{DispatcherConfig, DispatcherConfigBuilder, Heartbeats, MAX_TERMINAL_HISTORY};
-pub use dead_letter::{DeadLetter, DeadLetterQueue};
-pub use dispatcher::{Action, CancelReason, Dispatcher, Submitted};
-pub use errors::{ApplyError, ReportError, SchedulerError, SubmitError, SubmitErrorKind};
+pub use dead_letter::{DeadLetter, DeadLetterFilter, DeadLetterQueue, MAX_HISTORY, PriorLetter};
+pub use dispatcher::{Action, CancelReason, Dispatcher, Redriven, Submitted};
+pub use errors::{
+    ApplyError, LimitScope, ReportError, SchedulerError, SubmitError, SubmitErrorKind,
+};
 pub use journal::{Applied, Input};
+pub use metadata::{Metadata, MetadataTooLarge};
 pub use observer::Event;
 #[cfg(feature = "sync")]
 pub use shared::{SharedDispatcher, SharedGuard};
 pub use snapshot::Snapshot;
 pub use stats::{DispatcherMetrics, THROUGHPUT_WINDOW};
-pub use task::{AttemptOutcome, DeadLetterReason, Expiry, TaskReport, TaskSpec, TaskState};
+pub use task::{
+    AttemptOutcome, DeadLetterCause, DeadLetterReason, Expiry, FairShare, MAX_CONCURRENCY_KEYS,
+    MAX_KEY_BYTES, TaskReport, TaskSpec, TaskState,
+};

@@ -1,6 +1,8 @@
-//! Per-priority FIFO queues with aging.
+//! Per-priority queues with aging, FIFO or fair-share within a level.
 //!
-//! Four queues, one per level, each sorted by submission sequence number.
+//! Four queues, one per level, each sorted by submission sequence number
+//! (within each fair-share lane, once keyed tasks arrive: see
+//! [`Level`](super::level::Level)).
 //! The next task is the head with the best *effective* priority — its level
 //! minus one for every full aging interval it has waited — with ties going
 //! to the older task. Within a level the head is the oldest task, so the best
@@ -16,9 +18,9 @@
 //! they are dropped lazily when they reach the head ([`Queue::best`]
 //! asks the caller whether an entry is still live).
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
+use super::level::Level;
 use crate::{Instant, Priority, TaskId};
 
 /// One queued task.
@@ -31,6 +33,20 @@ pub(crate) struct Entry {
     pub(crate) priority: Priority,
     /// When the task (re-)entered the queue; aging counts from here.
     pub(crate) since: Instant,
+    /// The task's fair-share lane (0: none) and its weight.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "is_zero"))]
+    pub(crate) lane: u32,
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "is_zero"))]
+    pub(crate) weight: u16,
+    /// Taken from a concurrency key's waiters: it goes ahead of the key's
+    /// other waiters (which a new arrival joins instead).
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "is_zero"))]
+    pub(crate) woken: bool,
+}
+
+#[cfg(feature = "serde")]
+fn is_zero<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// Ranks a queue head: (effective level, sequence number, level index);
@@ -41,7 +57,7 @@ pub(crate) type HeadKey = (usize, u64, usize);
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct Queue {
-    levels: [VecDeque<Entry>; Priority::LEVELS],
+    levels: [Level; Priority::LEVELS],
     /// Aging interval in nanoseconds (`None`: no aging).
     aging_nanos: Option<u64>,
 }
@@ -57,16 +73,11 @@ impl Queue {
         }
     }
 
-    /// Adds an entry at its FIFO position: at the back for new work, ahead
-    /// of younger entries for work coming back (failover, retries).
+    /// Adds an entry at its FIFO position (in its lane): at the back for
+    /// new work, ahead of younger entries for work coming back (failover,
+    /// retries).
     pub(crate) fn push(&mut self, entry: Entry) {
-        let level = &mut self.levels[entry.priority.index()];
-        if level.back().is_none_or(|last| last.seq < entry.seq) {
-            level.push_back(entry);
-        } else {
-            let at = level.partition_point(|e| e.seq < entry.seq);
-            level.insert(at, entry);
-        }
+        self.levels[entry.priority.index()].push(entry);
     }
 
     /// The effective priority of `entry` at `now` (0 is most urgent).
@@ -100,15 +111,20 @@ impl Queue {
                     best = Some(best.map_or(key, |b| b.min(key)));
                     break;
                 }
-                self.levels[index].pop_front();
+                self.levels[index].pop_front(false);
             }
         }
         best
     }
 
+    /// The head of the level a [`HeadKey`] names.
+    pub(crate) fn peek(&self, key: HeadKey) -> Option<&Entry> {
+        self.levels[key.2].front()
+    }
+
     /// Removes the head of the level a [`HeadKey`] names.
     pub(crate) fn pop(&mut self, key: HeadKey) -> Option<Entry> {
-        self.levels[key.2].pop_front()
+        self.levels[key.2].pop_front(true)
     }
 
     /// Checks a queue read from a snapshot: aging, if on, has a non-zero
@@ -123,28 +139,22 @@ impl Queue {
             return Err("aging interval is zero".into());
         }
         for (index, level) in self.levels.iter().enumerate() {
-            if level.iter().any(|e| e.priority.index() != index) {
+            if level.entries().any(|e| e.priority.index() != index) {
                 return Err(format!("level {index} holds an entry of another priority"));
             }
-            if level
-                .iter()
-                .zip(level.iter().skip(1))
-                .any(|(a, b)| a.seq > b.seq)
-            {
-                return Err(format!("level {index} is out of sequence order"));
-            }
+            level.check().map_err(|p| format!("level {index}: {p}"))?;
         }
         Ok(self)
     }
 
     /// Every entry, live or dead, level by level.
     pub(crate) fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
-        self.levels.iter().flatten()
+        self.levels.iter().flat_map(Level::entries)
     }
 
     /// Whether no entry (live or dead) is queued.
     pub(crate) fn is_empty(&self) -> bool {
-        self.levels.iter().all(VecDeque::is_empty)
+        self.levels.iter().all(Level::is_empty)
     }
 }
 
@@ -158,6 +168,9 @@ mod tests {
             task: TaskId::new(seq),
             priority,
             since: Instant::from_secs(since),
+            lane: 0,
+            weight: 0,
+            woken: false,
         }
     }
 

@@ -61,7 +61,7 @@ pub struct Snapshot<P> {
 
 impl<P> Snapshot<P> {
     /// The snapshot format this library writes and reads.
-    pub const VERSION: u32 = 3;
+    pub const VERSION: u32 = 4;
 
     /// The format version this snapshot says it is in.
     pub fn version(&self) -> u32 {
@@ -168,11 +168,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         strategy
             .load_state(snapshot.strategy)
             .map_err(|error| corrupt("strategy", error.to_string()))?;
+        let state = snapshot.state.validated(&config.settings)?;
         Ok(Dispatcher {
             config,
             strategy,
             observer: None,
-            state: snapshot.state.validated()?,
+            state,
         })
     }
 }
@@ -198,7 +199,7 @@ fn issued(field: &str, value: u64, next: u64) -> Result<(), SchedulerError> {
 
 impl<P> State<P> {
     /// Checks a state read from a snapshot and rebuilds what it derives.
-    fn validated(mut self) -> Result<Self, SchedulerError> {
+    fn validated(mut self, settings: &Settings) -> Result<Self, SchedulerError> {
         let counters = [
             ("next_seq", self.next_seq),
             ("next_token", self.next_token),
@@ -221,8 +222,10 @@ impl<P> State<P> {
         self.check_parked()?;
         let in_flight = self.check_tasks()?;
         self.check_in_flight(&in_flight)?;
+        self.check_options(settings)?;
         self.check_queue_entries()?;
         let armed = self.check_timers()?;
+        self.check_key_waiters(&armed)?;
         self.check_agent_maps()?;
         self.check_idempotency()?;
         self.check_actions()?;
@@ -369,14 +372,17 @@ impl<P> State<P> {
         Ok(())
     }
 
-    /// Every queued task has exactly one entry, at its priority, in the
-    /// main queue or a parked group; entries of other tasks are dead and
-    /// dropped as the queue reaches them.
+    /// Every queued task has exactly one entry, at its priority and in
+    /// its fair-share lane, in the main queue, a parked group or waiting
+    /// for a concurrency key; entries of other tasks are dead and dropped
+    /// as the queue reaches them.
     fn check_queue_entries(&self) -> Result<(), SchedulerError> {
         let mut seen = BTreeSet::new();
         let groups = self.parked.iter().map(|g| &g.queue);
+        let keys = self.key_gates.waiters().map(|(_, q)| q);
         for entry in std::iter::once(&self.queue)
             .chain(groups)
+            .chain(keys)
             .flat_map(|q| q.entries())
         {
             let field = format!("queue entry of task {}", entry.task);
@@ -387,7 +393,10 @@ impl<P> State<P> {
             if task.state != TaskState::Queued {
                 continue;
             }
-            if entry.seq != task.seq || entry.priority != task.priority {
+            if entry.seq != task.seq
+                || entry.priority != task.priority
+                || !self.entry_lane_agrees(entry)
+            {
                 return Err(corrupt(&field, "disagrees with its task"));
             }
             if !seen.insert(entry.task) {

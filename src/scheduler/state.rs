@@ -6,13 +6,17 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
+use super::concurrency::{KeyGates, KeySet};
+use super::dead_letter::PriorLetter;
 use super::dispatcher::Gates;
+use super::fair_keys::FairKeys;
+use super::metadata::Metadata;
 use super::queue::Queue;
 use super::requirements_table::{RequirementsId, RequirementsTable};
 use super::running::Running;
 use super::slab::TaskSlab;
 use super::stats::Recorder;
-use super::task::TaskState;
+use super::task::{FairShare, TaskState};
 use super::{Action, DeadLetterQueue, DispatcherConfig};
 use crate::agent::Registry;
 use crate::hash::IdMap;
@@ -32,6 +36,8 @@ pub(super) enum Timer {
     Breaker(AgentId),
     AgentRate(AgentId),
     KindRate(RequirementsId),
+    /// A concurrency key's rate conforms again.
+    KeyRate(u32),
 }
 
 /// One live (non-terminal) task. Kept small (the queue may hold millions):
@@ -52,31 +58,91 @@ pub(super) struct Task<P> {
     pub(super) probe: bool,
 }
 
-/// The rarely used part of a task: its time limits and retry history.
-#[derive(Clone, Debug, Default)]
+/// The rarely used part of a task: its time limits, retry history and
+/// scheduling options.
+#[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(super) struct Extras {
     pub(super) ttl: Option<Duration>,
-    /// Submission + TTL: checked whenever the task (re-)enters waiting.
+    /// Start (submission or `not_before`) + TTL: checked whenever the task
+    /// (re-)enters waiting.
     pub(super) ttl_due: Option<Instant>,
     pub(super) deadline: Option<Instant>,
     pub(super) attempt_timeout: Option<Duration>,
     pub(super) last_delay: Option<Duration>,
     pub(super) last_agent: Option<AgentId>,
     pub(super) unroutable_since: Option<Instant>,
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub(super) not_before: Option<Instant>,
+    /// The fair share as submitted, and its interned lane.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub(super) fairness: Option<(FairShare, u32)>,
+    /// The concurrency keys as submitted, and the configured ones among
+    /// them as key indices.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
+    pub(super) concurrency_keys: Vec<String>,
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "KeySet::is_empty")
+    )]
+    pub(super) limited: KeySet,
+    #[cfg_attr(feature = "serde", serde(default = "one"))]
+    pub(super) cost: u32,
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Metadata::is_empty")
+    )]
+    pub(super) metadata: Metadata,
+    /// Earlier dead letters of the same work, oldest first (redriven).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
+    pub(super) history: Vec<PriorLetter>,
+}
+
+#[cfg(feature = "serde")]
+fn one() -> u32 {
+    1
+}
+
+impl Extras {
+    const NONE: Extras = Extras {
+        ttl: None,
+        ttl_due: None,
+        deadline: None,
+        attempt_timeout: None,
+        last_delay: None,
+        last_agent: None,
+        unroutable_since: None,
+        not_before: None,
+        fairness: None,
+        concurrency_keys: Vec::new(),
+        limited: KeySet::EMPTY,
+        cost: 1,
+        metadata: Metadata::new(),
+        history: Vec::new(),
+    };
+}
+
+impl Default for Extras {
+    fn default() -> Self {
+        Self::NONE
+    }
 }
 
 impl<P> Task<P> {
     pub(super) fn extras(&self) -> &Extras {
-        static NONE: Extras = Extras {
-            ttl: None,
-            ttl_due: None,
-            deadline: None,
-            attempt_timeout: None,
-            last_delay: None,
-            last_agent: None,
-            unroutable_since: None,
-        };
+        static NONE: Extras = Extras::NONE;
         self.extras.as_deref().unwrap_or(&NONE)
     }
 
@@ -133,6 +199,10 @@ pub(super) struct State<P> {
     pub(super) next_token: u64,
     /// Breakers, bulkhead, kind and agent rate limits, retry budget.
     pub(super) gates: Gates,
+    /// Concurrency keys: holders, waiters, rates.
+    pub(super) key_gates: KeyGates,
+    /// Fair-share keys of live tasks, as lane ids.
+    pub(super) fair_keys: FairKeys,
     pub(super) recorder: Recorder,
     /// The latest `now` seen: an earlier one counts as this (the
     /// [clock rule](crate::time#the-clock-rule)).
@@ -146,6 +216,11 @@ impl<P> State<P> {
             rng: SplitMix64::new(config.settings.seed),
             queue: Queue::new(config.settings.aging_interval),
             gates: Gates::new(config),
+            key_gates: KeyGates::new(
+                &config.settings.concurrency_limits,
+                config.settings.aging_interval,
+            ),
+            fair_keys: FairKeys::default(),
             registry: Registry::new(),
             tasks: TaskSlab::default(),
             requirements: RequirementsTable::default(),

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::metadata::Metadata;
 use crate::{AgentId, AttemptToken, Instant, Priority, TaskId, TaskRequirements};
 
 /// A task to submit: a payload of the host's type plus how to schedule it.
@@ -18,6 +19,11 @@ use crate::{AgentId, AttemptToken, Instant, Priority, TaskId, TaskRequirements};
 ///     .idempotency_key("report-42");
 /// assert_eq!(spec.priority, Priority::High);
 /// ```
+///
+/// The scheduling options after `idempotency_key` — a start time, a fair
+/// share, concurrency keys, a cost and metadata — are off by default and
+/// cost nothing when unused; a journal entry or snapshot written without
+/// them reads back unchanged.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct TaskSpec<P> {
@@ -38,6 +44,105 @@ pub struct TaskSpec<P> {
     /// Submitting the same key again within the idempotency window returns
     /// the first task's id instead of creating a second task.
     pub idempotency_key: Option<String>,
+    /// The task is not dispatched before this instant: it waits as
+    /// [`TaskState::Delayed`], and [`poll_timeout`](super::Dispatcher::poll_timeout)
+    /// wakes the host for it. Its TTL counts from here; its deadline still
+    /// holds (a start at or after the deadline is refused at submission).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub not_before: Option<Instant>,
+    /// The fair-share key (a tenant, a customer) and its weight: within a
+    /// priority level, keys are served in proportion to their weights.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub fairness: Option<FairShare>,
+    /// Concurrency keys (a provider, a customer): a key with a limit set on
+    /// the dispatcher ([`DispatcherConfigBuilder::concurrency_limit`](super::DispatcherConfigBuilder::concurrency_limit))
+    /// caps the tasks holding it in flight. At most
+    /// [`MAX_CONCURRENCY_KEYS`] keys of at most [`MAX_KEY_BYTES`] bytes.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
+    pub concurrency_keys: Vec<String>,
+    /// What one attempt costs against rate limits (tokens, requests,
+    /// bytes): every kind, agent and concurrency-key rate limit takes this
+    /// many cells. Default 1; must be at least 1 and at most each
+    /// applicable limit's burst.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default = "one", skip_serializing_if = "is_one")
+    )]
+    pub cost: u32,
+    /// Host metadata, handed back with every assignment
+    /// ([`Dispatcher::metadata`](super::Dispatcher::metadata)).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Metadata::is_empty")
+    )]
+    pub metadata: Metadata,
+}
+
+/// Most concurrency keys one task may carry.
+pub const MAX_CONCURRENCY_KEYS: usize = 8;
+/// Longest fair-share or concurrency key, in bytes.
+pub const MAX_KEY_BYTES: usize = 256;
+
+#[cfg(feature = "serde")]
+fn one() -> u32 {
+    1
+}
+
+#[cfg(feature = "serde")]
+fn is_one(cost: &u32) -> bool {
+    *cost == 1
+}
+
+/// A task's fair-share key and weight ([`TaskSpec::fairness`]).
+///
+/// Within one priority level, the dispatcher serves the keys with waiting
+/// tasks in deficit round robin: each key in turn takes up to `weight`
+/// tasks, oldest first. Over any stretch in which keys stay backlogged,
+/// each gets `weight / Σ weights` of the dispatches, whatever the length of
+/// its queue; tasks without a key share one lane of weight 1. A key's
+/// weight is the one its most recently queued task carried.
+///
+/// ```
+/// use taskweave::agent::AgentProfile;
+/// use taskweave::scheduler::{Action, AttemptOutcome, Dispatcher, DispatcherConfig, TaskReport, TaskSpec};
+/// use taskweave::{AgentId, Instant};
+///
+/// let mut d = Dispatcher::new(DispatcherConfig::default());
+/// let now = Instant::ZERO;
+/// // A big tenant queues 100 tasks, then a small one queues 2.
+/// for _ in 0..100 {
+///     let _ = d.submit(TaskSpec::new("big").fairness("big", 1), now)?;
+/// }
+/// for _ in 0..2 {
+///     let _ = d.submit(TaskSpec::new("small").fairness("small", 1), now)?;
+/// }
+/// d.register_agent(AgentId::new(1), AgentProfile::builder().capacity(1).build()?, now)?;
+/// let mut order = Vec::new();
+/// for _ in 0..4 {
+///     let Some(Action::Assign { task, agent, token, .. }) = d.poll_action() else { unreachable!() };
+///     order.push(*d.payload(task).unwrap());
+///     d.report(TaskReport { task, agent, token, outcome: AttemptOutcome::Success }, now)?;
+/// }
+/// // The small tenant does not wait behind the big one's backlog.
+/// assert_eq!(order, ["big", "small", "big", "small"]);
+/// # Ok::<(), taskweave::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct FairShare {
+    /// The key (tenant, customer, …).
+    pub key: String,
+    /// Its weight, at least 1.
+    pub weight: u16,
 }
 
 impl<P> TaskSpec<P> {
@@ -51,6 +156,11 @@ impl<P> TaskSpec<P> {
             deadline: None,
             attempt_timeout: None,
             idempotency_key: None,
+            not_before: None,
+            fairness: None,
+            concurrency_keys: Vec::new(),
+            cost: 1,
+            metadata: Metadata::new(),
         }
     }
 
@@ -89,6 +199,76 @@ impl<P> TaskSpec<P> {
         self.idempotency_key = Some(key.into());
         self
     }
+
+    /// Delays the task: it is not dispatched before `at`.
+    ///
+    /// ```
+    /// use taskweave::scheduler::{Dispatcher, DispatcherConfig, TaskSpec, TaskState};
+    /// use taskweave::Instant;
+    ///
+    /// let mut d: Dispatcher<&str> = Dispatcher::new(DispatcherConfig::default());
+    /// let at = Instant::from_secs(3_600);
+    /// let task = d.submit(TaskSpec::new("send the reminder").not_before(at), Instant::ZERO)?.id();
+    /// assert_eq!(d.task_state(task), Some(TaskState::Delayed { until: at }));
+    /// assert_eq!(d.poll_timeout(), Some(at));
+    /// d.handle_timeout(at);
+    /// assert_eq!(d.task_state(task), Some(TaskState::Queued));
+    /// # Ok::<(), taskweave::Error>(())
+    /// ```
+    pub fn not_before(mut self, at: Instant) -> Self {
+        self.not_before = Some(at);
+        self
+    }
+
+    /// Sets the fair-share key and its weight (see [`FairShare`]).
+    pub fn fairness(mut self, key: impl Into<String>, weight: u16) -> Self {
+        self.fairness = Some(FairShare {
+            key: key.into(),
+            weight,
+        });
+        self
+    }
+
+    /// Adds a concurrency key.
+    pub fn concurrency_key(mut self, key: impl Into<String>) -> Self {
+        self.concurrency_keys.push(key.into());
+        self
+    }
+
+    /// Sets the cost against rate limits.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskweave::resilience::Quota;
+    /// use taskweave::scheduler::{ConcurrencyLimit, Dispatcher, DispatcherConfig, LimitScope, SubmitErrorKind, TaskSpec};
+    /// use taskweave::Instant;
+    ///
+    /// // 10,000 tokens a minute, in bursts of at most 4,000.
+    /// let tokens = Quota::new(10_000, Duration::from_secs(60))?.with_burst(4_000)?;
+    /// let config = DispatcherConfig::builder()
+    ///     .concurrency_limit("openai", ConcurrencyLimit::new(8).rate(tokens))
+    ///     .build()?;
+    /// let mut d: Dispatcher<&str> = Dispatcher::new(config);
+    /// let now = Instant::ZERO;
+    /// assert!(d.submit(TaskSpec::new("summary").concurrency_key("openai").cost(1_500), now).is_ok());
+    /// // A task that could never fit in one burst is refused, not queued for ever.
+    /// let refused = d.submit(TaskSpec::new("novel").concurrency_key("openai").cost(9_000), now).unwrap_err();
+    /// assert_eq!(
+    ///     refused.kind,
+    ///     SubmitErrorKind::CostOverBurst { limit: LimitScope::ConcurrencyKey, cost: 9_000, burst: 4_000 }
+    /// );
+    /// # Ok::<(), taskweave::Error>(())
+    /// ```
+    pub fn cost(mut self, cost: u32) -> Self {
+        self.cost = cost;
+        self
+    }
+
+    /// Sets a metadata entry.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key, value);
+        self
+    }
 }
 
 /// Where a task is. Every task is in exactly one state; the last four are
@@ -98,7 +278,7 @@ impl<P> TaskSpec<P> {
 pub enum TaskState {
     /// Waiting for an agent.
     Queued,
-    /// Waiting for its retry instant.
+    /// Waiting for its start ([`TaskSpec::not_before`]) or retry instant.
     Delayed {
         /// When it becomes ready again.
         until: Instant,
@@ -209,6 +389,32 @@ pub enum DeadLetterReason {
         /// Which limit ran out.
         limit: Expiry,
     },
+}
+
+impl DeadLetterReason {
+    /// The reason's variant, without its details.
+    pub fn cause(&self) -> DeadLetterCause {
+        match self {
+            DeadLetterReason::RetriesExhausted { .. } => DeadLetterCause::RetriesExhausted,
+            DeadLetterReason::NonRetryable { .. } => DeadLetterCause::NonRetryable,
+            DeadLetterReason::Unroutable { .. } => DeadLetterCause::Unroutable,
+            DeadLetterReason::Expired { .. } => DeadLetterCause::Expired,
+        }
+    }
+}
+
+/// A [`DeadLetterReason`]'s variant, for filters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum DeadLetterCause {
+    /// [`DeadLetterReason::RetriesExhausted`].
+    RetriesExhausted,
+    /// [`DeadLetterReason::NonRetryable`].
+    NonRetryable,
+    /// [`DeadLetterReason::Unroutable`].
+    Unroutable,
+    /// [`DeadLetterReason::Expired`].
+    Expired,
 }
 
 /// Which time limit expired a task.

@@ -3,10 +3,12 @@
 use super::super::queue::Entry;
 use super::super::state::{Extras, Task, Timer};
 use super::super::task::{TaskSpec, TaskState};
-use super::super::{DeadLetter, Event, SchedulerError, SubmitError, SubmitErrorKind};
+use super::super::{
+    Event, LimitScope, MAX_CONCURRENCY_KEYS, MAX_KEY_BYTES, SubmitError, SubmitErrorKind,
+};
 use super::{Dispatcher, Source, Submitted};
+use crate::Instant;
 use crate::routing::RoutingStrategy;
-use crate::{Instant, TaskId};
 
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// Submits a task.
@@ -41,48 +43,6 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         results
     }
 
-    /// Submits a dead-lettered task again, as a new task (manual override).
-    ///
-    /// # Errors
-    ///
-    /// [`SchedulerError::NoDeadLetter`]; or, if the queue refuses it, the
-    /// submit error — the letter then stays in the dead-letter queue.
-    pub fn requeue_dead_letter(
-        &mut self,
-        task: TaskId,
-        now: Instant,
-    ) -> Result<Submitted, SchedulerError> {
-        let letter = self
-            .state
-            .dead_letters
-            .take(task)
-            .ok_or(SchedulerError::NoDeadLetter(task))?;
-        let DeadLetter {
-            task,
-            spec,
-            reason,
-            attempts,
-            at,
-        } = letter;
-        let spec = TaskSpec {
-            deadline: None,
-            ..spec
-        };
-        match self.submit(spec, now) {
-            Ok(submitted) => Ok(submitted),
-            Err(SubmitError { kind, spec }) => {
-                self.state.dead_letters.push(DeadLetter {
-                    task,
-                    spec: *spec,
-                    reason,
-                    attempts,
-                    at,
-                });
-                Err(SchedulerError::Submit(kind))
-            }
-        }
-    }
-
     pub(super) fn enqueue(
         &mut self,
         spec: TaskSpec<P>,
@@ -110,23 +70,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         {
             return Ok((Submitted::Duplicate(existing), None));
         }
-        if self.state.waiting >= self.config.settings.queue_capacity {
-            let kind = SubmitErrorKind::QueueFull {
-                capacity: self.config.settings.queue_capacity,
-            };
-            return Err(SubmitError {
-                kind,
-                spec: Box::new(spec),
-            });
-        }
-        if spec.attempt_timeout.is_some_and(|t| t.is_zero()) {
-            return Err(SubmitError {
-                kind: SubmitErrorKind::ZeroAttemptTimeout,
-                spec: Box::new(spec),
-            });
-        }
-        if let Some(deadline) = spec.deadline.filter(|&d| d <= now) {
-            let kind = SubmitErrorKind::DeadlinePassed { deadline, now };
+        if let Some(kind) = self.refusal(&spec, now) {
             return Err(SubmitError {
                 kind,
                 spec: Box::new(spec),
@@ -140,43 +84,78 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             deadline,
             attempt_timeout,
             idempotency_key,
+            not_before,
+            fairness,
+            concurrency_keys,
+            cost,
+            metadata,
         } = spec;
+        let start = not_before.filter(|&at| at > now);
         let seq = self.state.next_seq;
         self.state.next_seq = seq.saturating_add(1);
-        let limits = Extras {
-            ttl,
-            ttl_due: ttl.map(|ttl| now.saturating_add(ttl)),
-            deadline,
-            attempt_timeout,
-            ..Extras::default()
+        let needs_extras = ttl.is_some()
+            || deadline.is_some()
+            || attempt_timeout.is_some()
+            || not_before.is_some()
+            || fairness.is_some()
+            || !concurrency_keys.is_empty()
+            || cost != 1
+            || !metadata.is_empty();
+        let lane = match &fairness {
+            Some(share) => self.state.fair_keys.acquire(&share.key),
+            None => 0,
         };
-        let has_limits = ttl.is_some() || deadline.is_some() || attempt_timeout.is_some();
+        let weight = fairness.as_ref().map_or(0, |share| share.weight);
+        let extras = needs_extras.then(|| {
+            Box::new(Extras {
+                ttl,
+                ttl_due: ttl.map(|ttl| start.unwrap_or(now).saturating_add(ttl)),
+                deadline,
+                attempt_timeout,
+                not_before,
+                fairness: fairness.map(|share| (share, lane)),
+                limited: self.state.key_gates.limited(&concurrency_keys),
+                concurrency_keys,
+                cost,
+                metadata,
+                ..Extras::default()
+            })
+        });
+        let state = match start {
+            Some(until) => TaskState::Delayed { until },
+            None => TaskState::Queued,
+        };
         let task = self.state.tasks.insert(Task {
             payload,
-            state: TaskState::Queued,
+            state,
             seq,
             assigned_at: now,
-            extras: has_limits.then(|| Box::new(limits)),
+            extras,
             requirements: self.state.requirements.acquire(requirements),
             attempts: 0,
             failures: 0,
             priority,
             probe: false,
         });
-        self.count(TaskState::Queued, priority, 1);
+        self.count(state, priority, 1);
         let entry = Entry {
             seq,
             task,
             priority,
             since: now,
+            lane,
+            weight,
+            woken: false,
         };
         if let Some(ttl) = ttl {
-            self.arm(now.saturating_add(ttl), Timer::Ttl(task));
+            self.arm(start.unwrap_or(now).saturating_add(ttl), Timer::Ttl(task));
         }
         if let Some(deadline) = deadline {
             self.arm(deadline, Timer::Deadline(task));
         }
-        if self.config.settings.unroutable_timeout.is_some() {
+        if let Some(until) = start {
+            self.arm(until, Timer::Retry(task));
+        } else if self.config.settings.unroutable_timeout.is_some() {
             let requirements = self.state.tasks.get(task).map(|t| t.requirements);
             if let Some(requirements) = requirements {
                 self.track_unroutable(task, requirements, now);
@@ -189,7 +168,86 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         }
         self.state.gates.request(now);
         self.emit(Event::Submitted { task, priority }, now);
-        Ok((Submitted::New(task), Some(entry)))
+        Ok((Submitted::New(task), start.is_none().then_some(entry)))
+    }
+
+    /// Why a submission must be refused, if it must: a full queue, or a
+    /// task that could never run as asked.
+    fn refusal(&self, spec: &TaskSpec<P>, now: Instant) -> Option<SubmitErrorKind> {
+        let settings = &self.config.settings;
+        if self.state.waiting >= settings.queue_capacity {
+            let capacity = settings.queue_capacity;
+            return Some(SubmitErrorKind::QueueFull { capacity });
+        }
+        if spec.attempt_timeout.is_some_and(|t| t.is_zero()) {
+            return Some(SubmitErrorKind::ZeroAttemptTimeout);
+        }
+        if let Some(deadline) = spec.deadline.filter(|&d| d <= now) {
+            return Some(SubmitErrorKind::DeadlinePassed { deadline, now });
+        }
+        if let (Some(not_before), Some(deadline)) = (spec.not_before, spec.deadline) {
+            if not_before >= deadline {
+                return Some(SubmitErrorKind::StartAfterDeadline {
+                    not_before,
+                    deadline,
+                });
+            }
+        }
+        if let Err(too_large) = spec.metadata.check() {
+            return Some(too_large.into());
+        }
+        if let Some(share) = &spec.fairness {
+            if share.weight == 0 {
+                return Some(SubmitErrorKind::ZeroFairnessWeight);
+            }
+        }
+        let count = spec.concurrency_keys.len();
+        if count > MAX_CONCURRENCY_KEYS {
+            return Some(SubmitErrorKind::TooManyConcurrencyKeys { count });
+        }
+        let keys = spec
+            .concurrency_keys
+            .iter()
+            .chain(spec.fairness.as_ref().map(|s| &s.key));
+        if let Some(bytes) = keys.map(String::len).find(|&n| n > MAX_KEY_BYTES) {
+            return Some(SubmitErrorKind::KeyTooLong { bytes });
+        }
+        self.cost_refusal(spec)
+    }
+
+    /// A zero cost, or one above the burst of a rate limit the task falls
+    /// under.
+    fn cost_refusal(&self, spec: &TaskSpec<P>) -> Option<SubmitErrorKind> {
+        let cost = spec.cost;
+        if cost == 0 {
+            return Some(SubmitErrorKind::ZeroCost);
+        }
+        if cost == 1 {
+            return None;
+        }
+        let settings = &self.config.settings;
+        let kind = spec.requirements.task_kind();
+        let kind_burst = settings
+            .kind_rate_limit
+            .as_ref()
+            .zip(kind)
+            .map(|(limiter, kind)| limiter.quota(&kind.to_string()).burst());
+        let agent_burst = settings.agent_rate_limit.map(|quota| quota.burst());
+        let key_bursts = spec.concurrency_keys.iter().filter_map(|key| {
+            let limit = settings.concurrency_limits.get(key)?;
+            limit.quota().map(|quota| quota.burst())
+        });
+        let bursts = kind_burst
+            .map(|b| (LimitScope::Kind, b))
+            .into_iter()
+            .chain(agent_burst.map(|b| (LimitScope::Agent, b)))
+            .chain(key_bursts.map(|b| (LimitScope::ConcurrencyKey, b)));
+        for (limit, burst) in bursts {
+            if cost > burst {
+                return Some(SubmitErrorKind::CostOverBurst { limit, cost, burst });
+            }
+        }
+        None
     }
 
     /// Files a new entry. When nothing waits that [`dispatch`](Self::dispatch)

@@ -12,8 +12,31 @@ use crate::routing::{Feedback, RoutingStrategy};
 use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
 
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
-    /// Cancels a task and hands its payload back. A running attempt gets an
-    /// [`Action::Cancel`].
+    /// Cancels a task and hands its payload back; the cancel wins whatever
+    /// the task is doing. A queued, delayed (waiting for its start or a
+    /// retry) or parked task ends at once; a running attempt gets an
+    /// [`Action::Cancel`] for its agent, and its later report is rejected.
+    ///
+    /// ```
+    /// use taskweave::agent::AgentProfile;
+    /// use taskweave::scheduler::{Action, AttemptOutcome, Dispatcher, DispatcherConfig, TaskReport, TaskSpec, TaskState};
+    /// use taskweave::{AgentId, Instant};
+    ///
+    /// let mut d = Dispatcher::new(DispatcherConfig::default());
+    /// let now = Instant::ZERO;
+    /// let later = d.submit(TaskSpec::new("later").not_before(Instant::from_secs(60)), now)?.id();
+    /// assert_eq!(d.cancel(later, now)?, "later");
+    /// assert_eq!(d.task_state(later), Some(TaskState::Cancelled));
+    ///
+    /// d.register_agent(AgentId::new(1), AgentProfile::builder().build()?, now)?;
+    /// let running = d.submit(TaskSpec::new("running"), now)?.id();
+    /// let Some(Action::Assign { agent, token, .. }) = d.poll_action() else { unreachable!() };
+    /// d.cancel(running, now)?;
+    /// assert!(matches!(d.poll_action(), Some(Action::Cancel { task, .. }) if task == running));
+    /// let late = TaskReport { task: running, agent, token, outcome: AttemptOutcome::Success };
+    /// assert!(d.report(late, now).is_err());
+    /// # Ok::<(), taskweave::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -171,6 +194,13 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         if let Some(list) = self.state.in_flight.get_mut(&agent) {
             list.remove(task);
         }
+        if self.state.key_gates.is_on() {
+            if let Some(TaskState::InFlight { token, .. }) =
+                self.state.tasks.get(task).map(|t| t.state)
+            {
+                self.keys_released(task, token, now);
+            }
+        }
         let kind = self.gated_kind(task);
         self.kind_slot_freed(kind);
         let probe = self
@@ -305,7 +335,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         let Some(entry) = self.finish(task, terminal) else {
             return;
         };
-        let extras = entry.extras().clone();
+        let extras = entry.extras.map(|e| *e).unwrap_or_default();
         let spec = TaskSpec {
             payload: entry.payload,
             priority: entry.priority,
@@ -314,6 +344,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             deadline: extras.deadline,
             attempt_timeout: extras.attempt_timeout,
             idempotency_key: None,
+            not_before: extras.not_before,
+            fairness: extras.fairness.map(|(share, _)| share),
+            concurrency_keys: extras.concurrency_keys,
+            cost: extras.cost,
+            metadata: extras.metadata,
         };
         self.emit(
             match terminal {
@@ -338,6 +373,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             reason,
             attempts: entry.attempts,
             at: now,
+            history: extras.history,
         });
     }
 
@@ -345,11 +381,18 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// bounded history.
     pub(super) fn finish(&mut self, task: TaskId, terminal: TaskState) -> Option<Task<P>> {
         self.set_state(task, terminal);
+        let keys = self.limited_keys(task);
         let entry =
             self.state
                 .tasks
                 .finish(task, terminal, self.config.settings.terminal_history)?;
         self.state.requirements.release(entry.requirements);
+        if let Some((_, lane)) = entry.extras().fairness {
+            self.state.fair_keys.release(lane);
+        }
+        if !keys.is_empty() {
+            self.keys_passed_on(keys);
+        }
         Some(entry)
     }
 

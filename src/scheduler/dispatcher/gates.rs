@@ -143,16 +143,31 @@ impl Gates {
         Verdict::Counted
     }
 
-    /// Counts an assignment against `agent`'s rate. Returns the instant it
-    /// conforms again if its next task would exceed the rate; the agent
-    /// then takes none until [`rate_block_ended`](Self::rate_block_ended).
+    /// Counts an assignment of `cost` cells against `agent`'s rate.
+    /// Returns the instant it conforms again if its next task would exceed
+    /// the rate; the agent then takes none until
+    /// [`rate_block_ended`](Self::rate_block_ended). An agent takes a task
+    /// while it has a cell left, so a task costing more than it has left
+    /// spends what there is: the rate may be overshot by less than one
+    /// task's cost.
     #[inline]
-    pub(crate) fn spend_agent_rate(&mut self, agent: AgentId, now: Instant) -> Option<Instant> {
+    pub(crate) fn spend_agent_rate(
+        &mut self,
+        agent: AgentId,
+        cost: u32,
+        now: Instant,
+    ) -> Option<Instant> {
         if self.agent_rates.is_empty() {
             return None;
         }
         let limiter = self.agent_rates.get_mut(&agent)?;
-        let _ = limiter.check(now);
+        if !matches!(limiter.check_n(now, cost), Ok(Ok(()))) {
+            for _ in 0..cost {
+                if limiter.check(now).is_err() {
+                    break;
+                }
+            }
+        }
         let mut probe = limiter.clone();
         let until = probe.check(now).err()?.earliest();
         self.rate_blocked_until.insert(agent, until);
@@ -227,19 +242,24 @@ impl Gates {
         }
     }
 
-    /// Takes a cell of `kind`'s rate, or says when one will conform.
+    /// Takes `cost` cells of `kind`'s rate, or says when they will
+    /// conform. (A cost above the burst was refused at submission.)
     #[inline]
     pub(crate) fn take_kind_rate(
         &mut self,
         kind: Option<KindId>,
         kinds: &RequirementsTable,
+        cost: u32,
         now: Instant,
     ) -> Result<(), Instant> {
         if kind.is_none() {
             return Ok(());
         }
         match (kind.and_then(|k| kinds.kind_name(k)), &mut self.kind_rates) {
-            (Some(name), Some(limiter)) => limiter.check(name, now).map_err(|n| n.earliest()),
+            (Some(name), Some(limiter)) => match limiter.check_n(name, now, cost) {
+                Ok(admitted) => admitted.map_err(|n| n.earliest()),
+                Err(_) => Ok(()),
+            },
             _ => Ok(()),
         }
     }
@@ -404,10 +424,14 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         }
     }
 
-    /// Counts an assignment against `agent`'s rate; if its next task would
-    /// exceed the rate, the agent takes none until it conforms again.
-    pub(super) fn spend_agent_rate(&mut self, agent: AgentId, now: Instant) {
-        if let Some(until) = self.state.gates.spend_agent_rate(agent, now) {
+    /// Counts `task`'s assignment against `agent`'s rate; if its next task
+    /// would exceed the rate, the agent takes none until it conforms again.
+    pub(super) fn spend_agent_rate(&mut self, agent: AgentId, task: TaskId, now: Instant) {
+        if !self.state.gates.limits_agents() {
+            return;
+        }
+        let cost = self.cost_of(task);
+        if let Some(until) = self.state.gates.spend_agent_rate(agent, cost, now) {
             self.arm(until, Timer::AgentRate(agent));
         }
     }

@@ -9,6 +9,8 @@
 //! * `agents` — registration, status, heartbeats and failover;
 //! * `timers` — the clock rule and every timer;
 //! * `queries` — read-only views and the dead-letter queue;
+//! * `redrive` — requeueing dead letters, one or by a filter;
+//! * `keys` — concurrency keys: their limits, policies and rates;
 //! * `gates` — circuit breakers, the kind bulkhead, kind and agent rate
 //!   limits and the retry budget, as one [`Gates`] value.
 
@@ -16,11 +18,14 @@ mod admission;
 mod agents;
 mod attempts;
 mod gates;
+mod keys;
 mod placement;
 mod queries;
+mod redrive;
 mod timers;
 
 pub(super) use gates::Gates;
+pub use redrive::Redriven;
 
 use super::state::State;
 use super::task::{DeadLetterReason, Expiry};
@@ -95,6 +100,9 @@ pub enum CancelReason {
     /// A waiting P0 task needed the slot; the task was requeued without
     /// spending a retry.
     Preempted,
+    /// A newer task of a full concurrency key took the slot
+    /// ([`WhenFull`](super::WhenFull)); the task was cancelled.
+    Superseded,
 }
 
 /// The result of a successful submission.

@@ -60,14 +60,26 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             self.park(entry, source, now);
             return;
         }
+        if self.state.key_gates.is_on() && !self.keys_admit(&entry, now) {
+            // Woken when a holder of the key ends.
+            return;
+        }
         let routed = match self.route(entry.task) {
             Err(_) if self.preempt_for(&entry, now) => self.route(entry.task),
             routed => routed,
         };
+        let cost = match kind {
+            Some(_) => self.cost_of(entry.task),
+            None => 1,
+        };
         let gates = &mut self.state.gates;
         let requirements = &self.state.requirements;
-        match routed.map(|agent| (agent, gates.take_kind_rate(kind, requirements, now))) {
-            Ok((agent, Ok(()))) => self.assign(source, entry, agent, now),
+        match routed.map(|agent| (agent, gates.take_kind_rate(kind, requirements, cost, now))) {
+            Ok((agent, Ok(()))) => {
+                if !self.state.key_gates.is_on() || self.take_key_rates(&entry, now) {
+                    self.assign(source, entry, agent, now);
+                }
+            }
             Ok((_, Err(until))) => {
                 let requirements = self.state.tasks.get(entry.task).map(|t| t.requirements);
                 self.park(entry, source, now);
@@ -241,7 +253,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         self.state
             .gates
             .kind_started(kind, &self.state.requirements);
-        self.spend_agent_rate(agent, now);
+        self.spend_agent_rate(agent, task, now);
         let token = AttemptToken::new(self.state.next_token);
         self.state.next_token = self.state.next_token.saturating_add(1);
         let default_timeout = self.config.settings.attempt_timeout;
@@ -265,6 +277,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             },
         );
         self.state.in_flight.entry(agent).or_default().push(task);
+        if self.state.key_gates.is_on() {
+            self.keys_started(task, token, now);
+        }
         if let Some(timeout) = timeout {
             self.arm(now.saturating_add(timeout), Timer::Attempt(task, token));
         }
@@ -289,11 +304,19 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     }
 
     pub(super) fn entry_of(&self, task: TaskId, t: &Task<P>, now: Instant) -> Entry {
+        let (lane, weight) = t
+            .extras()
+            .fairness
+            .as_ref()
+            .map_or((0, 0), |(share, lane)| (*lane, share.weight));
         Entry {
             seq: t.seq,
             task,
             priority: t.priority,
             since: now,
+            lane,
+            weight,
+            woken: false,
         }
     }
 

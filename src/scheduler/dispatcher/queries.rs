@@ -1,5 +1,6 @@
 //! Queries: read-only views of the dispatcher, and the dead-letter queue.
 
+use super::super::Metadata;
 use super::super::task::TaskState;
 use super::super::{DeadLetter, DeadLetterQueue, DispatcherMetrics, Event};
 use super::{Action, Dispatcher};
@@ -36,6 +37,14 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// The payload of a live task.
     pub fn payload(&self, task: TaskId) -> Option<&P> {
         self.state.tasks.get(task).map(|t| &t.payload)
+    }
+
+    /// The metadata of a live task ([`TaskSpec::metadata`](super::super::TaskSpec::metadata)),
+    /// to hand to its agent with an [`Action::Assign`](super::Action::Assign)
+    /// (the protocol's `Envelope::with_metadata` carries it). Empty for a
+    /// task submitted without any.
+    pub fn metadata(&self, task: TaskId) -> Option<&Metadata> {
+        self.state.tasks.get(task).map(|t| &t.extras().metadata)
     }
 
     /// Tasks queued (not delayed, not running) at `priority`.

@@ -134,6 +134,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                     self.capacity_freed(agent);
                 }
             }
+            Timer::KeyRate(key) => self.wake_key(key, now),
             Timer::KindRate(requirements) => {
                 if let Some(&index) = self.state.parked_index.get(&requirements) {
                     if let Some(group) = self.state.parked.get_mut(index) {

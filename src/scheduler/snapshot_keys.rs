@@ -1,0 +1,124 @@
+//! Snapshot checks for the scheduling options: fair-share lanes and
+//! concurrency keys agree with the tasks that carry them, and no task
+//! waits for a key that nothing will wake.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::SchedulerError;
+use super::config::Settings;
+use super::queue::Entry;
+use super::state::{State, Timer};
+use super::task::TaskState;
+use crate::{AttemptToken, Instant, TaskId};
+
+fn corrupt(field: &str, problem: impl Into<String>) -> SchedulerError {
+    SchedulerError::CorruptSnapshot {
+        field: field.to_string(),
+        problem: problem.into(),
+    }
+}
+
+impl<P> State<P> {
+    /// Fair-share keys count exactly the live tasks in each lane; each
+    /// task's options are within their bounds; the key gates match the
+    /// configuration and the tasks holding each key.
+    pub(super) fn check_options(&mut self, settings: &Settings) -> Result<(), SchedulerError> {
+        let mut lanes: HashMap<u32, u32> = HashMap::new();
+        let mut holders: Vec<BTreeSet<(AttemptToken, TaskId)>> =
+            vec![BTreeSet::new(); settings.concurrency_limits.len()];
+        let keys = settings.concurrency_limits.len();
+        for (id, task) in self.tasks.iter() {
+            let field = format!("tasks[{id}]");
+            let extras = task.extras();
+            if let Some((share, lane)) = &extras.fairness {
+                if share.weight == 0 || *lane == 0 {
+                    return Err(corrupt(&field, "a fair share of weight or lane zero"));
+                }
+                *lanes.entry(*lane).or_default() += 1;
+            }
+            if extras.cost == 0 || extras.concurrency_keys.len() > super::MAX_CONCURRENCY_KEYS {
+                return Err(corrupt(&field, "a cost of zero or too many keys"));
+            }
+            let limited = extras.limited.as_slice();
+            if limited.iter().any(|&k| k as usize >= keys) {
+                return Err(corrupt(&field, "names a concurrency key not configured"));
+            }
+            if let TaskState::InFlight { token, .. } = task.state {
+                for &key in limited {
+                    holders[key as usize].insert((token, id));
+                }
+            }
+        }
+        self.fair_keys = std::mem::take(&mut self.fair_keys)
+            .validated(&lanes)
+            .map_err(|p| corrupt("fair_keys", p))?;
+        self.key_gates = std::mem::take(&mut self.key_gates)
+            .validated(&settings.concurrency_limits, &holders, self.clock)
+            .map_err(|p| corrupt("key_gates", p))?;
+        for (id, task) in self.tasks.iter() {
+            let extras = task.extras();
+            if self.key_gates.limited(&extras.concurrency_keys) != extras.limited {
+                return Err(corrupt(
+                    &format!("tasks[{id}]"),
+                    "its configured keys disagree with its keys",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a queue entry agrees with its (queued) task's lane.
+    pub(super) fn entry_lane_agrees(&self, entry: &Entry) -> bool {
+        let Some(task) = self.tasks.get(entry.task) else {
+            return true;
+        };
+        let lane = task.extras().fairness.as_ref();
+        lane.map_or((0, 0), |(share, lane)| (*lane, share.weight)) == (entry.lane, entry.weight)
+    }
+
+    /// A key with live waiters is full, has its rate timer armed, or has a
+    /// woken task queued outside it: something will wake its waiters.
+    pub(super) fn check_key_waiters(
+        &self,
+        armed: &BTreeSet<(Timer, Instant)>,
+    ) -> Result<(), SchedulerError> {
+        let live = |e: &Entry| {
+            self.tasks
+                .get(e.task)
+                .is_some_and(|t| t.state == TaskState::Queued)
+        };
+        let groups = self.parked.iter().map(|g| &g.queue);
+        let mut woken: BTreeSet<u32> = BTreeSet::new();
+        for entry in std::iter::once(&self.queue)
+            .chain(groups)
+            .flat_map(|q| q.entries())
+        {
+            if live(entry) {
+                if let Some(task) = self.tasks.get(entry.task) {
+                    woken.extend(task.extras().limited.as_slice().iter().copied());
+                }
+            }
+        }
+        for (key, waiting) in self.key_gates.waiters() {
+            if let Some(until) = self.key_gates.rate_blocked_until(key) {
+                if until > self.clock && !armed.contains(&(Timer::KeyRate(key), until)) {
+                    return Err(corrupt(
+                        &format!("key_gates[{key}]"),
+                        "rate-blocked without its timer",
+                    ));
+                }
+            }
+            let waits = waiting.entries().any(live);
+            let wakes = self.key_gates.is_full(key)
+                || woken.contains(&key)
+                || armed.iter().any(|(t, _)| *t == Timer::KeyRate(key));
+            if waits && !wakes {
+                return Err(corrupt(
+                    &format!("key_gates[{key}]"),
+                    "tasks wait for a key that nothing will wake",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
