@@ -451,3 +451,33 @@ fn a_thousand_runs_share_one_dispatcher() {
     );
     assert!(finished.iter().all(|(_, o, _)| *o == RunOutcome::Succeeded));
 }
+
+#[test]
+fn cancelling_a_run_never_assigns_its_queued_steps() {
+    let mut builder = WorkflowDef::builder("wide", 1);
+    for n in 0..6 {
+        builder = builder.step(StepDef::agent(format!("s{n}")).capabilities(["x"]));
+    }
+    let def = Arc::new(builder.build().unwrap());
+    // One agent with 4 slots: 4 steps run, 2 wait in the queue.
+    let mut engine = engine_with(&[(1, &["x"])]);
+    let run = engine.start(def, None, T0);
+    let assigned: Vec<TaskId> = std::iter::from_fn(|| engine.poll_action())
+        .filter_map(|a| match a {
+            EngineAction::Assign { task, .. } => Some(task),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(assigned.len(), 4);
+    engine.cancel(run, T0).unwrap();
+    let cancelled: Vec<TaskId> = std::iter::from_fn(|| engine.poll_action())
+        .filter_map(|a| match a {
+            EngineAction::CancelAssigned { task, .. } => Some(task),
+            EngineAction::Assign { .. } => panic!("a step of a cancelled run was assigned"),
+            _ => None,
+        })
+        .collect();
+    // Only the attempts the host started are cancelled on agents.
+    assert_eq!(cancelled, assigned);
+    assert_eq!(engine.dispatcher().live_tasks(), 0);
+}

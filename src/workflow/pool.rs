@@ -56,6 +56,15 @@ pub trait TaskPool {
     /// cancelling it, which the engine swallows).
     fn cancel_task(&mut self, task: TaskId, now: Instant) -> Option<(AgentId, AttemptToken)>;
 
+    /// Whether `task` has an attempt in flight. The engine cancels a
+    /// batch of steps queued ones first, so a slot freed by a cancelled
+    /// attempt is never handed to a step about to be cancelled. Default:
+    /// `false` (the batch is then cancelled in the run's order).
+    fn is_running(&self, task: TaskId) -> bool {
+        let _ = task;
+        false
+    }
+
     /// Checks, without changing anything, that a report on `task` from
     /// `agent` with `token` would be accepted.
     ///
@@ -104,6 +113,10 @@ impl<T: From<StepTask>, S: RoutingStrategy> TaskPool for Dispatcher<T, S> {
             _ => None,
         };
         self.cancel(task, now).ok().and(in_flight)
+    }
+
+    fn is_running(&self, task: TaskId) -> bool {
+        matches!(self.task_state(task), Some(TaskState::InFlight { .. }))
     }
 
     fn verify_report(

@@ -2,6 +2,7 @@
 //! runs and engine actions; a finished run reports to its parent or the
 //! host; a task the pool gave up on fails its attempt.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, PoisonError};
 
 use super::{EngineAction, Entry, StepTask, Tracked, WorkflowEngine};
@@ -49,12 +50,44 @@ impl<P: Clone> WorkflowEngine<P> {
     /// Turns a run's pending actions into dispatcher tasks, child runs and
     /// engine actions, then files its next timer.
     pub(super) fn pump(&mut self, pool: &mut impl TaskPool, id: WorkflowId, now: Instant) {
+        let mut batch: VecDeque<RunAction> = VecDeque::new();
         loop {
             let Some(entry) = self.runs.get_mut(&id) else {
                 return;
             };
-            let Some(action) = entry.run.poll_action() else {
-                break;
+            let action = match batch.pop_front() {
+                Some(action) => action,
+                None => {
+                    let Some(action) = entry.run.poll_action() else {
+                        break;
+                    };
+                    if matches!(action, RunAction::Cancel { .. }) {
+                        // Cancels come in runs (a cancelled run, a decided
+                        // join): within one, queued steps go first, so a
+                        // slot an attempt frees never goes to a step about
+                        // to be cancelled.
+                        batch.push_back(action);
+                        let mut after = None;
+                        while let Some(next) = entry.run.poll_action() {
+                            if !matches!(next, RunAction::Cancel { .. }) {
+                                after = Some(next);
+                                break;
+                            }
+                            batch.push_back(next);
+                        }
+                        let live = &self.live;
+                        let running = |a: &RunAction| match a {
+                            RunAction::Cancel { token, .. } => live
+                                .get(&(id, *token))
+                                .is_some_and(|&task| pool.is_running(task)),
+                            _ => false,
+                        };
+                        batch.make_contiguous().sort_by_key(running);
+                        batch.extend(after);
+                        continue;
+                    }
+                    action
+                }
             };
             let def = Arc::clone(entry.run.definition());
             match action {
