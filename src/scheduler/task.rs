@@ -194,6 +194,18 @@ impl<P> TaskSpec<P> {
         self
     }
 
+    /// Whether the task uses none of the scheduling options (start time,
+    /// fair share, concurrency keys, a cost other than 1, metadata): the
+    /// dispatcher's fast path.
+    #[inline]
+    pub(crate) fn is_plain(&self) -> bool {
+        self.not_before.is_none()
+            && self.fairness.is_none()
+            && self.concurrency_keys.is_empty()
+            && self.cost == 1
+            && self.metadata.is_empty()
+    }
+
     /// Sets the idempotency key.
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());

@@ -76,6 +76,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 spec: Box::new(spec),
             });
         }
+        let plain = spec.is_plain();
         let TaskSpec {
             payload,
             priority,
@@ -93,14 +94,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         let start = not_before.filter(|&at| at > now);
         let seq = self.state.next_seq;
         self.state.next_seq = seq.saturating_add(1);
-        let needs_extras = ttl.is_some()
-            || deadline.is_some()
-            || attempt_timeout.is_some()
-            || not_before.is_some()
-            || fairness.is_some()
-            || !concurrency_keys.is_empty()
-            || cost != 1
-            || !metadata.is_empty();
+        let needs_extras =
+            !plain || ttl.is_some() || deadline.is_some() || attempt_timeout.is_some();
         let lane = match &fairness {
             Some(share) => self.state.fair_keys.acquire(&share.key),
             None => 0,
@@ -185,6 +180,16 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         if let Some(deadline) = spec.deadline.filter(|&d| d <= now) {
             return Some(SubmitErrorKind::DeadlinePassed { deadline, now });
         }
+        if spec.is_plain() {
+            return None;
+        }
+        self.option_refusal(spec)
+    }
+
+    /// Why the scheduling options of a submission could never work: a
+    /// start at or after the deadline, oversized metadata or keys, a weight
+    /// or cost of zero, a cost above a burst.
+    fn option_refusal(&self, spec: &TaskSpec<P>) -> Option<SubmitErrorKind> {
         if let (Some(not_before), Some(deadline)) = (spec.not_before, spec.deadline) {
             if not_before >= deadline {
                 return Some(SubmitErrorKind::StartAfterDeadline {
