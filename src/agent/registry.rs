@@ -5,8 +5,9 @@ use std::fmt;
 
 use thiserror::Error;
 
+mod tracking;
+
 use super::index::{AvailabilityIndex, Slot};
-use super::record::TrackedState;
 pub use super::record::{AgentRecord, AgentStatus};
 use super::{AgentProfile, Outcome, PerformanceStats};
 use crate::capability::CapabilityInterner;
@@ -126,20 +127,6 @@ impl Default for Registry {
             online_capacity: 0,
             smoothing: DEFAULT_SMOOTHING,
         }
-    }
-}
-
-/// What [`Registry::update_load`] lets a change see of a record: its load,
-/// its capacity (read only) and its outcome history.
-struct LoadOnly<'a> {
-    load: u32,
-    capacity: u32,
-    stats: &'a mut PerformanceStats,
-}
-
-impl LoadOnly<'_> {
-    fn capacity(&self) -> u32 {
-        self.capacity
     }
 }
 
@@ -484,146 +471,7 @@ impl Registry {
     }
 
     fn record_mut(&mut self, id: AgentId) -> Result<&mut AgentRecord, RegistryError> {
-        let slot = *self
-            .slot_of
-            .get(&id)
-            .ok_or(RegistryError::UnknownAgent(id))?;
-        self.slots
-            .get_mut(slot as usize)
-            .and_then(Option::as_mut)
-            .ok_or(RegistryError::UnknownAgent(id))
-    }
-
-    /// Applies `change` to an agent's record, then moves the agent in the
-    /// index and the online totals from where its old state filed it to
-    /// where its new state files it.
-    fn update<T>(
-        &mut self,
-        id: AgentId,
-        change: impl FnOnce(&mut AgentRecord) -> Result<T, RegistryError>,
-    ) -> Result<T, RegistryError> {
-        let slot = *self
-            .slot_of
-            .get(&id)
-            .ok_or(RegistryError::UnknownAgent(id))?;
-        let record = self
-            .slots
-            .get_mut(slot as usize)
-            .and_then(Option::as_mut)
-            .ok_or(RegistryError::UnknownAgent(id))?;
-        let before = record.tracked();
-        let result = change(record);
-        let after = record.tracked();
-        if before != after {
-            let same_standing = (before.status, before.capacity, before.class)
-                == (after.status, after.capacity, after.class);
-            if !same_standing {
-                self.count_online(before, -1);
-                self.count_online(after, 1);
-            } else if after.status == AgentStatus::Online {
-                // Only the load moved (the common case): no class to visit.
-                self.online_load = self
-                    .online_load
-                    .saturating_add(u64::from(after.load))
-                    .saturating_sub(u64::from(before.load));
-            }
-            match (before.availability(slot), after.availability(slot)) {
-                // Still available: only the load order moves.
-                (Some(_), Some(new)) => self.index.reorder(after.class, new),
-                (old, new) => {
-                    if let Some(old) = old {
-                        self.index.remove(before.class, old);
-                    }
-                    if let Some(new) = new {
-                        self.index.insert(after.class, new);
-                    }
-                }
-            }
-        }
-        result
-    }
-
-    /// [`update`](Self::update) for a change of load alone — what every
-    /// assignment and completion makes. `change` sees a [`LoadOnly`] view
-    /// of the record, which lets it move the load and the history but not
-    /// the status, capacity, slot limit or class, so the agent keeps its
-    /// standing: the online totals move by the load difference, and the
-    /// index refiles the agent by load, files it or withdraws it, without
-    /// comparing whole states.
-    #[inline]
-    fn update_load<T>(
-        &mut self,
-        id: AgentId,
-        change: impl FnOnce(&mut LoadOnly<'_>) -> Result<T, RegistryError>,
-    ) -> Result<T, RegistryError> {
-        let slot = *self
-            .slot_of
-            .get(&id)
-            .ok_or(RegistryError::UnknownAgent(id))?;
-        let record = self
-            .slots
-            .get_mut(slot as usize)
-            .and_then(Option::as_mut)
-            .ok_or(RegistryError::UnknownAgent(id))?;
-        let before = record.load;
-        let mut view = LoadOnly {
-            load: record.load,
-            capacity: record.capacity(),
-            stats: &mut record.stats,
-        };
-        let result = change(&mut view);
-        let after = view.load;
-        record.load = after;
-        if before == after || record.status != AgentStatus::Online {
-            // Not online: neither in the totals nor in the index.
-            return result;
-        }
-        let after = record.tracked();
-        let before = TrackedState {
-            load: before,
-            ..after
-        };
-        self.online_load = self
-            .online_load
-            .saturating_add(u64::from(after.load))
-            .saturating_sub(u64::from(before.load));
-        match (before.availability(slot), after.availability(slot)) {
-            // Still available: only the load order moves.
-            (Some(_), Some(new)) => self.index.reorder(after.class, new),
-            (old, new) => {
-                if let Some(old) = old {
-                    self.index.remove(before.class, old);
-                }
-                if let Some(new) = new {
-                    self.index.insert(after.class, new);
-                }
-            }
-        }
-        result
-    }
-
-    /// Adds (`sign = 1`) or withdraws (`sign = -1`) an agent's contribution
-    /// to the index and to the online totals.
-    fn track(&mut self, slot: Slot, state: TrackedState, sign: i64) {
-        self.count_online(state, sign);
-        if let Some(entry) = state.availability(slot) {
-            if sign > 0 {
-                self.index.insert(state.class, entry);
-            } else {
-                self.index.remove(state.class, entry);
-            }
-        }
-    }
-
-    /// The online totals' share of one agent state.
-    fn count_online(&mut self, state: TrackedState, sign: i64) {
-        if state.status == AgentStatus::Online {
-            let apply =
-                |total: u64, amount: u32| total.saturating_add_signed(sign * i64::from(amount));
-            self.online_load = apply(self.online_load, state.load);
-            self.online_capacity = apply(self.online_capacity, state.capacity);
-            self.index.count_online(state.class, sign);
-        }
+        self.locate_mut(id).map(|(_, record)| record)
     }
 }
 
