@@ -178,7 +178,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     }
 }
 
-fn corrupt(field: &str, problem: impl Into<String>) -> SchedulerError {
+pub(super) fn corrupt(field: &str, problem: impl Into<String>) -> SchedulerError {
     SchedulerError::CorruptSnapshot {
         field: field.to_string(),
         problem: problem.into(),

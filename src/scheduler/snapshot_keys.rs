@@ -7,16 +7,10 @@ use std::collections::{BTreeSet, HashMap};
 use super::SchedulerError;
 use super::config::Settings;
 use super::queue::Entry;
+use super::snapshot::corrupt;
 use super::state::{State, Timer};
 use super::task::TaskState;
 use crate::{AttemptToken, Instant, TaskId};
-
-fn corrupt(field: &str, problem: impl Into<String>) -> SchedulerError {
-    SchedulerError::CorruptSnapshot {
-        field: field.to_string(),
-        problem: problem.into(),
-    }
-}
 
 impl<P> State<P> {
     /// Fair-share keys count exactly the live tasks in each lane; each
@@ -109,9 +103,10 @@ impl<P> State<P> {
                 }
             }
             let waits = waiting.entries().any(live);
+            let timer = (Timer::KeyRate(key), Instant::ZERO)..=(Timer::KeyRate(key), Instant::MAX);
             let wakes = self.key_gates.is_full(key)
                 || woken.contains(&key)
-                || armed.iter().any(|(t, _)| *t == Timer::KeyRate(key));
+                || armed.range(timer).next().is_some();
             if waits && !wakes {
                 return Err(corrupt(
                     &format!("key_gates[{key}]"),

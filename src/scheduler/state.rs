@@ -95,7 +95,7 @@ pub(super) struct Extras {
         serde(default, skip_serializing_if = "KeySet::is_empty")
     )]
     pub(super) limited: KeySet,
-    #[cfg_attr(feature = "serde", serde(default = "one"))]
+    #[cfg_attr(feature = "serde", serde(default = "super::task::one"))]
     pub(super) cost: u32,
     #[cfg_attr(
         feature = "serde",
@@ -108,11 +108,6 @@ pub(super) struct Extras {
         serde(default, skip_serializing_if = "Vec::is_empty")
     )]
     pub(super) history: Vec<PriorLetter>,
-}
-
-#[cfg(feature = "serde")]
-fn one() -> u32 {
-    1
 }
 
 impl Extras {

@@ -93,7 +93,7 @@ pub const MAX_CONCURRENCY_KEYS: usize = 8;
 pub const MAX_KEY_BYTES: usize = 256;
 
 #[cfg(feature = "serde")]
-fn one() -> u32 {
+pub(super) fn one() -> u32 {
     1
 }
 

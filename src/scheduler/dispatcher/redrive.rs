@@ -101,7 +101,6 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         } = letter;
         let spec = TaskSpec {
             deadline: None,
-            idempotency_key: None,
             ..spec
         };
         match self.admit(spec, now) {
