@@ -427,3 +427,45 @@ fn redrive_leaves_what_a_full_queue_refuses() {
     ));
     assert_eq!(d.dead_letters().len(), 1);
 }
+
+#[test]
+fn costs_are_charged_against_an_agent_rate() {
+    // Each agent takes 10 cells a second, bursts of 10. A 6-cell task
+    // leaves 4: the agent still takes a second task (it has cells left),
+    // spends what is left, and then takes nothing until its rate conforms.
+    let quota = Quota::new(10, Duration::from_secs(1)).unwrap();
+    let config = DispatcherConfig::builder()
+        .agent_rate_limit(quota)
+        .build()
+        .unwrap();
+    let mut d: Dispatcher<u32> = Dispatcher::new(config);
+    let t0 = Instant::from_secs(10);
+    agent(&mut d, 1, 8, t0);
+    for n in 0..3 {
+        let _ = d.submit(TaskSpec::new(n).cost(6), t0).unwrap();
+    }
+    let assigned = std::iter::from_fn(|| d.poll_action())
+        .filter(|a| matches!(a, Action::Assign { .. }))
+        .count();
+    assert_eq!(assigned, 2, "the agent is blocked once its cells are spent");
+    let wake = d.poll_timeout().unwrap();
+    assert!(wake > t0);
+    d.handle_timeout(wake);
+    assert!(matches!(d.poll_action(), Some(Action::Assign { .. })));
+
+    // The same three tasks at cost 1 all go at once.
+    let mut cheap: Dispatcher<u32> = Dispatcher::new(
+        DispatcherConfig::builder()
+            .agent_rate_limit(quota)
+            .build()
+            .unwrap(),
+    );
+    agent(&mut cheap, 1, 8, t0);
+    for n in 0..3 {
+        let _ = cheap.submit(TaskSpec::new(n), t0).unwrap();
+    }
+    let assigned = std::iter::from_fn(|| cheap.poll_action())
+        .filter(|a| matches!(a, Action::Assign { .. }))
+        .count();
+    assert_eq!(assigned, 3);
+}
