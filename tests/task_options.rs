@@ -93,7 +93,7 @@ proptest! {
         let metadata: Metadata = entries.clone().into_iter().collect();
         let mut d: Dispatcher<u32> = Dispatcher::new(DispatcherConfig::default());
         let mut spec = TaskSpec::new(7);
-        spec.metadata = metadata.clone();
+        spec.options_mut().metadata = metadata.clone();
         let task = d.submit(spec, Instant::ZERO).unwrap().id();
         prop_assert_eq!(d.metadata(task), Some(&metadata));
 
@@ -120,7 +120,7 @@ proptest! {
         let outcome = AttemptOutcome::fatal("no");
         restored.report(TaskReport { task, agent, token, outcome }, Instant::ZERO).unwrap();
         let letter = restored.dead_letters().get(task).unwrap();
-        prop_assert_eq!(&letter.spec.metadata, &metadata);
+        prop_assert_eq!(&letter.spec.options().metadata, &metadata);
     }
 }
 

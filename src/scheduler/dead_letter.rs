@@ -109,8 +109,9 @@ impl DeadLetterFilter {
             .is_none_or(|kind| spec.requirements.task_kind() == Some(kind));
         let cause_ok = self.cause.is_none_or(|c| letter.reason.cause() == c);
         let key_ok = self.key.as_deref().is_none_or(|key| {
-            spec.fairness.as_ref().is_some_and(|f| f.key == key)
-                || spec.concurrency_keys.iter().any(|k| k == key)
+            let options = spec.options();
+            options.fairness.as_ref().is_some_and(|f| f.key == key)
+                || options.concurrency_keys.iter().any(|k| k == key)
         });
         kind_ok && cause_ok && key_ok
     }

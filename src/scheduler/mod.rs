@@ -106,6 +106,9 @@ mod snapshot_keys;
 mod state;
 mod stats;
 mod task;
+#[cfg(feature = "serde")]
+mod task_form;
+mod task_options;
 
 pub use crate::Observer;
 pub use concurrency::{ConcurrencyLimit, WhenFull};
@@ -123,6 +126,6 @@ pub use shared::{SharedDispatcher, SharedGuard};
 pub use snapshot::Snapshot;
 pub use stats::{DispatcherMetrics, THROUGHPUT_WINDOW};
 pub use task::{
-    AttemptOutcome, DeadLetterCause, DeadLetterReason, Expiry, FairShare, MAX_CONCURRENCY_KEYS,
-    MAX_KEY_BYTES, TaskReport, TaskSpec, TaskState,
+    AttemptOutcome, DeadLetterCause, DeadLetterReason, Expiry, TaskReport, TaskSpec, TaskState,
 };
+pub use task_options::{FairShare, MAX_CONCURRENCY_KEYS, MAX_KEY_BYTES, TaskOptions};

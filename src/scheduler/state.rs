@@ -16,7 +16,8 @@ use super::requirements_table::{RequirementsId, RequirementsTable};
 use super::running::Running;
 use super::slab::TaskSlab;
 use super::stats::Recorder;
-use super::task::{FairShare, TaskState};
+use super::task::TaskState;
+use super::task_options::FairShare;
 use super::{Action, DeadLetterQueue, DispatcherConfig};
 use crate::agent::Registry;
 use crate::hash::IdMap;
@@ -95,7 +96,7 @@ pub(super) struct Extras {
         serde(default, skip_serializing_if = "KeySet::is_empty")
     )]
     pub(super) limited: KeySet,
-    #[cfg_attr(feature = "serde", serde(default = "super::task::one"))]
+    #[cfg_attr(feature = "serde", serde(default = "super::task_form::one"))]
     pub(super) cost: u32,
     #[cfg_attr(
         feature = "serde",

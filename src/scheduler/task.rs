@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::metadata::Metadata;
+use super::task_options::{FairShare, TaskOptions};
 use crate::{AgentId, AttemptToken, Instant, Priority, TaskId, TaskRequirements};
 
 /// A task to submit: a payload of the host's type plus how to schedule it.
@@ -20,12 +20,15 @@ use crate::{AgentId, AttemptToken, Instant, Priority, TaskId, TaskRequirements};
 /// assert_eq!(spec.priority, Priority::High);
 /// ```
 ///
-/// The scheduling options after `idempotency_key` — a start time, a fair
-/// share, concurrency keys, a cost and metadata — are off by default and
-/// cost nothing when unused; a journal entry or snapshot written without
-/// them reads back unchanged.
-#[derive(Clone, Debug, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+/// The scheduling options — a start time, a fair share, concurrency keys,
+/// a cost and metadata — are off by default and cost nothing when unused;
+/// a journal entry or snapshot written without them reads back unchanged.
+///
+/// They live in one [`TaskOptions`] behind a pointer: read them with
+/// [`options`](Self::options), set them with the builder methods below or
+/// [`options_mut`](Self::options_mut). In serialized form they sit beside
+/// the other fields, each written only when set.
+#[derive(Clone, Debug)]
 pub struct TaskSpec<P> {
     /// The host's payload; the dispatcher stores it and hands it back.
     pub payload: P,
@@ -44,105 +47,10 @@ pub struct TaskSpec<P> {
     /// Submitting the same key again within the idempotency window returns
     /// the first task's id instead of creating a second task.
     pub idempotency_key: Option<String>,
-    /// The task is not dispatched before this instant: it waits as
-    /// [`TaskState::Delayed`], and [`poll_timeout`](super::Dispatcher::poll_timeout)
-    /// wakes the host for it. Its TTL counts from here; its deadline still
-    /// holds (a start at or after the deadline is refused at submission).
-    #[cfg_attr(
-        feature = "serde",
-        serde(default, skip_serializing_if = "Option::is_none")
-    )]
-    pub not_before: Option<Instant>,
-    /// The fair-share key (a tenant, a customer) and its weight: within a
-    /// priority level, keys are served in proportion to their weights.
-    #[cfg_attr(
-        feature = "serde",
-        serde(default, skip_serializing_if = "Option::is_none")
-    )]
-    pub fairness: Option<FairShare>,
-    /// Concurrency keys (a provider, a customer): a key with a limit set on
-    /// the dispatcher ([`DispatcherConfigBuilder::concurrency_limit`](super::DispatcherConfigBuilder::concurrency_limit))
-    /// caps the tasks holding it in flight. At most
-    /// [`MAX_CONCURRENCY_KEYS`] keys of at most [`MAX_KEY_BYTES`] bytes.
-    #[cfg_attr(
-        feature = "serde",
-        serde(default, skip_serializing_if = "Vec::is_empty")
-    )]
-    pub concurrency_keys: Vec<String>,
-    /// What one attempt costs against rate limits (tokens, requests,
-    /// bytes): every kind, agent and concurrency-key rate limit takes this
-    /// many cells. Default 1; must be at least 1 and at most each
-    /// applicable limit's burst.
-    #[cfg_attr(
-        feature = "serde",
-        serde(default = "one", skip_serializing_if = "is_one")
-    )]
-    pub cost: u32,
-    /// Host metadata, handed back with every assignment
-    /// ([`Dispatcher::metadata`](super::Dispatcher::metadata)).
-    #[cfg_attr(
-        feature = "serde",
-        serde(default, skip_serializing_if = "Metadata::is_empty")
-    )]
-    pub metadata: Metadata,
-}
-
-/// Most concurrency keys one task may carry.
-pub const MAX_CONCURRENCY_KEYS: usize = 8;
-/// Longest fair-share or concurrency key, in bytes.
-pub const MAX_KEY_BYTES: usize = 256;
-
-#[cfg(feature = "serde")]
-pub(super) fn one() -> u32 {
-    1
-}
-
-#[cfg(feature = "serde")]
-fn is_one(cost: &u32) -> bool {
-    *cost == 1
-}
-
-/// A task's fair-share key and weight ([`TaskSpec::fairness`]).
-///
-/// Within one priority level, the dispatcher serves the keys with waiting
-/// tasks in deficit round robin: each key in turn takes up to `weight`
-/// tasks, oldest first. Over any stretch in which keys stay backlogged,
-/// each gets `weight / Σ weights` of the dispatches, whatever the length of
-/// its queue; tasks without a key share one lane of weight 1. A key's
-/// weight is the one its most recently queued task carried.
-///
-/// ```
-/// use taskweave::agent::AgentProfile;
-/// use taskweave::scheduler::{Action, AttemptOutcome, Dispatcher, DispatcherConfig, TaskReport, TaskSpec};
-/// use taskweave::{AgentId, Instant};
-///
-/// let mut d = Dispatcher::new(DispatcherConfig::default());
-/// let now = Instant::ZERO;
-/// // A big tenant queues 100 tasks, then a small one queues 2.
-/// for _ in 0..100 {
-///     let _ = d.submit(TaskSpec::new("big").fairness("big", 1), now)?;
-/// }
-/// for _ in 0..2 {
-///     let _ = d.submit(TaskSpec::new("small").fairness("small", 1), now)?;
-/// }
-/// d.register_agent(AgentId::new(1), AgentProfile::builder().capacity(1).build()?, now)?;
-/// let mut order = Vec::new();
-/// for _ in 0..4 {
-///     let Some(Action::Assign { task, agent, token, .. }) = d.poll_action() else { unreachable!() };
-///     order.push(*d.payload(task).unwrap());
-///     d.report(TaskReport { task, agent, token, outcome: AttemptOutcome::Success }, now)?;
-/// }
-/// // The small tenant does not wait behind the big one's backlog.
-/// assert_eq!(order, ["big", "small", "big", "small"]);
-/// # Ok::<(), taskweave::Error>(())
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct FairShare {
-    /// The key (tenant, customer, …).
-    pub key: String,
-    /// Its weight, at least 1.
-    pub weight: u16,
+    /// The scheduling options, allocated on first use: `None` is
+    /// [`TaskOptions::NONE`], so a task that uses none of them costs one
+    /// pointer check.
+    pub(super) options: Option<Box<TaskOptions>>,
 }
 
 impl<P> TaskSpec<P> {
@@ -156,11 +64,7 @@ impl<P> TaskSpec<P> {
             deadline: None,
             attempt_timeout: None,
             idempotency_key: None,
-            not_before: None,
-            fairness: None,
-            concurrency_keys: Vec::new(),
-            cost: 1,
-            metadata: Metadata::new(),
+            options: None,
         }
     }
 
@@ -194,16 +98,28 @@ impl<P> TaskSpec<P> {
         self
     }
 
-    /// Whether the task uses none of the scheduling options (start time,
-    /// fair share, concurrency keys, a cost other than 1, metadata): the
+    /// The scheduling options ([`TaskOptions::NONE`] unless some are set).
+    pub fn options(&self) -> &TaskOptions {
+        static NONE: TaskOptions = TaskOptions::NONE;
+        self.options.as_deref().unwrap_or(&NONE)
+    }
+
+    /// The scheduling options, to change in place (allocated on first use).
+    pub fn options_mut(&mut self) -> &mut TaskOptions {
+        self.options.get_or_insert_with(Box::default)
+    }
+
+    /// Replaces the scheduling options.
+    pub fn with_options(mut self, options: TaskOptions) -> Self {
+        self.options = (options != TaskOptions::NONE).then(|| Box::new(options));
+        self
+    }
+
+    /// Whether the task uses none of the scheduling options: the
     /// dispatcher's fast path.
     #[inline]
     pub(crate) fn is_plain(&self) -> bool {
-        self.not_before.is_none()
-            && self.fairness.is_none()
-            && self.concurrency_keys.is_empty()
-            && self.cost == 1
-            && self.metadata.is_empty()
+        self.options.is_none()
     }
 
     /// Sets the idempotency key.
@@ -228,13 +144,13 @@ impl<P> TaskSpec<P> {
     /// # Ok::<(), taskweave::Error>(())
     /// ```
     pub fn not_before(mut self, at: Instant) -> Self {
-        self.not_before = Some(at);
+        self.options_mut().not_before = Some(at);
         self
     }
 
     /// Sets the fair-share key and its weight (see [`FairShare`]).
     pub fn fairness(mut self, key: impl Into<String>, weight: u16) -> Self {
-        self.fairness = Some(FairShare {
+        self.options_mut().fairness = Some(FairShare {
             key: key.into(),
             weight,
         });
@@ -243,7 +159,7 @@ impl<P> TaskSpec<P> {
 
     /// Adds a concurrency key.
     pub fn concurrency_key(mut self, key: impl Into<String>) -> Self {
-        self.concurrency_keys.push(key.into());
+        self.options_mut().concurrency_keys.push(key.into());
         self
     }
 
@@ -272,14 +188,29 @@ impl<P> TaskSpec<P> {
     /// # Ok::<(), taskweave::Error>(())
     /// ```
     pub fn cost(mut self, cost: u32) -> Self {
-        self.cost = cost;
+        self.options_mut().cost = cost;
         self
     }
 
     /// Sets a metadata entry.
     pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.metadata.insert(key, value);
+        self.options_mut().metadata.insert(key, value);
         self
+    }
+}
+
+/// Equal when every field is, options compared by value (unset options
+/// equal [`TaskOptions::NONE`] set explicitly).
+impl<P: PartialEq> PartialEq for TaskSpec<P> {
+    fn eq(&self, other: &Self) -> bool {
+        self.payload == other.payload
+            && self.priority == other.priority
+            && self.requirements == other.requirements
+            && self.ttl == other.ttl
+            && self.deadline == other.deadline
+            && self.attempt_timeout == other.attempt_timeout
+            && self.idempotency_key == other.idempotency_key
+            && self.options() == other.options()
     }
 }
 

@@ -3,6 +3,7 @@
 use super::super::queue::Entry;
 use super::super::state::{Extras, Task, Timer};
 use super::super::task::{TaskSpec, TaskState};
+use super::super::task_options::TaskOptions;
 use super::super::{
     Event, LimitScope, MAX_CONCURRENCY_KEYS, MAX_KEY_BYTES, SubmitError, SubmitErrorKind,
 };
@@ -76,7 +77,6 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 spec: Box::new(spec),
             });
         }
-        let plain = spec.is_plain();
         let TaskSpec {
             payload,
             priority,
@@ -85,37 +85,40 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             deadline,
             attempt_timeout,
             idempotency_key,
-            not_before,
-            fairness,
-            concurrency_keys,
-            cost,
-            metadata,
+            options,
         } = spec;
-        let start = not_before.filter(|&at| at > now);
+        let start = options
+            .as_ref()
+            .and_then(|o| o.not_before)
+            .filter(|&at| at > now);
         let seq = self.state.next_seq;
         self.state.next_seq = seq.saturating_add(1);
-        let needs_extras =
-            !plain || ttl.is_some() || deadline.is_some() || attempt_timeout.is_some();
-        let lane = match &fairness {
-            Some(share) => self.state.fair_keys.acquire(&share.key),
-            None => 0,
+        let (lane, weight) = match options.as_ref().and_then(|o| o.fairness.as_ref()) {
+            Some(share) => (self.state.fair_keys.acquire(&share.key), share.weight),
+            None => (0, 0),
         };
-        let weight = fairness.as_ref().map_or(0, |share| share.weight);
-        let extras = needs_extras.then(|| {
-            Box::new(Extras {
+        let extras = if options.is_some()
+            || ttl.is_some()
+            || deadline.is_some()
+            || attempt_timeout.is_some()
+        {
+            let options = options.map_or(TaskOptions::NONE, |o| *o);
+            Some(Box::new(Extras {
                 ttl,
                 ttl_due: ttl.map(|ttl| start.unwrap_or(now).saturating_add(ttl)),
                 deadline,
                 attempt_timeout,
-                not_before,
-                fairness: fairness.map(|share| (share, lane)),
-                limited: self.state.key_gates.limited(&concurrency_keys),
-                concurrency_keys,
-                cost,
-                metadata,
+                not_before: options.not_before,
+                fairness: options.fairness.map(|share| (share, lane)),
+                limited: self.state.key_gates.limited(&options.concurrency_keys),
+                concurrency_keys: options.concurrency_keys,
+                cost: options.cost,
+                metadata: options.metadata,
                 ..Extras::default()
-            })
-        });
+            }))
+        } else {
+            None
+        };
         let state = match start {
             Some(until) => TaskState::Delayed { until },
             None => TaskState::Queued,
@@ -190,7 +193,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// start at or after the deadline, oversized metadata or keys, a weight
     /// or cost of zero, a cost above a burst.
     fn option_refusal(&self, spec: &TaskSpec<P>) -> Option<SubmitErrorKind> {
-        if let (Some(not_before), Some(deadline)) = (spec.not_before, spec.deadline) {
+        let options = spec.options();
+        if let (Some(not_before), Some(deadline)) = (options.not_before, spec.deadline) {
             if not_before >= deadline {
                 return Some(SubmitErrorKind::StartAfterDeadline {
                     not_before,
@@ -198,22 +202,22 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 });
             }
         }
-        if let Err(too_large) = spec.metadata.check() {
+        if let Err(too_large) = options.metadata.check() {
             return Some(too_large.into());
         }
-        if let Some(share) = &spec.fairness {
+        if let Some(share) = &options.fairness {
             if share.weight == 0 {
                 return Some(SubmitErrorKind::ZeroFairnessWeight);
             }
         }
-        let count = spec.concurrency_keys.len();
+        let count = options.concurrency_keys.len();
         if count > MAX_CONCURRENCY_KEYS {
             return Some(SubmitErrorKind::TooManyConcurrencyKeys { count });
         }
-        let keys = spec
+        let keys = options
             .concurrency_keys
             .iter()
-            .chain(spec.fairness.as_ref().map(|s| &s.key));
+            .chain(options.fairness.as_ref().map(|s| &s.key));
         if let Some(bytes) = keys.map(String::len).find(|&n| n > MAX_KEY_BYTES) {
             return Some(SubmitErrorKind::KeyTooLong { bytes });
         }
@@ -223,7 +227,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// A zero cost, or one above the burst of a rate limit the task falls
     /// under.
     fn cost_refusal(&self, spec: &TaskSpec<P>) -> Option<SubmitErrorKind> {
-        let cost = spec.cost;
+        let cost = spec.options().cost;
         if cost == 0 {
             return Some(SubmitErrorKind::ZeroCost);
         }
@@ -238,7 +242,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             .zip(kind)
             .map(|(limiter, kind)| limiter.quota(&kind.to_string()).burst());
         let agent_burst = settings.agent_rate_limit.map(|quota| quota.burst());
-        let key_bursts = spec.concurrency_keys.iter().filter_map(|key| {
+        let key_bursts = spec.options().concurrency_keys.iter().filter_map(|key| {
             let limit = settings.concurrency_limits.get(key)?;
             limit.quota().map(|quota| quota.burst())
         });

@@ -5,6 +5,7 @@ use super::super::state::{Task, Timer};
 use super::super::task::{
     AttemptOutcome, DeadLetterReason, Expiry, TaskReport, TaskSpec, TaskState,
 };
+use super::super::task_options::TaskOptions;
 use super::super::{DeadLetter, Event, ReportError, SchedulerError};
 use super::{Action, CancelReason, Dispatcher};
 use crate::agent::Outcome;
@@ -344,12 +345,15 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             deadline: extras.deadline,
             attempt_timeout: extras.attempt_timeout,
             idempotency_key: None,
+            options: None,
+        }
+        .with_options(TaskOptions {
             not_before: extras.not_before,
             fairness: extras.fairness.map(|(share, _)| share),
             concurrency_keys: extras.concurrency_keys,
             cost: extras.cost,
             metadata: extras.metadata,
-        };
+        });
         self.emit(
             match terminal {
                 TaskState::Expired => Event::Expired { task },

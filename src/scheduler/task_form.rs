@@ -1,0 +1,181 @@
+//! The serialized form of a [`TaskSpec`]: its fields in order, with the
+//! scheduling options beside the others, each written only when set — the
+//! form a spec had before the options moved behind one pointer, so journals
+//! and snapshots written either way read back the same.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::metadata::Metadata;
+use super::task::TaskSpec;
+use super::task_options::{FairShare, TaskOptions};
+use crate::{Instant, Priority, TaskRequirements};
+
+/// A cost left out of the serialized form.
+pub(super) fn one() -> u32 {
+    1
+}
+
+fn is_one(cost: &u32) -> bool {
+    *cost == 1
+}
+
+/// What [`TaskSpec`]'s `Serialize` writes, borrowed from it.
+#[derive(Serialize)]
+#[serde(rename = "TaskSpec")]
+struct Written<'a, P> {
+    payload: &'a P,
+    priority: Priority,
+    requirements: &'a TaskRequirements,
+    ttl: Option<Duration>,
+    deadline: Option<Instant>,
+    attempt_timeout: Option<Duration>,
+    idempotency_key: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_before: Option<Instant>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fairness: &'a Option<FairShare>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    concurrency_keys: &'a [String],
+    #[serde(skip_serializing_if = "is_one")]
+    cost: u32,
+    #[serde(skip_serializing_if = "Metadata::is_empty")]
+    metadata: &'a Metadata,
+}
+
+/// What [`TaskSpec`]'s `Deserialize` reads: options left out take their
+/// defaults.
+#[derive(Deserialize)]
+#[serde(rename = "TaskSpec")]
+struct Read<P> {
+    payload: P,
+    priority: Priority,
+    requirements: TaskRequirements,
+    ttl: Option<Duration>,
+    deadline: Option<Instant>,
+    attempt_timeout: Option<Duration>,
+    idempotency_key: Option<String>,
+    #[serde(default)]
+    not_before: Option<Instant>,
+    #[serde(default)]
+    fairness: Option<FairShare>,
+    #[serde(default)]
+    concurrency_keys: Vec<String>,
+    #[serde(default = "one")]
+    cost: u32,
+    #[serde(default)]
+    metadata: Metadata,
+}
+
+impl<P: Serialize> Serialize for TaskSpec<P> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let options = self.options();
+        Written {
+            payload: &self.payload,
+            priority: self.priority,
+            requirements: &self.requirements,
+            ttl: self.ttl,
+            deadline: self.deadline,
+            attempt_timeout: self.attempt_timeout,
+            idempotency_key: &self.idempotency_key,
+            not_before: options.not_before,
+            fairness: &options.fairness,
+            concurrency_keys: &options.concurrency_keys,
+            cost: options.cost,
+            metadata: &options.metadata,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de, P: Deserialize<'de>> Deserialize<'de> for TaskSpec<P> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let read = Read::deserialize(deserializer)?;
+        let spec = TaskSpec {
+            priority: read.priority,
+            requirements: read.requirements,
+            ttl: read.ttl,
+            deadline: read.deadline,
+            attempt_timeout: read.attempt_timeout,
+            idempotency_key: read.idempotency_key,
+            ..TaskSpec::new(read.payload)
+        };
+        Ok(spec.with_options(TaskOptions {
+            not_before: read.not_before,
+            fairness: read.fairness,
+            concurrency_keys: read.concurrency_keys,
+            cost: read.cost,
+            metadata: read.metadata,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json<P: Serialize>(spec: &TaskSpec<P>) -> serde_json::Value {
+        serde_json::to_value(spec).expect("serializable")
+    }
+
+    #[test]
+    fn a_plain_spec_writes_no_option_and_reads_back_plain() {
+        let spec = TaskSpec::new(7u32);
+        let value = json(&spec);
+        let keys: Vec<&str> = value
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "attempt_timeout",
+                "deadline",
+                "idempotency_key",
+                "payload",
+                "priority",
+                "requirements",
+                "ttl"
+            ]
+        );
+        let back: TaskSpec<u32> = serde_json::from_value(value).expect("readable");
+        assert!(back.is_plain());
+        assert_eq!(back, spec);
+    }
+
+    #[test]
+    fn options_sit_beside_the_other_fields_and_round_trip() {
+        let spec = TaskSpec::new("job")
+            .not_before(Instant::from_secs(5))
+            .fairness("acme", 3)
+            .concurrency_key("openai")
+            .cost(40)
+            .metadata("traceparent", "00-1-2-01");
+        let value = json(&spec);
+        assert_eq!(
+            value["not_before"],
+            json(&TaskSpec::new(Instant::from_secs(5)))["payload"]
+        );
+        assert_eq!(value["fairness"]["key"], "acme");
+        assert_eq!(value["concurrency_keys"][0], "openai");
+        assert_eq!(value["cost"], 40);
+        assert_eq!(value["metadata"]["traceparent"], "00-1-2-01");
+        let back: TaskSpec<String> = serde_json::from_value(value).expect("readable");
+        assert_eq!(back.options(), spec.options());
+        assert_eq!(back.payload, "job");
+    }
+
+    #[test]
+    fn options_written_at_their_defaults_read_back_as_no_options() {
+        let mut value = json(&TaskSpec::new(1u8));
+        let object = value.as_object_mut().expect("an object");
+        object.insert("cost".into(), 1.into());
+        object.insert("concurrency_keys".into(), serde_json::json!([]));
+        object.insert("fairness".into(), serde_json::Value::Null);
+        let back: TaskSpec<u8> = serde_json::from_value(value).expect("readable");
+        assert!(back.is_plain(), "defaults take the fast path");
+    }
+}
