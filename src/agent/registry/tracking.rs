@@ -26,6 +26,7 @@ impl LoadOnly<'_> {
 
 impl Registry {
     /// The slot and record of a registered agent.
+    #[inline]
     pub(super) fn locate_mut(
         &mut self,
         id: AgentId,
@@ -120,7 +121,9 @@ impl Registry {
     }
 
     /// Moves an agent in the index from where `before` filed it to where
-    /// `after` files it.
+    /// `after` files it. Always inline: every assignment and completion of
+    /// an available agent comes here, and a call costs it about a fifth.
+    #[inline(always)]
     fn refile(&mut self, slot: Slot, before: TrackedState, after: TrackedState) {
         match (before.availability(slot), after.availability(slot)) {
             // Still available: only the load order moves.
@@ -137,6 +140,7 @@ impl Registry {
     }
 
     /// An online agent's load moved from `before` to `after`.
+    #[inline]
     fn shift_online_load(&mut self, before: u32, after: u32) {
         self.online_load = self
             .online_load
