@@ -862,3 +862,43 @@ fn corrupt_snapshots_name_the_field_at_fault() {
     .unwrap();
     assert!(window.contains("recorder"), "{window}");
 }
+
+#[test]
+fn rate_limiters_and_breakers_that_saw_past_the_clock_are_refused() {
+    let mut d: Dispatcher<u32> = Dispatcher::with_strategy(config(), strategy());
+    let profile = AgentProfile::builder().capacity(2).build().unwrap();
+    d.register_agent(AgentId::new(1), profile, Instant::ZERO)
+        .unwrap();
+    let batch = TaskRequirements::new().kind("batch");
+    let now = Instant::from_secs(10);
+    let _ = d.submit(TaskSpec::new(1).requirements(batch), now).unwrap();
+    assert!(matches!(d.poll_action(), Some(Action::Assign { .. })));
+    let value = serde_json::to_value(d.snapshot()).unwrap();
+    // Every instant a rate limiter or breaker has seen (a sliding window's
+    // `latest` is a bucket number, checked when it is read).
+    let mut gates = value["state"]["gates"].clone();
+    let seen: Vec<Vec<PathStep>> = paths_where(&gates, |_| true)
+        .into_iter()
+        .filter(|path| matches!(path.last(), Some(PathStep::Key(key)) if key == "latest"))
+        .filter(|path| {
+            at_path(&mut gates, &path[..path.len() - 1])
+                .get("width")
+                .is_none()
+        })
+        .collect();
+    assert_eq!(seen.len(), 4, "agent and kind limiters, breaker: {seen:?}");
+    for path in &seen {
+        let mut bad = value.clone();
+        // A day past the clock: well-formed, only too late.
+        *at_path(&mut bad["state"]["gates"], path) = Value::from(86_400_000_000_000_u64);
+        let snapshot: Snapshot<u32> = serde_json::from_value(bad).unwrap();
+        let restored = Dispatcher::restore(config(), strategy(), snapshot);
+        assert!(
+            matches!(restored, Err(SchedulerError::CorruptSnapshot { .. })),
+            "{path:?}: {restored:?}"
+        );
+    }
+    // The clock itself is not corrupt: the snapshot as taken restores.
+    let snapshot: Snapshot<u32> = serde_json::from_value(value).unwrap();
+    assert!(Dispatcher::restore(config(), strategy(), snapshot).is_ok());
+}

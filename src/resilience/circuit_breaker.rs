@@ -526,6 +526,12 @@ impl CircuitBreaker {
         self.trips
     }
 
+    /// The latest instant the breaker has seen: a restored breaker that has
+    /// seen past its owner's clock is corrupt.
+    pub(crate) fn latest_seen(&self) -> Instant {
+        self.latest
+    }
+
     /// `now`, or the latest instant seen if that is later; remembers it.
     fn observe(&mut self, now: Instant) -> Instant {
         self.latest = self.latest.max(now);

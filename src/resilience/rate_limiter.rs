@@ -465,6 +465,12 @@ impl<K: Eq + Hash> PartialEq for KeyedRateLimiter<K> {
 impl<K: Eq + Hash> Eq for KeyedRateLimiter<K> {}
 
 impl<K: Eq + Hash + Clone> KeyedRateLimiter<K> {
+    /// The latest instant any key has seen: a restored limiter that has
+    /// seen past its owner's clock is corrupt.
+    pub(crate) fn latest_seen(&self) -> Instant {
+        Instant::from_nanos(self.latest)
+    }
+
     /// A limiter giving every key `default_quota`.
     pub fn new(default_quota: Quota) -> Self {
         KeyedRateLimiter {

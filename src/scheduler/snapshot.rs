@@ -249,6 +249,7 @@ impl<P> State<P> {
         });
         self.gates.check(
             &self.registry,
+            self.clock,
             |timer, at| armed.contains(&(timer, at)),
             running,
         )

@@ -315,14 +315,16 @@ impl Gates {
     // ----- snapshots ----------------------------------------------------
 
     /// Checks gates read from a snapshot against the rest of the state:
-    /// per-agent state belongs to registered agents, every rate-blocked
-    /// agent has its release timer (`armed` says which are), and the
+    /// no rate limiter or breaker has seen past the dispatcher's `clock`, per-agent
+    /// state belongs to registered agents, every rate-blocked agent has its
+    /// release timer (`armed` says which are), and the
     /// bulkhead counts exactly the tasks of each kind in flight (`running`
     /// lists their kinds) — a count too high would hold a kind back for
     /// ever, one too low would let it past its limit.
     pub(crate) fn check<'a>(
         &self,
         registry: &Registry,
+        clock: Instant,
         armed: impl Fn(Timer, Instant) -> bool,
         running: impl Iterator<Item = &'a str>,
     ) -> Result<(), SchedulerError> {
@@ -330,6 +332,21 @@ impl Gates {
             field,
             problem: problem.to_string(),
         };
+        // A limiter or breaker that saw past the clock would hold its agent
+        // or kind back until then, whatever the host's clock says.
+        let future = "saw past the dispatcher's clock";
+        let breakers = (self.breakers.iter()).map(|(&a, b)| ("breakers", a, b.latest_seen()));
+        let rates = (self.agent_rates.iter()).map(|(&a, l)| ("agent_rates", a, l.latest_seen()));
+        if let Some((field, agent, _)) = breakers.chain(rates).find(|&(.., at)| at > clock) {
+            return Err(corrupt(format!("{field}[{agent}]"), future));
+        }
+        if self
+            .kind_rates
+            .as_ref()
+            .is_some_and(|limiter| limiter.latest_seen() > clock)
+        {
+            return Err(corrupt("kind_rates".to_string(), future));
+        }
         for (&agent, &until) in &self.rate_blocked_until {
             if !armed(Timer::AgentRate(agent), until) {
                 return Err(corrupt(format!("rate_blocked_until[{agent}]"), "no timer"));
