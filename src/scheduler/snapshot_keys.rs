@@ -66,8 +66,7 @@ impl<P> State<P> {
         let Some(task) = self.tasks.get(entry.task) else {
             return true;
         };
-        let lane = task.extras().fairness.as_ref();
-        lane.map_or((0, 0), |(share, lane)| (*lane, share.weight)) == (entry.lane, entry.weight)
+        task.lane() == (entry.lane, entry.weight)
     }
 
     /// A key with live waiters is full, has its rate timer armed, or has a
@@ -76,21 +75,16 @@ impl<P> State<P> {
         &self,
         armed: &BTreeSet<(Timer, Instant)>,
     ) -> Result<(), SchedulerError> {
-        let live = |e: &Entry| {
-            self.tasks
-                .get(e.task)
-                .is_some_and(|t| t.state == TaskState::Queued)
-        };
         let groups = self.parked.iter().map(|g| &g.queue);
         let mut woken: BTreeSet<u32> = BTreeSet::new();
         for entry in std::iter::once(&self.queue)
             .chain(groups)
             .flat_map(|q| q.entries())
         {
-            if live(entry) {
-                if let Some(task) = self.tasks.get(entry.task) {
-                    woken.extend(task.extras().limited.as_slice().iter().copied());
-                }
+            if let Some(task) =
+                (self.tasks.get(entry.task)).filter(|t| t.state == TaskState::Queued)
+            {
+                woken.extend(task.extras().limited.as_slice().iter().copied());
             }
         }
         for (key, waiting) in self.key_gates.waiters() {
@@ -102,7 +96,7 @@ impl<P> State<P> {
                     ));
                 }
             }
-            let waits = waiting.entries().any(live);
+            let waits = waiting.entries().any(|e| self.tasks.is_queued(e.task));
             let timer = (Timer::KeyRate(key), Instant::ZERO)..=(Timer::KeyRate(key), Instant::MAX);
             let wakes = self.key_gates.is_full(key)
                 || woken.contains(&key)

@@ -145,6 +145,25 @@ impl<P> Task<P> {
     pub(super) fn extras_mut(&mut self) -> &mut Extras {
         self.extras.get_or_insert_with(Box::default)
     }
+
+    /// The fair-share lane and weight its queue entries carry: `(0, 0)`
+    /// without a fair share.
+    pub(super) fn lane(&self) -> (u32, u16) {
+        (self.extras().fairness.as_ref()).map_or((0, 0), |(share, lane)| (*lane, share.weight))
+    }
+}
+
+impl<P> TaskSlab<Task<P>, TaskState> {
+    /// Whether `task` is live and queued: an entry naming any other task
+    /// is dead, dropped when it comes up.
+    pub(super) fn is_queued(&self, task: TaskId) -> bool {
+        self.get(task).is_some_and(|t| t.state == TaskState::Queued)
+    }
+
+    /// `task`'s cost against rate limits (1 for a task no longer live).
+    pub(super) fn cost_of(&self, task: TaskId) -> u32 {
+        self.get(task).map_or(1, |t| t.extras().cost)
+    }
 }
 
 /// Tasks that found no eligible agent, grouped by requirement set. A

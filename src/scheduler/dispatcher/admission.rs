@@ -91,6 +91,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             .as_ref()
             .and_then(|o| o.not_before)
             .filter(|&at| at > now);
+        // The TTL counts from the start: submission, or `not_before`.
+        let ttl_due = ttl.map(|ttl| start.unwrap_or(now).saturating_add(ttl));
         let seq = self.state.next_seq;
         self.state.next_seq = seq.saturating_add(1);
         let (lane, weight) = match options.as_ref().and_then(|o| o.fairness.as_ref()) {
@@ -105,7 +107,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             let options = options.map_or(TaskOptions::NONE, |o| *o);
             Some(Box::new(Extras {
                 ttl,
-                ttl_due: ttl.map(|ttl| start.unwrap_or(now).saturating_add(ttl)),
+                ttl_due,
                 deadline,
                 attempt_timeout,
                 not_before: options.not_before,
@@ -145,8 +147,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             weight,
             woken: false,
         };
-        if let Some(ttl) = ttl {
-            self.arm(start.unwrap_or(now).saturating_add(ttl), Timer::Ttl(task));
+        if let Some(due) = ttl_due {
+            self.arm(due, Timer::Ttl(task));
         }
         if let Some(deadline) = deadline {
             self.arm(deadline, Timer::Deadline(task));

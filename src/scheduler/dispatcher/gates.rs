@@ -447,7 +447,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         if !self.state.gates.limits_agents() {
             return;
         }
-        let cost = self.cost_of(task);
+        let cost = self.state.tasks.cost_of(task);
         if let Some(until) = self.state.gates.spend_agent_rate(agent, cost, now) {
             self.arm(until, Timer::AgentRate(agent));
         }

@@ -81,7 +81,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         if keys.is_empty() {
             return true;
         }
-        let cost = self.cost_of(entry.task);
+        let cost = self.state.tasks.cost_of(entry.task);
         match self.state.key_gates.take_rates(keys.as_slice(), cost, now) {
             Ok(()) => true,
             Err((key, until)) => {
@@ -99,11 +99,6 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         for &other in keys.iter().filter(|&&k| k != key) {
             self.wake_key(other, now);
         }
-    }
-
-    /// `task`'s cost against rate limits.
-    pub(super) fn cost_of(&self, task: TaskId) -> u32 {
-        self.state.tasks.get(task).map_or(1, |t| t.extras().cost)
     }
 
     /// `task`'s attempt `token` started: it holds its keys; a key with
@@ -142,12 +137,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             return;
         }
         let tasks = &self.state.tasks;
-        let is_live = |e: &Entry| {
-            tasks
-                .get(e.task)
-                .is_some_and(|t| t.state == TaskState::Queued)
-        };
-        let cost_of = |e: &Entry| tasks.get(e.task).map_or(1, |t| t.extras().cost);
+        let is_live = |e: &Entry| tasks.is_queued(e.task);
+        let cost_of = |e: &Entry| tasks.cost_of(e.task);
         match self.state.key_gates.wake(key, now, is_live, cost_of) {
             Ok(Some(entry)) => self.state.queue.push(entry),
             Ok(None) => {}

@@ -69,7 +69,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             routed => routed,
         };
         let cost = match kind {
-            Some(_) => self.cost_of(entry.task),
+            Some(_) => self.state.tasks.cost_of(entry.task),
             None => 1,
         };
         let gates = &mut self.state.gates;
@@ -155,11 +155,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             return None;
         }
         let tasks = &self.state.tasks;
-        let is_live = |e: &Entry| {
-            tasks
-                .get(e.task)
-                .is_some_and(|t| t.state == TaskState::Queued)
-        };
+        let is_live = |e: &Entry| tasks.is_queued(e.task);
         let mut best: Option<(HeadKey, Source)> = self
             .state
             .queue
@@ -304,11 +300,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     }
 
     pub(super) fn entry_of(&self, task: TaskId, t: &Task<P>, now: Instant) -> Entry {
-        let (lane, weight) = t
-            .extras()
-            .fairness
-            .as_ref()
-            .map_or((0, 0), |(share, lane)| (*lane, share.weight));
+        let (lane, weight) = t.lane();
         Entry {
             seq: t.seq,
             task,
