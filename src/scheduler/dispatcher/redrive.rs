@@ -103,14 +103,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             deadline: None,
             ..spec
         };
-        match self.admit(spec, now) {
-            Ok((submitted, entry)) => {
+        match self.enqueue(spec, now) {
+            Ok(submitted) => {
                 let id = submitted.id();
                 if let Some(t) = self.state.tasks.get_mut(id) {
                     t.extras_mut().history = history;
-                }
-                if let Some(entry) = entry {
-                    self.state.queue.push(entry);
                 }
                 Ok(id)
             }
