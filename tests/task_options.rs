@@ -469,3 +469,93 @@ fn costs_are_charged_against_an_agent_rate() {
         .count();
     assert_eq!(assigned, 3);
 }
+
+/// A spec using every option, as a journal or protocol message carries it.
+fn spec_with_every_option() -> TaskSpec<u32> {
+    TaskSpec::new(7)
+        .priority(taskweave::Priority::High)
+        .requirements(TaskRequirements::new().kind("llm"))
+        .ttl(Duration::from_secs(30))
+        .deadline(Instant::from_secs(60))
+        .attempt_timeout(Duration::from_secs(5))
+        .not_before(Instant::from_secs(2))
+        .fairness("acme", 2)
+        .concurrency_key("openai")
+        .cost(3)
+        .metadata("traceparent", "00-1-2-01")
+}
+
+proptest! {
+    #![proptest_config(corrupt::config(256))]
+
+    /// A submission read from a corrupted entry — leaves moved to numeric
+    /// edges, strings made over-long, fields dropped — is refused when
+    /// read, refused at submission with a typed error, or runs to an end:
+    /// never a panic, and the uncorrupted form reads back equal.
+    #[test]
+    fn corrupted_submissions_are_refused_or_run(
+        picks in proptest::collection::vec(
+            (any::<proptest::sample::Index>(), any::<u8>(), any::<u64>(), any::<bool>()),
+            1..4,
+        ),
+    ) {
+        let spec = spec_with_every_option();
+        let value = serde_json::to_value(&spec).unwrap();
+        let back: TaskSpec<u32> = serde_json::from_value(value.clone()).unwrap();
+        prop_assert_eq!(&back, &spec);
+        let mut bad = value;
+        for (at, how, noise, drop) in picks {
+            let leaves = corrupt::paths_where(&bad, |v| !(v.is_object() || v.is_array()));
+            let path = &leaves[at.index(leaves.len())];
+            match (drop, path.split_last()) {
+                (true, Some((corrupt::PathStep::Key(key), parent))) => {
+                    if let Some(fields) = corrupt::at_path(&mut bad, parent).as_object_mut() {
+                        fields.remove(key);
+                    }
+                }
+                _ => {
+                    let leaf = corrupt::at_path(&mut bad, path);
+                    *leaf = match &*leaf {
+                        serde_json::Value::String(_) if how % 2 == 0 => {
+                            serde_json::Value::from("k".repeat(MAX_KEY_BYTES + 1))
+                        }
+                        old => corrupt::corrupt_leaf(old, how, noise),
+                    };
+                }
+            }
+        }
+        let Ok(spec) = serde_json::from_value::<TaskSpec<u32>>(bad) else {
+            return Ok(());
+        };
+        let config = DispatcherConfig::builder()
+            .kind_rate_limit(KeyedRateLimiter::new(Quota::new(10, Duration::from_secs(1)).unwrap()))
+            .concurrency_limit(
+                "openai",
+                ConcurrencyLimit::new(1).rate(Quota::new(10, Duration::from_secs(1)).unwrap()),
+            )
+            .build()
+            .unwrap();
+        let mut d: Dispatcher<u32> = Dispatcher::with_strategy(config, strategy());
+        agent(&mut d, 1, 2, Instant::ZERO);
+        let mut now = Instant::from_secs(1);
+        if d.submit(spec, now).is_err() {
+            return Ok(());
+        }
+        // Run it to an end: every assignment succeeds; time moves to the
+        // next timer (or a second on), a bounded number of times.
+        for _ in 0..64 {
+            while let Some(action) = d.poll_action() {
+                if let Action::Assign { task, agent, token, .. } = action {
+                    let outcome = AttemptOutcome::Success;
+                    d.report(TaskReport { task, agent, token, outcome }, now).unwrap();
+                }
+            }
+            if d.live_tasks() == 0 {
+                break;
+            }
+            now = d.poll_timeout().unwrap_or(now).max(now.saturating_add(Duration::from_secs(1)));
+            d.handle_timeout(now);
+        }
+        prop_assert_eq!(d.live_tasks(), 0, "the task ends (runs, expires or is dead-lettered)");
+    }
+}
