@@ -347,7 +347,19 @@ impl Registry {
     /// [`RegistryError::UnknownAgent`], or [`RegistryError::NoFreeSlot`] when
     /// every slot is taken.
     pub fn acquire(&mut self, id: AgentId) -> Result<u32, RegistryError> {
-        self.update_load(id, |record| {
+        let slot = self.slot_of(id).ok_or(RegistryError::UnknownAgent(id))?;
+        self.acquire_slot(id, slot)
+    }
+
+    /// [`acquire`](Self::acquire) for the agent `id` in `slot` (as routing
+    /// returned it): no lookup of the id.
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryError::UnknownAgent`] unless `id` is in `slot`, or
+    /// [`RegistryError::NoFreeSlot`].
+    pub(crate) fn acquire_slot(&mut self, id: AgentId, slot: Slot) -> Result<u32, RegistryError> {
+        self.update_load(id, slot, |record| {
             if record.load >= record.capacity() {
                 return Err(RegistryError::NoFreeSlot {
                     agent: id,
@@ -366,19 +378,22 @@ impl Registry {
     /// [`RegistryError::UnknownAgent`], or [`RegistryError::NoSlotHeld`] when
     /// the load is already zero.
     pub fn release(&mut self, id: AgentId) -> Result<u32, RegistryError> {
-        self.release_after(id, None)
+        let slot = self.slot_of(id).ok_or(RegistryError::UnknownAgent(id))?;
+        self.release_slot(id, slot, None)
     }
 
     /// [`record_outcome`](Self::record_outcome) (when the attempt produced
-    /// an outcome) and [`release`](Self::release) with one lookup. The
-    /// outcome is recorded even when no slot is held.
-    pub(crate) fn release_after(
+    /// an outcome) and [`release`](Self::release) of the agent `id` in
+    /// `slot`, without a lookup. The outcome is recorded even when no slot
+    /// is held.
+    pub(crate) fn release_slot(
         &mut self,
         id: AgentId,
+        slot: Slot,
         outcome: Option<Outcome>,
     ) -> Result<u32, RegistryError> {
         let alpha = self.smoothing;
-        self.update_load(id, |record| {
+        self.update_load(id, slot, |record| {
             if let Some(outcome) = outcome {
                 record.stats.record(outcome, alpha);
             }
@@ -416,6 +431,12 @@ impl Registry {
     /// The agent's record, if registered.
     pub fn get(&self, id: AgentId) -> Option<&AgentRecord> {
         self.slot_of.get(&id).and_then(|&slot| self.slot(slot))
+    }
+
+    /// The slot of agent `id`, if registered: stable while it stays.
+    #[inline]
+    pub(crate) fn slot_of(&self, id: AgentId) -> Option<Slot> {
+        self.slot_of.get(&id).copied()
     }
 
     /// Whether `id` is registered.

@@ -31,9 +31,11 @@ const SAMPLE_ATTEMPTS: usize = 8;
 pub struct Candidates<'a> {
     registry: &'a Registry,
     requirements: &'a ResolvedRequirements,
-    /// Where routing notes the last agent a single-agent query returned:
-    /// a strategy that picks it needs no second eligibility check.
-    vouched: Option<&'a Cell<Option<AgentId>>>,
+    /// Where routing notes the last agent a single-agent query returned,
+    /// with its registry slot: a strategy that picks it needs no second
+    /// eligibility check, and the dispatcher takes its slot without a
+    /// lookup.
+    vouched: Option<&'a Cell<Option<(AgentId, Slot)>>>,
 }
 
 impl<'a> Candidates<'a> {
@@ -57,7 +59,7 @@ impl<'a> Candidates<'a> {
     pub(crate) fn vouching(
         registry: &'a Registry,
         requirements: &'a ResolvedRequirements,
-        vouched: &'a Cell<Option<AgentId>>,
+        vouched: &'a Cell<Option<(AgentId, Slot)>>,
     ) -> Self {
         Candidates {
             vouched: Some(vouched),
@@ -65,12 +67,13 @@ impl<'a> Candidates<'a> {
         }
     }
 
-    /// Notes `found` as vouched for, and returns it.
-    fn vouch(&self, found: Option<&'a AgentRecord>) -> Option<&'a AgentRecord> {
-        if let (Some(cell), Some(record)) = (self.vouched, found) {
-            cell.set(Some(record.id()));
+    /// Notes `found` as vouched for, and returns its record.
+    fn vouch(&self, found: Option<(Slot, &'a AgentRecord)>) -> Option<&'a AgentRecord> {
+        let (slot, record) = found?;
+        if let Some(cell) = self.vouched {
+            cell.set(Some((record.id(), slot)));
         }
-        found
+        Some(record)
     }
 
     /// The task's resolved requirements.
@@ -100,7 +103,14 @@ impl<'a> Candidates<'a> {
 
     /// The eligible agent with this id, if it is eligible.
     pub fn get(&self, id: AgentId) -> Option<&'a AgentRecord> {
-        self.vouch(self.registry.get(id).filter(|r| self.admits(r)))
+        self.vouch(self.find(id))
+    }
+
+    /// The eligible agent with this id, with its slot.
+    fn find(&self, id: AgentId) -> Option<(Slot, &'a AgentRecord)> {
+        let slot = self.registry.slot_of(id)?;
+        let record = self.registry.slot(slot).filter(|r| self.admits(r))?;
+        Some((slot, record))
     }
 
     /// Whether no agent is eligible.
@@ -111,8 +121,13 @@ impl<'a> Candidates<'a> {
     /// Every eligible agent, class by class and in registration order within
     /// a class: deterministic, but not globally sorted. Costs `O(n)`.
     pub fn iter(&self) -> impl Iterator<Item = &'a AgentRecord> + 'a {
+        self.eligible().map(|(_, record)| record)
+    }
+
+    /// [`iter`](Self::iter), with each agent's slot.
+    fn eligible(&self) -> impl Iterator<Item = (Slot, &'a AgentRecord)> + 'a {
         let this = *self;
-        let pinned = self.pinned();
+        let pinned = self.requirements.pinned().map(|id| self.find(id));
         let all = self
             .classes()
             .filter(move |_| pinned.is_none())
@@ -163,9 +178,9 @@ impl<'a> Candidates<'a> {
     }
 
     /// [`sample`](Self::sample), without the note.
-    fn draw<R: Rng + ?Sized>(&self, rng: &mut R) -> Option<&'a AgentRecord> {
-        if let Some(pinned) = self.pinned() {
-            return pinned;
+    fn draw<R: Rng + ?Sized>(&self, rng: &mut R) -> Option<(Slot, &'a AgentRecord)> {
+        if let Some(pinned) = self.requirements.pinned() {
+            return self.find(pinned);
         }
         let total: usize = self.classes().map(|class| class.sampling().len()).sum();
         if total == 0 {
@@ -183,16 +198,11 @@ impl<'a> Candidates<'a> {
                 draw -= class.sampling().len();
             }
         }
-        let eligible: Vec<&AgentRecord> = self.iter().collect();
+        let eligible: Vec<(Slot, &AgentRecord)> = self.eligible().collect();
         match eligible.len() {
             0 => None,
             len => Some(eligible[rng.random_range(0..len)]),
         }
-    }
-
-    /// `Some(answer)` when the task is pinned, `None` when it is not.
-    fn pinned(&self) -> Option<Option<&'a AgentRecord>> {
-        self.requirements.pinned().map(|id| self.get(id))
     }
 
     /// Live classes whose capabilities and labels satisfy the task.
@@ -206,10 +216,9 @@ impl<'a> Candidates<'a> {
 
     /// The agent in `slot` unless the task avoids it. Only called for slots
     /// of matching classes, which hold available agents only.
-    fn usable(&self, slot: Slot) -> Option<&'a AgentRecord> {
-        self.registry
-            .slot(slot)
-            .filter(|record| !self.requirements.avoids(record.id()))
+    fn usable(&self, slot: Slot) -> Option<(Slot, &'a AgentRecord)> {
+        let record = self.registry.slot(slot)?;
+        (!self.requirements.avoids(record.id())).then_some((slot, record))
     }
 
     /// The minimum, by key and then registration order, over every matching
@@ -219,29 +228,29 @@ impl<'a> Candidates<'a> {
         K: Ord,
         I: Iterator<Item = (K, Slot)>,
     {
-        if let Some(pinned) = self.pinned() {
-            return pinned;
+        if let Some(pinned) = self.requirements.pinned() {
+            return self.get(pinned);
         }
         // The first usable member of each matching class; the least
         // `(key, registration order)` among them. (A loop rather than
         // `min_by`: with one class, as most pools have, nothing is compared.)
-        let mut best: Option<(K, &'a AgentRecord)> = None;
+        let mut best: Option<(K, (Slot, &'a AgentRecord))> = None;
         for class in self.classes() {
-            let Some((key, record)) = ordering(class)
-                .find_map(|(key, slot)| self.usable(slot).map(|record| (key, record)))
+            let Some((key, found)) =
+                ordering(class).find_map(|(key, slot)| self.usable(slot).map(|found| (key, found)))
             else {
                 continue;
             };
             let better = match &best {
-                Some((best_key, best_record)) => {
-                    (&key, record.order()) < (best_key, best_record.order())
+                Some((best_key, (_, best_record))) => {
+                    (&key, found.1.order()) < (best_key, best_record.order())
                 }
                 None => true,
             };
             if better {
-                best = Some((key, record));
+                best = Some((key, found));
             }
         }
-        self.vouch(best.map(|(_, record)| record))
+        self.vouch(best.map(|(_, found)| found))
     }
 }

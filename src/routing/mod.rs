@@ -79,7 +79,7 @@ pub use scored::{ScoreWeights, Scored};
 pub use state::StrategyState;
 pub use weighted_round_robin::WeightedRoundRobin;
 
-use crate::agent::{AgentRecord, Outcome, Registry};
+use crate::agent::{AgentRecord, Outcome, Registry, Slot};
 use crate::hash::IdMap;
 use crate::{AgentId, LabelConstraint, TaskRequirements};
 
@@ -308,26 +308,45 @@ impl Registry {
     where
         S: RoutingStrategy + ?Sized,
     {
+        self.route_to_slot(strategy, requirements)
+            .map(|(agent, _)| agent)
+    }
+
+    /// [`route_resolved`](Self::route_resolved), with the chosen agent's
+    /// slot: what the dispatcher acquires, without looking the id up again.
+    pub(crate) fn route_to_slot<S>(
+        &self,
+        strategy: &mut S,
+        requirements: &ResolvedRequirements,
+    ) -> Result<(AgentId, Slot), RoutingError>
+    where
+        S: RoutingStrategy + ?Sized,
+    {
         let vouched = Cell::new(None);
         let candidates = Candidates::vouching(self, requirements, &vouched);
-        if let Some(agent) = requirements.pinned() {
-            return candidates
+        // An agent a query of the candidates returned last is eligible, and
+        // its slot is noted; any other is checked (which notes its slot).
+        let eligible = |agent: AgentId| match vouched.get() {
+            Some((id, slot)) if id == agent => Some(slot),
+            _ => candidates
                 .get(agent)
-                .map(AgentRecord::id)
+                .and(vouched.get())
+                .map(|(_, slot)| slot),
+        };
+        if let Some(agent) = requirements.pinned() {
+            return eligible(agent)
+                .map(|slot| (agent, slot))
                 .ok_or(RoutingError::PinnedAgentUnavailable { agent });
         }
-        if let Some(preferred) = requirements
-            .preferred_agent()
-            .and_then(|id| candidates.get(id))
-        {
-            return Ok(preferred.id());
+        if let Some(preferred) = requirements.preferred_agent() {
+            if let Some(slot) = eligible(preferred) {
+                return Ok((preferred, slot));
+            }
         }
         match strategy.select(&candidates) {
-            // An agent a query of the candidates returned is eligible.
-            Some(agent) if vouched.get() == Some(agent) || candidates.get(agent).is_some() => {
-                Ok(agent)
-            }
-            Some(agent) => Err(RoutingError::IneligibleChoice { agent }),
+            Some(agent) => eligible(agent)
+                .map(|slot| (agent, slot))
+                .ok_or(RoutingError::IneligibleChoice { agent }),
             None if candidates.is_empty() => Err(RoutingError::NoEligibleAgent),
             None => Err(RoutingError::Declined),
         }

@@ -85,6 +85,7 @@
 //! # Ok::<(), taskweave::Error>(())
 //! ```
 
+mod agent_table;
 mod concurrency;
 mod config;
 mod dead_letter;

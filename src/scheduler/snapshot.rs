@@ -282,6 +282,7 @@ impl<P> State<P> {
     fn check_tasks(&mut self) -> Result<BTreeMap<AgentId, BTreeSet<TaskId>>, SchedulerError> {
         let mut users: HashMap<RequirementsId, usize> = HashMap::new();
         let mut in_flight: BTreeMap<AgentId, BTreeSet<TaskId>> = BTreeMap::new();
+        let mut slots = Vec::new();
         self.queued_by_level = [0; Priority::LEVELS];
         self.waiting = 0;
         for (id, task) in self.tasks.iter() {
@@ -311,18 +312,25 @@ impl<P> State<P> {
                     token,
                     attempt,
                 } => {
-                    if !self.registry.contains(agent) {
+                    let Some(slot) = self.registry.slot_of(agent) else {
                         return Err(corrupt(&field, format!("runs on unknown agent {agent}")));
-                    }
+                    };
                     issued(&format!("{field}.token"), token.get(), self.next_token)?;
                     if attempt != task.attempts || attempt == 0 {
                         return Err(corrupt(&field, "attempt number disagrees with attempts"));
                     }
                     in_flight.entry(agent).or_default().insert(id);
+                    slots.push((id, slot));
                 }
                 terminal => {
                     return Err(corrupt(&field, format!("is live but {terminal:?}")));
                 }
+            }
+        }
+        // Each running task knows its agent's slot in the restored registry.
+        for (id, slot) in slots {
+            if let Some(task) = self.tasks.get_mut(id) {
+                task.agent_slot = slot;
             }
         }
         for (requirements, count) in self.requirements.users() {
@@ -340,17 +348,17 @@ impl<P> State<P> {
     /// Each agent's in-flight list names exactly the tasks running on it,
     /// and its load in the registry is their number.
     fn check_in_flight(
-        &self,
+        &mut self,
         expected: &BTreeMap<AgentId, BTreeSet<TaskId>>,
     ) -> Result<(), SchedulerError> {
-        for (agent, list) in &self.in_flight {
+        self.in_flight = std::mem::take(&mut self.in_flight)
+            .placed(&self.registry)
+            .map_err(|agent| corrupt(&format!("in_flight[{agent}]"), "unknown agent"))?;
+        for (agent, list) in self.in_flight.iter() {
             let list = list.as_slice();
             let field = format!("in_flight[{agent}]");
-            if !self.registry.contains(*agent) {
-                return Err(corrupt(&field, "unknown agent"));
-            }
             let listed: BTreeSet<TaskId> = list.iter().copied().collect();
-            let running = expected.get(agent).cloned().unwrap_or_default();
+            let running = expected.get(&agent).cloned().unwrap_or_default();
             if listed.len() != list.len() || listed != running {
                 return Err(corrupt(
                     &field,
@@ -360,7 +368,7 @@ impl<P> State<P> {
         }
         for record in self.registry.iter() {
             let running = expected.get(&record.id()).map_or(0, BTreeSet::len);
-            if !self.in_flight.contains_key(&record.id()) && running > 0 {
+            if !self.in_flight.contains(record.id(), &self.registry) && running > 0 {
                 return Err(corrupt(&format!("in_flight[{}]", record.id()), "missing"));
             }
             if record.load() as usize != running {

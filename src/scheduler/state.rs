@@ -6,6 +6,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
+use super::agent_table::AgentTable;
 use super::concurrency::{KeyGates, KeySet};
 use super::dead_letter::PriorLetter;
 use super::dispatcher::Gates;
@@ -19,7 +20,7 @@ use super::stats::Recorder;
 use super::task::TaskState;
 use super::task_options::FairShare;
 use super::{Action, DeadLetterQueue, DispatcherConfig};
-use crate::agent::Registry;
+use crate::agent::{Registry, Slot};
 use crate::hash::IdMap;
 use crate::rng::SplitMix64;
 use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
@@ -52,6 +53,10 @@ pub(super) struct Task<P> {
     pub(super) assigned_at: Instant,
     pub(super) extras: Option<Box<Extras>>,
     pub(super) requirements: RequirementsId,
+    /// While in flight: the registry slot of its agent (derived from the
+    /// agent's id when a snapshot is restored).
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub(super) agent_slot: Slot,
     pub(super) attempts: u32,
     pub(super) failures: u32,
     pub(super) priority: Priority,
@@ -197,8 +202,8 @@ pub(super) struct State<P> {
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
     pub(super) heartbeat_due: IdMap<AgentId, Instant>,
     pub(super) actions: VecDeque<Action>,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
-    pub(super) in_flight: IdMap<AgentId, Running>,
+    /// The tasks each agent runs, by its registry slot.
+    pub(super) in_flight: AgentTable<Running>,
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
     pub(super) idempotency: HashMap<String, TaskId>,
     pub(super) idempotency_expiry: VecDeque<(Instant, String)>,
@@ -244,7 +249,7 @@ impl<P> State<P> {
             timers: BTreeSet::new(),
             heartbeat_due: IdMap::default(),
             actions: VecDeque::new(),
-            in_flight: IdMap::default(),
+            in_flight: AgentTable::default(),
             idempotency: HashMap::new(),
             idempotency_expiry: VecDeque::new(),
             dead_letters: DeadLetterQueue::new(),

@@ -72,19 +72,30 @@ impl Registry {
     }
 
     /// [`update`](Self::update) for a change of load alone — what every
-    /// assignment and completion makes. `change` sees a [`LoadOnly`] view
-    /// of the record, which lets it move the load and the history but not
-    /// the status, capacity, slot limit or class, so the agent keeps its
-    /// standing: the online totals move by the load difference, and the
-    /// index refiles the agent by load, files it or withdraws it, without
-    /// comparing whole states.
+    /// assignment and completion makes — of the agent `id` in `slot`.
+    /// `change` sees a [`LoadOnly`] view of the record, which lets it move
+    /// the load and the history but not the status, capacity, slot limit or
+    /// class, so the agent keeps its standing: the online totals move by
+    /// the load difference, and the index refiles the agent by load, files
+    /// it or withdraws it, without comparing whole states.
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryError::UnknownAgent`] unless `id` is registered in `slot`;
+    /// whatever `change` returns.
     #[inline]
     pub(super) fn update_load<T>(
         &mut self,
         id: AgentId,
+        slot: Slot,
         change: impl FnOnce(&mut LoadOnly<'_>) -> Result<T, RegistryError>,
     ) -> Result<T, RegistryError> {
-        let (slot, record) = self.locate_mut(id)?;
+        let record = self
+            .slots
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+            .filter(|record| record.id == id)
+            .ok_or(RegistryError::UnknownAgent(id))?;
         let before = record.load;
         let mut view = LoadOnly {
             load: record.load,

@@ -132,6 +132,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             assigned_at: now,
             extras,
             requirements: self.state.requirements.acquire(requirements),
+            agent_slot: 0,
             attempts: 0,
             failures: 0,
             priority,

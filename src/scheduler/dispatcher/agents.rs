@@ -5,7 +5,7 @@ use super::super::state::Timer;
 use super::super::task::TaskState;
 use super::super::{Event, SchedulerError};
 use super::{Action, CancelReason, Dispatcher};
-use crate::agent::{AgentProfile, AgentStatus};
+use crate::agent::{AgentProfile, AgentStatus, Slot};
 use crate::routing::RoutingStrategy;
 use crate::{AgentId, Instant, TaskId};
 
@@ -112,10 +112,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
     /// Requeues every task `agent` is running, in original order.
     pub(super) fn fail_over(&mut self, agent: AgentId, now: Instant) -> Vec<TaskId> {
-        let mut tasks = self
-            .state
-            .in_flight
-            .remove(&agent)
+        let slot = self.state.registry.slot_of(agent).unwrap_or(Slot::MAX);
+        let mut tasks = (self.state.in_flight)
+            .remove(agent, slot)
             .map_or_else(Vec::new, Running::into_vec);
         tasks.sort_by_key(|&t| self.state.tasks.get(t).map_or(u64::MAX, |e| e.seq));
         for &task in &tasks {

@@ -8,7 +8,7 @@ use super::super::task::{
 use super::super::task_options::TaskOptions;
 use super::super::{DeadLetter, Event, ReportError, SchedulerError};
 use super::{Action, CancelReason, Dispatcher};
-use crate::agent::Outcome;
+use crate::agent::{Outcome, Slot};
 use crate::routing::{Feedback, RoutingStrategy};
 use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
 
@@ -190,9 +190,16 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         outcome: Option<Outcome>,
         now: Instant,
     ) {
+        // The attempt's slot and probe permit; a task that is not live (no
+        // caller passes one) has neither.
+        let (slot, probe) = match self.state.tasks.get_mut(task) {
+            Some(t) => (Some(t.agent_slot), std::mem::take(&mut t.probe)),
+            None => (self.state.registry.slot_of(agent), false),
+        };
+        let slot = slot.unwrap_or(Slot::MAX);
         // An emptied list stays (agents go idle and busy all the time); it
         // goes when the agent fails over or leaves.
-        if let Some(list) = self.state.in_flight.get_mut(&agent) {
+        if let Some(list) = self.state.in_flight.get_mut(agent, slot) {
             list.remove(task);
         }
         if self.state.key_gates.is_on() {
@@ -204,12 +211,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         }
         let kind = self.gated_kind(task);
         self.kind_slot_freed(kind);
-        let probe = self
-            .state
-            .tasks
-            .get_mut(task)
-            .is_some_and(|t| std::mem::take(&mut t.probe));
-        let released = self.state.registry.release_after(agent, outcome).is_ok();
+        let released = (self.state.registry)
+            .release_slot(agent, slot, outcome)
+            .is_ok();
         match outcome {
             Some(outcome) => {
                 self.learn(task, agent, outcome);

@@ -7,7 +7,7 @@ use super::super::requirements_table::RequirementsId;
 use super::super::state::{Parked, Task, Timer};
 use super::super::task::TaskState;
 use super::{Action, CancelReason, Dispatcher, Source};
-use crate::agent::AgentStatus;
+use crate::agent::{AgentStatus, Slot};
 use crate::routing::{RoutingError, RoutingStrategy};
 use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
 
@@ -201,8 +201,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     }
 
     /// Chooses an agent for `task`, preferring one other than the agent that
-    /// last failed it.
-    pub(super) fn route(&mut self, task: TaskId) -> Result<AgentId, RoutingError> {
+    /// last failed it; returns it with its registry slot.
+    pub(super) fn route(&mut self, task: TaskId) -> Result<(AgentId, Slot), RoutingError> {
         let Some(entry) = self.state.tasks.get(task) else {
             return Err(RoutingError::NoEligibleAgent);
         };
@@ -213,31 +213,37 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             .resolve(requirements, &self.state.registry)?;
         if let Some(last) = last_agent.filter(|&a| !resolved.avoids(a)) {
             let elsewhere = resolved.also_avoiding(last);
-            if let Ok(agent) = self
+            if let Ok(chosen) = self
                 .state
                 .registry
-                .route_resolved(&mut self.strategy, &elsewhere)
+                .route_to_slot(&mut self.strategy, &elsewhere)
             {
-                return Ok(agent);
+                return Ok(chosen);
             }
         }
         self.state
             .registry
-            .route_resolved(&mut self.strategy, resolved)
+            .route_to_slot(&mut self.strategy, resolved)
     }
 
     /// Starts `entry`'s task on `agent`. Should the breaker or the registry
     /// refuse the slot after all (the slot limit and eligibility keep that
     /// from happening), the entry is parked rather than queued again, so
     /// [`dispatch`](Self::dispatch) always makes progress.
-    pub(super) fn assign(&mut self, source: Source, entry: Entry, agent: AgentId, now: Instant) {
+    pub(super) fn assign(
+        &mut self,
+        source: Source,
+        entry: Entry,
+        (agent, slot): (AgentId, Slot),
+        now: Instant,
+    ) {
         let task = entry.task;
         let Some(probe) = self.state.gates.open_attempt(agent, now) else {
             self.park(entry, source, now);
             self.sync_slot_limit(agent, now);
             return;
         };
-        if self.state.registry.acquire(agent).is_err() {
+        if self.state.registry.acquire_slot(agent, slot).is_err() {
             if probe {
                 self.state.gates.release_probe(agent);
             }
@@ -262,6 +268,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             extras.unroutable_since = None;
         }
         task_entry.probe = probe;
+        task_entry.agent_slot = slot;
         let (attempt, priority) = (task_entry.attempts, task_entry.priority);
         let timeout = task_entry.extras().attempt_timeout.or(default_timeout);
         self.set_state(
@@ -272,7 +279,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 attempt,
             },
         );
-        self.state.in_flight.entry(agent).or_default().push(task);
+        self.state.in_flight.get_or_default(agent, slot).push(task);
         if self.state.key_gates.is_on() {
             self.keys_started(task, token, now);
         }

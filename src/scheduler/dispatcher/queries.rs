@@ -80,9 +80,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
     /// The tasks `agent` is running.
     pub fn in_flight(&self, agent: AgentId) -> &[TaskId] {
-        self.state
-            .in_flight
-            .get(&agent)
+        let slot = self.state.registry.slot_of(agent);
+        slot.and_then(|slot| self.state.in_flight.get(agent, slot))
             .map_or(&[], |r| r.as_slice())
     }
 
