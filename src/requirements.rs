@@ -294,6 +294,18 @@ impl TaskRequirements {
         self
     }
 
+    /// Whether `self` and `other` are known equal without comparing them:
+    /// both ask nothing, or they share their constraints. `false` says
+    /// nothing (they may still be equal).
+    #[inline]
+    pub(crate) fn is_identical(&self, other: &TaskRequirements) -> bool {
+        match (&self.constraints, &other.constraints) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
     /// Whether nothing at all is asked (the default): any available agent
     /// will do. Cheaper than comparing with `TaskRequirements::new()`.
     pub fn is_empty(&self) -> bool {

@@ -336,7 +336,7 @@ impl Registry {
         if let Some(agent) = requirements.pinned() {
             return eligible(agent)
                 .map(|slot| (agent, slot))
-                .ok_or(RoutingError::PinnedAgentUnavailable { agent });
+                .ok_or_else(|| RoutingError::PinnedAgentUnavailable { agent });
         }
         if let Some(preferred) = requirements.preferred_agent() {
             if let Some(slot) = eligible(preferred) {
@@ -346,7 +346,7 @@ impl Registry {
         match strategy.select(&candidates) {
             Some(agent) => eligible(agent)
                 .map(|slot| (agent, slot))
-                .ok_or(RoutingError::IneligibleChoice { agent }),
+                .ok_or_else(|| RoutingError::IneligibleChoice { agent }),
             None if candidates.is_empty() => Err(RoutingError::NoEligibleAgent),
             None => Err(RoutingError::Declined),
         }

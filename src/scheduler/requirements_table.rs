@@ -134,9 +134,26 @@ pub(crate) struct RequirementsTable {
 
 impl RequirementsTable {
     /// The id of `requirements`, counting one more user.
+    ///
+    /// Tasks tend to come in runs with the same requirements, mostly none
+    /// at all or one shared set: that case is inline and compares no sets.
+    #[inline]
     pub(crate) fn acquire(&mut self, requirements: TaskRequirements) -> RequirementsId {
-        // Tasks tend to come in runs with the same requirements: comparing
-        // with the last set costs less than hashing.
+        if let Some(id) = self.last {
+            if let Some(Some(entry)) = self.entries.get_mut(id as usize) {
+                if entry.users > 0 && entry.requirements.is_identical(&requirements) {
+                    entry.users += 1;
+                    return id;
+                }
+            }
+        }
+        self.acquire_any(requirements)
+    }
+
+    /// [`acquire`](Self::acquire) beyond its inline case.
+    #[inline(never)]
+    fn acquire_any(&mut self, requirements: TaskRequirements) -> RequirementsId {
+        // Comparing with the last set costs less than hashing.
         let repeated = self.last.filter(|&id| {
             self.entry(id).is_some_and(|e| {
                 // Most tasks ask for nothing: check that without comparing sets.
@@ -179,17 +196,25 @@ impl RequirementsTable {
     }
 
     /// One user fewer; unused entries go in sweeps (see the module docs).
+    #[inline]
     pub(crate) fn release(&mut self, id: RequirementsId) {
         let Some(entry) = self.entry_mut(id) else {
             return;
         };
         entry.users -= 1;
         if entry.users == 0 {
-            self.unused += 1;
-            let in_use = self.ids.len() - self.unused;
-            if self.unused > UNUSED_KEPT && self.unused > in_use {
-                self.sweep();
-            }
+            self.unused_one();
+        }
+    }
+
+    /// An entry lost its last user: counted, and swept with the others
+    /// when they are many.
+    #[inline(never)]
+    fn unused_one(&mut self) {
+        self.unused += 1;
+        let in_use = self.ids.len() - self.unused;
+        if self.unused > UNUSED_KEPT && self.unused > in_use {
+            self.sweep();
         }
     }
 
@@ -229,6 +254,7 @@ impl RequirementsTable {
     /// # Errors
     ///
     /// The resolution error: a capability or label no agent has.
+    #[inline]
     pub(crate) fn resolve(
         &mut self,
         id: RequirementsId,
@@ -242,10 +268,20 @@ impl RequirementsTable {
         else {
             return Err(RoutingError::NoEligibleAgent);
         };
-        Ok(match resolved {
-            Some(resolved) => resolved,
-            None => resolved.insert(registry.resolve(requirements)?),
-        })
+        match resolved {
+            Some(resolved) => Ok(resolved),
+            None => Self::resolve_first(requirements, resolved, registry),
+        }
+    }
+
+    /// [`resolve`](Self::resolve) of an entry not resolved yet.
+    #[inline(never)]
+    fn resolve_first<'a>(
+        requirements: &TaskRequirements,
+        resolved: &'a mut Option<ResolvedRequirements>,
+        registry: &Registry,
+    ) -> Result<&'a ResolvedRequirements, RoutingError> {
+        Ok(resolved.insert(registry.resolve(requirements)?))
     }
 
     /// The resolution, if [`resolve`](Self::resolve) succeeded before.

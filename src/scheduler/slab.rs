@@ -134,6 +134,36 @@ impl<T, R> TaskSlab<T, R> {
                 return None;
             }
         };
+        self.retire(index, keep);
+        Some(value)
+    }
+
+    /// [`finish`](Self::finish) for a caller that needs only part of the
+    /// value: `take` gets it before it is dropped where it lies, which
+    /// spares moving the whole value out.
+    #[inline]
+    pub(crate) fn finish_with<A>(
+        &mut self,
+        id: TaskId,
+        record: R,
+        keep: usize,
+        take: impl FnOnce(&mut T) -> A,
+    ) -> Option<A> {
+        let (index, _) = split(id);
+        let slot = self.slot_mut(id)?;
+        let Occupant::Live(value) = &mut slot.occupant else {
+            return None;
+        };
+        let taken = take(value);
+        slot.occupant = Occupant::Finished(record);
+        self.retire(index, keep);
+        Some(taken)
+    }
+
+    /// The slot at `index` just finished: it joins the retired ring, and
+    /// the records beyond the last `keep` are forgotten.
+    #[inline]
+    fn retire(&mut self, index: usize, keep: usize) {
         self.live -= 1;
         self.retired.push_back(index as u32);
         // Forget the records older than the last `keep`. Normally that is the
@@ -147,7 +177,6 @@ impl<T, R> TaskSlab<T, R> {
             slot.occupant = Occupant::Vacant;
             older = at.checked_sub(1);
         }
-        Some(value)
     }
 
     /// Checks a slab read from a snapshot and recounts its live values:

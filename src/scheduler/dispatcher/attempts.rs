@@ -1,7 +1,8 @@
 //! Attempts and reports: how an attempt ends, and where its task goes
 //! next — retried, requeued, dead-lettered, finished or cancelled.
 
-use super::super::state::{Task, Timer};
+use super::super::requirements_table::RequirementsId;
+use super::super::state::{Extras, Task, Timer};
 use super::super::task::{
     AttemptOutcome, DeadLetterReason, Expiry, TaskReport, TaskSpec, TaskState,
 };
@@ -83,7 +84,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         self.close_attempt(task, agent, Some(Outcome { success, latency }), now);
         match outcome {
             AttemptOutcome::Success => {
-                self.finish(task, TaskState::Completed);
+                self.finish_dropping(task, TaskState::Completed);
                 self.emit(
                     Event::Completed {
                         task,
@@ -190,33 +191,42 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         outcome: Option<Outcome>,
         now: Instant,
     ) {
-        // The attempt's slot and probe permit; a task that is not live (no
-        // caller passes one) has neither.
-        let (slot, probe) = match self.state.tasks.get_mut(task) {
-            Some(t) => (Some(t.agent_slot), std::mem::take(&mut t.probe)),
-            None => (self.state.registry.slot_of(agent), false),
+        // The attempt's slot, probe permit, token and requirement set; a
+        // task that is not live (no caller passes one) has none of them.
+        let attempt = self.state.tasks.get_mut(task).map(|t| {
+            let token = match t.state {
+                TaskState::InFlight { token, .. } => Some(token),
+                _ => None,
+            };
+            let probe = std::mem::take(&mut t.probe);
+            (t.agent_slot, probe, token, t.requirements)
+        });
+        let (slot, probe, token, requirements) = match attempt {
+            Some(attempt) => attempt,
+            None => {
+                let slot = self.state.registry.slot_of(agent).unwrap_or(Slot::MAX);
+                (slot, false, None, RequirementsId::MAX)
+            }
         };
-        let slot = slot.unwrap_or(Slot::MAX);
         // An emptied list stays (agents go idle and busy all the time); it
         // goes when the agent fails over or leaves.
         if let Some(list) = self.state.in_flight.get_mut(agent, slot) {
             list.remove(task);
         }
         if self.state.key_gates.is_on() {
-            if let Some(TaskState::InFlight { token, .. }) =
-                self.state.tasks.get(task).map(|t| t.state)
-            {
+            if let Some(token) = token {
                 self.keys_released(task, token, now);
             }
         }
-        let kind = self.gated_kind(task);
-        self.kind_slot_freed(kind);
+        if self.state.gates.by_kind() {
+            self.kind_slot_freed(self.state.requirements.kind(requirements));
+        }
         let released = (self.state.registry)
             .release_slot(agent, slot, outcome)
             .is_ok();
         match outcome {
             Some(outcome) => {
-                self.learn(task, agent, outcome);
+                self.learn(requirements, agent, outcome);
                 self.breaker_outcome(agent, probe, outcome.success, now);
             }
             None if probe => self.state.gates.release_probe(agent),
@@ -228,13 +238,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         }
     }
 
-    /// Feeds an outcome (already in the agent's history) to the strategy.
-    pub(super) fn learn(&mut self, task: TaskId, agent: AgentId, outcome: Outcome) {
-        let kind = self
-            .state
-            .tasks
-            .get(task)
-            .and_then(|t| self.state.requirements.requirements(t.requirements))
+    /// Feeds an outcome (already in the agent's history) of a task with
+    /// this requirement set to the strategy.
+    pub(super) fn learn(&mut self, requirements: RequirementsId, agent: AgentId, outcome: Outcome) {
+        let kind = (self.state.requirements)
+            .requirements(requirements)
             .and_then(|r| r.task_kind());
         self.strategy.observe(&Feedback {
             agent,
@@ -388,20 +396,49 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// Moves a task to a terminal state: out of the live table, into the
     /// bounded history.
     pub(super) fn finish(&mut self, task: TaskId, terminal: TaskState) -> Option<Task<P>> {
-        self.set_state(task, terminal);
-        let keys = self.limited_keys(task);
-        let entry =
-            self.state
-                .tasks
-                .finish(task, terminal, self.config.settings.terminal_history)?;
-        self.state.requirements.release(entry.requirements);
-        if let Some((_, lane)) = entry.extras().fairness {
-            self.state.fair_keys.release(lane);
-        }
-        if !keys.is_empty() {
-            self.keys_passed_on(keys);
+        let keep = self.config.settings.terminal_history;
+        let mut entry = self.state.tasks.finish(task, terminal, keep)?;
+        self.finished(entry.state, entry.priority, entry.requirements);
+        entry.state = terminal;
+        if let Some(extras) = entry.extras.as_deref() {
+            self.options_finished(extras);
         }
         Some(entry)
+    }
+
+    /// [`finish`](Self::finish) for a task whose payload nobody needs (a
+    /// completion): it is dropped where it lies. Whether it was live.
+    pub(super) fn finish_dropping(&mut self, task: TaskId, terminal: TaskState) -> bool {
+        let keep = self.config.settings.terminal_history;
+        let taken = self.state.tasks.finish_with(task, terminal, keep, |t| {
+            (t.state, t.priority, t.requirements, t.extras.take())
+        });
+        let Some((state, priority, requirements, extras)) = taken else {
+            return false;
+        };
+        self.finished(state, priority, requirements);
+        if let Some(extras) = extras {
+            self.options_finished(&extras);
+        }
+        true
+    }
+
+    /// The counts and the requirement set of a task that left `state`.
+    #[inline]
+    fn finished(&mut self, state: TaskState, priority: Priority, requirements: RequirementsId) {
+        self.count(state, priority, -1);
+        self.state.requirements.release(requirements);
+    }
+
+    /// A finished task's fair-share lane and concurrency keys pass on.
+    #[inline(never)]
+    fn options_finished(&mut self, extras: &Extras) {
+        if let Some((_, lane)) = extras.fairness {
+            self.state.fair_keys.release(lane);
+        }
+        if self.state.key_gates.is_on() && !extras.limited.is_empty() {
+            self.keys_passed_on(extras.limited);
+        }
     }
 
     /// The live state of `task`, or why it has none.

@@ -154,7 +154,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             return;
         };
         self.stop_attempt(task, agent, token, None, CancelReason::Superseded, now);
-        self.finish(task, TaskState::Cancelled);
+        self.finish_dropping(task, TaskState::Cancelled);
         self.emit(Event::Cancelled { task }, now);
     }
 }

@@ -16,7 +16,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     ///
     /// With every slot taken, only P0 tasks are looked at, and only when
     /// preemption may free a slot for them.
-    #[inline]
+    #[inline(always)]
     pub(super) fn dispatch(&mut self, now: Instant) {
         // Nothing queued: what the queues hold, if anything, is dead. The
         // common case after a report, so checked without a call.
@@ -25,7 +25,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         }
     }
 
-    /// [`dispatch`](Self::dispatch), with tasks queued.
+    /// [`dispatch`](Self::dispatch), with tasks queued. Out of line, so
+    /// the check above costs its callers no registers.
+    #[inline(never)]
     fn dispatch_queued(&mut self, now: Instant) {
         while let Some(max_level) = self.dispatch_limit() {
             let Some((source, entry)) = self.next_entry(now, max_level) else {
