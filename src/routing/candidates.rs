@@ -154,6 +154,7 @@ impl<'a> Candidates<'a> {
     /// The eligible agent with the lowest `load / capacity`. Among equally
     /// loaded agents of one class, the one that reached that load first wins
     /// (so equal agents take turns); across classes, the one registered first.
+    #[inline]
     pub fn least_loaded(&self) -> Option<&'a AgentRecord> {
         let index = self.registry.index();
         self.best(|class| index.by_load(class))

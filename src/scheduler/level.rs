@@ -156,6 +156,7 @@ impl Level {
     }
 
     /// Whether no entry is queued.
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.plain.is_empty() && self.fair.is_none()
     }

@@ -153,6 +153,7 @@ impl Queue {
     }
 
     /// Whether no entry (live or dead) is queued.
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.levels.iter().all(Level::is_empty)
     }

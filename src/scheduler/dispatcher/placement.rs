@@ -3,7 +3,7 @@
 
 use super::super::Event;
 use super::super::queue::{Entry, HeadKey, Queue};
-use super::super::requirements_table::RequirementsId;
+use super::super::requirements_table::{KindId, RequirementsId};
 use super::super::state::{Parked, Task, Timer};
 use super::super::task::TaskState;
 use super::{Action, CancelReason, Dispatcher, Source};
@@ -79,7 +79,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         match routed.map(|agent| (agent, gates.take_kind_rate(kind, requirements, cost, now))) {
             Ok((agent, Ok(()))) => {
                 if !self.state.key_gates.is_on() || self.take_key_rates(&entry, now) {
-                    self.assign(source, entry, agent, now);
+                    self.assign(source, entry, agent, kind, now);
                 }
             }
             Ok((_, Err(until))) => {
@@ -237,6 +237,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         source: Source,
         entry: Entry,
         (agent, slot): (AgentId, Slot),
+        kind: Option<KindId>,
         now: Instant,
     ) {
         let task = entry.task;
@@ -253,7 +254,6 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             return;
         }
         // The bulkhead had room when `place` looked, before routing.
-        let kind = self.gated_kind(task);
         self.state
             .gates
             .kind_started(kind, &self.state.requirements);
@@ -273,14 +273,13 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         task_entry.agent_slot = slot;
         let (attempt, priority) = (task_entry.attempts, task_entry.priority);
         let timeout = task_entry.extras().attempt_timeout.or(default_timeout);
-        self.set_state(
-            task,
-            TaskState::InFlight {
-                agent,
-                token,
-                attempt,
-            },
-        );
+        let running = TaskState::InFlight {
+            agent,
+            token,
+            attempt,
+        };
+        let waited = std::mem::replace(&mut task_entry.state, running);
+        self.count(waited, priority, -1);
         self.state.in_flight.get_or_default(agent, slot).push(task);
         if self.state.key_gates.is_on() {
             self.keys_started(task, token, now);
