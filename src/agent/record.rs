@@ -128,6 +128,7 @@ impl AgentRecord {
         }
     }
 
+    #[inline]
     pub(super) fn tracked(&self) -> TrackedState {
         TrackedState {
             status: self.status,

@@ -358,6 +358,7 @@ impl Registry {
     ///
     /// [`RegistryError::UnknownAgent`] unless `id` is in `slot`, or
     /// [`RegistryError::NoFreeSlot`].
+    #[inline]
     pub(crate) fn acquire_slot(&mut self, id: AgentId, slot: Slot) -> Result<u32, RegistryError> {
         self.update_load(id, slot, |record| {
             if record.load >= record.capacity() {
@@ -386,6 +387,7 @@ impl Registry {
     /// an outcome) and [`release`](Self::release) of the agent `id` in
     /// `slot`, without a lookup. The outcome is recorded even when no slot
     /// is held.
+    #[inline]
     pub(crate) fn release_slot(
         &mut self,
         id: AgentId,

@@ -314,6 +314,7 @@ impl Registry {
 
     /// [`route_resolved`](Self::route_resolved), with the chosen agent's
     /// slot: what the dispatcher acquires, without looking the id up again.
+    #[inline]
     pub(crate) fn route_to_slot<S>(
         &self,
         strategy: &mut S,
@@ -334,9 +335,11 @@ impl Registry {
                 .map(|(_, slot)| slot),
         };
         if let Some(agent) = requirements.pinned() {
-            return eligible(agent)
-                .map(|slot| (agent, slot))
-                .ok_or_else(|| RoutingError::PinnedAgentUnavailable { agent });
+            // A match, not `ok_or`: an error built and dropped costs a call.
+            return match eligible(agent) {
+                Some(slot) => Ok((agent, slot)),
+                None => Err(RoutingError::PinnedAgentUnavailable { agent }),
+            };
         }
         if let Some(preferred) = requirements.preferred_agent() {
             if let Some(slot) = eligible(preferred) {
@@ -344,9 +347,10 @@ impl Registry {
             }
         }
         match strategy.select(&candidates) {
-            Some(agent) => eligible(agent)
-                .map(|slot| (agent, slot))
-                .ok_or_else(|| RoutingError::IneligibleChoice { agent }),
+            Some(agent) => match eligible(agent) {
+                Some(slot) => Ok((agent, slot)),
+                None => Err(RoutingError::IneligibleChoice { agent }),
+            },
             None if candidates.is_empty() => Err(RoutingError::NoEligibleAgent),
             None => Err(RoutingError::Declined),
         }

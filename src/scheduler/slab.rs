@@ -162,7 +162,7 @@ impl<T, R> TaskSlab<T, R> {
 
     /// The slot at `index` just finished: it joins the retired ring, and
     /// the records beyond the last `keep` are forgotten.
-    #[inline]
+    #[inline(always)]
     fn retire(&mut self, index: usize, keep: usize) {
         self.live -= 1;
         self.retired.push_back(index as u32);

@@ -8,7 +8,7 @@ use super::super::state::{Parked, Task, Timer};
 use super::super::task::TaskState;
 use super::{Action, CancelReason, Dispatcher, Source};
 use crate::agent::{AgentStatus, Slot};
-use crate::routing::{RoutingError, RoutingStrategy};
+use crate::routing::RoutingStrategy;
 use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
 
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
@@ -67,7 +67,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             return;
         }
         let routed = match self.route(entry.task) {
-            Err(_) if self.preempt_for(&entry, now) => self.route(entry.task),
+            None if self.preempt_for(&entry, now) => self.route(entry.task),
             routed => routed,
         };
         let cost = match kind {
@@ -77,19 +77,19 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         let gates = &mut self.state.gates;
         let requirements = &self.state.requirements;
         match routed.map(|agent| (agent, gates.take_kind_rate(kind, requirements, cost, now))) {
-            Ok((agent, Ok(()))) => {
+            Some((agent, Ok(()))) => {
                 if !self.state.key_gates.is_on() || self.take_key_rates(&entry, now) {
                     self.assign(source, entry, agent, kind, now);
                 }
             }
-            Ok((_, Err(until))) => {
+            Some((_, Err(until))) => {
                 let requirements = self.state.tasks.get(entry.task).map(|t| t.requirements);
                 self.park(entry, source, now);
                 if let Some(requirements) = requirements {
                     self.arm(until, Timer::KindRate(requirements));
                 }
             }
-            Err(_) => self.park(entry, source, now),
+            None => self.park(entry, source, now),
         }
     }
 
@@ -203,16 +203,14 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     }
 
     /// Chooses an agent for `task`, preferring one other than the agent that
-    /// last failed it; returns it with its registry slot.
-    pub(super) fn route(&mut self, task: TaskId) -> Result<(AgentId, Slot), RoutingError> {
-        let Some(entry) = self.state.tasks.get(task) else {
-            return Err(RoutingError::NoEligibleAgent);
-        };
+    /// last failed it; returns it with its registry slot, or `None` when no
+    /// agent can take it now (why does not matter here: the task waits).
+    pub(super) fn route(&mut self, task: TaskId) -> Option<(AgentId, Slot)> {
+        let entry = self.state.tasks.get(task)?;
         let (requirements, last_agent) = (entry.requirements, entry.extras().last_agent);
-        let resolved = self
-            .state
-            .requirements
-            .resolve(requirements, &self.state.registry)?;
+        let resolved = (self.state.requirements)
+            .resolve(requirements, &self.state.registry)
+            .ok()?;
         if let Some(last) = last_agent.filter(|&a| !resolved.avoids(a)) {
             let elsewhere = resolved.also_avoiding(last);
             if let Ok(chosen) = self
@@ -220,12 +218,13 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 .registry
                 .route_to_slot(&mut self.strategy, &elsewhere)
             {
-                return Ok(chosen);
+                return Some(chosen);
             }
         }
         self.state
             .registry
             .route_to_slot(&mut self.strategy, resolved)
+            .ok()
     }
 
     /// Starts `entry`'s task on `agent`. Should the breaker or the registry
