@@ -864,6 +864,31 @@ fn corrupt_snapshots_name_the_field_at_fault() {
 }
 
 #[test]
+fn a_finished_record_holds_only_a_final_state() {
+    let mut d = one_agent(1);
+    let now = Instant::ZERO;
+    let task = d.submit(TaskSpec::new("done"), now).unwrap().id();
+    let (agent, token) = assigned(&mut d)[0];
+    let report = TaskReport {
+        task,
+        agent,
+        token,
+        outcome: AttemptOutcome::Success,
+    };
+    d.report(report, now).unwrap();
+    let text = serde_json::to_string(&d.snapshot()).unwrap();
+    let record = r#"{"Finished":"Completed"}"#;
+    assert!(text.contains(record), "the record is stored as its state");
+    let read = |text: &str| serde_json::from_str::<Snapshot<&str>>(text).map(drop);
+    assert!(read(&text).is_ok());
+    // A record is read back only as one of the four final states.
+    for live in [r#""Queued""#, r#"{"Delayed":{"until":5}}"#] {
+        let forged = text.replace(record, &format!(r#"{{"Finished":{live}}}"#));
+        assert!(read(&forged).is_err(), "{live} read back as a record");
+    }
+}
+
+#[test]
 fn rate_limiters_and_breakers_that_saw_past_the_clock_are_refused() {
     let mut d: Dispatcher<u32> = Dispatcher::with_strategy(config(), strategy());
     let profile = AgentProfile::builder().capacity(2).build().unwrap();

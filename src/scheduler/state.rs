@@ -17,7 +17,7 @@ use super::requirements_table::{RequirementsId, RequirementsTable};
 use super::running::Running;
 use super::slab::TaskSlab;
 use super::stats::Recorder;
-use super::task::TaskState;
+use super::task::{TaskState, Terminal};
 use super::task_options::FairShare;
 use super::{Action, DeadLetterQueue, DispatcherConfig};
 use crate::agent::{Registry, Slot};
@@ -158,7 +158,7 @@ impl<P> Task<P> {
     }
 }
 
-impl<P> TaskSlab<Task<P>, TaskState> {
+impl<P> TaskSlab<Task<P>, Terminal> {
     /// Whether `task` is live and queued: an entry naming any other task
     /// is dead, dropped when it comes up.
     pub(super) fn is_queued(&self, task: TaskId) -> bool {
@@ -191,7 +191,7 @@ pub(super) struct State<P> {
     pub(super) rng: SplitMix64,
     /// Live tasks, and the terminal states of the last `terminal_history`
     /// finished ones.
-    pub(super) tasks: TaskSlab<Task<P>, TaskState>,
+    pub(super) tasks: TaskSlab<Task<P>, Terminal>,
     pub(super) requirements: RequirementsTable,
     pub(super) queue: Queue,
     pub(super) parked: Vec<Parked>,

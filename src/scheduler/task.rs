@@ -245,6 +245,29 @@ pub enum TaskState {
     DeadLettered,
 }
 
+/// A terminal [`TaskState`], as a finished task's record keeps it: one
+/// byte, and only the four final states can be written or read back (its
+/// stored form is theirs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub(crate) enum Terminal {
+    Completed,
+    Cancelled,
+    Expired,
+    DeadLettered,
+}
+
+impl From<Terminal> for TaskState {
+    fn from(terminal: Terminal) -> Self {
+        match terminal {
+            Terminal::Completed => TaskState::Completed,
+            Terminal::Cancelled => TaskState::Cancelled,
+            Terminal::Expired => TaskState::Expired,
+            Terminal::DeadLettered => TaskState::DeadLettered,
+        }
+    }
+}
+
 impl TaskState {
     /// Whether the state is final.
     pub fn is_terminal(&self) -> bool {

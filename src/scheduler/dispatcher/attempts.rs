@@ -4,7 +4,7 @@
 use super::super::requirements_table::RequirementsId;
 use super::super::state::{Extras, Task, Timer};
 use super::super::task::{
-    AttemptOutcome, DeadLetterReason, Expiry, TaskReport, TaskSpec, TaskState,
+    AttemptOutcome, DeadLetterReason, Expiry, TaskReport, TaskSpec, TaskState, Terminal,
 };
 use super::super::task_options::TaskOptions;
 use super::super::{DeadLetter, Event, ReportError, SchedulerError};
@@ -50,7 +50,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             self.stop_attempt(task, agent, token, None, CancelReason::Cancelled, now);
         }
         let entry = self
-            .finish(task, TaskState::Cancelled)
+            .finish(task, Terminal::Cancelled)
             .ok_or(SchedulerError::UnknownTask(task))?;
         self.emit(Event::Cancelled { task }, now);
         self.dispatch(now);
@@ -84,7 +84,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         self.close_attempt(task, agent, Some(Outcome { success, latency }), now);
         match outcome {
             AttemptOutcome::Success => {
-                self.finish_dropping(task, TaskState::Completed);
+                self.finish_dropping(task, Terminal::Completed);
                 self.emit(
                     Event::Completed {
                         task,
@@ -136,7 +136,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     ) -> Result<(Instant, Priority), ReportError> {
         let Some(entry) = self.state.tasks.get(task) else {
             return Err(match self.state.tasks.record(task) {
-                Some(&state) => ReportError::NotInFlight { task, state },
+                Some(&state) => ReportError::NotInFlight {
+                    task,
+                    state: state.into(),
+                },
                 None => ReportError::UnknownTask(task),
             });
         };
@@ -335,8 +338,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// the host gets a notice.
     pub(super) fn dead_letter(&mut self, task: TaskId, reason: DeadLetterReason, now: Instant) {
         let terminal = match reason {
-            DeadLetterReason::Expired { .. } => TaskState::Expired,
-            _ => TaskState::DeadLettered,
+            DeadLetterReason::Expired { .. } => Terminal::Expired,
+            _ => Terminal::DeadLettered,
         };
         let requirements = self
             .state
@@ -368,7 +371,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         });
         self.emit(
             match terminal {
-                TaskState::Expired => Event::Expired { task },
+                Terminal::Expired => Event::Expired { task },
                 _ => Event::DeadLettered { task },
             },
             now,
@@ -395,11 +398,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
     /// Moves a task to a terminal state: out of the live table, into the
     /// bounded history.
-    pub(super) fn finish(&mut self, task: TaskId, terminal: TaskState) -> Option<Task<P>> {
+    pub(super) fn finish(&mut self, task: TaskId, terminal: Terminal) -> Option<Task<P>> {
         let keep = self.config.settings.terminal_history;
         let mut entry = self.state.tasks.finish(task, terminal, keep)?;
         self.finished(entry.state, entry.priority, entry.requirements);
-        entry.state = terminal;
+        entry.state = terminal.into();
         if let Some(extras) = entry.extras.as_deref() {
             self.options_finished(extras);
         }
@@ -408,7 +411,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
     /// [`finish`](Self::finish) for a task whose payload nobody needs (a
     /// completion): it is dropped where it lies. Whether it was live.
-    pub(super) fn finish_dropping(&mut self, task: TaskId, terminal: TaskState) -> bool {
+    pub(super) fn finish_dropping(&mut self, task: TaskId, terminal: Terminal) -> bool {
         let keep = self.config.settings.terminal_history;
         let taken = self.state.tasks.finish_with(task, terminal, keep, |t| {
             (t.state, t.priority, t.requirements, t.extras.take())
@@ -445,7 +448,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     pub(super) fn live_state(&self, task: TaskId) -> Result<TaskState, SchedulerError> {
         match (self.state.tasks.get(task), self.state.tasks.record(task)) {
             (Some(t), _) => Ok(t.state),
-            (None, Some(&state)) => Err(SchedulerError::AlreadyFinished { task, state }),
+            (None, Some(&state)) => Err(SchedulerError::AlreadyFinished {
+                task,
+                state: state.into(),
+            }),
             (None, None) => Err(SchedulerError::UnknownTask(task)),
         }
     }

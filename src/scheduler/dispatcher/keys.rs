@@ -21,7 +21,7 @@ use super::super::Event;
 use super::super::concurrency::KeySet;
 use super::super::queue::Entry;
 use super::super::state::Timer;
-use super::super::task::TaskState;
+use super::super::task::{TaskState, Terminal};
 use super::{CancelReason, Dispatcher};
 use crate::routing::RoutingStrategy;
 use crate::{AttemptToken, Instant, TaskId};
@@ -154,7 +154,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             return;
         };
         self.stop_attempt(task, agent, token, None, CancelReason::Superseded, now);
-        self.finish_dropping(task, TaskState::Cancelled);
+        self.finish_dropping(task, Terminal::Cancelled);
         self.emit(Event::Cancelled { task }, now);
     }
 }

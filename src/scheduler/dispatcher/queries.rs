@@ -31,7 +31,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             .tasks
             .get(task)
             .map(|t| t.state)
-            .or_else(|| self.state.tasks.record(task).copied())
+            .or_else(|| self.state.tasks.record(task).map(|&t| t.into()))
     }
 
     /// The payload of a live task.
