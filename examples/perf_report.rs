@@ -16,16 +16,21 @@
 //!   entries; pop the least loaded, reinsert it one task busier.
 //! * `full_cycle`: submit a task, take its `Assign`, report success for the
 //!   oldest task in flight, on a pool of `agents` agents (capacity 4) kept
-//!   half busy. `tasks` tasks go through in each of the five timed runs.
-//!   `baseline_ns_per_op` is the sum of the two baselines above at the
-//!   same number of agents.
+//!   half busy. The cycle and the two baselines above are timed **in
+//!   turns**: each of `rounds` rounds runs each of them for 0.1 s, so a
+//!   slow spell of a shared machine hits all three alike. `ns_per_op` and
+//!   `baseline_ns_per_op` (the sum of the two baselines at the same number
+//!   of agents) are medians over the rounds; `ratio` is the median of the
+//!   rounds' own quotients, the figure to compare between machines and runs
+//!   (the `vecdeque_priority_push_pop` and `indexed_least_loaded_pick`
+//!   lines are medians too, the latter from the same rounds).
 //! * `full_cycle_ratio`: `ns_per_op` at 10,000 agents over that at 10.
 //! * `full_cycle_keys`: the full cycle at 1,000 agents with every task
 //!   carrying a fair-share key (one of 16 tenants, weights 1 to 3) and a
 //!   concurrency key whose limit (all slots) it never reaches, so the keys
-//!   cost their bookkeeping and nothing holds work back. `plain_ns_per_op`
-//!   is the plain `full_cycle` at 1,000 agents of this run; `ratio_to_plain`
-//!   their quotient.
+//!   cost their bookkeeping and nothing holds work back, timed in turns
+//!   with the plain cycle at 1,000 agents (`plain_ns_per_op`);
+//!   `ratio_to_plain` is the median of the rounds' quotients.
 //! * `tensor_build`: building the task tensor of a plan of `tasks` tasks
 //!   over `agents` agents (`levels` priority levels) in `form` `sparse` or
 //!   `dense`; 30 % of the tasks assigned, the rest with 1 to 16 scored
@@ -55,8 +60,9 @@
 //!   step; `makespan_ms` is the plan's makespan.
 //!
 //! Each measurement warms up, then takes the median of five runs of at
-//! least 0.3 s each. The whole report takes well under a minute. The
-//! crate's release profile builds with one codegen unit (`Cargo.toml`).
+//! least 0.3 s each, or of nine rounds in turns (above). The whole report
+//! takes about a minute. The crate's release profile builds with one
+//! codegen unit (`Cargo.toml`).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::hint::black_box;
@@ -77,15 +83,16 @@ const SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
 const CAPACITY: u32 = 4;
 /// Tasks kept in flight per agent (half the slots).
 const IN_FLIGHT_PER_AGENT: usize = 2;
-/// Tasks through the full cycle per timed run (at least; more if a run
-/// would otherwise last less than [`MIN_RUN`]).
-const CYCLE_TASKS: u64 = 1_000_000;
 /// Tasks queued for the memory measurement.
 const MEMORY_TASKS: u64 = 1_000_000;
 const PAYLOAD_BYTES: usize = std::mem::size_of::<u64>();
 const TARGET_BYTES: usize = 128;
 /// Timed runs per measurement; the median is reported.
 const RUNS: usize = 5;
+/// Rounds of the full cycle and its baselines, timed in turns.
+const ROUNDS: usize = 9;
+/// How long each of them runs in one round.
+const ROUND: Duration = Duration::from_millis(100);
 const MIN_RUN: Duration = Duration::from_millis(300);
 const WARM_UP: Duration = Duration::from_millis(200);
 /// Virtual time per task.
@@ -213,53 +220,85 @@ impl<const KEYS: bool> Pipeline<KEYS> {
     }
 }
 
-/// The full cycle at 1,000 agents with fair-share and concurrency keys on.
-fn full_cycle_keys(plain: f64) -> String {
+/// The full cycle at 1,000 agents with fair-share and concurrency keys on,
+/// timed in turns with the plain cycle.
+fn full_cycle_keys() -> String {
     let agents = SIZES[2];
-    let mut pipeline = Pipeline::<true>::new(agents);
-    let (ns, tasks) = measure(CYCLE_TASKS, || pipeline.cycle());
-    black_box(pipeline.dispatcher.live_tasks());
+    let mut plain = Pipeline::<false>::new(agents);
+    let mut keyed = Pipeline::<true>::new(agents);
+    let rounds = turns::in_turns(
+        &mut [&mut || plain.cycle(), &mut || keyed.cycle()],
+        ROUNDS,
+        ROUND,
+        WARM_UP,
+    );
+    black_box((plain.dispatcher.live_tasks(), keyed.dispatcher.live_tasks()));
+    let ns = turns::median(rounds.iter().map(|r| r[1]));
+    let plain = turns::median(rounds.iter().map(|r| r[0]));
+    let ratio = turns::median(rounds.iter().map(|r| r[1] / r[0]));
     format!(
-        "{{\"bench\":\"full_cycle_keys\",\"agents\":{agents},\"tasks\":{tasks},\"tenants\":{},\"ns_per_op\":{ns:.2},\"plain_ns_per_op\":{plain:.2},\"ratio_to_plain\":{:.3}}}",
+        "{{\"bench\":\"full_cycle_keys\",\"agents\":{agents},\"rounds\":{ROUNDS},\"tenants\":{},\"ns_per_op\":{ns:.2},\"plain_ns_per_op\":{plain:.2},\"ratio_to_plain\":{ratio:.3}}}",
         TENANTS.len(),
-        ns / plain,
     )
 }
 
-fn vecdeque_push_pop() -> f64 {
-    let mut rng = StdRng::seed_from_u64(SEED);
-    let levels: Vec<usize> = (0..1024).map(|_| rng.random_range(0..4)).collect();
-    let mut queues: [VecDeque<(u64, u64)>; 4] = Default::default();
-    let mut seq = 0u64;
-    let (ns, _) = measure(0, || {
-        seq += 1;
-        let level = levels[(seq as usize) & (levels.len() - 1)];
-        queues[black_box(level)].push_back((seq, seq));
-        black_box(queues.iter_mut().find_map(VecDeque::pop_front));
-    });
-    ns
+/// The first baseline: four `VecDeque`s, push to a level, pop from the
+/// first non-empty one.
+struct PushPop {
+    levels: Vec<usize>,
+    queues: [VecDeque<(u64, u64)>; 4],
+    seq: u64,
 }
 
-fn least_loaded_pick(entries: usize) -> f64 {
-    let mut rng = StdRng::seed_from_u64(SEED);
-    let ratio = |load: u32| (u64::from(load) << 32) / u64::from(CAPACITY);
-    let mut loads: Vec<u32> = (0..entries)
-        .map(|_| rng.random_range(0..CAPACITY))
-        .collect();
-    let mut index: BTreeSet<(u64, u32)> = loads
-        .iter()
-        .enumerate()
-        .map(|(id, &load)| (ratio(load), id as u32))
-        .collect();
-    let (ns, _) = measure(0, || {
-        if let Some((_, id)) = index.pop_first() {
-            let load = &mut loads[id as usize];
+impl PushPop {
+    fn new() -> Self {
+        let mut rng = StdRng::seed_from_u64(SEED);
+        PushPop {
+            levels: (0..1024).map(|_| rng.random_range(0..4)).collect(),
+            queues: Default::default(),
+            seq: 0,
+        }
+    }
+
+    fn step(&mut self) {
+        self.seq += 1;
+        let level = self.levels[(self.seq as usize) & (self.levels.len() - 1)];
+        self.queues[black_box(level)].push_back((self.seq, self.seq));
+        black_box(self.queues.iter_mut().find_map(VecDeque::pop_front));
+    }
+}
+
+/// The second baseline: a `BTreeSet<(load ratio, id)>` of `entries`
+/// agents; pop the least loaded, reinsert it one task busier.
+struct Pick {
+    loads: Vec<u32>,
+    index: BTreeSet<(u64, u32)>,
+}
+
+impl Pick {
+    fn ratio(load: u32) -> u64 {
+        (u64::from(load) << 32) / u64::from(CAPACITY)
+    }
+
+    fn new(entries: usize) -> Self {
+        let mut rng = StdRng::seed_from_u64(SEED);
+        let loads: Vec<u32> = (0..entries)
+            .map(|_| rng.random_range(0..CAPACITY))
+            .collect();
+        let index = (loads.iter().enumerate())
+            .map(|(id, &load)| (Self::ratio(load), id as u32))
+            .collect();
+        Pick { loads, index }
+    }
+
+    fn step(&mut self) {
+        if let Some((_, id)) = self.index.pop_first() {
+            let load = &mut self.loads[id as usize];
             *load += 1;
-            index.insert((ratio(*load), id));
+            self.index.insert((Self::ratio(*load), id));
             black_box(id);
         }
-    });
-    ns
+    }
 }
 
 /// `VmRSS` and `VmData` of this process, in bytes.
@@ -405,6 +444,9 @@ fn tensor_build() -> [String; 2] {
 #[path = "../benches/workloads/workflow.rs"]
 mod workloads;
 
+#[path = "support/turns.rs"]
+mod turns;
+
 #[path = "../benches/workloads/planning.rs"]
 mod planning_workloads;
 
@@ -496,31 +538,42 @@ fn main() {
     // hide growth from the resident-set size.
     println!("{}", memory_per_queued_task());
 
-    let push_pop = vecdeque_push_pop();
+    let mut queues = PushPop::new();
+    let (push_pop, _) = measure(0, || queues.step());
     println!(
         "{{\"bench\":\"vecdeque_priority_push_pop\",\"levels\":4,\"ns_per_op\":{push_pop:.2}}}"
     );
 
     let mut cycle_ns = Vec::with_capacity(SIZES.len());
     for agents in SIZES {
-        let pick = least_loaded_pick(agents);
+        let mut pick = Pick::new(agents);
+        let mut pipeline = Pipeline::<false>::new(agents);
+        let rounds = turns::in_turns(
+            &mut [&mut || queues.step(), &mut || pick.step(), &mut || {
+                pipeline.cycle()
+            }],
+            ROUNDS,
+            ROUND,
+            WARM_UP,
+        );
+        black_box(pipeline.dispatcher.live_tasks());
+        drop(pipeline);
+        let pick = turns::median(rounds.iter().map(|r| r[1]));
+        let ns = turns::median(rounds.iter().map(|r| r[2]));
+        let baseline = turns::median(rounds.iter().map(|r| r[0] + r[1]));
+        let ratio = turns::median(rounds.iter().map(|r| r[2] / (r[0] + r[1])));
+        cycle_ns.push(ns);
         println!(
             "{{\"bench\":\"indexed_least_loaded_pick\",\"agents\":{agents},\"ns_per_op\":{pick:.2}}}"
         );
-        let mut pipeline = Pipeline::<false>::new(agents);
-        let (ns, tasks) = measure(CYCLE_TASKS, || pipeline.cycle());
-        black_box(pipeline.dispatcher.live_tasks());
-        drop(pipeline);
-        cycle_ns.push(ns);
         println!(
-            "{{\"bench\":\"full_cycle\",\"agents\":{agents},\"tasks\":{tasks},\"ns_per_op\":{ns:.2},\"tasks_per_sec\":{:.0},\"baseline_ns_per_op\":{:.2}}}",
+            "{{\"bench\":\"full_cycle\",\"agents\":{agents},\"rounds\":{ROUNDS},\"ns_per_op\":{ns:.2},\"tasks_per_sec\":{:.0},\"baseline_ns_per_op\":{baseline:.2},\"ratio\":{ratio:.3}}}",
             1e9 / ns,
-            push_pop + pick,
         );
     }
     let ratio = cycle_ns[SIZES.len() - 1] / cycle_ns[0];
     println!("{{\"bench\":\"full_cycle_ratio\",\"ratio_10000_vs_10\":{ratio:.3}}}");
-    println!("{}", full_cycle_keys(cycle_ns[2]));
+    println!("{}", full_cycle_keys());
 
     for line in tensor_build() {
         println!("{line}");
