@@ -24,7 +24,8 @@
 //!   rounds' own quotients, the figure to compare between machines and runs
 //!   (the `vecdeque_priority_push_pop` and `indexed_least_loaded_pick`
 //!   lines are medians too, the latter from the same rounds).
-//! * `full_cycle_ratio`: `ns_per_op` at 10,000 agents over that at 10.
+//! * `full_cycle_ratio`: the full cycle at 10,000 agents over that at 10,
+//!   the two timed in turns; the median of the rounds' quotients.
 //! * `full_cycle_keys`: the full cycle at 1,000 agents with every task
 //!   carrying a fair-share key (one of 16 tenants, weights 1 to 3) and a
 //!   concurrency key whose limit (all slots) it never reaches, so the keys
@@ -218,6 +219,25 @@ impl<const KEYS: bool> Pipeline<KEYS> {
             .report(report, Instant::from_nanos(self.clock))
             .expect("current attempt");
     }
+}
+
+/// The full cycle at the largest pool over that at the smallest, timed in
+/// turns.
+fn full_cycle_ratio() -> String {
+    let (small, large) = (SIZES[0], SIZES[SIZES.len() - 1]);
+    let mut few = Pipeline::<false>::new(small);
+    let mut many = Pipeline::<false>::new(large);
+    let rounds = turns::in_turns(
+        &mut [&mut || few.cycle(), &mut || many.cycle()],
+        ROUNDS,
+        ROUND,
+        WARM_UP,
+    );
+    black_box((few.dispatcher.live_tasks(), many.dispatcher.live_tasks()));
+    let ratio = turns::median(rounds.iter().map(|r| r[1] / r[0]));
+    format!(
+        "{{\"bench\":\"full_cycle_ratio\",\"rounds\":{ROUNDS},\"ratio_{large}_vs_{small}\":{ratio:.3}}}"
+    )
 }
 
 /// The full cycle at 1,000 agents with fair-share and concurrency keys on,
@@ -544,7 +564,6 @@ fn main() {
         "{{\"bench\":\"vecdeque_priority_push_pop\",\"levels\":4,\"ns_per_op\":{push_pop:.2}}}"
     );
 
-    let mut cycle_ns = Vec::with_capacity(SIZES.len());
     for agents in SIZES {
         let mut pick = Pick::new(agents);
         let mut pipeline = Pipeline::<false>::new(agents);
@@ -562,7 +581,6 @@ fn main() {
         let ns = turns::median(rounds.iter().map(|r| r[2]));
         let baseline = turns::median(rounds.iter().map(|r| r[0] + r[1]));
         let ratio = turns::median(rounds.iter().map(|r| r[2] / (r[0] + r[1])));
-        cycle_ns.push(ns);
         println!(
             "{{\"bench\":\"indexed_least_loaded_pick\",\"agents\":{agents},\"ns_per_op\":{pick:.2}}}"
         );
@@ -571,8 +589,7 @@ fn main() {
             1e9 / ns,
         );
     }
-    let ratio = cycle_ns[SIZES.len() - 1] / cycle_ns[0];
-    println!("{{\"bench\":\"full_cycle_ratio\",\"ratio_10000_vs_10\":{ratio:.3}}}");
+    println!("{}", full_cycle_ratio());
     println!("{}", full_cycle_keys());
 
     for line in tensor_build() {
