@@ -22,8 +22,8 @@
 //!   `baseline_ns_per_op` (the sum of the two baselines at the same number
 //!   of agents) are medians over the rounds; `ratio` is the median of the
 //!   rounds' own quotients, the figure to compare between machines and runs
-//!   (the `vecdeque_priority_push_pop` and `indexed_least_loaded_pick`
-//!   lines are medians too, the latter from the same rounds).
+//!   (the `vecdeque_priority_push_pop` line is the median of the first
+//!   pool's rounds, each `indexed_least_loaded_pick` line that of its own).
 //! * `full_cycle_ratio`: the full cycle at 10,000 agents over that at 10,
 //!   the two timed in turns; the median of the rounds' quotients.
 //! * `full_cycle_keys`: the full cycle at 1,000 agents with every task
@@ -60,9 +60,9 @@
 //!   `heft/1000x50` workload of `benches/planning.rs`). `ns_per_op` is per
 //!   step; `makespan_ms` is the plan's makespan.
 //!
-//! Each measurement warms up, then takes the median of five runs of at
-//! least 0.3 s each, or of nine rounds in turns (above). The whole report
-//! takes about a minute. The crate's release profile builds with one
+//! Each measurement warms up, then takes the median of nine rounds in turns
+//! (above), or of five runs of at least 0.3 s each. The whole report takes
+//! about a minute. The crate's release profile builds with one
 //! codegen unit (`Cargo.toml`).
 
 use std::collections::{BTreeSet, VecDeque};
@@ -103,34 +103,6 @@ const TENSOR_TASKS: usize = 10_000;
 const TENSOR_AGENTS: usize = 1_000;
 /// Most candidates of an unassigned task in the tensor's plan.
 const TENSOR_CANDIDATES: usize = 16;
-
-/// The median time per operation of `RUNS` runs of `op` repeated `iters`
-/// times, where `iters` is at least `min_iters` and enough for a run to
-/// last [`MIN_RUN`]. Returns (ns per op, iterations per run).
-fn measure(min_iters: u64, mut op: impl FnMut()) -> (f64, u64) {
-    // Warm up, and estimate the cost of one operation.
-    let start = Clock::now();
-    let mut warm = 0u64;
-    while start.elapsed() < WARM_UP || warm < 1_000 {
-        for _ in 0..1_000 {
-            op();
-        }
-        warm += 1_000;
-    }
-    let estimate = start.elapsed().as_secs_f64() / warm as f64;
-    let iters = min_iters.max((MIN_RUN.as_secs_f64() / estimate).ceil() as u64);
-    let mut samples: Vec<f64> = (0..RUNS)
-        .map(|_| {
-            let start = Clock::now();
-            for _ in 0..iters {
-                op();
-            }
-            start.elapsed().as_nanos() as f64 / iters as f64
-        })
-        .collect();
-    samples.sort_by(f64::total_cmp);
-    (samples[RUNS / 2], iters)
-}
 
 fn pool(agents: usize, queue_capacity: usize, keys: bool) -> Dispatcher<u64> {
     let mut config = DispatcherConfig::builder()
@@ -221,41 +193,46 @@ impl<const KEYS: bool> Pipeline<KEYS> {
     }
 }
 
-/// The full cycle at the largest pool over that at the smallest, timed in
-/// turns.
-fn full_cycle_ratio() -> String {
-    let (small, large) = (SIZES[0], SIZES[SIZES.len() - 1]);
-    let mut few = Pipeline::<false>::new(small);
-    let mut many = Pipeline::<false>::new(large);
+/// Two pipelines' cycles timed in turns: the medians of `a`'s and `b`'s
+/// times per cycle, and of the rounds' quotients `b / a`.
+fn in_turns<const A: bool, const B: bool>(
+    a: &mut Pipeline<A>,
+    b: &mut Pipeline<B>,
+) -> (f64, f64, f64) {
     let rounds = turns::in_turns(
-        &mut [&mut || few.cycle(), &mut || many.cycle()],
+        &mut [&mut || a.cycle(), &mut || b.cycle()],
         ROUNDS,
         ROUND,
         WARM_UP,
     );
-    black_box((few.dispatcher.live_tasks(), many.dispatcher.live_tasks()));
-    let ratio = turns::median(rounds.iter().map(|r| r[1] / r[0]));
+    black_box((a.dispatcher.live_tasks(), b.dispatcher.live_tasks()));
+    (
+        turns::median(rounds.iter().map(|r| r[0])),
+        turns::median(rounds.iter().map(|r| r[1])),
+        turns::median(rounds.iter().map(|r| r[1] / r[0])),
+    )
+}
+
+/// The full cycle at the largest pool over that at the smallest.
+fn full_cycle_ratio() -> String {
+    let (small, large) = (SIZES[0], SIZES[SIZES.len() - 1]);
+    let mut few = Pipeline::<false>::new(small);
+    let mut many = Pipeline::<false>::new(large);
+    let (_, _, ratio) = in_turns(&mut few, &mut many);
     format!(
         "{{\"bench\":\"full_cycle_ratio\",\"rounds\":{ROUNDS},\"ratio_{large}_vs_{small}\":{ratio:.3}}}"
     )
 }
 
 /// The full cycle at 1,000 agents with fair-share and concurrency keys on,
-/// timed in turns with the plain cycle.
+/// against the plain cycle.
 fn full_cycle_keys() -> String {
     let agents = SIZES[2];
-    let mut plain = Pipeline::<false>::new(agents);
-    let mut keyed = Pipeline::<true>::new(agents);
-    let rounds = turns::in_turns(
-        &mut [&mut || plain.cycle(), &mut || keyed.cycle()],
-        ROUNDS,
-        ROUND,
-        WARM_UP,
+    let (mut plain, mut keyed) = (
+        Pipeline::<false>::new(agents),
+        Pipeline::<true>::new(agents),
     );
-    black_box((plain.dispatcher.live_tasks(), keyed.dispatcher.live_tasks()));
-    let ns = turns::median(rounds.iter().map(|r| r[1]));
-    let plain = turns::median(rounds.iter().map(|r| r[0]));
-    let ratio = turns::median(rounds.iter().map(|r| r[1] / r[0]));
+    let (plain, ns, ratio) = in_turns(&mut plain, &mut keyed);
     format!(
         "{{\"bench\":\"full_cycle_keys\",\"agents\":{agents},\"rounds\":{ROUNDS},\"tenants\":{},\"ns_per_op\":{ns:.2},\"plain_ns_per_op\":{plain:.2},\"ratio_to_plain\":{ratio:.3}}}",
         TENANTS.len(),
@@ -559,11 +536,6 @@ fn main() {
     println!("{}", memory_per_queued_task());
 
     let mut queues = PushPop::new();
-    let (push_pop, _) = measure(0, || queues.step());
-    println!(
-        "{{\"bench\":\"vecdeque_priority_push_pop\",\"levels\":4,\"ns_per_op\":{push_pop:.2}}}"
-    );
-
     for agents in SIZES {
         let mut pick = Pick::new(agents);
         let mut pipeline = Pipeline::<false>::new(agents);
@@ -577,6 +549,12 @@ fn main() {
         );
         black_box(pipeline.dispatcher.live_tasks());
         drop(pipeline);
+        if agents == SIZES[0] {
+            let push_pop = turns::median(rounds.iter().map(|r| r[0]));
+            println!(
+                "{{\"bench\":\"vecdeque_priority_push_pop\",\"levels\":4,\"ns_per_op\":{push_pop:.2}}}"
+            );
+        }
         let pick = turns::median(rounds.iter().map(|r| r[1]));
         let ns = turns::median(rounds.iter().map(|r| r[2]));
         let baseline = turns::median(rounds.iter().map(|r| r[0] + r[1]));
