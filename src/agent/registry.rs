@@ -347,7 +347,7 @@ impl Registry {
     /// [`RegistryError::UnknownAgent`], or [`RegistryError::NoFreeSlot`] when
     /// every slot is taken.
     pub fn acquire(&mut self, id: AgentId) -> Result<u32, RegistryError> {
-        let slot = self.slot_of(id).ok_or(RegistryError::UnknownAgent(id))?;
+        let slot = self.known_slot(id)?;
         self.acquire_slot(id, slot)
     }
 
@@ -379,7 +379,7 @@ impl Registry {
     /// [`RegistryError::UnknownAgent`], or [`RegistryError::NoSlotHeld`] when
     /// the load is already zero.
     pub fn release(&mut self, id: AgentId) -> Result<u32, RegistryError> {
-        let slot = self.slot_of(id).ok_or(RegistryError::UnknownAgent(id))?;
+        let slot = self.known_slot(id)?;
         self.release_slot(id, slot, None)
     }
 

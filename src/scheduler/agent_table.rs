@@ -53,11 +53,7 @@ impl<T> AgentTable<T> {
     where
         T: Default,
     {
-        let at = slot as usize;
-        if self.slots.len() <= at {
-            self.slots.resize_with(at + 1, || None);
-        }
-        let entry = &mut self.slots[at];
+        let entry = self.entry_at(slot);
         if entry.as_ref().is_some_and(|(owner, _)| *owner != id) {
             *entry = None;
         }
@@ -95,13 +91,19 @@ impl<T> AgentTable<T> {
         let mut placed = AgentTable::default();
         for (id, value) in self.slots.into_iter().flatten() {
             let slot = registry.slot_of(id).ok_or(id)?;
-            let at = slot as usize;
-            if placed.slots.len() <= at {
-                placed.slots.resize_with(at + 1, || None);
-            }
-            placed.slots[at] = Some((id, value));
+            *placed.entry_at(slot) = Some((id, value));
         }
         Ok(placed)
+    }
+
+    /// The entry of `slot`, the table grown to hold it if needed.
+    #[inline]
+    fn entry_at(&mut self, slot: Slot) -> &mut Option<(AgentId, T)> {
+        let at = slot as usize;
+        if self.slots.len() <= at {
+            self.slots.resize_with(at + 1, || None);
+        }
+        &mut self.slots[at]
     }
 }
 

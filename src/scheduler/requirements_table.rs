@@ -140,7 +140,7 @@ impl RequirementsTable {
     #[inline]
     pub(crate) fn acquire(&mut self, requirements: TaskRequirements) -> RequirementsId {
         if let Some(id) = self.last {
-            if let Some(Some(entry)) = self.entries.get_mut(id as usize) {
+            if let Some(entry) = self.entry_mut(id) {
                 if entry.users > 0 && entry.requirements.is_identical(&requirements) {
                     entry.users += 1;
                     return id;

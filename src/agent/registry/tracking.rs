@@ -25,22 +25,30 @@ impl LoadOnly<'_> {
 }
 
 impl Registry {
+    /// The slot of a registered agent.
+    #[inline]
+    pub(super) fn known_slot(&self, id: AgentId) -> Result<Slot, RegistryError> {
+        self.slot_of(id).ok_or(RegistryError::UnknownAgent(id))
+    }
+
     /// The slot and record of a registered agent.
     #[inline]
     pub(super) fn locate_mut(
         &mut self,
         id: AgentId,
     ) -> Result<(Slot, &mut AgentRecord), RegistryError> {
-        let slot = *self
-            .slot_of
-            .get(&id)
-            .ok_or(RegistryError::UnknownAgent(id))?;
-        let record = self
-            .slots
+        let slot = self.known_slot(id)?;
+        Ok((slot, self.record_at(id, slot)?))
+    }
+
+    /// The record of the agent `id` in `slot`.
+    #[inline]
+    fn record_at(&mut self, id: AgentId, slot: Slot) -> Result<&mut AgentRecord, RegistryError> {
+        self.slots
             .get_mut(slot as usize)
             .and_then(Option::as_mut)
-            .ok_or(RegistryError::UnknownAgent(id))?;
-        Ok((slot, record))
+            .filter(|record| record.id == id)
+            .ok_or(RegistryError::UnknownAgent(id))
     }
 
     /// Applies `change` to an agent's record, then moves the agent in the
@@ -90,12 +98,7 @@ impl Registry {
         slot: Slot,
         change: impl FnOnce(&mut LoadOnly<'_>) -> Result<T, RegistryError>,
     ) -> Result<T, RegistryError> {
-        let record = self
-            .slots
-            .get_mut(slot as usize)
-            .and_then(Option::as_mut)
-            .filter(|record| record.id == id)
-            .ok_or(RegistryError::UnknownAgent(id))?;
+        let record = self.record_at(id, slot)?;
         let before = record.load;
         let mut view = LoadOnly {
             load: record.load,

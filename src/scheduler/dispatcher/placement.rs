@@ -279,8 +279,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             token,
             attempt,
         };
-        let waited = std::mem::replace(&mut task_entry.state, running);
-        self.count(waited, priority, -1);
+        let before = std::mem::replace(&mut task_entry.state, running);
+        self.count(before, priority, -1);
         self.state.in_flight.get_or_default(agent, slot).push(task);
         if self.state.key_gates.is_on() {
             self.keys_started(task, token, now);
