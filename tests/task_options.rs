@@ -176,6 +176,12 @@ fn submissions_that_could_never_run_are_refused_with_their_reason() {
             },
         ),
         (
+            TaskSpec::new(6).not_before(Instant::MAX),
+            SubmitErrorKind::StartNever {
+                not_before: Instant::MAX,
+            },
+        ),
+        (
             TaskSpec::new(7).concurrency_key("k".repeat(MAX_KEY_BYTES + 1)),
             SubmitErrorKind::KeyTooLong {
                 bytes: MAX_KEY_BYTES + 1,

@@ -96,6 +96,14 @@ pub enum SubmitErrorKind {
         /// The task's deadline.
         deadline: Instant,
     },
+    /// The task may not start before [`Instant::MAX`], the instant that
+    /// never comes ([the clock rule](crate::time#the-clock-rule)): it could
+    /// never run.
+    #[error("start {not_before} never comes")]
+    StartNever {
+        /// The task's start instant.
+        not_before: Instant,
+    },
     /// A fair share of weight zero would never be served.
     #[error("fair-share weight of zero")]
     ZeroFairnessWeight,

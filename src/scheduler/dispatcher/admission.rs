@@ -193,10 +193,13 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     }
 
     /// Why the scheduling options of a submission could never work: a
-    /// start at or after the deadline, oversized metadata or keys, a weight
-    /// or cost of zero, a cost above a burst.
+    /// start that never comes or is at or after the deadline, oversized
+    /// metadata or keys, a weight or cost of zero, a cost above a burst.
     fn option_refusal(&self, spec: &TaskSpec<P>) -> Option<SubmitErrorKind> {
         let options = spec.options();
+        if let Some(not_before) = options.not_before.filter(|at| at.is_never()) {
+            return Some(SubmitErrorKind::StartNever { not_before });
+        }
         if let (Some(not_before), Some(deadline)) = (options.not_before, spec.deadline) {
             if not_before >= deadline {
                 return Some(SubmitErrorKind::StartAfterDeadline {
