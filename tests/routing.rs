@@ -4,9 +4,12 @@ use std::time::Duration;
 
 use taskweave::agent::{AgentProfile, AgentStatus, Outcome, Registry};
 use taskweave::routing::{
-    Adaptive, Candidates, CapabilityMatch, LeastLoaded, PowerOfTwoChoices, PriorityBased,
+    Adaptive, Candidates, CapabilityMatch, Feedback, LeastLoaded, PowerOfTwoChoices, PriorityBased,
     Rendezvous, RoundRobin, RoutingError, RoutingStrategy, ScoreWeights, Scored,
     WeightedRoundRobin,
+};
+use taskweave::scheduler::{
+    Action, AttemptOutcome, Dispatcher, DispatcherConfig, TaskReport, TaskSpec,
 };
 use taskweave::{AgentId, Instant, LabelConstraint, TaskRequirements};
 
@@ -503,4 +506,116 @@ fn every_strategy_runs_over_a_host_built_candidate_set() {
         ]),
         Err(taskweave::agent::RegistryError::DuplicateAgent(_))
     ));
+}
+
+/// Counts the feedback it gets, and keeps the default `learns`.
+#[derive(Default)]
+struct Listening {
+    observed: usize,
+}
+
+impl RoutingStrategy for Listening {
+    fn select(&mut self, candidates: &Candidates<'_>) -> Option<AgentId> {
+        candidates.least_loaded().map(|record| record.id())
+    }
+
+    fn observe(&mut self, _: &Feedback<'_>) {
+        self.observed += 1;
+    }
+}
+
+/// Counts the feedback it gets, and says it learns nothing.
+#[derive(Default)]
+struct Deaf(Listening);
+
+impl RoutingStrategy for Deaf {
+    fn select(&mut self, candidates: &Candidates<'_>) -> Option<AgentId> {
+        self.0.select(candidates)
+    }
+
+    fn observe(&mut self, feedback: &Feedback<'_>) {
+        self.0.observe(feedback);
+    }
+
+    fn learns(&self) -> bool {
+        false
+    }
+}
+
+/// Runs two successes and a failure (retried, then a success) through a
+/// dispatcher with `strategy`; returns the strategy.
+fn after_four_outcomes<S: RoutingStrategy>(strategy: S) -> Dispatcher<&'static str, S> {
+    let mut d = Dispatcher::with_strategy(DispatcherConfig::default(), strategy);
+    let profile = AgentProfile::builder().capacity(4).build().unwrap();
+    d.register_agent(id(1), profile, Instant::ZERO).unwrap();
+    let outcomes = [
+        AttemptOutcome::Success,
+        AttemptOutcome::Success,
+        AttemptOutcome::failure("flaky"),
+        AttemptOutcome::Success,
+    ];
+    for (n, outcome) in outcomes.into_iter().enumerate() {
+        // A minute apart: the retry's backoff has run out by the next step.
+        let now = Instant::from_secs(60 * n as u64);
+        if n < 3 {
+            d.submit(TaskSpec::new("work"), now).unwrap();
+        }
+        d.handle_timeout(now);
+        let Some(Action::Assign {
+            task, agent, token, ..
+        }) = d.poll_action()
+        else {
+            panic!("expected an assignment at step {n}");
+        };
+        let report = TaskReport {
+            task,
+            agent,
+            token,
+            outcome,
+        };
+        d.report(report, now).unwrap();
+    }
+    d
+}
+
+#[test]
+fn a_strategy_is_fed_only_when_it_learns() {
+    // The default `learns` is true: a strategy that overrides `observe`
+    // hears of every attempt with an outcome, failures included.
+    assert_eq!(
+        after_four_outcomes(Listening::default())
+            .strategy()
+            .observed,
+        4
+    );
+    // One that says it learns nothing gets no feedback at all.
+    assert_eq!(
+        after_four_outcomes(Deaf::default()).strategy().0.observed,
+        0
+    );
+    // Boxed, the answer passes through.
+    let boxed: Box<dyn RoutingStrategy> = Box::new(Deaf::default());
+    assert!(!boxed.learns());
+
+    // Of the built-ins, only the one that learns says so; a closure is
+    // stateless and learns nothing.
+    let learning: Vec<(&str, bool)> = vec![
+        ("CapabilityMatch", CapabilityMatch::new().learns()),
+        ("RoundRobin", RoundRobin::new().learns()),
+        ("WeightedRoundRobin", WeightedRoundRobin::new().learns()),
+        ("LeastLoaded", LeastLoaded::new().learns()),
+        ("PowerOfTwoChoices", PowerOfTwoChoices::new(7).learns()),
+        ("PriorityBased", PriorityBased::new().learns()),
+        ("Rendezvous", Rendezvous::new().learns()),
+        ("Scored", Scored::new().learns()),
+        ("Adaptive", Adaptive::new().learns()),
+    ];
+    let learners: Vec<&str> = learning
+        .iter()
+        .filter(|(_, learns)| *learns)
+        .map(|(name, _)| *name)
+        .collect();
+    assert_eq!(learners, ["Adaptive"]);
+    let closure = |c: &Candidates<'_>| c.first().map(|r| r.id());
+    assert!(!closure.learns());
 }

@@ -21,4 +21,8 @@ impl RoutingStrategy for CapabilityMatch {
     fn select(&mut self, candidates: &Candidates<'_>) -> Option<AgentId> {
         candidates.first().map(AgentRecord::id)
     }
+
+    fn learns(&self) -> bool {
+        false
+    }
 }

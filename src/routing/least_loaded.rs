@@ -23,4 +23,8 @@ impl RoutingStrategy for LeastLoaded {
     fn select(&mut self, candidates: &Candidates<'_>) -> Option<AgentId> {
         candidates.least_loaded().map(AgentRecord::id)
     }
+
+    fn learns(&self) -> bool {
+        false
+    }
 }

@@ -162,6 +162,15 @@ pub trait RoutingStrategy {
         let _ = feedback;
     }
 
+    /// Whether [`observe`](Self::observe) learns anything. A strategy that
+    /// ignores feedback answers `false`, and a dispatcher, which asks once
+    /// when it takes the strategy, then builds no feedback for it. The
+    /// default is `true`, so a strategy that overrides `observe` is fed
+    /// without saying so.
+    fn learns(&self) -> bool {
+        true
+    }
+
     /// What the strategy remembers between picks, for a dispatcher
     /// snapshot. The default is [`StrategyState::stateless`]; a host
     /// strategy with state opts in with [`StrategyState::host`].
@@ -189,6 +198,10 @@ where
     fn select(&mut self, candidates: &Candidates<'_>) -> Option<AgentId> {
         self(candidates)
     }
+
+    fn learns(&self) -> bool {
+        false
+    }
 }
 
 impl RoutingStrategy for Box<dyn RoutingStrategy + '_> {
@@ -198,6 +211,10 @@ impl RoutingStrategy for Box<dyn RoutingStrategy + '_> {
 
     fn observe(&mut self, feedback: &Feedback<'_>) {
         (**self).observe(feedback);
+    }
+
+    fn learns(&self) -> bool {
+        (**self).learns()
     }
 
     fn save_state(&self) -> StrategyState {
@@ -216,6 +233,10 @@ impl RoutingStrategy for Box<dyn RoutingStrategy + Send + '_> {
 
     fn observe(&mut self, feedback: &Feedback<'_>) {
         (**self).observe(feedback);
+    }
+
+    fn learns(&self) -> bool {
+        (**self).learns()
     }
 
     fn save_state(&self) -> StrategyState {

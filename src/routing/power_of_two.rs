@@ -31,6 +31,10 @@ impl RoutingStrategy for PowerOfTwoChoices {
         Some(std::cmp::min_by(first, second, |a, b| a.cmp_utilization(b)).id())
     }
 
+    fn learns(&self) -> bool {
+        false
+    }
+
     fn save_state(&self) -> StrategyState {
         StrategyState(Repr::PowerOfTwoChoices {
             rng: self.rng.clone(),

@@ -22,4 +22,8 @@ impl RoutingStrategy for PriorityBased {
     fn select(&mut self, candidates: &Candidates<'_>) -> Option<AgentId> {
         candidates.highest_priority().map(AgentRecord::id)
     }
+
+    fn learns(&self) -> bool {
+        false
+    }
 }

@@ -85,4 +85,8 @@ impl RoutingStrategy for Rendezvous {
             .or_else(|| highest_scoring(candidates.iter(), score))
             .map(AgentRecord::id)
     }
+
+    fn learns(&self) -> bool {
+        false
+    }
 }

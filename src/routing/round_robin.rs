@@ -29,6 +29,10 @@ impl RoutingStrategy for RoundRobin {
         Some(next.id())
     }
 
+    fn learns(&self) -> bool {
+        false
+    }
+
     fn save_state(&self) -> StrategyState {
         StrategyState(Repr::RoundRobin { last: self.last })
     }

@@ -112,4 +112,8 @@ impl RoutingStrategy for Scored {
         highest_scoring(candidates.iter(), |record| self.score(requirements, record))
             .map(AgentRecord::id)
     }
+
+    fn learns(&self) -> bool {
+        false
+    }
 }

@@ -50,6 +50,10 @@ impl RoutingStrategy for WeightedRoundRobin {
         Some(chosen)
     }
 
+    fn learns(&self) -> bool {
+        false
+    }
+
     fn save_state(&self) -> StrategyState {
         let mut credit: Vec<_> = self.credit.iter().map(|(&id, &c)| (id, c)).collect();
         credit.sort_unstable();

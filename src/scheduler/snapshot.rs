@@ -171,6 +171,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         let state = snapshot.state.validated(&config.settings)?;
         Ok(Dispatcher {
             config,
+            learns: strategy.learns(),
             strategy,
             observer: None,
             state,

@@ -71,7 +71,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             token,
             outcome,
         } = report;
-        let (assigned_at, priority) = match self.check_report(task, agent, token) {
+        // One lookup of the task: the attempt's parts are taken where the
+        // report is checked.
+        let attempt = match self.claim_attempt(task, agent, token) {
             Ok(attempt) => attempt,
             Err(error) => {
                 self.emit(Event::ReportRejected { task, agent }, self.state.clock);
@@ -79,9 +81,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             }
         };
         let now = self.tick(now);
-        let latency = now.saturating_duration_since(assigned_at);
+        let latency = now.saturating_duration_since(attempt.assigned_at);
+        let priority = attempt.priority;
         let success = outcome == AttemptOutcome::Success;
-        self.close_attempt(task, agent, Some(Outcome { success, latency }), now);
+        let outcome_seen = Some(Outcome { success, latency });
+        self.close_claimed(task, agent, attempt, outcome_seen, now);
         match outcome {
             AttemptOutcome::Success => {
                 self.finish_dropping(task, Terminal::Completed);
@@ -123,42 +127,34 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         agent: AgentId,
         token: AttemptToken,
     ) -> Result<(), ReportError> {
-        self.check_report(task, agent, token).map(drop)
+        match self.state.tasks.get(task) {
+            Some(t) if holds(t, agent, token) => Ok(()),
+            _ => Err(self.report_error(task, agent, token)),
+        }
     }
 
-    /// Whether a report comes from the holder of the current attempt; if so,
-    /// when that attempt started and the task's priority.
-    pub(super) fn check_report(
-        &self,
-        task: TaskId,
-        agent: AgentId,
-        token: AttemptToken,
-    ) -> Result<(Instant, Priority), ReportError> {
+    /// Why `report` refuses a report on `task` from `agent` with `token`,
+    /// for a report that does not come from the holder of the current
+    /// attempt.
+    #[cold]
+    #[inline(never)]
+    fn report_error(&self, task: TaskId, agent: AgentId, token: AttemptToken) -> ReportError {
         let Some(entry) = self.state.tasks.get(task) else {
-            return Err(match self.state.tasks.record(task) {
+            return match self.state.tasks.record(task) {
                 Some(&state) => ReportError::NotInFlight {
                     task,
                     state: state.into(),
                 },
                 None => ReportError::UnknownTask(task),
-            });
+            };
         };
         match entry.state {
-            TaskState::InFlight {
-                agent: holder,
-                token: current,
-                ..
-            } => {
-                if token != current {
-                    return Err(ReportError::StaleToken { task, token });
-                }
-                if agent != holder {
-                    return Err(ReportError::WrongAgent { task, agent });
-                }
+            TaskState::InFlight { token: current, .. } if token != current => {
+                ReportError::StaleToken { task, token }
             }
-            state => return Err(ReportError::NotInFlight { task, state }),
+            TaskState::InFlight { .. } => ReportError::WrongAgent { task, agent },
+            state => ReportError::NotInFlight { task, state },
         }
-        Ok((entry.assigned_at, entry.priority))
     }
 
     /// Ends a running attempt from the dispatcher's side — cancelled,
@@ -194,23 +190,54 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         outcome: Option<Outcome>,
         now: Instant,
     ) {
-        // The attempt's slot, probe permit, token and requirement set; a
-        // task that is not live (no caller passes one) has none of them.
-        let attempt = self.state.tasks.get_mut(task).map(|t| {
-            let token = match t.state {
-                TaskState::InFlight { token, .. } => Some(token),
-                _ => None,
-            };
-            let probe = std::mem::take(&mut t.probe);
-            (t.agent_slot, probe, token, t.requirements)
+        // A task that is not live (no caller passes one) has no attempt.
+        let attempt = self.state.tasks.get_mut(task).map(|t| Attempt::take(t));
+        let attempt = attempt.unwrap_or_else(|| Attempt {
+            slot: self.state.registry.slot_of(agent).unwrap_or(Slot::MAX),
+            probe: false,
+            token: None,
+            requirements: RequirementsId::MAX,
+            assigned_at: Instant::ZERO,
+            priority: Priority::Normal,
         });
-        let (slot, probe, token, requirements) = match attempt {
-            Some(attempt) => attempt,
-            None => {
-                let slot = self.state.registry.slot_of(agent).unwrap_or(Slot::MAX);
-                (slot, false, None, RequirementsId::MAX)
-            }
-        };
+        self.close_claimed(task, agent, attempt, outcome, now);
+    }
+
+    /// The parts of `task`'s current attempt, taken (its probe permit passes
+    /// to the caller), if `agent` holds it with `token`.
+    #[inline]
+    fn claim_attempt(
+        &mut self,
+        task: TaskId,
+        agent: AgentId,
+        token: AttemptToken,
+    ) -> Result<Attempt, ReportError> {
+        match self.state.tasks.get_mut(task) {
+            Some(t) if holds(t, agent, token) => Ok(Attempt::take(t)),
+            _ => Err(self.report_error(task, agent, token)),
+        }
+    }
+
+    /// [`close_attempt`](Self::close_attempt), with the attempt's parts
+    /// already taken from the task. Out of line: inlined into `report`, it
+    /// pushed the registry's load update and the running list out of line
+    /// instead (more instructions in all).
+    #[inline(never)]
+    fn close_claimed(
+        &mut self,
+        task: TaskId,
+        agent: AgentId,
+        attempt: Attempt,
+        outcome: Option<Outcome>,
+        now: Instant,
+    ) {
+        let Attempt {
+            slot,
+            probe,
+            token,
+            requirements,
+            ..
+        } = attempt;
         // An emptied list stays (agents go idle and busy all the time); it
         // goes when the agent fails over or leaves.
         if let Some(list) = self.state.in_flight.get_mut(agent, slot) {
@@ -229,7 +256,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             .is_ok();
         match outcome {
             Some(outcome) => {
-                self.learn(requirements, agent, outcome);
+                if self.learns {
+                    self.learn(requirements, agent, outcome);
+                }
                 self.breaker_outcome(agent, probe, outcome.success, now);
             }
             None if probe => self.state.gates.release_probe(agent),
@@ -476,6 +505,45 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             }
             TaskState::Delayed { .. } => apply(&mut self.state.waiting),
             _ => {}
+        }
+    }
+}
+
+/// Whether `agent` holds `t`'s current attempt, with `token`.
+#[inline(always)]
+fn holds<P>(t: &Task<P>, agent: AgentId, token: AttemptToken) -> bool {
+    matches!(t.state, TaskState::InFlight { agent: holder, token: current, .. }
+        if holder == agent && current == token)
+}
+
+/// What ending an attempt needs from its task, taken in one lookup.
+struct Attempt {
+    /// The agent's registry slot.
+    slot: Slot,
+    /// Whether the attempt holds its breaker's probe permit.
+    probe: bool,
+    /// The attempt's token, if the task is in flight.
+    token: Option<AttemptToken>,
+    requirements: RequirementsId,
+    assigned_at: Instant,
+    priority: Priority,
+}
+
+impl Attempt {
+    /// The parts of `t`'s attempt; the probe permit moves out of the task.
+    #[inline(always)]
+    fn take<P>(t: &mut Task<P>) -> Self {
+        let token = match t.state {
+            TaskState::InFlight { token, .. } => Some(token),
+            _ => None,
+        };
+        Attempt {
+            slot: t.agent_slot,
+            probe: std::mem::take(&mut t.probe),
+            token,
+            requirements: t.requirements,
+            assigned_at: t.assigned_at,
+            priority: t.priority,
         }
     }
 }

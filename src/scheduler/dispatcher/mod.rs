@@ -136,6 +136,9 @@ enum Source {
 pub struct Dispatcher<P, S = Box<dyn RoutingStrategy + Send>> {
     pub(super) config: DispatcherConfig,
     pub(super) strategy: S,
+    /// What the strategy's [`learns`](RoutingStrategy::learns) answered
+    /// when the dispatcher took it.
+    pub(super) learns: bool,
     pub(super) observer: Option<Box<dyn Observer<Event> + Send>>,
     pub(super) state: State<P>,
 }
@@ -165,6 +168,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         let state = State::new(&config);
         Dispatcher {
             config,
+            learns: strategy.learns(),
             strategy,
             observer: None,
             state,
