@@ -731,6 +731,59 @@ fn metrics_and_observer_see_every_lifecycle_event() {
 }
 
 #[test]
+fn an_observer_sees_the_times_the_metrics_record() {
+    use std::sync::{Arc, Mutex};
+    use taskweave::scheduler::Event;
+    // The same run with and without an observer: a task waits 2 s for an
+    // agent, then runs 3 s; another is assigned at once and runs 1.5 s.
+    let run = |observed: bool| {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut d = dispatcher(DispatcherConfig::builder());
+        if observed {
+            let log = Arc::clone(&seen);
+            d.set_observer(move |e: &Event| log.lock().unwrap().push(*e));
+        }
+        let first = submit(&mut d, TaskSpec::new("waits"), t(0));
+        d.register_agent(agent(1), profile(2, &[]), t(2)).unwrap();
+        let waited = assignments(&mut d)[0];
+        let second = submit(&mut d, TaskSpec::new("at once"), t(2));
+        let at_once = assignments(&mut d)[0];
+        succeed(&mut d, at_once, Instant::from_millis(3_500));
+        succeed(&mut d, waited, t(5));
+        let events = seen.lock().unwrap().clone();
+        (d.metrics(), events, first, second)
+    };
+    let (metrics, events, first, second) = run(true);
+    let (unobserved, none, ..) = run(false);
+    assert!(none.is_empty());
+    assert_eq!(metrics, unobserved);
+    let times: Vec<(TaskId, &str, Duration)> = events
+        .iter()
+        .filter_map(|e| match *e {
+            Event::Assigned { task, waited, .. } => Some((task, "waited", waited)),
+            Event::Completed { task, ran, .. } => Some((task, "ran", ran)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        times,
+        [
+            (first, "waited", Duration::from_secs(2)),
+            (second, "waited", Duration::ZERO),
+            (second, "ran", Duration::from_millis(1_500)),
+            (first, "ran", Duration::from_secs(3)),
+        ]
+    );
+    let level = Priority::Normal.index();
+    let (wait, ran) = (&metrics.queue_wait[level], &metrics.run_time[level]);
+    assert_eq!((wait.count, wait.min, wait.max), (2, 0, 2_000_000_000));
+    assert_eq!(
+        (ran.count, ran.min, ran.max),
+        (2, 1_500_000_000, 3_000_000_000)
+    );
+}
+
+#[test]
 fn a_kind_bulkhead_caps_tasks_in_flight_per_kind() {
     use taskweave::resilience::Bulkhead;
     let mut bulkhead = Bulkhead::new(100).unwrap();

@@ -558,7 +558,7 @@ fn after_four_outcomes<S: RoutingStrategy>(strategy: S) -> Dispatcher<&'static s
         // A minute apart: the retry's backoff has run out by the next step.
         let now = Instant::from_secs(60 * n as u64);
         if n < 3 {
-            d.submit(TaskSpec::new("work"), now).unwrap();
+            let _ = d.submit(TaskSpec::new("work"), now).unwrap();
         }
         d.handle_timeout(now);
         let Some(Action::Assign {

@@ -21,7 +21,7 @@ fn bucket_of(value: u64) -> usize {
 
 /// `duration` in whole nanoseconds, `u64::MAX` if more: what
 /// `u64::try_from(duration.as_nanos())` gives, without `u128` arithmetic.
-fn nanos_saturating(duration: Duration) -> u64 {
+pub(crate) fn nanos_saturating(duration: Duration) -> u64 {
     duration
         .as_secs()
         .checked_mul(1_000_000_000)

@@ -54,6 +54,7 @@ mod throughput;
 
 pub use counters::Counters;
 pub use error::MetricsError;
+pub(crate) use histogram::nanos_saturating;
 pub use histogram::{Histogram, HistogramSummary};
 pub use load::LoadStats;
 pub use throughput::Throughput;

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use super::Event;
 use crate::agent::Registry;
-use crate::metrics::{Counters, Histogram, HistogramSummary, LoadStats, Throughput};
+use crate::metrics::{
+    Counters, Histogram, HistogramSummary, LoadStats, Throughput, nanos_saturating,
+};
 use crate::{AgentId, Instant, Priority};
 
 /// Window over which [`DispatcherMetrics::completions_per_second`] is measured.
@@ -54,19 +56,30 @@ impl Recorder {
             }
             Event::Assigned {
                 priority, waited, ..
-            } => {
-                self.tick(now);
-                bump(&mut self.counters.assigned);
-                self.queue_wait[priority.index()].record_duration(waited);
-            }
+            } => self.assigned(priority, nanos_saturating(waited), now),
             Event::Completed { priority, ran, .. } => {
-                self.tick(now);
-                bump(&mut self.counters.completed);
-                self.run_time[priority.index()].record_duration(ran);
-                self.completions.record(now);
+                self.completed(priority, nanos_saturating(ran), now)
             }
             _ => self.record_other(event, now),
         }
+    }
+
+    /// An assignment of a task of `priority` that waited `waited`
+    /// nanoseconds.
+    #[inline(always)]
+    pub(crate) fn assigned(&mut self, priority: Priority, waited: u64, now: Instant) {
+        self.tick(now);
+        bump(&mut self.counters.assigned);
+        self.queue_wait[priority.index()].record(waited);
+    }
+
+    /// A completion of a task of `priority` that ran `ran` nanoseconds.
+    #[inline(always)]
+    pub(crate) fn completed(&mut self, priority: Priority, ran: u64, now: Instant) {
+        self.tick(now);
+        bump(&mut self.counters.completed);
+        self.run_time[priority.index()].record(ran);
+        self.completions.record(now);
     }
 
     /// Moves the metrics clock forward to `now`.

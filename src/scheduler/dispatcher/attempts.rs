@@ -1,6 +1,8 @@
 //! Attempts and reports: how an attempt ends, and where its task goes
 //! next — retried, requeued, dead-lettered, finished or cancelled.
 
+use std::time::Duration;
+
 use super::super::requirements_table::RequirementsId;
 use super::super::state::{Extras, Task, Timer};
 use super::super::task::{
@@ -81,7 +83,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             }
         };
         let now = self.tick(now);
-        let latency = now.saturating_duration_since(attempt.assigned_at);
+        let ran = now
+            .as_nanos()
+            .saturating_sub(attempt.assigned_at.as_nanos());
+        let latency = Duration::from_nanos(ran);
         let priority = attempt.priority;
         let success = outcome == AttemptOutcome::Success;
         let outcome_seen = Some(Outcome { success, latency });
@@ -89,14 +94,14 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         match outcome {
             AttemptOutcome::Success => {
                 self.finish_dropping(task, Terminal::Completed);
-                self.emit(
-                    Event::Completed {
+                self.emit_timed(
+                    |metrics| metrics.completed(priority, ran, now),
+                    || Event::Completed {
                         task,
                         agent,
                         priority,
                         ran: latency,
                     },
-                    now,
                 );
             }
             AttemptOutcome::Failure { reason, retryable } => {

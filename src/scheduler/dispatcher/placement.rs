@@ -2,6 +2,7 @@
 //! parking, preemption and reserved capacity.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use super::super::Event;
 use super::super::queue::{Entry, HeadKey, Queue};
@@ -290,16 +291,16 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         }
         self.sync_slot_limit(agent, now);
         push_assign(&mut self.state.actions, task, agent, token, attempt);
-        let waited = now.saturating_duration_since(entry.since);
-        self.emit(
-            Event::Assigned {
+        let waited = now.as_nanos().saturating_sub(entry.since.as_nanos());
+        self.emit_timed(
+            |metrics| metrics.assigned(priority, waited, now),
+            || Event::Assigned {
                 task,
                 agent,
                 priority,
                 attempt,
-                waited,
+                waited: Duration::from_nanos(waited),
             },
-            now,
         );
     }
 
