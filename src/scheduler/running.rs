@@ -50,7 +50,7 @@ impl Running {
     }
 
     /// Appends `task`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&mut self, task: TaskId) {
         match self {
             Running::Inline { len, ids } if usize::from(*len) < INLINE => {
@@ -79,7 +79,7 @@ impl Running {
     }
 
     /// Removes `task`, keeping the order of the rest; whether it was there.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn remove(&mut self, task: TaskId) -> bool {
         let Some(at) = self.as_slice().iter().position(|&t| t == task) else {
             return false;

@@ -67,6 +67,7 @@ fn join(index: usize, generation: u32) -> TaskId {
 impl<T, R> TaskSlab<T, R> {
     /// Stores `value` and returns its new id. Reuses the slot of the oldest
     /// finished task whose record is forgotten, if there is one.
+    #[inline(always)]
     pub(crate) fn insert(&mut self, value: T) -> TaskId {
         self.live += 1;
         if let Some(&index) = self.retired.front()

@@ -122,6 +122,18 @@ impl<P> TaskSpec<P> {
         self.options.is_none()
     }
 
+    /// Whether the task sets no limit (TTL, deadline, attempt timeout), no
+    /// idempotency key and no option: all a submission then checks is the
+    /// queue's room.
+    #[inline(always)]
+    pub(crate) fn is_unlimited(&self) -> bool {
+        self.is_plain()
+            && self.ttl.is_none()
+            && self.deadline.is_none()
+            && self.attempt_timeout.is_none()
+            && self.idempotency_key.is_none()
+    }
+
     /// Sets the idempotency key.
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());

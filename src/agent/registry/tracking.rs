@@ -91,7 +91,7 @@ impl Registry {
     ///
     /// [`RegistryError::UnknownAgent`] unless `id` is registered in `slot`;
     /// whatever `change` returns.
-    #[inline]
+    #[inline(always)]
     pub(super) fn update_load<T>(
         &mut self,
         id: AgentId,

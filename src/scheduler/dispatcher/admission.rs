@@ -8,19 +8,84 @@ use super::super::{
     Event, LimitScope, MAX_CONCURRENCY_KEYS, MAX_KEY_BYTES, SubmitError, SubmitErrorKind,
 };
 use super::{Dispatcher, Source, Submitted};
-use crate::Instant;
 use crate::routing::RoutingStrategy;
+use crate::{Instant, Priority, TaskRequirements};
 
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// Submits a task.
+    ///
+    /// Inline: where the host builds the spec, which of its limits and
+    /// options are set is known, and a task that sets none of them takes
+    /// a shorter way in (nothing of the spec left to check or to store).
     ///
     /// # Errors
     ///
     /// [`SubmitError`] handing the task back: the queue is full, its
     /// deadline has passed, or it asks for a zero attempt timeout.
+    #[inline(always)]
     pub fn submit(&mut self, spec: TaskSpec<P>, now: Instant) -> Result<Submitted, SubmitError<P>> {
+        if spec.is_unlimited() {
+            let TaskSpec {
+                payload,
+                priority,
+                requirements,
+                ..
+            } = spec;
+            return self.submit_unlimited(payload, priority, requirements, now);
+        }
+        self.submit_spec(spec, now)
+    }
+
+    /// [`submit`](Self::submit) of any spec.
+    #[inline(never)]
+    fn submit_spec(
+        &mut self,
+        spec: TaskSpec<P>,
+        now: Instant,
+    ) -> Result<Submitted, SubmitError<P>> {
         let now = self.tick(now);
         let (submitted, entry) = self.admit(spec, now)?;
+        if let Some(entry) = entry {
+            self.offer(entry, now);
+        }
+        self.dispatch(now);
+        Ok(submitted)
+    }
+
+    /// [`submit`](Self::submit) of a task with no limit, key or option:
+    /// what [`admit`](Self::admit) does with such a spec, with nothing of
+    /// it to look at but the queue's room.
+    #[inline(never)]
+    fn submit_unlimited(
+        &mut self,
+        payload: P,
+        priority: Priority,
+        requirements: TaskRequirements,
+        now: Instant,
+    ) -> Result<Submitted, SubmitError<P>> {
+        let now = self.tick(now);
+        self.forget_expired_keys(now);
+        if let Some(kind) = self.queue_full() {
+            let spec = TaskSpec::new(payload)
+                .priority(priority)
+                .requirements(requirements);
+            return Err(SubmitError {
+                kind,
+                spec: Box::new(spec),
+            });
+        }
+        let waiting = Waiting {
+            payload,
+            priority,
+            requirements,
+            extras: None,
+            lane: (0, 0),
+            start: None,
+            ttl_due: None,
+            deadline: None,
+            idempotency_key: None,
+        };
+        let (submitted, entry) = self.file(waiting, now);
         if let Some(entry) = entry {
             self.offer(entry, now);
         }
@@ -93,8 +158,6 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             .filter(|&at| at > now);
         // The TTL counts from the start: submission, or `not_before`.
         let ttl_due = ttl.map(|ttl| start.unwrap_or(now).saturating_add(ttl));
-        let seq = self.state.next_seq;
-        self.state.next_seq = seq.saturating_add(1);
         let (lane, weight) = match options.as_ref().and_then(|o| o.fairness.as_ref()) {
             Some(share) => (self.state.fair_keys.acquire(&share.key), share.weight),
             None => (0, 0),
@@ -121,6 +184,38 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         } else {
             None
         };
+        let waiting = Waiting {
+            payload,
+            priority,
+            requirements,
+            extras,
+            lane: (lane, weight),
+            start,
+            ttl_due,
+            deadline,
+            idempotency_key,
+        };
+        Ok(self.file(waiting, now))
+    }
+
+    /// Files an accepted task: its slot, its timers and idempotency key,
+    /// the counts, and the [`Event::Submitted`]; returns its id, and its
+    /// queue entry unless it waits for its start.
+    #[inline(always)]
+    fn file(&mut self, waiting: Waiting<P>, now: Instant) -> (Submitted, Option<Entry>) {
+        let Waiting {
+            payload,
+            priority,
+            requirements,
+            extras,
+            lane: (lane, weight),
+            start,
+            ttl_due,
+            deadline,
+            idempotency_key,
+        } = waiting;
+        let seq = self.state.next_seq;
+        self.state.next_seq = seq.saturating_add(1);
         let state = match start {
             Some(until) => TaskState::Delayed { until },
             None => TaskState::Queued,
@@ -169,16 +264,14 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         }
         self.state.gates.request(now);
         self.emit(Event::Submitted { task, priority }, now);
-        Ok((Submitted::New(task), start.is_none().then_some(entry)))
+        (Submitted::New(task), start.is_none().then_some(entry))
     }
 
     /// Why a submission must be refused, if it must: a full queue, or a
     /// task that could never run as asked.
     fn refusal(&self, spec: &TaskSpec<P>, now: Instant) -> Option<SubmitErrorKind> {
-        let settings = &self.config.settings;
-        if self.state.waiting >= settings.queue_capacity {
-            let capacity = settings.queue_capacity;
-            return Some(SubmitErrorKind::QueueFull { capacity });
+        if let Some(full) = self.queue_full() {
+            return Some(full);
         }
         if spec.attempt_timeout.is_some_and(|t| t.is_zero()) {
             return Some(SubmitErrorKind::ZeroAttemptTimeout);
@@ -190,6 +283,13 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             return None;
         }
         self.option_refusal(spec)
+    }
+
+    /// A full queue, if it is.
+    #[inline]
+    fn queue_full(&self) -> Option<SubmitErrorKind> {
+        let capacity = self.config.settings.queue_capacity;
+        (self.state.waiting >= capacity).then_some(SubmitErrorKind::QueueFull { capacity })
     }
 
     /// Why the scheduling options of a submission could never work: a
@@ -269,6 +369,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// would serve first — the main queue is empty and every parked group is
     /// blocked — and its level may be dispatched now, the entry goes straight
     /// to routing: what `dispatch` would do next, without the queue round trip.
+    #[inline(always)]
     pub(super) fn offer(&mut self, entry: Entry, now: Instant) {
         let nothing_ahead =
             self.state.queue.is_empty() && self.state.parked.iter().all(|g| g.blocked);
@@ -280,6 +381,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         }
     }
 
+    /// Forgets the idempotency keys whose window has passed by `now`.
+    #[inline(always)]
     pub(super) fn forget_expired_keys(&mut self, now: Instant) {
         while self
             .state
@@ -292,4 +395,20 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             }
         }
     }
+}
+
+/// An accepted submission, ready to be filed: what
+/// [`Dispatcher::file`] stores and arms.
+struct Waiting<P> {
+    payload: P,
+    priority: Priority,
+    requirements: TaskRequirements,
+    extras: Option<Box<Extras>>,
+    /// The fair-share lane (0: none) and its weight.
+    lane: (u32, u16),
+    /// When a delayed task may start.
+    start: Option<Instant>,
+    ttl_due: Option<Instant>,
+    deadline: Option<Instant>,
+    idempotency_key: Option<String>,
 }

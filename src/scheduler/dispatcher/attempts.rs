@@ -61,11 +61,15 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
     /// Takes an agent's report on an attempt.
     ///
+    /// Inline, and split by outcome: where the host builds the report, the
+    /// outcome is often known, and only that outcome's path remains.
+    ///
     /// # Errors
     ///
     /// A [`ReportError`] for a report that is not from the agent holding the
     /// task's current attempt with its token; such a report changes nothing
     /// but the rejected-report counter.
+    #[inline(always)]
     pub fn report(&mut self, report: TaskReport, now: Instant) -> Result<(), ReportError> {
         let TaskReport {
             task,
@@ -73,6 +77,75 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             token,
             outcome,
         } = report;
+        match outcome {
+            AttemptOutcome::Success => self.report_success(task, agent, token, now),
+            AttemptOutcome::Failure { reason, retryable } => {
+                self.report_failure(task, agent, token, (reason, retryable), now)
+            }
+        }
+    }
+
+    /// [`report`](Self::report) of a success.
+    #[inline(never)]
+    fn report_success(
+        &mut self,
+        task: TaskId,
+        agent: AgentId,
+        token: AttemptToken,
+        now: Instant,
+    ) -> Result<(), ReportError> {
+        let (now, ran, priority) = self.close_reported(task, agent, token, true, now)?;
+        self.finish_dropping(task, Terminal::Completed);
+        self.emit_timed(
+            |metrics| metrics.completed(priority, ran, now),
+            || Event::Completed {
+                task,
+                agent,
+                priority,
+                ran: Duration::from_nanos(ran),
+            },
+        );
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// [`report`](Self::report) of a failure, with its reason and whether
+    /// it is retryable.
+    #[inline(never)]
+    fn report_failure(
+        &mut self,
+        task: TaskId,
+        agent: AgentId,
+        token: AttemptToken,
+        (reason, retryable): (String, bool),
+        now: Instant,
+    ) -> Result<(), ReportError> {
+        let (now, ..) = self.close_reported(task, agent, token, false, now)?;
+        self.emit(
+            Event::Failed {
+                task,
+                agent,
+                retryable,
+            },
+            now,
+        );
+        self.attempt_failed(task, agent, reason, retryable, now);
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// Checks a report and closes its attempt: the clock, how long the
+    /// attempt ran (nanoseconds) and the task's priority. A refused report
+    /// only counts as rejected.
+    #[inline(always)]
+    fn close_reported(
+        &mut self,
+        task: TaskId,
+        agent: AgentId,
+        token: AttemptToken,
+        success: bool,
+        now: Instant,
+    ) -> Result<(Instant, u64, Priority), ReportError> {
         // One lookup of the task: the attempt's parts are taken where the
         // report is checked.
         let attempt = match self.claim_attempt(task, agent, token) {
@@ -86,38 +159,16 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         let ran = now
             .as_nanos()
             .saturating_sub(attempt.assigned_at.as_nanos());
-        let latency = Duration::from_nanos(ran);
         let priority = attempt.priority;
-        let success = outcome == AttemptOutcome::Success;
-        let outcome_seen = Some(Outcome { success, latency });
-        self.close_claimed(task, agent, attempt, outcome_seen, now);
-        match outcome {
-            AttemptOutcome::Success => {
-                self.finish_dropping(task, Terminal::Completed);
-                self.emit_timed(
-                    |metrics| metrics.completed(priority, ran, now),
-                    || Event::Completed {
-                        task,
-                        agent,
-                        priority,
-                        ran: latency,
-                    },
-                );
-            }
-            AttemptOutcome::Failure { reason, retryable } => {
-                self.emit(
-                    Event::Failed {
-                        task,
-                        agent,
-                        retryable,
-                    },
-                    now,
-                );
-                self.attempt_failed(task, agent, reason, retryable, now);
-            }
-        }
-        self.dispatch(now);
-        Ok(())
+        let latency = Duration::from_nanos(ran);
+        self.close_claimed(
+            task,
+            agent,
+            attempt,
+            Some(Outcome { success, latency }),
+            now,
+        );
+        Ok((now, ran, priority))
     }
 
     /// Checks, without changing anything, that [`report`](Self::report)

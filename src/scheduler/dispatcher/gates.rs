@@ -118,7 +118,7 @@ impl Gates {
     /// Feeds an outcome to `agent`'s breaker. Outcomes of attempts started
     /// before the breaker opened do not count while it is open or
     /// half-open: only probes speak for a recovering agent.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn attempt_outcome(
         &mut self,
         agent: AgentId,
@@ -231,7 +231,7 @@ impl Gates {
     }
 
     /// Whether the bulkhead lets one more task of `kind` run.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn kind_has_room(&self, kind: Option<KindId>, kinds: &RequirementsTable) -> bool {
         if kind.is_none() {
             return true;
@@ -244,7 +244,7 @@ impl Gates {
 
     /// Takes `cost` cells of `kind`'s rate, or says when they will
     /// conform. (A cost above the burst was refused at submission.)
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take_kind_rate(
         &mut self,
         kind: Option<KindId>,
@@ -266,7 +266,7 @@ impl Gates {
 
     /// A task of `kind` starts running: it takes a bulkhead slot
     /// ([`kind_has_room`](Self::kind_has_room) said there was one).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn kind_started(&mut self, kind: Option<KindId>, kinds: &RequirementsTable) {
         if kind.is_none() {
             return;
@@ -280,7 +280,7 @@ impl Gates {
 
     /// A task of `kind` stopped running. Returns whether a bulkhead slot
     /// freed, so tasks of that kind held back may try again.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn kind_ended(&mut self, kind: Option<KindId>, kinds: &RequirementsTable) -> bool {
         if kind.is_none() {
             return false;
