@@ -1,15 +1,12 @@
-//! Attempts and reports: how an attempt ends, and where its task goes
-//! next — retried, requeued, dead-lettered, finished or cancelled.
-
-use std::time::Duration;
+//! Attempts: how an attempt ends, and where its task goes next —
+//! retried, requeued, dead-lettered, finished or cancelled. (An agent's
+//! report on an attempt comes in through `reports`.)
 
 use super::super::requirements_table::RequirementsId;
 use super::super::state::{Extras, Task, Timer};
-use super::super::task::{
-    AttemptOutcome, DeadLetterReason, Expiry, TaskReport, TaskSpec, TaskState, Terminal,
-};
+use super::super::task::{DeadLetterReason, Expiry, TaskSpec, TaskState, Terminal};
 use super::super::task_options::TaskOptions;
-use super::super::{DeadLetter, Event, ReportError, SchedulerError};
+use super::super::{DeadLetter, Event, SchedulerError};
 use super::{Action, CancelReason, Dispatcher};
 use crate::agent::{Outcome, Slot};
 use crate::routing::{Feedback, RoutingStrategy};
@@ -59,160 +56,6 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         Ok(entry.payload)
     }
 
-    /// Takes an agent's report on an attempt.
-    ///
-    /// Inline, and split by outcome: where the host builds the report, the
-    /// outcome is often known, and only that outcome's path remains.
-    ///
-    /// # Errors
-    ///
-    /// A [`ReportError`] for a report that is not from the agent holding the
-    /// task's current attempt with its token; such a report changes nothing
-    /// but the rejected-report counter.
-    #[inline(always)]
-    pub fn report(&mut self, report: TaskReport, now: Instant) -> Result<(), ReportError> {
-        let TaskReport {
-            task,
-            agent,
-            token,
-            outcome,
-        } = report;
-        match outcome {
-            AttemptOutcome::Success => self.report_success(task, agent, token, now),
-            AttemptOutcome::Failure { reason, retryable } => {
-                self.report_failure(task, agent, token, (reason, retryable), now)
-            }
-        }
-    }
-
-    /// [`report`](Self::report) of a success.
-    #[inline(never)]
-    fn report_success(
-        &mut self,
-        task: TaskId,
-        agent: AgentId,
-        token: AttemptToken,
-        now: Instant,
-    ) -> Result<(), ReportError> {
-        let (now, ran, priority) = self.close_reported(task, agent, token, true, now)?;
-        self.finish_dropping(task, Terminal::Completed);
-        self.emit_timed(
-            |metrics| metrics.completed(priority, ran, now),
-            || Event::Completed {
-                task,
-                agent,
-                priority,
-                ran: Duration::from_nanos(ran),
-            },
-        );
-        self.dispatch(now);
-        Ok(())
-    }
-
-    /// [`report`](Self::report) of a failure, with its reason and whether
-    /// it is retryable.
-    #[inline(never)]
-    fn report_failure(
-        &mut self,
-        task: TaskId,
-        agent: AgentId,
-        token: AttemptToken,
-        (reason, retryable): (String, bool),
-        now: Instant,
-    ) -> Result<(), ReportError> {
-        let (now, ..) = self.close_reported(task, agent, token, false, now)?;
-        self.emit(
-            Event::Failed {
-                task,
-                agent,
-                retryable,
-            },
-            now,
-        );
-        self.attempt_failed(task, agent, reason, retryable, now);
-        self.dispatch(now);
-        Ok(())
-    }
-
-    /// Checks a report and closes its attempt: the clock, how long the
-    /// attempt ran (nanoseconds) and the task's priority. A refused report
-    /// only counts as rejected.
-    #[inline(always)]
-    fn close_reported(
-        &mut self,
-        task: TaskId,
-        agent: AgentId,
-        token: AttemptToken,
-        success: bool,
-        now: Instant,
-    ) -> Result<(Instant, u64, Priority), ReportError> {
-        // One lookup of the task: the attempt's parts are taken where the
-        // report is checked.
-        let attempt = match self.claim_attempt(task, agent, token) {
-            Ok(attempt) => attempt,
-            Err(error) => {
-                self.emit(Event::ReportRejected { task, agent }, self.state.clock);
-                return Err(error);
-            }
-        };
-        let now = self.tick(now);
-        let ran = now
-            .as_nanos()
-            .saturating_sub(attempt.assigned_at.as_nanos());
-        let priority = attempt.priority;
-        let latency = Duration::from_nanos(ran);
-        self.close_claimed(
-            task,
-            agent,
-            attempt,
-            Some(Outcome { success, latency }),
-            now,
-        );
-        Ok((now, ran, priority))
-    }
-
-    /// Checks, without changing anything, that [`report`](Self::report)
-    /// would accept a report on `task` from `agent` with `token`.
-    ///
-    /// # Errors
-    ///
-    /// The [`ReportError`] `report` would return.
-    pub fn verify_report(
-        &self,
-        task: TaskId,
-        agent: AgentId,
-        token: AttemptToken,
-    ) -> Result<(), ReportError> {
-        match self.state.tasks.get(task) {
-            Some(t) if holds(t, agent, token) => Ok(()),
-            _ => Err(self.report_error(task, agent, token)),
-        }
-    }
-
-    /// Why `report` refuses a report on `task` from `agent` with `token`,
-    /// for a report that does not come from the holder of the current
-    /// attempt.
-    #[cold]
-    #[inline(never)]
-    fn report_error(&self, task: TaskId, agent: AgentId, token: AttemptToken) -> ReportError {
-        let Some(entry) = self.state.tasks.get(task) else {
-            return match self.state.tasks.record(task) {
-                Some(&state) => ReportError::NotInFlight {
-                    task,
-                    state: state.into(),
-                },
-                None => ReportError::UnknownTask(task),
-            };
-        };
-        match entry.state {
-            TaskState::InFlight { token: current, .. } if token != current => {
-                ReportError::StaleToken { task, token }
-            }
-            TaskState::InFlight { .. } => ReportError::WrongAgent { task, agent },
-            state => ReportError::NotInFlight { task, state },
-        }
-    }
-
     /// Ends a running attempt from the dispatcher's side — cancelled,
     /// expired, timed out, preempted, failed over — and tells the host to
     /// stop it on the agent.
@@ -259,27 +102,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         self.close_claimed(task, agent, attempt, outcome, now);
     }
 
-    /// The parts of `task`'s current attempt, taken (its probe permit passes
-    /// to the caller), if `agent` holds it with `token`.
-    #[inline]
-    fn claim_attempt(
-        &mut self,
-        task: TaskId,
-        agent: AgentId,
-        token: AttemptToken,
-    ) -> Result<Attempt, ReportError> {
-        match self.state.tasks.get_mut(task) {
-            Some(t) if holds(t, agent, token) => Ok(Attempt::take(t)),
-            _ => Err(self.report_error(task, agent, token)),
-        }
-    }
-
     /// [`close_attempt`](Self::close_attempt), with the attempt's parts
-    /// already taken from the task. Out of line: inlined into `report`, it
-    /// pushed the registry's load update and the running list out of line
-    /// instead (more instructions in all).
+    /// already taken from the task. Out of line: it is large, and called
+    /// from both report paths and from `close_attempt`.
     #[inline(never)]
-    fn close_claimed(
+    pub(super) fn close_claimed(
         &mut self,
         task: TaskId,
         agent: AgentId,
@@ -565,15 +392,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     }
 }
 
-/// Whether `agent` holds `t`'s current attempt, with `token`.
-#[inline(always)]
-fn holds<P>(t: &Task<P>, agent: AgentId, token: AttemptToken) -> bool {
-    matches!(t.state, TaskState::InFlight { agent: holder, token: current, .. }
-        if holder == agent && current == token)
-}
-
 /// What ending an attempt needs from its task, taken in one lookup.
-struct Attempt {
+pub(super) struct Attempt {
     /// The agent's registry slot.
     slot: Slot,
     /// Whether the attempt holds its breaker's probe permit.
@@ -581,14 +401,16 @@ struct Attempt {
     /// The attempt's token, if the task is in flight.
     token: Option<AttemptToken>,
     requirements: RequirementsId,
-    assigned_at: Instant,
-    priority: Priority,
+    /// When the attempt started.
+    pub(super) assigned_at: Instant,
+    /// The task's priority.
+    pub(super) priority: Priority,
 }
 
 impl Attempt {
     /// The parts of `t`'s attempt; the probe permit moves out of the task.
     #[inline(always)]
-    fn take<P>(t: &mut Task<P>) -> Self {
+    pub(super) fn take<P>(t: &mut Task<P>) -> Self {
         let token = match t.state {
             TaskState::InFlight { token, .. } => Some(token),
             _ => None,

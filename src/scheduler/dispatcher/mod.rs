@@ -22,6 +22,7 @@ mod keys;
 mod placement;
 mod queries;
 mod redrive;
+mod reports;
 mod timers;
 
 pub(super) use gates::Gates;

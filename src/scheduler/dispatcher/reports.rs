@@ -1,0 +1,191 @@
+//! Reports: how an agent's report on an attempt is checked, and taken —
+//! the attempt closed, then the task finished or its failure handled.
+
+use std::time::Duration;
+
+use super::super::state::Task;
+use super::super::task::{AttemptOutcome, TaskReport, TaskState, Terminal};
+use super::super::{Event, ReportError};
+use super::Dispatcher;
+use super::attempts::Attempt;
+use crate::agent::Outcome;
+use crate::routing::RoutingStrategy;
+use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
+
+impl<P, S: RoutingStrategy> Dispatcher<P, S> {
+    /// Takes an agent's report on an attempt.
+    ///
+    /// Inline, and split by outcome: where the host builds the report, the
+    /// outcome is often known, and only that outcome's path remains.
+    ///
+    /// # Errors
+    ///
+    /// A [`ReportError`] for a report that is not from the agent holding the
+    /// task's current attempt with its token; such a report changes nothing
+    /// but the rejected-report counter.
+    #[inline(always)]
+    pub fn report(&mut self, report: TaskReport, now: Instant) -> Result<(), ReportError> {
+        let TaskReport {
+            task,
+            agent,
+            token,
+            outcome,
+        } = report;
+        match outcome {
+            AttemptOutcome::Success => self.report_success(task, agent, token, now),
+            AttemptOutcome::Failure { reason, retryable } => {
+                self.report_failure(task, agent, token, (reason, retryable), now)
+            }
+        }
+    }
+
+    /// [`report`](Self::report) of a success.
+    #[inline(never)]
+    fn report_success(
+        &mut self,
+        task: TaskId,
+        agent: AgentId,
+        token: AttemptToken,
+        now: Instant,
+    ) -> Result<(), ReportError> {
+        let (now, ran, priority) = self.close_reported(task, agent, token, true, now)?;
+        self.finish_dropping(task, Terminal::Completed);
+        self.emit_timed(
+            |metrics| metrics.completed(priority, ran, now),
+            || Event::Completed {
+                task,
+                agent,
+                priority,
+                ran: Duration::from_nanos(ran),
+            },
+        );
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// [`report`](Self::report) of a failure, with its reason and whether
+    /// it is retryable.
+    #[inline(never)]
+    fn report_failure(
+        &mut self,
+        task: TaskId,
+        agent: AgentId,
+        token: AttemptToken,
+        (reason, retryable): (String, bool),
+        now: Instant,
+    ) -> Result<(), ReportError> {
+        let (now, ..) = self.close_reported(task, agent, token, false, now)?;
+        self.emit(
+            Event::Failed {
+                task,
+                agent,
+                retryable,
+            },
+            now,
+        );
+        self.attempt_failed(task, agent, reason, retryable, now);
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// Checks a report and closes its attempt: the clock, how long the
+    /// attempt ran (nanoseconds) and the task's priority. A refused report
+    /// only counts as rejected.
+    #[inline(always)]
+    fn close_reported(
+        &mut self,
+        task: TaskId,
+        agent: AgentId,
+        token: AttemptToken,
+        success: bool,
+        now: Instant,
+    ) -> Result<(Instant, u64, Priority), ReportError> {
+        // One lookup of the task: the attempt's parts are taken where the
+        // report is checked.
+        let attempt = match self.claim_attempt(task, agent, token) {
+            Ok(attempt) => attempt,
+            Err(error) => {
+                self.emit(Event::ReportRejected { task, agent }, self.state.clock);
+                return Err(error);
+            }
+        };
+        let now = self.tick(now);
+        let ran = now
+            .as_nanos()
+            .saturating_sub(attempt.assigned_at.as_nanos());
+        let priority = attempt.priority;
+        let latency = Duration::from_nanos(ran);
+        self.close_claimed(
+            task,
+            agent,
+            attempt,
+            Some(Outcome { success, latency }),
+            now,
+        );
+        Ok((now, ran, priority))
+    }
+
+    /// Checks, without changing anything, that [`report`](Self::report)
+    /// would accept a report on `task` from `agent` with `token`.
+    ///
+    /// # Errors
+    ///
+    /// The [`ReportError`] `report` would return.
+    pub fn verify_report(
+        &self,
+        task: TaskId,
+        agent: AgentId,
+        token: AttemptToken,
+    ) -> Result<(), ReportError> {
+        match self.state.tasks.get(task) {
+            Some(t) if holds(t, agent, token) => Ok(()),
+            _ => Err(self.report_error(task, agent, token)),
+        }
+    }
+
+    /// Why `report` refuses a report on `task` from `agent` with `token`,
+    /// for a report that does not come from the holder of the current
+    /// attempt.
+    #[cold]
+    #[inline(never)]
+    fn report_error(&self, task: TaskId, agent: AgentId, token: AttemptToken) -> ReportError {
+        let Some(entry) = self.state.tasks.get(task) else {
+            return match self.state.tasks.record(task) {
+                Some(&state) => ReportError::NotInFlight {
+                    task,
+                    state: state.into(),
+                },
+                None => ReportError::UnknownTask(task),
+            };
+        };
+        match entry.state {
+            TaskState::InFlight { token: current, .. } if token != current => {
+                ReportError::StaleToken { task, token }
+            }
+            TaskState::InFlight { .. } => ReportError::WrongAgent { task, agent },
+            state => ReportError::NotInFlight { task, state },
+        }
+    }
+
+    /// The parts of `task`'s current attempt, taken (its probe permit passes
+    /// to the caller), if `agent` holds it with `token`.
+    #[inline]
+    fn claim_attempt(
+        &mut self,
+        task: TaskId,
+        agent: AgentId,
+        token: AttemptToken,
+    ) -> Result<Attempt, ReportError> {
+        match self.state.tasks.get_mut(task) {
+            Some(t) if holds(t, agent, token) => Ok(Attempt::take(t)),
+            _ => Err(self.report_error(task, agent, token)),
+        }
+    }
+}
+
+/// Whether `agent` holds `t`'s current attempt, with `token`.
+#[inline(always)]
+fn holds<P>(t: &Task<P>, agent: AgentId, token: AttemptToken) -> bool {
+    matches!(t.state, TaskState::InFlight { agent: holder, token: current, .. }
+        if holder == agent && current == token)
+}
