@@ -203,17 +203,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// queue entry unless it waits for its start.
     #[inline(always)]
     fn file(&mut self, waiting: Waiting<P>, now: Instant) -> (Submitted, Option<Entry>) {
-        let Waiting {
-            payload,
-            priority,
-            requirements,
-            extras,
-            lane: (lane, weight),
-            start,
-            ttl_due,
-            deadline,
-            idempotency_key,
-        } = waiting;
+        let (priority, start) = (waiting.priority, waiting.start);
         let seq = self.state.next_seq;
         self.state.next_seq = seq.saturating_add(1);
         let state = match start {
@@ -221,12 +211,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             None => TaskState::Queued,
         };
         let task = self.state.tasks.insert(Task {
-            payload,
+            payload: waiting.payload,
             state,
             seq,
             assigned_at: now,
-            extras,
-            requirements: self.state.requirements.acquire(requirements),
+            extras: waiting.extras,
+            requirements: self.state.requirements.acquire(waiting.requirements),
             agent_slot: 0,
             attempts: 0,
             failures: 0,
@@ -234,6 +224,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             probe: false,
         });
         self.count(state, priority, 1);
+        let (lane, weight) = waiting.lane;
         let entry = Entry {
             seq,
             task,
@@ -243,10 +234,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             weight,
             woken: false,
         };
-        if let Some(due) = ttl_due {
+        if let Some(due) = waiting.ttl_due {
             self.arm(due, Timer::Ttl(task));
         }
-        if let Some(deadline) = deadline {
+        if let Some(deadline) = waiting.deadline {
             self.arm(deadline, Timer::Deadline(task));
         }
         if let Some(until) = start {
@@ -257,7 +248,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 self.track_unroutable(task, requirements, now);
             }
         }
-        if let Some(key) = idempotency_key {
+        if let Some(key) = waiting.idempotency_key {
             let expires = now.saturating_add(self.config.settings.idempotency_window);
             self.state.idempotency.insert(key.clone(), task);
             self.state.idempotency_expiry.push_back((expires, key));
