@@ -44,12 +44,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         now: Instant,
     ) -> Result<Submitted, SubmitError<P>> {
         let now = self.tick(now);
-        let (submitted, entry) = self.admit(spec, now)?;
-        if let Some(entry) = entry {
-            self.offer(entry, now);
-        }
-        self.dispatch(now);
-        Ok(submitted)
+        let filed = self.admit(spec, now)?;
+        Ok(self.enter(filed, now))
     }
 
     /// [`submit`](Self::submit) of a task with no limit, key or option:
@@ -85,12 +81,19 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             deadline: None,
             idempotency_key: None,
         };
-        let (submitted, entry) = self.file(waiting, now);
+        let filed = self.file(waiting, now);
+        Ok(self.enter(filed, now))
+    }
+
+    /// A filed submission enters dispatch: its entry, if it has one (a
+    /// delayed task has none yet), is offered, and waiting work dispatched.
+    #[inline(always)]
+    fn enter(&mut self, (submitted, entry): (Submitted, Option<Entry>), now: Instant) -> Submitted {
         if let Some(entry) = entry {
             self.offer(entry, now);
         }
         self.dispatch(now);
-        Ok(submitted)
+        submitted
     }
 
     /// Submits several tasks and dispatches once at the end. One result per

@@ -96,8 +96,6 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             probe: false,
             token: None,
             requirements: RequirementsId::MAX,
-            assigned_at: Instant::ZERO,
-            priority: Priority::Normal,
         });
         self.close_claimed(task, agent, attempt, outcome, now);
     }
@@ -119,7 +117,6 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             probe,
             token,
             requirements,
-            ..
         } = attempt;
         // An emptied list stays (agents go idle and busy all the time); it
         // goes when the agent fails over or leaves.
@@ -401,10 +398,6 @@ pub(super) struct Attempt {
     /// The attempt's token, if the task is in flight.
     token: Option<AttemptToken>,
     requirements: RequirementsId,
-    /// When the attempt started.
-    pub(super) assigned_at: Instant,
-    /// The task's priority.
-    pub(super) priority: Priority,
 }
 
 impl Attempt {
@@ -420,8 +413,6 @@ impl Attempt {
             probe: std::mem::take(&mut t.probe),
             token,
             requirements: t.requirements,
-            assigned_at: t.assigned_at,
-            priority: t.priority,
         }
     }
 }

@@ -102,18 +102,15 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     ) -> Result<(Instant, u64, Priority), ReportError> {
         // One lookup of the task: the attempt's parts are taken where the
         // report is checked.
-        let attempt = match self.claim_attempt(task, agent, token) {
-            Ok(attempt) => attempt,
+        let (attempt, assigned_at, priority) = match self.claim_attempt(task, agent, token) {
+            Ok(claimed) => claimed,
             Err(error) => {
                 self.emit(Event::ReportRejected { task, agent }, self.state.clock);
                 return Err(error);
             }
         };
         let now = self.tick(now);
-        let ran = now
-            .as_nanos()
-            .saturating_sub(attempt.assigned_at.as_nanos());
-        let priority = attempt.priority;
+        let ran = now.as_nanos().saturating_sub(assigned_at.as_nanos());
         let latency = Duration::from_nanos(ran);
         self.close_claimed(
             task,
@@ -168,16 +165,17 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     }
 
     /// The parts of `task`'s current attempt, taken (its probe permit passes
-    /// to the caller), if `agent` holds it with `token`.
+    /// to the caller), with when it started and the task's priority, if
+    /// `agent` holds it with `token`.
     #[inline]
     fn claim_attempt(
         &mut self,
         task: TaskId,
         agent: AgentId,
         token: AttemptToken,
-    ) -> Result<Attempt, ReportError> {
+    ) -> Result<(Attempt, Instant, Priority), ReportError> {
         match self.state.tasks.get_mut(task) {
-            Some(t) if holds(t, agent, token) => Ok(Attempt::take(t)),
+            Some(t) if holds(t, agent, token) => Ok((Attempt::take(t), t.assigned_at, t.priority)),
             _ => Err(self.report_error(task, agent, token)),
         }
     }
