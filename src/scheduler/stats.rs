@@ -46,7 +46,10 @@ impl Recorder {
     /// where it emits it, so the match folds away and only that event's
     /// updates remain. The rest goes to [`record_other`](Self::record_other).
     /// (A plain `#[inline]` was not taken: the call stayed, and so did
-    /// the match.)
+    /// the match.) The dispatcher itself feeds assignments and completions
+    /// through [`assigned`](Self::assigned) and
+    /// [`completed`](Self::completed), in nanoseconds, without an event;
+    /// their arms here record one given whole.
     #[inline(always)]
     pub(crate) fn record(&mut self, event: &Event, now: Instant) {
         match *event {
