@@ -152,6 +152,18 @@ fn a_full_queue_hands_the_task_back() {
     assert_eq!(refused.spec.payload, "3");
     let late = d.submit(TaskSpec::new("late").deadline(t(5)), t(9));
     assert!(late.is_err());
+    // A spec with no limit or option is refused on a shorter path: it
+    // comes back whole, priority and requirements included.
+    let asks = TaskRequirements::new().require(["gpu"]).kind("render");
+    let spec = TaskSpec::new("4")
+        .priority(Priority::High)
+        .requirements(asks.clone());
+    let refused = d.submit(spec, t(0)).unwrap_err();
+    assert_eq!(refused.kind, SubmitErrorKind::QueueFull { capacity: 2 });
+    let back = *refused.spec;
+    assert_eq!((back.payload, back.priority), ("4", Priority::High));
+    assert_eq!(back.requirements, asks);
+    assert!(back.ttl.is_none() && back.deadline.is_none() && back.attempt_timeout.is_none());
 }
 
 #[test]
