@@ -8,7 +8,7 @@
 //! a holder ends or the key's rate conforms again; tasks of other keys go
 //! past it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::MAX_CONCURRENCY_KEYS;
 use super::queue::{Entry, Queue};
@@ -126,6 +126,20 @@ impl KeySet {
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// Adds `key`, keeping the set sorted and distinct; a full set keeps
+    /// its [`MAX_CONCURRENCY_KEYS`] smallest keys.
+    fn insert(&mut self, key: u32) {
+        let len = usize::from(self.len).min(MAX_CONCURRENCY_KEYS);
+        let at = self.keys[..len].partition_point(|&k| k < key);
+        if at == MAX_CONCURRENCY_KEYS || (at < len && self.keys[at] == key) {
+            return;
+        }
+        let end = (len + 1).min(MAX_CONCURRENCY_KEYS);
+        self.keys.copy_within(at..end - 1, at + 1);
+        self.keys[at] = key;
+        self.len = end as u8;
+    }
 }
 
 impl TryFrom<Vec<u32>> for KeySet {
@@ -177,9 +191,10 @@ pub(crate) struct KeyGate {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct KeyGates {
     gates: Vec<KeyGate>,
+    /// The configured keys' names, sorted: a key's index is its position.
     /// Derived from the configuration.
     #[cfg_attr(feature = "serde", serde(skip))]
-    index: HashMap<String, u32>,
+    names: Vec<String>,
     #[cfg_attr(feature = "serde", serde(skip))]
     limits: Vec<ConcurrencyLimit>,
 }
@@ -207,7 +222,7 @@ impl KeyGates {
     }
 
     fn derive(&mut self, limits: &BTreeMap<String, ConcurrencyLimit>) {
-        self.index = limits.keys().cloned().zip(0..).collect();
+        self.names = limits.keys().cloned().collect();
         self.limits = limits.values().copied().collect();
     }
 
@@ -218,16 +233,17 @@ impl KeyGates {
     }
 
     /// The configured keys among `keys` (at most
-    /// [`MAX_CONCURRENCY_KEYS`], checked at submission), as indices.
+    /// [`MAX_CONCURRENCY_KEYS`], checked at submission; of more, the
+    /// smallest indices), as indices. No allocation and no hashing: a
+    /// binary search of the sorted names per key.
     pub(crate) fn limited(&self, keys: &[String]) -> KeySet {
-        let mut limited: Vec<u32> = keys
-            .iter()
-            .filter_map(|k| self.index.get(k).copied())
-            .collect();
-        limited.sort_unstable();
-        limited.dedup();
-        limited.truncate(MAX_CONCURRENCY_KEYS);
-        KeySet::try_from(limited).unwrap_or_default()
+        let mut limited = KeySet::EMPTY;
+        for key in keys {
+            if let Ok(at) = self.names.binary_search_by(|name| name.as_str().cmp(key)) {
+                limited.insert(at as u32);
+            }
+        }
+        limited
     }
 
     /// The configured limit of key `key`.
@@ -340,6 +356,11 @@ impl KeyGates {
             Some(_) => gate.rate_blocked_until = None,
             None => {}
         }
+        // Nothing waits (every start and end of a holder asks): no head
+        // to look for.
+        if gate.waiting.is_empty() {
+            return Ok(None);
+        }
         let Some(head) = gate.waiting.best(now, Priority::Low, is_live) else {
             return Ok(None);
         };
@@ -407,7 +428,36 @@ impl KeyGates {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::time::Duration;
+
+    proptest! {
+        /// `limited` is the sorted, distinct indices of the configured keys
+        /// among any list of names (duplicates, unknown names and more than
+        /// a set holds included), the smallest kept when there are too many.
+        #[test]
+        fn limited_keys_are_the_smallest_configured_indices(
+            configured in proptest::collection::btree_set("[a-l]", 0..12),
+            keys in proptest::collection::vec("[a-p]", 0..24),
+        ) {
+            let limits: BTreeMap<String, ConcurrencyLimit> = configured
+                .iter()
+                .map(|name| (name.clone(), ConcurrencyLimit::new(1)))
+                .collect();
+            let gates = KeyGates::new(&limits, None);
+            let names: Vec<&String> = limits.keys().collect();
+            let mut expected: Vec<u32> = keys
+                .iter()
+                .filter_map(|k| names.iter().position(|n| *n == k))
+                .map(|at| at as u32)
+                .collect();
+            expected.sort_unstable();
+            expected.dedup();
+            expected.truncate(MAX_CONCURRENCY_KEYS);
+            let limited = gates.limited(&keys);
+            prop_assert_eq!(limited.as_slice(), expected.as_slice());
+        }
+    }
 
     fn gates(policy: WhenFull) -> KeyGates {
         let limits =
