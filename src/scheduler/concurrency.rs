@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::MAX_CONCURRENCY_KEYS;
+use super::holders::Holders;
 use super::queue::{Entry, Queue};
 use crate::resilience::{Quota, RateLimiter};
 use crate::{AttemptToken, Instant, Priority, TaskId};
@@ -171,7 +172,7 @@ impl From<KeySet> for Vec<u32> {
 pub(crate) struct KeyGate {
     /// Tasks holding the key in flight, by attempt token: oldest start
     /// first, `O(log n)` to add and remove.
-    running: BTreeSet<(AttemptToken, TaskId)>,
+    running: Holders,
     /// Tasks waiting for the key (entries of tasks no longer queued are
     /// dead, dropped as they are reached).
     waiting: Queue,
@@ -209,7 +210,7 @@ impl KeyGates {
             gates: limits
                 .values()
                 .map(|limit| KeyGate {
-                    running: BTreeSet::new(),
+                    running: Holders::default(),
                     waiting: Queue::new(aging),
                     rate: limit.rate.map(RateLimiter::new),
                     rate_blocked_until: None,
@@ -404,7 +405,7 @@ impl KeyGates {
             ));
         }
         for ((index, gate), (name, limit)) in self.gates.iter_mut().enumerate().zip(limits) {
-            if gate.running != holders[index] {
+            if !gate.running.iter().eq(holders[index].iter()) {
                 return Err(format!("key {name:?} disagrees with the tasks holding it"));
             }
             if gate.running.len() > limit.max_in_flight as usize {

@@ -92,6 +92,7 @@ mod dead_letter;
 mod dispatcher;
 mod errors;
 mod fair_keys;
+mod holders;
 mod journal;
 mod level;
 mod metadata;
