@@ -171,7 +171,8 @@ impl From<KeySet> for Vec<u32> {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct KeyGate {
     /// Tasks holding the key in flight, by attempt token: oldest start
-    /// first, `O(log n)` to add and remove.
+    /// first, `O(1)` to add and to remove the oldest, `O(log n)`
+    /// amortized to remove another.
     running: Holders,
     /// Tasks waiting for the key (entries of tasks no longer queued are
     /// dead, dropped as they are reached).
