@@ -41,27 +41,20 @@ impl Recorder {
     /// Records `event`. A rejected report counts and changes nothing else,
     /// not even the metrics clock.
     ///
-    /// Inline, with the three events of every task's cycle (submitted,
-    /// assigned, completed) handled here: the dispatcher builds each event
-    /// where it emits it, so the match folds away and only that event's
-    /// updates remain. The rest goes to [`record_other`](Self::record_other).
-    /// (A plain `#[inline]` was not taken: the call stayed, and so did
-    /// the match.) The dispatcher itself feeds assignments and completions
-    /// through [`assigned`](Self::assigned) and
-    /// [`completed`](Self::completed), in nanoseconds, without an event;
-    /// their arms here record one given whole.
+    /// Inline, with a submission (every task's) handled here: the
+    /// dispatcher builds each event where it emits it, so the match folds
+    /// away and only that event's updates remain. The rest goes to
+    /// [`record_other`](Self::record_other). (A plain `#[inline]` was not
+    /// taken: the call stayed, and so did the match.) Assignments and
+    /// completions, the other two events of every task's cycle, the
+    /// dispatcher feeds through [`assigned`](Self::assigned) and
+    /// [`completed`](Self::completed), in nanoseconds, without an event.
     #[inline(always)]
     pub(crate) fn record(&mut self, event: &Event, now: Instant) {
         match *event {
             Event::Submitted { .. } => {
                 self.tick(now);
                 bump(&mut self.counters.submitted);
-            }
-            Event::Assigned {
-                priority, waited, ..
-            } => self.assigned(priority, nanos_saturating(waited), now),
-            Event::Completed { priority, ran, .. } => {
-                self.completed(priority, nanos_saturating(ran), now)
             }
             _ => self.record_other(event, now),
         }
@@ -91,8 +84,9 @@ impl Recorder {
         self.latest = self.latest.max(now);
     }
 
-    /// [`record`](Self::record) for the events outside a task's common
-    /// cycle.
+    /// [`record`](Self::record) for every event but a submission: those
+    /// outside a task's common cycle, and an assignment or completion
+    /// given whole as an event.
     #[inline(never)]
     fn record_other(&mut self, event: &Event, now: Instant) {
         if let Event::ReportRejected { .. } = event {
@@ -102,8 +96,14 @@ impl Recorder {
         self.tick(now);
         let c = &mut self.counters;
         match *event {
-            // `record` handles these itself.
-            Event::Submitted { .. } | Event::Assigned { .. } | Event::Completed { .. } => {}
+            // `record` handles it itself.
+            Event::Submitted { .. } => {}
+            Event::Assigned {
+                priority, waited, ..
+            } => self.assigned(priority, nanos_saturating(waited), now),
+            Event::Completed { priority, ran, .. } => {
+                self.completed(priority, nanos_saturating(ran), now)
+            }
             Event::Failed { .. } => bump(&mut c.failed),
             Event::Retried { .. } => bump(&mut c.retried),
             Event::DeadLettered { .. } => bump(&mut c.dead_lettered),
@@ -164,4 +164,48 @@ pub struct DispatcherMetrics {
     pub utilization: Vec<(AgentId, f64)>,
     /// Completions per second over the last [`THROUGHPUT_WINDOW`].
     pub completions_per_second: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AgentId, TaskId};
+
+    /// An assignment and a completion recorded as whole events move the
+    /// metrics exactly as the dispatcher's own nanosecond feed does.
+    #[test]
+    fn whole_events_record_as_the_nanosecond_feed() {
+        let (task, agent, at) = (TaskId::new(1), AgentId::new(2), Instant::from_nanos(9_000));
+        let (waited, ran) = (Duration::from_nanos(1_234), Duration::from_micros(5_678));
+        let mut whole = Recorder::default();
+        whole.record(
+            &Event::Assigned {
+                task,
+                agent,
+                priority: Priority::High,
+                attempt: 1,
+                waited,
+            },
+            at,
+        );
+        whole.record(
+            &Event::Completed {
+                task,
+                agent,
+                priority: Priority::High,
+                ran,
+            },
+            at,
+        );
+        let mut fed = Recorder::default();
+        fed.assigned(Priority::High, 1_234, at);
+        fed.completed(Priority::High, 5_678_000, at);
+        let registry = Registry::default();
+        let (whole, fed) = (whole.snapshot(&registry), fed.snapshot(&registry));
+        assert_eq!(whole, fed);
+        assert_eq!((whole.counters.assigned, whole.counters.completed), (1, 1));
+        let level = Priority::High.index();
+        assert_eq!(whole.queue_wait[level].count, 1);
+        assert_eq!(whole.run_time[level].max, 5_678_000);
+    }
 }
