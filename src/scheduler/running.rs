@@ -86,10 +86,15 @@ impl Running {
         };
         match self {
             Running::Inline { len, ids } => {
-                // At most three moves: a loop the compiler unrolls, where
-                // `copy_within` would call `memmove`.
-                for i in at + 1..usize::from(*len).min(INLINE) {
-                    ids[i - 1] = ids[i];
+                // Every id after `at` moves one place forward, in a fixed
+                // number of steps that the compiler unrolls (a loop bounded
+                // by `len` kept its counter and checks; `copy_within` would
+                // call `memmove`). The ids it copies from past `len` are
+                // unused.
+                for i in 0..INLINE - 1 {
+                    if i >= at {
+                        ids[i] = ids[i + 1];
+                    }
                 }
                 *len -= 1;
             }
@@ -144,6 +149,32 @@ impl From<Running> for Vec<TaskId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Pushes and removals (of listed and unlisted ids) agree with a
+        /// `Vec` model, inline and spilled alike.
+        #[test]
+        fn behaves_as_an_ordered_vec(ops in proptest::collection::vec((any::<bool>(), 0u64..12), 0..80)) {
+            let mut running = Running::default();
+            let mut model: Vec<TaskId> = Vec::new();
+            let mut next = 100u64;
+            for (push, pick) in ops {
+                if push && model.len() < 10 {
+                    next += 1;
+                    running.push(TaskId::new(next));
+                    model.push(TaskId::new(next));
+                } else {
+                    // Ids 0..12 beyond the list's length are not in it.
+                    let victim = model.get(pick as usize).copied().unwrap_or(TaskId::new(pick));
+                    let listed = model.contains(&victim);
+                    prop_assert_eq!(running.remove(victim), listed);
+                    model.retain(|&t| t != victim);
+                }
+                prop_assert_eq!(running.as_slice(), model.as_slice());
+            }
+        }
+    }
 
     #[test]
     fn keeps_assignment_order_inline_and_spilled() {
