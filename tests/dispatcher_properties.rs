@@ -98,6 +98,21 @@ fn config() -> DispatcherConfig {
         .unwrap()
 }
 
+/// [`config`] without the breaker, preemption and unroutable timeout: a
+/// dispatcher whose cycle takes the plain path (unless it has an
+/// observer).
+fn plain_config() -> DispatcherConfig {
+    DispatcherConfig::builder()
+        .aging_interval(Some(Duration::from_secs(2)))
+        .heartbeats(Duration::from_secs(3), 2)
+        .attempt_timeout(Duration::from_secs(8))
+        .retry_policy(Fixed::new(Duration::from_millis(500), 3).unwrap())
+        .queue_capacity(40)
+        .terminal_history(100_000)
+        .build()
+        .unwrap()
+}
+
 fn pick<T: Copy>(items: &[T], index: &prop::sample::Index) -> Option<T> {
     (!items.is_empty()).then(|| items[index.index(items.len())])
 }
@@ -349,7 +364,11 @@ fn check(d: &mut Dispatcher<u32>, m: &mut Model) -> Result<(), String> {
 }
 
 fn run(ops: &[Op]) -> Result<(Dispatcher<u32>, Model), String> {
-    let mut d = Dispatcher::new(config());
+    run_with(config(), ops)
+}
+
+fn run_with(config: DispatcherConfig, ops: &[Op]) -> Result<(Dispatcher<u32>, Model), String> {
+    let mut d = Dispatcher::new(config);
     let mut m = Model::default();
     for op in ops {
         step(&mut d, &mut m, op).map_err(|e| format!("after {op:?}: {e}"))?;
@@ -428,6 +447,46 @@ proptest! {
         }
         prop_assert_eq!(&actions, &m.actions);
         prop_assert_eq!(observable(&restored, &m), observable(&original, &m));
+    }
+
+    /// A dispatcher with none of the optional machinery runs its cycle's
+    /// plain instance; an observer makes it take the full one. Replaying
+    /// one journal into both gives the same actions, the same state and
+    /// the same stored form, and the observer sees one event per counted
+    /// one.
+    #[test]
+    fn the_plain_path_matches_the_full_one(ops in proptest::collection::vec(op(), 1..120)) {
+        let (_, m) = run_with(plain_config(), &ops).map_err(TestCaseError::fail)?;
+        let mut plain = Dispatcher::new(plain_config());
+        let mut full = Dispatcher::new(plain_config());
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&events);
+        full.set_observer(move |event: &taskweave::scheduler::Event| {
+            seen.lock().unwrap().push(*event);
+        });
+        let (mut plain_actions, mut full_actions) = (Vec::new(), Vec::new());
+        for input in m.journal.iter().cloned() {
+            let from_plain = format!("{:?}", plain.apply(input.clone()));
+            let from_full = format!("{:?}", full.apply(input));
+            prop_assert_eq!(from_plain, from_full);
+            plain_actions.extend(std::iter::from_fn(|| plain.poll_action()));
+            full_actions.extend(std::iter::from_fn(|| full.poll_action()));
+        }
+        prop_assert_eq!(&plain_actions, &full_actions);
+        prop_assert_eq!(&plain_actions, &m.actions);
+        prop_assert_eq!(observable(&plain, &m), observable(&full, &m));
+        prop_assert_eq!(
+            serde_json::to_string(&plain.snapshot()).unwrap(),
+            serde_json::to_string(&full.snapshot()).unwrap()
+        );
+        let counters = full.metrics().counters;
+        let submitted = events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, taskweave::scheduler::Event::Submitted { .. }))
+            .count() as u64;
+        prop_assert_eq!(submitted, counters.submitted);
     }
 
     /// Every task reaches a terminal state once agents keep reporting success.

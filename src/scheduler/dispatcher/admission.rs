@@ -31,7 +31,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 requirements,
                 ..
             } = spec;
-            return self.submit_unlimited(payload, priority, requirements, now);
+            return match self.plain {
+                true => self.submit_unlimited::<true>(payload, priority, requirements, now),
+                false => self.submit_unlimited::<false>(payload, priority, requirements, now),
+            };
         }
         self.submit_spec(spec, now)
     }
@@ -45,14 +48,14 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     ) -> Result<Submitted, SubmitError<P>> {
         let now = self.tick(now);
         let filed = self.admit(spec, now)?;
-        Ok(self.enter(filed, now))
+        Ok(self.enter::<false>(filed, now))
     }
 
     /// [`submit`](Self::submit) of a task with no limit, key or option:
     /// what [`admit`](Self::admit) does with such a spec, with nothing of
-    /// it to look at but the queue's room.
+    /// it to look at but the queue's room. `PLAIN`: see the `plain` module.
     #[inline(never)]
-    fn submit_unlimited(
+    fn submit_unlimited<const PLAIN: bool>(
         &mut self,
         payload: P,
         priority: Priority,
@@ -81,16 +84,20 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             deadline: None,
             idempotency_key: None,
         };
-        let filed = self.file(waiting, now);
-        Ok(self.enter(filed, now))
+        let filed = self.file::<PLAIN>(waiting, now);
+        Ok(self.enter::<PLAIN>(filed, now))
     }
 
     /// A filed submission enters dispatch: its entry, if it has one (a
     /// delayed task has none yet), is offered, and waiting work dispatched.
     #[inline(always)]
-    fn enter(&mut self, (submitted, entry): (Submitted, Option<Entry>), now: Instant) -> Submitted {
+    fn enter<const PLAIN: bool>(
+        &mut self,
+        (submitted, entry): (Submitted, Option<Entry>),
+        now: Instant,
+    ) -> Submitted {
         if let Some(entry) = entry {
-            self.offer(entry, now);
+            self.offer::<PLAIN>(entry, now);
         }
         self.dispatch(now);
         submitted
@@ -198,14 +205,18 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             deadline,
             idempotency_key,
         };
-        Ok(self.file(waiting, now))
+        Ok(self.file::<false>(waiting, now))
     }
 
     /// Files an accepted task: its slot, its timers and idempotency key,
     /// the counts, and the [`Event::Submitted`]; returns its id, and its
     /// queue entry unless it waits for its start.
     #[inline(always)]
-    fn file(&mut self, waiting: Waiting<P>, now: Instant) -> (Submitted, Option<Entry>) {
+    fn file<const PLAIN: bool>(
+        &mut self,
+        waiting: Waiting<P>,
+        now: Instant,
+    ) -> (Submitted, Option<Entry>) {
         let (priority, start) = (waiting.priority, waiting.start);
         let seq = self.state.next_seq;
         self.state.next_seq = seq.saturating_add(1);
@@ -245,7 +256,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         }
         if let Some(until) = start {
             self.arm(until, Timer::Retry(task));
-        } else if self.config.settings.unroutable_timeout.is_some() {
+        } else if !PLAIN && self.config.settings.unroutable_timeout.is_some() {
             let requirements = self.state.tasks.get(task).map(|t| t.requirements);
             if let Some(requirements) = requirements {
                 self.track_unroutable(task, requirements, now);
@@ -257,7 +268,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             self.state.idempotency_expiry.push_back((expires, key));
         }
         self.state.gates.request(now);
-        self.emit(Event::Submitted { task, priority }, now);
+        self.emit_on::<PLAIN>(Event::Submitted { task, priority }, now);
         (Submitted::New(task), start.is_none().then_some(entry))
     }
 
@@ -364,12 +375,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// blocked — and its level may be dispatched now, the entry goes straight
     /// to routing: what `dispatch` would do next, without the queue round trip.
     #[inline(always)]
-    pub(super) fn offer(&mut self, entry: Entry, now: Instant) {
+    pub(super) fn offer<const PLAIN: bool>(&mut self, entry: Entry, now: Instant) {
         let nothing_ahead =
             self.state.queue.is_empty() && self.state.parked.iter().all(|g| g.blocked);
-        match self.dispatch_limit() {
+        match self.dispatch_limit::<PLAIN>() {
             Some(max_level) if nothing_ahead && entry.priority <= max_level => {
-                self.place(Source::Main, entry, now)
+                self.place::<PLAIN>(Source::Main, entry, now)
             }
             _ => self.state.queue.push(entry),
         }

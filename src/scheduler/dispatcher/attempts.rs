@@ -97,14 +97,15 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             token: None,
             requirements: RequirementsId::MAX,
         });
-        self.close_claimed(task, agent, attempt, outcome, now);
+        self.close_claimed::<false>(task, agent, attempt, outcome, now);
     }
 
     /// [`close_attempt`](Self::close_attempt), with the attempt's parts
     /// already taken from the task. Out of line: it is large, and called
-    /// from both report paths and from `close_attempt`.
+    /// from both report paths and from `close_attempt`. (`PLAIN`: see the
+    /// `plain` module.)
     #[inline(never)]
-    pub(super) fn close_claimed(
+    pub(super) fn close_claimed<const PLAIN: bool>(
         &mut self,
         task: TaskId,
         agent: AgentId,
@@ -123,28 +124,32 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         if let Some(list) = self.state.in_flight.get_mut(agent, slot) {
             list.remove(task);
         }
-        if self.state.key_gates.is_on() {
+        if !PLAIN && self.state.key_gates.is_on() {
             if let Some(token) = token {
                 self.keys_released(task, token, now);
             }
         }
-        if self.state.gates.by_kind() {
+        if !PLAIN && self.state.gates.by_kind() {
             self.kind_slot_freed(self.state.requirements.kind(requirements));
         }
         let released = (self.state.registry)
             .release_slot(agent, slot, outcome)
             .is_ok();
         match outcome {
-            Some(outcome) => {
+            Some(outcome) if !PLAIN => {
                 if self.learns {
                     self.learn(requirements, agent, outcome);
                 }
                 self.breaker_outcome(agent, probe, outcome.success, now);
             }
+            // No strategy that learns, no breaker.
+            Some(_) => {}
             None if probe => self.state.gates.release_probe(agent),
             None => {}
         }
-        self.sync_slot_limit(agent, now);
+        if !PLAIN {
+            self.sync_slot_limit(agent, now);
+        }
         if released {
             self.capacity_freed(agent);
         }

@@ -20,6 +20,7 @@ mod attempts;
 mod gates;
 mod keys;
 mod placement;
+mod plain;
 mod queries;
 mod redrive;
 mod reports;
@@ -141,6 +142,10 @@ pub struct Dispatcher<P, S = Box<dyn RoutingStrategy + Send>> {
     /// when the dispatcher took it.
     pub(super) learns: bool,
     pub(super) observer: Option<Box<dyn Observer<Event> + Send>>,
+    /// Whether a task's cycle may take its plain instance: what
+    /// [`plain_now`](Self::plain_now) answered when it last could change
+    /// (see the `plain` module).
+    pub(super) plain: bool,
     pub(super) state: State<P>,
 }
 
@@ -167,12 +172,15 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// A dispatcher that routes with `strategy`.
     pub fn with_strategy(config: DispatcherConfig, strategy: S) -> Self {
         let state = State::new(&config);
-        Dispatcher {
+        let mut dispatcher = Dispatcher {
             config,
             learns: strategy.learns(),
             strategy,
             observer: None,
+            plain: false,
             state,
-        }
+        };
+        dispatcher.plain = dispatcher.plain_now();
+        dispatcher
     }
 }

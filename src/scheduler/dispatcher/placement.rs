@@ -32,30 +32,34 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// the check above costs its callers no registers.
     #[inline(never)]
     fn dispatch_queued(&mut self, now: Instant) {
-        while let Some(max_level) = self.dispatch_limit() {
+        while let Some(max_level) = self.dispatch_limit::<false>() {
             let Some((source, entry)) = self.next_entry(now, max_level) else {
                 break;
             };
-            self.place(source, entry, now);
+            self.place::<false>(source, entry, now);
         }
     }
 
     /// The lowest priority that may be dispatched now, or `None` when no
-    /// task can be.
-    pub(super) fn dispatch_limit(&self) -> Option<Priority> {
+    /// task can be. (`PLAIN`: see the `plain` module.)
+    pub(super) fn dispatch_limit<const PLAIN: bool>(&self) -> Option<Priority> {
         let saturated = self.state.registry.available_agents() == 0;
-        match (saturated, self.config.settings.preemption) {
+        match (saturated, !PLAIN && self.config.settings.preemption) {
             (true, false) => None,
             (true, true) => Some(Priority::Critical),
-            (false, _) if self.reservation_active() => Some(Priority::High),
+            (false, _) if !PLAIN && self.reservation_active() => Some(Priority::High),
             (false, _) => Some(Priority::Low),
         }
     }
 
     /// Assigns the entry taken from `source`, or parks it when its kind's
-    /// gates or the lack of an eligible agent hold it back.
-    pub(super) fn place(&mut self, source: Source, entry: Entry, now: Instant) {
-        let kind = self.gated_kind(entry.task);
+    /// gates or the lack of an eligible agent hold it back. (`PLAIN`: see
+    /// the `plain` module.)
+    pub(super) fn place<const PLAIN: bool>(&mut self, source: Source, entry: Entry, now: Instant) {
+        let kind = match PLAIN {
+            true => None,
+            false => self.gated_kind(entry.task),
+        };
         if !self
             .state
             .gates
@@ -65,12 +69,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             self.park(entry, source, now);
             return;
         }
-        if self.state.key_gates.is_on() && !self.keys_admit(&entry, now) {
+        if !PLAIN && self.state.key_gates.is_on() && !self.keys_admit(&entry, now) {
             // Woken when a holder of the key ends.
             return;
         }
         let routed = match self.route(entry.task) {
-            None if self.preempt_for(&entry, now) => self.route(entry.task),
+            None if !PLAIN && self.preempt_for(&entry, now) => self.route(entry.task),
             routed => routed,
         };
         let cost = match kind {
@@ -81,8 +85,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         let requirements = &self.state.requirements;
         match routed.map(|agent| (agent, gates.take_kind_rate(kind, requirements, cost, now))) {
             Some((agent, Ok(()))) => {
-                if !self.state.key_gates.is_on() || self.take_key_rates(&entry, now) {
-                    self.assign(source, entry, agent, kind, now);
+                if PLAIN || !self.state.key_gates.is_on() || self.take_key_rates(&entry, now) {
+                    self.assign::<PLAIN>(source, entry, agent, kind, now);
                 }
             }
             Some((_, Err(until))) => {
@@ -234,7 +238,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// refuse the slot after all (the slot limit and eligibility keep that
     /// from happening), the entry is parked rather than queued again, so
     /// [`dispatch`](Self::dispatch) always makes progress.
-    pub(super) fn assign(
+    pub(super) fn assign<const PLAIN: bool>(
         &mut self,
         source: Source,
         entry: Entry,
@@ -243,7 +247,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         now: Instant,
     ) {
         let task = entry.task;
-        let Some(probe) = self.state.gates.open_attempt(agent, now) else {
+        let opened = match PLAIN {
+            // No breaker to ask.
+            true => Some(false),
+            false => self.state.gates.open_attempt(agent, now),
+        };
+        let Some(probe) = opened else {
             self.park(entry, source, now);
             self.sync_slot_limit(agent, now);
             return;
@@ -259,7 +268,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         self.state
             .gates
             .kind_started(kind, &self.state.requirements);
-        self.spend_agent_rate(agent, task, now);
+        if !PLAIN {
+            self.spend_agent_rate(agent, task, now);
+        }
         let token = AttemptToken::new(self.state.next_token);
         self.state.next_token = self.state.next_token.saturating_add(1);
         let default_timeout = self.config.settings.attempt_timeout;
@@ -283,16 +294,18 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         let before = std::mem::replace(&mut task_entry.state, running);
         self.count(before, priority, -1);
         self.state.in_flight.get_or_default(agent, slot).push(task);
-        if self.state.key_gates.is_on() {
+        if !PLAIN && self.state.key_gates.is_on() {
             self.keys_started(task, token, now);
         }
         if let Some(timeout) = timeout {
             self.arm(now.saturating_add(timeout), Timer::Attempt(task, token));
         }
-        self.sync_slot_limit(agent, now);
+        if !PLAIN {
+            self.sync_slot_limit(agent, now);
+        }
         push_assign(&mut self.state.actions, task, agent, token, attempt);
         let waited = now.as_nanos().saturating_sub(entry.since.as_nanos());
-        self.emit_timed(
+        self.emit_timed::<PLAIN>(
             |metrics| metrics.assigned(priority, waited, now),
             || Event::Assigned {
                 task,

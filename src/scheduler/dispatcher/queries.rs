@@ -95,6 +95,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// Sets the observer that receives every lifecycle [`Event`].
     pub fn set_observer(&mut self, observer: impl Observer<Event> + Send + 'static) {
         self.observer = Some(Box::new(observer));
+        self.plain = self.plain_now();
     }
 
     /// The state of `agent`'s circuit breaker at `now`, if breakers are on.
@@ -134,7 +135,17 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// Inline, so the recorder's match on the event folds at each call.
     #[inline(always)]
     pub(super) fn emit(&mut self, event: Event, now: Instant) {
+        self.emit_on::<false>(event, now);
+    }
+
+    /// [`emit`](Self::emit) on the cycle's paths: the plain instance has
+    /// no observer to tell.
+    #[inline(always)]
+    pub(super) fn emit_on<const PLAIN: bool>(&mut self, event: Event, now: Instant) {
         self.state.recorder.record(&event, now);
+        if PLAIN {
+            return;
+        }
         if let Some(observer) = &mut self.observer {
             observer.on_event(&event);
         }
@@ -145,12 +156,15 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// `Duration` costs a division to build and more to take apart again,
     /// is built only for an observer.
     #[inline(always)]
-    pub(super) fn emit_timed(
+    pub(super) fn emit_timed<const PLAIN: bool>(
         &mut self,
         record: impl FnOnce(&mut Recorder),
         event: impl FnOnce() -> Event,
     ) {
         record(&mut self.state.recorder);
+        if PLAIN {
+            return;
+        }
         if let Some(observer) = &mut self.observer {
             observer.on_event(&event());
         }

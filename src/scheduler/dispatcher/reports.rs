@@ -32,25 +32,29 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             outcome,
         } = report;
         match outcome {
-            AttemptOutcome::Success => self.report_success(task, agent, token, now),
+            AttemptOutcome::Success => match self.plain {
+                true => self.report_success::<true>(task, agent, token, now),
+                false => self.report_success::<false>(task, agent, token, now),
+            },
             AttemptOutcome::Failure { reason, retryable } => {
                 self.report_failure(task, agent, token, (reason, retryable), now)
             }
         }
     }
 
-    /// [`report`](Self::report) of a success.
+    /// [`report`](Self::report) of a success. (`PLAIN`: see the `plain`
+    /// module.)
     #[inline(never)]
-    fn report_success(
+    fn report_success<const PLAIN: bool>(
         &mut self,
         task: TaskId,
         agent: AgentId,
         token: AttemptToken,
         now: Instant,
     ) -> Result<(), ReportError> {
-        let (now, ran, priority) = self.close_reported(task, agent, token, true, now)?;
+        let (now, ran, priority) = self.close_reported::<PLAIN>(task, agent, token, true, now)?;
         self.finish_dropping(task, Terminal::Completed);
-        self.emit_timed(
+        self.emit_timed::<PLAIN>(
             |metrics| metrics.completed(priority, ran, now),
             || Event::Completed {
                 task,
@@ -74,7 +78,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         (reason, retryable): (String, bool),
         now: Instant,
     ) -> Result<(), ReportError> {
-        let (now, ..) = self.close_reported(task, agent, token, false, now)?;
+        let (now, ..) = self.close_reported::<false>(task, agent, token, false, now)?;
         self.emit(
             Event::Failed {
                 task,
@@ -92,7 +96,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// attempt ran (nanoseconds) and the task's priority. A refused report
     /// only counts as rejected.
     #[inline(always)]
-    fn close_reported(
+    fn close_reported<const PLAIN: bool>(
         &mut self,
         task: TaskId,
         agent: AgentId,
@@ -112,7 +116,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         let now = self.tick(now);
         let ran = now.as_nanos().saturating_sub(assigned_at.as_nanos());
         let latency = Duration::from_nanos(ran);
-        self.close_claimed(
+        self.close_claimed::<PLAIN>(
             task,
             agent,
             attempt,
