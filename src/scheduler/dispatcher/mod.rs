@@ -144,7 +144,9 @@ pub struct Dispatcher<P, S = Box<dyn RoutingStrategy + Send>> {
     pub(super) observer: Option<Box<dyn Observer<Event> + Send>>,
     /// Whether a task's cycle may take its plain instance: what
     /// [`plain_now`](Self::plain_now) answered when it last could change
-    /// (see the `plain` module).
+    /// (see the `plain` module). `false` is always correct (the full
+    /// path); `true` only while `plain_now` holds, so whatever sets an
+    /// observer recomputes it.
     pub(super) plain: bool,
     pub(super) state: State<P>,
 }
