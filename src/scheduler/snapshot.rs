@@ -169,16 +169,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             .load_state(snapshot.strategy)
             .map_err(|error| corrupt("strategy", error.to_string()))?;
         let state = snapshot.state.validated(&config.settings)?;
-        let mut dispatcher = Dispatcher {
-            config,
-            learns: strategy.learns(),
-            strategy,
-            observer: None,
-            plain: false,
-            state,
-        };
-        dispatcher.plain = dispatcher.plain_now();
-        Ok(dispatcher)
+        Ok(Dispatcher::assemble(config, strategy, state))
     }
 }
 

@@ -174,6 +174,13 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// A dispatcher that routes with `strategy`.
     pub fn with_strategy(config: DispatcherConfig, strategy: S) -> Self {
         let state = State::new(&config);
+        Self::assemble(config, strategy, state)
+    }
+
+    /// A dispatcher of these parts, with no observer: what building one
+    /// and restoring one share. Asks the strategy whether it learns and
+    /// settles which instance of the cycle runs.
+    pub(super) fn assemble(config: DispatcherConfig, strategy: S, state: State<P>) -> Self {
         let mut dispatcher = Dispatcher {
             config,
             learns: strategy.learns(),

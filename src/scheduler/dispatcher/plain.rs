@@ -28,7 +28,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// observer: the gates and keys come from the configuration (a breaker
     /// or an agent rate joins with each agent only when configured, so
     /// empty maps stay empty), `learns` from the strategy taken.
-    pub(in crate::scheduler) fn plain_now(&self) -> bool {
+    pub(super) fn plain_now(&self) -> bool {
         let settings = &self.config.settings;
         let gates = &self.state.gates;
         settings.circuit_breaker.is_none()
