@@ -6,10 +6,11 @@
 //! takes the oldest holder at once, or finds its holder by binary search
 //! and marks it gone, and gone holders at either end are dropped at once,
 //! so attempts that end in the order they started cost `O(1)` and move
-//! nothing. Gone holders inside are
-//! swept out once they outnumber the live ones: amortized `O(1)` per
-//! removal. (A `BTreeSet` of the same pairs, which this replaces, walked
-//! and compared its nodes on every insertion and removal.)
+//! nothing. Gone holders inside are swept out once they outnumber the live
+//! ones (more than `2 · live + 8` entries): amortized `O(1)` per removal
+//! on top of its search. (A `BTreeSet` of the same pairs, which this
+//! replaces, walked and compared its nodes on every insertion and
+//! removal.)
 //!
 //! Travels as the ascending sequence of live `(token, task)` pairs, the
 //! form the `BTreeSet` had; a sequence read back is sorted and deduplicated
