@@ -119,6 +119,8 @@
 
 pub mod agent;
 pub mod capability;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 #[cfg(feature = "coordination")]
 pub mod coordination;
 #[cfg(feature = "driver")]

@@ -1,0 +1,362 @@
+//! The agent role: registers a new incarnation, heartbeats, claims its
+//! assignments from the outbox, hands them to the host's code, and reports
+//! each result with its attempt token.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use crate::agent::AgentProfile;
+use crate::scheduler::{AttemptOutcome, TaskReport};
+use crate::{AgentId, AttemptToken, Instant, TaskId};
+
+use super::config::SessionConfig;
+use super::contract::{AgentOp, AgentReply, Assignment, Message, MessageId, Sender, StoreFailure};
+
+/// What an agent session tells its host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// Registered as this incarnation.
+    Registered {
+        /// The incarnation.
+        incarnation: u64,
+    },
+    /// The leader refused one of this agent's messages (a report of an
+    /// attempt that was failed over, say).
+    Refused {
+        /// The message.
+        message: MessageId,
+        /// Why.
+        reason: String,
+    },
+    /// A store operation failed; the session tries again after `retry_in`.
+    StoreTrouble {
+        /// The operation.
+        op: &'static str,
+        /// What the store said.
+        failure: StoreFailure,
+        /// The pause before the next try.
+        retry_in: std::time::Duration,
+    },
+    /// The cluster stopped; the session ends.
+    Stopped,
+}
+
+impl std::fmt::Display for SessionEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionEvent::Registered { incarnation } => {
+                write!(f, "registered as incarnation {incarnation}")
+            }
+            SessionEvent::Refused { message, reason } => {
+                write!(f, "message {message} refused by the leader: {reason}")
+            }
+            SessionEvent::StoreTrouble {
+                op,
+                failure,
+                retry_in,
+            } => write!(f, "{op}: {failure}; trying again in {retry_in:?}"),
+            SessionEvent::Stopped => write!(f, "the cluster stopped"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Incarnate,
+    Register,
+    Run,
+    Stopped,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sent {
+    Incarnate,
+    Register,
+    Heartbeat,
+    Claim,
+    Report,
+    Refusals,
+}
+
+/// The agent role: registers a new incarnation, heartbeats, claims its
+/// assignments from the outbox, hands them to the host's code, and reports
+/// each result with its attempt token.
+///
+/// ```text
+/// Incarnate ─▶ Register ─▶ run: report finished ▸ heartbeat ▸ read refusals ▸ claim
+/// ```
+///
+/// Like [`Node`](super::Node), a session is sans-IO: the host executes
+/// each [`AgentOp`] on its store and feeds the answer back; it pulls work
+/// with [`poll_work`](AgentSession::poll_work) and gives each result back
+/// with [`finish`](AgentSession::finish). A session never loses a result:
+/// a report whose answer is lost is sent again (a duplicate is refused by
+/// the leader as fenced, which the session logs).
+#[derive(Debug)]
+pub struct AgentSession<P> {
+    agent: AgentId,
+    profile: AgentProfile,
+    config: SessionConfig,
+    phase: Phase,
+    incarnation: u64,
+    sent: Option<Sent>,
+    wake_at: Instant,
+    heartbeat_at: Instant,
+    claim_at: Instant,
+    refusals_at: Instant,
+    /// Claimed, not yet handed to the host.
+    ready: VecDeque<Assignment<P>>,
+    /// Every attempt claimed and not yet reported (ready, running or
+    /// finished): a repeated claim answer is recognised by it.
+    held: BTreeSet<(TaskId, AttemptToken)>,
+    /// Results to report.
+    finished: Vec<TaskReport>,
+    /// Results in the outstanding report.
+    reporting: Vec<TaskReport>,
+    events: VecDeque<SessionEvent>,
+}
+
+impl<P: Clone> AgentSession<P> {
+    /// A session for `agent` with `profile`; it starts by asking the store
+    /// for a new incarnation, so a restarted agent's old attempts fail
+    /// over as soon as it registers.
+    pub fn new(agent: AgentId, profile: AgentProfile, config: SessionConfig) -> Self {
+        AgentSession {
+            agent,
+            profile,
+            config,
+            phase: Phase::Incarnate,
+            incarnation: 0,
+            sent: None,
+            wake_at: Instant::ZERO,
+            heartbeat_at: Instant::ZERO,
+            claim_at: Instant::ZERO,
+            refusals_at: Instant::ZERO,
+            ready: VecDeque::new(),
+            held: BTreeSet::new(),
+            finished: Vec::new(),
+            reporting: Vec::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The agent.
+    pub fn agent(&self) -> AgentId {
+        self.agent
+    }
+
+    /// The incarnation registered (0 before).
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// The cluster stopped: the host ends the session.
+    pub fn is_stopped(&self) -> bool {
+        self.phase == Phase::Stopped
+    }
+
+    /// Attempts claimed and not yet reported.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// The next event to log.
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next claimed assignment for the host to run.
+    pub fn poll_work(&mut self) -> Option<Assignment<P>> {
+        self.ready.pop_front()
+    }
+
+    /// The host finished the attempt `token` of `task`: the outcome is
+    /// reported with the next operation. A result for an attempt the
+    /// session does not hold is ignored (`false`).
+    pub fn finish(&mut self, task: TaskId, token: AttemptToken, outcome: AttemptOutcome) -> bool {
+        if !self.held.contains(&(task, token)) || self.is_reported(task, token) {
+            return false;
+        }
+        self.finished.push(TaskReport {
+            task,
+            agent: self.agent,
+            token,
+            outcome,
+        });
+        true
+    }
+
+    fn is_reported(&self, task: TaskId, token: AttemptToken) -> bool {
+        let same = |r: &TaskReport| r.task == task && r.token == token;
+        self.finished.iter().any(same) || self.reporting.iter().any(same)
+    }
+
+    /// When the session wants [`poll_op`](Self::poll_op) called again.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.sent.is_some() || self.phase == Phase::Stopped {
+            return None;
+        }
+        if self.phase != Phase::Run || !self.finished.is_empty() {
+            return Some(self.wake_at);
+        }
+        let mut next = self.heartbeat_at.min(self.refusals_at);
+        if self.free_slots() > 0 {
+            next = next.min(self.claim_at);
+        }
+        Some(next.max(self.wake_at))
+    }
+
+    fn free_slots(&self) -> usize {
+        (self.profile.capacity() as usize).saturating_sub(self.held.len())
+    }
+
+    fn sender(&self) -> Sender {
+        Sender::Agent {
+            agent: self.agent,
+            incarnation: self.incarnation,
+        }
+    }
+
+    /// The next operation for the store, if one is due at `now`.
+    pub fn poll_op(&mut self, now: Instant) -> Option<AgentOp<P>> {
+        if self.sent.is_some() || now < self.wake_at {
+            return None;
+        }
+        let (sent, op) = match self.phase {
+            Phase::Stopped => return None,
+            Phase::Incarnate => (Sent::Incarnate, AgentOp::Incarnate { agent: self.agent }),
+            Phase::Register => (
+                Sent::Register,
+                AgentOp::Post {
+                    sender: self.sender(),
+                    messages: vec![Message::Register {
+                        profile: self.profile.clone(),
+                    }],
+                },
+            ),
+            Phase::Run if !self.finished.is_empty() => {
+                self.reporting = std::mem::take(&mut self.finished);
+                let op = AgentOp::Report {
+                    sender: self.sender(),
+                    reports: self.reporting.clone(),
+                };
+                (Sent::Report, op)
+            }
+            Phase::Run if now >= self.heartbeat_at => (
+                Sent::Heartbeat,
+                AgentOp::Post {
+                    sender: self.sender(),
+                    messages: vec![Message::Heartbeat],
+                },
+            ),
+            Phase::Run if now >= self.refusals_at => {
+                (Sent::Refusals, AgentOp::TakeRefusals { agent: self.agent })
+            }
+            Phase::Run if now >= self.claim_at && self.free_slots() > 0 => (
+                Sent::Claim,
+                AgentOp::Claim {
+                    agent: self.agent,
+                    incarnation: self.incarnation,
+                    limit: self.free_slots(),
+                },
+            ),
+            Phase::Run => return None,
+        };
+        self.sent = Some(sent);
+        Some(op)
+    }
+
+    /// Feeds the store's answer to the operation last polled.
+    pub fn handle_reply(&mut self, reply: Result<AgentReply<P>, StoreFailure>, now: Instant) {
+        let Some(sent) = self.sent.take() else {
+            return;
+        };
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(failure) => return self.failed(sent, failure, now),
+        };
+        self.config.backoff.reset();
+        match (sent, reply) {
+            (Sent::Incarnate, AgentReply::Incarnation(incarnation)) => {
+                self.incarnation = incarnation;
+                self.phase = Phase::Register;
+            }
+            (
+                _,
+                AgentReply::Posted { stopped: true } | AgentReply::Claimed { stopped: true, .. },
+            ) => {
+                self.events.push_back(SessionEvent::Stopped);
+                self.phase = Phase::Stopped;
+            }
+            (Sent::Register, AgentReply::Posted { .. }) => {
+                self.events.push_back(SessionEvent::Registered {
+                    incarnation: self.incarnation,
+                });
+                self.phase = Phase::Run;
+                self.heartbeat_at = now.saturating_add(self.config.heartbeat_every);
+                self.refusals_at = now.saturating_add(self.config.refusals_every);
+            }
+            (Sent::Heartbeat, AgentReply::Posted { .. }) => {
+                self.heartbeat_at = now.saturating_add(self.config.heartbeat_every);
+            }
+            (Sent::Report, AgentReply::Posted { .. }) => {
+                for report in std::mem::take(&mut self.reporting) {
+                    self.held.remove(&(report.task, report.token));
+                }
+            }
+            (Sent::Refusals, AgentReply::Refusals(refusals)) => {
+                self.refusals_at = now.saturating_add(self.config.refusals_every);
+                for (message, reason) in refusals {
+                    self.events
+                        .push_back(SessionEvent::Refused { message, reason });
+                }
+            }
+            (Sent::Claim, AgentReply::Claimed { rows, .. }) => {
+                let fresh: Vec<_> = rows
+                    .into_iter()
+                    .filter(|row| {
+                        row.agent == self.agent && self.held.insert((row.task, row.token))
+                    })
+                    .collect();
+                if fresh.is_empty() {
+                    self.claim_at = now.saturating_add(self.config.claim_poll);
+                }
+                self.ready.extend(fresh);
+            }
+            (sent, _) => {
+                // An answer of the wrong kind is the store's fault: treat
+                // it as a failed operation and try again.
+                let failure = StoreFailure::Failed {
+                    cause: format!("the store answered {sent:?} with an unrelated reply"),
+                };
+                self.failed(sent, failure, now);
+            }
+        }
+    }
+
+    fn failed(&mut self, sent: Sent, failure: StoreFailure, now: Instant) {
+        if sent == Sent::Report {
+            // Send the same reports again: a duplicate is fenced out.
+            let mut again = std::mem::take(&mut self.reporting);
+            again.append(&mut self.finished);
+            self.finished = again;
+        }
+        let retry_in = self.config.backoff.next();
+        self.events.push_back(SessionEvent::StoreTrouble {
+            op: sent_name(sent),
+            failure,
+            retry_in,
+        });
+        self.wake_at = now.saturating_add(retry_in);
+    }
+}
+
+fn sent_name(sent: Sent) -> &'static str {
+    match sent {
+        Sent::Incarnate => "ask for an incarnation",
+        Sent::Register => "register",
+        Sent::Heartbeat => "heartbeat",
+        Sent::Claim => "claim",
+        Sent::Report => "report",
+        Sent::Refusals => "read refusals",
+    }
+}

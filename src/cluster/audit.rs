@@ -1,0 +1,254 @@
+//! [`Auditor`]: replays a journal into a fresh dispatcher and checks the
+//! cluster's invariants entry by entry: sequence numbers without holes,
+//! epochs that never go back, no report accepted from an attempt that is
+//! not the task's current one (fencing), and no task that ends twice.
+//! The `audit` command of `taskweave-pg` and the role tests run it.
+
+use std::collections::BTreeMap;
+
+use crate::scheduler::{
+    Action, Applied, AttemptOutcome, Dispatcher, DispatcherConfig, Input, Snapshot,
+};
+use crate::{AgentId, AttemptToken, TaskId};
+
+use super::contract::{Entry, JournalRow};
+use super::node::Replica;
+
+/// How many violations an audit keeps in words (it counts them all).
+pub const MAX_VIOLATIONS: usize = 100;
+
+/// What an audit found so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditReport {
+    /// Journal entries replayed.
+    pub entries: u64,
+    /// Their stored bytes.
+    pub bytes: u64,
+    /// Entries per epoch.
+    pub entries_by_epoch: BTreeMap<u64, u64>,
+    /// Tasks submitted in the replayed part.
+    pub tasks: u64,
+    /// Tasks completed (once each, or see `violations`).
+    pub completed: u64,
+    /// Tasks dead-lettered.
+    pub dead_lettered: u64,
+    /// Tasks expired.
+    pub expired: u64,
+    /// Tasks cancelled.
+    pub cancelled: u64,
+    /// Tasks still live at the end.
+    pub live: u64,
+    /// Reports the dispatcher accepted.
+    pub accepted_reports: u64,
+    /// Reports it refused (late, fenced or forged).
+    pub refused_reports: u64,
+    /// Violations found (all counted, the first [`MAX_VIOLATIONS`] kept).
+    pub violation_count: u64,
+    /// The first violations, in words.
+    pub violations: Vec<String>,
+}
+
+impl AuditReport {
+    /// No rule was broken.
+    pub fn is_clean(&self) -> bool {
+        self.violation_count == 0
+    }
+}
+
+/// What the audit knows of one task.
+#[derive(Clone, Copy, Debug, Default)]
+struct Track {
+    /// The attempt handed out and not stopped.
+    current: Option<(AgentId, AttemptToken)>,
+    /// Times it ended.
+    ends: u32,
+}
+
+/// [`Auditor`]: replays a journal into a fresh dispatcher and checks the
+/// cluster's invariants entry by entry: sequence numbers without holes,
+/// epochs that never go back, no report accepted from an attempt that is
+/// not the task's current one (fencing), and no task that ends twice.
+/// The `audit` command of `taskweave-pg` and the role tests run it.
+pub struct Auditor<P> {
+    replica: Replica<P>,
+    last_epoch: u64,
+    tasks: BTreeMap<TaskId, Track>,
+    report: AuditReport,
+}
+
+impl<P> std::fmt::Debug for Auditor<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auditor")
+            .field("report", &self.report)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Clone> Auditor<P> {
+    /// An audit from journal entry 1 under the cluster's dispatcher
+    /// configuration.
+    pub fn new(config: DispatcherConfig) -> Self {
+        Auditor {
+            replica: Replica::empty(config),
+            last_epoch: 0,
+            tasks: BTreeMap::new(),
+            report: AuditReport::default(),
+        }
+    }
+
+    /// An audit that starts from the snapshot after entry `seq` (for a
+    /// trimmed journal). Tasks the snapshot holds are followed from their
+    /// state in it.
+    ///
+    /// # Errors
+    ///
+    /// The reason the snapshot does not restore.
+    pub fn from_snapshot(
+        config: DispatcherConfig,
+        seq: u64,
+        snapshot: Snapshot<P>,
+    ) -> Result<Self, String> {
+        let replica = Replica::restore(config, seq, snapshot)?;
+        let mut tasks = BTreeMap::new();
+        for (task, state, _, _) in replica.dispatcher.iter_live_tasks() {
+            let current = match state {
+                crate::scheduler::TaskState::InFlight { agent, token, .. } => Some((agent, token)),
+                _ => None,
+            };
+            tasks.insert(task, Track { current, ends: 0 });
+        }
+        Ok(Auditor {
+            replica,
+            last_epoch: 0,
+            tasks,
+            report: AuditReport::default(),
+        })
+    }
+
+    /// The next entry the audit expects.
+    pub fn next_seq(&self) -> u64 {
+        self.replica.next_seq
+    }
+
+    /// The replayed dispatcher: compare its snapshot with a stored one.
+    pub fn dispatcher(&self) -> &Dispatcher<P> {
+        &self.replica.dispatcher
+    }
+
+    /// Replays one row and checks it.
+    pub fn apply(&mut self, row: JournalRow<P>) {
+        let expected = self.replica.next_seq;
+        if row.seq != expected {
+            self.violation(format!("entry {} follows entry {}", row.seq, expected - 1));
+        }
+        if row.epoch < self.last_epoch {
+            let last = self.last_epoch;
+            self.violation(format!(
+                "entry {} has epoch {} after epoch {last}",
+                row.seq, row.epoch
+            ));
+        }
+        self.last_epoch = self.last_epoch.max(row.epoch);
+        self.report.entries += 1;
+        self.report.bytes += row.bytes as u64;
+        *self.report.entries_by_epoch.entry(row.epoch).or_default() += 1;
+        let report = match &row.entry {
+            Entry::Input(Input::Report { report, .. }) => Some(report.clone()),
+            _ => None,
+        };
+        let cancel = match &row.entry {
+            Entry::Input(Input::Cancel { task, .. }) => Some(*task),
+            _ => None,
+        };
+        let mut actions = Vec::new();
+        let result = self.replica.apply(row.entry, |action| actions.push(action));
+        match (result, report) {
+            (Ok(Applied::Batch(results)), _) => {
+                for submitted in results.iter().flatten() {
+                    self.report.tasks += 1;
+                    self.tasks.insert(submitted.id(), Track::default());
+                }
+            }
+            (Ok(Applied::Submitted(submitted)), None) => {
+                self.report.tasks += 1;
+                self.tasks.insert(submitted.id(), Track::default());
+            }
+            (Ok(Applied::Cancelled(_)), _) => {
+                if let Some(task) = cancel {
+                    self.report.cancelled += 1;
+                    self.ended(task, row.seq);
+                }
+            }
+            (Ok(_), Some(report)) => {
+                self.report.accepted_reports += 1;
+                let track = self.tasks.entry(report.task).or_default();
+                let attempt = (report.agent, report.token);
+                let current = track.current.take();
+                if current != Some(attempt) {
+                    self.violation(format!(
+                        "entry {}: a report of task {} from attempt {attempt:?} was accepted, the current one is {current:?}",
+                        row.seq, report.task
+                    ));
+                }
+                if report.outcome == AttemptOutcome::Success {
+                    self.report.completed += 1;
+                    self.ended(report.task, row.seq);
+                }
+            }
+            (Err(_), Some(_)) => self.report.refused_reports += 1,
+            _ => {}
+        }
+        for action in actions {
+            self.follow(action, row.seq);
+        }
+    }
+
+    fn follow(&mut self, action: Action, seq: u64) {
+        match action {
+            Action::Assign {
+                task, agent, token, ..
+            } => {
+                self.tasks.entry(task).or_default().current = Some((agent, token));
+            }
+            Action::Cancel { task, token, .. } => {
+                let track = self.tasks.entry(task).or_default();
+                if track.current.is_some_and(|(_, t)| t == token) {
+                    track.current = None;
+                }
+            }
+            Action::DeadLettered { task, .. } => {
+                self.report.dead_lettered += 1;
+                self.ended(task, seq);
+            }
+            Action::Expired { task, .. } => {
+                self.report.expired += 1;
+                self.ended(task, seq);
+            }
+            Action::AgentLost { .. } => {}
+        }
+    }
+
+    fn ended(&mut self, task: TaskId, seq: u64) {
+        let track = self.tasks.entry(task).or_default();
+        track.ends += 1;
+        track.current = None;
+        if track.ends > 1 {
+            let ends = track.ends;
+            self.violation(format!("entry {seq}: task {task} ended a {ends}th time"));
+        }
+    }
+
+    fn violation(&mut self, what: String) {
+        self.report.violation_count += 1;
+        if self.report.violations.len() < MAX_VIOLATIONS {
+            self.report.violations.push(what);
+        }
+    }
+
+    /// The findings so far; `live` counts the tasks not ended.
+    pub fn report(&self) -> AuditReport {
+        let mut report = self.report.clone();
+        report.live = self.replica.dispatcher.live_tasks() as u64;
+        report
+    }
+}

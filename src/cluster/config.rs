@@ -1,0 +1,346 @@
+//! How the roles pace themselves: lease, polling, batching, snapshots and
+//! the backoff after a store failure, validated when built.
+
+use std::time::Duration;
+
+/// A [`NodeConfig`] or [`SessionConfig`] that cannot work.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid cluster configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// How a node leads and follows. Build one with [`NodeConfig::builder`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeConfig {
+    pub(crate) name: String,
+    pub(crate) lease_ttl: Duration,
+    pub(crate) renew_every: Duration,
+    pub(crate) follow_every: Duration,
+    pub(crate) idle_poll: Duration,
+    pub(crate) batch: usize,
+    pub(crate) journal_page: usize,
+    pub(crate) snapshot_every: u64,
+    pub(crate) trim: bool,
+    pub(crate) status_every: Duration,
+    pub(crate) backoff: Backoff,
+}
+
+impl NodeConfig {
+    /// Most inbox messages one commit may consume.
+    pub const MAX_BATCH: usize = 100_000;
+
+    /// A builder for the node called `name` (its lease holder name and log
+    /// prefix), with defaults that suit PostgreSQL on a LAN: a 1 s lease
+    /// renewed every 250 ms, followers polling every 20 ms, an idle leader
+    /// polling its inbox every 2 ms, batches of 1,000 messages, a snapshot
+    /// every 4,000 entries with the journal trimmed behind it, status every
+    /// 250 ms, and a backoff from 50 ms to 2 s.
+    pub fn builder(name: impl Into<String>) -> NodeConfigBuilder {
+        NodeConfigBuilder(NodeConfig {
+            name: name.into(),
+            lease_ttl: Duration::from_secs(1),
+            renew_every: Duration::from_millis(250),
+            follow_every: Duration::from_millis(20),
+            idle_poll: Duration::from_millis(2),
+            batch: 1_000,
+            journal_page: 2_000,
+            snapshot_every: 4_000,
+            trim: true,
+            status_every: Duration::from_millis(250),
+            backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(2)),
+        })
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The lease's time to live.
+    pub fn lease_ttl(&self) -> Duration {
+        self.lease_ttl
+    }
+}
+
+/// Builds a [`NodeConfig`]; [`build`](Self::build) checks it.
+#[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until built"]
+pub struct NodeConfigBuilder(NodeConfig);
+
+impl NodeConfigBuilder {
+    /// How long a lease lasts unless renewed, and how often the leader
+    /// renews it when it has nothing to commit (every write renews it too).
+    pub fn lease(mut self, ttl: Duration, renew_every: Duration) -> Self {
+        self.0.lease_ttl = ttl;
+        self.0.renew_every = renew_every;
+        self
+    }
+
+    /// How often a follower reads the journal and the lease.
+    pub fn follow_every(mut self, every: Duration) -> Self {
+        self.0.follow_every = every;
+        self
+    }
+
+    /// How often an idle leader reads its inbox.
+    pub fn idle_poll(mut self, every: Duration) -> Self {
+        self.0.idle_poll = every;
+        self
+    }
+
+    /// Most inbox messages in one commit (group commit).
+    pub fn batch(mut self, messages: usize) -> Self {
+        self.0.batch = messages;
+        self
+    }
+
+    /// Most journal entries one read answers.
+    pub fn journal_page(mut self, entries: usize) -> Self {
+        self.0.journal_page = entries;
+        self
+    }
+
+    /// Journal entries between snapshots, and whether to delete the
+    /// journal behind the previous snapshot when a new one is stored.
+    pub fn snapshots(mut self, every: u64, trim: bool) -> Self {
+        self.0.snapshot_every = every;
+        self.0.trim = trim;
+        self
+    }
+
+    /// How often the leader publishes its [`Status`](super::Status).
+    pub fn status_every(mut self, every: Duration) -> Self {
+        self.0.status_every = every;
+        self
+    }
+
+    /// The pause after a store failure: `min`, doubling up to `max`.
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.0.backoff = Backoff::new(min, max);
+        self
+    }
+
+    /// Checks and returns the configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the name is empty or longer than 200 bytes,
+    /// the lease is zero or not renewed at least twice per lifetime, a
+    /// period is zero or longer than an hour, the batch is 0 or over
+    /// [`NodeConfig::MAX_BATCH`], the journal page is 0 or over 100,000, or
+    /// snapshots are never taken (0 entries).
+    pub fn build(self) -> Result<NodeConfig, ConfigError> {
+        let c = self.0;
+        let hour = Duration::from_secs(3_600);
+        let fail = |why: String| Err(ConfigError(why));
+        if c.name.is_empty() || c.name.len() > 200 {
+            return fail(format!(
+                "a node's name must have 1 to 200 bytes, not {}",
+                c.name.len()
+            ));
+        }
+        for (what, d) in [
+            ("the lease", c.lease_ttl),
+            ("the renewal period", c.renew_every),
+            ("the follow period", c.follow_every),
+            ("the idle poll", c.idle_poll),
+            ("the status period", c.status_every),
+        ] {
+            if d.is_zero() || d > hour {
+                return fail(format!(
+                    "{what} must be within 0..=1h and not zero, not {d:?}"
+                ));
+            }
+        }
+        if c.renew_every.saturating_mul(2) > c.lease_ttl {
+            return fail(format!(
+                "the lease ({:?}) must be renewed at least twice in its lifetime, not every {:?}",
+                c.lease_ttl, c.renew_every
+            ));
+        }
+        if c.batch == 0 || c.batch > NodeConfig::MAX_BATCH {
+            return fail(format!(
+                "the batch must be 1..={}, not {}",
+                NodeConfig::MAX_BATCH,
+                c.batch
+            ));
+        }
+        if c.journal_page == 0 || c.journal_page > 100_000 {
+            return fail(format!(
+                "the journal page must be 1..=100000, not {}",
+                c.journal_page
+            ));
+        }
+        if c.snapshot_every == 0 {
+            return fail("snapshots must be taken every 1 or more entries".into());
+        }
+        c.backoff.check()?;
+        Ok(c)
+    }
+}
+
+/// How an agent session paces itself. Build one with
+/// [`SessionConfig::builder`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    pub(crate) heartbeat_every: Duration,
+    pub(crate) claim_poll: Duration,
+    pub(crate) refusals_every: Duration,
+    pub(crate) backoff: Backoff,
+}
+
+impl SessionConfig {
+    /// Defaults: a heartbeat every 250 ms, an idle claim every 5 ms, the
+    /// refusals read every 500 ms, a backoff from 50 ms to 2 s.
+    pub fn builder() -> SessionConfigBuilder {
+        SessionConfigBuilder(SessionConfig {
+            heartbeat_every: Duration::from_millis(250),
+            claim_poll: Duration::from_millis(5),
+            refusals_every: Duration::from_millis(500),
+            backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(2)),
+        })
+    }
+}
+
+/// Builds a [`SessionConfig`]; [`build`](Self::build) checks it.
+#[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until built"]
+pub struct SessionConfigBuilder(SessionConfig);
+
+impl SessionConfigBuilder {
+    /// Time between heartbeats; it must match the dispatcher's
+    /// [`Heartbeats`](crate::scheduler::Heartbeats) interval.
+    pub fn heartbeat_every(mut self, every: Duration) -> Self {
+        self.0.heartbeat_every = every;
+        self
+    }
+
+    /// How often an agent with free slots and nothing claimed asks again.
+    pub fn claim_poll(mut self, every: Duration) -> Self {
+        self.0.claim_poll = every;
+        self
+    }
+
+    /// How often it reads the verdicts that refused its messages.
+    pub fn refusals_every(mut self, every: Duration) -> Self {
+        self.0.refusals_every = every;
+        self
+    }
+
+    /// The pause after a store failure: `min`, doubling up to `max`.
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.0.backoff = Backoff::new(min, max);
+        self
+    }
+
+    /// Checks and returns the configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when a period is zero or longer than an hour.
+    pub fn build(self) -> Result<SessionConfig, ConfigError> {
+        let c = self.0;
+        for (what, d) in [
+            ("the heartbeat period", c.heartbeat_every),
+            ("the claim poll", c.claim_poll),
+            ("the refusals period", c.refusals_every),
+        ] {
+            if d.is_zero() || d > Duration::from_secs(3_600) {
+                return Err(ConfigError(format!(
+                    "{what} must be within 0..=1h and not zero, not {d:?}"
+                )));
+            }
+        }
+        c.backoff.check()?;
+        Ok(c)
+    }
+}
+
+/// Exponential backoff after consecutive store failures: `min`, `2·min`,
+/// … up to `max`; a success resets it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Backoff {
+    min: Duration,
+    max: Duration,
+    failures: u32,
+}
+
+impl Backoff {
+    pub(crate) fn new(min: Duration, max: Duration) -> Self {
+        Backoff {
+            min,
+            max,
+            failures: 0,
+        }
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.min.is_zero() || self.min > self.max || self.max > Duration::from_secs(3_600) {
+            return Err(ConfigError(format!(
+                "the backoff must satisfy 0 < min ≤ max ≤ 1h, not {:?}..{:?}",
+                self.min, self.max
+            )));
+        }
+        Ok(())
+    }
+
+    /// The pause before the next try, and counts the failure.
+    pub(crate) fn next(&mut self) -> Duration {
+        let pause = self
+            .min
+            .saturating_mul(1 << self.failures.min(20))
+            .min(self.max);
+        self.failures = self.failures.saturating_add(1);
+        pause
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_ceiling_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(50), Duration::from_millis(300));
+        let pauses: Vec<u128> = (0..5).map(|_| b.next().as_millis()).collect();
+        assert_eq!(pauses, [50, 100, 200, 300, 300]);
+        b.reset();
+        assert_eq!(b.next(), Duration::from_millis(50));
+        for _ in 0..100 {
+            assert!(b.next() <= Duration::from_millis(300));
+        }
+    }
+
+    #[test]
+    fn unworkable_configurations_are_refused_with_the_reason() {
+        let ms = Duration::from_millis;
+        let lease = NodeConfig::builder("n").lease(ms(100), ms(80)).build();
+        assert!(lease.unwrap_err().0.contains("renewed at least twice"));
+        assert!(NodeConfig::builder("").build().is_err());
+        assert!(NodeConfig::builder("n").batch(0).build().is_err());
+        assert!(NodeConfig::builder("n").snapshots(0, true).build().is_err());
+        assert!(
+            NodeConfig::builder("n")
+                .backoff(ms(0), ms(1))
+                .build()
+                .is_err()
+        );
+        assert!(
+            NodeConfig::builder("n")
+                .idle_poll(Duration::ZERO)
+                .build()
+                .is_err()
+        );
+        assert!(
+            SessionConfig::builder()
+                .heartbeat_every(Duration::ZERO)
+                .build()
+                .is_err()
+        );
+        assert!(NodeConfig::builder("n").build().is_ok());
+        assert!(SessionConfig::builder().build().is_ok());
+    }
+}

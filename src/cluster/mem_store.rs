@@ -1,0 +1,451 @@
+//! [`MemStore`]: the store contract kept in memory, for tests and
+//! simulations. It has no clock of its own: it judges leases by the `now`
+//! each operation brings, and it never fails unless told to
+//! ([`MemStore::fail_next`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::scheduler::Snapshot;
+use crate::{AgentId, AttemptToken, Instant, TaskId};
+
+use super::contract::{
+    AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, InboxMessage, JournalRow, Lease,
+    Message, MessageId, NodeOp, NodeReply, Outputs, Sender, Store, StoreFailure, Verdict,
+};
+use super::status::Status;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RowState {
+    Ready,
+    Claimed(u64),
+    Done,
+    Cancelled,
+}
+
+#[derive(Clone, Debug)]
+struct InboxRow<P> {
+    sender: Sender,
+    body: Message<P>,
+    verdict: Option<Verdict>,
+    seen: bool,
+}
+
+/// How the next operation fails, for fault tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// It does not take effect and answers [`StoreFailure::Failed`].
+    Fail,
+    /// It takes effect, but its answer is lost: [`StoreFailure::Unknown`].
+    LoseAnswer,
+}
+
+/// [`MemStore`]: the store contract kept in memory, for tests and
+/// simulations. It has no clock of its own: it judges leases by the `now`
+/// each operation brings, and it never fails unless told to
+/// ([`MemStore::fail_next`]).
+#[derive(Clone, Debug)]
+pub struct MemStore<P> {
+    epoch: u64,
+    holder: String,
+    expires_at: Instant,
+    stopped: bool,
+    journal: BTreeMap<u64, (u64, Entry<P>)>,
+    snapshots: BTreeMap<u64, Snapshot<P>>,
+    final_state: Option<(u64, Snapshot<P>)>,
+    inbox: BTreeMap<MessageId, InboxRow<P>>,
+    pending: BTreeSet<MessageId>,
+    outbox: BTreeMap<(TaskId, AttemptToken), (Assignment<P>, RowState)>,
+    status: Option<Status>,
+    next_message: MessageId,
+    next_incarnation: u64,
+    fault: Option<Fault>,
+}
+
+impl<P> Default for MemStore<P> {
+    fn default() -> Self {
+        MemStore {
+            epoch: 0,
+            holder: String::new(),
+            expires_at: Instant::ZERO,
+            stopped: false,
+            journal: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+            final_state: None,
+            inbox: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            outbox: BTreeMap::new(),
+            status: None,
+            next_message: 1,
+            next_incarnation: 1,
+            fault: None,
+        }
+    }
+}
+
+impl<P: Clone> MemStore<P> {
+    /// An empty store: epoch 0, no journal, no messages.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes the next operation, of any role, fail as `fault` says.
+    pub fn fail_next(&mut self, fault: Fault) {
+        self.fault = Some(fault);
+    }
+
+    /// Every journal entry still stored, in order.
+    pub fn journal(&self) -> impl Iterator<Item = JournalRow<P>> + '_ {
+        self.journal
+            .iter()
+            .map(|(&seq, (epoch, entry))| JournalRow {
+                seq,
+                epoch: *epoch,
+                entry: entry.clone(),
+                bytes: 0,
+            })
+    }
+
+    /// The final state a leader stored when it stopped the cluster.
+    pub fn final_state(&self) -> Option<&(u64, Snapshot<P>)> {
+        self.final_state.as_ref()
+    }
+
+    /// The lease as of `now`.
+    pub fn lease(&self, now: Instant) -> Lease {
+        Lease {
+            epoch: self.epoch,
+            holder: self.holder.clone(),
+            held: self.epoch > 0 && now < self.expires_at,
+            stopped: self.stopped,
+        }
+    }
+
+    /// The verdict of message `id`, once consumed.
+    pub fn verdict(&self, id: MessageId) -> Option<&Verdict> {
+        self.inbox.get(&id)?.verdict.as_ref()
+    }
+
+    /// Runs `op` unless a fault is armed; a lost answer runs it and then
+    /// fails.
+    fn guarded<R>(
+        &mut self,
+        op: impl FnOnce(&mut Self) -> Result<R, StoreFailure>,
+    ) -> Result<R, StoreFailure> {
+        match self.fault.take() {
+            Some(Fault::Fail) => Err(StoreFailure::Failed {
+                cause: "injected failure".into(),
+            }),
+            Some(Fault::LoseAnswer) => {
+                let _ = op(self);
+                Err(StoreFailure::Unknown {
+                    cause: "injected lost answer".into(),
+                })
+            }
+            None => op(self),
+        }
+    }
+
+    /// Rule 2: the lease is at `epoch` and alive; renews it.
+    fn fence(
+        &mut self,
+        epoch: u64,
+        ttl: std::time::Duration,
+        now: Instant,
+    ) -> Result<(), StoreFailure> {
+        if self.epoch != epoch || now >= self.expires_at {
+            return Err(StoreFailure::Fenced {
+                epoch,
+                current: self.epoch,
+            });
+        }
+        self.expires_at = now.saturating_add(ttl);
+        Ok(())
+    }
+
+    fn next_seq(&self) -> u64 {
+        let after_snapshot = self.snapshots.keys().next_back().map_or(1, |s| s + 1);
+        self.journal
+            .keys()
+            .next_back()
+            .map_or(after_snapshot, |s| s + 1)
+            .max(after_snapshot)
+    }
+
+    fn commit(
+        &mut self,
+        first_seq: u64,
+        entries: Vec<Entry<P>>,
+        consumed: Vec<(MessageId, Verdict)>,
+        outputs: Outputs<P>,
+        epoch: u64,
+    ) -> Result<(), StoreFailure> {
+        if first_seq != self.next_seq() {
+            return Err(StoreFailure::Conflict {
+                what: format!(
+                    "entry {first_seq} is not the journal's next ({})",
+                    self.next_seq()
+                ),
+            });
+        }
+        if let Some((id, _)) = consumed.iter().find(|(id, _)| !self.pending.contains(id)) {
+            return Err(StoreFailure::Conflict {
+                what: format!("message {id} is not pending"),
+            });
+        }
+        for (seq, entry) in (first_seq..).zip(entries) {
+            self.journal.insert(seq, (epoch, entry));
+        }
+        for (id, verdict) in consumed {
+            self.pending.remove(&id);
+            if let Some(row) = self.inbox.get_mut(&id) {
+                row.verdict = Some(verdict);
+            }
+        }
+        for assignment in outputs.assign {
+            self.outbox
+                .entry((assignment.task, assignment.token))
+                .or_insert((assignment, RowState::Ready));
+        }
+        for key in outputs.cancel {
+            if let Some((_, state)) = self.outbox.get_mut(&key) {
+                if matches!(state, RowState::Ready | RowState::Claimed(_)) {
+                    *state = RowState::Cancelled;
+                }
+            }
+        }
+        if let Some(status) = outputs.status {
+            self.status = Some(status);
+        }
+        Ok(())
+    }
+
+    fn run_node(&mut self, op: NodeOp<P>, now: Instant) -> Result<NodeReply<P>, StoreFailure> {
+        Ok(match op {
+            NodeOp::ReadLease => NodeReply::Lease(self.lease(now)),
+            NodeOp::TakeLease { seen, holder, ttl } => {
+                if self.epoch == seen && now >= self.expires_at && !self.stopped {
+                    self.epoch += 1;
+                    self.holder = holder;
+                    self.expires_at = now.saturating_add(ttl);
+                    NodeReply::Taken { epoch: self.epoch }
+                } else {
+                    NodeReply::Lease(self.lease(now))
+                }
+            }
+            NodeOp::Renew { epoch, ttl } => {
+                self.fence(epoch, ttl, now)?;
+                NodeReply::Done
+            }
+            NodeOp::LatestSnapshot => NodeReply::Snapshot(
+                self.snapshots
+                    .iter()
+                    .next_back()
+                    .map(|(&seq, s)| (seq, Box::new(s.clone()))),
+            ),
+            NodeOp::ReadJournal { from, limit } => {
+                let oldest = self
+                    .journal
+                    .keys()
+                    .next()
+                    .copied()
+                    .unwrap_or(self.next_seq());
+                if from < oldest {
+                    NodeReply::Trimmed
+                } else {
+                    NodeReply::Journal(
+                        self.journal
+                            .range(from..)
+                            .take(limit)
+                            .map(|(&seq, (epoch, entry))| JournalRow {
+                                seq,
+                                epoch: *epoch,
+                                entry: entry.clone(),
+                                bytes: 0,
+                            })
+                            .collect(),
+                    )
+                }
+            }
+            NodeOp::ReadInbox { limit } => NodeReply::Inbox(
+                self.pending
+                    .iter()
+                    .take(limit)
+                    .filter_map(|id| {
+                        let row = self.inbox.get(id)?;
+                        Some(InboxMessage {
+                            id: *id,
+                            sender: row.sender,
+                            body: Ok(row.body.clone()),
+                        })
+                    })
+                    .collect(),
+            ),
+            NodeOp::ReadOutstanding => NodeReply::Outstanding(
+                self.outbox
+                    .iter()
+                    .filter(|(_, (_, s))| matches!(s, RowState::Ready | RowState::Claimed(_)))
+                    .map(|(&key, _)| key)
+                    .collect(),
+            ),
+            NodeOp::Commit {
+                epoch,
+                ttl,
+                first_seq,
+                entries,
+                consumed,
+                outputs,
+            } => {
+                let saved = (self.expires_at, self.epoch);
+                self.fence(epoch, ttl, now)?;
+                if let Err(e) = self.commit(first_seq, entries, consumed, outputs, epoch) {
+                    (self.expires_at, self.epoch) = saved;
+                    return Err(e);
+                }
+                NodeReply::Done
+            }
+            NodeOp::PutSnapshot {
+                epoch,
+                ttl,
+                seq,
+                snapshot,
+                trim,
+            } => {
+                self.fence(epoch, ttl, now)?;
+                let previous = self.snapshots.range(..seq).next_back().map(|(&s, _)| s);
+                self.snapshots.entry(seq).or_insert(*snapshot);
+                if let (true, Some(previous)) = (trim, previous) {
+                    self.journal = self.journal.split_off(&(previous + 1));
+                    self.snapshots = self.snapshots.split_off(&previous);
+                }
+                NodeReply::Done
+            }
+            NodeOp::Stop {
+                epoch,
+                seq,
+                snapshot,
+            } => {
+                let ttl = self.expires_at.saturating_duration_since(now);
+                self.fence(epoch, ttl, now)?;
+                self.final_state = Some((seq, *snapshot));
+                self.stopped = true;
+                NodeReply::Done
+            }
+        })
+    }
+
+    fn post(&mut self, sender: Sender, messages: Vec<Message<P>>) -> Vec<MessageId> {
+        messages
+            .into_iter()
+            .map(|body| {
+                let id = self.next_message;
+                self.next_message += 1;
+                self.inbox.insert(
+                    id,
+                    InboxRow {
+                        sender,
+                        body,
+                        verdict: None,
+                        seen: false,
+                    },
+                );
+                self.pending.insert(id);
+                id
+            })
+            .collect()
+    }
+
+    fn claim(&mut self, agent: AgentId, incarnation: u64, limit: usize) -> Vec<Assignment<P>> {
+        let mut fresh = 0;
+        let mut rows = Vec::new();
+        for (assignment, state) in self.outbox.values_mut() {
+            if assignment.agent != agent {
+                continue;
+            }
+            match *state {
+                RowState::Claimed(by) if by == incarnation => rows.push(assignment.clone()),
+                RowState::Ready if fresh < limit => {
+                    fresh += 1;
+                    *state = RowState::Claimed(incarnation);
+                    rows.push(assignment.clone());
+                }
+                _ => {}
+            }
+        }
+        rows
+    }
+
+    fn run_agent(&mut self, op: AgentOp<P>) -> AgentReply<P> {
+        let stopped = self.stopped;
+        match op {
+            AgentOp::Incarnate { .. } => {
+                let incarnation = self.next_incarnation;
+                self.next_incarnation += 1;
+                AgentReply::Incarnation(incarnation)
+            }
+            AgentOp::Post { sender, messages } => {
+                self.post(sender, messages);
+                AgentReply::Posted { stopped }
+            }
+            AgentOp::Claim {
+                agent,
+                incarnation,
+                limit,
+            } => AgentReply::Claimed {
+                rows: self.claim(agent, incarnation, limit),
+                stopped,
+            },
+            AgentOp::Report { sender, reports } => {
+                for report in &reports {
+                    if let Some((row, state)) = self.outbox.get_mut(&(report.task, report.token)) {
+                        let own =
+                            matches!(sender, Sender::Agent { agent, .. } if agent == row.agent);
+                        if own && *state != RowState::Cancelled {
+                            *state = RowState::Done;
+                        }
+                    }
+                }
+                self.post(sender, reports.into_iter().map(Message::Report).collect());
+                AgentReply::Posted { stopped }
+            }
+            AgentOp::TakeRefusals { agent } => {
+                let mut refusals = Vec::new();
+                for (&id, row) in &mut self.inbox {
+                    let mine = matches!(row.sender, Sender::Agent { agent: a, .. } if a == agent);
+                    if let (true, false, Some(Verdict::Refused(why))) =
+                        (mine, row.seen, &row.verdict)
+                    {
+                        row.seen = true;
+                        refusals.push((id, why.clone()));
+                    }
+                }
+                AgentReply::Refusals(refusals)
+            }
+        }
+    }
+}
+
+impl<P: Clone> Store<P> for MemStore<P> {
+    fn node(&mut self, op: NodeOp<P>, now: Instant) -> Result<NodeReply<P>, StoreFailure> {
+        self.guarded(|store| store.run_node(op, now))
+    }
+
+    fn agent(&mut self, op: AgentOp<P>, _now: Instant) -> Result<AgentReply<P>, StoreFailure> {
+        self.guarded(|store| Ok(store.run_agent(op)))
+    }
+
+    fn client(&mut self, op: ClientOp<P>, now: Instant) -> Result<ClientReply, StoreFailure> {
+        self.guarded(|store| {
+            Ok(match op {
+                ClientOp::Post(messages) => {
+                    ClientReply::Posted(store.post(Sender::Client, messages))
+                }
+                ClientOp::Verdicts(ids) => ClientReply::Verdicts(
+                    ids.iter()
+                        .map(|id| store.inbox.get(id).and_then(|r| r.verdict.clone()))
+                        .collect(),
+                ),
+                ClientOp::Status => ClientReply::Status(store.lease(now), store.status.clone()),
+            })
+        })
+    }
+}

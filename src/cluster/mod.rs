@@ -1,0 +1,90 @@
+//! The cluster as sans-IO roles (feature `cluster`).
+//!
+//! A dispatcher in one process loses its state with the process. A
+//! cluster keeps it in a **store**: every input goes to a journal before
+//! anything it decides leaves the leader, under a lease whose epoch fences
+//! a deposed leader out, and standbys tail the journal to take over. This
+//! module holds the roles as state machines that do no I/O — the same
+//! shape as the [`Dispatcher`](crate::scheduler::Dispatcher), one level up:
+//!
+//! | role | it asks the store | the host gives it |
+//! |---|---|---|
+//! | [`Node`] (leader or follower) | [`NodeOp`]: read the lease, take it, commit a batch, read the journal, … | [`NodeReply`] or a [`StoreFailure`], and `now` |
+//! | [`AgentSession`] | [`AgentOp`]: register, heartbeat, claim, report | [`AgentReply`], results of the work it handed out |
+//! | a client | [`ClientOp`]: submit, cancel, drain, status | [`ClientReply`] |
+//!
+//! The **store contract** — what each operation does, which writes are
+//! atomic together, what each failure means — is written once, in the
+//! docs of [`Store`], and is executable: [`check_store`] runs it against
+//! any store. [`MemStore`] keeps it in memory for tests and simulations;
+//! the `taskweave-postgres` crate keeps it on PostgreSQL. [`Auditor`]
+//! replays a journal and checks the invariants: no task ends twice, no
+//! report from a fenced attempt is accepted, epochs never go back.
+//!
+//! **Liveness.** After any store failure a role backs off and resumes from
+//! the journal; a leader whose commit failed throws its state away and
+//! rebuilds it. An agent that restarts asks the store for a new
+//! incarnation; registering it replaces the old one at once, whose
+//! attempts go back to the queue (no heartbeat timeout to wait out).
+//!
+//! ```
+//! use std::time::Duration;
+//! use taskweave::agent::AgentProfile;
+//! use taskweave::cluster::{
+//!     AgentSession, ClientOp, MemStore, Message, Node, NodeConfig, Role, SessionConfig, Store,
+//! };
+//! use taskweave::scheduler::{AttemptOutcome, DispatcherConfig, TaskSpec};
+//! use taskweave::{AgentId, Instant};
+//!
+//! let dispatcher = DispatcherConfig::builder()
+//!     .heartbeats(Duration::from_millis(250), 8)
+//!     .build()?;
+//! let mut store = MemStore::new();
+//! let mut node = Node::new(NodeConfig::builder("node-1").build()?, dispatcher)?;
+//! let profile = AgentProfile::builder().capacity(2).build()?;
+//! let mut agent = AgentSession::new(AgentId::new(1), profile, SessionConfig::builder().build()?);
+//! let mut now = Instant::from_secs(1);
+//! store.client(ClientOp::Post(vec![Message::Submit(vec![TaskSpec::new("hello")])]), now)?;
+//!
+//! let mut done = 0;
+//! while done < 1 {
+//!     now = now.saturating_add(Duration::from_millis(1));
+//!     // The host's loop: each role's due operations, executed on the store.
+//!     while let Some(op) = node.poll_op(now) {
+//!         let reply = store.node(op, now);
+//!         node.handle_reply(reply, now);
+//!     }
+//!     while let Some(op) = agent.poll_op(now) {
+//!         let reply = store.agent(op, now);
+//!         agent.handle_reply(reply, now);
+//!     }
+//!     while let Some(work) = agent.poll_work() {
+//!         assert_eq!(work.payload, "hello");
+//!         agent.finish(work.task, work.token, AttemptOutcome::Success);
+//!         done += 1;
+//!     }
+//! }
+//! assert!(matches!(node.role(), Role::Leading { epoch: 1 }));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod agent_session;
+mod audit;
+mod check;
+mod config;
+mod contract;
+mod mem_store;
+mod node;
+mod status;
+
+pub use agent_session::{AgentSession, SessionEvent};
+pub use audit::{AuditReport, Auditor, MAX_VIOLATIONS};
+pub use check::check_store;
+pub use config::{ConfigError, NodeConfig, NodeConfigBuilder, SessionConfig, SessionConfigBuilder};
+pub use contract::{
+    AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, InboxMessage, JournalRow, Lease,
+    Message, MessageId, NodeOp, NodeReply, Outputs, Sender, Store, StoreFailure, Verdict,
+};
+pub use mem_store::{Fault, MemStore};
+pub use node::{INCARNATION_LABEL, Node, NodeEvent, Role};
+pub use status::{AgentLoad, Status};

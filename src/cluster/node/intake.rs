@@ -1,0 +1,263 @@
+//! The leader's intake: pending inbox messages become journal entries and
+//! verdicts. The entries are applied to the replica at once, so the
+//! verdicts and the outbox rows go into the same commit as the entries;
+//! if the commit fails, the replica is thrown away.
+
+use crate::agent::AgentProfile;
+use crate::scheduler::{Applied, ApplyError, Input};
+use crate::{AgentId, Instant};
+
+use super::super::contract::{Entry, InboxMessage, Message, MessageId, Outputs, Sender, Verdict};
+use super::events::NodeEvent;
+use super::replica::Replica;
+use super::{INCARNATION_LABEL, incarnation_of};
+
+/// One commit's worth of work.
+pub(crate) struct Batch<P> {
+    pub(crate) entries: Vec<Entry<P>>,
+    pub(crate) consumed: Vec<(MessageId, Verdict)>,
+    pub(crate) outputs: Outputs<P>,
+    pub(crate) events: Vec<NodeEvent>,
+}
+
+impl<P> Batch<P> {
+    fn new() -> Self {
+        Batch {
+            entries: Vec::new(),
+            consumed: Vec::new(),
+            outputs: Outputs::default(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Nothing to journal or mark.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.consumed.is_empty()
+    }
+}
+
+/// Turns `messages` (and a due timer) into a batch stamped `now`, applied
+/// to `replica`.
+pub(crate) fn intake<P: Clone>(
+    replica: &mut Replica<P>,
+    messages: Vec<InboxMessage<P>>,
+    now: Instant,
+) -> Batch<P> {
+    let mut batch = Batch::new();
+    for message in messages {
+        let verdict = admit(replica, &mut batch, message.sender, message.body, now);
+        if let Verdict::Refused(reason) = &verdict {
+            batch.events.push(NodeEvent::Refused {
+                message: message.id,
+                sender: message.sender,
+                reason: reason.clone(),
+            });
+        }
+        batch.consumed.push((message.id, verdict));
+    }
+    if replica
+        .dispatcher
+        .poll_timeout()
+        .is_some_and(|at| at <= now)
+    {
+        // A timeout answers nothing: its effects are its actions.
+        let _ = apply(
+            replica,
+            &mut batch,
+            Entry::Input(Input::HandleTimeout { now }),
+        );
+    }
+    batch
+}
+
+/// The entries one message makes, applied; its verdict.
+fn admit<P: Clone>(
+    replica: &mut Replica<P>,
+    batch: &mut Batch<P>,
+    sender: Sender,
+    body: Result<Message<P>, String>,
+    now: Instant,
+) -> Verdict {
+    let message = match body {
+        Ok(message) => message,
+        Err(reason) => return Verdict::Refused(format!("the message does not decode: {reason}")),
+    };
+    let refused = |why: String| Verdict::Refused(why);
+    match (sender, message) {
+        (Sender::Agent { agent, incarnation }, Message::Register { profile }) => {
+            register(replica, batch, agent, incarnation, profile, now)
+        }
+        (Sender::Client, Message::Register { .. } | Message::Heartbeat | Message::Report(_)) => {
+            refused("only an agent may register, heartbeat or report".into())
+        }
+        (Sender::Agent { agent, incarnation }, Message::Heartbeat) => {
+            match current_incarnation(replica, agent, incarnation) {
+                Err(why) => refused(why),
+                Ok(()) => verdict_of(apply(
+                    replica,
+                    batch,
+                    Entry::Input(Input::Heartbeat { agent, now }),
+                )),
+            }
+        }
+        (Sender::Agent { agent, incarnation }, Message::Report(report)) => {
+            if report.agent != agent {
+                return refused(format!(
+                    "the report names agent {}, but agent {agent} sent it",
+                    report.agent
+                ));
+            }
+            match current_incarnation(replica, agent, incarnation) {
+                Err(why) => refused(why),
+                Ok(()) => verdict_of(apply(
+                    replica,
+                    batch,
+                    Entry::Input(Input::Report { report, now }),
+                )),
+            }
+        }
+        (_, Message::Submit(_)) if replica.draining => {
+            refused("the cluster is draining: it takes no submissions".into())
+        }
+        (_, Message::Submit(specs)) => {
+            match apply(
+                replica,
+                batch,
+                Entry::Input(Input::SubmitBatch { specs, now }),
+            ) {
+                Ok(Applied::Batch(results)) => Verdict::Submitted(
+                    results
+                        .into_iter()
+                        .map(|r| r.map(|s| s.id()).map_err(|e| e.to_string()))
+                        .collect(),
+                ),
+                Ok(_) => Verdict::Accepted,
+                Err(e) => refused(e.to_string()),
+            }
+        }
+        (_, Message::Cancel(task)) => verdict_of(apply(
+            replica,
+            batch,
+            Entry::Input(Input::Cancel { task, now }),
+        )),
+        (Sender::Client, Message::Drain) if replica.draining => Verdict::Accepted,
+        (Sender::Client, Message::Drain) => {
+            batch.events.push(NodeEvent::Draining);
+            verdict_of(apply(replica, batch, Entry::Drain { now }))
+        }
+        (Sender::Agent { .. }, Message::Drain) => refused("only a client may drain".into()),
+    }
+}
+
+/// A registration: new, a duplicate of the registered incarnation, a
+/// stale one, or a new incarnation that replaces the registered one.
+fn register<P: Clone>(
+    replica: &mut Replica<P>,
+    batch: &mut Batch<P>,
+    agent: AgentId,
+    incarnation: u64,
+    profile: AgentProfile,
+    now: Instant,
+) -> Verdict {
+    let registered = replica
+        .dispatcher
+        .registry()
+        .get(agent)
+        .map(|record| incarnation_of(record.profile()).unwrap_or(0));
+    match registered {
+        Some(current) if current == incarnation => return Verdict::Accepted,
+        Some(current) if current > incarnation => {
+            return Verdict::Refused(format!(
+                "incarnation {incarnation} of agent {agent} is older than the registered {current}"
+            ));
+        }
+        _ => {}
+    }
+    let profile = match labelled(&profile, incarnation) {
+        Ok(profile) => profile,
+        Err(why) => return Verdict::Refused(why),
+    };
+    if let Some(old) = registered {
+        let unregister = Entry::Input(Input::UnregisterAgent { agent, now });
+        let requeued = match apply(replica, batch, unregister) {
+            Ok(Applied::Requeued(tasks)) => tasks.len(),
+            _ => 0,
+        };
+        batch.events.push(NodeEvent::AgentReplaced {
+            agent,
+            old,
+            new: incarnation,
+            requeued,
+        });
+    }
+    let entry = Entry::Input(Input::RegisterAgent {
+        agent,
+        profile,
+        now,
+    });
+    verdict_of(apply(replica, batch, entry))
+}
+
+/// `profile` with the incarnation label set.
+fn labelled(profile: &AgentProfile, incarnation: u64) -> Result<AgentProfile, String> {
+    let mut builder = AgentProfile::builder()
+        .capabilities(profile.capabilities().iter().cloned())
+        .capacity(profile.capacity())
+        .weight(profile.weight())
+        .priority(profile.priority())
+        .cost_per_task(profile.cost_per_task());
+    for (key, value) in profile.labels() {
+        if key != INCARNATION_LABEL {
+            builder = builder.label(key.clone(), value.clone());
+        }
+    }
+    builder
+        .label(INCARNATION_LABEL, incarnation.to_string())
+        .build()
+        .map_err(|e| format!("the profile is refused: {e}"))
+}
+
+/// `Ok` when `incarnation` is the one registered for `agent`.
+fn current_incarnation<P: Clone>(
+    replica: &Replica<P>,
+    agent: AgentId,
+    incarnation: u64,
+) -> Result<(), String> {
+    let record = replica
+        .dispatcher
+        .registry()
+        .get(agent)
+        .ok_or_else(|| format!("agent {agent} is not registered"))?;
+    match incarnation_of(record.profile()) {
+        Some(current) if current == incarnation => Ok(()),
+        current => Err(format!(
+            "incarnation {incarnation} of agent {agent} is not the registered one ({})",
+            current.unwrap_or(0)
+        )),
+    }
+}
+
+/// Journals and applies `entry`, publishing what it decided.
+fn apply<P: Clone>(
+    replica: &mut Replica<P>,
+    batch: &mut Batch<P>,
+    entry: Entry<P>,
+) -> Result<Applied<P>, ApplyError<P>> {
+    batch.entries.push(entry.clone());
+    let mut actions = Vec::new();
+    let result = replica.apply(entry, |action| actions.push(action));
+    for action in &actions {
+        replica.publish(action, &mut batch.outputs);
+        if let crate::scheduler::Action::AgentLost { agent } = *action {
+            batch.events.push(NodeEvent::AgentLost { agent });
+        }
+    }
+    result
+}
+
+fn verdict_of<P>(result: Result<Applied<P>, ApplyError<P>>) -> Verdict {
+    match result {
+        Ok(_) => Verdict::Accepted,
+        Err(e) => Verdict::Refused(e.to_string()),
+    }
+}

@@ -1,0 +1,341 @@
+//! The node role: one state machine that restores, follows, takes the
+//! lease and leads, over the [store contract](super::Store).
+
+mod events;
+mod handle;
+mod intake;
+mod replica;
+
+use std::collections::VecDeque;
+
+use crate::Instant;
+use crate::agent::AgentProfile;
+use crate::scheduler::{Dispatcher, DispatcherConfig};
+
+use super::config::{ConfigError, NodeConfig};
+use super::contract::{NodeOp, Outputs};
+pub use events::{NodeEvent, Role};
+pub(crate) use replica::Replica;
+
+/// The profile label that carries an agent's incarnation.
+pub const INCARNATION_LABEL: &str = "taskweave.incarnation";
+
+/// The incarnation a registered profile carries.
+pub(crate) fn incarnation_of(profile: &AgentProfile) -> Option<u64> {
+    profile.labels().get(INCARNATION_LABEL)?.parse().ok()
+}
+
+/// Where the node is in its cycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Read the latest snapshot; then catch up.
+    Restore { resume: Option<u64> },
+    /// Read the journal until it is exhausted; then read the lease.
+    CatchUp { resume: Option<u64> },
+    /// Read the lease; lead again if `resume` still holds it.
+    CheckLease { resume: Option<u64> },
+    /// Tail the journal, then look at the lease.
+    Follow,
+    /// Try to take the lease seen at `seen`.
+    Take { seen: u64 },
+    /// Lead with `epoch`.
+    Lead { epoch: u64, stage: Stage },
+    /// The cluster stopped.
+    Stopped,
+    /// Unreadable state in the store.
+    Failed,
+}
+
+/// What a leader does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Read the outbox's outstanding rows to reconcile them.
+    Reconcile,
+    /// Read the inbox.
+    Intake,
+}
+
+/// The operation outstanding, and what its answer means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sent {
+    Snapshot,
+    Journal {
+        limit: usize,
+    },
+    Lease,
+    Take,
+    Renew,
+    Outstanding,
+    Inbox,
+    /// A commit; `dirty` when the replica applied entries it holds.
+    Commit {
+        dirty: bool,
+        last_seq: u64,
+    },
+    PutSnapshot {
+        seq: u64,
+    },
+    Stop {
+        seq: u64,
+    },
+}
+
+/// The node role: one state machine that restores, follows, takes the
+/// lease and leads, over the [store contract](super::Store).
+///
+/// ```text
+///            ┌─────────── failure while leading (state rebuilt) ───────────┐
+///            ▼                                                             │
+/// Restore ─▶ CatchUp ─▶ Follow ──lease expired──▶ TakeLease ─▶ CatchUp ─▶ Lead
+///   ▲  latest snapshot,   read journal,                        the old       │ reconcile the outbox,
+///   │  then the journal   read lease                           leader's tail │ then intake → commit
+///   └──── journal trimmed behind a snapshot          fenced ◀────────────────┘
+/// ```
+///
+/// The host calls [`Node::poll_op`] for the next operation, executes it on
+/// its store (however long it takes: the node waits), feeds the answer to
+/// [`Node::handle_reply`], and sleeps until [`Node::poll_timeout`] when
+/// there is nothing to do. One operation is outstanding at a time.
+///
+/// **Leading.** The leader reads up to a batch of inbox messages, turns
+/// them into journal entries, applies them to its replica, and commits the
+/// entries, the messages' verdicts and the outbox rows the dispatcher
+/// decided in one fenced transaction: nothing it decided is visible before
+/// the entries that explain it are durable. If the commit fails in any
+/// way, the replica (which already applied the batch) is thrown away and
+/// rebuilt from the store, and the messages not committed are read again.
+///
+/// **Taking over.** A follower takes an expired lease with the next
+/// epoch, applies whatever its predecessor committed last, then publishes
+/// every attempt its state holds in flight and cancels every outbox row
+/// that is no longer in flight.
+///
+/// `P` is the task payload; the store encodes it as it likes.
+pub struct Node<P> {
+    config: NodeConfig,
+    dispatcher_config: DispatcherConfig,
+    replica: Replica<P>,
+    phase: Phase,
+    sent: Option<Sent>,
+    /// A commit built from an answer, sent by the next `poll_op`.
+    queued: Option<(Sent, NodeOp<P>)>,
+    /// No operation before this instant (backoff, polling periods).
+    wake_at: Instant,
+    /// When the leader last wrote under its lease (commits renew it).
+    renewed_at: Instant,
+    status_at: Option<Instant>,
+    snapshot_seq: u64,
+    failure: Option<String>,
+    events: VecDeque<NodeEvent>,
+}
+
+impl<P> std::fmt::Debug for Node<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.config.name)
+            .field("phase", &self.phase)
+            .field("next_seq", &self.replica.next_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Clone> Node<P> {
+    /// A node that will restore from the store and follow. Every node of
+    /// a cluster must be built with the same `dispatcher` configuration:
+    /// a journal replays to the same state only under it.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the dispatcher has no heartbeats: without
+    /// them the attempts of an agent that dies would never fail over.
+    pub fn new(config: NodeConfig, dispatcher: DispatcherConfig) -> Result<Self, ConfigError> {
+        if dispatcher.heartbeats().is_none() {
+            return Err(ConfigError(
+                "a cluster's dispatcher needs heartbeats (DispatcherConfigBuilder::heartbeats): \
+                 without them a dead agent's attempts never fail over"
+                    .into(),
+            ));
+        }
+        Ok(Node {
+            replica: Replica::empty(dispatcher.clone()),
+            dispatcher_config: dispatcher,
+            config,
+            phase: Phase::Restore { resume: None },
+            sent: None,
+            queued: None,
+            wake_at: Instant::ZERO,
+            renewed_at: Instant::ZERO,
+            status_at: None,
+            snapshot_seq: 0,
+            failure: None,
+            events: VecDeque::new(),
+        })
+    }
+
+    /// What the node is doing.
+    pub fn role(&self) -> Role {
+        match self.phase {
+            Phase::Lead { epoch, .. } => Role::Leading { epoch },
+            Phase::Follow | Phase::Take { .. } => Role::Following,
+            Phase::Restore { .. } | Phase::CatchUp { .. } | Phase::CheckLease { .. } => {
+                Role::Starting
+            }
+            Phase::Stopped => Role::Stopped,
+            Phase::Failed => Role::Failed(self.failure.clone().unwrap_or_default()),
+        }
+    }
+
+    /// The replica's dispatcher: the state after [`applied`](Self::applied)
+    /// journal entries. Read-only.
+    pub fn dispatcher(&self) -> &Dispatcher<P> {
+        &self.replica.dispatcher
+    }
+
+    /// The last journal entry applied.
+    pub fn applied(&self) -> u64 {
+        self.replica.next_seq.saturating_sub(1)
+    }
+
+    /// The next event to log, if any.
+    pub fn poll_event(&mut self) -> Option<NodeEvent> {
+        self.events.pop_front()
+    }
+
+    /// When the node wants [`poll_op`](Self::poll_op) called again: `None`
+    /// while an operation is outstanding or the node has ended.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.sent.is_some() || matches!(self.phase, Phase::Stopped | Phase::Failed) {
+            return None;
+        }
+        if self.queued.is_some() {
+            return Some(Instant::ZERO);
+        }
+        Some(self.wake_at)
+    }
+
+    /// The next operation for the store, if one is due at `now`. Call
+    /// [`handle_reply`](Self::handle_reply) with its answer before asking
+    /// again: while it is outstanding this answers `None`.
+    pub fn poll_op(&mut self, now: Instant) -> Option<NodeOp<P>> {
+        if self.sent.is_some() {
+            return None;
+        }
+        if let Some((sent, op)) = self.queued.take() {
+            self.sent = Some(sent);
+            return Some(op);
+        }
+        if now < self.wake_at {
+            return None;
+        }
+        let ttl = self.config.lease_ttl;
+        let (sent, op) = match self.phase {
+            Phase::Stopped | Phase::Failed => return None,
+            Phase::Restore { .. } => (Sent::Snapshot, NodeOp::LatestSnapshot),
+            Phase::CatchUp { .. } | Phase::Follow => {
+                let limit = self.config.journal_page;
+                let from = self.replica.next_seq;
+                (Sent::Journal { limit }, NodeOp::ReadJournal { from, limit })
+            }
+            Phase::CheckLease { .. } => (Sent::Lease, NodeOp::ReadLease),
+            Phase::Take { seen } => (
+                Sent::Take,
+                NodeOp::TakeLease {
+                    seen,
+                    holder: self.config.name.clone(),
+                    ttl,
+                },
+            ),
+            Phase::Lead {
+                stage: Stage::Reconcile,
+                ..
+            } => (Sent::Outstanding, NodeOp::ReadOutstanding),
+            Phase::Lead {
+                epoch,
+                stage: Stage::Intake,
+            } => self.leader_op(epoch, now),
+        };
+        self.sent = Some(sent);
+        Some(op)
+    }
+
+    /// What an idle-or-busy leader sends next: stop a drained cluster,
+    /// store a due snapshot, renew a lease about to lapse, or read the
+    /// inbox.
+    fn leader_op(&mut self, epoch: u64, now: Instant) -> (Sent, NodeOp<P>) {
+        let ttl = self.config.lease_ttl;
+        let seq = self.applied();
+        if self.replica.draining && self.replica.dispatcher.live_tasks() == 0 {
+            let snapshot = Box::new(self.replica.dispatcher.snapshot());
+            return (
+                Sent::Stop { seq },
+                NodeOp::Stop {
+                    epoch,
+                    seq,
+                    snapshot,
+                },
+            );
+        }
+        if !self.replica.draining && seq >= self.snapshot_seq + self.config.snapshot_every {
+            let snapshot = Box::new(self.replica.dispatcher.snapshot());
+            let trim = self.config.trim;
+            let op = NodeOp::PutSnapshot {
+                epoch,
+                ttl,
+                seq,
+                snapshot,
+                trim,
+            };
+            return (Sent::PutSnapshot { seq }, op);
+        }
+        if now.saturating_duration_since(self.renewed_at) >= self.config.renew_every {
+            return (Sent::Renew, NodeOp::Renew { epoch, ttl });
+        }
+        let limit = self.config.batch;
+        (Sent::Inbox, NodeOp::ReadInbox { limit })
+    }
+
+    /// The commit of `batch` (already applied), sent by the next
+    /// [`poll_op`](Self::poll_op).
+    fn queue_commit(&mut self, epoch: u64, batch: intake::Batch<P>, now: Instant) {
+        let intake::Batch {
+            entries,
+            consumed,
+            mut outputs,
+            events,
+        } = batch;
+        self.events.extend(events);
+        self.add_status(epoch, &mut outputs, now);
+        let last_seq = self.applied();
+        let first_seq = last_seq + 1 - entries.len() as u64;
+        let sent = Sent::Commit {
+            dirty: !entries.is_empty(),
+            last_seq,
+        };
+        let op = NodeOp::Commit {
+            epoch,
+            ttl: self.config.lease_ttl,
+            first_seq,
+            entries,
+            consumed,
+            outputs,
+        };
+        self.queued = Some((sent, op));
+    }
+
+    /// Adds the status to `outputs` when one is due.
+    fn add_status(&mut self, epoch: u64, outputs: &mut Outputs<P>, now: Instant) {
+        let due = self
+            .status_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= self.config.status_every);
+        if due {
+            let oldest = self.replica.oldest_queued();
+            let mut status = super::status::read(&self.replica.dispatcher, oldest, now);
+            status.epoch = epoch;
+            status.leader = self.config.name.clone();
+            status.seq = self.applied();
+            status.draining = self.replica.draining;
+            outputs.status = Some(status);
+            self.status_at = Some(now);
+        }
+    }
+}
