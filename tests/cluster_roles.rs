@@ -284,6 +284,20 @@ fn run(seed: u64, tasks: u32, fault_ms: u64) -> Result<(), String> {
             ));
         }
     }
+    // The leader publishes its status at least every 250 ms, idle or not.
+    for _ in 0..300 {
+        c.step();
+    }
+    match c.store.client(ClientOp::Status, c.now) {
+        Ok(ClientReply::Status(_, Some(status))) => {
+            let waiting = status.queued.iter().sum::<u64>() + status.delayed + status.in_flight;
+            let age = c.now.saturating_duration_since(status.at);
+            if waiting != 0 || age > Duration::from_millis(500) || status.completed == 0 {
+                return Err(format!("a stale status, {age:?} old: {status:?}"));
+            }
+        }
+        other => return Err(format!("no status: {other:?}")),
+    }
     let _ = c.store.node(NodeOp::ReadLease, c.now);
     let drain = match c.store.client(ClientOp::Post(vec![Message::Drain]), c.now) {
         Ok(ClientReply::Posted(ids)) => ids,
@@ -474,4 +488,23 @@ fn a_draining_cluster_refuses_submissions() {
             || c.nodes.iter().all(|n| n.0.role() == Role::Stopped),
         "{verdict:?}"
     );
+}
+
+/// A leader with nothing more to commit still publishes the status of its
+/// last commits once the status period has passed.
+#[test]
+fn an_idle_leader_publishes_the_status_of_its_last_commit() {
+    let mut c = Cluster::new(11);
+    c.agents.clear();
+    for _ in 0..20 {
+        c.step();
+    }
+    c.submit(5);
+    for _ in 0..400 {
+        c.step();
+    }
+    match c.store.client(ClientOp::Status, c.now) {
+        Ok(ClientReply::Status(_, Some(status))) => assert_eq!(status.queued[2], 5, "{status:?}"),
+        other => panic!("{other:?}"),
+    }
 }

@@ -109,10 +109,10 @@ impl<P: Clone> Node<P> {
             (Sent::Inbox, NodeReply::Inbox(messages)) => {
                 if let Phase::Lead { epoch, .. } = self.phase {
                     let batch = intake(&mut self.replica, messages, now);
-                    if batch.is_empty() {
-                        self.wake_at = now.saturating_add(self.config.idle_poll);
-                    } else {
+                    if !batch.is_empty() || self.owes_status(now) {
                         self.queue_commit(epoch, batch, now);
+                    } else {
+                        self.wake_at = now.saturating_add(self.config.idle_poll);
                     }
                 }
             }

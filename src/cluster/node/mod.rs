@@ -124,6 +124,8 @@ pub struct Node<P> {
     /// When the leader last wrote under its lease (commits renew it).
     renewed_at: Instant,
     status_at: Option<Instant>,
+    /// Entries were committed since the last published status.
+    status_stale: bool,
     snapshot_seq: u64,
     failure: Option<String>,
     events: VecDeque<NodeEvent>,
@@ -166,6 +168,7 @@ impl<P: Clone> Node<P> {
             wake_at: Instant::ZERO,
             renewed_at: Instant::ZERO,
             status_at: None,
+            status_stale: false,
             snapshot_seq: 0,
             failure: None,
             events: VecDeque::new(),
@@ -176,7 +179,9 @@ impl<P: Clone> Node<P> {
     pub fn role(&self) -> Role {
         match self.phase {
             Phase::Lead { epoch, .. } => Role::Leading { epoch },
-            Phase::Follow | Phase::Take { .. } => Role::Following,
+            Phase::Follow | Phase::Take { .. } | Phase::CheckLease { resume: None } => {
+                Role::Following
+            }
             Phase::Restore { .. } | Phase::CatchUp { .. } | Phase::CheckLease { .. } => {
                 Role::Starting
             }
@@ -304,6 +309,7 @@ impl<P: Clone> Node<P> {
             events,
         } = batch;
         self.events.extend(events);
+        self.status_stale |= !entries.is_empty();
         self.add_status(epoch, &mut outputs, now);
         let last_seq = self.applied();
         let first_seq = last_seq + 1 - entries.len() as u64;
@@ -322,12 +328,22 @@ impl<P: Clone> Node<P> {
         self.queued = Some((sent, op));
     }
 
+    /// A status is due: none published yet, or the last one is older
+    /// than the status period.
+    fn status_due(&self, now: Instant) -> bool {
+        self.status_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= self.config.status_every)
+    }
+
+    /// An idle leader still owes the status of its last commits.
+    fn owes_status(&self, now: Instant) -> bool {
+        self.status_stale && self.status_due(now)
+    }
+
     /// Adds the status to `outputs` when one is due.
     fn add_status(&mut self, epoch: u64, outputs: &mut Outputs<P>, now: Instant) {
-        let due = self
-            .status_at
-            .is_none_or(|at| now.saturating_duration_since(at) >= self.config.status_every);
-        if due {
+        if self.status_due(now) {
+            self.status_stale = false;
             let oldest = self.replica.oldest_queued();
             let mut status = super::status::read(&self.replica.dispatcher, oldest, now);
             status.epoch = epoch;

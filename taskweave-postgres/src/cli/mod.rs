@@ -1,0 +1,43 @@
+//! The `taskweave-pg` subcommands.
+
+pub(crate) mod agent;
+pub(crate) mod args;
+pub(crate) mod audit;
+pub(crate) mod drain;
+pub(crate) mod init;
+pub(crate) mod node;
+pub(crate) mod status;
+pub(crate) mod submit;
+
+use std::time::Duration;
+
+use taskweave::resilience::Fixed;
+use taskweave::scheduler::DispatcherConfig;
+
+/// The payload of a task run by the command line: any JSON value.
+pub(crate) type Payload = serde_json::Value;
+
+/// Time between an agent's heartbeats.
+pub(crate) const HEARTBEAT: Duration = Duration::from_millis(250);
+
+/// The dispatcher configuration every node and the audit of a cluster run
+/// by `taskweave-pg` share: heartbeats every 250 ms (an agent silent for
+/// 2 s is lost), three attempts 100 ms apart, the last 10,000 finished
+/// tasks queryable, seed 13. A journal replays to the same state only
+/// under the same configuration.
+pub(crate) fn dispatcher_config() -> Result<DispatcherConfig, String> {
+    let retry = Fixed::new(Duration::from_millis(100), 3).map_err(|e| e.to_string())?;
+    DispatcherConfig::builder()
+        .queue_capacity(1_000_000)
+        .heartbeats(HEARTBEAT, 8)
+        .retry_policy(retry)
+        .terminal_history(10_000)
+        .seed(13)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// A log line on stderr, prefixed with who says it.
+pub(crate) fn logger(who: String) -> impl FnMut(&str) {
+    move |line: &str| eprintln!("{who}: {line}")
+}

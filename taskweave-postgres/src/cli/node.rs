@@ -1,0 +1,46 @@
+//! `taskweave-pg node`: a node of the cluster.
+
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+
+use taskweave::cluster::NodeConfig;
+use taskweave_postgres::{NodeExit, PgNode};
+
+use super::args::Args;
+use super::{Payload, dispatcher_config, logger};
+
+const USAGE: &str = "\
+usage: taskweave-pg node --db CONNINFO [--name NAME] [--keep-journal]
+
+Follows the journal, and leads when the lease is free (a 1 s lease, renewed
+every 250 ms). Run two or more: a standby takes over within about a second of
+the leader's death. It survives PostgreSQL restarts (it reconnects with
+backoff and resumes from the journal) and exits 0 when the cluster is drained.
+--name        the lease holder's name in logs and status (default: node-PID)
+--keep-journal  keep every journal entry (default: delete entries behind the
+              previous snapshot; `audit` then checks from the latest snapshot)";
+
+pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
+    let args = Args::parse(raw, USAGE, &["--db", "--name", "--keep-journal!"])?;
+    if args.wants_help() {
+        say!("{USAGE}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let db = args.db()?;
+    let name = args
+        .value("--name")
+        .map_or_else(|| format!("node-{}", std::process::id()), str::to_string);
+    let config = NodeConfig::builder(name.clone())
+        .snapshots(4_000, !args.switch("--keep-journal"))
+        .build()
+        .map_err(|e| args.wrong(&e.to_string()))?;
+    let mut node =
+        PgNode::<Payload>::new(&db, config, dispatcher_config()?).map_err(|e| e.to_string())?;
+    let stop = AtomicBool::new(false);
+    let mut log = logger(name);
+    match node.run(&stop, &mut log)? {
+        NodeExit::Stopped => log("the cluster was drained and stopped; exiting"),
+        NodeExit::Interrupted => log("interrupted"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,84 @@
+//! `taskweave-pg status`: what the leader published last.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use taskweave_postgres::{PgClient, wall_now};
+
+use super::Payload;
+use super::args::Args;
+
+const USAGE: &str = "\
+usage: taskweave-pg status --db CONNINFO [--json]
+
+Prints the lease (epoch, leader, held or expired), then what the leader
+published last (every 250 ms): tasks queued by priority with the age of the
+oldest, delayed, in flight, each agent with its load, dead letters and totals.
+--json  the status as one JSON object instead";
+
+pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
+    let args = Args::parse(raw, USAGE, &["--db", "--json!"])?;
+    if args.wants_help() {
+        say!("{USAGE}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut client = PgClient::<Payload>::connect(&args.db()?).map_err(|e| e.to_string())?;
+    let (lease, status) = client.status().map_err(|e| e.to_string())?;
+    if args.switch("--json") {
+        let json = serde_json::json!({ "epoch": lease.epoch, "holder": lease.holder, "held": lease.held,
+            "stopped": lease.stopped, "status": status });
+        say!("{json}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let state = match (lease.stopped, lease.held) {
+        (true, _) => "the cluster was drained and stopped",
+        (false, true) => "lease held",
+        (false, false) => "lease expired: no leader right now",
+    };
+    say!("epoch {} leader {:?} ({state})", lease.epoch, lease.holder);
+    let Some(s) = status else {
+        say!("no status published yet");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let age = Duration::from_nanos(wall_now().saturating_duration_since(s.at).as_nanos() as u64);
+    say!(
+        "published by {} at journal entry {}, {:.1} s ago{}",
+        s.leader,
+        s.seq,
+        age.as_secs_f64(),
+        if s.draining { "; DRAINING" } else { "" }
+    );
+    let oldest = s.oldest_queued_ms.map_or_else(
+        || "none".to_string(),
+        |ms| format!("{:.1} s", ms as f64 / 1_000.0),
+    );
+    say!(
+        "queued: P0 {} P1 {} P2 {} P3 {} (oldest {oldest}); delayed {}; in flight {}",
+        s.queued[0],
+        s.queued[1],
+        s.queued[2],
+        s.queued[3],
+        s.delayed,
+        s.in_flight
+    );
+    say!("agents: {}", s.agents.len());
+    for a in &s.agents {
+        say!(
+            "  agent {:>4}  {:<9} {}/{}  incarnation {}",
+            a.agent.get(),
+            a.status,
+            a.load,
+            a.capacity,
+            a.incarnation
+        );
+    }
+    say!(
+        "dead letters: {}; totals: submitted {}, completed {}, dead-lettered {}, expired {}",
+        s.dead_letters,
+        s.submitted,
+        s.completed,
+        s.dead_lettered,
+        s.expired
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,88 @@
+//! [`PgAgent`]: an agent session for the host's own agent code.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use taskweave::agent::AgentProfile;
+use taskweave::cluster::{AgentSession, Assignment, SessionConfig, Store};
+use taskweave::scheduler::AttemptOutcome;
+use taskweave::{AgentId, AttemptToken, TaskId};
+
+use super::{connect_patiently, until, wall_now};
+use crate::{PgError, PgStore};
+
+/// An agent of the cluster: it registers a new incarnation (so a
+/// restarted agent's old attempts fail over at once), heartbeats, claims
+/// its assignments and reports results with their tokens. The host runs
+/// the work however it likes: call [`step`](Self::step) in a loop, run
+/// what it returns, and hand each result to [`finish`](Self::finish).
+///
+/// It connects as the login the connection string names; with the roles
+/// `taskweave-pg init` creates, PostgreSQL lets it act only as its own
+/// agent.
+#[derive(Debug)]
+pub struct PgAgent<P> {
+    store: PgStore<P>,
+    session: AgentSession<P>,
+}
+
+impl<P: Clone + Serialize + DeserializeOwned> PgAgent<P> {
+    /// Connects (waiting for the server while `give_up` answers `false`)
+    /// and starts a session for `agent`.
+    ///
+    /// # Errors
+    ///
+    /// A missing or old schema, a bad connection string, or the last
+    /// connection error once `give_up` answers `true`.
+    pub fn connect(
+        conninfo: &str,
+        agent: AgentId,
+        profile: AgentProfile,
+        config: SessionConfig,
+        log: &mut dyn FnMut(&str),
+        give_up: &dyn Fn() -> bool,
+    ) -> Result<Self, PgError> {
+        Ok(PgAgent {
+            store: connect_patiently(conninfo, log, give_up)?,
+            session: AgentSession::new(agent, profile, config),
+        })
+    }
+
+    /// The session's state machine.
+    pub fn session(&self) -> &AgentSession<P> {
+        &self.session
+    }
+
+    /// The cluster stopped: the host ends the agent.
+    pub fn is_stopped(&self) -> bool {
+        self.session.is_stopped()
+    }
+
+    /// Runs every operation due now (reports first) and answers the work
+    /// newly claimed. `log` hears every event.
+    pub fn step(&mut self, log: &mut dyn FnMut(&str)) -> Vec<Assignment<P>> {
+        while let Some(op) = self.session.poll_op(wall_now()) {
+            let reply = self.store.agent(op, wall_now());
+            self.session.handle_reply(reply, wall_now());
+        }
+        while let Some(event) = self.session.poll_event() {
+            log(&event.to_string());
+        }
+        std::iter::from_fn(|| self.session.poll_work()).collect()
+    }
+
+    /// The result of an attempt [`step`](Self::step) handed out; `false`
+    /// for one the session does not hold.
+    pub fn finish(&mut self, task: TaskId, token: AttemptToken, outcome: AttemptOutcome) -> bool {
+        self.session.finish(task, token, outcome)
+    }
+
+    /// Sleeps until the session has something to do, at most `cap`.
+    pub fn wait(&self, cap: Duration) {
+        let pause = self.session.poll_timeout().map_or(cap, |at| until(at, cap));
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
+    }
+}

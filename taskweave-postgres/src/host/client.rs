@@ -1,0 +1,138 @@
+//! [`PgClient`]: submits, cancels, drains, and reads verdicts and status.
+
+use std::time::{Duration, Instant as WallInstant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use taskweave::TaskId;
+use taskweave::cluster::{
+    ClientOp, ClientReply, Lease, Message, MessageId, Status, Store, StoreFailure, Verdict,
+};
+use taskweave::scheduler::TaskSpec;
+
+use super::wall_now;
+use crate::{PgError, PgStore};
+
+/// A client of the cluster. Its messages go to the leader's inbox; each
+/// gets a verdict once the leader journaled it.
+#[derive(Debug)]
+pub struct PgClient<P> {
+    store: PgStore<P>,
+}
+
+impl<P: Clone + Serialize + DeserializeOwned> PgClient<P> {
+    /// Connects to `conninfo`.
+    ///
+    /// # Errors
+    ///
+    /// [`PgError`], with its cause and remedy.
+    pub fn connect(conninfo: &str) -> Result<Self, PgError> {
+        Ok(PgClient {
+            store: PgStore::connect(conninfo)?,
+        })
+    }
+
+    fn post(&mut self, messages: Vec<Message<P>>) -> Result<Vec<MessageId>, StoreFailure> {
+        match self.store.client(ClientOp::Post(messages), wall_now())? {
+            ClientReply::Posted(ids) => Ok(ids),
+            other => Err(unrelated(&other)),
+        }
+    }
+
+    /// Submits tasks in one message; answers its id.
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub fn submit(&mut self, specs: Vec<TaskSpec<P>>) -> Result<MessageId, StoreFailure> {
+        self.post(vec![Message::Submit(specs)])
+            .map(|ids| ids.first().copied().unwrap_or(0))
+    }
+
+    /// Submits many messages of tasks at once; answers their ids.
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub fn submit_many(
+        &mut self,
+        batches: Vec<Vec<TaskSpec<P>>>,
+    ) -> Result<Vec<MessageId>, StoreFailure> {
+        self.post(batches.into_iter().map(Message::Submit).collect())
+    }
+
+    /// Asks the leader to cancel `task`.
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub fn cancel(&mut self, task: TaskId) -> Result<MessageId, StoreFailure> {
+        self.post(vec![Message::Cancel(task)])
+            .map(|ids| ids.first().copied().unwrap_or(0))
+    }
+
+    /// Drains the cluster: no more submissions; once the work in flight is
+    /// done every node and agent stops.
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`] (a submitter's login may not drain).
+    pub fn drain(&mut self) -> Result<MessageId, StoreFailure> {
+        self.post(vec![Message::Drain])
+            .map(|ids| ids.first().copied().unwrap_or(0))
+    }
+
+    /// Each message's verdict, `None` while it is pending.
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub fn verdicts(&mut self, ids: &[MessageId]) -> Result<Vec<Option<Verdict>>, StoreFailure> {
+        match self
+            .store
+            .client(ClientOp::Verdicts(ids.to_vec()), wall_now())?
+        {
+            ClientReply::Verdicts(v) => Ok(v),
+            other => Err(unrelated(&other)),
+        }
+    }
+
+    /// Waits up to `timeout` for every message's verdict; those still
+    /// pending then are `None`.
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub fn wait_verdicts(
+        &mut self,
+        ids: &[MessageId],
+        timeout: Duration,
+    ) -> Result<Vec<Option<Verdict>>, StoreFailure> {
+        let deadline = WallInstant::now() + timeout;
+        loop {
+            let verdicts = self.verdicts(ids)?;
+            if verdicts.iter().all(Option::is_some) || WallInstant::now() >= deadline {
+                return Ok(verdicts);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The lease and the status the leader published last.
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub fn status(&mut self) -> Result<(Lease, Option<Status>), StoreFailure> {
+        match self.store.client(ClientOp::Status, wall_now())? {
+            ClientReply::Status(lease, status) => Ok((lease, status)),
+            other => Err(unrelated(&other)),
+        }
+    }
+}
+
+fn unrelated(reply: &ClientReply) -> StoreFailure {
+    StoreFailure::Failed {
+        cause: format!("the store answered with an unrelated reply: {reply:?}"),
+    }
+}

@@ -1,0 +1,67 @@
+//! Hosts for the cluster's sans-IO roles on PostgreSQL: [`PgNode`] runs a
+//! node in a thread of the host's process, [`PgAgent`] drives an agent
+//! session for the host's own agent code, and [`PgClient`] submits,
+//! cancels, drains and reads the status.
+//!
+//! Each keeps one connection ([`PgStore`]), which
+//! reconnects by itself after PostgreSQL restarts; the role backs off and
+//! resumes from the journal, so a host process outlives a restart of its
+//! database.
+
+mod agent;
+mod client;
+mod node;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use taskweave::Instant;
+
+pub use agent::PgAgent;
+pub use client::PgClient;
+pub use node::{NodeExit, PgNode};
+
+use crate::{PgError, PgStore};
+
+/// The wall clock as an [`Instant`]: nanoseconds since the Unix epoch.
+/// Every role of a cluster stamps its inputs with it, so a new leader's
+/// clock continues its predecessor's (within the hosts' clock skew; time
+/// that steps back counts as no time passing).
+pub fn wall_now() -> Instant {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    Instant::from_nanos(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// How long to sleep until `at`, at most `cap`.
+fn until(at: Instant, cap: Duration) -> Duration {
+    at.saturating_duration_since(wall_now()).min(cap)
+}
+
+/// Connects, retrying with backoff while the server cannot be reached;
+/// `log` hears each failure with its cause. A missing or old schema or a
+/// bad connection string ends the attempt: waiting would not fix them.
+///
+/// # Errors
+///
+/// [`PgError::Schema`], [`PgError::Conninfo`], or any error once `give_up`
+/// answers `true`.
+pub fn connect_patiently<P>(
+    conninfo: &str,
+    log: &mut dyn FnMut(&str),
+    give_up: &dyn Fn() -> bool,
+) -> Result<PgStore<P>, PgError> {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match PgStore::connect(conninfo) {
+            Ok(store) => return Ok(store),
+            Err(e @ (PgError::Schema { .. } | PgError::Conninfo(_))) => return Err(e),
+            Err(e) if give_up() => return Err(e),
+            Err(e) => {
+                log(&format!("{e}; trying again in {pause:?}"));
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! [`PgNode`]: a node of the cluster in the host's process.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use taskweave::cluster::{Node, NodeConfig, Role, Store};
+use taskweave::scheduler::DispatcherConfig;
+
+use super::{connect_patiently, until, wall_now};
+
+/// Why [`PgNode::run`] returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeExit {
+    /// The cluster was drained and stopped.
+    Stopped,
+    /// The host asked it to stop (its flag was set).
+    Interrupted,
+}
+
+/// A node (leader or standby) of the cluster whose store is the database
+/// at `conninfo`. Every node of a cluster must use the same dispatcher
+/// configuration.
+#[derive(Debug)]
+pub struct PgNode<P> {
+    conninfo: String,
+    node: Node<P>,
+}
+
+impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
+    /// A node that will connect to `conninfo`.
+    ///
+    /// # Errors
+    ///
+    /// The node's [`ConfigError`](taskweave::cluster::ConfigError), for a
+    /// dispatcher without heartbeats.
+    pub fn new(
+        conninfo: &str,
+        config: NodeConfig,
+        dispatcher: DispatcherConfig,
+    ) -> Result<Self, taskweave::cluster::ConfigError> {
+        Ok(PgNode {
+            conninfo: conninfo.to_string(),
+            node: Node::new(config, dispatcher)?,
+        })
+    }
+
+    /// The role's state machine (its role, its dispatcher).
+    pub fn node(&self) -> &Node<P> {
+        &self.node
+    }
+
+    /// Follows, leads when the lease is free, and survives database
+    /// restarts, until the cluster stops or `stop` is set. `log` hears
+    /// every event worth a line.
+    ///
+    /// # Errors
+    ///
+    /// A missing or old schema, a bad connection string, or state in the
+    /// store the node cannot read ([`Role::Failed`]), each with its remedy.
+    pub fn run(
+        &mut self,
+        stop: &AtomicBool,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<NodeExit, String> {
+        let give_up = || stop.load(Ordering::Relaxed);
+        let mut store = match connect_patiently::<P>(&self.conninfo, log, &give_up) {
+            Ok(store) => store,
+            Err(_) if give_up() => return Ok(NodeExit::Interrupted),
+            Err(e) => return Err(e.to_string()),
+        };
+        let mut last_role = self.node.role();
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(NodeExit::Interrupted);
+            }
+            let now = wall_now();
+            if let Some(op) = self.node.poll_op(now) {
+                let reply = store.node(op, now);
+                self.node.handle_reply(reply, wall_now());
+            } else if let Some(at) = self.node.poll_timeout() {
+                std::thread::sleep(until(at, Duration::from_millis(50)));
+            }
+            while let Some(event) = self.node.poll_event() {
+                log(&event.to_string());
+            }
+            let role = self.node.role();
+            match &role {
+                Role::Stopped => return Ok(NodeExit::Stopped),
+                Role::Failed(why) => {
+                    return Err(format!(
+                        "{why}: the store holds state this node cannot read; restore the \
+                         database from a backup or inspect it with `taskweave-pg audit`"
+                    ));
+                }
+                _ => {}
+            }
+            if role != last_role {
+                log(&format!("role: {role:?}"));
+                last_role = role;
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! `taskweave-pg`: run and operate a taskweave cluster on PostgreSQL.
+//!
+//! ```text
+//! taskweave-pg init   --db CONNINFO            create or migrate the schema, logins
+//! taskweave-pg node   --db CONNINFO --name N   follow, and lead when the lease is free
+//! taskweave-pg agent  --db CONNINFO --id N -- COMMAND…   run COMMAND per task
+//! taskweave-pg submit --db CONNINFO [FILE]     JSON lines of tasks
+//! taskweave-pg status --db CONNINFO            leader, queues, agents, dead letters
+//! taskweave-pg audit  --db CONNINFO            replay the journal, check invariants
+//! taskweave-pg drain  --db CONNINFO            finish the work, stop the cluster
+//! ```
+
+/// Prints a line on stdout. A closed stdout (`taskweave-pg status | head`)
+/// ends the command quietly instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
+mod cli;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+taskweave-pg: run and operate a taskweave cluster on PostgreSQL
+
+usage: taskweave-pg SUBCOMMAND [--help] [FLAGS]
+
+subcommands:
+  init     create or migrate the schema; create logins for nodes, agents, submitters
+  node     a node: follows the journal, leads when the lease is free
+  agent    an agent that runs a command per task (payload on stdin, exit status = outcome)
+  submit   submit tasks: JSON lines from a file or stdin, each checked
+  status   epoch and leader, queued by priority, in flight, agents, dead letters
+  audit    replay the journal and check every invariant
+  drain    stop taking submissions, finish the work in flight, stop the cluster
+
+Every subcommand takes --db CONNINFO (a libpq string such as
+\"host=127.0.0.1 port=5432 user=postgres dbname=postgres\"), or reads $TASKWEAVE_DB.";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or_default();
+    let result = match args.first().map(String::as_str) {
+        Some("init") => cli::init::run(rest),
+        Some("node") => cli::node::run(rest),
+        Some("agent") => cli::agent::run(rest),
+        Some("submit") => cli::submit::run(rest),
+        Some("status") => cli::status::run(rest),
+        Some("audit") => cli::audit::run(rest),
+        Some("drain") => cli::drain::run(rest),
+        Some("--help" | "-h" | "help") => {
+            say!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(other) => Err(format!("unknown subcommand {other:?}\n\n{USAGE}")),
+        None => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("taskweave-pg: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The clients' operations: posting as [`Sender::Client`], verdicts and
+//! the status.
+//!
+//! [`Sender::Client`]: taskweave::cluster::Sender::Client
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use taskweave::cluster::{ClientOp, ClientReply, Lease, Status, StoreFailure, Verdict};
+
+use super::codec::{self, int_to_u64, u64_to_int};
+use super::{PgStore, corrupt};
+
+/// Posts client messages; ids are drawn in `unnest` order, so sorted ids
+/// follow the messages' order.
+const POST: &str = "INSERT INTO inbox (kind, body)
+SELECT k, b FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(k, b, n) ORDER BY n
+RETURNING id";
+
+const VERDICTS: &str = "SELECT id, verdict FROM inbox WHERE id = ANY($1)";
+
+const LEASE_AND_STATUS: &str = "SELECT l.epoch, l.holder, l.expires_at > clock_timestamp(),
+    l.stopped, s.body
+FROM lease l LEFT JOIN status s ON s.id = 1 WHERE l.id = 1";
+
+impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
+    pub(super) fn client_op(&mut self, op: ClientOp<P>) -> Result<ClientReply, StoreFailure> {
+        match op {
+            ClientOp::Post(messages) => {
+                let kinds: Vec<&str> = messages.iter().map(codec::kind).collect();
+                let bodies = messages
+                    .iter()
+                    .map(|m| codec::encode("a message", m))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.write(|tx| {
+                    let rows = tx.query(POST, &[&kinds, &bodies])?;
+                    let mut ids: Vec<u64> = rows.iter().map(|r| int_to_u64(r.get(0))).collect();
+                    ids.sort_unstable();
+                    Ok(ClientReply::Posted(ids))
+                })
+            }
+            ClientOp::Verdicts(ids) => self.read(|db| {
+                let wanted: Vec<i64> = ids.iter().map(|id| u64_to_int(*id)).collect();
+                let mut found = HashMap::with_capacity(ids.len());
+                for row in db.query(VERDICTS, &[&wanted])? {
+                    let id: i64 = row.get(0);
+                    if let Some(text) = row.get::<_, Option<&str>>(1) {
+                        let verdict: Verdict =
+                            codec::decode(text).map_err(|problem| corrupt("inbox", id, problem))?;
+                        found.insert(int_to_u64(id), verdict);
+                    }
+                }
+                Ok(ClientReply::Verdicts(
+                    ids.iter().map(|id| found.get(id).cloned()).collect(),
+                ))
+            }),
+            ClientOp::Status => self.read(|db| {
+                let row = db.query_one(LEASE_AND_STATUS, &[])?;
+                let lease = Lease {
+                    epoch: int_to_u64(row.get(0)),
+                    holder: row.get(1),
+                    held: row.get(2),
+                    stopped: row.get(3),
+                };
+                let status: Option<Status> = row
+                    .get::<_, Option<&str>>(4)
+                    .map(codec::decode)
+                    .transpose()
+                    .map_err(|problem| corrupt("status", 1, problem))?;
+                Ok(ClientReply::Status(lease, status))
+            }),
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! How values are stored: JSON text (serde_json), integers as `BIGINT`,
+//! durations as milliseconds. Everything read back is untrusted.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use taskweave::AgentId;
+use taskweave::cluster::{Message, Sender, StoreFailure, Verdict};
+
+/// A `u64` as a `BIGINT`: the bits unchanged, so [`int_to_u64`] gives it
+/// back exactly (values above `i64::MAX` are stored negative).
+pub(crate) fn u64_to_int(value: u64) -> i64 {
+    value as i64
+}
+
+/// The inverse of [`u64_to_int`].
+pub(crate) fn int_to_u64(value: i64) -> u64 {
+    value as u64
+}
+
+/// A count or limit as a `BIGINT`, saturating.
+pub(crate) fn limit(value: usize) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A lease duration as float milliseconds for
+/// `$n::float8 * interval '1 millisecond'`.
+pub(crate) fn millis(ttl: Duration) -> f64 {
+    ttl.as_secs_f64() * 1000.0
+}
+
+/// The JSON text of `value`.
+pub(crate) fn encode<T: Serialize>(what: &str, value: &T) -> Result<String, StoreFailure> {
+    serde_json::to_string(value).map_err(|e| StoreFailure::Failed {
+        cause: format!("cannot encode {what}: {e}"),
+    })
+}
+
+/// Decodes stored JSON text.
+pub(crate) fn decode<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    serde_json::from_str(text).map_err(|e| e.to_string())
+}
+
+/// The inbox `kind` of a message: what row-level security checks.
+pub(crate) fn kind<P>(message: &Message<P>) -> &'static str {
+    match message {
+        Message::Register { .. } => "register",
+        Message::Heartbeat => "heartbeat",
+        Message::Report(_) => "report",
+        Message::Submit(_) => "submit",
+        Message::Cancel(_) => "cancel",
+        Message::Drain => "drain",
+    }
+}
+
+/// The sender of an inbox row from its `agent` and `incarnation` columns.
+pub(crate) fn sender(agent: Option<i64>, incarnation: Option<i64>) -> Sender {
+    match agent {
+        None => Sender::Client,
+        Some(agent) => Sender::Agent {
+            agent: AgentId::new(int_to_u64(agent)),
+            incarnation: incarnation.map_or(0, int_to_u64),
+        },
+    }
+}
+
+/// Decodes an inbox body and checks it against the columns the database
+/// vouches for: its kind must be the row's `kind` (which row-level
+/// security checked), and a report must name the agent that posted it.
+pub(crate) fn message<P: DeserializeOwned>(
+    row_kind: &str,
+    sender: Sender,
+    body: &str,
+) -> Result<Message<P>, String> {
+    let message: Message<P> = decode(body)?;
+    let body_kind = kind(&message);
+    if body_kind != row_kind {
+        return Err(format!(
+            "the message is a {body_kind} but was posted as a {row_kind}"
+        ));
+    }
+    if let (Message::Report(report), Sender::Agent { agent, .. }) = (&message, sender) {
+        if report.agent != agent {
+            return Err(format!(
+                "the report names {} but was posted by {agent}",
+                report.agent
+            ));
+        }
+    }
+    Ok(message)
+}
+
+/// The reason an agent is given for a refused message's stored verdict.
+pub(crate) fn refusal(verdict: &str) -> String {
+    match decode::<Verdict>(verdict) {
+        Ok(Verdict::Refused(reason)) => reason,
+        Ok(Verdict::Submitted(tasks)) => tasks
+            .into_iter()
+            .filter_map(Result::err)
+            .collect::<Vec<_>>()
+            .join("; "),
+        Ok(Verdict::Accepted) => "accepted".to_string(),
+        Err(_) => verdict.to_string(),
+    }
+}

@@ -1,0 +1,203 @@
+//! Errors: [`PgError`] for connecting and administration, and the mapping
+//! of database errors onto the contract's [`StoreFailure`].
+
+use std::fmt;
+
+use postgres::error::SqlState;
+use taskweave::cluster::StoreFailure;
+
+/// An error connecting to PostgreSQL or administering the schema.
+#[derive(Debug)]
+pub enum PgError {
+    /// The connection string does not parse.
+    Conninfo(postgres::Error),
+    /// The server could not be reached or refused the connection.
+    Connect {
+        /// Where (`host=… port=…`).
+        target: String,
+        /// What happened.
+        source: postgres::Error,
+    },
+    /// A statement failed, or the connection broke.
+    Db(postgres::Error),
+    /// The `taskweave` schema is missing or at another version than this
+    /// build's.
+    Schema {
+        /// The version installed (0: none).
+        found: i32,
+        /// The version this build needs.
+        needed: i32,
+    },
+    /// A login name that cannot be a role of the cluster.
+    InvalidLogin {
+        /// The name.
+        login: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The login already acts for another agent.
+    LoginTaken {
+        /// The login.
+        login: String,
+        /// The agent it acts for.
+        agent: u64,
+    },
+    /// A stored row does not decode.
+    Corrupt {
+        /// Its table.
+        table: &'static str,
+        /// Its key.
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+impl fmt::Display for PgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PgError::Conninfo(e) => write!(f, "invalid connection string: {e}"),
+            PgError::Connect { target, source } => {
+                write!(
+                    f,
+                    "cannot connect to PostgreSQL at {target}: {}",
+                    describe(source)
+                )?;
+                if source.as_db_error().is_none() {
+                    write!(f, "; is PostgreSQL running at {target}?")?;
+                }
+                Ok(())
+            }
+            PgError::Db(e) => f.write_str(&describe(e)),
+            PgError::Schema { found, needed } if found > needed => write!(
+                f,
+                "the taskweave schema is at version {found}, newer than this build's \
+                 version {needed}: upgrade taskweave-pg"
+            ),
+            PgError::Schema { found, needed } => write!(
+                f,
+                "the taskweave schema is missing or at version {found}, this build needs \
+                 version {needed}: run `taskweave-pg init`"
+            ),
+            PgError::InvalidLogin { login, reason } => {
+                write!(f, "invalid login {login:?}: {reason}")
+            }
+            PgError::LoginTaken { login, agent } => {
+                write!(f, "login {login:?} already acts for agent {agent}")
+            }
+            PgError::Corrupt {
+                table,
+                key,
+                problem,
+            } => write!(f, "corrupt row {key} in table {table}: {problem}"),
+        }
+    }
+}
+
+impl std::error::Error for PgError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PgError::Conninfo(e) | PgError::Db(e) | PgError::Connect { source: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<postgres::Error> for PgError {
+    fn from(e: postgres::Error) -> Self {
+        PgError::Db(e)
+    }
+}
+
+impl PgError {
+    /// The SQLSTATE code of a server error, if this is one.
+    pub fn code(&self) -> Option<&SqlState> {
+        match self {
+            PgError::Db(e) | PgError::Connect { source: e, .. } => e.code(),
+            _ => None,
+        }
+    }
+}
+
+/// A database error in words: `SQLSTATE message` (with the detail and a
+/// remedy where there is one) for a server error, the client's words
+/// otherwise.
+pub(crate) fn describe(e: &postgres::Error) -> String {
+    let Some(db) = e.as_db_error() else {
+        // "error connecting to server" alone hides the cause: add the
+        // chain (connection refused, timed out, …).
+        let mut out = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            out.push_str(": ");
+            out.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        return out;
+    };
+    let mut out = format!("{} {}", db.code().code(), db.message());
+    if let Some(detail) = db.detail() {
+        out.push_str(": ");
+        out.push_str(detail);
+    }
+    if is_undefined_object(e) {
+        out.push_str(" (is the taskweave schema installed? run `taskweave-pg init`)");
+    }
+    out
+}
+
+/// The schema, a table or a function is missing.
+pub(crate) fn is_undefined_object(e: &postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::UNDEFINED_TABLE
+            || *c == SqlState::INVALID_SCHEMA_NAME
+            || *c == SqlState::UNDEFINED_FUNCTION
+            || *c == SqlState::UNDEFINED_COLUMN
+    )
+}
+
+/// The connection is gone or unusable: it must be replaced before the next
+/// operation. Server errors other than class 08 (connection exception)
+/// and 57P0x (shutdown) leave it usable.
+pub(crate) fn breaks_connection(e: &postgres::Error) -> bool {
+    match e.as_db_error() {
+        None => true,
+        Some(db) => {
+            let code = db.code().code();
+            code.starts_with("08") || code.starts_with("57P")
+        }
+    }
+}
+
+/// How a failed operation answers, by where it failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// Before the request left, or inside a transaction that did not
+    /// commit: nothing took effect.
+    BeforeCommit,
+    /// At `COMMIT`: a server error means it rolled back; a broken
+    /// connection means nobody knows.
+    Commit,
+}
+
+/// The contract's failure for a database error at `stage`.
+pub(crate) fn failure(e: &postgres::Error, stage: Stage) -> StoreFailure {
+    let cause = describe(e);
+    if stage == Stage::Commit && breaks_connection(e) {
+        StoreFailure::Unknown { cause }
+    } else {
+        StoreFailure::Failed { cause }
+    }
+}
+
+/// A failure naming a stored row that does not decode.
+pub(crate) fn corrupt(
+    table: &str,
+    key: impl fmt::Display,
+    problem: impl fmt::Display,
+) -> StoreFailure {
+    StoreFailure::Failed {
+        cause: format!("corrupt row {key} in table {table}: {problem}"),
+    }
+}

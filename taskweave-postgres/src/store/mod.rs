@@ -1,0 +1,353 @@
+//! [`PgStore`]: the store contract ([`taskweave::cluster::Store`]) on
+//! PostgreSQL.
+//!
+//! Each operation is one transaction (rule 1); every fenced one starts
+//! with the fence statement, which renews the lease only if the epoch is
+//! current and unexpired by the server's clock and locks the lease row, so
+//! a takeover and a deposed leader's write are serialized. Statements are
+//! prepared once per connection; batches travel as arrays (`unnest`), so a
+//! commit of a thousand entries is a handful of round trips.
+//!
+//! # Failures
+//!
+//! * A server error (a SQLSTATE) inside a transaction rolls it back:
+//!   [`StoreFailure::Failed`], whose `cause` starts with the SQLSTATE.
+//! * A broken connection before `COMMIT` was sent: `Failed` too (the server
+//!   rolls back a transaction whose connection is gone); while `COMMIT` was
+//!   in flight: [`StoreFailure::Unknown`].
+//! * After a broken connection the next operation reconnects once, without
+//!   sleeping (backoff is the caller's); if that fails it answers `Failed`
+//!   and sends nothing.
+//!
+//! Rows read back are untrusted: a journal row, snapshot, status or
+//! verdict that does not decode is `Failed` naming its table and row, and
+//! an inbox body that does not decode is handed to the leader as
+//! [`InboxMessage::body`](taskweave::cluster::InboxMessage)`: Err(why)`.
+
+mod agent_ops;
+mod client_ops;
+mod codec;
+mod errors;
+mod node_ops;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use postgres::types::ToSql;
+use postgres::{Client, Config, GenericClient, NoTls, Row, Statement, Transaction};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use taskweave::Instant;
+use taskweave::cluster::{
+    AgentOp, AgentReply, ClientOp, ClientReply, NodeOp, NodeReply, Store, StoreFailure,
+};
+use taskweave::scheduler::Snapshot;
+
+pub use errors::PgError;
+pub(crate) use errors::is_undefined_object;
+use errors::{Stage, breaks_connection, corrupt, failure};
+
+use crate::schema::{SCHEMA_VERSION, installed_version};
+
+/// The longest any statement may run before the server cancels it.
+const STATEMENT_TIMEOUT_MS: u32 = 30_000;
+/// How long connecting may take, unless the connection string says.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A store on PostgreSQL for payloads of type `P` (stored as JSON).
+///
+/// It connects as whatever login the connection string names; what that
+/// login may do is PostgreSQL's to enforce (see [`crate::schema`]). It
+/// survives the server going away: see the [module docs](self).
+pub struct PgStore<P> {
+    config: Config,
+    target: String,
+    conn: Option<Conn>,
+    payload: PhantomData<fn() -> P>,
+}
+
+impl<P> fmt::Debug for PgStore<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("target", &self.target)
+            .field("connected", &self.conn.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One connection and its prepared statements.
+struct Conn {
+    client: Client,
+    cache: HashMap<&'static str, Statement>,
+}
+
+/// Why an operation stopped: a database error (mapped by where it
+/// happened) or a contract answer decided on the way (fenced, conflict,
+/// a corrupt row).
+enum Fail {
+    Db(postgres::Error),
+    Store(StoreFailure),
+}
+
+impl From<postgres::Error> for Fail {
+    fn from(e: postgres::Error) -> Self {
+        Fail::Db(e)
+    }
+}
+
+impl From<StoreFailure> for Fail {
+    fn from(f: StoreFailure) -> Self {
+        Fail::Store(f)
+    }
+}
+
+/// A client or transaction with the connection's statement cache.
+struct Db<'a, C> {
+    client: &'a mut C,
+    cache: &'a mut HashMap<&'static str, Statement>,
+}
+
+impl<C: GenericClient> Db<'_, C> {
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = self.cache.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.cache.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.execute(&statement, params)
+    }
+
+    fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query(&statement, params)
+    }
+
+    fn query_one(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query_one(&statement, params)
+    }
+
+    fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query_opt(&statement, params)
+    }
+}
+
+type Tx<'a, 'b> = Db<'a, Transaction<'b>>;
+type Plain<'a> = Db<'a, Client>;
+
+impl<P> PgStore<P> {
+    /// Connects to the database `conninfo` names (a libpq-style string such
+    /// as `host=… port=… user=… dbname=…`), with `search_path` set to the
+    /// `taskweave` schema, a 30 s statement timeout and, unless the string
+    /// sets one, a 10 s connect timeout; then checks the schema version.
+    ///
+    /// # Errors
+    ///
+    /// [`PgError::Conninfo`] for a string that does not parse,
+    /// [`PgError::Connect`] when the server cannot be reached or refuses
+    /// the login, [`PgError::Schema`] when the schema is missing or at
+    /// another version than [`SCHEMA_VERSION`].
+    pub fn connect(conninfo: &str) -> Result<Self, PgError> {
+        let mut config: Config = conninfo.parse().map_err(PgError::Conninfo)?;
+        let options = format!(
+            "{} -c search_path=taskweave -c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            config.get_options().unwrap_or_default()
+        );
+        config.options(options.trim_start());
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        let target = target(&config);
+        let mut store = PgStore {
+            config,
+            target,
+            conn: None,
+            payload: PhantomData,
+        };
+        store.conn = Some(store.open()?);
+        Ok(store)
+    }
+
+    /// Opens a connection and checks the schema version.
+    fn open(&self) -> Result<Conn, PgError> {
+        let mut client = self
+            .config
+            .connect(NoTls)
+            .map_err(|source| PgError::Connect {
+                target: self.target.clone(),
+                source,
+            })?;
+        let found = installed_version(&mut client)?;
+        if found != SCHEMA_VERSION {
+            return Err(PgError::Schema {
+                found,
+                needed: SCHEMA_VERSION,
+            });
+        }
+        Ok(Conn {
+            client,
+            cache: HashMap::new(),
+        })
+    }
+
+    /// The live connection, reconnecting once if it broke.
+    fn conn(&mut self) -> Result<&mut Conn, PgError> {
+        let conn = match self.conn.take() {
+            Some(conn) if !conn.client.is_closed() => conn,
+            _ => self.open()?,
+        };
+        Ok(self.conn.insert(conn))
+    }
+
+    /// Runs `f` outside a transaction: for reads, whose failure never has
+    /// an effect.
+    fn read<T>(
+        &mut self,
+        f: impl FnOnce(&mut Plain<'_>) -> Result<T, Fail>,
+    ) -> Result<T, StoreFailure> {
+        let conn = self.conn().map_err(unreachable_store)?;
+        let mut db = Db {
+            client: &mut conn.client,
+            cache: &mut conn.cache,
+        };
+        let result = f(&mut db).map_err(|fail| (fail, Stage::BeforeCommit));
+        self.settle(result)
+    }
+
+    /// Runs `f` in a transaction and commits it (rule 1).
+    fn write<T>(
+        &mut self,
+        f: impl FnOnce(&mut Tx<'_, '_>) -> Result<T, Fail>,
+    ) -> Result<T, StoreFailure> {
+        let conn = self.conn().map_err(unreachable_store)?;
+        let result = (|| {
+            let mut tx = conn
+                .client
+                .transaction()
+                .map_err(|e| (Fail::Db(e), Stage::BeforeCommit))?;
+            let value = f(&mut Db {
+                client: &mut tx,
+                cache: &mut conn.cache,
+            })
+            .map_err(|fail| (fail, Stage::BeforeCommit))?;
+            tx.commit().map_err(|e| (Fail::Db(e), Stage::Commit))?;
+            Ok(value)
+        })();
+        self.settle(result)
+    }
+
+    /// Maps a failure onto the contract, dropping a broken connection.
+    fn settle<T>(&mut self, result: Result<T, (Fail, Stage)>) -> Result<T, StoreFailure> {
+        result.map_err(|(fail, stage)| match fail {
+            Fail::Store(failure) => failure,
+            Fail::Db(e) => {
+                if breaks_connection(&e) {
+                    self.conn = None;
+                }
+                failure(&e, stage)
+            }
+        })
+    }
+}
+
+impl<P: DeserializeOwned> PgStore<P> {
+    /// The final state the last leader stored when it stopped the drained
+    /// cluster ([`NodeOp::Stop`]), with the last entry it covers.
+    ///
+    /// # Errors
+    ///
+    /// [`PgError::Db`] when the query fails, [`PgError::Corrupt`] when the
+    /// stored state does not decode, or a reconnection error.
+    pub fn final_state(&mut self) -> Result<Option<(u64, Snapshot<P>)>, PgError> {
+        let conn = self.conn()?;
+        let Some(row) = conn
+            .client
+            .query_opt("SELECT seq, state FROM final_state WHERE id = 1", &[])?
+        else {
+            return Ok(None);
+        };
+        let seq = codec::int_to_u64(row.get(0));
+        let snapshot = codec::decode(row.get(1)).map_err(|problem| PgError::Corrupt {
+            table: "final_state",
+            key: seq.to_string(),
+            problem,
+        })?;
+        Ok(Some((seq, snapshot)))
+    }
+
+    /// The journal's size now: rows and bytes of their stored text.
+    ///
+    /// # Errors
+    ///
+    /// [`PgError::Db`] when the query fails, or a reconnection error.
+    pub fn journal_stats(&mut self) -> Result<(u64, u64), PgError> {
+        let conn = self.conn()?;
+        let row = conn.client.query_one(
+            "SELECT count(*), COALESCE(sum(octet_length(entry)), 0)::bigint FROM journal",
+            &[],
+        )?;
+        Ok((codec::int_to_u64(row.get(0)), codec::int_to_u64(row.get(1))))
+    }
+}
+
+/// A failed (re)connection: nothing was sent.
+fn unreachable_store(e: PgError) -> StoreFailure {
+    StoreFailure::Failed {
+        cause: e.to_string(),
+    }
+}
+
+/// `host=… port=…` for messages.
+fn target(config: &Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(host)) => host.clone(),
+        #[cfg(unix)]
+        Some(postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("host={host} port={port}")
+}
+
+impl<P> Store<P> for PgStore<P>
+where
+    P: Serialize + DeserializeOwned + Clone,
+{
+    fn node(&mut self, op: NodeOp<P>, _now: Instant) -> Result<NodeReply<P>, StoreFailure> {
+        self.node_op(op)
+    }
+
+    fn agent(&mut self, op: AgentOp<P>, _now: Instant) -> Result<AgentReply<P>, StoreFailure> {
+        self.agent_op(op)
+    }
+
+    fn client(&mut self, op: ClientOp<P>, _now: Instant) -> Result<ClientReply, StoreFailure> {
+        self.client_op(op)
+    }
+}

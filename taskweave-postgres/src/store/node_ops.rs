@@ -1,0 +1,399 @@
+//! The nodes' operations: the lease, the journal, snapshots, the inbox as
+//! the leader reads it, and the commit that publishes (rules 2 to 5).
+
+use std::time::Duration;
+
+use postgres::error::SqlState;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use taskweave::cluster::{
+    Entry, InboxMessage, JournalRow, Lease, MessageId, NodeOp, NodeReply, Outputs, StoreFailure,
+    Verdict,
+};
+use taskweave::scheduler::Snapshot;
+use taskweave::{AttemptToken, TaskId};
+
+use super::codec::{self, int_to_u64, limit, millis, u64_to_int};
+use super::{Fail, PgStore, Plain, Tx, corrupt};
+
+/// The fence (rule 2): renews the lease of `$1` for `$2` ms (keeps its
+/// expiry when `$2` is NULL) if it is current and unexpired, locking the
+/// row; answers the journal's next entry.
+const FENCE: &str = "
+UPDATE lease SET expires_at = CASE WHEN $2::float8 IS NULL THEN expires_at
+        ELSE clock_timestamp() + $2::float8 * interval '1 millisecond' END
+WHERE id = 1 AND epoch = $1 AND expires_at > clock_timestamp()
+RETURNING GREATEST((SELECT max(seq) FROM journal), (SELECT max(seq) FROM snapshots), 0) + 1";
+
+const CURRENT_EPOCH: &str = "SELECT epoch FROM lease WHERE id = 1";
+
+const READ_LEASE: &str =
+    "SELECT epoch, holder, expires_at > clock_timestamp(), stopped FROM lease WHERE id = 1";
+
+const TAKE_LEASE: &str = "
+UPDATE lease SET epoch = epoch + 1, holder = $2,
+    expires_at = clock_timestamp() + $3::float8 * interval '1 millisecond'
+WHERE id = 1 AND epoch = $1 AND expires_at <= clock_timestamp()
+RETURNING epoch";
+
+const LATEST_SNAPSHOT: &str = "SELECT seq, state FROM snapshots ORDER BY seq DESC LIMIT 1";
+
+const READ_JOURNAL: &str =
+    "SELECT seq, epoch, format, entry FROM journal WHERE seq >= $1 ORDER BY seq LIMIT $2";
+
+const JOURNAL_BOUNDS: &str =
+    "SELECT (SELECT min(seq) FROM journal), (SELECT max(seq) FROM snapshots)";
+
+const READ_INBOX: &str = "SELECT id, agent, incarnation, kind, body FROM inbox
+WHERE NOT consumed ORDER BY id LIMIT $1";
+
+const READ_OUTSTANDING: &str = "SELECT task, token FROM outbox
+WHERE state IN ('ready', 'claimed') ORDER BY task, token";
+
+const APPEND: &str = "INSERT INTO journal (seq, epoch, format, entry)
+SELECT s, $2, $3, e FROM unnest($1::bigint[], $4::text[]) AS u(s, e)";
+
+const CONSUME: &str = "UPDATE inbox SET consumed = true, verdict = u.v, refused = u.r
+FROM unnest($1::bigint[], $2::text[], $3::bool[]) AS u(i, v, r)
+WHERE inbox.id = u.i AND NOT inbox.consumed";
+
+const ASSIGN: &str = "INSERT INTO outbox (task, token, agent, attempt, payload, epoch)
+SELECT t, k, a, n, p, $6
+FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::text[]) AS u(t, k, a, n, p)
+ON CONFLICT (task, token) DO NOTHING";
+
+const CANCEL: &str = "UPDATE outbox SET state = 'cancelled'
+FROM unnest($1::bigint[], $2::bigint[]) AS u(t, k)
+WHERE outbox.task = u.t AND outbox.token = u.k AND outbox.state IN ('ready', 'claimed')";
+
+const PUT_STATUS: &str = "INSERT INTO status (id, epoch, body) VALUES (1, $1, $2)
+ON CONFLICT (id) DO UPDATE SET epoch = EXCLUDED.epoch, body = EXCLUDED.body";
+
+const PREVIOUS_SNAPSHOT: &str = "SELECT max(seq) FROM snapshots WHERE seq < $1";
+
+const PUT_SNAPSHOT: &str = "INSERT INTO snapshots (seq, epoch, state) VALUES ($1, $2, $3)
+ON CONFLICT (seq) DO NOTHING";
+
+const TRIM_JOURNAL: &str = "DELETE FROM journal WHERE seq <= $1";
+
+const TRIM_SNAPSHOTS: &str = "DELETE FROM snapshots WHERE seq < $1";
+
+const STOP: &str = "UPDATE lease SET stopped = true
+WHERE id = 1 AND epoch = $1 AND expires_at > clock_timestamp()";
+
+const PUT_FINAL: &str = "INSERT INTO final_state (id, epoch, seq, state) VALUES (1, $1, $2, $3)
+ON CONFLICT (id) DO UPDATE SET epoch = EXCLUDED.epoch, seq = EXCLUDED.seq, state = EXCLUDED.state";
+
+/// The stored form of journal entries.
+const FORMAT: i32 = Entry::<()>::FORMAT as i32;
+
+impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
+    pub(super) fn node_op(&mut self, op: NodeOp<P>) -> Result<NodeReply<P>, StoreFailure> {
+        match op {
+            NodeOp::ReadLease => self.read(|db| Ok(NodeReply::Lease(read_lease(db)?))),
+            NodeOp::TakeLease { seen, holder, ttl } => self.write(|tx| {
+                let taken =
+                    tx.query_opt(TAKE_LEASE, &[&u64_to_int(seen), &holder, &millis(ttl)])?;
+                Ok(match taken {
+                    Some(row) => NodeReply::Taken {
+                        epoch: int_to_u64(row.get(0)),
+                    },
+                    None => NodeReply::Lease(read_lease(tx)?),
+                })
+            }),
+            NodeOp::Renew { epoch, ttl } => self.write(|tx| {
+                fence(tx, epoch, Some(ttl))?;
+                Ok(NodeReply::Done)
+            }),
+            NodeOp::LatestSnapshot => self.read(|db| {
+                let Some(row) = db.query_opt(LATEST_SNAPSHOT, &[])? else {
+                    return Ok(NodeReply::Snapshot(None));
+                };
+                let seq: i64 = row.get(0);
+                let snapshot: Snapshot<P> = codec::decode(row.get(1))
+                    .map_err(|problem| corrupt("snapshots", seq, problem))?;
+                Ok(NodeReply::Snapshot(Some((
+                    int_to_u64(seq),
+                    Box::new(snapshot),
+                ))))
+            }),
+            NodeOp::ReadJournal { from, limit } => self.read(|db| read_journal(db, from, limit)),
+            NodeOp::ReadInbox { limit: most } => self.read(|db| {
+                let rows = db.query(READ_INBOX, &[&limit(most)])?;
+                let messages = rows
+                    .iter()
+                    .map(|row| {
+                        let sender = codec::sender(row.get(1), row.get(2));
+                        InboxMessage {
+                            id: int_to_u64(row.get(0)),
+                            sender,
+                            body: codec::message(row.get(3), sender, row.get(4)),
+                        }
+                    })
+                    .collect();
+                Ok(NodeReply::Inbox(messages))
+            }),
+            NodeOp::ReadOutstanding => self.read(|db| {
+                let rows = db.query(READ_OUTSTANDING, &[])?;
+                let rows = rows
+                    .iter()
+                    .map(|row| {
+                        (
+                            TaskId::new(int_to_u64(row.get(0))),
+                            AttemptToken::new(int_to_u64(row.get(1))),
+                        )
+                    })
+                    .collect();
+                Ok(NodeReply::Outstanding(rows))
+            }),
+            NodeOp::Commit {
+                epoch,
+                ttl,
+                first_seq,
+                entries,
+                consumed,
+                outputs,
+            } => {
+                let entries = entries
+                    .iter()
+                    .map(|entry| codec::encode("a journal entry", entry))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let consumed = encode_verdicts(&consumed)?;
+                let outputs = EncodedOutputs::new(&outputs)?;
+                self.write(|tx| commit(tx, epoch, ttl, first_seq, &entries, &consumed, &outputs))
+            }
+            NodeOp::PutSnapshot {
+                epoch,
+                ttl,
+                seq,
+                snapshot,
+                trim,
+            } => {
+                let state = codec::encode("a snapshot", &snapshot)?;
+                self.write(|tx| {
+                    fence(tx, epoch, Some(ttl))?;
+                    let seq = u64_to_int(seq);
+                    let previous: Option<i64> = tx.query_one(PREVIOUS_SNAPSHOT, &[&seq])?.get(0);
+                    tx.execute(PUT_SNAPSHOT, &[&seq, &u64_to_int(epoch), &state])?;
+                    if let (true, Some(previous)) = (trim, previous) {
+                        tx.execute(TRIM_JOURNAL, &[&previous])?;
+                        tx.execute(TRIM_SNAPSHOTS, &[&previous])?;
+                    }
+                    Ok(NodeReply::Done)
+                })
+            }
+            NodeOp::Stop {
+                epoch,
+                seq,
+                snapshot,
+            } => {
+                let state = codec::encode("the final state", &snapshot)?;
+                self.write(|tx| {
+                    if tx.execute(STOP, &[&u64_to_int(epoch)])? == 0 {
+                        return Err(fenced(tx, epoch));
+                    }
+                    tx.execute(PUT_FINAL, &[&u64_to_int(epoch), &u64_to_int(seq), &state])?;
+                    Ok(NodeReply::Done)
+                })
+            }
+        }
+    }
+}
+
+/// The lease as it stands.
+fn read_lease<C: postgres::GenericClient>(db: &mut super::Db<'_, C>) -> Result<Lease, Fail> {
+    let row = db.query_one(READ_LEASE, &[])?;
+    Ok(Lease {
+        epoch: int_to_u64(row.get(0)),
+        holder: row.get(1),
+        held: row.get(2),
+        stopped: row.get(3),
+    })
+}
+
+/// Rule 2: renews the lease of `epoch` (for `ttl`, or keeping its expiry)
+/// and locks it, or answers [`StoreFailure::Fenced`]. Answers the
+/// journal's next entry.
+fn fence(tx: &mut Tx<'_, '_>, epoch: u64, ttl: Option<Duration>) -> Result<u64, Fail> {
+    match tx.query_opt(FENCE, &[&u64_to_int(epoch), &ttl.map(millis)])? {
+        Some(row) => Ok(int_to_u64(row.get(0))),
+        None => Err(fenced(tx, epoch)),
+    }
+}
+
+/// The fenced answer, with the lease's epoch read in the same transaction.
+fn fenced(tx: &mut Tx<'_, '_>, epoch: u64) -> Fail {
+    match tx.query_one(CURRENT_EPOCH, &[]) {
+        Ok(row) => Fail::Store(StoreFailure::Fenced {
+            epoch,
+            current: int_to_u64(row.get(0)),
+        }),
+        Err(e) => Fail::Db(e),
+    }
+}
+
+fn read_journal<P: DeserializeOwned>(
+    db: &mut Plain<'_>,
+    from: u64,
+    most: usize,
+) -> Result<NodeReply<P>, Fail> {
+    let rows = db.query(READ_JOURNAL, &[&u64_to_int(from), &limit(most)])?;
+    let starts_at_from = rows
+        .first()
+        .is_some_and(|row| row.get::<_, i64>(0) == u64_to_int(from));
+    if !starts_at_from && most > 0 {
+        let bounds = db.query_one(JOURNAL_BOUNDS, &[])?;
+        let oldest: Option<i64> = bounds.get(0);
+        let snapshot: Option<i64> = bounds.get(1);
+        if snapshot.is_some_and(|seq| from <= int_to_u64(seq)) {
+            return Ok(NodeReply::Trimmed);
+        }
+        if let Some(oldest) = oldest.filter(|_| !rows.is_empty()) {
+            return Err(Fail::Store(StoreFailure::Failed {
+                cause: format!(
+                    "journal hole: entry {from} is missing, the journal holds entries from {oldest} \
+                     and no snapshot covers {from}"
+                ),
+            }));
+        }
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for (expected, row) in (from..).zip(&rows) {
+        let seq = int_to_u64(row.get(0));
+        if seq != expected {
+            return Err(Fail::Store(StoreFailure::Failed {
+                cause: format!("journal hole: entry {expected} is missing (next is {seq})"),
+            }));
+        }
+        let format: i32 = row.get(2);
+        if format != FORMAT {
+            return Err(Fail::Store(corrupt(
+                "journal",
+                seq,
+                format!("entry format {format}, this build reads format {FORMAT}"),
+            )));
+        }
+        let text: &str = row.get(3);
+        let entry = codec::decode(text).map_err(|problem| corrupt("journal", seq, problem))?;
+        out.push(JournalRow {
+            seq,
+            epoch: int_to_u64(row.get(1)),
+            entry,
+            bytes: text.len(),
+        });
+    }
+    Ok(NodeReply::Journal(out))
+}
+
+/// Consumed messages as columns: ids, verdict texts, refused flags.
+type Verdicts = (Vec<i64>, Vec<String>, Vec<bool>);
+
+fn encode_verdicts(consumed: &[(MessageId, Verdict)]) -> Result<Verdicts, StoreFailure> {
+    let mut columns: Verdicts = Default::default();
+    for (id, verdict) in consumed {
+        columns.0.push(u64_to_int(*id));
+        columns.1.push(codec::encode("a verdict", verdict)?);
+        columns.2.push(verdict.is_refusal());
+    }
+    Ok(columns)
+}
+
+/// A commit's outputs as the columns its statements take.
+#[derive(Default)]
+struct EncodedOutputs {
+    tasks: Vec<i64>,
+    tokens: Vec<i64>,
+    agents: Vec<i64>,
+    attempts: Vec<i32>,
+    payloads: Vec<String>,
+    cancel_tasks: Vec<i64>,
+    cancel_tokens: Vec<i64>,
+    status: Option<(u64, String)>,
+}
+
+impl EncodedOutputs {
+    fn new<P: Serialize>(outputs: &Outputs<P>) -> Result<Self, StoreFailure> {
+        let mut out = EncodedOutputs::default();
+        for a in &outputs.assign {
+            out.tasks.push(u64_to_int(a.task.get()));
+            out.tokens.push(u64_to_int(a.token.get()));
+            out.agents.push(u64_to_int(a.agent.get()));
+            out.attempts
+                .push(i32::try_from(a.attempt).unwrap_or(i32::MAX));
+            out.payloads.push(codec::encode("a payload", &a.payload)?);
+        }
+        for (task, token) in &outputs.cancel {
+            out.cancel_tasks.push(u64_to_int(task.get()));
+            out.cancel_tokens.push(u64_to_int(token.get()));
+        }
+        if let Some(status) = &outputs.status {
+            out.status = Some((status.epoch, codec::encode("the status", status)?));
+        }
+        Ok(out)
+    }
+}
+
+/// Rule 3: fence, append, consume, publish.
+fn commit<P>(
+    tx: &mut Tx<'_, '_>,
+    epoch: u64,
+    ttl: Duration,
+    first_seq: u64,
+    entries: &[String],
+    consumed: &Verdicts,
+    outputs: &EncodedOutputs,
+) -> Result<NodeReply<P>, Fail> {
+    let next = fence(tx, epoch, Some(ttl))?;
+    if first_seq != next {
+        return Err(Fail::Store(StoreFailure::Conflict {
+            what: format!("the commit starts at entry {first_seq}, the journal's next is {next}"),
+        }));
+    }
+    let epoch_int = u64_to_int(epoch);
+    if !entries.is_empty() {
+        let seqs: Vec<i64> = (0..entries.len() as u64)
+            .map(|i| u64_to_int(first_seq.saturating_add(i)))
+            .collect();
+        if let Err(e) = tx.execute(APPEND, &[&seqs, &epoch_int, &FORMAT, &entries]) {
+            if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+                return Err(Fail::Store(StoreFailure::Conflict {
+                    what: format!("journal entry {first_seq} or after was already written"),
+                }));
+            }
+            return Err(e.into());
+        }
+    }
+    let (ids, verdicts, refused) = consumed;
+    if !ids.is_empty() {
+        let marked = tx.execute(CONSUME, &[ids, verdicts, refused])?;
+        if marked != ids.len() as u64 {
+            return Err(Fail::Store(StoreFailure::Conflict {
+                what: format!(
+                    "{} of the {} inbox messages consumed were already consumed or do not exist",
+                    ids.len() as u64 - marked,
+                    ids.len()
+                ),
+            }));
+        }
+    }
+    if !outputs.tasks.is_empty() {
+        tx.execute(
+            ASSIGN,
+            &[
+                &outputs.tasks,
+                &outputs.tokens,
+                &outputs.agents,
+                &outputs.attempts,
+                &outputs.payloads,
+                &epoch_int,
+            ],
+        )?;
+    }
+    if !outputs.cancel_tasks.is_empty() {
+        tx.execute(CANCEL, &[&outputs.cancel_tasks, &outputs.cancel_tokens])?;
+    }
+    if let Some((status_epoch, body)) = &outputs.status {
+        tx.execute(PUT_STATUS, &[&u64_to_int(*status_epoch), body])?;
+    }
+    Ok(NodeReply::Done)
+}

@@ -1,0 +1,300 @@
+//! The store's failure mapping against a real server: remedies in the
+//! messages, reconnection, `Unknown` at a broken commit, untrusted rows.
+
+use std::time::Duration;
+
+use postgres::{Client, NoTls};
+use taskweave::Instant;
+use taskweave::cluster::{Entry, NodeOp, NodeReply, Outputs, Sender, Store, StoreFailure};
+use taskweave::{AgentId, TaskId};
+
+use super::{PgError, PgStore};
+use crate::testkit::{PgCluster, start_or_skip};
+
+fn now() -> Instant {
+    Instant::from_nanos(0)
+}
+
+fn admin(cluster: &PgCluster) -> Client {
+    Client::connect(&cluster.conninfo(), NoTls).unwrap_or_else(|e| panic!("connect: {e}"))
+}
+
+/// A migrated cluster, an admin connection and a store holding epoch 1.
+fn leader(test: &str) -> Option<(PgCluster, Client, PgStore<String>)> {
+    let cluster = start_or_skip(test)?;
+    let mut admin = admin(&cluster);
+    crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("migrate: {e}"));
+    let mut store = PgStore::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"));
+    let taken = store.node(
+        NodeOp::TakeLease {
+            seen: 0,
+            holder: "test".into(),
+            ttl: Duration::from_secs(60),
+        },
+        now(),
+    );
+    assert!(
+        matches!(taken, Ok(NodeReply::Taken { epoch: 1 })),
+        "{taken:?}"
+    );
+    Some((cluster, admin, store))
+}
+
+fn commit(first_seq: u64) -> NodeOp<String> {
+    NodeOp::Commit {
+        epoch: 1,
+        ttl: Duration::from_secs(60),
+        first_seq,
+        entries: vec![Entry::Drain { now: now() }],
+        consumed: vec![],
+        outputs: Outputs::default(),
+    }
+}
+
+#[test]
+fn unreachable_servers_and_missing_schemas_name_the_remedy() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let refused = PgStore::<String>::connect(&format!("host=127.0.0.1 port={port} user=x"));
+    let message = refused.map(|_| ()).unwrap_err().to_string();
+    assert!(
+        message.contains(&format!(
+            "is PostgreSQL running at host=127.0.0.1 port={port}?"
+        )),
+        "{message}"
+    );
+
+    let Some(cluster) = start_or_skip("missing_schema") else {
+        return;
+    };
+    let missing = PgStore::<String>::connect(&cluster.conninfo());
+    let Err(error) = missing else {
+        panic!("connected without a schema");
+    };
+    assert!(
+        matches!(
+            error,
+            PgError::Schema {
+                found: 0,
+                needed: 1
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "the taskweave schema is missing or at version 0, this build needs version 1: \
+         run `taskweave-pg init`"
+    );
+    let mut admin = admin(&cluster);
+    crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
+    admin
+        .batch_execute("UPDATE taskweave.schema_version SET version = 2")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let newer = PgStore::<String>::connect(&cluster.conninfo()).map(|_| ());
+    assert!(
+        newer.is_err_and(|e| e.to_string().contains("newer than this build's version 1")),
+        "a newer schema"
+    );
+    let migrated = crate::schema::migrate(&mut admin);
+    assert!(
+        matches!(
+            migrated,
+            Err(PgError::Schema {
+                found: 2,
+                needed: 1
+            })
+        ),
+        "{migrated:?}"
+    );
+}
+
+#[test]
+fn database_errors_carry_their_sqlstate() {
+    let Some((_cluster, mut admin, mut store)) = leader("sqlstate") else {
+        return;
+    };
+    admin
+        .batch_execute("DROP TABLE taskweave.journal")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let read = store.node(NodeOp::ReadJournal { from: 1, limit: 1 }, now());
+    let Err(StoreFailure::Failed { cause }) = read else {
+        panic!("{read:?}");
+    };
+    assert!(
+        cause.starts_with("42P01 relation \"journal\" does not exist"),
+        "{cause}"
+    );
+    assert!(cause.contains("run `taskweave-pg init`"), "{cause}");
+    // A server error leaves the connection usable.
+    let lease = store.node(NodeOp::ReadLease, now());
+    assert!(matches!(lease, Ok(NodeReply::Lease(_))), "{lease:?}");
+}
+
+#[test]
+fn the_store_reconnects_after_the_server_comes_back() {
+    let Some((mut cluster, _admin, mut store)) = leader("reconnects") else {
+        return;
+    };
+    cluster.stop();
+    for _ in 0..2 {
+        let down = store.node(NodeOp::ReadLease, now());
+        assert!(matches!(down, Err(StoreFailure::Failed { .. })), "{down:?}");
+    }
+    let down = store.node(commit(1), now());
+    let Err(StoreFailure::Failed { cause }) = down else {
+        panic!("{down:?}");
+    };
+    assert!(cause.contains("is PostgreSQL running at"), "{cause}");
+    cluster
+        .restart_immediate()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let back = store.node(commit(1), now());
+    assert!(matches!(back, Ok(NodeReply::Done)), "{back:?}");
+    // A crash under an open connection: at most one failed operation.
+    cluster
+        .restart_immediate()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let first = store.node(commit(2), now());
+    if !matches!(first, Ok(NodeReply::Done)) {
+        assert!(
+            matches!(first, Err(StoreFailure::Failed { .. })),
+            "{first:?}"
+        );
+        let second = store.node(commit(2), now());
+        assert!(matches!(second, Ok(NodeReply::Done)), "{second:?}");
+    }
+    let journal = store.node(NodeOp::ReadJournal { from: 1, limit: 9 }, now());
+    assert!(
+        matches!(&journal, Ok(NodeReply::Journal(rows)) if rows.len() == 2),
+        "{journal:?}"
+    );
+}
+
+#[test]
+fn a_connection_lost_at_commit_is_unknown() {
+    let Some((cluster, mut admin, mut store)) = leader("unknown_at_commit") else {
+        return;
+    };
+    // A deferred trigger holds COMMIT for seconds; meanwhile the backend
+    // is terminated, so the answer to COMMIT is lost.
+    admin
+        .batch_execute(
+            "CREATE FUNCTION taskweave.slow() RETURNS trigger LANGUAGE plpgsql
+                 AS $$ BEGIN PERFORM pg_sleep(5); RETURN NULL; END $$;
+             CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON taskweave.journal
+                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION taskweave.slow();",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let killer = std::thread::spawn(move || {
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(50));
+            let killed = admin.query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE query = 'COMMIT' AND pid <> pg_backend_pid()",
+                &[],
+            );
+            if killed.is_ok_and(|rows| !rows.is_empty()) {
+                return admin;
+            }
+        }
+        panic!("the commit never started");
+    });
+    let lost = store.node(commit(1), now());
+    assert!(
+        matches!(lost, Err(StoreFailure::Unknown { .. })),
+        "{lost:?}"
+    );
+    let mut admin = killer
+        .join()
+        .unwrap_or_else(|_| panic!("the killer panicked"));
+    admin
+        .batch_execute("DROP TRIGGER slow ON taskweave.journal")
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The next operation reconnects; reading tells what happened.
+    let journal = store.node(NodeOp::ReadJournal { from: 1, limit: 9 }, now());
+    assert!(
+        matches!(&journal, Ok(NodeReply::Journal(rows)) if rows.is_empty()),
+        "{journal:?}\n{}",
+        cluster.server_log()
+    );
+}
+
+#[test]
+fn untrusted_rows_fail_without_panicking() {
+    let Some((_cluster, mut admin, mut store)) = leader("untrusted_rows") else {
+        return;
+    };
+    admin
+        .batch_execute(
+            "INSERT INTO taskweave.journal VALUES (1, 1, 1, 'not json'), (2, 1, 99, '{}');
+             INSERT INTO taskweave.inbox (agent, incarnation, kind, body) VALUES
+                 (NULL, NULL, 'submit', '{'),
+                 (NULL, NULL, 'submit', '\"Heartbeat\"'),
+                 (1, 1, 'report', '{\"Report\":{\"task\":1,\"agent\":2,\"token\":1,\"outcome\":\"Success\"}}');
+             INSERT INTO taskweave.snapshots VALUES (5, 1, '[]');",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let read = store.node(NodeOp::ReadJournal { from: 1, limit: 9 }, now());
+    assert!(
+        matches!(&read, Err(StoreFailure::Failed { cause })
+            if cause.starts_with("corrupt row 1 in table journal")),
+        "{read:?}"
+    );
+    let read = store.node(NodeOp::ReadJournal { from: 2, limit: 9 }, now());
+    assert!(
+        matches!(&read, Err(StoreFailure::Failed { cause })
+            if cause.contains("entry format 99")),
+        "{read:?}"
+    );
+    let snapshot = store.node(NodeOp::LatestSnapshot, now());
+    assert!(
+        matches!(&snapshot, Err(StoreFailure::Failed { cause })
+            if cause.starts_with("corrupt row 5 in table snapshots")),
+        "{snapshot:?}"
+    );
+    let inbox = store.node(NodeOp::ReadInbox { limit: 9 }, now());
+    let Ok(NodeReply::Inbox(messages)) = inbox else {
+        panic!("{inbox:?}");
+    };
+    let bodies: Vec<_> = messages.iter().map(|m| m.body.clone()).collect();
+    assert!(
+        matches!(&bodies[..], [Err(_), Err(kind), Err(agent)]
+            if kind.contains("heartbeat but was posted as a submit")
+                && agent.contains("names agent-2 but was posted by agent-1")),
+        "{bodies:?}"
+    );
+    assert_eq!(
+        messages[2].sender,
+        Sender::Agent {
+            agent: AgentId::new(1),
+            incarnation: 1
+        }
+    );
+    // A commit at the wrong entry, and one consuming a message twice.
+    let conflict = store.node(commit(9), now());
+    assert!(
+        matches!(conflict, Err(StoreFailure::Conflict { .. })),
+        "{conflict:?}"
+    );
+    let consume = |first_seq| NodeOp::Commit {
+        epoch: 1,
+        ttl: Duration::from_secs(60),
+        first_seq,
+        entries: vec![],
+        consumed: vec![(messages[0].id, taskweave::cluster::Verdict::Accepted)],
+        outputs: Outputs {
+            cancel: vec![(TaskId::new(1), taskweave::AttemptToken::new(1))],
+            ..Outputs::default()
+        },
+    };
+    let once = store.node(consume(6), now());
+    assert!(matches!(once, Ok(NodeReply::Done)), "{once:?}");
+    let twice = store.node(consume(6), now());
+    assert!(
+        matches!(twice, Err(StoreFailure::Conflict { .. })),
+        "{twice:?}"
+    );
+}

@@ -1,0 +1,72 @@
+//! Helpers shared by the integration tests.
+
+#![allow(dead_code, unreachable_pub)]
+
+use postgres::error::SqlState;
+use postgres::{Client, NoTls};
+use taskweave::Instant;
+use taskweave::cluster::StoreFailure;
+
+/// A raw connection as `login`, in the `taskweave` schema.
+pub fn connect_as(conninfo: &str) -> Client {
+    Client::connect(
+        &format!("{conninfo} options='-c search_path=taskweave'"),
+        NoTls,
+    )
+    .unwrap_or_else(|e| panic!("connect {conninfo}: {e}"))
+}
+
+/// Any instant: the PostgreSQL store judges leases by its own clock.
+pub fn now() -> Instant {
+    Instant::from_nanos(0)
+}
+
+fn code_and_message(what: &str, result: Result<u64, postgres::Error>) -> (SqlState, String) {
+    match result {
+        Ok(n) => panic!("{what}: the database allowed it ({n} rows)"),
+        Err(e) => match e.as_db_error() {
+            Some(db) => (db.code().clone(), db.message().to_string()),
+            None => panic!("{what}: not a server error: {e}"),
+        },
+    }
+}
+
+/// The statement was refused for lack of a privilege on a table, a column,
+/// a sequence or a function (SQLSTATE 42501, "permission denied").
+pub fn denied(what: &str, result: Result<u64, postgres::Error>) {
+    let (code, message) = code_and_message(what, result);
+    assert_eq!(code, SqlState::INSUFFICIENT_PRIVILEGE, "{what}: {message}");
+    assert!(
+        message.starts_with("permission denied"),
+        "{what}: expected a privilege refusal, got {message}"
+    );
+}
+
+/// The statement was refused by a row-level security check on the rows it
+/// writes (SQLSTATE 42501, "new row violates row-level security policy").
+pub fn rls_refused(what: &str, result: Result<u64, postgres::Error>) {
+    let (code, message) = code_and_message(what, result);
+    assert_eq!(code, SqlState::INSUFFICIENT_PRIVILEGE, "{what}: {message}");
+    assert!(
+        message.contains("row-level security"),
+        "{what}: expected a row-level security refusal, got {message}"
+    );
+}
+
+/// Row-level security hid every row from the statement: it ran and
+/// touched nothing.
+pub fn filtered(what: &str, result: Result<u64, postgres::Error>) {
+    match result {
+        Ok(0) => {}
+        Ok(n) => panic!("{what}: {n} rows were visible"),
+        Err(e) => panic!("{what}: expected no rows, got {e}"),
+    }
+}
+
+/// A store operation the database refused: `Failed` with SQLSTATE 42501.
+pub fn store_denied<T: std::fmt::Debug>(what: &str, result: Result<T, StoreFailure>) {
+    match result {
+        Err(StoreFailure::Failed { cause }) if cause.starts_with("42501 ") => {}
+        other => panic!("{what}: expected Failed with 42501, got {other:?}"),
+    }
+}
