@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use taskweave::agent::AgentProfile;
 use taskweave::cluster::{
     AgentSession, Auditor, ClientOp, ClientReply, Fault, MemStore, Message, Node, NodeConfig,
-    NodeOp, Role, SessionConfig, SessionEvent, Store, Verdict,
+    NodeOp, NodeReply, Role, SessionConfig, SessionEvent, Store, Verdict,
 };
 use taskweave::resilience::Fixed;
 use taskweave::scheduler::{AttemptOutcome, DispatcherConfig, TaskSpec};
@@ -31,9 +31,9 @@ fn dispatcher_config() -> DispatcherConfig {
         .unwrap()
 }
 
-fn node(name: &str) -> Node<u32> {
+fn node(name: &str, trim: bool) -> Node<u32> {
     let config = NodeConfig::builder(name)
-        .snapshots(200, false)
+        .snapshots(200, trim)
         .build()
         .unwrap();
     Node::new(config, dispatcher_config()).unwrap()
@@ -81,14 +81,23 @@ struct Cluster {
     rng: Rng,
     /// Faults are injected.
     faults: bool,
+    /// The nodes trim the journal and forget consumed messages.
+    trim: bool,
     log: Vec<String>,
 }
 
 impl Cluster {
     fn new(seed: u64) -> Self {
+        Self::with(seed, false)
+    }
+
+    fn with(seed: u64, trim: bool) -> Self {
         Cluster {
             store: MemStore::new(),
-            nodes: vec![(node("a"), Instant::ZERO), (node("b"), Instant::ZERO)],
+            nodes: vec![
+                (node("a", trim), Instant::ZERO),
+                (node("b", trim), Instant::ZERO),
+            ],
             roles: vec![Role::Starting, Role::Starting],
             agents: (1..=3)
                 .map(|id| Agent {
@@ -99,6 +108,7 @@ impl Cluster {
             now: Instant::from_secs(1),
             rng: Rng(seed),
             faults: true,
+            trim,
             log: Vec::new(),
         }
     }
@@ -203,7 +213,10 @@ impl Cluster {
         if rng.chance(2_000) {
             let i = (rng.next() % 2) as usize;
             self.log.push(format!("{:?} crash node {i}", self.now));
-            self.nodes[i] = (node(if i == 0 { "a" } else { "b" }), Instant::ZERO);
+            self.nodes[i] = (
+                node(if i == 0 { "a" } else { "b" }, self.trim),
+                Instant::ZERO,
+            );
             self.roles[i] = Role::Starting;
         } else if rng.chance(1_000) {
             let i = (rng.next() % 2) as usize;
@@ -250,7 +263,22 @@ impl Cluster {
 /// The state after replaying the stored journal up to entry `seq`.
 fn replay(store: &MemStore<u32>, seq: u64) -> String {
     let mut auditor = Auditor::new(dispatcher_config());
-    for row in store.journal().take_while(|row| row.seq <= seq) {
+    // A trimmed journal starts behind the latest snapshot (never after
+    // what a leader applied: leaders store snapshots of what they applied).
+    let mut store = store.clone();
+    if let Ok(NodeReply::Snapshot(Some((at, snapshot)))) =
+        store.node(NodeOp::LatestSnapshot, Instant::ZERO)
+    {
+        if at <= seq {
+            auditor = Auditor::from_snapshot(dispatcher_config(), at, *snapshot).unwrap();
+        }
+    }
+    let from = auditor.next_seq();
+    for row in store
+        .journal()
+        .skip_while(|row| row.seq < from)
+        .take_while(|row| row.seq <= seq)
+    {
         auditor.apply(row);
     }
     serde_json::to_string(&auditor.dispatcher().snapshot()).unwrap()
@@ -258,7 +286,14 @@ fn replay(store: &MemStore<u32>, seq: u64) -> String {
 
 /// Runs one seed: faults for `fault_ms`, then none until everything ends.
 fn run(seed: u64, tasks: u32, fault_ms: u64) -> Result<(), String> {
-    let mut c = Cluster::new(seed);
+    run_with(seed, tasks, fault_ms, false)
+}
+
+/// [`run`], with the nodes trimming the journal and forgetting consumed
+/// messages when `trim`: the audit then replays from the latest snapshot,
+/// and verdicts may be forgotten before they are read.
+fn run_with(seed: u64, tasks: u32, fault_ms: u64, trim: bool) -> Result<(), String> {
+    let mut c = Cluster::with(seed, trim);
     let mut ids = c.submit(tasks / 2);
     for ms in 0..fault_ms {
         if ms == fault_ms / 2 {
@@ -269,12 +304,13 @@ fn run(seed: u64, tasks: u32, fault_ms: u64) -> Result<(), String> {
     }
     // Faults stop: everything must end within a bound of virtual time.
     c.faults = false;
+    c.nodes.iter_mut().for_each(|(_, paused_until)| *paused_until = Instant::ZERO);
     let calm = c.now;
     let bound = Duration::from_secs(30);
     loop {
         c.step();
         let verdicts = c.all_verdicts(&ids);
-        if verdicts.is_some() && c.live() == Some(0) {
+        if (trim || verdicts.is_some()) && c.live() == Some(0) {
             break;
         }
         if c.now.saturating_duration_since(calm) > bound {
@@ -318,31 +354,50 @@ fn run(seed: u64, tasks: u32, fault_ms: u64) -> Result<(), String> {
         return Err("the drain was not accepted".into());
     }
     let mut auditor = Auditor::new(dispatcher_config());
-    for row in c.store.journal() {
+    if trim {
+        if let Ok(NodeReply::Snapshot(Some((seq, snapshot)))) =
+            c.store.node(NodeOp::LatestSnapshot, c.now)
+        {
+            auditor = Auditor::from_snapshot(dispatcher_config(), seq, *snapshot)?;
+        }
+    }
+    let from = auditor.next_seq();
+    for row in c.store.journal().skip_while(|row| row.seq < from) {
         auditor.apply(row);
     }
     let report = auditor.report();
     if !report.is_clean() {
         return Err(format!("{:?}\n{}", report.violations, c.log.join("\n")));
     }
-    let submitted: u64 = c
-        .all_verdicts(&ids)
-        .unwrap()
-        .iter()
-        .map(|v| match v {
-            Verdict::Submitted(tasks) => tasks.iter().filter(|t| t.is_ok()).count() as u64,
-            _ => 0,
-        })
-        .sum();
     let ended = report.completed + report.dead_lettered + report.expired + report.cancelled;
-    if report.tasks != u64::from(tasks)
-        || submitted != report.tasks
-        || ended != report.tasks
-        || report.live != 0
-    {
-        return Err(format!(
-            "tasks {tasks}, submitted {submitted}, report {report:?}"
-        ));
+    if trim {
+        // Rule 8: what the store keeps is bounded by the work in flight
+        // (none now) and one snapshot's worth of history.
+        let (journal, inbox, outbox) = c.store.kept();
+        if outbox != 0 || journal > 1_000 || inbox > 2_000 || report.live != 0 {
+            return Err(format!(
+                "kept {journal} entries, {inbox} messages, {outbox} rows; {report:?}"
+            ));
+        }
+    } else {
+        let submitted: u64 = c
+            .all_verdicts(&ids)
+            .unwrap()
+            .iter()
+            .map(|v| match v {
+                Verdict::Submitted(tasks) => tasks.iter().filter(|t| t.is_ok()).count() as u64,
+                _ => 0,
+            })
+            .sum();
+        if report.tasks != u64::from(tasks)
+            || submitted != report.tasks
+            || ended != report.tasks
+            || report.live != 0
+        {
+            return Err(format!(
+                "tasks {tasks}, submitted {submitted}, report {report:?}"
+            ));
+        }
     }
     let (seq, final_state) = c.store.final_state().ok_or("no final state")?;
     let replayed = serde_json::to_string(&auditor.dispatcher().snapshot()).unwrap();
@@ -365,6 +420,13 @@ proptest! {
     #[test]
     fn under_faults_every_task_ends_exactly_once(seed in any::<u64>()) {
         if let Err(e) = run(seed, 300, 8_000) {
+            prop_assert!(false, "seed {seed}: {e}");
+        }
+    }
+
+    #[test]
+    fn with_trimming_the_store_keeps_a_bounded_history(seed in any::<u64>()) {
+        if let Err(e) = run_with(seed, 600, 12_000, true) {
             prop_assert!(false, "seed {seed}: {e}");
         }
     }

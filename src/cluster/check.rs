@@ -9,8 +9,8 @@ use crate::scheduler::{AttemptOutcome, Dispatcher, DispatcherConfig, Input, Task
 use crate::{AgentId, AttemptToken, Instant, TaskId};
 
 use super::contract::{
-    AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, Message, NodeOp, NodeReply,
-    Outputs, Sender, Store, StoreFailure, Verdict,
+    AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, Message, MessageId, NodeOp,
+    NodeReply, Outputs, Sender, Store, StoreFailure, Verdict,
 };
 use super::status::Status;
 
@@ -123,8 +123,8 @@ pub fn check_store<S: Store<String>>(
     };
     let outputs = Outputs {
         assign: vec![assignment(1, 1)],
-        cancel: Vec::new(),
         status: Some(status.clone()),
+        ..Outputs::default()
     };
     let fenced = store.node(
         commit(7, 1, vec![entry(1)], vec![], Outputs::default()),
@@ -288,26 +288,51 @@ pub fn check_store<S: Store<String>>(
     let cancel = Outputs {
         assign: vec![assignment(2, 2)],
         cancel: vec![(TaskId::new(2), AttemptToken::new(2))],
+        closed: vec![(TaskId::new(1), AttemptToken::new(1))],
         status: None,
     };
     let refusal = Verdict::Refused("fenced".into());
     let consumed = vec![(second, Verdict::Accepted), (report_id, refusal)];
     let done = store.node(commit(1, 3, vec![entry(3)], consumed, cancel), now);
-    checks.is("a commit can insert and cancel a row at once", &done, |r| {
-        matches!(r, Ok(NodeReply::Done))
-    })?;
+    checks.is(
+        "a commit can insert, cancel and close rows at once",
+        &done,
+        |r| matches!(r, Ok(NodeReply::Done)),
+    )?;
+    let cancelled = store.agent(claim(agent, new), now);
+    checks.that(
+        "a cancelled row is never claimed",
+        matches!(&cancelled, Ok(AgentReply::Claimed { rows, .. }) if rows.is_empty()),
+    )?;
+    // Rule 8: a closed or cancelled row is deleted, which only a new
+    // insertion of the same attempt can show: it comes back ready.
     let reinsert = Outputs {
-        assign: vec![assignment(2, 2)],
+        assign: vec![assignment(1, 1), assignment(2, 2)],
+        cancel: vec![(TaskId::new(2), AttemptToken::new(2))],
         ..Outputs::default()
     };
     let done = store.node(commit(1, 4, vec![entry(4)], vec![], reinsert), now);
     checks.is("inserting a row again is accepted", &done, |r| {
         matches!(r, Ok(NodeReply::Done))
     })?;
-    let cancelled = store.agent(claim(agent, new), now);
+    let again = store.agent(claim(agent, new), now);
     checks.that(
-        "a cancelled row stays cancelled when inserted again and is never claimed",
-        matches!(&cancelled, Ok(AgentReply::Claimed { rows, .. }) if rows.is_empty()),
+        "a closed row was deleted (rule 8)",
+        matches!(&again, Ok(AgentReply::Claimed { rows, .. }) if rows[..] == [assignment(1, 1)]),
+    )?;
+    let closing = Outputs {
+        closed: vec![(TaskId::new(1), AttemptToken::new(1))],
+        ..Outputs::default()
+    };
+    let done = store.node(commit(1, 5, vec![entry(5)], vec![], closing), now);
+    checks.is("a commit closes a claimed row", &done, |r| {
+        matches!(r, Ok(NodeReply::Done))
+    })?;
+    let outstanding = store.node(NodeOp::ReadOutstanding, now);
+    checks.is(
+        "no row is outstanding once closed or cancelled",
+        &outstanding,
+        |r| matches!(r, Ok(NodeReply::Outstanding(rows)) if rows.is_empty()),
     )?;
     let refusals = store.agent(AgentOp::TakeRefusals { agent }, now);
     checks.that(
@@ -358,14 +383,15 @@ pub fn check_store<S: Store<String>>(
 
     // Snapshots and trimming.
     let state = || Box::new(Dispatcher::<String>::new(DispatcherConfig::default()).snapshot());
-    let put = |seq, trim| NodeOp::PutSnapshot {
+    let put = |seq, trim, forget_through| NodeOp::PutSnapshot {
         epoch: 2,
         ttl,
         seq,
         snapshot: state(),
         trim,
+        forget_through,
     };
-    let stored = store.node(put(2, true), later);
+    let stored = store.node(put(2, true, None), later);
     checks.is("a snapshot is stored", &stored, |r| {
         matches!(r, Ok(NodeReply::Done))
     })?;
@@ -373,10 +399,25 @@ pub fn check_store<S: Store<String>>(
     checks.is("the latest snapshot is read back", &latest, |r| {
         matches!(r, Ok(NodeReply::Snapshot(Some((2, _)))))
     })?;
-    let stored = store.node(put(4, true), later);
+    let pending = match store.client(ClientOp::Post(vec![Message::Cancel(TaskId::new(8))]), later) {
+        Ok(ClientReply::Posted(ids)) => ids,
+        other => return Err(format!("a client's post answered {other:?}")),
+    };
+    let stored = store.node(put(5, true, Some(MessageId::MAX)), later);
     checks.is("a second snapshot is stored", &stored, |r| {
         matches!(r, Ok(NodeReply::Done))
     })?;
+    let forgotten = store.client(ClientOp::Verdicts(vec![first]), later);
+    checks.that(
+        "a snapshot forgets the consumed messages (rule 8)",
+        matches!(&forgotten, Ok(ClientReply::Verdicts(v)) if v[..] == [None]),
+    )?;
+    let kept = store.node(NodeOp::ReadInbox { limit: 10 }, later);
+    checks.is(
+        "a snapshot keeps the pending messages",
+        &kept,
+        |r| matches!(r, Ok(NodeReply::Inbox(m)) if m.len() == 1 && m[0].id == pending[0]),
+    )?;
     let trimmed = store.node(NodeOp::ReadJournal { from: 1, limit: 10 }, later);
     checks.is(
         "entries behind the previous snapshot are trimmed",
@@ -387,15 +428,16 @@ pub fn check_store<S: Store<String>>(
     checks.is(
         "entries after the previous snapshot stay",
         &tail,
-        |r| matches!(r, Ok(NodeReply::Journal(rows)) if rows.len() == 2 && rows[0].seq == 3),
+        |r| matches!(r, Ok(NodeReply::Journal(rows)) if rows.len() == 3 && rows[0].seq == 3),
     )?;
     let fenced_snapshot = store.node(
         NodeOp::PutSnapshot {
             epoch: 1,
             ttl,
-            seq: 4,
+            seq: 5,
             snapshot: state(),
             trim: false,
+            forget_through: None,
         },
         later,
     );

@@ -190,8 +190,11 @@ pub struct Assignment<P> {
 pub struct Outputs<P> {
     /// New assignments (inserted as `ready`, idempotent on task and token).
     pub assign: Vec<Assignment<P>>,
-    /// Attempts stopped: their rows become `cancelled` unless done.
+    /// Attempts stopped: their rows are deleted, whatever their state (an
+    /// agent still running one has its report refused).
     pub cancel: Vec<(TaskId, AttemptToken)>,
+    /// Attempts whose report this commit journals: their rows are deleted.
+    pub closed: Vec<(TaskId, AttemptToken)>,
     /// The status to publish, if it changed.
     pub status: Option<Status>,
 }
@@ -201,6 +204,7 @@ impl<P> Default for Outputs<P> {
         Outputs {
             assign: Vec::new(),
             cancel: Vec::new(),
+            closed: Vec::new(),
             status: None,
         }
     }
@@ -209,7 +213,10 @@ impl<P> Default for Outputs<P> {
 impl<P> Outputs<P> {
     /// Nothing to publish.
     pub fn is_empty(&self) -> bool {
-        self.assign.is_empty() && self.cancel.is_empty() && self.status.is_none()
+        self.assign.is_empty()
+            && self.cancel.is_empty()
+            && self.closed.is_empty()
+            && self.status.is_none()
     }
 }
 
@@ -276,7 +283,9 @@ pub enum NodeOp<P> {
     },
     /// Store a snapshot of the state after entry `seq` (fenced); with
     /// `trim`, delete the journal and snapshots behind the previous
-    /// snapshot. Answers [`NodeReply::Done`].
+    /// snapshot; with `forget_through`, delete the consumed inbox messages
+    /// with an id up to it (their verdicts can no longer be read). Answers
+    /// [`NodeReply::Done`].
     PutSnapshot {
         /// The leader's epoch.
         epoch: u64,
@@ -288,6 +297,8 @@ pub enum NodeOp<P> {
         snapshot: Box<Snapshot<P>>,
         /// Trim behind the previous snapshot.
         trim: bool,
+        /// Forget consumed messages up to this id.
+        forget_through: Option<MessageId>,
     },
     /// Stop the drained cluster (fenced): store the final state after
     /// entry `seq` and set the lease's `stopped`. Answers
@@ -450,7 +461,7 @@ pub enum ClientReply {
 /// | journal | the leader | entries `1, 2, 3, …` without holes, each with the epoch that wrote it |
 /// | snapshots | the leader | the dispatcher's state after journal entry `seq` |
 /// | inbox | agents and clients | messages in id order, each consumed once, with a verdict |
-/// | outbox | the leader | assignments: `ready → claimed → done`, or `cancelled` |
+/// | outbox | the leader | assignments: `ready → claimed → done`, deleted once journaled or cancelled |
 /// | status | the leader | the latest [`Status`](super::Status) |
 ///
 /// # The rules
@@ -474,14 +485,20 @@ pub enum ClientReply {
 ///    consumes it; a commit that names a message already consumed is a
 ///    [`StoreFailure::Conflict`] and writes nothing.
 /// 5. **Outbox rows are idempotent.** Inserting an assignment that exists
-///    (same task and token) changes nothing; cancelling a row that is done
-///    or cancelled changes nothing. A row is claimed only by the agent it
-///    names; a claim answers every row that incarnation claimed and has not
-///    reported, so a claim whose answer was lost is simply asked again.
+///    (same task and token) changes nothing; deleting a row that is gone
+///    changes nothing. A row is claimed only by the agent it names; a claim
+///    answers every row that incarnation claimed and has not reported, so a
+///    claim whose answer was lost is simply asked again.
 /// 6. **Reports close their rows.** [`AgentOp::Report`] posts the reports
 ///    and marks the rows they answer done, in one transaction.
 /// 7. **Reads are consistent.** A read sees every transaction that was
 ///    answered before it was sent.
+/// 8. **Storage is bounded.** A commit deletes the outbox rows of the
+///    attempts it cancels or whose reports it journals, and a snapshot
+///    deletes the journal behind the previous snapshot (`trim`) and the
+///    inbox messages consumed before it (`forget_through`): what the store
+///    keeps grows with the work in flight and one snapshot's worth of
+///    history, not with the work ever done.
 ///
 /// # Failures
 ///

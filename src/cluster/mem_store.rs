@@ -19,7 +19,6 @@ enum RowState {
     Ready,
     Claimed(u64),
     Done,
-    Cancelled,
 }
 
 #[derive(Clone, Debug)]
@@ -120,6 +119,12 @@ impl<P: Clone> MemStore<P> {
         }
     }
 
+    /// How many journal entries, inbox messages and outbox rows the store
+    /// keeps: what rule 8 bounds.
+    pub fn kept(&self) -> (usize, usize, usize) {
+        (self.journal.len(), self.inbox.len(), self.outbox.len())
+    }
+
     /// The verdict of message `id`, once consumed.
     pub fn verdict(&self, id: MessageId) -> Option<&Verdict> {
         self.inbox.get(&id)?.verdict.as_ref()
@@ -206,12 +211,8 @@ impl<P: Clone> MemStore<P> {
                 .entry((assignment.task, assignment.token))
                 .or_insert((assignment, RowState::Ready));
         }
-        for key in outputs.cancel {
-            if let Some((_, state)) = self.outbox.get_mut(&key) {
-                if matches!(state, RowState::Ready | RowState::Claimed(_)) {
-                    *state = RowState::Cancelled;
-                }
-            }
+        for key in outputs.cancel.iter().chain(&outputs.closed) {
+            self.outbox.remove(key);
         }
         if let Some(status) = outputs.status {
             self.status = Some(status);
@@ -309,8 +310,14 @@ impl<P: Clone> MemStore<P> {
                 seq,
                 snapshot,
                 trim,
+                forget_through,
             } => {
                 self.fence(epoch, ttl, now)?;
+                if let Some(through) = forget_through {
+                    let pending = &self.pending;
+                    self.inbox
+                        .retain(|id, _| *id > through || pending.contains(id));
+                }
                 let previous = self.snapshots.range(..seq).next_back().map(|(&s, _)| s);
                 self.snapshots.entry(seq).or_insert(*snapshot);
                 if let (true, Some(previous)) = (trim, previous) {
@@ -399,7 +406,7 @@ impl<P: Clone> MemStore<P> {
                     if let Some((row, state)) = self.outbox.get_mut(&(report.task, report.token)) {
                         let own =
                             matches!(sender, Sender::Agent { agent, .. } if agent == row.agent);
-                        if own && *state != RowState::Cancelled {
+                        if own {
                             *state = RowState::Done;
                         }
                     }

@@ -121,9 +121,10 @@ impl<P: Clone> Node<P> {
                 debug_assert_eq!(last_seq, self.applied());
             }
             (Sent::Renew, NodeReply::Done) => self.renewed_at = now,
-            (Sent::PutSnapshot { seq }, NodeReply::Done) => {
+            (Sent::PutSnapshot { seq, consumed }, NodeReply::Done) => {
                 self.renewed_at = now;
                 self.snapshot_seq = seq;
+                self.forget_through = consumed;
             }
             (Sent::Stop { seq }, NodeReply::Done) => {
                 self.events.push_back(NodeEvent::Stopped { seq });

@@ -107,14 +107,15 @@ fn admit<P: Clone>(
                     report.agent
                 ));
             }
-            match current_incarnation(replica, agent, incarnation) {
-                Err(why) => refused(why),
-                Ok(()) => verdict_of(apply(
-                    replica,
-                    batch,
-                    Entry::Input(Input::Report { report, now }),
-                )),
+            if let Err(why) = current_incarnation(replica, agent, incarnation) {
+                return refused(why);
             }
+            let attempt = (report.task, report.token);
+            let result = apply(replica, batch, Entry::Input(Input::Report { report, now }));
+            if result.is_ok() {
+                batch.outputs.closed.push(attempt);
+            }
+            verdict_of(result)
         }
         (_, Message::Submit(_)) if replica.draining => {
             refused("the cluster is draining: it takes no submissions".into())

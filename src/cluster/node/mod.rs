@@ -13,7 +13,7 @@ use crate::agent::AgentProfile;
 use crate::scheduler::{Dispatcher, DispatcherConfig};
 
 use super::config::{ConfigError, NodeConfig};
-use super::contract::{NodeOp, Outputs};
+use super::contract::{MessageId, NodeOp, Outputs};
 pub use events::{NodeEvent, Role};
 pub(crate) use replica::Replica;
 
@@ -74,6 +74,7 @@ enum Sent {
     },
     PutSnapshot {
         seq: u64,
+        consumed: Option<MessageId>,
     },
     Stop {
         seq: u64,
@@ -127,6 +128,11 @@ pub struct Node<P> {
     /// Entries were committed since the last published status.
     status_stale: bool,
     snapshot_seq: u64,
+    /// The highest inbox message this node consumed as leader.
+    consumed_max: Option<MessageId>,
+    /// What was consumed when the last snapshot was stored: the next
+    /// snapshot forgets the messages up to it.
+    forget_through: Option<MessageId>,
     failure: Option<String>,
     events: VecDeque<NodeEvent>,
 }
@@ -170,6 +176,8 @@ impl<P: Clone> Node<P> {
             status_at: None,
             status_stale: false,
             snapshot_seq: 0,
+            consumed_max: None,
+            forget_through: None,
             failure: None,
             events: VecDeque::new(),
         })
@@ -289,8 +297,10 @@ impl<P: Clone> Node<P> {
                 seq,
                 snapshot,
                 trim,
+                forget_through: self.forget_through.filter(|_| trim),
             };
-            return (Sent::PutSnapshot { seq }, op);
+            let consumed = self.consumed_max;
+            return (Sent::PutSnapshot { seq, consumed }, op);
         }
         if now.saturating_duration_since(self.renewed_at) >= self.config.renew_every {
             return (Sent::Renew, NodeOp::Renew { epoch, ttl });
@@ -310,6 +320,11 @@ impl<P: Clone> Node<P> {
         } = batch;
         self.events.extend(events);
         self.status_stale |= !entries.is_empty();
+        self.consumed_max = consumed
+            .iter()
+            .map(|(id, _)| *id)
+            .max()
+            .max(self.consumed_max);
         self.add_status(epoch, &mut outputs, now);
         let last_seq = self.applied();
         let first_seq = last_seq + 1 - entries.len() as u64;

@@ -65,7 +65,7 @@ CREATE TABLE outbox (
     payload TEXT NOT NULL,
     epoch BIGINT NOT NULL,
     state TEXT NOT NULL DEFAULT 'ready'
-        CHECK (state IN ('ready', 'claimed', 'done', 'cancelled')),
+        CHECK (state IN ('ready', 'claimed', 'done')),
     incarnation BIGINT,
     PRIMARY KEY (task, token));
 CREATE INDEX outbox_ready ON outbox (agent, token) WHERE state = 'ready';

@@ -59,11 +59,7 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
             }),
             AgentOp::Post { sender, messages } => {
                 let (agent, incarnation) = sender_columns(sender);
-                let kinds: Vec<&str> = messages.iter().map(codec::kind).collect();
-                let bodies = messages
-                    .iter()
-                    .map(|m| codec::encode("a message", m))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let (kinds, bodies) = codec::inbox_columns(&messages)?;
                 self.write(|tx| {
                     let row = tx.query_one(POST, &[&agent, &incarnation, &kinds, &bodies])?;
                     Ok(AgentReply::Posted {

@@ -28,11 +28,7 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
     pub(super) fn client_op(&mut self, op: ClientOp<P>) -> Result<ClientReply, StoreFailure> {
         match op {
             ClientOp::Post(messages) => {
-                let kinds: Vec<&str> = messages.iter().map(codec::kind).collect();
-                let bodies = messages
-                    .iter()
-                    .map(|m| codec::encode("a message", m))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let (kinds, bodies) = codec::inbox_columns(&messages)?;
                 self.write(|tx| {
                     let rows = tx.query(POST, &[&kinds, &bodies])?;
                     let mut ids: Vec<u64> = rows.iter().map(|r| int_to_u64(r.get(0))).collect();

@@ -54,6 +54,18 @@ pub(crate) fn kind<P>(message: &Message<P>) -> &'static str {
     }
 }
 
+/// The `kind` and `body` columns of messages to post, in order.
+pub(crate) fn inbox_columns<P: Serialize>(
+    messages: &[Message<P>],
+) -> Result<(Vec<&'static str>, Vec<String>), StoreFailure> {
+    let kinds = messages.iter().map(kind).collect();
+    let bodies = messages
+        .iter()
+        .map(|m| encode("a message", m))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((kinds, bodies))
+}
+
 /// The sender of an inbox row from its `agent` and `incarnation` columns.
 pub(crate) fn sender(agent: Option<i64>, incarnation: Option<i64>) -> Sender {
     match agent {

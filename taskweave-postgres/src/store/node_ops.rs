@@ -62,9 +62,12 @@ SELECT t, k, a, n, p, $6
 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::text[]) AS u(t, k, a, n, p)
 ON CONFLICT (task, token) DO NOTHING";
 
-const CANCEL: &str = "UPDATE outbox SET state = 'cancelled'
-FROM unnest($1::bigint[], $2::bigint[]) AS u(t, k)
-WHERE outbox.task = u.t AND outbox.token = u.k AND outbox.state IN ('ready', 'claimed')";
+/// Rule 8: the rows of attempts cancelled or reported are deleted.
+const RELEASE: &str = "DELETE FROM outbox USING unnest($1::bigint[], $2::bigint[]) AS u(t, k)
+WHERE outbox.task = u.t AND outbox.token = u.k";
+
+/// Rule 8: consumed messages up to an id are forgotten.
+const FORGET: &str = "DELETE FROM inbox WHERE consumed AND id <= $1";
 
 const PUT_STATUS: &str = "INSERT INTO status (id, epoch, body) VALUES (1, $1, $2)
 ON CONFLICT (id) DO UPDATE SET epoch = EXCLUDED.epoch, body = EXCLUDED.body";
@@ -168,10 +171,16 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
                 seq,
                 snapshot,
                 trim,
+                forget_through,
             } => {
                 let state = codec::encode("a snapshot", &snapshot)?;
                 self.write(|tx| {
                     fence(tx, epoch, Some(ttl))?;
+                    if let Some(through) = forget_through {
+                        // A bound, not an identity: saturate (ids are positive).
+                        let through = i64::try_from(through).unwrap_or(i64::MAX);
+                        tx.execute(FORGET, &[&through])?;
+                    }
                     let seq = u64_to_int(seq);
                     let previous: Option<i64> = tx.query_one(PREVIOUS_SNAPSHOT, &[&seq])?.get(0);
                     tx.execute(PUT_SNAPSHOT, &[&seq, &u64_to_int(epoch), &state])?;
@@ -306,8 +315,9 @@ struct EncodedOutputs {
     agents: Vec<i64>,
     attempts: Vec<i32>,
     payloads: Vec<String>,
-    cancel_tasks: Vec<i64>,
-    cancel_tokens: Vec<i64>,
+    /// The rows to delete: cancelled or reported attempts.
+    release_tasks: Vec<i64>,
+    release_tokens: Vec<i64>,
     status: Option<(u64, String)>,
 }
 
@@ -322,9 +332,9 @@ impl EncodedOutputs {
                 .push(i32::try_from(a.attempt).unwrap_or(i32::MAX));
             out.payloads.push(codec::encode("a payload", &a.payload)?);
         }
-        for (task, token) in &outputs.cancel {
-            out.cancel_tasks.push(u64_to_int(task.get()));
-            out.cancel_tokens.push(u64_to_int(token.get()));
+        for (task, token) in outputs.cancel.iter().chain(&outputs.closed) {
+            out.release_tasks.push(u64_to_int(task.get()));
+            out.release_tokens.push(u64_to_int(token.get()));
         }
         if let Some(status) = &outputs.status {
             out.status = Some((status.epoch, codec::encode("the status", status)?));
@@ -389,8 +399,8 @@ fn commit<P>(
             ],
         )?;
     }
-    if !outputs.cancel_tasks.is_empty() {
-        tx.execute(CANCEL, &[&outputs.cancel_tasks, &outputs.cancel_tokens])?;
+    if !outputs.release_tasks.is_empty() {
+        tx.execute(RELEASE, &[&outputs.release_tasks, &outputs.release_tokens])?;
     }
     if let Some((status_epoch, body)) = &outputs.status {
         tx.execute(PUT_STATUS, &[&u64_to_int(*status_epoch), body])?;
