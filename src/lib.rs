@@ -73,6 +73,7 @@
 //! | `planning` | `planning` | `workflow`, ndarray | goal decomposition, teams, HEFT, the task tensor |
 //! | `coordination` | `coordination` | — | contract-net auctions, weighted consensus, delegation |
 //! | `driver` | `driver` | `workflow`, crossbeam | a ready-made host loop on a thread pool |
+//! | `cluster` | `cluster` | `serde` | a durable cluster's roles as sans-IO state machines over a store contract (`Node`, `AgentSession`, `MemStore`, `check_store`, `Auditor`); the `taskweave-postgres` crate hosts them on PostgreSQL |
 //! | [`error`] | core | — | the crate-wide [`Error`], a convenience over each module's own error |
 //!
 //! The examples show each layer at work: `quickstart` (routing),
@@ -157,7 +158,8 @@ pub use error::Error;
     doctest,
     feature = "serde",
     feature = "planning",
-    feature = "coordination"
+    feature = "coordination",
+    feature = "cluster"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctest;
