@@ -304,7 +304,9 @@ fn run_with(seed: u64, tasks: u32, fault_ms: u64, trim: bool) -> Result<(), Stri
     }
     // Faults stop: everything must end within a bound of virtual time.
     c.faults = false;
-    c.nodes.iter_mut().for_each(|(_, paused_until)| *paused_until = Instant::ZERO);
+    c.nodes
+        .iter_mut()
+        .for_each(|(_, paused_until)| *paused_until = Instant::ZERO);
     let calm = c.now;
     let bound = Duration::from_secs(30);
     loop {
