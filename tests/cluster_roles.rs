@@ -188,6 +188,9 @@ impl Cluster {
                 let reply = self.store.agent(op, now);
                 session.handle_reply(reply, now);
             }
+            while let Some((task, token)) = session.poll_cancelled() {
+                agent.running.retain(|r| (r.1, r.2) != (task, token));
+            }
             while let Some(work) = session.poll_work() {
                 let ms = 1 + self.rng.next() % 20;
                 let fails = self.rng.chance(50_000);
@@ -571,4 +574,39 @@ fn an_idle_leader_publishes_the_status_of_its_last_commit() {
         Ok(ClientReply::Status(_, Some(status))) => assert_eq!(status.queued[2], 5, "{status:?}"),
         other => panic!("{other:?}"),
     }
+}
+
+/// An attempt the cluster cancels reaches the agent running it: the next
+/// claim's answer lacks its row, and the session hands it to the host to
+/// stop, even with every slot busy.
+#[test]
+fn an_agent_learns_that_an_attempt_it_runs_was_cancelled() {
+    let mut c = Cluster::new(13);
+    c.agents.truncate(1);
+    c.submit(4);
+    for _ in 0..200 {
+        c.step();
+        c.agents[0]
+            .running
+            .iter_mut()
+            .for_each(|r| r.0 = Instant::MAX);
+    }
+    assert_eq!(c.agents[0].session.held(), 4, "every slot is busy");
+    let victim = c.agents[0].running[0].1;
+    let _ = c.store.node(NodeOp::ReadLease, c.now);
+    c.store
+        .client(ClientOp::Post(vec![Message::Cancel(victim)]), c.now)
+        .unwrap();
+    let mut learned = None;
+    for ms in 0..1_000 {
+        c.step();
+        if !c.agents[0].running.iter().any(|r| r.1 == victim) {
+            learned = Some(ms);
+            break;
+        }
+    }
+    let ms = learned.expect("the agent never learned of the cancel");
+    // Within one claim check (the refusals period, 500 ms) and a commit.
+    assert!(ms <= 600, "{ms} ms");
+    assert_eq!(c.agents[0].session.held(), 3);
 }

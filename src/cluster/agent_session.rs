@@ -36,6 +36,14 @@ pub enum SessionEvent {
         /// The pause before the next try.
         retry_in: std::time::Duration,
     },
+    /// The cluster cancelled an attempt the host runs (see
+    /// [`AgentSession::poll_cancelled`]).
+    Cancelled {
+        /// The task.
+        task: TaskId,
+        /// The attempt.
+        token: AttemptToken,
+    },
     /// The cluster stopped; the session ends.
     Stopped,
 }
@@ -54,6 +62,9 @@ impl std::fmt::Display for SessionEvent {
                 failure,
                 retry_in,
             } => write!(f, "{op}: {failure}; trying again in {retry_in:?}"),
+            SessionEvent::Cancelled { task, token } => {
+                write!(f, "{token} of {task} was cancelled by the cluster; stop it")
+            }
             SessionEvent::Stopped => write!(f, "the cluster stopped"),
         }
     }
@@ -102,6 +113,9 @@ pub struct AgentSession<P> {
     wake_at: Instant,
     heartbeat_at: Instant,
     claim_at: Instant,
+    /// A claim is sent by then even with no free slot: its answer tells
+    /// which held attempts were cancelled.
+    check_at: Instant,
     refusals_at: Instant,
     /// Claimed, not yet handed to the host.
     ready: VecDeque<Assignment<P>>,
@@ -112,6 +126,8 @@ pub struct AgentSession<P> {
     finished: Vec<TaskReport>,
     /// Results in the outstanding report.
     reporting: Vec<TaskReport>,
+    /// Held attempts the cluster cancelled, for the host to stop.
+    cancelled: VecDeque<(TaskId, AttemptToken)>,
     events: VecDeque<SessionEvent>,
 }
 
@@ -130,11 +146,13 @@ impl<P: Clone> AgentSession<P> {
             wake_at: Instant::ZERO,
             heartbeat_at: Instant::ZERO,
             claim_at: Instant::ZERO,
+            check_at: Instant::ZERO,
             refusals_at: Instant::ZERO,
             ready: VecDeque::new(),
             held: BTreeSet::new(),
             finished: Vec::new(),
             reporting: Vec::new(),
+            cancelled: VecDeque::new(),
             events: VecDeque::new(),
         }
     }
@@ -169,6 +187,14 @@ impl<P: Clone> AgentSession<P> {
         self.ready.pop_front()
     }
 
+    /// The next attempt the host runs that the cluster cancelled (it was
+    /// cancelled by a client, failed over, superseded or timed out): stop
+    /// it; its result would be refused. Learned from the answer to a claim,
+    /// which the session sends at least every refusals period.
+    pub fn poll_cancelled(&mut self) -> Option<(TaskId, AttemptToken)> {
+        self.cancelled.pop_front()
+    }
+
     /// The host finished the attempt `token` of `task`: the outcome is
     /// reported with the next operation. A result for an attempt the
     /// session does not hold is ignored (`false`).
@@ -198,7 +224,7 @@ impl<P: Clone> AgentSession<P> {
         if self.phase != Phase::Run || !self.finished.is_empty() {
             return Some(self.wake_at);
         }
-        let mut next = self.heartbeat_at.min(self.refusals_at);
+        let mut next = self.heartbeat_at.min(self.refusals_at).min(self.check_at);
         if self.free_slots() > 0 {
             next = next.min(self.claim_at);
         }
@@ -251,14 +277,19 @@ impl<P: Clone> AgentSession<P> {
             Phase::Run if now >= self.refusals_at => {
                 (Sent::Refusals, AgentOp::TakeRefusals { agent: self.agent })
             }
-            Phase::Run if now >= self.claim_at && self.free_slots() > 0 => (
-                Sent::Claim,
-                AgentOp::Claim {
-                    agent: self.agent,
-                    incarnation: self.incarnation,
-                    limit: self.free_slots(),
-                },
-            ),
+            Phase::Run
+                if (now >= self.claim_at && self.free_slots() > 0) || now >= self.check_at =>
+            {
+                self.check_at = now.saturating_add(self.config.refusals_every);
+                (
+                    Sent::Claim,
+                    AgentOp::Claim {
+                        agent: self.agent,
+                        incarnation: self.incarnation,
+                        limit: self.free_slots(),
+                    },
+                )
+            }
             Phase::Run => return None,
         };
         self.sent = Some(sent);
@@ -311,6 +342,7 @@ impl<P: Clone> AgentSession<P> {
                 }
             }
             (Sent::Claim, AgentReply::Claimed { rows, .. }) => {
+                self.cancelled_since(&rows);
                 let fresh: Vec<_> = rows
                     .into_iter()
                     .filter(|row| {
@@ -329,6 +361,34 @@ impl<P: Clone> AgentSession<P> {
                     cause: format!("the store answered {sent:?} with an unrelated reply"),
                 };
                 self.failed(sent, failure, now);
+            }
+        }
+    }
+
+    /// A claim answers every row this incarnation holds and has not
+    /// reported; a held attempt missing from it, and not being reported,
+    /// was cancelled (its row deleted, contract rule 8).
+    fn cancelled_since(&mut self, rows: &[Assignment<P>]) {
+        let answered: BTreeSet<_> = rows.iter().map(|r| (r.task, r.token)).collect();
+        let gone: Vec<_> = self
+            .held
+            .iter()
+            .copied()
+            .filter(|&(task, token)| {
+                !answered.contains(&(task, token)) && !self.is_reported(task, token)
+            })
+            .collect();
+        for attempt in gone {
+            self.held.remove(&attempt);
+            let before = self.ready.len();
+            self.ready.retain(|a| (a.task, a.token) != attempt);
+            // One not yet handed out is simply dropped.
+            if self.ready.len() == before {
+                self.cancelled.push_back(attempt);
+                self.events.push_back(SessionEvent::Cancelled {
+                    task: attempt.0,
+                    token: attempt.1,
+                });
             }
         }
     }

@@ -25,7 +25,8 @@ previous run of agent N go back to the queue at once), heartbeats every
 TASKWEAVE_TASK, TASKWEAVE_ATTEMPT and TASKWEAVE_AGENT are set in its
 environment. Exit status 0 reports success; any other status reports a
 failure (retried by the cluster's policy) with the last line of its stderr;
-exit status 100 reports a failure that must not be retried. The agent
+exit status 100 reports a failure that must not be retried. A command whose
+attempt the cluster cancels (a client's cancel, a failover) is killed. The agent
 survives PostgreSQL restarts and exits 0 when the cluster is drained.
 Connect with the agent's own login (see `taskweave-pg init --agent`).";
 
@@ -79,6 +80,19 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
                     log(&format!("task {}: {why}", work.task.get()));
                     agent.finish(work.task, work.token, AttemptOutcome::failure(why));
                 }
+            }
+        }
+        for (task, token) in agent.cancelled() {
+            if let Some(r) = running
+                .iter_mut()
+                .find(|r| (r.task, r.token) == (task, token))
+            {
+                log(&format!(
+                    "task {}: cancelled by the cluster; stopping its command",
+                    task.get()
+                ));
+                // It may have ended meanwhile; its result is refused anyway.
+                let _ = r.child.kill();
             }
         }
         running.retain_mut(|r| match r.child.try_wait() {

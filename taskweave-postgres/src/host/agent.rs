@@ -72,6 +72,13 @@ impl<P: Clone + Serialize + DeserializeOwned> PgAgent<P> {
         std::iter::from_fn(|| self.session.poll_work()).collect()
     }
 
+    /// Attempts handed out that the cluster cancelled since the last call
+    /// (failed over, cancelled by a client, timed out): stop them; their
+    /// results would be refused.
+    pub fn cancelled(&mut self) -> Vec<(TaskId, AttemptToken)> {
+        std::iter::from_fn(|| self.session.poll_cancelled()).collect()
+    }
+
     /// The result of an attempt [`step`](Self::step) handed out; `false`
     /// for one the session does not hold.
     pub fn finish(&mut self, task: TaskId, token: AttemptToken, outcome: AttemptOutcome) -> bool {
