@@ -53,6 +53,7 @@ fn main() -> ExitCode {
         Some("status") => cli::status::run(rest),
         Some("audit") => cli::audit::run(rest),
         Some("drain") => cli::drain::run(rest),
+        Some("bench") => cli::bench::run(rest),
         Some("--help" | "-h" | "help") => {
             say!("{USAGE}");
             Ok(ExitCode::SUCCESS)

@@ -55,6 +55,16 @@ use crate::schema::{SCHEMA_VERSION, installed_version};
 
 /// The longest any statement may run before the server cancels it.
 const STATEMENT_TIMEOUT_MS: u32 = 30_000;
+
+/// How long the server lets a session sit in an open transaction without a
+/// statement before it ends the session. A process frozen mid-transaction
+/// (SIGSTOP, a paused VM) would otherwise hold the lease row's lock, taken
+/// by the fence, for as long as it is frozen, and no standby could take
+/// the lease; with this the server drops it, the lock goes, the frozen
+/// leader's commit fails when it wakes, and it finds itself deposed. Well
+/// under the 1 s lease, and far above the microseconds between the
+/// statements of one operation (everything is encoded before it begins).
+const IDLE_IN_TRANSACTION_MS: u32 = 300;
 /// How long connecting may take, unless the connection string says.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -176,7 +186,8 @@ impl<P> PgStore<P> {
     pub fn connect(conninfo: &str) -> Result<Self, PgError> {
         let mut config: Config = conninfo.parse().map_err(PgError::Conninfo)?;
         let options = format!(
-            "{} -c search_path=taskweave -c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            "{} -c search_path=taskweave -c statement_timeout={STATEMENT_TIMEOUT_MS} \
+             -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}",
             config.get_options().unwrap_or_default()
         );
         config.options(options.trim_start());
