@@ -50,6 +50,24 @@ impl NodeConfig {
         })
     }
 
+    /// The defaults, unchecked: replaced before use.
+    pub(crate) fn placeholder() -> Self {
+        NodeConfig::builder("node").0
+    }
+
+    /// This configuration under another name.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the name is empty or over 200 bytes.
+    pub fn renamed(&self, name: impl Into<String>) -> Result<Self, ConfigError> {
+        NodeConfigBuilder(NodeConfig {
+            name: name.into(),
+            ..self.clone()
+        })
+        .build()
+    }
+
     /// The node's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -189,6 +207,11 @@ pub struct SessionConfig {
 }
 
 impl SessionConfig {
+    /// The defaults, unchecked: replaced before use.
+    pub(crate) fn placeholder() -> Self {
+        SessionConfig::builder().0
+    }
+
     /// Defaults: a heartbeat every 250 ms, an idle claim every 5 ms, the
     /// refusals read every 500 ms, a backoff from 50 ms to 2 s.
     pub fn builder() -> SessionConfigBuilder {

@@ -26,7 +26,6 @@ struct InboxRow<P> {
     sender: Sender,
     body: Message<P>,
     verdict: Option<Verdict>,
-    seen: bool,
 }
 
 /// How the next operation fails, for fault tests.
@@ -54,6 +53,10 @@ pub struct MemStore<P> {
     inbox: BTreeMap<MessageId, InboxRow<P>>,
     pending: BTreeSet<MessageId>,
     outbox: BTreeMap<(TaskId, AttemptToken), (Assignment<P>, RowState)>,
+    /// Each agent's outbox rows, so a claim reads only its own.
+    rows_of: BTreeMap<AgentId, BTreeSet<(TaskId, AttemptToken)>>,
+    /// Each agent's refused messages it has not read.
+    refused: BTreeMap<AgentId, BTreeSet<MessageId>>,
     status: Option<Status>,
     next_message: MessageId,
     next_incarnation: u64,
@@ -73,6 +76,8 @@ impl<P> Default for MemStore<P> {
             inbox: BTreeMap::new(),
             pending: BTreeSet::new(),
             outbox: BTreeMap::new(),
+            rows_of: BTreeMap::new(),
+            refused: BTreeMap::new(),
             status: None,
             next_message: 1,
             next_incarnation: 1,
@@ -96,6 +101,18 @@ impl<P: Clone> MemStore<P> {
     pub fn journal(&self) -> impl Iterator<Item = JournalRow<P>> + '_ {
         self.journal
             .iter()
+            .map(|(&seq, (epoch, entry))| JournalRow {
+                seq,
+                epoch: *epoch,
+                entry: entry.clone(),
+                bytes: 0,
+            })
+    }
+
+    /// The journal entries from `from` on, in order.
+    pub fn journal_from(&self, from: u64) -> impl Iterator<Item = JournalRow<P>> + '_ {
+        self.journal
+            .range(from..)
             .map(|(&seq, (epoch, entry))| JournalRow {
                 seq,
                 epoch: *epoch,
@@ -203,16 +220,28 @@ impl<P: Clone> MemStore<P> {
         for (id, verdict) in consumed {
             self.pending.remove(&id);
             if let Some(row) = self.inbox.get_mut(&id) {
+                if let (Sender::Agent { agent, .. }, Verdict::Refused(_)) = (row.sender, &verdict) {
+                    self.refused.entry(agent).or_default().insert(id);
+                }
                 row.verdict = Some(verdict);
             }
         }
         for assignment in outputs.assign {
+            let key = (assignment.task, assignment.token);
+            self.rows_of
+                .entry(assignment.agent)
+                .or_default()
+                .insert(key);
             self.outbox
-                .entry((assignment.task, assignment.token))
+                .entry(key)
                 .or_insert((assignment, RowState::Ready));
         }
         for key in outputs.cancel.iter().chain(&outputs.closed) {
-            self.outbox.remove(key);
+            if let Some((row, _)) = self.outbox.remove(key) {
+                if let Some(keys) = self.rows_of.get_mut(&row.agent) {
+                    keys.remove(key);
+                }
+            }
         }
         if let Some(status) = outputs.status {
             self.status = Some(status);
@@ -352,7 +381,6 @@ impl<P: Clone> MemStore<P> {
                         sender,
                         body,
                         verdict: None,
-                        seen: false,
                     },
                 );
                 self.pending.insert(id);
@@ -364,10 +392,10 @@ impl<P: Clone> MemStore<P> {
     fn claim(&mut self, agent: AgentId, incarnation: u64, limit: usize) -> Vec<Assignment<P>> {
         let mut fresh = 0;
         let mut rows = Vec::new();
-        for (assignment, state) in self.outbox.values_mut() {
-            if assignment.agent != agent {
+        for key in self.rows_of.get(&agent).into_iter().flatten() {
+            let Some((assignment, state)) = self.outbox.get_mut(key) else {
                 continue;
-            }
+            };
             match *state {
                 RowState::Claimed(by) if by == incarnation => rows.push(assignment.clone()),
                 RowState::Ready if fresh < limit => {
@@ -415,16 +443,14 @@ impl<P: Clone> MemStore<P> {
                 AgentReply::Posted { stopped }
             }
             AgentOp::TakeRefusals { agent } => {
-                let mut refusals = Vec::new();
-                for (&id, row) in &mut self.inbox {
-                    let mine = matches!(row.sender, Sender::Agent { agent: a, .. } if a == agent);
-                    if let (true, false, Some(Verdict::Refused(why))) =
-                        (mine, row.seen, &row.verdict)
-                    {
-                        row.seen = true;
-                        refusals.push((id, why.clone()));
-                    }
-                }
+                let ids = self.refused.remove(&agent).unwrap_or_default();
+                let refusals = ids
+                    .into_iter()
+                    .filter_map(|id| match &self.inbox.get(&id)?.verdict {
+                        Some(Verdict::Refused(why)) => Some((id, why.clone())),
+                        _ => None,
+                    })
+                    .collect();
                 AgentReply::Refusals(refusals)
             }
         }

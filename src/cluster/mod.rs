@@ -75,6 +75,7 @@ mod config;
 mod contract;
 mod mem_store;
 mod node;
+pub mod sim;
 mod status;
 
 pub use agent_session::{AgentSession, SessionEvent};

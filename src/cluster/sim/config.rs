@@ -1,0 +1,373 @@
+//! What a simulation runs: the cluster's shape, the workload, the links,
+//! and the fault menu, validated when built.
+
+use std::time::Duration;
+
+use crate::AgentId;
+use crate::scheduler::{AttemptOutcome, DispatcherConfig, TaskSpec};
+
+use super::super::config::{ConfigError, NodeConfig, SessionConfig};
+use super::super::contract::{Assignment, Entry};
+use crate::rng::SplitMix64;
+
+/// A seeded source of the simulation's choices, lent to [`SimWork`].
+#[derive(Debug)]
+pub struct SimRng(pub(crate) SplitMix64);
+
+impl SimRng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        rand::Rng::next_u64(&mut self.0)
+    }
+
+    /// `true` with probability `p` (clamped to 0..=1).
+    pub fn chance(&mut self, p: f64) -> bool {
+        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+
+    /// A duration drawn uniformly from `from..=to`.
+    pub fn between(&mut self, from: Duration, to: Duration) -> Duration {
+        let span = to.saturating_sub(from).as_nanos() as u64;
+        from + Duration::from_nanos(self.next_u64() % span.saturating_add(1).max(1))
+    }
+}
+
+/// The host's side of a simulation: the tasks its clients submit and how
+/// its agents' attempts go. Implement it with a model of the real agent
+/// code to see how the cluster treats it under faults.
+pub trait SimWork<P> {
+    /// The `n`-th task a client submits.
+    fn task(&mut self, n: u64, rng: &mut SimRng) -> TaskSpec<P>;
+
+    /// How `agent`'s attempt at `work` goes: how long it takes and how it
+    /// ends.
+    fn attempt(
+        &mut self,
+        agent: AgentId,
+        work: &Assignment<P>,
+        rng: &mut SimRng,
+    ) -> (Duration, AttemptOutcome);
+}
+
+/// The default workload: payloads are task numbers; an attempt takes
+/// `work` (uniform) and fails with probability `fail`, a fifth of those
+/// for good.
+#[derive(Clone, Debug)]
+pub struct UniformWork {
+    /// An attempt's duration: from, to.
+    pub work: (Duration, Duration),
+    /// The share of attempts that fail.
+    pub fail: f64,
+}
+
+impl SimWork<u64> for UniformWork {
+    fn task(&mut self, n: u64, _rng: &mut SimRng) -> TaskSpec<u64> {
+        TaskSpec::new(n)
+    }
+
+    fn attempt(
+        &mut self,
+        _: AgentId,
+        _: &Assignment<u64>,
+        rng: &mut SimRng,
+    ) -> (Duration, AttemptOutcome) {
+        let took = rng.between(self.work.0, self.work.1);
+        let outcome = if !rng.chance(self.fail) {
+            AttemptOutcome::Success
+        } else if rng.chance(0.2) {
+            AttemptOutcome::fatal("simulated fatal failure")
+        } else {
+            AttemptOutcome::failure("simulated failure")
+        };
+        (took, outcome)
+    }
+}
+
+/// The faults a simulation injects, each a rate per simulated second or a
+/// probability per store operation. [`FaultMenu::none`] injects nothing;
+/// [`Default`] a mix of every kind.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultMenu {
+    /// Crash and restart of a node (leader or standby), per second.
+    pub crash_node: f64,
+    /// The leader frozen past its lease (1.5 leases), per second; it then
+    /// wakes and goes on writing.
+    pub pause_leader: f64,
+    /// An agent restarted with the same id at once (inside its heartbeat
+    /// window), per second.
+    pub restart_agent: f64,
+    /// An agent that dies and comes back after its heartbeat timeout, per
+    /// second.
+    pub kill_agent: f64,
+    /// The store restarts: down for 0.1–1 s, the answers of operations in
+    /// flight lost, per second.
+    pub restart_store: f64,
+    /// An operation that takes effect but whose answer is lost.
+    pub lose_answer: f64,
+    /// An operation lost on the way to the store (no effect, no answer).
+    pub drop_request: f64,
+    /// An operation delivered twice (the second answer discarded).
+    pub duplicate_request: f64,
+    /// The most a node's clock is off the store's (each node draws its
+    /// skew once); at most a quarter of the lease.
+    pub clock_skew: Duration,
+    /// The share of agents that work ten times slower.
+    pub slow_agents: f64,
+    /// The share of tasks a client cancels soon after submitting.
+    pub cancel: f64,
+    /// A burst of submissions beyond the queue's capacity, per second.
+    pub burst: f64,
+}
+
+impl FaultMenu {
+    /// No fault at all.
+    pub fn none() -> Self {
+        FaultMenu {
+            crash_node: 0.0,
+            pause_leader: 0.0,
+            restart_agent: 0.0,
+            kill_agent: 0.0,
+            restart_store: 0.0,
+            lose_answer: 0.0,
+            drop_request: 0.0,
+            duplicate_request: 0.0,
+            clock_skew: Duration::ZERO,
+            slow_agents: 0.0,
+            cancel: 0.0,
+            burst: 0.0,
+        }
+    }
+}
+
+impl Default for FaultMenu {
+    /// Every kind, at rates that give a few dozen faults per simulated
+    /// minute.
+    fn default() -> Self {
+        FaultMenu {
+            crash_node: 0.05,
+            pause_leader: 0.03,
+            restart_agent: 0.1,
+            kill_agent: 0.03,
+            restart_store: 0.02,
+            lose_answer: 0.002,
+            drop_request: 0.002,
+            duplicate_request: 0.002,
+            clock_skew: Duration::from_millis(100),
+            slow_agents: 0.2,
+            cancel: 0.02,
+            burst: 0.01,
+        }
+    }
+}
+
+/// Re-encodes a journal entry as a store would keep it, answering it read
+/// back and its size; the simulation applies it to every committed entry.
+pub type EntryCodec<P> = fn(&Entry<P>) -> Result<(Entry<P>, usize), String>;
+
+/// One simulation's settings. Build with [`SimConfig::builder`].
+#[derive(Clone, Debug)]
+pub struct SimConfig<P> {
+    pub(crate) seed: u64,
+    pub(crate) nodes: usize,
+    pub(crate) agents: usize,
+    pub(crate) capacity: u32,
+    pub(crate) tasks_per_second: f64,
+    pub(crate) faulty_for: Duration,
+    pub(crate) liveness_bound: Duration,
+    pub(crate) link_delay: (Duration, Duration),
+    pub(crate) faults: FaultMenu,
+    pub(crate) node: NodeConfig,
+    pub(crate) session: SessionConfig,
+    pub(crate) dispatcher: DispatcherConfig,
+    pub(crate) codec: Option<EntryCodec<P>>,
+    pub(crate) keep_trace: bool,
+}
+
+/// Builds a [`SimConfig`].
+#[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until built"]
+pub struct SimConfigBuilder<P> {
+    config: SimConfig<P>,
+    roles: Option<(NodeConfig, SessionConfig, DispatcherConfig)>,
+}
+
+impl<P> SimConfig<P> {
+    /// Defaults: seed `seed`, three nodes, ten agents of eight slots, 200
+    /// tasks per second, faults from [`FaultMenu::default`] for ten
+    /// simulated minutes, then 60 s for every task to end; links of
+    /// 0.2–2 ms; the nodes poll at 20 ms when idle, the agents claim at
+    /// 50 ms and heartbeat every 250 ms (8 missed: lost).
+    pub fn builder(seed: u64) -> SimConfigBuilder<P> {
+        SimConfigBuilder {
+            config: SimConfig {
+                seed,
+                nodes: 3,
+                agents: 10,
+                capacity: 8,
+                tasks_per_second: 200.0,
+                faulty_for: Duration::from_secs(600),
+                liveness_bound: Duration::from_secs(60),
+                link_delay: (Duration::from_micros(200), Duration::from_millis(2)),
+                faults: FaultMenu::default(),
+                node: NodeConfig::placeholder(),
+                session: SessionConfig::placeholder(),
+                dispatcher: DispatcherConfig::default(),
+                codec: None,
+                keep_trace: true,
+            },
+            roles: None,
+        }
+    }
+
+    /// The seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+}
+
+/// The roles' configurations a simulation uses unless told otherwise.
+fn default_roles() -> Result<(NodeConfig, SessionConfig, DispatcherConfig), ConfigError> {
+    let ms = Duration::from_millis;
+    let node = NodeConfig::builder("node")
+        .idle_poll(ms(20))
+        .follow_every(ms(50))
+        .build()?;
+    let session = SessionConfig::builder().claim_poll(ms(50)).build()?;
+    let dispatcher = DispatcherConfig::builder()
+        .heartbeats(ms(250), 8)
+        .build()
+        .map_err(|e| ConfigError(e.to_string()))?;
+    Ok((node, session, dispatcher))
+}
+
+impl<P> SimConfigBuilder<P> {
+    /// The seed of every choice.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.config.seed = seed;
+        self
+    }
+
+    /// Nodes (1..=9) and agents (1..=256) with `capacity` slots each.
+    pub fn cluster(mut self, nodes: usize, agents: usize, capacity: u32) -> Self {
+        (self.config.nodes, self.config.agents, self.config.capacity) = (nodes, agents, capacity);
+        self
+    }
+
+    /// The rate clients submit tasks at, while faults last.
+    pub fn tasks_per_second(mut self, rate: f64) -> Self {
+        self.config.tasks_per_second = rate;
+        self
+    }
+
+    /// How long faults are injected, and the bound within which every
+    /// task must end after the last one (liveness).
+    pub fn duration(mut self, faulty_for: Duration, liveness_bound: Duration) -> Self {
+        self.config.faulty_for = faulty_for;
+        self.config.liveness_bound = liveness_bound;
+        self
+    }
+
+    /// The faults.
+    pub fn faults(mut self, faults: FaultMenu) -> Self {
+        self.config.faults = faults;
+        self
+    }
+
+    /// The one-way delay of a link to the store: from, to.
+    pub fn link_delay(mut self, from: Duration, to: Duration) -> Self {
+        self.config.link_delay = (from, to);
+        self
+    }
+
+    /// The nodes', agents' and dispatcher's configurations (the nodes'
+    /// names are replaced by `node-0`, `node-1`, …).
+    pub fn roles(
+        mut self,
+        node: NodeConfig,
+        session: SessionConfig,
+        dispatcher: DispatcherConfig,
+    ) -> Self {
+        self.roles = Some((node, session, dispatcher));
+        self
+    }
+
+    /// Re-encodes every committed entry as a real store would.
+    pub fn codec(mut self, codec: EntryCodec<P>) -> Self {
+        self.config.codec = Some(codec);
+        self
+    }
+
+    /// Keep the trace's recent lines for a violation's context (default);
+    /// off, a run only hashes them.
+    pub fn keep_trace(mut self, keep: bool) -> Self {
+        self.config.keep_trace = keep;
+        self
+    }
+
+    /// Checks and returns the configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for a shape out of range, a rate or probability
+    /// that is negative, not finite or above 1 where it is one, a clock
+    /// skew over a quarter of the lease, a dispatcher without heartbeats,
+    /// or a link delay range upside down.
+    pub fn build(self) -> Result<SimConfig<P>, ConfigError> {
+        let mut c = self.config;
+        (c.node, c.session, c.dispatcher) = match self.roles {
+            Some(roles) => roles,
+            None => default_roles()?,
+        };
+        let fail = |why: String| Err(ConfigError(why));
+        if !(1..=9).contains(&c.nodes) || !(1..=256).contains(&c.agents) || c.capacity == 0 {
+            return fail(format!(
+                "a simulated cluster has 1..=9 nodes and 1..=256 agents of 1 or more slots, not {} / {} / {}",
+                c.nodes, c.agents, c.capacity
+            ));
+        }
+        let f = &c.faults;
+        let rates = [
+            f.crash_node,
+            f.pause_leader,
+            f.restart_agent,
+            f.kill_agent,
+            f.restart_store,
+            f.burst,
+            c.tasks_per_second,
+        ];
+        let chances = [
+            f.lose_answer,
+            f.drop_request,
+            f.duplicate_request,
+            f.slow_agents,
+            f.cancel,
+        ];
+        if rates.iter().any(|r| !r.is_finite() || *r < 0.0 || *r > 1e6)
+            || chances.iter().any(|p| !(0.0..=1.0).contains(p))
+        {
+            return fail("fault rates must be finite, 0 to 1e6 a second; chances 0 to 1".into());
+        }
+        if f.clock_skew > c.node.lease_ttl() / 4 {
+            return fail(format!(
+                "a clock skew of {:?} is beyond the lease margin (a quarter of {:?})",
+                f.clock_skew,
+                c.node.lease_ttl()
+            ));
+        }
+        if c.dispatcher.heartbeats().is_none() {
+            return fail("the dispatcher needs heartbeats".into());
+        }
+        if c.link_delay.0 > c.link_delay.1 || c.link_delay.1 > Duration::from_secs(10) {
+            return fail(format!(
+                "the link delay {:?} must be from ≤ to ≤ 10 s",
+                c.link_delay
+            ));
+        }
+        if c.faulty_for > Duration::from_secs(86_400 * 7)
+            || c.liveness_bound > Duration::from_secs(86_400)
+        {
+            return fail("a simulation lasts at most a week, its liveness bound a day".into());
+        }
+        Ok(c)
+    }
+}

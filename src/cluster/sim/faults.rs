@@ -1,0 +1,218 @@
+//! The client's submissions and cancels, and the fault menu drawn every
+//! tick; the failovers a fast agent restart must bring.
+
+use std::time::Duration;
+
+use super::super::contract::{ClientOp, ClientReply, Message, Store, Verdict};
+use super::super::node::Role;
+use super::config::SimWork;
+use super::world::{TICK, World};
+
+impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
+    /// The client's share of a tick: submissions at the configured rate,
+    /// a burst now and then, and cancels of recent tasks.
+    pub(crate) fn client(&mut self) {
+        self.backlog += self.config.tasks_per_second * TICK.as_secs_f64();
+        let mut count = self.backlog as u64;
+        self.backlog -= count as f64;
+        let per_tick = self.config.faults.burst * TICK.as_secs_f64();
+        if self.rng.chance(per_tick) {
+            *self.faults.entry("burst").or_default() += 1;
+            count += 1_000;
+        }
+        if count > 0 {
+            let specs = (0..count)
+                .map(|k| self.work.task(self.submitted + k, &mut self.rng))
+                .collect();
+            self.submitted += count;
+            self.post(Message::Submit(specs));
+        }
+        let cancels = self.cancellable();
+        for task in cancels {
+            if self.rng.chance(self.config.faults.cancel) {
+                *self.faults.entry("cancel").or_default() += 1;
+                self.post(Message::Cancel(task));
+            }
+        }
+    }
+
+    /// Tasks of submissions consumed since the last tick.
+    fn cancellable(&mut self) -> Vec<crate::TaskId> {
+        let ids = std::mem::take(&mut self.recent);
+        let verdicts = match self.store.client(ClientOp::Verdicts(ids.clone()), self.now) {
+            Ok(ClientReply::Verdicts(v)) => v,
+            _ => Vec::new(),
+        };
+        let mut tasks = Vec::new();
+        for (id, verdict) in ids.into_iter().zip(verdicts) {
+            match verdict {
+                None => self.recent.push(id),
+                Some(Verdict::Submitted(results)) => tasks.extend(results.into_iter().flatten()),
+                Some(_) => {}
+            }
+        }
+        tasks
+    }
+
+    fn post(&mut self, message: Message<P>) {
+        let is_submit = matches!(message, Message::Submit(_));
+        if let Ok(ClientReply::Posted(ids)) =
+            self.store.client(ClientOp::Post(vec![message]), self.now)
+        {
+            if is_submit {
+                self.recent.extend(ids);
+            }
+        }
+    }
+
+    /// One draw of every fault in the menu, each at its rate per tick.
+    pub(crate) fn draw_faults(&mut self) {
+        let f = self.config.faults.clone();
+        let per = |rate: f64| rate * TICK.as_secs_f64();
+        let lease = self.config.node.lease_ttl();
+        if self.rng.chance(per(f.crash_node)) {
+            let i = (self.rng.next_u64() % self.nodes.len() as u64) as usize;
+            self.crash_node(i);
+        }
+        if self.rng.chance(per(f.pause_leader)) {
+            let leader = self
+                .nodes
+                .iter()
+                .position(|n| matches!(n.role, Role::Leading { .. }));
+            if let Some(i) = leader {
+                *self.faults.entry("pause_leader").or_default() += 1;
+                self.nodes[i].paused_until = self.now.saturating_add(lease * 3 / 2);
+                self.log(format_args!("FAULT pause node {i}"));
+            }
+        }
+        if self.rng.chance(per(f.restart_agent)) {
+            let i = (self.rng.next_u64() % self.agents.len() as u64) as usize;
+            self.restart_agent(i, Duration::ZERO, "restart_agent");
+        }
+        if self.rng.chance(per(f.kill_agent)) {
+            let i = (self.rng.next_u64() % self.agents.len() as u64) as usize;
+            let silence = self
+                .config
+                .dispatcher
+                .heartbeats()
+                .map_or(Duration::ZERO, |h| h.timeout());
+            self.restart_agent(i, silence + Duration::from_secs(1), "kill_agent");
+        }
+        if self.rng.chance(per(f.restart_store)) {
+            *self.faults.entry("restart_store").or_default() += 1;
+            let down = self
+                .rng
+                .between(Duration::from_millis(100), Duration::from_secs(1));
+            self.store_down_until = self.now.saturating_add(down);
+            self.store_gen += 1;
+            self.log(format_args!("FAULT store restarts, down {down:?}"));
+        }
+    }
+
+    fn crash_node(&mut self, i: usize) {
+        *self.faults.entry("crash_node").or_default() += 1;
+        self.log(format_args!("FAULT crash node {i}"));
+        match self.new_node(i) {
+            Ok(mut slot) => {
+                slot.life = self.nodes[i].life + 1;
+                self.nodes[i] = slot;
+                self.wake_node_at(i, self.now);
+            }
+            Err(why) => self.violate(why),
+        }
+    }
+
+    /// A new incarnation of agent `i` after `down` (zero: at once, inside
+    /// its heartbeat window).
+    fn restart_agent(&mut self, i: usize, down: Duration, kind: &'static str) {
+        *self.faults.entry(kind).or_default() += 1;
+        self.log(format_args!("FAULT {kind} {i}, down {down:?}"));
+        if down.is_zero() {
+            self.expect_failover(i);
+        }
+        match self.new_agent(i) {
+            Ok(mut slot) => {
+                slot.life = self.agents[i].life + 1;
+                slot.slow = self.agents[i].slow;
+                slot.down_until = self.now.saturating_add(down);
+                self.agents[i] = slot;
+                let at = self.now.saturating_add(down);
+                self.wake_agent_at(i, at);
+            }
+            Err(why) => self.violate(why),
+        }
+    }
+
+    /// Records the attempts agent `i` holds as it restarts at once: its new
+    /// incarnation's registration must fail them over well before the
+    /// heartbeat timeout would.
+    fn expect_failover(&mut self, i: usize) {
+        let agent = self.agents[i].session.agent();
+        let attempts: Vec<_> = self
+            .auditor
+            .dispatcher()
+            .in_flight(agent)
+            .iter()
+            .filter_map(|&task| match self.auditor.dispatcher().task_state(task) {
+                Some(crate::scheduler::TaskState::InFlight { token, .. }) => Some((task, token)),
+                _ => None,
+            })
+            .collect();
+        let timeout = self
+            .config
+            .dispatcher
+            .heartbeats()
+            .map_or(Duration::ZERO, |h| h.timeout());
+        // A frozen node or a store that is down delays failover legitimately.
+        let outage = self.now < self.store_down_until
+            || self.nodes.iter().any(|n| self.now < n.paused_until);
+        if !attempts.is_empty() && !timeout.is_zero() && !outage {
+            self.stranded.push(super::world::Stranded {
+                deadline: self.now.saturating_add(timeout / 2),
+                agent,
+                attempts,
+                disturbed: self.disturbances(),
+            });
+        }
+    }
+
+    /// Counts what delays a failover legitimately: takeovers, store
+    /// restarts, leaders paused or crashed.
+    fn disturbances(&self) -> (u64, u64) {
+        let faults = |kind| self.faults.get(kind).copied().unwrap_or(0);
+        let outages = faults("pause_leader") + faults("crash_node") + faults("restart_store");
+        (self.takeovers, outages)
+    }
+
+    /// Checks the failovers whose deadline passed.
+    pub(crate) fn check_failovers(&mut self) {
+        let now = self.now;
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.stranded)
+            .into_iter()
+            .partition(|s| s.deadline <= now);
+        self.stranded = later;
+        for s in due {
+            if s.disturbed != self.disturbances() {
+                continue;
+            }
+            let dispatcher = self.auditor.dispatcher();
+            let still: Vec<_> = s
+                .attempts
+                .iter()
+                .filter(|(task, token)| {
+                    matches!(dispatcher.task_state(*task),
+                        Some(crate::scheduler::TaskState::InFlight { token: t, agent, .. })
+                            if t == *token && agent == s.agent)
+                })
+                .collect();
+            if !still.is_empty() {
+                let what = format!(
+                    "agent {} restarted with a new incarnation, but {} of its attempts ({still:?}) were still in flight on it half a heartbeat timeout later",
+                    s.agent,
+                    still.len()
+                );
+                self.violate(what);
+            }
+        }
+    }
+}

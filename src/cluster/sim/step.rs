@@ -1,0 +1,399 @@
+//! One event at a time: what each does to the world, and the invariants
+//! checked after it.
+
+use super::super::contract::{ClientOp, ClientReply, NodeOp, Store, StoreFailure};
+use super::super::node::Role;
+use super::config::SimWork;
+use super::world::{Event, LOST, TICK, World};
+
+impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
+    /// Handles one event at `self.now`.
+    pub(crate) fn step(&mut self, event: Event<P>) {
+        let (kind, who) = event.label();
+        self.log_event(format_args!("{kind} {who}"));
+        match event {
+            Event::WakeNode(i) => {
+                if self.now < self.nodes[i].paused_until {
+                    // A frozen process wakes when it thaws.
+                    let until = self.nodes[i].paused_until;
+                    self.nodes[i].next_wake = Some(until);
+                    return self.queue.push(until, Event::WakeNode(i));
+                }
+                if self.nodes[i].next_wake == Some(self.now) {
+                    self.nodes[i].next_wake = None;
+                    self.drive_node(i);
+                }
+            }
+            Event::WakeAgent(i) => {
+                if self.agents[i].next_wake == Some(self.now) {
+                    self.agents[i].next_wake = None;
+                    self.drive_agent(i);
+                }
+            }
+            Event::NodeArrive {
+                node,
+                life,
+                op,
+                copy,
+            } => self.node_arrives(node, life, *op, copy),
+            Event::AgentArrive {
+                agent,
+                life,
+                op,
+                copy,
+            } => {
+                let reply = if self.now < self.store_down_until {
+                    Err(down())
+                } else {
+                    self.store.agent(*op, self.now)
+                };
+                let reply = self.maybe_lose(reply);
+                if !copy {
+                    let at = self.now.saturating_add(self.delay());
+                    let store = self.store_gen;
+                    self.queue.push(
+                        at,
+                        Event::AgentAnswer {
+                            agent,
+                            life,
+                            store,
+                            reply: Box::new(reply),
+                        },
+                    );
+                }
+            }
+            Event::NodeAnswer {
+                node,
+                life,
+                store,
+                reply,
+            } => {
+                if life != self.nodes[node].life {
+                    return;
+                }
+                if self.now < self.nodes[node].paused_until {
+                    // A frozen process reads its answer when it wakes.
+                    let until = self.nodes[node].paused_until;
+                    return self.queue.push(
+                        until,
+                        Event::NodeAnswer {
+                            node,
+                            life,
+                            store,
+                            reply,
+                        },
+                    );
+                }
+                let reply = self.across_restart(store, *reply);
+                let clock = self.node_clock(node, self.now);
+                self.nodes[node].busy = false;
+                self.nodes[node].node.handle_reply(reply, clock);
+                self.after_node(node);
+            }
+            Event::AgentAnswer {
+                agent,
+                life,
+                store,
+                reply,
+            } => {
+                if life != self.agents[agent].life {
+                    return;
+                }
+                let reply = self.across_restart(store, *reply);
+                self.agents[agent].busy = false;
+                self.agents[agent].session.handle_reply(reply, self.now);
+                self.after_agent(agent);
+            }
+            Event::Finish {
+                agent,
+                life,
+                task,
+                token,
+                outcome,
+            } => {
+                if life == self.agents[agent].life {
+                    self.agents[agent].session.finish(task, token, *outcome);
+                    self.drive_agent(agent);
+                }
+            }
+            Event::Tick => self.tick(),
+        }
+    }
+
+    /// A node's operation reaches the store.
+    fn node_arrives(&mut self, node: usize, life: u64, op: NodeOp<P>, copy: bool) {
+        if self.now < self.store_down_until {
+            if !copy {
+                let at = self.now.saturating_add(self.delay());
+                let store = self.store_gen;
+                self.queue.push(
+                    at,
+                    Event::NodeAnswer {
+                        node,
+                        life,
+                        store,
+                        reply: Box::new(Err(down())),
+                    },
+                );
+            }
+            return;
+        }
+        let op = match self.encoded(op) {
+            Ok(op) => op,
+            Err(why) => {
+                return self.violate(format!("an entry does not survive its encoding: {why}"));
+            }
+        };
+        let fenced_epoch = match &op {
+            NodeOp::Commit { epoch, .. }
+            | NodeOp::PutSnapshot { epoch, .. }
+            | NodeOp::Stop { epoch, .. }
+            | NodeOp::Renew { epoch, .. } => Some(*epoch),
+            _ => None,
+        };
+        let reply = self.store.node(op, self.now);
+        if reply.is_ok() {
+            if let Some(epoch) = fenced_epoch {
+                // No write lands under an epoch that is not the lease's.
+                let lease = self.store.lease(self.now);
+                if lease.epoch != epoch {
+                    self.violate(format!(
+                        "a write of epoch {epoch} landed under epoch {}",
+                        lease.epoch
+                    ));
+                }
+                self.audit_new_entries();
+            }
+        }
+        let reply = self.maybe_lose(reply);
+        if !copy {
+            let at = self.now.saturating_add(self.delay());
+            let store = self.store_gen;
+            self.queue.push(
+                at,
+                Event::NodeAnswer {
+                    node,
+                    life,
+                    store,
+                    reply: Box::new(reply),
+                },
+            );
+        }
+    }
+
+    /// Re-encodes a commit's entries as the real store would.
+    fn encoded(&mut self, op: NodeOp<P>) -> Result<NodeOp<P>, String> {
+        let Some(codec) = self.config.codec else {
+            return Ok(op);
+        };
+        match op {
+            NodeOp::Commit {
+                epoch,
+                ttl,
+                first_seq,
+                entries,
+                consumed,
+                outputs,
+            } => {
+                let mut again = Vec::with_capacity(entries.len());
+                for entry in &entries {
+                    let (entry, bytes) = codec(entry)?;
+                    self.journal_bytes += bytes as u64;
+                    again.push(entry);
+                }
+                Ok(NodeOp::Commit {
+                    epoch,
+                    ttl,
+                    first_seq,
+                    entries: again,
+                    consumed,
+                    outputs,
+                })
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Feeds the entries committed since the last audit to the auditor.
+    fn audit_new_entries(&mut self) {
+        let from = self.auditor.next_seq();
+        let rows: Vec<_> = self.store.journal_from(from).collect();
+        let before = self.auditor.report().violation_count;
+        for row in rows {
+            self.auditor.apply(row);
+        }
+        let report = self.auditor.report();
+        if report.violation_count > before {
+            let what = report.violations.last().cloned().unwrap_or_default();
+            self.violate(what);
+        }
+    }
+
+    /// The answer to an operation the store executed, maybe lost.
+    fn maybe_lose<R>(&mut self, reply: Result<R, StoreFailure>) -> Result<R, StoreFailure> {
+        if reply.is_ok() && self.rng.chance(self.config.faults.lose_answer) {
+            *self.faults.entry("lose_answer").or_default() += 1;
+            return Err(StoreFailure::Unknown {
+                cause: "simulated: the answer was lost".into(),
+            });
+        }
+        reply
+    }
+
+    /// An answer sent before the store restarted never arrives: its sender
+    /// learns nothing.
+    fn across_restart<R>(
+        &self,
+        store: u64,
+        reply: Result<R, StoreFailure>,
+    ) -> Result<R, StoreFailure> {
+        if store != LOST && store != self.store_gen && reply.is_ok() {
+            return Err(StoreFailure::Unknown {
+                cause: "simulated: the store restarted".into(),
+            });
+        }
+        reply
+    }
+
+    /// After a node took an answer: its events, a takeover's check, its
+    /// next operation.
+    fn after_node(&mut self, i: usize) {
+        while let Some(event) = self.nodes[i].node.poll_event() {
+            self.log(format_args!("node {i}: {event}"));
+        }
+        let role = self.nodes[i].node.role();
+        if let Role::Failed(why) = &role {
+            self.violate(format!("node {i} failed: {why}"));
+        }
+        if matches!(role, Role::Leading { .. }) && self.nodes[i].role != role {
+            self.takeovers += 1;
+            self.check_takeover(i);
+        }
+        self.nodes[i].role = role;
+        self.drive_node(i);
+    }
+
+    /// A new leader's state equals a replay of the journal.
+    fn check_takeover(&mut self, i: usize) {
+        let applied = self.nodes[i].node.applied();
+        let audited = self.auditor.next_seq().saturating_sub(1);
+        if applied != audited {
+            return self.violate(format!(
+                "node {i} leads from entry {applied}, the journal holds {audited}"
+            ));
+        }
+        let leader = fingerprint(self.nodes[i].node.dispatcher());
+        let replay = fingerprint(self.auditor.dispatcher());
+        if leader != replay {
+            self.violate(format!(
+                "node {i} leads from a state that is not the journal's:\n  leader {leader}\n  replay {replay}"
+            ));
+        }
+    }
+
+    /// After an agent took an answer: its work, cancels, next operation.
+    fn after_agent(&mut self, i: usize) {
+        while let Some(event) = self.agents[i].session.poll_event() {
+            self.log(format_args!("agent {i}: {event}"));
+        }
+        while self.agents[i].session.poll_cancelled().is_some() {}
+        let life = self.agents[i].life;
+        let agent = self.agents[i].session.agent();
+        while let Some(work) = self.agents[i].session.poll_work() {
+            let (mut took, outcome) = self.work.attempt(agent, &work, &mut self.rng);
+            if self.agents[i].slow {
+                took = took.saturating_mul(10);
+            }
+            let at = self.now.saturating_add(took);
+            let (task, token) = (work.task, work.token);
+            self.queue.push(
+                at,
+                Event::Finish {
+                    agent: i,
+                    life,
+                    task,
+                    token,
+                    outcome: Box::new(outcome),
+                },
+            );
+        }
+        self.drive_agent(i);
+    }
+
+    /// Every [`TICK`]: the client submits (and cancels), the fault menu is
+    /// drawn; after the faults, liveness is watched.
+    fn tick(&mut self) {
+        self.check_failovers();
+        let calm_from = self.start.saturating_add(self.config.faulty_for);
+        if self.now < calm_from {
+            self.client();
+            self.draw_faults();
+        } else if self.settled() {
+            self.finished = true;
+            return;
+        } else if self.now >= calm_from.saturating_add(self.config.liveness_bound) {
+            let live = self.auditor.report().live;
+            let pending = self.pending_submissions();
+            return self.violate(format!(
+                "{live} tasks still live and {pending} submissions without a verdict {:?} after the last fault",
+                self.config.liveness_bound
+            ));
+        }
+        let next = self.now.saturating_add(TICK);
+        self.queue.push(next, Event::Tick);
+    }
+
+    /// Every task submitted has ended and no submission is pending.
+    fn settled(&mut self) -> bool {
+        self.pending_submissions() == 0
+            && self.auditor.report().live == 0
+            && self.auditor.next_seq() > 1
+    }
+
+    /// Submissions the leader has not answered yet.
+    fn pending_submissions(&mut self) -> usize {
+        match self
+            .store
+            .client(ClientOp::Verdicts(self.recent.clone()), self.now)
+        {
+            Ok(ClientReply::Verdicts(v)) => v.iter().filter(|v| v.is_none()).count(),
+            _ => self.recent.len(),
+        }
+    }
+}
+
+/// What can be observed of a dispatcher's state, in a fixed order: its
+/// clock, every live task with its state and priority, every agent with
+/// its status, load and labels, the counters, the dead letters.
+fn fingerprint<P>(d: &crate::scheduler::Dispatcher<P>) -> String {
+    use std::fmt::Write as _;
+    let mut tasks: Vec<_> = d
+        .iter_live_tasks()
+        .map(|(task, state, priority, _)| (task, state, priority))
+        .collect();
+    tasks.sort_by_key(|t| t.0);
+    let mut out = format!("clock {:?} tasks {tasks:?} agents [", d.clock());
+    for record in d.registry().iter() {
+        let _ = write!(
+            out,
+            "({} {:?} {} {:?})",
+            record.id(),
+            record.status(),
+            record.load(),
+            record.profile().labels()
+        );
+    }
+    let _ = write!(
+        out,
+        "] counters {:?} dead letters {}",
+        d.metrics().counters,
+        d.dead_letters().len()
+    );
+    out
+}
+
+fn down() -> StoreFailure {
+    StoreFailure::Failed {
+        cause: "simulated: the store is restarting".into(),
+    }
+}

@@ -1,0 +1,65 @@
+//! A run's trace: every event folded into one hash (two runs of a seed
+//! must end with the same), and the last lines kept to show around a
+//! violation.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+
+/// Lines of trace kept for a violation's context: the last events, and
+/// the last notable lines (faults, what the roles reported).
+const KEPT: usize = 20;
+const NOTABLE: usize = 40;
+
+/// The trace of one run.
+#[derive(Debug)]
+pub(crate) struct Trace {
+    hash: u64,
+    recent: VecDeque<String>,
+    notable: VecDeque<String>,
+    keep: bool,
+}
+
+impl Trace {
+    /// A trace that keeps its recent lines when `keep` (hashing alone is
+    /// cheaper).
+    pub(crate) fn new(keep: bool) -> Self {
+        Trace {
+            hash: 0xcbf2_9ce4_8422_2325,
+            recent: VecDeque::new(),
+            notable: VecDeque::new(),
+            keep,
+        }
+    }
+
+    /// Folds `line` (FNV-1a) and keeps it when asked to.
+    pub(crate) fn record(&mut self, at_ms: u64, line: std::fmt::Arguments<'_>, notable: bool) {
+        let mut text = String::new();
+        let _ = write!(text, "{at_ms:>9} ms  {line}");
+        for byte in text.bytes() {
+            self.hash = (self.hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        if self.keep {
+            let (ring, most) = if notable {
+                (&mut self.notable, NOTABLE)
+            } else {
+                (&mut self.recent, KEPT)
+            };
+            if ring.len() == most {
+                ring.pop_front();
+            }
+            ring.push_back(text);
+        }
+    }
+
+    pub(crate) fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    /// The notable lines, then the last events.
+    pub(crate) fn recent(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self.notable.iter().cloned().collect();
+        lines.push("  … the last events:".into());
+        lines.extend(self.recent.iter().cloned());
+        lines
+    }
+}

@@ -1,0 +1,366 @@
+//! The simulated world: nodes, agent sessions and a client around one
+//! in-memory store, links that delay, drop, duplicate and lose answers,
+//! and the faults of the menu — every step an event of one queue.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::scheduler::AttemptOutcome;
+use crate::{AgentId, AttemptToken, Instant, TaskId};
+
+use super::super::agent_session::AgentSession;
+use super::super::audit::Auditor;
+use super::super::contract::{AgentOp, AgentReply, MessageId, NodeOp, NodeReply, StoreFailure};
+use super::super::mem_store::MemStore;
+use super::super::node::{Node, Role};
+use super::Violation;
+use super::config::{SimConfig, SimRng, SimWork};
+use super::queue::Queue;
+use super::trace::Trace;
+
+/// How often the client submits and the fault menu is drawn.
+pub(crate) const TICK: Duration = Duration::from_millis(100);
+
+pub(crate) enum Event<P> {
+    WakeNode(usize),
+    WakeAgent(usize),
+    NodeArrive {
+        node: usize,
+        life: u64,
+        op: Box<NodeOp<P>>,
+        copy: bool,
+    },
+    AgentArrive {
+        agent: usize,
+        life: u64,
+        op: Box<AgentOp<P>>,
+        copy: bool,
+    },
+    NodeAnswer {
+        node: usize,
+        life: u64,
+        store: u64,
+        reply: Box<Result<NodeReply<P>, StoreFailure>>,
+    },
+    AgentAnswer {
+        agent: usize,
+        life: u64,
+        store: u64,
+        reply: Box<Result<AgentReply<P>, StoreFailure>>,
+    },
+    Finish {
+        agent: usize,
+        life: u64,
+        task: TaskId,
+        token: AttemptToken,
+        outcome: Box<AttemptOutcome>,
+    },
+    Tick,
+}
+
+/// The attempts an agent held when it restarted inside its heartbeat
+/// window: they must leave it before its heartbeat timeout would have
+/// failed them over.
+pub(crate) struct Stranded {
+    pub(crate) deadline: Instant,
+    pub(crate) agent: AgentId,
+    pub(crate) attempts: Vec<(TaskId, AttemptToken)>,
+    /// Takeovers and outages (store restarts, leaders paused or crashed)
+    /// when it was recorded: if either moves before the deadline, the check
+    /// is void (failover waits for them).
+    pub(crate) disturbed: (u64, u64),
+}
+
+impl<P> Event<P> {
+    /// What the trace records of it.
+    pub(crate) fn label(&self) -> (&'static str, usize) {
+        match self {
+            Event::WakeNode(i) => ("wake node", *i),
+            Event::WakeAgent(i) => ("wake agent", *i),
+            Event::NodeArrive { node, .. } => ("node op arrives", *node),
+            Event::AgentArrive { agent, .. } => ("agent op arrives", *agent),
+            Event::NodeAnswer { node, reply, .. } => (
+                if reply.is_ok() {
+                    "node answered"
+                } else {
+                    "node failed"
+                },
+                *node,
+            ),
+            Event::AgentAnswer { agent, reply, .. } => (
+                if reply.is_ok() {
+                    "agent answered"
+                } else {
+                    "agent failed"
+                },
+                *agent,
+            ),
+            Event::Finish { agent, .. } => ("work done", *agent),
+            Event::Tick => ("tick", 0),
+        }
+    }
+}
+
+pub(crate) struct NodeSlot<P> {
+    pub(crate) node: Node<P>,
+    pub(crate) life: u64,
+    pub(crate) busy: bool,
+    pub(crate) next_wake: Option<Instant>,
+    pub(crate) paused_until: Instant,
+    /// The node's clock minus the store's, in nanoseconds.
+    skew: i64,
+    pub(crate) role: Role,
+}
+
+pub(crate) struct AgentSlot<P> {
+    pub(crate) session: AgentSession<P>,
+    pub(crate) life: u64,
+    pub(crate) busy: bool,
+    pub(crate) next_wake: Option<Instant>,
+    pub(crate) down_until: Instant,
+    pub(crate) slow: bool,
+}
+
+/// Everything a run holds.
+pub(crate) struct World<P, W> {
+    pub(crate) config: SimConfig<P>,
+    pub(crate) work: W,
+    pub(crate) rng: SimRng,
+    pub(crate) store: MemStore<P>,
+    pub(crate) queue: Queue<Event<P>>,
+    pub(crate) nodes: Vec<NodeSlot<P>>,
+    pub(crate) agents: Vec<AgentSlot<P>>,
+    pub(crate) auditor: Auditor<P>,
+    pub(crate) trace: Trace,
+    pub(crate) start: Instant,
+    pub(crate) now: Instant,
+    pub(crate) store_gen: u64,
+    pub(crate) store_down_until: Instant,
+    pub(crate) faults: BTreeMap<&'static str, u64>,
+    pub(crate) submitted: u64,
+    pub(crate) backlog: f64,
+    /// Submission messages whose tasks may still be cancelled.
+    pub(crate) recent: Vec<MessageId>,
+    pub(crate) takeovers: u64,
+    /// Attempts held by agents restarted inside their heartbeat window,
+    /// which must fail over before `deadline`: (deadline, agent, attempts,
+    /// takeovers and store restarts when recorded).
+    pub(crate) stranded: Vec<Stranded>,
+    pub(crate) journal_bytes: u64,
+    pub(crate) violation: Option<Violation>,
+    /// Every task ended after the faults: the run is over.
+    pub(crate) finished: bool,
+}
+
+impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
+    fn ms(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Records a notable line: a fault, what a role reported.
+    pub(crate) fn log(&mut self, line: std::fmt::Arguments<'_>) {
+        let at = self.ms(self.now);
+        self.trace.record(at, line, true);
+    }
+
+    /// Records a routine event.
+    pub(crate) fn log_event(&mut self, line: std::fmt::Arguments<'_>) {
+        let at = self.ms(self.now);
+        self.trace.record(at, line, false);
+    }
+
+    pub(crate) fn violate(&mut self, what: String) {
+        if self.violation.is_none() {
+            self.log(format_args!("VIOLATION: {what}"));
+            self.violation = Some(Violation {
+                at: self.now.saturating_duration_since(self.start),
+                what,
+                trace: self.trace.recent(),
+            });
+        }
+    }
+
+    pub(crate) fn new_node(&mut self, i: usize) -> Result<NodeSlot<P>, String> {
+        let config = self
+            .config
+            .node
+            .renamed(format!("node-{i}"))
+            .map_err(|e| e.to_string())?;
+        let node = Node::new(config, self.config.dispatcher.clone()).map_err(|e| e.to_string())?;
+        let bound = self.config.faults.clock_skew.as_nanos() as u64;
+        let skew = if bound == 0 {
+            0
+        } else {
+            (self.rng.next_u64() % (2 * bound + 1)) as i64 - bound as i64
+        };
+        Ok(NodeSlot {
+            node,
+            life: 0,
+            busy: false,
+            next_wake: None,
+            paused_until: Instant::ZERO,
+            skew,
+            role: Role::Starting,
+        })
+    }
+
+    pub(crate) fn new_agent(&mut self, i: usize) -> Result<AgentSlot<P>, String> {
+        let profile = crate::agent::AgentProfile::builder()
+            .capacity(self.config.capacity)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let session = AgentSession::new(
+            AgentId::new(i as u64 + 1),
+            profile,
+            self.config.session.clone(),
+        );
+        let slow = self.rng.chance(self.config.faults.slow_agents);
+        Ok(AgentSlot {
+            session,
+            life: 0,
+            busy: false,
+            next_wake: None,
+            down_until: Instant::ZERO,
+            slow,
+        })
+    }
+
+    /// A node's clock at the store's instant `at`.
+    pub(crate) fn node_clock(&self, i: usize, at: Instant) -> Instant {
+        let skew = self.nodes[i].skew;
+        let nanos = i128::from(at.as_nanos()) + i128::from(skew);
+        Instant::from_nanos(u64::try_from(nanos.max(0)).unwrap_or(u64::MAX))
+    }
+
+    pub(crate) fn delay(&mut self) -> Duration {
+        let (from, to) = self.config.link_delay;
+        self.rng.between(from, to)
+    }
+
+    /// How long a role waits for an answer that never comes.
+    fn timeout(&self) -> Duration {
+        self.config.link_delay.1 * 2 + Duration::from_millis(50)
+    }
+
+    pub(crate) fn wake_node_at(&mut self, i: usize, at: Instant) {
+        let slot = &mut self.nodes[i];
+        if slot.next_wake.is_none_or(|w| at < w) {
+            slot.next_wake = Some(at);
+            self.queue.push(at, Event::WakeNode(i));
+        }
+    }
+
+    pub(crate) fn wake_agent_at(&mut self, i: usize, at: Instant) {
+        let slot = &mut self.agents[i];
+        if slot.next_wake.is_none_or(|w| at < w) {
+            slot.next_wake = Some(at);
+            self.queue.push(at, Event::WakeAgent(i));
+        }
+    }
+
+    /// Sends node `i`'s next operation, or sleeps it until it has one.
+    pub(crate) fn drive_node(&mut self, i: usize) {
+        let now = self.now;
+        if self.nodes[i].busy {
+            return;
+        }
+        let clock = self.node_clock(i, now);
+        let life = self.nodes[i].life;
+        match self.nodes[i].node.poll_op(clock) {
+            Some(op) => {
+                self.nodes[i].busy = true;
+                let name = op.name();
+                self.log_event(format_args!("node {i} sends {name}"));
+                let op = Box::new(op);
+                self.send(|copy| Event::NodeArrive {
+                    node: i,
+                    life,
+                    op: op.clone(),
+                    copy,
+                });
+            }
+            None => {
+                if let Some(at) = self.nodes[i].node.poll_timeout() {
+                    let skew = self.nodes[i].skew;
+                    let nanos = i128::from(at.as_nanos()) - i128::from(skew);
+                    let at = Instant::from_nanos(u64::try_from(nanos.max(0)).unwrap_or(u64::MAX));
+                    self.wake_node_at(i, at.max(now));
+                }
+            }
+        }
+    }
+
+    /// Sends agent `i`'s next operation, or sleeps it.
+    pub(crate) fn drive_agent(&mut self, i: usize) {
+        let now = self.now;
+        if self.agents[i].busy || now < self.agents[i].down_until {
+            return;
+        }
+        let life = self.agents[i].life;
+        match self.agents[i].session.poll_op(now) {
+            Some(op) => {
+                self.agents[i].busy = true;
+                let op = Box::new(op);
+                self.send(|copy| Event::AgentArrive {
+                    agent: i,
+                    life,
+                    op: op.clone(),
+                    copy,
+                });
+            }
+            None => {
+                if let Some(at) = self.agents[i].session.poll_timeout() {
+                    self.wake_agent_at(i, at.max(now));
+                }
+            }
+        }
+    }
+
+    /// An operation on its way: dropped (its sender times out knowing
+    /// nothing), delivered, or delivered twice (the copy's answer is
+    /// discarded).
+    fn send(&mut self, arrive: impl Fn(bool) -> Event<P>) {
+        let now = self.now;
+        let faults = &self.config.faults;
+        let (drop, duplicate) = (faults.drop_request, faults.duplicate_request);
+        if self.rng.chance(drop) {
+            *self.faults.entry("drop_request").or_default() += 1;
+            let at = now.saturating_add(self.timeout());
+            self.queue.push(at, lost(arrive(false)));
+            return;
+        }
+        let at = now.saturating_add(self.delay());
+        self.queue.push(at, arrive(false));
+        if self.rng.chance(duplicate) {
+            *self.faults.entry("duplicate_request").or_default() += 1;
+            let again = now.saturating_add(self.delay());
+            self.queue.push(again, arrive(true));
+        }
+    }
+}
+
+/// The answer its sender gets, by its timeout, for a request that never
+/// arrived.
+fn lost<P>(arrive: Event<P>) -> Event<P> {
+    let failure = || StoreFailure::Unknown {
+        cause: "simulated: no answer (the request was lost)".into(),
+    };
+    match arrive {
+        Event::NodeArrive { node, life, .. } => Event::NodeAnswer {
+            node,
+            life,
+            store: LOST,
+            reply: Box::new(Err(failure())),
+        },
+        Event::AgentArrive { agent, life, .. } => Event::AgentAnswer {
+            agent,
+            life,
+            store: LOST,
+            reply: Box::new(Err(failure())),
+        },
+        other => other,
+    }
+}
+
+/// The store generation of an answer that never came from the store.
+pub(crate) const LOST: u64 = u64::MAX;

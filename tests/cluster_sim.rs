@@ -1,0 +1,142 @@
+//! The cluster simulator: deterministic, clean on the roles as they are,
+//! usable with a host's own workload, and strict about its configuration.
+
+#![cfg(feature = "cluster")]
+
+use std::time::Duration;
+
+use taskweave::AgentId;
+use taskweave::cluster::Assignment;
+use taskweave::cluster::sim::{FaultMenu, SimConfig, SimRng, SimWork, UniformWork, simulate};
+use taskweave::scheduler::{AttemptOutcome, TaskSpec};
+
+fn work() -> UniformWork {
+    UniformWork {
+        work: (Duration::from_millis(1), Duration::from_millis(100)),
+        fail: 0.05,
+    }
+}
+
+fn config(seed: u64, seconds: u64) -> SimConfig<u64> {
+    SimConfig::builder(seed)
+        .duration(Duration::from_secs(seconds), Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_seed_replays_to_the_same_trace_and_seeds_differ() {
+    let a = simulate(config(3, 20), work());
+    let b = simulate(config(3, 20), work());
+    let c = simulate(config(4, 20), work());
+    assert_eq!(a, b, "two runs of a seed");
+    assert_ne!(a.trace_hash, c.trace_hash);
+}
+
+#[test]
+fn the_roles_break_no_rule_under_every_fault() {
+    let seeds: u64 = std::env::var("SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    for seed in 1..=seeds {
+        let report = simulate(config(seed, 30), work());
+        if let Some(v) = &report.violation {
+            panic!(
+                "seed {seed}: {} at {:?}\n{}",
+                v.what,
+                v.at,
+                v.trace.join("\n")
+            );
+        }
+        assert!(
+            report.completed > 0 && report.faults.values().sum::<u64>() > 0,
+            "{report:?}"
+        );
+        let ended = report.completed + report.dead_lettered + report.expired + report.cancelled;
+        assert!(ended <= report.submitted, "{report:?}");
+    }
+}
+
+#[test]
+fn without_faults_every_task_completes_or_fails_by_its_work() {
+    let config = SimConfig::builder(9)
+        .duration(Duration::from_secs(10), Duration::from_secs(30))
+        .faults(FaultMenu::none())
+        .build()
+        .unwrap();
+    let report = simulate(
+        config,
+        UniformWork {
+            work: (Duration::from_millis(1), Duration::from_millis(5)),
+            fail: 0.0,
+        },
+    );
+    assert!(report.violation.is_none(), "{:?}", report.violation);
+    assert_eq!(report.completed, report.submitted);
+    assert_eq!(report.takeovers, 1);
+    assert!(report.faults.is_empty());
+}
+
+/// A host's own workload: tasks with idempotency keys and agents that
+/// fail every attempt of some tasks for good.
+struct Picky;
+
+impl SimWork<String> for Picky {
+    fn task(&mut self, n: u64, _: &mut SimRng) -> TaskSpec<String> {
+        TaskSpec::new(format!("job {n}")).idempotency_key(format!("k{n}"))
+    }
+
+    fn attempt(
+        &mut self,
+        _: AgentId,
+        work: &Assignment<String>,
+        rng: &mut SimRng,
+    ) -> (Duration, AttemptOutcome) {
+        let took = rng.between(Duration::from_millis(2), Duration::from_millis(20));
+        if work.payload.ends_with('7') {
+            (took, AttemptOutcome::fatal("sevens are refused"))
+        } else {
+            (took, AttemptOutcome::Success)
+        }
+    }
+}
+
+#[test]
+fn a_host_simulates_its_own_workload() {
+    let config = SimConfig::<String>::builder(5)
+        .duration(Duration::from_secs(15), Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let report = simulate(config, Picky);
+    assert!(report.violation.is_none(), "{:?}", report.violation);
+    assert!(
+        report.dead_lettered > 0 && report.completed > report.dead_lettered,
+        "{report:?}"
+    );
+}
+
+#[test]
+fn unworkable_simulations_are_refused_with_the_reason() {
+    let refused = |b: taskweave::cluster::sim::SimConfigBuilder<u64>| b.build().unwrap_err().0;
+    assert!(refused(SimConfig::builder(1).cluster(0, 3, 1)).contains("1..=9 nodes"));
+    assert!(refused(SimConfig::builder(1).cluster(3, 3, 0)).contains("slots"));
+    let skew = FaultMenu {
+        clock_skew: Duration::from_secs(1),
+        ..FaultMenu::default()
+    };
+    assert!(refused(SimConfig::builder(1).faults(skew)).contains("lease margin"));
+    let chance = FaultMenu {
+        lose_answer: 1.5,
+        ..FaultMenu::default()
+    };
+    assert!(refused(SimConfig::builder(1).faults(chance)).contains("chances"));
+    let rate = FaultMenu {
+        crash_node: f64::NAN,
+        ..FaultMenu::default()
+    };
+    assert!(refused(SimConfig::builder(1).faults(rate)).contains("finite"));
+    let delay =
+        SimConfig::builder(1).link_delay(Duration::from_millis(5), Duration::from_millis(1));
+    assert!(refused(delay).contains("link delay"));
+}
