@@ -10,6 +10,18 @@ use std::fmt::Write as _;
 const KEPT: usize = 20;
 const NOTABLE: usize = 40;
 
+/// FNV-1a over written text.
+struct Fnv(u64);
+
+impl std::fmt::Write for Fnv {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        for byte in text.bytes() {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        Ok(())
+    }
+}
+
 /// The trace of one run.
 #[derive(Debug)]
 pub(crate) struct Trace {
@@ -33,22 +45,27 @@ impl Trace {
 
     /// Folds `line` (FNV-1a) and keeps it when asked to.
     pub(crate) fn record(&mut self, at_ms: u64, line: std::fmt::Arguments<'_>, notable: bool) {
+        if !self.keep {
+            // Hash as the text is written: no line is built.
+            let mut hasher = Fnv(self.hash);
+            let _ = write!(hasher, "{at_ms:>9} ms  {line}");
+            self.hash = hasher.0;
+            return;
+        }
         let mut text = String::new();
         let _ = write!(text, "{at_ms:>9} ms  {line}");
-        for byte in text.bytes() {
-            self.hash = (self.hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        let mut hasher = Fnv(self.hash);
+        let _ = hasher.write_str(&text);
+        self.hash = hasher.0;
+        let (ring, most) = if notable {
+            (&mut self.notable, NOTABLE)
+        } else {
+            (&mut self.recent, KEPT)
+        };
+        if ring.len() == most {
+            ring.pop_front();
         }
-        if self.keep {
-            let (ring, most) = if notable {
-                (&mut self.notable, NOTABLE)
-            } else {
-                (&mut self.recent, KEPT)
-            };
-            if ring.len() == most {
-                ring.pop_front();
-            }
-            ring.push_back(text);
-        }
+        ring.push_back(text);
     }
 
     pub(crate) fn hash(&self) -> u64 {

@@ -71,6 +71,29 @@ pub(crate) struct Stranded {
     pub(crate) disturbed: (u64, u64),
 }
 
+impl<P: Clone> Event<P> {
+    /// A second delivery of a request, whose answer is discarded.
+    fn copy(&self) -> Option<Event<P>> {
+        match self {
+            Event::NodeArrive { node, life, op, .. } => Some(Event::NodeArrive {
+                node: *node,
+                life: *life,
+                op: op.clone(),
+                copy: true,
+            }),
+            Event::AgentArrive {
+                agent, life, op, ..
+            } => Some(Event::AgentArrive {
+                agent: *agent,
+                life: *life,
+                op: op.clone(),
+                copy: true,
+            }),
+            _ => None,
+        }
+    }
+}
+
 impl<P> Event<P> {
     /// What the trace records of it.
     pub(crate) fn label(&self) -> (&'static str, usize) {
@@ -271,12 +294,11 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
                 self.nodes[i].busy = true;
                 let name = op.name();
                 self.log_event(format_args!("node {i} sends {name}"));
-                let op = Box::new(op);
-                self.send(|copy| Event::NodeArrive {
+                self.send(Event::NodeArrive {
                     node: i,
                     life,
-                    op: op.clone(),
-                    copy,
+                    op: Box::new(op),
+                    copy: false,
                 });
             }
             None => {
@@ -300,12 +322,11 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
         match self.agents[i].session.poll_op(now) {
             Some(op) => {
                 self.agents[i].busy = true;
-                let op = Box::new(op);
-                self.send(|copy| Event::AgentArrive {
+                self.send(Event::AgentArrive {
                     agent: i,
                     life,
-                    op: op.clone(),
-                    copy,
+                    op: Box::new(op),
+                    copy: false,
                 });
             }
             None => {
@@ -319,22 +340,28 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
     /// An operation on its way: dropped (its sender times out knowing
     /// nothing), delivered, or delivered twice (the copy's answer is
     /// discarded).
-    fn send(&mut self, arrive: impl Fn(bool) -> Event<P>) {
+    fn send(&mut self, arrive: Event<P>) {
         let now = self.now;
         let faults = &self.config.faults;
         let (drop, duplicate) = (faults.drop_request, faults.duplicate_request);
         if self.rng.chance(drop) {
             *self.faults.entry("drop_request").or_default() += 1;
             let at = now.saturating_add(self.timeout());
-            self.queue.push(at, lost(arrive(false)));
+            self.queue.push(at, lost(arrive));
             return;
         }
         let at = now.saturating_add(self.delay());
-        self.queue.push(at, arrive(false));
-        if self.rng.chance(duplicate) {
+        // Only a duplicated request pays for a copy of its operation.
+        let copy = if self.rng.chance(duplicate) {
             *self.faults.entry("duplicate_request").or_default() += 1;
             let again = now.saturating_add(self.delay());
-            self.queue.push(again, arrive(true));
+            Some((again, arrive.copy()))
+        } else {
+            None
+        };
+        self.queue.push(at, arrive);
+        if let Some((again, Some(copy))) = copy {
+            self.queue.push(again, copy);
         }
     }
 }
