@@ -9,8 +9,17 @@
 //! of the whole journal must be clean and account for every task.
 //!
 //! The figures (takeover times, recovery, throughput, refused reports)
-//! are printed to stderr; run with `--nocapture` to see them.
+//! are written straight to stderr, past the harness's capture.
 //! `TASKWEAVE_CHAOS_TASKS` overrides the number of tasks.
+
+/// A line of figures straight to stderr, past the test harness's capture,
+/// so a passing run shows them in CI's log.
+macro_rules! figure {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -341,7 +350,7 @@ impl Scene {
                 (s.completed + s.dead_lettered + s.expired >= want).then_some(s)
             },
         )?;
-        eprintln!(
+        figure!(
             "chaos: {percent} %: {} submitted, {} completed, {} dead-lettered, {} queued, {} in \
              flight",
             status.submitted,
@@ -415,7 +424,7 @@ impl Scene {
         self.kill(i)?;
         let (new, new_epoch) = self.new_leader(epoch)?;
         let took = start.elapsed();
-        eprintln!(
+        figure!(
             "chaos: SIGKILL #{round} of leader {holder} (epoch {epoch}, {in_flight} in flight): \
              {new} leads with epoch {new_epoch} after {} ms",
             ms(took)
@@ -456,7 +465,7 @@ impl Scene {
         if !self.procs[i].running() {
             return Err(format!("{holder} died after its freeze"));
         }
-        eprintln!(
+        figure!(
             "chaos: freeze #{round} of leader {holder} (epoch {epoch}) for {} ms: {new} leads \
              with epoch {new_epoch} {} ms after the freeze began, while {holder} was still frozen; \
              {holder} woke deposed and follows",
@@ -505,7 +514,7 @@ impl Scene {
                 ms(took)
             ));
         }
-        eprintln!(
+        figure!(
             "chaos: agent {id} killed holding {load} attempts (by the last status) and restarted \
              at once: {requeued} requeued after {} ms ({line})",
             ms(took)
@@ -528,7 +537,7 @@ impl Scene {
         )?;
         let took = start.elapsed();
         self.agent(id)?;
-        eprintln!(
+        figure!(
             "chaos: agent {id} killed; found lost after {} ms, then restarted",
             ms(took)
         );
@@ -553,7 +562,7 @@ impl Scene {
                 (status.seq > seq && status.at > back).then_some(status.seq)
             },
         )?;
-        eprintln!(
+        figure!(
             "chaos: PostgreSQL restarted (-m immediate) in {} ms; the status advanced from \
              entry {seq} to {new_seq} {} ms after the restart began",
             ms(up),
@@ -651,7 +660,7 @@ fn scenario(scene: &mut Scene) -> Result<(), String> {
         },
     )?;
     let wall = began.elapsed();
-    eprintln!(
+    figure!(
         "chaos: every task finished {} ms after the last fault (bound {} s); {total} tasks in \
          {:.1} s = {:.0} tasks/s through all the faults; {} completed, {} dead-lettered \
          ({failing} asked to fail)",
@@ -774,7 +783,7 @@ fn scenario(scene: &mut Scene) -> Result<(), String> {
     if !wrong.is_empty() {
         return Err(format!("the audit's counts: {}:\n{out}", wrong.join("; ")));
     }
-    eprintln!(
+    figure!(
         "chaos: audit clean: {submitted} submitted, {completed} completed, {dead_lettered} \
          dead-lettered, {expired} expired, {cancelled} cancelled, 0 live; reports {} accepted, \
          {} refused (fenced); {}",

@@ -50,11 +50,21 @@ impl<P: Clone> Node<P> {
                 };
             }
             (Sent::Lease, NodeReply::Lease(lease)) => {
-                let resume = self.resume();
+                if let (Some(epoch), false) = (self.resume(), lease.stopped) {
+                    if lease.held && lease.epoch == epoch {
+                        return self.lead(epoch);
+                    }
+                    // A leader that rebuilt after a failure finds its lease
+                    // gone: it was deposed, as surely as if a write of its
+                    // had been fenced.
+                    let cause = StoreFailure::Fenced {
+                        epoch,
+                        current: lease.epoch,
+                    };
+                    self.events.push_back(NodeEvent::Deposed { epoch, cause });
+                }
                 if lease.stopped {
                     self.phase = Phase::Stopped;
-                } else if resume.is_some_and(|epoch| lease.held && lease.epoch == epoch) {
-                    self.lead(lease.epoch);
                 } else if !lease.held {
                     self.phase = Phase::Take { seen: lease.epoch };
                 } else {
