@@ -1,7 +1,7 @@
 //! One event at a time: what each does to the world, and the invariants
 //! checked after it.
 
-use super::super::contract::{ClientOp, ClientReply, NodeOp, Store, StoreFailure};
+use super::super::contract::{ClientOp, ClientReply, NodeOp, NodeReply, Store, StoreFailure};
 use super::super::node::Role;
 use super::config::SimWork;
 use super::world::{Event, LOST, TICK, World};
@@ -124,17 +124,7 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
     fn node_arrives(&mut self, node: usize, life: u64, op: NodeOp<P>, copy: bool) {
         if self.now < self.store_down_until {
             if !copy {
-                let at = self.now.saturating_add(self.delay());
-                let store = self.store_gen;
-                self.queue.push(
-                    at,
-                    Event::NodeAnswer {
-                        node,
-                        life,
-                        store,
-                        reply: Box::new(Err(down())),
-                    },
-                );
+                self.answer_node(node, life, Err(down()));
             }
             return;
         }
@@ -167,18 +157,24 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
         }
         let reply = self.maybe_lose(reply);
         if !copy {
-            let at = self.now.saturating_add(self.delay());
-            let store = self.store_gen;
-            self.queue.push(
-                at,
-                Event::NodeAnswer {
-                    node,
-                    life,
-                    store,
-                    reply: Box::new(reply),
-                },
-            );
+            self.answer_node(node, life, reply);
         }
+    }
+
+    /// Sends a node its answer back over the link.
+    fn answer_node(&mut self, node: usize, life: u64, reply: Result<NodeReply<P>, StoreFailure>) {
+        let at = self.now.saturating_add(self.delay());
+        let store = self.store_gen;
+        let reply = Box::new(reply);
+        self.queue.push(
+            at,
+            Event::NodeAnswer {
+                node,
+                life,
+                store,
+                reply,
+            },
+        );
     }
 
     /// Re-encodes a commit's entries as the real store would.
