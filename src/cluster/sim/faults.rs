@@ -163,8 +163,14 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
             .dispatcher
             .heartbeats()
             .map_or(Duration::ZERO, |h| h.timeout());
-        // A frozen node or a store that is down delays failover legitimately.
-        let outage = self.now < self.store_down_until
+        // No leader, a frozen node or a store that is down delays failover
+        // legitimately.
+        let leading = self
+            .nodes
+            .iter()
+            .any(|n| matches!(n.role, Role::Leading { .. }) && self.now >= n.paused_until);
+        let outage = !leading
+            || self.now < self.store_down_until
             || self.nodes.iter().any(|n| self.now < n.paused_until);
         if !attempts.is_empty() && !timeout.is_zero() && !outage {
             self.stranded.push(super::world::Stranded {
