@@ -127,6 +127,9 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
     fn restart_agent(&mut self, i: usize, down: Duration, kind: &'static str) {
         *self.faults.entry(kind).or_default() += 1;
         self.log(format_args!("FAULT {kind} {i}, down {down:?}"));
+        // A later fault on the agent voids what an earlier one expected.
+        let agent = self.agents[i].session.agent();
+        self.stranded.retain(|s| s.agent != agent);
         if down.is_zero() {
             self.expect_failover(i);
         }
