@@ -245,6 +245,16 @@ impl<P: Clone> Auditor<P> {
         }
     }
 
+    /// Violations found so far (all counted), without copying the report.
+    pub fn violation_count(&self) -> u64 {
+        self.report.violation_count
+    }
+
+    /// The first violations found, in words.
+    pub fn violations(&self) -> &[String] {
+        &self.report.violations
+    }
+
     /// The findings so far; `live` counts the tasks not ended.
     pub fn report(&self) -> AuditReport {
         let mut report = self.report.clone();

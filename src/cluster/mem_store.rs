@@ -99,14 +99,7 @@ impl<P: Clone> MemStore<P> {
 
     /// Every journal entry still stored, in order.
     pub fn journal(&self) -> impl Iterator<Item = JournalRow<P>> + '_ {
-        self.journal
-            .iter()
-            .map(|(&seq, (epoch, entry))| JournalRow {
-                seq,
-                epoch: *epoch,
-                entry: entry.clone(),
-                bytes: 0,
-            })
+        self.journal_from(0)
     }
 
     /// The journal entries from `from` on, in order.

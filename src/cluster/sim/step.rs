@@ -178,49 +178,32 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
     }
 
     /// Re-encodes a commit's entries as the real store would.
-    fn encoded(&mut self, op: NodeOp<P>) -> Result<NodeOp<P>, String> {
-        let Some(codec) = self.config.codec else {
-            return Ok(op);
-        };
-        match op {
-            NodeOp::Commit {
-                epoch,
-                ttl,
-                first_seq,
-                entries,
-                consumed,
-                outputs,
-            } => {
-                let mut again = Vec::with_capacity(entries.len());
-                for entry in &entries {
-                    let (entry, bytes) = codec(entry)?;
-                    self.journal_bytes += bytes as u64;
-                    again.push(entry);
-                }
-                Ok(NodeOp::Commit {
-                    epoch,
-                    ttl,
-                    first_seq,
-                    entries: again,
-                    consumed,
-                    outputs,
-                })
+    fn encoded(&mut self, mut op: NodeOp<P>) -> Result<NodeOp<P>, String> {
+        if let (Some(codec), NodeOp::Commit { entries, .. }) = (self.config.codec, &mut op) {
+            for entry in entries.iter_mut() {
+                let (again, bytes) = codec(entry)?;
+                self.journal_bytes += bytes as u64;
+                *entry = again;
             }
-            other => Ok(other),
         }
+        Ok(op)
     }
 
     /// Feeds the entries committed since the last audit to the auditor.
     fn audit_new_entries(&mut self) {
         let from = self.auditor.next_seq();
         let rows: Vec<_> = self.store.journal_from(from).collect();
-        let before = self.auditor.report().violation_count;
+        let before = self.auditor.violation_count();
         for row in rows {
             self.auditor.apply(row);
         }
-        let report = self.auditor.report();
-        if report.violation_count > before {
-            let what = report.violations.last().cloned().unwrap_or_default();
+        if self.auditor.violation_count() > before {
+            let what = self
+                .auditor
+                .violations()
+                .last()
+                .cloned()
+                .unwrap_or_default();
             self.violate(what);
         }
     }
@@ -328,7 +311,7 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
             self.finished = true;
             return;
         } else if self.now >= calm_from.saturating_add(self.config.liveness_bound) {
-            let live = self.auditor.report().live;
+            let live = self.auditor.dispatcher().live_tasks();
             let pending = self.pending_submissions();
             return self.violate(format!(
                 "{live} tasks still live and {pending} submissions without a verdict {:?} after the last fault",
@@ -342,7 +325,7 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
     /// Every task submitted has ended and no submission is pending.
     fn settled(&mut self) -> bool {
         self.pending_submissions() == 0
-            && self.auditor.report().live == 0
+            && self.auditor.dispatcher().live_tasks() == 0
             && self.auditor.next_seq() > 1
     }
 
