@@ -8,19 +8,28 @@
 //! ```text
 //! cargo run --release --features cluster --example simulate -- --seeds 100
 //! cargo run --release --features cluster --example simulate -- --seed 42 --minutes 10
+//! cargo run --release --features cluster --example simulate -- --seeds 20 --rate 50 --jobs 1
 //! SIM_SEEDS=10000 cargo run --release --features cluster --example simulate
 //! ```
 //!
-//! Prints one JSON line per seed and a summary line with the figures:
-//! simulated seconds per real second, seeds per minute, events per second,
-//! faults injected per kind, violations.
+//! Options: `--seeds N` (or `SIM_SEEDS`, default 100), `--seed S` (one seed,
+//! with its trace kept), `--minutes M` of faults (default 10), `--rate R`
+//! tasks per second (default 200), `--jobs J` seeds at once (default: one
+//! per core; each seed runs on one thread).
+//!
+//! Prints one JSON line per seed, as seeds finish, and a summary line with
+//! the figures: simulated seconds per real second (in all and per thread),
+//! seeds per minute, events per second, faults injected per kind,
+//! violations.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant as WallInstant};
 
 use taskweave::cluster::Entry;
-use taskweave::cluster::sim::{FaultMenu, SimConfig, UniformWork, simulate};
+use taskweave::cluster::sim::{FaultMenu, SimConfig, SimReport, UniformWork, simulate};
 
 /// Re-encodes an entry as the PostgreSQL store keeps it (JSON text).
 fn json(entry: &Entry<u64>) -> Result<(Entry<u64>, usize), String> {
@@ -36,95 +45,161 @@ fn arg(args: &[String], name: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let env_seeds = std::env::var("SIM_SEEDS").ok().and_then(|v| v.parse().ok());
-    let seeds = arg(&args, "--seeds").or(env_seeds).unwrap_or(100);
-    let first = arg(&args, "--seed");
-    let minutes = arg(&args, "--minutes").unwrap_or(10);
-    let range = match first {
-        Some(seed) => seed..seed + 1,
-        None => 1..seeds + 1,
-    };
+/// What the command line asked for.
+struct Plan {
+    seeds: std::ops::Range<u64>,
+    one_seed: bool,
+    minutes: u64,
+    rate: u64,
+    jobs: u64,
+}
+
+/// One seed, run twice.
+struct Outcome {
+    report: SimReport,
+    again_hash: u64,
+    real: Duration,
+}
+
+fn run_seed(plan: &Plan, seed: u64) -> Result<Outcome, String> {
+    let config = SimConfig::builder(seed)
+        .duration(
+            Duration::from_secs(60 * plan.minutes),
+            Duration::from_secs(60),
+        )
+        .faults(FaultMenu::default())
+        .tasks_per_second(plan.rate as f64)
+        .codec(json)
+        .keep_trace(plan.one_seed)
+        .build()
+        .map_err(|e| e.to_string())?;
     let work = UniformWork {
         work: (Duration::from_millis(1), Duration::from_millis(200)),
         fail: 0.05,
     };
     let started = WallInstant::now();
-    let (mut simulated, mut events, mut violations) = (Duration::ZERO, 0u64, 0u64);
-    let mut faults: BTreeMap<&'static str, u64> = BTreeMap::new();
-    for seed in range.clone() {
-        let config = SimConfig::builder(seed)
-            .duration(Duration::from_secs(60 * minutes), Duration::from_secs(60))
-            .faults(FaultMenu::default())
-            .codec(json)
-            .keep_trace(first.is_some())
-            .build();
-        let config = match config {
-            Ok(config) => config,
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let one = WallInstant::now();
-        let report = simulate(config.clone(), work.clone());
-        let again = simulate(config, work.clone());
-        let real = one.elapsed();
-        simulated += report.simulated * 2;
-        events += report.events * 2;
-        for (kind, n) in &report.faults {
-            *faults.entry(kind).or_default() += n;
-        }
-        let deterministic = report.trace_hash == again.trace_hash;
-        let verdict = match (&report.violation, deterministic) {
-            (None, true) => "ok",
-            (Some(_), _) => "VIOLATION",
-            (None, false) => "NONDETERMINISTIC",
-        };
-        println!(
-            "{{\"seed\":{seed},\"verdict\":\"{verdict}\",\"simulated_s\":{:.1},\"events\":{},\"submitted\":{},\"completed\":{},\"dead_lettered\":{},\"cancelled\":{},\"takeovers\":{},\"journal_entries\":{},\"journal_bytes\":{},\"trace_hash\":\"{:016x}\",\"real_s\":{:.3}}}",
-            report.simulated.as_secs_f64(),
-            report.events,
-            report.submitted,
-            report.completed,
-            report.dead_lettered,
-            report.cancelled,
-            report.takeovers,
-            report.journal_entries,
-            report.journal_bytes,
-            report.trace_hash,
-            real.as_secs_f64() / 2.0
-        );
-        if verdict != "ok" {
-            violations += 1;
-            if report.violation.is_some() && first.is_none() {
-                eprintln!("seed {seed}: a violation; replay the seed (below) for its trace");
-            }
-            if let Some(v) = &report.violation {
-                eprintln!("seed {seed}: {} at {:?} of simulated time", v.what, v.at);
-                for line in &v.trace {
-                    eprintln!("  {line}");
-                }
-            } else {
-                eprintln!(
-                    "seed {seed}: two runs gave trace hashes {:016x} and {:016x}",
-                    report.trace_hash, again.trace_hash
-                );
-            }
-            eprintln!(
-                "replay: cargo run --release --features cluster --example simulate -- --seed {seed} --minutes {minutes}"
-            );
-        }
+    let report = simulate(config.clone(), work.clone());
+    let again = simulate(config, work);
+    Ok(Outcome {
+        report,
+        again_hash: again.trace_hash,
+        real: started.elapsed(),
+    })
+}
+
+/// Prints a seed's line (and, when it failed, why and how to replay it);
+/// true when it passed.
+fn print_seed(plan: &Plan, seed: u64, outcome: &Outcome) -> bool {
+    let report = &outcome.report;
+    let deterministic = report.trace_hash == outcome.again_hash;
+    let verdict = match (&report.violation, deterministic) {
+        (None, true) => "ok",
+        (Some(_), _) => "VIOLATION",
+        (None, false) => "NONDETERMINISTIC",
+    };
+    println!(
+        "{{\"seed\":{seed},\"verdict\":\"{verdict}\",\"simulated_s\":{:.1},\"events\":{},\"submitted\":{},\"refused\":{},\"completed\":{},\"dead_lettered\":{},\"cancelled\":{},\"takeovers\":{},\"journal_entries\":{},\"journal_bytes\":{},\"trace_hash\":\"{:016x}\",\"real_s\":{:.3}}}",
+        report.simulated.as_secs_f64(),
+        report.events,
+        report.submitted,
+        report.refused,
+        report.completed,
+        report.dead_lettered,
+        report.cancelled,
+        report.takeovers,
+        report.journal_entries,
+        report.journal_bytes,
+        report.trace_hash,
+        outcome.real.as_secs_f64() / 2.0
+    );
+    if verdict == "ok" {
+        return true;
     }
+    if let Some(v) = &report.violation {
+        eprintln!("seed {seed}: {} at {:?} of simulated time", v.what, v.at);
+        for line in &v.trace {
+            eprintln!("  {line}");
+        }
+    } else {
+        eprintln!(
+            "seed {seed}: two runs gave trace hashes {:016x} and {:016x}",
+            report.trace_hash, outcome.again_hash
+        );
+    }
+    eprintln!(
+        "replay: cargo run --release --features cluster --example simulate -- --seed {seed} --minutes {} --rate {}",
+        plan.minutes, plan.rate
+    );
+    false
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let env_seeds = std::env::var("SIM_SEEDS").ok().and_then(|v| v.parse().ok());
+    let seeds = arg(&args, "--seeds").or(env_seeds).unwrap_or(100);
+    let first = arg(&args, "--seed");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    let plan = Plan {
+        seeds: match first {
+            Some(seed) => seed..seed.saturating_add(1),
+            None => 1..seeds.saturating_add(1),
+        },
+        one_seed: first.is_some(),
+        minutes: arg(&args, "--minutes").unwrap_or(10),
+        rate: arg(&args, "--rate").unwrap_or(200),
+        jobs: arg(&args, "--jobs").unwrap_or(cores).max(1),
+    };
+    let started = WallInstant::now();
+    let next = AtomicU64::new(plan.seeds.start);
+    let (sender, results) = mpsc::channel();
+    let (mut simulated, mut events, mut violations, mut busy) =
+        (Duration::ZERO, 0u64, 0u64, Duration::ZERO);
+    let mut faults: BTreeMap<&'static str, u64> = BTreeMap::new();
+    std::thread::scope(|scope| {
+        for _ in 0..plan.jobs.min(plan.seeds.end - plan.seeds.start) {
+            let (plan, next, sender) = (&plan, &next, sender.clone());
+            scope.spawn(move || {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= plan.seeds.end || sender.send((seed, run_seed(plan, seed))).is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        for (seed, outcome) in results {
+            match outcome {
+                Ok(outcome) => {
+                    simulated += outcome.report.simulated * 2;
+                    events += outcome.report.events * 2;
+                    busy += outcome.real;
+                    for (kind, n) in &outcome.report.faults {
+                        *faults.entry(kind).or_default() += n;
+                    }
+                    if !print_seed(&plan, seed, &outcome) {
+                        violations += 1;
+                    }
+                }
+                Err(why) => {
+                    eprintln!("seed {seed}: the simulation was refused: {why}");
+                    violations += 1;
+                }
+            }
+        }
+    });
     let real = started.elapsed().as_secs_f64();
-    let runs = (range.end - range.start) * 2;
+    let count = plan.seeds.end - plan.seeds.start;
     let faults: Vec<String> = faults.iter().map(|(k, n)| format!("\"{k}\":{n}")).collect();
     println!(
-        "{{\"figure\":\"summary\",\"seeds\":{},\"runs\":{runs},\"violations\":{violations},\"simulated_s_per_real_s\":{:.0},\"seeds_per_minute\":{:.1},\"events_per_second\":{:.0},\"real_s\":{real:.2},\"faults\":{{{}}}}}",
-        range.end - range.start,
+        "{{\"figure\":\"summary\",\"seeds\":{count},\"runs\":{},\"jobs\":{},\"rate\":{},\"violations\":{violations},\"simulated_s_per_real_s\":{:.0},\"simulated_s_per_thread_s\":{:.0},\"seeds_per_minute\":{:.1},\"events_per_second\":{:.0},\"real_s\":{real:.2},\"faults\":{{{}}}}}",
+        count * 2,
+        plan.jobs,
+        plan.rate,
         simulated.as_secs_f64() / real,
-        (range.end - range.start) as f64 * 60.0 / real,
+        simulated.as_secs_f64() / busy.as_secs_f64().max(f64::MIN_POSITIVE),
+        count as f64 * 60.0 / real,
         events as f64 / real,
         faults.join(",")
     );

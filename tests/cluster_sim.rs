@@ -54,8 +54,28 @@ fn the_roles_break_no_rule_under_every_fault() {
             "{report:?}"
         );
         let ended = report.completed + report.dead_lettered + report.expired + report.cancelled;
-        assert!(ended <= report.submitted, "{report:?}");
+        assert_eq!(ended + report.refused, report.submitted, "{report:?}");
     }
+}
+
+#[test]
+fn bursts_beyond_the_queue_are_refused_with_a_verdict_and_nothing_is_lost() {
+    let faults = FaultMenu {
+        burst: 0.5,
+        ..FaultMenu::none()
+    };
+    let config = SimConfig::builder(5)
+        .duration(Duration::from_secs(20), Duration::from_secs(60))
+        .faults(faults)
+        .build()
+        .unwrap();
+    let report = simulate(config, work());
+    assert!(report.violation.is_none(), "{:?}", report.violation);
+    assert!(report.faults["burst"] > 0, "{report:?}");
+    // A burst is half again the queue's capacity: some of it is refused.
+    assert!(report.refused > 0, "{report:?}");
+    let ended = report.completed + report.dead_lettered + report.expired + report.cancelled;
+    assert_eq!(ended + report.refused, report.submitted, "{report:?}");
 }
 
 #[test]

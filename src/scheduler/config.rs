@@ -148,6 +148,11 @@ impl DispatcherConfig {
     pub fn heartbeats(&self) -> Option<Heartbeats> {
         self.settings.heartbeats
     }
+
+    /// Most tasks waiting (queued or delayed) at once.
+    pub fn queue_capacity(&self) -> usize {
+        self.settings.queue_capacity
+    }
 }
 
 impl Default for DispatcherConfig {

@@ -115,7 +115,8 @@ pub struct FaultMenu {
     pub slow_agents: f64,
     /// The share of tasks a client cancels soon after submitting.
     pub cancel: f64,
-    /// A burst of submissions beyond the queue's capacity, per second.
+    /// A burst of submissions, half again the queue's capacity, per
+    /// second: some of it must be refused, with a verdict, and none lost.
     pub burst: f64,
 }
 
@@ -196,7 +197,8 @@ impl<P> SimConfig<P> {
     /// tasks per second, faults from [`FaultMenu::default`] for ten
     /// simulated minutes, then 60 s for every task to end; links of
     /// 0.2–2 ms; the nodes poll at 20 ms when idle, the agents claim at
-    /// 50 ms and heartbeat every 250 ms (8 missed: lost).
+    /// 50 ms and heartbeat every 250 ms (8 missed: lost); the queue holds
+    /// 2,000 tasks, and a burst submits half again as many.
     pub fn builder(seed: u64) -> SimConfigBuilder<P> {
         SimConfigBuilder {
             config: SimConfig {
@@ -235,6 +237,7 @@ fn default_roles() -> Result<(NodeConfig, SessionConfig, DispatcherConfig), Conf
     let session = SessionConfig::builder().claim_poll(ms(50)).build()?;
     let dispatcher = DispatcherConfig::builder()
         .heartbeats(ms(250), 8)
+        .queue_capacity(2_000)
         .build()
         .map_err(|e| ConfigError(e.to_string()))?;
     Ok((node, session, dispatcher))

@@ -18,7 +18,7 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
         let per_tick = self.config.faults.burst * TICK.as_secs_f64();
         if self.rng.chance(per_tick) {
             *self.faults.entry("burst").or_default() += 1;
-            count += 1_000;
+            count += burst_size(self.config.dispatcher.queue_capacity());
         }
         if count > 0 {
             let specs = (0..count)
@@ -47,11 +47,21 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
         for (id, verdict) in ids.into_iter().zip(verdicts) {
             match verdict {
                 None => self.recent.push(id),
-                Some(Verdict::Submitted(results)) => tasks.extend(results.into_iter().flatten()),
+                Some(Verdict::Submitted(results)) => {
+                    let accepted = results.iter().filter(|r| r.is_ok()).count();
+                    self.refused += (results.len() - accepted) as u64;
+                    tasks.extend(results.into_iter().flatten());
+                }
                 Some(_) => {}
             }
         }
         tasks
+    }
+
+    /// Takes in the verdicts of every submission still waiting for one,
+    /// counting the refused tasks.
+    pub(crate) fn take_verdicts(&mut self) {
+        let _ = self.cancellable();
     }
 
     fn post(&mut self, message: Message<P>) {
@@ -224,4 +234,10 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
             }
         }
     }
+}
+
+/// A burst's size: half again the queue's capacity, so that it cannot all
+/// fit and some of it must be refused, not lost.
+fn burst_size(capacity: usize) -> u64 {
+    (capacity as u64).saturating_add(capacity as u64 / 2)
 }

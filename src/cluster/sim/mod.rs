@@ -87,8 +87,10 @@ pub struct SimReport {
     pub faults: BTreeMap<&'static str, u64>,
     /// Tasks the clients submitted.
     pub submitted: u64,
-    /// Tasks completed, dead-lettered, expired and cancelled (per the
-    /// audit of the journal).
+    /// Tasks refused at submission (the queue was full): each has a
+    /// verdict that says so, and no task id.
+    pub refused: u64,
+    /// Tasks completed (per the audit of the journal).
     pub completed: u64,
     /// Dead-lettered.
     pub dead_lettered: u64,
@@ -131,6 +133,7 @@ where
         store_down_until: Instant::ZERO,
         faults: BTreeMap::new(),
         submitted: 0,
+        refused: 0,
         backlog: 0.0,
         recent: Vec::new(),
         takeovers: 0,
@@ -176,6 +179,7 @@ where
         trace_hash: world.trace.hash(),
         faults: world.faults,
         submitted: world.submitted,
+        refused: world.refused,
         completed: report.completed,
         dead_lettered: report.dead_lettered,
         expired: report.expired,

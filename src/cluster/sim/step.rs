@@ -10,7 +10,7 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
     /// Handles one event at `self.now`.
     pub(crate) fn step(&mut self, event: Event<P>) {
         let (kind, who) = event.label();
-        self.log_event(format_args!("{kind} {who}"));
+        self.log_event(kind, who);
         match event {
             Event::WakeNode(i) => {
                 if self.now < self.nodes[i].paused_until {
@@ -309,7 +309,7 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
             self.draw_faults();
         } else if self.settled() {
             self.finished = true;
-            return;
+            return self.check_accounts();
         } else if self.now >= calm_from.saturating_add(self.config.liveness_bound) {
             let live = self.auditor.dispatcher().live_tasks();
             let pending = self.pending_submissions();
@@ -327,6 +327,21 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
         self.pending_submissions() == 0
             && self.auditor.dispatcher().live_tasks() == 0
             && self.auditor.next_seq() > 1
+    }
+
+    /// Once settled, every task the clients submitted was either refused
+    /// at once (with a verdict) or accepted, and every accepted one ended
+    /// exactly one way: nothing lost, nothing made up.
+    fn check_accounts(&mut self) {
+        self.take_verdicts();
+        let report = self.auditor.report();
+        let ended = report.completed + report.dead_lettered + report.expired + report.cancelled;
+        if self.submitted != report.tasks + self.refused || ended != report.tasks {
+            self.violate(format!(
+                "tasks do not add up: {} submitted, {} refused, {} accepted, {ended} ended",
+                self.submitted, self.refused, report.tasks
+            ));
+        }
     }
 
     /// Submissions the leader has not answered yet.

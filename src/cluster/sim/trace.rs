@@ -13,11 +13,17 @@ const NOTABLE: usize = 40;
 /// FNV-1a over written text.
 struct Fnv(u64);
 
+impl Fnv {
+    fn fold(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 impl std::fmt::Write for Fnv {
     fn write_str(&mut self, text: &str) -> std::fmt::Result {
-        for byte in text.bytes() {
-            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        }
+        self.fold(text.as_bytes());
         Ok(())
     }
 }
@@ -66,6 +72,19 @@ impl Trace {
             ring.pop_front();
         }
         ring.push_back(text);
+    }
+
+    /// Folds a routine event, `kind` of `who` at `at_ms`: hashed as
+    /// numbers, with no text built unless the lines are kept.
+    pub(crate) fn record_event(&mut self, at_ms: u64, kind: &'static str, who: usize) {
+        if self.keep {
+            return self.record(at_ms, format_args!("{kind} {who}"), false);
+        }
+        let mut hasher = Fnv(self.hash);
+        hasher.fold(&at_ms.to_le_bytes());
+        hasher.fold(kind.as_bytes());
+        hasher.fold(&(who as u64).to_le_bytes());
+        self.hash = hasher.0;
     }
 
     pub(crate) fn hash(&self) -> u64 {

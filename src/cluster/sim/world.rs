@@ -161,6 +161,8 @@ pub(crate) struct World<P, W> {
     pub(crate) store_down_until: Instant,
     pub(crate) faults: BTreeMap<&'static str, u64>,
     pub(crate) submitted: u64,
+    /// Tasks the leader refused (a full queue), per the verdicts.
+    pub(crate) refused: u64,
     pub(crate) backlog: f64,
     /// Submission messages whose tasks may still be cancelled.
     pub(crate) recent: Vec<MessageId>,
@@ -187,9 +189,9 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
     }
 
     /// Records a routine event.
-    pub(crate) fn log_event(&mut self, line: std::fmt::Arguments<'_>) {
+    pub(crate) fn log_event(&mut self, kind: &'static str, who: usize) {
         let at = self.ms(self.now);
-        self.trace.record(at, line, false);
+        self.trace.record_event(at, kind, who);
     }
 
     pub(crate) fn violate(&mut self, what: String) {
@@ -292,8 +294,7 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
         match self.nodes[i].node.poll_op(clock) {
             Some(op) => {
                 self.nodes[i].busy = true;
-                let name = op.name();
-                self.log_event(format_args!("node {i} sends {name}"));
+                self.log_event(op.name(), i);
                 self.send(Event::NodeArrive {
                     node: i,
                     life,
