@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use taskweave::resilience::{Fixed, RetrySpec};
 use taskweave::workflow::{
     Checkpoint, DefinitionError, MAX_ATTEMPTS, MAX_DEPTH_LIMIT, MAX_INSTANCES, MAX_ITERATIONS,
-    RunAction, RunError, RunOutcome, StepDef, StepFailure, StepOutput, WorkflowDef, WorkflowRun,
+    MAX_TIMEOUT, RunAction, RunError, RunOutcome, StepDef, StepFailure, StepOutput, WorkflowDef,
+    WorkflowRun,
 };
 use taskweave::{Instant, WorkflowId};
 
@@ -136,6 +137,32 @@ fn a_wait_that_nothing_could_end_is_refused() {
     ] {
         assert!(WorkflowDef::builder("w", 1).step(wait).build().is_ok());
     }
+}
+
+#[test]
+fn a_timeout_that_saturates_to_never_is_refused() {
+    let build = |timeout| {
+        WorkflowDef::builder("w", 1)
+            .step(StepDef::wait("w", Vec::<String>::new()).timeout(timeout))
+            .build()
+    };
+    for timeout in [Duration::MAX, MAX_TIMEOUT + Duration::from_nanos(1)] {
+        let err = build(timeout).unwrap_err();
+        assert!(
+            matches!(err, DefinitionError::TimeoutTooLong { ref step, .. } if step == "w"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("could never fire"), "{err}");
+    }
+    assert!(build(MAX_TIMEOUT).is_ok());
+    // From JSON, on a task step's own timeout as well.
+    let err = parse(json!({
+        "name": "z", "version": 1,
+        "tasks": [{ "id": "s0", "kind": "local",
+                    "timeout": { "secs": u64::MAX, "nanos": 999_999_999 } }]
+    }))
+    .unwrap_err();
+    assert!(err.contains("could never fire"), "{err}");
 }
 
 #[test]

@@ -41,6 +41,12 @@ pub const MAX_ITERATIONS: u32 = 1_000_000;
 /// `tolerated_failures`.
 pub const MAX_INSTANCES: u32 = 1_000_000;
 
+/// The longest step or wait timeout a definition may set: a hundred years.
+/// [`Instant`](crate::Instant) counts nanoseconds in 64 bits (about 584
+/// years), so a much longer timeout, such as `Duration::MAX`, would
+/// saturate to "never" and could never fire.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
 /// A validated workflow definition: a DAG of [`StepDef`]s joined by
 /// (optionally labelled) [`Edge`]s, with a name, a version and a stable
 /// content hash.

@@ -118,6 +118,19 @@ pub enum DefinitionError {
     /// instant it starts.
     #[error("step `{0}` has a zero timeout")]
     ZeroTimeout(String),
+    /// A step or wait timeout longer than [`MAX_TIMEOUT`](super::MAX_TIMEOUT):
+    /// it would saturate the clock to "never" and never fire.
+    #[error(
+        "step `{step}`: its {field} of {timeout:?} is longer than a hundred years and could never fire; use a shorter one, or none"
+    )]
+    TimeoutTooLong {
+        /// The step.
+        step: String,
+        /// `timeout` or `wait timeout`.
+        field: &'static str,
+        /// The timeout given.
+        timeout: std::time::Duration,
+    },
     /// A wait step with neither a signal nor a timeout: nothing but a
     /// cancellation could ever end it.
     #[error("wait step `{0}` has neither a signal nor a timeout, so it could never end")]

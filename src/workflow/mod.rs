@@ -117,7 +117,7 @@ pub use action::{
 pub use checkpoint::Checkpoint;
 pub use definition::{
     DEFAULT_MAX_DEPTH, Edge, MAX_ATTEMPTS, MAX_DEPTH_LIMIT, MAX_INSTANCES, MAX_ITERATIONS,
-    WorkflowDef, WorkflowDefBuilder, WorkflowGraph,
+    MAX_TIMEOUT, WorkflowDef, WorkflowDefBuilder, WorkflowGraph,
 };
 pub use engine::{EngineAction, StepTask, WorkflowEngine};
 pub use error::{DefinitionError, EngineError, RunError};

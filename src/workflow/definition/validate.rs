@@ -6,7 +6,8 @@ use std::time::Duration;
 use super::Adjacency;
 use crate::StepId;
 use crate::workflow::{
-    DefinitionError, Join, MAX_ATTEMPTS, MAX_INSTANCES, MAX_ITERATIONS, StepDef, StepKind,
+    DefinitionError, Join, MAX_ATTEMPTS, MAX_INSTANCES, MAX_ITERATIONS, MAX_TIMEOUT, StepDef,
+    StepKind,
 };
 
 /// Checks one step's own options against its number of incoming edges.
@@ -74,6 +75,15 @@ pub(super) fn validate_bounds(step: &StepDef) -> Result<(), DefinitionError> {
     };
     if step.timeout == Some(Duration::ZERO) || wait_timeout == Some(Duration::ZERO) {
         return Err(DefinitionError::ZeroTimeout(step.id.clone()));
+    }
+    for (field, timeout) in [("timeout", step.timeout), ("wait timeout", wait_timeout)] {
+        if let Some(timeout) = timeout.filter(|t| *t > MAX_TIMEOUT) {
+            return Err(DefinitionError::TimeoutTooLong {
+                step: step.id.clone(),
+                field,
+                timeout,
+            });
+        }
     }
     no_duplicates(
         &format!("the capabilities of step `{}`", step.id),
