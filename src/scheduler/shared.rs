@@ -58,13 +58,56 @@ pub struct SharedDispatcher<P, S = Box<dyn RoutingStrategy + Send>> {
 
 struct Shared<P, S> {
     dispatcher: Mutex<Dispatcher<P, S>>,
-    /// Events recorded under the dispatcher's lock, not yet delivered.
-    pending: Arc<Mutex<VecDeque<Event>>>,
-    /// The host's observer; taken out while it runs.
-    observer: Mutex<Option<Box<dyn Observer<Event> + Send>>>,
+    handoff: Handoff,
     /// Whether some thread is delivering events (only one at a time, so
     /// they arrive in order).
     delivering: AtomicBool,
+}
+
+/// A boxed host observer.
+type BoxedObserver = Box<dyn Observer<Event> + Send>;
+
+/// What a shared dispatcher keeps of its observer outside the lock: the
+/// events recorded under it, and the host's observer. The dispatcher
+/// holds a clone, so that an observer set through the lock lands here too.
+#[derive(Clone)]
+pub(crate) struct Handoff {
+    /// Events recorded under the dispatcher's lock, not yet delivered.
+    pending: Arc<Mutex<VecDeque<Event>>>,
+    /// The host's observer; taken out while it runs.
+    observer: Arc<Mutex<Option<BoxedObserver>>>,
+}
+
+impl Handoff {
+    /// Keeps `observer` to run outside the lock, and returns the one the
+    /// dispatcher runs under it instead: it only records.
+    pub(crate) fn take_over(&self, observer: BoxedObserver) -> BoxedObserver {
+        *self.observer.lock() = Some(observer);
+        Box::new(Record(Arc::clone(&self.pending)))
+    }
+
+    /// Makes `dispatcher` hand its observer (now and later) to this
+    /// handle: what sharing it does, and what unlocking redoes if a
+    /// caller swapped the dispatcher under the lock for another.
+    fn adopt<P, S>(&self, dispatcher: &mut Dispatcher<P, S>) {
+        if dispatcher.handoff.is_some() {
+            return;
+        }
+        dispatcher.handoff = Some(self.clone());
+        // An observer it had is swapped for the recorder: the dispatcher
+        // still has one, so its choice of cycle (`plain`) stands.
+        if let Some(observer) = dispatcher.observer.take() {
+            dispatcher.observer = Some(self.take_over(observer));
+        }
+    }
+}
+
+impl fmt::Debug for Handoff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handoff")
+            .field("pending", &self.pending.lock().len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The observer a shared dispatcher runs under its lock: it only records.
@@ -82,17 +125,18 @@ impl<P, S> Shared<P, S> {
     /// delivering leaves its events to that one.
     fn deliver(&self) {
         loop {
-            if self.pending.lock().is_empty() || self.delivering.swap(true, Ordering::SeqCst) {
+            let handoff = &self.handoff;
+            if handoff.pending.lock().is_empty() || self.delivering.swap(true, Ordering::SeqCst) {
                 return;
             }
             loop {
-                let next = self.pending.lock().pop_front();
+                let next = handoff.pending.lock().pop_front();
                 let Some(event) = next else { break };
-                let mut observer = self.observer.lock().take();
+                let mut observer = handoff.observer.lock().take();
                 if let Some(observer) = observer.as_mut() {
                     observer.on_event(&event);
                 }
-                let mut slot = self.observer.lock();
+                let mut slot = handoff.observer.lock();
                 if slot.is_none() {
                     // Unless the callback set another observer meanwhile.
                     *slot = observer;
@@ -155,6 +199,7 @@ impl<P, S> DerefMut for SharedGuard<'_, P, S> {
 impl<P, S> Drop for SharedGuard<'_, P, S> {
     fn drop(&mut self) {
         let shared = self.shared;
+        shared.handoff.adopt(&mut self.guard);
         MutexGuard::unlocked(&mut self.guard, || shared.deliver());
     }
 }
@@ -169,16 +214,15 @@ impl<P, S: RoutingStrategy> SharedDispatcher<P, S> {
     /// Shares an existing dispatcher. An observer it already has moves to
     /// the handle, so that it runs outside the lock.
     pub fn from_dispatcher(mut dispatcher: Dispatcher<P, S>) -> Self {
-        let pending = Arc::new(Mutex::new(VecDeque::new()));
-        let observer = dispatcher.observer.take();
-        if observer.is_some() {
-            dispatcher.set_observer(Record(Arc::clone(&pending)));
-        }
+        let handoff = Handoff {
+            pending: Arc::new(Mutex::new(VecDeque::new())),
+            observer: Arc::new(Mutex::new(None)),
+        };
+        handoff.adopt(&mut dispatcher);
         SharedDispatcher {
             inner: Arc::new(Shared {
                 dispatcher: Mutex::new(dispatcher),
-                pending,
-                observer: Mutex::new(observer),
+                handoff,
                 delivering: AtomicBool::new(false),
             }),
         }
@@ -187,14 +231,13 @@ impl<P, S: RoutingStrategy> SharedDispatcher<P, S> {
     /// Sets the observer that receives every lifecycle [`Event`], outside
     /// the lock (see the type's docs). Replaces any previous one.
     pub fn set_observer(&self, observer: impl Observer<Event> + Send + 'static) {
-        *self.inner.observer.lock() = Some(Box::new(observer));
-        let record = Record(Arc::clone(&self.inner.pending));
-        self.inner.dispatcher.lock().set_observer(record);
+        self.inner.dispatcher.lock().set_observer(observer);
     }
 
-    /// Locks the dispatcher for a sequence of calls. Do not set an observer
-    /// on the locked dispatcher itself: it would run under the lock; use
-    /// [`set_observer`](Self::set_observer).
+    /// Locks the dispatcher for a sequence of calls. An observer set on
+    /// the locked dispatcher goes to the handle all the same and runs
+    /// outside the lock; so does the observer of a dispatcher swapped in
+    /// under the lock, once the lock is released.
     pub fn lock(&self) -> SharedGuard<'_, P, S> {
         SharedGuard {
             guard: self.inner.dispatcher.lock(),
@@ -304,5 +347,51 @@ mod tests {
             .collect();
         assert_eq!(submitted.len(), 2, "{events:?}");
         assert!(submitted[0] < submitted[1]);
+    }
+
+    /// Runs `scenario` on its own thread and fails, rather than hangs, if
+    /// it deadlocks.
+    fn within_ten_seconds(scenario: impl FnOnce() -> usize + Send + 'static) -> usize {
+        let (done, finished) = mpsc::channel();
+        std::thread::spawn(move || done.send(scenario()).unwrap());
+        finished
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an observer ran under the lock and deadlocked")
+    }
+
+    /// An observer set through the lock (the trap of an earlier release)
+    /// or on a dispatcher swapped in under it goes to the handle: it runs
+    /// outside the lock, so calling back into the handle cannot deadlock.
+    #[test]
+    fn an_observer_set_through_the_lock_runs_outside_it() {
+        let observed = within_ten_seconds(|| {
+            let shared: SharedDispatcher<u32> = SharedDispatcher::new(DispatcherConfig::default());
+            let handle = shared.clone();
+            let count = Arc::new(AtomicUsize::new(0));
+            let seen = Arc::clone(&count);
+            shared.lock().set_observer(move |_: &Event| {
+                let _ = handle.lock().waiting();
+                seen.fetch_add(1, Ordering::SeqCst);
+            });
+            let _ = shared.submit(TaskSpec::new(1), Instant::ZERO).unwrap();
+            count.load(Ordering::SeqCst)
+        });
+        assert!(observed >= 1, "the observer saw no event");
+
+        let observed = within_ten_seconds(|| {
+            let shared: SharedDispatcher<u32> = SharedDispatcher::new(DispatcherConfig::default());
+            let handle = shared.clone();
+            let count = Arc::new(AtomicUsize::new(0));
+            let seen = Arc::clone(&count);
+            let mut other = Dispatcher::new(DispatcherConfig::default());
+            other.set_observer(move |_: &Event| {
+                let _ = handle.lock().waiting();
+                seen.fetch_add(1, Ordering::SeqCst);
+            });
+            *shared.lock() = other;
+            let _ = shared.submit(TaskSpec::new(1), Instant::ZERO).unwrap();
+            count.load(Ordering::SeqCst)
+        });
+        assert!(observed >= 1, "the swapped-in observer saw no event");
     }
 }

@@ -142,6 +142,10 @@ pub struct Dispatcher<P, S = Box<dyn RoutingStrategy + Send>> {
     /// when the dispatcher took it.
     pub(super) learns: bool,
     pub(super) observer: Option<Box<dyn Observer<Event> + Send>>,
+    /// Set while a [`SharedDispatcher`](super::SharedDispatcher) holds the
+    /// dispatcher: where [`set_observer`](Self::set_observer) hands the
+    /// host's observer, so that it runs outside the lock.
+    pub(super) handoff: Option<super::shared::Handoff>,
     /// Whether a task's cycle may take its plain instance: what
     /// [`plain_now`](Self::plain_now) answered when it last could change
     /// (see the `plain` module). `false` is always correct (the full
@@ -186,6 +190,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             learns: strategy.learns(),
             strategy,
             observer: None,
+            handoff: None,
             plain: false,
             state,
         };

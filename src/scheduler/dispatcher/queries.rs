@@ -92,9 +92,16 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         self.state.recorder.snapshot(&self.state.registry)
     }
 
-    /// Sets the observer that receives every lifecycle [`Event`].
+    /// Sets the observer that receives every lifecycle [`Event`]. On a
+    /// dispatcher held by a [`SharedDispatcher`](super::SharedDispatcher)
+    /// (through its lock), the observer goes to the handle and runs outside
+    /// the lock, as if set with
+    /// [`SharedDispatcher::set_observer`](super::SharedDispatcher::set_observer).
     pub fn set_observer(&mut self, observer: impl Observer<Event> + Send + 'static) {
-        self.observer = Some(Box::new(observer));
+        self.observer = Some(match &self.handoff {
+            Some(handoff) => handoff.take_over(Box::new(observer)),
+            None => Box::new(observer),
+        });
         self.plain = self.plain_now();
     }
 
