@@ -437,8 +437,8 @@ fn redrive_leaves_what_a_full_queue_refuses() {
 #[test]
 fn costs_are_charged_against_an_agent_rate() {
     // Each agent takes 10 cells a second, bursts of 10. A 6-cell task
-    // leaves 4: the agent still takes a second task (it has cells left),
-    // spends what is left, and then takes nothing until its rate conforms.
+    // leaves 4: too few for a second 6-cell task, which waits until its
+    // whole cost conforms (0.2 s later), so the rate holds exactly.
     let quota = Quota::new(10, Duration::from_secs(1)).unwrap();
     let config = DispatcherConfig::builder()
         .agent_rate_limit(quota)
@@ -453,11 +453,12 @@ fn costs_are_charged_against_an_agent_rate() {
     let assigned = std::iter::from_fn(|| d.poll_action())
         .filter(|a| matches!(a, Action::Assign { .. }))
         .count();
-    assert_eq!(assigned, 2, "the agent is blocked once its cells are spent");
+    assert_eq!(assigned, 1, "4 cells left cannot pay for a 6-cell task");
     let wake = d.poll_timeout().unwrap();
-    assert!(wake > t0);
+    assert_eq!(wake, t0 + Duration::from_millis(200));
     d.handle_timeout(wake);
     assert!(matches!(d.poll_action(), Some(Action::Assign { .. })));
+    assert_eq!(d.poll_action(), None);
 
     // The same three tasks at cost 1 all go at once.
     let mut cheap: Dispatcher<u32> = Dispatcher::new(
@@ -474,6 +475,74 @@ fn costs_are_charged_against_an_agent_rate() {
         .filter(|a| matches!(a, Action::Assign { .. }))
         .count();
     assert_eq!(assigned, 3);
+}
+
+proptest! {
+    #![proptest_config(corrupt::config(64))]
+
+    /// An agent's rate holds for task costs over every window: the cost of
+    /// the tasks an agent started in `[a, b]` is at most its burst plus
+    /// what the rate earns in `b - a` (GCRA's bound), whatever the costs,
+    /// quota and clock; and every task runs in the end.
+    #[test]
+    fn an_agent_rate_holds_over_every_window_whatever_the_costs(
+        cells in 1u32..6, period_ms in 100u64..3_000, burst in 1u32..5, agents in 1u64..4,
+        costs in proptest::collection::vec(1u32..5, 1..40),
+        steps in proptest::collection::vec(0u64..700, 1..40),
+    ) {
+        let quota = Quota::new(cells, Duration::from_millis(period_ms))
+            .unwrap()
+            .with_burst(burst)
+            .unwrap();
+        let config = DispatcherConfig::builder().agent_rate_limit(quota).build().unwrap();
+        let mut d: Dispatcher<u32> = Dispatcher::new(config);
+        let mut now = Instant::from_secs(1);
+        for id in 1..=agents {
+            agent(&mut d, id, 4, now);
+        }
+        let mut cost_of = BTreeMap::new();
+        for (n, cost) in costs.iter().enumerate() {
+            let cost = (*cost).min(burst);
+            let task = d.submit(TaskSpec::new(n as u32).cost(cost), now).unwrap().id();
+            cost_of.insert(task, cost);
+        }
+        let mut started: BTreeMap<AgentId, Vec<(Instant, u32)>> = BTreeMap::new();
+        let mut step = steps.iter().cycle();
+        for _ in 0..20_000 {
+            while let Some(action) = d.poll_action() {
+                if let Action::Assign { task, agent, token, .. } = action {
+                    let cost = cost_of[&task];
+                    started.entry(agent).or_default().push((now, cost));
+                    d.report(TaskReport { task, agent, token, outcome: AttemptOutcome::Success }, now).unwrap();
+                }
+            }
+            if d.live_tasks() == 0 {
+                break;
+            }
+            let jump = now + Duration::from_millis(*step.next().unwrap_or(&1));
+            now = match d.poll_timeout() {
+                Some(wake) if wake < jump => wake,
+                _ => jump,
+            };
+            d.handle_timeout(now);
+        }
+        prop_assert_eq!(d.live_tasks(), 0, "every task runs in the end");
+        let interval = u128::from(quota.interval().as_nanos() as u64);
+        for (agent, starts) in &started {
+            for (i, &(a, _)) in starts.iter().enumerate() {
+                let mut spent = 0u128;
+                for &(b, cost) in &starts[i..] {
+                    spent += u128::from(cost);
+                    let earned = u128::from((b - a).as_nanos() as u64);
+                    prop_assert!(
+                        spent * interval <= u128::from(burst) * interval + earned,
+                        "agent {} spent {} cells in {:?} (burst {}, one cell per {:?})",
+                        agent, spent, b - a, burst, quota.interval()
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// A spec using every option, as a journal or protocol message carries it.

@@ -268,8 +268,12 @@ impl DispatcherConfigBuilder {
         self
     }
 
-    /// Limits how fast each agent receives tasks: an agent over its quota
-    /// gets no new task until it conforms again. Default: no limit.
+    /// Limits how fast each agent receives tasks, in cost units
+    /// ([`TaskSpec::cost`](super::TaskSpec::cost)): an agent takes a task
+    /// only when the task's whole cost conforms to its quota, so over any
+    /// window it starts at most its burst plus what the rate earns. An
+    /// agent that cannot pay for a task is held back until it can, and
+    /// the task goes to another. Default: no limit.
     pub fn agent_rate_limit(mut self, quota: Quota) -> Self {
         self.config.settings.agent_rate_limit = Some(quota);
         self

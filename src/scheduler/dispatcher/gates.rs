@@ -13,7 +13,7 @@ use super::super::requirements_table::{KindId, RequirementsTable};
 use super::super::state::Timer;
 use super::super::{DispatcherConfig, Event, SchedulerError};
 use super::Dispatcher;
-use crate::agent::Registry;
+use crate::agent::{Registry, Slot};
 use crate::hash::IdMap;
 use crate::resilience::{
     BreakerState, Bulkhead, CircuitBreaker, KeyedRateLimiter, RateLimiter, RetryBudget,
@@ -143,13 +143,37 @@ impl Gates {
         Verdict::Counted
     }
 
+    /// Whether `agent` can take a task of `cost` cells at `now` within its
+    /// rate; if not, the instant it could. Nothing is spent. A cost above
+    /// the burst (which admission refuses) is let through rather than
+    /// blocked for ever.
+    pub(crate) fn agent_affords(
+        &self,
+        agent: AgentId,
+        cost: u32,
+        now: Instant,
+    ) -> Result<(), Instant> {
+        let Some(limiter) = self.agent_rates.get(&agent) else {
+            return Ok(());
+        };
+        match limiter.clone().check_n(now, cost) {
+            Ok(Err(not_until)) => Err(not_until.earliest()),
+            Ok(Ok(())) | Err(_) => Ok(()),
+        }
+    }
+
+    /// Keeps `agent` from new tasks until `until`, when its rate allows
+    /// the task it could not afford.
+    pub(crate) fn block_agent_rate(&mut self, agent: AgentId, until: Instant) {
+        self.rate_blocked_until.insert(agent, until);
+    }
+
     /// Counts an assignment of `cost` cells against `agent`'s rate.
     /// Returns the instant it conforms again if its next task would exceed
     /// the rate; the agent then takes none until
-    /// [`rate_block_ended`](Self::rate_block_ended). An agent takes a task
-    /// while it has a cell left, so a task costing more than it has left
-    /// spends what there is: the rate may be overshot by less than one
-    /// task's cost.
+    /// [`rate_block_ended`](Self::rate_block_ended). Placement checks
+    /// [`agent_affords`](Self::agent_affords) first, so the whole cost
+    /// conforms and the rate holds exactly.
     #[inline]
     pub(crate) fn spend_agent_rate(
         &mut self,
@@ -439,6 +463,38 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 group.blocked = false;
             }
         }
+    }
+
+    /// `routed`, or, while the agent it names cannot afford `task`'s
+    /// whole cost within its rate, that agent blocked until it can and the
+    /// task routed again. Each turn holds back one more agent, and an agent
+    /// chosen twice ends the search, so this ends.
+    pub(super) fn within_agent_rate(
+        &mut self,
+        mut routed: Option<(AgentId, Slot)>,
+        task: TaskId,
+        now: Instant,
+    ) -> Option<(AgentId, Slot)> {
+        if !self.state.gates.limits_agents() {
+            return routed;
+        }
+        let cost = self.state.tasks.cost_of(task);
+        let mut held_back = Vec::new();
+        while let Some((agent, _)) = routed {
+            if held_back.contains(&agent) {
+                // Routing chose an agent held back already: the task waits.
+                return None;
+            }
+            let Err(until) = self.state.gates.agent_affords(agent, cost, now) else {
+                break;
+            };
+            self.state.gates.block_agent_rate(agent, until);
+            self.sync_slot_limit(agent, now);
+            self.arm(until, Timer::AgentRate(agent));
+            held_back.push(agent);
+            routed = self.route(task);
+        }
+        routed
     }
 
     /// Counts `task`'s assignment against `agent`'s rate; if its next task

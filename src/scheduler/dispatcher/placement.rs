@@ -77,6 +77,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             None if !PLAIN && self.preempt_for(&entry, now) => self.route(entry.task),
             routed => routed,
         };
+        let routed = match PLAIN {
+            true => routed,
+            false => self.within_agent_rate(routed, entry.task, now),
+        };
         let cost = match kind {
             Some(_) => self.state.tasks.cost_of(entry.task),
             None => 1,
