@@ -11,11 +11,13 @@
 //! depends on nothing, is still returned. The example prints what happened
 //! and exits non-zero if an outcome is not the expected one.
 //!
-//! `cargo run --release --example saga`
+//! `cargo run --release --example saga` (no feature needed: `cargo run
+//! --release --no-default-features --example saga` builds it without
+//! petgraph)
 
 use std::process::ExitCode;
 
-use taskweave::workflow::{Saga, SagaError};
+use taskweave::saga::{Saga, SagaError};
 
 /// The services: each call returns a confirmation, or why it failed.
 struct Services {

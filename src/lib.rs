@@ -66,6 +66,7 @@
 //! | [`agent`] | core | — | [`agent::AgentProfile`], the [`agent::Registry`] and its availability index |
 //! | [`routing`] | core | — | the [`routing::RoutingStrategy`] trait, eligibility and nine strategies |
 //! | [`scheduler`] | core | — | the sans-IO [`scheduler::Dispatcher`]: priority queue, lifecycle, retries, failover, dead letters, journal, snapshots |
+//! | [`saga`] | core | — | [`saga::Saga`]: a compensation log that undoes completed actions latest first, respecting their dependencies (re-exported by `workflow`) |
 //! | [`resilience`], [`metrics`] | core | — | retry policies, retry budget, circuit breaker, bulkhead, rate limiters; counters, histograms, throughput |
 //! | serde support, `protocol` | `serde` (yes) | serde | `Serialize`/`Deserialize` everywhere; envelopes and bodies between orchestrator and agents |
 //! | `scheduler::SharedDispatcher` | `sync` (yes) | parking_lot | a dispatcher shared by many threads |
@@ -141,6 +142,7 @@ pub mod requirements;
 pub mod resilience;
 mod rng;
 pub mod routing;
+pub mod saga;
 pub mod scheduler;
 #[cfg(feature = "serde")]
 mod serde_bits;

@@ -107,10 +107,10 @@ mod observer;
 mod pool;
 mod run;
 mod run_check;
-mod saga;
 mod step;
 mod step_def;
 
+pub use crate::saga::{Compensation, CompensationId, CompensationStatus, Saga, SagaError, Undone};
 pub use action::{
     FailureCause, PendingCompensation, RunAction, RunInput, RunOutcome, StepCancelReason,
 };
@@ -129,7 +129,6 @@ pub use export::{
 pub use observer::WorkflowEvent;
 pub use pool::TaskPool;
 pub use run::{AttemptEnd, StepState, TimelineEntry, WorkflowRun};
-pub use saga::{Compensation, CompensationId, CompensationStatus, Saga, SagaError, Undone};
 pub use step::{Step, StepFailure, StepInput, StepOutput};
 pub use step_def::{Choice, Join, MultiInstance, StepDef, StepKind, TIMEOUT_LABEL};
 

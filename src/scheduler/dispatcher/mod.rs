@@ -145,6 +145,7 @@ pub struct Dispatcher<P, S = Box<dyn RoutingStrategy + Send>> {
     /// Set while a [`SharedDispatcher`](super::SharedDispatcher) holds the
     /// dispatcher: where [`set_observer`](Self::set_observer) hands the
     /// host's observer, so that it runs outside the lock.
+    #[cfg(feature = "sync")]
     pub(super) handoff: Option<super::shared::Handoff>,
     /// Whether a task's cycle may take its plain instance: what
     /// [`plain_now`](Self::plain_now) answered when it last could change
@@ -190,6 +191,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             learns: strategy.learns(),
             strategy,
             observer: None,
+            #[cfg(feature = "sync")]
             handoff: None,
             plain: false,
             state,

@@ -98,10 +98,13 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// the lock, as if set with
     /// [`SharedDispatcher::set_observer`](super::SharedDispatcher::set_observer).
     pub fn set_observer(&mut self, observer: impl Observer<Event> + Send + 'static) {
-        self.observer = Some(match &self.handoff {
-            Some(handoff) => handoff.take_over(Box::new(observer)),
-            None => Box::new(observer),
-        });
+        let observer: Box<dyn Observer<Event> + Send> = Box::new(observer);
+        #[cfg(feature = "sync")]
+        let observer = match &self.handoff {
+            Some(handoff) => handoff.take_over(observer),
+            None => observer,
+        };
+        self.observer = Some(observer);
         self.plain = self.plain_now();
     }
 

@@ -1,4 +1,6 @@
-//! [`Saga`]: a compensation log, usable on its own or inside a run.
+//! [`Saga`]: a compensation log, usable on its own or inside a workflow
+//! run. Part of the core: it needs no feature and no dependency beyond
+//! the standard library, and `workflow` re-exports it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,7 +16,7 @@ impl CompensationId {
     /// The id of the `index`-th recorded action.
     ///
     /// ```
-    /// use taskweave::workflow::CompensationId;
+    /// use taskweave::saga::CompensationId;
     ///
     /// assert_eq!(CompensationId::new(3).get(), 3);
     /// ```
@@ -120,10 +122,11 @@ struct Entry<K, T> {
 /// it.
 ///
 /// The saga is sans-IO and deterministic: it calls nothing and reads no
-/// clock. [`WorkflowRun`](super::WorkflowRun) compensates with one.
+/// clock. With the `workflow` feature, `workflow::WorkflowRun` compensates
+/// with one.
 ///
 /// ```
-/// use taskweave::workflow::Saga;
+/// use taskweave::saga::Saga;
 ///
 /// let mut saga: Saga<&str, u32> = Saga::new();
 /// saga.record("hotel", 17, [])?;
@@ -141,7 +144,7 @@ struct Entry<K, T> {
 /// saga.compensated(id)?;
 /// assert!(saga.poll_compensation().is_none());
 /// assert!(saga.is_done() && saga.is_complete());
-/// # Ok::<(), taskweave::workflow::SagaError>(())
+/// # Ok::<(), taskweave::saga::SagaError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -411,6 +414,7 @@ impl<K: Ord + Clone, T> Saga<K, T> {
 
     /// Whether the saga's parts agree (what it keeps by construction): for
     /// a saga read from outside before it is trusted.
+    #[cfg(feature = "workflow")]
     pub(crate) fn is_consistent(&self) -> bool {
         let Some(remaining) = self.remaining else {
             return self.in_progress.is_none()
@@ -451,6 +455,7 @@ impl<K: Ord + Clone, T> Saga<K, T> {
     }
 
     /// Whether both sagas declare the same dependencies.
+    #[cfg(feature = "workflow")]
     pub(crate) fn same_dependencies(&self, other: &Self) -> bool {
         self.depends == other.depends
     }
