@@ -231,7 +231,17 @@ fn main() -> ExitCode {
     results.sort_by_key(|(batch, _, _)| *batch);
     println!();
     for (batch, outcome, output) in &results {
-        println!("batch {batch}: {outcome:?}, output {output:?}");
+        // The records carry a trailer, -(bad + 1): the good ones are the rest.
+        let good = |records: &Records| records.iter().filter(|&&r| r >= 0).count();
+        match output {
+            Some(records) => println!(
+                "batch {batch}: {outcome:?}: loaded {} records into the warehouse",
+                good(records)
+            ),
+            None => println!(
+                "batch {batch}: {outcome:?}: quarantined (too many bad records), nothing loaded"
+            ),
+        }
     }
     let loaded = results
         .first()
