@@ -1,199 +1,343 @@
-//! Quickstart: a dozen agents, a few thousand tasks, every routing strategy.
+//! Quickstart: the main job, told as a short story.
 //!
-//! Twelve agents with mixed capabilities, capacities, weights, priorities,
-//! costs and zones serve 3,000 tasks arriving six per tick of virtual time.
-//! A task holds its agent's slot for a few ticks and succeeds or fails
-//! depending on how reliable the agent is. Each strategy routes the same
-//! task stream; the table shows how many tasks each agent got, how evenly
-//! the load was spread, and how many tasks succeeded.
+//! Three agents register with one dispatcher. Plain tasks are dispatched:
+//! one attempt fails and is retried, and an agent that crashes while
+//! holding a task misses its heartbeats, so its task fails over to another
+//! agent. A workflow runs on the same dispatcher: a hotel and a flight are
+//! booked, the card is declined for good, and the saga undoes the flight,
+//! then the hotel, in reverse order. The host plays the agents on a
+//! virtual clock; the example checks the story and exits non-zero if it
+//! went another way.
 //!
-//! Run with `cargo run --release --example quickstart`.
+//! `cargo run --release --example quickstart`
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
-use taskweave::agent::{AgentProfile, Outcome, Registry};
-use taskweave::routing::{
-    Adaptive, CapabilityMatch, Feedback, LeastLoaded, PowerOfTwoChoices, PriorityBased, Rendezvous,
-    RoundRobin, RoutingError, RoutingStrategy, Scored, WeightedRoundRobin,
+use taskweave::agent::AgentProfile;
+use taskweave::resilience::Fixed;
+use taskweave::scheduler::{
+    Action, AttemptOutcome, Dispatcher, DispatcherConfig, Event, TaskReport, TaskSpec,
 };
-use taskweave::{AgentId, Instant, LabelConstraint, TaskRequirements};
+use taskweave::workflow::{
+    EngineAction, RunOutcome, StepDef, StepFailure, StepOutput, StepTask, WorkflowDef,
+    WorkflowEngine,
+};
+use taskweave::{AgentId, AttemptToken, Instant, TaskId, TaskRequirements};
 
-const TASKS: usize = 3_000;
-/// Arrivals per tick: enough to keep the pool about three-quarters busy.
-const PER_TICK: usize = 6;
-const SEED: u64 = 2026;
+/// What the dispatcher carries: the host's own jobs, and workflow steps.
+#[derive(Clone, Debug)]
+enum Job {
+    Summarize(&'static str),
+    Step(StepTask),
+}
 
-/// (capabilities, capacity, weight, priority, cost, zone, reliability)
-type Kind = (
-    &'static [&'static str],
-    u32,
-    u32,
-    u32,
-    f64,
-    &'static str,
-    f64,
-);
-
-const AGENTS: [Kind; 12] = [
-    (&["python"], 4, 1, 0, 0.10, "eu", 0.97),
-    (&["python"], 4, 1, 0, 0.10, "eu", 0.97),
-    (&["python"], 4, 1, 0, 0.10, "us", 0.70),
-    (&["python"], 4, 1, 0, 0.10, "us", 0.97),
-    (&["python", "gpu"], 2, 2, 1, 0.80, "eu", 0.95),
-    (&["python", "gpu"], 2, 2, 1, 0.80, "us", 0.95),
-    (&["python", "gpu"], 2, 2, 1, 0.80, "us", 0.60),
-    (&["rust"], 3, 1, 0, 0.20, "eu", 0.99),
-    (&["rust"], 3, 1, 0, 0.20, "eu", 0.99),
-    (&["rust"], 3, 1, 0, 0.20, "us", 0.90),
-    (&["python", "rust", "gpu"], 6, 3, 2, 1.50, "eu", 0.99),
-    (&["python", "rust", "gpu"], 6, 3, 2, 1.50, "us", 0.99),
-];
-
-fn registry() -> Result<Registry, taskweave::Error> {
-    let mut registry = Registry::new();
-    for (i, (caps, capacity, weight, priority, cost, zone, _)) in AGENTS.iter().enumerate() {
-        let profile = AgentProfile::builder()
-            .capabilities(caps.iter().copied())
-            .capacity(*capacity)
-            .weight(*weight)
-            .priority(*priority)
-            .cost_per_task(*cost)
-            .label("zone", *zone)
-            .build()?;
-        registry.register(AgentId::new(i as u64 + 1), profile, Instant::ZERO)?;
+impl From<StepTask> for Job {
+    fn from(step: StepTask) -> Self {
+        Job::Step(step)
     }
-    Ok(registry)
 }
 
-/// The task stream: the same for every strategy.
-fn tasks() -> Vec<(TaskRequirements, u64)> {
-    let mut rng = StdRng::seed_from_u64(SEED);
-    (0..TASKS)
-        .map(|i| {
-            let roll = rng.random_range(0..100);
-            let task = match roll {
-                0..50 => TaskRequirements::new().require(["python"]).kind("etl"),
-                50..75 => TaskRequirements::new()
-                    .require(["gpu"])
-                    .prefer(["rust"])
-                    .kind("inference"),
-                75..90 => TaskRequirements::new().require(["rust"]).kind("build"),
-                _ => TaskRequirements::new()
-                    .require(["python"])
-                    .label(LabelConstraint::equals("zone", "eu"))
-                    .kind("gdpr"),
-            };
-            let task = task.affinity_key(format!("tenant-{}", i % 40));
-            (task, rng.random_range(2..10))
-        })
-        .collect()
+/// Work an agent finishes at a given instant.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Work {
+    task: TaskId,
+    agent: AgentId,
+    token: AttemptToken,
 }
 
-struct Report {
-    per_agent: Vec<usize>,
-    unroutable: usize,
-    succeeded: usize,
-    mean_spread: f64,
+const AGENTS: [(u64, &str, &str); 3] = [
+    (1, "ada", "write"),
+    (2, "bob", "write"),
+    (3, "cyd", "travel"),
+];
+/// bob crashes when he takes his first task.
+const CRASHES: u64 = 2;
+
+fn name(agent: AgentId) -> &'static str {
+    AGENTS
+        .iter()
+        .find(|(id, ..)| *id == agent.get())
+        .map_or("?", |a| a.1)
 }
 
-/// Runs the task stream through one strategy in virtual time.
-fn simulate(strategy: &mut dyn RoutingStrategy) -> Result<Report, taskweave::Error> {
-    let mut registry = registry()?;
-    let mut rng = StdRng::seed_from_u64(SEED ^ 1);
-    let mut running: VecDeque<(u64, AgentId, bool, Option<String>)> = VecDeque::new();
-    let mut report = Report {
-        per_agent: vec![0; AGENTS.len()],
-        unroutable: 0,
-        succeeded: 0,
-        mean_spread: 0.0,
-    };
-    for (i, (task, duration)) in tasks().into_iter().enumerate() {
-        let tick = (i / PER_TICK) as u64;
-        // Finish the tasks whose time is up, and let the strategy learn.
-        running.make_contiguous().sort_by_key(|r| r.0);
-        while running.front().is_some_and(|r| r.0 <= tick) {
-            let Some((_, agent, success, kind)) = running.pop_front() else {
+fn trip() -> Result<WorkflowDef, taskweave::Error> {
+    let travel = |id: &str| StepDef::agent(id).capabilities(["travel"]);
+    Ok(WorkflowDef::builder("trip", 1)
+        .step(travel("hotel").compensable())
+        .step(travel("flight").compensable())
+        .step(travel("charge_card"))
+        .edge("hotel", "flight")
+        .edge("flight", "charge_card")
+        .build()?)
+}
+
+/// The story's host: the dispatcher, the engine, the agents' work in
+/// flight, and what it told.
+struct Host {
+    pool: Dispatcher<Job>,
+    engine: WorkflowEngine<String>,
+    def: Arc<WorkflowDef>,
+    now: Instant,
+    busy: BinaryHeap<Reverse<(Instant, Work)>>,
+    docs: BTreeMap<TaskId, &'static str>,
+    events: Arc<Mutex<Vec<Event>>>,
+    crashed: bool,
+    overloaded: bool,
+    story: Vec<String>,
+    trip: Option<RunOutcome>,
+}
+
+impl Host {
+    fn tell(&mut self, line: String) {
+        let line = format!("t={:>4.1}s  {line}", self.now.as_nanos() as f64 / 1e9);
+        println!("{line}");
+        self.story.push(line);
+    }
+
+    /// Hands every dispatcher action to the engine, carries out what
+    /// comes back, and tells the dispatcher's events about plain tasks.
+    fn settle(&mut self) {
+        loop {
+            if let Some(action) = self.pool.poll_action() {
+                let mine = self.engine.handle_action(&mut self.pool, action);
+                self.tell_events();
+                if let Some(Action::Assign {
+                    task, agent, token, ..
+                }) = mine
+                {
+                    self.take(task, agent, token);
+                }
+                continue;
+            }
+            let Some(action) = self.engine.poll_action() else {
                 break;
             };
-            registry.release(agent)?;
-            let outcome = Outcome {
-                success,
-                latency: Duration::from_millis(100),
-            };
-            registry.record_outcome(agent, outcome)?;
-            strategy.observe(&Feedback {
-                agent,
-                kind: kind.as_deref(),
-                outcome,
-            });
-            report.succeeded += usize::from(success);
-        }
-        match registry.route(strategy, &task) {
-            Ok(agent) => {
-                registry.acquire(agent)?;
-                let reliability = AGENTS[agent.get() as usize - 1].6;
-                let success = rng.random_bool(reliability);
-                running.push_back((
-                    tick + duration,
+            match action {
+                EngineAction::Assign {
+                    task,
                     agent,
-                    success,
-                    task.task_kind().map(str::to_owned),
-                ));
-                report.per_agent[agent.get() as usize - 1] += 1;
+                    token,
+                    step,
+                } => {
+                    let id = self.step_name(&step);
+                    let verb = if step.compensation { "undoes" } else { "runs" };
+                    self.tell(format!("trip: {} {verb} {id}", name(agent)));
+                    self.take(task, agent, token);
+                }
+                EngineAction::Finished { outcome, .. } => {
+                    let how = match &outcome {
+                        RunOutcome::Compensated(_) => "compensated: every booking undone",
+                        RunOutcome::Succeeded => "succeeded",
+                        _ => "failed",
+                    };
+                    self.tell(format!("trip: the run ends {how}"));
+                    self.trip = Some(outcome);
+                }
+                other => self.tell(format!("trip: {other:?}")),
             }
-            // Every eligible agent is busy: a scheduler would queue the task.
-            Err(RoutingError::NoEligibleAgent) => report.unroutable += 1,
-            Err(other) => return Err(other.into()),
         }
-        let utilization = registry.iter().map(|r| r.utilization());
-        let (lo, hi) = utilization.fold((f64::MAX, f64::MIN), |(lo, hi), u| (lo.min(u), hi.max(u)));
-        report.mean_spread += (hi - lo) / TASKS as f64;
+        self.tell_events();
     }
-    report.succeeded += running.iter().filter(|r| r.2).count();
-    Ok(report)
+
+    fn tell_events(&mut self) {
+        let events = std::mem::take(&mut *self.events.lock().expect("not poisoned"));
+        for event in events {
+            self.tell_event(event);
+        }
+    }
+
+    fn tell_event(&mut self, event: Event) {
+        let doc = |task| self.docs.get(&task).copied();
+        let line = match event {
+            Event::Assigned {
+                task,
+                agent,
+                attempt,
+                ..
+            } => doc(task).map(|d| format!("{d} goes to {} (attempt {attempt})", name(agent))),
+            Event::Completed { task, agent, .. } => {
+                doc(task).map(|d| format!("{d} done by {}", name(agent)))
+            }
+            Event::Retried { task, at } => doc(task).map(|d| {
+                let wait = at.saturating_duration_since(self.now);
+                format!("{d} will be retried in {:.1} s", wait.as_secs_f64())
+            }),
+            Event::FailedOver { task, agent } => {
+                doc(task).map(|d| format!("{d} fails over: taken back from {}", name(agent)))
+            }
+            Event::AgentLost { agent } => {
+                Some(format!("{} missed 3 heartbeats: lost", name(agent)))
+            }
+            _ => None,
+        };
+        if let Some(line) = line {
+            self.tell(line);
+        }
+    }
+
+    fn step_name(&self, step: &StepTask) -> String {
+        self.def
+            .step(step.step)
+            .map_or_else(|| "?".into(), |s| s.id.clone())
+    }
+
+    /// An agent starts an attempt; bob crashes on his first one instead.
+    fn take(&mut self, task: TaskId, agent: AgentId, token: AttemptToken) {
+        if agent.get() == CRASHES && !self.crashed {
+            self.crashed = true;
+            self.tell("bob crashes while holding his task".into());
+            return;
+        }
+        let at = self.now + Duration::from_secs(1);
+        self.busy.push(Reverse((at, Work { task, agent, token })));
+    }
+
+    /// An attempt ends: how it went is the story's.
+    fn finish(&mut self, work: Work) {
+        let Work { task, agent, token } = work;
+        if let Some(Job::Summarize(doc)) = self.pool.payload(task).cloned() {
+            let outcome = match doc {
+                "report-1" if !self.overloaded => {
+                    self.overloaded = true;
+                    self.tell(format!("{doc} fails on {}: model overloaded", name(agent)));
+                    AttemptOutcome::failure("model overloaded")
+                }
+                _ => AttemptOutcome::Success,
+            };
+            let report = TaskReport {
+                task,
+                agent,
+                token,
+                outcome,
+            };
+            self.pool.report(report, self.now).expect("a live attempt");
+            return;
+        }
+        let Some(Job::Step(step)) = self.pool.payload(task).cloned() else {
+            return;
+        };
+        let id = self.step_name(&step);
+        let result = if id == "charge_card" && !step.compensation {
+            self.tell("trip: charge_card fails for good: card declined".into());
+            Err(StepFailure::fatal("card declined"))
+        } else {
+            Ok(StepOutput::new(id))
+        };
+        self.engine
+            .report(&mut self.pool, task, agent, token, result, self.now)
+            .expect("a live step");
+    }
 }
 
-fn main() -> Result<(), taskweave::Error> {
-    let strategies: Vec<(&str, Box<dyn RoutingStrategy>)> = vec![
-        ("capability match", Box::new(CapabilityMatch::new())),
-        ("round robin", Box::new(RoundRobin::new())),
-        ("weighted rr", Box::new(WeightedRoundRobin::new())),
-        ("least loaded", Box::new(LeastLoaded::new())),
-        ("power of two", Box::new(PowerOfTwoChoices::new(SEED))),
-        ("priority based", Box::new(PriorityBased::new())),
-        ("rendezvous", Box::new(Rendezvous::new())),
-        ("scored", Box::new(Scored::new())),
-        ("adaptive (ucb1)", Box::new(Adaptive::new())),
-    ];
-    println!(
-        "taskweave quickstart: {TASKS} tasks, {} agents, one task per tick\n",
-        AGENTS.len()
-    );
-    println!("agent kinds: 1-4 python (cap 4; #3 flaky), 5-7 python+gpu (cap 2; #7 flaky),");
-    println!("             8-10 rust (cap 3), 11-12 python+rust+gpu (cap 6, priority 2)\n");
-    let header: String = (1..=AGENTS.len())
-        .map(|i| format!("{:>5}", format!("a{i}")))
-        .collect();
-    println!(
-        "{:<17}{header}  unroutable  spread  success",
-        "tasks per agent"
-    );
-    for (name, mut strategy) in strategies {
-        let report = simulate(strategy.as_mut())?;
-        let row: String = report.per_agent.iter().map(|n| format!("{n:>5}")).collect();
-        let routed = TASKS - report.unroutable;
-        println!(
-            "{name:<17}{row}  {:>10}  {:>6.2}  {:>6.1}%",
-            report.unroutable,
-            report.mean_spread,
-            100.0 * report.succeeded as f64 / routed as f64,
-        );
+fn main() -> ExitCode {
+    let config = DispatcherConfig::builder()
+        .heartbeats(Duration::from_secs(1), 3)
+        .retry_policy(Fixed::new(Duration::from_millis(500), 3).expect("valid"))
+        .build()
+        .expect("valid configuration");
+    let mut pool: Dispatcher<Job> = Dispatcher::new(config);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&events);
+    pool.set_observer(move |event: &Event| sink.lock().expect("not poisoned").push(*event));
+    let def = Arc::new(trip().expect("a valid definition"));
+    let mut host = Host {
+        pool,
+        engine: WorkflowEngine::new(),
+        def,
+        now: Instant::ZERO,
+        busy: BinaryHeap::new(),
+        docs: BTreeMap::new(),
+        events,
+        crashed: false,
+        overloaded: false,
+        story: Vec::new(),
+        trip: None,
+    };
+
+    for (id, agent, capability) in AGENTS {
+        let profile = AgentProfile::builder()
+            .capabilities([capability])
+            .capacity(1)
+            .build()
+            .expect("a valid profile");
+        host.pool
+            .register_agent(AgentId::new(id), profile, host.now)
+            .expect("a new agent");
+        host.tell(format!("{agent} registers ({capability})"));
     }
-    println!(
-        "\nspread: mean over time of (max - min) utilization across agents; success: share of routed tasks."
-    );
-    Ok(())
+    for doc in ["report-1", "report-2", "report-3"] {
+        let spec = TaskSpec::new(Job::Summarize(doc))
+            .requirements(TaskRequirements::new().require(["write"]));
+        let task = host.pool.submit(spec, host.now).expect("accepted").id();
+        host.docs.insert(task, doc);
+    }
+    host.tell("3 reports submitted; a trip workflow starts on the same dispatcher".into());
+    let def = Arc::clone(&host.def);
+    let _ = host.engine.start(&mut host.pool, def, None, host.now);
+
+    let mut next_heartbeat = Instant::ZERO;
+    loop {
+        host.settle();
+        let done = host.pool.live_tasks() == 0 && host.trip.is_some();
+        if done || host.now > Instant::from_secs(60) {
+            break;
+        }
+        let due_work = host.busy.peek().map(|Reverse((at, _))| *at);
+        let wake = [
+            due_work,
+            Some(next_heartbeat),
+            host.pool.poll_timeout(),
+            host.engine.poll_timeout(),
+        ];
+        host.now = wake
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(host.now)
+            .max(host.now);
+        while host
+            .busy
+            .peek()
+            .is_some_and(|Reverse((at, _))| *at <= host.now)
+        {
+            if let Some(Reverse((_, work))) = host.busy.pop() {
+                host.finish(work);
+            }
+        }
+        if host.now >= next_heartbeat {
+            for (id, ..) in AGENTS {
+                if !(id == CRASHES && host.crashed) {
+                    let _ = host.pool.heartbeat(AgentId::new(id), host.now);
+                }
+            }
+            next_heartbeat = host.now + Duration::from_secs(1);
+        }
+        host.pool.handle_timeout(host.now);
+        host.engine.handle_timeout(&mut host.pool, host.now);
+    }
+
+    let told = |text: &str| host.story.iter().position(|l| l.contains(text));
+    let undo_flight = told("undoes flight");
+    let undo_hotel = told("undoes hotel");
+    let done = host
+        .story
+        .iter()
+        .filter(|l| l.contains(" done by "))
+        .count();
+    let as_expected = done == 3
+        && told("will be retried").is_some()
+        && told("fails over").is_some()
+        && matches!(host.trip, Some(RunOutcome::Compensated(_)))
+        && undo_flight.zip(undo_hotel).is_some_and(|(f, h)| f < h);
+    if as_expected {
+        println!("every report done, one retry, one failover; the trip undone in reverse order");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("the story went another way");
+        ExitCode::FAILURE
+    }
 }

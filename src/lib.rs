@@ -77,7 +77,9 @@
 //! | `cluster` | `cluster` | `serde` | a durable cluster's roles as sans-IO state machines over a store contract (`Node`, `AgentSession`, `MemStore`, `check_store`, `Auditor`); the `taskweave-postgres` crate hosts them on PostgreSQL |
 //! | [`error`] | core | — | the crate-wide [`Error`], a convenience over each module's own error |
 //!
-//! The examples show each layer at work: `quickstart` (routing),
+//! The examples show each layer at work: `quickstart` (the main job:
+//! dispatch, retry, failover, a workflow that compensates), `routing`
+//! (every routing strategy compared), `saga` (compensation alone),
 //! `dispatch` (the dispatcher under threads: retries, failover, breakers,
 //! dead letters), `tokio_host` (the same dispatcher under tokio: agents as
 //! async tasks, the host loop woken at `poll_timeout`), `fair_tenants`
@@ -89,32 +91,57 @@
 //!
 //! ## Quickstart
 //!
+//! A dispatcher routes tasks to agents and retries what fails; the host
+//! feeds it time and reports and carries out the actions it hands back.
+//! A saga undoes completed work, latest first. `cargo run --release
+//! --example quickstart` tells the whole story: agents register, one
+//! attempt is retried, a crashed agent's task fails over, and a workflow on
+//! the same dispatcher fails for good and compensates in reverse order.
+//!
 //! ```
-//! use taskweave::agent::{AgentProfile, Registry};
-//! use taskweave::routing::RoundRobin;
-//! use taskweave::{AgentId, Instant, LabelConstraint, TaskRequirements};
+//! use std::time::Duration;
+//! use taskweave::agent::AgentProfile;
+//! use taskweave::resilience::Fixed;
+//! use taskweave::saga::Saga;
+//! use taskweave::scheduler::{Action, AttemptOutcome, Dispatcher, DispatcherConfig, TaskReport, TaskSpec};
+//! use taskweave::{AgentId, Instant, TaskRequirements};
 //!
-//! let mut registry = Registry::new();
-//! let now = Instant::ZERO;
-//! let gpu_eu = AgentProfile::builder().capabilities(["gpu", "python"]).capacity(4).label("zone", "eu").build()?;
-//! let gpu_us = AgentProfile::builder().capabilities(["gpu", "python"]).capacity(4).label("zone", "us").build()?;
-//! let cpu = AgentProfile::builder().capabilities(["python"]).capacity(8).build()?;
-//! registry.register(AgentId::new(1), gpu_eu.clone(), now)?;
-//! registry.register(AgentId::new(2), gpu_eu, now)?;
-//! registry.register(AgentId::new(3), gpu_us, now)?;
-//! registry.register(AgentId::new(4), cpu, now)?;
+//! let config = DispatcherConfig::builder()
+//!     .retry_policy(Fixed::new(Duration::from_millis(500), 3)?)
+//!     .build()?;
+//! let mut dispatcher = Dispatcher::new(config);
+//! let ada = AgentProfile::builder().capabilities(["write"]).capacity(2).build()?;
+//! dispatcher.register_agent(AgentId::new(1), ada, Instant::ZERO)?;
+//! let needs = TaskRequirements::new().require(["write"]);
+//! dispatcher.submit(TaskSpec::new("summarize report-1").requirements(needs), Instant::ZERO)?;
 //!
-//! let train = TaskRequirements::new()
-//!     .require(["gpu"])
-//!     .label(LabelConstraint::equals("zone", "eu"));
-//! let mut rotation = RoundRobin::new();
-//! let picks: Vec<_> = (0..4).map(|_| registry.route(&mut rotation, &train)).collect::<Result<_, _>>()?;
-//! assert_eq!(picks, [1, 2, 1, 2].map(AgentId::new));
+//! // The dispatcher decides, the host acts: run the attempt, report how it went.
+//! let mut finish = |dispatcher: &mut Dispatcher<&str>, outcome, now| {
+//!     let Some(Action::Assign { task, agent, token, .. }) = dispatcher.poll_action() else {
+//!         panic!("an assignment was due");
+//!     };
+//!     dispatcher.report(TaskReport { task, agent, token, outcome }, now)
+//! };
+//! finish(&mut dispatcher, AttemptOutcome::failure("model overloaded"), Instant::from_secs(1))?;
+//! // Retried after the policy's delay: the host sleeps until poll_timeout.
+//! assert_eq!(dispatcher.poll_timeout(), Some(Instant::from_millis(1_500)));
+//! dispatcher.handle_timeout(Instant::from_millis(1_500));
+//! finish(&mut dispatcher, AttemptOutcome::Success, Instant::from_secs(2))?;
+//! assert_eq!(dispatcher.live_tasks(), 0);
 //!
-//! // Nobody has a TPU: an answer, not a panic.
-//! let tpu = TaskRequirements::new().require(["tpu"]);
-//! assert!(registry.route(&mut rotation, &tpu).is_err());
-//! # Ok::<(), taskweave::Error>(())
+//! // Compensation on its own: record what succeeded, undo it latest first.
+//! let mut trip: Saga<&str, ()> = Saga::new();
+//! trip.record("hotel", (), [])?;
+//! trip.record("flight", (), ["hotel"])?;
+//! trip.compensate(); // charging the card failed for good
+//! let mut undone = Vec::new();
+//! while let Some(step) = trip.poll_compensation() {
+//!     let (key, id) = (*step.key, step.id);
+//!     undone.push(key);
+//!     trip.compensated(id)?;
+//! }
+//! assert_eq!(undone, ["flight", "hotel"]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 #![forbid(unsafe_code)]
