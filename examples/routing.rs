@@ -178,7 +178,7 @@ fn main() -> Result<(), taskweave::Error> {
         .map(|i| format!("{:>5}", format!("a{i}")))
         .collect();
     println!(
-        "{:<17}{header}  unroutable  spread  success",
+        "{:<17}{header}  unroutable  spread  ok/routed  ok/all",
         "tasks per agent"
     );
     for (name, mut strategy) in strategies {
@@ -186,14 +186,15 @@ fn main() -> Result<(), taskweave::Error> {
         let row: String = report.per_agent.iter().map(|n| format!("{n:>5}")).collect();
         let routed = TASKS - report.unroutable;
         println!(
-            "{name:<17}{row}  {:>10}  {:>6.2}  {:>6.1}%",
+            "{name:<17}{row}  {:>10}  {:>6.2}  {:>8.1}%  {:>5.1}%",
             report.unroutable,
             report.mean_spread,
             100.0 * report.succeeded as f64 / routed as f64,
+            100.0 * report.succeeded as f64 / TASKS as f64,
         );
     }
     println!(
-        "\nspread: mean over time of (max - min) utilization across agents; success: share of routed tasks."
+        "\nspread: mean over time of (max - min) utilization across agents;\nok/routed: tasks that succeeded, of those routed; ok/all: of every task (unroutable ones count as not done)."
     );
     Ok(())
 }
