@@ -116,7 +116,7 @@
 //! dispatcher.submit(TaskSpec::new("summarize report-1").requirements(needs), Instant::ZERO)?;
 //!
 //! // The dispatcher decides, the host acts: run the attempt, report how it went.
-//! let mut finish = |dispatcher: &mut Dispatcher<&str>, outcome, now| {
+//! let finish = |dispatcher: &mut Dispatcher<&str>, outcome, now| {
 //!     let Some(Action::Assign { task, agent, token, .. }) = dispatcher.poll_action() else {
 //!         panic!("an assignment was due");
 //!     };

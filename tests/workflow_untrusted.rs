@@ -1,4 +1,4 @@
-//! Workflows under untrusted input (issue 11): definitions read from JSON,
+//! Workflows under untrusted input: definitions read from JSON,
 //! corrupted checkpoints, and host clocks that jump, step back or reach
 //! `Instant::MAX`. Unit tests for each fix; the properties are in
 //! `workflow_untrusted_props.rs`.
@@ -508,8 +508,9 @@ fn corrupted_checkpoints_are_refused_naming_the_field() {
 
 #[test]
 fn duplicate_entries_cannot_sneak_in_through_a_checkpoint() {
-    // The reproduction of issue 11: a step started twice decremented the
-    // open-step count twice. A checkpoint claiming so is refused.
+    // The reproduction of the double-start bug: a step started twice
+    // decremented the open-step count twice. A checkpoint claiming so is
+    // refused.
     let def = Arc::new(
         WorkflowDef::builder("one", 1)
             .step(StepDef::local("s0"))

@@ -1,4 +1,4 @@
-//! Properties of workflow runs under untrusted input (issue 11):
+//! Properties of workflow runs under untrusted input:
 //! corrupted checkpoints of busy runs, random definitions read from JSON,
 //! and random host clocks, for runs and for the engine. Every case must either be refused with a typed
 //! error or run on with no panic, no hang (a watchdog thread, and bounds on
