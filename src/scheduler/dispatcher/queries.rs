@@ -93,10 +93,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     }
 
     /// Sets the observer that receives every lifecycle [`Event`]. On a
-    /// dispatcher held by a [`SharedDispatcher`](super::SharedDispatcher)
+    /// dispatcher held by a [`SharedDispatcher`](crate::scheduler::SharedDispatcher)
     /// (through its lock), the observer goes to the handle and runs outside
     /// the lock, as if set with
-    /// [`SharedDispatcher::set_observer`](super::SharedDispatcher::set_observer).
+    /// [`SharedDispatcher::set_observer`](crate::scheduler::SharedDispatcher::set_observer).
     pub fn set_observer(&mut self, observer: impl Observer<Event> + Send + 'static) {
         let observer: Box<dyn Observer<Event> + Send> = Box::new(observer);
         #[cfg(feature = "sync")]
