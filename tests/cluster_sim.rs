@@ -31,6 +31,14 @@ fn a_seed_replays_to_the_same_trace_and_seeds_differ() {
     let c = simulate(config(4, 20), work());
     assert_eq!(a, b, "two runs of a seed");
     assert_ne!(a.trace_hash, c.trace_hash);
+    // A run that only hashes (as `--seeds` runs do) gives the hash of one
+    // that keeps its trace lines (the default, and `--seed`'s replay).
+    let hashing = SimConfig::builder(3)
+        .duration(Duration::from_secs(20), Duration::from_secs(60))
+        .keep_trace(false)
+        .build()
+        .unwrap();
+    assert_eq!(simulate(hashing, work()).trace_hash, a.trace_hash);
 }
 
 #[test]

@@ -58,11 +58,28 @@ impl Trace {
             self.hash = hasher.0;
             return;
         }
-        let mut text = String::new();
-        let _ = write!(text, "{at_ms:>9} ms  {line}");
+        let text = format!("{at_ms:>9} ms  {line}");
         let mut hasher = Fnv(self.hash);
-        let _ = hasher.write_str(&text);
+        hasher.fold(text.as_bytes());
         self.hash = hasher.0;
+        self.keep_line(text, notable);
+    }
+
+    /// Folds a routine event, `kind` of `who` at `at_ms`, as numbers (the
+    /// same whether lines are kept or not), and keeps its line when asked
+    /// to.
+    pub(crate) fn record_event(&mut self, at_ms: u64, kind: &'static str, who: usize) {
+        let mut hasher = Fnv(self.hash);
+        hasher.fold(&at_ms.to_le_bytes());
+        hasher.fold(kind.as_bytes());
+        hasher.fold(&(who as u64).to_le_bytes());
+        self.hash = hasher.0;
+        if self.keep {
+            self.keep_line(format!("{at_ms:>9} ms  {kind} {who}"), false);
+        }
+    }
+
+    fn keep_line(&mut self, text: String, notable: bool) {
         let (ring, most) = if notable {
             (&mut self.notable, NOTABLE)
         } else {
@@ -72,19 +89,6 @@ impl Trace {
             ring.pop_front();
         }
         ring.push_back(text);
-    }
-
-    /// Folds a routine event, `kind` of `who` at `at_ms`: hashed as
-    /// numbers, with no text built unless the lines are kept.
-    pub(crate) fn record_event(&mut self, at_ms: u64, kind: &'static str, who: usize) {
-        if self.keep {
-            return self.record(at_ms, format_args!("{kind} {who}"), false);
-        }
-        let mut hasher = Fnv(self.hash);
-        hasher.fold(&at_ms.to_le_bytes());
-        hasher.fold(kind.as_bytes());
-        hasher.fold(&(who as u64).to_le_bytes());
-        self.hash = hasher.0;
     }
 
     pub(crate) fn hash(&self) -> u64 {
