@@ -27,8 +27,8 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
             self.submitted += count;
             self.post(Message::Submit(specs));
         }
-        let cancels = self.cancellable();
-        for task in cancels {
+        let accepted = self.take_verdicts();
+        for task in accepted {
             if self.rng.chance(self.config.faults.cancel) {
                 *self.faults.entry("cancel").or_default() += 1;
                 self.post(Message::Cancel(task));
@@ -36,12 +36,16 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
         }
     }
 
-    /// Tasks of submissions consumed since the last tick.
-    fn cancellable(&mut self) -> Vec<crate::TaskId> {
+    /// Takes in the verdicts of the submissions waiting for one: counts
+    /// the refused tasks, keeps the submissions not answered yet (all of
+    /// them if the store cannot say), and returns the accepted tasks.
+    pub(crate) fn take_verdicts(&mut self) -> Vec<crate::TaskId> {
         let ids = std::mem::take(&mut self.recent);
-        let verdicts = match self.store.client(ClientOp::Verdicts(ids.clone()), self.now) {
-            Ok(ClientReply::Verdicts(v)) => v,
-            _ => Vec::new(),
+        let Ok(ClientReply::Verdicts(verdicts)) =
+            self.store.client(ClientOp::Verdicts(ids.clone()), self.now)
+        else {
+            self.recent = ids;
+            return Vec::new();
         };
         let mut tasks = Vec::new();
         for (id, verdict) in ids.into_iter().zip(verdicts) {
@@ -56,12 +60,6 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
             }
         }
         tasks
-    }
-
-    /// Takes in the verdicts of every submission still waiting for one,
-    /// counting the refused tasks.
-    pub(crate) fn take_verdicts(&mut self) {
-        let _ = self.cancellable();
     }
 
     fn post(&mut self, message: Message<P>) {

@@ -252,9 +252,7 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
 
     /// A node's clock at the store's instant `at`.
     pub(crate) fn node_clock(&self, i: usize, at: Instant) -> Instant {
-        let skew = self.nodes[i].skew;
-        let nanos = i128::from(at.as_nanos()) + i128::from(skew);
-        Instant::from_nanos(u64::try_from(nanos.max(0)).unwrap_or(u64::MAX))
+        shifted(at, i128::from(self.nodes[i].skew))
     }
 
     pub(crate) fn delay(&mut self) -> Duration {
@@ -304,9 +302,8 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
             }
             None => {
                 if let Some(at) = self.nodes[i].node.poll_timeout() {
-                    let skew = self.nodes[i].skew;
-                    let nanos = i128::from(at.as_nanos()) - i128::from(skew);
-                    let at = Instant::from_nanos(u64::try_from(nanos.max(0)).unwrap_or(u64::MAX));
+                    // The node's instant, on the store's clock.
+                    let at = shifted(at, -i128::from(self.nodes[i].skew));
                     self.wake_node_at(i, at.max(now));
                 }
             }
@@ -365,6 +362,12 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
             self.queue.push(again, copy);
         }
     }
+}
+
+/// `at` moved by `nanos`, clamped to the clock's range.
+fn shifted(at: Instant, nanos: i128) -> Instant {
+    let moved = i128::from(at.as_nanos()) + nanos;
+    Instant::from_nanos(u64::try_from(moved.max(0)).unwrap_or(u64::MAX))
 }
 
 /// The answer its sender gets, by its timeout, for a request that never

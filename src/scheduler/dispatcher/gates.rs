@@ -210,10 +210,16 @@ impl Gates {
         ended
     }
 
+    /// Whether agents' rates are limited.
+    #[inline]
+    pub(crate) fn rates_agents(&self) -> bool {
+        !self.agent_rates.is_empty()
+    }
+
     /// Whether any gate limits agents' slots (breakers or agent rates on).
     #[inline]
     pub(crate) fn limits_agents(&self) -> bool {
-        !self.breakers.is_empty() || !self.agent_rates.is_empty()
+        !self.breakers.is_empty() || self.rates_agents()
     }
 
     /// The slot limit `agent`'s gates set for it with `load` tasks running:
@@ -475,7 +481,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         task: TaskId,
         now: Instant,
     ) -> Option<(AgentId, Slot)> {
-        if !self.state.gates.limits_agents() {
+        if !self.state.gates.rates_agents() {
             return routed;
         }
         let cost = self.state.tasks.cost_of(task);
