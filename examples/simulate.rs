@@ -64,7 +64,7 @@ struct Outcome {
 fn run_seed(plan: &Plan, seed: u64) -> Result<Outcome, String> {
     let config = SimConfig::builder(seed)
         .duration(
-            Duration::from_secs(60 * plan.minutes),
+            Duration::from_secs(plan.minutes.saturating_mul(60)),
             Duration::from_secs(60),
         )
         .faults(FaultMenu::default())

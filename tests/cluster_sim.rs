@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use taskweave::AgentId;
-use taskweave::cluster::Assignment;
 use taskweave::cluster::sim::{FaultMenu, SimConfig, SimRng, SimWork, UniformWork, simulate};
-use taskweave::scheduler::{AttemptOutcome, TaskSpec};
+use taskweave::cluster::{Assignment, NodeConfig, SessionConfig};
+use taskweave::scheduler::{AttemptOutcome, DispatcherConfig, TaskSpec};
 
 fn work() -> UniformWork {
     UniformWork {
@@ -167,4 +167,21 @@ fn unworkable_simulations_are_refused_with_the_reason() {
     let delay =
         SimConfig::builder(1).link_delay(Duration::from_millis(5), Duration::from_millis(1));
     assert!(refused(delay).contains("link delay"));
+    // Bursts are sized by the queue: a huge queue would mean a huge burst.
+    let (node, session) = (
+        NodeConfig::builder("node").build().unwrap(),
+        SessionConfig::builder().build().unwrap(),
+    );
+    let dispatcher = DispatcherConfig::builder()
+        .heartbeats(Duration::from_millis(250), 8)
+        .queue_capacity(usize::MAX)
+        .build()
+        .unwrap();
+    let huge = SimConfig::builder(1).roles(node, session, dispatcher);
+    assert!(refused(huge.clone()).contains("with bursts on"));
+    let calm = FaultMenu {
+        burst: 0.0,
+        ..FaultMenu::default()
+    };
+    assert!(huge.faults(calm).build().is_ok());
 }

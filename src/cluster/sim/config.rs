@@ -227,6 +227,10 @@ impl<P> SimConfig<P> {
     }
 }
 
+/// The largest queue a simulation with bursts accepts: a burst submits
+/// half again as many tasks at once.
+const MAX_BURST_QUEUE: usize = 1_000_000;
+
 /// The roles' configurations a simulation uses unless told otherwise.
 fn default_roles() -> Result<(NodeConfig, SessionConfig, DispatcherConfig), ConfigError> {
     let ms = Duration::from_millis;
@@ -359,6 +363,12 @@ impl<P> SimConfigBuilder<P> {
         }
         if c.dispatcher.heartbeats().is_none() {
             return fail("the dispatcher needs heartbeats".into());
+        }
+        if f.burst > 0.0 && c.dispatcher.queue_capacity() > MAX_BURST_QUEUE {
+            return fail(format!(
+                "a burst submits half again the queue's capacity: with bursts on, the queue holds at most {MAX_BURST_QUEUE} tasks, not {}",
+                c.dispatcher.queue_capacity()
+            ));
         }
         if c.link_delay.0 > c.link_delay.1 || c.link_delay.1 > Duration::from_secs(10) {
             return fail(format!(
