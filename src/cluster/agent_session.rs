@@ -83,7 +83,10 @@ enum Sent {
     Incarnate,
     Register,
     Heartbeat,
-    Claim,
+    /// A claim of at most `limit` new rows.
+    Claim {
+        limit: usize,
+    },
     Report,
     Refusals,
 }
@@ -195,6 +198,16 @@ impl<P: Clone> AgentSession<P> {
         self.cancelled.pop_front()
     }
 
+    /// The host heard that the leader published work for this agent (a
+    /// PostgreSQL `NOTIFY`, a message on a bus): the next
+    /// [`poll_op`](Self::poll_op) claims at once instead of waiting out
+    /// the claim poll, which then only catches what a lost notice missed.
+    /// Optional; a notice the session cannot use (no free slot, not yet
+    /// registered) changes nothing.
+    pub fn work_published(&mut self) {
+        self.claim_at = Instant::ZERO;
+    }
+
     /// The host finished the attempt `token` of `task`: the outcome is
     /// reported with the next operation. A result for an attempt the
     /// session does not hold is ignored (`false`).
@@ -281,12 +294,13 @@ impl<P: Clone> AgentSession<P> {
                 if (now >= self.claim_at && self.free_slots() > 0) || now >= self.check_at =>
             {
                 self.check_at = now.saturating_add(self.config.refusals_every);
+                let limit = self.free_slots();
                 (
-                    Sent::Claim,
+                    Sent::Claim { limit },
                     AgentOp::Claim {
                         agent: self.agent,
                         incarnation: self.incarnation,
-                        limit: self.free_slots(),
+                        limit,
                     },
                 )
             }
@@ -341,7 +355,7 @@ impl<P: Clone> AgentSession<P> {
                         .push_back(SessionEvent::Refused { message, reason });
                 }
             }
-            (Sent::Claim, AgentReply::Claimed { rows, .. }) => {
+            (Sent::Claim { limit }, AgentReply::Claimed { rows, .. }) => {
                 self.cancelled_since(&rows);
                 let fresh: Vec<_> = rows
                     .into_iter()
@@ -349,7 +363,8 @@ impl<P: Clone> AgentSession<P> {
                         row.agent == self.agent && self.held.insert((row.task, row.token))
                     })
                     .collect();
-                if fresh.is_empty() {
+                // Fewer new rows than asked for: none were left to claim.
+                if fresh.len() < limit {
                     self.claim_at = now.saturating_add(self.config.claim_poll);
                 }
                 self.ready.extend(fresh);
@@ -415,7 +430,7 @@ fn sent_name(sent: Sent) -> &'static str {
         Sent::Incarnate => "ask for an incarnation",
         Sent::Register => "register",
         Sent::Heartbeat => "heartbeat",
-        Sent::Claim => "claim",
+        Sent::Claim { .. } => "claim",
         Sent::Report => "report",
         Sent::Refusals => "read refusals",
     }

@@ -319,6 +319,11 @@ impl Backoff {
     pub(crate) fn reset(&mut self) {
         self.failures = 0;
     }
+
+    /// The longest pause.
+    pub(crate) fn ceiling(&self) -> Duration {
+        self.max
+    }
 }
 
 #[cfg(test)]

@@ -126,10 +126,22 @@ impl<P: Clone> Node<P> {
                     }
                 }
             }
-            (Sent::Commit { last_seq, .. }, NodeReply::Done) => {
+            (
+                Sent::Commit {
+                    last_seq, dirty, ..
+                },
+                NodeReply::Done,
+            ) => {
                 self.renewed_at = now;
+                // A lost commit can no longer land: its entries' places
+                // are taken.
+                self.in_doubt &= !dirty;
                 debug_assert_eq!(last_seq, self.applied());
             }
+            (Sent::Confirm { first_seq }, NodeReply::Journal(rows)) => {
+                self.confirmed(first_seq, rows.first().map(|row| (row.seq, row.epoch)));
+            }
+            (Sent::Confirm { first_seq }, NodeReply::Trimmed) => self.confirmed(first_seq, None),
             (Sent::Renew, NodeReply::Done) => self.renewed_at = now,
             (Sent::PutSnapshot { seq, consumed }, NodeReply::Done) => {
                 self.renewed_at = now;
@@ -161,6 +173,27 @@ impl<P: Clone> Node<P> {
         self.snapshot_seq = seq;
         self.events.push_back(NodeEvent::Restored { seq });
         self.phase = Phase::CatchUp { resume };
+    }
+
+    /// A lost commit's first entry read back: `row` is the (seq, epoch)
+    /// found at `first_seq`. Found under this epoch, the commit landed
+    /// whole and leading goes on; otherwise the replica, which applied
+    /// it, is rebuilt.
+    fn confirmed(&mut self, first_seq: u64, row: Option<(u64, u64)>) {
+        let Phase::Lead { epoch, .. } = self.phase else {
+            return;
+        };
+        if row == Some((first_seq, epoch)) && !self.in_doubt {
+            self.phase = Phase::Lead {
+                epoch,
+                stage: Stage::Intake,
+            };
+            return;
+        }
+        self.in_doubt = row.is_none();
+        self.phase = Phase::Restore {
+            resume: Some(epoch),
+        };
     }
 
     /// The journal has no more entries for now.
@@ -205,6 +238,7 @@ impl<P: Clone> Node<P> {
             };
             return;
         }
+        let is_unknown = matches!(failure, StoreFailure::Unknown { .. });
         let retry_in = self.config.backoff.next();
         self.events.push_back(NodeEvent::StoreTrouble {
             op,
@@ -213,7 +247,28 @@ impl<P: Clone> Node<P> {
         });
         self.wake_at = now.saturating_add(retry_in);
         match (self.phase, sent) {
-            // The replica applied a batch that may not be in the journal:
+            // A batch whose commit may have landed: read it back.
+            (
+                Phase::Lead { epoch, .. },
+                Sent::Commit {
+                    dirty: true,
+                    first_seq,
+                    ..
+                },
+            ) if is_unknown => {
+                self.queued = None;
+                self.phase = Phase::Lead {
+                    epoch,
+                    stage: Stage::Confirm { first_seq },
+                };
+            }
+            // A read, or a renewal (fenced, so harmless twice), simply
+            // runs again.
+            (
+                Phase::Lead { .. },
+                Sent::Confirm { .. } | Sent::Inbox | Sent::Outstanding | Sent::Renew,
+            ) => {}
+            // The replica applied a batch that is not in the journal:
             // rebuild it, then lead on if the lease is still ours.
             (Phase::Lead { epoch, .. }, Sent::Commit { dirty: true, .. }) => {
                 self.queued = None;
@@ -253,6 +308,7 @@ fn sent_name(sent: Sent) -> &'static str {
         Sent::Outstanding => "read the outbox",
         Sent::Inbox => "read the inbox",
         Sent::Commit { .. } => "commit",
+        Sent::Confirm { .. } => "read back a commit",
         Sent::PutSnapshot { .. } => "store a snapshot",
         Sent::Stop { .. } => "stop the cluster",
     }

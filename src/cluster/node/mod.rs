@@ -53,6 +53,9 @@ enum Stage {
     Reconcile,
     /// Read the inbox.
     Intake,
+    /// Find out whether the commit of entries `first_seq..` whose answer
+    /// was lost landed: read its first entry back.
+    Confirm { first_seq: u64 },
 }
 
 /// The operation outstanding, and what its answer means.
@@ -70,7 +73,12 @@ enum Sent {
     /// A commit; `dirty` when the replica applied entries it holds.
     Commit {
         dirty: bool,
+        first_seq: u64,
         last_seq: u64,
+    },
+    /// The read of a lost commit's first entry.
+    Confirm {
+        first_seq: u64,
     },
     PutSnapshot {
         seq: u64,
@@ -104,7 +112,12 @@ enum Sent {
 /// decided in one fenced transaction: nothing it decided is visible before
 /// the entries that explain it are durable. If the commit fails in any
 /// way, the replica (which already applied the batch) is thrown away and
-/// rebuilt from the store, and the messages not committed are read again.
+/// rebuilt from the store, and the messages not committed are read again —
+/// unless the answer was only lost ([`StoreFailure::Unknown`]): then the
+/// leader reads the commit's first entry back, and goes on leading if it
+/// is there under its epoch (a commit lands whole or not at all).
+///
+/// [`StoreFailure::Unknown`]: super::StoreFailure::Unknown
 ///
 /// **Taking over.** A follower takes an expired lease with the next
 /// epoch, applies whatever its predecessor committed last, then publishes
@@ -134,6 +147,10 @@ pub struct Node<P> {
     /// snapshot forgets the messages up to it.
     forget_through: Option<MessageId>,
     failure: Option<String>,
+    /// A commit of this node's may still land: its answer was lost and
+    /// reading it back found nothing yet. Until a later commit lands, a
+    /// row of this epoch cannot prove which commit wrote it.
+    in_doubt: bool,
     events: VecDeque<NodeEvent>,
 }
 
@@ -179,6 +196,7 @@ impl<P: Clone> Node<P> {
             consumed_max: None,
             forget_through: None,
             failure: None,
+            in_doubt: false,
             events: VecDeque::new(),
         })
     }
@@ -266,6 +284,16 @@ impl<P: Clone> Node<P> {
                 epoch,
                 stage: Stage::Intake,
             } => self.leader_op(epoch, now),
+            Phase::Lead {
+                stage: Stage::Confirm { first_seq },
+                ..
+            } => (
+                Sent::Confirm { first_seq },
+                NodeOp::ReadJournal {
+                    from: first_seq,
+                    limit: 1,
+                },
+            ),
         };
         self.sent = Some(sent);
         Some(op)
@@ -330,6 +358,7 @@ impl<P: Clone> Node<P> {
         let first_seq = last_seq + 1 - entries.len() as u64;
         let sent = Sent::Commit {
             dirty: !entries.is_empty(),
+            first_seq,
             last_seq,
         };
         let op = NodeOp::Commit {

@@ -106,6 +106,10 @@ pub struct FaultMenu {
     pub lose_answer: f64,
     /// An operation lost on the way to the store (no effect, no answer).
     pub drop_request: f64,
+    /// An operation that reaches the store only after its sender gave up
+    /// waiting: it takes effect, and its sender learns nothing (a server
+    /// still finishing the transaction of a broken connection).
+    pub late_request: f64,
     /// An operation delivered twice (the second answer discarded).
     pub duplicate_request: f64,
     /// The most a node's clock is off the store's (each node draws its
@@ -131,6 +135,7 @@ impl FaultMenu {
             restart_store: 0.0,
             lose_answer: 0.0,
             drop_request: 0.0,
+            late_request: 0.0,
             duplicate_request: 0.0,
             clock_skew: Duration::ZERO,
             slow_agents: 0.0,
@@ -152,6 +157,7 @@ impl Default for FaultMenu {
             restart_store: 0.02,
             lose_answer: 0.002,
             drop_request: 0.002,
+            late_request: 0.001,
             duplicate_request: 0.002,
             clock_skew: Duration::from_millis(100),
             slow_agents: 0.2,
@@ -197,7 +203,8 @@ impl<P> SimConfig<P> {
     /// tasks per second, faults from [`FaultMenu::default`] for ten
     /// simulated minutes, then 60 s for every task to end; links of
     /// 0.2–2 ms; the nodes poll at 20 ms when idle, the agents claim at
-    /// 50 ms and heartbeat every 250 ms (8 missed: lost); the queue holds
+    /// once when the store notices them of work and every 250 ms
+    /// otherwise, and heartbeat every 250 ms (8 missed: lost); the queue holds
     /// 2,000 tasks, and a burst submits half again as many.
     pub fn builder(seed: u64) -> SimConfigBuilder<P> {
         SimConfigBuilder {
@@ -238,7 +245,7 @@ fn default_roles() -> Result<(NodeConfig, SessionConfig, DispatcherConfig), Conf
         .idle_poll(ms(20))
         .follow_every(ms(50))
         .build()?;
-    let session = SessionConfig::builder().claim_poll(ms(50)).build()?;
+    let session = SessionConfig::builder().claim_poll(ms(250)).build()?;
     let dispatcher = DispatcherConfig::builder()
         .heartbeats(ms(250), 8)
         .queue_capacity(2_000)
@@ -345,6 +352,7 @@ impl<P> SimConfigBuilder<P> {
         let chances = [
             f.lose_answer,
             f.drop_request,
+            f.late_request,
             f.duplicate_request,
             f.slow_agents,
             f.cancel,

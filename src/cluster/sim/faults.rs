@@ -174,14 +174,18 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
             .dispatcher
             .heartbeats()
             .map_or(Duration::ZERO, |h| h.timeout());
-        // No leader, a frozen node or a store that is down delays failover
-        // legitimately.
+        // No leader, a frozen node, or a store that is down or came back
+        // so recently that the roles may still be backing off, delays
+        // failover legitimately.
+        let backing_off = self
+            .store_down_until
+            .saturating_add(self.config.node.backoff.ceiling());
         let leading = self
             .nodes
             .iter()
             .any(|n| matches!(n.role, Role::Leading { .. }) && self.now >= n.paused_until);
         let outage = !leading
-            || self.now < self.store_down_until
+            || self.now < backing_off
             || self.nodes.iter().any(|n| self.now < n.paused_until);
         if !attempts.is_empty() && !timeout.is_zero() && !outage {
             self.stranded.push(super::world::Stranded {

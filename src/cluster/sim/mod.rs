@@ -1,7 +1,8 @@
 //! Deterministic simulation of a whole cluster: the same [`Node`] and
 //! [`AgentSession`] code the PostgreSQL host runs, driven by one event
 //! queue in virtual time over a [`MemStore`], behind links that delay,
-//! drop, duplicate and lose answers, with the faults of a [`FaultMenu`]:
+//! drop, duplicate and lose answers and deliver requests after their
+//! sender gave up, with the faults of a [`FaultMenu`]:
 //! crashes, a leader frozen past its lease, agents restarted inside their
 //! heartbeat window or after it, store restarts, clock skew, slow agents,
 //! cancellations, bursts of submissions. One seed decides every choice.
@@ -9,7 +10,8 @@
 //! After every event the run checks that no write lands under a deposed
 //! epoch and, through an [`Auditor`] fed each commit, that every task ends
 //! at most once and no report from a fenced attempt is accepted; at every
-//! takeover, that the new leader's state equals a replay of the journal;
+//! takeover, that the new leader's state equals a replay of the journal
+//! (or lags it only by its own late commits, which its next commit finds);
 //! once the faults stop, that every task ends within the liveness bound.
 //! The first violation ends the run with the trace around it. Two runs of
 //! a seed must give the same [`SimReport::trace_hash`].

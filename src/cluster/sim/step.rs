@@ -116,6 +116,12 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
                     self.drive_agent(agent);
                 }
             }
+            Event::Notice(i) => {
+                if self.now >= self.agents[i].down_until {
+                    self.agents[i].session.work_published();
+                    self.drive_agent(i);
+                }
+            }
             Event::Tick => self.tick(),
         }
     }
@@ -141,8 +147,10 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
             | NodeOp::Renew { epoch, .. } => Some(*epoch),
             _ => None,
         };
+        let noticed = notice_list(&op, self.agents.len());
         let reply = self.store.node(op, self.now);
         if reply.is_ok() {
+            self.send_notices(noticed);
             if let Some(epoch) = fenced_epoch {
                 // No write lands under an epoch that is not the lease's.
                 let lease = self.store.lease(self.now);
@@ -158,6 +166,19 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
         let reply = self.maybe_lose(reply);
         if !copy {
             self.answer_node(node, life, reply);
+        }
+    }
+
+    /// The store's notices that work was published, one per agent, each
+    /// over the link (and lost like a request).
+    fn send_notices(&mut self, agents: Vec<usize>) {
+        for i in agents {
+            if self.rng.chance(self.config.faults.drop_request) {
+                *self.faults.entry("drop_notice").or_default() += 1;
+                continue;
+            }
+            let at = self.now.saturating_add(self.delay());
+            self.queue.push(at, Event::Notice(i));
         }
     }
 
@@ -256,6 +277,12 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
     fn check_takeover(&mut self, i: usize) {
         let applied = self.nodes[i].node.applied();
         let audited = self.auditor.next_seq().saturating_sub(1);
+        if applied < audited && self.own_late_commits(i, applied) {
+            // Its own commit, lost and late, landed after it caught up:
+            // its next commit conflicts there and it rebuilds (and is
+            // checked again when it leads).
+            return;
+        }
         if applied != audited {
             return self.violate(format!(
                 "node {i} leads from entry {applied}, the journal holds {audited}"
@@ -268,6 +295,16 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
                 "node {i} leads from a state that is not the journal's:\n  leader {leader}\n  replay {replay}"
             ));
         }
+    }
+
+    /// Every entry after `applied` was written under node `i`'s epoch.
+    fn own_late_commits(&self, i: usize, applied: u64) -> bool {
+        let Role::Leading { epoch } = self.nodes[i].node.role() else {
+            return false;
+        };
+        self.store
+            .journal_from(applied.saturating_add(1))
+            .all(|row| row.epoch == epoch)
     }
 
     /// After an agent took an answer: its work, cancels, next operation.
@@ -374,6 +411,22 @@ fn fingerprint<P>(d: &crate::scheduler::Dispatcher<P>) -> String {
         d.dead_letters().len()
     );
     out
+}
+
+/// The agents (by slot) a commit publishes work for, each once.
+fn notice_list<P>(op: &NodeOp<P>, agents: usize) -> Vec<usize> {
+    let NodeOp::Commit { outputs, .. } = op else {
+        return Vec::new();
+    };
+    let mut slots: Vec<usize> = outputs
+        .assign
+        .iter()
+        .filter_map(|a| usize::try_from(a.agent.get().checked_sub(1)?).ok())
+        .filter(|&i| i < agents)
+        .collect();
+    slots.sort_unstable();
+    slots.dedup();
+    slots
 }
 
 fn down() -> StoreFailure {

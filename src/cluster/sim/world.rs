@@ -55,6 +55,8 @@ pub(crate) enum Event<P> {
         token: AttemptToken,
         outcome: Box<AttemptOutcome>,
     },
+    /// The store's notice that work was published for an agent.
+    Notice(usize),
     Tick,
 }
 
@@ -119,6 +121,7 @@ impl<P> Event<P> {
                 *agent,
             ),
             Event::Finish { agent, .. } => ("work done", *agent),
+            Event::Notice(i) => ("work notice", *i),
             Event::Tick => ("tick", 0),
         }
     }
@@ -336,16 +339,32 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
     }
 
     /// An operation on its way: dropped (its sender times out knowing
-    /// nothing), delivered, or delivered twice (the copy's answer is
-    /// discarded).
+    /// nothing), late (its sender times out, then it takes effect),
+    /// delivered, or delivered twice (the copy's answer is discarded).
     fn send(&mut self, arrive: Event<P>) {
         let now = self.now;
         let faults = &self.config.faults;
-        let (drop, duplicate) = (faults.drop_request, faults.duplicate_request);
+        let (drop, late, duplicate) = (
+            faults.drop_request,
+            faults.late_request,
+            faults.duplicate_request,
+        );
+        let gave_up = now.saturating_add(self.timeout());
         if self.rng.chance(drop) {
             *self.faults.entry("drop_request").or_default() += 1;
-            let at = now.saturating_add(self.timeout());
-            self.queue.push(at, lost(arrive));
+            self.queue.push(gave_up, lost(arrive));
+            return;
+        }
+        if self.rng.chance(late) {
+            *self.faults.entry("late_request").or_default() += 1;
+            // Up to a quarter second late: after the sender's read-back,
+            // maybe after its next attempt.
+            let late_by = self.rng.between(Duration::ZERO, LATE_BY);
+            let arrives = gave_up.saturating_add(late_by);
+            if let Some(copy) = arrive.copy() {
+                self.queue.push(arrives, copy);
+            }
+            self.queue.push(gave_up, lost(arrive));
             return;
         }
         let at = now.saturating_add(self.delay());
@@ -392,6 +411,9 @@ fn lost<P>(arrive: Event<P>) -> Event<P> {
         other => other,
     }
 }
+
+/// How late a late request may reach the store after its sender gave up.
+const LATE_BY: Duration = Duration::from_millis(250);
 
 /// The store generation of an answer that never came from the store.
 pub(crate) const LOST: u64 = u64::MAX;

@@ -61,8 +61,11 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         .capabilities(args.values("--capability"))
         .build()
         .map_err(|e| args.wrong(&e.to_string()))?;
+    // The leader's notice wakes the agent when work is published; the
+    // claim poll only catches what a lost notice missed.
     let config = SessionConfig::builder()
         .heartbeat_every(HEARTBEAT)
+        .claim_poll(Duration::from_millis(250))
         .build()
         .map_err(|e| e.to_string())?;
     let mut log = logger(format!("agent {id}"));

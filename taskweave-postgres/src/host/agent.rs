@@ -43,8 +43,10 @@ impl<P: Clone + Serialize + DeserializeOwned> PgAgent<P> {
         log: &mut dyn FnMut(&str),
         give_up: &dyn Fn() -> bool,
     ) -> Result<Self, PgError> {
+        let mut store = connect_patiently(conninfo, log, give_up)?;
+        store.listen(format!("taskweave_work_{}", agent.get()));
         Ok(PgAgent {
-            store: connect_patiently(conninfo, log, give_up)?,
+            store,
             session: AgentSession::new(agent, profile, config),
         })
     }
@@ -85,11 +87,14 @@ impl<P: Clone + Serialize + DeserializeOwned> PgAgent<P> {
         self.session.finish(task, token, outcome)
     }
 
-    /// Sleeps until the session has something to do, at most `cap`.
-    pub fn wait(&self, cap: Duration) {
+    /// Sleeps until the session has something to do, at most `cap`, or
+    /// until the leader publishes work for this agent (it notifies the
+    /// agent's channel when its commit lands): then the next
+    /// [`step`](Self::step) claims at once.
+    pub fn wait(&mut self, cap: Duration) {
         let pause = self.session.poll_timeout().map_or(cap, |at| until(at, cap));
-        if !pause.is_zero() {
-            std::thread::sleep(pause);
+        if !pause.is_zero() && self.store.wait_notice(pause) {
+            self.session.work_published();
         }
     }
 }

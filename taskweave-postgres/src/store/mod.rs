@@ -77,6 +77,8 @@ pub struct PgStore<P> {
     config: Config,
     target: String,
     conn: Option<Conn>,
+    /// Channels this store listens on, on every connection it opens.
+    listening: Vec<String>,
     payload: PhantomData<fn() -> P>,
 }
 
@@ -199,6 +201,7 @@ impl<P> PgStore<P> {
             config,
             target,
             conn: None,
+            listening: Vec::new(),
             payload: PhantomData,
         };
         store.conn = Some(store.open()?);
@@ -221,10 +224,65 @@ impl<P> PgStore<P> {
                 needed: SCHEMA_VERSION,
             });
         }
+        for channel in &self.listening {
+            client
+                .batch_execute(&format!("LISTEN {channel}"))
+                .map_err(|source| PgError::Connect {
+                    target: self.target.clone(),
+                    source,
+                })?;
+        }
         Ok(Conn {
             client,
             cache: HashMap::new(),
         })
+    }
+
+    /// Listens on `channel` (a PostgreSQL `LISTEN`) now and on every
+    /// connection the store reconnects with, for
+    /// [`wait_notice`](Self::wait_notice). `channel` is lowercase ASCII
+    /// letters, digits and `_`.
+    pub(crate) fn listen(&mut self, channel: String) {
+        debug_assert!(
+            channel
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        );
+        let listen = format!("LISTEN {channel}");
+        self.listening.push(channel);
+        if let Some(conn) = &mut self.conn {
+            if conn.client.batch_execute(&listen).is_err() {
+                // The next operation reconnects, and listens then.
+                self.conn = None;
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for a notification on a channel the store
+    /// listens on: `true` when at least one came (every one already here
+    /// is taken). Without a working connection it sleeps out the timeout
+    /// (the next operation reconnects).
+    pub(crate) fn wait_notice(&mut self, timeout: Duration) -> bool {
+        use postgres::fallible_iterator::FallibleIterator as _;
+        let Some(conn) = self.conn.as_mut().filter(|c| !c.client.is_closed()) else {
+            std::thread::sleep(timeout);
+            return false;
+        };
+        let came = {
+            let mut notices = conn.client.notifications();
+            let came = notices.timeout_iter(timeout).next();
+            if let Ok(Some(_)) = came {
+                while let Ok(Some(_)) = notices.iter().next() {}
+            }
+            came.map(|first| first.is_some())
+        };
+        match came {
+            Ok(came) => came,
+            Err(_) => {
+                self.conn = None;
+                false
+            }
+        }
     }
 
     /// The live connection, reconnecting once if it broke.

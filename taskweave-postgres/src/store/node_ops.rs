@@ -62,6 +62,12 @@ SELECT t, k, a, n, p, $6
 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::text[]) AS u(t, k, a, n, p)
 ON CONFLICT (task, token) DO NOTHING";
 
+/// Tells each agent given work (sent when the commit lands): a
+/// [`PgAgent`](crate::PgAgent) waits on its channel, so it claims at once
+/// instead of at its next poll.
+const NOTIFY_WORK: &str = "SELECT pg_notify('taskweave_work_' || a, '')
+FROM (SELECT DISTINCT unnest($1::bigint[]) AS a) AS u";
+
 /// Rule 8: the rows of attempts cancelled or reported are deleted.
 const RELEASE: &str = "DELETE FROM outbox USING unnest($1::bigint[], $2::bigint[]) AS u(t, k)
 WHERE outbox.task = u.t AND outbox.token = u.k";
@@ -398,6 +404,7 @@ fn commit<P>(
                 &epoch_int,
             ],
         )?;
+        tx.execute(NOTIFY_WORK, &[&outputs.agents])?;
     }
     if !outputs.release_tasks.is_empty() {
         tx.execute(RELEASE, &[&outputs.release_tasks, &outputs.release_tokens])?;

@@ -298,3 +298,69 @@ fn untrusted_rows_fail_without_panicking() {
         "{twice:?}"
     );
 }
+
+/// A commit of one assignment for `agent` at `first_seq`.
+fn assign(first_seq: u64, agent: u64) -> NodeOp<String> {
+    let assignment = taskweave::cluster::Assignment {
+        task: TaskId::new(first_seq),
+        agent: AgentId::new(agent),
+        token: taskweave::AttemptToken::new(first_seq),
+        attempt: 1,
+        payload: "work".to_string(),
+    };
+    NodeOp::Commit {
+        epoch: 1,
+        ttl: Duration::from_secs(60),
+        first_seq,
+        entries: vec![Entry::Drain { now: now() }],
+        consumed: vec![],
+        outputs: Outputs {
+            assign: vec![assignment],
+            ..Outputs::default()
+        },
+    }
+}
+
+#[test]
+fn an_agent_hears_of_its_work_and_listens_again_after_a_restart() {
+    let Some((mut cluster, _admin, mut leader)) = leader("notices") else {
+        return;
+    };
+    let connect =
+        || PgStore::<String>::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"));
+    let (mut seven, mut eight) = (connect(), connect());
+    seven.listen("taskweave_work_7".into());
+    eight.listen("taskweave_work_8".into());
+    let done = leader.node(assign(1, 7), now());
+    assert!(matches!(done, Ok(NodeReply::Done)), "{done:?}");
+    assert!(
+        seven.wait_notice(Duration::from_secs(10)),
+        "agent 7 heard nothing"
+    );
+    assert!(
+        !seven.wait_notice(Duration::from_millis(50)),
+        "one notice per commit"
+    );
+    assert!(
+        !eight.wait_notice(Duration::from_millis(50)),
+        "agent 8 has no work"
+    );
+
+    cluster
+        .restart_immediate()
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The broken connection is noticed, and the next operation reconnects
+    // and listens again.
+    let _ = seven.wait_notice(Duration::from_millis(50));
+    let back = (0..3).any(|_| seven.node(NodeOp::ReadLease, now()).is_ok());
+    assert!(back, "the listener did not reconnect");
+    let mut done = leader.node(assign(2, 7), now());
+    if done.is_err() {
+        done = leader.node(assign(2, 7), now());
+    }
+    assert!(matches!(done, Ok(NodeReply::Done)), "{done:?}");
+    assert!(
+        seven.wait_notice(Duration::from_secs(10)),
+        "agent 7 heard nothing after the restart"
+    );
+}
