@@ -126,15 +126,22 @@ fn a_commit_that_landed_is_confirmed_without_rebuilding() {
     assert_eq!(host.node.applied(), host.journal_end());
 }
 
-#[test]
-fn a_commit_that_did_not_land_is_rebuilt() {
-    let mut host = Host::new();
+/// A leader's first commit, lost without landing and read back: the
+/// commit, and what the node sent next (the start of its rebuild).
+fn lost_unlanded(host: &mut Host) -> (NodeOp<u32>, NodeOp<u32>) {
     host.submit(3);
     let commit = host.until_dirty_commit();
     let seq = first_seq(&commit);
     host.node.handle_reply(Err(lost()), host.now);
-    let next = read_back(&mut host, seq);
+    let next = read_back(host, seq);
     assert!(matches!(next, NodeOp::LatestSnapshot), "{next:?}");
+    (commit, next)
+}
+
+#[test]
+fn a_commit_that_did_not_land_is_rebuilt() {
+    let mut host = Host::new();
+    let _ = lost_unlanded(&mut host);
     assert_eq!(host.node.role(), Role::Starting);
 }
 
@@ -144,12 +151,8 @@ fn a_commit_that_did_not_land_is_rebuilt() {
 #[test]
 fn an_entry_of_its_epoch_proves_nothing_while_an_older_commit_is_in_doubt() {
     let mut host = Host::new();
-    host.submit(3);
-    let old = host.until_dirty_commit();
+    let (old, next) = lost_unlanded(&mut host);
     let seq = first_seq(&old);
-    host.node.handle_reply(Err(lost()), host.now);
-    let next = read_back(&mut host, seq);
-    assert!(matches!(next, NodeOp::LatestSnapshot), "{next:?}");
     let reply = host.store.node(next, host.now);
     host.node.handle_reply(reply, host.now);
 

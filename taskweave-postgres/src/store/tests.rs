@@ -41,13 +41,18 @@ fn leader(test: &str) -> Option<(PgCluster, Client, PgStore<String>)> {
 }
 
 fn commit(first_seq: u64) -> NodeOp<String> {
+    commit_with(first_seq, Outputs::default())
+}
+
+/// A commit of epoch 1 with one entry and `outputs`.
+fn commit_with(first_seq: u64, outputs: Outputs<String>) -> NodeOp<String> {
     NodeOp::Commit {
         epoch: 1,
         ttl: Duration::from_secs(60),
         first_seq,
         entries: vec![Entry::Drain { now: now() }],
         consumed: vec![],
-        outputs: Outputs::default(),
+        outputs,
     }
 }
 
@@ -308,17 +313,11 @@ fn assign(first_seq: u64, agent: u64) -> NodeOp<String> {
         attempt: 1,
         payload: "work".to_string(),
     };
-    NodeOp::Commit {
-        epoch: 1,
-        ttl: Duration::from_secs(60),
-        first_seq,
-        entries: vec![Entry::Drain { now: now() }],
-        consumed: vec![],
-        outputs: Outputs {
-            assign: vec![assignment],
-            ..Outputs::default()
-        },
-    }
+    let outputs = Outputs {
+        assign: vec![assignment],
+        ..Outputs::default()
+    };
+    commit_with(first_seq, outputs)
 }
 
 #[test]
