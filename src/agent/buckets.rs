@@ -10,7 +10,7 @@
 
 use std::cmp::Ordering;
 
-use super::index::Slot;
+use super::slot::Slot;
 
 const NIL: Slot = Slot::MAX;
 

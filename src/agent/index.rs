@@ -23,8 +23,7 @@ use super::buckets::{BucketLists, Links, Ratio};
 use crate::capability::CapabilitySet;
 use crate::free_list::check_free_list;
 
-/// Dense handle of a registered agent inside the registry's slab.
-pub(crate) type Slot = u32;
+pub(crate) use super::slot::Slot;
 /// Dense handle of a class inside the index.
 pub(crate) type ClassId = u32;
 

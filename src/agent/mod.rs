@@ -31,6 +31,7 @@ mod profile;
 mod record;
 mod registry;
 mod registry_form;
+mod slot;
 mod stats;
 
 use std::fmt;

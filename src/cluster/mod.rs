@@ -73,6 +73,7 @@ mod audit;
 mod check;
 mod config;
 mod contract;
+mod incarnation;
 mod mem_store;
 mod node;
 pub mod sim;
@@ -86,6 +87,7 @@ pub use contract::{
     AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, InboxMessage, JournalRow, Lease,
     Message, MessageId, NodeOp, NodeReply, Outputs, Sender, Store, StoreFailure, Verdict,
 };
+pub use incarnation::INCARNATION_LABEL;
 pub use mem_store::{Fault, MemStore};
-pub use node::{INCARNATION_LABEL, Node, NodeEvent, Role};
+pub use node::{Node, NodeEvent, Role};
 pub use status::{AgentLoad, Status};

@@ -83,7 +83,7 @@ pub(crate) fn read<P, S: RoutingStrategy>(
         .iter()
         .map(|record| AgentLoad {
             agent: record.id(),
-            incarnation: super::node::incarnation_of(record.profile()).unwrap_or(0),
+            incarnation: super::incarnation::incarnation_of(record.profile()).unwrap_or(0),
             load: record.load(),
             capacity: record.profile().capacity(),
             status: status_name(record.status()).to_string(),

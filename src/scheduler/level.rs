@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 
-use super::queue::Entry;
+use super::entry::Entry;
 use crate::hash::IdMap;
 
 /// One priority level; see the [module docs](self).

@@ -90,8 +90,10 @@ mod concurrency;
 mod config;
 mod dead_letter;
 mod dispatcher;
+mod entry;
 mod errors;
 mod fair_keys;
+mod gates;
 mod holders;
 mod journal;
 mod level;
@@ -111,6 +113,7 @@ mod task;
 #[cfg(feature = "serde")]
 mod task_form;
 mod task_options;
+mod timer;
 
 pub use crate::Observer;
 pub use concurrency::{ConcurrencyLimit, WhenFull};

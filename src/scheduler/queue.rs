@@ -20,34 +20,9 @@
 
 use std::time::Duration;
 
+pub(crate) use super::entry::Entry;
 use super::level::Level;
-use crate::{Instant, Priority, TaskId};
-
-/// One queued task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub(crate) struct Entry {
-    /// Submission sequence number: the FIFO key.
-    pub(crate) seq: u64,
-    pub(crate) task: TaskId,
-    pub(crate) priority: Priority,
-    /// When the task (re-)entered the queue; aging counts from here.
-    pub(crate) since: Instant,
-    /// The task's fair-share lane (0: none) and its weight.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "is_zero"))]
-    pub(crate) lane: u32,
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "is_zero"))]
-    pub(crate) weight: u16,
-    /// Taken from a concurrency key's waiters: it goes ahead of the key's
-    /// other waiters (which a new arrival joins instead).
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "is_zero"))]
-    pub(crate) woken: bool,
-}
-
-#[cfg(feature = "serde")]
-fn is_zero<T: Default + PartialEq>(value: &T) -> bool {
-    *value == T::default()
-}
+use crate::{Instant, Priority};
 
 /// Ranks a queue head: (effective level, sequence number, level index);
 /// the smallest key is served first.
@@ -162,6 +137,7 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TaskId;
 
     fn entry(seq: u64, priority: Priority, since: u64) -> Entry {
         Entry {

@@ -8,8 +8,9 @@ use super::SchedulerError;
 use super::config::Settings;
 use super::queue::Entry;
 use super::snapshot::corrupt;
-use super::state::{State, Timer};
+use super::state::State;
 use super::task::TaskState;
+use super::timer::Timer;
 use crate::{AttemptToken, Instant, TaskId};
 
 impl<P> State<P> {

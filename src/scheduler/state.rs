@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::agent_table::AgentTable;
 use super::concurrency::{KeyGates, KeySet};
 use super::dead_letter::PriorLetter;
-use super::dispatcher::Gates;
 use super::fair_keys::FairKeys;
+use super::gates::Gates;
 use super::metadata::Metadata;
 use super::queue::Queue;
 use super::requirements_table::{RequirementsId, RequirementsTable};
@@ -19,28 +19,12 @@ use super::slab::TaskSlab;
 use super::stats::Recorder;
 use super::task::{TaskState, Terminal};
 use super::task_options::FairShare;
+use super::timer::Timer;
 use super::{Action, DeadLetterQueue, DispatcherConfig};
 use crate::agent::{Registry, Slot};
 use crate::hash::IdMap;
 use crate::rng::SplitMix64;
-use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
-
-/// Something the dispatcher must look at, at a given instant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub(super) enum Timer {
-    Ttl(TaskId),
-    Deadline(TaskId),
-    Attempt(TaskId, AttemptToken),
-    Retry(TaskId),
-    Unroutable(TaskId),
-    Heartbeat(AgentId),
-    Breaker(AgentId),
-    AgentRate(AgentId),
-    KindRate(RequirementsId),
-    /// A concurrency key's rate conforms again.
-    KeyRate(u32),
-}
+use crate::{AgentId, Instant, Priority, TaskId};
 
 /// One live (non-terminal) task. Kept small (the queue may hold millions):
 /// what most tasks never use lives in [`Extras`], allocated on first use.

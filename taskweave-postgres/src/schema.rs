@@ -31,7 +31,7 @@
 
 use postgres::Client;
 
-use crate::store::PgError;
+use crate::store::errors::{PgError, is_undefined_object};
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: i32 = 1;
@@ -120,7 +120,7 @@ pub fn installed_version(client: &mut Client) -> Result<i32, PgError> {
         &[],
     ) {
         Ok(row) => Ok(row.get(0)),
-        Err(e) if crate::store::is_undefined_object(&e) => Ok(0),
+        Err(e) if is_undefined_object(&e) => Ok(0),
         Err(e) => Err(e.into()),
     }
 }

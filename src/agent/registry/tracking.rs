@@ -4,8 +4,8 @@
 //! which refile the agent from where its old state filed it to where its
 //! new state does.
 
-use super::super::index::Slot;
 use super::super::record::TrackedState;
+use super::super::slot::Slot;
 use super::super::{AgentRecord, AgentStatus, PerformanceStats};
 use super::{Registry, RegistryError};
 use crate::AgentId;

@@ -8,9 +8,9 @@ use crate::scheduler::{Applied, ApplyError, Input};
 use crate::{AgentId, Instant};
 
 use super::super::contract::{Entry, InboxMessage, Message, MessageId, Outputs, Sender, Verdict};
+use super::super::incarnation::{INCARNATION_LABEL, incarnation_of};
 use super::events::NodeEvent;
 use super::replica::Replica;
-use super::{INCARNATION_LABEL, incarnation_of};
 
 /// One commit's worth of work.
 pub(crate) struct Batch<P> {

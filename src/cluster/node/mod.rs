@@ -9,21 +9,12 @@ mod replica;
 use std::collections::VecDeque;
 
 use crate::Instant;
-use crate::agent::AgentProfile;
 use crate::scheduler::{Dispatcher, DispatcherConfig};
 
 use super::config::{ConfigError, NodeConfig};
 use super::contract::{MessageId, NodeOp, Outputs};
 pub use events::{NodeEvent, Role};
 pub(crate) use replica::Replica;
-
-/// The profile label that carries an agent's incarnation.
-pub const INCARNATION_LABEL: &str = "taskweave.incarnation";
-
-/// The incarnation a registered profile carries.
-pub(crate) fn incarnation_of(profile: &AgentProfile) -> Option<u64> {
-    profile.labels().get(INCARNATION_LABEL)?.parse().ok()
-}
 
 /// Where the node is in its cycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -20,8 +20,8 @@
 use super::super::Event;
 use super::super::concurrency::KeySet;
 use super::super::queue::Entry;
-use super::super::state::Timer;
 use super::super::task::{TaskState, Terminal};
+use super::super::timer::Timer;
 use super::{CancelReason, Dispatcher};
 use crate::routing::RoutingStrategy;
 use crate::{AttemptToken, Instant, TaskId};

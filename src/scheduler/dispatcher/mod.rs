@@ -11,13 +11,14 @@
 //! * `queries` — read-only views and the dead-letter queue;
 //! * `redrive` — requeueing dead letters, one or by a filter;
 //! * `keys` — concurrency keys: their limits, policies and rates;
-//! * `gates` — circuit breakers, the kind bulkhead, kind and agent rate
-//!   limits and the retry budget, as one [`Gates`] value.
+//! * `gating` — the dispatcher's side of the gates (circuit breakers, the
+//!   kind bulkhead, kind and agent rate limits and the retry budget), whose
+//!   state is one `Gates` value of the scheduler's `gates` module.
 
 mod admission;
 mod agents;
 mod attempts;
-mod gates;
+mod gating;
 mod keys;
 mod placement;
 mod plain;
@@ -26,7 +27,6 @@ mod redrive;
 mod reports;
 mod timers;
 
-pub(super) use gates::Gates;
 pub use redrive::Redriven;
 
 use super::state::State;

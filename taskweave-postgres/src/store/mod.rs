@@ -27,7 +27,7 @@
 mod agent_ops;
 mod client_ops;
 mod codec;
-mod errors;
+pub(crate) mod errors;
 mod node_ops;
 #[cfg(test)]
 mod tests;
@@ -48,7 +48,6 @@ use taskweave::cluster::{
 use taskweave::scheduler::Snapshot;
 
 pub use errors::PgError;
-pub(crate) use errors::is_undefined_object;
 use errors::{Stage, breaks_connection, corrupt, failure};
 
 use crate::schema::{SCHEMA_VERSION, installed_version};
