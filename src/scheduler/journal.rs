@@ -170,18 +170,8 @@ pub enum Applied<P> {
 }
 
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
-    /// Applies one input by calling the method it stands for. Recording
-    /// every input applied, through this method or the methods themselves,
-    /// is enough to replay the dispatcher (see [`Input`]).
-    ///
-    /// # Errors
-    ///
-    /// Whatever the corresponding method returns, as an [`ApplyError`]; a
-    /// refused submission hands its task back in
-    /// [`ApplyError::Submit`], and a batch's refused tasks come back in
-    /// [`Applied::Batch`], as with [`submit`](Self::submit) and
-    /// [`submit_batch`](Self::submit_batch).
-    pub fn apply(&mut self, input: Input<P>) -> Result<Applied<P>, ApplyError<P>> {
+    /// The work of [`apply`](Self::apply), whose docs say what it does.
+    pub(super) fn apply_input(&mut self, input: Input<P>) -> Result<Applied<P>, ApplyError<P>> {
         Ok(match input {
             Input::Submit { spec, now } => Applied::Submitted(self.submit(spec, now)?),
             Input::SubmitBatch { specs, now } => Applied::Batch(self.submit_batch(specs, now)),

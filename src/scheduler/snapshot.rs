@@ -96,13 +96,8 @@ impl<P> Snapshot<P> {
 }
 
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
-    /// A copy of everything the dispatcher knows — tasks and payloads,
-    /// queues, timers, agents, breakers, limiters, metrics, the random
-    /// source, the routing strategy's state
-    /// ([`RoutingStrategy::save_state`]) — as a value that serde can store.
-    /// The observer is not part of it.
-    #[must_use]
-    pub fn snapshot(&self) -> Snapshot<P>
+    /// The work of [`snapshot`](Self::snapshot), whose docs say what it does.
+    pub(super) fn capture_snapshot(&self) -> Snapshot<P>
     where
         P: Clone,
     {
@@ -115,38 +110,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         }
     }
 
-    /// A dispatcher that continues from `snapshot`, with `config` and
-    /// `strategy` supplied again by the host. It produces the same actions
-    /// as the dispatcher the snapshot came from:
-    ///
-    /// - `config` must be the configuration the snapshot was taken with
-    ///   (every setting is compared; a host retry policy, which a snapshot
-    ///   cannot describe, is taken on trust). A standby without the
-    ///   leader's parameters uses [`Snapshot::config`].
-    /// - `strategy` must be of the kind the dispatcher routed with: it is
-    ///   loaded with the saved state ([`RoutingStrategy::load_state`]), so
-    ///   rotations, weighted credits, random draws and learned estimates
-    ///   continue where they were.
-    ///
-    /// **Untrusted snapshots.** The snapshot is checked as untrusted input
-    /// (every index, count, id, load and timer is checked against the
-    /// rest of the state): a snapshot that is not one a
-    /// dispatcher could have taken is refused, and a restored dispatcher
-    /// keeps every guarantee of a fresh one — no panic, no hang, nothing
-    /// lost. Parts with invariants of their own (the registry, capability
-    /// sets, breakers, limiters, histograms) are checked as serde reads
-    /// them, so a corrupt one already fails to deserialize. Costs
-    /// `O(n log n)` in the size of the state.
-    ///
-    /// # Errors
-    ///
-    /// [`SchedulerError::SnapshotVersion`] for a snapshot written by an
-    /// incompatible version of this library;
-    /// [`SchedulerError::ConfigMismatch`] naming the first setting in which
-    /// `config` differs from the snapshot's;
-    /// [`SchedulerError::CorruptSnapshot`] naming the first inconsistent
-    /// field (`strategy` for a state the strategy refused).
-    pub fn restore(
+    /// The work of [`restore`](Self::restore), whose docs say what it does.
+    pub(super) fn restore_checked(
         config: DispatcherConfig,
         mut strategy: S,
         snapshot: Snapshot<P>,

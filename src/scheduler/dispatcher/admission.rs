@@ -13,36 +13,9 @@ use crate::routing::RoutingStrategy;
 use crate::{Instant, Priority, TaskRequirements};
 
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
-    /// Submits a task.
-    ///
-    /// Inline: where the host builds the spec, which of its limits and
-    /// options are set is known, and a task that sets none of them takes
-    /// a shorter way in (nothing of the spec left to check or to store).
-    ///
-    /// # Errors
-    ///
-    /// [`SubmitError`] handing the task back: the queue is full, its
-    /// deadline has passed, or it asks for a zero attempt timeout.
-    #[inline(always)]
-    pub fn submit(&mut self, spec: TaskSpec<P>, now: Instant) -> Result<Submitted, SubmitError<P>> {
-        if spec.is_unlimited() {
-            let TaskSpec {
-                payload,
-                priority,
-                requirements,
-                ..
-            } = spec;
-            return match self.plain {
-                true => self.submit_unlimited::<true>(payload, priority, requirements, now),
-                false => self.submit_unlimited::<false>(payload, priority, requirements, now),
-            };
-        }
-        self.submit_spec(spec, now)
-    }
-
     /// [`submit`](Self::submit) of any spec.
     #[inline(never)]
-    fn submit_spec(
+    pub(super) fn submit_spec(
         &mut self,
         spec: TaskSpec<P>,
         now: Instant,
@@ -56,7 +29,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// what [`admit`](Self::admit) does with such a spec, with nothing of
     /// it to look at but the queue's room. `PLAIN`: see the `plain` module.
     #[inline(never)]
-    fn submit_unlimited<const PLAIN: bool>(
+    pub(super) fn submit_unlimited<const PLAIN: bool>(
         &mut self,
         payload: P,
         priority: Priority,
@@ -102,22 +75,6 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         }
         self.dispatch(now);
         submitted
-    }
-
-    /// Submits several tasks and dispatches once at the end. One result per
-    /// task, in order.
-    pub fn submit_batch(
-        &mut self,
-        specs: impl IntoIterator<Item = TaskSpec<P>>,
-        now: Instant,
-    ) -> Vec<Result<Submitted, SubmitError<P>>> {
-        let now = self.tick(now);
-        let results = specs
-            .into_iter()
-            .map(|spec| self.enqueue(spec, now))
-            .collect();
-        self.dispatch(now);
-        results
     }
 
     pub(super) fn enqueue(

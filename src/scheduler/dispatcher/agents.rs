@@ -5,38 +5,13 @@ use super::super::task::TaskState;
 use super::super::timer::Timer;
 use super::super::{Event, SchedulerError};
 use super::{Action, CancelReason, Dispatcher};
-use crate::agent::{AgentProfile, AgentStatus, Slot};
+use crate::agent::{AgentStatus, Slot};
 use crate::routing::RoutingStrategy;
 use crate::{AgentId, Instant, TaskId};
 
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
-    /// Registers an agent, online and idle; waiting tasks may go to it at once.
-    ///
-    /// # Errors
-    ///
-    /// [`SchedulerError::Registry`] with a duplicate id.
-    pub fn register_agent(
-        &mut self,
-        agent: AgentId,
-        profile: AgentProfile,
-        now: Instant,
-    ) -> Result<(), SchedulerError> {
-        let now = self.tick(now);
-        self.state.registry.register(agent, profile, now)?;
-        self.state.gates.agent_joined(agent, &self.config);
-        self.arm_heartbeat(agent, now);
-        self.capacity_freed(agent);
-        self.dispatch(now);
-        Ok(())
-    }
-
-    /// Removes an agent. Its in-flight tasks go back to the queue in their
-    /// original order, preferably for another agent; the ids are returned.
-    ///
-    /// # Errors
-    ///
-    /// [`SchedulerError::Registry`] for an unknown agent.
-    pub fn unregister_agent(
+    /// The work of [`unregister_agent`](Self::unregister_agent), whose docs say what it does.
+    pub(super) fn remove_agent(
         &mut self,
         agent: AgentId,
         now: Instant,
@@ -53,14 +28,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         Ok(requeued)
     }
 
-    /// Sets an agent's status. `Draining` keeps its running tasks;
-    /// `Offline` and `Unhealthy` requeue them (returned); `Online` makes it
-    /// eligible again.
-    ///
-    /// # Errors
-    ///
-    /// [`SchedulerError::Registry`] for an unknown agent.
-    pub fn set_agent_status(
+    /// The work of [`set_agent_status`](Self::set_agent_status), whose docs say what it does.
+    pub(super) fn change_agent_status(
         &mut self,
         agent: AgentId,
         status: AgentStatus,
@@ -78,36 +47,6 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         }
         self.dispatch(now);
         Ok(requeued)
-    }
-
-    /// Stops sending new tasks to `agent`; it finishes what it holds.
-    ///
-    /// # Errors
-    ///
-    /// [`SchedulerError::Registry`] for an unknown agent.
-    pub fn drain_agent(&mut self, agent: AgentId, now: Instant) -> Result<(), SchedulerError> {
-        self.set_agent_status(agent, AgentStatus::Draining, now)
-            .map(drop)
-    }
-
-    /// Records a heartbeat. An agent marked unhealthy for missing heartbeats
-    /// comes back online.
-    ///
-    /// # Errors
-    ///
-    /// [`SchedulerError::Registry`] for an unknown agent.
-    pub fn heartbeat(&mut self, agent: AgentId, now: Instant) -> Result<(), SchedulerError> {
-        self.state.registry.heartbeat(agent, now)?;
-        let now = self.tick(now);
-        let lost = self
-            .state
-            .registry
-            .get(agent)
-            .is_some_and(|r| r.status() == AgentStatus::Unhealthy);
-        if lost && self.config.settings.heartbeats.is_some() {
-            self.set_agent_status(agent, AgentStatus::Online, now)?;
-        }
-        Ok(())
     }
 
     /// Requeues every task `agent` is running, in original order.

@@ -14,36 +14,8 @@ use crate::routing::{Feedback, RoutingStrategy};
 use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
 
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
-    /// Cancels a task and hands its payload back; the cancel wins whatever
-    /// the task is doing. A queued, delayed (waiting for its start or a
-    /// retry) or parked task ends at once; a running attempt gets an
-    /// [`Action::Cancel`] for its agent, and its later report is rejected.
-    ///
-    /// ```
-    /// use taskweave::agent::AgentProfile;
-    /// use taskweave::scheduler::{Action, AttemptOutcome, Dispatcher, DispatcherConfig, TaskReport, TaskSpec, TaskState};
-    /// use taskweave::{AgentId, Instant};
-    ///
-    /// let mut d = Dispatcher::new(DispatcherConfig::default());
-    /// let now = Instant::ZERO;
-    /// let later = d.submit(TaskSpec::new("later").not_before(Instant::from_secs(60)), now)?.id();
-    /// assert_eq!(d.cancel(later, now)?, "later");
-    /// assert_eq!(d.task_state(later), Some(TaskState::Cancelled));
-    ///
-    /// d.register_agent(AgentId::new(1), AgentProfile::builder().build()?, now)?;
-    /// let running = d.submit(TaskSpec::new("running"), now)?.id();
-    /// let Some(Action::Assign { agent, token, .. }) = d.poll_action() else { unreachable!() };
-    /// d.cancel(running, now)?;
-    /// assert!(matches!(d.poll_action(), Some(Action::Cancel { task, .. }) if task == running));
-    /// let late = TaskReport { task: running, agent, token, outcome: AttemptOutcome::Success };
-    /// assert!(d.report(late, now).is_err());
-    /// # Ok::<(), taskweave::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`SchedulerError::UnknownTask`] or [`SchedulerError::AlreadyFinished`].
-    pub fn cancel(&mut self, task: TaskId, now: Instant) -> Result<P, SchedulerError> {
+    /// The work of [`cancel`](Self::cancel), whose docs say what it does.
+    pub(super) fn cancel_live(&mut self, task: TaskId, now: Instant) -> Result<P, SchedulerError> {
         let state = self.live_state(task)?;
         let now = self.tick(now);
         if let TaskState::InFlight { agent, token, .. } = state {

@@ -1,138 +1,62 @@
 //! The sans-IO dispatcher: queue, route, assign, and see every task to one end.
 //!
-//! Split by concern, in the manner of quinn-proto's connection:
+//! **One face.** Every public method of [`Dispatcher`] is declared in this
+//! file, in four groups: inputs, outputs (`poll_*`), queries, and state
+//! and configuration. The host's loop is always the same: feed an input
+//! with the current instant; drain [`poll_action`](Dispatcher::poll_action)
+//! until it answers `None`, carrying out each action; sleep until
+//! [`poll_timeout`](Dispatcher::poll_timeout) or the next input, and on
+//! waking call [`handle_timeout`](Dispatcher::handle_timeout).
 //!
+//! Behind the face the work is split by concern, in the manner of
+//! quinn-proto's connection:
+//!
+//! * `actions` — what the dispatcher answers: actions, cancel reasons,
+//!   submissions;
 //! * `admission` — submissions, idempotency keys, the way into the queue;
 //! * `placement` — the dispatch loop, routing, assignment, parking,
 //!   preemption and reserved capacity;
-//! * `attempts` — reports, and where a task goes when an attempt ends;
+//! * `reports` and `attempts` — reports, and where a task goes when an
+//!   attempt ends;
 //! * `agents` — registration, status, heartbeats and failover;
 //! * `timers` — the clock rule and every timer;
-//! * `queries` — read-only views and the dead-letter queue;
 //! * `redrive` — requeueing dead letters, one or by a filter;
 //! * `keys` — concurrency keys: their limits, policies and rates;
 //! * `gating` — the dispatcher's side of the gates (circuit breakers, the
 //!   kind bulkhead, kind and agent rate limits and the retry budget), whose
-//!   state is one `Gates` value of the scheduler's `gates` module.
+//!   state is one `Gates` value of the scheduler's `gates` module;
+//! * `events` — every event into the metrics and to the observer;
+//! * `plain` — the shorter instance of the cycle a plain dispatcher runs.
 
+mod actions;
 mod admission;
 mod agents;
 mod attempts;
+mod events;
 mod gating;
 mod keys;
 mod placement;
 mod plain;
-mod queries;
 mod redrive;
 mod reports;
 mod timers;
 
+pub use actions::{Action, CancelReason, Submitted};
 pub use redrive::Redriven;
+use placement::Source;
+use reports::holds;
 
 use super::state::State;
-use super::task::{DeadLetterReason, Expiry};
-use super::{DispatcherConfig, Event};
+use super::{
+    Applied, ApplyError, DeadLetter, DeadLetterFilter, DeadLetterQueue, DispatcherConfig,
+    DispatcherMetrics, Event, Input, Metadata, ReportError, SchedulerError, Snapshot, SubmitError,
+    TaskReport, TaskSpec, TaskState,
+};
 use crate::Observer;
+use crate::agent::{AgentProfile, AgentStatus, Registry};
+use crate::resilience::BreakerState;
 use crate::routing::{LeastLoaded, RoutingStrategy};
-use crate::{AgentId, AttemptToken, TaskId};
-
-/// What the host should do next; pulled with [`Dispatcher::poll_action`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[must_use = "an action the host does not carry out is lost"]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub enum Action {
-    /// Start `task` on `agent`. Its report must carry `token`.
-    Assign {
-        /// The task (its payload: [`Dispatcher::payload`]).
-        task: TaskId,
-        /// The agent chosen.
-        agent: AgentId,
-        /// Fencing token of this attempt.
-        token: AttemptToken,
-        /// 1 for the first attempt.
-        attempt: u32,
-    },
-    /// Stop the attempt `token` of `task` on `agent`; any result it still
-    /// sends will be rejected.
-    Cancel {
-        /// The task.
-        task: TaskId,
-        /// The agent running it.
-        agent: AgentId,
-        /// The attempt to stop.
-        token: AttemptToken,
-        /// Why.
-        reason: CancelReason,
-    },
-    /// `task` failed for good; its letter is in the dead-letter queue.
-    DeadLettered {
-        /// The task.
-        task: TaskId,
-        /// Why.
-        reason: DeadLetterReason,
-    },
-    /// `task` ran out of time; its letter is in the dead-letter queue.
-    Expired {
-        /// The task.
-        task: TaskId,
-        /// Which limit ran out.
-        limit: Expiry,
-    },
-    /// `agent` missed its heartbeats and is now unhealthy; its tasks were
-    /// requeued.
-    AgentLost {
-        /// The agent.
-        agent: AgentId,
-    },
-}
-
-/// Why a running attempt is being stopped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub enum CancelReason {
-    /// The host cancelled the task.
-    Cancelled,
-    /// The task's deadline passed.
-    Expired,
-    /// The attempt exceeded its timeout; the task will be retried or
-    /// dead-lettered.
-    TimedOut,
-    /// The agent was lost or taken out of service; the task was requeued.
-    AgentLost,
-    /// A waiting P0 task needed the slot; the task was requeued without
-    /// spending a retry.
-    Preempted,
-    /// A newer task of a full concurrency key took the slot
-    /// ([`WhenFull`](super::WhenFull)); the task was cancelled.
-    Superseded,
-}
-
-/// The result of a successful submission.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[must_use = "a duplicate submission names an existing task, not a new one"]
-pub enum Submitted {
-    /// A new task was created.
-    New(TaskId),
-    /// The idempotency key was seen within the window: this is the existing
-    /// task, and the new payload was dropped.
-    Duplicate(TaskId),
-}
-
-impl Submitted {
-    /// The task id, new or existing.
-    pub fn id(self) -> TaskId {
-        match self {
-            Submitted::New(id) | Submitted::Duplicate(id) => id,
-        }
-    }
-}
-
-/// Where the next task comes from.
-#[derive(Clone, Copy)]
-enum Source {
-    Main,
-    Parked(usize),
-}
+use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
 
 /// The sans-IO dispatcher. See the [module docs](super).
 pub struct Dispatcher<P, S = Box<dyn RoutingStrategy + Send>> {
@@ -198,5 +122,486 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         };
         dispatcher.plain = dispatcher.plain_now();
         dispatcher
+    }
+}
+
+/// **Inputs.** Each takes the host's clock reading `now` (time never goes
+/// back: an earlier `now` counts as the latest seen), changes the state,
+/// and queues what the host must do as actions.
+impl<P, S: RoutingStrategy> Dispatcher<P, S> {
+    /// Submits a task.
+    ///
+    /// Inline: where the host builds the spec, which of its limits and
+    /// options are set is known, and a task that sets none of them takes
+    /// a shorter way in (nothing of the spec left to check or to store).
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError`] handing the task back: the queue is full, its
+    /// deadline has passed, or it asks for a zero attempt timeout.
+    #[inline(always)]
+    pub fn submit(&mut self, spec: TaskSpec<P>, now: Instant) -> Result<Submitted, SubmitError<P>> {
+        if spec.is_unlimited() {
+            let TaskSpec {
+                payload,
+                priority,
+                requirements,
+                ..
+            } = spec;
+            return match self.plain {
+                true => self.submit_unlimited::<true>(payload, priority, requirements, now),
+                false => self.submit_unlimited::<false>(payload, priority, requirements, now),
+            };
+        }
+        self.submit_spec(spec, now)
+    }
+
+    /// Submits several tasks and dispatches once at the end. One result per
+    /// task, in order.
+    pub fn submit_batch(
+        &mut self,
+        specs: impl IntoIterator<Item = TaskSpec<P>>,
+        now: Instant,
+    ) -> Vec<Result<Submitted, SubmitError<P>>> {
+        let now = self.tick(now);
+        let results = specs
+            .into_iter()
+            .map(|spec| self.enqueue(spec, now))
+            .collect();
+        self.dispatch(now);
+        results
+    }
+
+    /// Takes an agent's report on an attempt.
+    ///
+    /// Inline, and split by outcome: where the host builds the report, the
+    /// outcome is often known, and only that outcome's path remains.
+    ///
+    /// # Errors
+    ///
+    /// A [`ReportError`] for a report that is not from the agent holding the
+    /// task's current attempt with its token; such a report changes nothing
+    /// but the rejected-report counter.
+    #[inline(always)]
+    pub fn report(&mut self, report: TaskReport, now: Instant) -> Result<(), ReportError> {
+        self.report_attempt(report, now)
+    }
+
+    /// Cancels a task and hands its payload back; the cancel wins whatever
+    /// the task is doing. A queued, delayed (waiting for its start or a
+    /// retry) or parked task ends at once; a running attempt gets an
+    /// [`Action::Cancel`] for its agent, and its later report is rejected.
+    ///
+    /// ```
+    /// use taskweave::agent::AgentProfile;
+    /// use taskweave::scheduler::{Action, AttemptOutcome, Dispatcher, DispatcherConfig, TaskReport, TaskSpec, TaskState};
+    /// use taskweave::{AgentId, Instant};
+    ///
+    /// let mut d = Dispatcher::new(DispatcherConfig::default());
+    /// let now = Instant::ZERO;
+    /// let later = d.submit(TaskSpec::new("later").not_before(Instant::from_secs(60)), now)?.id();
+    /// assert_eq!(d.cancel(later, now)?, "later");
+    /// assert_eq!(d.task_state(later), Some(TaskState::Cancelled));
+    ///
+    /// d.register_agent(AgentId::new(1), AgentProfile::builder().build()?, now)?;
+    /// let running = d.submit(TaskSpec::new("running"), now)?.id();
+    /// let Some(Action::Assign { agent, token, .. }) = d.poll_action() else { unreachable!() };
+    /// d.cancel(running, now)?;
+    /// assert!(matches!(d.poll_action(), Some(Action::Cancel { task, .. }) if task == running));
+    /// let late = TaskReport { task: running, agent, token, outcome: AttemptOutcome::Success };
+    /// assert!(d.report(late, now).is_err());
+    /// # Ok::<(), taskweave::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::UnknownTask`] or [`SchedulerError::AlreadyFinished`].
+    pub fn cancel(&mut self, task: TaskId, now: Instant) -> Result<P, SchedulerError> {
+        self.cancel_live(task, now)
+    }
+
+    /// Registers an agent, online and idle; waiting tasks may go to it at once.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::Registry`] with a duplicate id.
+    pub fn register_agent(
+        &mut self,
+        agent: AgentId,
+        profile: AgentProfile,
+        now: Instant,
+    ) -> Result<(), SchedulerError> {
+        let now = self.tick(now);
+        self.state.registry.register(agent, profile, now)?;
+        self.state.gates.agent_joined(agent, &self.config);
+        self.arm_heartbeat(agent, now);
+        self.capacity_freed(agent);
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// Removes an agent. Its in-flight tasks go back to the queue in their
+    /// original order, preferably for another agent; the ids are returned.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::Registry`] for an unknown agent.
+    pub fn unregister_agent(
+        &mut self,
+        agent: AgentId,
+        now: Instant,
+    ) -> Result<Vec<TaskId>, SchedulerError> {
+        self.remove_agent(agent, now)
+    }
+
+    /// Sets an agent's status. `Draining` keeps its running tasks;
+    /// `Offline` and `Unhealthy` requeue them (returned); `Online` makes it
+    /// eligible again.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::Registry`] for an unknown agent.
+    pub fn set_agent_status(
+        &mut self,
+        agent: AgentId,
+        status: AgentStatus,
+        now: Instant,
+    ) -> Result<Vec<TaskId>, SchedulerError> {
+        self.change_agent_status(agent, status, now)
+    }
+
+    /// Stops sending new tasks to `agent`; it finishes what it holds.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::Registry`] for an unknown agent.
+    pub fn drain_agent(&mut self, agent: AgentId, now: Instant) -> Result<(), SchedulerError> {
+        self.set_agent_status(agent, AgentStatus::Draining, now)
+            .map(drop)
+    }
+
+    /// Records a heartbeat. An agent marked unhealthy for missing heartbeats
+    /// comes back online.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::Registry`] for an unknown agent.
+    pub fn heartbeat(&mut self, agent: AgentId, now: Instant) -> Result<(), SchedulerError> {
+        self.state.registry.heartbeat(agent, now)?;
+        let now = self.tick(now);
+        let lost = self
+            .state
+            .registry
+            .get(agent)
+            .is_some_and(|r| r.status() == AgentStatus::Unhealthy);
+        if lost && self.config.settings.heartbeats.is_some() {
+            self.set_agent_status(agent, AgentStatus::Online, now)?;
+        }
+        Ok(())
+    }
+
+    /// Handles every timer due at `now`: TTLs, deadlines, attempt timeouts,
+    /// retry instants, unroutable limits and missed heartbeats.
+    ///
+    /// One call fires only the timers that were armed before it: a timer
+    /// that firing arms at an instant already due waits for the next call
+    /// (and [`poll_timeout`](Self::poll_timeout) says so), so no call loops.
+    /// A timer due at [`Instant::MAX`] never fires (the
+    /// [clock rule](crate::time#the-clock-rule)).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.tick(now);
+        let armed_before = self.state.next_timer;
+        while let Some(&(at, seq, timer)) = self.state.timers.first() {
+            if !at.fires_at(now) || seq >= armed_before {
+                break;
+            }
+            self.state.timers.pop_first();
+            self.fire(timer, at, now);
+        }
+        self.dispatch(now);
+    }
+
+    /// Submits a dead-lettered task again, as a new task (manual override)
+    /// without its deadline, keeping the letter as history.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::NoDeadLetter`]; or, if the queue refuses it, the
+    /// submit error — the letter then stays in the dead-letter queue.
+    pub fn requeue_dead_letter(
+        &mut self,
+        task: TaskId,
+        now: Instant,
+    ) -> Result<Submitted, SchedulerError> {
+        self.requeue_letter(task, now)
+    }
+
+    /// Requeues every dead letter `filter` matches, oldest first, as new
+    /// tasks without their deadlines, each keeping its letters as history
+    /// ([`DeadLetter::history`]), and dispatches once at the end. Letters
+    /// the queue refuses stay where they were. `O(letters)`.
+    ///
+    /// ```
+    /// use taskweave::scheduler::{AttemptOutcome, DeadLetterCause, DeadLetterFilter, Dispatcher, DispatcherConfig, TaskReport, TaskSpec};
+    /// use taskweave::scheduler::Action;
+    /// use taskweave::agent::AgentProfile;
+    /// use taskweave::{AgentId, Instant};
+    ///
+    /// let mut d = Dispatcher::new(DispatcherConfig::default());
+    /// d.register_agent(AgentId::new(1), AgentProfile::builder().build()?, Instant::ZERO)?;
+    /// let task = d.submit(TaskSpec::new("charge").fairness("acme", 1), Instant::ZERO)?.id();
+    /// let Some(Action::Assign { agent, token, .. }) = d.poll_action() else { unreachable!() };
+    /// let outcome = AttemptOutcome::fatal("card declined");
+    /// d.report(TaskReport { task, agent, token, outcome }, Instant::ZERO)?;
+    ///
+    /// let filter = DeadLetterFilter::new().cause(DeadLetterCause::NonRetryable).key("acme");
+    /// let redriven = d.redrive_dead_letters(&filter, Instant::from_secs(60));
+    /// let (old, new) = redriven.requeued[0];
+    /// assert_eq!(old, task);
+    /// assert!(d.dead_letters().is_empty());
+    /// # let _ = new;
+    /// # Ok::<(), taskweave::Error>(())
+    /// ```
+    pub fn redrive_dead_letters(&mut self, filter: &DeadLetterFilter, now: Instant) -> Redriven {
+        self.redrive_matching(filter, now)
+    }
+
+    /// Removes and returns the dead letter of `task`, if held.
+    pub fn take_dead_letter(&mut self, task: TaskId) -> Option<DeadLetter<P>> {
+        self.state.dead_letters.take(task)
+    }
+
+    /// Removes and returns the dead letters matching `filter`.
+    pub fn purge_dead_letters(
+        &mut self,
+        filter: impl FnMut(&DeadLetter<P>) -> bool,
+    ) -> Vec<DeadLetter<P>> {
+        self.state.dead_letters.purge(filter)
+    }
+
+    /// Applies one input by calling the method it stands for. Recording
+    /// every input applied, through this method or the methods themselves,
+    /// is enough to replay the dispatcher (see [`Input`]).
+    ///
+    /// # Errors
+    ///
+    /// Whatever the corresponding method returns, as an [`ApplyError`]; a
+    /// refused submission hands its task back in
+    /// [`ApplyError::Submit`], and a batch's refused tasks come back in
+    /// [`Applied::Batch`], as with [`submit`](Self::submit) and
+    /// [`submit_batch`](Self::submit_batch).
+    pub fn apply(&mut self, input: Input<P>) -> Result<Applied<P>, ApplyError<P>> {
+        self.apply_input(input)
+    }
+}
+
+/// **Outputs.** After every input, the host drains
+/// [`poll_action`](Self::poll_action) until it answers `None` and carries
+/// each action out; then it sleeps until [`poll_timeout`](Self::poll_timeout)
+/// (or the next input) and calls [`handle_timeout`](Self::handle_timeout).
+impl<P, S: RoutingStrategy> Dispatcher<P, S> {
+    /// The next action for the host, oldest first.
+    #[must_use = "an action the host does not carry out is lost"]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.state.actions.pop_front()
+    }
+
+    /// The next instant at which [`handle_timeout`](Self::handle_timeout)
+    /// has work, if any. Timers due at [`Instant::MAX`] never fire and are
+    /// not reported.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.state
+            .timers
+            .first()
+            .map(|&(at, _, _)| at)
+            .filter(|at| !at.is_never())
+    }
+}
+
+/// **Queries.** Read-only views; none changes the state.
+impl<P, S: RoutingStrategy> Dispatcher<P, S> {
+    /// The dispatcher's clock: the latest `now` it has been given. An
+    /// earlier `now` counts as this instant (the
+    /// [clock rule](crate::time#the-clock-rule)).
+    pub fn clock(&self) -> Instant {
+        self.state.clock
+    }
+
+    /// The state of a live task, or the terminal state of a recently
+    /// finished one (the last `terminal_history` are remembered).
+    pub fn task_state(&self, task: TaskId) -> Option<TaskState> {
+        self.state
+            .tasks
+            .get(task)
+            .map(|t| t.state)
+            .or_else(|| self.state.tasks.record(task).map(|&t| t.into()))
+    }
+
+    /// The payload of a live task.
+    pub fn payload(&self, task: TaskId) -> Option<&P> {
+        self.state.tasks.get(task).map(|t| &t.payload)
+    }
+
+    /// The metadata of a live task ([`TaskSpec::metadata`](super::TaskSpec::metadata)),
+    /// to hand to its agent with an [`Action::Assign`](super::Action::Assign)
+    /// (the protocol's `Envelope::with_metadata` carries it). Empty for a
+    /// task submitted without any.
+    pub fn metadata(&self, task: TaskId) -> Option<&Metadata> {
+        self.state.tasks.get(task).map(|t| &t.extras().metadata)
+    }
+
+    /// Tasks queued (not delayed, not running) at `priority`.
+    pub fn queue_depth(&self, priority: Priority) -> usize {
+        self.state.queued_by_level[priority.index()]
+    }
+
+    /// Tasks waiting: queued or delayed.
+    pub fn waiting(&self) -> usize {
+        self.state.waiting
+    }
+
+    /// Tasks not yet in a terminal state.
+    pub fn live_tasks(&self) -> usize {
+        self.state.tasks.len()
+    }
+
+    /// Every live task — queued, delayed or in flight — with its state,
+    /// priority and requirements. The order is the order of the dispatcher's
+    /// task slots: deterministic for a given history of inputs, but not
+    /// submission order. Read-only; costs `O(n)` for `n` the peak number of
+    /// live tasks plus `terminal_history`.
+    pub fn iter_live_tasks(
+        &self,
+    ) -> impl Iterator<Item = (TaskId, TaskState, Priority, &crate::TaskRequirements)> + '_ {
+        let requirements = &self.state.requirements;
+        self.state.tasks.iter().filter_map(move |(id, task)| {
+            // A live task always holds its interned requirements.
+            let needs = requirements.requirements(task.requirements)?;
+            Some((id, task.state, task.priority, needs))
+        })
+    }
+
+    /// The tasks `agent` is running.
+    pub fn in_flight(&self, agent: AgentId) -> &[TaskId] {
+        let slot = self.state.registry.slot_of(agent);
+        slot.and_then(|slot| self.state.in_flight.get(agent, slot))
+            .map_or(&[], |r| r.as_slice())
+    }
+
+    /// Counters, per-priority wait and run-time percentiles, load spread and
+    /// throughput.
+    pub fn metrics(&self) -> DispatcherMetrics {
+        self.state.recorder.snapshot(&self.state.registry)
+    }
+
+    /// The state of `agent`'s circuit breaker at `now`, if breakers are on.
+    pub fn breaker_state(&self, agent: AgentId, now: Instant) -> Option<BreakerState> {
+        self.state.gates.breaker_state(agent, now)
+    }
+
+    /// Checks, without changing anything, that [`report`](Self::report)
+    /// would accept a report on `task` from `agent` with `token`.
+    ///
+    /// # Errors
+    ///
+    /// The [`ReportError`] `report` would return.
+    pub fn verify_report(
+        &self,
+        task: TaskId,
+        agent: AgentId,
+        token: AttemptToken,
+    ) -> Result<(), ReportError> {
+        match self.state.tasks.get(task) {
+            Some(t) if holds(t, agent, token) => Ok(()),
+            _ => Err(self.report_error(task, agent, token)),
+        }
+    }
+
+    /// The agent registry (status, load, history of every agent).
+    pub fn registry(&self) -> &Registry {
+        &self.state.registry
+    }
+
+    /// The routing strategy.
+    pub fn strategy(&self) -> &S {
+        &self.strategy
+    }
+
+    /// The dead-letter queue.
+    pub fn dead_letters(&self) -> &DeadLetterQueue<P> {
+        &self.state.dead_letters
+    }
+}
+
+/// **State and configuration.** The whole state as a value, and the
+/// observer.
+impl<P, S: RoutingStrategy> Dispatcher<P, S> {
+    /// A copy of everything the dispatcher knows — tasks and payloads,
+    /// queues, timers, agents, breakers, limiters, metrics, the random
+    /// source, the routing strategy's state
+    /// ([`RoutingStrategy::save_state`]) — as a value that serde can store.
+    /// The observer is not part of it.
+    #[must_use]
+    pub fn snapshot(&self) -> Snapshot<P>
+    where
+        P: Clone,
+    {
+        self.capture_snapshot()
+    }
+
+    /// A dispatcher that continues from `snapshot`, with `config` and
+    /// `strategy` supplied again by the host. It produces the same actions
+    /// as the dispatcher the snapshot came from:
+    ///
+    /// - `config` must be the configuration the snapshot was taken with
+    ///   (every setting is compared; a host retry policy, which a snapshot
+    ///   cannot describe, is taken on trust). A standby without the
+    ///   leader's parameters uses [`Snapshot::config`].
+    /// - `strategy` must be of the kind the dispatcher routed with: it is
+    ///   loaded with the saved state ([`RoutingStrategy::load_state`]), so
+    ///   rotations, weighted credits, random draws and learned estimates
+    ///   continue where they were.
+    ///
+    /// **Untrusted snapshots.** The snapshot is checked as untrusted input
+    /// (every index, count, id, load and timer is checked against the
+    /// rest of the state): a snapshot that is not one a
+    /// dispatcher could have taken is refused, and a restored dispatcher
+    /// keeps every guarantee of a fresh one — no panic, no hang, nothing
+    /// lost. Parts with invariants of their own (the registry, capability
+    /// sets, breakers, limiters, histograms) are checked as serde reads
+    /// them, so a corrupt one already fails to deserialize. Costs
+    /// `O(n log n)` in the size of the state.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::SnapshotVersion`] for a snapshot written by an
+    /// incompatible version of this library;
+    /// [`SchedulerError::ConfigMismatch`] naming the first setting in which
+    /// `config` differs from the snapshot's;
+    /// [`SchedulerError::CorruptSnapshot`] naming the first inconsistent
+    /// field (`strategy` for a state the strategy refused).
+    pub fn restore(
+        config: DispatcherConfig,
+        strategy: S,
+        snapshot: Snapshot<P>,
+    ) -> Result<Self, SchedulerError> {
+        Self::restore_checked(config, strategy, snapshot)
+    }
+
+    /// Sets the observer that receives every lifecycle [`Event`]. On a
+    /// dispatcher held by a [`SharedDispatcher`](crate::scheduler::SharedDispatcher)
+    /// (through its lock), the observer goes to the handle and runs outside
+    /// the lock, as if set with
+    /// [`SharedDispatcher::set_observer`](crate::scheduler::SharedDispatcher::set_observer).
+    pub fn set_observer(&mut self, observer: impl Observer<Event> + Send + 'static) {
+        let observer: Box<dyn Observer<Event> + Send> = Box::new(observer);
+        #[cfg(feature = "sync")]
+        let observer = match &self.handoff {
+            Some(handoff) => handoff.take_over(observer),
+            None => observer,
+        };
+        self.observer = Some(observer);
+        self.plain = self.plain_now();
     }
 }

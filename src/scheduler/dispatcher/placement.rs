@@ -10,10 +10,17 @@ use super::super::requirements_table::{KindId, RequirementsId};
 use super::super::state::{Parked, Task};
 use super::super::task::TaskState;
 use super::super::timer::Timer;
-use super::{Action, CancelReason, Dispatcher, Source};
+use super::{Action, CancelReason, Dispatcher};
 use crate::agent::{AgentStatus, Slot};
 use crate::routing::RoutingStrategy;
 use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
+
+/// Where the next task comes from.
+#[derive(Clone, Copy)]
+pub(super) enum Source {
+    Main,
+    Parked(usize),
+}
 
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// Assigns waiting tasks while agents have free slots.

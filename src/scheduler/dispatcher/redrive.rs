@@ -20,14 +20,8 @@ pub struct Redriven {
 }
 
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
-    /// Submits a dead-lettered task again, as a new task (manual override)
-    /// without its deadline, keeping the letter as history.
-    ///
-    /// # Errors
-    ///
-    /// [`SchedulerError::NoDeadLetter`]; or, if the queue refuses it, the
-    /// submit error — the letter then stays in the dead-letter queue.
-    pub fn requeue_dead_letter(
+    /// The work of [`requeue_dead_letter`](Self::requeue_dead_letter), whose docs say what it does.
+    pub(super) fn requeue_letter(
         &mut self,
         task: TaskId,
         now: Instant,
@@ -43,33 +37,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         result.map(Submitted::New).map_err(SchedulerError::Submit)
     }
 
-    /// Requeues every dead letter `filter` matches, oldest first, as new
-    /// tasks without their deadlines, each keeping its letters as history
-    /// ([`DeadLetter::history`]), and dispatches once at the end. Letters
-    /// the queue refuses stay where they were. `O(letters)`.
-    ///
-    /// ```
-    /// use taskweave::scheduler::{AttemptOutcome, DeadLetterCause, DeadLetterFilter, Dispatcher, DispatcherConfig, TaskReport, TaskSpec};
-    /// use taskweave::scheduler::Action;
-    /// use taskweave::agent::AgentProfile;
-    /// use taskweave::{AgentId, Instant};
-    ///
-    /// let mut d = Dispatcher::new(DispatcherConfig::default());
-    /// d.register_agent(AgentId::new(1), AgentProfile::builder().build()?, Instant::ZERO)?;
-    /// let task = d.submit(TaskSpec::new("charge").fairness("acme", 1), Instant::ZERO)?.id();
-    /// let Some(Action::Assign { agent, token, .. }) = d.poll_action() else { unreachable!() };
-    /// let outcome = AttemptOutcome::fatal("card declined");
-    /// d.report(TaskReport { task, agent, token, outcome }, Instant::ZERO)?;
-    ///
-    /// let filter = DeadLetterFilter::new().cause(DeadLetterCause::NonRetryable).key("acme");
-    /// let redriven = d.redrive_dead_letters(&filter, Instant::from_secs(60));
-    /// let (old, new) = redriven.requeued[0];
-    /// assert_eq!(old, task);
-    /// assert!(d.dead_letters().is_empty());
-    /// # let _ = new;
-    /// # Ok::<(), taskweave::Error>(())
-    /// ```
-    pub fn redrive_dead_letters(&mut self, filter: &DeadLetterFilter, now: Instant) -> Redriven {
+    /// The work of [`redrive_dead_letters`](Self::redrive_dead_letters), whose docs say what it does.
+    pub(super) fn redrive_matching(&mut self, filter: &DeadLetterFilter, now: Instant) -> Redriven {
         let now = self.tick(now);
         let letters = self
             .state
@@ -89,7 +58,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
     /// Admits a letter's task again and files it; a refused letter goes
     /// back to the dead-letter queue.
-    fn resubmit(&mut self, letter: DeadLetter<P>, now: Instant) -> Result<TaskId, SubmitErrorKind> {
+    pub(super) fn resubmit(
+        &mut self,
+        letter: DeadLetter<P>,
+        now: Instant,
+    ) -> Result<TaskId, SubmitErrorKind> {
         let history = letter.history_with_self();
         let DeadLetter {
             task,

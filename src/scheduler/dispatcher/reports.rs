@@ -13,18 +13,13 @@ use crate::routing::RoutingStrategy;
 use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
 
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
-    /// Takes an agent's report on an attempt.
-    ///
-    /// Inline, and split by outcome: where the host builds the report, the
-    /// outcome is often known, and only that outcome's path remains.
-    ///
-    /// # Errors
-    ///
-    /// A [`ReportError`] for a report that is not from the agent holding the
-    /// task's current attempt with its token; such a report changes nothing
-    /// but the rejected-report counter.
+    /// The work of [`report`](Self::report), whose docs say what it does.
     #[inline(always)]
-    pub fn report(&mut self, report: TaskReport, now: Instant) -> Result<(), ReportError> {
+    pub(super) fn report_attempt(
+        &mut self,
+        report: TaskReport,
+        now: Instant,
+    ) -> Result<(), ReportError> {
         let TaskReport {
             task,
             agent,
@@ -126,30 +121,17 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         Ok((now, ran, priority))
     }
 
-    /// Checks, without changing anything, that [`report`](Self::report)
-    /// would accept a report on `task` from `agent` with `token`.
-    ///
-    /// # Errors
-    ///
-    /// The [`ReportError`] `report` would return.
-    pub fn verify_report(
-        &self,
-        task: TaskId,
-        agent: AgentId,
-        token: AttemptToken,
-    ) -> Result<(), ReportError> {
-        match self.state.tasks.get(task) {
-            Some(t) if holds(t, agent, token) => Ok(()),
-            _ => Err(self.report_error(task, agent, token)),
-        }
-    }
-
     /// Why `report` refuses a report on `task` from `agent` with `token`,
     /// for a report that does not come from the holder of the current
     /// attempt.
     #[cold]
     #[inline(never)]
-    fn report_error(&self, task: TaskId, agent: AgentId, token: AttemptToken) -> ReportError {
+    pub(super) fn report_error(
+        &self,
+        task: TaskId,
+        agent: AgentId,
+        token: AttemptToken,
+    ) -> ReportError {
         let Some(entry) = self.state.tasks.get(task) else {
             return match self.state.tasks.record(task) {
                 Some(&state) => ReportError::NotInFlight {
@@ -187,7 +169,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
 /// Whether `agent` holds `t`'s current attempt, with `token`.
 #[inline(always)]
-fn holds<P>(t: &Task<P>, agent: AgentId, token: AttemptToken) -> bool {
+pub(super) fn holds<P>(t: &Task<P>, agent: AgentId, token: AttemptToken) -> bool {
     matches!(t.state, TaskState::InFlight { agent: holder, token: current, .. }
         if holder == agent && current == token)
 }

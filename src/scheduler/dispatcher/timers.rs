@@ -11,39 +11,6 @@ use crate::agent::Outcome;
 use crate::routing::RoutingStrategy;
 
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
-    /// Handles every timer due at `now`: TTLs, deadlines, attempt timeouts,
-    /// retry instants, unroutable limits and missed heartbeats.
-    ///
-    /// One call fires only the timers that were armed before it: a timer
-    /// that firing arms at an instant already due waits for the next call
-    /// (and [`poll_timeout`](Self::poll_timeout) says so), so no call loops.
-    /// A timer due at [`Instant::MAX`] never fires (the
-    /// [clock rule](crate::time#the-clock-rule)).
-    pub fn handle_timeout(&mut self, now: Instant) {
-        let now = self.tick(now);
-        let armed_before = self.state.next_timer;
-        while let Some(&(at, seq, timer)) = self.state.timers.first() {
-            if !at.fires_at(now) || seq >= armed_before {
-                break;
-            }
-            self.state.timers.pop_first();
-            self.fire(timer, at, now);
-        }
-        self.dispatch(now);
-    }
-
-    /// The next instant at which [`handle_timeout`](Self::handle_timeout)
-    /// has work, if any. Timers due at [`Instant::MAX`] never fire and are
-    /// not reported.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.state
-            .timers
-            .first()
-            .map(|&(at, _, _)| at)
-            .filter(|at| !at.is_never())
-    }
-
     pub(super) fn fire(&mut self, timer: Timer, at: Instant, now: Instant) {
         match timer {
             Timer::Ttl(task) => {
