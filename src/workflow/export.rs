@@ -331,18 +331,19 @@ pub fn dot_run_graph<P: Clone>(run: &WorkflowRun<P>) -> String {
 mod graph;
 mod text;
 
+use crate::diagram::{line, mermaid_escape, millis_since};
 use graph::{STATE_STYLES, state_style, write_dot, write_mermaid_graph};
-use text::{NodeId, millis_since};
-pub(crate) use text::{display_name, line, mermaid_escape};
+use text::NodeId;
+pub(crate) use text::display_name;
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use super::text::dot_escape;
     use super::*;
     use crate::WorkflowId;
+    use crate::diagram::dot_escape;
     use crate::resilience::Fixed;
     use crate::workflow::{Join, RunAction, StepDef, StepFailure, StepOutput};
 

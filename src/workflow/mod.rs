@@ -122,7 +122,7 @@ pub use definition::{
 pub use engine::{EngineAction, StepTask, WorkflowEngine};
 pub use error::{DefinitionError, EngineError, RunError};
 #[cfg(feature = "planning")]
-pub(crate) use export::{display_name, line, mermaid_escape};
+pub(crate) use export::display_name;
 pub use export::{
     dot_graph, dot_run_graph, mermaid_flowchart, mermaid_gantt, mermaid_run_flowchart,
 };

@@ -400,7 +400,7 @@ impl Scene {
             |scene| (!scene.procs[i].running()).then_some(()),
         )?;
         let out = std::fs::read_to_string(&self.procs[i].log).unwrap_or_default();
-        let accepted = out.lines().filter(|l| l.contains(": task ")).count() as u64;
+        let accepted = out.lines().filter(|l| l.contains(": task-")).count() as u64;
         let status = self.procs[i].exit;
         if status.is_some_and(|s| s.success()) && accepted == count {
             Ok(())

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::diagram::{line, mermaid_escape};
 use crate::planning::TensorTask;
-use crate::workflow::{WorkflowDef, display_name, line, mermaid_escape};
+use crate::workflow::{WorkflowDef, display_name};
 use crate::{AgentId, Priority, StepId, TaskId};
 
 /// One step of a [`Schedule`]: the agent it is planned on and when, as

@@ -42,8 +42,8 @@ mod reports;
 mod timers;
 
 pub use actions::{Action, CancelReason, Submitted};
-pub use redrive::Redriven;
 use placement::Source;
+pub use redrive::Redriven;
 use reports::holds;
 
 use super::state::State;

@@ -3,8 +3,9 @@
 
 use std::fmt::Write as _;
 
-use super::text::{NodeId, display_name, dot_escape, escaped_label, line, mermaid_escape};
+use super::text::{NodeId, display_name};
 use crate::StepId;
+use crate::diagram::{dot_escape, escaped_label, line, mermaid_escape};
 use crate::workflow::{Join, StepDef, StepKind, StepState, WorkflowDef};
 
 /// A node's label, unescaped: the lines of the step's name, then one line

@@ -80,7 +80,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
             match start(program, program_args, id, &work) {
                 Ok(r) => running.push(r),
                 Err(why) => {
-                    log(&format!("task {}: {why}", work.task.get()));
+                    log(&format!("{}: {why}", work.task));
                     agent.finish(work.task, work.token, AttemptOutcome::failure(why));
                 }
             }
@@ -91,8 +91,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
                 .find(|r| (r.task, r.token) == (task, token))
             {
                 log(&format!(
-                    "task {}: cancelled by the cluster; stopping its command",
-                    task.get()
+                    "{task}: cancelled by the cluster; stopping its command"
                 ));
                 // It may have ended meanwhile; its result is refused anyway.
                 let _ = r.child.kill();

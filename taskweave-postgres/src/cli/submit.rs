@@ -124,7 +124,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
                 Some(Verdict::Accepted) => Err("the verdict names no task".into()),
             };
             match answer {
-                Ok(task) => say!("line {number}: task {}", task.get()),
+                Ok(task) => say!("line {number}: {task}"),
                 Err(why) => {
                     refused += 1;
                     say!("line {number}: refused: {why}");
