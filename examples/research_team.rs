@@ -262,7 +262,10 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
             .collect::<Vec<_>>()
             .join(" → ")
     );
-    println!("```mermaid\n{}```", schedule.mermaid_gantt());
+    println!(
+        "```mermaid\n{}```",
+        schedule.mermaid_gantt_named(|agent| name(agent).to_string())
+    );
     let tensor = TaskTensor::from_plan(
         &remaining.ids(),
         &schedule.tensor_tasks(),

@@ -274,6 +274,28 @@ impl Schedule {
     /// # Ok::<(), taskweave::Error>(())
     /// ```
     pub fn mermaid_gantt(&self) -> String {
+        self.mermaid_gantt_named(|agent| agent.to_string())
+    }
+
+    /// [`mermaid_gantt`](Self::mermaid_gantt) with each agent's section
+    /// named by `agent_name` (escaped like every other text), so the chart
+    /// uses the names the host's other views use.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskweave::AgentId;
+    /// use taskweave::planning::{heft, CapabilityMatrix, PlanAgent};
+    /// use taskweave::workflow::{StepDef, WorkflowDef};
+    ///
+    /// let workflow = WorkflowDef::builder("essay", 1)
+    ///     .step(StepDef::agent("write").estimated_duration(Duration::from_secs(60)))
+    ///     .build()?;
+    /// let agents = CapabilityMatrix::new([PlanAgent::new(AgentId::new(1), ["any"])])?;
+    /// let chart = heft(&workflow, &agents)?.mermaid_gantt_named(|_| "ada".to_string());
+    /// assert!(chart.contains("section ada\n"));
+    /// # Ok::<(), taskweave::Error>(())
+    /// ```
+    pub fn mermaid_gantt_named(&self, agent_name: impl Fn(AgentId) -> String) -> String {
         let mut critical = vec![false; self.slots.len()];
         for step in &self.critical_path {
             if let Some(flag) = usize::try_from(step.get())
@@ -295,7 +317,7 @@ impl Schedule {
         let sections = self
             .agents
             .iter()
-            .map(|&agent| (agent.to_string(), self.on_agent(agent).collect::<Vec<_>>()))
+            .map(|&agent| (agent_name(agent), self.on_agent(agent).collect::<Vec<_>>()))
             .chain(std::iter::once(("host".to_string(), host)));
         for (section, bars) in sections {
             if bars.is_empty() {
