@@ -103,6 +103,7 @@ mod definition;
 mod engine;
 mod error;
 mod export;
+mod join;
 mod observer;
 mod pool;
 mod run;
@@ -126,11 +127,12 @@ pub(crate) use export::display_name;
 pub use export::{
     dot_graph, dot_run_graph, mermaid_flowchart, mermaid_gantt, mermaid_run_flowchart,
 };
+pub use join::Join;
 pub use observer::WorkflowEvent;
 pub use pool::TaskPool;
 pub use run::{AttemptEnd, StepState, TimelineEntry, WorkflowRun};
 pub use step::{Step, StepFailure, StepInput, StepOutput};
-pub use step_def::{Choice, Join, MultiInstance, StepDef, StepKind, TIMEOUT_LABEL};
+pub use step_def::{Choice, MultiInstance, StepDef, StepKind, TIMEOUT_LABEL};
 
 #[cfg(test)]
 mod tests {

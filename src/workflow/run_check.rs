@@ -10,11 +10,12 @@
 //!
 //! [`Checkpoint`]: super::Checkpoint
 
+use super::join::Decision;
 use super::run::{
     CompensationState, EdgeState, Exec, ExecState, NONE, Phase, RunState, StepSlot, Timer,
 };
 use super::{
-    AttemptEnd, Join, MAX_ATTEMPTS, MAX_INSTANCES, MAX_ITERATIONS, RunError, StepState, WorkflowDef,
+    AttemptEnd, MAX_ATTEMPTS, MAX_INSTANCES, MAX_ITERATIONS, RunError, StepState, WorkflowDef,
 };
 use crate::StepId;
 
@@ -391,11 +392,7 @@ impl<P> RunState<P> {
             return Err(());
         }
         let m = def.meta(step).in_degree;
-        let undecided = match def.meta(step).join {
-            Join::All => skipped == 0 && fired < m,
-            Join::Merge => fired + skipped < m,
-            Join::Quorum { n, .. } => fired < n && skipped <= m.saturating_sub(n),
-        };
+        let undecided = def.meta(step).join.decide(fired, skipped, m) == Decision::Wait;
         if undecided { Ok(()) } else { Err(()) }
     }
 

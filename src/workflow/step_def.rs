@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::WorkflowDef;
+use super::{Join, WorkflowDef};
 use crate::Priority;
 use crate::resilience::RetrySpec;
 
@@ -35,56 +35,6 @@ pub enum StepKind {
 
 /// The branch label a [`StepKind::Wait`] step takes when its timeout fires.
 pub const TIMEOUT_LABEL: &str = "timeout";
-
-/// When a step with several incoming edges may start.
-///
-/// Edges are *fired* when their source completes (and, for a labelled edge,
-/// chose the label) and *skipped* when their source is skipped, cancelled or
-/// did not choose the label. A step whose join can no longer be satisfied is
-/// skipped, and so are its outgoing edges: skips propagate.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
-pub enum Join {
-    /// Synchronization (pattern 3): every incoming edge fired. One skipped
-    /// edge skips the step.
-    #[default]
-    All,
-    /// Synchronizing merge (pattern 7): waits until every incoming edge is
-    /// decided, then starts if at least one fired.
-    Merge,
-    /// N-of-M partial join (patterns 30 and 32): starts as soon as `n`
-    /// incoming edges fired. With `n = 1` this is the simple merge (5) and
-    /// the discriminator (9). With `cancel_remaining` the branches still
-    /// running are cancelled (cancelling discriminator, 29, and cancelling
-    /// partial join, 32); otherwise they finish and are ignored.
-    Quorum {
-        /// Fired edges needed; `1..=m` for `m` incoming edges.
-        n: u32,
-        /// Whether the remaining branches are cancelled.
-        cancel_remaining: bool,
-    },
-}
-
-impl Join {
-    /// The first branch to arrive wins, the others carry on (simple merge
-    /// and discriminator).
-    pub const fn first() -> Join {
-        Join::Quorum {
-            n: 1,
-            cancel_remaining: false,
-        }
-    }
-
-    /// The first branch to arrive wins and the others are cancelled
-    /// (cancelling discriminator).
-    pub const fn first_cancelling() -> Join {
-        Join::Quorum {
-            n: 1,
-            cancel_remaining: true,
-        }
-    }
-}
 
 /// How many labelled branches a decision step may choose.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -6,7 +6,7 @@ use super::WorkflowDef;
 use crate::StepId;
 use crate::hash::StableHasher;
 use crate::resilience::RetrySpec;
-use crate::workflow::{Join, StepDef, StepKind};
+use crate::workflow::{StepDef, StepKind};
 
 /// The content hash: every field, in a fixed order, through
 /// [`StableHasher`].
@@ -69,18 +69,7 @@ pub(super) fn hash_step(h: &mut StableHasher, step: &StepDef) {
     }
     hash_duration(h, step.timeout);
     h.u64(step.compensable.into());
-    match step.join {
-        Join::All => h.u64(0),
-        Join::Merge => h.u64(1),
-        Join::Quorum {
-            n,
-            cancel_remaining,
-        } => {
-            h.u64(2);
-            h.u64(n.into());
-            h.u64(cancel_remaining.into());
-        }
-    }
+    step.join.hash(h);
     h.u64(step.choice as u64);
     h.u64(step.max_iterations.map_or(u64::MAX, u64::from));
     h.u64(

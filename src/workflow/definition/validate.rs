@@ -6,8 +6,7 @@ use std::time::Duration;
 use super::Adjacency;
 use crate::StepId;
 use crate::workflow::{
-    DefinitionError, Join, MAX_ATTEMPTS, MAX_INSTANCES, MAX_ITERATIONS, MAX_TIMEOUT, StepDef,
-    StepKind,
+    DefinitionError, MAX_ATTEMPTS, MAX_INSTANCES, MAX_ITERATIONS, MAX_TIMEOUT, StepDef, StepKind,
 };
 
 /// Checks one step's own options against its number of incoming edges.
@@ -18,33 +17,7 @@ pub(super) fn validate_step(step: &StepDef, inputs: usize) -> Result<(), Definit
             reason,
         })
     };
-    match step.join {
-        Join::All => {}
-        Join::Merge if inputs < 2 => {
-            return Err(DefinitionError::JoinTooFewInputs {
-                step: step.id.clone(),
-                inputs,
-                join: "synchronizing merge",
-            });
-        }
-        Join::Merge => {}
-        Join::Quorum { n, .. } => {
-            if inputs < 2 {
-                return Err(DefinitionError::JoinTooFewInputs {
-                    step: step.id.clone(),
-                    inputs,
-                    join: "partial",
-                });
-            }
-            if n == 0 || n as usize > inputs {
-                return Err(DefinitionError::ImpossibleQuorum {
-                    step: step.id.clone(),
-                    n,
-                    m: inputs,
-                });
-            }
-        }
-    }
+    step.join.check(&step.id, inputs)?;
     if step.max_iterations == Some(0) {
         return conflict("a loop needs at least one iteration");
     }

@@ -6,33 +6,14 @@ use std::fmt::Write as _;
 use super::text::{NodeId, display_name};
 use crate::StepId;
 use crate::diagram::{dot_escape, escaped_label, line, mermaid_escape};
-use crate::workflow::{Join, StepDef, StepKind, StepState, WorkflowDef};
+use crate::workflow::{StepDef, StepKind, StepState, WorkflowDef};
 
 /// A node's label, unescaped: the lines of the step's name, then one line
 /// per annotation (join, loop, fan-out, wait, sub-workflow).
 pub(super) fn label_lines(def: &WorkflowDef, id: StepId, step: &StepDef) -> Vec<String> {
     let mut lines: Vec<String> = display_name(id, step).lines().map(str::to_string).collect();
     let inputs = def.predecessors(id).len();
-    match step.join {
-        Join::All => {}
-        Join::Merge => lines.push("merge".to_string()),
-        Join::Quorum {
-            n,
-            cancel_remaining,
-        } => {
-            let quorum = if n == 1 {
-                "first".to_string()
-            } else {
-                format!("{n} of {inputs}")
-            };
-            let cancel = if cancel_remaining {
-                ", cancel others"
-            } else {
-                ""
-            };
-            lines.push(format!("{quorum}{cancel}"));
-        }
-    }
+    lines.extend(step.join.describe(inputs));
     if let Some(max) = step.max_iterations {
         lines.push(format!("loop, up to {max}"));
     }

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use super::{AttemptEnd, EdgeState, ExecState, NONE, Phase, StepState, WorkflowRun};
-use crate::workflow::{Join, RunAction, RunOutcome, StepCancelReason, WorkflowEvent};
+use crate::workflow::join::Decision;
+use crate::workflow::{RunAction, RunOutcome, StepCancelReason, WorkflowEvent};
 use crate::{Instant, StepId};
 
 impl<P: Clone> WorkflowRun<P> {
@@ -58,30 +59,15 @@ impl<P: Clone> WorkflowRun<P> {
             let (fired, skipped) = (slot.fired, slot.skipped);
             let meta = self.def.meta(to);
             let m = meta.in_degree;
-            match meta.join {
-                Join::All if skipped > 0 => self.skip_step(to),
-                Join::All if fired == m => self.make_ready(to, now),
-                Join::Merge if fired + skipped == m => {
-                    if fired > 0 {
-                        self.make_ready(to, now);
-                    } else {
-                        self.skip_step(to);
+            match meta.join.decide(fired, skipped, m) {
+                Decision::Wait => {}
+                Decision::Skip => self.skip_step(to),
+                Decision::Start { cancel_remaining } => {
+                    self.make_ready(to, now);
+                    if cancel_remaining {
+                        self.cancel_remaining(to, now);
                     }
                 }
-                Join::Quorum {
-                    n,
-                    cancel_remaining,
-                } => {
-                    if fired >= n {
-                        self.make_ready(to, now);
-                        if cancel_remaining {
-                            self.cancel_remaining(to, now);
-                        }
-                    } else if skipped > m.saturating_sub(n) {
-                        self.skip_step(to);
-                    }
-                }
-                _ => {}
             }
         }
     }
