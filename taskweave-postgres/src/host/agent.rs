@@ -45,6 +45,7 @@ impl<P: Clone + Serialize + DeserializeOwned> PgAgent<P> {
     ) -> Result<Self, PgError> {
         let mut store = connect_patiently(conninfo, log, give_up)?;
         store.listen(format!("taskweave_work_{}", agent.get()));
+        store.listen("taskweave_cluster".to_string());
         Ok(PgAgent {
             store,
             session: AgentSession::new(agent, profile, config),
@@ -88,9 +89,10 @@ impl<P: Clone + Serialize + DeserializeOwned> PgAgent<P> {
     }
 
     /// Sleeps until the session has something to do, at most `cap`, or
-    /// until the leader publishes work for this agent (it notifies the
-    /// agent's channel when its commit lands): then the next
-    /// [`step`](Self::step) claims at once.
+    /// until the leader publishes work for this agent or stops the cluster
+    /// (it notifies the agent's channel, or every agent's, when its commit
+    /// lands): then the next [`step`](Self::step) claims at once, and a
+    /// claim's answer says whether the cluster stopped.
     pub fn wait(&mut self, cap: Duration) {
         let pause = self.session.poll_timeout().map_or(cap, |at| until(at, cap));
         if !pause.is_zero() && self.store.wait_notice(pause) {

@@ -68,6 +68,10 @@ ON CONFLICT (task, token) DO NOTHING";
 const NOTIFY_WORK: &str = "SELECT pg_notify('taskweave_work_' || a, '')
 FROM (SELECT DISTINCT unnest($1::bigint[]) AS a) AS u";
 
+/// Tells every agent that the cluster stopped (sent when the stop lands),
+/// so each ends at once instead of at its next heartbeat.
+const NOTIFY_STOPPED: &str = "SELECT pg_notify('taskweave_cluster', 'stopped')";
+
 /// Rule 8: the rows of attempts cancelled or reported are deleted.
 const RELEASE: &str = "DELETE FROM outbox USING unnest($1::bigint[], $2::bigint[]) AS u(t, k)
 WHERE outbox.task = u.t AND outbox.token = u.k";
@@ -208,6 +212,7 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
                         return Err(fenced(tx, epoch));
                     }
                     tx.execute(PUT_FINAL, &[&u64_to_int(epoch), &u64_to_int(seq), &state])?;
+                    tx.execute(NOTIFY_STOPPED, &[])?;
                     Ok(NodeReply::Done)
                 })
             }

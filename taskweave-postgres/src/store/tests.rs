@@ -362,4 +362,27 @@ fn an_agent_hears_of_its_work_and_listens_again_after_a_restart() {
         seven.wait_notice(Duration::from_secs(10)),
         "agent 7 heard nothing after the restart"
     );
+
+    // Stopping the cluster tells every agent listening on the cluster's
+    // channel.
+    eight.listen("taskweave_cluster".into());
+    let _ = eight.wait_notice(Duration::from_millis(50));
+    assert!((0..3).any(|_| eight.node(NodeOp::ReadLease, now()).is_ok()));
+    let snapshot = taskweave::scheduler::Dispatcher::<String>::new(
+        taskweave::scheduler::DispatcherConfig::builder()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .snapshot();
+    let stop = NodeOp::Stop {
+        epoch: 1,
+        seq: 2,
+        snapshot: Box::new(snapshot),
+    };
+    let stopped = leader.node(stop, now());
+    assert!(matches!(stopped, Ok(NodeReply::Done)), "{stopped:?}");
+    assert!(
+        eight.wait_notice(Duration::from_secs(10)),
+        "no agent heard that the cluster stopped"
+    );
 }
