@@ -105,24 +105,6 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         let state = State::new(&config);
         Self::assemble(config, strategy, state)
     }
-
-    /// A dispatcher of these parts, with no observer: what building one
-    /// and restoring one share. Asks the strategy whether it learns and
-    /// settles which instance of the cycle runs.
-    pub(super) fn assemble(config: DispatcherConfig, strategy: S, state: State<P>) -> Self {
-        let mut dispatcher = Dispatcher {
-            config,
-            learns: strategy.learns(),
-            strategy,
-            observer: None,
-            #[cfg(feature = "sync")]
-            handoff: None,
-            plain: false,
-            state,
-        };
-        dispatcher.plain = dispatcher.plain_now();
-        dispatcher
-    }
 }
 
 /// **Inputs.** Each takes the host's clock reading `now` (time never goes

@@ -17,10 +17,34 @@
 //! keeps: computed when the dispatcher is built or restored and when an
 //! observer is set, the only times any of its inputs can change.
 
+use super::super::DispatcherConfig;
+use super::super::state::State;
 use super::Dispatcher;
 use crate::routing::RoutingStrategy;
 
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
+    /// A dispatcher of these parts, with no observer: what building one
+    /// and restoring one share. Asks the strategy whether it learns and
+    /// settles which instance of the cycle runs.
+    pub(in crate::scheduler) fn assemble(
+        config: DispatcherConfig,
+        strategy: S,
+        state: State<P>,
+    ) -> Self {
+        let mut dispatcher = Dispatcher {
+            config,
+            learns: strategy.learns(),
+            strategy,
+            observer: None,
+            #[cfg(feature = "sync")]
+            handoff: None,
+            plain: false,
+            state,
+        };
+        dispatcher.plain = dispatcher.plain_now();
+        dispatcher
+    }
+
     /// Whether this dispatcher has none of the machinery the plain
     /// instance leaves out.
     ///
