@@ -11,6 +11,10 @@ use taskweave::scheduler::{
 };
 use taskweave::{AgentId, AttemptToken, Instant, Priority, TaskId, TaskRequirements};
 
+mod harness;
+
+use harness::drain;
+
 fn t(secs: u64) -> Instant {
     Instant::from_secs(secs)
 }
@@ -29,11 +33,6 @@ fn profile(capacity: u32, caps: &[&str]) -> AgentProfile {
 
 fn dispatcher(config: DispatcherConfigBuilder) -> Dispatcher<&'static str> {
     Dispatcher::new(config.build().unwrap())
-}
-
-/// Every pending action.
-fn drain(d: &mut Dispatcher<&'static str>) -> Vec<Action> {
-    std::iter::from_fn(|| d.poll_action()).collect()
 }
 
 /// The assignments among pending actions: (task, agent, token).

@@ -17,6 +17,8 @@ use taskweave::scheduler::{
 };
 use taskweave::{AgentId, AttemptToken, Instant, Priority, TaskId, TaskRequirements};
 
+mod harness;
+
 #[derive(Clone, Debug)]
 enum Op {
     Submit {
@@ -414,7 +416,7 @@ proptest! {
         let mut actions = Vec::new();
         for input in journal {
             let _ = replayed.apply(input);
-            actions.extend(std::iter::from_fn(|| replayed.poll_action()));
+            actions.extend(harness::drain(&mut replayed).into_iter());
         }
         prop_assert_eq!(&actions, &m.actions);
         prop_assert_eq!(observable(&replayed, &m), observable(&original, &m));
@@ -433,7 +435,7 @@ proptest! {
         let mut actions = Vec::new();
         for input in m.journal[..cut].iter().cloned() {
             let _ = first.apply(input);
-            actions.extend(std::iter::from_fn(|| first.poll_action()));
+            actions.extend(harness::drain(&mut first).into_iter());
         }
         let json = serde_json::to_string(&first.snapshot()).unwrap();
         drop(first);
@@ -443,7 +445,7 @@ proptest! {
             Dispatcher::restore(config(), strategy, serde_json::from_str(&json).unwrap()).unwrap();
         for input in m.journal[cut..].iter().cloned() {
             let _ = restored.apply(input);
-            actions.extend(std::iter::from_fn(|| restored.poll_action()));
+            actions.extend(harness::drain(&mut restored).into_iter());
         }
         prop_assert_eq!(&actions, &m.actions);
         prop_assert_eq!(observable(&restored, &m), observable(&original, &m));
@@ -469,8 +471,8 @@ proptest! {
             let from_plain = format!("{:?}", plain.apply(input.clone()));
             let from_full = format!("{:?}", full.apply(input));
             prop_assert_eq!(from_plain, from_full);
-            plain_actions.extend(std::iter::from_fn(|| plain.poll_action()));
-            full_actions.extend(std::iter::from_fn(|| full.poll_action()));
+            plain_actions.extend(harness::drain(&mut plain).into_iter());
+            full_actions.extend(harness::drain(&mut full).into_iter());
         }
         prop_assert_eq!(&plain_actions, &full_actions);
         prop_assert_eq!(&plain_actions, &m.actions);

@@ -10,8 +10,10 @@
 #![cfg(feature = "serde")]
 
 mod corrupt;
+mod harness;
 
 use corrupt::{PathStep, at_path, corrupt_leaf, paths_where, watchdog};
+use harness::Clock;
 
 use std::time::Duration;
 
@@ -96,23 +98,8 @@ enum Op {
 }
 
 /// How the host clock moves before a timer check.
-#[derive(Clone, Debug)]
-enum Clock {
-    Forward(u32),
-    Back(u32),
-    Repeat,
-    NearMax(u16),
-    Max,
-}
-
 fn clock() -> impl Strategy<Value = Clock> {
-    prop_oneof![
-        6 => (1u32..20_000).prop_map(Clock::Forward),
-        2 => (1u32..50_000).prop_map(Clock::Back),
-        1 => Just(Clock::Repeat),
-        1 => any::<u16>().prop_map(Clock::NearMax),
-        1 => Just(Clock::Max),
-    ]
+    harness::clock(Duration::from_secs(20), Duration::from_secs(50))
 }
 
 fn op(clocks: impl Strategy<Value = Clock>) -> impl Strategy<Value = Op> {
@@ -260,16 +247,7 @@ fn drive(d: &mut Dispatcher<u32>, host: &mut Host, op: &Op) -> Result<(), String
             }
         }
         Op::Clock(clock) => {
-            let before = host.now;
-            host.now = match clock {
-                Clock::Forward(ms) => before + Duration::from_millis(u64::from(*ms)),
-                Clock::Back(ms) => Instant::from_nanos(
-                    before.as_nanos().saturating_sub(u64::from(*ms) * 1_000_000),
-                ),
-                Clock::Repeat => before,
-                Clock::NearMax(back) => Instant::from_nanos(u64::MAX - u64::from(*back)),
-                Clock::Max => Instant::MAX,
-            };
+            host.now = clock.apply(host.now, d.poll_timeout());
             // Agents beat now and then, so some are lost.
             if host.submitted % 2 == 0 {
                 for &agent in &agents {
@@ -288,8 +266,8 @@ fn drive(d: &mut Dispatcher<u32>, host: &mut Host, op: &Op) -> Result<(), String
                     .map_err(|e| e.to_string())?;
                 d.handle_timeout(host.now);
                 twin.handle_timeout(latest);
-                let ours: Vec<Action> = std::iter::from_fn(|| d.poll_action()).collect();
-                let theirs: Vec<Action> = std::iter::from_fn(|| twin.poll_action()).collect();
+                let ours = harness::drain(d);
+                let theirs = harness::drain(&mut twin);
                 let ours_state = serde_json::to_value(d.snapshot()).map_err(|e| e.to_string())?;
                 let theirs_state =
                     serde_json::to_value(twin.snapshot()).map_err(|e| e.to_string())?;
@@ -310,20 +288,16 @@ fn drive(d: &mut Dispatcher<u32>, host: &mut Host, op: &Op) -> Result<(), String
 
 /// Takes every pending action, checking each assignment, and counts them.
 fn drain(d: &mut Dispatcher<u32>) -> Result<usize, String> {
-    let mut count = 0;
-    while let Some(action) = d.poll_action() {
-        count += 1;
-        if count > ACTIONS_PER_CALL {
-            return Err("a call handed out a runaway number of actions".into());
-        }
-        if let Action::Assign { agent, .. } = action {
+    let actions = harness::drain_within(d, ACTIONS_PER_CALL)?;
+    for action in &actions {
+        if let Action::Assign { agent, .. } = *action {
             let status = d.registry().get(agent).map(|r| r.status());
             if status != Some(AgentStatus::Online) {
                 return Err(format!("assigned to {agent} in status {status:?}"));
             }
         }
     }
-    Ok(count)
+    Ok(actions.len())
 }
 
 /// The state restores from its own snapshot — every check of `restore`
@@ -626,7 +600,8 @@ fn one_agent(capacity: u32) -> Dispatcher<&'static str> {
 }
 
 fn assigned(d: &mut Dispatcher<&'static str>) -> Vec<(AgentId, AttemptToken)> {
-    std::iter::from_fn(|| d.poll_action())
+    harness::drain(d)
+        .into_iter()
         .filter_map(|a| match a {
             Action::Assign { agent, token, .. } => Some((agent, token)),
             _ => None,

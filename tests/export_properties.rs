@@ -259,6 +259,7 @@ fn check_gantt(gantt: &str) -> Result<usize, TestCaseError> {
             let body = line.strip_prefix("    ").unwrap_or("");
             let known = [
                 "title ",
+                "%% times: milliseconds since the start",
                 "dateFormat x",
                 "axisFormat %s.%L",
                 "todayMarker off",

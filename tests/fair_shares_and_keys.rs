@@ -22,6 +22,8 @@ use taskweave::scheduler::{
 };
 use taskweave::{AgentId, AttemptToken, Instant, Priority, TaskId};
 
+mod harness;
+
 const KEYS: [&str; 3] = ["a", "b", "c"];
 
 fn limits() -> [(ConcurrencyLimit, usize); 3] {
@@ -616,7 +618,8 @@ fn a_full_key_holds_back_only_its_own_tasks() {
         .submit(TaskSpec::new("c").concurrency_key("anthropic"), now)
         .unwrap()
         .id();
-    let assigned: Vec<TaskId> = std::iter::from_fn(|| d.poll_action())
+    let assigned: Vec<TaskId> = harness::drain(&mut d)
+        .into_iter()
         .filter_map(|a| match a {
             Action::Assign { task, .. } => Some(task),
             _ => None,

@@ -27,6 +27,10 @@ use taskweave::workflow::{
 };
 use taskweave::{AgentId, AttemptToken, Instant, StepId, TaskId, WorkflowId};
 
+mod harness;
+
+use harness::{EngineOnPool, Harness, Next, PoolAction};
+
 /// The host's payload: its own jobs, and workflow steps.
 #[derive(Clone, Debug, PartialEq)]
 enum Job {
@@ -150,12 +154,9 @@ struct PlainRecord {
 }
 
 struct World {
-    pool: Dispatcher<Job>,
-    engine: WorkflowEngine<String>,
+    /// The engine on its pool, with the agents' work in flight.
+    sim: Harness<EngineOnPool<String, Job>, Work>,
     rng: Rng,
-    now: Instant,
-    in_flight: Vec<(Instant, u64, Work)>,
-    seq: u64,
     plain: BTreeMap<TaskId, PlainRecord>,
     /// Assignments of each run attempt (run, run token).
     step_assignments: BTreeMap<(WorkflowId, AttemptToken), u32>,
@@ -167,14 +168,19 @@ struct World {
 impl World {
     fn submit_plain(&mut self, n: u32) {
         let spec = taskweave::scheduler::TaskSpec::new(Job::Plain(n));
-        let task = self.pool.submit(spec, self.now).unwrap().id();
+        let task = self
+            .sim
+            .machine
+            .pool
+            .submit(spec, self.sim.now)
+            .unwrap()
+            .id();
         self.plain.insert(task, PlainRecord::default());
     }
 
     fn start(&mut self, def: &Arc<WorkflowDef>) {
-        let run = self
-            .engine
-            .start(&mut self.pool, Arc::clone(def), None, self.now);
+        let EngineOnPool { engine, pool } = &mut self.sim.machine;
+        let run = engine.start(pool, Arc::clone(def), None, self.sim.now);
         self.runs.insert(run, Arc::clone(def));
     }
 
@@ -183,13 +189,12 @@ impl World {
     }
 
     fn schedule(&mut self, work: Work) {
-        let at = self.now.saturating_add(self.busy_for());
-        self.seq += 1;
-        self.in_flight.push((at, self.seq, work));
+        let at = self.sim.now.saturating_add(self.busy_for());
+        self.sim.schedule(at, work);
     }
 
     fn unschedule(&mut self, task: TaskId, token: AttemptToken) {
-        self.in_flight.retain(|(_, _, work)| match *work {
+        self.sim.unschedule(|work| match *work {
             Work::Plain {
                 task: t, token: k, ..
             }
@@ -210,7 +215,10 @@ impl World {
                     .get_mut(&task)
                     .unwrap_or_else(|| panic!("a step's assignment reached the host: {task}"));
                 record.assignments += 1;
-                assert!(matches!(self.pool.payload(task), Some(Job::Plain(_))));
+                assert!(matches!(
+                    self.sim.machine.pool.payload(task),
+                    Some(Job::Plain(_))
+                ));
                 self.schedule(Work::Plain { task, agent, token });
             }
             Action::Cancel { task, token, .. } => {
@@ -232,7 +240,8 @@ impl World {
     }
 
     fn engine_action(&mut self, action: EngineAction<String>) {
-        let now = self.now;
+        let now = self.sim.now;
+        let EngineOnPool { engine, pool } = &mut self.sim.machine;
         match action {
             EngineAction::Assign {
                 task,
@@ -244,7 +253,7 @@ impl World {
                     !self.plain.contains_key(&task),
                     "a plain task reached the engine"
                 );
-                assert_eq!(self.pool.payload(task), Some(&Job::Step(step)));
+                assert_eq!(self.sim.machine.pool.payload(task), Some(&Job::Step(step)));
                 *self
                     .step_assignments
                     .entry((step.run, step.token))
@@ -266,14 +275,10 @@ impl World {
                 } else {
                     Ok(StepOutput::new("local".to_string()))
                 };
-                self.engine
-                    .report_local(&mut self.pool, run, token, result, now)
-                    .unwrap();
+                engine.report_local(pool, run, token, result, now).unwrap();
             }
             EngineAction::CompensateLocal { run, token, .. } => {
-                self.engine
-                    .compensated(&mut self.pool, run, token, Ok(()), now)
-                    .unwrap();
+                engine.compensated(pool, run, token, Ok(()), now).unwrap();
             }
             EngineAction::Finished { run, outcome, .. } => {
                 self.finished.entry(run).or_default().push(outcome);
@@ -285,15 +290,15 @@ impl World {
     /// Pulls every pool and engine action until none is left.
     fn settle(&mut self) {
         loop {
-            if let Some(action) = self.pool.poll_action() {
-                if let Some(action) = self.engine.handle_action(&mut self.pool, action) {
-                    self.host_action(action);
-                }
-                continue;
+            let actions = self.sim.drain();
+            if actions.is_empty() {
+                return;
             }
-            match self.engine.poll_action() {
-                Some(action) => self.engine_action(action),
-                None => return,
+            for action in actions {
+                match action {
+                    PoolAction::Plain(action) => self.host_action(action),
+                    PoolAction::Engine(action) => self.engine_action(action),
+                }
             }
         }
     }
@@ -301,46 +306,27 @@ impl World {
     /// Finishes the earliest work, or fires the earliest timer; false when
     /// nothing is left to happen.
     fn advance(&mut self) -> bool {
-        let work_at = self.in_flight.iter().map(|&(at, seq, _)| (at, seq)).min();
-        let timer = match (self.pool.poll_timeout(), self.engine.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        match (work_at, timer) {
-            (None, None) => false,
-            (Some((at, _)), Some(timer)) if timer < at => self.fire(timer),
-            (None, Some(timer)) => self.fire(timer),
-            (Some((at, seq)), _) => {
-                let index = self
-                    .in_flight
-                    .iter()
-                    .position(|&(a, s, _)| (a, s) == (at, seq))
-                    .unwrap();
-                let (_, _, work) = self.in_flight.remove(index);
-                self.now = self.now.max(at);
+        match self.sim.advance() {
+            None => false,
+            Some(Next::Timer(_)) => true,
+            Some(Next::Work(work)) => {
                 self.finish(work);
                 true
             }
         }
     }
 
-    fn fire(&mut self, at: Instant) -> bool {
-        self.now = self.now.max(at);
-        self.pool.handle_timeout(self.now);
-        self.engine.handle_timeout(&mut self.pool, self.now);
-        true
-    }
-
     fn finish(&mut self, work: Work) {
-        let now = self.now;
+        let now = self.sim.now;
         match work {
             Work::Plain { task, agent, token } => {
                 if !self.tried_cross_report {
                     // A plain task's result offered to the engine is refused
                     // and changes nothing.
                     self.tried_cross_report = true;
-                    let refused = self.engine.report(
-                        &mut self.pool,
+                    let EngineOnPool { engine, pool } = &mut self.sim.machine;
+                    let refused = engine.report(
+                        pool,
                         task,
                         agent,
                         token,
@@ -361,7 +347,9 @@ impl World {
                     AttemptOutcome::Success
                 };
                 let success = outcome == AttemptOutcome::Success;
-                self.pool
+                self.sim
+                    .machine
+                    .pool
                     .report(
                         TaskReport {
                             task,
@@ -399,8 +387,9 @@ impl World {
                 } else {
                     Ok(StepOutput::new(id))
                 };
-                self.engine
-                    .report(&mut self.pool, task, agent, token, result, now)
+                let EngineOnPool { engine, pool } = &mut self.sim.machine;
+                engine
+                    .report(pool, task, agent, token, result, now)
                     .unwrap();
             }
         }
@@ -434,12 +423,8 @@ fn one_pool_case(seed: u64) {
     let sink = Arc::clone(&events);
     engine.set_observer(move |event: &WorkflowEvent| sink.lock().unwrap().push(event.clone()));
     let mut world = World {
-        pool,
-        engine,
+        sim: Harness::new(EngineOnPool { engine, pool }, Instant::ZERO),
         rng: Rng(seed),
-        now: Instant::ZERO,
-        in_flight: Vec::new(),
-        seq: 0,
         plain: BTreeMap::new(),
         step_assignments: BTreeMap::new(),
         runs: BTreeMap::new(),
@@ -491,7 +476,7 @@ fn one_pool_case(seed: u64) {
             1,
             "seed {seed}: plain {task} {record:?}"
         );
-        let state = world.pool.task_state(*task);
+        let state = world.sim.machine.pool.task_state(*task);
         match record.completed {
             1 => assert_eq!(state, Some(TaskState::Completed), "seed {seed}: {task}"),
             _ => assert_eq!(state, Some(TaskState::DeadLettered), "seed {seed}: {task}"),
@@ -550,13 +535,13 @@ fn one_pool_case(seed: u64) {
     );
 
     // Nothing is lost or left behind.
-    assert_eq!(world.engine.active_runs(), 0, "seed {seed}");
-    assert_eq!(world.engine.live_tasks(), 0, "seed {seed}");
-    assert_eq!(world.pool.live_tasks(), 0, "seed {seed}");
-    assert!(world.in_flight.is_empty(), "seed {seed}");
+    assert_eq!(world.sim.machine.engine.active_runs(), 0, "seed {seed}");
+    assert_eq!(world.sim.machine.engine.live_tasks(), 0, "seed {seed}");
+    assert_eq!(world.sim.machine.pool.live_tasks(), 0, "seed {seed}");
+    assert!(!world.sim.has_work(), "seed {seed}");
     // The pool's dead letters are the host's plain tasks only: the engine
     // took its steps'.
-    for letter in world.pool.dead_letters().iter() {
+    for letter in world.sim.machine.pool.dead_letters().iter() {
         assert!(
             matches!(letter.spec.payload, Job::Plain(_)),
             "seed {seed}: {letter:?}"

@@ -29,6 +29,8 @@ use taskweave::scheduler::{
 };
 use taskweave::{AgentId, Instant, Priority, TaskRequirements};
 
+mod harness;
+
 type Recorded = Dispatcher<String, RoundRobin>;
 
 /// One journal entry as the recording dispatcher saw it.
@@ -75,7 +77,7 @@ fn apply(d: &mut Recorded, input: Input<String>) -> Entry {
         Ok(_) => "ok".to_string(),
         Err(error) => error.to_string(),
     };
-    let actions = std::iter::from_fn(|| d.poll_action()).collect();
+    let actions = harness::drain(d);
     Entry {
         input,
         outcome,

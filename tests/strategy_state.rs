@@ -23,6 +23,8 @@ use taskweave::routing::{
 use taskweave::scheduler::{Dispatcher, DispatcherConfig, SchedulerError, TaskSpec};
 use taskweave::{AgentId, Instant, TaskRequirements};
 
+mod harness;
+
 /// Agents with the given weights, each with room for every pick.
 fn registry(weights: &[u32]) -> Registry {
     let mut registry = Registry::new();
@@ -235,7 +237,8 @@ fn submit_and_assign(
     for n in tasks {
         let _ = d.submit(TaskSpec::new(n), Instant::from_secs(1)).unwrap();
     }
-    std::iter::from_fn(|| d.poll_action())
+    harness::drain(d)
+        .into_iter()
         .filter_map(|action| match action {
             taskweave::scheduler::Action::Assign { agent, .. } => Some(agent),
             _ => None,

@@ -21,6 +21,8 @@ use taskweave::scheduler::{
 };
 use taskweave::{AgentId, Instant, TaskRequirements};
 
+mod harness;
+
 fn agent(d: &mut Dispatcher<u32>, id: u64, capacity: u32, now: Instant) {
     let profile = AgentProfile::builder().capacity(capacity).build().unwrap();
     d.register_agent(AgentId::new(id), profile, now).unwrap();
@@ -407,7 +409,9 @@ fn redrive_leaves_what_a_full_queue_refuses() {
         let _ = d.submit(TaskSpec::new(n), t0).unwrap();
         let Some(Action::Assign {
             task, agent, token, ..
-        }) = std::iter::from_fn(|| d.poll_action()).find(|a| matches!(a, Action::Assign { .. }))
+        }) = harness::drain(&mut d)
+            .into_iter()
+            .find(|a| matches!(a, Action::Assign { .. }))
         else {
             panic!("no assignment");
         };
@@ -450,7 +454,8 @@ fn costs_are_charged_against_an_agent_rate() {
     for n in 0..3 {
         let _ = d.submit(TaskSpec::new(n).cost(6), t0).unwrap();
     }
-    let assigned = std::iter::from_fn(|| d.poll_action())
+    let assigned = harness::drain(&mut d)
+        .into_iter()
         .filter(|a| matches!(a, Action::Assign { .. }))
         .count();
     assert_eq!(assigned, 1, "4 cells left cannot pay for a 6-cell task");
@@ -471,7 +476,8 @@ fn costs_are_charged_against_an_agent_rate() {
     for n in 0..3 {
         let _ = cheap.submit(TaskSpec::new(n), t0).unwrap();
     }
-    let assigned = std::iter::from_fn(|| cheap.poll_action())
+    let assigned = harness::drain(&mut cheap)
+        .into_iter()
         .filter(|a| matches!(a, Action::Assign { .. }))
         .count();
     assert_eq!(assigned, 3);

@@ -16,41 +16,30 @@ use taskweave::{AgentId, AttemptToken, Instant, TaskId, WorkflowId};
 
 const T0: Instant = Instant::ZERO;
 
-/// An engine on a pool the test owns, with the engine's former methods:
-/// every pool action goes through the engine before its own actions are
-/// pulled.
-struct Host {
-    engine: WorkflowEngine<String>,
-    pool: Dispatcher<StepTask>,
-}
+mod harness;
+
+use harness::{EngineOnPool, Harness, Machine, PoolAction};
+
+/// An engine on a pool the test owns, in the shared harness, with the
+/// engine's former methods.
+type Host = Harness<EngineOnPool<String, StepTask>>;
 
 impl Host {
     fn start(&mut self, def: Arc<WorkflowDef>, input: Option<String>, now: Instant) -> WorkflowId {
-        self.engine.start(&mut self.pool, def, input, now)
+        let EngineOnPool { engine, pool } = &mut self.machine;
+        engine.start(pool, def, input, now)
     }
 
+    /// The engine's next action; no plain task runs here, so the only
+    /// action handed back to the host is a lost agent.
     fn poll_action(&mut self) -> Option<EngineAction<String>> {
-        while let Some(action) = self.pool.poll_action() {
-            if let Some(action) = self.engine.handle_action(&mut self.pool, action) {
-                assert!(
-                    matches!(action, taskweave::scheduler::Action::AgentLost { .. }),
-                    "a plain task's action: {action:?}"
-                );
+        loop {
+            match self.machine.poll_action()? {
+                PoolAction::Engine(action) => return Some(action),
+                PoolAction::Plain(taskweave::scheduler::Action::AgentLost { .. }) => {}
+                PoolAction::Plain(action) => panic!("a plain task's action: {action:?}"),
             }
         }
-        self.engine.poll_action()
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        match (self.engine.poll_timeout(), self.pool.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        self.pool.handle_timeout(now);
-        self.engine.handle_timeout(&mut self.pool, now);
     }
 
     fn report(
@@ -61,8 +50,8 @@ impl Host {
         result: Result<StepOutput<String>, StepFailure>,
         now: Instant,
     ) -> Result<(), EngineError> {
-        self.engine
-            .report(&mut self.pool, task, agent, token, result, now)
+        let EngineOnPool { engine, pool } = &mut self.machine;
+        engine.report(pool, task, agent, token, result, now)
     }
 
     fn compensated(
@@ -72,8 +61,8 @@ impl Host {
         result: Result<(), StepFailure>,
         now: Instant,
     ) -> Result<(), EngineError> {
-        self.engine
-            .compensated(&mut self.pool, run, token, result, now)
+        let EngineOnPool { engine, pool } = &mut self.machine;
+        engine.compensated(pool, run, token, result, now)
     }
 
     fn report_local(
@@ -83,21 +72,22 @@ impl Host {
         result: Result<StepOutput<String>, StepFailure>,
         now: Instant,
     ) -> Result<(), EngineError> {
-        self.engine
-            .report_local(&mut self.pool, run, token, result, now)
+        let EngineOnPool { engine, pool } = &mut self.machine;
+        engine.report_local(pool, run, token, result, now)
     }
 
     fn cancel(&mut self, run: WorkflowId, now: Instant) -> Result<(), EngineError> {
-        self.engine.cancel(&mut self.pool, run, now)
+        let EngineOnPool { engine, pool } = &mut self.machine;
+        engine.cancel(pool, run, now)
     }
 
     fn unregister_agent(&mut self, agent: AgentId, now: Instant) -> Result<(), EngineError> {
-        self.pool.unregister_agent(agent, now)?;
+        self.machine.pool.unregister_agent(agent, now)?;
         Ok(())
     }
 
     fn run(&self, run: WorkflowId) -> Option<&WorkflowRun<String>> {
-        self.engine.run(run)
+        self.machine.engine.run(run)
     }
 
     fn input(
@@ -105,15 +95,15 @@ impl Host {
         run: WorkflowId,
         token: AttemptToken,
     ) -> Result<StepInput<String>, EngineError> {
-        self.engine.input(run, token)
+        self.machine.engine.input(run, token)
     }
 
     fn active_runs(&self) -> usize {
-        self.engine.active_runs()
+        self.machine.engine.active_runs()
     }
 
     fn dispatcher(&self) -> &Dispatcher<StepTask> {
-        &self.pool
+        &self.machine.pool
     }
 }
 
@@ -127,10 +117,8 @@ fn engine_with(agents: &[(u64, &[&str])]) -> Host {
             .unwrap();
         pool.register_agent(AgentId::new(id), profile, T0).unwrap();
     }
-    Host {
-        engine: WorkflowEngine::new(),
-        pool,
-    }
+    let engine = WorkflowEngine::new();
+    Harness::new(EngineOnPool { engine, pool }, T0)
 }
 
 /// A finished top-level run: its id, outcome and output.
@@ -144,9 +132,9 @@ fn drive(
     mut agent_result: impl FnMut(&str, &[String], bool) -> Result<StepOutput<String>, StepFailure>,
 ) -> (Vec<String>, Vec<Finished>) {
     let (mut log, mut finished) = (Vec::new(), Vec::new());
-    let mut now = T0;
     loop {
         while let Some(action) = engine.poll_action() {
+            let now = engine.now;
             match action {
                 EngineAction::Assign {
                     task,
@@ -189,12 +177,8 @@ fn drive(
                 other => log.push(format!("{other:?}")),
             }
         }
-        match engine.poll_timeout() {
-            Some(at) => {
-                now = now.max(at);
-                engine.handle_timeout(now);
-            }
-            None => return (log, finished),
+        if engine.advance().is_none() {
+            return (log, finished);
         }
     }
 }

@@ -22,6 +22,10 @@ use taskweave::workflow::{
 };
 use taskweave::{AttemptToken, Instant, Priority, StepId, WorkflowId};
 
+mod harness;
+
+use harness::Harness;
+
 // ---- the host harness ------------------------------------------------------
 
 /// How the host answers one attempt.
@@ -76,8 +80,8 @@ fn build(builder: WorkflowDefBuilder) -> Arc<WorkflowDef> {
 
 /// A scripted host around one run.
 struct Host {
-    run: WorkflowRun<String>,
-    now: Instant,
+    /// The run in the shared harness, with the host's clock.
+    sim: Harness<WorkflowRun<String>>,
     /// Replies by label (`m[1]`, `l@2`) or step id, consumed in order.
     replies: HashMap<String, VecDeque<Reply>>,
     /// Compensation results by label or step id, consumed in order.
@@ -108,8 +112,7 @@ impl Host {
 
     fn from_run(run: WorkflowRun<String>) -> Self {
         Host {
-            run,
-            now: Instant::ZERO,
+            sim: Harness::new(run, Instant::ZERO),
             replies: HashMap::new(),
             undo_results: HashMap::new(),
             items: HashMap::new(),
@@ -156,65 +159,86 @@ impl Host {
 
     /// Answers every action the run has, until it has none.
     fn drive(&mut self) {
-        while let Some(action) = self.run.poll_action() {
-            match action {
-                RunAction::Start {
-                    step,
-                    token,
-                    attempt,
-                    instance,
-                    iteration,
-                } => {
-                    let label = self.label(step, instance, iteration);
-                    self.log.push(format!("start {label}{}", retry(attempt)));
-                    let input = self.run.input(token).expect("the input of an attempt");
-                    assert_eq!(
-                        (input.step, input.token, input.attempt, input.iteration),
-                        (step, token, attempt, iteration)
-                    );
-                    assert_eq!(input.item.as_ref().map(|(i, _)| *i), instance);
-                    self.inputs.push((label.clone(), input));
-                    let key = self.key(step);
-                    let reply = pop(&mut self.replies, [&label, &key]);
-                    self.respond(label.clone(), token, reply.unwrap_or_else(|| value(&label)));
-                }
-                RunAction::Expand { step } => {
-                    let key = self.key(step);
-                    self.log.push(format!("expand {key}"));
-                    if let Some(items) = self.items.remove(&key) {
-                        self.run.expand(step, items, self.now).unwrap();
-                    }
-                }
-                RunAction::Cancel {
-                    step,
-                    token,
-                    reason,
-                } => {
-                    let entry = self.run.timeline().find(|e| e.token == token).unwrap();
-                    assert_eq!(entry.step, step);
-                    let label = self.label(step, entry.instance, entry.iteration);
-                    self.log
-                        .push(format!("cancel {label}{} {reason:?}", retry(entry.attempt)));
-                }
-                RunAction::Compensate {
-                    step,
-                    token,
-                    attempt,
-                    instance,
-                    iteration,
-                } => {
-                    let label = self.label(step, instance, iteration);
-                    self.log.push(format!("undo {label}{}", retry(attempt)));
-                    let output = self.run.compensated_output(token).unwrap().cloned();
-                    self.undone.push((label.clone(), output));
-                    let key = self.key(step);
-                    let result = pop(&mut self.undo_results, [&label, &key]);
-                    self.run
-                        .compensated(token, result.unwrap_or(Ok(())), self.now)
-                        .unwrap_or_else(|e| panic!("undo {label}: {e}"));
-                }
-                RunAction::Finished => self.log.push("finished".to_string()),
+        loop {
+            let actions = self.sim.drain();
+            if actions.is_empty() {
+                return;
             }
+            for action in actions {
+                self.answer_action(action);
+            }
+        }
+    }
+
+    /// Answers one action as the host's replies say.
+    fn answer_action(&mut self, action: RunAction) {
+        match action {
+            RunAction::Start {
+                step,
+                token,
+                attempt,
+                instance,
+                iteration,
+            } => {
+                let label = self.label(step, instance, iteration);
+                self.log.push(format!("start {label}{}", retry(attempt)));
+                let input = self
+                    .sim
+                    .machine
+                    .input(token)
+                    .expect("the input of an attempt");
+                assert_eq!(
+                    (input.step, input.token, input.attempt, input.iteration),
+                    (step, token, attempt, iteration)
+                );
+                assert_eq!(input.item.as_ref().map(|(i, _)| *i), instance);
+                self.inputs.push((label.clone(), input));
+                let key = self.key(step);
+                let reply = pop(&mut self.replies, [&label, &key]);
+                self.respond(label.clone(), token, reply.unwrap_or_else(|| value(&label)));
+            }
+            RunAction::Expand { step } => {
+                let key = self.key(step);
+                self.log.push(format!("expand {key}"));
+                if let Some(items) = self.items.remove(&key) {
+                    self.sim.machine.expand(step, items, self.sim.now).unwrap();
+                }
+            }
+            RunAction::Cancel {
+                step,
+                token,
+                reason,
+            } => {
+                let entry = self
+                    .sim
+                    .machine
+                    .timeline()
+                    .find(|e| e.token == token)
+                    .unwrap();
+                assert_eq!(entry.step, step);
+                let label = self.label(step, entry.instance, entry.iteration);
+                self.log
+                    .push(format!("cancel {label}{} {reason:?}", retry(entry.attempt)));
+            }
+            RunAction::Compensate {
+                step,
+                token,
+                attempt,
+                instance,
+                iteration,
+            } => {
+                let label = self.label(step, instance, iteration);
+                self.log.push(format!("undo {label}{}", retry(attempt)));
+                let output = self.sim.machine.compensated_output(token).unwrap().cloned();
+                self.undone.push((label.clone(), output));
+                let key = self.key(step);
+                let result = pop(&mut self.undo_results, [&label, &key]);
+                self.sim
+                    .machine
+                    .compensated(token, result.unwrap_or(Ok(())), self.sim.now)
+                    .unwrap_or_else(|e| panic!("undo {label}: {e}"));
+            }
+            RunAction::Finished => self.log.push("finished".to_string()),
         }
     }
 
@@ -227,8 +251,8 @@ impl Host {
     /// Reports an attempt's result, or holds it.
     fn respond(&mut self, label: String, token: AttemptToken, reply: Reply) {
         match reply {
-            Reply::Done(output) => self.run.succeed(token, output, self.now),
-            Reply::Fail(failure) => self.run.fail(token, failure, self.now),
+            Reply::Done(output) => self.sim.machine.succeed(token, output, self.sim.now),
+            Reply::Fail(failure) => self.sim.machine.fail(token, failure, self.sim.now),
             Hold => {
                 self.held.push((label, token));
                 return;
@@ -247,8 +271,7 @@ impl Host {
 
     /// Moves the clock to `s` seconds, fires due timers and drives the run.
     fn at(&mut self, s: u64) -> Vec<String> {
-        self.now = Instant::from_secs(s);
-        self.run.handle_timeout(self.now);
+        self.sim.at(Instant::from_secs(s));
         self.go()
     }
 
@@ -266,10 +289,11 @@ impl Host {
         &mut self,
         input: impl FnOnce(&mut WorkflowRun<String>, Instant) -> Result<(), RunError>,
     ) -> RunError {
-        let before = snapshot(&self.run);
-        let err = input(&mut self.run, self.now).expect_err("the input must be refused");
+        let before = snapshot(&self.sim.machine);
+        let err =
+            input(&mut self.sim.machine, self.sim.now).expect_err("the input must be refused");
         assert_eq!(
-            snapshot(&self.run),
+            snapshot(&self.sim.machine),
             before,
             "a refused input changed the run"
         );
@@ -277,11 +301,11 @@ impl Host {
     }
 
     fn id(&self, key: &str) -> StepId {
-        self.run.definition().step_id(key).unwrap()
+        self.sim.machine.definition().step_id(key).unwrap()
     }
 
     fn key(&self, step: StepId) -> String {
-        self.run.definition().step(step).unwrap().id.clone()
+        self.sim.machine.definition().step(step).unwrap().id.clone()
     }
 
     fn label(&self, step: StepId, instance: Option<u32>, iteration: u32) -> String {
@@ -295,7 +319,7 @@ impl Host {
     }
 
     fn state(&self, key: &str) -> StepState {
-        self.run.step_state(self.id(key)).unwrap()
+        self.sim.machine.step_state(self.id(key)).unwrap()
     }
 
     fn states(&self, keys: &[&str]) -> Vec<StepState> {
@@ -322,7 +346,11 @@ impl Host {
     }
 
     fn outcome(&self) -> RunOutcome {
-        self.run.outcome().cloned().expect("the run has ended")
+        self.sim
+            .machine
+            .outcome()
+            .cloned()
+            .expect("the run has ended")
     }
 
     fn step_failed(&self, key: &str, reason: &str) -> FailureCause {
@@ -384,7 +412,7 @@ fn sequence_runs_steps_one_after_another() {
     assert_eq!(h.inputs_of("b"), pairs(&[("a", "a")]));
     assert_eq!(h.inputs_of("c"), pairs(&[("b", "b")]));
     assert_eq!(h.outcome(), RunOutcome::Succeeded);
-    assert_eq!(h.run.output().map(String::as_str), Some("c"));
+    assert_eq!(h.sim.machine.output().map(String::as_str), Some("c"));
 }
 
 #[test]
@@ -407,7 +435,7 @@ fn parallel_split_starts_every_branch_at_once() {
     assert_eq!(h.answer("c", value("c")), ["finished"]);
     assert_eq!(h.outcome(), RunOutcome::Succeeded);
     // Three sinks: no run output.
-    assert_eq!(h.run.output(), None);
+    assert_eq!(h.sim.machine.output(), None);
 }
 
 #[test]
@@ -428,7 +456,7 @@ fn synchronization_waits_for_every_branch_and_gathers_inputs_in_edge_order() {
     // Edge order, not completion order.
     assert_eq!(h.inputs_of("j"), pairs(&[("a", "A"), ("b", "B")]));
     assert_eq!(h.input("j").run_input, None);
-    assert_eq!(h.run.output().map(String::as_str), Some("j"));
+    assert_eq!(h.sim.machine.output().map(String::as_str), Some("j"));
 }
 
 #[test]
@@ -560,14 +588,14 @@ fn simple_merge_and_discriminator_start_once_and_wait_for_late_branches() {
     assert_eq!(h.answer("b", value("B")), ["start j"]);
     assert_eq!(h.inputs_of("j"), pairs(&[("b", "B")]));
     assert_eq!(h.state("j"), Completed);
-    assert!(!h.run.is_finished());
+    assert!(!h.sim.machine.is_finished());
     // Later branches finish and are ignored; the run ends with the last.
     assert_eq!(h.answer("a", value("A")), NOTHING);
-    assert!(!h.run.is_finished());
+    assert!(!h.sim.machine.is_finished());
     assert_eq!(h.answer("c", value("C")), ["finished"]);
     assert_eq!(h.inputs.iter().filter(|(l, _)| l == "j").count(), 1);
     assert_eq!(h.outcome(), RunOutcome::Succeeded);
-    assert_eq!(h.run.output().map(String::as_str), Some("j"));
+    assert_eq!(h.sim.machine.output().map(String::as_str), Some("j"));
 }
 
 #[test]
@@ -576,7 +604,7 @@ fn a_discriminator_input_holds_only_what_had_arrived_when_it_started() {
     assert_eq!(h.go(), ["start a", "start b", "start c"]);
     assert_eq!(h.answer("b", value("B")), ["start j"]);
     assert_eq!(h.answer("a", value("A")), NOTHING);
-    let input = h.run.input(h.token("j")).unwrap();
+    let input = h.sim.machine.input(h.token("j")).unwrap();
     let b = h.id("b");
     assert_eq!(input.inputs, [(b, "B".to_string())]);
 }
@@ -765,7 +793,10 @@ fn structured_loop_repeats_with_iteration_numbers_and_the_previous_output() {
         [(1, None), (2, Some("1".into())), (3, Some("2".into()))]
     );
     assert_eq!(h.inputs_of("k"), pairs(&[("l", "3")]));
-    assert_eq!(h.run.step_output(h.id("l")).map(String::as_str), Some("3"));
+    assert_eq!(
+        h.sim.machine.step_output(h.id("l")).map(String::as_str),
+        Some("3")
+    );
 }
 
 #[test]
@@ -814,8 +845,8 @@ fn multi_instance_runs_one_instance_per_item() {
     assert_eq!(h.answer("m[1]", value("Y")), NOTHING);
     assert_eq!(h.answer("m[0]", value("X")), ["start k", "finished"]);
     assert_eq!(h.inputs_of("k"), pairs(&[("m", "X"), ("m", "Y")]));
-    assert_eq!(h.run.step_output(h.id("m")), None);
-    assert_eq!(h.run.outputs(h.id("m")), ["X", "Y"]);
+    assert_eq!(h.sim.machine.step_output(h.id("m")), None);
+    assert_eq!(h.sim.machine.outputs(h.id("m")), ["X", "Y"]);
 }
 
 #[test]
@@ -871,7 +902,8 @@ fn multi_instance_with_too_many_failures_fails_and_cancels_the_rest() {
         RunOutcome::Compensated(h.step_failed("m", "2 instances failed, 1 tolerated; last: boom"))
     );
     let ends: Vec<_> = h
-        .run
+        .sim
+        .machine
         .timeline()
         .filter(|e| e.instance.is_some())
         .map(|e| e.outcome)
@@ -915,14 +947,19 @@ fn sub_workflow_step_is_started_like_any_step_and_the_host_runs_the_child() {
     )
     .hold(&["sub"]);
     assert_eq!(parent.go(), ["start prep", "start sub"]);
-    let sub = parent.run.definition().step(parent.id("sub")).unwrap();
+    let sub = parent
+        .sim
+        .machine
+        .definition()
+        .step(parent.id("sub"))
+        .unwrap();
     assert_eq!(sub.kind, StepKind::SubWorkflow(Arc::clone(&child)));
 
     let handed_down = parent.inputs_of("sub")[0].1.clone();
     let mut child_run = Host::with_input(child, Some(&handed_down));
     assert_eq!(child_run.go(), ["start x", "start y", "finished"]);
     assert_eq!(child_run.input("x").run_input.as_deref(), Some("prep"));
-    let result = child_run.run.output().unwrap().clone();
+    let result = child_run.sim.machine.output().unwrap().clone();
 
     assert_eq!(
         parent.answer("sub", value(&result)),
@@ -951,27 +988,33 @@ fn signal_ends_a_wait_with_its_payload_and_takes_its_branch() {
     let mut h = approval();
     assert_eq!(h.go(), NOTHING);
     assert_eq!(h.state("w"), StepState::Waiting);
-    assert_eq!(h.run.waiting(), [h.id("w")]);
-    h.run.signal("approve", Some("ok".into()), h.now).unwrap();
+    assert_eq!(h.sim.machine.waiting(), [h.id("w")]);
+    h.sim
+        .machine
+        .signal("approve", Some("ok".into()), h.sim.now)
+        .unwrap();
     assert_eq!(h.go(), ["start ship", "finished"]);
     assert_eq!(h.inputs_of("ship"), pairs(&[("w", "ok")]));
-    assert_eq!(h.run.step_output(h.id("w")).map(String::as_str), Some("ok"));
+    assert_eq!(
+        h.sim.machine.step_output(h.id("w")).map(String::as_str),
+        Some("ok")
+    );
     assert_eq!(
         h.states(&["w", "refund", "escalate"]),
         [Completed, Skipped, Skipped]
     );
-    assert!(h.run.waiting().is_empty());
+    assert!(h.sim.machine.waiting().is_empty());
 }
 
 #[test]
 fn wait_timer_takes_the_timeout_branch() {
     let mut h = approval();
     assert_eq!(h.go(), NOTHING);
-    assert_eq!(h.run.poll_timeout(), Some(Instant::from_secs(10)));
+    assert_eq!(h.sim.machine.poll_timeout(), Some(Instant::from_secs(10)));
     assert_eq!(h.at(9), NOTHING);
     assert_eq!(h.at(10), ["start escalate", "finished"]);
     assert_eq!(h.states(&["ship", "refund"]), [Skipped, Skipped]);
-    assert_eq!(h.run.step_output(h.id("w")), None);
+    assert_eq!(h.sim.machine.step_output(h.id("w")), None);
 }
 
 #[test]
@@ -991,7 +1034,10 @@ fn signal_nobody_waits_for_is_refused() {
     assert_eq!(h.answer("a", value("A")), NOTHING);
     let err = h.refused(|run, now| run.signal("stop", None, now));
     assert_eq!(err, RunError::NoWaiter("stop".into()));
-    h.run.signal("go", Some("G".into()), h.now).unwrap();
+    h.sim
+        .machine
+        .signal("go", Some("G".into()), h.sim.now)
+        .unwrap();
     assert_eq!(h.go(), ["start b", "finished"]);
 }
 
@@ -1012,7 +1058,7 @@ fn cancelling_a_step_skips_its_branch() {
     )
     .hold(&["a", "j"]);
     assert_eq!(h.go(), ["start s", "start a", "start b"]);
-    h.run.cancel_step(h.id("a"), h.now).unwrap();
+    h.sim.machine.cancel_step(h.id("a"), h.sim.now).unwrap();
     assert_eq!(h.go(), ["cancel a StepCancelled", "start j"]);
     assert_eq!(h.states(&["a", "a2"]), [Cancelled, Skipped]);
     assert_eq!(h.inputs_of("j"), pairs(&[("b", "b")]));
@@ -1046,7 +1092,7 @@ fn cancelling_the_run_stops_running_steps_and_compensates() {
     )
     .hold(&["b", "c"]);
     assert_eq!(h.go(), ["start a", "start b", "start c"]);
-    h.run.cancel(h.now).unwrap();
+    h.sim.machine.cancel(h.sim.now).unwrap();
     assert_eq!(
         h.go(),
         [
@@ -1072,13 +1118,13 @@ fn failed_attempts_are_retried_after_the_policy_delay() {
         Host::new(WorkflowDef::builder("retry", 1).step(StepDef::agent("a").retry(fixed(5, 3))))
             .reply("a", [flaky("busy"), flaky("busy"), value("ok")]);
     assert_eq!(h.go(), ["start a"]);
-    assert_eq!(h.run.poll_timeout(), Some(Instant::from_secs(5)));
+    assert_eq!(h.sim.machine.poll_timeout(), Some(Instant::from_secs(5)));
     assert_eq!(h.at(4), NOTHING);
     assert_eq!(h.at(5), ["start a#2"]);
-    assert_eq!(h.run.poll_timeout(), Some(Instant::from_secs(10)));
+    assert_eq!(h.sim.machine.poll_timeout(), Some(Instant::from_secs(10)));
     assert_eq!(h.at(10), ["start a#3", "finished"]);
     assert_eq!(h.input("a").attempt, 3);
-    assert_eq!(h.run.output().map(String::as_str), Some("ok"));
+    assert_eq!(h.sim.machine.output().map(String::as_str), Some("ok"));
 }
 
 #[test]
@@ -1108,15 +1154,15 @@ fn attempt_timeout_cancels_the_attempt_and_retries() {
     )
     .reply("a", [Hold, value("fast")]);
     assert_eq!(h.go(), ["start a"]);
-    assert_eq!(h.run.poll_timeout(), Some(Instant::from_secs(2)));
+    assert_eq!(h.sim.machine.poll_timeout(), Some(Instant::from_secs(2)));
     assert_eq!(h.at(2), ["cancel a TimedOut"]);
     let late = h.token("a");
     let err = h.refused(|run, now| run.succeed(late, StepOutput::new("late".into()), now));
     assert_eq!(err, RunError::StaleAttempt(late));
-    assert_eq!(h.run.poll_timeout(), Some(Instant::from_secs(3)));
+    assert_eq!(h.sim.machine.poll_timeout(), Some(Instant::from_secs(3)));
     assert_eq!(h.at(3), ["start a#2", "finished"]);
-    assert_eq!(h.run.output().map(String::as_str), Some("fast"));
-    let first = h.run.timeline().next().unwrap();
+    assert_eq!(h.sim.machine.output().map(String::as_str), Some("fast"));
+    let first = h.sim.machine.timeline().next().unwrap();
     assert_eq!(
         (first.outcome, first.end),
         (AttemptEnd::TimedOut, Some(Instant::from_secs(2)))
@@ -1134,7 +1180,7 @@ fn workflow_deadline_fails_the_run() {
     )
     .hold(&["a"]);
     assert_eq!(h.go(), ["start a"]);
-    assert_eq!(h.run.poll_timeout(), Some(Instant::from_secs(30)));
+    assert_eq!(h.sim.machine.poll_timeout(), Some(Instant::from_secs(30)));
     assert_eq!(h.at(29), NOTHING);
     assert_eq!(h.at(30), ["cancel a RunAborted", "finished"]);
     assert_eq!(
@@ -1196,9 +1242,9 @@ fn compensation_is_retried_by_the_step_policy() {
     .reply("f", [fatal("no")])
     .undo("a", [flaky("locked")]);
     assert_eq!(h.go(), ["start a", "start f", "undo a"]);
-    assert!(h.run.is_compensating());
+    assert!(h.sim.machine.is_compensating());
     assert_eq!(h.refused(WorkflowRun::cancel), RunError::Compensating);
-    assert_eq!(h.run.poll_timeout(), Some(Instant::from_secs(1)));
+    assert_eq!(h.sim.machine.poll_timeout(), Some(Instant::from_secs(1)));
     assert_eq!(h.at(1), ["undo a#2", "finished"]);
     assert_eq!(
         h.outcome(),
@@ -1691,7 +1737,7 @@ fn checkpoint_resumes_only_under_the_same_definition() {
     let (v1, v2) = (two(1, Priority::Normal), two(2, Priority::Normal));
     let mut h = Host::with_input(Arc::clone(&v1), None).hold(&["b"]);
     assert_eq!(h.go(), ["start a", "start b"]);
-    let json = snapshot(&h.run);
+    let json = snapshot(&h.sim.machine);
     let checkpoint = || serde_json::from_str::<Checkpoint<String>>(&json).unwrap();
 
     let err = WorkflowRun::resume(Arc::clone(&v2), checkpoint()).unwrap_err();
@@ -1723,9 +1769,10 @@ fn checkpoint_resumes_only_under_the_same_definition() {
     let mut resumed = Host::from_run(WorkflowRun::resume(v1, checkpoint()).unwrap());
     let token = h.token("b");
     resumed
-        .run
-        .succeed(token, StepOutput::new("B".into()), resumed.now)
+        .sim
+        .machine
+        .succeed(token, StepOutput::new("B".into()), resumed.sim.now)
         .unwrap();
     assert_eq!(resumed.go(), ["finished"]);
-    assert_eq!(resumed.run.output().map(String::as_str), Some("B"));
+    assert_eq!(resumed.sim.machine.output().map(String::as_str), Some("B"));
 }

@@ -16,6 +16,8 @@ use taskweave::workflow::{
 };
 use taskweave::{AttemptToken, Instant, StepId, WorkflowId};
 
+mod harness;
+
 /// A random step: its predecessors among the earlier steps, join,
 /// compensability and retry limit.
 #[derive(Clone, Debug)]
@@ -127,7 +129,7 @@ struct Recording {
 }
 
 fn drain(run: &mut WorkflowRun<u32>) -> Vec<RunAction> {
-    std::iter::from_fn(|| run.poll_action()).collect()
+    harness::drain(run)
 }
 
 /// Whether `step`'s join was satisfied by its predecessors' states.

@@ -17,16 +17,16 @@ use taskweave::workflow::{
 };
 use taskweave::{Instant, WorkflowId};
 
+mod harness;
+
+use harness::drain;
+
 fn parse(value: Value) -> Result<WorkflowDef, String> {
     serde_json::from_value::<WorkflowDef>(value).map_err(|e| e.to_string())
 }
 
 fn retry(delay: Duration, attempts: u32) -> RetrySpec {
     RetrySpec::from(Fixed::new(delay, attempts).unwrap())
-}
-
-fn drain(run: &mut WorkflowRun<u32>) -> Vec<RunAction> {
-    std::iter::from_fn(|| run.poll_action()).collect()
 }
 
 fn start_token(actions: &[RunAction]) -> taskweave::AttemptToken {

@@ -27,6 +27,10 @@ use taskweave::workflow::{
 };
 use taskweave::{AttemptToken, Instant, StepId, WorkflowId};
 
+mod harness;
+
+use harness::{Clock, EngineOnPool, Harness};
+
 fn config() -> ProptestConfig {
     corrupt::config(48)
 }
@@ -86,16 +90,6 @@ fn invariants(run: &WorkflowRun<u32>) -> Result<(), String> {
 // ---- a random host --------------------------------------------------------------
 
 #[derive(Clone, Debug)]
-enum Clock {
-    Forward(u64),
-    Back(u64),
-    Same,
-    NearMax(u64),
-    Max,
-    ToTimer,
-}
-
-#[derive(Clone, Debug)]
 enum Op {
     Succeed {
         pick: usize,
@@ -126,14 +120,7 @@ enum Op {
 }
 
 fn clock() -> impl Strategy<Value = Clock> {
-    prop_oneof![
-        4 => (0u64..5_000_000_000).prop_map(Clock::Forward),
-        2 => (0u64..2_000_000_000).prop_map(Clock::Back),
-        1 => Just(Clock::Same),
-        1 => (0u64..1_000).prop_map(Clock::NearMax),
-        1 => Just(Clock::Max),
-        3 => Just(Clock::ToTimer),
-    ]
+    harness::clock(Duration::from_secs(5), Duration::from_secs(2))
 }
 
 /// A host that mostly moves the run along: busy runs to checkpoint.
@@ -146,7 +133,7 @@ fn gentle_op() -> impl Strategy<Value = Op> {
             .prop_map(|(pick, ok)| Op::Compensated { pick, ok }),
         1 => any::<usize>().prop_map(Op::Signal),
         2 => (any::<usize>(), 0u8..4).prop_map(|(pick, items)| Op::Expand { pick, items }),
-        3 => (0u64..300_000_000).prop_map(|d| Op::Tick(Clock::Forward(d))),
+        3 => (0u64..300_000_000).prop_map(|d| Op::Tick(Clock::Forward(Duration::from_nanos(d)))),
         1 => Just(Op::Checkpoint),
     ]
 }
@@ -169,48 +156,38 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Drives one run, checking the bounds and invariants after every call.
+/// Drives one run in the shared harness, checking the bounds and
+/// invariants after every call.
 struct Host {
-    run: WorkflowRun<u32>,
-    /// The host's clock: it may step back; the run must not.
-    now: Instant,
-    total: usize,
+    sim: Harness<WorkflowRun<u32>>,
 }
 
 impl Host {
     fn new(run: WorkflowRun<u32>) -> Result<Self, String> {
         let now = run.latest_now();
-        let mut host = Host { run, now, total: 0 };
+        let sim = Harness::new(run, now).bounded(PER_CALL, PER_CASE);
+        let mut host = Host { sim };
         host.settle(0)?;
         Ok(host)
     }
 
     /// Drains the actions of one call, within the bounds.
     fn settle(&mut self, attempts_before: usize) -> Result<Vec<RunAction>, String> {
-        let mut actions = Vec::new();
-        while let Some(action) = self.run.poll_action() {
-            actions.push(action);
-            if actions.len() > PER_CALL {
-                return Err(format!("more than {PER_CALL} actions from one call"));
-            }
-        }
-        self.total += actions.len();
-        if self.total > PER_CASE {
-            return Err(format!("more than {PER_CASE} actions in one case"));
-        }
-        let attempts = self.run.timeline().count();
+        let actions = self.sim.try_drain()?;
+        let attempts = self.sim.machine.timeline().count();
         if attempts > attempts_before + PER_CALL {
             return Err(format!(
                 "{} attempts from one call",
                 attempts - attempts_before
             ));
         }
-        invariants(&self.run)?;
+        invariants(&self.sim.machine)?;
         Ok(actions)
     }
 
     fn open(&self, compensation: bool) -> Vec<(AttemptToken, StepId)> {
-        self.run
+        self.sim
+            .machine
             .timeline()
             .filter(|t| t.end.is_none() && t.compensation == compensation)
             .map(|t| (t.token, t.step))
@@ -219,7 +196,8 @@ impl Host {
 
     fn signals(&self) -> Vec<String> {
         let mut names: Vec<String> = self
-            .run
+            .sim
+            .machine
             .definition()
             .steps()
             .filter_map(|(_, s)| match &s.kind {
@@ -233,7 +211,7 @@ impl Host {
     }
 
     fn output(&self, step: StepId, branch: usize, again: bool) -> StepOutput<u32> {
-        let def = self.run.definition();
+        let def = self.sim.machine.definition();
         let mut output = StepOutput::new(branch as u32);
         let labels: Vec<String> = def
             .successors(step)
@@ -250,9 +228,9 @@ impl Host {
     /// Applies one operation; a refused input is fine, a panic or a broken
     /// bound is not.
     fn apply(&mut self, op: &Op) -> Result<(), String> {
-        let before = self.run.timeline().count();
-        let now = self.now;
-        let def = Arc::clone(self.run.definition());
+        let before = self.sim.machine.timeline().count();
+        let now = self.sim.now;
+        let def = Arc::clone(self.sim.machine.definition());
         let mut backward_quiet = false;
         match *op {
             Op::Succeed {
@@ -263,7 +241,7 @@ impl Host {
                 let open = self.open(false);
                 if let Some(&(token, step)) = open.get(pick % open.len().max(1)) {
                     let output = self.output(step, branch, again);
-                    let _ = self.run.succeed(token, output, now);
+                    let _ = self.sim.machine.succeed(token, output, now);
                 }
             }
             Op::Fail { pick, retryable } => {
@@ -274,7 +252,7 @@ impl Host {
                     } else {
                         StepFailure::fatal("no")
                     };
-                    let _ = self.run.fail(token, failure, now);
+                    let _ = self.sim.machine.fail(token, failure, now);
                 }
             }
             Op::Compensated { pick, ok } => {
@@ -285,64 +263,67 @@ impl Host {
                     } else {
                         Err(StepFailure::retryable("undo failed"))
                     };
-                    let _ = self.run.compensated(token, result, now);
+                    let _ = self.sim.machine.compensated(token, result, now);
                 }
             }
             Op::Forged { token, kind } => {
                 let token = AttemptToken::new(token);
                 let _ = match kind {
-                    0 => self.run.succeed(token, StepOutput::new(0), now),
-                    1 => self.run.fail(token, StepFailure::retryable("forged"), now),
-                    _ => self.run.compensated(token, Ok(()), now),
+                    0 => self.sim.machine.succeed(token, StepOutput::new(0), now),
+                    1 => self
+                        .sim
+                        .machine
+                        .fail(token, StepFailure::retryable("forged"), now),
+                    _ => self.sim.machine.compensated(token, Ok(()), now),
                 };
             }
             Op::Signal(pick) => {
                 let names = self.signals();
                 let _ = self
-                    .run
+                    .sim
+                    .machine
                     .signal(names[pick % names.len()].clone(), Some(1), now);
             }
             Op::Expand { pick, items } => {
                 let expanding: Vec<StepId> = def
                     .steps()
                     .map(|(s, _)| s)
-                    .filter(|&s| self.run.step_state(s) == Some(StepState::Expanding))
+                    .filter(|&s| self.sim.machine.step_state(s) == Some(StepState::Expanding))
                     .collect();
                 let step = expanding
                     .get(pick % expanding.len().max(1))
                     .copied()
                     .unwrap_or(StepId::new(pick as u64 % 64));
-                let _ = self.run.expand(step, (0..u32::from(items)).collect(), now);
+                let _ = self
+                    .sim
+                    .machine
+                    .expand(step, (0..u32::from(items)).collect(), now);
             }
             Op::CancelStep(pick) => {
-                let _ = self.run.cancel_step(StepId::new(pick as u64 % 16), now);
+                let _ = self
+                    .sim
+                    .machine
+                    .cancel_step(StepId::new(pick as u64 % 16), now);
             }
             Op::Cancel => {
-                let _ = self.run.cancel(now);
+                let _ = self.sim.machine.cancel(now);
             }
             Op::Tick(ref clock) => {
-                self.now = match *clock {
-                    Clock::Forward(d) => now.saturating_add(Duration::from_nanos(d)),
-                    Clock::Back(d) => Instant::from_nanos(now.as_nanos().saturating_sub(d)),
-                    Clock::Same => now,
-                    Clock::NearMax(d) => Instant::from_nanos(u64::MAX - d),
-                    Clock::Max => Instant::MAX,
-                    Clock::ToTimer => self.run.poll_timeout().unwrap_or(now),
-                };
-                let latest = self.run.latest_now();
+                let next = clock.apply(now, self.sim.machine.poll_timeout());
+                let latest = self.sim.machine.latest_now();
                 // Nothing is due at an instant before the latest one that
                 // was not due at the latest one already.
                 backward_quiet =
-                    self.now < latest && self.run.poll_timeout().is_none_or(|at| at > latest);
-                self.run.handle_timeout(self.now);
-                if self.run.latest_now() < latest {
+                    next < latest && self.sim.machine.poll_timeout().is_none_or(|at| at > latest);
+                self.sim.at(next);
+                if self.sim.machine.latest_now() < latest {
                     return Err("the run's clock went back".into());
                 }
             }
             Op::Checkpoint => {
                 // A state the run produced is always accepted, and its
                 // serde form is exact and canonical.
-                let checkpoint = self.run.checkpoint();
+                let checkpoint = self.sim.machine.checkpoint();
                 let text = serde_json::to_string(&checkpoint).map_err(|e| e.to_string())?;
                 let back: Checkpoint<u32> =
                     serde_json::from_str(&text).map_err(|e| e.to_string())?;
@@ -357,7 +338,7 @@ impl Host {
                 if resumed.checkpoint() != checkpoint {
                     return Err("resuming changed the state".into());
                 }
-                self.run = resumed;
+                self.sim.machine = resumed;
             }
         }
         let actions = self.settle(before)?;
@@ -562,7 +543,7 @@ proptest! {
             let run = WorkflowRun::new(Arc::clone(&def), WorkflowId::new(5), Some(1), Instant::ZERO);
             let mut host = Host::new(run)?;
             host.drive(&prefix)?;
-            let mut value = serde_json::to_value(host.run.checkpoint()).map_err(|e| e.to_string())?;
+            let mut value = serde_json::to_value(host.sim.machine.checkpoint()).map_err(|e| e.to_string())?;
             for mutation in &mutations {
                 corrupt(&mut value, mutation);
             }
@@ -686,17 +667,19 @@ fn engine_case(ops: &[EngineOp]) -> Result<(), String> {
     use taskweave::workflow::{StepTask, WorkflowEngine};
 
     let defs = engine_definitions();
-    let mut pool: Dispatcher<StepTask> = Dispatcher::new(DispatcherConfig::default());
-    let mut engine: WorkflowEngine<u32> = WorkflowEngine::new();
+    let pool: Dispatcher<StepTask> = Dispatcher::new(DispatcherConfig::default());
+    let engine: WorkflowEngine<u32> = WorkflowEngine::new();
+    let mut sim: Harness<_> =
+        Harness::new(EngineOnPool { engine, pool }, Instant::ZERO).bounded(PER_CALL, PER_CASE);
     let mut runs = Vec::new();
-    let mut now = Instant::ZERO;
-    let mut total = 0usize;
     for op in ops {
-        let latest = engine.latest_now();
+        let now = sim.now;
+        let latest = sim.machine.engine.latest_now();
         let mut backward_quiet = false;
+        let EngineOnPool { engine, pool } = &mut sim.machine;
         match *op {
             EngineOp::Start(which) => {
-                runs.push(engine.start(&mut pool, Arc::clone(&defs[which]), None, now))
+                runs.push(engine.start(pool, Arc::clone(&defs[which]), None, now))
             }
             EngineOp::Report { pick, ok } => {
                 let open: Vec<_> = runs
@@ -710,19 +693,19 @@ fn engine_case(ops: &[EngineOp]) -> Result<(), String> {
                     .collect();
                 if let Some(&(id, token, compensation)) = open.get(pick % open.len().max(1)) {
                     let _ = match (compensation, ok) {
-                        (true, true) => engine.compensated(&mut pool, id, token, Ok(()), now),
+                        (true, true) => engine.compensated(pool, id, token, Ok(()), now),
                         (true, false) => engine.compensated(
-                            &mut pool,
+                            pool,
                             id,
                             token,
                             Err(StepFailure::retryable("no")),
                             now,
                         ),
                         (false, true) => {
-                            engine.report_local(&mut pool, id, token, Ok(StepOutput::new(1)), now)
+                            engine.report_local(pool, id, token, Ok(StepOutput::new(1)), now)
                         }
                         (false, false) => engine.report_local(
-                            &mut pool,
+                            pool,
                             id,
                             token,
                             Err(StepFailure::retryable("no")),
@@ -732,39 +715,24 @@ fn engine_case(ops: &[EngineOp]) -> Result<(), String> {
                 }
             }
             EngineOp::Tick(ref clock) => {
-                now = match *clock {
-                    Clock::Forward(d) => now.saturating_add(Duration::from_nanos(d)),
-                    Clock::Back(d) => Instant::from_nanos(now.as_nanos().saturating_sub(d)),
-                    Clock::Same => now,
-                    Clock::NearMax(d) => Instant::from_nanos(u64::MAX - d),
-                    Clock::Max => Instant::MAX,
-                    Clock::ToTimer => engine.poll_timeout().unwrap_or(now),
-                };
-                backward_quiet = now < latest && engine.poll_timeout().is_none_or(|at| at > latest);
-                engine.handle_timeout(&mut pool, now);
+                let next = clock.apply(now, engine.poll_timeout());
+                backward_quiet =
+                    next < latest && engine.poll_timeout().is_none_or(|at| at > latest);
+                sim.at(next);
             }
             EngineOp::Signal(pick) => {
                 if !runs.is_empty() {
-                    let _ = engine.signal(&mut pool, runs[pick % runs.len()], "go", None, now);
+                    let _ = engine.signal(pool, runs[pick % runs.len()], "go", None, now);
                 }
             }
             EngineOp::Cancel(pick) => {
                 if !runs.is_empty() {
-                    let _ = engine.cancel(&mut pool, runs[pick % runs.len()], now);
+                    let _ = engine.cancel(pool, runs[pick % runs.len()], now);
                 }
             }
         }
-        let mut actions = 0usize;
-        while engine.poll_action().is_some() {
-            actions += 1;
-            if actions > PER_CALL {
-                return Err(format!("more than {PER_CALL} engine actions from one call"));
-            }
-        }
-        total += actions;
-        if total > PER_CASE {
-            return Err("too many engine actions in one case".into());
-        }
+        let actions = sim.try_drain()?.len();
+        let engine = &sim.machine.engine;
         if backward_quiet && actions > 0 {
             return Err(format!("a step back in time made {actions} actions"));
         }
@@ -1023,7 +991,7 @@ fn run_to_end(def: Arc<WorkflowDef>, seed: u64) -> Result<(), String> {
     let mut host = Host::new(run)?;
     let mut coin = seed;
     for _ in 0..20_000 {
-        if host.run.outcome().is_some() {
+        if host.sim.machine.outcome().is_some() {
             return Ok(());
         }
         coin = coin
@@ -1050,13 +1018,13 @@ fn run_to_end(def: Arc<WorkflowDef>, seed: u64) -> Result<(), String> {
             }
         } else if def
             .steps()
-            .any(|(s, _)| host.run.step_state(s) == Some(StepState::Expanding))
+            .any(|(s, _)| host.sim.machine.step_state(s) == Some(StepState::Expanding))
         {
             Op::Expand {
                 pick: roll,
                 items: 2,
             }
-        } else if let Some(&waiting) = host.run.waiting().first() {
+        } else if let Some(&waiting) = host.sim.machine.waiting().first() {
             match &def.step(waiting).map(|s| &s.kind) {
                 Some(StepKind::Wait { signals, .. }) if !signals.is_empty() => {
                     let names = host.signals();
@@ -1067,7 +1035,7 @@ fn run_to_end(def: Arc<WorkflowDef>, seed: u64) -> Result<(), String> {
                             .unwrap_or(0),
                     )
                 }
-                _ if host.run.poll_timeout().is_some() => Op::Tick(Clock::ToTimer),
+                _ if host.sim.machine.poll_timeout().is_some() => Op::Tick(Clock::ToTimer),
                 _ => Op::CancelStep(waiting.get() as usize),
             }
         } else {
