@@ -83,6 +83,25 @@ pub(crate) fn escaped_label(
         .join(separator)
 }
 
+/// The head of a Mermaid Gantt chart whose times are milliseconds from a
+/// start: `title` (escaped), a `%%` comment saying so, `dateFormat x`
+/// (each number is a Unix millisecond timestamp), `axisFormat %s.%L`
+/// (seconds since the epoch, which is the start here, in any time zone)
+/// and `todayMarker off`.
+pub(crate) fn gantt_head(title: &str) -> String {
+    let mut out = String::from("gantt\n");
+    line(&mut out, 1, format_args!("title {}", mermaid_escape(title)));
+    line(
+        &mut out,
+        1,
+        format_args!("%% times: milliseconds since the start"),
+    );
+    line(&mut out, 1, format_args!("dateFormat x"));
+    line(&mut out, 1, format_args!("axisFormat %s.%L"));
+    line(&mut out, 1, format_args!("todayMarker off"));
+    out
+}
+
 /// Milliseconds from `origin` to `at` (zero if earlier), rounded down, or
 /// up if `round_up`.
 pub(crate) fn millis_since(at: Instant, origin: Instant, round_up: bool) -> u64 {

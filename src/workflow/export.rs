@@ -161,8 +161,8 @@ pub fn mermaid_run_flowchart<P: Clone>(run: &WorkflowRun<P>) -> String {
 
 /// A Mermaid Gantt chart of `run`'s timeline, finished or not.
 ///
-/// - Times are milliseconds since [`WorkflowRun::started_at`]
-///   (`dateFormat x`: Mermaid reads each bar's start and end as a Unix
+/// - Times are milliseconds since [`WorkflowRun::started_at`] (a `%%`
+///   comment says so; `dateFormat x`: Mermaid reads each bar's start and end as a Unix
 ///   millisecond timestamp, so the axis starts at the epoch and
 ///   `axisFormat %s.%L` labels it in seconds and milliseconds since the
 ///   run's start, whatever the viewer's time zone). A start is rounded
@@ -202,6 +202,7 @@ pub fn mermaid_run_flowchart<P: Clone>(run: &WorkflowRun<P>) -> String {
 ///     mermaid_gantt(&run, Instant::from_millis(100_750)),
 ///     "gantt\n\
 ///      \x20   title pair (workflow-3)\n\
+///      \x20   %% times: milliseconds since the start\n\
 ///      \x20   dateFormat x\n\
 ///      \x20   axisFormat %s.%L\n\
 ///      \x20   todayMarker off\n\
@@ -216,12 +217,7 @@ pub fn mermaid_gantt<P: Clone>(run: &WorkflowRun<P>, now: Instant) -> String {
     let def = run.definition();
     let origin = run.started_at();
     let timeline: Vec<TimelineEntry> = run.timeline().collect();
-    let mut out = String::from("gantt\n");
-    let title = mermaid_escape(&format!("{} ({})", def.name(), run.id()));
-    line(&mut out, 1, format_args!("title {title}"));
-    line(&mut out, 1, format_args!("dateFormat x"));
-    line(&mut out, 1, format_args!("axisFormat %s.%L"));
-    line(&mut out, 1, format_args!("todayMarker off"));
+    let mut out = gantt_head(&format!("{} ({})", def.name(), run.id()));
 
     let mut compensated: Vec<StepId> = Vec::new();
     for entry in timeline.iter().filter(|e| e.compensation) {
@@ -331,7 +327,7 @@ pub fn dot_run_graph<P: Clone>(run: &WorkflowRun<P>) -> String {
 mod graph;
 mod text;
 
-use crate::diagram::{line, mermaid_escape, millis_since};
+use crate::diagram::{gantt_head, line, mermaid_escape, millis_since};
 use graph::{STATE_STYLES, state_style, write_dot, write_mermaid_graph};
 use text::NodeId;
 pub(crate) use text::display_name;
@@ -532,6 +528,7 @@ mod tests {
             [
                 "gantt",
                 &format!("    title {one_line} (workflow-9)"),
+                "    %% times: milliseconds since the start",
                 "    dateFormat x",
                 "    axisFormat %s.%L",
                 "    todayMarker off",
@@ -667,6 +664,7 @@ mod tests {
             mermaid_gantt(&run, ms(9_999)),
             "gantt
     title order (workflow-7)
+    %% times: milliseconds since the start
     dateFormat x
     axisFormat %s.%L
     todayMarker off
@@ -711,7 +709,7 @@ mod tests {
         assert_eq!(
             mermaid_gantt(&run, ms(16))
                 .lines()
-                .skip(5)
+                .skip(6)
                 .collect::<Vec<_>>(),
             [
                 "    section each",

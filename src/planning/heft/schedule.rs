@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::diagram::{line, mermaid_escape};
+use crate::diagram::{gantt_head, line, mermaid_escape};
 use crate::planning::TensorTask;
 use crate::workflow::{WorkflowDef, display_name};
 use crate::{AgentId, Priority, StepId, TaskId};
@@ -226,7 +226,7 @@ impl Schedule {
     /// [`workflow::mermaid_gantt`](crate::workflow::mermaid_gantt):
     ///
     /// - title `<workflow name> (HEFT)`; times in milliseconds from the
-    ///   plan's start (`dateFormat x`, `axisFormat %s.%L`, `todayMarker
+    ///   plan's start (a `%%` comment says so; `dateFormat x`, `axisFormat %s.%L`, `todayMarker
     ///   off`), a start rounded down and a finish up, so no step that takes
     ///   time is drawn empty;
     /// - one section per agent that has steps, named by its id
@@ -262,6 +262,7 @@ impl Schedule {
     ///     schedule.mermaid_gantt(),
     ///     "gantt\n\
     ///      \x20   title build (HEFT)\n\
+    ///      \x20   %% times: milliseconds since the start\n\
     ///      \x20   dateFormat x\n\
     ///      \x20   axisFormat %s.%L\n\
     ///      \x20   todayMarker off\n\
@@ -305,12 +306,7 @@ impl Schedule {
                 *flag = true;
             }
         }
-        let mut out = String::from("gantt\n");
-        let title = mermaid_escape(&format!("{} (HEFT)", self.title));
-        line(&mut out, 1, format_args!("title {title}"));
-        line(&mut out, 1, format_args!("dateFormat x"));
-        line(&mut out, 1, format_args!("axisFormat %s.%L"));
-        line(&mut out, 1, format_args!("todayMarker off"));
+        let mut out = gantt_head(&format!("{} (HEFT)", self.title));
         let mut host: Vec<&ScheduledStep> =
             self.slots.iter().filter(|s| s.agent.is_none()).collect();
         host.sort_by_key(|slot| (slot.start, slot.step));

@@ -318,6 +318,7 @@ fn the_gantt_chart_escapes_names_and_marks_the_critical_path() {
         schedule.mermaid_gantt(),
         "gantt\n\
          \x20   title a#58; #quot;b#quot; (HEFT)\n\
+         \x20   %% times: milliseconds since the start\n\
          \x20   dateFormat x\n\
          \x20   axisFormat %s.%L\n\
          \x20   todayMarker off\n\
