@@ -606,7 +606,7 @@ mod tests {
         assert_eq!(
             mermaid_gantt(&run, Instant::ZERO)
                 .lines()
-                .skip(5)
+                .skip(6)
                 .collect::<Vec<_>>(),
             [
                 "    section a",
