@@ -15,8 +15,8 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use taskweave::agent::{AgentProfile, Outcome, Registry};
 use taskweave::routing::{
-    Adaptive, CapabilityMatch, Feedback, LeastLoaded, PowerOfTwoChoices, PriorityBased, Rendezvous,
-    ResolvedRequirements, RoundRobin, RoutingStrategy, Scored, WeightedRoundRobin,
+    self, Adaptive, CapabilityMatch, Feedback, LeastLoaded, PowerOfTwoChoices, PriorityBased,
+    Rendezvous, ResolvedRequirements, RoundRobin, RoutingStrategy, Scored, WeightedRoundRobin,
 };
 use taskweave::{AgentId, Instant, TaskRequirements};
 
@@ -79,7 +79,7 @@ fn gpu_tasks(registry: &Registry, keys: usize) -> Vec<ResolvedRequirements> {
                 .prefer(["python"])
                 .affinity_key(format!("session-{k}"))
                 .kind("inference");
-            registry.resolve(&task).expect("gpu is known")
+            ResolvedRequirements::new(registry, &task).expect("gpu is known")
         })
         .collect()
 }
@@ -99,7 +99,11 @@ fn bench_strategy<S: RoutingStrategy>(
         group.bench_with_input(BenchmarkId::from_parameter(n), &registry, |b, registry| {
             b.iter(|| {
                 next = (next + 1) % tasks.len();
-                black_box(registry.route_resolved(&mut strategy, &tasks[next]))
+                black_box(routing::route_resolved(
+                    registry,
+                    &mut strategy,
+                    &tasks[next],
+                ))
             });
         });
     }
@@ -147,8 +151,7 @@ fn least_loaded_assign_release(c: &mut Criterion) {
         let mut strategy = LeastLoaded::new();
         group.bench_function(BenchmarkId::from_parameter(n), |b| {
             b.iter(|| {
-                let agent = registry
-                    .route_resolved(&mut strategy, &tasks[0])
+                let agent = routing::route_resolved(&registry, &mut strategy, &tasks[0])
                     .expect("eligible agent");
                 registry.acquire(agent).expect("free slot");
                 registry.release(agent).expect("slot held");

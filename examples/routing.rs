@@ -16,8 +16,8 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use taskweave::agent::{AgentProfile, Outcome, Registry};
 use taskweave::routing::{
-    Adaptive, CapabilityMatch, Feedback, LeastLoaded, PowerOfTwoChoices, PriorityBased, Rendezvous,
-    RoundRobin, RoutingError, RoutingStrategy, Scored, WeightedRoundRobin,
+    self, Adaptive, CapabilityMatch, Feedback, LeastLoaded, PowerOfTwoChoices, PriorityBased,
+    Rendezvous, RoundRobin, RoutingError, RoutingStrategy, Scored, WeightedRoundRobin,
 };
 use taskweave::{AgentId, Instant, LabelConstraint, TaskRequirements};
 
@@ -131,7 +131,7 @@ fn simulate(strategy: &mut dyn RoutingStrategy) -> Result<Report, taskweave::Err
             });
             report.succeeded += usize::from(success);
         }
-        match registry.route(strategy, &task) {
+        match routing::route(&registry, strategy, &task) {
             Ok(agent) => {
                 registry.acquire(agent)?;
                 let reliability = AGENTS[agent.get() as usize - 1].6;

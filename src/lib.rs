@@ -98,7 +98,7 @@
 //! |---|---|---|
 //! | a routing strategy | [`routing::RoutingStrategy`] (`select` over [`routing::Candidates`]; a closure is one) and pass it to [`scheduler::Dispatcher::with_strategy`] | a file beside `src/routing/least_loaded.rs`, its `pub use` in `src/routing/mod.rs`, a `StrategyState` arm in `src/routing/state.rs` if it learns |
 //! | a retry policy | [`resilience::RetryPolicy`], or the data form [`resilience::RetrySpec`] for one that snapshots | `src/resilience/retry.rs`, `src/resilience/retry_spec.rs` |
-//! | a gate (a limit that holds a task or an agent back) | — | its state and restore checks in `src/scheduler/gates.rs`, where placement and attempts consult it in `src/scheduler/dispatcher/gating.rs`, its setting in `src/scheduler/config.rs`, a `Timer` in `src/scheduler/timer.rs` if it blocks until an instant |
+//! | a gate (a limit that holds a task or an agent back) | — | its state and restore checks in `src/scheduler/gates/mod.rs`, where placement and attempts consult it in `src/scheduler/dispatcher/gating.rs`, its setting in `src/scheduler/config.rs`, a `Timer` in `src/scheduler/state/timer.rs` if it blocks until an instant |
 //! | a join pattern | — | a `Join` variant in `src/workflow/join/mod.rs` and one file beside `all.rs`, `merge.rs` and `quorum.rs` with its checks, hash, decision and diagram line |
 //! | a step's work | `workflow::Step` (feature `workflow`), or run steps as dispatcher tasks through `workflow::TaskPool` | — |
 //! | a store backend for the cluster's journal | `cluster::Store` (feature `cluster`), checked by `cluster::check_store` | `taskweave-postgres/src/store/` is one |

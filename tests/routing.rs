@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use taskweave::agent::{AgentProfile, AgentStatus, Outcome, Registry};
 use taskweave::routing::{
-    Adaptive, Candidates, CapabilityMatch, Feedback, LeastLoaded, PowerOfTwoChoices, PriorityBased,
-    Rendezvous, RoundRobin, RoutingError, RoutingStrategy, ScoreWeights, Scored,
-    WeightedRoundRobin,
+    self, Adaptive, Candidates, CapabilityMatch, Feedback, LeastLoaded, PowerOfTwoChoices,
+    PriorityBased, Rendezvous, ResolvedRequirements, RoundRobin, RoutingError, RoutingStrategy,
+    ScoreWeights, Scored, WeightedRoundRobin,
 };
 use taskweave::scheduler::{
     Action, AttemptOutcome, Dispatcher, DispatcherConfig, TaskReport, TaskSpec,
@@ -46,11 +46,17 @@ fn capability_match_is_first_fit_in_registration_order() {
         AgentProfile::builder().capabilities(["cpu", "gpu"]),
     );
     let gpu = TaskRequirements::new().require(["gpu"]);
-    assert_eq!(registry.route(&mut CapabilityMatch::new(), &gpu), Ok(id(3)));
-    registry.set_status(id(3), AgentStatus::Draining).unwrap();
-    assert_eq!(registry.route(&mut CapabilityMatch::new(), &gpu), Ok(id(5)));
     assert_eq!(
-        registry.route(&mut CapabilityMatch::new(), &any_task()),
+        routing::route(&registry, &mut CapabilityMatch::new(), &gpu),
+        Ok(id(3))
+    );
+    registry.set_status(id(3), AgentStatus::Draining).unwrap();
+    assert_eq!(
+        routing::route(&registry, &mut CapabilityMatch::new(), &gpu),
+        Ok(id(5))
+    );
+    assert_eq!(
+        routing::route(&registry, &mut CapabilityMatch::new(), &any_task()),
         Ok(id(7))
     );
 }
@@ -67,7 +73,11 @@ fn weighted_round_robin_is_smooth() {
     }
     let mut wrr = WeightedRoundRobin::new();
     let picks: Vec<u64> = (0..7)
-        .map(|_| registry.route(&mut wrr, &any_task()).unwrap().get())
+        .map(|_| {
+            routing::route(&registry, &mut wrr, &any_task())
+                .unwrap()
+                .get()
+        })
         .collect();
     assert_eq!(picks, [1, 1, 2, 1, 3, 1, 1]);
 }
@@ -80,18 +90,18 @@ fn least_loaded_compares_load_relative_to_capacity() {
     registry.set_load(id(1), 4).unwrap(); // 40 %
     registry.set_load(id(2), 1).unwrap(); // 50 %
     assert_eq!(
-        registry.route(&mut LeastLoaded::new(), &any_task()),
+        routing::route(&registry, &mut LeastLoaded::new(), &any_task()),
         Ok(id(1))
     );
     // 50 % each: the tie goes to agent 2, which reached that load first.
     registry.set_load(id(1), 5).unwrap();
     assert_eq!(
-        registry.route(&mut LeastLoaded::new(), &any_task()),
+        routing::route(&registry, &mut LeastLoaded::new(), &any_task()),
         Ok(id(2))
     );
     registry.set_load(id(1), 6).unwrap();
     assert_eq!(
-        registry.route(&mut LeastLoaded::new(), &any_task()),
+        routing::route(&registry, &mut LeastLoaded::new(), &any_task()),
         Ok(id(2))
     );
 }
@@ -117,7 +127,7 @@ fn priority_based_prefers_high_priority_then_least_loaded_and_overflows() {
     let mut strategy = PriorityBased::new();
     let mut picks = Vec::new();
     for _ in 0..4 {
-        let agent = registry.route(&mut strategy, &any_task()).unwrap();
+        let agent = routing::route(&registry, &mut strategy, &any_task()).unwrap();
         registry.acquire(agent).unwrap();
         picks.push(agent.get());
     }
@@ -134,7 +144,7 @@ fn power_of_two_choices_balances_and_depends_only_on_the_seed() {
         let mut p2c = PowerOfTwoChoices::new(seed);
         let picks: Vec<AgentId> = (0..400)
             .map(|_| {
-                let agent = registry.route(&mut p2c, &any_task()).unwrap();
+                let agent = routing::route(&registry, &mut p2c, &any_task()).unwrap();
                 registry.acquire(agent).unwrap();
                 agent
             })
@@ -157,10 +167,10 @@ fn rendezvous_bounded_load_spills_a_hot_key() {
     }
     let hot = TaskRequirements::new().affinity_key("tenant-hot");
     let mut strategy = Rendezvous::new();
-    let home = registry.route(&mut strategy, &hot).unwrap();
+    let home = routing::route(&registry, &mut strategy, &hot).unwrap();
     let mut picks = Vec::new();
     for _ in 0..40 {
-        let agent = registry.route(&mut strategy, &hot).unwrap();
+        let agent = routing::route(&registry, &mut strategy, &hot).unwrap();
         registry.acquire(agent).unwrap();
         picks.push(agent);
     }
@@ -180,7 +190,7 @@ fn rendezvous_without_affinity_key_falls_back_to_least_loaded() {
     register(&mut registry, 2, AgentProfile::builder().capacity(4));
     registry.acquire(id(1)).unwrap();
     assert_eq!(
-        registry.route(&mut Rendezvous::new(), &any_task()),
+        routing::route(&registry, &mut Rendezvous::new(), &any_task()),
         Ok(id(2))
     );
 }
@@ -203,10 +213,16 @@ fn scored_uses_preferred_skills_availability_history_and_cost() {
     let wants_cuda = TaskRequirements::new()
         .require(["py"])
         .prefer(["cuda", "unknown-skill"]);
-    assert_eq!(registry.route(&mut Scored::new(), &wants_cuda), Ok(id(2)));
+    assert_eq!(
+        routing::route(&registry, &mut Scored::new(), &wants_cuda),
+        Ok(id(2))
+    );
     // Loading agent 2 to 3/4 costs 0.3·0.75 = 0.225, more than the skill edge 0.4·0.5 = 0.2.
     registry.set_load(id(2), 3).unwrap();
-    assert_eq!(registry.route(&mut Scored::new(), &wants_cuda), Ok(id(1)));
+    assert_eq!(
+        routing::route(&registry, &mut Scored::new(), &wants_cuda),
+        Ok(id(1))
+    );
     let cheap_only = Scored::with_weights(ScoreWeights {
         skill: 0.0,
         availability: 0.0,
@@ -231,7 +247,10 @@ fn scored_uses_preferred_skills_availability_history_and_cost() {
     let mut cheap_only = cheap_only;
     registry.set_load(id(1), 4).unwrap();
     registry.set_load(id(2), 4).unwrap();
-    assert_eq!(registry.route(&mut cheap_only, &wants_cuda), Ok(id(4)));
+    assert_eq!(
+        routing::route(&registry, &mut cheap_only, &wants_cuda),
+        Ok(id(4))
+    );
     // History: a failing agent loses to an equal one with successes.
     let mut history = Registry::new();
     register(&mut history, 1, AgentProfile::builder());
@@ -242,7 +261,10 @@ fn scored_uses_preferred_skills_availability_history_and_cost() {
     history
         .record_outcome(id(2), Outcome::success(Duration::ZERO))
         .unwrap();
-    assert_eq!(history.route(&mut Scored::new(), &any_task()), Ok(id(2)));
+    assert_eq!(
+        routing::route(&history, &mut Scored::new(), &any_task()),
+        Ok(id(2))
+    );
     for bad in [-0.1, f64::NAN, f64::INFINITY] {
         let weights = ScoreWeights {
             cost: bad,
@@ -274,7 +296,7 @@ fn adaptive_learns_per_task_kind() {
     for round in 0..300 {
         let kind = if round % 2 == 0 { "sql" } else { "vision" };
         let task = TaskRequirements::new().kind(kind);
-        let agent = registry.route(&mut adaptive, &task).unwrap();
+        let agent = routing::route(&registry, &mut adaptive, &task).unwrap();
         let outcome = Outcome {
             success: agent == best(kind),
             latency: Duration::from_millis(50),
@@ -288,7 +310,7 @@ fn adaptive_learns_per_task_kind() {
     for kind in ["sql", "vision"] {
         let task = TaskRequirements::new().kind(kind);
         assert_eq!(
-            registry.route(&mut adaptive, &task),
+            routing::route(&registry, &mut adaptive, &task),
             Ok(best(kind)),
             "{kind}"
         );
@@ -311,27 +333,27 @@ fn unknown_capability_and_label_are_answers_not_panics() {
     );
     let tpu = TaskRequirements::new().require(["tpu"]);
     assert_eq!(
-        registry.route(&mut LeastLoaded::new(), &tpu),
+        routing::route(&registry, &mut LeastLoaded::new(), &tpu),
         Err(RoutingError::UnknownCapability {
             capability: "tpu".into()
         })
     );
     let mars = TaskRequirements::new().label(LabelConstraint::equals("zone", "mars"));
     assert!(matches!(
-        registry.route(&mut LeastLoaded::new(), &mars),
+        routing::route(&registry, &mut LeastLoaded::new(), &mars),
         Err(RoutingError::UnknownLabel { .. })
     ));
     let nowhere =
         TaskRequirements::new().label(LabelConstraint::one_of("zone", Vec::<String>::new()));
-    assert!(registry.route(&mut LeastLoaded::new(), &nowhere).is_err());
+    assert!(routing::route(&registry, &mut LeastLoaded::new(), &nowhere).is_err());
     let not_eu = TaskRequirements::new().label(LabelConstraint::not_equals("zone", "eu"));
     assert_eq!(
-        registry.route(&mut LeastLoaded::new(), &not_eu),
+        routing::route(&registry, &mut LeastLoaded::new(), &not_eu),
         Err(RoutingError::NoEligibleAgent)
     );
     let not_mars = TaskRequirements::new().label(LabelConstraint::not_equals("zone", "mars"));
     assert_eq!(
-        registry.route(&mut LeastLoaded::new(), &not_mars),
+        routing::route(&registry, &mut LeastLoaded::new(), &not_mars),
         Ok(id(1))
     );
 }
@@ -344,27 +366,27 @@ fn pinned_excluded_and_avoided_agents_are_hard_constraints() {
     }
     let pinned = TaskRequirements::new().pin(id(2));
     assert_eq!(
-        registry.route(&mut CapabilityMatch::new(), &pinned),
+        routing::route(&registry, &mut CapabilityMatch::new(), &pinned),
         Ok(id(2))
     );
     registry.acquire(id(2)).unwrap();
     assert_eq!(
-        registry.route(&mut CapabilityMatch::new(), &pinned),
+        routing::route(&registry, &mut CapabilityMatch::new(), &pinned),
         Err(RoutingError::PinnedAgentUnavailable { agent: id(2) })
     );
     let avoid = TaskRequirements::new().exclude([id(1)]).avoid([id(3)]);
     assert_eq!(
-        registry.route(&mut CapabilityMatch::new(), &avoid),
+        routing::route(&registry, &mut CapabilityMatch::new(), &avoid),
         Err(RoutingError::NoEligibleAgent)
     );
     let soft = TaskRequirements::new().prefer_agent(id(3));
     assert_eq!(
-        registry.route(&mut CapabilityMatch::new(), &soft),
+        routing::route(&registry, &mut CapabilityMatch::new(), &soft),
         Ok(id(3))
     );
     let soft_busy = TaskRequirements::new().prefer_agent(id(2));
     assert_eq!(
-        registry.route(&mut CapabilityMatch::new(), &soft_busy),
+        routing::route(&registry, &mut CapabilityMatch::new(), &soft_busy),
         Ok(id(1))
     );
 }
@@ -385,7 +407,7 @@ fn misbehaving_strategies_are_caught() {
     let gpu = TaskRequirements::new().require(["gpu"]);
     let mut wrong = |_: &Candidates<'_>| Some(id(1));
     assert_eq!(
-        registry.route(&mut wrong, &gpu),
+        routing::route(&registry, &mut wrong, &gpu),
         Err(RoutingError::IneligibleChoice { agent: id(1) })
     );
     // Querying the candidates vouches only for the agent they returned.
@@ -394,14 +416,17 @@ fn misbehaving_strategies_are_caught() {
         Some(id(1))
     };
     assert_eq!(
-        registry.route(&mut asks_then_strays, &gpu),
+        routing::route(&registry, &mut asks_then_strays, &gpu),
         Err(RoutingError::IneligibleChoice { agent: id(1) })
     );
     let mut lazy = |_: &Candidates<'_>| None;
-    assert_eq!(registry.route(&mut lazy, &gpu), Err(RoutingError::Declined));
+    assert_eq!(
+        routing::route(&registry, &mut lazy, &gpu),
+        Err(RoutingError::Declined)
+    );
     registry.set_status(id(2), AgentStatus::Offline).unwrap();
     assert_eq!(
-        registry.route(&mut lazy, &gpu),
+        routing::route(&registry, &mut lazy, &gpu),
         Err(RoutingError::NoEligibleAgent)
     );
 }
@@ -416,11 +441,17 @@ fn strategies_are_object_safe_and_boxable() {
         Box::new(|c: &Candidates<'_>| c.first().map(|r| r.id())),
     ];
     for strategy in &mut chosen_at_runtime {
-        assert_eq!(registry.route(strategy, &any_task()), Ok(id(1)));
-        assert_eq!(registry.route(strategy.as_mut(), &any_task()), Ok(id(1)));
+        assert_eq!(routing::route(&registry, strategy, &any_task()), Ok(id(1)));
+        assert_eq!(
+            routing::route(&registry, strategy.as_mut(), &any_task()),
+            Ok(id(1))
+        );
     }
     let mut plain: Box<dyn RoutingStrategy> = Box::new(LeastLoaded::new());
-    assert_eq!(registry.route(&mut plain, &any_task()), Ok(id(1)));
+    assert_eq!(
+        routing::route(&registry, &mut plain, &any_task()),
+        Ok(id(1))
+    );
 }
 
 #[test]
@@ -439,7 +470,7 @@ fn capabilities_beyond_sixty_four_route_correctly() {
     );
     let rare = TaskRequirements::new().require(["skill-3", "skill-140"]);
     assert_eq!(
-        registry.route(&mut CapabilityMatch::new(), &rare),
+        routing::route(&registry, &mut CapabilityMatch::new(), &rare),
         Ok(id(2))
     );
     assert_eq!(registry.capabilities().len(), 150);
@@ -476,9 +507,7 @@ fn every_strategy_runs_over_a_host_built_candidate_set() {
         own.get(id(6)).map(|r| r.status()),
         Some(AgentStatus::Draining)
     );
-    let gpu = own
-        .resolve(&TaskRequirements::new().require(["gpu"]))
-        .unwrap();
+    let gpu = ResolvedRequirements::new(&own, &TaskRequirements::new().require(["gpu"])).unwrap();
     let strategies: Vec<Box<dyn RoutingStrategy>> = vec![
         Box::new(CapabilityMatch::new()),
         Box::new(RoundRobin::new()),

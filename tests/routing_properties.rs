@@ -9,7 +9,7 @@ use common::*;
 use proptest::prelude::*;
 use taskweave::agent::{AgentProfile, Registry};
 use taskweave::routing::{
-    Adaptive, Feedback, LeastLoaded, PowerOfTwoChoices, Rendezvous, RoundRobin, RoutingError,
+    self, Adaptive, Feedback, LeastLoaded, PowerOfTwoChoices, Rendezvous, RoundRobin, RoutingError,
     RoutingStrategy, WeightedRoundRobin,
 };
 use taskweave::{AgentId, Instant, TaskRequirements};
@@ -38,7 +38,7 @@ proptest! {
         for _round in 0..4 {
             let eligible = model_eligible(&pool, &loads, &task);
             for (name, strategy) in strategies.iter_mut() {
-                let routed = registry.route(strategy, &requirements);
+                let routed = routing::route(&registry, strategy, &requirements);
                 let preferred_wins = task.preferred_agent.is_some_and(|p| eligible.contains(&p));
                 if let (Ok(agent), "least-loaded", false) = (&routed, *name, preferred_wins) {
                     // The indexed pick is a true minimum of load / capacity.
@@ -88,7 +88,7 @@ proptest! {
         let eligible = model_eligible(&pool, &loads, &task);
         if let Some(preferred) = task.preferred_agent.filter(|p| eligible.contains(p)) {
             for (name, mut strategy) in all_strategies(1) {
-                let chosen = registry.route(&mut strategy, &requirements(&task));
+                let chosen = routing::route(&registry, &mut strategy, &requirements(&task));
                 prop_assert_eq!(chosen, Ok(AgentId::new(preferred)), "{}", name);
             }
         }
@@ -112,7 +112,7 @@ proptest! {
         let mut rr = RoundRobin::new();
         let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
         for _ in 0..k * eligible.len() {
-            let agent = registry.route(&mut rr, &requirements(&task)).unwrap();
+            let agent = routing::route(&registry, &mut rr, &requirements(&task)).unwrap();
             *counts.entry(agent.get()).or_default() += 1;
         }
         prop_assert_eq!(counts.keys().copied().collect::<BTreeSet<_>>(), eligible);
@@ -135,7 +135,7 @@ proptest! {
         for _ in 0..cycles {
             let mut counts = vec![0u32; weights.len()];
             for _ in 0..total {
-                let agent = registry.route(&mut wrr, &TaskRequirements::new()).unwrap();
+                let agent = routing::route(&registry, &mut wrr, &TaskRequirements::new()).unwrap();
                 counts[agent.get() as usize] += 1;
             }
             prop_assert_eq!(&counts, &weights);
@@ -150,7 +150,7 @@ proptest! {
         let key = |i: usize| TaskRequirements::new().affinity_key(format!("tenant-{i}"));
         let place = |registry: &Registry| -> Vec<AgentId> {
             let mut strategy = Rendezvous::new();
-            (0..KEYS).map(|i| registry.route(&mut strategy, &key(i)).unwrap()).collect()
+            (0..KEYS).map(|i| routing::route(registry, &mut strategy, &key(i)).unwrap()).collect()
         };
         let mut registry = Registry::new();
         register_uniform(&mut registry, 0..n, 1_000_000);
@@ -184,13 +184,13 @@ proptest! {
         register_uniform(&mut registry, 0..n, capacity);
         let mut strategy = LeastLoaded::new();
         for _ in 0..n * u64::from(capacity) {
-            let agent = registry.route(&mut strategy, &TaskRequirements::new()).unwrap();
+            let agent = routing::route(&registry, &mut strategy, &TaskRequirements::new()).unwrap();
             registry.acquire(agent).unwrap();
             let loads: Vec<u32> = registry.iter().map(|r| r.load()).collect();
             let spread = loads.iter().max().unwrap() - loads.iter().min().unwrap();
             prop_assert!(spread <= 1, "loads {:?}", loads);
         }
-        prop_assert_eq!(registry.route(&mut strategy, &TaskRequirements::new()), Err(RoutingError::NoEligibleAgent));
+        prop_assert_eq!(routing::route(&registry, &mut strategy, &TaskRequirements::new()), Err(RoutingError::NoEligibleAgent));
     }
 
     /// The same seed and the same inputs give the same choices.
@@ -203,8 +203,8 @@ proptest! {
             let mut adaptive = Adaptive::new();
             let mut choices = Vec::new();
             for step in 0..20u64 {
-                let a = registry.route(&mut p2c, &requirements);
-                let b = registry.route(&mut adaptive, &requirements);
+                let a = routing::route(&registry, &mut p2c, &requirements);
+                let b = routing::route(&registry, &mut adaptive, &requirements);
                 if let Ok(agent) = b {
                     let outcome = taskweave::agent::Outcome {
                         success: step % 3 != 0,

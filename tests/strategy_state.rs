@@ -17,7 +17,7 @@ use proptest::prelude::*;
 use taskweave::agent::{AgentProfile, Outcome, Registry};
 use taskweave::resilience::{Fixed, RetryPolicy};
 use taskweave::routing::{
-    Adaptive, Feedback, RoundRobin, RoutingError, RoutingStrategy, StrategyState,
+    self, Adaptive, Feedback, RoundRobin, RoutingError, RoutingStrategy, StrategyState,
     WeightedRoundRobin,
 };
 use taskweave::scheduler::{Dispatcher, DispatcherConfig, SchedulerError, TaskSpec};
@@ -58,7 +58,7 @@ fn run(
             if let Some(kind) = kind {
                 task = task.kind(kind);
             }
-            let agent = registry.route(strategy, &task).unwrap();
+            let agent = routing::route(registry, strategy, &task).unwrap();
             let outcome = Outcome {
                 success: draw % 5 != 0,
                 latency: Duration::from_millis(latency_ms.into()),

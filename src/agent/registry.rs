@@ -209,7 +209,7 @@ impl Registry {
     /// A registry of exactly these agents, in this order: a host's own
     /// candidate set — a subset of another registry's agents picked by the
     /// host's logic, or records it keeps itself — over which any routing
-    /// strategy then runs ([`route`](Self::route),
+    /// strategy then runs ([`routing::route`](crate::routing::route),
     /// [`Candidates::new`](crate::routing::Candidates::new)). Each record
     /// keeps its profile, status, load, slot limit, history and heartbeat;
     /// registration order follows the iteration, and capability ids are
@@ -217,7 +217,7 @@ impl Registry {
     ///
     /// ```
     /// use taskweave::agent::{AgentProfile, Registry};
-    /// use taskweave::routing::LeastLoaded;
+    /// use taskweave::routing::{self, LeastLoaded};
     /// use taskweave::{AgentId, Instant, TaskRequirements};
     ///
     /// let mut pool = Registry::new();
@@ -230,7 +230,7 @@ impl Registry {
     /// // The host's own shortlist: agents it trusts for this tenant.
     /// let shortlist = [2, 4].map(|id| pool.get(AgentId::new(id)).cloned().unwrap());
     /// let candidates = Registry::from_records(shortlist)?;
-    /// let agent = candidates.route(&mut LeastLoaded::new(), &TaskRequirements::new())?;
+    /// let agent = routing::route(&candidates, &mut LeastLoaded::new(), &TaskRequirements::new())?;
     /// assert_eq!(agent, AgentId::new(4)); // agent 2 is busier
     /// # Ok::<(), taskweave::Error>(())
     /// ```

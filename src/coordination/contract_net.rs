@@ -108,7 +108,7 @@ impl Announcement {
     }
 
     /// Resolves `requirements` against `registry` (see
-    /// [`Registry::resolve`]) and calls for bids as in
+    /// [`ResolvedRequirements::new`]) and calls for bids as in
     /// [`resolved`](Self::resolved).
     ///
     /// # Errors
@@ -120,8 +120,7 @@ impl Announcement {
         requirements: &TaskRequirements,
         deadline: Instant,
     ) -> Result<Self, AuctionError> {
-        let resolved = registry
-            .resolve(requirements)
+        let resolved = ResolvedRequirements::new(registry, requirements)
             .map_err(AuctionError::Unresolvable)?;
         Ok(Self::resolved(resolved, deadline))
     }

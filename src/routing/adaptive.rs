@@ -52,7 +52,7 @@ struct KindStats {
 /// ```
 /// use std::time::Duration;
 /// use taskweave::agent::{AgentProfile, Outcome, Registry};
-/// use taskweave::routing::{Adaptive, Feedback, RoutingStrategy};
+/// use taskweave::routing::{self, Adaptive, Feedback, RoutingStrategy};
 /// use taskweave::{AgentId, Instant, TaskRequirements};
 ///
 /// let mut registry = Registry::new();
@@ -62,7 +62,7 @@ struct KindStats {
 /// let mut adaptive = Adaptive::new();
 /// let task = TaskRequirements::new().kind("summarize");
 /// for _ in 0..50 {
-///     let agent = registry.route(&mut adaptive, &task)?;
+///     let agent = routing::route(&registry, &mut adaptive, &task)?;
 ///     // Agent 2 always fails at summaries.
 ///     let success = agent == AgentId::new(1);
 ///     let outcome = Outcome { success, latency: Duration::from_millis(100) };

@@ -40,7 +40,7 @@ pub struct Candidates<'a> {
 
 impl<'a> Candidates<'a> {
     /// The agents of `registry` eligible for `requirements` (resolved with
-    /// [`Registry::resolve`]), for a host that calls a strategy's
+    /// [`ResolvedRequirements::new`]), for a host that calls a strategy's
     /// [`select`](super::RoutingStrategy::select) itself — over the
     /// dispatcher's registry, or over a candidate set of its own built with
     /// [`Registry::from_records`]. Building costs nothing; each query costs

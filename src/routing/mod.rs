@@ -29,7 +29,7 @@
 //!
 //! ```
 //! use taskweave::agent::{AgentProfile, Registry};
-//! use taskweave::routing::{LeastLoaded, RoutingStrategy};
+//! use taskweave::routing::{self, LeastLoaded, RoutingStrategy};
 //! use taskweave::{AgentId, Instant, TaskRequirements};
 //!
 //! let mut registry = Registry::new();
@@ -41,11 +41,11 @@
 //!
 //! let mut strategy = LeastLoaded::new();
 //! let task = TaskRequirements::new().require(["gpu"]);
-//! assert_eq!(registry.route(&mut strategy, &task)?, AgentId::new(3));
+//! assert_eq!(routing::route(&registry, &mut strategy, &task)?, AgentId::new(3));
 //!
 //! // A closure is a strategy too; an ineligible answer becomes an error.
 //! let mut always_one = |_: &taskweave::routing::Candidates<'_>| Some(AgentId::new(1));
-//! assert!(registry.route(&mut always_one, &task).is_err());
+//! assert!(routing::route(&registry, &mut always_one, &task).is_err());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -58,11 +58,10 @@ mod priority_based;
 mod rendezvous;
 mod resolved;
 mod round_robin;
+mod route;
 mod scored;
 mod state;
 mod weighted_round_robin;
-
-use std::cell::Cell;
 
 use thiserror::Error;
 
@@ -75,13 +74,15 @@ pub use priority_based::PriorityBased;
 pub use rendezvous::Rendezvous;
 pub use resolved::ResolvedRequirements;
 pub use round_robin::RoundRobin;
+pub(crate) use route::route_to_slot;
+pub use route::{route, route_resolved};
 pub use scored::{ScoreWeights, Scored};
 pub use state::StrategyState;
 pub use weighted_round_robin::WeightedRoundRobin;
 
-use crate::agent::{AgentRecord, Outcome, Registry, Slot};
+use crate::agent::{AgentRecord, Outcome, Registry};
 use crate::hash::IdMap;
-use crate::{AgentId, LabelConstraint, TaskRequirements};
+use crate::{AgentId, LabelConstraint};
 
 /// Why no agent was chosen, or a strategy could not be built.
 #[derive(Clone, Debug, PartialEq, Error)]
@@ -265,115 +266,5 @@ pub(crate) fn highest_scoring<'a>(
 pub(crate) fn prune_departed<V>(state: &mut IdMap<AgentId, V>, registry: &Registry) {
     if state.len() > 2 * registry.len() + 16 {
         state.retain(|id, _| registry.contains(*id));
-    }
-}
-
-impl Registry {
-    /// The eligible agents for already-resolved requirements.
-    pub fn candidates<'a>(&'a self, requirements: &'a ResolvedRequirements) -> Candidates<'a> {
-        Candidates::new(self, requirements)
-    }
-
-    /// Whether some online agent satisfies the capability, label and pinning
-    /// constraints, free slot or not: `false` means the task is unroutable,
-    /// not merely waiting for a busy agent. Exclusions are not considered.
-    /// Costs `O(c)` for `c` agent classes.
-    pub fn could_serve(&self, requirements: &ResolvedRequirements) -> bool {
-        match requirements.pinned() {
-            Some(agent) => self.get(agent).is_some_and(|record| {
-                record.status() == crate::agent::AgentStatus::Online
-                    && requirements.matches(record.capabilities(), record.labels())
-            }),
-            None => self.index().classes().any(|class| {
-                class.has_online() && requirements.matches(class.capabilities(), class.labels())
-            }),
-        }
-    }
-
-    /// Resolves `requirements` and routes the task with `strategy`.
-    ///
-    /// # Errors
-    ///
-    /// Those of [`resolve`](Self::resolve) and
-    /// [`route_resolved`](Self::route_resolved).
-    pub fn route<S>(
-        &self,
-        strategy: &mut S,
-        requirements: &TaskRequirements,
-    ) -> Result<AgentId, RoutingError>
-    where
-        S: RoutingStrategy + ?Sized,
-    {
-        let resolved = self.resolve(requirements)?;
-        self.route_resolved(strategy, &resolved)
-    }
-
-    /// Routes a task whose requirements are already resolved: an eligible
-    /// preferred agent wins, otherwise `strategy` chooses.
-    ///
-    /// Never returns an ineligible agent, and returns
-    /// [`RoutingError::NoEligibleAgent`] (or
-    /// [`RoutingError::PinnedAgentUnavailable`] for a pinned task) exactly
-    /// when no agent is eligible.
-    ///
-    /// # Errors
-    ///
-    /// [`RoutingError::PinnedAgentUnavailable`], [`RoutingError::NoEligibleAgent`],
-    /// or, for a misbehaving strategy, [`RoutingError::IneligibleChoice`] or
-    /// [`RoutingError::Declined`].
-    pub fn route_resolved<S>(
-        &self,
-        strategy: &mut S,
-        requirements: &ResolvedRequirements,
-    ) -> Result<AgentId, RoutingError>
-    where
-        S: RoutingStrategy + ?Sized,
-    {
-        self.route_to_slot(strategy, requirements)
-            .map(|(agent, _)| agent)
-    }
-
-    /// [`route_resolved`](Self::route_resolved), with the chosen agent's
-    /// slot: what the dispatcher acquires, without looking the id up again.
-    #[inline]
-    pub(crate) fn route_to_slot<S>(
-        &self,
-        strategy: &mut S,
-        requirements: &ResolvedRequirements,
-    ) -> Result<(AgentId, Slot), RoutingError>
-    where
-        S: RoutingStrategy + ?Sized,
-    {
-        let vouched = Cell::new(None);
-        let candidates = Candidates::vouching(self, requirements, &vouched);
-        // An agent a query of the candidates returned last is eligible, and
-        // its slot is noted; any other is checked (which notes its slot).
-        let eligible = |agent: AgentId| match vouched.get() {
-            Some((id, slot)) if id == agent => Some(slot),
-            _ => candidates
-                .get(agent)
-                .and(vouched.get())
-                .map(|(_, slot)| slot),
-        };
-        if let Some(agent) = requirements.pinned() {
-            // A match, not `ok_or`: an error built and dropped costs a call.
-            return match eligible(agent) {
-                Some(slot) => Ok((agent, slot)),
-                None => Err(RoutingError::PinnedAgentUnavailable { agent }),
-            };
-        }
-        if let Some(preferred) = requirements.preferred_agent() {
-            if let Some(slot) = eligible(preferred) {
-                return Ok((preferred, slot));
-            }
-        }
-        match strategy.select(&candidates) {
-            Some(agent) => match eligible(agent) {
-                Some(slot) => Ok((agent, slot)),
-                None => Err(RoutingError::IneligibleChoice { agent }),
-            },
-            None if candidates.is_empty() => Err(RoutingError::NoEligibleAgent),
-            None => Err(RoutingError::Declined),
-        }
     }
 }

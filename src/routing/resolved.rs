@@ -9,8 +9,8 @@ use super::RoutingError;
 
 /// [`TaskRequirements`] compiled into bitsets for one [`Registry`].
 ///
-/// Resolve once per task with [`Registry::resolve`], route as often as needed
-/// with [`Registry::route_resolved`]. The interners only grow, so a resolved
+/// Resolve once per task with [`ResolvedRequirements::new`], route as often
+/// as needed with [`route_resolved`](super::route_resolved). The interners only grow, so a resolved
 /// value stays valid for the registry's lifetime; resolving again is needed
 /// only after an error about a capability or label nobody had.
 #[derive(Clone, Debug, PartialEq)]
@@ -104,9 +104,26 @@ impl ResolvedRequirements {
     }
 }
 
-impl Registry {
-    /// Compiles requirements against this registry's capability and label
+impl ResolvedRequirements {
+    /// Compiles `requirements` against `registry`'s capability and label
     /// names.
+    ///
+    /// ```
+    /// use taskweave::agent::{AgentProfile, Registry};
+    /// use taskweave::routing::{ResolvedRequirements, RoutingError};
+    /// use taskweave::{AgentId, Instant, TaskRequirements};
+    ///
+    /// let mut registry = Registry::new();
+    /// let profile = AgentProfile::builder().capabilities(["gpu"]).build()?;
+    /// registry.register(AgentId::new(1), profile, Instant::ZERO)?;
+    /// let gpu = ResolvedRequirements::new(&registry, &TaskRequirements::new().require(["gpu"]))?;
+    /// assert!(gpu.servable_by(&registry));
+    /// assert!(matches!(
+    ///     ResolvedRequirements::new(&registry, &TaskRequirements::new().require(["tpu"])),
+    ///     Err(RoutingError::UnknownCapability { .. })
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -114,11 +131,11 @@ impl Registry {
     ///   ever registered with — the task is unroutable until one does;
     /// * [`RoutingError::UnknownLabel`]: an `Equals` or `OneOf` label
     ///   constraint that no agent's labels could ever satisfy.
-    pub fn resolve(
-        &self,
+    pub fn new(
+        registry: &Registry,
         requirements: &TaskRequirements,
     ) -> Result<ResolvedRequirements, RoutingError> {
-        let required = self
+        let required = registry
             .capabilities()
             .lookup_all(requirements.required())
             .map_err(|name| RoutingError::UnknownCapability {
@@ -127,9 +144,9 @@ impl Registry {
         let preferred = requirements
             .preferred()
             .iter()
-            .filter_map(|name| self.capabilities().lookup(name))
+            .filter_map(|name| registry.capabilities().lookup(name))
             .collect();
-        let labels = self.label_interner();
+        let labels = registry.label_interner();
         let lookup = |key: &str, value: &str| labels.lookup(&label_token(key, value));
         let mut labels_required = CapabilitySet::new();
         let mut labels_forbidden = CapabilitySet::new();
@@ -175,5 +192,21 @@ impl Registry {
             avoided,
             kind: requirements.task_kind().map(str::to_owned),
         })
+    }
+
+    /// Whether some online agent of `registry` satisfies the capability,
+    /// label and pinning constraints, free slot or not: `false` means the
+    /// task is unroutable, not merely waiting for a busy agent. Exclusions
+    /// are not considered. Costs `O(c)` for `c` agent classes.
+    pub fn servable_by(&self, registry: &Registry) -> bool {
+        match self.pinned() {
+            Some(agent) => registry.get(agent).is_some_and(|record| {
+                record.status() == crate::agent::AgentStatus::Online
+                    && self.matches(record.capabilities(), record.labels())
+            }),
+            None => registry.index().classes().any(|class| {
+                class.has_online() && self.matches(class.capabilities(), class.labels())
+            }),
+        }
     }
 }

@@ -10,7 +10,7 @@ use crate::resilience::{
     RetrySpec,
 };
 
-use super::concurrency::ConcurrencyLimit;
+use super::gates::concurrency::ConcurrencyLimit;
 use super::{MAX_KEY_BYTES, SchedulerError};
 
 /// Heartbeat monitoring: an agent that has not sent a heartbeat for

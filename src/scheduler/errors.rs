@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use super::metadata::MetadataTooLarge;
+use super::task::metadata::MetadataTooLarge;
 use super::task::{TaskSpec, TaskState};
 use crate::agent::RegistryError;
 use crate::{AgentId, AttemptToken, Instant, TaskId};

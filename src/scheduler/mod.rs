@@ -56,6 +56,17 @@
 //! * **Bounded memory**: finished tasks leave the live table; the last
 //!   `terminal_history` terminal states stay queryable.
 //!
+//! **Where the code is.** `dispatcher/` is the face (every public method
+//! in its `mod.rs`) and the concerns behind it, one file each; `task/` is a
+//! task as the host writes it (spec, options, metadata, serialized form);
+//! `queue/` holds queued tasks (levels, fair-share lanes); `state/` is what
+//! the dispatcher knows (the task slab, per-agent tables, interned
+//! requirements, timers); `gates/` is every limit that may hold a task
+//! back (breakers, rates, bulkheads, concurrency keys); `durable/` is the
+//! dispatcher as stored data (journal inputs, snapshots and their checks).
+//! Configuration, errors, events, metrics, dead letters and the shared
+//! handle are files of their own here.
+//!
 //! **Aging bound.** With aging interval `a`, a task of priority `Pk` gains
 //! one level per `a` waited, so after `k·a` it competes with `P0` work and
 //! wins on age. Under a sustained stream of `P0` tasks, a `P3` task is
@@ -85,52 +96,36 @@
 //! # Ok::<(), taskweave::Error>(())
 //! ```
 
-mod agent_table;
-mod concurrency;
 mod config;
 mod dead_letter;
 mod dispatcher;
-mod entry;
+mod durable;
 mod errors;
-mod fair_keys;
 mod gates;
-mod holders;
-mod journal;
-mod level;
-mod metadata;
 mod observer;
 mod queue;
-mod requirements_table;
-mod running;
 #[cfg(feature = "sync")]
 mod shared;
-mod slab;
-mod snapshot;
-mod snapshot_keys;
 mod state;
 mod stats;
 mod task;
-#[cfg(feature = "serde")]
-mod task_form;
-mod task_options;
-mod timer;
 
 pub use crate::Observer;
-pub use concurrency::{ConcurrencyLimit, WhenFull};
 pub use config::{DispatcherConfig, DispatcherConfigBuilder, Heartbeats, MAX_TERMINAL_HISTORY};
 pub use dead_letter::{DeadLetter, DeadLetterFilter, DeadLetterQueue, MAX_HISTORY, PriorLetter};
 pub use dispatcher::{Action, CancelReason, Dispatcher, Redriven, Submitted};
+pub use durable::journal::{Applied, Input};
+pub use durable::snapshot::Snapshot;
 pub use errors::{
     ApplyError, LimitScope, ReportError, SchedulerError, SubmitError, SubmitErrorKind,
 };
-pub use journal::{Applied, Input};
-pub use metadata::{Metadata, MetadataTooLarge};
+pub use gates::concurrency::{ConcurrencyLimit, WhenFull};
 pub use observer::Event;
 #[cfg(feature = "sync")]
 pub use shared::{SharedDispatcher, SharedGuard};
-pub use snapshot::Snapshot;
 pub use stats::{DispatcherMetrics, THROUGHPUT_WINDOW};
+pub use task::metadata::{Metadata, MetadataTooLarge};
+pub use task::options::{FairShare, MAX_CONCURRENCY_KEYS, MAX_KEY_BYTES, TaskOptions};
 pub use task::{
     AttemptOutcome, DeadLetterCause, DeadLetterReason, Expiry, TaskReport, TaskSpec, TaskState,
 };
-pub use task_options::{FairShare, MAX_CONCURRENCY_KEYS, MAX_KEY_BYTES, TaskOptions};

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use super::{TensorIndex, TensorOptions, TensorTask};
 use crate::agent::{AgentRecord, AgentStatus, Registry};
 use crate::planning::PlanningError;
-use crate::routing::{ResolvedRequirements, RoutingStrategy};
+use crate::routing::{Candidates, ResolvedRequirements, RoutingStrategy};
 use crate::scheduler::{Dispatcher, TaskState};
 use crate::{AgentId, Priority, TaskId, TaskRequirements};
 
@@ -233,10 +233,10 @@ impl Live<'_> {
     {
         scored.clear();
         let mut row = Vec::new();
-        let Ok(resolved) = self.registry.resolve(requirements) else {
+        let Ok(resolved) = ResolvedRequirements::new(self.registry, requirements) else {
             return Ok(row);
         };
-        let candidates = self.registry.candidates(&resolved);
+        let candidates = Candidates::new(self.registry, &resolved);
         for (at, record) in (0u32..).zip(records) {
             if record.status() != AgentStatus::Online || !candidates.admits_ignoring_load(record) {
                 continue;

@@ -1,10 +1,10 @@
 //! Admission and idempotency: submissions become queued tasks.
 
 use super::super::queue::Entry;
+use super::super::state::timer::Timer;
 use super::super::state::{Extras, Task};
+use super::super::task::options::TaskOptions;
 use super::super::task::{TaskSpec, TaskState};
-use super::super::task_options::TaskOptions;
-use super::super::timer::Timer;
 use super::super::{
     Event, LimitScope, MAX_CONCURRENCY_KEYS, MAX_KEY_BYTES, SubmitError, SubmitErrorKind,
 };

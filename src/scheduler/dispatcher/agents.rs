@@ -1,8 +1,8 @@
 //! Agents: registration, status, heartbeats and failover.
 
-use super::super::running::Running;
+use super::super::state::running::Running;
+use super::super::state::timer::Timer;
 use super::super::task::TaskState;
-use super::super::timer::Timer;
 use super::super::{Event, SchedulerError};
 use super::{Action, CancelReason, Dispatcher};
 use crate::agent::{AgentStatus, Slot};

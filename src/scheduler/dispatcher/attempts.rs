@@ -2,11 +2,11 @@
 //! retried, requeued, dead-lettered, finished or cancelled. (An agent's
 //! report on an attempt comes in through `reports`.)
 
-use super::super::requirements_table::RequirementsId;
+use super::super::state::requirements::RequirementsId;
+use super::super::state::timer::Timer;
 use super::super::state::{Extras, Task};
+use super::super::task::options::TaskOptions;
 use super::super::task::{DeadLetterReason, Expiry, TaskSpec, TaskState, Terminal};
-use super::super::task_options::TaskOptions;
-use super::super::timer::Timer;
 use super::super::{DeadLetter, Event, SchedulerError};
 use super::{Action, CancelReason, Dispatcher};
 use crate::agent::{Outcome, Slot};

@@ -4,8 +4,8 @@
 
 use super::super::Event;
 use super::super::gates::Verdict;
-use super::super::requirements_table::KindId;
-use super::super::timer::Timer;
+use super::super::state::requirements::KindId;
+use super::super::state::timer::Timer;
 use super::Dispatcher;
 use crate::agent::Slot;
 use crate::routing::RoutingStrategy;

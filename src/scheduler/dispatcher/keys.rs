@@ -18,10 +18,10 @@
 //! queued, which wakes the next as it starts or ends.
 
 use super::super::Event;
-use super::super::concurrency::KeySet;
+use super::super::gates::concurrency::KeySet;
 use super::super::queue::Entry;
+use super::super::state::timer::Timer;
 use super::super::task::{TaskState, Terminal};
-use super::super::timer::Timer;
 use super::{CancelReason, Dispatcher};
 use crate::routing::RoutingStrategy;
 use crate::{AttemptToken, Instant, TaskId};

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use super::super::Event;
 use super::super::queue::{Entry, HeadKey, Queue};
-use super::super::requirements_table::{KindId, RequirementsId};
+use super::super::state::requirements::{KindId, RequirementsId};
+use super::super::state::timer::Timer;
 use super::super::state::{Parked, Task};
 use super::super::task::TaskState;
-use super::super::timer::Timer;
 use super::{Action, CancelReason, Dispatcher};
 use crate::agent::{AgentStatus, Slot};
-use crate::routing::RoutingStrategy;
+use crate::routing::{Candidates, RoutingStrategy, route_to_slot};
 use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
 
 /// Where the next task comes from.
@@ -127,7 +127,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         else {
             return false;
         };
-        let candidates = self.state.registry.candidates(resolved);
+        let candidates = Candidates::new(&self.state.registry, resolved);
         let mut victim: Option<((usize, u64), TaskId, AgentId, AttemptToken)> = None;
         for record in self.state.registry.iter() {
             let capable = record.status() == AgentStatus::Online
@@ -232,18 +232,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             .ok()?;
         if let Some(last) = last_agent.filter(|&a| !resolved.avoids(a)) {
             let elsewhere = resolved.also_avoiding(last);
-            if let Ok(chosen) = self
-                .state
-                .registry
-                .route_to_slot(&mut self.strategy, &elsewhere)
+            if let Ok(chosen) = route_to_slot(&self.state.registry, &mut self.strategy, &elsewhere)
             {
                 return Some(chosen);
             }
         }
-        self.state
-            .registry
-            .route_to_slot(&mut self.strategy, resolved)
-            .ok()
+        route_to_slot(&self.state.registry, &mut self.strategy, resolved).ok()
     }
 
     /// Starts `entry`'s task on `agent`. Should the breaker or the registry
@@ -386,7 +380,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             .state
             .requirements
             .resolve(requirements, registry)
-            .is_ok_and(|r| registry.could_serve(r));
+            .is_ok_and(|r| r.servable_by(registry));
         let limit = self.config.settings.unroutable_timeout;
         let Some(entry) = self.state.tasks.get_mut(task) else {
             return;
@@ -413,7 +407,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         };
         for group in self.state.parked.iter_mut().filter(|g| g.blocked) {
             group.blocked = match self.state.requirements.resolved(group.requirements) {
-                Some(resolved) => !self.state.registry.candidates(resolved).admits(record),
+                Some(resolved) => !Candidates::new(&self.state.registry, resolved).admits(record),
                 // Unresolved: a new agent may bring the missing names.
                 None => false,
             };

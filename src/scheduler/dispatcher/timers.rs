@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use super::super::Event;
+use super::super::state::timer::Timer;
 use super::super::task::{DeadLetterReason, Expiry, TaskState};
-use super::super::timer::Timer;
 use super::{CancelReason, Dispatcher};
 use crate::Instant;
 use crate::agent::Outcome;

@@ -31,12 +31,12 @@
 //! # Ok::<(), taskweave::Error>(())
 //! ```
 
-use super::{
+use crate::agent::{AgentProfile, AgentStatus};
+use crate::routing::RoutingStrategy;
+use crate::scheduler::{
     ApplyError, DeadLetterFilter, Dispatcher, Redriven, SubmitError, Submitted, TaskReport,
     TaskSpec,
 };
-use crate::agent::{AgentProfile, AgentStatus};
-use crate::routing::RoutingStrategy;
 use crate::{AgentId, Instant, TaskId};
 
 /// One input to a [`Dispatcher`], with the instant it happened.
@@ -171,7 +171,10 @@ pub enum Applied<P> {
 
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// The work of [`apply`](Self::apply), whose docs say what it does.
-    pub(super) fn apply_input(&mut self, input: Input<P>) -> Result<Applied<P>, ApplyError<P>> {
+    pub(in crate::scheduler) fn apply_input(
+        &mut self,
+        input: Input<P>,
+    ) -> Result<Applied<P>, ApplyError<P>> {
         Ok(match input {
             Input::Submit { spec, now } => Applied::Submitted(self.submit(spec, now)?),
             Input::SubmitBatch { specs, now } => Applied::Batch(self.submit_batch(specs, now)),

@@ -13,16 +13,16 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::config::{RetrySetting, Settings};
-use super::dispatcher::Action;
-use super::requirements_table::RequirementsId;
-use super::state::State;
-use super::task::TaskState;
-use super::timer::Timer;
-use super::{Dispatcher, DispatcherConfig, SchedulerError};
 use crate::agent::COUNTER_LIMIT;
 use crate::resilience::RetrySpec;
 use crate::routing::{RoutingStrategy, StrategyState};
+use crate::scheduler::config::{RetrySetting, Settings};
+use crate::scheduler::dispatcher::Action;
+use crate::scheduler::state::State;
+use crate::scheduler::state::requirements::RequirementsId;
+use crate::scheduler::state::timer::Timer;
+use crate::scheduler::task::TaskState;
+use crate::scheduler::{Dispatcher, DispatcherConfig, SchedulerError};
 use crate::{AgentId, Instant, Priority, TaskId};
 
 /// A dispatcher's state as a value: taken with [`Dispatcher::snapshot`],
@@ -97,7 +97,7 @@ impl<P> Snapshot<P> {
 
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// The work of [`snapshot`](Self::snapshot), whose docs say what it does.
-    pub(super) fn capture_snapshot(&self) -> Snapshot<P>
+    pub(in crate::scheduler) fn capture_snapshot(&self) -> Snapshot<P>
     where
         P: Clone,
     {
@@ -111,7 +111,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     }
 
     /// The work of [`restore`](Self::restore), whose docs say what it does.
-    pub(super) fn restore_checked(
+    pub(in crate::scheduler) fn restore_checked(
         config: DispatcherConfig,
         mut strategy: S,
         snapshot: Snapshot<P>,
@@ -139,7 +139,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     }
 }
 
-pub(super) fn corrupt(field: &str, problem: impl Into<String>) -> SchedulerError {
+pub(in crate::scheduler) fn corrupt(field: &str, problem: impl Into<String>) -> SchedulerError {
     SchedulerError::CorruptSnapshot {
         field: field.to_string(),
         problem: problem.into(),
@@ -196,7 +196,7 @@ impl<P> State<P> {
     }
 
     /// The gates agree with the agents, the timers and the tasks in flight
-    /// (see [`Gates::check`](super::dispatcher::Gates::check)).
+    /// (see [`Gates::check`](crate::scheduler::dispatcher::Gates::check)).
     fn check_gates(&self, armed: &BTreeSet<(Timer, Instant)>) -> Result<(), SchedulerError> {
         let running = self.tasks.iter().filter_map(|(_, task)| {
             let kind = self
@@ -221,9 +221,10 @@ impl<P> State<P> {
         self.parked_index = HashMap::with_capacity(self.parked.len());
         for (index, group) in self.parked.iter_mut().enumerate() {
             let field = format!("parked[{index}]");
-            group.queue = std::mem::replace(&mut group.queue, super::queue::Queue::new(None))
-                .validated()
-                .map_err(|p| corrupt(&field, p))?;
+            group.queue =
+                std::mem::replace(&mut group.queue, crate::scheduler::queue::Queue::new(None))
+                    .validated()
+                    .map_err(|p| corrupt(&field, p))?;
             if self.requirements.requirements(group.requirements).is_none() {
                 return Err(corrupt(&field, "names no requirement set"));
             }

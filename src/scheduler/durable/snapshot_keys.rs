@@ -4,20 +4,23 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::SchedulerError;
-use super::config::Settings;
-use super::queue::Entry;
 use super::snapshot::corrupt;
-use super::state::State;
-use super::task::TaskState;
-use super::timer::Timer;
+use crate::scheduler::SchedulerError;
+use crate::scheduler::config::Settings;
+use crate::scheduler::queue::Entry;
+use crate::scheduler::state::State;
+use crate::scheduler::state::timer::Timer;
+use crate::scheduler::task::TaskState;
 use crate::{AttemptToken, Instant, TaskId};
 
 impl<P> State<P> {
     /// Fair-share keys count exactly the live tasks in each lane; each
     /// task's options are within their bounds; the key gates match the
     /// configuration and the tasks holding each key.
-    pub(super) fn check_options(&mut self, settings: &Settings) -> Result<(), SchedulerError> {
+    pub(in crate::scheduler) fn check_options(
+        &mut self,
+        settings: &Settings,
+    ) -> Result<(), SchedulerError> {
         let mut lanes: HashMap<u32, u32> = HashMap::new();
         let mut holders: Vec<BTreeSet<(AttemptToken, TaskId)>> =
             vec![BTreeSet::new(); settings.concurrency_limits.len()];
@@ -31,7 +34,9 @@ impl<P> State<P> {
                 }
                 *lanes.entry(*lane).or_default() += 1;
             }
-            if extras.cost == 0 || extras.concurrency_keys.len() > super::MAX_CONCURRENCY_KEYS {
+            if extras.cost == 0
+                || extras.concurrency_keys.len() > crate::scheduler::MAX_CONCURRENCY_KEYS
+            {
                 return Err(corrupt(&field, "a cost of zero or too many keys"));
             }
             let limited = extras.limited.as_slice();
@@ -63,7 +68,7 @@ impl<P> State<P> {
     }
 
     /// Whether a queue entry agrees with its (queued) task's lane.
-    pub(super) fn entry_lane_agrees(&self, entry: &Entry) -> bool {
+    pub(in crate::scheduler) fn entry_lane_agrees(&self, entry: &Entry) -> bool {
         let Some(task) = self.tasks.get(entry.task) else {
             return true;
         };
@@ -72,7 +77,7 @@ impl<P> State<P> {
 
     /// A key with live waiters is full, has its rate timer armed, or has a
     /// woken task queued outside it: something will wake its waiters.
-    pub(super) fn check_key_waiters(
+    pub(in crate::scheduler) fn check_key_waiters(
         &self,
         armed: &BTreeSet<(Timer, Instant)>,
     ) -> Result<(), SchedulerError> {

@@ -10,10 +10,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::MAX_CONCURRENCY_KEYS;
 use super::holders::Holders;
-use super::queue::{Entry, Queue};
 use crate::resilience::{Quota, RateLimiter};
+use crate::scheduler::MAX_CONCURRENCY_KEYS;
+use crate::scheduler::queue::{Entry, Queue};
 use crate::{AttemptToken, Instant, Priority, TaskId};
 
 /// What happens when a task comes up for dispatch and one of its
@@ -25,7 +25,7 @@ pub enum WhenFull {
     #[default]
     Queue,
     /// The task holding the key that started first is cancelled
-    /// ([`CancelReason::Superseded`](super::CancelReason::Superseded)) and
+    /// ([`CancelReason::Superseded`](crate::scheduler::CancelReason::Superseded)) and
     /// the new one takes its place.
     CancelOldest,
     /// The task holding the key that started last is cancelled and the new
@@ -34,7 +34,7 @@ pub enum WhenFull {
 }
 
 /// The limit of one concurrency key
-/// ([`DispatcherConfigBuilder::concurrency_limit`](super::DispatcherConfigBuilder::concurrency_limit)).
+/// ([`DispatcherConfigBuilder::concurrency_limit`](crate::scheduler::DispatcherConfigBuilder::concurrency_limit)).
 ///
 /// ```
 /// use std::time::Duration;
@@ -77,7 +77,7 @@ impl ConcurrencyLimit {
     }
 
     /// Also limits the rate at which tasks holding the key start, in cost
-    /// units ([`TaskSpec::cost`](super::TaskSpec::cost)) per period.
+    /// units ([`TaskSpec::cost`](crate::scheduler::TaskSpec::cost)) per period.
     pub fn rate(mut self, quota: Quota) -> Self {
         self.rate = Some(quota);
         self
@@ -179,7 +179,7 @@ pub(crate) struct KeyGate {
     waiting: Queue,
     rate: Option<RateLimiter>,
     /// While the rate refuses, the instant it conforms again (its
-    /// [`Timer::KeyRate`](super::state::Timer) is armed): waiters are not
+    /// [`Timer::KeyRate`](crate::scheduler::state::Timer) is armed): waiters are not
     /// woken before, so none is woken only to be refused.
     #[cfg_attr(
         feature = "serde",

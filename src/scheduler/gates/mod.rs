@@ -7,10 +7,13 @@
 //! [`KindId`]s interned by the requirements table, so consulting a kind gate
 //! allocates nothing.
 
+pub(super) mod concurrency;
+pub(super) mod holders;
+
 use std::collections::BTreeMap;
 
-use super::requirements_table::{KindId, RequirementsTable};
-use super::timer::Timer;
+use super::state::requirements::{KindId, RequirementsTable};
+use super::state::timer::Timer;
 use super::{DispatcherConfig, SchedulerError};
 use crate::agent::Registry;
 use crate::hash::IdMap;

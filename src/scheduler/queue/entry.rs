@@ -1,4 +1,4 @@
-//! One queued task, as the [queue](super::queue) and its
+//! One queued task, as the [queue](crate::scheduler::queue) and its
 //! [levels](super::level) hold it.
 
 use crate::{Instant, Priority, TaskId};

@@ -1,4 +1,4 @@
-//! One priority level of a [`Queue`](super::queue::Queue): FIFO, or —
+//! One priority level of a [`Queue`](super::Queue): FIFO, or —
 //! once a task with a fair-share key arrives — deficit round robin over
 //! fair-share lanes.
 //!

@@ -2,7 +2,7 @@
 //!
 //! Four queues, one per level, each sorted by submission sequence number
 //! (within each fair-share lane, once keyed tasks arrive: see
-//! [`Level`](super::level::Level)).
+//! [`Level`](level::Level)).
 //! The next task is the head with the best *effective* priority — its level
 //! minus one for every full aging interval it has waited — with ties going
 //! to the older task. Within a level the head is the oldest task, so the best
@@ -18,11 +18,15 @@
 //! they are dropped lazily when they reach the head ([`Queue::best`]
 //! asks the caller whether an entry is still live).
 
+pub(super) mod entry;
+pub(super) mod fair_keys;
+pub(super) mod level;
+
 use std::time::Duration;
 
-pub(crate) use super::entry::Entry;
-use super::level::Level;
 use crate::{Instant, Priority};
+pub(crate) use entry::Entry;
+use level::Level;
 
 /// Ranks a queue head: (effective level, sequence number, level index);
 /// the smallest key is served first.

@@ -3,28 +3,34 @@
 //!
 //! [`Snapshot`]: super::Snapshot
 
+pub(super) mod agent_table;
+pub(super) mod requirements;
+pub(super) mod running;
+pub(super) mod slab;
+pub(super) mod timer;
+
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
-use super::agent_table::AgentTable;
-use super::concurrency::{KeyGates, KeySet};
 use super::dead_letter::PriorLetter;
-use super::fair_keys::FairKeys;
 use super::gates::Gates;
-use super::metadata::Metadata;
+use super::gates::concurrency::{KeyGates, KeySet};
 use super::queue::Queue;
-use super::requirements_table::{RequirementsId, RequirementsTable};
-use super::running::Running;
-use super::slab::TaskSlab;
+use super::queue::fair_keys::FairKeys;
 use super::stats::Recorder;
+use super::task::metadata::Metadata;
+use super::task::options::FairShare;
 use super::task::{TaskState, Terminal};
-use super::task_options::FairShare;
-use super::timer::Timer;
 use super::{Action, DeadLetterQueue, DispatcherConfig};
 use crate::agent::{Registry, Slot};
 use crate::hash::IdMap;
 use crate::rng::SplitMix64;
 use crate::{AgentId, Instant, Priority, TaskId};
+use agent_table::AgentTable;
+use requirements::{RequirementsId, RequirementsTable};
+use running::Running;
+use slab::TaskSlab;
+use timer::Timer;
 
 /// One live (non-terminal) task. Kept small (the queue may hold millions):
 /// what most tasks never use lives in [`Extras`], allocated on first use.
@@ -85,7 +91,7 @@ pub(super) struct Extras {
         serde(default, skip_serializing_if = "KeySet::is_empty")
     )]
     pub(super) limited: KeySet,
-    #[cfg_attr(feature = "serde", serde(default = "super::task_form::one"))]
+    #[cfg_attr(feature = "serde", serde(default = "super::task::form::one"))]
     pub(super) cost: u32,
     #[cfg_attr(
         feature = "serde",

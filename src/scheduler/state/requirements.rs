@@ -281,7 +281,7 @@ impl RequirementsTable {
         resolved: &'a mut Option<ResolvedRequirements>,
         registry: &Registry,
     ) -> Result<&'a ResolvedRequirements, RoutingError> {
-        Ok(resolved.insert(registry.resolve(requirements)?))
+        Ok(resolved.insert(ResolvedRequirements::new(registry, requirements)?))
     }
 
     /// The resolution, if [`resolve`](Self::resolve) succeeded before.
@@ -311,7 +311,8 @@ impl RequirementsTable {
             let Some(entry) = entry else { continue };
             entry.kind = entry.requirements.task_kind().map(|k| self.kinds.intern(k));
             if let Some(resolved) = &entry.resolved {
-                if registry.resolve(&entry.requirements).as_ref() != Ok(resolved) {
+                if ResolvedRequirements::new(registry, &entry.requirements).as_ref() != Ok(resolved)
+                {
                     return Err(format!(
                         "entries[{id}].resolved disagrees with the registry"
                     ));

@@ -1,6 +1,6 @@
 //! The dispatcher's timers: what it must look at, and when.
 
-use super::requirements_table::RequirementsId;
+use super::requirements::RequirementsId;
 use crate::{AgentId, AttemptToken, TaskId};
 
 /// Something the dispatcher must look at, at a given instant.

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::TaskSpec;
 use super::metadata::Metadata;
-use super::task::TaskSpec;
-use super::task_options::{FairShare, TaskOptions};
+use super::options::{FairShare, TaskOptions};
 use crate::{Instant, Priority, TaskRequirements};
 
 /// A cost left out of the serialized form.
-pub(super) fn one() -> u32 {
+pub(in crate::scheduler) fn one() -> u32 {
     1
 }
 

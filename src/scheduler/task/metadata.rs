@@ -12,7 +12,7 @@ use std::sync::Arc;
 /// bounded ([`MAX_ENTRIES`](Self::MAX_ENTRIES) entries of at most
 /// [`MAX_BYTES`](Self::MAX_BYTES) bytes of keys and values together): a
 /// larger map is refused at submission with
-/// [`SubmitErrorKind::MetadataTooLarge`](super::SubmitErrorKind::MetadataTooLarge)
+/// [`SubmitErrorKind::MetadataTooLarge`](crate::scheduler::SubmitErrorKind::MetadataTooLarge)
 /// and fails to deserialize, so metadata read from a snapshot or a message
 /// is bounded too.
 ///

@@ -1,9 +1,14 @@
 //! Tasks as the host submits them, and the states they move through.
 
+#[cfg(feature = "serde")]
+pub(super) mod form;
+pub(super) mod metadata;
+pub(super) mod options;
+
 use std::time::Duration;
 
-use super::task_options::{FairShare, TaskOptions};
 use crate::{AgentId, AttemptToken, Instant, Priority, TaskId, TaskRequirements};
+use options::{FairShare, TaskOptions};
 
 /// A task to submit: a payload of the host's type plus how to schedule it.
 ///

@@ -1,5 +1,5 @@
 //! A task's scheduling options: a start time, a fair share, concurrency
-//! keys, a cost and metadata. Held by [`TaskSpec`](super::TaskSpec) behind
+//! keys, a cost and metadata. Held by [`TaskSpec`](crate::scheduler::TaskSpec) behind
 //! one pointer, so a task that uses none of them moves and checks one word.
 
 use super::metadata::Metadata;
@@ -12,7 +12,7 @@ pub const MAX_KEY_BYTES: usize = 256;
 
 /// The scheduling options of a task, each off by default
 /// ([`TaskOptions::NONE`]). Set them with the builder methods of
-/// [`TaskSpec`](super::TaskSpec) (`not_before`, `fairness`,
+/// [`TaskSpec`](crate::scheduler::TaskSpec) (`not_before`, `fairness`,
 /// `concurrency_key`, `cost`, `metadata`), or all at once:
 ///
 /// ```
@@ -30,8 +30,8 @@ pub const MAX_KEY_BYTES: usize = 256;
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskOptions {
     /// The task is not dispatched before this instant: it waits as
-    /// [`TaskState::Delayed`](super::TaskState::Delayed), and
-    /// [`poll_timeout`](super::Dispatcher::poll_timeout) wakes the host for
+    /// [`TaskState::Delayed`](crate::scheduler::TaskState::Delayed), and
+    /// [`poll_timeout`](crate::scheduler::Dispatcher::poll_timeout) wakes the host for
     /// it. Its TTL counts from here; its deadline still holds (a start at or
     /// after the deadline is refused at submission).
     pub not_before: Option<Instant>,
@@ -39,7 +39,7 @@ pub struct TaskOptions {
     /// priority level, keys are served in proportion to their weights.
     pub fairness: Option<FairShare>,
     /// Concurrency keys (a provider, a customer): a key with a limit set on
-    /// the dispatcher ([`DispatcherConfigBuilder::concurrency_limit`](super::DispatcherConfigBuilder::concurrency_limit))
+    /// the dispatcher ([`DispatcherConfigBuilder::concurrency_limit`](crate::scheduler::DispatcherConfigBuilder::concurrency_limit))
     /// caps the tasks holding it in flight. At most
     /// [`MAX_CONCURRENCY_KEYS`] keys of at most [`MAX_KEY_BYTES`] bytes.
     pub concurrency_keys: Vec<String>,
@@ -49,7 +49,7 @@ pub struct TaskOptions {
     /// applicable limit's burst.
     pub cost: u32,
     /// Host metadata, handed back with every assignment
-    /// ([`Dispatcher::metadata`](super::Dispatcher::metadata)).
+    /// ([`Dispatcher::metadata`](crate::scheduler::Dispatcher::metadata)).
     pub metadata: Metadata,
 }
 
@@ -71,7 +71,7 @@ impl Default for TaskOptions {
     }
 }
 
-/// A task's fair-share key and weight ([`TaskSpec::fairness`](super::TaskSpec::fairness)).
+/// A task's fair-share key and weight ([`TaskSpec::fairness`](crate::scheduler::TaskSpec::fairness)).
 ///
 /// Within one priority level, the dispatcher serves the keys with waiting
 /// tasks in deficit round robin: each key in turn takes up to `weight`

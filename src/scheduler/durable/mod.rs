@@ -1,0 +1,6 @@
+//! The dispatcher as stored data: its inputs as a journal, its state as a
+//! snapshot, and the checks that make either safe to load.
+
+pub(super) mod journal;
+pub(super) mod snapshot;
+pub(super) mod snapshot_keys;
