@@ -3,7 +3,8 @@
 //! slot. Routing sees the registry only through this view, so the index
 //! behind it stays the agent module's own.
 
-use super::index::{Class, Ratio, Slot};
+use super::buckets::Ratio;
+use super::index::{Class, Slot};
 use super::{AgentRecord, Registry};
 use crate::AgentId;
 

@@ -25,6 +25,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod availability;
 mod buckets;
 mod index;
 mod profile;
@@ -42,6 +43,7 @@ pub use registry::{AgentRecord, AgentStatus, DEFAULT_SMOOTHING, Registry, Regist
 pub(crate) use registry_form::COUNTER_LIMIT;
 pub use stats::{Outcome, PerformanceStats};
 
+pub(crate) use availability::Availability;
 pub(crate) use index::{Class, Slot};
 pub(crate) use registry::label_token;
 

@@ -485,7 +485,7 @@ impl Registry {
         &self.labels
     }
 
-    pub(crate) fn index(&self) -> &AvailabilityIndex {
+    pub(super) fn index(&self) -> &AvailabilityIndex {
         &self.index
     }
 

@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use rand::{Rng, RngExt};
 
 use crate::AgentId;
-use crate::agent::{AgentRecord, Class, Registry, Slot};
+use crate::agent::{AgentRecord, Availability, Class, Registry, Slot};
 
 use super::ResolvedRequirements;
 
@@ -29,7 +29,7 @@ const SAMPLE_ATTEMPTS: usize = 8;
 /// class. [`iter`](Self::iter) visits every eligible agent.
 #[derive(Clone, Copy, Debug)]
 pub struct Candidates<'a> {
-    registry: &'a Registry,
+    agents: Availability<'a>,
     requirements: &'a ResolvedRequirements,
     /// Where routing notes the last agent a single-agent query returned,
     /// with its registry slot: a strategy that picks it needs no second
@@ -47,7 +47,7 @@ impl<'a> Candidates<'a> {
     /// as its docs say.
     pub fn new(registry: &'a Registry, requirements: &'a ResolvedRequirements) -> Self {
         Candidates {
-            registry,
+            agents: registry.availability(),
             requirements,
             vouched: None,
         }
@@ -83,7 +83,7 @@ impl<'a> Candidates<'a> {
 
     /// The registry the candidates come from.
     pub fn registry(&self) -> &'a Registry {
-        self.registry
+        self.agents.registry()
     }
 
     /// Whether `record` is eligible for the task.
@@ -108,9 +108,9 @@ impl<'a> Candidates<'a> {
 
     /// The eligible agent with this id, with its slot.
     fn find(&self, id: AgentId) -> Option<(Slot, &'a AgentRecord)> {
-        let slot = self.registry.slot_of(id)?;
-        let record = self.registry.slot(slot).filter(|r| self.admits(r))?;
-        Some((slot, record))
+        self.agents
+            .find(id)
+            .filter(|(_, record)| self.admits(record))
     }
 
     /// Whether no agent is eligible.
@@ -156,18 +156,18 @@ impl<'a> Candidates<'a> {
     /// (so equal agents take turns); across classes, the one registered first.
     #[inline]
     pub fn least_loaded(&self) -> Option<&'a AgentRecord> {
-        let index = self.registry.index();
-        self.best(|class| index.by_load(class))
+        let agents = self.agents;
+        self.best(|class| agents.by_load(class))
     }
 
     /// The eligible agent with the highest profile priority, then the lowest
     /// `load / capacity`, with ties broken as in
     /// [`least_loaded`](Self::least_loaded).
     pub fn highest_priority(&self) -> Option<&'a AgentRecord> {
-        let index = self.registry.index();
+        let agents = self.agents;
         self.best(|class| {
             let priority = Reverse(class.priority());
-            index
+            agents
                 .by_load(class)
                 .map(move |(ratio, slot)| ((priority, ratio), slot))
         })
@@ -209,8 +209,7 @@ impl<'a> Candidates<'a> {
     /// Live classes whose capabilities and labels satisfy the task.
     fn classes(&self) -> impl Iterator<Item = &'a Class> + 'a {
         let requirements = self.requirements;
-        self.registry
-            .index()
+        self.agents
             .classes()
             .filter(move |class| requirements.matches(class.capabilities(), class.labels()))
     }
@@ -218,7 +217,7 @@ impl<'a> Candidates<'a> {
     /// The agent in `slot` unless the task avoids it. Only called for slots
     /// of matching classes, which hold available agents only.
     fn usable(&self, slot: Slot) -> Option<(Slot, &'a AgentRecord)> {
-        let record = self.registry.slot(slot)?;
+        let record = self.agents.at(slot)?;
         (!self.requirements.avoids(record.id())).then_some((slot, record))
     }
 

@@ -204,7 +204,7 @@ impl ResolvedRequirements {
                 record.status() == crate::agent::AgentStatus::Online
                     && self.matches(record.capabilities(), record.labels())
             }),
-            None => registry.index().classes().any(|class| {
+            None => registry.availability().classes().any(|class| {
                 class.has_online() && self.matches(class.capabilities(), class.labels())
             }),
         }
