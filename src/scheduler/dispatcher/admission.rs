@@ -334,8 +334,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// to routing: what `dispatch` would do next, without the queue round trip.
     #[inline(always)]
     pub(super) fn offer<const PLAIN: bool>(&mut self, entry: Entry, now: Instant) {
-        let nothing_ahead =
-            self.state.queue.is_empty() && self.state.parked.iter().all(|g| g.blocked);
+        let nothing_ahead = self.state.queue.is_empty() && self.state.parked.all_blocked();
         match self.dispatch_limit::<PLAIN>() {
             Some(max_level) if nothing_ahead && entry.priority <= max_level => {
                 self.place::<PLAIN>(Source::Main, entry, now)

@@ -5,10 +5,10 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::super::Event;
-use super::super::queue::{Entry, HeadKey, Queue};
+use super::super::queue::{Entry, HeadKey};
+use super::super::state::Task;
 use super::super::state::requirements::{KindId, RequirementsId};
 use super::super::state::timer::Timer;
-use super::super::state::{Parked, Task};
 use super::super::task::TaskState;
 use super::{Action, CancelReason, Dispatcher};
 use crate::agent::{AgentStatus, Slot};
@@ -211,14 +211,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     }
 
     pub(super) fn drop_empty_groups(&mut self) {
-        self.state.parked.retain(|g| !g.queue.is_empty());
-        self.state.parked_index = self
-            .state
-            .parked
-            .iter()
-            .enumerate()
-            .map(|(index, g)| (g.requirements, index))
-            .collect();
+        self.state.parked.drop_empty();
     }
 
     /// Chooses an agent for `task`, preferring one other than the agent that
@@ -344,26 +337,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         };
         self.track_unroutable(entry.task, requirements, now);
         let index = match source {
-            Source::Parked(index) => index,
-            Source::Main => match self.state.parked_index.get(&requirements) {
-                Some(&index) => index,
-                None => {
-                    self.state.parked.push(Parked {
-                        requirements,
-                        queue: Queue::new(self.config.settings.aging_interval),
-                        blocked: true,
-                    });
-                    self.state
-                        .parked_index
-                        .insert(requirements, self.state.parked.len() - 1);
-                    self.state.parked.len() - 1
-                }
-            },
+            Source::Parked(index) => Some(index),
+            Source::Main => None,
         };
-        if let Some(group) = self.state.parked.get_mut(index) {
-            group.queue.push(entry);
-            group.blocked = true;
-        }
+        let aging = self.config.settings.aging_interval;
+        self.state.parked.park(entry, requirements, index, aging);
     }
 
     /// Starts (or stops) the unroutable clock of a task: it runs while no

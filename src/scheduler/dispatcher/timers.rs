@@ -103,10 +103,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             }
             Timer::KeyRate(key) => self.wake_key(key, now),
             Timer::KindRate(requirements) => {
-                if let Some(&index) = self.state.parked_index.get(&requirements) {
-                    if let Some(group) = self.state.parked.get_mut(index) {
-                        group.blocked = false;
-                    }
+                if let Some(group) = self.state.parked.of(requirements) {
+                    group.blocked = false;
                 }
             }
         }

@@ -218,25 +218,26 @@ impl<P> State<P> {
 
     /// Parked groups: valid queues of known, distinct requirement sets.
     fn check_parked(&mut self) -> Result<(), SchedulerError> {
-        self.parked_index = HashMap::with_capacity(self.parked.len());
-        for (index, group) in self.parked.iter_mut().enumerate() {
-            let field = format!("parked[{index}]");
-            group.queue =
-                std::mem::replace(&mut group.queue, crate::scheduler::queue::Queue::new(None))
-                    .validated()
-                    .map_err(|p| corrupt(&field, p))?;
-            if self.requirements.requirements(group.requirements).is_none() {
-                return Err(corrupt(&field, "names no requirement set"));
-            }
-            if self
-                .parked_index
-                .insert(group.requirements, index)
-                .is_some()
-            {
-                return Err(corrupt(&field, "repeats another group's requirements"));
-            }
-        }
-        Ok(())
+        let requirements = &self.requirements;
+        self.parked.checked(
+            |index, group| {
+                let field = format!("parked[{index}]");
+                group.queue =
+                    std::mem::replace(&mut group.queue, crate::scheduler::queue::Queue::new(None))
+                        .validated()
+                        .map_err(|p| corrupt(&field, p))?;
+                if requirements.requirements(group.requirements).is_none() {
+                    return Err(corrupt(&field, "names no requirement set"));
+                }
+                Ok(())
+            },
+            |index| {
+                corrupt(
+                    &format!("parked[{index}]"),
+                    "repeats another group's requirements",
+                )
+            },
+        )
     }
 
     /// Every live task on its own, the per-level counts, the users of each

@@ -21,6 +21,7 @@
 pub(super) mod entry;
 pub(super) mod fair_keys;
 pub(super) mod level;
+pub(super) mod parked;
 
 use std::time::Duration;
 

@@ -17,6 +17,7 @@ use super::gates::Gates;
 use super::gates::concurrency::{KeyGates, KeySet};
 use super::queue::Queue;
 use super::queue::fair_keys::FairKeys;
+use super::queue::parked::ParkedGroups;
 use super::stats::Recorder;
 use super::task::metadata::Metadata;
 use super::task::options::FairShare;
@@ -161,17 +162,6 @@ impl<P> TaskSlab<Task<P>, Terminal> {
     }
 }
 
-/// Tasks that found no eligible agent, grouped by requirement set. A
-/// blocked group is not retried until an agent that could serve it frees a
-/// slot, so one unroutable task never stalls the queue behind it.
-#[derive(Clone, Debug)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub(super) struct Parked {
-    pub(super) requirements: RequirementsId,
-    pub(super) queue: Queue,
-    pub(super) blocked: bool,
-}
-
 /// Everything a dispatcher knows, apart from its configuration, routing
 /// strategy and observer: what a [`Snapshot`] carries.
 #[derive(Clone, Debug)]
@@ -184,10 +174,8 @@ pub(super) struct State<P> {
     pub(super) tasks: TaskSlab<Task<P>, Terminal>,
     pub(super) requirements: RequirementsTable,
     pub(super) queue: Queue,
-    pub(super) parked: Vec<Parked>,
-    /// Derived from `parked`.
-    #[cfg_attr(feature = "serde", serde(skip))]
-    pub(super) parked_index: HashMap<RequirementsId, usize>,
+    /// Tasks that found no eligible agent, by requirement set.
+    pub(super) parked: ParkedGroups,
     pub(super) timers: BTreeSet<(Instant, u64, Timer)>,
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
     pub(super) heartbeat_due: IdMap<AgentId, Instant>,
@@ -234,8 +222,7 @@ impl<P> State<P> {
             registry: Registry::new(),
             tasks: TaskSlab::default(),
             requirements: RequirementsTable::default(),
-            parked: Vec::new(),
-            parked_index: HashMap::new(),
+            parked: ParkedGroups::default(),
             timers: BTreeSet::new(),
             heartbeat_due: IdMap::default(),
             actions: VecDeque::new(),
