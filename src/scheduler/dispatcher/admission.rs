@@ -97,7 +97,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         now: Instant,
     ) -> Result<(Submitted, Option<Entry>), SubmitError<P>> {
         self.forget_expired_keys(now);
-        if let Some(&existing) = spec
+        if let Some(existing) = spec
             .idempotency_key
             .as_ref()
             .and_then(|k| self.state.idempotency.get(k))
@@ -222,8 +222,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         }
         if let Some(key) = waiting.idempotency_key {
             let expires = now.saturating_add(self.config.settings.idempotency_window);
-            self.state.idempotency.insert(key.clone(), task);
-            self.state.idempotency_expiry.push_back((expires, key));
+            self.state.idempotency.insert(key, task, expires);
         }
         self.state.gates.request(now);
         self.emit_on::<PLAIN>(Event::Submitted { task, priority }, now);
@@ -346,16 +345,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// Forgets the idempotency keys whose window has passed by `now`.
     #[inline(always)]
     pub(super) fn forget_expired_keys(&mut self, now: Instant) {
-        while self
-            .state
-            .idempotency_expiry
-            .front()
-            .is_some_and(|(at, _)| *at <= now)
-        {
-            if let Some((_, key)) = self.state.idempotency_expiry.pop_front() {
-                self.state.idempotency.remove(&key);
-            }
-        }
+        self.state.idempotency.forget_expired(now);
     }
 }
 

@@ -292,12 +292,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// [clock rule](crate::time#the-clock-rule)).
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.tick(now);
-        let armed_before = self.state.next_timer;
-        while let Some(&(at, seq, timer)) = self.state.timers.first() {
-            if !at.fires_at(now) || seq >= armed_before {
-                break;
-            }
-            self.state.timers.pop_first();
+        let armed_before = self.state.timers.issued();
+        while let Some((at, timer)) = self.state.timers.pop_due(now, armed_before) {
             self.fire(timer, at, now);
         }
         self.dispatch(now);
@@ -393,11 +389,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// not reported.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.state
-            .timers
-            .first()
-            .map(|&(at, _, _)| at)
-            .filter(|at| !at.is_never())
+        self.state.timers.next_at().filter(|at| !at.is_never())
     }
 }
 

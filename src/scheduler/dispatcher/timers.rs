@@ -118,8 +118,6 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     }
 
     pub(super) fn arm(&mut self, at: Instant, timer: Timer) {
-        let seq = self.state.next_timer;
-        self.state.next_timer = seq.saturating_add(1);
-        self.state.timers.insert((at, seq, timer));
+        self.state.timers.arm(at, timer);
     }
 }

@@ -4,3 +4,4 @@
 pub(super) mod journal;
 pub(super) mod snapshot;
 pub(super) mod snapshot_keys;
+pub(super) mod state_form;

@@ -18,6 +18,7 @@ use crate::resilience::RetrySpec;
 use crate::routing::{RoutingStrategy, StrategyState};
 use crate::scheduler::config::{RetrySetting, Settings};
 use crate::scheduler::dispatcher::Action;
+use crate::scheduler::durable::state_form::StateForm;
 use crate::scheduler::state::State;
 use crate::scheduler::state::requirements::RequirementsId;
 use crate::scheduler::state::timer::Timer;
@@ -57,7 +58,7 @@ pub struct Snapshot<P> {
     /// The retry policy, when it is a built-in one.
     retry: Option<RetrySpec>,
     strategy: StrategyState,
-    state: State<P>,
+    state: StateForm<P>,
 }
 
 impl<P> Snapshot<P> {
@@ -106,7 +107,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             settings: self.config.settings.clone(),
             retry: self.config.retry.spec,
             strategy: self.strategy.save_state(),
-            state: self.state.clone(),
+            state: StateForm::from(&self.state),
         }
     }
 
@@ -134,7 +135,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         strategy
             .load_state(snapshot.strategy)
             .map_err(|error| corrupt("strategy", error.to_string()))?;
-        let state = snapshot.state.validated(&config.settings)?;
+        let state = State::from(snapshot.state).validated(&config.settings)?;
         Ok(Dispatcher::assemble(config, strategy, state))
     }
 }
@@ -164,7 +165,7 @@ impl<P> State<P> {
         let counters = [
             ("next_seq", self.next_seq),
             ("next_token", self.next_token),
-            ("next_timer", self.next_timer),
+            ("next_timer", self.timers.issued()),
         ];
         for (field, value) in counters {
             if value > COUNTER_LIMIT {
@@ -388,8 +389,8 @@ impl<P> State<P> {
     /// Returns every armed timer with its instant.
     fn check_timers(&self) -> Result<BTreeSet<(Timer, Instant)>, SchedulerError> {
         let mut armed = BTreeSet::new();
-        for &(at, seq, timer) in &self.timers {
-            issued("timers", seq, self.next_timer)?;
+        for &(at, seq, timer) in self.timers.armed() {
+            issued("timers", seq, self.timers.issued())?;
             if let Timer::Attempt(task, token) = timer {
                 issued(
                     &format!("timer of task {task}"),
@@ -433,7 +434,7 @@ impl<P> State<P> {
     /// The idempotency keys and their expiry queue name the same keys, each
     /// once, in expiry order.
     fn check_idempotency(&self) -> Result<(), SchedulerError> {
-        let expiry = &self.idempotency_expiry;
+        let (by_key, expiry) = self.idempotency.parts();
         if expiry
             .iter()
             .zip(expiry.iter().skip(1))
@@ -443,8 +444,8 @@ impl<P> State<P> {
         }
         let keys: BTreeSet<&str> = expiry.iter().map(|(_, key)| key.as_str()).collect();
         let same = keys.len() == expiry.len()
-            && keys.len() == self.idempotency.len()
-            && self.idempotency.keys().all(|k| keys.contains(k.as_str()));
+            && keys.len() == by_key.len()
+            && by_key.keys().all(|k| keys.contains(k.as_str()));
         if !same {
             return Err(corrupt("idempotency", "disagrees with its expiry queue"));
         }

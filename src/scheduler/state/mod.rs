@@ -4,12 +4,13 @@
 //! [`Snapshot`]: super::Snapshot
 
 pub(super) mod agent_table;
+pub(super) mod idempotency;
 pub(super) mod requirements;
 pub(super) mod running;
 pub(super) mod slab;
 pub(super) mod timer;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::dead_letter::PriorLetter;
@@ -28,10 +29,11 @@ use crate::hash::IdMap;
 use crate::rng::SplitMix64;
 use crate::{AgentId, Instant, Priority, TaskId};
 use agent_table::AgentTable;
+use idempotency::IdempotencyKeys;
 use requirements::{RequirementsId, RequirementsTable};
 use running::Running;
 use slab::TaskSlab;
-use timer::Timer;
+use timer::Timers;
 
 /// One live (non-terminal) task. Kept small (the queue may hold millions):
 /// what most tasks never use lives in [`Extras`], allocated on first use.
@@ -165,7 +167,6 @@ impl<P> TaskSlab<Task<P>, Terminal> {
 /// Everything a dispatcher knows, apart from its configuration, routing
 /// strategy and observer: what a [`Snapshot`] carries.
 #[derive(Clone, Debug)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(super) struct State<P> {
     pub(super) registry: Registry,
     pub(super) rng: SplitMix64,
@@ -176,24 +177,20 @@ pub(super) struct State<P> {
     pub(super) queue: Queue,
     /// Tasks that found no eligible agent, by requirement set.
     pub(super) parked: ParkedGroups,
-    pub(super) timers: BTreeSet<(Instant, u64, Timer)>,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
+    /// Armed timers.
+    pub(super) timers: Timers,
     pub(super) heartbeat_due: IdMap<AgentId, Instant>,
     pub(super) actions: VecDeque<Action>,
     /// The tasks each agent runs, by its registry slot.
     pub(super) in_flight: AgentTable<Running>,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
-    pub(super) idempotency: HashMap<String, TaskId>,
-    pub(super) idempotency_expiry: VecDeque<(Instant, String)>,
+    /// Idempotency keys within their window.
+    pub(super) idempotency: IdempotencyKeys,
     pub(super) dead_letters: DeadLetterQueue<P>,
     /// Derived from `tasks`.
-    #[cfg_attr(feature = "serde", serde(skip))]
     pub(super) queued_by_level: [usize; Priority::LEVELS],
     /// Derived from `tasks`.
-    #[cfg_attr(feature = "serde", serde(skip))]
     pub(super) waiting: usize,
     pub(super) next_seq: u64,
-    pub(super) next_timer: u64,
     pub(super) next_token: u64,
     /// Breakers, bulkhead, kind and agent rate limits, retry budget.
     pub(super) gates: Gates,
@@ -223,17 +220,15 @@ impl<P> State<P> {
             tasks: TaskSlab::default(),
             requirements: RequirementsTable::default(),
             parked: ParkedGroups::default(),
-            timers: BTreeSet::new(),
+            timers: Timers::default(),
             heartbeat_due: IdMap::default(),
             actions: VecDeque::new(),
             in_flight: AgentTable::default(),
-            idempotency: HashMap::new(),
-            idempotency_expiry: VecDeque::new(),
+            idempotency: IdempotencyKeys::default(),
             dead_letters: DeadLetterQueue::new(),
             queued_by_level: [0; Priority::LEVELS],
             waiting: 0,
             next_seq: 0,
-            next_timer: 0,
             next_token: 0,
             recorder: Recorder::default(),
             clock: Instant::ZERO,

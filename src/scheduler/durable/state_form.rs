@@ -1,0 +1,115 @@
+//! The stored form of a dispatcher's [`State`]: its fields flat, in the
+//! order snapshots have always had them. The state in memory keeps each
+//! concern in a type of its own (timers, idempotency keys, parked groups);
+//! the form is where they meet the snapshot format, which stays as it was.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use crate::agent::Registry;
+use crate::hash::IdMap;
+use crate::rng::SplitMix64;
+use crate::scheduler::DeadLetterQueue;
+use crate::scheduler::dispatcher::Action;
+use crate::scheduler::gates::Gates;
+use crate::scheduler::gates::concurrency::KeyGates;
+use crate::scheduler::queue::Queue;
+use crate::scheduler::queue::fair_keys::FairKeys;
+use crate::scheduler::queue::parked::ParkedGroups;
+use crate::scheduler::state::agent_table::AgentTable;
+use crate::scheduler::state::idempotency::IdempotencyKeys;
+use crate::scheduler::state::requirements::RequirementsTable;
+use crate::scheduler::state::running::Running;
+use crate::scheduler::state::slab::TaskSlab;
+use crate::scheduler::state::timer::{Timer, Timers};
+use crate::scheduler::state::{State, Task};
+use crate::scheduler::stats::Recorder;
+use crate::scheduler::task::Terminal;
+use crate::{AgentId, Instant, Priority, TaskId};
+
+/// A [`State`] as a snapshot stores it. What the state derives (queue
+/// counts) is not stored; [`State::from`] leaves it for the restore checks
+/// to rebuild.
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub(in crate::scheduler) struct StateForm<P> {
+    registry: Registry,
+    rng: SplitMix64,
+    tasks: TaskSlab<Task<P>, Terminal>,
+    requirements: RequirementsTable,
+    queue: Queue,
+    parked: ParkedGroups,
+    timers: BTreeSet<(Instant, u64, Timer)>,
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
+    heartbeat_due: IdMap<AgentId, Instant>,
+    actions: VecDeque<Action>,
+    in_flight: AgentTable<Running>,
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
+    idempotency: HashMap<String, TaskId>,
+    idempotency_expiry: VecDeque<(Instant, String)>,
+    dead_letters: DeadLetterQueue<P>,
+    next_seq: u64,
+    next_timer: u64,
+    next_token: u64,
+    gates: Gates,
+    key_gates: KeyGates,
+    fair_keys: FairKeys,
+    recorder: Recorder,
+    clock: Instant,
+}
+
+impl<P: Clone> From<&State<P>> for StateForm<P> {
+    fn from(state: &State<P>) -> Self {
+        let (idempotency, idempotency_expiry) = state.idempotency.parts();
+        StateForm {
+            registry: state.registry.clone(),
+            rng: state.rng.clone(),
+            tasks: state.tasks.clone(),
+            requirements: state.requirements.clone(),
+            queue: state.queue.clone(),
+            parked: state.parked.clone(),
+            timers: state.timers.armed().clone(),
+            heartbeat_due: state.heartbeat_due.clone(),
+            actions: state.actions.clone(),
+            in_flight: state.in_flight.clone(),
+            idempotency: idempotency.clone(),
+            idempotency_expiry: idempotency_expiry.clone(),
+            dead_letters: state.dead_letters.clone(),
+            next_seq: state.next_seq,
+            next_timer: state.timers.issued(),
+            next_token: state.next_token,
+            gates: state.gates.clone(),
+            key_gates: state.key_gates.clone(),
+            fair_keys: state.fair_keys.clone(),
+            recorder: state.recorder.clone(),
+            clock: state.clock,
+        }
+    }
+}
+
+impl<P> From<StateForm<P>> for State<P> {
+    fn from(form: StateForm<P>) -> Self {
+        State {
+            registry: form.registry,
+            rng: form.rng,
+            tasks: form.tasks,
+            requirements: form.requirements,
+            queue: form.queue,
+            parked: form.parked,
+            timers: Timers::from_parts(form.timers, form.next_timer),
+            heartbeat_due: form.heartbeat_due,
+            actions: form.actions,
+            in_flight: form.in_flight,
+            idempotency: IdempotencyKeys::from_parts(form.idempotency, form.idempotency_expiry),
+            dead_letters: form.dead_letters,
+            queued_by_level: [0; Priority::LEVELS],
+            waiting: 0,
+            next_seq: form.next_seq,
+            next_token: form.next_token,
+            gates: form.gates,
+            key_gates: form.key_gates,
+            fair_keys: form.fair_keys,
+            recorder: form.recorder,
+            clock: form.clock,
+        }
+    }
+}
