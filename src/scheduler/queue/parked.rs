@@ -33,6 +33,7 @@ pub(in crate::scheduler) struct ParkedGroups {
 
 impl ParkedGroups {
     /// Whether no task is parked.
+    #[inline]
     pub(in crate::scheduler) fn is_empty(&self) -> bool {
         self.groups.is_empty()
     }
@@ -53,12 +54,14 @@ impl ParkedGroups {
     }
 
     /// The group of `requirements`, if any of its tasks is parked.
+    #[inline]
     pub(in crate::scheduler) fn of(&mut self, requirements: RequirementsId) -> Option<&mut Parked> {
         let index = *self.by_requirements.get(&requirements)?;
         self.groups.get_mut(index)
     }
 
     /// Whether every group waits for an agent.
+    #[inline]
     pub(in crate::scheduler) fn all_blocked(&self) -> bool {
         self.groups.iter().all(|g| g.blocked)
     }

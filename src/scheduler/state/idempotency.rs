@@ -38,6 +38,7 @@ impl IdempotencyKeys {
 
     /// Names `task` by `key` until `expires`, which is no earlier than
     /// any key's before it.
+    #[inline]
     pub(in crate::scheduler) fn insert(&mut self, key: String, task: TaskId, expires: Instant) {
         self.by_key.insert(key.clone(), task);
         self.expiry.push_back((expires, key));

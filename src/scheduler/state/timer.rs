@@ -46,11 +46,13 @@ impl Timers {
     }
 
     /// How many timers have been armed: every arming number lies below.
+    #[inline]
     pub(in crate::scheduler) fn issued(&self) -> u64 {
         self.issued
     }
 
     /// Arms `timer` for `at`. `O(log t)` for `t` armed timers.
+    #[inline]
     pub(in crate::scheduler) fn arm(&mut self, at: Instant, timer: Timer) {
         let seq = self.issued;
         self.issued = seq.saturating_add(1);
@@ -58,6 +60,7 @@ impl Timers {
     }
 
     /// The instant of the earliest armed timer.
+    #[inline]
     pub(in crate::scheduler) fn next_at(&self) -> Option<Instant> {
         self.armed.first().map(|&(at, _, _)| at)
     }
@@ -65,6 +68,7 @@ impl Timers {
     /// Takes the earliest timer if it fires at `now` and was armed before
     /// `issued_before` (an [`issued`](Self::issued) taken when the call
     /// began, so a timer that firing arms waits for the next call).
+    #[inline]
     pub(in crate::scheduler) fn pop_due(
         &mut self,
         now: Instant,
