@@ -251,7 +251,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     #[inline]
     fn queue_full(&self) -> Option<SubmitErrorKind> {
         let capacity = self.config.settings.queue_capacity;
-        (self.state.waiting >= capacity).then_some(SubmitErrorKind::QueueFull { capacity })
+        (self.state.counts.waiting() >= capacity).then_some(SubmitErrorKind::QueueFull { capacity })
     }
 
     /// Why the scheduling options of a submission could never work: a

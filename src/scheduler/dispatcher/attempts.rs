@@ -355,15 +355,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     }
 
     pub(super) fn count(&mut self, state: TaskState, priority: Priority, delta: isize) {
-        let apply = |n: &mut usize| *n = n.saturating_add_signed(delta);
-        match state {
-            TaskState::Queued => {
-                apply(&mut self.state.queued_by_level[priority.index()]);
-                apply(&mut self.state.waiting);
-            }
-            TaskState::Delayed { .. } => apply(&mut self.state.waiting),
-            _ => {}
-        }
+        self.state.counts.count(state, priority, delta);
     }
 }
 

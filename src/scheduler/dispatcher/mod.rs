@@ -85,8 +85,7 @@ impl<P, S> std::fmt::Debug for Dispatcher<P, S> {
         f.debug_struct("Dispatcher")
             .field("agents", &self.state.registry.len())
             .field("live_tasks", &self.state.tasks.len())
-            .field("waiting", &self.state.waiting)
-            .field("queued_by_level", &self.state.queued_by_level)
+            .field("counts", &self.state.counts)
             .field("dead_letters", &self.state.dead_letters.len())
             .field("pending_actions", &self.state.actions.len())
             .finish_non_exhaustive()
@@ -427,12 +426,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
     /// Tasks queued (not delayed, not running) at `priority`.
     pub fn queue_depth(&self, priority: Priority) -> usize {
-        self.state.queued_by_level[priority.index()]
+        self.state.counts.queued(priority)
     }
 
     /// Tasks waiting: queued or delayed.
     pub fn waiting(&self) -> usize {
-        self.state.waiting
+        self.state.counts.waiting()
     }
 
     /// Tasks not yet in a terminal state.

@@ -31,7 +31,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     pub(super) fn dispatch(&mut self, now: Instant) {
         // Nothing queued: what the queues hold, if anything, is dead. The
         // common case after a report, so checked without a call.
-        if self.state.waiting != 0 && self.state.queued_by_level.iter().any(|&n| n != 0) {
+        if self.state.counts.any_queued() {
             self.dispatch_queued(now);
         }
     }

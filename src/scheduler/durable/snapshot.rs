@@ -20,11 +20,12 @@ use crate::scheduler::config::{RetrySetting, Settings};
 use crate::scheduler::dispatcher::Action;
 use crate::scheduler::durable::state_form::StateForm;
 use crate::scheduler::state::State;
+use crate::scheduler::state::counts::WaitingCounts;
 use crate::scheduler::state::requirements::RequirementsId;
 use crate::scheduler::state::timer::Timer;
 use crate::scheduler::task::TaskState;
 use crate::scheduler::{Dispatcher, DispatcherConfig, SchedulerError};
-use crate::{AgentId, Instant, Priority, TaskId};
+use crate::{AgentId, Instant, TaskId};
 
 /// A dispatcher's state as a value: taken with [`Dispatcher::snapshot`],
 /// stored with serde, continued with [`Dispatcher::restore`].
@@ -247,8 +248,7 @@ impl<P> State<P> {
         let mut users: HashMap<RequirementsId, usize> = HashMap::new();
         let mut in_flight: BTreeMap<AgentId, BTreeSet<TaskId>> = BTreeMap::new();
         let mut slots = Vec::new();
-        self.queued_by_level = [0; Priority::LEVELS];
-        self.waiting = 0;
+        self.counts = WaitingCounts::default();
         for (id, task) in self.tasks.iter() {
             let field = format!("tasks[{id}]");
             if self.requirements.requirements(task.requirements).is_none() {
@@ -265,12 +265,9 @@ impl<P> State<P> {
                     "a TTL without its due instant, or the reverse",
                 ));
             }
+            self.counts.count(task.state, task.priority, 1);
             match task.state {
-                TaskState::Queued => {
-                    self.queued_by_level[task.priority.index()] += 1;
-                    self.waiting += 1;
-                }
-                TaskState::Delayed { .. } => self.waiting += 1,
+                TaskState::Queued | TaskState::Delayed { .. } => {}
                 TaskState::InFlight {
                     agent,
                     token,
@@ -376,7 +373,7 @@ impl<P> State<P> {
                 return Err(corrupt(&field, "appears twice"));
             }
         }
-        let queued: usize = self.queued_by_level.iter().sum();
+        let queued = self.counts.queued_total();
         if seen.len() != queued {
             return Err(corrupt("queue", "a queued task has no entry"));
         }

@@ -16,6 +16,7 @@ use crate::scheduler::queue::Queue;
 use crate::scheduler::queue::fair_keys::FairKeys;
 use crate::scheduler::queue::parked::ParkedGroups;
 use crate::scheduler::state::agent_table::AgentTable;
+use crate::scheduler::state::counts::WaitingCounts;
 use crate::scheduler::state::idempotency::IdempotencyKeys;
 use crate::scheduler::state::requirements::RequirementsTable;
 use crate::scheduler::state::running::Running;
@@ -24,7 +25,7 @@ use crate::scheduler::state::timer::{Timer, Timers};
 use crate::scheduler::state::{State, Task};
 use crate::scheduler::stats::Recorder;
 use crate::scheduler::task::Terminal;
-use crate::{AgentId, Instant, Priority, TaskId};
+use crate::{AgentId, Instant, TaskId};
 
 /// A [`State`] as a snapshot stores it. What the state derives (queue
 /// counts) is not stored; [`State::from`] leaves it for the restore checks
@@ -101,8 +102,7 @@ impl<P> From<StateForm<P>> for State<P> {
             in_flight: form.in_flight,
             idempotency: IdempotencyKeys::from_parts(form.idempotency, form.idempotency_expiry),
             dead_letters: form.dead_letters,
-            queued_by_level: [0; Priority::LEVELS],
-            waiting: 0,
+            counts: WaitingCounts::default(),
             next_seq: form.next_seq,
             next_token: form.next_token,
             gates: form.gates,

@@ -4,6 +4,7 @@
 //! [`Snapshot`]: super::Snapshot
 
 pub(super) mod agent_table;
+pub(super) mod counts;
 pub(super) mod idempotency;
 pub(super) mod requirements;
 pub(super) mod running;
@@ -29,6 +30,7 @@ use crate::hash::IdMap;
 use crate::rng::SplitMix64;
 use crate::{AgentId, Instant, Priority, TaskId};
 use agent_table::AgentTable;
+use counts::WaitingCounts;
 use idempotency::IdempotencyKeys;
 use requirements::{RequirementsId, RequirementsTable};
 use running::Running;
@@ -186,10 +188,8 @@ pub(super) struct State<P> {
     /// Idempotency keys within their window.
     pub(super) idempotency: IdempotencyKeys,
     pub(super) dead_letters: DeadLetterQueue<P>,
-    /// Derived from `tasks`.
-    pub(super) queued_by_level: [usize; Priority::LEVELS],
-    /// Derived from `tasks`.
-    pub(super) waiting: usize,
+    /// Tasks queued and waiting, derived from `tasks`.
+    pub(super) counts: WaitingCounts,
     pub(super) next_seq: u64,
     pub(super) next_token: u64,
     /// Breakers, bulkhead, kind and agent rate limits, retry budget.
@@ -226,8 +226,7 @@ impl<P> State<P> {
             in_flight: AgentTable::default(),
             idempotency: IdempotencyKeys::default(),
             dead_letters: DeadLetterQueue::new(),
-            queued_by_level: [0; Priority::LEVELS],
-            waiting: 0,
+            counts: WaitingCounts::default(),
             next_seq: 0,
             next_token: 0,
             recorder: Recorder::default(),
