@@ -1,7 +1,7 @@
 //! What routing reads of a registry: the live agent classes, each with its
 //! available agents in the orders strategies ask for, and records by id or
-//! slot. Routing sees the registry only through this view, so the index
-//! behind it stays the agent module's own.
+//! slot. Routing reads the availability index only through this view, so
+//! the index stays the agent module's own.
 
 use super::buckets::Ratio;
 use super::index::{Class, Slot};

@@ -17,7 +17,6 @@ mod engine;
 mod machine;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use taskweave::Instant;
 
@@ -118,17 +117,6 @@ impl<M: Machine, W> Harness<M, W> {
         self.machine.handle_timeout(now);
     }
 
-    /// Moves the host's clock `by` forward and fires what is due.
-    pub(crate) fn after(&mut self, by: Duration) {
-        self.at(self.now.saturating_add(by));
-    }
-
-    /// Moves the host's clock as `clock` says and fires what is due.
-    pub(crate) fn tick(&mut self, clock: &Clock) {
-        let next = clock.apply(self.now, self.machine.poll_timeout());
-        self.at(next);
-    }
-
     /// Keeps `work` until `at`, for [`Harness::advance`] to hand back.
     pub(crate) fn schedule(&mut self, at: Instant, work: W) {
         self.seq += 1;
@@ -161,21 +149,6 @@ impl<M: Machine, W> Harness<M, W> {
                 let ((at, _), work) = self.work.pop_first()?;
                 self.now = self.now.max(at);
                 Some(Next::Work(work))
-            }
-        }
-    }
-
-    /// Answers every action with `answer`, fires the next timer, and again,
-    /// until no action and no timer is left (the host's scheduled work is
-    /// not waited for). `answer` gets the harness's clock.
-    pub(crate) fn run_until_quiet(&mut self, mut answer: impl FnMut(&mut M, M::Action, Instant)) {
-        loop {
-            for action in self.drain() {
-                answer(&mut self.machine, action, self.now);
-            }
-            match self.machine.poll_timeout() {
-                Some(timer) => self.at(self.now.max(timer)),
-                None => return,
             }
         }
     }

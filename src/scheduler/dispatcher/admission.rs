@@ -195,7 +195,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             priority,
             probe: false,
         });
-        self.count(state, priority, 1);
+        self.state.counts.count(state, priority, 1);
         let (lane, weight) = waiting.lane;
         let entry = Entry {
             seq,

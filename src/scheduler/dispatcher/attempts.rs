@@ -316,7 +316,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// The counts and the requirement set of a task that left `state`.
     #[inline]
     fn finished(&mut self, state: TaskState, priority: Priority, requirements: RequirementsId) {
-        self.count(state, priority, -1);
+        self.state.counts.count(state, priority, -1);
         self.state.requirements.release(requirements);
     }
 
@@ -350,12 +350,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         };
         let (old, priority) = (entry.state, entry.priority);
         entry.state = state;
-        self.count(old, priority, -1);
-        self.count(state, priority, 1);
-    }
-
-    pub(super) fn count(&mut self, state: TaskState, priority: Priority, delta: isize) {
-        self.state.counts.count(state, priority, delta);
+        self.state.counts.count(old, priority, -1);
+        self.state.counts.count(state, priority, 1);
     }
 }
 

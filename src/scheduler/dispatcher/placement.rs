@@ -205,13 +205,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 .and_then(|g| g.queue.pop(key)),
         };
         if emptied && matches!(source, Source::Main) {
-            self.drop_empty_groups();
+            self.state.parked.drop_empty();
         }
         entry.map(|e| (source, e))
-    }
-
-    pub(super) fn drop_empty_groups(&mut self) {
-        self.state.parked.drop_empty();
     }
 
     /// Chooses an agent for `task`, preferring one other than the agent that
@@ -291,7 +287,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             attempt,
         };
         let before = std::mem::replace(&mut task_entry.state, running);
-        self.count(before, priority, -1);
+        self.state.counts.count(before, priority, -1);
         self.state.in_flight.get_or_default(agent, slot).push(task);
         if !PLAIN && self.state.key_gates.is_on() {
             self.keys_started(task, token, now);
