@@ -13,6 +13,12 @@
 //!   step `i > 0` depends on 1 to 3 distinct steps among the 50 before it,
 //!   drawn with a fixed seed. Throughput is per step; the target is
 //!   `workflow_run` at most twice `kahn_baseline` per step.
+//! * `replay/live_run` and `replay/check_replay`: the journal of a whole
+//!   run of a 10,000-step DAG of the same shape (the start and 10,000
+//!   `Succeeded` inputs) checked with
+//!   [`check_replay`](taskweave::workflow::check_replay), against the
+//!   same run done live (`workflow_run` above, at that size): the
+//!   checker's cost beyond the run's own. Throughput is per input.
 //! * `engine/10k_runs`: 10,000 runs of a 10-step workflow (one step, eight
 //!   in parallel, one) started at once on one [`WorkflowEngine`] with 100
 //!   agents of capacity 100, every assignment answered with success at once.
@@ -37,8 +43,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 #[path = "workloads/workflow.rs"]
 mod workloads;
 
+use taskweave::workflow::{ReplayCheck, check_replay};
 use workloads::{
-    DAG_STEPS, ENGINE_RUNS, ENGINE_STEPS, engine_workflow, execute, kahn, random_dag, run_engine,
+    DAG_STEPS, ENGINE_RUNS, ENGINE_STEPS, REPLAY_STEPS, engine_workflow, execute, kahn, random_dag,
+    record, run_engine,
 };
 
 fn executor_overhead(c: &mut Criterion) {
@@ -56,6 +64,23 @@ fn executor_overhead(c: &mut Criterion) {
     assert_eq!(execute(&def), DAG_STEPS);
     group.bench_function("workflow_run", |b| {
         b.iter(|| execute(black_box(&def)));
+    });
+    group.finish();
+}
+
+fn replay(c: &mut Criterion) {
+    let def = Arc::new(random_dag(REPLAY_STEPS));
+    let journal = record(&def);
+    assert_eq!(journal.len(), REPLAY_STEPS + 1);
+    let compatible = ReplayCheck::Compatible {
+        entries: REPLAY_STEPS + 1,
+    };
+    assert_eq!(check_replay(&journal, &def), Ok(compatible));
+    let mut group = c.benchmark_group("replay");
+    group.throughput(Throughput::Elements(REPLAY_STEPS as u64));
+    group.bench_function("live_run", |b| b.iter(|| execute(black_box(&def))));
+    group.bench_function("check_replay", |b| {
+        b.iter(|| check_replay(black_box(&journal), &def));
     });
     group.finish();
 }
@@ -108,12 +133,12 @@ fn config() -> Criterion {
 criterion_group! {
     name = workflow;
     config = config();
-    targets = executor_overhead, engine, driver
+    targets = executor_overhead, replay, engine, driver
 }
 #[cfg(not(feature = "driver"))]
 criterion_group! {
     name = workflow;
     config = config();
-    targets = executor_overhead, engine
+    targets = executor_overhead, replay, engine
 }
 criterion_main!(workflow);

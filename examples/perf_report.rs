@@ -46,6 +46,11 @@
 //!   until `Finished`. `ns_per_op` is per step; `baseline_ns_per_op` is a
 //!   bare Kahn traversal of the same petgraph graph (in-degree array and
 //!   `VecDeque`), per step; `ratio` is their quotient (target: at most 2).
+//! * `workflow_replay`: the journal of a whole run of a 10,000-step DAG of
+//!   the same shape (the start and one `Succeeded` input per step) checked
+//!   with `check_replay`. `ns_per_op` is per input; `baseline_ns_per_op`
+//!   is the same run done live (`workflow_executor`'s run at that size);
+//!   `ratio` is their quotient; `ms_per_journal` the whole check.
 //! * `workflow_engine`: 10,000 runs of a 10-step workflow (one agent step,
 //!   eight in parallel, one) started at once on one `WorkflowEngine` with
 //!   100 agents of capacity 100, every assignment answered with success at
@@ -485,6 +490,31 @@ fn workflow_executor() -> String {
     )
 }
 
+/// The `workflow_replay` line: the journal of a whole run of a
+/// 10,000-step DAG checked with `check_replay`, against the same run done
+/// live.
+fn workflow_replay() -> String {
+    use std::sync::Arc;
+    use taskweave::workflow::{ReplayCheck, check_replay};
+    use workloads::{REPLAY_STEPS, execute, random_dag, record};
+
+    let def = Arc::new(random_dag(REPLAY_STEPS));
+    let journal = record(&def);
+    let entries = journal.len();
+    let baseline = measure_heavy(|| assert_eq!(black_box(execute(&def)), REPLAY_STEPS));
+    let check = measure_heavy(|| {
+        let checked = check_replay(black_box(&journal), &def);
+        assert_eq!(checked, Ok(ReplayCheck::Compatible { entries }));
+    });
+    format!(
+        "{{\"bench\":\"workflow_replay\",\"inputs\":{REPLAY_STEPS},\"ns_per_op\":{:.2},\"baseline_ns_per_op\":{:.2},\"ratio\":{:.3},\"ms_per_journal\":{:.3}}}",
+        check / REPLAY_STEPS as f64,
+        baseline / REPLAY_STEPS as f64,
+        check / baseline,
+        check / 1e6,
+    )
+}
+
 /// The `workflow_engine` line: 10,000 runs of 10 agent steps active at once
 /// on one engine.
 fn workflow_engine() -> String {
@@ -575,6 +605,7 @@ fn main() {
     }
 
     println!("{}", workflow_executor());
+    println!("{}", workflow_replay());
     println!("{}", workflow_engine());
     println!("{}", heft_plan());
     #[cfg(feature = "driver")]

@@ -11,8 +11,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use taskweave::resilience::Fixed;
 use taskweave::workflow::{
-    Join, RunAction, RunInput, RunOutcome, StepDef, StepFailure, StepOutput, StepState,
-    WorkflowDef, WorkflowRun,
+    Join, ReplayCheck, RunAction, RunInput, RunJournal, RunOutcome, RunRecorder, StepDef,
+    StepFailure, StepOutput, StepState, WorkflowDef, WorkflowRun, check_replay,
 };
 use taskweave::{AttemptToken, Instant, StepId, WorkflowId};
 
@@ -121,11 +121,28 @@ fn script() -> impl Strategy<Value = Script> {
 }
 
 /// A recorded execution: every input with its instant, and the actions the
-/// run handed out after each (index 0: after the start).
+/// run handed out after each (index 0: after the start), as the run's
+/// [`RunRecorder`] kept them.
 struct Recording {
+    recorded: RunJournal<u32>,
     journal: Vec<(Instant, RunInput<u32>)>,
     actions: Vec<Vec<RunAction>>,
     outcome: RunOutcome,
+}
+
+impl Recording {
+    fn new(recorded: RunJournal<u32>, outcome: RunOutcome) -> Self {
+        let entries = recorded.entries();
+        Recording {
+            journal: entries[1..]
+                .iter()
+                .map(|e| (e.at, e.input.clone().expect("only the start has no input")))
+                .collect(),
+            actions: entries.iter().map(|e| e.actions.clone()).collect(),
+            recorded,
+            outcome,
+        }
+    }
 }
 
 fn drain(run: &mut WorkflowRun<u32>) -> Vec<RunAction> {
@@ -156,23 +173,23 @@ fn join_satisfied(run: &WorkflowRun<u32>, step: StepId) -> bool {
 /// Runs `def` to its end under `script`, checking the per-action
 /// invariants on the way.
 fn execute(def: &Arc<WorkflowDef>, script: &Script) -> Result<Recording, TestCaseError> {
-    let mut run = WorkflowRun::new(Arc::clone(def), WorkflowId::new(9), Some(0), Instant::ZERO);
+    let mut recorder =
+        RunRecorder::new(Arc::clone(def), WorkflowId::new(9), Some(0), Instant::ZERO);
     let mut now = Instant::ZERO;
-    let mut journal = Vec::new();
-    let mut recorded = Vec::new();
     // Requests awaiting an answer, by token: Some(step) for a step attempt,
     // None for a compensation.
     let mut open: BTreeMap<AttemptToken, (StepId, bool)> = BTreeMap::new();
     let mut completions: Vec<(StepId, u32)> = Vec::new();
     let mut compensations: Vec<(StepId, u32)> = Vec::new();
     let (mut outcomes, mut picks) = (script.outcomes.iter().cycle(), script.picks.iter().cycle());
-    let mut actions = drain(&mut run);
+    let mut actions: Vec<RunAction> = std::iter::from_fn(|| recorder.poll_action()).collect();
     for round in 0..10_000 {
+        let run = recorder.run();
         let mut finished = false;
         for action in &actions {
             match *action {
                 RunAction::Start { step, token, .. } => {
-                    prop_assert!(join_satisfied(&run, step), "{step} started early");
+                    prop_assert!(join_satisfied(run, step), "{step} started early");
                     prop_assert!(open.insert(token, (step, false)).is_none());
                 }
                 RunAction::Compensate {
@@ -193,19 +210,14 @@ fn execute(def: &Arc<WorkflowDef>, script: &Script) -> Result<Recording, TestCas
                 RunAction::Finished => finished = true,
             }
         }
-        recorded.push(std::mem::take(&mut actions));
         if finished {
             prop_assert!(open.is_empty(), "attempts left open: {open:?}");
             let outcome = run
                 .outcome()
                 .cloned()
                 .expect("finished runs have an outcome");
-            check_outcome(&run, &outcome, &completions, &compensations)?;
-            return Ok(Recording {
-                journal,
-                actions: recorded,
-                outcome,
-            });
+            check_outcome(run, &outcome, &completions, &compensations)?;
+            return Ok(Recording::new(recorder.journal().clone(), outcome));
         }
         let input = if script.cancel_at == Some(round) && !run.is_compensating() {
             RunInput::Cancel
@@ -247,10 +259,10 @@ fn execute(def: &Arc<WorkflowDef>, script: &Script) -> Result<Recording, TestCas
                 }
             }
         };
-        run.apply(input.clone(), now)
+        recorder
+            .apply(input.clone(), now)
             .map_err(|e| TestCaseError::fail(format!("{input:?} refused: {e}")))?;
-        journal.push((now, input));
-        actions = drain(&mut run);
+        actions = std::iter::from_fn(|| recorder.poll_action()).collect();
     }
     Err(TestCaseError::fail("the run did not finish"))
 }
@@ -326,6 +338,13 @@ proptest! {
         let (actions, replayed) = replay(&def, &recording.journal);
         prop_assert_eq!(&actions, &recording.actions);
         prop_assert_eq!(replayed.outcome(), Some(&recording.outcome));
+
+        // The recorder's journal replays under its own definition.
+        let entries = recording.journal.len() + 1;
+        prop_assert_eq!(
+            check_replay(&recording.recorded, &def),
+            Ok(ReplayCheck::Compatible { entries })
+        );
 
         // Checkpoint (through JSON) at a random input, resume, continue.
         let k = cut.index(recording.journal.len() + 1);

@@ -10,8 +10,8 @@ use rand::{RngExt, SeedableRng};
 use taskweave::agent::AgentProfile;
 use taskweave::scheduler::{Dispatcher, DispatcherConfig};
 use taskweave::workflow::{
-    EngineAction, RunAction, RunOutcome, StepDef, StepOutput, StepTask, WorkflowDef,
-    WorkflowEngine, WorkflowRun,
+    EngineAction, RunAction, RunInput, RunJournal, RunOutcome, RunRecorder, StepDef, StepOutput,
+    StepTask, WorkflowDef, WorkflowEngine, WorkflowRun,
 };
 use taskweave::{AgentId, Instant, WorkflowId};
 
@@ -22,6 +22,8 @@ pub(crate) const DAG_STEPS: usize = 100_000;
 const WINDOW: usize = 50;
 /// Most predecessors of one step.
 const MAX_PREDECESSORS: usize = 3;
+/// Steps of the replayed DAG: its journal holds one input per step.
+pub(crate) const REPLAY_STEPS: usize = 10_000;
 /// Independent steps of the driver run.
 #[cfg_attr(not(feature = "driver"), allow(dead_code))]
 pub(crate) const DRIVER_STEPS: usize = 10_000;
@@ -113,6 +115,25 @@ pub(crate) fn execute(def: &Arc<WorkflowDef>) -> usize {
         }
     }
     started
+}
+
+/// The journal of [`execute`]'s run of `def`, recorded by a
+/// [`RunRecorder`]: the start and one `Succeeded` input per step.
+pub(crate) fn record(def: &Arc<WorkflowDef>) -> RunJournal<()> {
+    let now = Instant::ZERO;
+    let mut run = RunRecorder::new(Arc::clone(def), WorkflowId::new(1), None, now);
+    while let Some(action) = run.poll_action() {
+        match action {
+            RunAction::Start { token, .. } => {
+                let output = StepOutput::empty();
+                run.apply(RunInput::Succeeded { token, output }, now)
+                    .expect("a running attempt");
+            }
+            RunAction::Finished => break,
+            other => panic!("unexpected action {other:?}"),
+        }
+    }
+    run.into_parts().1
 }
 
 /// [`DRIVER_STEPS`] independent local no-op steps.

@@ -104,8 +104,10 @@ mod engine;
 mod error;
 mod export;
 mod join;
+mod journal;
 mod observer;
 mod pool;
+mod replay;
 mod run;
 mod run_check;
 mod step;
@@ -128,8 +130,10 @@ pub use export::{
     dot_graph, dot_run_graph, mermaid_flowchart, mermaid_gantt, mermaid_run_flowchart,
 };
 pub use join::Join;
+pub use journal::{JournalEntry, RunJournal, RunRecorder};
 pub use observer::WorkflowEvent;
 pub use pool::TaskPool;
+pub use replay::{Divergence, Produced, ReplayCheck, ReplayError, check_replay};
 pub use run::{AttemptEnd, StepState, TimelineEntry, WorkflowRun};
 pub use step::{Step, StepFailure, StepInput, StepOutput};
 pub use step_def::{Choice, MultiInstance, StepDef, StepKind, TIMEOUT_LABEL};

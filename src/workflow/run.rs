@@ -90,6 +90,12 @@ pub struct WorkflowRun<P> {
     work: VecDeque<(EdgeIndex<u32>, StepId, bool)>,
 }
 
+/// The seed of a run's random choices: its id mixed with its
+/// definition's hash.
+pub(super) fn run_seed(id: WorkflowId, def: &WorkflowDef) -> u64 {
+    mix(id.get(), def.content_hash())
+}
+
 impl<P: fmt::Debug> fmt::Debug for WorkflowRun<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WorkflowRun")
@@ -104,7 +110,8 @@ impl<P: Clone> WorkflowRun<P> {
     /// steps. The run's random choices (retry jitter) are seeded from `id`
     /// and the definition's hash, so the same id replays the same way.
     pub fn new(def: Arc<WorkflowDef>, id: WorkflowId, input: Option<P>, now: Instant) -> Self {
-        Self::observed(def, id, input, now, None)
+        let seed = run_seed(id, &def);
+        Self::observed(def, id, input, now, seed, None)
     }
 
     /// Like [`new`](Self::new), with an observer that also sees the
@@ -116,14 +123,19 @@ impl<P: Clone> WorkflowRun<P> {
         now: Instant,
         observer: impl Observer<WorkflowEvent> + Send + 'static,
     ) -> Self {
-        Self::observed(def, id, input, now, Some(Box::new(observer)))
+        let seed = run_seed(id, &def);
+        Self::observed(def, id, input, now, seed, Some(Box::new(observer)))
     }
 
-    fn observed(
+    /// A run whose random choices draw from `seed`: its id and definition
+    /// (see [`run_seed`]), or, to replay a journal recorded under another
+    /// definition, the recorded one.
+    pub(super) fn observed(
         def: Arc<WorkflowDef>,
         id: WorkflowId,
         input: Option<P>,
         now: Instant,
+        seed: u64,
         observer: Option<Box<dyn Observer<WorkflowEvent> + Send>>,
     ) -> Self {
         let n = def.len();
@@ -153,7 +165,7 @@ impl<P: Clone> WorkflowRun<P> {
             waiting: Vec::new(),
             open_steps: n,
             phase: Phase::Running,
-            rng: SplitMix64::new(mix(id.get(), def.content_hash())),
+            rng: SplitMix64::new(seed),
         };
         let mut run = WorkflowRun {
             def,

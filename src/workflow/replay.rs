@@ -1,0 +1,390 @@
+//! [`check_replay`]: whether a definition reproduces a recorded run.
+
+use std::fmt;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use super::{RunAction, RunError, RunInput, RunJournal, WorkflowDef, WorkflowRun};
+use crate::StepId;
+
+/// What [`check_replay`] found.
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub enum ReplayCheck {
+    /// The definition gives every recorded action, in order, from every
+    /// recorded input.
+    Compatible {
+        /// Entries replayed, the start included.
+        entries: usize,
+    },
+    /// The first place where it does not.
+    Diverged(Divergence),
+}
+
+/// The first entry of a journal whose replay under a definition differs
+/// from the record. Actions are compared by step key, not by
+/// [`StepId`]: a step that keeps its key keeps its place. `recorded`
+/// carries the recorded definition's step ids, `produced` the checked
+/// one's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Divergence {
+    /// The entry: 0 is the run's start, `i` the `i`-th input.
+    pub index: usize,
+    /// The key of the step concerned, when one is.
+    pub step: Option<String>,
+    /// The action the journal holds there (`None`: the record has no more
+    /// actions after that entry).
+    pub recorded: Option<RunAction>,
+    /// What the definition gives instead.
+    pub produced: Produced,
+}
+
+/// What a definition gave where it diverged from a journal.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Produced {
+    /// Another action.
+    Action(RunAction),
+    /// No action where the journal has one.
+    Nothing,
+    /// The run refused the recorded input.
+    Refused(RunError),
+    /// The journal names a step (by this key) the definition does not
+    /// have.
+    MissingStep(String),
+}
+
+/// A journal that cannot be checked at all.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// Written in a format this release does not read.
+    #[error(
+        "the journal is in format {found}, this release reads format {supported}; replay it with the release that wrote it"
+    )]
+    UnsupportedFormat {
+        /// The journal's format.
+        found: u32,
+        /// The format this release reads.
+        supported: u32,
+    },
+    /// Recorded under a workflow of another name.
+    #[error(
+        "the journal records workflow `{journal}`, not `{definition}`; check it against a version of `{journal}`"
+    )]
+    OtherWorkflow {
+        /// The journal's workflow.
+        journal: String,
+        /// The definition's.
+        definition: String,
+    },
+    /// Inconsistent in itself (corrupt, or not written by a recorder).
+    #[error("journal entry {index}: {what}; the journal is corrupt, record the run again")]
+    Malformed {
+        /// The entry.
+        index: usize,
+        /// What is wrong with it.
+        what: &'static str,
+    },
+}
+
+/// Replays `journal` under `def` and compares, entry by entry, the
+/// actions the definition gives with the recorded ones: `Compatible`, or
+/// the first divergent entry. The run draws the recorded random choices,
+/// so retry jitter replays even under a definition with another hash.
+///
+/// Pure and linear in the journal (each entry costs what the run took to
+/// handle it live). Use it in CI to check that a new version of a
+/// definition can carry the runs recorded under the old one: a change of
+/// policy that gives the same actions passes; a step inserted before
+/// others, removed, or rewired is named with the entry where it shows.
+///
+/// ```
+/// use std::sync::Arc;
+/// use taskweave::workflow::{check_replay, Produced, ReplayCheck, RunAction, RunInput, RunRecorder, StepDef, StepOutput, WorkflowDef};
+/// use taskweave::{Instant, WorkflowId};
+///
+/// let v1 = Arc::new(WorkflowDef::builder("order", 1)
+///     .step(StepDef::local("reserve")).step(StepDef::local("charge"))
+///     .edge("reserve", "charge").build()?);
+/// let mut run = RunRecorder::<u32>::new(Arc::clone(&v1), WorkflowId::new(9), None, Instant::ZERO);
+/// while let Some(RunAction::Start { token, .. }) = run.poll_action() {
+///     run.apply(RunInput::Succeeded { token, output: StepOutput::new(1) }, Instant::ZERO)?;
+/// }
+///
+/// // v2 checks fraud between the two: the run recorded under v1 diverges
+/// // at its first input, where v1 started `charge`.
+/// let v2 = Arc::new(WorkflowDef::builder("order", 2)
+///     .step(StepDef::local("reserve")).step(StepDef::local("fraud")).step(StepDef::local("charge"))
+///     .edge("reserve", "fraud").edge("fraud", "charge").build()?);
+/// let ReplayCheck::Diverged(at) = check_replay(run.journal(), &v2)? else { unreachable!() };
+/// assert_eq!((at.index, at.step.as_deref()), (1, Some("charge")));
+/// assert!(matches!(at.produced, Produced::Action(RunAction::Start { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// A [`ReplayError`] when the journal is in another format, records
+/// another workflow, or is inconsistent in itself.
+pub fn check_replay<P: Clone>(
+    journal: &RunJournal<P>,
+    def: &Arc<WorkflowDef>,
+) -> Result<ReplayCheck, ReplayError> {
+    if journal.format != RunJournal::<P>::FORMAT {
+        return Err(ReplayError::UnsupportedFormat {
+            found: journal.format,
+            supported: RunJournal::<P>::FORMAT,
+        });
+    }
+    if journal.name != def.name() {
+        return Err(ReplayError::OtherWorkflow {
+            journal: journal.name.clone(),
+            definition: def.name().to_owned(),
+        });
+    }
+    let Some(start) = journal.entries.first().filter(|e| e.input.is_none()) else {
+        return Err(malformed(0, "the first entry is not the run's start"));
+    };
+    let steps = Steps::new(journal, def);
+    let (id, input, seed) = (journal.id, journal.input.clone(), journal.seed);
+    let mut run = WorkflowRun::observed(Arc::clone(def), id, input, start.at, seed, None);
+    for (index, entry) in journal.entries.iter().enumerate() {
+        if index > 0 {
+            let Some(recorded) = &entry.input else {
+                return Err(malformed(index, "a second start"));
+            };
+            let input = match steps.input(index, recorded)? {
+                Ok(input) => input,
+                Err(diverged) => return Ok(ReplayCheck::Diverged(diverged)),
+            };
+            if let Err(refused) = run.apply(input, entry.at) {
+                let step = match steps.input(index, recorded)? {
+                    Ok(input) => steps.input_step(index, &input),
+                    Err(_) => None,
+                };
+                return Ok(ReplayCheck::Diverged(Divergence {
+                    index,
+                    step: step.map(|s| steps.key(s)),
+                    recorded: entry.actions.first().cloned(),
+                    produced: Produced::Refused(refused),
+                }));
+            }
+        }
+        if let Some(diverged) = steps.compare(index, &entry.actions, &mut run)? {
+            return Ok(ReplayCheck::Diverged(diverged));
+        }
+    }
+    Ok(ReplayCheck::Compatible {
+        entries: journal.entries.len(),
+    })
+}
+
+/// Step ids of the journal's definition and of the checked one, matched
+/// by key.
+struct Steps<'a, P> {
+    journal: &'a RunJournal<P>,
+    def: &'a WorkflowDef,
+    /// The checked definition's id of each recorded step, if it has its
+    /// key: one lookup per step, so mapping an action is an index.
+    ids: Vec<Option<StepId>>,
+}
+
+impl<'a, P: Clone> Steps<'a, P> {
+    fn new(journal: &'a RunJournal<P>, def: &'a WorkflowDef) -> Self {
+        let ids = journal.steps.iter().map(|key| def.step_id(key)).collect();
+        Steps { journal, def, ids }
+    }
+
+    /// The recorded key of `step`.
+    fn recorded_key(&self, index: usize, step: StepId) -> Result<String, ReplayError> {
+        usize::try_from(step.get())
+            .ok()
+            .and_then(|i| self.journal.steps.get(i))
+            .cloned()
+            .ok_or_else(|| malformed(index, "a step id outside the recorded definition"))
+    }
+
+    /// The checked definition's id of the recorded `step`; `Err(key)` if
+    /// it has no step of that key.
+    fn map(&self, index: usize, step: StepId) -> Result<Result<StepId, String>, ReplayError> {
+        let mapped = usize::try_from(step.get())
+            .ok()
+            .and_then(|i| self.ids.get(i))
+            .ok_or_else(|| malformed(index, "a step id outside the recorded definition"))?;
+        match *mapped {
+            Some(id) => Ok(Ok(id)),
+            None => Ok(Err(self.recorded_key(index, step)?)),
+        }
+    }
+
+    /// The checked definition's key of `step`.
+    fn key(&self, step: StepId) -> String {
+        self.def
+            .step(step)
+            .map_or_else(|| step.to_string(), |s| s.id.clone())
+    }
+
+    /// The step a mapped input concerns: the one it names, or the one
+    /// whose attempt its token is (found in the entries before `index`).
+    fn input_step(&self, index: usize, input: &RunInput<P>) -> Option<StepId> {
+        let token = match *input {
+            RunInput::Expanded { step, .. } | RunInput::CancelStep { step } => return Some(step),
+            RunInput::Succeeded { token, .. }
+            | RunInput::Failed { token, .. }
+            | RunInput::Compensated { token, .. } => token,
+            RunInput::Signal { .. } | RunInput::Cancel | RunInput::Tick => return None,
+        };
+        let mut recorded = self.journal.entries[..index]
+            .iter()
+            .rev()
+            .flat_map(|e| &e.actions);
+        let step = recorded.find_map(|action| match *action {
+            RunAction::Start { step, token: t, .. }
+            | RunAction::Compensate { step, token: t, .. }
+                if t == token =>
+            {
+                Some(step)
+            }
+            _ => None,
+        })?;
+        self.map(index, step).ok()?.ok()
+    }
+
+    /// The recorded `input` with its step ids mapped, or where it
+    /// diverges.
+    fn input(
+        &self,
+        index: usize,
+        input: &RunInput<P>,
+    ) -> Result<Result<RunInput<P>, Divergence>, ReplayError> {
+        let mut input = input.clone();
+        if let RunInput::Expanded { step, .. } | RunInput::CancelStep { step } = &mut input {
+            match self.map(index, *step)? {
+                Ok(mapped) => *step = mapped,
+                Err(key) => return Ok(Err(missing(index, key, None))),
+            }
+        }
+        Ok(Ok(input))
+    }
+
+    /// The actions `run` gives now against the `recorded` ones.
+    fn compare(
+        &self,
+        index: usize,
+        recorded: &[RunAction],
+        run: &mut WorkflowRun<P>,
+    ) -> Result<Option<Divergence>, ReplayError> {
+        let mut recorded = recorded.iter();
+        loop {
+            let (expected, produced) = (recorded.next(), run.poll_action());
+            let (expected, mapped) = match expected {
+                None => match produced {
+                    None => return Ok(None),
+                    Some(action) => return Ok(Some(self.produced(index, None, action))),
+                },
+                Some(expected) => (expected, self.mapped(index, expected)?),
+            };
+            let mapped = match mapped {
+                Ok(mapped) => mapped,
+                Err(key) => return Ok(Some(missing(index, key, Some(expected.clone())))),
+            };
+            match produced {
+                Some(action) if action == mapped => {}
+                Some(action) => return Ok(Some(self.produced(index, Some(expected), action))),
+                None => {
+                    return Ok(Some(Divergence {
+                        index,
+                        step: step_of(expected)
+                            .map(|s| self.recorded_key(index, s))
+                            .transpose()?,
+                        recorded: Some(expected.clone()),
+                        produced: Produced::Nothing,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// `action` with its step id mapped to the checked definition.
+    fn mapped(
+        &self,
+        index: usize,
+        action: &RunAction,
+    ) -> Result<Result<RunAction, String>, ReplayError> {
+        let mut action = action.clone();
+        if let RunAction::Start { step, .. }
+        | RunAction::Expand { step }
+        | RunAction::Cancel { step, .. }
+        | RunAction::Compensate { step, .. } = &mut action
+        {
+            match self.map(index, *step)? {
+                Ok(mapped) => *step = mapped,
+                Err(key) => return Ok(Err(key)),
+            }
+        }
+        Ok(Ok(action))
+    }
+
+    /// A divergence where the definition gave `action` instead of
+    /// `recorded`.
+    fn produced(
+        &self,
+        index: usize,
+        recorded: Option<&RunAction>,
+        action: RunAction,
+    ) -> Divergence {
+        let step = match recorded.and_then(step_of) {
+            Some(step) => self.recorded_key(index, step).ok(),
+            None => step_of(&action).map(|step| self.key(step)),
+        };
+        Divergence {
+            index,
+            step,
+            recorded: recorded.cloned(),
+            produced: Produced::Action(action),
+        }
+    }
+}
+
+fn step_of(action: &RunAction) -> Option<StepId> {
+    match *action {
+        RunAction::Start { step, .. }
+        | RunAction::Expand { step }
+        | RunAction::Cancel { step, .. }
+        | RunAction::Compensate { step, .. } => Some(step),
+        RunAction::Finished => None,
+    }
+}
+
+fn missing(index: usize, key: String, recorded: Option<RunAction>) -> Divergence {
+    Divergence {
+        index,
+        step: Some(key.clone()),
+        recorded,
+        produced: Produced::MissingStep(key),
+    }
+}
+
+fn malformed(index: usize, what: &'static str) -> ReplayError {
+    ReplayError::Malformed { index, what }
+}
+
+impl fmt::Display for Divergence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "entry {}", self.index)?;
+        if let Some(step) = &self.step {
+            write!(f, " (step `{step}`)")?;
+        }
+        match &self.recorded {
+            Some(action) => write!(f, ": recorded {action:?}")?,
+            None => write!(f, ": recorded no more actions")?,
+        }
+        match &self.produced {
+            Produced::Action(action) => write!(f, ", the definition gives {action:?}"),
+            Produced::Nothing => write!(f, ", the definition gives nothing"),
+            Produced::Refused(why) => write!(f, ", the definition refuses the input: {why}"),
+            Produced::MissingStep(key) => write!(f, ", the definition has no step `{key}`"),
+        }
+    }
+}
