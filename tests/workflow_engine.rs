@@ -9,8 +9,8 @@ use taskweave::agent::AgentProfile;
 use taskweave::resilience::Fixed;
 use taskweave::scheduler::{Dispatcher, DispatcherConfig};
 use taskweave::workflow::{
-    EngineAction, EngineError, FailureCause, RunOutcome, StepDef, StepFailure, StepInput,
-    StepOutput, StepTask, WorkflowDef, WorkflowEngine, WorkflowRun,
+    EngineAction, EngineError, FailureCause, RunOutcome, StartPolicy, StepDef, StepFailure,
+    StepInput, StepOutput, StepTask, WorkflowDef, WorkflowEngine, WorkflowRun,
 };
 use taskweave::{AgentId, AttemptToken, Instant, TaskId, WorkflowId};
 
@@ -32,6 +32,11 @@ impl Host {
 
     /// The engine's next action; no plain task runs here, so the only
     /// action handed back to the host is a lost agent.
+    fn start_version(&mut self, policy: StartPolicy) -> Result<WorkflowId, EngineError> {
+        let EngineOnPool { engine, pool } = &mut self.machine;
+        engine.start_version(pool, "order", policy, None, self.now)
+    }
+
     fn poll_action(&mut self) -> Option<EngineAction<String>> {
         loop {
             match self.machine.poll_action()? {
@@ -464,4 +469,150 @@ fn cancelling_a_run_never_assigns_its_queued_steps() {
     // Only the attempts the host started are cancelled on agents.
     assert_eq!(cancelled, assigned);
     assert_eq!(engine.dispatcher().live_tasks(), 0);
+}
+
+/// Version `v` of the "order" workflow: an agent step named `step`, then a
+/// local one.
+fn order(v: u32, step: &str) -> Arc<WorkflowDef> {
+    Arc::new(
+        WorkflowDef::builder("order", v)
+            .step(StepDef::agent(step).capabilities(["work"]))
+            .step(StepDef::local("done"))
+            .edge(step, "done")
+            .build()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn versions_live_side_by_side_and_one_is_removed_once_drained() {
+    let mut host = engine_with(&[(1, &["work"])]);
+    let (v1, v2) = (order(1, "pick"), order(2, "pick_and_pack"));
+    host.machine.engine.register(Arc::clone(&v1)).unwrap();
+    let old = host.start_version(StartPolicy::Latest).unwrap();
+    host.machine.engine.register(Arc::clone(&v2)).unwrap();
+    let new = host.start_version(StartPolicy::Latest).unwrap();
+    let pinned = host.start_version(StartPolicy::Pinned(1)).unwrap();
+
+    // A run in flight keeps the definition it started with.
+    let hash = |run| host.run(run).unwrap().definition().content_hash();
+    assert_eq!(
+        (hash(old), hash(new), hash(pinned)),
+        (v1.content_hash(), v2.content_hash(), v1.content_hash())
+    );
+    let live = host.machine.engine.live_runs("order");
+    let expected = [((1, v1.content_hash()), 2), ((2, v2.content_hash()), 1)];
+    assert_eq!(live.into_iter().collect::<Vec<_>>(), expected);
+    assert_eq!(
+        host.machine.engine.unregister("order", 1),
+        Err(EngineError::VersionInUse {
+            name: "order".into(),
+            version: 1,
+            runs: 2
+        })
+    );
+
+    let (log, finished) = drive(&mut host, |_, _, _| Ok(StepOutput::new("ok".into())));
+    assert_eq!(finished.len(), 3, "{log:?}");
+    assert!(
+        log.contains(&"run pick_and_pack on agent-1".to_string()),
+        "{log:?}"
+    );
+    assert!(host.machine.engine.live_runs("order").is_empty());
+    let removed = host.machine.engine.unregister("order", 1).unwrap();
+    assert_eq!(removed.content_hash(), v1.content_hash());
+    let left: Vec<u32> = host
+        .machine
+        .engine
+        .versions("order")
+        .map(|d| d.version())
+        .collect();
+    assert_eq!(left, [2]);
+    assert_eq!(
+        host.start_version(StartPolicy::Pinned(1)),
+        Err(EngineError::UnknownVersion {
+            name: "order".into(),
+            version: 1
+        })
+    );
+}
+
+#[test]
+fn a_ramp_sends_its_share_of_new_runs_and_decides_alike_on_replay() {
+    const RUNS: usize = 2_000;
+    let versions_of = |percent: u8| {
+        let mut host = engine_with(&[]);
+        host.machine.engine.register(order(1, "pick")).unwrap();
+        host.machine.engine.register(order(2, "pack")).unwrap();
+        let ramp = StartPolicy::Ramp { to: 2, percent };
+        (0..RUNS)
+            .map(|_| {
+                let run = host.start_version(ramp).unwrap();
+                host.run(run).unwrap().definition().version()
+            })
+            .collect::<Vec<u32>>()
+    };
+    for percent in [0u8, 10, 50, 90, 100] {
+        let picked = versions_of(percent);
+        let on_v2 = picked.iter().filter(|&&v| v == 2).count();
+        let share = on_v2 as f64 * 100.0 / RUNS as f64;
+        match percent {
+            0 => assert_eq!(on_v2, 0),
+            100 => assert_eq!(on_v2, RUNS),
+            _ => assert!(
+                (share - f64::from(percent)).abs() < 5.0,
+                "{percent} %: {share} %"
+            ),
+        }
+        // The same run ids on a fresh engine take the same versions.
+        assert_eq!(versions_of(percent), picked);
+    }
+}
+
+#[test]
+fn registering_and_starting_refuse_what_does_not_match() {
+    let mut host = engine_with(&[]);
+    assert_eq!(
+        host.start_version(StartPolicy::Latest),
+        Err(EngineError::UnknownWorkflow("order".into()))
+    );
+    let engine = &mut host.machine.engine;
+    engine.register(order(1, "pick")).unwrap();
+    // The same definition again changes nothing; another one under the
+    // same version is refused.
+    engine.register(order(1, "pick")).unwrap();
+    let conflict = engine.register(order(1, "pack")).unwrap_err();
+    assert_eq!(
+        conflict,
+        EngineError::VersionConflict {
+            name: "order".into(),
+            version: 1
+        }
+    );
+    assert!(conflict.to_string().contains("new version"), "{conflict}");
+    assert_eq!(engine.versions("order").count(), 1);
+    assert!(matches!(
+        engine.unregister("order", 7),
+        Err(EngineError::UnknownVersion { version: 7, .. })
+    ));
+    assert_eq!(
+        host.start_version(StartPolicy::Ramp {
+            to: 1,
+            percent: 101
+        }),
+        Err(EngineError::InvalidRamp {
+            to: 1,
+            percent: 101
+        })
+    );
+    assert!(matches!(
+        host.start_version(StartPolicy::Ramp { to: 3, percent: 5 }),
+        Err(EngineError::UnknownVersion { version: 3, .. })
+    ));
+    // A ramp to the only version sends every run there.
+    let run = host
+        .start_version(StartPolicy::Ramp { to: 1, percent: 0 })
+        .unwrap();
+    assert_eq!(host.run(run).unwrap().definition().version(), 1);
+    assert_eq!(host.active_runs(), 1);
 }

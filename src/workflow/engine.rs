@@ -14,10 +14,12 @@ use crate::hash::IdMap;
 
 mod actions;
 mod pump;
+mod versions;
 
 use crate::scheduler::{Action, AttemptOutcome, ReportError, TaskReport};
 use crate::{AgentId, AttemptToken, Instant, StepId, TaskId, WorkflowId};
 pub use actions::{EngineAction, StepTask};
+pub use versions::StartPolicy;
 
 struct Entry<P> {
     run: WorkflowRun<P>,
@@ -146,6 +148,8 @@ pub struct WorkflowEngine<P> {
     observer: Option<SharedObserver>,
     /// The latest `now` seen: an earlier one counts as this.
     latest: Instant,
+    /// Registered definitions by name and version.
+    versions: versions::Versions,
 }
 
 /// One of the engine's pool tasks.
@@ -187,6 +191,7 @@ impl<P: Clone> WorkflowEngine<P> {
             next_run: 1,
             observer: None,
             latest: Instant::ZERO,
+            versions: versions::Versions::default(),
         }
     }
 

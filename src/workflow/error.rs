@@ -270,6 +270,49 @@ pub enum EngineError {
     /// it.
     #[error(transparent)]
     Report(#[from] ReportError),
+    /// No version of this workflow is registered
+    /// ([`WorkflowEngine::register`](super::WorkflowEngine::register)).
+    #[error("no version of workflow `{0}` is registered; register one first")]
+    UnknownWorkflow(String),
+    /// This version of the workflow is not registered.
+    #[error("version {version} of workflow `{name}` is not registered")]
+    UnknownVersion {
+        /// The workflow.
+        name: String,
+        /// The version.
+        version: u32,
+    },
+    /// Another definition with this name and version (another content
+    /// hash) is registered: a changed definition needs a new version.
+    #[error(
+        "another definition of workflow `{name}` version {version} is registered; give the changed one a new version"
+    )]
+    VersionConflict {
+        /// The workflow.
+        name: String,
+        /// The version.
+        version: u32,
+    },
+    /// The version still has active runs.
+    #[error(
+        "version {version} of workflow `{name}` still has {runs} active runs; remove it once they have finished (see live_runs)"
+    )]
+    VersionInUse {
+        /// The workflow.
+        name: String,
+        /// The version.
+        version: u32,
+        /// Its active runs.
+        runs: usize,
+    },
+    /// A ramp's share is above 100 %.
+    #[error("a ramp to version {to} of {percent} % is above 100 %")]
+    InvalidRamp {
+        /// The version ramped to.
+        to: u32,
+        /// The share asked for.
+        percent: u8,
+    },
     /// The dispatcher refused an operation (kept for hosts that wrap pool
     /// calls in an `EngineError`; the engine itself no longer returns it).
     #[error(transparent)]

@@ -8,6 +8,8 @@
 //! | [`WorkflowRun`] | the sans-IO state machine of one execution: [`RunAction`]s out, [`RunInput`]s in, a [`RunOutcome`] at the end |
 //! | [`Checkpoint`] | a run's state as a serde value, resumable under the same definition |
 //! | [`WorkflowEngine`] | many runs at once on a [`Dispatcher`](crate::scheduler::Dispatcher) the host owns ([`TaskPool`]), beside the host's plain tasks: agent steps become tasks, task outcomes step results |
+//! | [`StartPolicy`] | which registered version a new run of the engine takes: [`WorkflowEngine::register`], [`WorkflowEngine::start_version`], [`WorkflowEngine::live_runs`] |
+//! | [`RunRecorder`], [`RunJournal`], [`check_replay`] | a run's journal of inputs and actions, and whether another definition (a new version) reproduces it: [`ReplayCheck`] |
 //! | [`WorkflowEvent`] | what a run or the engine reports to an [`Observer`](crate::Observer) |
 //! | [`Saga`] | a compensation log on its own: record completed actions with their dependencies, undo them in reverse order |
 //! | [`mermaid_flowchart`], [`mermaid_run_flowchart`], [`mermaid_gantt`], [`dot_graph`], [`dot_run_graph`] | diagrams as text: Mermaid flowcharts of a definition or of a run coloured by step state, a Mermaid Gantt chart of a run's attempts, Graphviz DOT |
@@ -122,7 +124,7 @@ pub use definition::{
     DEFAULT_MAX_DEPTH, Edge, MAX_ATTEMPTS, MAX_DEPTH_LIMIT, MAX_INSTANCES, MAX_ITERATIONS,
     MAX_TIMEOUT, WorkflowDef, WorkflowDefBuilder, WorkflowGraph,
 };
-pub use engine::{EngineAction, StepTask, WorkflowEngine};
+pub use engine::{EngineAction, StartPolicy, StepTask, WorkflowEngine};
 pub use error::{DefinitionError, EngineError, RunError};
 #[cfg(feature = "planning")]
 pub(crate) use export::display_name;
