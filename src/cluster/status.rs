@@ -5,7 +5,7 @@ use crate::Instant;
 use crate::agent::AgentStatus;
 use crate::priority::Priority;
 use crate::routing::RoutingStrategy;
-use crate::scheduler::{Dispatcher, TaskState};
+use crate::scheduler::Dispatcher;
 
 /// One agent's line in a [`Status`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,14 +68,13 @@ pub(crate) fn read<P, S: RoutingStrategy>(
     now: Instant,
 ) -> Status {
     let mut status = Status::default();
-    for (_, state, priority, _) in dispatcher.iter_live_tasks() {
-        match state {
-            TaskState::Queued => status.queued[priority.index()] += 1,
-            TaskState::Delayed { .. } => status.delayed += 1,
-            TaskState::InFlight { .. } => status.in_flight += 1,
-            _ => {}
-        }
+    // O(1) counts, kept by the dispatcher: no walk over the live tasks.
+    for priority in Priority::ALL {
+        status.queued[priority.index()] = dispatcher.queue_depth(priority) as u64;
     }
+    let waiting = dispatcher.waiting() as u64;
+    status.delayed = waiting.saturating_sub(status.queued.iter().sum());
+    status.in_flight = (dispatcher.live_tasks() as u64).saturating_sub(waiting);
     status.oldest_queued_ms = oldest
         .map(|at| u64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(u64::MAX));
     status.agents = dispatcher
@@ -89,7 +88,7 @@ pub(crate) fn read<P, S: RoutingStrategy>(
             status: status_name(record.status()).to_string(),
         })
         .collect();
-    let counters = dispatcher.metrics().counters;
+    let counters = dispatcher.counters();
     status.dead_letters = dispatcher.dead_letters().len() as u64;
     status.submitted = counters.submitted;
     status.completed = counters.completed;
@@ -105,5 +104,49 @@ fn status_name(status: AgentStatus) -> &'static str {
         AgentStatus::Draining => "draining",
         AgentStatus::Unhealthy => "unhealthy",
         AgentStatus::Offline => "offline",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AgentId;
+    use crate::agent::AgentProfile;
+    use crate::scheduler::{DispatcherConfig, TaskSpec, TaskState};
+
+    /// The counts a status reads in `O(1)` are those a walk over the live
+    /// tasks finds.
+    #[test]
+    fn the_counts_match_a_walk_over_the_live_tasks() {
+        let mut d: Dispatcher<u32> = Dispatcher::new(DispatcherConfig::default());
+        let now = Instant::from_secs(1);
+        let profile = AgentProfile::builder().capacity(2).build().unwrap();
+        d.register_agent(AgentId::new(1), profile, now).unwrap();
+        for (i, priority) in Priority::ALL.into_iter().cycle().take(9).enumerate() {
+            let spec = TaskSpec::new(i as u32).priority(priority);
+            let spec = if i % 4 == 0 {
+                spec.not_before(Instant::from_secs(60))
+            } else {
+                spec
+            };
+            let _ = d.submit(spec, now).unwrap();
+        }
+        while d.poll_action().is_some() {}
+        let status = read(&d, None, now);
+        let mut walked = Status::default();
+        for (_, state, priority, _) in d.iter_live_tasks() {
+            match state {
+                TaskState::Queued => walked.queued[priority.index()] += 1,
+                TaskState::Delayed { .. } => walked.delayed += 1,
+                TaskState::InFlight { .. } => walked.in_flight += 1,
+                _ => {}
+            }
+        }
+        assert_eq!(
+            (status.queued, status.delayed, status.in_flight),
+            (walked.queued, walked.delayed, walked.in_flight)
+        );
+        assert_eq!((walked.delayed, walked.in_flight), (3, 2));
+        assert_eq!(status.submitted, 9);
     }
 }

@@ -128,6 +128,10 @@ impl Recorder {
         Ok(())
     }
 
+    pub(crate) fn counters(&self) -> Counters {
+        self.counters
+    }
+
     pub(crate) fn snapshot(&self, registry: &Registry) -> DispatcherMetrics {
         DispatcherMetrics {
             counters: self.counters,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use crate::scheduler::{
     Action, Applied, ApplyError, Dispatcher, DispatcherConfig, Input, Snapshot, TaskState,
 };
-use crate::{Instant, TaskId};
+use crate::{Instant, Priority, TaskId};
 
 use super::super::contract::{Assignment, Entry, Outputs};
 
@@ -103,18 +103,30 @@ impl<P: Clone> Replica<P> {
     }
 
     /// The submission instant of the oldest queued task; forgets tasks
-    /// that are no longer live. `O(n log n)` for `n` live tasks.
+    /// that are no longer live. One pass over the tasks it remembers,
+    /// `O(n)` for `n` live tasks; a queued task it never saw submitted
+    /// (restored from a snapshot) counts from the restore.
     pub(crate) fn oldest_queued(&mut self) -> Option<Instant> {
         let dispatcher = &self.dispatcher;
+        let (mut oldest, mut seen) = (None::<Instant>, 0usize);
         self.submitted_at
-            .retain(|&task, _| dispatcher.task_state(task).is_some_and(|s| is_live(&s)));
-        let submitted_at = &self.submitted_at;
-        let restored_at = self.restored_at;
-        dispatcher
-            .iter_live_tasks()
-            .filter(|(_, state, _, _)| *state == TaskState::Queued)
-            .map(|(task, ..)| submitted_at.get(&task).copied().unwrap_or(restored_at))
-            .min()
+            .retain(|&task, &mut at| match dispatcher.task_state(task) {
+                Some(TaskState::Queued) => {
+                    seen += 1;
+                    oldest = Some(oldest.map_or(at, |o| o.min(at)));
+                    true
+                }
+                Some(state) => is_live(&state),
+                None => false,
+            });
+        let queued: usize = Priority::ALL
+            .iter()
+            .map(|&p| dispatcher.queue_depth(p))
+            .sum();
+        if seen < queued {
+            oldest = Some(oldest.map_or(self.restored_at, |o| o.min(self.restored_at)));
+        }
+        oldest
     }
 
     /// What `action` means for the outbox, added to `out`.

@@ -54,6 +54,7 @@ use super::{
 };
 use crate::Observer;
 use crate::agent::{AgentProfile, AgentStatus, Registry};
+use crate::metrics::Counters;
 use crate::resilience::BreakerState;
 use crate::routing::{LeastLoaded, RoutingStrategy};
 use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
@@ -460,6 +461,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         let slot = self.state.registry.slot_of(agent);
         slot.and_then(|slot| self.state.in_flight.get(agent, slot))
             .map_or(&[], |r| r.as_slice())
+    }
+
+    /// The lifecycle counters alone: `O(1)`, where
+    /// [`metrics`](Self::metrics) also summarises every histogram.
+    pub fn counters(&self) -> Counters {
+        self.state.recorder.counters()
     }
 
     /// Counters, per-priority wait and run-time percentiles, load spread and
