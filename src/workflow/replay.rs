@@ -196,26 +196,24 @@ impl<'a, P: Clone> Steps<'a, P> {
         Steps { journal, def, ids }
     }
 
-    /// The recorded key of `step`.
-    fn recorded_key(&self, index: usize, step: StepId) -> Result<String, ReplayError> {
+    /// The position of the recorded `step` among the recorded steps.
+    fn position(&self, index: usize, step: StepId) -> Result<usize, ReplayError> {
         usize::try_from(step.get())
             .ok()
-            .and_then(|i| self.journal.steps.get(i))
-            .cloned()
+            .filter(|&i| i < self.journal.steps.len())
             .ok_or_else(|| malformed(index, "a step id outside the recorded definition"))
+    }
+
+    /// The recorded key of `step`.
+    fn recorded_key(&self, index: usize, step: StepId) -> Result<String, ReplayError> {
+        Ok(self.journal.steps[self.position(index, step)?].clone())
     }
 
     /// The checked definition's id of the recorded `step`; `Err(key)` if
     /// it has no step of that key.
     fn map(&self, index: usize, step: StepId) -> Result<Result<StepId, String>, ReplayError> {
-        let mapped = usize::try_from(step.get())
-            .ok()
-            .and_then(|i| self.ids.get(i))
-            .ok_or_else(|| malformed(index, "a step id outside the recorded definition"))?;
-        match *mapped {
-            Some(id) => Ok(Ok(id)),
-            None => Ok(Err(self.recorded_key(index, step)?)),
-        }
+        let position = self.position(index, step)?;
+        Ok(self.ids[position].ok_or_else(|| self.journal.steps[position].clone()))
     }
 
     /// The checked definition's key of `step`.
