@@ -246,7 +246,7 @@ fn a_journal_of_another_workflow_or_format_is_refused() {
         refused,
         ReplayError::UnsupportedFormat {
             found: 99,
-            supported: 1
+            supported: RunJournal::<u32>::FORMAT
         }
     );
     assert!(refused.to_string().contains("format 99"), "{refused}");

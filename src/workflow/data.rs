@@ -71,6 +71,8 @@ struct TaskData {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     estimated_duration: Option<Duration>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    aliases: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     depends_on: Vec<Dependency>,
 }
 
@@ -149,6 +151,7 @@ impl TryFrom<WorkflowData> for WorkflowDef {
             step.multi_instance = task.multi_instance;
             step.inputs = task.inputs;
             step.estimated_duration = task.estimated_duration;
+            step.aliases = task.aliases;
             builder = builder.step(step);
         }
         builder.build()
@@ -201,6 +204,7 @@ impl From<&WorkflowDef> for WorkflowData {
                         multi_instance: step.multi_instance,
                         inputs: step.inputs.clone(),
                         estimated_duration: step.estimated_duration,
+                        aliases: step.aliases.clone(),
                         depends_on: def
                             .predecessors(id)
                             .map(|(from, label)| match label {

@@ -19,6 +19,17 @@ pub enum DefinitionError {
     /// Two steps share an id.
     #[error("step id `{0}` is used twice")]
     DuplicateStep(String),
+    /// A step's [alias](super::StepDef::alias) is another step's id, or an
+    /// alias given twice.
+    #[error(
+        "step `{step}` gives alias `{alias}`, which is already a step's id or alias; an old key may name one step only"
+    )]
+    AliasConflict {
+        /// The step giving the alias.
+        step: String,
+        /// The alias.
+        alias: String,
+    },
     /// An edge, input mapping, entry or output names a step that does not
     /// exist.
     #[error("{context} names unknown step `{step}`")]

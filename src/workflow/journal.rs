@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::run::run_seed;
-use super::{RunAction, RunError, RunInput, WorkflowDef, WorkflowRun};
+use super::{Migration, MigrationError, RunAction, RunError, RunInput, WorkflowDef, WorkflowRun};
 use crate::{Instant, WorkflowId};
 
 /// A run's history, enough to replay it: the definition it ran under
@@ -40,15 +40,29 @@ pub struct JournalEntry<P> {
     /// entry before.
     pub at: Instant,
     /// The input; `None` for the run's start, which is the first entry and
-    /// only the first.
+    /// only the first, and for a migration.
     pub input: Option<RunInput<P>>,
+    /// A move to another version of the definition (journal format 2).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default = "Option::default", skip_serializing_if = "Option::is_none")
+    )]
+    pub migration: Option<Migration<P>>,
     /// What the run asked of its host after it, in order.
     pub actions: Vec<RunAction>,
 }
 
 impl<P> RunJournal<P> {
-    /// The format this release writes and reads.
-    pub const FORMAT: u32 = 1;
+    /// The newest format this release writes; it reads every format up to
+    /// it. A journal is written in format 1 until its run
+    /// [migrates](RunRecorder::migrate), and in format 2 from then on, so
+    /// a release that cannot replay a migration refuses the journal.
+    pub const FORMAT: u32 = 2;
+
+    /// The journal's format: 1, or 2 once it records a migration.
+    pub fn format(&self) -> u32 {
+        self.format
+    }
 
     /// The recorded definition's name.
     pub fn name(&self) -> &str {
@@ -124,7 +138,7 @@ impl<P: Clone> RunRecorder<P> {
     pub fn new(def: Arc<WorkflowDef>, id: WorkflowId, input: Option<P>, now: Instant) -> Self {
         let seed = run_seed(id, &def);
         let journal = RunJournal {
-            format: RunJournal::<P>::FORMAT,
+            format: 1,
             name: def.name().to_owned(),
             version: def.version(),
             hash: def.content_hash(),
@@ -140,7 +154,7 @@ impl<P: Clone> RunRecorder<P> {
             journal,
             pending: VecDeque::new(),
         };
-        recorder.record(now, None);
+        recorder.record(now, None, None);
         recorder
     }
 
@@ -153,7 +167,7 @@ impl<P: Clone> RunRecorder<P> {
     pub fn apply(&mut self, input: RunInput<P>, now: Instant) -> Result<(), RunError> {
         let at = now.max(self.run.latest_now());
         self.run.apply(input.clone(), at)?;
-        self.record(at, Some(input));
+        self.record(at, Some(input), None);
         Ok(())
     }
 
@@ -163,8 +177,39 @@ impl<P: Clone> RunRecorder<P> {
         let at = now.max(self.run.latest_now());
         if self.run.poll_timeout().is_some_and(|due| due <= at) && !self.run.is_finished() {
             self.run.handle_timeout(at);
-            self.record(at, Some(RunInput::Tick));
+            self.record(at, Some(RunInput::Tick), None);
         }
+    }
+
+    /// Moves the run to another version of its definition, as
+    /// [`WorkflowRun::migrate`] does, and journals the migration: a
+    /// replay ([`check_replay_migrated`](super::check_replay_migrated))
+    /// moves at the same entry. Actions not yet polled name the later
+    /// version's steps.
+    ///
+    /// # Errors
+    ///
+    /// The run's refusal; nothing is recorded then.
+    pub fn migrate(
+        &mut self,
+        def: Arc<WorkflowDef>,
+        migration: Migration<P>,
+    ) -> Result<(), MigrationError> {
+        let state = migration.move_state(self.run.state(), self.run.definition(), &def)?;
+        let pending = self
+            .pending
+            .iter()
+            .map(|action| migration.move_action(action))
+            .collect::<Option<VecDeque<_>>>()
+            .ok_or(MigrationError::Malformed {
+                what: "an action waiting for the host names a removed step",
+            })?;
+        self.run.replace(def, state);
+        self.pending = pending;
+        self.journal.format = RunJournal::<P>::FORMAT;
+        let at = self.run.latest_now();
+        self.record(at, None, Some(migration));
+        Ok(())
     }
 
     /// The next action, as [`WorkflowRun::poll_action`] gives it.
@@ -188,14 +233,17 @@ impl<P: Clone> RunRecorder<P> {
         (self.run, self.journal)
     }
 
-    fn record(&mut self, at: Instant, input: Option<RunInput<P>>) {
+    fn record(&mut self, at: Instant, input: Option<RunInput<P>>, migration: Option<Migration<P>>) {
         let mut actions = Vec::new();
         while let Some(action) = self.run.poll_action() {
             self.pending.push_back(action.clone());
             actions.push(action);
         }
-        self.journal
-            .entries
-            .push(JournalEntry { at, input, actions });
+        self.journal.entries.push(JournalEntry {
+            at,
+            input,
+            migration,
+            actions,
+        });
     }
 }

@@ -102,11 +102,13 @@ mod checkpoint;
 #[cfg(feature = "serde")]
 mod data;
 mod definition;
+mod diff;
 mod engine;
 mod error;
 mod export;
 mod join;
 mod journal;
+mod migration;
 mod observer;
 mod pool;
 mod replay;
@@ -124,6 +126,7 @@ pub use definition::{
     DEFAULT_MAX_DEPTH, Edge, MAX_ATTEMPTS, MAX_DEPTH_LIMIT, MAX_INSTANCES, MAX_ITERATIONS,
     MAX_TIMEOUT, WorkflowDef, WorkflowDefBuilder, WorkflowGraph,
 };
+pub use diff::{DefinitionDiff, StepChange, StepDiff};
 pub use engine::{EngineAction, StartPolicy, StepTask, WorkflowEngine};
 pub use error::{DefinitionError, EngineError, RunError};
 #[cfg(feature = "planning")]
@@ -133,9 +136,12 @@ pub use export::{
 };
 pub use join::Join;
 pub use journal::{JournalEntry, RunJournal, RunRecorder};
+pub use migration::{Migration, MigrationError};
 pub use observer::WorkflowEvent;
 pub use pool::TaskPool;
-pub use replay::{Divergence, Produced, ReplayCheck, ReplayError, check_replay};
+pub use replay::{
+    Divergence, Produced, ReplayCheck, ReplayError, check_replay, check_replay_migrated,
+};
 pub use run::{AttemptEnd, StepState, TimelineEntry, WorkflowRun};
 pub use step::{Step, StepFailure, StepInput, StepOutput};
 pub use step_def::{Choice, MultiInstance, StepDef, StepKind, TIMEOUT_LABEL};

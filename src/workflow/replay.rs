@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use super::{RunAction, RunError, RunInput, RunJournal, WorkflowDef, WorkflowRun};
+use super::{
+    JournalEntry, MigrationError, RunAction, RunError, RunInput, RunJournal, WorkflowDef,
+    WorkflowRun,
+};
 use crate::StepId;
 
 /// What [`check_replay`] found.
@@ -49,6 +52,9 @@ pub enum Produced {
     Nothing,
     /// The run refused the recorded input.
     Refused(RunError),
+    /// The run refused the recorded migration (the definition checked is
+    /// not the one the migration moved runs from, say).
+    MigrationRefused(MigrationError),
     /// The journal names a step (by this key) the definition does not
     /// have.
     MissingStep(String),
@@ -60,7 +66,7 @@ pub enum Produced {
 pub enum ReplayError {
     /// Written in a format this release does not read.
     #[error(
-        "the journal is in format {found}, this release reads format {supported}; replay it with the release that wrote it"
+        "the journal is in format {found}, this release reads formats 1 to {supported}; replay it with the release that wrote it"
     )]
     UnsupportedFormat {
         /// The journal's format.
@@ -77,6 +83,19 @@ pub enum ReplayError {
         journal: String,
         /// The definition's.
         definition: String,
+    },
+    /// A migration moved the run to a definition the checker was not
+    /// given.
+    #[error(
+        "journal entry {index} moves the run to version {version} (hash {hash:016x}); pass that definition to check_replay_migrated"
+    )]
+    MigrationTarget {
+        /// The migration's entry.
+        index: usize,
+        /// The version it moved the run to.
+        version: u32,
+        /// That definition's content hash.
+        hash: u64,
     },
     /// Inconsistent in itself (corrupt, or not written by a recorder).
     #[error("journal entry {index}: {what}; the journal is corrupt, record the run again")]
@@ -131,7 +150,26 @@ pub fn check_replay<P: Clone>(
     journal: &RunJournal<P>,
     def: &Arc<WorkflowDef>,
 ) -> Result<ReplayCheck, ReplayError> {
-    if journal.format != RunJournal::<P>::FORMAT {
+    check_replay_migrated(journal, def, &[])
+}
+
+/// [`check_replay`] for a journal that records
+/// [migrations](super::RunRecorder::migrate): `def` is checked against
+/// the entries up to the first migration, which must then move it (so
+/// past a migration, `def` must be the definition the run was recorded
+/// under); from each migration on, the run is replayed under the
+/// definition it moved to, found in `later` by content hash.
+///
+/// # Errors
+///
+/// As [`check_replay`], and [`ReplayError::MigrationTarget`] when a
+/// migration moved the run to a definition `later` does not hold.
+pub fn check_replay_migrated<P: Clone>(
+    journal: &RunJournal<P>,
+    def: &Arc<WorkflowDef>,
+    later: &[Arc<WorkflowDef>],
+) -> Result<ReplayCheck, ReplayError> {
+    if !(1..=RunJournal::<P>::FORMAT).contains(&journal.format) {
         return Err(ReplayError::UnsupportedFormat {
             found: journal.format,
             supported: RunJournal::<P>::FORMAT,
@@ -143,33 +181,52 @@ pub fn check_replay<P: Clone>(
             definition: def.name().to_owned(),
         });
     }
-    let Some(start) = journal.entries.first().filter(|e| e.input.is_none()) else {
+    let Some(start) = journal
+        .entries
+        .first()
+        .filter(|e| e.input.is_none() && e.migration.is_none())
+    else {
         return Err(malformed(0, "the first entry is not the run's start"));
     };
-    let steps = Steps::new(journal, def);
+    let mut steps = Steps::new(journal, def);
     let (id, input, seed) = (journal.id, journal.input.clone(), journal.seed);
     let mut run = WorkflowRun::observed(Arc::clone(def), id, input, start.at, seed, None);
-    for (index, entry) in journal.entries.iter().enumerate() {
-        if index > 0 {
-            let Some(recorded) = &entry.input else {
-                return Err(malformed(index, "a second start"));
-            };
-            let input = match steps.input(index, recorded)? {
-                Ok(input) => input,
-                Err(diverged) => return Ok(ReplayCheck::Diverged(diverged)),
-            };
-            if let Err(refused) = run.apply(input, entry.at) {
-                let step = match steps.input(index, recorded)? {
-                    Ok(input) => steps.input_step(index, &input),
-                    Err(_) => None,
-                };
-                return Ok(ReplayCheck::Diverged(Divergence {
-                    index,
-                    step: step.map(|s| steps.key(s)),
-                    recorded: entry.actions.first().cloned(),
-                    produced: Produced::Refused(refused),
-                }));
+    if let Some(diverged) = steps.compare(0, &start.actions, &mut run)? {
+        return Ok(ReplayCheck::Diverged(diverged));
+    }
+    for (index, entry) in journal.entries.iter().enumerate().skip(1) {
+        let diverged = match (&entry.input, &entry.migration) {
+            (Some(recorded), None) => steps.apply(index, recorded, entry, &mut run)?,
+            (None, Some(migration)) => {
+                if journal.format < 2 {
+                    return Err(malformed(index, "a migration in a format-1 journal"));
+                }
+                let target = later
+                    .iter()
+                    .find(|d| d.content_hash() == migration.to_hash())
+                    .ok_or(ReplayError::MigrationTarget {
+                        index,
+                        version: migration.to_version(),
+                        hash: migration.to_hash(),
+                    })?;
+                match run.migrate(Arc::clone(target), migration) {
+                    Ok(()) => {
+                        steps = Steps::exact(journal, target, index);
+                        None
+                    }
+                    Err(refused) => Some(Divergence {
+                        index,
+                        step: None,
+                        recorded: entry.actions.first().cloned(),
+                        produced: Produced::MigrationRefused(refused),
+                    }),
+                }
             }
+            (None, None) => return Err(malformed(index, "a second start")),
+            (Some(_), Some(_)) => return Err(malformed(index, "an input and a migration")),
+        };
+        if let Some(diverged) = diverged {
+            return Ok(ReplayCheck::Diverged(diverged));
         }
         if let Some(diverged) = steps.compare(index, &entry.actions, &mut run)? {
             return Ok(ReplayCheck::Diverged(diverged));
@@ -184,6 +241,10 @@ pub fn check_replay<P: Clone>(
 /// by key.
 struct Steps<'a, P> {
     journal: &'a RunJournal<P>,
+    /// The entry the current definition took over at: 0, or a migration.
+    since: usize,
+    /// The recorded step keys, by recorded [`StepId`].
+    keys: Vec<String>,
     def: &'a WorkflowDef,
     /// The checked definition's id of each recorded step, if it has its
     /// key: one lookup per step, so mapping an action is an index.
@@ -193,27 +254,70 @@ struct Steps<'a, P> {
 impl<'a, P: Clone> Steps<'a, P> {
     fn new(journal: &'a RunJournal<P>, def: &'a WorkflowDef) -> Self {
         let ids = journal.steps.iter().map(|key| def.step_id(key)).collect();
-        Steps { journal, def, ids }
+        Steps {
+            journal,
+            since: 0,
+            keys: journal.steps.clone(),
+            def,
+            ids,
+        }
+    }
+
+    /// From the migration at entry `since` on, the journal records the
+    /// steps of `def` itself.
+    fn exact(journal: &'a RunJournal<P>, def: &'a WorkflowDef, since: usize) -> Self {
+        Steps {
+            journal,
+            since,
+            keys: def.steps().map(|(_, step)| step.id.clone()).collect(),
+            def,
+            ids: def.steps().map(|(id, _)| Some(id)).collect(),
+        }
+    }
+
+    /// Gives `run` the recorded input of entry `index`; where it diverges
+    /// if it cannot.
+    fn apply(
+        &self,
+        index: usize,
+        recorded: &RunInput<P>,
+        entry: &JournalEntry<P>,
+        run: &mut WorkflowRun<P>,
+    ) -> Result<Option<Divergence>, ReplayError> {
+        let input = match self.input(index, recorded)? {
+            Ok(input) => input,
+            Err(diverged) => return Ok(Some(diverged)),
+        };
+        let Err(refused) = run.apply(input.clone(), entry.at) else {
+            return Ok(None);
+        };
+        let step = self.input_step(index, &input);
+        Ok(Some(Divergence {
+            index,
+            step: step.map(|s| self.key(s)),
+            recorded: entry.actions.first().cloned(),
+            produced: Produced::Refused(refused),
+        }))
     }
 
     /// The position of the recorded `step` among the recorded steps.
     fn position(&self, index: usize, step: StepId) -> Result<usize, ReplayError> {
         usize::try_from(step.get())
             .ok()
-            .filter(|&i| i < self.journal.steps.len())
+            .filter(|&i| i < self.keys.len())
             .ok_or_else(|| malformed(index, "a step id outside the recorded definition"))
     }
 
     /// The recorded key of `step`.
     fn recorded_key(&self, index: usize, step: StepId) -> Result<String, ReplayError> {
-        Ok(self.journal.steps[self.position(index, step)?].clone())
+        Ok(self.keys[self.position(index, step)?].clone())
     }
 
     /// The checked definition's id of the recorded `step`; `Err(key)` if
     /// it has no step of that key.
     fn map(&self, index: usize, step: StepId) -> Result<Result<StepId, String>, ReplayError> {
         let position = self.position(index, step)?;
-        Ok(self.ids[position].ok_or_else(|| self.journal.steps[position].clone()))
+        Ok(self.ids[position].ok_or_else(|| self.keys[position].clone()))
     }
 
     /// The checked definition's key of `step`.
@@ -233,7 +337,7 @@ impl<'a, P: Clone> Steps<'a, P> {
             | RunInput::Compensated { token, .. } => token,
             RunInput::Signal { .. } | RunInput::Cancel | RunInput::Tick => return None,
         };
-        let mut recorded = self.journal.entries[..index]
+        let mut recorded = self.journal.entries[self.since..index]
             .iter()
             .rev()
             .flat_map(|e| &e.actions);
@@ -383,6 +487,9 @@ impl fmt::Display for Divergence {
             Produced::Nothing => write!(f, ", the definition gives nothing"),
             Produced::Refused(why) => write!(f, ", the definition refuses the input: {why}"),
             Produced::MissingStep(key) => write!(f, ", the definition has no step `{key}`"),
+            Produced::MigrationRefused(why) => {
+                write!(f, ", the recorded migration is refused: {why}")
+            }
         }
     }
 }

@@ -144,18 +144,7 @@ impl<P: Clone> WorkflowRun<P> {
             started_at: now,
             latest: now,
             input,
-            steps: vec![
-                StepSlot {
-                    state: StepState::Pending,
-                    fired: 0,
-                    skipped: 0,
-                    exec: NONE,
-                    instances: Vec::new(),
-                    open_instances: 0,
-                    failed_instances: 0,
-                };
-                n
-            ],
+            steps: vec![StepSlot::unreached(); n],
             edges: vec![EdgeState::Pending; def.graph().edge_count()],
             execs: Vec::with_capacity(n),
             attempts: Vec::with_capacity(n),
@@ -537,6 +526,12 @@ impl<P: Clone> WorkflowRun<P> {
 
     pub(super) fn state(&self) -> &RunState<P> {
         &self.state
+    }
+
+    /// Puts the run under `def` with `state` (a migration's result).
+    pub(super) fn replace(&mut self, def: Arc<WorkflowDef>, state: RunState<P>) {
+        self.def = def;
+        self.state = state;
     }
 
     pub(super) fn from_state(def: Arc<WorkflowDef>, state: RunState<P>) -> Self {

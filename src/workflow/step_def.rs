@@ -110,6 +110,10 @@ pub struct StepDef {
     pub inputs: Option<Vec<String>>,
     /// Expected run time, for planners.
     pub estimated_duration: Option<Duration>,
+    /// The keys this step had in earlier versions of the definition:
+    /// [`WorkflowDef::diff`] reads a step of an older version under one
+    /// of them as this step, renamed.
+    pub aliases: Vec<String>,
 }
 
 impl StepDef {
@@ -131,6 +135,7 @@ impl StepDef {
             multi_instance: None,
             inputs: None,
             estimated_duration: None,
+            aliases: Vec::new(),
         }
     }
 
@@ -248,6 +253,26 @@ impl StepDef {
     /// Sets the estimated duration.
     pub fn estimated_duration(mut self, duration: Duration) -> Self {
         self.estimated_duration = Some(duration);
+        self
+    }
+
+    /// Records that earlier versions of the definition called this step
+    /// `key`, so [`WorkflowDef::diff`] reads it as renamed rather than
+    /// removed and added. An alias may not be another step's id or alias.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use taskweave::workflow::{StepChange, StepDef, WorkflowDef};
+    ///
+    /// let v1 = Arc::new(WorkflowDef::builder("pay", 1).step(StepDef::agent("charge")).build()?);
+    /// let v2 = Arc::new(WorkflowDef::builder("pay", 2).step(StepDef::agent("capture").alias("charge")).build()?);
+    /// let diff = WorkflowDef::diff(&v1, &v2);
+    /// assert_eq!(diff.steps()[0].renamed_from.as_deref(), Some("charge"));
+    /// assert_eq!(diff.steps()[0].change, StepChange::Unchanged);
+    /// # Ok::<(), taskweave::workflow::DefinitionError>(())
+    /// ```
+    pub fn alias(mut self, key: impl Into<String>) -> Self {
+        self.aliases.push(key.into());
         self
     }
 

@@ -133,6 +133,17 @@ impl WorkflowDefBuilder {
                 return Err(DefinitionError::DuplicateStep(step.id.clone()));
             }
         }
+        let mut aliases = std::collections::HashSet::new();
+        for step in &self.steps {
+            for alias in &step.aliases {
+                if ids.contains_key(alias) || !aliases.insert(alias.as_str()) {
+                    return Err(DefinitionError::AliasConflict {
+                        step: step.id.clone(),
+                        alias: alias.clone(),
+                    });
+                }
+            }
+        }
         let lookup = |context: &dyn Fn() -> String, key: &str| {
             ids.get(key)
                 .copied()

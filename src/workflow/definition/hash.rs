@@ -81,7 +81,16 @@ pub(super) fn hash_step(h: &mut StableHasher, step: &StepDef) {
         Some(inputs) => hash_strings(h, inputs),
     }
     hash_duration(h, step.estimated_duration);
+    // Added after format 1: hashed only when set, so every definition
+    // without aliases keeps the hash it had.
+    if !step.aliases.is_empty() {
+        h.u64(ALIASES_TAG);
+        hash_strings(h, &step.aliases);
+    }
 }
+
+/// Marks the aliases in a step's hash.
+const ALIASES_TAG: u64 = 0x0A11_A5E5;
 
 pub(super) fn hash_strings(h: &mut StableHasher, strings: &[String]) {
     h.u64(strings.len() as u64);

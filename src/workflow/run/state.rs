@@ -104,6 +104,27 @@ pub(in crate::workflow) struct StepSlot {
     pub(in crate::workflow) failed_instances: u32,
 }
 
+impl StepSlot {
+    /// A step the run has not reached: pending, no incoming edge resolved,
+    /// never started.
+    pub(in crate::workflow) fn unreached() -> Self {
+        StepSlot {
+            state: StepState::Pending,
+            fired: 0,
+            skipped: 0,
+            exec: NONE,
+            instances: Vec::new(),
+            open_instances: 0,
+            failed_instances: 0,
+        }
+    }
+
+    /// Whether the run has not reached the step.
+    pub(in crate::workflow) fn is_unreached(&self) -> bool {
+        *self == StepSlot::unreached()
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(in crate::workflow) enum ExecState {
