@@ -2,15 +2,16 @@
 
 #![cfg(feature = "workflow")]
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use taskweave::agent::AgentProfile;
 use taskweave::resilience::Fixed;
 use taskweave::scheduler::{Dispatcher, DispatcherConfig};
 use taskweave::workflow::{
-    EngineAction, EngineError, FailureCause, RunOutcome, StartPolicy, StepDef, StepFailure,
-    StepInput, StepOutput, StepTask, WorkflowDef, WorkflowEngine, WorkflowRun,
+    EngineAction, EngineError, FailureCause, MismatchPolicy, Resumed, RunOutcome, StartPolicy,
+    StepDef, StepFailure, StepInput, StepOutput, StepTask, WorkflowDef, WorkflowEngine,
+    WorkflowEvent, WorkflowRun,
 };
 use taskweave::{AgentId, AttemptToken, Instant, TaskId, WorkflowId};
 
@@ -615,4 +616,223 @@ fn registering_and_starting_refuse_what_does_not_match() {
         .unwrap();
     assert_eq!(host.run(run).unwrap().definition().version(), 1);
     assert_eq!(host.active_runs(), 1);
+}
+
+// ---- resuming runs, and checkpoints no definition serves -------------
+
+impl Host {
+    fn resume(
+        &mut self,
+        checkpoint: taskweave::workflow::Checkpoint<String>,
+    ) -> Result<Resumed, EngineError> {
+        let EngineOnPool { engine, pool } = &mut self.machine;
+        engine.resume(pool, checkpoint, self.now)
+    }
+
+    fn resume_parked(&mut self) -> Vec<WorkflowId> {
+        let EngineOnPool { engine, pool } = &mut self.machine;
+        engine.resume_parked(pool, self.now)
+    }
+}
+
+/// Every event the engine's runs emit.
+fn recorded(host: &mut Host) -> Arc<Mutex<Vec<WorkflowEvent>>> {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&events);
+    host.machine
+        .engine
+        .set_observer(move |event: &WorkflowEvent| sink.lock().unwrap().push(event.clone()));
+    events
+}
+
+/// A checkpoint of `def`'s run 41, taken once its first step was handed
+/// out and before it was answered.
+fn in_flight(def: &Arc<WorkflowDef>) -> taskweave::workflow::Checkpoint<String> {
+    let mut run = WorkflowRun::new(Arc::clone(def), WorkflowId::new(41), None, T0);
+    let _started = run.poll_action();
+    run.checkpoint()
+}
+
+#[test]
+fn a_resumed_run_hands_its_running_attempts_out_again() {
+    let v1 = order(1, "pick");
+    let straight = {
+        let mut host = engine_with(&[(1, &["work"])]);
+        host.machine.engine.register(Arc::clone(&v1)).unwrap();
+        let checkpoint = in_flight(&v1);
+        assert_eq!(
+            host.resume(checkpoint).unwrap(),
+            Resumed::Running(WorkflowId::new(41))
+        );
+        drive(&mut host, |_, _, _| Ok(StepOutput::new("ok".into())))
+    };
+    assert_eq!(straight.0, ["run pick on agent-1", "local done"]);
+    assert_eq!(straight.1.len(), 1);
+    assert_eq!(straight.1[0].1, RunOutcome::Succeeded);
+
+    // Resuming twice is refused; so is a checkpoint of another format.
+    let mut host = engine_with(&[(1, &["work"])]);
+    host.machine.engine.register(Arc::clone(&v1)).unwrap();
+    assert!(host.resume(in_flight(&v1)).is_ok());
+    assert_eq!(
+        host.resume(in_flight(&v1)),
+        Err(EngineError::RunExists(WorkflowId::new(41)))
+    );
+    #[cfg(feature = "serde")]
+    {
+        let mut value = serde_json::to_value(in_flight(&v1)).unwrap();
+        value["format"] = 99.into();
+        value["state"]["id"] = 42.into();
+        let other_format = serde_json::from_value(value).unwrap();
+        assert!(matches!(
+            host.resume(other_format),
+            Err(EngineError::Run(
+                taskweave::workflow::RunError::UnsupportedCheckpoint { found: 99, .. }
+            ))
+        ));
+    }
+    // New runs do not take a resumed run's id.
+    let next = host.start(Arc::clone(&v1), None, T0);
+    assert!(next.get() > 41, "{next}");
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn a_migrated_checkpoint_resumes_on_a_fresh_engine_as_the_run_would_have_gone() {
+    let (v1, v2) = (order(1, "pick"), order(2, "pick"));
+    // v2 checks the pick before it is done.
+    let v2 = Arc::new(
+        WorkflowDef::builder("order", v2.version())
+            .step(StepDef::agent("pick").capabilities(["work"]))
+            .step(StepDef::local("check"))
+            .step(StepDef::local("done"))
+            .edge("pick", "check")
+            .edge("check", "done")
+            .build()
+            .unwrap(),
+    );
+    let diff = WorkflowDef::diff(&v1, &v2);
+    // Uninterrupted: the run moves in place and goes on.
+    let mut moved = WorkflowRun::<String>::new(Arc::clone(&v1), WorkflowId::new(41), None, T0);
+    moved.migrate(Arc::clone(&v2), &diff.migration()).unwrap();
+    let mut steps = Vec::new();
+    while let Some(action) = moved.poll_action() {
+        if let taskweave::workflow::RunAction::Start { step, token, .. } = action {
+            steps.push(v2.step(step).unwrap().id.clone());
+            moved
+                .succeed(token, StepOutput::new("ok".into()), T0)
+                .unwrap();
+        }
+    }
+    // Interrupted: checkpointed, migrated, stored, resumed on a fresh
+    // engine that knows only v2.
+    let stored = serde_json::to_string(&diff.migrate(in_flight(&v1)).unwrap()).unwrap();
+    let mut host = engine_with(&[(1, &["work"])]);
+    host.machine.engine.register(Arc::clone(&v2)).unwrap();
+    let resumed = host.resume(serde_json::from_str(&stored).unwrap()).unwrap();
+    assert_eq!(resumed, Resumed::Running(WorkflowId::new(41)));
+    let (log, finished) = drive(&mut host, |_, _, _| Ok(StepOutput::new("ok".into())));
+    let started: Vec<String> = log
+        .iter()
+        .map(|line| line.split(' ').nth(1).unwrap().to_owned())
+        .collect();
+    assert_eq!(started, steps);
+    assert_eq!(started, ["pick", "check", "done"]);
+    assert_eq!(finished[0].1, RunOutcome::Succeeded);
+}
+
+#[test]
+fn a_run_no_definition_serves_is_parked_with_one_event_for_a_whole_day() {
+    let v1 = order(1, "pick");
+    let mut host = engine_with(&[(1, &["work"])]);
+    let events = recorded(&mut host);
+    host.machine.engine.register(order(2, "pack")).unwrap();
+    let parked = host.resume(in_flight(&v1)).unwrap();
+    assert_eq!(parked, Resumed::Parked(WorkflowId::new(41)));
+
+    // 24 simulated hours, woken every second, asking for parked runs to
+    // resume each time: nothing runs, nothing is retried, one event.
+    for second in 1..=24 * 60 * 60 {
+        host.at(Instant::from_secs(second));
+        let now = host.now;
+        host.machine.handle_timeout(now);
+        assert!(host.resume_parked().is_empty());
+        assert!(host.poll_action().is_none());
+    }
+    assert_eq!(host.machine.engine.parked_runs(), 1);
+    assert_eq!(host.machine.engine.unservable_runs(), [WorkflowId::new(41)]);
+    assert_eq!(host.machine.engine.poll_timeout(), None);
+    assert_eq!(host.dispatcher().live_tasks(), 0);
+    assert_eq!(
+        *events.lock().unwrap(),
+        [WorkflowEvent::RunParked {
+            run: WorkflowId::new(41),
+            name: "order".into(),
+            version: 1,
+            hash: v1.content_hash(),
+        }]
+    );
+
+    // Its definition comes back: the run goes on where it stood.
+    host.machine.engine.register(Arc::clone(&v1)).unwrap();
+    assert!(host.machine.engine.unservable_runs().is_empty());
+    assert_eq!(host.resume_parked(), [WorkflowId::new(41)]);
+    let (log, finished) = drive(&mut host, |_, _, _| Ok(StepOutput::new("ok".into())));
+    assert_eq!(log, ["run pick on agent-1", "local done"]);
+    assert_eq!(finished[0].1, RunOutcome::Succeeded);
+    assert_eq!(host.machine.engine.parked_runs(), 0);
+}
+
+#[test]
+fn a_run_no_definition_serves_can_be_rejected_or_failed_instead() {
+    let v1 = order(1, "pick");
+    let mut host = engine_with(&[(1, &["work"])]);
+    host.machine
+        .engine
+        .set_mismatch_policy(MismatchPolicy::Reject);
+    let refused = host.resume(in_flight(&v1)).unwrap_err();
+    assert!(matches!(
+        refused,
+        EngineError::Unservable { version: 1, .. }
+    ));
+    assert!(
+        refused.to_string().contains("register that version"),
+        "{refused}"
+    );
+    assert_eq!(host.machine.engine.parked_runs(), 0);
+
+    let events = recorded(&mut host);
+    host.machine
+        .engine
+        .set_mismatch_policy(MismatchPolicy::Fail);
+    assert_eq!(
+        host.resume(in_flight(&v1)).unwrap(),
+        Resumed::Failed(WorkflowId::new(41))
+    );
+    let cause = FailureCause::Unservable {
+        name: "order".into(),
+        version: 1,
+        hash: v1.content_hash(),
+    };
+    match host.poll_action() {
+        Some(EngineAction::Finished {
+            run,
+            outcome,
+            output,
+        }) => {
+            assert_eq!(run, WorkflowId::new(41));
+            assert_eq!(outcome, RunOutcome::Failed(cause.clone()));
+            assert_eq!(output, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(host.poll_action(), None);
+    assert_eq!(
+        *events.lock().unwrap(),
+        [WorkflowEvent::RunFailed {
+            run: WorkflowId::new(41),
+            cause
+        }]
+    );
+    assert_eq!(host.active_runs(), 0);
 }

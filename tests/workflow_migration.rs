@@ -320,9 +320,9 @@ fn a_moved_run_checkpointed_and_resumed_gives_the_same_actions() {
 /// every step succeeding.
 fn migrated_journal(old: &Arc<WorkflowDef>, new: &Arc<WorkflowDef>) -> RunJournal<u32> {
     let diff = WorkflowDef::diff(old, new);
-    let mut run = RunRecorder::<u32>::new(Arc::clone(&old), WorkflowId::new(4), None, at(0));
+    let mut run = RunRecorder::<u32>::new(Arc::clone(old), WorkflowId::new(4), None, at(0));
     assert_eq!(run.journal().format(), 1);
-    run.migrate(Arc::clone(&new), diff.migration()).unwrap();
+    run.migrate(Arc::clone(new), diff.migration()).unwrap();
     assert_eq!(run.journal().format(), 2);
     let mut now = 1;
     while let Some(action) = run.poll_action() {

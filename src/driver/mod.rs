@@ -512,6 +512,9 @@ fn describe(cause: &FailureCause) -> String {
         FailureCause::StepFailed { step, reason } => format!("{step} failed: {reason}"),
         FailureCause::Cancelled => "cancelled".to_string(),
         FailureCause::DeadlineExceeded => "deadline exceeded".to_string(),
+        FailureCause::Unservable { name, version, .. } => {
+            format!("no definition of {name} v{version} to serve it")
+        }
     }
 }
 

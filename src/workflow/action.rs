@@ -139,6 +139,17 @@ pub enum FailureCause {
     Cancelled,
     /// The workflow's deadline passed.
     DeadlineExceeded,
+    /// No registered definition could serve the run when an engine resumed
+    /// it ([`MismatchPolicy::Fail`](super::MismatchPolicy::Fail)); nothing
+    /// was compensated, for nothing could run.
+    Unservable {
+        /// The run's workflow.
+        name: String,
+        /// The version it ran under.
+        version: u32,
+        /// That definition's content hash.
+        hash: u64,
+    },
 }
 
 /// A completed execution whose compensation still needs a human.

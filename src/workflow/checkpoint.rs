@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::run::RunState;
-use super::{RunError, WorkflowDef, WorkflowRun};
+use super::{RunAction, RunError, WorkflowDef, WorkflowRun};
 
 /// A run's whole state, tied to the definition it ran under. Taken with
 /// [`WorkflowRun::checkpoint`], stored with serde, continued with
@@ -76,6 +76,11 @@ impl<P> Checkpoint<P> {
     pub fn content_hash(&self) -> u64 {
         self.hash
     }
+
+    /// The run's id.
+    pub fn run_id(&self) -> crate::WorkflowId {
+        self.state.id
+    }
 }
 
 impl<P: Clone> WorkflowRun<P> {
@@ -124,5 +129,48 @@ impl<P: Clone> WorkflowRun<P> {
         }
         checkpoint.state.validate(&def)?;
         Ok(WorkflowRun::from_state(def, checkpoint.state))
+    }
+
+    /// Hands out again the action of every attempt still running, unless
+    /// it is still queued: for a host that resumes a run whose attempts
+    /// were lost with the process that ran them. Their tokens stay valid.
+    pub(super) fn reissue_running(&mut self) {
+        let queued: std::collections::HashSet<_> = self
+            .state()
+            .actions
+            .iter()
+            .filter_map(|action| match *action {
+                RunAction::Start { token, .. } | RunAction::Compensate { token, .. } => Some(token),
+                _ => None,
+            })
+            .collect();
+        let mut again = Vec::new();
+        for (t, attempt) in self.state().attempts.iter().enumerate() {
+            let token = crate::AttemptToken::new(t as u64);
+            if attempt.end.is_some() || queued.contains(&token) {
+                continue;
+            }
+            let exec = &self.state().execs[attempt.exec as usize];
+            let (step, attempt_number) = (exec.step, attempt.number);
+            let (instance, iteration) = (exec.instance, exec.iteration);
+            again.push(if attempt.compensation {
+                RunAction::Compensate {
+                    step,
+                    token,
+                    attempt: attempt_number,
+                    instance,
+                    iteration,
+                }
+            } else {
+                RunAction::Start {
+                    step,
+                    token,
+                    attempt: attempt_number,
+                    instance,
+                    iteration,
+                }
+            });
+        }
+        self.queue_actions(again);
     }
 }

@@ -14,11 +14,13 @@ use crate::hash::IdMap;
 
 mod actions;
 mod pump;
+mod resume;
 mod versions;
 
 use crate::scheduler::{Action, AttemptOutcome, ReportError, TaskReport};
 use crate::{AgentId, AttemptToken, Instant, StepId, TaskId, WorkflowId};
 pub use actions::{EngineAction, StepTask};
+pub use resume::{MismatchPolicy, Resumed};
 pub use versions::StartPolicy;
 
 struct Entry<P> {
@@ -150,6 +152,10 @@ pub struct WorkflowEngine<P> {
     latest: Instant,
     /// Registered definitions by name and version.
     versions: versions::Versions,
+    /// Checkpoints no registered definition served, by run.
+    parked: std::collections::BTreeMap<WorkflowId, super::Checkpoint<P>>,
+    /// What `resume` does with such a checkpoint.
+    mismatch: MismatchPolicy,
 }
 
 /// One of the engine's pool tasks.
@@ -192,6 +198,8 @@ impl<P: Clone> WorkflowEngine<P> {
             observer: None,
             latest: Instant::ZERO,
             versions: versions::Versions::default(),
+            parked: std::collections::BTreeMap::new(),
+            mismatch: MismatchPolicy::default(),
         }
     }
 

@@ -316,6 +316,24 @@ pub enum EngineError {
         /// Its active runs.
         runs: usize,
     },
+    /// A run with this id is active or parked already.
+    #[error("{0} is already active or parked on this engine; resume each run once")]
+    RunExists(WorkflowId),
+    /// No registered definition serves the checkpoint, and the engine's
+    /// [`MismatchPolicy`](super::MismatchPolicy) is `Reject`.
+    #[error(
+        "no registered definition serves {run}, a run of `{name}` v{version} (hash {hash:016x}); register that version, or migrate the checkpoint to a registered one (WorkflowDef::diff)"
+    )]
+    Unservable {
+        /// The run.
+        run: WorkflowId,
+        /// Its workflow.
+        name: String,
+        /// The version it ran under.
+        version: u32,
+        /// That definition's content hash.
+        hash: u64,
+    },
     /// A ramp's share is above 100 %.
     #[error("a ramp to version {to} of {percent} % is above 100 %")]
     InvalidRamp {

@@ -127,7 +127,7 @@ pub use definition::{
     MAX_TIMEOUT, WorkflowDef, WorkflowDefBuilder, WorkflowGraph,
 };
 pub use diff::{DefinitionDiff, StepChange, StepDiff};
-pub use engine::{EngineAction, StartPolicy, StepTask, WorkflowEngine};
+pub use engine::{EngineAction, MismatchPolicy, Resumed, StartPolicy, StepTask, WorkflowEngine};
 pub use error::{DefinitionError, EngineError, RunError};
 #[cfg(feature = "planning")]
 pub(crate) use export::display_name;

@@ -81,4 +81,18 @@ pub enum WorkflowEvent {
         /// The step.
         step: StepId,
     },
+    /// An engine was given the run's checkpoint but has no definition to
+    /// serve it, and parked it
+    /// ([`MismatchPolicy::Park`](super::MismatchPolicy::Park)): one event
+    /// per park, never repeated while it waits.
+    RunParked {
+        /// The run.
+        run: WorkflowId,
+        /// Its workflow.
+        name: String,
+        /// The version it ran under.
+        version: u32,
+        /// That definition's content hash.
+        hash: u64,
+    },
 }

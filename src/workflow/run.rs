@@ -528,6 +528,11 @@ impl<P: Clone> WorkflowRun<P> {
         &self.state
     }
 
+    /// Queues `actions` after those already queued.
+    pub(super) fn queue_actions(&mut self, actions: Vec<RunAction>) {
+        self.state.actions.extend(actions);
+    }
+
     /// Puts the run under `def` with `state` (a migration's result).
     pub(super) fn replace(&mut self, def: Arc<WorkflowDef>, state: RunState<P>) {
         self.def = def;

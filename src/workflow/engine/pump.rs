@@ -3,12 +3,12 @@
 //! host; a task the pool gave up on fails its attempt.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 
 use super::{EngineAction, Entry, StepTask, Tracked, WorkflowEngine};
 use crate::workflow::{
     RunAction, RunOutcome, StepDef, StepFailure, StepKind, StepOutput, TaskPool, WorkflowDef,
-    WorkflowEvent, WorkflowRun,
+    WorkflowRun,
 };
 use crate::{AttemptToken, Instant, StepId, TaskId, TaskRequirements, WorkflowId};
 
@@ -23,16 +23,8 @@ impl<P: Clone> WorkflowEngine<P> {
     ) -> WorkflowId {
         let id = WorkflowId::new(self.next_run);
         self.next_run += 1;
-        let run = match &self.observer {
-            Some(shared) => {
-                let shared = Arc::clone(shared);
-                WorkflowRun::with_observer(def, id, input, now, move |event: &WorkflowEvent| {
-                    // Runs share the observer; one that panicked still
-                    // hears the next event.
-                    let mut observer = shared.lock().unwrap_or_else(PoisonError::into_inner);
-                    observer.on_event(event);
-                })
-            }
+        let run = match self.run_observer() {
+            Some(observer) => WorkflowRun::with_observer(def, id, input, now, observer),
             None => WorkflowRun::new(def, id, input, now),
         };
         self.runs.insert(

@@ -40,6 +40,11 @@ pub(super) struct Versions {
 }
 
 impl Versions {
+    /// The registered version `version` of `name`.
+    pub(super) fn get(&self, name: &str, version: u32) -> Option<&Arc<WorkflowDef>> {
+        self.by_name.get(name)?.get(&version)
+    }
+
     /// The version `policy` gives the run `id` of `name`.
     fn pick(
         &self,

@@ -95,6 +95,8 @@ impl<P> RunState<P> {
         let cause_ok = |cause: &FailureCause| match cause {
             FailureCause::StepFailed { step, .. } => in_range(*step, n),
             FailureCause::Cancelled | FailureCause::DeadlineExceeded => true,
+            // Only an engine ends a run so, without running it.
+            FailureCause::Unservable { .. } => false,
         };
         match &self.phase {
             Phase::Running => check(
