@@ -164,6 +164,38 @@ fn an_alias_must_not_name_another_step() {
 }
 
 #[test]
+fn the_replay_checker_reads_an_old_key_through_its_alias() {
+    let old = v1();
+    let mut run = RunRecorder::<u32>::new(Arc::clone(&old), WorkflowId::new(3), None, at(0));
+    advance(&mut run, usize::MAX);
+    let renamed = Arc::new(
+        WorkflowDef::builder("order", 2)
+            .step(StepDef::agent("reserve").compensable())
+            .step(StepDef::agent("capture").alias("charge"))
+            .step(StepDef::agent("ship"))
+            .edge("reserve", "capture")
+            .edge("capture", "ship")
+            .build()
+            .unwrap(),
+    );
+    assert_eq!(renamed.find_step("charge"), renamed.step_id("capture"));
+    assert_eq!(
+        check_replay(run.journal(), &renamed),
+        Ok(ReplayCheck::Compatible {
+            entries: run.journal().len()
+        })
+    );
+    // v2 inserts `fraud` after it: named, with both steps' keys.
+    let ReplayCheck::Diverged(at) = check_replay(run.journal(), &v2()).unwrap() else {
+        panic!("v2 diverges")
+    };
+    assert_eq!(
+        at.to_string(),
+        "entry 2: the journal starts `ship` (attempt 1), the definition starts `fraud` (attempt 1)"
+    );
+}
+
+#[test]
 fn a_run_moves_while_it_has_not_reached_what_changed() {
     let (old, new) = (v1(), v2());
     let diff = WorkflowDef::diff(&old, &new);

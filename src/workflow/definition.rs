@@ -91,6 +91,8 @@ pub struct WorkflowDef {
     max_depth: u32,
     graph: WorkflowGraph,
     ids: HashMap<String, StepId>,
+    /// Earlier keys of steps ([`StepDef::aliases`]).
+    aliases: HashMap<String, StepId>,
     successors: Adjacency,
     predecessors: Adjacency,
     /// Input mapping resolved to predecessor step ids.
@@ -275,6 +277,13 @@ impl WorkflowDef {
     /// The id of the step with this key.
     pub fn step_id(&self, key: &str) -> Option<StepId> {
         self.ids.get(key).copied()
+    }
+
+    /// The step with this key, or else the step that names it as an
+    /// [alias](StepDef::alias): how a key recorded under an earlier
+    /// version is read under this one.
+    pub fn find_step(&self, key: &str) -> Option<StepId> {
+        self.step_id(key).or_else(|| self.aliases.get(key).copied())
     }
 
     /// Every step with its id, in declaration order.

@@ -27,7 +27,8 @@ pub enum ReplayCheck {
 
 /// The first entry of a journal whose replay under a definition differs
 /// from the record. Actions are compared by step key, not by
-/// [`StepId`]: a step that keeps its key keeps its place. `recorded`
+/// [`StepId`]: a step that keeps its key (or names its old key as an
+/// [alias](super::StepDef::alias)) keeps its place. `recorded`
 /// carries the recorded definition's step ids, `produced` the checked
 /// one's.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,6 +42,9 @@ pub struct Divergence {
     pub recorded: Option<RunAction>,
     /// What the definition gives instead.
     pub produced: Produced,
+    /// The key of the step the definition's action concerns, when it
+    /// gave one about a step.
+    pub produced_step: Option<String>,
 }
 
 /// What a definition gave where it diverged from a journal.
@@ -219,6 +223,7 @@ pub fn check_replay_migrated<P: Clone>(
                         step: None,
                         recorded: entry.actions.first().cloned(),
                         produced: Produced::MigrationRefused(refused),
+                        produced_step: None,
                     }),
                 }
             }
@@ -253,7 +258,7 @@ struct Steps<'a, P> {
 
 impl<'a, P: Clone> Steps<'a, P> {
     fn new(journal: &'a RunJournal<P>, def: &'a WorkflowDef) -> Self {
-        let ids = journal.steps.iter().map(|key| def.step_id(key)).collect();
+        let ids = journal.steps.iter().map(|key| def.find_step(key)).collect();
         Steps {
             journal,
             since: 0,
@@ -297,6 +302,7 @@ impl<'a, P: Clone> Steps<'a, P> {
             step: step.map(|s| self.key(s)),
             recorded: entry.actions.first().cloned(),
             produced: Produced::Refused(refused),
+            produced_step: None,
         }))
     }
 
@@ -402,6 +408,7 @@ impl<'a, P: Clone> Steps<'a, P> {
                             .transpose()?,
                         recorded: Some(expected.clone()),
                         produced: Produced::Nothing,
+                        produced_step: None,
                     }));
                 }
             }
@@ -444,6 +451,7 @@ impl<'a, P: Clone> Steps<'a, P> {
             index,
             step,
             recorded: recorded.cloned(),
+            produced_step: step_of(&action).map(|step| self.key(step)),
             produced: Produced::Action(action),
         }
     }
@@ -465,6 +473,7 @@ fn missing(index: usize, key: String, recorded: Option<RunAction>) -> Divergence
         step: Some(key.clone()),
         recorded,
         produced: Produced::MissingStep(key),
+        produced_step: None,
     }
 }
 
@@ -474,22 +483,40 @@ fn malformed(index: usize, what: &'static str) -> ReplayError {
 
 impl fmt::Display for Divergence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "entry {}", self.index)?;
-        if let Some(step) = &self.step {
-            write!(f, " (step `{step}`)")?;
-        }
+        write!(f, "entry {}: the journal ", self.index)?;
         match &self.recorded {
-            Some(action) => write!(f, ": recorded {action:?}")?,
-            None => write!(f, ": recorded no more actions")?,
+            Some(action) => describe(f, action, self.step.as_deref())?,
+            None => write!(f, "has no more actions")?,
         }
+        write!(f, ", the definition ")?;
         match &self.produced {
-            Produced::Action(action) => write!(f, ", the definition gives {action:?}"),
-            Produced::Nothing => write!(f, ", the definition gives nothing"),
-            Produced::Refused(why) => write!(f, ", the definition refuses the input: {why}"),
-            Produced::MissingStep(key) => write!(f, ", the definition has no step `{key}`"),
-            Produced::MigrationRefused(why) => {
-                write!(f, ", the recorded migration is refused: {why}")
-            }
+            Produced::Action(action) => describe(f, action, self.produced_step.as_deref()),
+            Produced::Nothing => write!(f, "does nothing"),
+            Produced::Refused(why) => write!(f, "refuses the input: {why}"),
+            Produced::MissingStep(key) => write!(f, "has no step `{key}`"),
+            Produced::MigrationRefused(why) => write!(f, "refuses the migration: {why}"),
         }
+    }
+}
+
+/// What `action` does, naming its step by `key`.
+fn describe(f: &mut fmt::Formatter<'_>, action: &RunAction, key: Option<&str>) -> fmt::Result {
+    let key = key.unwrap_or("?");
+    match action {
+        RunAction::Start {
+            attempt, instance, ..
+        } => {
+            write!(f, "starts `{key}` (attempt {attempt}")?;
+            if let Some(instance) = instance {
+                write!(f, ", instance {instance}")?;
+            }
+            write!(f, ")")
+        }
+        RunAction::Expand { .. } => write!(f, "asks for the items of `{key}`"),
+        RunAction::Cancel { reason, .. } => write!(f, "cancels `{key}` ({reason:?})"),
+        RunAction::Compensate { attempt, .. } => {
+            write!(f, "compensates `{key}` (attempt {attempt})")
+        }
+        RunAction::Finished => write!(f, "finishes the run"),
     }
 }

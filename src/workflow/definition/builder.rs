@@ -133,10 +133,11 @@ impl WorkflowDefBuilder {
                 return Err(DefinitionError::DuplicateStep(step.id.clone()));
             }
         }
-        let mut aliases = std::collections::HashSet::new();
-        for step in &self.steps {
+        let mut aliases = HashMap::new();
+        for (i, step) in self.steps.iter().enumerate() {
             for alias in &step.aliases {
-                if ids.contains_key(alias) || !aliases.insert(alias.as_str()) {
+                let id = StepId::new(i as u64);
+                if ids.contains_key(alias) || aliases.insert(alias.clone(), id).is_some() {
                     return Err(DefinitionError::AliasConflict {
                         step: step.id.clone(),
                         alias: alias.clone(),
@@ -288,6 +289,7 @@ impl WorkflowDefBuilder {
             max_depth: self.max_depth,
             graph,
             ids,
+            aliases,
             successors,
             predecessors,
             inputs,
