@@ -6,7 +6,7 @@ use crate::agent::{ProfileError, RegistryError};
 use crate::metrics::MetricsError;
 use crate::resilience::ResilienceError;
 use crate::routing::RoutingError;
-use crate::scheduler::{ReportError, SchedulerError, SubmitErrorKind};
+use crate::scheduler::{ReportError, ScaleError, SchedulerError, SubmitErrorKind};
 
 /// Any error taskweave returns. Each module has its own error enum; this one
 /// wraps them so a host can use `?` across modules. New variants may be added
@@ -33,6 +33,9 @@ pub enum Error {
     /// A rejected report.
     #[error(transparent)]
     Report(#[from] ReportError),
+    /// An invalid scale policy, or a pool not watched.
+    #[error(transparent)]
+    Scale(#[from] ScaleError),
     /// An invalid metrics setting.
     #[error(transparent)]
     Metrics(#[from] MetricsError),

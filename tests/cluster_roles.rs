@@ -576,6 +576,62 @@ fn an_idle_leader_publishes_the_status_of_its_last_commit() {
     }
 }
 
+/// A leader configured with a scale pool publishes its hint with the
+/// status: the pool's work only, and the agents it wants.
+#[test]
+fn a_leaders_status_carries_the_hints_of_its_scale_pools() {
+    use taskweave::scheduler::{ScaleChange, ScalePolicy};
+    let mut c = Cluster::new(11);
+    let policy = ScalePolicy::builder()
+        .slots_per_agent(2)
+        .target_utilisation_percent(100)
+        .build()
+        .unwrap();
+    let config = NodeConfig::builder("a")
+        .scale_pool("any", Vec::<String>::new(), policy)
+        .scale_pool("gpu", ["gpu"], policy)
+        .build()
+        .unwrap();
+    c.nodes = vec![(
+        Node::new(config, dispatcher_config()).unwrap(),
+        Instant::ZERO,
+    )];
+    c.roles = vec![Role::Starting];
+    c.agents.clear();
+    for _ in 0..20 {
+        c.step();
+    }
+    c.submit(5);
+    for _ in 0..400 {
+        c.step();
+    }
+    let status = match c.store.client(ClientOp::Status, c.now) {
+        Ok(ClientReply::Status(_, Some(status))) => status,
+        other => panic!("{other:?}"),
+    };
+    let hints: Vec<_> = status
+        .pools
+        .iter()
+        .map(|h| (h.pool.as_str(), h.queued, h.desired_agents, h.change))
+        .collect();
+    // Five tasks that need nothing: work for `any` (3 agents of 2 slots),
+    // and for `gpu`, whose agents could take them too.
+    assert_eq!(
+        hints,
+        [
+            ("any", 5, 3, ScaleChange::Up),
+            ("gpu", 5, 3, ScaleChange::Up)
+        ],
+        "{status:?}"
+    );
+    let duplicate = NodeConfig::builder("a")
+        .scale_pool("any", ["x"], policy)
+        .scale_pool("any", ["y"], policy)
+        .build()
+        .unwrap_err();
+    assert!(duplicate.to_string().contains("named twice"), "{duplicate}");
+}
+
 /// An attempt the cluster cancels reaches the agent running it: the next
 /// claim's answer lacks its row, and the session hands it to the host to
 /// stop, even with every slot busy.

@@ -1,7 +1,10 @@
 //! How the roles pace themselves: lease, polling, batching, snapshots and
 //! the backoff after a store failure, validated when built.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
+
+use crate::scheduler::ScalePolicy;
 
 /// A [`NodeConfig`] or [`SessionConfig`] that cannot work.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -22,11 +25,16 @@ pub struct NodeConfig {
     pub(crate) trim: bool,
     pub(crate) status_every: Duration,
     pub(crate) backoff: Backoff,
+    /// The pools whose scale hints a leader's status carries.
+    pub(crate) pools: Vec<(String, BTreeSet<String>, ScalePolicy)>,
 }
 
 impl NodeConfig {
     /// Most inbox messages one commit may consume.
     pub const MAX_BATCH: usize = 100_000;
+
+    /// Most pools a status carries scale hints for.
+    pub const MAX_POOLS: usize = 64;
 
     /// A builder for the node called `name` (its lease holder name and log
     /// prefix), with defaults that suit PostgreSQL on a LAN: a 1 s lease
@@ -47,6 +55,7 @@ impl NodeConfig {
             trim: true,
             status_every: Duration::from_millis(250),
             backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(2)),
+            pools: Vec::new(),
         })
     }
 
@@ -131,6 +140,21 @@ impl NodeConfigBuilder {
         self
     }
 
+    /// A pool whose [scale hint](crate::scheduler::Dispatcher::scale_hint)
+    /// the leader's status carries: the agents with every one of
+    /// `capabilities` and the work they could take. The leader counts its
+    /// rates from when it took the lead.
+    pub fn scale_pool<I: Into<String>>(
+        mut self,
+        name: impl Into<String>,
+        capabilities: impl IntoIterator<Item = I>,
+        policy: ScalePolicy,
+    ) -> Self {
+        let capabilities = capabilities.into_iter().map(Into::into).collect();
+        self.0.pools.push((name.into(), capabilities, policy));
+        self
+    }
+
     /// The pause after a store failure: `min`, doubling up to `max`.
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
         self.0.backoff = Backoff::new(min, max);
@@ -144,8 +168,10 @@ impl NodeConfigBuilder {
     /// [`ConfigError`] when the name is empty or longer than 200 bytes,
     /// the lease is zero or not renewed at least twice per lifetime, a
     /// period is zero or longer than an hour, the batch is 0 or over
-    /// [`NodeConfig::MAX_BATCH`], the journal page is 0 or over 100,000, or
-    /// snapshots are never taken (0 entries).
+    /// [`NodeConfig::MAX_BATCH`], the journal page is 0 or over 100,000,
+    /// snapshots are never taken (0 entries), or the scale pools are more
+    /// than [`NodeConfig::MAX_POOLS`], one is named twice or has an empty
+    /// name or one over 200 bytes.
     pub fn build(self) -> Result<NodeConfig, ConfigError> {
         let c = self.0;
         let hour = Duration::from_secs(3_600);
@@ -192,8 +218,35 @@ impl NodeConfigBuilder {
             return fail("snapshots must be taken every 1 or more entries".into());
         }
         c.backoff.check()?;
+        check_pools(&c.pools)?;
         Ok(c)
     }
+}
+
+/// The scale pools' count and names are sound.
+fn check_pools(pools: &[(String, BTreeSet<String>, ScalePolicy)]) -> Result<(), ConfigError> {
+    if pools.len() > NodeConfig::MAX_POOLS {
+        return Err(ConfigError(format!(
+            "a status carries at most {} scale pools, not {}",
+            NodeConfig::MAX_POOLS,
+            pools.len()
+        )));
+    }
+    let mut names = BTreeSet::new();
+    for (name, ..) in pools {
+        if name.is_empty() || name.len() > 200 {
+            return Err(ConfigError(format!(
+                "a scale pool's name must have 1 to 200 bytes, not {}",
+                name.len()
+            )));
+        }
+        if !names.insert(name) {
+            return Err(ConfigError(format!(
+                "the scale pool `{name}` is named twice; give each pool its own name"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// How an agent session paces itself. Build one with

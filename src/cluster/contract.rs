@@ -436,6 +436,9 @@ pub enum ClientOp<P> {
 }
 
 /// A store's answer to a [`ClientOp`].
+// The status is large, and a client reads it a few times a second at most:
+// not worth a box in every match of the replies.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum ClientReply {
     /// The ids of the posted messages.

@@ -5,7 +5,7 @@ use crate::Instant;
 use crate::agent::AgentStatus;
 use crate::priority::Priority;
 use crate::routing::RoutingStrategy;
-use crate::scheduler::Dispatcher;
+use crate::scheduler::{Dispatcher, ScaleHint};
 
 /// One agent's line in a [`Status`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub struct AgentLoad {
 }
 
 /// The cluster as its leader saw it when it published this.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Status {
     /// The leader's epoch.
@@ -58,6 +58,10 @@ pub struct Status {
     pub expired: u64,
     /// The cluster refuses submissions and stops once idle.
     pub draining: bool,
+    /// The scale hint of each pool the leader's configuration names
+    /// ([`NodeConfigBuilder::scale_pool`](super::NodeConfigBuilder::scale_pool)).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub pools: Vec<ScaleHint>,
 }
 
 /// The status-relevant part of a node's state, read off its dispatcher.

@@ -104,6 +104,7 @@ mod errors;
 mod gates;
 mod observer;
 mod queue;
+mod scale;
 #[cfg(feature = "sync")]
 mod shared;
 mod state;
@@ -121,6 +122,10 @@ pub use errors::{
 };
 pub use gates::concurrency::{ConcurrencyLimit, WhenFull};
 pub use observer::Event;
+pub use scale::{
+    MAX_SCALE, MAX_SCALE_WINDOW, ScaleChange, ScaleError, ScaleHint, ScalePolicy,
+    ScalePolicyBuilder,
+};
 #[cfg(feature = "sync")]
 pub use shared::{SharedDispatcher, SharedGuard};
 pub use stats::{DispatcherMetrics, THROUGHPUT_WINDOW};

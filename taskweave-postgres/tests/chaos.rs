@@ -182,6 +182,8 @@ impl Scene {
             "--name",
             name,
             "--keep-journal",
+            "--pool",
+            "all:4",
         ];
         self.spawn(name, Kind::Member, &args.map(String::from))
     }
@@ -358,6 +360,27 @@ impl Scene {
             status.dead_lettered,
             status.queued.iter().sum::<u64>(),
             status.in_flight
+        );
+        // The pool of every agent and every task (`--pool all:4`): its hint
+        // counts what the status counts.
+        let [pool] = &status.pools[..] else {
+            return Err(format!("one scale pool expected: {:?}", status.pools));
+        };
+        let counted = (pool.queued as u64, pool.in_flight as u64);
+        if counted != (status.queued.iter().sum::<u64>(), status.in_flight) {
+            return Err(format!(
+                "the pool's hint disagrees with the status: {status:?}"
+            ));
+        }
+        figure!(
+            "chaos: {percent} %: pool `all` wants {} agents ({:?}): {:.0} arrivals/s, {:.0} \
+             completions/s, {} agents with {} slots",
+            pool.desired_agents,
+            pool.change,
+            pool.arrivals_per_second,
+            pool.completions_per_second,
+            pool.agents,
+            pool.capacity
         );
         Ok(())
     }

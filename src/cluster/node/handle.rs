@@ -170,6 +170,7 @@ impl<P: Clone> Node<P> {
                 Err(why) => return self.fail(why),
             },
         };
+        self.replica.watch(&self.config.pools);
         self.snapshot_seq = seq;
         self.events.push_back(NodeEvent::Restored { seq });
         self.phase = Phase::CatchUp { resume };

@@ -172,7 +172,7 @@ impl<P: Clone> Node<P> {
                     .into(),
             ));
         }
-        Ok(Node {
+        let mut node = Node {
             replica: Replica::empty(dispatcher.clone()),
             dispatcher_config: dispatcher,
             config,
@@ -189,7 +189,9 @@ impl<P: Clone> Node<P> {
             failure: None,
             in_doubt: false,
             events: VecDeque::new(),
-        })
+        };
+        node.replica.watch(&node.config.pools);
+        Ok(node)
     }
 
     /// What the node is doing.
@@ -385,6 +387,7 @@ impl<P: Clone> Node<P> {
             status.leader = self.config.name.clone();
             status.seq = self.applied();
             status.draining = self.replica.draining;
+            status.pools = self.replica.dispatcher.scale_hints(now);
             outputs.status = Some(status);
             self.status_at = Some(now);
         }

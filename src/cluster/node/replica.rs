@@ -3,10 +3,11 @@
 //! replica; the leader applies its batch before committing it and throws
 //! the replica away if the commit fails.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::scheduler::{
-    Action, Applied, ApplyError, Dispatcher, DispatcherConfig, Input, Snapshot, TaskState,
+    Action, Applied, ApplyError, Dispatcher, DispatcherConfig, Input, ScalePolicy, Snapshot,
+    TaskState,
 };
 use crate::{Instant, Priority, TaskId};
 
@@ -100,6 +101,17 @@ impl<P: Clone> Replica<P> {
             on_action(action);
         }
         result
+    }
+
+    /// Watches the scale pools a status carries hints for.
+    pub(crate) fn watch(&mut self, pools: &[(String, BTreeSet<String>, ScalePolicy)]) {
+        for (name, capabilities, policy) in pools {
+            // The names are unique (NodeConfig checks them) and the
+            // replica new: no pool is watched yet, so none is refused.
+            let _ = self
+                .dispatcher
+                .watch_pool(name.clone(), capabilities.iter().cloned(), *policy);
+        }
     }
 
     /// The submission instant of the oldest queued task; forgets tasks

@@ -224,6 +224,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             let expires = now.saturating_add(self.config.settings.idempotency_window);
             self.state.idempotency.insert(key, task, expires);
         }
+        if !PLAIN && !self.watches.is_empty() {
+            let requirements = self.state.tasks.get(task).map(|t| t.requirements);
+            if let Some(requirements) = requirements {
+                self.scale_arrival(requirements, now);
+            }
+        }
         self.state.gates.request(now);
         self.emit_on::<PLAIN>(Event::Submitted { task, priority }, now);
         (Submitted::New(task), start.is_none().then_some(entry))

@@ -26,7 +26,8 @@
 //!   kind bulkhead, kind and agent rate limits and the retry budget), whose
 //!   state is one `Gates` value of the scheduler's `gates` module;
 //! * `events` — every event into the metrics and to the observer;
-//! * `plain` — the shorter instance of the cycle a plain dispatcher runs.
+//! * `plain` — the shorter instance of the cycle a plain dispatcher runs;
+//! * `scale` — the pools watched for scale hints and their load.
 
 mod actions;
 mod admission;
@@ -39,6 +40,7 @@ mod placement;
 mod plain;
 mod redrive;
 mod reports;
+mod scale;
 mod timers;
 
 pub use actions::{Action, CancelReason, Submitted};
@@ -46,6 +48,7 @@ use placement::Source;
 pub use redrive::Redriven;
 use reports::holds;
 
+use super::scale::{ScaleError, ScaleHint, ScalePolicy, Watch};
 use super::state::State;
 use super::{
     Applied, ApplyError, DeadLetter, DeadLetterFilter, DeadLetterQueue, DispatcherConfig,
@@ -78,6 +81,9 @@ pub struct Dispatcher<P, S = Box<dyn RoutingStrategy + Send>> {
     /// path); `true` only while `plain_now` holds, so whatever sets an
     /// observer recomputes it.
     pub(super) plain: bool,
+    /// The pools watched for [scale hints](Self::scale_hint). Not part of
+    /// a snapshot: the host watches them again on a restored dispatcher.
+    pub(super) watches: Vec<Watch>,
     pub(super) state: State<P>,
 }
 
@@ -583,5 +589,73 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         };
         self.observer = Some(observer);
         self.plain = self.plain_now();
+    }
+}
+
+/// **Scale hints.** How many agents each watched pool should have; the
+/// host or its orchestrator starts and stops them (see [`ScalePolicy`]).
+impl<P, S: RoutingStrategy> Dispatcher<P, S> {
+    /// Watches a pool: the online agents with every one of `capabilities`,
+    /// and the tasks that require none beyond them. Its arrivals and
+    /// completions are counted from now on; a watched dispatcher takes the
+    /// full path of the cycle (see the `plain` module), and a restored one
+    /// watches nothing until the host watches again.
+    ///
+    /// ```
+    /// use taskweave::agent::AgentProfile;
+    /// use taskweave::scheduler::{Dispatcher, DispatcherConfig, ScaleChange, ScalePolicy, TaskSpec};
+    /// use taskweave::{AgentId, Instant, TaskRequirements};
+    ///
+    /// let mut d = Dispatcher::new(DispatcherConfig::default());
+    /// d.watch_pool("gpu", ["gpu"], ScalePolicy::builder().slots_per_agent(2).build()?)?;
+    /// let gpu = TaskRequirements::new().require(["gpu"]);
+    /// for i in 0..5 {
+    ///     let _ = d.submit(TaskSpec::new(i).requirements(gpu.clone()), Instant::ZERO)?;
+    /// }
+    /// let hint = d.scale_hint("gpu", Instant::from_secs(3))?;
+    /// assert_eq!((hint.queued, hint.agents), (5, 0));
+    /// assert_eq!(hint.oldest_queued, Some(std::time::Duration::from_secs(3)));
+    /// // Nothing has run yet: the demand is the 5 tasks present, over 2
+    /// // slots an agent at 80 % utilisation.
+    /// assert_eq!((hint.desired_agents, hint.change), (4, ScaleChange::Up));
+    /// # Ok::<(), taskweave::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ScaleError::PoolExists`] for a name already watched.
+    pub fn watch_pool<I: Into<String>>(
+        &mut self,
+        name: impl Into<String>,
+        capabilities: impl IntoIterator<Item = I>,
+        policy: ScalePolicy,
+    ) -> Result<(), ScaleError> {
+        let capabilities = capabilities.into_iter().map(Into::into).collect();
+        self.add_watch(name.into(), capabilities, policy)
+    }
+
+    /// Stops watching a pool; whether it was watched.
+    pub fn unwatch_pool(&mut self, name: &str) -> bool {
+        self.remove_watch(name)
+    }
+
+    /// The pool's hint at `now`, recorded for its stabilisation window.
+    /// `O(n)` in the live tasks and the agents.
+    ///
+    /// # Errors
+    ///
+    /// [`ScaleError::UnknownPool`] for a pool not watched.
+    pub fn scale_hint(&mut self, pool: &str, now: Instant) -> Result<ScaleHint, ScaleError> {
+        let index = self.watches.iter().position(|w| w.name == pool);
+        index
+            .and_then(|index| self.hint_at(index, now))
+            .ok_or_else(|| ScaleError::UnknownPool(pool.to_string()))
+    }
+
+    /// The hints of every watched pool, in the order they were watched.
+    pub fn scale_hints(&mut self, now: Instant) -> Vec<ScaleHint> {
+        (0..self.watches.len())
+            .filter_map(|index| self.hint_at(index, now))
+            .collect()
     }
 }

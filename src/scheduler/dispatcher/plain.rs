@@ -14,8 +14,9 @@
 //! for every dispatcher. [`submit`](Dispatcher::submit) and
 //! [`report`](Dispatcher::report) pick the instance by
 //! [`Dispatcher::plain`], which [`plain_now`](Dispatcher::plain_now)
-//! keeps: computed when the dispatcher is built or restored and when an
-//! observer is set, the only times any of its inputs can change.
+//! keeps: computed when the dispatcher is built or restored, when an
+//! observer is set and when a pool is watched or unwatched, the only
+//! times any of its inputs can change.
 
 use super::super::DispatcherConfig;
 use super::super::state::State;
@@ -39,6 +40,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             #[cfg(feature = "sync")]
             handoff: None,
             plain: false,
+            watches: Vec::new(),
             state,
         };
         dispatcher.plain = dispatcher.plain_now();
@@ -49,7 +51,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// instance leaves out.
     ///
     /// Every input is fixed from construction (or restore) on, but the
-    /// observer: the gates and keys come from the configuration (a breaker
+    /// observer and the pools watched for scale hints: the gates and keys come from the configuration (a breaker
     /// or an agent rate joins with each agent only when configured, so
     /// empty maps stay empty), `learns` from the strategy taken.
     pub(super) fn plain_now(&self) -> bool {
@@ -65,6 +67,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             && settings.unroutable_timeout.is_none()
             && !self.learns
             && self.observer.is_none()
+            && self.watches.is_empty()
     }
 }
 
@@ -120,6 +123,16 @@ mod tests {
         assert!(dispatcher.plain);
         dispatcher.set_observer(|_: &crate::scheduler::Event| {});
         assert!(!dispatcher.plain);
+    }
+
+    #[test]
+    fn a_watched_pool_takes_the_full_path_until_unwatched() {
+        let mut dispatcher = Dispatcher::<u32>::new(DispatcherConfig::default());
+        let policy = crate::scheduler::ScalePolicy::builder().build().unwrap();
+        dispatcher.watch_pool("gpu", ["gpu"], policy).unwrap();
+        assert!(!dispatcher.plain);
+        assert!(dispatcher.unwatch_pool("gpu"));
+        assert!(dispatcher.plain);
     }
 
     #[test]

@@ -48,6 +48,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         now: Instant,
     ) -> Result<(), ReportError> {
         let (now, ran, priority) = self.close_reported::<PLAIN>(task, agent, token, true, now)?;
+        if !PLAIN && !self.watches.is_empty() {
+            self.scale_completion(task, ran, now);
+        }
         self.finish_dropping(task, Terminal::Completed);
         self.emit_timed::<PLAIN>(
             |metrics| metrics.completed(priority, ran, now),

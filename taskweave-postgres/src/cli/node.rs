@@ -3,14 +3,15 @@
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
-use taskweave::cluster::NodeConfig;
+use taskweave::cluster::{NodeConfig, NodeConfigBuilder};
+use taskweave::scheduler::ScalePolicy;
 use taskweave_postgres::{NodeExit, PgNode};
 
 use super::args::Args;
 use super::{Payload, dispatcher_config, logger};
 
 const USAGE: &str = "\
-usage: taskweave-pg node --db CONNINFO [--name NAME] [--keep-journal]
+usage: taskweave-pg node --db CONNINFO [--name NAME] [--keep-journal] [--pool NAME:SLOTS[:CAP,CAP...]]...
 
 Follows the journal, and leads when the lease is free (a 1 s lease, renewed
 every 250 ms). Run two or more: a standby takes over within about a second of
@@ -18,10 +19,13 @@ the leader's death. It survives PostgreSQL restarts (it reconnects with
 backoff and resumes from the journal) and exits 0 when the cluster is drained.
 --name        the lease holder's name in logs and status (default: node-PID)
 --keep-journal  keep every journal entry (default: delete entries behind the
-              previous snapshot; `audit` then checks from the latest snapshot)";
+              previous snapshot; `audit` then checks from the latest snapshot)
+--pool        a pool whose scale hint `status` shows while this node leads: its
+              agents have SLOTS slots each and every capability CAP (none: every
+              agent, every task), e.g. --pool gpu:4:gpu,cuda";
 
 pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
-    let args = Args::parse(raw, USAGE, &["--db", "--name", "--keep-journal!"])?;
+    let args = Args::parse(raw, USAGE, &["--db", "--name", "--keep-journal!", "--pool"])?;
     if args.wants_help() {
         say!("{USAGE}");
         return Ok(ExitCode::SUCCESS);
@@ -30,10 +34,12 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     let name = args
         .value("--name")
         .map_or_else(|| format!("node-{}", std::process::id()), str::to_string);
-    let config = NodeConfig::builder(name.clone())
-        .snapshots(4_000, !args.switch("--keep-journal"))
-        .build()
-        .map_err(|e| args.wrong(&e.to_string()))?;
+    let mut config =
+        NodeConfig::builder(name.clone()).snapshots(4_000, !args.switch("--keep-journal"));
+    for pool in args.values("--pool") {
+        config = with_pool(config, pool).map_err(|why| args.wrong(&why))?;
+    }
+    let config = config.build().map_err(|e| args.wrong(&e.to_string()))?;
     let mut node =
         PgNode::<Payload>::new(&db, config, dispatcher_config()?).map_err(|e| e.to_string())?;
     let stop = AtomicBool::new(false);
@@ -43,4 +49,26 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         NodeExit::Interrupted => log("interrupted"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `config` with the pool `NAME:SLOTS[:CAP,CAP...]` of a `--pool` flag.
+fn with_pool(config: NodeConfigBuilder, pool: &str) -> Result<NodeConfigBuilder, String> {
+    let mut parts = pool.splitn(3, ':');
+    let name = parts.next().unwrap_or_default();
+    let slots = parts.next().and_then(|s| s.parse::<u32>().ok()).ok_or_else(|| {
+        format!("--pool {pool}: expected NAME:SLOTS[:CAP,CAP...] with SLOTS a number, e.g. gpu:4:gpu,cuda")
+    })?;
+    let capabilities = parts
+        .next()
+        .map(|caps| {
+            caps.split(',')
+                .filter(|c| !c.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let policy = ScalePolicy::builder()
+        .slots_per_agent(slots)
+        .build()
+        .map_err(|e| format!("--pool {pool}: {e}"))?;
+    Ok(config.scale_pool(name, capabilities, policy))
 }

@@ -13,7 +13,8 @@ usage: taskweave-pg status --db CONNINFO [--json]
 
 Prints the lease (epoch, leader, held or expired), then what the leader
 published last (every 250 ms): tasks queued by priority with the age of the
-oldest, delayed, in flight, each agent with its load, dead letters and totals.
+oldest, delayed, in flight, each agent with its load, dead letters and totals,
+and the scale hint of each pool the leader watches (`node --pool`).
 --json  the status as one JSON object instead";
 
 pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
@@ -80,5 +81,24 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         s.dead_lettered,
         s.expired
     );
+    for p in &s.pools {
+        let oldest = p.oldest_queued.map_or_else(
+            || "none".to_string(),
+            |age| format!("{:.1} s", age.as_secs_f64()),
+        );
+        say!(
+            "pool {}: queued {} (oldest {oldest}), in flight {}, {} agents with {} slots; \
+             {:.1} arrivals/s, {:.1} completions/s; wants {} agents ({:?})",
+            p.pool,
+            p.queued,
+            p.in_flight,
+            p.agents,
+            p.capacity,
+            p.arrivals_per_second,
+            p.completions_per_second,
+            p.desired_agents,
+            p.change
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,115 @@
+//! The dispatcher's side of scale hints: the pools it watches, their
+//! arrivals and completions counted as they happen, and their load read
+//! when a hint is asked for. The policy and the arithmetic are the
+//! scheduler's `scale` module.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::super::TaskState;
+use super::super::scale::{PoolLoad, ScaleError, ScaleHint, ScalePolicy, Watch};
+use super::super::state::requirements::RequirementsId;
+use super::Dispatcher;
+use crate::agent::AgentStatus;
+use crate::routing::RoutingStrategy;
+use crate::{Instant, TaskId};
+
+impl<P, S: RoutingStrategy> Dispatcher<P, S> {
+    /// The work of [`watch_pool`](Self::watch_pool).
+    pub(super) fn add_watch(
+        &mut self,
+        name: String,
+        capabilities: BTreeSet<String>,
+        policy: ScalePolicy,
+    ) -> Result<(), ScaleError> {
+        if self.watches.iter().any(|w| w.name == name) {
+            return Err(ScaleError::PoolExists(name));
+        }
+        self.watches.push(Watch::new(name, capabilities, policy)?);
+        self.plain = self.plain_now();
+        Ok(())
+    }
+
+    /// The work of [`unwatch_pool`](Self::unwatch_pool).
+    pub(super) fn remove_watch(&mut self, name: &str) -> bool {
+        let before = self.watches.len();
+        self.watches.retain(|w| w.name != name);
+        self.plain = self.plain_now();
+        self.watches.len() < before
+    }
+
+    /// Counts a submission for every watched pool that could take it.
+    pub(super) fn scale_arrival(&mut self, requirements: RequirementsId, now: Instant) {
+        let Some(needs) = self.state.requirements.requirements(requirements) else {
+            return;
+        };
+        for watch in &mut self.watches {
+            if watch.takes(needs.required()) {
+                watch.arrived(now);
+            }
+        }
+    }
+
+    /// Counts a completion of `task` (still live), which ran `ran` ns, for
+    /// every watched pool that could take it.
+    pub(super) fn scale_completion(&mut self, task: TaskId, ran: u64, now: Instant) {
+        let requirements = self.state.tasks.get(task).map(|t| t.requirements);
+        let Some(needs) = requirements.and_then(|id| self.state.requirements.requirements(id))
+        else {
+            return;
+        };
+        for watch in &mut self.watches {
+            if watch.takes(needs.required()) {
+                watch.completed(ran, now);
+            }
+        }
+    }
+
+    /// The hint for the pool at `index` of the watches, at `now` or the
+    /// clock if later (the clock rule).
+    pub(super) fn hint_at(&mut self, index: usize, now: Instant) -> Option<ScaleHint> {
+        let now = now.max(self.state.clock);
+        let load = self.pool_load(self.watches.get(index)?);
+        Some(self.watches.get_mut(index)?.hint(load, now))
+    }
+
+    /// The pool's load: one pass over the live tasks (`O(n)`, deciding
+    /// each distinct set of requirements once) and one over the agents.
+    fn pool_load(&self, watch: &Watch) -> PoolLoad {
+        let mut load = PoolLoad::default();
+        let mut takes: HashMap<RequirementsId, bool> = HashMap::new();
+        for (_, task) in self.state.tasks.iter() {
+            let queued = match task.state {
+                TaskState::Queued => true,
+                TaskState::InFlight { .. } => false,
+                _ => continue,
+            };
+            let id = task.requirements;
+            let ours = *takes.entry(id).or_insert_with(|| {
+                let requirements = self.state.requirements.requirements(id);
+                requirements.is_some_and(|r| watch.takes(r.required()))
+            });
+            if !ours {
+                continue;
+            }
+            if queued {
+                load.queued += 1;
+                // A queued task's `assigned_at` is when it entered the
+                // queue (see `requeue`).
+                let since = task.assigned_at;
+                load.oldest_queued = Some(load.oldest_queued.map_or(since, |o| o.min(since)));
+            } else {
+                load.in_flight += 1;
+            }
+        }
+        for agent in self.state.registry.iter() {
+            let status = agent.status();
+            if status == AgentStatus::Online
+                && watch.capabilities.is_subset(agent.profile().capabilities())
+            {
+                load.agents += 1;
+                load.capacity += u64::from(agent.capacity());
+            }
+        }
+        load
+    }
+}
