@@ -113,6 +113,23 @@ impl Cluster {
         }
     }
 
+    /// With no agent, submits five tasks and waits 400 ms: the status
+    /// the leader published.
+    fn status_of_five_idle_tasks(&mut self) -> taskweave::cluster::Status {
+        self.agents.clear();
+        for _ in 0..20 {
+            self.step();
+        }
+        self.submit(5);
+        for _ in 0..400 {
+            self.step();
+        }
+        match self.store.client(ClientOp::Status, self.now) {
+            Ok(ClientReply::Status(_, Some(status))) => status,
+            other => panic!("{other:?}"),
+        }
+    }
+
     fn submit(&mut self, n: u32) -> Vec<u64> {
         let specs = (0..n).map(TaskSpec::new).collect();
         // The client's post is not under test: spend any armed fault on a
@@ -561,19 +578,8 @@ fn a_draining_cluster_refuses_submissions() {
 /// last commits once the status period has passed.
 #[test]
 fn an_idle_leader_publishes_the_status_of_its_last_commit() {
-    let mut c = Cluster::new(11);
-    c.agents.clear();
-    for _ in 0..20 {
-        c.step();
-    }
-    c.submit(5);
-    for _ in 0..400 {
-        c.step();
-    }
-    match c.store.client(ClientOp::Status, c.now) {
-        Ok(ClientReply::Status(_, Some(status))) => assert_eq!(status.queued[2], 5, "{status:?}"),
-        other => panic!("{other:?}"),
-    }
+    let status = Cluster::new(11).status_of_five_idle_tasks();
+    assert_eq!(status.queued[2], 5, "{status:?}");
 }
 
 /// A leader configured with a scale pool publishes its hint with the
@@ -597,18 +603,7 @@ fn a_leaders_status_carries_the_hints_of_its_scale_pools() {
         Instant::ZERO,
     )];
     c.roles = vec![Role::Starting];
-    c.agents.clear();
-    for _ in 0..20 {
-        c.step();
-    }
-    c.submit(5);
-    for _ in 0..400 {
-        c.step();
-    }
-    let status = match c.store.client(ClientOp::Status, c.now) {
-        Ok(ClientReply::Status(_, Some(status))) => status,
-        other => panic!("{other:?}"),
-    };
+    let status = c.status_of_five_idle_tasks();
     let hints: Vec<_> = status
         .pools
         .iter()
