@@ -16,6 +16,12 @@
 //!   level, pop from the first non-empty one.
 //! * `baseline/indexed_least_loaded_pick/1000`: a `BTreeSet<(load ratio, id)>`
 //!   of 1,000 agents; pop the least loaded, reinsert it one task busier.
+//! * `scale/full_cycle_plain/1000` and `scale/full_cycle_watched/1000`: the
+//!   steady cycle at 1,000 agents, without and with a pool watched for
+//!   scale hints (every agent, every task): what watching costs a cycle.
+//! * `scale/hint/10000` and `scale/walk_live_tasks/10000`: one
+//!   `scale_hint` over 10,000 queued tasks, against a bare walk over the
+//!   same tasks through `iter_live_tasks` counting the queued ones.
 //!
 //! Agents are identical (capacity 4, no capabilities), tasks carry a `u64`
 //! payload and no requirements. Virtual time advances 1 µs per task. Setup
@@ -31,7 +37,8 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use taskweave::agent::AgentProfile;
 use taskweave::scheduler::{
-    Action, AttemptOutcome, Dispatcher, DispatcherConfig, TaskReport, TaskSpec,
+    Action, AttemptOutcome, Dispatcher, DispatcherConfig, ScalePolicy, TaskReport, TaskSpec,
+    TaskState,
 };
 use taskweave::{AgentId, AttemptToken, Instant, TaskId};
 
@@ -241,6 +248,51 @@ fn baselines(c: &mut Criterion) {
     group.finish();
 }
 
+/// What a pool watched for scale hints costs: the cycle with and without
+/// one, and one hint against a bare walk over the same live tasks.
+fn scale(c: &mut Criterion) {
+    let mut group = c.benchmark_group("scale");
+    let agents = SIZES[2];
+    let policy = ScalePolicy::builder().build().expect("valid policy");
+    let mut plain = Pipeline::new(agents);
+    let mut watched = Pipeline::new(agents);
+    watched
+        .dispatcher
+        .watch_pool("all", Vec::<String>::new(), policy)
+        .expect("a new pool");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::new("full_cycle_plain", agents), |b| {
+        b.iter(|| plain.cycle());
+    });
+    group.bench_function(BenchmarkId::new("full_cycle_watched", agents), |b| {
+        b.iter(|| watched.cycle());
+    });
+    let tasks = 10_000;
+    let mut queued = Dispatcher::new(DispatcherConfig::default());
+    queued
+        .watch_pool("all", Vec::<String>::new(), policy)
+        .expect("a new pool");
+    for n in 0..tasks {
+        let _ = queued
+            .submit(TaskSpec::new(n), Instant::from_nanos(n))
+            .expect("room");
+    }
+    let later = Instant::from_secs(1);
+    group.throughput(Throughput::Elements(tasks));
+    group.bench_function(BenchmarkId::new("walk_live_tasks", tasks), |b| {
+        b.iter(|| {
+            queued
+                .iter_live_tasks()
+                .filter(|(_, state, ..)| *state == TaskState::Queued)
+                .count()
+        });
+    });
+    group.bench_function(BenchmarkId::new("hint", tasks), |b| {
+        b.iter(|| queued.scale_hint("all", later).expect("watched"));
+    });
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -251,6 +303,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = dispatch;
     config = config();
-    targets = full_cycle, full_cycle_idle, full_cycle_batch, baselines
+    targets = full_cycle, full_cycle_idle, full_cycle_batch, baselines, scale
 }
 criterion_main!(dispatch);

@@ -224,7 +224,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             let expires = now.saturating_add(self.config.settings.idempotency_window);
             self.state.idempotency.insert(key, task, expires);
         }
-        if !PLAIN && !self.watches.is_empty() {
+        // On both paths: a watched pool does not cost the plain one.
+        if !self.watches.is_empty() {
             let requirements = self.state.tasks.get(task).map(|t| t.requirements);
             if let Some(requirements) = requirements {
                 self.scale_arrival(requirements, now);

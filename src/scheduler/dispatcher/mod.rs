@@ -597,9 +597,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// Watches a pool: the online agents with every one of `capabilities`,
     /// and the tasks that require none beyond them. Its arrivals and
-    /// completions are counted from now on; a watched dispatcher takes the
-    /// full path of the cycle (see the `plain` module), and a restored one
-    /// watches nothing until the host watches again.
+    /// completions are counted from now on (about a fifth more per cycle,
+    /// see the `plain` module), and a restored dispatcher watches nothing
+    /// until the host watches again.
     ///
     /// ```
     /// use taskweave::agent::AgentProfile;

@@ -48,7 +48,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         now: Instant,
     ) -> Result<(), ReportError> {
         let (now, ran, priority) = self.close_reported::<PLAIN>(task, agent, token, true, now)?;
-        if !PLAIN && !self.watches.is_empty() {
+        // On both paths, as in `file`.
+        if !self.watches.is_empty() {
             self.scale_completion(task, ran, now);
         }
         self.finish_dropping(task, Terminal::Completed);

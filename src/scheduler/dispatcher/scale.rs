@@ -3,7 +3,7 @@
 //! when a hint is asked for. The policy and the arithmetic are the
 //! scheduler's `scale` module.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use super::super::TaskState;
 use super::super::scale::{PoolLoad, ScaleError, ScaleHint, ScalePolicy, Watch};
@@ -25,7 +25,6 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             return Err(ScaleError::PoolExists(name));
         }
         self.watches.push(Watch::new(name, capabilities, policy)?);
-        self.plain = self.plain_now();
         Ok(())
     }
 
@@ -33,7 +32,6 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     pub(super) fn remove_watch(&mut self, name: &str) -> bool {
         let before = self.watches.len();
         self.watches.retain(|w| w.name != name);
-        self.plain = self.plain_now();
         self.watches.len() < before
     }
 
@@ -74,9 +72,13 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
 
     /// The pool's load: one pass over the live tasks (`O(n)`, deciding
     /// each distinct set of requirements once) and one over the agents.
+    /// Requirement ids are dense (the table reuses freed ones), so the
+    /// decisions fit a vector as long as the largest id in use.
     fn pool_load(&self, watch: &Watch) -> PoolLoad {
         let mut load = PoolLoad::default();
-        let mut takes: HashMap<RequirementsId, bool> = HashMap::new();
+        // Whether the pool takes each set of requirements, by its dense
+        // id: 0 not yet decided, 1 yes, 2 no.
+        let mut takes: Vec<u8> = Vec::new();
         for (_, task) in self.state.tasks.iter() {
             let queued = match task.state {
                 TaskState::Queued => true,
@@ -84,11 +86,19 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 _ => continue,
             };
             let id = task.requirements;
-            let ours = *takes.entry(id).or_insert_with(|| {
+            let at = id as usize;
+            if at >= takes.len() {
+                takes.resize(at + 1, 0);
+            }
+            if takes[at] == 0 {
                 let requirements = self.state.requirements.requirements(id);
-                requirements.is_some_and(|r| watch.takes(r.required()))
-            });
-            if !ours {
+                takes[at] = if requirements.is_some_and(|r| watch.takes(r.required())) {
+                    1
+                } else {
+                    2
+                };
+            }
+            if takes[at] != 1 {
                 continue;
             }
             if queued {
