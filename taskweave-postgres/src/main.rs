@@ -35,6 +35,7 @@ subcommands:
   node     a node: follows the journal, leads when the lease is free
   agent    an agent that runs a command per task (payload on stdin, exit status = outcome)
   submit   submit tasks: JSON lines from a file or stdin, each checked
+  cancel   cancel tasks by the ids submit printed
   status   epoch and leader, queued by priority, in flight, agents, dead letters
   audit    replay the journal and check every invariant
   drain    stop taking submissions, finish the work in flight, stop the cluster
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         Some("node") => cli::node::run(rest),
         Some("agent") => cli::agent::run(rest),
         Some("submit") => cli::submit::run(rest),
+        Some("cancel") => cli::cancel::run(rest),
         Some("status") => cli::status::run(rest),
         Some("audit") => cli::audit::run(rest),
         Some("drain") => cli::drain::run(rest),

@@ -385,6 +385,38 @@ impl Scene {
         Ok(())
     }
 
+    /// Submits a task that requires a capability no agent has, cancels it
+    /// with `taskweave-pg cancel`, then cancels it again: refused.
+    fn cancel_unservable(&mut self) -> Result<(), String> {
+        let file = self.dir.join("unservable.jsonl");
+        let line = "{\"payload\": 0, \"requires\": [\"nobody-has-this\"]}\n";
+        std::fs::write(&file, line).map_err(|e| format!("{}: {e}", file.display()))?;
+        let db = self.cluster.conninfo_as("submitter");
+        let submit = ["submit", "--db", &db, &file.display().to_string()].map(String::from);
+        let (code, out) = self.run("submit-unservable", &submit, Duration::from_secs(60))?;
+        let id = out
+            .lines()
+            .find_map(|l| l.strip_prefix("line 1: "))
+            .and_then(|id| id.trim().parse::<u64>().ok())
+            .filter(|_| code == 0)
+            .ok_or_else(|| format!("submit exited {code}:\n{}", tail(&out, 5)))?;
+        let cancel = ["cancel", "--db", &db, &id.to_string()].map(String::from);
+        let (code, out) = self.run("cancel", &cancel, Duration::from_secs(60))?;
+        if code != 0 || !out.contains(&format!("task {id}: cancelled")) {
+            return Err(format!("cancel exited {code}:\n{}", tail(&out, 5)));
+        }
+        let (code, again) = self.run("cancel-again", &cancel, Duration::from_secs(60))?;
+        let refused = again.lines().find(|l| l.contains(": refused: "));
+        let Some(refused) = refused.filter(|_| code == 1) else {
+            return Err(format!(
+                "a second cancel exited {code}:\n{}",
+                tail(&again, 5)
+            ));
+        };
+        figure!("chaos: cancel: task {id} cancelled; again: {refused}");
+        Ok(())
+    }
+
     /// Writes a wave of tasks `first..first + count` to a file and starts
     /// `taskweave-pg submit` on it in the background.
     fn submit(&mut self, wave: u32, first: u64, count: u64) -> Result<usize, String> {
@@ -695,6 +727,10 @@ fn scenario(scene: &mut Scene) -> Result<(), String> {
         done.dead_lettered
     );
 
+    // An operator cancels a task no agent can take: one more task
+    // submitted, and it ends cancelled.
+    scene.cancel_unservable()?;
+
     // No member died on its own.
     let mut dead = Vec::new();
     for p in &mut scene.procs {
@@ -789,8 +825,11 @@ fn scenario(scene: &mut Scene) -> Result<(), String> {
         return Err(format!("cannot read the task counts:\n{out}"));
     };
     let mut wrong = Vec::new();
-    if submitted != total {
-        wrong.push(format!("{submitted} submitted, {total} sent"));
+    if submitted != total + 1 {
+        wrong.push(format!("{submitted} submitted, {} sent", total + 1));
+    }
+    if cancelled != 1 {
+        wrong.push(format!("{cancelled} cancelled, 1 by the operator"));
     }
     if completed + dead_lettered + expired + cancelled != submitted {
         wrong.push("completed + dead-lettered + expired + cancelled != submitted".to_string());

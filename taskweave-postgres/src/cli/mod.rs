@@ -4,6 +4,7 @@ pub(crate) mod agent;
 pub(crate) mod args;
 pub(crate) mod audit;
 pub(crate) mod bench;
+pub(crate) mod cancel;
 pub(crate) mod drain;
 pub(crate) mod init;
 pub(crate) mod node;
