@@ -540,6 +540,67 @@ mod tests {
         assert_eq!(w.hint(PoolLoad::default(), later).desired_agents, 2);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Any settings a host supplies are built or refused, never a
+        /// panic; a built policy's hints, over any loads, events and
+        /// clock readings (backwards too), stay within its floor and
+        /// ceiling, with a finite demand.
+        #[test]
+        fn any_settings_and_loads_give_bounded_hints(
+            // Mostly valid, with the edges of each range (0, the limits
+            // and just past them) in reach; a refused set ends the case.
+            slots in 0u32..1_000_100,
+            min in 0u32..100,
+            max in 0u32..1_000_100,
+            activation in 0u32..1_000_100,
+            target in 0u8..=101,
+            tolerance in 0u8..=101,
+            stabilisation in 0u64..90_000,
+            rate_window in 0u64..3_700,
+            drain in 0u64..90_000,
+            steps in proptest::collection::vec(
+                (0u64..u64::MAX / 2, 0usize..usize::MAX, 0usize..10_000, 0u8..4, 0u64..u64::MAX),
+                1..40,
+            ),
+        ) {
+            let built = ScalePolicy::builder()
+                .slots_per_agent(slots)
+                .agents(min, max)
+                .activation(activation)
+                .target_utilisation_percent(target)
+                .tolerance_percent(tolerance)
+                .stabilisation(Duration::from_secs(stabilisation))
+                .rate_window(Duration::from_secs(rate_window))
+                .drain(Duration::from_secs(drain))
+                .build();
+            let Ok(policy) = built else {
+                return Ok(());
+            };
+            let mut w = Watch::new("p".into(), BTreeSet::new(), policy).unwrap();
+            for (at, queued, in_flight, event, ran) in steps {
+                let now = Instant::from_nanos(at);
+                match event {
+                    0 => w.arrived(now),
+                    1 => w.completed(ran, now),
+                    _ => {}
+                }
+                let load = PoolLoad {
+                    queued,
+                    in_flight,
+                    oldest_queued: Some(Instant::from_nanos(at / 2)),
+                    ..PoolLoad::default()
+                };
+                let hint = w.hint(load, now);
+                proptest::prop_assert!(hint.demand.is_finite() && hint.demand >= 0.0);
+                proptest::prop_assert!(hint.desired_agents <= policy.agents().1);
+                proptest::prop_assert!(hint.desired_agents >= policy.agents().0);
+                proptest::prop_assert!(w.history.len() <= SLICES as usize + 1);
+            }
+        }
+    }
+
     #[test]
     fn the_mean_run_time_and_rates_come_from_the_window() {
         let mut w = watch(ScalePolicy::builder().drain(Duration::from_secs(10)));
