@@ -316,7 +316,8 @@ pub struct ScaleHint {
     pub queued: usize,
     /// Its tasks running.
     pub in_flight: usize,
-    /// Registered agents with every capability of the pool.
+    /// Online agents with every capability of the pool (draining,
+    /// unhealthy and offline ones are not counted).
     pub agents: usize,
     /// Their slots (the sum of their capacities).
     pub capacity: u64,
