@@ -396,13 +396,13 @@ impl Scene {
         let (code, out) = self.run("submit-unservable", &submit, Duration::from_secs(60))?;
         let id = out
             .lines()
-            .find_map(|l| l.strip_prefix("line 1: "))
+            .find_map(|l| l.strip_prefix("line 1: task-"))
             .and_then(|id| id.trim().parse::<u64>().ok())
             .filter(|_| code == 0)
             .ok_or_else(|| format!("submit exited {code}:\n{}", tail(&out, 5)))?;
-        let cancel = ["cancel", "--db", &db, &id.to_string()].map(String::from);
+        let cancel = ["cancel", "--db", &db, &format!("task-{id}")].map(String::from);
         let (code, out) = self.run("cancel", &cancel, Duration::from_secs(60))?;
-        if code != 0 || !out.contains(&format!("task {id}: cancelled")) {
+        if code != 0 || !out.contains(&format!("task-{id}: cancelled")) {
             return Err(format!("cancel exited {code}:\n{}", tail(&out, 5)));
         }
         let (code, again) = self.run("cancel-again", &cancel, Duration::from_secs(60))?;
@@ -413,7 +413,7 @@ impl Scene {
                 tail(&again, 5)
             ));
         };
-        figure!("chaos: cancel: task {id} cancelled; again: {refused}");
+        figure!("chaos: cancel: task-{id} cancelled; again: {refused}");
         Ok(())
     }
 

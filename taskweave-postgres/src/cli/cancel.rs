@@ -13,12 +13,13 @@ use super::args::Args;
 const USAGE: &str = "\
 usage: taskweave-pg cancel --db CONNINFO [--wait SECONDS] TASK...
 
-Cancels each task by the id `submit` printed for it. A queued or delayed task
-ends at once; a running one is stopped on its agent (the agent kills its
-command), and its late result is refused. Waits up to --wait seconds (default
-30) for the leader's verdict on each, printing `task ID: cancelled` or `task
-ID: refused: WHY` (an unknown or already finished task). Exits 0 only if every
-task was cancelled, 1 otherwise. A submitter's login may cancel.";
+Cancels each task by the id `submit` printed for it (`task-N`, or just N). A
+queued or delayed task ends at once; a running one is stopped on its agent (the
+agent kills its command), and its late result is refused. Waits up to --wait
+seconds (default 30) for the leader's verdict on each, printing `task-N:
+cancelled` or `task-N: refused: WHY` (an unknown or already finished task).
+Exits 0 only if every task was cancelled, 1 otherwise. A submitter's login may
+cancel.";
 
 pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     let args = Args::parse(raw, USAGE, &["--db", "--wait"])?;
@@ -39,19 +40,19 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     let mut all = true;
     for (task, verdict) in tasks.iter().zip(verdicts) {
         match verdict {
-            Some(Verdict::Accepted) => say!("task {task}: cancelled"),
+            Some(Verdict::Accepted) => say!("{task}: cancelled"),
             Some(Verdict::Refused(why)) => {
                 all = false;
-                say!("task {task}: refused: {why}");
+                say!("{task}: refused: {why}");
             }
             Some(other) => {
                 all = false;
-                say!("task {task}: unexpected verdict {other:?}");
+                say!("{task}: unexpected verdict {other:?}");
             }
             None => {
                 all = false;
                 say!(
-                    "task {task}: no verdict within {wait:?}: is a node running? (the cancel \
+                    "{task}: no verdict within {wait:?}: is a node running? (the cancel \
                      stays posted and applies when a leader reads it)"
                 );
             }
@@ -64,7 +65,8 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     })
 }
 
-/// The task ids of the command line: at least one, each a number.
+/// The task ids of the command line: at least one, each `task-N` (as
+/// `submit` prints them) or `N`.
 fn task_ids(words: &[String]) -> Result<Vec<TaskId>, String> {
     if words.is_empty() {
         return Err("name at least one task id, as `submit` printed it".into());
@@ -72,8 +74,9 @@ fn task_ids(words: &[String]) -> Result<Vec<TaskId>, String> {
     words
         .iter()
         .map(|word| {
-            word.parse::<u64>().map(TaskId::new).map_err(|_| {
-                format!("{word:?} is not a task id (a number, as `submit` printed it)")
+            let number = word.strip_prefix("task-").unwrap_or(word);
+            number.parse::<u64>().map(TaskId::new).map_err(|_| {
+                format!("{word:?} is not a task id (task-N, as `submit` printed it, or N)")
             })
         })
         .collect()
@@ -87,14 +90,16 @@ mod tests {
     fn task_ids_are_numbers_and_at_least_one() {
         let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            task_ids(&words(&["7", "4294967301"])),
+            task_ids(&words(&["7", "task-4294967301"])),
             Ok(vec![TaskId::new(7), TaskId::new(4_294_967_301)])
         );
         assert!(task_ids(&[]).unwrap_err().contains("at least one"));
-        assert!(
-            task_ids(&words(&["7", "x"]))
-                .unwrap_err()
-                .contains("\"x\" is not a task id")
-        );
+        for wrong in ["x", "task-", "task-x", "-1"] {
+            let why = task_ids(&words(&["7", wrong])).unwrap_err();
+            assert!(
+                why.contains(&format!("{wrong:?} is not a task id")),
+                "{why}"
+            );
+        }
     }
 }
