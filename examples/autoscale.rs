@@ -25,8 +25,8 @@ mod pool_host;
 
 use std::time::Duration;
 
-use pool_host::{Host, POLL};
-use taskweave::scheduler::{ScaleChange, ScaleHint, ScalePolicy};
+use pool_host::{Host, POLL, direction_changes};
+use taskweave::scheduler::ScalePolicy;
 
 /// Tasks per second at `hour` (0–24) of the day.
 fn rate_at(hour: f64) -> f64 {
@@ -40,16 +40,6 @@ fn rate_at(hour: f64) -> f64 {
         _ => 0.0,
     };
     2.0 + 48.0 * day
-}
-
-/// How often the desired count turned from rising to falling or back.
-fn direction_changes(hints: &[ScaleHint]) -> usize {
-    let moves: Vec<ScaleChange> = hints
-        .iter()
-        .map(|h| h.change)
-        .filter(|&c| c != ScaleChange::Hold)
-        .collect();
-    moves.windows(2).filter(|w| w[0] != w[1]).count()
 }
 
 fn main() {

@@ -9,23 +9,13 @@ mod pool_host;
 
 use std::time::Duration;
 
-use pool_host::{Host, SLOTS};
+use pool_host::{Host, SLOTS, direction_changes};
 use proptest::prelude::*;
 use taskweave::agent::AgentProfile;
 use taskweave::scheduler::{
-    Dispatcher, DispatcherConfig, ScaleChange, ScaleError, ScaleHint, ScalePolicy, TaskSpec,
+    Dispatcher, DispatcherConfig, ScaleChange, ScaleError, ScalePolicy, TaskSpec,
 };
 use taskweave::{AgentId, Instant, TaskId, TaskRequirements};
-
-/// How often the desired count turned from rising to falling or back.
-fn direction_changes(hints: &[ScaleHint]) -> usize {
-    let moves: Vec<ScaleChange> = hints
-        .iter()
-        .map(|h| h.change)
-        .filter(|&c| c != ScaleChange::Hold)
-        .collect();
-    moves.windows(2).filter(|w| w[0] != w[1]).count()
-}
 
 fn policy() -> ScalePolicy {
     ScalePolicy::builder()

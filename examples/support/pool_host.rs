@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use taskweave::agent::{AgentProfile, AgentStatus};
 use taskweave::scheduler::{
-    Action, AttemptOutcome, Dispatcher, DispatcherConfig, ScaleHint, ScalePolicy, TaskReport,
-    TaskSpec,
+    Action, AttemptOutcome, Dispatcher, DispatcherConfig, ScaleChange, ScaleHint, ScalePolicy,
+    TaskReport, TaskSpec,
 };
 use taskweave::{AgentId, AttemptToken, Instant, TaskId, TaskRequirements};
 
@@ -180,4 +180,14 @@ impl Host {
             !idle
         });
     }
+}
+
+/// How often the desired count turned from rising to falling or back.
+pub(crate) fn direction_changes(hints: &[ScaleHint]) -> usize {
+    let moves: Vec<ScaleChange> = hints
+        .iter()
+        .map(|h| h.change)
+        .filter(|&c| c != ScaleChange::Hold)
+        .collect();
+    moves.windows(2).filter(|w| w[0] != w[1]).count()
 }
