@@ -153,6 +153,7 @@ fn below_the_activation_threshold_a_pool_wants_no_agent() {
     let policy = ScalePolicy::builder()
         .activation(10)
         .target_utilisation_percent(100)
+        .scale_up(100, 20, Duration::from_secs(15))
         .build()
         .unwrap();
     let mut d = dispatcher_with(&["w"], policy);
@@ -172,6 +173,7 @@ fn a_count_falls_only_after_the_stabilisation_window() {
     let policy = ScalePolicy::builder()
         .stabilisation(Duration::from_secs(120))
         .target_utilisation_percent(100)
+        .scale_up(100, 20, Duration::from_secs(15))
         .build()
         .unwrap();
     let mut d = dispatcher_with(&["w"], policy);
@@ -235,6 +237,15 @@ fn a_policy_that_cannot_work_is_refused_naming_its_setting() {
         b().tolerance_percent(101).build(),
         Err(ScaleError::Tolerance(101))
     );
+    let second = Duration::from_secs(1);
+    assert_eq!(
+        b().scale_up(0, 0, second).build(),
+        Err(ScaleError::NoScaleUp)
+    );
+    assert!(matches!(
+        b().scale_up(10_001, 4, second).build(),
+        Err(ScaleError::TooLarge { limit: 10_000, .. })
+    ));
     for target in [0, 101] {
         assert_eq!(
             b().target_utilisation_percent(target).build(),
@@ -249,6 +260,10 @@ fn a_policy_that_cannot_work_is_refused_naming_its_setting() {
         ),
         (b().drain(Duration::from_millis(10)).build(), "drain"),
         (b().stabilisation(Duration::MAX).build(), "stabilisation"),
+        (
+            b().scale_up(100, 4, Duration::ZERO).build(),
+            "scale-up period",
+        ),
     ] {
         assert!(
             matches!(built, Err(ScaleError::Window { field: f, .. }) if f == field),

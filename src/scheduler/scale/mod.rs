@@ -10,10 +10,13 @@
 //! with a [`ScaleHint`]. The hint is advice: the host (or its
 //! orchestrator) starts and stops agents.
 
-use std::collections::{BTreeSet, VecDeque};
+mod window;
+
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use thiserror::Error;
+use window::{Keep, SlicedWindow};
 
 use crate::Instant;
 use crate::metrics::Throughput;
@@ -35,9 +38,15 @@ use crate::metrics::Throughput;
 ///   `min_agents..=max_agents`;
 /// - within the **tolerance** of the current count (by default 10 %), the
 ///   count stays;
-/// - it rises at once, but falls only to the highest count recommended
-///   during the **stabilisation** window (by default 5 minutes), so a
-///   dip does not shed agents that the next minute needs again.
+/// - it rises at most by the **scale-up limit** within its period (by
+///   default to twice the lowest count of the last 15 seconds, or 4 more
+///   agents, whichever is more), so a cold start or a burst whose run
+///   time is not known yet does not ask for a thousand agents at once;
+/// - it falls only to the highest count recommended during the
+///   **stabilisation** window (by default 5 minutes), so a dip does not
+///   shed agents that the next minute needs again.
+///
+/// The defaults are a Kubernetes horizontal pod autoscaler's.
 ///
 /// ```
 /// use std::time::Duration;
@@ -64,6 +73,9 @@ pub struct ScalePolicy {
     stabilisation: Duration,
     rate_window: Duration,
     drain: Duration,
+    up_percent: u32,
+    up_agents: u32,
+    up_period: Duration,
 }
 
 /// The largest agent count or slot count a policy may name.
@@ -87,17 +99,22 @@ pub enum ScaleError {
         /// The ceiling given.
         max: u32,
     },
-    /// A count above [`MAX_SCALE`].
-    #[error("{field} is {value}, above the limit of {MAX_SCALE}")]
+    /// A count above its limit ([`MAX_SCALE`] for agents and slots).
+    #[error("{field} is {value}, above the limit of {limit}")]
     TooLarge {
         /// The setting.
         field: &'static str,
         /// Its value.
         value: u32,
+        /// The most it may be.
+        limit: u32,
     },
     /// A tolerance above 100 %.
     #[error("a tolerance of {0} % is above 100 %")]
     Tolerance(u8),
+    /// A scale-up limit that never lets the count rise.
+    #[error("a scale-up limit of 0 % and 0 agents never lets the count rise; allow one of them")]
+    NoScaleUp,
     /// A target utilisation of 0 or above 100 %.
     #[error("a target utilisation of {0} % is outside 1 to 100 %")]
     TargetUtilisation(u8),
@@ -124,7 +141,8 @@ pub enum ScaleError {
 impl ScalePolicy {
     /// A policy with every setting at its default: one slot per agent,
     /// 0 to 1,000 agents, activation at 1 task, 80 % target utilisation,
-    /// 10 % tolerance, a 5-minute
+    /// 10 % tolerance, a scale-up limit of 100 % or 4 agents per 15 s, a
+    /// 5-minute
     /// stabilisation window, rates over a 60-second window, backlog drained
     /// in 30 seconds.
     pub fn builder() -> ScalePolicyBuilder {
@@ -139,6 +157,9 @@ impl ScalePolicy {
                 stabilisation: Duration::from_secs(300),
                 rate_window: Duration::from_secs(60),
                 drain: Duration::from_secs(30),
+                up_percent: 100,
+                up_agents: 4,
+                up_period: Duration::from_secs(15),
             },
         }
     }
@@ -166,6 +187,12 @@ impl ScalePolicy {
     /// The window arrival and completion rates are measured over.
     pub fn rate_window(&self) -> Duration {
         self.rate_window
+    }
+
+    /// The scale-up limit: percent, agents, period (see
+    /// [`ScalePolicyBuilder::scale_up`]).
+    pub fn scale_up(&self) -> (u32, u32, Duration) {
+        (self.up_percent, self.up_agents, self.up_period)
     }
 }
 
@@ -218,6 +245,17 @@ impl ScalePolicyBuilder {
         self
     }
 
+    /// How fast the count may rise: within any `period`, to the lowest
+    /// count of that period plus `percent` % of it or plus `agents`,
+    /// whichever is more (default 100 %, 4 agents, 15 s; the period 1 s to
+    /// 1 h, the percentage at most 10,000).
+    pub fn scale_up(mut self, percent: u32, agents: u32, period: Duration) -> Self {
+        self.policy.up_percent = percent;
+        self.policy.up_agents = agents;
+        self.policy.up_period = period;
+        self
+    }
+
     /// The window of the arrival and completion rates (default 60 s; 1 s
     /// to 1 h).
     pub fn rate_window(mut self, window: Duration) -> Self {
@@ -246,9 +284,14 @@ impl ScalePolicyBuilder {
             ("slots_per_agent", p.slots_per_agent),
             ("max_agents", p.max_agents),
             ("activation", p.activation),
+            ("scale-up agents", p.up_agents),
         ] {
             if value > MAX_SCALE {
-                return Err(ScaleError::TooLarge { field, value });
+                return Err(ScaleError::TooLarge {
+                    field,
+                    value,
+                    limit: MAX_SCALE,
+                });
             }
         }
         if p.min_agents > p.max_agents {
@@ -262,6 +305,16 @@ impl ScalePolicyBuilder {
         }
         if p.target_percent == 0 || p.target_percent > 100 {
             return Err(ScaleError::TargetUtilisation(p.target_percent));
+        }
+        if p.up_percent > 10_000 {
+            return Err(ScaleError::TooLarge {
+                field: "scale-up percent",
+                value: p.up_percent,
+                limit: 10_000,
+            });
+        }
+        if p.up_percent == 0 && p.up_agents == 0 {
+            return Err(ScaleError::NoScaleUp);
         }
         let second = Duration::from_secs(1);
         for (field, value, min, max) in [
@@ -278,6 +331,12 @@ impl ScalePolicyBuilder {
                 Duration::from_secs(3_600),
             ),
             ("drain", p.drain, second, MAX_SCALE_WINDOW),
+            (
+                "scale-up period",
+                p.up_period,
+                second,
+                Duration::from_secs(3_600),
+            ),
         ] {
             if value < min || value > max {
                 return Err(ScaleError::Window {
@@ -348,8 +407,8 @@ pub(crate) struct PoolLoad {
     pub(crate) oldest_queued: Option<Instant>,
 }
 
-/// One watched pool: its capabilities, policy, rate windows and the
-/// recommendations of its stabilisation window.
+/// One watched pool: its capabilities, policy, rate windows, and the
+/// windows that hold back a fall (stabilisation) and a rise (scale-up).
 #[derive(Clone, Debug)]
 pub(crate) struct Watch {
     pub(crate) name: String,
@@ -358,17 +417,24 @@ pub(crate) struct Watch {
     arrivals: Throughput,
     completions: Throughput,
     run_micros: Throughput,
-    /// Recommendations of the stabilisation window, one per slice (the
-    /// highest in it), oldest first.
-    history: VecDeque<(u64, u32)>,
+    /// Recommendations of the stabilisation window (the highest of each
+    /// slice).
+    recommended: SlicedWindow,
+    /// Desired counts of the scale-up period (the lowest of each slice).
+    counts: SlicedWindow,
     desired: u32,
 }
 
-/// Slices of a stabilisation window: its history holds at most this many.
-const SLICES: u64 = 60;
-
 /// Buckets of a rate window.
 const RATE_BUCKETS: usize = 60;
+
+/// What the load asks for, before the windows hold it back.
+struct Recommendation {
+    agents: u32,
+    demand: f64,
+    arrivals: f64,
+    mean_run_time: Option<Duration>,
+}
 
 impl Watch {
     pub(crate) fn new(
@@ -391,7 +457,8 @@ impl Watch {
             arrivals: window()?,
             completions: window()?,
             run_micros: window()?,
-            history: VecDeque::new(),
+            recommended: SlicedWindow::new(policy.stabilisation, Keep::Highest),
+            counts: SlicedWindow::new(policy.up_period, Keep::Lowest),
             desired: policy.min_agents,
         })
     }
@@ -410,8 +477,36 @@ impl Watch {
         self.run_micros.record_n(now, ran_nanos / 1_000);
     }
 
-    /// The hint for `load` at `now`, recorded for the stabilisation window.
+    /// The hint for `load` at `now`, recorded in the windows.
     pub(crate) fn hint(&mut self, load: PoolLoad, now: Instant) -> ScaleHint {
+        let current = self.desired;
+        let recommendation = self.recommend(load, now);
+        let desired = self.settle(recommendation.agents, now);
+        ScaleHint {
+            pool: self.name.clone(),
+            queued: load.queued,
+            in_flight: load.in_flight,
+            agents: load.agents,
+            capacity: load.capacity,
+            oldest_queued: load
+                .oldest_queued
+                .map(|at| now.saturating_duration_since(at)),
+            arrivals_per_second: recommendation.arrivals,
+            completions_per_second: self.completions.per_second(now),
+            mean_run_time: recommendation.mean_run_time,
+            demand: recommendation.demand,
+            desired_agents: desired,
+            change: match desired.cmp(&current) {
+                std::cmp::Ordering::Greater => ScaleChange::Up,
+                std::cmp::Ordering::Less => ScaleChange::Down,
+                std::cmp::Ordering::Equal => ScaleChange::Hold,
+            },
+        }
+    }
+
+    /// The count `load` asks for: the demand over an agent's busy slots,
+    /// activated, bounded, and held within the tolerance.
+    fn recommend(&self, load: PoolLoad, now: Instant) -> Recommendation {
         let p = self.policy;
         let arrivals = self.arrivals.per_second(now);
         let completed = self.completions.count(now);
@@ -428,67 +523,55 @@ impl Watch {
         // The busy slots one agent should carry.
         let slots = f64::from(p.slots_per_agent) * f64::from(p.target_percent) / 100.0;
         let active = work >= p.activation as usize && work > 0;
-        let mut raw = if active {
+        let mut agents = if active {
             // Saturating: a demand past u32 is clamped by max_agents.
             ((demand / slots).ceil() as u32).max(1)
         } else {
             0
         };
-        raw = raw.clamp(p.min_agents, p.max_agents);
+        agents = agents.clamp(p.min_agents, p.max_agents);
         let current = self.desired;
-        if active && current > 0 && raw != current {
+        if active && current > 0 && agents != current {
             let ratio = demand / (f64::from(current) * slots);
             if (ratio - 1.0).abs() <= f64::from(p.tolerance_percent) / 100.0 {
-                raw = current;
+                agents = current;
             }
         }
-        self.remember(raw, now);
-        let desired = if raw >= current {
-            raw
-        } else {
-            self.history.iter().map(|&(_, r)| r).max().unwrap_or(raw)
-        };
-        self.desired = desired;
-        ScaleHint {
-            pool: self.name.clone(),
-            queued: load.queued,
-            in_flight: load.in_flight,
-            agents: load.agents,
-            capacity: load.capacity,
-            oldest_queued: load
-                .oldest_queued
-                .map(|at| now.saturating_duration_since(at)),
-            arrivals_per_second: arrivals,
-            completions_per_second: self.completions.per_second(now),
-            mean_run_time,
+        Recommendation {
+            agents,
             demand,
-            desired_agents: desired,
-            change: match desired.cmp(&current) {
-                std::cmp::Ordering::Greater => ScaleChange::Up,
-                std::cmp::Ordering::Less => ScaleChange::Down,
-                std::cmp::Ordering::Equal => ScaleChange::Hold,
-            },
+            arrivals,
+            mean_run_time,
         }
     }
 
-    /// Files `raw` in its slice of the stabilisation window and forgets
-    /// the slices that have left it.
-    fn remember(&mut self, raw: u32, now: Instant) {
-        let width = (self.policy.stabilisation.as_nanos() as u64 / SLICES).max(1);
-        let slice = now.as_nanos() / width;
-        while self
-            .history
-            .front()
-            .is_some_and(|&(s, _)| s.saturating_add(SLICES) <= slice)
-        {
-            self.history.pop_front();
-        }
-        match self.history.back_mut() {
-            Some((s, r)) if *s == slice => *r = (*r).max(raw),
-            // A clock that stepped back files in the latest slice.
-            Some((s, r)) if *s > slice => *r = (*r).max(raw),
-            _ => self.history.push_back((slice, raw)),
-        }
+    /// The count after the windows: a rise up to the scale-up limit, a
+    /// fall only to the highest recommendation of the stabilisation
+    /// window.
+    fn settle(&mut self, recommended: u32, now: Instant) -> u32 {
+        let p = self.policy;
+        self.recommended.file(recommended, now);
+        let current = self.desired;
+        let desired = if recommended >= current {
+            // The lowest count of the period: the current one counts too,
+            // as the count the period started with when nothing else did.
+            self.counts.file(current, now);
+            let base = self.counts.lowest().unwrap_or(current);
+            let by_share = u64::from(base) * (100 + u64::from(p.up_percent)) / 100;
+            let by_agents = u64::from(base) + u64::from(p.up_agents);
+            let limit = u32::try_from(by_share.max(by_agents)).unwrap_or(u32::MAX);
+            recommended.min(limit.max(current))
+        } else {
+            // Never above the current count: a recommendation the
+            // scale-up limit held back is not a reason to rise.
+            self.recommended
+                .highest()
+                .unwrap_or(recommended)
+                .min(current)
+        };
+        self.counts.file(desired, now);
+        self.desired = desired;
+        desired
     }
 }
 
@@ -496,8 +579,14 @@ impl Watch {
 mod tests {
     use super::*;
 
+    /// A watch of `policy` at 100 % utilisation with no scale-up limit
+    /// to speak of.
     fn watch(policy: ScalePolicyBuilder) -> Watch {
-        let policy = policy.target_utilisation_percent(100).build().unwrap();
+        let policy = policy
+            .target_utilisation_percent(100)
+            .scale_up(10_000, MAX_SCALE, Duration::from_secs(1))
+            .build()
+            .unwrap();
         Watch::new("pool".into(), BTreeSet::new(), policy).unwrap()
     }
 
@@ -528,7 +617,7 @@ mod tests {
         assert_eq!(w.hint(queued(1), Instant::from_secs(69)).desired_agents, 9);
         let hint = w.hint(queued(1), Instant::from_secs(71));
         assert_eq!((hint.desired_agents, hint.change), (1, ScaleChange::Down));
-        assert!(w.history.len() <= SLICES as usize);
+        assert!(w.recommended.len() <= window::SLICES as usize + 1);
     }
 
     #[test]
@@ -597,9 +686,31 @@ mod tests {
                 proptest::prop_assert!(hint.demand.is_finite() && hint.demand >= 0.0);
                 proptest::prop_assert!(hint.desired_agents <= policy.agents().1);
                 proptest::prop_assert!(hint.desired_agents >= policy.agents().0);
-                proptest::prop_assert!(w.history.len() <= SLICES as usize + 1);
+                proptest::prop_assert!(w.recommended.len() <= window::SLICES as usize + 1);
+                proptest::prop_assert!(w.counts.len() <= window::SLICES as usize + 1);
             }
         }
+    }
+
+    #[test]
+    fn a_rise_is_held_to_the_scale_up_limit_of_its_period() {
+        // Defaults: twice the lowest count of the last 15 s, or 4 more.
+        let policy = ScalePolicy::builder()
+            .target_utilisation_percent(100)
+            .build()
+            .unwrap();
+        let mut w = Watch::new("pool".into(), BTreeSet::new(), policy).unwrap();
+        let at = |secs| Instant::from_secs(secs);
+        let counts: Vec<u32> = [0, 5, 10, 15, 20, 30, 45]
+            .into_iter()
+            .map(|s| w.hint(queued(1_000), at(s)).desired_agents)
+            .collect();
+        // From 0: +4; then the lowest of the period (0, still within 15 s)
+        // holds it; past it, each period doubles the count.
+        assert_eq!(counts, [4, 4, 4, 8, 8, 16, 32]);
+        // A fall is not held back by what the limit kept from rising.
+        let later = at(45 + 301);
+        assert_eq!(w.hint(queued(3), later).desired_agents, 3);
     }
 
     #[test]
