@@ -46,7 +46,8 @@ use crate::metrics::Throughput;
 ///   **stabilisation** window (by default 5 minutes), so a dip does not
 ///   shed agents that the next minute needs again.
 ///
-/// The defaults are a Kubernetes horizontal pod autoscaler's.
+/// The first hint counts from the pool's online agents. The defaults are
+/// a Kubernetes horizontal pod autoscaler's.
 ///
 /// ```
 /// use std::time::Duration;
@@ -422,7 +423,9 @@ pub(crate) struct Watch {
     recommended: SlicedWindow,
     /// Desired counts of the scale-up period (the lowest of each slice).
     counts: SlicedWindow,
-    desired: u32,
+    /// The count of the last hint; before the first, the pool's online
+    /// agents are the count it starts from.
+    desired: Option<u32>,
 }
 
 /// Buckets of a rate window.
@@ -459,7 +462,7 @@ impl Watch {
             run_micros: window()?,
             recommended: SlicedWindow::new(policy.stabilisation, Keep::Highest),
             counts: SlicedWindow::new(policy.up_period, Keep::Lowest),
-            desired: policy.min_agents,
+            desired: None,
         })
     }
 
@@ -479,9 +482,11 @@ impl Watch {
 
     /// The hint for `load` at `now`, recorded in the windows.
     pub(crate) fn hint(&mut self, load: PoolLoad, now: Instant) -> ScaleHint {
-        let current = self.desired;
-        let recommendation = self.recommend(load, now);
-        let desired = self.settle(recommendation.agents, now);
+        let (min, max) = self.policy.agents();
+        let serving = u32::try_from(load.agents).unwrap_or(u32::MAX);
+        let current = self.desired.unwrap_or_else(|| serving.clamp(min, max));
+        let recommendation = self.recommend(load, current, now);
+        let desired = self.settle(recommendation.agents, current, now);
         ScaleHint {
             pool: self.name.clone(),
             queued: load.queued,
@@ -505,8 +510,8 @@ impl Watch {
     }
 
     /// The count `load` asks for: the demand over an agent's busy slots,
-    /// activated, bounded, and held within the tolerance.
-    fn recommend(&self, load: PoolLoad, now: Instant) -> Recommendation {
+    /// activated, bounded, and held within the tolerance of `current`.
+    fn recommend(&self, load: PoolLoad, current: u32, now: Instant) -> Recommendation {
         let p = self.policy;
         let arrivals = self.arrivals.per_second(now);
         let completed = self.completions.count(now);
@@ -530,7 +535,6 @@ impl Watch {
             0
         };
         agents = agents.clamp(p.min_agents, p.max_agents);
-        let current = self.desired;
         if active && current > 0 && agents != current {
             let ratio = demand / (f64::from(current) * slots);
             if (ratio - 1.0).abs() <= f64::from(p.tolerance_percent) / 100.0 {
@@ -545,13 +549,12 @@ impl Watch {
         }
     }
 
-    /// The count after the windows: a rise up to the scale-up limit, a
-    /// fall only to the highest recommendation of the stabilisation
-    /// window.
-    fn settle(&mut self, recommended: u32, now: Instant) -> u32 {
+    /// The count after the windows, from `current`: a rise up to the
+    /// scale-up limit, a fall only to the highest recommendation of the
+    /// stabilisation window.
+    fn settle(&mut self, recommended: u32, current: u32, now: Instant) -> u32 {
         let p = self.policy;
         self.recommended.file(recommended, now);
-        let current = self.desired;
         let desired = if recommended >= current {
             // The lowest count of the period: the current one counts too,
             // as the count the period started with when nothing else did.
@@ -570,7 +573,7 @@ impl Watch {
                 .min(current)
         };
         self.counts.file(desired, now);
-        self.desired = desired;
+        self.desired = Some(desired);
         desired
     }
 }
@@ -651,7 +654,10 @@ mod tests {
             rate_window in 0u64..3_700,
             drain in 0u64..90_000,
             steps in proptest::collection::vec(
-                (0u64..u64::MAX / 2, 0usize..usize::MAX, 0usize..10_000, 0u8..4, 0u64..u64::MAX),
+                (
+                    (0u64..u64::MAX / 2, 0usize..usize::MAX, 0usize..10_000),
+                    (0u8..4, 0u64..u64::MAX, 0usize..usize::MAX),
+                ),
                 1..40,
             ),
         ) {
@@ -669,7 +675,7 @@ mod tests {
                 return Ok(());
             };
             let mut w = Watch::new("p".into(), BTreeSet::new(), policy).unwrap();
-            for (at, queued, in_flight, event, ran) in steps {
+            for ((at, queued, in_flight), (event, ran, agents)) in steps {
                 let now = Instant::from_nanos(at);
                 match event {
                     0 => w.arrived(now),
@@ -680,6 +686,7 @@ mod tests {
                     queued,
                     in_flight,
                     oldest_queued: Some(Instant::from_nanos(at / 2)),
+                    agents,
                     ..PoolLoad::default()
                 };
                 let hint = w.hint(load, now);
@@ -711,6 +718,20 @@ mod tests {
         // A fall is not held back by what the limit kept from rising.
         let later = at(45 + 301);
         assert_eq!(w.hint(queued(3), later).desired_agents, 3);
+    }
+
+    #[test]
+    fn the_first_hint_counts_from_the_agents_serving() {
+        let policy = ScalePolicy::builder().target_utilisation_percent(100);
+        let mut w = Watch::new("pool".into(), BTreeSet::new(), policy.build().unwrap()).unwrap();
+        let serving = PoolLoad {
+            queued: 1_000,
+            agents: 5,
+            ..PoolLoad::default()
+        };
+        let hint = w.hint(serving, Instant::from_secs(1));
+        // From 5: twice as many at most.
+        assert_eq!((hint.desired_agents, hint.change), (10, ScaleChange::Up));
     }
 
     #[test]
