@@ -60,7 +60,10 @@ pub struct Status {
     pub draining: bool,
     /// The scale hint of each pool the leader's configuration names
     /// ([`NodeConfigBuilder::scale_pool`](super::NodeConfigBuilder::scale_pool)).
-    #[cfg_attr(feature = "serde", serde(default))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
     pub pools: Vec<ScaleHint>,
 }
 

@@ -196,11 +196,6 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             return;
         }
         self.set_state(task, TaskState::Queued);
-        if let Some(t) = self.state.tasks.get_mut(task) {
-            // A queued task's `assigned_at` is when it entered the queue:
-            // the exact age of the oldest one in a scale hint.
-            t.assigned_at = now;
-        }
         if let Some(entry) = self
             .state
             .tasks

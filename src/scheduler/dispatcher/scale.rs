@@ -70,22 +70,18 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         Some(self.watches.get_mut(index)?.hint(load, now))
     }
 
-    /// The pool's load: one pass over the live tasks (`O(n)`, deciding
-    /// each distinct set of requirements once) and one over the agents.
-    /// Requirement ids are dense (the table reuses freed ones), so the
-    /// decisions fit a vector as long as the largest id in use.
+    /// The pool's load: one pass over the live tasks for the counts, one
+    /// over the queues' entries (the main queue, the parked groups, the
+    /// concurrency keys' waiters) for the oldest, each `O(n)`; each
+    /// distinct set of requirements is decided once. Requirement ids are
+    /// dense (the table reuses freed ones), so the decisions fit a vector
+    /// as long as the largest id in use.
     fn pool_load(&self, watch: &Watch) -> PoolLoad {
         let mut load = PoolLoad::default();
-        // Whether the pool takes each set of requirements, by its dense
-        // id: 0 not yet decided, 1 yes, 2 no.
+        // Whether the pool takes each set of requirements, by its id:
+        // 0 not yet decided, 1 yes, 2 no.
         let mut takes: Vec<u8> = Vec::new();
-        for (_, task) in self.state.tasks.iter() {
-            let queued = match task.state {
-                TaskState::Queued => true,
-                TaskState::InFlight { .. } => false,
-                _ => continue,
-            };
-            let id = task.requirements;
+        let mut ours = |id: RequirementsId| {
             let at = id as usize;
             if at >= takes.len() {
                 takes.resize(at + 1, 0);
@@ -98,17 +94,29 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                     2
                 };
             }
-            if takes[at] != 1 {
-                continue;
+            takes[at] == 1
+        };
+        for (_, task) in self.state.tasks.iter() {
+            match task.state {
+                TaskState::Queued if ours(task.requirements) => load.queued += 1,
+                TaskState::InFlight { .. } if ours(task.requirements) => load.in_flight += 1,
+                _ => {}
             }
-            if queued {
-                load.queued += 1;
-                // A queued task's `assigned_at` is when it entered the
-                // queue (see `requeue`).
-                let since = task.assigned_at;
+        }
+        // A queue entry says when its task (re-)entered the queue; entries
+        // of tasks no longer queued are left behind, and skipped.
+        let parked = self.state.parked.iter().map(|group| &group.queue);
+        let waiting = self.state.key_gates.waiters().map(|(_, queue)| queue);
+        let queues = std::iter::once(&self.state.queue)
+            .chain(parked)
+            .chain(waiting);
+        for entry in queues.flat_map(|queue| queue.entries()) {
+            let Some(task) = self.state.tasks.get(entry.task) else {
+                continue;
+            };
+            if task.state == TaskState::Queued && ours(task.requirements) {
+                let since = entry.since;
                 load.oldest_queued = Some(load.oldest_queued.map_or(since, |o| o.min(since)));
-            } else {
-                load.in_flight += 1;
             }
         }
         for agent in self.state.registry.iter() {

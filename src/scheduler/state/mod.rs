@@ -45,8 +45,6 @@ pub(super) struct Task<P> {
     pub(super) payload: P,
     pub(super) state: TaskState,
     pub(super) seq: u64,
-    /// When the current attempt started; while queued, when the task
-    /// entered the queue.
     pub(super) assigned_at: Instant,
     pub(super) extras: Option<Box<Extras>>,
     pub(super) requirements: RequirementsId,
