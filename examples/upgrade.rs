@@ -11,7 +11,12 @@
 //!    has not reached anything v2 changed moves to v2, one that has stays
 //!    on v1, and one of a version no longer deployed is parked, with one
 //!    event;
-//! 4. everything drains, and v1 is removed once it has no runs left.
+//! 4. v3 serves the runs of v1 too: its `fraud` step exists since v2 and
+//!    its `notify` step since v3, and the direct edge v1 took from the
+//!    reservation to the charge exists until v2 (version gates). The
+//!    charged v1 run that v2 refused moves to v3, and the v1 journal
+//!    replays under v3;
+//! 5. everything drains, and v1 is removed once it has no runs left.
 //!
 //! The example checks the story and exits non-zero if it went another way.
 //!
@@ -25,9 +30,9 @@ use taskweave::agent::AgentProfile;
 use taskweave::resilience::Fixed;
 use taskweave::scheduler::{Dispatcher, DispatcherConfig};
 use taskweave::workflow::{
-    Checkpoint, EngineAction, ReplayCheck, Resumed, RunAction, RunInput, RunOutcome, RunRecorder,
-    StartPolicy, StepDef, StepOutput, StepTask, WorkflowDef, WorkflowEngine, WorkflowEvent,
-    WorkflowRun, check_replay,
+    Checkpoint, EngineAction, Gate, ReplayCheck, Resumed, RunAction, RunInput, RunOutcome,
+    RunRecorder, StartPolicy, StepDef, StepOutput, StepTask, WorkflowDef, WorkflowEngine,
+    WorkflowEvent, WorkflowRun, check_replay,
 };
 use taskweave::{AgentId, Instant, WorkflowId};
 
@@ -59,6 +64,28 @@ fn v2() -> Result<Arc<WorkflowDef>, taskweave::Error> {
             .edge("reserve", "fraud")
             .edge("fraud", "capture")
             .edge("capture", "ship")
+            .build()?,
+    ))
+}
+
+/// v2 with a notification at the end, gated so that it also serves the
+/// runs that started under v1 and v2: each sees the steps and edges its
+/// version had.
+fn v3() -> Result<Arc<WorkflowDef>, taskweave::Error> {
+    let agent = |id: &str| StepDef::agent(id).capabilities(["shop"]);
+    let retried = Fixed::new(Duration::from_secs(2), 3)?;
+    Ok(Arc::new(
+        WorkflowDef::builder("order", 3)
+            .step(agent("reserve").compensable())
+            .step(StepDef::local("fraud").since(2))
+            .step(agent("capture").alias("charge").retry(retried))
+            .step(agent("ship"))
+            .step(StepDef::local("notify").since(3))
+            .edge("reserve", "fraud")
+            .edge("fraud", "capture")
+            .gated_edge("reserve", "capture", Gate::until(2))
+            .edge("capture", "ship")
+            .edge("ship", "notify")
             .build()?,
     ))
 }
@@ -259,10 +286,54 @@ fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         parked == Resumed::Parked(WorkflowId::new(1_003)) && host.engine.parked_runs() == 1,
     ));
 
-    // 4. Everything drains; v1 goes once it has no runs.
+    // 4. One gated definition serves the runs of v1 and its own.
+    let v3 = v3()?;
+    host.engine.register(Arc::clone(&v3))?;
+    let gated = WorkflowDef::diff(&v1, &v3);
+    let charged = stored(&v1, 1_004, 2); // charged, like run 1002
+    let admits_charged = gated.admits(&charged);
+    let moved_gated = host
+        .engine
+        .resume(&mut host.pool, gated.migrate(charged)?, host.now)?;
+    let replay_v3 = check_replay(recorded.journal(), &v3)?;
+    let fresh = host.engine.start_version(
+        &mut host.pool,
+        "order",
+        StartPolicy::Pinned(3),
+        None,
+        host.now,
+    )?;
+    println!(
+        "4. v3 gates fraud ({}) and notify ({}); diff v1 -> v3: {}",
+        v3.step(v3.step_id("fraud").ok_or("fraud")?)
+            .ok_or("fraud")?
+            .gate,
+        v3.step(v3.step_id("notify").ok_or("notify")?)
+            .ok_or("notify")?
+            .gate,
+        gated
+            .steps()
+            .iter()
+            .map(|s| format!("{} {:?}", s.key, s.change))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "   run 1004 (charged): admitted {admits_charged} -> {moved_gated:?}; replay of the v1 run under v3: {}",
+        match &replay_v3 {
+            ReplayCheck::Compatible { entries } => format!("compatible ({entries} entries)"),
+            ReplayCheck::Diverged(at) => at.to_string(),
+        }
+    );
+    checks.push((
+        "v3 admits the charged v1 run that v2 refused, and replays the v1 journal".to_string(),
+        admits_charged && matches!(replay_v3, ReplayCheck::Compatible { .. }),
+    ));
+
+    // 5. Everything drains; v1 goes once it has no runs.
     host.drain();
     println!(
-        "4. drained: {} runs finished; run 1001 ran {:?}; run 1002 ran {:?}",
+        "5. drained: {} runs finished; run 1001 ran {:?}; run 1002 ran {:?}",
         host.finished.len(),
         host.steps_of(WorkflowId::new(1_001)),
         host.steps_of(WorkflowId::new(1_002))
@@ -278,7 +349,7 @@ fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     );
     checks.push((
         "every started and resumed run succeeds".to_string(),
-        host.finished.len() == 42
+        host.finished.len() == 44
             && host
                 .finished
                 .iter()
@@ -292,6 +363,24 @@ fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     checks.push((
         "the run that stayed on v1 ships under v1".to_string(),
         host.steps_of(WorkflowId::new(1_002)) == ["v1:ship"],
+    ));
+    println!(
+        "   run 1004 ran {:?}; a new v3 run ran {:?}",
+        host.steps_of(WorkflowId::new(1_004)),
+        host.steps_of(fresh)
+    );
+    checks.push((
+        "the v1 run on v3 ships as v1 would, and a new v3 run checks fraud and notifies"
+            .to_string(),
+        host.steps_of(WorkflowId::new(1_004)) == ["v3:ship"]
+            && host.steps_of(fresh)
+                == [
+                    "v3:reserve",
+                    "v3:fraud",
+                    "v3:capture",
+                    "v3:ship",
+                    "v3:notify",
+                ],
     ));
     checks.push((
         "one event for the parked run, and v1 removed once drained".to_string(),

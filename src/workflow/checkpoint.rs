@@ -48,6 +48,14 @@ pub struct Checkpoint<P> {
     name: String,
     version: u32,
     hash: u64,
+    /// The version the run started under, when earlier than `version`:
+    /// the definition is [seen as that version's runs see
+    /// it](WorkflowDef::at_version).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    origin: Option<u32>,
     state: RunState<P>,
 }
 
@@ -77,6 +85,13 @@ impl<P> Checkpoint<P> {
         self.hash
     }
 
+    /// The version the run started under (its
+    /// [origin](WorkflowDef::origin)): the definition's version, unless
+    /// the run migrated from an earlier one.
+    pub fn origin(&self) -> u32 {
+        self.origin.unwrap_or(self.version)
+    }
+
     /// The run's id.
     pub fn run_id(&self) -> crate::WorkflowId {
         self.state.id
@@ -92,6 +107,7 @@ impl<P: Clone> WorkflowRun<P> {
             name: def.name().to_string(),
             version: def.version(),
             hash: def.content_hash(),
+            origin: (def.origin() != def.version()).then_some(def.origin()),
             state: self.state().clone(),
         }
     }
@@ -106,7 +122,12 @@ impl<P: Clone> WorkflowRun<P> {
     /// content; [`RunError::InvalidCheckpoint`] if its state is not one a
     /// run of `def` can be in (an index out of range, a count that does not
     /// match what it counts, an id listed twice, a step state the phase or
-    /// the edges contradict...), naming the field.
+    /// the edges contradict, an origin later than the version...), naming
+    /// the field.
+    ///
+    /// A run that started under an earlier version than `def`'s (it
+    /// migrated) resumes on `def` [as its origin's runs see
+    /// it](WorkflowDef::at_version).
     pub fn resume(def: Arc<WorkflowDef>, checkpoint: Checkpoint<P>) -> Result<Self, RunError> {
         if checkpoint.format != Checkpoint::<P>::FORMAT {
             return Err(RunError::UnsupportedCheckpoint {
@@ -127,6 +148,18 @@ impl<P: Clone> WorkflowRun<P> {
                 found_hash: checkpoint.hash,
             });
         }
+        let origin = checkpoint.origin();
+        let def = if def.origin() == origin {
+            def
+        } else {
+            Arc::new(
+                def.at_version(origin)
+                    .map_err(|_| RunError::InvalidCheckpoint {
+                        field: "origin".to_string(),
+                        reason: "is later than the definition's version",
+                    })?,
+            )
+        };
         checkpoint.state.validate(&def)?;
         Ok(WorkflowRun::from_state(def, checkpoint.state))
     }

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Choice, DefinitionError, Join, MultiInstance, StepDef, StepKind, WorkflowDef};
-use crate::Priority;
+use super::{Choice, DefinitionError, Gate, Join, MultiInstance, StepDef, StepKind, WorkflowDef};
 use crate::resilience::RetrySpec;
+use crate::{Priority, StepId};
 
 /// A definition as data.
 #[derive(Serialize, Deserialize)]
@@ -72,6 +72,10 @@ struct TaskData {
     estimated_duration: Option<Duration>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     aliases: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    since: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    until: Option<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     depends_on: Vec<Dependency>,
 }
@@ -89,12 +93,26 @@ enum KindData {
     SubWorkflow(Arc<WorkflowDef>),
 }
 
-/// An edge into a step: a plain step id, or a step id with a branch label.
+/// An edge into a step: a plain step id, or a step id with a branch label
+/// or a gate.
 #[derive(Serialize, Deserialize)]
 #[serde(untagged)]
 enum Dependency {
     Step(String),
-    Branch { step: String, label: String },
+    Edge(EdgeData),
+}
+
+/// An edge into a step with its label or its gate.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EdgeData {
+    step: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    since: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    until: Option<u32>,
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
@@ -119,8 +137,16 @@ impl TryFrom<WorkflowData> for WorkflowDef {
             for dependency in &task.depends_on {
                 builder = match dependency {
                     Dependency::Step(step) => builder.edge(step.as_str(), task.id.as_str()),
-                    Dependency::Branch { step, label } => {
-                        builder.branch(step.as_str(), task.id.as_str(), label.as_str())
+                    Dependency::Edge(edge) => {
+                        let gate = Gate {
+                            since: edge.since,
+                            until: edge.until,
+                        };
+                        let (from, to) = (edge.step.as_str(), task.id.as_str());
+                        match &edge.label {
+                            None => builder.gated_edge(from, to, gate),
+                            Some(label) => builder.gated_branch(from, to, label.as_str(), gate),
+                        }
                     }
                 };
             }
@@ -152,30 +178,56 @@ impl TryFrom<WorkflowData> for WorkflowDef {
             step.inputs = task.inputs;
             step.estimated_duration = task.estimated_duration;
             step.aliases = task.aliases;
+            step.gate = Gate {
+                since: task.since,
+                until: task.until,
+            };
             builder = builder.step(step);
         }
         builder.build()
     }
 }
 
+/// Every step's incoming edges as data, gated ones included, in edge
+/// order (the builder keeps edges grouped by target).
+fn dependencies(def: &WorkflowDef) -> Vec<Vec<Dependency>> {
+    let mut into = Vec::new();
+    into.resize_with(def.len(), Vec::new);
+    for edge in def.graph().raw_edges() {
+        let (step, label, gate) = (
+            def.key(StepId::new(edge.source().index() as u64)),
+            &edge.weight.label,
+            edge.weight.gate,
+        );
+        into[edge.target().index()].push(match (label, gate.is_always()) {
+            (None, true) => Dependency::Step(step.to_string()),
+            _ => Dependency::Edge(EdgeData {
+                step: step.to_string(),
+                label: label.clone(),
+                since: gate.since,
+                until: gate.until,
+            }),
+        });
+    }
+    into
+}
+
 impl From<&WorkflowDef> for WorkflowData {
     fn from(def: &WorkflowDef) -> Self {
-        let key = |step| {
-            def.step(step)
-                .map(|s: &StepDef| s.id.clone())
-                .unwrap_or_default()
-        };
+        let key = |step| def.key(step).to_string();
+        let mut dependencies = dependencies(def).into_iter();
         WorkflowData {
             name: def.name().to_string(),
             version: def.version(),
             deadline: def.deadline(),
-            output: def.output().filter(|_| !def.has_default_output()).map(key),
-            entries: (!def.has_default_entries())
-                .then(|| def.entries().iter().map(|&s| key(s)).collect()),
+            output: def.written_output().map(key),
+            entries: def
+                .written_entries()
+                .map(|entries| entries.iter().map(|&s| key(s)).collect()),
             max_depth: def.max_depth(),
             tasks: def
                 .steps()
-                .map(|(id, step)| {
+                .map(|(_, step)| {
                     let (kind, timeout) = match &step.kind {
                         StepKind::Agent => (KindData::Agent, step.timeout),
                         StepKind::Local => (KindData::Local, step.timeout),
@@ -205,16 +257,9 @@ impl From<&WorkflowDef> for WorkflowData {
                         inputs: step.inputs.clone(),
                         estimated_duration: step.estimated_duration,
                         aliases: step.aliases.clone(),
-                        depends_on: def
-                            .predecessors(id)
-                            .map(|(from, label)| match label {
-                                None => Dependency::Step(key(from)),
-                                Some(label) => Dependency::Branch {
-                                    step: key(from),
-                                    label: label.to_string(),
-                                },
-                            })
-                            .collect(),
+                        since: step.gate.since,
+                        until: step.gate.until,
+                        depends_on: dependencies.next().unwrap_or_default(),
                     }
                 })
                 .collect(),

@@ -11,10 +11,13 @@ use crate::{StepId, TaskRequirements};
 /// An edge of a workflow: its source's completion enables its target. A
 /// labelled edge fires only when its source chose the label (a decision
 /// step's branch, or a wait step's signal); an unlabelled edge always fires.
+/// A gated edge exists only for the runs whose origin its gate admits.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Edge {
     /// The branch label, if any.
     pub label: Option<String>,
+    /// The versions the edge exists in.
+    pub gate: Gate,
 }
 
 /// The graph type of a definition: steps on nodes, edges between them.
@@ -50,6 +53,15 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 /// A validated workflow definition: a DAG of [`StepDef`]s joined by
 /// (optionally labelled) [`Edge`]s, with a name, a version and a stable
 /// content hash.
+///
+/// Steps and edges may carry a [`Gate`], so that one definition serves
+/// the runs of several versions: [`at_version`](Self::at_version) gives
+/// the definition as the runs that started under an earlier version see
+/// it. The topology this type answers ([`entries`](Self::entries),
+/// [`output`](Self::output), [`predecessors`](Self::predecessors),
+/// [`successors`](Self::successors)) is the one of its
+/// [origin](Self::origin); [`steps`](Self::steps) and
+/// [`edges`](Self::edges) list every part, gated or not.
 ///
 /// A `WorkflowDef` can only be obtained from [`WorkflowDef::builder`] (or
 /// by deserializing its data form, which goes through the same builder), so
@@ -106,12 +118,24 @@ pub struct WorkflowDef {
     /// clone (a shared pointer) to the pool for every attempt.
     requirements: Vec<TaskRequirements>,
     hash: u64,
+    /// The version whose runs the topology above serves.
+    origin: u32,
+    /// The entries the builder was given, if any.
+    declared_entries: Option<Vec<StepId>>,
+    /// The output the builder was given, if any.
+    declared_output: Option<StepId>,
+    /// Where the gates change the shape ([`gated_versions`](Self::gated_versions)).
+    gated: Vec<u32>,
+    /// Steps and edge indices absent for the origin's runs, sorted.
+    absent: Vec<StepId>,
+    absent_edges: Vec<u32>,
 }
 
 impl PartialEq for WorkflowDef {
-    /// Definitions are equal when their content hashes are.
+    /// Definitions are equal when their content hashes are, and they
+    /// serve the runs of the same [origin](Self::origin).
     fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash
+        self.hash == other.hash && self.origin == other.origin
     }
 }
 
@@ -222,18 +246,23 @@ impl WorkflowDef {
         &self.entries
     }
 
-    /// Whether the entry steps are the default ones: every step without
-    /// predecessors. (The data form leaves default entries out.)
+    /// The entry steps the data form writes: the declared ones, unless
+    /// the definition is ungated and they are the default (every step
+    /// without predecessors).
     #[cfg(feature = "serde")]
-    pub(crate) fn has_default_entries(&self) -> bool {
-        self.entries == self.predecessors.empty_ones()
+    pub(crate) fn written_entries(&self) -> Option<&[StepId]> {
+        self.declared_entries
+            .as_deref()
+            .filter(|e| !self.gated.is_empty() || *e != self.predecessors.empty_ones())
     }
 
-    /// Whether the output step is the default one: the only sink, if there
-    /// is exactly one. (The data form leaves a default output out.)
+    /// The output step the data form writes: the declared one, unless the
+    /// definition is ungated and it is the default (the only sink, if
+    /// there is exactly one).
     #[cfg(feature = "serde")]
-    pub(crate) fn has_default_output(&self) -> bool {
-        self.output == self.successors.only_empty_one()
+    pub(crate) fn written_output(&self) -> Option<StepId> {
+        self.declared_output
+            .filter(|&o| !self.gated.is_empty() || Some(o) != self.successors.only_empty_one())
     }
 
     /// The sub-workflow nesting limit this definition was validated with.
@@ -274,6 +303,11 @@ impl WorkflowDef {
         self.requirements.get(step.get() as usize)
     }
 
+    /// The key of `step` (empty for an id out of range).
+    pub(crate) fn key(&self, step: StepId) -> &str {
+        self.step(step).map_or("", |s| s.id.as_str())
+    }
+
     /// The id of the step with this key.
     pub fn step_id(&self, key: &str) -> Option<StepId> {
         self.ids.get(key).copied()
@@ -296,7 +330,8 @@ impl WorkflowDef {
             .map(|(i, step)| (StepId::new(i as u64), step))
     }
 
-    /// Every edge as (source, target, label), in declaration order.
+    /// Every edge as (source, target, label), in declaration order, gated
+    /// ones included.
     pub fn edges(&self) -> impl Iterator<Item = (StepId, StepId, Option<&str>)> + '_ {
         self.graph.raw_edges().iter().map(|edge| {
             (
@@ -307,7 +342,8 @@ impl WorkflowDef {
         })
     }
 
-    /// The steps `step` depends on, with the edge's label.
+    /// The steps `step` depends on, with the edge's label (the edges
+    /// present for the [origin](Self::origin)'s runs).
     pub fn predecessors(
         &self,
         step: StepId,
@@ -318,7 +354,8 @@ impl WorkflowDef {
             .map(|&(from, edge)| (from, self.label(edge)))
     }
 
-    /// The steps that depend on `step`, with the edge's label.
+    /// The steps that depend on `step`, with the edge's label (the edges
+    /// present for the [origin](Self::origin)'s runs).
     pub fn successors(
         &self,
         step: StepId,
@@ -379,7 +416,10 @@ pub(crate) fn step_id(node: NodeIndex<u32>) -> StepId {
 }
 
 mod builder;
+mod gate;
 mod hash;
+mod shape;
 mod validate;
 
 pub use builder::WorkflowDefBuilder;
+pub use gate::{Gate, MAX_GATED_VERSIONS};

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::migration::{DefinitionRef, Migration, MigrationError};
+use super::migration::{DefinitionRef, Migration, MigrationError, as_seen_from};
 use super::{Checkpoint, StepDef, WorkflowDef};
 use crate::StepId;
 
@@ -34,6 +34,10 @@ pub enum StepChange {
     /// Gone from the later version. A run may move only before it was
     /// reached.
     Removed,
+    /// In the later version, but gated out for the runs of the earlier
+    /// one's origin (see [`WorkflowDef::at_version`]): those runs never
+    /// see it, so it does not hold them back.
+    Absent,
 }
 
 /// One step of a [`DefinitionDiff`].
@@ -112,13 +116,23 @@ pub struct DefinitionDiff {
 impl WorkflowDef {
     /// Compares two versions of a definition, step by step. Steps are
     /// matched by key, or by a later step's [alias](StepDef::alias) of an
-    /// earlier key. Linear in the steps and edges of both.
+    /// earlier key. The later version is compared as the runs of the
+    /// earlier one's [origin](WorkflowDef::origin) see it
+    /// ([`at_version`](WorkflowDef::at_version)): the runs that move keep
+    /// their origin, so a step or an edge gated out for them is
+    /// [`StepChange::Absent`] and changes nothing for them. Linear in the
+    /// steps and edges of both.
     pub fn diff(old: &Arc<WorkflowDef>, new: &Arc<WorkflowDef>) -> DefinitionDiff {
+        let new = &as_seen_from(Arc::clone(new), old.origin()).unwrap_or_else(|_| Arc::clone(new));
         let mut images = vec![None; old.len()];
         let mut unreached = Vec::new();
         let mut steps = Vec::with_capacity(new.len());
         let mut origins = Vec::with_capacity(new.len());
         for (id, step) in new.steps() {
+            if !new.is_present(id) {
+                origins.push(None);
+                continue;
+            }
             let by_key = old.step_id(&step.id).map(|found| (found, None));
             let matched = by_key.or_else(|| {
                 step.aliases
@@ -133,6 +147,7 @@ impl WorkflowDef {
         for ((id, step), matched) in new.steps().zip(origins) {
             let (old_id, renamed_from) = matched.unzip();
             let change = match old_id {
+                None if !new.is_present(id) => StepChange::Absent,
                 None => StepChange::Added,
                 Some(was) => {
                     let (change, rewires_past) = classify(old, new, &images, was, id);
@@ -186,12 +201,16 @@ impl DefinitionDiff {
         self.steps.iter().find(|step| step.key == key)
     }
 
-    /// Whether every step is [`StepChange::Unchanged`] or
-    /// [`StepChange::PolicyOnly`]: every running run may move.
+    /// Whether every step is [`StepChange::Unchanged`],
+    /// [`StepChange::PolicyOnly`] or [`StepChange::Absent`]: every running
+    /// run may move.
     pub fn is_policy_only(&self) -> bool {
-        self.steps
-            .iter()
-            .all(|s| matches!(s.change, StepChange::Unchanged | StepChange::PolicyOnly))
+        self.steps.iter().all(|s| {
+            matches!(
+                s.change,
+                StepChange::Unchanged | StepChange::PolicyOnly | StepChange::Absent
+            )
+        })
     }
 
     /// The earlier version.
@@ -322,6 +341,7 @@ fn edge_images(
     let index: HashMap<(StepId, StepId), (u32, Option<&str>)> = new
         .edges()
         .enumerate()
+        .filter(|&(i, _)| new.is_edge_present(i))
         .map(|(i, (from, to, label))| ((from, to), (i as u32, label)))
         .collect();
     let image = |step: StepId| images.get(step.get() as usize).copied().flatten();

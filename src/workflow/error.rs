@@ -19,6 +19,35 @@ pub enum DefinitionError {
     /// Two steps share an id.
     #[error("step id `{0}` is used twice")]
     DuplicateStep(String),
+    /// A [`Gate`](super::Gate) admits no version a run could have started
+    /// under.
+    #[error("{context}: its gate is empty: {reason}")]
+    BadGate {
+        /// The step (`step `id``) or edge (`edge `a` -> `b``).
+        context: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The definition is not valid as the runs of one of its gated
+    /// versions see it.
+    #[error("for the runs of version {version}: {source}")]
+    AtVersion {
+        /// The first version of the stretch found invalid.
+        version: u32,
+        /// What is wrong with it.
+        source: Box<DefinitionError>,
+    },
+    /// [`WorkflowDef::at_version`](super::WorkflowDef::at_version) was
+    /// asked for a version later than the definition's.
+    #[error(
+        "version {version} is later than the definition's version {latest}; no run of it could be served"
+    )]
+    LaterVersion {
+        /// The version asked for.
+        version: u32,
+        /// The definition's version.
+        latest: u32,
+    },
     /// A step's [alias](super::StepDef::alias) is another step's id, or an
     /// alias given twice.
     #[error(

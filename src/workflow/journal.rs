@@ -23,6 +23,13 @@ pub struct RunJournal<P> {
     pub(super) name: String,
     pub(super) version: u32,
     pub(super) hash: u64,
+    /// The version the run started under, when the definition was
+    /// [seen as an earlier version's runs see it](WorkflowDef::at_version).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub(super) origin: Option<u32>,
     /// The recorded definition's step keys, by [`StepId`](crate::StepId).
     pub(super) steps: Vec<String>,
     pub(super) id: WorkflowId,
@@ -77,6 +84,14 @@ impl<P> RunJournal<P> {
     /// The recorded definition's content hash.
     pub fn content_hash(&self) -> u64 {
         self.hash
+    }
+
+    /// The version the run started under: the recorded definition's,
+    /// unless it was [seen as an earlier version's runs see
+    /// it](WorkflowDef::at_version). A replay sees the checked definition
+    /// as this version's runs do.
+    pub fn origin(&self) -> u32 {
+        self.origin.unwrap_or(self.version)
     }
 
     /// The run's id.
@@ -142,6 +157,7 @@ impl<P: Clone> RunRecorder<P> {
             name: def.name().to_owned(),
             version: def.version(),
             hash: def.content_hash(),
+            origin: (def.origin() != def.version()).then_some(def.origin()),
             steps: def.steps().map(|(_, step)| step.id.clone()).collect(),
             id,
             input: input.clone(),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use super::StepState;
 use super::run::{EdgeState, Phase, RunState, StepSlot, Timer};
 use super::{AttemptEnd, Checkpoint, RunAction, RunError, WorkflowDef, WorkflowRun};
 use crate::{AttemptToken, StepId};
@@ -260,6 +261,17 @@ impl<P: Clone> Migration<P> {
                 moved.steps[image.get() as usize] = slot.clone();
             }
         }
+        // The steps absent for the run's origin in the later version: no
+        // step it reached may land on one, and the others are skipped.
+        for &absent in new.absent_steps() {
+            let slot = &mut moved.steps[absent.get() as usize];
+            if !slot.is_unreached() {
+                return Err(MigrationError::StepReached {
+                    step: new.key(absent).to_string(),
+                });
+            }
+            slot.state = StepState::Skipped;
+        }
         moved.edges = vec![EdgeState::Pending; new.graph().edge_count()];
         for ((e, (from, _, _)), image) in old.edges().enumerate().zip(&self.edges) {
             match image {
@@ -335,8 +347,9 @@ impl<P: Clone> Migration<P> {
                 preimages[image.get() as usize] = Some(StepId::new(i as u64));
             }
         }
-        for ((from, _, _), kept) in new.edges().zip(kept) {
-            let Some(was) = preimages[from.get() as usize].filter(|_| !kept) else {
+        for (e, ((from, _, _), kept)) in new.edges().zip(kept).enumerate() {
+            let absent = !new.is_edge_present(e);
+            let Some(was) = preimages[from.get() as usize].filter(|_| !kept && !absent) else {
                 continue;
             };
             if state.steps[was.get() as usize].state.is_terminal() {
@@ -414,7 +427,12 @@ impl<P: Clone> WorkflowRun<P> {
     /// [`Migration`] planned with [`WorkflowDef::diff`]. Tokens of
     /// attempts already handed out stay valid; actions not yet polled name
     /// the later version's steps. The run's deadline is recomputed from
-    /// its start under the later version.
+    /// its start under the later version. When the later version is
+    /// gated, the run keeps its [origin](WorkflowDef::origin): it runs the
+    /// later version [as the runs of its origin see
+    /// it](WorkflowDef::at_version) (as its own runs do, when it is
+    /// earlier than the origin). Otherwise it becomes a run of the later
+    /// version.
     ///
     /// # Errors
     ///
@@ -424,8 +442,27 @@ impl<P: Clone> WorkflowRun<P> {
         def: Arc<WorkflowDef>,
         migration: &Migration<P>,
     ) -> Result<(), MigrationError> {
+        let def = as_seen_from(def, self.definition().origin())?;
         let state = migration.move_state(self.state(), self.definition(), &def)?;
         self.replace(def, state);
         Ok(())
     }
+}
+
+/// `def` as the runs that started under `origin` see it, when it is
+/// gated; as its own runs do when it is not (they all see the same), or
+/// when `origin` is later than its version.
+pub(super) fn as_seen_from(
+    def: Arc<WorkflowDef>,
+    origin: u32,
+) -> Result<Arc<WorkflowDef>, MigrationError> {
+    let origin = origin.min(def.version());
+    if def.origin() == origin || def.gated_versions().is_empty() {
+        return Ok(def);
+    }
+    def.at_version(origin)
+        .map(Arc::new)
+        .map_err(|_| MigrationError::Malformed {
+            what: "a later version that cannot serve the run's origin",
+        })
 }

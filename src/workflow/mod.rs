@@ -123,8 +123,8 @@ pub use action::{
 };
 pub use checkpoint::Checkpoint;
 pub use definition::{
-    DEFAULT_MAX_DEPTH, Edge, MAX_ATTEMPTS, MAX_DEPTH_LIMIT, MAX_INSTANCES, MAX_ITERATIONS,
-    MAX_TIMEOUT, WorkflowDef, WorkflowDefBuilder, WorkflowGraph,
+    DEFAULT_MAX_DEPTH, Edge, Gate, MAX_ATTEMPTS, MAX_DEPTH_LIMIT, MAX_GATED_VERSIONS,
+    MAX_INSTANCES, MAX_ITERATIONS, MAX_TIMEOUT, WorkflowDef, WorkflowDefBuilder, WorkflowGraph,
 };
 pub use diff::{DefinitionDiff, StepChange, StepDiff};
 pub use engine::{EngineAction, MismatchPolicy, Resumed, StartPolicy, StepTask, WorkflowEngine};

@@ -192,6 +192,10 @@ pub fn check_replay_migrated<P: Clone>(
     else {
         return Err(malformed(0, "the first entry is not the run's start"));
     };
+    // The run is replayed as the runs of its origin see `def`.
+    let seen = super::migration::as_seen_from(Arc::clone(def), journal.origin())
+        .unwrap_or_else(|_| Arc::clone(def));
+    let def = &seen;
     let mut steps = Steps::new(journal, def);
     let (id, input, seed) = (journal.id, journal.input.clone(), journal.seed);
     let mut run = WorkflowRun::observed(Arc::clone(def), id, input, start.at, seed, None);

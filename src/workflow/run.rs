@@ -139,7 +139,7 @@ impl<P: Clone> WorkflowRun<P> {
         observer: Option<Box<dyn Observer<WorkflowEvent> + Send>>,
     ) -> Self {
         let n = def.len();
-        let state = RunState {
+        let mut state = RunState {
             id,
             started_at: now,
             latest: now,
@@ -156,6 +156,12 @@ impl<P: Clone> WorkflowRun<P> {
             phase: Phase::Running,
             rng: SplitMix64::new(seed),
         };
+        // The steps gated out for this run's origin: skipped before it
+        // starts, without an event, as if never declared.
+        for &absent in def.absent_steps() {
+            state.steps[absent.get() as usize].state = StepState::Skipped;
+            state.open_steps -= 1;
+        }
         let mut run = WorkflowRun {
             def,
             state,

@@ -289,6 +289,20 @@ impl<P> RunState<P> {
     /// state agrees with the phase, the edges and the definition.
     fn check_steps(&self, def: &WorkflowDef) -> Result<(), RunError> {
         let running = matches!(self.phase, Phase::Running);
+        for (i, exec) in self.execs.iter().enumerate() {
+            check(
+                def.is_present(exec.step),
+                || format!("execs[{i}].step"),
+                "is absent for the run's origin",
+            )?;
+        }
+        for (i, edge) in self.edges.iter().enumerate() {
+            check(
+                def.is_edge_present(i) || *edge == EdgeState::Pending,
+                || format!("edges[{i}]"),
+                "is resolved, but absent for the run's origin",
+            )?;
+        }
         let mut open = 0usize;
         for (i, slot) in self.steps.iter().enumerate() {
             let step = StepId::new(i as u64);
@@ -339,6 +353,14 @@ impl<P> RunState<P> {
                 "counts more instances than the step has",
             )?;
             let unstarted = slot.exec == NONE && slot.instances.is_empty();
+            if !def.is_present(step) {
+                check(
+                    slot.state == StepState::Skipped && unstarted && slot.fired + slot.skipped == 0,
+                    || field("state"),
+                    "is not the untouched skip of a step absent for the run's origin",
+                )?;
+                continue;
+            }
             let ok = match slot.state {
                 StepState::Pending => {
                     unstarted && running && self.check_pending(def, step, slot).is_ok()

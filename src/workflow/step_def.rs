@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Join, WorkflowDef};
+use super::{Gate, Join, WorkflowDef};
 use crate::Priority;
 use crate::resilience::RetrySpec;
 
@@ -114,6 +114,9 @@ pub struct StepDef {
     /// [`WorkflowDef::diff`] reads a step of an older version under one
     /// of them as this step, renamed.
     pub aliases: Vec<String>,
+    /// The versions the step exists in: for the runs of other versions it
+    /// is absent, with its edges (see [`WorkflowDef::at_version`]).
+    pub gate: Gate,
 }
 
 impl StepDef {
@@ -136,6 +139,7 @@ impl StepDef {
             inputs: None,
             estimated_duration: None,
             aliases: Vec::new(),
+            gate: Gate::ALWAYS,
         }
     }
 
@@ -273,6 +277,20 @@ impl StepDef {
     /// ```
     pub fn alias(mut self, key: impl Into<String>) -> Self {
         self.aliases.push(key.into());
+        self
+    }
+
+    /// Makes the step exist from `version` on: runs that started under an
+    /// earlier version do not run it (see [`WorkflowDef::at_version`]).
+    pub fn since(mut self, version: u32) -> Self {
+        self.gate.since = Some(version);
+        self
+    }
+
+    /// Makes the step exist only before `version`: runs that started
+    /// under `version` or later do not run it.
+    pub fn until(mut self, version: u32) -> Self {
+        self.gate.until = Some(version);
         self
     }
 

@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use petgraph::graph::{DiGraph, EdgeIndex};
 
+use super::gate::gated_versions;
 use super::hash::hash_definition;
+use super::shape::{Shape, step_meta};
 use super::validate::{find_cycle, no_duplicates, unreachable_steps, validate_step};
-use super::{Adjacency, Edge, MAX_DEPTH_LIMIT, StepMeta, WorkflowDef, node};
+use super::{Adjacency, Edge, Gate, MAX_DEPTH_LIMIT, WorkflowDef, node};
 #[cfg(doc)]
 use crate::workflow::{DEFAULT_MAX_DEPTH, MAX_ATTEMPTS, MAX_INSTANCES, MAX_ITERATIONS};
 use crate::workflow::{DefinitionError, StepDef, StepKind, TIMEOUT_LABEL};
@@ -20,7 +22,7 @@ pub struct WorkflowDefBuilder {
     pub(super) name: String,
     pub(super) version: u32,
     pub(super) steps: Vec<StepDef>,
-    pub(super) edges: Vec<(String, String, Option<String>)>,
+    pub(super) edges: Vec<(String, String, Option<String>, Gate)>,
     pub(super) deadline: Option<Duration>,
     pub(super) output: Option<String>,
     pub(super) entries: Option<Vec<String>>,
@@ -35,20 +37,43 @@ impl WorkflowDefBuilder {
     }
 
     /// Adds an unlabelled edge: `to` depends on `from`.
-    pub fn edge(mut self, from: impl Into<String>, to: impl Into<String>) -> Self {
-        self.edges.push((from.into(), to.into(), None));
+    pub fn edge(self, from: impl Into<String>, to: impl Into<String>) -> Self {
+        self.gated_edge(from, to, Gate::ALWAYS)
+    }
+
+    /// Adds an unlabelled edge that exists only for the runs whose origin
+    /// `gate` admits (see [`WorkflowDef::at_version`]).
+    pub fn gated_edge(
+        mut self,
+        from: impl Into<String>,
+        to: impl Into<String>,
+        gate: Gate,
+    ) -> Self {
+        self.edges.push((from.into(), to.into(), None, gate));
         self
     }
 
     /// Adds an edge taken only when `from` chooses `label`.
     pub fn branch(
-        mut self,
+        self,
         from: impl Into<String>,
         to: impl Into<String>,
         label: impl Into<String>,
     ) -> Self {
+        self.gated_branch(from, to, label, Gate::ALWAYS)
+    }
+
+    /// Adds a labelled edge that exists only for the runs whose origin
+    /// `gate` admits.
+    pub fn gated_branch(
+        mut self,
+        from: impl Into<String>,
+        to: impl Into<String>,
+        label: impl Into<String>,
+        gate: Gate,
+    ) -> Self {
         self.edges
-            .push((from.into(), to.into(), Some(label.into())));
+            .push((from.into(), to.into(), Some(label.into()), gate));
         self
     }
 
@@ -60,7 +85,8 @@ impl WorkflowDefBuilder {
     {
         let steps: Vec<String> = steps.into_iter().map(Into::into).collect();
         for pair in steps.windows(2) {
-            self.edges.push((pair[0].clone(), pair[1].clone(), None));
+            self.edges
+                .push((pair[0].clone(), pair[1].clone(), None, Gate::ALWAYS));
         }
         self
     }
@@ -110,8 +136,14 @@ impl WorkflowDefBuilder {
     /// ([`DefinitionError::ZeroTimeout`]), or a count above the
     /// crate's limits: retry attempts above [`MAX_ATTEMPTS`], a loop cap
     /// above [`MAX_ITERATIONS`], tolerated failures above
-    /// [`MAX_INSTANCES`], a `max_depth` above [`MAX_DEPTH_LIMIT`]
-    /// ([`DefinitionError::TooLarge`]).
+    /// [`MAX_INSTANCES`], a `max_depth` above [`MAX_DEPTH_LIMIT`], more
+    /// gated versions than [`MAX_GATED_VERSIONS`]
+    /// ([`DefinitionError::TooLarge`]), a [`Gate`] that admits no run
+    /// ([`DefinitionError::BadGate`]), or a definition that is not valid
+    /// as the runs of some version see it
+    /// ([`DefinitionError::AtVersion`]).
+    ///
+    /// [`MAX_GATED_VERSIONS`]: super::MAX_GATED_VERSIONS
     pub fn build(self) -> Result<WorkflowDef, DefinitionError> {
         if self.steps.is_empty() {
             return Err(DefinitionError::Empty(self.name));
@@ -158,29 +190,30 @@ impl WorkflowDefBuilder {
         // read back from data has the same edge indices and hash.
         let mut edges = Vec::with_capacity(self.edges.len());
         let mut pairs = HashMap::with_capacity(self.edges.len());
-        for (from, to, label) in self.edges {
+        for (from, to, label, gate) in self.edges {
             let context = || format!("edge `{from}` -> `{to}`");
             let (a, b) = (lookup(&context, &from)?, lookup(&context, &to)?);
             if pairs.insert((a, b), ()).is_some() {
                 return Err(DefinitionError::DuplicateEdge { from, to });
             }
-            edges.push((a, b, label));
+            gate.check(context, self.version)?;
+            edges.push((a, b, label, gate));
         }
-        edges.sort_by_key(|&(_, b, _)| b);
+        edges.sort_by_key(|&(_, b, _, _)| b);
         let n = self.steps.len();
         let successors = Adjacency::build(
             n,
             edges
                 .iter()
                 .enumerate()
-                .map(|(e, &(a, b, _))| (a.get() as usize, b, EdgeIndex::new(e))),
+                .map(|(e, &(a, b, _, _))| (a.get() as usize, b, EdgeIndex::new(e))),
         );
         let predecessors = Adjacency::build(
             n,
             edges
                 .iter()
                 .enumerate()
-                .map(|(e, &(a, b, _))| (b.get() as usize, a, EdgeIndex::new(e))),
+                .map(|(e, &(a, b, _, _))| (b.get() as usize, a, EdgeIndex::new(e))),
         );
         if let Some(path) = find_cycle(n, &successors) {
             return Err(DefinitionError::Cycle {
@@ -194,6 +227,8 @@ impl WorkflowDefBuilder {
         for (i, step) in self.steps.iter().enumerate() {
             let preds = predecessors.of(StepId::new(i as u64));
             validate_step(step, preds.len())?;
+            step.gate
+                .check(|| format!("step `{}`", step.id), self.version)?;
             inputs.push(match &step.inputs {
                 None => None,
                 Some(names) => Some(
@@ -215,7 +250,7 @@ impl WorkflowDefBuilder {
                 ),
             });
         }
-        for &(a, b, ref label) in &edges {
+        for &(a, b, ref label, _) in &edges {
             let from = &self.steps[a.get() as usize];
             if label.is_some() && from.multi_instance.is_some() {
                 return Err(DefinitionError::ConflictingOptions {
@@ -274,11 +309,20 @@ impl WorkflowDefBuilder {
         }
 
         let mut graph = DiGraph::with_capacity(n, edges.len());
+        let gated = gated_versions(
+            self.steps
+                .iter()
+                .map(|s| s.gate)
+                .chain(edges.iter().map(|e| e.3)),
+            self.version,
+        )?;
+        let declared_entries = self.entries.is_some().then(|| entries.clone());
+        let declared_output = output.filter(|_| self.output.is_some());
         for step in self.steps {
             graph.add_node(step);
         }
-        for (a, b, label) in edges {
-            graph.add_edge(node(a), node(b), Edge { label });
+        for (a, b, label, gate) in edges {
+            graph.add_edge(node(a), node(b), Edge { label, gate });
         }
         let mut def = WorkflowDef {
             name: self.name,
@@ -297,19 +341,14 @@ impl WorkflowDefBuilder {
             meta: Vec::new(),
             requirements: Vec::new(),
             hash: 0,
+            origin: self.version,
+            declared_entries,
+            declared_output,
+            gated,
+            absent: Vec::new(),
+            absent_edges: Vec::new(),
         };
-        def.meta = def
-            .steps()
-            .map(|(step, d)| StepMeta {
-                join: d.join,
-                wait: d.is_wait(),
-                multi: d.multi_instance.is_some(),
-                decision: def.is_decision(step),
-                in_degree: def.predecessor_edges(step).len() as u32,
-                timeout: d.timeout,
-                max_iterations: d.max_iterations,
-            })
-            .collect();
+        def.meta = step_meta(&def, &def.successors, &def.predecessors);
         // Steps that ask the same share one set: the dispatcher compares a
         // task's requirements with the last task's, and shared ones compare
         // by pointer.
@@ -330,6 +369,19 @@ impl WorkflowDefBuilder {
         drop(shared);
         def.requirements = requirements;
         def.hash = hash_definition(&def);
+        // Each stretch of versions the gates tell apart is checked; the
+        // last one holds the definition's own version, its new runs'.
+        let mut current = None;
+        for &version in &def.gated {
+            let shape = Shape::at(&def, version).map_err(|source| DefinitionError::AtVersion {
+                version,
+                source: Box::new(source),
+            })?;
+            current = Some(shape);
+        }
+        if let Some(shape) = current {
+            def.install(shape);
+        }
         Ok(def)
     }
 }

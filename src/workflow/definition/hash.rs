@@ -6,7 +6,7 @@ use super::WorkflowDef;
 use crate::StepId;
 use crate::hash::StableHasher;
 use crate::resilience::RetrySpec;
-use crate::workflow::{StepDef, StepKind};
+use crate::workflow::{Gate, StepDef, StepKind};
 
 /// The content hash: every field, in a fixed order, through
 /// [`StableHasher`].
@@ -25,13 +25,28 @@ pub(super) fn hash_definition(def: &WorkflowDef) -> u64 {
     for (_, step) in def.steps() {
         hash_step(&mut h, step);
     }
-    for (from, to, label) in def.edges() {
-        h.u64(from.get());
-        h.u64(to.get());
-        hash_option_str(&mut h, label);
+    for edge in def.graph().raw_edges() {
+        h.u64(edge.source().index() as u64);
+        h.u64(edge.target().index() as u64);
+        hash_option_str(&mut h, edge.weight.label.as_deref());
+        hash_gate(&mut h, edge.weight.gate);
     }
     h.finish()
 }
+
+/// Added after format 1 like the aliases: a gate is hashed only when it
+/// is not [`Gate::ALWAYS`], so every definition without gates keeps the
+/// hash it had.
+fn hash_gate(h: &mut StableHasher, gate: Gate) {
+    if !gate.is_always() {
+        h.u64(GATE_TAG);
+        h.u64(gate.since.map_or(u64::MAX, u64::from));
+        h.u64(gate.until.map_or(u64::MAX, u64::from));
+    }
+}
+
+/// Marks a gate in a step's or an edge's hash.
+const GATE_TAG: u64 = 0x6A7E_0F0E;
 
 pub(super) fn hash_step(h: &mut StableHasher, step: &StepDef) {
     h.str(&step.id);
@@ -87,6 +102,7 @@ pub(super) fn hash_step(h: &mut StableHasher, step: &StepDef) {
         h.u64(ALIASES_TAG);
         hash_strings(h, &step.aliases);
     }
+    hash_gate(h, step.gate);
 }
 
 /// Marks the aliases in a step's hash.

@@ -23,6 +23,9 @@ pub(super) fn label_lines(def: &WorkflowDef, id: StepId, step: &StepDef) -> Vec<
             n => format!("for each item, {n} may fail"),
         });
     }
+    if !step.gate.is_always() {
+        lines.push(step.gate.to_string());
+    }
     match &step.kind {
         StepKind::Agent | StepKind::Local => {}
         StepKind::Wait { signals, timeout } => {
@@ -39,6 +42,21 @@ pub(super) fn label_lines(def: &WorkflowDef, id: StepId, step: &StepDef) -> Vec<
         }
     }
     lines
+}
+
+/// Every edge with its label: the branch label, then the gate if any.
+fn edge_labels(def: &WorkflowDef) -> impl Iterator<Item = (StepId, StepId, Option<String>)> + '_ {
+    def.graph().raw_edges().iter().map(|edge| {
+        let (label, gate) = (&edge.weight.label, edge.weight.gate);
+        let text = match (label, gate.is_always()) {
+            (None, true) => None,
+            (Some(label), true) => Some(label.clone()),
+            (None, false) => Some(gate.to_string()),
+            (Some(label), false) => Some(format!("{label}, {gate}")),
+        };
+        let id = |node: petgraph::graph::NodeIndex<u32>| StepId::new(node.index() as u64);
+        (id(edge.source()), id(edge.target()), text)
+    })
 }
 
 /// How a node is drawn, by step kind.
@@ -180,11 +198,11 @@ pub(super) fn write_mermaid_graph(out: &mut String, def: &WorkflowDef) {
             format_args!("{}{open}\"{label}\"{close}", NodeId(id)),
         );
     }
-    for (from, to, label) in def.edges() {
+    for (from, to, label) in edge_labels(def) {
         let (from, to) = (NodeId(from), NodeId(to));
         match label {
             Some(label) => {
-                let label = mermaid_escape(label);
+                let label = mermaid_escape(&label);
                 line(out, 1, format_args!("{from} -->|\"{label}\"| {to}"));
             }
             None => line(out, 1, format_args!("{from} --> {to}")),
@@ -229,13 +247,13 @@ pub(super) fn write_dot(def: &WorkflowDef, state: impl Fn(StepId) -> Option<Step
         }
         line(&mut out, 1, format_args!("\"{}\" [{attrs}];", NodeId(id)));
     }
-    for (from, to, label) in def.edges() {
+    for (from, to, label) in edge_labels(def) {
         let (from, to) = (NodeId(from), NodeId(to));
         match label {
             Some(label) => line(
                 &mut out,
                 1,
-                format_args!("\"{from}\" -> \"{to}\" [label=\"{}\"];", dot_escape(label)),
+                format_args!("\"{from}\" -> \"{to}\" [label=\"{}\"];", dot_escape(&label)),
             ),
             None => line(&mut out, 1, format_args!("\"{from}\" -> \"{to}\";")),
         }
