@@ -741,6 +741,87 @@ fn a_migrated_checkpoint_resumes_on_a_fresh_engine_as_the_run_would_have_gone() 
     assert_eq!(finished[0].1, RunOutcome::Succeeded);
 }
 
+/// `pick -> check -> done`: v2 of [`order`] checks the pick before it
+/// is done (and declares `check` first).
+fn checked_order() -> Arc<WorkflowDef> {
+    Arc::new(
+        WorkflowDef::builder("order", 2)
+            .step(StepDef::local("check"))
+            .step(StepDef::agent("pick").capabilities(["work"]))
+            .step(StepDef::local("done"))
+            .chain(["pick", "check", "done"])
+            .build()
+            .unwrap(),
+    )
+}
+
+impl Host {
+    fn migrate(&mut self, run: WorkflowId, version: u32) -> Result<(), EngineError> {
+        let EngineOnPool { engine, pool } = &mut self.machine;
+        engine.migrate(pool, run, version, self.now).map(|_| ())
+    }
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn an_engine_moves_a_live_run_in_place_and_its_checkpoint_resumes_alike() {
+    let (v1, v2) = (order(1, "pick"), checked_order());
+    let mut host = engine_with(&[(1, &["work"])]);
+    host.machine.engine.register(Arc::clone(&v1)).unwrap();
+    host.machine.engine.register(Arc::clone(&v2)).unwrap();
+    let run = host.start_version(StartPolicy::Pinned(1)).unwrap();
+    // The run moves before the pool hands `pick` out: the pool's task now
+    // carries v2's `pick` (another id: v2 declares `check` first).
+    assert_eq!(
+        host.migrate(WorkflowId::new(999), 2),
+        Err(EngineError::UnknownRun(WorkflowId::new(999)))
+    );
+    assert!(matches!(
+        host.migrate(run, 7),
+        Err(EngineError::UnknownVersion { version: 7, .. })
+    ));
+    host.migrate(run, 2).unwrap();
+    assert_eq!(host.run(run).unwrap().definition().version(), 2);
+    let keys: Vec<_> = host.machine.engine.live_runs("order").into_keys().collect();
+    assert_eq!(keys, [(2, v2.content_hash())]);
+    // Stored now and resumed on a fresh engine that knows only v2, the
+    // run goes on as the one left in place.
+    let stored = serde_json::to_string(&host.run(run).unwrap().checkpoint()).unwrap();
+    let (in_place, finished) = drive(&mut host, |_, _, _| Ok(StepOutput::new("ok".into())));
+    assert_eq!(
+        in_place,
+        ["run pick on agent-1", "local check", "local done"]
+    );
+    assert_eq!(finished[0].1, RunOutcome::Succeeded);
+    let mut fresh = engine_with(&[(1, &["work"])]);
+    fresh.machine.engine.register(Arc::clone(&v2)).unwrap();
+    let resumed = fresh.resume(serde_json::from_str(&stored).unwrap());
+    assert_eq!(resumed, Ok(Resumed::Running(run)));
+    let (again, finished) = drive(&mut fresh, |_, _, _| Ok(StepOutput::new("ok".into())));
+    assert_eq!(again, in_place);
+    assert_eq!(finished[0].1, RunOutcome::Succeeded);
+
+    // Once `pick` completed under v1, `done` is reached, and v2 rewired
+    // it: the engine refuses, and the run goes on under v1.
+    let run = host.start_version(StartPolicy::Pinned(1)).unwrap();
+    let Some(EngineAction::Assign {
+        task, agent, token, ..
+    }) = host.poll_action()
+    else {
+        panic!("pick is assigned")
+    };
+    host.report(task, agent, token, Ok(StepOutput::new("ok".into())), T0)
+        .unwrap();
+    assert!(matches!(
+        host.migrate(run, 2),
+        Err(EngineError::Migration(
+            taskweave::workflow::MigrationError::StepReached { .. }
+        ))
+    ));
+    let (log, _) = drive(&mut host, |_, _, _| Ok(StepOutput::new("ok".into())));
+    assert_eq!(log, ["local done"]);
+}
+
 #[test]
 fn a_run_no_definition_serves_is_parked_with_one_event_for_a_whole_day() {
     let v1 = order(1, "pick");

@@ -13,6 +13,7 @@ use crate::Observer;
 use crate::hash::IdMap;
 
 mod actions;
+mod migrate;
 mod pump;
 mod resume;
 mod versions;

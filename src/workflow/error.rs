@@ -345,6 +345,10 @@ pub enum EngineError {
         /// Its active runs.
         runs: usize,
     },
+    /// [`WorkflowEngine::migrate`](super::WorkflowEngine::migrate) could
+    /// not move the run; it is unchanged.
+    #[error(transparent)]
+    Migration(#[from] super::MigrationError),
     /// A run with this id is active or parked already.
     #[error("{0} is already active or parked on this engine; resume each run once")]
     RunExists(WorkflowId),

@@ -209,7 +209,7 @@ impl<P> Migration<P> {
         Some(action)
     }
 
-    fn image(&self, step: StepId) -> Option<StepId> {
+    pub(super) fn image(&self, step: StepId) -> Option<StepId> {
         self.steps.get(step.get() as usize).copied().flatten()
     }
 }
