@@ -6,7 +6,8 @@ use std::str::FromStr;
 /// The arguments of one subcommand.
 pub(crate) struct Args {
     usage: &'static str,
-    items: Vec<String>,
+    /// Each flag given, with its value (`None` for a switch), in order.
+    items: Vec<(String, Option<String>)>,
     /// The words after `--`, untouched.
     pub(crate) rest: Vec<String>,
     /// The words that are neither flags nor their values.
@@ -39,13 +40,12 @@ impl Args {
             if arg == "--help" || arg == "-h" {
                 args.help = true;
             } else if flags.contains(&format!("{arg}!").as_str()) {
-                args.items.push(arg.clone());
+                args.items.push((arg.clone(), None));
             } else if flags.contains(&arg.as_str()) {
                 let value = own
                     .get(i + 1)
                     .ok_or_else(|| args.wrong(&format!("{arg} needs a value")))?;
-                args.items.push(arg.clone());
-                args.items.push(value.clone());
+                args.items.push((arg.clone(), Some(value.clone())));
                 i += 1;
             } else if arg.starts_with('-') {
                 return Err(args.wrong(&format!("unknown flag {arg}")));
@@ -75,15 +75,17 @@ impl Args {
     /// Every value of a repeatable `--name`.
     pub(crate) fn values(&self, name: &str) -> Vec<&str> {
         self.items
-            .windows(2)
-            .filter(|w| w[0] == name)
-            .map(|w| w[1].as_str())
+            .iter()
+            .filter(|(flag, _)| flag == name)
+            .filter_map(|(_, value)| value.as_deref())
             .collect()
     }
 
     /// Whether the switch `--name` was given.
     pub(crate) fn switch(&self, name: &str) -> bool {
-        self.items.iter().any(|a| a == name)
+        self.items
+            .iter()
+            .any(|(flag, value)| flag == name && value.is_none())
     }
 
     /// `--name` read as a `T`, or `default`.
@@ -102,5 +104,26 @@ impl Args {
             .map(str::to_string)
             .or_else(|| std::env::var("TASKWEAVE_DB").ok())
             .ok_or_else(|| self.wrong("--db CONNINFO (or $TASKWEAVE_DB) is required"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &[&str]) -> Args {
+        let raw: Vec<String> = raw.iter().map(|s| s.to_string()).collect();
+        Args::parse(&raw, "usage", &["--db", "--pool", "--private!"]).unwrap()
+    }
+
+    #[test]
+    fn a_value_that_looks_like_a_flag_is_read_as_a_value() {
+        let args = parse(&["--pool", "--db", "--db", "host=x", "--pool", "--private"]);
+        assert_eq!(args.values("--pool"), ["--db", "--private"]);
+        assert_eq!(args.value("--db"), Some("host=x"));
+        assert!(!args.switch("--private"));
+        let args = parse(&["--private", "--db", "d", "task-1"]);
+        assert!(args.switch("--private"));
+        assert_eq!(args.positional, ["task-1"]);
     }
 }
