@@ -46,6 +46,10 @@ pub enum Error {
     /// An invalid resilience policy.
     #[error(transparent)]
     Resilience(#[from] ResilienceError),
+    /// An invalid schedule, or a call about one refused.
+    #[cfg(feature = "schedule")]
+    #[error(transparent)]
+    Schedule(#[from] crate::schedule::ScheduleError),
     /// An invalid workflow definition.
     #[cfg(feature = "workflow")]
     #[error(transparent)]

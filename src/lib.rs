@@ -74,6 +74,7 @@
 //! | `planning` | `planning` | `workflow`, ndarray | goal decomposition, teams, HEFT, the task tensor |
 //! | `coordination` | `coordination` | — | contract-net auctions, weighted consensus, delegation |
 //! | `driver` | `driver` | `workflow`, crossbeam | a ready-made host loop on a thread pool |
+//! | `schedule` | `schedule` | — | `Schedules`: runs started every period, with overlap policies, catch-up, jitter, pause, trigger and backfill, as a sans-IO state machine |
 //! | `cluster` | `cluster` | `serde` | a durable cluster's roles as sans-IO state machines over a store contract (`Node`, `AgentSession`, `MemStore`, `check_store`, `Auditor`); the `taskweave-postgres` crate hosts them on PostgreSQL |
 //! | [`error`] | core | — | the crate-wide [`Error`], a convenience over each module's own error |
 //!
@@ -84,7 +85,9 @@
 //! dead letters), `tokio_host` (the same dispatcher under tokio: agents as
 //! async tasks, the host loop woken at `poll_timeout`), `fair_tenants`
 //! (fair shares and a concurrency key with a token rate), `etl_pipeline` and
-//! `order_saga` (workflows and sagas), `research_team` (planning and
+//! `order_saga` (workflows and sagas), `upgrade` (workflow versions side by
+//! side), `schedule_day` (a schedule through a day under each overlap
+//! policy), `research_team` (planning and
 //! coordination) and `perf_report` (speed against bare baselines); run one
 //! with
 //! `cargo run --release --all-features --example NAME`.
@@ -188,6 +191,8 @@ pub mod resilience;
 mod rng;
 pub mod routing;
 pub mod saga;
+#[cfg(feature = "schedule")]
+pub mod schedule;
 pub mod scheduler;
 #[cfg(feature = "serde")]
 mod serde_bits;
@@ -206,7 +211,8 @@ pub use error::Error;
     feature = "serde",
     feature = "planning",
     feature = "coordination",
-    feature = "cluster"
+    feature = "cluster",
+    feature = "schedule"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctest;
