@@ -823,6 +823,35 @@ fn an_engine_moves_a_live_run_in_place_and_its_checkpoint_resumes_alike() {
 }
 
 #[test]
+fn run_ids_never_collide_even_after_a_resumed_run_took_the_last_one() {
+    let v1 = order(1, "pick");
+    let mut host = engine_with(&[(1, &["work"])]);
+    host.machine.engine.register(Arc::clone(&v1)).unwrap();
+    let last = WorkflowId::new(u64::MAX);
+    let checkpoint = WorkflowRun::<String>::new(Arc::clone(&v1), last, None, T0).checkpoint();
+    assert_eq!(host.resume(checkpoint), Ok(Resumed::Running(last)));
+    // New runs wrap around to the ids after 0, never the one taken.
+    let a = host.start(Arc::clone(&v1), None, T0);
+    let b = host.start(Arc::clone(&v1), None, T0);
+    assert_eq!((a, b), (WorkflowId::new(1), WorkflowId::new(2)));
+    assert_eq!(host.active_runs(), 3);
+    // A host-chosen id is refused while its run is on the engine.
+    let EngineOnPool { engine, pool } = &mut host.machine;
+    assert_eq!(
+        engine.start_as(pool, Arc::clone(&v1), a, None, T0),
+        Err(EngineError::RunExists(a))
+    );
+    let chosen = WorkflowId::new(3);
+    assert_eq!(
+        engine.start_as(pool, Arc::clone(&v1), chosen, None, T0),
+        Ok(chosen)
+    );
+    assert_eq!(host.start(Arc::clone(&v1), None, T0), WorkflowId::new(4));
+    let (_, finished) = drive(&mut host, |_, _, _| Ok(StepOutput::new("ok".into())));
+    assert_eq!(finished.len(), 5);
+}
+
+#[test]
 fn a_run_no_definition_serves_is_parked_with_one_event_for_a_whole_day() {
     let v1 = order(1, "pick");
     let mut host = engine_with(&[(1, &["work"])]);

@@ -21,8 +21,33 @@ impl<P: Clone> WorkflowEngine<P> {
         parent: Option<(WorkflowId, AttemptToken)>,
         now: Instant,
     ) -> WorkflowId {
-        let id = WorkflowId::new(self.next_run);
-        self.next_run += 1;
+        let id = self.fresh_id();
+        self.spawn_as(pool, def, id, input, parent, now);
+        id
+    }
+
+    /// The next run id no active or parked run has: ids count up from 1,
+    /// past any a resumed run took, and wrap around at the end.
+    fn fresh_id(&mut self) -> WorkflowId {
+        loop {
+            let id = WorkflowId::new(self.next_run);
+            self.next_run = self.next_run.wrapping_add(1).max(1);
+            if !self.runs.contains_key(&id) && !self.parked.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Starts a run of `def` under `id`, free.
+    pub(super) fn spawn_as(
+        &mut self,
+        pool: &mut impl TaskPool,
+        def: Arc<WorkflowDef>,
+        id: WorkflowId,
+        input: Option<P>,
+        parent: Option<(WorkflowId, AttemptToken)>,
+        now: Instant,
+    ) {
         let run = match self.run_observer() {
             Some(observer) => WorkflowRun::with_observer(def, id, input, now, observer),
             None => WorkflowRun::new(def, id, input, now),
@@ -36,7 +61,6 @@ impl<P: Clone> WorkflowEngine<P> {
             },
         );
         self.pump(pool, id, now);
-        id
     }
 
     /// Turns a run's pending actions into dispatcher tasks, child runs and
