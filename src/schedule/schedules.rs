@@ -14,7 +14,8 @@ use crate::{Instant, WorkflowId};
 /// Which fire of which schedule a run is for: the run's identity. Two
 /// starts of one key are one run, so a host that derives its run id from
 /// the key ([`workflow_id`](Self::workflow_id)) and refuses a second start
-/// of an id starts a fire journaled twice once.
+/// of an id (as `WorkflowEngine::start_as` does while the run is on the
+/// engine) starts a fire journaled twice once.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RunKey {
