@@ -192,6 +192,39 @@ fn jitter_delays_each_start_alike_on_replay_and_keeps_the_order() {
     assert!(a.windows(2).all(|w| w[0] < w[1]));
 }
 
+#[test]
+fn ten_thousand_schedules_wake_one_at_a_time() {
+    let mut s = Schedules::new(9);
+    for i in 0..10_000u64 {
+        let spec = ScheduleSpec::every(Duration::from_secs(10_000))
+            .phase(Duration::from_secs(i))
+            .build()
+            .unwrap();
+        s.add(format!("s{i:05}"), spec, secs(0)).unwrap();
+    }
+    s.pause("s00003").unwrap();
+    for t in 0..6 {
+        assert_eq!(s.poll_timeout(), Some(secs(if t == 3 { 4 } else { t })));
+        s.handle_timeout(secs(t));
+        let started: Vec<String> = std::iter::from_fn(|| s.poll_action())
+            .map(|a| match a {
+                ScheduleAction::Start { key, .. } => key.schedule,
+                ScheduleAction::Cancel { key } => key.schedule,
+            })
+            .collect();
+        let expected: Vec<String> = if t == 3 {
+            vec![]
+        } else {
+            vec![format!("s{t:05}")]
+        };
+        assert_eq!(started, expected, "at {t} s");
+    }
+    s.unpause("s00003", secs(6)).unwrap();
+    assert_eq!(s.poll_timeout(), Some(secs(6)));
+    s.remove("s00006").unwrap();
+    assert_eq!(s.poll_timeout(), Some(secs(7)));
+}
+
 // ---- properties ------------------------------------------------------
 
 fn overlap() -> impl Strategy<Value = OverlapPolicy> {

@@ -1,6 +1,6 @@
 //! [`Schedules`]: the sans-IO state machine of a host's schedules.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use super::spec::nanos;
@@ -84,6 +84,9 @@ pub(super) struct Entry {
     /// Fires waiting for the runs going to end, oldest first.
     pub(super) buffered: VecDeque<Instant>,
     pub(super) counts: ScheduleCounts,
+    /// Where the entry is filed in [`Schedules::timers`]: the due instant
+    /// of `next`, unless paused or never. Derived, not stored.
+    pub(super) filed: Option<Instant>,
 }
 
 /// The schedules of a host, as a sans-IO state machine: time comes in as
@@ -118,6 +121,8 @@ pub struct Schedules {
     pub(super) seed: u64,
     pub(super) entries: BTreeMap<String, Entry>,
     pub(super) actions: VecDeque<ScheduleAction>,
+    /// Every schedule not paused, by the instant its next fire is due.
+    pub(super) timers: BTreeSet<(Instant, String)>,
 }
 
 impl Schedules {
@@ -127,6 +132,7 @@ impl Schedules {
             seed,
             entries: BTreeMap::new(),
             actions: VecDeque::new(),
+            timers: BTreeSet::new(),
         }
     }
 
@@ -153,8 +159,10 @@ impl Schedules {
             running: BTreeMap::new(),
             buffered: VecDeque::new(),
             counts: ScheduleCounts::default(),
+            filed: None,
         };
-        self.entries.insert(id, entry);
+        self.entries.insert(id.clone(), entry);
+        self.refile(&id);
         Ok(())
     }
 
@@ -169,7 +177,32 @@ impl Schedules {
             .entries
             .remove(id)
             .ok_or_else(|| ScheduleError::Unknown(id.to_owned()))?;
+        if let Some(at) = entry.filed {
+            self.timers.remove(&(at, id.to_owned()));
+        }
         Ok(entry.spec)
+    }
+
+    /// Files schedule `id` in the timers at the instant its next fire is
+    /// due, or takes it out if it is paused or fires never again.
+    pub(super) fn refile(&mut self, id: &str) {
+        let Some(entry) = self.entries.get(id) else {
+            return;
+        };
+        let want = (!entry.paused && !entry.next.is_never())
+            .then(|| self.due(id, &entry.spec, entry.next));
+        if want == entry.filed {
+            return;
+        }
+        if let Some(at) = entry.filed {
+            self.timers.remove(&(at, id.to_owned()));
+        }
+        if let Some(at) = want {
+            self.timers.insert((at, id.to_owned()));
+        }
+        if let Some(entry) = self.entries.get_mut(id) {
+            entry.filed = want;
+        }
     }
 
     /// The next action, if any.
@@ -178,13 +211,9 @@ impl Schedules {
     }
 
     /// When the next fire is due (jitter included), among the schedules
-    /// not paused. Linear in the schedules.
+    /// not paused. `O(1)`: the schedules are kept ordered by it.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.entries
-            .iter()
-            .filter(|(_, e)| !e.paused && !e.next.is_never())
-            .map(|(id, e)| self.due(id, &e.spec, e.next))
-            .min()
+        self.timers.first().map(|&(at, _)| at)
     }
 
     /// When the fire `fire` of schedule `id` is due: the fire plus its
@@ -207,15 +236,17 @@ impl Schedules {
     /// skipped by its schedule's [`OverlapPolicy`]; a fire older than the
     /// catch-up window is missed. At most [`MAX_FIRES_PER_WAKE`] fires per
     /// schedule are handled at one wake, the newest; older ones are missed.
+    /// `O(k log n)` for k schedules due among n.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let ids: Vec<String> = self
-            .entries
+        let due: Vec<String> = self
+            .timers
             .iter()
-            .filter(|(_, e)| !e.paused)
-            .map(|(id, _)| id.clone())
+            .take_while(|(at, _)| at.fires_at(now))
+            .map(|(_, id)| id.clone())
             .collect();
-        for id in ids {
+        for id in due {
             self.catch_up(&id, now);
+            self.refile(&id);
         }
     }
 
@@ -358,6 +389,7 @@ impl Schedules {
     /// [`ScheduleError::Unknown`].
     pub fn pause(&mut self, id: &str) -> Result<(), ScheduleError> {
         self.entry(id)?.paused = true;
+        self.refile(id);
         Ok(())
     }
 
@@ -373,6 +405,7 @@ impl Schedules {
             entry.paused = false;
             entry.next = entry.next.max(entry.spec.fire_at_or_after(now));
         }
+        self.refile(id);
         Ok(())
     }
 

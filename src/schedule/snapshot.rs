@@ -114,6 +114,7 @@ impl TryFrom<SchedulesData> for Schedules {
                 running: e.running.into_iter().collect(),
                 buffered: e.buffered.into_iter().collect::<VecDeque<_>>(),
                 counts: e.counts,
+                filed: None,
             };
             check(
                 entries.insert(e.id, entry).is_none(),
@@ -134,10 +135,16 @@ impl TryFrom<SchedulesData> for Schedules {
                 "an action about no run going, or listed twice",
             )?;
         }
-        Ok(Schedules {
+        let ids: Vec<String> = entries.keys().cloned().collect();
+        let mut schedules = Schedules {
             seed: data.seed,
             entries,
             actions: data.actions.into(),
-        })
+            timers: std::collections::BTreeSet::new(),
+        };
+        for id in ids {
+            schedules.refile(&id);
+        }
+        Ok(schedules)
     }
 }
