@@ -386,11 +386,11 @@ impl Gated {
         b.build()
     }
 
-    /// The definition as written for `version` alone: absent parts left
-    /// out, no gates.
+    /// The definition as written for `version` alone (and numbered so):
+    /// absent parts left out, no gates.
     fn stripped(&self, version: u32) -> Result<WorkflowDef, DefinitionError> {
         let present = |i: usize| self.steps[i].0.admits(version);
-        let mut b = WorkflowDef::builder("gated", VERSION);
+        let mut b = WorkflowDef::builder("gated", version);
         for i in 0..self.steps.len() {
             if present(i) {
                 b = b.step(step(i, self.first(i)));
@@ -483,6 +483,51 @@ proptest! {
                 drive(&mut run, None, 100);
             }
         }
+    }
+
+    /// A run of the definition written for version 1 moves onto the
+    /// gated definition at any point — the diff admits it, since the gated
+    /// one keeps version 1's shape for it — and goes on exactly as it
+    /// would have without moving.
+    #[test]
+    fn a_run_of_an_old_version_moves_onto_the_gated_one_at_any_point(
+        case in gated(),
+        stop in 0usize..8,
+    ) {
+        let Ok(def) = case.build() else { return Ok(()) };
+        let new = Arc::new(def);
+        let old = Arc::new(case.stripped(1).unwrap());
+        let diff = WorkflowDef::diff(&old, &new);
+        prop_assert!(
+            diff.steps()
+                .iter()
+                .all(|s| matches!(s.change, StepChange::Unchanged | StepChange::Absent)),
+            "{:?}",
+            diff.steps()
+        );
+        let fail = case.fail();
+        let mut run = start((*old).clone());
+        for _ in 0..stop {
+            let Some(action) = run.poll_action() else { break };
+            if act(&mut run, action, fail.as_deref(), 1).is_none() {
+                break;
+            }
+        }
+        let checkpoint = run.checkpoint();
+        if run.is_finished() {
+            prop_assert!(!diff.admits(&checkpoint));
+            return Ok(());
+        }
+        let moved = diff.migrate(checkpoint);
+        prop_assert!(moved.is_ok(), "{:?}", moved.err());
+        let mut moved = WorkflowRun::resume(Arc::clone(&new), moved.unwrap()).unwrap();
+        // Onto an ungated definition, it becomes a run of its version.
+        let origin = if new.gated_versions().is_empty() { VERSION } else { 1 };
+        prop_assert_eq!(moved.definition().origin(), origin);
+        prop_assert_eq!(
+            drive(&mut moved, fail.as_deref(), 10),
+            drive(&mut run, fail.as_deref(), 10)
+        );
     }
 
     /// A gated definition's data form, corrupted, is refused or read as a
