@@ -297,6 +297,16 @@ fn a_checkpoint_whose_origin_was_changed_is_refused() {
     run.succeed(token, StepOutput::new(1), Instant::from_secs(1))
         .unwrap();
     let mut json = serde_json::to_value(run.checkpoint()).unwrap();
+    // An absent step (`fraud`) with edge counts (here ones that would add
+    // up to zero in wrapping arithmetic) is refused, not read as untouched.
+    let fraud = def.step_id("fraud").unwrap().get() as usize;
+    let mut wrapped = json.clone();
+    wrapped["state"]["steps"][fraud]["fired"] = Value::from(u32::MAX);
+    wrapped["state"]["steps"][fraud]["skipped"] = Value::from(1);
+    assert!(matches!(
+        WorkflowRun::<u32>::resume(Arc::clone(&def), serde_json::from_value(wrapped).unwrap()),
+        Err(RunError::InvalidCheckpoint { .. })
+    ));
     json["origin"] = Value::from(9);
     let later = serde_json::from_value(json.clone()).unwrap();
     assert!(matches!(

@@ -355,7 +355,10 @@ impl<P> RunState<P> {
             let unstarted = slot.exec == NONE && slot.instances.is_empty();
             if !def.is_present(step) {
                 check(
-                    slot.state == StepState::Skipped && unstarted && slot.fired + slot.skipped == 0,
+                    slot.state == StepState::Skipped
+                        && unstarted
+                        && slot.fired == 0
+                        && slot.skipped == 0,
                     || field("state"),
                     "is not the untouched skip of a step absent for the run's origin",
                 )?;
