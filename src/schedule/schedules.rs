@@ -89,6 +89,24 @@ pub(super) struct Entry {
     pub(super) filed: Option<Instant>,
 }
 
+impl Entry {
+    /// Starts the run of `fire` of schedule `id`, due at `due`.
+    fn start(
+        &mut self,
+        id: &str,
+        fire: Instant,
+        due: Instant,
+        actions: &mut VecDeque<ScheduleAction>,
+    ) {
+        self.running.insert(fire, false);
+        self.counts.started = self.counts.started.saturating_add(1);
+        actions.push_back(ScheduleAction::Start {
+            key: key_of(id, fire),
+            due,
+        });
+    }
+}
+
 /// The schedules of a host, as a sans-IO state machine: time comes in as
 /// `now`, and the runs to start or cancel come out as
 /// [`ScheduleAction`]s. Every choice (the jitter) is drawn from the seed
@@ -340,12 +358,7 @@ impl Schedules {
             OverlapPolicy::AllowAll => entry.running.len() < MAX_RUNNING,
         };
         if start {
-            entry.running.insert(fire, false);
-            entry.counts.started = entry.counts.started.saturating_add(1);
-            self.actions.push_back(ScheduleAction::Start {
-                key: key_of(id, fire),
-                due,
-            });
+            entry.start(id, fire, due, &mut self.actions);
         } else {
             entry.counts.skipped = entry.counts.skipped.saturating_add(1);
         }
@@ -370,12 +383,7 @@ impl Schedules {
         }
         if entry.running.is_empty() {
             if let Some(fire) = entry.buffered.pop_front() {
-                entry.running.insert(fire, false);
-                entry.counts.started = entry.counts.started.saturating_add(1);
-                self.actions.push_back(ScheduleAction::Start {
-                    key: key_of(&key.schedule, fire),
-                    due: now,
-                });
+                entry.start(&key.schedule, fire, now, &mut self.actions);
             }
         }
         Ok(())
