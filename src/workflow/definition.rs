@@ -180,17 +180,29 @@ impl Adjacency {
     /// The steps with no neighbours (sources in a predecessor list, sinks
     /// in a successor list), in step order.
     fn empty_ones(&self) -> Vec<StepId> {
+        self.empty_ones_among(|_| true)
+    }
+
+    /// The steps `keep` accepts that have no neighbours, in step order.
+    fn empty_ones_among(&self, keep: impl Fn(&StepId) -> bool) -> Vec<StepId> {
         self.start
             .windows(2)
             .enumerate()
             .filter(|(_, range)| range[0] == range[1])
             .map(|(i, _)| StepId::new(i as u64))
+            .filter(keep)
             .collect()
     }
 
     /// The step with no neighbours, if exactly one has none.
     fn only_empty_one(&self) -> Option<StepId> {
-        match self.empty_ones()[..] {
+        self.only_empty_one_among(|_| true)
+    }
+
+    /// The step `keep` accepts with no neighbours, if exactly one of them
+    /// has none.
+    fn only_empty_one_among(&self, keep: impl Fn(&StepId) -> bool) -> Option<StepId> {
+        match self.empty_ones_among(keep)[..] {
             [only] => Some(only),
             _ => None,
         }

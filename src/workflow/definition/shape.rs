@@ -56,11 +56,7 @@ impl Shape {
         let is_present = |s: &StepId| present[s.get() as usize];
         let entries: Vec<StepId> = match &def.declared_entries {
             Some(declared) => declared.iter().copied().filter(is_present).collect(),
-            None => predecessors
-                .empty_ones()
-                .into_iter()
-                .filter(is_present)
-                .collect(),
+            None => predecessors.empty_ones_among(is_present),
         };
         for (id, step) in def.steps().filter(|(id, _)| is_present(id)) {
             let inputs = predecessors.of(id);
@@ -92,15 +88,7 @@ impl Shape {
                     step: def.key(output).to_string(),
                 });
             }
-            None => match successors
-                .empty_ones()
-                .into_iter()
-                .filter(is_present)
-                .collect::<Vec<_>>()[..]
-            {
-                [only] => Some(only),
-                _ => None,
-            },
+            None => successors.only_empty_one_among(is_present),
         };
         let meta = step_meta(def, &successors, &predecessors);
         Ok(Shape {
