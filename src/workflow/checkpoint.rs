@@ -107,7 +107,7 @@ impl<P: Clone> WorkflowRun<P> {
             name: def.name().to_string(),
             version: def.version(),
             hash: def.content_hash(),
-            origin: (def.origin() != def.version()).then_some(def.origin()),
+            origin: def.earlier_origin(),
             state: self.state().clone(),
         }
     }

@@ -157,7 +157,7 @@ impl<P: Clone> RunRecorder<P> {
             name: def.name().to_owned(),
             version: def.version(),
             hash: def.content_hash(),
-            origin: (def.origin() != def.version()).then_some(def.origin()),
+            origin: def.earlier_origin(),
             steps: def.steps().map(|(_, step)| step.id.clone()).collect(),
             id,
             input: input.clone(),

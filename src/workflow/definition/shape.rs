@@ -198,6 +198,12 @@ impl WorkflowDef {
         self.origin
     }
 
+    /// The [origin](Self::origin) as checkpoints and journals store it:
+    /// only when it is earlier than the version.
+    pub(crate) fn earlier_origin(&self) -> Option<u32> {
+        (self.origin != self.version).then_some(self.origin)
+    }
+
     /// Whether `step` exists for the runs of the [origin](Self::origin):
     /// its [`Gate`](super::Gate) admits it.
     pub fn is_present(&self, step: StepId) -> bool {
