@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    EngineError, StepFailure, StepInput, StepOutput, TaskPool, WorkflowDef, WorkflowEvent,
-    WorkflowRun,
+    EngineError, StepFailure, StepInput, StepOutput, TaskPool, WorkflowEvent, WorkflowRun,
 };
 use crate::Observer;
 use crate::hash::IdMap;
@@ -16,6 +15,7 @@ mod actions;
 mod migrate;
 mod pump;
 mod resume;
+mod start;
 mod versions;
 
 use crate::scheduler::{Action, AttemptOutcome, ReportError, TaskReport};
@@ -207,63 +207,6 @@ impl<P: Clone> WorkflowEngine<P> {
     /// Sets the observer of every run started from now on.
     pub fn set_observer(&mut self, observer: impl Observer<WorkflowEvent> + Send + 'static) {
         self.observer = Some(Arc::new(std::sync::Mutex::new(Box::new(observer))));
-    }
-
-    /// Starts a run of `def` with `input`; returns its id. Its ready
-    /// agent steps are submitted to `pool`.
-    pub fn start(
-        &mut self,
-        pool: &mut impl TaskPool,
-        def: Arc<WorkflowDef>,
-        input: Option<P>,
-        now: Instant,
-    ) -> WorkflowId {
-        let now = self.clock(now);
-        self.spawn(pool, def, input, None, now)
-    }
-
-    /// Starts a run of `def` under the id `id`, one the host derives from
-    /// something it may see twice — a schedule's fire (`RunKey::workflow_id`
-    /// of the `schedule` feature), a request's idempotency key — so that a
-    /// second start of it starts nothing while the first run is on the
-    /// engine. Returns `id`.
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use taskweave::scheduler::{Dispatcher, DispatcherConfig};
-    /// use taskweave::workflow::{EngineError, StepDef, StepTask, WorkflowDef, WorkflowEngine};
-    /// use taskweave::{Instant, WorkflowId};
-    ///
-    /// let def = Arc::new(WorkflowDef::builder("report", 1).step(StepDef::agent("write")).build()?);
-    /// let mut pool: Dispatcher<StepTask> = Dispatcher::new(DispatcherConfig::default());
-    /// let mut engine: WorkflowEngine<u32> = WorkflowEngine::new();
-    /// let id = WorkflowId::new(0x5eed);
-    /// engine.start_as(&mut pool, Arc::clone(&def), id, None, Instant::ZERO)?;
-    /// assert_eq!(
-    ///     engine.start_as(&mut pool, def, id, None, Instant::ZERO),
-    ///     Err(EngineError::RunExists(id))
-    /// );
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`EngineError::RunExists`] while a run with this id is active or
-    /// parked; nothing is started then.
-    pub fn start_as(
-        &mut self,
-        pool: &mut impl TaskPool,
-        def: Arc<WorkflowDef>,
-        id: WorkflowId,
-        input: Option<P>,
-        now: Instant,
-    ) -> Result<WorkflowId, EngineError> {
-        if self.runs.contains_key(&id) || self.parked.contains_key(&id) {
-            return Err(EngineError::RunExists(id));
-        }
-        let now = self.clock(now);
-        self.spawn_as(pool, def, id, input, None, now);
-        Ok(id)
     }
 
     /// Whether `task` is one of the engine's (a step task the pool may

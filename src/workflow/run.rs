@@ -1,7 +1,7 @@
 //! [`WorkflowRun`]: the sans-IO state machine of one execution of a
 //! workflow.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
@@ -14,7 +14,6 @@ use super::{
 };
 use crate::Observer;
 use crate::hash::mix;
-use crate::rng::SplitMix64;
 use crate::{AttemptToken, Instant, StepId, WorkflowId};
 
 mod timers;
@@ -138,30 +137,7 @@ impl<P: Clone> WorkflowRun<P> {
         seed: u64,
         observer: Option<Box<dyn Observer<WorkflowEvent> + Send>>,
     ) -> Self {
-        let n = def.len();
-        let mut state = RunState {
-            id,
-            started_at: now,
-            latest: now,
-            input,
-            steps: vec![StepSlot::unreached(); n],
-            edges: vec![EdgeState::Pending; def.graph().edge_count()],
-            execs: Vec::with_capacity(n),
-            attempts: Vec::with_capacity(n),
-            actions: VecDeque::new(),
-            timers: BTreeSet::new(),
-            completions: Vec::with_capacity(n),
-            waiting: Vec::new(),
-            open_steps: n,
-            phase: Phase::Running,
-            rng: SplitMix64::new(seed),
-        };
-        // The steps gated out for this run's origin: skipped before it
-        // starts, without an event, as if never declared.
-        for &absent in def.absent_steps() {
-            state.steps[absent.get() as usize].state = StepState::Skipped;
-            state.open_steps -= 1;
-        }
+        let state = RunState::new(&def, id, input, now, seed);
         let mut run = WorkflowRun {
             def,
             state,

@@ -5,64 +5,13 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::{EngineAction, Entry, StepTask, Tracked, WorkflowEngine};
+use super::{EngineAction, StepTask, Tracked, WorkflowEngine};
 use crate::workflow::{
-    RunAction, RunOutcome, StepDef, StepFailure, StepKind, StepOutput, TaskPool, WorkflowDef,
-    WorkflowRun,
+    RunAction, RunOutcome, StepDef, StepFailure, StepKind, StepOutput, TaskPool,
 };
 use crate::{AttemptToken, Instant, StepId, TaskId, TaskRequirements, WorkflowId};
 
 impl<P: Clone> WorkflowEngine<P> {
-    pub(super) fn spawn(
-        &mut self,
-        pool: &mut impl TaskPool,
-        def: Arc<WorkflowDef>,
-        input: Option<P>,
-        parent: Option<(WorkflowId, AttemptToken)>,
-        now: Instant,
-    ) -> WorkflowId {
-        let id = self.fresh_id();
-        self.spawn_as(pool, def, id, input, parent, now);
-        id
-    }
-
-    /// The next run id no active or parked run has: ids count up from 1,
-    /// past any a resumed run took, and wrap around at the end.
-    fn fresh_id(&mut self) -> WorkflowId {
-        loop {
-            let id = WorkflowId::new(self.next_run);
-            self.next_run = self.next_run.wrapping_add(1).max(1);
-            if !self.runs.contains_key(&id) && !self.parked.contains_key(&id) {
-                return id;
-            }
-        }
-    }
-
-    /// Starts a run of `def` under `id`, free.
-    pub(super) fn spawn_as(
-        &mut self,
-        pool: &mut impl TaskPool,
-        def: Arc<WorkflowDef>,
-        id: WorkflowId,
-        input: Option<P>,
-        parent: Option<(WorkflowId, AttemptToken)>,
-        now: Instant,
-    ) {
-        let run = match self.run_observer() {
-            Some(observer) => WorkflowRun::with_observer(def, id, input, now, observer),
-            None => WorkflowRun::new(def, id, input, now),
-        };
-        self.runs.insert(
-            id,
-            Entry {
-                run,
-                timer: None,
-                parent,
-            },
-        );
-        self.pump(pool, id, now);
-    }
-
     /// Turns a run's pending actions into dispatcher tasks, child runs and
     /// engine actions, then files its next timer.
     pub(super) fn pump(&mut self, pool: &mut impl TaskPool, id: WorkflowId, now: Instant) {

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use crate::rng::SplitMix64;
-use crate::workflow::{FailureCause, RunAction, RunOutcome, Saga};
+use crate::workflow::{FailureCause, RunAction, RunOutcome, Saga, WorkflowDef};
 use crate::{AttemptToken, Instant, StepId, WorkflowId};
 
 /// Where a step is in a run.
@@ -237,4 +237,41 @@ pub(in crate::workflow) struct RunState<P> {
     pub(in crate::workflow) open_steps: usize,
     pub(in crate::workflow) phase: Phase,
     pub(in crate::workflow) rng: SplitMix64,
+}
+
+impl<P> RunState<P> {
+    /// The state of a run of `def` starting at `now`, nothing done yet:
+    /// every step unreached but those absent for the definition's origin,
+    /// skipped without an event as if never declared.
+    pub(in crate::workflow) fn new(
+        def: &WorkflowDef,
+        id: WorkflowId,
+        input: Option<P>,
+        now: Instant,
+        seed: u64,
+    ) -> Self {
+        let n = def.len();
+        let mut state = RunState {
+            id,
+            started_at: now,
+            latest: now,
+            input,
+            steps: vec![StepSlot::unreached(); n],
+            edges: vec![EdgeState::Pending; def.graph().edge_count()],
+            execs: Vec::with_capacity(n),
+            attempts: Vec::with_capacity(n),
+            actions: VecDeque::new(),
+            timers: BTreeSet::new(),
+            completions: Vec::with_capacity(n),
+            waiting: Vec::new(),
+            open_steps: n,
+            phase: Phase::Running,
+            rng: SplitMix64::new(seed),
+        };
+        for &absent in def.absent_steps() {
+            state.steps[absent.get() as usize].state = StepState::Skipped;
+            state.open_steps -= 1;
+        }
+        state
+    }
 }
