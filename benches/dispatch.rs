@@ -28,9 +28,12 @@
 //! (building the pool, filling it) is not measured. Run with
 //! `cargo bench --bench dispatch`.
 
+#[path = "workloads/config.rs"]
+mod bench_config;
+use bench_config::config;
+
 use std::collections::{BTreeSet, VecDeque};
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::rngs::StdRng;
@@ -293,16 +296,9 @@ fn scale(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(50)
-}
-
 criterion_group! {
     name = dispatch;
-    config = config();
+    config = config(50);
     targets = full_cycle, full_cycle_idle, full_cycle_batch, baselines, scale
 }
 criterion_main!(dispatch);

@@ -11,8 +11,11 @@
 //! `benches/workloads/planning.rs`, shared with `examples/perf_report.rs`.
 //! Run with `cargo bench --bench planning`.
 
+#[path = "workloads/config.rs"]
+mod bench_config;
+use bench_config::config;
+
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use taskweave::planning::heft;
@@ -42,16 +45,9 @@ fn heft_schedules(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(30)
-}
-
 criterion_group! {
     name = planning;
-    config = config();
+    config = config(30);
     targets = heft_schedules
 }
 criterion_main!(planning);

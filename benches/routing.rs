@@ -6,6 +6,10 @@
 //! pool; loads are random with a fixed seed. The task requires one capability
 //! that half of the kinds have. Run with `cargo bench --bench routing`.
 
+#[path = "workloads/config.rs"]
+mod bench_config;
+use bench_config::config;
+
 use std::collections::BTreeSet;
 use std::hint::black_box;
 use std::time::Duration;
@@ -209,16 +213,9 @@ fn baselines(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(50)
-}
-
 criterion_group! {
     name = routing;
-    config = config();
+    config = config(50);
     targets = strategies, least_loaded_assign_release, baselines
 }
 criterion_main!(routing);

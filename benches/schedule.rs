@@ -12,6 +12,10 @@
 //! Throughput is per fire. Run with `cargo bench --features schedule
 //! --bench schedule`.
 
+#[path = "workloads/config.rs"]
+mod bench_config;
+use bench_config::config;
+
 use std::collections::BTreeSet;
 use std::hint::black_box;
 use std::time::Duration;
@@ -59,16 +63,9 @@ fn fire(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(20)
-}
-
 criterion_group! {
     name = schedule;
-    config = config();
+    config = config(20);
     targets = fire
 }
 criterion_main!(schedule);

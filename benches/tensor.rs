@@ -17,8 +17,11 @@
 //! Throughput is in tasks. Inputs are drawn with a fixed seed and built
 //! outside the timed loop. Run with `cargo bench --bench tensor`.
 
+#[path = "workloads/config.rs"]
+mod bench_config;
+use bench_config::config;
+
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::rngs::StdRng;
@@ -175,16 +178,9 @@ fn conversions(c: &mut Criterion) {
     to_sparse.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(30)
-}
-
 criterion_group! {
     name = tensor;
-    config = config();
+    config = config(30);
     targets = from_plan, from_dispatcher, conversions
 }
 criterion_main!(tensor);

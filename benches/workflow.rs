@@ -33,10 +33,13 @@
 //! with `cargo bench --features driver --bench workflow` (without the
 //! feature, only `executor_overhead` runs).
 
+#[path = "workloads/config.rs"]
+mod bench_config;
+use bench_config::config;
+
 use std::collections::VecDeque;
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -122,23 +125,16 @@ fn driver(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(20)
-}
-
 #[cfg(feature = "driver")]
 criterion_group! {
     name = workflow;
-    config = config();
+    config = config(20);
     targets = executor_overhead, replay, engine, driver
 }
 #[cfg(not(feature = "driver"))]
 criterion_group! {
     name = workflow;
-    config = config();
+    config = config(20);
     targets = executor_overhead, replay, engine
 }
 criterion_main!(workflow);
