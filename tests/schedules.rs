@@ -426,4 +426,39 @@ proptest! {
             });
         }
     }
+
+    /// Journaled calls with one value corrupted are refused when read, or
+    /// applied with a typed refusal or a change, never a panic or a hang;
+    /// a backfill stays within its bound whatever range it names.
+    #[test]
+    fn corrupted_journal_inputs_are_refused_or_applied(
+        spec in spec(), seed in any::<u64>(), (wakes, run_times) in host(),
+        pick in any::<prop::sample::Index>(), how in any::<u8>(), noise in any::<u64>(),
+    ) {
+        let mut s = Schedules::new(seed);
+        s.add("job", spec, secs(0)).unwrap();
+        let (mut journal, _) = drive(&mut s, &wakes, &run_times, |_, _| {});
+        journal.push(ScheduleInput::Backfill {
+            id: "job".into(),
+            from: secs(0),
+            to: secs(600),
+            overlap: OverlapPolicy::BufferAll,
+        });
+        journal.push(ScheduleInput::Pause { id: "job".into() });
+        journal.push(ScheduleInput::Trigger { id: "job".into(), now: secs(700) });
+        let mut value = serde_json::to_value(&journal).unwrap();
+        let leaves = corrupt::paths_where(&value, |v| !v.is_array() && !v.is_object());
+        let leaf = corrupt::at_path(&mut value, &leaves[pick.index(leaves.len())]);
+        *leaf = corrupt::corrupt_leaf(leaf, how, noise);
+        if let Ok(inputs) = serde_json::from_value::<Vec<ScheduleInput>>(value) {
+            corrupt::watchdog(10, move || {
+                let mut replayed = Schedules::new(seed);
+                replayed.add("job", spec, secs(0)).unwrap();
+                for input in inputs {
+                    let _ = replayed.apply(input);
+                    while replayed.poll_action().is_some() {}
+                }
+            });
+        }
+    }
 }
