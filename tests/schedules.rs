@@ -13,8 +13,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use taskweave::Instant;
 use taskweave::schedule::{
-    MAX_FIRES_PER_WAKE, OverlapPolicy, RunKey, ScheduleAction, ScheduleError, ScheduleInput,
-    ScheduleSpec, Schedules,
+    MAX_FIRES_PER_WAKE, MAX_STEPS_PER_WAKE, OverlapPolicy, RunKey, ScheduleAction, ScheduleError,
+    ScheduleInput, ScheduleSpec, Schedules,
 };
 
 mod corrupt;
@@ -118,6 +118,54 @@ fn after_downtime_only_the_catch_up_window_starts() {
 }
 
 #[test]
+fn a_cron_schedule_far_behind_counts_its_missed_fires_over_several_wakes() {
+    let spec = ScheduleSpec::cron("* * * * * *")
+        .overlap(OverlapPolicy::AllowAll)
+        .catch_up(Duration::from_secs(365 * 86_400))
+        .build()
+        .unwrap();
+    let mut s = Schedules::new(1);
+    s.add("job", spec, secs(0)).unwrap();
+    // Down for two days of one-second fires: each wake counts at most
+    // MAX_STEPS_PER_WAKE missed fires and the schedule stays due; the
+    // last one starts the newest MAX_FIRES_PER_WAKE.
+    let now = secs(2 * 86_400);
+    let mut wakes = 0;
+    while s.poll_timeout().is_some_and(|due| due <= now) {
+        s.handle_timeout(now);
+        wakes += 1;
+    }
+    let counts = s.counts("job").unwrap();
+    assert_eq!(counts.started, MAX_FIRES_PER_WAKE);
+    assert_eq!(counts.missed, 2 * 86_400 + 1 - MAX_FIRES_PER_WAKE);
+    assert_eq!(wakes, counts.missed.div_ceil(MAX_STEPS_PER_WAKE));
+    assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(1)));
+}
+
+#[test]
+fn a_cron_fire_s_jitter_stays_below_the_next_fire() {
+    // Fires at :00 and :01 of each minute, a jitter up to 30 s.
+    let spec = ScheduleSpec::cron("0,1 * * * * *")
+        .jitter(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let mut s = Schedules::new(9);
+    s.add("job", spec, secs(0)).unwrap();
+    let mut long = 0;
+    for minute in 0..50 {
+        let (first, second) = (secs(60 * minute), secs(60 * minute + 1));
+        let (a, b) = (
+            s.due_at("job", first).unwrap(),
+            s.due_at("job", second).unwrap(),
+        );
+        assert!(a >= first && a < second, "{a:?}");
+        assert!(b >= second && b < second + Duration::from_secs(30), "{b:?}");
+        long += usize::from(b >= second + Duration::from_secs(1));
+    }
+    assert!(long > 40, "the second fire's jitter is not capped: {long}");
+}
+
+#[test]
 fn pause_trigger_and_backfill() {
     let mut s = Schedules::new(1);
     s.add("job", every(10, OverlapPolicy::Skip), secs(0))
@@ -174,7 +222,7 @@ fn jitter_delays_each_start_alike_on_replay_and_keeps_the_order() {
         .unwrap();
     let dues = |seed| {
         let mut s = Schedules::new(seed);
-        s.add("job", spec, secs(0)).unwrap();
+        s.add("job", spec.clone(), secs(0)).unwrap();
         (0..20)
             .map(|k| s.due_at("job", secs(60 * k)).unwrap())
             .collect::<Vec<_>>()
@@ -238,10 +286,28 @@ fn overlap() -> impl Strategy<Value = OverlapPolicy> {
 }
 
 fn spec() -> impl Strategy<Value = ScheduleSpec> {
-    (1u64..60, 0u64..100, 0u64..200, overlap(), 0u64..100).prop_map(
-        |(period, phase, catch_up, overlap, jitter)| {
-            ScheduleSpec::every(Duration::from_secs(period))
-                .phase(Duration::from_secs(phase % period))
+    let every = (1u64..60, 0u64..100).prop_map(|(period, phase)| {
+        ScheduleSpec::every(Duration::from_secs(period)).phase(Duration::from_secs(phase % period))
+    });
+    // Every k seconds, or at some seconds of each minute: a cron pattern
+    // read on the UTC wall clock from the Unix epoch.
+    let cron = prop_oneof![
+        (5u64..60).prop_map(|k| format!("*/{k} * * * * *")),
+        prop::collection::btree_set(0u64..60, 1..6).prop_map(|seconds| {
+            let list: Vec<String> = seconds.iter().map(u64::to_string).collect();
+            format!("{} * * * * *", list.join(","))
+        }),
+    ]
+    .prop_map(ScheduleSpec::cron);
+    (prop_oneof![every, cron], 0u64..200, overlap(), 0u64..100).prop_map(
+        |(builder, catch_up, overlap, jitter)| {
+            let period = builder
+                .clone()
+                .build()
+                .unwrap()
+                .period()
+                .map_or(5, |p| p.as_secs());
+            builder
                 .catch_up(Duration::from_secs(catch_up))
                 .jitter(Duration::from_millis(jitter * 10 * period))
                 .overlap(overlap)
@@ -296,6 +362,10 @@ fn drive(
             check(schedules, woke);
         }
         apply(schedules, ScheduleInput::Timeout { now }, &mut journal);
+        // A cron schedule far behind counts its missed fires over wakes.
+        while schedules.poll_timeout().is_some_and(|due| due <= now) {
+            apply(schedules, ScheduleInput::Timeout { now }, &mut journal);
+        }
         woke = now;
         check(schedules, now);
         while let Some(action) = schedules.poll_action() {
@@ -315,19 +385,32 @@ fn drive(
     (journal, actions)
 }
 
-/// The fires of `job` handled by `now`: from the first at or after
-/// `added`, every one whose due instant (jitter included) has come.
-fn fires_due(s: &Schedules, added: Instant, now: Instant) -> u64 {
-    let spec = s.spec("job").unwrap();
-    let first = spec.fire_at_or_after(added);
-    let after = spec.fire_at_or_after(now + Duration::from_nanos(1));
-    let period = spec.period().as_nanos() as u64;
-    let all = after.as_nanos().saturating_sub(first.as_nanos()) / period;
-    let last_not_due = all > 0
-        && s.due_at("job", Instant::from_nanos(after.as_nanos() - period))
-            .unwrap()
-            > now;
-    all - u64::from(last_not_due)
+/// Counts the fires of `job` handled by each `now` (never going back):
+/// from the first at or after the instant it was added, every one whose
+/// due instant (jitter included) has come.
+struct DueFires {
+    next: Option<Instant>,
+    count: u64,
+}
+
+impl DueFires {
+    fn new() -> Self {
+        DueFires {
+            next: None,
+            count: 0,
+        }
+    }
+
+    fn at(&mut self, s: &Schedules, added: Instant, now: Instant) -> u64 {
+        let spec = s.spec("job").unwrap();
+        let mut fire = self.next.unwrap_or_else(|| spec.fire_at_or_after(added));
+        while !fire.is_never() && s.due_at("job", fire).unwrap() <= now {
+            self.count += 1;
+            fire = spec.fire_at_or_after(fire + Duration::from_nanos(1));
+        }
+        self.next = Some(fire);
+        self.count
+    }
 }
 
 proptest! {
@@ -342,12 +425,13 @@ proptest! {
         spec in spec(), seed in any::<u64>(), (wakes, run_times) in host(),
     ) {
         let mut s = Schedules::new(seed);
-        s.add("job", spec, secs(0)).unwrap();
+        s.add("job", spec.clone(), secs(0)).unwrap();
         let mut broken = None;
+        let mut due_fires = DueFires::new();
         let (_, actions) = drive(&mut s, &wakes, &run_times, |s, now| {
             let counts = s.counts("job").unwrap();
             let accounted = counts.started + counts.skipped + counts.missed + s.buffered("job").len() as u64;
-            let due = fires_due(s, secs(0), now);
+            let due = due_fires.at(s, secs(0), now);
             let running = s.running("job").len();
             let waiting = s.buffered("job").len();
             let bounded = match spec.overlap() {
@@ -378,7 +462,7 @@ proptest! {
         spec in spec(), seed in any::<u64>(), (wakes, run_times) in host(), half in 0usize..60,
     ) {
         let mut s = Schedules::new(seed);
-        s.add("job", spec, secs(0)).unwrap();
+        s.add("job", spec.clone(), secs(0)).unwrap();
         let (journal, actions) = drive(&mut s, &wakes, &run_times, |_, _| {});
         let mut replayed = Schedules::new(seed);
         replayed.add("job", spec, secs(0)).unwrap();
@@ -403,7 +487,7 @@ proptest! {
         pick in any::<prop::sample::Index>(), how in any::<u8>(), noise in any::<u64>(),
     ) {
         let mut s = Schedules::new(seed);
-        s.add("job", spec, secs(0)).unwrap();
+        s.add("job", spec.clone(), secs(0)).unwrap();
         s.add("other", spec, secs(5)).unwrap();
         drive(&mut s, &wakes[..wakes.len() / 2], &run_times, |_, _| {});
         let mut value = serde_json::to_value(&s).unwrap();
@@ -436,8 +520,9 @@ proptest! {
         pick in any::<prop::sample::Index>(), how in any::<u8>(), noise in any::<u64>(),
     ) {
         let mut s = Schedules::new(seed);
-        s.add("job", spec, secs(0)).unwrap();
+        s.add("job", spec.clone(), secs(0)).unwrap();
         let (mut journal, _) = drive(&mut s, &wakes, &run_times, |_, _| {});
+        journal.push(ScheduleInput::Add { id: "other".into(), spec: spec.clone(), now: secs(1) });
         journal.push(ScheduleInput::Backfill {
             id: "job".into(),
             from: secs(0),

@@ -33,6 +33,18 @@ pub enum ScheduleError {
         /// The period.
         period: Duration,
     },
+    /// A cron pattern croner refuses, or one that never matches.
+    #[error("the cron pattern `{expr}` is refused: {reason}")]
+    Cron {
+        /// The pattern (its first [`MAX_CRON_LEN`](super::MAX_CRON_LEN) characters).
+        expr: String,
+        /// Why.
+        reason: String,
+    },
+    /// Neither or both of a period and a cron pattern, or a setting of
+    /// one given to the other.
+    #[error("the schedule's timetable is refused: {0}")]
+    Timetable(&'static str),
     /// A catch-up window longer than [`MAX_CATCH_UP`].
     #[error("the catch-up window {0:?} is above {max:?}", max = MAX_CATCH_UP)]
     CatchUp(Duration),

@@ -1,5 +1,6 @@
-//! Schedules (feature `schedule`): runs started every period, with
-//! Temporal's semantics — an overlap policy, a catch-up window after
+//! Schedules (feature `schedule`): runs started every period or at the
+//! matches of a cron pattern (parsed by croner), with Temporal's
+//! semantics — an overlap policy, a catch-up window after
 //! downtime, jitter from a seed, pause, trigger now and backfill — as a
 //! sans-IO state machine.
 //!
@@ -14,10 +15,14 @@
 //! and every call is also a [`ScheduleInput`] a host can journal and
 //! replay.
 //!
-//! Fires fall on multiples of a period (with a phase) of the host's
-//! clock. Calendar expressions (cron) and time zones are not supported
-//! yet.
+//! A schedule made by [`ScheduleSpec::every`] fires on multiples of a
+//! period (with a phase) of the host's clock, whatever its epoch. One made
+//! by [`ScheduleSpec::cron`] reads the host's clock as time since the
+//! Unix epoch, on a UTC wall clock or, with feature `time-zones`, on a
+//! [`TimeZone`] given as a POSIX TZ rule, daylight saving time included.
 
+mod civil;
+mod cron;
 mod error;
 mod input;
 mod overlap;
@@ -25,14 +30,20 @@ mod schedules;
 #[cfg(feature = "serde")]
 mod snapshot;
 mod spec;
+mod timetable;
+#[cfg(feature = "time-zones")]
+mod zone;
 
 use std::time::Duration;
 
+pub use cron::MAX_CRON_LEN;
 pub use error::ScheduleError;
 pub use input::ScheduleInput;
 pub use overlap::OverlapPolicy;
 pub use schedules::{RunKey, ScheduleAction, ScheduleCounts, Schedules};
 pub use spec::{DEFAULT_CATCH_UP, ScheduleSpec, ScheduleSpecBuilder};
+#[cfg(feature = "time-zones")]
+pub use zone::{MAX_ZONE_LEN, TimeZone, WallClock, ZoneError};
 
 /// The longest period: a hundred years.
 pub const MAX_PERIOD: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
@@ -49,6 +60,12 @@ pub const MAX_BUFFERED: usize = 1_000;
 
 /// The most runs of one [`OverlapPolicy::AllowAll`] schedule going at once.
 pub const MAX_RUNNING: usize = 1_000;
+
+/// The most steps of a cron search one schedule takes at one wake to
+/// count the fires it missed: a schedule further behind stays due, and
+/// the next [`Schedules::handle_timeout`] goes on counting. A schedule
+/// every period counts its fires in one step.
+pub const MAX_STEPS_PER_WAKE: u64 = 10_000;
 
 /// The most fires one [`Schedules::backfill`] covers.
 pub const MAX_BACKFILL: u64 = 10_000;

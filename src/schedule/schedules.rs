@@ -3,10 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use super::spec::nanos;
+use super::timetable::nanos;
 use super::{
-    MAX_BACKFILL, MAX_BUFFERED, MAX_FIRES_PER_WAKE, MAX_ID_LEN, MAX_RUNNING, OverlapPolicy,
-    ScheduleError, ScheduleSpec,
+    MAX_BACKFILL, MAX_BUFFERED, MAX_FIRES_PER_WAKE, MAX_ID_LEN, MAX_RUNNING, MAX_STEPS_PER_WAKE,
+    OverlapPolicy, ScheduleError, ScheduleSpec,
 };
 use crate::hash::{fnv1a, mix};
 use crate::{Instant, WorkflowId};
@@ -171,8 +171,8 @@ impl Schedules {
             return Err(ScheduleError::Exists(id));
         }
         let entry = Entry {
-            spec,
             next: spec.fire_at_or_after(now),
+            spec,
             paused: false,
             running: BTreeMap::new(),
             buffered: VecDeque::new(),
@@ -242,8 +242,11 @@ impl Schedules {
     }
 
     fn due(&self, id: &str, spec: &ScheduleSpec, fire: Instant) -> Instant {
-        let jitter = nanos(spec.jitter());
-        if jitter == 0 || fire.is_never() {
+        if fire.is_never() {
+            return fire;
+        }
+        let jitter = spec.jitter_below(fire);
+        if jitter == 0 {
             return fire;
         }
         let draw = mix(mix(self.seed, fnv1a(id.as_bytes())), fire.as_nanos()) % jitter;
@@ -272,24 +275,31 @@ impl Schedules {
         let Some(entry) = self.entries.get(id) else {
             return;
         };
-        let spec = entry.spec;
-        let mut next = entry.next;
-        let mut missed = 0;
+        let spec = entry.spec.clone();
+        let timetable = spec.timetable();
         // In bulk: the fires due before the window for certain (their
-        // jitter cannot bring them in), then the oldest beyond the
-        // per-wake limit.
+        // jitter cannot bring them in), then those older than the newest
+        // the per-wake limit handles; a cron schedule counts them within
+        // a budget of steps, and goes on at the next wake.
         let late = spec.catch_up().saturating_add(spec.jitter());
         let horizon = Instant::from_nanos(now.as_nanos().saturating_sub(nanos(late)));
-        if next < horizon {
-            missed = spec.fires_before(next, horizon);
-            next = spec.fire_at_or_after(horizon);
+        let (mut missed, mut next) =
+            timetable.count_before(entry.next, horizon, MAX_STEPS_PER_WAKE);
+        let mut behind = next < horizon;
+        let end = now.saturating_add(Duration::from_nanos(1));
+        let ahead = |next| timetable.count_before(next, end, MAX_FIRES_PER_WAKE + 1).0;
+        if !behind && ahead(next) > MAX_FIRES_PER_WAKE {
+            let cutoff = timetable.newest(now, MAX_FIRES_PER_WAKE);
+            let budget = MAX_STEPS_PER_WAKE.saturating_sub(missed);
+            let (more, reached) = timetable.count_before(next, cutoff, budget);
+            missed += more;
+            next = reached;
+            behind = next < cutoff;
         }
-        let fires = spec.fires_before(next, now.saturating_add(Duration::from_nanos(1)));
-        if fires > MAX_FIRES_PER_WAKE {
-            let excess = fires - MAX_FIRES_PER_WAKE;
-            missed = missed.saturating_add(excess);
-            let skip = excess.saturating_mul(nanos(spec.period()));
-            next = Instant::from_nanos(next.as_nanos().saturating_add(skip));
+        if behind {
+            // The budget ran out: still due, counted on at the next wake.
+            self.set_next(id, next, missed);
+            return;
         }
         // One by one: the rest that came due.
         while !next.is_never() {
@@ -302,8 +312,13 @@ impl Schedules {
             } else {
                 self.fire(id, next, due, spec.overlap());
             }
-            next = spec.after(next);
+            next = timetable.after(next);
         }
+        self.set_next(id, next, missed);
+    }
+
+    /// Moves schedule `id` on to `next`, having missed `missed` fires.
+    fn set_next(&mut self, id: &str, next: Instant, missed: u64) {
         if let Some(entry) = self.entries.get_mut(id) {
             entry.counts.missed = entry.counts.missed.saturating_add(missed);
             entry.next = next;
@@ -446,16 +461,16 @@ impl Schedules {
         to: Instant,
         overlap: OverlapPolicy,
     ) -> Result<u64, ScheduleError> {
-        let spec = self.entry(id)?.spec;
-        let first = spec.fire_at_or_after(from);
-        let fires = spec.fires_before(first, to);
+        let timetable = self.entry(id)?.spec.timetable().clone();
+        let first = timetable.fire_at_or_after(from);
+        let (fires, _) = timetable.count_before(first, to, MAX_BACKFILL + 1);
         if fires > MAX_BACKFILL {
             return Err(ScheduleError::BackfillTooLarge { fires });
         }
         let mut fire = first;
         for _ in 0..fires {
             self.fire(id, fire, fire, overlap);
-            fire = spec.after(fire);
+            fire = timetable.after(fire);
         }
         Ok(fires)
     }
@@ -473,7 +488,7 @@ impl Schedules {
 
     /// The spec of `id`.
     pub fn spec(&self, id: &str) -> Option<ScheduleSpec> {
-        self.entries.get(id).map(|e| e.spec)
+        self.entries.get(id).map(|e| e.spec.clone())
     }
 
     /// The runs of `id` going, by fire, oldest first.

@@ -52,7 +52,7 @@ impl Serialize for Schedules {
                 .iter()
                 .map(|(id, e)| EntryData {
                     id: id.clone(),
-                    spec: e.spec,
+                    spec: e.spec.clone(),
                     next: e.next,
                     paused: e.paused,
                     running: e.running.iter().map(|(&f, &c)| (f, c)).collect(),
@@ -94,7 +94,7 @@ impl TryFrom<SchedulesData> for Schedules {
         for e in data.schedules {
             check_id(&e.id)?;
             check(
-                e.next.is_never() || e.spec.is_fire(e.next),
+                e.next.is_never() || e.spec.timetable().is_fire(e.next),
                 "a next fire that is not one of the schedule's",
             )?;
             check(e.running.len() <= MAX_RUNNING, "too many runs going")?;
