@@ -74,7 +74,8 @@
 //! | `planning` | `planning` | `workflow`, ndarray | goal decomposition, teams, HEFT, the task tensor |
 //! | `coordination` | `coordination` | — | contract-net auctions, weighted consensus, delegation |
 //! | `driver` | `driver` | `workflow`, crossbeam | a ready-made host loop on a thread pool |
-//! | `schedule` | `schedule` | — | `Schedules`: runs started every period, with overlap policies, catch-up, jitter, pause, trigger and backfill, as a sans-IO state machine |
+//! | `schedule` | `schedule` | croner (default features off) | `Schedules`: runs started every period or at the matches of a cron pattern, with overlap policies, catch-up, jitter, pause, trigger and backfill, as a sans-IO state machine |
+//! | `schedule::TimeZone` | `time-zones` | `schedule` | cron schedules read on a POSIX TZ rule's wall clock (daylight saving time included) instead of UTC |
 //! | `cluster` | `cluster` | `serde` | a durable cluster's roles as sans-IO state machines over a store contract (`Node`, `AgentSession`, `MemStore`, `check_store`, `Auditor`); the `taskweave-postgres` crate hosts them on PostgreSQL |
 //! | [`error`] | core | — | the crate-wide [`Error`], a convenience over each module's own error |
 //!
@@ -87,9 +88,9 @@
 //! (fair shares and a concurrency key with a token rate), `etl_pipeline` and
 //! `order_saga` (workflows and sagas), `upgrade` (workflow versions side by
 //! side), `schedule_day` (a schedule through a day under each overlap
-//! policy), `research_team` (planning and
-//! coordination) and `perf_report` (speed against bare baselines); run one
-//! with
+//! policy), `cron_zones` (cron schedules through a year on Paris time),
+//! `research_team` (planning and coordination) and `perf_report` (speed
+//! against bare baselines); run one with
 //! `cargo run --release --all-features --example NAME`.
 //!
 //! ## Extending taskweave

@@ -287,8 +287,16 @@ impl Schedules {
             timetable.count_before(entry.next, horizon, MAX_STEPS_PER_WAKE);
         let mut behind = next < horizon;
         let end = now.saturating_add(Duration::from_nanos(1));
+        // More than the per-wake limit can be due only over a span that
+        // long; a cron schedule counts them by searching, so only then.
+        let span = timetable
+            .least_gap()
+            .saturating_mul(MAX_FIRES_PER_WAKE as u32);
         let ahead = |next| timetable.count_before(next, end, MAX_FIRES_PER_WAKE + 1).0;
-        if !behind && ahead(next) > MAX_FIRES_PER_WAKE {
+        if !behind
+            && now.saturating_duration_since(next) >= span
+            && ahead(next) > MAX_FIRES_PER_WAKE
+        {
             let cutoff = timetable.newest(now, MAX_FIRES_PER_WAKE);
             let budget = MAX_STEPS_PER_WAKE.saturating_sub(missed);
             let (more, reached) = timetable.count_before(next, cutoff, budget);

@@ -132,6 +132,15 @@ impl Timetable {
         }
     }
 
+    /// The least time between two fires: the period, or a second for a
+    /// cron pattern (its finest field).
+    pub(super) fn least_gap(&self) -> Duration {
+        match self {
+            Timetable::Every { period, .. } => *period,
+            Timetable::Cron(_) => Duration::from_secs(1),
+        }
+    }
+
     /// Whether `at` is one of the fires.
     #[cfg(any(test, feature = "serde"))]
     pub(super) fn is_fire(&self, at: Instant) -> bool {
