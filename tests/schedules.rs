@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use taskweave::Instant;
 use taskweave::schedule::{
     MAX_FIRES_PER_WAKE, MAX_STEPS_PER_WAKE, OverlapPolicy, RunKey, ScheduleAction, ScheduleError,
-    ScheduleInput, ScheduleSpec, Schedules,
+    ScheduleInput, ScheduleSpec, ScheduleSpecBuilder, Schedules,
 };
 
 mod corrupt;
@@ -104,28 +104,29 @@ fn after_downtime_only_the_catch_up_window_starts() {
     assert_eq!(s.counts("job").unwrap().missed, 8);
     // Down for a year of one-second fires: one wake starts at most the
     // per-wake limit, the newest.
-    let spec = ScheduleSpec::every(Duration::from_secs(1))
-        .overlap(OverlapPolicy::AllowAll)
-        .catch_up(Duration::from_secs(365 * 86_400))
-        .build()
-        .unwrap();
-    let mut s = Schedules::new(1);
-    s.add("job", spec, secs(0)).unwrap();
+    let mut s = added_catching_up_a_year(ScheduleSpec::every(Duration::from_secs(1)));
     s.handle_timeout(secs(365 * 86_400));
     let counts = s.counts("job").unwrap();
     assert_eq!(counts.started + counts.skipped, MAX_FIRES_PER_WAKE);
     assert_eq!(counts.missed, 365 * 86_400 + 1 - MAX_FIRES_PER_WAKE);
 }
 
-#[test]
-fn a_cron_schedule_far_behind_counts_its_missed_fires_over_several_wakes() {
-    let spec = ScheduleSpec::cron("* * * * * *")
+/// Schedules with `job` added at 0 s: runs going at once allowed, a
+/// catch-up window of a year.
+fn added_catching_up_a_year(spec: ScheduleSpecBuilder) -> Schedules {
+    let spec = spec
         .overlap(OverlapPolicy::AllowAll)
         .catch_up(Duration::from_secs(365 * 86_400))
         .build()
         .unwrap();
     let mut s = Schedules::new(1);
     s.add("job", spec, secs(0)).unwrap();
+    s
+}
+
+#[test]
+fn a_cron_schedule_far_behind_counts_its_missed_fires_over_several_wakes() {
+    let mut s = added_catching_up_a_year(ScheduleSpec::cron("* * * * * *"));
     // Down for two days of one-second fires: each wake counts at most
     // MAX_STEPS_PER_WAKE missed fires and the schedule stays due; the
     // last one starts the newest MAX_FIRES_PER_WAKE.
