@@ -177,7 +177,14 @@ fn unworkable_simulations_are_refused_with_the_reason() {
         .queue_capacity(usize::MAX)
         .build()
         .unwrap();
-    let huge = SimConfig::builder(1).roles(node, session, dispatcher);
+    let huge = SimConfig::builder(1).roles(node.clone(), session.clone(), dispatcher);
+    // A heartbeat timeout of ages: the failover it implies is refused.
+    let deaf = DispatcherConfig::builder()
+        .heartbeats(Duration::MAX, 8)
+        .build()
+        .unwrap();
+    let deaf = SimConfig::builder(1).roles(node, session, deaf);
+    assert!(refused(deaf).contains("heartbeat timeout"));
     assert!(refused(huge.clone()).contains("with bursts on"));
     let calm = FaultMenu {
         burst: 0.0,

@@ -324,8 +324,9 @@ impl<P> SimConfigBuilder<P> {
     ///
     /// [`ConfigError`] for a shape out of range, a rate or probability
     /// that is negative, not finite or above 1 where it is one, a clock
-    /// skew over a quarter of the lease, a dispatcher without heartbeats,
-    /// or a link delay range upside down.
+    /// skew over a quarter of the lease, a dispatcher without heartbeats
+    /// or with a heartbeat timeout over an hour, or a link delay range
+    /// upside down.
     pub fn build(self) -> Result<SimConfig<P>, ConfigError> {
         let mut c = self.config;
         (c.node, c.session, c.dispatcher) = match self.roles {
@@ -369,8 +370,15 @@ impl<P> SimConfigBuilder<P> {
                 c.node.lease_ttl()
             ));
         }
-        if c.dispatcher.heartbeats().is_none() {
-            return fail("the dispatcher needs heartbeats".into());
+        match c.dispatcher.heartbeats() {
+            None => return fail("the dispatcher needs heartbeats".into()),
+            Some(h) if h.timeout() > Duration::from_secs(3_600) => {
+                return fail(format!(
+                    "the dispatcher's heartbeat timeout ({:?} × {}) must be at most an hour in a simulation",
+                    h.interval, h.tolerance
+                ));
+            }
+            Some(_) => {}
         }
         if f.burst > 0.0 && c.dispatcher.queue_capacity() > MAX_BURST_QUEUE {
             return fail(format!(

@@ -104,7 +104,11 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
                 .dispatcher
                 .heartbeats()
                 .map_or(Duration::ZERO, |h| h.timeout());
-            self.restart_agent(i, silence + Duration::from_secs(1), "kill_agent");
+            self.restart_agent(
+                i,
+                silence.saturating_add(Duration::from_secs(1)),
+                "kill_agent",
+            );
         }
         if self.rng.chance(per(f.restart_store)) {
             *self.faults.entry("restart_store").or_default() += 1;
