@@ -116,7 +116,8 @@ impl CronDateTime for Zoned<'_> {
         let local = self.local();
         let (year, month, day) = civil_from_days(local.div_euclid(SECONDS_PER_DAY));
         let of_day = local.rem_euclid(SECONDS_PER_DAY);
-        // Instants are within years 1970 to 2555, and the parts in range.
+        // Years within an i32 (croner searches years 1 to 5000), and the
+        // parts in range.
         CivilDateTime::new(
             CivilDate::from_parts_unchecked(year as i32, month, day),
             CivilTime::from_parts_unchecked(

@@ -257,7 +257,10 @@ impl Schedules {
     /// skipped by its schedule's [`OverlapPolicy`]; a fire older than the
     /// catch-up window is missed. At most [`MAX_FIRES_PER_WAKE`] fires per
     /// schedule are handled at one wake, the newest; older ones are missed.
-    /// `O(k log n)` for k schedules due among n.
+    /// `O(k log n)` for k schedules due among n, plus, for a cron
+    /// schedule, a croner search per fire handled or missed (at most
+    /// [`MAX_STEPS_PER_WAKE`] counting missed fires, and the search for
+    /// the newest [`MAX_FIRES_PER_WAKE`] when it is that far behind).
     pub fn handle_timeout(&mut self, now: Instant) {
         let due: Vec<String> = self
             .timers

@@ -131,11 +131,13 @@ impl ScheduleSpec {
     /// since the Unix epoch, on a UTC wall clock unless
     /// [`zone`](ScheduleSpecBuilder::zone) names another.
     ///
-    /// In a zone that changes its clock, a fire at a time of day the
-    /// change skips happens once, at the first instant after the gap; a
-    /// fire at a time the change repeats happens once, the first time; a
-    /// pattern with a wildcard or a step in its seconds, minutes or hours
-    /// fires on both passes of a repeated hour.
+    /// In a zone that changes its clock, a pattern with a single value in
+    /// each of its seconds, minutes and hours (`30 2 * * *`) fires once on
+    /// the day of the change: at the first instant after the gap when the
+    /// change skips its time, the first time when the change repeats it.
+    /// Any other pattern (a wildcard, a step, a list or a range in a time
+    /// field) skips its times in a gap and fires on both passes of a
+    /// repeated stretch, as croner does.
     pub fn cron(expr: impl Into<String>) -> ScheduleSpecBuilder {
         ScheduleSpecBuilder {
             cron: Some(expr.into()),

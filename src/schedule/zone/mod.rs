@@ -97,6 +97,16 @@ pub enum ZoneError {
         /// Its field's largest value.
         max: i64,
     },
+    /// Daylight saving time more than two hours from standard time.
+    #[error(
+        "daylight saving time at {dst} s east of UTC is more than two hours from standard time at {std} s; no zone changes its clock by more"
+    )]
+    Shift {
+        /// The standard offset east of UTC, in seconds.
+        std: i32,
+        /// The daylight saving offset east of UTC, in seconds.
+        dst: i32,
+    },
     /// A rule longer than [`MAX_ZONE_LEN`].
     #[error("the rule is {0} bytes long, above {max}", max = MAX_ZONE_LEN)]
     TooLong(usize),
@@ -396,6 +406,15 @@ mod tests {
             Err(ZoneError::OutOfRange { max: 12, .. })
         ));
         assert!(TimeZone::posix("CET-1CEST,J0,J300").is_err());
+        // A three-hour jump: croner's search of the gap would give up.
+        assert_eq!(
+            TimeZone::posix("AAA0BBB-3,M3.5.0/1,M10.5.0/4"),
+            Err(ZoneError::Shift {
+                std: 0,
+                dst: 10_800
+            })
+        );
+        assert!(TimeZone::posix("<+00>0<+02>-2,M3.5.0/1,M10.5.0/3").is_ok());
         assert!(TimeZone::posix(&"A".repeat(200)).is_err());
     }
 }

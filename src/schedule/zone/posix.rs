@@ -10,6 +10,11 @@ const MAX_TRANSITION_HOURS: i64 = 167;
 /// The most hours an offset from UTC may be (POSIX).
 const MAX_OFFSET_HOURS: i64 = 24;
 
+/// The most daylight saving time may move a clock: two hours, the most
+/// any zone of the tz database does (croner's search of a gap or a
+/// repeated stretch gives up beyond it).
+const MAX_SHIFT_SECONDS: i32 = 2 * 3600;
+
 /// The rule's offsets east of UTC in seconds: standard time, and daylight
 /// saving time with its transitions if any.
 pub(super) fn parse(text: &str) -> Result<(i32, Option<Dst>), ZoneError> {
@@ -25,6 +30,12 @@ pub(super) fn parse(text: &str) -> Result<(i32, Option<Dst>), ZoneError> {
     } else {
         std + 3600
     };
+    if (dst_offset - std).abs() > MAX_SHIFT_SECONDS {
+        return Err(ZoneError::Shift {
+            std,
+            dst: dst_offset,
+        });
+    }
     if p.done() {
         return Err(p.error(
             "`,` and the transitions (daylight saving time needs its rule, as in EST5EDT,M3.2.0,M11.1.0)",
