@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use taskweave::agent::AgentProfile;
 use taskweave::cluster::{
     AgentSession, Auditor, ClientOp, ClientReply, Fault, MemStore, Message, Node, NodeConfig,
-    NodeOp, NodeReply, Role, SessionConfig, SessionEvent, Store, Verdict,
+    NodeOp, NodeReply, Role, SessionConfig, SessionEvent, Store, TaskEnd, Verdict,
 };
 use taskweave::resilience::Fixed;
 use taskweave::scheduler::{AttemptOutcome, DispatcherConfig, TaskSpec};
@@ -395,22 +395,54 @@ fn run_with(seed: u64, tasks: u32, fault_ms: u64, trim: bool) -> Result<(), Stri
     if trim {
         // Rule 8: what the store keeps is bounded by the work in flight
         // (none now) and one snapshot's worth of history.
-        let (journal, inbox, outbox) = c.store.kept();
-        if outbox != 0 || journal > 1_000 || inbox > 2_000 || report.live != 0 {
-            return Err(format!(
-                "kept {journal} entries, {inbox} messages, {outbox} rows; {report:?}"
-            ));
+        let kept = c.store.kept();
+        if kept.outbox != 0
+            || kept.journal > 1_000
+            || kept.inbox > 2_000
+            || kept.outcomes > 1_000
+            || report.live != 0
+        {
+            return Err(format!("kept {kept:?}; {report:?}"));
         }
     } else {
-        let submitted: u64 = c
+        let accepted: Vec<TaskId> = c
             .all_verdicts(&ids)
             .unwrap()
-            .iter()
-            .map(|v| match v {
-                Verdict::Submitted(tasks) => tasks.iter().filter(|t| t.is_ok()).count() as u64,
-                _ => 0,
+            .into_iter()
+            .flat_map(|v| match v {
+                Verdict::Submitted(tasks) => tasks.into_iter().flatten().collect(),
+                _ => Vec::new(),
             })
-            .sum();
+            .collect();
+        let submitted = accepted.len() as u64;
+        // Every task's outcome, as a client reads it, is the end the
+        // journal gave it.
+        let Ok(ClientReply::Outcomes(outcomes)) =
+            c.store.client(ClientOp::Outcomes(accepted), c.now)
+        else {
+            return Err("the outcomes do not read".into());
+        };
+        let count = |kind: fn(&TaskEnd) -> bool| {
+            outcomes.iter().flatten().filter(|end| kind(end)).count() as u64
+        };
+        let read = [
+            count(|e| *e == TaskEnd::Completed),
+            count(|e| matches!(e, TaskEnd::DeadLettered(_))),
+            count(|e| matches!(e, TaskEnd::Expired(_))),
+            count(|e| *e == TaskEnd::Cancelled),
+        ];
+        let journaled = [
+            report.completed,
+            report.dead_lettered,
+            report.expired,
+            report.cancelled,
+        ];
+        if read != journaled || outcomes.iter().any(Option::is_none) {
+            return Err(format!(
+                "outcomes read {read:?}, journaled {journaled:?}, {} missing",
+                outcomes.iter().filter(|o| o.is_none()).count()
+            ));
+        }
         if report.tasks != u64::from(tasks)
             || submitted != report.tasks
             || ended != report.tasks

@@ -5,12 +5,14 @@
 use std::time::Duration;
 
 use crate::agent::AgentProfile;
-use crate::scheduler::{AttemptOutcome, Dispatcher, DispatcherConfig, Input, TaskReport, TaskSpec};
+use crate::scheduler::{
+    AttemptOutcome, Dispatcher, DispatcherConfig, Expiry, Input, TaskReport, TaskSpec,
+};
 use crate::{AgentId, AttemptToken, Instant, TaskId};
 
 use super::contract::{
     AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, Message, MessageId, NodeOp,
-    NodeReply, Outputs, Sender, Store, StoreFailure, Verdict,
+    NodeReply, Outputs, Sender, Store, StoreFailure, TaskEnd, Verdict,
 };
 use super::status::Status;
 
@@ -123,8 +125,16 @@ pub fn check_store<S: Store<String>>(
     };
     let outputs = Outputs {
         assign: vec![assignment(1, 1)],
+        ended: vec![(TaskId::new(7), TaskEnd::Cancelled)],
         status: Some(status.clone()),
         ..Outputs::default()
+    };
+    let outcomes = |store: &mut S, tasks: &[u64], at| {
+        let tasks = tasks.iter().map(|&t| TaskId::new(t)).collect();
+        match store.client(ClientOp::Outcomes(tasks), at) {
+            Ok(ClientReply::Outcomes(ends)) => Ok(ends),
+            other => Err(format!("reading outcomes answered {other:?}")),
+        }
     };
     let fenced = store.node(
         commit(7, 1, vec![entry(1)], vec![], Outputs::default()),
@@ -178,6 +188,11 @@ pub fn check_store<S: Store<String>>(
         "the status a commit published is read back with the lease",
         matches!(&seen, Ok(ClientReply::Status(l, Some(s))) if l.epoch == 1 && l.held && *s == status),
     )?;
+    let ends = outcomes(store, &[7, 1], now)?;
+    checks.that(
+        "a client reads the outcome a commit published, none for a live task",
+        ends[..] == [Some(TaskEnd::Cancelled), None],
+    )?;
     let taken_seq = store.node(
         commit(1, 2, vec![entry(3)], vec![], Outputs::default()),
         now,
@@ -193,7 +208,10 @@ pub fn check_store<S: Store<String>>(
             3,
             vec![entry(3)],
             vec![(first, Verdict::Accepted)],
-            Outputs::default(),
+            Outputs {
+                ended: vec![(TaskId::new(9), TaskEnd::Completed)],
+                ..Outputs::default()
+            },
         ),
         now,
     );
@@ -207,6 +225,10 @@ pub fn check_store<S: Store<String>>(
         "a refused commit wrote nothing",
         &unchanged,
         |r| matches!(r, Ok(NodeReply::Journal(rows)) if rows.is_empty()),
+    )?;
+    checks.that(
+        "a refused commit published no outcome",
+        outcomes(store, &[9], now)?[..] == [None],
     )?;
 
     // Agents: incarnations, claims, reports, refusals.
@@ -289,6 +311,7 @@ pub fn check_store<S: Store<String>>(
         assign: vec![assignment(2, 2)],
         cancel: vec![(TaskId::new(2), AttemptToken::new(2))],
         closed: vec![(TaskId::new(1), AttemptToken::new(1))],
+        ended: vec![(TaskId::new(1), TaskEnd::Completed)],
         status: None,
     };
     let refusal = Verdict::Refused("fenced".into());
@@ -309,6 +332,7 @@ pub fn check_store<S: Store<String>>(
     let reinsert = Outputs {
         assign: vec![assignment(1, 1), assignment(2, 2)],
         cancel: vec![(TaskId::new(2), AttemptToken::new(2))],
+        ended: vec![(TaskId::new(1), TaskEnd::Cancelled)],
         ..Outputs::default()
     };
     let done = store.node(commit(1, 4, vec![entry(4)], vec![], reinsert), now);
@@ -320,8 +344,13 @@ pub fn check_store<S: Store<String>>(
         "a closed row was deleted (rule 8)",
         matches!(&again, Ok(AgentReply::Claimed { rows, .. }) if rows[..] == [assignment(1, 1)]),
     )?;
+    checks.that(
+        "a task's first published outcome stays (outcomes are idempotent)",
+        outcomes(store, &[1], now)?[..] == [Some(TaskEnd::Completed)],
+    )?;
     let closing = Outputs {
         closed: vec![(TaskId::new(1), AttemptToken::new(1))],
+        ended: vec![(TaskId::new(2), TaskEnd::Expired(Expiry::Deadline))],
         ..Outputs::default()
     };
     let done = store.node(commit(1, 5, vec![entry(5)], vec![], closing), now);
@@ -411,6 +440,15 @@ pub fn check_store<S: Store<String>>(
     checks.that(
         "a snapshot forgets the consumed messages (rule 8)",
         matches!(&forgotten, Ok(ClientReply::Verdicts(v)) if v[..] == [None]),
+    )?;
+    checks.that(
+        "a trim forgets the outcomes of the entries it deletes, and only those (rule 8)",
+        outcomes(store, &[7, 1, 2], later)?[..]
+            == [
+                None,
+                Some(TaskEnd::Completed),
+                Some(TaskEnd::Expired(Expiry::Deadline)),
+            ],
     )?;
     let kept = store.node(NodeOp::ReadInbox { limit: 10 }, later);
     checks.is(
@@ -536,6 +574,6 @@ mod tests {
             at
         };
         let passed = check_store(&mut store, &mut clock).unwrap();
-        assert!(passed >= 45, "{passed} checks");
+        assert!(passed >= 50, "{passed} checks");
     }
 }

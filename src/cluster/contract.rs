@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::agent::AgentProfile;
-use crate::scheduler::{Input, Snapshot, TaskReport, TaskSpec};
+use crate::scheduler::{DeadLetterReason, Expiry, Input, Snapshot, TaskReport, TaskSpec};
 use crate::{AgentId, AttemptToken, Instant, TaskId};
 
 use super::status::Status;
@@ -185,6 +185,45 @@ pub struct Assignment<P> {
     pub payload: P,
 }
 
+/// How a task ended, as a leader publishes it for the client that
+/// submitted it ([`ClientOp::Outcomes`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum TaskEnd {
+    /// An agent reported success.
+    Completed,
+    /// It failed for good; its letter is in the dead-letter queue.
+    DeadLettered(DeadLetterReason),
+    /// It ran out of time; its letter is in the dead-letter queue.
+    Expired(Expiry),
+    /// A client cancelled it.
+    Cancelled,
+}
+
+impl std::fmt::Display for TaskEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TaskEnd::Completed => f.write_str("completed"),
+            TaskEnd::DeadLettered(DeadLetterReason::RetriesExhausted {
+                attempts,
+                last_error,
+            }) => write!(f, "dead-lettered after {attempts} attempts: {last_error}"),
+            TaskEnd::DeadLettered(DeadLetterReason::NonRetryable { reason }) => {
+                write!(f, "dead-lettered: {reason}")
+            }
+            TaskEnd::DeadLettered(DeadLetterReason::Unroutable { waited }) => {
+                write!(f, "dead-lettered: no agent could take it for {waited:?}")
+            }
+            TaskEnd::DeadLettered(DeadLetterReason::Expired { limit })
+            | TaskEnd::Expired(limit) => match limit {
+                Expiry::Ttl => f.write_str("expired: its time to live ran out"),
+                Expiry::Deadline => f.write_str("expired: its deadline passed"),
+            },
+            TaskEnd::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
 /// What a commit publishes beside its journal entries.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Outputs<P> {
@@ -195,6 +234,10 @@ pub struct Outputs<P> {
     pub cancel: Vec<(TaskId, AttemptToken)>,
     /// Attempts whose report this commit journals: their rows are deleted.
     pub closed: Vec<(TaskId, AttemptToken)>,
+    /// Tasks whose end this commit journals, for clients to read
+    /// ([`ClientOp::Outcomes`]); kept as long as the journal entries
+    /// that ended them (rule 8).
+    pub ended: Vec<(TaskId, TaskEnd)>,
     /// The status to publish, if it changed.
     pub status: Option<Status>,
 }
@@ -205,6 +248,7 @@ impl<P> Default for Outputs<P> {
             assign: Vec::new(),
             cancel: Vec::new(),
             closed: Vec::new(),
+            ended: Vec::new(),
             status: None,
         }
     }
@@ -216,6 +260,7 @@ impl<P> Outputs<P> {
         self.assign.is_empty()
             && self.cancel.is_empty()
             && self.closed.is_empty()
+            && self.ended.is_empty()
             && self.status.is_none()
     }
 }
@@ -433,6 +478,9 @@ pub enum ClientOp<P> {
     Verdicts(Vec<MessageId>),
     /// The lease and the latest status. Answers [`ClientReply::Status`].
     Status,
+    /// How these tasks ended (`None` while live, or once forgotten).
+    /// Answers [`ClientReply::Outcomes`].
+    Outcomes(Vec<TaskId>),
 }
 
 /// A store's answer to a [`ClientOp`].
@@ -447,6 +495,9 @@ pub enum ClientReply {
     Verdicts(Vec<Option<Verdict>>),
     /// The lease and the last status a leader published.
     Status(Lease, Option<Status>),
+    /// Each task's end, in order: `None` while it is live, for an id the
+    /// cluster never gave out, and once the end was forgotten (rule 8).
+    Outcomes(Vec<Option<TaskEnd>>),
 }
 
 /// A store that keeps the contract. `now` is the caller's clock; a store
@@ -466,6 +517,7 @@ pub enum ClientReply {
 /// | inbox | agents and clients | messages in id order, each consumed once, with a verdict |
 /// | outbox | the leader | assignments: `ready → claimed → done`, deleted once journaled or cancelled |
 /// | status | the leader | the latest [`Status`](super::Status) |
+/// | outcomes | the leader | how each task ended ([`TaskEnd`]), with the journal entry that ended it |
 ///
 /// # The rules
 ///
@@ -479,8 +531,8 @@ pub enum ClientReply {
 /// 3. **A commit is the unit of durability.** [`NodeOp::Commit`] appends
 ///    journal entries at `first_seq, first_seq + 1, …`, marks the inbox
 ///    messages they came from consumed with their verdicts, and writes the
-///    outbox rows and status the leader derived from them, all in one
-///    transaction. A leader releases nothing it decided before the commit
+///    outbox rows, outcomes and status the leader derived from them, all
+///    in one transaction. A leader releases nothing it decided before the commit
 ///    that journals why; if the commit fails, nothing it decided exists.
 ///    A `first_seq` that is not the journal's next entry is
 ///    [`StoreFailure::Conflict`].
@@ -499,9 +551,12 @@ pub enum ClientReply {
 /// 8. **Storage is bounded.** A commit deletes the outbox rows of the
 ///    attempts it cancels or whose reports it journals, and a snapshot
 ///    deletes the journal behind the previous snapshot (`trim`) and the
-///    inbox messages consumed before it (`forget_through`): what the store
-///    keeps grows with the work in flight and one snapshot's worth of
-///    history, not with the work ever done.
+///    inbox messages consumed before it (`forget_through`); the outcomes
+///    of tasks ended by a trimmed entry go with it. What the store keeps
+///    grows with the work in flight and one snapshot's worth of history,
+///    not with the work ever done. A client that reads outcomes less often
+///    than the leader snapshots can miss one, and finds out by its own
+///    timeout.
 ///
 /// # Failures
 ///

@@ -10,7 +10,7 @@ use crate::{AgentId, AttemptToken, Instant, TaskId};
 
 use super::contract::{
     AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, InboxMessage, JournalRow, Lease,
-    Message, MessageId, NodeOp, NodeReply, Outputs, Sender, Store, StoreFailure, Verdict,
+    Message, MessageId, NodeOp, NodeReply, Outputs, Sender, Store, StoreFailure, TaskEnd, Verdict,
 };
 use super::status::Status;
 
@@ -26,6 +26,20 @@ struct InboxRow<P> {
     sender: Sender,
     body: Message<P>,
     verdict: Option<Verdict>,
+}
+
+/// How much a [`MemStore`] keeps ([`MemStore::kept`]): what rule 8 of
+/// the [`Store`] contract bounds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Kept {
+    /// Journal entries.
+    pub journal: usize,
+    /// Inbox messages, pending or consumed.
+    pub inbox: usize,
+    /// Outbox rows.
+    pub outbox: usize,
+    /// Task outcomes.
+    pub outcomes: usize,
 }
 
 /// How the next operation fails, for fault tests.
@@ -58,6 +72,8 @@ pub struct MemStore<P> {
     /// Each agent's refused messages it has not read.
     refused: BTreeMap<AgentId, BTreeSet<MessageId>>,
     status: Option<Status>,
+    /// How each task ended, with the journal entry that ended it.
+    outcomes: BTreeMap<TaskId, (u64, TaskEnd)>,
     next_message: MessageId,
     next_incarnation: u64,
     fault: Option<Fault>,
@@ -79,6 +95,7 @@ impl<P> Default for MemStore<P> {
             rows_of: BTreeMap::new(),
             refused: BTreeMap::new(),
             status: None,
+            outcomes: BTreeMap::new(),
             next_message: 1,
             next_incarnation: 1,
             fault: None,
@@ -129,10 +146,14 @@ impl<P: Clone> MemStore<P> {
         }
     }
 
-    /// How many journal entries, inbox messages and outbox rows the store
-    /// keeps: what rule 8 bounds.
-    pub fn kept(&self) -> (usize, usize, usize) {
-        (self.journal.len(), self.inbox.len(), self.outbox.len())
+    /// How much the store keeps: what rule 8 bounds.
+    pub fn kept(&self) -> Kept {
+        Kept {
+            journal: self.journal.len(),
+            inbox: self.inbox.len(),
+            outbox: self.outbox.len(),
+            outcomes: self.outcomes.len(),
+        }
     }
 
     /// The verdict of message `id`, once consumed.
@@ -207,8 +228,12 @@ impl<P: Clone> MemStore<P> {
                 what: format!("message {id} is not pending"),
             });
         }
+        let last_seq = (first_seq + entries.len() as u64).saturating_sub(1);
         for (seq, entry) in (first_seq..).zip(entries) {
             self.journal.insert(seq, (epoch, entry));
+        }
+        for (task, end) in outputs.ended {
+            self.outcomes.entry(task).or_insert((last_seq, end));
         }
         for (id, verdict) in consumed {
             self.pending.remove(&id);
@@ -344,6 +369,8 @@ impl<P: Clone> MemStore<P> {
                 self.snapshots.entry(seq).or_insert(*snapshot);
                 if let (true, Some(previous)) = (trim, previous) {
                     self.journal = self.journal.split_off(&(previous + 1));
+                    self.outcomes
+                        .retain(|_, (ended_at, _)| *ended_at > previous);
                     self.snapshots = self.snapshots.split_off(&previous);
                 }
                 NodeReply::Done
@@ -471,6 +498,12 @@ impl<P: Clone> Store<P> for MemStore<P> {
                         .collect(),
                 ),
                 ClientOp::Status => ClientReply::Status(store.lease(now), store.status.clone()),
+                ClientOp::Outcomes(tasks) => ClientReply::Outcomes(
+                    tasks
+                        .iter()
+                        .map(|task| store.outcomes.get(task).map(|(_, end)| end.clone()))
+                        .collect(),
+                ),
             })
         })
     }

@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | [`Node`] (leader or follower) | [`NodeOp`]: read the lease, take it, commit a batch, read the journal, … | [`NodeReply`] or a [`StoreFailure`], and `now` |
 //! | [`AgentSession`] | [`AgentOp`]: register, heartbeat, claim, report | [`AgentReply`], results of the work it handed out |
-//! | a client | [`ClientOp`]: submit, cancel, drain, status | [`ClientReply`] |
+//! | a client | [`ClientOp`]: submit, cancel, drain, status, outcomes | [`ClientReply`] |
 //!
 //! The **store contract** — what each operation does, which writes are
 //! atomic together, what each failure means — is written once, in the
@@ -85,9 +85,9 @@ pub use check::check_store;
 pub use config::{ConfigError, NodeConfig, NodeConfigBuilder, SessionConfig, SessionConfigBuilder};
 pub use contract::{
     AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, InboxMessage, JournalRow, Lease,
-    Message, MessageId, NodeOp, NodeReply, Outputs, Sender, Store, StoreFailure, Verdict,
+    Message, MessageId, NodeOp, NodeReply, Outputs, Sender, Store, StoreFailure, TaskEnd, Verdict,
 };
 pub use incarnation::INCARNATION_LABEL;
-pub use mem_store::{Fault, MemStore};
+pub use mem_store::{Fault, Kept, MemStore};
 pub use node::{Node, NodeEvent, Role};
 pub use status::{AgentLoad, Status};

@@ -5,6 +5,8 @@
 //! taskweave-pg node   --db CONNINFO --name N   follow, and lead when the lease is free
 //! taskweave-pg agent  --db CONNINFO --id N -- COMMAND…   run COMMAND per task
 //! taskweave-pg submit --db CONNINFO [FILE]     JSON lines of tasks
+//! taskweave-pg cancel --db CONNINFO TASK…      cancel tasks
+//! taskweave-pg outcome --db CONNINFO TASK…     how tasks ended
 //! taskweave-pg status --db CONNINFO            leader, queues, agents, dead letters
 //! taskweave-pg audit  --db CONNINFO            replay the journal, check invariants
 //! taskweave-pg drain  --db CONNINFO            finish the work, stop the cluster
@@ -36,6 +38,7 @@ subcommands:
   agent    an agent that runs a command per task (payload on stdin, exit status = outcome)
   submit   submit tasks: JSON lines from a file or stdin, each checked
   cancel   cancel tasks by the ids submit printed
+  outcome  how tasks ended, by the ids submit printed (waits with --wait)
   status   epoch and leader, queued by priority, in flight, agents, dead letters
   audit    replay the journal and check every invariant
   drain    stop taking submissions, finish the work in flight, stop the cluster
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Some("agent") => cli::agent::run(rest),
         Some("submit") => cli::submit::run(rest),
         Some("cancel") => cli::cancel::run(rest),
+        Some("outcome") => cli::outcome::run(rest),
         Some("status") => cli::status::run(rest),
         Some("audit") => cli::audit::run(rest),
         Some("drain") => cli::drain::run(rest),

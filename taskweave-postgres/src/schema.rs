@@ -34,10 +34,12 @@ use postgres::Client;
 use crate::store::errors::{PgError, is_undefined_object};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
-/// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [include_str!("schema/v1.sql")];
+/// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`. Version
+/// 2 adds the task outcomes clients read.
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] =
+    [include_str!("schema/v1.sql"), include_str!("schema/v2.sql")];
 
 /// The advisory lock migrations hold (`"twv1"` in ASCII).
 const MIGRATION_LOCK: i64 = 0x7477_7631;

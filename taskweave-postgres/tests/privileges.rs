@@ -18,7 +18,7 @@ use common::{connect_as, denied, filtered, now, rls_refused, store_denied};
 use postgres::Client;
 use taskweave::cluster::{
     AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, Message, NodeOp, NodeReply,
-    Outputs, Sender, Status, Store, StoreFailure, Verdict,
+    Outputs, Sender, Status, Store, StoreFailure, TaskEnd, Verdict,
 };
 use taskweave::scheduler::{AttemptOutcome, Dispatcher, DispatcherConfig, TaskReport, TaskSpec};
 use taskweave::{AgentId, AttemptToken, TaskId};
@@ -101,16 +101,16 @@ fn the_database_enforces_least_privilege() {
         first,
         MigrateReport {
             from: 0,
-            to: 1,
-            applied: vec![1]
+            to: 2,
+            applied: vec![1, 2]
         }
     );
     let again = migrate(&mut admin).unwrap_or_else(|e| panic!("migrate again: {e}"));
     assert_eq!(
         again,
         MigrateReport {
-            from: 1,
-            to: 1,
+            from: 2,
+            to: 2,
             applied: vec![]
         }
     );
@@ -206,6 +206,7 @@ fn the_database_enforces_least_privilege() {
             ],
             outputs: Outputs {
                 assign: vec![assignment(1, 1), assignment(2, 1), assignment(3, 2)],
+                ended: vec![(TaskId::new(4), TaskEnd::Completed)],
                 status: Some(Status::default()),
                 ..Outputs::default()
             },
@@ -487,6 +488,14 @@ fn the_database_enforces_least_privilege() {
             None, // an agent's verdict is not a submitter's to read
         ]
     );
+    let outcomes = client.client(
+        ClientOp::Outcomes(vec![TaskId::new(4), TaskId::new(1)]),
+        now(),
+    );
+    assert!(
+        matches!(&outcomes, Ok(ClientReply::Outcomes(ends)) if ends[..] == [Some(TaskEnd::Completed), None]),
+        "a submitter reads outcomes: {outcomes:?}"
+    );
     let status = client.client(ClientOp::Status, now());
     assert!(
         matches!(&status, Ok(ClientReply::Status(lease, Some(_))) if lease.epoch == 1 && lease.held),
@@ -554,6 +563,11 @@ fn the_database_enforces_least_privilege() {
         sql("SELECT id, verdict FROM inbox WHERE agent IS NOT NULL"),
     );
     denied("reading the outbox", sql("SELECT task FROM outbox"));
+    denied(
+        "writing an outcome",
+        sql("INSERT INTO outcomes (task, seq, body) VALUES (9, 1, '\"Completed\"')"),
+    );
+    denied("deleting outcomes", sql("DELETE FROM outcomes"));
     denied(
         "writing the outbox",
         sql(

@@ -4,10 +4,12 @@
 //! if the commit fails, the replica is thrown away.
 
 use crate::agent::AgentProfile;
-use crate::scheduler::{Applied, ApplyError, Input};
+use crate::scheduler::{Applied, ApplyError, AttemptOutcome, Input};
 use crate::{AgentId, Instant};
 
-use super::super::contract::{Entry, InboxMessage, Message, MessageId, Outputs, Sender, Verdict};
+use super::super::contract::{
+    Entry, InboxMessage, Message, MessageId, Outputs, Sender, TaskEnd, Verdict,
+};
 use super::super::incarnation::{INCARNATION_LABEL, incarnation_of};
 use super::events::NodeEvent;
 use super::replica::Replica;
@@ -111,9 +113,13 @@ fn admit<P: Clone>(
                 return refused(why);
             }
             let attempt = (report.task, report.token);
+            let succeeded = report.outcome == AttemptOutcome::Success;
             let result = apply(replica, batch, Entry::Input(Input::Report { report, now }));
             if result.is_ok() {
                 batch.outputs.closed.push(attempt);
+                if succeeded {
+                    batch.outputs.ended.push((attempt.0, TaskEnd::Completed));
+                }
             }
             verdict_of(result)
         }
@@ -136,11 +142,13 @@ fn admit<P: Clone>(
                 Err(e) => refused(e.to_string()),
             }
         }
-        (_, Message::Cancel(task)) => verdict_of(apply(
-            replica,
-            batch,
-            Entry::Input(Input::Cancel { task, now }),
-        )),
+        (_, Message::Cancel(task)) => {
+            let result = apply(replica, batch, Entry::Input(Input::Cancel { task, now }));
+            if result.is_ok() {
+                batch.outputs.ended.push((task, TaskEnd::Cancelled));
+            }
+            verdict_of(result)
+        }
         (Sender::Client, Message::Drain) if replica.draining => Verdict::Accepted,
         (Sender::Client, Message::Drain) => {
             batch.events.push(NodeEvent::Draining);

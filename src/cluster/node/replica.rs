@@ -11,7 +11,7 @@ use crate::scheduler::{
 };
 use crate::{Instant, Priority, TaskId};
 
-use super::super::contract::{Assignment, Entry, Outputs};
+use super::super::contract::{Assignment, Entry, Outputs, TaskEnd};
 
 /// The journal applied so far.
 pub(crate) struct Replica<P> {
@@ -162,7 +162,12 @@ impl<P: Clone> Replica<P> {
                 }
             }
             Action::Cancel { task, token, .. } => out.cancel.push((task, token)),
-            Action::DeadLettered { .. } | Action::Expired { .. } | Action::AgentLost { .. } => {}
+            Action::DeadLettered { task, ref reason } => {
+                out.ended
+                    .push((task, TaskEnd::DeadLettered(reason.clone())));
+            }
+            Action::Expired { task, limit } => out.ended.push((task, TaskEnd::Expired(limit))),
+            Action::AgentLost { .. } => {}
         }
     }
 

@@ -67,7 +67,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
 
 /// The task ids of the command line: at least one, each `task-N` (as
 /// `submit` prints them) or `N`.
-fn task_ids(words: &[String]) -> Result<Vec<TaskId>, String> {
+pub(crate) fn task_ids(words: &[String]) -> Result<Vec<TaskId>, String> {
     if words.is_empty() {
         return Err("name at least one task id, as `submit` printed it".into());
     }

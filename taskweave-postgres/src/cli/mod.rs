@@ -8,6 +8,7 @@ pub(crate) mod cancel;
 pub(crate) mod drain;
 pub(crate) mod init;
 pub(crate) mod node;
+pub(crate) mod outcome;
 pub(crate) mod status;
 pub(crate) mod submit;
 

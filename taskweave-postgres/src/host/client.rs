@@ -1,4 +1,5 @@
-//! [`PgClient`]: submits, cancels, drains, and reads verdicts and status.
+//! [`PgClient`]: submits, cancels, drains, and reads verdicts, status and
+//! task outcomes.
 
 use std::time::{Duration, Instant as WallInstant};
 
@@ -6,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use taskweave::TaskId;
 use taskweave::cluster::{
-    ClientOp, ClientReply, Lease, Message, MessageId, Status, Store, StoreFailure, Verdict,
+    ClientOp, ClientReply, Lease, Message, MessageId, Status, Store, StoreFailure, TaskEnd, Verdict,
 };
 use taskweave::scheduler::TaskSpec;
 
@@ -108,11 +109,53 @@ impl<P: Clone + Serialize + DeserializeOwned> PgClient<P> {
         ids: &[MessageId],
         timeout: Duration,
     ) -> Result<Vec<Option<Verdict>>, StoreFailure> {
+        self.wait_for_all(timeout, |client| client.verdicts(ids))
+    }
+
+    /// How each task ended: `None` while it is live, for an id the
+    /// cluster never gave out, and once the leader trimmed the journal
+    /// entry that ended it (rule 8 of the store contract: read outcomes
+    /// at least once per snapshot interval).
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub fn outcomes(&mut self, tasks: &[TaskId]) -> Result<Vec<Option<TaskEnd>>, StoreFailure> {
+        match self
+            .store
+            .client(ClientOp::Outcomes(tasks.to_vec()), wall_now())?
+        {
+            ClientReply::Outcomes(ends) => Ok(ends),
+            other => Err(unrelated(&other)),
+        }
+    }
+
+    /// Waits up to `timeout` for every task to end; those still live then
+    /// (or never given out, or forgotten) are `None`.
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub fn wait_outcomes(
+        &mut self,
+        tasks: &[TaskId],
+        timeout: Duration,
+    ) -> Result<Vec<Option<TaskEnd>>, StoreFailure> {
+        self.wait_for_all(timeout, |client| client.outcomes(tasks))
+    }
+
+    /// Reads until every answer is there or `timeout` has passed, every
+    /// 20 ms.
+    fn wait_for_all<T>(
+        &mut self,
+        timeout: Duration,
+        mut read: impl FnMut(&mut Self) -> Result<Vec<Option<T>>, StoreFailure>,
+    ) -> Result<Vec<Option<T>>, StoreFailure> {
         let deadline = WallInstant::now() + timeout;
         loop {
-            let verdicts = self.verdicts(ids)?;
-            if verdicts.iter().all(Option::is_some) || WallInstant::now() >= deadline {
-                return Ok(verdicts);
+            let answers = read(self)?;
+            if answers.iter().all(Option::is_some) || WallInstant::now() >= deadline {
+                return Ok(answers);
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -1,5 +1,5 @@
-//! The clients' operations: posting as [`Sender::Client`], verdicts and
-//! the status.
+//! The clients' operations: posting as [`Sender::Client`], verdicts,
+//! the status and task outcomes.
 //!
 //! [`Sender::Client`]: taskweave::cluster::Sender::Client
 
@@ -7,7 +7,8 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use taskweave::cluster::{ClientOp, ClientReply, Lease, Status, StoreFailure, Verdict};
+use taskweave::TaskId;
+use taskweave::cluster::{ClientOp, ClientReply, Lease, Status, StoreFailure, TaskEnd, Verdict};
 
 use super::codec::{self, int_to_u64, u64_to_int};
 use super::{PgStore, corrupt};
@@ -19,6 +20,8 @@ SELECT k, b FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(k, b, n) OR
 RETURNING id";
 
 const VERDICTS: &str = "SELECT id, verdict FROM inbox WHERE id = ANY($1)";
+
+const OUTCOMES: &str = "SELECT task, body FROM outcomes WHERE task = ANY($1)";
 
 const LEASE_AND_STATUS: &str = "SELECT l.epoch, l.holder, l.expires_at > clock_timestamp(),
     l.stopped, s.body
@@ -49,6 +52,19 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
                 }
                 Ok(ClientReply::Verdicts(
                     ids.iter().map(|id| found.get(id).cloned()).collect(),
+                ))
+            }),
+            ClientOp::Outcomes(tasks) => self.read(|db| {
+                let wanted: Vec<i64> = tasks.iter().map(|t| u64_to_int(t.get())).collect();
+                let mut found = HashMap::with_capacity(tasks.len());
+                for row in db.query(OUTCOMES, &[&wanted])? {
+                    let task: i64 = row.get(0);
+                    let end: TaskEnd = codec::decode(row.get(1))
+                        .map_err(|problem| corrupt("outcomes", task, problem))?;
+                    found.insert(TaskId::new(int_to_u64(task)), end);
+                }
+                Ok(ClientReply::Outcomes(
+                    tasks.iter().map(|task| found.get(task).cloned()).collect(),
                 ))
             }),
             ClientOp::Status => self.read(|db| {

@@ -76,6 +76,15 @@ const NOTIFY_STOPPED: &str = "SELECT pg_notify('taskweave_cluster', 'stopped')";
 const RELEASE: &str = "DELETE FROM outbox USING unnest($1::bigint[], $2::bigint[]) AS u(t, k)
 WHERE outbox.task = u.t AND outbox.token = u.k";
 
+/// Task outcomes, with the journal entry that ended them; a task ends
+/// once, so an outcome that exists stays.
+const PUBLISH_OUTCOMES: &str = "INSERT INTO outcomes (task, seq, body)
+SELECT t, $3, b FROM unnest($1::bigint[], $2::text[]) AS u(t, b)
+ON CONFLICT (task) DO NOTHING";
+
+/// Rule 8: the outcomes of trimmed entries go with them.
+const TRIM_OUTCOMES: &str = "DELETE FROM outcomes WHERE seq <= $1";
+
 /// Rule 8: consumed messages up to an id are forgotten.
 const FORGET: &str = "DELETE FROM inbox WHERE consumed AND id <= $1";
 
@@ -196,6 +205,7 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
                     tx.execute(PUT_SNAPSHOT, &[&seq, &u64_to_int(epoch), &state])?;
                     if let (true, Some(previous)) = (trim, previous) {
                         tx.execute(TRIM_JOURNAL, &[&previous])?;
+                        tx.execute(TRIM_OUTCOMES, &[&previous])?;
                         tx.execute(TRIM_SNAPSHOTS, &[&previous])?;
                     }
                     Ok(NodeReply::Done)
@@ -329,6 +339,9 @@ struct EncodedOutputs {
     /// The rows to delete: cancelled or reported attempts.
     release_tasks: Vec<i64>,
     release_tokens: Vec<i64>,
+    /// Tasks ended, and their encoded ends.
+    ended_tasks: Vec<i64>,
+    ended_bodies: Vec<String>,
     status: Option<(u64, String)>,
 }
 
@@ -346,6 +359,10 @@ impl EncodedOutputs {
         for (task, token) in outputs.cancel.iter().chain(&outputs.closed) {
             out.release_tasks.push(u64_to_int(task.get()));
             out.release_tokens.push(u64_to_int(token.get()));
+        }
+        for (task, end) in &outputs.ended {
+            out.ended_tasks.push(u64_to_int(task.get()));
+            out.ended_bodies.push(codec::encode("an outcome", end)?);
         }
         if let Some(status) = &outputs.status {
             out.status = Some((status.epoch, codec::encode("the status", status)?));
@@ -413,6 +430,17 @@ fn commit<P>(
     }
     if !outputs.release_tasks.is_empty() {
         tx.execute(RELEASE, &[&outputs.release_tasks, &outputs.release_tokens])?;
+    }
+    if !outputs.ended_tasks.is_empty() {
+        let last_seq = (first_seq + entries.len() as u64).saturating_sub(1);
+        tx.execute(
+            PUBLISH_OUTCOMES,
+            &[
+                &outputs.ended_tasks,
+                &outputs.ended_bodies,
+                &u64_to_int(last_seq),
+            ],
+        )?;
     }
     if let Some((status_epoch, body)) = &outputs.status {
         tx.execute(PUT_STATUS, &[&u64_to_int(*status_epoch), body])?;

@@ -83,24 +83,41 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
             error,
             PgError::Schema {
                 found: 0,
-                needed: 1
+                needed: 2
             }
         ),
         "{error:?}"
     );
     assert_eq!(
         error.to_string(),
-        "the taskweave schema is missing or at version 0, this build needs version 1: \
+        "the taskweave schema is missing or at version 0, this build needs version 2: \
          run `taskweave-pg init`"
     );
     let mut admin = admin(&cluster);
     crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
+    // A database the previous release left at version 1 (no outcomes) is
+    // refused until it is migrated, and then only version 2 is applied.
     admin
-        .batch_execute("UPDATE taskweave.schema_version SET version = 2")
+        .batch_execute(
+            "DROP TABLE taskweave.outcomes; DELETE FROM taskweave.schema_version WHERE version = 2",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let old = PgStore::<String>::connect(&cluster.conninfo()).map(|_| ());
+    assert!(
+        old.is_err_and(|e| e
+            .to_string()
+            .contains("at version 1, this build needs version 2")),
+        "an older schema"
+    );
+    let upgraded = crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(upgraded.applied, vec![2], "{upgraded:?}");
+    PgStore::<String>::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"));
+    admin
+        .batch_execute("INSERT INTO taskweave.schema_version (version) VALUES (3)")
         .unwrap_or_else(|e| panic!("{e}"));
     let newer = PgStore::<String>::connect(&cluster.conninfo()).map(|_| ());
     assert!(
-        newer.is_err_and(|e| e.to_string().contains("newer than this build's version 1")),
+        newer.is_err_and(|e| e.to_string().contains("newer than this build's version 2")),
         "a newer schema"
     );
     let migrated = crate::schema::migrate(&mut admin);
@@ -108,8 +125,8 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
         matches!(
             migrated,
             Err(PgError::Schema {
-                found: 2,
-                needed: 1
+                found: 3,
+                needed: 2
             })
         ),
         "{migrated:?}"

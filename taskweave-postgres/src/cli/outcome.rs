@@ -1,0 +1,51 @@
+//! `taskweave-pg outcome`: how tasks ended.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use taskweave_postgres::PgClient;
+
+use super::Payload;
+use super::args::Args;
+use super::cancel::task_ids;
+
+const USAGE: &str = "\
+usage: taskweave-pg outcome --db CONNINFO [--wait SECONDS] TASK...
+
+Prints how each task ended, by the id `submit` printed for it (`task-N`, or
+just N): `task-N: completed`, `task-N: dead-lettered: WHY`, `task-N: expired:
+WHY`, `task-N: cancelled`, or `task-N: not ended` while it is queued or running
+(also for an id the cluster never gave out, and for an end the leader forgot
+when it trimmed its journal behind a snapshot: read outcomes within a snapshot
+interval). Waits up to --wait seconds (default 0) for every task to end. Exits
+0 only if every task ended, 1 otherwise. A submitter's login may read
+outcomes.";
+
+pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
+    let args = Args::parse(raw, USAGE, &["--db", "--wait"])?;
+    if args.wants_help() {
+        say!("{USAGE}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let tasks = task_ids(&args.positional).map_err(|why| args.wrong(&why))?;
+    let wait = Duration::from_secs(args.parsed("--wait", 0u64)?);
+    let mut client = PgClient::<Payload>::connect(&args.db()?).map_err(|e| e.to_string())?;
+    let ends = client
+        .wait_outcomes(&tasks, wait)
+        .map_err(|e| e.to_string())?;
+    let mut all = true;
+    for (task, end) in tasks.iter().zip(ends) {
+        match end {
+            Some(end) => say!("{task}: {end}"),
+            None => {
+                all = false;
+                say!("{task}: not ended");
+            }
+        }
+    }
+    Ok(if all {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
