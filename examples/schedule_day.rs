@@ -5,7 +5,7 @@
 //! 03:00 to 05:00; the catch-up window is 30 minutes, so after the restart
 //! only the fires of the last half hour start. The same day runs under
 //! each [`OverlapPolicy`], and a line per policy shows what became of the
-//! 96 fires. The example checks each policy's promise and exits non-zero
+//! 97 fires (00:00 to 24:00 inclusive). The example checks each policy's promise and exits non-zero
 //! if one was broken.
 //!
 //! `cargo run --release --features schedule --example schedule_day`

@@ -419,10 +419,10 @@ fn critical_path(
     let mut before_on_agent: Vec<Option<usize>> = vec![None; slots.len()];
     for lane in lanes {
         for pair in lane.windows(2) {
-            if let [previous, next] = *pair
-                && let Some(entry) = before_on_agent.get_mut(next)
-            {
-                *entry = Some(previous);
+            if let [previous, next] = *pair {
+                if let Some(entry) = before_on_agent.get_mut(next) {
+                    *entry = Some(previous);
+                }
             }
         }
     }

@@ -221,9 +221,7 @@ impl RequirementsTable {
     /// Drops every entry with no user.
     fn sweep(&mut self) {
         for (id, slot) in self.entries.iter_mut().enumerate() {
-            if slot.as_ref().is_some_and(|e| e.users == 0)
-                && let Some(entry) = slot.take()
-            {
+            if let Some(entry) = slot.take_if(|e| e.users == 0) {
                 self.ids.remove(&entry.requirements);
                 if let Some(kind) = entry.kind {
                     self.kinds.forget(kind);
