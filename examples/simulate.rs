@@ -1,6 +1,7 @@
 //! Deterministic simulation of a whole taskweave cluster: the same node and
 //! agent-session code the PostgreSQL host runs, in virtual time, under the
-//! full fault menu. Each seed runs twice and must give the same trace
+//! full fault menu, with workflow runs (an order saga on the engine, its
+//! steps cluster tasks) beside the plain tasks. Each seed runs twice and must give the same trace
 //! hash; a failing seed prints the command that replays it and the trace
 //! around the violation. Journal entries are round-tripped through JSON,
 //! as the PostgreSQL store keeps them.
@@ -9,12 +10,14 @@
 //! cargo run --release --features cluster --example simulate -- --seeds 100
 //! cargo run --release --features cluster --example simulate -- --seed 42 --minutes 10
 //! cargo run --release --features cluster --example simulate -- --seeds 20 --rate 50 --jobs 1
+//! cargo run --release --features cluster --example simulate -- --seeds 20 --runs 0
 //! SIM_SEEDS=10000 cargo run --release --features cluster --example simulate
 //! ```
 //!
 //! Options: `--seeds N` (or `SIM_SEEDS`, default 100), `--seed S` (one seed,
 //! with its trace kept), `--minutes M` of faults (default 10), `--rate R`
-//! tasks per second (default 200), `--jobs J` seeds at once (default: one
+//! tasks per second (default 200), `--runs W` workflow runs per second
+//! (default 10; 0: plain tasks only), `--jobs J` seeds at once (default: one
 //! per core; each seed runs on one thread).
 //!
 //! Prints one JSON line per seed, as seeds finish, and a summary line with
@@ -29,10 +32,15 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant as WallInstant};
 
 use taskweave::cluster::Entry;
-use taskweave::cluster::sim::{FaultMenu, SimConfig, SimReport, UniformWork, simulate};
+use taskweave::cluster::sim::{
+    FaultMenu, SagaFlows, SimConfig, SimReport, UniformWork, simulate, simulate_workflows,
+};
 
 /// Re-encodes an entry as the PostgreSQL store keeps it (JSON text).
-fn json(entry: &Entry<u64>) -> Result<(Entry<u64>, usize), String> {
+fn json<P>(entry: &Entry<P>) -> Result<(Entry<P>, usize), String>
+where
+    P: serde::Serialize + serde::de::DeserializeOwned,
+{
     let text = serde_json::to_string(entry).map_err(|e| e.to_string())?;
     let back = serde_json::from_str(&text).map_err(|e| e.to_string())?;
     Ok((back, text.len()))
@@ -51,6 +59,7 @@ struct Plan {
     one_seed: bool,
     minutes: u64,
     rate: u64,
+    runs: u64,
     jobs: u64,
 }
 
@@ -61,25 +70,42 @@ struct Outcome {
     real: Duration,
 }
 
-fn run_seed(plan: &Plan, seed: u64) -> Result<Outcome, String> {
-    let config = SimConfig::builder(seed)
+/// A seed's configuration, for a payload `P` that JSON round-trips.
+fn config<P>(plan: &Plan, seed: u64) -> Result<SimConfig<P>, String>
+where
+    P: serde::Serialize + serde::de::DeserializeOwned,
+{
+    SimConfig::builder(seed)
         .duration(
             Duration::from_secs(plan.minutes.saturating_mul(60)),
             Duration::from_secs(60),
         )
         .faults(FaultMenu::default())
         .tasks_per_second(plan.rate as f64)
-        .codec(json)
         .keep_trace(plan.one_seed)
+        .codec(json)
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+}
+
+fn run_seed(plan: &Plan, seed: u64) -> Result<Outcome, String> {
+    let attempt = (Duration::from_millis(1), Duration::from_millis(200));
     let work = UniformWork {
-        work: (Duration::from_millis(1), Duration::from_millis(200)),
+        work: attempt,
         fail: 0.05,
     };
     let started = WallInstant::now();
-    let report = simulate(config.clone(), work.clone());
-    let again = simulate(config, work);
+    let (report, again) = if plan.runs == 0 {
+        let config = config(plan, seed)?;
+        let report = simulate(config.clone(), work.clone());
+        (report, simulate(config, work))
+    } else {
+        let config = config(plan, seed)?;
+        let flows = SagaFlows::new(plan.runs as f64, attempt, 0.1, Duration::from_secs(5))
+            .map_err(|e| e.to_string())?;
+        let report = simulate_workflows(config.clone(), work.clone(), flows.clone());
+        (report, simulate_workflows(config, work, flows))
+    };
     Ok(Outcome {
         report,
         again_hash: again.trace_hash,
@@ -98,7 +124,7 @@ fn print_seed(plan: &Plan, seed: u64, outcome: &Outcome) -> bool {
         (None, false) => "NONDETERMINISTIC",
     };
     println!(
-        "{{\"seed\":{seed},\"verdict\":\"{verdict}\",\"simulated_s\":{:.1},\"events\":{},\"submitted\":{},\"refused\":{},\"completed\":{},\"dead_lettered\":{},\"cancelled\":{},\"takeovers\":{},\"journal_entries\":{},\"journal_bytes\":{},\"trace_hash\":\"{:016x}\",\"real_s\":{:.3}}}",
+        "{{\"seed\":{seed},\"verdict\":\"{verdict}\",\"simulated_s\":{:.1},\"events\":{},\"submitted\":{},\"refused\":{},\"completed\":{},\"dead_lettered\":{},\"cancelled\":{},\"takeovers\":{},\"runs\":{{\"started\":{},\"succeeded\":{},\"compensated\":{},\"failed\":{},\"compensation_failed\":{},\"cancelled\":{}}},\"journal_entries\":{},\"journal_bytes\":{},\"trace_hash\":\"{:016x}\",\"real_s\":{:.3}}}",
         report.simulated.as_secs_f64(),
         report.events,
         report.submitted,
@@ -107,6 +133,12 @@ fn print_seed(plan: &Plan, seed: u64, outcome: &Outcome) -> bool {
         report.dead_lettered,
         report.cancelled,
         report.takeovers,
+        report.runs.started,
+        report.runs.succeeded,
+        report.runs.compensated,
+        report.runs.failed,
+        report.runs.compensation_failed,
+        report.runs.cancelled,
         report.journal_entries,
         report.journal_bytes,
         report.trace_hash,
@@ -127,8 +159,8 @@ fn print_seed(plan: &Plan, seed: u64, outcome: &Outcome) -> bool {
         );
     }
     eprintln!(
-        "replay: cargo run --release --features cluster --example simulate -- --seed {seed} --minutes {} --rate {}",
-        plan.minutes, plan.rate
+        "replay: cargo run --release --features cluster --example simulate -- --seed {seed} --minutes {} --rate {} --runs {}",
+        plan.minutes, plan.rate, plan.runs
     );
     false
 }
@@ -147,6 +179,7 @@ fn main() -> ExitCode {
         one_seed: first.is_some(),
         minutes: arg(&args, "--minutes").unwrap_or(10),
         rate: arg(&args, "--rate").unwrap_or(200),
+        runs: arg(&args, "--runs").unwrap_or(10),
         jobs: arg(&args, "--jobs").unwrap_or(cores).max(1),
     };
     let started = WallInstant::now();
@@ -193,10 +226,11 @@ fn main() -> ExitCode {
     let count = plan.seeds.end - plan.seeds.start;
     let faults: Vec<String> = faults.iter().map(|(k, n)| format!("\"{k}\":{n}")).collect();
     println!(
-        "{{\"figure\":\"summary\",\"seeds\":{count},\"runs\":{},\"jobs\":{},\"rate\":{},\"violations\":{violations},\"simulated_s_per_real_s\":{:.0},\"simulated_s_per_thread_s\":{:.0},\"seeds_per_minute\":{:.1},\"events_per_second\":{:.0},\"real_s\":{real:.2},\"faults\":{{{}}}}}",
+        "{{\"figure\":\"summary\",\"seeds\":{count},\"runs\":{},\"jobs\":{},\"rate\":{},\"workflow_runs_per_s\":{},\"violations\":{violations},\"simulated_s_per_real_s\":{:.0},\"simulated_s_per_thread_s\":{:.0},\"seeds_per_minute\":{:.1},\"events_per_second\":{:.0},\"real_s\":{real:.2},\"faults\":{{{}}}}}",
         count * 2,
         plan.jobs,
         plan.rate,
+        plan.runs,
         simulated.as_secs_f64() / real,
         simulated.as_secs_f64() / busy.as_secs_f64().max(f64::MIN_POSITIVE),
         count as f64 * 60.0 / real,

@@ -131,7 +131,7 @@ fn a_fire_replayed_after_a_restart_starts_one_run() {
     schedules.apply(wake).unwrap();
     let (started, refused) = start_runs(&mut schedules, &mut engine, &mut pool, &def, fire);
     assert!(started.is_empty(), "a second run of one fire: {started:?}");
-    assert_eq!(refused, [key.clone()]);
+    assert_eq!(refused, std::slice::from_ref(&key));
     assert_eq!(engine.active_runs(), 1);
 
     // The one run ends, once; the next fire starts a run of its own.

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::scheduler::{
-    Action, Applied, AttemptOutcome, Dispatcher, DispatcherConfig, Input, Snapshot,
+    Action, Applied, AttemptOutcome, Dispatcher, DispatcherConfig, Input, Snapshot, Submitted,
 };
 use crate::{AgentId, AttemptToken, TaskId};
 
@@ -165,14 +165,10 @@ impl<P: Clone> Auditor<P> {
         match (result, report) {
             (Ok(Applied::Batch(results)), _) => {
                 for submitted in results.iter().flatten() {
-                    self.report.tasks += 1;
-                    self.tasks.insert(submitted.id(), Track::default());
+                    self.submitted(*submitted);
                 }
             }
-            (Ok(Applied::Submitted(submitted)), None) => {
-                self.report.tasks += 1;
-                self.tasks.insert(submitted.id(), Track::default());
-            }
+            (Ok(Applied::Submitted(submitted)), None) => self.submitted(submitted),
             (Ok(Applied::Cancelled(_)), _) => {
                 if let Some(task) = cancel {
                     self.report.cancelled += 1;
@@ -225,6 +221,16 @@ impl<P: Clone> Auditor<P> {
                 self.ended(task, seq);
             }
             Action::AgentLost { .. } => {}
+        }
+    }
+
+    /// A submission the journal applied: a new task is tracked; a
+    /// duplicate (an idempotency key seen before) names a task tracked
+    /// already, whose attempt it must not reset.
+    fn submitted(&mut self, submitted: Submitted) {
+        if let Submitted::New(task) = submitted {
+            self.report.tasks += 1;
+            self.tasks.insert(task, Track::default());
         }
     }
 

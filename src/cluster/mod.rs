@@ -12,6 +12,7 @@
 //! | [`Node`] (leader or follower) | [`NodeOp`]: read the lease, take it, commit a batch, read the journal, … | [`NodeReply`] or a [`StoreFailure`], and `now` |
 //! | [`AgentSession`] | [`AgentOp`]: register, heartbeat, claim, report | [`AgentReply`], results of the work it handed out |
 //! | a client | [`ClientOp`]: submit, cancel, drain, status, outcomes | [`ClientReply`] |
+//! | `WorkflowClient` (with `workflow`): a workflow engine whose agent steps are cluster tasks | [`ClientOp`]: post steps and cancels, read verdicts and outcomes | [`ClientReply`], `now` |
 //!
 //! The **store contract** — what each operation does, which writes are
 //! atomic together, what each failure means — is written once, in the
@@ -78,6 +79,8 @@ mod mem_store;
 mod node;
 pub mod sim;
 mod status;
+#[cfg(feature = "workflow")]
+mod workflow_client;
 
 pub use agent_session::{AgentSession, SessionEvent};
 pub use audit::{AuditReport, Auditor, MAX_VIOLATIONS};
@@ -91,3 +94,5 @@ pub use incarnation::INCARNATION_LABEL;
 pub use mem_store::{Fault, Kept, MemStore};
 pub use node::{Node, NodeEvent, Role};
 pub use status::{AgentLoad, Status};
+#[cfg(feature = "workflow")]
+pub use workflow_client::{ClientEvent, ClusterPool, WorkflowClient};

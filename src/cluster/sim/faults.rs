@@ -6,9 +6,10 @@ use std::time::Duration;
 use super::super::contract::{ClientOp, ClientReply, Message, Store, Verdict};
 use super::super::node::Role;
 use super::config::SimWork;
+use super::driver::Driver;
 use super::world::{TICK, World};
 
-impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
+impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
     /// The client's share of a tick: submissions at the configured rate,
     /// a burst now and then, and cancels of recent tasks.
     pub(crate) fn client(&mut self) {

@@ -42,8 +42,13 @@
 //! [`Auditor`]: super::Auditor
 
 mod config;
+mod driver;
 mod faults;
+#[cfg(feature = "workflow")]
+mod flows;
 mod queue;
+#[cfg(feature = "workflow")]
+mod run_client;
 mod step;
 mod trace;
 mod world;
@@ -54,6 +59,9 @@ use std::time::Duration;
 pub use config::{
     EntryCodec, FaultMenu, SimConfig, SimConfigBuilder, SimRng, SimWork, UniformWork,
 };
+pub use driver::RunCounts;
+#[cfg(feature = "workflow")]
+pub use flows::{SagaFlows, SimTask, SimWorkflows};
 
 use super::audit::Auditor;
 use super::mem_store::MemStore;
@@ -106,6 +114,9 @@ pub struct SimReport {
     pub journal_bytes: u64,
     /// Times a node started to lead.
     pub takeovers: u64,
+    /// How the workflow runs ended ([`simulate_workflows`]; all zero
+    /// without workflows).
+    pub runs: RunCounts,
     /// The first broken invariant, if any.
     pub violation: Option<Violation>,
 }
@@ -118,6 +129,55 @@ where
     P: Clone + std::fmt::Debug,
     W: SimWork<P>,
 {
+    run(config, work, ())
+}
+
+#[cfg(feature = "workflow")]
+/// Runs one simulation with workflows: besides the plain tasks of `work`,
+/// a [`WorkflowClient`](super::WorkflowClient) on the simulated store
+/// starts the runs of `flows`, whose agent steps are cluster tasks
+/// ([`SimTask::Step`]) that the agents attempt as
+/// [`SimWorkflows::attempt`] says. The run also checks, on the engine's
+/// events, that a step is compensated only after it completed and only
+/// once every completed step that depends on it was compensated; that each
+/// run finishes once, as its steps say (a success has every step
+/// completed or skipped, a compensated run owes no compensation); and,
+/// once the faults stop, that every run finishes within the liveness
+/// bound. The client itself does not crash (its runs live in its
+/// process); its store operations fail, and their answers are lost, like
+/// the other roles'.
+///
+/// ```
+/// use std::time::Duration;
+/// use taskweave::cluster::sim::{simulate_workflows, FaultMenu, SagaFlows, SimConfig, UniformWork};
+///
+/// let config = SimConfig::builder(3)
+///     .duration(Duration::from_secs(20), Duration::from_secs(60))
+///     .tasks_per_second(50.0)
+///     .faults(FaultMenu { crash_node: 0.2, restart_agent: 0.5, ..FaultMenu::default() })
+///     .build()?;
+/// let work = UniformWork { work: (Duration::from_millis(1), Duration::from_millis(50)), fail: 0.05 };
+/// let flows = SagaFlows::new(20.0, (Duration::from_millis(1), Duration::from_millis(50)), 0.2, Duration::from_secs(2))?;
+/// let report = simulate_workflows(config, work, flows);
+/// assert!(report.violation.is_none(), "{:?}", report.violation);
+/// assert!(report.runs.succeeded > 0 && report.runs.compensated > 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn simulate_workflows<T, W, F>(config: SimConfig<SimTask<T>>, work: W, flows: F) -> SimReport
+where
+    T: Clone + std::fmt::Debug,
+    W: SimWork<T>,
+    F: SimWorkflows,
+{
+    run(config, flows::Plain(work), run_client::Flows::new(flows))
+}
+
+fn run<P, W, D>(config: SimConfig<P>, work: W, flows: D) -> SimReport
+where
+    P: Clone + std::fmt::Debug,
+    W: SimWork<P>,
+    D: driver::Driver<P>,
+{
     let start = Instant::from_secs(1);
     let mut world = World {
         auditor: Auditor::new(config.dispatcher.clone()),
@@ -125,6 +185,7 @@ where
         rng: SimRng(SplitMix64::new(config.seed)),
         config,
         work,
+        flows,
         store: MemStore::new(),
         queue: Queue::new(),
         nodes: Vec::new(),
@@ -189,6 +250,7 @@ where
         journal_entries: report.entries,
         journal_bytes: world.journal_bytes,
         takeovers: world.takeovers,
+        runs: world.flows.counts(),
         violation: world.violation,
     }
 }

@@ -4,9 +4,10 @@
 use super::super::contract::{NodeOp, NodeReply, Store, StoreFailure};
 use super::super::node::Role;
 use super::config::SimWork;
+use super::driver::{Driver, Tick};
 use super::world::{Event, LOST, TICK, World};
 
-impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
+impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
     /// Handles one event at `self.now`.
     pub(crate) fn step(&mut self, event: Event<P>) {
         let (kind, who) = event.label();
@@ -316,7 +317,11 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
         let life = self.agents[i].life;
         let agent = self.agents[i].session.agent();
         while let Some(work) = self.agents[i].session.poll_work() {
-            let (mut took, outcome) = self.work.attempt(agent, &work, &mut self.rng);
+            let (mut took, outcome) = match self.flows.attempt(agent, &work.payload, &mut self.rng)
+            {
+                Some(step) => step,
+                None => self.work.attempt(agent, &work, &mut self.rng),
+            };
             if self.agents[i].slow {
                 took = took.saturating_mul(10);
             }
@@ -341,8 +346,12 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
     fn tick(&mut self) {
         self.check_failovers();
         let calm_from = self.start.saturating_add(self.config.faulty_for);
-        if self.now < calm_from {
+        let faulty = self.now < calm_from;
+        if faulty {
             self.client();
+        }
+        self.drive_flows(faulty);
+        if faulty {
             self.draw_faults();
         } else if self.settled() {
             self.finished = true;
@@ -350,8 +359,9 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
         } else if self.now >= calm_from.saturating_add(self.config.liveness_bound) {
             let live = self.auditor.dispatcher().live_tasks();
             let pending = self.recent.len();
+            let runs = self.flows.live();
             return self.violate(format!(
-                "{live} tasks still live and {pending} submissions without a verdict {:?} after the last fault",
+                "{live} tasks still live, {pending} submissions without a verdict and {runs} workflow runs or steps unfinished {:?} after the last fault",
                 self.config.liveness_bound
             ));
         }
@@ -359,11 +369,36 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
         self.queue.push(next, Event::Tick);
     }
 
+    /// The workflow client's share of a tick (new runs only during the
+    /// faults); a broken saga invariant is a violation.
+    fn drive_flows(&mut self, starting: bool) {
+        let mut log = Vec::new();
+        let tick = Tick {
+            store: &mut self.store,
+            rng: &mut self.rng,
+            now: self.now,
+            store_down: self.now < self.store_down_until,
+            lose_answer: self.config.faults.lose_answer,
+            cancel: self.config.faults.cancel,
+            starting,
+            faults: &mut self.faults,
+            log: &mut log,
+        };
+        let checked = self.flows.tick(tick);
+        for line in log {
+            self.log(format_args!("{line}"));
+        }
+        if let Err(what) = checked {
+            self.violate(what);
+        }
+    }
+
     /// Every task submitted has ended and no submission is pending (the
     /// verdicts that came in are taken, their refusals counted).
     fn settled(&mut self) -> bool {
         let _accepted = self.take_verdicts();
         self.recent.is_empty()
+            && self.flows.live() == 0
             && self.auditor.dispatcher().live_tasks() == 0
             && self.auditor.next_seq() > 1
     }
@@ -374,9 +409,10 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
     fn check_accounts(&mut self) {
         let report = self.auditor.report();
         let ended = report.completed + report.dead_lettered + report.expired + report.cancelled;
-        if self.submitted != report.tasks + self.refused || ended != report.tasks {
+        let steps = self.flows.tasks();
+        if self.submitted + steps != report.tasks + self.refused || ended != report.tasks {
             self.violate(format!(
-                "tasks do not add up: {} submitted, {} refused, {} accepted, {ended} ended",
+                "tasks do not add up: {} submitted, {} refused, {steps} workflow steps, {} accepted, {ended} ended",
                 self.submitted, self.refused, report.tasks
             ));
         }

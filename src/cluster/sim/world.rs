@@ -15,6 +15,7 @@ use super::super::mem_store::MemStore;
 use super::super::node::{Node, Role};
 use super::Violation;
 use super::config::{SimConfig, SimRng, SimWork};
+use super::driver::Driver;
 use super::queue::Queue;
 use super::trace::Trace;
 
@@ -148,9 +149,11 @@ pub(crate) struct AgentSlot<P> {
 }
 
 /// Everything a run holds.
-pub(crate) struct World<P, W> {
+pub(crate) struct World<P, W, D> {
     pub(crate) config: SimConfig<P>,
     pub(crate) work: W,
+    /// The workflows, if any.
+    pub(crate) flows: D,
     pub(crate) rng: SimRng,
     pub(crate) store: MemStore<P>,
     pub(crate) queue: Queue<Event<P>>,
@@ -180,7 +183,7 @@ pub(crate) struct World<P, W> {
     pub(crate) finished: bool,
 }
 
-impl<P: Clone + std::fmt::Debug, W: SimWork<P>> World<P, W> {
+impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
     fn ms(&self, at: Instant) -> u64 {
         u64::try_from(at.saturating_duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
     }

@@ -73,6 +73,33 @@ impl<P> TaskSpec<P> {
         }
     }
 
+    /// The same task with its payload mapped by `f`: a host that wraps
+    /// its payloads in an enum of its own (tasks and workflow steps on one
+    /// pool, say) keeps every other setting.
+    ///
+    /// ```
+    /// use taskweave::Priority;
+    /// use taskweave::scheduler::TaskSpec;
+    ///
+    /// let spec = TaskSpec::new(7u64).priority(Priority::High).idempotency_key("job-7");
+    /// let wrapped = spec.map_payload(|n| format!("job {n}"));
+    /// assert_eq!(wrapped.payload, "job 7");
+    /// assert_eq!(wrapped.priority, Priority::High);
+    /// assert_eq!(wrapped.idempotency_key.as_deref(), Some("job-7"));
+    /// ```
+    pub fn map_payload<Q>(self, f: impl FnOnce(P) -> Q) -> TaskSpec<Q> {
+        TaskSpec {
+            payload: f(self.payload),
+            priority: self.priority,
+            requirements: self.requirements,
+            ttl: self.ttl,
+            deadline: self.deadline,
+            attempt_timeout: self.attempt_timeout,
+            idempotency_key: self.idempotency_key,
+            options: self.options,
+        }
+    }
+
     /// Sets the priority.
     pub fn priority(mut self, priority: Priority) -> Self {
         self.priority = priority;

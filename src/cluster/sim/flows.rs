@@ -1,0 +1,195 @@
+//! Workflows in a simulation: what the host supplies ([`SimWorkflows`]),
+//! the payload that carries steps beside plain tasks ([`SimTask`]), and a
+//! ready-made saga workload ([`SagaFlows`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::resilience::Fixed;
+use crate::scheduler::{AttemptOutcome, TaskSpec};
+use crate::workflow::{StepDef, StepFailure, StepOutput, StepTask, WorkflowDef};
+use crate::{AgentId, StepId, WorkflowId};
+
+use super::super::contract::Assignment;
+use super::config::{SimRng, SimWork};
+
+/// The host's workflows in a simulation
+/// ([`simulate_workflows`](super::simulate_workflows)): which runs its
+/// clients start, how its agents' attempts at steps go, and what its
+/// in-process steps return. A [`WorkflowClient`](super::super::WorkflowClient)
+/// on the simulated store runs them on a
+/// [`WorkflowEngine`](crate::workflow::WorkflowEngine), so the sagas,
+/// retries and timeouts are the engine's own.
+pub trait SimWorkflows {
+    /// The engine's payload (step outputs and run inputs).
+    type Output: Clone + Default;
+
+    /// The runs to start in one tick of the client (every 100 ms while
+    /// the faults last); `started` runs were started before.
+    fn start(
+        &mut self,
+        started: u64,
+        rng: &mut SimRng,
+    ) -> Vec<(Arc<WorkflowDef>, Option<Self::Output>)>;
+
+    /// How `agent`'s attempt at `step` (a step, or its compensation)
+    /// goes: how long it takes and how it ends.
+    fn attempt(
+        &mut self,
+        agent: AgentId,
+        step: &StepTask,
+        rng: &mut SimRng,
+    ) -> (Duration, AttemptOutcome);
+
+    /// The result of an in-process step.
+    fn local(
+        &mut self,
+        run: WorkflowId,
+        step: StepId,
+        rng: &mut SimRng,
+    ) -> Result<StepOutput<Self::Output>, StepFailure>;
+
+    /// The items of a multi-instance step. Default: none.
+    fn items(&mut self, run: WorkflowId, step: StepId, rng: &mut SimRng) -> Vec<Self::Output> {
+        let _ = (run, step, rng);
+        Vec::new()
+    }
+}
+
+/// A cluster payload in a simulation with workflows: a plain task of the
+/// host's workload, or a workflow step.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum SimTask<T> {
+    /// A plain task.
+    Task(T),
+    /// A step of a run.
+    Step(StepTask),
+}
+
+impl<T> From<StepTask> for SimTask<T> {
+    fn from(step: StepTask) -> Self {
+        SimTask::Step(step)
+    }
+}
+
+/// The host's plain workload under [`SimTask`] payloads.
+pub(crate) struct Plain<W>(pub(crate) W);
+
+impl<T: Clone, W: SimWork<T>> SimWork<SimTask<T>> for Plain<W> {
+    fn task(&mut self, n: u64, rng: &mut SimRng) -> TaskSpec<SimTask<T>> {
+        self.0.task(n, rng).map_payload(SimTask::Task)
+    }
+
+    fn attempt(
+        &mut self,
+        agent: AgentId,
+        work: &Assignment<SimTask<T>>,
+        rng: &mut SimRng,
+    ) -> (Duration, AttemptOutcome) {
+        match &work.payload {
+            SimTask::Task(payload) => {
+                let plain = Assignment {
+                    task: work.task,
+                    agent: work.agent,
+                    token: work.token,
+                    attempt: work.attempt,
+                    payload: payload.clone(),
+                };
+                self.0.attempt(agent, &plain, rng)
+            }
+            // Steps go to the workflows before they reach the workload.
+            SimTask::Step(_) => (
+                Duration::ZERO,
+                AttemptOutcome::fatal("a step reached the plain workload"),
+            ),
+        }
+    }
+}
+
+/// The default workflows: an order saga — `reserve` and `charge`
+/// (compensable), `ship`, then an in-process `confirm` — started at
+/// `runs_per_second`. Each agent attempt takes `work` (uniform) and fails
+/// for good with probability `fail`; a step makes two attempts (a
+/// compensation too) and times out after `step_timeout`, so runs succeed,
+/// compensate, fail to compensate, and time out.
+#[derive(Clone, Debug)]
+pub struct SagaFlows {
+    def: Arc<WorkflowDef>,
+    backlog: f64,
+    /// Runs started per second.
+    pub runs_per_second: f64,
+    /// An attempt's duration: from, to.
+    pub work: (Duration, Duration),
+    /// The share of attempts that fail.
+    pub fail: f64,
+}
+
+impl SagaFlows {
+    /// The saga, started at `runs_per_second`, each attempt taking `work`
+    /// and failing with probability `fail`; each step times out after
+    /// `step_timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Resilience`](crate::Error) or
+    /// [`Error::Definition`](crate::Error) if `step_timeout` is zero.
+    pub fn new(
+        runs_per_second: f64,
+        work: (Duration, Duration),
+        fail: f64,
+        step_timeout: Duration,
+    ) -> Result<Self, crate::Error> {
+        let retry = Fixed::new(Duration::from_millis(200), 2)?;
+        let agent = |id: &str| StepDef::agent(id).retry(retry).timeout(step_timeout);
+        let def = WorkflowDef::builder("order", 1)
+            .step(agent("reserve").compensable())
+            .step(agent("charge").compensable())
+            .step(agent("ship"))
+            .step(StepDef::local("confirm"))
+            .edge("reserve", "charge")
+            .edge("charge", "ship")
+            .edge("ship", "confirm")
+            .build()?;
+        Ok(SagaFlows {
+            def: Arc::new(def),
+            backlog: 0.0,
+            runs_per_second,
+            work,
+            fail,
+        })
+    }
+}
+
+impl SimWorkflows for SagaFlows {
+    type Output = ();
+
+    fn start(&mut self, _started: u64, _rng: &mut SimRng) -> Vec<(Arc<WorkflowDef>, Option<()>)> {
+        self.backlog += self.runs_per_second * super::world::TICK.as_secs_f64();
+        let count = self.backlog as usize;
+        self.backlog -= count as f64;
+        (0..count).map(|_| (Arc::clone(&self.def), None)).collect()
+    }
+
+    fn attempt(
+        &mut self,
+        _agent: AgentId,
+        _step: &StepTask,
+        rng: &mut SimRng,
+    ) -> (Duration, AttemptOutcome) {
+        let took = rng.between(self.work.0, self.work.1);
+        if rng.chance(self.fail) {
+            (took, AttemptOutcome::fatal("simulated step failure"))
+        } else {
+            (took, AttemptOutcome::Success)
+        }
+    }
+
+    fn local(
+        &mut self,
+        _run: WorkflowId,
+        _step: StepId,
+        _rng: &mut SimRng,
+    ) -> Result<StepOutput<()>, StepFailure> {
+        Ok(StepOutput::new(()))
+    }
+}

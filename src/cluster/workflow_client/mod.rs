@@ -1,0 +1,332 @@
+//! [`WorkflowClient`]: a workflow engine whose agent steps run as tasks of
+//! a cluster (features `cluster` and `workflow`).
+
+mod pool;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::Duration;
+
+use super::contract::{ClientOp, ClientReply, MessageId, StoreFailure, TaskEnd};
+use crate::scheduler::{Action, DeadLetterReason};
+use crate::workflow::{StepOutput, StepTask, WorkflowEngine};
+use crate::{AgentId, AttemptToken, Instant, TaskId};
+pub use pool::ClusterPool;
+use pool::Posting;
+
+/// A sans-IO client role that runs workflows on a cluster: it owns a
+/// [`WorkflowEngine`] and lends it a [`ClusterPool`], so each agent step
+/// is posted as a task, and each task's end, read back from the store
+/// ([`ClientOp::Outcomes`]), completes or fails its step. The engine's
+/// sagas, retries, timeouts and branches work as on one process; the
+/// cluster's leader, standbys and agents run the steps, with failover.
+///
+/// The host's loop is the same as for the other roles: execute each
+/// [`poll_op`](Self::poll_op) on the store and hand the answer to
+/// [`handle_reply`](Self::handle_reply) (a lost answer as
+/// [`StoreFailure::Unknown`]); wake it at
+/// [`poll_timeout`](Self::poll_timeout) with
+/// [`handle_timeout`](Self::handle_timeout); and carry out the engine's
+/// actions ([`EngineAction::RunLocal`](crate::workflow::EngineAction),
+/// `Finished`, …) through [`parts`](Self::parts).
+///
+/// What the cluster does not carry: a task's end is all the store keeps,
+/// so an agent step completes with `O::default()` as its output — an
+/// agent that produces data stores it where the next step finds it
+/// (keyed by its [`StepTask`]). The runs live in this client's process: a
+/// client that restarts resumes them from the
+/// [`checkpoints`](crate::workflow::WorkflowRun::checkpoint) the host
+/// kept. Tasks end once (the cluster's guarantee), and the store forgets an
+/// end when it trims the journal, so the client must read more often than
+/// the leader snapshots ([`ClientOp::Outcomes`]).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use taskweave::agent::AgentProfile;
+/// use taskweave::cluster::{AgentSession, MemStore, Node, NodeConfig, SessionConfig, Store, WorkflowClient};
+/// use taskweave::scheduler::{AttemptOutcome, DispatcherConfig};
+/// use taskweave::workflow::{EngineAction, RunOutcome, StepDef, StepTask, WorkflowDef};
+/// use taskweave::{AgentId, Instant};
+///
+/// let def = Arc::new(
+///     WorkflowDef::builder("order", 1)
+///         .step(StepDef::agent("reserve").compensable())
+///         .step(StepDef::agent("charge"))
+///         .edge("reserve", "charge")
+///         .build()?,
+/// );
+/// let mut store: MemStore<StepTask> = MemStore::new();
+/// let dispatcher = DispatcherConfig::builder().heartbeats(Duration::from_millis(250), 8).build()?;
+/// let mut node = Node::new(NodeConfig::builder("node-1").build()?, dispatcher)?;
+/// let profile = AgentProfile::builder().capacity(4).build()?;
+/// let mut agent = AgentSession::new(AgentId::new(1), profile, SessionConfig::builder().build()?);
+/// let mut client: WorkflowClient<StepTask, ()> = WorkflowClient::new("shop-1", Duration::from_millis(20));
+/// let mut now = Instant::from_secs(1);
+/// let (engine, pool) = client.parts();
+/// let run = engine.start(pool, def, None, now);
+///
+/// let mut outcome = None;
+/// while outcome.is_none() && now < Instant::from_secs(60) {
+///     now = now.saturating_add(Duration::from_millis(5));
+///     while let Some(op) = client.poll_op(now) {
+///         let reply = store.client(op, now);
+///         client.handle_reply(reply, now);
+///     }
+///     client.handle_timeout(now);
+///     while let Some(op) = node.poll_op(now) {
+///         let reply = store.node(op, now);
+///         node.handle_reply(reply, now);
+///     }
+///     while let Some(op) = agent.poll_op(now) {
+///         let reply = store.agent(op, now);
+///         agent.handle_reply(reply, now);
+///     }
+///     while let Some(work) = agent.poll_work() {
+///         // The step's run and step are in the payload.
+///         assert_eq!(work.payload.run, run);
+///         agent.finish(work.task, work.token, AttemptOutcome::Success);
+///     }
+///     while let Some(action) = client.parts().0.poll_action() {
+///         if let EngineAction::Finished { outcome: ended, .. } = action {
+///             outcome = Some(ended);
+///         }
+///     }
+/// }
+/// assert_eq!(outcome, Some(RunOutcome::Succeeded));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct WorkflowClient<T, O> {
+    engine: WorkflowEngine<O>,
+    pool: ClusterPool<T>,
+    poll_every: Duration,
+    /// No reads before this instant.
+    next_read: Instant,
+    /// No posts before this instant (after a failed one).
+    next_post: Instant,
+    /// The next read of a round: verdicts first, then outcomes.
+    outcomes_next: bool,
+    sent: Option<Sent>,
+    events: VecDeque<ClientEvent>,
+}
+
+/// The operation in flight.
+enum Sent {
+    Post(Vec<Posting>),
+    Verdicts(Vec<MessageId>),
+    Outcomes(Vec<TaskId>),
+}
+
+/// What a [`WorkflowClient`] reports: the store failures it rides out.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClientEvent {
+    /// An operation failed; the client tries again after its poll period.
+    StoreFailed(StoreFailure),
+    /// The store answered an operation with a reply of another kind (a
+    /// store that breaks the contract); ignored.
+    UnexpectedReply(String),
+}
+
+impl fmt::Display for ClientEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientEvent::StoreFailed(failure) => {
+                write!(f, "{failure}; trying again after the poll period")
+            }
+            ClientEvent::UnexpectedReply(what) => write!(
+                f,
+                "the store answered {what}, which breaks the store contract: check the store with cluster::check_store"
+            ),
+        }
+    }
+}
+
+impl<T, O> fmt::Debug for WorkflowClient<T, O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkflowClient")
+            .field("engine", &self.engine)
+            .field("pool", &self.pool)
+            .field("poll_every", &self.poll_every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, O> WorkflowClient<T, O>
+where
+    T: Clone + From<StepTask>,
+    O: Clone + Default,
+{
+    /// A client named `name` — unique among the clients of one cluster:
+    /// it prefixes the idempotency keys of its steps — that reads the
+    /// verdicts and ends of its tasks every `poll_every` (a zero period
+    /// counts as one millisecond).
+    pub fn new(name: impl Into<String>, poll_every: Duration) -> Self {
+        WorkflowClient {
+            engine: WorkflowEngine::new(),
+            pool: ClusterPool::new(name.into()),
+            poll_every: poll_every.max(Duration::from_millis(1)),
+            next_read: Instant::ZERO,
+            next_post: Instant::ZERO,
+            outcomes_next: false,
+            sent: None,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The engine and the pool it needs: start runs, report local steps,
+    /// signal, cancel, and pull the engine's actions with them.
+    pub fn parts(&mut self) -> (&mut WorkflowEngine<O>, &mut ClusterPool<T>) {
+        (&mut self.engine, &mut self.pool)
+    }
+
+    /// The engine, to read.
+    pub fn engine(&self) -> &WorkflowEngine<O> {
+        &self.engine
+    }
+
+    /// The pool, to read.
+    pub fn pool(&self) -> &ClusterPool<T> {
+        &self.pool
+    }
+
+    /// The next operation to execute on the store, if one is due; one at a
+    /// time: posts first, then a read of the verdicts, then of the ends.
+    #[must_use = "an operation must be executed and its reply handed back"]
+    pub fn poll_op(&mut self, now: Instant) -> Option<ClientOp<T>> {
+        if self.sent.is_some() {
+            return None;
+        }
+        if now >= self.next_post && self.pool.has_posts() {
+            let (messages, postings) = self.pool.take_posts();
+            self.sent = Some(Sent::Post(postings));
+            return Some(ClientOp::Post(messages));
+        }
+        if now < self.next_read {
+            return None;
+        }
+        if !self.outcomes_next {
+            self.outcomes_next = true;
+            let ids = self.pool.awaiting_verdicts();
+            if !ids.is_empty() {
+                self.sent = Some(Sent::Verdicts(ids.clone()));
+                return Some(ClientOp::Verdicts(ids));
+            }
+        }
+        let remotes = self.pool.running();
+        if remotes.is_empty() {
+            self.outcomes_next = false;
+            return None;
+        }
+        self.sent = Some(Sent::Outcomes(remotes.clone()));
+        Some(ClientOp::Outcomes(remotes))
+    }
+
+    /// Takes the store's answer to the operation in flight.
+    pub fn handle_reply(&mut self, reply: Result<ClientReply, StoreFailure>, now: Instant) {
+        let Some(sent) = self.sent.take() else {
+            return self
+                .events
+                .push_back(ClientEvent::UnexpectedReply(format!("{reply:?} unasked")));
+        };
+        match (sent, reply) {
+            (Sent::Post(postings), Ok(ClientReply::Posted(ids))) => self.pool.posted(postings, ids),
+            (Sent::Verdicts(ids), Ok(ClientReply::Verdicts(verdicts))) => {
+                for local in self.pool.verdicts(ids, verdicts, now) {
+                    let reason = DeadLetterReason::NonRetryable {
+                        reason: "refused by the cluster".into(),
+                    };
+                    let refused = Action::DeadLettered {
+                        task: local,
+                        reason,
+                    };
+                    let _ = self.engine.handle_action(&mut self.pool, refused);
+                }
+            }
+            (Sent::Outcomes(remotes), Ok(ClientReply::Outcomes(ends))) => {
+                self.outcomes_next = false;
+                self.next_read = now.saturating_add(self.poll_every);
+                for (local, end) in self.pool.ended(remotes, ends, now) {
+                    self.step_ended(local, end, now);
+                }
+            }
+            (sent, Err(failure)) => {
+                self.outcomes_next = false;
+                let retry = now.saturating_add(self.poll_every);
+                if let Sent::Post(postings) = sent {
+                    self.pool.post_failed(postings);
+                    self.next_post = retry;
+                } else {
+                    self.next_read = retry;
+                }
+                self.events.push_back(ClientEvent::StoreFailed(failure));
+            }
+            (_, Ok(other)) => self
+                .events
+                .push_back(ClientEvent::UnexpectedReply(format!("{other:?}"))),
+        }
+    }
+
+    /// A step task ended on the cluster: its step completes or fails.
+    fn step_ended(&mut self, local: TaskId, end: TaskEnd, now: Instant) {
+        let action = match end {
+            TaskEnd::Completed => {
+                // The agent's report was checked by the cluster; the
+                // engine's check is against this pool, which knows the
+                // task completed.
+                let output = Ok(StepOutput::new(O::default()));
+                let placeholder = (AgentId::new(0), AttemptToken::new(0));
+                let reported = self.engine.report(
+                    &mut self.pool,
+                    local,
+                    placeholder.0,
+                    placeholder.1,
+                    output,
+                    now,
+                );
+                if reported.is_err() {
+                    // The run is gone (cancelled meanwhile): nothing waits.
+                    self.pool.forget(local);
+                }
+                return;
+            }
+            TaskEnd::Expired(limit) => Action::Expired { task: local, limit },
+            TaskEnd::DeadLettered(reason) => Action::DeadLettered {
+                task: local,
+                reason,
+            },
+            TaskEnd::Cancelled => Action::DeadLettered {
+                task: local,
+                reason: DeadLetterReason::NonRetryable {
+                    reason: "cancelled by another client of the cluster".into(),
+                },
+            },
+        };
+        let _ = self.engine.handle_action(&mut self.pool, action);
+    }
+
+    /// When the client next needs a call: its engine's timers, a post, or
+    /// a read that is due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut at = self.engine.poll_timeout();
+        if self.sent.is_none() {
+            let post = self.pool.has_posts().then_some(self.next_post);
+            let read = self.pool.has_reads().then_some(self.next_read);
+            for due in [post, read].into_iter().flatten() {
+                at = Some(at.map_or(due, |a| a.min(due)));
+            }
+        }
+        at
+    }
+
+    /// Fires the engine's timers due at `now` (step timeouts, retries).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.engine.handle_timeout(&mut self.pool, now);
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+}
