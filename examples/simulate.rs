@@ -36,14 +36,21 @@ use taskweave::cluster::sim::{
     FaultMenu, SagaFlows, SimConfig, SimReport, UniformWork, simulate, simulate_workflows,
 };
 
-/// Re-encodes an entry as the PostgreSQL store keeps it (JSON text).
+/// Re-encodes an entry as the PostgreSQL store keeps it (JSON text), in a
+/// buffer each thread reuses.
 fn json<P>(entry: &Entry<P>) -> Result<(Entry<P>, usize), String>
 where
     P: serde::Serialize + serde::de::DeserializeOwned,
 {
-    let text = serde_json::to_string(entry).map_err(|e| e.to_string())?;
-    let back = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-    Ok((back, text.len()))
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUFFER.with_borrow_mut(|text| {
+        text.clear();
+        serde_json::to_writer(&mut *text, entry).map_err(|e| e.to_string())?;
+        let back = serde_json::from_slice(text).map_err(|e| e.to_string())?;
+        Ok((back, text.len()))
+    })
 }
 
 fn arg(args: &[String], name: &str) -> Option<u64> {

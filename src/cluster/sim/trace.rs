@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 const KEPT: usize = 20;
 const NOTABLE: usize = 40;
 
-/// FNV-1a over written text.
+/// FNV-1a over written text (and, for routine events, over words).
 struct Fnv(u64);
 
 impl Fnv {
@@ -18,6 +18,13 @@ impl Fnv {
         for byte in bytes {
             self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
         }
+    }
+
+    /// FNV-1a's step on a whole word, its high bits folded down so that
+    /// every bit of `word` reaches the low bits of the next steps.
+    fn fold_word(&mut self, word: u64) {
+        let mixed = (self.0 ^ word).wrapping_mul(0x0100_0000_01b3);
+        self.0 = mixed ^ (mixed >> 29);
     }
 }
 
@@ -69,10 +76,15 @@ impl Trace {
     /// same whether lines are kept or not), and keeps its line when asked
     /// to.
     pub(crate) fn record_event(&mut self, at_ms: u64, kind: &'static str, who: usize) {
+        // A word at a time: this runs for every event.
         let mut hasher = Fnv(self.hash);
-        hasher.fold(&at_ms.to_le_bytes());
-        hasher.fold(kind.as_bytes());
-        hasher.fold(&(who as u64).to_le_bytes());
+        hasher.fold_word(at_ms);
+        for chunk in kind.as_bytes().chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            hasher.fold_word(u64::from_le_bytes(word));
+        }
+        hasher.fold_word(who as u64);
         self.hash = hasher.0;
         if self.keep {
             self.keep_line(format!("{at_ms:>9} ms  {kind} {who}"), false);

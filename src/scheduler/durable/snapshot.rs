@@ -11,7 +11,7 @@
 //! [`SchedulerError::CorruptSnapshot`] naming the field; nothing is
 //! allocated from a number before it is checked.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::agent::COUNTER_LIMIT;
 use crate::resilience::RetrySpec;
@@ -439,10 +439,12 @@ impl<P> State<P> {
         {
             return Err(corrupt("idempotency_expiry", "not in expiry order"));
         }
-        let keys: BTreeSet<&str> = expiry.iter().map(|(_, key)| key.as_str()).collect();
-        let same = keys.len() == expiry.len()
-            && keys.len() == by_key.len()
-            && by_key.keys().all(|k| keys.contains(k.as_str()));
+        // Hashed, not ordered: a window holds tens of thousands of keys,
+        // and every restore checks them.
+        let mut keys: HashSet<&str> = HashSet::with_capacity(expiry.len());
+        let distinct = expiry.iter().all(|(_, key)| keys.insert(key));
+        let same =
+            distinct && keys.len() == by_key.len() && by_key.keys().all(|k| keys.contains(&**k));
         if !same {
             return Err(corrupt("idempotency", "disagrees with its expiry queue"));
         }

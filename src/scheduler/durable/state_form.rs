@@ -3,7 +3,7 @@
 //! concern in a type of its own (timers, idempotency keys, parked groups);
 //! the form is where they meet the snapshot format, which stays as it was.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use crate::agent::Registry;
 use crate::hash::IdMap;
@@ -17,7 +17,7 @@ use crate::scheduler::queue::fair_keys::FairKeys;
 use crate::scheduler::queue::parked::ParkedGroups;
 use crate::scheduler::state::agent_table::AgentTable;
 use crate::scheduler::state::counts::WaitingCounts;
-use crate::scheduler::state::idempotency::IdempotencyKeys;
+use crate::scheduler::state::idempotency::{ExpiryQueue, IdempotencyKeys, KeyMap};
 use crate::scheduler::state::requirements::RequirementsTable;
 use crate::scheduler::state::running::Running;
 use crate::scheduler::state::slab::TaskSlab;
@@ -25,7 +25,7 @@ use crate::scheduler::state::timer::{Timer, Timers};
 use crate::scheduler::state::{State, Task};
 use crate::scheduler::stats::Recorder;
 use crate::scheduler::task::Terminal;
-use crate::{AgentId, Instant, TaskId};
+use crate::{AgentId, Instant};
 
 /// A [`State`] as a snapshot stores it. What the state derives (queue
 /// counts) is not stored; [`State::from`] leaves it for the restore checks
@@ -45,8 +45,8 @@ pub(in crate::scheduler) struct StateForm<P> {
     actions: VecDeque<Action>,
     in_flight: AgentTable<Running>,
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
-    idempotency: HashMap<String, TaskId>,
-    idempotency_expiry: VecDeque<(Instant, String)>,
+    idempotency: KeyMap,
+    idempotency_expiry: ExpiryQueue,
     dead_letters: DeadLetterQueue<P>,
     next_seq: u64,
     next_timer: u64,
