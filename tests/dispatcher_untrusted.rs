@@ -895,3 +895,52 @@ fn rate_limiters_and_breakers_that_saw_past_the_clock_are_refused() {
     let snapshot: Snapshot<u32> = serde_json::from_value(value).unwrap();
     assert!(Dispatcher::restore(config(), strategy(), snapshot).is_ok());
 }
+
+/// The idempotency keys and their expiry queue must name the same keys,
+/// each once: a queue that repeats a key (while the map holds one more), a
+/// key that names another key's task, and a queue key the map lacks are
+/// each refused.
+#[test]
+fn idempotency_keys_that_disagree_with_their_queue_are_refused() {
+    let mut d: Dispatcher<u32> = Dispatcher::with_strategy(config(), strategy());
+    let now = Instant::from_secs(1);
+    for (n, key) in ["alpha", "beta"].into_iter().enumerate() {
+        let _ = d
+            .submit(TaskSpec::new(n as u32).idempotency_key(key), now)
+            .unwrap();
+    }
+    let json = serde_json::to_value(d.snapshot()).unwrap();
+    let restore = |edit: &dyn Fn(&mut Value)| {
+        let mut value = json.clone();
+        edit(&mut value);
+        let snapshot = serde_json::from_value::<Snapshot<u32>>(value).unwrap();
+        Dispatcher::restore(config(), strategy(), snapshot)
+            .err()
+            .map(|e| e.to_string())
+    };
+    assert_eq!(restore(&|_| {}), None);
+    let queue = |v: &mut Value| {
+        v["state"]["idempotency_expiry"]
+            .as_array_mut()
+            .unwrap()
+            .clone()
+    };
+    let repeated = restore(&|v| {
+        let mut q = queue(v);
+        q[1] = q[0].clone();
+        v["state"]["idempotency_expiry"] = Value::Array(q);
+    });
+    assert!(repeated.is_some_and(|e| e.contains("idempotency")));
+    let shared_task = restore(&|v| {
+        let pairs = v["state"]["idempotency"].as_array_mut().unwrap();
+        let first_task = pairs[0][1].clone();
+        pairs[1][1] = first_task;
+    });
+    assert!(shared_task.is_some_and(|e| e.contains("idempotency")));
+    let unknown = restore(&|v| {
+        let mut q = queue(v);
+        q[0][1] = Value::from("gamma");
+        v["state"]["idempotency_expiry"] = Value::Array(q);
+    });
+    assert!(unknown.is_some_and(|e| e.contains("idempotency")));
+}

@@ -11,7 +11,7 @@
 //! [`SchedulerError::CorruptSnapshot`] naming the field; nothing is
 //! allocated from a number before it is checked.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::agent::COUNTER_LIMIT;
 use crate::resilience::RetrySpec;
@@ -439,12 +439,20 @@ impl<P> State<P> {
         {
             return Err(corrupt("idempotency_expiry", "not in expiry order"));
         }
-        // Hashed, not ordered: a window holds tens of thousands of keys,
-        // and every restore checks them.
-        let mut keys: HashSet<&str> = HashSet::with_capacity(expiry.len());
-        let distinct = expiry.iter().all(|(_, key)| keys.insert(key));
-        let same =
-            distinct && keys.len() == by_key.len() && by_key.keys().all(|k| keys.contains(&**k));
+        // A window holds tens of thousands of keys and every restore checks
+        // them, so each key is hashed once. Each key names its own task
+        // (a repeated key names the first key's task and adds no key), so
+        // the queue's keys are distinct when the tasks they name are; and
+        // distinct keys of the map, as many as the map has, are all of it.
+        let mut tasks = Vec::with_capacity(expiry.len());
+        for (_, key) in expiry {
+            match by_key.get(key) {
+                Some(task) => tasks.push(task.get()),
+                None => return Err(corrupt("idempotency", "disagrees with its expiry queue")),
+            }
+        }
+        tasks.sort_unstable();
+        let same = tasks.len() == by_key.len() && tasks.windows(2).all(|w| w[0] != w[1]);
         if !same {
             return Err(corrupt("idempotency", "disagrees with its expiry queue"));
         }
