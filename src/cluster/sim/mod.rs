@@ -17,7 +17,11 @@
 //! a seed must give the same [`SimReport::trace_hash`].
 //!
 //! A host simulates its own agents and workload by implementing
-//! [`SimWork`]: the tasks its clients submit and how each attempt goes.
+//! [`SimWork`]: the tasks its clients submit and how each attempt goes;
+//! and its workflows, with `SimWorkflows` and `simulate_workflows`
+//! (feature `workflow`): a `WorkflowClient` on
+//! the simulated store runs them, its agent steps cluster tasks, and the
+//! run checks its sagas too.
 //!
 //! ```
 //! use std::time::Duration;

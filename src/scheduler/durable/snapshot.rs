@@ -60,6 +60,13 @@ pub struct Snapshot<P> {
     retry: Option<RetrySpec>,
     strategy: StrategyState,
     state: StateForm<P>,
+    /// Taken by [`Dispatcher::snapshot`] in this process (and maybe
+    /// cloned), not read from outside: what holds by construction needs no
+    /// second look (the idempotency keys' agreement with their queue,
+    /// checked key by key otherwise). Never stored; a snapshot read back
+    /// is checked in full.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    captured: bool,
 }
 
 impl<P> Snapshot<P> {
@@ -109,6 +116,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             retry: self.config.retry.spec,
             strategy: self.strategy.save_state(),
             state: StateForm::from(&self.state),
+            captured: true,
         }
     }
 
@@ -136,7 +144,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         strategy
             .load_state(snapshot.strategy)
             .map_err(|error| corrupt("strategy", error.to_string()))?;
-        let state = State::from(snapshot.state).validated(&config.settings)?;
+        let state = State::from(snapshot.state).validated(&config.settings, snapshot.captured)?;
         Ok(Dispatcher::assemble(config, strategy, state))
     }
 }
@@ -161,8 +169,10 @@ fn issued(field: &str, value: u64, next: u64) -> Result<(), SchedulerError> {
 }
 
 impl<P> State<P> {
-    /// Checks a state read from a snapshot and rebuilds what it derives.
-    fn validated(mut self, settings: &Settings) -> Result<Self, SchedulerError> {
+    /// Checks a state read from a snapshot and rebuilds what it derives;
+    /// `captured` (taken in this process) skips the checks of what the
+    /// library keeps by construction and costs most.
+    fn validated(mut self, settings: &Settings, captured: bool) -> Result<Self, SchedulerError> {
         let counters = [
             ("next_seq", self.next_seq),
             ("next_token", self.next_token),
@@ -190,7 +200,9 @@ impl<P> State<P> {
         let armed = self.check_timers()?;
         self.check_key_waiters(&armed)?;
         self.check_agent_maps()?;
-        self.check_idempotency()?;
+        if !captured {
+            self.check_idempotency()?;
+        }
         self.check_actions()?;
         self.check_gates(&armed)?;
         self.recorder.check().map_err(|p| corrupt("recorder", p))?;
