@@ -262,9 +262,14 @@ where
                 }
                 self.events.push_back(ClientEvent::StoreFailed(failure));
             }
-            (_, Ok(other)) => self
-                .events
-                .push_back(ClientEvent::UnexpectedReply(format!("{other:?}"))),
+            (sent, Ok(other)) => {
+                if let Sent::Post(postings) = sent {
+                    // Not known to be posted: post it again.
+                    self.pool.post_failed(postings);
+                }
+                self.events
+                    .push_back(ClientEvent::UnexpectedReply(format!("{other:?}")));
+            }
         }
     }
 

@@ -118,16 +118,25 @@ impl<T: Clone> ClusterPool<T> {
         (messages, postings)
     }
 
-    /// The store took the post: each submission waits for its verdict.
+    /// The store took the post: each submission waits for its verdict. A
+    /// message the answer names no id for (a store that breaks the
+    /// contract) is posted again.
     pub(super) fn posted(&mut self, postings: Vec<Posting>, ids: Vec<MessageId>) {
-        for (posting, id) in postings.into_iter().zip(ids) {
-            if let Posting::Submit(local) = posting {
-                if let Some(pending) = self.steps.get_mut(&local) {
-                    pending.remote = Remote::Posted;
-                    self.by_message.insert(id, local);
+        let mut ids = ids.into_iter();
+        let mut unnamed = Vec::new();
+        for posting in postings {
+            match (posting, ids.next()) {
+                (Posting::Submit(local), Some(id)) => {
+                    if let Some(pending) = self.steps.get_mut(&local) {
+                        pending.remote = Remote::Posted;
+                        self.by_message.insert(id, local);
+                    }
                 }
+                (Posting::Cancel(_), Some(_)) => {}
+                (posting, None) => unnamed.push(posting),
             }
         }
+        self.post_failed(unnamed);
     }
 
     /// The post failed: its submissions are posted again (their keys make

@@ -295,5 +295,34 @@ proptest! {
         }
         prop_assert!(ended <= 1);
         prop_assert_eq!(ended == 1, client.engine().active_runs() == 0);
+        // Then a store that keeps the contract, where every task
+        // completes: nothing was lost, the run ends, nothing stays tracked.
+        let mut fresh = 1_000u64;
+        for round in 0..200u64 {
+            let now = at(10_000 + round * 10);
+            client.handle_timeout(now);
+            let Some(op) = client.poll_op(now) else { continue };
+            let reply = match op {
+                ClientOp::Post(messages) => ClientReply::Posted(
+                    messages.iter().map(|_| { fresh += 1; fresh }).collect(),
+                ),
+                ClientOp::Verdicts(ids) => ClientReply::Verdicts(
+                    ids.iter()
+                        .map(|_| {
+                            fresh += 1;
+                            Some(Verdict::Submitted(vec![Ok(TaskId::new(fresh))]))
+                        })
+                        .collect(),
+                ),
+                ClientOp::Outcomes(tasks) => ClientReply::Outcomes(
+                    tasks.iter().map(|_| Some(TaskEnd::Completed)).collect(),
+                ),
+                other => panic!("the client asked {other:?}"),
+            };
+            client.handle_reply(Ok(reply), now);
+            ended += usize::from(finished(&mut client).is_some());
+        }
+        prop_assert_eq!(ended, 1);
+        prop_assert_eq!(client.pool().tracked(), 0);
     }
 }
