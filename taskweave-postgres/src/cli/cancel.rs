@@ -1,14 +1,10 @@
 //! `taskweave-pg cancel`: cancel tasks by id.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use taskweave::TaskId;
 use taskweave::cluster::Verdict;
-use taskweave_postgres::PgClient;
 
-use super::Payload;
-use super::args::Args;
+use super::task_command::TaskCommand;
 
 const USAGE: &str = "\
 usage: taskweave-pg cancel --db CONNINFO [--wait SECONDS] TASK...
@@ -22,14 +18,14 @@ Exits 0 only if every task was cancelled, 1 otherwise. A submitter's login may
 cancel.";
 
 pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
-    let args = Args::parse(raw, USAGE, &["--db", "--wait"])?;
-    if args.wants_help() {
-        say!("{USAGE}");
+    let Some(TaskCommand {
+        tasks,
+        wait,
+        mut client,
+    }) = TaskCommand::parse(raw, USAGE, 30)?
+    else {
         return Ok(ExitCode::SUCCESS);
-    }
-    let tasks = task_ids(&args.positional).map_err(|why| args.wrong(&why))?;
-    let wait = Duration::from_secs(args.parsed("--wait", 30u64)?);
-    let mut client = PgClient::<Payload>::connect(&args.db()?).map_err(|e| e.to_string())?;
+    };
     let mut ids = Vec::with_capacity(tasks.len());
     for &task in &tasks {
         ids.push(client.cancel(task).map_err(|e| e.to_string())?);
@@ -63,43 +59,4 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     } else {
         ExitCode::from(1)
     })
-}
-
-/// The task ids of the command line: at least one, each `task-N` (as
-/// `submit` prints them) or `N`.
-pub(crate) fn task_ids(words: &[String]) -> Result<Vec<TaskId>, String> {
-    if words.is_empty() {
-        return Err("name at least one task id, as `submit` printed it".into());
-    }
-    words
-        .iter()
-        .map(|word| {
-            let number = word.strip_prefix("task-").unwrap_or(word);
-            number.parse::<u64>().map(TaskId::new).map_err(|_| {
-                format!("{word:?} is not a task id (task-N, as `submit` printed it, or N)")
-            })
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn task_ids_are_numbers_and_at_least_one() {
-        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            task_ids(&words(&["7", "task-4294967301"])),
-            Ok(vec![TaskId::new(7), TaskId::new(4_294_967_301)])
-        );
-        assert!(task_ids(&[]).unwrap_err().contains("at least one"));
-        for wrong in ["x", "task-", "task-x", "-1"] {
-            let why = task_ids(&words(&["7", wrong])).unwrap_err();
-            assert!(
-                why.contains(&format!("{wrong:?} is not a task id")),
-                "{why}"
-            );
-        }
-    }
 }

@@ -11,6 +11,7 @@ pub(crate) mod node;
 pub(crate) mod outcome;
 pub(crate) mod status;
 pub(crate) mod submit;
+pub(crate) mod task_command;
 
 use std::time::Duration;
 

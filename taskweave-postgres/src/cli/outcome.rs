@@ -1,13 +1,8 @@
 //! `taskweave-pg outcome`: how tasks ended.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use taskweave_postgres::PgClient;
-
-use super::Payload;
-use super::args::Args;
-use super::cancel::task_ids;
+use super::task_command::TaskCommand;
 
 const USAGE: &str = "\
 usage: taskweave-pg outcome --db CONNINFO [--wait SECONDS] TASK...
@@ -22,14 +17,14 @@ interval). Waits up to --wait seconds (default 0) for every task to end. Exits
 outcomes.";
 
 pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
-    let args = Args::parse(raw, USAGE, &["--db", "--wait"])?;
-    if args.wants_help() {
-        say!("{USAGE}");
+    let Some(TaskCommand {
+        tasks,
+        wait,
+        mut client,
+    }) = TaskCommand::parse(raw, USAGE, 0)?
+    else {
         return Ok(ExitCode::SUCCESS);
-    }
-    let tasks = task_ids(&args.positional).map_err(|why| args.wrong(&why))?;
-    let wait = Duration::from_secs(args.parsed("--wait", 0u64)?);
-    let mut client = PgClient::<Payload>::connect(&args.db()?).map_err(|e| e.to_string())?;
+    };
     let ends = client
         .wait_outcomes(&tasks, wait)
         .map_err(|e| e.to_string())?;
