@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use crate::agent::AgentProfile;
-use crate::scheduler::{DeadLetterReason, Expiry, Input, Snapshot, TaskReport, TaskSpec};
+use crate::scheduler::{Input, Snapshot, TaskReport, TaskSpec};
 use crate::{AgentId, AttemptToken, Instant, TaskId};
 
 use super::status::Status;
+pub use super::task_end::TaskEnd;
 
 /// A store-assigned, strictly increasing inbox message id.
 pub type MessageId = u64;
@@ -183,45 +184,6 @@ pub struct Assignment<P> {
     pub attempt: u32,
     /// The task's payload.
     pub payload: P,
-}
-
-/// How a task ended, as a leader publishes it for the client that
-/// submitted it ([`ClientOp::Outcomes`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub enum TaskEnd {
-    /// An agent reported success.
-    Completed,
-    /// It failed for good; its letter is in the dead-letter queue.
-    DeadLettered(DeadLetterReason),
-    /// It ran out of time; its letter is in the dead-letter queue.
-    Expired(Expiry),
-    /// A client cancelled it.
-    Cancelled,
-}
-
-impl std::fmt::Display for TaskEnd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TaskEnd::Completed => f.write_str("completed"),
-            TaskEnd::DeadLettered(DeadLetterReason::RetriesExhausted {
-                attempts,
-                last_error,
-            }) => write!(f, "dead-lettered after {attempts} attempts: {last_error}"),
-            TaskEnd::DeadLettered(DeadLetterReason::NonRetryable { reason }) => {
-                write!(f, "dead-lettered: {reason}")
-            }
-            TaskEnd::DeadLettered(DeadLetterReason::Unroutable { waited }) => {
-                write!(f, "dead-lettered: no agent could take it for {waited:?}")
-            }
-            TaskEnd::DeadLettered(DeadLetterReason::Expired { limit })
-            | TaskEnd::Expired(limit) => match limit {
-                Expiry::Ttl => f.write_str("expired: its time to live ran out"),
-                Expiry::Deadline => f.write_str("expired: its deadline passed"),
-            },
-            TaskEnd::Cancelled => f.write_str("cancelled"),
-        }
-    }
 }
 
 /// What a commit publishes beside its journal entries.

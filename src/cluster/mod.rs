@@ -79,6 +79,7 @@ mod mem_store;
 mod node;
 pub mod sim;
 mod status;
+mod task_end;
 #[cfg(feature = "workflow")]
 mod workflow_client;
 
