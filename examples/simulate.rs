@@ -155,10 +155,7 @@ fn print_seed(plan: &Plan, seed: u64, outcome: &Outcome) -> bool {
         return true;
     }
     if let Some(v) = &report.violation {
-        eprintln!("seed {seed}: {} at {:?} of simulated time", v.what, v.at);
-        for line in &v.trace {
-            eprintln!("  {line}");
-        }
+        eprintln!("seed {seed}: {v}");
     } else {
         eprintln!(
             "seed {seed}: two runs gave trace hashes {:016x} and {:016x}",

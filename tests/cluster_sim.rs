@@ -50,12 +50,7 @@ fn the_roles_break_no_rule_under_every_fault() {
     for seed in 1..=seeds {
         let report = simulate(config(seed, 30), work());
         if let Some(v) = &report.violation {
-            panic!(
-                "seed {seed}: {} at {:?}\n{}",
-                v.what,
-                v.at,
-                v.trace.join("\n")
-            );
+            panic!("seed {seed}: {v}");
         }
         assert!(
             report.completed > 0 && report.faults.values().sum::<u64>() > 0,
@@ -191,4 +186,17 @@ fn unworkable_simulations_are_refused_with_the_reason() {
         ..FaultMenu::default()
     };
     assert!(huge.faults(calm).build().is_ok());
+}
+
+#[test]
+fn a_violation_prints_what_when_and_its_trace_indented() {
+    let v = taskweave::cluster::sim::Violation {
+        at: Duration::from_millis(1500),
+        what: "a write of epoch 2 landed under epoch 3".into(),
+        trace: vec!["1400 ms  commit 0".into(), "1500 ms  VIOLATION".into()],
+    };
+    assert_eq!(
+        v.to_string(),
+        "a write of epoch 2 landed under epoch 3 at 1.5s of simulated time\n  1400 ms  commit 0\n  1500 ms  VIOLATION"
+    );
 }

@@ -101,12 +101,7 @@ fn a_hosts_saga_pays_or_compensates_under_every_fault() {
         let report =
             simulate_workflows(config(seed, FaultMenu::default()), work(), Trips::new(0.3));
         if let Some(v) = &report.violation {
-            panic!(
-                "seed {seed}: {} at {:?}\n{}",
-                v.what,
-                v.at,
-                v.trace.join("\n")
-            );
+            panic!("seed {seed}: {v}");
         }
         let runs = report.runs;
         assert_eq!(runs.started, 200, "{report:?}");

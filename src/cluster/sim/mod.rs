@@ -86,6 +86,17 @@ pub struct Violation {
     pub trace: Vec<String>,
 }
 
+/// The violation, when, and the trace around it, a line each (indented).
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at {:?} of simulated time", self.what, self.at)?;
+        for line in &self.trace {
+            write!(f, "\n  {line}")?;
+        }
+        Ok(())
+    }
+}
+
 /// What a run did and found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SimReport {
