@@ -221,7 +221,9 @@ impl<T: Clone, F: SimWorkflows> Flows<T, F> {
             return Err(format!("run {run} finished, but was never started"));
         };
         let mut steps = track.def.steps().map(|(id, _)| id);
-        match outcome {
+        // A failed run, compensated or with nothing to compensate, owes no
+        // compensation.
+        let owed = match outcome {
             RunOutcome::Succeeded => {
                 self.counts.succeeded += 1;
                 if let Some(step) = steps.find(|&s| {
@@ -231,22 +233,27 @@ impl<T: Clone, F: SimWorkflows> Flows<T, F> {
                         "run {run} succeeded, but step {step} neither completed nor was skipped"
                     ));
                 }
+                None
             }
-            RunOutcome::Compensated(_) | RunOutcome::Failed(_) => {
-                if matches!(outcome, RunOutcome::Failed(_)) {
-                    self.counts.failed += 1;
-                } else {
-                    self.counts.compensated += 1;
-                }
-                if let Some(step) = steps.find(|&s| track.owes(s)) {
-                    return Err(format!(
-                        "run {run} ended {outcome:?}, but step {step} completed and was not compensated"
-                    ));
-                }
+            RunOutcome::Failed(_) => {
+                self.counts.failed += 1;
+                steps.find(|&s| track.owes(s))
             }
-            RunOutcome::CompensationFailed { .. } => self.counts.compensation_failed += 1,
+            RunOutcome::Compensated(_) => {
+                self.counts.compensated += 1;
+                steps.find(|&s| track.owes(s))
+            }
+            RunOutcome::CompensationFailed { .. } => {
+                self.counts.compensation_failed += 1;
+                None
+            }
+        };
+        match owed {
+            Some(step) => Err(format!(
+                "run {run} ended {outcome:?}, but step {step} completed and was not compensated"
+            )),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
