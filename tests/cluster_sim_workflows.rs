@@ -153,3 +153,22 @@ fn saga_flows_refuse_a_zero_step_timeout() {
     let refused = SagaFlows::new(1.0, (Duration::ZERO, Duration::ZERO), 0.0, Duration::ZERO);
     assert!(refused.is_err());
 }
+
+#[test]
+fn saga_flows_refuse_rates_shares_and_ranges_that_cannot_work() {
+    let ms = Duration::from_millis;
+    let second = Duration::from_secs(1);
+    for (rate, fail, work) in [
+        (f64::NAN, 0.1, (ms(1), ms(2))),
+        (f64::INFINITY, 0.1, (ms(1), ms(2))),
+        (1e18, 0.1, (ms(1), ms(2))),
+        (-1.0, 0.1, (ms(1), ms(2))),
+        (10.0, 1.5, (ms(1), ms(2))),
+        (10.0, f64::NAN, (ms(1), ms(2))),
+        (10.0, 0.1, (ms(2), ms(1))),
+    ] {
+        let refused = SagaFlows::new(rate, work, fail, second).unwrap_err();
+        assert!(refused.to_string().contains("saga flows need"), "{refused}");
+    }
+    assert!(SagaFlows::new(1e6, (ms(1), ms(2)), 1.0, second).is_ok());
+}

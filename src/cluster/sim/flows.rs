@@ -10,6 +10,7 @@ use crate::scheduler::{AttemptOutcome, TaskSpec};
 use crate::workflow::{StepDef, StepFailure, StepOutput, StepTask, WorkflowDef};
 use crate::{AgentId, StepId, WorkflowId};
 
+use super::super::config::ConfigError;
 use super::super::contract::Assignment;
 use super::config::{SimRng, SimWork};
 
@@ -116,13 +117,14 @@ impl<T: Clone, W: SimWork<T>> SimWork<SimTask<T>> for Plain<W> {
 pub struct SagaFlows {
     def: Arc<WorkflowDef>,
     backlog: f64,
-    /// Runs started per second.
-    pub runs_per_second: f64,
-    /// An attempt's duration: from, to.
-    pub work: (Duration, Duration),
-    /// The share of attempts that fail.
-    pub fail: f64,
+    runs_per_second: f64,
+    work: (Duration, Duration),
+    fail: f64,
 }
+
+/// The most runs a second [`SagaFlows`] starts (the simulation's bound on
+/// its rates of tasks and faults).
+const MAX_RUNS_PER_SECOND: f64 = 1e6;
 
 impl SagaFlows {
     /// The saga, started at `runs_per_second`, each attempt taking `work`
@@ -131,15 +133,25 @@ impl SagaFlows {
     ///
     /// # Errors
     ///
-    /// [`Error::Resilience`](crate::Error) or
-    /// [`Error::Definition`](crate::Error) if `step_timeout` is zero.
+    /// [`ConfigError`] for a rate that is not finite or outside 0 to 1e6
+    /// a second, a share of failures outside 0 to 1, a duration range
+    /// upside down, or a zero `step_timeout` (the definition's error).
     pub fn new(
         runs_per_second: f64,
         work: (Duration, Duration),
         fail: f64,
         step_timeout: Duration,
-    ) -> Result<Self, crate::Error> {
-        let retry = Fixed::new(Duration::from_millis(200), 2)?;
+    ) -> Result<Self, ConfigError> {
+        if !(0.0..=MAX_RUNS_PER_SECOND).contains(&runs_per_second)
+            || !(0.0..=1.0).contains(&fail)
+            || work.0 > work.1
+        {
+            return Err(ConfigError(format!(
+                "saga flows need 0 to 1e6 runs a second, a share of failures from 0 to 1 and an attempt's duration from..=to, not {runs_per_second}, {fail}, {work:?}"
+            )));
+        }
+        let invalid = |e: &dyn std::fmt::Display| ConfigError(e.to_string());
+        let retry = Fixed::new(Duration::from_millis(200), 2).map_err(|e| invalid(&e))?;
         let agent = |id: &str| StepDef::agent(id).retry(retry).timeout(step_timeout);
         let def = WorkflowDef::builder("order", 1)
             .step(agent("reserve").compensable())
@@ -149,7 +161,8 @@ impl SagaFlows {
             .edge("reserve", "charge")
             .edge("charge", "ship")
             .edge("ship", "confirm")
-            .build()?;
+            .build()
+            .map_err(|e| invalid(&e))?;
         Ok(SagaFlows {
             def: Arc::new(def),
             backlog: 0.0,
