@@ -245,9 +245,14 @@ pub fn check_store<S: Store<String>>(
         incarnation,
         limit: 10,
     };
-    let claimed = store.agent(claim(agent, new), now);
+    let early = store.agent(claim(agent, old), now);
     checks.that(
         "an agent claims its ready rows",
+        matches!(&early, Ok(AgentReply::Claimed { rows, stopped: false }) if rows[..] == [assignment(1, 1)]),
+    )?;
+    let claimed = store.agent(claim(agent, new), now);
+    checks.that(
+        "a newer incarnation takes over the rows an older one claimed (rule 5)",
         matches!(&claimed, Ok(AgentReply::Claimed { rows, stopped: false }) if rows[..] == [assignment(1, 1)]),
     )?;
     let repeated = store.agent(claim(agent, new), now);
@@ -262,7 +267,7 @@ pub fn check_store<S: Store<String>>(
     )?;
     let stale = store.agent(claim(agent, old), now);
     checks.that(
-        "another incarnation does not get the rows this one claimed",
+        "an older incarnation does not get back the rows a newer one claimed",
         matches!(&stale, Ok(AgentReply::Claimed { rows, .. }) if rows.is_empty()),
     )?;
     let outstanding = store.node(NodeOp::ReadOutstanding, now);
@@ -344,6 +349,38 @@ pub fn check_store<S: Store<String>>(
         "a closed row was deleted (rule 8)",
         matches!(&again, Ok(AgentReply::Claimed { rows, .. }) if rows[..] == [assignment(1, 1)]),
     )?;
+    let stale_report = store.agent(
+        AgentOp::Report {
+            sender: Sender::Agent {
+                agent,
+                incarnation: old,
+            },
+            reports: vec![TaskReport {
+                task: TaskId::new(1),
+                agent,
+                token: AttemptToken::new(1),
+                outcome: AttemptOutcome::Success,
+            }],
+        },
+        now,
+    );
+    checks.that(
+        "an older incarnation's report is posted",
+        matches!(stale_report, Ok(AgentReply::Posted { stopped: false })),
+    )?;
+    let held = store.agent(claim(agent, new), now);
+    checks.that(
+        "a report leaves a row the reporting incarnation does not hold (rule 6)",
+        matches!(&held, Ok(AgentReply::Claimed { rows, .. }) if rows[..] == [assignment(1, 1)]),
+    )?;
+    let stale_id = match store.node(NodeOp::ReadInbox { limit: 10 }, now) {
+        Ok(NodeReply::Inbox(messages)) if messages.len() == 1 => messages[0].id,
+        other => {
+            return Err(format!(
+                "reading an inbox holding one report answered {other:?}"
+            ));
+        }
+    };
     checks.that(
         "a task's first published outcome stays (outcomes are idempotent)",
         outcomes(store, &[1], now)?[..] == [Some(TaskEnd::Completed)],
@@ -353,7 +390,8 @@ pub fn check_store<S: Store<String>>(
         ended: vec![(TaskId::new(2), TaskEnd::Expired(Expiry::Deadline))],
         ..Outputs::default()
     };
-    let done = store.node(commit(1, 5, vec![entry(5)], vec![], closing), now);
+    let consumed = vec![(stale_id, Verdict::Accepted)];
+    let done = store.node(commit(1, 5, vec![entry(5)], consumed, closing), now);
     checks.is("a commit closes a claimed row", &done, |r| {
         matches!(r, Ok(NodeReply::Done))
     })?;

@@ -381,9 +381,10 @@ pub enum AgentOp<P> {
         /// The messages.
         messages: Vec<Message<P>>,
     },
-    /// Claim up to `limit` of the agent's `ready` rows for `incarnation`.
-    /// Answers [`AgentReply::Claimed`] with those and every row this
-    /// incarnation claimed before and has not reported (rule 5).
+    /// Claim up to `limit` of the agent's rows for `incarnation`: `ready`
+    /// ones, or claimed by an older incarnation. Answers
+    /// [`AgentReply::Claimed`] with those and every row this incarnation
+    /// claimed before and has not reported (rule 5).
     Claim {
         /// The agent.
         agent: AgentId,
@@ -505,9 +506,13 @@ pub enum ClientReply {
 ///    (same task and token) changes nothing; deleting a row that is gone
 ///    changes nothing. A row is claimed only by the agent it names; a claim
 ///    answers every row that incarnation claimed and has not reported, so a
-///    claim whose answer was lost is simply asked again.
+///    claim whose answer was lost is simply asked again. A claim takes
+///    ready rows and rows an older incarnation of the agent claimed: a
+///    claim of an agent's previous life that lands after its restart
+///    cannot strand the rows its new life was assigned.
 /// 6. **Reports close their rows.** [`AgentOp::Report`] posts the reports
-///    and marks the rows they answer done, in one transaction.
+///    and marks done the rows they answer that the reporting incarnation
+///    claimed, in one transaction.
 /// 7. **Reads are consistent.** A read sees every transaction that was
 ///    answered before it was sent.
 /// 8. **Storage is bounded.** A commit deletes the outbox rows of the

@@ -418,7 +418,10 @@ impl<P: Clone> MemStore<P> {
             };
             match *state {
                 RowState::Claimed(by) if by == incarnation => rows.push(assignment.clone()),
-                RowState::Ready if fresh < limit => {
+                RowState::Claimed(by) if by > incarnation => {}
+                // Ready, or claimed by an older life of the agent (whose
+                // claim may have landed after this life's registration).
+                RowState::Ready | RowState::Claimed(_) if fresh < limit => {
                     fresh += 1;
                     *state = RowState::Claimed(incarnation);
                     rows.push(assignment.clone());
@@ -452,9 +455,9 @@ impl<P: Clone> MemStore<P> {
             AgentOp::Report { sender, reports } => {
                 for report in &reports {
                     if let Some((row, state)) = self.outbox.get_mut(&(report.task, report.token)) {
-                        let own =
-                            matches!(sender, Sender::Agent { agent, .. } if agent == row.agent);
-                        if own {
+                        let holder = matches!(sender, Sender::Agent { agent, incarnation }
+                            if agent == row.agent && *state == RowState::Claimed(incarnation));
+                        if holder {
                             *state = RowState::Done;
                         }
                     }

@@ -19,14 +19,17 @@ const POST: &str = "WITH posted AS (
     SELECT $1::bigint, $2::bigint, k, b FROM unnest($3::text[], $4::text[]) AS u(k, b))
 SELECT stopped FROM lease WHERE id = 1";
 
-/// Claims up to `$3` ready rows of agent `$1` for incarnation `$2` and
-/// answers them with those it claimed before (the second branch reads the
-/// statement's snapshot, so a row is never answered twice), with the
-/// lease's `stopped` on every row (one row of NULLs when none).
+/// Claims up to `$3` rows of agent `$1` for incarnation `$2`, ready or
+/// claimed by an older incarnation (whose claim may have landed after
+/// this one registered), and answers them with those it claimed before
+/// (the second branch reads the statement's snapshot, so a row is never
+/// answered twice), with the lease's `stopped` on every row (one row of
+/// NULLs when none).
 const CLAIM: &str = "WITH claimed AS (
     UPDATE outbox SET state = 'claimed', incarnation = $2
     WHERE (task, token) IN (
-        SELECT task, token FROM outbox WHERE agent = $1 AND state = 'ready'
+        SELECT task, token FROM outbox WHERE agent = $1
+          AND (state = 'ready' OR (state = 'claimed' AND incarnation < $2))
         ORDER BY token LIMIT $3 FOR UPDATE SKIP LOCKED)
     RETURNING task, token, agent, attempt, payload),
 held AS (
@@ -37,14 +40,15 @@ held AS (
 SELECT l.stopped, h.task, h.token, h.agent, h.attempt, h.payload
 FROM lease l LEFT JOIN held h ON true WHERE l.id = 1";
 
-/// Posts reports and closes the rows they answer, in one statement.
+/// Posts reports and closes the rows they answer that this incarnation
+/// holds, in one statement.
 const REPORT: &str = "WITH posted AS (
     INSERT INTO inbox (agent, incarnation, kind, body)
     SELECT $1::bigint, $2::bigint, 'report', b FROM unnest($3::text[]) AS u(b)),
 closed AS (
     UPDATE outbox SET state = 'done' FROM unnest($4::bigint[], $5::bigint[]) AS u(t, k)
     WHERE outbox.task = u.t AND outbox.token = u.k AND outbox.agent = $1
-      AND outbox.state IN ('ready', 'claimed'))
+      AND outbox.state = 'claimed' AND outbox.incarnation = $2)
 SELECT stopped FROM lease WHERE id = 1";
 
 const TAKE_REFUSALS: &str = "UPDATE inbox SET seen = true
