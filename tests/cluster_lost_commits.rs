@@ -1,7 +1,8 @@
 //! A leader whose commit answer was lost (`StoreFailure::Unknown`) reads
 //! the commit's first entry back: found under its epoch, it leads on
-//! without rebuilding; not found, it rebuilds; and while an earlier lost
-//! commit may still land, an entry of its epoch proves nothing.
+//! without rebuilding; not found, it sends the same commit again; found
+//! under another epoch, it rebuilds. A refused commit is sent again after
+//! a backoff.
 
 #![cfg(feature = "cluster")]
 
@@ -126,53 +127,132 @@ fn a_commit_that_landed_is_confirmed_without_rebuilding() {
     assert_eq!(host.node.applied(), host.journal_end());
 }
 
+/// Runs `op` on the store and hands the answer to the node.
+fn execute(host: &mut Host, op: NodeOp<u32>) {
+    let reply = host.store.node(op, host.now);
+    host.node.handle_reply(reply, host.now);
+}
+
 /// A leader's first commit, lost without landing and read back: the
-/// commit, and what the node sent next (the start of its rebuild).
+/// commit, and what the node sent next.
 fn lost_unlanded(host: &mut Host) -> (NodeOp<u32>, NodeOp<u32>) {
     host.submit(3);
     let commit = host.until_dirty_commit();
     let seq = first_seq(&commit);
     host.node.handle_reply(Err(lost()), host.now);
     let next = read_back(host, seq);
-    assert!(matches!(next, NodeOp::LatestSnapshot), "{next:?}");
     (commit, next)
 }
 
 #[test]
-fn a_commit_that_did_not_land_is_rebuilt() {
+fn a_commit_that_did_not_land_is_sent_again_as_it_was() {
     let mut host = Host::new();
-    let _ = lost_unlanded(&mut host);
-    assert_eq!(host.node.role(), Role::Starting);
+    let (commit, again) = lost_unlanded(&mut host);
+    assert_eq!(format!("{again:?}"), format!("{commit:?}"));
+    execute(&mut host, again);
+    assert!(matches!(host.node.role(), Role::Leading { epoch: 1 }));
+    assert_eq!(host.node.applied(), host.journal_end());
+}
+
+#[test]
+fn a_refused_commit_is_sent_again_after_a_backoff() {
+    let mut host = Host::new();
+    host.submit(3);
+    let commit = host.until_dirty_commit();
+    let refused = StoreFailure::Failed {
+        cause: "test: the store is restarting".into(),
+    };
+    let failed_at = host.now;
+    host.node.handle_reply(Err(refused), host.now);
+    let again = host.next_op();
+    assert!(host.now > failed_at, "sent again without a backoff");
+    assert_eq!(format!("{again:?}"), format!("{commit:?}"));
+    execute(&mut host, again);
+    assert!(matches!(host.node.role(), Role::Leading { epoch: 1 }));
+    assert_eq!(host.node.applied(), host.journal_end());
 }
 
 /// A commit lost without landing may land later (a server still finishing
-/// it). Then the entry at a later commit's place, under the same epoch,
-/// may be the old commit's: the leader must rebuild, not trust it.
+/// it) while its copy is on its way. Whichever lands, the other
+/// conflicts: the leader reads the entry back, finds its epoch, and leads
+/// on from a state the journal holds, without rebuilding.
 #[test]
-fn an_entry_of_its_epoch_proves_nothing_while_an_older_commit_is_in_doubt() {
+fn a_late_original_and_its_copy_land_once() {
     let mut host = Host::new();
-    let (old, next) = lost_unlanded(&mut host);
+    let (old, again) = lost_unlanded(&mut host);
     let seq = first_seq(&old);
-    let reply = host.store.node(next, host.now);
-    host.node.handle_reply(reply, host.now);
-
-    // Rebuilt and leading again, it commits the same messages anew; the
-    // old commit lands first and this one's answer is lost.
-    let new = host.until_dirty_commit();
-    assert_eq!(first_seq(&new), seq);
     let landed = host.store.node(old, host.now);
     assert!(matches!(landed, Ok(NodeReply::Done)), "{landed:?}");
-    host.node.handle_reply(Err(lost()), host.now);
+    let conflict = host.store.node(again, host.now);
+    assert!(
+        matches!(conflict, Err(StoreFailure::Conflict { .. })),
+        "{conflict:?}"
+    );
+    host.node.handle_reply(conflict, host.now);
     let next = read_back(&mut host, seq);
     assert!(
-        matches!(next, NodeOp::LatestSnapshot),
-        "trusted an entry an older commit may have written: {next:?}"
+        !matches!(next, NodeOp::LatestSnapshot | NodeOp::Commit { .. }),
+        "the leader rebuilt or committed again: {next:?}"
     );
-    // Once rebuilt, it leads from the journal as it is.
-    let reply = host.store.node(next, host.now);
-    host.node.handle_reply(reply, host.now);
+    assert!(matches!(host.node.role(), Role::Leading { epoch: 1 }));
+    assert_eq!(host.node.applied(), host.journal_end());
+    execute(&mut host, next);
     host.submit(1);
     let after = host.until_dirty_commit();
     assert_eq!(first_seq(&after), host.journal_end() + 1);
-    assert_eq!(host.node.applied(), host.journal_end() + 1);
+}
+
+/// A commit refused because another leader wrote its place: deposed, the
+/// node rebuilds and follows.
+#[test]
+fn a_commit_whose_place_another_epoch_took_is_rebuilt() {
+    let mut host = Host::new();
+    host.submit(3);
+    let commit = host.until_dirty_commit();
+    let seq = first_seq(&commit);
+    // A rival takes the expired lease and writes the same place.
+    host.now = host.now.saturating_add(Duration::from_secs(60));
+    let taken = host.store.node(
+        NodeOp::TakeLease {
+            seen: 1,
+            holder: "rival".into(),
+            ttl: Duration::from_secs(10),
+        },
+        host.now,
+    );
+    assert!(
+        matches!(taken, Ok(NodeReply::Taken { epoch: 2 })),
+        "{taken:?}"
+    );
+    let NodeOp::Commit {
+        entries,
+        consumed,
+        outputs,
+        ..
+    } = commit
+    else {
+        unreachable!()
+    };
+    let rival = host.store.node(
+        NodeOp::Commit {
+            epoch: 2,
+            ttl: Duration::from_secs(10),
+            first_seq: seq,
+            entries,
+            consumed,
+            outputs,
+        },
+        host.now,
+    );
+    assert!(matches!(rival, Ok(NodeReply::Done)), "{rival:?}");
+    host.node.handle_reply(Err(lost()), host.now);
+    let next = read_back(&mut host, seq);
+    assert!(matches!(next, NodeOp::LatestSnapshot), "{next:?}");
+    execute(&mut host, next);
+    for _ in 0..20 {
+        let op = host.next_op();
+        execute(&mut host, op);
+    }
+    assert_eq!(host.node.role(), Role::Following);
+    assert_eq!(host.node.applied(), host.journal_end());
 }

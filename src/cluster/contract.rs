@@ -540,8 +540,9 @@ pub enum ClientReply {
 ///   the lease expired; nothing was written. A leader goes back to
 ///   following.
 /// * [`StoreFailure::Conflict`]: the journal or inbox is not as the
-///   operation expected (another writer got there first); nothing was
-///   written. A node rebuilds from the store.
+///   operation expected (another writer, or an earlier copy of the same
+///   commit, got there first); nothing was written. A leader reads its
+///   commit back, as after a lost answer.
 ///
 /// [`MemStore`]: super::MemStore
 pub trait Store<P> {

@@ -23,8 +23,9 @@
 //! report from a fenced attempt is accepted, epochs never go back.
 //!
 //! **Liveness.** After any store failure a role backs off and resumes from
-//! the journal; a leader whose commit failed throws its state away and
-//! rebuilds it. An agent that restarts asks the store for a new
+//! the journal; a leader whose commit failed sends the same commit again
+//! (after reading it back when its answer was lost) until it lands, and
+//! throws its state away only when deposed. An agent that restarts asks the store for a new
 //! incarnation; registering it replaces the old one at once, whose
 //! attempts go back to the queue (no heartbeat timeout to wait out).
 //!

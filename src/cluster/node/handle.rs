@@ -126,16 +126,9 @@ impl<P: Clone> Node<P> {
                     }
                 }
             }
-            (
-                Sent::Commit {
-                    last_seq, dirty, ..
-                },
-                NodeReply::Done,
-            ) => {
+            (Sent::Commit { last_seq, .. }, NodeReply::Done) => {
                 self.renewed_at = now;
-                // A lost commit can no longer land: its entries' places
-                // are taken.
-                self.in_doubt &= !dirty;
+                self.unconfirmed = None;
                 debug_assert_eq!(last_seq, self.applied());
             }
             (Sent::Confirm { first_seq }, NodeReply::Journal(rows)) => {
@@ -176,24 +169,33 @@ impl<P: Clone> Node<P> {
         self.phase = Phase::CatchUp { resume };
     }
 
-    /// A lost commit's first entry read back: `row` is the (seq, epoch)
-    /// found at `first_seq`. Found under this epoch, the commit landed
-    /// whole and leading goes on; otherwise the replica, which applied
-    /// it, is rebuilt.
+    /// An unconfirmed commit's first entry read back: `row` is the (seq,
+    /// epoch) found at `first_seq`. Found under this epoch, the commit
+    /// landed whole (this epoch sends nothing else there) and leading goes
+    /// on; absent, it is sent again; under another epoch, the leader was
+    /// deposed and the replica, which applied the commit, is rebuilt.
     fn confirmed(&mut self, first_seq: u64, row: Option<(u64, u64)>) {
         let Phase::Lead { epoch, .. } = self.phase else {
             return;
         };
-        if row == Some((first_seq, epoch)) && !self.in_doubt {
-            self.phase = Phase::Lead {
+        self.phase = match row {
+            Some(found) if found == (first_seq, epoch) => {
+                self.unconfirmed = None;
+                Phase::Lead {
+                    epoch,
+                    stage: Stage::Intake,
+                }
+            }
+            None => Phase::Lead {
                 epoch,
-                stage: Stage::Intake,
-            };
-            return;
-        }
-        self.in_doubt = row.is_none();
-        self.phase = Phase::Restore {
-            resume: Some(epoch),
+                stage: Stage::Resend,
+            },
+            Some(_) => {
+                self.unconfirmed = None;
+                Phase::Restore {
+                    resume: Some(epoch),
+                }
+            }
         };
     }
 
@@ -232,6 +234,7 @@ impl<P: Clone> Node<P> {
                 cause: failure,
             });
             self.queued = None;
+            self.unconfirmed = None;
             self.phase = if matches!(sent, Sent::Commit { dirty: true, .. }) {
                 Phase::Restore { resume: None }
             } else {
@@ -239,7 +242,7 @@ impl<P: Clone> Node<P> {
             };
             return;
         }
-        let is_unknown = matches!(failure, StoreFailure::Unknown { .. });
+        let refused = matches!(failure, StoreFailure::Failed { .. });
         let retry_in = self.config.backoff.next();
         self.events.push_back(NodeEvent::StoreTrouble {
             op,
@@ -248,7 +251,8 @@ impl<P: Clone> Node<P> {
         });
         self.wake_at = now.saturating_add(retry_in);
         match (self.phase, sent) {
-            // A batch whose commit may have landed: read it back.
+            // A batch the replica applied: refused, send it again; lost or
+            // in conflict, read it back first.
             (
                 Phase::Lead { epoch, .. },
                 Sent::Commit {
@@ -256,12 +260,14 @@ impl<P: Clone> Node<P> {
                     first_seq,
                     ..
                 },
-            ) if is_unknown => {
+            ) => {
                 self.queued = None;
-                self.phase = Phase::Lead {
-                    epoch,
-                    stage: Stage::Confirm { first_seq },
+                let stage = if refused {
+                    Stage::Resend
+                } else {
+                    Stage::Confirm { first_seq }
                 };
+                self.phase = Phase::Lead { epoch, stage };
             }
             // A read, or a renewal (fenced, so harmless twice), simply
             // runs again.
@@ -269,14 +275,6 @@ impl<P: Clone> Node<P> {
                 Phase::Lead { .. },
                 Sent::Confirm { .. } | Sent::Inbox | Sent::Outstanding | Sent::Renew,
             ) => {}
-            // The replica applied a batch that is not in the journal:
-            // rebuild it, then lead on if the lease is still ours.
-            (Phase::Lead { epoch, .. }, Sent::Commit { dirty: true, .. }) => {
-                self.queued = None;
-                self.phase = Phase::Restore {
-                    resume: Some(epoch),
-                };
-            }
             // Any other leader operation may have half-happened (a
             // snapshot, a stop, a takeover's publication): find out from
             // the journal and the lease, then reconcile again.

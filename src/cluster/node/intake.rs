@@ -1,7 +1,8 @@
 //! The leader's intake: pending inbox messages become journal entries and
 //! verdicts. The entries are applied to the replica at once, so the
 //! verdicts and the outbox rows go into the same commit as the entries;
-//! if the commit fails, the replica is thrown away.
+//! a commit that fails is sent again, unchanged, until it lands or the
+//! leader is deposed (and its replica thrown away).
 
 use crate::agent::AgentProfile;
 use crate::scheduler::{Applied, ApplyError, AttemptOutcome, Input};

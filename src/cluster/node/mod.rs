@@ -47,6 +47,8 @@ enum Stage {
     /// Find out whether the commit of entries `first_seq..` whose answer
     /// was lost landed: read its first entry back.
     Confirm { first_seq: u64 },
+    /// Send the unconfirmed commit again: it did not land.
+    Resend,
 }
 
 /// The operation outstanding, and what its answer means.
@@ -101,14 +103,17 @@ enum Sent {
 /// them into journal entries, applies them to its replica, and commits the
 /// entries, the messages' verdicts and the outbox rows the dispatcher
 /// decided in one fenced transaction: nothing it decided is visible before
-/// the entries that explain it are durable. If the commit fails in any
-/// way, the replica (which already applied the batch) is thrown away and
-/// rebuilt from the store, and the messages not committed are read again —
-/// unless the answer was only lost ([`StoreFailure::Unknown`]): then the
-/// leader reads the commit's first entry back, and goes on leading if it
-/// is there under its epoch (a commit lands whole or not at all).
+/// the entries that explain it are durable. The replica already applied
+/// the batch, so a commit that fails is never dropped: refused
+/// ([`StoreFailure::Failed`]), it is sent again, the very same, after a
+/// backoff; its answer lost or in conflict, the leader reads the
+/// commit's first entry back: there under its epoch, the commit landed (a
+/// commit lands whole or not at all) and leading goes on; absent, the
+/// same commit is sent again; under another epoch, the leader was deposed
+/// and rebuilds. Every commit of one epoch at one place therefore holds
+/// the same entries, and an entry found there proves the replica's state.
 ///
-/// [`StoreFailure::Unknown`]: super::StoreFailure::Unknown
+/// [`StoreFailure::Failed`]: super::StoreFailure::Failed
 ///
 /// **Taking over.** A follower takes an expired lease with the next
 /// epoch, applies whatever its predecessor committed last, then publishes
@@ -138,10 +143,9 @@ pub struct Node<P> {
     /// snapshot forgets the messages up to it.
     forget_through: Option<MessageId>,
     failure: Option<String>,
-    /// A commit of this node's may still land: its answer was lost and
-    /// reading it back found nothing yet. Until a later commit lands, a
-    /// row of this epoch cannot prove which commit wrote it.
-    in_doubt: bool,
+    /// The commit with entries last sent, kept until the store confirms
+    /// it: one the leader cannot prove landed is sent again as it was.
+    unconfirmed: Option<(Sent, NodeOp<P>)>,
     events: VecDeque<NodeEvent>,
 }
 
@@ -187,7 +191,7 @@ impl<P: Clone> Node<P> {
             consumed_max: None,
             forget_through: None,
             failure: None,
-            in_doubt: false,
+            unconfirmed: None,
             events: VecDeque::new(),
         };
         node.replica.watch(&node.config.pools);
@@ -245,6 +249,9 @@ impl<P: Clone> Node<P> {
             return None;
         }
         if let Some((sent, op)) = self.queued.take() {
+            if matches!(sent, Sent::Commit { dirty: true, .. }) {
+                self.unconfirmed = Some((sent, op.clone()));
+            }
             self.sent = Some(sent);
             return Some(op);
         }
@@ -287,6 +294,20 @@ impl<P: Clone> Node<P> {
                     limit: 1,
                 },
             ),
+            Phase::Lead {
+                epoch,
+                stage: Stage::Resend,
+            } => {
+                // Its answer decides what comes next, as the first time.
+                self.phase = Phase::Lead {
+                    epoch,
+                    stage: Stage::Intake,
+                };
+                match &self.unconfirmed {
+                    Some((sent, op)) => (*sent, op.clone()),
+                    None => self.leader_op(epoch, now),
+                }
+            }
         };
         self.sent = Some(sent);
         Some(op)

@@ -278,12 +278,6 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
     fn check_takeover(&mut self, i: usize) {
         let applied = self.nodes[i].node.applied();
         let audited = self.auditor.next_seq().saturating_sub(1);
-        if applied < audited && self.own_late_commits(i, applied) {
-            // Its own commit, lost and late, landed after it caught up:
-            // its next commit conflicts there and it rebuilds (and is
-            // checked again when it leads).
-            return;
-        }
         if applied != audited {
             return self.violate(format!(
                 "node {i} leads from entry {applied}, the journal holds {audited}"
@@ -296,16 +290,6 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
                 "node {i} leads from a state that is not the journal's:\n  leader {leader}\n  replay {replay}"
             ));
         }
-    }
-
-    /// Every entry after `applied` was written under node `i`'s epoch.
-    fn own_late_commits(&self, i: usize, applied: u64) -> bool {
-        let Role::Leading { epoch } = self.nodes[i].node.role() else {
-            return false;
-        };
-        self.store
-            .journal_from(applied.saturating_add(1))
-            .all(|row| row.epoch == epoch)
     }
 
     /// After an agent took an answer: its work, cancels, next operation.
