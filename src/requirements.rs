@@ -180,12 +180,11 @@ impl From<TaskRequirements> for Constraints {
 
 impl PartialEq for TaskRequirements {
     fn eq(&self, other: &Self) -> bool {
-        if let (Some(a), Some(b)) = (&self.constraints, &other.constraints)
-            && Arc::ptr_eq(a, b)
-        {
-            return true;
-        }
-        self.constraints() == other.constraints()
+        let shared = match (&self.constraints, &other.constraints) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        shared || self.constraints() == other.constraints()
     }
 }
 

@@ -350,8 +350,9 @@ impl TemplateDecomposer {
     pub fn select(&self, goal: &str) -> Option<&GoalTemplate> {
         let mut best: Option<(usize, &GoalTemplate)> = None;
         for template in &self.templates {
-            if let Some(score) = template.matches(goal)
-                && best.is_none_or(|(top, _)| score > top)
+            if let Some(score) = template
+                .matches(goal)
+                .filter(|&score| best.is_none_or(|(top, _)| score > top))
             {
                 best = Some((score, template));
             }

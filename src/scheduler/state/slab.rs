@@ -70,9 +70,12 @@ impl<T, R> TaskSlab<T, R> {
     #[inline(always)]
     pub(crate) fn insert(&mut self, value: T) -> TaskId {
         self.live += 1;
-        if let Some(&index) = self.retired.front()
-            && matches!(self.slots[index as usize].occupant, Occupant::Vacant)
-        {
+        let vacant = self
+            .retired
+            .front()
+            .copied()
+            .filter(|&index| matches!(self.slots[index as usize].occupant, Occupant::Vacant));
+        if let Some(index) = vacant {
             self.retired.pop_front();
             let slot = &mut self.slots[index as usize];
             slot.generation = slot.generation.wrapping_add(1);
