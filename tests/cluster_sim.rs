@@ -154,6 +154,11 @@ fn unworkable_simulations_are_refused_with_the_reason() {
         ..FaultMenu::default()
     };
     assert!(refused(SimConfig::builder(1).faults(chance)).contains("chances"));
+    let refusals = FaultMenu {
+        refuse: -0.1,
+        ..FaultMenu::default()
+    };
+    assert!(refused(SimConfig::builder(1).faults(refusals)).contains("chances"));
     let rate = FaultMenu {
         crash_node: f64::NAN,
         ..FaultMenu::default()

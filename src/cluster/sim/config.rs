@@ -104,6 +104,10 @@ pub struct FaultMenu {
     pub restart_store: f64,
     /// An operation that takes effect but whose answer is lost.
     pub lose_answer: f64,
+    /// An operation the store refuses without effect, as a database
+    /// refuses a transaction (a serialization failure, a timeout):
+    /// [`StoreFailure::Failed`](crate::cluster::StoreFailure::Failed).
+    pub refuse: f64,
     /// An operation lost on the way to the store (no effect, no answer).
     pub drop_request: f64,
     /// An operation that reaches the store only after its sender gave up
@@ -134,6 +138,7 @@ impl FaultMenu {
             kill_agent: 0.0,
             restart_store: 0.0,
             lose_answer: 0.0,
+            refuse: 0.0,
             drop_request: 0.0,
             late_request: 0.0,
             duplicate_request: 0.0,
@@ -156,6 +161,7 @@ impl Default for FaultMenu {
             kill_agent: 0.03,
             restart_store: 0.02,
             lose_answer: 0.002,
+            refuse: 0.002,
             drop_request: 0.002,
             late_request: 0.001,
             duplicate_request: 0.002,
@@ -352,6 +358,7 @@ impl<P> SimConfigBuilder<P> {
         ];
         let chances = [
             f.lose_answer,
+            f.refuse,
             f.drop_request,
             f.late_request,
             f.duplicate_request,

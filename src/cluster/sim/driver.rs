@@ -38,6 +38,8 @@ pub(crate) struct Tick<'a, P> {
     pub(crate) store_down: bool,
     /// The chance that an answer is lost.
     pub(crate) lose_answer: f64,
+    /// The chance that the store refuses an operation.
+    pub(crate) refuse: f64,
     /// The chance, per tick, that a live run is cancelled.
     pub(crate) cancel: f64,
     /// Whether new runs start (during the faults).

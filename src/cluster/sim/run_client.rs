@@ -108,6 +108,11 @@ impl<T: Clone, F: SimWorkflows> Flows<T, F> {
                 Err(StoreFailure::Failed {
                     cause: "simulated: the store is restarting".into(),
                 })
+            } else if tick.rng.chance(tick.refuse) {
+                *tick.faults.entry("refuse").or_default() += 1;
+                Err(StoreFailure::Failed {
+                    cause: "simulated: the store refused the transaction".into(),
+                })
             } else {
                 tick.store.client(op, tick.now)
             };

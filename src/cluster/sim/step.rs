@@ -45,6 +45,8 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
             } => {
                 let reply = if self.now < self.store_down_until {
                     Err(down())
+                } else if self.refused() {
+                    Err(refusal())
                 } else {
                     self.store.agent(*op, self.now)
                 };
@@ -135,6 +137,12 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
             }
             return;
         }
+        if self.refused() {
+            if !copy {
+                self.answer_node(node, life, Err(refusal()));
+            }
+            return;
+        }
         let op = match self.encoded(op) {
             Ok(op) => op,
             Err(why) => {
@@ -148,6 +156,17 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
             | NodeOp::Renew { epoch, .. } => Some(*epoch),
             _ => None,
         };
+        if let NodeOp::Commit { first_seq, .. } = &op {
+            // A leader sends an unconfirmed commit again until it lands, so
+            // it never commits past the journal's end: a gap means its
+            // replica applied entries the journal does not hold.
+            let next = self.auditor.next_seq();
+            if *first_seq > next {
+                return self.violate(format!(
+                    "node {node} commits from entry {first_seq}, past the journal's end ({next})"
+                ));
+            }
+        }
         let noticed = notice_list(&op, self.agents.len());
         let reply = self.store.node(op, self.now);
         if reply.is_ok() {
@@ -231,6 +250,15 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
     }
 
     /// The answer to an operation the store executed, maybe lost.
+    /// Whether the store refuses the operation arriving now (no effect).
+    fn refused(&mut self) -> bool {
+        let refused = self.rng.chance(self.config.faults.refuse);
+        if refused {
+            *self.faults.entry("refuse").or_default() += 1;
+        }
+        refused
+    }
+
     fn maybe_lose<R>(&mut self, reply: Result<R, StoreFailure>) -> Result<R, StoreFailure> {
         if reply.is_ok() && self.rng.chance(self.config.faults.lose_answer) {
             *self.faults.entry("lose_answer").or_default() += 1;
@@ -363,6 +391,7 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
             now: self.now,
             store_down: self.now < self.store_down_until,
             lose_answer: self.config.faults.lose_answer,
+            refuse: self.config.faults.refuse,
             cancel: self.config.faults.cancel,
             starting,
             faults: &mut self.faults,
@@ -452,5 +481,11 @@ fn notice_list<P>(op: &NodeOp<P>, agents: usize) -> Vec<usize> {
 fn down() -> StoreFailure {
     StoreFailure::Failed {
         cause: "simulated: the store is restarting".into(),
+    }
+}
+
+fn refusal() -> StoreFailure {
+    StoreFailure::Failed {
+        cause: "simulated: the store refused the transaction".into(),
     }
 }
