@@ -181,14 +181,16 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
             .map_or(Duration::ZERO, |h| h.timeout());
         // No leader, a frozen node, or a store that is down or came back
         // so recently that the roles may still be backing off, delays
-        // failover legitimately.
+        // failover legitimately. A node that still believes it leads an
+        // epoch the lease has left (deposed, it has not heard yet) is no
+        // leader.
         let backing_off = self
             .store_down_until
             .saturating_add(self.config.node.backoff.ceiling());
-        let leading = self
-            .nodes
-            .iter()
-            .any(|n| matches!(n.role, Role::Leading { .. }) && self.now >= n.paused_until);
+        let epoch = self.store.lease(self.now).epoch;
+        let leading = self.nodes.iter().any(|n| {
+            matches!(n.role, Role::Leading { epoch: e } if e == epoch) && self.now >= n.paused_until
+        });
         let outage = !leading
             || self.now < backing_off
             || self.nodes.iter().any(|n| self.now < n.paused_until);
