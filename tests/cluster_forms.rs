@@ -24,7 +24,7 @@ use taskweave::cluster::{
     AgentOp, Auditor, ClientOp, ClientReply, Entry, JournalRow, MemStore, Message, Node,
     NodeConfig, Role, Sender, Status, Store, Verdict,
 };
-use taskweave::scheduler::{AttemptOutcome, DispatcherConfig, TaskReport, TaskSpec};
+use taskweave::scheduler::{AttemptOutcome, DispatcherConfig, Snapshot, TaskReport, TaskSpec};
 use taskweave::{AgentId, AttemptToken, Instant, Priority, TaskId};
 
 fn dispatcher_config() -> DispatcherConfig {
@@ -47,7 +47,13 @@ struct Recorded {
 }
 
 fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cluster_forms.json")
+    fixture_named("cluster_forms.json")
+}
+
+fn fixture_named(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn agent(id: u64, incarnation: u64) -> Sender {
@@ -178,12 +184,16 @@ fn record() -> Recorded {
 }
 
 fn read() -> Recorded {
-    let text = std::fs::read_to_string(fixture()).expect("the fixture exists");
+    read_from(fixture())
+}
+
+fn read_from(fixture: PathBuf) -> Recorded {
+    let text = std::fs::read_to_string(&fixture).expect("the fixture exists");
     serde_json::from_str(&text).unwrap_or_else(|e| {
         panic!(
             "{} no longer reads: {e}. A format change must bump Input::FORMAT and rewrite \
              the fixture (TASKWEAVE_WRITE_FIXTURES=1)",
-            fixture().display()
+            fixture.display()
         )
     })
 }
@@ -239,6 +249,35 @@ fn stored_cluster_forms_read_back_and_replay_as_recorded() {
     assert_eq!(
         now.final_state, stored.final_state,
         "the same messages lead elsewhere today"
+    );
+}
+
+/// The forms of format 1 (every field of a task spec written out, the
+/// final state a version-4 snapshot) read back, and the journal replays to
+/// the state recorded then.
+#[test]
+fn format_1_reads_back_and_replays_to_its_recorded_state() {
+    assert!(Entry::<String>::READABLE.contains(&1));
+    let old = read_from(fixture_named("cluster_forms_f1.json"));
+    assert_eq!(old.format, 1);
+    let auditor = replay(&old.entries);
+    let report = auditor.report();
+    assert!(report.is_clean(), "{:?}", report.violations);
+    // The recorded state, read and written again by this build, against
+    // the replay's; only the version it names differs.
+    let recorded: Snapshot<String> = serde_json::from_str(&old.final_state).unwrap();
+    assert_eq!(recorded.version(), 4);
+    let mut recorded = serde_json::to_value(&recorded).unwrap();
+    let mut replayed = serde_json::to_value(auditor.dispatcher().snapshot()).unwrap();
+    recorded["version"] = 0.into();
+    replayed["version"] = 0.into();
+    assert_eq!(replayed, recorded, "a format-1 journal replays elsewhere");
+    // Its messages are today's, in the form written then.
+    let now = record();
+    assert_eq!(old.messages.len(), now.messages.len());
+    assert_eq!(
+        serde_json::to_value(&old.messages).unwrap(),
+        serde_json::to_value(&now.messages).unwrap()
     );
 }
 

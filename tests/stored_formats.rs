@@ -295,15 +295,38 @@ fn a_stored_snapshot_restores_and_a_stored_journal_replays_as_recorded() {
             serde_json::to_string_pretty(&journal).unwrap(),
         );
     }
-    let snapshot: Snapshot<String> = read("dispatcher_snapshot.json");
-    assert_eq!(snapshot.version(), Snapshot::<String>::VERSION);
+    restores_and_replays(
+        ("dispatcher_snapshot.json", Snapshot::<String>::VERSION),
+        ("dispatcher_journal.json", Input::<String>::FORMAT),
+    );
+}
+
+/// The forms before the current ones (snapshot version 4, journal format
+/// 1: a task spec's fields all written out) restore and replay the same.
+#[test]
+fn the_forms_before_restore_and_replay_as_recorded() {
+    assert!(Snapshot::<String>::READABLE.contains(&4));
+    assert!(Input::<String>::READABLE.contains(&1));
+    restores_and_replays(
+        ("dispatcher_snapshot_v4.json", 4),
+        ("dispatcher_journal_f1.json", 1),
+    );
+}
+
+/// Restores the stored snapshot `(file, version)` and replays the stored
+/// journal `(file, format)` after it, entry by entry as recorded.
+fn restores_and_replays(snapshot: (&str, u32), journal: (&str, u32)) {
+    let (name, version) = snapshot;
+    let snapshot: Snapshot<String> = read(name);
+    assert_eq!(snapshot.version(), version);
     let config = snapshot
         .config()
         .expect("the stored configuration is complete");
     let mut d = Dispatcher::restore(config, RoundRobin::new(), snapshot).unwrap();
 
-    let journal: Journal = read("dispatcher_journal.json");
-    assert_eq!(journal.format, Input::<String>::FORMAT);
+    let (name, format) = journal;
+    let journal: Journal = read(name);
+    assert_eq!(journal.format, format);
     assert!(journal.entries.len() >= 10, "the fixture covers the inputs");
     for (n, recorded) in journal.entries.iter().enumerate() {
         let replayed = apply(&mut d, recorded.input.clone());

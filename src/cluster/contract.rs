@@ -63,9 +63,13 @@ pub enum Entry<P> {
 
 impl<P> Entry<P> {
     /// The stored form of an entry: a store keeps it beside each entry
-    /// and refuses a form it does not know. It follows
+    /// and refuses a form it does not read. It follows
     /// [`Input::FORMAT`]: form 1 is the first.
     pub const FORMAT: u32 = Input::<P>::FORMAT;
+
+    /// The stored forms of an entry this library reads
+    /// ([`Input::READABLE`]).
+    pub const READABLE: std::ops::RangeInclusive<u32> = Input::<P>::READABLE;
 }
 
 /// One stored journal entry.

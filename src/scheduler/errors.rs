@@ -34,11 +34,16 @@ pub enum SchedulerError {
     #[error(transparent)]
     Submit(SubmitErrorKind),
     /// A snapshot written in a format this version cannot read.
-    #[error("snapshot format {found} is not supported (this version reads {supported})")]
+    #[error(
+        "snapshot format {found} is not supported (this version reads 4 to {supported}; \
+         a snapshot from a newer release needs that release)"
+    )]
     SnapshotVersion {
         /// The snapshot's format version.
         found: u32,
-        /// The version this library reads.
+        /// The newest version this library reads
+        /// ([`Snapshot::VERSION`](crate::scheduler::Snapshot::VERSION); it
+        /// reads [`Snapshot::READABLE`](crate::scheduler::Snapshot::READABLE)).
         supported: u32,
     },
     /// A snapshot whose parts disagree: not one a dispatcher could have

@@ -125,12 +125,18 @@ pub enum Input<P> {
 }
 
 impl<P> Input<P> {
-    /// The stored form of an input this library writes and reads. A host
-    /// that keeps a journal stores it beside its entries, and reads back
-    /// only the format it knows; it changes whenever an older journal
-    /// would no longer read the same (README, "Compatibility of stored
-    /// state").
-    pub const FORMAT: u32 = 1;
+    /// The stored form of an input this library writes. A host that keeps
+    /// a journal stores it beside its entries, and reads back only the
+    /// formats in [`READABLE`](Self::READABLE); it changes whenever a
+    /// build that reads the formats before it could not read what this
+    /// one writes (README, "Compatibility of stored state"). Format 2
+    /// leaves a task spec's fields out at their defaults; format 1 wrote
+    /// them all.
+    pub const FORMAT: u32 = 2;
+
+    /// The stored forms of an input this library reads: a journal written
+    /// in any of them reads back and replays the same.
+    pub const READABLE: std::ops::RangeInclusive<u32> = 1..=Self::FORMAT;
 
     /// The instant the input happened.
     pub fn now(&self) -> Instant {

@@ -70,8 +70,13 @@ pub struct Snapshot<P> {
 }
 
 impl<P> Snapshot<P> {
-    /// The snapshot format this library writes and reads.
-    pub const VERSION: u32 = 4;
+    /// The snapshot format this library writes. Version 5 leaves the
+    /// fields of a dead letter's task spec out at their defaults; version
+    /// 4 wrote them all.
+    pub const VERSION: u32 = 5;
+
+    /// The snapshot formats this library restores.
+    pub const READABLE: std::ops::RangeInclusive<u32> = 4..=Self::VERSION;
 
     /// The format version this snapshot says it is in.
     pub fn version(&self) -> u32 {
@@ -126,7 +131,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         mut strategy: S,
         snapshot: Snapshot<P>,
     ) -> Result<Self, SchedulerError> {
-        if snapshot.version != Snapshot::<P>::VERSION {
+        if !Snapshot::<P>::READABLE.contains(&snapshot.version) {
             return Err(SchedulerError::SnapshotVersion {
                 found: snapshot.version,
                 supported: Snapshot::<P>::VERSION,

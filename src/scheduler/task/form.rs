@@ -1,7 +1,9 @@
-//! The serialized form of a [`TaskSpec`]: its fields in order, with the
-//! scheduling options beside the others, each written only when set — the
-//! form a spec had before the options moved behind one pointer, so journals
-//! and snapshots written either way read back the same.
+//! The serialized form of a [`TaskSpec`]: its fields in order, the
+//! scheduling options beside the others, each field written only when it
+//! is not its default (normal priority, no requirements, no limit, no
+//! key, no option). A field left out reads as its default, so the forms
+//! written before — every field (journal format 1, snapshot version 4),
+//! or the options behind one pointer — read back the same.
 
 use std::time::Duration;
 
@@ -21,16 +23,26 @@ fn is_one(cost: &u32) -> bool {
     *cost == 1
 }
 
+fn is_normal(priority: &Priority) -> bool {
+    *priority == Priority::Normal
+}
+
 /// What [`TaskSpec`]'s `Serialize` writes, borrowed from it.
 #[derive(Serialize)]
 #[serde(rename = "TaskSpec")]
 struct Written<'a, P> {
     payload: &'a P,
+    #[serde(skip_serializing_if = "is_normal")]
     priority: Priority,
+    #[serde(skip_serializing_if = "TaskRequirements::is_empty")]
     requirements: &'a TaskRequirements,
+    #[serde(skip_serializing_if = "Option::is_none")]
     ttl: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     deadline: Option<Instant>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     attempt_timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     idempotency_key: &'a Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     not_before: Option<Instant>,
@@ -50,11 +62,17 @@ struct Written<'a, P> {
 #[serde(rename = "TaskSpec")]
 struct Read<P> {
     payload: P,
+    #[serde(default)]
     priority: Priority,
+    #[serde(default)]
     requirements: TaskRequirements,
+    #[serde(default)]
     ttl: Option<Duration>,
+    #[serde(default)]
     deadline: Option<Instant>,
+    #[serde(default)]
     attempt_timeout: Option<Duration>,
+    #[serde(default)]
     idempotency_key: Option<String>,
     #[serde(default)]
     not_before: Option<Instant>,
@@ -120,29 +138,52 @@ mod tests {
     }
 
     #[test]
-    fn a_plain_spec_writes_no_option_and_reads_back_plain() {
+    fn a_plain_spec_writes_its_payload_alone_and_reads_back_plain() {
         let spec = TaskSpec::new(7u32);
         let value = json(&spec);
-        let keys: Vec<&str> = value
-            .as_object()
-            .expect("an object")
-            .keys()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(
-            keys,
-            [
-                "attempt_timeout",
-                "deadline",
-                "idempotency_key",
-                "payload",
-                "priority",
-                "requirements",
-                "ttl"
-            ]
-        );
+        assert_eq!(value, serde_json::json!({ "payload": 7 }));
         let back: TaskSpec<u32> = serde_json::from_value(value).expect("readable");
         assert!(back.is_plain());
+        assert_eq!(back, spec);
+    }
+
+    /// The form journal format 1 and snapshot version 4 wrote: every
+    /// field, and every requirement, present.
+    #[test]
+    fn the_form_with_every_field_written_reads_back_the_same() {
+        let every = serde_json::json!({
+            "payload": 7,
+            "priority": "Normal",
+            "requirements": {
+                "required": [], "preferred": [], "affinity_key": null,
+                "pinned": null, "preferred_agent": null, "avoided": [],
+                "excluded": [], "labels": [], "kind": null
+            },
+            "ttl": null,
+            "deadline": null,
+            "attempt_timeout": null,
+            "idempotency_key": null
+        });
+        let back: TaskSpec<u32> = serde_json::from_value(every).expect("readable");
+        assert_eq!(back, TaskSpec::new(7u32));
+        assert!(back.requirements.is_empty());
+    }
+
+    #[test]
+    fn set_fields_are_written_and_round_trip() {
+        let spec = TaskSpec {
+            priority: Priority::High,
+            requirements: TaskRequirements::new().require(["gpu"]),
+            ttl: Some(Duration::from_secs(5)),
+            idempotency_key: Some("order-7".into()),
+            ..TaskSpec::new(7u32)
+        };
+        let value = json(&spec);
+        assert_eq!(value["priority"], "High");
+        assert_eq!(value["requirements"]["required"][0], "gpu");
+        assert_eq!(value["idempotency_key"], "order-7");
+        assert!(value.get("deadline").is_none());
+        let back: TaskSpec<u32> = serde_json::from_value(value).expect("readable");
         assert_eq!(back, spec);
     }
 

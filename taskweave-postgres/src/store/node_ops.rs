@@ -296,11 +296,16 @@ fn read_journal<P: DeserializeOwned>(
             }));
         }
         let format: i32 = row.get(2);
-        if format != FORMAT {
+        let readable = Entry::<()>::READABLE;
+        if !u32::try_from(format).is_ok_and(|f| readable.contains(&f)) {
             return Err(Fail::Store(corrupt(
                 "journal",
                 seq,
-                format!("entry format {format}, this build reads format {FORMAT}"),
+                format!(
+                    "entry format {format}, this build reads formats {} to {}",
+                    readable.start(),
+                    readable.end()
+                ),
             )));
         }
         let text: &str = row.get(3);
