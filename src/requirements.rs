@@ -180,11 +180,7 @@ impl From<TaskRequirements> for Constraints {
 
 impl PartialEq for TaskRequirements {
     fn eq(&self, other: &Self) -> bool {
-        let shared = match (&self.constraints, &other.constraints) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            _ => false,
-        };
-        shared || self.constraints() == other.constraints()
+        self.is_identical(other) || self.constraints() == other.constraints()
     }
 }
 

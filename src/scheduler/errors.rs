@@ -35,8 +35,9 @@ pub enum SchedulerError {
     Submit(SubmitErrorKind),
     /// A snapshot written in a format this version cannot read.
     #[error(
-        "snapshot format {found} is not supported (this version reads 4 to {supported}; \
-         a snapshot from a newer release needs that release)"
+        "snapshot format {found} is not supported (this version reads {} to {supported}; \
+         a snapshot from a newer release needs that release)",
+        crate::scheduler::Snapshot::<()>::READABLE.start()
     )]
     SnapshotVersion {
         /// The snapshot's format version.

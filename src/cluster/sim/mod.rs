@@ -47,6 +47,7 @@
 
 mod config;
 mod driver;
+mod failures;
 mod faults;
 #[cfg(feature = "workflow")]
 mod flows;

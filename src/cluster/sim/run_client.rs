@@ -10,10 +10,11 @@ use crate::scheduler::AttemptOutcome;
 use crate::workflow::{EngineAction, EngineError, RunOutcome, WorkflowDef, WorkflowEvent};
 use crate::{AgentId, StepId, WorkflowId};
 
-use super::super::contract::{Store, StoreFailure};
+use super::super::contract::Store;
 use super::super::workflow_client::WorkflowClient;
 use super::config::SimRng;
 use super::driver::{Driver, RunCounts, Tick};
+use super::failures::{lost_answer, refusal, refused, store_down};
 use super::flows::{SimTask, SimWorkflows};
 use super::world::TICK;
 
@@ -105,21 +106,14 @@ impl<T: Clone, F: SimWorkflows> Flows<T, F> {
                 break;
             };
             let reply = if tick.store_down {
-                Err(StoreFailure::Failed {
-                    cause: "simulated: the store is restarting".into(),
-                })
-            } else if tick.rng.chance(tick.refuse) {
-                *tick.faults.entry("refuse").or_default() += 1;
-                Err(StoreFailure::Failed {
-                    cause: "simulated: the store refused the transaction".into(),
-                })
+                Err(store_down())
+            } else if refused(tick.rng, tick.refuse, tick.faults) {
+                Err(refusal())
             } else {
                 tick.store.client(op, tick.now)
             };
             let reply = match reply {
-                Ok(_) if tick.rng.chance(tick.lose_answer) => Err(StoreFailure::Unknown {
-                    cause: "simulated: the answer was lost".into(),
-                }),
+                Ok(_) if tick.rng.chance(tick.lose_answer) => Err(lost_answer()),
                 reply => reply,
             };
             self.client.handle_reply(reply, tick.now);

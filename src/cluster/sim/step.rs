@@ -5,6 +5,7 @@ use super::super::contract::{NodeOp, NodeReply, Store, StoreFailure};
 use super::super::node::Role;
 use super::config::SimWork;
 use super::driver::{Driver, Tick};
+use super::failures::{lost_answer, refusal, refused, store_down};
 use super::world::{Event, LOST, TICK, World};
 
 impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
@@ -44,7 +45,7 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
                 copy,
             } => {
                 let reply = if self.now < self.store_down_until {
-                    Err(down())
+                    Err(store_down())
                 } else if self.refused() {
                     Err(refusal())
                 } else {
@@ -133,7 +134,7 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
     fn node_arrives(&mut self, node: usize, life: u64, op: NodeOp<P>, copy: bool) {
         if self.now < self.store_down_until {
             if !copy {
-                self.answer_node(node, life, Err(down()));
+                self.answer_node(node, life, Err(store_down()));
             }
             return;
         }
@@ -252,19 +253,13 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
     /// The answer to an operation the store executed, maybe lost.
     /// Whether the store refuses the operation arriving now (no effect).
     fn refused(&mut self) -> bool {
-        let refused = self.rng.chance(self.config.faults.refuse);
-        if refused {
-            *self.faults.entry("refuse").or_default() += 1;
-        }
-        refused
+        refused(&mut self.rng, self.config.faults.refuse, &mut self.faults)
     }
 
     fn maybe_lose<R>(&mut self, reply: Result<R, StoreFailure>) -> Result<R, StoreFailure> {
         if reply.is_ok() && self.rng.chance(self.config.faults.lose_answer) {
             *self.faults.entry("lose_answer").or_default() += 1;
-            return Err(StoreFailure::Unknown {
-                cause: "simulated: the answer was lost".into(),
-            });
+            return Err(lost_answer());
         }
         reply
     }
@@ -476,16 +471,4 @@ fn notice_list<P>(op: &NodeOp<P>, agents: usize) -> Vec<usize> {
     slots.sort_unstable();
     slots.dedup();
     slots
-}
-
-fn down() -> StoreFailure {
-    StoreFailure::Failed {
-        cause: "simulated: the store is restarting".into(),
-    }
-}
-
-fn refusal() -> StoreFailure {
-    StoreFailure::Failed {
-        cause: "simulated: the store refused the transaction".into(),
-    }
 }
