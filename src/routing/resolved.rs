@@ -27,9 +27,23 @@ pub struct ResolvedRequirements {
     preferred_agent: Option<AgentId>,
     avoided: Vec<AgentId>,
     kind: Option<String>,
+    /// Whether a name was left out because the registry did not know it
+    /// (see [`is_partial`](Self::is_partial)). Derived when resolved.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    partial: bool,
 }
 
 impl ResolvedRequirements {
+    /// Whether resolving left out a name the registry did not know: a
+    /// preferred capability, or a label value under `NotEquals` or
+    /// `OneOf`. Such a resolution describes the task only while no agent
+    /// brings that name; resolve again after the registry learns names.
+    /// A resolution that is not partial stays valid for the registry's
+    /// lifetime (its interners only grow).
+    pub fn is_partial(&self) -> bool {
+        self.partial
+    }
+
     /// Required capabilities.
     pub fn required(&self) -> &CapabilitySet {
         &self.required
@@ -141,7 +155,7 @@ impl ResolvedRequirements {
             .map_err(|name| RoutingError::UnknownCapability {
                 capability: name.clone(),
             })?;
-        let preferred = requirements
+        let preferred: CapabilitySet = requirements
             .preferred()
             .iter()
             .filter_map(|name| registry.capabilities().lookup(name))
@@ -151,6 +165,7 @@ impl ResolvedRequirements {
         let mut labels_required = CapabilitySet::new();
         let mut labels_forbidden = CapabilitySet::new();
         let mut labels_any_of = Vec::new();
+        let mut partial = preferred.len() < requirements.preferred().len();
         for constraint in requirements.labels() {
             let unknown = || RoutingError::UnknownLabel {
                 constraint: constraint.clone(),
@@ -159,16 +174,18 @@ impl ResolvedRequirements {
                 LabelConstraint::Equals { key, value } => {
                     labels_required.insert(lookup(key, value).ok_or_else(unknown)?);
                 }
-                LabelConstraint::NotEquals { key, value } => {
-                    if let Some(id) = lookup(key, value) {
+                LabelConstraint::NotEquals { key, value } => match lookup(key, value) {
+                    Some(id) => {
                         labels_forbidden.insert(id);
                     }
-                }
+                    None => partial = true,
+                },
                 LabelConstraint::OneOf { key, values } => {
                     let any: CapabilitySet = values.iter().filter_map(|v| lookup(key, v)).collect();
                     if any.is_empty() {
                         return Err(unknown());
                     }
+                    partial |= any.len() < values.len();
                     labels_any_of.push(any);
                 }
             }
@@ -191,6 +208,7 @@ impl ResolvedRequirements {
             preferred_agent: requirements.preferred_agent(),
             avoided,
             kind: requirements.task_kind().map(str::to_owned),
+            partial,
         })
     }
 

@@ -128,6 +128,72 @@ impl Recorder {
         Ok(())
     }
 
+    /// Checks a recorder read from a snapshot against the tasks it
+    /// counted: `live` tasks (queued, delayed or in flight), `in_flight` of
+    /// them running. Every task submitted is live or ended once (completed,
+    /// dead-lettered, expired or cancelled); every assignment has its wait
+    /// recorded and every completion its run time; an attempt ends at most
+    /// once (completed, failed or taken back) unless it is still running,
+    /// and each failure is retried or dead-lettered. A counter at
+    /// `u64::MAX` has stopped counting, so the relations it is part of are
+    /// not checked. `rejected_reports` and `breaker_trips` count events
+    /// that leave no other trace and are taken as stored.
+    pub(crate) fn check_counts(&self, live: usize, in_flight: usize) -> Result<(), String> {
+        let c = &self.counters;
+        let waits = histogram_counts(&self.queue_wait);
+        let runs = histogram_counts(&self.run_time);
+        let (live, in_flight) = (live as u128, in_flight as u128);
+        let ended = [c.completed, c.dead_lettered, c.expired, c.cancelled];
+        let wide = |values: &[u64]| values.iter().map(|&v| u128::from(v)).sum::<u128>();
+        let saturated = |values: &[u64]| values.contains(&u64::MAX);
+        let mut problems = Vec::new();
+        if !saturated(&[&[c.submitted][..], &ended].concat()) {
+            let accounted = wide(&ended) + live;
+            if u128::from(c.submitted) != accounted {
+                problems.push(format!(
+                    "submitted {} disagrees with {accounted} tasks ended or live",
+                    c.submitted
+                ));
+            }
+        }
+        if !saturated(&[c.assigned, waits]) && c.assigned != waits {
+            problems.push(format!(
+                "assigned {} disagrees with {waits} recorded waits",
+                c.assigned
+            ));
+        }
+        if !saturated(&[c.completed, runs]) && c.completed != runs {
+            problems.push(format!(
+                "completed {} disagrees with {runs} recorded run times",
+                c.completed
+            ));
+        }
+        let attempts_ended = [c.completed, c.failed, c.preempted];
+        if !saturated(&[&[c.assigned][..], &attempts_ended].concat()) {
+            let at_least = wide(&attempts_ended) + in_flight;
+            let at_most = at_least + wide(&[c.dead_lettered, c.expired, c.cancelled]);
+            if !(at_least..=at_most).contains(&u128::from(c.assigned)) {
+                problems.push(format!(
+                    "assigned {} is outside {at_least}..={at_most} (attempts ended or running)",
+                    c.assigned
+                ));
+            }
+        }
+        if !saturated(&[c.failed, c.retried, c.dead_lettered])
+            && !(c.retried <= c.failed
+                && u128::from(c.failed) <= wide(&[c.retried, c.dead_lettered]))
+        {
+            problems.push(format!(
+                "failed {} is not between retried {} and retried plus dead-lettered {}",
+                c.failed, c.retried, c.dead_lettered
+            ));
+        }
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(format!("counters: {}", problems.join("; "))),
+        }
+    }
+
     pub(crate) fn counters(&self) -> Counters {
         self.counters
     }
@@ -142,6 +208,13 @@ impl Recorder {
             completions_per_second: self.completions.per_second(self.latest),
         }
     }
+}
+
+/// The values recorded in `histograms`, saturating.
+fn histogram_counts(histograms: &[Histogram]) -> u64 {
+    histograms
+        .iter()
+        .fold(0u64, |sum, h| sum.saturating_add(h.count()))
 }
 
 /// Counts one more; a counter restored at its maximum stays there.

@@ -221,6 +221,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     ) -> Result<(), SchedulerError> {
         let now = self.tick(now);
         self.state.registry.register(agent, profile, now)?;
+        // New names may complete resolutions made without them.
+        (self.state.requirements).names_learned(&self.state.registry);
         self.state.gates.agent_joined(agent, &self.config);
         self.arm_heartbeat(agent, now);
         self.capacity_freed(agent);

@@ -6,7 +6,8 @@
 //! index in range, every count against the collections it counts, ids
 //! unique, loads within capacity and equal to the tasks each agent runs,
 //! every waiting task reachable (queued once, or delayed with its retry
-//! timer), counters ahead of every number they handed out — and rebuilds
+//! timer), counters ahead of every number they handed out, the event
+//! counters against the tasks they counted — and rebuilds
 //! what is derived rather than trusting it. Anything inconsistent is a
 //! [`SchedulerError::CorruptSnapshot`] naming the field; nothing is
 //! allocated from a number before it is checked.
@@ -211,6 +212,10 @@ impl<P> State<P> {
         self.check_actions()?;
         self.check_gates(&armed)?;
         self.recorder.check().map_err(|p| corrupt("recorder", p))?;
+        let running = in_flight.values().map(BTreeSet::len).sum();
+        (self.recorder)
+            .check_counts(self.tasks.len(), running)
+            .map_err(|p| corrupt("recorder", p))?;
         Ok(self)
     }
 

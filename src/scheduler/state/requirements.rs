@@ -16,6 +16,16 @@
 //! have the same kind when their ids are equal. Kinds are derived data:
 //! a snapshot does not carry them, and [`validated`](RequirementsTable::validated)
 //! interns them again.
+//!
+//! A resolution is kept valid by construction. A resolution that left a
+//! name out because no agent had it yet (a preferred capability, a label
+//! value under `NotEquals` or `OneOf`) is *partial*: when the registry
+//! learns new names ([`names_learned`](RequirementsTable::names_learned),
+//! called after every registration), the partial resolutions are made
+//! again, so a task that avoids `region=eu` never reaches an agent in `eu`
+//! that joined after the set was first resolved. A complete resolution
+//! never goes stale: the registry's interners only grow. A snapshot's
+//! resolutions are made again on restore rather than compared.
 
 use std::collections::HashMap;
 
@@ -38,8 +48,8 @@ const UNUSED_KEPT: usize = 64;
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 struct Interned {
     requirements: TaskRequirements,
-    /// Resolved against the registry once every name is known; the
-    /// registry's interners only grow, so a resolution stays valid.
+    /// Resolved against the registry, and made again when the registry
+    /// learns a name a partial resolution left out (see the module docs).
     resolved: Option<ResolvedRequirements>,
     users: usize,
     /// The interned `requirements.task_kind()`; derived.
@@ -130,6 +140,18 @@ pub(crate) struct RequirementsTable {
     /// The kinds of the entries; derived like `ids`.
     #[cfg_attr(feature = "serde", serde(skip))]
     kinds: Kinds,
+    /// How many capability and label names the registry knew when the
+    /// resolutions were last brought up to date; derived like `ids`.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    names: (usize, usize),
+}
+
+/// How many capability and label names `registry` knows.
+fn names_known(registry: &Registry) -> (usize, usize) {
+    (
+        registry.capabilities().len(),
+        registry.label_interner().len(),
+    )
 }
 
 impl RequirementsTable {
@@ -282,6 +304,23 @@ impl RequirementsTable {
         Ok(resolved.insert(ResolvedRequirements::new(registry, requirements)?))
     }
 
+    /// Brings the resolutions up to date after `registry` may have learned
+    /// new capability or label names (a registration): every partial
+    /// resolution is made again. Costs `O(1)` when no name is new, else
+    /// `O(e)` resolutions for `e` partial entries.
+    pub(crate) fn names_learned(&mut self, registry: &Registry) {
+        let known = names_known(registry);
+        if known == self.names {
+            return;
+        }
+        self.names = known;
+        for entry in self.entries.iter_mut().flatten() {
+            if entry.resolved.as_ref().is_some_and(|r| r.is_partial()) {
+                entry.resolved = ResolvedRequirements::new(registry, &entry.requirements).ok();
+            }
+        }
+    }
+
     /// The resolution, if [`resolve`](Self::resolve) succeeded before.
     pub(crate) fn resolved(&self, id: RequirementsId) -> Option<&ResolvedRequirements> {
         self.entry(id).and_then(|e| e.resolved.as_ref())
@@ -289,10 +328,11 @@ impl RequirementsTable {
 
     /// Checks a table read from a snapshot and rebuilds what it derives:
     /// the free list names exactly the vacant entries, no two entries hold
-    /// the same requirements, and every stored resolution is the one
-    /// `registry` gives (a stale or forged one would route tasks to agents
-    /// that cannot serve them). Users are checked by the caller, who knows
-    /// the tasks.
+    /// the same requirements, and every stored resolution is made again
+    /// against `registry` (a forged one would route tasks to agents that
+    /// cannot serve them; one that no longer resolves, though the
+    /// registry's names only grow, is refused). Users are checked by the
+    /// caller, who knows the tasks.
     ///
     /// # Errors
     ///
@@ -305,16 +345,14 @@ impl RequirementsTable {
         self.ids.clear();
         self.unused = 0;
         self.kinds = Kinds::default();
+        self.names = names_known(registry);
         for (id, entry) in self.entries.iter_mut().enumerate() {
             let Some(entry) = entry else { continue };
             entry.kind = entry.requirements.task_kind().map(|k| self.kinds.intern(k));
-            if let Some(resolved) = &entry.resolved {
-                if ResolvedRequirements::new(registry, &entry.requirements).as_ref() != Ok(resolved)
-                {
-                    return Err(format!(
-                        "entries[{id}].resolved disagrees with the registry"
-                    ));
-                }
+            if entry.resolved.is_some() {
+                let again = ResolvedRequirements::new(registry, &entry.requirements)
+                    .map_err(|e| format!("entries[{id}].resolved no longer resolves: {e}"))?;
+                entry.resolved = Some(again);
             }
             if self
                 .ids
