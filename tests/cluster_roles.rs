@@ -17,7 +17,7 @@ use taskweave::cluster::{
 };
 use taskweave::resilience::Fixed;
 use taskweave::scheduler::{AttemptOutcome, DispatcherConfig, TaskSpec};
-use taskweave::{AgentId, AttemptToken, Instant, TaskId};
+use taskweave::{AgentId, AttemptToken, Instant, TaskId, TaskRequirements};
 
 const TICK: Duration = Duration::from_millis(1);
 
@@ -692,4 +692,74 @@ fn an_agent_learns_that_an_attempt_it_runs_was_cancelled() {
     // Within one claim check (the refusals period, 500 ms) and a commit.
     assert!(ms <= 600, "{ms} ms");
     assert_eq!(c.agents[0].session.held(), 3);
+}
+
+/// Issue 40, finding 1, on the cluster: a task that prefers a capability
+/// nobody has runs on agent 1; an agent with that capability joins; the
+/// leader writes a snapshot; a node that starts then restores it and
+/// follows (before, it stayed `Role::Failed`: "the snapshot after entry
+/// … does not restore").
+#[test]
+fn a_follower_restores_a_snapshot_taken_after_a_preference_became_known() {
+    let mut c = Cluster::new(3);
+    c.faults = false;
+    let with = |id: u64, capability: &str| Agent {
+        session: AgentSession::new(
+            AgentId::new(id),
+            AgentProfile::builder()
+                .capabilities([capability])
+                .capacity(1)
+                .build()
+                .unwrap(),
+            SessionConfig::builder().build().unwrap(),
+        ),
+        running: Vec::new(),
+    };
+    c.agents = vec![with(1, "a")];
+    for _ in 0..50 {
+        c.step();
+    }
+    let prefers_gpu = TaskSpec::new(1).requirements(TaskRequirements::new().prefer(["gpu"]));
+    let posted = c.store.client(
+        ClientOp::Post(vec![Message::Submit(vec![prefers_gpu])]),
+        c.now,
+    );
+    assert!(matches!(posted, Ok(ClientReply::Posted(_))), "{posted:?}");
+    // Agent 1 takes it and never finishes.
+    for _ in 0..100 {
+        c.step();
+        c.agents[0]
+            .running
+            .iter_mut()
+            .for_each(|r| r.0 = Instant::MAX);
+    }
+    assert_eq!(c.agents[0].session.held(), 1, "{}", c.log.join("\n"));
+    c.agents.push(with(2, "gpu"));
+    let snapshot_at = |c: &mut Cluster| match c.store.node(NodeOp::LatestSnapshot, c.now) {
+        Ok(NodeReply::Snapshot(Some((at, _)))) => at,
+        _ => 0,
+    };
+    let before = snapshot_at(&mut c);
+    let mut steps = 0;
+    while snapshot_at(&mut c) == before {
+        c.step();
+        c.agents[0]
+            .running
+            .iter_mut()
+            .for_each(|r| r.0 = Instant::MAX);
+        steps += 1;
+        assert!(steps < 60_000, "no snapshot was written");
+    }
+    // A new node restores the snapshot (`step` panics on a failed node).
+    c.nodes.push((node("c", false), Instant::ZERO));
+    c.roles.push(Role::Starting);
+    for _ in 0..500 {
+        c.step();
+    }
+    assert!(
+        matches!(c.nodes[2].0.role(), Role::Following { .. }),
+        "{:?}\n{}",
+        c.nodes[2].0.role(),
+        c.log.join("\n")
+    );
 }

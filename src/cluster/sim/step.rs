@@ -7,6 +7,8 @@ use super::config::SimWork;
 use super::driver::{Driver, Tick};
 use super::failures::{lost_answer, refusal, refused, store_down};
 use super::world::{Event, LOST, TICK, World};
+use crate::routing::{LeastLoaded, RoutingStrategy};
+use crate::scheduler::{Dispatcher, Snapshot};
 
 impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
     /// Handles one event at `self.now`.
@@ -169,8 +171,15 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
             }
         }
         let noticed = notice_list(&op, self.agents.len());
+        let snapshot = match &op {
+            NodeOp::PutSnapshot { seq, snapshot, .. } => Some((*seq, snapshot.clone())),
+            _ => None,
+        };
         let reply = self.store.node(op, self.now);
         if reply.is_ok() {
+            if let Some((seq, snapshot)) = snapshot {
+                self.check_snapshot_restores(seq, *snapshot);
+            }
             self.send_notices(noticed);
             if let Some(epoch) = fenced_epoch {
                 // No write lands under an epoch that is not the lease's.
@@ -229,6 +238,18 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
             }
         }
         Ok(op)
+    }
+
+    /// Every snapshot a leader stores restores, as a follower would
+    /// restore it.
+    fn check_snapshot_restores(&mut self, seq: u64, snapshot: Snapshot<P>) {
+        let strategy: Box<dyn RoutingStrategy + Send> = Box::new(LeastLoaded::new());
+        if let Err(error) = Dispatcher::restore(self.config.dispatcher.clone(), strategy, snapshot)
+        {
+            self.violate(format!(
+                "the snapshot stored after entry {seq} does not restore: {error}"
+            ));
+        }
     }
 
     /// Feeds the entries committed since the last audit to the auditor.
