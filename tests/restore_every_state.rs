@@ -526,7 +526,8 @@ fn a_preference_learned_after_the_task_was_placed_restores() {
     let a = AgentProfile::builder().capabilities(["a"]).build().unwrap();
     d.register_agent(AgentId::new(1), a, now).unwrap();
     let prefers_gpu = TaskRequirements::new().prefer(["gpu"]);
-    d.submit(TaskSpec::new(1).requirements(prefers_gpu.clone()), now)
+    let _ = d
+        .submit(TaskSpec::new(1).requirements(prefers_gpu.clone()), now)
         .unwrap();
     assert!(matches!(d.poll_action(), Some(Action::Assign { .. })));
     let gpu = AgentProfile::builder()
@@ -553,7 +554,8 @@ fn a_label_learned_after_the_task_was_placed_still_excludes() {
         .unwrap();
     d.register_agent(AgentId::new(1), us, now).unwrap();
     let not_eu = TaskRequirements::new().label(LabelConstraint::not_equals("region", "eu"));
-    d.submit(TaskSpec::new(1).requirements(not_eu.clone()), now)
+    let _ = d
+        .submit(TaskSpec::new(1).requirements(not_eu.clone()), now)
         .unwrap();
     assert!(matches!(d.poll_action(), Some(Action::Assign { .. })));
     let eu = AgentProfile::builder()
@@ -561,7 +563,8 @@ fn a_label_learned_after_the_task_was_placed_still_excludes() {
         .build()
         .unwrap();
     d.register_agent(AgentId::new(2), eu, now).unwrap();
-    d.submit(TaskSpec::new(2).requirements(not_eu), now)
+    let _ = d
+        .submit(TaskSpec::new(2).requirements(not_eu), now)
         .unwrap();
     let actions = harness::drain(&mut d);
     assert!(

@@ -3,8 +3,20 @@
 //! epochs that never go back, no report accepted from an attempt that is
 //! not the task's current one (fencing), and no task that ends twice.
 //! The `audit` command of `taskweave-pg` and the role tests run it.
+//!
+//! A trimmed journal starts behind a snapshot. The audit then replays the
+//! entries after it and takes the totals before it from the snapshot's
+//! counters, which restore checked against the tasks the snapshot holds
+//! (`submitted` equals the tasks ended plus the live ones). The report
+//! says which entries it checked ([`AuditReport::first_entry`]) and gives
+//! both the totals since the start ([`AuditReport::since_start`]) and the
+//! counts of the checked entries; the replayed dispatcher's own counters
+//! must agree with the snapshot's plus what the audit counted, or that is
+//! a violation.
 
 use std::collections::BTreeMap;
+
+use crate::metrics::Counters;
 
 use crate::scheduler::{
     Action, Applied, AttemptOutcome, Dispatcher, DispatcherConfig, Input, Snapshot, Submitted,
@@ -42,6 +54,12 @@ pub struct AuditReport {
     pub accepted_reports: u64,
     /// Reports it refused (late, fenced or forged).
     pub refused_reports: u64,
+    /// The first entry checked: 1, or the entry after the snapshot a
+    /// trimmed journal starts behind.
+    pub first_entry: u64,
+    /// Task totals since the cluster's start: the snapshot's counters (all
+    /// zero without one) plus the checked entries' counts.
+    pub since_start: AuditTotals,
     /// Violations found (all counted, the first [`MAX_VIOLATIONS`] kept).
     pub violation_count: u64,
     /// The first violations, in words.
@@ -49,9 +67,46 @@ pub struct AuditReport {
 }
 
 impl AuditReport {
-    /// No rule was broken.
+    /// No rule was broken in the checked entries (see
+    /// [`first_entry`](Self::first_entry) for where they start).
     pub fn is_clean(&self) -> bool {
         self.violation_count == 0
+    }
+
+    /// Whether the audit checked the journal from its first entry.
+    pub fn is_whole(&self) -> bool {
+        self.first_entry <= 1
+    }
+}
+
+/// Task totals: how many were submitted, how they ended, how many live.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuditTotals {
+    /// Tasks submitted (duplicates of an idempotency key not counted).
+    pub submitted: u64,
+    /// Tasks completed.
+    pub completed: u64,
+    /// Tasks dead-lettered.
+    pub dead_lettered: u64,
+    /// Tasks expired.
+    pub expired: u64,
+    /// Tasks cancelled.
+    pub cancelled: u64,
+    /// Tasks live at the end.
+    pub live: u64,
+}
+
+impl AuditTotals {
+    /// The totals a dispatcher's counters give, with `live` tasks.
+    fn of(counters: &Counters, live: u64) -> Self {
+        AuditTotals {
+            submitted: counters.submitted,
+            completed: counters.completed,
+            dead_lettered: counters.dead_lettered,
+            expired: counters.expired,
+            cancelled: counters.cancelled,
+            live,
+        }
     }
 }
 
@@ -74,6 +129,8 @@ pub struct Auditor<P> {
     last_epoch: u64,
     tasks: BTreeMap<TaskId, Track>,
     report: AuditReport,
+    /// The counters of the snapshot the audit started from.
+    base: Counters,
 }
 
 impl<P> std::fmt::Debug for Auditor<P> {
@@ -92,13 +149,18 @@ impl<P: Clone> Auditor<P> {
             replica: Replica::empty(config),
             last_epoch: 0,
             tasks: BTreeMap::new(),
-            report: AuditReport::default(),
+            report: AuditReport {
+                first_entry: 1,
+                ..AuditReport::default()
+            },
+            base: Counters::default(),
         }
     }
 
     /// An audit that starts from the snapshot after entry `seq` (for a
     /// trimmed journal). Tasks the snapshot holds are followed from their
-    /// state in it.
+    /// state in it; the totals before entry `seq + 1` are the snapshot's
+    /// counters.
     ///
     /// # Errors
     ///
@@ -117,11 +179,16 @@ impl<P: Clone> Auditor<P> {
             };
             tasks.insert(task, Track { current, ends: 0 });
         }
+        let base = replica.dispatcher.counters();
         Ok(Auditor {
             replica,
             last_epoch: 0,
             tasks,
-            report: AuditReport::default(),
+            report: AuditReport {
+                first_entry: seq.saturating_add(1),
+                ..AuditReport::default()
+            },
+            base,
         })
     }
 
@@ -169,6 +236,11 @@ impl<P: Clone> Auditor<P> {
                 }
             }
             (Ok(Applied::Submitted(submitted)), None) => self.submitted(submitted),
+            (Ok(Applied::Redriven(redriven)), _) => {
+                for (_, task) in redriven.requeued {
+                    self.submitted(Submitted::New(task));
+                }
+            }
             (Ok(Applied::Cancelled(_)), _) => {
                 if let Some(task) = cancel {
                     self.report.cancelled += 1;
@@ -261,10 +333,35 @@ impl<P: Clone> Auditor<P> {
         &self.report.violations
     }
 
-    /// The findings so far; `live` counts the tasks not ended.
+    /// The findings so far; `live` counts the tasks not ended. The
+    /// replayed dispatcher's counters must equal the snapshot's (if the
+    /// audit started from one) plus what the audit counted in the checked
+    /// entries; a difference is one more violation.
     pub fn report(&self) -> AuditReport {
         let mut report = self.report.clone();
         report.live = self.replica.dispatcher.live_tasks() as u64;
+        let base = &self.base;
+        let counted = AuditTotals {
+            submitted: base.submitted.saturating_add(report.tasks),
+            completed: base.completed.saturating_add(report.completed),
+            dead_lettered: base.dead_lettered.saturating_add(report.dead_lettered),
+            expired: base.expired.saturating_add(report.expired),
+            cancelled: base.cancelled.saturating_add(report.cancelled),
+            live: report.live,
+        };
+        let own = AuditTotals::of(&self.replica.dispatcher.counters(), report.live);
+        // A cancel the dispatcher made itself (a superseded task) is no
+        // journal entry the audit sees: compare the rest.
+        let comparable = |t: &AuditTotals| (t.submitted, t.completed, t.dead_lettered, t.expired);
+        if comparable(&counted) != comparable(&own) {
+            report.violation_count += 1;
+            if report.violations.len() < MAX_VIOLATIONS {
+                report.violations.push(format!(
+                    "the totals disagree: the audit counts {counted:?}, the replayed dispatcher {own:?}"
+                ));
+            }
+        }
+        report.since_start = own;
         report
     }
 }

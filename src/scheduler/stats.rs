@@ -179,10 +179,9 @@ impl Recorder {
                 ));
             }
         }
-        if !saturated(&[c.failed, c.retried, c.dead_lettered])
-            && !(c.retried <= c.failed
-                && u128::from(c.failed) <= wide(&[c.retried, c.dead_lettered]))
-        {
+        let failures_accounted =
+            c.retried <= c.failed && u128::from(c.failed) <= wide(&[c.retried, c.dead_lettered]);
+        if !saturated(&[c.failed, c.retried, c.dead_lettered]) && !failures_accounted {
             problems.push(format!(
                 "failed {} is not between retried {} and retried plus dead-lettered {}",
                 c.failed, c.retried, c.dead_lettered

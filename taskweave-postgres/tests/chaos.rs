@@ -6,7 +6,9 @@
 //! it holds work, restarted at once with the same id), and restarts
 //! PostgreSQL the way a crash would. Then every task must finish within a
 //! bound, the drain must stop every process with status 0, and the audit
-//! of the whole journal must be clean and account for every task.
+//! must be clean and account for every task. The nodes trim the journal
+//! as they do by default, so the audit checks the entries after the
+//! latest snapshot and takes the totals before them from it.
 //!
 //! The figures (takeover times, recovery, throughput, refused reports)
 //! are written straight to stderr, past the harness's capture.
@@ -181,7 +183,6 @@ impl Scene {
             &self.cluster.conninfo_as("node"),
             "--name",
             name,
-            "--keep-journal",
             "--pool",
             "all:4",
         ];
@@ -775,7 +776,8 @@ fn scenario(scene: &mut Scene) -> Result<(), String> {
         ));
     }
 
-    // The audit replays the whole journal.
+    // The audit replays the journal after the latest snapshot; its totals
+    // count from the cluster's start.
     let audit = ["audit", "--db", &scene.cluster.conninfo_as("node")];
     let (code, out) = scene.run("audit", &audit.map(String::from), Duration::from_secs(120))?;
     let line = |prefix: &str| {
@@ -785,6 +787,7 @@ fn scenario(scene: &mut Scene) -> Result<(), String> {
             .unwrap_or_default()
     };
     let counts = line("tasks: ");
+    let trimmed = out.contains(" were trimmed: ");
     let reports = line("reports: ");
     let final_line = out
         .lines()
@@ -792,11 +795,11 @@ fn scenario(scene: &mut Scene) -> Result<(), String> {
     let problems = [
         (code != 0, format!("audit exited {code}")),
         (
-            !out.contains("replayed entries 1 to "),
-            "the audit did not start at entry 1".into(),
+            !out.contains("checked entries "),
+            "the audit does not say which entries it checked".into(),
         ),
         (
-            !out.lines().any(|l| l == "audit: clean"),
+            !out.lines().any(|l| l.starts_with("audit: clean")),
             "the audit is not clean".into(),
         ),
         (
@@ -847,8 +850,9 @@ fn scenario(scene: &mut Scene) -> Result<(), String> {
     }
     figure!(
         "chaos: audit clean: {submitted} submitted, {completed} completed, {dead_lettered} \
-         dead-lettered, {expired} expired, {cancelled} cancelled, 0 live; reports {} accepted, \
-         {} refused (fenced); {}",
+         dead-lettered, {expired} expired, {cancelled} cancelled, 0 live since the start \
+         (journal trimmed: {trimmed}); reports {} accepted, {} refused (fenced) in the checked \
+         entries; {}",
         reports[0],
         reports[1],
         out.lines().find(|l| l.contains(" entries, ")).unwrap_or("")

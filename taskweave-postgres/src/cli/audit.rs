@@ -16,7 +16,9 @@ snapshot when the journal was trimmed behind it) and checks, entry by entry:
 no hole in the sequence, epochs never go back, no report accepted from an
 attempt that is not the task's current one, no task that ends twice. If the
 cluster was drained, the replay must equal the final state its last leader
-stored. Prints the findings; exits 0 when no rule is broken, 1 otherwise.
+stored. Prints which entries it checked, the task totals since the start (a
+trimmed part's from the snapshot's counters, which must agree with its tasks)
+and the findings; exits 0 when no rule is broken, 1 otherwise.
 Needs a node login (or the database owner).";
 
 const PAGE: usize = 5_000;
@@ -58,13 +60,14 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         }
     }
     let report = auditor.report();
+    let last = auditor.next_seq() - 1;
     match from_snapshot {
         Some(seq) => say!(
-            "replayed entries {} to {} (from the snapshot after entry {seq})",
+            "checked entries {} to {last} of {last}; entries 1 to {seq} were trimmed: the totals \
+             before them come from the snapshot after entry {seq}, checked against its tasks",
             seq + 1,
-            auditor.next_seq() - 1
         ),
-        None => say!("replayed entries 1 to {}", auditor.next_seq() - 1),
+        None => say!("checked entries 1 to {last} of {last}"),
     }
     say!(
         "{} entries, {} bytes; by epoch {:?}",
@@ -72,15 +75,28 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         report.bytes,
         report.entries_by_epoch
     );
+    let totals = report.since_start;
     say!(
-        "tasks: {} submitted, {} completed, {} dead-lettered, {} expired, {} cancelled, {} live",
-        report.tasks,
-        report.completed,
-        report.dead_lettered,
-        report.expired,
-        report.cancelled,
-        report.live
+        "tasks: {} submitted, {} completed, {} dead-lettered, {} expired, {} cancelled, {} live \
+         (since the start)",
+        totals.submitted,
+        totals.completed,
+        totals.dead_lettered,
+        totals.expired,
+        totals.cancelled,
+        totals.live
     );
+    if !report.is_whole() {
+        say!(
+            "tasks in the checked entries: {} submitted, {} completed, {} dead-lettered, {} \
+             expired, {} cancelled",
+            report.tasks,
+            report.completed,
+            report.dead_lettered,
+            report.expired,
+            report.cancelled
+        );
+    }
     say!(
         "reports: {} accepted, {} refused (late, fenced or forged)",
         report.accepted_reports,
@@ -105,14 +121,15 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         );
         clean &= same;
     }
-    say!(
-        "{}",
-        if clean {
-            "audit: clean"
-        } else {
-            "audit: RULES BROKEN"
-        }
-    );
+    match (clean, from_snapshot) {
+        (true, None) => say!("audit: clean"),
+        (true, Some(seq)) => say!(
+            "audit: clean from entry {} on (entries 1 to {seq} trimmed; their totals from the \
+             snapshot)",
+            seq + 1
+        ),
+        (false, _) => say!("audit: RULES BROKEN"),
+    }
     Ok(if clean {
         ExitCode::SUCCESS
     } else {
