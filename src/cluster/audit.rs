@@ -23,7 +23,7 @@ use crate::scheduler::{
 };
 use crate::{AgentId, AttemptToken, TaskId};
 
-use super::contract::{Entry, JournalRow};
+use super::contract::{Entry, JournalRow, TaskEnd};
 use super::node::Replica;
 
 /// How many violations an audit keeps in words (it counts them all).
@@ -110,6 +110,28 @@ impl AuditTotals {
     }
 }
 
+/// How a task ended in the journal, as the audit saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    Completed,
+    DeadLettered,
+    Expired,
+    Cancelled,
+}
+
+impl Ended {
+    /// Whether a published outcome says the same.
+    pub(crate) fn agrees_with(self, end: &TaskEnd) -> bool {
+        matches!(
+            (self, end),
+            (Ended::Completed, TaskEnd::Completed)
+                | (Ended::DeadLettered, TaskEnd::DeadLettered(_))
+                | (Ended::Expired, TaskEnd::Expired(_))
+                | (Ended::Cancelled, TaskEnd::Cancelled)
+        )
+    }
+}
+
 /// What the audit knows of one task.
 #[derive(Clone, Copy, Debug, Default)]
 struct Track {
@@ -131,6 +153,9 @@ pub struct Auditor<P> {
     report: AuditReport,
     /// The counters of the snapshot the audit started from.
     base: Counters,
+    /// Task ends not taken yet, `(task, entry, how)`, kept only once
+    /// [`watch_ends`](Self::watch_ends) asked for them.
+    ends: Option<Vec<(TaskId, u64, Ended)>>,
 }
 
 impl<P> std::fmt::Debug for Auditor<P> {
@@ -154,6 +179,7 @@ impl<P: Clone> Auditor<P> {
                 ..AuditReport::default()
             },
             base: Counters::default(),
+            ends: None,
         }
     }
 
@@ -189,6 +215,7 @@ impl<P: Clone> Auditor<P> {
                 ..AuditReport::default()
             },
             base,
+            ends: None,
         })
     }
 
@@ -244,7 +271,7 @@ impl<P: Clone> Auditor<P> {
             (Ok(Applied::Cancelled(_)), _) => {
                 if let Some(task) = cancel {
                     self.report.cancelled += 1;
-                    self.ended(task, row.seq);
+                    self.ended(task, row.seq, Ended::Cancelled);
                 }
             }
             (Ok(_), Some(report)) => {
@@ -260,7 +287,7 @@ impl<P: Clone> Auditor<P> {
                 }
                 if report.outcome == AttemptOutcome::Success {
                     self.report.completed += 1;
-                    self.ended(report.task, row.seq);
+                    self.ended(report.task, row.seq, Ended::Completed);
                 }
             }
             (Err(_), Some(_)) => self.report.refused_reports += 1,
@@ -286,11 +313,11 @@ impl<P: Clone> Auditor<P> {
             }
             Action::DeadLettered { task, .. } => {
                 self.report.dead_lettered += 1;
-                self.ended(task, seq);
+                self.ended(task, seq, Ended::DeadLettered);
             }
             Action::Expired { task, .. } => {
                 self.report.expired += 1;
-                self.ended(task, seq);
+                self.ended(task, seq, Ended::Expired);
             }
             Action::AgentLost { .. } => {}
         }
@@ -306,7 +333,10 @@ impl<P: Clone> Auditor<P> {
         }
     }
 
-    fn ended(&mut self, task: TaskId, seq: u64) {
+    fn ended(&mut self, task: TaskId, seq: u64, how: Ended) {
+        if let Some(ends) = &mut self.ends {
+            ends.push((task, seq, how));
+        }
         let track = self.tasks.entry(task).or_default();
         track.ends += 1;
         track.current = None;
@@ -321,6 +351,18 @@ impl<P: Clone> Auditor<P> {
         if self.report.violations.len() < MAX_VIOLATIONS {
             self.report.violations.push(what);
         }
+    }
+
+    /// Keeps every task end from now on for [`take_ends`](Self::take_ends)
+    /// (the simulator checks each against the outcome the store
+    /// published).
+    pub(crate) fn watch_ends(&mut self) {
+        self.ends.get_or_insert_with(Vec::new);
+    }
+
+    /// The task ends since the last call, `(task, entry, how)`.
+    pub(crate) fn take_ends(&mut self) -> Vec<(TaskId, u64, Ended)> {
+        self.ends.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Violations found so far (all counted), without copying the report.

@@ -114,6 +114,12 @@ impl<P: Clone> MemStore<P> {
         self.fault = Some(fault);
     }
 
+    /// How `task` ended, as a client reads it, and the entry that ended
+    /// it; `None` before its end is published (or after it was trimmed).
+    pub(crate) fn outcome(&self, task: TaskId) -> Option<&(u64, TaskEnd)> {
+        self.outcomes.get(&task)
+    }
+
     /// Every journal entry still stored, in order.
     pub fn journal(&self) -> impl Iterator<Item = JournalRow<P>> + '_ {
         self.journal_from(0)

@@ -196,7 +196,11 @@ where
 {
     let start = Instant::from_secs(1);
     let mut world = World {
-        auditor: Auditor::new(config.dispatcher.clone()),
+        auditor: {
+            let mut auditor = Auditor::new(config.dispatcher.clone());
+            auditor.watch_ends();
+            auditor
+        },
         trace: Trace::new(config.keep_trace),
         rng: SimRng(SplitMix64::new(config.seed)),
         config,

@@ -240,6 +240,19 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
         Ok(op)
     }
 
+    /// Every task end a commit journaled has its outcome published by the
+    /// same commit, saying the same: a client waiting for it reads it.
+    fn check_outcomes_published(&mut self) {
+        for (task, seq, how) in self.auditor.take_ends() {
+            let published = self.store.outcome(task);
+            if !published.is_some_and(|(_, end)| how.agrees_with(end)) {
+                return self.violate(format!(
+                    "task {task} ended {how:?} in entry {seq}, but the outcome published is {published:?}"
+                ));
+            }
+        }
+    }
+
     /// Every snapshot a leader stores restores, as a follower would
     /// restore it.
     fn check_snapshot_restores(&mut self, seq: u64, snapshot: Snapshot<P>) {
@@ -260,6 +273,7 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
         for row in rows {
             self.auditor.apply(row);
         }
+        self.check_outcomes_published();
         if self.auditor.violation_count() > before {
             let what = self
                 .auditor
