@@ -62,9 +62,11 @@ pub const MAX_BUFFERED: usize = 1_000;
 pub const MAX_RUNNING: usize = 1_000;
 
 /// The most steps of a cron search one schedule takes at one wake to
-/// count the fires it missed: a schedule further behind stays due, and
-/// the next [`Schedules::handle_timeout`] goes on counting. A schedule
-/// every period counts its fires in one step.
+/// count the fires it missed: a schedule further behind jumps to the
+/// fires it may still start with one more search, leaving the rest
+/// uncounted ([`ScheduleCounts::jumps`]), so a clock that leaps ahead by
+/// any amount costs a bounded wake. A schedule every period counts its
+/// fires in one step.
 pub const MAX_STEPS_PER_WAKE: u64 = 10_000;
 
 /// The most fires one [`Schedules::backfill`] covers.

@@ -66,10 +66,25 @@ pub struct ScheduleCounts {
     /// Fires skipped by the overlap policy (or by a full buffer).
     pub skipped: u64,
     /// Fires noticed later than the catch-up window allows (or beyond
-    /// [`MAX_FIRES_PER_WAKE`] at one wake).
+    /// [`MAX_FIRES_PER_WAKE`] at one wake), as far as counted: a cron
+    /// schedule counts at most [`MAX_STEPS_PER_WAKE`] of them at one wake
+    /// and jumps over the rest (see [`jumps`](Self::jumps)). A schedule
+    /// every period counts them all.
     pub missed: u64,
     /// Runs cancelled by a later fire.
     pub cancelled: u64,
+    /// Wakes at which a cron schedule was more than
+    /// [`MAX_STEPS_PER_WAKE`] fires behind and jumped over the fires
+    /// beyond that without counting them in [`missed`](Self::missed)
+    /// (a host down for long, or a clock that leapt ahead). While it is
+    /// zero, `missed` counts every fire missed.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "is_zero"))]
+    pub jumps: u64,
+}
+
+#[cfg(feature = "serde")]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One schedule and where it stands.
@@ -257,10 +272,16 @@ impl Schedules {
     /// skipped by its schedule's [`OverlapPolicy`]; a fire older than the
     /// catch-up window is missed. At most [`MAX_FIRES_PER_WAKE`] fires per
     /// schedule are handled at one wake, the newest; older ones are missed.
-    /// `O(k log n)` for k schedules due among n, plus, for a cron
-    /// schedule, a croner search per fire handled or missed (at most
-    /// [`MAX_STEPS_PER_WAKE`] counting missed fires, and the search for
-    /// the newest [`MAX_FIRES_PER_WAKE`] when it is that far behind).
+    /// Afterwards no schedule is due at `now`, however far the clock
+    /// leapt: one call is enough.
+    ///
+    /// `O(k log n)` for k schedules due among n, plus the fires handled
+    /// (at most the window's and [`MAX_FIRES_PER_WAKE`]); a schedule every
+    /// period counts the fires it missed in `O(1)`. A cron schedule takes
+    /// a croner search per fire handled, at most [`MAX_STEPS_PER_WAKE`]
+    /// counting missed fires (it jumps over the rest, see
+    /// [`ScheduleCounts::jumps`]), and the search for the newest
+    /// [`MAX_FIRES_PER_WAKE`] when it can be that far behind.
     pub fn handle_timeout(&mut self, now: Instant) {
         let due: Vec<String> = self
             .timers
@@ -282,13 +303,12 @@ impl Schedules {
         let timetable = spec.timetable();
         // In bulk: the fires due before the window for certain (their
         // jitter cannot bring them in), then those older than the newest
-        // the per-wake limit handles; a cron schedule counts them within
-        // a budget of steps, and goes on at the next wake.
+        // the per-wake limit handles. A cron schedule counts them one
+        // search each, within a budget, and jumps over the rest.
         let late = spec.catch_up().saturating_add(spec.jitter());
         let horizon = Instant::from_nanos(now.as_nanos().saturating_sub(nanos(late)));
-        let (mut missed, mut next) =
-            timetable.count_before(entry.next, horizon, MAX_STEPS_PER_WAKE);
-        let mut behind = next < horizon;
+        let (mut missed, mut next, mut jumped) =
+            timetable.skip_before(entry.next, horizon, MAX_STEPS_PER_WAKE);
         let end = now.saturating_add(Duration::from_nanos(1));
         // More than the per-wake limit can be due only over a span that
         // long; a cron schedule counts them by searching, so only then.
@@ -296,23 +316,16 @@ impl Schedules {
             .least_gap()
             .saturating_mul(MAX_FIRES_PER_WAKE as u32);
         let ahead = |next| timetable.count_before(next, end, MAX_FIRES_PER_WAKE + 1).0;
-        if !behind
-            && now.saturating_duration_since(next) >= span
-            && ahead(next) > MAX_FIRES_PER_WAKE
-        {
+        if now.saturating_duration_since(next) >= span && ahead(next) > MAX_FIRES_PER_WAKE {
             let cutoff = timetable.newest(now, MAX_FIRES_PER_WAKE);
             let budget = MAX_STEPS_PER_WAKE.saturating_sub(missed);
-            let (more, reached) = timetable.count_before(next, cutoff, budget);
+            let (more, reached, over) = timetable.skip_before(next, cutoff, budget);
             missed += more;
             next = reached;
-            behind = next < cutoff;
+            jumped |= over;
         }
-        if behind {
-            // The budget ran out: still due, counted on at the next wake.
-            self.set_next(id, next, missed);
-            return;
-        }
-        // One by one: the rest that came due.
+        // One by one: the rest that came due, no more than the window's
+        // fires and the per-wake limit.
         while !next.is_never() {
             let due = self.due(id, &spec, next);
             if !due.fires_at(now) {
@@ -325,13 +338,9 @@ impl Schedules {
             }
             next = timetable.after(next);
         }
-        self.set_next(id, next, missed);
-    }
-
-    /// Moves schedule `id` on to `next`, having missed `missed` fires.
-    fn set_next(&mut self, id: &str, next: Instant, missed: u64) {
         if let Some(entry) = self.entries.get_mut(id) {
             entry.counts.missed = entry.counts.missed.saturating_add(missed);
+            entry.counts.jumps = entry.counts.jumps.saturating_add(u64::from(jumped));
             entry.next = next;
         }
     }

@@ -103,6 +103,25 @@ impl Timetable {
         }
     }
 
+    /// Counts the fires from `fire` (one of them) up to `end` excluded, as
+    /// [`count_before`](Self::count_before) does within `budget` steps,
+    /// and where the budget runs out jumps over the rest uncounted: the
+    /// count, the first fire at or after `end`, and whether it jumped.
+    /// At most `budget` searches and one more for cron, `O(1)` for a
+    /// period.
+    pub(super) fn skip_before(
+        &self,
+        fire: Instant,
+        end: Instant,
+        budget: u64,
+    ) -> (u64, Instant, bool) {
+        let (count, reached) = self.count_before(fire, end, budget);
+        if reached >= end {
+            return (count, reached, false);
+        }
+        (count, self.fire_at_or_after(end), true)
+    }
+
     /// The oldest of the newest `n` fires at or before `now` (`n ≥ 1`), or
     /// [`Instant::ZERO`] when there are fewer. `O(1)` for a period, `n`
     /// searches for cron.
@@ -199,6 +218,15 @@ mod tests {
         assert_eq!(
             table.count_before(secs(new_year), secs(new_year + 3600), 2),
             (2, secs(new_year + 1800))
+        );
+        // Past its budget, a skip jumps to the first fire at or after the end.
+        assert_eq!(
+            table.skip_before(secs(new_year), secs(new_year + 3000), 2),
+            (2, secs(new_year + 3600), true)
+        );
+        assert_eq!(
+            table.skip_before(secs(new_year), secs(new_year + 3000), 100),
+            (4, secs(new_year + 3600), false)
         );
         assert_eq!(table.newest(secs(new_year + 1000), 2), secs(new_year));
         // Fewer fires than asked since the epoch.
