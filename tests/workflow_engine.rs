@@ -571,6 +571,45 @@ fn a_ramp_sends_its_share_of_new_runs_and_decides_alike_on_replay() {
 }
 
 #[test]
+fn a_ramped_run_takes_the_version_its_own_id_draws() {
+    let ramp = StartPolicy::Ramp { to: 2, percent: 50 };
+    let ramped = |host: &mut Host| {
+        host.machine.engine.register(order(1, "pick")).unwrap();
+        host.machine.engine.register(order(2, "pack")).unwrap();
+    };
+    // What the ramp gives each id: on a fresh engine, the n-th run takes
+    // id n.
+    let mut fresh = engine_with(&[]);
+    ramped(&mut fresh);
+    let version_of: Vec<u32> = (1..=400u64)
+        .map(|n| {
+            let run = fresh.start_version(ramp).unwrap();
+            assert_eq!(run, WorkflowId::new(n));
+            fresh.run(run).unwrap().definition().version()
+        })
+        .collect();
+    // Runs started under ids of the host's own hold every other id, so
+    // most ramped runs take an id past the one the engine would count.
+    let mut host = engine_with(&[]);
+    ramped(&mut host);
+    for n in (1..400).step_by(2) {
+        let EngineOnPool { engine, pool } = &mut host.machine;
+        let id = WorkflowId::new(n);
+        engine
+            .start_as(pool, order(1, "pick"), id, None, host.now)
+            .unwrap();
+    }
+    for _ in 0..200 {
+        let run = host.start_version(ramp).unwrap();
+        assert_eq!(
+            host.run(run).unwrap().definition().version(),
+            version_of[run.get() as usize - 1],
+            "{run:?}"
+        );
+    }
+}
+
+#[test]
 fn registering_and_starting_refuse_what_does_not_match() {
     let mut host = engine_with(&[]);
     assert_eq!(

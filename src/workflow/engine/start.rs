@@ -77,16 +77,25 @@ impl<P: Clone> WorkflowEngine<P> {
         id
     }
 
-    /// The next run id no active or parked run has: ids count up from 1,
-    /// past any a resumed run took, and wrap around at the end.
-    fn fresh_id(&mut self) -> WorkflowId {
+    /// The id the next run started without one takes: the next no active
+    /// or parked run has. Ids count up from 1, past any a resumed run
+    /// took, and wrap around at the end.
+    pub(super) fn free_id(&self) -> WorkflowId {
+        let mut next = self.next_run;
         loop {
-            let id = WorkflowId::new(self.next_run);
-            self.next_run = self.next_run.wrapping_add(1).max(1);
+            let id = WorkflowId::new(next);
             if !self.runs.contains_key(&id) && !self.parked.contains_key(&id) {
                 return id;
             }
+            next = next.wrapping_add(1).max(1);
         }
+    }
+
+    /// Takes [`free_id`](Self::free_id): the next run counts on from it.
+    fn fresh_id(&mut self) -> WorkflowId {
+        let id = self.free_id();
+        self.next_run = id.get().wrapping_add(1).max(1);
+        id
     }
 
     /// Starts a run of `def` under `id`, free.

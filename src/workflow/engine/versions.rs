@@ -23,8 +23,10 @@ pub enum StartPolicy {
     Pinned(u32),
     /// `percent` of new runs (0 to 100) take version `to`; the others the
     /// highest registered version that is not `to` (all take `to` when it
-    /// is the only one). Which run goes where is drawn from the run's id,
-    /// so a replay decides alike.
+    /// is the only one). Which run goes where is drawn from the id the run
+    /// takes (and the version's hash), whatever ids runs started with
+    /// [`start_as`](WorkflowEngine::start_as) or resumed hold, so a replay
+    /// decides alike.
     Ramp {
         /// The version ramped up to.
         to: u32,
@@ -213,9 +215,9 @@ impl<P: Clone> WorkflowEngine<P> {
         input: Option<P>,
         now: Instant,
     ) -> Result<WorkflowId, EngineError> {
-        let def = self
-            .versions
-            .pick(name, policy, WorkflowId::new(self.next_run))?;
+        // The version is drawn from the id the run takes, so a replay (or
+        // another engine) that gives it that id puts it on that version.
+        let def = self.versions.pick(name, policy, self.free_id())?;
         Ok(self.start(pool, def, input, now))
     }
 
