@@ -610,6 +610,31 @@ fn a_ramped_run_takes_the_version_its_own_id_draws() {
 }
 
 #[test]
+fn a_run_moved_onto_a_version_with_a_new_entry_step_runs_it() {
+    // v2 drops the edge s0 -> s1: s1 is an entry step of v2.
+    let chain = |version: u32, linked: bool| {
+        let mut builder = WorkflowDef::builder("order", version)
+            .step(StepDef::local("s0"))
+            .step(StepDef::local("s1"))
+            .step(StepDef::local("s2"))
+            .edge("s1", "s2");
+        if linked {
+            builder = builder.edge("s0", "s1");
+        }
+        Arc::new(builder.build().unwrap())
+    };
+    let mut host = engine_with(&[]);
+    host.machine.engine.register(chain(1, true)).unwrap();
+    host.machine.engine.register(chain(2, false)).unwrap();
+    let run = host.start_version(StartPolicy::Pinned(1)).unwrap();
+    host.migrate(run, 2).unwrap();
+    let (log, finished) = drive(&mut host, |_, _, _| unreachable!("no agent step"));
+    assert_eq!(log, ["local s0", "local s1", "local s2"]);
+    assert_eq!(finished.len(), 1);
+    assert_eq!(finished[0].1, RunOutcome::Succeeded);
+}
+
+#[test]
 fn registering_and_starting_refuse_what_does_not_match() {
     let mut host = engine_with(&[]);
     assert_eq!(

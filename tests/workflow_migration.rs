@@ -13,9 +13,9 @@ use proptest::prelude::*;
 use serde_json::Value;
 use taskweave::resilience::Fixed;
 use taskweave::workflow::{
-    Checkpoint, Migration, MigrationError, Produced, ReplayCheck, ReplayError, RunAction,
-    RunJournal, RunOutcome, RunRecorder, StepChange, StepDef, StepOutput, WorkflowDef, WorkflowRun,
-    check_replay, check_replay_migrated,
+    Checkpoint, DefinitionDiff, Migration, MigrationError, Produced, ReplayCheck, ReplayError,
+    RunAction, RunJournal, RunOutcome, RunRecorder, StepChange, StepDef, StepOutput, StepState,
+    WorkflowDef, WorkflowRun, check_replay, check_replay_migrated,
 };
 use taskweave::{AttemptToken, Instant, Priority, StepId, WorkflowId};
 
@@ -289,9 +289,92 @@ fn a_migration_is_refused_with_its_reason() {
     );
     // Nothing changed on refusal.
     assert_eq!(before.version(), run.checkpoint().version());
+}
 
-    // A new step no edge can reach any more is refused as unservable.
-    let entry = Arc::new(
+/// `s0 -> s1 -> s2`, local steps, under `version`; without the edge
+/// `s0 -> s1` when `linked` is false (then `s1` is an entry step).
+fn chain(version: u32, linked: bool) -> Arc<WorkflowDef> {
+    let mut builder = WorkflowDef::builder("chain", version)
+        .step(StepDef::local("s0"))
+        .step(StepDef::local("s1"))
+        .step(StepDef::local("s2"))
+        .edge("s1", "s2");
+    if linked {
+        builder = builder.edge("s0", "s1");
+    }
+    Arc::new(builder.build().unwrap())
+}
+
+#[test]
+fn a_step_that_becomes_an_entry_step_starts_when_the_run_moves() {
+    let (old, new) = (chain(1, true), chain(2, false));
+    let diff = WorkflowDef::diff(&old, &new);
+    assert_eq!(diff.step("s0").unwrap().change, StepChange::EdgesChanged);
+    assert_eq!(diff.step("s1").unwrap().change, StepChange::EdgesChanged);
+    // The run is at s0, nothing ended: s1 is not reached, and s0, whose
+    // successor goes, has not ended. The rule lets it move, and so does
+    // the library.
+    let mut recorder = RunRecorder::<u32>::new(Arc::clone(&old), WorkflowId::new(4), None, at(0));
+    let Some(RunAction::Start { token: s0, .. }) = recorder.poll_action() else {
+        panic!("s0 starts");
+    };
+    let checkpoint = recorder.run().checkpoint();
+    assert!(diff.admits(&checkpoint));
+    recorder
+        .migrate(Arc::clone(&new), diff.migration())
+        .unwrap();
+    // s1 started as the run moved, at the run's latest instant, as an
+    // entry step of v2 does when a run starts.
+    let s1 = new.step_id("s1").unwrap();
+    assert_eq!(recorder.run().step_state(s1), Some(StepState::Active));
+    let Some(RunAction::Start {
+        step, token: t1, ..
+    }) = recorder.poll_action()
+    else {
+        panic!("s1 starts");
+    };
+    assert_eq!(step, s1);
+    // The same move from the checkpoint resumes on v2.
+    let moved = WorkflowRun::resume(Arc::clone(&new), diff.migrate(checkpoint).unwrap()).unwrap();
+    assert_eq!(moved.step_state(s1), Some(StepState::Active));
+    // The run finishes: s0 and s1 in either order, then s2.
+    let succeed = |recorder: &mut RunRecorder<u32>, token, now| {
+        let output = StepOutput::new(1);
+        let input = taskweave::workflow::RunInput::Succeeded { token, output };
+        recorder.apply(input, at(now)).unwrap();
+    };
+    succeed(&mut recorder, t1, 1);
+    succeed(&mut recorder, s0, 2);
+    advance(&mut recorder, usize::MAX);
+    assert_eq!(recorder.run().outcome(), Some(&RunOutcome::Succeeded));
+    let keys: Vec<_> = recorder
+        .run()
+        .timeline()
+        .map(|e| new.step(e.step).unwrap().id.clone())
+        .collect();
+    assert_eq!(keys, ["s0", "s1", "s2"]);
+    let journal = recorder.journal();
+    assert_eq!(
+        check_replay_migrated(journal, &old, std::slice::from_ref(&new)),
+        Ok(ReplayCheck::Compatible {
+            entries: journal.len()
+        })
+    );
+
+    // Once s0 ended, its edge to s1 has fired: s1 is reached, and the
+    // version without that edge would rewrite the run's past.
+    let mut run = WorkflowRun::<u32>::new(Arc::clone(&old), WorkflowId::new(5), None, at(0));
+    finish_next(&mut run, 1, at(1));
+    assert_eq!(
+        diff.migrate(run.checkpoint()).unwrap_err(),
+        MigrationError::StepReached { step: "s1".into() }
+    );
+}
+
+#[test]
+fn a_new_entry_step_starts_when_the_run_moves() {
+    let old = v1();
+    let audited = Arc::new(
         WorkflowDef::builder("order", 4)
             .step(StepDef::agent("reserve").compensable())
             .step(StepDef::agent("charge"))
@@ -302,14 +385,16 @@ fn a_migration_is_refused_with_its_reason() {
             .build()
             .unwrap(),
     );
-    let started = WorkflowRun::<u32>::new(Arc::clone(&old), WorkflowId::new(5), None, at(0));
-    let refused = WorkflowDef::diff(&old, &entry)
-        .migrate(started.checkpoint())
-        .unwrap_err();
-    assert!(
-        matches!(refused, MigrationError::Unservable(_)),
-        "{refused}"
-    );
+    let diff = WorkflowDef::diff(&old, &audited);
+    assert_eq!(diff.step("audit").unwrap().change, StepChange::Added);
+    let mut run = WorkflowRun::<u32>::new(Arc::clone(&old), WorkflowId::new(5), None, at(0));
+    finish_next(&mut run, 1, at(1));
+    run.migrate(Arc::clone(&audited), &diff.migration())
+        .unwrap();
+    let audit = audited.step_id("audit").unwrap();
+    assert_eq!(run.step_state(audit), Some(StepState::Active));
+    assert_eq!(finish(&mut run, 2), ["charge", "audit", "ship"]);
+    assert_eq!(run.outcome(), Some(&RunOutcome::Succeeded));
 }
 
 #[test]
@@ -488,6 +573,9 @@ enum Edit {
     Policy,
     /// Compensable now.
     Kind,
+    /// Without the edge from its first predecessor (an entry step, when
+    /// that was its only one).
+    Unlink,
 }
 
 fn edits() -> impl Strategy<Value = Vec<(Edit, usize)>> {
@@ -498,6 +586,7 @@ fn edits() -> impl Strategy<Value = Vec<(Edit, usize)>> {
         Just(Edit::Rename),
         Just(Edit::Policy),
         Just(Edit::Kind),
+        Just(Edit::Unlink),
     ];
     proptest::collection::vec((edit, 0usize..8), 1..3)
 }
@@ -571,6 +660,10 @@ fn edit(mut plans: Vec<Plan>, edits: &[(Edit, usize)]) -> Vec<Plan> {
             Edit::Rename => {}
             Edit::Policy => plans[i].high = !plans[i].high,
             Edit::Kind => plans[i].compensable = !plans[i].compensable,
+            Edit::Unlink if !plans[i].preds.is_empty() => {
+                plans[i].preds.remove(0);
+            }
+            Edit::Unlink => {}
         }
     }
     plans
@@ -611,6 +704,50 @@ fn advance(run: &mut RunRecorder<u32>, steps: usize) {
     }
 }
 
+/// README's rule: a running run may move as long as it has not reached
+/// a step that was removed or whose kind or incoming edges changed, nor
+/// ended one whose outgoing edges changed. A step is reached once it has
+/// left `Pending` or one of its predecessors has ended.
+fn rule_admits(diff: &DefinitionDiff, run: &WorkflowRun<u32>) -> bool {
+    if run.is_finished() || run.is_compensating() {
+        return false;
+    }
+    let (old, new) = (diff.earlier(), diff.later());
+    let state = |step| run.step_state(step).unwrap();
+    let ended = |step| state(step).is_terminal();
+    let reached =
+        |step| state(step) != StepState::Pending || old.predecessors(step).any(|(p, _)| ended(p));
+    let image = |step: StepId| diff.steps().iter().find(|s| s.old == Some(step))?.new;
+    // A step's edges as the later version names them.
+    let edges = |steps: Vec<(StepId, Option<&str>)>| -> Vec<_> {
+        steps
+            .into_iter()
+            .map(|(s, label)| (image(s), label.map(str::to_owned)))
+            .collect()
+    };
+    let same = |steps: Vec<(StepId, Option<&str>)>| -> Vec<_> {
+        steps
+            .into_iter()
+            .map(|(s, label)| (Some(s), label.map(str::to_owned)))
+            .collect()
+    };
+    diff.steps().iter().all(|step| {
+        let Some(was) = step.old else {
+            return true; // Added: its predecessors' outgoing edges changed.
+        };
+        let Some(now) = step.new else {
+            return !reached(was); // Removed.
+        };
+        if step.change == StepChange::KindChanged {
+            return !reached(was);
+        }
+        let incoming =
+            edges(old.predecessors(was).collect()) != same(new.predecessors(now).collect());
+        let outgoing = edges(old.successors(was).collect()) != same(new.successors(now).collect());
+        !(incoming && reached(was) || outgoing && ended(was))
+    })
+}
+
 fn next_start(run: &mut RunRecorder<u32>) -> Option<RunAction> {
     loop {
         match run.poll_action()? {
@@ -643,12 +780,19 @@ proptest! {
         advance(&mut run, progress % (old.len() + 1));
         let checkpoint = run.run().checkpoint();
         let admits = diff.admits(&checkpoint);
+        // README's rule and the library agree.
+        prop_assert_eq!(rule_admits(&diff, run.run()), admits);
         let past: Vec<_> = run.run().timeline().collect();
         match run.migrate(Arc::clone(&new), diff.migration()) {
             Ok(()) => {
                 prop_assert!(admits);
+                // The same move from the checkpoint: the entry steps it
+                // started are those the recorder journaled with it.
                 let moved = diff.migrate(checkpoint).unwrap();
-                prop_assert_eq!(&moved, &run.run().checkpoint());
+                let mut moved = WorkflowRun::resume(Arc::clone(&new), moved).unwrap();
+                let started: Vec<_> = std::iter::from_fn(|| moved.poll_action()).collect();
+                prop_assert_eq!(&started, &run.journal().entries().last().unwrap().actions);
+                prop_assert_eq!(&moved.checkpoint(), &run.run().checkpoint());
                 advance(&mut run, usize::MAX);
                 prop_assert_eq!(run.run().outcome(), Some(&RunOutcome::Succeeded));
                 let history: Vec<_> = run.run().timeline().collect();

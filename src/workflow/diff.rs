@@ -10,6 +10,13 @@ use crate::StepId;
 
 /// How a step changed from one version of a definition to the next, the
 /// most telling change first when there are several.
+///
+/// What a run may still move past is said of the steps it has *reached*:
+/// a step is reached once it has left [`StepState::Pending`](super::StepState::Pending)
+/// (started, waiting, skipped, cancelled…) or one of its incoming edges is
+/// resolved, that is one of its predecessors has ended. An entry step is
+/// reached when the run starts. A step has *ended* once its state is
+/// terminal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StepChange {
     /// The same step, with the same edges and options.
@@ -22,14 +29,18 @@ pub enum StepChange {
     /// Its incoming or outgoing edges changed (another predecessor or
     /// successor, a label, an order). A run may move only before the step
     /// was reached if its incoming edges changed, and only before it
-    /// ended if its outgoing ones did.
+    /// ended if its outgoing ones did. A step left without predecessors
+    /// is an entry step of the later version: it starts as the run moves.
     EdgesChanged,
     /// How it executes changed: kind, join, choice, loop, fan-out, input
     /// mapping or compensability. A run may move only before the step was
     /// reached.
     KindChanged,
-    /// New in the later version. A run may move only before its
-    /// predecessors were reached.
+    /// New in the later version. A run may move only while none of its
+    /// predecessors has ended (their outgoing edges changed: see
+    /// [`EdgesChanged`](Self::EdgesChanged)); they may be running. A new
+    /// step without predecessors is an entry step: it starts as the run
+    /// moves.
     Added,
     /// Gone from the later version. A run may move only before it was
     /// reached.
@@ -60,9 +71,13 @@ pub struct StepDiff {
 /// classified, with the migration that moves a run from one to the other.
 /// Made by [`WorkflowDef::diff`].
 ///
-/// A run may move when no step it has reached changed in a way that
-/// rewrites its past (see [`StepChange`]); [`admits`] says so for one
-/// run, [`migrate`] moves it, or refuses with the reason.
+/// A run may move while it is running and has not reached a step that
+/// was removed or whose kind or incoming edges changed, nor ended one
+/// whose outgoing edges changed (a step's predecessor ending is what
+/// reaches it: see [`StepChange`]). [`admits`] says so for one run,
+/// [`migrate`] moves it, or refuses with the reason. An entry step of
+/// the later version the run has not reached (an added one, or one whose
+/// predecessors were removed) starts as the run moves.
 ///
 /// ```
 /// use std::sync::Arc;

@@ -198,9 +198,10 @@ impl<P: Clone> RunRecorder<P> {
     }
 
     /// Moves the run to another version of its definition, as
-    /// [`WorkflowRun::migrate`] does, and journals the migration: a
-    /// replay ([`check_replay_migrated`](super::check_replay_migrated))
-    /// moves at the same entry. Actions not yet polled name the later
+    /// [`WorkflowRun::migrate`] does, and journals the migration, with the
+    /// starts of the entry steps it starts: a replay
+    /// ([`check_replay_migrated`](super::check_replay_migrated)) moves at
+    /// the same entry. Actions not yet polled name the later
     /// version's steps.
     ///
     /// # Errors
@@ -211,7 +212,7 @@ impl<P: Clone> RunRecorder<P> {
         def: Arc<WorkflowDef>,
         migration: Migration<P>,
     ) -> Result<(), MigrationError> {
-        let state = migration.move_state(self.run.state(), self.run.definition(), &def)?;
+        let moved = self.run.plan_move(def, &migration)?;
         let pending = self
             .pending
             .iter()
@@ -220,7 +221,7 @@ impl<P: Clone> RunRecorder<P> {
             .ok_or(MigrationError::Malformed {
                 what: "an action waiting for the host names a removed step",
             })?;
-        self.run.replace(def, state);
+        self.run.take_move(moved);
         self.pending = pending;
         self.journal.format = RunJournal::<P>::FORMAT;
         let at = self.run.latest_now();

@@ -140,8 +140,9 @@ pub enum MigrationError {
     /// The checkpoint is not one of the earlier version.
     #[error("the checkpoint is refused: {0}")]
     Checkpoint(#[source] RunError),
-    /// The moved run would not be one the later version can continue
-    /// (a new step no edge can reach any more, say).
+    /// The moved run would not be one the later version can continue: a
+    /// migration not planned by [`WorkflowDef::diff`] for these
+    /// definitions (read back corrupted), say.
     #[error(
         "the moved run is not one the new version can continue ({0}); let it finish on its version"
     )]
@@ -228,8 +229,9 @@ impl<P: Clone> Migration<P> {
         Ok(run.checkpoint())
     }
 
-    /// `state`, a run of `old`, as a run of `new`.
-    pub(super) fn move_state(
+    /// `state`, a run of `old`, as a run of `new`, its new entry steps
+    /// not started yet (see [`WorkflowRun::plan_move`]) and not validated.
+    fn move_state(
         &self,
         state: &RunState<P>,
         old: &WorkflowDef,
@@ -325,7 +327,6 @@ impl<P: Clone> Migration<P> {
                 None => return Err(MigrationError::NoOutput(*token)),
             }
         }
-        moved.validate(new).map_err(MigrationError::Unservable)?;
         Ok(moved)
     }
 
@@ -422,11 +423,22 @@ fn one_to_one(values: impl Iterator<Item = Option<u64>>, limit: usize) -> bool {
     })
 }
 
+/// A run's move to another version, checked: the later version as the
+/// run sees it, and the moved state, its new entry steps not started yet.
+pub(super) struct Move<P> {
+    def: Arc<WorkflowDef>,
+    state: RunState<P>,
+}
+
 impl<P: Clone> WorkflowRun<P> {
     /// Moves the run to another version of its definition, by a
     /// [`Migration`] planned with [`WorkflowDef::diff`]. Tokens of
     /// attempts already handed out stay valid; actions not yet polled name
-    /// the later version's steps. The run's deadline is recomputed from
+    /// the later version's steps. An entry step of the later version that
+    /// the run has not reached — one it adds, or one whose predecessors
+    /// it removed — starts as the run moves, at the latest instant the
+    /// run has seen ([`latest_now`](Self::latest_now)), as it would have
+    /// when the run started. The run's deadline is recomputed from
     /// its start under the later version. When the later version is
     /// gated, the run keeps its [origin](WorkflowDef::origin): it runs the
     /// later version [as the runs of its origin see
@@ -442,10 +454,35 @@ impl<P: Clone> WorkflowRun<P> {
         def: Arc<WorkflowDef>,
         migration: &Migration<P>,
     ) -> Result<(), MigrationError> {
+        let moved = self.plan_move(def, migration)?;
+        self.take_move(moved);
+        Ok(())
+    }
+
+    /// The move [`migrate`](Self::migrate) makes, checked without making
+    /// it: the moved state is validated with its new entry steps started,
+    /// on a copy, so a refused move changes nothing and the observer hears
+    /// only of a move that happens.
+    pub(super) fn plan_move(
+        &self,
+        def: Arc<WorkflowDef>,
+        migration: &Migration<P>,
+    ) -> Result<Move<P>, MigrationError> {
         let def = as_seen_from(def, self.definition().origin())?;
         let state = migration.move_state(self.state(), self.definition(), &def)?;
-        self.replace(def, state);
-        Ok(())
+        let mut trial = WorkflowRun::from_state(Arc::clone(&def), state.clone());
+        trial.start_unreached_entries();
+        trial
+            .state()
+            .validate(&def)
+            .map_err(MigrationError::Unservable)?;
+        Ok(Move { def, state })
+    }
+
+    /// Makes a move [`plan_move`](Self::plan_move) checked.
+    pub(super) fn take_move(&mut self, moved: Move<P>) {
+        self.replace(moved.def, moved.state);
+        self.start_unreached_entries();
     }
 }
 

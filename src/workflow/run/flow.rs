@@ -72,6 +72,22 @@ impl<P: Clone> WorkflowRun<P> {
         }
     }
 
+    /// Starts each entry step of the definition that the run has not
+    /// reached, at the latest instant the run has seen: after a
+    /// migration, an entry step the later version adds, or one whose
+    /// predecessors it removed. A run that has just started has reached
+    /// all of them.
+    pub(in crate::workflow) fn start_unreached_entries(&mut self) {
+        let now = self.state.latest;
+        let def = Arc::clone(&self.def);
+        for &entry in def.entries() {
+            let slot = self.state.steps.get(entry.get() as usize);
+            if slot.is_some_and(|slot| slot.is_unreached()) {
+                self.make_ready(entry, now);
+            }
+        }
+    }
+
     pub(super) fn skip_step(&mut self, step: StepId) {
         self.slot_mut(step).state = StepState::Skipped;
         self.state.open_steps = self.state.open_steps.saturating_sub(1);
