@@ -516,6 +516,7 @@ fn a_restarted_agent_gets_its_stranded_attempts_back_at_once() {
             .for_each(|r| r.0 = Instant::MAX);
     }
     assert_eq!(c.agents[0].session.held(), 4);
+    let old_life: Vec<AttemptToken> = c.agents[0].running.iter().map(|r| r.2).collect();
     let restarted_at = c.now;
     c.agents[0] = Agent {
         session: session(1),
@@ -524,6 +525,13 @@ fn a_restarted_agent_gets_its_stranded_attempts_back_at_once() {
     let mut replaced = false;
     for _ in 0..200 {
         c.step();
+        // Issue 40, finding 5: the new life never runs its old life's
+        // attempts (it claimed them before the leader read its
+        // registration, and they ran twice).
+        let rerun: Vec<_> = (c.agents[0].running.iter())
+            .filter(|r| old_life.contains(&r.2))
+            .collect();
+        assert!(rerun.is_empty(), "the new life runs {rerun:?}\n{}", c.log.join("\n"));
         replaced |= c.log.iter().any(|l| l.contains("restarted (incarnation"));
         if c.live() == Some(0) {
             break;

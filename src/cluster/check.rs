@@ -98,11 +98,21 @@ pub fn check_store<S: Store<String>>(
             && m[0].sender == Sender::Client && m[1].body == Ok(Message::Cancel(TaskId::new(9))))
     })?;
     let agent = AgentId::new(5);
+    // Two lives of the agent; the leader assigns its rows to the newer.
+    let incarnate = |store: &mut S| match store.agent(AgentOp::Incarnate { agent }, now) {
+        Ok(AgentReply::Incarnation(n)) => Ok(n),
+        other => Err(format!(
+            "an incarnation was asked for and the store answered {other:?}"
+        )),
+    };
+    let (old, new) = (incarnate(store)?, incarnate(store)?);
+    checks.that("incarnations grow", new > old)?;
     let assignment = |task: u64, token: u64| Assignment {
         task: TaskId::new(task),
         agent,
         token: AttemptToken::new(token),
         attempt: 1,
+        incarnation: new,
         payload: format!("payload {task}"),
     };
     let entry = |secs| {
@@ -231,15 +241,7 @@ pub fn check_store<S: Store<String>>(
         outcomes(store, &[9], now)?[..] == [None],
     )?;
 
-    // Agents: incarnations, claims, reports, refusals.
-    let incarnate = |store: &mut S| match store.agent(AgentOp::Incarnate { agent }, now) {
-        Ok(AgentReply::Incarnation(n)) => Ok(n),
-        other => Err(format!(
-            "an incarnation was asked for and the store answered {other:?}"
-        )),
-    };
-    let (old, new) = (incarnate(store)?, incarnate(store)?);
-    checks.that("incarnations grow", new > old)?;
+    // Agents: claims, reports, refusals.
     let claim = |agent, incarnation| AgentOp::Claim {
         agent,
         incarnation,
@@ -247,12 +249,12 @@ pub fn check_store<S: Store<String>>(
     };
     let early = store.agent(claim(agent, old), now);
     checks.that(
-        "an agent claims its ready rows",
-        matches!(&early, Ok(AgentReply::Claimed { rows, stopped: false }) if rows[..] == [assignment(1, 1)]),
+        "an incarnation never claims a row assigned to another (rule 5)",
+        matches!(&early, Ok(AgentReply::Claimed { rows, stopped: false }) if rows.is_empty()),
     )?;
     let claimed = store.agent(claim(agent, new), now);
     checks.that(
-        "a newer incarnation takes over the rows an older one claimed (rule 5)",
+        "an agent claims the ready rows assigned to its incarnation (rule 5)",
         matches!(&claimed, Ok(AgentReply::Claimed { rows, stopped: false }) if rows[..] == [assignment(1, 1)]),
     )?;
     let repeated = store.agent(claim(agent, new), now);

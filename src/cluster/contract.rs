@@ -186,6 +186,12 @@ pub struct Assignment<P> {
     pub token: AttemptToken,
     /// 1 for the first attempt.
     pub attempt: u32,
+    /// The incarnation of the agent the leader assigned it to: only that
+    /// incarnation claims it (rule 5). 0 stands for any incarnation (rows
+    /// written by a build before incarnations were stamped); a claimed row
+    /// answers with the incarnation that claimed it.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub incarnation: u64,
     /// The task's payload.
     pub payload: P,
 }
@@ -385,10 +391,9 @@ pub enum AgentOp<P> {
         /// The messages.
         messages: Vec<Message<P>>,
     },
-    /// Claim up to `limit` of the agent's rows for `incarnation`: `ready`
-    /// ones, or claimed by an older incarnation. Answers
-    /// [`AgentReply::Claimed`] with those and every row this incarnation
-    /// claimed before and has not reported (rule 5).
+    /// Claim up to `limit` of the `ready` rows assigned to the agent's
+    /// `incarnation`. Answers [`AgentReply::Claimed`] with those and every
+    /// row this incarnation claimed before and has not reported (rule 5).
     Claim {
         /// The agent.
         agent: AgentId,
@@ -508,12 +513,15 @@ pub enum ClientReply {
 ///    [`StoreFailure::Conflict`] and writes nothing.
 /// 5. **Outbox rows are idempotent.** Inserting an assignment that exists
 ///    (same task and token) changes nothing; deleting a row that is gone
-///    changes nothing. A row is claimed only by the agent it names; a claim
-///    answers every row that incarnation claimed and has not reported, so a
-///    claim whose answer was lost is simply asked again. A claim takes
-///    ready rows and rows an older incarnation of the agent claimed: a
-///    claim of an agent's previous life that lands after its restart
-///    cannot strand the rows its new life was assigned.
+///    changes nothing. A row is claimed only by the agent it names, and
+///    only by the incarnation it was assigned to
+///    ([`Assignment::incarnation`]; 0: any); a claim answers every row
+///    that incarnation claimed and has not reported, so a claim whose
+///    answer was lost is simply asked again. A restarted agent therefore
+///    never claims its previous life's attempts behind the leader's back
+///    (the leader fails them over when it reads the new registration), and
+///    a late claim of the previous life cannot take the rows of the new
+///    one.
 /// 6. **Reports close their rows.** [`AgentOp::Report`] posts the reports
 ///    and marks done the rows they answer that the reporting incarnation
 ///    claimed, in one transaction.

@@ -422,14 +422,15 @@ impl<P: Clone> MemStore<P> {
             let Some((assignment, state)) = self.outbox.get_mut(key) else {
                 continue;
             };
+            let ours = assignment.incarnation == incarnation || assignment.incarnation == 0;
             match *state {
                 RowState::Claimed(by) if by == incarnation => rows.push(assignment.clone()),
-                RowState::Claimed(by) if by > incarnation => {}
-                // Ready, or claimed by an older life of the agent (whose
-                // claim may have landed after this life's registration).
-                RowState::Ready | RowState::Claimed(_) if fresh < limit => {
+                // Only the life it was assigned to claims a row (rule 5).
+                RowState::Ready if ours && fresh < limit => {
                     fresh += 1;
                     *state = RowState::Claimed(incarnation);
+                    // A row assigned to any life answers as its claimer's.
+                    assignment.incarnation = incarnation;
                     rows.push(assignment.clone());
                 }
                 _ => {}

@@ -9,9 +9,10 @@ use crate::scheduler::{
     Action, Applied, ApplyError, Dispatcher, DispatcherConfig, Input, ScalePolicy, Snapshot,
     TaskState,
 };
-use crate::{Instant, Priority, TaskId};
+use crate::{AgentId, Instant, Priority, TaskId};
 
 use super::super::contract::{Assignment, Entry, Outputs, TaskEnd};
+use super::super::incarnation::incarnation_of;
 
 /// The journal applied so far.
 pub(crate) struct Replica<P> {
@@ -157,6 +158,7 @@ impl<P: Clone> Replica<P> {
                         agent,
                         token,
                         attempt,
+                        incarnation: self.incarnation(agent),
                         payload: payload.clone(),
                     });
                 }
@@ -169,6 +171,14 @@ impl<P: Clone> Replica<P> {
             Action::Expired { task, limit } => out.ended.push((task, TaskEnd::Expired(limit))),
             Action::AgentLost { .. } => {}
         }
+    }
+
+    /// The incarnation `agent` registered with (0, any, for an agent that
+    /// registered without one).
+    fn incarnation(&self, agent: AgentId) -> u64 {
+        (self.dispatcher.registry().get(agent))
+            .and_then(|record| incarnation_of(record.profile()))
+            .unwrap_or(0)
     }
 
     /// Every attempt in flight, as outbox rows.
@@ -185,6 +195,7 @@ impl<P: Clone> Replica<P> {
                     agent,
                     token,
                     attempt,
+                    incarnation: self.incarnation(agent),
                     payload: self.dispatcher.payload(task)?.clone(),
                 }),
                 _ => None,

@@ -94,6 +94,7 @@ impl<T: Clone, W: SimWork<T>> SimWork<SimTask<T>> for Plain<W> {
                     agent: work.agent,
                     token: work.token,
                     attempt: work.attempt,
+                    incarnation: work.incarnation,
                     payload: payload.clone(),
                 };
                 self.0.attempt(agent, &plain, rng)

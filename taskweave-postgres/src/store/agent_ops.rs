@@ -19,9 +19,9 @@ const POST: &str = "WITH posted AS (
     SELECT $1::bigint, $2::bigint, k, b FROM unnest($3::text[], $4::text[]) AS u(k, b))
 SELECT stopped FROM lease WHERE id = 1";
 
-/// Claims up to `$3` rows of agent `$1` for incarnation `$2`, ready or
-/// claimed by an older incarnation (whose claim may have landed after
-/// this one registered), and answers them with those it claimed before
+/// Claims up to `$3` ready rows of agent `$1` assigned to incarnation `$2`
+/// (or to none: rows of a build before incarnations were stamped), and
+/// answers them with those it claimed before
 /// (the second branch reads the statement's snapshot, so a row is never
 /// answered twice), with the lease's `stopped` on every row (one row of
 /// NULLs when none).
@@ -29,15 +29,15 @@ const CLAIM: &str = "WITH claimed AS (
     UPDATE outbox SET state = 'claimed', incarnation = $2
     WHERE (task, token) IN (
         SELECT task, token FROM outbox WHERE agent = $1
-          AND (state = 'ready' OR (state = 'claimed' AND incarnation < $2))
+          AND state = 'ready' AND (incarnation IS NULL OR incarnation = $2)
         ORDER BY token LIMIT $3 FOR UPDATE SKIP LOCKED)
-    RETURNING task, token, agent, attempt, payload),
+    RETURNING task, token, agent, attempt, payload, incarnation),
 held AS (
-    SELECT task, token, agent, attempt, payload FROM claimed
+    SELECT task, token, agent, attempt, payload, incarnation FROM claimed
     UNION ALL
-    SELECT task, token, agent, attempt, payload FROM outbox
+    SELECT task, token, agent, attempt, payload, incarnation FROM outbox
     WHERE agent = $1 AND state = 'claimed' AND incarnation = $2)
-SELECT l.stopped, h.task, h.token, h.agent, h.attempt, h.payload
+SELECT l.stopped, h.task, h.token, h.agent, h.attempt, h.payload, h.incarnation
 FROM lease l LEFT JOIN held h ON true WHERE l.id = 1";
 
 /// Posts reports and closes the rows they answer that this incarnation
@@ -156,6 +156,7 @@ fn assignment<P: DeserializeOwned>(row: &postgres::Row, task: i64) -> Result<Ass
         agent: AgentId::new(int_to_u64(row.get(3))),
         token: AttemptToken::new(int_to_u64(token)),
         attempt: u32::try_from(attempt).unwrap_or(0),
+        incarnation: row.get::<_, Option<i64>>(6).map_or(0, int_to_u64),
         payload,
     })
 }

@@ -57,9 +57,12 @@ const CONSUME: &str = "UPDATE inbox SET consumed = true, verdict = u.v, refused 
 FROM unnest($1::bigint[], $2::text[], $3::bool[]) AS u(i, v, r)
 WHERE inbox.id = u.i AND NOT inbox.consumed";
 
-const ASSIGN: &str = "INSERT INTO outbox (task, token, agent, attempt, payload, epoch)
-SELECT t, k, a, n, p, $6
-FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::text[]) AS u(t, k, a, n, p)
+/// A row carries the incarnation it was assigned to (NULL: any), the only
+/// one that may claim it (rule 5).
+const ASSIGN: &str = "INSERT INTO outbox (task, token, agent, attempt, payload, epoch, incarnation)
+SELECT t, k, a, n, p, $6, NULLIF(i, 0)
+FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::text[], $7::bigint[])
+    AS u(t, k, a, n, p, i)
 ON CONFLICT (task, token) DO NOTHING";
 
 /// Tells each agent given work (sent when the commit lands): a
@@ -341,6 +344,7 @@ struct EncodedOutputs {
     agents: Vec<i64>,
     attempts: Vec<i32>,
     payloads: Vec<String>,
+    incarnations: Vec<i64>,
     /// The rows to delete: cancelled or reported attempts.
     release_tasks: Vec<i64>,
     release_tokens: Vec<i64>,
@@ -360,6 +364,7 @@ impl EncodedOutputs {
             out.attempts
                 .push(i32::try_from(a.attempt).unwrap_or(i32::MAX));
             out.payloads.push(codec::encode("a payload", &a.payload)?);
+            out.incarnations.push(u64_to_int(a.incarnation));
         }
         for (task, token) in outputs.cancel.iter().chain(&outputs.closed) {
             out.release_tasks.push(u64_to_int(task.get()));
@@ -429,6 +434,7 @@ fn commit<P>(
                 &outputs.attempts,
                 &outputs.payloads,
                 &epoch_int,
+                &outputs.incarnations,
             ],
         )?;
         tx.execute(NOTIFY_WORK, &[&outputs.agents])?;

@@ -328,6 +328,7 @@ fn assign(first_seq: u64, agent: u64) -> NodeOp<String> {
         agent: AgentId::new(agent),
         token: taskweave::AttemptToken::new(first_seq),
         attempt: 1,
+        incarnation: 0,
         payload: "work".to_string(),
     };
     let outputs = Outputs {
