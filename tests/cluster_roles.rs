@@ -531,7 +531,11 @@ fn a_restarted_agent_gets_its_stranded_attempts_back_at_once() {
         let rerun: Vec<_> = (c.agents[0].running.iter())
             .filter(|r| old_life.contains(&r.2))
             .collect();
-        assert!(rerun.is_empty(), "the new life runs {rerun:?}\n{}", c.log.join("\n"));
+        assert!(
+            rerun.is_empty(),
+            "the new life runs {rerun:?}\n{}",
+            c.log.join("\n")
+        );
         replaced |= c.log.iter().any(|l| l.contains("restarted (incarnation"));
         if c.live() == Some(0) {
             break;

@@ -241,6 +241,19 @@ impl PgCluster {
         }
     }
 
+    /// Starts the server again after [`stop`](Self::stop), on the same
+    /// port and data directory. Starting a running server does nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Step`] when the server does not come back.
+    pub fn start_again(&mut self) -> Result<(), ClusterError> {
+        if self.running {
+            return Ok(());
+        }
+        self.start_server()
+    }
+
     /// The server's log so far, for a failure message.
     pub fn server_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()

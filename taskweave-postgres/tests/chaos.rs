@@ -3,8 +3,12 @@
 //! (each with its own login) run trivial commands, some of which fail for
 //! good, while tasks arrive in three waves and the test kills the leader
 //! three times, freezes it past its lease twice, kills agents (one while
-//! it holds work, restarted at once with the same id), and restarts
-//! PostgreSQL the way a crash would. Then every task must finish within a
+//! it holds work, restarted at once with the same id, then twenty fast
+//! restarts in a row), restarts PostgreSQL the way a crash would, and
+//! stops it for ten seconds. It counts leader changes that no fault
+//! caused (none allowed), agents found lost (only the one left down),
+//! and executions per task (a task that does not fail runs again only
+//! when an agent was killed while it ran it). Then every task must finish within a
 //! bound, the drain must stop every process with status 0, and the audit
 //! must be clean and account for every task. The nodes trim the journal
 //! as they do by default, so the audit checks the entries after the
@@ -44,9 +48,13 @@ const CAPACITY: &str = "8";
 /// One task in this many asks its command to fail, every attempt: it
 /// ends dead-lettered.
 const FAIL_EVERY: u64 = 20;
-/// The agents' command: reads the payload, fails when it says so.
-const COMMAND: &str =
-    r#"read -r task; case "$task" in *fail*) echo "asked to fail" >&2; exit 1;; esac; exit 0"#;
+/// The agents' command: reads the payload, notes that it ran (one line
+/// appended: the test counts executions per task), fails when it says so.
+const COMMAND: &str = r#"read -r task; echo "$task" >> "$TASKWEAVE_CHAOS_RUNS"; case "$task" in *fail*) echo "asked to fail" >&2; exit 1;; esac; exit 0"#;
+/// Fast agent restarts: each kills an agent and starts it again at once.
+const FAST_RESTARTS: u64 = 20;
+/// How long PostgreSQL stays stopped in the outage.
+const OUTAGE: Duration = Duration::from_secs(10);
 /// The lease lasts 1 s: a freeze of 2.5 s outlives it.
 const FREEZE: Duration = Duration::from_millis(2_500);
 /// After the last fault, every task must be finished within this.
@@ -105,6 +113,11 @@ struct Scene {
     /// The test's own client (once the schema exists).
     client: Option<PgClient<Value>>,
     spawned: u32,
+    /// The lease's epoch when the last fault that may move the lease
+    /// (a leader killed or frozen, PostgreSQL down) had passed.
+    calm_epoch: Option<u64>,
+    /// Leader changes while no such fault was under way.
+    unforced: Vec<String>,
 }
 
 impl Drop for Scene {
@@ -160,6 +173,7 @@ impl Scene {
         let err = out.try_clone().map_err(|e| e.to_string())?;
         let child = Command::new(BIN)
             .args(args)
+            .env("TASKWEAVE_CHAOS_RUNS", self.dir.join("executions"))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -469,6 +483,84 @@ impl Scene {
     }
 
     /// SIGKILLs the leader, measures the takeover, restarts the node.
+    /// The lease's epoch, once the status answers.
+    fn epoch(&mut self) -> Result<u64, String> {
+        self.wait_for("the lease", Duration::from_secs(30), |scene| {
+            scene.status().map(|(lease, _)| lease.epoch)
+        })
+    }
+
+    /// A fault that may move the lease begins: a leader change since the
+    /// last one ended had no fault to cause it.
+    fn lease_fault_begins(&mut self, what: &str) -> Result<(), String> {
+        let now = self.epoch()?;
+        if let Some(calm) = self.calm_epoch.filter(|&calm| now != calm) {
+            self.unforced
+                .push(format!("epoch {calm} -> {now} before {what}"));
+        }
+        Ok(())
+    }
+
+    /// The fault has passed: the epoch now is the calm one.
+    fn lease_fault_ends(&mut self) -> Result<(), String> {
+        self.calm_epoch = Some(self.epoch()?);
+        Ok(())
+    }
+
+    /// Kills and restarts agents one after another, each at once:
+    /// `FAST_RESTARTS` in all, each waiting only until the leader has
+    /// replaced the old incarnation.
+    fn restart_agents_fast(&mut self) -> Result<(), String> {
+        let start = Instant::now();
+        for round in 0..FAST_RESTARTS {
+            let id = 1 + round % AGENTS;
+            let agent = AgentId::new(id);
+            let needle = format!("agent {agent} restarted (incarnation");
+            let before = self.member_lines(&needle).len();
+            let i = self.member(&format!("agent-{id}"))?;
+            self.kill(i)?;
+            self.agent(id)?;
+            self.wait_for(
+                &format!("fast restart {round}: the leader to replace agent {id}"),
+                Duration::from_secs(15),
+                |scene| (scene.member_lines(&needle).len() > before).then_some(()),
+            )?;
+        }
+        figure!(
+            "chaos: {FAST_RESTARTS} fast agent restarts in {} ms",
+            ms(start.elapsed())
+        );
+        Ok(())
+    }
+
+    /// Stops PostgreSQL for `OUTAGE` and starts it again; measures until
+    /// the leader publishes a new status.
+    fn stop_postgres(&mut self) -> Result<(), String> {
+        let seq = self.status().and_then(|(_, s)| s).map_or(0, |s| s.seq);
+        let start = Instant::now();
+        self.cluster.stop();
+        std::thread::sleep(OUTAGE);
+        self.cluster
+            .start_again()
+            .map_err(|e| format!("starting PostgreSQL again: {e}"))?;
+        let back = wall_now();
+        let new_seq = self.wait_for(
+            "the status to advance after the outage",
+            Duration::from_secs(60),
+            |scene| {
+                let status = scene.status()?.1?;
+                (status.seq > seq && status.at > back).then_some(status.seq)
+            },
+        )?;
+        figure!(
+            "chaos: PostgreSQL stopped for {} ms; the status advanced from entry {seq} to \
+             {new_seq} {} ms after the outage began",
+            ms(OUTAGE),
+            ms(start.elapsed())
+        );
+        Ok(())
+    }
+
     fn kill_leader(&mut self, round: u32) -> Result<(), String> {
         let (holder, epoch) = self.leader()?;
         let i = self.member(&holder)?;
@@ -679,15 +771,22 @@ fn scenario(scene: &mut Scene) -> Result<(), String> {
     // the tasks has ended, so work flows during every one.
     let began = Instant::now();
     let wave1 = scene.submit(1, 0, waves[0])?;
+    scene.lease_fault_ends()?;
     scene.gate(total, 5)?;
+    scene.lease_fault_begins("SIGKILL #1")?;
     scene.kill_leader(1)?;
+    scene.lease_fault_ends()?;
     scene.gate(total, 10)?;
     scene.restart_agent_at_once(1)?;
     scene.gate(total, 15)?;
+    scene.lease_fault_begins("freeze #1")?;
     scene.freeze_leader(1)?;
+    scene.lease_fault_ends()?;
     let wave2 = scene.submit(2, waves[0], waves[1])?;
     scene.gate(total, 22)?;
+    scene.lease_fault_begins("SIGKILL #2")?;
     scene.kill_leader(2)?;
+    scene.lease_fault_ends()?;
     scene.gate(total, 28)?;
     scene.restart_agent_late(2)?;
     // No submit is running while the server restarts: a wave's count
@@ -695,12 +794,24 @@ fn scenario(scene: &mut Scene) -> Result<(), String> {
     scene.submitted(wave1, waves[0])?;
     scene.submitted(wave2, waves[1])?;
     scene.gate(total, 35)?;
+    scene.lease_fault_begins("the PostgreSQL restart")?;
     scene.restart_postgres()?;
+    scene.lease_fault_ends()?;
     let wave3 = scene.submit(3, waves[0] + waves[1], waves[2])?;
+    scene.gate(total, 42)?;
+    scene.restart_agents_fast()?;
     scene.gate(total, 50)?;
+    scene.lease_fault_begins("freeze #2")?;
     scene.freeze_leader(2)?;
+    scene.lease_fault_ends()?;
+    scene.gate(total, 60)?;
+    scene.lease_fault_begins("the PostgreSQL outage")?;
+    scene.stop_postgres()?;
+    scene.lease_fault_ends()?;
     scene.gate(total, 75)?;
+    scene.lease_fault_begins("SIGKILL #3")?;
     scene.kill_leader(3)?;
+    scene.lease_fault_ends()?;
     let last_fault = Instant::now();
     scene.submitted(wave3, waves[2])?;
 
@@ -726,6 +837,58 @@ fn scenario(scene: &mut Scene) -> Result<(), String> {
         total as f64 / wall.as_secs_f64(),
         done.completed,
         done.dead_lettered
+    );
+
+    // No leader change without a fault to cause it.
+    scene.lease_fault_begins("the drain")?;
+    if !scene.unforced.is_empty() {
+        return Err(format!(
+            "leader changes no fault caused: {}",
+            scene.unforced.join("; ")
+        ));
+    }
+    figure!("chaos: 0 leader changes that no fault caused");
+
+    // No live agent was found lost: only the one killed and left down
+    // past its heartbeats (a PostgreSQL outage is nobody's fault).
+    let lost = scene.member_lines("missed its heartbeats");
+    if lost.len() != 1 {
+        return Err(format!(
+            "agents found lost: {} (1 expected, the one left down):\n{}",
+            lost.len(),
+            lost.join("\n")
+        ));
+    }
+
+    // Executions: a task that does not fail ran once, unless an agent
+    // was killed while it ran it (each kill ends at most CAPACITY
+    // attempts).
+    let runs = std::fs::read_to_string(scene.dir.join("executions"))
+        .map_err(|e| format!("the executions log: {e}"))?;
+    let mut per_task = std::collections::BTreeMap::<&str, u64>::new();
+    // A command started by an agent killed before it wrote the payload
+    // reads an empty line.
+    for line in runs
+        .lines()
+        .filter(|l| !l.is_empty() && !l.contains("fail"))
+    {
+        *per_task.entry(line).or_default() += 1;
+    }
+    let reruns: u64 = per_task.values().map(|n| n - 1).sum();
+    let kills = 2 + FAST_RESTARTS;
+    let bound = kills * CAPACITY.parse::<u64>().unwrap_or(8);
+    if per_task.len() as u64 != total - failing || reruns > bound {
+        return Err(format!(
+            "{} tasks that do not fail ran, {} expected; {reruns} ran again, at most {bound} \
+             (the attempts of {kills} agents killed)",
+            per_task.len(),
+            total - failing
+        ));
+    }
+    figure!(
+        "chaos: {} tasks that do not fail ran; {reruns} ran again (at most {bound}: {kills} agent \
+         kills of {CAPACITY} slots)",
+        per_task.len()
     );
 
     // An operator cancels a task no agent can take: one more task
@@ -877,6 +1040,8 @@ fn the_cluster_survives_the_operators_worst_day() {
         dir: dir.clone(),
         client: None,
         spawned: 0,
+        calm_epoch: None,
+        unforced: Vec::new(),
     };
     match scenario(&mut scene) {
         Ok(()) => {

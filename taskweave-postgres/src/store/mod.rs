@@ -56,14 +56,16 @@ use crate::schema::{SCHEMA_VERSION, installed_version};
 const STATEMENT_TIMEOUT_MS: u32 = 30_000;
 
 /// How long the server lets a session sit in an open transaction without a
-/// statement before it ends the session. A process frozen mid-transaction
-/// (SIGSTOP, a paused VM) would otherwise hold the lease row's lock, taken
-/// by the fence, for as long as it is frozen, and no standby could take
-/// the lease; with this the server drops it, the lock goes, the frozen
-/// leader's commit fails when it wakes, and it finds itself deposed. Well
-/// under the 1 s lease, and far above the microseconds between the
-/// statements of one operation (everything is encoded before it begins).
-const IDLE_IN_TRANSACTION_MS: u32 = 300;
+/// statement before it ends the session: a safety net. A leader frozen
+/// mid-transaction (SIGSTOP, a paused VM) holds the lease row's lock; the
+/// standby that takes over ends that session itself once the lease has
+/// lapsed (`END_STALLED_LEADER` in `node_ops`), so a takeover stays under
+/// the 1 s lease. This timeout only bounds what a stalled session holds
+/// when nobody can end it (a standby of another login without the
+/// privileges to see or signal it). It was 300 ms, which under CPU
+/// contention ended working nodes' sessions between two statements of a
+/// commit and caused leader changes no fault had caused.
+const IDLE_IN_TRANSACTION_MS: u32 = 10_000;
 /// How long connecting may take, unless the connection string says.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 

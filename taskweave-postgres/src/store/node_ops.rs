@@ -30,6 +30,26 @@ const CURRENT_EPOCH: &str = "SELECT epoch FROM lease WHERE id = 1";
 const READ_LEASE: &str =
     "SELECT epoch, holder, expires_at > clock_timestamp(), stopped FROM lease WHERE id = 1";
 
+/// Before a takeover: ends the session of a leader that stalls inside a
+/// transaction (its process frozen or starved) while its lease has
+/// lapsed. Its lock on the lease row would hold the takeover back until
+/// the server's idle-in-transaction timeout; ending it rolls its
+/// transaction back at once, and the stalled leader, when it runs again,
+/// finds its connection gone and itself deposed. Only a session idle in a
+/// transaction for half a second, holding a lock taken by an update of
+/// the lease, while the lease at epoch `$1` has expired, is ended; a
+/// session whose state this login cannot see (another login without
+/// `pg_read_all_stats`) or may not signal (without `pg_signal_backend`) is
+/// left to the idle timeout.
+const END_STALLED_LEADER: &str = "
+SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a
+WHERE a.pid <> pg_backend_pid() AND a.datname = current_database()
+  AND a.state IN ('idle in transaction', 'idle in transaction (aborted)')
+  AND a.state_change < clock_timestamp() - interval '500 milliseconds'
+  AND a.pid IN (SELECT l.pid FROM pg_locks l
+                WHERE l.relation = 'lease'::regclass AND l.mode = 'RowExclusiveLock' AND l.granted)
+  AND EXISTS (SELECT 1 FROM lease WHERE id = 1 AND epoch = $1 AND expires_at <= clock_timestamp())";
+
 const TAKE_LEASE: &str = "
 UPDATE lease SET epoch = epoch + 1, holder = $2,
     expires_at = clock_timestamp() + $3::float8 * interval '1 millisecond'
@@ -117,6 +137,7 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
         match op {
             NodeOp::ReadLease => self.read(|db| Ok(NodeReply::Lease(read_lease(db)?))),
             NodeOp::TakeLease { seen, holder, ttl } => self.write(|tx| {
+                tx.query(END_STALLED_LEADER, &[&u64_to_int(seen)])?;
                 let taken =
                     tx.query_opt(TAKE_LEASE, &[&u64_to_int(seen), &holder, &millis(ttl)])?;
                 Ok(match taken {
