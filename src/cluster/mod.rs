@@ -78,6 +78,7 @@ mod contract;
 mod incarnation;
 mod mem_store;
 mod node;
+mod race;
 pub mod sim;
 mod status;
 mod task_end;
@@ -95,6 +96,7 @@ pub use contract::{
 pub use incarnation::INCARNATION_LABEL;
 pub use mem_store::{Fault, Kept, MemStore};
 pub use node::{Node, NodeEvent, Role};
+pub use race::{StoreAnswer, StoreCall, check_store_races};
 pub use status::{AgentLoad, Status};
 #[cfg(feature = "workflow")]
 pub use workflow_client::{ClientEvent, ClusterPool, WorkflowClient};

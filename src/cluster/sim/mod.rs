@@ -221,6 +221,7 @@ where
         recent: Vec::new(),
         takeovers: 0,
         stranded: Vec::new(),
+        executed: std::collections::HashSet::new(),
         journal_bytes: 0,
         violation: None,
         finished: false,

@@ -24,6 +24,9 @@ struct Track {
     completed: BTreeMap<StepId, u32>,
     compensated: BTreeMap<StepId, u32>,
     skipped: BTreeSet<StepId>,
+    /// A step attempt failed (retried or failed for good), or the run was
+    /// cancelled: only then may it end other than succeeded.
+    troubled: bool,
 }
 
 impl Track {
@@ -82,6 +85,7 @@ impl<T: Clone, F: SimWorkflows> Flows<T, F> {
                 completed: BTreeMap::new(),
                 compensated: BTreeMap::new(),
                 skipped: BTreeSet::new(),
+                troubled: false,
             };
             self.runs.insert(run, track);
             self.counts.started += 1;
@@ -91,6 +95,9 @@ impl<T: Clone, F: SimWorkflows> Flows<T, F> {
             if let Some(&run) = self.runs.keys().nth(nth) {
                 let (engine, pool) = self.client.parts();
                 if engine.cancel(pool, run, tick.now).is_ok() {
+                    if let Some(track) = self.runs.get_mut(&run) {
+                        track.troubled = true;
+                    }
                     self.counts.cancelled += 1;
                     *tick.faults.entry("cancel_run").or_default() += 1;
                     tick.log.push(format!("FAULT cancel run {run}"));
@@ -182,6 +189,11 @@ impl<T: Clone, F: SimWorkflows> Flows<T, F> {
                         *track.completed.entry(step).or_default() += 1;
                     }
                 }
+                WorkflowEvent::StepRetried { run, .. } | WorkflowEvent::StepFailed { run, .. } => {
+                    if let Some(track) = self.runs.get_mut(&run) {
+                        track.troubled = true;
+                    }
+                }
                 WorkflowEvent::StepSkipped { run, step } => {
                     if let Some(track) = self.runs.get_mut(&run) {
                         track.skipped.insert(step);
@@ -219,6 +231,12 @@ impl<T: Clone, F: SimWorkflows> Flows<T, F> {
         let Some(track) = self.runs.remove(&run) else {
             return Err(format!("run {run} finished, but was never started"));
         };
+        // A run whose every step succeeded, not cancelled, succeeds.
+        if !track.troubled && !matches!(outcome, RunOutcome::Succeeded) {
+            return Err(format!(
+                "run {run} ended {outcome:?}, yet no step of it failed and nobody cancelled it"
+            ));
+        }
         let mut steps = track.def.steps().map(|(id, _)| id);
         // A failed run, compensated or with nothing to compensate, owes no
         // compensation.

@@ -359,6 +359,12 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
         let life = self.agents[i].life;
         let agent = self.agents[i].session.agent();
         while let Some(work) = self.agents[i].session.poll_work() {
+            if !self.executed.insert(work.token) {
+                return self.violate(format!(
+                    "attempt {} of task {} (token {}) was started a second time, by agent {i}",
+                    work.attempt, work.task, work.token
+                ));
+            }
             let (mut took, outcome) = match self.flows.attempt(agent, &work.payload, &mut self.rng)
             {
                 Some(step) => step,

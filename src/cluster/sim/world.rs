@@ -177,6 +177,9 @@ pub(crate) struct World<P, W, D> {
     /// which must fail over before `deadline`: (deadline, agent, attempts,
     /// takeovers and store restarts when recorded).
     pub(crate) stranded: Vec<Stranded>,
+    /// Every attempt an agent started, by its token (tokens are unique):
+    /// no attempt runs twice.
+    pub(crate) executed: std::collections::HashSet<AttemptToken>,
     pub(crate) journal_bytes: u64,
     pub(crate) violation: Option<Violation>,
     /// Every task ended after the faults: the run is over.
