@@ -36,6 +36,15 @@ pub enum SessionEvent {
         /// The pause before the next try.
         retry_in: std::time::Duration,
     },
+    /// The store answered an operation with a reply of another kind (a
+    /// store that breaks the contract): the session sends it again after
+    /// `retry_in`, a pause that grows while such answers go on.
+    BadAnswer {
+        /// What was wrong with the answer.
+        why: String,
+        /// The pause before the next try.
+        retry_in: std::time::Duration,
+    },
     /// The cluster cancelled an attempt the host runs (see
     /// [`AgentSession::poll_cancelled`]).
     Cancelled {
@@ -62,6 +71,10 @@ impl std::fmt::Display for SessionEvent {
                 failure,
                 retry_in,
             } => write!(f, "{op}: {failure}; trying again in {retry_in:?}"),
+            SessionEvent::BadAnswer { why, retry_in } => write!(
+                f,
+                "the store's answer cannot be used ({why}); trying again in {retry_in:?}"
+            ),
             SessionEvent::Cancelled { task, token } => {
                 write!(f, "{token} of {task} was cancelled by the cluster; stop it")
             }
@@ -310,7 +323,10 @@ impl<P: Clone> AgentSession<P> {
         Some(op)
     }
 
-    /// Feeds the store's answer to the operation last polled.
+    /// Feeds the store's answer to the operation last polled. An answer
+    /// of the operation's kind resets the backoff; one of another kind
+    /// does not, so a store that keeps giving them is asked ever less
+    /// often.
     pub fn handle_reply(&mut self, reply: Result<AgentReply<P>, StoreFailure>, now: Instant) {
         let Some(sent) = self.sent.take() else {
             return;
@@ -319,7 +335,6 @@ impl<P: Clone> AgentSession<P> {
             Ok(reply) => reply,
             Err(failure) => return self.failed(sent, failure, now),
         };
-        self.config.backoff.reset();
         match (sent, reply) {
             (Sent::Incarnate, AgentReply::Incarnation(incarnation)) => {
                 self.incarnation = incarnation;
@@ -370,14 +385,17 @@ impl<P: Clone> AgentSession<P> {
                 self.ready.extend(fresh);
             }
             (sent, _) => {
-                // An answer of the wrong kind is the store's fault: treat
-                // it as a failed operation and try again.
-                let failure = StoreFailure::Failed {
-                    cause: format!("the store answered {sent:?} with an unrelated reply"),
-                };
-                self.failed(sent, failure, now);
+                let why = format!(
+                    "the store answered {} with an unrelated reply",
+                    sent_name(sent)
+                );
+                let retry_in = self.pause(sent, now);
+                self.events
+                    .push_back(SessionEvent::BadAnswer { why, retry_in });
+                return;
             }
         }
+        self.config.backoff.reset();
     }
 
     /// A claim answers every row this incarnation holds and has not
@@ -409,6 +427,17 @@ impl<P: Clone> AgentSession<P> {
     }
 
     fn failed(&mut self, sent: Sent, failure: StoreFailure, now: Instant) {
+        let retry_in = self.pause(sent, now);
+        self.events.push_back(SessionEvent::StoreTrouble {
+            op: sent_name(sent),
+            failure,
+            retry_in,
+        });
+    }
+
+    /// `sent` must run again: no operation before the backoff's next
+    /// pause, which it returns.
+    fn pause(&mut self, sent: Sent, now: Instant) -> std::time::Duration {
         if sent == Sent::Report {
             // Send the same reports again: a duplicate is fenced out.
             let mut again = std::mem::take(&mut self.reporting);
@@ -416,12 +445,8 @@ impl<P: Clone> AgentSession<P> {
             self.finished = again;
         }
         let retry_in = self.config.backoff.next();
-        self.events.push_back(SessionEvent::StoreTrouble {
-            op: sent_name(sent),
-            failure,
-            retry_in,
-        });
         self.wake_at = now.saturating_add(retry_in);
+        retry_in
     }
 }
 

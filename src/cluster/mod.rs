@@ -25,7 +25,11 @@
 //! **Liveness.** After any store failure a role backs off and resumes from
 //! the journal; a leader whose commit failed sends the same commit again
 //! (after reading it back when its answer was lost) until it lands, and
-//! throws its state away only when deposed. An agent that restarts asks the store for a new
+//! throws its state away only when deposed. An answer a role cannot use
+//! (corrupt, of another kind, or contradicting the store's earlier ones)
+//! is reported as an event and asked again after a pause that grows while
+//! such answers go on: no store can make a role spin at one instant. An
+//! agent that restarts asks the store for a new
 //! incarnation; registering it replaces the old one at once, whose
 //! attempts go back to the queue (no heartbeat timeout to wait out).
 //!

@@ -21,9 +21,11 @@ pub enum Role {
     },
     /// The cluster was drained and stopped: the host ends the node.
     Stopped,
-    /// The store holds something this node cannot read (a corrupt
-    /// snapshot or journal entry); a person must look. The node does
-    /// nothing more.
+    /// The store holds something this node cannot read (a snapshot that
+    /// does not restore, journal entries out of place, an answer of
+    /// another kind): a person must look. The node reads it again after a
+    /// backoff ([`NodeEvent::BadAnswer`]) and goes on once it reads; a
+    /// host may end it instead.
     Failed(String),
 }
 
@@ -91,6 +93,19 @@ pub enum NodeEvent {
         /// The pause before the next try.
         retry_in: Duration,
     },
+    /// The store gave an answer the node cannot use: one that does not
+    /// read (its role is [`Role::Failed`] until an answer reads again), or
+    /// one that contradicts what the store said before (a lease lost
+    /// before it could expire, a trimmed entry no snapshot covers, a
+    /// consumed message handed out again). The node asks again after
+    /// `retry_in`, a pause that grows while such answers go on, so a
+    /// corrupt or inconsistent store cannot make it spin.
+    BadAnswer {
+        /// What was wrong with the answer.
+        why: String,
+        /// The pause before the next try.
+        retry_in: Duration,
+    },
     /// The cluster is draining: no submissions from here on.
     Draining,
     /// This leader stopped the drained cluster after entry `seq`.
@@ -144,6 +159,10 @@ impl fmt::Display for NodeEvent {
                 failure,
                 retry_in,
             } => write!(f, "{op}: {failure}; trying again in {retry_in:?}"),
+            NodeEvent::BadAnswer { why, retry_in } => write!(
+                f,
+                "the store's answer cannot be used ({why}); trying again in {retry_in:?}"
+            ),
             NodeEvent::Draining => write!(f, "draining: submissions are refused from here on"),
             NodeEvent::Stopped { seq } => {
                 write!(f, "stopped the drained cluster after entry {seq}")

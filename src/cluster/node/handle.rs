@@ -1,6 +1,9 @@
-//! A node's answers from the store: what each means in each phase.
+//! A node's answers from the store: what each means in each phase, and
+//! what the node does after a failure or an answer it cannot use.
 
-use super::super::contract::{NodeReply, StoreFailure};
+use std::collections::BTreeSet;
+
+use super::super::contract::{InboxMessage, MessageId, NodeReply, StoreFailure};
 use super::events::NodeEvent;
 use super::intake::intake;
 use super::replica::Replica;
@@ -15,42 +18,55 @@ impl<P: Clone> Node<P> {
             return;
         };
         match reply {
-            Ok(reply) => {
-                self.config.backoff.reset();
-                self.answered(sent, reply, now);
-            }
+            Ok(reply) => self.answered(sent, reply, now),
             Err(failure) => self.failed(sent, failure, now),
         }
     }
 
+    /// An answer of the operation's kind. The backoff is reset only by an
+    /// answer that moves the node on (entries applied, a write landed, a
+    /// settled follower), so answers that contradict each other keep
+    /// growing it.
     fn answered(&mut self, sent: Sent, reply: NodeReply<P>, now: Instant) {
+        // Any answer of the right kind reads: what could not be read
+        // before is judged again by this one.
+        self.failure = None;
         match (sent, reply) {
-            (Sent::Snapshot, NodeReply::Snapshot(latest)) => self.restored(latest),
+            (Sent::Snapshot, NodeReply::Snapshot(latest)) => self.restored(latest, now),
             (Sent::Journal { limit }, NodeReply::Journal(rows)) => {
                 let full = rows.len() >= limit;
+                let before = self.replica.next_seq;
                 for row in rows {
                     if row.seq != self.replica.next_seq {
                         let expected = self.replica.next_seq;
-                        return self.fail(format!(
+                        let why = format!(
                             "the journal answered entry {} where entry {expected} was expected",
                             row.seq
-                        ));
+                        );
+                        return self.unreadable(sent, why, now);
                     }
                     // A follower acts on nothing; errors are part of the
                     // history it replays.
                     let _ = self.replica.apply(row.entry, |_| {});
+                }
+                if self.replica.next_seq > before {
+                    self.trimmed_at = None;
+                    self.config.backoff.reset();
                 }
                 if !full {
                     self.journal_exhausted();
                 }
             }
             (Sent::Journal { .. }, NodeReply::Trimmed) => {
+                // A snapshot covers that entry: the one restored next must.
+                self.trimmed_at = Some(self.replica.next_seq);
                 self.phase = Phase::Restore {
                     resume: self.resume(),
                 };
             }
             (Sent::Lease, NodeReply::Lease(lease)) => {
-                if let (Some(epoch), false) = (self.resume(), lease.stopped) {
+                let resume = self.resume();
+                if let (Some(epoch), false) = (resume, lease.stopped) {
                     if lease.held && lease.epoch == epoch {
                         return self.lead(epoch);
                     }
@@ -61,32 +77,38 @@ impl<P: Clone> Node<P> {
                         epoch,
                         current: lease.epoch,
                     };
-                    self.events.push_back(NodeEvent::Deposed { epoch, cause });
+                    self.deposed(epoch, cause, now);
                 }
                 if lease.stopped {
                     self.phase = Phase::Stopped;
                 } else if !lease.held {
                     self.phase = Phase::Take { seen: lease.epoch };
                 } else {
-                    self.phase = Phase::Follow;
-                    self.wake_at = now.saturating_add(self.config.follow_every);
+                    // A follower that finds a leader has settled.
+                    if resume.is_none() {
+                        self.config.backoff.reset();
+                    }
+                    self.follow(now);
                 }
             }
             (Sent::Take, NodeReply::Taken { epoch }) => {
                 self.events.push_back(NodeEvent::TookLease { epoch });
-                self.renewed_at = now;
+                self.renewed_at = self.sent_at;
                 // Apply whatever the old leader committed last, then lead.
                 self.phase = Phase::CatchUp {
                     resume: Some(epoch),
                 };
             }
             (Sent::Take, NodeReply::Lease(lease)) => {
-                self.phase = if lease.stopped {
-                    Phase::Stopped
+                if lease.stopped {
+                    self.phase = Phase::Stopped;
                 } else {
-                    Phase::Follow
-                };
-                self.wake_at = now.saturating_add(self.config.follow_every);
+                    // Another node took it first: this one has settled.
+                    if lease.held {
+                        self.config.backoff.reset();
+                    }
+                    self.follow(now);
+                }
             }
             (Sent::Outstanding, NodeReply::Outstanding(rows)) => {
                 if let Phase::Lead { epoch, .. } = self.phase {
@@ -117,6 +139,13 @@ impl<P: Clone> Node<P> {
                 }
             }
             (Sent::Inbox, NodeReply::Inbox(messages)) => {
+                if let Some(id) = handed_out_again(&self.consumed_ids, &messages) {
+                    let why = format!(
+                        "the inbox handed out message {id} twice, or again after this leader consumed it"
+                    );
+                    return self.bad_answer(why, now);
+                }
+                self.config.backoff.reset();
                 if let Phase::Lead { epoch, .. } = self.phase {
                     let batch = intake(&mut self.replica, messages, now);
                     if !batch.is_empty() || self.owes_status(now) {
@@ -127,17 +156,24 @@ impl<P: Clone> Node<P> {
                 }
             }
             (Sent::Commit { last_seq, .. }, NodeReply::Done) => {
-                self.renewed_at = now;
+                self.landed();
                 self.unconfirmed = None;
                 debug_assert_eq!(last_seq, self.applied());
             }
-            (Sent::Confirm { first_seq }, NodeReply::Journal(rows)) => {
-                self.confirmed(first_seq, rows.first().map(|row| (row.seq, row.epoch)));
-            }
-            (Sent::Confirm { first_seq }, NodeReply::Trimmed) => self.confirmed(first_seq, None),
-            (Sent::Renew, NodeReply::Done) => self.renewed_at = now,
+            (Sent::Confirm { first_seq }, NodeReply::Journal(rows)) => match rows.first() {
+                Some(row) if row.seq != first_seq => {
+                    let why = format!(
+                        "the journal answered entry {} where entry {first_seq} was asked for",
+                        row.seq
+                    );
+                    self.unreadable(sent, why, now);
+                }
+                row => self.confirmed(row.map(|row| row.epoch)),
+            },
+            (Sent::Confirm { .. }, NodeReply::Trimmed) => self.confirmed(None),
+            (Sent::Renew, NodeReply::Done) => self.landed(),
             (Sent::PutSnapshot { seq, consumed }, NodeReply::Done) => {
-                self.renewed_at = now;
+                self.landed();
                 self.snapshot_seq = seq;
                 self.forget_through = consumed;
             }
@@ -145,41 +181,77 @@ impl<P: Clone> Node<P> {
                 self.events.push_back(NodeEvent::Stopped { seq });
                 self.phase = Phase::Stopped;
             }
-            (sent, reply) => self.fail(format!(
-                "the store answered {sent:?} with an unrelated reply: {}",
-                reply_name(&reply)
-            )),
+            (sent, reply) => {
+                let why = format!(
+                    "the store answered {} with an unrelated reply: {}",
+                    sent_name(sent),
+                    reply_name(&reply)
+                );
+                self.unreadable(sent, why, now);
+                // Whatever the operation did is unknown.
+                self.retry(sent, false);
+            }
         }
     }
 
-    fn restored(&mut self, latest: Option<(u64, Box<crate::scheduler::Snapshot<P>>)>) {
+    /// A write under the lease landed: the lease lasts a lifetime from
+    /// when it was sent, and the node moved on.
+    fn landed(&mut self) {
+        self.renewed_at = self.sent_at;
+        self.config.backoff.reset();
+    }
+
+    /// The node follows: it reads again after the follow period (or a
+    /// longer pause it owes).
+    fn follow(&mut self, now: Instant) {
+        self.phase = Phase::Follow;
+        self.wake_at = self
+            .wake_at
+            .max(now.saturating_add(self.config.follow_every));
+    }
+
+    fn restored(
+        &mut self,
+        latest: Option<(u64, Box<crate::scheduler::Snapshot<P>>)>,
+        now: Instant,
+    ) {
         let resume = self.resume();
         let config = self.dispatcher_config.clone();
         let seq = latest.as_ref().map_or(0, |(seq, _)| *seq);
+        if let Some(trimmed) = self.trimmed_at.filter(|&trimmed| seq < trimmed) {
+            let why = format!(
+                "the journal said entry {trimmed} was trimmed behind a snapshot, but the latest \
+                 snapshot covers entries up to {seq} only"
+            );
+            return self.bad_answer(why, now);
+        }
         self.replica = match latest {
             None => Replica::empty(config),
             Some((seq, snapshot)) => match Replica::restore(config, seq, *snapshot) {
                 Ok(replica) => replica,
-                Err(why) => return self.fail(why),
+                Err(why) => return self.unreadable(Sent::Snapshot, why, now),
             },
         };
         self.replica.watch(&self.config.pools);
+        self.trimmed_at = None;
+        self.consumed_ids.clear();
         self.snapshot_seq = seq;
         self.events.push_back(NodeEvent::Restored { seq });
         self.phase = Phase::CatchUp { resume };
     }
 
-    /// An unconfirmed commit's first entry read back: `row` is the (seq,
-    /// epoch) found at `first_seq`. Found under this epoch, the commit
-    /// landed whole (this epoch sends nothing else there) and leading goes
-    /// on; absent, it is sent again; under another epoch, the leader was
-    /// deposed and the replica, which applied the commit, is rebuilt.
-    fn confirmed(&mut self, first_seq: u64, row: Option<(u64, u64)>) {
+    /// An unconfirmed commit's first entry read back: `written_by` is
+    /// the epoch of the entry found in its place. Found under this
+    /// epoch, the commit landed whole (this epoch sends nothing else
+    /// there) and leading goes on; absent, it is sent again; under another
+    /// epoch, the leader was deposed and the replica, which applied the
+    /// commit, is rebuilt.
+    fn confirmed(&mut self, written_by: Option<u64>) {
         let Phase::Lead { epoch, .. } = self.phase else {
             return;
         };
-        self.phase = match row {
-            Some(found) if found == (first_seq, epoch) => {
+        self.phase = match written_by {
+            Some(found) if found == epoch => {
                 self.unconfirmed = None;
                 Phase::Lead {
                     epoch,
@@ -227,14 +299,8 @@ impl<P: Clone> Node<P> {
     }
 
     fn failed(&mut self, sent: Sent, failure: StoreFailure, now: Instant) {
-        let op = sent_name(sent);
         if let (Phase::Lead { epoch, .. }, StoreFailure::Fenced { .. }) = (self.phase, &failure) {
-            self.events.push_back(NodeEvent::Deposed {
-                epoch,
-                cause: failure,
-            });
-            self.queued = None;
-            self.unconfirmed = None;
+            self.deposed(epoch, failure, now);
             self.phase = if matches!(sent, Sent::Commit { dirty: true, .. }) {
                 Phase::Restore { resume: None }
             } else {
@@ -243,13 +309,64 @@ impl<P: Clone> Node<P> {
             return;
         }
         let refused = matches!(failure, StoreFailure::Failed { .. });
-        let retry_in = self.config.backoff.next();
+        let retry_in = self.pause(now);
         self.events.push_back(NodeEvent::StoreTrouble {
-            op,
+            op: sent_name(sent),
             failure,
             retry_in,
         });
-        self.wake_at = now.saturating_add(retry_in);
+        self.retry(sent, refused);
+    }
+
+    /// The store says this node no longer holds the lease of `epoch`. It
+    /// was renewed at `renewed_at` for a lifetime; deposed before that
+    /// ran out, the store contradicts its own answers (no other node
+    /// takes a lease before it expires), and the node backs off before it
+    /// tries again — a store that keeps doing so cannot make it take the
+    /// lease in a loop.
+    fn deposed(&mut self, epoch: u64, cause: StoreFailure, now: Instant) {
+        self.events.push_back(NodeEvent::Deposed { epoch, cause });
+        self.queued = None;
+        self.unconfirmed = None;
+        let expires = self.renewed_at.saturating_add(self.config.lease_ttl);
+        if now < expires {
+            let why = format!(
+                "the store deposed epoch {epoch} {:?} before the lease it last took or renewed \
+                 could expire",
+                expires.saturating_duration_since(now)
+            );
+            self.bad_answer(why, now);
+        }
+    }
+
+    /// No operation before the backoff's next pause; the pause.
+    fn pause(&mut self, now: Instant) -> std::time::Duration {
+        let retry_in = self.config.backoff.next();
+        self.wake_at = self.wake_at.max(now.saturating_add(retry_in));
+        retry_in
+    }
+
+    /// An answer the node cannot use — it contradicts what the store said
+    /// before: the node says why, and asks again after a pause that grows
+    /// while such answers go on.
+    fn bad_answer(&mut self, why: String, now: Instant) {
+        let retry_in = self.pause(now);
+        self.events
+            .push_back(NodeEvent::BadAnswer { why, retry_in });
+    }
+
+    /// An answer that does not read (a snapshot that does not restore,
+    /// entries out of place, a reply of another kind): the role is
+    /// [`Role::Failed`](super::Role::Failed) until an answer reads again,
+    /// and the node backs off as after any bad answer.
+    fn unreadable(&mut self, sent: Sent, why: String, now: Instant) {
+        self.failure = Some(why.clone());
+        self.bad_answer(format!("{}: {why}", sent_name(sent)), now);
+    }
+
+    /// After `sent` failed (`refused`: certainly without effect) or was
+    /// answered with something unusable: what runs again.
+    fn retry(&mut self, sent: Sent, refused: bool) {
         match (self.phase, sent) {
             // A batch the replica applied: refused, send it again; lost or
             // in conflict, read it back first.
@@ -288,13 +405,20 @@ impl<P: Clone> Node<P> {
             _ => {}
         }
     }
+}
 
-    /// Ends the node: the store holds what it cannot read.
-    fn fail(&mut self, why: String) {
-        self.failure = Some(why);
-        self.queued = None;
-        self.phase = Phase::Failed;
-    }
+/// The first message of `messages` that `consumed` holds or that comes
+/// twice: a store that hands a consumed message out again breaks rule 4
+/// of the contract, and a leader that took it in would journal it twice.
+fn handed_out_again<P>(
+    consumed: &BTreeSet<MessageId>,
+    messages: &[InboxMessage<P>],
+) -> Option<MessageId> {
+    let mut seen = BTreeSet::new();
+    messages
+        .iter()
+        .map(|m| m.id)
+        .find(|&id| consumed.contains(&id) || !seen.insert(id))
 }
 
 fn sent_name(sent: Sent) -> &'static str {

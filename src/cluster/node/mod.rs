@@ -6,7 +6,7 @@ mod handle;
 mod intake;
 mod replica;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use crate::Instant;
 use crate::scheduler::{Dispatcher, DispatcherConfig};
@@ -15,6 +15,10 @@ use super::config::{ConfigError, NodeConfig};
 use super::contract::{MessageId, NodeOp, Outputs};
 pub use events::{NodeEvent, Role};
 pub(crate) use replica::Replica;
+
+/// How many of the inbox messages it consumed last a leader remembers, to
+/// recognise a store that hands one out again.
+const CONSUMED_KEPT: usize = 4_096;
 
 /// Where the node is in its cycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,8 +37,6 @@ enum Phase {
     Lead { epoch: u64, stage: Stage },
     /// The cluster stopped.
     Stopped,
-    /// Unreadable state in the store.
-    Failed,
 }
 
 /// What a leader does next.
@@ -131,7 +133,11 @@ pub struct Node<P> {
     queued: Option<(Sent, NodeOp<P>)>,
     /// No operation before this instant (backoff, polling periods).
     wake_at: Instant,
-    /// When the leader last wrote under its lease (commits renew it).
+    /// When the outstanding operation was sent.
+    sent_at: Instant,
+    /// When the leader last sent a write that renewed its lease, and
+    /// landed (commits renew it too): the lease lasts at least a
+    /// lifetime from then.
     renewed_at: Instant,
     status_at: Option<Instant>,
     /// Entries were committed since the last published status.
@@ -142,6 +148,14 @@ pub struct Node<P> {
     /// What was consumed when the last snapshot was stored: the next
     /// snapshot forgets the messages up to it.
     forget_through: Option<MessageId>,
+    /// Inbox messages this replica consumed (the latest
+    /// [`CONSUMED_KEPT`]): the store must not hand them out again.
+    consumed_ids: BTreeSet<MessageId>,
+    /// The journal said this entry was trimmed: the snapshot restored
+    /// next must cover it.
+    trimmed_at: Option<u64>,
+    /// What the store holds that this node could not read, until an
+    /// answer reads well again.
     failure: Option<String>,
     /// The commit with entries last sent, kept until the store confirms
     /// it: one the leader cannot prove landed is sent again as it was.
@@ -184,12 +198,15 @@ impl<P: Clone> Node<P> {
             sent: None,
             queued: None,
             wake_at: Instant::ZERO,
+            sent_at: Instant::ZERO,
             renewed_at: Instant::ZERO,
             status_at: None,
             status_stale: false,
             snapshot_seq: 0,
             consumed_max: None,
             forget_through: None,
+            consumed_ids: BTreeSet::new(),
+            trimmed_at: None,
             failure: None,
             unconfirmed: None,
             events: VecDeque::new(),
@@ -200,6 +217,9 @@ impl<P: Clone> Node<P> {
 
     /// What the node is doing.
     pub fn role(&self) -> Role {
+        if let (Some(why), false) = (&self.failure, self.phase == Phase::Stopped) {
+            return Role::Failed(why.clone());
+        }
         match self.phase {
             Phase::Lead { epoch, .. } => Role::Leading { epoch },
             Phase::Follow | Phase::Take { .. } | Phase::CheckLease { resume: None } => {
@@ -209,7 +229,6 @@ impl<P: Clone> Node<P> {
                 Role::Starting
             }
             Phase::Stopped => Role::Stopped,
-            Phase::Failed => Role::Failed(self.failure.clone().unwrap_or_default()),
         }
     }
 
@@ -230,9 +249,9 @@ impl<P: Clone> Node<P> {
     }
 
     /// When the node wants [`poll_op`](Self::poll_op) called again: `None`
-    /// while an operation is outstanding or the node has ended.
+    /// while an operation is outstanding or the node has stopped.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.sent.is_some() || matches!(self.phase, Phase::Stopped | Phase::Failed) {
+        if self.sent.is_some() || self.phase == Phase::Stopped {
             return None;
         }
         if self.queued.is_some() {
@@ -253,6 +272,7 @@ impl<P: Clone> Node<P> {
                 self.unconfirmed = Some((sent, op.clone()));
             }
             self.sent = Some(sent);
+            self.sent_at = now;
             return Some(op);
         }
         if now < self.wake_at {
@@ -260,7 +280,7 @@ impl<P: Clone> Node<P> {
         }
         let ttl = self.config.lease_ttl;
         let (sent, op) = match self.phase {
-            Phase::Stopped | Phase::Failed => return None,
+            Phase::Stopped => return None,
             Phase::Restore { .. } => (Sent::Snapshot, NodeOp::LatestSnapshot),
             Phase::CatchUp { .. } | Phase::Follow => {
                 let limit = self.config.journal_page;
@@ -310,6 +330,7 @@ impl<P: Clone> Node<P> {
             }
         };
         self.sent = Some(sent);
+        self.sent_at = now;
         Some(op)
     }
 
@@ -367,6 +388,10 @@ impl<P: Clone> Node<P> {
             .map(|(id, _)| *id)
             .max()
             .max(self.consumed_max);
+        self.consumed_ids.extend(consumed.iter().map(|(id, _)| *id));
+        while self.consumed_ids.len() > CONSUMED_KEPT {
+            self.consumed_ids.pop_first();
+        }
         self.add_status(epoch, &mut outputs, now);
         let last_seq = self.applied();
         let first_seq = last_seq + 1 - entries.len() as u64;

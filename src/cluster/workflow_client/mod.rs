@@ -9,12 +9,16 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
+use super::config::Backoff;
 use super::contract::{ClientOp, ClientReply, MessageId, StoreFailure, TaskEnd};
 use crate::scheduler::{Action, DeadLetterReason};
 use crate::workflow::{StepOutput, StepTask, WorkflowEngine};
 use crate::{AgentId, AttemptToken, Instant, TaskId};
 pub use pool::ClusterPool;
 use pool::Posting;
+
+/// The longest pause after failures, unless the poll period is longer.
+const MAX_PAUSE: Duration = Duration::from_secs(2);
 
 /// A sans-IO client role that runs workflows on a cluster: it owns a
 /// [`WorkflowEngine`] and lends it a [`ClusterPool`], so each agent step
@@ -108,6 +112,8 @@ pub struct WorkflowClient<T, O> {
     next_post: Instant,
     /// The next read of a round: verdicts first, then outcomes.
     outcomes_next: bool,
+    /// The pause after a failure or an answer that breaks the contract.
+    backoff: Backoff,
     sent: Option<Sent>,
     events: VecDeque<ClientEvent>,
 }
@@ -120,12 +126,18 @@ enum Sent {
 }
 
 /// What a [`WorkflowClient`] reports: the store failures it rides out.
+///
+/// After either, the client sends the operation again after a pause: its
+/// poll period at first, doubling while failures or such answers go on,
+/// up to two seconds (or the poll period, if longer); an answer that
+/// keeps the contract resets it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ClientEvent {
-    /// An operation failed; the client tries again after its poll period.
+    /// An operation failed; the client tries again after a pause.
     StoreFailed(StoreFailure),
-    /// The store answered an operation with a reply of another kind (a
-    /// store that breaks the contract); ignored.
+    /// The store answered an operation with a reply of another kind, or a
+    /// post with fewer ids than messages (a store that breaks the
+    /// contract); the client tries again after a pause.
     UnexpectedReply(String),
 }
 
@@ -133,7 +145,7 @@ impl fmt::Display for ClientEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClientEvent::StoreFailed(failure) => {
-                write!(f, "{failure}; trying again after the poll period")
+                write!(f, "{failure}; trying again after a pause")
             }
             ClientEvent::UnexpectedReply(what) => write!(
                 f,
@@ -161,15 +173,19 @@ where
     /// A client named `name` — unique among the clients of one cluster:
     /// it prefixes the idempotency keys of its steps — that reads the
     /// verdicts and ends of its tasks every `poll_every` (a zero period
-    /// counts as one millisecond).
+    /// counts as one millisecond). After a failure it waits the poll
+    /// period, doubling while failures go on, up to two seconds (or the
+    /// poll period, if longer).
     pub fn new(name: impl Into<String>, poll_every: Duration) -> Self {
+        let poll_every = poll_every.max(Duration::from_millis(1));
         WorkflowClient {
             engine: WorkflowEngine::new(),
             pool: ClusterPool::new(name.into()),
-            poll_every: poll_every.max(Duration::from_millis(1)),
+            poll_every,
             next_read: Instant::ZERO,
             next_post: Instant::ZERO,
             outcomes_next: false,
+            backoff: Backoff::new(poll_every, poll_every.max(MAX_PAUSE)),
             sent: None,
             events: VecDeque::new(),
         }
@@ -216,7 +232,9 @@ where
         }
         let remotes = self.pool.running();
         if remotes.is_empty() {
+            // The round ends with its verdicts: the next is a period away.
             self.outcomes_next = false;
+            self.next_read = now.saturating_add(self.poll_every);
             return None;
         }
         self.sent = Some(Sent::Outcomes(remotes.clone()));
@@ -231,8 +249,17 @@ where
                 .push_back(ClientEvent::UnexpectedReply(format!("{reply:?} unasked")));
         };
         match (sent, reply) {
-            (Sent::Post(postings), Ok(ClientReply::Posted(ids))) => self.pool.posted(postings, ids),
+            (Sent::Post(postings), Ok(ClientReply::Posted(ids))) => {
+                let (messages, named) = (postings.len(), ids.len());
+                if self.pool.posted(postings, ids) > 0 {
+                    let what = format!("{named} message ids for a post of {messages} messages");
+                    self.unusable(true, ClientEvent::UnexpectedReply(what), now);
+                } else {
+                    self.backoff.reset();
+                }
+            }
             (Sent::Verdicts(ids), Ok(ClientReply::Verdicts(verdicts))) => {
+                self.backoff.reset();
                 for local in self.pool.verdicts(ids, verdicts, now) {
                     let reason = DeadLetterReason::NonRetryable {
                         reason: "refused by the cluster".into(),
@@ -245,32 +272,46 @@ where
                 }
             }
             (Sent::Outcomes(remotes), Ok(ClientReply::Outcomes(ends))) => {
+                self.backoff.reset();
                 self.outcomes_next = false;
                 self.next_read = now.saturating_add(self.poll_every);
                 for (local, end) in self.pool.ended(remotes, ends, now) {
                     self.step_ended(local, end, now);
                 }
             }
-            (sent, Err(failure)) => {
-                self.outcomes_next = false;
-                let retry = now.saturating_add(self.poll_every);
-                if let Sent::Post(postings) = sent {
-                    self.pool.post_failed(postings);
-                    self.next_post = retry;
-                } else {
-                    self.next_read = retry;
-                }
-                self.events.push_back(ClientEvent::StoreFailed(failure));
-            }
+            (sent, Err(failure)) => self.again(sent, ClientEvent::StoreFailed(failure), now),
             (sent, Ok(other)) => {
-                if let Sent::Post(postings) = sent {
-                    // Not known to be posted: post it again.
-                    self.pool.post_failed(postings);
-                }
-                self.events
-                    .push_back(ClientEvent::UnexpectedReply(format!("{other:?}")));
+                // A post not known to be posted is posted again.
+                self.again(
+                    sent,
+                    ClientEvent::UnexpectedReply(format!("{other:?}")),
+                    now,
+                );
             }
         }
+    }
+
+    /// `sent` failed or was answered with something unusable: it runs
+    /// again after a pause; `event` says why.
+    fn again(&mut self, sent: Sent, event: ClientEvent, now: Instant) {
+        let post = matches!(sent, Sent::Post(_));
+        if let Sent::Post(postings) = sent {
+            self.pool.post_failed(postings);
+        }
+        self.unusable(post, event, now);
+    }
+
+    /// No post (`post`) or read before the backoff's next pause; `event`
+    /// says why.
+    fn unusable(&mut self, post: bool, event: ClientEvent, now: Instant) {
+        let retry = now.saturating_add(self.backoff.next());
+        self.outcomes_next = false;
+        if post {
+            self.next_post = retry;
+        } else {
+            self.next_read = retry;
+        }
+        self.events.push_back(event);
     }
 
     /// A step task ended on the cluster: its step completes or fails.

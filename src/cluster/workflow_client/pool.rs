@@ -120,8 +120,8 @@ impl<T: Clone> ClusterPool<T> {
 
     /// The store took the post: each submission waits for its verdict. A
     /// message the answer names no id for (a store that breaks the
-    /// contract) is posted again.
-    pub(super) fn posted(&mut self, postings: Vec<Posting>, ids: Vec<MessageId>) {
+    /// contract) is posted again; how many were.
+    pub(super) fn posted(&mut self, postings: Vec<Posting>, ids: Vec<MessageId>) -> usize {
         let mut ids = ids.into_iter();
         let mut unnamed = Vec::new();
         for posting in postings {
@@ -136,7 +136,9 @@ impl<T: Clone> ClusterPool<T> {
                 (posting, None) => unnamed.push(posting),
             }
         }
+        let again = unnamed.len();
         self.post_failed(unnamed);
+        again
     }
 
     /// The post failed: its submissions are posted again (their keys make

@@ -326,3 +326,97 @@ proptest! {
         prop_assert_eq!(client.pool().tracked(), 0);
     }
 }
+
+/// Runs the client at `now`, answering every operation with `answer`, and
+/// counts the operations it sends (at most 1,000).
+fn ops_at(
+    client: &mut WorkflowClient<StepTask, ()>,
+    now: Instant,
+    answer: &mut impl FnMut(&ClientOp<StepTask>) -> Result<ClientReply, StoreFailure>,
+) -> usize {
+    let mut sent = 0;
+    while let Some(op) = client.poll_op(now) {
+        let reply = answer(&op);
+        client.handle_reply(reply, now);
+        sent += 1;
+        if sent == 1_000 {
+            break;
+        }
+    }
+    sent
+}
+
+/// Answers of the wrong kind, or posts answered with no ids, at one
+/// instant: the client sends one operation, then waits a pause that
+/// doubles up to two seconds, and at its end sends again.
+#[test]
+fn a_store_that_breaks_the_contract_is_asked_again_ever_later() {
+    let wrong_kind = |_: &ClientOp<StepTask>| Ok(ClientReply::Verdicts(vec![]));
+    let no_ids = |_: &ClientOp<StepTask>| Ok(ClientReply::Posted(vec![]));
+    for mut answer in [
+        Box::new(wrong_kind) as Box<dyn FnMut(&ClientOp<StepTask>) -> _>,
+        Box::new(no_ids),
+    ] {
+        let (mut client, _) = client_with_run();
+        let mut now = at(0);
+        let mut pauses = Vec::new();
+        for _ in 0..10 {
+            assert_eq!(ops_at(&mut client, now, &mut answer), 1);
+            assert!(matches!(
+                client.poll_event(),
+                Some(ClientEvent::UnexpectedReply(_))
+            ));
+            let wake = client.poll_timeout().expect("the client wakes again");
+            pauses.push(wake.saturating_duration_since(now).as_millis());
+            now = wake;
+        }
+        assert_eq!(
+            pauses,
+            [10, 20, 40, 80, 160, 320, 640, 1280, 2000, 2000],
+            "{:?}",
+            client.pool()
+        );
+    }
+}
+
+#[test]
+fn the_ends_answered_with_another_kind_are_not_read_again_at_once() {
+    let (mut client, _) = client_with_run();
+    let mut clock = 0;
+    post_and_accept(&mut client, &mut clock, 1, &[40]);
+    let mut answer = |_: &ClientOp<StepTask>| Ok(ClientReply::Posted(vec![1]));
+    assert_eq!(ops_at(&mut client, at(clock), &mut answer), 1);
+    assert_eq!(client.poll_timeout(), Some(at(clock + 10)));
+}
+
+/// A round that reads only verdicts (no task of the client runs yet)
+/// ends like any round: the next one is a poll period away.
+#[test]
+fn a_round_of_verdicts_alone_waits_for_the_next_period() {
+    let (mut client, _) = client_with_run();
+    client.poll_op(at(0)).unwrap();
+    client.handle_reply(Ok(ClientReply::Posted(vec![7])), at(0));
+    let mut pending = |_: &ClientOp<StepTask>| Ok(ClientReply::Verdicts(vec![None]));
+    assert_eq!(ops_at(&mut client, at(0), &mut pending), 1);
+    assert_eq!(client.poll_timeout(), Some(at(10)));
+    assert_eq!(ops_at(&mut client, at(10), &mut pending), 1);
+    assert_eq!(client.poll_timeout(), Some(at(20)));
+}
+
+proptest! {
+    /// Whatever the store answers, the client sends at most a post and a
+    /// round of reads at one instant, then names a later one.
+    #[test]
+    fn any_answers_cost_a_bounded_number_of_operations_per_instant(
+        replies in proptest::collection::vec(any_reply(), 1..40),
+    ) {
+        let (mut client, _) = client_with_run();
+        let mut next = replies.iter().cycle();
+        let now = at(0);
+        let sent = ops_at(&mut client, now, &mut |_| next.next().cloned().unwrap());
+        prop_assert!(sent <= 3, "{sent} operations at one instant");
+        if let Some(wake) = client.poll_timeout() {
+            prop_assert!(wake > now, "{wake:?}");
+        }
+    }
+}
