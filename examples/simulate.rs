@@ -110,8 +110,10 @@ fn run_seed(plan: &Plan, seed: u64) -> Result<Outcome, String> {
         let config = config(plan, seed)?;
         let flows = SagaFlows::new(plan.runs as f64, attempt, 0.1, Duration::from_secs(5))
             .map_err(|e| e.to_string())?;
-        let report = simulate_workflows(config.clone(), work.clone(), flows.clone());
-        (report, simulate_workflows(config, work, flows))
+        let report = simulate_workflows(config.clone(), work.clone(), flows.clone())
+            .map_err(|e| e.to_string())?;
+        let again = simulate_workflows(config, work, flows).map_err(|e| e.to_string())?;
+        (report, again)
     };
     Ok(Outcome {
         report,

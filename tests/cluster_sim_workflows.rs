@@ -99,7 +99,8 @@ fn a_hosts_saga_pays_or_compensates_under_every_fault() {
         .unwrap_or(4);
     for seed in 1..=seeds {
         let report =
-            simulate_workflows(config(seed, FaultMenu::default()), work(), Trips::new(0.3));
+            simulate_workflows(config(seed, FaultMenu::default()), work(), Trips::new(0.3))
+                .unwrap();
         if let Some(v) = &report.violation {
             panic!("seed {seed}: {v}");
         }
@@ -117,13 +118,13 @@ fn a_hosts_saga_pays_or_compensates_under_every_fault() {
 
 #[test]
 fn without_faults_a_declined_payment_compensates_every_trip() {
-    let report = simulate_workflows(config(2, FaultMenu::none()), work(), Trips::new(1.0));
+    let report = simulate_workflows(config(2, FaultMenu::none()), work(), Trips::new(1.0)).unwrap();
     assert!(report.violation.is_none(), "{:?}", report.violation);
     let runs = report.runs;
     assert_eq!(runs.started, 200);
     assert_eq!(runs.compensated, 200, "{report:?}");
     // Each trip: two bookings, a payment, two compensations, as tasks.
-    let report = simulate_workflows(config(2, FaultMenu::none()), work(), Trips::new(0.0));
+    let report = simulate_workflows(config(2, FaultMenu::none()), work(), Trips::new(0.0)).unwrap();
     assert!(report.violation.is_none(), "{:?}", report.violation);
     assert_eq!(report.runs.succeeded, 200, "{report:?}");
 }
@@ -139,12 +140,12 @@ fn a_seed_with_workflows_replays_to_the_same_trace() {
         )
         .unwrap()
     };
-    let a = simulate_workflows(config(9, FaultMenu::default()), work(), flows());
-    let b = simulate_workflows(config(9, FaultMenu::default()), work(), flows());
+    let a = simulate_workflows(config(9, FaultMenu::default()), work(), flows()).unwrap();
+    let b = simulate_workflows(config(9, FaultMenu::default()), work(), flows()).unwrap();
     assert!(a.violation.is_none(), "{:?}", a.violation);
     assert_eq!(a, b);
     assert!(a.runs.started > 0);
-    let c = simulate_workflows(config(10, FaultMenu::default()), work(), flows());
+    let c = simulate_workflows(config(10, FaultMenu::default()), work(), flows()).unwrap();
     assert_ne!(a.trace_hash, c.trace_hash);
 }
 

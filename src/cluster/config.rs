@@ -86,6 +86,20 @@ impl NodeConfig {
     pub fn lease_ttl(&self) -> Duration {
         self.lease_ttl
     }
+
+    /// The shortest pause between two operations of an idle node: its
+    /// polling periods and the backoff's first pause.
+    pub(crate) fn shortest_pause(&self) -> Duration {
+        [
+            self.idle_poll,
+            self.follow_every,
+            self.renew_every,
+            self.status_every,
+            self.backoff.min,
+        ]
+        .into_iter()
+        .fold(Duration::MAX, Duration::min)
+    }
 }
 
 /// Builds a [`NodeConfig`]; [`build`](Self::build) checks it.
@@ -263,6 +277,19 @@ impl SessionConfig {
     /// The defaults, unchecked: replaced before use.
     pub(crate) fn placeholder() -> Self {
         SessionConfig::builder().0
+    }
+
+    /// The shortest pause between two operations of an idle session: its
+    /// periods and the backoff's first pause.
+    pub(crate) fn shortest_pause(&self) -> Duration {
+        [
+            self.heartbeat_every,
+            self.claim_poll,
+            self.refusals_every,
+            self.backoff.min,
+        ]
+        .into_iter()
+        .fold(Duration::MAX, Duration::min)
     }
 
     /// Defaults: a heartbeat every 250 ms, an idle claim every 5 ms, the

@@ -8,6 +8,7 @@ use crate::scheduler::{AttemptOutcome, DispatcherConfig, TaskSpec};
 
 use super::super::config::{ConfigError, NodeConfig, SessionConfig};
 use super::super::contract::{Assignment, Entry};
+use super::world::TICK;
 use crate::rng::SplitMix64;
 
 /// A seeded source of the simulation's choices, lent to [`SimWork`].
@@ -244,6 +245,25 @@ impl<P> SimConfig<P> {
 /// half again as many tasks at once.
 const MAX_BURST_QUEUE: usize = 1_000_000;
 
+/// The most tasks a simulation's clients may submit while the faults last
+/// (its rate times the faults' duration, bursts included): each one costs
+/// time, and the checks remember every task ever accepted.
+pub const MAX_TASKS: u64 = 10_000_000;
+
+/// The most store operations the roles' polling may take in a whole run
+/// (the faults' duration and the liveness bound): each node and agent is
+/// counted once per its shortest pause (its polling periods, the first
+/// pause of its backoff), and at most once per round trip to the store
+/// (twice the link's shortest delay). A simulated week at the default
+/// settings (and a day's liveness bound) takes about a quarter of it.
+pub const MAX_OPERATIONS: u64 = 1_000_000_000;
+
+/// A burst's size: half again the queue's capacity, so that it cannot all
+/// fit and some of it must be refused, not lost.
+pub(crate) fn burst_size(capacity: usize) -> u64 {
+    (capacity as u64).saturating_add(capacity as u64 / 2)
+}
+
 /// The roles' configurations a simulation uses unless told otherwise.
 fn default_roles() -> Result<(NodeConfig, SessionConfig, DispatcherConfig), ConfigError> {
     let ms = Duration::from_millis;
@@ -331,8 +351,10 @@ impl<P> SimConfigBuilder<P> {
     /// [`ConfigError`] for a shape out of range, a rate or probability
     /// that is negative, not finite or above 1 where it is one, a clock
     /// skew over a quarter of the lease, a dispatcher without heartbeats
-    /// or with a heartbeat timeout over an hour, or a link delay range
-    /// upside down.
+    /// or with a heartbeat timeout over an hour, a link delay range
+    /// upside down, or more work than a run may take: over [`MAX_TASKS`]
+    /// tasks or [`MAX_OPERATIONS`] polling operations; each error names
+    /// the bound.
     pub fn build(self) -> Result<SimConfig<P>, ConfigError> {
         let mut c = self.config;
         (c.node, c.session, c.dispatcher) = match self.roles {
@@ -404,6 +426,46 @@ impl<P> SimConfigBuilder<P> {
         {
             return fail("a simulation lasts at most a week, its liveness bound a day".into());
         }
+        check_work(&c)?;
         Ok(c)
     }
+}
+
+/// The work a run plans is within [`MAX_TASKS`] and [`MAX_OPERATIONS`].
+fn check_work<P>(c: &SimConfig<P>) -> Result<(), ConfigError> {
+    let faulty = c.faulty_for.as_secs_f64();
+    // A burst comes at most once a tick.
+    let bursts = c.faults.burst.min(1.0 / TICK.as_secs_f64()) * faulty;
+    let burst = burst_size(c.dispatcher.queue_capacity()) as f64;
+    let tasks = c.tasks_per_second * faulty + bursts * burst;
+    if tasks > MAX_TASKS as f64 {
+        return Err(ConfigError(format!(
+            "the clients would submit {tasks:.0} tasks ({} a second and {bursts:.0} bursts of \
+             {burst} over {:?}), over the simulator's bound of {MAX_TASKS} (MAX_TASKS): lower \
+             the rate, the bursts or the duration",
+            c.tasks_per_second, c.faulty_for
+        )));
+    }
+    let round_trip = c.link_delay.0.saturating_mul(2);
+    let per_second = |shortest: Duration| {
+        let pause = shortest.max(round_trip).max(Duration::from_nanos(1));
+        1.0 / pause.as_secs_f64()
+    };
+    let whole = c.faulty_for.saturating_add(c.liveness_bound).as_secs_f64();
+    let operations = whole
+        * (c.nodes as f64 * per_second(c.node.shortest_pause())
+            + c.agents as f64 * per_second(c.session.shortest_pause()));
+    if operations > MAX_OPERATIONS as f64 {
+        return Err(ConfigError(format!(
+            "the roles would poll the store about {operations:.0} times over {whole:.0} simulated \
+             seconds ({} nodes every {:?}, {} agents every {:?}, a round trip of at least \
+             {round_trip:?}), over the simulator's bound of {MAX_OPERATIONS} (MAX_OPERATIONS): \
+             lengthen the polling periods or the link delay, or shorten the run",
+            c.nodes,
+            c.node.shortest_pause(),
+            c.agents,
+            c.session.shortest_pause()
+        )));
+    }
+    Ok(())
 }

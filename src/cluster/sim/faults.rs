@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::super::contract::{ClientOp, ClientReply, Message, Store, Verdict};
 use super::super::node::Role;
-use super::config::SimWork;
+use super::config::{SimWork, burst_size};
 use super::driver::Driver;
 use super::world::{TICK, World};
 
@@ -243,10 +243,4 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
             }
         }
     }
-}
-
-/// A burst's size: half again the queue's capacity, so that it cannot all
-/// fit and some of it must be refused, not lost.
-fn burst_size(capacity: usize) -> u64 {
-    (capacity as u64).saturating_add(capacity as u64 / 2)
 }

@@ -55,6 +55,39 @@ pub trait SimWorkflows {
         let _ = (run, step, rng);
         Vec::new()
     }
+
+    /// The runs [`start`](Self::start) begins a second, if it keeps a
+    /// rate: [`simulate_workflows`](super::simulate_workflows) refuses
+    /// workflows that would start more than [`MAX_RUNS`] runs while the
+    /// faults last. Default: `None` (workflows without a rate bound
+    /// themselves).
+    fn runs_per_second(&self) -> Option<f64> {
+        None
+    }
+}
+
+/// The most workflow runs a simulation may start: every run holds its
+/// state until it ends, and a rate the cluster cannot keep up with keeps
+/// them all.
+pub const MAX_RUNS: u64 = 100_000;
+
+/// Refuses `flows` if they would start more than [`MAX_RUNS`] runs in
+/// `faulty_for`.
+pub(crate) fn check_runs(
+    flows: &impl SimWorkflows,
+    faulty_for: Duration,
+) -> Result<(), ConfigError> {
+    let Some(rate) = flows.runs_per_second() else {
+        return Ok(());
+    };
+    let runs = rate * faulty_for.as_secs_f64();
+    if runs > MAX_RUNS as f64 {
+        return Err(ConfigError(format!(
+            "the workflows would start {runs:.0} runs ({rate} a second over {faulty_for:?}), over \
+             the simulator's bound of {MAX_RUNS} (MAX_RUNS): lower the rate or the duration"
+        )));
+    }
+    Ok(())
 }
 
 /// A cluster payload in a simulation with workflows: a plain task of the
@@ -110,7 +143,8 @@ impl<T: Clone, W: SimWork<T>> SimWork<SimTask<T>> for Plain<W> {
 
 /// The default workflows: an order saga — `reserve` and `charge`
 /// (compensable), `ship`, then an in-process `confirm` — started at
-/// `runs_per_second`. Each agent attempt takes `work` (uniform) and fails
+/// `runs_per_second` (a simulation refuses more than [`MAX_RUNS`] runs in
+/// all). Each agent attempt takes `work` (uniform) and fails
 /// for good with probability `fail`; a step makes two attempts (a
 /// compensation too) and times out after `step_timeout`, so runs succeed,
 /// compensate, fail to compensate, and time out.
@@ -205,5 +239,9 @@ impl SimWorkflows for SagaFlows {
         _rng: &mut SimRng,
     ) -> Result<StepOutput<()>, StepFailure> {
         Ok(StepOutput::new(()))
+    }
+
+    fn runs_per_second(&self) -> Option<f64> {
+        Some(self.runs_per_second)
     }
 }

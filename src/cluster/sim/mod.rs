@@ -62,11 +62,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use config::{
-    EntryCodec, FaultMenu, SimConfig, SimConfigBuilder, SimRng, SimWork, UniformWork,
+    EntryCodec, FaultMenu, MAX_OPERATIONS, MAX_TASKS, SimConfig, SimConfigBuilder, SimRng, SimWork,
+    UniformWork,
 };
 pub use driver::RunCounts;
 #[cfg(feature = "workflow")]
-pub use flows::{SagaFlows, SimTask, SimWorkflows};
+pub use flows::{MAX_RUNS, SagaFlows, SimTask, SimWorkflows};
 
 use super::audit::Auditor;
 use super::mem_store::MemStore;
@@ -163,6 +164,12 @@ where
 /// process); its store operations fail, and their answers are lost, like
 /// the other roles'.
 ///
+/// # Errors
+///
+/// [`ConfigError`](super::ConfigError) when `flows` would start more than
+/// [`MAX_RUNS`] runs while the faults last (their
+/// [rate](SimWorkflows::runs_per_second) times the faults' duration).
+///
 /// ```
 /// use std::time::Duration;
 /// use taskweave::cluster::sim::{simulate_workflows, FaultMenu, SagaFlows, SimConfig, UniformWork};
@@ -174,18 +181,27 @@ where
 ///     .build()?;
 /// let work = UniformWork { work: (Duration::from_millis(1), Duration::from_millis(50)), fail: 0.05 };
 /// let flows = SagaFlows::new(20.0, (Duration::from_millis(1), Duration::from_millis(50)), 0.2, Duration::from_secs(2))?;
-/// let report = simulate_workflows(config, work, flows);
+/// let report = simulate_workflows(config, work, flows)?;
 /// assert!(report.violation.is_none(), "{:?}", report.violation);
 /// assert!(report.runs.succeeded > 0 && report.runs.compensated > 0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn simulate_workflows<T, W, F>(config: SimConfig<SimTask<T>>, work: W, flows: F) -> SimReport
+pub fn simulate_workflows<T, W, F>(
+    config: SimConfig<SimTask<T>>,
+    work: W,
+    flows: F,
+) -> Result<SimReport, super::ConfigError>
 where
     T: Clone + std::fmt::Debug,
     W: SimWork<T>,
     F: SimWorkflows,
 {
-    run(config, flows::Plain(work), run_client::Flows::new(flows))
+    flows::check_runs(&flows, config.faulty_for)?;
+    Ok(run(
+        config,
+        flows::Plain(work),
+        run_client::Flows::new(flows),
+    ))
 }
 
 fn run<P, W, D>(config: SimConfig<P>, work: W, flows: D) -> SimReport
