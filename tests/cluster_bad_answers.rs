@@ -395,13 +395,17 @@ fn an_agent_session_backs_off_more_while_the_store_answers_another_kind() {
 }
 
 fn any_agent_answer() -> impl Strategy<Value = Result<AgentReply<u32>, StoreFailure>> {
-    let assignment = (0u64..4, 0u64..3, 0u64..3).prop_map(|(task, agent, token)| Assignment {
-        task: TaskId::new(task),
-        agent: AgentId::new(agent),
-        token: AttemptToken::new(token),
-        attempt: 1,
-        payload: 0,
-    });
+    let assignment =
+        (0u64..4, 0u64..3, 0u64..3, 0u64..3).prop_map(|(task, agent, token, incarnation)| {
+            Assignment {
+                task: TaskId::new(task),
+                agent: AgentId::new(agent),
+                token: AttemptToken::new(token),
+                attempt: 1,
+                incarnation,
+                payload: 0,
+            }
+        });
     prop_oneof![
         (0u64..3).prop_map(|i| Ok(AgentReply::Incarnation(i))),
         prop::bool::weighted(0.05).prop_map(|stopped| Ok(AgentReply::Posted { stopped })),
