@@ -256,3 +256,55 @@ fn a_commit_whose_place_another_epoch_took_is_rebuilt() {
     assert_eq!(host.node.role(), Role::Following);
     assert_eq!(host.node.applied(), host.journal_end());
 }
+
+/// A commit of verdicts alone (a refused message, no journal entry) whose
+/// request was lost leaves its message pending: the store hands it out
+/// again, and the leader takes it in again instead of calling the store
+/// broken and backing off for good (seen in the simulator: a leader stuck
+/// for seconds on "the inbox handed out message … twice").
+#[test]
+fn a_lost_commit_of_verdicts_alone_takes_its_messages_in_again() {
+    use taskweave::cluster::{AgentOp, NodeEvent, Sender, Verdict};
+    let mut host = Host::new();
+    host.submit(1);
+    let first = host.until_dirty_commit();
+    execute(&mut host, first);
+    // A heartbeat from an agent nobody registered: refused, no entry.
+    let sender = Sender::Agent {
+        agent: taskweave::AgentId::new(9),
+        incarnation: 1,
+    };
+    let posted = host.store.agent(
+        AgentOp::Post {
+            sender,
+            messages: vec![Message::Heartbeat],
+        },
+        host.now,
+    );
+    assert!(posted.is_ok(), "{posted:?}");
+    // The first commit of verdicts alone is lost on the way.
+    let mut lost_one = false;
+    for _ in 0..2_000 {
+        let op = host.next_op();
+        let verdicts_alone =
+            matches!(&op, NodeOp::Commit { entries, consumed, .. } if entries.is_empty() && !consumed.is_empty());
+        if verdicts_alone && !lost_one {
+            lost_one = true;
+            host.node.handle_reply(Err(lost()), host.now);
+        } else {
+            execute(&mut host, op);
+        }
+        while let Some(event) = host.node.poll_event() {
+            assert!(
+                !matches!(event, NodeEvent::BadAnswer { .. }),
+                "the leader took the store's right answer for a bad one: {event}"
+            );
+        }
+        let verdicts = host.store.client(ClientOp::Verdicts(vec![2]), host.now);
+        if lost_one && matches!(&verdicts, Ok(ClientReply::Verdicts(v)) if matches!(v[..], [Some(Verdict::Refused(_))]))
+        {
+            return;
+        }
+    }
+    panic!("the refused heartbeat never got its verdict (lost one: {lost_one})");
+}

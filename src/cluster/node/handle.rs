@@ -393,9 +393,17 @@ impl<P: Clone> Node<P> {
                 Sent::Confirm { .. } | Sent::Inbox | Sent::Outstanding | Sent::Renew,
             ) => {}
             // Any other leader operation may have half-happened (a
-            // snapshot, a stop, a takeover's publication): find out from
-            // the journal and the lease, then reconcile again.
+            // commit of verdicts alone, a snapshot, a stop, a takeover's
+            // publication): find out from the journal and the lease, then
+            // reconcile again. A commit of verdicts alone that did not
+            // land leaves its messages pending: the store hands them out
+            // again, rightly.
             (Phase::Lead { epoch, .. }, _) => {
+                if matches!(sent, Sent::Commit { dirty: false, .. }) {
+                    for id in std::mem::take(&mut self.consumed_in_flight) {
+                        self.consumed_ids.remove(&id);
+                    }
+                }
                 self.queued = None;
                 self.phase = Phase::CatchUp {
                     resume: Some(epoch),

@@ -151,6 +151,10 @@ pub struct Node<P> {
     /// Inbox messages this replica consumed (the latest
     /// [`CONSUMED_KEPT`]): the store must not hand them out again.
     consumed_ids: BTreeSet<MessageId>,
+    /// The messages the commit in flight consumes, when it journals no
+    /// entry (only verdicts): if it fails, nothing shows whether it
+    /// landed, and the store may rightly hand them out again.
+    consumed_in_flight: Vec<MessageId>,
     /// The journal said this entry was trimmed: the snapshot restored
     /// next must cover it.
     trimmed_at: Option<u64>,
@@ -206,6 +210,7 @@ impl<P: Clone> Node<P> {
             consumed_max: None,
             forget_through: None,
             consumed_ids: BTreeSet::new(),
+            consumed_in_flight: Vec::new(),
             trimmed_at: None,
             failure: None,
             unconfirmed: None,
@@ -389,6 +394,10 @@ impl<P: Clone> Node<P> {
             .max()
             .max(self.consumed_max);
         self.consumed_ids.extend(consumed.iter().map(|(id, _)| *id));
+        self.consumed_in_flight = match entries.is_empty() {
+            true => consumed.iter().map(|(id, _)| *id).collect(),
+            false => Vec::new(),
+        };
         while self.consumed_ids.len() > CONSUMED_KEPT {
             self.consumed_ids.pop_first();
         }
