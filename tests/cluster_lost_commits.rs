@@ -286,8 +286,7 @@ fn a_lost_commit_of_verdicts_alone_takes_its_messages_in_again() {
     let mut lost_one = false;
     for _ in 0..2_000 {
         let op = host.next_op();
-        let verdicts_alone =
-            matches!(&op, NodeOp::Commit { entries, consumed, .. } if entries.is_empty() && !consumed.is_empty());
+        let verdicts_alone = matches!(&op, NodeOp::Commit { entries, consumed, .. } if entries.is_empty() && !consumed.is_empty());
         if verdicts_alone && !lost_one {
             lost_one = true;
             host.node.handle_reply(Err(lost()), host.now);
@@ -301,7 +300,8 @@ fn a_lost_commit_of_verdicts_alone_takes_its_messages_in_again() {
             );
         }
         let verdicts = host.store.client(ClientOp::Verdicts(vec![2]), host.now);
-        if lost_one && matches!(&verdicts, Ok(ClientReply::Verdicts(v)) if matches!(v[..], [Some(Verdict::Refused(_))]))
+        if lost_one
+            && matches!(&verdicts, Ok(ClientReply::Verdicts(v)) if matches!(v[..], [Some(Verdict::Refused(_))]))
         {
             return;
         }

@@ -100,6 +100,10 @@ pub struct FaultMenu {
     /// An agent that dies and comes back after its heartbeat timeout, per
     /// second.
     pub kill_agent: f64,
+    /// An agent that dies for good, per second (never more than a third
+    /// of the agents): its attempts must fail over once its heartbeats
+    /// stop.
+    pub die_agent: f64,
     /// The store restarts: down for 0.1–1 s, the answers of operations in
     /// flight lost, per second.
     pub restart_store: f64,
@@ -117,6 +121,11 @@ pub struct FaultMenu {
     pub late_request: f64,
     /// An operation delivered twice (the second answer discarded).
     pub duplicate_request: f64,
+    /// The chance that an agent restarted at once has its previous life's
+    /// claim and report reach the store after the new life registered (a
+    /// process that died with both on the wire): neither may touch the
+    /// new life's attempts, and the report must be refused.
+    pub old_life: f64,
     /// The most a node's clock is off the store's (each node draws its
     /// skew once); at most a quarter of the lease.
     pub clock_skew: Duration,
@@ -137,12 +146,14 @@ impl FaultMenu {
             pause_leader: 0.0,
             restart_agent: 0.0,
             kill_agent: 0.0,
+            die_agent: 0.0,
             restart_store: 0.0,
             lose_answer: 0.0,
             refuse: 0.0,
             drop_request: 0.0,
             late_request: 0.0,
             duplicate_request: 0.0,
+            old_life: 0.0,
             clock_skew: Duration::ZERO,
             slow_agents: 0.0,
             cancel: 0.0,
@@ -160,12 +171,14 @@ impl Default for FaultMenu {
             pause_leader: 0.03,
             restart_agent: 0.1,
             kill_agent: 0.03,
+            die_agent: 0.005,
             restart_store: 0.02,
             lose_answer: 0.002,
             refuse: 0.002,
             drop_request: 0.002,
             late_request: 0.001,
             duplicate_request: 0.002,
+            old_life: 0.5,
             clock_skew: Duration::from_millis(100),
             slow_agents: 0.2,
             cancel: 0.02,
@@ -374,6 +387,7 @@ impl<P> SimConfigBuilder<P> {
             f.pause_leader,
             f.restart_agent,
             f.kill_agent,
+            f.die_agent,
             f.restart_store,
             f.burst,
             c.tasks_per_second,
@@ -384,6 +398,7 @@ impl<P> SimConfigBuilder<P> {
             f.drop_request,
             f.late_request,
             f.duplicate_request,
+            f.old_life,
             f.slow_agents,
             f.cancel,
         ];

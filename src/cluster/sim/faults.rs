@@ -96,7 +96,13 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
         }
         if self.rng.chance(per(f.restart_agent)) {
             let i = (self.rng.next_u64() % self.agents.len() as u64) as usize;
-            self.restart_agent(i, Duration::ZERO, "restart_agent");
+            if !self.is_dead(i) {
+                self.restart_agent(i, Duration::ZERO, "restart_agent");
+            }
+        }
+        if self.rng.chance(per(f.die_agent)) {
+            let i = (self.rng.next_u64() % self.agents.len() as u64) as usize;
+            self.die_for_good(i);
         }
         if self.rng.chance(per(f.kill_agent)) {
             let i = (self.rng.next_u64() % self.agents.len() as u64) as usize;
@@ -105,11 +111,13 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
                 .dispatcher
                 .heartbeats()
                 .map_or(Duration::ZERO, |h| h.timeout());
-            self.restart_agent(
-                i,
-                silence.saturating_add(Duration::from_secs(1)),
-                "kill_agent",
-            );
+            if !self.is_dead(i) {
+                self.restart_agent(
+                    i,
+                    silence.saturating_add(Duration::from_secs(1)),
+                    "kill_agent",
+                );
+            }
         }
         if self.rng.chance(per(f.restart_store)) {
             *self.faults.entry("restart_store").or_default() += 1;
@@ -137,7 +145,7 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
 
     /// A new incarnation of agent `i` after `down` (zero: at once, inside
     /// its heartbeat window).
-    fn restart_agent(&mut self, i: usize, down: Duration, kind: &'static str) {
+    pub(crate) fn restart_agent(&mut self, i: usize, down: Duration, kind: &'static str) {
         *self.faults.entry(kind).or_default() += 1;
         self.log(format_args!("FAULT {kind} {i}, down {down:?}"));
         // A later fault on the agent voids what an earlier one expected.
@@ -145,6 +153,7 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
         self.stranded.retain(|s| s.agent != agent);
         if down.is_zero() {
             self.expect_failover(i);
+            self.maybe_old_life(i);
         }
         match self.new_agent(i) {
             Ok(mut slot) => {

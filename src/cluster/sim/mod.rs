@@ -51,6 +51,7 @@ mod failures;
 mod faults;
 #[cfg(feature = "workflow")]
 mod flows;
+mod lives;
 mod queue;
 #[cfg(feature = "workflow")]
 mod run_client;
@@ -241,6 +242,7 @@ where
         journal_bytes: 0,
         violation: None,
         finished: false,
+        drained: false,
     };
     for i in 0..world.config.nodes {
         match world.new_node(i) {

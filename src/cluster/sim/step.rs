@@ -128,6 +128,11 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
                     self.drive_agent(i);
                 }
             }
+            Event::OldLife {
+                agent,
+                incarnation,
+                attempts,
+            } => self.old_life_arrives(agent, incarnation, attempts),
             Event::Tick => self.tick(),
         }
     }
@@ -191,6 +196,7 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
                     ));
                 }
                 self.audit_new_entries();
+                self.check_stopped();
             }
         }
         let reply = self.maybe_lose(reply);
@@ -401,6 +407,8 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
         self.drive_flows(faulty);
         if faulty {
             self.draw_faults();
+        } else if !self.drained && self.flows.live() == 0 {
+            self.drain();
         } else if self.settled() {
             self.finished = true;
             return self.check_accounts();
@@ -446,7 +454,9 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
     /// verdicts that came in are taken, their refusals counted).
     fn settled(&mut self) -> bool {
         let _accepted = self.take_verdicts();
-        self.recent.is_empty()
+        self.drained
+            && self.store.lease(self.now).stopped
+            && self.recent.is_empty()
             && self.flows.live() == 0
             && self.auditor.dispatcher().live_tasks() == 0
             && self.auditor.next_seq() > 1

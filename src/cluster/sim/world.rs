@@ -58,6 +58,13 @@ pub(crate) enum Event<P> {
     },
     /// The store's notice that work was published for an agent.
     Notice(usize),
+    /// An agent's previous life's claim and report reach the store late,
+    /// after its new life registered.
+    OldLife {
+        agent: usize,
+        incarnation: u64,
+        attempts: Vec<(TaskId, AttemptToken)>,
+    },
     Tick,
 }
 
@@ -123,6 +130,7 @@ impl<P> Event<P> {
             ),
             Event::Finish { agent, .. } => ("work done", *agent),
             Event::Notice(i) => ("work notice", *i),
+            Event::OldLife { agent, .. } => ("an old life's late ops", *agent),
             Event::Tick => ("tick", 0),
         }
     }
@@ -184,6 +192,9 @@ pub(crate) struct World<P, W, D> {
     pub(crate) violation: Option<Violation>,
     /// Every task ended after the faults: the run is over.
     pub(crate) finished: bool,
+    /// The cluster was told to drain, once the faults and the workflow
+    /// runs were over.
+    pub(crate) drained: bool,
 }
 
 impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
