@@ -470,9 +470,26 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
         let ended = report.completed + report.dead_lettered + report.expired + report.cancelled;
         let steps = self.flows.tasks();
         if self.submitted + steps != report.tasks + self.refused || ended != report.tasks {
-            self.violate(format!(
+            return self.violate(format!(
                 "tasks do not add up: {} submitted, {} refused, {steps} workflow steps, {} accepted, {ended} ended",
                 self.submitted, self.refused, report.tasks
+            ));
+        }
+        self.check_kept();
+    }
+
+    /// What the stopped store keeps is bounded by the work in flight (none)
+    /// and a snapshot's worth of history (rule 8): no outbox row, and a
+    /// journal trimmed behind the snapshot before the last, plus the
+    /// batches that overshoot each.
+    fn check_kept(&mut self) {
+        let kept = self.store.kept();
+        let node = &self.config.node;
+        let bound = 2 * (node.snapshot_every + node.batch as u64);
+        if kept.outbox != 0 || (node.trim && kept.journal as u64 > bound) {
+            self.violate(format!(
+                "the stopped store keeps {} outbox rows and {} journal entries (at most 0 and {bound})",
+                kept.outbox, kept.journal
             ));
         }
     }
