@@ -21,10 +21,12 @@ use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use taskweave::agent::AgentProfile;
 use taskweave::cluster::{
-    AgentOp, Auditor, ClientOp, ClientReply, Entry, JournalRow, MemStore, Message, Node,
+    AgentOp, Auditor, ClientOp, ClientReply, Entry, Fault, JournalRow, MemStore, Message, Node,
     NodeConfig, Role, Sender, Status, Store, Verdict,
 };
-use taskweave::scheduler::{AttemptOutcome, DispatcherConfig, Snapshot, TaskReport, TaskSpec};
+use taskweave::scheduler::{
+    AttemptOutcome, DispatcherConfig, Input, Snapshot, TaskReport, TaskSpec,
+};
 use taskweave::{AgentId, AttemptToken, Instant, Priority, TaskId};
 
 fn dispatcher_config() -> DispatcherConfig {
@@ -153,7 +155,15 @@ fn record() -> Recorded {
     let mut node = Node::new(config, dispatcher_config()).unwrap();
     let mut now = Instant::from_secs(100);
     settle(&mut node, &mut store, now);
-    feed(&mut node, &mut store, &mut now, &messages);
+    feed(&mut node, &mut store, &mut now, &messages[..4]);
+    // The store fails the leader for over a heartbeat interval: its next
+    // intake excuses the agents' silence.
+    for _ in 0..3 {
+        now = now.saturating_add(Duration::from_millis(200));
+        store.fail_next(Fault::Fail);
+        settle(&mut node, &mut store, now);
+    }
+    feed(&mut node, &mut store, &mut now, &messages[4..]);
     // Let the retry and the heartbeats' timers run out, so the drained
     // cluster ends.
     for _ in 0..50 {
@@ -235,6 +245,12 @@ fn stored_cluster_forms_read_back_and_replay_as_recorded() {
             .iter()
             .any(|(_, e)| matches!(e, Entry::Drain { .. }))
     );
+    assert!(
+        stored
+            .entries
+            .iter()
+            .any(|(_, e)| matches!(e, Entry::Input(Input::ExcuseSilence { .. })))
+    );
     assert!(stored.status.draining);
     let auditor = replay(&stored.entries);
     let report = auditor.report();
@@ -252,26 +268,37 @@ fn stored_cluster_forms_read_back_and_replay_as_recorded() {
     );
 }
 
-/// The forms of format 1 (every field of a task spec written out, the
-/// final state a version-4 snapshot) read back, and the journal replays to
-/// the state recorded then.
+/// The forms before the current ones read back, and their journals replay
+/// to the states recorded then: format 1 (every field of a task spec
+/// written out, the final state a version-4 snapshot) and format 2
+/// (before `ExcuseSilence`).
 #[test]
-fn format_1_reads_back_and_replays_to_its_recorded_state() {
-    assert!(Entry::<String>::READABLE.contains(&1));
-    let old = read_from(fixture_named("cluster_forms_f1.json"));
-    assert_eq!(old.format, 1);
+fn older_formats_read_back_and_replay_to_their_recorded_states() {
+    replays_to_its_recorded_state("cluster_forms_f1.json", 1, 4);
+    replays_to_its_recorded_state("cluster_forms_f2.json", 2, 5);
+}
+
+/// The fixture `name`, of entry format `format` and snapshot `version`,
+/// reads back, and its journal replays to its recorded state.
+fn replays_to_its_recorded_state(name: &str, format: u32, version: u32) {
+    assert!(Entry::<String>::READABLE.contains(&format));
+    let old = read_from(fixture_named(name));
+    assert_eq!(old.format, format);
     let auditor = replay(&old.entries);
     let report = auditor.report();
     assert!(report.is_clean(), "{:?}", report.violations);
     // The recorded state, read and written again by this build, against
     // the replay's; only the version it names differs.
     let recorded: Snapshot<String> = serde_json::from_str(&old.final_state).unwrap();
-    assert_eq!(recorded.version(), 4);
+    assert_eq!(recorded.version(), version);
     let mut recorded = serde_json::to_value(&recorded).unwrap();
     let mut replayed = serde_json::to_value(auditor.dispatcher().snapshot()).unwrap();
     recorded["version"] = 0.into();
     replayed["version"] = 0.into();
-    assert_eq!(replayed, recorded, "a format-1 journal replays elsewhere");
+    assert_eq!(
+        replayed, recorded,
+        "a format-{format} journal replays elsewhere"
+    );
     // Its messages are today's, in the form written then.
     let now = record();
     assert_eq!(old.messages.len(), now.messages.len());

@@ -344,6 +344,45 @@ fn missed_heartbeats_lose_the_agent_and_a_heartbeat_brings_it_back() {
 }
 
 #[test]
+fn excused_silence_is_counted_from_the_excuse_and_a_lost_agent_stays_lost() {
+    let mut d = dispatcher(DispatcherConfig::builder().heartbeats(Duration::from_secs(5), 2));
+    d.register_agent(agent(1), profile(1, &[]), t(0)).unwrap();
+    d.register_agent(agent(2), profile(1, &[]), t(0)).unwrap();
+    let task = submit(&mut d, TaskSpec::new("x"), t(0));
+    let (_, running, token) = assignments(&mut d)[0];
+    let idle = if running == agent(1) {
+        agent(2)
+    } else {
+        agent(1)
+    };
+    // The idle agent is lost at 10 s; at 12 s the host could not hear
+    // anyone since 3 s, and excuses the silence.
+    d.heartbeat(running, t(3)).unwrap();
+    d.handle_timeout(t(10));
+    assert!(drain(&mut d).contains(&Action::AgentLost { agent: idle }));
+    d.excuse_silence(t(12));
+    // Nobody is lost before 22 s: the running agent keeps its attempt.
+    d.handle_timeout(t(13));
+    d.handle_timeout(t(21));
+    assert!(drain(&mut d).is_empty());
+    assert_eq!(
+        d.task_state(task),
+        Some(TaskState::InFlight {
+            agent: running,
+            token,
+            attempt: 1
+        })
+    );
+    assert_eq!(
+        d.registry().get(idle).unwrap().status(),
+        AgentStatus::Unhealthy,
+        "an agent lost before the excuse stays lost"
+    );
+    d.handle_timeout(t(22));
+    assert!(drain(&mut d).contains(&Action::AgentLost { agent: running }));
+}
+
+#[test]
 fn attempt_timeouts_retry_and_then_dead_letter() {
     let retry = Fixed::new(Duration::from_secs(1), 2).unwrap();
     let mut d = dispatcher(

@@ -268,12 +268,15 @@ fn step(d: &mut Dispatcher<u32>, m: &mut Model, op: &Op) -> Result<(), String> {
         Op::Advance(ms) => {
             m.now += Duration::from_millis(u64::from(*ms));
             let now = m.now;
-            // Agents that are online beat half the time, so some are lost.
+            // Agents that are online beat half the time, so some are lost;
+            // now and then the host excuses everyone's silence (an outage).
             if ms % 2 == 0 {
                 for &agent in &agents {
                     let _ =
                         apply(d, m, Input::Heartbeat { agent, now }).map_err(|e| e.to_string())?;
                 }
+            } else if ms % 3 == 0 {
+                let _ = apply(d, m, Input::ExcuseSilence { now }).map_err(|e| e.to_string())?;
             }
             let _ = apply(d, m, Input::HandleTimeout { now }).map_err(|e| e.to_string())?;
         }

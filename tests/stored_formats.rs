@@ -186,6 +186,9 @@ fn record() -> (Snapshot<String>, Journal) {
             now: at(4),
         },
     ));
+    // The host could not hear its agents for a while: their silence up
+    // to 5 s is excused.
+    entries.push(apply(&mut d, Input::ExcuseSilence { now: at(5) }));
     entries.push(apply(&mut d, Input::HandleTimeout { now: at(6) }));
     for report in still_running {
         entries.push(apply(
@@ -302,14 +305,20 @@ fn a_stored_snapshot_restores_and_a_stored_journal_replays_as_recorded() {
 }
 
 /// The forms before the current ones (snapshot version 4, journal format
-/// 1: a task spec's fields all written out) restore and replay the same.
+/// 1: a task spec's fields all written out; journal format 2, without
+/// `ExcuseSilence`) restore and replay the same.
 #[test]
 fn the_forms_before_restore_and_replay_as_recorded() {
     assert!(Snapshot::<String>::READABLE.contains(&4));
     assert!(Input::<String>::READABLE.contains(&1));
+    assert!(Input::<String>::READABLE.contains(&2));
     restores_and_replays(
         ("dispatcher_snapshot_v4.json", 4),
         ("dispatcher_journal_f1.json", 1),
+    );
+    restores_and_replays(
+        ("dispatcher_snapshot.json", Snapshot::<String>::VERSION),
+        ("dispatcher_journal_f2.json", 2),
     );
 }
 
@@ -356,6 +365,7 @@ fn the_recording_covers_every_kind_of_input_and_outcome() {
         "SetAgentStatus",
         "Heartbeat",
         "HandleTimeout",
+        "ExcuseSilence",
         "RequeueDeadLetter",
     ] {
         assert!(

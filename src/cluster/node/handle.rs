@@ -84,9 +84,11 @@ impl<P: Clone> Node<P> {
                 } else if !lease.held {
                     self.phase = Phase::Take { seen: lease.epoch };
                 } else {
-                    // A follower that finds a leader has settled.
+                    // A follower that finds a leader has settled: the
+                    // leader grants the grace of an outage, if any.
                     if resume.is_none() {
                         self.config.backoff.reset();
+                        self.outage_since = None;
                     }
                     self.follow(now);
                 }
@@ -147,7 +149,8 @@ impl<P: Clone> Node<P> {
                 }
                 self.config.backoff.reset();
                 if let Phase::Lead { epoch, .. } = self.phase {
-                    let batch = intake(&mut self.replica, messages, now);
+                    let outage = self.outage_ended(now);
+                    let batch = intake(&mut self.replica, messages, outage, now);
                     if !batch.is_empty() || self.owes_status(now) {
                         self.queue_commit(epoch, batch, now);
                     } else {
@@ -192,6 +195,18 @@ impl<P: Clone> Node<P> {
                 self.retry(sent, false);
             }
         }
+    }
+
+    /// The leader reads its inbox again: whether the store failed for at
+    /// least a heartbeat interval since the last read (an outage agents
+    /// may have suffered too, their heartbeats lost to it), which it
+    /// forgets.
+    fn outage_ended(&mut self, now: Instant) -> bool {
+        let interval = self.dispatcher_config.heartbeats().map(|h| h.interval);
+        self.outage_since
+            .take()
+            .zip(interval)
+            .is_some_and(|(since, interval)| now.saturating_duration_since(since) >= interval)
     }
 
     /// A write under the lease landed: the lease lasts a lifetime from
@@ -309,6 +324,7 @@ impl<P: Clone> Node<P> {
             return;
         }
         let refused = matches!(failure, StoreFailure::Failed { .. });
+        self.outage_since.get_or_insert(self.sent_at);
         let retry_in = self.pause(now);
         self.events.push_back(NodeEvent::StoreTrouble {
             op: sent_name(sent),

@@ -40,13 +40,26 @@ impl<P> Batch<P> {
 }
 
 /// Turns `messages` (and a due timer) into a batch stamped `now`, applied
-/// to `replica`.
+/// to `replica`. After an outage (`outage`: the leader could not reach
+/// the store for a heartbeat interval or more since its last intake), the
+/// batch first excuses every agent's silence, so that no agent is lost
+/// for heartbeats the outage kept from the leader before it had a
+/// heartbeat timeout to send them.
 pub(crate) fn intake<P: Clone>(
     replica: &mut Replica<P>,
     messages: Vec<InboxMessage<P>>,
+    outage: bool,
     now: Instant,
 ) -> Batch<P> {
     let mut batch = Batch::new();
+    if outage {
+        // Answers nothing: no agent is lost, nothing is published.
+        let _ = apply(
+            replica,
+            &mut batch,
+            Entry::Input(Input::ExcuseSilence { now }),
+        );
+    }
     for message in messages {
         let verdict = admit(replica, &mut batch, message.sender, message.body, now);
         if let Verdict::Refused(reason) = &verdict {

@@ -158,6 +158,10 @@ pub struct Node<P> {
     /// The journal said this entry was trimmed: the snapshot restored
     /// next must cover it.
     trimmed_at: Option<u64>,
+    /// When the operation that first failed since the last inbox read
+    /// (or settled follow) was sent: an outage that lasts a heartbeat
+    /// interval makes the next intake excuse the agents' silence.
+    outage_since: Option<Instant>,
     /// What the store holds that this node could not read, until an
     /// answer reads well again.
     failure: Option<String>,
@@ -212,6 +216,7 @@ impl<P: Clone> Node<P> {
             consumed_ids: BTreeSet::new(),
             consumed_in_flight: Vec::new(),
             trimmed_at: None,
+            outage_since: None,
             failure: None,
             unconfirmed: None,
             events: VecDeque::new(),

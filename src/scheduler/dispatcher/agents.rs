@@ -79,6 +79,14 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         }
     }
 
+    /// The work of [`excuse_silence`](Self::excuse_silence), whose docs say what it does.
+    pub(super) fn forgive_silence(&mut self, now: Instant) {
+        for &agent in self.state.heartbeat_due.keys() {
+            // Every watched agent is registered (a removal unwatches it).
+            let _ = self.state.registry.heartbeat(agent, now);
+        }
+    }
+
     /// A heartbeat timer fired: lose the agent if it has been silent too
     /// long, otherwise check again when its silence would reach the limit.
     pub(super) fn check_heartbeat(&mut self, agent: AgentId, at: Instant, now: Instant) {

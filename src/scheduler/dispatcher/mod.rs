@@ -290,6 +290,19 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         Ok(())
     }
 
+    /// Excuses every agent's silence up to `now`: the host could not hear
+    /// its agents until then (its link to them, or to the store their
+    /// heartbeats go through, was down), which is nobody's fault. Each
+    /// agent watched for heartbeats counts as heard from at `now`, so none
+    /// is lost before a heartbeat timeout from `now`; an agent already
+    /// lost stays lost until its own heartbeat. Nothing without
+    /// [heartbeats](super::DispatcherConfigBuilder::heartbeats). `O(a)`
+    /// for `a` agents watched.
+    pub fn excuse_silence(&mut self, now: Instant) {
+        let now = self.tick(now);
+        self.forgive_silence(now);
+    }
+
     /// Handles every timer due at `now`: TTLs, deadlines, attempt timeouts,
     /// retry instants, unroutable limits and missed heartbeats.
     ///

@@ -108,6 +108,11 @@ pub enum Input<P> {
         /// When.
         now: Instant,
     },
+    /// [`Dispatcher::excuse_silence`] (format 3 on).
+    ExcuseSilence {
+        /// When.
+        now: Instant,
+    },
     /// [`Dispatcher::requeue_dead_letter`].
     RequeueDeadLetter {
         /// The dead-lettered task.
@@ -129,10 +134,10 @@ impl<P> Input<P> {
     /// a journal stores it beside its entries, and reads back only the
     /// formats in [`READABLE`](Self::READABLE); it changes whenever a
     /// build that reads the formats before it could not read what this
-    /// one writes (README, "Compatibility of stored state"). Format 2
-    /// leaves a task spec's fields out at their defaults; format 1 wrote
-    /// them all.
-    pub const FORMAT: u32 = 2;
+    /// one writes (README, "Compatibility of stored state"). Format 3
+    /// adds [`Input::ExcuseSilence`]; format 2 leaves a task spec's fields
+    /// out at their defaults; format 1 wrote them all.
+    pub const FORMAT: u32 = 3;
 
     /// The stored forms of an input this library reads: a journal written
     /// in any of them reads back and replays the same.
@@ -150,6 +155,7 @@ impl<P> Input<P> {
             | Input::SetAgentStatus { now, .. }
             | Input::Heartbeat { now, .. }
             | Input::HandleTimeout { now }
+            | Input::ExcuseSilence { now }
             | Input::RequeueDeadLetter { now, .. }
             | Input::RedriveDeadLetters { now, .. } => *now,
         }
@@ -209,6 +215,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             }
             Input::HandleTimeout { now } => {
                 self.handle_timeout(now);
+                Applied::Done
+            }
+            Input::ExcuseSilence { now } => {
+                self.excuse_silence(now);
                 Applied::Done
             }
             Input::RequeueDeadLetter { task, now } => {
