@@ -8,7 +8,7 @@
 //! pinned, preferred and avoided agents, exclusions, affinity, kinds),
 //! TTLs, deadlines, idempotency keys, fair shares, concurrency keys and
 //! costs; good, failed, fatal and stale reports; cancels, time jumps,
-//! redrives of dead letters — are applied to one dispatcher. After *every*
+//! excused silences, redrives of dead letters — are applied to one dispatcher. After *every*
 //! input its snapshot goes through JSON and is restored; the restored
 //! dispatcher takes the rest of the journal and must hand out the same
 //! actions and end in the same stored state as the original.
@@ -54,6 +54,7 @@ enum Op {
     Advance(u16),
     Requeue(prop::sample::Index),
     RedriveAll,
+    Excuse,
 }
 
 /// One submission, described by small numbers the harness turns into a
@@ -135,6 +136,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (1u16..12_000).prop_map(Op::Advance),
         1 => any::<Index>().prop_map(Op::Requeue),
         1 => Just(Op::RedriveAll),
+        1 => Just(Op::Excuse),
     ]
 }
 
@@ -356,6 +358,7 @@ impl Host {
                 filter: DeadLetterFilter::new(),
                 now,
             },
+            Op::Excuse => Input::ExcuseSilence { now },
         })
     }
 
