@@ -57,8 +57,10 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
     ///
     /// # Errors
     ///
-    /// A missing or old schema, a bad connection string, or state in the
-    /// store the node cannot read ([`Role::Failed`]), each with its remedy.
+    /// A missing or old schema, or a bad connection string, each with its
+    /// remedy. State in the store the node cannot read ([`Role::Failed`])
+    /// is logged with its remedy, and the node reads again after a growing
+    /// pause instead of exiting.
     pub fn run(
         &mut self,
         stop: &AtomicBool,
@@ -86,18 +88,20 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
                 log(&event.to_string());
             }
             let role = self.node.role();
-            match &role {
-                Role::Stopped => return Ok(NodeExit::Stopped),
-                Role::Failed(why) => {
-                    return Err(format!(
-                        "{why}: the store holds state this node cannot read; restore the \
-                         database from a backup or inspect it with `taskweave-pg audit`"
-                    ));
-                }
-                _ => {}
+            if role == Role::Stopped {
+                return Ok(NodeExit::Stopped);
             }
             if role != last_role {
-                log(&format!("role: {role:?}"));
+                match &role {
+                    // The node backs off and reads again: a row fixed by
+                    // hand, or a leader that writes past it, lets it go on.
+                    Role::Failed(why) => log(&format!(
+                        "cannot read what the store holds: {why}; reading again with a growing \
+                         pause. Remedy: inspect the journal with `taskweave-pg audit`, or restore \
+                         the database from a backup"
+                    )),
+                    _ => log(&format!("role: {role:?}")),
+                }
                 last_role = role;
             }
         }
