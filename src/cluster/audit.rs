@@ -24,6 +24,7 @@ use crate::scheduler::{
 use crate::{AgentId, AttemptToken, TaskId};
 
 use super::contract::{Entry, JournalRow, TaskEnd};
+use super::incarnation::incarnation_of;
 use super::node::Replica;
 
 /// How many violations an audit keeps in words (it counts them all).
@@ -137,6 +138,9 @@ impl Ended {
 struct Track {
     /// The attempt handed out and not stopped.
     current: Option<(AgentId, AttemptToken)>,
+    /// The incarnation its agent was registered with when it was handed
+    /// out (0: none known).
+    incarnation: u64,
     /// Times it ended.
     ends: u32,
 }
@@ -203,7 +207,18 @@ impl<P: Clone> Auditor<P> {
                 crate::scheduler::TaskState::InFlight { agent, token, .. } => Some((agent, token)),
                 _ => None,
             };
-            tasks.insert(task, Track { current, ends: 0 });
+            let incarnation = current
+                .and_then(|(agent, _)| replica.dispatcher.registry().get(agent))
+                .and_then(|record| incarnation_of(record.profile()))
+                .unwrap_or(0);
+            tasks.insert(
+                task,
+                Track {
+                    current,
+                    incarnation,
+                    ends: 0,
+                },
+            );
         }
         let base = replica.dispatcher.counters();
         Ok(Auditor {
@@ -303,7 +318,12 @@ impl<P: Clone> Auditor<P> {
             Action::Assign {
                 task, agent, token, ..
             } => {
-                self.tasks.entry(task).or_default().current = Some((agent, token));
+                let incarnation = (self.replica.dispatcher.registry().get(agent))
+                    .and_then(|record| incarnation_of(record.profile()))
+                    .unwrap_or(0);
+                let track = self.tasks.entry(task).or_default();
+                track.current = Some((agent, token));
+                track.incarnation = incarnation;
             }
             Action::Cancel { task, token, .. } => {
                 let track = self.tasks.entry(task).or_default();
@@ -351,6 +371,14 @@ impl<P: Clone> Auditor<P> {
         if self.report.violations.len() < MAX_VIOLATIONS {
             self.report.violations.push(what);
         }
+    }
+
+    /// The incarnation of the agent that `task`'s current attempt `token`
+    /// was handed to, as registered then; `None` when `token` is not the
+    /// current attempt.
+    pub(crate) fn attempt_incarnation(&self, task: TaskId, token: AttemptToken) -> Option<u64> {
+        let track = self.tasks.get(&task)?;
+        (track.current?.1 == token).then_some(track.incarnation)
     }
 
     /// Keeps every task end from now on for [`take_ends`](Self::take_ends)

@@ -66,7 +66,8 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
     }
 
     /// The previous life's late claim and report reach the store. The
-    /// claim may answer only rows of that life, and the report of an
+    /// claim may answer only attempts the leader gave that life, and
+    /// the report of an
     /// attempt the leader already gave the new life is refused (the
     /// auditor checks every report it accepted).
     pub(crate) fn old_life_arrives(
@@ -85,10 +86,18 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
             limit: self.config.capacity as usize,
         };
         if let Ok(AgentReply::Claimed { rows, .. }) = self.store.agent(claim, self.now) {
-            if let Some(row) = rows.iter().find(|r| r.incarnation != incarnation) {
+            // Only attempts the leader gave that life (as the journal
+            // says), never one it gave a newer life.
+            let auditor = &self.auditor;
+            let given = |task, token| auditor.attempt_incarnation(task, token);
+            if let Some((row, other)) = rows.iter().find_map(|r| {
+                given(r.task, r.token)
+                    .filter(|&i| i != incarnation)
+                    .map(|i| (r, i))
+            }) {
                 return self.violate(format!(
-                    "a late claim of agent {agent}'s incarnation {incarnation} took a row of incarnation {}: {:?}",
-                    row.incarnation, (row.task, row.token)
+                    "a late claim of agent {agent}'s incarnation {incarnation} took {:?}, which the leader gave incarnation {other}",
+                    (row.task, row.token)
                 ));
             }
         }
