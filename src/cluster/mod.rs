@@ -17,7 +17,9 @@
 //! The **store contract** — what each operation does, which writes are
 //! atomic together, what each failure means — is written once, in the
 //! docs of [`Store`], and is executable: [`check_store`] runs it against
-//! any store. [`MemStore`] keeps it in memory for tests and simulations;
+//! any store, and [`check_store_races`] runs it with connections racing on
+//! the same rows (the host sends each race at once; the library starts no
+//! thread). [`MemStore`] keeps it in memory for tests and simulations;
 //! the `taskweave-postgres` crate keeps it on PostgreSQL. [`Auditor`]
 //! replays a journal and checks the invariants: no task ends twice, no
 //! report from a fenced attempt is accepted, epochs never go back.
@@ -31,7 +33,8 @@
 //! such answers go on: no store can make a role spin at one instant. An
 //! agent that restarts asks the store for a new
 //! incarnation; registering it replaces the old one at once, whose
-//! attempts go back to the queue (no heartbeat timeout to wait out).
+//! attempts go back to the queue (no heartbeat timeout to wait out), and
+//! only the incarnation an outbox row was assigned to claims it.
 //!
 //! ```
 //! use std::time::Duration;
