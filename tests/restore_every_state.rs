@@ -389,26 +389,45 @@ impl Host {
     }
 }
 
-/// Runs `ops`, restoring a copy from every snapshot and replaying the rest
-/// of the journal into it.
-fn every_snapshot_continues_identically(ops: &[Op]) -> Result<(), TestCaseError> {
-    let mut original = Dispatcher::new(config());
+/// What a run of `ops` wrote: the journal, the actions of each input,
+/// and the stored snapshot before the first input and after each.
+struct Run {
+    journal: Vec<Input<u32>>,
+    actions: Vec<Vec<Action>>,
+    snapshots: Vec<String>,
+}
+
+fn run(ops: &[Op]) -> Run {
+    let mut d = Dispatcher::new(config());
     let mut host = Host::default();
-    let mut journal = Vec::new();
-    let mut actions: Vec<Vec<Action>> = Vec::new();
-    // The snapshot before each input, as JSON.
-    let mut snapshots = vec![serde_json::to_string(&original.snapshot()).unwrap()];
+    let mut run = Run {
+        journal: Vec::new(),
+        actions: Vec::new(),
+        snapshots: vec![serde_json::to_string(&d.snapshot()).unwrap()],
+    };
     for op in ops {
         let Some(input) = host.input(op) else {
             continue;
         };
-        let applied = original.apply(input.clone()).ok();
-        let out = harness::drain(&mut original);
+        let applied = d.apply(input.clone()).ok();
+        let out = harness::drain(&mut d);
         host.learn(&input, applied.as_ref(), &out);
-        journal.push(input);
-        actions.push(out);
-        snapshots.push(serde_json::to_string(&original.snapshot()).unwrap());
+        run.journal.push(input);
+        run.actions.push(out);
+        run.snapshots
+            .push(serde_json::to_string(&d.snapshot()).unwrap());
     }
+    run
+}
+
+/// Runs `ops`, restoring a copy from every snapshot and replaying the rest
+/// of the journal into it.
+fn every_snapshot_continues_identically(ops: &[Op]) -> Result<(), TestCaseError> {
+    let Run {
+        journal,
+        actions,
+        snapshots,
+    } = run(ops);
     let last = snapshots.last().cloned().unwrap_or_default();
     for (cut, json) in snapshots.iter().enumerate() {
         let snapshot = serde_json::from_str(json).unwrap();
@@ -464,20 +483,8 @@ const EXACT_COUNTERS: [&str; 6] = [
 
 /// Runs `ops` and returns the stored snapshot after input `cut` (clamped).
 fn snapshot_after(ops: &[Op], cut: &prop::sample::Index) -> serde_json::Value {
-    let mut d = Dispatcher::new(config());
-    let mut host = Host::default();
-    let mut snapshots = vec![serde_json::to_value(d.snapshot()).unwrap()];
-    for op in ops {
-        let Some(input) = host.input(op) else {
-            continue;
-        };
-        let applied = d.apply(input.clone()).ok();
-        let out = harness::drain(&mut d);
-        host.learn(&input, applied.as_ref(), &out);
-        snapshots.push(serde_json::to_value(d.snapshot()).unwrap());
-    }
-    let at = cut.index(snapshots.len());
-    snapshots.swap_remove(at)
+    let snapshots = run(ops).snapshots;
+    serde_json::from_str(&snapshots[cut.index(snapshots.len())]).unwrap()
 }
 
 proptest! {

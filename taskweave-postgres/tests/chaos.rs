@@ -533,6 +533,20 @@ impl Scene {
         Ok(())
     }
 
+    /// Waits until the leader publishes a status past entry `seq`, written
+    /// after now (after `what`); answers its entry.
+    fn status_advances_past(&mut self, seq: u64, what: &str) -> Result<u64, String> {
+        let back = wall_now();
+        self.wait_for(
+            &format!("the status to advance after {what}"),
+            Duration::from_secs(60),
+            |scene| {
+                let status = scene.status()?.1?;
+                (status.seq > seq && status.at > back).then_some(status.seq)
+            },
+        )
+    }
+
     /// Stops PostgreSQL for `OUTAGE` and starts it again; measures until
     /// the leader publishes a new status.
     fn stop_postgres(&mut self) -> Result<(), String> {
@@ -543,15 +557,7 @@ impl Scene {
         self.cluster
             .start_again()
             .map_err(|e| format!("starting PostgreSQL again: {e}"))?;
-        let back = wall_now();
-        let new_seq = self.wait_for(
-            "the status to advance after the outage",
-            Duration::from_secs(60),
-            |scene| {
-                let status = scene.status()?.1?;
-                (status.seq > seq && status.at > back).then_some(status.seq)
-            },
-        )?;
+        let new_seq = self.status_advances_past(seq, "the outage")?;
         figure!(
             "chaos: PostgreSQL stopped for {} ms; the status advanced from entry {seq} to \
              {new_seq} {} ms after the outage began",
@@ -701,15 +707,7 @@ impl Scene {
             .restart_immediate()
             .map_err(|e| format!("restarting PostgreSQL: {e}"))?;
         let up = start.elapsed();
-        let back = wall_now();
-        let new_seq = self.wait_for(
-            "the status to advance after the restart",
-            Duration::from_secs(60),
-            |scene| {
-                let status = scene.status()?.1?;
-                (status.seq > seq && status.at > back).then_some(status.seq)
-            },
-        )?;
+        let new_seq = self.status_advances_past(seq, "the restart")?;
         figure!(
             "chaos: PostgreSQL restarted (-m immediate) in {} ms; the status advanced from \
              entry {seq} to {new_seq} {} ms after the restart began",
