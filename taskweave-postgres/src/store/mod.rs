@@ -174,6 +174,19 @@ impl<C: GenericClient> Db<'_, C> {
 type Tx<'a, 'b> = Db<'a, Transaction<'b>>;
 type Plain<'a> = Db<'a, Client>;
 
+/// The settings every session of a [`PgStore`] runs with, as libpq
+/// `options`: the `taskweave` schema first on the search path, a 30 s
+/// statement timeout, and a 10 s idle-in-transaction timeout (a safety
+/// net: a standby ends a stalled leader's session itself once its lease
+/// has lapsed). A host that opens sessions of its own beside the store's
+/// can run them alike.
+pub fn session_options() -> String {
+    format!(
+        "-c search_path=taskweave -c statement_timeout={STATEMENT_TIMEOUT_MS} \
+         -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+    )
+}
+
 impl<P> PgStore<P> {
     /// Connects to the database `conninfo` names (a libpq-style string such
     /// as `host=… port=… user=… dbname=…`), with `search_path` set to the
@@ -189,9 +202,9 @@ impl<P> PgStore<P> {
     pub fn connect(conninfo: &str) -> Result<Self, PgError> {
         let mut config: Config = conninfo.parse().map_err(PgError::Conninfo)?;
         let options = format!(
-            "{} -c search_path=taskweave -c statement_timeout={STATEMENT_TIMEOUT_MS} \
-             -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}",
-            config.get_options().unwrap_or_default()
+            "{} {}",
+            config.get_options().unwrap_or_default(),
+            session_options()
         );
         config.options(options.trim_start());
         if config.get_connect_timeout().is_none() {
