@@ -158,8 +158,10 @@ pub struct Auditor<P> {
     /// The counters of the snapshot the audit started from.
     base: Counters,
     /// Task ends not taken yet, `(task, entry, how)`, kept only once
-    /// [`watch_ends`](Self::watch_ends) asked for them.
+    /// [`watch`](Self::watch) asked for them.
     ends: Option<Vec<(TaskId, u64, Ended)>>,
+    /// Attempts cancelled and not taken yet, kept like `ends`.
+    cancels: Option<Vec<AttemptToken>>,
 }
 
 impl<P> std::fmt::Debug for Auditor<P> {
@@ -184,6 +186,7 @@ impl<P: Clone> Auditor<P> {
             },
             base: Counters::default(),
             ends: None,
+            cancels: None,
         }
     }
 
@@ -231,6 +234,7 @@ impl<P: Clone> Auditor<P> {
             },
             base,
             ends: None,
+            cancels: None,
         })
     }
 
@@ -326,6 +330,9 @@ impl<P: Clone> Auditor<P> {
                 track.incarnation = incarnation;
             }
             Action::Cancel { task, token, .. } => {
+                if let Some(cancels) = &mut self.cancels {
+                    cancels.push(token);
+                }
                 let track = self.tasks.entry(task).or_default();
                 if track.current.is_some_and(|(_, t)| t == token) {
                     track.current = None;
@@ -381,11 +388,21 @@ impl<P: Clone> Auditor<P> {
         (track.current?.1 == token).then_some(track.incarnation)
     }
 
-    /// Keeps every task end from now on for [`take_ends`](Self::take_ends)
-    /// (the simulator checks each against the outcome the store
-    /// published).
-    pub(crate) fn watch_ends(&mut self) {
+    /// Keeps every task end and every attempt cancelled from now on, for
+    /// [`take_ends`](Self::take_ends) and [`take_cancels`](Self::take_cancels)
+    /// (the simulator checks each end against the outcome the store
+    /// published, and that cancelled work stops).
+    pub(crate) fn watch(&mut self) {
         self.ends.get_or_insert_with(Vec::new);
+        self.cancels.get_or_insert_with(Vec::new);
+    }
+
+    /// The attempts cancelled since the last call.
+    pub(crate) fn take_cancels(&mut self) -> Vec<AttemptToken> {
+        self.cancels
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// The task ends since the last call, `(task, entry, how)`.

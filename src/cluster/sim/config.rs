@@ -131,6 +131,9 @@ pub struct FaultMenu {
     pub clock_skew: Duration,
     /// The share of agents that work ten times slower.
     pub slow_agents: f64,
+    /// The share of attempts that run 10 s: a cancel of one must reach its
+    /// agent, which stops it, within 5 s while the store stays up.
+    pub long_attempts: f64,
     /// The share of tasks a client cancels soon after submitting.
     pub cancel: f64,
     /// A burst of submissions, half again the queue's capacity, per
@@ -156,6 +159,7 @@ impl FaultMenu {
             old_life: 0.0,
             clock_skew: Duration::ZERO,
             slow_agents: 0.0,
+            long_attempts: 0.0,
             cancel: 0.0,
             burst: 0.0,
         }
@@ -181,6 +185,7 @@ impl Default for FaultMenu {
             old_life: 0.5,
             clock_skew: Duration::from_millis(100),
             slow_agents: 0.2,
+            long_attempts: 0.01,
             cancel: 0.02,
             burst: 0.01,
         }
@@ -400,6 +405,7 @@ impl<P> SimConfigBuilder<P> {
             f.duplicate_request,
             f.old_life,
             f.slow_agents,
+            f.long_attempts,
             f.cancel,
         ];
         if rates.iter().any(|r| !r.is_finite() || *r < 0.0 || *r > 1e6)

@@ -215,7 +215,7 @@ where
     let mut world = World {
         auditor: {
             let mut auditor = Auditor::new(config.dispatcher.clone());
-            auditor.watch_ends();
+            auditor.watch();
             auditor
         },
         trace: Trace::new(config.keep_trace),
@@ -239,6 +239,8 @@ where
         takeovers: 0,
         stranded: Vec::new(),
         executed: std::collections::HashSet::new(),
+        cancelled_at: std::collections::HashMap::new(),
+        stopped: std::collections::HashSet::new(),
         journal_bytes: 0,
         violation: None,
         finished: false,

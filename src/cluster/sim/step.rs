@@ -6,7 +6,7 @@ use super::super::node::Role;
 use super::config::SimWork;
 use super::driver::{Driver, Tick};
 use super::failures::{lost_answer, refusal, refused, store_down};
-use super::world::{Event, LOST, TICK, World};
+use super::world::{CANCEL_BOUND, Event, LONG_ATTEMPT, LOST, TICK, World};
 use crate::routing::{LeastLoaded, RoutingStrategy};
 use crate::scheduler::{Dispatcher, Snapshot};
 
@@ -118,6 +118,17 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
                 outcome,
             } => {
                 if life == self.agents[agent].life {
+                    if self.stopped.remove(&token) {
+                        return;
+                    }
+                    if let Some((at, store)) = self.cancelled_at.remove(&token) {
+                        let ran_on = self.now.saturating_duration_since(at);
+                        if ran_on > CANCEL_BOUND && store == self.store_gen {
+                            return self.violate(format!(
+                                "agent {agent} ran {token} of {task} for {ran_on:?} after the leader cancelled it"
+                            ));
+                        }
+                    }
                     self.agents[agent].session.finish(task, token, *outcome);
                     self.drive_agent(agent);
                 }
@@ -280,6 +291,11 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
             self.auditor.apply(row);
         }
         self.check_outcomes_published();
+        for token in self.auditor.take_cancels() {
+            if self.executed.contains(&token) {
+                self.cancelled_at.insert(token, (self.now, self.store_gen));
+            }
+        }
         if self.auditor.violation_count() > before {
             let what = self
                 .auditor
@@ -361,7 +377,11 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
         while let Some(event) = self.agents[i].session.poll_event() {
             self.log(format_args!("agent {i}: {event}"));
         }
-        while self.agents[i].session.poll_cancelled().is_some() {}
+        while let Some((_, token)) = self.agents[i].session.poll_cancelled() {
+            // The host stops the work: it ends without a report.
+            self.cancelled_at.remove(&token);
+            self.stopped.insert(token);
+        }
         let life = self.agents[i].life;
         let agent = self.agents[i].session.agent();
         while let Some(work) = self.agents[i].session.poll_work() {
@@ -378,6 +398,10 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
             };
             if self.agents[i].slow {
                 took = took.saturating_mul(10);
+            }
+            if self.rng.chance(self.config.faults.long_attempts) {
+                *self.faults.entry("long_attempt").or_default() += 1;
+                took = took.max(LONG_ATTEMPT);
             }
             let at = self.now.saturating_add(took);
             let (task, token) = (work.task, work.token);

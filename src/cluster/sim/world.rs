@@ -68,6 +68,16 @@ pub(crate) enum Event<P> {
     Tick,
 }
 
+/// How long an agent may run an attempt after the leader journaled its
+/// cancel, while the store stays up: its session learns of the cancel
+/// from a claim, sent at least every claim poll (250 ms) and after at most
+/// the backoff's ceiling (2 s) when the store fails.
+pub(crate) const CANCEL_BOUND: Duration = Duration::from_secs(5);
+
+/// How long a long attempt ([`FaultMenu::long_attempts`](super::FaultMenu::long_attempts))
+/// runs: past [`CANCEL_BOUND`], so a cancel its agent never hears of shows.
+pub(crate) const LONG_ATTEMPT: Duration = Duration::from_secs(10);
+
 /// The attempts an agent held when it restarted inside its heartbeat
 /// window: they must leave it before its heartbeat timeout would have
 /// failed them over.
@@ -188,6 +198,13 @@ pub(crate) struct World<P, W, D> {
     /// Every attempt an agent started, by its token (tokens are unique):
     /// no attempt runs twice.
     pub(crate) executed: std::collections::HashSet<AttemptToken>,
+    /// Attempts some agent started that the leader then cancelled, with
+    /// when the cancel was journaled and the store's generation then: the
+    /// agent must stop them within [`CANCEL_BOUND`].
+    pub(crate) cancelled_at: std::collections::HashMap<AttemptToken, (Instant, u64)>,
+    /// Attempts an agent stopped because its session said they were
+    /// cancelled: their work ends without a report.
+    pub(crate) stopped: std::collections::HashSet<AttemptToken>,
     pub(crate) journal_bytes: u64,
     pub(crate) violation: Option<Violation>,
     /// Every task ended after the faults: the run is over.
