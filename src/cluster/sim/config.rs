@@ -131,11 +131,16 @@ pub struct FaultMenu {
     pub clock_skew: Duration,
     /// The share of agents that work ten times slower.
     pub slow_agents: f64,
-    /// The share of attempts that run 10 s: a cancel of one must reach its
+    /// The share of attempts that run 6 s: a cancel of one must reach its
     /// agent, which stops it, within 5 s while the store stays up.
     pub long_attempts: f64,
     /// The share of tasks a client cancels soon after submitting.
     pub cancel: f64,
+    /// The client stops for 1–5 s, per second, and comes back as a new
+    /// process that knows nothing of the submissions it had not heard
+    /// back from (it cancels none of their tasks): the cluster must end
+    /// their tasks all the same.
+    pub client_stops: f64,
     /// A burst of submissions, half again the queue's capacity, per
     /// second: some of it must be refused, with a verdict, and none lost.
     pub burst: f64,
@@ -161,6 +166,7 @@ impl FaultMenu {
             slow_agents: 0.0,
             long_attempts: 0.0,
             cancel: 0.0,
+            client_stops: 0.0,
             burst: 0.0,
         }
     }
@@ -185,7 +191,8 @@ impl Default for FaultMenu {
             old_life: 0.5,
             clock_skew: Duration::from_millis(100),
             slow_agents: 0.2,
-            long_attempts: 0.01,
+            long_attempts: 0.002,
+            client_stops: 0.02,
             cancel: 0.02,
             burst: 0.01,
         }
@@ -394,6 +401,7 @@ impl<P> SimConfigBuilder<P> {
             f.kill_agent,
             f.die_agent,
             f.restart_store,
+            f.client_stops,
             f.burst,
             c.tasks_per_second,
         ];

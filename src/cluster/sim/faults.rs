@@ -13,6 +13,10 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
     /// The client's share of a tick: submissions at the configured rate,
     /// a burst now and then, and cancels of recent tasks.
     pub(crate) fn client(&mut self) {
+        self.account_orphans();
+        if self.now < self.client_down_until {
+            return;
+        }
         self.backlog += self.config.tasks_per_second * TICK.as_secs_f64();
         let mut count = self.backlog as u64;
         self.backlog -= count as f64;
@@ -35,6 +39,17 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
                 self.post(Message::Cancel(task));
             }
         }
+    }
+
+    /// The accounts (not the client, which forgot them) read the verdicts
+    /// of a stopped client's submissions, before the leader forgets them.
+    fn account_orphans(&mut self) {
+        if self.orphaned.is_empty() {
+            return;
+        }
+        let pending = std::mem::replace(&mut self.recent, std::mem::take(&mut self.orphaned));
+        let _forgotten_by_the_client = self.take_verdicts();
+        self.orphaned = std::mem::replace(&mut self.recent, pending);
     }
 
     /// Takes in the verdicts of the submissions waiting for one: counts
@@ -118,6 +133,15 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
                     "kill_agent",
                 );
             }
+        }
+        if self.rng.chance(per(f.client_stops)) && self.now >= self.client_down_until {
+            *self.faults.entry("client_stops").or_default() += 1;
+            let down = self
+                .rng
+                .between(Duration::from_secs(1), Duration::from_secs(5));
+            self.client_down_until = self.now.saturating_add(down);
+            self.orphaned.append(&mut self.recent);
+            self.log(format_args!("FAULT the client stops, down {down:?}"));
         }
         if self.rng.chance(per(f.restart_store)) {
             *self.faults.entry("restart_store").or_default() += 1;

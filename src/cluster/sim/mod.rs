@@ -236,6 +236,8 @@ where
         refused: 0,
         backlog: 0.0,
         recent: Vec::new(),
+        orphaned: Vec::new(),
+        client_down_until: Instant::ZERO,
         takeovers: 0,
         stranded: Vec::new(),
         executed: std::collections::HashSet::new(),

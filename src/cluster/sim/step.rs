@@ -477,6 +477,8 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
     /// Every task submitted has ended and no submission is pending (the
     /// verdicts that came in are taken, their refusals counted).
     fn settled(&mut self) -> bool {
+        // The accounts read the verdicts a stopped client never heard.
+        self.recent.append(&mut self.orphaned);
         let _accepted = self.take_verdicts();
         self.drained
             && self.store.lease(self.now).stopped

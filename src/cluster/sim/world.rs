@@ -76,7 +76,7 @@ pub(crate) const CANCEL_BOUND: Duration = Duration::from_secs(5);
 
 /// How long a long attempt ([`FaultMenu::long_attempts`](super::FaultMenu::long_attempts))
 /// runs: past [`CANCEL_BOUND`], so a cancel its agent never hears of shows.
-pub(crate) const LONG_ATTEMPT: Duration = Duration::from_secs(10);
+pub(crate) const LONG_ATTEMPT: Duration = Duration::from_secs(6);
 
 /// The attempts an agent held when it restarted inside its heartbeat
 /// window: they must leave it before its heartbeat timeout would have
@@ -190,6 +190,11 @@ pub(crate) struct World<P, W, D> {
     pub(crate) backlog: f64,
     /// Submission messages whose tasks may still be cancelled.
     pub(crate) recent: Vec<MessageId>,
+    /// Submissions of a client that stopped before it heard back: only
+    /// the final accounts read their verdicts.
+    pub(crate) orphaned: Vec<MessageId>,
+    /// The client is stopped until then.
+    pub(crate) client_down_until: Instant,
     pub(crate) takeovers: u64,
     /// Attempts held by agents restarted inside their heartbeat window,
     /// which must fail over before `deadline`: (deadline, agent, attempts,
