@@ -807,6 +807,7 @@ fn a_migrated_checkpoint_resumes_on_a_fresh_engine_as_the_run_would_have_gone() 
 
 /// `pick -> check -> done`: v2 of [`order`] checks the pick before it
 /// is done (and declares `check` first).
+#[cfg(feature = "serde")]
 fn checked_order() -> Arc<WorkflowDef> {
     Arc::new(
         WorkflowDef::builder("order", 2)
