@@ -308,3 +308,56 @@ fn a_lost_commit_of_verdicts_alone_takes_its_messages_in_again() {
     }
     panic!("the refused heartbeat never got its verdict (lost one: {lost_one})");
 }
+
+/// A leader frozen past its lease (a `SIGSTOP`, a paused VM) gets the
+/// answer to its inbox read when it wakes: it renews before it takes the
+/// messages in, instead of finding every agent silent by its leapt clock
+/// and declaring them lost (seen in the chaos test: a deposed leader
+/// logged all five agents lost before it learned it was deposed).
+#[test]
+fn a_leader_frozen_past_its_lease_renews_before_it_takes_messages_in() {
+    use taskweave::cluster::{AgentOp, NodeEvent, Sender};
+    let mut host = Host::new();
+    host.submit(1);
+    let first = host.until_dirty_commit();
+    execute(&mut host, first);
+    let register = host.store.agent(
+        AgentOp::Post {
+            sender: Sender::Agent {
+                agent: taskweave::AgentId::new(1),
+                incarnation: 1,
+            },
+            messages: vec![Message::Register {
+                profile: taskweave::agent::AgentProfile::builder().build().unwrap(),
+            }],
+        },
+        host.now,
+    );
+    assert!(register.is_ok(), "{register:?}");
+    let registered = host.until_dirty_commit();
+    execute(&mut host, registered);
+    // The next inbox read: answered, but the node is frozen for 3 s (the
+    // lease lasts 1 s, heartbeats 2 s) before it reads the answer.
+    let read = loop {
+        let op = host.next_op();
+        if matches!(op, NodeOp::ReadInbox { .. }) {
+            break op;
+        }
+        execute(&mut host, op);
+    };
+    host.submit(1);
+    let answer = host.store.node(read, host.now);
+    host.now = host.now.saturating_add(Duration::from_secs(3));
+    host.node.handle_reply(answer, host.now);
+    while let Some(event) = host.node.poll_event() {
+        assert!(
+            !matches!(event, NodeEvent::AgentLost { .. }),
+            "a leader that woke past its lease decided by its clock: {event}"
+        );
+    }
+    let next = host.next_op();
+    assert!(
+        matches!(next, NodeOp::Renew { .. }),
+        "a leader that woke past its lease sent {next:?} before renewing"
+    );
+}

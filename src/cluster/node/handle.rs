@@ -149,6 +149,13 @@ impl<P: Clone> Node<P> {
                 }
                 self.config.backoff.reset();
                 if let Phase::Lead { epoch, .. } = self.phase {
+                    // Frozen or starved past its lease, the node may lead
+                    // no more, and its clock has leapt past every agent's
+                    // heartbeats: it renews before it decides anything by
+                    // that clock (the messages stay pending in the store).
+                    if now.saturating_duration_since(self.renewed_at) >= self.config.lease_ttl {
+                        return;
+                    }
                     let outage = self.outage_ended(now);
                     let batch = intake(&mut self.replica, messages, outage, now);
                     if !batch.is_empty() || self.owes_status(now) {
