@@ -24,7 +24,7 @@ use crate::scheduler::{
 use crate::{AgentId, AttemptToken, TaskId};
 
 use super::contract::{Entry, JournalRow, TaskEnd};
-use super::incarnation::incarnation_of;
+use super::incarnation::registered_incarnation;
 use super::node::Replica;
 
 /// How many violations an audit keeps in words (it counts them all).
@@ -210,10 +210,9 @@ impl<P: Clone> Auditor<P> {
                 crate::scheduler::TaskState::InFlight { agent, token, .. } => Some((agent, token)),
                 _ => None,
             };
-            let incarnation = current
-                .and_then(|(agent, _)| replica.dispatcher.registry().get(agent))
-                .and_then(|record| incarnation_of(record.profile()))
-                .unwrap_or(0);
+            let incarnation = current.map_or(0, |(agent, _)| {
+                registered_incarnation(replica.dispatcher.registry(), agent)
+            });
             tasks.insert(
                 task,
                 Track {
@@ -322,9 +321,7 @@ impl<P: Clone> Auditor<P> {
             Action::Assign {
                 task, agent, token, ..
             } => {
-                let incarnation = (self.replica.dispatcher.registry().get(agent))
-                    .and_then(|record| incarnation_of(record.profile()))
-                    .unwrap_or(0);
+                let incarnation = registered_incarnation(self.replica.dispatcher.registry(), agent);
                 let track = self.tasks.entry(task).or_default();
                 track.current = Some((agent, token));
                 track.incarnation = incarnation;

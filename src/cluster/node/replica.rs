@@ -12,7 +12,7 @@ use crate::scheduler::{
 use crate::{AgentId, Instant, Priority, TaskId};
 
 use super::super::contract::{Assignment, Entry, Outputs, TaskEnd};
-use super::super::incarnation::incarnation_of;
+use super::super::incarnation::registered_incarnation;
 
 /// The journal applied so far.
 pub(crate) struct Replica<P> {
@@ -176,9 +176,7 @@ impl<P: Clone> Replica<P> {
     /// The incarnation `agent` registered with (0, any, for an agent that
     /// registered without one).
     fn incarnation(&self, agent: AgentId) -> u64 {
-        (self.dispatcher.registry().get(agent))
-            .and_then(|record| incarnation_of(record.profile()))
-            .unwrap_or(0)
+        registered_incarnation(self.dispatcher.registry(), agent)
     }
 
     /// Every attempt in flight, as outbox rows.

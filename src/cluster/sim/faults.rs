@@ -197,16 +197,7 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
     /// heartbeat timeout would.
     fn expect_failover(&mut self, i: usize) {
         let agent = self.agents[i].session.agent();
-        let attempts: Vec<_> = self
-            .auditor
-            .dispatcher()
-            .in_flight(agent)
-            .iter()
-            .filter_map(|&task| match self.auditor.dispatcher().task_state(task) {
-                Some(crate::scheduler::TaskState::InFlight { token, .. }) => Some((task, token)),
-                _ => None,
-            })
-            .collect();
+        let attempts = self.attempts_held(agent);
         let timeout = self
             .config
             .dispatcher
@@ -235,6 +226,22 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
                 disturbed: self.disturbances(),
             });
         }
+    }
+
+    /// The attempts `agent` holds, as the journal says.
+    pub(crate) fn attempts_held(
+        &self,
+        agent: crate::AgentId,
+    ) -> Vec<(crate::TaskId, crate::AttemptToken)> {
+        let dispatcher = self.auditor.dispatcher();
+        dispatcher
+            .in_flight(agent)
+            .iter()
+            .filter_map(|&task| match dispatcher.task_state(task) {
+                Some(crate::scheduler::TaskState::InFlight { token, .. }) => Some((task, token)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Counts what delays a failover legitimately: takeovers, store

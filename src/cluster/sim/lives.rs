@@ -42,15 +42,7 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
         }
         let session = &self.agents[i].session;
         let (agent, incarnation) = (session.agent(), session.incarnation());
-        let dispatcher = self.auditor.dispatcher();
-        let attempts = dispatcher
-            .in_flight(agent)
-            .iter()
-            .filter_map(|&task| match dispatcher.task_state(task) {
-                Some(crate::scheduler::TaskState::InFlight { token, .. }) => Some((task, token)),
-                _ => None,
-            })
-            .collect();
+        let attempts = self.attempts_held(agent);
         let late = self
             .rng
             .between(Duration::from_millis(20), Duration::from_millis(300));
