@@ -146,7 +146,7 @@ proptest! {
     /// simulation runs to its end without a panic, within bounded work.
     #[test]
     fn fault_rates_and_chances_are_refused_or_run(
-        rates in proptest::collection::vec(maybe(rate()), 14),
+        rates in proptest::collection::vec(maybe(rate()), 18),
         seed in any::<u64>(),
     ) {
         let pick = |i: usize, default: f64| rates[i].unwrap_or(default);
@@ -165,6 +165,10 @@ proptest! {
             slow_agents: pick(10, d.slow_agents),
             cancel: pick(11, d.cancel),
             burst: pick(12, d.burst),
+            die_agent: pick(14, d.die_agent),
+            old_life: pick(15, d.old_life),
+            long_attempts: pick(16, d.long_attempts),
+            client_stops: pick(17, d.client_stops),
             ..d
         };
         let config = SimConfig::<u64>::builder(seed)
