@@ -252,6 +252,7 @@ fn a_consumed_message_handed_out_again_is_not_taken_in_again() {
         id: 7,
         sender: Sender::Client,
         body: Ok(Message::Cancel(TaskId::new(1))),
+        bytes: 0,
     };
     let mut taken = false;
     let why = backs_off(&mut node, 5, move |op| match op {
@@ -295,6 +296,7 @@ fn any_node_answer() -> impl Strategy<Value = Answer> {
         id,
         sender: Sender::Client,
         body: Ok(Message::Cancel(TaskId::new(task))),
+        bytes: 0,
     });
     let inbox = prop::collection::vec(message, 0..3).prop_map(|m| Ok(NodeReply::Inbox(m)));
     let outstanding = prop::collection::vec((0u64..3, 0u64..3), 0..3).prop_map(|rows| {

@@ -8,8 +8,8 @@
 //! submissions, a cancel, a forged report and a drain. Replaying its
 //! journal must end in its recorded final state, and every form must read
 //! back and write again to the same bytes. After a deliberate format
-//! change (and a bump of `Input::FORMAT`, which `Entry::FORMAT` follows),
-//! rewrite it with
+//! change (and a bump of `Entry::FORMAT`; keep the old fixture as
+//! `cluster_forms_fN.json`), rewrite it with
 //! `TASKWEAVE_WRITE_FIXTURES=1 cargo test --all-features --test cluster_forms`.
 
 #![cfg(feature = "cluster")]
@@ -135,12 +135,27 @@ fn record() -> Recorded {
             ]),
         ),
         (agent(1, 1), Message::Heartbeat),
-        (agent(1, 1), report(0, 1, 0, AttemptOutcome::Success)),
+        (
+            agent(1, 1),
+            Message::Completed {
+                task: TaskId::new(0),
+                token: AttemptToken::new(0),
+                output: "result-a".to_string(),
+            },
+        ),
         (
             agent(2, 2),
             report(1, 2, 2, AttemptOutcome::failure("flaky")),
         ),
         (agent(2, 2), report(0, 1, 1, AttemptOutcome::Success)),
+        (
+            agent(1, 1),
+            Message::Completed {
+                task: TaskId::new(1),
+                token: AttemptToken::new(2),
+                output: "not agent 1's attempt".to_string(),
+            },
+        ),
         (Sender::Client, Message::Cancel(TaskId::new(2))),
         (agent(1, 3), Message::Register { profile }),
         (agent(1, 1), Message::Heartbeat),
@@ -201,7 +216,7 @@ fn read_from(fixture: PathBuf) -> Recorded {
     let text = std::fs::read_to_string(&fixture).expect("the fixture exists");
     serde_json::from_str(&text).unwrap_or_else(|e| {
         panic!(
-            "{} no longer reads: {e}. A format change must bump Input::FORMAT and rewrite \
+            "{} no longer reads: {e}. A format change must bump Entry::FORMAT and rewrite \
              the fixture (TASKWEAVE_WRITE_FIXTURES=1)",
             fixture.display()
         )
@@ -251,6 +266,12 @@ fn stored_cluster_forms_read_back_and_replay_as_recorded() {
             .iter()
             .any(|(_, e)| matches!(e, Entry::Input(Input::ExcuseSilence { .. })))
     );
+    let completions: Vec<_> = stored
+        .entries
+        .iter()
+        .filter(|(_, e)| matches!(e, Entry::Completed { .. }))
+        .collect();
+    assert_eq!(completions.len(), 2, "an accepted and a refused completion");
     assert!(stored.status.draining);
     let auditor = replay(&stored.entries);
     let report = auditor.report();
@@ -270,12 +291,13 @@ fn stored_cluster_forms_read_back_and_replay_as_recorded() {
 
 /// The forms before the current ones read back, and their journals replay
 /// to the states recorded then: format 1 (every field of a task spec
-/// written out, the final state a version-4 snapshot) and format 2
-/// (before `ExcuseSilence`).
+/// written out, the final state a version-4 snapshot), format 2 (before
+/// `ExcuseSilence`) and format 3 (before `Entry::Completed`).
 #[test]
 fn older_formats_read_back_and_replay_to_their_recorded_states() {
     replays_to_its_recorded_state("cluster_forms_f1.json", 1, 4);
     replays_to_its_recorded_state("cluster_forms_f2.json", 2, 5);
+    replays_to_its_recorded_state("cluster_forms_f3.json", 3, 5);
 }
 
 /// The fixture `name`, of entry format `format` and snapshot `version`,
@@ -299,12 +321,23 @@ fn replays_to_its_recorded_state(name: &str, format: u32, version: u32) {
         replayed, recorded,
         "a format-{format} journal replays elsewhere"
     );
-    // Its messages are today's, in the form written then.
+    // Its messages are today's, in the form written then, but for the
+    // completions with outputs that format 4 added (today's recording
+    // sends one where the older ones reported a plain success, and one
+    // more).
     let now = record();
-    assert_eq!(old.messages.len(), now.messages.len());
+    let plain = |messages: &[(Sender, Message<String>)]| -> Vec<serde_json::Value> {
+        messages
+            .iter()
+            .filter(|(_, m)| !matches!(m, Message::Completed { .. } | Message::Report(_)))
+            .map(|m| serde_json::to_value(m).unwrap())
+            .collect()
+    };
+    assert_eq!(plain(&old.messages), plain(&now.messages));
     assert_eq!(
-        serde_json::to_value(&old.messages).unwrap(),
-        serde_json::to_value(&now.messages).unwrap()
+        old.messages.len() + 1,
+        now.messages.len(),
+        "format 4 added one completion"
     );
 }
 
@@ -333,6 +366,11 @@ fn any_message() -> impl Strategy<Value = (Sender, Message<String>)> {
                     AttemptOutcome::fatal("x")
                 },
             })
+        }),
+        (0u64..6, 0u64..8, "[a-z]{0,3}").prop_map(|(t, k, output)| Message::Completed {
+            task: TaskId::new(t),
+            token: AttemptToken::new(k),
+            output,
         }),
         proptest::collection::vec("[a-z]{0,3}", 0..4).prop_map(|payloads| {
             Message::Submit(payloads.into_iter().map(TaskSpec::new).collect())

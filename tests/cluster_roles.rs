@@ -436,7 +436,11 @@ fn run_with(seed: u64, tasks: u32, fault_ms: u64, trim: bool) -> Result<(), Stri
             return Err("the outcomes do not read".into());
         };
         let count = |kind: fn(&TaskEnd) -> bool| {
-            outcomes.iter().flatten().filter(|end| kind(end)).count() as u64
+            outcomes
+                .iter()
+                .flatten()
+                .filter(|outcome| kind(&outcome.end))
+                .count() as u64
         };
         let read = [
             count(|e| *e == TaskEnd::Completed),

@@ -9,7 +9,9 @@ use crate::scheduler::{AttemptOutcome, TaskReport};
 use crate::{AgentId, AttemptToken, Instant, TaskId};
 
 use super::config::SessionConfig;
-use super::contract::{AgentOp, AgentReply, Assignment, Message, MessageId, Sender, StoreFailure};
+use super::contract::{
+    AgentOp, AgentReply, Assignment, Finished, Message, MessageId, Sender, StoreFailure,
+};
 
 /// What an agent session tells its host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,9 +141,9 @@ pub struct AgentSession<P> {
     /// finished): a repeated claim answer is recognised by it.
     held: BTreeSet<(TaskId, AttemptToken)>,
     /// Results to report.
-    finished: Vec<TaskReport>,
+    finished: Vec<Finished<P>>,
     /// Results in the outstanding report.
-    reporting: Vec<TaskReport>,
+    reporting: Vec<Finished<P>>,
     /// Held attempts the cluster cancelled, for the host to stop.
     cancelled: VecDeque<(TaskId, AttemptToken)>,
     events: VecDeque<SessionEvent>,
@@ -225,20 +227,40 @@ impl<P: Clone> AgentSession<P> {
     /// reported with the next operation. A result for an attempt the
     /// session does not hold is ignored (`false`).
     pub fn finish(&mut self, task: TaskId, token: AttemptToken, outcome: AttemptOutcome) -> bool {
-        if !self.held.contains(&(task, token)) || self.is_reported(task, token) {
-            return false;
-        }
-        self.finished.push(TaskReport {
+        let report = TaskReport {
             task,
             agent: self.agent,
             token,
             outcome,
-        });
+        };
+        self.push_finished(Finished::report(report))
+    }
+
+    /// The host's attempt `token` of `task` succeeded with `output`, the
+    /// task's result ([`Outcome::output`](super::Outcome::output)): like
+    /// [`finish`](Self::finish) with a success. The leader fails the task
+    /// for good if its stored form is over the cluster's
+    /// [`max_output_bytes`](super::NodeConfig::max_output_bytes); keep a
+    /// large result elsewhere and return a reference to it.
+    pub fn complete(&mut self, task: TaskId, token: AttemptToken, output: P) -> bool {
+        self.push_finished(Finished::completed(task, self.agent, token, output))
+    }
+
+    fn push_finished(&mut self, finished: Finished<P>) -> bool {
+        let report = finished.task_report();
+        let (task, token) = (report.task, report.token);
+        if !self.held.contains(&(task, token)) || self.is_reported(task, token) {
+            return false;
+        }
+        self.finished.push(finished);
         true
     }
 
     fn is_reported(&self, task: TaskId, token: AttemptToken) -> bool {
-        let same = |r: &TaskReport| r.task == task && r.token == token;
+        let same = |f: &Finished<P>| {
+            let r = f.task_report();
+            r.task == task && r.token == token
+        };
         self.finished.iter().any(same) || self.reporting.iter().any(same)
     }
 
@@ -359,7 +381,8 @@ impl<P: Clone> AgentSession<P> {
                 self.heartbeat_at = now.saturating_add(self.config.heartbeat_every);
             }
             (Sent::Report, AgentReply::Posted { .. }) => {
-                for report in std::mem::take(&mut self.reporting) {
+                for finished in std::mem::take(&mut self.reporting) {
+                    let report = finished.task_report();
                     self.held.remove(&(report.task, report.token));
                 }
             }

@@ -133,6 +133,9 @@ impl Ended {
     }
 }
 
+/// A task's end as the audit saw it: `(task, entry, how, output)`.
+pub(crate) type EndSeen<P> = (TaskId, u64, Ended, Option<P>);
+
 /// What the audit knows of one task.
 #[derive(Clone, Copy, Debug, Default)]
 struct Track {
@@ -157,9 +160,9 @@ pub struct Auditor<P> {
     report: AuditReport,
     /// The counters of the snapshot the audit started from.
     base: Counters,
-    /// Task ends not taken yet, `(task, entry, how)`, kept only once
-    /// [`watch`](Self::watch) asked for them.
-    ends: Option<Vec<(TaskId, u64, Ended)>>,
+    /// Task ends not taken yet, `(task, entry, how, output)`, kept only
+    /// once [`watch`](Self::watch) asked for them.
+    ends: Option<Vec<EndSeen<P>>>,
     /// Attempts cancelled and not taken yet, kept like `ends`.
     cancels: Option<Vec<AttemptToken>>,
 }
@@ -264,9 +267,10 @@ impl<P: Clone> Auditor<P> {
         self.report.entries += 1;
         self.report.bytes += row.bytes as u64;
         *self.report.entries_by_epoch.entry(row.epoch).or_default() += 1;
-        let report = match &row.entry {
-            Entry::Input(Input::Report { report, .. }) => Some(report.clone()),
-            _ => None,
+        let (report, output) = match &row.entry {
+            Entry::Input(Input::Report { report, .. }) => (Some(report.clone()), None),
+            Entry::Completed { report, output, .. } => (Some(report.clone()), Some(output.clone())),
+            _ => (None, None),
         };
         let cancel = match &row.entry {
             Entry::Input(Input::Cancel { task, .. }) => Some(*task),
@@ -289,7 +293,7 @@ impl<P: Clone> Auditor<P> {
             (Ok(Applied::Cancelled(_)), _) => {
                 if let Some(task) = cancel {
                     self.report.cancelled += 1;
-                    self.ended(task, row.seq, Ended::Cancelled);
+                    self.ended(task, row.seq, Ended::Cancelled, None);
                 }
             }
             (Ok(_), Some(report)) => {
@@ -305,7 +309,7 @@ impl<P: Clone> Auditor<P> {
                 }
                 if report.outcome == AttemptOutcome::Success {
                     self.report.completed += 1;
-                    self.ended(report.task, row.seq, Ended::Completed);
+                    self.ended(report.task, row.seq, Ended::Completed, output);
                 }
             }
             (Err(_), Some(_)) => self.report.refused_reports += 1,
@@ -337,11 +341,11 @@ impl<P: Clone> Auditor<P> {
             }
             Action::DeadLettered { task, .. } => {
                 self.report.dead_lettered += 1;
-                self.ended(task, seq, Ended::DeadLettered);
+                self.ended(task, seq, Ended::DeadLettered, None);
             }
             Action::Expired { task, .. } => {
                 self.report.expired += 1;
-                self.ended(task, seq, Ended::Expired);
+                self.ended(task, seq, Ended::Expired, None);
             }
             Action::AgentLost { .. } => {}
         }
@@ -357,9 +361,9 @@ impl<P: Clone> Auditor<P> {
         }
     }
 
-    fn ended(&mut self, task: TaskId, seq: u64, how: Ended) {
+    fn ended(&mut self, task: TaskId, seq: u64, how: Ended, output: Option<P>) {
         if let Some(ends) = &mut self.ends {
-            ends.push((task, seq, how));
+            ends.push((task, seq, how, output));
         }
         let track = self.tasks.entry(task).or_default();
         track.ends += 1;
@@ -402,8 +406,9 @@ impl<P: Clone> Auditor<P> {
             .unwrap_or_default()
     }
 
-    /// The task ends since the last call, `(task, entry, how)`.
-    pub(crate) fn take_ends(&mut self) -> Vec<(TaskId, u64, Ended)> {
+    /// The task ends since the last call, `(task, entry, how, output)`:
+    /// the output of the accepted completion that ended a task with one.
+    pub(crate) fn take_ends(&mut self) -> Vec<EndSeen<P>> {
         self.ends.as_mut().map(std::mem::take).unwrap_or_default()
     }
 

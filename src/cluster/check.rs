@@ -11,8 +11,8 @@ use crate::scheduler::{
 use crate::{AgentId, AttemptToken, Instant, TaskId};
 
 use super::contract::{
-    AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, Message, MessageId, NodeOp,
-    NodeReply, Outputs, Sender, Store, StoreFailure, TaskEnd, Verdict,
+    AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, Finished, Message, MessageId,
+    NodeOp, NodeReply, Outcome, Outputs, Sender, Store, StoreFailure, TaskEnd, Verdict,
 };
 use super::status::Status;
 
@@ -201,7 +201,7 @@ pub fn check_store<S: Store<String>>(
     let ends = outcomes(store, &[7, 1], now)?;
     checks.that(
         "a client reads the outcome a commit published, none for a live task",
-        ends[..] == [Some(TaskEnd::Cancelled), None],
+        ends[..] == [ended(TaskEnd::Cancelled, None), None],
     )?;
     let taken_seq = store.node(
         commit(1, 2, vec![entry(3)], vec![], Outputs::default()),
@@ -280,12 +280,7 @@ pub fn check_store<S: Store<String>>(
         agent,
         incarnation: new,
     };
-    let report = TaskReport {
-        task: TaskId::new(1),
-        agent,
-        token: AttemptToken::new(1),
-        outcome: AttemptOutcome::Success,
-    };
+    let report = Finished::completed(TaskId::new(1), agent, AttemptToken::new(1), "out".into());
     let reported = store.agent(
         AgentOp::Report {
             sender,
@@ -309,16 +304,17 @@ pub fn check_store<S: Store<String>>(
     };
     let report_id = messages.last().map_or(0, |m| m.id);
     checks.that(
-        "a report reaches the inbox with its sender",
+        "a report reaches the inbox with its sender and its output",
         messages.len() == 2
             && messages[1].sender == sender
-            && messages[1].body == Ok(Message::Report(report)),
+            && messages[1].body == Ok(report.into_message()),
     )?;
     let cancel = Outputs {
         assign: vec![assignment(2, 2)],
         cancel: vec![(TaskId::new(2), AttemptToken::new(2))],
         closed: vec![(TaskId::new(1), AttemptToken::new(1))],
         ended: vec![(TaskId::new(1), TaskEnd::Completed)],
+        results: vec![(TaskId::new(1), "out".into())],
         status: None,
     };
     let refusal = Verdict::Refused("fenced".into());
@@ -357,12 +353,12 @@ pub fn check_store<S: Store<String>>(
                 agent,
                 incarnation: old,
             },
-            reports: vec![TaskReport {
+            reports: vec![Finished::report(TaskReport {
                 task: TaskId::new(1),
                 agent,
                 token: AttemptToken::new(1),
                 outcome: AttemptOutcome::Success,
-            }],
+            })],
         },
         now,
     );
@@ -384,8 +380,8 @@ pub fn check_store<S: Store<String>>(
         }
     };
     checks.that(
-        "a task's first published outcome stays (outcomes are idempotent)",
-        outcomes(store, &[1], now)?[..] == [Some(TaskEnd::Completed)],
+        "a task's first published outcome stays, with its output (outcomes are idempotent)",
+        outcomes(store, &[1], now)?[..] == [ended(TaskEnd::Completed, Some("out"))],
     )?;
     let closing = Outputs {
         closed: vec![(TaskId::new(1), AttemptToken::new(1))],
@@ -486,8 +482,8 @@ pub fn check_store<S: Store<String>>(
         outcomes(store, &[7, 1, 2], later)?[..]
             == [
                 None,
-                Some(TaskEnd::Completed),
-                Some(TaskEnd::Expired(Expiry::Deadline)),
+                ended(TaskEnd::Completed, Some("out")),
+                ended(TaskEnd::Expired(Expiry::Deadline), None),
             ],
     )?;
     let kept = store.node(NodeOp::ReadInbox { limit: 10 }, later);
@@ -598,6 +594,12 @@ impl Checks {
             ))
         }
     }
+}
+
+/// An outcome as a client reads it.
+fn ended(end: TaskEnd, output: Option<&str>) -> Option<Outcome<String>> {
+    let output = output.map(str::to_owned);
+    Some(Outcome { end, output })
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub struct NodeConfig {
     pub(crate) trim: bool,
     pub(crate) status_every: Duration,
     pub(crate) backoff: Backoff,
+    pub(crate) max_output_bytes: usize,
     /// The pools whose scale hints a leader's status carries.
     pub(crate) pools: Vec<(String, BTreeSet<String>, ScalePolicy)>,
 }
@@ -36,12 +37,17 @@ impl NodeConfig {
     /// Most pools a status carries scale hints for.
     pub const MAX_POOLS: usize = 64;
 
+    /// The largest output limit a node takes (16 MiB): a store keeps an
+    /// output in one row, and one so large belongs elsewhere (return a
+    /// reference to it).
+    pub const MAX_OUTPUT_LIMIT: usize = 16 << 20;
+
     /// A builder for the node called `name` (its lease holder name and log
     /// prefix), with defaults that suit PostgreSQL on a LAN: a 1 s lease
     /// renewed every 250 ms, followers polling every 20 ms, an idle leader
     /// polling its inbox every 2 ms, batches of 1,000 messages, a snapshot
     /// every 4,000 entries with the journal trimmed behind it, status every
-    /// 250 ms, and a backoff from 50 ms to 2 s.
+    /// 250 ms, a backoff from 50 ms to 2 s, and outputs of up to 1 MiB.
     pub fn builder(name: impl Into<String>) -> NodeConfigBuilder {
         NodeConfigBuilder(NodeConfig {
             name: name.into(),
@@ -55,6 +61,7 @@ impl NodeConfig {
             trim: true,
             status_every: Duration::from_millis(250),
             backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(2)),
+            max_output_bytes: 1 << 20,
             pools: Vec::new(),
         })
     }
@@ -85,6 +92,14 @@ impl NodeConfig {
     /// The lease's time to live.
     pub fn lease_ttl(&self) -> Duration {
         self.lease_ttl
+    }
+
+    /// The largest output a task may complete with, in the store's
+    /// encoding ([`InboxMessage::bytes`](super::InboxMessage::bytes)). A
+    /// larger one fails its task for good, with a reason naming the
+    /// limit: keep a large result elsewhere and return a reference to it.
+    pub fn max_output_bytes(&self) -> usize {
+        self.max_output_bytes
     }
 
     /// The shortest pause between two operations of an idle node: its
@@ -169,6 +184,13 @@ impl NodeConfigBuilder {
         self
     }
 
+    /// The largest output a task may complete with, in bytes of the
+    /// store's encoding: 1 to [`NodeConfig::MAX_OUTPUT_LIMIT`].
+    pub fn max_output_bytes(mut self, bytes: usize) -> Self {
+        self.0.max_output_bytes = bytes;
+        self
+    }
+
     /// The pause after a store failure: `min`, doubling up to `max`.
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
         self.0.backoff = Backoff::new(min, max);
@@ -183,7 +205,8 @@ impl NodeConfigBuilder {
     /// the lease is zero or not renewed at least twice per lifetime, a
     /// period is zero or longer than an hour, the batch is 0 or over
     /// [`NodeConfig::MAX_BATCH`], the journal page is 0 or over 100,000,
-    /// snapshots are never taken (0 entries), or the scale pools are more
+    /// snapshots are never taken (0 entries), the output limit is 0 or over
+    /// [`NodeConfig::MAX_OUTPUT_LIMIT`], or the scale pools are more
     /// than [`NodeConfig::MAX_POOLS`], one is named twice or has an empty
     /// name or one over 200 bytes.
     pub fn build(self) -> Result<NodeConfig, ConfigError> {
@@ -230,6 +253,13 @@ impl NodeConfigBuilder {
         }
         if c.snapshot_every == 0 {
             return fail("snapshots must be taken every 1 or more entries".into());
+        }
+        if c.max_output_bytes == 0 || c.max_output_bytes > NodeConfig::MAX_OUTPUT_LIMIT {
+            return fail(format!(
+                "the output limit must be 1..={} bytes, not {}",
+                NodeConfig::MAX_OUTPUT_LIMIT,
+                c.max_output_bytes
+            ));
         }
         c.backoff.check()?;
         check_pools(&c.pools)?;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::agent::AgentProfile;
-use crate::scheduler::{Input, Snapshot, TaskReport, TaskSpec};
+use crate::scheduler::{AttemptOutcome, Input, Snapshot, TaskReport, TaskSpec};
 use crate::{AgentId, AttemptToken, Instant, TaskId};
 
 use super::status::Status;
@@ -59,17 +59,30 @@ pub enum Entry<P> {
         /// When.
         now: Instant,
     },
+    /// An agent's success with its output ([`Message::Completed`]): the
+    /// report is applied as [`Input::Report`], and only if the dispatcher
+    /// accepts it (the attempt is the task's current one) is the output
+    /// published as the task's result. An output from a fenced attempt is
+    /// journaled with its refused report and goes nowhere.
+    Completed {
+        /// The success report (its outcome is always
+        /// [`AttemptOutcome::Success`]).
+        report: TaskReport,
+        /// The task's result.
+        output: P,
+        /// When.
+        now: Instant,
+    },
 }
 
 impl<P> Entry<P> {
     /// The stored form of an entry: a store keeps it beside each entry
-    /// and refuses a form it does not read. It follows
-    /// [`Input::FORMAT`]: form 1 is the first.
-    pub const FORMAT: u32 = Input::<P>::FORMAT;
+    /// and refuses a form it does not read. Forms 1–3 followed
+    /// [`Input::FORMAT`]; form 4 added [`Entry::Completed`].
+    pub const FORMAT: u32 = 4;
 
-    /// The stored forms of an entry this library reads
-    /// ([`Input::READABLE`]).
-    pub const READABLE: std::ops::RangeInclusive<u32> = Input::<P>::READABLE;
+    /// The stored forms of an entry this library reads.
+    pub const READABLE: std::ops::RangeInclusive<u32> = 1..=Self::FORMAT;
 }
 
 /// One stored journal entry.
@@ -128,8 +141,22 @@ pub enum Message<P> {
     },
     /// An agent is alive.
     Heartbeat,
-    /// An agent finished an attempt.
+    /// An agent finished an attempt (a success without an output, or a
+    /// failure).
     Report(TaskReport),
+    /// An agent's attempt succeeded with an output: the task's result,
+    /// which the leader publishes beside its end ([`Outcome::output`]).
+    /// The store measures it ([`InboxMessage::bytes`]); one over the
+    /// leader's [`NodeConfig::max_output_bytes`](super::NodeConfig::max_output_bytes)
+    /// fails the task for good, with a reason that names the limit.
+    Completed {
+        /// The task.
+        task: TaskId,
+        /// The attempt's fencing token.
+        token: AttemptToken,
+        /// The result.
+        output: P,
+    },
     /// A client submits tasks.
     Submit(Vec<TaskSpec<P>>),
     /// A client cancels a task.
@@ -149,6 +176,76 @@ pub struct InboxMessage<P> {
     /// The message, or why its stored body does not decode (the leader
     /// refuses it with that reason).
     pub body: Result<Message<P>, String>,
+    /// The size of its stored body in the store's encoding, which the
+    /// leader holds an output to ([`NodeConfig::max_output_bytes`](super::NodeConfig::max_output_bytes));
+    /// 0 where the store keeps values, not bytes.
+    pub bytes: usize,
+}
+
+/// What an agent sends when it finishes an attempt: a report, and with a
+/// success, possibly an output. Built only by the constructors, so an
+/// output never rides on a failure.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finished<P> {
+    report: TaskReport,
+    output: Option<P>,
+}
+
+impl<P> Finished<P> {
+    /// A report with no output.
+    pub fn report(report: TaskReport) -> Self {
+        Finished {
+            report,
+            output: None,
+        }
+    }
+
+    /// A success of `agent`'s attempt `token` on `task`, with its output.
+    pub fn completed(task: TaskId, agent: AgentId, token: AttemptToken, output: P) -> Self {
+        Finished {
+            report: TaskReport {
+                task,
+                agent,
+                token,
+                outcome: AttemptOutcome::Success,
+            },
+            output: Some(output),
+        }
+    }
+
+    /// The report.
+    pub fn task_report(&self) -> &TaskReport {
+        &self.report
+    }
+
+    /// The output, with a success that has one.
+    pub fn output(&self) -> Option<&P> {
+        self.output.as_ref()
+    }
+
+    /// The inbox message it posts.
+    pub fn into_message(self) -> Message<P> {
+        match self.output {
+            None => Message::Report(self.report),
+            Some(output) => Message::Completed {
+                task: self.report.task,
+                token: self.report.token,
+                output,
+            },
+        }
+    }
+}
+
+/// How a task ended, and its result: what a client reads back
+/// ([`ClientOp::Outcomes`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome<P> {
+    /// How it ended.
+    pub end: TaskEnd,
+    /// The output its agent completed it with
+    /// ([`Message::Completed`]); `None` for a task that did not complete,
+    /// or completed without one.
+    pub output: Option<P>,
 }
 
 /// What the leader answered a message.
@@ -210,6 +307,9 @@ pub struct Outputs<P> {
     /// ([`ClientOp::Outcomes`]); kept as long as the journal entries
     /// that ended them (rule 8).
     pub ended: Vec<(TaskId, TaskEnd)>,
+    /// The outputs of tasks in `ended` that completed with one: the
+    /// store keeps each beside its task's end.
+    pub results: Vec<(TaskId, P)>,
     /// The status to publish, if it changed.
     pub status: Option<Status>,
 }
@@ -221,6 +321,7 @@ impl<P> Default for Outputs<P> {
             cancel: Vec::new(),
             closed: Vec::new(),
             ended: Vec::new(),
+            results: Vec::new(),
             status: None,
         }
     }
@@ -407,8 +508,8 @@ pub enum AgentOp<P> {
     Report {
         /// The agent and its incarnation.
         sender: Sender,
-        /// The reports.
-        reports: Vec<TaskReport>,
+        /// The reports, with the outputs of successes that have one.
+        reports: Vec<Finished<P>>,
     },
     /// The agent's refused messages it has not seen, marked seen. Answers
     /// [`AgentReply::Refusals`].
@@ -460,16 +561,29 @@ pub enum ClientOp<P> {
 // not worth a box in every match of the replies.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
-pub enum ClientReply {
+pub enum ClientReply<P> {
     /// The ids of the posted messages.
     Posted(Vec<MessageId>),
     /// Each message's verdict, `None` while it is pending.
     Verdicts(Vec<Option<Verdict>>),
     /// The lease and the last status a leader published.
     Status(Lease, Option<Status>),
-    /// Each task's end, in order: `None` while it is live, for an id the
-    /// cluster never gave out, and once the end was forgotten (rule 8).
-    Outcomes(Vec<Option<TaskEnd>>),
+    /// Each task's end and result, in order: `None` while it is live,
+    /// for an id the cluster never gave out, and once the end was
+    /// forgotten (rule 8).
+    Outcomes(Vec<Option<Outcome<P>>>),
+}
+
+impl<P> ClientReply<P> {
+    /// The reply's kind, as a log names it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClientReply::Posted(_) => "posted",
+            ClientReply::Verdicts(_) => "verdicts",
+            ClientReply::Status(..) => "status",
+            ClientReply::Outcomes(_) => "outcomes",
+        }
+    }
 }
 
 /// A store that keeps the contract. `now` is the caller's clock; a store
@@ -489,7 +603,7 @@ pub enum ClientReply {
 /// | inbox | agents and clients | messages in id order, each consumed once, with a verdict |
 /// | outbox | the leader | assignments: `ready → claimed → done`, deleted once journaled or cancelled |
 /// | status | the leader | the latest [`Status`](super::Status) |
-/// | outcomes | the leader | how each task ended ([`TaskEnd`]), with the journal entry that ended it |
+/// | outcomes | the leader | how each task ended ([`TaskEnd`]) and its output, with the journal entry that ended it |
 ///
 /// # The rules
 ///
@@ -577,5 +691,5 @@ pub trait Store<P> {
     /// # Errors
     ///
     /// A [`StoreFailure`].
-    fn client(&mut self, op: ClientOp<P>, now: Instant) -> Result<ClientReply, StoreFailure>;
+    fn client(&mut self, op: ClientOp<P>, now: Instant) -> Result<ClientReply<P>, StoreFailure>;
 }

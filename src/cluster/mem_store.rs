@@ -9,8 +9,9 @@ use crate::scheduler::Snapshot;
 use crate::{AgentId, AttemptToken, Instant, TaskId};
 
 use super::contract::{
-    AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, InboxMessage, JournalRow, Lease,
-    Message, MessageId, NodeOp, NodeReply, Outputs, Sender, Store, StoreFailure, TaskEnd, Verdict,
+    AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, Finished, InboxMessage,
+    JournalRow, Lease, Message, MessageId, NodeOp, NodeReply, Outcome, Outputs, Sender, Store,
+    StoreFailure, Verdict,
 };
 use super::status::Status;
 
@@ -73,7 +74,7 @@ pub struct MemStore<P> {
     refused: BTreeMap<AgentId, BTreeSet<MessageId>>,
     status: Option<Status>,
     /// How each task ended, with the journal entry that ended it.
-    outcomes: BTreeMap<TaskId, (u64, TaskEnd)>,
+    outcomes: BTreeMap<TaskId, (u64, Outcome<P>)>,
     next_message: MessageId,
     next_incarnation: u64,
     fault: Option<Fault>,
@@ -116,7 +117,7 @@ impl<P: Clone> MemStore<P> {
 
     /// How `task` ended, as a client reads it, and the entry that ended
     /// it; `None` before its end is published (or after it was trimmed).
-    pub(crate) fn outcome(&self, task: TaskId) -> Option<&(u64, TaskEnd)> {
+    pub(crate) fn outcome(&self, task: TaskId) -> Option<&(u64, Outcome<P>)> {
         self.outcomes.get(&task)
     }
 
@@ -238,8 +239,12 @@ impl<P: Clone> MemStore<P> {
         for (seq, entry) in (first_seq..).zip(entries) {
             self.journal.insert(seq, (epoch, entry));
         }
+        let mut results: BTreeMap<TaskId, P> = outputs.results.into_iter().collect();
         for (task, end) in outputs.ended {
-            self.outcomes.entry(task).or_insert((last_seq, end));
+            let output = results.remove(&task);
+            self.outcomes
+                .entry(task)
+                .or_insert((last_seq, Outcome { end, output }));
         }
         for (id, verdict) in consumed {
             self.pending.remove(&id);
@@ -330,6 +335,7 @@ impl<P: Clone> MemStore<P> {
                             id: *id,
                             sender: row.sender,
                             body: Ok(row.body.clone()),
+                            bytes: 0,
                         })
                     })
                     .collect(),
@@ -460,7 +466,8 @@ impl<P: Clone> MemStore<P> {
                 stopped,
             },
             AgentOp::Report { sender, reports } => {
-                for report in &reports {
+                for finished in &reports {
+                    let report = finished.task_report();
                     if let Some((row, state)) = self.outbox.get_mut(&(report.task, report.token)) {
                         let holder = matches!(sender, Sender::Agent { agent, incarnation }
                             if agent == row.agent && *state == RowState::Claimed(incarnation));
@@ -469,7 +476,10 @@ impl<P: Clone> MemStore<P> {
                         }
                     }
                 }
-                self.post(sender, reports.into_iter().map(Message::Report).collect());
+                self.post(
+                    sender,
+                    reports.into_iter().map(Finished::into_message).collect(),
+                );
                 AgentReply::Posted { stopped }
             }
             AgentOp::TakeRefusals { agent } => {
@@ -496,7 +506,7 @@ impl<P: Clone> Store<P> for MemStore<P> {
         self.guarded(|store| Ok(store.run_agent(op)))
     }
 
-    fn client(&mut self, op: ClientOp<P>, now: Instant) -> Result<ClientReply, StoreFailure> {
+    fn client(&mut self, op: ClientOp<P>, now: Instant) -> Result<ClientReply<P>, StoreFailure> {
         self.guarded(|store| {
             Ok(match op {
                 ClientOp::Post(messages) => {
@@ -511,7 +521,7 @@ impl<P: Clone> Store<P> for MemStore<P> {
                 ClientOp::Outcomes(tasks) => ClientReply::Outcomes(
                     tasks
                         .iter()
-                        .map(|task| store.outcomes.get(task).map(|(_, end)| end.clone()))
+                        .map(|task| store.outcomes.get(task).map(|(_, outcome)| outcome.clone()))
                         .collect(),
                 ),
             })

@@ -97,8 +97,9 @@ pub use audit::{AuditReport, AuditTotals, Auditor, MAX_VIOLATIONS};
 pub use check::check_store;
 pub use config::{ConfigError, NodeConfig, NodeConfigBuilder, SessionConfig, SessionConfigBuilder};
 pub use contract::{
-    AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, InboxMessage, JournalRow, Lease,
-    Message, MessageId, NodeOp, NodeReply, Outputs, Sender, Store, StoreFailure, TaskEnd, Verdict,
+    AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, Finished, InboxMessage,
+    JournalRow, Lease, Message, MessageId, NodeOp, NodeReply, Outcome, Outputs, Sender, Store,
+    StoreFailure, TaskEnd, Verdict,
 };
 pub use incarnation::INCARNATION_LABEL;
 pub use mem_store::{Fault, Kept, MemStore};

@@ -41,7 +41,7 @@ pub enum StoreAnswer {
     /// To an agent's operation.
     Agent(Result<AgentReply<String>, StoreFailure>),
     /// To a client's operation (boxed: a status is large).
-    Client(Box<Result<ClientReply, StoreFailure>>),
+    Client(Box<Result<ClientReply<String>, StoreFailure>>),
 }
 
 impl StoreCall {
@@ -403,7 +403,7 @@ mod tests {
             &mut self,
             op: ClientOp<String>,
             now: Instant,
-        ) -> Result<ClientReply, StoreFailure> {
+        ) -> Result<ClientReply<String>, StoreFailure> {
             self.0.borrow_mut().client(op, now)
         }
     }

@@ -34,12 +34,16 @@ use postgres::Client;
 use crate::store::errors::{PgError, is_undefined_object};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`. Version
-/// 2 adds the task outcomes clients read.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] =
-    [include_str!("schema/v1.sql"), include_str!("schema/v2.sql")];
+/// 2 adds the task outcomes clients read; version 3 a task's output beside
+/// its outcome.
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+    include_str!("schema/v1.sql"),
+    include_str!("schema/v2.sql"),
+    include_str!("schema/v3.sql"),
+];
 
 /// The advisory lock migrations hold (`"twv1"` in ASCII).
 const MIGRATION_LOCK: i64 = 0x7477_7631;

@@ -17,8 +17,8 @@ use std::time::Duration;
 use common::{connect_as, denied, filtered, now, rls_refused, store_denied};
 use postgres::Client;
 use taskweave::cluster::{
-    AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, Message, NodeOp, NodeReply,
-    Outputs, Sender, Status, Store, StoreFailure, TaskEnd, Verdict,
+    AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, Finished, Message, NodeOp,
+    NodeReply, Outcome, Outputs, Sender, Status, Store, StoreFailure, TaskEnd, Verdict,
 };
 use taskweave::scheduler::{AttemptOutcome, Dispatcher, DispatcherConfig, TaskReport, TaskSpec};
 use taskweave::{AgentId, AttemptToken, TaskId};
@@ -58,13 +58,13 @@ fn assignment(task: u64, agent: u64) -> Assignment<String> {
     }
 }
 
-fn report(task: u64, agent: u64) -> TaskReport {
-    TaskReport {
+fn report(task: u64, agent: u64) -> Finished<String> {
+    Finished::report(TaskReport {
         task: TaskId::new(task),
         agent: AgentId::new(agent),
         token: AttemptToken::new(task),
         outcome: AttemptOutcome::Success,
-    }
+    })
 }
 
 fn outbox_state(admin: &mut Client, task: i64) -> String {
@@ -102,16 +102,16 @@ fn the_database_enforces_least_privilege() {
         first,
         MigrateReport {
             from: 0,
-            to: 2,
-            applied: vec![1, 2]
+            to: 3,
+            applied: vec![1, 2, 3]
         }
     );
     let again = migrate(&mut admin).unwrap_or_else(|e| panic!("migrate again: {e}"));
     assert_eq!(
         again,
         MigrateReport {
-            from: 2,
-            to: 2,
+            from: 3,
+            to: 3,
             applied: vec![]
         }
     );
@@ -266,10 +266,7 @@ fn the_database_enforces_least_privilege() {
         matches!(&refusals, Ok(AgentReply::Refusals(r)) if r.is_empty()),
         "agent 1 takes agent 2's refusals: {refusals:?}"
     );
-    for messages in [
-        vec![Message::Heartbeat],
-        vec![Message::Report(report(3, 2))],
-    ] {
+    for messages in [vec![Message::Heartbeat], vec![report(3, 2).into_message()]] {
         store_denied(
             "agent 1 posts as agent 2",
             one.agent(
@@ -499,7 +496,7 @@ fn the_database_enforces_least_privilege() {
         now(),
     );
     assert!(
-        matches!(&outcomes, Ok(ClientReply::Outcomes(ends)) if ends[..] == [Some(TaskEnd::Completed), None]),
+        matches!(&outcomes, Ok(ClientReply::Outcomes(ends)) if ends[..] == [Some(Outcome { end: TaskEnd::Completed, output: None }), None]),
         "a submitter reads outcomes: {outcomes:?}"
     );
     let status = client.client(ClientOp::Status, now());

@@ -157,7 +157,13 @@ impl<P: Clone> Node<P> {
                         return;
                     }
                     let outage = self.outage_ended(now);
-                    let batch = intake(&mut self.replica, messages, outage, now);
+                    let batch = intake(
+                        &mut self.replica,
+                        messages,
+                        outage,
+                        self.config.max_output_bytes,
+                        now,
+                    );
                     if !batch.is_empty() || self.owes_status(now) {
                         self.queue_commit(epoch, batch, now);
                     } else {

@@ -5,7 +5,7 @@
 //! leader is deposed (and its replica thrown away).
 
 use crate::agent::AgentProfile;
-use crate::scheduler::{Applied, ApplyError, AttemptOutcome, Input};
+use crate::scheduler::{Applied, ApplyError, AttemptOutcome, Input, TaskReport};
 use crate::{AgentId, Instant};
 
 use super::super::contract::{
@@ -44,11 +44,13 @@ impl<P> Batch<P> {
 /// the store for a heartbeat interval or more since its last intake), the
 /// batch first excuses every agent's silence, so that no agent is lost
 /// for heartbeats the outage kept from the leader before it had a
-/// heartbeat timeout to send them.
+/// heartbeat timeout to send them. A completion whose stored message is
+/// over `max_output_bytes` fails its task for good.
 pub(crate) fn intake<P: Clone>(
     replica: &mut Replica<P>,
     messages: Vec<InboxMessage<P>>,
     outage: bool,
+    max_output_bytes: usize,
     now: Instant,
 ) -> Batch<P> {
     let mut batch = Batch::new();
@@ -61,7 +63,22 @@ pub(crate) fn intake<P: Clone>(
         );
     }
     for message in messages {
-        let verdict = admit(replica, &mut batch, message.sender, message.body, now);
+        let oversized = (message.bytes > max_output_bytes).then(|| {
+            format!(
+                "the output is {} bytes, over the cluster's limit of {max_output_bytes} \
+                 (NodeConfig::max_output_bytes): keep a large result elsewhere and return \
+                 a reference to it",
+                message.bytes
+            )
+        });
+        let verdict = admit(
+            replica,
+            &mut batch,
+            message.sender,
+            message.body,
+            oversized,
+            now,
+        );
         if let Verdict::Refused(reason) = &verdict {
             batch.events.push(NodeEvent::Refused {
                 message: message.id,
@@ -86,12 +103,16 @@ pub(crate) fn intake<P: Clone>(
     batch
 }
 
-/// The entries one message makes, applied; its verdict.
+/// The entries one message makes, applied; its verdict. `oversized`
+/// says why the message is over the output limit, if it is: a completion
+/// then fails its task for good instead, so no run waits for an output
+/// that can never be stored.
 fn admit<P: Clone>(
     replica: &mut Replica<P>,
     batch: &mut Batch<P>,
     sender: Sender,
     body: Result<Message<P>, String>,
+    oversized: Option<String>,
     now: Instant,
 ) -> Verdict {
     let message = match body {
@@ -103,9 +124,13 @@ fn admit<P: Clone>(
         (Sender::Agent { agent, incarnation }, Message::Register { profile }) => {
             register(replica, batch, agent, incarnation, profile, now)
         }
-        (Sender::Client, Message::Register { .. } | Message::Heartbeat | Message::Report(_)) => {
-            refused("only an agent may register, heartbeat or report".into())
-        }
+        (
+            Sender::Client,
+            Message::Register { .. }
+            | Message::Heartbeat
+            | Message::Report(_)
+            | Message::Completed { .. },
+        ) => refused("only an agent may register, heartbeat or report".into()),
         (Sender::Agent { agent, incarnation }, Message::Heartbeat) => {
             match current_incarnation(replica, agent, incarnation) {
                 Err(why) => refused(why),
@@ -123,19 +148,27 @@ fn admit<P: Clone>(
                     report.agent
                 ));
             }
-            if let Err(why) = current_incarnation(replica, agent, incarnation) {
-                return refused(why);
-            }
-            let attempt = (report.task, report.token);
-            let succeeded = report.outcome == AttemptOutcome::Success;
-            let result = apply(replica, batch, Entry::Input(Input::Report { report, now }));
-            if result.is_ok() {
-                batch.outputs.closed.push(attempt);
-                if succeeded {
-                    batch.outputs.ended.push((attempt.0, TaskEnd::Completed));
-                }
-            }
-            verdict_of(result)
+            report_entry(replica, batch, incarnation, report, None, now)
+        }
+        (
+            Sender::Agent { agent, incarnation },
+            Message::Completed {
+                task,
+                token,
+                output,
+            },
+        ) => {
+            let (outcome, output) = match oversized {
+                Some(why) => (AttemptOutcome::fatal(why), None),
+                None => (AttemptOutcome::Success, Some(output)),
+            };
+            let report = TaskReport {
+                task,
+                agent,
+                token,
+                outcome,
+            };
+            report_entry(replica, batch, incarnation, report, output, now)
         }
         (_, Message::Submit(_)) if replica.draining => {
             refused("the cluster is draining: it takes no submissions".into())
@@ -170,6 +203,44 @@ fn admit<P: Clone>(
         }
         (Sender::Agent { .. }, Message::Drain) => refused("only a client may drain".into()),
     }
+}
+
+/// A report from `report.agent`'s `incarnation`, with the output of a
+/// success that has one: journaled and applied if that incarnation is the
+/// registered one; its attempt's row closed, and a success published as
+/// the task's end, with its output.
+fn report_entry<P: Clone>(
+    replica: &mut Replica<P>,
+    batch: &mut Batch<P>,
+    incarnation: u64,
+    report: TaskReport,
+    output: Option<P>,
+    now: Instant,
+) -> Verdict {
+    if let Err(why) = current_incarnation(replica, report.agent, incarnation) {
+        return Verdict::Refused(why);
+    }
+    let attempt = (report.task, report.token);
+    let succeeded = report.outcome == AttemptOutcome::Success;
+    let entry = match output.clone() {
+        None => Entry::Input(Input::Report { report, now }),
+        Some(output) => Entry::Completed {
+            report,
+            output,
+            now,
+        },
+    };
+    let result = apply(replica, batch, entry);
+    if result.is_ok() {
+        batch.outputs.closed.push(attempt);
+        if succeeded {
+            batch.outputs.ended.push((attempt.0, TaskEnd::Completed));
+            if let Some(output) = output {
+                batch.outputs.results.push((attempt.0, output));
+            }
+        }
+    }
+    verdict_of(result)
 }
 
 /// A registration: new, a duplicate of the registered incarnation, a

@@ -80,6 +80,11 @@ impl<P: Clone> Replica<P> {
                 self.draining = true;
                 Ok(Applied::Done)
             }
+            // The output is the leader's to publish (intake), and a
+            // follower's to forget: the dispatcher keeps ends, not results.
+            Entry::Completed { report, now, .. } => {
+                self.dispatcher.apply(Input::Report { report, now })
+            }
             Entry::Input(input) => {
                 let now = input.now();
                 let single = matches!(input, Input::Submit { .. });

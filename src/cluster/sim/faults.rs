@@ -9,7 +9,7 @@ use super::config::{SimWork, burst_size};
 use super::driver::Driver;
 use super::world::{TICK, World};
 
-impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
+impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
     /// The client's share of a tick: submissions at the configured rate,
     /// a burst now and then, and cancels of recent tasks.
     pub(crate) fn client(&mut self) {

@@ -7,12 +7,12 @@ use std::time::Duration;
 use crate::scheduler::{AttemptOutcome, TaskReport};
 use crate::{AgentId, AttemptToken, Instant, TaskId};
 
-use super::super::contract::{AgentOp, AgentReply, ClientOp, Message, Sender, Store};
+use super::super::contract::{AgentOp, AgentReply, ClientOp, Finished, Message, Sender, Store};
 use super::config::SimWork;
 use super::driver::Driver;
 use super::world::{Event, World};
 
-impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
+impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
     /// Agent `i` dies and never comes back, unless a third of the agents
     /// are dead already. Its attempts must fail over when its heartbeats
     /// stop; the liveness check at the end sees any that do not.
@@ -96,14 +96,20 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
         let Some(&(task, token)) = attempts.first() else {
             return;
         };
-        let report = AgentOp::Report {
-            sender: Sender::Agent { agent, incarnation },
-            reports: vec![TaskReport {
+        // With an output when the task has one to give: a fenced
+        // attempt's output must go nowhere (the outcome check sees it).
+        let finished = match self.auditor.dispatcher().payload(task) {
+            Some(payload) => Finished::completed(task, agent, token, payload.clone()),
+            None => Finished::report(TaskReport {
                 task,
                 agent,
                 token,
                 outcome: AttemptOutcome::Success,
-            }],
+            }),
+        };
+        let report = AgentOp::Report {
+            sender: Sender::Agent { agent, incarnation },
+            reports: vec![finished],
         };
         let _ = self.store.agent(report, self.now);
         self.log(format_args!(

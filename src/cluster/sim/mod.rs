@@ -144,7 +144,7 @@ pub struct SimReport {
 /// and `work`.
 pub fn simulate<P, W>(config: SimConfig<P>, work: W) -> SimReport
 where
-    P: Clone + std::fmt::Debug,
+    P: Clone + PartialEq + std::fmt::Debug,
     W: SimWork<P>,
 {
     run(config, work, ())
@@ -193,7 +193,7 @@ pub fn simulate_workflows<T, W, F>(
     flows: F,
 ) -> Result<SimReport, super::ConfigError>
 where
-    T: Clone + std::fmt::Debug,
+    T: Clone + PartialEq + std::fmt::Debug,
     W: SimWork<T>,
     F: SimWorkflows,
 {
@@ -207,7 +207,7 @@ where
 
 fn run<P, W, D>(config: SimConfig<P>, work: W, flows: D) -> SimReport
 where
-    P: Clone + std::fmt::Debug,
+    P: Clone + PartialEq + std::fmt::Debug,
     W: SimWork<P>,
     D: driver::Driver<P>,
 {

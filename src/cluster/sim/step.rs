@@ -8,9 +8,9 @@ use super::driver::{Driver, Tick};
 use super::failures::{lost_answer, refusal, refused, store_down};
 use super::world::{CANCEL_BOUND, Event, LONG_ATTEMPT, LOST, TICK, World};
 use crate::routing::{LeastLoaded, RoutingStrategy};
-use crate::scheduler::{Dispatcher, Snapshot};
+use crate::scheduler::{AttemptOutcome, Dispatcher, Snapshot};
 
-impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
+impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
     /// Handles one event at `self.now`.
     pub(crate) fn step(&mut self, event: Event<P>) {
         let (kind, who) = event.label();
@@ -116,6 +116,7 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
                 task,
                 token,
                 outcome,
+                output,
             } => {
                 if life == self.agents[agent].life {
                     if self.stopped.remove(&token) {
@@ -129,7 +130,11 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
                             ));
                         }
                     }
-                    self.agents[agent].session.finish(task, token, *outcome);
+                    let session = &mut self.agents[agent].session;
+                    match output {
+                        Some(output) => session.complete(task, token, output.clone()),
+                        None => session.finish(task, token, *outcome.clone()),
+                    };
                     self.drive_agent(agent);
                 }
             }
@@ -258,13 +263,17 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
     }
 
     /// Every task end a commit journaled has its outcome published by the
-    /// same commit, saying the same: a client waiting for it reads it.
+    /// same commit, saying the same, with the output of the completion the
+    /// leader accepted: a client waiting for it reads it.
     fn check_outcomes_published(&mut self) {
-        for (task, seq, how) in self.auditor.take_ends() {
+        for (task, seq, how, output) in self.auditor.take_ends() {
             let published = self.store.outcome(task);
-            if !published.is_some_and(|(_, end)| how.agrees_with(end)) {
+            let agrees = published.is_some_and(|(_, outcome)| {
+                how.agrees_with(&outcome.end) && outcome.output == output
+            });
+            if !agrees {
                 return self.violate(format!(
-                    "task {task} ended {how:?} in entry {seq}, but the outcome published is {published:?}"
+                    "task {task} ended {how:?} with output {output:?} in entry {seq}, but the outcome published is {published:?}"
                 ));
             }
         }
@@ -405,6 +414,8 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
             }
             let at = self.now.saturating_add(took);
             let (task, token) = (work.task, work.token);
+            let output = (outcome == AttemptOutcome::Success && task.get() % 2 == 1)
+                .then(|| work.payload.clone());
             self.queue.push(
                 at,
                 Event::Finish {
@@ -413,6 +424,7 @@ impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
                     task,
                     token,
                     outcome: Box::new(outcome),
+                    output,
                 },
             );
         }

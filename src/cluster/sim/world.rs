@@ -55,6 +55,9 @@ pub(crate) enum Event<P> {
         task: TaskId,
         token: AttemptToken,
         outcome: Box<AttemptOutcome>,
+        /// A success's output (every other task completes with its
+        /// payload as its output, so both kinds of report are simulated).
+        output: Option<P>,
     },
     /// The store's notice that work was published for an agent.
     Notice(usize),
@@ -219,7 +222,7 @@ pub(crate) struct World<P, W, D> {
     pub(crate) drained: bool,
 }
 
-impl<P: Clone + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
+impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
     fn ms(&self, at: Instant) -> u64 {
         u64::try_from(at.saturating_duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
     }

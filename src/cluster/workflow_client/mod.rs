@@ -10,9 +10,9 @@ use std::fmt;
 use std::time::Duration;
 
 use super::config::Backoff;
-use super::contract::{ClientOp, ClientReply, MessageId, StoreFailure, TaskEnd};
+use super::contract::{ClientOp, ClientReply, MessageId, Outcome, StoreFailure, TaskEnd};
 use crate::scheduler::{Action, DeadLetterReason};
-use crate::workflow::{StepOutput, StepTask, WorkflowEngine};
+use crate::workflow::{StepFailure, StepOutput, StepTask, WorkflowEngine};
 use crate::{AgentId, AttemptToken, Instant, TaskId};
 pub use pool::ClusterPool;
 use pool::Posting;
@@ -116,6 +116,8 @@ pub struct WorkflowClient<T, O> {
     backoff: Backoff,
     sent: Option<Sent>,
     events: VecDeque<ClientEvent>,
+    /// Reads a completed task's output as its step's.
+    read_output: Option<fn(T) -> Result<O, String>>,
 }
 
 /// The operation in flight.
@@ -188,7 +190,18 @@ where
             backoff: Backoff::new(poll_every, poll_every.max(MAX_PAUSE)),
             sent: None,
             events: VecDeque::new(),
+            read_output: None,
         }
+    }
+
+    /// Completes each agent step with the output its task completed with
+    /// ([`AgentSession::complete`](super::AgentSession::complete)), read
+    /// by `read`; an output that does not read fails its step for good,
+    /// with `read`'s reason. Without it, or for a task that completed
+    /// without an output, a step completes with `O::default()`.
+    pub fn with_outputs(mut self, read: fn(T) -> Result<O, String>) -> Self {
+        self.read_output = Some(read);
+        self
     }
 
     /// The engine and the pool it needs: start runs, report local steps,
@@ -242,11 +255,12 @@ where
     }
 
     /// Takes the store's answer to the operation in flight.
-    pub fn handle_reply(&mut self, reply: Result<ClientReply, StoreFailure>, now: Instant) {
+    pub fn handle_reply(&mut self, reply: Result<ClientReply<T>, StoreFailure>, now: Instant) {
         let Some(sent) = self.sent.take() else {
-            return self
-                .events
-                .push_back(ClientEvent::UnexpectedReply(format!("{reply:?} unasked")));
+            return self.events.push_back(ClientEvent::UnexpectedReply(format!(
+                "{} unasked",
+                describe(&reply)
+            )));
         };
         match (sent, reply) {
             (Sent::Post(postings), Ok(ClientReply::Posted(ids))) => {
@@ -275,8 +289,8 @@ where
                 self.backoff.reset();
                 self.outcomes_next = false;
                 self.next_read = now.saturating_add(self.poll_every);
-                for (local, end) in self.pool.ended(remotes, ends, now) {
-                    self.step_ended(local, end, now);
+                for (local, outcome) in self.pool.ended(remotes, ends, now) {
+                    self.step_ended(local, outcome, now);
                 }
             }
             (sent, Err(failure)) => self.again(sent, ClientEvent::StoreFailed(failure), now),
@@ -284,7 +298,7 @@ where
                 // A post not known to be posted is posted again.
                 self.again(
                     sent,
-                    ClientEvent::UnexpectedReply(format!("{other:?}")),
+                    ClientEvent::UnexpectedReply(describe(&Ok(other))),
                     now,
                 );
             }
@@ -314,14 +328,23 @@ where
         self.events.push_back(event);
     }
 
-    /// A step task ended on the cluster: its step completes or fails.
-    fn step_ended(&mut self, local: TaskId, end: TaskEnd, now: Instant) {
-        let action = match end {
+    /// A step task ended on the cluster: its step completes (with the
+    /// task's output, read by [`with_outputs`](Self::with_outputs)) or
+    /// fails.
+    fn step_ended(&mut self, local: TaskId, outcome: Outcome<T>, now: Instant) {
+        let action = match outcome.end {
             TaskEnd::Completed => {
                 // The agent's report was checked by the cluster; the
                 // engine's check is against this pool, which knows the
                 // task completed.
-                let output = Ok(StepOutput::new(O::default()));
+                let output = match (outcome.output, self.read_output) {
+                    (Some(output), Some(read)) => {
+                        read(output).map(StepOutput::new).map_err(|why| {
+                            StepFailure::fatal(format!("the step's output does not read: {why}"))
+                        })
+                    }
+                    _ => Ok(StepOutput::new(O::default())),
+                };
                 let placeholder = (AgentId::new(0), AttemptToken::new(0));
                 let reported = self.engine.report(
                     &mut self.pool,
@@ -374,5 +397,17 @@ where
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
+    }
+}
+
+/// A reply as an event names it: its kind, not its payloads (which need
+/// not print).
+fn describe<T>(reply: &Result<ClientReply<T>, StoreFailure>) -> String {
+    match reply {
+        Ok(ClientReply::Posted(ids)) => format!("Posted({ids:?})"),
+        Ok(ClientReply::Verdicts(verdicts)) => format!("Verdicts({verdicts:?})"),
+        Ok(ClientReply::Status(lease, _)) => format!("Status({lease:?}, …)"),
+        Ok(ClientReply::Outcomes(outcomes)) => format!("Outcomes({} tasks)", outcomes.len()),
+        Err(failure) => format!("Err({failure:?})"),
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::super::contract::{Message, MessageId, TaskEnd, Verdict};
+use super::super::contract::{Message, MessageId, Outcome, TaskEnd, Verdict};
 use crate::scheduler::{ReportError, TaskReport, TaskSpec};
 use crate::workflow::{StepTask, TaskPool};
 use crate::{AgentId, AttemptToken, Instant, Priority, TaskId, TaskRequirements};
@@ -218,27 +218,27 @@ impl<T: Clone> ClusterPool<T> {
         self.by_remote.keys().copied().collect()
     }
 
-    /// Takes the ends of `remotes`; returns each ended task's local id and
-    /// end. A task that did not complete is forgotten here, its reason
-    /// kept for [`take_given_up`](TaskPool::take_given_up); a completed
-    /// one stays until the engine's report.
+    /// Takes the outcomes of `remotes`; returns each ended task's local
+    /// id and outcome. A task that did not complete is forgotten here, its
+    /// reason kept for [`take_given_up`](TaskPool::take_given_up); a
+    /// completed one stays until the engine's report.
     pub(super) fn ended(
         &mut self,
         remotes: Vec<TaskId>,
-        ends: Vec<Option<TaskEnd>>,
+        outcomes: Vec<Option<Outcome<T>>>,
         now: Instant,
-    ) -> Vec<(TaskId, TaskEnd)> {
+    ) -> Vec<(TaskId, Outcome<T>)> {
         let mut out = Vec::new();
-        for (remote, end) in remotes.into_iter().zip(ends) {
-            let Some(end) = end else { continue };
+        for (remote, outcome) in remotes.into_iter().zip(outcomes) {
+            let Some(outcome) = outcome else { continue };
             let Some(local) = self.by_remote.remove(&remote) else {
                 continue;
             };
-            if end != TaskEnd::Completed {
+            if outcome.end != TaskEnd::Completed {
                 self.steps.remove(&local);
-                self.given_up.insert(local, (end.to_string(), now));
+                self.given_up.insert(local, (outcome.end.to_string(), now));
             }
-            out.push((local, end));
+            out.push((local, outcome));
         }
         out
     }

@@ -117,13 +117,13 @@ fn a_step_runs_as_a_cluster_task_and_its_end_completes_it() {
     let ClientOp::Outcomes(_) = client.poll_op(at(10)).unwrap() else {
         panic!("expected a read of the ends");
     };
-    let ends = vec![Some(TaskEnd::Completed)];
+    let ends = vec![outcome_of(TaskEnd::Completed)];
     client.handle_reply(Ok(ClientReply::Outcomes(ends)), at(10));
     // The next step is posted; once it completes, the run succeeds.
     let mut clock = 10;
     post_and_accept(&mut client, &mut clock, 8, &[41]);
     client.poll_op(at(clock)).unwrap();
-    let ends = vec![Some(TaskEnd::Completed)];
+    let ends = vec![outcome_of(TaskEnd::Completed)];
     client.handle_reply(Ok(ClientReply::Outcomes(ends)), at(clock));
     assert_eq!(finished(&mut client), Some(RunOutcome::Succeeded));
     assert_eq!(client.pool().tracked(), 0);
@@ -153,14 +153,17 @@ fn a_dead_lettered_step_fails_and_its_saga_compensates() {
     let mut clock = 0;
     post_and_accept(&mut client, &mut clock, 1, &[40]);
     client.poll_op(at(clock)).unwrap();
-    let done = vec![Some(TaskEnd::Completed)];
+    let done = vec![outcome_of(TaskEnd::Completed)];
     client.handle_reply(Ok(ClientReply::Outcomes(done)), at(clock));
     post_and_accept(&mut client, &mut clock, 2, &[41]);
     client.poll_op(at(clock)).unwrap();
     let failed = TaskEnd::DeadLettered(DeadLetterReason::NonRetryable {
         reason: "card declined".into(),
     });
-    client.handle_reply(Ok(ClientReply::Outcomes(vec![Some(failed)])), at(clock));
+    client.handle_reply(
+        Ok(ClientReply::Outcomes(vec![outcome_of(failed)])),
+        at(clock),
+    );
     // `reserve` is compensated by a task of its own.
     let posted = submissions(&client.poll_op(at(clock)).unwrap());
     assert_eq!(posted.len(), 1);
@@ -171,7 +174,7 @@ fn a_dead_lettered_step_fails_and_its_saga_compensates() {
     let accepted = Some(Verdict::Submitted(vec![Ok(TaskId::new(42))]));
     client.handle_reply(Ok(ClientReply::Verdicts(vec![accepted])), at(clock));
     client.poll_op(at(clock)).unwrap();
-    let done = vec![Some(TaskEnd::Completed)];
+    let done = vec![outcome_of(TaskEnd::Completed)];
     client.handle_reply(Ok(ClientReply::Outcomes(done)), at(clock));
     match finished(&mut client) {
         Some(RunOutcome::Compensated(cause)) => {
@@ -203,7 +206,10 @@ fn a_refused_or_expired_step_fails_its_attempt_with_the_reason() {
     post_and_accept(&mut client, &mut clock, 1, &[40]);
     client.poll_op(at(clock)).unwrap();
     let expired = TaskEnd::Expired(Expiry::Deadline);
-    client.handle_reply(Ok(ClientReply::Outcomes(vec![Some(expired)])), at(clock));
+    client.handle_reply(
+        Ok(ClientReply::Outcomes(vec![outcome_of(expired)])),
+        at(clock),
+    );
     assert!(matches!(finished(&mut client), Some(RunOutcome::Failed(_))));
     assert_eq!(client.pool().tracked(), 0);
 }
@@ -246,13 +252,13 @@ fn an_answer_of_the_wrong_kind_is_reported_and_changes_nothing() {
     assert_eq!(client.pool().tracked(), 1);
 }
 
-fn any_reply() -> impl Strategy<Value = Result<ClientReply, StoreFailure>> {
+fn any_reply() -> impl Strategy<Value = Result<ClientReply<StepTask>, StoreFailure>> {
     let ids = || proptest::collection::vec(0u64..6, 0..4);
     let end = prop_oneof![
         Just(None),
-        Just(Some(TaskEnd::Completed)),
-        Just(Some(TaskEnd::Cancelled)),
-        Just(Some(TaskEnd::Expired(Expiry::Deadline))),
+        Just(outcome_of(TaskEnd::Completed)),
+        Just(outcome_of(TaskEnd::Cancelled)),
+        Just(outcome_of(TaskEnd::Expired(Expiry::Deadline))),
     ];
     let verdict = prop_oneof![
         Just(None),
@@ -315,7 +321,7 @@ proptest! {
                         .collect(),
                 ),
                 ClientOp::Outcomes(tasks) => ClientReply::Outcomes(
-                    tasks.iter().map(|_| Some(TaskEnd::Completed)).collect(),
+                    tasks.iter().map(|_| outcome_of(TaskEnd::Completed)).collect(),
                 ),
                 other => panic!("the client asked {other:?}"),
             };
@@ -332,7 +338,7 @@ proptest! {
 fn ops_at(
     client: &mut WorkflowClient<StepTask, ()>,
     now: Instant,
-    answer: &mut impl FnMut(&ClientOp<StepTask>) -> Result<ClientReply, StoreFailure>,
+    answer: &mut impl FnMut(&ClientOp<StepTask>) -> Result<ClientReply<StepTask>, StoreFailure>,
 ) -> usize {
     let mut sent = 0;
     while let Some(op) = client.poll_op(now) {
@@ -419,4 +425,9 @@ proptest! {
             prop_assert!(wake > now, "{wake:?}");
         }
     }
+}
+
+/// A task's end as a store answers it, without an output.
+fn outcome_of(end: TaskEnd) -> Option<Outcome<StepTask>> {
+    Some(Outcome { end, output: None })
 }

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use taskweave::agent::AgentProfile;
-use taskweave::cluster::{Assignment, SessionConfig};
+use taskweave::cluster::{Assignment, NodeConfig, SessionConfig};
 use taskweave::scheduler::AttemptOutcome;
 use taskweave::{AgentId, AttemptToken, TaskId};
 use taskweave_postgres::PgAgent;
@@ -23,9 +23,14 @@ previous run of agent N go back to the queue at once), heartbeats every
 250 ms, and runs COMMAND once per task it claims, at most --capacity (default
 4) at a time. The task's payload is written to the command's stdin as JSON;
 TASKWEAVE_TASK, TASKWEAVE_ATTEMPT and TASKWEAVE_AGENT are set in its
-environment. Exit status 0 reports success; any other status reports a
-failure (retried by the cluster's policy) with the last line of its stderr;
-exit status 100 reports a failure that must not be retried. A command whose
+environment. Exit status 0 reports success, with what the command wrote to
+its stdout as the task's output (JSON if it parses as JSON, else a JSON
+string; none if it wrote nothing), which `outcome` prints. The leader holds
+an output to the cluster's limit (1 MiB unless the nodes say otherwise;
+over it, the task fails for good): return a reference to a large result,
+not the result. Any other status reports a failure (retried by the
+cluster's policy) with the last line of its stderr; exit status 100 reports
+a failure that must not be retried. A command whose
 attempt the cluster cancels (a client's cancel, a failover) is killed. The agent
 survives PostgreSQL restarts and exits 0 when the cluster is drained.
 Connect with the agent's own login (see `taskweave-pg init --agent`).";
@@ -33,12 +38,57 @@ Connect with the agent's own login (see `taskweave-pg init --agent`).";
 /// The exit status that means: do not retry.
 const FATAL_EXIT: i32 = 100;
 
+/// The most a command's stdout is read (16 MiB, the largest output limit
+/// a node takes); the rest is read and dropped, so the command never
+/// blocks on a full pipe.
+const MAX_STDOUT: u64 = NodeConfig::MAX_OUTPUT_LIMIT as u64;
+
 /// A command running one attempt.
 struct Running {
     task: TaskId,
     token: AttemptToken,
     child: Child,
+    stdout: Option<JoinHandle<Stdout>>,
     stderr: Option<JoinHandle<String>>,
+}
+
+/// What a command wrote to its stdout: the first [`MAX_STDOUT`] bytes, and
+/// how many it wrote in all.
+struct Stdout {
+    kept: Vec<u8>,
+    written: u64,
+}
+
+impl Stdout {
+    /// Reads `pipe` to its end.
+    fn read(pipe: impl Read) -> Stdout {
+        let mut pipe = pipe;
+        let mut kept = Vec::new();
+        let _ = (&mut pipe).take(MAX_STDOUT).read_to_end(&mut kept);
+        let rest = std::io::copy(&mut pipe, &mut std::io::sink()).unwrap_or(0);
+        Stdout {
+            written: kept.len() as u64 + rest,
+            kept,
+        }
+    }
+
+    /// The output it makes: none if the command wrote nothing; JSON if
+    /// it parses as JSON, else the text as a JSON string.
+    fn output(self) -> Result<Option<Payload>, String> {
+        if self.written > MAX_STDOUT {
+            return Err(format!(
+                "the command wrote {} bytes to its stdout, over the {MAX_STDOUT} an output may \
+                 have: write a reference to a large result, not the result",
+                self.written
+            ));
+        }
+        if self.kept.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        Ok(Some(serde_json::from_slice(&self.kept).unwrap_or_else(
+            |_| Payload::String(String::from_utf8_lossy(&self.kept).trim_end().to_owned()),
+        )))
+    }
 }
 
 pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
@@ -106,8 +156,16 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
                     .and_then(|h| h.join().ok())
                     .unwrap_or_default();
                 let why = stderr.lines().last().unwrap_or("").trim().to_string();
+                let stdout = r.stdout.take().and_then(|h| h.join().ok());
                 let outcome = match status.code() {
-                    Some(0) => AttemptOutcome::Success,
+                    Some(0) => match stdout.map_or(Ok(None), Stdout::output) {
+                        Ok(Some(output)) => {
+                            agent.complete(r.task, r.token, output);
+                            return false;
+                        }
+                        Ok(None) => AttemptOutcome::Success,
+                        Err(why) => AttemptOutcome::fatal(why),
+                    },
                     Some(FATAL_EXIT) => {
                         AttemptOutcome::fatal(format!("exit status {FATAL_EXIT}: {why}"))
                     }
@@ -148,7 +206,7 @@ fn start(
         .env("TASKWEAVE_ATTEMPT", work.attempt.to_string())
         .env("TASKWEAVE_AGENT", agent.to_string())
         .stdin(Stdio::piped())
-        .stdout(Stdio::inherit())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start {program}: {e}"))?;
@@ -157,6 +215,10 @@ fn start(
         // A command that does not read its stdin closes the pipe: fine.
         let _ = stdin.write_all(&payload);
     }
+    let stdout = child
+        .stdout
+        .take()
+        .map(|pipe| std::thread::spawn(move || Stdout::read(pipe)));
     let stderr = child.stderr.take().map(|mut pipe| {
         std::thread::spawn(move || {
             let mut text = String::new();
@@ -174,6 +236,7 @@ fn start(
         task: work.task,
         token: work.token,
         child,
+        stdout,
         stderr,
     })
 }

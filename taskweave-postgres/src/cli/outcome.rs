@@ -2,13 +2,16 @@
 
 use std::process::ExitCode;
 
+use taskweave::cluster::Outcome;
+
 use super::task_command::TaskCommand;
 
 const USAGE: &str = "\
 usage: taskweave-pg outcome --db CONNINFO [--wait SECONDS] TASK...
 
 Prints how each task ended, by the id `submit` printed for it (`task-N`, or
-just N): `task-N: completed`, `task-N: dead-lettered: WHY`, `task-N: expired:
+just N): `task-N: completed`, followed by `, output: JSON` for a task that
+completed with an output, `task-N: dead-lettered: WHY`, `task-N: expired:
 WHY`, `task-N: cancelled`, or `task-N: not ended` while it is queued or running
 (also for an id the cluster never gave out, and for an end the leader forgot
 when it trimmed its journal behind a snapshot: read outcomes within a snapshot
@@ -31,7 +34,11 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     let mut all = true;
     for (task, end) in tasks.iter().zip(ends) {
         match end {
-            Some(end) => say!("{task}: {end}"),
+            Some(Outcome {
+                end,
+                output: Some(output),
+            }) => say!("{task}: {end}, output: {output}"),
+            Some(Outcome { end, output: None }) => say!("{task}: {end}"),
             None => {
                 all = false;
                 say!("{task}: not ended");

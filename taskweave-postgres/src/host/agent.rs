@@ -88,6 +88,13 @@ impl<P: Clone + Serialize + DeserializeOwned> PgAgent<P> {
         self.session.finish(task, token, outcome)
     }
 
+    /// A success of an attempt [`step`](Self::step) handed out, with its
+    /// output ([`AgentSession::complete`](taskweave::cluster::AgentSession::complete));
+    /// `false` for one the session does not hold.
+    pub fn complete(&mut self, task: TaskId, token: AttemptToken, output: P) -> bool {
+        self.session.complete(task, token, output)
+    }
+
     /// Sleeps until the session has something to do, at most `cap`, or
     /// until the leader publishes work for this agent or stops the cluster
     /// (it notifies the agent's channel, or every agent's, when its commit

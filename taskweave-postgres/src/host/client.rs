@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use taskweave::TaskId;
 use taskweave::cluster::{
-    ClientOp, ClientReply, Lease, Message, MessageId, Status, Store, StoreFailure, TaskEnd, Verdict,
+    ClientOp, ClientReply, Lease, Message, MessageId, Outcome, Status, Store, StoreFailure, Verdict,
 };
 use taskweave::scheduler::TaskSpec;
 
@@ -112,7 +112,7 @@ impl<P: Clone + Serialize + DeserializeOwned> PgClient<P> {
         self.wait_for_all(timeout, |client| client.verdicts(ids))
     }
 
-    /// How each task ended: `None` while it is live, for an id the
+    /// How each task ended, with its output: `None` while it is live, for an id the
     /// cluster never gave out, and once the leader trimmed the journal
     /// entry that ended it (rule 8 of the store contract: read outcomes
     /// at least once per snapshot interval).
@@ -120,7 +120,7 @@ impl<P: Clone + Serialize + DeserializeOwned> PgClient<P> {
     /// # Errors
     ///
     /// The store's [`StoreFailure`].
-    pub fn outcomes(&mut self, tasks: &[TaskId]) -> Result<Vec<Option<TaskEnd>>, StoreFailure> {
+    pub fn outcomes(&mut self, tasks: &[TaskId]) -> Result<Vec<Option<Outcome<P>>>, StoreFailure> {
         match self
             .store
             .client(ClientOp::Outcomes(tasks.to_vec()), wall_now())?
@@ -140,7 +140,7 @@ impl<P: Clone + Serialize + DeserializeOwned> PgClient<P> {
         &mut self,
         tasks: &[TaskId],
         timeout: Duration,
-    ) -> Result<Vec<Option<TaskEnd>>, StoreFailure> {
+    ) -> Result<Vec<Option<Outcome<P>>>, StoreFailure> {
         self.wait_for_all(timeout, |client| client.outcomes(tasks))
     }
 
@@ -174,8 +174,11 @@ impl<P: Clone + Serialize + DeserializeOwned> PgClient<P> {
     }
 }
 
-fn unrelated(reply: &ClientReply) -> StoreFailure {
+fn unrelated<P>(reply: &ClientReply<P>) -> StoreFailure {
     StoreFailure::Failed {
-        cause: format!("the store answered with an unrelated reply: {reply:?}"),
+        cause: format!(
+            "the store answered with an unrelated reply ({})",
+            reply.name()
+        ),
     }
 }

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use taskweave::cluster::{AgentOp, AgentReply, Assignment, Message, Sender, StoreFailure};
+use taskweave::cluster::{AgentOp, AgentReply, Assignment, Finished, Sender, StoreFailure};
 use taskweave::{AgentId, AttemptToken, TaskId};
 
 use super::codec::{self, int_to_u64, limit, u64_to_int};
@@ -101,12 +101,19 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
             }),
             AgentOp::Report { sender, reports } => {
                 let (agent, incarnation) = sender_columns(sender);
-                let bodies = reports
+                let attempts = |r: &Finished<P>| (r.task_report().task, r.task_report().token);
+                let tasks: Vec<i64> = reports
                     .iter()
-                    .map(|r| codec::encode("a report", &Message::<P>::Report(r.clone())))
+                    .map(|r| u64_to_int(attempts(r).0.get()))
+                    .collect();
+                let tokens: Vec<i64> = reports
+                    .iter()
+                    .map(|r| u64_to_int(attempts(r).1.get()))
+                    .collect();
+                let bodies = reports
+                    .into_iter()
+                    .map(|r| codec::encode("a report", &r.into_message()))
                     .collect::<Result<Vec<_>, _>>()?;
-                let tasks: Vec<i64> = reports.iter().map(|r| u64_to_int(r.task.get())).collect();
-                let tokens: Vec<i64> = reports.iter().map(|r| u64_to_int(r.token.get())).collect();
                 self.write(|tx| {
                     let row =
                         tx.query_one(REPORT, &[&agent, &incarnation, &bodies, &tasks, &tokens])?;

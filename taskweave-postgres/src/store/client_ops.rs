@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use taskweave::TaskId;
-use taskweave::cluster::{ClientOp, ClientReply, Lease, Status, StoreFailure, TaskEnd, Verdict};
+use taskweave::cluster::{
+    ClientOp, ClientReply, Lease, Outcome, Status, StoreFailure, TaskEnd, Verdict,
+};
 
 use super::codec::{self, int_to_u64, u64_to_int};
 use super::{PgStore, corrupt};
@@ -21,14 +23,14 @@ RETURNING id";
 
 const VERDICTS: &str = "SELECT id, verdict FROM inbox WHERE id = ANY($1)";
 
-const OUTCOMES: &str = "SELECT task, body FROM outcomes WHERE task = ANY($1)";
+const OUTCOMES: &str = "SELECT task, body, output FROM outcomes WHERE task = ANY($1)";
 
 const LEASE_AND_STATUS: &str = "SELECT l.epoch, l.holder, l.expires_at > clock_timestamp(),
     l.stopped, s.body
 FROM lease l LEFT JOIN status s ON s.id = 1 WHERE l.id = 1";
 
 impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
-    pub(super) fn client_op(&mut self, op: ClientOp<P>) -> Result<ClientReply, StoreFailure> {
+    pub(super) fn client_op(&mut self, op: ClientOp<P>) -> Result<ClientReply<P>, StoreFailure> {
         match op {
             ClientOp::Post(messages) => {
                 let (kinds, bodies) = codec::inbox_columns(&messages)?;
@@ -61,7 +63,12 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
                     let task: i64 = row.get(0);
                     let end: TaskEnd = codec::decode(row.get(1))
                         .map_err(|problem| corrupt("outcomes", task, problem))?;
-                    found.insert(TaskId::new(int_to_u64(task)), end);
+                    let output: Option<P> = row
+                        .get::<_, Option<&str>>(2)
+                        .map(codec::decode)
+                        .transpose()
+                        .map_err(|problem| corrupt("outcomes", task, problem))?;
+                    found.insert(TaskId::new(int_to_u64(task)), Outcome { end, output });
                 }
                 Ok(ClientReply::Outcomes(
                     tasks.iter().map(|task| found.get(task).cloned()).collect(),

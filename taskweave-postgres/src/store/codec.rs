@@ -47,7 +47,7 @@ pub(crate) fn kind<P>(message: &Message<P>) -> &'static str {
     match message {
         Message::Register { .. } => "register",
         Message::Heartbeat => "heartbeat",
-        Message::Report(_) => "report",
+        Message::Report(_) | Message::Completed { .. } => "report",
         Message::Submit(_) => "submit",
         Message::Cancel(_) => "cancel",
         Message::Drain => "drain",

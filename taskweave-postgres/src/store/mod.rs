@@ -430,7 +430,7 @@ where
         self.agent_op(op)
     }
 
-    fn client(&mut self, op: ClientOp<P>, _now: Instant) -> Result<ClientReply, StoreFailure> {
+    fn client(&mut self, op: ClientOp<P>, _now: Instant) -> Result<ClientReply<P>, StoreFailure> {
         self.client_op(op)
     }
 }

@@ -13,6 +13,8 @@ use taskweave::cluster::{
 use taskweave::scheduler::Snapshot;
 use taskweave::{AttemptToken, TaskId};
 
+use std::collections::HashMap;
+
 use super::codec::{self, int_to_u64, limit, millis, u64_to_int};
 use super::{Fail, PgStore, Plain, Tx, corrupt};
 
@@ -101,8 +103,8 @@ WHERE outbox.task = u.t AND outbox.token = u.k";
 
 /// Task outcomes, with the journal entry that ended them; a task ends
 /// once, so an outcome that exists stays.
-const PUBLISH_OUTCOMES: &str = "INSERT INTO outcomes (task, seq, body)
-SELECT t, $3, b FROM unnest($1::bigint[], $2::text[]) AS u(t, b)
+const PUBLISH_OUTCOMES: &str = "INSERT INTO outcomes (task, seq, body, output)
+SELECT t, $3, b, o FROM unnest($1::bigint[], $2::text[], $4::text[]) AS u(t, b, o)
 ON CONFLICT (task) DO NOTHING";
 
 /// Rule 8: the outcomes of trimmed entries go with them.
@@ -170,10 +172,12 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
                     .iter()
                     .map(|row| {
                         let sender = codec::sender(row.get(1), row.get(2));
+                        let body: &str = row.get(4);
                         InboxMessage {
                             id: int_to_u64(row.get(0)),
                             sender,
-                            body: codec::message(row.get(3), sender, row.get(4)),
+                            body: codec::message(row.get(3), sender, body),
+                            bytes: body.len(),
                         }
                     })
                     .collect();
@@ -369,9 +373,10 @@ struct EncodedOutputs {
     /// The rows to delete: cancelled or reported attempts.
     release_tasks: Vec<i64>,
     release_tokens: Vec<i64>,
-    /// Tasks ended, and their encoded ends.
+    /// Tasks ended, their encoded ends and outputs.
     ended_tasks: Vec<i64>,
     ended_bodies: Vec<String>,
+    ended_outputs: Vec<Option<String>>,
     status: Option<(u64, String)>,
 }
 
@@ -391,9 +396,14 @@ impl EncodedOutputs {
             out.release_tasks.push(u64_to_int(task.get()));
             out.release_tokens.push(u64_to_int(token.get()));
         }
+        let mut results: HashMap<TaskId, &P> =
+            outputs.results.iter().map(|(t, o)| (*t, o)).collect();
         for (task, end) in &outputs.ended {
             out.ended_tasks.push(u64_to_int(task.get()));
             out.ended_bodies.push(codec::encode("an outcome", end)?);
+            let output = results.remove(task);
+            out.ended_outputs
+                .push(output.map(|o| codec::encode("an output", o)).transpose()?);
         }
         if let Some(status) = &outputs.status {
             out.status = Some((status.epoch, codec::encode("the status", status)?));
@@ -471,6 +481,7 @@ fn commit<P>(
                 &outputs.ended_tasks,
                 &outputs.ended_bodies,
                 &u64_to_int(last_seq),
+                &outputs.ended_outputs,
             ],
         )?;
     }

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use postgres::{Client, NoTls};
 use taskweave::Instant;
-use taskweave::cluster::{Entry, NodeOp, NodeReply, Outputs, Sender, Store, StoreFailure};
+use taskweave::cluster::{
+    ClientOp, ClientReply, Entry, NodeOp, NodeReply, Outcome, Outputs, Sender, Store, StoreFailure,
+    TaskEnd,
+};
 use taskweave::{AgentId, TaskId};
 
 use super::{PgError, PgStore};
@@ -83,41 +86,61 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
             error,
             PgError::Schema {
                 found: 0,
-                needed: 2
+                needed: 3
             }
         ),
         "{error:?}"
     );
     assert_eq!(
         error.to_string(),
-        "the taskweave schema is missing or at version 0, this build needs version 2: \
+        "the taskweave schema is missing or at version 0, this build needs version 3: \
          run `taskweave-pg init`"
     );
     let mut admin = admin(&cluster);
     crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
-    // A database the previous release left at version 1 (no outcomes) is
-    // refused until it is migrated, and then only version 2 is applied.
+    // A database an earlier release left at version 1 (no outcomes) is
+    // refused until it is migrated, and then versions 2 and 3 are applied.
     admin
         .batch_execute(
-            "DROP TABLE taskweave.outcomes; DELETE FROM taskweave.schema_version WHERE version = 2",
+            "DROP TABLE taskweave.outcomes;
+             DELETE FROM taskweave.schema_version WHERE version IN (2, 3)",
         )
         .unwrap_or_else(|e| panic!("{e}"));
     let old = PgStore::<String>::connect(&cluster.conninfo()).map(|_| ());
     assert!(
         old.is_err_and(|e| e
             .to_string()
-            .contains("at version 1, this build needs version 2")),
+            .contains("at version 1, this build needs version 3")),
         "an older schema"
     );
     let upgraded = crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(upgraded.applied, vec![2], "{upgraded:?}");
+    assert_eq!(upgraded.applied, vec![2, 3], "{upgraded:?}");
     PgStore::<String>::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"));
+    // The previous release's (version 2: outcomes without outputs) gains
+    // the output column alone, and its outcomes read back.
     admin
-        .batch_execute("INSERT INTO taskweave.schema_version (version) VALUES (3)")
+        .batch_execute(
+            "ALTER TABLE taskweave.outcomes DROP COLUMN output;
+             DELETE FROM taskweave.schema_version WHERE version = 3;
+             INSERT INTO taskweave.outcomes (task, seq, body) VALUES (41, 1, '\"Completed\"')",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let upgraded = crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(upgraded.applied, vec![3], "{upgraded:?}");
+    let mut store =
+        PgStore::<String>::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"));
+    let read = store.client(ClientOp::Outcomes(vec![TaskId::new(41)]), Instant::ZERO);
+    assert!(
+        matches!(&read, Ok(ClientReply::Outcomes(o))
+            if o[..] == [Some(Outcome { end: TaskEnd::Completed, output: None })]),
+        "an outcome of version 2 reads back: {read:?}"
+    );
+    admin
+        .batch_execute("INSERT INTO taskweave.schema_version (version) VALUES (4)")
         .unwrap_or_else(|e| panic!("{e}"));
     let newer = PgStore::<String>::connect(&cluster.conninfo()).map(|_| ());
     assert!(
-        newer.is_err_and(|e| e.to_string().contains("newer than this build's version 2")),
+        newer.is_err_and(|e| e.to_string().contains("newer than this build's version 3")),
         "a newer schema"
     );
     let migrated = crate::schema::migrate(&mut admin);
@@ -125,8 +148,8 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
         matches!(
             migrated,
             Err(PgError::Schema {
-                found: 3,
-                needed: 2
+                found: 4,
+                needed: 3
             })
         ),
         "{migrated:?}"
