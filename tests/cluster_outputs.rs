@@ -309,24 +309,35 @@ impl From<taskweave::workflow::StepTask> for StepPayload {
     }
 }
 
-/// Runs a two-step workflow (`reserve` then `charge`, the output step) on
-/// a cluster whose agent answers each step with `answer`; the run's end.
+/// How a run on the cluster ended: its outcome and output, the step
+/// outputs seen while it ran, and how many times each step ran.
 #[cfg(feature = "workflow")]
-fn run_on_cluster(
-    answer: fn(&str) -> StepPayload,
-) -> (
+type RunEnd = (
     taskweave::workflow::RunOutcome,
     Option<u32>,
     Vec<(String, u32)>,
-) {
+    std::collections::BTreeMap<String, u32>,
+);
+
+/// Runs a two-step workflow (`reserve` then `charge`, the output step,
+/// each allowed `attempts` by its own policy) on a cluster whose
+/// dispatcher would try every task five times, and whose agent answers
+/// each step with `answer` (a result, or a failure); the run's end, the
+/// outputs seen while it ran, and how many times each step ran.
+#[cfg(feature = "workflow")]
+fn run_on_cluster(attempts: u32, answer: fn(&str) -> Result<StepPayload, String>) -> RunEnd {
     use std::sync::Arc;
     use taskweave::cluster::WorkflowClient;
+    use taskweave::resilience::Fixed;
+    use taskweave::scheduler::AttemptOutcome;
     use taskweave::workflow::{EngineAction, StepDef, WorkflowDef};
 
+    let retry = Fixed::new(Duration::from_millis(1), attempts).unwrap();
+    let step = |key: &str| StepDef::agent(key).retry(retry);
     let def = Arc::new(
         WorkflowDef::builder("order", 1)
-            .step(StepDef::agent("reserve"))
-            .step(StepDef::agent("charge"))
+            .step(step("reserve"))
+            .step(step("charge"))
             .edge("reserve", "charge")
             .output("charge")
             .build()
@@ -334,6 +345,7 @@ fn run_on_cluster(
     );
     let dispatcher = DispatcherConfig::builder()
         .heartbeats(Duration::from_millis(250), 8)
+        .retry_policy(Fixed::new(Duration::ZERO, 5).unwrap())
         .build()
         .unwrap();
     let mut store: MemStore<StepPayload> = MemStore::new();
@@ -351,7 +363,7 @@ fn run_on_cluster(
     let mut now = Instant::from_secs(1);
     let (engine, pool) = client.parts();
     let run = engine.start(pool, Arc::clone(&def), None, now);
-    let mut outputs = Vec::new();
+    let (mut outputs, mut runs) = (Vec::new(), std::collections::BTreeMap::new());
     for _ in 0..20_000 {
         now = now.saturating_add(Duration::from_millis(1));
         while let Some(op) = client.poll_op(now) {
@@ -372,7 +384,11 @@ fn run_on_cluster(
                 panic!("a step's task carries its step");
             };
             let name = def.step(step.step).unwrap().id.clone();
-            agent.complete(work.task, work.token, answer(&name));
+            *runs.entry(name.clone()).or_default() += 1;
+            match answer(&name) {
+                Ok(output) => agent.complete(work.task, work.token, output),
+                Err(why) => agent.finish(work.task, work.token, AttemptOutcome::failure(why)),
+            };
         }
         let (engine, _) = client.parts();
         for key in ["reserve", "charge"] {
@@ -388,7 +404,7 @@ fn run_on_cluster(
                 outcome, output, ..
             } = action
             {
-                return (outcome, output, outputs);
+                return (outcome, output, outputs, runs);
             }
         }
     }
@@ -399,8 +415,8 @@ fn run_on_cluster(
 #[test]
 fn a_workflow_step_completes_with_its_tasks_output_and_the_run_ends_with_its_output_steps() {
     use taskweave::workflow::RunOutcome;
-    let answer = |step: &str| StepPayload::Result(if step == "reserve" { 5 } else { 7 });
-    let (outcome, output, outputs) = run_on_cluster(answer);
+    let answer = |step: &str| Ok(StepPayload::Result(if step == "reserve" { 5 } else { 7 }));
+    let (outcome, output, outputs, _) = run_on_cluster(1, answer);
     assert_eq!(outcome, RunOutcome::Succeeded);
     assert_eq!(output, Some(7), "the run's output is its output step's");
     // The run ends in the tick its last step completes: `reserve`'s output
@@ -413,17 +429,36 @@ fn a_workflow_step_completes_with_its_tasks_output_and_the_run_ends_with_its_out
 fn an_output_the_client_cannot_read_fails_its_step_with_the_reason() {
     use taskweave::workflow::{FailureCause, RunOutcome, StepTask};
     let answer = |_: &str| {
-        StepPayload::Run(StepTask {
+        Ok(StepPayload::Run(StepTask {
             run: taskweave::WorkflowId::new(0),
             step: taskweave::StepId::new(0),
             token: taskweave::AttemptToken::new(0),
             compensation: false,
-        })
+        }))
     };
-    let (outcome, output, outputs) = run_on_cluster(answer);
+    let (outcome, output, outputs, _) = run_on_cluster(1, answer);
     let RunOutcome::Failed(FailureCause::StepFailed { reason, .. }) = outcome else {
         panic!("the run must fail: {outcome:?}");
     };
     assert!(reason.contains("a step task is not a result"), "{reason}");
     assert_eq!((output, outputs), (None, vec![]));
+}
+
+/// One retry policy: a step allowed 3 attempts by its own policy runs at
+/// most 3 times, on a cluster whose dispatcher would try each task 5 times
+/// (before, each of the step's attempts was a task the cluster retried:
+/// up to 15 runs).
+#[cfg(feature = "workflow")]
+#[test]
+fn a_step_allowed_three_attempts_runs_at_most_three_times() {
+    use taskweave::workflow::{FailureCause, RunOutcome};
+    let answer = |_: &str| Err("the card was declined".to_string());
+    let (outcome, _, _, runs) = run_on_cluster(3, answer);
+    assert!(
+        matches!(&outcome, RunOutcome::Failed(FailureCause::StepFailed { reason, .. })
+            if reason.contains("declined")),
+        "{outcome:?}"
+    );
+    assert_eq!(runs.get("reserve"), Some(&3), "{runs:?}");
+    assert_eq!(runs.get("charge"), None, "{runs:?}");
 }

@@ -75,6 +75,7 @@ struct Shape {
     concurrency: Option<u8>,
     cost: u8,
     not_before: Option<u8>,
+    max_attempts: Option<u32>,
 }
 
 fn shape() -> impl Strategy<Value = Shape> {
@@ -95,11 +96,12 @@ fn shape() -> impl Strategy<Value = Shape> {
         proptest::option::weighted(0.3, 0u8..2),
         0u8..3,
         proptest::option::weighted(0.1, 1u8..10),
+        proptest::option::weighted(0.3, 1u32..3),
     );
     (requirements, options).prop_map(
         |(
             (priority, required, preferred, label, agent_rule, affinity, kind),
-            (ttl, deadline, key, share, concurrency, cost, not_before),
+            (ttl, deadline, key, share, concurrency, cost, not_before, max_attempts),
         )| Shape {
             priority,
             // Most tasks ask for little: keep the common case common.
@@ -116,6 +118,7 @@ fn shape() -> impl Strategy<Value = Shape> {
             concurrency,
             cost,
             not_before,
+            max_attempts,
         },
     )
 }
@@ -231,6 +234,9 @@ fn spec(shape: &Shape, payload: u32, now: Instant) -> TaskSpec<u32> {
     }
     if let Some(at) = shape.not_before {
         spec = spec.not_before(now + Duration::from_secs(u64::from(at)));
+    }
+    if let Some(most) = shape.max_attempts {
+        spec = spec.max_attempts(most);
     }
     spec
 }

@@ -169,6 +169,10 @@ fn submissions_that_could_never_run_are_refused_with_their_reason() {
             SubmitErrorKind::ZeroFairnessWeight,
         ),
         (
+            TaskSpec::new(5).max_attempts(0),
+            SubmitErrorKind::ZeroMaxAttempts,
+        ),
+        (
             TaskSpec::new(6)
                 .not_before(Instant::from_secs(9))
                 .deadline(Instant::from_secs(9)),
@@ -551,6 +555,80 @@ proptest! {
     }
 }
 
+/// A task's `max_attempts` caps what the retry policy allows, and holds
+/// for every way an attempt ends: a failure, a lost agent, a preemption
+/// (not tried here: it shares the lost agent's path).
+#[test]
+fn max_attempts_caps_retries_and_failovers_alike() {
+    use taskweave::resilience::Fixed;
+    use taskweave::scheduler::DeadLetterReason;
+    let config = DispatcherConfig::builder()
+        .retry_policy(Fixed::new(Duration::ZERO, 9).unwrap())
+        .build()
+        .unwrap();
+    let mut d: Dispatcher<u32> = Dispatcher::new(config);
+    let now = Instant::ZERO;
+    agent(&mut d, 1, 4, now);
+    let failing = d
+        .submit(TaskSpec::new(1).max_attempts(2), now)
+        .unwrap()
+        .id();
+    let lost = d
+        .submit(TaskSpec::new(2).max_attempts(1), now)
+        .unwrap()
+        .id();
+    let mut runs = BTreeMap::new();
+    let mut letters = BTreeMap::new();
+    for _ in 0..10 {
+        while let Some(action) = d.poll_action() {
+            match action {
+                Action::Assign {
+                    task, agent, token, ..
+                } => {
+                    *runs.entry(task).or_insert(0) += 1;
+                    if task == failing {
+                        let outcome = AttemptOutcome::failure("no");
+                        d.report(
+                            TaskReport {
+                                task,
+                                agent,
+                                token,
+                                outcome,
+                            },
+                            now,
+                        )
+                        .unwrap();
+                    }
+                }
+                Action::DeadLettered { task, reason } => {
+                    letters.insert(task, reason);
+                }
+                _ => {}
+            }
+        }
+        if runs.contains_key(&lost) && !letters.contains_key(&lost) {
+            let _ = d.unregister_agent(AgentId::new(1), now).unwrap();
+            agent(&mut d, 1, 4, now);
+        }
+    }
+    assert_eq!(runs[&failing], 2);
+    assert_eq!(runs[&lost], 1);
+    assert_eq!(
+        letters[&failing],
+        DeadLetterReason::RetriesExhausted {
+            attempts: 2,
+            last_error: "no".into()
+        }
+    );
+    assert_eq!(
+        letters[&lost],
+        DeadLetterReason::RetriesExhausted {
+            attempts: 1,
+            last_error: "its agent was lost".into()
+        }
+    );
+}
+
 /// A spec using every option, as a journal or protocol message carries it.
 fn spec_with_every_option() -> TaskSpec<u32> {
     TaskSpec::new(7)
@@ -564,6 +642,7 @@ fn spec_with_every_option() -> TaskSpec<u32> {
         .concurrency_key("openai")
         .cost(3)
         .metadata("traceparent", "00-1-2-01")
+        .max_attempts(2)
 }
 
 proptest! {

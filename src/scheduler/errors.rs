@@ -113,6 +113,10 @@ pub enum SubmitErrorKind {
     /// A fair share of weight zero would never be served.
     #[error("fair-share weight of zero")]
     ZeroFairnessWeight,
+    /// At most zero attempts: the task could never run
+    /// ([`TaskSpec::max_attempts`](crate::scheduler::TaskSpec::max_attempts)).
+    #[error("at most zero attempts")]
+    ZeroMaxAttempts,
     /// A cost of zero: every limit would let the task through for free.
     #[error("cost of zero")]
     ZeroCost,

@@ -268,10 +268,13 @@ impl<T: Clone + From<StepTask>> TaskPool for ClusterPool<T> {
     ) -> Result<TaskId, String> {
         let local = TaskId::new(self.next);
         self.next += 1;
+        // One attempt: the step's own retry policy is the only one applied
+        // (each of its attempts is a task of its own).
         let spec = TaskSpec::new(T::from(step))
             .priority(priority)
             .requirements(requirements)
-            .idempotency_key(self.key(&step));
+            .idempotency_key(self.key(&step))
+            .max_attempts(1);
         let remote = Remote::Unposted { spec, sent: false };
         self.steps.insert(
             local,

@@ -147,6 +147,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 concurrency_keys: options.concurrency_keys,
                 cost: options.cost,
                 metadata: options.metadata,
+                max_attempts: options.max_attempts,
                 ..Extras::default()
             }))
         } else {
@@ -284,6 +285,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             if share.weight == 0 {
                 return Some(SubmitErrorKind::ZeroFairnessWeight);
             }
+        }
+        if options.max_attempts == Some(0) {
+            return Some(SubmitErrorKind::ZeroMaxAttempts);
         }
         let count = options.concurrency_keys.len();
         if count > MAX_CONCURRENCY_KEYS {

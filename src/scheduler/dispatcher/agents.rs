@@ -65,7 +65,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 if let Some(entry) = self.state.tasks.get_mut(task) {
                     entry.extras_mut().last_agent = Some(agent);
                 }
-                self.requeue(task, now);
+                if !self.attempts_spent(task, "its agent was lost", now) {
+                    self.requeue(task, now);
+                }
             }
         }
         tasks

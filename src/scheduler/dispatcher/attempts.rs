@@ -154,6 +154,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             self.dead_letter(task, DeadLetterReason::NonRetryable { reason }, now);
             return;
         }
+        if self.attempts_spent(task, &reason, now) {
+            return;
+        }
         let within_budget = self.state.gates.spend_retry(now);
         let Some(entry) = self.state.tasks.get_mut(task) else {
             return;
@@ -186,6 +189,29 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             self.set_state(task, TaskState::Delayed { until });
             self.arm(until, Timer::Retry(task));
         }
+    }
+
+    /// Dead-letters `task` if it was handed out as many times as its
+    /// [`max_attempts`](crate::scheduler::TaskSpec::max_attempts) allows,
+    /// its last attempt having ended for `reason`; whether it did.
+    pub(super) fn attempts_spent(&mut self, task: TaskId, reason: &str, now: Instant) -> bool {
+        let Some(entry) = self.state.tasks.get(task) else {
+            return false;
+        };
+        let attempts = entry.attempts;
+        if entry
+            .extras()
+            .max_attempts
+            .is_none_or(|most| attempts < most)
+        {
+            return false;
+        }
+        let reason = DeadLetterReason::RetriesExhausted {
+            attempts,
+            last_error: reason.to_owned(),
+        };
+        self.dead_letter(task, reason, now);
+        true
     }
 
     /// Puts a task back in the queue at its original FIFO position, or
@@ -255,6 +281,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             concurrency_keys: extras.concurrency_keys,
             cost: extras.cost,
             metadata: extras.metadata,
+            max_attempts: extras.max_attempts,
         });
         self.emit(
             match terminal {

@@ -154,7 +154,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         };
         self.stop_attempt(task, agent, token, None, CancelReason::Preempted, now);
         self.emit(Event::Preempted { task, agent }, now);
-        self.requeue(task, now);
+        if !self.attempts_spent(task, "it was preempted", now) {
+            self.requeue(task, now);
+        }
         true
     }
 

@@ -39,6 +39,9 @@ impl<P> State<P> {
             {
                 return Err(corrupt(&field, "a cost of zero or too many keys"));
             }
+            if extras.max_attempts == Some(0) {
+                return Err(corrupt(&field, "at most zero attempts"));
+            }
             let limited = extras.limited.as_slice();
             if limited.iter().any(|&k| k as usize >= keys) {
                 return Err(corrupt(&field, "names a concurrency key not configured"));

@@ -103,6 +103,12 @@ pub(super) struct Extras {
         serde(default, skip_serializing_if = "Metadata::is_empty")
     )]
     pub(super) metadata: Metadata,
+    /// The most attempts it may be handed out ([`TaskSpec::max_attempts`](crate::scheduler::TaskSpec::max_attempts)).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub(super) max_attempts: Option<u32>,
     /// Earlier dead letters of the same work, oldest first (redriven).
     #[cfg_attr(
         feature = "serde",
@@ -126,6 +132,7 @@ impl Extras {
         limited: KeySet::EMPTY,
         cost: 1,
         metadata: Metadata::new(),
+        max_attempts: None,
         history: Vec::new(),
     };
 }

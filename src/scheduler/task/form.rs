@@ -54,6 +54,8 @@ struct Written<'a, P> {
     cost: u32,
     #[serde(skip_serializing_if = "Metadata::is_empty")]
     metadata: &'a Metadata,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_attempts: Option<u32>,
 }
 
 /// What [`TaskSpec`]'s `Deserialize` reads: options left out take their
@@ -84,6 +86,8 @@ struct Read<P> {
     cost: u32,
     #[serde(default)]
     metadata: Metadata,
+    #[serde(default)]
+    max_attempts: Option<u32>,
 }
 
 impl<P: Serialize> Serialize for TaskSpec<P> {
@@ -102,6 +106,7 @@ impl<P: Serialize> Serialize for TaskSpec<P> {
             concurrency_keys: &options.concurrency_keys,
             cost: options.cost,
             metadata: &options.metadata,
+            max_attempts: options.max_attempts,
         }
         .serialize(serializer)
     }
@@ -125,6 +130,7 @@ impl<'de, P: Deserialize<'de>> Deserialize<'de> for TaskSpec<P> {
             concurrency_keys: read.concurrency_keys,
             cost: read.cost,
             metadata: read.metadata,
+            max_attempts: read.max_attempts,
         }))
     }
 }

@@ -236,6 +236,47 @@ impl<P> TaskSpec<P> {
         self
     }
 
+    /// Caps the attempts the task is ever handed out at `attempts`
+    /// ([`TaskOptions::max_attempts`]), below what the retry policy would
+    /// allow. A workflow step on a cluster sets 1, so that the step's own
+    /// policy is the only one applied to it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskweave::agent::AgentProfile;
+    /// use taskweave::resilience::Fixed;
+    /// use taskweave::scheduler::{Action, AttemptOutcome, DeadLetterReason, Dispatcher, DispatcherConfig, TaskReport, TaskSpec};
+    /// use taskweave::{AgentId, Instant};
+    ///
+    /// // The dispatcher would try five times; this task, twice.
+    /// let config = DispatcherConfig::builder().retry_policy(Fixed::new(Duration::ZERO, 5)?).build()?;
+    /// let mut d: Dispatcher<&str> = Dispatcher::new(config);
+    /// let agent = AgentId::new(1);
+    /// d.register_agent(agent, AgentProfile::builder().build()?, Instant::ZERO)?;
+    /// let task = d.submit(TaskSpec::new("flaky").max_attempts(2), Instant::ZERO)?.id();
+    /// let mut runs = 0;
+    /// while let Some(action) = d.poll_action() {
+    ///     match action {
+    ///         Action::Assign { task, agent, token, .. } => {
+    ///             runs += 1;
+    ///             let report = TaskReport { task, agent, token, outcome: AttemptOutcome::failure("no") };
+    ///             d.report(report, Instant::ZERO)?;
+    ///         }
+    ///         Action::DeadLettered { reason: DeadLetterReason::RetriesExhausted { attempts, .. }, .. } => {
+    ///             assert_eq!(attempts, 2);
+    ///         }
+    ///         _ => {}
+    ///     }
+    /// }
+    /// assert_eq!(runs, 2);
+    /// # let _ = task;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.options_mut().max_attempts = Some(attempts);
+        self
+    }
+
     /// Sets a metadata entry.
     pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.options_mut().metadata.insert(key, value);

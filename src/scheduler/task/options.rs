@@ -51,6 +51,12 @@ pub struct TaskOptions {
     /// Host metadata, handed back with every assignment
     /// ([`Dispatcher::metadata`](crate::scheduler::Dispatcher::metadata)).
     pub metadata: Metadata,
+    /// The most attempts the task is ever handed out, whatever the
+    /// dispatcher's retry policy allows: once this many were, a failure,
+    /// a lost agent or a preemption dead-letters it
+    /// ([`DeadLetterReason::RetriesExhausted`](crate::scheduler::DeadLetterReason::RetriesExhausted)).
+    /// `None`: the policy alone decides. At least 1.
+    pub max_attempts: Option<u32>,
 }
 
 impl TaskOptions {
@@ -62,6 +68,7 @@ impl TaskOptions {
         concurrency_keys: Vec::new(),
         cost: 1,
         metadata: Metadata::new(),
+        max_attempts: None,
     };
 }
 
