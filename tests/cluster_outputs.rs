@@ -293,12 +293,14 @@ fn an_output_limit_of_zero_or_over_sixteen_mib_is_refused() {
     assert_eq!(node_config().build().unwrap().max_output_bytes(), 1 << 20);
 }
 
-/// A cluster's payload for workflow steps: the step to run, or a step's
+/// A cluster's payload for workflow steps: the step to run (with the sum
+/// of its predecessors' outputs, once the client wrote it), or a step's
 /// result.
 #[cfg(feature = "workflow")]
 #[derive(Clone, Debug, PartialEq)]
 enum StepPayload {
     Run(taskweave::workflow::StepTask),
+    RunWith(taskweave::workflow::StepTask, u32),
     Result(u32),
 }
 
@@ -322,10 +324,11 @@ type RunEnd = (
 /// Runs a two-step workflow (`reserve` then `charge`, the output step,
 /// each allowed `attempts` by its own policy) on a cluster whose
 /// dispatcher would try every task five times, and whose agent answers
-/// each step with `answer` (a result, or a failure); the run's end, the
-/// outputs seen while it ran, and how many times each step ran.
+/// each step with `answer(step, the sum of its inputs)` (a result, or a
+/// failure); the run's end, the outputs seen while it ran, and how many
+/// times each step ran.
 #[cfg(feature = "workflow")]
-fn run_on_cluster(attempts: u32, answer: fn(&str) -> Result<StepPayload, String>) -> RunEnd {
+fn run_on_cluster(attempts: u32, answer: fn(&str, u32) -> Result<StepPayload, String>) -> RunEnd {
     use std::sync::Arc;
     use taskweave::cluster::WorkflowClient;
     use taskweave::resilience::Fixed;
@@ -354,12 +357,14 @@ fn run_on_cluster(attempts: u32, answer: fn(&str) -> Result<StepPayload, String>
     let config = SessionConfig::builder().build().unwrap();
     let mut agent = AgentSession::new(AgentId::new(1), profile, config);
     let mut client: WorkflowClient<StepPayload, u32> =
-        WorkflowClient::new("shop-1", Duration::from_millis(5)).with_outputs(
-            |payload| match payload {
+        WorkflowClient::new("shop-1", Duration::from_millis(5))
+            .with_outputs(|payload| match payload {
                 StepPayload::Result(n) => Ok(n),
-                StepPayload::Run(_) => Err("a step task is not a result".into()),
-            },
-        );
+                _ => Err("a step task is not a result".into()),
+            })
+            .with_inputs(|step, input| {
+                StepPayload::RunWith(step, input.inputs.iter().map(|(_, n)| n).sum())
+            });
     let mut now = Instant::from_secs(1);
     let (engine, pool) = client.parts();
     let run = engine.start(pool, Arc::clone(&def), None, now);
@@ -380,12 +385,12 @@ fn run_on_cluster(attempts: u32, answer: fn(&str) -> Result<StepPayload, String>
             agent.handle_reply(reply, now);
         }
         while let Some(work) = agent.poll_work() {
-            let StepPayload::Run(step) = &work.payload else {
-                panic!("a step's task carries its step");
+            let StepPayload::RunWith(step, input) = &work.payload else {
+                panic!("a step's task carries its step and its input");
             };
             let name = def.step(step.step).unwrap().id.clone();
             *runs.entry(name.clone()).or_default() += 1;
-            match answer(&name) {
+            match answer(&name, *input) {
                 Ok(output) => agent.complete(work.task, work.token, output),
                 Err(why) => agent.finish(work.task, work.token, AttemptOutcome::failure(why)),
             };
@@ -413,9 +418,17 @@ fn run_on_cluster(attempts: u32, answer: fn(&str) -> Result<StepPayload, String>
 
 #[cfg(feature = "workflow")]
 #[test]
-fn a_workflow_step_completes_with_its_tasks_output_and_the_run_ends_with_its_output_steps() {
+fn step_outputs_travel_to_the_next_steps_agent_and_to_the_runs_output() {
     use taskweave::workflow::RunOutcome;
-    let answer = |step: &str| Ok(StepPayload::Result(if step == "reserve" { 5 } else { 7 }));
+    // `charge` adds 2 to what it receives: `reserve`'s output, carried to
+    // its agent in the task's payload.
+    let answer = |step: &str, input: u32| {
+        Ok(StepPayload::Result(if step == "reserve" {
+            5
+        } else {
+            input + 2
+        }))
+    };
     let (outcome, output, outputs, _) = run_on_cluster(1, answer);
     assert_eq!(outcome, RunOutcome::Succeeded);
     assert_eq!(output, Some(7), "the run's output is its output step's");
@@ -428,7 +441,7 @@ fn a_workflow_step_completes_with_its_tasks_output_and_the_run_ends_with_its_out
 #[test]
 fn an_output_the_client_cannot_read_fails_its_step_with_the_reason() {
     use taskweave::workflow::{FailureCause, RunOutcome, StepTask};
-    let answer = |_: &str| {
+    let answer = |_: &str, _: u32| {
         Ok(StepPayload::Run(StepTask {
             run: taskweave::WorkflowId::new(0),
             step: taskweave::StepId::new(0),
@@ -452,7 +465,7 @@ fn an_output_the_client_cannot_read_fails_its_step_with_the_reason() {
 #[test]
 fn a_step_allowed_three_attempts_runs_at_most_three_times() {
     use taskweave::workflow::{FailureCause, RunOutcome};
-    let answer = |_: &str| Err("the card was declined".to_string());
+    let answer = |_: &str, _: u32| Err("the card was declined".to_string());
     let (outcome, _, _, runs) = run_on_cluster(3, answer);
     assert!(
         matches!(&outcome, RunOutcome::Failed(FailureCause::StepFailed { reason, .. })

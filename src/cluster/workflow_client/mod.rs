@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::config::Backoff;
 use super::contract::{ClientOp, ClientReply, MessageId, Outcome, StoreFailure, TaskEnd};
 use crate::scheduler::{Action, DeadLetterReason};
-use crate::workflow::{StepFailure, StepOutput, StepTask, WorkflowEngine};
+use crate::workflow::{StepFailure, StepInput, StepOutput, StepTask, WorkflowEngine};
 use crate::{AgentId, AttemptToken, Instant, TaskId};
 pub use pool::ClusterPool;
 use pool::Posting;
@@ -118,6 +118,8 @@ pub struct WorkflowClient<T, O> {
     events: VecDeque<ClientEvent>,
     /// Reads a completed task's output as its step's.
     read_output: Option<fn(T) -> Result<O, String>>,
+    /// Writes a step task's payload from its step and input.
+    write_input: Option<fn(StepTask, StepInput<O>) -> T>,
 }
 
 /// The operation in flight.
@@ -191,7 +193,20 @@ where
             sent: None,
             events: VecDeque::new(),
             read_output: None,
+            write_input: None,
         }
+    }
+
+    /// Writes each agent step's task payload with `write(step, input)`,
+    /// the input the engine gives the step
+    /// ([`WorkflowEngine::input`]: the run's input for an entry step, its
+    /// predecessors' outputs for the others), so an agent on the cluster
+    /// receives what the steps before it produced. Without it (or when the
+    /// engine has no input for the step), a payload is `T::from(step)`.
+    pub fn with_inputs(mut self, write: fn(StepTask, StepInput<O>) -> T) -> Self {
+        self.write_input = Some(write);
+        self.pool.keep_to_fill();
+        self
     }
 
     /// Completes each agent step with the output its task completed with
@@ -228,6 +243,13 @@ where
             return None;
         }
         if now >= self.next_post && self.pool.has_posts() {
+            if let Some(write) = self.write_input {
+                let engine = &self.engine;
+                self.pool.fill(|step| {
+                    let input = engine.input(step.run, step.token).ok()?;
+                    Some(write(step, input))
+                });
+            }
             let (messages, postings) = self.pool.take_posts();
             self.sent = Some(Sent::Post(postings));
             return Some(ClientOp::Post(messages));

@@ -31,6 +31,10 @@ pub struct ClusterPool<T> {
     /// Why the cluster gave a task up, for the engine to take.
     given_up: BTreeMap<TaskId, (String, Instant)>,
     accepted: u64,
+    /// Steps submitted whose payloads the client writes with their inputs
+    /// before they are posted; kept only once it asked
+    /// ([`WorkflowClient::with_inputs`](super::WorkflowClient::with_inputs)).
+    to_fill: Option<Vec<(TaskId, StepTask)>>,
 }
 
 struct Pending<T> {
@@ -77,6 +81,34 @@ impl<T: Clone> ClusterPool<T> {
             cancels: Vec::new(),
             given_up: BTreeMap::new(),
             accepted: 0,
+            to_fill: None,
+        }
+    }
+
+    /// From now on, the steps submitted wait for [`fill`](Self::fill).
+    pub(super) fn keep_to_fill(&mut self) {
+        self.to_fill.get_or_insert_with(Vec::new);
+    }
+
+    /// Writes the payload of every step submitted since the last call and
+    /// not posted yet: `payload(step)`, or the payload it has when that
+    /// is `None`.
+    pub(super) fn fill(&mut self, mut payload: impl FnMut(StepTask) -> Option<T>) {
+        for (local, step) in self
+            .to_fill
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+        {
+            if let Some(Pending {
+                remote: Remote::Unposted { spec, sent: false },
+                ..
+            }) = self.steps.get_mut(&local)
+            {
+                if let Some(written) = payload(step) {
+                    spec.payload = written;
+                }
+            }
         }
     }
 
@@ -276,6 +308,9 @@ impl<T: Clone + From<StepTask>> TaskPool for ClusterPool<T> {
             .idempotency_key(self.key(&step))
             .max_attempts(1);
         let remote = Remote::Unposted { spec, sent: false };
+        if let Some(to_fill) = &mut self.to_fill {
+            to_fill.push((local, step));
+        }
         self.steps.insert(
             local,
             Pending {
