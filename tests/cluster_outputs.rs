@@ -233,7 +233,7 @@ fn an_output_over_the_limit_fails_its_task_for_good_naming_the_limit() {
         panic!("the task must fail for good: {outcome:?}");
     };
     assert!(
-        reason.contains("over the cluster's limit of 100") && reason.contains("reference"),
+        reason.contains("over the cluster's output limit of 100 ") && reason.contains("reference"),
         "{reason}"
     );
     cluster.audit();

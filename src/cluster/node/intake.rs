@@ -65,9 +65,10 @@ pub(crate) fn intake<P: Clone>(
     for message in messages {
         let oversized = (message.bytes > max_output_bytes).then(|| {
             format!(
-                "the output is {} bytes, over the cluster's limit of {max_output_bytes} \
-                 (NodeConfig::max_output_bytes): keep a large result elsewhere and return \
-                 a reference to it",
+                "the completion with its output is {} bytes as stored, over the cluster's \
+                 output limit of {max_output_bytes} (NodeConfig::max_output_bytes, \
+                 `taskweave-pg node --max-output-bytes`): keep a large result elsewhere and \
+                 return a reference to it",
                 message.bytes
             )
         });

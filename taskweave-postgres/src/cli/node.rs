@@ -11,7 +11,7 @@ use super::args::Args;
 use super::{Payload, dispatcher_config, logger};
 
 const USAGE: &str = "\
-usage: taskweave-pg node --db CONNINFO [--name NAME] [--keep-journal] [--pool NAME:SLOTS[:CAP,CAP...]]...
+usage: taskweave-pg node --db CONNINFO [--name NAME] [--keep-journal] [--max-output-bytes N] [--pool NAME:SLOTS[:CAP,CAP...]]...
 
 Follows the journal, and leads when the lease is free (a 1 s lease, renewed
 every 250 ms). Run two or more: a standby takes over within about a second of
@@ -20,12 +20,26 @@ backoff and resumes from the journal) and exits 0 when the cluster is drained.
 --name        the lease holder's name in logs and status (default: node-PID)
 --keep-journal  keep every journal entry (default: delete entries behind the
               previous snapshot; `audit` then checks from the latest snapshot)
+--max-output-bytes  the largest output a task may complete with, as stored
+              (default 1048576, at most 16777216); a larger one fails its task
+              for good: return a reference to a large result. Give every node
+              the same value.
 --pool        a pool whose scale hint `status` shows while this node leads: its
               agents have SLOTS slots each and every capability CAP (none: every
               agent, every task), e.g. --pool gpu:4:gpu,cuda";
 
 pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
-    let args = Args::parse(raw, USAGE, &["--db", "--name", "--keep-journal!", "--pool"])?;
+    let args = Args::parse(
+        raw,
+        USAGE,
+        &[
+            "--db",
+            "--name",
+            "--keep-journal!",
+            "--max-output-bytes",
+            "--pool",
+        ],
+    )?;
     if args.wants_help() {
         say!("{USAGE}");
         return Ok(ExitCode::SUCCESS);
@@ -34,8 +48,10 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     let name = args
         .value("--name")
         .map_or_else(|| format!("node-{}", std::process::id()), str::to_string);
-    let mut config =
-        NodeConfig::builder(name.clone()).snapshots(4_000, !args.switch("--keep-journal"));
+    let max_output: usize = args.parsed("--max-output-bytes", 1 << 20)?;
+    let mut config = NodeConfig::builder(name.clone())
+        .snapshots(4_000, !args.switch("--keep-journal"))
+        .max_output_bytes(max_output);
     for pool in args.values("--pool") {
         config = with_pool(config, pool).map_err(|why| args.wrong(&why))?;
     }
