@@ -374,8 +374,10 @@ pub enum NodeOp<P> {
         /// The most to answer.
         limit: usize,
     },
-    /// Pending inbox messages, oldest first, at most `limit`. Answers
-    /// [`NodeReply::Inbox`].
+    /// Pending inbox messages, oldest first, at most `limit`. A store may
+    /// answer fewer to bound the bytes it hands out (the PostgreSQL store
+    /// stops once 32 MiB of bodies are past its first message), but at
+    /// least one while any is pending. Answers [`NodeReply::Inbox`].
     ReadInbox {
         /// The most to answer.
         limit: usize,

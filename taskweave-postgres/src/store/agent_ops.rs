@@ -112,7 +112,7 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
                     .collect();
                 let bodies = reports
                     .into_iter()
-                    .map(|r| codec::encode("a report", &r.into_message()))
+                    .map(codec::report_body)
                     .collect::<Result<Vec<_>, _>>()?;
                 self.write(|tx| {
                     let row =

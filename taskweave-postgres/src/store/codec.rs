@@ -6,7 +6,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use taskweave::AgentId;
-use taskweave::cluster::{Message, Sender, StoreFailure, Verdict};
+use taskweave::cluster::{Finished, Message, Sender, StoreFailure, Verdict};
+use taskweave::scheduler::{AttemptOutcome, TaskReport};
 
 /// A `u64` as a `BIGINT`: the bits unchanged, so [`int_to_u64`] gives it
 /// back exactly (values above `i64::MAX` are stored negative).
@@ -52,6 +53,33 @@ pub(crate) fn kind<P>(message: &Message<P>) -> &'static str {
         Message::Cancel(_) => "cancel",
         Message::Drain => "drain",
     }
+}
+
+/// The most bytes a report's stored body may have: the inbox's limit for
+/// its kind (schema version 3), the largest output limit a node takes.
+pub(crate) const MAX_REPORT_BYTES: usize = 16 << 20;
+
+/// The stored body of an agent's report. One over [`MAX_REPORT_BYTES`]
+/// (a huge output, or a huge failure reason) would be refused by the
+/// database every time the agent sent it again, so it is stored as a
+/// failure of the attempt that names the limit instead: the task ends
+/// for good, and the agent goes on.
+pub(crate) fn report_body<P: Serialize>(finished: Finished<P>) -> Result<String, StoreFailure> {
+    let report = finished.task_report().clone();
+    let body = encode("a report", &finished.into_message())?;
+    if body.len() <= MAX_REPORT_BYTES {
+        return Ok(body);
+    }
+    let why = format!(
+        "the report is {} bytes as stored, over the {MAX_REPORT_BYTES} bytes a report may have \
+         (with its output): keep a large result elsewhere and return a reference to it",
+        body.len()
+    );
+    let failed = TaskReport {
+        outcome: AttemptOutcome::fatal(why),
+        ..report
+    };
+    encode("a report", &Message::<P>::Report(failed))
 }
 
 /// The `kind` and `body` columns of messages to post, in order.

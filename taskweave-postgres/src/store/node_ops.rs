@@ -66,8 +66,21 @@ const READ_JOURNAL: &str =
 const JOURNAL_BOUNDS: &str =
     "SELECT (SELECT min(seq) FROM journal), (SELECT max(seq) FROM snapshots)";
 
-const READ_INBOX: &str = "SELECT id, agent, incarnation, kind, body FROM inbox
-WHERE NOT consumed ORDER BY id LIMIT $1";
+/// Pending messages in id order, at most `$1`, and no more after the
+/// first whose bodies reach `$2` bytes (at least one): a flood of large
+/// messages is taken in a few at a time. The sizes are read without the
+/// bodies (`octet_length` does not detoast), which are fetched only for
+/// the messages answered.
+const READ_INBOX: &str = "WITH pending AS (
+    SELECT id, sum(octet_length(body)) OVER (ORDER BY id) - octet_length(body) AS before
+    FROM inbox WHERE NOT consumed ORDER BY id LIMIT $1)
+SELECT i.id, i.agent, i.incarnation, i.kind, i.body
+FROM pending p JOIN inbox i ON i.id = p.id
+WHERE p.before < $2 ORDER BY i.id";
+
+/// The most bytes of message bodies one read of the inbox answers past its
+/// first message.
+pub(super) const INBOX_READ_BYTES: i64 = 32 << 20;
 
 const READ_OUTSTANDING: &str = "SELECT task, token FROM outbox
 WHERE state IN ('ready', 'claimed') ORDER BY task, token";
@@ -167,7 +180,7 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
             }),
             NodeOp::ReadJournal { from, limit } => self.read(|db| read_journal(db, from, limit)),
             NodeOp::ReadInbox { limit: most } => self.read(|db| {
-                let rows = db.query(READ_INBOX, &[&limit(most)])?;
+                let rows = db.query(READ_INBOX, &[&limit(most), &INBOX_READ_BYTES])?;
                 let messages = rows
                     .iter()
                     .map(|row| {

@@ -103,6 +103,7 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
     admin
         .batch_execute(
             "DROP TABLE taskweave.outcomes;
+             ALTER TABLE taskweave.inbox DROP CONSTRAINT inbox_body_fits_its_kind;
              DELETE FROM taskweave.schema_version WHERE version IN (2, 3)",
         )
         .unwrap_or_else(|e| panic!("{e}"));
@@ -116,11 +117,13 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
     let upgraded = crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(upgraded.applied, vec![2, 3], "{upgraded:?}");
     PgStore::<String>::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"));
-    // The previous release's (version 2: outcomes without outputs) gains
-    // the output column alone, and its outcomes read back.
+    // The previous release's (version 2: outcomes without outputs, one
+    // size limit for every message) gains version 3 alone, and its
+    // outcomes read back.
     admin
         .batch_execute(
             "ALTER TABLE taskweave.outcomes DROP COLUMN output;
+             ALTER TABLE taskweave.inbox DROP CONSTRAINT inbox_body_fits_its_kind;
              DELETE FROM taskweave.schema_version WHERE version = 3;
              INSERT INTO taskweave.outcomes (task, seq, body) VALUES (41, 1, '\"Completed\"')",
         )
