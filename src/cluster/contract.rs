@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use crate::agent::AgentProfile;
-use crate::scheduler::{AttemptOutcome, Input, Snapshot, TaskReport, TaskSpec};
+use crate::scheduler::{Input, Snapshot, TaskReport, TaskSpec};
 use crate::{AgentId, AttemptToken, Instant, TaskId};
 
+pub use super::finished::Finished;
 use super::status::Status;
-pub use super::task_end::TaskEnd;
+pub use super::task_end::{Outcome, TaskEnd};
 
 /// A store-assigned, strictly increasing inbox message id.
 pub type MessageId = u64;
@@ -66,7 +67,7 @@ pub enum Entry<P> {
     /// journaled with its refused report and goes nowhere.
     Completed {
         /// The success report (its outcome is always
-        /// [`AttemptOutcome::Success`]).
+        /// [`AttemptOutcome::Success`](crate::scheduler::AttemptOutcome::Success)).
         report: TaskReport,
         /// The task's result.
         output: P,
@@ -180,72 +181,6 @@ pub struct InboxMessage<P> {
     /// leader holds an output to ([`NodeConfig::max_output_bytes`](super::NodeConfig::max_output_bytes));
     /// 0 where the store keeps values, not bytes.
     pub bytes: usize,
-}
-
-/// What an agent sends when it finishes an attempt: a report, and with a
-/// success, possibly an output. Built only by the constructors, so an
-/// output never rides on a failure.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Finished<P> {
-    report: TaskReport,
-    output: Option<P>,
-}
-
-impl<P> Finished<P> {
-    /// A report with no output.
-    pub fn report(report: TaskReport) -> Self {
-        Finished {
-            report,
-            output: None,
-        }
-    }
-
-    /// A success of `agent`'s attempt `token` on `task`, with its output.
-    pub fn completed(task: TaskId, agent: AgentId, token: AttemptToken, output: P) -> Self {
-        Finished {
-            report: TaskReport {
-                task,
-                agent,
-                token,
-                outcome: AttemptOutcome::Success,
-            },
-            output: Some(output),
-        }
-    }
-
-    /// The report.
-    pub fn task_report(&self) -> &TaskReport {
-        &self.report
-    }
-
-    /// The output, with a success that has one.
-    pub fn output(&self) -> Option<&P> {
-        self.output.as_ref()
-    }
-
-    /// The inbox message it posts.
-    pub fn into_message(self) -> Message<P> {
-        match self.output {
-            None => Message::Report(self.report),
-            Some(output) => Message::Completed {
-                task: self.report.task,
-                token: self.report.token,
-                output,
-            },
-        }
-    }
-}
-
-/// How a task ended, and its result: what a client reads back
-/// ([`ClientOp::Outcomes`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Outcome<P> {
-    /// How it ended.
-    pub end: TaskEnd,
-    /// The output its agent completed it with
-    /// ([`Message::Completed`]); `None` for a task that did not complete,
-    /// or completed without one.
-    pub output: Option<P>,
 }
 
 /// What the leader answered a message.

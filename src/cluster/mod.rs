@@ -82,6 +82,7 @@ mod audit;
 mod check;
 mod config;
 mod contract;
+mod finished;
 mod incarnation;
 mod mem_store;
 mod node;

@@ -1,4 +1,5 @@
-//! [`TaskEnd`]: how a task ended, as a leader publishes it.
+//! [`TaskEnd`]: how a task ended, as a leader publishes it, and
+//! [`Outcome`]: that end with the task's output, as a client reads it.
 
 use crate::scheduler::{DeadLetterReason, Expiry};
 
@@ -39,4 +40,16 @@ impl std::fmt::Display for TaskEnd {
             TaskEnd::Cancelled => f.write_str("cancelled"),
         }
     }
+}
+
+/// How a task ended, and its result: what a client reads back
+/// ([`ClientOp::Outcomes`](super::ClientOp::Outcomes)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome<P> {
+    /// How it ended.
+    pub end: TaskEnd,
+    /// The output its agent completed it with
+    /// ([`Message::Completed`](super::Message::Completed)); `None` for a task that did not complete,
+    /// or completed without one.
+    pub output: Option<P>,
 }
