@@ -1,5 +1,6 @@
 //! `taskweave-pg bench`: the cluster's throughput, latency and recovery
-//! on a scratch database, next to a bare `FOR UPDATE SKIP LOCKED` queue.
+//! on a scratch database, next to two bare `FOR UPDATE SKIP LOCKED`
+//! queues: one job per transaction, and batched.
 
 mod bare;
 mod cluster;
@@ -15,6 +16,7 @@ use taskweave_postgres::testkit::PgCluster;
 
 use super::args::Args;
 
+use bare::Queue;
 use harness::Scratch;
 
 const USAGE: &str = "\
@@ -32,7 +34,15 @@ the end) and prints as JSON lines on stdout, one object per figure:
   bare_queue_jobs_per_second the same count through a bare FOR UPDATE SKIP
                              LOCKED queue: one insert per job, N workers each
                              claiming and completing one job per transaction
-  ratio_cluster_to_bare
+                             (a fixed yardstick, measured as it always was)
+  bare_batched_queue_jobs_per_second
+                             the same count through a batched bare queue, as
+                             graphile-worker, pg-boss and Oban are tuned: 500
+                             jobs per insert with a NOTIFY, N workers each
+                             claiming up to --capacity jobs per transaction and
+                             deleting them in one more, asleep on LISTEN when
+                             idle
+  ratio_cluster_to_bare, ratio_cluster_to_bare_batched
   recovery_after_leader_loss_ms      a standby takes over from a dead leader
   recovery_after_postgres_restart_ms PostgreSQL killed and restarted (--private)
   machine                    cores, CPU, PostgreSQL's version
@@ -42,7 +52,8 @@ A short summary goes to stderr.
 --private      start a private PostgreSQL server (as the tests do) instead
 --tasks N      tasks per phase (default 20000)
 --agents N     agents, and bare-queue workers (default 4)
---capacity N   tasks each agent may hold (default 64)
+--capacity N   tasks each agent may hold, and jobs a batched worker claims at
+               once (default 64)
 --json         the JSON lines only, no summary";
 
 /// Tasks per submitted message.
@@ -163,11 +174,15 @@ impl Bench {
         let cluster_tps = self.cluster(&mut admin, private)?;
         // A fresh connection: the server may have restarted meanwhile.
         let mut admin = Client::connect(&self.db, NoTls).map_err(|e| e.to_string())?;
-        let bare_jps = self.bare(&mut admin)?;
+        let bare_jps = self.bare(&mut admin, Queue::OneByOne)?;
         let ratio = cluster_tps / bare_jps.max(f64::MIN_POSITIVE);
         figure(json!({"figure": "ratio_cluster_to_bare", "value": round(ratio, 2)}));
+        let batched_jps = self.bare(&mut admin, Queue::Batched)?;
+        let batched = cluster_tps / batched_jps.max(f64::MIN_POSITIVE);
+        figure(json!({"figure": "ratio_cluster_to_bare_batched", "value": round(batched, 2)}));
         self.summary.push(format!(
-            "bench: the cluster does {ratio:.2}× the bare queue"
+            "bench: the cluster does {ratio:.2}× the bare queue and {batched:.2}× the batched \
+             bare queue"
         ));
         Ok(())
     }
