@@ -70,7 +70,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("taskweave-pg: {e}");
+            cli::log::complain(&format!("taskweave-pg: {e}"));
             ExitCode::from(2)
         }
     }

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use taskweave::cluster::Verdict;
+use taskweave::cluster::{StoreFailure, Verdict};
 use taskweave_postgres::PgClient;
 
 use super::Payload;
@@ -25,7 +25,14 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     }
     let wait = Duration::from_secs(args.parsed("--wait", 600u64)?);
     let mut client = PgClient::<Payload>::connect(&args.db()?).map_err(|e| e.to_string())?;
-    let id = client.drain().map_err(|e| e.to_string())?;
+    let id = client.drain().map_err(|e| match e {
+        // Row-level security refused the message: the login's kind.
+        StoreFailure::Failed { cause } if cause.starts_with("42501 ") => format!(
+            "this login may not drain ({cause}): drain needs a node login (or the database \
+             owner); a submitter may only submit and cancel"
+        ),
+        e => e.to_string(),
+    })?;
     let deadline = Instant::now() + wait;
     let mut said = Instant::now();
     loop {

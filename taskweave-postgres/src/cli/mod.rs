@@ -7,6 +7,7 @@ pub(crate) mod bench;
 pub(crate) mod cancel;
 pub(crate) mod drain;
 pub(crate) mod init;
+pub(crate) mod log;
 pub(crate) mod node;
 pub(crate) mod outcome;
 pub(crate) mod status;
@@ -41,7 +42,4 @@ pub(crate) fn dispatcher_config() -> Result<DispatcherConfig, String> {
         .map_err(|e| e.to_string())
 }
 
-/// A log line on stderr, prefixed with who says it.
-pub(crate) fn logger(who: String) -> impl FnMut(&str) {
-    move |line: &str| eprintln!("{who}: {line}")
-}
+pub(crate) use log::logger;

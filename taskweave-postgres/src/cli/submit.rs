@@ -20,8 +20,9 @@ Reads one task per line from FILE (or stdin), as JSON:
   {\"payload\": ANY, \"priority\": \"P0\"|\"P1\"|\"P2\"|\"P3\", \"requires\": [\"gpu\"],
    \"idempotency_key\": \"…\", \"ttl_ms\": N, \"attempt_timeout_ms\": N}
 Only \"payload\" is required. Each line is checked on its own: a line that does
-not parse is reported with its reason and not sent. The others are submitted,
-500 to a message, and the command waits up to --wait seconds (default 30) for
+not parse (or is not UTF-8, or is over the 16 MiB a message may hold) is
+reported with its reason and not sent. The others are submitted, up to 500
+and 8 MiB of JSON to a message, and the command waits up to --wait seconds (default 30) for
 the leader's verdict on each, printing `line N: task ID` or `line N: refused:
 WHY`. It exits 0 only if every line was accepted, 1 otherwise.";
 
@@ -67,6 +68,46 @@ fn spec(text: &str) -> Result<TaskSpec<Payload>, String> {
     Ok(spec)
 }
 
+/// The most bytes one inbox message may hold (the database's limit for a
+/// submission).
+const MAX_MESSAGE_BYTES: usize = 16 << 20;
+/// The most tasks, and bytes of their JSON, posted in one message.
+const CHUNK_TASKS: usize = 500;
+const CHUNK_BYTES: usize = 8 << 20;
+
+/// The size of `spec` as JSON, if it fits in a message of its own.
+fn fits_a_message(spec: &TaskSpec<Payload>) -> Result<usize, String> {
+    let size = serde_json::to_vec(spec).map_err(|e| e.to_string())?.len();
+    if size > MAX_MESSAGE_BYTES - 64 {
+        return Err(format!(
+            "the task is {size} bytes as JSON, over the {MAX_MESSAGE_BYTES} a message may \
+             hold: keep a large payload elsewhere and submit a reference to it"
+        ));
+    }
+    Ok(size)
+}
+
+/// `good` cut into messages of at most [`CHUNK_TASKS`] tasks and, but for
+/// a single large task, [`CHUNK_BYTES`] of JSON, in order.
+fn chunked<T>(good: Vec<(usize, T, usize)>) -> Vec<Vec<(usize, T, usize)>> {
+    let mut chunks: Vec<Vec<(usize, T, usize)>> = Vec::new();
+    let mut bytes = 0;
+    for line in good {
+        let size = line.2;
+        match chunks.last_mut() {
+            Some(chunk) if chunk.len() < CHUNK_TASKS && bytes + size <= CHUNK_BYTES => {
+                chunk.push(line);
+                bytes += size;
+            }
+            _ => {
+                chunks.push(vec![line]);
+                bytes = size;
+            }
+        }
+    }
+    chunks
+}
+
 pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     let args = Args::parse(raw, USAGE, &["--db", "--wait"])?;
     if args.wants_help() {
@@ -82,15 +123,23 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         _ => return Err(args.wrong("at most one FILE")),
     };
     let mut refused = 0usize;
-    let mut good: Vec<(usize, TaskSpec<Payload>)> = Vec::new();
-    for (n, text) in reader.lines().enumerate() {
+    let mut good: Vec<(usize, TaskSpec<Payload>, usize)> = Vec::new();
+    for (n, bytes) in reader.split(b'\n').enumerate() {
         let number = n + 1;
-        let text = text.map_err(|e| format!("line {number}: cannot read: {e}"))?;
-        if text.trim().is_empty() {
-            continue;
-        }
-        match spec(&text) {
-            Ok(spec) => good.push((number, spec)),
+        let bytes = bytes.map_err(|e| format!("line {number}: cannot read: {e}"))?;
+        let checked = String::from_utf8(bytes)
+            .map_err(|e| format!("not UTF-8 (byte {})", e.utf8_error().valid_up_to()))
+            .and_then(|text| {
+                if text.trim().is_empty() {
+                    return Ok(None);
+                }
+                let spec = spec(&text)?;
+                let size = fits_a_message(&spec)?;
+                Ok(Some((spec, size)))
+            });
+        match checked {
+            Ok(None) => {}
+            Ok(Some((spec, size))) => good.push((number, spec, size)),
             Err(why) => {
                 refused += 1;
                 say!("line {number}: refused: {why}");
@@ -98,11 +147,10 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         }
     }
     let mut client = PgClient::<Payload>::connect(&args.db()?).map_err(|e| e.to_string())?;
-    let chunks: Vec<Vec<(usize, TaskSpec<Payload>)>> =
-        good.chunks(500).map(<[_]>::to_vec).collect();
+    let chunks = chunked(good);
     let batches = chunks
         .iter()
-        .map(|c| c.iter().map(|(_, s)| s.clone()).collect())
+        .map(|c| c.iter().map(|(_, s, _)| s.clone()).collect())
         .collect();
     let ids = if chunks.is_empty() {
         Vec::new()
@@ -113,7 +161,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         .wait_verdicts(&ids, wait)
         .map_err(|e| e.to_string())?;
     for (chunk, verdict) in chunks.iter().zip(verdicts) {
-        for (i, (number, _)) in chunk.iter().enumerate() {
+        for (i, (number, ..)) in chunk.iter().enumerate() {
             let answer = match &verdict {
                 None => Err(format!("no verdict within {wait:?}: is a node running?")),
                 Some(Verdict::Submitted(tasks)) => tasks
@@ -141,7 +189,50 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::spec;
+    use super::{CHUNK_BYTES, chunked, fits_a_message, spec};
+
+    #[test]
+    fn messages_hold_at_most_500_tasks_and_8_mib_but_for_one_large_task() {
+        let sizes = |lines: Vec<usize>| -> Vec<(usize, usize)> {
+            let good = lines
+                .into_iter()
+                .enumerate()
+                .map(|(n, s)| (n + 1, (), s))
+                .collect();
+            chunked(good)
+                .iter()
+                .map(|c| (c.len(), c.iter().map(|l| l.2).sum()))
+                .collect()
+        };
+        assert_eq!(
+            sizes(vec![100; 1_200]),
+            [(500, 50_000), (500, 50_000), (200, 20_000)]
+        );
+        // 500 lines of 40 KB: 20 MB, over a message's 16 MiB in one.
+        let chunks = sizes(vec![40_000; 500]);
+        assert!(
+            chunks.iter().all(|&(_, bytes)| bytes <= CHUNK_BYTES),
+            "{chunks:?}"
+        );
+        assert_eq!(chunks.iter().map(|c| c.0).sum::<usize>(), 500);
+        assert_eq!(
+            sizes(vec![10, 12 << 20, 10]),
+            [(1, 10), (1, 12 << 20), (1, 10)]
+        );
+        assert!(sizes(vec![]).is_empty());
+    }
+
+    #[test]
+    fn a_task_too_large_for_a_message_is_refused_with_the_limit() {
+        let big = spec(&format!(r#"{{"payload": "{}"}}"#, "x".repeat(17 << 20))).unwrap();
+        let why = fits_a_message(&big).unwrap_err();
+        assert!(
+            why.contains("16777216") && why.contains("reference"),
+            "{why}"
+        );
+        let small = spec(r#"{"payload": 1}"#).unwrap();
+        assert!(fits_a_message(&small).is_ok());
+    }
 
     #[test]
     fn a_line_is_checked_on_its_own() {

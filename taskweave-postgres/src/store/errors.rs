@@ -56,7 +56,26 @@ pub enum PgError {
 impl fmt::Display for PgError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PgError::Conninfo(e) => write!(f, "invalid connection string: {e}"),
+            PgError::Conninfo(e) => {
+                // The error says only "invalid connection string"; the
+                // cause is in its sources.
+                let mut causes = Vec::new();
+                let mut source = std::error::Error::source(e);
+                while let Some(cause) = source {
+                    causes.push(cause.to_string());
+                    source = cause.source();
+                }
+                let why = if causes.is_empty() {
+                    e.to_string()
+                } else {
+                    causes.join(": ")
+                };
+                write!(
+                    f,
+                    "invalid connection string: {why}; write it as libpq's key=value pairs \
+                     (host=… port=… dbname=… user=…) or a postgresql:// URL"
+                )
+            }
             PgError::Connect { target, source } => {
                 write!(
                     f,

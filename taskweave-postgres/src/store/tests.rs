@@ -60,6 +60,23 @@ fn commit_with(first_seq: u64, outputs: Outputs<String>) -> NodeOp<String> {
 }
 
 #[test]
+fn a_connection_string_that_does_not_parse_names_its_cause_and_the_form() {
+    for (conninfo, cause) in [
+        ("host=x port=abc", "invalid value for option `port`"),
+        ("host='x", "unterminated quoted connection parameter value"),
+    ] {
+        let refused = PgStore::<String>::connect(conninfo);
+        let message = refused.map(|_| ()).unwrap_err().to_string();
+        assert!(
+            message.contains(cause)
+                && message.contains("key=value")
+                && !message.contains("invalid connection string: invalid connection string"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
 fn unreachable_servers_and_missing_schemas_name_the_remedy() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -59,10 +59,10 @@ impl Drop for Scratch {
             ))
         });
         if let Err(e) = dropped {
-            eprintln!(
+            super::super::log::complain(&format!(
                 "bench: could not drop the scratch database {}: {e}",
                 self.name
-            );
+            ));
         }
     }
 }

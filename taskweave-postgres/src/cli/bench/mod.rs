@@ -118,7 +118,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     result?;
     if !quiet {
         for line in &bench.summary {
-            eprintln!("{line}");
+            super::log::complain(line);
         }
     }
     Ok(ExitCode::SUCCESS)
