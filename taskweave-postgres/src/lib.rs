@@ -7,7 +7,7 @@ pub mod testkit;
 pub use schema::{
     LoginKind, MigrateReport, SCHEMA_VERSION, create_agent_login, create_login, migrate,
 };
-pub use store::{PgError, PgStore, session_options};
+pub use store::{PgError, PgStore, connect_admin, session_options};
 
 // Hosts for the roles, and the command line.
 pub mod host;

@@ -2,8 +2,7 @@
 
 use std::process::ExitCode;
 
-use postgres::{Client, NoTls};
-use taskweave_postgres::{LoginKind, create_login, migrate};
+use taskweave_postgres::{LoginKind, connect_admin, create_login, migrate};
 
 use super::args::Args;
 
@@ -24,9 +23,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let db = args.db()?;
-    let mut client = Client::connect(&db, NoTls).map_err(|e| {
-        format!("cannot connect to PostgreSQL with {db:?}: {e}; is the server running, and may this user log in?")
-    })?;
+    let mut client = connect_admin(&db).map_err(|e| e.to_string())?;
     let report = migrate(&mut client).map_err(|e| e.to_string())?;
     if report.applied.is_empty() {
         say!("schema: at version {}, nothing to do", report.to);

@@ -82,7 +82,14 @@ impl fmt::Display for PgError {
                     "cannot connect to PostgreSQL at {target}: {}",
                     describe(source)
                 )?;
-                if source.as_db_error().is_none() {
+                if describe(source).contains("password missing") {
+                    write!(
+                        f,
+                        "; the server asks for a password: set PGPASSWORD, or add a line to \
+                         ~/.pgpass (or the file PGPASSFILE names, readable by its owner \
+                         only), rather than password=… in a string that `ps` shows"
+                    )?;
+                } else if source.as_db_error().is_none() {
                     write!(f, "; is PostgreSQL running at {target}?")?;
                 }
                 Ok(())

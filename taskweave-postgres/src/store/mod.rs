@@ -29,6 +29,7 @@ mod client_ops;
 mod codec;
 pub(crate) mod errors;
 mod node_ops;
+mod password;
 #[cfg(test)]
 mod tests;
 
@@ -192,6 +193,9 @@ impl<P> PgStore<P> {
     /// as `host=… port=… user=… dbname=…`), with `search_path` set to the
     /// `taskweave` schema, a 30 s statement timeout and, unless the string
     /// sets one, a 10 s connect timeout; then checks the schema version.
+    /// A string without a password takes libpq's: `PGPASSWORD`, else the
+    /// matching line of the password file (`PGPASSFILE`, else
+    /// `~/.pgpass`, ignored unless only its owner may read it).
     ///
     /// # Errors
     ///
@@ -201,6 +205,7 @@ impl<P> PgStore<P> {
     /// another version than [`SCHEMA_VERSION`].
     pub fn connect(conninfo: &str) -> Result<Self, PgError> {
         let mut config: Config = conninfo.parse().map_err(PgError::Conninfo)?;
+        password::from_environment(&mut config);
         let options = format!(
             "{} {}",
             config.get_options().unwrap_or_default(),
@@ -407,6 +412,28 @@ fn unreachable_store(e: PgError) -> StoreFailure {
 }
 
 /// `host=… port=…` for messages.
+/// A plain connection to the database `conninfo` names (for `init` and
+/// other administration), with the password libpq would take from the
+/// environment when the string names none (`PGPASSWORD`, the password
+/// file).
+///
+/// # Errors
+///
+/// [`PgError::Conninfo`] for a string that does not parse,
+/// [`PgError::Connect`] when the server cannot be reached or refuses the
+/// login.
+pub fn connect_admin(conninfo: &str) -> Result<postgres::Client, PgError> {
+    let mut config: Config = conninfo.parse().map_err(PgError::Conninfo)?;
+    password::from_environment(&mut config);
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    config.connect(NoTls).map_err(|source| PgError::Connect {
+        target: target(&config),
+        source,
+    })
+}
+
 fn target(config: &Config) -> String {
     let host = match config.get_hosts().first() {
         Some(postgres::config::Host::Tcp(host)) => host.clone(),
