@@ -1,6 +1,7 @@
 //! `taskweave-pg agent`: an agent that runs a command per task.
 
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
@@ -31,7 +32,8 @@ over it, the task fails for good): return a reference to a large result,
 not the result. Any other status reports a failure (retried by the
 cluster's policy) with the last line of its stderr; exit status 100 reports
 a failure that must not be retried. A command whose
-attempt the cluster cancels (a client's cancel, a failover) is killed. The agent
+attempt the cluster cancels (a client's cancel, a failover) is killed, with
+every process it started (it runs in a process group of its own). The agent
 survives PostgreSQL restarts and exits 0 when the cluster is drained.
 Connect with the agent's own login (see `taskweave-pg init --agent`).";
 
@@ -144,7 +146,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
                     "{task}: cancelled by the cluster; stopping its command"
                 ));
                 // It may have ended meanwhile; its result is refused anyway.
-                let _ = r.child.kill();
+                kill_group(&mut r.child);
             }
         }
         running.retain_mut(|r| match r.child.try_wait() {
@@ -193,6 +195,21 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Kills `child` and every process in its group (what it started, such as
+/// a shell's commands), by `kill -KILL -- -PGID`; the child alone if that
+/// fails.
+fn kill_group(child: &mut Child) {
+    let group = format!("-{}", child.id());
+    let killed = Command::new("kill")
+        .args(["-KILL", "--", &group])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !killed {
+        let _ = child.kill();
+    }
+}
+
 /// Starts the command for `work`, its payload on stdin.
 fn start(
     program: &str,
@@ -207,6 +224,8 @@ fn start(
         .env("TASKWEAVE_AGENT", agent.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        // Its own process group, so a cancel stops what it started too.
+        .process_group(0)
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start {program}: {e}"))?;

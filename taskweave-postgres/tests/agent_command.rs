@@ -1,0 +1,148 @@
+//! `taskweave-pg agent` runs a command per task: a cancelled task's
+//! command is killed with everything it started, and what a command
+//! writes to its stdout is the task's output, which `outcome` prints.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use taskweave_postgres::testkit::start_or_skip;
+
+const BIN: &str = env!("CARGO_BIN_EXE_taskweave-pg");
+
+/// Runs `taskweave-pg ARGS` to its end; its stdout, or why it failed.
+fn run(args: &[&str], stdin: &str) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A role left running; killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(args: &[&str]) -> Running {
+    Running(
+        Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{args:?}: {e}")),
+    )
+}
+
+/// Kills the processes whose command line contains its pattern when
+/// dropped: a failed test leaves no sleep behind.
+struct Sweep(String);
+
+impl Drop for Sweep {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill").args(["-f", &self.0]).status();
+    }
+}
+
+/// The processes whose command line contains `needle`.
+fn processes(needle: &str) -> Vec<String> {
+    let out = Command::new("pgrep")
+        .args(["-af", needle])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.contains("pgrep"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{what}: not within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_cancel_kills_what_the_command_started_and_stdout_is_the_output() {
+    let Some(cluster) = start_or_skip("agent_command") else {
+        return;
+    };
+    let admin = cluster.conninfo();
+    let init = run(
+        &[
+            "init",
+            "--db",
+            &admin,
+            "--node",
+            "n",
+            "--agent",
+            "1:a",
+            "--submitter",
+            "s",
+        ],
+        "",
+    );
+    assert!(init.contains("login a: Agent(1)"), "{init}");
+    let (node, agent, sub) = (
+        cluster.conninfo_as("n"),
+        cluster.conninfo_as("a"),
+        cluster.conninfo_as("s"),
+    );
+    // A number unique to this test, in the sleeps' command lines only (the
+    // script computes it, so neither the agent's nor the shell's command
+    // line holds it).
+    let marker = 3_000_000 + std::process::id();
+    let _sweep = Sweep(format!("sleep {marker}"));
+    let script = format!(
+        "read p; case \"$p\" in *sleep*) sleep $(({marker} + 0)) & sleep $(({marker} + 0)); \
+         wait ;; *) echo '{{\"seen\": '\"$p\"'}}' ;; esac"
+    );
+    let _node = start(&["node", "--db", &node, "--name", "n1"]);
+    let _agent = start(&[
+        "agent", "--db", &agent, "--id", "1", "--", "sh", "-c", &script,
+    ]);
+    let submitted = run(
+        &["submit", "--db", &sub],
+        "{\"payload\": \"sleep\"}\n{\"payload\": 7}\n",
+    );
+    assert!(
+        submitted.contains("line 1: task-0") && submitted.contains("line 2: task-1"),
+        "{submitted}"
+    );
+    let outcome = run(&["outcome", "--db", &sub, "--wait", "30", "task-1"], "");
+    assert!(
+        outcome.contains("task-1: completed, output: {\"seen\":7}"),
+        "{outcome}"
+    );
+    wait_until("the command and its two sleeps to start", || {
+        processes(&format!("sleep {marker}")).len() >= 2
+    });
+    let cancelled = run(&["cancel", "--db", &sub, "task-0"], "");
+    assert!(cancelled.contains("task-0: cancelled"), "{cancelled}");
+    wait_until("every process the command started to be killed", || {
+        processes(&format!("sleep {marker}")).is_empty()
+    });
+}
