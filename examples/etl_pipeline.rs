@@ -233,13 +233,14 @@ fn main() -> ExitCode {
     for (batch, outcome, output) in &results {
         // The records carry a trailer, -(bad + 1): the good ones are the rest.
         let good = |records: &Records| records.iter().filter(|&&r| r >= 0).count();
+        let outcome = outcome.describe(&def);
         match output {
             Some(records) => println!(
-                "batch {batch}: {outcome:?}: loaded {} records into the warehouse",
+                "batch {batch}: {outcome}: loaded {} records into the warehouse",
                 good(records)
             ),
             None => println!(
-                "batch {batch}: {outcome:?}: quarantined (too many bad records), nothing loaded"
+                "batch {batch}: {outcome}: quarantined (too many bad records), nothing loaded"
             ),
         }
     }

@@ -135,7 +135,9 @@ fn main() -> ExitCode {
     let paid = run_order(&def, 1, false);
     let declined = run_order(&def, 2, true);
     for run in [&paid, &declined] {
-        println!("\norder {}: {:?}", run.id().get(), run.outcome());
+        let outcome = run.outcome().map(|o| o.describe(&def));
+        let outcome = outcome.unwrap_or_else(|| "still running".into());
+        println!("\norder {}: {outcome}", run.id().get());
     }
     println!(
         "\nThe declined order, coloured by step state:\n\n{}",

@@ -133,10 +133,11 @@ fn print_seed(plan: &Plan, seed: u64, outcome: &Outcome) -> bool {
         (None, false) => "NONDETERMINISTIC",
     };
     println!(
-        "{{\"seed\":{seed},\"verdict\":\"{verdict}\",\"simulated_s\":{:.1},\"events\":{},\"submitted\":{},\"refused\":{},\"completed\":{},\"dead_lettered\":{},\"cancelled\":{},\"takeovers\":{},\"runs\":{{\"started\":{},\"succeeded\":{},\"compensated\":{},\"failed\":{},\"compensation_failed\":{},\"cancelled\":{}}},\"journal_entries\":{},\"journal_bytes\":{},\"trace_hash\":\"{:016x}\",\"real_s\":{:.3}}}",
+        "{{\"seed\":{seed},\"verdict\":\"{verdict}\",\"simulated_s\":{:.1},\"events\":{},\"submitted\":{},\"step_tasks\":{},\"refused\":{},\"completed\":{},\"dead_lettered\":{},\"cancelled\":{},\"takeovers\":{},\"runs\":{{\"started\":{},\"succeeded\":{},\"compensated\":{},\"failed\":{},\"compensation_failed\":{},\"cancelled\":{}}},\"journal_entries\":{},\"journal_bytes\":{},\"trace_hash\":\"{:016x}\",\"real_s\":{:.3}}}",
         report.simulated.as_secs_f64(),
         report.events,
         report.submitted,
+        report.step_tasks,
         report.refused,
         report.completed,
         report.dead_lettered,

@@ -189,3 +189,69 @@ pub enum RunOutcome {
         pending: Vec<PendingCompensation>,
     },
 }
+
+impl FailureCause {
+    /// The cause in words, naming a step by its key in `def` (its id
+    /// where `def` has no such step).
+    pub fn describe(&self, def: &super::WorkflowDef) -> String {
+        match self {
+            FailureCause::StepFailed { step, reason } => {
+                format!("step `{}` failed: {reason}", step_key(def, *step))
+            }
+            FailureCause::Cancelled => "cancelled".into(),
+            FailureCause::DeadlineExceeded => "its deadline passed".into(),
+            FailureCause::Unservable {
+                name,
+                version,
+                hash,
+            } => format!("no registered definition serves {name} v{version} (hash {hash:016x})"),
+        }
+    }
+}
+
+impl RunOutcome {
+    /// How the run ended, in words, naming steps by their keys in `def`:
+    ///
+    /// ```
+    /// use taskweave::workflow::{FailureCause, RunOutcome, StepDef, WorkflowDef};
+    ///
+    /// let def = WorkflowDef::builder("order", 1)
+    ///     .step(StepDef::agent("reserve").compensable())
+    ///     .step(StepDef::agent("charge"))
+    ///     .edge("reserve", "charge")
+    ///     .build()?;
+    /// let charge = def.step_id("charge").unwrap();
+    /// let outcome = RunOutcome::Compensated(FailureCause::StepFailed {
+    ///     step: charge,
+    ///     reason: "card declined".into(),
+    /// });
+    /// assert_eq!(outcome.describe(&def), "compensated after step `charge` failed: card declined");
+    /// # Ok::<(), taskweave::workflow::DefinitionError>(())
+    /// ```
+    pub fn describe(&self, def: &super::WorkflowDef) -> String {
+        match self {
+            RunOutcome::Succeeded => "succeeded".into(),
+            RunOutcome::Failed(cause) => format!("failed: {}", cause.describe(def)),
+            RunOutcome::Compensated(cause) => {
+                format!("compensated after {}", cause.describe(def))
+            }
+            RunOutcome::CompensationFailed { cause, pending } => {
+                let steps: Vec<String> = pending
+                    .iter()
+                    .map(|p| format!("`{}`", step_key(def, p.step)))
+                    .collect();
+                format!(
+                    "{}; compensations still owed by hand: {}",
+                    cause.describe(def),
+                    steps.join(", ")
+                )
+            }
+        }
+    }
+}
+
+/// `step`'s key in `def`, or its id where `def` has no such step.
+fn step_key(def: &super::WorkflowDef, step: StepId) -> String {
+    def.step(step)
+        .map_or_else(|| format!("{step:?}"), |s| s.id.clone())
+}

@@ -115,6 +115,10 @@ pub struct SimReport {
     pub faults: BTreeMap<&'static str, u64>,
     /// Tasks the clients submitted.
     pub submitted: u64,
+    /// Tasks the workflow clients posted for their runs' steps
+    /// ([`simulate_workflows`]): with `submitted`, every task the cluster
+    /// was asked to run (so `completed` may exceed `submitted`).
+    pub step_tasks: u64,
     /// Tasks refused at submission (the queue was full): each has a
     /// verdict that says so, and no task id.
     pub refused: u64,
@@ -285,6 +289,7 @@ where
         trace_hash: world.trace.hash(),
         faults: world.faults,
         submitted: world.submitted,
+        step_tasks: world.flows.tasks(),
         refused: world.refused,
         completed: report.completed,
         dead_lettered: report.dead_lettered,
