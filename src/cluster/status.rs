@@ -19,7 +19,8 @@ pub struct AgentLoad {
     pub load: u32,
     /// Attempts it may hold.
     pub capacity: u32,
-    /// Online, draining, unhealthy or offline.
+    /// `online`, `draining`, `lost` (it missed its heartbeats; a new
+    /// incarnation's registration brings it back) or `offline`.
     pub status: String,
 }
 
@@ -109,7 +110,8 @@ fn status_name(status: AgentStatus) -> &'static str {
     match status {
         AgentStatus::Online => "online",
         AgentStatus::Draining => "draining",
-        AgentStatus::Unhealthy => "unhealthy",
+        // In a cluster only missed heartbeats make an agent unhealthy.
+        AgentStatus::Unhealthy => "lost",
         AgentStatus::Offline => "offline",
     }
 }
