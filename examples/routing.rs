@@ -169,7 +169,7 @@ fn main() -> Result<(), taskweave::Error> {
         ("adaptive (ucb1)", Box::new(Adaptive::new())),
     ];
     println!(
-        "taskweave quickstart: {TASKS} tasks, {} agents, one task per tick\n",
+        "taskweave routing strategies compared: {TASKS} tasks, {} agents, one task per tick\n",
         AGENTS.len()
     );
     println!("agent kinds: 1-4 python (cap 4; #3 flaky), 5-7 python+gpu (cap 2; #7 flaky),");
