@@ -7,6 +7,7 @@ use crate::agent::AgentProfile;
 use crate::scheduler::{Input, Snapshot, TaskReport, TaskSpec};
 use crate::{AgentId, AttemptToken, Instant, TaskId};
 
+pub use super::client_op::{ClientOp, ClientReply};
 pub use super::finished::Finished;
 use super::status::Status;
 pub use super::task_end::{Outcome, TaskEnd};
@@ -475,52 +476,6 @@ pub enum AgentReply<P> {
     },
     /// Refused messages: (id, reason).
     Refusals(Vec<(MessageId, String)>),
-}
-
-/// An operation of a client (submit, cancel, drain, query).
-#[derive(Clone, Debug)]
-pub enum ClientOp<P> {
-    /// Post messages as [`Sender::Client`]. Answers
-    /// [`ClientReply::Posted`] with their ids, in order.
-    Post(Vec<Message<P>>),
-    /// The verdicts of these messages (`None` while pending). Answers
-    /// [`ClientReply::Verdicts`].
-    Verdicts(Vec<MessageId>),
-    /// The lease and the latest status. Answers [`ClientReply::Status`].
-    Status,
-    /// How these tasks ended (`None` while live, or once forgotten).
-    /// Answers [`ClientReply::Outcomes`].
-    Outcomes(Vec<TaskId>),
-}
-
-/// A store's answer to a [`ClientOp`].
-// The status is large, and a client reads it a few times a second at most:
-// not worth a box in every match of the replies.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug)]
-pub enum ClientReply<P> {
-    /// The ids of the posted messages.
-    Posted(Vec<MessageId>),
-    /// Each message's verdict, `None` while it is pending.
-    Verdicts(Vec<Option<Verdict>>),
-    /// The lease and the last status a leader published.
-    Status(Lease, Option<Status>),
-    /// Each task's end and result, in order: `None` while it is live,
-    /// for an id the cluster never gave out, and once the end was
-    /// forgotten (rule 8).
-    Outcomes(Vec<Option<Outcome<P>>>),
-}
-
-impl<P> ClientReply<P> {
-    /// The reply's kind, as a log names it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            ClientReply::Posted(_) => "posted",
-            ClientReply::Verdicts(_) => "verdicts",
-            ClientReply::Status(..) => "status",
-            ClientReply::Outcomes(_) => "outcomes",
-        }
-    }
 }
 
 /// A store that keeps the contract. `now` is the caller's clock; a store

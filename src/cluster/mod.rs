@@ -80,6 +80,7 @@
 mod agent_session;
 mod audit;
 mod check;
+mod client_op;
 mod config;
 mod contract;
 mod finished;

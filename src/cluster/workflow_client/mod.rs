@@ -279,10 +279,13 @@ where
     /// Takes the store's answer to the operation in flight.
     pub fn handle_reply(&mut self, reply: Result<ClientReply<T>, StoreFailure>, now: Instant) {
         let Some(sent) = self.sent.take() else {
-            return self.events.push_back(ClientEvent::UnexpectedReply(format!(
-                "{} unasked",
-                describe(&reply)
-            )));
+            let what = match &reply {
+                Ok(reply) => reply.summary(),
+                Err(failure) => format!("Err({failure:?})"),
+            };
+            return self
+                .events
+                .push_back(ClientEvent::UnexpectedReply(format!("{what} unasked")));
         };
         match (sent, reply) {
             (Sent::Post(postings), Ok(ClientReply::Posted(ids))) => {
@@ -318,11 +321,7 @@ where
             (sent, Err(failure)) => self.again(sent, ClientEvent::StoreFailed(failure), now),
             (sent, Ok(other)) => {
                 // A post not known to be posted is posted again.
-                self.again(
-                    sent,
-                    ClientEvent::UnexpectedReply(describe(&Ok(other))),
-                    now,
-                );
+                self.again(sent, ClientEvent::UnexpectedReply(other.summary()), now);
             }
         }
     }
@@ -419,17 +418,5 @@ where
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
-    }
-}
-
-/// A reply as an event names it: its kind, not its payloads (which need
-/// not print).
-fn describe<T>(reply: &Result<ClientReply<T>, StoreFailure>) -> String {
-    match reply {
-        Ok(ClientReply::Posted(ids)) => format!("Posted({ids:?})"),
-        Ok(ClientReply::Verdicts(verdicts)) => format!("Verdicts({verdicts:?})"),
-        Ok(ClientReply::Status(lease, _)) => format!("Status({lease:?}, …)"),
-        Ok(ClientReply::Outcomes(outcomes)) => format!("Outcomes({} tasks)", outcomes.len()),
-        Err(failure) => format!("Err({failure:?})"),
     }
 }

@@ -177,8 +177,8 @@ impl<P: Clone + Serialize + DeserializeOwned> PgClient<P> {
 fn unrelated<P>(reply: &ClientReply<P>) -> StoreFailure {
     StoreFailure::Failed {
         cause: format!(
-            "the store answered with an unrelated reply ({})",
-            reply.name()
+            "the store answered with an unrelated reply: {}",
+            reply.summary()
         ),
     }
 }

@@ -1,0 +1,53 @@
+//! The clients' side of the store contract: [`ClientOp`] and
+//! [`ClientReply`].
+
+use super::contract::{Lease, Message, MessageId, Outcome, Verdict};
+use super::status::Status;
+use crate::TaskId;
+
+/// An operation of a client (submit, cancel, drain, query).
+#[derive(Clone, Debug)]
+pub enum ClientOp<P> {
+    /// Post messages as [`Sender::Client`](super::Sender::Client). Answers
+    /// [`ClientReply::Posted`] with their ids, in order.
+    Post(Vec<Message<P>>),
+    /// The verdicts of these messages (`None` while pending). Answers
+    /// [`ClientReply::Verdicts`].
+    Verdicts(Vec<MessageId>),
+    /// The lease and the latest status. Answers [`ClientReply::Status`].
+    Status,
+    /// How these tasks ended (`None` while live, or once forgotten).
+    /// Answers [`ClientReply::Outcomes`].
+    Outcomes(Vec<TaskId>),
+}
+
+/// A store's answer to a [`ClientOp`].
+// The status is large, and a client reads it a few times a second at most:
+// not worth a box in every match of the replies.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum ClientReply<P> {
+    /// The ids of the posted messages.
+    Posted(Vec<MessageId>),
+    /// Each message's verdict, `None` while it is pending.
+    Verdicts(Vec<Option<Verdict>>),
+    /// The lease and the last status a leader published.
+    Status(Lease, Option<Status>),
+    /// Each task's end and result, in order: `None` while it is live,
+    /// for an id the cluster never gave out, and once the end was
+    /// forgotten (rule 8).
+    Outcomes(Vec<Option<Outcome<P>>>),
+}
+
+impl<P> ClientReply<P> {
+    /// The reply as a log names it: its kind and what it holds, but not
+    /// the status's or the outputs' contents (which need not print).
+    pub fn summary(&self) -> String {
+        match self {
+            ClientReply::Posted(ids) => format!("Posted({ids:?})"),
+            ClientReply::Verdicts(verdicts) => format!("Verdicts({verdicts:?})"),
+            ClientReply::Status(lease, _) => format!("Status({lease:?}, …)"),
+            ClientReply::Outcomes(outcomes) => format!("Outcomes({} tasks)", outcomes.len()),
+        }
+    }
+}
