@@ -250,8 +250,11 @@ impl RunOutcome {
     }
 }
 
-/// `step`'s key in `def`, or its id where `def` has no such step.
+/// `step`'s key in `def` ([`WorkflowDef::key`](super::WorkflowDef)), or
+/// its id where `def` has no such step.
 fn step_key(def: &super::WorkflowDef, step: StepId) -> String {
-    def.step(step)
-        .map_or_else(|| format!("{step:?}"), |s| s.id.clone())
+    match def.key(step) {
+        "" => format!("{step:?}"),
+        key => key.to_owned(),
+    }
 }
