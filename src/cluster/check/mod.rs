@@ -18,6 +18,9 @@ use super::status::Status;
 
 type Op = Result<NodeReply<String>, StoreFailure>;
 
+mod tally;
+use tally::Checks;
+
 /// Runs the contract's checks on a fresh, empty store that every role may
 /// use. `clock(d)` lets `d` pass (a store with its own clock sleeps; a
 /// [`MemStore`](super::MemStore) test advances a counter) and answers the
@@ -563,37 +566,6 @@ pub fn check_store<S: Store<String>>(
         matches!(posted, Ok(AgentReply::Posted { stopped: true })),
     )?;
     Ok(checks.passed)
-}
-
-struct Checks {
-    passed: usize,
-}
-
-impl Checks {
-    fn that(&mut self, what: &str, holds: bool) -> Result<(), String> {
-        if holds {
-            self.passed += 1;
-            Ok(())
-        } else {
-            Err(format!("store contract: {what}: it does not hold"))
-        }
-    }
-
-    fn is(
-        &mut self,
-        what: &str,
-        answer: &Op,
-        expected: impl Fn(&Op) -> bool,
-    ) -> Result<(), String> {
-        if expected(answer) {
-            self.passed += 1;
-            Ok(())
-        } else {
-            Err(format!(
-                "store contract: {what}: the store answered {answer:?}"
-            ))
-        }
-    }
 }
 
 /// An outcome as a client reads it.
