@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""README's `cargo run` commands, as written, for CI.
+"""The `cargo run` commands of README and its guides, as written, for CI.
 
-  list          print every `cargo run` command in README.md, one per line:
-                the lines of its ```sh blocks (a trailing `# comment`
-                dropped) and its inline code spans (a span broken over two
-                lines joined with a space)
-  check         fail if a command in README.md or in an example's docs
-                (`//!` lines of examples/*.rs) runs an example without the
-                features Cargo.toml requires for it
+  list          print every `cargo run` command in README.md and in the
+                guides (docs/*.md), one per line, each once: the lines of
+                their ```sh blocks (a trailing `# comment` dropped) and
+                their inline code spans (a span broken over two lines
+                joined with a space)
+  check         fail if a command in README.md, in a guide or in an
+                example's docs (`//!` lines of examples/*.rs) runs an
+                example without the features Cargo.toml requires for it
   covers NAME   exit 0 if some listed command runs example NAME
 """
 
@@ -18,8 +19,30 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
+def documents():
+    """README.md, then its guides (docs/*.md), by name."""
+    return [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
+
+
 def readme_commands():
-    text = (ROOT / "README.md").read_text()
+    """Every document's commands, each once, in the order first met."""
+    seen = []
+    for _, command in document_commands():
+        if command not in seen:
+            seen.append(command)
+    return seen
+
+
+def document_commands():
+    """(file name relative to the root, command) for every document."""
+    commands = []
+    for path in documents():
+        source = path.relative_to(ROOT).as_posix()
+        commands += [(source, c) for c in commands_in(path.read_text())]
+    return commands
+
+
+def commands_in(text):
     commands = []
     in_sh = False
     for line in text.splitlines():
@@ -84,7 +107,7 @@ def features_of(command):
 
 def check():
     required = required_features()
-    commands = [("README.md", c) for c in readme_commands()] + example_docs_commands()
+    commands = document_commands() + example_docs_commands()
     failures = []
     for source, command in commands:
         example = example_of(command)

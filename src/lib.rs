@@ -217,6 +217,35 @@ pub use error::Error;
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctest;
+/// The guides' code samples (docs/*.md), compiled and run as doctests, each
+/// guide with the features its samples use.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/dispatcher.md")]
+struct DispatcherGuideDoctest;
+#[cfg(all(doctest, feature = "serde", feature = "workflow", feature = "schedule"))]
+#[doc = include_str!("../docs/workflows.md")]
+struct WorkflowsGuideDoctest;
+#[cfg(all(doctest, feature = "coordination", feature = "planning"))]
+#[doc = include_str!("../docs/coordination-planning.md")]
+struct CoordinationPlanningGuideDoctest;
+#[cfg(all(doctest, feature = "cluster"))]
+#[doc = include_str!("../docs/cluster.md")]
+struct ClusterGuideDoctest;
+#[cfg(all(doctest, feature = "cluster", feature = "workflow"))]
+#[doc = include_str!("../docs/simulator.md")]
+struct SimulatorGuideDoctest;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/stored-formats.md")]
+struct StoredFormatsGuideDoctest;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/speed.md")]
+struct SpeedGuideDoctest;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/contents.md")]
+struct ContentsGuideDoctest;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/examples.md")]
+struct ExamplesGuideDoctest;
 pub use id::{AgentId, AttemptToken, StepId, TaskId, WorkflowId};
 pub use observer::Observer;
 pub use priority::Priority;
