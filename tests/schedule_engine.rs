@@ -2,7 +2,7 @@
 //! the host restores its schedules from a state stored before a fire and
 //! replays the journaled wake, the schedules ask for the same run again,
 //! and `WorkflowEngine::start_as` refuses its id while the first run is on
-//! the engine.
+//! the engine, and after it ended (the engine remembers finished runs).
 
 #![cfg(all(feature = "schedule", feature = "workflow", feature = "serde"))]
 
@@ -14,7 +14,7 @@ use taskweave::schedule::{
 };
 use taskweave::scheduler::{Action, Dispatcher, DispatcherConfig};
 use taskweave::workflow::{
-    EngineAction, EngineError, StepDef, StepOutput, StepTask, WorkflowDef, WorkflowEngine,
+    EngineAction, Started, StepDef, StepOutput, StepTask, WorkflowDef, WorkflowEngine,
 };
 use taskweave::{AgentId, Instant};
 
@@ -35,13 +35,11 @@ fn start_runs(
         let ScheduleAction::Start { key, .. } = action else {
             panic!("only starts are asked for: {action:?}");
         };
-        match engine.start_as(pool, Arc::clone(def), key.workflow_id(), None, now) {
-            Ok(_) => started.push(key),
-            Err(EngineError::RunExists(id)) => {
-                assert_eq!(id, key.workflow_id());
-                refused.push(key);
-            }
-            Err(other) => panic!("{other}"),
+        let start = engine.start_as(pool, Arc::clone(def), key.workflow_id(), None, now);
+        assert_eq!(start.id(), key.workflow_id());
+        match start {
+            Started::New(_) => started.push(key),
+            Started::Active(_) | Started::Finished(_) => refused.push(key),
         }
     }
     (started, refused)
@@ -136,6 +134,21 @@ fn a_fire_replayed_after_a_restart_starts_one_run() {
 
     // The one run ends, once; the next fire starts a run of its own.
     assert_eq!(finish_runs(&mut engine, &mut pool, agent, fire), 1);
+
+    // The fire replayed once more, after its run ended: the engine
+    // remembers the end (RunRetention) and starts nothing.
+    let mut replayed: Schedules = serde_json::from_str(&stored).unwrap();
+    replayed
+        .apply(ScheduleInput::Timeout { now: fire })
+        .unwrap();
+    let (started, refused) = start_runs(&mut replayed, &mut engine, &mut pool, &def, fire);
+    assert!(started.is_empty(), "a finished fire ran again: {started:?}");
+    assert_eq!(refused, std::slice::from_ref(&key));
+    assert_eq!(
+        engine.finished_run(key.workflow_id()).map(|f| f.at),
+        Some(fire)
+    );
+
     schedules.run_ended(&key, fire).unwrap();
     assert!(schedules.running("nightly").is_empty());
     let next = Instant::from_secs(7_200);

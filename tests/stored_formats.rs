@@ -516,3 +516,136 @@ mod checkpoint {
         );
     }
 }
+
+/// A workflow engine's snapshot, stored beside its pool's with the
+/// definition, restores and goes on as the recording engine did.
+#[cfg(feature = "workflow")]
+mod engine_snapshot {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Serialize};
+    use taskweave::agent::AgentProfile;
+    use taskweave::routing::LeastLoaded;
+    use taskweave::scheduler::{Dispatcher, DispatcherConfig, Snapshot};
+    use taskweave::workflow::{
+        EngineAction, EngineSnapshot, StepDef, StepOutput, StepTask, WorkflowDef, WorkflowEngine,
+    };
+    use taskweave::{AgentId, Instant, WorkflowId};
+
+    use super::{fixture, read};
+
+    type Pool = Dispatcher<StepTask>;
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Stored {
+        definition: WorkflowDef,
+        pool: Snapshot<StepTask>,
+        engine: EngineSnapshot<u32>,
+        /// What the recording engine handed out after the snapshot.
+        actions: Vec<EngineAction<u32>>,
+    }
+
+    fn definition() -> WorkflowDef {
+        WorkflowDef::builder("order", 1)
+            .step(StepDef::agent("reserve").compensable())
+            .step(StepDef::local("confirm"))
+            .edge("reserve", "confirm")
+            .build()
+            .unwrap()
+    }
+
+    /// Carries out every action: agent steps succeed with the task's id,
+    /// local ones with 1. Stops after `limit` engine actions.
+    fn drive(
+        engine: &mut WorkflowEngine<u32>,
+        pool: &mut Pool,
+        limit: usize,
+    ) -> Vec<EngineAction<u32>> {
+        let now = Instant::from_secs(1);
+        let mut actions = Vec::new();
+        while actions.len() < limit {
+            if let Some(action) = pool.poll_action() {
+                assert!(engine.handle_action(pool, action).is_none());
+                continue;
+            }
+            let Some(action) = engine.poll_action() else {
+                break;
+            };
+            actions.push(action.clone());
+            match action {
+                EngineAction::Assign {
+                    task, agent, token, ..
+                } => {
+                    let output = Ok(StepOutput::new(task.get() as u32));
+                    engine
+                        .report(pool, task, agent, token, output, now)
+                        .unwrap();
+                }
+                EngineAction::RunLocal { run, token, .. } => {
+                    engine
+                        .report_local(pool, run, token, Ok(StepOutput::new(1)), now)
+                        .unwrap();
+                }
+                _ => {}
+            }
+        }
+        actions
+    }
+
+    fn record() -> Stored {
+        let definition = definition();
+        let def = Arc::new(definition.clone());
+        let mut pool: Pool = Dispatcher::new(DispatcherConfig::default());
+        let profile = AgentProfile::builder().build().unwrap();
+        pool.register_agent(AgentId::new(1), profile, Instant::ZERO)
+            .unwrap();
+        let mut engine = WorkflowEngine::new();
+        // One run finished (remembered), one halfway: its agent step
+        // assigned, the assignment not yet pulled.
+        let _ = engine.start_as(
+            &mut pool,
+            Arc::clone(&def),
+            WorkflowId::new(5),
+            None,
+            Instant::ZERO,
+        );
+        drive(&mut engine, &mut pool, usize::MAX);
+        let _ = engine.start_as(&mut pool, def, WorkflowId::new(6), Some(2), Instant::ZERO);
+        while let Some(action) = pool.poll_action() {
+            assert!(engine.handle_action(&mut pool, action).is_none());
+        }
+        let (pool_state, engine_state) = (pool.snapshot(), engine.snapshot());
+        let actions = drive(&mut engine, &mut pool, usize::MAX);
+        Stored {
+            definition,
+            pool: pool_state,
+            engine: engine_state,
+            actions,
+        }
+    }
+
+    #[test]
+    fn a_stored_engine_snapshot_restores_and_goes_on_as_recorded() {
+        if std::env::var_os("TASKWEAVE_WRITE_FIXTURES").is_some() {
+            let text = serde_json::to_string_pretty(&record()).unwrap() + "\n";
+            std::fs::write(fixture("workflow_engine_snapshot.json"), text).unwrap();
+        }
+        let stored: Stored = read("workflow_engine_snapshot.json");
+        assert_eq!(stored.engine.format(), EngineSnapshot::<u32>::FORMAT);
+        let mut pool: Pool = Dispatcher::restore(
+            DispatcherConfig::default(),
+            Box::new(LeastLoaded::new()) as Box<_>,
+            stored.pool,
+        )
+        .unwrap();
+        let mut engine =
+            WorkflowEngine::restore(stored.engine, [Arc::new(stored.definition)]).unwrap();
+        assert!(engine.finished_run(WorkflowId::new(5)).is_some());
+        assert_eq!(drive(&mut engine, &mut pool, usize::MAX), stored.actions);
+        assert!(
+            matches!(stored.actions.first(), Some(EngineAction::Assign { .. }))
+                && matches!(stored.actions.last(), Some(EngineAction::Finished { .. })),
+            "the fixture covers a pending assignment and the run's end"
+        );
+    }
+}

@@ -10,7 +10,7 @@ use taskweave::resilience::Fixed;
 use taskweave::scheduler::{Dispatcher, DispatcherConfig};
 use taskweave::workflow::{
     EngineAction, EngineError, FailureCause, MismatchPolicy, Resumed, RunOutcome, StartPolicy,
-    StepDef, StepFailure, StepInput, StepOutput, StepTask, WorkflowDef, WorkflowEngine,
+    Started, StepDef, StepFailure, StepInput, StepOutput, StepTask, WorkflowDef, WorkflowEngine,
     WorkflowEvent, WorkflowRun,
 };
 use taskweave::{AgentId, AttemptToken, Instant, TaskId, WorkflowId};
@@ -595,9 +595,11 @@ fn a_ramped_run_takes_the_version_its_own_id_draws() {
     for n in (1..400).step_by(2) {
         let EngineOnPool { engine, pool } = &mut host.machine;
         let id = WorkflowId::new(n);
-        engine
-            .start_as(pool, order(1, "pick"), id, None, host.now)
-            .unwrap();
+        assert!(
+            engine
+                .start_as(pool, order(1, "pick"), id, None, host.now)
+                .is_new()
+        );
     }
     for _ in 0..200 {
         let run = host.start_version(ramp).unwrap();
@@ -904,12 +906,12 @@ fn run_ids_never_collide_even_after_a_resumed_run_took_the_last_one() {
     let EngineOnPool { engine, pool } = &mut host.machine;
     assert_eq!(
         engine.start_as(pool, Arc::clone(&v1), a, None, T0),
-        Err(EngineError::RunExists(a))
+        Started::Active(a)
     );
     let chosen = WorkflowId::new(3);
     assert_eq!(
         engine.start_as(pool, Arc::clone(&v1), chosen, None, T0),
-        Ok(chosen)
+        Started::New(chosen)
     );
     assert_eq!(host.start(Arc::clone(&v1), None, T0), WorkflowId::new(4));
     let (_, finished) = drive(&mut host, |_, _, _| Ok(StepOutput::new("ok".into())));
@@ -1010,4 +1012,90 @@ fn a_run_no_definition_serves_can_be_rejected_or_failed_instead() {
         }]
     );
     assert_eq!(host.active_runs(), 0);
+}
+
+/// A run id is an idempotency key while the engine remembers the run's
+/// end; a signal or a cancel for a finished run says so; the record is
+/// bounded by count and by age, and an id it forgot is free again.
+#[test]
+fn finished_runs_are_remembered_within_the_retention_and_no_longer() {
+    use taskweave::workflow::{FinishedRun, RunRetention};
+
+    let def = Arc::new(
+        WorkflowDef::builder("one", 1)
+            .step(StepDef::local("only"))
+            .build()
+            .unwrap(),
+    );
+    let mut pool: Dispatcher<StepTask> = Dispatcher::new(DispatcherConfig::default());
+    let mut engine: WorkflowEngine<String> = WorkflowEngine::new();
+    engine.set_retention(RunRetention::new(2, Duration::from_secs(60)).unwrap());
+    let finish = |engine: &mut WorkflowEngine<String>, pool: &mut Dispatcher<StepTask>, now| {
+        while let Some(action) = engine.poll_action() {
+            if let EngineAction::RunLocal { run, token, .. } = action {
+                let output = Ok(StepOutput::new(format!("{run}")));
+                engine.report_local(pool, run, token, output, now).unwrap();
+            }
+        }
+    };
+    let t = |secs| Instant::from_secs(secs);
+    for n in 1..=3 {
+        let id = WorkflowId::new(n);
+        let started = engine.start_as(&mut pool, Arc::clone(&def), id, None, t(n));
+        assert_eq!(started, Started::New(id));
+        finish(&mut engine, &mut pool, t(n));
+    }
+    // Two kept, the oldest forgotten.
+    assert_eq!(engine.finished_runs(), 2);
+    assert_eq!(engine.finished_run(WorkflowId::new(1)), None);
+    let kept = FinishedRun {
+        run: WorkflowId::new(3),
+        outcome: RunOutcome::Succeeded,
+        output: Some("workflow-3".to_string()),
+        at: t(3),
+    };
+    assert_eq!(engine.finished_run(WorkflowId::new(3)), Some(&kept));
+    let again = engine.start_as(&mut pool, Arc::clone(&def), WorkflowId::new(3), None, t(4));
+    assert_eq!(again, Started::Finished(kept));
+    assert_eq!(engine.active_runs(), 0);
+    // Late input to a finished run gets a verdict that says so.
+    assert_eq!(
+        engine.signal(&mut pool, WorkflowId::new(3), "go", None, t(4)),
+        Err(EngineError::RunFinished {
+            run: WorkflowId::new(3),
+            outcome: RunOutcome::Succeeded
+        })
+    );
+    assert!(matches!(
+        engine.cancel(&mut pool, WorkflowId::new(2), t(4)),
+        Err(EngineError::RunFinished { .. })
+    ));
+    assert_eq!(
+        engine.cancel(&mut pool, WorkflowId::new(9), t(4)),
+        Err(EngineError::UnknownRun(WorkflowId::new(9)))
+    );
+    // A checkpoint of a finished run is not resumed: it would run twice.
+    let stale = WorkflowRun::<String>::new(Arc::clone(&def), WorkflowId::new(3), None, t(3));
+    assert_eq!(
+        engine.resume(&mut pool, stale.checkpoint(), t(4)),
+        Err(EngineError::RunExists(WorkflowId::new(3)))
+    );
+    // A minute after its end, the run is forgotten and its id free.
+    assert_eq!(
+        engine.cancel(&mut pool, WorkflowId::new(3), t(63)),
+        Err(EngineError::UnknownRun(WorkflowId::new(3)))
+    );
+    let reused = engine.start_as(&mut pool, Arc::clone(&def), WorkflowId::new(3), None, t(64));
+    assert_eq!(reused, Started::New(WorkflowId::new(3)));
+    assert_eq!(engine.finished_runs(), 0);
+    // Fresh ids skip the remembered ones: 1 ended, so the next is 2.
+    finish(&mut engine, &mut pool, t(64));
+    let one = engine.start_as(&mut pool, Arc::clone(&def), WorkflowId::new(1), None, t(64));
+    assert!(one.is_new());
+    finish(&mut engine, &mut pool, t(64));
+    let fresh = engine.start(&mut pool, Arc::clone(&def), None, t(65));
+    assert_eq!(fresh, WorkflowId::new(2));
+    // Remembering nothing frees an id as soon as its run ends.
+    engine.set_retention(RunRetention::none());
+    assert_eq!(engine.finished_runs(), 0);
 }

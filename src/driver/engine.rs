@@ -243,7 +243,7 @@ pub(super) fn refused_output(err: &RunError) -> bool {
 fn tolerate(answer: Result<(), EngineError>) -> Result<(), DriverError> {
     match answer {
         Ok(())
-        | Err(EngineError::UnknownRun(_))
+        | Err(EngineError::UnknownRun(_) | EngineError::RunFinished { .. })
         | Err(EngineError::Run(RunError::StaleAttempt(_) | RunError::Finished)) => Ok(()),
         Err(err) => Err(err.into()),
     }

@@ -14,7 +14,10 @@ use crate::hash::IdMap;
 mod actions;
 mod migrate;
 mod pump;
+mod restore;
 mod resume;
+mod retention;
+mod snapshot;
 mod start;
 mod versions;
 
@@ -22,6 +25,8 @@ use crate::scheduler::{Action, AttemptOutcome, ReportError, TaskReport};
 use crate::{AgentId, AttemptToken, Instant, StepId, TaskId, WorkflowId};
 pub use actions::{EngineAction, StepTask};
 pub use resume::{MismatchPolicy, Resumed};
+pub use retention::{FinishedRun, RunRetention, Started};
+pub use snapshot::EngineSnapshot;
 pub use versions::StartPolicy;
 
 struct Entry<P> {
@@ -157,6 +162,9 @@ pub struct WorkflowEngine<P> {
     parked: std::collections::BTreeMap<WorkflowId, super::Checkpoint<P>>,
     /// What `resume` does with such a checkpoint.
     mismatch: MismatchPolicy,
+    /// The top-level runs that finished, as long as the retention keeps
+    /// them.
+    finished: retention::Finished<P>,
 }
 
 /// One of the engine's pool tasks.
@@ -201,6 +209,7 @@ impl<P: Clone> WorkflowEngine<P> {
             versions: versions::Versions::default(),
             parked: std::collections::BTreeMap::new(),
             mismatch: MismatchPolicy::default(),
+            finished: retention::Finished::default(),
         }
     }
 
@@ -234,9 +243,11 @@ impl<P: Clone> WorkflowEngine<P> {
     ///
     /// # Errors
     ///
-    /// [`EngineError::UnknownRun`], or the run's error.
+    /// [`EngineError::RunFinished`] for a run that finished,
+    /// [`EngineError::UnknownRun`] for one the engine does not know, or
+    /// the run's error.
     pub fn input(&self, run: WorkflowId, token: AttemptToken) -> Result<StepInput<P>, EngineError> {
-        let entry = self.runs.get(&run).ok_or(EngineError::UnknownRun(run))?;
+        let entry = self.runs.get(&run).ok_or_else(|| self.absent(run))?;
         Ok(entry.run.input(token)?)
     }
 
@@ -431,7 +442,9 @@ impl<P: Clone> WorkflowEngine<P> {
     ///
     /// # Errors
     ///
-    /// [`EngineError::UnknownRun`], or the run's error.
+    /// [`EngineError::RunFinished`] for a run that finished,
+    /// [`EngineError::UnknownRun`] for one the engine does not know, or
+    /// the run's error.
     pub fn report_local(
         &mut self,
         pool: &mut impl TaskPool,
@@ -451,7 +464,9 @@ impl<P: Clone> WorkflowEngine<P> {
     ///
     /// # Errors
     ///
-    /// [`EngineError::UnknownRun`], or the run's error.
+    /// [`EngineError::RunFinished`] for a run that finished,
+    /// [`EngineError::UnknownRun`] for one the engine does not know, or
+    /// the run's error.
     pub fn compensated(
         &mut self,
         pool: &mut impl TaskPool,
@@ -468,7 +483,9 @@ impl<P: Clone> WorkflowEngine<P> {
     ///
     /// # Errors
     ///
-    /// [`EngineError::UnknownRun`], or the run's error.
+    /// [`EngineError::RunFinished`] for a run that finished,
+    /// [`EngineError::UnknownRun`] for one the engine does not know, or
+    /// the run's error.
     pub fn expand(
         &mut self,
         pool: &mut impl TaskPool,
@@ -485,7 +502,9 @@ impl<P: Clone> WorkflowEngine<P> {
     ///
     /// # Errors
     ///
-    /// [`EngineError::UnknownRun`], or the run's error.
+    /// [`EngineError::RunFinished`] for a run that finished,
+    /// [`EngineError::UnknownRun`] for one the engine does not know, or
+    /// the run's error.
     pub fn signal(
         &mut self,
         pool: &mut impl TaskPool,
@@ -502,7 +521,9 @@ impl<P: Clone> WorkflowEngine<P> {
     ///
     /// # Errors
     ///
-    /// [`EngineError::UnknownRun`], or the run's error.
+    /// [`EngineError::RunFinished`] for a run that finished,
+    /// [`EngineError::UnknownRun`] for one the engine does not know, or
+    /// the run's error.
     pub fn cancel(
         &mut self,
         pool: &mut impl TaskPool,
@@ -517,7 +538,9 @@ impl<P: Clone> WorkflowEngine<P> {
     ///
     /// # Errors
     ///
-    /// [`EngineError::UnknownRun`], or the run's error.
+    /// [`EngineError::RunFinished`] for a run that finished,
+    /// [`EngineError::UnknownRun`] for one the engine does not know, or
+    /// the run's error.
     pub fn cancel_step(
         &mut self,
         pool: &mut impl TaskPool,
@@ -536,12 +559,23 @@ impl<P: Clone> WorkflowEngine<P> {
         now: Instant,
         input: impl FnOnce(&mut WorkflowRun<P>) -> Result<(), super::RunError>,
     ) -> Result<(), EngineError> {
-        let entry = self
-            .runs
-            .get_mut(&run)
-            .ok_or(EngineError::UnknownRun(run))?;
+        let Some(entry) = self.runs.get_mut(&run) else {
+            return Err(self.absent(run));
+        };
         input(&mut entry.run)?;
         self.pump(pool, run, now);
         Ok(())
+    }
+
+    /// Why `run` takes no input: it finished, or the engine does not know
+    /// it.
+    fn absent(&self, run: WorkflowId) -> EngineError {
+        match self.finished_run(run) {
+            Some(finished) => EngineError::RunFinished {
+                run,
+                outcome: finished.outcome.clone(),
+            },
+            None => EngineError::UnknownRun(run),
+        }
     }
 }

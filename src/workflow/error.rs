@@ -300,9 +300,21 @@ pub enum RunError {
 #[derive(Clone, Debug, PartialEq, Error)]
 #[non_exhaustive]
 pub enum EngineError {
-    /// No active run has this id (it never existed, or it finished).
+    /// No active run has this id: it never existed, or it finished and
+    /// the engine no longer remembers it ([`RunFinished`](Self::RunFinished)
+    /// while it does).
     #[error("{0} is not an active run")]
     UnknownRun(WorkflowId),
+    /// The run finished (within the engine's
+    /// [retention](super::RunRetention)): a signal, cancel or result for
+    /// it comes too late.
+    #[error("{run} already finished ({outcome:?}); it takes no more input")]
+    RunFinished {
+        /// The run.
+        run: WorkflowId,
+        /// How it ended.
+        outcome: super::RunOutcome,
+    },
     /// The run refused the input.
     #[error(transparent)]
     Run(#[from] RunError),
@@ -374,6 +386,44 @@ pub enum EngineError {
         to: u32,
         /// The share asked for.
         percent: u8,
+    },
+    /// A [`RunRetention`](super::RunRetention) above its limit.
+    #[error("a retention of {max_runs} finished runs is above the limit of {limit}")]
+    InvalidRetention {
+        /// The runs asked for.
+        max_runs: usize,
+        /// [`RunRetention::MAX_RUNS`](super::RunRetention::MAX_RUNS).
+        limit: usize,
+    },
+    /// [`WorkflowEngine::restore`](super::WorkflowEngine::restore) was not
+    /// given a definition the snapshot uses.
+    #[error(
+        "the snapshot uses workflow `{name}` v{version} (hash {hash:016x}), which restore was not given; pass every definition its runs and registrations use"
+    )]
+    MissingDefinition {
+        /// The workflow.
+        name: String,
+        /// The version.
+        version: u32,
+        /// The content hash.
+        hash: u64,
+    },
+    /// An [`EngineSnapshot`](super::EngineSnapshot) of another format.
+    #[error("engine snapshot format {found} is not supported (this release reads {supported})")]
+    UnsupportedSnapshot {
+        /// The snapshot's format.
+        found: u32,
+        /// The format this release reads.
+        supported: u32,
+    },
+    /// An [`EngineSnapshot`](super::EngineSnapshot) that no engine could
+    /// have taken; nothing was restored.
+    #[error("the engine snapshot is inconsistent: `{field}` {reason}")]
+    InvalidSnapshot {
+        /// The first field found inconsistent.
+        field: String,
+        /// What is wrong with it.
+        reason: &'static str,
     },
     /// The dispatcher refused an operation (kept for hosts that wrap pool
     /// calls in an `EngineError`; the engine itself no longer returns it).

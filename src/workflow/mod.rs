@@ -127,7 +127,10 @@ pub use definition::{
     MAX_INSTANCES, MAX_ITERATIONS, MAX_TIMEOUT, WorkflowDef, WorkflowDefBuilder, WorkflowGraph,
 };
 pub use diff::{DefinitionDiff, StepChange, StepDiff};
-pub use engine::{EngineAction, MismatchPolicy, Resumed, StartPolicy, StepTask, WorkflowEngine};
+pub use engine::{
+    EngineAction, EngineSnapshot, FinishedRun, MismatchPolicy, Resumed, RunRetention, StartPolicy,
+    Started, StepTask, WorkflowEngine,
+};
 pub use error::{DefinitionError, EngineError, RunError};
 #[cfg(feature = "planning")]
 pub(crate) use export::display_name;

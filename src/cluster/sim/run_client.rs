@@ -167,7 +167,7 @@ impl<T: Clone, F: SimWorkflows> Flows<T, F> {
                 // The run ended meanwhile (cancelled, say; its `Finished`
                 // is queued behind): nothing waits. A run that vanished
                 // without one never finishes, which the liveness check sees.
-                Err(EngineError::UnknownRun(_)) => {}
+                Err(EngineError::UnknownRun(_) | EngineError::RunFinished { .. }) => {}
                 Err(e) => return Err(format!("the engine refused its own action's result: {e}")),
                 Ok(()) => {}
             }

@@ -26,6 +26,7 @@ pub struct StepTask {
 /// [`WorkflowEngine::poll_action`].
 #[derive(Clone, Debug, PartialEq)]
 #[must_use = "an action must be carried out, or its run waits forever"]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum EngineAction<P> {
     /// Run (or compensate) an agent step on `agent`; its input is
     /// [`WorkflowEngine::input`]`(step.run, step.token)`. Report with

@@ -245,12 +245,30 @@ impl<P: Clone> WorkflowEngine<P> {
                     self.pump(pool, parent, now);
                 }
             }
-            None => self.actions.push_back(EngineAction::Finished {
-                run: id,
-                outcome,
-                output,
-            }),
+            None => self.top_level_finished(id, outcome, output, now),
         }
+    }
+
+    /// A top-level run ended: the host hears of it, and the engine
+    /// remembers it ([`RunRetention`](super::RunRetention)).
+    pub(super) fn top_level_finished(
+        &mut self,
+        run: WorkflowId,
+        outcome: RunOutcome,
+        output: Option<P>,
+        at: Instant,
+    ) {
+        self.finished.record(super::FinishedRun {
+            run,
+            outcome: outcome.clone(),
+            output: output.clone(),
+            at,
+        });
+        self.actions.push_back(EngineAction::Finished {
+            run,
+            outcome,
+            output,
+        });
     }
 
     /// A task the pool gave up on by itself: its attempt fails.

@@ -6,8 +6,8 @@ use std::sync::{Arc, PoisonError};
 
 use super::{Entry, WorkflowEngine};
 use crate::workflow::{
-    Checkpoint, EngineAction, EngineError, FailureCause, RunError, RunOutcome, TaskPool,
-    WorkflowDef, WorkflowEvent, WorkflowRun,
+    Checkpoint, EngineError, FailureCause, RunError, RunOutcome, TaskPool, WorkflowDef,
+    WorkflowEvent, WorkflowRun,
 };
 use crate::{Instant, WorkflowId};
 
@@ -28,7 +28,7 @@ pub enum MismatchPolicy {
     Reject,
     /// End the run at once as failed
     /// ([`FailureCause::Unservable`], through
-    /// [`EngineAction::Finished`]), without compensating: nothing of it
+    /// [`EngineAction::Finished`](crate::workflow::EngineAction::Finished)), without compensating: nothing of it
     /// can run.
     Fail,
 }
@@ -86,8 +86,9 @@ impl<P: Clone> WorkflowEngine<P> {
     ///
     /// # Errors
     ///
-    /// [`EngineError::RunExists`] if a run with its id is active or
-    /// parked; [`EngineError::Run`] if the checkpoint is refused
+    /// [`EngineError::RunExists`] if a run with its id is active, parked,
+    /// or remembered as finished ([`RunRetention`](super::RunRetention)):
+    /// a run is never resumed after its end; [`EngineError::Run`] if the checkpoint is refused
     /// (another format, or a state its definition cannot be in);
     /// [`EngineError::Unservable`] under [`MismatchPolicy::Reject`].
     pub fn resume(
@@ -98,7 +99,7 @@ impl<P: Clone> WorkflowEngine<P> {
     ) -> Result<Resumed, EngineError> {
         let now = self.clock(now);
         let id = checkpoint.run_id();
-        if self.runs.contains_key(&id) || self.parked.contains_key(&id) {
+        if self.runs.contains_key(&id) || self.parked.contains_key(&id) || self.finished.holds(id) {
             return Err(EngineError::RunExists(id));
         }
         if checkpoint.format() != Checkpoint::<P>::FORMAT {
@@ -145,11 +146,7 @@ impl<P: Clone> WorkflowEngine<P> {
                     run: id,
                     cause: cause.clone(),
                 });
-                self.actions.push_back(EngineAction::Finished {
-                    run: id,
-                    outcome: RunOutcome::Failed(cause),
-                    output: None,
-                });
+                self.top_level_finished(id, RunOutcome::Failed(cause), None, now);
                 Ok(Resumed::Failed(id))
             }
         }

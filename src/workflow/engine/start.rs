@@ -1,9 +1,9 @@
-//! Starting runs: under a fresh id, or under one the host chose.
+//! Starting runs under a fresh id (one the host chose: `retention.rs`).
 
 use std::sync::Arc;
 
 use super::{Entry, WorkflowEngine};
-use crate::workflow::{EngineError, TaskPool, WorkflowDef, WorkflowRun};
+use crate::workflow::{TaskPool, WorkflowDef, WorkflowRun};
 use crate::{AttemptToken, Instant, WorkflowId};
 
 impl<P: Clone> WorkflowEngine<P> {
@@ -20,50 +20,6 @@ impl<P: Clone> WorkflowEngine<P> {
         self.spawn(pool, def, input, None, now)
     }
 
-    /// Starts a run of `def` under the id `id`, one the host derives from
-    /// something it may see twice — a schedule's fire (`RunKey::workflow_id`
-    /// of the `schedule` feature), a request's idempotency key — so that a
-    /// second start of it starts nothing while the first run is on the
-    /// engine. Returns `id`.
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use taskweave::scheduler::{Dispatcher, DispatcherConfig};
-    /// use taskweave::workflow::{EngineError, StepDef, StepTask, WorkflowDef, WorkflowEngine};
-    /// use taskweave::{Instant, WorkflowId};
-    ///
-    /// let def = Arc::new(WorkflowDef::builder("report", 1).step(StepDef::agent("write")).build()?);
-    /// let mut pool: Dispatcher<StepTask> = Dispatcher::new(DispatcherConfig::default());
-    /// let mut engine: WorkflowEngine<u32> = WorkflowEngine::new();
-    /// let id = WorkflowId::new(0x5eed);
-    /// engine.start_as(&mut pool, Arc::clone(&def), id, None, Instant::ZERO)?;
-    /// assert_eq!(
-    ///     engine.start_as(&mut pool, def, id, None, Instant::ZERO),
-    ///     Err(EngineError::RunExists(id))
-    /// );
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`EngineError::RunExists`] while a run with this id is active or
-    /// parked; nothing is started then.
-    pub fn start_as(
-        &mut self,
-        pool: &mut impl TaskPool,
-        def: Arc<WorkflowDef>,
-        id: WorkflowId,
-        input: Option<P>,
-        now: Instant,
-    ) -> Result<WorkflowId, EngineError> {
-        if self.runs.contains_key(&id) || self.parked.contains_key(&id) {
-            return Err(EngineError::RunExists(id));
-        }
-        let now = self.clock(now);
-        self.spawn_as(pool, def, id, input, None, now);
-        Ok(id)
-    }
-
     pub(super) fn spawn(
         &mut self,
         pool: &mut impl TaskPool,
@@ -77,14 +33,17 @@ impl<P: Clone> WorkflowEngine<P> {
         id
     }
 
-    /// The id the next run started without one takes: the next no active
-    /// or parked run has. Ids count up from 1, past any a resumed run
+    /// The id the next run started without one takes: the next no active,
+    /// parked or remembered finished run has. Ids count up from 1, past any a resumed run
     /// took, and wrap around at the end.
     pub(super) fn free_id(&self) -> WorkflowId {
         let mut next = self.next_run;
         loop {
             let id = WorkflowId::new(next);
-            if !self.runs.contains_key(&id) && !self.parked.contains_key(&id) {
+            if !self.runs.contains_key(&id)
+                && !self.parked.contains_key(&id)
+                && !self.finished.holds(id)
+            {
                 return id;
             }
             next = next.wrapping_add(1).max(1);

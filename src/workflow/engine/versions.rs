@@ -47,6 +47,11 @@ impl Versions {
         self.by_name.get(name)?.get(&version)
     }
 
+    /// Every registered definition, by name and version.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Arc<WorkflowDef>> + '_ {
+        self.by_name.values().flat_map(BTreeMap::values)
+    }
+
     /// The version `policy` gives the run `id` of `name`.
     fn pick(
         &self,
