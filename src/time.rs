@@ -44,7 +44,32 @@ use std::time::Duration;
 /// assert_eq!(later.saturating_duration_since(start), Duration::from_millis(250));
 /// assert_eq!(start.saturating_duration_since(later), Duration::ZERO);
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// It prints as the [`Duration`] since the epoch prints (`{:?}` gives
+/// `1.25s`, `250ms`; `{}` gives `1.250000000s`), and [`Instant::MAX`] as
+/// `never`.
+///
+/// **Mapping a host clock.** Pick the epoch once, when the host starts,
+/// and turn every reading of the host's monotonic clock into the time
+/// since it:
+///
+/// ```
+/// use taskweave::Instant;
+///
+/// let epoch = std::time::Instant::now();
+/// // …later, at every call into taskweave:
+/// let now = Instant::ZERO + epoch.elapsed();
+/// assert!(now >= Instant::ZERO);
+/// assert_eq!(format!("{:?}", Instant::from_millis(1_250)), "1.25s");
+/// assert_eq!(format!("{:?}", Instant::MAX), "never");
+/// ```
+///
+/// A host whose state outlives the process (a journal, a snapshot, a
+/// cluster) needs an epoch that outlives it too: the Unix epoch read from
+/// the wall clock (`SystemTime::now().duration_since(UNIX_EPOCH)`), or a
+/// store's clock, as `taskweave-postgres` uses the database's. A wall
+/// clock that steps back is taken care of by [the clock rule](self#the-clock-rule).
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(transparent))]
 pub struct Instant(u64);
@@ -128,6 +153,17 @@ impl Sub<Instant> for Instant {
     }
 }
 
+impl fmt::Debug for Instant {
+    /// As the [`Duration`] since the epoch: `1.25s`; `never` for
+    /// [`Instant::MAX`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_never() {
+            return f.write_str("never");
+        }
+        fmt::Debug::fmt(&Duration::from_nanos(self.0), f)
+    }
+}
+
 impl fmt::Display for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.0 / 1_000_000_000;
@@ -148,6 +184,15 @@ mod tests {
         let mut t = Instant::from_secs(1);
         t += Duration::from_millis(500);
         assert_eq!(t, Instant::from_millis(1_500));
+    }
+
+    #[test]
+    fn it_prints_as_the_duration_since_the_epoch() {
+        assert_eq!(format!("{:?}", Instant::from_millis(250)), "250ms");
+        assert_eq!(format!("{:?}", Instant::from_secs(90)), "90s");
+        assert_eq!(format!("{:?}", Instant::ZERO), "0ns");
+        assert_eq!(format!("{:?}", Instant::MAX), "never");
+        assert_eq!(format!("{}", Instant::from_millis(1_500)), "1.500000000s");
     }
 
     #[test]

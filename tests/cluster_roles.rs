@@ -643,6 +643,38 @@ fn an_idle_leader_publishes_the_status_of_its_last_commit() {
     assert_eq!(status.queued[2], 5, "{status:?}");
 }
 
+/// Tasks whose requirements no online agent meets are named in the status,
+/// with the reason, and the others are not held up by them.
+#[test]
+fn the_status_names_the_tasks_no_agent_can_take() {
+    let mut c = Cluster::new(5);
+    c.faults = false;
+    for _ in 0..20 {
+        c.step();
+    }
+    let gpu = TaskRequirements::new().require(["gpu"]);
+    let specs = (0..3)
+        .map(|i| TaskSpec::new(100 + i).requirements(gpu.clone()))
+        .collect();
+    let posted = c
+        .store
+        .client(ClientOp::Post(vec![Message::Submit(specs)]), c.now);
+    assert!(matches!(posted, Ok(ClientReply::Posted(_))), "{posted:?}");
+    c.submit(4);
+    for _ in 0..600 {
+        c.step();
+    }
+    let status = match c.store.client(ClientOp::Status, c.now) {
+        Ok(ClientReply::Status(_, Some(status))) => status,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(status.completed, 4, "{status:?}");
+    assert_eq!(status.unroutable.len(), 1, "{status:?}");
+    let stuck = &status.unroutable[0];
+    assert_eq!(stuck.tasks, 3);
+    assert!(stuck.reason.contains("gpu"), "{}", stuck.reason);
+}
+
 /// A leader configured with a scale pool publishes its hint with the
 /// status: the pool's work only, and the agents it wants.
 #[test]

@@ -107,6 +107,6 @@ pub use incarnation::INCARNATION_LABEL;
 pub use mem_store::{Fault, Kept, MemStore};
 pub use node::{Node, NodeEvent, Role};
 pub use race::{StoreAnswer, StoreCall, check_store_races};
-pub use status::{AgentLoad, Status};
+pub use status::{AgentLoad, MAX_UNROUTABLE_LISTED, Status};
 #[cfg(feature = "workflow")]
 pub use workflow_client::{ClientEvent, ClusterPool, WorkflowClient};

@@ -5,7 +5,10 @@ use crate::Instant;
 use crate::agent::AgentStatus;
 use crate::priority::Priority;
 use crate::routing::RoutingStrategy;
-use crate::scheduler::{Dispatcher, ScaleHint};
+use crate::scheduler::{Dispatcher, ScaleHint, Unroutable};
+
+/// The most requirement sets of unroutable tasks a status lists.
+pub const MAX_UNROUTABLE_LISTED: usize = 16;
 
 /// One agent's line in a [`Status`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +69,14 @@ pub struct Status {
         serde(default, skip_serializing_if = "Vec::is_empty")
     )]
     pub pools: Vec<ScaleHint>,
+    /// Queued tasks no online agent can take, by requirement set, with
+    /// why ([`Dispatcher::unroutable`]); at most
+    /// [`MAX_UNROUTABLE_LISTED`] sets.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
+    pub unroutable: Vec<Unroutable>,
 }
 
 /// The status-relevant part of a node's state, read off its dispatcher.
@@ -102,6 +113,8 @@ pub(crate) fn read<P, S: RoutingStrategy>(
     status.completed = counters.completed;
     status.dead_lettered = counters.dead_lettered;
     status.expired = counters.expired;
+    status.unroutable = dispatcher.unroutable();
+    status.unroutable.truncate(MAX_UNROUTABLE_LISTED);
     status.at = now;
     status
 }

@@ -114,7 +114,7 @@ mod task;
 pub use crate::Observer;
 pub use config::{DispatcherConfig, DispatcherConfigBuilder, Heartbeats, MAX_TERMINAL_HISTORY};
 pub use dead_letter::{DeadLetter, DeadLetterFilter, DeadLetterQueue, MAX_HISTORY, PriorLetter};
-pub use dispatcher::{Action, CancelReason, Dispatcher, Redriven, Submitted};
+pub use dispatcher::{Action, CancelReason, Dispatcher, Redriven, Submitted, Unroutable};
 pub use durable::journal::{Applied, Input};
 pub use durable::snapshot::Snapshot;
 pub use errors::{

@@ -36,15 +36,17 @@ const MAX_PAUSE: Duration = Duration::from_secs(2);
 /// actions ([`EngineAction::RunLocal`](crate::workflow::EngineAction),
 /// `Finished`, …) through [`parts`](Self::parts).
 ///
-/// What the cluster does not carry: a task's end is all the store keeps,
-/// so an agent step completes with `O::default()` as its output — an
-/// agent that produces data stores it where the next step finds it
-/// (keyed by its [`StepTask`]). The runs live in this client's process: a
-/// client that restarts resumes them from the
-/// [`checkpoints`](crate::workflow::WorkflowRun::checkpoint) the host
-/// kept. Tasks end once (the cluster's guarantee), and the store forgets an
-/// end when it trims the journal, so the client must read more often than
-/// the leader snapshots ([`ClientOp::Outcomes`]).
+/// Outputs travel: with [`with_inputs`](Self::with_inputs) an agent step's
+/// task carries the step's input (its predecessors' outputs), and with
+/// [`with_outputs`](Self::with_outputs) the output its agent completed
+/// with ([`AgentSession::complete`](super::AgentSession::complete))
+/// becomes the step's; without them a step completes with `O::default()`.
+/// The runs live in this client's process: a client that restarts
+/// resumes them from the runs'
+/// [checkpoints](crate::workflow::WorkflowRun::checkpoint) the host kept
+/// ([`WorkflowEngine::resume`]). Tasks end once (the cluster's guarantee), and the store
+/// forgets an end when it trims the journal, so the client must read more
+/// often than the leader snapshots ([`ClientOp::Outcomes`]).
 ///
 /// ```
 /// use std::sync::Arc;

@@ -42,11 +42,13 @@ mod redrive;
 mod reports;
 mod scale;
 mod timers;
+mod unroutable;
 
 pub use actions::{Action, CancelReason, Submitted};
 use placement::Source;
 pub use redrive::Redriven;
 use reports::holds;
+pub use unroutable::Unroutable;
 
 use super::scale::{ScaleError, ScaleHint, ScalePolicy, Watch};
 use super::state::State;

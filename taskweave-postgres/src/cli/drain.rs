@@ -49,12 +49,24 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         if said.elapsed() >= Duration::from_secs(1) {
             said = Instant::now();
             match status {
-                Some(s) => say!(
-                    "draining: {} queued, {} delayed, {} in flight",
-                    s.queued.iter().sum::<u64>(),
-                    s.delayed,
-                    s.in_flight
-                ),
+                Some(s) => {
+                    say!(
+                        "draining: {} queued, {} delayed, {} in flight",
+                        s.queued.iter().sum::<u64>(),
+                        s.delayed,
+                        s.in_flight
+                    );
+                    for u in &s.unroutable {
+                        say!(
+                            "  {} queued task(s) no online agent can take (first task-{}: {}): \
+                             the drain waits for them until they expire; start an agent \
+                             that can take them, or cancel them",
+                            u.tasks,
+                            u.first.get(),
+                            u.reason
+                        );
+                    }
+                }
                 None => say!("waiting for a leader"),
             }
         }

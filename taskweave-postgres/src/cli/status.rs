@@ -14,7 +14,9 @@ usage: taskweave-pg status --db CONNINFO [--json]
 Prints the lease (epoch, leader, held or expired), then what the leader
 published last (every 250 ms): tasks queued by priority with the age of the
 oldest, delayed, in flight, each agent with its load, dead letters and totals,
-and the scale hint of each pool the leader watches (`node --pool`).
+the scale hint of each pool the leader watches (`node --pool`), and the queued
+tasks that no online agent can take, with why (a drain waits for them until
+they expire or are cancelled).
 --json  the status as one JSON object instead";
 
 pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
@@ -81,6 +83,15 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         s.dead_lettered,
         s.expired
     );
+    for u in &s.unroutable {
+        say!(
+            "UNROUTABLE: {} queued task(s), first task-{}: {}; start an agent that can take \
+             them, or cancel them",
+            u.tasks,
+            u.first.get(),
+            u.reason
+        );
+    }
     for p in &s.pools {
         let oldest = p.oldest_queued.map_or_else(
             || "none".to_string(),
