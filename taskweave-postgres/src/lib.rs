@@ -5,7 +5,8 @@ pub mod schema;
 pub mod store;
 pub mod testkit;
 pub use schema::{
-    LoginKind, MigrateReport, SCHEMA_VERSION, create_agent_login, create_login, migrate,
+    LoginKind, MigrateReport, ResetReport, SCHEMA_VERSION, create_agent_login, create_login,
+    migrate, reset,
 };
 pub use store::{PgError, PgStore, connect_admin, session_options};
 

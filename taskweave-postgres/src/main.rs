@@ -10,6 +10,7 @@
 //! taskweave-pg status --db CONNINFO            leader, queues, agents, dead letters
 //! taskweave-pg audit  --db CONNINFO            replay the journal, check invariants
 //! taskweave-pg drain  --db CONNINFO            finish the work, stop the cluster
+//! taskweave-pg reset  --db CONNINFO            a drained cluster's database, ready again
 //! ```
 
 /// Prints a line on stdout. A closed stdout (`taskweave-pg status | head`)
@@ -42,6 +43,7 @@ subcommands:
   status   epoch and leader, queued by priority, in flight, agents, dead letters
   audit    replay the journal and check every invariant
   drain    stop taking submissions, finish the work in flight, stop the cluster
+  reset    after a drain: empty the cluster's tables so a new cluster can start
 
 Every subcommand takes --db CONNINFO (a libpq string such as
 \"host=127.0.0.1 port=5432 user=postgres dbname=postgres\"), or reads $TASKWEAVE_DB.";
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Some("status") => cli::status::run(rest),
         Some("audit") => cli::audit::run(rest),
         Some("drain") => cli::drain::run(rest),
+        Some("reset") => cli::reset::run(rest),
         Some("bench") => cli::bench::run(rest),
         Some("--help" | "-h" | "help") => {
             say!("{USAGE}");

@@ -31,6 +31,9 @@
 
 use postgres::Client;
 
+mod reset;
+pub use reset::{ResetReport, reset};
+
 use crate::store::errors::{PgError, is_undefined_object};
 
 /// The schema version this build reads and writes.

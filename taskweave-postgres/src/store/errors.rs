@@ -42,6 +42,15 @@ pub enum PgError {
         /// The agent it acts for.
         agent: u64,
     },
+    /// [`reset`](crate::reset) refused: the cluster was not drained.
+    NotStopped {
+        /// The lease's epoch.
+        epoch: u64,
+        /// Who holds (or last held) it.
+        holder: String,
+        /// Whether it is held now.
+        held: bool,
+    },
     /// A stored row does not decode.
     Corrupt {
         /// Its table.
@@ -111,6 +120,16 @@ impl fmt::Display for PgError {
             PgError::LoginTaken { login, agent } => {
                 write!(f, "login {login:?} already acts for agent {agent}")
             }
+            PgError::NotStopped {
+                epoch,
+                holder,
+                held,
+            } => write!(
+                f,
+                "the cluster was not drained (epoch {epoch}, {} {holder:?}): a reset would \
+                 lose its tasks; drain it first (taskweave-pg drain), then reset",
+                if *held { "led by" } else { "last led by" }
+            ),
             PgError::Corrupt {
                 table,
                 key,

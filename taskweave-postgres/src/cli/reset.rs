@@ -1,0 +1,37 @@
+//! `taskweave-pg reset`: a drained cluster's database, ready for a new
+//! cluster.
+
+use std::process::ExitCode;
+
+use taskweave_postgres::{connect_admin, reset};
+
+use super::args::Args;
+
+const USAGE: &str = "\
+usage: taskweave-pg reset --db CONNINFO
+
+Makes the database of a drained cluster ready to run a new one: empties the
+journal, snapshots, inbox, outbox, outcomes and status, and releases the lease.
+The schema and the logins stay; start nodes and agents again afterwards. The
+old cluster's history is gone: run `taskweave-pg audit` before if it matters.
+Refused, changing nothing, unless the cluster was drained (taskweave-pg drain).
+Run it as the database owner or a superuser.";
+
+pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
+    let args = Args::parse(raw, USAGE, &["--db"])?;
+    if args.wants_help() {
+        say!("{USAGE}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut client = connect_admin(&args.db()?).map_err(|e| e.to_string())?;
+    let report = reset(&mut client).map_err(|e| e.to_string())?;
+    say!(
+        "reset: removed {} journal entries, {} inbox messages and {} task outcomes; \
+         the lease is free (the next leader takes an epoch after {}): start nodes and agents",
+        report.journal,
+        report.inbox,
+        report.outcomes,
+        report.epoch
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,91 @@
+//! [`reset`]: a drained cluster's database made ready for a new cluster.
+
+use postgres::Client;
+
+use crate::store::errors::PgError;
+
+/// What [`reset`] cleared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResetReport {
+    /// The lease's epoch, kept: the next leader takes a later one, so a
+    /// process of the old cluster that is still about is fenced.
+    pub epoch: u64,
+    /// Journal entries removed.
+    pub journal: u64,
+    /// Inbox messages removed.
+    pub inbox: u64,
+    /// Task outcomes removed.
+    pub outcomes: u64,
+}
+
+/// The tables a cluster fills, emptied by a reset.
+const CLUSTER_TABLES: [&str; 7] = [
+    "journal",
+    "snapshots",
+    "final_state",
+    "inbox",
+    "outbox",
+    "status",
+    "outcomes",
+];
+
+/// Makes the database of a **drained** cluster ready to run a new one, in
+/// one transaction: the journal, snapshots, final state, inbox, outbox,
+/// status and outcomes are emptied and the lease is released (no longer
+/// stopped). The schema, the logins and the lease's epoch stay: the next
+/// leader takes a later epoch, so a process of the old cluster that is
+/// still about is fenced. Run it as the database owner, after `drain`
+/// (and `audit`, if the old cluster's history matters: it is gone
+/// afterwards).
+///
+/// # Errors
+///
+/// [`PgError::NotStopped`] if the cluster was not drained (nothing is
+/// changed); [`PgError::Schema`] if the schema is not this build's;
+/// [`PgError::Db`] if a statement fails (nothing is changed).
+pub fn reset(client: &mut Client) -> Result<ResetReport, PgError> {
+    let installed = super::installed_version(client)?;
+    if installed != super::SCHEMA_VERSION {
+        return Err(PgError::Schema {
+            found: installed,
+            needed: super::SCHEMA_VERSION,
+        });
+    }
+    let mut tx = client.transaction()?;
+    tx.batch_execute("SET LOCAL search_path = taskweave")?;
+    let lease = tx.query_one(
+        "SELECT epoch, holder, expires_at > now(), stopped FROM lease WHERE id = 1 FOR UPDATE",
+        &[],
+    )?;
+    let (epoch, holder, held, stopped): (i64, String, bool, bool) =
+        (lease.get(0), lease.get(1), lease.get(2), lease.get(3));
+    let epoch = u64::try_from(epoch).unwrap_or(0);
+    if !stopped {
+        return Err(PgError::NotStopped {
+            epoch,
+            holder,
+            held,
+        });
+    }
+    let count = |tx: &mut postgres::Transaction<'_>, table: &str| -> Result<u64, PgError> {
+        let n: i64 = tx
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])?
+            .get(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    };
+    let report = ResetReport {
+        epoch,
+        journal: count(&mut tx, "journal")?,
+        inbox: count(&mut tx, "inbox")?,
+        outcomes: count(&mut tx, "outcomes")?,
+    };
+    for table in CLUSTER_TABLES {
+        tx.batch_execute(&format!("DELETE FROM {table}"))?;
+    }
+    tx.execute(
+        "UPDATE lease SET stopped = false, holder = '', expires_at = '-infinity' WHERE id = 1",
+        &[],
+    )?;
+    tx.commit()?;
+    Ok(report)
+}
