@@ -14,6 +14,7 @@ use taskweave::{AgentId, AttemptToken, TaskId};
 use taskweave_postgres::PgAgent;
 
 use super::args::Args;
+use super::privilege;
 use super::{HEARTBEAT, Payload, logger};
 
 const USAGE: &str = "\
@@ -120,7 +121,12 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         .claim_poll(Duration::from_millis(250))
         .build()
         .map_err(|e| e.to_string())?;
-    let mut log = logger(format!("agent {id}"));
+    let mut log = {
+        // A privilege refusal repeats until an operator grants it: each
+        // line names the login this command needs.
+        let mut log = logger(format!("agent {id}"));
+        move |line: &str| log(&privilege::said("agent", privilege::AGENT, line))
+    };
     let stop = AtomicBool::new(false);
     let give_up = || stop.load(std::sync::atomic::Ordering::Relaxed);
     let mut agent =

@@ -6,6 +6,7 @@ use taskweave::cluster::{Auditor, NodeOp, NodeReply, Store};
 use taskweave_postgres::{PgStore, wall_now};
 
 use super::args::Args;
+use super::privilege::{OPERATOR, hint};
 use super::{Payload, dispatcher_config};
 
 const USAGE: &str = "\
@@ -38,7 +39,10 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
             from: auditor.next_seq(),
             limit: PAGE,
         };
-        match store.node(op, wall_now()).map_err(|e| e.to_string())? {
+        match store
+            .node(op, wall_now())
+            .map_err(hint("audit", OPERATOR))?
+        {
             NodeReply::Journal(rows) => {
                 let full = rows.len() >= PAGE;
                 rows.into_iter().for_each(|row| auditor.apply(row));
@@ -49,7 +53,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
             NodeReply::Trimmed if from_snapshot.is_none() => {
                 let latest = store
                     .node(NodeOp::LatestSnapshot, wall_now())
-                    .map_err(|e| e.to_string())?;
+                    .map_err(hint("audit", OPERATOR))?;
                 let NodeReply::Snapshot(Some((seq, snapshot))) = latest else {
                     return Err("the journal was trimmed but no snapshot covers it".into());
                 };
@@ -106,7 +110,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     for violation in &report.violations {
         say!("VIOLATION: {violation}");
     }
-    if let Some((seq, state)) = store.final_state().map_err(|e| e.to_string())? {
+    if let Some((seq, state)) = store.final_state().map_err(hint("audit", OPERATOR))? {
         let replayed =
             serde_json::to_string(&auditor.dispatcher().snapshot()).map_err(|e| e.to_string())?;
         let stored = serde_json::to_string(&state).map_err(|e| e.to_string())?;

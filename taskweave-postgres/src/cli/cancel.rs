@@ -1,5 +1,6 @@
 //! `taskweave-pg cancel`: cancel tasks by id.
 
+use super::privilege::{SUBMITTER, hint};
 use std::process::ExitCode;
 
 use taskweave::cluster::Verdict;
@@ -28,11 +29,11 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     };
     let mut ids = Vec::with_capacity(tasks.len());
     for &task in &tasks {
-        ids.push(client.cancel(task).map_err(|e| e.to_string())?);
+        ids.push(client.cancel(task).map_err(hint("cancel", SUBMITTER))?);
     }
     let verdicts = client
         .wait_verdicts(&ids, wait)
-        .map_err(|e| e.to_string())?;
+        .map_err(hint("cancel", SUBMITTER))?;
     let mut all = true;
     for (task, verdict) in tasks.iter().zip(verdicts) {
         match verdict {

@@ -3,11 +3,12 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use taskweave::cluster::{StoreFailure, Verdict};
+use taskweave::cluster::Verdict;
 use taskweave_postgres::PgClient;
 
 use super::Payload;
 use super::args::Args;
+use super::privilege::{OPERATOR, hint};
 
 const USAGE: &str = "\
 usage: taskweave-pg drain --db CONNINFO [--wait SECONDS]
@@ -25,18 +26,11 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     }
     let wait = Duration::from_secs(args.parsed("--wait", 600u64)?);
     let mut client = PgClient::<Payload>::connect(&args.db()?).map_err(|e| e.to_string())?;
-    let id = client.drain().map_err(|e| match e {
-        // Row-level security refused the message: the login's kind.
-        StoreFailure::Failed { cause } if cause.starts_with("42501 ") => format!(
-            "this login may not drain ({cause}): drain needs a node login (or the database \
-             owner); a submitter may only submit and cancel"
-        ),
-        e => e.to_string(),
-    })?;
+    let id = client.drain().map_err(hint("drain", OPERATOR))?;
     let deadline = Instant::now() + wait;
     let mut said = Instant::now();
     loop {
-        let (lease, status) = client.status().map_err(|e| e.to_string())?;
+        let (lease, status) = client.status().map_err(hint("drain", OPERATOR))?;
         if lease.stopped {
             say!("drained: the cluster stopped");
             return Ok(ExitCode::SUCCESS);

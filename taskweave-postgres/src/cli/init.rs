@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use taskweave_postgres::{LoginKind, connect_admin, create_login, migrate};
 
 use super::args::Args;
+use super::privilege::{OWNER, hint};
 
 const USAGE: &str = "\
 usage: taskweave-pg init --db CONNINFO [--node LOGIN]... [--agent ID:LOGIN]... [--submitter LOGIN]...
@@ -23,8 +24,8 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let db = args.db()?;
-    let mut client = connect_admin(&db).map_err(|e| e.to_string())?;
-    let report = migrate(&mut client).map_err(|e| e.to_string())?;
+    let mut client = connect_admin(&db).map_err(hint("init", OWNER))?;
+    let report = migrate(&mut client).map_err(hint("init", OWNER))?;
     if report.applied.is_empty() {
         say!("schema: at version {}, nothing to do", report.to);
     } else {
@@ -55,7 +56,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         logins.push((login.to_string(), LoginKind::Agent(id)));
     }
     for (login, kind) in logins {
-        create_login(&mut client, &login, kind).map_err(|e| e.to_string())?;
+        create_login(&mut client, &login, kind).map_err(hint("init", OWNER))?;
         say!("login {login}: {kind:?}");
     }
     Ok(ExitCode::SUCCESS)

@@ -10,6 +10,7 @@ pub(crate) mod init;
 pub(crate) mod log;
 pub(crate) mod node;
 pub(crate) mod outcome;
+pub(crate) mod privilege;
 pub(crate) mod reset;
 pub(crate) mod status;
 pub(crate) mod submit;

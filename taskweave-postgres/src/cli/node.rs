@@ -8,6 +8,7 @@ use taskweave::scheduler::ScalePolicy;
 use taskweave_postgres::{NodeExit, PgNode};
 
 use super::args::Args;
+use super::privilege;
 use super::{Payload, dispatcher_config, logger};
 
 const USAGE: &str = "\
@@ -59,7 +60,12 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     let mut node =
         PgNode::<Payload>::new(&db, config, dispatcher_config()?).map_err(|e| e.to_string())?;
     let stop = AtomicBool::new(false);
-    let mut log = logger(name);
+    let mut log = {
+        // A privilege refusal repeats until an operator grants it: each
+        // line names the login this command needs.
+        let mut log = logger(name);
+        move |line: &str| log(&privilege::said("node", privilege::NODE, line))
+    };
     match node.run(&stop, &mut log)? {
         NodeExit::Stopped => log("the cluster was drained and stopped; exiting"),
         NodeExit::Interrupted => log("interrupted"),

@@ -1,5 +1,6 @@
 //! `taskweave-pg outcome`: how tasks ended.
 
+use super::privilege::{SUBMITTER, hint};
 use std::process::ExitCode;
 
 use taskweave::cluster::Outcome;
@@ -30,7 +31,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     };
     let ends = client
         .wait_outcomes(&tasks, wait)
-        .map_err(|e| e.to_string())?;
+        .map_err(hint("outcome", SUBMITTER))?;
     let mut all = true;
     for (task, end) in tasks.iter().zip(ends) {
         match end {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use taskweave_postgres::{connect_admin, reset};
 
 use super::args::Args;
+use super::privilege::{OWNER, hint};
 
 const USAGE: &str = "\
 usage: taskweave-pg reset --db CONNINFO
@@ -23,8 +24,8 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         say!("{USAGE}");
         return Ok(ExitCode::SUCCESS);
     }
-    let mut client = connect_admin(&args.db()?).map_err(|e| e.to_string())?;
-    let report = reset(&mut client).map_err(|e| e.to_string())?;
+    let mut client = connect_admin(&args.db()?).map_err(hint("reset", OWNER))?;
+    let report = reset(&mut client).map_err(hint("reset", OWNER))?;
     say!(
         "reset: removed {} journal entries, {} inbox messages and {} task outcomes; \
          the lease is free (the next leader takes an epoch after {}): start nodes and agents",

@@ -7,6 +7,7 @@ use taskweave_postgres::{PgClient, wall_now};
 
 use super::Payload;
 use super::args::Args;
+use super::privilege::{READER, hint};
 
 const USAGE: &str = "\
 usage: taskweave-pg status --db CONNINFO [--json]
@@ -26,7 +27,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut client = PgClient::<Payload>::connect(&args.db()?).map_err(|e| e.to_string())?;
-    let (lease, status) = client.status().map_err(|e| e.to_string())?;
+    let (lease, status) = client.status().map_err(hint("status", READER))?;
     if args.switch("--json") {
         let json = serde_json::json!({ "epoch": lease.epoch, "holder": lease.holder, "held": lease.held,
             "stopped": lease.stopped, "status": status });

@@ -12,6 +12,7 @@ use taskweave_postgres::PgClient;
 
 use super::Payload;
 use super::args::Args;
+use super::privilege::{SUBMITTER, hint};
 
 const USAGE: &str = "\
 usage: taskweave-pg submit --db CONNINFO [--wait SECONDS] [FILE]
@@ -155,11 +156,13 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     let ids = if chunks.is_empty() {
         Vec::new()
     } else {
-        client.submit_many(batches).map_err(|e| e.to_string())?
+        client
+            .submit_many(batches)
+            .map_err(hint("submit", SUBMITTER))?
     };
     let verdicts = client
         .wait_verdicts(&ids, wait)
-        .map_err(|e| e.to_string())?;
+        .map_err(hint("submit", SUBMITTER))?;
     for (chunk, verdict) in chunks.iter().zip(verdicts) {
         for (i, (number, ..)) in chunk.iter().enumerate() {
             let answer = match &verdict {
