@@ -384,9 +384,13 @@ fn cancelling_a_run_stops_its_agent_tasks() {
         }
     ));
     assert_eq!(engine.dispatcher().live_tasks(), 0);
+    // Cancelled again: the engine remembers how it ended.
     assert!(matches!(
         engine.cancel(run, T0),
-        Err(EngineError::UnknownRun(_))
+        Err(EngineError::RunFinished {
+            outcome: RunOutcome::Failed(FailureCause::Cancelled),
+            ..
+        })
     ));
 }
 
@@ -1098,4 +1102,41 @@ fn finished_runs_are_remembered_within_the_retention_and_no_longer() {
     // Remembering nothing frees an id as soon as its run ends.
     engine.set_retention(RunRetention::none());
     assert_eq!(engine.finished_runs(), 0);
+}
+
+/// A run cancelled while the pool has given its step up (its dead letter
+/// filed, its action not yet handed to the engine): the engine takes the
+/// letter and swallows the action, which never reaches the host.
+#[test]
+fn a_cancel_racing_the_pools_give_up_keeps_the_steps_action_from_the_host() {
+    let config = DispatcherConfig::builder()
+        .unroutable_timeout(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let mut pool: Dispatcher<StepTask> = Dispatcher::new(config);
+    let profile = taskweave::agent::AgentProfile::builder().build().unwrap();
+    pool.register_agent(AgentId::new(1), profile, T0).unwrap();
+    let def = Arc::new(
+        WorkflowDef::builder("train", 1)
+            .step(StepDef::agent("fit").capabilities(["gpu"]))
+            .build()
+            .unwrap(),
+    );
+    let mut engine: WorkflowEngine<String> = WorkflowEngine::new();
+    let run = engine.start(&mut pool, def, None, T0);
+    let at = Instant::from_millis(10);
+    pool.handle_timeout(at);
+    engine.cancel(&mut pool, run, at).unwrap();
+    let mut handed_back = Vec::new();
+    while let Some(action) = pool.poll_action() {
+        handed_back.extend(engine.handle_action(&mut pool, action));
+    }
+    assert!(handed_back.is_empty(), "{handed_back:?}");
+    assert_eq!(pool.dead_letters().len(), 0);
+    assert!(!engine.owns(taskweave::TaskId::new(0)));
+    while let Some(action) = engine.poll_action() {
+        if let EngineAction::Finished { outcome, .. } = action {
+            assert!(matches!(outcome, RunOutcome::Failed(_)), "{outcome:?}");
+        }
+    }
 }

@@ -25,7 +25,7 @@ use serde_json::Value;
 use taskweave::agent::AgentProfile;
 use taskweave::resilience::{Fixed, RetrySpec};
 use taskweave::routing::LeastLoaded;
-use taskweave::scheduler::{Dispatcher, DispatcherConfig};
+use taskweave::scheduler::{Action, Dispatcher, DispatcherConfig};
 use taskweave::workflow::{
     EngineAction, EngineSnapshot, RunRetention, StepDef, StepFailure, StepOutput, StepTask,
     WorkflowDef, WorkflowEngine,
@@ -81,26 +81,59 @@ fn definitions() -> Vec<Arc<WorkflowDef>> {
         .deadline(Duration::from_millis(40))
         .build()
         .unwrap();
-    vec![Arc::new(saga), Arc::new(waits), Arc::new(parent)]
+    // A step no agent can take: the pool gives it up (unroutable), on
+    // its own clock.
+    let stuck = WorkflowDef::builder("stuck", 1)
+        .step(
+            StepDef::agent("train")
+                .capabilities(["gpu"])
+                .retry(retry(3, 2)),
+        )
+        .build()
+        .unwrap();
+    vec![
+        Arc::new(saga),
+        Arc::new(waits),
+        Arc::new(parent),
+        Arc::new(stuck),
+    ]
+}
+
+/// A small queue (steps are refused, child runs end as they start) and a
+/// limit on unroutable tasks (the pool gives steps up by itself).
+fn pool_config() -> DispatcherConfig {
+    DispatcherConfig::builder()
+        .queue_capacity(2)
+        .unroutable_timeout(Duration::from_millis(4))
+        .build()
+        .unwrap()
 }
 
 #[derive(Clone, Debug)]
 enum Op {
     Start(usize),
     StartAs(usize, u64),
-    Agent { pick: usize, ok: bool },
-    Local { pick: usize, ok: bool },
+    Agent {
+        pick: usize,
+        ok: bool,
+    },
+    Local {
+        pick: usize,
+        ok: bool,
+    },
     Signal(usize),
     Cancel(usize),
     Heartbeat,
     Tick(u64),
+    /// The pool's clock alone moves (a host whose pool alone was due).
+    TickPool(u64),
     Restore,
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        2 => (0usize..3).prop_map(Op::Start),
-        1 => (0usize..3, 1u64..6).prop_map(|(d, id)| Op::StartAs(d, id)),
+        2 => (0usize..4).prop_map(Op::Start),
+        1 => (0usize..4, 1u64..6).prop_map(|(d, id)| Op::StartAs(d, id)),
         6 => (any::<usize>(), proptest::bool::weighted(0.75))
             .prop_map(|(pick, ok)| Op::Agent { pick, ok }),
         3 => (any::<usize>(), proptest::bool::weighted(0.75))
@@ -109,6 +142,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(Op::Cancel),
         2 => Just(Op::Heartbeat),
         3 => (0u64..12).prop_map(Op::Tick),
+        1 => (0u64..12).prop_map(Op::TickPool),
         3 => Just(Op::Restore),
     ]
 }
@@ -135,7 +169,7 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let mut pool = Dispatcher::new(DispatcherConfig::default());
+        let mut pool = Dispatcher::new(pool_config());
         for a in 1..=AGENTS {
             let profile = AgentProfile::builder().capacity(2).build().unwrap();
             pool.register_agent(AgentId::new(a), profile, Instant::ZERO)
@@ -155,8 +189,11 @@ impl World {
     fn settle(&mut self, limit: usize) {
         for _ in 0..limit {
             if let Some(action) = self.pool.poll_action() {
-                if let Some(plain) = self.engine.handle_action(&mut self.pool, action) {
-                    self.host.trace.push(format!("plain {plain:?}"));
+                // The pool holds nothing but steps: only an agent's loss
+                // is the host's.
+                match self.engine.handle_action(&mut self.pool, action) {
+                    None | Some(Action::AgentLost { .. }) => {}
+                    Some(plain) => panic!("a step's action reached the host: {plain:?}"),
                 }
                 continue;
             }
@@ -286,6 +323,11 @@ impl World {
                 pool.handle_timeout(now);
                 engine.handle_timeout(pool, now);
             }
+            Op::TickPool(ms) => {
+                let now = now.saturating_add(Duration::from_millis(ms));
+                host.now = now;
+                pool.handle_timeout(now);
+            }
             Op::Restore => {}
         }
     }
@@ -295,7 +337,7 @@ impl World {
         let pool_json = serde_json::to_string(&self.pool.snapshot()).unwrap();
         let engine_json = serde_json::to_string(&self.engine.snapshot()).unwrap();
         let pool = Dispatcher::restore(
-            DispatcherConfig::default(),
+            pool_config(),
             Box::new(LeastLoaded::new()) as Box<_>,
             serde_json::from_str(&pool_json).unwrap(),
         )
@@ -438,4 +480,46 @@ fn a_snapshot_without_its_definitions_or_of_another_format_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(refused.contains("format 99"), "{refused}");
+}
+
+/// Corruptions that keep every id in range but leave a run stuck are
+/// refused: a parent that lost its child run, a run made its own parent,
+/// an open agent attempt without its task.
+#[test]
+fn snapshots_that_would_leave_a_run_stuck_are_refused() {
+    let defs = definitions();
+    let mut world = World::new();
+    // The parent's first step done: its sub-workflow's child runs.
+    world.apply(&(Op::Start(2), u8::MAX), &defs);
+    world.apply(&(Op::Agent { pick: 0, ok: true }, u8::MAX), &defs);
+    let taken = serde_json::to_value(world.engine.snapshot()).unwrap();
+    assert_eq!(
+        taken["children"].as_array().map(Vec::len),
+        Some(1),
+        "{taken}"
+    );
+    let restore = |value: Value| {
+        let snapshot: EngineSnapshot<u64> = serde_json::from_value(value).unwrap();
+        WorkflowEngine::restore(snapshot, defs.iter().cloned()).map(|_| ())
+    };
+    assert!(restore(taken.clone()).is_ok());
+
+    let mut orphaned = taken.clone();
+    orphaned["children"] = serde_json::json!([]);
+    for run in orphaned["runs"].as_array_mut().unwrap() {
+        run[1] = Value::Null;
+    }
+    let mut own_parent = taken.clone();
+    let parent = own_parent["runs"][0][0]["state"]["id"].clone();
+    own_parent["runs"][0][1] = serde_json::json!([parent, 1]);
+    let mut taskless = taken.clone();
+    taskless["tasks"] = serde_json::json!([]);
+    for (what, corrupt) in [
+        ("orphaned", orphaned),
+        ("own parent", own_parent),
+        ("taskless", taskless),
+    ] {
+        let refused = restore(corrupt).expect_err(what).to_string();
+        assert!(refused.contains("inconsistent"), "{what}: {refused}");
+    }
 }

@@ -72,7 +72,11 @@ impl<P: Clone> WorkflowEngine<P> {
                             });
                             let child =
                                 self.spawn(pool, Arc::clone(child), input, Some((id, token)), now);
-                            self.children.insert((id, token), child);
+                            // A child that ended as it started (its step
+                            // refused) has completed the attempt already.
+                            if self.runs.contains_key(&child) {
+                                self.children.insert((id, token), child);
+                            }
                         }
                         StepKind::Local | StepKind::Wait { .. } => {
                             self.actions.push_back(EngineAction::RunLocal {
@@ -102,6 +106,14 @@ impl<P: Clone> WorkflowEngine<P> {
                                     agent,
                                     token,
                                 });
+                            }
+                            // The pool gave the task up before the
+                            // cancel: its action about it is still to
+                            // come, and is swallowed.
+                            None if pool.take_given_up(task).is_some() => {
+                                if let Some(tracked) = self.tasks.get_mut(&task) {
+                                    tracked.closing = true;
+                                }
                             }
                             None => {
                                 self.tasks.remove(&task);
@@ -280,11 +292,14 @@ impl<P: Clone> WorkflowEngine<P> {
         if self.live.remove(&(step.run, step.token)).is_none() {
             return;
         }
+        // The pool's clock may be ahead of the engine's (a host that
+        // ticked the pool alone) or behind it: the engine's clock takes
+        // the later, so ends are recorded in order.
+        let now = self.clock(at);
         let Some(entry) = self.runs.get_mut(&step.run) else {
             return;
         };
         let failure = StepFailure::retryable(reason);
-        let now = at;
         let _ = if step.compensation {
             entry.run.compensated(step.token, Err(failure), now)
         } else {

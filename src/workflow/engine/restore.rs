@@ -127,6 +127,7 @@ impl<P: Clone> WorkflowEngine<P> {
         }
         engine.restore_tasks(snapshot.tasks)?;
         engine.restore_children(snapshot.children)?;
+        engine.check_open_attempts()?;
         for checkpoint in snapshot.parked {
             let id = checkpoint.run_id();
             if engine.runs.contains_key(&id) || engine.parked.insert(id, checkpoint).is_some() {
@@ -205,6 +206,58 @@ impl<P: Clone> WorkflowEngine<P> {
                 "runs",
                 "holds a child run its parent does not list",
             ));
+        }
+        Ok(())
+    }
+
+    /// Every run at rest: no action of its own left unpumped, each open
+    /// agent attempt carried by a live task and each open sub-workflow
+    /// attempt by a child run (and nothing else by either), and no run
+    /// its own ancestor. What this cannot check is the pool: the pair of
+    /// snapshots must have been taken together.
+    fn check_open_attempts(&self) -> Result<(), EngineError> {
+        for (&id, entry) in self.runs.iter() {
+            if !entry.run.state().actions.is_empty() {
+                return Err(invalid("runs", "holds a run with actions never handed out"));
+            }
+            let def = entry.run.definition();
+            for attempt in entry.run.timeline().filter(|t| t.end.is_none()) {
+                let kind = def.step(attempt.step).map(|step| &step.kind);
+                let key = (id, attempt.token);
+                let (task, child) = (
+                    self.live.contains_key(&key),
+                    self.children.contains_key(&key),
+                );
+                let expected = match kind {
+                    Some(StepKind::Agent) => (true, false),
+                    Some(StepKind::SubWorkflow(_)) if !attempt.compensation => (false, true),
+                    _ => (false, false),
+                };
+                if (task, child) != expected {
+                    return Err(invalid(
+                        "tasks",
+                        "does not match the open attempts of a run (a step task or a child run missing or extra)",
+                    ));
+                }
+            }
+        }
+        // Each run has at most one parent: a walk up from a run ends at a
+        // top-level run, at a run a walk already cleared, or comes back to
+        // a run of its own path. Each run is cleared once: `O(runs)`.
+        let mut cleared: BTreeSet<WorkflowId> = BTreeSet::new();
+        for &start in self.runs.keys() {
+            let mut path = BTreeSet::new();
+            let mut at = start;
+            while !cleared.contains(&at) {
+                if !path.insert(at) {
+                    return Err(invalid("runs", "holds a run that is its own ancestor"));
+                }
+                match self.runs.get(&at).and_then(|entry| entry.parent) {
+                    Some((parent, _)) => at = parent,
+                    None => break,
+                }
+            }
+            cleared.extend(path);
         }
         Ok(())
     }
