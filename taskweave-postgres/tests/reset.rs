@@ -121,7 +121,15 @@ fn a_drained_cluster_starts_again_after_a_reset() {
     assert_eq!(outputs, [Some(2), Some(4), Some(6)]);
     assert!(first.iter().all(|o| o.end == TaskEnd::Completed));
 
+    // A submission posted after the stop is never read: the reset says so.
+    let mut late = PgStore::<u32>::connect(&cluster.conninfo()).unwrap();
+    let posted = late.client(
+        ClientOp::Post(vec![Message::Submit(vec![TaskSpec::new(7)])]),
+        Instant::ZERO,
+    );
+    assert!(matches!(posted, Ok(ClientReply::Posted(_))), "{posted:?}");
     let report = reset(&mut admin).unwrap_or_else(|e| panic!("reset after the drain: {e}"));
+    assert_eq!(report.unread, 1, "{report:?}");
     assert_eq!(
         (report.epoch, report.outcomes),
         (first_epoch, 3),

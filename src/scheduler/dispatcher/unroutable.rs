@@ -28,8 +28,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// The queued tasks that no online agent can take at all — a required
     /// capability or a label no agent has, or none of the agents that have
     /// them online, or a pinned agent that is not online — by requirement
-    /// set, the set of the first submitted task first. Tasks merely
-    /// waiting for a busy capable agent are not listed, nor delayed ones.
+    /// set, the set of the first submitted task first. Tasks waiting for a
+    /// concurrency key count too. Tasks merely waiting for a busy capable
+    /// agent are not listed, nor delayed ones.
     /// Read-only; `O(t log g + g·c)` for `t` queued tasks, `g` requirement
     /// sets and `c` agent classes: for a status read now and then, not
     /// for every dispatch.
@@ -56,17 +57,20 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         // Every queued task, set aside or not, by requirement set: how
         // many, and the first submitted (its sequence number and id).
         let mut groups: BTreeMap<RequirementsId, (u64, u64, TaskId)> = BTreeMap::new();
-        let queued = self.state.queue.entries().chain(
-            self.state
-                .parked
-                .iter()
-                .flat_map(|group| group.queue.entries()),
-        );
+        // Queued tasks wait in the main queue, in a parked group, or for a
+        // concurrency key; an entry of a task no longer queued (or queued
+        // anew) is dead.
+        let parked = self.state.parked.iter().map(|group| &group.queue);
+        let keyed = self.state.key_gates.waiters().map(|(_, queue)| queue);
+        let queued = std::iter::once(&self.state.queue)
+            .chain(parked)
+            .chain(keyed)
+            .flat_map(|queue| queue.entries());
         for entry in queued {
             let Some(task) = self.state.tasks.get(entry.task) else {
                 continue;
             };
-            if task.state != TaskState::Queued {
+            if task.state != TaskState::Queued || task.seq != entry.seq {
                 continue;
             }
             let group = groups
@@ -196,5 +200,37 @@ mod tests {
         while d.poll_action().is_some() {}
         let reasons: Vec<_> = d.unroutable().into_iter().map(|u| u.reason).collect();
         assert!(!reasons.iter().any(|r| r.contains("cpu")), "{reasons:?}");
+    }
+
+    /// A task waiting for its concurrency key counts, and comes first
+    /// when it was submitted first.
+    #[test]
+    fn counts_the_tasks_waiting_for_a_concurrency_key() {
+        use crate::scheduler::ConcurrencyLimit;
+        let config = DispatcherConfig::builder()
+            .concurrency_limit("k", ConcurrencyLimit::new(1))
+            .build()
+            .unwrap();
+        let mut d: Dispatcher<u32> = Dispatcher::new(config);
+        let now = Instant::ZERO;
+        let cpu = AgentProfile::builder()
+            .capabilities(["cpu"])
+            .capacity(4)
+            .build()
+            .unwrap();
+        d.register_agent(AgentId::new(1), cpu, now).unwrap();
+        let holder = TaskSpec::new(1)
+            .concurrency_key("k")
+            .requirements(needing(&["cpu"]));
+        let _ = d.submit(holder, now).unwrap();
+        let keyed = TaskSpec::new(2)
+            .concurrency_key("k")
+            .requirements(needing(&["gpu"]));
+        let waiting = d.submit(keyed, now).unwrap().id();
+        let _ = d.submit(TaskSpec::new(3).requirements(needing(&["gpu"])), now);
+        while d.poll_action().is_some() {}
+        let stuck = d.unroutable();
+        assert_eq!(stuck.len(), 1, "{stuck:?}");
+        assert_eq!((stuck[0].tasks, stuck[0].first), (2, waiting), "{stuck:?}");
     }
 }

@@ -53,8 +53,9 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
                     for u in &s.unroutable {
                         say!(
                             "  {} queued task(s) no online agent can take (first task-{}: {}): \
-                             the drain waits for them until they expire; start an agent \
-                             that can take them, or cancel them",
+                             the drain waits for them, and they end only when they expire \
+                             (a TTL) or are cancelled; start an agent that can take them, \
+                             or cancel them",
                             u.tasks,
                             u.first.get(),
                             u.reason

@@ -15,6 +15,8 @@ Makes the database of a drained cluster ready to run a new one: empties the
 journal, snapshots, inbox, outbox, outcomes and status, and releases the lease.
 The schema and the logins stay; start nodes and agents again afterwards. The
 old cluster's history is gone: run `taskweave-pg audit` before if it matters.
+Every node and agent of the old cluster must have exited (the drain stops them;
+kill one that could not reach the database then). Task ids start again at 0.
 Refused, changing nothing, unless the cluster was drained (taskweave-pg drain).
 Run it as the database owner or a superuser.";
 
@@ -34,5 +36,12 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         report.outcomes,
         report.epoch
     );
+    if report.unread > 0 {
+        say!(
+            "{} of those messages were posted after the stop and never read: their senders got \
+             no verdict and should post them again",
+            report.unread
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,10 @@ pub struct ResetReport {
     pub journal: u64,
     /// Inbox messages removed.
     pub inbox: u64,
+    /// Of them, those no leader ever read (posted after the stop): their
+    /// senders never got a verdict, and should post them again to the new
+    /// cluster.
+    pub unread: u64,
     /// Task outcomes removed.
     pub outcomes: u64,
 }
@@ -37,6 +41,12 @@ const CLUSTER_TABLES: [&str; 7] = [
 /// still about is fenced. Run it as the database owner, after `drain`
 /// (and `audit`, if the old cluster's history matters: it is gone
 /// afterwards).
+///
+/// Every process of the old cluster must be gone: the drain stops them,
+/// but one that could not reach the database then (a partitioned
+/// standby) must be killed before the reset — it would otherwise come
+/// back with the old cluster's state. Task ids start again at 0: a client
+/// still waiting for an old task's outcome would read the new task's.
 ///
 /// # Errors
 ///
@@ -77,6 +87,7 @@ pub fn reset(client: &mut Client) -> Result<ResetReport, PgError> {
         epoch,
         journal: count(&mut tx, "journal")?,
         inbox: count(&mut tx, "inbox")?,
+        unread: count(&mut tx, "inbox WHERE NOT consumed")?,
         outcomes: count(&mut tx, "outcomes")?,
     };
     for table in CLUSTER_TABLES {
