@@ -21,6 +21,32 @@ use crate::{PgError, PgStore};
 /// It connects as the login the connection string names; with the roles
 /// `taskweave-pg init` creates, PostgreSQL lets it act only as its own
 /// agent.
+///
+/// An agent that completes each task with its payload doubled, until the
+/// cluster is drained:
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use taskweave::AgentId;
+/// use taskweave::agent::AgentProfile;
+/// use taskweave::cluster::SessionConfig;
+/// use taskweave_postgres::PgAgent;
+///
+/// let db = "host=127.0.0.1 port=5432 user=agent_one dbname=postgres";
+/// let profile = AgentProfile::builder().capacity(4).build()?;
+/// let session = SessionConfig::builder().build()?;
+/// let mut log = |line: &str| eprintln!("agent 1: {line}");
+/// // Waits for the server while it is down; `|| true` would give up at once.
+/// let mut agent = PgAgent::<u32>::connect(db, AgentId::new(1), profile, session, &mut log, &|| false)?;
+/// while !agent.is_stopped() {
+///     for work in agent.step(&mut log) {
+///         agent.complete(work.task, work.token, work.payload * 2);
+///     }
+///     agent.wait(Duration::from_millis(20));
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct PgAgent<P> {
     store: PgStore<P>,

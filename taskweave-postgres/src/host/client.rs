@@ -16,6 +16,34 @@ use crate::{PgError, PgStore};
 
 /// A client of the cluster. Its messages go to the leader's inbox; each
 /// gets a verdict once the leader journaled it.
+///
+/// Submitting two tasks, reading the ids the leader gave them and waiting
+/// for their outcomes:
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use taskweave::TaskId;
+/// use taskweave::cluster::Verdict;
+/// use taskweave::scheduler::TaskSpec;
+/// use taskweave_postgres::PgClient;
+///
+/// let db = "host=127.0.0.1 port=5432 user=sub dbname=postgres";
+/// let mut client = PgClient::<u32>::connect(db)?;
+/// let message = client.submit(vec![TaskSpec::new(20), TaskSpec::new(21)])?;
+/// let verdict = client.wait_verdicts(&[message], Duration::from_secs(30))?;
+/// let Some(Some(Verdict::Submitted(ids))) = verdict.into_iter().next() else {
+///     return Err("no verdict within 30 s: is a node running?".into());
+/// };
+/// let tasks = ids.into_iter().collect::<Result<Vec<TaskId>, String>>()?;
+/// for (task, outcome) in tasks.iter().zip(client.wait_outcomes(&tasks, Duration::from_secs(30))?) {
+///     match outcome {
+///         Some(outcome) => println!("{task}: {}, output {:?}", outcome.end, outcome.output),
+///         None => println!("{task}: still running"),
+///     }
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct PgClient<P> {
     store: PgStore<P>,

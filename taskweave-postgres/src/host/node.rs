@@ -22,6 +22,36 @@ pub enum NodeExit {
 /// A node (leader or standby) of the cluster whose store is the database
 /// at `conninfo`. Every node of a cluster must use the same dispatcher
 /// configuration.
+///
+/// [`run`](Self::run) blocks until the cluster stops: give the node a
+/// thread of its own (an async host, a blocking thread: see the crate's
+/// docs).
+///
+/// ```no_run
+/// use std::sync::atomic::AtomicBool;
+/// use std::time::Duration;
+///
+/// use taskweave::cluster::NodeConfig;
+/// use taskweave::scheduler::DispatcherConfig;
+/// use taskweave_postgres::{NodeExit, PgNode};
+///
+/// // Setting it ends the node's loop early (a shutdown signal, say).
+/// static STOP: AtomicBool = AtomicBool::new(false);
+///
+/// let db = "host=127.0.0.1 port=5432 user=node_login dbname=postgres";
+/// let dispatcher = DispatcherConfig::builder()
+///     .heartbeats(Duration::from_millis(250), 8)
+///     .build()?;
+/// let config = NodeConfig::builder("node-a").build()?;
+/// let mut node = PgNode::<u32>::new(db, config, dispatcher)?;
+/// let thread = std::thread::spawn(move || node.run(&STOP, &mut |line| eprintln!("node-a: {line}")));
+/// // … the host's agents and clients …
+/// match thread.join().expect("the node's thread panicked")? {
+///     NodeExit::Stopped => println!("the cluster was drained"),
+///     NodeExit::Interrupted => println!("stopped by the host"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct PgNode<P> {
     conninfo: String,
