@@ -943,4 +943,8 @@ fn idempotency_keys_that_disagree_with_their_queue_are_refused() {
         v["state"]["idempotency_expiry"] = Value::Array(q);
     });
     assert!(unknown.is_some_and(|e| e.contains("idempotency")));
+    let stray_fingerprint = restore(&|v| {
+        v["state"]["idempotency_fingerprints"] = serde_json::json!([["gamma", 7]]);
+    });
+    assert!(stray_fingerprint.is_some_and(|e| e.contains("idempotency_fingerprints")));
 }

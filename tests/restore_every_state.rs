@@ -224,7 +224,10 @@ fn spec(shape: &Shape, payload: u32, now: Instant) -> TaskSpec<u32> {
         spec = spec.deadline(now + Duration::from_secs(u64::from(deadline)));
     }
     if let Some(key) = shape.key {
-        spec = spec.idempotency_key(format!("key-{key}"));
+        // Now and then the same key with another payload: a conflict.
+        spec = spec
+            .idempotency_key(format!("key-{key}"))
+            .payload_fingerprint(u64::from(shape.cost % 2));
     }
     if let Some((share, weight)) = shape.share {
         spec = spec.fairness(format!("tenant-{share}"), weight);

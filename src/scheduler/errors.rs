@@ -117,6 +117,16 @@ pub enum SubmitErrorKind {
     /// ([`TaskSpec::max_attempts`](crate::scheduler::TaskSpec::max_attempts)).
     #[error("at most zero attempts")]
     ZeroMaxAttempts,
+    /// The idempotency key names a task submitted with another payload
+    /// ([`TaskOptions::payload_fingerprint`](crate::scheduler::TaskOptions::payload_fingerprint)):
+    /// nothing was submitted.
+    #[error(
+        "conflict: the idempotency key names {task}, submitted with another payload; use another key, or the same payload"
+    )]
+    KeyConflict {
+        /// The task the key names.
+        task: TaskId,
+    },
     /// A cost of zero: every limit would let the task through for free.
     #[error("cost of zero")]
     ZeroCost,

@@ -57,6 +57,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             ttl_due: None,
             deadline: None,
             idempotency_key: None,
+            fingerprint: None,
         };
         let filed = self.file::<PLAIN>(waiting, now);
         Ok(self.enter::<PLAIN>(filed, now))
@@ -97,11 +98,20 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         now: Instant,
     ) -> Result<(Submitted, Option<Entry>), SubmitError<P>> {
         self.forget_expired_keys(now);
-        if let Some(existing) = spec
+        if let Some((existing, first)) = spec
             .idempotency_key
             .as_ref()
             .and_then(|k| self.state.idempotency.get(k))
         {
+            let fingerprint = spec.options().payload_fingerprint;
+            if let (Some(first), Some(again)) = (first, fingerprint) {
+                if first != again {
+                    return Err(SubmitError {
+                        kind: SubmitErrorKind::KeyConflict { task: existing },
+                        spec: Box::new(spec),
+                    });
+                }
+            }
             return Ok((Submitted::Duplicate(existing), None));
         }
         if let Some(kind) = self.refusal(&spec, now) {
@@ -126,6 +136,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             .filter(|&at| at > now);
         // The TTL counts from the start: submission, or `not_before`.
         let ttl_due = ttl.map(|ttl| start.unwrap_or(now).saturating_add(ttl));
+        let fingerprint = options.as_ref().and_then(|o| o.payload_fingerprint);
         let (lane, weight) = match options.as_ref().and_then(|o| o.fairness.as_ref()) {
             Some(share) => (self.state.fair_keys.acquire(&share.key), share.weight),
             None => (0, 0),
@@ -163,6 +174,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             ttl_due,
             deadline,
             idempotency_key,
+            fingerprint,
         };
         Ok(self.file::<false>(waiting, now))
     }
@@ -223,7 +235,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         }
         if let Some(key) = waiting.idempotency_key {
             let expires = now.saturating_add(self.config.settings.idempotency_window);
-            self.state.idempotency.insert(key, task, expires);
+            self.state
+                .idempotency
+                .insert(key, task, expires, waiting.fingerprint);
         }
         // On both paths: a watched pool does not cost the plain one.
         if !self.watches.is_empty() {
@@ -374,4 +388,6 @@ struct Waiting<P> {
     ttl_due: Option<Instant>,
     deadline: Option<Instant>,
     idempotency_key: Option<String>,
+    /// The payload's fingerprint, kept with the idempotency key.
+    fingerprint: Option<u64>,
 }

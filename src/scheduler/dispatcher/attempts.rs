@@ -282,6 +282,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             cost: extras.cost,
             metadata: extras.metadata,
             max_attempts: extras.max_attempts,
+            payload_fingerprint: None,
         });
         self.emit(
             match terminal {

@@ -453,7 +453,13 @@ impl<P> State<P> {
     /// The idempotency keys and their expiry queue name the same keys, each
     /// once, in expiry order.
     fn check_idempotency(&self) -> Result<(), SchedulerError> {
-        let (by_key, expiry) = self.idempotency.parts();
+        let (by_key, expiry, fingerprints) = self.idempotency.parts();
+        if fingerprints.keys().any(|key| !by_key.contains_key(key)) {
+            return Err(corrupt(
+                "idempotency_fingerprints",
+                "names a key that names no task",
+            ));
+        }
         if expiry
             .iter()
             .zip(expiry.iter().skip(1))

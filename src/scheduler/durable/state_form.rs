@@ -17,7 +17,7 @@ use crate::scheduler::queue::fair_keys::FairKeys;
 use crate::scheduler::queue::parked::ParkedGroups;
 use crate::scheduler::state::agent_table::AgentTable;
 use crate::scheduler::state::counts::WaitingCounts;
-use crate::scheduler::state::idempotency::{ExpiryQueue, IdempotencyKeys, KeyMap};
+use crate::scheduler::state::idempotency::{ExpiryQueue, Fingerprints, IdempotencyKeys, KeyMap};
 use crate::scheduler::state::requirements::RequirementsTable;
 use crate::scheduler::state::running::Running;
 use crate::scheduler::state::slab::TaskSlab;
@@ -47,6 +47,16 @@ pub(in crate::scheduler) struct StateForm<P> {
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_maps::as_pairs"))]
     idempotency: KeyMap,
     idempotency_expiry: ExpiryQueue,
+    /// Left out when no key has one, as in the forms written before.
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            skip_serializing_if = "std::collections::HashMap::is_empty",
+            with = "crate::serde_maps::as_pairs"
+        )
+    )]
+    idempotency_fingerprints: Fingerprints,
     dead_letters: DeadLetterQueue<P>,
     next_seq: u64,
     next_timer: u64,
@@ -60,7 +70,7 @@ pub(in crate::scheduler) struct StateForm<P> {
 
 impl<P: Clone> From<&State<P>> for StateForm<P> {
     fn from(state: &State<P>) -> Self {
-        let (idempotency, idempotency_expiry) = state.idempotency.parts();
+        let (idempotency, idempotency_expiry, idempotency_fingerprints) = state.idempotency.parts();
         StateForm {
             registry: state.registry.clone(),
             rng: state.rng.clone(),
@@ -74,6 +84,7 @@ impl<P: Clone> From<&State<P>> for StateForm<P> {
             in_flight: state.in_flight.clone(),
             idempotency: idempotency.clone(),
             idempotency_expiry: idempotency_expiry.clone(),
+            idempotency_fingerprints: idempotency_fingerprints.clone(),
             dead_letters: state.dead_letters.clone(),
             next_seq: state.next_seq,
             next_timer: state.timers.issued(),
@@ -100,7 +111,11 @@ impl<P> From<StateForm<P>> for State<P> {
             heartbeat_due: form.heartbeat_due,
             actions: form.actions,
             in_flight: form.in_flight,
-            idempotency: IdempotencyKeys::from_parts(form.idempotency, form.idempotency_expiry),
+            idempotency: IdempotencyKeys::from_parts(
+                form.idempotency,
+                form.idempotency_expiry,
+                form.idempotency_fingerprints,
+            ),
             dead_letters: form.dead_letters,
             counts: WaitingCounts::default(),
             next_seq: form.next_seq,

@@ -56,6 +56,8 @@ struct Written<'a, P> {
     metadata: &'a Metadata,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_fingerprint: Option<u64>,
 }
 
 /// What [`TaskSpec`]'s `Deserialize` reads: options left out take their
@@ -88,6 +90,8 @@ struct Read<P> {
     metadata: Metadata,
     #[serde(default)]
     max_attempts: Option<u32>,
+    #[serde(default)]
+    payload_fingerprint: Option<u64>,
 }
 
 impl<P: Serialize> Serialize for TaskSpec<P> {
@@ -107,6 +111,7 @@ impl<P: Serialize> Serialize for TaskSpec<P> {
             cost: options.cost,
             metadata: &options.metadata,
             max_attempts: options.max_attempts,
+            payload_fingerprint: options.payload_fingerprint,
         }
         .serialize(serializer)
     }
@@ -131,6 +136,7 @@ impl<'de, P: Deserialize<'de>> Deserialize<'de> for TaskSpec<P> {
             cost: read.cost,
             metadata: read.metadata,
             max_attempts: read.max_attempts,
+            payload_fingerprint: read.payload_fingerprint,
         }))
     }
 }

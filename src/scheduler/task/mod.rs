@@ -277,6 +277,29 @@ impl<P> TaskSpec<P> {
         self
     }
 
+    /// Sets the payload's fingerprint
+    /// ([`TaskOptions::payload_fingerprint`]): the same idempotency key
+    /// with another fingerprint is refused, not deduplicated.
+    ///
+    /// ```
+    /// use taskweave::scheduler::{Dispatcher, DispatcherConfig, SubmitErrorKind, TaskSpec};
+    /// use taskweave::Instant;
+    ///
+    /// let mut d: Dispatcher<&str> = Dispatcher::new(DispatcherConfig::default());
+    /// let first = d.submit(TaskSpec::new("pay 10").idempotency_key("order-7").payload_fingerprint(10), Instant::ZERO)?.id();
+    /// // The same payload again: the first task.
+    /// let again = d.submit(TaskSpec::new("pay 10").idempotency_key("order-7").payload_fingerprint(10), Instant::ZERO)?;
+    /// assert_eq!(again.id(), first);
+    /// // Another payload under the same key: refused, naming the task.
+    /// let refused = d.submit(TaskSpec::new("pay 99").idempotency_key("order-7").payload_fingerprint(99), Instant::ZERO).unwrap_err();
+    /// assert_eq!(refused.kind, SubmitErrorKind::KeyConflict { task: first });
+    /// # Ok::<(), taskweave::Error>(())
+    /// ```
+    pub fn payload_fingerprint(mut self, fingerprint: u64) -> Self {
+        self.options_mut().payload_fingerprint = Some(fingerprint);
+        self
+    }
+
     /// Sets a metadata entry.
     pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.options_mut().metadata.insert(key, value);

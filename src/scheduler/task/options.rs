@@ -57,6 +57,15 @@ pub struct TaskOptions {
     /// ([`DeadLetterReason::RetriesExhausted`](crate::scheduler::DeadLetterReason::RetriesExhausted)).
     /// `None`: the policy alone decides. At least 1.
     pub max_attempts: Option<u32>,
+    /// A fingerprint of the payload (a hash of its stored form), for the
+    /// idempotency key: a second submission of the key within its window
+    /// with **another** fingerprint is refused
+    /// ([`SubmitErrorKind::KeyConflict`](crate::scheduler::SubmitErrorKind::KeyConflict))
+    /// instead of answering the first task while its payload is dropped.
+    /// `None` (either side): the key alone decides, as before. A store
+    /// sets it from the payload it decodes (`taskweave-postgres` does), so
+    /// a submitter cannot forge it.
+    pub payload_fingerprint: Option<u64>,
 }
 
 impl TaskOptions {
@@ -69,6 +78,7 @@ impl TaskOptions {
         cost: 1,
         metadata: Metadata::new(),
         max_attempts: None,
+        payload_fingerprint: None,
     };
 }
 

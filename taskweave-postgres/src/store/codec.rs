@@ -108,12 +108,27 @@ pub(crate) fn sender(agent: Option<i64>, incarnation: Option<i64>) -> Sender {
 /// Decodes an inbox body and checks it against the columns the database
 /// vouches for: its kind must be the row's `kind` (which row-level
 /// security checked), and a report must name the agent that posted it.
-pub(crate) fn message<P: DeserializeOwned>(
+/// Each submitted task with an idempotency key gets the fingerprint of
+/// its payload as stored ([`fingerprint`]), whatever the body said: the
+/// same key with another payload is then refused as a conflict.
+pub(crate) fn message<P: Serialize + DeserializeOwned>(
     row_kind: &str,
     sender: Sender,
     body: &str,
 ) -> Result<Message<P>, String> {
-    let message: Message<P> = decode(body)?;
+    let mut message: Message<P> = decode(body)?;
+    if let Message::Submit(specs) = &mut message {
+        for spec in specs.iter_mut() {
+            // Only a keyed task's options are touched: a plain task stays
+            // on the dispatcher's fast path.
+            if spec.idempotency_key.is_some() {
+                let fingerprint = fingerprint(&spec.payload)?;
+                spec.options_mut().payload_fingerprint = Some(fingerprint);
+            } else if spec.options().payload_fingerprint.is_some() {
+                spec.options_mut().payload_fingerprint = None;
+            }
+        }
+    }
     let body_kind = kind(&message);
     if body_kind != row_kind {
         return Err(format!(
@@ -129,6 +144,16 @@ pub(crate) fn message<P: DeserializeOwned>(
         }
     }
     Ok(message)
+}
+
+/// A payload's fingerprint: FNV-1a (64 bits) of its JSON as this store
+/// writes it (object keys in order), so equal payloads agree however
+/// their submitters wrote them.
+pub(crate) fn fingerprint<P: Serialize>(payload: &P) -> Result<u64, String> {
+    let bytes = serde_json::to_vec(payload).map_err(|e| e.to_string())?;
+    Ok(bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    }))
 }
 
 /// The reason an agent is given for a refused message's stored verdict.
