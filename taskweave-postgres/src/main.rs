@@ -46,7 +46,9 @@ subcommands:
   reset    after a drain: empty the cluster's tables so a new cluster can start
 
 Every subcommand takes --db CONNINFO (a libpq string such as
-\"host=127.0.0.1 port=5432 user=postgres dbname=postgres\"), or reads $TASKWEAVE_DB.";
+\"host=127.0.0.1 port=5432 user=postgres dbname=postgres\"), or reads $TASKWEAVE_DB;
+libpq's $PGHOST, $PGPORT, $PGUSER, $PGDATABASE fill in what it leaves out, and
+$PGPASSWORD or ~/.pgpass (or $PGPASSFILE) give the password.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

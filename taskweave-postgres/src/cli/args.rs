@@ -99,11 +99,20 @@ impl Args {
     }
 
     /// The connection string: `--db`, else `$TASKWEAVE_DB`.
+    /// The connection string: `--db`, else `$TASKWEAVE_DB`, else empty
+    /// when `$PGHOST` names the server (libpq's variables fill in what a
+    /// string leaves out, as for `psql`).
     pub(crate) fn db(&self) -> Result<String, String> {
         self.value("--db")
             .map(str::to_string)
             .or_else(|| std::env::var("TASKWEAVE_DB").ok())
-            .ok_or_else(|| self.wrong("--db CONNINFO (or $TASKWEAVE_DB) is required"))
+            .or_else(|| std::env::var_os("PGHOST").map(|_| String::new()))
+            .ok_or_else(|| {
+                self.wrong(
+                    "--db CONNINFO is required (or $TASKWEAVE_DB, or libpq's $PGHOST with \
+                     $PGPORT, $PGUSER, $PGDATABASE)",
+                )
+            })
     }
 }
 

@@ -51,6 +51,15 @@ pub enum PgError {
         /// Whether it is held now.
         held: bool,
     },
+    /// An environment variable that libpq reads holds what it cannot be.
+    Environment {
+        /// The variable (`PGPORT`).
+        variable: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
     /// A stored row does not decode.
     Corrupt {
         /// Its table.
@@ -130,6 +139,11 @@ impl fmt::Display for PgError {
                  lose its tasks; drain it first (taskweave-pg drain), then reset",
                 if *held { "led by" } else { "last led by" }
             ),
+            PgError::Environment {
+                variable,
+                value,
+                problem,
+            } => write!(f, "${variable} {value:?} {problem}: fix or unset it"),
             PgError::Corrupt {
                 table,
                 key,

@@ -27,6 +27,7 @@
 mod agent_ops;
 mod client_ops;
 mod codec;
+mod environment;
 pub(crate) mod errors;
 mod node_ops;
 mod password;
@@ -205,6 +206,7 @@ impl<P> PgStore<P> {
     /// another version than [`SCHEMA_VERSION`].
     pub fn connect(conninfo: &str) -> Result<Self, PgError> {
         let mut config: Config = conninfo.parse().map_err(PgError::Conninfo)?;
+        environment::defaults(&mut config)?;
         password::from_environment(&mut config);
         let options = format!(
             "{} {}",
@@ -424,6 +426,7 @@ fn unreachable_store(e: PgError) -> StoreFailure {
 /// login.
 pub fn connect_admin(conninfo: &str) -> Result<postgres::Client, PgError> {
     let mut config: Config = conninfo.parse().map_err(PgError::Conninfo)?;
+    environment::defaults(&mut config)?;
     password::from_environment(&mut config);
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
