@@ -78,7 +78,11 @@ pub trait TaskPool {
         token: AttemptToken,
     ) -> Result<(), ReportError>;
 
-    /// Takes a report.
+    /// Takes a report. The engine calls it only after
+    /// [`verify_report`](Self::verify_report) accepted the same task, agent
+    /// and token, and after the run took the result: it must then
+    /// succeed, or the engine's run and the pool disagree about the
+    /// attempt.
     ///
     /// # Errors
     ///
