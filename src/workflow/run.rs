@@ -544,7 +544,7 @@ impl<P: Clone> WorkflowRun<P> {
         &self.def.graph()[node(step)]
     }
 
-    fn attempt(&self, token: AttemptToken) -> Result<&Attempt, RunError> {
+    pub(super) fn attempt(&self, token: AttemptToken) -> Result<&Attempt, RunError> {
         // A `match`, not `ok_or`: the error is built (and dropped) only
         // when needed, off the hot path.
         match usize::try_from(token.get())

@@ -159,14 +159,16 @@ impl<P: Clone> WorkflowEngine<P> {
                     .runs
                     .get(&step.run)
                     .ok_or_else(|| invalid("tasks", "names a live step of no active run"))?;
-                let open = usize::try_from(step.token.get())
-                    .ok()
-                    .and_then(|n| run.run.timeline().nth(n))
-                    .is_some_and(|t| {
-                        t.end.is_none()
-                            && t.step == step.step
-                            && t.compensation == step.compensation
-                    });
+                // One lookup by token, not a walk of the timeline: a
+                // snapshot of many attempts restores in linear time.
+                let open = run.run.attempt(step.token).is_ok_and(|attempt| {
+                    let execs = &run.run.state().execs;
+                    attempt.end.is_none()
+                        && attempt.compensation == step.compensation
+                        && execs
+                            .get(attempt.exec as usize)
+                            .is_some_and(|exec| exec.step == step.step)
+                });
                 if !open {
                     return Err(invalid("tasks", "names an attempt its run has not open"));
                 }
