@@ -11,14 +11,17 @@
 //! cargo run --release --features cluster --example simulate -- --seed 42 --minutes 10
 //! cargo run --release --features cluster --example simulate -- --seeds 20 --rate 50 --jobs 1
 //! cargo run --release --features cluster --example simulate -- --seeds 20 --runs 0
+//! cargo run --release --features cluster --example simulate -- --seeds 100 --hosted 10
 //! SIM_SEEDS=10000 cargo run --release --features cluster --example simulate
 //! ```
 //!
-//! Options: `--seeds N` (or `SIM_SEEDS`, default 100), `--seed S` (one seed,
-//! with its trace kept), `--minutes M` of faults (default 10), `--rate R`
-//! tasks per second (default 200), `--runs W` workflow runs per second
-//! (default 10; 0: plain tasks only), `--jobs J` seeds at once (default: one
-//! per core; each seed runs on one thread).
+//! Options (`--help` prints them): `--seeds N` (or `SIM_SEEDS`, default
+//! 100), `--seed S` (one seed, with its trace kept), `--minutes M` of faults
+//! (default 10), `--rate R` tasks per second (default 200), `--runs W`
+//! workflow runs per second on a workflow client (default 10; 0: plain
+//! tasks only), `--hosted H` runs per second that the nodes host instead
+//! (default 0: none; any other value replaces `--runs`), `--jobs J` seeds
+//! at once (default: one per core; each seed runs on one thread).
 //!
 //! Prints one JSON line per seed, as seeds finish, and a summary line with
 //! the figures: simulated seconds per real second (in all and per thread),
@@ -33,7 +36,8 @@ use std::time::{Duration, Instant as WallInstant};
 
 use taskweave::cluster::Entry;
 use taskweave::cluster::sim::{
-    FaultMenu, SagaFlows, SimConfig, SimReport, UniformWork, simulate, simulate_workflows,
+    FaultMenu, HostedSagas, SagaFlows, SimConfig, SimReport, UniformWork, simulate,
+    simulate_hosted, simulate_workflows,
 };
 
 /// Re-encodes an entry as the PostgreSQL store keeps it (JSON text), in a
@@ -53,6 +57,30 @@ where
     })
 }
 
+/// What `--help` prints.
+const USAGE: &str = "\
+Simulates a whole taskweave cluster in virtual time under a menu of faults,
+each seed twice (the two runs must give the same trace hash).
+
+usage: simulate [--seeds N | --seed S] [--minutes M] [--rate R] [--runs W | --hosted H] [--jobs J]
+
+  --seeds N    seeds 1..=N (or SIM_SEEDS; default 100)
+  --seed S     one seed, with its trace kept for a violation's context
+  --minutes M  simulated minutes of faults (default 10), then up to 60 s
+               for everything to end
+  --rate R     plain tasks submitted per second (default 200)
+  --runs W     order sagas per second on a workflow client whose steps are
+               cluster tasks (default 10; 0: plain tasks only)
+  --hosted H   saga runs per second that the nodes host instead (default 0:
+               none; any other value replaces --runs): a client registers two
+               sagas with the cluster, starts their runs by id, signals the
+               runs that wait, cancels some and reads their ends, and stops
+               now and then like the nodes that hold the runs; every commit
+               is checked against the audit's replay
+  --jobs J     seeds at once (default: one per core)
+
+Prints a JSON line per seed and a summary line; exits 1 on any violation.";
+
 fn arg(args: &[String], name: &str) -> Option<u64> {
     args.iter()
         .position(|a| a == name)
@@ -67,6 +95,7 @@ struct Plan {
     minutes: u64,
     rate: u64,
     runs: u64,
+    hosted: u64,
     jobs: u64,
 }
 
@@ -102,7 +131,15 @@ fn run_seed(plan: &Plan, seed: u64) -> Result<Outcome, String> {
         fail: 0.05,
     };
     let started = WallInstant::now();
-    let (report, again) = if plan.runs == 0 {
+    let (report, again) = if plan.hosted > 0 {
+        let config = config(plan, seed)?;
+        let sagas = HostedSagas::new(plan.hosted as f64, attempt, 0.15, Duration::from_secs(3))
+            .map_err(|e| e.to_string())?;
+        let report = simulate_hosted(config.clone(), work.clone(), sagas.clone())
+            .map_err(|e| e.to_string())?;
+        let again = simulate_hosted(config, work, sagas).map_err(|e| e.to_string())?;
+        (report, again)
+    } else if plan.runs == 0 {
         let config = config(plan, seed)?;
         let report = simulate(config.clone(), work.clone());
         (report, simulate(config, work))
@@ -166,14 +203,18 @@ fn print_seed(plan: &Plan, seed: u64, outcome: &Outcome) -> bool {
         );
     }
     eprintln!(
-        "replay: cargo run --release --features cluster --example simulate -- --seed {seed} --minutes {} --rate {} --runs {}",
-        plan.minutes, plan.rate, plan.runs
+        "replay: cargo run --release --features cluster --example simulate -- --seed {seed} --minutes {} --rate {} --runs {} --hosted {}",
+        plan.minutes, plan.rate, plan.runs, plan.hosted
     );
     false
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let env_seeds = std::env::var("SIM_SEEDS").ok().and_then(|v| v.parse().ok());
     let seeds = arg(&args, "--seeds").or(env_seeds).unwrap_or(100);
     let first = arg(&args, "--seed");
@@ -187,6 +228,7 @@ fn main() -> ExitCode {
         minutes: arg(&args, "--minutes").unwrap_or(10),
         rate: arg(&args, "--rate").unwrap_or(200),
         runs: arg(&args, "--runs").unwrap_or(10),
+        hosted: arg(&args, "--hosted").unwrap_or(0),
         jobs: arg(&args, "--jobs").unwrap_or(cores).max(1),
     };
     let started = WallInstant::now();
@@ -233,11 +275,12 @@ fn main() -> ExitCode {
     let count = plan.seeds.end - plan.seeds.start;
     let faults: Vec<String> = faults.iter().map(|(k, n)| format!("\"{k}\":{n}")).collect();
     println!(
-        "{{\"figure\":\"summary\",\"seeds\":{count},\"runs\":{},\"jobs\":{},\"rate\":{},\"workflow_runs_per_s\":{},\"violations\":{violations},\"simulated_s_per_real_s\":{:.0},\"simulated_s_per_thread_s\":{:.0},\"seeds_per_minute\":{:.1},\"events_per_second\":{:.0},\"real_s\":{real:.2},\"faults\":{{{}}}}}",
+        "{{\"figure\":\"summary\",\"seeds\":{count},\"runs\":{},\"jobs\":{},\"rate\":{},\"workflow_runs_per_s\":{},\"hosted_runs_per_s\":{},\"violations\":{violations},\"simulated_s_per_real_s\":{:.0},\"simulated_s_per_thread_s\":{:.0},\"seeds_per_minute\":{:.1},\"events_per_second\":{:.0},\"real_s\":{real:.2},\"faults\":{{{}}}}}",
         count * 2,
         plan.jobs,
         plan.rate,
-        plan.runs,
+        if plan.hosted > 0 { 0 } else { plan.runs },
+        plan.hosted,
         simulated.as_secs_f64() / real,
         simulated.as_secs_f64() / busy.as_secs_f64().max(f64::MIN_POSITIVE),
         count as f64 * 60.0 / real,

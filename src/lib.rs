@@ -76,7 +76,7 @@
 //! | `driver` | `driver` | `workflow`, crossbeam | a ready-made host loop on a thread pool |
 //! | `schedule` | `schedule` | croner (default features off) | `Schedules`: runs started every period or at the matches of a cron pattern, with overlap policies, catch-up, jitter, pause, trigger and backfill, as a sans-IO state machine |
 //! | `schedule::TimeZone` | `time-zones` | `schedule` | cron schedules read on a POSIX TZ rule's wall clock (daylight saving time included) instead of UTC |
-//! | `cluster` | `cluster` | `serde` | a durable cluster's roles as sans-IO state machines over a store contract (`Node`, `AgentSession`, `MemStore`, `check_store`, `Auditor`); the `taskweave-postgres` crate hosts them on PostgreSQL |
+//! | `cluster` | `cluster` | `serde`, `workflow` | a durable cluster's roles as sans-IO state machines over a store contract (`Node`, `AgentSession`, `MemStore`, `check_store`, `Auditor`), and workflow runs its nodes host (`Node::host_runs`); the `taskweave-postgres` crate hosts them on PostgreSQL |
 //! | [`error`] | core | — | the crate-wide [`Error`], a convenience over each module's own error |
 //!
 //! The examples show each layer at work: `quickstart` (the main job:

@@ -183,7 +183,10 @@ fn a_snapshot_that_does_not_restore_is_read_again_after_a_pause() {
     let mut node = node();
     let snapshot = corrupted_snapshot();
     let why = backs_off(&mut node, 6, |op| match op {
-        NodeOp::LatestSnapshot => Ok(NodeReply::Snapshot(Some((5, Box::new(snapshot.clone()))))),
+        NodeOp::LatestSnapshot => Ok(NodeReply::Snapshot(Some((
+            5,
+            Box::new(snapshot.clone().into()),
+        )))),
         other => panic!("a restoring node sent {other:?}"),
     });
     assert!(why.contains("does not restore"), "{why}");
@@ -195,7 +198,10 @@ fn a_snapshot_older_than_the_trimmed_journal_is_not_restored_in_a_loop() {
     let mut node = node();
     let snapshot = Dispatcher::<u32>::new(dispatcher_config()).snapshot();
     let why = backs_off(&mut node, 6, |op| match op {
-        NodeOp::LatestSnapshot => Ok(NodeReply::Snapshot(Some((5, Box::new(snapshot.clone()))))),
+        NodeOp::LatestSnapshot => Ok(NodeReply::Snapshot(Some((
+            5,
+            Box::new(snapshot.clone().into()),
+        )))),
         NodeOp::ReadJournal { .. } => Ok(NodeReply::Trimmed),
         other => panic!("a starting node sent {other:?}"),
     });
@@ -287,7 +293,7 @@ fn any_node_answer() -> impl Strategy<Value = Answer> {
     let snapshot = Dispatcher::<u32>::new(dispatcher_config()).snapshot();
     let snapshots = prop::option::of(0u64..6).prop_map(move |seq| {
         Ok(NodeReply::Snapshot(
-            seq.map(|s| (s, Box::new(snapshot.clone()))),
+            seq.map(|s| (s, Box::new(snapshot.clone().into()))),
         ))
     });
     let rows = prop::collection::vec(1u64..8, 0..4)

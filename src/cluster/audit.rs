@@ -19,13 +19,14 @@ use std::collections::BTreeMap;
 use crate::metrics::Counters;
 
 use crate::scheduler::{
-    Action, Applied, AttemptOutcome, Dispatcher, DispatcherConfig, Input, Snapshot, Submitted,
+    Action, Applied, AttemptOutcome, Dispatcher, DispatcherConfig, Input, Submitted,
 };
 use crate::{AgentId, AttemptToken, TaskId};
 
-use super::contract::{Entry, JournalRow, TaskEnd};
+use super::contract::{Entry, JournalRow, NodeState, RunEnd, TaskEnd};
 use super::incarnation::registered_incarnation;
-use super::node::Replica;
+use super::node::{Effect, Replica};
+use super::runs::RunCodec;
 
 /// How many violations an audit keeps in words (it counts them all).
 pub const MAX_VIOLATIONS: usize = 100;
@@ -165,6 +166,9 @@ pub struct Auditor<P> {
     ends: Option<Vec<EndSeen<P>>>,
     /// Attempts cancelled and not taken yet, kept like `ends`.
     cancels: Option<Vec<AttemptToken>>,
+    /// Hosted runs' ends the replay produced and not taken yet, with the
+    /// entry that produced each, kept like `ends`.
+    run_ends: Option<Vec<(u64, RunEnd<P>)>>,
 }
 
 impl<P> std::fmt::Debug for Auditor<P> {
@@ -180,7 +184,7 @@ impl<P: Clone> Auditor<P> {
     /// configuration.
     pub fn new(config: DispatcherConfig) -> Self {
         Auditor {
-            replica: Replica::empty(config),
+            replica: Replica::empty(config, None),
             last_epoch: 0,
             tasks: BTreeMap::new(),
             report: AuditReport {
@@ -190,6 +194,7 @@ impl<P: Clone> Auditor<P> {
             base: Counters::default(),
             ends: None,
             cancels: None,
+            run_ends: None,
         }
     }
 
@@ -204,9 +209,41 @@ impl<P: Clone> Auditor<P> {
     pub fn from_snapshot(
         config: DispatcherConfig,
         seq: u64,
-        snapshot: Snapshot<P>,
+        snapshot: NodeState<P>,
     ) -> Result<Self, String> {
-        let replica = Replica::restore(config, seq, snapshot)?;
+        Self::from_state(config, None, seq, snapshot)
+    }
+
+    /// An audit of a cluster that hosts runs with `codec`
+    /// ([`Node::host_runs`](super::Node::host_runs)), from journal entry 1.
+    pub fn with_runs(config: DispatcherConfig, codec: RunCodec<P>) -> Self {
+        let mut auditor = Self::new(config.clone());
+        auditor.replica = Replica::empty(config, Some(codec));
+        auditor
+    }
+
+    /// [`from_snapshot`](Self::from_snapshot) of a cluster that hosts
+    /// runs with `codec`.
+    ///
+    /// # Errors
+    ///
+    /// The reason the snapshot does not restore.
+    pub fn from_snapshot_with_runs(
+        config: DispatcherConfig,
+        codec: RunCodec<P>,
+        seq: u64,
+        snapshot: NodeState<P>,
+    ) -> Result<Self, String> {
+        Self::from_state(config, Some(codec), seq, snapshot)
+    }
+
+    fn from_state(
+        config: DispatcherConfig,
+        codec: Option<RunCodec<P>>,
+        seq: u64,
+        snapshot: NodeState<P>,
+    ) -> Result<Self, String> {
+        let replica = Replica::restore(config, codec, seq, snapshot)?;
         let mut tasks = BTreeMap::new();
         for (task, state, _, _) in replica.dispatcher.iter_live_tasks() {
             let current = match state {
@@ -237,6 +274,7 @@ impl<P: Clone> Auditor<P> {
             base,
             ends: None,
             cancels: None,
+            run_ends: None,
         })
     }
 
@@ -248,6 +286,12 @@ impl<P: Clone> Auditor<P> {
     /// The replayed dispatcher: compare its snapshot with a stored one.
     pub fn dispatcher(&self) -> &Dispatcher<P> {
         &self.replica.dispatcher
+    }
+
+    /// The state the entries applied so far lead to, hosted runs
+    /// included, as a node's snapshot holds it.
+    pub fn state(&self) -> NodeState<P> {
+        self.replica.state()
     }
 
     /// Replays one row and checks it.
@@ -276,21 +320,26 @@ impl<P: Clone> Auditor<P> {
             Entry::Input(Input::Cancel { task, .. }) => Some(*task),
             _ => None,
         };
-        let mut actions = Vec::new();
-        let result = self.replica.apply(row.entry, |action| actions.push(action));
-        match (result, report) {
-            (Ok(Applied::Batch(results)), _) => {
+        let counted = (self.report.tasks, self.report.cancelled);
+        let before = self.replica.dispatcher.counters();
+        let step = self.replica.apply(row.entry);
+        let actions = step.actions;
+        if let Some(run_ends) = &mut self.run_ends {
+            run_ends.extend(step.ended.into_iter().map(|end| (row.seq, end)));
+        }
+        match (step.result, report) {
+            (Ok(Effect::Applied(Applied::Batch(results))), _) => {
                 for submitted in results.iter().flatten() {
                     self.submitted(*submitted);
                 }
             }
-            (Ok(Applied::Submitted(submitted)), None) => self.submitted(submitted),
-            (Ok(Applied::Redriven(redriven)), _) => {
+            (Ok(Effect::Applied(Applied::Submitted(submitted))), None) => self.submitted(submitted),
+            (Ok(Effect::Applied(Applied::Redriven(redriven))), _) => {
                 for (_, task) in redriven.requeued {
                     self.submitted(Submitted::New(task));
                 }
             }
-            (Ok(Applied::Cancelled(_)), _) => {
+            (Ok(Effect::Applied(Applied::Cancelled(_))), _) => {
                 if let Some(task) = cancel {
                     self.report.cancelled += 1;
                     self.ended(task, row.seq, Ended::Cancelled, None);
@@ -318,6 +367,22 @@ impl<P: Clone> Auditor<P> {
         for action in actions {
             self.follow(action, row.seq);
         }
+        // The tasks a node submits and cancels itself while it applies an
+        // entry (a hosted run's steps, and their cancels once the run no
+        // longer needs them) show in no effect: the counters say how many.
+        let after = self.replica.dispatcher.counters();
+        let unseen =
+            |before: u64, after: u64, seen: u64| after.saturating_sub(before).saturating_sub(seen);
+        self.report.tasks += unseen(
+            before.submitted,
+            after.submitted,
+            self.report.tasks - counted.0,
+        );
+        self.report.cancelled += unseen(
+            before.cancelled,
+            after.cancelled,
+            self.report.cancelled - counted.1,
+        );
     }
 
     fn follow(&mut self, action: Action, seq: u64) {
@@ -389,13 +454,25 @@ impl<P: Clone> Auditor<P> {
         (track.current?.1 == token).then_some(track.incarnation)
     }
 
-    /// Keeps every task end and every attempt cancelled from now on, for
-    /// [`take_ends`](Self::take_ends) and [`take_cancels`](Self::take_cancels)
-    /// (the simulator checks each end against the outcome the store
-    /// published, and that cancelled work stops).
+    /// Keeps every task end, every attempt cancelled and every hosted
+    /// run's end from now on, for [`take_ends`](Self::take_ends),
+    /// [`take_cancels`](Self::take_cancels) and
+    /// [`take_run_ends`](Self::take_run_ends) (the simulator checks each
+    /// end against what the store published, and that cancelled work
+    /// stops).
     pub(crate) fn watch(&mut self) {
         self.ends.get_or_insert_with(Vec::new);
         self.cancels.get_or_insert_with(Vec::new);
+        self.run_ends.get_or_insert_with(Vec::new);
+    }
+
+    /// The hosted runs' ends the replay produced since the last call,
+    /// each with the entry that produced it, in order.
+    pub(crate) fn take_run_ends(&mut self) -> Vec<(u64, RunEnd<P>)> {
+        self.run_ends
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// The attempts cancelled since the last call.

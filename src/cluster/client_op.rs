@@ -1,9 +1,9 @@
 //! The clients' side of the store contract: [`ClientOp`] and
 //! [`ClientReply`].
 
-use super::contract::{Lease, Message, MessageId, Outcome, Verdict};
+use super::contract::{Lease, Message, MessageId, Outcome, RunEnd, Verdict};
 use super::status::Status;
-use crate::TaskId;
+use crate::{TaskId, WorkflowId};
 
 /// An operation of a client (submit, cancel, drain, query).
 #[derive(Clone, Debug)]
@@ -19,6 +19,9 @@ pub enum ClientOp<P> {
     /// How these tasks ended (`None` while live, or once forgotten).
     /// Answers [`ClientReply::Outcomes`].
     Outcomes(Vec<TaskId>),
+    /// How these hosted runs ended (`None` while active, or once
+    /// forgotten, as for outcomes). Answers [`ClientReply::Runs`].
+    Runs(Vec<WorkflowId>),
 }
 
 /// A store's answer to a [`ClientOp`].
@@ -37,6 +40,9 @@ pub enum ClientReply<P> {
     /// for an id the cluster never gave out, and once the end was
     /// forgotten (rule 8).
     Outcomes(Vec<Option<Outcome<P>>>),
+    /// Each run's end, in order: `None` while it is active, for an id no
+    /// run took, and once the end was forgotten.
+    Runs(Vec<Option<RunEnd<P>>>),
 }
 
 impl<P> ClientReply<P> {
@@ -48,6 +54,7 @@ impl<P> ClientReply<P> {
             ClientReply::Verdicts(verdicts) => format!("Verdicts({verdicts:?})"),
             ClientReply::Status(lease, _) => format!("Status({lease:?}, …)"),
             ClientReply::Outcomes(outcomes) => format!("Outcomes({} tasks)", outcomes.len()),
+            ClientReply::Runs(runs) => format!("Runs({} runs)", runs.len()),
         }
     }
 }

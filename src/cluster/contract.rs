@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use crate::agent::AgentProfile;
 use crate::scheduler::{Input, Snapshot, TaskReport, TaskSpec};
-use crate::{AgentId, AttemptToken, Instant, TaskId};
+use crate::{AgentId, AttemptToken, Instant, TaskId, WorkflowId};
 
 pub use super::client_op::{ClientOp, ClientReply};
 pub use super::finished::Finished;
+pub use super::runs::{RunCommand, RunEnd, RunsSnapshot};
 use super::status::Status;
 pub use super::task_end::{Outcome, TaskEnd};
 
@@ -75,16 +76,65 @@ pub enum Entry<P> {
         /// When.
         now: Instant,
     },
+    /// A client's command to the hosted runs ([`Message::Run`]), applied
+    /// to the replica's workflow engine.
+    Run {
+        /// The command.
+        command: RunCommand<P>,
+        /// When.
+        now: Instant,
+    },
+    /// The hosted runs' timers due at `now` fire.
+    RunTimers {
+        /// When.
+        now: Instant,
+    },
 }
 
 impl<P> Entry<P> {
     /// The stored form of an entry: a store keeps it beside each entry
     /// and refuses a form it does not read. Forms 1–3 followed
-    /// [`Input::FORMAT`]; form 4 added [`Entry::Completed`].
-    pub const FORMAT: u32 = 4;
+    /// [`Input::FORMAT`]; form 4 added [`Entry::Completed`]; form 5
+    /// [`Entry::Run`] and [`Entry::RunTimers`].
+    pub const FORMAT: u32 = 5;
 
     /// The stored forms of an entry this library reads.
     pub const READABLE: std::ops::RangeInclusive<u32> = 1..=Self::FORMAT;
+}
+
+/// What a node's snapshot holds: the dispatcher's state and, on a
+/// cluster that hosts runs, theirs. Its serde form is the dispatcher
+/// snapshot's with a `runs` field beside, left out when there is none,
+/// so a stored dispatcher snapshot of an earlier release reads as a
+/// state without runs.
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    serde(bound(
+        serialize = "P: serde::Serialize",
+        deserialize = "P: serde::Deserialize<'de>"
+    ))
+)]
+pub struct NodeState<P> {
+    /// The dispatcher's state.
+    #[cfg_attr(feature = "serde", serde(flatten))]
+    pub dispatcher: Snapshot<P>,
+    /// The hosted runs, if the node hosts any.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub runs: Option<RunsSnapshot<P>>,
+}
+
+impl<P> From<Snapshot<P>> for NodeState<P> {
+    fn from(dispatcher: Snapshot<P>) -> Self {
+        NodeState {
+            dispatcher,
+            runs: None,
+        }
+    }
 }
 
 /// One stored journal entry.
@@ -166,6 +216,9 @@ pub enum Message<P> {
     /// A client drains the cluster: no more submissions; once the work in
     /// flight is done, every role stops.
     Drain,
+    /// A client's command to the runs the cluster hosts
+    /// ([`Node::host_runs`](super::Node::host_runs)).
+    Run(RunCommand<P>),
 }
 
 /// A pending inbox message as the store hands it to the leader.
@@ -194,13 +247,16 @@ pub enum Verdict {
     Submitted(Vec<Result<TaskId, String>>),
     /// Not applied, and why.
     Refused(String),
+    /// A run's start: the run it names (new, or the existing run with the
+    /// id it asked for).
+    Run(WorkflowId),
 }
 
 impl Verdict {
     /// Whether anything in it was refused.
     pub fn is_refusal(&self) -> bool {
         match self {
-            Verdict::Accepted => false,
+            Verdict::Accepted | Verdict::Run(_) => false,
             Verdict::Submitted(tasks) => tasks.iter().any(Result::is_err),
             Verdict::Refused(_) => true,
         }
@@ -246,6 +302,10 @@ pub struct Outputs<P> {
     /// The outputs of tasks in `ended` that completed with one: the
     /// store keeps each beside its task's end.
     pub results: Vec<(TaskId, P)>,
+    /// Hosted runs that ended with this commit, for clients to read
+    /// ([`ClientOp::Runs`]); kept as long as the journal entries that
+    /// ended them, as outcomes are.
+    pub runs: Vec<RunEnd<P>>,
     /// The status to publish, if it changed.
     pub status: Option<Status>,
 }
@@ -258,6 +318,7 @@ impl<P> Default for Outputs<P> {
             closed: Vec::new(),
             ended: Vec::new(),
             results: Vec::new(),
+            runs: Vec::new(),
             status: None,
         }
     }
@@ -270,6 +331,7 @@ impl<P> Outputs<P> {
             && self.cancel.is_empty()
             && self.closed.is_empty()
             && self.ended.is_empty()
+            && self.runs.is_empty()
             && self.status.is_none()
     }
 }
@@ -350,7 +412,7 @@ pub enum NodeOp<P> {
         /// The last entry it covers.
         seq: u64,
         /// The state.
-        snapshot: Box<Snapshot<P>>,
+        snapshot: Box<NodeState<P>>,
         /// Trim behind the previous snapshot.
         trim: bool,
         /// Forget consumed messages up to this id.
@@ -365,7 +427,7 @@ pub enum NodeOp<P> {
         /// The last entry applied.
         seq: u64,
         /// The final state.
-        snapshot: Box<Snapshot<P>>,
+        snapshot: Box<NodeState<P>>,
     },
 }
 
@@ -400,7 +462,7 @@ pub enum NodeReply<P> {
         epoch: u64,
     },
     /// The latest snapshot with the last entry it covers, if any.
-    Snapshot(Option<(u64, Box<Snapshot<P>>)>),
+    Snapshot(Option<(u64, Box<NodeState<P>>)>),
     /// Journal entries, in order, without holes, starting at `from`.
     Journal(Vec<JournalRow<P>>),
     /// Entry `from` was trimmed behind a snapshot.

@@ -5,13 +5,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::scheduler::Snapshot;
-use crate::{AgentId, AttemptToken, Instant, TaskId};
+use crate::{AgentId, AttemptToken, Instant, TaskId, WorkflowId};
 
 use super::contract::{
     AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, Finished, InboxMessage,
-    JournalRow, Lease, Message, MessageId, NodeOp, NodeReply, Outcome, Outputs, Sender, Store,
-    StoreFailure, Verdict,
+    JournalRow, Lease, Message, MessageId, NodeOp, NodeReply, NodeState, Outcome, Outputs, RunEnd,
+    Sender, Store, StoreFailure, Verdict,
 };
 use super::status::Status;
 
@@ -63,8 +62,8 @@ pub struct MemStore<P> {
     expires_at: Instant,
     stopped: bool,
     journal: BTreeMap<u64, (u64, Entry<P>)>,
-    snapshots: BTreeMap<u64, Snapshot<P>>,
-    final_state: Option<(u64, Snapshot<P>)>,
+    snapshots: BTreeMap<u64, NodeState<P>>,
+    final_state: Option<(u64, NodeState<P>)>,
     inbox: BTreeMap<MessageId, InboxRow<P>>,
     pending: BTreeSet<MessageId>,
     outbox: BTreeMap<(TaskId, AttemptToken), (Assignment<P>, RowState)>,
@@ -75,6 +74,8 @@ pub struct MemStore<P> {
     status: Option<Status>,
     /// How each task ended, with the journal entry that ended it.
     outcomes: BTreeMap<TaskId, (u64, Outcome<P>)>,
+    /// How each hosted run ended, with the journal entry that ended it.
+    runs: BTreeMap<WorkflowId, (u64, RunEnd<P>)>,
     next_message: MessageId,
     next_incarnation: u64,
     fault: Option<Fault>,
@@ -97,6 +98,7 @@ impl<P> Default for MemStore<P> {
             refused: BTreeMap::new(),
             status: None,
             outcomes: BTreeMap::new(),
+            runs: BTreeMap::new(),
             next_message: 1,
             next_incarnation: 1,
             fault: None,
@@ -139,7 +141,7 @@ impl<P: Clone> MemStore<P> {
     }
 
     /// The final state a leader stored when it stopped the cluster.
-    pub fn final_state(&self) -> Option<&(u64, Snapshot<P>)> {
+    pub fn final_state(&self) -> Option<&(u64, NodeState<P>)> {
         self.final_state.as_ref()
     }
 
@@ -245,6 +247,9 @@ impl<P: Clone> MemStore<P> {
             self.outcomes
                 .entry(task)
                 .or_insert((last_seq, Outcome { end, output }));
+        }
+        for end in outputs.runs {
+            self.runs.entry(end.run).or_insert((last_seq, end));
         }
         for (id, verdict) in consumed {
             self.pending.remove(&id);
@@ -383,6 +388,7 @@ impl<P: Clone> MemStore<P> {
                     self.journal = self.journal.split_off(&(previous + 1));
                     self.outcomes
                         .retain(|_, (ended_at, _)| *ended_at > previous);
+                    self.runs.retain(|_, (ended_at, _)| *ended_at > previous);
                     self.snapshots = self.snapshots.split_off(&previous);
                 }
                 NodeReply::Done
@@ -522,6 +528,11 @@ impl<P: Clone> Store<P> for MemStore<P> {
                     tasks
                         .iter()
                         .map(|task| store.outcomes.get(task).map(|(_, outcome)| outcome.clone()))
+                        .collect(),
+                ),
+                ClientOp::Runs(runs) => ClientReply::Runs(
+                    runs.iter()
+                        .map(|run| store.runs.get(run).map(|(_, end)| end.clone()))
                         .collect(),
                 ),
             })

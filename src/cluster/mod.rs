@@ -88,10 +88,10 @@ mod incarnation;
 mod mem_store;
 mod node;
 mod race;
+mod runs;
 pub mod sim;
 mod status;
 mod task_end;
-#[cfg(feature = "workflow")]
 mod workflow_client;
 
 pub use agent_session::{AgentSession, SessionEvent};
@@ -100,13 +100,13 @@ pub use check::check_store;
 pub use config::{ConfigError, NodeConfig, NodeConfigBuilder, SessionConfig, SessionConfigBuilder};
 pub use contract::{
     AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, Finished, InboxMessage,
-    JournalRow, Lease, Message, MessageId, NodeOp, NodeReply, Outcome, Outputs, Sender, Store,
-    StoreFailure, TaskEnd, Verdict,
+    JournalRow, Lease, Message, MessageId, NodeOp, NodeReply, NodeState, Outcome, Outputs,
+    RunCommand, RunEnd, RunsSnapshot, Sender, Store, StoreFailure, TaskEnd, Verdict,
 };
 pub use incarnation::INCARNATION_LABEL;
 pub use mem_store::{Fault, Kept, MemStore};
 pub use node::{Node, NodeEvent, Role};
 pub use race::{StoreAnswer, StoreCall, check_store_races};
-pub use status::{AgentLoad, MAX_UNROUTABLE_LISTED, Status};
-#[cfg(feature = "workflow")]
+pub use runs::{MAX_ACTIVE_RUNS, MAX_DEFINITIONS, RunCodec};
+pub use status::{AgentLoad, MAX_UNROUTABLE_LISTED, RunsStatus, Status};
 pub use workflow_client::{ClientEvent, ClusterPool, WorkflowClient};

@@ -77,6 +77,28 @@ pub struct Status {
         serde(default, skip_serializing_if = "Vec::is_empty")
     )]
     pub unroutable: Vec<Unroutable>,
+    /// The runs the nodes host ([`Node::host_runs`](super::Node::host_runs));
+    /// `None` on a cluster without.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub runs: Option<RunsStatus>,
+}
+
+/// The hosted runs in a [`Status`], by state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct RunsStatus {
+    /// Runs going forward (sub-workflow runs included).
+    pub running: u64,
+    /// Runs compensating after a failure or a cancel.
+    pub compensating: u64,
+    /// Finished runs the leader remembers (a start with one's id names
+    /// it; `RunRetention` bounds them).
+    pub finished: u64,
+    /// Workflow versions registered.
+    pub workflows: u64,
 }
 
 /// The status-relevant part of a node's state, read off its dispatcher.

@@ -239,6 +239,11 @@ impl<P: Clone> WorkflowEngine<P> {
         self.runs.get(&run).map(|entry| &entry.run)
     }
 
+    /// Every run that has not finished yet, sub-workflow runs included.
+    pub fn runs(&self) -> impl Iterator<Item = &WorkflowRun<P>> + '_ {
+        self.runs.values().map(|entry| &entry.run)
+    }
+
     /// The input of attempt `token` of `run`.
     ///
     /// # Errors

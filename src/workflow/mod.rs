@@ -110,7 +110,7 @@ mod join;
 mod journal;
 mod migration;
 mod observer;
-mod pool;
+pub(crate) mod pool;
 mod replay;
 mod run;
 mod run_check;

@@ -102,25 +102,15 @@ impl<T: From<StepTask>, S: RoutingStrategy> TaskPool for Dispatcher<T, S> {
         requirements: TaskRequirements,
         now: Instant,
     ) -> Result<TaskId, String> {
-        let spec = TaskSpec::new(T::from(step))
-            .priority(priority)
-            .requirements(requirements);
-        match self.submit(spec, now) {
-            Ok(submitted) => Ok(submitted.id()),
-            Err(refused) => Err(refused.kind.to_string()),
-        }
+        submit_to(self, T::from(step), priority, requirements, now)
     }
 
     fn cancel_task(&mut self, task: TaskId, now: Instant) -> Option<(AgentId, AttemptToken)> {
-        let in_flight = match self.task_state(task) {
-            Some(TaskState::InFlight { agent, token, .. }) => Some((agent, token)),
-            _ => None,
-        };
-        self.cancel(task, now).ok().and(in_flight)
+        cancel_in(self, task, now)
     }
 
     fn is_running(&self, task: TaskId) -> bool {
-        matches!(self.task_state(task), Some(TaskState::InFlight { .. }))
+        running_in(self, task)
     }
 
     fn verify_report(
@@ -137,7 +127,57 @@ impl<T: From<StepTask>, S: RoutingStrategy> TaskPool for Dispatcher<T, S> {
     }
 
     fn take_given_up(&mut self, task: TaskId) -> Option<(String, Instant)> {
-        self.take_dead_letter(task)
-            .map(|letter| (format!("{:?}", letter.reason), letter.at))
+        given_up_in(self, task)
     }
+}
+
+/// [`TaskPool::submit_step`] on a dispatcher, with the step's payload.
+pub(crate) fn submit_to<T, S: RoutingStrategy>(
+    dispatcher: &mut Dispatcher<T, S>,
+    payload: T,
+    priority: Priority,
+    requirements: TaskRequirements,
+    now: Instant,
+) -> Result<TaskId, String> {
+    let spec = TaskSpec::new(payload)
+        .priority(priority)
+        .requirements(requirements);
+    match dispatcher.submit(spec, now) {
+        Ok(submitted) => Ok(submitted.id()),
+        Err(refused) => Err(refused.kind.to_string()),
+    }
+}
+
+/// [`TaskPool::cancel_task`] on a dispatcher.
+pub(crate) fn cancel_in<T, S: RoutingStrategy>(
+    dispatcher: &mut Dispatcher<T, S>,
+    task: TaskId,
+    now: Instant,
+) -> Option<(AgentId, AttemptToken)> {
+    let in_flight = match dispatcher.task_state(task) {
+        Some(TaskState::InFlight { agent, token, .. }) => Some((agent, token)),
+        _ => None,
+    };
+    dispatcher.cancel(task, now).ok().and(in_flight)
+}
+
+/// [`TaskPool::is_running`] on a dispatcher.
+pub(crate) fn running_in<T, S: RoutingStrategy>(
+    dispatcher: &Dispatcher<T, S>,
+    task: TaskId,
+) -> bool {
+    matches!(
+        dispatcher.task_state(task),
+        Some(TaskState::InFlight { .. })
+    )
+}
+
+/// [`TaskPool::take_given_up`] on a dispatcher: its dead letter.
+pub(crate) fn given_up_in<T, S: RoutingStrategy>(
+    dispatcher: &mut Dispatcher<T, S>,
+    task: TaskId,
+) -> Option<(String, Instant)> {
+    dispatcher
+        .take_dead_letter(task)
+        .map(|letter| (format!("{:?}", letter.reason), letter.at))
 }

@@ -110,4 +110,4 @@ pub use store::{PgError, PgStore, connect_admin, session_options};
 
 // Hosts for the roles, and the command line.
 pub mod host;
-pub use host::{NodeExit, PgAgent, PgClient, PgNode, wall_now};
+pub use host::{NodeExit, PgAgent, PgClient, PgNode, json_run_codec, wall_now};

@@ -102,16 +102,16 @@ fn the_database_enforces_least_privilege() {
         first,
         MigrateReport {
             from: 0,
-            to: 3,
-            applied: vec![1, 2, 3]
+            to: 4,
+            applied: vec![1, 2, 3, 4]
         }
     );
     let again = migrate(&mut admin).unwrap_or_else(|e| panic!("migrate again: {e}"));
     assert_eq!(
         again,
         MigrateReport {
-            from: 3,
-            to: 3,
+            from: 4,
+            to: 4,
             applied: vec![]
         }
     );
@@ -356,7 +356,7 @@ fn the_database_enforces_least_privilege() {
     rls_refused("a heartbeat as agent 2", sql(&post("2", "heartbeat")));
     rls_refused("a registration as agent 2", sql(&post("2", "register")));
     rls_refused("a report as agent 2", sql(&post("2", "report")));
-    for kind in ["submit", "cancel", "drain"] {
+    for kind in ["submit", "cancel", "drain", "run"] {
         rls_refused(kind, sql(&post("1", kind)));
     }
     rls_refused(
@@ -572,6 +572,11 @@ fn the_database_enforces_least_privilege() {
     );
     denied("deleting outcomes", sql("DELETE FROM outcomes"));
     denied(
+        "writing a run's end",
+        sql("INSERT INTO run_ends (run, seq, body) VALUES (9, 1, '{}')"),
+    );
+    denied("deleting run ends", sql("DELETE FROM run_ends"));
+    denied(
         "writing the outbox",
         sql(
             "INSERT INTO outbox (task, token, agent, attempt, payload, epoch) VALUES (9, 9, 1, 1, '\"x\"', 1)",
@@ -598,6 +603,18 @@ fn the_database_enforces_least_privilege() {
         ))
         .ok(),
         Some(1)
+    );
+    assert_eq!(
+        sql(&format!(
+            "INSERT INTO inbox (kind, body) VALUES ('run', {HEARTBEAT})"
+        ))
+        .ok(),
+        Some(1),
+        "a submitter posts run commands"
+    );
+    assert!(
+        sql("SELECT run FROM run_ends").is_ok(),
+        "a submitter reads how runs ended"
     );
 
     // --- a node --------------------------------------------------------------
@@ -655,7 +672,7 @@ fn the_database_enforces_least_privilege() {
         NodeOp::Stop {
             epoch: 1,
             seq: 1,
-            snapshot: Box::new(state),
+            snapshot: Box::new(state.into()),
         },
         now(),
     );

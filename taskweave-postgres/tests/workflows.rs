@@ -126,3 +126,156 @@ fn sagas_run_on_a_postgres_cluster_and_outlive_a_server_restart() {
     }
     assert_eq!(client.pool().tracked(), 0);
 }
+
+/// The chain the hosted runs take, as an operator's file holds it: each
+/// step adds one to what it takes.
+const CHAIN: &str = r#"{
+    "name": "chain", "version": 1, "output": "c",
+    "tasks": [
+        {"id": "a", "compensable": true},
+        {"id": "b", "depends_on": ["a"]},
+        {"id": "c", "depends_on": ["b"]}
+    ]
+}"#;
+
+/// What an agent does with a hosted step's task (`json_run_codec`'s
+/// form): the sum of the run's input and the predecessors' outputs, plus
+/// one.
+fn add_one(payload: &serde_json::Value) -> serde_json::Value {
+    let input = payload["input"].as_i64().unwrap_or(0);
+    let inputs: i64 = payload["inputs"]
+        .as_object()
+        .map(|inputs| inputs.values().filter_map(serde_json::Value::as_i64).sum())
+        .unwrap_or(0);
+    serde_json::json!(input + inputs + 1)
+}
+
+#[test]
+fn hosted_runs_outlive_their_leader_and_a_server_restart() {
+    use serde_json::Value;
+    use taskweave::cluster::{ClientOp, ClientReply, Message, RunCommand, RunEnd, Verdict};
+    use taskweave_postgres::json_run_codec;
+
+    let test = "hosted_runs_outlive_their_leader_and_a_server_restart";
+    let Some(mut cluster) = start_or_skip(test) else {
+        return;
+    };
+    let mut admin = postgres::Client::connect(&cluster.conninfo(), postgres::NoTls)
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    migrate(&mut admin).unwrap_or_else(|e| panic!("migrate: {e}"));
+    drop(admin);
+    let conninfo = cluster.conninfo();
+    let connect =
+        || PgStore::<Value>::connect(&conninfo).unwrap_or_else(|e| panic!("connect: {e}"));
+    let dispatcher = DispatcherConfig::builder()
+        .heartbeats(ms(250), 8)
+        .build()
+        .unwrap();
+    let node = |name: &str| {
+        let config = NodeConfig::builder(name)
+            .lease(ms(600), ms(150))
+            .snapshots(16, true)
+            .build()
+            .unwrap();
+        Node::new(config, dispatcher.clone())
+            .unwrap()
+            .host_runs(json_run_codec())
+    };
+    let mut nodes = vec![(node("node-1"), connect()), (node("node-2"), connect())];
+    let (mut agent_store, mut client_store) = (connect(), connect());
+    let profile = AgentProfile::builder().capacity(4).build().unwrap();
+    let session = SessionConfig::builder().build().unwrap();
+    let mut agent = AgentSession::new(AgentId::new(1), profile, session);
+    let started = std::time::Instant::now();
+    let clock = || Instant::from_nanos(started.elapsed().as_nanos() as u64);
+
+    let definition = serde_json::from_str(CHAIN).unwrap();
+    let mut commands = vec![Message::Run(RunCommand::Register(Box::new(definition)))];
+    let runs: Vec<WorkflowId> = (1..=RUNS as u64).map(WorkflowId::new).collect();
+    for &run in &runs {
+        commands.push(Message::Run(RunCommand::Start {
+            workflow: "chain".into(),
+            version: None,
+            id: Some(run),
+            input: Some(serde_json::json!(run.get() * 100)),
+        }));
+    }
+    let posted = match client_store.client(ClientOp::Post(commands), clock()) {
+        Ok(ClientReply::Posted(ids)) => ids,
+        other => panic!("post: {other:?}"),
+    };
+
+    let mut ends: BTreeMap<WorkflowId, RunEnd<Value>> = BTreeMap::new();
+    let (mut restarted, mut killed, mut answered) = (false, false, false);
+    while ends.len() < RUNS && started.elapsed() < Duration::from_secs(90) {
+        let now = clock();
+        if !answered {
+            // Read before a snapshot forgets them: the registration is
+            // accepted, and each start names the run it asked for.
+            if let Ok(ClientReply::Verdicts(verdicts)) =
+                client_store.client(ClientOp::Verdicts(posted.clone()), now)
+            {
+                if verdicts.iter().all(Option::is_some) {
+                    assert_eq!(verdicts[0], Some(Verdict::Accepted));
+                    for (verdict, run) in verdicts[1..].iter().zip(&runs) {
+                        assert_eq!(verdict, &Some(Verdict::Run(*run)));
+                    }
+                    answered = true;
+                }
+            }
+        }
+        for (node, store) in &mut nodes {
+            drive!(node, store, node, now);
+        }
+        drive!(agent, agent_store, agent, now);
+        while let Some(work) = agent.poll_work() {
+            let output = add_one(&work.payload);
+            agent.complete(work.task, work.token, output);
+        }
+        while agent.poll_cancelled().is_some() {}
+        if let Ok(ClientReply::Runs(read)) = client_store.client(ClientOp::Runs(runs.clone()), now)
+        {
+            for end in read.into_iter().flatten() {
+                let before = ends.insert(end.run, end.clone());
+                assert!(before.is_none_or(|b| b == end), "{} ended twice", end.run);
+            }
+        }
+        let leading = nodes
+            .iter()
+            .position(|(n, _)| matches!(n.role(), taskweave::cluster::Role::Leading { .. }));
+        if let (false, Some(leader)) = (killed, leading) {
+            if nodes[leader].0.runs().is_some_and(|e| e.active_runs() > 0) {
+                // The leader dies with runs in flight; a new node joins.
+                nodes.remove(leader);
+                nodes.push((node("node-3"), connect()));
+                killed = true;
+            }
+        }
+        if killed && !restarted && !ends.is_empty() {
+            cluster
+                .restart_immediate()
+                .unwrap_or_else(|e| panic!("restart: {e}"));
+            restarted = true;
+        }
+        std::thread::sleep(ms(5));
+    }
+    assert!(answered, "no verdicts");
+    assert!(
+        killed && restarted,
+        "killed {killed}, restarted {restarted}"
+    );
+    assert_eq!(
+        ends.len(),
+        RUNS,
+        "runs ended: {ends:?}\nserver log:\n{}",
+        cluster.server_log()
+    );
+    for (run, end) in &ends {
+        assert_eq!(end.outcome, RunOutcome::Succeeded, "{run}");
+        assert_eq!(
+            end.output,
+            Some(serde_json::json!(run.get() * 100 + 3)),
+            "{run}"
+        );
+    }
+}

@@ -8,11 +8,13 @@ use crate::agent::AgentProfile;
 use crate::scheduler::{
     AttemptOutcome, Dispatcher, DispatcherConfig, Expiry, Input, TaskReport, TaskSpec,
 };
-use crate::{AgentId, AttemptToken, Instant, TaskId};
+use crate::workflow::RunOutcome;
+use crate::{AgentId, AttemptToken, Instant, TaskId, WorkflowId};
 
 use super::contract::{
     AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, Finished, Message, MessageId,
-    NodeOp, NodeReply, Outcome, Outputs, Sender, Store, StoreFailure, TaskEnd, Verdict,
+    NodeOp, NodeReply, NodeState, Outcome, Outputs, RunEnd, Sender, Store, StoreFailure, TaskEnd,
+    Verdict,
 };
 use super::status::Status;
 
@@ -136,11 +138,24 @@ pub fn check_store<S: Store<String>>(
         seq: 2,
         ..Status::default()
     };
+    let run_end = RunEnd {
+        run: WorkflowId::new(7),
+        outcome: RunOutcome::Succeeded,
+        output: Some("done".to_string()),
+    };
     let outputs = Outputs {
         assign: vec![assignment(1, 1)],
         ended: vec![(TaskId::new(7), TaskEnd::Cancelled)],
+        runs: vec![run_end.clone()],
         status: Some(status.clone()),
         ..Outputs::default()
+    };
+    let run_ends = |store: &mut S, runs: &[u64], at| {
+        let runs = runs.iter().map(|&r| WorkflowId::new(r)).collect();
+        match store.client(ClientOp::Runs(runs), at) {
+            Ok(ClientReply::Runs(ends)) => Ok(ends),
+            other => Err(format!("reading run ends answered {other:?}")),
+        }
     };
     let outcomes = |store: &mut S, tasks: &[u64], at| {
         let tasks = tasks.iter().map(|&t| TaskId::new(t)).collect();
@@ -205,6 +220,10 @@ pub fn check_store<S: Store<String>>(
     checks.that(
         "a client reads the outcome a commit published, none for a live task",
         ends[..] == [ended(TaskEnd::Cancelled, None), None],
+    )?;
+    checks.that(
+        "a client reads the run end a commit published, none for an active run",
+        run_ends(store, &[7, 8], now)?[..] == [Some(run_end.clone()), None],
     )?;
     let taken_seq = store.node(
         commit(1, 2, vec![entry(3)], vec![], Outputs::default()),
@@ -318,6 +337,11 @@ pub fn check_store<S: Store<String>>(
         closed: vec![(TaskId::new(1), AttemptToken::new(1))],
         ended: vec![(TaskId::new(1), TaskEnd::Completed)],
         results: vec![(TaskId::new(1), "out".into())],
+        runs: vec![RunEnd {
+            outcome: RunOutcome::Failed(crate::workflow::FailureCause::Cancelled),
+            output: None,
+            ..run_end.clone()
+        }],
         status: None,
     };
     let refusal = Verdict::Refused("fenced".into());
@@ -382,6 +406,10 @@ pub fn check_store<S: Store<String>>(
             ));
         }
     };
+    checks.that(
+        "a run's first published end stays (run ends are idempotent)",
+        run_ends(store, &[7], now)?[..] == [Some(run_end.clone())],
+    )?;
     checks.that(
         "a task's first published outcome stays, with its output (outcomes are idempotent)",
         outcomes(store, &[1], now)?[..] == [ended(TaskEnd::Completed, Some("out"))],
@@ -450,7 +478,11 @@ pub fn check_store<S: Store<String>>(
     })?;
 
     // Snapshots and trimming.
-    let state = || Box::new(Dispatcher::<String>::new(DispatcherConfig::default()).snapshot());
+    let state = || {
+        Box::new(NodeState::from(
+            Dispatcher::<String>::new(DispatcherConfig::default()).snapshot(),
+        ))
+    };
     let put = |seq, trim, forget_through| NodeOp::PutSnapshot {
         epoch: 2,
         ttl,
@@ -479,6 +511,10 @@ pub fn check_store<S: Store<String>>(
     checks.that(
         "a snapshot forgets the consumed messages (rule 8)",
         matches!(&forgotten, Ok(ClientReply::Verdicts(v)) if v[..] == [None]),
+    )?;
+    checks.that(
+        "a trim forgets the run ends of the entries it deletes (rule 8)",
+        run_ends(store, &[7], later)?[..] == [None],
     )?;
     checks.that(
         "a trim forgets the outcomes of the entries it deletes, and only those (rule 8)",

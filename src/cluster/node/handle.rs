@@ -47,7 +47,8 @@ impl<P: Clone> Node<P> {
                     }
                     // A follower acts on nothing; errors are part of the
                     // history it replays.
-                    let _ = self.replica.apply(row.entry, |_| {});
+                    // A follower publishes nothing: the leader did.
+                    let _ = self.replica.apply(row.entry);
                 }
                 if self.replica.next_seq > before {
                     self.trimmed_at = None;
@@ -240,7 +241,7 @@ impl<P: Clone> Node<P> {
 
     fn restored(
         &mut self,
-        latest: Option<(u64, Box<crate::scheduler::Snapshot<P>>)>,
+        latest: Option<(u64, Box<super::super::contract::NodeState<P>>)>,
         now: Instant,
     ) {
         let resume = self.resume();
@@ -254,11 +255,13 @@ impl<P: Clone> Node<P> {
             return self.bad_answer(why, now);
         }
         self.replica = match latest {
-            None => Replica::empty(config),
-            Some((seq, snapshot)) => match Replica::restore(config, seq, *snapshot) {
-                Ok(replica) => replica,
-                Err(why) => return self.unreadable(Sent::Snapshot, why, now),
-            },
+            None => Replica::empty(config, self.codec.clone()),
+            Some((seq, snapshot)) => {
+                match Replica::restore(config, self.codec.clone(), seq, *snapshot) {
+                    Ok(replica) => replica,
+                    Err(why) => return self.unreadable(Sent::Snapshot, why, now),
+                }
+            }
         };
         self.replica.watch(&self.config.pools);
         self.trimmed_at = None;

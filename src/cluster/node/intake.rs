@@ -5,7 +5,7 @@
 //! leader is deposed (and its replica thrown away).
 
 use crate::agent::AgentProfile;
-use crate::scheduler::{Applied, ApplyError, AttemptOutcome, Input, TaskReport};
+use crate::scheduler::{Applied, AttemptOutcome, Input, TaskReport};
 use crate::{AgentId, Instant};
 
 use super::super::contract::{
@@ -13,7 +13,7 @@ use super::super::contract::{
 };
 use super::super::incarnation::{INCARNATION_LABEL, incarnation_of};
 use super::events::NodeEvent;
-use super::replica::Replica;
+use super::replica::{Effect, Replica};
 
 /// One commit's worth of work.
 pub(crate) struct Batch<P> {
@@ -101,6 +101,10 @@ pub(crate) fn intake<P: Clone>(
             Entry::Input(Input::HandleTimeout { now }),
         );
     }
+    if replica.runs_due(now) {
+        // Nor do the runs' timers.
+        let _ = apply(replica, &mut batch, Entry::RunTimers { now });
+    }
     batch
 }
 
@@ -132,6 +136,18 @@ fn admit<P: Clone>(
             | Message::Report(_)
             | Message::Completed { .. },
         ) => refused("only an agent may register, heartbeat or report".into()),
+        (Sender::Agent { .. }, Message::Run(_)) => {
+            refused("only a client may register, start, signal or cancel runs".into())
+        }
+        (_, Message::Run(super::super::contract::RunCommand::Start { .. })) if replica.draining => {
+            refused("the cluster is draining: it starts no runs".into())
+        }
+        (Sender::Client, Message::Run(command)) => {
+            match apply(replica, batch, Entry::Run { command, now }) {
+                Ok(Effect::Run(run)) => Verdict::Run(run),
+                other => verdict_of(other),
+            }
+        }
         (Sender::Agent { agent, incarnation }, Message::Heartbeat) => {
             match current_incarnation(replica, agent, incarnation) {
                 Err(why) => refused(why),
@@ -180,7 +196,7 @@ fn admit<P: Clone>(
                 batch,
                 Entry::Input(Input::SubmitBatch { specs, now }),
             ) {
-                Ok(Applied::Batch(results)) => Verdict::Submitted(
+                Ok(Effect::Applied(Applied::Batch(results))) => Verdict::Submitted(
                     results
                         .into_iter()
                         .map(|r| r.map(|s| s.id()).map_err(|e| e.to_string()))
@@ -190,6 +206,9 @@ fn admit<P: Clone>(
                 Err(e) => refused(e.to_string()),
             }
         }
+        (_, Message::Cancel(task)) if replica.is_step(task) => refused(format!(
+            "task {task} is a step of a hosted run: cancel the run (RunCommand::Cancel) instead"
+        )),
         (_, Message::Cancel(task)) => {
             let result = apply(replica, batch, Entry::Input(Input::Cancel { task, now }));
             if result.is_ok() {
@@ -275,7 +294,7 @@ fn register<P: Clone>(
     if let Some(old) = registered {
         let unregister = Entry::Input(Input::UnregisterAgent { agent, now });
         let requeued = match apply(replica, batch, unregister) {
-            Ok(Applied::Requeued(tasks)) => tasks.len(),
+            Ok(Effect::Applied(Applied::Requeued(tasks))) => tasks.len(),
             _ => 0,
         };
         batch.events.push(NodeEvent::AgentReplaced {
@@ -337,22 +356,22 @@ fn apply<P: Clone>(
     replica: &mut Replica<P>,
     batch: &mut Batch<P>,
     entry: Entry<P>,
-) -> Result<Applied<P>, ApplyError<P>> {
+) -> Result<Effect<P>, String> {
     batch.entries.push(entry.clone());
-    let mut actions = Vec::new();
-    let result = replica.apply(entry, |action| actions.push(action));
-    for action in &actions {
+    let step = replica.apply(entry);
+    for action in &step.actions {
         replica.publish(action, &mut batch.outputs);
         if let crate::scheduler::Action::AgentLost { agent } = *action {
             batch.events.push(NodeEvent::AgentLost { agent });
         }
     }
-    result
+    batch.outputs.runs.extend(step.ended);
+    step.result
 }
 
-fn verdict_of<P>(result: Result<Applied<P>, ApplyError<P>>) -> Verdict {
+fn verdict_of<P>(result: Result<Effect<P>, String>) -> Verdict {
     match result {
         Ok(_) => Verdict::Accepted,
-        Err(e) => Verdict::Refused(e.to_string()),
+        Err(why) => Verdict::Refused(why),
     }
 }

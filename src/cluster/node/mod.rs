@@ -13,8 +13,9 @@ use crate::scheduler::{Dispatcher, DispatcherConfig};
 
 use super::config::{ConfigError, NodeConfig};
 use super::contract::{MessageId, NodeOp, Outputs};
+use super::runs::RunCodec;
 pub use events::{NodeEvent, Role};
-pub(crate) use replica::Replica;
+pub(crate) use replica::{Effect, Replica};
 
 /// How many of the inbox messages it consumed last a leader remembers, to
 /// recognise a store that hands one out again.
@@ -126,6 +127,8 @@ enum Sent {
 pub struct Node<P> {
     config: NodeConfig,
     dispatcher_config: DispatcherConfig,
+    /// How hosted runs meet the payload, on a node that hosts them.
+    codec: Option<RunCodec<P>>,
     replica: Replica<P>,
     phase: Phase,
     sent: Option<Sent>,
@@ -199,8 +202,9 @@ impl<P: Clone> Node<P> {
             ));
         }
         let mut node = Node {
-            replica: Replica::empty(dispatcher.clone()),
+            replica: Replica::empty(dispatcher.clone(), None),
             dispatcher_config: dispatcher,
+            codec: None,
             config,
             phase: Phase::Restore { resume: None },
             sent: None,
@@ -223,6 +227,116 @@ impl<P: Clone> Node<P> {
         };
         node.replica.watch(&node.config.pools);
         Ok(node)
+    }
+
+    /// Hosts workflow runs beside the tasks: clients register
+    /// definitions and start, signal and cancel runs with
+    /// [`Message::Run`](super::Message::Run), each command journaled
+    /// before it is acted on; a step's task carries the payload `codec`
+    /// writes, and its agent's output completes the step. Every node of a
+    /// cluster must host runs with the same codec, or none: a snapshot
+    /// with runs does not restore on a node without.
+    ///
+    /// A drain waits for the runs too: the cluster stops once no task is
+    /// live and no run is active.
+    ///
+    /// A host's path: define, register, start, read the result.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskweave::agent::AgentProfile;
+    /// use taskweave::cluster::{
+    ///     AgentSession, ClientOp, ClientReply, MemStore, Message, Node, NodeConfig, RunCodec,
+    ///     RunCommand, SessionConfig, Store,
+    /// };
+    /// use taskweave::scheduler::DispatcherConfig;
+    /// use taskweave::workflow::{RunOutcome, StepDef, WorkflowDef};
+    /// use taskweave::{AgentId, Instant, WorkflowId};
+    ///
+    /// // The payload: a step's task names its step and carries the number
+    /// // it takes (the run's input, or the step before's output); an
+    /// // output or a run's input is a number.
+    /// #[derive(Clone, Debug, PartialEq)]
+    /// enum Job {
+    ///     Step { key: String, input: i64 },
+    ///     Number(i64),
+    /// }
+    /// let codec = RunCodec::new(Job::Number(0), |def, step, input| {
+    ///     let key = def.step(step.step).map_or(String::new(), |s| s.id.clone());
+    ///     let given = input.run_input.iter().chain(input.inputs.iter().map(|(_, out)| out));
+    ///     let input = given.map(|job| match job { Job::Number(n) => *n, _ => 0 }).sum();
+    ///     Job::Step { key, input }
+    /// });
+    /// let def = WorkflowDef::builder("double-then-add", 1)
+    ///     .step(StepDef::agent("double"))
+    ///     .step(StepDef::agent("add"))
+    ///     .chain(["double", "add"])
+    ///     .output("add")
+    ///     .build()?;
+    ///
+    /// let dispatcher = DispatcherConfig::builder().heartbeats(Duration::from_millis(250), 8).build()?;
+    /// let mut node = Node::new(NodeConfig::builder("node-1").build()?, dispatcher)?.host_runs(codec);
+    /// let profile = AgentProfile::builder().capacity(2).build()?;
+    /// let mut agent = AgentSession::new(AgentId::new(1), profile, SessionConfig::builder().build()?);
+    /// let mut store: MemStore<Job> = MemStore::new();
+    /// let mut now = Instant::from_secs(1);
+    /// let run = WorkflowId::new(1);
+    /// let start = RunCommand::Start {
+    ///     workflow: "double-then-add".into(),
+    ///     version: None,
+    ///     id: Some(run),
+    ///     input: Some(Job::Number(20)),
+    /// };
+    /// let register = RunCommand::Register(Box::new(def));
+    /// let messages = vec![Message::Run(register), Message::Run(start)];
+    /// store.client(ClientOp::Post(messages), now)?;
+    ///
+    /// let mut end = None;
+    /// while end.is_none() && now < Instant::from_secs(60) {
+    ///     now = now.saturating_add(Duration::from_millis(1));
+    ///     while let Some(op) = node.poll_op(now) {
+    ///         let reply = store.node(op, now);
+    ///         node.handle_reply(reply, now);
+    ///     }
+    ///     while let Some(op) = agent.poll_op(now) {
+    ///         let reply = store.agent(op, now);
+    ///         agent.handle_reply(reply, now);
+    ///     }
+    ///     while let Some(work) = agent.poll_work() {
+    ///         let output = match work.payload {
+    ///             Job::Step { key, input } if key == "double" => input * 2,
+    ///             Job::Step { input, .. } => input + 2,
+    ///             Job::Number(_) => unreachable!("only steps run here"),
+    ///         };
+    ///         agent.complete(work.task, work.token, Job::Number(output));
+    ///     }
+    ///     if let Ok(ClientReply::Runs(ends)) = store.client(ClientOp::Runs(vec![run]), now) {
+    ///         end = ends.into_iter().next().flatten();
+    ///     }
+    /// }
+    /// let end = end.expect("the run ended");
+    /// assert_eq!(end.outcome, RunOutcome::Succeeded);
+    /// assert_eq!(end.output, Some(Job::Number(42)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn host_runs(mut self, codec: RunCodec<P>) -> Self {
+        self.replica = Replica::empty(self.dispatcher_config.clone(), Some(codec.clone()));
+        self.codec = Some(codec);
+        self.replica.watch(&self.config.pools);
+        self
+    }
+
+    /// The hosted runs' engine, on a node that hosts runs: the state after
+    /// [`applied`](Self::applied) journal entries. Read-only.
+    pub fn runs(&self) -> Option<&crate::workflow::WorkflowEngine<P>> {
+        self.replica.engine()
+    }
+
+    /// The state after [`applied`](Self::applied) journal entries, as the
+    /// node's next snapshot would hold it.
+    pub fn state(&self) -> super::contract::NodeState<P> {
+        self.replica.state()
     }
 
     /// What the node is doing.
@@ -350,8 +464,11 @@ impl<P: Clone> Node<P> {
     fn leader_op(&mut self, epoch: u64, now: Instant) -> (Sent, NodeOp<P>) {
         let ttl = self.config.lease_ttl;
         let seq = self.applied();
-        if self.replica.draining && self.replica.dispatcher.live_tasks() == 0 {
-            let snapshot = Box::new(self.replica.dispatcher.snapshot());
+        if self.replica.draining
+            && self.replica.dispatcher.live_tasks() == 0
+            && self.replica.active_runs() == 0
+        {
+            let snapshot = Box::new(self.replica.state());
             return (
                 Sent::Stop { seq },
                 NodeOp::Stop {
@@ -362,7 +479,7 @@ impl<P: Clone> Node<P> {
             );
         }
         if !self.replica.draining && seq >= self.snapshot_seq + self.config.snapshot_every {
-            let snapshot = Box::new(self.replica.dispatcher.snapshot());
+            let snapshot = Box::new(self.replica.state());
             let trim = self.config.trim;
             let op = NodeOp::PutSnapshot {
                 epoch,
@@ -448,6 +565,7 @@ impl<P: Clone> Node<P> {
             status.seq = self.applied();
             status.draining = self.replica.draining;
             status.pools = self.replica.dispatcher.scale_hints(now);
+            status.runs = self.replica.runs_status();
             outputs.status = Some(status);
             self.status_at = Some(now);
         }

@@ -6,13 +6,31 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::scheduler::{
-    Action, Applied, ApplyError, Dispatcher, DispatcherConfig, Input, ScalePolicy, Snapshot,
-    TaskState,
+    Action, Applied, Dispatcher, DispatcherConfig, Input, ScalePolicy, TaskState,
 };
-use crate::{AgentId, Instant, Priority, TaskId};
+use crate::{AgentId, Instant, Priority, TaskId, WorkflowId};
 
-use super::super::contract::{Assignment, Entry, Outputs, TaskEnd};
+use super::super::contract::{Assignment, Entry, NodeState, Outputs, RunEnd, TaskEnd};
 use super::super::incarnation::registered_incarnation;
+use super::super::runs::{HostedRuns, RunCodec};
+
+/// What applying an entry did.
+pub(crate) enum Effect<P> {
+    /// The dispatcher applied it.
+    Applied(Applied<P>),
+    /// A run's start named this run.
+    Run(WorkflowId),
+    /// Applied, with nothing to answer.
+    Done,
+}
+
+/// One entry applied: its effect or why it was refused, and what it
+/// decided for the outbox and the clients.
+pub(crate) struct Step<P> {
+    pub(crate) result: Result<Effect<P>, String>,
+    pub(crate) actions: Vec<Action>,
+    pub(crate) ended: Vec<RunEnd<P>>,
+}
 
 /// The journal applied so far.
 pub(crate) struct Replica<P> {
@@ -28,17 +46,21 @@ pub(crate) struct Replica<P> {
     /// The clock of the restored snapshot: the submission time assumed
     /// for tasks it held.
     restored_at: Instant,
+    /// The hosted runs, on a node that hosts them.
+    runs: Option<HostedRuns<P>>,
 }
 
 impl<P: Clone> Replica<P> {
-    /// A replica with an empty journal.
-    pub(crate) fn empty(config: DispatcherConfig) -> Self {
+    /// A replica with an empty journal, hosting runs with `codec` if
+    /// there is one.
+    pub(crate) fn empty(config: DispatcherConfig, codec: Option<RunCodec<P>>) -> Self {
         Replica {
             dispatcher: Dispatcher::new(config),
             next_seq: 1,
             draining: false,
             submitted_at: BTreeMap::new(),
             restored_at: Instant::ZERO,
+            runs: codec.map(HostedRuns::new),
         }
     }
 
@@ -49,13 +71,28 @@ impl<P: Clone> Replica<P> {
     /// The reason the snapshot does not restore.
     pub(crate) fn restore(
         config: DispatcherConfig,
+        codec: Option<RunCodec<P>>,
         seq: u64,
-        snapshot: Snapshot<P>,
+        state: NodeState<P>,
     ) -> Result<Self, String> {
         let strategy: Box<dyn crate::routing::RoutingStrategy + Send> =
             Box::new(crate::routing::LeastLoaded::new());
-        let dispatcher = Dispatcher::restore(config, strategy, snapshot)
+        let dispatcher = Dispatcher::restore(config, strategy, state.dispatcher)
             .map_err(|e| format!("the snapshot after entry {seq} does not restore: {e}"))?;
+        let runs = match (codec, state.runs) {
+            (None, None) => None,
+            (Some(codec), None) => Some(HostedRuns::new(codec)),
+            (Some(codec), Some(runs)) => Some(
+                HostedRuns::restore(codec, runs)
+                    .map_err(|e| format!("the snapshot after entry {seq}: {e}"))?,
+            ),
+            (None, Some(_)) => {
+                return Err(format!(
+                    "the snapshot after entry {seq} holds hosted runs, but this node hosts \
+                     none: build every node of the cluster with Node::host_runs"
+                ));
+            }
+        };
         let restored_at = dispatcher.clock();
         Ok(Replica {
             dispatcher,
@@ -65,30 +102,97 @@ impl<P: Clone> Replica<P> {
             draining: false,
             submitted_at: BTreeMap::new(),
             restored_at,
+            runs,
         })
     }
 
-    /// Applies one entry and hands every action it produced to `on_action`.
-    pub(crate) fn apply(
-        &mut self,
-        entry: Entry<P>,
-        mut on_action: impl FnMut(Action),
-    ) -> Result<Applied<P>, ApplyError<P>> {
+    /// The state to snapshot.
+    pub(crate) fn state(&self) -> NodeState<P> {
+        NodeState {
+            dispatcher: self.dispatcher.snapshot(),
+            runs: self.runs.as_ref().map(HostedRuns::snapshot),
+        }
+    }
+
+    /// The hosted runs' engine.
+    pub(crate) fn engine(&self) -> Option<&crate::workflow::WorkflowEngine<P>> {
+        self.runs.as_ref().map(HostedRuns::engine)
+    }
+
+    /// The hosted runs by state, on a node that hosts them.
+    pub(crate) fn runs_status(&self) -> Option<super::super::status::RunsStatus> {
+        let engine = self.engine()?;
+        let compensating = engine.runs().filter(|run| run.is_compensating()).count();
+        Some(super::super::status::RunsStatus {
+            running: (engine.active_runs() - compensating) as u64,
+            compensating: compensating as u64,
+            finished: engine.finished_runs() as u64,
+            workflows: engine.registered().count() as u64,
+        })
+    }
+
+    /// Whether `task` is a hosted run's step.
+    pub(crate) fn is_step(&self, task: TaskId) -> bool {
+        self.runs.as_ref().is_some_and(|runs| runs.owns(task))
+    }
+
+    /// Active hosted runs.
+    pub(crate) fn active_runs(&self) -> usize {
+        self.runs.as_ref().map_or(0, HostedRuns::active)
+    }
+
+    /// Whether a hosted run's timer is due at `now`.
+    pub(crate) fn runs_due(&self, now: Instant) -> bool {
+        self.runs.as_ref().is_some_and(|runs| runs.due(now))
+    }
+
+    /// Applies one entry: what it did, and every action it produced.
+    pub(crate) fn apply(&mut self, entry: Entry<P>) -> Step<P> {
         self.next_seq = self.next_seq.saturating_add(1);
-        let result = match entry {
-            Entry::Drain { .. } => {
+        let dispatcher = &mut self.dispatcher;
+        let applied = |result: Result<Applied<P>, _>| {
+            result
+                .map(Effect::Applied)
+                .map_err(|e: crate::scheduler::ApplyError<P>| e.to_string())
+        };
+        let result = match (entry, self.runs.as_mut()) {
+            (Entry::Drain { .. }, _) => {
                 self.draining = true;
-                Ok(Applied::Done)
+                Ok(Effect::Done)
+            }
+            (Entry::Run { command, now }, Some(runs)) => runs
+                .command(dispatcher, command, now)
+                .map(|run| run.map_or(Effect::Done, Effect::Run)),
+            (Entry::RunTimers { now }, Some(runs)) => {
+                runs.timers(dispatcher, now);
+                Ok(Effect::Done)
+            }
+            (Entry::Run { .. } | Entry::RunTimers { .. }, None) => Err(NO_RUNS.to_owned()),
+            // A step's report goes to its run, which reports it to the
+            // dispatcher; a follower rebuilds the same from the entry.
+            (
+                Entry::Completed {
+                    report,
+                    output,
+                    now,
+                },
+                Some(runs),
+            ) if runs.owns(report.task) => runs
+                .report(dispatcher, report, Some(output), now)
+                .map(|()| Effect::Done),
+            (Entry::Input(Input::Report { report, now }), Some(runs)) if runs.owns(report.task) => {
+                runs.report(dispatcher, report, None, now)
+                    .map(|()| Effect::Done)
             }
             // The output is the leader's to publish (intake), and a
             // follower's to forget: the dispatcher keeps ends, not results.
-            Entry::Completed { report, now, .. } => {
-                self.dispatcher.apply(Input::Report { report, now })
+            (Entry::Completed { report, now, .. }, _) => {
+                applied(dispatcher.apply(Input::Report { report, now }))
             }
-            Entry::Input(input) => {
+            (Entry::Input(input), _) => {
                 let now = input.now();
                 let single = matches!(input, Input::Submit { .. });
-                let result = self.dispatcher.apply(input);
+                let result = dispatcher.apply(input);
                 match &result {
                     Ok(Applied::Batch(results)) => {
                         for submitted in results.iter().flatten() {
@@ -100,13 +204,19 @@ impl<P: Clone> Replica<P> {
                     }
                     _ => {}
                 }
-                result
+                applied(result)
             }
         };
-        while let Some(action) = self.dispatcher.poll_action() {
-            on_action(action);
+        let (mut actions, mut ended) = (Vec::new(), Vec::new());
+        match &mut self.runs {
+            Some(runs) => runs.settle(&mut self.dispatcher, &mut actions, &mut ended),
+            None => actions.extend(std::iter::from_fn(|| self.dispatcher.poll_action())),
         }
-        result
+        Step {
+            result,
+            actions,
+            ended,
+        }
     }
 
     /// Watches the scale pools a status carries hints for.
@@ -206,6 +316,10 @@ impl<P: Clone> Replica<P> {
             .collect()
     }
 }
+
+/// Why a run command is refused on a node without runs.
+const NO_RUNS: &str = "this cluster hosts no workflow runs: build its nodes with Node::host_runs \
+                       (every node of a cluster with the same codec)";
 
 fn is_live(state: &TaskState) -> bool {
     matches!(

@@ -104,6 +104,12 @@ pub struct FaultMenu {
     /// of the agents): its attempts must fail over once its heartbeats
     /// stop.
     pub die_agent: f64,
+    /// An agent that holds attempts cut off from the store while its work
+    /// goes on, per second, until a little after the leader fails its
+    /// attempts over (up to a heartbeat interval): the reports it sends
+    /// once it is back race the attempts' next tries and must be fenced
+    /// (a workflow step's output among them must go nowhere).
+    pub partition_agent: f64,
     /// The store restarts: down for 0.1–1 s, the answers of operations in
     /// flight lost, per second.
     pub restart_store: f64,
@@ -155,6 +161,7 @@ impl FaultMenu {
             restart_agent: 0.0,
             kill_agent: 0.0,
             die_agent: 0.0,
+            partition_agent: 0.0,
             restart_store: 0.0,
             lose_answer: 0.0,
             refuse: 0.0,
@@ -182,6 +189,7 @@ impl Default for FaultMenu {
             restart_agent: 0.1,
             kill_agent: 0.03,
             die_agent: 0.005,
+            partition_agent: 0.1,
             restart_store: 0.02,
             lose_answer: 0.002,
             refuse: 0.002,
@@ -400,6 +408,7 @@ impl<P> SimConfigBuilder<P> {
             f.restart_agent,
             f.kill_agent,
             f.die_agent,
+            f.partition_agent,
             f.restart_store,
             f.client_stops,
             f.burst,

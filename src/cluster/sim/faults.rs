@@ -7,7 +7,7 @@ use super::super::contract::{ClientOp, ClientReply, Message, Store, Verdict};
 use super::super::node::Role;
 use super::config::{SimWork, burst_size};
 use super::driver::Driver;
-use super::world::{TICK, World};
+use super::world::{CutOff, TICK, World};
 
 impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
     /// The client's share of a tick: submissions at the configured rate,
@@ -134,6 +134,9 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
                 );
             }
         }
+        if self.rng.chance(per(f.partition_agent)) {
+            self.partition_agent();
+        }
         if self.rng.chance(per(f.client_stops)) && self.now >= self.client_down_until {
             *self.faults.entry("client_stops").or_default() += 1;
             let down = self
@@ -152,6 +155,55 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
             self.store_gen += 1;
             self.log(format_args!("FAULT store restarts, down {down:?}"));
         }
+    }
+
+    /// Cuts an agent that holds attempts off from the store until the
+    /// leader failed them over (at the latest a heartbeat interval after
+    /// its heartbeat timeout), so that its reports race the attempts'
+    /// next tries. Its work goes on, and its session sends what it has
+    /// once it is back.
+    fn partition_agent(&mut self) {
+        let Some(heartbeats) = self.config.dispatcher.heartbeats() else {
+            return;
+        };
+        let now = self.now;
+        let holders: Vec<usize> = (0..self.agents.len())
+            .filter(|&i| {
+                now >= self.agents[i].down_until
+                    && !self
+                        .attempts_held(self.agents[i].session.agent())
+                        .is_empty()
+            })
+            .collect();
+        if holders.is_empty() {
+            return;
+        }
+        let i = holders[(self.rng.next_u64() % holders.len() as u64) as usize];
+        let agent = self.agents[i].session.agent();
+        let last = self
+            .auditor
+            .dispatcher()
+            .registry()
+            .get(agent)
+            .map_or(now, |record| record.last_heartbeat());
+        let until = last
+            .saturating_add(heartbeats.timeout())
+            .max(now)
+            .saturating_add(heartbeats.interval);
+        *self.faults.entry("partition_agent").or_default() += 1;
+        self.log(format_args!("FAULT agent {i} cut off from the store"));
+        let slot = &mut self.agents[i];
+        (slot.down_until, slot.cut_until) = (until, until);
+        // Its earlier wake-ups find it cut off: it wakes when it is back.
+        slot.next_wake = None;
+        self.wake_agent_at(i, until);
+        let held = self.attempts_held(agent);
+        let life = self.agents[i].life;
+        self.cut_off.push(CutOff {
+            slot: i,
+            life,
+            held,
+        });
     }
 
     fn crash_node(&mut self, i: usize) {

@@ -77,7 +77,13 @@ pub(crate) fn check_runs(
     flows: &impl SimWorkflows,
     faulty_for: Duration,
 ) -> Result<(), ConfigError> {
-    let Some(rate) = flows.runs_per_second() else {
+    check_rate(flows.runs_per_second(), faulty_for)
+}
+
+/// Refuses a `rate` of runs a second (if there is one) that would start
+/// more than [`MAX_RUNS`] runs in `faulty_for`.
+pub(crate) fn check_rate(rate: Option<f64>, faulty_for: Duration) -> Result<(), ConfigError> {
+    let Some(rate) = rate else {
         return Ok(());
     };
     let runs = rate * faulty_for.as_secs_f64();
@@ -106,22 +112,52 @@ impl<T> From<StepTask> for SimTask<T> {
     }
 }
 
-/// The host's plain workload under [`SimTask`] payloads.
-pub(crate) struct Plain<W>(pub(crate) W);
+/// A cluster payload that carries the host's plain tasks beside other
+/// work (steps): [`SimTask`], and `HostedTask` for hosted runs.
+pub(crate) trait Carries<T> {
+    /// A plain task's payload.
+    fn task(payload: T) -> Self;
 
-impl<T: Clone, W: SimWork<T>> SimWork<SimTask<T>> for Plain<W> {
-    fn task(&mut self, n: u64, rng: &mut SimRng) -> TaskSpec<SimTask<T>> {
-        self.0.task(n, rng).map_payload(SimTask::Task)
+    /// The plain task it carries, if it is one.
+    fn plain(&self) -> Option<&T>;
+}
+
+impl<T> Carries<T> for SimTask<T> {
+    fn task(payload: T) -> Self {
+        SimTask::Task(payload)
+    }
+
+    fn plain(&self) -> Option<&T> {
+        match self {
+            SimTask::Task(payload) => Some(payload),
+            SimTask::Step(_) => None,
+        }
+    }
+}
+
+/// The host's plain workload `W` of payloads `T`, carried by another
+/// payload type.
+pub(crate) struct Plain<W, T>(W, std::marker::PhantomData<fn() -> T>);
+
+impl<W, T> Plain<W, T> {
+    pub(crate) fn new(work: W) -> Self {
+        Plain(work, std::marker::PhantomData)
+    }
+}
+
+impl<T: Clone, Q: Carries<T>, W: SimWork<T>> SimWork<Q> for Plain<W, T> {
+    fn task(&mut self, n: u64, rng: &mut SimRng) -> TaskSpec<Q> {
+        self.0.task(n, rng).map_payload(Q::task)
     }
 
     fn attempt(
         &mut self,
         agent: AgentId,
-        work: &Assignment<SimTask<T>>,
+        work: &Assignment<Q>,
         rng: &mut SimRng,
     ) -> (Duration, AttemptOutcome) {
-        match &work.payload {
-            SimTask::Task(payload) => {
+        match work.payload.plain() {
+            Some(payload) => {
                 let plain = Assignment {
                     task: work.task,
                     agent: work.agent,
@@ -133,7 +169,7 @@ impl<T: Clone, W: SimWork<T>> SimWork<SimTask<T>> for Plain<W> {
                 self.0.attempt(agent, &plain, rng)
             }
             // Steps go to the workflows before they reach the workload.
-            SimTask::Step(_) => (
+            None => (
                 Duration::ZERO,
                 AttemptOutcome::fatal("a step reached the plain workload"),
             ),

@@ -96,10 +96,19 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
         let Some(&(task, token)) = attempts.first() else {
             return;
         };
-        // With an output when the task has one to give: a fenced
-        // attempt's output must go nowhere (the outcome check sees it).
+        // With an output when the task has one to give (a step's as its
+        // agent computed it): a fenced attempt's output must go nowhere
+        // (the outcome check sees it).
         let finished = match self.auditor.dispatcher().payload(task) {
-            Some(payload) => Finished::completed(task, agent, token, payload.clone()),
+            Some(payload) => {
+                let output = self.flows.output(task, token, payload);
+                Finished::completed(
+                    task,
+                    agent,
+                    token,
+                    output.unwrap_or_else(|| payload.clone()),
+                )
+            }
             None => Finished::report(TaskReport {
                 task,
                 agent,
@@ -115,6 +124,37 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
         self.log(format_args!(
             "FAULT old life {incarnation} of agent {agent}: late claim and report of {task}"
         ));
+    }
+
+    /// Agents cut off from the store come back as soon as the journal
+    /// failed one of the attempts they held over (or when their cut ends).
+    pub(crate) fn end_cuts(&mut self) {
+        if self.cut_off.is_empty() {
+            return;
+        }
+        let now = self.now;
+        for cut in std::mem::take(&mut self.cut_off) {
+            let i = cut.slot;
+            // Back already, or restarted since (a new life is no longer
+            // cut off).
+            if now >= self.agents[i].down_until || cut.life != self.agents[i].life {
+                continue;
+            }
+            let auditor = &self.auditor;
+            let failed_over = cut
+                .held
+                .iter()
+                .any(|&(task, token)| auditor.attempt_incarnation(task, token).is_none());
+            if !failed_over {
+                self.cut_off.push(cut);
+                continue;
+            }
+            self.log(format_args!("agent {i} is back: its attempts failed over"));
+            let slot = &mut self.agents[i];
+            (slot.down_until, slot.cut_until) = (now, now);
+            slot.next_wake = None;
+            self.wake_agent_at(i, now);
+        }
     }
 
     /// The faults and the runs are over: the cluster is told to drain.

@@ -5,7 +5,8 @@
 //! sender gave up, with the faults of a [`FaultMenu`]:
 //! crashes, a leader frozen past its lease, agents restarted inside their
 //! heartbeat window or after it, store restarts, clock skew, slow agents,
-//! cancellations, bursts of submissions. One seed decides every choice.
+//! cancellations, bursts of submissions, agents cut off from the store.
+//! One seed decides every choice.
 //!
 //! After every event the run checks that no write lands under a deposed
 //! epoch and, through an [`Auditor`] fed each commit, that every task ends
@@ -21,7 +22,9 @@
 //! and its workflows, with `SimWorkflows` and `simulate_workflows`
 //! (feature `workflow`): a `WorkflowClient` on
 //! the simulated store runs them, its agent steps cluster tasks, and the
-//! run checks its sagas too.
+//! run checks its sagas too. [`simulate_hosted`] runs sagas the nodes
+//! themselves host ([`Node::host_runs`](super::Node::host_runs)), and
+//! checks every commit against the audit's replay of it.
 //!
 //! ```
 //! use std::time::Duration;
@@ -45,12 +48,16 @@
 //! [`MemStore`]: super::MemStore
 //! [`Auditor`]: super::Auditor
 
+mod checks;
 mod config;
 mod driver;
 mod failures;
 mod faults;
 #[cfg(feature = "workflow")]
 mod flows;
+mod hosted;
+mod hosted_checks;
+mod hosted_client;
 mod lives;
 mod queue;
 #[cfg(feature = "workflow")]
@@ -69,6 +76,7 @@ pub use config::{
 pub use driver::RunCounts;
 #[cfg(feature = "workflow")]
 pub use flows::{MAX_RUNS, SagaFlows, SimTask, SimWorkflows};
+pub use hosted::{Datum, HostedSagas, HostedTask, Origin};
 
 use super::audit::Auditor;
 use super::mem_store::MemStore;
@@ -117,7 +125,9 @@ pub struct SimReport {
     pub submitted: u64,
     /// Tasks the workflow clients posted for their runs' steps
     /// ([`simulate_workflows`]): with `submitted`, every task the cluster
-    /// was asked to run (so `completed` may exceed `submitted`).
+    /// was asked to run (so `completed` may exceed `submitted`). With
+    /// [`simulate_hosted`], the step tasks the nodes assigned to agents
+    /// (a step's task cancelled before any agent got it is not counted).
     pub step_tasks: u64,
     /// Tasks refused at submission (the queue was full): each has a
     /// verdict that says so, and no task id.
@@ -136,8 +146,8 @@ pub struct SimReport {
     pub journal_bytes: u64,
     /// Times a node started to lead.
     pub takeovers: u64,
-    /// How the workflow runs ended ([`simulate_workflows`]; all zero
-    /// without workflows).
+    /// How the workflow runs ended ([`simulate_workflows`],
+    /// [`simulate_hosted`]; all zero without workflows).
     pub runs: RunCounts,
     /// The first broken invariant, if any.
     pub violation: Option<Violation>,
@@ -204,8 +214,70 @@ where
     flows::check_runs(&flows, config.faulty_for)?;
     Ok(run(
         config,
-        flows::Plain(work),
+        flows::Plain::new(work),
         run_client::Flows::new(flows),
+    ))
+}
+
+/// Runs one simulation with workflow runs the cluster's nodes host
+/// ([`Node::host_runs`](super::Node::host_runs)): besides the plain
+/// tasks of `work`, a client registers the two sagas of `sagas` and
+/// starts their runs by id, signals the runs that wait, cancels some and
+/// reads their ends, under every fault of the menu — the nodes that hold
+/// the runs crash, the leader freezes, the store restarts, and the client
+/// stops and comes back knowing nothing of the commands it had not heard
+/// back about (it posts them again: a start by its id starts nothing
+/// twice). The agents run the steps ([`HostedTask::Step`]).
+///
+/// Besides the checks of [`simulate`], on every commit: no run ends
+/// twice, and the run ends it publishes are exactly those its entries
+/// give when the audit replays them; a step's task takes the outputs of
+/// the completions the leader accepted for its predecessors (and the
+/// payload of the signal it accepted); only a completed step is
+/// compensated; no step of a run is assigned after its end was
+/// published; a run that succeeds outputs what its steps give; a
+/// registration and a start by id are answered as they should, and no
+/// signal is taken twice, nor by a run that ended or never was. At every
+/// takeover the new leader's runs are the journal's, and every snapshot
+/// restores with its runs. Once the faults stop, every run the client
+/// started ends within the liveness bound.
+///
+/// # Errors
+///
+/// [`ConfigError`](super::ConfigError) when `sagas` would start more than
+/// [`MAX_RUNS`] runs while the faults last.
+///
+/// ```
+/// use std::time::Duration;
+/// use taskweave::cluster::sim::{simulate_hosted, FaultMenu, HostedSagas, SimConfig, UniformWork};
+///
+/// let config = SimConfig::builder(5)
+///     .duration(Duration::from_secs(20), Duration::from_secs(60))
+///     .tasks_per_second(50.0)
+///     .faults(FaultMenu { crash_node: 0.2, client_stops: 0.2, ..FaultMenu::default() })
+///     .build()?;
+/// let work = UniformWork { work: (Duration::from_millis(1), Duration::from_millis(50)), fail: 0.05 };
+/// let ms = Duration::from_millis;
+/// let sagas = HostedSagas::new(10.0, (ms(1), ms(50)), 0.2, Duration::from_secs(3))?;
+/// let report = simulate_hosted(config, work, sagas)?;
+/// assert!(report.violation.is_none(), "{:?}", report.violation);
+/// assert!(report.runs.succeeded > 0 && report.runs.compensated > 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn simulate_hosted<T, W>(
+    config: SimConfig<HostedTask<T>>,
+    work: W,
+    sagas: HostedSagas,
+) -> Result<SimReport, super::ConfigError>
+where
+    T: Clone + PartialEq + std::fmt::Debug,
+    W: SimWork<T>,
+{
+    hosted::check_runs(&sagas, config.faulty_for)?;
+    Ok(run(
+        config,
+        flows::Plain::new(work),
+        hosted::Hosted::new(sagas),
     ))
 }
 
@@ -216,12 +288,17 @@ where
     D: driver::Driver<P>,
 {
     let start = Instant::from_secs(1);
+    let codec = flows.codec();
     let mut world = World {
         auditor: {
-            let mut auditor = Auditor::new(config.dispatcher.clone());
+            let mut auditor = match codec.clone() {
+                Some(codec) => Auditor::with_runs(config.dispatcher.clone(), codec),
+                None => Auditor::new(config.dispatcher.clone()),
+            };
             auditor.watch();
             auditor
         },
+        codec,
         trace: Trace::new(config.keep_trace),
         rng: SimRng(SplitMix64::new(config.seed)),
         config,
@@ -244,6 +321,7 @@ where
         client_down_until: Instant::ZERO,
         takeovers: 0,
         stranded: Vec::new(),
+        cut_off: Vec::new(),
         executed: std::collections::HashSet::new(),
         cancelled_at: std::collections::HashMap::new(),
         stopped: std::collections::HashSet::new(),

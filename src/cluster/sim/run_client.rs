@@ -4,17 +4,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use crate::scheduler::AttemptOutcome;
 use crate::workflow::{EngineAction, EngineError, RunOutcome, WorkflowDef, WorkflowEvent};
 use crate::{AgentId, StepId, WorkflowId};
 
-use super::super::contract::Store;
+use super::super::contract::Assignment;
 use super::super::workflow_client::WorkflowClient;
 use super::config::SimRng;
-use super::driver::{Driver, RunCounts, Tick};
-use super::failures::{lost_answer, refusal, refused, store_down};
+use super::driver::{Attempted, Driver, RunCounts, Tick};
 use super::flows::{SimTask, SimWorkflows};
 use super::world::TICK;
 
@@ -112,17 +109,8 @@ impl<T: Clone, F: SimWorkflows> Flows<T, F> {
             let Some(op) = self.client.poll_op(tick.now) else {
                 break;
             };
-            let reply = if tick.store_down {
-                Err(store_down())
-            } else if refused(tick.rng, tick.refuse, tick.faults) {
-                Err(refusal())
-            } else {
-                tick.store.client(op, tick.now)
-            };
-            let reply = match reply {
-                Ok(_) if tick.rng.chance(tick.lose_answer) => Err(lost_answer()),
-                reply => reply,
-            };
+            let done = tick.execute(op);
+            let reply = tick.heard(done);
             self.client.handle_reply(reply, tick.now);
         }
         // Store failures are the faults' doing; the client rides them out.
@@ -278,11 +266,18 @@ impl<T: Clone, F: SimWorkflows> Driver<SimTask<T>> for Flows<T, F> {
     fn attempt(
         &mut self,
         agent: AgentId,
-        payload: &SimTask<T>,
+        work: &Assignment<SimTask<T>>,
         rng: &mut SimRng,
-    ) -> Option<(Duration, AttemptOutcome)> {
-        match payload {
-            SimTask::Step(step) => Some(self.flows.attempt(agent, step, rng)),
+    ) -> Option<Attempted<SimTask<T>>> {
+        match &work.payload {
+            SimTask::Step(step) => {
+                let (took, outcome) = self.flows.attempt(agent, step, rng);
+                Some(Attempted {
+                    took,
+                    outcome,
+                    output: None,
+                })
+            }
             SimTask::Task(_) => None,
         }
     }

@@ -4,11 +4,10 @@
 use super::super::contract::{NodeOp, NodeReply, Store, StoreFailure};
 use super::super::node::Role;
 use super::config::SimWork;
-use super::driver::{Driver, Tick};
+use super::driver::{Driver, Landed, Tick};
 use super::failures::{lost_answer, refusal, refused, store_down};
 use super::world::{CANCEL_BOUND, Event, LONG_ATTEMPT, LOST, TICK, World};
-use crate::routing::{LeastLoaded, RoutingStrategy};
-use crate::scheduler::{AttemptOutcome, Dispatcher, Snapshot};
+use crate::scheduler::AttemptOutcome;
 
 impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
     /// Handles one event at `self.now`.
@@ -124,7 +123,8 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
                     }
                     if let Some((at, store)) = self.cancelled_at.remove(&token) {
                         let ran_on = self.now.saturating_duration_since(at);
-                        if ran_on > CANCEL_BOUND && store == self.store_gen {
+                        let cut = at < self.agents[agent].cut_until;
+                        if ran_on > CANCEL_BOUND && store == self.store_gen && !cut {
                             return self.violate(format!(
                                 "agent {agent} ran {token} of {task} for {ran_on:?} after the leader cancelled it"
                             ));
@@ -196,6 +196,10 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
             NodeOp::PutSnapshot { seq, snapshot, .. } => Some((*seq, snapshot.clone())),
             _ => None,
         };
+        let commit = matches!(op, NodeOp::Commit { .. });
+        if commit {
+            self.flows.stage(&op);
+        }
         let reply = self.store.node(op, self.now);
         if reply.is_ok() {
             if let Some((seq, snapshot)) = snapshot {
@@ -211,7 +215,7 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
                         lease.epoch
                     ));
                 }
-                self.audit_new_entries();
+                self.audit_new_entries(commit);
                 self.check_stopped();
             }
         }
@@ -262,44 +266,28 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
         Ok(op)
     }
 
-    /// Every task end a commit journaled has its outcome published by the
-    /// same commit, saying the same, with the output of the completion the
-    /// leader accepted: a client waiting for it reads it.
-    fn check_outcomes_published(&mut self) {
-        for (task, seq, how, output) in self.auditor.take_ends() {
-            let published = self.store.outcome(task);
-            let agrees = published.is_some_and(|(_, outcome)| {
-                how.agrees_with(&outcome.end) && outcome.output == output
-            });
-            if !agrees {
-                return self.violate(format!(
-                    "task {task} ended {how:?} with output {output:?} in entry {seq}, but the outcome published is {published:?}"
-                ));
-            }
-        }
-    }
-
-    /// Every snapshot a leader stores restores, as a follower would
-    /// restore it.
-    fn check_snapshot_restores(&mut self, seq: u64, snapshot: Snapshot<P>) {
-        let strategy: Box<dyn RoutingStrategy + Send> = Box::new(LeastLoaded::new());
-        if let Err(error) = Dispatcher::restore(self.config.dispatcher.clone(), strategy, snapshot)
-        {
-            self.violate(format!(
-                "the snapshot stored after entry {seq} does not restore: {error}"
-            ));
-        }
-    }
-
-    /// Feeds the entries committed since the last audit to the auditor.
-    fn audit_new_entries(&mut self) {
+    /// Feeds the entries committed since the last audit to the auditor;
+    /// after a `commit`, hands what it journaled to the workflows' checks.
+    fn audit_new_entries(&mut self, commit: bool) {
         let from = self.auditor.next_seq();
         let rows: Vec<_> = self.store.journal_from(from).collect();
         let before = self.auditor.violation_count();
         for row in rows {
             self.auditor.apply(row);
         }
-        self.check_outcomes_published();
+        let ends = self.auditor.take_ends();
+        self.check_outcomes_published(&ends);
+        self.end_cuts();
+        if commit {
+            let run_ends = self.auditor.take_run_ends();
+            let landed = Landed {
+                task_ends: &ends,
+                run_ends,
+            };
+            if let Err(what) = self.flows.landed(landed) {
+                self.violate(what);
+            }
+        }
         for token in self.auditor.take_cancels() {
             if self.executed.contains(&token) {
                 self.cancelled_at.insert(token, (self.now, self.store_gen));
@@ -363,24 +351,6 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
         self.drive_node(i);
     }
 
-    /// A new leader's state equals a replay of the journal.
-    fn check_takeover(&mut self, i: usize) {
-        let applied = self.nodes[i].node.applied();
-        let audited = self.auditor.next_seq().saturating_sub(1);
-        if applied != audited {
-            return self.violate(format!(
-                "node {i} leads from entry {applied}, the journal holds {audited}"
-            ));
-        }
-        let leader = fingerprint(self.nodes[i].node.dispatcher());
-        let replay = fingerprint(self.auditor.dispatcher());
-        if leader != replay {
-            self.violate(format!(
-                "node {i} leads from a state that is not the journal's:\n  leader {leader}\n  replay {replay}"
-            ));
-        }
-    }
-
     /// After an agent took an answer: its work, cancels, next operation.
     fn after_agent(&mut self, i: usize) {
         while let Some(event) = self.agents[i].session.poll_event() {
@@ -400,10 +370,13 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
                     work.attempt, work.task, work.token
                 ));
             }
-            let (mut took, outcome) = match self.flows.attempt(agent, &work.payload, &mut self.rng)
+            let (mut took, outcome, output) = match self.flows.attempt(agent, &work, &mut self.rng)
             {
-                Some(step) => step,
-                None => self.work.attempt(agent, &work, &mut self.rng),
+                Some(step) => (step.took, step.outcome, step.output),
+                None => {
+                    let (took, outcome) = self.work.attempt(agent, &work, &mut self.rng);
+                    (took, outcome, None)
+                }
             };
             if self.agents[i].slow {
                 took = took.saturating_mul(10);
@@ -414,8 +387,10 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
             }
             let at = self.now.saturating_add(took);
             let (task, token) = (work.task, work.token);
-            let output = (outcome == AttemptOutcome::Success && task.get() % 2 == 1)
-                .then(|| work.payload.clone());
+            let output = output.or_else(|| {
+                (outcome == AttemptOutcome::Success && task.get() % 2 == 1)
+                    .then(|| work.payload.clone())
+            });
             self.queue.push(
                 at,
                 Event::Finish {
@@ -474,6 +449,7 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
             refuse: self.config.faults.refuse,
             cancel: self.config.faults.cancel,
             starting,
+            client_down: self.now < self.client_down_until,
             faults: &mut self.faults,
             log: &mut log,
         };
@@ -499,68 +475,6 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
             && self.auditor.dispatcher().live_tasks() == 0
             && self.auditor.next_seq() > 1
     }
-
-    /// Once settled, every task the clients submitted was either refused
-    /// at once (with a verdict) or accepted, and every accepted one ended
-    /// exactly one way: nothing lost, nothing made up.
-    fn check_accounts(&mut self) {
-        let report = self.auditor.report();
-        let ended = report.completed + report.dead_lettered + report.expired + report.cancelled;
-        let steps = self.flows.tasks();
-        if self.submitted + steps != report.tasks + self.refused || ended != report.tasks {
-            return self.violate(format!(
-                "tasks do not add up: {} submitted, {} refused, {steps} workflow steps, {} accepted, {ended} ended",
-                self.submitted, self.refused, report.tasks
-            ));
-        }
-        self.check_kept();
-    }
-
-    /// What the stopped store keeps is bounded by the work in flight (none)
-    /// and a snapshot's worth of history (rule 8): no outbox row, and a
-    /// journal trimmed behind the snapshot before the last, plus the
-    /// batches that overshoot each.
-    fn check_kept(&mut self) {
-        let kept = self.store.kept();
-        let node = &self.config.node;
-        let bound = 2 * (node.snapshot_every + node.batch as u64);
-        if kept.outbox != 0 || (node.trim && kept.journal as u64 > bound) {
-            self.violate(format!(
-                "the stopped store keeps {} outbox rows and {} journal entries (at most 0 and {bound})",
-                kept.outbox, kept.journal
-            ));
-        }
-    }
-}
-
-/// What can be observed of a dispatcher's state, in a fixed order: its
-/// clock, every live task with its state and priority, every agent with
-/// its status, load and labels, the counters, the dead letters.
-fn fingerprint<P>(d: &crate::scheduler::Dispatcher<P>) -> String {
-    use std::fmt::Write as _;
-    let mut tasks: Vec<_> = d
-        .iter_live_tasks()
-        .map(|(task, state, priority, _)| (task, state, priority))
-        .collect();
-    tasks.sort_by_key(|t| t.0);
-    let mut out = format!("clock {:?} tasks {tasks:?} agents [", d.clock());
-    for record in d.registry().iter() {
-        let _ = write!(
-            out,
-            "({} {:?} {} {:?})",
-            record.id(),
-            record.status(),
-            record.load(),
-            record.profile().labels()
-        );
-    }
-    let _ = write!(
-        out,
-        "] counters {:?} dead letters {}",
-        d.metrics().counters,
-        d.dead_letters().len()
-    );
-    out
 }
 
 /// The agents (by slot) a commit publishes work for, each once.

@@ -13,6 +13,7 @@ use super::super::audit::Auditor;
 use super::super::contract::{AgentOp, AgentReply, MessageId, NodeOp, NodeReply, StoreFailure};
 use super::super::mem_store::MemStore;
 use super::super::node::{Node, Role};
+use super::super::runs::RunCodec;
 use super::Violation;
 use super::config::{SimConfig, SimRng, SimWork};
 use super::driver::Driver;
@@ -94,6 +95,17 @@ pub(crate) struct Stranded {
     pub(crate) disturbed: (u64, u64),
 }
 
+/// An agent cut off from the store
+/// ([`FaultMenu::partition_agent`](super::FaultMenu::partition_agent)).
+pub(crate) struct CutOff {
+    /// Its slot.
+    pub(crate) slot: usize,
+    /// Its life then: a restart ends the cut.
+    pub(crate) life: u64,
+    /// The attempts it held.
+    pub(crate) held: Vec<(TaskId, AttemptToken)>,
+}
+
 impl<P: Clone> Event<P> {
     /// A second delivery of a request, whose answer is discarded.
     fn copy(&self) -> Option<Event<P>> {
@@ -166,6 +178,10 @@ pub(crate) struct AgentSlot<P> {
     pub(crate) busy: bool,
     pub(crate) next_wake: Option<Instant>,
     pub(crate) down_until: Instant,
+    /// The end of its latest cut from the store
+    /// ([`FaultMenu::partition_agent`](super::FaultMenu::partition_agent)):
+    /// a cancel journaled before then may reach it late.
+    pub(crate) cut_until: Instant,
     pub(crate) slow: bool,
 }
 
@@ -181,6 +197,8 @@ pub(crate) struct World<P, W, D> {
     pub(crate) nodes: Vec<NodeSlot<P>>,
     pub(crate) agents: Vec<AgentSlot<P>>,
     pub(crate) auditor: Auditor<P>,
+    /// The codec the nodes host runs with, if they host any.
+    pub(crate) codec: Option<RunCodec<P>>,
     pub(crate) trace: Trace,
     pub(crate) start: Instant,
     pub(crate) now: Instant,
@@ -203,6 +221,9 @@ pub(crate) struct World<P, W, D> {
     /// which must fail over before `deadline`: (deadline, agent, attempts,
     /// takeovers and store restarts when recorded).
     pub(crate) stranded: Vec<Stranded>,
+    /// Agents cut off from the store: each comes back once one of the
+    /// attempts it held failed over.
+    pub(crate) cut_off: Vec<CutOff>,
     /// Every attempt an agent started, by its token (tokens are unique):
     /// no attempt runs twice.
     pub(crate) executed: std::collections::HashSet<AttemptToken>,
@@ -256,7 +277,11 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
             .node
             .renamed(format!("node-{i}"))
             .map_err(|e| e.to_string())?;
-        let node = Node::new(config, self.config.dispatcher.clone()).map_err(|e| e.to_string())?;
+        let mut node =
+            Node::new(config, self.config.dispatcher.clone()).map_err(|e| e.to_string())?;
+        if let Some(codec) = &self.codec {
+            node = node.host_runs(codec.clone());
+        }
         let bound = self.config.faults.clock_skew.as_nanos() as u64;
         let skew = if bound == 0 {
             0
@@ -291,6 +316,7 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
             busy: false,
             next_wake: None,
             down_until: Instant::ZERO,
+            cut_until: Instant::ZERO,
             slow,
         })
     }

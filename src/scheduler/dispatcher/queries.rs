@@ -34,6 +34,14 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         self.state.tasks.get(task).map(|t| &t.payload)
     }
 
+    /// The payload of a live task, to write once more before anything
+    /// read it: a cluster's hosted runs fill a step task's input in after
+    /// the engine submitted it.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn payload_mut(&mut self, task: TaskId) -> Option<&mut P> {
+        self.state.tasks.get_mut(task).map(|t| &mut t.payload)
+    }
+
     /// The metadata of a live task ([`TaskSpec::metadata`](super::TaskSpec::metadata)),
     /// to hand to its agent with an [`Action::Assign`](super::Action::Assign)
     /// (the protocol's `Envelope::with_metadata` carries it). Empty for a

@@ -181,6 +181,12 @@ impl<P: Clone> WorkflowEngine<P> {
             .flat_map(|v| v.values())
     }
 
+    /// Every registered version of every workflow, by name, lowest
+    /// version first.
+    pub fn registered(&self) -> impl Iterator<Item = &Arc<WorkflowDef>> + '_ {
+        self.versions.iter()
+    }
+
     /// Starts a run of the version of `name` that `policy` picks (see
     /// [`start`](Self::start)); returns its id.
     ///

@@ -2,12 +2,12 @@
 
 use std::process::ExitCode;
 
-use taskweave::cluster::{Auditor, NodeOp, NodeReply, Store};
-use taskweave_postgres::{PgStore, wall_now};
+use taskweave_postgres::PgStore;
 
+use super::Payload;
 use super::args::Args;
 use super::privilege::{OPERATOR, hint};
-use super::{Payload, dispatcher_config};
+use super::replay::replay;
 
 const USAGE: &str = "\
 usage: taskweave-pg audit --db CONNINFO
@@ -17,12 +17,10 @@ snapshot when the journal was trimmed behind it) and checks, entry by entry:
 no hole in the sequence, epochs never go back, no report accepted from an
 attempt that is not the task's current one, no task that ends twice. If the
 cluster was drained, the replay must equal the final state its last leader
-stored. Prints which entries it checked, the task totals since the start (a
+stored (the hosted runs' included). Prints which entries it checked, the task totals since the start (a
 trimmed part's from the snapshot's counters, which must agree with its tasks)
 and the findings; exits 0 when no rule is broken, 1 otherwise.
 Needs a node login (or the database owner).";
-
-const PAGE: usize = 5_000;
 
 pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     let args = Args::parse(raw, USAGE, &["--db"])?;
@@ -31,38 +29,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut store = PgStore::<Payload>::connect(&args.db()?).map_err(|e| e.to_string())?;
-    let config = dispatcher_config()?;
-    let mut auditor = Auditor::new(config.clone());
-    let mut from_snapshot = None;
-    loop {
-        let op = NodeOp::ReadJournal {
-            from: auditor.next_seq(),
-            limit: PAGE,
-        };
-        match store
-            .node(op, wall_now())
-            .map_err(hint("audit", OPERATOR))?
-        {
-            NodeReply::Journal(rows) => {
-                let full = rows.len() >= PAGE;
-                rows.into_iter().for_each(|row| auditor.apply(row));
-                if !full {
-                    break;
-                }
-            }
-            NodeReply::Trimmed if from_snapshot.is_none() => {
-                let latest = store
-                    .node(NodeOp::LatestSnapshot, wall_now())
-                    .map_err(hint("audit", OPERATOR))?;
-                let NodeReply::Snapshot(Some((seq, snapshot))) = latest else {
-                    return Err("the journal was trimmed but no snapshot covers it".into());
-                };
-                auditor = Auditor::from_snapshot(config.clone(), seq, *snapshot)?;
-                from_snapshot = Some(seq);
-            }
-            other => return Err(format!("reading the journal answered {other:?}")),
-        }
-    }
+    let (auditor, from_snapshot) = replay(&mut store, "audit")?;
     let report = auditor.report();
     let last = auditor.next_seq() - 1;
     match from_snapshot {
@@ -111,8 +78,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         say!("VIOLATION: {violation}");
     }
     if let Some((seq, state)) = store.final_state().map_err(hint("audit", OPERATOR))? {
-        let replayed =
-            serde_json::to_string(&auditor.dispatcher().snapshot()).map_err(|e| e.to_string())?;
+        let replayed = serde_json::to_string(&auditor.state()).map_err(|e| e.to_string())?;
         let stored = serde_json::to_string(&state).map_err(|e| e.to_string())?;
         let same = seq + 1 == auditor.next_seq() && replayed == stored;
         say!(

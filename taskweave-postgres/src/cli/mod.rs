@@ -11,10 +11,14 @@ pub(crate) mod log;
 pub(crate) mod node;
 pub(crate) mod outcome;
 pub(crate) mod privilege;
+pub(crate) mod replay;
 pub(crate) mod reset;
+pub(crate) mod run;
+pub(crate) mod run_show;
 pub(crate) mod status;
 pub(crate) mod submit;
 pub(crate) mod task_command;
+pub(crate) mod workflow;
 
 use std::time::Duration;
 

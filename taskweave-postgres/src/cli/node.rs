@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 
 use taskweave::cluster::{NodeConfig, NodeConfigBuilder};
 use taskweave::scheduler::ScalePolicy;
-use taskweave_postgres::{NodeExit, PgNode};
+use taskweave_postgres::{NodeExit, PgNode, json_run_codec};
 
 use super::args::Args;
 use super::privilege;
@@ -57,8 +57,9 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         config = with_pool(config, pool).map_err(|why| args.wrong(&why))?;
     }
     let config = config.build().map_err(|e| args.wrong(&e.to_string()))?;
-    let mut node =
-        PgNode::<Payload>::new(&db, config, dispatcher_config()?).map_err(|e| e.to_string())?;
+    let mut node = PgNode::<Payload>::new(&db, config, dispatcher_config()?)
+        .map_err(|e| e.to_string())?
+        .host_runs(json_run_codec());
     let stop = AtomicBool::new(false);
     let mut log = {
         // A privilege refusal repeats until an operator grants it: each

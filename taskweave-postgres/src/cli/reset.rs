@@ -12,7 +12,7 @@ const USAGE: &str = "\
 usage: taskweave-pg reset --db CONNINFO
 
 Makes the database of a drained cluster ready to run a new one: empties the
-journal, snapshots, inbox, outbox, outcomes and status, and releases the lease.
+journal, snapshots, inbox, outbox, outcomes, run ends and status, and releases the lease.
 The schema and the logins stay; start nodes and agents again afterwards. The
 old cluster's history is gone: run `taskweave-pg audit` before if it matters.
 Every node and agent of the old cluster must have exited (the drain stops them;

@@ -84,6 +84,15 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         s.dead_lettered,
         s.expired
     );
+    if let Some(runs) = &s.runs {
+        say!(
+            "runs: running {}, compensating {}; finished (remembered) {}; workflows registered {}",
+            runs.running,
+            runs.compensating,
+            runs.finished,
+            runs.workflows
+        );
+    }
     for u in &s.unroutable {
         say!(
             "UNROUTABLE: {} queued task(s), first task-{}: {}; start an agent that can take \

@@ -172,7 +172,9 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
                     .cloned()
                     .unwrap_or_else(|| Err("the verdict names fewer tasks than were sent".into())),
                 Some(Verdict::Refused(why)) => Err(why.clone()),
-                Some(Verdict::Accepted) => Err("the verdict names no task".into()),
+                Some(Verdict::Accepted | Verdict::Run(_)) => {
+                    Err("the verdict names no task".into())
+                }
             };
             match answer {
                 Ok(task) => say!("line {number}: {task}"),

@@ -5,11 +5,12 @@ use std::time::{Duration, Instant as WallInstant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use taskweave::TaskId;
 use taskweave::cluster::{
-    ClientOp, ClientReply, Lease, Message, MessageId, Outcome, Status, Store, StoreFailure, Verdict,
+    ClientOp, ClientReply, Lease, Message, MessageId, Outcome, RunCommand, RunEnd, Status, Store,
+    StoreFailure, Verdict,
 };
 use taskweave::scheduler::TaskSpec;
+use taskweave::{TaskId, WorkflowId};
 
 use super::wall_now;
 use crate::{PgError, PgStore};
@@ -109,6 +110,65 @@ impl<P: Clone + Serialize + DeserializeOwned> PgClient<P> {
     pub fn drain(&mut self) -> Result<MessageId, StoreFailure> {
         self.post(vec![Message::Drain])
             .map(|ids| ids.first().copied().unwrap_or(0))
+    }
+
+    /// Posts a command to the runs the cluster hosts (register a
+    /// definition; start, signal or cancel a run); answers its message's
+    /// id. A start's verdict is [`Verdict::Run`] with the run's id.
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub fn run(&mut self, command: RunCommand<P>) -> Result<MessageId, StoreFailure> {
+        self.post(vec![Message::Run(command)])
+            .map(|ids| ids.first().copied().unwrap_or(0))
+    }
+
+    /// Posts many run commands at once, one message each; answers their
+    /// ids, in order.
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub fn run_many(
+        &mut self,
+        commands: Vec<RunCommand<P>>,
+    ) -> Result<Vec<MessageId>, StoreFailure> {
+        self.post(commands.into_iter().map(Message::Run).collect())
+    }
+
+    /// How each hosted run ended, with its output: `None` while it is
+    /// active, for an id no run took, and once the entry that ended it
+    /// was trimmed (as for [`outcomes`](Self::outcomes)).
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub fn run_ends(
+        &mut self,
+        runs: &[WorkflowId],
+    ) -> Result<Vec<Option<RunEnd<P>>>, StoreFailure> {
+        match self
+            .store
+            .client(ClientOp::Runs(runs.to_vec()), wall_now())?
+        {
+            ClientReply::Runs(ends) => Ok(ends),
+            other => Err(unrelated(&other)),
+        }
+    }
+
+    /// Waits up to `timeout` for every run to end; those still active
+    /// then (or unknown, or forgotten) are `None`.
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub fn wait_run_ends(
+        &mut self,
+        runs: &[WorkflowId],
+        timeout: Duration,
+    ) -> Result<Vec<Option<RunEnd<P>>>, StoreFailure> {
+        self.wait_for_all(timeout, |client| client.run_ends(runs))
     }
 
     /// Each message's verdict, `None` while it is pending.

@@ -10,6 +10,7 @@
 
 mod agent;
 mod client;
+mod json_runs;
 mod node;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,6 +19,7 @@ use taskweave::Instant;
 
 pub use agent::PgAgent;
 pub use client::PgClient;
+pub use json_runs::json_run_codec;
 pub use node::{NodeExit, PgNode};
 
 use crate::{PgError, PgStore};

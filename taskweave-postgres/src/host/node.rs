@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use taskweave::cluster::{Node, NodeConfig, Role, Store};
+use taskweave::cluster::{Node, NodeConfig, Role, RunCodec, Store};
 use taskweave::scheduler::DispatcherConfig;
 
 use super::{connect_patiently, until, wall_now};
@@ -74,6 +74,17 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
             conninfo: conninfo.to_string(),
             node: Node::new(config, dispatcher)?,
         })
+    }
+
+    /// Hosts workflow runs with `codec` ([`Node::host_runs`]): clients
+    /// register definitions and start, signal and cancel runs
+    /// ([`PgClient::run`](super::PgClient::run)), and read their ends
+    /// ([`PgClient::run_ends`](super::PgClient::run_ends)). Every node of
+    /// the cluster must host runs with the same codec.
+    #[must_use]
+    pub fn host_runs(mut self, codec: RunCodec<P>) -> Self {
+        self.node = self.node.host_runs(codec);
+        self
     }
 
     /// The role's state machine (its role, its dispatcher).

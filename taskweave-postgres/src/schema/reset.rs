@@ -23,7 +23,7 @@ pub struct ResetReport {
 }
 
 /// The tables a cluster fills, emptied by a reset.
-const CLUSTER_TABLES: [&str; 7] = [
+const CLUSTER_TABLES: [&str; 8] = [
     "journal",
     "snapshots",
     "final_state",
@@ -31,11 +31,12 @@ const CLUSTER_TABLES: [&str; 7] = [
     "outbox",
     "status",
     "outcomes",
+    "run_ends",
 ];
 
 /// Makes the database of a **drained** cluster ready to run a new one, in
 /// one transaction: the journal, snapshots, final state, inbox, outbox,
-/// status and outcomes are emptied and the lease is released (no longer
+/// status, outcomes and run ends are emptied and the lease is released (no longer
 /// stopped). The schema, the logins and the lease's epoch stay: the next
 /// leader takes a later epoch, so a process of the old cluster that is
 /// still about is fenced. Run it as the database owner, after `drain`

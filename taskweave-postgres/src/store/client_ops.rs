@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use taskweave::TaskId;
 use taskweave::cluster::{
-    ClientOp, ClientReply, Lease, Outcome, Status, StoreFailure, TaskEnd, Verdict,
+    ClientOp, ClientReply, Lease, Outcome, RunEnd, Status, StoreFailure, TaskEnd, Verdict,
 };
 
 use super::codec::{self, int_to_u64, u64_to_int};
@@ -24,6 +24,8 @@ RETURNING id";
 const VERDICTS: &str = "SELECT id, verdict FROM inbox WHERE id = ANY($1)";
 
 const OUTCOMES: &str = "SELECT task, body, output FROM outcomes WHERE task = ANY($1)";
+
+const RUN_ENDS: &str = "SELECT run, body FROM run_ends WHERE run = ANY($1)";
 
 const LEASE_AND_STATUS: &str = "SELECT l.epoch, l.holder, l.expires_at > clock_timestamp(),
     l.stopped, s.body
@@ -72,6 +74,23 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
                 }
                 Ok(ClientReply::Outcomes(
                     tasks.iter().map(|task| found.get(task).cloned()).collect(),
+                ))
+            }),
+            ClientOp::Runs(runs) => self.read(|db| {
+                let wanted: Vec<i64> = runs.iter().map(|r| u64_to_int(r.get())).collect();
+                let mut found = HashMap::with_capacity(runs.len());
+                for row in db.query(RUN_ENDS, &[&wanted])? {
+                    let run: i64 = row.get(0);
+                    let end: RunEnd<P> = codec::decode(row.get(1))
+                        .map_err(|problem| corrupt("run_ends", run, problem))?;
+                    if end.run.get() != int_to_u64(run) {
+                        let problem = format!("the row of run {run} holds the end of {}", end.run);
+                        return Err(corrupt("run_ends", run, problem).into());
+                    }
+                    found.insert(end.run, end);
+                }
+                Ok(ClientReply::Runs(
+                    runs.iter().map(|run| found.get(run).cloned()).collect(),
                 ))
             }),
             ClientOp::Status => self.read(|db| {

@@ -52,6 +52,7 @@ pub(crate) fn kind<P>(message: &Message<P>) -> &'static str {
         Message::Submit(_) => "submit",
         Message::Cancel(_) => "cancel",
         Message::Drain => "drain",
+        Message::Run(_) => "run",
     }
 }
 
@@ -165,7 +166,7 @@ pub(crate) fn refusal(verdict: &str) -> String {
             .filter_map(Result::err)
             .collect::<Vec<_>>()
             .join("; "),
-        Ok(Verdict::Accepted) => "accepted".to_string(),
+        Ok(Verdict::Accepted | Verdict::Run(_)) => "accepted".to_string(),
         Err(_) => verdict.to_string(),
     }
 }

@@ -45,9 +45,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use taskweave::Instant;
 use taskweave::cluster::{
-    AgentOp, AgentReply, ClientOp, ClientReply, NodeOp, NodeReply, Store, StoreFailure,
+    AgentOp, AgentReply, ClientOp, ClientReply, NodeOp, NodeReply, NodeState, Store, StoreFailure,
 };
-use taskweave::scheduler::Snapshot;
 
 pub use errors::PgError;
 use errors::{Stage, breaks_connection, corrupt, failure};
@@ -368,13 +367,14 @@ impl<P> PgStore<P> {
 
 impl<P: DeserializeOwned> PgStore<P> {
     /// The final state the last leader stored when it stopped the drained
-    /// cluster ([`NodeOp::Stop`]), with the last entry it covers.
+    /// cluster ([`NodeOp::Stop`]), with the last entry it covers: the
+    /// dispatcher's state and the hosted runs'.
     ///
     /// # Errors
     ///
     /// [`PgError::Db`] when the query fails, [`PgError::Corrupt`] when the
     /// stored state does not decode, or a reconnection error.
-    pub fn final_state(&mut self) -> Result<Option<(u64, Snapshot<P>)>, PgError> {
+    pub fn final_state(&mut self) -> Result<Option<(u64, NodeState<P>)>, PgError> {
         let conn = self.conn()?;
         let Some(row) = conn
             .client

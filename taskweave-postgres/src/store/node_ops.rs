@@ -7,10 +7,9 @@ use postgres::error::SqlState;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use taskweave::cluster::{
-    Entry, InboxMessage, JournalRow, Lease, MessageId, NodeOp, NodeReply, Outputs, StoreFailure,
-    Verdict,
+    Entry, InboxMessage, JournalRow, Lease, MessageId, NodeOp, NodeReply, NodeState, Outputs,
+    StoreFailure, Verdict,
 };
-use taskweave::scheduler::Snapshot;
 use taskweave::{AttemptToken, TaskId};
 
 use std::collections::HashMap;
@@ -123,6 +122,15 @@ ON CONFLICT (task) DO NOTHING";
 /// Rule 8: the outcomes of trimmed entries go with them.
 const TRIM_OUTCOMES: &str = "DELETE FROM outcomes WHERE seq <= $1";
 
+/// Hosted runs' ends, with the journal entry that ended them; a run ends
+/// once, so an end that exists stays.
+const PUBLISH_RUN_ENDS: &str = "INSERT INTO run_ends (run, seq, body)
+SELECT r, $3, b FROM unnest($1::bigint[], $2::text[]) AS u(r, b)
+ON CONFLICT (run) DO NOTHING";
+
+/// Rule 8: as outcomes.
+const TRIM_RUN_ENDS: &str = "DELETE FROM run_ends WHERE seq <= $1";
+
 /// Rule 8: consumed messages up to an id are forgotten.
 const FORGET: &str = "DELETE FROM inbox WHERE consumed AND id <= $1";
 
@@ -171,7 +179,7 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
                     return Ok(NodeReply::Snapshot(None));
                 };
                 let seq: i64 = row.get(0);
-                let snapshot: Snapshot<P> = codec::decode(row.get(1))
+                let snapshot: NodeState<P> = codec::decode(row.get(1))
                     .map_err(|problem| corrupt("snapshots", seq, problem))?;
                 Ok(NodeReply::Snapshot(Some((
                     int_to_u64(seq),
@@ -247,6 +255,7 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
                     if let (true, Some(previous)) = (trim, previous) {
                         tx.execute(TRIM_JOURNAL, &[&previous])?;
                         tx.execute(TRIM_OUTCOMES, &[&previous])?;
+                        tx.execute(TRIM_RUN_ENDS, &[&previous])?;
                         tx.execute(TRIM_SNAPSHOTS, &[&previous])?;
                     }
                     Ok(NodeReply::Done)
@@ -390,12 +399,19 @@ struct EncodedOutputs {
     ended_tasks: Vec<i64>,
     ended_bodies: Vec<String>,
     ended_outputs: Vec<Option<String>>,
+    /// Runs ended, and their encoded ends.
+    run_ids: Vec<i64>,
+    run_ends: Vec<String>,
     status: Option<(u64, String)>,
 }
 
 impl EncodedOutputs {
     fn new<P: Serialize>(outputs: &Outputs<P>) -> Result<Self, StoreFailure> {
         let mut out = EncodedOutputs::default();
+        for end in &outputs.runs {
+            out.run_ids.push(u64_to_int(end.run.get()));
+            out.run_ends.push(codec::encode("a run's end", end)?);
+        }
         for a in &outputs.assign {
             out.tasks.push(u64_to_int(a.task.get()));
             out.tokens.push(u64_to_int(a.token.get()));
@@ -496,6 +512,13 @@ fn commit<P>(
                 &u64_to_int(last_seq),
                 &outputs.ended_outputs,
             ],
+        )?;
+    }
+    if !outputs.run_ids.is_empty() {
+        let last_seq = (first_seq + entries.len() as u64).saturating_sub(1);
+        tx.execute(
+            PUBLISH_RUN_ENDS,
+            &[&outputs.run_ids, &outputs.run_ends, &u64_to_int(last_seq)],
         )?;
     }
     if let Some((status_epoch, body)) = &outputs.status {

@@ -103,14 +103,14 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
             error,
             PgError::Schema {
                 found: 0,
-                needed: 3
+                needed: 4
             }
         ),
         "{error:?}"
     );
     assert_eq!(
         error.to_string(),
-        "the taskweave schema is missing or at version 0, this build needs version 3: \
+        "the taskweave schema is missing or at version 0, this build needs version 4: \
          run `taskweave-pg init`"
     );
     let mut admin = admin(&cluster);
@@ -120,33 +120,34 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
     admin
         .batch_execute(
             "DROP TABLE taskweave.outcomes;
+             DROP TABLE taskweave.run_ends;
              ALTER TABLE taskweave.inbox DROP CONSTRAINT inbox_body_fits_its_kind;
-             DELETE FROM taskweave.schema_version WHERE version IN (2, 3)",
+             DELETE FROM taskweave.schema_version WHERE version IN (2, 3, 4)",
         )
         .unwrap_or_else(|e| panic!("{e}"));
     let old = PgStore::<String>::connect(&cluster.conninfo()).map(|_| ());
     assert!(
         old.is_err_and(|e| e
             .to_string()
-            .contains("at version 1, this build needs version 3")),
+            .contains("at version 1, this build needs version 4")),
         "an older schema"
     );
     let upgraded = crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(upgraded.applied, vec![2, 3], "{upgraded:?}");
+    assert_eq!(upgraded.applied, vec![2, 3, 4], "{upgraded:?}");
     PgStore::<String>::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"));
-    // The previous release's (version 2: outcomes without outputs, one
-    // size limit for every message) gains version 3 alone, and its
-    // outcomes read back.
+    // Version 2 (outcomes without outputs, one size limit for every
+    // message) gains versions 3 and 4 alone, and its outcomes read back.
     admin
         .batch_execute(
             "ALTER TABLE taskweave.outcomes DROP COLUMN output;
              ALTER TABLE taskweave.inbox DROP CONSTRAINT inbox_body_fits_its_kind;
-             DELETE FROM taskweave.schema_version WHERE version = 3;
+             DROP TABLE taskweave.run_ends;
+             DELETE FROM taskweave.schema_version WHERE version IN (3, 4);
              INSERT INTO taskweave.outcomes (task, seq, body) VALUES (41, 1, '\"Completed\"')",
         )
         .unwrap_or_else(|e| panic!("{e}"));
     let upgraded = crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(upgraded.applied, vec![3], "{upgraded:?}");
+    assert_eq!(upgraded.applied, vec![3, 4], "{upgraded:?}");
     let mut store =
         PgStore::<String>::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"));
     let read = store.client(ClientOp::Outcomes(vec![TaskId::new(41)]), Instant::ZERO);
@@ -156,11 +157,11 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
         "an outcome of version 2 reads back: {read:?}"
     );
     admin
-        .batch_execute("INSERT INTO taskweave.schema_version (version) VALUES (4)")
+        .batch_execute("INSERT INTO taskweave.schema_version (version) VALUES (5)")
         .unwrap_or_else(|e| panic!("{e}"));
     let newer = PgStore::<String>::connect(&cluster.conninfo()).map(|_| ());
     assert!(
-        newer.is_err_and(|e| e.to_string().contains("newer than this build's version 3")),
+        newer.is_err_and(|e| e.to_string().contains("newer than this build's version 4")),
         "a newer schema"
     );
     let migrated = crate::schema::migrate(&mut admin);
@@ -168,8 +169,8 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
         matches!(
             migrated,
             Err(PgError::Schema {
-                found: 4,
-                needed: 3
+                found: 5,
+                needed: 4
             })
         ),
         "{migrated:?}"
@@ -438,7 +439,7 @@ fn an_agent_hears_of_its_work_and_listens_again_after_a_restart() {
     let stop = NodeOp::Stop {
         epoch: 1,
         seq: 2,
-        snapshot: Box::new(snapshot),
+        snapshot: Box::new(snapshot.into()),
     };
     let stopped = leader.node(stop, now());
     assert!(matches!(stopped, Ok(NodeReply::Done)), "{stopped:?}");

@@ -14,7 +14,7 @@ use taskweave::AgentId;
 use taskweave::agent::AgentProfile;
 use taskweave::cluster::{NodeConfig, SessionConfig};
 use taskweave::scheduler::{AttemptOutcome, TaskSpec};
-use taskweave_postgres::{NodeExit, PgAgent, PgClient, PgNode, migrate, wall_now};
+use taskweave_postgres::{NodeExit, PgAgent, PgClient, PgNode, json_run_codec, migrate, wall_now};
 
 use super::super::{HEARTBEAT, Payload, dispatcher_config};
 
@@ -90,13 +90,15 @@ pub(super) struct NodeThread {
 }
 
 impl NodeThread {
+    /// A node that hosts workflow runs (as `taskweave-pg node` does).
     pub(super) fn start(db: &str, name: &str) -> Result<Self, String> {
         let config = NodeConfig::builder(name)
             .snapshots(4_000, false)
             .build()
             .map_err(|e| e.to_string())?;
-        let mut node =
-            PgNode::<Payload>::new(db, config, dispatcher_config()?).map_err(|e| e.to_string())?;
+        let mut node = PgNode::<Payload>::new(db, config, dispatcher_config()?)
+            .map_err(|e| e.to_string())?
+            .host_runs(json_run_codec());
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, log): (Sender<String>, _) = channel();
         let flag = Arc::clone(&stop);
@@ -136,7 +138,8 @@ impl NodeThread {
     }
 }
 
-/// An agent in a thread that finishes every task at once.
+/// An agent in a thread that finishes every task at once: a plain task
+/// with a success, a hosted run's step with an output, [`step_output`].
 pub(super) fn agent_thread(
     db: String,
     id: u64,
@@ -188,7 +191,11 @@ pub(super) fn agent_thread(
                         .or_default()
                         .push(now.saturating_sub(t));
                 }
-                agent.finish(w.task, w.token, AttemptOutcome::Success);
+                if w.payload.get("workflow_step").is_some() {
+                    agent.complete(w.task, w.token, step_output(&w.payload));
+                } else {
+                    agent.finish(w.task, w.token, AttemptOutcome::Success);
+                }
                 done += 1;
             }
             if !reporting {
@@ -197,6 +204,16 @@ pub(super) fn agent_thread(
         }
         Ok(done)
     })
+}
+
+/// A hosted step's output in the bench: one more than the run's input
+/// and its predecessors' outputs.
+pub(super) fn step_output(payload: &Value) -> Value {
+    let input = payload["input"].as_i64().unwrap_or(0);
+    let inputs: i64 = payload["inputs"]
+        .as_object()
+        .map_or(0, |inputs| inputs.values().filter_map(Value::as_i64).sum());
+    json!(input + inputs + 1)
 }
 
 /// The bench's view of the running cluster.

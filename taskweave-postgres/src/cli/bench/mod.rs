@@ -6,6 +6,7 @@ mod bare;
 mod cluster;
 mod harness;
 mod meter;
+mod workflows;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use harness::Scratch;
 
 const USAGE: &str = "\
 usage: taskweave-pg bench (--db CONNINFO | --private) [--tasks N] [--agents N] [--capacity N] [--json]
+       taskweave-pg bench --workflows (--db CONNINFO | --private) [--tasks N] [--agents N] [--json]
 
 Measures, on a scratch database it creates (taskweave_bench_PID, dropped at
 the end) and prints as JSON lines on stdout, one object per figure:
@@ -46,6 +48,20 @@ the end) and prints as JSON lines on stdout, one object per figure:
   recovery_after_leader_loss_ms      a standby takes over from a dead leader
   recovery_after_postgres_restart_ms PostgreSQL killed and restarted (--private)
   machine                    cores, CPU, PostgreSQL's version
+With --workflows it measures workflow runs instead (--tasks runs, default
+2000):
+  workflow_runs_per_second   five-step sequential runs hosted by a node (each
+                             step an agent's task whose output feeds the next),
+                             started 500 per message; from the first start to
+                             the last end read; with steps per second
+  workflow_start_to_end_ms   p50 and p99 from a run's start posted to its end
+                             read (ends are polled every 5 ms)
+  bare_checkpoint_runs_per_second
+                             the same runs as a bare checkpoint loop: N workers,
+                             each run one transaction for its start, one per
+                             step checkpoint and one for its end, as DBOS-style
+                             libraries write a durable workflow
+  ratio_workflows_to_bare_checkpoints
 A short summary goes to stderr.
 --db CONNINFO  a key=value connection string of a role that may create
                databases (the superuser, or the database owner)
@@ -74,13 +90,15 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
             "--agents",
             "--capacity",
             "--json!",
+            "--workflows!",
         ],
     )?;
     if args.wants_help() {
         say!("{USAGE}");
         return Ok(ExitCode::SUCCESS);
     }
-    let tasks: u64 = args.parsed("--tasks", 20_000)?;
+    let workflows = args.switch("--workflows");
+    let tasks: u64 = args.parsed("--tasks", if workflows { 2_000 } else { 20_000 })?;
     let agents: u64 = args.parsed("--agents", 4)?;
     let capacity: u32 = args.parsed("--capacity", 64)?;
     if !(1..=10_000_000).contains(&tasks)
@@ -112,7 +130,10 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         capacity,
         summary: Vec::new(),
     };
-    let result = bench.all(private.as_mut());
+    let result = match workflows {
+        true => bench.only_workflows(),
+        false => bench.all(private.as_mut()),
+    };
     drop(scratch);
     drop(private);
     result?;
@@ -152,8 +173,14 @@ struct Bench {
 }
 
 impl Bench {
-    fn all(&mut self, private: Option<&mut PgCluster>) -> Result<(), String> {
+    fn only_workflows(&mut self) -> Result<(), String> {
         let mut admin = Client::connect(&self.db, NoTls).map_err(|e| e.to_string())?;
+        self.machine(&mut admin)?;
+        self.workflows(&mut admin)
+    }
+
+    /// Prints the machine's figure.
+    fn machine(&mut self, admin: &mut Client) -> Result<(), String> {
         let version: String = admin
             .query_one("SHOW server_version", &[])
             .map_err(|e| e.to_string())?
@@ -170,7 +197,12 @@ impl Bench {
         self.summary.push(format!(
             "bench: {cores} cores ({cpu_name}), PostgreSQL {version}"
         ));
+        Ok(())
+    }
 
+    fn all(&mut self, private: Option<&mut PgCluster>) -> Result<(), String> {
+        let mut admin = Client::connect(&self.db, NoTls).map_err(|e| e.to_string())?;
+        self.machine(&mut admin)?;
         let cluster_tps = self.cluster(&mut admin, private)?;
         // A fresh connection: the server may have restarted meanwhile.
         let mut admin = Client::connect(&self.db, NoTls).map_err(|e| e.to_string())?;

@@ -1,0 +1,449 @@
+//! Workflow runs hosted by the cluster's nodes: a [`WorkflowEngine`]
+//! beside each replica's dispatcher, driven by journal entries only.
+//!
+//! A client's [`RunCommand`] (register a definition, start, signal or
+//! cancel a run) is journaled as [`Entry::Run`](super::Entry::Run) before
+//! the leader acts on it, and the engine's timers fire through
+//! [`Entry::RunTimers`](super::Entry::RunTimers). Everything else the
+//! engine does follows from entries the dispatcher applies anyway: a
+//! step's task is submitted to the replica's own dispatcher, and the
+//! report that ends it (with its output) completes the step. A follower
+//! that applies the same journal therefore holds the same runs, and a
+//! node's snapshot carries them ([`NodeState::runs`](super::NodeState)):
+//! a run outlives the leader, the client that started it, and the store's
+//! restarts.
+//!
+//! A hosted run executes no user code inside a node, so a definition
+//! whose steps would need host code — a [`Local`](crate::workflow::StepKind::Local)
+//! step, a multi-instance step, a compensable sub-workflow step — is
+//! refused when it is registered.
+
+mod pool;
+
+use std::sync::Arc;
+
+use crate::scheduler::{Action, AttemptOutcome, Dispatcher, TaskReport};
+use crate::workflow::{
+    EngineAction, EngineSnapshot, RunOutcome, StepFailure, StepInput, StepKind, StepOutput,
+    StepTask, WorkflowDef, WorkflowEngine,
+};
+use crate::{Instant, TaskId, WorkflowId};
+use pool::HostPool;
+
+/// How many workflow versions a cluster keeps registered at most.
+pub const MAX_DEFINITIONS: usize = 1_024;
+
+/// How many runs a cluster holds active at most (sub-workflow runs
+/// included): a start beyond is refused, so a client cannot make the
+/// nodes hoard memory with runs that wait for ever.
+pub const MAX_ACTIVE_RUNS: usize = 100_000;
+
+/// What a client asks of the cluster's hosted runs
+/// ([`Message::Run`](super::Message::Run)).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum RunCommand<P> {
+    /// Registers a version of a workflow. The same definition again
+    /// changes nothing; another one under a registered name and version
+    /// is refused.
+    Register(Box<WorkflowDef>),
+    /// Starts a run of `workflow` at `version` (the highest registered
+    /// when `None`). A start with the `id` of a run that is active, or
+    /// finished within the retention, starts nothing and names that run.
+    Start {
+        /// The workflow's name.
+        workflow: String,
+        /// The version, or the highest registered.
+        version: Option<u32>,
+        /// The run's id, an idempotency key; the leader picks a fresh one
+        /// when `None`.
+        id: Option<WorkflowId>,
+        /// The run's input.
+        input: Option<P>,
+    },
+    /// Sends a signal to a run's waiting steps.
+    Signal {
+        /// The run.
+        run: WorkflowId,
+        /// The signal's name.
+        name: String,
+        /// What it carries.
+        payload: Option<P>,
+    },
+    /// Cancels a run: it compensates what it completed, then ends.
+    Cancel(WorkflowId),
+}
+
+/// How a hosted run ended, as a commit publishes it
+/// ([`Outputs::runs`](super::Outputs::runs)).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunEnd<P> {
+    /// The run.
+    pub run: WorkflowId,
+    /// How it ended.
+    pub outcome: RunOutcome,
+    /// Its output.
+    pub output: Option<P>,
+}
+
+/// The hosted runs in a node's snapshot: the registered definitions and
+/// the engine's state.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunsSnapshot<P> {
+    definitions: Vec<WorkflowDef>,
+    engine: EngineSnapshot<P>,
+}
+
+impl<P: Clone> RunsSnapshot<P> {
+    /// The engine the snapshot holds, to read (an operator's view of a
+    /// run: its steps, their outputs, a picture); it drives nothing.
+    ///
+    /// # Errors
+    ///
+    /// The engine's, for a snapshot that does not restore.
+    pub fn engine(self) -> Result<WorkflowEngine<P>, crate::workflow::EngineError> {
+        WorkflowEngine::restore(self.engine, self.definitions.into_iter().map(Arc::new))
+    }
+}
+
+/// How hosted runs meet the cluster's payload `P`: the payload of a
+/// step's task, written from the run's definition, the step and its input
+/// (its predecessors' outputs, or the run's input), and a completed
+/// task's output read as the step's. Every node of a cluster must be
+/// built with the same codec.
+pub struct RunCodec<P> {
+    blank: P,
+    step_payload: fn(&WorkflowDef, StepTask, StepInput<P>) -> P,
+    step_output: fn(P) -> Result<StepOutput<P>, String>,
+}
+
+impl<P: Clone> Clone for RunCodec<P> {
+    fn clone(&self) -> Self {
+        RunCodec {
+            blank: self.blank.clone(),
+            step_payload: self.step_payload,
+            step_output: self.step_output,
+        }
+    }
+}
+
+impl<P> std::fmt::Debug for RunCodec<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunCodec").finish_non_exhaustive()
+    }
+}
+
+impl<P> RunCodec<P> {
+    /// A codec that writes a step's task payload with `step_payload` and
+    /// takes a completed task's output as the step's output as it is
+    /// (a success without an output completes the step without one).
+    /// `blank` is what a step's task holds between its submission and
+    /// the writing of its input, within one journal entry: it is never
+    /// published nor stored.
+    pub fn new(blank: P, step_payload: fn(&WorkflowDef, StepTask, StepInput<P>) -> P) -> Self {
+        RunCodec {
+            blank,
+            step_payload,
+            step_output: |output| Ok(StepOutput::new(output)),
+        }
+    }
+
+    /// Reads a completed task's output as its step's with `read` (for a
+    /// decision's branches, or a loop's `again`); an output `read`
+    /// refuses fails the step for good, with its reason.
+    #[must_use]
+    pub fn step_output(mut self, read: fn(P) -> Result<StepOutput<P>, String>) -> Self {
+        self.step_output = read;
+        self
+    }
+}
+
+/// The runs a replica hosts.
+pub(crate) struct HostedRuns<P> {
+    engine: WorkflowEngine<P>,
+    codec: RunCodec<P>,
+    /// Step tasks submitted since the last settle, whose input is still
+    /// to be written in.
+    unfilled: Vec<(TaskId, StepTask)>,
+}
+
+impl<P: Clone> HostedRuns<P> {
+    pub(crate) fn new(codec: RunCodec<P>) -> Self {
+        HostedRuns {
+            engine: WorkflowEngine::new(),
+            codec,
+            unfilled: Vec::new(),
+        }
+    }
+
+    /// The runs a snapshot holds.
+    ///
+    /// # Errors
+    ///
+    /// Why the snapshot does not restore.
+    pub(crate) fn restore(codec: RunCodec<P>, snapshot: RunsSnapshot<P>) -> Result<Self, String> {
+        let definitions = snapshot.definitions.into_iter().map(Arc::new);
+        let engine = WorkflowEngine::restore(snapshot.engine, definitions)
+            .map_err(|e| format!("the hosted runs do not restore: {e}"))?;
+        Ok(HostedRuns {
+            engine,
+            codec,
+            unfilled: Vec::new(),
+        })
+    }
+
+    pub(crate) fn snapshot(&self) -> RunsSnapshot<P> {
+        RunsSnapshot {
+            definitions: self.engine.registered().map(|d| (**d).clone()).collect(),
+            engine: self.engine.snapshot(),
+        }
+    }
+
+    pub(crate) fn engine(&self) -> &WorkflowEngine<P> {
+        &self.engine
+    }
+
+    /// Whether `task` is one of the runs' step tasks.
+    pub(crate) fn owns(&self, task: TaskId) -> bool {
+        self.engine.owns(task)
+    }
+
+    /// Active runs.
+    pub(crate) fn active(&self) -> usize {
+        self.engine.active_runs()
+    }
+
+    /// Whether a run's timer is due at `now`.
+    pub(crate) fn due(&self, now: Instant) -> bool {
+        self.engine.poll_timeout().is_some_and(|at| at <= now)
+    }
+
+    /// Applies a client's command; a start answers the run it names.
+    pub(crate) fn command(
+        &mut self,
+        dispatcher: &mut Dispatcher<P>,
+        command: RunCommand<P>,
+        now: Instant,
+    ) -> Result<Option<WorkflowId>, String> {
+        match command {
+            RunCommand::Register(def) => self.register(*def).map(|()| None),
+            RunCommand::Start {
+                workflow,
+                version,
+                id,
+                input,
+            } => {
+                let def = self.definition(&workflow, version)?;
+                let known = id.is_some_and(|id| {
+                    self.engine.run(id).is_some() || self.engine.finished_run(id).is_some()
+                });
+                if !known && self.engine.active_runs() >= MAX_ACTIVE_RUNS {
+                    return Err(format!(
+                        "the cluster holds {MAX_ACTIVE_RUNS} active runs, its limit: start this \
+                         one once others ended (cancel those no longer wanted)"
+                    ));
+                }
+                let run = self.with_pool(dispatcher, |engine, pool| match id {
+                    Some(id) => engine.start_as(pool, def, id, input, now).id(),
+                    None => engine.start(pool, def, input, now),
+                });
+                Ok(Some(run))
+            }
+            RunCommand::Signal { run, name, payload } => self
+                .with_pool(dispatcher, |engine, pool| {
+                    engine.signal(pool, run, &name, payload, now)
+                })
+                .map(|()| None)
+                .map_err(|e| e.to_string()),
+            RunCommand::Cancel(run) => self
+                .with_pool(dispatcher, |engine, pool| engine.cancel(pool, run, now))
+                .map(|()| None)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// An agent's report on a step task, with its output.
+    pub(crate) fn report(
+        &mut self,
+        dispatcher: &mut Dispatcher<P>,
+        report: TaskReport,
+        output: Option<P>,
+        now: Instant,
+    ) -> Result<(), String> {
+        let result = match report.outcome {
+            AttemptOutcome::Success => match output {
+                Some(output) => (self.codec.step_output)(output).map_err(|why| {
+                    StepFailure::fatal(format!("the step's output does not read: {why}"))
+                }),
+                None => Ok(StepOutput::empty()),
+            },
+            AttemptOutcome::Failure { reason, retryable } => Err(StepFailure { reason, retryable }),
+        };
+        let TaskReport {
+            task, agent, token, ..
+        } = report;
+        self.with_pool(dispatcher, |engine, pool| {
+            engine.report(pool, task, agent, token, result, now)
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    /// Fires the runs' timers due at `now`.
+    pub(crate) fn timers(&mut self, dispatcher: &mut Dispatcher<P>, now: Instant) {
+        self.with_pool(dispatcher, |engine, pool| engine.handle_timeout(pool, now));
+    }
+
+    /// Hands the dispatcher's actions to the engine (and to `actions`, to
+    /// publish), carries out the engine's own, until neither has more;
+    /// then writes the input of every step task submitted meanwhile.
+    pub(crate) fn settle(
+        &mut self,
+        dispatcher: &mut Dispatcher<P>,
+        actions: &mut Vec<Action>,
+        ended: &mut Vec<RunEnd<P>>,
+    ) {
+        loop {
+            let mut moved = false;
+            while let Some(action) = dispatcher.poll_action() {
+                moved = true;
+                actions.push(action.clone());
+                // An action about no step is the dispatcher's alone.
+                let _ = self.with_pool(dispatcher, |engine, pool| {
+                    engine.handle_action(pool, action)
+                });
+            }
+            while let Some(action) = self.engine.poll_action() {
+                moved = true;
+                self.carry_out(dispatcher, action, ended);
+            }
+            if !moved {
+                break;
+            }
+        }
+        for (task, step) in std::mem::take(&mut self.unfilled) {
+            let (Some(run), Ok(input), Some(payload)) = (
+                self.engine.run(step.run),
+                self.engine.input(step.run, step.token),
+                dispatcher.payload_mut(task),
+            ) else {
+                continue;
+            };
+            *payload = (self.codec.step_payload)(run.definition(), step, input);
+        }
+    }
+
+    /// One engine action. Assignments and cancels of step tasks are the
+    /// outbox's already; a host-code action cannot come from a
+    /// definition that registered, and fails its step if it does.
+    fn carry_out(
+        &mut self,
+        dispatcher: &mut Dispatcher<P>,
+        action: EngineAction<P>,
+        ended: &mut Vec<RunEnd<P>>,
+    ) {
+        let no_host = || StepFailure::fatal(NO_HOST_CODE);
+        let now = self.engine.latest_now();
+        // Each refusal means the run moved on already: nothing to undo.
+        let _ = match action {
+            EngineAction::Finished {
+                run,
+                outcome,
+                output,
+            } => {
+                ended.push(RunEnd {
+                    run,
+                    outcome,
+                    output,
+                });
+                Ok(())
+            }
+            EngineAction::RunLocal { run, token, .. } => self.with_pool(dispatcher, |e, pool| {
+                e.report_local(pool, run, token, Err(no_host()), now)
+            }),
+            EngineAction::CompensateLocal { run, token, .. } => self
+                .with_pool(dispatcher, |e, pool| {
+                    e.compensated(pool, run, token, Err(no_host()), now)
+                }),
+            EngineAction::Expand { run, .. } => {
+                self.with_pool(dispatcher, |e, pool| e.cancel(pool, run, now))
+            }
+            EngineAction::Assign { .. }
+            | EngineAction::CancelAssigned { .. }
+            | EngineAction::CancelLocal { .. } => Ok(()),
+        };
+    }
+
+    fn register(&mut self, def: WorkflowDef) -> Result<(), String> {
+        needs_no_host(&def)?;
+        let known = self
+            .engine
+            .versions(def.name())
+            .any(|d| d.version() == def.version());
+        if !known && self.engine.registered().count() >= MAX_DEFINITIONS {
+            return Err(format!(
+                "the cluster keeps at most {MAX_DEFINITIONS} workflow versions registered"
+            ));
+        }
+        self.engine
+            .register(Arc::new(def))
+            .map_err(|e| e.to_string())
+    }
+
+    fn definition(&self, workflow: &str, version: Option<u32>) -> Result<Arc<WorkflowDef>, String> {
+        let mut versions = self.engine.versions(workflow);
+        let def = match version {
+            Some(v) => versions.find(|d| d.version() == v),
+            None => versions.last(),
+        };
+        def.cloned().ok_or_else(|| match version {
+            Some(v) => format!("version {v} of workflow {workflow:?} is not registered"),
+            None => format!("no workflow {workflow:?} is registered"),
+        })
+    }
+
+    fn with_pool<R>(
+        &mut self,
+        dispatcher: &mut Dispatcher<P>,
+        call: impl FnOnce(&mut WorkflowEngine<P>, &mut HostPool<'_, P>) -> R,
+    ) -> R {
+        let mut pool = HostPool {
+            dispatcher,
+            blank: &self.codec.blank,
+            submitted: &mut self.unfilled,
+        };
+        call(&mut self.engine, &mut pool)
+    }
+}
+
+const NO_HOST_CODE: &str = "a hosted run executes no host code: this step needs some";
+
+/// Refuses a definition with a step that needs host code, nested
+/// definitions included.
+fn needs_no_host(def: &WorkflowDef) -> Result<(), String> {
+    for (_, step) in def.steps() {
+        let refuse = |what: &str| {
+            Err(format!(
+                "step {:?} of workflow {:?} version {} is {what}, which needs host code: \
+                 a run the cluster hosts executes none (run the workflow with a \
+                 WorkflowClient instead)",
+                step.id,
+                def.name(),
+                def.version()
+            ))
+        };
+        if step.multi_instance.is_some() {
+            return refuse("multi-instance");
+        }
+        match &step.kind {
+            StepKind::Local => return refuse("a local step"),
+            StepKind::SubWorkflow(_) if step.compensable => {
+                return refuse("a compensable sub-workflow");
+            }
+            StepKind::SubWorkflow(child) => needs_no_host(child)?,
+            StepKind::Agent | StepKind::Wait { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,652 @@
+//! Workflow runs hosted by the cluster's nodes (`Node::host_runs`): a
+//! client registers a definition and starts a run with messages; the
+//! leader journals each command before it acts on it, the run's steps are
+//! the cluster's tasks, an agent's output completes its step and travels
+//! to the next, and the run outlives the leader that started it.
+
+#![cfg(feature = "cluster")]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use taskweave::agent::AgentProfile;
+use taskweave::cluster::{
+    AgentSession, Assignment, Auditor, ClientOp, ClientReply, Entry, JournalRow, MemStore, Message,
+    Node, NodeConfig, NodeOp, NodeReply, NodeState, RunCodec, RunCommand, RunEnd, SessionConfig,
+    Store, Verdict,
+};
+use taskweave::resilience::{Fixed, RetrySpec};
+use taskweave::scheduler::{AttemptOutcome, DispatcherConfig};
+use taskweave::workflow::{
+    RunOutcome, StepDef, StepInput, StepTask, WorkflowDef, WorkflowDefBuilder,
+};
+use taskweave::{AgentId, Instant, WorkflowId};
+
+/// The cluster's payload: a step's task with the numbers it takes, or a
+/// number (a run's input, a step's output, a signal's payload).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum Job {
+    Step { step: StepTask, inputs: Vec<i64> },
+    Number(i64),
+}
+
+fn number(job: &Job) -> i64 {
+    match job {
+        Job::Number(n) => *n,
+        Job::Step { .. } => panic!("a step's task where a number belongs"),
+    }
+}
+
+fn codec() -> RunCodec<Job> {
+    RunCodec::new(
+        Job::Number(0),
+        |_, step: StepTask, input: StepInput<Job>| Job::Step {
+            step,
+            inputs: input
+                .run_input
+                .iter()
+                .chain(input.inputs.iter().map(|(_, output)| output))
+                .map(number)
+                .collect(),
+        },
+    )
+}
+
+fn dispatcher() -> DispatcherConfig {
+    DispatcherConfig::builder()
+        .heartbeats(Duration::from_millis(250), 8)
+        .seed(7)
+        .build()
+        .unwrap()
+}
+
+/// What an agent does with a step's task.
+type Work = fn(&StepTask, &[i64]) -> Result<i64, String>;
+
+struct Cluster {
+    store: MemStore<Job>,
+    /// `None`: killed.
+    nodes: Vec<Option<Node<Job>>>,
+    agent: AgentSession<Job>,
+    now: Instant,
+    /// Every attempt an agent ran, per (run, step id).
+    executed: BTreeMap<(WorkflowId, u64), u32>,
+    /// The runs' ends, read every tick: the store forgets an end once a
+    /// snapshot trims the entry that published it.
+    ends: BTreeMap<WorkflowId, RunEnd<Job>>,
+    /// The runs whose ends are read.
+    watched: Vec<WorkflowId>,
+}
+
+impl Cluster {
+    fn new(nodes: usize) -> Self {
+        Self::snapshotting(nodes, 8, true)
+    }
+
+    fn snapshotting(nodes: usize, every: u64, trim: bool) -> Self {
+        let config = |i: usize| {
+            NodeConfig::builder(format!("node-{i}"))
+                .lease(Duration::from_millis(300), Duration::from_millis(100))
+                .snapshots(every, trim)
+                .build()
+                .unwrap()
+        };
+        let profile = AgentProfile::builder().capacity(4).build().unwrap();
+        Cluster {
+            store: MemStore::new(),
+            nodes: (0..nodes)
+                .map(|i| {
+                    Some(
+                        Node::new(config(i), dispatcher())
+                            .unwrap()
+                            .host_runs(codec()),
+                    )
+                })
+                .collect(),
+            agent: AgentSession::new(
+                AgentId::new(1),
+                profile,
+                SessionConfig::builder().build().unwrap(),
+            ),
+            now: Instant::from_secs(1),
+            executed: BTreeMap::new(),
+            ends: BTreeMap::new(),
+            watched: Vec::new(),
+        }
+    }
+
+    fn post(&mut self, command: RunCommand<Job>) -> u64 {
+        match self
+            .store
+            .client(ClientOp::Post(vec![Message::Run(command)]), self.now)
+        {
+            Ok(ClientReply::Posted(ids)) => ids[0],
+            other => panic!("the post was refused: {other:?}"),
+        }
+    }
+
+    /// Ticks until the message has a verdict.
+    fn verdict(&mut self, message: u64, work: Work) -> Verdict {
+        for _ in 0..5_000 {
+            self.tick(work);
+            if let Ok(ClientReply::Verdicts(v)) = self
+                .store
+                .client(ClientOp::Verdicts(vec![message]), self.now)
+            {
+                if let Some(Some(verdict)) = v.into_iter().next() {
+                    return verdict;
+                }
+            }
+        }
+        panic!("no verdict in 5,000 ticks");
+    }
+
+    fn run_end(&mut self, run: WorkflowId) -> Option<RunEnd<Job>> {
+        if !self.watched.contains(&run) {
+            self.watched.push(run);
+            self.read_ends();
+        }
+        self.ends.get(&run).cloned()
+    }
+
+    fn read_ends(&mut self) {
+        match self
+            .store
+            .client(ClientOp::Runs(self.watched.clone()), self.now)
+        {
+            Ok(ClientReply::Runs(ends)) => {
+                for end in ends.into_iter().flatten() {
+                    let first = self.ends.insert(end.run, end.clone());
+                    assert!(
+                        first.is_none_or(|was| was == end),
+                        "run {} ended twice",
+                        end.run
+                    );
+                }
+            }
+            other => panic!("the store answered {other:?}"),
+        }
+    }
+
+    /// Ticks until the run ended.
+    fn wait_end(&mut self, run: WorkflowId, work: Work) -> RunEnd<Job> {
+        for _ in 0..20_000 {
+            self.tick(work);
+            if let Some(end) = self.run_end(run) {
+                return end;
+            }
+        }
+        let roles: Vec<_> = self
+            .nodes
+            .iter()
+            .flatten()
+            .map(|n| (n.role(), n.applied()))
+            .collect();
+        let mut events = Vec::new();
+        for node in self.nodes.iter_mut().flatten() {
+            events.extend(std::iter::from_fn(|| node.poll_event()).map(|e| e.to_string()));
+        }
+        panic!("run {run} did not end in 20,000 ticks: {roles:?}, events {events:?}");
+    }
+
+    /// One millisecond of every live role's work.
+    fn tick(&mut self, work: Work) {
+        self.now = self.now.saturating_add(Duration::from_millis(1));
+        for node in self.nodes.iter_mut().flatten() {
+            while let Some(op) = node.poll_op(self.now) {
+                let reply = self.store.node(op, self.now);
+                node.handle_reply(reply, self.now);
+            }
+        }
+        while let Some(op) = self.agent.poll_op(self.now) {
+            let reply = self.store.agent(op, self.now);
+            self.agent.handle_reply(reply, self.now);
+        }
+        self.read_ends();
+        let handed: Vec<Assignment<Job>> = std::iter::from_fn(|| self.agent.poll_work()).collect();
+        for assignment in handed {
+            let Job::Step { step, inputs } = &assignment.payload else {
+                panic!("a plain task on a cluster that runs only steps");
+            };
+            *self
+                .executed
+                .entry((step.run, step.step.get()))
+                .or_default() += 1;
+            match work(step, inputs) {
+                Ok(output) => {
+                    let _ =
+                        self.agent
+                            .complete(assignment.task, assignment.token, Job::Number(output));
+                }
+                Err(why) => {
+                    let _ = self.agent.finish(
+                        assignment.task,
+                        assignment.token,
+                        AttemptOutcome::failure(why),
+                    );
+                }
+            }
+        }
+    }
+
+    fn leader(&self) -> Option<usize> {
+        self.nodes.iter().position(|n| {
+            n.as_ref()
+                .is_some_and(|n| matches!(n.role(), taskweave::cluster::Role::Leading { .. }))
+        })
+    }
+}
+
+fn register(builder: WorkflowDefBuilder) -> RunCommand<Job> {
+    RunCommand::Register(Box::new(builder.build().unwrap()))
+}
+
+fn start(workflow: &str, id: u64, input: i64) -> RunCommand<Job> {
+    RunCommand::Start {
+        workflow: workflow.into(),
+        version: None,
+        id: Some(WorkflowId::new(id)),
+        input: Some(Job::Number(input)),
+    }
+}
+
+/// Each step adds one to the sum of what it takes.
+fn add_one(_: &StepTask, inputs: &[i64]) -> Result<i64, String> {
+    Ok(inputs.iter().sum::<i64>() + 1)
+}
+
+fn chain() -> WorkflowDefBuilder {
+    WorkflowDef::builder("chain", 1)
+        .step(StepDef::agent("a").compensable())
+        .step(StepDef::agent("b"))
+        .step(StepDef::agent("c"))
+        .chain(["a", "b", "c"])
+        .output("c")
+}
+
+#[test]
+fn outputs_travel_from_step_to_step_and_a_start_is_idempotent() {
+    let mut cluster = Cluster::new(1);
+    let registered = cluster.post(register(chain()));
+    assert_eq!(cluster.verdict(registered, add_one), Verdict::Accepted);
+    let started = cluster.post(start("chain", 7, 10));
+    assert_eq!(
+        cluster.verdict(started, add_one),
+        Verdict::Run(WorkflowId::new(7))
+    );
+    let end = cluster.wait_end(WorkflowId::new(7), add_one);
+    assert_eq!(end.outcome, RunOutcome::Succeeded);
+    // 10 + 1 = 11, then 12, then 13.
+    assert_eq!(end.output, Some(Job::Number(13)));
+    // Starting the same id again starts nothing: it names the run.
+    let again = cluster.post(start("chain", 7, 99));
+    assert_eq!(
+        cluster.verdict(again, add_one),
+        Verdict::Run(WorkflowId::new(7))
+    );
+    for _ in 0..500 {
+        cluster.tick(add_one);
+    }
+    assert_eq!(
+        cluster.executed.values().sum::<u32>(),
+        3,
+        "{:?}",
+        cluster.executed
+    );
+}
+
+#[test]
+fn a_run_outlives_its_leaders_and_the_journal_replays_to_it() {
+    let mut cluster = Cluster::new(2);
+    let registered = cluster.post(register(chain()));
+    assert_eq!(cluster.verdict(registered, add_one), Verdict::Accepted);
+    for id in 1..=20 {
+        cluster.post(start("chain", id, id as i64 * 100));
+        cluster.run_end(WorkflowId::new(id));
+    }
+    // Let some steps run, then kill the leader mid-flight.
+    for _ in 0..30 {
+        cluster.tick(add_one);
+    }
+    let ended = |cluster: &mut Cluster| {
+        (1..=20)
+            .filter(|&id| cluster.run_end(WorkflowId::new(id)).is_some())
+            .count()
+    };
+    assert!(
+        ended(&mut cluster) < 20,
+        "every run ended before the first kill"
+    );
+    let first = cluster.leader().expect("a leader");
+    cluster.nodes[first] = None;
+    // A node that starts now restores from a snapshot holding runs; the
+    // second leader dies too, and the newcomer finishes the runs.
+    for _ in 0..600 {
+        cluster.tick(add_one);
+        if cluster.leader().is_some() && ended(&mut cluster) >= 5 {
+            break;
+        }
+    }
+    let second = cluster.leader().expect("a second leader");
+    assert_ne!(first, second);
+    let config = NodeConfig::builder("node-late")
+        .lease(Duration::from_millis(300), Duration::from_millis(100))
+        .snapshots(8, true)
+        .build()
+        .unwrap();
+    let late = Node::new(config, dispatcher()).unwrap().host_runs(codec());
+    cluster.nodes.push(Some(late));
+    for _ in 0..5 {
+        cluster.tick(add_one);
+    }
+    assert!(
+        ended(&mut cluster) < 20,
+        "every run ended before the second kill"
+    );
+    cluster.nodes[second] = None;
+    for id in 1..=20u64 {
+        let end = cluster.wait_end(WorkflowId::new(id), add_one);
+        assert_eq!(end.outcome, RunOutcome::Succeeded, "run {id}");
+        assert_eq!(
+            end.output,
+            Some(Job::Number(id as i64 * 100 + 3)),
+            "run {id}"
+        );
+    }
+    while cluster.leader().is_none() {
+        cluster.tick(add_one);
+    }
+    assert_eq!(cluster.leader(), Some(2), "the late node leads");
+    let restored = cluster.nodes[2].as_mut().map(|n| {
+        std::iter::from_fn(|| n.poll_event())
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+    });
+    assert!(
+        restored
+            .iter()
+            .flatten()
+            .any(|e| e.starts_with("restored the snapshot")),
+        "{restored:?}"
+    );
+    // Every run's three steps, each at most twice (once more only if a
+    // failover cut its attempt).
+    assert_eq!(cluster.executed.len(), 60, "{:?}", cluster.executed);
+    assert!(
+        cluster.executed.values().all(|&n| n <= 2),
+        "{:?}",
+        cluster.executed
+    );
+    // The journal behind the latest snapshot replays without a violation
+    // on an auditor that hosts runs too.
+    let latest = cluster.store.node(NodeOp::LatestSnapshot, cluster.now);
+    let Ok(NodeReply::Snapshot(Some((seq, state)))) = latest else {
+        panic!("no snapshot: {latest:?}");
+    };
+    assert!(state.runs.is_some(), "the snapshot holds the runs");
+    let mut auditor = Auditor::from_snapshot_with_runs(dispatcher(), codec(), seq, *state).unwrap();
+    for row in cluster.store.journal_from(seq + 1).collect::<Vec<_>>() {
+        auditor.apply(row);
+    }
+    assert!(
+        auditor.violations().is_empty(),
+        "{:?}",
+        auditor.violations()
+    );
+}
+
+#[test]
+fn a_step_allowed_three_attempts_runs_at_most_three() {
+    let mut cluster = Cluster::new(1);
+    let retry = RetrySpec::from(Fixed::new(Duration::from_millis(5), 3).unwrap());
+    let def = WorkflowDef::builder("flaky", 1)
+        .step(StepDef::agent("a").compensable())
+        .step(StepDef::agent("b").retry(retry))
+        .edge("a", "b");
+    let registered = cluster.post(register(def));
+    assert_eq!(cluster.verdict(registered, add_one), Verdict::Accepted);
+    cluster.post(start("flaky", 1, 0));
+    let fails_b: Work = |step, inputs| match step.compensation || inputs.is_empty() {
+        true => Ok(0),
+        false if step.step.get() == 1 => Err("b always fails".into()),
+        false => Ok(1),
+    };
+    let end = cluster.wait_end(WorkflowId::new(1), fails_b);
+    assert!(
+        matches!(end.outcome, RunOutcome::Compensated(_)),
+        "{:?}",
+        end.outcome
+    );
+    // b: exactly its 3 attempts; a: once, and its compensation once.
+    assert_eq!(cluster.executed.get(&(WorkflowId::new(1), 1)), Some(&3));
+    assert_eq!(cluster.executed.get(&(WorkflowId::new(1), 0)), Some(&2));
+}
+
+#[test]
+fn a_signal_reaches_a_waiting_run_and_a_stray_one_is_refused() {
+    let mut cluster = Cluster::new(1);
+    let def = WorkflowDef::builder("approval", 1)
+        .step(StepDef::wait("approved", ["approve"]))
+        .step(StepDef::agent("ship"))
+        .edge("approved", "ship")
+        .output("ship");
+    let registered = cluster.post(register(def));
+    assert_eq!(cluster.verdict(registered, add_one), Verdict::Accepted);
+    let started = cluster.post(start("approval", 5, 0));
+    assert_eq!(
+        cluster.verdict(started, add_one),
+        Verdict::Run(WorkflowId::new(5))
+    );
+    for _ in 0..200 {
+        cluster.tick(add_one);
+    }
+    assert!(
+        cluster.run_end(WorkflowId::new(5)).is_none(),
+        "the run waits"
+    );
+    let signal = |run, payload| RunCommand::Signal {
+        run: WorkflowId::new(run),
+        name: "approve".into(),
+        payload: Some(Job::Number(payload)),
+    };
+    let sent = cluster.post(signal(5, 41));
+    assert_eq!(cluster.verdict(sent, add_one), Verdict::Accepted);
+    let end = cluster.wait_end(WorkflowId::new(5), add_one);
+    assert_eq!(end.output, Some(Job::Number(42)));
+    // To a run that finished, and to one that never existed.
+    let late = cluster.post(signal(5, 1));
+    let Verdict::Refused(why) = cluster.verdict(late, add_one) else {
+        panic!("a signal to a finished run was taken");
+    };
+    assert!(why.contains("finished"), "{why}");
+    let stray = cluster.post(signal(404, 1));
+    let Verdict::Refused(why) = cluster.verdict(stray, add_one) else {
+        panic!("a signal to an unknown run was taken");
+    };
+    assert!(why.contains("not an active run"), "{why}");
+}
+
+#[test]
+fn a_definition_that_needs_host_code_is_refused_by_name() {
+    let mut cluster = Cluster::new(1);
+    let local = WorkflowDef::builder("report", 1)
+        .step(StepDef::agent("query"))
+        .step(StepDef::local("format"))
+        .edge("query", "format");
+    let posted = cluster.post(register(local));
+    let Verdict::Refused(why) = cluster.verdict(posted, add_one) else {
+        panic!("a local step was registered");
+    };
+    assert!(why.contains("\"format\"") && why.contains("local"), "{why}");
+    let unknown = cluster.post(start("report", 1, 0));
+    let Verdict::Refused(why) = cluster.verdict(unknown, add_one) else {
+        panic!("a run of an unregistered workflow started");
+    };
+    assert!(why.contains("no workflow \"report\""), "{why}");
+}
+
+#[test]
+fn a_node_without_runs_refuses_run_commands() {
+    let mut store: MemStore<Job> = MemStore::new();
+    let mut node = Node::new(NodeConfig::builder("plain").build().unwrap(), dispatcher()).unwrap();
+    let mut now = Instant::from_secs(1);
+    let Ok(ClientReply::Posted(ids)) =
+        store.client(ClientOp::Post(vec![Message::Run(register(chain()))]), now)
+    else {
+        panic!("the post was refused");
+    };
+    let mut verdict = None;
+    for _ in 0..1_000 {
+        now = now.saturating_add(Duration::from_millis(1));
+        while let Some(op) = node.poll_op(now) {
+            let reply = store.node(op, now);
+            node.handle_reply(reply, now);
+        }
+        if let Ok(ClientReply::Verdicts(v)) = store.client(ClientOp::Verdicts(ids.clone()), now) {
+            verdict = v.into_iter().next().flatten();
+            if verdict.is_some() {
+                break;
+            }
+        }
+    }
+    let Some(Verdict::Refused(why)) = verdict else {
+        panic!("{verdict:?}");
+    };
+    assert!(why.contains("Node::host_runs"), "{why}");
+}
+
+/// The stored forms of hosted runs: the journal of two runs (one waits
+/// for a signal) and the state they leave, recorded under
+/// `tests/fixtures/cluster_runs.json`. The journal must replay to that
+/// state, and read back and write again to the same bytes. After a
+/// deliberate change of a form, rewrite it with
+/// `TASKWEAVE_WRITE_FIXTURES=1 cargo test --all-features --test cluster_hosted_runs`
+/// (and keep the old one, as `tests/cluster_forms.rs` does).
+#[derive(Debug, Serialize, Deserialize)]
+struct RecordedRuns {
+    format: u32,
+    entries: Vec<(u64, Entry<Job>)>,
+    ends: Vec<RunEnd<Job>>,
+    state: NodeState<Job>,
+}
+
+fn record_runs() -> RecordedRuns {
+    let mut cluster = Cluster::snapshotting(1, 10_000, false);
+    for command in [
+        register(chain()),
+        register(
+            WorkflowDef::builder("approval", 1)
+                .step(StepDef::wait("approved", ["approve"]))
+                .step(StepDef::agent("ship"))
+                .edge("approved", "ship")
+                .output("ship"),
+        ),
+        start("chain", 1, 10),
+        start("approval", 2, 0),
+    ] {
+        let posted = cluster.post(command);
+        cluster.verdict(posted, add_one);
+    }
+    cluster.wait_end(WorkflowId::new(1), add_one);
+    let signal = cluster.post(RunCommand::Signal {
+        run: WorkflowId::new(2),
+        name: "approve".into(),
+        payload: Some(Job::Number(5)),
+    });
+    cluster.verdict(signal, add_one);
+    cluster.wait_end(WorkflowId::new(2), add_one);
+    let state = cluster.nodes[0].as_ref().unwrap().state();
+    RecordedRuns {
+        format: Entry::<Job>::FORMAT,
+        entries: cluster
+            .store
+            .journal()
+            .map(|row| (row.epoch, row.entry))
+            .collect(),
+        ends: cluster.ends.into_values().collect(),
+        state,
+    }
+}
+
+#[test]
+fn stored_run_forms_read_back_and_replay_as_recorded() {
+    let fixture = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/cluster_runs.json");
+    if std::env::var_os("TASKWEAVE_WRITE_FIXTURES").is_some() {
+        let text = serde_json::to_string_pretty(&record_runs()).unwrap();
+        std::fs::write(&fixture, text + "\n").unwrap();
+    }
+    let text = std::fs::read_to_string(&fixture).expect("the fixture exists");
+    let stored: RecordedRuns = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} no longer reads: {e}", fixture.display()));
+    assert_eq!(stored.format, Entry::<Job>::FORMAT);
+    assert_eq!(serde_json::to_string_pretty(&stored).unwrap() + "\n", text);
+    assert!(
+        stored
+            .entries
+            .iter()
+            .any(|(_, e)| matches!(e, Entry::Run { .. }))
+    );
+    assert_eq!(stored.ends.len(), 2);
+    assert_eq!(stored.ends[0].output, Some(Job::Number(13)));
+    assert_eq!(stored.ends[1].output, Some(Job::Number(6)));
+    // The journal replays to the recorded state.
+    let mut auditor = Auditor::with_runs(dispatcher(), codec());
+    for (seq, (epoch, entry)) in (1..).zip(&stored.entries) {
+        auditor.apply(JournalRow {
+            seq,
+            epoch: *epoch,
+            entry: entry.clone(),
+            bytes: 0,
+        });
+    }
+    assert!(
+        auditor.violations().is_empty(),
+        "{:?}",
+        auditor.violations()
+    );
+    let replayed = serde_json::to_value(auditor.state()).unwrap();
+    assert_eq!(
+        replayed,
+        serde_json::to_value(&stored.state).unwrap(),
+        "the stored journal no longer replays to its recorded state"
+    );
+    // Today's code records the same history.
+    let now = serde_json::to_value(record_runs().state).unwrap();
+    assert_eq!(now, replayed, "the same messages lead elsewhere today");
+}
+
+#[test]
+fn a_wait_times_out_across_a_failover() {
+    let mut cluster = Cluster::new(2);
+    let def = WorkflowDef::builder("reminder", 1)
+        .step(StepDef::wait("answered", ["answer"]).timeout(Duration::from_secs(3)))
+        .step(StepDef::agent("remind"))
+        .step(StepDef::agent("thank"))
+        .branch("answered", "remind", taskweave::workflow::TIMEOUT_LABEL)
+        .branch("answered", "thank", "answer");
+    let registered = cluster.post(register(def));
+    assert_eq!(cluster.verdict(registered, add_one), Verdict::Accepted);
+    let started = cluster.post(start("reminder", 9, 40));
+    assert_eq!(
+        cluster.verdict(started, add_one),
+        Verdict::Run(WorkflowId::new(9))
+    );
+    let from = cluster.now;
+    // The leader that set the timer dies a second in; the one that takes
+    // over fires it, from the journal.
+    for _ in 0..1_000 {
+        cluster.tick(add_one);
+    }
+    let first = cluster.leader().expect("a leader");
+    cluster.nodes[first] = None;
+    let end = cluster.wait_end(WorkflowId::new(9), add_one);
+    assert_ne!(cluster.leader(), Some(first));
+    assert_eq!(end.outcome, RunOutcome::Succeeded);
+    let waited = cluster.now.saturating_duration_since(from);
+    assert!(waited >= Duration::from_secs(3), "ended after {waited:?}");
+    // Only the timeout's branch ran, once.
+    assert_eq!(cluster.executed.len(), 1, "{:?}", cluster.executed);
+    assert_eq!(cluster.executed.values().sum::<u32>(), 1);
+}
