@@ -192,6 +192,9 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
             .saturating_add(heartbeats.interval);
         *self.faults.entry("partition_agent").or_default() += 1;
         self.log(format_args!("FAULT agent {i} cut off from the store"));
+        // Cut off, a new incarnation cannot register to fail its old
+        // life's attempts over: the failover a restart expected is void.
+        self.stranded.retain(|s| s.agent != agent);
         let slot = &mut self.agents[i];
         (slot.down_until, slot.cut_until) = (until, until);
         // Its earlier wake-ups find it cut off: it wakes when it is back.
