@@ -522,7 +522,9 @@ fn a_node_without_runs_refuses_run_commands() {
 /// state, and read back and write again to the same bytes. After a
 /// deliberate change of a form, rewrite it with
 /// `TASKWEAVE_WRITE_FIXTURES=1 cargo test --all-features --test cluster_hosted_runs`
-/// (and keep the old one, as `tests/cluster_forms.rs` does).
+/// and keep the old one beside it, read by a test of its own
+/// (`cluster_runs_v1.json`: finished runs without their definition's
+/// name).
 #[derive(Debug, Serialize, Deserialize)]
 struct RecordedRuns {
     format: u32,
@@ -615,6 +617,67 @@ fn stored_run_forms_read_back_and_replay_as_recorded() {
     // Today's code records the same history.
     let now = serde_json::to_value(record_runs().state).unwrap();
     assert_eq!(now, replayed, "the same messages lead elsewhere today");
+}
+
+/// The finished runs of a state, as JSON, without what a form added
+/// since (`keys`).
+fn finished_without(state: &serde_json::Value, keys: &[&str]) -> serde_json::Value {
+    let mut finished = state["runs"]["engine"]["finished"].clone();
+    for end in finished.as_array_mut().expect("a list of finished runs") {
+        for key in keys {
+            end.as_object_mut().expect("a finished run").remove(*key);
+        }
+    }
+    finished
+}
+
+/// Hosted runs stored before a finished run kept its definition's name
+/// (`cluster_runs_v1.json`) still read, with an empty name and version
+/// 0, and their journal replays today to the same state, with the names.
+#[test]
+fn runs_stored_before_finished_runs_kept_their_names_still_read() {
+    let fixture = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/cluster_runs_v1.json");
+    let text = std::fs::read_to_string(&fixture).expect("the fixture exists");
+    let stored: RecordedRuns = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} no longer reads: {e}", fixture.display()));
+    let engine = stored.state.runs.clone().unwrap().engine().unwrap();
+    let ends: Vec<(u64, &str, u32)> = engine
+        .remembered_ends()
+        .map(|end| (end.run.get(), end.workflow.as_str(), end.version))
+        .collect();
+    assert_eq!(ends, [(1, "", 0), (2, "", 0)]);
+    let mut auditor = Auditor::with_runs(dispatcher(), codec());
+    for (seq, (epoch, entry)) in (1..).zip(&stored.entries) {
+        auditor.apply(JournalRow {
+            seq,
+            epoch: *epoch,
+            entry: entry.clone(),
+            bytes: 0,
+        });
+    }
+    assert!(auditor.violations().is_empty());
+    let replayed = auditor.state();
+    let engine = replayed.runs.clone().unwrap().engine().unwrap();
+    let names: Vec<(&str, u32)> = engine
+        .remembered_ends()
+        .map(|end| (end.workflow.as_str(), end.version))
+        .collect();
+    assert_eq!(names, [("chain", 1), ("approval", 1)]);
+    let (replayed, stored) = (
+        serde_json::to_value(&replayed).unwrap(),
+        serde_json::to_value(&stored.state).unwrap(),
+    );
+    let added = ["workflow", "version"];
+    assert_eq!(
+        finished_without(&replayed, &added),
+        finished_without(&stored, &added)
+    );
+    let without_ends = |mut state: serde_json::Value| {
+        state["runs"]["engine"]["finished"] = serde_json::Value::Null;
+        state
+    };
+    assert_eq!(without_ends(replayed), without_ends(stored));
 }
 
 #[test]

@@ -1052,8 +1052,17 @@ fn finished_runs_are_remembered_within_the_retention_and_no_longer() {
     // Two kept, the oldest forgotten.
     assert_eq!(engine.finished_runs(), 2);
     assert_eq!(engine.finished_run(WorkflowId::new(1)), None);
+    let listed = |engine: &WorkflowEngine<String>| {
+        engine
+            .remembered_ends()
+            .map(|f| f.run.get())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(listed(&engine), [2, 3]);
     let kept = FinishedRun {
         run: WorkflowId::new(3),
+        workflow: def.name().to_string(),
+        version: def.version(),
         outcome: RunOutcome::Succeeded,
         output: Some("workflow-3".to_string()),
         at: t(3),
@@ -1091,6 +1100,7 @@ fn finished_runs_are_remembered_within_the_retention_and_no_longer() {
     );
     let reused = engine.start_as(&mut pool, Arc::clone(&def), WorkflowId::new(3), None, t(64));
     assert_eq!(reused, Started::New(WorkflowId::new(3)));
+    assert_eq!(listed(&engine), [] as [u64; 0]);
     assert_eq!(engine.finished_runs(), 0);
     // Fresh ids skip the remembered ones: 1 ended, so the next is 2.
     finish(&mut engine, &mut pool, t(64));

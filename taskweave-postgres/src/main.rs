@@ -14,6 +14,7 @@
 //! taskweave-pg workflow register FILE.json     a definition for hosted runs
 //! taskweave-pg run start|signal|cancel|result|show  the runs the nodes host
 //! taskweave-pg signal RUN NAME [JSON]          a signal to a waiting run
+//! taskweave-pg runs [--state S]               the hosted runs, by state
 //! ```
 
 /// Prints a line on stdout. A closed stdout (`taskweave-pg status | head`)
@@ -50,6 +51,7 @@ subcommands:
   workflow register a workflow definition (JSON) for the runs the nodes host
   run      start a run, signal or cancel it, read its result, show its steps
   signal   send a signal to a waiting run (run signal, shorter)
+  runs     list the hosted runs, active and lately finished (--state S keeps one kind)
 
 Every subcommand takes --db CONNINFO (a libpq string such as
 \"host=127.0.0.1 port=5432 user=postgres dbname=postgres\"), or reads $TASKWEAVE_DB;
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         Some("workflow") => cli::workflow::run(rest),
         Some("run") => cli::run::run(rest),
         Some("signal") => cli::run::signal(rest),
+        Some("runs") => cli::runs::run(rest),
         Some("bench") => cli::bench::run(rest),
         Some("--help" | "-h" | "help") => {
             say!("{USAGE}");

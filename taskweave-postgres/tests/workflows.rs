@@ -278,4 +278,34 @@ fn hosted_runs_outlive_their_leader_and_a_server_restart() {
             "{run}"
         );
     }
+    // The operator lists them from a replay of the journal (trimmed
+    // behind the nodes' snapshots): by name and outcome, none active.
+    let succeeded = list_runs(&conninfo, "succeeded");
+    let expected: Vec<String> = runs
+        .iter()
+        .map(|run| {
+            format!(
+                "{run}  chain v1  succeeded, output: {}",
+                run.get() * 100 + 3
+            )
+        })
+        .collect();
+    assert_eq!(succeeded, expected);
+    assert_eq!(list_runs(&conninfo, "active"), ["no runs active"]);
+}
+
+/// `taskweave-pg runs --state STATE`, line by line.
+fn list_runs(conninfo: &str, state: &str) -> Vec<String> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_taskweave-pg"))
+        .args(["runs", "--db", conninfo, "--state", state])
+        .output()
+        .unwrap_or_else(|e| panic!("taskweave-pg runs: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "taskweave-pg runs: {}\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout.lines().map(str::to_string).collect()
 }

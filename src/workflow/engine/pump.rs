@@ -257,7 +257,11 @@ impl<P: Clone> WorkflowEngine<P> {
                     self.pump(pool, parent, now);
                 }
             }
-            None => self.top_level_finished(id, outcome, output, now),
+            None => {
+                let def = entry.run.definition();
+                let workflow = (def.name().to_string(), def.version());
+                self.top_level_finished(id, workflow, outcome, output, now);
+            }
         }
     }
 
@@ -266,12 +270,15 @@ impl<P: Clone> WorkflowEngine<P> {
     pub(super) fn top_level_finished(
         &mut self,
         run: WorkflowId,
+        (workflow, version): (String, u32),
         outcome: RunOutcome,
         output: Option<P>,
         at: Instant,
     ) {
         self.finished.record(super::FinishedRun {
             run,
+            workflow,
+            version,
             outcome: outcome.clone(),
             output: output.clone(),
             at,

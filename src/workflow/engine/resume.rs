@@ -137,6 +137,7 @@ impl<P: Clone> WorkflowEngine<P> {
                 hash,
             }),
             MismatchPolicy::Fail => {
+                let workflow = (name.clone(), version);
                 let cause = FailureCause::Unservable {
                     name,
                     version,
@@ -146,7 +147,7 @@ impl<P: Clone> WorkflowEngine<P> {
                     run: id,
                     cause: cause.clone(),
                 });
-                self.top_level_finished(id, RunOutcome::Failed(cause), None, now);
+                self.top_level_finished(id, workflow, RunOutcome::Failed(cause), None, now);
                 Ok(Resumed::Failed(id))
             }
         }

@@ -93,6 +93,14 @@ impl Default for RunRetention {
 pub struct FinishedRun<P> {
     /// The run.
     pub run: WorkflowId,
+    /// The name of the definition it ran (empty in an engine snapshot
+    /// written before the name was kept).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub workflow: String,
+    /// The version of the definition it ran (0 in an engine snapshot
+    /// written before the version was kept).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub version: u32,
     /// How it ended.
     pub outcome: RunOutcome,
     /// Its output.
@@ -221,6 +229,16 @@ impl<P: Clone> WorkflowEngine<P> {
     /// Finished runs remembered now.
     pub fn finished_runs(&self) -> usize {
         self.finished.len()
+    }
+
+    /// The finished runs remembered now, oldest end first: what
+    /// [`finished_run`](Self::finished_run) answers, all of them (an
+    /// operator's listing). `O(1)` per run.
+    pub fn remembered_ends(&self) -> impl Iterator<Item = &FinishedRun<P>> + '_ {
+        let latest = self.latest;
+        self.finished
+            .iter()
+            .filter(move |f| self.finished.retention.keeps(f.at, latest))
     }
 
     /// Starts a run of `def` under the id `id`, one the host derives from

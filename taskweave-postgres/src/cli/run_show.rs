@@ -4,14 +4,13 @@
 use std::process::ExitCode;
 
 use taskweave::WorkflowId;
-use taskweave::cluster::RunEnd;
 use taskweave::workflow::mermaid_run_flowchart;
 use taskweave_postgres::PgStore;
 
 use super::Payload;
 use super::args::Args;
 use super::replay::replay;
-use super::run::describe;
+use super::runs::{definition_of, finished_line};
 
 /// Prints `run` from a replay of the journal: an active run step by step
 /// (with `--mermaid`, its flowchart coloured by state), a finished one the
@@ -51,12 +50,10 @@ pub(crate) fn show(args: &Args, run: WorkflowId) -> Result<ExitCode, String> {
     }
     match engine.finished_run(run) {
         Some(finished) => {
-            let end = RunEnd {
-                run,
-                outcome: finished.outcome.clone(),
-                output: finished.output.clone(),
-            };
-            say!("{run}: {}", describe(&end));
+            say!(
+                "{}",
+                finished_line(finished, definition_of(&engine, finished))
+            );
             Ok(ExitCode::SUCCESS)
         }
         None => {
