@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use crate::agent::AgentProfile;
-use crate::scheduler::{Input, Snapshot, TaskReport, TaskSpec};
+use crate::scheduler::{TaskReport, TaskSpec};
 use crate::{AgentId, AttemptToken, Instant, TaskId, WorkflowId};
 
 pub use super::client_op::{ClientOp, ClientReply};
+pub use super::entry::Entry;
 pub use super::finished::Finished;
+pub use super::node_state::NodeState;
 pub use super::runs::{RunCommand, RunEnd, RunsSnapshot};
 use super::status::Status;
 pub use super::task_end::{Outcome, TaskEnd};
@@ -47,94 +49,6 @@ pub enum StoreFailure {
         /// What did not match.
         what: String,
     },
-}
-
-/// One journal entry: a dispatcher input, or a decision of the cluster's
-/// own that must survive a failover.
-#[derive(Clone, Debug, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub enum Entry<P> {
-    /// An input applied to the dispatcher.
-    Input(Input<P>),
-    /// The cluster drains from here on: submissions are refused, and once
-    /// no task is live the leader stops the cluster.
-    Drain {
-        /// When.
-        now: Instant,
-    },
-    /// An agent's success with its output ([`Message::Completed`]): the
-    /// report is applied as [`Input::Report`], and only if the dispatcher
-    /// accepts it (the attempt is the task's current one) is the output
-    /// published as the task's result. An output from a fenced attempt is
-    /// journaled with its refused report and goes nowhere.
-    Completed {
-        /// The success report (its outcome is always
-        /// [`AttemptOutcome::Success`](crate::scheduler::AttemptOutcome::Success)).
-        report: TaskReport,
-        /// The task's result.
-        output: P,
-        /// When.
-        now: Instant,
-    },
-    /// A client's command to the hosted runs ([`Message::Run`]), applied
-    /// to the replica's workflow engine.
-    Run {
-        /// The command.
-        command: RunCommand<P>,
-        /// When.
-        now: Instant,
-    },
-    /// The hosted runs' timers due at `now` fire.
-    RunTimers {
-        /// When.
-        now: Instant,
-    },
-}
-
-impl<P> Entry<P> {
-    /// The stored form of an entry: a store keeps it beside each entry
-    /// and refuses a form it does not read. Forms 1–3 followed
-    /// [`Input::FORMAT`]; form 4 added [`Entry::Completed`]; form 5
-    /// [`Entry::Run`] and [`Entry::RunTimers`].
-    pub const FORMAT: u32 = 5;
-
-    /// The stored forms of an entry this library reads.
-    pub const READABLE: std::ops::RangeInclusive<u32> = 1..=Self::FORMAT;
-}
-
-/// What a node's snapshot holds: the dispatcher's state and, on a
-/// cluster that hosts runs, theirs. Its serde form is the dispatcher
-/// snapshot's with a `runs` field beside, left out when there is none,
-/// so a stored dispatcher snapshot of an earlier release reads as a
-/// state without runs.
-#[derive(Clone, Debug)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(
-    feature = "serde",
-    serde(bound(
-        serialize = "P: serde::Serialize",
-        deserialize = "P: serde::Deserialize<'de>"
-    ))
-)]
-pub struct NodeState<P> {
-    /// The dispatcher's state.
-    #[cfg_attr(feature = "serde", serde(flatten))]
-    pub dispatcher: Snapshot<P>,
-    /// The hosted runs, if the node hosts any.
-    #[cfg_attr(
-        feature = "serde",
-        serde(default, skip_serializing_if = "Option::is_none")
-    )]
-    pub runs: Option<RunsSnapshot<P>>,
-}
-
-impl<P> From<Snapshot<P>> for NodeState<P> {
-    fn from(dispatcher: Snapshot<P>) -> Self {
-        NodeState {
-            dispatcher,
-            runs: None,
-        }
-    }
 }
 
 /// One stored journal entry.

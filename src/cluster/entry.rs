@@ -1,0 +1,59 @@
+//! [`Entry`]: what the leader journals, the cluster's history.
+
+use crate::Instant;
+use crate::scheduler::{Input, TaskReport};
+
+use super::contract::RunCommand;
+
+/// One journal entry: a dispatcher input, or a decision of the cluster's
+/// own that must survive a failover.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum Entry<P> {
+    /// An input applied to the dispatcher.
+    Input(Input<P>),
+    /// The cluster drains from here on: submissions are refused, and once
+    /// no task is live the leader stops the cluster.
+    Drain {
+        /// When.
+        now: Instant,
+    },
+    /// An agent's success with its output ([`Message::Completed`](super::Message::Completed)): the
+    /// report is applied as [`Input::Report`], and only if the dispatcher
+    /// accepts it (the attempt is the task's current one) is the output
+    /// published as the task's result. An output from a fenced attempt is
+    /// journaled with its refused report and goes nowhere.
+    Completed {
+        /// The success report (its outcome is always
+        /// [`AttemptOutcome::Success`](crate::scheduler::AttemptOutcome::Success)).
+        report: TaskReport,
+        /// The task's result.
+        output: P,
+        /// When.
+        now: Instant,
+    },
+    /// A client's command to the hosted runs ([`Message::Run`](super::Message::Run)), applied
+    /// to the replica's workflow engine.
+    Run {
+        /// The command.
+        command: RunCommand<P>,
+        /// When.
+        now: Instant,
+    },
+    /// The hosted runs' timers due at `now` fire.
+    RunTimers {
+        /// When.
+        now: Instant,
+    },
+}
+
+impl<P> Entry<P> {
+    /// The stored form of an entry: a store keeps it beside each entry
+    /// and refuses a form it does not read. Forms 1–3 followed
+    /// [`Input::FORMAT`]; form 4 added [`Entry::Completed`]; form 5
+    /// [`Entry::Run`] and [`Entry::RunTimers`].
+    pub const FORMAT: u32 = 5;
+
+    /// The stored forms of an entry this library reads.
+    pub const READABLE: std::ops::RangeInclusive<u32> = 1..=Self::FORMAT;
+}
