@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use taskweave::agent::AgentProfile;
 use taskweave::cluster::{
@@ -265,6 +266,15 @@ fn chain() -> WorkflowDefBuilder {
         .output("c")
 }
 
+/// A run that waits for the signal `approve`, then ships.
+fn approval() -> WorkflowDefBuilder {
+    WorkflowDef::builder("approval", 1)
+        .step(StepDef::wait("approved", ["approve"]))
+        .step(StepDef::agent("ship"))
+        .edge("approved", "ship")
+        .output("ship")
+}
+
 #[test]
 fn outputs_travel_from_step_to_step_and_a_start_is_idempotent() {
     let mut cluster = Cluster::new(1);
@@ -426,12 +436,7 @@ fn a_step_allowed_three_attempts_runs_at_most_three() {
 #[test]
 fn a_signal_reaches_a_waiting_run_and_a_stray_one_is_refused() {
     let mut cluster = Cluster::new(1);
-    let def = WorkflowDef::builder("approval", 1)
-        .step(StepDef::wait("approved", ["approve"]))
-        .step(StepDef::agent("ship"))
-        .edge("approved", "ship")
-        .output("ship");
-    let registered = cluster.post(register(def));
+    let registered = cluster.post(register(approval()));
     assert_eq!(cluster.verdict(registered, add_one), Verdict::Accepted);
     let started = cluster.post(start("approval", 5, 0));
     assert_eq!(
@@ -537,13 +542,7 @@ fn record_runs() -> RecordedRuns {
     let mut cluster = Cluster::snapshotting(1, 10_000, false);
     for command in [
         register(chain()),
-        register(
-            WorkflowDef::builder("approval", 1)
-                .step(StepDef::wait("approved", ["approve"]))
-                .step(StepDef::agent("ship"))
-                .edge("approved", "ship")
-                .output("ship"),
-        ),
+        register(approval()),
         start("chain", 1, 10),
         start("approval", 2, 0),
     ] {
@@ -571,6 +570,31 @@ fn record_runs() -> RecordedRuns {
     }
 }
 
+/// `tests/fixtures/NAME`, read, and its text.
+fn read_runs_fixture(name: &str) -> (RecordedRuns, String) {
+    let fixture = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let text = std::fs::read_to_string(&fixture).expect("the fixture exists");
+    let stored = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} no longer reads: {e}", fixture.display()));
+    (stored, text)
+}
+
+/// An auditor that hosts runs, having replayed `entries` from entry 1.
+fn replay_runs(entries: &[(u64, Entry<Job>)]) -> Auditor<Job> {
+    let mut auditor = Auditor::with_runs(dispatcher(), codec());
+    for (seq, (epoch, entry)) in (1..).zip(entries) {
+        auditor.apply(JournalRow {
+            seq,
+            epoch: *epoch,
+            entry: entry.clone(),
+            bytes: 0,
+        });
+    }
+    auditor
+}
+
 #[test]
 fn stored_run_forms_read_back_and_replay_as_recorded() {
     let fixture = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -579,9 +603,7 @@ fn stored_run_forms_read_back_and_replay_as_recorded() {
         let text = serde_json::to_string_pretty(&record_runs()).unwrap();
         std::fs::write(&fixture, text + "\n").unwrap();
     }
-    let text = std::fs::read_to_string(&fixture).expect("the fixture exists");
-    let stored: RecordedRuns = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{} no longer reads: {e}", fixture.display()));
+    let (stored, text) = read_runs_fixture("cluster_runs.json");
     assert_eq!(stored.format, Entry::<Job>::FORMAT);
     assert_eq!(serde_json::to_string_pretty(&stored).unwrap() + "\n", text);
     assert!(
@@ -594,15 +616,7 @@ fn stored_run_forms_read_back_and_replay_as_recorded() {
     assert_eq!(stored.ends[0].output, Some(Job::Number(13)));
     assert_eq!(stored.ends[1].output, Some(Job::Number(6)));
     // The journal replays to the recorded state.
-    let mut auditor = Auditor::with_runs(dispatcher(), codec());
-    for (seq, (epoch, entry)) in (1..).zip(&stored.entries) {
-        auditor.apply(JournalRow {
-            seq,
-            epoch: *epoch,
-            entry: entry.clone(),
-            bytes: 0,
-        });
-    }
+    let auditor = replay_runs(&stored.entries);
     assert!(
         auditor.violations().is_empty(),
         "{:?}",
@@ -636,26 +650,14 @@ fn finished_without(state: &serde_json::Value, keys: &[&str]) -> serde_json::Val
 /// 0, and their journal replays today to the same state, with the names.
 #[test]
 fn runs_stored_before_finished_runs_kept_their_names_still_read() {
-    let fixture = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/cluster_runs_v1.json");
-    let text = std::fs::read_to_string(&fixture).expect("the fixture exists");
-    let stored: RecordedRuns = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{} no longer reads: {e}", fixture.display()));
+    let (stored, _) = read_runs_fixture("cluster_runs_v1.json");
     let engine = stored.state.runs.clone().unwrap().engine().unwrap();
     let ends: Vec<(u64, &str, u32)> = engine
         .remembered_ends()
         .map(|end| (end.run.get(), end.workflow.as_str(), end.version))
         .collect();
     assert_eq!(ends, [(1, "", 0), (2, "", 0)]);
-    let mut auditor = Auditor::with_runs(dispatcher(), codec());
-    for (seq, (epoch, entry)) in (1..).zip(&stored.entries) {
-        auditor.apply(JournalRow {
-            seq,
-            epoch: *epoch,
-            entry: entry.clone(),
-            bytes: 0,
-        });
-    }
+    let auditor = replay_runs(&stored.entries);
     assert!(auditor.violations().is_empty());
     let replayed = auditor.state();
     let engine = replayed.runs.clone().unwrap().engine().unwrap();
@@ -712,4 +714,150 @@ fn a_wait_times_out_across_a_failover() {
     // Only the timeout's branch ran, once.
     assert_eq!(cluster.executed.len(), 1, "{:?}", cluster.executed);
     assert_eq!(cluster.executed.values().sum::<u32>(), 1);
+}
+
+/// A client's run command, hostile or not: definitions valid, conflicting
+/// or hosting no host code, starts of known and unknown workflows and
+/// versions under ids that may repeat, signals and cancels of runs that
+/// may not exist.
+fn any_run_command() -> impl Strategy<Value = RunCommand<Job>> {
+    let run = (0u64..6).prop_map(WorkflowId::new);
+    let number = proptest::option::of((-5i64..5).prop_map(Job::Number));
+    let definitions = prop_oneof![
+        Just(chain()),
+        Just(approval()),
+        // Another definition under chain v1: a conflict.
+        Just(chain().step(StepDef::agent("d")).edge("c", "d")),
+        // Host code: refused.
+        Just(WorkflowDef::builder("local", 1).step(StepDef::local("x"))),
+    ];
+    let version = prop_oneof![Just(None), Just(Some(1)), (0u32..3).prop_map(Some)];
+    prop_oneof![
+        1 => definitions.prop_map(register),
+        4 => (
+            prop_oneof![Just("chain"), Just("approval"), Just("nope")],
+            version,
+            proptest::option::of(0u64..6),
+            number.clone(),
+        )
+            .prop_map(|(workflow, version, id, input)| RunCommand::Start {
+                workflow: workflow.into(),
+                version,
+                id: id.map(WorkflowId::new),
+                input,
+            }),
+        2 => (run.clone(), prop_oneof![Just("approve"), Just("other")], number).prop_map(
+            |(run, name, payload)| RunCommand::Signal {
+                run,
+                name: name.into(),
+                payload,
+            }
+        ),
+        1 => run.prop_map(RunCommand::Cancel),
+    ]
+}
+
+/// Every byte of `value`'s JSON may be the one that `at` picks and
+/// `byte` replaces.
+fn corrupt<T: Serialize + for<'de> Deserialize<'de>>(
+    value: &T,
+    at: proptest::sample::Index,
+    byte: u8,
+) -> Option<T> {
+    let mut text = serde_json::to_vec(value).unwrap();
+    let i = at.index(text.len());
+    text[i] = byte;
+    serde_json::from_slice(&text).ok()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(48)
+    ))]
+
+    /// Whatever run commands a client posts, each gets a verdict, no node
+    /// fails, no run ends twice, and the journal replays clean to the
+    /// state of the node that wrote it.
+    #[test]
+    fn hostile_run_commands_get_verdicts_and_replay_to_the_leaders_state(
+        commands in proptest::collection::vec(any_run_command(), 1..24)
+    ) {
+        let mut cluster = Cluster::snapshotting(1, 1_000, false);
+        // Both sagas registered first, so that most starts start a run.
+        let registered = [register(chain()), register(approval())];
+        let posted: Vec<u64> = registered
+            .into_iter()
+            .chain(commands)
+            .map(|c| cluster.post(c))
+            .collect();
+        // Ends are read for every id a command may name.
+        cluster.watched = (0..6).map(WorkflowId::new).collect();
+        for _ in 0..400 {
+            cluster.tick(add_one);
+        }
+        let node = cluster.nodes[0].as_ref().unwrap();
+        prop_assert!(
+            matches!(node.role(), taskweave::cluster::Role::Leading { .. }),
+            "{:?}",
+            node.role()
+        );
+        let verdicts = match cluster.store.client(ClientOp::Verdicts(posted), cluster.now) {
+            Ok(ClientReply::Verdicts(verdicts)) => verdicts,
+            other => panic!("verdicts: {other:?}"),
+        };
+        prop_assert!(verdicts.iter().all(Option::is_some), "{verdicts:?}");
+        let entries: Vec<(u64, Entry<Job>)> =
+            cluster.store.journal().map(|row| (row.epoch, row.entry)).collect();
+        let auditor = replay_runs(&entries);
+        prop_assert!(auditor.violations().is_empty(), "{:?}", auditor.violations());
+        prop_assert_eq!(
+            serde_json::to_value(auditor.state()).unwrap(),
+            serde_json::to_value(node.state()).unwrap()
+        );
+    }
+
+    /// A stored entry of hosted runs with one byte changed either does not
+    /// decode or replays without a panic.
+    #[test]
+    fn corrupted_run_entries_are_refused_or_replay_safely(
+        index in any::<proptest::sample::Index>(),
+        at in any::<proptest::sample::Index>(),
+        byte in any::<u8>(),
+    ) {
+        let (stored, _) = read_runs_fixture("cluster_runs.json");
+        let position = index.index(stored.entries.len());
+        let (epoch, entry) = &stored.entries[position];
+        if let Some(corrupted) = corrupt(entry, at, byte) {
+            let mut entries = stored.entries.clone();
+            entries[position] = (*epoch, corrupted);
+            let _ = replay_runs(&entries).report();
+        }
+    }
+
+    /// A node's stored state with one byte changed either does not decode,
+    /// or is refused with a reason, or restores (a standby would take it):
+    /// never a panic. One that restores takes the rest of the history.
+    #[test]
+    fn corrupted_node_states_are_refused_or_restore_safely(
+        at in any::<proptest::sample::Index>(),
+        byte in any::<u8>(),
+    ) {
+        let (stored, _) = read_runs_fixture("cluster_runs.json");
+        if let Some(corrupted) = corrupt(&stored.state, at, byte) {
+            let seq = stored.entries.len() as u64;
+            match Auditor::from_snapshot_with_runs(dispatcher(), codec(), seq, corrupted) {
+                Ok(mut auditor) => {
+                    let (epoch, _) = stored.entries[stored.entries.len() - 1];
+                    auditor.apply(JournalRow {
+                        seq: seq + 1,
+                        epoch,
+                        entry: Entry::RunTimers { now: Instant::from_secs(3_600) },
+                        bytes: 0,
+                    });
+                    let _ = auditor.report();
+                }
+                Err(why) => prop_assert!(!why.is_empty()),
+            }
+        }
+    }
 }
