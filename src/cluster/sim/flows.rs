@@ -188,14 +188,70 @@ impl<T: Clone, Q: Carries<T>, W: SimWork<T>> SimWork<Q> for Plain<W, T> {
 pub struct SagaFlows {
     def: Arc<WorkflowDef>,
     backlog: f64,
-    runs_per_second: f64,
-    work: (Duration, Duration),
-    fail: f64,
+    load: SagaLoad,
 }
 
 /// The most runs a second [`SagaFlows`] starts (the simulation's bound on
 /// its rates of tasks and faults).
 const MAX_RUNS_PER_SECOND: f64 = 1e6;
+
+/// What a saga workload takes, checked: runs started a second, an agent
+/// attempt's duration (uniform in the range), and the share of attempts
+/// that fail for good.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SagaLoad {
+    pub(crate) runs_per_second: f64,
+    pub(crate) work: (Duration, Duration),
+    pub(crate) fail: f64,
+}
+
+impl SagaLoad {
+    /// The load of the workload `what`, whose rate is at most `max` runs
+    /// a second.
+    pub(crate) fn new(
+        what: &str,
+        max: f64,
+        runs_per_second: f64,
+        work: (Duration, Duration),
+        fail: f64,
+    ) -> Result<Self, ConfigError> {
+        if !(0.0..=max).contains(&runs_per_second)
+            || !(0.0..=1.0).contains(&fail)
+            || work.0 > work.1
+        {
+            return Err(ConfigError(format!(
+                "{what} need 0 to {max} runs a second, a share of failures from 0 to 1 and an attempt's duration from..=to, not {runs_per_second}, {fail}, {work:?}"
+            )));
+        }
+        Ok(SagaLoad {
+            runs_per_second,
+            work,
+            fail,
+        })
+    }
+
+    /// One agent attempt: how long it takes, and whether it failed.
+    pub(crate) fn attempt(&self, rng: &mut SimRng) -> (Duration, AttemptOutcome) {
+        let took = rng.between(self.work.0, self.work.1);
+        if rng.chance(self.fail) {
+            (took, AttemptOutcome::fatal("simulated step failure"))
+        } else {
+            (took, AttemptOutcome::Success)
+        }
+    }
+}
+
+/// The sagas' agent steps, by id: two attempts 200 ms apart (a
+/// compensation too), each timing out after `step_timeout`.
+pub(crate) fn saga_steps(step_timeout: Duration) -> Result<impl Fn(&str) -> StepDef, ConfigError> {
+    let retry = Fixed::new(Duration::from_millis(200), 2).map_err(|e| invalid(&e))?;
+    Ok(move |id: &str| StepDef::agent(id).retry(retry).timeout(step_timeout))
+}
+
+/// A definition's error as a simulation's.
+pub(crate) fn invalid(e: &dyn std::fmt::Display) -> ConfigError {
+    ConfigError(e.to_string())
+}
 
 impl SagaFlows {
     /// The saga, started at `runs_per_second`, each attempt taking `work`
@@ -213,17 +269,14 @@ impl SagaFlows {
         fail: f64,
         step_timeout: Duration,
     ) -> Result<Self, ConfigError> {
-        if !(0.0..=MAX_RUNS_PER_SECOND).contains(&runs_per_second)
-            || !(0.0..=1.0).contains(&fail)
-            || work.0 > work.1
-        {
-            return Err(ConfigError(format!(
-                "saga flows need 0 to 1e6 runs a second, a share of failures from 0 to 1 and an attempt's duration from..=to, not {runs_per_second}, {fail}, {work:?}"
-            )));
-        }
-        let invalid = |e: &dyn std::fmt::Display| ConfigError(e.to_string());
-        let retry = Fixed::new(Duration::from_millis(200), 2).map_err(|e| invalid(&e))?;
-        let agent = |id: &str| StepDef::agent(id).retry(retry).timeout(step_timeout);
+        let load = SagaLoad::new(
+            "saga flows",
+            MAX_RUNS_PER_SECOND,
+            runs_per_second,
+            work,
+            fail,
+        )?;
+        let agent = saga_steps(step_timeout)?;
         let def = WorkflowDef::builder("order", 1)
             .step(agent("reserve").compensable())
             .step(agent("charge").compensable())
@@ -237,9 +290,7 @@ impl SagaFlows {
         Ok(SagaFlows {
             def: Arc::new(def),
             backlog: 0.0,
-            runs_per_second,
-            work,
-            fail,
+            load,
         })
     }
 }
@@ -248,7 +299,7 @@ impl SimWorkflows for SagaFlows {
     type Output = ();
 
     fn start(&mut self, _started: u64, _rng: &mut SimRng) -> Vec<(Arc<WorkflowDef>, Option<()>)> {
-        self.backlog += self.runs_per_second * super::world::TICK.as_secs_f64();
+        self.backlog += self.load.runs_per_second * super::world::TICK.as_secs_f64();
         let count = self.backlog as usize;
         self.backlog -= count as f64;
         (0..count).map(|_| (Arc::clone(&self.def), None)).collect()
@@ -260,12 +311,7 @@ impl SimWorkflows for SagaFlows {
         _step: &StepTask,
         rng: &mut SimRng,
     ) -> (Duration, AttemptOutcome) {
-        let took = rng.between(self.work.0, self.work.1);
-        if rng.chance(self.fail) {
-            (took, AttemptOutcome::fatal("simulated step failure"))
-        } else {
-            (took, AttemptOutcome::Success)
-        }
+        self.load.attempt(rng)
     }
 
     fn local(
@@ -278,6 +324,6 @@ impl SimWorkflows for SagaFlows {
     }
 
     fn runs_per_second(&self) -> Option<f64> {
-        Some(self.runs_per_second)
+        Some(self.load.runs_per_second)
     }
 }

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::resilience::Fixed;
 use crate::scheduler::AttemptOutcome;
 use crate::workflow::{StepDef, StepInput, StepKind, StepTask, WorkflowDef};
 use crate::{AgentId, AttemptToken, StepId, TaskId};
@@ -20,7 +19,7 @@ use super::super::contract::{Assignment, NodeOp};
 use super::super::runs::RunCodec;
 use super::config::SimRng;
 use super::driver::{Attempted, Driver, Landed, RunCounts, Tick};
-use super::flows::Carries;
+use super::flows::{Carries, SagaLoad, invalid, saga_steps};
 use super::hosted_checks::Checker;
 use super::hosted_client::HostedClient;
 
@@ -143,9 +142,7 @@ pub(crate) enum Saga {
 /// that never existed.
 #[derive(Clone, Debug)]
 pub struct HostedSagas {
-    pub(crate) runs_per_second: f64,
-    pub(crate) work: (Duration, Duration),
-    pub(crate) fail: f64,
+    pub(crate) load: SagaLoad,
     /// `order` and `approval`, by [`Saga`].
     pub(crate) defs: [Arc<WorkflowDef>; 2],
 }
@@ -179,17 +176,14 @@ impl HostedSagas {
         fail: f64,
         step_timeout: Duration,
     ) -> Result<Self, ConfigError> {
-        if !(0.0..=MAX_HOSTED_PER_SECOND).contains(&runs_per_second)
-            || !(0.0..=1.0).contains(&fail)
-            || work.0 > work.1
-        {
-            return Err(ConfigError(format!(
-                "hosted sagas need 0 to {MAX_HOSTED_PER_SECOND} runs a second, a share of failures from 0 to 1 and an attempt's duration from..=to, not {runs_per_second}, {fail}, {work:?}"
-            )));
-        }
-        let invalid = |e: &dyn std::fmt::Display| ConfigError(e.to_string());
-        let retry = Fixed::new(Duration::from_millis(200), 2).map_err(|e| invalid(&e))?;
-        let agent = |id: &str| StepDef::agent(id).retry(retry).timeout(step_timeout);
+        let load = SagaLoad::new(
+            "hosted sagas",
+            MAX_HOSTED_PER_SECOND,
+            runs_per_second,
+            work,
+            fail,
+        )?;
+        let agent = saga_steps(step_timeout)?;
         let order = WorkflowDef::builder("order", 1)
             .step(agent("reserve").compensable())
             .step(agent("charge").compensable())
@@ -210,9 +204,7 @@ impl HostedSagas {
             .build()
             .map_err(|e| invalid(&e))?;
         Ok(HostedSagas {
-            runs_per_second,
-            work,
-            fail,
+            load,
             defs: [Arc::new(order), Arc::new(approval)],
         })
     }
@@ -226,7 +218,7 @@ impl HostedSagas {
 /// Refuses sagas that would start more than [`MAX_RUNS`](super::MAX_RUNS) runs in
 /// `faulty_for`.
 pub(crate) fn check_runs(sagas: &HostedSagas, faulty_for: Duration) -> Result<(), ConfigError> {
-    super::flows::check_rate(Some(sagas.runs_per_second), faulty_for)
+    super::flows::check_rate(Some(sagas.load.runs_per_second), faulty_for)
 }
 
 /// What a run of `def` outputs when its agent steps each add one to the
@@ -300,9 +292,9 @@ impl<T: Clone + PartialEq + std::fmt::Debug> Driver<HostedTask<T>> for Hosted<T>
                 });
             }
         };
-        let took = rng.between(self.sagas.work.0, self.sagas.work.1);
+        let took = rng.between(self.sagas.load.work.0, self.sagas.load.work.1);
         // A compensation always succeeds (its output is ignored).
-        if !step.compensation && rng.chance(self.sagas.fail) {
+        if !step.compensation && rng.chance(self.sagas.load.fail) {
             return Some(Attempted {
                 took,
                 outcome: AttemptOutcome::failure("simulated step failure"),

@@ -231,7 +231,7 @@ impl HostedClient {
 
     /// The runs due this tick, by the next ids.
     fn start_runs<T>(&mut self, tick: &mut Tick<'_, HostedTask<T>>, checker: &mut Checker<T>) {
-        self.backlog += self.sagas.runs_per_second * TICK.as_secs_f64();
+        self.backlog += self.sagas.load.runs_per_second * TICK.as_secs_f64();
         let count = self.backlog as u64;
         self.backlog -= count as f64;
         for _ in 0..count {
