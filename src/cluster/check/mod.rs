@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use crate::agent::AgentProfile;
 use crate::scheduler::{
     AttemptOutcome, Dispatcher, DispatcherConfig, Expiry, Input, TaskReport, TaskSpec,
 };
@@ -20,6 +19,7 @@ use super::status::Status;
 
 type Op = Result<NodeReply<String>, StoreFailure>;
 
+mod stopping;
 mod tally;
 use tally::Checks;
 
@@ -478,16 +478,11 @@ pub fn check_store<S: Store<String>>(
     })?;
 
     // Snapshots and trimming.
-    let state = || {
-        Box::new(NodeState::from(
-            Dispatcher::<String>::new(DispatcherConfig::default()).snapshot(),
-        ))
-    };
     let put = |seq, trim, forget_through| NodeOp::PutSnapshot {
         epoch: 2,
         ttl,
         seq,
-        snapshot: state(),
+        snapshot: empty_state(),
         trim,
         forget_through,
     };
@@ -548,7 +543,7 @@ pub fn check_store<S: Store<String>>(
             epoch: 1,
             ttl,
             seq: 5,
-            snapshot: state(),
+            snapshot: empty_state(),
             trim: false,
             forget_through: None,
         },
@@ -560,48 +555,15 @@ pub fn check_store<S: Store<String>>(
         |r| matches!(r, Err(StoreFailure::Fenced { .. })),
     )?;
 
-    // Stopping.
-    let profile = AgentProfile::builder().build().map_err(|e| e.to_string())?;
-    let stop = store.node(
-        NodeOp::Stop {
-            epoch: 1,
-            seq: 4,
-            snapshot: state(),
-        },
-        later,
-    );
-    checks.is("a deposed epoch cannot stop the cluster", &stop, |r| {
-        matches!(r, Err(StoreFailure::Fenced { .. }))
-    })?;
-    let stop = store.node(
-        NodeOp::Stop {
-            epoch: 2,
-            seq: 4,
-            snapshot: state(),
-        },
-        later,
-    );
-    checks.is("the leader stops the cluster", &stop, |r| {
-        matches!(r, Ok(NodeReply::Done))
-    })?;
-    let lease = store.node(NodeOp::ReadLease, later);
-    checks.is(
-        "a stopped cluster's lease says so",
-        &lease,
-        |r| matches!(r, Ok(NodeReply::Lease(l)) if l.stopped),
-    )?;
-    let posted = store.agent(
-        AgentOp::Post {
-            sender,
-            messages: vec![Message::Register { profile }],
-        },
-        later,
-    );
-    checks.that(
-        "an agent learns that the cluster stopped",
-        matches!(posted, Ok(AgentReply::Posted { stopped: true })),
-    )?;
+    stopping::check_stopping(store, &mut checks, sender, later)?;
     Ok(checks.passed)
+}
+
+/// The state of a node with no task and no run.
+fn empty_state() -> Box<NodeState<String>> {
+    Box::new(NodeState::from(
+        Dispatcher::<String>::new(DispatcherConfig::default()).snapshot(),
+    ))
 }
 
 /// An outcome as a client reads it.
