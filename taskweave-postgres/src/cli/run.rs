@@ -18,7 +18,7 @@ usage: taskweave-pg run start WORKFLOW [--version V] [--id N] [--input JSON] [--
        taskweave-pg run signal RUN NAME [JSON] [--wait SECONDS]
        taskweave-pg run cancel RUN [--wait SECONDS]
        taskweave-pg run result RUN... [--wait SECONDS]
-       taskweave-pg run show RUN [--mermaid]
+       taskweave-pg run show RUN [--mermaid] [--gantt]
 
 The workflow runs the cluster's nodes host (register a definition first with
 `taskweave-pg workflow register`). Each command is journaled by the leader
@@ -38,9 +38,10 @@ before it is acted on; a run outlives every node and client.
           leader forgot behind a snapshot: read results within a snapshot
           interval). Waits up to --wait seconds (default 0) for every run.
 
-  show    prints the run as a replay of the journal has it: each step's state
-          and output while it runs (with --mermaid, a flowchart coloured by
-          state), or its end once it finished; needs a node login.
+  show    prints the run as a replay of the journal has it: each step's state,
+          attempts and output while it runs (with --mermaid, a flowchart
+          coloured by state; with --gantt, a Mermaid Gantt chart of its
+          attempts), or its end once it finished; needs a node login.
 
 RUN is `workflow-N`, as start printed it, or N. --wait defaults to 30 seconds
 for a verdict. Exits 0 when every command was accepted (or every run ended),
@@ -57,6 +58,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
             "--id",
             "--input",
             "--mermaid!",
+            "--gantt!",
         ],
     )?;
     if args.wants_help() {
