@@ -433,6 +433,55 @@ fn a_step_allowed_three_attempts_runs_at_most_three() {
     assert_eq!(cluster.executed.get(&(WorkflowId::new(1), 0)), Some(&2));
 }
 
+/// A saga whose last step fails for good: the three before it are
+/// compensated, latest first.
+fn booking() -> WorkflowDefBuilder {
+    WorkflowDef::builder("booking", 1)
+        .step(StepDef::agent("hotel").compensable())
+        .step(StepDef::agent("flight").compensable())
+        .step(StepDef::agent("car").compensable())
+        .step(StepDef::agent("charge"))
+        .chain(["hotel", "flight", "car", "charge"])
+}
+
+/// The audit of a journal from entry 1 checks the runs it hosted: it
+/// counts them, and finds each ended once, its compensations in the
+/// saga's order and its steps holding their reports' outputs.
+#[test]
+fn the_audit_checks_and_counts_the_hosted_runs() {
+    let mut cluster = Cluster::snapshotting(1, 10_000, false);
+    for command in [register(chain()), register(booking())] {
+        let posted = cluster.post(command);
+        assert_eq!(cluster.verdict(posted, add_one), Verdict::Accepted);
+    }
+    cluster.post(start("chain", 1, 10));
+    cluster.post(start("booking", 2, 0));
+    let charge_fails: Work = |step, inputs| match step.step.get() {
+        3 if !step.compensation => Err("the card is declined".into()),
+        _ => add_one(step, inputs),
+    };
+    let chained = cluster.wait_end(WorkflowId::new(1), charge_fails);
+    assert_eq!(chained.output, Some(Job::Number(13)));
+    let booked = cluster.wait_end(WorkflowId::new(2), charge_fails);
+    assert!(
+        matches!(booked.outcome, RunOutcome::Compensated(_)),
+        "{:?}",
+        booked.outcome
+    );
+    let entries: Vec<_> = cluster
+        .store
+        .journal()
+        .map(|row| (row.epoch, row.entry))
+        .collect();
+    let report = replay_runs(&entries).report();
+    assert!(report.is_clean(), "{:?}", report.violations);
+    let runs = report.runs;
+    assert_eq!((runs.started, runs.ended), (2, 2), "{runs:?}");
+    // chain: a, b, c; booking: hotel, flight, car, each undone.
+    assert_eq!(runs.steps_completed, 6, "{runs:?}");
+    assert_eq!(runs.steps_compensated, 3, "{runs:?}");
+}
+
 #[test]
 fn a_signal_reaches_a_waiting_run_and_a_stray_one_is_refused() {
     let mut cluster = Cluster::new(1);

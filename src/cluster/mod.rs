@@ -97,7 +97,7 @@ mod task_end;
 mod workflow_client;
 
 pub use agent_session::{AgentSession, SessionEvent};
-pub use audit::{AuditReport, AuditTotals, Auditor, MAX_VIOLATIONS};
+pub use audit::{AuditReport, AuditTotals, Auditor, MAX_VIOLATIONS, RunTotals};
 pub use check::check_store;
 pub use config::{ConfigError, NodeConfig, NodeConfigBuilder, SessionConfig, SessionConfigBuilder};
 pub use contract::{

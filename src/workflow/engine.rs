@@ -224,6 +224,12 @@ impl<P: Clone> WorkflowEngine<P> {
         self.tasks.contains_key(&task)
     }
 
+    /// The step (or compensation) one of the engine's tasks runs, while
+    /// the pool may still speak of it.
+    pub fn step_task(&self, task: TaskId) -> Option<StepTask> {
+        self.tasks.get(&task).map(|tracked| tracked.step)
+    }
+
     /// Step tasks submitted and not yet resolved.
     pub fn live_tasks(&self) -> usize {
         self.live.len()

@@ -292,18 +292,36 @@ fn hosted_runs_outlive_their_leader_and_a_server_restart() {
         .collect();
     assert_eq!(succeeded, expected);
     assert_eq!(list_runs(&conninfo, "active"), ["no runs active"]);
+    // The audit checks the runs in the journal behind the snapshot.
+    let audit = taskweave_pg(&["audit", "--db", &conninfo]);
+    assert!(
+        audit.iter().any(|line| line.starts_with("runs: ")),
+        "{audit:?}"
+    );
+    assert!(
+        audit
+            .last()
+            .is_some_and(|line| line.starts_with("audit: clean")),
+        "{audit:?}"
+    );
 }
 
 /// `taskweave-pg runs --state STATE`, line by line.
 fn list_runs(conninfo: &str, state: &str) -> Vec<String> {
+    taskweave_pg(&["runs", "--db", conninfo, "--state", state])
+}
+
+/// What `taskweave-pg ARGS` prints, line by line, once it succeeded.
+fn taskweave_pg(args: &[&str]) -> Vec<String> {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_taskweave-pg"))
-        .args(["runs", "--db", conninfo, "--state", state])
+        .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("taskweave-pg runs: {e}"));
+        .unwrap_or_else(|e| panic!("taskweave-pg {}: {e}", args[0]));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "taskweave-pg runs: {}\n{stdout}{}",
+        "taskweave-pg {}: {}\n{stdout}{}",
+        args[0],
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );

@@ -119,6 +119,16 @@ impl<P: Clone> Replica<P> {
         self.runs.as_ref().map(HostedRuns::engine)
     }
 
+    /// The hosted runs, on a node that hosts them.
+    pub(crate) fn hosted(&self) -> Option<&HostedRuns<P>> {
+        self.runs.as_ref()
+    }
+
+    /// The hosted runs, on a node that hosts them.
+    pub(crate) fn hosted_mut(&mut self) -> Option<&mut HostedRuns<P>> {
+        self.runs.as_mut()
+    }
+
     /// The hosted runs by state, on a node that hosts them.
     pub(crate) fn runs_status(&self) -> Option<super::super::status::RunsStatus> {
         let engine = self.engine()?;

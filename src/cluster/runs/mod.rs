@@ -202,6 +202,21 @@ impl<P: Clone> HostedRuns<P> {
         &self.engine
     }
 
+    /// Has `observer` hear the events of every run started from now on
+    /// (the audit's checks of runs).
+    pub(crate) fn observe(
+        &mut self,
+        observer: impl crate::Observer<crate::workflow::WorkflowEvent> + Send + 'static,
+    ) {
+        self.engine.set_observer(observer);
+    }
+
+    /// A completed step task's output read as its step's, as a report
+    /// applies it.
+    pub(crate) fn read_output(&self, output: P) -> Result<StepOutput<P>, String> {
+        (self.codec.step_output)(output)
+    }
+
     /// Whether `task` is one of the runs' step tasks.
     pub(crate) fn owns(&self, task: TaskId) -> bool {
         self.engine.owns(task)

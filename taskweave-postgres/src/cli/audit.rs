@@ -15,11 +15,16 @@ usage: taskweave-pg audit --db CONNINFO
 Replays the journal into a fresh dispatcher (from entry 1, or from the latest
 snapshot when the journal was trimmed behind it) and checks, entry by entry:
 no hole in the sequence, epochs never go back, no report accepted from an
-attempt that is not the task's current one, no task that ends twice. If the
-cluster was drained, the replay must equal the final state its last leader
-stored (the hosted runs' included). Prints which entries it checked, the task totals since the start (a
-trimmed part's from the snapshot's counters, which must agree with its tasks)
-and the findings; exits 0 when no rule is broken, 1 otherwise.
+attempt that is not the task's current one, no task that ends twice. Of the
+hosted runs: each run ends once, no step of a run starts after it ended, only
+a completed step is compensated, in the saga's order (latest first), and a
+step holds the output of the report that completed it (a run the trimmed
+part started is checked from the snapshot on: its end and its outputs). If
+the cluster was drained, the replay must equal the final state its last
+leader stored (the hosted runs' included). Prints which entries it checked,
+the task totals since the start (a trimmed part's from the snapshot's
+counters, which must agree with its tasks), the runs' totals in the checked
+entries, and the findings; exits 0 when no rule is broken, 1 otherwise.
 Needs a node login (or the database owner).";
 
 pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
@@ -72,6 +77,14 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         "reports: {} accepted, {} refused (late, fenced or forged)",
         report.accepted_reports,
         report.refused_reports
+    );
+    let runs = report.runs;
+    say!(
+        "runs: {} started, {} ended; steps: {} completed, {} compensated (in the checked entries)",
+        runs.started,
+        runs.ended,
+        runs.steps_completed,
+        runs.steps_compensated
     );
     let mut clean = report.is_clean();
     for violation in &report.violations {

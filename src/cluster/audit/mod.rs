@@ -13,6 +13,13 @@
 //! counts of the checked entries; the replayed dispatcher's own counters
 //! must agree with the snapshot's plus what the audit counted, or that is
 //! a violation.
+//!
+//! On a cluster that hosts runs, the audit checks them too ([`RunTotals`]
+//! counts them): each run ends once, no step of it starts after it ended,
+//! only a completed step is compensated and in the saga's order, and a
+//! step holds the output of the report that completed it.
+
+mod runs;
 
 use std::collections::BTreeMap;
 
@@ -27,6 +34,8 @@ use super::contract::{Entry, JournalRow, NodeState, RunEnd, TaskEnd};
 use super::incarnation::registered_incarnation;
 use super::node::{Effect, Replica};
 use super::runs::RunCodec;
+use runs::RunAudit;
+pub use runs::RunTotals;
 
 /// How many violations an audit keeps in words (it counts them all).
 pub const MAX_VIOLATIONS: usize = 100;
@@ -62,6 +71,9 @@ pub struct AuditReport {
     /// Task totals since the cluster's start: the snapshot's counters (all
     /// zero without one) plus the checked entries' counts.
     pub since_start: AuditTotals,
+    /// Hosted runs in the checked entries (all zero on a cluster that
+    /// hosts none).
+    pub runs: RunTotals,
     /// Violations found (all counted, the first [`MAX_VIOLATIONS`] kept).
     pub violation_count: u64,
     /// The first violations, in words.
@@ -169,6 +181,8 @@ pub struct Auditor<P> {
     /// Hosted runs' ends the replay produced and not taken yet, with the
     /// entry that produced each, kept like `ends`.
     run_ends: Option<Vec<(u64, RunEnd<P>)>>,
+    /// The checks of hosted runs, on a cluster that hosts them.
+    runs: Option<RunAudit>,
 }
 
 impl<P> std::fmt::Debug for Auditor<P> {
@@ -179,7 +193,7 @@ impl<P> std::fmt::Debug for Auditor<P> {
     }
 }
 
-impl<P: Clone> Auditor<P> {
+impl<P: Clone + PartialEq> Auditor<P> {
     /// An audit from journal entry 1 under the cluster's dispatcher
     /// configuration.
     pub fn new(config: DispatcherConfig) -> Self {
@@ -195,6 +209,7 @@ impl<P: Clone> Auditor<P> {
             ends: None,
             cancels: None,
             run_ends: None,
+            runs: None,
         }
     }
 
@@ -219,6 +234,7 @@ impl<P: Clone> Auditor<P> {
     pub fn with_runs(config: DispatcherConfig, codec: RunCodec<P>) -> Self {
         let mut auditor = Self::new(config.clone());
         auditor.replica = Replica::empty(config, Some(codec));
+        auditor.runs = auditor.replica.hosted_mut().map(RunAudit::new);
         auditor
     }
 
@@ -243,7 +259,8 @@ impl<P: Clone> Auditor<P> {
         seq: u64,
         snapshot: NodeState<P>,
     ) -> Result<Self, String> {
-        let replica = Replica::restore(config, codec, seq, snapshot)?;
+        let mut replica = Replica::restore(config, codec, seq, snapshot)?;
+        let runs = replica.hosted_mut().map(RunAudit::new);
         let mut tasks = BTreeMap::new();
         for (task, state, _, _) in replica.dispatcher.iter_live_tasks() {
             let current = match state {
@@ -275,6 +292,7 @@ impl<P: Clone> Auditor<P> {
             ends: None,
             cancels: None,
             run_ends: None,
+            runs,
         })
     }
 
@@ -316,6 +334,7 @@ impl<P: Clone> Auditor<P> {
             Entry::Completed { report, output, .. } => (Some(report.clone()), Some(output.clone())),
             _ => (None, None),
         };
+        let completion = self.completion(&row.entry);
         let cancel = match &row.entry {
             Entry::Input(Input::Cancel { task, .. }) => Some(*task),
             _ => None,
@@ -324,9 +343,8 @@ impl<P: Clone> Auditor<P> {
         let before = self.replica.dispatcher.counters();
         let step = self.replica.apply(row.entry);
         let actions = step.actions;
-        if let Some(run_ends) = &mut self.run_ends {
-            run_ends.extend(step.ended.into_iter().map(|end| (row.seq, end)));
-        }
+        let ended = step.ended;
+        let accepted = step.result.is_ok();
         match (step.result, report) {
             (Ok(Effect::Applied(Applied::Batch(results))), _) => {
                 for submitted in results.iter().flatten() {
@@ -367,6 +385,17 @@ impl<P: Clone> Auditor<P> {
         for action in actions {
             self.follow(action, row.seq);
         }
+        if let (Some(runs), Some(engine)) = (&mut self.runs, self.replica.engine()) {
+            let mut violations = Vec::new();
+            let completion = completion.filter(|_| accepted);
+            runs.entry(row.seq, engine, &ended, completion, &mut violations);
+            for violation in violations {
+                self.violation(violation);
+            }
+        }
+        if let Some(run_ends) = &mut self.run_ends {
+            run_ends.extend(ended.into_iter().map(|end| (row.seq, end)));
+        }
         // The tasks a node submits and cancels itself while it applies an
         // entry (a hosted run's steps, and their cancels once the run no
         // longer needs them) show in no effect: the counters say how many.
@@ -383,6 +412,23 @@ impl<P: Clone> Auditor<P> {
             after.cancelled,
             self.report.cancelled - counted.1,
         );
+    }
+
+    /// What to check once `entry` applied, if it reports a hosted run's
+    /// step task done.
+    fn completion(&self, entry: &Entry<P>) -> Option<runs::Completion<P>> {
+        let hosted = self.replica.hosted().filter(|_| self.runs.is_some())?;
+        match entry {
+            Entry::Completed { report, output, .. } => {
+                RunAudit::completion(hosted, report.task, Some(output.clone()))
+            }
+            Entry::Input(Input::Report { report, .. })
+                if report.outcome == AttemptOutcome::Success =>
+            {
+                RunAudit::completion(hosted, report.task, None)
+            }
+            _ => None,
+        }
     }
 
     fn follow(&mut self, action: Action, seq: u64) {
@@ -528,6 +574,7 @@ impl<P: Clone> Auditor<P> {
             }
         }
         report.since_start = own;
+        report.runs = self.runs.as_ref().map(RunAudit::totals).unwrap_or_default();
         report
     }
 }
