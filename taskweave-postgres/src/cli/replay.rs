@@ -13,7 +13,8 @@ const PAGE: usize = 5_000;
 
 /// The journal replayed by an auditor that hosts runs as the nodes do;
 /// with the entry of the snapshot it started from, if the journal was
-/// trimmed. `command` names the subcommand in a privilege hint.
+/// trimmed (then under the dispatcher configuration the snapshot holds;
+/// from entry 1, under the one `taskweave-pg node` runs). `command` names the subcommand in a privilege hint.
 pub(crate) fn replay(
     store: &mut PgStore<Payload>,
     command: &'static str,
@@ -44,12 +45,12 @@ pub(crate) fn replay(
                 let NodeReply::Snapshot(Some((seq, snapshot))) = latest else {
                     return Err("the journal was trimmed but no snapshot covers it".into());
                 };
-                auditor = Auditor::from_snapshot_with_runs(
-                    config.clone(),
-                    json_run_codec(),
-                    seq,
-                    *snapshot,
-                )?;
+                // The nodes' own configuration, which the snapshot holds
+                // (unless they ran a host retry policy): a host that
+                // embeds its nodes may build another one than ours.
+                let config = snapshot.dispatcher.config().unwrap_or(config.clone());
+                auditor =
+                    Auditor::from_snapshot_with_runs(config, json_run_codec(), seq, *snapshot)?;
                 from_snapshot = Some(seq);
             }
             other => return Err(format!("reading the journal answered {other:?}")),

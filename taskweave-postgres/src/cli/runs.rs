@@ -151,8 +151,8 @@ pub(crate) fn definition_of<'e>(
     end: &FinishedRun<Payload>,
 ) -> Option<&'e WorkflowDef> {
     engine
-        .registered()
-        .find(|def| def.name() == end.workflow && def.version() == end.version)
+        .versions(&end.workflow)
+        .find(|def| def.version() == end.version)
         .map(|def| &**def)
 }
 

@@ -71,7 +71,7 @@ fn spec(text: &str) -> Result<TaskSpec<Payload>, String> {
 
 /// The most bytes one inbox message may hold (the database's limit for a
 /// submission).
-const MAX_MESSAGE_BYTES: usize = 16 << 20;
+pub(crate) const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// The most tasks, and bytes of their JSON, posted in one message.
 const CHUNK_TASKS: usize = 500;
 const CHUNK_BYTES: usize = 8 << 20;

@@ -11,6 +11,7 @@ use taskweave_postgres::PgClient;
 use super::Payload;
 use super::args::Args;
 use super::privilege::{SUBMITTER, hint};
+use super::submit::MAX_MESSAGE_BYTES;
 
 const USAGE: &str = "\
 usage: taskweave-pg workflow register FILE.json [--wait SECONDS]
@@ -26,7 +27,8 @@ The definition is checked here first (a cycle, an unknown step, … is named);
 the leader then journals it. The same definition again changes nothing;
 another one under a registered name and version is refused: register a new
 version. A hosted run executes no host code, so a local, multi-instance or
-compensable sub-workflow step is refused, by name. Waits up to --wait seconds
+compensable sub-workflow step is refused, by name; so is a file over 16 MiB
+(what one message may hold), before it is parsed. Waits up to --wait seconds
 (default 30) for the leader's verdict. A submitter's login may register.";
 
 pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
@@ -41,11 +43,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     if action != "register" {
         return Err(args.wrong(&format!("unknown workflow command {action:?}")));
     }
-    let text = match file.as_str() {
-        "-" => std::io::read_to_string(std::io::stdin()),
-        path => std::fs::read_to_string(path),
-    }
-    .map_err(|e| format!("cannot read {file}: {e}"))?;
+    let text = read_bounded(file)?;
     let def: WorkflowDef = serde_json::from_str(&text)
         .map_err(|e| format!("{file} is not a workflow definition: {e}"))?;
     let named = format!("{} v{}", def.name(), def.version());
@@ -78,5 +76,52 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
             );
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+/// The text of `file` (`-`: stdin), refused past what one message may
+/// hold before it is read whole.
+fn read_bounded(file: &str) -> Result<String, String> {
+    use std::io::Read;
+    let source: Box<dyn Read> = match file {
+        "-" => Box::new(std::io::stdin()),
+        path => {
+            Box::new(std::fs::File::open(path).map_err(|e| format!("cannot read {file}: {e}"))?)
+        }
+    };
+    let mut bytes = Vec::new();
+    source
+        .take(MAX_MESSAGE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {file}: {e}"))?;
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(format!(
+            "{file} is over {MAX_MESSAGE_BYTES} bytes, what one message may hold: no workflow \
+             definition is that large (keep large data out of it)"
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("cannot read {file}: it is not UTF-8: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_definition_file_past_a_message_is_refused_before_it_is_parsed() {
+        let dir = std::env::temp_dir().join(format!("tw-register-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let large = dir.join("large.json");
+        let file = std::fs::File::create(&large).unwrap();
+        // Sparse: no 16 MiB written to disk.
+        file.set_len(MAX_MESSAGE_BYTES as u64 + 1).unwrap();
+        let refused = read_bounded(large.to_str().unwrap()).unwrap_err();
+        assert!(refused.contains("one message may hold"), "{refused}");
+        let small = dir.join("small.json");
+        std::fs::write(&small, "{}").unwrap();
+        assert_eq!(read_bounded(small.to_str().unwrap()).unwrap(), "{}");
+        let missing = read_bounded(dir.join("none.json").to_str().unwrap()).unwrap_err();
+        assert!(missing.starts_with("cannot read"), "{missing}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_macros, unused_imports)]
 
 use postgres::error::SqlState;
 use postgres::{Client, NoTls};
@@ -70,3 +70,15 @@ pub fn store_denied<T: std::fmt::Debug>(what: &str, result: Result<T, StoreFailu
         other => panic!("{what}: expected Failed with 42501, got {other:?}"),
     }
 }
+
+/// A role's due operations on its own connection, at most 20 a turn.
+macro_rules! drive {
+    ($role:expr, $store:expr, $method:ident, $now:expr) => {
+        for _ in 0..20 {
+            let Some(op) = $role.poll_op($now) else { break };
+            let reply = $store.$method(op, $now);
+            $role.handle_reply(reply, $now);
+        }
+    };
+}
+pub(crate) use drive;

@@ -1,0 +1,415 @@
+//! Runs hosted by the nodes of a PostgreSQL cluster (`Node::host_runs`
+//! with `json_run_codec`): they outlive their leader and restarts of the
+//! server, and a wait of hours outlives them too.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use taskweave::agent::AgentProfile;
+use taskweave::cluster::{
+    AgentSession, ClientOp, ClientReply, Message, MessageId, Node, NodeConfig, Role, RunCommand,
+    RunEnd, SessionConfig, Store, Verdict,
+};
+use taskweave::scheduler::DispatcherConfig;
+use taskweave::workflow::{RunOutcome, StepDef, TIMEOUT_LABEL, WorkflowDef};
+use taskweave::{AgentId, Instant, WorkflowId};
+use taskweave_postgres::testkit::start_or_skip;
+use taskweave_postgres::{PgStore, json_run_codec, migrate};
+
+mod common;
+use common::drive;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// The chain the hosted runs take, as an operator's file holds it: each
+/// step adds one to what it takes.
+const CHAIN: &str = r#"{
+    "name": "chain", "version": 1, "output": "c",
+    "tasks": [
+        {"id": "a", "compensable": true},
+        {"id": "b", "depends_on": ["a"]},
+        {"id": "c", "depends_on": ["b"]}
+    ]
+}"#;
+
+/// What the agent does with a hosted step's task (`json_run_codec`'s
+/// form): the sum of the run's input and the predecessors' outputs, plus
+/// one.
+fn add_one(payload: &Value) -> Value {
+    let input = payload["input"].as_i64().unwrap_or(0);
+    let inputs: i64 = payload["inputs"]
+        .as_object()
+        .map(|inputs| inputs.values().filter_map(Value::as_i64).sum())
+        .unwrap_or(0);
+    json!(input + inputs + 1)
+}
+
+/// Nodes that host runs, one agent that runs [`add_one`], and a client,
+/// each on its own connection, on a clock the test may move ahead.
+struct Hosted {
+    conninfo: String,
+    dispatcher: DispatcherConfig,
+    /// A node's snapshot interval, in journal entries.
+    snapshot_every: u64,
+    nodes: Vec<(Node<Value>, PgStore<Value>)>,
+    agent: AgentSession<Value>,
+    agent_store: PgStore<Value>,
+    client: PgStore<Value>,
+    started: std::time::Instant,
+    /// How far the clock was moved ahead of the real one.
+    ahead: Duration,
+    /// The runs whose ends are read each turn, and their ends.
+    watched: Vec<WorkflowId>,
+    ends: BTreeMap<WorkflowId, RunEnd<Value>>,
+    /// Each step the agent ran: (run, step key, compensation).
+    executed: Vec<(u64, String, bool)>,
+}
+
+impl Hosted {
+    fn new(conninfo: String, snapshot_every: u64, nodes: &[&str]) -> Self {
+        let dispatcher = DispatcherConfig::builder()
+            .heartbeats(ms(250), 8)
+            .build()
+            .unwrap();
+        let profile = AgentProfile::builder().capacity(4).build().unwrap();
+        let session = SessionConfig::builder().build().unwrap();
+        let connect = || PgStore::connect(&conninfo).unwrap_or_else(|e| panic!("connect: {e}"));
+        let mut hosted = Hosted {
+            dispatcher,
+            snapshot_every,
+            nodes: Vec::new(),
+            agent: AgentSession::new(AgentId::new(1), profile, session),
+            agent_store: connect(),
+            client: connect(),
+            conninfo: conninfo.clone(),
+            started: std::time::Instant::now(),
+            ahead: Duration::ZERO,
+            watched: Vec::new(),
+            ends: BTreeMap::new(),
+            executed: Vec::new(),
+        };
+        for name in nodes {
+            hosted.join(name);
+        }
+        hosted
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_nanos((self.started.elapsed() + self.ahead).as_nanos() as u64)
+    }
+
+    /// A new node joins.
+    fn join(&mut self, name: &str) {
+        let config = NodeConfig::builder(name)
+            .lease(ms(600), ms(150))
+            .snapshots(self.snapshot_every, true)
+            .build()
+            .unwrap();
+        let node = Node::new(config, self.dispatcher.clone())
+            .unwrap()
+            .host_runs(json_run_codec());
+        let store =
+            PgStore::connect(&self.conninfo).unwrap_or_else(|e| panic!("connect node: {e}"));
+        self.nodes.push((node, store));
+    }
+
+    fn leader(&self) -> Option<&Node<Value>> {
+        self.nodes
+            .iter()
+            .map(|(node, _)| node)
+            .find(|node| matches!(node.role(), Role::Leading { .. }))
+    }
+
+    /// The leader dies; `successor` joins.
+    fn kill_leader(&mut self, successor: &str) {
+        let leading = self
+            .nodes
+            .iter()
+            .position(|(node, _)| matches!(node.role(), Role::Leading { .. }))
+            .expect("a leader to kill");
+        self.nodes.remove(leading);
+        self.join(successor);
+    }
+
+    fn post(&mut self, commands: Vec<RunCommand<Value>>) -> Vec<MessageId> {
+        let messages = commands.into_iter().map(Message::Run).collect();
+        match self.client.client(ClientOp::Post(messages), self.now()) {
+            Ok(ClientReply::Posted(ids)) => ids,
+            other => panic!("post: {other:?}"),
+        }
+    }
+
+    /// The verdicts of `posted`, once all are in.
+    fn verdicts(&mut self, posted: &[MessageId]) -> Option<Vec<Verdict>> {
+        match self
+            .client
+            .client(ClientOp::Verdicts(posted.to_vec()), self.now())
+        {
+            Ok(ClientReply::Verdicts(verdicts)) => verdicts.into_iter().collect(),
+            _ => None,
+        }
+    }
+
+    /// One turn of every role, then the watched runs' ends.
+    fn turn(&mut self) {
+        let now = self.now();
+        for (node, store) in &mut self.nodes {
+            drive!(node, store, node, now);
+        }
+        drive!(self.agent, self.agent_store, agent, now);
+        while let Some(work) = self.agent.poll_work() {
+            let step = &work.payload["workflow_step"];
+            self.executed.push((
+                step["run"].as_u64().unwrap_or(0),
+                step["step"].as_str().unwrap_or("").to_string(),
+                step["compensation"].as_bool().unwrap_or(false),
+            ));
+            let output = add_one(&work.payload);
+            self.agent.complete(work.task, work.token, output);
+        }
+        while self.agent.poll_cancelled().is_some() {}
+        if let Ok(ClientReply::Runs(read)) = self
+            .client
+            .client(ClientOp::Runs(self.watched.clone()), now)
+        {
+            for end in read.into_iter().flatten() {
+                let before = self.ends.insert(end.run, end.clone());
+                assert!(before.is_none_or(|b| b == end), "{} ended twice", end.run);
+            }
+        }
+        std::thread::sleep(ms(5));
+    }
+
+    /// Turns until `done`, for at most `limit` of real time.
+    fn until(&mut self, what: &str, limit: Duration, done: impl Fn(&Self) -> bool) {
+        let from = std::time::Instant::now();
+        while !done(self) {
+            assert!(from.elapsed() < limit, "not within {limit:?}: {what}");
+            self.turn();
+        }
+    }
+
+    /// Whether the leader holds `n` active runs.
+    fn holds(&self, n: usize) -> bool {
+        self.leader()
+            .and_then(Node::runs)
+            .is_some_and(|engine| engine.active_runs() == n)
+    }
+}
+
+fn start(workflow: &str, id: u64, input: i64) -> RunCommand<Value> {
+    RunCommand::Start {
+        workflow: workflow.into(),
+        version: None,
+        id: Some(WorkflowId::new(id)),
+        input: Some(json!(input)),
+    }
+}
+
+/// What `taskweave-pg ARGS` prints, line by line, once it succeeded.
+fn taskweave_pg(args: &[&str]) -> Vec<String> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_taskweave-pg"))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("taskweave-pg {}: {e}", args[0]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "taskweave-pg {}: {}\n{stdout}{}",
+        args[0],
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout.lines().map(str::to_string).collect()
+}
+
+/// `taskweave-pg audit` is clean and counts the runs it checked.
+fn audit_is_clean(conninfo: &str) {
+    let audit = taskweave_pg(&["audit", "--db", conninfo]);
+    assert!(
+        audit.iter().any(|line| line.starts_with("runs: ")),
+        "{audit:?}"
+    );
+    assert!(
+        audit
+            .last()
+            .is_some_and(|line| line.starts_with("audit: clean")),
+        "{audit:?}"
+    );
+}
+
+const RUNS: u64 = 6;
+
+#[test]
+fn hosted_runs_outlive_their_leader_and_a_server_restart() {
+    let test = "hosted_runs_outlive_their_leader_and_a_server_restart";
+    let Some(mut cluster) = start_or_skip(test) else {
+        return;
+    };
+    let mut admin = postgres::Client::connect(&cluster.conninfo(), postgres::NoTls)
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    migrate(&mut admin).unwrap_or_else(|e| panic!("migrate: {e}"));
+    drop(admin);
+    let conninfo = cluster.conninfo();
+    let mut hosted = Hosted::new(conninfo.clone(), 16, &["node-1", "node-2"]);
+    let definition = serde_json::from_str(CHAIN).unwrap();
+    let mut commands = vec![RunCommand::Register(Box::new(definition))];
+    let runs: Vec<WorkflowId> = (1..=RUNS).map(WorkflowId::new).collect();
+    for &run in &runs {
+        commands.push(start("chain", run.get(), run.get() as i64 * 100));
+    }
+    let posted = hosted.post(commands);
+    hosted.watched = runs.clone();
+
+    let (mut restarted, mut killed, mut answered) = (false, false, false);
+    while hosted.ends.len() < runs.len() && hosted.started.elapsed() < Duration::from_secs(90) {
+        if !answered {
+            // Read before a snapshot forgets them: the registration is
+            // accepted, and each start names the run it asked for.
+            if let Some(verdicts) = hosted.verdicts(&posted) {
+                assert_eq!(verdicts[0], Verdict::Accepted);
+                for (verdict, run) in verdicts[1..].iter().zip(&runs) {
+                    assert_eq!(verdict, &Verdict::Run(*run));
+                }
+                answered = true;
+            }
+        }
+        hosted.turn();
+        let in_flight = hosted
+            .leader()
+            .and_then(Node::runs)
+            .is_some_and(|e| e.active_runs() > 0);
+        if !killed && in_flight {
+            // The leader dies with runs in flight; a new node joins.
+            hosted.kill_leader("node-3");
+            killed = true;
+        }
+        if killed && !restarted && !hosted.ends.is_empty() {
+            cluster
+                .restart_immediate()
+                .unwrap_or_else(|e| panic!("restart: {e}"));
+            restarted = true;
+        }
+    }
+    assert!(answered, "no verdicts");
+    assert!(
+        killed && restarted,
+        "killed {killed}, restarted {restarted}"
+    );
+    assert_eq!(
+        hosted.ends.len(),
+        runs.len(),
+        "runs ended: {:?}\nserver log:\n{}",
+        hosted.ends,
+        cluster.server_log()
+    );
+    for (run, end) in &hosted.ends {
+        assert_eq!(end.outcome, RunOutcome::Succeeded, "{run}");
+        assert_eq!(end.output, Some(json!(run.get() * 100 + 3)), "{run}");
+    }
+    // The operator lists them from a replay of the journal (trimmed
+    // behind the nodes' snapshots): by name and outcome, none active.
+    let list = |state: &str| taskweave_pg(&["runs", "--db", &conninfo, "--state", state]);
+    let expected: Vec<String> = runs
+        .iter()
+        .map(|run| {
+            format!(
+                "{run}  chain v1  succeeded, output: {}",
+                run.get() * 100 + 3
+            )
+        })
+        .collect();
+    assert_eq!(list("succeeded"), expected);
+    assert_eq!(list("active"), ["no runs active"]);
+    audit_is_clean(&conninfo);
+}
+
+/// A run that waits three hours for an answer: one is answered after a
+/// failover and a restart of the server, the other waits its three hours
+/// through another failover and restart, then takes the timeout's branch.
+#[test]
+fn a_wait_of_hours_outlives_failovers_and_server_restarts() {
+    let test = "a_wait_of_hours_outlives_failovers_and_server_restarts";
+    let Some(mut cluster) = start_or_skip(test) else {
+        return;
+    };
+    let mut admin = postgres::Client::connect(&cluster.conninfo(), postgres::NoTls)
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    migrate(&mut admin).unwrap_or_else(|e| panic!("migrate: {e}"));
+    drop(admin);
+    let conninfo = cluster.conninfo();
+    // Snapshots every other entry: a new leader restores the waiting
+    // runs from one.
+    let mut hosted = Hosted::new(conninfo.clone(), 2, &["node-1", "node-2"]);
+    let hours = Duration::from_secs(3 * 3600);
+    let def = WorkflowDef::builder("reminder", 1)
+        .step(StepDef::wait("answered", ["answer"]).timeout(hours))
+        .step(StepDef::agent("remind"))
+        .step(StepDef::agent("thank"))
+        .branch("answered", "remind", TIMEOUT_LABEL)
+        .branch("answered", "thank", "answer")
+        .build()
+        .unwrap();
+    let (answered, reminded) = (WorkflowId::new(1), WorkflowId::new(2));
+    let posted = hosted.post(vec![
+        RunCommand::Register(Box::new(def)),
+        start("reminder", answered.get(), 10),
+        start("reminder", reminded.get(), 20),
+    ]);
+    hosted.watched = vec![answered, reminded];
+    let limit = Duration::from_secs(30);
+    hosted.until("both runs wait", limit, |h| h.holds(2));
+    let verdicts = hosted.verdicts(&posted).expect("the verdicts");
+    assert_eq!(
+        verdicts[1..],
+        [Verdict::Run(answered), Verdict::Run(reminded)]
+    );
+
+    // The leader dies and the server restarts: a new leader holds both
+    // runs, still waiting.
+    hosted.kill_leader("node-3");
+    cluster
+        .restart_immediate()
+        .unwrap_or_else(|e| panic!("restart: {e}"));
+    hosted.until("a new leader holds both runs", limit, |h| h.holds(2));
+    let signal = hosted.post(vec![RunCommand::Signal {
+        run: answered,
+        name: "answer".into(),
+        payload: Some(json!(5)),
+    }]);
+    hosted.until("the answered run ends", limit, |h| {
+        h.ends.contains_key(&answered)
+    });
+    assert_eq!(hosted.verdicts(&signal), Some(vec![Verdict::Accepted]));
+    assert_eq!(hosted.ends[&answered].outcome, RunOutcome::Succeeded);
+    assert!(!hosted.ends.contains_key(&reminded), "{:?}", hosted.ends);
+
+    // Another failover and restart, then three hours pass.
+    hosted.kill_leader("node-4");
+    cluster
+        .restart_immediate()
+        .unwrap_or_else(|e| panic!("restart: {e}"));
+    hosted.until("a new leader holds the waiting run", limit, |h| h.holds(1));
+    for _ in 0..50 {
+        hosted.turn();
+    }
+    assert!(!hosted.ends.contains_key(&reminded), "{:?}", hosted.ends);
+    hosted.ahead = hours;
+    hosted.until("the reminded run ends", limit, |h| {
+        h.ends.contains_key(&reminded)
+    });
+    let end = &hosted.ends[&reminded];
+    assert_eq!(end.outcome, RunOutcome::Succeeded);
+    // Each run took its own branch, once.
+    let mut ran: Vec<(u64, &str)> = hosted
+        .executed
+        .iter()
+        .map(|(run, step, _)| (*run, step.as_str()))
+        .collect();
+    ran.sort_unstable();
+    assert_eq!(ran, [(1, "thank"), (2, "remind")]);
+    audit_is_clean(&conninfo);
+}
