@@ -22,6 +22,7 @@ pub struct NodeConfig {
     pub(crate) batch: usize,
     pub(crate) journal_page: usize,
     pub(crate) snapshot_every: u64,
+    pub(crate) snapshot_scale: u64,
     pub(crate) trim: bool,
     pub(crate) status_every: Duration,
     pub(crate) backoff: Backoff,
@@ -37,6 +38,10 @@ impl NodeConfig {
     /// Most pools a status carries scale hints for.
     pub const MAX_POOLS: usize = 64;
 
+    /// The largest [`snapshot_scale`](NodeConfigBuilder::snapshot_scale):
+    /// more would leave a large state's journal untrimmed for long.
+    pub const MAX_SNAPSHOT_SCALE: u64 = 100;
+
     /// The largest output limit a node takes (16 MiB): a store keeps an
     /// output in one row, and one so large belongs elsewhere (return a
     /// reference to it).
@@ -46,7 +51,8 @@ impl NodeConfig {
     /// prefix), with defaults that suit PostgreSQL on a LAN: a 1 s lease
     /// renewed every 250 ms, followers polling every 20 ms, an idle leader
     /// polling its inbox every 2 ms, batches of 1,000 messages, a snapshot
-    /// every 4,000 entries with the journal trimmed behind it, status every
+    /// every 4,000 entries, or 2 per live task and active run when they
+    /// are more, with the journal trimmed behind it, status every
     /// 250 ms, a backoff from 50 ms to 2 s, and outputs of up to 1 MiB.
     pub fn builder(name: impl Into<String>) -> NodeConfigBuilder {
         NodeConfigBuilder(NodeConfig {
@@ -58,12 +64,21 @@ impl NodeConfig {
             batch: 1_000,
             journal_page: 2_000,
             snapshot_every: 4_000,
+            snapshot_scale: 2,
             trim: true,
             status_every: Duration::from_millis(250),
             backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(2)),
             max_output_bytes: 1 << 20,
             pools: Vec::new(),
         })
+    }
+
+    /// Entries from one snapshot to the next with `items` in the state
+    /// (live tasks and active runs): `every`, or `snapshot_scale` per
+    /// item when that is more.
+    pub(crate) fn snapshot_interval(&self, items: u64) -> u64 {
+        let scaled = items.saturating_mul(self.snapshot_scale);
+        self.snapshot_every.max(scaled)
     }
 
     /// The defaults, unchecked: replaced before use.
@@ -157,9 +172,24 @@ impl NodeConfigBuilder {
 
     /// Journal entries between snapshots, and whether to delete the
     /// journal behind the previous snapshot when a new one is stored.
+    /// With a large state, the leader waits longer: see
+    /// [`snapshot_scale`](Self::snapshot_scale).
     pub fn snapshots(mut self, every: u64, trim: bool) -> Self {
         self.0.snapshot_every = every;
         self.0.trim = trim;
+        self
+    }
+
+    /// Entries between snapshots per item of the state (a live task or an
+    /// active run), when that is more than the `every` of
+    /// [`snapshots`](Self::snapshots): a snapshot writes the whole state,
+    /// so the leader writes a large one no more often than it writes a
+    /// journal of about its size, and a commit waits on fewer of them.
+    /// The replay after a failover grows with the state in the same
+    /// proportion. Default 2; 0 takes a snapshot every `every` entries
+    /// whatever the state; at most [`MAX_SNAPSHOT_SCALE`](NodeConfig::MAX_SNAPSHOT_SCALE).
+    pub fn snapshot_scale(mut self, entries_per_item: u64) -> Self {
+        self.0.snapshot_scale = entries_per_item;
         self
     }
 
@@ -253,6 +283,13 @@ impl NodeConfigBuilder {
         }
         if c.snapshot_every == 0 {
             return fail("snapshots must be taken every 1 or more entries".into());
+        }
+        if c.snapshot_scale > NodeConfig::MAX_SNAPSHOT_SCALE {
+            return fail(format!(
+                "the snapshot scale must be 0..={} entries per item of state, not {}",
+                NodeConfig::MAX_SNAPSHOT_SCALE,
+                c.snapshot_scale
+            ));
         }
         if c.max_output_bytes == 0 || c.max_output_bytes > NodeConfig::MAX_OUTPUT_LIMIT {
             return fail(format!(
@@ -453,6 +490,22 @@ mod tests {
     }
 
     #[test]
+    fn a_large_state_is_snapshotted_after_more_entries() {
+        let config = |scale| {
+            NodeConfig::builder("n")
+                .snapshots(100, true)
+                .snapshot_scale(scale)
+                .build()
+                .unwrap()
+        };
+        assert_eq!(config(2).snapshot_interval(10), 100);
+        assert_eq!(config(2).snapshot_interval(6_000), 12_000);
+        assert_eq!(config(0).snapshot_interval(6_000), 100);
+        assert_eq!(config(100).snapshot_interval(u64::MAX), u64::MAX);
+        assert_eq!(NodeConfig::builder("n").build().unwrap().snapshot_scale, 2);
+    }
+
+    #[test]
     fn unworkable_configurations_are_refused_with_the_reason() {
         let ms = Duration::from_millis;
         let lease = NodeConfig::builder("n").lease(ms(100), ms(80)).build();
@@ -460,6 +513,8 @@ mod tests {
         assert!(NodeConfig::builder("").build().is_err());
         assert!(NodeConfig::builder("n").batch(0).build().is_err());
         assert!(NodeConfig::builder("n").snapshots(0, true).build().is_err());
+        let scale = NodeConfig::builder("n").snapshot_scale(101).build();
+        assert!(scale.unwrap_err().0.contains("snapshot scale"));
         assert!(
             NodeConfig::builder("n")
                 .backoff(ms(0), ms(1))

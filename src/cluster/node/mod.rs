@@ -458,6 +458,12 @@ impl<P: Clone> Node<P> {
         Some(op)
     }
 
+    /// Entries from one snapshot to the next, for the state held now.
+    fn snapshot_interval(&self) -> u64 {
+        let items = self.replica.dispatcher.live_tasks() + self.replica.active_runs();
+        self.config.snapshot_interval(items as u64)
+    }
+
     /// What an idle-or-busy leader sends next: stop a drained cluster,
     /// store a due snapshot, renew a lease about to lapse, or read the
     /// inbox.
@@ -478,7 +484,7 @@ impl<P: Clone> Node<P> {
                 },
             );
         }
-        if !self.replica.draining && seq >= self.snapshot_seq + self.config.snapshot_every {
+        if !self.replica.draining && seq >= self.snapshot_seq + self.snapshot_interval() {
             let snapshot = Box::new(self.replica.state());
             let trim = self.config.trim;
             let op = NodeOp::PutSnapshot {
