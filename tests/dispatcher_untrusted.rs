@@ -948,3 +948,57 @@ fn idempotency_keys_that_disagree_with_their_queue_are_refused() {
     });
     assert!(stray_fingerprint.is_some_and(|e| e.contains("idempotency_fingerprints")));
 }
+
+/// An attempt in flight under a timeout must have its timer, due at its
+/// start plus the timeout: a snapshot that lost it (or moved it, or the
+/// start past the clock) would leave the task waiting for ever on an agent
+/// that heartbeats and never reports. Found by
+/// `corrupted_snapshots_with_keys_are_refused_or_run_safely`.
+#[test]
+fn an_attempt_in_flight_without_its_timer_is_refused() {
+    let config = || {
+        DispatcherConfig::builder()
+            .attempt_timeout(Duration::from_secs(8))
+            .build()
+            .unwrap()
+    };
+    let mut d = Dispatcher::new(config());
+    let profile = AgentProfile::builder().capacity(1).build().unwrap();
+    d.register_agent(AgentId::new(1), profile, Instant::ZERO)
+        .unwrap();
+    let submitted = d.submit(TaskSpec::new(String::from("t")), Instant::from_secs(2));
+    assert!(submitted.is_ok(), "{submitted:?}");
+    let actions = harness::drain(&mut d);
+    assert!(actions.iter().any(|a| matches!(a, Action::Assign { .. })));
+    let stored = serde_json::to_value(d.snapshot()).unwrap();
+    let restore = |edit: &dyn Fn(&mut Value)| {
+        let mut value = stored.clone();
+        edit(&mut value);
+        let snapshot: Snapshot<String> = serde_json::from_value(value).unwrap();
+        Dispatcher::restore(config(), strategy(), snapshot)
+            .err()
+            .map(|e| e.to_string())
+    };
+    assert_eq!(restore(&|_| {}), None);
+    let is_attempt = |timer: &Value| timer[2].get("Attempt").is_some();
+    let lost = restore(&|v| {
+        let timers = v["state"]["timers"].as_array_mut().unwrap();
+        timers.retain(|timer| !is_attempt(timer));
+    });
+    assert!(
+        lost.as_deref()
+            .is_some_and(|e| e.contains("without its attempt timer")),
+        "{lost:?}"
+    );
+    let later = restore(&|v| {
+        let timers = v["state"]["timers"].as_array_mut().unwrap();
+        let timer = timers.iter_mut().find(|t| is_attempt(t)).unwrap();
+        timer[0] = Value::from(u64::MAX / 2);
+    });
+    assert!(
+        later
+            .as_deref()
+            .is_some_and(|e| e.contains("without its attempt timer")),
+        "{later:?}"
+    );
+}

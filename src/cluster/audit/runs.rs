@@ -154,9 +154,10 @@ impl RunAudit {
             }
             WorkflowEvent::StepCompensated { run, step } => {
                 self.totals.steps_compensated += 1;
-                if let Some(Some(seen)) = self.active.get_mut(&run)
-                    && let Err(why) = seen.compensated(step)
-                {
+                let Some(Some(seen)) = self.active.get_mut(&run) else {
+                    return;
+                };
+                if let Err(why) = seen.compensated(step) {
                     violations.push(format!(
                         "entry {seq}: step {step} of run {run} was compensated, but {why}"
                     ));

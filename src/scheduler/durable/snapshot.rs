@@ -204,6 +204,7 @@ impl<P> State<P> {
         self.check_options(settings)?;
         self.check_queue_entries()?;
         let armed = self.check_timers()?;
+        self.check_attempt_timers(settings, &armed)?;
         self.check_key_waiters(&armed)?;
         self.check_agent_maps()?;
         if !captured {
@@ -435,6 +436,34 @@ impl<P> State<P> {
             }
         }
         Ok(armed)
+    }
+
+    /// Every attempt in flight was handed out before the clock, and one
+    /// under a timeout has its timer, armed at its start plus the timeout:
+    /// an attempt without one, or with one set later, would wait for ever
+    /// on an agent that heartbeats and never reports.
+    fn check_attempt_timers(
+        &self,
+        settings: &Settings,
+        armed: &BTreeSet<(Timer, Instant)>,
+    ) -> Result<(), SchedulerError> {
+        for (id, task) in self.tasks.iter() {
+            let TaskState::InFlight { token, .. } = task.state else {
+                continue;
+            };
+            let field = || format!("tasks[{id}]");
+            if task.assigned_at > self.clock {
+                return Err(corrupt(&field(), "handed out after the clock"));
+            }
+            let Some(timeout) = task.extras().attempt_timeout.or(settings.attempt_timeout) else {
+                continue;
+            };
+            let due = task.assigned_at.saturating_add(timeout);
+            if !armed.contains(&(Timer::Attempt(id, token), due)) {
+                return Err(corrupt(&field(), "in flight without its attempt timer"));
+            }
+        }
+        Ok(())
     }
 
     /// Heartbeat state belongs to registered agents (the gates' per-agent
