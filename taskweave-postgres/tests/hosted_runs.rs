@@ -14,11 +14,10 @@ use taskweave::cluster::{
 use taskweave::scheduler::DispatcherConfig;
 use taskweave::workflow::{RunOutcome, StepDef, TIMEOUT_LABEL, WorkflowDef};
 use taskweave::{AgentId, Instant, WorkflowId};
-use taskweave_postgres::testkit::start_or_skip;
-use taskweave_postgres::{PgStore, json_run_codec, migrate};
+use taskweave_postgres::{PgStore, json_run_codec};
 
 mod common;
-use common::drive;
+use common::{drive, migrated_or_skip};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -246,13 +245,9 @@ const RUNS: u64 = 6;
 #[test]
 fn hosted_runs_outlive_their_leader_and_a_server_restart() {
     let test = "hosted_runs_outlive_their_leader_and_a_server_restart";
-    let Some(mut cluster) = start_or_skip(test) else {
+    let Some((mut cluster, _admin)) = migrated_or_skip(test) else {
         return;
     };
-    let mut admin = postgres::Client::connect(&cluster.conninfo(), postgres::NoTls)
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    migrate(&mut admin).unwrap_or_else(|e| panic!("migrate: {e}"));
-    drop(admin);
     let conninfo = cluster.conninfo();
     let mut hosted = Hosted::new(conninfo.clone(), 16, &["node-1", "node-2"]);
     let definition = serde_json::from_str(CHAIN).unwrap();
@@ -333,13 +328,9 @@ fn hosted_runs_outlive_their_leader_and_a_server_restart() {
 #[test]
 fn a_wait_of_hours_outlives_failovers_and_server_restarts() {
     let test = "a_wait_of_hours_outlives_failovers_and_server_restarts";
-    let Some(mut cluster) = start_or_skip(test) else {
+    let Some((mut cluster, _admin)) = migrated_or_skip(test) else {
         return;
     };
-    let mut admin = postgres::Client::connect(&cluster.conninfo(), postgres::NoTls)
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    migrate(&mut admin).unwrap_or_else(|e| panic!("migrate: {e}"));
-    drop(admin);
     let conninfo = cluster.conninfo();
     // Snapshots every other entry: a new leader restores the waiting
     // runs from one.

@@ -12,19 +12,10 @@ use taskweave::cluster::{
 };
 use taskweave::scheduler::{DispatcherConfig, TaskSpec};
 use taskweave::{AgentId, Instant, TaskId};
-use taskweave_postgres::testkit::start_or_skip;
-use taskweave_postgres::{PgError, PgStore, migrate, reset};
+use taskweave_postgres::{PgError, PgStore, reset};
 
-/// A role's due operations on its own connection, at most 20 a turn.
-macro_rules! drive {
-    ($role:expr, $store:expr, $method:ident, $now:expr) => {
-        for _ in 0..20 {
-            let Some(op) = $role.poll_op($now) else { break };
-            let reply = $store.$method(op, $now);
-            $role.handle_reply(reply, $now);
-        }
-    };
-}
+mod common;
+use common::{drive, migrated_or_skip};
 
 /// One cluster's life on the database: a node and an agent run `tasks`
 /// (each completes with its payload doubled), then a drain stops them.
@@ -89,12 +80,9 @@ fn one_cluster(conninfo: &str, tasks: &[u32]) -> (Vec<Outcome<u32>>, u64) {
 #[test]
 fn a_drained_cluster_starts_again_after_a_reset() {
     let test = "a_drained_cluster_starts_again_after_a_reset";
-    let Some(cluster) = start_or_skip(test) else {
+    let Some((cluster, mut admin)) = migrated_or_skip(test) else {
         return;
     };
-    let mut admin = postgres::Client::connect(&cluster.conninfo(), postgres::NoTls)
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    migrate(&mut admin).unwrap_or_else(|e| panic!("migrate: {e}"));
 
     // Before any drain, a reset is refused and changes nothing.
     admin

@@ -10,11 +10,10 @@ use taskweave::cluster::{AgentSession, Node, NodeConfig, SessionConfig, Store, W
 use taskweave::scheduler::{AttemptOutcome, DispatcherConfig};
 use taskweave::workflow::{EngineAction, RunOutcome, StepDef, StepTask, WorkflowDef};
 use taskweave::{AgentId, Instant, WorkflowId};
-use taskweave_postgres::testkit::start_or_skip;
-use taskweave_postgres::{PgStore, migrate};
+use taskweave_postgres::PgStore;
 
 mod common;
-use common::drive;
+use common::{drive, migrated_or_skip};
 
 const RUNS: usize = 6;
 
@@ -25,13 +24,9 @@ fn ms(n: u64) -> Duration {
 #[test]
 fn sagas_run_on_a_postgres_cluster_and_outlive_a_server_restart() {
     let test = "sagas_run_on_a_postgres_cluster_and_outlive_a_server_restart";
-    let Some(mut cluster) = start_or_skip(test) else {
+    let Some((mut cluster, _admin)) = migrated_or_skip(test) else {
         return;
     };
-    let mut admin = postgres::Client::connect(&cluster.conninfo(), postgres::NoTls)
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    migrate(&mut admin).unwrap_or_else(|e| panic!("migrate: {e}"));
-    drop(admin);
     let connect = || {
         PgStore::<StepTask>::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("connect: {e}"))
     };

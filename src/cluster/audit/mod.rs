@@ -420,7 +420,7 @@ impl<P: Clone + PartialEq> Auditor<P> {
         let hosted = self.replica.hosted().filter(|_| self.runs.is_some())?;
         match entry {
             Entry::Completed { report, output, .. } => {
-                RunAudit::completion(hosted, report.task, Some(output.clone()))
+                RunAudit::completion(hosted, report.task, Some(output))
             }
             Entry::Input(Input::Report { report, .. })
                 if report.outcome == AttemptOutcome::Success =>

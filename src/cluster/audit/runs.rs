@@ -83,17 +83,18 @@ impl RunAudit {
 
     /// What to check of the success report of `task`, before the entry
     /// that carries it applies: `None` unless it runs a step of an
-    /// active run (a compensation's output goes nowhere).
+    /// active run (a compensation's output goes nowhere). The output is
+    /// copied only then: a plain task's is not.
     pub(super) fn completion<P: Clone>(
         runs: &HostedRuns<P>,
         task: crate::TaskId,
-        output: Option<P>,
+        output: Option<&P>,
     ) -> Option<Completion<P>> {
         let engine = runs.engine();
         let step = engine.step_task(task).filter(|s| !s.compensation)?;
         let def = Arc::clone(engine.run(step.run)?.definition());
         let output = match output {
-            Some(output) => runs.read_output(output).ok()?.value,
+            Some(output) => runs.read_output(output.clone()).ok()?.value,
             None => None,
         };
         Some(Completion { step, def, output })

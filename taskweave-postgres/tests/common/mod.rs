@@ -82,3 +82,14 @@ macro_rules! drive {
     };
 }
 pub(crate) use drive;
+
+/// A private PostgreSQL server with the schema in place, and the owner's
+/// connection to it; `None` (with a loud message) where the server cannot
+/// start and the test may skip.
+pub fn migrated_or_skip(test: &str) -> Option<(taskweave_postgres::testkit::PgCluster, Client)> {
+    let cluster = taskweave_postgres::testkit::start_or_skip(test)?;
+    let mut admin =
+        Client::connect(&cluster.conninfo(), NoTls).unwrap_or_else(|e| panic!("connect: {e}"));
+    taskweave_postgres::migrate(&mut admin).unwrap_or_else(|e| panic!("migrate: {e}"));
+    Some((cluster, admin))
+}
