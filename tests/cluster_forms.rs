@@ -292,15 +292,16 @@ fn stored_cluster_forms_read_back_and_replay_as_recorded() {
 /// The forms before the current ones read back, and their journals replay
 /// to the states recorded then: format 1 (every field of a task spec
 /// written out, the final state a version-4 snapshot), format 2 (before
-/// `ExcuseSilence`), format 3 (before `Entry::Completed`) and format 4
+/// `ExcuseSilence`), format 3 (before `Entry::Completed`), format 4
 /// (before `Entry::Run`, whose own fixture `tests/cluster_hosted_runs.rs`
-/// reads).
+/// reads) and format 5 (before `RunCommand::Schedule`).
 #[test]
 fn older_formats_read_back_and_replay_to_their_recorded_states() {
     replays_to_its_recorded_state("cluster_forms_f1.json", 1, 4);
     replays_to_its_recorded_state("cluster_forms_f2.json", 2, 5);
     replays_to_its_recorded_state("cluster_forms_f3.json", 3, 5);
     replays_to_its_recorded_state("cluster_forms_f4.json", 4, 5);
+    replays_to_its_recorded_state("cluster_forms_f5.json", 5, 5);
 }
 
 /// The fixture `name`, of entry format `format` and snapshot `version`,

@@ -6,274 +6,21 @@
 
 #![cfg(feature = "cluster")]
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
-use taskweave::agent::AgentProfile;
 use taskweave::cluster::{
-    AgentSession, Assignment, Auditor, ClientOp, ClientReply, Entry, JournalRow, MemStore, Message,
-    Node, NodeConfig, NodeOp, NodeReply, NodeState, RunCodec, RunCommand, RunEnd, SessionConfig,
-    Store, Verdict,
+    Auditor, ClientOp, ClientReply, Entry, JournalRow, MemStore, Message, Node, NodeConfig, NodeOp,
+    NodeReply, NodeState, RunCommand, RunEnd, ScheduleCommand, Store, Verdict,
 };
 use taskweave::resilience::{Fixed, RetrySpec};
-use taskweave::scheduler::{AttemptOutcome, DispatcherConfig};
-use taskweave::workflow::{
-    RunOutcome, StepDef, StepInput, StepTask, WorkflowDef, WorkflowDefBuilder,
-};
-use taskweave::{AgentId, Instant, WorkflowId};
+use taskweave::workflow::{RunOutcome, StepDef, WorkflowDef, WorkflowDefBuilder};
+use taskweave::{Instant, WorkflowId};
 
-/// The cluster's payload: a step's task with the numbers it takes, or a
-/// number (a run's input, a step's output, a signal's payload).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-enum Job {
-    Step { step: StepTask, inputs: Vec<i64> },
-    Number(i64),
-}
+mod hosted;
 
-fn number(job: &Job) -> i64 {
-    match job {
-        Job::Number(n) => *n,
-        Job::Step { .. } => panic!("a step's task where a number belongs"),
-    }
-}
-
-fn codec() -> RunCodec<Job> {
-    RunCodec::new(
-        Job::Number(0),
-        |_, step: StepTask, input: StepInput<Job>| Job::Step {
-            step,
-            inputs: input
-                .run_input
-                .iter()
-                .chain(input.inputs.iter().map(|(_, output)| output))
-                .map(number)
-                .collect(),
-        },
-    )
-}
-
-fn dispatcher() -> DispatcherConfig {
-    DispatcherConfig::builder()
-        .heartbeats(Duration::from_millis(250), 8)
-        .seed(7)
-        .build()
-        .unwrap()
-}
-
-/// What an agent does with a step's task.
-type Work = fn(&StepTask, &[i64]) -> Result<i64, String>;
-
-struct Cluster {
-    store: MemStore<Job>,
-    /// `None`: killed.
-    nodes: Vec<Option<Node<Job>>>,
-    agent: AgentSession<Job>,
-    now: Instant,
-    /// Every attempt an agent ran, per (run, step id).
-    executed: BTreeMap<(WorkflowId, u64), u32>,
-    /// The runs' ends, read every tick: the store forgets an end once a
-    /// snapshot trims the entry that published it.
-    ends: BTreeMap<WorkflowId, RunEnd<Job>>,
-    /// The runs whose ends are read.
-    watched: Vec<WorkflowId>,
-}
-
-impl Cluster {
-    fn new(nodes: usize) -> Self {
-        Self::snapshotting(nodes, 8, true)
-    }
-
-    fn snapshotting(nodes: usize, every: u64, trim: bool) -> Self {
-        let config = |i: usize| {
-            NodeConfig::builder(format!("node-{i}"))
-                .lease(Duration::from_millis(300), Duration::from_millis(100))
-                .snapshots(every, trim)
-                .build()
-                .unwrap()
-        };
-        let profile = AgentProfile::builder().capacity(4).build().unwrap();
-        Cluster {
-            store: MemStore::new(),
-            nodes: (0..nodes)
-                .map(|i| {
-                    Some(
-                        Node::new(config(i), dispatcher())
-                            .unwrap()
-                            .host_runs(codec()),
-                    )
-                })
-                .collect(),
-            agent: AgentSession::new(
-                AgentId::new(1),
-                profile,
-                SessionConfig::builder().build().unwrap(),
-            ),
-            now: Instant::from_secs(1),
-            executed: BTreeMap::new(),
-            ends: BTreeMap::new(),
-            watched: Vec::new(),
-        }
-    }
-
-    fn post(&mut self, command: RunCommand<Job>) -> u64 {
-        match self
-            .store
-            .client(ClientOp::Post(vec![Message::Run(command)]), self.now)
-        {
-            Ok(ClientReply::Posted(ids)) => ids[0],
-            other => panic!("the post was refused: {other:?}"),
-        }
-    }
-
-    /// Ticks until the message has a verdict.
-    fn verdict(&mut self, message: u64, work: Work) -> Verdict {
-        for _ in 0..5_000 {
-            self.tick(work);
-            if let Ok(ClientReply::Verdicts(v)) = self
-                .store
-                .client(ClientOp::Verdicts(vec![message]), self.now)
-            {
-                if let Some(Some(verdict)) = v.into_iter().next() {
-                    return verdict;
-                }
-            }
-        }
-        panic!("no verdict in 5,000 ticks");
-    }
-
-    fn run_end(&mut self, run: WorkflowId) -> Option<RunEnd<Job>> {
-        if !self.watched.contains(&run) {
-            self.watched.push(run);
-            self.read_ends();
-        }
-        self.ends.get(&run).cloned()
-    }
-
-    fn read_ends(&mut self) {
-        match self
-            .store
-            .client(ClientOp::Runs(self.watched.clone()), self.now)
-        {
-            Ok(ClientReply::Runs(ends)) => {
-                for end in ends.into_iter().flatten() {
-                    let first = self.ends.insert(end.run, end.clone());
-                    assert!(
-                        first.is_none_or(|was| was == end),
-                        "run {} ended twice",
-                        end.run
-                    );
-                }
-            }
-            other => panic!("the store answered {other:?}"),
-        }
-    }
-
-    /// Ticks until the run ended.
-    fn wait_end(&mut self, run: WorkflowId, work: Work) -> RunEnd<Job> {
-        for _ in 0..20_000 {
-            self.tick(work);
-            if let Some(end) = self.run_end(run) {
-                return end;
-            }
-        }
-        let roles: Vec<_> = self
-            .nodes
-            .iter()
-            .flatten()
-            .map(|n| (n.role(), n.applied()))
-            .collect();
-        let mut events = Vec::new();
-        for node in self.nodes.iter_mut().flatten() {
-            events.extend(std::iter::from_fn(|| node.poll_event()).map(|e| e.to_string()));
-        }
-        panic!("run {run} did not end in 20,000 ticks: {roles:?}, events {events:?}");
-    }
-
-    /// One millisecond of every live role's work.
-    fn tick(&mut self, work: Work) {
-        self.now = self.now.saturating_add(Duration::from_millis(1));
-        for node in self.nodes.iter_mut().flatten() {
-            while let Some(op) = node.poll_op(self.now) {
-                let reply = self.store.node(op, self.now);
-                node.handle_reply(reply, self.now);
-            }
-        }
-        while let Some(op) = self.agent.poll_op(self.now) {
-            let reply = self.store.agent(op, self.now);
-            self.agent.handle_reply(reply, self.now);
-        }
-        self.read_ends();
-        let handed: Vec<Assignment<Job>> = std::iter::from_fn(|| self.agent.poll_work()).collect();
-        for assignment in handed {
-            let Job::Step { step, inputs } = &assignment.payload else {
-                panic!("a plain task on a cluster that runs only steps");
-            };
-            *self
-                .executed
-                .entry((step.run, step.step.get()))
-                .or_default() += 1;
-            match work(step, inputs) {
-                Ok(output) => {
-                    let _ =
-                        self.agent
-                            .complete(assignment.task, assignment.token, Job::Number(output));
-                }
-                Err(why) => {
-                    let _ = self.agent.finish(
-                        assignment.task,
-                        assignment.token,
-                        AttemptOutcome::failure(why),
-                    );
-                }
-            }
-        }
-    }
-
-    fn leader(&self) -> Option<usize> {
-        self.nodes.iter().position(|n| {
-            n.as_ref()
-                .is_some_and(|n| matches!(n.role(), taskweave::cluster::Role::Leading { .. }))
-        })
-    }
-}
-
-fn register(builder: WorkflowDefBuilder) -> RunCommand<Job> {
-    RunCommand::Register(Box::new(builder.build().unwrap()))
-}
-
-fn start(workflow: &str, id: u64, input: i64) -> RunCommand<Job> {
-    RunCommand::Start {
-        workflow: workflow.into(),
-        version: None,
-        id: Some(WorkflowId::new(id)),
-        input: Some(Job::Number(input)),
-    }
-}
-
-/// Each step adds one to the sum of what it takes.
-fn add_one(_: &StepTask, inputs: &[i64]) -> Result<i64, String> {
-    Ok(inputs.iter().sum::<i64>() + 1)
-}
-
-fn chain() -> WorkflowDefBuilder {
-    WorkflowDef::builder("chain", 1)
-        .step(StepDef::agent("a").compensable())
-        .step(StepDef::agent("b"))
-        .step(StepDef::agent("c"))
-        .chain(["a", "b", "c"])
-        .output("c")
-}
-
-/// A run that waits for the signal `approve`, then ships.
-fn approval() -> WorkflowDefBuilder {
-    WorkflowDef::builder("approval", 1)
-        .step(StepDef::wait("approved", ["approve"]))
-        .step(StepDef::agent("ship"))
-        .edge("approved", "ship")
-        .output("ship")
-}
+use hosted::*;
 
 #[test]
 fn outputs_travel_from_step_to_step_and_a_start_is_idempotent() {
@@ -340,13 +87,7 @@ fn a_run_outlives_its_leaders_and_the_journal_replays_to_it() {
     }
     let second = cluster.leader().expect("a second leader");
     assert_ne!(first, second);
-    let config = NodeConfig::builder("node-late")
-        .lease(Duration::from_millis(300), Duration::from_millis(100))
-        .snapshots(8, true)
-        .build()
-        .unwrap();
-    let late = Node::new(config, dispatcher()).unwrap().host_runs(codec());
-    cluster.nodes.push(Some(late));
+    cluster.join("node-late");
     for _ in 0..5 {
         cluster.tick(add_one);
     }
@@ -578,7 +319,7 @@ fn a_node_without_runs_refuses_run_commands() {
 /// `TASKWEAVE_WRITE_FIXTURES=1 cargo test --all-features --test cluster_hosted_runs`
 /// and keep the old one beside it, read by a test of its own
 /// (`cluster_runs_v1.json`: finished runs without their definition's
-/// name).
+/// name; `cluster_runs_f5.json`: entries of form 5, before schedules).
 #[derive(Debug, Serialize, Deserialize)]
 struct RecordedRuns {
     format: u32,
@@ -606,6 +347,14 @@ fn record_runs() -> RecordedRuns {
     });
     cluster.verdict(signal, add_one);
     cluster.wait_end(WorkflowId::new(2), add_one);
+    // A schedule every two seconds: it fires once, then pauses.
+    let scheduled = cluster.post(every("tick", 2, "chain", 1));
+    cluster.verdict(scheduled, add_one);
+    for _ in 0..2_500 {
+        cluster.tick(add_one);
+    }
+    let paused = cluster.post(schedule(ScheduleCommand::Pause("tick".into())));
+    cluster.verdict(paused, add_one);
     let state = cluster.nodes[0].as_ref().unwrap().state();
     RecordedRuns {
         format: Entry::<Job>::FORMAT,
@@ -661,6 +410,9 @@ fn stored_run_forms_read_back_and_replay_as_recorded() {
             .iter()
             .any(|(_, e)| matches!(e, Entry::Run { .. }))
     );
+    let schedules = stored.state.runs.as_ref().and_then(|r| r.schedules());
+    let counts = schedules.and_then(|s| s.schedules().counts("tick"));
+    assert_eq!(counts.map(|c| c.started), Some(1), "{schedules:?}");
     assert_eq!(stored.ends.len(), 2);
     assert_eq!(stored.ends[0].output, Some(Job::Number(13)));
     assert_eq!(stored.ends[1].output, Some(Job::Number(6)));
@@ -680,6 +432,21 @@ fn stored_run_forms_read_back_and_replay_as_recorded() {
     // Today's code records the same history.
     let now = serde_json::to_value(record_runs().state).unwrap();
     assert_eq!(now, replayed, "the same messages lead elsewhere today");
+}
+
+/// Runs stored in form 5, before schedules (`cluster_runs_f5.json`),
+/// read back, and their journal replays today to the recorded state.
+#[test]
+fn runs_stored_before_schedules_read_back_and_replay_as_recorded() {
+    let (stored, _) = read_runs_fixture("cluster_runs_f5.json");
+    assert_eq!(stored.format, 5);
+    assert!(Entry::<Job>::READABLE.contains(&stored.format));
+    let auditor = replay_runs(&stored.entries);
+    assert!(auditor.violations().is_empty());
+    assert_eq!(
+        serde_json::to_value(auditor.state()).unwrap(),
+        serde_json::to_value(&stored.state).unwrap()
+    );
 }
 
 /// The finished runs of a state, as JSON, without what a form added
@@ -768,7 +535,8 @@ fn a_wait_times_out_across_a_failover() {
 /// A client's run command, hostile or not: definitions valid, conflicting
 /// or hosting no host code, starts of known and unknown workflows and
 /// versions under ids that may repeat, signals and cancels of runs that
-/// may not exist.
+/// may not exist, schedules of known and unknown workflows added,
+/// paused, resumed, triggered and removed in any order.
 fn any_run_command() -> impl Strategy<Value = RunCommand<Job>> {
     let run = (0u64..6).prop_map(WorkflowId::new);
     let number = proptest::option::of((-5i64..5).prop_map(Job::Number));
@@ -803,6 +571,18 @@ fn any_run_command() -> impl Strategy<Value = RunCommand<Job>> {
             }
         ),
         1 => run.prop_map(RunCommand::Cancel),
+        2 => (
+            prop_oneof![Just("tick"), Just("tock")],
+            prop_oneof![Just("chain"), Just("approval"), Just("nope")],
+            0u8..5,
+        )
+            .prop_map(|(id, workflow, op)| match op {
+                0 => every(id, 1, workflow, 1),
+                1 => schedule(ScheduleCommand::Pause(id.into())),
+                2 => schedule(ScheduleCommand::Resume(id.into())),
+                3 => schedule(ScheduleCommand::Trigger(id.into())),
+                _ => schedule(ScheduleCommand::Remove(id.into())),
+            }),
     ]
 }
 

@@ -11,7 +11,9 @@ pub use super::client_op::{ClientOp, ClientReply};
 pub use super::entry::Entry;
 pub use super::finished::Finished;
 pub use super::node_state::NodeState;
-pub use super::runs::{RunCommand, RunEnd, RunsSnapshot};
+pub use super::runs::{
+    RunCommand, RunEnd, RunsSnapshot, ScheduleCommand, ScheduledStart, SchedulesSnapshot,
+};
 use super::status::Status;
 pub use super::task_end::{Outcome, TaskEnd};
 

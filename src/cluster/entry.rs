@@ -48,11 +48,23 @@ pub enum Entry<P> {
 }
 
 impl<P> Entry<P> {
+    /// The instant the entry was made at.
+    pub fn now(&self) -> Instant {
+        match self {
+            Entry::Input(input) => input.now(),
+            Entry::Drain { now }
+            | Entry::Completed { now, .. }
+            | Entry::Run { now, .. }
+            | Entry::RunTimers { now } => *now,
+        }
+    }
+
     /// The stored form of an entry: a store keeps it beside each entry
     /// and refuses a form it does not read. Forms 1–3 followed
     /// [`Input::FORMAT`]; form 4 added [`Entry::Completed`]; form 5
-    /// [`Entry::Run`] and [`Entry::RunTimers`].
-    pub const FORMAT: u32 = 5;
+    /// [`Entry::Run`] and [`Entry::RunTimers`]; form 6
+    /// [`RunCommand::Schedule`].
+    pub const FORMAT: u32 = 6;
 
     /// The stored forms of an entry this library reads.
     pub const READABLE: std::ops::RangeInclusive<u32> = 1..=Self::FORMAT;

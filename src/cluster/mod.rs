@@ -103,12 +103,13 @@ pub use config::{ConfigError, NodeConfig, NodeConfigBuilder, SessionConfig, Sess
 pub use contract::{
     AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, Finished, InboxMessage,
     JournalRow, Lease, Message, MessageId, NodeOp, NodeReply, NodeState, Outcome, Outputs,
-    RunCommand, RunEnd, RunsSnapshot, Sender, Store, StoreFailure, TaskEnd, Verdict,
+    RunCommand, RunEnd, RunsSnapshot, ScheduleCommand, ScheduledStart, SchedulesSnapshot, Sender,
+    Store, StoreFailure, TaskEnd, Verdict,
 };
 pub use incarnation::INCARNATION_LABEL;
 pub use mem_store::{Fault, Kept, MemStore};
 pub use node::{Node, NodeEvent, Role};
 pub use race::{StoreAnswer, StoreCall, check_store_races};
-pub use runs::{MAX_ACTIVE_RUNS, MAX_DEFINITIONS, RunCodec};
+pub use runs::{MAX_ACTIVE_RUNS, MAX_DEFINITIONS, MAX_SCHEDULES, RunCodec};
 pub use status::{AgentLoad, MAX_UNROUTABLE_LISTED, RunsStatus, Status};
 pub use workflow_client::{ClientEvent, ClusterPool, WorkflowClient};

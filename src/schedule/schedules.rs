@@ -527,6 +527,12 @@ impl Schedules {
             .unwrap_or_default()
     }
 
+    /// When `id` fires next (its jitter included): `None` while it is
+    /// paused, once it fires never again, or for an unknown id.
+    pub fn next_due(&self, id: &str) -> Option<Instant> {
+        self.entries.get(id).and_then(|e| e.filed)
+    }
+
     /// Whether `id` is paused.
     pub fn is_paused(&self, id: &str) -> Option<bool> {
         self.entries.get(id).map(|e| e.paused)

@@ -15,6 +15,7 @@
 //! taskweave-pg run start|signal|cancel|result|show  the runs the nodes host
 //! taskweave-pg signal RUN NAME [JSON]          a signal to a waiting run
 //! taskweave-pg runs [--state S]               the hosted runs, by state
+//! taskweave-pg schedule add|list|pause|resume|trigger|remove  schedules of runs
 //! ```
 
 /// Prints a line on stdout. A closed stdout (`taskweave-pg status | head`)
@@ -52,6 +53,7 @@ subcommands:
   run      start a run, signal or cancel it, read its result, show its steps
   signal   send a signal to a waiting run (run signal, shorter)
   runs     list the hosted runs, active and lately finished (--state S keeps one kind)
+  schedule add, list, pause, resume, trigger or remove a schedule that starts runs
 
 Every subcommand takes --db CONNINFO (a libpq string such as
 \"host=127.0.0.1 port=5432 user=postgres dbname=postgres\"), or reads $TASKWEAVE_DB;
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         Some("run") => cli::run::run(rest),
         Some("signal") => cli::run::signal(rest),
         Some("runs") => cli::runs::run(rest),
+        Some("schedule") => cli::schedule::run(rest),
         Some("bench") => cli::bench::run(rest),
         Some("--help" | "-h" | "help") => {
             say!("{USAGE}");

@@ -11,6 +11,7 @@ use taskweave::cluster::{
     AgentSession, ClientOp, ClientReply, Message, MessageId, Node, NodeConfig, Role, RunCommand,
     RunEnd, SessionConfig, Store, Verdict,
 };
+use taskweave::schedule::RunKey;
 use taskweave::scheduler::DispatcherConfig;
 use taskweave::workflow::{RunOutcome, StepDef, TIMEOUT_LABEL, WorkflowDef};
 use taskweave::{AgentId, Instant, WorkflowId};
@@ -214,6 +215,11 @@ fn taskweave_pg(args: &[&str]) -> Vec<String> {
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("taskweave-pg {}: {e}", args[0]));
+    printed(args, &out)
+}
+
+/// The lines of what a command printed, once it succeeded.
+fn printed(args: &[&str], out: &std::process::Output) -> Vec<String> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -402,5 +408,121 @@ fn a_wait_of_hours_outlives_failovers_and_server_restarts() {
         .collect();
     ran.sort_unstable();
     assert_eq!(ran, [(1, "thank"), (2, "remind")]);
+    audit_is_clean(&conninfo);
+}
+
+/// `taskweave-pg ARGS` run while the test's roles turn (a command that
+/// waits for a verdict needs a leader): what it printed, once it exited
+/// with success.
+fn taskweave_pg_turning(hosted: &mut Hosted, args: &[&str]) -> Vec<String> {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_taskweave-pg"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("taskweave-pg {}: {e}", args[0]));
+    while child.try_wait().expect("the command's status").is_none() {
+        hosted.turn();
+    }
+    let out = child.wait_with_output().expect("the command's output");
+    printed(args, &out)
+}
+
+/// A schedule added with `taskweave-pg schedule add` fires every second
+/// while the leader dies and the server restarts: each slot starts one
+/// run, none twice and none lost, each with the schedule's input.
+#[test]
+fn a_schedule_starts_each_slot_once_across_a_failover_and_a_server_restart() {
+    let test = "a_schedule_starts_each_slot_once_across_a_failover_and_a_server_restart";
+    let Some((mut cluster, _admin)) = migrated_or_skip(test) else {
+        return;
+    };
+    let conninfo = cluster.conninfo();
+    let mut hosted = Hosted::new(conninfo.clone(), 8, &["node-1", "node-2"]);
+    let definition = serde_json::from_str(CHAIN).unwrap();
+    hosted.post(vec![RunCommand::Register(Box::new(definition))]);
+    let limit = Duration::from_secs(30);
+    hosted.until("a leader", limit, |h| h.leader().is_some());
+    // Every slot starts, even while the run before still goes.
+    let add = [
+        "schedule",
+        "add",
+        "--db",
+        &conninfo,
+        "tick",
+        "chain",
+        "--every",
+        "1",
+        "--overlap",
+        "allow-all",
+        "--input",
+        "100",
+    ];
+    assert_eq!(taskweave_pg_turning(&mut hosted, &add), ["tick: added"]);
+    let turn_for = |hosted: &mut Hosted, secs: u64| {
+        let from = std::time::Instant::now();
+        while from.elapsed() < Duration::from_secs(secs) {
+            hosted.turn();
+        }
+    };
+    turn_for(&mut hosted, 3);
+    hosted.kill_leader("node-3");
+    cluster
+        .restart_immediate()
+        .unwrap_or_else(|e| panic!("restart: {e}"));
+    turn_for(&mut hosted, 3);
+    let pause = ["schedule", "pause", "--db", &conninfo, "tick"];
+    assert_eq!(taskweave_pg_turning(&mut hosted, &pause), ["tick: paused"]);
+    hosted.until("the scheduled runs ended", limit, |h| h.holds(0));
+
+    let state = hosted.leader().expect("a leader").state();
+    let runs = state.runs.expect("the leader hosts runs");
+    let schedules = runs.schedules().expect("the leader holds the schedule");
+    let counts = schedules.schedules().counts("tick").expect("tick");
+    assert!(counts.started >= 4, "{counts:?}");
+    assert_eq!(counts.missed, 0, "{counts:?}");
+    let engine = runs.clone().engine().unwrap();
+    let ended: Vec<_> = engine.remembered_ends().collect();
+    let key = |secs: u64| {
+        RunKey {
+            schedule: "tick".into(),
+            fire: Instant::from_secs(secs),
+        }
+        .workflow_id()
+    };
+    // The fires are whole seconds of the nodes' clock: the first is the
+    // earliest whose run ended, and the rest follow it, one run each.
+    let first = (0..600)
+        .find(|&s| ended.iter().any(|end| end.run == key(s)))
+        .expect("a run of a fire ended");
+    let slots: Vec<WorkflowId> = (first..first + counts.started).map(key).collect();
+    let mut ran: Vec<WorkflowId> = ended.iter().map(|end| end.run).collect();
+    ran.sort_unstable();
+    let mut expected = slots.clone();
+    expected.sort_unstable();
+    assert_eq!(ran, expected, "one run per slot");
+    for end in &ended {
+        assert_eq!(end.outcome, RunOutcome::Succeeded, "{}", end.run);
+        assert_eq!(end.output, Some(json!(103)), "{}", end.run);
+    }
+    // Each slot's three steps, each at most twice (once more only where
+    // the failover cut its attempt).
+    let mut attempts: BTreeMap<(u64, &str), u32> = BTreeMap::new();
+    for (run, step, _) in &hosted.executed {
+        *attempts.entry((*run, step.as_str())).or_default() += 1;
+    }
+    assert_eq!(attempts.len() as u64, 3 * counts.started, "{attempts:?}");
+    assert!(attempts.values().all(|&n| n <= 2), "{attempts:?}");
+
+    // The operator's list, from a replay of the trimmed journal.
+    let list = taskweave_pg(&["schedule", "list", "--db", &conninfo]);
+    assert_eq!(list[0], "tick  chain latest  every 1s  allow-all  paused");
+    assert_eq!(
+        list[1],
+        format!(
+            "  started {}, skipped 0, missed 0, cancelled 0",
+            counts.started
+        )
+    );
     audit_is_clean(&conninfo);
 }

@@ -159,6 +159,7 @@ impl<P: Clone> Replica<P> {
     /// Applies one entry: what it did, and every action it produced.
     pub(crate) fn apply(&mut self, entry: Entry<P>) -> Step<P> {
         self.next_seq = self.next_seq.saturating_add(1);
+        let now = entry.now();
         let dispatcher = &mut self.dispatcher;
         let applied = |result: Result<Applied<P>, _>| {
             result
@@ -219,7 +220,7 @@ impl<P: Clone> Replica<P> {
         };
         let (mut actions, mut ended) = (Vec::new(), Vec::new());
         match &mut self.runs {
-            Some(runs) => runs.settle(&mut self.dispatcher, &mut actions, &mut ended),
+            Some(runs) => runs.settle(&mut self.dispatcher, &mut actions, &mut ended, now),
             None => actions.extend(std::iter::from_fn(|| self.dispatcher.poll_action())),
         }
         Step {

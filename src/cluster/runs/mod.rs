@@ -19,9 +19,11 @@
 //! refused when it is registered.
 
 mod pool;
+mod schedules;
 
 use std::sync::Arc;
 
+use crate::schedule::ScheduleAction;
 use crate::scheduler::{Action, AttemptOutcome, Dispatcher, TaskReport};
 use crate::workflow::{
     EngineAction, EngineSnapshot, RunOutcome, StepFailure, StepInput, StepKind, StepOutput,
@@ -29,6 +31,8 @@ use crate::workflow::{
 };
 use crate::{Instant, TaskId, WorkflowId};
 use pool::HostPool;
+use schedules::HostedSchedules;
+pub use schedules::{MAX_SCHEDULES, ScheduleCommand, ScheduledStart, SchedulesSnapshot};
 
 /// How many workflow versions a cluster keeps registered at most.
 pub const MAX_DEFINITIONS: usize = 1_024;
@@ -71,6 +75,9 @@ pub enum RunCommand<P> {
     },
     /// Cancels a run: it compensates what it completed, then ends.
     Cancel(WorkflowId),
+    /// Adds, pauses, resumes, triggers or removes a schedule that starts
+    /// runs.
+    Schedule(ScheduleCommand<P>),
 }
 
 /// How a hosted run ended, as a commit publishes it
@@ -85,12 +92,25 @@ pub struct RunEnd<P> {
     pub output: Option<P>,
 }
 
-/// The hosted runs in a node's snapshot: the registered definitions and
-/// the engine's state.
+/// The hosted runs in a node's snapshot: the registered definitions,
+/// the engine's state and the schedules (left out when there is none).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(bound(
+    serialize = "P: serde::Serialize",
+    deserialize = "P: serde::Deserialize<'de>"
+))]
 pub struct RunsSnapshot<P> {
     definitions: Vec<WorkflowDef>,
     engine: EngineSnapshot<P>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    schedules: Option<SchedulesSnapshot<P>>,
+}
+
+impl<P> RunsSnapshot<P> {
+    /// The schedules the snapshot holds, if any.
+    pub fn schedules(&self) -> Option<&SchedulesSnapshot<P>> {
+        self.schedules.as_ref()
+    }
 }
 
 impl<P: Clone> RunsSnapshot<P> {
@@ -164,6 +184,7 @@ pub(crate) struct HostedRuns<P> {
     /// Step tasks submitted since the last settle, whose input is still
     /// to be written in.
     unfilled: Vec<(TaskId, StepTask)>,
+    schedules: HostedSchedules<P>,
 }
 
 impl<P: Clone> HostedRuns<P> {
@@ -172,6 +193,7 @@ impl<P: Clone> HostedRuns<P> {
             engine: WorkflowEngine::new(),
             codec,
             unfilled: Vec::new(),
+            schedules: HostedSchedules::new(),
         }
     }
 
@@ -184,10 +206,20 @@ impl<P: Clone> HostedRuns<P> {
         let definitions = snapshot.definitions.into_iter().map(Arc::new);
         let engine = WorkflowEngine::restore(snapshot.engine, definitions)
             .map_err(|e| format!("the hosted runs do not restore: {e}"))?;
+        let schedules = match snapshot.schedules {
+            Some(schedules) => HostedSchedules::restore(schedules)
+                .map_err(|e| format!("the hosted schedules do not restore: {e}"))?,
+            None => HostedSchedules::new(),
+        };
+        schedules.check(
+            |run| engine.run(run).is_some(),
+            |name, version| definition_in(&engine, name, version).is_ok(),
+        )?;
         Ok(HostedRuns {
             engine,
             codec,
             unfilled: Vec::new(),
+            schedules,
         })
     }
 
@@ -195,6 +227,7 @@ impl<P: Clone> HostedRuns<P> {
         RunsSnapshot {
             definitions: self.engine.registered().map(|d| (**d).clone()).collect(),
             engine: self.engine.snapshot(),
+            schedules: self.schedules.snapshot(),
         }
     }
 
@@ -227,9 +260,10 @@ impl<P: Clone> HostedRuns<P> {
         self.engine.active_runs()
     }
 
-    /// Whether a run's timer is due at `now`.
+    /// Whether a run's timer or a schedule's fire is due at `now`.
     pub(crate) fn due(&self, now: Instant) -> bool {
-        self.engine.poll_timeout().is_some_and(|at| at <= now)
+        let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+        due(self.engine.poll_timeout()) || due(self.schedules.poll_timeout())
     }
 
     /// Applies a client's command; a start answers the run it names.
@@ -273,6 +307,14 @@ impl<P: Clone> HostedRuns<P> {
                 .with_pool(dispatcher, |engine, pool| engine.cancel(pool, run, now))
                 .map(|()| None)
                 .map_err(|e| e.to_string()),
+            RunCommand::Schedule(command) => {
+                let engine = &self.engine;
+                let registered =
+                    |name: &str, version| definition_in(engine, name, version).map(|_| ());
+                self.schedules
+                    .command(command, registered, now)
+                    .map(|()| None)
+            }
         }
     }
 
@@ -302,19 +344,22 @@ impl<P: Clone> HostedRuns<P> {
         .map_err(|e| e.to_string())
     }
 
-    /// Fires the runs' timers due at `now`.
+    /// Fires the runs' timers and the schedules' fires due at `now`.
     pub(crate) fn timers(&mut self, dispatcher: &mut Dispatcher<P>, now: Instant) {
         self.with_pool(dispatcher, |engine, pool| engine.handle_timeout(pool, now));
+        self.schedules.handle_timeout(now);
     }
 
     /// Hands the dispatcher's actions to the engine (and to `actions`, to
-    /// publish), carries out the engine's own, until neither has more;
-    /// then writes the input of every step task submitted meanwhile.
+    /// publish), carries out the engine's own and the schedules', until
+    /// none has more; then writes the input of every step task submitted
+    /// meanwhile. `now` is the instant of the entry just applied.
     pub(crate) fn settle(
         &mut self,
         dispatcher: &mut Dispatcher<P>,
         actions: &mut Vec<Action>,
         ended: &mut Vec<RunEnd<P>>,
+        now: Instant,
     ) {
         loop {
             let mut moved = false;
@@ -328,7 +373,11 @@ impl<P: Clone> HostedRuns<P> {
             }
             while let Some(action) = self.engine.poll_action() {
                 moved = true;
-                self.carry_out(dispatcher, action, ended);
+                self.carry_out(dispatcher, action, ended, now);
+            }
+            while let Some((action, start)) = self.schedules.poll_action() {
+                moved = true;
+                self.fire(dispatcher, action, start, now);
             }
             if !moved {
                 break;
@@ -354,9 +403,10 @@ impl<P: Clone> HostedRuns<P> {
         dispatcher: &mut Dispatcher<P>,
         action: EngineAction<P>,
         ended: &mut Vec<RunEnd<P>>,
+        now: Instant,
     ) {
         let no_host = || StepFailure::fatal(NO_HOST_CODE);
-        let now = self.engine.latest_now();
+        let now = now.max(self.engine.latest_now());
         // Each refusal means the run moved on already: nothing to undo.
         let _ = match action {
             EngineAction::Finished {
@@ -364,6 +414,7 @@ impl<P: Clone> HostedRuns<P> {
                 outcome,
                 output,
             } => {
+                self.schedules.run_ended(run, now);
                 ended.push(RunEnd {
                     run,
                     outcome,
@@ -387,6 +438,42 @@ impl<P: Clone> HostedRuns<P> {
         };
     }
 
+    /// A schedule's action: starts the run of a fire (with the fire's key
+    /// as its id), or cancels one.
+    fn fire(
+        &mut self,
+        dispatcher: &mut Dispatcher<P>,
+        action: ScheduleAction,
+        start: Option<ScheduledStart<P>>,
+        now: Instant,
+    ) {
+        match (action, start) {
+            (ScheduleAction::Start { key, .. }, Some(start)) => {
+                let id = key.workflow_id();
+                let def = definition_in(&self.engine, &start.workflow, start.version);
+                let started = match def {
+                    Ok(def) if self.engine.active_runs() < MAX_ACTIVE_RUNS => {
+                        let ScheduledStart { input, .. } = start;
+                        self.with_pool(dispatcher, |engine, pool| {
+                            engine.start_as(pool, def, id, input, now).is_new()
+                        })
+                    }
+                    _ => false,
+                };
+                match started {
+                    true => self.schedules.started(id, key),
+                    false => self.schedules.not_started(&key, now),
+                }
+            }
+            (ScheduleAction::Start { key, .. }, None) => self.schedules.not_started(&key, now),
+            (ScheduleAction::Cancel { key }, _) => {
+                let run = key.workflow_id();
+                // A run that ended already told its schedule so.
+                let _ = self.with_pool(dispatcher, |engine, pool| engine.cancel(pool, run, now));
+            }
+        }
+    }
+
     fn register(&mut self, def: WorkflowDef) -> Result<(), String> {
         needs_no_host(&def)?;
         let known = self
@@ -404,15 +491,7 @@ impl<P: Clone> HostedRuns<P> {
     }
 
     fn definition(&self, workflow: &str, version: Option<u32>) -> Result<Arc<WorkflowDef>, String> {
-        let mut versions = self.engine.versions(workflow);
-        let def = match version {
-            Some(v) => versions.find(|d| d.version() == v),
-            None => versions.last(),
-        };
-        def.cloned().ok_or_else(|| match version {
-            Some(v) => format!("version {v} of workflow {workflow:?} is not registered"),
-            None => format!("no workflow {workflow:?} is registered"),
-        })
+        definition_in(&self.engine, workflow, version)
     }
 
     fn with_pool<R>(
@@ -427,6 +506,24 @@ impl<P: Clone> HostedRuns<P> {
         };
         call(&mut self.engine, &mut pool)
     }
+}
+
+/// The registered definition of `workflow` at `version`, or its
+/// highest version.
+fn definition_in<P: Clone>(
+    engine: &WorkflowEngine<P>,
+    workflow: &str,
+    version: Option<u32>,
+) -> Result<Arc<WorkflowDef>, String> {
+    let mut versions = engine.versions(workflow);
+    let def = match version {
+        Some(v) => versions.find(|d| d.version() == v),
+        None => versions.last(),
+    };
+    def.cloned().ok_or_else(|| match version {
+        Some(v) => format!("version {v} of workflow {workflow:?} is not registered"),
+        None => format!("no workflow {workflow:?} is registered"),
+    })
 }
 
 const NO_HOST_CODE: &str = "a hosted run executes no host code: this step needs some";

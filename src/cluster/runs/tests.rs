@@ -88,3 +88,44 @@ fn registrations_beyond_the_limit_and_host_code_are_refused() {
         .unwrap_err();
     assert!(refused.contains("multi-instance"), "{refused}");
 }
+
+#[test]
+fn a_snapshot_whose_schedule_waits_for_a_run_not_held_is_refused() {
+    let (mut runs, mut pool) = runs();
+    let now = Instant::from_secs(1);
+    runs.command(&mut pool, RunCommand::Register(waiting(1)), now)
+        .unwrap();
+    let every_minute = crate::schedule::ScheduleSpec::every(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let add = ScheduleCommand::Add {
+        id: "minute".into(),
+        spec: every_minute,
+        start: ScheduledStart {
+            workflow: "wait".into(),
+            version: None,
+            input: None,
+        },
+    };
+    runs.command(&mut pool, RunCommand::Schedule(add), now)
+        .unwrap();
+    let fire = Instant::from_secs(60);
+    assert!(runs.due(fire));
+    runs.timers(&mut pool, fire);
+    runs.settle(&mut pool, &mut Vec::new(), &mut Vec::new(), fire);
+    assert_eq!(runs.active(), 1, "the fire started a run that waits");
+    let snapshot = runs.snapshot();
+    let codec = || RunCodec::new(0, |_, _, _| 1);
+    assert!(HostedRuns::restore(codec(), snapshot.clone()).is_ok());
+    // The same schedules beside an engine that holds no run.
+    let mut forged = snapshot.clone();
+    forged.engine = WorkflowEngine::<u32>::new().snapshot();
+    let refused = HostedRuns::restore(codec(), forged).err().unwrap();
+    assert!(refused.contains("waits for the end of run"), "{refused}");
+    // A run to start named for a schedule that is not there.
+    let mut forged = snapshot;
+    let schedules = forged.schedules.as_mut().unwrap();
+    schedules.schedules = crate::schedule::Schedules::new(0);
+    let refused = HostedRuns::restore(codec(), forged).err().unwrap();
+    assert!(refused.contains("other schedules"), "{refused}");
+}

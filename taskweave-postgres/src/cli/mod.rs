@@ -16,6 +16,7 @@ pub(crate) mod reset;
 pub(crate) mod run;
 pub(crate) mod run_show;
 pub(crate) mod runs;
+pub(crate) mod schedule;
 pub(crate) mod status;
 pub(crate) mod submit;
 pub(crate) mod task_command;

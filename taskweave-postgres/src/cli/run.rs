@@ -110,20 +110,10 @@ fn start(args: &Args, words: &[String]) -> Result<ExitCode, String> {
     let [workflow] = words else {
         return Err(args.wrong("start takes one workflow name"));
     };
-    let version = args
-        .value("--version")
-        .map(|v| {
-            v.parse::<u32>()
-                .map_err(|_| args.wrong(&format!("--version {v:?} is not a version")))
-        })
-        .transpose()?;
+    let (version, input) = version_and_input(args)?;
     let id = args
         .value("--id")
         .map(|id| run_id(id).map_err(|why| args.wrong(&why)))
-        .transpose()?;
-    let input = args
-        .value("--input")
-        .map(|text| json(args, text))
         .transpose()?;
     let mut client = connect(args)?;
     let posted = client
@@ -176,7 +166,7 @@ fn result(args: &Args, words: &[String]) -> Result<ExitCode, String> {
 
 /// Posts `command` about `what`, waits for its verdict, and prints
 /// `what: accepted` or why it was refused.
-fn command(
+pub(crate) fn command(
     args: &Args,
     what: &str,
     command: RunCommand<Payload>,
@@ -276,6 +266,23 @@ pub(crate) fn describe(end: &RunEnd<Payload>) -> String {
 
 fn connect(args: &Args) -> Result<PgClient<Payload>, String> {
     PgClient::connect(&args.db()?).map_err(|e| e.to_string())
+}
+
+/// A start's `--version` (the highest registered when absent) and
+/// `--input`.
+pub(crate) fn version_and_input(args: &Args) -> Result<(Option<u32>, Option<Payload>), String> {
+    let version = args
+        .value("--version")
+        .map(|v| {
+            v.parse::<u32>()
+                .map_err(|_| args.wrong(&format!("--version {v:?} is not a version")))
+        })
+        .transpose()?;
+    let input = args
+        .value("--input")
+        .map(|text| json(args, text))
+        .transpose()?;
+    Ok((version, input))
 }
 
 fn json(args: &Args, text: &str) -> Result<Payload, String> {
