@@ -6,23 +6,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use taskweave::agent::AgentProfile;
-use taskweave::cluster::{
-    AgentSession, ClientOp, ClientReply, Message, MessageId, Node, NodeConfig, Role, RunCommand,
-    RunEnd, SessionConfig, Store, Verdict,
-};
+use taskweave::cluster::{RunCommand, Verdict};
 use taskweave::schedule::RunKey;
-use taskweave::scheduler::DispatcherConfig;
 use taskweave::workflow::{RunOutcome, StepDef, TIMEOUT_LABEL, WorkflowDef};
-use taskweave::{AgentId, Instant, WorkflowId};
-use taskweave_postgres::{PgStore, json_run_codec};
+use taskweave::{Instant, WorkflowId};
 
 mod common;
-use common::{drive, migrated_or_skip};
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
+use common::hosted::{Hosted, audit_is_clean, taskweave_pg, taskweave_pg_turning};
+use common::migrated_or_skip;
 
 /// The chain the hosted runs take, as an operator's file holds it: each
 /// step adds one to what it takes.
@@ -35,171 +26,6 @@ const CHAIN: &str = r#"{
     ]
 }"#;
 
-/// What the agent does with a hosted step's task (`json_run_codec`'s
-/// form): the sum of the run's input and the predecessors' outputs, plus
-/// one.
-fn add_one(payload: &Value) -> Value {
-    let input = payload["input"].as_i64().unwrap_or(0);
-    let inputs: i64 = payload["inputs"]
-        .as_object()
-        .map(|inputs| inputs.values().filter_map(Value::as_i64).sum())
-        .unwrap_or(0);
-    json!(input + inputs + 1)
-}
-
-/// Nodes that host runs, one agent that runs [`add_one`], and a client,
-/// each on its own connection, on a clock the test may move ahead.
-struct Hosted {
-    conninfo: String,
-    dispatcher: DispatcherConfig,
-    /// A node's snapshot interval, in journal entries.
-    snapshot_every: u64,
-    nodes: Vec<(Node<Value>, PgStore<Value>)>,
-    agent: AgentSession<Value>,
-    agent_store: PgStore<Value>,
-    client: PgStore<Value>,
-    started: std::time::Instant,
-    /// How far the clock was moved ahead of the real one.
-    ahead: Duration,
-    /// The runs whose ends are read each turn, and their ends.
-    watched: Vec<WorkflowId>,
-    ends: BTreeMap<WorkflowId, RunEnd<Value>>,
-    /// Each step the agent ran: (run, step key, compensation).
-    executed: Vec<(u64, String, bool)>,
-}
-
-impl Hosted {
-    fn new(conninfo: String, snapshot_every: u64, nodes: &[&str]) -> Self {
-        let dispatcher = DispatcherConfig::builder()
-            .heartbeats(ms(250), 8)
-            .build()
-            .unwrap();
-        let profile = AgentProfile::builder().capacity(4).build().unwrap();
-        let session = SessionConfig::builder().build().unwrap();
-        let connect = || PgStore::connect(&conninfo).unwrap_or_else(|e| panic!("connect: {e}"));
-        let mut hosted = Hosted {
-            dispatcher,
-            snapshot_every,
-            nodes: Vec::new(),
-            agent: AgentSession::new(AgentId::new(1), profile, session),
-            agent_store: connect(),
-            client: connect(),
-            conninfo: conninfo.clone(),
-            started: std::time::Instant::now(),
-            ahead: Duration::ZERO,
-            watched: Vec::new(),
-            ends: BTreeMap::new(),
-            executed: Vec::new(),
-        };
-        for name in nodes {
-            hosted.join(name);
-        }
-        hosted
-    }
-
-    fn now(&self) -> Instant {
-        Instant::from_nanos((self.started.elapsed() + self.ahead).as_nanos() as u64)
-    }
-
-    /// A new node joins.
-    fn join(&mut self, name: &str) {
-        let config = NodeConfig::builder(name)
-            .lease(ms(600), ms(150))
-            .snapshots(self.snapshot_every, true)
-            .build()
-            .unwrap();
-        let node = Node::new(config, self.dispatcher.clone())
-            .unwrap()
-            .host_runs(json_run_codec());
-        let store =
-            PgStore::connect(&self.conninfo).unwrap_or_else(|e| panic!("connect node: {e}"));
-        self.nodes.push((node, store));
-    }
-
-    fn leader(&self) -> Option<&Node<Value>> {
-        self.nodes
-            .iter()
-            .map(|(node, _)| node)
-            .find(|node| matches!(node.role(), Role::Leading { .. }))
-    }
-
-    /// The leader dies; `successor` joins.
-    fn kill_leader(&mut self, successor: &str) {
-        let leading = self
-            .nodes
-            .iter()
-            .position(|(node, _)| matches!(node.role(), Role::Leading { .. }))
-            .expect("a leader to kill");
-        self.nodes.remove(leading);
-        self.join(successor);
-    }
-
-    fn post(&mut self, commands: Vec<RunCommand<Value>>) -> Vec<MessageId> {
-        let messages = commands.into_iter().map(Message::Run).collect();
-        match self.client.client(ClientOp::Post(messages), self.now()) {
-            Ok(ClientReply::Posted(ids)) => ids,
-            other => panic!("post: {other:?}"),
-        }
-    }
-
-    /// The verdicts of `posted`, once all are in.
-    fn verdicts(&mut self, posted: &[MessageId]) -> Option<Vec<Verdict>> {
-        match self
-            .client
-            .client(ClientOp::Verdicts(posted.to_vec()), self.now())
-        {
-            Ok(ClientReply::Verdicts(verdicts)) => verdicts.into_iter().collect(),
-            _ => None,
-        }
-    }
-
-    /// One turn of every role, then the watched runs' ends.
-    fn turn(&mut self) {
-        let now = self.now();
-        for (node, store) in &mut self.nodes {
-            drive!(node, store, node, now);
-        }
-        drive!(self.agent, self.agent_store, agent, now);
-        while let Some(work) = self.agent.poll_work() {
-            let step = &work.payload["workflow_step"];
-            self.executed.push((
-                step["run"].as_u64().unwrap_or(0),
-                step["step"].as_str().unwrap_or("").to_string(),
-                step["compensation"].as_bool().unwrap_or(false),
-            ));
-            let output = add_one(&work.payload);
-            self.agent.complete(work.task, work.token, output);
-        }
-        while self.agent.poll_cancelled().is_some() {}
-        if let Ok(ClientReply::Runs(read)) = self
-            .client
-            .client(ClientOp::Runs(self.watched.clone()), now)
-        {
-            for end in read.into_iter().flatten() {
-                let before = self.ends.insert(end.run, end.clone());
-                assert!(before.is_none_or(|b| b == end), "{} ended twice", end.run);
-            }
-        }
-        std::thread::sleep(ms(5));
-    }
-
-    /// Turns until `done`, for at most `limit` of real time.
-    fn until(&mut self, what: &str, limit: Duration, done: impl Fn(&Self) -> bool) {
-        let from = std::time::Instant::now();
-        while !done(self) {
-            assert!(from.elapsed() < limit, "not within {limit:?}: {what}");
-            self.turn();
-        }
-    }
-
-    /// Whether the leader holds `n` active runs.
-    fn holds(&self, n: usize) -> bool {
-        self.leader()
-            .and_then(Node::runs)
-            .is_some_and(|engine| engine.active_runs() == n)
-    }
-}
-
 fn start(workflow: &str, id: u64, input: i64) -> RunCommand<Value> {
     RunCommand::Start {
         workflow: workflow.into(),
@@ -207,43 +33,6 @@ fn start(workflow: &str, id: u64, input: i64) -> RunCommand<Value> {
         id: Some(WorkflowId::new(id)),
         input: Some(json!(input)),
     }
-}
-
-/// What `taskweave-pg ARGS` prints, line by line, once it succeeded.
-fn taskweave_pg(args: &[&str]) -> Vec<String> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_taskweave-pg"))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("taskweave-pg {}: {e}", args[0]));
-    printed(args, &out)
-}
-
-/// The lines of what a command printed, once it succeeded.
-fn printed(args: &[&str], out: &std::process::Output) -> Vec<String> {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "taskweave-pg {}: {}\n{stdout}{}",
-        args[0],
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout.lines().map(str::to_string).collect()
-}
-
-/// `taskweave-pg audit` is clean and counts the runs it checked.
-fn audit_is_clean(conninfo: &str) {
-    let audit = taskweave_pg(&["audit", "--db", conninfo]);
-    assert!(
-        audit.iter().any(|line| line.starts_with("runs: ")),
-        "{audit:?}"
-    );
-    assert!(
-        audit
-            .last()
-            .is_some_and(|line| line.starts_with("audit: clean")),
-        "{audit:?}"
-    );
 }
 
 const RUNS: u64 = 6;
@@ -279,10 +68,7 @@ fn hosted_runs_outlive_their_leader_and_a_server_restart() {
             }
         }
         hosted.turn();
-        let in_flight = hosted
-            .leader()
-            .and_then(Node::runs)
-            .is_some_and(|e| e.active_runs() > 0);
+        let in_flight = hosted.engine().is_some_and(|e| e.active_runs() > 0);
         if !killed && in_flight {
             // The leader dies with runs in flight; a new node joins.
             hosted.kill_leader("node-3");
@@ -409,23 +195,6 @@ fn a_wait_of_hours_outlives_failovers_and_server_restarts() {
     ran.sort_unstable();
     assert_eq!(ran, [(1, "thank"), (2, "remind")]);
     audit_is_clean(&conninfo);
-}
-
-/// `taskweave-pg ARGS` run while the test's roles turn (a command that
-/// waits for a verdict needs a leader): what it printed, once it exited
-/// with success.
-fn taskweave_pg_turning(hosted: &mut Hosted, args: &[&str]) -> Vec<String> {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_taskweave-pg"))
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("taskweave-pg {}: {e}", args[0]));
-    while child.try_wait().expect("the command's status").is_none() {
-        hosted.turn();
-    }
-    let out = child.wait_with_output().expect("the command's output");
-    printed(args, &out)
 }
 
 /// A schedule added with `taskweave-pg schedule add` fires every second

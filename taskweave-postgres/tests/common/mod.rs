@@ -7,6 +7,8 @@ use postgres::{Client, NoTls};
 use taskweave::Instant;
 use taskweave::cluster::StoreFailure;
 
+pub mod hosted;
+
 /// A raw connection as `login`, in the `taskweave` schema.
 pub fn connect_as(conninfo: &str) -> Client {
     Client::connect(
