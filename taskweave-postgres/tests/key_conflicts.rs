@@ -9,17 +9,17 @@ use serde_json::Value;
 use taskweave::cluster::{ClientOp, ClientReply, Node, NodeConfig, Store, Verdict};
 use taskweave::scheduler::DispatcherConfig;
 use taskweave::{Instant, TaskId};
-use taskweave_postgres::testkit::start_or_skip;
-use taskweave_postgres::{PgStore, migrate};
+use taskweave_postgres::PgStore;
+
+mod common;
+use common::migrated_or_skip;
 
 #[test]
 fn the_same_key_with_another_payload_is_a_conflict() {
-    let Some(cluster) = start_or_skip("the_same_key_with_another_payload_is_a_conflict") else {
+    let test = "the_same_key_with_another_payload_is_a_conflict";
+    let Some((cluster, mut admin)) = migrated_or_skip(test) else {
         return;
     };
-    let mut admin = postgres::Client::connect(&cluster.conninfo(), postgres::NoTls)
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    migrate(&mut admin).unwrap_or_else(|e| panic!("migrate: {e}"));
     // Raw bodies, as any submitter may write them.
     let bodies = [
         r#"{"Submit":[{"payload":{"a":1,"b":2},"idempotency_key":"order-7"}]}"#,
