@@ -7,11 +7,14 @@
 mod hosted;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use hosted::*;
-use taskweave::cluster::{ScheduleCommand, Verdict};
-use taskweave::schedule::{RunKey, ScheduleCounts};
-use taskweave::workflow::RunOutcome;
+use taskweave::cluster::{
+    ClientOp, ClientReply, Message, ScheduleCommand, ScheduledStart, Store, Verdict,
+};
+use taskweave::schedule::{OverlapPolicy, RunKey, ScheduleCounts, ScheduleSpec};
+use taskweave::workflow::{RunOutcome, StepDef, TIMEOUT_LABEL, WorkflowDef};
 use taskweave::{Instant, WorkflowId};
 
 /// The counts of schedule `id` in the state of the first live node.
@@ -142,4 +145,65 @@ fn schedule_commands_get_verdicts_and_a_trigger_starts_a_run_now() {
     let node = cluster.nodes[0].as_ref().unwrap();
     let runs = node.state().runs.unwrap();
     assert!(runs.schedules().is_none(), "{:?}", runs.schedules());
+}
+
+#[test]
+fn a_drain_stops_the_schedules_firing_and_ends_once_their_runs_ended() {
+    let mut cluster = Cluster::new(1);
+    // Each run lasts a second and a half: the runs of a schedule every
+    // second overlap, and only a drain that stops the fires ends.
+    let slow = WorkflowDef::builder("chain", 1)
+        .step(StepDef::wait("pause", ["never"]).timeout(Duration::from_millis(1_500)))
+        .step(StepDef::agent("after"))
+        .branch("pause", "after", TIMEOUT_LABEL);
+    let registered = cluster.post(register(slow));
+    assert_eq!(cluster.verdict(registered, add_one), Verdict::Accepted);
+    // Every second, each fire a run however many go.
+    let posted = cluster.post(schedule(ScheduleCommand::Add {
+        id: "tick".into(),
+        spec: ScheduleSpec::every(Duration::from_secs(1))
+            .overlap(OverlapPolicy::AllowAll)
+            .build()
+            .unwrap(),
+        start: ScheduledStart {
+            workflow: "chain".into(),
+            version: None,
+            input: Some(Job::Number(1)),
+        },
+    }));
+    assert_eq!(cluster.verdict(posted, add_one), Verdict::Accepted);
+    for _ in 0..3_000 {
+        cluster.tick(add_one);
+    }
+    let started = counts(&cluster, "tick").started;
+    assert!(started >= 2, "{started}");
+    let drain = match cluster
+        .store
+        .client(ClientOp::Post(vec![Message::Drain]), cluster.now)
+    {
+        Ok(ClientReply::Posted(ids)) => ids[0],
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(cluster.verdict(drain, add_one), Verdict::Accepted);
+    // A trigger is refused like a start; the node stops within seconds,
+    // the schedule's fires starting no run meanwhile.
+    let trigger = cluster.post(schedule(ScheduleCommand::Trigger("tick".into())));
+    match cluster.verdict(trigger, add_one) {
+        Verdict::Refused(why) => assert!(why.contains("draining"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    for _ in 0..5_000 {
+        cluster.tick(add_one);
+    }
+    let node = cluster.nodes[0].as_mut().unwrap();
+    let events: Vec<String> = std::iter::from_fn(|| node.poll_event())
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("stopped the drained cluster")),
+        "{events:?}"
+    );
+    assert!(counts(&cluster, "tick").started <= started + 1);
 }

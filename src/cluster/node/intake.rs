@@ -9,7 +9,8 @@ use crate::scheduler::{Applied, AttemptOutcome, Input, TaskReport};
 use crate::{AgentId, Instant};
 
 use super::super::contract::{
-    Entry, InboxMessage, Message, MessageId, Outputs, Sender, TaskEnd, Verdict,
+    Entry, InboxMessage, Message, MessageId, Outputs, RunCommand, ScheduleCommand, Sender, TaskEnd,
+    Verdict,
 };
 use super::super::incarnation::{INCARNATION_LABEL, incarnation_of};
 use super::events::NodeEvent;
@@ -139,9 +140,12 @@ fn admit<P: Clone>(
         (Sender::Agent { .. }, Message::Run(_)) => {
             refused("only a client may register, start, signal or cancel runs".into())
         }
-        (_, Message::Run(super::super::contract::RunCommand::Start { .. })) if replica.draining => {
-            refused("the cluster is draining: it starts no runs".into())
-        }
+        (
+            _,
+            Message::Run(
+                RunCommand::Start { .. } | RunCommand::Schedule(ScheduleCommand::Trigger(_)),
+            ),
+        ) if replica.draining => refused("the cluster is draining: it starts no runs".into()),
         (Sender::Client, Message::Run(command)) => {
             match apply(replica, batch, Entry::Run { command, now }) {
                 Ok(Effect::Run(run)) => Verdict::Run(run),

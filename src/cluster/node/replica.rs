@@ -167,8 +167,11 @@ impl<P: Clone> Replica<P> {
                 .map_err(|e: crate::scheduler::ApplyError<P>| e.to_string())
         };
         let result = match (entry, self.runs.as_mut()) {
-            (Entry::Drain { .. }, _) => {
+            (Entry::Drain { .. }, runs) => {
                 self.draining = true;
+                if let Some(runs) = runs {
+                    runs.drain();
+                }
                 Ok(Effect::Done)
             }
             (Entry::Run { command, now }, Some(runs)) => runs

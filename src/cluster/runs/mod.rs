@@ -185,6 +185,8 @@ pub(crate) struct HostedRuns<P> {
     /// to be written in.
     unfilled: Vec<(TaskId, StepTask)>,
     schedules: HostedSchedules<P>,
+    /// The cluster drains: the schedules start no run.
+    draining: bool,
 }
 
 impl<P: Clone> HostedRuns<P> {
@@ -194,6 +196,7 @@ impl<P: Clone> HostedRuns<P> {
             codec,
             unfilled: Vec::new(),
             schedules: HostedSchedules::new(),
+            draining: false,
         }
     }
 
@@ -220,6 +223,9 @@ impl<P: Clone> HostedRuns<P> {
             codec,
             unfilled: Vec::new(),
             schedules,
+            // A leader takes no snapshot once draining: the drain is in
+            // the journal after it.
+            draining: false,
         })
     }
 
@@ -260,10 +266,17 @@ impl<P: Clone> HostedRuns<P> {
         self.engine.active_runs()
     }
 
-    /// Whether a run's timer or a schedule's fire is due at `now`.
+    /// Whether a run's timer or a schedule's fire is due at `now` (a
+    /// fire is not, once the cluster drains).
     pub(crate) fn due(&self, now: Instant) -> bool {
         let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
-        due(self.engine.poll_timeout()) || due(self.schedules.poll_timeout())
+        due(self.engine.poll_timeout()) || (!self.draining && due(self.schedules.poll_timeout()))
+    }
+
+    /// The cluster drains: from here on the schedules start no run (their
+    /// fires wait), so the drain ends once the runs going ended.
+    pub(crate) fn drain(&mut self) {
+        self.draining = true;
     }
 
     /// Applies a client's command; a start answers the run it names.
@@ -347,7 +360,9 @@ impl<P: Clone> HostedRuns<P> {
     /// Fires the runs' timers and the schedules' fires due at `now`.
     pub(crate) fn timers(&mut self, dispatcher: &mut Dispatcher<P>, now: Instant) {
         self.with_pool(dispatcher, |engine, pool| engine.handle_timeout(pool, now));
-        self.schedules.handle_timeout(now);
+        if !self.draining {
+            self.schedules.handle_timeout(now);
+        }
     }
 
     /// Hands the dispatcher's actions to the engine (and to `actions`, to
@@ -451,8 +466,9 @@ impl<P: Clone> HostedRuns<P> {
             (ScheduleAction::Start { key, .. }, Some(start)) => {
                 let id = key.workflow_id();
                 let def = definition_in(&self.engine, &start.workflow, start.version);
+                let room = !self.draining && self.engine.active_runs() < MAX_ACTIVE_RUNS;
                 let started = match def {
-                    Ok(def) if self.engine.active_runs() < MAX_ACTIVE_RUNS => {
+                    Ok(def) if room => {
                         let ScheduledStart { input, .. } = start;
                         self.with_pool(dispatcher, |engine, pool| {
                             engine.start_as(pool, def, id, input, now).is_new()
