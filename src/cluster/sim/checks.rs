@@ -100,6 +100,9 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
                 self.submitted, self.refused, report.tasks
             ));
         }
+        if let Err(what) = self.flows.check_stopped(&self.auditor.state()) {
+            return self.violate(what);
+        }
         self.check_kept();
     }
 

@@ -10,7 +10,7 @@ use crate::{AgentId, AttemptToken, Instant, TaskId};
 
 use super::super::audit::EndSeen;
 use super::super::contract::{
-    Assignment, ClientOp, ClientReply, NodeOp, RunEnd, Store, StoreFailure,
+    Assignment, ClientOp, ClientReply, NodeOp, NodeState, RunEnd, Store, StoreFailure,
 };
 use super::super::mem_store::MemStore;
 use super::super::runs::RunCodec;
@@ -149,6 +149,12 @@ pub(crate) trait Driver<P> {
 
     /// How the runs ended.
     fn counts(&self) -> RunCounts;
+
+    /// Once the cluster stopped, from the state its journal replays to:
+    /// `Err` is a broken invariant.
+    fn check_stopped(&self, _state: &NodeState<P>) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// No workflows.

@@ -10,12 +10,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::schedule::{OverlapPolicy, ScheduleSpec};
 use crate::scheduler::AttemptOutcome;
 use crate::workflow::{StepDef, StepInput, StepKind, StepTask, WorkflowDef};
 use crate::{AgentId, AttemptToken, StepId, TaskId};
 
 use super::super::config::ConfigError;
-use super::super::contract::{Assignment, NodeOp};
+use super::super::contract::{Assignment, NodeOp, NodeState};
 use super::super::runs::RunCodec;
 use super::config::SimRng;
 use super::driver::{Attempted, Driver, Landed, RunCounts, Tick};
@@ -145,6 +146,29 @@ pub struct HostedSagas {
     pub(crate) load: SagaLoad,
     /// `order` and `approval`, by [`Saga`].
     pub(crate) defs: [Arc<WorkflowDef>; 2],
+    /// When the client's schedule fires ([`SCHEDULE_ID`]).
+    pub(crate) schedule: ScheduleSpec,
+}
+
+/// The schedule the client adds: an `order` run every
+/// [`SCHEDULE_EVERY`] with input [`SCHEDULED_INPUT`], every fire started
+/// whatever runs go, and fires caught up after an hour without a leader,
+/// so each slot from the first on starts one run until the drain.
+pub(crate) const SCHEDULE_ID: &str = "sim";
+
+/// How often the schedule fires.
+pub(crate) const SCHEDULE_EVERY: Duration = Duration::from_secs(10);
+
+/// The input of a scheduled run.
+pub(crate) const SCHEDULED_INPUT: i64 = 7;
+
+/// The schedule's spec.
+fn schedule_spec() -> Result<ScheduleSpec, ConfigError> {
+    ScheduleSpec::every(SCHEDULE_EVERY)
+        .overlap(OverlapPolicy::AllowAll)
+        .catch_up(Duration::from_secs(3_600))
+        .build()
+        .map_err(|e| invalid(&e))
 }
 
 /// The share of runs that wait for a signal.
@@ -206,6 +230,7 @@ impl HostedSagas {
         Ok(HostedSagas {
             load,
             defs: [Arc::new(order), Arc::new(approval)],
+            schedule: schedule_spec()?,
         })
     }
 
@@ -344,6 +369,7 @@ impl<T: Clone + PartialEq + std::fmt::Debug> Driver<HostedTask<T>> for Hosted<T>
     }
 
     fn tick(&mut self, mut tick: Tick<'_, HostedTask<T>>) -> Result<(), String> {
+        self.checker.foresee(tick.now);
         self.client.tick(&mut tick, &mut self.checker);
         Ok(())
     }
@@ -358,6 +384,10 @@ impl<T: Clone + PartialEq + std::fmt::Debug> Driver<HostedTask<T>> for Hosted<T>
 
     fn counts(&self) -> RunCounts {
         self.checker.counts()
+    }
+
+    fn check_stopped(&self, state: &NodeState<HostedTask<T>>) -> Result<(), String> {
+        self.checker.check_schedule(state)
     }
 }
 

@@ -4,17 +4,23 @@
 //! with the output its steps give; a step takes the outputs of the
 //! completions the leader accepted (and the signal it accepted); only a
 //! completed step is compensated; no step starts after its run ended;
-//! and the cluster answers each command as it should.
+//! the cluster answers each command as it should; and the client's
+//! schedule starts one run per slot.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 
+use crate::schedule::RunKey;
 use crate::workflow::{RunOutcome, StepKind, StepTask};
-use crate::{StepId, TaskId, WorkflowId};
+use crate::{Instant, StepId, TaskId, WorkflowId};
 
 use super::super::audit::Ended;
-use super::super::contract::{MessageId, NodeOp, RunEnd, Verdict};
+use super::super::contract::{MessageId, NodeOp, NodeState, RunEnd, Verdict};
 use super::driver::{Landed, RunCounts};
-use super::hosted::{Datum, HostedSagas, HostedTask, Origin, Saga, expected};
+use super::hosted::{
+    Datum, HostedSagas, HostedTask, Origin, SCHEDULE_EVERY, SCHEDULE_ID, SCHEDULED_INPUT, Saga,
+    expected,
+};
 use super::hosted_client::Command;
 
 /// What the checks know of a run that has not ended.
@@ -53,6 +59,11 @@ pub(crate) struct Checker<T> {
     staged: Option<Staged<T>>,
     counts: RunCounts,
     step_tasks: u64,
+    /// The run id of each fire of the client's schedule, up to `foreseen`.
+    scheduled: HashMap<WorkflowId, Instant>,
+    foreseen: Instant,
+    /// The fires whose run the leader started, as its commits show.
+    fires: BTreeSet<Instant>,
 }
 
 impl<T> Checker<T> {
@@ -66,7 +77,75 @@ impl<T> Checker<T> {
             staged: None,
             counts: RunCounts::default(),
             step_tasks: 0,
+            scheduled: HashMap::new(),
+            foreseen: Instant::ZERO,
+            fires: BTreeSet::new(),
         }
+    }
+
+    /// Learns the run ids of the schedule's fires up to a minute after
+    /// `now`, so a run the schedule started is known when it shows.
+    pub(crate) fn foresee(&mut self, now: Instant) {
+        let until = now.saturating_add(Duration::from_secs(60));
+        while self.foreseen <= until {
+            let key = RunKey {
+                schedule: SCHEDULE_ID.to_owned(),
+                fire: self.foreseen,
+            };
+            self.scheduled.insert(key.workflow_id(), self.foreseen);
+            self.foreseen = self.foreseen.saturating_add(SCHEDULE_EVERY);
+        }
+    }
+
+    /// A run the checks have not met: if it is a fire's of the client's
+    /// schedule, it is the `order` saga with the scheduled input.
+    fn adopt(&mut self, run: WorkflowId) {
+        if self.runs.contains_key(&run) || self.ended.contains_key(&run) {
+            return;
+        }
+        let Some(&fire) = self.scheduled.get(&run) else {
+            return;
+        };
+        self.fires.insert(fire);
+        self.started(run, Saga::Order, SCHEDULED_INPUT);
+    }
+
+    /// Once the cluster stopped: the schedule started a run for every
+    /// slot from its first fire on, each once, skipping and missing none
+    /// (its runs may overlap, and it catches up an hour).
+    pub(crate) fn check_schedule(&self, state: &NodeState<HostedTask<T>>) -> Result<(), String>
+    where
+        T: Clone,
+    {
+        let counts = state
+            .runs
+            .as_ref()
+            .and_then(|runs| runs.schedules())
+            .and_then(|schedules| schedules.schedules().counts(SCHEDULE_ID));
+        let Some(counts) = counts else {
+            return match self.fires.first() {
+                None => Ok(()),
+                Some(fire) => Err(format!(
+                    "the leader started the run of fire {fire:?} of schedule {SCHEDULE_ID:?}, which the stopped cluster does not hold"
+                )),
+            };
+        };
+        let seen = self.fires.len() as u64;
+        let span = match (self.fires.first(), self.fires.last()) {
+            (Some(first), Some(last)) => {
+                last.saturating_duration_since(*first).as_nanos() / SCHEDULE_EVERY.as_nanos() + 1
+            }
+            _ => 0,
+        };
+        if counts.started != seen || span != u128::from(seen) || counts.missed + counts.skipped > 0
+        {
+            return Err(format!(
+                "schedule {SCHEDULE_ID:?} counts {counts:?}, but the commits started the runs of {seen} fires spanning {span} slots (first {:?}, last {:?})",
+                self.fires.first(),
+                self.fires.last()
+            ));
+        }
+        Ok(())
     }
 
     /// The client decided to start `run` of `saga` with `input`.
@@ -204,6 +283,15 @@ impl<T: Clone + PartialEq + std::fmt::Debug> Checker<T> {
                 check.signal = Some((send, value));
                 Ok(())
             }
+            // Refused only as added already: a copy posted before the
+            // client stopped.
+            Command::Schedule => match verdict {
+                Verdict::Accepted => Ok(()),
+                Verdict::Refused(why) if why.contains("exists") => Ok(()),
+                other => Err(format!(
+                    "the schedule's addition (message {id}) was answered {other:?}"
+                )),
+            },
             Command::Cancel(_) if *verdict == Verdict::Accepted => {
                 self.counts.cancelled += 1;
                 Ok(())
@@ -257,6 +345,7 @@ impl<T: Clone + PartialEq + std::fmt::Debug> Checker<T> {
     /// the run's input or the outputs the leader accepted.
     fn assigned(&mut self, seq: u64, (task, step, inputs): StepAssigned) -> Result<(), String> {
         let run = step.run;
+        self.adopt(run);
         if let Some(outcome) = self.ended.get(&run) {
             return Err(format!(
                 "the commit from entry {seq} assigns task {task} (a step of run {run}), but the run had ended {outcome:?}"
@@ -330,6 +419,7 @@ impl<T: Clone + PartialEq + std::fmt::Debug> Checker<T> {
     /// give.
     fn run_ended(&mut self, seq: u64, end: RunEnd<HostedTask<T>>) -> Result<(), String> {
         let run = end.run;
+        self.adopt(run);
         if let Some(first) = self.ended.get(&run) {
             return Err(format!(
                 "run {run} ended a second time, {:?} in the commit from entry {seq}: it had ended {first:?}",

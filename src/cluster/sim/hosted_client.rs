@@ -1,6 +1,6 @@
 //! The client of the runs a simulated cluster hosts: it registers the
-//! sagas, starts runs by id at a rate, signals the runs that wait for
-//! it, cancels some, and reads the runs' ends; each command is posted
+//! sagas and adds a schedule, starts runs by id at a rate, signals the
+//! runs that wait for it, cancels some, and reads the runs' ends; each command is posted
 //! again until it has a verdict. Stopped
 //! ([`FaultMenu::client_stops`](super::FaultMenu::client_stops)), it
 //! forgets the commands it was waiting on, and posts them again by id
@@ -10,9 +10,14 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::WorkflowId;
 
-use super::super::contract::{ClientOp, ClientReply, Message, MessageId, RunCommand, Verdict};
+use super::super::contract::{
+    ClientOp, ClientReply, Message, MessageId, RunCommand, ScheduleCommand, ScheduledStart, Verdict,
+};
 use super::driver::Tick;
-use super::hosted::{CANCELLED, Datum, HostedSagas, HostedTask, Origin, SIGNALLED, Saga};
+use super::hosted::{
+    CANCELLED, Datum, HostedSagas, HostedTask, Origin, SCHEDULE_ID, SCHEDULED_INPUT, SIGNALLED,
+    Saga,
+};
 use super::hosted_checks::Checker;
 use super::world::TICK;
 
@@ -32,6 +37,9 @@ pub(crate) enum Command {
     },
     /// Cancels a run.
     Cancel(WorkflowId),
+    /// Adds the schedule that starts an `order` run every
+    /// [`SCHEDULE_EVERY`], whatever runs go.
+    Schedule,
 }
 
 /// Where a command the client owes stands.
@@ -80,6 +88,7 @@ const UNKNOWN_RUNS: u64 = 1 << 40;
 pub(crate) struct HostedClient {
     sagas: HostedSagas,
     register: [Need; 2],
+    schedule: Need,
     runs: BTreeMap<WorkflowId, Want>,
     finished: VecDeque<WorkflowId>,
     next_run: u64,
@@ -95,6 +104,7 @@ impl HostedClient {
         HostedClient {
             sagas,
             register: [Need::Owed; 2],
+            schedule: Need::Owed,
             runs: BTreeMap::new(),
             finished: VecDeque::new(),
             next_run: 1,
@@ -145,6 +155,7 @@ impl HostedClient {
             }
         };
         self.register.iter_mut().for_each(again);
+        again(&mut self.schedule);
         for want in self.runs.values_mut() {
             again(&mut want.start);
             again(&mut want.signal);
@@ -205,6 +216,8 @@ impl HostedClient {
                     settle(&mut want.cancel, true);
                 }
             }
+            // Refused, it was added already (a copy posted before a stop).
+            Command::Schedule => settle(&mut self.schedule, true),
         }
     }
 
@@ -274,6 +287,9 @@ impl HostedClient {
             }
         }
         let registered = self.register.iter().all(|&r| r == Need::Done);
+        if registered && self.schedule == Need::Owed {
+            commands.push(Command::Schedule);
+        }
         for (&run, want) in self.runs.iter().filter(|_| registered) {
             if want.start == Need::Owed {
                 commands.push(Command::Start(run));
@@ -337,6 +353,7 @@ impl HostedClient {
                 Command::Start(run) => self.runs.get_mut(&run).map(|w| &mut w.start),
                 Command::Signal { run, .. } => self.runs.get_mut(&run).map(|w| &mut w.signal),
                 Command::Cancel(run) => self.runs.get_mut(&run).map(|w| &mut w.cancel),
+                Command::Schedule => Some(&mut self.schedule),
             };
             if let Some(need) = need.filter(|n| **n == Need::Owed) {
                 *need = Need::Posted;
@@ -370,6 +387,18 @@ impl HostedClient {
                 payload: number(value, Origin::Signal(send)),
             },
             Command::Cancel(run) => RunCommand::Cancel(run),
+            Command::Schedule => {
+                let def = self.sagas.def(Saga::Order);
+                RunCommand::Schedule(ScheduleCommand::Add {
+                    id: SCHEDULE_ID.into(),
+                    spec: self.sagas.schedule.clone(),
+                    start: ScheduledStart {
+                        workflow: def.name().to_owned(),
+                        version: Some(def.version()),
+                        input: number(SCHEDULED_INPUT, Origin::Input),
+                    },
+                })
+            }
         })
     }
 }
