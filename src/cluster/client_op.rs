@@ -2,6 +2,7 @@
 //! [`ClientReply`].
 
 use super::contract::{Lease, Message, MessageId, Outcome, RunEnd, Verdict};
+use super::run_end_cursor::RunEndCursor;
 use super::status::Status;
 use crate::{TaskId, WorkflowId};
 
@@ -22,6 +23,18 @@ pub enum ClientOp<P> {
     /// How these hosted runs ended (`None` while active, or once
     /// forgotten, as for outcomes). Answers [`ClientReply::Runs`].
     Runs(Vec<WorkflowId>),
+    /// The ends published after `after`, in [`RunEndCursor`] order, at
+    /// most `limit` of them (at most
+    /// [`MAX_RUN_ENDS_PAGE`](super::MAX_RUN_ENDS_PAGE)); trimmed ends are
+    /// not answered. Answers [`ClientReply::RunEndsAfter`]. A client that
+    /// waits for many runs reads their ends this way, each once, instead
+    /// of asking after every open run at every poll.
+    RunEndsAfter {
+        /// The place of the last end read ([`RunEndCursor::START`] first).
+        after: RunEndCursor,
+        /// The most ends to answer.
+        limit: usize,
+    },
 }
 
 /// A store's answer to a [`ClientOp`].
@@ -43,6 +56,9 @@ pub enum ClientReply<P> {
     /// Each run's end, in order: `None` while it is active, for an id no
     /// run took, and once the end was forgotten.
     Runs(Vec<Option<RunEnd<P>>>),
+    /// Ends after the cursor asked, each with its own place, in order:
+    /// the last one's place is where the next read starts.
+    RunEndsAfter(Vec<(RunEndCursor, RunEnd<P>)>),
 }
 
 impl<P> ClientReply<P> {
@@ -55,6 +71,10 @@ impl<P> ClientReply<P> {
             ClientReply::Status(lease, _) => format!("Status({lease:?}, …)"),
             ClientReply::Outcomes(outcomes) => format!("Outcomes({} tasks)", outcomes.len()),
             ClientReply::Runs(runs) => format!("Runs({} runs)", runs.len()),
+            ClientReply::RunEndsAfter(ends) => match ends.last() {
+                Some((last, _)) => format!("RunEndsAfter({} ends, to {last:?})", ends.len()),
+                None => "RunEndsAfter(none)".to_string(),
+            },
         }
     }
 }

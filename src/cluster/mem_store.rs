@@ -12,6 +12,7 @@ use super::contract::{
     JournalRow, Lease, Message, MessageId, NodeOp, NodeReply, NodeState, Outcome, Outputs, RunEnd,
     Sender, Store, StoreFailure, Verdict,
 };
+use super::run_end_cursor::{MAX_RUN_ENDS_PAGE, RunEndCursor};
 use super::status::Status;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -407,6 +408,22 @@ impl<P: Clone> MemStore<P> {
         })
     }
 
+    /// The kept run ends after `after`, in cursor order, at most `limit`
+    /// (and [`MAX_RUN_ENDS_PAGE`]). O(r log r) in the ends kept: a test
+    /// store's simplicity, not a model for a real one (PostgreSQL reads an
+    /// index on the sequence number).
+    fn run_ends_after(&self, after: RunEndCursor, limit: usize) -> Vec<(RunEndCursor, RunEnd<P>)> {
+        let mut later: Vec<(RunEndCursor, RunEnd<P>)> = self
+            .runs
+            .iter()
+            .map(|(&run, (seq, end))| (RunEndCursor::new(*seq, run), end.clone()))
+            .filter(|(place, _)| *place > after)
+            .collect();
+        later.sort_unstable_by_key(|(place, _)| *place);
+        later.truncate(limit.min(MAX_RUN_ENDS_PAGE));
+        later
+    }
+
     fn post(&mut self, sender: Sender, messages: Vec<Message<P>>) -> Vec<MessageId> {
         messages
             .into_iter()
@@ -535,6 +552,9 @@ impl<P: Clone> Store<P> for MemStore<P> {
                         .map(|run| store.runs.get(run).map(|(_, end)| end.clone()))
                         .collect(),
                 ),
+                ClientOp::RunEndsAfter { after, limit } => {
+                    ClientReply::RunEndsAfter(store.run_ends_after(after, limit))
+                }
             })
         })
     }

@@ -19,6 +19,7 @@ use super::status::Status;
 
 type Op = Result<NodeReply<String>, StoreFailure>;
 
+mod run_end_cursor;
 mod stopping;
 mod tally;
 use tally::Checks;
@@ -555,6 +556,7 @@ pub fn check_store<S: Store<String>>(
         |r| matches!(r, Err(StoreFailure::Fenced { .. })),
     )?;
 
+    run_end_cursor::check_run_end_cursor(store, &mut checks, ttl, later)?;
     stopping::check_stopping(store, &mut checks, sender, later)?;
     Ok(checks.passed)
 }

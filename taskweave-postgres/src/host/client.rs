@@ -6,8 +6,8 @@ use std::time::{Duration, Instant as WallInstant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use taskweave::cluster::{
-    ClientOp, ClientReply, Lease, Message, MessageId, Outcome, RunCommand, RunEnd, Status, Store,
-    StoreFailure, Verdict,
+    ClientOp, ClientReply, Lease, Message, MessageId, Outcome, RunCommand, RunEnd, RunEndCursor,
+    Status, Store, StoreFailure, Verdict,
 };
 use taskweave::scheduler::TaskSpec;
 use taskweave::{TaskId, WorkflowId};
@@ -153,6 +153,51 @@ impl<P: Clone + Serialize + DeserializeOwned> PgClient<P> {
             .client(ClientOp::Runs(runs.to_vec()), wall_now())?
         {
             ClientReply::Runs(ends) => Ok(ends),
+            other => Err(unrelated(&other)),
+        }
+    }
+
+    /// The ends of hosted runs published after `after`, each with its
+    /// place, in journal order: at most `limit` (and
+    /// [`MAX_RUN_ENDS_PAGE`](taskweave::cluster::MAX_RUN_ENDS_PAGE)). Pass
+    /// the last place read to read the next page; an empty page means no
+    /// end came since. A client waiting for many runs reads each end once
+    /// this way, where [`run_ends`](Self::run_ends) asks after every open
+    /// run at every poll. Ends trimmed before they were read (rule 8) are
+    /// skipped, as [`RunEndCursor`] says.
+    ///
+    /// ```no_run
+    /// use taskweave::cluster::RunEndCursor;
+    /// use taskweave_postgres::PgClient;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut client = PgClient::<serde_json::Value>::connect("host=/tmp dbname=app user=app_submitter")?;
+    /// let mut cursor = RunEndCursor::START;
+    /// loop {
+    ///     let page = client.run_ends_after(cursor, 500)?;
+    ///     let Some(&(last, _)) = page.last() else { break };
+    ///     for (_, end) in &page {
+    ///         println!("{} ended {:?} with {:?}", end.run, end.outcome, end.output);
+    ///     }
+    ///     cursor = last;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub fn run_ends_after(
+        &mut self,
+        after: RunEndCursor,
+        limit: usize,
+    ) -> Result<Vec<(RunEndCursor, RunEnd<P>)>, StoreFailure> {
+        match self
+            .store
+            .client(ClientOp::RunEndsAfter { after, limit }, wall_now())?
+        {
+            ClientReply::RunEndsAfter(ends) => Ok(ends),
             other => Err(unrelated(&other)),
         }
     }

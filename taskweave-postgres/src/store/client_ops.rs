@@ -9,7 +9,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use taskweave::TaskId;
 use taskweave::cluster::{
-    ClientOp, ClientReply, Lease, Outcome, RunEnd, Status, StoreFailure, TaskEnd, Verdict,
+    ClientOp, ClientReply, Lease, MAX_RUN_ENDS_PAGE, Outcome, RunEnd, RunEndCursor, Status,
+    StoreFailure, TaskEnd, Verdict,
 };
 
 use super::codec::{self, int_to_u64, u64_to_int};
@@ -26,6 +27,11 @@ const VERDICTS: &str = "SELECT id, verdict FROM inbox WHERE id = ANY($1)";
 const OUTCOMES: &str = "SELECT task, body, output FROM outcomes WHERE task = ANY($1)";
 
 const RUN_ENDS: &str = "SELECT run, body FROM run_ends WHERE run = ANY($1)";
+
+/// Ends after the place `($1, $2)`, in that order; `seq >= $1` lets the
+/// index on `seq` find them (an incremental sort orders a commit's runs).
+const RUN_ENDS_AFTER: &str = "SELECT seq, run, body FROM run_ends
+WHERE seq >= $1 AND (seq, run) > ($1, $2) ORDER BY seq, run LIMIT $3";
 
 const LEASE_AND_STATUS: &str = "SELECT l.epoch, l.holder, l.expires_at > clock_timestamp(),
     l.stopped, s.body
@@ -80,18 +86,24 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
                 let wanted: Vec<i64> = runs.iter().map(|r| u64_to_int(r.get())).collect();
                 let mut found = HashMap::with_capacity(runs.len());
                 for row in db.query(RUN_ENDS, &[&wanted])? {
-                    let run: i64 = row.get(0);
-                    let end: RunEnd<P> = codec::decode(row.get(1))
-                        .map_err(|problem| corrupt("run_ends", run, problem))?;
-                    if end.run.get() != int_to_u64(run) {
-                        let problem = format!("the row of run {run} holds the end of {}", end.run);
-                        return Err(corrupt("run_ends", run, problem).into());
-                    }
+                    let end = decode_run_end(row.get(0), row.get(1))?;
                     found.insert(end.run, end);
                 }
                 Ok(ClientReply::Runs(
                     runs.iter().map(|run| found.get(run).cloned()).collect(),
                 ))
+            }),
+            ClientOp::RunEndsAfter { after, limit } => self.read(|db| {
+                let limit = limit.min(MAX_RUN_ENDS_PAGE) as i64;
+                let (seq, run) = (u64_to_int(after.seq()), u64_to_int(after.run().get()));
+                let rows = db.query(RUN_ENDS_AFTER, &[&seq, &run, &limit])?;
+                let mut ends = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let run: i64 = row.get(1);
+                    let end = decode_run_end(run, row.get(2))?;
+                    ends.push((RunEndCursor::new(int_to_u64(row.get(0)), end.run), end));
+                }
+                Ok(ClientReply::RunEndsAfter(ends))
             }),
             ClientOp::Status => self.read(|db| {
                 let row = db.query_one(LEASE_AND_STATUS, &[])?;
@@ -110,4 +122,15 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
             }),
         }
     }
+}
+
+/// A row of `run_ends`: the end it holds must be its run's.
+fn decode_run_end<P: DeserializeOwned>(run: i64, body: &str) -> Result<RunEnd<P>, StoreFailure> {
+    let end: RunEnd<P> =
+        codec::decode(body).map_err(|problem| corrupt("run_ends", run, problem))?;
+    if end.run.get() != int_to_u64(run) {
+        let problem = format!("the row of run {run} holds the end of {}", end.run);
+        return Err(corrupt("run_ends", run, problem));
+    }
+    Ok(end)
 }

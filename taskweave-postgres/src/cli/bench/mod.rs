@@ -55,7 +55,8 @@ With --workflows it measures workflow runs instead (--tasks runs, default
                              started 500 per message; from the first start to
                              the last end read; with steps per second
   workflow_start_to_end_ms   p50 and p99 from a run's start posted to its end
-                             read (ends are polled every 5 ms)
+                             read (the client reads new ends by cursor,
+                             PgClient::run_ends_after, every 5 ms)
   bare_checkpoint_runs_per_second
                              the same runs as a bare checkpoint loop: N workers,
                              each run one transaction for its start, one per

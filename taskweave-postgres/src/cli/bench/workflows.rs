@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use postgres::{Client, NoTls};
 use serde_json::json;
 use taskweave::WorkflowId;
-use taskweave::cluster::{RunCommand, Verdict};
+use taskweave::cluster::{RunCommand, RunEndCursor, Verdict};
 use taskweave::workflow::{RunOutcome, StepDef, WorkflowDef};
 use taskweave_postgres::PgClient;
 
@@ -112,34 +112,40 @@ impl Bench {
         }
         let limit = Duration::from_secs(120.max(n / 20));
         let mut latencies = Vec::with_capacity(ids.len());
-        let mut open = ids.clone();
+        let mut cursor = RunEndCursor::START;
         let mut last_end = started;
-        while !open.is_empty() {
+        while !posted_at.is_empty() {
             if started.elapsed() > limit {
                 return Err(format!(
                     "bench: {} of {n} runs did not end within {limit:?}",
-                    open.len()
+                    posted_at.len()
                 ));
             }
-            let ends = client
-                .run_ends(&open)
+            let page = client
+                .run_ends_after(cursor, BATCH)
                 .map_err(|e| format!("reading run ends: {e}"))?;
             let now = Instant::now();
-            let mut still = Vec::with_capacity(open.len());
-            for (id, end) in open.iter().zip(ends) {
-                let Some(end) = end else {
-                    still.push(*id);
-                    continue;
-                };
-                let expected = json!(id.get() + STEPS as u64);
+            for (place, end) in &page {
+                let expected = json!(end.run.get() + STEPS as u64);
                 if end.outcome != RunOutcome::Succeeded || end.output.as_ref() != Some(&expected) {
-                    return Err(format!("bench: {id} ended {end:?}, not with {expected}"));
+                    return Err(format!(
+                        "bench: {} ended {end:?}, not with {expected}",
+                        end.run
+                    ));
                 }
+                let Some(posted) = posted_at.remove(&end.run) else {
+                    return Err(format!(
+                        "bench: {} ended twice, or was never started",
+                        end.run
+                    ));
+                };
                 last_end = now;
-                latencies.push((now - posted_at[id]).as_nanos() as u64);
+                latencies.push((now - posted).as_nanos() as u64);
+                cursor = *place;
             }
-            open = still;
-            std::thread::sleep(Duration::from_millis(5));
+            if page.len() < BATCH {
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
         let took = last_end.duration_since(started).as_secs_f64().max(1e-9);
         latencies.sort_unstable();

@@ -1,0 +1,86 @@
+//! The store contract's checks of reading run ends by cursor
+//! ([`ClientOp::RunEndsAfter`]): journal order, pages that may end inside
+//! a commit, nothing twice, nothing trimmed.
+
+use std::time::Duration;
+
+use crate::scheduler::Input;
+use crate::workflow::RunOutcome;
+use crate::{Instant, WorkflowId};
+
+use super::super::contract::{
+    ClientOp, ClientReply, Entry, NodeOp, NodeReply, Outputs, RunEnd, Store,
+};
+use super::super::run_end_cursor::RunEndCursor;
+use super::Checks;
+
+/// Runs the cursor's checks on a store whose lease epoch 2 holds at
+/// `later`, whose journal ends at sequence number 5, and which trimmed
+/// the end of run 7.
+pub(super) fn check_run_end_cursor<S: Store<String>>(
+    store: &mut S,
+    checks: &mut Checks,
+    ttl: Duration,
+    later: Instant,
+) -> Result<(), String> {
+    let end = |run| RunEnd {
+        run: WorkflowId::new(run),
+        outcome: RunOutcome::Succeeded,
+        output: Some(format!("out {run}")),
+    };
+    let commit = |first_seq, count: u64, runs| NodeOp::Commit {
+        epoch: 2,
+        ttl,
+        first_seq,
+        entries: (first_seq..first_seq + count)
+            .map(|secs| {
+                Entry::Input(Input::HandleTimeout {
+                    now: Instant::from_secs(secs),
+                })
+            })
+            .collect(),
+        consumed: Vec::new(),
+        outputs: Outputs {
+            runs,
+            ..Outputs::default()
+        },
+    };
+    let done = store.node(commit(6, 2, vec![end(21), end(20)]), later);
+    checks.is("a commit publishing two run ends is done", &done, |r| {
+        matches!(r, Ok(NodeReply::Done))
+    })?;
+    let done = store.node(commit(8, 1, vec![end(22)]), later);
+    checks.is("a commit publishing one run end is done", &done, |r| {
+        matches!(r, Ok(NodeReply::Done))
+    })?;
+    let mut page = |after, limit| match store.client(ClientOp::RunEndsAfter { after, limit }, later)
+    {
+        Ok(ClientReply::RunEndsAfter(ends)) => Ok(ends),
+        other => Err(format!(
+            "reading run ends after {after:?} answered {other:?}"
+        )),
+    };
+    let at = |seq, run| RunEndCursor::new(seq, WorkflowId::new(run));
+    checks.that(
+        "run ends are read in journal order, a commit's by run id, trimmed ones not at all",
+        page(RunEndCursor::START, 10)?[..]
+            == [
+                (at(7, 20), end(20)),
+                (at(7, 21), end(21)),
+                (at(8, 22), end(22)),
+            ],
+    )?;
+    checks.that(
+        "a page of run ends stops at its limit, inside a commit if need be",
+        page(RunEndCursor::START, 1)?[..] == [(at(7, 20), end(20))],
+    )?;
+    checks.that(
+        "the next page starts after the last end read",
+        page(at(7, 20), 10)?[..] == [(at(7, 21), end(21)), (at(8, 22), end(22))],
+    )?;
+    checks.that(
+        "after the last end no end is read, nor with a limit of 0",
+        page(at(8, 22), 10)?.is_empty() && page(RunEndCursor::START, 0)?.is_empty(),
+    )?;
+    Ok(())
+}
