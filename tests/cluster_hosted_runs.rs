@@ -53,6 +53,61 @@ fn outputs_travel_from_step_to_step_and_a_start_is_idempotent() {
     );
 }
 
+/// A run's end outlives the journal entry that published it for as long
+/// as the engine remembers the run: the id still names the run, so its
+/// result must still be readable.
+#[test]
+fn a_run_end_stays_readable_while_the_engine_remembers_the_run() {
+    let mut cluster = Cluster::new(1);
+    let registered = cluster.post(register(chain()));
+    assert_eq!(cluster.verdict(registered, add_one), Verdict::Accepted);
+    cluster.post(start("chain", 7, 10));
+    let end = cluster.wait_end(WorkflowId::new(7), add_one);
+    run_chains(&mut cluster, 8..=20);
+    let now = cluster.now;
+    let trimmed = cluster
+        .store
+        .node(NodeOp::ReadJournal { from: 1, limit: 1 }, now);
+    assert!(
+        matches!(trimmed, Ok(NodeReply::Trimmed)),
+        "snapshots every 8 entries trimmed the journal: {trimmed:?}"
+    );
+    assert_eq!(
+        stored_end(&mut cluster, 7),
+        Some(end),
+        "the end of run 7 was lost with its journal entry"
+    );
+    // A day later the engine forgets the run, and the next trim its end:
+    // what a store keeps stays bounded by the runs' retention.
+    cluster.now = cluster.now.saturating_add(Duration::from_secs(86_400));
+    run_chains(&mut cluster, 21..=30);
+    assert_eq!(
+        stored_end(&mut cluster, 7),
+        None,
+        "the end of a run the engine forgot stayed"
+    );
+}
+
+/// Starts a chain run for each id, one after another, each to its end.
+fn run_chains(cluster: &mut Cluster, ids: std::ops::RangeInclusive<u64>) {
+    for id in ids {
+        cluster.post(start("chain", id, 0));
+        cluster.wait_end(WorkflowId::new(id), add_one);
+    }
+}
+
+/// The end the store answers for `run` now (not the harness's record).
+fn stored_end(cluster: &mut Cluster, run: u64) -> Option<RunEnd<Job>> {
+    let now = cluster.now;
+    match cluster
+        .store
+        .client(ClientOp::Runs(vec![WorkflowId::new(run)]), now)
+    {
+        Ok(ClientReply::Runs(mut ends)) if ends.len() == 1 => ends.pop().flatten(),
+        other => panic!("reading the end of {run} answered {other:?}"),
+    }
+}
+
 #[test]
 fn a_run_outlives_its_leaders_and_the_journal_replays_to_it() {
     let mut cluster = Cluster::new(2);

@@ -21,12 +21,13 @@ pub enum ClientOp<P> {
     /// Answers [`ClientReply::Outcomes`].
     Outcomes(Vec<TaskId>),
     /// How these hosted runs ended (`None` while active, or once
-    /// forgotten, as for outcomes). Answers [`ClientReply::Runs`].
+    /// forgotten: the engine no longer remembers the run and its entry was
+    /// trimmed). Answers [`ClientReply::Runs`].
     Runs(Vec<WorkflowId>),
     /// The ends published after `after`, in [`RunEndCursor`] order, at
     /// most `limit` of them (at most
-    /// [`MAX_RUN_ENDS_PAGE`](super::MAX_RUN_ENDS_PAGE)); trimmed ends are
-    /// not answered. Answers [`ClientReply::RunEndsAfter`]. A client that
+    /// [`MAX_RUN_ENDS_PAGE`](super::MAX_RUN_ENDS_PAGE)); forgotten ends
+    /// are not answered. Answers [`ClientReply::RunEndsAfter`]. A client that
     /// waits for many runs reads their ends this way, each once, instead
     /// of asking after every open run at every poll.
     RunEndsAfter {

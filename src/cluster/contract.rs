@@ -317,7 +317,10 @@ pub enum NodeOp<P> {
     },
     /// Store a snapshot of the state after entry `seq` (fenced); with
     /// `trim`, delete the journal and snapshots behind the previous
-    /// snapshot; with `forget_through`, delete the consumed inbox messages
+    /// snapshot, with the outcomes and run ends they published, but not
+    /// the ends of the runs this snapshot's engine still remembers
+    /// ([`RunsSnapshot::remembered_runs`](super::RunsSnapshot::remembered_runs));
+    /// with `forget_through`, delete the consumed inbox messages
     /// with an id up to it (their verdicts can no longer be read). Answers
     /// [`NodeReply::Done`].
     PutSnapshot {
@@ -515,11 +518,14 @@ pub enum AgentReply<P> {
 ///    attempts it cancels or whose reports it journals, and a snapshot
 ///    deletes the journal behind the previous snapshot (`trim`) and the
 ///    inbox messages consumed before it (`forget_through`); the outcomes
-///    of tasks ended by a trimmed entry go with it. What the store keeps
-///    grows with the work in flight and one snapshot's worth of history,
-///    not with the work ever done. A client that reads outcomes less often
-///    than the leader snapshots can miss one, and finds out by its own
-///    timeout.
+///    of tasks ended by a trimmed entry go with it, and so do the ends of
+///    hosted runs, except those of the runs the snapshot's engine still
+///    remembers (its bounded retention: a run id is an idempotency key,
+///    and its end stays readable as long). What the store keeps grows
+///    with the work in flight, one snapshot's worth of history and the
+///    runs' retention, not with the work ever done. A client that reads
+///    task outcomes less often than the leader snapshots can miss one, and
+///    finds out by its own timeout.
 ///
 /// # Failures
 ///

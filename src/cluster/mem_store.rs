@@ -384,12 +384,19 @@ impl<P: Clone> MemStore<P> {
                         .retain(|id, _| *id > through || pending.contains(id));
                 }
                 let previous = self.snapshots.range(..seq).next_back().map(|(&s, _)| s);
+                let remembered: BTreeSet<WorkflowId> = snapshot
+                    .runs
+                    .as_ref()
+                    .map(|runs| runs.remembered_runs().collect())
+                    .unwrap_or_default();
                 self.snapshots.entry(seq).or_insert(*snapshot);
                 if let (true, Some(previous)) = (trim, previous) {
                     self.journal = self.journal.split_off(&(previous + 1));
                     self.outcomes
                         .retain(|_, (ended_at, _)| *ended_at > previous);
-                    self.runs.retain(|_, (ended_at, _)| *ended_at > previous);
+                    self.runs.retain(|run, (ended_at, _)| {
+                        *ended_at > previous || remembered.contains(run)
+                    });
                     self.snapshots = self.snapshots.split_off(&previous);
                 }
                 NodeReply::Done

@@ -14,11 +14,11 @@ pub const MAX_RUN_ENDS_PAGE: usize = 10_000;
 /// [`ClientOp::RunEndsAfter`](super::ClientOp::RunEndsAfter), and passes
 /// the cursor of the page's last end to read the next: every end a commit
 /// published is read once, in journal order, whatever the page size. A
-/// cursor is data (`serde`), so a client may keep it across restarts. Ends
-/// trimmed with their journal entries (rule 8) before a client read them
-/// are not answered: a client that lags behind a snapshot's trim reads
-/// those runs one by one with [`ClientOp::Runs`](super::ClientOp::Runs),
-/// which answers `None` for them as well.
+/// cursor is data (`serde`), so a client may keep it across restarts. A
+/// store keeps a run's end while the leader's engine remembers the run
+/// (its retention) or the journal holds the entry that ended it (rule 8);
+/// an end forgotten before a client read it is not answered, and
+/// [`ClientOp::Runs`](super::ClientOp::Runs) answers `None` for it too.
 ///
 /// ```
 /// use taskweave::WorkflowId;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use taskweave::cluster::{RunCommand, Verdict};
+use taskweave::cluster::{ClientOp, ClientReply, RunCommand, Store, Verdict};
 use taskweave::schedule::RunKey;
 use taskweave::workflow::{RunOutcome, StepDef, TIMEOUT_LABEL, WorkflowDef};
 use taskweave::{Instant, WorkflowId};
@@ -112,6 +112,43 @@ fn hosted_runs_outlive_their_leader_and_a_server_restart() {
     assert_eq!(list("succeeded"), expected);
     assert_eq!(list("active"), ["no runs active"]);
     audit_is_clean(&conninfo);
+    ends_outlive_their_entries(&mut hosted, &conninfo, &runs);
+}
+
+/// Once the journal is trimmed past every entry that ended `runs`, their
+/// ends still read back: the engine remembers the runs (its retention),
+/// so a client that comes back late still finds each run's result.
+fn ends_outlive_their_entries(hosted: &mut Hosted, conninfo: &str, runs: &[WorkflowId]) {
+    let mut admin = postgres::Client::connect(conninfo, postgres::NoTls)
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    let last_end: i64 = admin
+        .query_one("SELECT max(seq) FROM taskweave.run_ends", &[])
+        .unwrap()
+        .get(0);
+    let from = std::time::Instant::now();
+    loop {
+        let first: Option<i64> = admin
+            .query_one("SELECT min(seq) FROM taskweave.journal", &[])
+            .unwrap()
+            .get(0);
+        if first.is_some_and(|first| first > last_end) {
+            break;
+        }
+        assert!(
+            from.elapsed() < Duration::from_secs(60),
+            "the journal was not trimmed past entry {last_end}"
+        );
+        hosted.turn();
+    }
+    let now = hosted.now();
+    let read = hosted.client.client(ClientOp::Runs(runs.to_vec()), now);
+    let Ok(ClientReply::Runs(ends)) = read else {
+        panic!("reading the run ends answered {read:?}");
+    };
+    for (run, end) in runs.iter().zip(ends) {
+        let end = end.unwrap_or_else(|| panic!("the end of {run} was lost with its entry"));
+        assert_eq!(end.output, Some(json!(run.get() * 100 + 3)), "{run}");
+    }
 }
 
 /// A run that waits three hours for an answer: one is answered after a

@@ -67,8 +67,8 @@ pub(crate) struct Cluster {
     pub(crate) now: Instant,
     /// Every attempt an agent ran, per (run, step id).
     pub(crate) executed: BTreeMap<(WorkflowId, u64), u32>,
-    /// The runs' ends, read every tick: the store forgets an end once a
-    /// snapshot trims the entry that published it.
+    /// The runs' ends, read every tick (a store forgets an end once the
+    /// engine forgot its run and a snapshot trimmed its entry).
     pub(crate) ends: BTreeMap<WorkflowId, RunEnd<Job>>,
     /// The runs whose ends are read.
     pub(crate) watched: Vec<WorkflowId>,

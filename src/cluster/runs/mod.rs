@@ -111,6 +111,13 @@ impl<P> RunsSnapshot<P> {
     pub fn schedules(&self) -> Option<&SchedulesSnapshot<P>> {
         self.schedules.as_ref()
     }
+
+    /// The finished runs its engine remembers (the engine's retention),
+    /// oldest end first: a store keeps their ends readable for as long
+    /// ([`NodeOp::PutSnapshot`](super::NodeOp::PutSnapshot)).
+    pub fn remembered_runs(&self) -> impl Iterator<Item = WorkflowId> + '_ {
+        self.engine.remembered().iter().map(|finished| finished.run)
+    }
 }
 
 impl<P: Clone> RunsSnapshot<P> {

@@ -63,6 +63,12 @@ impl<P> EngineSnapshot<P> {
     pub fn active_runs(&self) -> usize {
         self.runs.len()
     }
+
+    /// The finished runs it remembers (its [`RunRetention`](super::RunRetention)),
+    /// oldest end first.
+    pub fn remembered(&self) -> &[FinishedRun<P>] {
+        &self.finished
+    }
 }
 
 impl<P: Clone> WorkflowEngine<P> {

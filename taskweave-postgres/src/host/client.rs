@@ -138,8 +138,9 @@ impl<P: Clone + Serialize + DeserializeOwned> PgClient<P> {
     }
 
     /// How each hosted run ended, with its output: `None` while it is
-    /// active, for an id no run took, and once the entry that ended it
-    /// was trimmed (as for [`outcomes`](Self::outcomes)).
+    /// active, for an id no run took, and once the leader's engine forgot
+    /// the run (its retention: 10,000 runs, a day) and a snapshot trimmed
+    /// the entry that ended it.
     ///
     /// # Errors
     ///
@@ -163,7 +164,7 @@ impl<P: Clone + Serialize + DeserializeOwned> PgClient<P> {
     /// the last place read to read the next page; an empty page means no
     /// end came since. A client waiting for many runs reads each end once
     /// this way, where [`run_ends`](Self::run_ends) asks after every open
-    /// run at every poll. Ends trimmed before they were read (rule 8) are
+    /// run at every poll. Ends forgotten before they were read (rule 8) are
     /// skipped, as [`RunEndCursor`] says.
     ///
     /// ```no_run

@@ -128,8 +128,9 @@ const PUBLISH_RUN_ENDS: &str = "INSERT INTO run_ends (run, seq, body)
 SELECT r, $3, b FROM unnest($1::bigint[], $2::text[]) AS u(r, b)
 ON CONFLICT (run) DO NOTHING";
 
-/// Rule 8: as outcomes.
-const TRIM_RUN_ENDS: &str = "DELETE FROM run_ends WHERE seq <= $1";
+/// Rule 8: as outcomes, but the ends of the runs the snapshot's engine
+/// still remembers (`$2`) stay.
+const TRIM_RUN_ENDS: &str = "DELETE FROM run_ends WHERE seq <= $1 AND run <> ALL($2)";
 
 /// Rule 8: consumed messages up to an id are forgotten.
 const FORGET: &str = "DELETE FROM inbox WHERE consumed AND id <= $1";
@@ -242,6 +243,15 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
                 forget_through,
             } => {
                 let state = codec::encode("a snapshot", &snapshot)?;
+                let remembered: Vec<i64> = snapshot
+                    .runs
+                    .as_ref()
+                    .map(|runs| {
+                        runs.remembered_runs()
+                            .map(|r| u64_to_int(r.get()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 self.write(|tx| {
                     fence(tx, epoch, Some(ttl))?;
                     if let Some(through) = forget_through {
@@ -255,7 +265,7 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
                     if let (true, Some(previous)) = (trim, previous) {
                         tx.execute(TRIM_JOURNAL, &[&previous])?;
                         tx.execute(TRIM_OUTCOMES, &[&previous])?;
-                        tx.execute(TRIM_RUN_ENDS, &[&previous])?;
+                        tx.execute(TRIM_RUN_ENDS, &[&previous, &remembered])?;
                         tx.execute(TRIM_SNAPSHOTS, &[&previous])?;
                     }
                     Ok(NodeReply::Done)
