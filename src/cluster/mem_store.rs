@@ -384,11 +384,7 @@ impl<P: Clone> MemStore<P> {
                         .retain(|id, _| *id > through || pending.contains(id));
                 }
                 let previous = self.snapshots.range(..seq).next_back().map(|(&s, _)| s);
-                let remembered: BTreeSet<WorkflowId> = snapshot
-                    .runs
-                    .as_ref()
-                    .map(|runs| runs.remembered_runs().collect())
-                    .unwrap_or_default();
+                let remembered: BTreeSet<WorkflowId> = snapshot.remembered_runs().collect();
                 self.snapshots.entry(seq).or_insert(*snapshot);
                 if let (true, Some(previous)) = (trim, previous) {
                     self.journal = self.journal.split_off(&(previous + 1));
@@ -423,8 +419,9 @@ impl<P: Clone> MemStore<P> {
         let mut later: Vec<(RunEndCursor, RunEnd<P>)> = self
             .runs
             .iter()
-            .map(|(&run, (seq, end))| (RunEndCursor::new(*seq, run), end.clone()))
+            .map(|(&run, (seq, end))| (RunEndCursor::new(*seq, run), end))
             .filter(|(place, _)| *place > after)
+            .map(|(place, end)| (place, end.clone()))
             .collect();
         later.sort_unstable_by_key(|(place, _)| *place);
         later.truncate(limit.min(MAX_RUN_ENDS_PAGE));

@@ -1,5 +1,6 @@
 //! [`NodeState`]: what a node's snapshot holds.
 
+use crate::WorkflowId;
 use crate::scheduler::Snapshot;
 
 use super::contract::RunsSnapshot;
@@ -36,5 +37,14 @@ impl<P> From<Snapshot<P>> for NodeState<P> {
             dispatcher,
             runs: None,
         }
+    }
+}
+
+impl<P> NodeState<P> {
+    /// The finished runs its hosted runs' engine remembers, oldest end
+    /// first (none without hosted runs): a store keeps their ends on a
+    /// trim ([`NodeOp::PutSnapshot`](super::NodeOp::PutSnapshot)).
+    pub fn remembered_runs(&self) -> impl Iterator<Item = WorkflowId> + '_ {
+        self.runs.iter().flat_map(RunsSnapshot::remembered_runs)
     }
 }

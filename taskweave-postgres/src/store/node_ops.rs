@@ -244,14 +244,9 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
             } => {
                 let state = codec::encode("a snapshot", &snapshot)?;
                 let remembered: Vec<i64> = snapshot
-                    .runs
-                    .as_ref()
-                    .map(|runs| {
-                        runs.remembered_runs()
-                            .map(|r| u64_to_int(r.get()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                    .remembered_runs()
+                    .map(|run| u64_to_int(run.get()))
+                    .collect();
                 self.write(|tx| {
                     fence(tx, epoch, Some(ttl))?;
                     if let Some(through) = forget_through {
