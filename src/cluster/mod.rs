@@ -77,8 +77,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod agent_grants;
 mod agent_session;
 mod audit;
+mod authorizer;
 mod check;
 mod client_op;
 mod config;
@@ -97,8 +99,10 @@ mod status;
 mod task_end;
 mod workflow_client;
 
+pub use agent_grants::{AgentGrants, Grant};
 pub use agent_session::{AgentSession, SessionEvent};
 pub use audit::{AuditReport, AuditTotals, Auditor, MAX_VIOLATIONS, RunTotals};
+pub use authorizer::{Action, AllowRoles, Authorizer, Denied, Request};
 pub use check::check_store;
 pub use config::{ConfigError, NodeConfig, NodeConfigBuilder, SessionConfig, SessionConfigBuilder};
 pub use contract::{

@@ -161,6 +161,7 @@ impl<P: Clone> Node<P> {
                     let batch = intake(
                         &mut self.replica,
                         messages,
+                        self.authorizer.as_ref(),
                         outage,
                         self.config.max_output_bytes,
                         now,

@@ -8,6 +8,7 @@ use crate::agent::AgentProfile;
 use crate::scheduler::{Applied, AttemptOutcome, Input, TaskReport};
 use crate::{AgentId, Instant};
 
+use super::super::authorizer::{Action, Authorizer, Request};
 use super::super::contract::{
     Entry, InboxMessage, Message, MessageId, Outputs, RunCommand, ScheduleCommand, Sender, TaskEnd,
     Verdict,
@@ -46,10 +47,12 @@ impl<P> Batch<P> {
 /// batch first excuses every agent's silence, so that no agent is lost
 /// for heartbeats the outage kept from the leader before it had a
 /// heartbeat timeout to send them. A completion whose stored message is
-/// over `max_output_bytes` fails its task for good.
+/// over `max_output_bytes` fails its task for good. A message the roles
+/// or `authorizer` refuse changes nothing but its verdict.
 pub(crate) fn intake<P: Clone>(
     replica: &mut Replica<P>,
     messages: Vec<InboxMessage<P>>,
+    authorizer: &dyn Authorizer<P>,
     outage: bool,
     max_output_bytes: usize,
     now: Instant,
@@ -73,14 +76,13 @@ pub(crate) fn intake<P: Clone>(
                 message.bytes
             )
         });
-        let verdict = admit(
-            replica,
-            &mut batch,
-            message.sender,
-            message.body,
-            oversized,
-            now,
-        );
+        let verdict = match message.body {
+            Err(reason) => Verdict::Refused(format!("the message does not decode: {reason}")),
+            Ok(body) => match authorized(authorizer, message.sender, &body) {
+                Err(refusal) => refusal,
+                Ok(()) => admit(replica, &mut batch, message.sender, body, oversized, now),
+            },
+        };
         if let Verdict::Refused(reason) = &verdict {
             batch.events.push(NodeEvent::Refused {
                 message: message.id,
@@ -109,36 +111,44 @@ pub(crate) fn intake<P: Clone>(
     batch
 }
 
-/// The entries one message makes, applied; its verdict. `oversized`
-/// says why the message is over the output limit, if it is: a completion
-/// then fails its task for good instead, so no run waits for an output
-/// that can never be stored.
+/// `Ok` when `sender`'s role may send `message` and `authorizer` allows
+/// it; otherwise the refusal that answers it.
+fn authorized<P>(
+    authorizer: &dyn Authorizer<P>,
+    sender: Sender,
+    message: &Message<P>,
+) -> Result<(), Verdict> {
+    let request = Request::new(sender, message);
+    if !request.action.allowed_to(sender) {
+        return Err(Verdict::Refused(match sender {
+            Sender::Client => "only an agent may register, heartbeat or report".to_string(),
+            Sender::Agent { .. } => format!(
+                "an agent may only register, heartbeat and report, not {:?}: that is a client's",
+                request.action
+            ),
+        }));
+    }
+    authorizer
+        .authorize(&request)
+        .map_err(|denied| Verdict::Refused(denied.to_string()))
+}
+
+/// The entries one message its sender may send makes, applied; its
+/// verdict. `oversized` says why the message is over the output limit, if
+/// it is: a completion then fails its task for good instead, so no run
+/// waits for an output that can never be stored.
 fn admit<P: Clone>(
     replica: &mut Replica<P>,
     batch: &mut Batch<P>,
     sender: Sender,
-    body: Result<Message<P>, String>,
+    message: Message<P>,
     oversized: Option<String>,
     now: Instant,
 ) -> Verdict {
-    let message = match body {
-        Ok(message) => message,
-        Err(reason) => return Verdict::Refused(format!("the message does not decode: {reason}")),
-    };
     let refused = |why: String| Verdict::Refused(why);
     match (sender, message) {
         (Sender::Agent { agent, incarnation }, Message::Register { profile }) => {
             register(replica, batch, agent, incarnation, profile, now)
-        }
-        (
-            Sender::Client,
-            Message::Register { .. }
-            | Message::Heartbeat
-            | Message::Report(_)
-            | Message::Completed { .. },
-        ) => refused("only an agent may register, heartbeat or report".into()),
-        (Sender::Agent { .. }, Message::Run(_)) => {
-            refused("only a client may register, start, signal or cancel runs".into())
         }
         (
             _,
@@ -146,12 +156,10 @@ fn admit<P: Clone>(
                 RunCommand::Start { .. } | RunCommand::Schedule(ScheduleCommand::Trigger(_)),
             ),
         ) if replica.draining => refused("the cluster is draining: it starts no runs".into()),
-        (Sender::Client, Message::Run(command)) => {
-            match apply(replica, batch, Entry::Run { command, now }) {
-                Ok(Effect::Run(run)) => Verdict::Run(run),
-                other => verdict_of(other),
-            }
-        }
+        (_, Message::Run(command)) => match apply(replica, batch, Entry::Run { command, now }) {
+            Ok(Effect::Run(run)) => Verdict::Run(run),
+            other => verdict_of(other),
+        },
         (Sender::Agent { agent, incarnation }, Message::Heartbeat) => {
             match current_incarnation(replica, agent, incarnation) {
                 Err(why) => refused(why),
@@ -220,12 +228,15 @@ fn admit<P: Clone>(
             }
             verdict_of(result)
         }
-        (Sender::Client, Message::Drain) if replica.draining => Verdict::Accepted,
-        (Sender::Client, Message::Drain) => {
+        (_, Message::Drain) if replica.draining => Verdict::Accepted,
+        (_, Message::Drain) => {
             batch.events.push(NodeEvent::Draining);
             verdict_of(apply(replica, batch, Entry::Drain { now }))
         }
-        (Sender::Agent { .. }, Message::Drain) => refused("only a client may drain".into()),
+        // `authorized` refused every other pair.
+        (Sender::Client, message) => {
+            refused(format!("{:?} is an agent's message", Action::of(&message)))
+        }
     }
 }
 

@@ -87,6 +87,20 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
         self
     }
 
+    /// Asks `authorizer` about every inbox message the roles allow
+    /// ([`Node::authorize_with`]): a refused message's verdict names the
+    /// reason, and nothing else changes. The database's row-level security
+    /// and the agent logins' grants apply first, whatever the authorizer.
+    /// Every node of the cluster should be built with the same one.
+    #[must_use]
+    pub fn authorize_with(
+        mut self,
+        authorizer: impl taskweave::cluster::Authorizer<P> + Send + 'static,
+    ) -> Self {
+        self.node = self.node.authorize_with(authorizer);
+        self
+    }
+
     /// The role's state machine (its role, its dispatcher).
     pub fn node(&self) -> &Node<P> {
         &self.node

@@ -1,0 +1,181 @@
+//! The authorizer's promise, as a property: a message the roles or the
+//! authorizer refuse changes nothing but its verdict. Two replicas take
+//! the same messages; the first refuses some of them, the second never
+//! sees those. Every batch and the final state must be the same.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::intake::intake;
+use super::replica::Replica;
+use crate::agent::AgentProfile;
+use crate::cluster::authorizer::{Action, AllowRoles, Authorizer, Denied, Request};
+use crate::cluster::contract::{InboxMessage, Message, Sender, Verdict};
+use crate::scheduler::{AttemptOutcome, DispatcherConfig, TaskReport, TaskSpec};
+use crate::{AgentId, AttemptToken, Instant, TaskId};
+
+/// One inbox message, drawn from a small world: three agents, a handful
+/// of task ids and tokens, and messages of the wrong role too.
+fn message() -> impl Strategy<Value = (Sender, Message<String>)> {
+    let agent = (1u64..=3).prop_map(|id| Sender::Agent {
+        agent: AgentId::new(id),
+        incarnation: 1,
+    });
+    let sender = prop_oneof![agent.clone(), Just(Sender::Client)];
+    let body = prop_oneof![
+        (1u32..=3).prop_map(|capacity| Message::Register {
+            profile: AgentProfile::builder()
+                .capacity(capacity)
+                .build()
+                .expect("a valid profile"),
+        }),
+        Just(Message::Heartbeat),
+        (1u64..=6, 1u64..=6, 1u64..=3, any::<bool>()).prop_map(|(task, token, agent, ok)| {
+            Message::Report(TaskReport {
+                task: TaskId::new(task),
+                agent: AgentId::new(agent),
+                token: AttemptToken::new(token),
+                outcome: if ok {
+                    AttemptOutcome::Success
+                } else {
+                    AttemptOutcome::failure("flaky")
+                },
+            })
+        }),
+        (1usize..=3).prop_map(|n| Message::Submit(
+            (0..n).map(|i| TaskSpec::new(format!("job {i}"))).collect()
+        )),
+        (1u64..=6).prop_map(|task| Message::Cancel(TaskId::new(task))),
+        Just(Message::Drain),
+    ];
+    (sender, body)
+}
+
+fn replica() -> Replica<String> {
+    let config = DispatcherConfig::builder()
+        .heartbeats(Duration::from_millis(50), 3)
+        .build()
+        .expect("a valid config");
+    Replica::empty(config, None)
+}
+
+fn state(replica: &Replica<String>) -> serde_json::Value {
+    serde_json::to_value(replica.state()).expect("a state serializes")
+}
+
+fn body_action(message: &InboxMessage<String>) -> Action {
+    message
+        .body
+        .as_ref()
+        .map(Action::of)
+        .expect("the test's bodies decode")
+}
+
+struct RefuseAll;
+
+impl Authorizer<String> for RefuseAll {
+    fn authorize(&self, _: &Request<'_, String>) -> Result<(), Denied> {
+        Err(Denied("refused by the test".into()))
+    }
+}
+
+proptest! {
+    #[test]
+    fn a_refused_message_changes_nothing_but_its_verdict(
+        messages in prop::collection::vec((message(), any::<bool>()), 1..40),
+    ) {
+        let (mut asked, mut spared) = (replica(), replica());
+        for (i, ((sender, body), refuse)) in messages.into_iter().enumerate() {
+            let now = Instant::from_millis(1 + 20 * i as u64);
+            let inbox = InboxMessage { id: i as u64 + 1, sender, body: Ok(body), bytes: 0 };
+            let authorizer: &dyn Authorizer<String> = if refuse { &RefuseAll } else { &AllowRoles };
+            let seen = intake(&mut asked, vec![inbox.clone()], authorizer, false, usize::MAX, now);
+            // The spared replica never sees a message the roles or the
+            // authorizer refuse: a refusal must leave what a missing
+            // message leaves.
+            let allowed = !refuse && body_action(&inbox).allowed_to(sender);
+            let shown = if allowed { vec![inbox] } else { Vec::new() };
+            let unseen = intake(&mut spared, shown, &AllowRoles, false, usize::MAX, now);
+            if !allowed {
+                let refused = matches!(&seen.consumed[..], [(_, Verdict::Refused(_))]);
+                prop_assert!(refused, "message {} was let through: {:?}", i, seen.consumed);
+            }
+            prop_assert_eq!(&seen.entries, &unseen.entries, "message {}", i);
+            prop_assert_eq!(&seen.outputs, &unseen.outputs, "message {}", i);
+            prop_assert_eq!(state(&asked), state(&spared), "message {}", i);
+        }
+    }
+}
+
+#[test]
+fn the_roles_refuse_before_the_authorizer_is_asked() {
+    let asked = std::cell::Cell::new(0);
+    let counting = |_: &Request<'_, String>| {
+        asked.set(asked.get() + 1);
+        Ok(())
+    };
+    let mut replica = replica();
+    let client_heartbeat = InboxMessage {
+        id: 1,
+        sender: Sender::Client,
+        body: Ok(Message::Heartbeat),
+        bytes: 0,
+    };
+    let agent_drain = InboxMessage {
+        id: 2,
+        sender: Sender::Agent {
+            agent: AgentId::new(1),
+            incarnation: 1,
+        },
+        body: Ok(Message::Drain),
+        bytes: 0,
+    };
+    let batch = intake(
+        &mut replica,
+        vec![client_heartbeat, agent_drain],
+        &counting,
+        false,
+        usize::MAX,
+        Instant::from_millis(1),
+    );
+    assert_eq!(
+        asked.get(),
+        0,
+        "the authorizer was asked about a role's refusal"
+    );
+    assert!(batch.entries.is_empty());
+    let reasons: Vec<_> = batch.consumed.iter().map(|(_, v)| v.clone()).collect();
+    assert!(
+        matches!(&reasons[..], [Verdict::Refused(a), Verdict::Refused(b)]
+            if a.contains("only an agent") && b.contains("Drain")),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn a_denied_message_is_answered_with_the_reason() {
+    let mut replica = replica();
+    let drain = InboxMessage {
+        id: 1,
+        sender: Sender::Client,
+        body: Ok(Message::Drain),
+        bytes: 0,
+    };
+    let batch = intake(
+        &mut replica,
+        vec![drain],
+        &RefuseAll,
+        false,
+        usize::MAX,
+        Instant::from_millis(1),
+    );
+    assert_eq!(
+        batch.consumed,
+        vec![(
+            1,
+            Verdict::Refused("not authorized: refused by the test".into())
+        )]
+    );
+    assert!(batch.entries.is_empty() && !replica.draining);
+}
