@@ -20,7 +20,9 @@
 //!   and `incarnation` of its own outbox rows, read its own verdicts and
 //!   mark them seen, take incarnation numbers, read the lease. Its agent
 //!   id comes from `taskweave.agent_logins`, keyed by the login, never
-//!   from what it sends.
+//!   from what it sends. Since version 5 a login may hold a grant
+//!   ([`grant_agent`]): a registration with more slots or other
+//!   capabilities is refused by a trigger on the inbox.
 //! * `taskweave_submitter`: insert client inbox rows of kind `submit` or
 //!   `cancel`, read client verdicts, the lease and the status. Draining
 //!   is an operator's act: it takes a node login.
@@ -37,16 +39,18 @@ pub use reset::{ResetReport, reset};
 use crate::store::errors::{PgError, is_undefined_object};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`. Version
 /// 2 adds the task outcomes clients read; version 3 a task's output beside
-/// its outcome; version 4 the hosted workflow runs' commands and ends.
+/// its outcome; version 4 the hosted workflow runs' commands and ends;
+/// version 5 the agent logins' grants.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema/v1.sql"),
     include_str!("schema/v2.sql"),
     include_str!("schema/v3.sql"),
     include_str!("schema/v4.sql"),
+    include_str!("schema/v5.sql"),
 ];
 
 /// The advisory lock migrations hold (`"twv1"` in ASCII).
@@ -213,6 +217,43 @@ pub fn create_login(client: &mut Client, login: &str, kind: LoginKind) -> Result
 /// As [`create_login`].
 pub fn create_agent_login(client: &mut Client, agent: u64, login: &str) -> Result<(), PgError> {
     create_login(client, login, LoginKind::Agent(agent))
+}
+
+/// Grants agent login `login` at most `max_capacity` slots and the
+/// `capabilities` listed (none but those): from now on the database
+/// refuses the login's registration beyond them, whatever the agent's
+/// code, with SQLSTATE 42501 and a message that names the grant. An agent
+/// registered before keeps its registration until it registers again.
+/// Running it again replaces the grant. Run it as the database owner,
+/// after [`create_login`].
+///
+/// # Errors
+///
+/// [`PgError::NotAnAgentLogin`] when no agent acts as `login`,
+/// [`PgError::InvalidLogin`] when `max_capacity` is 0, [`PgError::Db`]
+/// when the statement fails.
+pub fn grant_agent(
+    client: &mut Client,
+    login: &str,
+    max_capacity: u32,
+    capabilities: &[String],
+) -> Result<(), PgError> {
+    if max_capacity == 0 {
+        return Err(PgError::InvalidLogin {
+            login: login.to_string(),
+            reason: "a grant allows at least 1 slot",
+        });
+    }
+    let granted = client.execute(
+        "UPDATE taskweave.agent_logins SET max_capacity = $2, capabilities = $3 WHERE login = $1",
+        &[&login, &i64::from(max_capacity), &capabilities],
+    )?;
+    if granted == 0 {
+        return Err(PgError::NotAnAgentLogin {
+            login: login.to_string(),
+        });
+    }
+    Ok(())
 }
 
 fn validate_login(login: &str) -> Result<(), PgError> {

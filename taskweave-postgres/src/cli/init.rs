@@ -2,23 +2,32 @@
 
 use std::process::ExitCode;
 
-use taskweave_postgres::{LoginKind, connect_admin, create_login, migrate};
+use taskweave_postgres::{LoginKind, connect_admin, create_login, grant_agent, migrate};
 
 use super::args::Args;
 use super::privilege::{OWNER, hint};
 
 const USAGE: &str = "\
-usage: taskweave-pg init --db CONNINFO [--node LOGIN]... [--agent ID:LOGIN]... [--submitter LOGIN]...
+usage: taskweave-pg init --db CONNINFO [--node LOGIN]... [--agent ID:LOGIN]...
+                         [--grant LOGIN:SLOTS[:CAP,CAP…]]... [--submitter LOGIN]...
 
 Creates the taskweave schema, or migrates it to this build's version (running
 it again changes nothing), and the group roles taskweave_node, taskweave_agent
 and taskweave_submitter. Each --node, --agent and --submitter also creates a
 login role in its group; an agent's login may act only as agent ID (row-level
-security). Run it as the database owner or a superuser. Authentication is the
-server's: set passwords with ALTER ROLE … PASSWORD, or use certificates.";
+security). --grant limits an agent login's registrations to SLOTS slots and the
+capabilities listed (none when there is no list): the database refuses one
+beyond them; run it again to change the grant. An agent login without a grant
+registers as it likes. Run it as the database owner or a superuser.
+Authentication is the server's: set passwords with ALTER ROLE … PASSWORD, or use
+certificates.";
 
 pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
-    let args = Args::parse(raw, USAGE, &["--db", "--node", "--agent", "--submitter"])?;
+    let args = Args::parse(
+        raw,
+        USAGE,
+        &["--db", "--node", "--agent", "--grant", "--submitter"],
+    )?;
     if args.wants_help() {
         say!("{USAGE}");
         return Ok(ExitCode::SUCCESS);
@@ -59,5 +68,54 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         create_login(&mut client, &login, kind).map_err(hint("init", OWNER))?;
         say!("login {login}: {kind:?}");
     }
+    for grant in args.values("--grant") {
+        let (login, slots, capabilities) = parse_grant(grant).map_err(|why| args.wrong(&why))?;
+        grant_agent(&mut client, login, slots, &capabilities).map_err(hint("init", OWNER))?;
+        say!("login {login}: at most {slots} slots, capabilities {capabilities:?}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `LOGIN:SLOTS[:CAP,CAP…]` as the login, its slots and its capabilities.
+fn parse_grant(grant: &str) -> Result<(&str, u32, Vec<String>), String> {
+    let wrong =
+        || format!("--grant: expected LOGIN:SLOTS[:CAP,CAP…] with SLOTS ≥ 1, got {grant:?}");
+    let mut parts = grant.splitn(3, ':');
+    let login = parts
+        .next()
+        .filter(|login| !login.is_empty())
+        .ok_or_else(wrong)?;
+    let slots = parts
+        .next()
+        .and_then(|slots| slots.parse::<u32>().ok())
+        .filter(|slots| *slots >= 1)
+        .ok_or_else(wrong)?;
+    let capabilities = parts
+        .next()
+        .map(|list| {
+            list.split(',')
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((login, slots, capabilities))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_grant;
+
+    #[test]
+    fn grants_parse_and_bad_ones_name_the_form() {
+        assert_eq!(parse_grant("a1:4"), Ok(("a1", 4, vec![])));
+        assert_eq!(
+            parse_grant("a1:8:gpu,net:tcp"),
+            Ok(("a1", 8, vec!["gpu".to_string(), "net:tcp".to_string()]))
+        );
+        for bad in ["a1", "a1:0", "a1:x", ":4", "a1:-1", "a1:99999999999"] {
+            let why = parse_grant(bad).expect_err(bad);
+            assert!(why.contains("LOGIN:SLOTS"), "{bad}: {why}");
+        }
+    }
 }

@@ -42,6 +42,11 @@ pub enum PgError {
         /// The agent it acts for.
         agent: u64,
     },
+    /// [`grant_agent`](crate::grant_agent): the login is not an agent's.
+    NotAnAgentLogin {
+        /// The login.
+        login: String,
+    },
     /// [`reset`](crate::reset) refused: the cluster was not drained.
     NotStopped {
         /// The lease's epoch.
@@ -129,6 +134,11 @@ impl fmt::Display for PgError {
             PgError::LoginTaken { login, agent } => {
                 write!(f, "login {login:?} already acts for agent {agent}")
             }
+            PgError::NotAnAgentLogin { login } => write!(
+                f,
+                "login {login:?} is not an agent login: create it first \
+                 (taskweave-pg init --agent ID:{login})"
+            ),
             PgError::NotStopped {
                 epoch,
                 holder,

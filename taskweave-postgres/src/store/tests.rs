@@ -103,51 +103,60 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
             error,
             PgError::Schema {
                 found: 0,
-                needed: 4
+                needed: crate::SCHEMA_VERSION
             }
         ),
         "{error:?}"
     );
     assert_eq!(
         error.to_string(),
-        "the taskweave schema is missing or at version 0, this build needs version 4: \
-         run `taskweave-pg init`"
+        format!(
+            "the taskweave schema is missing or at version 0, this build needs version {}: \
+             run `taskweave-pg init`",
+            crate::SCHEMA_VERSION
+        )
     );
     let mut admin = admin(&cluster);
     crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
     // A database an earlier release left at version 1 (no outcomes) is
-    // refused until it is migrated, and then versions 2 and 3 are applied.
+    // refused until it is migrated, and then versions 2 to 5 are applied.
     admin
         .batch_execute(
             "DROP TABLE taskweave.outcomes;
              DROP TABLE taskweave.run_ends;
              ALTER TABLE taskweave.inbox DROP CONSTRAINT inbox_body_fits_its_kind;
-             DELETE FROM taskweave.schema_version WHERE version IN (2, 3, 4)",
+             DROP TRIGGER registration_within_grant ON taskweave.inbox;
+             DROP FUNCTION taskweave.registration_within_grant();
+             ALTER TABLE taskweave.agent_logins DROP COLUMN max_capacity, DROP COLUMN capabilities;
+             DELETE FROM taskweave.schema_version WHERE version IN (2, 3, 4, 5)",
         )
         .unwrap_or_else(|e| panic!("{e}"));
     let old = PgStore::<String>::connect(&cluster.conninfo()).map(|_| ());
     assert!(
         old.is_err_and(|e| e
             .to_string()
-            .contains("at version 1, this build needs version 4")),
+            .contains("at version 1, this build needs version 5")),
         "an older schema"
     );
     let upgraded = crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(upgraded.applied, vec![2, 3, 4], "{upgraded:?}");
+    assert_eq!(upgraded.applied, vec![2, 3, 4, 5], "{upgraded:?}");
     PgStore::<String>::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"));
     // Version 2 (outcomes without outputs, one size limit for every
-    // message) gains versions 3 and 4 alone, and its outcomes read back.
+    // message) gains versions 3 to 5 alone, and its outcomes read back.
     admin
         .batch_execute(
             "ALTER TABLE taskweave.outcomes DROP COLUMN output;
              ALTER TABLE taskweave.inbox DROP CONSTRAINT inbox_body_fits_its_kind;
              DROP TABLE taskweave.run_ends;
-             DELETE FROM taskweave.schema_version WHERE version IN (3, 4);
+             DROP TRIGGER registration_within_grant ON taskweave.inbox;
+             DROP FUNCTION taskweave.registration_within_grant();
+             ALTER TABLE taskweave.agent_logins DROP COLUMN max_capacity, DROP COLUMN capabilities;
+             DELETE FROM taskweave.schema_version WHERE version IN (3, 4, 5);
              INSERT INTO taskweave.outcomes (task, seq, body) VALUES (41, 1, '\"Completed\"')",
         )
         .unwrap_or_else(|e| panic!("{e}"));
     let upgraded = crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(upgraded.applied, vec![3, 4], "{upgraded:?}");
+    assert_eq!(upgraded.applied, vec![3, 4, 5], "{upgraded:?}");
     let mut store =
         PgStore::<String>::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"));
     let read = store.client(ClientOp::Outcomes(vec![TaskId::new(41)]), Instant::ZERO);
@@ -157,11 +166,11 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
         "an outcome of version 2 reads back: {read:?}"
     );
     admin
-        .batch_execute("INSERT INTO taskweave.schema_version (version) VALUES (5)")
+        .batch_execute("INSERT INTO taskweave.schema_version (version) VALUES (6)")
         .unwrap_or_else(|e| panic!("{e}"));
     let newer = PgStore::<String>::connect(&cluster.conninfo()).map(|_| ());
     assert!(
-        newer.is_err_and(|e| e.to_string().contains("newer than this build's version 4")),
+        newer.is_err_and(|e| e.to_string().contains("newer than this build's version 5")),
         "a newer schema"
     );
     let migrated = crate::schema::migrate(&mut admin);
@@ -169,8 +178,8 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
         matches!(
             migrated,
             Err(PgError::Schema {
-                found: 5,
-                needed: 4
+                found: 6,
+                needed: 5
             })
         ),
         "{migrated:?}"
