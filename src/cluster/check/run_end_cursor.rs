@@ -14,6 +14,10 @@ use super::super::contract::{
 use super::super::run_end_cursor::RunEndCursor;
 use super::Checks;
 
+/// A run id a client chose with the top bit set: ordered after every
+/// smaller id, whatever the store's integer type.
+const HIGH_RUN: u64 = (1 << 63) + 5;
+
 /// Runs the cursor's checks on a store whose lease epoch 2 holds at
 /// `later`, whose journal ends at sequence number 5, and which trimmed
 /// the end of run 7.
@@ -49,10 +53,12 @@ pub(super) fn check_run_end_cursor<S: Store<String>>(
     checks.is("a commit publishing two run ends is done", &done, |r| {
         matches!(r, Ok(NodeReply::Done))
     })?;
-    let done = store.node(commit(8, 1, vec![end(22)]), later);
-    checks.is("a commit publishing one run end is done", &done, |r| {
-        matches!(r, Ok(NodeReply::Done))
-    })?;
+    let done = store.node(commit(8, 1, vec![end(HIGH_RUN), end(22)]), later);
+    checks.is(
+        "another commit publishing two run ends is done",
+        &done,
+        |r| matches!(r, Ok(NodeReply::Done)),
+    )?;
     let mut page = |after, limit| match store.client(ClientOp::RunEndsAfter { after, limit }, later)
     {
         Ok(ClientReply::RunEndsAfter(ends)) => Ok(ends),
@@ -62,12 +68,14 @@ pub(super) fn check_run_end_cursor<S: Store<String>>(
     };
     let at = |seq, run| RunEndCursor::new(seq, WorkflowId::new(run));
     checks.that(
-        "run ends are read in journal order, a commit's by run id, trimmed ones not at all",
+        "run ends are read in journal order, a commit's by run id (as an unsigned number), \
+         trimmed ones not at all",
         page(RunEndCursor::START, 10)?[..]
             == [
                 (at(7, 20), end(20)),
                 (at(7, 21), end(21)),
                 (at(8, 22), end(22)),
+                (at(8, HIGH_RUN), end(HIGH_RUN)),
             ],
     )?;
     checks.that(
@@ -76,11 +84,19 @@ pub(super) fn check_run_end_cursor<S: Store<String>>(
     )?;
     checks.that(
         "the next page starts after the last end read",
-        page(at(7, 20), 10)?[..] == [(at(7, 21), end(21)), (at(8, 22), end(22))],
+        page(at(7, 20), 2)?[..] == [(at(7, 21), end(21)), (at(8, 22), end(22))],
+    )?;
+    checks.that(
+        "a run id with the top bit set comes after the smaller ids of its commit",
+        page(at(8, 22), 10)?[..] == [(at(8, HIGH_RUN), end(HIGH_RUN))],
     )?;
     checks.that(
         "after the last end no end is read, nor with a limit of 0",
-        page(at(8, 22), 10)?.is_empty() && page(RunEndCursor::START, 0)?.is_empty(),
+        page(at(8, HIGH_RUN), 10)?.is_empty() && page(RunEndCursor::START, 0)?.is_empty(),
+    )?;
+    checks.that(
+        "a cursor past any journal position a store can hold reads nothing",
+        page(at(u64::MAX, 0), 10)?.is_empty() && page(at((1 << 63) + 1, 0), 10)?.is_empty(),
     )?;
     Ok(())
 }

@@ -30,8 +30,11 @@ const RUN_ENDS: &str = "SELECT run, body FROM run_ends WHERE run = ANY($1)";
 
 /// Ends after the place `($1, $2)`, in that order; `seq >= $1` lets the
 /// index on `seq` find them (an incremental sort orders a commit's runs).
+/// A run id is a `u64` stored with its bits unchanged, so one with the top
+/// bit set is negative: `run # $4` (`$4` = `i64::MIN`, the sign bit
+/// flipped) orders the ids as unsigned numbers, as [`RunEndCursor`] does.
 const RUN_ENDS_AFTER: &str = "SELECT seq, run, body FROM run_ends
-WHERE seq >= $1 AND (seq, run) > ($1, $2) ORDER BY seq, run LIMIT $3";
+WHERE seq >= $1 AND (seq, run # $4) > ($1, $2) ORDER BY seq, run # $4 LIMIT $3";
 
 const LEASE_AND_STATUS: &str = "SELECT l.epoch, l.holder, l.expires_at > clock_timestamp(),
     l.stopped, s.body
@@ -95,8 +98,13 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
             }),
             ClientOp::RunEndsAfter { after, limit } => self.read(|db| {
                 let limit = limit.min(MAX_RUN_ENDS_PAGE) as i64;
-                let (seq, run) = (u64_to_int(after.seq()), u64_to_int(after.run().get()));
-                let rows = db.query(RUN_ENDS_AFTER, &[&seq, &run, &limit])?;
+                // No journal position reaches the top bit: nothing is after
+                // such a cursor (and as a BIGINT it would read negative).
+                let Ok(seq) = i64::try_from(after.seq()) else {
+                    return Ok(ClientReply::RunEndsAfter(Vec::new()));
+                };
+                let run = u64_to_int(after.run().get()) ^ i64::MIN;
+                let rows = db.query(RUN_ENDS_AFTER, &[&seq, &run, &limit, &i64::MIN])?;
                 let mut ends = Vec::with_capacity(rows.len());
                 for row in rows {
                     let run: i64 = row.get(1);
