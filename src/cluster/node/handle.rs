@@ -132,12 +132,7 @@ impl<P: Clone> Node<P> {
                         epoch,
                         stage: Stage::Intake,
                     };
-                    let batch = super::intake::Batch {
-                        entries: Vec::new(),
-                        consumed: Vec::new(),
-                        outputs,
-                        events: Vec::new(),
-                    };
+                    let batch = super::intake::Batch::publishing(outputs);
                     self.queue_commit(epoch, batch, now);
                 }
             }

@@ -4,6 +4,8 @@
 //! a commit that fails is sent again, unchanged, until it lands or the
 //! leader is deposed (and its replica thrown away).
 
+use std::collections::BTreeSet;
+
 use crate::agent::AgentProfile;
 use crate::scheduler::{Applied, AttemptOutcome, Input, TaskReport};
 use crate::{AgentId, Instant};
@@ -23,15 +25,25 @@ pub(crate) struct Batch<P> {
     pub(crate) consumed: Vec<(MessageId, Verdict)>,
     pub(crate) outputs: Outputs<P>,
     pub(crate) events: Vec<NodeEvent>,
+    /// The agents whose heartbeat this batch journaled: every entry of a
+    /// batch has its instant, so another heartbeat would change nothing,
+    /// and a flood of them costs a verdict each, not a journal entry.
+    heard: BTreeSet<AgentId>,
 }
 
 impl<P> Batch<P> {
     fn new() -> Self {
+        Batch::publishing(Outputs::default())
+    }
+
+    /// A batch that journals nothing and publishes `outputs`.
+    pub(crate) fn publishing(outputs: Outputs<P>) -> Self {
         Batch {
             entries: Vec::new(),
             consumed: Vec::new(),
-            outputs: Outputs::default(),
+            outputs,
             events: Vec::new(),
+            heard: BTreeSet::new(),
         }
     }
 
@@ -163,11 +175,15 @@ fn admit<P: Clone>(
         (Sender::Agent { agent, incarnation }, Message::Heartbeat) => {
             match current_incarnation(replica, agent, incarnation) {
                 Err(why) => refused(why),
-                Ok(()) => verdict_of(apply(
-                    replica,
-                    batch,
-                    Entry::Input(Input::Heartbeat { agent, now }),
-                )),
+                Ok(()) if batch.heard.contains(&agent) => Verdict::Accepted,
+                Ok(()) => {
+                    let heartbeat = Entry::Input(Input::Heartbeat { agent, now });
+                    let result = apply(replica, batch, heartbeat);
+                    if result.is_ok() {
+                        batch.heard.insert(agent);
+                    }
+                    verdict_of(result)
+                }
             }
         }
         (Sender::Agent { agent, incarnation }, Message::Report(report)) => {

@@ -1,12 +1,12 @@
 //! The node role: one state machine that restores, follows, takes the
 //! lease and leads, over the [store contract](super::Store).
 
-#[cfg(test)]
-mod authorize_tests;
 mod build;
 mod events;
 mod handle;
 mod intake;
+#[cfg(test)]
+mod intake_tests;
 mod replica;
 
 use std::collections::{BTreeSet, VecDeque};
@@ -422,6 +422,7 @@ impl<P: Clone> Node<P> {
             consumed,
             mut outputs,
             events,
+            ..
         } = batch;
         self.events.extend(events);
         self.status_stale |= !entries.is_empty();

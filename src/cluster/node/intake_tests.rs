@@ -1,7 +1,8 @@
-//! The authorizer's promise, as a property: a message the roles or the
-//! authorizer refuse changes nothing but its verdict. Two replicas take
+//! The leader's intake, as properties and cases: a message the roles or
+//! the authorizer refuse changes nothing but its verdict (two replicas take
 //! the same messages; the first refuses some of them, the second never
-//! sees those. Every batch and the final state must be the same.
+//! sees those; every batch and the final state must be the same), and a
+//! flood of heartbeats journals one per agent and batch.
 
 use std::time::Duration;
 
@@ -178,4 +179,48 @@ fn a_denied_message_is_answered_with_the_reason() {
         )]
     );
     assert!(batch.entries.is_empty() && !replica.draining);
+}
+
+#[test]
+fn a_flood_of_heartbeats_journals_one_per_agent_and_batch() {
+    let agent = Sender::Agent {
+        agent: AgentId::new(1),
+        incarnation: 1,
+    };
+    let message = |id, body| InboxMessage {
+        id,
+        sender: agent,
+        body: Ok(body),
+        bytes: 0,
+    };
+    let profile = AgentProfile::builder().build().expect("a valid profile");
+    let (mut flooded, mut once) = (replica(), replica());
+    let now = Instant::from_millis(1);
+    let mut flood = vec![message(
+        1,
+        Message::Register {
+            profile: profile.clone(),
+        },
+    )];
+    flood.extend((2..=1_000).map(|id| message(id, Message::Heartbeat)));
+    let batch = intake(&mut flooded, flood, &AllowRoles, false, usize::MAX, now);
+    assert_eq!(batch.entries.len(), 2, "a registration and one heartbeat");
+    assert!(batch.consumed.iter().all(|(_, v)| *v == Verdict::Accepted));
+    assert_eq!(batch.consumed.len(), 1_000);
+    let single = vec![
+        message(1, Message::Register { profile }),
+        message(2, Message::Heartbeat),
+    ];
+    let _ = intake(&mut once, single, &AllowRoles, false, usize::MAX, now);
+    assert_eq!(state(&flooded), state(&once));
+    // The next batch journals the agent's heartbeat again.
+    let later = intake(
+        &mut flooded,
+        vec![message(1_001, Message::Heartbeat)],
+        &AllowRoles,
+        false,
+        usize::MAX,
+        Instant::from_millis(2),
+    );
+    assert_eq!(later.entries.len(), 1);
 }
