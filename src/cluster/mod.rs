@@ -117,5 +117,5 @@ pub use node::{Node, NodeEvent, Role};
 pub use race::{StoreAnswer, StoreCall, check_store_races};
 pub use run_end_cursor::{MAX_RUN_ENDS_PAGE, RunEndCursor};
 pub use runs::{MAX_ACTIVE_RUNS, MAX_DEFINITIONS, MAX_SCHEDULES, RunCodec};
-pub use status::{AgentLoad, MAX_UNROUTABLE_LISTED, RunsStatus, Status};
+pub use status::{AgentLoad, InboxLoad, MAX_UNROUTABLE_LISTED, RunsStatus, Status};
 pub use workflow_client::{ClientEvent, ClusterPool, WorkflowClient};

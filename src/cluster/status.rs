@@ -1,6 +1,9 @@
 //! What the leader publishes about the cluster for operators: the
 //! `status` an operator's command prints.
 
+use std::collections::BTreeMap;
+
+use super::contract::Sender;
 use crate::Instant;
 use crate::agent::AgentStatus;
 use crate::priority::Priority;
@@ -84,6 +87,39 @@ pub struct Status {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub runs: Option<RunsStatus>,
+    /// The inbox messages the leader read since its previous status, and
+    /// who sent the most of them: a login that floods the inbox is named
+    /// here. `None` when it read none.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub inbox: Option<InboxLoad>,
+}
+
+/// The inbox messages a leader read between two statuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct InboxLoad {
+    /// How many (a message read again after a failed commit counts again).
+    pub messages: u64,
+    /// Who sent the most of them (the first in [`Sender`] order on a tie).
+    pub busiest: Sender,
+    /// How many of them it sent.
+    pub busiest_messages: u64,
+}
+
+impl InboxLoad {
+    /// The load of the messages counted by sender in `counts`; `None`
+    /// when there is none.
+    pub(crate) fn of(counts: &BTreeMap<Sender, u64>) -> Option<InboxLoad> {
+        let (&busiest, &busiest_messages) = counts.iter().rev().max_by_key(|&(_, &count)| count)?;
+        Some(InboxLoad {
+            messages: counts.values().sum(),
+            busiest,
+            busiest_messages,
+        })
+    }
 }
 
 /// The hosted runs in a [`Status`], by state.

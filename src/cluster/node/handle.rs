@@ -153,6 +153,9 @@ impl<P: Clone> Node<P> {
                         return;
                     }
                     let outage = self.outage_ended(now);
+                    for message in &messages {
+                        *self.inbox_read.entry(message.sender).or_default() += 1;
+                    }
                     let batch = intake(
                         &mut self.replica,
                         messages,

@@ -9,15 +9,16 @@ mod intake;
 mod intake_tests;
 mod replica;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::Instant;
 use crate::scheduler::{Dispatcher, DispatcherConfig};
 
 use super::authorizer::{AllowRoles, Authorizer};
 use super::config::{ConfigError, NodeConfig};
-use super::contract::{MessageId, NodeOp, Outputs};
+use super::contract::{MessageId, NodeOp, Outputs, Sender};
 use super::runs::RunCodec;
+use super::status::InboxLoad;
 pub use events::{NodeEvent, Role};
 pub(crate) use replica::{Effect, Replica};
 
@@ -151,6 +152,8 @@ pub struct Node<P> {
     status_at: Option<Instant>,
     /// Entries were committed since the last published status.
     status_stale: bool,
+    /// The inbox messages read since the last published status, by sender.
+    inbox_read: BTreeMap<Sender, u64>,
     snapshot_seq: u64,
     /// The highest inbox message this node consumed as leader.
     consumed_max: Option<MessageId>,
@@ -221,6 +224,7 @@ impl<P: Clone> Node<P> {
             renewed_at: Instant::ZERO,
             status_at: None,
             status_stale: false,
+            inbox_read: BTreeMap::new(),
             snapshot_seq: 0,
             consumed_max: None,
             forget_through: None,
@@ -482,6 +486,7 @@ impl<P: Clone> Node<P> {
             status.draining = self.replica.draining;
             status.pools = self.replica.dispatcher.scale_hints(now);
             status.runs = self.replica.runs_status();
+            status.inbox = InboxLoad::of(&std::mem::take(&mut self.inbox_read));
             outputs.status = Some(status);
             self.status_at = Some(now);
         }

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use taskweave::cluster::Sender;
 use taskweave_postgres::{PgClient, wall_now};
 
 use super::Payload;
@@ -15,7 +16,9 @@ usage: taskweave-pg status --db CONNINFO [--json]
 Prints the lease (epoch, leader, held or expired), then what the leader
 published last (every 250 ms): tasks queued by priority with the age of the
 oldest, delayed, in flight, each agent with its load, dead letters and totals,
-the scale hint of each pool the leader watches (`node --pool`), and the queued
+the inbox messages read since the previous status and who sent the most (a
+login that floods the inbox is named there), the scale hint of each pool the
+leader watches (`node --pool`), and the queued
 tasks that no online agent can take, with why (a drain waits for them until
 they expire or are cancelled).
 --json  the status as one JSON object instead";
@@ -84,6 +87,19 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         s.dead_lettered,
         s.expired
     );
+    if let Some(inbox) = &s.inbox {
+        let busiest = match inbox.busiest {
+            Sender::Agent { agent, incarnation } => {
+                format!("agent {} (incarnation {incarnation})", agent.get())
+            }
+            Sender::Client => "the clients".to_string(),
+        };
+        say!(
+            "inbox: {} messages read since the previous status, {} of them from {busiest}",
+            inbox.messages,
+            inbox.busiest_messages
+        );
+    }
     if let Some(runs) = &s.runs {
         say!(
             "runs: running {}, compensating {}; finished (remembered) {}; workflows registered {}",
