@@ -8,11 +8,11 @@ mod common;
 
 use std::process::Command;
 
-use common::{connect_as, migrated_or_skip, now};
+use common::{connect_as, incarnate, migrated_or_skip, now};
 use postgres::error::SqlState;
 use taskweave::AgentId;
 use taskweave::agent::AgentProfile;
-use taskweave::cluster::{AgentOp, AgentReply, Message, Sender, Store, StoreFailure};
+use taskweave::cluster::{AgentOp, Message, Sender, Store, StoreFailure};
 use taskweave_postgres::{LoginKind, PgError, PgStore, create_login, grant_agent};
 
 const BIN: &str = env!("CARGO_BIN_EXE_taskweave-pg");
@@ -116,15 +116,7 @@ fn a_registration_beyond_the_logins_grant_is_refused_by_the_database() {
     // Through the store, as PgAgent posts it: a failure that names the
     // grant, not a silent registration.
     let mut store: PgStore<String> = PgStore::connect(&cluster.conninfo_as("agent_one")).unwrap();
-    let incarnation = match store.agent(
-        AgentOp::Incarnate {
-            agent: AgentId::new(1),
-        },
-        now(),
-    ) {
-        Ok(AgentReply::Incarnation(n)) => n,
-        other => panic!("incarnate: {other:?}"),
-    };
+    let incarnation = incarnate(&mut store, 1);
     let greedy = AgentProfile::builder().capacity(64).build().unwrap();
     let posted = store.agent(
         AgentOp::Post {

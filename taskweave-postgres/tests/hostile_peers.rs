@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{connect_as, now};
+use common::{connect_as, incarnate, now};
 use postgres::error::SqlState;
 use taskweave::cluster::{
     AgentOp, AgentReply, Finished, Message, NodeOp, NodeReply, Sender, Store,
@@ -109,15 +109,7 @@ fn huge_messages_are_refused_by_kind_read_in_bounded_batches_and_never_wedge_an_
     // A completion too large to store is stored as a failure naming the
     // limit: posted once, not refused for ever.
     let mut agent = store(&cluster.conninfo_as("agent_one"));
-    let incarnation = match agent.agent(
-        AgentOp::Incarnate {
-            agent: AgentId::new(1),
-        },
-        now(),
-    ) {
-        Ok(AgentReply::Incarnation(n)) => n,
-        other => panic!("incarnate: {other:?}"),
-    };
+    let incarnation = incarnate(&mut agent, 1);
     let huge = "\"".repeat(9 << 20); // 18 MiB once escaped
     let report = AgentOp::Report {
         sender: Sender::Agent {

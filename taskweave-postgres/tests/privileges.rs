@@ -14,7 +14,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{connect_as, denied, filtered, now, rls_refused, store_denied};
+use common::{connect_as, denied, filtered, incarnate, now, rls_refused, store_denied};
 use postgres::Client;
 use taskweave::cluster::{
     AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, Finished, Message, NodeOp,
@@ -75,18 +75,6 @@ fn outbox_state(admin: &mut Client, task: i64) -> String {
         )
         .map(|row| row.get(0))
         .unwrap_or_else(|e| panic!("outbox row {task}: {e}"))
-}
-
-fn incarnate(store: &mut PgStore<String>, agent: u64) -> u64 {
-    match store.agent(
-        AgentOp::Incarnate {
-            agent: AgentId::new(agent),
-        },
-        now(),
-    ) {
-        Ok(AgentReply::Incarnation(n)) => n,
-        other => panic!("incarnate {agent}: {other:?}"),
-    }
 }
 
 #[test]

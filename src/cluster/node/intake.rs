@@ -132,17 +132,21 @@ fn authorized<P>(
 ) -> Result<(), Verdict> {
     let request = Request::new(sender, message);
     if !request.action.allowed_to(sender) {
-        return Err(Verdict::Refused(match sender {
-            Sender::Client => "only an agent may register, heartbeat or report".to_string(),
-            Sender::Agent { .. } => format!(
-                "an agent may only register, heartbeat and report, not {:?}: that is a client's",
-                request.action
-            ),
-        }));
+        return Err(role_refusal(sender, request.action));
     }
     authorizer
         .authorize(&request)
         .map_err(|denied| Verdict::Refused(denied.to_string()))
+}
+
+/// The refusal of an `action` that `sender`'s role may not ask.
+fn role_refusal(sender: Sender, action: Action) -> Verdict {
+    Verdict::Refused(match sender {
+        Sender::Client => "only an agent may register, heartbeat or report".to_string(),
+        Sender::Agent { .. } => format!(
+            "an agent may only register, heartbeat and report, not {action:?}: that is a client's"
+        ),
+    })
 }
 
 /// The entries one message its sender may send makes, applied; its
@@ -250,9 +254,7 @@ fn admit<P: Clone>(
             verdict_of(apply(replica, batch, Entry::Drain { now }))
         }
         // `authorized` refused every other pair.
-        (Sender::Client, message) => {
-            refused(format!("{:?} is an agent's message", Action::of(&message)))
-        }
+        (Sender::Client, message) => role_refusal(Sender::Client, Action::of(&message)),
     }
 }
 

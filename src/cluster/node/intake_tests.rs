@@ -65,6 +65,22 @@ fn state(replica: &Replica<String>) -> serde_json::Value {
     serde_json::to_value(replica.state()).expect("a state serializes")
 }
 
+/// Message `id` from `sender`, as the store hands it to the leader.
+fn inbox(id: u64, sender: Sender, body: Message<String>) -> InboxMessage<String> {
+    InboxMessage {
+        id,
+        sender,
+        body: Ok(body),
+        bytes: 0,
+    }
+}
+
+/// Agent 1's first incarnation.
+const AGENT_ONE: Sender = Sender::Agent {
+    agent: AgentId::new(1),
+    incarnation: 1,
+};
+
 fn body_action(message: &InboxMessage<String>) -> Action {
     message
         .body
@@ -89,7 +105,7 @@ proptest! {
         let (mut asked, mut spared) = (replica(), replica());
         for (i, ((sender, body), refuse)) in messages.into_iter().enumerate() {
             let now = Instant::from_millis(1 + 20 * i as u64);
-            let inbox = InboxMessage { id: i as u64 + 1, sender, body: Ok(body), bytes: 0 };
+            let inbox = inbox(i as u64 + 1, sender, body);
             let authorizer: &dyn Authorizer<String> = if refuse { &RefuseAll } else { &AllowRoles };
             let seen = intake(&mut asked, vec![inbox.clone()], authorizer, false, usize::MAX, now);
             // The spared replica never sees a message the roles or the
@@ -117,21 +133,8 @@ fn the_roles_refuse_before_the_authorizer_is_asked() {
         Ok(())
     };
     let mut replica = replica();
-    let client_heartbeat = InboxMessage {
-        id: 1,
-        sender: Sender::Client,
-        body: Ok(Message::Heartbeat),
-        bytes: 0,
-    };
-    let agent_drain = InboxMessage {
-        id: 2,
-        sender: Sender::Agent {
-            agent: AgentId::new(1),
-            incarnation: 1,
-        },
-        body: Ok(Message::Drain),
-        bytes: 0,
-    };
+    let client_heartbeat = inbox(1, Sender::Client, Message::Heartbeat);
+    let agent_drain = inbox(2, AGENT_ONE, Message::Drain);
     let batch = intake(
         &mut replica,
         vec![client_heartbeat, agent_drain],
@@ -157,12 +160,7 @@ fn the_roles_refuse_before_the_authorizer_is_asked() {
 #[test]
 fn a_denied_message_is_answered_with_the_reason() {
     let mut replica = replica();
-    let drain = InboxMessage {
-        id: 1,
-        sender: Sender::Client,
-        body: Ok(Message::Drain),
-        bytes: 0,
-    };
+    let drain = inbox(1, Sender::Client, Message::Drain);
     let batch = intake(
         &mut replica,
         vec![drain],
@@ -183,16 +181,7 @@ fn a_denied_message_is_answered_with_the_reason() {
 
 #[test]
 fn a_flood_of_heartbeats_journals_one_per_agent_and_batch() {
-    let agent = Sender::Agent {
-        agent: AgentId::new(1),
-        incarnation: 1,
-    };
-    let message = |id, body| InboxMessage {
-        id,
-        sender: agent,
-        body: Ok(body),
-        bytes: 0,
-    };
+    let message = |id, body| inbox(id, AGENT_ONE, body);
     let profile = AgentProfile::builder().build().expect("a valid profile");
     let (mut flooded, mut once) = (replica(), replica());
     let now = Instant::from_millis(1);

@@ -5,7 +5,7 @@
 use postgres::error::SqlState;
 use postgres::{Client, NoTls};
 use taskweave::Instant;
-use taskweave::cluster::StoreFailure;
+use taskweave::cluster::{Store, StoreFailure};
 
 pub mod hosted;
 
@@ -30,6 +30,20 @@ fn code_and_message(what: &str, result: Result<u64, postgres::Error>) -> (SqlSta
             Some(db) => (db.code().clone(), db.message().to_string()),
             None => panic!("{what}: not a server error: {e}"),
         },
+    }
+}
+
+/// A new incarnation of `agent`, asked of `store` as the agent's host
+/// asks it.
+pub fn incarnate(store: &mut taskweave_postgres::PgStore<String>, agent: u64) -> u64 {
+    match store.agent(
+        taskweave::cluster::AgentOp::Incarnate {
+            agent: taskweave::AgentId::new(agent),
+        },
+        now(),
+    ) {
+        Ok(taskweave::cluster::AgentReply::Incarnation(n)) => n,
+        other => panic!("incarnate {agent}: {other:?}"),
     }
 }
 
