@@ -3,7 +3,8 @@
 //! names the grant and claims nothing, while a granted agent runs every
 //! task, and a host's closure refuses a drain. A flood: an agent that
 //! posts heartbeats by the thousand is named in the status, journals one
-//! heartbeat a batch, and the other agent's work goes on.
+//! heartbeat a batch, and the other agent's work goes on; an idle
+//! cluster flooded by refused messages alone still names the flooder.
 
 #![cfg(feature = "cluster")]
 
@@ -228,4 +229,54 @@ fn incarnation_of(node: &Node<u32>, id: u64) -> Option<u64> {
         .get(INCARNATION_LABEL)?
         .parse()
         .ok()
+}
+
+/// An idle cluster (no tasks, no agent) that one burst of heartbeats
+/// from an agent that never registered reaches just after a status: every
+/// heartbeat is refused and journals nothing, yet the leader publishes
+/// the status it owes, which names the sender, though nothing else
+/// happens after the burst (a status used to be owed only for commits
+/// with journal entries).
+#[test]
+fn refused_messages_alone_still_publish_a_status_that_names_their_sender() {
+    let config = NodeConfig::builder("node-1")
+        .build()
+        .expect("a node config");
+    let mut node = Node::<u32>::new(config, dispatcher()).expect("a node");
+    let mut store = MemStore::new();
+    let mut now = Instant::from_secs(1);
+    let sender = Sender::Agent {
+        agent: AgentId::new(9),
+        incarnation: 1,
+    };
+    let status = |store: &mut MemStore<u32>, now| match store.client(ClientOp::Status, now) {
+        Ok(ClientReply::Status(_, status)) => status,
+        other => panic!("status: {other:?}"),
+    };
+    // The leader takes over and publishes a status, then the burst.
+    let mut published = None;
+    while published.is_none() {
+        now = now.saturating_add(Duration::from_millis(1));
+        turn(&mut store, &mut node, &mut [], now);
+        published = status(&mut store, now).map(|s| s.at);
+    }
+    let post = AgentOp::Post {
+        sender,
+        messages: vec![Message::Heartbeat; 10],
+    };
+    store.agent(post, now).expect("the burst is posted");
+    let mut named = None;
+    for _ in 0..3_000 {
+        now = now.saturating_add(Duration::from_millis(1));
+        turn(&mut store, &mut node, &mut [], now);
+        named = status(&mut store, now)
+            .and_then(|s| s.inbox)
+            .filter(|inbox| inbox.busiest == sender);
+        if named.is_some() {
+            break;
+        }
+    }
+    let named = named.expect("no status named the sender of the refused burst");
+    assert_eq!(named.busiest_messages, 10, "{named:?}");
+    assert_eq!(node.applied(), 0, "refused heartbeats were journaled");
 }

@@ -85,6 +85,12 @@ impl std::fmt::Display for SessionEvent {
     }
 }
 
+/// The most reports one post carries; the rest follow in the next posts.
+/// A store may refuse an agent's post while too many of its messages wait
+/// unread (PostgreSQL refuses at 1,024), so a post must fit under such a
+/// limit, or an agent with many results could never report them.
+pub const MAX_REPORTS_PER_POST: usize = 256;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Incarnate,
@@ -308,7 +314,10 @@ impl<P: Clone> AgentSession<P> {
                 },
             ),
             Phase::Run if !self.finished.is_empty() => {
-                self.reporting = std::mem::take(&mut self.finished);
+                let later = self
+                    .finished
+                    .split_off(self.finished.len().min(MAX_REPORTS_PER_POST));
+                self.reporting = std::mem::replace(&mut self.finished, later);
                 let op = AgentOp::Report {
                     sender: self.sender(),
                     reports: self.reporting.clone(),
@@ -483,3 +492,7 @@ fn sent_name(sent: Sent) -> &'static str {
         Sent::Refusals => "read refusals",
     }
 }
+
+#[cfg(test)]
+#[path = "agent_session_tests.rs"]
+mod tests;

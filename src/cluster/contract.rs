@@ -289,9 +289,11 @@ pub enum NodeOp<P> {
         limit: usize,
     },
     /// Pending inbox messages, oldest first, at most `limit`. A store may
-    /// answer fewer to bound the bytes it hands out (the PostgreSQL store
-    /// stops once 32 MiB of bodies are past its first message), but at
-    /// least one while any is pending. Answers [`NodeReply::Inbox`].
+    /// answer fewer to bound the bytes it hands out, or to read senders
+    /// fairly (the PostgreSQL store answers at most 64 messages and 4 MiB
+    /// past the first of one agent, and 32 MiB past the first in all), but
+    /// at least one while any is pending, and each sender's messages in
+    /// their order. Answers [`NodeReply::Inbox`].
     ReadInbox {
         /// The most to answer.
         limit: usize,

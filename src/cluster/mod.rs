@@ -100,7 +100,7 @@ mod task_end;
 mod workflow_client;
 
 pub use agent_grants::{AgentGrants, Grant};
-pub use agent_session::{AgentSession, SessionEvent};
+pub use agent_session::{AgentSession, MAX_REPORTS_PER_POST, SessionEvent};
 pub use audit::{AuditReport, AuditTotals, Auditor, MAX_VIOLATIONS, RunTotals};
 pub use authorizer::{Action, AllowRoles, Authorizer, Denied, Request};
 pub use check::check_store;

@@ -89,7 +89,9 @@ pub(crate) fn intake<P: Clone>(
             )
         });
         let verdict = match message.body {
-            Err(reason) => Verdict::Refused(format!("the message does not decode: {reason}")),
+            Err(reason) => {
+                Verdict::Refused(format!("the message does not decode: {}", clipped(&reason)))
+            }
             Ok(body) => match authorized(authorizer, message.sender, &body) {
                 Err(refusal) => refusal,
                 Ok(()) => admit(replica, &mut batch, message.sender, body, oversized, now),
@@ -407,4 +409,21 @@ fn verdict_of<P>(result: Result<Effect<P>, String>) -> Verdict {
         Ok(_) => Verdict::Accepted,
         Err(why) => Verdict::Refused(why),
     }
+}
+
+/// The most bytes of a decoder's words a refusal quotes.
+const REASON_BYTES: usize = 240;
+
+/// `reason`, cut to [`REASON_BYTES`] at a character boundary: a decoder
+/// quotes what it read (an unknown variant is quoted whole), so a peer's
+/// 16 MB body would otherwise come back as a 16 MB verdict and log line.
+fn clipped(reason: &str) -> std::borrow::Cow<'_, str> {
+    if reason.len() <= REASON_BYTES {
+        return reason.into();
+    }
+    let mut end = REASON_BYTES;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &reason[..end], reason.len()).into()
 }

@@ -179,6 +179,41 @@ fn a_denied_message_is_answered_with_the_reason() {
     assert!(batch.entries.is_empty() && !replica.draining);
 }
 
+/// A body that does not decode is refused with the decoder's words cut
+/// short: a decoder quotes what it read, and a peer's 16 MB body must not
+/// come back as a 16 MB verdict (and log line).
+#[test]
+fn a_huge_body_that_does_not_decode_gets_a_short_verdict() {
+    let mut replica = replica();
+    for quoted in ["x".repeat(16 << 20), "é".repeat(1_000)] {
+        let reason = format!("unknown variant `{quoted}`");
+        let huge = InboxMessage {
+            id: 1,
+            sender: AGENT_ONE,
+            body: Err(reason.clone()),
+            bytes: quoted.len(),
+        };
+        let batch = intake(
+            &mut replica,
+            vec![huge],
+            &AllowRoles,
+            false,
+            usize::MAX,
+            Instant::from_millis(1),
+        );
+        let [(1, Verdict::Refused(verdict))] = &batch.consumed[..] else {
+            panic!("{:?}", batch.consumed);
+        };
+        assert!(verdict.len() < 400, "{} bytes", verdict.len());
+        assert!(
+            verdict.starts_with("the message does not decode: unknown variant `")
+                && verdict.ends_with(&format!("… ({} bytes in all)", reason.len())),
+            "{verdict}"
+        );
+        assert!(batch.entries.is_empty());
+    }
+}
+
 #[test]
 fn a_flood_of_heartbeats_journals_one_per_agent_and_batch() {
     let message = |id, body| inbox(id, AGENT_ONE, body);

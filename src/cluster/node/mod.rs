@@ -150,7 +150,8 @@ pub struct Node<P> {
     /// lifetime from then.
     renewed_at: Instant,
     status_at: Option<Instant>,
-    /// Entries were committed since the last published status.
+    /// Entries were committed, or messages consumed, since the last
+    /// published status.
     status_stale: bool,
     /// The inbox messages read since the last published status, by sender.
     inbox_read: BTreeMap<Sender, u64>,
@@ -429,7 +430,7 @@ impl<P: Clone> Node<P> {
             ..
         } = batch;
         self.events.extend(events);
-        self.status_stale |= !entries.is_empty();
+        self.status_stale |= !entries.is_empty() || !consumed.is_empty();
         self.consumed_max = consumed
             .iter()
             .map(|(id, _)| *id)
