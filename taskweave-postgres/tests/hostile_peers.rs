@@ -9,7 +9,8 @@ mod common;
 use common::{connect_as, incarnate, now};
 use postgres::error::SqlState;
 use taskweave::cluster::{
-    AgentOp, AgentReply, Finished, Message, NodeOp, NodeReply, Sender, Store,
+    AgentOp, AgentReply, Finished, InboxMessage, Message, NodeOp, NodeReply, Outputs, Sender,
+    Store, Verdict,
 };
 use taskweave::scheduler::AttemptOutcome;
 use taskweave::{AgentId, AttemptToken, TaskId};
@@ -46,6 +47,28 @@ fn refused_for_size(what: &str, result: Result<u64, postgres::Error>) {
     );
 }
 
+/// The leader's read of the inbox (at most 1,000 messages).
+fn read(node: &mut PgStore<String>) -> Vec<InboxMessage<String>> {
+    match node.node(NodeOp::ReadInbox { limit: 1_000 }, now()) {
+        Ok(NodeReply::Inbox(messages)) => messages,
+        other => panic!("reading the inbox: {other:?}"),
+    }
+}
+
+/// The leader's commit of `messages` consumed, with the lease of epoch 1.
+fn consume(node: &mut PgStore<String>, messages: &[InboxMessage<String>]) {
+    let commit = NodeOp::Commit {
+        epoch: 1,
+        ttl: std::time::Duration::from_secs(60),
+        first_seq: 1,
+        entries: Vec::new(),
+        consumed: messages.iter().map(|m| (m.id, Verdict::Accepted)).collect(),
+        outputs: Outputs::default(),
+    };
+    let committed = node.node(commit, now());
+    assert!(committed.is_ok(), "{committed:?}");
+}
+
 #[test]
 fn huge_messages_are_refused_by_kind_read_in_bounded_batches_and_never_wedge_an_agent() {
     let Some(cluster) = start_or_skip("hostile_peers") else {
@@ -77,10 +100,23 @@ fn huge_messages_are_refused_by_kind_read_in_bounded_batches_and_never_wedge_an_
     );
 
     // Four reports of 12 MB each: the leader's reads take them a few at a
-    // time (32 MiB past the first), never all at once, and every message is
+    // time (4 MiB of one sender past its first), never all at once, and every message is
     // read in the end.
     for _ in 0..4 {
         post_raw(&mut agent_db, "report", 12 << 20).expect("a report of 12 MB");
+    }
+    // Then another agent's heartbeat, and 100 more of agent 1's: each read
+    // is fair to every sender, so agent 2's heartbeat is in the first
+    // read, not behind agent 1's big reports or its count.
+    admin
+        .execute(
+            "INSERT INTO inbox (agent, incarnation, kind, body) \
+             VALUES (2, 1, 'heartbeat', '\"Heartbeat\"')",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..100 {
+        post_raw(&mut agent_db, "heartbeat", 10).expect("a heartbeat");
     }
     let mut node = store(&cluster.conninfo_as("node"));
     let taken = node.node(
@@ -95,16 +131,35 @@ fn huge_messages_are_refused_by_kind_read_in_bounded_batches_and_never_wedge_an_
         matches!(taken, Ok(NodeReply::Taken { epoch: 1 })),
         "{taken:?}"
     );
-    let read = node.node(NodeOp::ReadInbox { limit: 1_000 }, now());
-    let Ok(NodeReply::Inbox(messages)) = read else {
-        panic!("reading the inbox: {read:?}");
+    let messages = read(&mut node);
+    let of_agent = |agent: u64| {
+        messages
+            .iter()
+            .filter(|m| matches!(m.sender, Sender::Agent { agent: a, .. } if a.get() == agent))
+            .collect::<Vec<_>>()
     };
-    let bytes: usize = messages.iter().map(|m| m.bytes).sum();
+    let (first, second) = (of_agent(1), of_agent(2));
+    let bytes: usize = first.iter().map(|m| m.bytes).sum();
     assert!(
-        (1..5).contains(&messages.len()) && bytes <= (32 << 20) + (12 << 20) + 16,
-        "the heartbeat and some of the reports, not all five messages: {bytes} bytes in {}",
-        messages.len()
+        first.len() == 2 && bytes <= (4 << 20) + (12 << 20) + 16,
+        "agent 1's heartbeat and one report, not all its messages: {bytes} bytes in {}",
+        first.len()
     );
+    assert_eq!(second.len(), 1, "agent 2's heartbeat waited behind agent 1");
+    // Agent 1's other reports come one a read, then its heartbeats 64 a
+    // read.
+    consume(&mut node, &messages);
+    let mut reads = Vec::new();
+    loop {
+        let messages = read(&mut node);
+        reads.push(messages.len());
+        assert!(reads.len() < 10, "{reads:?}");
+        consume(&mut node, &messages);
+        if messages.iter().all(|m| m.bytes < 100) {
+            break;
+        }
+    }
+    assert_eq!(reads, [1, 1, 1, 64]);
 
     // A completion too large to store is stored as a failure naming the
     // limit: posted once, not refused for ever.
@@ -149,5 +204,115 @@ fn huge_messages_are_refused_by_kind_read_in_bounded_batches_and_never_wedge_an_
     assert!(
         reason.contains("16777216 bytes a report may have") && reason.contains("reference"),
         "{reason}"
+    );
+}
+
+/// Posts `rows` heartbeats of `agent` in one statement.
+fn heartbeats(db: &mut postgres::Client, agent: i64, rows: i32) -> Result<u64, postgres::Error> {
+    db.execute(
+        "INSERT INTO inbox (agent, incarnation, kind, body) \
+         SELECT $1, 1, 'heartbeat', '\"Heartbeat\"' FROM generate_series(1, $2)",
+        &[&agent, &rows],
+    )
+}
+
+/// A login that floods the inbox fills its agent's share of it and no
+/// more (schema version 6): 1,024 unread messages, then every post is
+/// refused, whole, with a message that names the agent and the remedy,
+/// until the leader reads them; and an agent with 1,024 refusals it has
+/// not read is quarantined until it reads them. Another agent posts as
+/// before, and nodes are not limited.
+#[test]
+fn an_agent_may_not_leave_more_than_its_share_of_the_inbox_unread() {
+    let Some(cluster) = start_or_skip("inbox_share") else {
+        return;
+    };
+    let mut admin = connect_as(&cluster.conninfo());
+    migrate(&mut admin).unwrap_or_else(|e| panic!("migrate: {e}"));
+    create_agent_login(&mut admin, 1, "agent_one").unwrap_or_else(|e| panic!("{e}"));
+    create_agent_login(&mut admin, 2, "agent_two").unwrap_or_else(|e| panic!("{e}"));
+    create_login(&mut admin, "node", LoginKind::Node).unwrap_or_else(|e| panic!("{e}"));
+    let mut flooder = connect_as(&cluster.conninfo_as("agent_one"));
+    let mut other = connect_as(&cluster.conninfo_as("agent_two"));
+    let mut node = connect_as(&cluster.conninfo_as("node"));
+    let pending = |admin: &mut postgres::Client, agent: i64| -> i64 {
+        admin
+            .query_one(
+                "SELECT count(*) FROM inbox WHERE agent = $1 AND NOT consumed",
+                &[&agent],
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+            .get(0)
+    };
+
+    // A statement past the limit is refused whole.
+    let flood = heartbeats(&mut flooder, 1, 2_000).expect_err("2,000 rows in one statement");
+    let db = flood.as_db_error().unwrap_or_else(|| panic!("{flood}"));
+    assert_eq!(db.code(), &SqlState::CONFIGURATION_LIMIT_EXCEEDED, "{db:?}");
+    assert!(db.message().contains("agent 1 has 1024 messages"), "{db:?}");
+    let detail = db.detail().unwrap_or_default();
+    assert!(
+        detail.contains("REVOKE taskweave_agent FROM agent_one"),
+        "{db:?}"
+    );
+    assert_eq!(pending(&mut admin, 1), 0);
+
+    // Up to the limit, in any number of statements; then nothing more.
+    assert_eq!(
+        heartbeats(&mut flooder, 1, 1_000).expect("1,000 rows"),
+        1_000
+    );
+    assert_eq!(heartbeats(&mut flooder, 1, 24).expect("24 more"), 24);
+    for rows in [1, 500] {
+        let refused = heartbeats(&mut flooder, 1, rows).expect_err("past the limit");
+        assert_eq!(
+            refused.code(),
+            Some(&SqlState::CONFIGURATION_LIMIT_EXCEEDED),
+            "{refused}"
+        );
+    }
+    assert_eq!(pending(&mut admin, 1), 1_024);
+
+    // Another agent's posts, and a node's, go in as before.
+    assert_eq!(heartbeats(&mut other, 2, 10).expect("another agent"), 10);
+    assert_eq!(heartbeats(&mut node, 1, 5).expect("a node"), 5);
+
+    // Once the leader has read some, the agent may post again, that many.
+    node.execute(
+        "UPDATE inbox SET consumed = true WHERE id IN \
+         (SELECT id FROM inbox WHERE agent = 1 AND NOT consumed ORDER BY id LIMIT 105)",
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(heartbeats(&mut flooder, 1, 100).expect("room again"), 100);
+    heartbeats(&mut flooder, 1, 1).expect_err("full again");
+
+    // The leader refuses all 1,024: the agent is quarantined until it
+    // reads its refusals, whatever room the inbox has.
+    node.execute(
+        "UPDATE inbox SET consumed = true, refused = true WHERE agent = 1 AND NOT consumed",
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let quarantined = heartbeats(&mut flooder, 1, 1).expect_err("quarantined");
+    let db = quarantined
+        .as_db_error()
+        .unwrap_or_else(|| panic!("{quarantined}"));
+    assert_eq!(db.code(), &SqlState::CONFIGURATION_LIMIT_EXCEEDED, "{db:?}");
+    assert!(
+        db.message()
+            .contains("agent 1 has 1024 refused messages it has not read"),
+        "{db:?}"
+    );
+    assert_eq!(heartbeats(&mut other, 2, 1).expect("another agent"), 1);
+    flooder
+        .execute(
+            "UPDATE inbox SET seen = true WHERE refused AND NOT seen",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        heartbeats(&mut flooder, 1, 1).expect("read its refusals"),
+        1
     );
 }

@@ -12,6 +12,7 @@ mod agent;
 mod client;
 mod json_runs;
 mod node;
+mod refusal_log;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use taskweave::cluster::{Node, NodeConfig, Role, RunCodec, Store};
 use taskweave::scheduler::DispatcherConfig;
 
+use super::refusal_log::RefusalLog;
 use super::{connect_patiently, until, wall_now};
 
 /// Why [`PgNode::run`] returned.
@@ -108,7 +109,8 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
 
     /// Follows, leads when the lease is free, and survives database
     /// restarts, until the cluster stops or `stop` is set. `log` hears
-    /// every event worth a line.
+    /// every event worth a line (refused messages: the first few of each
+    /// sender every 10 s, then one line that counts the rest).
     ///
     /// # Errors
     ///
@@ -128,6 +130,7 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
             Err(e) => return Err(e.to_string()),
         };
         let mut last_role = self.node.role();
+        let mut refusals = RefusalLog::default();
         loop {
             if stop.load(Ordering::Relaxed) {
                 return Ok(NodeExit::Interrupted);
@@ -139,8 +142,14 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
             } else if let Some(at) = self.node.poll_timeout() {
                 std::thread::sleep(until(at, Duration::from_millis(50)));
             }
+            let now = wall_now();
             while let Some(event) = self.node.poll_event() {
-                log(&event.to_string());
+                if let Some(line) = refusals.line(&event, now) {
+                    log(&line);
+                }
+            }
+            for line in refusals.summaries(now) {
+                log(&line);
             }
             let role = self.node.role();
             if role == Role::Stopped {

@@ -65,21 +65,45 @@ const READ_JOURNAL: &str =
 const JOURNAL_BOUNDS: &str =
     "SELECT (SELECT min(seq) FROM journal), (SELECT max(seq) FROM snapshots)";
 
-/// Pending messages in id order, at most `$1`, and no more after the
-/// first whose bodies reach `$2` bytes (at least one): a flood of large
-/// messages is taken in a few at a time. The sizes are read without the
-/// bodies (`octet_length` does not detoast), which are fetched only for
-/// the messages answered. One pass over the pending index: a join back to
-/// the table let the planner scan the whole inbox on every read.
+/// Pending messages in id order, at most `$1`, read fairly: of the
+/// oldest `$4` (4 × `$1`) pending, each agent has at most `$3` in a read,
+/// and no more after the first whose bodies reach `$2` bytes (clients
+/// count as one sender); and the read stops after the first message whose
+/// bodies, all senders together, reach `$5` bytes. It answers at least
+/// one message while any is pending, and each sender's messages in their
+/// order. An agent that floods the inbox, with many messages or huge
+/// ones, is read at that pace while everyone else's messages are read as
+/// they come (a byte bound over all senders alone let one agent's 16 MB
+/// messages hold back every other sender's, one read each). The sizes
+/// are read without the bodies (`octet_length` does not detoast), which
+/// are fetched only for the messages answered. One pass over the pending
+/// index: a join back to the table let the planner scan the whole inbox
+/// on every read.
 const READ_INBOX: &str = "SELECT id, agent, incarnation, kind, body FROM (
     SELECT id, agent, incarnation, kind, body,
         sum(octet_length(body)) OVER (ORDER BY id) - octet_length(body) AS before
-    FROM inbox WHERE NOT consumed ORDER BY id LIMIT $1) AS pending
-WHERE before < $2 ORDER BY id";
+    FROM (
+        SELECT id, agent, incarnation, kind, body,
+            row_number() OVER sender AS nth,
+            sum(octet_length(body)) OVER sender - octet_length(body) AS sender_before
+        FROM (SELECT id, agent, incarnation, kind, body FROM inbox
+            WHERE NOT consumed ORDER BY id LIMIT $4) AS oldest
+        WINDOW sender AS (PARTITION BY agent ORDER BY id)) AS ranked
+    WHERE (agent IS NULL OR nth <= $3) AND sender_before < $2
+    ORDER BY id LIMIT $1) AS pending
+WHERE before < $5 ORDER BY id";
+
+/// The most bytes of one sender's message bodies one read of the inbox
+/// answers past the sender's first message.
+const INBOX_READ_SENDER_BYTES: i64 = 4 << 20;
 
 /// The most bytes of message bodies one read of the inbox answers past its
-/// first message.
-pub(super) const INBOX_READ_BYTES: i64 = 32 << 20;
+/// first message, all senders together.
+const INBOX_READ_BYTES: i64 = 32 << 20;
+
+/// The most messages of one agent a read of the inbox answers (a working
+/// agent has a few pending).
+const INBOX_READ_PER_AGENT: i64 = 64;
 
 const READ_OUTSTANDING: &str = "SELECT task, token FROM outbox
 WHERE state IN ('ready', 'claimed') ORDER BY task, token";
@@ -189,7 +213,16 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
             }),
             NodeOp::ReadJournal { from, limit } => self.read(|db| read_journal(db, from, limit)),
             NodeOp::ReadInbox { limit: most } => self.read(|db| {
-                let rows = db.query(READ_INBOX, &[&limit(most), &INBOX_READ_BYTES])?;
+                let rows = db.query(
+                    READ_INBOX,
+                    &[
+                        &limit(most),
+                        &INBOX_READ_SENDER_BYTES,
+                        &INBOX_READ_PER_AGENT,
+                        &limit(most).saturating_mul(4),
+                        &INBOX_READ_BYTES,
+                    ],
+                )?;
                 let messages = rows
                     .iter()
                     .map(|row| {

@@ -119,7 +119,7 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
     let mut admin = admin(&cluster);
     crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
     // A database an earlier release left at version 1 (no outcomes) is
-    // refused until it is migrated, and then versions 2 to 5 are applied.
+    // refused until it is migrated, and then versions 2 to 6 are applied.
     admin
         .batch_execute(
             "DROP TABLE taskweave.outcomes;
@@ -128,21 +128,26 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
              DROP TRIGGER registration_within_grant ON taskweave.inbox;
              DROP FUNCTION taskweave.registration_within_grant();
              ALTER TABLE taskweave.agent_logins DROP COLUMN max_capacity, DROP COLUMN capabilities;
-             DELETE FROM taskweave.schema_version WHERE version IN (2, 3, 4, 5)",
+             DROP TRIGGER inbox_room ON taskweave.inbox;
+             DROP TRIGGER inbox_takes_room ON taskweave.inbox;
+             DROP FUNCTION taskweave.inbox_room();
+             DROP FUNCTION taskweave.inbox_takes_room();
+             DROP INDEX taskweave.inbox_pending_by_agent;
+             DELETE FROM taskweave.schema_version WHERE version IN (2, 3, 4, 5, 6)",
         )
         .unwrap_or_else(|e| panic!("{e}"));
     let old = PgStore::<String>::connect(&cluster.conninfo()).map(|_| ());
     assert!(
         old.is_err_and(|e| e
             .to_string()
-            .contains("at version 1, this build needs version 5")),
+            .contains("at version 1, this build needs version 6")),
         "an older schema"
     );
     let upgraded = crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(upgraded.applied, vec![2, 3, 4, 5], "{upgraded:?}");
+    assert_eq!(upgraded.applied, vec![2, 3, 4, 5, 6], "{upgraded:?}");
     PgStore::<String>::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"));
     // Version 2 (outcomes without outputs, one size limit for every
-    // message) gains versions 3 to 5 alone, and its outcomes read back.
+    // message) gains versions 3 to 6 alone, and its outcomes read back.
     admin
         .batch_execute(
             "ALTER TABLE taskweave.outcomes DROP COLUMN output;
@@ -151,12 +156,17 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
              DROP TRIGGER registration_within_grant ON taskweave.inbox;
              DROP FUNCTION taskweave.registration_within_grant();
              ALTER TABLE taskweave.agent_logins DROP COLUMN max_capacity, DROP COLUMN capabilities;
-             DELETE FROM taskweave.schema_version WHERE version IN (3, 4, 5);
+             DROP TRIGGER inbox_room ON taskweave.inbox;
+             DROP TRIGGER inbox_takes_room ON taskweave.inbox;
+             DROP FUNCTION taskweave.inbox_room();
+             DROP FUNCTION taskweave.inbox_takes_room();
+             DROP INDEX taskweave.inbox_pending_by_agent;
+             DELETE FROM taskweave.schema_version WHERE version IN (3, 4, 5, 6);
              INSERT INTO taskweave.outcomes (task, seq, body) VALUES (41, 1, '\"Completed\"')",
         )
         .unwrap_or_else(|e| panic!("{e}"));
     let upgraded = crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(upgraded.applied, vec![3, 4, 5], "{upgraded:?}");
+    assert_eq!(upgraded.applied, vec![3, 4, 5, 6], "{upgraded:?}");
     let mut store =
         PgStore::<String>::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"));
     let read = store.client(ClientOp::Outcomes(vec![TaskId::new(41)]), Instant::ZERO);
@@ -166,11 +176,11 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
         "an outcome of version 2 reads back: {read:?}"
     );
     admin
-        .batch_execute("INSERT INTO taskweave.schema_version (version) VALUES (6)")
+        .batch_execute("INSERT INTO taskweave.schema_version (version) VALUES (7)")
         .unwrap_or_else(|e| panic!("{e}"));
     let newer = PgStore::<String>::connect(&cluster.conninfo()).map(|_| ());
     assert!(
-        newer.is_err_and(|e| e.to_string().contains("newer than this build's version 5")),
+        newer.is_err_and(|e| e.to_string().contains("newer than this build's version 6")),
         "a newer schema"
     );
     let migrated = crate::schema::migrate(&mut admin);
@@ -178,8 +188,8 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
         matches!(
             migrated,
             Err(PgError::Schema {
-                found: 6,
-                needed: 5
+                found: 7,
+                needed: 6
             })
         ),
         "{migrated:?}"
