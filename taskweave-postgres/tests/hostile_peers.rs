@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{connect_as, incarnate, now};
+use common::{connect_as, incarnate, migrated_or_skip, now};
 use postgres::error::SqlState;
 use taskweave::cluster::{
     AgentOp, AgentReply, Finished, InboxMessage, Message, NodeOp, NodeReply, Outputs, Sender,
@@ -14,8 +14,7 @@ use taskweave::cluster::{
 };
 use taskweave::scheduler::AttemptOutcome;
 use taskweave::{AgentId, AttemptToken, TaskId};
-use taskweave_postgres::testkit::start_or_skip;
-use taskweave_postgres::{LoginKind, PgStore, create_agent_login, create_login, migrate};
+use taskweave_postgres::{LoginKind, PgStore, create_agent_login, create_login};
 
 fn store(conninfo: &str) -> PgStore<String> {
     PgStore::connect(conninfo).unwrap_or_else(|e| panic!("connect {conninfo}: {e}"))
@@ -71,11 +70,9 @@ fn consume(node: &mut PgStore<String>, messages: &[InboxMessage<String>]) {
 
 #[test]
 fn huge_messages_are_refused_by_kind_read_in_bounded_batches_and_never_wedge_an_agent() {
-    let Some(cluster) = start_or_skip("hostile_peers") else {
+    let Some((cluster, mut admin)) = migrated_or_skip("hostile_peers") else {
         return;
     };
-    let mut admin = connect_as(&cluster.conninfo());
-    migrate(&mut admin).unwrap_or_else(|e| panic!("migrate: {e}"));
     create_agent_login(&mut admin, 1, "agent_one").unwrap_or_else(|e| panic!("{e}"));
     create_login(&mut admin, "node", LoginKind::Node).unwrap_or_else(|e| panic!("{e}"));
 
@@ -100,8 +97,8 @@ fn huge_messages_are_refused_by_kind_read_in_bounded_batches_and_never_wedge_an_
     );
 
     // Four reports of 12 MB each: the leader's reads take them a few at a
-    // time (4 MiB of one sender past its first), never all at once, and every message is
-    // read in the end.
+    // time (4 MiB of one sender past its first), never all at once, and
+    // every message is read in the end.
     for _ in 0..4 {
         post_raw(&mut agent_db, "report", 12 << 20).expect("a report of 12 MB");
     }
@@ -110,7 +107,7 @@ fn huge_messages_are_refused_by_kind_read_in_bounded_batches_and_never_wedge_an_
     // read, not behind agent 1's big reports or its count.
     admin
         .execute(
-            "INSERT INTO inbox (agent, incarnation, kind, body) \
+            "INSERT INTO taskweave.inbox (agent, incarnation, kind, body) \
              VALUES (2, 1, 'heartbeat', '\"Heartbeat\"')",
             &[],
         )
@@ -224,11 +221,9 @@ fn heartbeats(db: &mut postgres::Client, agent: i64, rows: i32) -> Result<u64, p
 /// before, and nodes are not limited.
 #[test]
 fn an_agent_may_not_leave_more_than_its_share_of_the_inbox_unread() {
-    let Some(cluster) = start_or_skip("inbox_share") else {
+    let Some((cluster, mut admin)) = migrated_or_skip("inbox_share") else {
         return;
     };
-    let mut admin = connect_as(&cluster.conninfo());
-    migrate(&mut admin).unwrap_or_else(|e| panic!("migrate: {e}"));
     create_agent_login(&mut admin, 1, "agent_one").unwrap_or_else(|e| panic!("{e}"));
     create_agent_login(&mut admin, 2, "agent_two").unwrap_or_else(|e| panic!("{e}"));
     create_login(&mut admin, "node", LoginKind::Node).unwrap_or_else(|e| panic!("{e}"));
@@ -238,7 +233,7 @@ fn an_agent_may_not_leave_more_than_its_share_of_the_inbox_unread() {
     let pending = |admin: &mut postgres::Client, agent: i64| -> i64 {
         admin
             .query_one(
-                "SELECT count(*) FROM inbox WHERE agent = $1 AND NOT consumed",
+                "SELECT count(*) FROM taskweave.inbox WHERE agent = $1 AND NOT consumed",
                 &[&agent],
             )
             .unwrap_or_else(|e| panic!("{e}"))

@@ -15,7 +15,7 @@ const WINDOW: Duration = Duration::from_secs(10);
 
 /// The refusals of one sender (an agent, whatever its incarnation, or the
 /// clients) in the current window.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Tally {
     refused: u64,
     latest: String,
@@ -44,10 +44,7 @@ impl RefusalLog {
             Sender::Client => None,
         };
         self.since.get_or_insert(now);
-        let tally = self.senders.entry(key).or_insert(Tally {
-            refused: 0,
-            latest: String::new(),
-        });
+        let tally = self.senders.entry(key).or_default();
         tally.refused += 1;
         if tally.refused <= LOGGED_IN_FULL {
             Some(event.to_string())

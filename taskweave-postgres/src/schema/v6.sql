@@ -63,28 +63,28 @@ CREATE FUNCTION inbox_takes_room() RETURNS trigger
 AS $$
 DECLARE
     room BIGINT := NULLIF(current_setting('taskweave.inbox_room', true), '')::bigint;
+    what TEXT;
+    remedy TEXT;
 BEGIN
     IF room IS NULL THEN
         RETURN NEW;
     END IF;
-    IF room < 0 THEN
+    IF room <= 0 THEN
+        IF room < 0 THEN
+            what := 'refused messages it has not read';
+            remedy := 'taskweave-pg agent reads its refusals as it runs and logs them; if no '
+                'agent process of this login runs, this login floods the inbox: revoke it';
+        ELSE
+            what := 'messages the leader has not read';
+            remedy := 'a working agent posts again after a pause; if the leader is up '
+                '(taskweave-pg status), this login floods the inbox: stop its process, or '
+                'revoke it';
+        END IF;
         PERFORM pg_sleep(0.25);
-        RAISE EXCEPTION 'agent % has 1024 refused messages it has not read: login % may post no more until it reads them',
-                NEW.agent, current_user
+        RAISE EXCEPTION 'agent % has 1024 %: login % may post no more until it reads them',
+                NEW.agent, what, current_user
             USING ERRCODE = 'configuration_limit_exceeded',
-                  DETAIL = 'taskweave-pg agent reads its refusals as it runs and logs them; '
-                      'if no agent process of this login runs, this login floods the '
-                      'inbox: revoke it (REVOKE taskweave_agent FROM ' || current_user || ')';
-    END IF;
-    IF room = 0 THEN
-        PERFORM pg_sleep(0.25);
-        RAISE EXCEPTION 'agent % has 1024 messages the leader has not read: login % may post no more until it reads them',
-                NEW.agent, current_user
-            USING ERRCODE = 'configuration_limit_exceeded',
-                  DETAIL = 'a working agent posts again after a pause; if the leader is up '
-                      '(taskweave-pg status), this login floods the inbox: stop its '
-                      'process, or revoke it (REVOKE taskweave_agent FROM '
-                      || current_user || ')';
+                  DETAIL = remedy || ' (REVOKE taskweave_agent FROM ' || current_user || ')';
     END IF;
     PERFORM set_config('taskweave.inbox_room', (room - 1)::text, true);
     RETURN NEW;

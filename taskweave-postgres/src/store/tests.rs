@@ -76,6 +76,20 @@ fn a_connection_string_that_does_not_parse_names_its_cause_and_the_form() {
     }
 }
 
+/// Undoes versions 3 to 6, but for version 3's `outcomes.output`, which
+/// each caller drops itself (with the whole table, for version 1).
+const UNDO_VERSIONS_3_TO_6: &str =
+    "ALTER TABLE taskweave.inbox DROP CONSTRAINT inbox_body_fits_its_kind;
+    DROP TABLE taskweave.run_ends;
+    DROP TRIGGER registration_within_grant ON taskweave.inbox;
+    DROP FUNCTION taskweave.registration_within_grant();
+    ALTER TABLE taskweave.agent_logins DROP COLUMN max_capacity, DROP COLUMN capabilities;
+    DROP TRIGGER inbox_room ON taskweave.inbox;
+    DROP TRIGGER inbox_takes_room ON taskweave.inbox;
+    DROP FUNCTION taskweave.inbox_room();
+    DROP FUNCTION taskweave.inbox_takes_room();
+    DROP INDEX taskweave.inbox_pending_by_agent;";
+
 #[test]
 fn unreachable_servers_and_missing_schemas_name_the_remedy() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -121,20 +135,11 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
     // A database an earlier release left at version 1 (no outcomes) is
     // refused until it is migrated, and then versions 2 to 6 are applied.
     admin
-        .batch_execute(
+        .batch_execute(&format!(
             "DROP TABLE taskweave.outcomes;
-             DROP TABLE taskweave.run_ends;
-             ALTER TABLE taskweave.inbox DROP CONSTRAINT inbox_body_fits_its_kind;
-             DROP TRIGGER registration_within_grant ON taskweave.inbox;
-             DROP FUNCTION taskweave.registration_within_grant();
-             ALTER TABLE taskweave.agent_logins DROP COLUMN max_capacity, DROP COLUMN capabilities;
-             DROP TRIGGER inbox_room ON taskweave.inbox;
-             DROP TRIGGER inbox_takes_room ON taskweave.inbox;
-             DROP FUNCTION taskweave.inbox_room();
-             DROP FUNCTION taskweave.inbox_takes_room();
-             DROP INDEX taskweave.inbox_pending_by_agent;
-             DELETE FROM taskweave.schema_version WHERE version IN (2, 3, 4, 5, 6)",
-        )
+                 {UNDO_VERSIONS_3_TO_6}
+                 DELETE FROM taskweave.schema_version WHERE version IN (2, 3, 4, 5, 6)"
+        ))
         .unwrap_or_else(|e| panic!("{e}"));
     let old = PgStore::<String>::connect(&cluster.conninfo()).map(|_| ());
     assert!(
@@ -149,21 +154,12 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
     // Version 2 (outcomes without outputs, one size limit for every
     // message) gains versions 3 to 6 alone, and its outcomes read back.
     admin
-        .batch_execute(
+        .batch_execute(&format!(
             "ALTER TABLE taskweave.outcomes DROP COLUMN output;
-             ALTER TABLE taskweave.inbox DROP CONSTRAINT inbox_body_fits_its_kind;
-             DROP TABLE taskweave.run_ends;
-             DROP TRIGGER registration_within_grant ON taskweave.inbox;
-             DROP FUNCTION taskweave.registration_within_grant();
-             ALTER TABLE taskweave.agent_logins DROP COLUMN max_capacity, DROP COLUMN capabilities;
-             DROP TRIGGER inbox_room ON taskweave.inbox;
-             DROP TRIGGER inbox_takes_room ON taskweave.inbox;
-             DROP FUNCTION taskweave.inbox_room();
-             DROP FUNCTION taskweave.inbox_takes_room();
-             DROP INDEX taskweave.inbox_pending_by_agent;
-             DELETE FROM taskweave.schema_version WHERE version IN (3, 4, 5, 6);
-             INSERT INTO taskweave.outcomes (task, seq, body) VALUES (41, 1, '\"Completed\"')",
-        )
+                 {UNDO_VERSIONS_3_TO_6}
+                 DELETE FROM taskweave.schema_version WHERE version IN (3, 4, 5, 6);
+                 INSERT INTO taskweave.outcomes (task, seq, body) VALUES (41, 1, '\"Completed\"')"
+        ))
         .unwrap_or_else(|e| panic!("{e}"));
     let upgraded = crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(upgraded.applied, vec![3, 4, 5, 6], "{upgraded:?}");
