@@ -214,6 +214,31 @@ fn a_huge_body_that_does_not_decode_gets_a_short_verdict() {
     }
 }
 
+proptest! {
+    /// Whatever a decoder says of a body, any length, any characters: the
+    /// verdict quotes it whole up to 240 bytes, and past that a prefix of
+    /// it cut at a character boundary within 240 bytes and its length.
+    #[test]
+    fn a_refusal_quotes_any_decoder_words_within_its_bound(reason in ".{0,400}") {
+        let undecoded =
+            InboxMessage { id: 1, sender: AGENT_ONE, body: Err(reason.clone()), bytes: 0 };
+        let now = Instant::from_millis(1);
+        let batch = intake(&mut replica(), vec![undecoded], &AllowRoles, false, usize::MAX, now);
+        let [(1, Verdict::Refused(verdict))] = &batch.consumed[..] else {
+            panic!("{:?}", batch.consumed);
+        };
+        let quoted = verdict.strip_prefix("the message does not decode: ").expect("the prefix");
+        if reason.len() <= 240 {
+            prop_assert_eq!(quoted, reason.as_str());
+        } else {
+            let suffix = format!("… ({} bytes in all)", reason.len());
+            let kept = quoted.strip_suffix(&suffix).expect("the length");
+            prop_assert!(reason.starts_with(kept) && kept.len() <= 240 && kept.len() > 236);
+        }
+        prop_assert!(batch.entries.is_empty());
+    }
+}
+
 #[test]
 fn a_flood_of_heartbeats_journals_one_per_agent_and_batch() {
     let message = |id, body| inbox(id, AGENT_ONE, body);
