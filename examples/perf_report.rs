@@ -32,6 +32,10 @@
 //!   cost their bookkeeping and nothing holds work back, timed in turns
 //!   with the plain cycle at 1,000 agents (`plain_ns_per_op`);
 //!   `ratio_to_plain` is the median of the rounds' quotients.
+//! * `full_cycle_tenants`: `full_cycle_keys`'s cycle with every task also
+//!   of one of the 16 tenants, each under a quota of live tasks and cost
+//!   rate it never reaches (so the quota costs its checks and counts and
+//!   refuses nothing), timed in turns with the plain cycle at 1,000 agents.
 //! * `tensor_build`: building the task tensor of a plan of `tasks` tasks
 //!   over `agents` agents (`levels` priority levels) in `form` `sparse` or
 //!   `dense`; 30 % of the tasks assigned, the rest with 1 to 16 scored
@@ -78,10 +82,12 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use taskweave::agent::AgentProfile;
 use taskweave::planning::{SparseTaskTensor, TaskTensor, TensorOptions, TensorTask, heft};
+use taskweave::resilience::Quota;
 use taskweave::scheduler::{
     Action, AttemptOutcome, ConcurrencyLimit, Dispatcher, DispatcherConfig, TaskReport, TaskSpec,
+    TenantQuota,
 };
-use taskweave::{AgentId, AttemptToken, Instant, Priority, TaskId};
+use taskweave::{AgentId, AttemptToken, Instant, Priority, TaskId, TenantId};
 
 const SEED: u64 = 0x7a5c_3a7e;
 const SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
@@ -109,13 +115,20 @@ const TENSOR_AGENTS: usize = 1_000;
 /// Most candidates of an unassigned task in the tensor's plan.
 const TENSOR_CANDIDATES: usize = 16;
 
-fn pool(agents: usize, queue_capacity: usize, keys: bool) -> Dispatcher<u64> {
+fn pool(agents: usize, queue_capacity: usize, load: u8) -> Dispatcher<u64> {
     let mut config = DispatcherConfig::builder()
         .seed(SEED)
         .queue_capacity(queue_capacity);
-    if keys {
+    if load >= KEYED {
         let slots = u32::try_from(agents).unwrap_or(u32::MAX) * CAPACITY;
         config = config.concurrency_limit("openai", ConcurrencyLimit::new(slots));
+    }
+    if load == TENANTED {
+        // Checked and counted on every task, never reached: a cell a
+        // nanosecond, and a live-task bound above any queue.
+        let rate = Quota::new(1_000_000, Duration::from_millis(1)).expect("valid quota");
+        let quota = TenantQuota::new().live_tasks(u32::MAX).cost_rate(rate);
+        config = config.default_tenant_quota(quota);
     }
     let config = config.build().expect("valid config");
     let mut dispatcher = Dispatcher::new(config);
@@ -131,10 +144,17 @@ fn pool(agents: usize, queue_capacity: usize, keys: bool) -> Dispatcher<u64> {
     dispatcher
 }
 
-/// A pool kept half busy: a FIFO of the attempts in flight. `KEYS`: tasks
-/// carry fair-share and concurrency keys (a constant, so the plain cycle's
-/// driver carries no branch for them).
-struct Pipeline<const KEYS: bool> {
+/// The tasks of a [`Pipeline`] carry nothing but a payload.
+const PLAIN: u8 = 0;
+/// They carry a fair-share key and a concurrency key.
+const KEYED: u8 = 1;
+/// They carry the keys and a tenant with a quota.
+const TENANTED: u8 = 2;
+
+/// A pool kept half busy: a FIFO of the attempts in flight. `LOAD`: what
+/// its tasks carry ([`PLAIN`], [`KEYED`], [`TENANTED`]; a constant, so the
+/// plain cycle's driver carries no branch for the rest).
+struct Pipeline<const LOAD: u8> {
     dispatcher: Dispatcher<u64>,
     in_flight: VecDeque<(TaskId, AgentId, AttemptToken)>,
     clock: u64,
@@ -146,10 +166,10 @@ const TENANTS: [&str; 16] = [
     "t13", "t14", "t15",
 ];
 
-impl<const KEYS: bool> Pipeline<KEYS> {
+impl<const LOAD: u8> Pipeline<LOAD> {
     fn new(agents: usize) -> Self {
         let mut pipeline = Pipeline {
-            dispatcher: pool(agents, 100_000, KEYS),
+            dispatcher: pool(agents, 100_000, LOAD),
             in_flight: VecDeque::with_capacity(agents * IN_FLIGHT_PER_AGENT + 1),
             clock: 0,
         };
@@ -164,11 +184,14 @@ impl<const KEYS: bool> Pipeline<KEYS> {
         self.clock += TICK_NANOS;
         let now = Instant::from_nanos(self.clock);
         let mut spec = TaskSpec::new(black_box(self.clock));
-        if KEYS {
+        if LOAD >= KEYED {
             let tenant = (self.clock / TICK_NANOS) as usize % TENANTS.len();
             spec = spec
                 .fairness(TENANTS[tenant], 1 + (tenant % 3) as u16)
                 .concurrency_key("openai");
+            if LOAD == TENANTED {
+                spec = spec.tenant(TenantId::new(tenant as u64));
+            }
         }
         let _ = self.dispatcher.submit(spec, now).expect("queue has room");
         match self.dispatcher.poll_action() {
@@ -200,10 +223,7 @@ impl<const KEYS: bool> Pipeline<KEYS> {
 
 /// Two pipelines' cycles timed in turns: the medians of `a`'s and `b`'s
 /// times per cycle, and of the rounds' quotients `b / a`.
-fn in_turns<const A: bool, const B: bool>(
-    a: &mut Pipeline<A>,
-    b: &mut Pipeline<B>,
-) -> (f64, f64, f64) {
+fn in_turns<const A: u8, const B: u8>(a: &mut Pipeline<A>, b: &mut Pipeline<B>) -> (f64, f64, f64) {
     let rounds = turns::in_turns(
         &mut [&mut || a.cycle(), &mut || b.cycle()],
         ROUNDS,
@@ -221,8 +241,8 @@ fn in_turns<const A: bool, const B: bool>(
 /// The full cycle at the largest pool over that at the smallest.
 fn full_cycle_ratio() -> String {
     let (small, large) = (SIZES[0], SIZES[SIZES.len() - 1]);
-    let mut few = Pipeline::<false>::new(small);
-    let mut many = Pipeline::<false>::new(large);
+    let mut few = Pipeline::<PLAIN>::new(small);
+    let mut many = Pipeline::<PLAIN>::new(large);
     let (_, _, ratio) = in_turns(&mut few, &mut many);
     format!(
         "{{\"bench\":\"full_cycle_ratio\",\"rounds\":{ROUNDS},\"ratio_{large}_vs_{small}\":{ratio:.3}}}"
@@ -232,14 +252,27 @@ fn full_cycle_ratio() -> String {
 /// The full cycle at 1,000 agents with fair-share and concurrency keys on,
 /// against the plain cycle.
 fn full_cycle_keys() -> String {
+    against_plain::<KEYED>("full_cycle_keys")
+}
+
+/// The keyed cycle at 1,000 agents with every task also of a tenant (one
+/// of 16) under a quota (live tasks and cost rate) it never reaches,
+/// against the plain cycle.
+fn full_cycle_tenants() -> String {
+    against_plain::<TENANTED>("full_cycle_tenants")
+}
+
+/// The cycle of tasks carrying `LOAD` at 1,000 agents, timed in turns with
+/// the plain cycle: the line of `bench`.
+fn against_plain<const LOAD: u8>(bench: &str) -> String {
     let agents = SIZES[2];
-    let (mut plain, mut keyed) = (
-        Pipeline::<false>::new(agents),
-        Pipeline::<true>::new(agents),
+    let (mut plain, mut loaded) = (
+        Pipeline::<PLAIN>::new(agents),
+        Pipeline::<LOAD>::new(agents),
     );
-    let (plain, ns, ratio) = in_turns(&mut plain, &mut keyed);
+    let (plain, ns, ratio) = in_turns(&mut plain, &mut loaded);
     format!(
-        "{{\"bench\":\"full_cycle_keys\",\"agents\":{agents},\"rounds\":{ROUNDS},\"tenants\":{},\"ns_per_op\":{ns:.2},\"plain_ns_per_op\":{plain:.2},\"ratio_to_plain\":{ratio:.3}}}",
+        "{{\"bench\":\"{bench}\",\"agents\":{agents},\"rounds\":{ROUNDS},\"tenants\":{},\"ns_per_op\":{ns:.2},\"plain_ns_per_op\":{plain:.2},\"ratio_to_plain\":{ratio:.3}}}",
         TENANTS.len(),
     )
 }
@@ -318,7 +351,7 @@ fn memory_status() -> Option<(u64, u64)> {
 }
 
 fn memory_per_queued_task() -> String {
-    let mut dispatcher = pool(0, MEMORY_TASKS as usize, false);
+    let mut dispatcher = pool(0, MEMORY_TASKS as usize, PLAIN);
     let before = memory_status();
     for payload in 0..MEMORY_TASKS {
         let _ = dispatcher
@@ -568,7 +601,7 @@ fn main() {
     let mut queues = PushPop::new();
     for agents in SIZES {
         let mut pick = Pick::new(agents);
-        let mut pipeline = Pipeline::<false>::new(agents);
+        let mut pipeline = Pipeline::<PLAIN>::new(agents);
         let rounds = turns::in_turns(
             &mut [&mut || queues.step(), &mut || pick.step(), &mut || {
                 pipeline.cycle()
@@ -599,6 +632,7 @@ fn main() {
     }
     println!("{}", full_cycle_ratio());
     println!("{}", full_cycle_keys());
+    println!("{}", full_cycle_tenants());
 
     for line in tensor_build() {
         println!("{line}");

@@ -63,6 +63,14 @@ define_id!(
     "step-"
 );
 define_id!(
+    /// Names one tenant: the owner of tasks (and, on a cluster, of a
+    /// submitter's messages). A task's idempotency key is scoped to its
+    /// tenant, and a tenant may have quotas
+    /// ([`TenantQuota`](crate::scheduler::TenantQuota)). Chosen by the host.
+    TenantId,
+    "tenant-"
+);
+define_id!(
     /// Fencing token of one attempt of a task: a result is accepted only with
     /// the token of the task's current attempt.
     AttemptToken,

@@ -294,7 +294,8 @@ fn stored_cluster_forms_read_back_and_replay_as_recorded() {
 /// written out, the final state a version-4 snapshot), format 2 (before
 /// `ExcuseSilence`), format 3 (before `Entry::Completed`), format 4
 /// (before `Entry::Run`, whose own fixture `tests/cluster_hosted_runs.rs`
-/// reads) and format 5 (before `RunCommand::Schedule`).
+/// reads), format 5 (before `RunCommand::Schedule`), and format 6 with a
+/// version-5 snapshot (before tenants).
 #[test]
 fn older_formats_read_back_and_replay_to_their_recorded_states() {
     replays_to_its_recorded_state("cluster_forms_f1.json", 1, 4);
@@ -302,6 +303,7 @@ fn older_formats_read_back_and_replay_to_their_recorded_states() {
     replays_to_its_recorded_state("cluster_forms_f3.json", 3, 5);
     replays_to_its_recorded_state("cluster_forms_f4.json", 4, 5);
     replays_to_its_recorded_state("cluster_forms_f5.json", 5, 5);
+    replays_to_its_recorded_state("cluster_forms_f6_v5.json", 6, 5);
 }
 
 /// The fixture `name`, of entry format `format` and snapshot `version`,

@@ -6,8 +6,8 @@
 //! status and beating; submissions (single and batched) with every kind of
 //! requirement (required, preferred, labels equal, not equal and one of,
 //! pinned, preferred and avoided agents, exclusions, affinity, kinds),
-//! TTLs, deadlines, idempotency keys, fair shares, concurrency keys and
-//! costs; good, failed, fatal and stale reports; cancels, time jumps,
+//! TTLs, deadlines, idempotency keys, fair shares, concurrency keys,
+//! costs and tenants (with live-task and cost-rate quotas); good, failed, fatal and stale reports; cancels, time jumps,
 //! excused silences, redrives of dead letters — are applied to one dispatcher. After *every*
 //! input its snapshot goes through JSON and is restored; the restored
 //! dispatcher takes the rest of the journal and must hand out the same
@@ -25,9 +25,9 @@ use taskweave::resilience::{BreakerConfig, Fixed, Quota};
 use taskweave::routing::{LeastLoaded, RoutingStrategy};
 use taskweave::scheduler::{
     Action, AttemptOutcome, ConcurrencyLimit, DeadLetterFilter, Dispatcher, DispatcherConfig,
-    Input, SchedulerError, TaskReport, TaskSpec, WhenFull,
+    Input, SchedulerError, TaskReport, TaskSpec, TenantQuota, WhenFull,
 };
-use taskweave::{AgentId, AttemptToken, Instant, LabelConstraint, Priority, TaskId};
+use taskweave::{AgentId, AttemptToken, Instant, LabelConstraint, Priority, TaskId, TenantId};
 use taskweave::{TaskRequirements, scheduler::Applied};
 
 mod harness;
@@ -76,6 +76,7 @@ struct Shape {
     cost: u8,
     not_before: Option<u8>,
     max_attempts: Option<u32>,
+    tenant: Option<u8>,
 }
 
 fn shape() -> impl Strategy<Value = Shape> {
@@ -97,11 +98,12 @@ fn shape() -> impl Strategy<Value = Shape> {
         0u8..3,
         proptest::option::weighted(0.1, 1u8..10),
         proptest::option::weighted(0.3, 1u32..3),
+        proptest::option::weighted(0.4, 1u8..4),
     );
     (requirements, options).prop_map(
         |(
             (priority, required, preferred, label, agent_rule, affinity, kind),
-            (ttl, deadline, key, share, concurrency, cost, not_before, max_attempts),
+            (ttl, deadline, key, share, concurrency, cost, not_before, max_attempts, tenant),
         )| Shape {
             priority,
             // Most tasks ask for little: keep the common case common.
@@ -119,6 +121,7 @@ fn shape() -> impl Strategy<Value = Shape> {
             cost,
             not_before,
             max_attempts,
+            tenant,
         },
     )
 }
@@ -169,6 +172,13 @@ fn config() -> DispatcherConfig {
                 .when_full(WhenFull::CancelOldest)
                 .rate(Quota::new(2, Duration::from_secs(5)).unwrap()),
         )
+        .tenant_quota(
+            TenantId::new(1),
+            TenantQuota::new()
+                .live_tasks(3)
+                .cost_rate(Quota::new(4, Duration::from_secs(5)).unwrap()),
+        )
+        .default_tenant_quota(TenantQuota::new().live_tasks(4))
         .seed(7)
         .build()
         .unwrap()
@@ -240,6 +250,9 @@ fn spec(shape: &Shape, payload: u32, now: Instant) -> TaskSpec<u32> {
     }
     if let Some(most) = shape.max_attempts {
         spec = spec.max_attempts(most);
+    }
+    if let Some(tenant) = shape.tenant {
+        spec = spec.tenant(TenantId::new(u64::from(tenant)));
     }
     spec
 }

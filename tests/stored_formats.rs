@@ -21,13 +21,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use taskweave::agent::{AgentProfile, AgentStatus};
-use taskweave::resilience::{BreakerConfig, Bulkhead, Fixed};
+use taskweave::resilience::{BreakerConfig, Bulkhead, Fixed, Quota};
 use taskweave::routing::RoundRobin;
 use taskweave::scheduler::{
     Action, AttemptOutcome, Dispatcher, DispatcherConfig, Input, SchedulerError, Snapshot,
-    TaskReport, TaskSpec,
+    TaskReport, TaskSpec, TenantQuota,
 };
-use taskweave::{AgentId, Instant, Priority, TaskRequirements};
+use taskweave::{AgentId, Instant, Priority, TaskRequirements, TenantId};
 
 mod harness;
 
@@ -66,6 +66,12 @@ fn config() -> DispatcherConfig {
                 .unwrap(),
         )
         .kind_bulkhead(Bulkhead::new(2).unwrap())
+        .tenant_quota(
+            TENANT,
+            TenantQuota::new()
+                .live_tasks(3)
+                .cost_rate(Quota::new(10, Duration::from_secs(60)).unwrap()),
+        )
         .seed(42)
         .build()
         .unwrap()
@@ -102,6 +108,9 @@ fn assignments(entries: &[Entry]) -> Vec<TaskReport> {
         })
         .collect()
 }
+
+/// The tenant of the recording's tenant tasks, with a quota.
+const TENANT: TenantId = TenantId::new(7);
 
 fn at(secs: u64) -> Instant {
     Instant::from_secs(secs)
@@ -142,6 +151,12 @@ fn record() -> (Snapshot<String>, Journal) {
         task("translate-1", Priority::Critical, Some("translate")),
         task("plain-1", Priority::Low, None).idempotency_key("plain-1"),
         task("plain-2", Priority::Normal, None).ttl(Duration::from_secs(300)),
+        // The tenant's own "plain-1": another key than the one above.
+        task("tenant-1", Priority::Low, None)
+            .tenant(TENANT)
+            .idempotency_key("plain-1")
+            .cost(4),
+        task("tenant-2", Priority::Low, None).tenant(TENANT).cost(4),
     ];
     let input = Input::SubmitBatch {
         specs: specs.to_vec(),
@@ -186,6 +201,15 @@ fn record() -> (Snapshot<String>, Journal) {
             now: at(4),
         },
     ));
+    // The tenant's key again: its own task; more cost: over its rate.
+    for spec in [
+        task("tenant-1 again", Priority::Low, None)
+            .tenant(TENANT)
+            .idempotency_key("plain-1"),
+        task("tenant-3", Priority::Low, None).tenant(TENANT).cost(4),
+    ] {
+        entries.push(apply(&mut d, Input::Submit { spec, now: at(4) }));
+    }
     // The host could not hear its agents for a while: their silence up
     // to 5 s is excused.
     entries.push(apply(&mut d, Input::ExcuseSilence { now: at(5) }));
@@ -306,7 +330,8 @@ fn a_stored_snapshot_restores_and_a_stored_journal_replays_as_recorded() {
 
 /// The forms before the current ones (snapshot version 4, journal format
 /// 1: a task spec's fields all written out; journal format 2, without
-/// `ExcuseSilence`) restore and replay the same.
+/// `ExcuseSilence`; snapshot version 5, before tenants, and the journal
+/// recorded after it) restore and replay the same.
 #[test]
 fn the_forms_before_restore_and_replay_as_recorded() {
     assert!(Snapshot::<String>::READABLE.contains(&4));
@@ -317,8 +342,12 @@ fn the_forms_before_restore_and_replay_as_recorded() {
         ("dispatcher_journal_f1.json", 1),
     );
     restores_and_replays(
-        ("dispatcher_snapshot.json", Snapshot::<String>::VERSION),
+        ("dispatcher_snapshot_v5.json", 5),
         ("dispatcher_journal_f2.json", 2),
+    );
+    restores_and_replays(
+        ("dispatcher_snapshot_v5.json", 5),
+        ("dispatcher_journal_after_v5.json", Input::<String>::FORMAT),
     );
 }
 

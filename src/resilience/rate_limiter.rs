@@ -335,6 +335,12 @@ impl RateLimiter {
         Instant::from_nanos(self.state.latest)
     }
 
+    /// Whether the limiter is back to a full burst at `now`: no different
+    /// from a fresh one.
+    pub(crate) fn is_idle(&self, now: Instant) -> bool {
+        self.state.is_idle(now)
+    }
+
     /// Admits one cell at `now` if it conforms.
     ///
     /// # Errors

@@ -11,7 +11,9 @@ use crate::resilience::{
 };
 
 use super::gates::concurrency::ConcurrencyLimit;
+use super::gates::tenants::TenantQuota;
 use super::{MAX_KEY_BYTES, SchedulerError};
+use crate::TenantId;
 
 /// Heartbeat monitoring: an agent that has not sent a heartbeat for
 /// `interval × tolerance` is marked unhealthy and its tasks fail over.
@@ -79,6 +81,16 @@ pub(crate) struct Settings {
         serde(default, skip_serializing_if = "BTreeMap::is_empty")
     )]
     pub(crate) concurrency_limits: BTreeMap<String, ConcurrencyLimit>,
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "BTreeMap::is_empty")
+    )]
+    pub(crate) tenant_quotas: BTreeMap<TenantId, TenantQuota>,
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub(crate) default_tenant_quota: Option<TenantQuota>,
 }
 
 /// The retry policy, shared, with its description as data when it is a
@@ -133,6 +145,8 @@ impl DispatcherConfig {
                     preemption: false,
                     seed: 0,
                     concurrency_limits: BTreeMap::new(),
+                    tenant_quotas: BTreeMap::new(),
+                    default_tenant_quota: None,
                 },
                 retry: RetrySetting::new(ExponentialBackoff::default()),
             },
@@ -301,6 +315,44 @@ impl DispatcherConfigBuilder {
         self
     }
 
+    /// Bounds what `tenant`'s tasks ([`TaskSpec::tenant`](super::TaskSpec::tenant))
+    /// may hold and submit; a submission over a bound is refused
+    /// ([`SubmitErrorKind::OverQuota`](super::SubmitErrorKind::OverQuota)).
+    /// Default: no tenant bounded but by
+    /// [`default_tenant_quota`](Self::default_tenant_quota). A live-task
+    /// bound must allow at least one task.
+    ///
+    /// ```
+    /// use taskweave::scheduler::{Dispatcher, DispatcherConfig, SubmitErrorKind, TaskSpec, TenantLimit, TenantQuota};
+    /// use taskweave::{Instant, TenantId};
+    ///
+    /// let (acme, globex) = (TenantId::new(1), TenantId::new(2));
+    /// let config = DispatcherConfig::builder()
+    ///     .tenant_quota(acme, TenantQuota::new().live_tasks(2))
+    ///     .build()?;
+    /// let mut d: Dispatcher<&str> = Dispatcher::new(config);
+    /// let now = Instant::ZERO;
+    /// for job in ["a", "b"] {
+    ///     d.submit(TaskSpec::new(job).tenant(acme), now)?;
+    /// }
+    /// let refused = d.submit(TaskSpec::new("c").tenant(acme), now).unwrap_err();
+    /// assert_eq!(refused.kind, SubmitErrorKind::OverQuota { tenant: acme, limit: TenantLimit::LiveTasks { limit: 2 } });
+    /// // Another tenant is not held back by acme's backlog.
+    /// assert!(d.submit(TaskSpec::new("d").tenant(globex), now).is_ok());
+    /// # Ok::<(), taskweave::Error>(())
+    /// ```
+    pub fn tenant_quota(mut self, tenant: TenantId, quota: TenantQuota) -> Self {
+        self.config.settings.tenant_quotas.insert(tenant, quota);
+        self
+    }
+
+    /// The quota of every tenant not given its own by
+    /// [`tenant_quota`](Self::tenant_quota). Default: none.
+    pub fn default_tenant_quota(mut self, quota: TenantQuota) -> Self {
+        self.config.settings.default_tenant_quota = Some(quota);
+        self
+    }
+
     /// Seed of the dispatcher's random source (retry jitter). Default 0.
     pub fn seed(mut self, seed: u64) -> Self {
         self.config.settings.seed = seed;
@@ -319,6 +371,12 @@ impl DispatcherConfigBuilder {
 }
 
 impl Settings {
+    /// The quota of `tenant`: its own, or the default one.
+    #[inline]
+    pub(crate) fn tenant_quota(&self, tenant: TenantId) -> Option<&TenantQuota> {
+        (self.tenant_quotas.get(&tenant)).or(self.default_tenant_quota.as_ref())
+    }
+
     /// The first setting in which `self` and `other` differ, by name.
     pub(crate) fn first_difference(&self, other: &Settings) -> Option<&'static str> {
         macro_rules! first_difference {
@@ -348,6 +406,8 @@ impl Settings {
             preemption,
             seed,
             concurrency_limits,
+            tenant_quotas,
+            default_tenant_quota,
         )
     }
 
@@ -380,6 +440,16 @@ impl Settings {
         for (key, limit) in &c.concurrency_limits {
             if limit.max_in_flight() == 0 || key.len() > MAX_KEY_BYTES {
                 return invalid("concurrency limit", format!("{key:?}: {limit:?}"));
+            }
+        }
+        let quotas = c.tenant_quotas.iter().map(|(t, q)| (t.to_string(), q));
+        let default = c
+            .default_tenant_quota
+            .iter()
+            .map(|q| ("every tenant".into(), q));
+        for (tenant, quota) in quotas.chain(default) {
+            if quota.max_live_tasks() == Some(0) {
+                return invalid("tenant quota", format!("{tenant}: 0 live tasks"));
             }
         }
         Ok(())

@@ -2,10 +2,11 @@
 
 use thiserror::Error;
 
+use super::gates::tenants::TenantLimit;
 use super::task::metadata::MetadataTooLarge;
 use super::task::{TaskSpec, TaskState};
 use crate::agent::RegistryError;
-use crate::{AgentId, AttemptToken, Instant, TaskId};
+use crate::{AgentId, AttemptToken, Instant, TaskId, TenantId};
 
 /// Invalid dispatcher configuration, or a refused host request.
 #[derive(Clone, Debug, PartialEq, Error)]
@@ -126,6 +127,16 @@ pub enum SubmitErrorKind {
     KeyConflict {
         /// The task the key names.
         task: TaskId,
+    },
+    /// The task's tenant is at one of its quotas
+    /// ([`DispatcherConfigBuilder::tenant_quota`](super::DispatcherConfigBuilder::tenant_quota)):
+    /// nothing was submitted.
+    #[error("{tenant} is at its quota of {limit}")]
+    OverQuota {
+        /// The task's tenant.
+        tenant: TenantId,
+        /// The quota it is at.
+        limit: TenantLimit,
     },
     /// A cost of zero: every limit would let the task through for free.
     #[error("cost of zero")]

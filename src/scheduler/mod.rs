@@ -121,6 +121,7 @@ pub use errors::{
     ApplyError, LimitScope, ReportError, SchedulerError, SubmitError, SubmitErrorKind,
 };
 pub use gates::concurrency::{ConcurrencyLimit, WhenFull};
+pub use gates::tenants::{TenantLimit, TenantQuota};
 pub use observer::Event;
 pub use scale::{
     MAX_SCALE, MAX_SCALE_WINDOW, ScaleChange, ScaleError, ScaleHint, ScalePolicy,

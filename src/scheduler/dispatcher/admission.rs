@@ -1,6 +1,7 @@
 //! Admission and idempotency: submissions become queued tasks.
 
 use super::super::queue::Entry;
+use super::super::state::idempotency::ScopedKey;
 use super::super::state::timer::Timer;
 use super::super::state::{Extras, Task};
 use super::super::task::options::TaskOptions;
@@ -98,10 +99,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         now: Instant,
     ) -> Result<(Submitted, Option<Entry>), SubmitError<P>> {
         self.forget_expired_keys(now);
-        if let Some((existing, first)) = spec
-            .idempotency_key
-            .as_ref()
-            .and_then(|k| self.state.idempotency.get(k))
+        let scoped =
+            (spec.idempotency_key.as_deref()).map(|key| ScopedKey::new(spec.options().tenant, key));
+        if let Some((existing, first)) = scoped.as_ref().and_then(|k| self.state.idempotency.get(k))
         {
             let fingerprint = spec.options().payload_fingerprint;
             if let (Some(first), Some(again)) = (first, fingerprint) {
@@ -120,6 +120,17 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 spec: Box::new(spec),
             });
         }
+        // Last, as it counts the task: nothing may refuse it after this.
+        if let Some(tenant) = spec.options().tenant {
+            let quota = self.config.settings.tenant_quota(tenant);
+            let cost = spec.options().cost;
+            if let Err(limit) = self.state.tenants.admit(tenant, cost, quota, now) {
+                return Err(SubmitError {
+                    kind: SubmitErrorKind::OverQuota { tenant, limit },
+                    spec: Box::new(spec),
+                });
+            }
+        }
         let TaskSpec {
             payload,
             priority,
@@ -127,7 +138,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             ttl,
             deadline,
             attempt_timeout,
-            idempotency_key,
+            idempotency_key: _,
             options,
         } = spec;
         let start = options
@@ -159,6 +170,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 cost: options.cost,
                 metadata: options.metadata,
                 max_attempts: options.max_attempts,
+                tenant: options.tenant,
                 ..Extras::default()
             }))
         } else {
@@ -173,7 +185,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             start,
             ttl_due,
             deadline,
-            idempotency_key,
+            idempotency_key: scoped,
             fingerprint,
         };
         Ok(self.file::<false>(waiting, now))
@@ -387,7 +399,7 @@ struct Waiting<P> {
     start: Option<Instant>,
     ttl_due: Option<Instant>,
     deadline: Option<Instant>,
-    idempotency_key: Option<String>,
+    idempotency_key: Option<ScopedKey>,
     /// The payload's fingerprint, kept with the idempotency key.
     fingerprint: Option<u64>,
 }

@@ -283,6 +283,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             metadata: extras.metadata,
             max_attempts: extras.max_attempts,
             payload_fingerprint: None,
+            tenant: extras.tenant,
         });
         self.emit(
             match terminal {
@@ -353,6 +354,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     fn options_finished(&mut self, extras: &Extras) {
         if let Some((_, lane)) = extras.fairness {
             self.state.fair_keys.release(lane);
+        }
+        if let Some(tenant) = extras.tenant {
+            self.state.tenants.release(tenant);
         }
         if self.state.key_gates.is_on() && !extras.limited.is_empty() {
             self.keys_passed_on(extras.limited);

@@ -8,7 +8,7 @@ use crate::metrics::Counters;
 use crate::resilience::BreakerState;
 use crate::routing::RoutingStrategy;
 use crate::scheduler::{DeadLetterQueue, DispatcherMetrics, Metadata, ReportError, TaskState};
-use crate::{AgentId, AttemptToken, Instant, Priority, TaskId};
+use crate::{AgentId, AttemptToken, Instant, Priority, TaskId, TenantId};
 
 /// **Queries.** Read-only views; none changes the state.
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
@@ -48,6 +48,20 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// task submitted without any.
     pub fn metadata(&self, task: TaskId) -> Option<&Metadata> {
         self.state.tasks.get(task).map(|t| &t.extras().metadata)
+    }
+
+    /// The tenant of a live task ([`TaskSpec::tenant`](super::TaskSpec::tenant)):
+    /// a host that takes cancels from tenants checks it first, so that a
+    /// tenant cancels only its own tasks. `None` for a task with no tenant
+    /// or no longer live.
+    pub fn tenant(&self, task: TaskId) -> Option<TenantId> {
+        self.state.tasks.get(task).and_then(|t| t.extras().tenant)
+    }
+
+    /// The live tasks (waiting, delayed or running) of `tenant`: what its
+    /// [`TenantQuota::live_tasks`](crate::scheduler::TenantQuota::live_tasks) bounds.
+    pub fn tenant_live_tasks(&self, tenant: TenantId) -> u32 {
+        self.state.tenants.live(tenant)
     }
 
     /// Tasks queued (not delayed, not running) at `priority`.

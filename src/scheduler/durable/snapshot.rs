@@ -71,10 +71,12 @@ pub struct Snapshot<P> {
 }
 
 impl<P> Snapshot<P> {
-    /// The snapshot format this library writes. Version 5 leaves the
-    /// fields of a dead letter's task spec out at their defaults; version
-    /// 4 wrote them all.
-    pub const VERSION: u32 = 5;
+    /// The snapshot format this library writes. Version 6 adds tenants
+    /// (a task's tenant, keys scoped to it, each tenant's cost-rate
+    /// limiter), written only where a task has a tenant, so a version 5
+    /// snapshot reads as before. Version 5 leaves the fields of a dead
+    /// letter's task spec out at their defaults; version 4 wrote them all.
+    pub const VERSION: u32 = 6;
 
     /// The snapshot formats this library restores.
     pub const READABLE: std::ops::RangeInclusive<u32> = 4..=Self::VERSION;

@@ -5,13 +5,14 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::snapshot::corrupt;
+use crate::hash::IdMap;
 use crate::scheduler::SchedulerError;
 use crate::scheduler::config::Settings;
 use crate::scheduler::queue::Entry;
 use crate::scheduler::state::State;
 use crate::scheduler::state::timer::Timer;
 use crate::scheduler::task::TaskState;
-use crate::{AttemptToken, Instant, TaskId};
+use crate::{AttemptToken, Instant, TaskId, TenantId};
 
 impl<P> State<P> {
     /// Fair-share keys count exactly the live tasks in each lane; each
@@ -22,6 +23,7 @@ impl<P> State<P> {
         settings: &Settings,
     ) -> Result<(), SchedulerError> {
         let mut lanes: HashMap<u32, u32> = HashMap::new();
+        let mut tenants: IdMap<TenantId, u32> = IdMap::default();
         let mut holders: Vec<BTreeSet<(AttemptToken, TaskId)>> =
             vec![BTreeSet::new(); settings.concurrency_limits.len()];
         let keys = settings.concurrency_limits.len();
@@ -39,6 +41,10 @@ impl<P> State<P> {
             {
                 return Err(corrupt(&field, "a cost of zero or too many keys"));
             }
+            if let Some(tenant) = extras.tenant {
+                let live = tenants.entry(tenant).or_default();
+                *live = live.saturating_add(1);
+            }
             if extras.max_attempts == Some(0) {
                 return Err(corrupt(&field, "at most zero attempts"));
             }
@@ -55,6 +61,9 @@ impl<P> State<P> {
         self.fair_keys = std::mem::take(&mut self.fair_keys)
             .validated(&lanes)
             .map_err(|p| corrupt("fair_keys", p))?;
+        self.tenants = std::mem::take(&mut self.tenants)
+            .validated(tenants, |t| settings.tenant_quota(t).copied(), self.clock)
+            .map_err(|p| corrupt("tenant_rates", p))?;
         self.key_gates = std::mem::take(&mut self.key_gates)
             .validated(&settings.concurrency_limits, &holders, self.clock)
             .map_err(|p| corrupt("key_gates", p))?;

@@ -7,11 +7,13 @@ use std::collections::{BTreeSet, VecDeque};
 
 use crate::agent::Registry;
 use crate::hash::IdMap;
+use crate::resilience::RateLimiter;
 use crate::rng::SplitMix64;
 use crate::scheduler::DeadLetterQueue;
 use crate::scheduler::dispatcher::Action;
 use crate::scheduler::gates::Gates;
 use crate::scheduler::gates::concurrency::KeyGates;
+use crate::scheduler::gates::tenants::TenantLoads;
 use crate::scheduler::queue::Queue;
 use crate::scheduler::queue::fair_keys::FairKeys;
 use crate::scheduler::queue::parked::ParkedGroups;
@@ -25,7 +27,7 @@ use crate::scheduler::state::timer::{Timer, Timers};
 use crate::scheduler::state::{State, Task};
 use crate::scheduler::stats::Recorder;
 use crate::scheduler::task::Terminal;
-use crate::{AgentId, Instant};
+use crate::{AgentId, Instant, TenantId};
 
 /// A [`State`] as a snapshot stores it. What the state derives (queue
 /// counts) is not stored; [`State::from`] leaves it for the restore checks
@@ -64,6 +66,17 @@ pub(in crate::scheduler) struct StateForm<P> {
     gates: Gates,
     key_gates: KeyGates,
     fair_keys: FairKeys,
+    /// Each tenant's cost-rate limiter; left out when none has one, as in
+    /// the forms written before tenants.
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            skip_serializing_if = "std::collections::HashMap::is_empty",
+            with = "crate::serde_maps::as_map"
+        )
+    )]
+    tenant_rates: IdMap<TenantId, RateLimiter>,
     recorder: Recorder,
     clock: Instant,
 }
@@ -92,6 +105,7 @@ impl<P: Clone> From<&State<P>> for StateForm<P> {
             gates: state.gates.clone(),
             key_gates: state.key_gates.clone(),
             fair_keys: state.fair_keys.clone(),
+            tenant_rates: state.tenants.rates().clone(),
             recorder: state.recorder.clone(),
             clock: state.clock,
         }
@@ -123,6 +137,7 @@ impl<P> From<StateForm<P>> for State<P> {
             gates: form.gates,
             key_gates: form.key_gates,
             fair_keys: form.fair_keys,
+            tenants: TenantLoads::from_rates(form.tenant_rates),
             recorder: form.recorder,
             clock: form.clock,
         }

@@ -9,6 +9,7 @@
 
 pub(super) mod concurrency;
 pub(super) mod holders;
+pub(super) mod tenants;
 
 use std::collections::BTreeMap;
 

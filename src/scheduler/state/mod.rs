@@ -17,6 +17,7 @@ use std::time::Duration;
 use super::dead_letter::PriorLetter;
 use super::gates::Gates;
 use super::gates::concurrency::{KeyGates, KeySet};
+use super::gates::tenants::TenantLoads;
 use super::queue::Queue;
 use super::queue::fair_keys::FairKeys;
 use super::queue::parked::ParkedGroups;
@@ -28,7 +29,7 @@ use super::{Action, DeadLetterQueue, DispatcherConfig};
 use crate::agent::{Registry, Slot};
 use crate::hash::IdMap;
 use crate::rng::SplitMix64;
-use crate::{AgentId, Instant, Priority, TaskId};
+use crate::{AgentId, Instant, Priority, TaskId, TenantId};
 use agent_table::AgentTable;
 use counts::WaitingCounts;
 use idempotency::IdempotencyKeys;
@@ -115,6 +116,12 @@ pub(super) struct Extras {
         serde(default, skip_serializing_if = "Vec::is_empty")
     )]
     pub(super) history: Vec<PriorLetter>,
+    /// The tenant that owns it ([`TaskSpec::tenant`](crate::scheduler::TaskSpec::tenant)).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub(super) tenant: Option<TenantId>,
 }
 
 impl Extras {
@@ -134,6 +141,7 @@ impl Extras {
         metadata: Metadata::new(),
         max_attempts: None,
         history: Vec::new(),
+        tenant: None,
     };
 }
 
@@ -205,6 +213,8 @@ pub(super) struct State<P> {
     pub(super) key_gates: KeyGates,
     /// Fair-share keys of live tasks, as lane ids.
     pub(super) fair_keys: FairKeys,
+    /// Each tenant's live tasks and cost-rate limiter.
+    pub(super) tenants: TenantLoads,
     pub(super) recorder: Recorder,
     /// The latest `now` seen: an earlier one counts as this (the
     /// [clock rule](crate::time#the-clock-rule)).
@@ -223,6 +233,7 @@ impl<P> State<P> {
                 config.settings.aging_interval,
             ),
             fair_keys: FairKeys::default(),
+            tenants: TenantLoads::default(),
             registry: Registry::new(),
             tasks: TaskSlab::default(),
             requirements: RequirementsTable::default(),

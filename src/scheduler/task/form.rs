@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::TaskSpec;
 use super::metadata::Metadata;
 use super::options::{FairShare, TaskOptions};
-use crate::{Instant, Priority, TaskRequirements};
+use crate::{Instant, Priority, TaskRequirements, TenantId};
 
 /// A cost left out of the serialized form.
 pub(in crate::scheduler) fn one() -> u32 {
@@ -58,6 +58,8 @@ struct Written<'a, P> {
     max_attempts: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     payload_fingerprint: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<TenantId>,
 }
 
 /// What [`TaskSpec`]'s `Deserialize` reads: options left out take their
@@ -92,6 +94,8 @@ struct Read<P> {
     max_attempts: Option<u32>,
     #[serde(default)]
     payload_fingerprint: Option<u64>,
+    #[serde(default)]
+    tenant: Option<TenantId>,
 }
 
 impl<P: Serialize> Serialize for TaskSpec<P> {
@@ -112,6 +116,7 @@ impl<P: Serialize> Serialize for TaskSpec<P> {
             metadata: &options.metadata,
             max_attempts: options.max_attempts,
             payload_fingerprint: options.payload_fingerprint,
+            tenant: options.tenant,
         }
         .serialize(serializer)
     }
@@ -137,6 +142,7 @@ impl<'de, P: Deserialize<'de>> Deserialize<'de> for TaskSpec<P> {
             metadata: read.metadata,
             max_attempts: read.max_attempts,
             payload_fingerprint: read.payload_fingerprint,
+            tenant: read.tenant,
         }))
     }
 }

@@ -7,7 +7,7 @@ pub(super) mod options;
 
 use std::time::Duration;
 
-use crate::{AgentId, AttemptToken, Instant, Priority, TaskId, TaskRequirements};
+use crate::{AgentId, AttemptToken, Instant, Priority, TaskId, TaskRequirements, TenantId};
 use options::{FairShare, TaskOptions};
 
 /// A task to submit: a payload of the host's type plus how to schedule it.
@@ -297,6 +297,32 @@ impl<P> TaskSpec<P> {
     /// ```
     pub fn payload_fingerprint(mut self, fingerprint: u64) -> Self {
         self.options_mut().payload_fingerprint = Some(fingerprint);
+        self
+    }
+
+    /// Sets the tenant that owns the task ([`TaskOptions::tenant`]): its
+    /// idempotency key is scoped to the tenant, and the tenant's quota
+    /// applies ([`DispatcherConfigBuilder::tenant_quota`](crate::scheduler::DispatcherConfigBuilder::tenant_quota)).
+    ///
+    /// ```
+    /// use taskweave::scheduler::{Dispatcher, DispatcherConfig, Submitted, TaskSpec};
+    /// use taskweave::{Instant, TenantId};
+    ///
+    /// let mut d: Dispatcher<&str> = Dispatcher::new(DispatcherConfig::default());
+    /// let (acme, globex) = (TenantId::new(1), TenantId::new(2));
+    /// let now = Instant::ZERO;
+    /// let first = d.submit(TaskSpec::new("invoice").tenant(acme).idempotency_key("order-7"), now)?;
+    /// // Another tenant's same key is another key: a task of its own.
+    /// let other = d.submit(TaskSpec::new("invoice").tenant(globex).idempotency_key("order-7"), now)?;
+    /// assert!(matches!(other, Submitted::New(id) if id != first.id()));
+    /// assert_eq!(d.tenant(other.id()), Some(globex));
+    /// // The same tenant's key again: the first task.
+    /// let again = d.submit(TaskSpec::new("invoice").tenant(acme).idempotency_key("order-7"), now)?;
+    /// assert_eq!(again, Submitted::Duplicate(first.id()));
+    /// # Ok::<(), taskweave::Error>(())
+    /// ```
+    pub fn tenant(mut self, tenant: TenantId) -> Self {
+        self.options_mut().tenant = Some(tenant);
         self
     }
 

@@ -3,7 +3,7 @@
 //! one pointer, so a task that uses none of them moves and checks one word.
 
 use super::metadata::Metadata;
-use crate::Instant;
+use crate::{Instant, TenantId};
 
 /// Most concurrency keys one task may carry.
 pub const MAX_CONCURRENCY_KEYS: usize = 8;
@@ -66,6 +66,11 @@ pub struct TaskOptions {
     /// sets it from the payload it decodes (`taskweave-postgres` does), so
     /// a submitter cannot forge it.
     pub payload_fingerprint: Option<u64>,
+    /// The tenant that owns the task: its idempotency key is scoped to the
+    /// tenant (another tenant's same key is another key), and the
+    /// tenant's quota ([`DispatcherConfigBuilder::tenant_quota`](crate::scheduler::DispatcherConfigBuilder::tenant_quota))
+    /// applies. `None`: no tenant, no quota; keys share one scope.
+    pub tenant: Option<TenantId>,
 }
 
 impl TaskOptions {
@@ -79,6 +84,7 @@ impl TaskOptions {
         metadata: Metadata::new(),
         max_attempts: None,
         payload_fingerprint: None,
+        tenant: None,
     };
 }
 

@@ -1,0 +1,175 @@
+//! Tenants on one dispatcher: quotas refuse with the task handed back and
+//! make room as tasks end, a snapshot's limiters must match the
+//! configuration, and a host confines a tenant's cancels with
+//! `Dispatcher::tenant`. Keys scoped to a tenant: `TaskSpec::tenant`'s
+//! doctest; every tenant state restoring: `restore_every_state.rs`.
+
+use std::time::Duration;
+
+use taskweave::agent::AgentProfile;
+use taskweave::resilience::Quota;
+use taskweave::scheduler::{
+    Action, AttemptOutcome, Dispatcher, DispatcherConfig, SchedulerError, SubmitErrorKind,
+    TaskReport, TaskSpec, TenantLimit, TenantQuota,
+};
+use taskweave::{AgentId, Instant, TaskId, TenantId};
+
+const ACME: TenantId = TenantId::new(1);
+const GLOBEX: TenantId = TenantId::new(2);
+
+fn config() -> DispatcherConfig {
+    DispatcherConfig::builder()
+        .tenant_quota(ACME, TenantQuota::new().live_tasks(2))
+        .default_tenant_quota(
+            TenantQuota::new().cost_rate(Quota::new(10, Duration::from_secs(10)).unwrap()),
+        )
+        .build()
+        .unwrap()
+}
+
+/// Completes every assigned task; the tasks completed.
+fn complete_all(d: &mut Dispatcher<&'static str>, now: Instant) -> Vec<TaskId> {
+    let mut done = Vec::new();
+    while let Some(action) = d.poll_action() {
+        if let Action::Assign {
+            task, agent, token, ..
+        } = action
+        {
+            let report = TaskReport {
+                task,
+                agent,
+                token,
+                outcome: AttemptOutcome::Success,
+            };
+            d.report(report, now).unwrap();
+            done.push(task);
+        }
+    }
+    done
+}
+
+#[test]
+fn a_live_task_quota_hands_the_task_back_and_makes_room_as_tasks_end() {
+    let mut d: Dispatcher<&'static str> = Dispatcher::new(config());
+    let now = Instant::ZERO;
+    for job in ["a", "b"] {
+        d.submit(TaskSpec::new(job).tenant(ACME), now).unwrap().id();
+    }
+    let refused = d.submit(TaskSpec::new("c").tenant(ACME), now).unwrap_err();
+    assert_eq!(
+        refused.kind,
+        SubmitErrorKind::OverQuota {
+            tenant: ACME,
+            limit: TenantLimit::LiveTasks { limit: 2 }
+        }
+    );
+    assert_eq!(refused.spec.payload, "c", "the refused task comes back");
+    assert_eq!(
+        refused.kind.to_string(),
+        "tenant-1 is at its quota of 2 live tasks; a task of the tenant must end first"
+    );
+    assert_eq!(d.tenant_live_tasks(ACME), 2);
+    // Tasks without a tenant, and another tenant's, are not held back.
+    d.submit(TaskSpec::new("untenanted"), now).unwrap().id();
+    d.submit(TaskSpec::new("g").tenant(GLOBEX), now)
+        .unwrap()
+        .id();
+
+    let profile = AgentProfile::builder().capacity(8).build().unwrap();
+    d.register_agent(AgentId::new(1), profile, now).unwrap();
+    assert_eq!(complete_all(&mut d, now).len(), 4);
+    assert_eq!(d.tenant_live_tasks(ACME), 0);
+    assert!(d.submit(TaskSpec::new("c").tenant(ACME), now).is_ok());
+}
+
+#[test]
+fn a_cost_rate_names_when_the_cost_fits_again() {
+    let mut d: Dispatcher<&'static str> = Dispatcher::new(config());
+    let now = Instant::ZERO;
+    d.submit(TaskSpec::new("big").tenant(GLOBEX).cost(10), now)
+        .unwrap()
+        .id();
+    let refused = d
+        .submit(TaskSpec::new("more").tenant(GLOBEX).cost(5), now)
+        .unwrap_err();
+    let SubmitErrorKind::OverQuota {
+        tenant,
+        limit: TenantLimit::CostRate { retry_at, .. },
+    } = refused.kind
+    else {
+        panic!("{:?}", refused.kind);
+    };
+    assert_eq!(tenant, GLOBEX);
+    assert_eq!(retry_at, Instant::from_secs(5));
+    assert!(
+        d.submit(TaskSpec::new("more").tenant(GLOBEX).cost(5), retry_at)
+            .is_ok()
+    );
+    // ACME has its own quota, without a cost rate: the default is not
+    // added to it.
+    assert!(
+        d.submit(TaskSpec::new("x").tenant(ACME).cost(50), now)
+            .is_ok()
+    );
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn a_snapshot_whose_limiter_disagrees_with_the_configuration_is_refused() {
+    let mut d: Dispatcher<&'static str> = Dispatcher::new(config());
+    d.submit(TaskSpec::new("big").tenant(GLOBEX).cost(10), Instant::ZERO)
+        .unwrap()
+        .id();
+    let mut value = serde_json::to_value(d.snapshot()).unwrap();
+    assert!(value["state"]["tenant_rates"]["2"].is_object(), "{value}");
+    // A limiter with another quota than the tenant's.
+    value["state"]["tenant_rates"]["2"]["quota"]["cells"] = 1_000.into();
+    value["state"]["tenant_rates"]["2"]["quota"]["burst"] = 1_000.into();
+    let snapshot = serde_json::from_value(value.clone()).unwrap();
+    let refused = Dispatcher::<String, _>::restore(
+        config(),
+        taskweave::routing::LeastLoaded::new(),
+        snapshot,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&refused, SchedulerError::CorruptSnapshot { .. }),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("tenant-2"), "{refused}");
+    // A limiter for a tenant the configuration gives no cost rate.
+    let mut value = serde_json::to_value(d.snapshot()).unwrap();
+    let limiter = value["state"]["tenant_rates"]["2"].clone();
+    value["state"]["tenant_rates"]["1"] = limiter;
+    let snapshot = serde_json::from_value(value).unwrap();
+    let refused = Dispatcher::<String, _>::restore(
+        config(),
+        taskweave::routing::LeastLoaded::new(),
+        snapshot,
+    )
+    .unwrap_err();
+    assert!(refused.to_string().contains("tenant-1"), "{refused}");
+}
+
+#[test]
+fn a_host_confines_a_tenants_cancels_to_its_own_tasks() {
+    let mut d: Dispatcher<&'static str> = Dispatcher::new(config());
+    let now = Instant::ZERO;
+    let acme_task = d.submit(TaskSpec::new("a").tenant(ACME), now).unwrap().id();
+    let globex_task = d
+        .submit(TaskSpec::new("g").tenant(GLOBEX), now)
+        .unwrap()
+        .id();
+    // The host's rule: a tenant cancels a task only if it owns it.
+    let mut cancel_as = |tenant: TenantId, task: TaskId| match d.tenant(task) {
+        Some(owner) if owner == tenant => d.cancel(task, now).map(|_| ()),
+        _ => Err(SchedulerError::UnknownTask(task)),
+    };
+    assert_eq!(
+        cancel_as(GLOBEX, acme_task),
+        Err(SchedulerError::UnknownTask(acme_task))
+    );
+    assert_eq!(cancel_as(ACME, acme_task), Ok(()));
+    assert_eq!(cancel_as(GLOBEX, globex_task), Ok(()));
+    assert_eq!(d.tenant_live_tasks(ACME), 0);
+}
