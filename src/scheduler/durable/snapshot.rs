@@ -506,6 +506,11 @@ impl<P> State<P> {
         let mut tasks = Vec::with_capacity(expiry.len());
         for (_, key) in expiry {
             match by_key.get(key) {
+                // A key names the task submitted with it: one handed out
+                // already, or a later task would share it.
+                Some(task) if !self.tasks.issued(*task) => {
+                    return Err(corrupt("idempotency", "names a task never issued"));
+                }
                 Some(task) => tasks.push(task.get()),
                 None => return Err(corrupt("idempotency", "disagrees with its expiry queue")),
             }

@@ -230,6 +230,14 @@ impl<T, R> TaskSlab<T, R> {
         Ok(self)
     }
 
+    /// Whether `id` was ever handed out: its slot exists and has reached
+    /// its generation (a task live, finished or forgotten), so no later
+    /// insert can return it.
+    pub(crate) fn issued(&self, id: TaskId) -> bool {
+        let (index, generation) = split(id);
+        self.slots.get(index).is_some_and(|slot| generation <= slot.generation)
+    }
+
     /// Number of live values.
     pub(crate) fn len(&self) -> usize {
         self.live
@@ -264,6 +272,10 @@ mod tests {
         assert_eq!(slab.finish(a, "again", 0), None);
         assert_eq!(slab.get(b), Some(&"b"));
         assert_eq!(slab.len(), 1);
+        // Both ids were handed out; the slot's next one and a slot never
+        // used were not.
+        assert!(slab.issued(a) && slab.issued(b));
+        assert!(!slab.issued(join(0, 2)) && !slab.issued(join(1, 0)));
         let c = slab.insert("c");
         assert_eq!(slab.iter().collect::<Vec<_>>(), [(b, &"b"), (c, &"c")]);
     }
