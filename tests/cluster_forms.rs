@@ -86,6 +86,10 @@ fn feed(
             Sender::Client => store
                 .client(ClientOp::Post(vec![message.clone()]), *now)
                 .map(drop),
+            Sender::Tenant(tenant) => {
+                store.post_as_tenant(*tenant, vec![message.clone()]);
+                Ok(())
+            }
             Sender::Agent { .. } => {
                 let post = AgentOp::Post {
                     sender: *sender,

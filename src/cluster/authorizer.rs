@@ -63,7 +63,11 @@ impl Action {
     /// authorizer can widen a role.
     pub fn allowed_to(self, sender: Sender) -> bool {
         let agents_only = matches!(self, Action::Register | Action::Heartbeat | Action::Report);
-        matches!(sender, Sender::Agent { .. }) == agents_only
+        match sender {
+            Sender::Agent { .. } => agents_only,
+            Sender::Client => !agents_only,
+            Sender::Tenant(_) => matches!(self, Action::Submit | Action::Cancel),
+        }
     }
 }
 
@@ -187,6 +191,9 @@ mod tests {
             );
             assert_eq!(action.allowed_to(agent), agents, "{action:?}");
             assert_eq!(action.allowed_to(Sender::Client), !agents, "{action:?}");
+            let tenant = Sender::Tenant(crate::TenantId::new(1));
+            let own_tasks = matches!(action, Action::Submit | Action::Cancel);
+            assert_eq!(action.allowed_to(tenant), own_tasks, "{action:?}");
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::agent::AgentProfile;
 use crate::scheduler::{TaskReport, TaskSpec};
-use crate::{AgentId, AttemptToken, Instant, TaskId, WorkflowId};
+use crate::{AgentId, AttemptToken, Instant, TaskId, TenantId, WorkflowId};
 
 pub use super::client_op::{ClientOp, ClientReply};
 pub use super::entry::Entry;
@@ -95,6 +95,14 @@ pub enum Sender {
     },
     /// A client (`submit`, `cancel`, `drain`).
     Client,
+    /// A client that acts for one tenant (on PostgreSQL, a submitter
+    /// login `init` mapped to the tenant). The leader makes each task it
+    /// submits the tenant's ([`TaskSpec::tenant`], whatever the body
+    /// said), so its keys are the tenant's and the tenant's quota applies;
+    /// it cancels only the tenant's live tasks; it may not drain the
+    /// cluster, nor define, start, signal, cancel or schedule runs (runs
+    /// carry no tenant yet).
+    Tenant(TenantId),
 }
 
 /// What an agent or a client posts to the leader.

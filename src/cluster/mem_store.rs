@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::{AgentId, AttemptToken, Instant, TaskId, WorkflowId};
+use crate::{AgentId, AttemptToken, Instant, TaskId, TenantId, WorkflowId};
 
 use super::contract::{
     AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, Finished, InboxMessage,
@@ -164,6 +164,17 @@ impl<P: Clone> MemStore<P> {
             outbox: self.outbox.len(),
             outcomes: self.outcomes.len(),
         }
+    }
+
+    /// Posts `messages` as `tenant`'s client ([`Sender::Tenant`]), as a
+    /// store that maps a connection to a tenant would; their ids, in
+    /// order.
+    pub fn post_as_tenant(
+        &mut self,
+        tenant: TenantId,
+        messages: Vec<Message<P>>,
+    ) -> Vec<MessageId> {
+        self.post(Sender::Tenant(tenant), messages)
     }
 
     /// The verdict of message `id`, once consumed.

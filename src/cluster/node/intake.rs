@@ -145,6 +145,10 @@ fn authorized<P>(
 fn role_refusal(sender: Sender, action: Action) -> Verdict {
     Verdict::Refused(match sender {
         Sender::Client => "only an agent may register, heartbeat or report".to_string(),
+        Sender::Tenant(tenant) => format!(
+            "{tenant}'s client may only submit and cancel its tasks, not {action:?}: \
+             that takes a client login without a tenant"
+        ),
         Sender::Agent { .. } => format!(
             "an agent may only register, heartbeat and report, not {action:?}: that is a client's"
         ),
@@ -224,7 +228,12 @@ fn admit<P: Clone>(
         (_, Message::Submit(_)) if replica.draining => {
             refused("the cluster is draining: it takes no submissions".into())
         }
-        (_, Message::Submit(specs)) => {
+        (_, Message::Submit(mut specs)) => {
+            if let Sender::Tenant(tenant) = sender {
+                for spec in &mut specs {
+                    spec.options_mut().tenant = Some(tenant);
+                }
+            }
             match apply(
                 replica,
                 batch,
@@ -239,6 +248,11 @@ fn admit<P: Clone>(
                 Ok(_) => Verdict::Accepted,
                 Err(e) => refused(e.to_string()),
             }
+        }
+        (Sender::Tenant(tenant), Message::Cancel(task))
+            if replica.dispatcher.tenant(task) != Some(tenant) =>
+        {
+            refused(format!("{tenant} has no live task {task}"))
         }
         (_, Message::Cancel(task)) if replica.is_step(task) => refused(format!(
             "task {task} is a step of a hosted run: cancel the run (RunCommand::Cancel) instead"
@@ -256,7 +270,9 @@ fn admit<P: Clone>(
             verdict_of(apply(replica, batch, Entry::Drain { now }))
         }
         // `authorized` refused every other pair.
-        (Sender::Client, message) => role_refusal(Sender::Client, Action::of(&message)),
+        (sender @ (Sender::Client | Sender::Tenant(_)), message) => {
+            role_refusal(sender, Action::of(&message))
+        }
     }
 }
 

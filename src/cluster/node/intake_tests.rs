@@ -23,7 +23,8 @@ fn message() -> impl Strategy<Value = (Sender, Message<String>)> {
         agent: AgentId::new(id),
         incarnation: 1,
     });
-    let sender = prop_oneof![agent.clone(), Just(Sender::Client)];
+    let tenant = (1u64..=2).prop_map(|t| Sender::Tenant(crate::TenantId::new(t)));
+    let sender = prop_oneof![agent.clone(), Just(Sender::Client), tenant];
     let body = prop_oneof![
         (1u32..=3).prop_map(|capacity| Message::Register {
             profile: AgentProfile::builder()

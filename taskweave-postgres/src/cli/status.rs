@@ -93,6 +93,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
                 format!("agent {} (incarnation {incarnation})", agent.get())
             }
             Sender::Client => "the clients".to_string(),
+            Sender::Tenant(tenant) => format!("{tenant}'s client"),
         };
         say!(
             "inbox: {} messages read since the previous status, {} of them from {busiest}",

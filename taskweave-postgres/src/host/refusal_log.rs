@@ -41,7 +41,7 @@ impl RefusalLog {
         };
         let key = match sender {
             Sender::Agent { agent, .. } => Some(*agent),
-            Sender::Client => None,
+            Sender::Client | Sender::Tenant(_) => None,
         };
         self.since.get_or_insert(now);
         let tally = self.senders.entry(key).or_default();

@@ -141,13 +141,14 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
     }
 }
 
-/// The `agent` and `incarnation` columns of a sender (NULL for a client).
+/// The `agent` and `incarnation` columns of a sender (NULL for a client,
+/// whose tenant, if any, the database takes from its login).
 fn sender_columns(sender: Sender) -> (Option<i64>, Option<i64>) {
     match sender {
         Sender::Agent { agent, incarnation } => {
             (Some(u64_to_int(agent.get())), Some(u64_to_int(incarnation)))
         }
-        Sender::Client => (None, None),
+        Sender::Client | Sender::Tenant(_) => (None, None),
     }
 }
 
