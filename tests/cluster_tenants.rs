@@ -1,7 +1,7 @@
 //! Tenants on the cluster (in-memory store): a tenant's client submits
 //! tasks that are the tenant's whatever their bodies say, under the
 //! tenant's keys and quota; it cancels only the tenant's tasks; it may not
-//! drain.
+//! drain. A plain client's tasks have no tenant, whatever their bodies say.
 
 #![cfg(feature = "cluster")]
 
@@ -75,9 +75,9 @@ fn a_tenants_client_submits_under_its_tenant_and_cancels_only_its_own_tasks() {
         ])],
     );
     let globex = store.post_as_tenant(GLOBEX, vec![Message::Submit(vec![keyed(5)])]);
-    let Ok(ClientReply::Posted(plain)) =
-        store.client(ClientOp::Post(vec![Message::Submit(vec![keyed(6)])]), now)
-    else {
+    // A plain client's body names GLOBEX too: its task has no tenant.
+    let forged = Message::Submit(vec![keyed(6).tenant(GLOBEX)]);
+    let Ok(ClientReply::Posted(plain)) = store.client(ClientOp::Post(vec![forged]), now) else {
         panic!("a plain client's post");
     };
     let ids: Vec<MessageId> = [acme, globex, plain].concat();

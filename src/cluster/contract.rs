@@ -93,7 +93,8 @@ pub enum Sender {
         /// start of the agent).
         incarnation: u64,
     },
-    /// A client (`submit`, `cancel`, `drain`).
+    /// A client (`submit`, `cancel`, `drain`). Its tasks have no tenant:
+    /// the leader clears one a body names.
     Client,
     /// A client that acts for one tenant (on PostgreSQL, a submitter
     /// login `init` mapped to the tenant). The leader makes each task it

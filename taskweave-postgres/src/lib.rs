@@ -104,7 +104,7 @@ pub mod store;
 pub mod testkit;
 pub use schema::{
     LoginKind, MigrateReport, ResetReport, SCHEMA_VERSION, create_agent_login, create_login,
-    grant_agent, migrate, reset,
+    grant_agent, map_tenant, migrate, reset,
 };
 pub use store::{PgError, PgStore, connect_admin, session_options};
 

@@ -24,14 +24,19 @@
 //!   ([`grant_agent`]): a registration with more slots or other
 //!   capabilities is refused by a trigger on the inbox.
 //! * `taskweave_submitter`: insert client inbox rows of kind `submit` or
-//!   `cancel`, read client verdicts, the lease and the status. Draining
-//!   is an operator's act: it takes a node login.
+//!   `cancel`, read the verdicts of its own messages (since version 7;
+//!   every client's before), the lease and the status. Draining is an
+//!   operator's act: it takes a node login. Since version 7 a login may
+//!   act for a tenant ([`map_tenant`]): its messages reach the leader as
+//!   [`Sender::Tenant`](taskweave::cluster::Sender::Tenant), so its tasks
+//!   are the tenant's and it cancels only those.
 //!
 //! Row-level security narrows agents and submitters to their rows. It is
 //! enabled, not forced: the tables' owner (whoever ran [`migrate`],
 //! normally an administrator) is not a role of the cluster.
 
 use postgres::Client;
+use taskweave::TenantId;
 
 mod reset;
 pub use reset::{ResetReport, reset};
@@ -39,13 +44,14 @@ pub use reset::{ResetReport, reset};
 use crate::store::errors::{PgError, is_undefined_object};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 6;
+pub const SCHEMA_VERSION: i32 = 7;
 
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`. Version
 /// 2 adds the task outcomes clients read; version 3 a task's output beside
 /// its outcome; version 4 the hosted workflow runs' commands and ends;
 /// version 5 the agent logins' grants; version 6 the limit on each
-/// agent's unread inbox messages.
+/// agent's unread inbox messages; version 7 the submitter logins' tenants
+/// and each client message's poster.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema/v1.sql"),
     include_str!("schema/v2.sql"),
@@ -53,6 +59,7 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema/v4.sql"),
     include_str!("schema/v5.sql"),
     include_str!("schema/v6.sql"),
+    include_str!("schema/v7.sql"),
 ];
 
 /// The advisory lock migrations hold (`"twv1"` in ASCII).
@@ -252,6 +259,39 @@ pub fn grant_agent(
     )?;
     if granted == 0 {
         return Err(PgError::NotAnAgentLogin {
+            login: login.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Maps submitter login `login` to `tenant`: from now on the database
+/// marks each message the login posts with the tenant, and the leader
+/// takes them as [`Sender::Tenant`](taskweave::cluster::Sender::Tenant)
+/// (the login's tasks are the tenant's, its idempotency keys the tenant's,
+/// and it cancels only the tenant's tasks). Running it again moves the
+/// login to another tenant; messages posted before keep theirs. Run it
+/// as the database owner, after [`create_login`].
+///
+/// # Errors
+///
+/// [`PgError::NotASubmitterLogin`] when `login` is not a submitter's
+/// login, [`PgError::InvalidLogin`] when the tenant is above
+/// `i64::MAX`, [`PgError::Db`] when the statement fails.
+pub fn map_tenant(client: &mut Client, login: &str, tenant: TenantId) -> Result<(), PgError> {
+    let stored = i64::try_from(tenant.get()).map_err(|_| PgError::InvalidLogin {
+        login: login.to_string(),
+        reason: "a tenant id is at most 9223372036854775807",
+    })?;
+    let mapped = client.execute(
+        "INSERT INTO taskweave.submitter_tenants (login, tenant)
+         SELECT rolname, $2 FROM pg_roles
+         WHERE rolname = $1::text AND pg_has_role(oid, 'taskweave_submitter', 'MEMBER')
+         ON CONFLICT (login) DO UPDATE SET tenant = EXCLUDED.tenant",
+        &[&login, &stored],
+    )?;
+    if mapped == 0 {
+        return Err(PgError::NotASubmitterLogin {
             login: login.to_string(),
         });
     }

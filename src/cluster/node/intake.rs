@@ -229,9 +229,15 @@ fn admit<P: Clone>(
             refused("the cluster is draining: it takes no submissions".into())
         }
         (_, Message::Submit(mut specs)) => {
-            if let Sender::Tenant(tenant) = sender {
-                for spec in &mut specs {
-                    spec.options_mut().tenant = Some(tenant);
+            // The sender's tenant, never the body's: a plain client's
+            // tasks have none.
+            let tenant = match sender {
+                Sender::Tenant(tenant) => Some(tenant),
+                _ => None,
+            };
+            for spec in &mut specs {
+                if spec.options().tenant != tenant {
+                    spec.options_mut().tenant = tenant;
                 }
             }
             match apply(

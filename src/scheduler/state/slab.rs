@@ -235,7 +235,9 @@ impl<T, R> TaskSlab<T, R> {
     /// insert can return it.
     pub(crate) fn issued(&self, id: TaskId) -> bool {
         let (index, generation) = split(id);
-        self.slots.get(index).is_some_and(|slot| generation <= slot.generation)
+        self.slots
+            .get(index)
+            .is_some_and(|slot| generation <= slot.generation)
     }
 
     /// Number of live values.

@@ -2,7 +2,10 @@
 
 use std::process::ExitCode;
 
-use taskweave_postgres::{LoginKind, connect_admin, create_login, grant_agent, migrate};
+use taskweave::TenantId;
+use taskweave_postgres::{
+    LoginKind, connect_admin, create_login, grant_agent, map_tenant, migrate,
+};
 
 use super::args::Args;
 use super::privilege::{OWNER, hint};
@@ -10,6 +13,7 @@ use super::privilege::{OWNER, hint};
 const USAGE: &str = "\
 usage: taskweave-pg init --db CONNINFO [--node LOGIN]... [--agent ID:LOGIN]...
                          [--grant LOGIN:SLOTS[:CAP,CAP…]]... [--submitter LOGIN]...
+                         [--tenant LOGIN:TENANT]...
 
 Creates the taskweave schema, or migrates it to this build's version (running
 it again changes nothing), and the group roles taskweave_node, taskweave_agent
@@ -18,7 +22,10 @@ login role in its group; an agent's login may act only as agent ID (row-level
 security). --grant limits an agent login's registrations to SLOTS slots and the
 capabilities listed (none when there is no list): the database refuses one
 beyond them; run it again to change the grant. An agent login without a grant
-registers as it likes. Run it as the database owner or a superuser.
+registers as it likes. --tenant makes a submitter login act for tenant TENANT (a
+number): its tasks are the tenant's, its idempotency keys the tenant's, and it
+cancels only the tenant's tasks; run it again to move the login. Run it as the
+database owner or a superuser.
 Authentication is the server's: set passwords with ALTER ROLE … PASSWORD, or use
 certificates.";
 
@@ -26,7 +33,14 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     let args = Args::parse(
         raw,
         USAGE,
-        &["--db", "--node", "--agent", "--grant", "--submitter"],
+        &[
+            "--db",
+            "--node",
+            "--agent",
+            "--grant",
+            "--submitter",
+            "--tenant",
+        ],
     )?;
     if args.wants_help() {
         say!("{USAGE}");
@@ -72,6 +86,20 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         let (login, slots, capabilities) = parse_grant(grant).map_err(|why| args.wrong(&why))?;
         grant_agent(&mut client, login, slots, &capabilities).map_err(hint("init", OWNER))?;
         say!("login {login}: at most {slots} slots, capabilities {capabilities:?}");
+    }
+    for pair in args.values("--tenant") {
+        let (login, tenant) = pair
+            .split_once(':')
+            .and_then(|(login, tenant)| Some((login, tenant.parse::<u64>().ok()?)))
+            .filter(|(login, _)| !login.is_empty())
+            .ok_or_else(|| {
+                args.wrong(&format!(
+                    "--tenant: expected LOGIN:TENANT with TENANT a number, got {pair:?}"
+                ))
+            })?;
+        let tenant = TenantId::new(tenant);
+        map_tenant(&mut client, login, tenant).map_err(hint("init", OWNER))?;
+        say!("login {login}: acts for {tenant}");
     }
     Ok(ExitCode::SUCCESS)
 }

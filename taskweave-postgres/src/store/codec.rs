@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use taskweave::AgentId;
 use taskweave::cluster::{Finished, Message, Sender, StoreFailure, Verdict};
 use taskweave::scheduler::{AttemptOutcome, TaskReport};
+use taskweave::{AgentId, TenantId};
 
 /// A `u64` as a `BIGINT`: the bits unchanged, so [`int_to_u64`] gives it
 /// back exactly (values above `i64::MAX` are stored negative).
@@ -95,10 +95,14 @@ pub(crate) fn inbox_columns<P: Serialize>(
     Ok((kinds, bodies))
 }
 
-/// The sender of an inbox row from its `agent` and `incarnation` columns.
-pub(crate) fn sender(agent: Option<i64>, incarnation: Option<i64>) -> Sender {
+/// The sender of an inbox row from its `agent`, `incarnation` and
+/// `tenant` columns (a client's tenant, set by the database from its
+/// login).
+pub(crate) fn sender(agent: Option<i64>, incarnation: Option<i64>, tenant: Option<i64>) -> Sender {
     match agent {
-        None => Sender::Client,
+        None => tenant.map_or(Sender::Client, |t| {
+            Sender::Tenant(TenantId::new(int_to_u64(t)))
+        }),
         Some(agent) => Sender::Agent {
             agent: AgentId::new(int_to_u64(agent)),
             incarnation: incarnation.map_or(0, int_to_u64),

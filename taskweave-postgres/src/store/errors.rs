@@ -47,6 +47,11 @@ pub enum PgError {
         /// The login.
         login: String,
     },
+    /// [`map_tenant`](crate::map_tenant): the login is not a submitter's.
+    NotASubmitterLogin {
+        /// The login.
+        login: String,
+    },
     /// [`reset`](crate::reset) refused: the cluster was not drained.
     NotStopped {
         /// The lease's epoch.
@@ -138,6 +143,11 @@ impl fmt::Display for PgError {
                 f,
                 "login {login:?} is not an agent login: create it first \
                  (taskweave-pg init --agent ID:{login})"
+            ),
+            PgError::NotASubmitterLogin { login } => write!(
+                f,
+                "login {login:?} is not a submitter login: create it first \
+                 (taskweave-pg init --submitter {login})"
             ),
             PgError::NotStopped {
                 epoch,

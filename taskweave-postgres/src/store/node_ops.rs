@@ -79,14 +79,14 @@ const JOURNAL_BOUNDS: &str =
 /// are fetched only for the messages answered. One pass over the pending
 /// index: a join back to the table let the planner scan the whole inbox
 /// on every read.
-const READ_INBOX: &str = "SELECT id, agent, incarnation, kind, body FROM (
-    SELECT id, agent, incarnation, kind, body,
+const READ_INBOX: &str = "SELECT id, agent, incarnation, kind, body, tenant FROM (
+    SELECT id, agent, incarnation, kind, body, tenant,
         sum(octet_length(body)) OVER (ORDER BY id) - octet_length(body) AS before
     FROM (
-        SELECT id, agent, incarnation, kind, body,
+        SELECT id, agent, incarnation, kind, body, tenant,
             row_number() OVER sender AS nth,
             sum(octet_length(body)) OVER sender - octet_length(body) AS sender_before
-        FROM (SELECT id, agent, incarnation, kind, body FROM inbox
+        FROM (SELECT id, agent, incarnation, kind, body, tenant FROM inbox
             WHERE NOT consumed ORDER BY id LIMIT $4) AS oldest
         WINDOW sender AS (PARTITION BY agent ORDER BY id)) AS ranked
     WHERE (agent IS NULL OR nth <= $3) AND sender_before < $2
@@ -226,7 +226,7 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
                 let messages = rows
                     .iter()
                     .map(|row| {
-                        let sender = codec::sender(row.get(1), row.get(2));
+                        let sender = codec::sender(row.get(1), row.get(2), row.get(5));
                         let body: &str = row.get(4);
                         InboxMessage {
                             id: int_to_u64(row.get(0)),
