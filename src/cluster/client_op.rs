@@ -17,8 +17,10 @@ pub enum ClientOp<P> {
     Verdicts(Vec<MessageId>),
     /// The lease and the latest status. Answers [`ClientReply::Status`].
     Status,
-    /// How these tasks ended (`None` while live, or once forgotten).
-    /// Answers [`ClientReply::Outcomes`].
+    /// How these tasks ended (`None` while live, or once forgotten, and
+    /// for a task of another tenant than the connection's: a client
+    /// acting for no tenant reads the tasks of none). Answers
+    /// [`ClientReply::Outcomes`].
     Outcomes(Vec<TaskId>),
     /// How these hosted runs ended (`None` while active, or once
     /// forgotten: the engine no longer remembers the run and its entry was

@@ -227,6 +227,10 @@ pub struct Outputs<P> {
     /// The outputs of tasks in `ended` that completed with one: the
     /// store keeps each beside its task's end.
     pub results: Vec<(TaskId, P)>,
+    /// The tenant of each task in `ended` that belongs to one: the store
+    /// shows that task's end and output to that tenant's clients alone,
+    /// and a task without a tenant's to clients acting for no tenant.
+    pub tenants: Vec<(TaskId, TenantId)>,
     /// Hosted runs that ended with this commit, for clients to read
     /// ([`ClientOp::Runs`]); kept as long as the journal entries that
     /// ended them, as outcomes are.
@@ -243,6 +247,7 @@ impl<P> Default for Outputs<P> {
             closed: Vec::new(),
             ended: Vec::new(),
             results: Vec::new(),
+            tenants: Vec::new(),
             runs: Vec::new(),
             status: None,
         }
@@ -487,7 +492,7 @@ pub enum AgentReply<P> {
 /// | inbox | agents and clients | messages in id order, each consumed once, with a verdict |
 /// | outbox | the leader | assignments: `ready → claimed → done`, deleted once journaled or cancelled |
 /// | status | the leader | the latest [`Status`](super::Status) |
-/// | outcomes | the leader | how each task ended ([`TaskEnd`]) and its output, with the journal entry that ended it |
+/// | outcomes | the leader | how each task ended ([`TaskEnd`]) and its output, with the journal entry that ended it and the task's tenant: a client reads only the outcomes of its own tenant's tasks (of tasks with no tenant, for a client acting for none) |
 ///
 /// # The rules
 ///

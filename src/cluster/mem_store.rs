@@ -73,8 +73,9 @@ pub struct MemStore<P> {
     /// Each agent's refused messages it has not read.
     refused: BTreeMap<AgentId, BTreeSet<MessageId>>,
     status: Option<Status>,
-    /// How each task ended, with the journal entry that ended it.
-    outcomes: BTreeMap<TaskId, (u64, Outcome<P>)>,
+    /// How each task ended, with the journal entry that ended it and the
+    /// tenant whose clients alone read it.
+    outcomes: BTreeMap<TaskId, (u64, Option<TenantId>, Outcome<P>)>,
     /// How each hosted run ended, with the journal entry that ended it.
     runs: BTreeMap<WorkflowId, (u64, RunEnd<P>)>,
     next_message: MessageId,
@@ -118,10 +119,34 @@ impl<P: Clone> MemStore<P> {
         self.fault = Some(fault);
     }
 
-    /// How `task` ended, as a client reads it, and the entry that ended
-    /// it; `None` before its end is published (or after it was trimmed).
-    pub(crate) fn outcome(&self, task: TaskId) -> Option<&(u64, Outcome<P>)> {
+    /// How `task` ended, as a client reads it, the entry that ended it
+    /// and its tenant; `None` before its end is published (or after it
+    /// was trimmed).
+    pub(crate) fn outcome(&self, task: TaskId) -> Option<&(u64, Option<TenantId>, Outcome<P>)> {
         self.outcomes.get(&task)
+    }
+
+    /// How `tasks` ended, as `tenant`'s client reads them
+    /// ([`ClientOp::Outcomes`] for a store that maps a connection to a
+    /// tenant): the ends of that tenant's tasks alone, `None` for every
+    /// other task, as for a task never submitted.
+    pub fn outcomes_as_tenant(
+        &self,
+        tenant: TenantId,
+        tasks: &[TaskId],
+    ) -> Vec<Option<Outcome<P>>> {
+        self.outcomes_for(Some(tenant), tasks)
+    }
+
+    /// The ends of `tasks` that `tenant`'s clients may read.
+    fn outcomes_for(&self, tenant: Option<TenantId>, tasks: &[TaskId]) -> Vec<Option<Outcome<P>>> {
+        tasks
+            .iter()
+            .map(|task| match self.outcomes.get(task) {
+                Some((_, of, outcome)) if *of == tenant => Some(outcome.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Every journal entry still stored, in order.
@@ -254,11 +279,13 @@ impl<P: Clone> MemStore<P> {
             self.journal.insert(seq, (epoch, entry));
         }
         let mut results: BTreeMap<TaskId, P> = outputs.results.into_iter().collect();
+        let tenants: BTreeMap<TaskId, TenantId> = outputs.tenants.into_iter().collect();
         for (task, end) in outputs.ended {
             let output = results.remove(&task);
+            let tenant = tenants.get(&task).copied();
             self.outcomes
                 .entry(task)
-                .or_insert((last_seq, Outcome { end, output }));
+                .or_insert((last_seq, tenant, Outcome { end, output }));
         }
         for end in outputs.runs {
             self.runs.entry(end.run).or_insert((last_seq, end));
@@ -400,7 +427,7 @@ impl<P: Clone> MemStore<P> {
                 if let (true, Some(previous)) = (trim, previous) {
                     self.journal = self.journal.split_off(&(previous + 1));
                     self.outcomes
-                        .retain(|_, (ended_at, _)| *ended_at > previous);
+                        .retain(|_, (ended_at, ..)| *ended_at > previous);
                     self.runs.retain(|run, (ended_at, _)| {
                         *ended_at > previous || remembered.contains(run)
                     });
@@ -556,12 +583,11 @@ impl<P: Clone> Store<P> for MemStore<P> {
                         .collect(),
                 ),
                 ClientOp::Status => ClientReply::Status(store.lease(now), store.status.clone()),
-                ClientOp::Outcomes(tasks) => ClientReply::Outcomes(
-                    tasks
-                        .iter()
-                        .map(|task| store.outcomes.get(task).map(|(_, outcome)| outcome.clone()))
-                        .collect(),
-                ),
+                // A client acting for no tenant reads the ends of tasks
+                // without one.
+                ClientOp::Outcomes(tasks) => {
+                    ClientReply::Outcomes(store.outcomes_for(None, &tasks))
+                }
                 ClientOp::Runs(runs) => ClientReply::Runs(
                     runs.iter()
                         .map(|run| store.runs.get(run).map(|(_, end)| end.clone()))

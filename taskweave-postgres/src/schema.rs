@@ -29,7 +29,9 @@
 //!   operator's act: it takes a node login. Since version 7 a login may
 //!   act for a tenant ([`map_tenant`]): its messages reach the leader as
 //!   [`Sender::Tenant`](taskweave::cluster::Sender::Tenant), so its tasks
-//!   are the tenant's and it cancels only those.
+//!   are the tenant's and it cancels only those. Since version 8 it
+//!   reads the outcomes of its tenant's tasks alone (a login acting for
+//!   no tenant: those of tasks without one); every task's before.
 //!
 //! Row-level security narrows agents and submitters to their rows. It is
 //! enabled, not forced: the tables' owner (whoever ran [`migrate`],
@@ -44,14 +46,14 @@ pub use reset::{ResetReport, reset};
 use crate::store::errors::{PgError, is_undefined_object};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 7;
+pub const SCHEMA_VERSION: i32 = 8;
 
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`. Version
 /// 2 adds the task outcomes clients read; version 3 a task's output beside
 /// its outcome; version 4 the hosted workflow runs' commands and ends;
 /// version 5 the agent logins' grants; version 6 the limit on each
 /// agent's unread inbox messages; version 7 the submitter logins' tenants
-/// and each client message's poster.
+/// and each client message's poster; version 8 each outcome's tenant.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema/v1.sql"),
     include_str!("schema/v2.sql"),
@@ -60,6 +62,7 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema/v5.sql"),
     include_str!("schema/v6.sql"),
     include_str!("schema/v7.sql"),
+    include_str!("schema/v8.sql"),
 ];
 
 /// The advisory lock migrations hold (`"twv1"` in ASCII).

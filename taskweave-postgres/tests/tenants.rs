@@ -4,7 +4,9 @@
 //! task is refused and the task lives on; a body that names another
 //! tenant is overridden; a submitter reads the verdicts of its own
 //! messages only, and cannot write the poster or the tenant of a row; a
-//! login that is not a submitter's cannot be mapped.
+//! login that is not a submitter's cannot be mapped. A submitter reads
+//! the outcomes of its tenant's tasks alone (schema version 8), and one
+//! acting for no tenant cancels no tenant's task.
 
 use std::time::Duration;
 
@@ -184,4 +186,61 @@ fn submitters_of_two_tenants_keep_their_keys_tasks_and_verdicts_apart() {
     };
     assert!(outcomes[0].is_none(), "GLOBEX's task was cancelled by ACME");
     assert!(outcomes[1].is_some(), "ACME's own cancel ended its task");
+
+    // The plain submitter cancels GLOBEX's task: refused in the words of a
+    // task that never was. Its own cancel goes through.
+    let cancels = [
+        post(
+            &mut plain,
+            "cancel",
+            &format!(r#"{{"Cancel":{}}}"#, globex_task.get()),
+        ),
+        post(
+            &mut plain,
+            "cancel",
+            &format!(r#"{{"Cancel":{}}}"#, plain_task.get()),
+        ),
+    ];
+    let answers = verdicts(&mut node, &mut node_store, &mut reader, &cancels, epoch);
+    assert_eq!(
+        answers,
+        [
+            Verdict::Refused(format!("unknown task {globex_task}")),
+            Verdict::Accepted
+        ]
+    );
+
+    // Each login reads the outcomes of its own tenant's tasks alone, through
+    // the store and in raw SQL.
+    let every = vec![acme_task, globex_task, plain_task];
+    let read_as = |login: &str| -> Vec<bool> {
+        let mut store = PgStore::<Value>::connect(&cluster.conninfo_as(login)).unwrap();
+        match store.client(ClientOp::Outcomes(every.clone()), common::now()) {
+            Ok(ClientReply::Outcomes(outcomes)) => outcomes.iter().map(Option::is_some).collect(),
+            other => panic!("{login} reading outcomes: {other:?}"),
+        }
+    };
+    assert_eq!(read_as("acme"), [true, false, false]);
+    assert_eq!(read_as("globex"), [false, false, false], "its task lives");
+    assert_eq!(read_as("plain"), [false, false, true]);
+    let tasks_seen = |client: &mut Client| -> Vec<i64> {
+        client
+            .query("SELECT task FROM taskweave.outcomes ORDER BY task", &[])
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    };
+    assert_eq!(tasks_seen(&mut acme), [acme_task.get() as i64]);
+    assert_eq!(tasks_seen(&mut globex), [0i64; 0]);
+    assert_eq!(tasks_seen(&mut plain), [plain_task.get() as i64]);
+    // Nor may a submitter write an outcome.
+    denied(
+        "a submitter writing an outcome",
+        acme.execute(
+            "INSERT INTO taskweave.outcomes (task, seq, body, tenant) \
+             VALUES (999, 1, '\"Cancelled\"', 1)",
+            &[],
+        ),
+    );
 }

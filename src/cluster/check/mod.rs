@@ -338,6 +338,7 @@ pub fn check_store<S: Store<String>>(
         closed: vec![(TaskId::new(1), AttemptToken::new(1))],
         ended: vec![(TaskId::new(1), TaskEnd::Completed)],
         results: vec![(TaskId::new(1), "out".into())],
+        tenants: Vec::new(),
         runs: vec![RunEnd {
             outcome: RunOutcome::Failed(crate::workflow::FailureCause::Cancelled),
             output: None,

@@ -260,13 +260,18 @@ fn admit<P: Clone>(
         {
             refused(format!("{tenant} has no live task {task}"))
         }
+        // A client acting for no tenant cancels no tenant's task, in the
+        // words of a cancel of a task that never was.
+        (Sender::Client, Message::Cancel(task)) if replica.dispatcher.tenant(task).is_some() => {
+            refused(crate::scheduler::SchedulerError::UnknownTask(task).to_string())
+        }
         (_, Message::Cancel(task)) if replica.is_step(task) => refused(format!(
             "task {task} is a step of a hosted run: cancel the run (RunCommand::Cancel) instead"
         )),
         (_, Message::Cancel(task)) => {
             let result = apply(replica, batch, Entry::Input(Input::Cancel { task, now }));
             if result.is_ok() {
-                batch.outputs.ended.push((task, TaskEnd::Cancelled));
+                replica.publish_end(task, TaskEnd::Cancelled, &mut batch.outputs);
             }
             verdict_of(result)
         }
@@ -311,7 +316,7 @@ fn report_entry<P: Clone>(
     if result.is_ok() {
         batch.outputs.closed.push(attempt);
         if succeeded {
-            batch.outputs.ended.push((attempt.0, TaskEnd::Completed));
+            replica.publish_end(attempt.0, TaskEnd::Completed, &mut batch.outputs);
             if let Some(output) = output {
                 batch.outputs.results.push((attempt.0, output));
             }

@@ -8,6 +8,7 @@ mod intake;
 #[cfg(test)]
 mod intake_tests;
 mod replica;
+mod task_tenants;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 

@@ -13,6 +13,7 @@ use crate::{AgentId, Instant, Priority, TaskId, WorkflowId};
 use super::super::contract::{Assignment, Entry, NodeState, Outputs, RunEnd, TaskEnd};
 use super::super::incarnation::registered_incarnation;
 use super::super::runs::{HostedRuns, RunCodec};
+use super::task_tenants::TaskTenants;
 
 /// What applying an entry did.
 pub(crate) enum Effect<P> {
@@ -48,14 +49,19 @@ pub(crate) struct Replica<P> {
     restored_at: Instant,
     /// The hosted runs, on a node that hosts them.
     runs: Option<HostedRuns<P>>,
+    /// The tenant of each task that has one, for the ends a commit
+    /// publishes.
+    tenants: TaskTenants,
 }
 
 impl<P: Clone> Replica<P> {
     /// A replica with an empty journal, hosting runs with `codec` if
     /// there is one.
     pub(crate) fn empty(config: DispatcherConfig, codec: Option<RunCodec<P>>) -> Self {
+        let dispatcher = Dispatcher::new(config);
         Replica {
-            dispatcher: Dispatcher::new(config),
+            tenants: TaskTenants::of_live(&dispatcher),
+            dispatcher,
             next_seq: 1,
             draining: false,
             submitted_at: BTreeMap::new(),
@@ -95,6 +101,7 @@ impl<P: Clone> Replica<P> {
         };
         let restored_at = dispatcher.clock();
         Ok(Replica {
+            tenants: TaskTenants::of_live(&dispatcher),
             dispatcher,
             next_seq: seq.saturating_add(1),
             // A leader takes no snapshot once draining, so the drain is
@@ -159,6 +166,9 @@ impl<P: Clone> Replica<P> {
     /// Applies one entry: what it did, and every action it produced.
     pub(crate) fn apply(&mut self, entry: Entry<P>) -> Step<P> {
         self.next_seq = self.next_seq.saturating_add(1);
+        // Every end so far is published: the leader publishes each entry's
+        // before it applies the next, and a follower publishes none.
+        self.tenants.forget_ended(&self.dispatcher);
         let now = entry.now();
         let dispatcher = &mut self.dispatcher;
         let applied = |result: Result<Applied<P>, _>| {
@@ -211,10 +221,12 @@ impl<P: Clone> Replica<P> {
                     Ok(Applied::Batch(results)) => {
                         for submitted in results.iter().flatten() {
                             self.submitted_at.insert(submitted.id(), now);
+                            self.tenants.note(dispatcher, submitted.id());
                         }
                     }
                     Ok(Applied::Submitted(submitted)) if single => {
                         self.submitted_at.insert(submitted.id(), now);
+                        self.tenants.note(dispatcher, submitted.id());
                     }
                     _ => {}
                 }
@@ -294,11 +306,20 @@ impl<P: Clone> Replica<P> {
             }
             Action::Cancel { task, token, .. } => out.cancel.push((task, token)),
             Action::DeadLettered { task, ref reason } => {
-                out.ended
-                    .push((task, TaskEnd::DeadLettered(reason.clone())));
+                self.publish_end(task, TaskEnd::DeadLettered(reason.clone()), out);
             }
-            Action::Expired { task, limit } => out.ended.push((task, TaskEnd::Expired(limit))),
+            Action::Expired { task, limit } => {
+                self.publish_end(task, TaskEnd::Expired(limit), out);
+            }
             Action::AgentLost { .. } => {}
+        }
+    }
+
+    /// Publishes how `task` ended, confined to its tenant if it has one.
+    pub(crate) fn publish_end(&self, task: TaskId, end: TaskEnd, out: &mut Outputs<P>) {
+        out.ended.push((task, end));
+        if let Some(tenant) = self.tenants.get(task) {
+            out.tenants.push((task, tenant));
         }
     }
 

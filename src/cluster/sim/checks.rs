@@ -18,7 +18,7 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
     pub(crate) fn check_outcomes_published(&mut self, ends: &[EndSeen<P>]) {
         for (task, seq, how, output) in ends {
             let published = self.store.outcome(*task);
-            let agrees = published.is_some_and(|(_, outcome)| {
+            let agrees = published.is_some_and(|(_, _, outcome)| {
                 how.agrees_with(&outcome.end) && outcome.output == *output
             });
             if !agrees {

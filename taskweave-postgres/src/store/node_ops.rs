@@ -10,7 +10,7 @@ use taskweave::cluster::{
     Entry, InboxMessage, JournalRow, Lease, MessageId, NodeOp, NodeReply, NodeState, Outputs,
     StoreFailure, Verdict,
 };
-use taskweave::{AttemptToken, TaskId};
+use taskweave::{AttemptToken, TaskId, TenantId};
 
 use std::collections::HashMap;
 
@@ -139,8 +139,9 @@ WHERE outbox.task = u.t AND outbox.token = u.k";
 
 /// Task outcomes, with the journal entry that ended them; a task ends
 /// once, so an outcome that exists stays.
-const PUBLISH_OUTCOMES: &str = "INSERT INTO outcomes (task, seq, body, output)
-SELECT t, $3, b, o FROM unnest($1::bigint[], $2::text[], $4::text[]) AS u(t, b, o)
+const PUBLISH_OUTCOMES: &str = "INSERT INTO outcomes (task, seq, body, output, tenant)
+SELECT t, $3, b, o, n FROM unnest($1::bigint[], $2::text[], $4::text[], $5::bigint[])
+    AS u(t, b, o, n)
 ON CONFLICT (task) DO NOTHING";
 
 /// Rule 8: the outcomes of trimmed entries go with them.
@@ -433,10 +434,11 @@ struct EncodedOutputs {
     /// The rows to delete: cancelled or reported attempts.
     release_tasks: Vec<i64>,
     release_tokens: Vec<i64>,
-    /// Tasks ended, their encoded ends and outputs.
+    /// Tasks ended, their encoded ends and outputs, and their tenants.
     ended_tasks: Vec<i64>,
     ended_bodies: Vec<String>,
     ended_outputs: Vec<Option<String>>,
+    ended_tenants: Vec<Option<i64>>,
     /// Runs ended, and their encoded ends.
     run_ids: Vec<i64>,
     run_ends: Vec<String>,
@@ -465,7 +467,9 @@ impl EncodedOutputs {
         }
         let mut results: HashMap<TaskId, &P> =
             outputs.results.iter().map(|(t, o)| (*t, o)).collect();
+        let tenants: HashMap<TaskId, TenantId> = outputs.tenants.iter().copied().collect();
         for (task, end) in &outputs.ended {
+            (out.ended_tenants).push(tenants.get(task).map(|t| u64_to_int(t.get())));
             out.ended_tasks.push(u64_to_int(task.get()));
             out.ended_bodies.push(codec::encode("an outcome", end)?);
             let output = results.remove(task);
@@ -549,6 +553,7 @@ fn commit<P>(
                 &outputs.ended_bodies,
                 &u64_to_int(last_seq),
                 &outputs.ended_outputs,
+                &outputs.ended_tenants,
             ],
         )?;
     }
