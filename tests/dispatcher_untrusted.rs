@@ -29,9 +29,9 @@ use taskweave::routing::{
 };
 use taskweave::scheduler::{
     Action, AttemptOutcome, Dispatcher, DispatcherConfig, MAX_TERMINAL_HISTORY, SchedulerError,
-    Snapshot, SubmitErrorKind, TaskReport, TaskSpec, TaskState,
+    Snapshot, SubmitErrorKind, TaskReport, TaskSpec, TaskState, TenantQuota,
 };
-use taskweave::{AgentId, AttemptToken, Instant, Priority, TaskRequirements};
+use taskweave::{AgentId, AttemptToken, Instant, Priority, TaskRequirements, TenantId};
 
 /// Actions one call may hand out before the watchdog calls it a runaway.
 const ACTIONS_PER_CALL: usize = 10_000;
@@ -64,6 +64,13 @@ fn config() -> DispatcherConfig {
         .preemption(true)
         .queue_capacity(60)
         .terminal_history(40)
+        .tenant_quota(
+            TenantId::new(1),
+            TenantQuota::new()
+                .live_tasks(4)
+                .cost_rate(Quota::new(6, Duration::from_secs(1)).unwrap()),
+        )
+        .default_tenant_quota(TenantQuota::new().live_tasks(8))
         .build()
         .unwrap()
 }
@@ -82,6 +89,9 @@ enum Op {
         kind: Option<u8>,
         ttl: Option<u16>,
         key: Option<u8>,
+        /// A tenant (1 under both quotas, 2 and 3 under the default) and
+        /// a cost.
+        tenant: Option<(u8, u8)>,
     },
     Register {
         gpu: bool,
@@ -105,8 +115,9 @@ fn clock() -> impl Strategy<Value = Clock> {
 fn op(clocks: impl Strategy<Value = Clock>) -> impl Strategy<Value = Op> {
     prop_oneof![
         5 => (0u8..4, any::<bool>(), proptest::option::of(0u8..3),
-              proptest::option::weighted(0.3, 0u16..20_000), proptest::option::weighted(0.3, 0u8..6))
-            .prop_map(|(priority, gpu, kind, ttl, key)| Op::Submit { priority, gpu, kind, ttl, key }),
+              proptest::option::weighted(0.3, 0u16..20_000), proptest::option::weighted(0.3, 0u8..6),
+              proptest::option::weighted(0.5, (1u8..4, 0u8..4)))
+            .prop_map(|(priority, gpu, kind, ttl, key, tenant)| Op::Submit { priority, gpu, kind, ttl, key, tenant }),
         1 => (any::<bool>(), 1u32..4, 0.0f64..1e9)
             .prop_map(|(gpu, capacity, cost)| Op::Register { gpu, capacity, cost }),
         1 => any::<Index>().prop_map(Op::Unregister),
@@ -142,6 +153,7 @@ fn drive(d: &mut Dispatcher<u32>, host: &mut Host, op: &Op) -> Result<(), String
             kind,
             ttl,
             key,
+            tenant,
         } => {
             let mut needs = TaskRequirements::new();
             if *gpu {
@@ -159,6 +171,11 @@ fn drive(d: &mut Dispatcher<u32>, host: &mut Host, op: &Op) -> Result<(), String
             }
             if let Some(key) = key {
                 spec = spec.idempotency_key(format!("key-{key}"));
+            }
+            if let Some((tenant, cost)) = tenant {
+                spec = spec
+                    .tenant(TenantId::new(u64::from(*tenant)))
+                    .cost(u32::from(*cost));
             }
             let _ = d.submit(spec, now);
         }
@@ -321,9 +338,21 @@ fn invariants(d: &Dispatcher<u32>) -> Result<(), String> {
     if d.poll_timeout() == Some(Instant::MAX) {
         return Err("poll_timeout reported a timer that never fires".into());
     }
+    let mut live_of = std::collections::BTreeMap::<TenantId, u32>::new();
     for (task, state, ..) in d.iter_live_tasks() {
         if state.is_terminal() {
             return Err(format!("live task {task} is {state:?}"));
+        }
+        if let Some(tenant) = d.tenant(task) {
+            *live_of.entry(tenant).or_default() += 1;
+        }
+    }
+    for tenant in (1..4).map(TenantId::new) {
+        let (counted, live) = (d.tenant_live_tasks(tenant), live_of.get(&tenant).copied());
+        if counted != live.unwrap_or(0) {
+            return Err(format!(
+                "{tenant} counts {counted} live tasks, has {live:?}"
+            ));
         }
     }
     Ok(())
@@ -784,6 +813,7 @@ fn corrupt_snapshots_name_the_field_at_fault() {
             kind: None,
             ttl: None,
             key: Some(1),
+            tenant: Some((1, 2)),
         },
         Op::Submit {
             priority: 2,
@@ -791,6 +821,7 @@ fn corrupt_snapshots_name_the_field_at_fault() {
             kind: None,
             ttl: Some(900),
             key: None,
+            tenant: None,
         },
         Op::Submit {
             priority: 0,
@@ -798,6 +829,7 @@ fn corrupt_snapshots_name_the_field_at_fault() {
             kind: Some(1),
             ttl: None,
             key: None,
+            tenant: Some((2, 1)),
         },
     ])
     .unwrap();
@@ -823,6 +855,17 @@ fn corrupt_snapshots_name_the_field_at_fault() {
     assert!(load.contains("load"), "{load}");
     let in_flight = restore(&|v| v["state"]["in_flight"] = Value::Array(Vec::new())).unwrap();
     assert!(in_flight.contains("in_flight"), "{in_flight}");
+    let rates = restore(&|v| v["state"]["tenant_rates"]["1"]["quota"]["burst"] = Value::from(5));
+    assert!(rates.is_some_and(|e| e.contains("tenant_rates")));
+    let rates =
+        restore(&|v| v["state"]["tenant_rates"]["1"]["state"]["latest"] = Value::from(u64::MAX));
+    assert!(rates.is_some_and(|e| e.contains("tenant_rates")));
+    let rates =
+        restore(&|v| v["state"]["tenant_rates"]["2"] = v["state"]["tenant_rates"]["1"].clone());
+    assert!(
+        rates.is_some_and(|e| e.contains("tenant_rates")),
+        "tenant-2 has no cost rate"
+    );
     let keys = restore(&|v| v["state"]["idempotency"] = Value::Array(Vec::new())).unwrap();
     assert!(keys.contains("idempotency"), "{keys}");
     let gates =

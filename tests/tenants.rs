@@ -173,3 +173,26 @@ fn a_host_confines_a_tenants_cancels_to_its_own_tasks() {
     assert_eq!(cancel_as(GLOBEX, globex_task), Ok(()));
     assert_eq!(d.tenant_live_tasks(ACME), 0);
 }
+
+#[test]
+fn a_quota_of_no_live_task_is_refused_naming_its_tenant() {
+    let refused = |builder: taskweave::scheduler::DispatcherConfigBuilder| {
+        builder.build().err().map(|e| e.to_string())
+    };
+    let none = TenantQuota::new().live_tasks(0);
+    let one = TenantQuota::new().live_tasks(1);
+    let own = DispatcherConfig::builder()
+        .tenant_quota(TenantId::new(2), one)
+        .tenant_quota(TenantId::new(5), none);
+    let own = refused(own).expect("refused");
+    assert!(own.contains("tenant-5: 0 live tasks"), "{own}");
+    let default = DispatcherConfig::builder()
+        .tenant_quota(TenantId::new(2), one)
+        .default_tenant_quota(none);
+    let default = refused(default).expect("refused");
+    assert!(default.contains("every tenant: 0 live tasks"), "{default}");
+    let fine = DispatcherConfig::builder()
+        .tenant_quota(TenantId::new(2), one)
+        .default_tenant_quota(one);
+    assert_eq!(refused(fine), None);
+}

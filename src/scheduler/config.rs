@@ -442,15 +442,12 @@ impl Settings {
                 return invalid("concurrency limit", format!("{key:?}: {limit:?}"));
             }
         }
-        let quotas = c.tenant_quotas.iter().map(|(t, q)| (t.to_string(), q));
-        let default = c
-            .default_tenant_quota
-            .iter()
-            .map(|q| ("every tenant".into(), q));
-        for (tenant, quota) in quotas.chain(default) {
-            if quota.max_live_tasks() == Some(0) {
-                return invalid("tenant quota", format!("{tenant}: 0 live tasks"));
-            }
+        let empty = |q: &TenantQuota| q.max_live_tasks() == Some(0);
+        if let Some((tenant, _)) = c.tenant_quotas.iter().find(|(_, q)| empty(q)) {
+            return invalid("tenant quota", format!("{tenant}: 0 live tasks"));
+        }
+        if c.default_tenant_quota.as_ref().is_some_and(empty) {
+            return invalid("tenant quota", "every tenant: 0 live tasks".to_string());
         }
         Ok(())
     }

@@ -131,7 +131,8 @@ impl TenantLoads {
                 })?;
             }
         }
-        *self.live.entry(tenant).or_default() += 1;
+        let live = self.live.entry(tenant).or_default();
+        *live = live.saturating_add(1);
         Ok(())
     }
 
@@ -203,17 +204,25 @@ impl TenantLoads {
         quota_of: impl Fn(TenantId) -> Option<TenantQuota>,
         clock: Instant,
     ) -> Result<Self, String> {
-        for (tenant, limiter) in &self.rates {
-            if quota_of(*tenant).and_then(|q| q.cost_rate) != Some(limiter.quota()) {
-                return Err(format!(
-                    "{tenant} has a cost-rate limiter its configuration does not give it"
-                ));
+        // The first tenant at fault, so the same snapshot always names
+        // the same one.
+        let fault = |(&tenant, limiter): (&TenantId, &RateLimiter)| {
+            if quota_of(tenant).and_then(|q| q.cost_rate) != Some(limiter.quota()) {
+                Some((
+                    tenant,
+                    "a cost-rate limiter its configuration does not give it",
+                ))
+            } else if limiter.latest_seen() > clock {
+                Some((
+                    tenant,
+                    "a cost-rate limiter that has seen past the dispatcher's clock",
+                ))
+            } else {
+                None
             }
-            if limiter.latest_seen() > clock {
-                return Err(format!(
-                    "{tenant}'s cost-rate limiter has seen past the dispatcher's clock"
-                ));
-            }
+        };
+        if let Some((tenant, why)) = self.rates.iter().filter_map(fault).min() {
+            return Err(format!("{tenant} has {why}"));
         }
         self.live = live;
         Ok(self)
@@ -295,6 +304,33 @@ mod tests {
             loads.rates().len() < 2 * PRUNE_FROM,
             "{}",
             loads.rates().len()
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_restore_names_the_first_tenant_at_fault_whatever_the_map_order()
+    -> Result<(), crate::resilience::ResilienceError> {
+        let quota = TenantQuota::new().cost_rate(Quota::new(2, Duration::from_secs(1))?);
+        let mut loads = TenantLoads::default();
+        for n in (1..40).rev() {
+            assert!(
+                loads
+                    .admit(tenant(n), 1, Some(&quota), Instant::from_secs(9))
+                    .is_ok()
+            );
+        }
+        // Every limiter saw past the clock, and tenant-7's has no quota
+        // either: the first tenant is named.
+        let quota_of = |t: TenantId| (t != tenant(7)).then_some(quota);
+        let restored = TenantLoads::from_rates(loads.rates().clone()).validated(
+            IdMap::default(),
+            quota_of,
+            Instant::from_secs(1),
+        );
+        assert_eq!(
+            restored.err().as_deref(),
+            Some("tenant-1 has a cost-rate limiter that has seen past the dispatcher's clock")
         );
         Ok(())
     }
