@@ -53,7 +53,8 @@ pub const SCHEMA_VERSION: i32 = 8;
 /// its outcome; version 4 the hosted workflow runs' commands and ends;
 /// version 5 the agent logins' grants; version 6 the limit on each
 /// agent's unread inbox messages; version 7 the submitter logins' tenants
-/// and each client message's poster; version 8 each outcome's tenant.
+/// and each client message's poster; version 8 each outcome's tenant and
+/// each submitter login's share of the inbox.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema/v1.sql"),
     include_str!("schema/v2.sql"),

@@ -311,3 +311,62 @@ fn an_agent_may_not_leave_more_than_its_share_of_the_inbox_unread() {
         1
     );
 }
+
+/// Posts `rows` cancels of task 1 as a client, in one statement.
+fn cancels(db: &mut postgres::Client, rows: i32) -> Result<u64, postgres::Error> {
+    db.execute(
+        "INSERT INTO inbox (kind, body) SELECT 'cancel', '{\"Cancel\":1}' \
+         FROM generate_series(1, $1)",
+        &[&rows],
+    )
+}
+
+/// A submitter login that floods the inbox fills its own share of it and
+/// no more (schema version 8): 1,024 unread messages, then every post is
+/// refused, whole, naming the login and the remedy, until the leader reads
+/// them. Another submitter posts as before, and the leader's read takes at
+/// most 64 of the flooder's messages at a time, so the other's message,
+/// posted last, is read in the first read.
+#[test]
+fn a_submitter_may_not_leave_more_than_its_share_of_the_inbox_unread() {
+    let Some((cluster, mut admin)) = migrated_or_skip("submitter_share") else {
+        return;
+    };
+    for login in ["flooder", "other"] {
+        create_login(&mut admin, login, LoginKind::Submitter).unwrap_or_else(|e| panic!("{e}"));
+    }
+    create_login(&mut admin, "node", LoginKind::Node).unwrap_or_else(|e| panic!("{e}"));
+    let mut flooder = connect_as(&cluster.conninfo_as("flooder"));
+    let mut other = connect_as(&cluster.conninfo_as("other"));
+
+    let flood = cancels(&mut flooder, 2_000).expect_err("2,000 rows in one statement");
+    let db = flood.as_db_error().unwrap_or_else(|| panic!("{flood}"));
+    assert_eq!(db.code(), &SqlState::CONFIGURATION_LIMIT_EXCEEDED, "{db:?}");
+    assert!(
+        db.message()
+            .contains("login flooder has 1024 messages the leader has not read"),
+        "{db:?}"
+    );
+    assert!(
+        (db.detail().unwrap_or_default()).contains("REVOKE taskweave_submitter FROM flooder"),
+        "{db:?}"
+    );
+    assert_eq!(cancels(&mut flooder, 1_000).expect("1,000 rows"), 1_000);
+    assert_eq!(cancels(&mut flooder, 24).expect("24 more"), 24);
+    cancels(&mut flooder, 1).expect_err("past the limit");
+    assert_eq!(cancels(&mut other, 1).expect("another submitter"), 1);
+
+    let mut node = store(&cluster.conninfo_as("node"));
+    let first = read(&mut node);
+    assert_eq!(first.len(), 65, "64 of the flooder's, and the other's");
+    assert_eq!(first.last().map(|m| m.sender), Some(Sender::Client));
+    let read_ids: Vec<i64> = first.iter().map(|m| m.id as i64).collect();
+    connect_as(&cluster.conninfo_as("node"))
+        .execute(
+            "UPDATE inbox SET consumed = true WHERE id = ANY($1)",
+            &[&read_ids],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cancels(&mut flooder, 64).expect("room again"), 64);
+    cancels(&mut flooder, 1).expect_err("full again");
+}

@@ -66,12 +66,13 @@ const JOURNAL_BOUNDS: &str =
     "SELECT (SELECT min(seq) FROM journal), (SELECT max(seq) FROM snapshots)";
 
 /// Pending messages in id order, at most `$1`, read fairly: of the
-/// oldest `$4` (4 × `$1`) pending, each agent has at most `$3` in a read,
-/// and no more after the first whose bodies reach `$2` bytes (clients
-/// count as one sender); and the read stops after the first message whose
+/// oldest `$4` (4 × `$1`) pending, each sender (an agent, or a client's
+/// login: the poster, since schema version 8) has at most `$3` in a read,
+/// and no more after the first whose bodies reach `$2` bytes; and the
+/// read stops after the first message whose
 /// bodies, all senders together, reach `$5` bytes. It answers at least
 /// one message while any is pending, and each sender's messages in their
-/// order. An agent that floods the inbox, with many messages or huge
+/// order. A sender that floods the inbox, with many messages or huge
 /// ones, is read at that pace while everyone else's messages are read as
 /// they come (a byte bound over all senders alone let one agent's 16 MB
 /// messages hold back every other sender's, one read each). The sizes
@@ -86,10 +87,10 @@ const READ_INBOX: &str = "SELECT id, agent, incarnation, kind, body, tenant FROM
         SELECT id, agent, incarnation, kind, body, tenant,
             row_number() OVER sender AS nth,
             sum(octet_length(body)) OVER sender - octet_length(body) AS sender_before
-        FROM (SELECT id, agent, incarnation, kind, body, tenant FROM inbox
+        FROM (SELECT id, agent, incarnation, kind, body, tenant, poster FROM inbox
             WHERE NOT consumed ORDER BY id LIMIT $4) AS oldest
-        WINDOW sender AS (PARTITION BY agent ORDER BY id)) AS ranked
-    WHERE (agent IS NULL OR nth <= $3) AND sender_before < $2
+        WINDOW sender AS (PARTITION BY agent, poster ORDER BY id)) AS ranked
+    WHERE nth <= $3 AND sender_before < $2
     ORDER BY id LIMIT $1) AS pending
 WHERE before < $5 ORDER BY id";
 
@@ -101,9 +102,10 @@ const INBOX_READ_SENDER_BYTES: i64 = 4 << 20;
 /// first message, all senders together.
 const INBOX_READ_BYTES: i64 = 32 << 20;
 
-/// The most messages of one agent a read of the inbox answers (a working
-/// agent has a few pending).
-const INBOX_READ_PER_AGENT: i64 = 64;
+/// The most messages of one sender (an agent, or a client's login) a read
+/// of the inbox answers (a working agent has a few pending; a client's
+/// message holds many tasks).
+const INBOX_READ_PER_SENDER: i64 = 64;
 
 const READ_OUTSTANDING: &str = "SELECT task, token FROM outbox
 WHERE state IN ('ready', 'claimed') ORDER BY task, token";
@@ -219,7 +221,7 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
                     &[
                         &limit(most),
                         &INBOX_READ_SENDER_BYTES,
-                        &INBOX_READ_PER_AGENT,
+                        &INBOX_READ_PER_SENDER,
                         &limit(most).saturating_mul(4),
                         &INBOX_READ_BYTES,
                     ],

@@ -78,7 +78,8 @@ fn a_connection_string_that_does_not_parse_names_its_cause_and_the_form() {
 
 /// Undoes versions 3 to 8, but for version 3's `outcomes.output`, which
 /// each caller drops itself (with the whole table, for version 1).
-const UNDO_VERSIONS_3_TO_8: &str = "DROP POLICY own_tenant ON taskweave.outcomes;
+const UNDO_VERSIONS_3_TO_8: &str = "DROP INDEX taskweave.inbox_pending_by_poster;
+    DROP POLICY own_tenant ON taskweave.outcomes;
     DROP POLICY node_all ON taskweave.outcomes;
     ALTER TABLE taskweave.outcomes DISABLE ROW LEVEL SECURITY;
     ALTER TABLE taskweave.outcomes DROP COLUMN tenant;
