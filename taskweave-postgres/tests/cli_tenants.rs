@@ -1,0 +1,164 @@
+//! Tenants through the command line, as an operator runs them: `init`
+//! maps two submitter logins to two tenants, a real `node` and `agent`
+//! run, and `submit`, `cancel` and `outcome` as each login show that one
+//! idempotency key makes a task per tenant, that a login cancels no task
+//! but its own tenant's, and that it reads no outcome but its own
+//! tenant's.
+
+use std::io::Write as _;
+use std::process::{Child, Command, Stdio};
+
+use taskweave_postgres::testkit::start_or_skip;
+
+const BIN: &str = env!("CARGO_BIN_EXE_taskweave-pg");
+
+/// The long-running roles, killed when the test ends however it ends.
+struct Running(Vec<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn spawn(args: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{BIN} {}: {e}", args[0]))
+}
+
+/// Runs `taskweave-pg ARGS` with `stdin` to its end: whether it exited 0,
+/// and what it printed.
+fn pg(args: &[&str], stdin: &str) -> (bool, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{BIN} {}: {e}", args[0]));
+    if let Some(mut input) = child.stdin.take() {
+        input
+            .write_all(stdin.as_bytes())
+            .unwrap_or_else(|e| panic!("stdin: {e}"));
+    }
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), format!("{stdout}{stderr}"))
+}
+
+/// The task ids `submit` printed, one a line, in order.
+fn submitted(db: &str, lines: &str) -> Vec<String> {
+    let (ok, said) = pg(&["submit", "--db", db], lines);
+    assert!(ok, "submit: {said}");
+    said.lines()
+        .filter_map(|line| line.split_once(": ").map(|(_, task)| task.to_string()))
+        .collect()
+}
+
+#[test]
+fn two_tenants_keep_their_keys_cancels_and_outcomes_apart_through_the_cli() {
+    let test = "two_tenants_keep_their_keys_cancels_and_outcomes_apart_through_the_cli";
+    let Some(cluster) = start_or_skip(test) else {
+        return;
+    };
+    let admin = cluster.conninfo();
+    let logins = [
+        "--node",
+        "node_login",
+        "--agent",
+        "1:agent_one",
+        "--submitter",
+        "acme",
+        "--submitter",
+        "globex",
+        "--submitter",
+        "plain",
+    ];
+    let (ok, said) = pg(&[&["init", "--db", &admin][..], &logins].concat(), "");
+    assert!(ok, "init: {said}");
+    let tenants = ["--tenant", "acme:1", "--tenant", "globex:2"];
+    let (ok, said) = pg(&[&["init", "--db", &admin][..], &tenants].concat(), "");
+    assert!(ok, "init --tenant: {said}");
+    let [node, agent, acme, globex, plain] =
+        ["node_login", "agent_one", "acme", "globex", "plain"].map(|l| cluster.conninfo_as(l));
+    let _running = Running(vec![
+        spawn(&["node", "--db", &node, "--name", "node-a"]),
+        spawn(&[
+            "agent",
+            "--db",
+            &agent,
+            "--id",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            "cat; echo",
+        ]),
+    ]);
+
+    // One key, three logins: three tasks. ACME's second task needs a
+    // capability no agent has, so it stays queued.
+    let keyed =
+        |n: u32| format!("{{\"payload\": {{\"n\": {n}}}, \"idempotency_key\": \"order-7\"}}\n");
+    let acme_tasks = submitted(
+        &acme,
+        &format!("{}{{\"payload\": 2, \"requires\": [\"gpu\"]}}\n", keyed(1)),
+    );
+    let globex_tasks = submitted(&globex, &keyed(3));
+    let plain_tasks = submitted(&plain, &keyed(4));
+    let (done, queued) = (&acme_tasks[0], &acme_tasks[1]);
+    assert_eq!(acme_tasks.len(), 2, "{acme_tasks:?}");
+    assert_ne!(done, &globex_tasks[0]);
+    assert_ne!(done, &plain_tasks[0]);
+    assert_ne!(globex_tasks[0], plain_tasks[0]);
+
+    // Each reads its own outcome; another login reads it as not ended.
+    let (ok, said) = pg(&["outcome", "--db", &acme, "--wait", "30", done], "");
+    assert!(ok, "{said}");
+    assert_eq!(
+        said.trim(),
+        format!("{done}: completed, output: {{\"n\":1}}")
+    );
+    let (ok, said) = pg(
+        &["outcome", "--db", &globex, "--wait", "30", &globex_tasks[0]],
+        "",
+    );
+    assert!(ok, "{said}");
+    for login in [&globex, &plain] {
+        let (ok, said) = pg(&["outcome", "--db", login, done], "");
+        assert!(!ok, "another login read ACME's outcome: {said}");
+        assert_eq!(said.trim(), format!("{done}: not ended"));
+    }
+
+    // Another login's cancel of ACME's queued task is refused in the words
+    // of a task that never was; ACME's own goes through.
+    let (ok, said) = pg(&["cancel", "--db", &globex, queued], "");
+    assert!(!ok, "{said}");
+    assert_eq!(
+        said.trim(),
+        format!("{queued}: refused: tenant-2 has no live task {queued}")
+    );
+    let (ok, said) = pg(&["cancel", "--db", &plain, queued], "");
+    assert!(!ok, "{said}");
+    assert_eq!(
+        said.trim(),
+        format!("{queued}: refused: unknown task {queued}")
+    );
+    let (ok, said) = pg(&["cancel", "--db", &acme, queued], "");
+    assert!(ok, "{said}");
+    let (ok, said) = pg(&["outcome", "--db", &acme, "--wait", "30", queued], "");
+    assert!(ok, "{said}");
+    assert_eq!(said.trim(), format!("{queued}: cancelled"));
+
+    let (ok, said) = pg(&["drain", "--db", &node, "--wait", "60"], "");
+    assert!(ok, "drain: {said}");
+}
