@@ -6,13 +6,13 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use taskweave::cluster::{ClientOp, ClientReply, Node, NodeConfig, Store, Verdict};
+use taskweave::cluster::{Node, NodeConfig, Verdict};
 use taskweave::scheduler::DispatcherConfig;
-use taskweave::{Instant, TaskId};
+use taskweave::TaskId;
 use taskweave_postgres::PgStore;
 
 mod common;
-use common::migrated_or_skip;
+use common::{migrated_or_skip, verdicts};
 
 #[test]
 fn the_same_key_with_another_payload_is_a_conflict() {
@@ -46,23 +46,7 @@ fn the_same_key_with_another_payload_is_a_conflict() {
         .unwrap();
     let mut node = Node::new(config, dispatcher).unwrap();
     let started = std::time::Instant::now();
-    let verdicts = loop {
-        assert!(started.elapsed() < Duration::from_secs(30), "no verdicts");
-        let now = Instant::from_nanos(started.elapsed().as_nanos() as u64);
-        for _ in 0..20 {
-            let Some(op) = node.poll_op(now) else { break };
-            let reply = node_store.node(op, now);
-            node.handle_reply(reply, now);
-        }
-        if let Ok(ClientReply::Verdicts(verdicts)) =
-            client.client(ClientOp::Verdicts(ids.clone()), now)
-        {
-            if verdicts.iter().all(Option::is_some) {
-                break verdicts.into_iter().flatten().collect::<Vec<_>>();
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let verdicts = verdicts(&mut node, &mut node_store, &mut client, &ids, started);
     let task = |verdict: &Verdict| match verdict {
         Verdict::Submitted(tasks) if tasks.len() == 1 => tasks[0].clone(),
         other => panic!("{other:?}"),

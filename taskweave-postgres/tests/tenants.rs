@@ -14,11 +14,11 @@ use postgres::Client;
 use serde_json::Value;
 use taskweave::cluster::{ClientOp, ClientReply, Node, NodeConfig, Store, Verdict};
 use taskweave::scheduler::{DispatcherConfig, TenantQuota};
-use taskweave::{Instant, TaskId, TenantId};
+use taskweave::{TaskId, TenantId};
 use taskweave_postgres::{LoginKind, PgError, PgStore, create_login, map_tenant};
 
 mod common;
-use common::{connect_as, denied, migrated_or_skip};
+use common::{connect_as, denied, migrated_or_skip, verdicts};
 
 /// Posts `body` of `kind` as the connection's login; the message id.
 fn post(client: &mut Client, kind: &str, body: &str) -> u64 {
@@ -29,35 +29,6 @@ fn post(client: &mut Client, kind: &str, body: &str) -> u64 {
         )
         .unwrap_or_else(|e| panic!("post {body}: {e}"));
     u64::try_from(row.get::<_, i64>(0)).unwrap()
-}
-
-/// Runs the node until the messages `ids` have verdicts, read by the
-/// superuser's store; the node's clock is the test's.
-fn verdicts(
-    node: &mut Node<Value>,
-    node_store: &mut PgStore<Value>,
-    reader: &mut PgStore<Value>,
-    ids: &[u64],
-    epoch: std::time::Instant,
-) -> Vec<Verdict> {
-    let started = std::time::Instant::now();
-    loop {
-        assert!(started.elapsed() < Duration::from_secs(30), "no verdicts");
-        let now = Instant::from_nanos(epoch.elapsed().as_nanos() as u64);
-        for _ in 0..20 {
-            let Some(op) = node.poll_op(now) else { break };
-            let reply = node_store.node(op, now);
-            node.handle_reply(reply, now);
-        }
-        if let Ok(ClientReply::Verdicts(verdicts)) =
-            reader.client(ClientOp::Verdicts(ids.to_vec()), now)
-        {
-            if verdicts.iter().all(Option::is_some) {
-                return verdicts.into_iter().flatten().collect();
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 fn one_task(verdict: &Verdict) -> TaskId {

@@ -6,15 +6,44 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use taskweave::cluster::{NodeEvent, Sender};
-use taskweave::{AgentId, Instant};
+use taskweave::{AgentId, Instant, TenantId};
 
 /// How many refusals of one sender a window logs in full.
 const LOGGED_IN_FULL: u64 = 3;
 /// How long a window lasts.
 const WINDOW: Duration = Duration::from_secs(10);
 
-/// The refusals of one sender (an agent, whatever its incarnation, or the
-/// clients) in the current window.
+/// Whose refusals a tally counts: an agent's, whatever its incarnation; a
+/// tenant's clients'; or the clients of no tenant. None can vary it at
+/// will (the database sets a message's agent and tenant from its login).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Who {
+    Clients,
+    Tenant(TenantId),
+    Agent(AgentId),
+}
+
+impl Who {
+    fn of(sender: &Sender) -> Self {
+        match *sender {
+            Sender::Agent { agent, .. } => Who::Agent(agent),
+            Sender::Tenant(tenant) => Who::Tenant(tenant),
+            Sender::Client => Who::Clients,
+        }
+    }
+}
+
+impl std::fmt::Display for Who {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Who::Clients => f.write_str("clients of no tenant"),
+            Who::Tenant(tenant) => write!(f, "{tenant}'s clients"),
+            Who::Agent(agent) => write!(f, "{agent}"),
+        }
+    }
+}
+
+/// The refusals of one sender in the current window.
 #[derive(Debug, Default)]
 struct Tally {
     refused: u64,
@@ -23,13 +52,13 @@ struct Tally {
 
 /// Which refusals a node logs: in each window, the first
 /// [`LOGGED_IN_FULL`] of each sender as they come, and one line for the
-/// rest when the window ends. Its memory is one entry per agent refused
-/// in the window (an incarnation does not make a new sender, so a peer
-/// cannot grow it by varying its incarnation).
+/// rest when the window ends. Its memory is one entry per agent and per
+/// tenant refused in the window (an incarnation does not make a new
+/// sender, so a peer cannot grow it by varying its incarnation).
 #[derive(Debug, Default)]
 pub(super) struct RefusalLog {
     since: Option<Instant>,
-    senders: BTreeMap<Option<AgentId>, Tally>,
+    senders: BTreeMap<Who, Tally>,
 }
 
 impl RefusalLog {
@@ -39,12 +68,8 @@ impl RefusalLog {
         let NodeEvent::Refused { sender, reason, .. } = event else {
             return Some(event.to_string());
         };
-        let key = match sender {
-            Sender::Agent { agent, .. } => Some(*agent),
-            Sender::Client | Sender::Tenant(_) => None,
-        };
         self.since.get_or_insert(now);
-        let tally = self.senders.entry(key).or_default();
+        let tally = self.senders.entry(Who::of(sender)).or_default();
         tally.refused += 1;
         if tally.refused <= LOGGED_IN_FULL {
             Some(event.to_string())
@@ -68,8 +93,7 @@ impl RefusalLog {
         tallies
             .into_iter()
             .filter(|(_, tally)| tally.refused > LOGGED_IN_FULL)
-            .map(|(sender, tally)| {
-                let who = sender.map_or_else(|| "clients".to_string(), |agent| agent.to_string());
+            .map(|(who, tally)| {
                 format!(
                     "refused {} more messages from {who} in the last {}s (not logged one by \
                      one; the latest: {}); `taskweave-pg status` names who fills the inbox",
@@ -124,6 +148,36 @@ mod tests {
         let again = log.line(&refused(Some(3), 1, 1), start.saturating_add(WINDOW));
         assert!(again.is_some());
         assert!(log.summaries(start.saturating_add(WINDOW * 2)).is_empty());
+    }
+
+    /// One tenant's flood of refusals does not silence another tenant's,
+    /// nor a plain client's; each gets its own summary.
+    #[test]
+    fn each_tenants_clients_are_a_sender_of_their_own() {
+        let mut log = RefusalLog::default();
+        let start = Instant::from_secs(100);
+        let of = |sender: Sender, n: u64| NodeEvent::Refused {
+            message: n,
+            sender,
+            reason: format!("reason {n}"),
+        };
+        let (acme, globex) = (TenantId::new(1), TenantId::new(2));
+        let mut lines: Vec<String> = (1..=100)
+            .filter_map(|n| log.line(&of(Sender::Tenant(acme), n), start))
+            .collect();
+        lines.extend((1..=2).filter_map(|n| log.line(&of(Sender::Tenant(globex), n), start)));
+        lines.extend((1..=5).filter_map(|n| log.line(&of(Sender::Client, n), start)));
+        assert_eq!(lines.len(), 3 + 2 + 3, "{lines:?}");
+        let summary = log.summaries(start.saturating_add(WINDOW));
+        assert_eq!(summary.len(), 2, "{summary:?}");
+        assert!(
+            summary[0].starts_with("refused 2 more messages from clients of no tenant"),
+            "{summary:?}"
+        );
+        assert!(
+            summary[1].starts_with("refused 97 more messages from tenant-1's clients"),
+            "{summary:?}"
+        );
     }
 
     #[test]

@@ -109,3 +109,35 @@ pub fn migrated_or_skip(test: &str) -> Option<(taskweave_postgres::testkit::PgCl
     taskweave_postgres::migrate(&mut admin).unwrap_or_else(|e| panic!("migrate: {e}"));
     Some((cluster, admin))
 }
+
+/// Runs the node through `node_store` until the messages `ids` have
+/// verdicts, read through `reader`; the node's clock counts from `epoch`.
+pub fn verdicts(
+    node: &mut taskweave::cluster::Node<serde_json::Value>,
+    node_store: &mut taskweave_postgres::PgStore<serde_json::Value>,
+    reader: &mut taskweave_postgres::PgStore<serde_json::Value>,
+    ids: &[u64],
+    epoch: std::time::Instant,
+) -> Vec<taskweave::cluster::Verdict> {
+    let started = std::time::Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "no verdicts"
+        );
+        let now = Instant::from_nanos(epoch.elapsed().as_nanos() as u64);
+        for _ in 0..20 {
+            let Some(op) = node.poll_op(now) else { break };
+            let reply = node_store.node(op, now);
+            node.handle_reply(reply, now);
+        }
+        if let Ok(taskweave::cluster::ClientReply::Verdicts(verdicts)) =
+            reader.client(taskweave::cluster::ClientOp::Verdicts(ids.to_vec()), now)
+        {
+            if verdicts.iter().all(Option::is_some) {
+                return verdicts.into_iter().flatten().collect();
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
