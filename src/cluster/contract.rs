@@ -233,7 +233,9 @@ pub struct Outputs<P> {
     pub tenants: Vec<(TaskId, TenantId)>,
     /// Hosted runs that ended with this commit, for clients to read
     /// ([`ClientOp::Runs`]); kept as long as the journal entries that
-    /// ended them, as outcomes are.
+    /// ended them, as outcomes are. A run's end replaces one an earlier
+    /// commit published for the same id (a run restarted once its engine
+    /// forgot the id).
     pub runs: Vec<RunEnd<P>>,
     /// The status to publish, if it changed.
     pub status: Option<Status>,

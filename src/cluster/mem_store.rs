@@ -288,7 +288,9 @@ impl<P: Clone> MemStore<P> {
                 .or_insert((last_seq, tenant, Outcome { end, output }));
         }
         for end in outputs.runs {
-            self.runs.entry(end.run).or_insert((last_seq, end));
+            // A later end replaces an earlier one: the run was restarted
+            // under an id its engine had forgotten.
+            self.runs.insert(end.run, (last_seq, end));
         }
         for (id, verdict) in consumed {
             self.pending.remove(&id);

@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use taskweave::TaskId;
 use taskweave::cluster::{Node, NodeConfig, Verdict};
 use taskweave::scheduler::DispatcherConfig;
-use taskweave::TaskId;
 use taskweave_postgres::PgStore;
 
 mod common;

@@ -1,6 +1,7 @@
 //! The store contract's checks of reading run ends by cursor
 //! ([`ClientOp::RunEndsAfter`]): journal order, pages that may end inside
-//! a commit, nothing twice, nothing trimmed.
+//! a commit, nothing twice, nothing trimmed; a run's later end in place of
+//! its earlier one.
 
 use std::time::Duration;
 
@@ -59,7 +60,8 @@ pub(super) fn check_run_end_cursor<S: Store<String>>(
         &done,
         |r| matches!(r, Ok(NodeReply::Done)),
     )?;
-    let mut page = |after, limit| match store.client(ClientOp::RunEndsAfter { after, limit }, later)
+    let page = |store: &mut S, after, limit| match store
+        .client(ClientOp::RunEndsAfter { after, limit }, later)
     {
         Ok(ClientReply::RunEndsAfter(ends)) => Ok(ends),
         other => Err(format!(
@@ -70,7 +72,7 @@ pub(super) fn check_run_end_cursor<S: Store<String>>(
     checks.that(
         "run ends are read in journal order, a commit's by run id (as an unsigned number), \
          trimmed ones not at all",
-        page(RunEndCursor::START, 10)?[..]
+        page(store, RunEndCursor::START, 10)?[..]
             == [
                 (at(7, 20), end(20)),
                 (at(7, 21), end(21)),
@@ -80,23 +82,48 @@ pub(super) fn check_run_end_cursor<S: Store<String>>(
     )?;
     checks.that(
         "a page of run ends stops at its limit, inside a commit if need be",
-        page(RunEndCursor::START, 1)?[..] == [(at(7, 20), end(20))],
+        page(store, RunEndCursor::START, 1)?[..] == [(at(7, 20), end(20))],
     )?;
     checks.that(
         "the next page starts after the last end read",
-        page(at(7, 20), 2)?[..] == [(at(7, 21), end(21)), (at(8, 22), end(22))],
+        page(store, at(7, 20), 2)?[..] == [(at(7, 21), end(21)), (at(8, 22), end(22))],
     )?;
     checks.that(
         "a run id with the top bit set comes after the smaller ids of its commit",
-        page(at(8, 22), 10)?[..] == [(at(8, HIGH_RUN), end(HIGH_RUN))],
+        page(store, at(8, 22), 10)?[..] == [(at(8, HIGH_RUN), end(HIGH_RUN))],
     )?;
     checks.that(
         "after the last end no end is read, nor with a limit of 0",
-        page(at(8, HIGH_RUN), 10)?.is_empty() && page(RunEndCursor::START, 0)?.is_empty(),
+        page(store, at(8, HIGH_RUN), 10)?.is_empty()
+            && page(store, RunEndCursor::START, 0)?.is_empty(),
     )?;
     checks.that(
         "a cursor past any journal position a store can hold reads nothing",
-        page(at(u64::MAX, 0), 10)?.is_empty() && page(at((1 << 63) + 1, 0), 10)?.is_empty(),
+        page(store, at(u64::MAX, 0), 10)?.is_empty()
+            && page(store, at((1 << 63) + 1, 0), 10)?.is_empty(),
+    )?;
+    // A run restarted under an id its engine had forgotten ends anew: the
+    // later end replaces the earlier one, at its own place.
+    let anew = RunEnd {
+        outcome: RunOutcome::Failed(crate::workflow::FailureCause::Cancelled),
+        output: None,
+        ..end(20)
+    };
+    let done = store.node(commit(9, 1, vec![anew.clone()]), later);
+    checks.is(
+        "a commit publishing a run's second end is done",
+        &done,
+        |r| matches!(r, Ok(NodeReply::Done)),
+    )?;
+    let read = store.client(ClientOp::Runs(vec![WorkflowId::new(20)]), later);
+    checks.that(
+        "a run's later end replaces its earlier one (an id restarted once forgotten)",
+        matches!(&read, Ok(ClientReply::Runs(ends)) if ends[..] == [Some(anew.clone())]),
+    )?;
+    checks.that(
+        "a run's later end is read at its own place, and the earlier one no more",
+        page(store, RunEndCursor::START, 10)?.first() == Some(&(at(7, 21), end(21)))
+            && page(store, at(8, HIGH_RUN), 10)?[..] == [(at(9, 20), anew)],
     )?;
     Ok(())
 }

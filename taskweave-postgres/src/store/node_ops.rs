@@ -149,11 +149,14 @@ ON CONFLICT (task) DO NOTHING";
 /// Rule 8: the outcomes of trimmed entries go with them.
 const TRIM_OUTCOMES: &str = "DELETE FROM outcomes WHERE seq <= $1";
 
-/// Hosted runs' ends, with the journal entry that ended them; a run ends
-/// once, so an end that exists stays.
+/// Hosted runs' ends, with the journal entry that ended them. A later
+/// entry's end replaces an earlier one: the run was restarted under an id
+/// its engine had forgotten (before, the new end was dropped and a client
+/// read the old run's).
 const PUBLISH_RUN_ENDS: &str = "INSERT INTO run_ends (run, seq, body)
 SELECT r, $3, b FROM unnest($1::bigint[], $2::text[]) AS u(r, b)
-ON CONFLICT (run) DO NOTHING";
+ON CONFLICT (run) DO UPDATE SET seq = EXCLUDED.seq, body = EXCLUDED.body
+WHERE run_ends.seq < EXCLUDED.seq";
 
 /// Rule 8: as outcomes, but the ends of the runs the snapshot's engine
 /// still remembers (`$2`) stay.
