@@ -164,6 +164,14 @@ pub enum LoginKind {
 }
 
 impl LoginKind {
+    /// The most connections an agent login may hold at once: its process
+    /// holds one, and the rest leave room for a restart while the old
+    /// connections of a killed process are still being closed.
+    pub const AGENT_CONNECTIONS: i32 = 8;
+    /// The most connections a submitter login may hold at once (each
+    /// command holds one while it runs).
+    pub const SUBMITTER_CONNECTIONS: i32 = 32;
+
     fn group(self) -> &'static str {
         match self {
             LoginKind::Node => "taskweave_node",
@@ -171,10 +179,26 @@ impl LoginKind {
             LoginKind::Submitter => "taskweave_submitter",
         }
     }
+
+    /// The connection limit a login of this kind gets: none for a node
+    /// (the cluster's own), a bound for the others, so that no agent or
+    /// submitter login can take every connection the server has.
+    fn connection_limit(self) -> Option<i32> {
+        match self {
+            LoginKind::Node => None,
+            LoginKind::Agent(_) => Some(Self::AGENT_CONNECTIONS),
+            LoginKind::Submitter => Some(Self::SUBMITTER_CONNECTIONS),
+        }
+    }
 }
 
 /// Creates the login role `login` (if missing) in the group of `kind`;
-/// for an agent, also maps the login to its agent id. Authentication is
+/// for an agent, also maps the login to its agent id. An agent or a
+/// submitter login without a connection limit gets one
+/// ([`AGENT_CONNECTIONS`](LoginKind::AGENT_CONNECTIONS),
+/// [`SUBMITTER_CONNECTIONS`](LoginKind::SUBMITTER_CONNECTIONS)): no such
+/// login can take every connection of the server (`ALTER ROLE …
+/// CONNECTION LIMIT` changes it, and `init` keeps a limit set). Authentication is
 /// the server's (`pg_hba.conf`): set a password with `ALTER ROLE … PASSWORD`
 /// or use certificates. Run it as a role that may create roles, after
 /// [`migrate`]. Running it again with the same arguments changes nothing.
@@ -197,6 +221,18 @@ pub fn create_login(client: &mut Client, login: &str, kind: LoginKind) -> Result
         tx.batch_execute(&format!("GRANT {group} TO \"{login}\""))?;
     } else {
         tx.batch_execute(&format!("CREATE ROLE \"{login}\" LOGIN IN ROLE {group}"))?;
+    }
+    // A login without a limit gets its kind's; one an operator set stays.
+    if let Some(limit) = kind.connection_limit() {
+        let unlimited = tx
+            .query_opt(
+                "SELECT 1 FROM pg_roles WHERE rolname = $1 AND rolconnlimit = -1",
+                &[&login],
+            )?
+            .is_some();
+        if unlimited {
+            tx.batch_execute(&format!("ALTER ROLE \"{login}\" CONNECTION LIMIT {limit}"))?;
+        }
     }
     if let LoginKind::Agent(agent) = kind {
         let agent = i64::try_from(agent).map_err(|_| PgError::InvalidLogin {

@@ -678,3 +678,56 @@ fn the_database_enforces_least_privilege() {
         "{status:?}"
     );
 }
+
+/// No agent or submitter login can take every connection of the server:
+/// `create_login` gives each a connection limit (a limit an operator set
+/// stays), the server refuses the connection past it, and the error names
+/// the limit and the remedy; a node login is not limited.
+#[test]
+fn no_agent_or_submitter_login_takes_every_connection() {
+    let Some(cluster) = start_or_skip("no_agent_or_submitter_login_takes_every_connection") else {
+        return;
+    };
+    let mut admin = connect_as(&cluster.conninfo());
+    migrate(&mut admin).unwrap_or_else(|e| panic!("migrate: {e}"));
+    admin
+        .batch_execute("CREATE ROLE set_by_hand LOGIN CONNECTION LIMIT 3")
+        .unwrap_or_else(|e| panic!("{e}"));
+    create_agent_login(&mut admin, 1, "agent_one").unwrap_or_else(|e| panic!("{e}"));
+    for login in ["submitter", "set_by_hand"] {
+        create_login(&mut admin, login, LoginKind::Submitter).unwrap_or_else(|e| panic!("{e}"));
+    }
+    create_login(&mut admin, "node", LoginKind::Node).unwrap_or_else(|e| panic!("{e}"));
+    let limit = |admin: &mut postgres::Client, login: &str| -> i32 {
+        admin
+            .query_one(
+                "SELECT rolconnlimit FROM pg_roles WHERE rolname = $1",
+                &[&login],
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+            .get(0)
+    };
+    assert_eq!(limit(&mut admin, "agent_one"), LoginKind::AGENT_CONNECTIONS);
+    assert_eq!(
+        limit(&mut admin, "submitter"),
+        LoginKind::SUBMITTER_CONNECTIONS
+    );
+    assert_eq!(limit(&mut admin, "set_by_hand"), 3);
+    assert_eq!(limit(&mut admin, "node"), -1);
+
+    let held: Vec<postgres::Client> = (0..LoginKind::AGENT_CONNECTIONS)
+        .map(|_| connect_as(&cluster.conninfo_as("agent_one")))
+        .collect();
+    let refused = PgStore::<String>::connect(&cluster.conninfo_as("agent_one"))
+        .map(|_| ())
+        .expect_err("a connection past the limit");
+    let said = refused.to_string();
+    assert!(
+        said.contains("53300") && said.contains("ALTER ROLE … CONNECTION LIMIT"),
+        "{said}"
+    );
+    // The other logins connect as before.
+    store(&cluster.conninfo_as("node"));
+    store(&cluster.conninfo_as("submitter"));
+    drop(held);
+}

@@ -222,6 +222,12 @@ pub(crate) fn describe(e: &postgres::Error) -> String {
     if is_undefined_object(e) {
         out.push_str(" (is the taskweave schema installed? run `taskweave-pg init`)");
     }
+    if *db.code() == SqlState::TOO_MANY_CONNECTIONS {
+        out.push_str(
+            " (this login holds as many connections as its CONNECTION LIMIT allows: stop its \
+             other processes, or raise it with ALTER ROLE … CONNECTION LIMIT)",
+        );
+    }
     out
 }
 
