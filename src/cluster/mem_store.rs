@@ -3,6 +3,8 @@
 //! each operation brings, and it never fails unless told to
 //! ([`MemStore::fail_next`]).
 
+mod clients;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{AgentId, AttemptToken, Instant, TaskId, TenantId, WorkflowId};
@@ -12,7 +14,6 @@ use super::contract::{
     JournalRow, Lease, Message, MessageId, NodeOp, NodeReply, NodeState, Outcome, Outputs, RunEnd,
     Sender, Store, StoreFailure, Verdict,
 };
-use super::run_end_cursor::{MAX_RUN_ENDS_PAGE, RunEndCursor};
 use super::status::Status;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,36 +120,6 @@ impl<P: Clone> MemStore<P> {
         self.fault = Some(fault);
     }
 
-    /// How `task` ended, as a client reads it, the entry that ended it
-    /// and its tenant; `None` before its end is published (or after it
-    /// was trimmed).
-    pub(crate) fn outcome(&self, task: TaskId) -> Option<&(u64, Option<TenantId>, Outcome<P>)> {
-        self.outcomes.get(&task)
-    }
-
-    /// How `tasks` ended, as `tenant`'s client reads them
-    /// ([`ClientOp::Outcomes`] for a store that maps a connection to a
-    /// tenant): the ends of that tenant's tasks alone, `None` for every
-    /// other task, as for a task never submitted.
-    pub fn outcomes_as_tenant(
-        &self,
-        tenant: TenantId,
-        tasks: &[TaskId],
-    ) -> Vec<Option<Outcome<P>>> {
-        self.outcomes_for(Some(tenant), tasks)
-    }
-
-    /// The ends of `tasks` that `tenant`'s clients may read.
-    fn outcomes_for(&self, tenant: Option<TenantId>, tasks: &[TaskId]) -> Vec<Option<Outcome<P>>> {
-        tasks
-            .iter()
-            .map(|task| match self.outcomes.get(task) {
-                Some((_, of, outcome)) if *of == tenant => Some(outcome.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
     /// Every journal entry still stored, in order.
     pub fn journal(&self) -> impl Iterator<Item = JournalRow<P>> + '_ {
         self.journal_from(0)
@@ -189,22 +160,6 @@ impl<P: Clone> MemStore<P> {
             outbox: self.outbox.len(),
             outcomes: self.outcomes.len(),
         }
-    }
-
-    /// Posts `messages` as `tenant`'s client ([`Sender::Tenant`]), as a
-    /// store that maps a connection to a tenant would; their ids, in
-    /// order.
-    pub fn post_as_tenant(
-        &mut self,
-        tenant: TenantId,
-        messages: Vec<Message<P>>,
-    ) -> Vec<MessageId> {
-        self.post(Sender::Tenant(tenant), messages)
-    }
-
-    /// The verdict of message `id`, once consumed.
-    pub fn verdict(&self, id: MessageId) -> Option<&Verdict> {
-        self.inbox.get(&id)?.verdict.as_ref()
     }
 
     /// Runs `op` unless a fault is armed; a lost answer runs it and then
@@ -451,23 +406,6 @@ impl<P: Clone> MemStore<P> {
         })
     }
 
-    /// The kept run ends after `after`, in cursor order, at most `limit`
-    /// (and [`MAX_RUN_ENDS_PAGE`]). O(r log r) in the ends kept: a test
-    /// store's simplicity, not a model for a real one (PostgreSQL reads an
-    /// index on the sequence number).
-    fn run_ends_after(&self, after: RunEndCursor, limit: usize) -> Vec<(RunEndCursor, RunEnd<P>)> {
-        let mut later: Vec<(RunEndCursor, RunEnd<P>)> = self
-            .runs
-            .iter()
-            .map(|(&run, (seq, end))| (RunEndCursor::new(*seq, run), end))
-            .filter(|(place, _)| *place > after)
-            .map(|(place, end)| (place, end.clone()))
-            .collect();
-        later.sort_unstable_by_key(|(place, _)| *place);
-        later.truncate(limit.min(MAX_RUN_ENDS_PAGE));
-        later
-    }
-
     fn post(&mut self, sender: Sender, messages: Vec<Message<P>>) -> Vec<MessageId> {
         messages
             .into_iter()
@@ -574,31 +512,6 @@ impl<P: Clone> Store<P> for MemStore<P> {
     }
 
     fn client(&mut self, op: ClientOp<P>, now: Instant) -> Result<ClientReply<P>, StoreFailure> {
-        self.guarded(|store| {
-            Ok(match op {
-                ClientOp::Post(messages) => {
-                    ClientReply::Posted(store.post(Sender::Client, messages))
-                }
-                ClientOp::Verdicts(ids) => ClientReply::Verdicts(
-                    ids.iter()
-                        .map(|id| store.inbox.get(id).and_then(|r| r.verdict.clone()))
-                        .collect(),
-                ),
-                ClientOp::Status => ClientReply::Status(store.lease(now), store.status.clone()),
-                // A client acting for no tenant reads the ends of tasks
-                // without one.
-                ClientOp::Outcomes(tasks) => {
-                    ClientReply::Outcomes(store.outcomes_for(None, &tasks))
-                }
-                ClientOp::Runs(runs) => ClientReply::Runs(
-                    runs.iter()
-                        .map(|run| store.runs.get(run).map(|(_, end)| end.clone()))
-                        .collect(),
-                ),
-                ClientOp::RunEndsAfter { after, limit } => {
-                    ClientReply::RunEndsAfter(store.run_ends_after(after, limit))
-                }
-            })
-        })
+        self.guarded(|store| Ok(store.run_client(op, now)))
     }
 }
