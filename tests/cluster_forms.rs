@@ -86,10 +86,9 @@ fn feed(
             Sender::Client => store
                 .client(ClientOp::Post(vec![message.clone()]), *now)
                 .map(drop),
-            Sender::Tenant(tenant) => {
-                store.post_as_tenant(*tenant, vec![message.clone()]);
-                Ok(())
-            }
+            Sender::Tenant(tenant) => store
+                .tenant_client(*tenant, ClientOp::Post(vec![message.clone()]), *now)
+                .map(drop),
             Sender::Agent { .. } => {
                 let post = AgentOp::Post {
                     sender: *sender,
@@ -298,8 +297,9 @@ fn stored_cluster_forms_read_back_and_replay_as_recorded() {
 /// written out, the final state a version-4 snapshot), format 2 (before
 /// `ExcuseSilence`), format 3 (before `Entry::Completed`), format 4
 /// (before `Entry::Run`, whose own fixture `tests/cluster_hosted_runs.rs`
-/// reads), format 5 (before `RunCommand::Schedule`), and format 6 with a
-/// version-5 snapshot (before tenants).
+/// reads), format 5 (before `RunCommand::Schedule`), format 6 with a
+/// version-5 snapshot (before tenants), and format 6 with a version-6
+/// snapshot (before `Entry::Run`'s tenant).
 #[test]
 fn older_formats_read_back_and_replay_to_their_recorded_states() {
     replays_to_its_recorded_state("cluster_forms_f1.json", 1, 4);
@@ -308,6 +308,7 @@ fn older_formats_read_back_and_replay_to_their_recorded_states() {
     replays_to_its_recorded_state("cluster_forms_f4.json", 4, 5);
     replays_to_its_recorded_state("cluster_forms_f5.json", 5, 5);
     replays_to_its_recorded_state("cluster_forms_f6_v5.json", 6, 5);
+    replays_to_its_recorded_state("cluster_forms_f6.json", 6, 6);
 }
 
 /// The fixture `name`, of entry format `format` and snapshot `version`,

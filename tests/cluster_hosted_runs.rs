@@ -164,17 +164,9 @@ fn a_run_outlives_its_leaders_and_the_journal_replays_to_it() {
         cluster.tick(add_one);
     }
     assert_eq!(cluster.leader(), Some(2), "the late node leads");
-    let restored = cluster.nodes[2].as_mut().map(|n| {
-        std::iter::from_fn(|| n.poll_event())
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-    });
     assert!(
-        restored
-            .iter()
-            .flatten()
-            .any(|e| e.starts_with("restored the snapshot")),
-        "{restored:?}"
+        cluster.restored_a_snapshot(2),
+        "the late node restored no snapshot"
     );
     // Every run's three steps, each at most twice (once more only if a
     // failover cut its attempt).
@@ -374,7 +366,8 @@ fn a_node_without_runs_refuses_run_commands() {
 /// `TASKWEAVE_WRITE_FIXTURES=1 cargo test --all-features --test cluster_hosted_runs`
 /// and keep the old one beside it, read by a test of its own
 /// (`cluster_runs_v1.json`: finished runs without their definition's
-/// name; `cluster_runs_f5.json`: entries of form 5, before schedules).
+/// name; `cluster_runs_f5.json`: entries of form 5, before schedules;
+/// `cluster_runs_f6.json`: entries of form 6, before a run's tenant).
 #[derive(Debug, Serialize, Deserialize)]
 struct RecordedRuns {
     format: u32,
@@ -394,6 +387,10 @@ fn record_runs() -> RecordedRuns {
         let posted = cluster.post(command);
         cluster.verdict(posted, add_one);
     }
+    // A tenant's run, which waits for ever: its tenant is in the journal
+    // and in the state.
+    let tenants = cluster.post_as(Some(ACME), start("approval", 3, 0));
+    cluster.verdict(tenants, add_one);
     cluster.wait_end(WorkflowId::new(1), add_one);
     let signal = cluster.post(RunCommand::Signal {
         run: WorkflowId::new(2),
@@ -459,12 +456,13 @@ fn stored_run_forms_read_back_and_replay_as_recorded() {
     let (stored, text) = read_runs_fixture("cluster_runs.json");
     assert_eq!(stored.format, Entry::<Job>::FORMAT);
     assert_eq!(serde_json::to_string_pretty(&stored).unwrap() + "\n", text);
-    assert!(
-        stored
-            .entries
-            .iter()
-            .any(|(_, e)| matches!(e, Entry::Run { .. }))
-    );
+    assert!(stored.entries.iter().any(|(_, e)| matches!(
+        e,
+        Entry::Run {
+            tenant: Some(ACME),
+            ..
+        }
+    )));
     let schedules = stored.state.runs.as_ref().and_then(|r| r.schedules());
     let counts = schedules.and_then(|s| s.schedules().counts("tick"));
     assert_eq!(counts.map(|c| c.started), Some(1), "{schedules:?}");
@@ -489,12 +487,19 @@ fn stored_run_forms_read_back_and_replay_as_recorded() {
     assert_eq!(now, replayed, "the same messages lead elsewhere today");
 }
 
-/// Runs stored in form 5, before schedules (`cluster_runs_f5.json`),
-/// read back, and their journal replays today to the recorded state.
+/// Runs stored in form 5, before schedules (`cluster_runs_f5.json`), and
+/// in form 6, before a run's tenant (`cluster_runs_f6.json`), read back,
+/// and their journals replay today to the recorded states.
 #[test]
-fn runs_stored_before_schedules_read_back_and_replay_as_recorded() {
-    let (stored, _) = read_runs_fixture("cluster_runs_f5.json");
-    assert_eq!(stored.format, 5);
+fn runs_stored_before_schedules_or_tenants_read_back_and_replay_as_recorded() {
+    for (name, format) in [("cluster_runs_f5.json", 5), ("cluster_runs_f6.json", 6)] {
+        replays_as_recorded(name, format);
+    }
+}
+
+fn replays_as_recorded(name: &str, format: u32) {
+    let (stored, _) = read_runs_fixture(name);
+    assert_eq!(stored.format, format);
     assert!(Entry::<Job>::READABLE.contains(&stored.format));
     let auditor = replay_runs(&stored.entries);
     assert!(auditor.violations().is_empty());
@@ -667,20 +672,24 @@ proptest! {
         std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(48)
     ))]
 
-    /// Whatever run commands a client posts, each gets a verdict, no node
-    /// fails, no run ends twice, and the journal replays clean to the
-    /// state of the node that wrote it.
+    /// Whatever run commands clients post (of two tenants and of none),
+    /// each gets a verdict, no node fails, no run ends twice, and the
+    /// journal replays clean to the state of the node that wrote it.
     #[test]
     fn hostile_run_commands_get_verdicts_and_replay_to_the_leaders_state(
-        commands in proptest::collection::vec(any_run_command(), 1..24)
+        commands in proptest::collection::vec(
+            (any_run_command(), proptest::option::of(1u64..=2)),
+            1..24,
+        )
     ) {
         let mut cluster = Cluster::snapshotting(1, 1_000, false);
         // Both sagas registered first, so that most starts start a run.
         let registered = [register(chain()), register(approval())];
         let posted: Vec<u64> = registered
             .into_iter()
+            .map(|c| (c, None))
             .chain(commands)
-            .map(|c| cluster.post(c))
+            .map(|(c, tenant)| cluster.post_as(tenant.map(taskweave::TenantId::new), c))
             .collect();
         // Ends are read for every id a command may name.
         cluster.watched = (0..6).map(WorkflowId::new).collect();
@@ -693,10 +702,7 @@ proptest! {
             "{:?}",
             node.role()
         );
-        let verdicts = match cluster.store.client(ClientOp::Verdicts(posted), cluster.now) {
-            Ok(ClientReply::Verdicts(verdicts)) => verdicts,
-            other => panic!("verdicts: {other:?}"),
-        };
+        let verdicts: Vec<_> = posted.iter().map(|&id| cluster.store.verdict(id)).collect();
         prop_assert!(verdicts.iter().all(Option::is_some), "{verdicts:?}");
         let entries: Vec<(u64, Entry<Job>)> =
             cluster.store.journal().map(|row| (row.epoch, row.entry)).collect();

@@ -175,7 +175,7 @@ fn a_host_confines_a_tenants_cancels_to_its_own_tasks() {
 }
 
 #[test]
-fn a_quota_of_no_live_task_is_refused_naming_its_tenant() {
+fn a_quota_of_no_live_task_or_run_is_refused_naming_its_tenant() {
     let refused = |builder: taskweave::scheduler::DispatcherConfigBuilder| {
         builder.build().err().map(|e| e.to_string())
     };
@@ -194,5 +194,20 @@ fn a_quota_of_no_live_task_is_refused_naming_its_tenant() {
     let fine = DispatcherConfig::builder()
         .tenant_quota(TenantId::new(2), one)
         .default_tenant_quota(one);
+    assert_eq!(refused(fine), None);
+    // Nor a quota of no live run; the first tenant at fault is named.
+    let no_run = TenantQuota::new().live_runs(0);
+    let runs = DispatcherConfig::builder()
+        .tenant_quota(TenantId::new(9), no_run)
+        .tenant_quota(TenantId::new(3), no_run.live_tasks(0))
+        .tenant_quota(TenantId::new(4), no_run);
+    let runs = refused(runs).expect("refused");
+    assert!(runs.contains("tenant-3: 0 live tasks"), "{runs}");
+    let runs = DispatcherConfig::builder().default_tenant_quota(no_run);
+    let runs = refused(runs).expect("refused");
+    assert!(runs.contains("every tenant: 0 live runs"), "{runs}");
+    let one_run = TenantQuota::new().live_runs(1);
+    assert_eq!(one_run.max_live_runs(), Some(1));
+    let fine = DispatcherConfig::builder().tenant_quota(TenantId::new(3), one_run);
     assert_eq!(refused(fine), None);
 }

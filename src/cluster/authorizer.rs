@@ -58,7 +58,10 @@ impl Action {
 
     /// Whether `sender`'s role may ask this at all: an agent registers,
     /// heartbeats and reports (for itself: the store sets the sender from
-    /// the connection's identity); a client does everything else. The
+    /// the connection's identity); a client does everything else; a
+    /// tenant's client submits and cancels tasks and starts, signals and
+    /// cancels runs (its own: the leader scopes them), but defines no
+    /// workflow, schedules nothing and drains nothing. The
     /// leader refuses any other pair before it asks the authorizer, so no
     /// authorizer can widen a role.
     pub fn allowed_to(self, sender: Sender) -> bool {
@@ -66,7 +69,14 @@ impl Action {
         match sender {
             Sender::Agent { .. } => agents_only,
             Sender::Client => !agents_only,
-            Sender::Tenant(_) => matches!(self, Action::Submit | Action::Cancel),
+            Sender::Tenant(_) => matches!(
+                self,
+                Action::Submit
+                    | Action::Cancel
+                    | Action::Start
+                    | Action::Signal
+                    | Action::CancelRun
+            ),
         }
     }
 }
@@ -192,8 +202,15 @@ mod tests {
             assert_eq!(action.allowed_to(agent), agents, "{action:?}");
             assert_eq!(action.allowed_to(Sender::Client), !agents, "{action:?}");
             let tenant = Sender::Tenant(crate::TenantId::new(1));
-            let own_tasks = matches!(action, Action::Submit | Action::Cancel);
-            assert_eq!(action.allowed_to(tenant), own_tasks, "{action:?}");
+            let own = matches!(
+                action,
+                Action::Submit
+                    | Action::Cancel
+                    | Action::Start
+                    | Action::Signal
+                    | Action::CancelRun
+            );
+            assert_eq!(action.allowed_to(tenant), own, "{action:?}");
         }
     }
 }

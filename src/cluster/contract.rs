@@ -100,10 +100,22 @@ pub enum Sender {
     /// login `init` mapped to the tenant). The leader makes each task it
     /// submits the tenant's ([`TaskSpec::tenant`], whatever the body
     /// said), so its keys are the tenant's and the tenant's quota applies;
-    /// it cancels only the tenant's live tasks; it may not drain the
-    /// cluster, nor define, start, signal, cancel or schedule runs (runs
-    /// carry no tenant yet).
+    /// it cancels only the tenant's live tasks. The runs it starts are
+    /// the tenant's (their ids, ends and steps), it signals and cancels
+    /// only those, and [`TenantQuota::live_runs`](crate::scheduler::TenantQuota::live_runs)
+    /// bounds them. It may not drain the cluster, define workflows nor
+    /// schedule runs.
     Tenant(TenantId),
+}
+
+impl Sender {
+    /// The tenant the sender acts for: a [`Sender::Tenant`]'s, or none.
+    pub fn tenant(self) -> Option<TenantId> {
+        match self {
+            Sender::Tenant(tenant) => Some(tenant),
+            Sender::Agent { .. } | Sender::Client => None,
+        }
+    }
 }
 
 /// What an agent or a client posts to the leader.

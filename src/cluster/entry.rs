@@ -1,7 +1,7 @@
 //! [`Entry`]: what the leader journals, the cluster's history.
 
-use crate::Instant;
 use crate::scheduler::{Input, TaskReport};
+use crate::{Instant, TenantId};
 
 use super::contract::RunCommand;
 
@@ -37,6 +37,15 @@ pub enum Entry<P> {
     Run {
         /// The command.
         command: RunCommand<P>,
+        /// The tenant whose client sent it ([`Sender::Tenant`](super::Sender::Tenant)):
+        /// the run it starts is the tenant's, and it signals or cancels
+        /// only the tenant's runs. `None` for a client acting for no
+        /// tenant (absent in entries of form 6 and earlier).
+        #[cfg_attr(
+            feature = "serde",
+            serde(default, skip_serializing_if = "Option::is_none")
+        )]
+        tenant: Option<TenantId>,
         /// When.
         now: Instant,
     },
@@ -63,8 +72,8 @@ impl<P> Entry<P> {
     /// and refuses a form it does not read. Forms 1–3 followed
     /// [`Input::FORMAT`]; form 4 added [`Entry::Completed`]; form 5
     /// [`Entry::Run`] and [`Entry::RunTimers`]; form 6
-    /// [`RunCommand::Schedule`].
-    pub const FORMAT: u32 = 6;
+    /// [`RunCommand::Schedule`]; form 7 the tenant of an [`Entry::Run`].
+    pub const FORMAT: u32 = 7;
 
     /// The stored forms of an entry this library reads.
     pub const READABLE: std::ops::RangeInclusive<u32> = 1..=Self::FORMAT;

@@ -512,6 +512,6 @@ impl<P: Clone> Store<P> for MemStore<P> {
     }
 
     fn client(&mut self, op: ClientOp<P>, now: Instant) -> Result<ClientReply<P>, StoreFailure> {
-        self.guarded(|store| Ok(store.run_client(op, now)))
+        self.guarded(|store| Ok(store.run_client(Sender::Client, op, now)))
     }
 }

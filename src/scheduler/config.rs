@@ -442,12 +442,18 @@ impl Settings {
                 return invalid("concurrency limit", format!("{key:?}: {limit:?}"));
             }
         }
-        let empty = |q: &TenantQuota| q.max_live_tasks() == Some(0);
-        if let Some((tenant, _)) = c.tenant_quotas.iter().find(|(_, q)| empty(q)) {
-            return invalid("tenant quota", format!("{tenant}: 0 live tasks"));
+        let empty = |q: &TenantQuota| match (q.max_live_tasks(), q.max_live_runs()) {
+            (Some(0), _) => Some("0 live tasks"),
+            (_, Some(0)) => Some("0 live runs"),
+            _ => None,
+        };
+        let mut quotas: Vec<_> = c.tenant_quotas.iter().collect();
+        quotas.sort_unstable_by_key(|(tenant, _)| **tenant);
+        if let Some((tenant, why)) = quotas.iter().find_map(|(t, q)| Some((t, empty(q)?))) {
+            return invalid("tenant quota", format!("{tenant}: {why}"));
         }
-        if c.default_tenant_quota.as_ref().is_some_and(empty) {
-            return invalid("tenant quota", "every tenant: 0 live tasks".to_string());
+        if let Some(why) = c.default_tenant_quota.as_ref().and_then(empty) {
+            return invalid("tenant quota", format!("every tenant: {why}"));
         }
         Ok(())
     }

@@ -230,6 +230,20 @@ impl<P: Clone> WorkflowEngine<P> {
         self.tasks.get(&task).map(|tracked| tracked.step)
     }
 
+    /// Every task of the engine's, with the step (or compensation) it
+    /// runs: what [`step_task`](Self::step_task) answers, all of them.
+    pub fn step_tasks(&self) -> impl Iterator<Item = (TaskId, StepTask)> + '_ {
+        self.tasks
+            .iter()
+            .map(|(&task, tracked)| (task, tracked.step))
+    }
+
+    /// The parent of an active sub-workflow run; `None` for a top-level
+    /// run, and for a run that is not active.
+    pub fn parent(&self, run: WorkflowId) -> Option<WorkflowId> {
+        self.runs.get(&run)?.parent.map(|(parent, _)| parent)
+    }
+
     /// Step tasks submitted and not yet resolved.
     pub fn live_tasks(&self) -> usize {
         self.live.len()

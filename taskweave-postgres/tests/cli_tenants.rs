@@ -3,7 +3,8 @@
 //! run, and `submit`, `cancel` and `outcome` as each login show that one
 //! idempotency key makes a task per tenant, that a login cancels no task
 //! but its own tenant's, and that it reads no outcome but its own
-//! tenant's.
+//! tenant's; and `run start`, `signal`, `run cancel` and `run result`
+//! show the same of runs.
 
 use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
@@ -158,6 +159,54 @@ fn two_tenants_keep_their_keys_cancels_and_outcomes_apart_through_the_cli() {
     let (ok, said) = pg(&["outcome", "--db", &acme, "--wait", "30", queued], "");
     assert!(ok, "{said}");
     assert_eq!(said.trim(), format!("{queued}: cancelled"));
+
+    // Runs: the plain login (an operator's) defines the workflow; ACME's
+    // run is ACME's to signal and read, and nobody else's to start under
+    // its id, signal or cancel.
+    let order = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/order.workflow.json"
+    );
+    let (ok, said) = pg(&["workflow", "register", "--db", &plain, order], "");
+    assert!(ok, "register: {said}");
+    let (ok, said) = pg(&["workflow", "register", "--db", &acme, order], "");
+    assert!(
+        !ok && said.contains("not Define"),
+        "a tenant defined: {said}"
+    );
+    let start = |login: &str| pg(&["run", "start", "--db", login, "order", "--id", "1"], "");
+    let (ok, said) = start(&acme);
+    assert!(ok, "{said}");
+    assert_eq!(said.trim(), "workflow-1");
+    for login in [&globex, &plain] {
+        let (ok, said) = start(login);
+        assert!(
+            !ok && said.contains("another client's run holds the id"),
+            "{said}"
+        );
+        let (ok, said) = pg(&["signal", "--db", login, "workflow-1", "approve"], "");
+        assert!(
+            !ok && said.contains("workflow-1 is not an active run"),
+            "{said}"
+        );
+        let (ok, said) = pg(&["run", "cancel", "--db", login, "workflow-1"], "");
+        assert!(
+            !ok && said.contains("workflow-1 is not an active run"),
+            "{said}"
+        );
+    }
+    let (ok, said) = pg(&["signal", "--db", &acme, "workflow-1", "approve"], "");
+    assert!(ok, "{said}");
+    let (ok, said) = pg(
+        &["run", "result", "--db", &acme, "--wait", "30", "workflow-1"],
+        "",
+    );
+    assert!(ok && said.starts_with("workflow-1: succeeded"), "{said}");
+    for login in [&globex, &plain] {
+        let (ok, said) = pg(&["run", "result", "--db", login, "workflow-1"], "");
+        assert!(!ok, "another login read ACME's run: {said}");
+        assert_eq!(said.trim(), "workflow-1: not ended");
+    }
 
     let (ok, said) = pg(&["drain", "--db", &node, "--wait", "60"], "");
     assert!(ok, "drain: {said}");

@@ -14,9 +14,9 @@ use taskweave::cluster::{
     RunCommand, RunEnd, ScheduleCommand, ScheduledStart, SessionConfig, Store, Verdict,
 };
 use taskweave::schedule::ScheduleSpec;
-use taskweave::scheduler::{AttemptOutcome, DispatcherConfig};
+use taskweave::scheduler::{AttemptOutcome, DispatcherConfig, TenantQuota};
 use taskweave::workflow::{StepDef, StepInput, StepTask, WorkflowDef, WorkflowDefBuilder};
-use taskweave::{AgentId, Instant, WorkflowId};
+use taskweave::{AgentId, Instant, TaskId, TenantId, WorkflowId};
 
 /// The cluster's payload: a step's task with the numbers it takes, or a
 /// number (a run's input, a step's output, a signal's payload).
@@ -48,9 +48,23 @@ pub(crate) fn codec() -> RunCodec<Job> {
     )
 }
 
+/// The tenant the tests of tenants' runs hold to [`ACME_LIVE_RUNS`].
+pub(crate) const ACME: TenantId = TenantId::new(1);
+pub(crate) const ACME_LIVE_RUNS: u32 = 2;
+
 pub(crate) fn dispatcher() -> DispatcherConfig {
     DispatcherConfig::builder()
         .heartbeats(Duration::from_millis(250), 8)
+        .seed(7)
+        .build()
+        .unwrap()
+}
+
+/// [`dispatcher`], with [`ACME`] held to [`ACME_LIVE_RUNS`].
+pub(crate) fn quota_dispatcher() -> DispatcherConfig {
+    DispatcherConfig::builder()
+        .heartbeats(Duration::from_millis(250), 8)
+        .tenant_quota(ACME, TenantQuota::new().live_runs(ACME_LIVE_RUNS))
         .seed(7)
         .build()
         .unwrap()
@@ -60,6 +74,8 @@ pub(crate) fn dispatcher() -> DispatcherConfig {
 pub(crate) type Work = fn(&StepTask, &[i64]) -> Result<i64, String>;
 
 pub(crate) struct Cluster {
+    /// Every node's dispatcher configuration.
+    pub(crate) dispatcher: DispatcherConfig,
     pub(crate) store: MemStore<Job>,
     /// `None`: killed.
     pub(crate) nodes: Vec<Option<Node<Job>>>,
@@ -72,6 +88,10 @@ pub(crate) struct Cluster {
     pub(crate) ends: BTreeMap<WorkflowId, RunEnd<Job>>,
     /// The runs whose ends are read.
     pub(crate) watched: Vec<WorkflowId>,
+    /// The tenant whose client posted each message of a tenant's.
+    pub(crate) posters: BTreeMap<u64, TenantId>,
+    /// The tasks each run's steps ran as.
+    pub(crate) step_tasks: BTreeMap<WorkflowId, Vec<TaskId>>,
 }
 
 impl Cluster {
@@ -80,6 +100,17 @@ impl Cluster {
     }
 
     pub(crate) fn snapshotting(nodes: usize, every: u64, trim: bool) -> Self {
+        Self::configured(nodes, every, trim, dispatcher())
+    }
+
+    /// [`snapshotting`](Self::snapshotting), every node's dispatcher
+    /// configured with `dispatcher`.
+    pub(crate) fn configured(
+        nodes: usize,
+        every: u64,
+        trim: bool,
+        dispatcher: DispatcherConfig,
+    ) -> Self {
         let config = |i: usize| node_config(&format!("node-{i}"), every, trim);
         let profile = AgentProfile::builder().capacity(4).build().unwrap();
         Cluster {
@@ -87,7 +118,7 @@ impl Cluster {
             nodes: (0..nodes)
                 .map(|i| {
                     Some(
-                        Node::new(config(i), dispatcher())
+                        Node::new(config(i), dispatcher.clone())
                             .unwrap()
                             .host_runs(codec()),
                     )
@@ -98,20 +129,54 @@ impl Cluster {
                 profile,
                 SessionConfig::builder().build().unwrap(),
             ),
+            dispatcher,
             now: Instant::from_secs(1),
             executed: BTreeMap::new(),
             ends: BTreeMap::new(),
             watched: Vec::new(),
+            posters: BTreeMap::new(),
+            step_tasks: BTreeMap::new(),
         }
     }
 
     pub(crate) fn post(&mut self, command: RunCommand<Job>) -> u64 {
-        match self
-            .store
-            .client(ClientOp::Post(vec![Message::Run(command)]), self.now)
-        {
-            Ok(ClientReply::Posted(ids)) => ids[0],
+        self.post_as(None, command)
+    }
+
+    /// Posts `command` as `tenant`'s client, or as a client of no tenant.
+    pub(crate) fn post_as(&mut self, tenant: Option<TenantId>, command: RunCommand<Job>) -> u64 {
+        let id = match self.client_as(tenant, ClientOp::Post(vec![Message::Run(command)])) {
+            ClientReply::Posted(ids) => ids[0],
             other => panic!("the post was refused: {other:?}"),
+        };
+        if let Some(tenant) = tenant {
+            self.posters.insert(id, tenant);
+        }
+        id
+    }
+
+    /// A client's operation as `tenant`'s client, or as one of no tenant.
+    pub(crate) fn client_as(
+        &mut self,
+        tenant: Option<TenantId>,
+        op: ClientOp<Job>,
+    ) -> ClientReply<Job> {
+        let reply = match tenant {
+            Some(tenant) => self.store.tenant_client(tenant, op, self.now),
+            None => self.store.client(op, self.now),
+        };
+        reply.expect("the store answers")
+    }
+
+    /// `run`'s end as `tenant`'s client reads it.
+    pub(crate) fn end_as(
+        &mut self,
+        tenant: Option<TenantId>,
+        run: WorkflowId,
+    ) -> Option<RunEnd<Job>> {
+        match self.client_as(tenant, ClientOp::Runs(vec![run])) {
+            ClientReply::Runs(ends) => ends.into_iter().next().flatten(),
+            other => panic!("the store answered {other:?}"),
         }
     }
 
@@ -119,9 +184,9 @@ impl Cluster {
     pub(crate) fn verdict(&mut self, message: u64, work: Work) -> Verdict {
         for _ in 0..5_000 {
             self.tick(work);
-            if let Ok(ClientReply::Verdicts(v)) = self
-                .store
-                .client(ClientOp::Verdicts(vec![message]), self.now)
+            let poster = self.posters.get(&message).copied();
+            if let ClientReply::Verdicts(v) =
+                self.client_as(poster, ClientOp::Verdicts(vec![message]))
             {
                 if let Some(Some(verdict)) = v.into_iter().next() {
                     return verdict;
@@ -202,6 +267,10 @@ impl Cluster {
                 .executed
                 .entry((step.run, step.step.get()))
                 .or_default() += 1;
+            let tasks = self.step_tasks.entry(step.run).or_default();
+            if !tasks.contains(&assignment.task) {
+                tasks.push(assignment.task);
+            }
             match work(step, inputs) {
                 Ok(output) => {
                     let _ =
@@ -222,8 +291,20 @@ impl Cluster {
     /// A new node named `name` joins, snapshotting every 8 entries; it
     /// restores from the latest snapshot.
     pub(crate) fn join(&mut self, name: &str) {
-        let node = Node::new(node_config(name, 8, true), dispatcher()).unwrap();
+        let node = Node::new(node_config(name, 8, true), self.dispatcher.clone()).unwrap();
         self.nodes.push(Some(node.host_runs(codec())));
+    }
+
+    /// Whether node `i` says it restored a snapshot (its events since
+    /// the last read).
+    pub(crate) fn restored_a_snapshot(&mut self, i: usize) -> bool {
+        let node = self.nodes[i].as_mut().expect("a live node");
+        let events: Vec<String> = std::iter::from_fn(|| node.poll_event())
+            .map(|event| event.to_string())
+            .collect();
+        events
+            .iter()
+            .any(|event| event.starts_with("restored the snapshot"))
     }
 
     pub(crate) fn leader(&self) -> Option<usize> {

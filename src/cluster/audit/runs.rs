@@ -242,6 +242,7 @@ mod tests {
                 run: WorkflowId::new(run),
                 outcome: RunOutcome::Succeeded,
                 output: None,
+                tenant: None,
             })
             .collect();
         let mut violations = Vec::new();

@@ -143,6 +143,7 @@ pub fn check_store<S: Store<String>>(
         run: WorkflowId::new(7),
         outcome: RunOutcome::Succeeded,
         output: Some("done".to_string()),
+        tenant: None,
     };
     let outputs = Outputs {
         assign: vec![assignment(1, 1)],

@@ -32,6 +32,7 @@ pub(super) fn check_run_end_cursor<S: Store<String>>(
         run: WorkflowId::new(run),
         outcome: RunOutcome::Succeeded,
         output: Some(format!("out {run}")),
+        tenant: None,
     };
     let commit = |first_seq, count: u64, runs| NodeOp::Commit {
         epoch: 2,

@@ -1,10 +1,10 @@
-//! What [`MemStore`]'s clients read and post: verdicts, outcomes (each
-//! confined to its tenant's clients), run ends, and client messages.
+//! What [`MemStore`]'s clients read and post: verdicts, outcomes and run
+//! ends (each confined to its tenant's clients), and client messages.
 
 use crate::{Instant, TaskId, TenantId};
 
 use super::super::contract::{
-    ClientOp, ClientReply, Message, MessageId, Outcome, RunEnd, Sender, Verdict,
+    ClientOp, ClientReply, MessageId, Outcome, RunEnd, Sender, StoreFailure, Verdict,
 };
 use super::super::run_end_cursor::{MAX_RUN_ENDS_PAGE, RunEndCursor};
 use super::MemStore;
@@ -17,16 +17,25 @@ impl<P: Clone> MemStore<P> {
         self.outcomes.get(&task)
     }
 
-    /// How `tasks` ended, as `tenant`'s client reads them
-    /// ([`ClientOp::Outcomes`] for a store that maps a connection to a
-    /// tenant): the ends of that tenant's tasks alone, `None` for every
-    /// other task, as for a task never submitted.
-    pub fn outcomes_as_tenant(
-        &self,
+    /// A client's operation as `tenant`'s client ([`Sender::Tenant`]), as
+    /// a store that maps a connection to a tenant would (PostgreSQL maps a
+    /// submitter login): it posts as the tenant, and reads the verdicts of
+    /// its own posts and the outcomes and run ends of the tenant's tasks
+    /// and runs alone; another's read as never submitted.
+    /// [`Store::client`](super::super::Store::client) is a client of no
+    /// tenant's, confined the same way to what no tenant owns.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::client`](super::super::Store::client): the failure
+    /// [`fail_next`](MemStore::fail_next) set up.
+    pub fn tenant_client(
+        &mut self,
         tenant: TenantId,
-        tasks: &[TaskId],
-    ) -> Vec<Option<Outcome<P>>> {
-        self.outcomes_for(Some(tenant), tasks)
+        op: ClientOp<P>,
+        now: Instant,
+    ) -> Result<ClientReply<P>, StoreFailure> {
+        self.guarded(|store| Ok(store.run_client(Sender::Tenant(tenant), op, now)))
     }
 
     /// The ends of `tasks` that `tenant`'s clients may read.
@@ -40,17 +49,6 @@ impl<P: Clone> MemStore<P> {
             .collect()
     }
 
-    /// Posts `messages` as `tenant`'s client ([`Sender::Tenant`]), as a
-    /// store that maps a connection to a tenant would; their ids, in
-    /// order.
-    pub fn post_as_tenant(
-        &mut self,
-        tenant: TenantId,
-        messages: Vec<Message<P>>,
-    ) -> Vec<MessageId> {
-        self.post(Sender::Tenant(tenant), messages)
-    }
-
     /// The verdict of message `id`, once consumed.
     pub fn verdict(&self, id: MessageId) -> Option<&Verdict> {
         self.inbox.get(&id)?.verdict.as_ref()
@@ -60,12 +58,17 @@ impl<P: Clone> MemStore<P> {
     /// (and [`MAX_RUN_ENDS_PAGE`]). O(r log r) in the ends kept: a test
     /// store's simplicity, not a model for a real one (PostgreSQL reads an
     /// index on the sequence number).
-    fn run_ends_after(&self, after: RunEndCursor, limit: usize) -> Vec<(RunEndCursor, RunEnd<P>)> {
+    fn run_ends_after(
+        &self,
+        tenant: Option<TenantId>,
+        after: RunEndCursor,
+        limit: usize,
+    ) -> Vec<(RunEndCursor, RunEnd<P>)> {
         let mut later: Vec<(RunEndCursor, RunEnd<P>)> = self
             .runs
             .iter()
             .map(|(&run, (seq, end))| (RunEndCursor::new(*seq, run), end))
-            .filter(|(place, _)| *place > after)
+            .filter(|(place, end)| *place > after && end.tenant == tenant)
             .map(|(place, end)| (place, end.clone()))
             .collect();
         later.sort_unstable_by_key(|(place, _)| *place);
@@ -73,26 +76,37 @@ impl<P: Clone> MemStore<P> {
         later
     }
 
-    /// A client's operation, as a client acting for no tenant.
-    pub(super) fn run_client(&mut self, op: ClientOp<P>, now: Instant) -> ClientReply<P> {
+    /// A client's operation, as `sender` (a client of a tenant or of
+    /// none): it reads what that sender owns alone.
+    pub(super) fn run_client(
+        &mut self,
+        sender: Sender,
+        op: ClientOp<P>,
+        now: Instant,
+    ) -> ClientReply<P> {
+        let tenant = sender.tenant();
         match op {
-            ClientOp::Post(messages) => ClientReply::Posted(self.post(Sender::Client, messages)),
+            ClientOp::Post(messages) => ClientReply::Posted(self.post(sender, messages)),
             ClientOp::Verdicts(ids) => ClientReply::Verdicts(
                 ids.iter()
-                    .map(|id| self.inbox.get(id).and_then(|r| r.verdict.clone()))
+                    .map(|id| match self.inbox.get(id) {
+                        Some(row) if row.sender == sender => row.verdict.clone(),
+                        _ => None,
+                    })
                     .collect(),
             ),
             ClientOp::Status => ClientReply::Status(self.lease(now), self.status.clone()),
-            // A client acting for no tenant reads the ends of tasks
-            // without one.
-            ClientOp::Outcomes(tasks) => ClientReply::Outcomes(self.outcomes_for(None, &tasks)),
+            ClientOp::Outcomes(tasks) => ClientReply::Outcomes(self.outcomes_for(tenant, &tasks)),
             ClientOp::Runs(runs) => ClientReply::Runs(
                 runs.iter()
-                    .map(|run| self.runs.get(run).map(|(_, end)| end.clone()))
+                    .map(|run| match self.runs.get(run) {
+                        Some((_, end)) if end.tenant == tenant => Some(end.clone()),
+                        _ => None,
+                    })
                     .collect(),
             ),
             ClientOp::RunEndsAfter { after, limit } => {
-                ClientReply::RunEndsAfter(self.run_ends_after(after, limit))
+                ClientReply::RunEndsAfter(self.run_ends_after(tenant, after, limit))
             }
         }
     }

@@ -47,6 +47,13 @@ impl<P: Clone> Node<P> {
     /// A drain waits for the runs too: the cluster stops once no task is
     /// live and no run is active.
     ///
+    /// A run a tenant's client starts ([`Sender::Tenant`](crate::cluster::Sender::Tenant))
+    /// is the tenant's: only its clients signal, cancel or read it (its
+    /// end and its steps' outcomes), its id is taken for everyone else,
+    /// and [`TenantQuota::live_runs`](crate::scheduler::TenantQuota::live_runs)
+    /// bounds how many it holds. Workflows and schedules are defined by
+    /// clients of no tenant.
+    ///
     /// A host's path: define, register, start, read the result.
     ///
     /// ```

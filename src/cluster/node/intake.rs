@@ -146,8 +146,8 @@ fn role_refusal(sender: Sender, action: Action) -> Verdict {
     Verdict::Refused(match sender {
         Sender::Client => "only an agent may register, heartbeat or report".to_string(),
         Sender::Tenant(tenant) => format!(
-            "{tenant}'s client may only submit and cancel its tasks, not {action:?}: \
-             that takes a client login without a tenant"
+            "{tenant}'s client may submit and cancel its tasks and start, signal and cancel \
+             its runs, not {action:?}: that takes a client login without a tenant"
         ),
         Sender::Agent { .. } => format!(
             "an agent may only register, heartbeat and report, not {action:?}: that is a client's"
@@ -178,10 +178,18 @@ fn admit<P: Clone>(
                 RunCommand::Start { .. } | RunCommand::Schedule(ScheduleCommand::Trigger(_)),
             ),
         ) if replica.draining => refused("the cluster is draining: it starts no runs".into()),
-        (_, Message::Run(command)) => match apply(replica, batch, Entry::Run { command, now }) {
-            Ok(Effect::Run(run)) => Verdict::Run(run),
-            other => verdict_of(other),
-        },
+        (_, Message::Run(command)) => {
+            // The sender's tenant, as a submission's: the run is its.
+            let entry = Entry::Run {
+                command,
+                tenant: sender.tenant(),
+                now,
+            };
+            match apply(replica, batch, entry) {
+                Ok(Effect::Run(run)) => Verdict::Run(run),
+                other => verdict_of(other),
+            }
+        }
         (Sender::Agent { agent, incarnation }, Message::Heartbeat) => {
             match current_incarnation(replica, agent, incarnation) {
                 Err(why) => refused(why),
@@ -231,10 +239,7 @@ fn admit<P: Clone>(
         (_, Message::Submit(mut specs)) => {
             // The sender's tenant, never the body's: a plain client's
             // tasks have none.
-            let tenant = match sender {
-                Sender::Tenant(tenant) => Some(tenant),
-                _ => None,
-            };
+            let tenant = sender.tenant();
             for spec in &mut specs {
                 if spec.options().tenant != tenant {
                     spec.options_mut().tenant = tenant;

@@ -100,8 +100,12 @@ impl<P: Clone> Replica<P> {
             }
         };
         let restored_at = dispatcher.clock();
+        let mut tenants = TaskTenants::of_live(&dispatcher);
+        for (task, tenant) in runs.iter().flat_map(HostedRuns::step_tenants) {
+            tenants.note_as(task, tenant);
+        }
         Ok(Replica {
-            tenants: TaskTenants::of_live(&dispatcher),
+            tenants,
             dispatcher,
             next_seq: seq.saturating_add(1),
             // A leader takes no snapshot once draining, so the drain is
@@ -184,8 +188,15 @@ impl<P: Clone> Replica<P> {
                 }
                 Ok(Effect::Done)
             }
-            (Entry::Run { command, now }, Some(runs)) => runs
-                .command(dispatcher, command, now)
+            (
+                Entry::Run {
+                    command,
+                    tenant,
+                    now,
+                },
+                Some(runs),
+            ) => runs
+                .command(dispatcher, command, tenant, now)
                 .map(|run| run.map_or(Effect::Done, Effect::Run)),
             (Entry::RunTimers { now }, Some(runs)) => {
                 runs.timers(dispatcher, now);
@@ -233,11 +244,19 @@ impl<P: Clone> Replica<P> {
                 applied(result)
             }
         };
-        let (mut actions, mut ended) = (Vec::new(), Vec::new());
-        match &mut self.runs {
-            Some(runs) => runs.settle(&mut self.dispatcher, &mut actions, &mut ended, now),
-            None => actions.extend(std::iter::from_fn(|| self.dispatcher.poll_action())),
-        }
+        let (actions, ended) = match &mut self.runs {
+            Some(runs) => {
+                let settled = runs.settle(&mut self.dispatcher, now);
+                for (task, tenant) in settled.step_tenants {
+                    self.tenants.note_as(task, tenant);
+                }
+                (settled.actions, settled.ended)
+            }
+            None => {
+                let actions = std::iter::from_fn(|| self.dispatcher.poll_action()).collect();
+                (actions, Vec::new())
+            }
+        };
         Step {
             result,
             actions,
@@ -361,4 +380,68 @@ fn is_live(state: &TaskState) -> bool {
         state,
         TaskState::Queued | TaskState::Delayed { .. } | TaskState::InFlight { .. }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TenantId;
+    use crate::cluster::contract::RunCommand;
+    use crate::workflow::{StepDef, WorkflowDef};
+
+    fn codec() -> RunCodec<String> {
+        RunCodec::new(String::new(), |_, _, _| "ship".to_string())
+    }
+
+    fn run(command: RunCommand<String>, tenant: Option<TenantId>) -> Entry<String> {
+        Entry::Run {
+            command,
+            tenant,
+            now: Instant::from_secs(1),
+        }
+    }
+
+    fn start(id: u64) -> RunCommand<String> {
+        RunCommand::Start {
+            workflow: "ship".into(),
+            version: None,
+            id: Some(WorkflowId::new(id)),
+            input: None,
+        }
+    }
+
+    /// The step task run `id` submitted.
+    fn step_of(replica: &Replica<String>, id: u64) -> TaskId {
+        let engine = replica.engine().expect("runs hosted");
+        let mut steps = engine.step_tasks();
+        let found = steps.find(|(_, step)| step.run == WorkflowId::new(id));
+        found.expect("a step task").0
+    }
+
+    #[test]
+    fn a_tenants_live_step_task_is_the_tenants_after_a_restore() {
+        let acme = TenantId::new(1);
+        let config = DispatcherConfig::builder().build().expect("a config");
+        let mut replica = Replica::empty(config.clone(), Some(codec()));
+        let def = WorkflowDef::builder("ship", 1)
+            .step(StepDef::agent("ship"))
+            .build()
+            .expect("a definition");
+        let entries = [
+            run(RunCommand::Register(Box::new(def)), None),
+            run(start(1), Some(acme)),
+            run(start(2), None),
+        ];
+        for entry in entries {
+            assert!(replica.apply(entry).result.is_ok());
+        }
+        let (acmes, plain) = (step_of(&replica, 1), step_of(&replica, 2));
+        assert_eq!(replica.tenants.get(acmes), Some(acme));
+        assert_eq!(replica.tenants.get(plain), None);
+        let seq = replica.next_seq - 1;
+        let restored = Replica::restore(config, Some(codec()), seq, replica.state())
+            .expect("the state restores");
+        assert_eq!(restored.tenants.get(acmes), Some(acme));
+        assert_eq!(restored.tenants.get(plain), None);
+    }
 }

@@ -41,6 +41,12 @@ impl TaskTenants {
         }
     }
 
+    /// Remembers that `task` is `tenant`'s though the dispatcher does not
+    /// know it so: a step task of a tenant's hosted run.
+    pub(crate) fn note_as(&mut self, task: TaskId, tenant: TenantId) {
+        self.of.insert(task, tenant);
+    }
+
     /// The tenant of `task`, live or ended since the last
     /// [`forget_ended`](Self::forget_ended).
     pub(crate) fn get(&self, task: TaskId) -> Option<TenantId> {
@@ -54,7 +60,7 @@ impl TaskTenants {
         if self.of.len() < self.bound {
             return;
         }
-        self.of.retain(|&task, _| dispatcher.tenant(task).is_some());
+        self.of.retain(|&task, _| dispatcher.is_live(task));
         self.bound = (self.of.len() * 2).max(FIRST_BOUND);
     }
 
@@ -107,6 +113,10 @@ mod tests {
         let mut tenants = TaskTenants::of_live(&dispatcher);
         let live = submit(&mut dispatcher, Some(1));
         tenants.note(&dispatcher, live);
+        // A hosted run's step: live, and its run's tenant's, though the
+        // dispatcher knows no tenant of it.
+        let step = submit(&mut dispatcher, None);
+        tenants.note_as(step, TenantId::new(4));
         let now = Instant::ZERO;
         for _ in 0..FIRST_BOUND * 3 {
             let task = submit(&mut dispatcher, Some(2));
@@ -117,5 +127,6 @@ mod tests {
             assert!(tenants.len() <= FIRST_BOUND, "{} remembered", tenants.len());
         }
         assert_eq!(tenants.get(live), Some(TenantId::new(1)));
+        assert_eq!(tenants.get(step), Some(TenantId::new(4)));
     }
 }

@@ -18,21 +18,28 @@
 //! step, a multi-instance step, a compensable sub-workflow step — is
 //! refused when it is registered.
 
+mod codec;
+mod definitions;
 mod pool;
 mod schedules;
+mod tenants;
 
 use std::sync::Arc;
 
 use crate::schedule::ScheduleAction;
+use crate::scheduler::TenantLimit;
 use crate::scheduler::{Action, AttemptOutcome, Dispatcher, TaskReport};
 use crate::workflow::{
-    EngineAction, EngineSnapshot, RunOutcome, StepFailure, StepInput, StepKind, StepOutput,
-    StepTask, WorkflowDef, WorkflowEngine,
+    EngineAction, EngineSnapshot, RunOutcome, StepFailure, StepOutput, StepTask, WorkflowDef,
+    WorkflowEngine,
 };
-use crate::{Instant, TaskId, WorkflowId};
+use crate::{Instant, TaskId, TenantId, WorkflowId};
+pub use codec::RunCodec;
+use definitions::{NO_HOST_CODE, definition_in, needs_no_host};
 use pool::HostPool;
 use schedules::HostedSchedules;
 pub use schedules::{MAX_SCHEDULES, ScheduleCommand, ScheduledStart, SchedulesSnapshot};
+use tenants::RunTenants;
 
 /// How many workflow versions a cluster keeps registered at most.
 pub const MAX_DEFINITIONS: usize = 1_024;
@@ -90,6 +97,10 @@ pub struct RunEnd<P> {
     pub outcome: RunOutcome,
     /// Its output.
     pub output: Option<P>,
+    /// The tenant whose client started it: its end is that tenant's to
+    /// read alone. `None` for a run of no tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<TenantId>,
 }
 
 /// The hosted runs in a node's snapshot: the registered definitions,
@@ -104,6 +115,10 @@ pub struct RunsSnapshot<P> {
     engine: EngineSnapshot<P>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     schedules: Option<SchedulesSnapshot<P>>,
+    /// The tenant of each top-level run a tenant's client started, by
+    /// run (left out when there is none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tenants: Vec<(WorkflowId, TenantId)>,
 }
 
 impl<P> RunsSnapshot<P> {
@@ -132,58 +147,6 @@ impl<P: Clone> RunsSnapshot<P> {
     }
 }
 
-/// How hosted runs meet the cluster's payload `P`: the payload of a
-/// step's task, written from the run's definition, the step and its input
-/// (its predecessors' outputs, or the run's input), and a completed
-/// task's output read as the step's. Every node of a cluster must be
-/// built with the same codec.
-pub struct RunCodec<P> {
-    blank: P,
-    step_payload: fn(&WorkflowDef, StepTask, StepInput<P>) -> P,
-    step_output: fn(P) -> Result<StepOutput<P>, String>,
-}
-
-impl<P: Clone> Clone for RunCodec<P> {
-    fn clone(&self) -> Self {
-        RunCodec {
-            blank: self.blank.clone(),
-            step_payload: self.step_payload,
-            step_output: self.step_output,
-        }
-    }
-}
-
-impl<P> std::fmt::Debug for RunCodec<P> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunCodec").finish_non_exhaustive()
-    }
-}
-
-impl<P> RunCodec<P> {
-    /// A codec that writes a step's task payload with `step_payload` and
-    /// takes a completed task's output as the step's output as it is
-    /// (a success without an output completes the step without one).
-    /// `blank` is what a step's task holds between its submission and
-    /// the writing of its input, within one journal entry: it is never
-    /// published nor stored.
-    pub fn new(blank: P, step_payload: fn(&WorkflowDef, StepTask, StepInput<P>) -> P) -> Self {
-        RunCodec {
-            blank,
-            step_payload,
-            step_output: |output| Ok(StepOutput::new(output)),
-        }
-    }
-
-    /// Reads a completed task's output as its step's with `read` (for a
-    /// decision's branches, or a loop's `again`); an output `read`
-    /// refuses fails the step for good, with its reason.
-    #[must_use]
-    pub fn step_output(mut self, read: fn(P) -> Result<StepOutput<P>, String>) -> Self {
-        self.step_output = read;
-        self
-    }
-}
-
 /// The runs a replica hosts.
 pub(crate) struct HostedRuns<P> {
     engine: WorkflowEngine<P>,
@@ -192,8 +155,19 @@ pub(crate) struct HostedRuns<P> {
     /// to be written in.
     unfilled: Vec<(TaskId, StepTask)>,
     schedules: HostedSchedules<P>,
+    /// Whose runs are whose.
+    tenants: RunTenants,
     /// The cluster drains: the schedules start no run.
     draining: bool,
+}
+
+/// What [`HostedRuns::settle`] did: the dispatcher's actions to publish,
+/// the runs that ended, and the tenant of each step task submitted for a
+/// tenant's run.
+pub(crate) struct Settled<P> {
+    pub(crate) actions: Vec<Action>,
+    pub(crate) ended: Vec<RunEnd<P>>,
+    pub(crate) step_tenants: Vec<(TaskId, TenantId)>,
 }
 
 impl<P: Clone> HostedRuns<P> {
@@ -203,6 +177,7 @@ impl<P: Clone> HostedRuns<P> {
             codec,
             unfilled: Vec::new(),
             schedules: HostedSchedules::new(),
+            tenants: RunTenants::new(),
             draining: false,
         }
     }
@@ -225,11 +200,14 @@ impl<P: Clone> HostedRuns<P> {
             |run| engine.run(run).is_some(),
             |name, version| definition_in(&engine, name, version).is_ok(),
         )?;
+        let tenants = RunTenants::restore(snapshot.tenants, &engine)
+            .map_err(|e| format!("the hosted runs' tenants do not restore: {e}"))?;
         Ok(HostedRuns {
             engine,
             codec,
             unfilled: Vec::new(),
             schedules,
+            tenants,
             // A leader takes no snapshot once draining: the drain is in
             // the journal after it.
             draining: false,
@@ -241,7 +219,17 @@ impl<P: Clone> HostedRuns<P> {
             definitions: self.engine.registered().map(|d| (**d).clone()).collect(),
             engine: self.engine.snapshot(),
             schedules: self.schedules.snapshot(),
+            tenants: self.tenants.snapshot(),
         }
+    }
+
+    /// The tenant of each live step task of a tenant's run: what a
+    /// restored replica confines the steps' ends to.
+    pub(crate) fn step_tenants(&self) -> impl Iterator<Item = (TaskId, TenantId)> + '_ {
+        let engine = &self.engine;
+        engine
+            .step_tasks()
+            .filter_map(|(task, step)| Some((task, self.tenants.of(engine, step.run)?)))
     }
 
     pub(crate) fn engine(&self) -> &WorkflowEngine<P> {
@@ -286,13 +274,26 @@ impl<P: Clone> HostedRuns<P> {
         self.draining = true;
     }
 
-    /// Applies a client's command; a start answers the run it names.
+    /// Applies a client's command, sent for `tenant` (or for none); a
+    /// start answers the run it names. A run is its starter's: a command
+    /// about another's run is refused as one about a run that is not
+    /// active, and a start under another's run id is refused.
     pub(crate) fn command(
         &mut self,
         dispatcher: &mut Dispatcher<P>,
         command: RunCommand<P>,
+        tenant: Option<TenantId>,
         now: Instant,
     ) -> Result<Option<WorkflowId>, String> {
+        self.tenants.forget(&self.engine);
+        if let (RunCommand::Register(_) | RunCommand::Schedule(_), Some(tenant)) =
+            (&command, tenant)
+        {
+            return Err(format!(
+                "{tenant} may start, signal and cancel its own runs only: workflows and \
+                 schedules are an operator's (a client of no tenant)"
+            ));
+        }
         match command {
             RunCommand::Register(def) => self.register(*def).map(|()| None),
             RunCommand::Start {
@@ -300,33 +301,23 @@ impl<P: Clone> HostedRuns<P> {
                 version,
                 id,
                 input,
-            } => {
-                let def = self.definition(&workflow, version)?;
-                let known = id.is_some_and(|id| {
-                    self.engine.run(id).is_some() || self.engine.finished_run(id).is_some()
-                });
-                if !known && self.engine.active_runs() >= MAX_ACTIVE_RUNS {
-                    return Err(format!(
-                        "the cluster holds {MAX_ACTIVE_RUNS} active runs, its limit: start this \
-                         one once others ended (cancel those no longer wanted)"
-                    ));
-                }
-                let run = self.with_pool(dispatcher, |engine, pool| match id {
-                    Some(id) => engine.start_as(pool, def, id, input, now).id(),
-                    None => engine.start(pool, def, input, now),
-                });
-                Ok(Some(run))
-            }
-            RunCommand::Signal { run, name, payload } => self
-                .with_pool(dispatcher, |engine, pool| {
+            } => self
+                .start(dispatcher, (&workflow, version), id, input, tenant, now)
+                .map(Some),
+            RunCommand::Signal { run, name, payload } => {
+                self.owned(run, tenant)?;
+                self.with_pool(dispatcher, |engine, pool| {
                     engine.signal(pool, run, &name, payload, now)
                 })
                 .map(|()| None)
-                .map_err(|e| e.to_string()),
-            RunCommand::Cancel(run) => self
-                .with_pool(dispatcher, |engine, pool| engine.cancel(pool, run, now))
-                .map(|()| None)
-                .map_err(|e| e.to_string()),
+                .map_err(|e| e.to_string())
+            }
+            RunCommand::Cancel(run) => {
+                self.owned(run, tenant)?;
+                self.with_pool(dispatcher, |engine, pool| engine.cancel(pool, run, now))
+                    .map(|()| None)
+                    .map_err(|e| e.to_string())
+            }
             RunCommand::Schedule(command) => {
                 let engine = &self.engine;
                 let registered =
@@ -335,6 +326,67 @@ impl<P: Clone> HostedRuns<P> {
                     .command(command, registered, now)
                     .map(|()| None)
             }
+        }
+    }
+
+    /// Starts a run of `workflow` (a name and a version, or the highest)
+    /// for `tenant`, under `id` or a fresh one; a start under the id of a
+    /// run the engine knows names that run, if it is the same tenant's.
+    fn start(
+        &mut self,
+        dispatcher: &mut Dispatcher<P>,
+        (workflow, version): (&str, Option<u32>),
+        id: Option<WorkflowId>,
+        input: Option<P>,
+        tenant: Option<TenantId>,
+        now: Instant,
+    ) -> Result<WorkflowId, String> {
+        let def = self.definition(workflow, version)?;
+        let known = id
+            .filter(|&id| self.engine.run(id).is_some() || self.engine.finished_run(id).is_some());
+        if let Some(id) = known {
+            if self.tenants.of(&self.engine, id) != tenant {
+                return Err(format!(
+                    "another client's run holds the id {id}: start this one under another id \
+                     (or under none, and the cluster picks one)"
+                ));
+            }
+        } else {
+            if self.engine.active_runs() >= MAX_ACTIVE_RUNS {
+                return Err(format!(
+                    "the cluster holds {MAX_ACTIVE_RUNS} active runs, its limit: start this \
+                     one once others ended (cancel those no longer wanted)"
+                ));
+            }
+            if let Some(tenant) = tenant {
+                let quota = dispatcher
+                    .tenant_quota(tenant)
+                    .and_then(|q| q.max_live_runs());
+                if let Some(limit) = quota.filter(|&limit| self.tenants.live(tenant) >= limit) {
+                    let limit = TenantLimit::LiveRuns { limit };
+                    return Err(format!("{tenant} is at its quota of {limit}"));
+                }
+            }
+        }
+        let (run, new) = self.with_pool(dispatcher, |engine, pool| match id {
+            Some(id) => {
+                let started = engine.start_as(pool, def, id, input, now);
+                (started.id(), started.is_new())
+            }
+            None => (engine.start(pool, def, input, now), true),
+        });
+        if new {
+            self.tenants.started(run, tenant);
+        }
+        Ok(run)
+    }
+
+    /// Refuses a command about `run` from a client of another tenant
+    /// than the run's, in the words of a run that is not active.
+    fn owned(&self, run: WorkflowId, tenant: Option<TenantId>) -> Result<(), String> {
+        match self.tenants.of(&self.engine, run) == tenant {
+            true => Ok(()),
+            false => Err(crate::workflow::EngineError::UnknownRun(run).to_string()),
         }
     }
 
@@ -372,22 +424,21 @@ impl<P: Clone> HostedRuns<P> {
         }
     }
 
-    /// Hands the dispatcher's actions to the engine (and to `actions`, to
-    /// publish), carries out the engine's own and the schedules', until
+    /// Hands the dispatcher's actions to the engine (and to the result,
+    /// to publish), carries out the engine's own and the schedules', until
     /// none has more; then writes the input of every step task submitted
     /// meanwhile. `now` is the instant of the entry just applied.
-    pub(crate) fn settle(
-        &mut self,
-        dispatcher: &mut Dispatcher<P>,
-        actions: &mut Vec<Action>,
-        ended: &mut Vec<RunEnd<P>>,
-        now: Instant,
-    ) {
+    pub(crate) fn settle(&mut self, dispatcher: &mut Dispatcher<P>, now: Instant) -> Settled<P> {
+        let mut settled = Settled {
+            actions: Vec::new(),
+            ended: Vec::new(),
+            step_tenants: Vec::new(),
+        };
         loop {
             let mut moved = false;
             while let Some(action) = dispatcher.poll_action() {
                 moved = true;
-                actions.push(action.clone());
+                settled.actions.push(action.clone());
                 // An action about no step is the dispatcher's alone.
                 let _ = self.with_pool(dispatcher, |engine, pool| {
                     engine.handle_action(pool, action)
@@ -395,7 +446,7 @@ impl<P: Clone> HostedRuns<P> {
             }
             while let Some(action) = self.engine.poll_action() {
                 moved = true;
-                self.carry_out(dispatcher, action, ended, now);
+                self.carry_out(dispatcher, action, &mut settled.ended, now);
             }
             while let Some((action, start)) = self.schedules.poll_action() {
                 moved = true;
@@ -406,6 +457,9 @@ impl<P: Clone> HostedRuns<P> {
             }
         }
         for (task, step) in std::mem::take(&mut self.unfilled) {
+            if let Some(tenant) = self.tenants.of(&self.engine, step.run) {
+                settled.step_tenants.push((task, tenant));
+            }
             let (Some(run), Ok(input), Some(payload)) = (
                 self.engine.run(step.run),
                 self.engine.input(step.run, step.token),
@@ -415,6 +469,7 @@ impl<P: Clone> HostedRuns<P> {
             };
             *payload = (self.codec.step_payload)(run.definition(), step, input);
         }
+        settled
     }
 
     /// One engine action. Assignments and cancels of step tasks are the
@@ -441,6 +496,7 @@ impl<P: Clone> HostedRuns<P> {
                     run,
                     outcome,
                     output,
+                    tenant: self.tenants.finished(run),
                 });
                 Ok(())
             }
@@ -483,6 +539,9 @@ impl<P: Clone> HostedRuns<P> {
                     }
                     _ => false,
                 };
+                if started {
+                    self.tenants.started(id, None);
+                }
                 match started {
                     true => self.schedules.started(id, key),
                     false => self.schedules.not_started(&key, now),
@@ -529,55 +588,6 @@ impl<P: Clone> HostedRuns<P> {
         };
         call(&mut self.engine, &mut pool)
     }
-}
-
-/// The registered definition of `workflow` at `version`, or its
-/// highest version.
-fn definition_in<P: Clone>(
-    engine: &WorkflowEngine<P>,
-    workflow: &str,
-    version: Option<u32>,
-) -> Result<Arc<WorkflowDef>, String> {
-    let mut versions = engine.versions(workflow);
-    let def = match version {
-        Some(v) => versions.find(|d| d.version() == v),
-        None => versions.last(),
-    };
-    def.cloned().ok_or_else(|| match version {
-        Some(v) => format!("version {v} of workflow {workflow:?} is not registered"),
-        None => format!("no workflow {workflow:?} is registered"),
-    })
-}
-
-const NO_HOST_CODE: &str = "a hosted run executes no host code: this step needs some";
-
-/// Refuses a definition with a step that needs host code, nested
-/// definitions included.
-fn needs_no_host(def: &WorkflowDef) -> Result<(), String> {
-    for (_, step) in def.steps() {
-        let refuse = |what: &str| {
-            Err(format!(
-                "step {:?} of workflow {:?} version {} is {what}, which needs host code: \
-                 a run the cluster hosts executes none (run the workflow with a \
-                 WorkflowClient instead)",
-                step.id,
-                def.name(),
-                def.version()
-            ))
-        };
-        if step.multi_instance.is_some() {
-            return refuse("multi-instance");
-        }
-        match &step.kind {
-            StepKind::Local => return refuse("a local step"),
-            StepKind::SubWorkflow(_) if step.compensable => {
-                return refuse("a compensable sub-workflow");
-            }
-            StepKind::SubWorkflow(child) => needs_no_host(child)?,
-            StepKind::Agent | StepKind::Wait { .. } => {}
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

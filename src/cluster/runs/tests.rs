@@ -31,15 +31,17 @@ fn start(id: u64) -> RunCommand<u32> {
 fn starts_beyond_the_active_limit_are_refused_but_a_known_id_is_named() {
     let (mut runs, mut pool) = runs();
     let now = Instant::from_secs(1);
-    runs.command(&mut pool, RunCommand::Register(waiting(1)), now)
+    runs.command(&mut pool, RunCommand::Register(waiting(1)), None, now)
         .unwrap();
     for id in 0..MAX_ACTIVE_RUNS as u64 {
-        runs.command(&mut pool, start(id), now).unwrap();
+        runs.command(&mut pool, start(id), None, now).unwrap();
     }
-    let refused = runs.command(&mut pool, start(u64::MAX), now).unwrap_err();
+    let refused = runs
+        .command(&mut pool, start(u64::MAX), None, now)
+        .unwrap_err();
     assert!(refused.contains("100000 active runs"), "{refused}");
     // A start posted again with a known id still names its run.
-    let again = runs.command(&mut pool, start(7), now);
+    let again = runs.command(&mut pool, start(7), None, now);
     assert_eq!(again, Ok(Some(WorkflowId::new(7))));
     assert_eq!(runs.active(), MAX_ACTIVE_RUNS);
 }
@@ -49,16 +51,16 @@ fn registrations_beyond_the_limit_and_host_code_are_refused() {
     let (mut runs, mut pool) = runs();
     let now = Instant::from_secs(1);
     for version in 1..=MAX_DEFINITIONS as u32 {
-        runs.command(&mut pool, RunCommand::Register(waiting(version)), now)
+        runs.command(&mut pool, RunCommand::Register(waiting(version)), None, now)
             .unwrap();
     }
     // The same definition again changes nothing, even at the limit.
     assert_eq!(
-        runs.command(&mut pool, RunCommand::Register(waiting(1)), now),
+        runs.command(&mut pool, RunCommand::Register(waiting(1)), None, now),
         Ok(None)
     );
     let more = RunCommand::Register(waiting(MAX_DEFINITIONS as u32 + 1));
-    let refused = runs.command(&mut pool, more, now).unwrap_err();
+    let refused = runs.command(&mut pool, more, None, now).unwrap_err();
     assert!(refused.contains("at most 1024"), "{refused}");
 
     let (mut runs, mut pool) = self::runs();
@@ -73,7 +75,7 @@ fn registrations_beyond_the_limit_and_host_code_are_refused() {
         .build()
         .unwrap();
     let refused = runs
-        .command(&mut pool, RunCommand::Register(Box::new(nested)), now)
+        .command(&mut pool, RunCommand::Register(Box::new(nested)), None, now)
         .unwrap_err();
     assert!(
         refused.contains("\"format\" of workflow \"child\""),
@@ -84,7 +86,12 @@ fn registrations_beyond_the_limit_and_host_code_are_refused() {
         .build()
         .unwrap();
     let refused = runs
-        .command(&mut pool, RunCommand::Register(Box::new(fan_out)), now)
+        .command(
+            &mut pool,
+            RunCommand::Register(Box::new(fan_out)),
+            None,
+            now,
+        )
         .unwrap_err();
     assert!(refused.contains("multi-instance"), "{refused}");
 }
@@ -93,7 +100,7 @@ fn registrations_beyond_the_limit_and_host_code_are_refused() {
 fn a_snapshot_whose_schedule_waits_for_a_run_not_held_is_refused() {
     let (mut runs, mut pool) = runs();
     let now = Instant::from_secs(1);
-    runs.command(&mut pool, RunCommand::Register(waiting(1)), now)
+    runs.command(&mut pool, RunCommand::Register(waiting(1)), None, now)
         .unwrap();
     let every_minute = crate::schedule::ScheduleSpec::every(std::time::Duration::from_secs(60))
         .build()
@@ -107,12 +114,12 @@ fn a_snapshot_whose_schedule_waits_for_a_run_not_held_is_refused() {
             input: None,
         },
     };
-    runs.command(&mut pool, RunCommand::Schedule(add), now)
+    runs.command(&mut pool, RunCommand::Schedule(add), None, now)
         .unwrap();
     let fire = Instant::from_secs(60);
     assert!(runs.due(fire));
     runs.timers(&mut pool, fire);
-    runs.settle(&mut pool, &mut Vec::new(), &mut Vec::new(), fire);
+    let _ = runs.settle(&mut pool, fire);
     assert_eq!(runs.active(), 1, "the fire started a run that waits");
     let snapshot = runs.snapshot();
     let codec = || RunCodec::new(0, |_, _, _| 1);

@@ -29,6 +29,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             .or_else(|| self.state.tasks.record(task).map(|&t| t.into()))
     }
 
+    /// Whether `task` is live: waiting, delayed or running. `O(1)`.
+    pub fn is_live(&self, task: TaskId) -> bool {
+        self.state.tasks.get(task).is_some()
+    }
+
     /// The payload of a live task.
     pub fn payload(&self, task: TaskId) -> Option<&P> {
         self.state.tasks.get(task).map(|t| &t.payload)
@@ -62,6 +67,11 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// [`TenantQuota::live_tasks`](crate::scheduler::TenantQuota::live_tasks) bounds.
     pub fn tenant_live_tasks(&self, tenant: TenantId) -> u32 {
         self.state.tenants.live(tenant)
+    }
+
+    /// The quota `tenant` is held to (its own, or every tenant's), if any.
+    pub fn tenant_quota(&self, tenant: TenantId) -> Option<&crate::scheduler::TenantQuota> {
+        self.config.settings.tenant_quota(tenant)
     }
 
     /// Tasks queued (not delayed, not running) at `priority`.

@@ -33,6 +33,11 @@ use crate::{Instant, TenantId};
 pub struct TenantQuota {
     live_tasks: Option<u32>,
     cost_rate: Option<Quota>,
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    live_runs: Option<u32>,
 }
 
 impl TenantQuota {
@@ -41,6 +46,7 @@ impl TenantQuota {
         TenantQuota {
             live_tasks: None,
             cost_rate: None,
+            live_runs: None,
         }
     }
 
@@ -57,6 +63,25 @@ impl TenantQuota {
     pub const fn cost_rate(mut self, quota: Quota) -> Self {
         self.cost_rate = Some(quota);
         self
+    }
+
+    /// At most `runs` of the tenant's workflow runs active at once on a
+    /// cluster that hosts runs ([`Node::host_runs`](crate::cluster::Node::host_runs);
+    /// at least 1, checked when the configuration is built). A run that
+    /// ends makes room; its sub-workflow runs count as part of it. The
+    /// dispatcher itself holds no runs: the nodes read this bound from
+    /// its configuration, so a tenant's quotas are all in one place. A
+    /// run's step tasks count against this bound, not against
+    /// [`live_tasks`](Self::live_tasks) or [`cost_rate`](Self::cost_rate):
+    /// a step the run is ready for is never refused.
+    pub const fn live_runs(mut self, runs: u32) -> Self {
+        self.live_runs = Some(runs);
+        self
+    }
+
+    /// The live-run bound, if set.
+    pub const fn max_live_runs(&self) -> Option<u32> {
+        self.live_runs
     }
 
     /// The live-task bound, if set.
@@ -78,6 +103,14 @@ pub enum TenantLimit {
     #[error("{limit} live tasks; a task of the tenant must end first")]
     LiveTasks {
         /// The bound ([`TenantQuota::live_tasks`]).
+        limit: u32,
+    },
+    /// The tenant already has this many workflow runs active on the
+    /// cluster (a node's refusal of a run's start; the dispatcher itself
+    /// never answers it).
+    #[error("{limit} live runs; a run of the tenant must end first")]
+    LiveRuns {
+        /// The bound ([`TenantQuota::live_runs`]).
         limit: u32,
     },
     /// The task's cost does not fit the tenant's cost rate now.

@@ -136,6 +136,7 @@ pub(crate) fn finished_line(end: &FinishedRun<Payload>, def: Option<&WorkflowDef
             run: end.run,
             outcome: end.outcome.clone(),
             output: end.output.clone(),
+            tenant: None,
         }),
     };
     match end.workflow.as_str() {

@@ -153,9 +153,9 @@ const TRIM_OUTCOMES: &str = "DELETE FROM outcomes WHERE seq <= $1";
 /// entry's end replaces an earlier one: the run was restarted under an id
 /// its engine had forgotten (before, the new end was dropped and a client
 /// read the old run's).
-const PUBLISH_RUN_ENDS: &str = "INSERT INTO run_ends (run, seq, body)
-SELECT r, $3, b FROM unnest($1::bigint[], $2::text[]) AS u(r, b)
-ON CONFLICT (run) DO UPDATE SET seq = EXCLUDED.seq, body = EXCLUDED.body
+const PUBLISH_RUN_ENDS: &str = "INSERT INTO run_ends (run, seq, body, tenant)
+SELECT r, $3, b, n FROM unnest($1::bigint[], $2::text[], $4::bigint[]) AS u(r, b, n)
+ON CONFLICT (run) DO UPDATE SET seq = EXCLUDED.seq, body = EXCLUDED.body, tenant = EXCLUDED.tenant
 WHERE run_ends.seq < EXCLUDED.seq";
 
 /// Rule 8: as outcomes, but the ends of the runs the snapshot's engine
@@ -444,9 +444,10 @@ struct EncodedOutputs {
     ended_bodies: Vec<String>,
     ended_outputs: Vec<Option<String>>,
     ended_tenants: Vec<Option<i64>>,
-    /// Runs ended, and their encoded ends.
+    /// Runs ended, their encoded ends, and their tenants.
     run_ids: Vec<i64>,
     run_ends: Vec<String>,
+    run_tenants: Vec<Option<i64>>,
     status: Option<(u64, String)>,
 }
 
@@ -456,6 +457,8 @@ impl EncodedOutputs {
         for end in &outputs.runs {
             out.run_ids.push(u64_to_int(end.run.get()));
             out.run_ends.push(codec::encode("a run's end", end)?);
+            out.run_tenants
+                .push(end.tenant.map(|t| u64_to_int(t.get())));
         }
         for a in &outputs.assign {
             out.tasks.push(u64_to_int(a.task.get()));
@@ -566,7 +569,12 @@ fn commit<P>(
         let last_seq = (first_seq + entries.len() as u64).saturating_sub(1);
         tx.execute(
             PUBLISH_RUN_ENDS,
-            &[&outputs.run_ids, &outputs.run_ends, &u64_to_int(last_seq)],
+            &[
+                &outputs.run_ids,
+                &outputs.run_ends,
+                &u64_to_int(last_seq),
+                &outputs.run_tenants,
+            ],
         )?;
     }
     if let Some((status_epoch, body)) = &outputs.status {
