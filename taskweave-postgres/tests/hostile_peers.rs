@@ -355,6 +355,13 @@ fn a_submitter_may_not_leave_more_than_its_share_of_the_inbox_unread() {
     assert_eq!(cancels(&mut flooder, 24).expect("24 more"), 24);
     cancels(&mut flooder, 1).expect_err("past the limit");
     assert_eq!(cancels(&mut other, 1).expect("another submitter"), 1);
+    // `status` names the flooder, and says it is at its limit.
+    let said = common::hosted::taskweave_pg(&["status", "--db", &cluster.conninfo()]);
+    assert!(
+        said.iter().any(|line| line
+            == "inbox unread by login: flooder 1024 (AT ITS LIMIT: its posts are refused), other 1"),
+        "{said:?}"
+    );
 
     let mut node = store(&cluster.conninfo_as("node"));
     let first = read(&mut node);

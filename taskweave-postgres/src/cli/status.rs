@@ -13,14 +13,14 @@ use super::privilege::{READER, hint};
 const USAGE: &str = "\
 usage: taskweave-pg status --db CONNINFO [--json]
 
-Prints the lease (epoch, leader, held or expired), then what the leader
-published last (every 250 ms): tasks queued by priority with the age of the
-oldest, delayed, in flight, each agent with its load, dead letters and totals,
-the inbox messages read since the previous status and who sent the most (a
-login that floods the inbox is named there), the scale hint of each pool the
-leader watches (`node --pool`), and the queued
-tasks that no online agent can take, with why (a drain waits for them until
-they expire or are cancelled).
+Prints the lease (epoch, leader, held or expired), the logins with the most
+inbox messages still unread (a login that floods the inbox is named there,
+with its limit), then what the leader published last (every 250 ms): tasks
+queued by priority with the age of the oldest, delayed, in flight, each agent
+with its load, dead letters and totals, the inbox messages read since the
+previous status and who sent the most, the scale hint of each pool the leader
+watches (`node --pool`), and the queued tasks that no online agent can take,
+with why (a drain waits for them until they expire or are cancelled).
 --json  the status as one JSON object instead";
 
 pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
@@ -43,6 +43,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         (false, false) => "lease expired: no leader right now",
     };
     say!("epoch {} leader {:?} ({state})", lease.epoch, lease.holder);
+    unread(&mut client);
     let Some(s) = status else {
         say!("no status published yet");
         return Ok(ExitCode::SUCCESS);
@@ -139,4 +140,27 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Unread messages a login may leave before its posts are refused
+/// (schema versions 6 and 8).
+const UNREAD_LIMIT: u64 = 1_024;
+
+/// The three logins with the most unread inbox messages, as far as the
+/// connection's login may read them; a login at its limit is flagged.
+fn unread(client: &mut PgClient<Payload>) {
+    match client.unread_by_login(3) {
+        Ok(logins) if !logins.is_empty() => {
+            let named: Vec<String> = logins
+                .iter()
+                .map(|(login, n)| match *n >= UNREAD_LIMIT {
+                    true => format!("{login} {n} (AT ITS LIMIT: its posts are refused)"),
+                    false => format!("{login} {n}"),
+                })
+                .collect();
+            say!("inbox unread by login: {}", named.join(", "));
+        }
+        Ok(_) => say!("inbox unread by login: none"),
+        Err(e) => say!("inbox unread by login: not readable with this login ({e})"),
+    }
 }

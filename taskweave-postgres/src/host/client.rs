@@ -295,6 +295,18 @@ impl<P: Clone + Serialize + DeserializeOwned> PgClient<P> {
         }
     }
 
+    /// The logins with the most inbox messages the leader has not read
+    /// yet, most first, at most `limit` of them
+    /// ([`PgStore::unread_by_login`]): `taskweave-pg status` names a
+    /// flooding login this way, submitter or agent.
+    ///
+    /// # Errors
+    ///
+    /// [`PgError`](crate::PgError) when the query fails.
+    pub fn unread_by_login(&mut self, limit: u32) -> Result<Vec<(String, u64)>, crate::PgError> {
+        self.store.unread_by_login(limit)
+    }
+
     /// The lease and the status the leader published last.
     ///
     /// # Errors

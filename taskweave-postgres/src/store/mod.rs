@@ -391,6 +391,27 @@ impl<P: DeserializeOwned> PgStore<P> {
         Ok(Some((seq, snapshot)))
     }
 
+    /// The logins with the most inbox messages the leader has not read
+    /// yet, most first, at most `limit` of them: who floods the inbox. A
+    /// login reads what row security lets it (a node or the owner every
+    /// row, a submitter its own).
+    ///
+    /// # Errors
+    ///
+    /// [`PgError::Db`] when the query fails, or a reconnection error.
+    pub fn unread_by_login(&mut self, limit: u32) -> Result<Vec<(String, u64)>, PgError> {
+        let conn = self.conn()?;
+        let rows = conn.client.query(
+            "SELECT poster, count(*) FROM inbox WHERE NOT consumed
+             GROUP BY poster ORDER BY count(*) DESC, poster LIMIT $1",
+            &[&i64::from(limit)],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get(0), codec::int_to_u64(row.get(1))))
+            .collect())
+    }
+
     /// The journal's size now: rows and bytes of their stored text.
     ///
     /// # Errors
