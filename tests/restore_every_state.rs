@@ -178,7 +178,8 @@ fn config() -> DispatcherConfig {
                 .live_tasks(3)
                 .cost_rate(Quota::new(4, Duration::from_secs(5)).unwrap()),
         )
-        .default_tenant_quota(TenantQuota::new().live_tasks(4))
+        // Every other tenant's tasks share one lane, whatever their keys.
+        .default_tenant_quota(TenantQuota::new().live_tasks(4).fair_share(2))
         .seed(7)
         .build()
         .unwrap()

@@ -211,3 +211,68 @@ fn a_quota_of_no_live_task_or_run_is_refused_naming_its_tenant() {
     let fine = DispatcherConfig::builder().tenant_quota(TenantId::new(3), one_run);
     assert_eq!(refused(fine), None);
 }
+
+/// With one slot, which tenant the first 20 tasks run for: ACME submits 40
+/// tasks under 40 fair-share keys, GLOBEX 40 under one.
+fn first_twenty(acme: TenantQuota, globex: TenantQuota) -> Vec<TenantId> {
+    let config = DispatcherConfig::builder()
+        .tenant_quota(ACME, acme)
+        .tenant_quota(GLOBEX, globex)
+        .build()
+        .unwrap();
+    let mut d: Dispatcher<&'static str> = Dispatcher::new(config);
+    let now = Instant::ZERO;
+    for i in 0..40 {
+        let acme = TaskSpec::new("acme")
+            .tenant(ACME)
+            .fairness(format!("key-{i}"), 1);
+        d.submit(acme, now).unwrap().id();
+        let globex = TaskSpec::new("globex").tenant(GLOBEX).fairness("globex", 1);
+        d.submit(globex, now).unwrap().id();
+    }
+    let profile = AgentProfile::builder().capacity(1).build().unwrap();
+    d.register_agent(AgentId::new(1), profile, now).unwrap();
+    let mut ran = Vec::new();
+    while ran.len() < 20 {
+        let Some(Action::Assign {
+            task, agent, token, ..
+        }) = d.poll_action()
+        else {
+            panic!("no assignment after {ran:?}");
+        };
+        ran.push(d.tenant(task).expect("a tenant's task"));
+        let report = TaskReport {
+            task,
+            agent,
+            token,
+            outcome: AttemptOutcome::Success,
+        };
+        d.report(report, now).unwrap();
+    }
+    ran
+}
+
+#[test]
+fn a_fair_share_keyed_by_tenant_files_all_its_tasks_in_one_lane() {
+    let globex = |ran: &[TenantId]| ran.iter().filter(|&&t| t == GLOBEX).count();
+    // By the tasks' own keys, ACME's 40 lanes take almost every turn.
+    let by_key = first_twenty(TenantQuota::new(), TenantQuota::new());
+    assert!(globex(&by_key) <= 2, "{by_key:?}");
+    // By tenant, two lanes of weight 1: the turns alternate.
+    let even = TenantQuota::new().fair_share(1);
+    let by_tenant = first_twenty(even, even);
+    assert_eq!(globex(&by_tenant), 10, "{by_tenant:?}");
+    // A weight of 3 gives ACME three turns in four.
+    let weighted = first_twenty(TenantQuota::new().fair_share(3), even);
+    assert_eq!(globex(&weighted), 5, "{weighted:?}");
+    assert_eq!(
+        TenantQuota::new().fair_share(3).fair_share_weight(),
+        Some(3)
+    );
+    let zero = DispatcherConfig::builder()
+        .tenant_quota(GLOBEX, TenantQuota::new().fair_share(0))
+        .build()
+        .err()
+        .map(|e| e.to_string());
+    assert!(zero.is_some_and(|e| e.contains("tenant-2: a fair share of weight 0")));
+}

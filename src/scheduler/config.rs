@@ -445,6 +445,7 @@ impl Settings {
         let empty = |q: &TenantQuota| match (q.max_live_tasks(), q.max_live_runs()) {
             (Some(0), _) => Some("0 live tasks"),
             (_, Some(0)) => Some("0 live runs"),
+            _ if q.fair_share_weight() == Some(0) => Some("a fair share of weight 0"),
             _ => None,
         };
         let mut quotas: Vec<_> = c.tenant_quotas.iter().collect();

@@ -4,10 +4,11 @@ use super::super::queue::Entry;
 use super::super::state::idempotency::ScopedKey;
 use super::super::state::timer::Timer;
 use super::super::state::{Extras, Task};
-use super::super::task::options::TaskOptions;
+use super::super::task::options::{FairShare, TaskOptions};
 use super::super::task::{TaskSpec, TaskState};
 use super::super::{
     Event, LimitScope, MAX_CONCURRENCY_KEYS, MAX_KEY_BYTES, SubmitError, SubmitErrorKind,
+    TenantQuota,
 };
 use super::{Dispatcher, Source, Submitted};
 use crate::routing::RoutingStrategy;
@@ -95,7 +96,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// returns the queue entry for the caller to file; a duplicate has none.
     pub(super) fn admit(
         &mut self,
-        spec: TaskSpec<P>,
+        mut spec: TaskSpec<P>,
         now: Instant,
     ) -> Result<(Submitted, Option<Entry>), SubmitError<P>> {
         self.forget_expired_keys(now);
@@ -129,6 +130,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                     kind: SubmitErrorKind::OverQuota { tenant, limit },
                     spec: Box::new(spec),
                 });
+            }
+            // A tenant whose fair share is keyed by it: one lane, whatever
+            // key the task named.
+            if let Some(weight) = quota.and_then(TenantQuota::fair_share_weight) {
+                let key = tenant.to_string();
+                spec.options_mut().fairness = Some(FairShare { key, weight });
             }
         }
         let TaskSpec {

@@ -38,6 +38,11 @@ pub struct TenantQuota {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     live_runs: Option<u32>,
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    fair_share: Option<u16>,
 }
 
 impl TenantQuota {
@@ -47,6 +52,7 @@ impl TenantQuota {
             live_tasks: None,
             cost_rate: None,
             live_runs: None,
+            fair_share: None,
         }
     }
 
@@ -77,6 +83,23 @@ impl TenantQuota {
     pub const fn live_runs(mut self, runs: u32) -> Self {
         self.live_runs = Some(runs);
         self
+    }
+
+    /// Keys the tenant's tasks' fair share by the tenant, with `weight`
+    /// (at least 1, checked when the configuration is built): each of its
+    /// tasks is filed in one lane named after the tenant (`tenant-N`),
+    /// whatever fair-share key it was submitted with. A tenant then gets
+    /// its weight's share of the agents however many keys its tasks name,
+    /// and a cluster's tenant client cannot spread over many lanes. A
+    /// task of no tenant with the key `tenant-N` shares that lane.
+    pub const fn fair_share(mut self, weight: u16) -> Self {
+        self.fair_share = Some(weight);
+        self
+    }
+
+    /// The weight of the tenant's lane, if its fair share is keyed by it.
+    pub const fn fair_share_weight(&self) -> Option<u16> {
+        self.fair_share
     }
 
     /// The live-run bound, if set.
