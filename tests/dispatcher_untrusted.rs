@@ -441,6 +441,44 @@ proptest! {
         outcome.map_err(TestCaseError::fail)?;
     }
 
+    /// A stored configuration (a cluster keeps one in its database) with
+    /// numbers and switches corrupted is refused by serde or by the
+    /// builder's checks, or reads back to one a dispatcher runs with: no
+    /// panic, no hang, and its own snapshots restore under it.
+    #[test]
+    fn corrupted_stored_configurations_are_refused_or_run(
+        edits in proptest::collection::vec((any::<Index>(), any::<u8>(), any::<u64>()), 1..4),
+        ops in proptest::collection::vec(op(clock()), 0..60),
+    ) {
+        let outcome = watchdog(60, move || -> Result<&'static str, String> {
+            let mut value = serde_json::to_value(config()).map_err(|e| e.to_string())?;
+            let paths = paths_where(&value, |v| v.is_number() || v.is_boolean());
+            for (at, how, noise) in &edits {
+                let Some(path) = pick_path(&paths, at) else { continue };
+                let leaf = at_path(&mut value, path);
+                *leaf = corrupt_leaf(leaf, *how, *noise);
+            }
+            let Ok(read) = serde_json::from_value::<DispatcherConfig>(value) else {
+                return Ok("refused");
+            };
+            let stored = serde_json::to_value(&read).map_err(|e| e.to_string())?;
+            let again: DispatcherConfig =
+                serde_json::from_value(stored.clone()).map_err(|e| e.to_string())?;
+            if serde_json::to_value(&again).map_err(|e| e.to_string())? != stored {
+                return Err("a configuration read back writes another".into());
+            }
+            let mut d = Dispatcher::new(read.clone());
+            let mut host = Host { now: Instant::ZERO, twin_checks: false, next_agent: 0, submitted: 0 };
+            for op in &ops {
+                drive(&mut d, &mut host, op)?;
+            }
+            Dispatcher::restore(read, strategy(), d.snapshot())
+                .map_err(|e| format!("a snapshot under the read configuration was refused: {e}"))?;
+            Ok("ran")
+        });
+        outcome.map_err(TestCaseError::fail)?;
+    }
+
     /// Clocks that jump, step back, repeat and reach `Instant::MAX`: no
     /// panic, no hang, a backward step fires nothing new, and the state
     /// stays one a snapshot can restore.

@@ -97,6 +97,8 @@
 //! ```
 
 mod config;
+#[cfg(feature = "serde")]
+mod config_form;
 mod dead_letter;
 mod dispatcher;
 mod durable;

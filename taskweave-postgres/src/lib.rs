@@ -106,7 +106,9 @@ pub use schema::{
     LoginKind, MigrateReport, ResetReport, SCHEMA_VERSION, create_agent_login, create_login,
     grant_agent, map_tenant, migrate, reset,
 };
-pub use store::{PgError, PgStore, connect_admin, session_options};
+pub use store::{
+    PgError, PgStore, cluster_config, connect_admin, session_options, set_cluster_config,
+};
 
 // Hosts for the roles, and the command line.
 pub mod host;

@@ -11,6 +11,7 @@
 //! taskweave-pg audit  --db CONNINFO            replay the journal, check invariants
 //! taskweave-pg drain  --db CONNINFO            finish the work, stop the cluster
 //! taskweave-pg reset  --db CONNINFO            a drained cluster's database, ready again
+//! taskweave-pg config show|set                 the dispatcher configuration nodes share
 //! taskweave-pg workflow register FILE.json     a definition for hosted runs
 //! taskweave-pg run start|signal|cancel|result|show  the runs the nodes host
 //! taskweave-pg signal RUN NAME [JSON]          a signal to a waiting run
@@ -49,6 +50,7 @@ subcommands:
   audit    replay the journal and check every invariant
   drain    stop taking submissions, finish the work in flight, stop the cluster
   reset    after a drain: empty the cluster's tables so a new cluster can start
+  config   show or set the dispatcher configuration every node and audit runs with
   workflow register a workflow definition (JSON) for the runs the nodes host
   run      start a run, signal or cancel it, read its result, show its steps
   signal   send a signal to a waiting run (run signal, shorter)
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
         Some("audit") => cli::audit::run(rest),
         Some("drain") => cli::drain::run(rest),
         Some("reset") => cli::reset::run(rest),
+        Some("config") => cli::config::run(rest),
         Some("workflow") => cli::workflow::run(rest),
         Some("run") => cli::run::run(rest),
         Some("signal") => cli::run::signal(rest),

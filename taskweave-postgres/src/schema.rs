@@ -46,7 +46,7 @@ pub use reset::{ResetReport, reset};
 use crate::store::errors::{PgError, is_undefined_object};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 9;
+pub const SCHEMA_VERSION: i32 = 10;
 
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`. Version
 /// 2 adds the task outcomes clients read; version 3 a task's output beside
@@ -55,7 +55,7 @@ pub const SCHEMA_VERSION: i32 = 9;
 /// agent's unread inbox messages; version 7 the submitter logins' tenants
 /// and each client message's poster; version 8 each outcome's tenant and
 /// each submitter login's share of the inbox; version 9 each run end's
-/// tenant.
+/// tenant; version 10 the cluster's stored dispatcher configuration.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema/v1.sql"),
     include_str!("schema/v2.sql"),
@@ -66,6 +66,7 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema/v7.sql"),
     include_str!("schema/v8.sql"),
     include_str!("schema/v9.sql"),
+    include_str!("schema/v10.sql"),
 ];
 
 /// The advisory lock migrations hold (`"twv1"` in ASCII).

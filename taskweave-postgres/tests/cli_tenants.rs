@@ -4,11 +4,17 @@
 //! idempotency key makes a task per tenant, that a login cancels no task
 //! but its own tenant's, and that it reads no outcome but its own
 //! tenant's; and `run start`, `signal`, `run cancel` and `run result`
-//! show the same of runs.
+//! show the same of runs. The node runs with the configuration stored by
+//! `config set` (a tenant quota), and refuses past it.
 
 use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
 
+use std::time::Duration;
+
+use taskweave::TenantId;
+use taskweave::resilience::Fixed;
+use taskweave::scheduler::{DispatcherConfig, TenantQuota};
 use taskweave_postgres::testkit::start_or_skip;
 
 const BIN: &str = env!("CARGO_BIN_EXE_taskweave-pg");
@@ -91,6 +97,24 @@ fn two_tenants_keep_their_keys_cancels_and_outcomes_apart_through_the_cli() {
     assert!(ok, "init --tenant: {said}");
     let [node, agent, acme, globex, plain] =
         ["node_login", "agent_one", "acme", "globex", "plain"].map(|l| cluster.conninfo_as(l));
+    // The cluster's configuration, stored before the node starts: ACME
+    // holds at most two live tasks. `init` stored the defaults.
+    let (ok, said) = pg(&["config", "show", "--db", &admin], "");
+    assert!(ok && said.contains("\"seed\": 13"), "config show: {said}");
+    let quota = DispatcherConfig::builder()
+        .heartbeats(Duration::from_millis(250), 8)
+        .retry_policy(Fixed::new(Duration::from_millis(100), 3).unwrap())
+        .tenant_quota(TenantId::new(1), TenantQuota::new().live_tasks(2))
+        .build()
+        .unwrap();
+    let file = std::env::temp_dir().join(format!("taskweave-config-{}.json", std::process::id()));
+    std::fs::write(&file, serde_json::to_string(&quota).unwrap()).unwrap();
+    let (ok, said) = pg(
+        &["config", "set", "--db", &admin, file.to_str().unwrap()],
+        "",
+    );
+    let _ = std::fs::remove_file(&file);
+    assert!(ok, "config set: {said}");
     let _running = Running(vec![
         spawn(&["node", "--db", &node, "--name", "node-a"]),
         spawn(&[
@@ -139,6 +163,25 @@ fn two_tenants_keep_their_keys_cancels_and_outcomes_apart_through_the_cli() {
         assert!(!ok, "another login read ACME's outcome: {said}");
         assert_eq!(said.trim(), format!("{done}: not ended"));
     }
+
+    // The stored quota holds: ACME's queued task and one more are live,
+    // a third is refused, naming the quota.
+    let (ok, said) = pg(
+        &["submit", "--db", &acme],
+        "{\"payload\": 5, \"requires\": [\"gpu\"]}\n{\"payload\": 6}\n",
+    );
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("tenant-1 is at its quota of 2 live tasks"),
+        "{said}"
+    );
+    let extra = said
+        .lines()
+        .find_map(|line| line.strip_prefix("line 1: "))
+        .unwrap_or_else(|| panic!("no task for line 1: {said}"))
+        .to_string();
+    let (ok, said) = pg(&["cancel", "--db", &acme, &extra], "");
+    assert!(ok, "{said}");
 
     // Another login's cancel of ACME's queued task is refused in the words
     // of a task that never was; ACME's own goes through.

@@ -90,16 +90,16 @@ fn the_database_enforces_least_privilege() {
         first,
         MigrateReport {
             from: 0,
-            to: 9,
-            applied: vec![1, 2, 3, 4, 5, 6, 7, 8, 9]
+            to: 10,
+            applied: vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
         }
     );
     let again = migrate(&mut admin).unwrap_or_else(|e| panic!("migrate again: {e}"));
     assert_eq!(
         again,
         MigrateReport {
-            from: 9,
-            to: 9,
+            from: 10,
+            to: 10,
             applied: vec![]
         }
     );

@@ -4,10 +4,12 @@ use std::process::ExitCode;
 
 use taskweave::TenantId;
 use taskweave_postgres::{
-    LoginKind, connect_admin, create_login, grant_agent, map_tenant, migrate,
+    LoginKind, PgError, cluster_config, connect_admin, create_login, grant_agent, map_tenant,
+    migrate, set_cluster_config,
 };
 
 use super::args::Args;
+use super::dispatcher_config;
 use super::privilege::{OWNER, hint};
 
 const USAGE: &str = "\
@@ -59,6 +61,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
             report.applied
         );
     }
+    store_defaults(&mut client)?;
     let mut logins: Vec<(String, LoginKind)> = Vec::new();
     for login in args.values("--node") {
         logins.push((login.to_string(), LoginKind::Node));
@@ -102,6 +105,24 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         say!("login {login}: acts for {tenant}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Stores the default dispatcher configuration if the cluster has none;
+/// a cluster that already ran (a journal) without one keeps what its
+/// first node stores.
+fn store_defaults(client: &mut postgres::Client) -> Result<(), String> {
+    if cluster_config(client)
+        .map_err(hint("init", OWNER))?
+        .is_some()
+    {
+        return Ok(());
+    }
+    match set_cluster_config(client, &dispatcher_config()?) {
+        Ok(()) => say!("config: stored the defaults (taskweave-pg config show)"),
+        Err(PgError::JournalNotEmpty { .. }) => {}
+        Err(e) => return Err(hint("init", OWNER)(e)),
+    }
+    Ok(())
 }
 
 /// `LOGIN:SLOTS[:CAP,CAP…]` as the login, its slots and its capabilities.

@@ -5,6 +5,7 @@ pub(crate) mod args;
 pub(crate) mod audit;
 pub(crate) mod bench;
 pub(crate) mod cancel;
+pub(crate) mod config;
 pub(crate) mod drain;
 pub(crate) mod init;
 pub(crate) mod log;
@@ -33,8 +34,8 @@ pub(crate) type Payload = serde_json::Value;
 /// Time between an agent's heartbeats.
 pub(crate) const HEARTBEAT: Duration = Duration::from_millis(250);
 
-/// The dispatcher configuration every node and the audit of a cluster run
-/// by `taskweave-pg` share: heartbeats every 250 ms (an agent silent for
+/// The dispatcher configuration `init` stores, and a cluster's nodes run
+/// with until an operator sets another (`taskweave-pg config set`): heartbeats every 250 ms (an agent silent for
 /// 2 s is lost), three attempts 100 ms apart, the last 10,000 finished
 /// tasks queryable, seed 13. A journal replays to the same state only
 /// under the same configuration.
@@ -48,6 +49,18 @@ pub(crate) fn dispatcher_config() -> Result<DispatcherConfig, String> {
         .seed(13)
         .build()
         .map_err(|e| e.to_string())
+}
+
+/// The cluster's stored configuration, read through `store`, or
+/// [`dispatcher_config`]'s defaults when none is stored yet (the first node
+/// stores what it runs with).
+pub(crate) fn cluster_dispatcher_config(
+    store: &mut taskweave_postgres::PgStore<Payload>,
+) -> Result<DispatcherConfig, String> {
+    match store.stored_config().map_err(|e| e.to_string())? {
+        Some(config) => Ok(config),
+        None => dispatcher_config(),
+    }
 }
 
 pub(crate) use log::logger;

@@ -5,11 +5,12 @@ use std::sync::atomic::AtomicBool;
 
 use taskweave::cluster::{NodeConfig, NodeConfigBuilder};
 use taskweave::scheduler::ScalePolicy;
+use taskweave_postgres::host::connect_patiently;
 use taskweave_postgres::{NodeExit, PgNode, json_run_codec};
 
 use super::args::Args;
 use super::privilege;
-use super::{Payload, dispatcher_config, logger};
+use super::{Payload, cluster_dispatcher_config, logger};
 
 const USAGE: &str = "\
 usage: taskweave-pg node --db CONNINFO [--name NAME] [--keep-journal] [--max-output-bytes N] [--pool NAME:SLOTS[:CAP,CAP...]]...
@@ -57,9 +58,6 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         config = with_pool(config, pool).map_err(|why| args.wrong(&why))?;
     }
     let config = config.build().map_err(|e| args.wrong(&e.to_string()))?;
-    let mut node = PgNode::<Payload>::new(&db, config, dispatcher_config()?)
-        .map_err(|e| e.to_string())?
-        .host_runs(json_run_codec());
     let stop = AtomicBool::new(false);
     let mut log = {
         // A privilege refusal repeats until an operator grants it: each
@@ -67,6 +65,14 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         let mut log = logger(name);
         move |line: &str| log(&privilege::said("node", privilege::NODE, line))
     };
+    // The cluster's configuration, once the database answers.
+    let mut store =
+        connect_patiently::<Payload>(&db, &mut log, &|| false).map_err(|e| e.to_string())?;
+    let dispatcher = cluster_dispatcher_config(&mut store)?;
+    drop(store);
+    let mut node = PgNode::<Payload>::new(&db, config, dispatcher)
+        .map_err(|e| e.to_string())?
+        .host_runs(json_run_codec());
     match node.run(&stop, &mut log)? {
         NodeExit::Stopped => log("the cluster was drained and stopped; exiting"),
         NodeExit::Interrupted => log("interrupted"),

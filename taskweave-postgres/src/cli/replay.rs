@@ -6,7 +6,7 @@ use taskweave::cluster::{Auditor, NodeOp, NodeReply, Store};
 use taskweave_postgres::{PgStore, json_run_codec, wall_now};
 
 use super::privilege::{OPERATOR, hint};
-use super::{Payload, dispatcher_config};
+use super::{Payload, cluster_dispatcher_config};
 
 /// Journal entries read per round trip.
 const PAGE: usize = 5_000;
@@ -14,12 +14,12 @@ const PAGE: usize = 5_000;
 /// The journal replayed by an auditor that hosts runs as the nodes do;
 /// with the entry of the snapshot it started from, if the journal was
 /// trimmed (then under the dispatcher configuration the snapshot holds;
-/// from entry 1, under the one `taskweave-pg node` runs). `command` names the subcommand in a privilege hint.
+/// from entry 1, under the cluster's stored one, as its nodes run). `command` names the subcommand in a privilege hint.
 pub(crate) fn replay(
     store: &mut PgStore<Payload>,
     command: &'static str,
 ) -> Result<(Auditor<Payload>, Option<u64>), String> {
-    let config = dispatcher_config()?;
+    let config = cluster_dispatcher_config(store)?;
     let mut auditor = Auditor::with_runs(config.clone(), json_run_codec());
     let mut from_snapshot = None;
     loop {

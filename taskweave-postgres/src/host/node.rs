@@ -10,6 +10,7 @@ use taskweave::scheduler::DispatcherConfig;
 
 use super::refusal_log::RefusalLog;
 use super::{connect_patiently, until, wall_now};
+use crate::{PgError, PgStore};
 
 /// Why [`PgNode::run`] returned.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,7 +23,14 @@ pub enum NodeExit {
 
 /// A node (leader or standby) of the cluster whose store is the database
 /// at `conninfo`. Every node of a cluster must use the same dispatcher
-/// configuration.
+/// configuration: the database keeps the cluster's (schema version 10,
+/// [`cluster_config`](crate::cluster_config)). The first node stores its
+/// own if none is; a node whose configuration disagrees with the stored
+/// one is refused when it starts, naming the setting and both values
+/// ([`PgError::ConfigDisagrees`](crate::PgError::ConfigDisagrees)). A
+/// configuration with a host retry policy (not a built-in
+/// [`RetrySpec`](taskweave::resilience::RetrySpec)) is not data: it is
+/// neither stored nor checked.
 ///
 /// [`run`](Self::run) blocks until the cluster stops: give the node a
 /// thread of its own (an async host, a blocking thread: see the crate's
@@ -57,6 +65,9 @@ pub enum NodeExit {
 pub struct PgNode<P> {
     conninfo: String,
     node: Node<P>,
+    /// The dispatcher configuration to agree with the cluster's; `None`
+    /// for one with a host retry policy.
+    agreed: Option<DispatcherConfig>,
 }
 
 impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
@@ -71,9 +82,13 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
         config: NodeConfig,
         dispatcher: DispatcherConfig,
     ) -> Result<Self, taskweave::cluster::ConfigError> {
+        let agreed = serde_json::to_string(&dispatcher)
+            .is_ok()
+            .then(|| dispatcher.clone());
         Ok(PgNode {
             conninfo: conninfo.to_string(),
             node: Node::new(config, dispatcher)?,
+            agreed,
         })
     }
 
@@ -124,7 +139,8 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
         log: &mut dyn FnMut(&str),
     ) -> Result<NodeExit, String> {
         let give_up = || stop.load(Ordering::Relaxed);
-        let mut store = match connect_patiently::<P>(&self.conninfo, log, &give_up) {
+        let connected = connect_agreeing::<P>(&self.conninfo, self.agreed.as_ref(), log, &give_up);
+        let mut store = match connected {
             Ok(store) => store,
             Err(_) if give_up() => return Ok(NodeExit::Interrupted),
             Err(e) => return Err(e.to_string()),
@@ -168,6 +184,33 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
                 }
                 last_role = role;
             }
+        }
+    }
+}
+
+/// A connection, once the cluster's stored configuration agrees with
+/// `config` (stored first if none is). A failed statement (the server
+/// restarting) is tried again; a disagreement is final.
+fn connect_agreeing<P>(
+    conninfo: &str,
+    config: Option<&DispatcherConfig>,
+    log: &mut dyn FnMut(&str),
+    give_up: &dyn Fn() -> bool,
+) -> Result<PgStore<P>, PgError> {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let mut store = connect_patiently::<P>(conninfo, log, give_up)?;
+        let Some(config) = config else {
+            return Ok(store);
+        };
+        match store.agree_config(config) {
+            Ok(()) => return Ok(store),
+            Err(e @ PgError::Db(_)) if !give_up() => {
+                log(&format!("{e}; trying again in {pause:?}"));
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
         }
     }
 }

@@ -70,6 +70,23 @@ pub enum PgError {
         /// What is wrong with it.
         problem: &'static str,
     },
+    /// The cluster's stored configuration is not the one this node (or
+    /// audit) was built with.
+    ConfigDisagrees {
+        /// The first setting that differs (a path, `settings.seed`).
+        setting: String,
+        /// Its stored value, as JSON.
+        stored: String,
+        /// This node's value, as JSON.
+        given: String,
+    },
+    /// [`set_cluster_config`](crate::set_cluster_config) refused: the
+    /// cluster has a journal, whose snapshots carry the configuration they
+    /// were taken under.
+    JournalNotEmpty {
+        /// Its entries.
+        entries: u64,
+    },
     /// A stored row does not decode.
     Corrupt {
         /// Its table.
@@ -158,6 +175,23 @@ impl fmt::Display for PgError {
                 "the cluster was not drained (epoch {epoch}, {} {holder:?}): a reset would \
                  lose its tasks; drain it first (taskweave-pg drain), then reset",
                 if *held { "led by" } else { "last led by" }
+            ),
+            PgError::ConfigDisagrees {
+                setting,
+                stored,
+                given,
+            } => write!(
+                f,
+                "this node's dispatcher configuration disagrees with the cluster's: {setting} is \
+                 {stored} in the database but {given} here; build every node with the stored \
+                 configuration (taskweave-pg config show), or change it with taskweave-pg \
+                 config set after a drain and a reset"
+            ),
+            PgError::JournalNotEmpty { entries } => write!(
+                f,
+                "the cluster has a journal ({entries} entries) whose snapshots carry the \
+                 configuration they ran under: drain the cluster (taskweave-pg drain) and reset \
+                 it (taskweave-pg reset), then set the configuration"
             ),
             PgError::Environment {
                 variable,

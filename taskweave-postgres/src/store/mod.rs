@@ -26,6 +26,7 @@
 
 mod agent_ops;
 mod client_ops;
+mod cluster_config;
 mod codec;
 mod environment;
 pub(crate) mod errors;
@@ -48,6 +49,7 @@ use taskweave::cluster::{
     AgentOp, AgentReply, ClientOp, ClientReply, NodeOp, NodeReply, NodeState, Store, StoreFailure,
 };
 
+pub use cluster_config::{cluster_config, set_cluster_config};
 pub use errors::PgError;
 use errors::{Stage, breaks_connection, corrupt, failure};
 

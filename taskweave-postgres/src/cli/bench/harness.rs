@@ -14,9 +14,11 @@ use taskweave::AgentId;
 use taskweave::agent::AgentProfile;
 use taskweave::cluster::{NodeConfig, SessionConfig};
 use taskweave::scheduler::{AttemptOutcome, TaskSpec};
-use taskweave_postgres::{NodeExit, PgAgent, PgClient, PgNode, json_run_codec, migrate, wall_now};
+use taskweave_postgres::{
+    NodeExit, PgAgent, PgClient, PgNode, PgStore, json_run_codec, migrate, wall_now,
+};
 
-use super::super::{HEARTBEAT, Payload, dispatcher_config};
+use super::super::{HEARTBEAT, Payload, cluster_dispatcher_config};
 
 /// The scratch database; dropped (its connections cut) when this is.
 pub(super) struct Scratch {
@@ -96,7 +98,9 @@ impl NodeThread {
             .snapshots(4_000, false)
             .build()
             .map_err(|e| e.to_string())?;
-        let mut node = PgNode::<Payload>::new(db, config, dispatcher_config()?)
+        let mut store = PgStore::connect(db).map_err(|e| e.to_string())?;
+        let dispatcher = cluster_dispatcher_config(&mut store)?;
+        let mut node = PgNode::<Payload>::new(db, config, dispatcher)
             .map_err(|e| e.to_string())?
             .host_runs(json_run_codec());
         let stop = Arc::new(AtomicBool::new(false));
