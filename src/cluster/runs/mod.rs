@@ -219,7 +219,7 @@ impl<P: Clone> HostedRuns<P> {
             definitions: self.engine.registered().map(|d| (**d).clone()).collect(),
             engine: self.engine.snapshot(),
             schedules: self.schedules.snapshot(),
-            tenants: self.tenants.snapshot(),
+            tenants: self.tenants.snapshot(&self.engine),
         }
     }
 

@@ -70,9 +70,20 @@ impl RunTenants {
         Ok(tenants)
     }
 
-    /// The stored form: each run with its tenant, by run.
-    pub(super) fn snapshot(&self) -> Vec<(WorkflowId, TenantId)> {
-        let mut pairs: Vec<_> = self.of.iter().map(|(&run, &t)| (run, t)).collect();
+    /// The stored form: each top-level run the engine knows with its
+    /// tenant, by run. Runs the engine forgot since the last
+    /// [`forget`](Self::forget) are left out, as [`restore`](Self::restore)
+    /// refuses them.
+    pub(super) fn snapshot<P: Clone>(
+        &self,
+        engine: &WorkflowEngine<P>,
+    ) -> Vec<(WorkflowId, TenantId)> {
+        let mut pairs: Vec<_> = self
+            .of
+            .iter()
+            .filter(|&(&run, _)| known_top_level(engine, run))
+            .map(|(&run, &t)| (run, t))
+            .collect();
         pairs.sort_unstable();
         pairs
     }
@@ -136,8 +147,17 @@ impl RunTenants {
         if self.of.len() < self.bound {
             return;
         }
-        self.of
-            .retain(|&run, _| engine.run(run).is_some() || engine.finished_run(run).is_some());
+        self.of.retain(|&run, _| known_top_level(engine, run));
         self.bound = (self.of.len() * 2).max(FIRST_BOUND);
+    }
+}
+
+/// Whether `run` is a top-level run `engine` knows: active, or finished
+/// and remembered. An id it forgot, or gave to a sub-workflow run since,
+/// is not.
+fn known_top_level<P: Clone>(engine: &WorkflowEngine<P>, run: WorkflowId) -> bool {
+    match engine.run(run) {
+        Some(_) => engine.parent(run).is_none(),
+        None => engine.finished_run(run).is_some(),
     }
 }

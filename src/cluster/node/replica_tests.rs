@@ -1,0 +1,165 @@
+//! The replica's restores: a tenant's live step task stays the tenant's,
+//! a state whose tenant runs the engine forgot restores, and every state
+//! a sequence of hosted-run commands leads to (of two tenants and of
+//! none, with time jumping past the engine's retention) restores to
+//! itself.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::TenantId;
+use crate::cluster::contract::RunCommand;
+use crate::workflow::{StepDef, WorkflowDef};
+
+fn codec() -> RunCodec<String> {
+    RunCodec::new(String::new(), |_, _, _| "ship".to_string())
+}
+
+fn run(command: RunCommand<String>, tenant: Option<TenantId>) -> Entry<String> {
+    Entry::Run {
+        command,
+        tenant,
+        now: Instant::from_secs(1),
+    }
+}
+
+fn start(id: u64) -> RunCommand<String> {
+    RunCommand::Start {
+        workflow: "ship".into(),
+        version: None,
+        id: Some(WorkflowId::new(id)),
+        input: None,
+    }
+}
+
+/// The step task run `id` submitted.
+fn step_of(replica: &Replica<String>, id: u64) -> TaskId {
+    let engine = replica.engine().expect("runs hosted");
+    let mut steps = engine.step_tasks();
+    let found = steps.find(|(_, step)| step.run == WorkflowId::new(id));
+    found.expect("a step task").0
+}
+
+#[test]
+fn a_tenants_live_step_task_is_the_tenants_after_a_restore() {
+    let acme = TenantId::new(1);
+    let config = DispatcherConfig::builder().build().expect("a config");
+    let mut replica = Replica::empty(config.clone(), Some(codec()));
+    let def = WorkflowDef::builder("ship", 1)
+        .step(StepDef::agent("ship"))
+        .build()
+        .expect("a definition");
+    let entries = [
+        run(RunCommand::Register(Box::new(def)), None),
+        run(start(1), Some(acme)),
+        run(start(2), None),
+    ];
+    for entry in entries {
+        assert!(replica.apply(entry).result.is_ok());
+    }
+    let (acmes, plain) = (step_of(&replica, 1), step_of(&replica, 2));
+    assert_eq!(replica.tenants.get(acmes), Some(acme));
+    assert_eq!(replica.tenants.get(plain), None);
+    let seq = replica.next_seq - 1;
+    let restored =
+        Replica::restore(config, Some(codec()), seq, replica.state()).expect("the state restores");
+    assert_eq!(restored.tenants.get(acmes), Some(acme));
+    assert_eq!(restored.tenants.get(plain), None);
+}
+
+#[test]
+fn a_state_whose_tenant_runs_the_engine_forgot_restores() {
+    let acme = TenantId::new(1);
+    let config = DispatcherConfig::builder().build().expect("a config");
+    let mut replica = Replica::empty(config.clone(), Some(codec()));
+    let def = WorkflowDef::builder("ship", 1)
+        .step(StepDef::agent("ship"))
+        .build()
+        .expect("a definition");
+    let cancel = Entry::Run {
+        command: RunCommand::Cancel(WorkflowId::new(1)),
+        tenant: Some(acme),
+        now: Instant::from_secs(2),
+    };
+    // A day and more later, the engine no longer remembers the run.
+    let later = Entry::RunTimers {
+        now: Instant::from_secs(2 + 25 * 60 * 60),
+    };
+    let entries = [
+        run(RunCommand::Register(Box::new(def)), None),
+        run(start(1), Some(acme)),
+        cancel,
+        later,
+    ];
+    for entry in entries {
+        assert!(replica.apply(entry).result.is_ok());
+    }
+    let engine = replica.engine().expect("runs hosted");
+    assert!(
+        engine.finished_run(WorkflowId::new(1)).is_none(),
+        "forgotten"
+    );
+    let seq = replica.next_seq - 1;
+    let restored = Replica::restore(config, Some(codec()), seq, replica.state());
+    assert!(restored.is_ok(), "{:?}", restored.err());
+}
+
+/// One entry of the property: a run command for a tenant (or none), or
+/// time passing.
+fn any_entry() -> impl Strategy<Value = (Option<RunCommand<String>>, Option<u64>, u64)> {
+    let id = (1u64..6).prop_map(WorkflowId::new);
+    let command = prop_oneof![
+        id.clone().prop_map(|id| start(id.get())),
+        id.clone().prop_map(RunCommand::Cancel),
+        id.prop_map(|run| RunCommand::Signal {
+            run,
+            name: "go".into(),
+            payload: None,
+        }),
+    ];
+    // Seconds to move on: mostly small, sometimes past a day.
+    let after = prop_oneof![4 => 0u64..5, 1 => Just(25 * 60 * 60)];
+    (
+        proptest::option::weighted(0.8, command),
+        proptest::option::of(1u64..=2),
+        after,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64)
+    ))]
+
+    /// Whatever a leader's runs went through, the state it snapshots
+    /// restores, and to itself.
+    #[test]
+    fn every_state_of_tenants_runs_restores_to_itself(
+        entries in proptest::collection::vec(any_entry(), 1..40),
+    ) {
+        let config = DispatcherConfig::builder().build().expect("a config");
+        let mut replica = Replica::empty(config.clone(), Some(codec()));
+        let def = WorkflowDef::builder("ship", 1)
+            .step(StepDef::wait("gate", ["go"]))
+            .step(StepDef::agent("ship"))
+            .edge("gate", "ship")
+            .build()
+            .expect("a definition");
+        let _ = replica.apply(run(RunCommand::Register(Box::new(def)), None));
+        let mut now = Instant::from_secs(1);
+        for (command, tenant, after) in entries {
+            now = now.saturating_add(std::time::Duration::from_secs(after));
+            let entry = match command {
+                Some(command) => Entry::Run { command, tenant: tenant.map(TenantId::new), now },
+                None => Entry::RunTimers { now },
+            };
+            let _ = replica.apply(entry);
+            let seq = replica.next_seq - 1;
+            let state = serde_json::to_value(replica.state()).expect("a state serializes");
+            let restored = Replica::restore(config.clone(), Some(codec()), seq, replica.state());
+            let restored = restored.map_err(TestCaseError::fail)?;
+            let again = serde_json::to_value(restored.state()).expect("a state serializes");
+            prop_assert_eq!(again, state);
+        }
+    }
+}
