@@ -91,6 +91,10 @@ fn every_node_runs_with_the_clusters_stored_configuration() {
         "a submitter writing the configuration",
         sub_sql.execute("DELETE FROM cluster_config", &[]),
     );
+    denied(
+        "a submitter reading every tenant's quotas",
+        sub_sql.execute("SELECT body FROM cluster_config", &[]),
+    );
     // Once the cluster has a journal, it is refused.
     admin
         .batch_execute(

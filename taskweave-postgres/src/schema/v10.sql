@@ -10,5 +10,6 @@ CREATE TABLE cluster_config (
     body TEXT NOT NULL,
     set_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
 );
+-- A node reads it and stores its own when none is; it never rewrites it.
+-- Submitters and agents do not see it (it holds every tenant's quotas).
 GRANT SELECT, INSERT ON cluster_config TO taskweave_node;
-GRANT SELECT ON cluster_config TO taskweave_submitter;
