@@ -63,12 +63,25 @@ impl<P: Clone> Tick<'_, P> {
     /// A client's operation as the store takes it: refused while the
     /// store restarts or at the menu's chance, executed otherwise.
     pub(crate) fn execute(&mut self, op: ClientOp<P>) -> Result<ClientReply<P>, StoreFailure> {
+        self.execute_as(None, op)
+    }
+
+    /// [`execute`](Self::execute), as the client of `tenant` (or of
+    /// none).
+    pub(crate) fn execute_as(
+        &mut self,
+        tenant: Option<crate::TenantId>,
+        op: ClientOp<P>,
+    ) -> Result<ClientReply<P>, StoreFailure> {
         if self.store_down {
             Err(store_down())
         } else if refused(self.rng, self.refuse, self.faults) {
             Err(refusal())
         } else {
-            self.store.client(op, self.now)
+            match tenant {
+                Some(tenant) => self.store.tenant_client(tenant, op, self.now),
+                None => self.store.client(op, self.now),
+            }
         }
     }
 

@@ -21,7 +21,7 @@ use super::hosted::{
     Datum, HostedSagas, HostedTask, Origin, SCHEDULE_EVERY, SCHEDULE_ID, SCHEDULED_INPUT, Saga,
     expected,
 };
-use super::hosted_client::Command;
+use super::hosted_client::{Command, owner};
 
 /// What the checks know of a run that has not ended.
 struct RunCheck {
@@ -264,7 +264,22 @@ impl<T: Clone + PartialEq + std::fmt::Debug> Checker<T> {
             Command::Start(run) if *verdict != Verdict::Run(run) => Err(format!(
                 "the start of run {run} by its id (message {id}) was answered {verdict:?}"
             )),
-            Command::Signal { run, send, value } if *verdict == Verdict::Accepted => {
+            Command::Signal { run, by, .. } | Command::Cancel { run, by }
+                if *verdict == Verdict::Accepted && owner(run) != by =>
+            {
+                let whose = |tenant: Option<crate::TenantId>| {
+                    tenant.map_or_else(|| "no tenant".to_string(), |t| t.to_string())
+                };
+                Err(format!(
+                    "{command:?} from a client of {} to run {run}, which is {}'s, was accepted \
+                     (message {id}): a run is its owner's alone",
+                    whose(by),
+                    whose(owner(run))
+                ))
+            }
+            Command::Signal {
+                run, send, value, ..
+            } if *verdict == Verdict::Accepted => {
                 if let Some(outcome) = self.ended.get(&run) {
                     return Err(format!(
                         "a signal to run {run}, which had ended {outcome:?}, was accepted (message {id})"
@@ -292,12 +307,12 @@ impl<T: Clone + PartialEq + std::fmt::Debug> Checker<T> {
                     "the schedule's addition (message {id}) was answered {other:?}"
                 )),
             },
-            Command::Cancel(_) if *verdict == Verdict::Accepted => {
+            Command::Cancel { .. } if *verdict == Verdict::Accepted => {
                 self.counts.cancelled += 1;
                 Ok(())
             }
             Command::Register(_) | Command::Start(_) | Command::Signal { .. } => Ok(()),
-            Command::Cancel(_) => Ok(()),
+            Command::Cancel { .. } => Ok(()),
         }
     }
 

@@ -1,14 +1,17 @@
 //! The client of the runs a simulated cluster hosts: it registers the
 //! sagas and adds a schedule, starts runs by id at a rate, signals the
 //! runs that wait for it, cancels some, and reads the runs' ends; each command is posted
-//! again until it has a verdict. Stopped
+//! again until it has a verdict. A run is started, signalled, cancelled
+//! and read by its [`owner`]: a client of one of two tenants or of none;
+//! now and then a client that is not the owner signals or cancels a live
+//! run, which must be refused. Stopped
 //! ([`FaultMenu::client_stops`](super::FaultMenu::client_stops)), it
 //! forgets the commands it was waiting on, and posts them again by id
 //! when it comes back.
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::WorkflowId;
+use crate::{TenantId, WorkflowId};
 
 use super::super::contract::{
     ClientOp, ClientReply, Message, MessageId, RunCommand, ScheduleCommand, ScheduledStart, Verdict,
@@ -29,14 +32,18 @@ pub(crate) enum Command {
     /// Starts a run by its id.
     Start(WorkflowId),
     /// Signals `approve` to a run, with `value`, the client's `send`-th
-    /// signal.
+    /// signal, as the client of tenant `by` (or of none).
     Signal {
         run: WorkflowId,
         send: u64,
         value: i64,
+        by: Option<TenantId>,
     },
-    /// Cancels a run.
-    Cancel(WorkflowId),
+    /// Cancels a run, as the client of tenant `by` (or of none).
+    Cancel {
+        run: WorkflowId,
+        by: Option<TenantId>,
+    },
     /// Adds the schedule that starts an `order` run every
     /// [`SCHEDULE_EVERY`], whatever runs go.
     Schedule,
@@ -77,6 +84,38 @@ const STRAY: f64 = 0.05;
 
 /// How many ended runs the client remembers, for stray signals.
 const REMEMBERED: usize = 16;
+
+/// The chance, per tick, that a client not the owner of a live run
+/// signals or cancels it.
+const FOREIGN: f64 = 0.05;
+
+/// Whose run `run` is: tenant 1's, tenant 2's, or no tenant's, by its id.
+pub(crate) fn owner(run: WorkflowId) -> Option<TenantId> {
+    match run.get() % 3 {
+        0 => None,
+        n => Some(TenantId::new(n)),
+    }
+}
+
+/// Who sends `command`: a registration and the schedule are a client of
+/// no tenant's; a start, the owner of the run; a signal and a cancel, the
+/// client they name.
+fn sender(command: Command) -> Option<TenantId> {
+    match command {
+        Command::Register(_) | Command::Schedule => None,
+        Command::Start(run) => owner(run),
+        Command::Signal { by, .. } | Command::Cancel { by, .. } => by,
+    }
+}
+
+/// Another client than `of`: the next of no tenant, tenant 1, tenant 2.
+fn other_than(of: Option<TenantId>) -> Option<TenantId> {
+    match of.map(TenantId::get) {
+        None => Some(TenantId::new(1)),
+        Some(1) => Some(TenantId::new(2)),
+        Some(_) => None,
+    }
+}
 
 /// Run ids from here on are never started: a stray signal's target.
 const UNKNOWN_RUNS: u64 = 1 << 40;
@@ -171,15 +210,24 @@ impl HostedClient {
         if self.pending.is_empty() {
             return;
         }
-        let ids: Vec<MessageId> = self.pending.keys().copied().collect();
-        let done = tick.execute(ClientOp::Verdicts(ids.clone()));
-        let Ok(ClientReply::Verdicts(verdicts)) = tick.heard(done) else {
-            return;
-        };
-        for (id, verdict) in ids.into_iter().zip(verdicts) {
-            let Some(verdict) = verdict else { continue };
-            if let Some(command) = self.pending.remove(&id) {
-                self.answered(command, &verdict);
+        // Each sender reads the verdicts of its own messages.
+        for by in [None, Some(TenantId::new(1)), Some(TenantId::new(2))] {
+            let ids: Vec<MessageId> = (self.pending.iter())
+                .filter(|&(_, &command)| sender(command) == by)
+                .map(|(&id, _)| id)
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let done = tick.execute_as(by, ClientOp::Verdicts(ids.clone()));
+            let Ok(ClientReply::Verdicts(verdicts)) = tick.heard(done) else {
+                continue;
+            };
+            for (id, verdict) in ids.into_iter().zip(verdicts) {
+                let Some(verdict) = verdict else { continue };
+                if let Some(command) = self.pending.remove(&id) {
+                    self.answered(command, &verdict);
+                }
             }
         }
     }
@@ -205,17 +253,19 @@ impl HostedClient {
                 }
             }
             // Refused, the signal or the cancel came too late: the run
-            // ended, or another copy was taken.
-            Command::Signal { run, .. } => {
+            // ended, or another copy was taken. (A foreign one was never
+            // owed.)
+            Command::Signal { run, by, .. } if owner(run) == by => {
                 if let Some(want) = self.runs.get_mut(&run) {
                     settle(&mut want.signal, true);
                 }
             }
-            Command::Cancel(run) => {
+            Command::Cancel { run, by } if owner(run) == by => {
                 if let Some(want) = self.runs.get_mut(&run) {
                     settle(&mut want.cancel, true);
                 }
             }
+            Command::Signal { .. } | Command::Cancel { .. } => {}
             // Refused, it was added already (a copy posted before a stop).
             Command::Schedule => settle(&mut self.schedule, true),
         }
@@ -227,17 +277,25 @@ impl HostedClient {
         if self.runs.is_empty() {
             return;
         }
-        let ids: Vec<WorkflowId> = self.runs.keys().copied().collect();
-        let done = tick.execute(ClientOp::Runs(ids.clone()));
-        let Ok(ClientReply::Runs(ends)) = tick.heard(done) else {
-            return;
-        };
-        for (run, end) in ids.into_iter().zip(ends) {
-            if end.is_some() && self.runs.remove(&run).is_some() {
-                if self.finished.len() == REMEMBERED {
-                    self.finished.pop_front();
+        // Each owner reads the ends of its own runs.
+        for by in [None, Some(TenantId::new(1)), Some(TenantId::new(2))] {
+            let ids: Vec<WorkflowId> = (self.runs.keys().copied())
+                .filter(|&run| owner(run) == by)
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let done = tick.execute_as(by, ClientOp::Runs(ids.clone()));
+            let Ok(ClientReply::Runs(ends)) = tick.heard(done) else {
+                continue;
+            };
+            for (run, end) in ids.into_iter().zip(ends) {
+                if end.is_some() && self.runs.remove(&run).is_some() {
+                    if self.finished.len() == REMEMBERED {
+                        self.finished.pop_front();
+                    }
+                    self.finished.push_back(run);
                 }
-                self.finished.push_back(run);
             }
         }
     }
@@ -298,17 +356,37 @@ impl HostedClient {
             if want.start != Need::Done {
                 continue;
             }
+            let by = owner(run);
             if want.signal == Need::Owed {
                 let copies = if tick.rng.chance(TWICE) { 2 } else { 1 };
                 for _ in 0..copies {
                     self.sends += 1;
                     let value = 1 + (tick.rng.next_u64() % 100) as i64;
                     let send = self.sends;
-                    commands.push(Command::Signal { run, send, value });
+                    commands.push(Command::Signal {
+                        run,
+                        send,
+                        value,
+                        by,
+                    });
                 }
             }
             if want.cancel == Need::Owed && tick.rng.chance(CANCEL_NOW) {
-                commands.push(Command::Cancel(run));
+                commands.push(Command::Cancel { run, by });
+            }
+            // Another client's signal or cancel: refused, changing nothing.
+            if tick.rng.chance(FOREIGN) {
+                self.sends += 1;
+                let by = other_than(by);
+                commands.push(match tick.rng.chance(0.5) {
+                    true => Command::Signal {
+                        run,
+                        send: self.sends,
+                        value: -1,
+                        by,
+                    },
+                    false => Command::Cancel { run, by },
+                });
             }
         }
         if registered && tick.rng.chance(STRAY) {
@@ -322,6 +400,7 @@ impl HostedClient {
                 run,
                 send: self.sends,
                 value: 0,
+                by: owner(run),
             });
         }
         commands
@@ -338,26 +417,47 @@ impl HostedClient {
         if commands.is_empty() {
             return;
         }
-        let messages = commands.iter().map(|c| self.message(*c)).collect();
-        let done = tick.execute(ClientOp::Post(messages));
-        if let Ok(ClientReply::Posted(ids)) = &done {
-            checker.posted(&commands, ids);
-        }
-        let Ok(ClientReply::Posted(ids)) = tick.heard(done) else {
-            return;
-        };
-        for (id, command) in ids.into_iter().zip(commands) {
-            self.pending.insert(id, command);
-            let need = match command {
-                Command::Register(saga) => Some(&mut self.register[saga as usize]),
-                Command::Start(run) => self.runs.get_mut(&run).map(|w| &mut w.start),
-                Command::Signal { run, .. } => self.runs.get_mut(&run).map(|w| &mut w.signal),
-                Command::Cancel(run) => self.runs.get_mut(&run).map(|w| &mut w.cancel),
-                Command::Schedule => Some(&mut self.schedule),
-            };
-            if let Some(need) = need.filter(|n| **n == Need::Owed) {
-                *need = Need::Posted;
+        // Each sender posts its own, in one go.
+        for by in [None, Some(TenantId::new(1)), Some(TenantId::new(2))] {
+            let mine: Vec<Command> = (commands.iter().copied())
+                .filter(|&c| sender(c) == by)
+                .collect();
+            if mine.is_empty() {
+                continue;
             }
+            let messages = mine.iter().map(|c| self.message(*c)).collect();
+            let done = tick.execute_as(by, ClientOp::Post(messages));
+            if let Ok(ClientReply::Posted(ids)) = &done {
+                checker.posted(&mine, ids);
+            }
+            let Ok(ClientReply::Posted(ids)) = tick.heard(done) else {
+                continue;
+            };
+            for (id, command) in ids.into_iter().zip(mine) {
+                self.pending.insert(id, command);
+                self.mark_posted(command);
+            }
+        }
+    }
+
+    /// An owed command was posted: its verdict is awaited (a foreign one
+    /// was never owed).
+    fn mark_posted(&mut self, command: Command) {
+        let owned = |run: WorkflowId, by| owner(run) == by;
+        let need = match command {
+            Command::Register(saga) => Some(&mut self.register[saga as usize]),
+            Command::Start(run) => self.runs.get_mut(&run).map(|w| &mut w.start),
+            Command::Signal { run, by, .. } if owned(run, by) => {
+                self.runs.get_mut(&run).map(|w| &mut w.signal)
+            }
+            Command::Cancel { run, by } if owned(run, by) => {
+                self.runs.get_mut(&run).map(|w| &mut w.cancel)
+            }
+            Command::Signal { .. } | Command::Cancel { .. } => None,
+            Command::Schedule => Some(&mut self.schedule),
+        };
+        if let Some(need) = need.filter(|n| **n == Need::Owed) {
+            *need = Need::Posted;
         }
     }
 
@@ -381,12 +481,14 @@ impl HostedClient {
                     input: number(input, Origin::Input),
                 }
             }
-            Command::Signal { run, send, value } => RunCommand::Signal {
+            Command::Signal {
+                run, send, value, ..
+            } => RunCommand::Signal {
                 run,
                 name: "approve".into(),
                 payload: number(value, Origin::Signal(send)),
             },
-            Command::Cancel(run) => RunCommand::Cancel(run),
+            Command::Cancel { run, .. } => RunCommand::Cancel(run),
             Command::Schedule => {
                 let def = self.sagas.def(Saga::Order);
                 RunCommand::Schedule(ScheduleCommand::Add {
