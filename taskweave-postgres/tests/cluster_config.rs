@@ -119,4 +119,6 @@ fn every_node_runs_with_the_clusters_stored_configuration() {
             if problem.contains("0 live runs")),
         "{corrupt:?}"
     );
+    let said = corrupt.unwrap_err().to_string();
+    assert!(said.contains("taskweave-pg config set"), "{said}");
 }

@@ -202,6 +202,17 @@ impl fmt::Display for PgError {
                 table,
                 key,
                 problem,
+            } if *table == "cluster_config" => write!(
+                f,
+                "the cluster's stored configuration does not read: {problem}; store one with \
+                 taskweave-pg config set (after a drain and a reset), or, with a cluster that \
+                 must keep running, UPDATE taskweave.cluster_config as the owner with the \
+                 configuration its nodes run with"
+            ),
+            PgError::Corrupt {
+                table,
+                key,
+                problem,
             } => write!(f, "corrupt row {key} in table {table}: {problem}"),
         }
     }
