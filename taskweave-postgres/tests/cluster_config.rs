@@ -121,4 +121,19 @@ fn every_node_runs_with_the_clusters_stored_configuration() {
     );
     let said = corrupt.unwrap_err().to_string();
     assert!(said.contains("taskweave-pg config set"), "{said}");
+    // A host retry policy is code, not data: it cannot be stored.
+    let host_policy = DispatcherConfig::builder()
+        .heartbeats(Duration::from_millis(250), 8)
+        .retry_policy(
+            |failures: u32, _: Option<Duration>, _: &mut dyn rand::Rng| {
+                (failures < 2).then_some(Duration::from_millis(10))
+            },
+        )
+        .build()
+        .unwrap();
+    let refused = store.agree_config(&host_policy);
+    assert!(
+        matches!(&refused, Err(PgError::ConfigNotData { problem }) if problem.contains("host retry policy")),
+        "{refused:?}"
+    );
 }

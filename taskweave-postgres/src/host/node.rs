@@ -139,6 +139,12 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
         log: &mut dyn FnMut(&str),
     ) -> Result<NodeExit, String> {
         let give_up = || stop.load(Ordering::Relaxed);
+        if self.agreed.is_none() {
+            log(
+                "the dispatcher's retry policy is host code, not data: this node's \
+                 configuration is neither stored as the cluster's nor checked against it",
+            );
+        }
         let connected = connect_agreeing::<P>(&self.conninfo, self.agreed.as_ref(), log, &give_up);
         let mut store = match connected {
             Ok(store) => store,

@@ -49,8 +49,8 @@ pub fn cluster_config(
 /// # Errors
 ///
 /// [`PgError::JournalNotEmpty`] while the cluster has a journal,
-/// [`PgError::Corrupt`] for a configuration that does not serialize (a
-/// host retry policy), [`PgError::Db`] when a statement fails.
+/// [`PgError::ConfigNotData`] for a configuration that does not serialize
+/// (a host retry policy), [`PgError::Db`] when a statement fails.
 pub fn set_cluster_config(client: &mut Client, config: &DispatcherConfig) -> Result<(), PgError> {
     let body = encode(config)?;
     let mut tx = client.transaction()?;
@@ -74,9 +74,7 @@ pub fn set_cluster_config(client: &mut Client, config: &DispatcherConfig) -> Res
 
 /// `config`'s stored form.
 fn encode(config: &DispatcherConfig) -> Result<String, PgError> {
-    serde_json::to_string(config).map_err(|e| PgError::Corrupt {
-        table: "cluster_config",
-        key: "1".into(),
+    serde_json::to_string(config).map_err(|e| PgError::ConfigNotData {
         problem: e.to_string(),
     })
 }
@@ -99,9 +97,10 @@ impl<P> PgStore<P> {
     /// # Errors
     ///
     /// [`PgError::ConfigDisagrees`], naming the first setting that
-    /// differs and both values; [`PgError::Corrupt`] for a configuration
-    /// that does not serialize (a host retry policy) or a stored one that
-    /// does not read; [`PgError::Db`] when a statement fails.
+    /// differs and both values; [`PgError::ConfigNotData`] for a
+    /// configuration that does not serialize (a host retry policy);
+    /// [`PgError::Corrupt`] for a stored one that does not read;
+    /// [`PgError::Db`] when a statement fails.
     pub fn agree_config(&mut self, config: &DispatcherConfig) -> Result<(), PgError> {
         let body = encode(config)?;
         let conn = self.conn()?;

@@ -80,6 +80,12 @@ pub enum PgError {
         /// This node's value, as JSON.
         given: String,
     },
+    /// A dispatcher configuration that is not data (a host retry policy)
+    /// cannot be stored as the cluster's.
+    ConfigNotData {
+        /// Why it does not serialize.
+        problem: String,
+    },
     /// [`set_cluster_config`](crate::set_cluster_config) refused: the
     /// cluster has a journal, whose snapshots carry the configuration they
     /// were taken under.
@@ -186,6 +192,10 @@ impl fmt::Display for PgError {
                  {stored} in the database but {given} here; build every node with the stored \
                  configuration (taskweave-pg config show), or change it with taskweave-pg \
                  config set after a drain and a reset"
+            ),
+            PgError::ConfigNotData { problem } => write!(
+                f,
+                "this dispatcher configuration cannot be stored as the cluster's: {problem}"
             ),
             PgError::JournalNotEmpty { entries } => write!(
                 f,
