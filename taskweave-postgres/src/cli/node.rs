@@ -65,11 +65,22 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         let mut log = logger(name);
         move |line: &str| log(&privilege::said("node", privilege::NODE, line))
     };
-    // The cluster's configuration, once the database answers.
-    let mut store =
-        connect_patiently::<Payload>(&db, &mut log, &|| false).map_err(|e| e.to_string())?;
-    let dispatcher = cluster_dispatcher_config(&mut store)?;
-    drop(store);
+    // The cluster's configuration, once the database answers it (a login
+    // that may not read it is told which it needs, again and again, until
+    // an operator grants it).
+    let mut pause = std::time::Duration::from_millis(100);
+    let dispatcher = loop {
+        let mut store =
+            connect_patiently::<Payload>(&db, &mut log, &|| false).map_err(|e| e.to_string())?;
+        match cluster_dispatcher_config(&mut store) {
+            Ok(dispatcher) => break dispatcher,
+            Err(e) => {
+                log(&format!("{e}; trying again in {pause:?}"));
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    };
     let mut node = PgNode::<Payload>::new(&db, config, dispatcher)
         .map_err(|e| e.to_string())?
         .host_runs(json_run_codec());

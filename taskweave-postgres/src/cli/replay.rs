@@ -19,7 +19,7 @@ pub(crate) fn replay(
     store: &mut PgStore<Payload>,
     command: &'static str,
 ) -> Result<(Auditor<Payload>, Option<u64>), String> {
-    let config = cluster_dispatcher_config(store)?;
+    let config = cluster_dispatcher_config(store).map_err(hint(command, OPERATOR))?;
     let mut auditor = Auditor::with_runs(config.clone(), json_run_codec());
     let mut from_snapshot = None;
     loop {
