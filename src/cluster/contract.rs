@@ -14,6 +14,7 @@ pub use super::node_state::NodeState;
 pub use super::runs::{
     RunCommand, RunEnd, RunsSnapshot, ScheduleCommand, ScheduledStart, SchedulesSnapshot,
 };
+pub use super::sender::Sender;
 use super::status::Status;
 pub use super::task_end::{Outcome, TaskEnd};
 
@@ -78,44 +79,6 @@ pub struct Lease {
     pub held: bool,
     /// A drained cluster stopped: every role ends.
     pub stopped: bool,
-}
-
-/// Who posted an inbox message. The store sets it from the connection's
-/// identity, never from the message body.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub enum Sender {
-    /// An agent, with the incarnation it registered as.
-    Agent {
-        /// The agent.
-        agent: AgentId,
-        /// Its incarnation (a store-issued number that grows with every
-        /// start of the agent).
-        incarnation: u64,
-    },
-    /// A client (`submit`, `cancel`, `drain`). Its tasks have no tenant:
-    /// the leader clears one a body names.
-    Client,
-    /// A client that acts for one tenant (on PostgreSQL, a submitter
-    /// login `init` mapped to the tenant). The leader makes each task it
-    /// submits the tenant's ([`TaskSpec::tenant`], whatever the body
-    /// said), so its keys are the tenant's and the tenant's quota applies;
-    /// it cancels only the tenant's live tasks. The runs it starts are
-    /// the tenant's (their ids, ends and steps), it signals and cancels
-    /// only those, and [`TenantQuota::live_runs`](crate::scheduler::TenantQuota::live_runs)
-    /// bounds them. It may not drain the cluster, define workflows nor
-    /// schedule runs.
-    Tenant(TenantId),
-}
-
-impl Sender {
-    /// The tenant the sender acts for: a [`Sender::Tenant`]'s, or none.
-    pub fn tenant(self) -> Option<TenantId> {
-        match self {
-            Sender::Tenant(tenant) => Some(tenant),
-            Sender::Agent { .. } | Sender::Client => None,
-        }
-    }
 }
 
 /// What an agent or a client posts to the leader.

@@ -94,6 +94,7 @@ mod node_state;
 mod race;
 mod run_end_cursor;
 mod runs;
+mod sender;
 pub mod sim;
 mod status;
 mod task_end;

@@ -1,0 +1,41 @@
+//! [`Sender`]: who posted an inbox message.
+
+use crate::{AgentId, TenantId};
+
+/// Who posted an inbox message. The store sets it from the connection's
+/// identity, never from the message body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum Sender {
+    /// An agent, with the incarnation it registered as.
+    Agent {
+        /// The agent.
+        agent: AgentId,
+        /// Its incarnation (a store-issued number that grows with every
+        /// start of the agent).
+        incarnation: u64,
+    },
+    /// A client (`submit`, `cancel`, `drain`). Its tasks have no tenant:
+    /// the leader clears one a body names.
+    Client,
+    /// A client that acts for one tenant (on PostgreSQL, a submitter
+    /// login `init` mapped to the tenant). The leader makes each task it
+    /// submits the tenant's ([`TaskSpec::tenant`](crate::scheduler::TaskSpec::tenant), whatever the body
+    /// said), so its keys are the tenant's and the tenant's quota applies;
+    /// it cancels only the tenant's live tasks. The runs it starts are
+    /// the tenant's (their ids, ends and steps), it signals and cancels
+    /// only those, and [`TenantQuota::live_runs`](crate::scheduler::TenantQuota::live_runs)
+    /// bounds them. It may not drain the cluster, define workflows nor
+    /// schedule runs.
+    Tenant(TenantId),
+}
+
+impl Sender {
+    /// The tenant the sender acts for: a [`Sender::Tenant`]'s, or none.
+    pub fn tenant(self) -> Option<TenantId> {
+        match self {
+            Sender::Tenant(tenant) => Some(tenant),
+            Sender::Agent { .. } | Sender::Client => None,
+        }
+    }
+}
