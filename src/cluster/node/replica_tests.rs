@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::TenantId;
 use crate::cluster::contract::RunCommand;
-use crate::workflow::{StepDef, WorkflowDef};
+use crate::workflow::{StepDef, WorkflowDef, WorkflowDefBuilder};
 
 fn codec() -> RunCodec<String> {
     RunCodec::new(String::new(), |_, _, _| "ship".to_string())
@@ -32,6 +32,16 @@ fn start(id: u64) -> RunCommand<String> {
     }
 }
 
+/// A replica that hosts runs, `def` registered, and its configuration.
+fn hosting(def: WorkflowDefBuilder) -> (DispatcherConfig, Replica<String>) {
+    let config = DispatcherConfig::builder().build().expect("a config");
+    let mut replica = Replica::empty(config.clone(), Some(codec()));
+    let def = def.build().expect("a definition");
+    let registered = replica.apply(run(RunCommand::Register(Box::new(def)), None));
+    assert!(registered.result.is_ok(), "the definition registers");
+    (config, replica)
+}
+
 /// The step task run `id` submitted.
 fn step_of(replica: &Replica<String>, id: u64) -> TaskId {
     let engine = replica.engine().expect("runs hosted");
@@ -43,17 +53,9 @@ fn step_of(replica: &Replica<String>, id: u64) -> TaskId {
 #[test]
 fn a_tenants_live_step_task_is_the_tenants_after_a_restore() {
     let acme = TenantId::new(1);
-    let config = DispatcherConfig::builder().build().expect("a config");
-    let mut replica = Replica::empty(config.clone(), Some(codec()));
-    let def = WorkflowDef::builder("ship", 1)
-        .step(StepDef::agent("ship"))
-        .build()
-        .expect("a definition");
-    let entries = [
-        run(RunCommand::Register(Box::new(def)), None),
-        run(start(1), Some(acme)),
-        run(start(2), None),
-    ];
+    let (config, mut replica) =
+        hosting(WorkflowDef::builder("ship", 1).step(StepDef::agent("ship")));
+    let entries = [run(start(1), Some(acme)), run(start(2), None)];
     for entry in entries {
         assert!(replica.apply(entry).result.is_ok());
     }
@@ -70,12 +72,8 @@ fn a_tenants_live_step_task_is_the_tenants_after_a_restore() {
 #[test]
 fn a_state_whose_tenant_runs_the_engine_forgot_restores() {
     let acme = TenantId::new(1);
-    let config = DispatcherConfig::builder().build().expect("a config");
-    let mut replica = Replica::empty(config.clone(), Some(codec()));
-    let def = WorkflowDef::builder("ship", 1)
-        .step(StepDef::agent("ship"))
-        .build()
-        .expect("a definition");
+    let (config, mut replica) =
+        hosting(WorkflowDef::builder("ship", 1).step(StepDef::agent("ship")));
     let cancel = Entry::Run {
         command: RunCommand::Cancel(WorkflowId::new(1)),
         tenant: Some(acme),
@@ -85,12 +83,7 @@ fn a_state_whose_tenant_runs_the_engine_forgot_restores() {
     let later = Entry::RunTimers {
         now: Instant::from_secs(2 + 25 * 60 * 60),
     };
-    let entries = [
-        run(RunCommand::Register(Box::new(def)), None),
-        run(start(1), Some(acme)),
-        cancel,
-        later,
-    ];
+    let entries = [run(start(1), Some(acme)), cancel, later];
     for entry in entries {
         assert!(replica.apply(entry).result.is_ok());
     }
@@ -137,15 +130,12 @@ proptest! {
     fn every_state_of_tenants_runs_restores_to_itself(
         entries in proptest::collection::vec(any_entry(), 1..40),
     ) {
-        let config = DispatcherConfig::builder().build().expect("a config");
-        let mut replica = Replica::empty(config.clone(), Some(codec()));
-        let def = WorkflowDef::builder("ship", 1)
-            .step(StepDef::wait("gate", ["go"]))
-            .step(StepDef::agent("ship"))
-            .edge("gate", "ship")
-            .build()
-            .expect("a definition");
-        let _ = replica.apply(run(RunCommand::Register(Box::new(def)), None));
+        let (config, mut replica) = hosting(
+            WorkflowDef::builder("ship", 1)
+                .step(StepDef::wait("gate", ["go"]))
+                .step(StepDef::agent("ship"))
+                .edge("gate", "ship"),
+        );
         let mut now = Instant::from_secs(1);
         for (command, tenant, after) in entries {
             now = now.saturating_add(std::time::Duration::from_secs(after));

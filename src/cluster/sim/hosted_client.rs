@@ -89,12 +89,13 @@ const REMEMBERED: usize = 16;
 /// signals or cancels it.
 const FOREIGN: f64 = 0.05;
 
-/// Whose run `run` is: tenant 1's, tenant 2's, or no tenant's, by its id.
+/// The clients that act on runs: one of no tenant's, tenant 1's and
+/// tenant 2's.
+const CLIENTS: [Option<TenantId>; 3] = [None, Some(TenantId::new(1)), Some(TenantId::new(2))];
+
+/// Whose run `run` is: one of the [`CLIENTS`], by its id.
 pub(crate) fn owner(run: WorkflowId) -> Option<TenantId> {
-    match run.get() % 3 {
-        0 => None,
-        n => Some(TenantId::new(n)),
-    }
+    CLIENTS[(run.get() % 3) as usize]
 }
 
 /// Who sends `command`: a registration and the schedule are a client of
@@ -108,13 +109,10 @@ fn sender(command: Command) -> Option<TenantId> {
     }
 }
 
-/// Another client than `of`: the next of no tenant, tenant 1, tenant 2.
+/// Another client than `of`: the next of the [`CLIENTS`].
 fn other_than(of: Option<TenantId>) -> Option<TenantId> {
-    match of.map(TenantId::get) {
-        None => Some(TenantId::new(1)),
-        Some(1) => Some(TenantId::new(2)),
-        Some(_) => None,
-    }
+    let at = CLIENTS.iter().position(|&c| c == of).unwrap_or(0);
+    CLIENTS[(at + 1) % CLIENTS.len()]
 }
 
 /// Run ids from here on are never started: a stray signal's target.
@@ -211,7 +209,7 @@ impl HostedClient {
             return;
         }
         // Each sender reads the verdicts of its own messages.
-        for by in [None, Some(TenantId::new(1)), Some(TenantId::new(2))] {
+        for by in CLIENTS {
             let ids: Vec<MessageId> = (self.pending.iter())
                 .filter(|&(_, &command)| sender(command) == by)
                 .map(|(&id, _)| id)
@@ -278,7 +276,7 @@ impl HostedClient {
             return;
         }
         // Each owner reads the ends of its own runs.
-        for by in [None, Some(TenantId::new(1)), Some(TenantId::new(2))] {
+        for by in CLIENTS {
             let ids: Vec<WorkflowId> = (self.runs.keys().copied())
                 .filter(|&run| owner(run) == by)
                 .collect();
@@ -418,7 +416,7 @@ impl HostedClient {
             return;
         }
         // Each sender posts its own, in one go.
-        for by in [None, Some(TenantId::new(1)), Some(TenantId::new(2))] {
+        for by in CLIENTS {
             let mine: Vec<Command> = (commands.iter().copied())
                 .filter(|&c| sender(c) == by)
                 .collect();
