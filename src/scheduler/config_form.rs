@@ -60,6 +60,18 @@ impl<'de> serde::Deserialize<'de> for DispatcherConfig {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let Form { settings, retry } = Form::deserialize(deserializer)?;
         settings.validate().map_err(D::Error::custom)?;
+        // A configuration holds quotas, not a limiter's history: a stored
+        // one that carries some would run a dispatcher whose own
+        // snapshots do not restore.
+        let fresh = |limiter: &crate::resilience::KeyedRateLimiter<String>| {
+            limiter.is_empty() && limiter.latest_seen() == crate::Instant::ZERO
+        };
+        if settings.kind_rate_limit.as_ref().is_some_and(|l| !fresh(l)) {
+            return Err(D::Error::custom(
+                "invalid kind rate limit: a stored configuration holds its quotas only, not the \
+                 state of a limiter that already ran",
+            ));
+        }
         Ok(DispatcherConfig {
             settings,
             retry: RetrySetting::new(retry),
