@@ -7,6 +7,9 @@
 //! (submit, cancel, drain, outcomes, status). The `taskweave-pg` command
 //! runs each role from a shell, and [`testkit`] starts a private server for
 //! tests and demos.
+//! [`metrics`] gives a node's and an agent's figures to Prometheus
+//! (`taskweave-pg node --metrics ADDR`, or [`PgNode::observe_with`] in a
+//! host).
 //!
 //! # The operator's path
 //!
@@ -110,6 +113,7 @@ pub use store::{
     PgError, PgStore, cluster_config, connect_admin, session_options, set_cluster_config,
 };
 
-// Hosts for the roles, and the command line.
+// Hosts for the roles, their metrics, and the command line.
 pub mod host;
+pub mod metrics;
 pub use host::{NodeExit, PgAgent, PgClient, PgNode, json_run_codec, wall_now};

@@ -2,54 +2,12 @@
 //! command is killed with everything it started, and what a command
 //! writes to its stdout is the task's output, which `outcome` prints.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::process::Command;
+
+use common::cli::{run, start, wait_until};
 use taskweave_postgres::testkit::start_or_skip;
-
-const BIN: &str = env!("CARGO_BIN_EXE_taskweave-pg");
-
-/// Runs `taskweave-pg ARGS` to its end; its stdout, or why it failed.
-fn run(args: &[&str], stdin: &str) -> String {
-    use std::io::Write as _;
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    if let Some(mut input) = child.stdin.take() {
-        input.write_all(stdin.as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// A role left running; killed when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(args: &[&str]) -> Running {
-    Running(
-        Command::new(BIN)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{args:?}: {e}")),
-    )
-}
 
 /// Kills the processes whose command line contains its pattern when
 /// dropped: a failed test leaves no sleep behind.
@@ -72,17 +30,6 @@ fn processes(needle: &str) -> Vec<String> {
         .filter(|l| !l.contains("pgrep"))
         .map(str::to_string)
         .collect()
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{what}: not within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

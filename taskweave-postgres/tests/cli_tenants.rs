@@ -7,64 +7,19 @@
 //! show the same of runs. The node runs with the configuration stored by
 //! `config set` (a tenant quota), and refuses past it.
 
-use std::io::Write as _;
-use std::process::{Child, Command, Stdio};
+mod common;
 
 use std::time::Duration;
 
+use common::cli::{run_status, start};
 use taskweave::TenantId;
 use taskweave::resilience::Fixed;
 use taskweave::scheduler::{DispatcherConfig, TenantQuota};
 use taskweave_postgres::testkit::start_or_skip;
 
-const BIN: &str = env!("CARGO_BIN_EXE_taskweave-pg");
-
-/// The long-running roles, killed when the test ends however it ends.
-struct Running(Vec<Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn spawn(args: &[&str]) -> Child {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{BIN} {}: {e}", args[0]))
-}
-
-/// Runs `taskweave-pg ARGS` with `stdin` to its end: whether it exited 0,
-/// and what it printed.
-fn pg(args: &[&str], stdin: &str) -> (bool, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{BIN} {}: {e}", args[0]));
-    if let Some(mut input) = child.stdin.take() {
-        input
-            .write_all(stdin.as_bytes())
-            .unwrap_or_else(|e| panic!("stdin: {e}"));
-    }
-    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), format!("{stdout}{stderr}"))
-}
-
 /// The task ids `submit` printed, one a line, in order.
 fn submitted(db: &str, lines: &str) -> Vec<String> {
-    let (ok, said) = pg(&["submit", "--db", db], lines);
+    let (ok, said) = run_status(&["submit", "--db", db], lines);
     assert!(ok, "submit: {said}");
     said.lines()
         .filter_map(|line| line.split_once(": ").map(|(_, task)| task.to_string()))
@@ -90,16 +45,16 @@ fn two_tenants_keep_their_keys_cancels_and_outcomes_apart_through_the_cli() {
         "--submitter",
         "plain",
     ];
-    let (ok, said) = pg(&[&["init", "--db", &admin][..], &logins].concat(), "");
+    let (ok, said) = run_status(&[&["init", "--db", &admin][..], &logins].concat(), "");
     assert!(ok, "init: {said}");
     let tenants = ["--tenant", "acme:1", "--tenant", "globex:2"];
-    let (ok, said) = pg(&[&["init", "--db", &admin][..], &tenants].concat(), "");
+    let (ok, said) = run_status(&[&["init", "--db", &admin][..], &tenants].concat(), "");
     assert!(ok, "init --tenant: {said}");
     let [node, agent, acme, globex, plain] =
         ["node_login", "agent_one", "acme", "globex", "plain"].map(|l| cluster.conninfo_as(l));
     // The cluster's configuration, stored before the node starts: ACME
     // holds at most two live tasks. `init` stored the defaults.
-    let (ok, said) = pg(&["config", "show", "--db", &admin], "");
+    let (ok, said) = run_status(&["config", "show", "--db", &admin], "");
     assert!(ok && said.contains("\"seed\": 13"), "config show: {said}");
     let quota = DispatcherConfig::builder()
         .heartbeats(Duration::from_millis(250), 8)
@@ -109,15 +64,15 @@ fn two_tenants_keep_their_keys_cancels_and_outcomes_apart_through_the_cli() {
         .unwrap();
     let file = std::env::temp_dir().join(format!("taskweave-config-{}.json", std::process::id()));
     std::fs::write(&file, serde_json::to_string(&quota).unwrap()).unwrap();
-    let (ok, said) = pg(
+    let (ok, said) = run_status(
         &["config", "set", "--db", &admin, file.to_str().unwrap()],
         "",
     );
     let _ = std::fs::remove_file(&file);
     assert!(ok, "config set: {said}");
-    let _running = Running(vec![
-        spawn(&["node", "--db", &node, "--name", "node-a"]),
-        spawn(&[
+    let _running = [
+        start(&["node", "--db", &node, "--name", "node-a"]),
+        start(&[
             "agent",
             "--db",
             &agent,
@@ -128,7 +83,7 @@ fn two_tenants_keep_their_keys_cancels_and_outcomes_apart_through_the_cli() {
             "-c",
             "cat; echo",
         ]),
-    ]);
+    ];
 
     // One key, three logins: three tasks. ACME's second task needs a
     // capability no agent has, so it stays queued.
@@ -147,26 +102,26 @@ fn two_tenants_keep_their_keys_cancels_and_outcomes_apart_through_the_cli() {
     assert_ne!(globex_tasks[0], plain_tasks[0]);
 
     // Each reads its own outcome; another login reads it as not ended.
-    let (ok, said) = pg(&["outcome", "--db", &acme, "--wait", "30", done], "");
+    let (ok, said) = run_status(&["outcome", "--db", &acme, "--wait", "30", done], "");
     assert!(ok, "{said}");
     assert_eq!(
         said.trim(),
         format!("{done}: completed, output: {{\"n\":1}}")
     );
-    let (ok, said) = pg(
+    let (ok, said) = run_status(
         &["outcome", "--db", &globex, "--wait", "30", &globex_tasks[0]],
         "",
     );
     assert!(ok, "{said}");
     for login in [&globex, &plain] {
-        let (ok, said) = pg(&["outcome", "--db", login, done], "");
+        let (ok, said) = run_status(&["outcome", "--db", login, done], "");
         assert!(!ok, "another login read ACME's outcome: {said}");
         assert_eq!(said.trim(), format!("{done}: not ended"));
     }
 
     // The stored quota holds: ACME's queued task and one more are live,
     // a third is refused, naming the quota.
-    let (ok, said) = pg(
+    let (ok, said) = run_status(
         &["submit", "--db", &acme],
         "{\"payload\": 5, \"requires\": [\"gpu\"]}\n{\"payload\": 6}\n",
     );
@@ -180,26 +135,26 @@ fn two_tenants_keep_their_keys_cancels_and_outcomes_apart_through_the_cli() {
         .find_map(|line| line.strip_prefix("line 1: "))
         .unwrap_or_else(|| panic!("no task for line 1: {said}"))
         .to_string();
-    let (ok, said) = pg(&["cancel", "--db", &acme, &extra], "");
+    let (ok, said) = run_status(&["cancel", "--db", &acme, &extra], "");
     assert!(ok, "{said}");
 
     // Another login's cancel of ACME's queued task is refused in the words
     // of a task that never was; ACME's own goes through.
-    let (ok, said) = pg(&["cancel", "--db", &globex, queued], "");
+    let (ok, said) = run_status(&["cancel", "--db", &globex, queued], "");
     assert!(!ok, "{said}");
     assert_eq!(
         said.trim(),
         format!("{queued}: refused: tenant-2 has no live task {queued}")
     );
-    let (ok, said) = pg(&["cancel", "--db", &plain, queued], "");
+    let (ok, said) = run_status(&["cancel", "--db", &plain, queued], "");
     assert!(!ok, "{said}");
     assert_eq!(
         said.trim(),
         format!("{queued}: refused: unknown task {queued}")
     );
-    let (ok, said) = pg(&["cancel", "--db", &acme, queued], "");
+    let (ok, said) = run_status(&["cancel", "--db", &acme, queued], "");
     assert!(ok, "{said}");
-    let (ok, said) = pg(&["outcome", "--db", &acme, "--wait", "30", queued], "");
+    let (ok, said) = run_status(&["outcome", "--db", &acme, "--wait", "30", queued], "");
     assert!(ok, "{said}");
     assert_eq!(said.trim(), format!("{queued}: cancelled"));
 
@@ -210,14 +165,15 @@ fn two_tenants_keep_their_keys_cancels_and_outcomes_apart_through_the_cli() {
         env!("CARGO_MANIFEST_DIR"),
         "/../examples/order.workflow.json"
     );
-    let (ok, said) = pg(&["workflow", "register", "--db", &plain, order], "");
+    let (ok, said) = run_status(&["workflow", "register", "--db", &plain, order], "");
     assert!(ok, "register: {said}");
-    let (ok, said) = pg(&["workflow", "register", "--db", &acme, order], "");
+    let (ok, said) = run_status(&["workflow", "register", "--db", &acme, order], "");
     assert!(
         !ok && said.contains("not Define"),
         "a tenant defined: {said}"
     );
-    let start = |login: &str| pg(&["run", "start", "--db", login, "order", "--id", "1"], "");
+    let start =
+        |login: &str| run_status(&["run", "start", "--db", login, "order", "--id", "1"], "");
     let (ok, said) = start(&acme);
     assert!(ok, "{said}");
     assert_eq!(said.trim(), "workflow-1");
@@ -227,30 +183,30 @@ fn two_tenants_keep_their_keys_cancels_and_outcomes_apart_through_the_cli() {
             !ok && said.contains("another client's run holds the id"),
             "{said}"
         );
-        let (ok, said) = pg(&["signal", "--db", login, "workflow-1", "approve"], "");
+        let (ok, said) = run_status(&["signal", "--db", login, "workflow-1", "approve"], "");
         assert!(
             !ok && said.contains("workflow-1 is not an active run"),
             "{said}"
         );
-        let (ok, said) = pg(&["run", "cancel", "--db", login, "workflow-1"], "");
+        let (ok, said) = run_status(&["run", "cancel", "--db", login, "workflow-1"], "");
         assert!(
             !ok && said.contains("workflow-1 is not an active run"),
             "{said}"
         );
     }
-    let (ok, said) = pg(&["signal", "--db", &acme, "workflow-1", "approve"], "");
+    let (ok, said) = run_status(&["signal", "--db", &acme, "workflow-1", "approve"], "");
     assert!(ok, "{said}");
-    let (ok, said) = pg(
+    let (ok, said) = run_status(
         &["run", "result", "--db", &acme, "--wait", "30", "workflow-1"],
         "",
     );
     assert!(ok && said.starts_with("workflow-1: succeeded"), "{said}");
     for login in [&globex, &plain] {
-        let (ok, said) = pg(&["run", "result", "--db", login, "workflow-1"], "");
+        let (ok, said) = run_status(&["run", "result", "--db", login, "workflow-1"], "");
         assert!(!ok, "another login read ACME's run: {said}");
         assert_eq!(said.trim(), "workflow-1: not ended");
     }
 
-    let (ok, said) = pg(&["drain", "--db", &node, "--wait", "60"], "");
+    let (ok, said) = run_status(&["drain", "--db", &node, "--wait", "60"], "");
     assert!(ok, "drain: {said}");
 }

@@ -12,13 +12,14 @@ use taskweave::cluster::{Assignment, NodeConfig, SessionConfig};
 use taskweave::scheduler::AttemptOutcome;
 use taskweave::{AgentId, AttemptToken, TaskId};
 use taskweave_postgres::PgAgent;
+use taskweave_postgres::metrics::AgentMetrics;
 
 use super::args::Args;
-use super::privilege;
 use super::{HEARTBEAT, Payload, logger};
+use super::{metrics, privilege};
 
 const USAGE: &str = "\
-usage: taskweave-pg agent --db CONNINFO --id N [--capacity N] [--capability NAME]... -- COMMAND [ARG]...
+usage: taskweave-pg agent --db CONNINFO --id N [--capacity N] [--capability NAME]... [--metrics ADDR] -- COMMAND [ARG]...
 
 Registers agent N (a new incarnation at every start: the attempts of a
 previous run of agent N go back to the queue at once), heartbeats every
@@ -36,7 +37,9 @@ a failure that must not be retried. A command whose
 attempt the cluster cancels (a client's cancel, a failover) is killed, with
 every process it started (it runs in a process group of its own). The agent
 survives PostgreSQL restarts and exits 0 when the cluster is drained.
-Connect with the agent's own login (see `taskweave-pg init --agent`).";
+Connect with the agent's own login (see `taskweave-pg init --agent`).
+With --metrics ADDR it serves Prometheus metrics on http://ADDR/metrics, e.g.
+127.0.0.1:9465 (port 0: any free one; the address is logged).";
 
 /// The exit status that means: do not retry.
 const FATAL_EXIT: i32 = 100;
@@ -95,7 +98,11 @@ impl Stdout {
 }
 
 pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
-    let args = Args::parse(raw, USAGE, &["--db", "--id", "--capacity", "--capability"])?;
+    let args = Args::parse(
+        raw,
+        USAGE,
+        &["--db", "--id", "--capacity", "--capability", "--metrics"],
+    )?;
     if args.wants_help() {
         say!("{USAGE}");
         return Ok(ExitCode::SUCCESS);
@@ -129,9 +136,13 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     };
     let stop = AtomicBool::new(false);
     let give_up = || stop.load(std::sync::atomic::Ordering::Relaxed);
+    let served = metrics::serve(&args, &mut log, AgentMetrics::register)?;
     let mut agent =
         PgAgent::<Payload>::connect(&db, AgentId::new(id), profile, config, &mut log, &give_up)
             .map_err(|e| e.to_string())?;
+    if let Some((_, metrics)) = &served {
+        agent = agent.observe_with(metrics.clone());
+    }
     let mut running: Vec<Running> = Vec::new();
     while !agent.is_stopped() {
         for work in agent.step(&mut log) {

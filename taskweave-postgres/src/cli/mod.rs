@@ -9,6 +9,7 @@ pub(crate) mod config;
 pub(crate) mod drain;
 pub(crate) mod init;
 pub(crate) mod log;
+pub(crate) mod metrics;
 pub(crate) mod node;
 pub(crate) mod outcome;
 pub(crate) mod privilege;

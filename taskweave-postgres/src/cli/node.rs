@@ -6,14 +6,15 @@ use std::sync::atomic::AtomicBool;
 use taskweave::cluster::{NodeConfig, NodeConfigBuilder};
 use taskweave::scheduler::ScalePolicy;
 use taskweave_postgres::host::connect_patiently;
+use taskweave_postgres::metrics::NodeMetrics;
 use taskweave_postgres::{NodeExit, PgNode, json_run_codec};
 
 use super::args::Args;
-use super::privilege;
 use super::{Payload, cluster_dispatcher_config, logger};
+use super::{metrics, privilege};
 
 const USAGE: &str = "\
-usage: taskweave-pg node --db CONNINFO [--name NAME] [--keep-journal] [--max-output-bytes N] [--pool NAME:SLOTS[:CAP,CAP...]]...
+usage: taskweave-pg node --db CONNINFO [--name NAME] [--keep-journal] [--max-output-bytes N] [--pool NAME:SLOTS[:CAP,CAP...]]... [--metrics ADDR]
 
 Follows the journal, and leads when the lease is free (a 1 s lease, renewed
 every 250 ms). Run two or more: a standby takes over within about a second of
@@ -28,7 +29,9 @@ backoff and resumes from the journal) and exits 0 when the cluster is drained.
               the same value.
 --pool        a pool whose scale hint `status` shows while this node leads: its
               agents have SLOTS slots each and every capability CAP (none: every
-              agent, every task), e.g. --pool gpu:4:gpu,cuda";
+              agent, every task), e.g. --pool gpu:4:gpu,cuda
+--metrics     serve Prometheus metrics on http://ADDR/metrics, e.g. 127.0.0.1:9464
+              (port 0: any free one; the address is logged)";
 
 pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     let args = Args::parse(
@@ -40,6 +43,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
             "--keep-journal!",
             "--max-output-bytes",
             "--pool",
+            "--metrics",
         ],
     )?;
     if args.wants_help() {
@@ -81,9 +85,13 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
             }
         }
     };
+    let served = metrics::serve(&args, &mut log, NodeMetrics::register)?;
     let mut node = PgNode::<Payload>::new(&db, config, dispatcher)
         .map_err(|e| e.to_string())?
         .host_runs(json_run_codec());
+    if let Some((_, metrics)) = &served {
+        node = node.observe_with(metrics.clone());
+    }
     match node.run(&stop, &mut log)? {
         NodeExit::Stopped => log("the cluster was drained and stopped; exiting"),
         NodeExit::Interrupted => log("interrupted"),

@@ -10,6 +10,7 @@ use taskweave::scheduler::AttemptOutcome;
 use taskweave::{AgentId, AttemptToken, TaskId};
 
 use super::{connect_patiently, until, wall_now};
+use crate::metrics::AgentMetrics;
 use crate::{PgError, PgStore};
 
 /// An agent of the cluster: it registers a new incarnation (so a
@@ -51,6 +52,7 @@ use crate::{PgError, PgStore};
 pub struct PgAgent<P> {
     store: PgStore<P>,
     session: AgentSession<P>,
+    metrics: Option<AgentMetrics>,
 }
 
 impl<P: Clone + Serialize + DeserializeOwned> PgAgent<P> {
@@ -75,7 +77,16 @@ impl<P: Clone + Serialize + DeserializeOwned> PgAgent<P> {
         Ok(PgAgent {
             store,
             session: AgentSession::new(agent, profile, config),
+            metrics: None,
         })
+    }
+
+    /// Counts what the session claims, reports and gives back in
+    /// `metrics` ([`AgentMetrics`]).
+    #[must_use]
+    pub fn observe_with(mut self, metrics: AgentMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The session's state machine.
@@ -98,27 +109,44 @@ impl<P: Clone + Serialize + DeserializeOwned> PgAgent<P> {
         while let Some(event) = self.session.poll_event() {
             log(&event.to_string());
         }
-        std::iter::from_fn(|| self.session.poll_work()).collect()
+        let work: Vec<_> = std::iter::from_fn(|| self.session.poll_work()).collect();
+        if let Some(metrics) = &self.metrics {
+            metrics.claimed(work.len(), self.session.held());
+        }
+        work
     }
 
     /// Attempts handed out that the cluster cancelled since the last call
     /// (failed over, cancelled by a client, timed out): stop them; their
     /// results would be refused.
     pub fn cancelled(&mut self) -> Vec<(TaskId, AttemptToken)> {
-        std::iter::from_fn(|| self.session.poll_cancelled()).collect()
+        let taken: Vec<_> = std::iter::from_fn(|| self.session.poll_cancelled()).collect();
+        if let Some(metrics) = self.metrics.as_ref().filter(|_| !taken.is_empty()) {
+            metrics.taken_back(taken.len(), self.session.held());
+        }
+        taken
     }
 
     /// The result of an attempt [`step`](Self::step) handed out; `false`
     /// for one the session does not hold.
     pub fn finish(&mut self, task: TaskId, token: AttemptToken, outcome: AttemptOutcome) -> bool {
-        self.session.finish(task, token, outcome)
+        let succeeded = matches!(outcome, AttemptOutcome::Success);
+        let held = self.session.finish(task, token, outcome);
+        if let (Some(metrics), true) = (&self.metrics, held) {
+            metrics.reported(succeeded, self.session.held());
+        }
+        held
     }
 
     /// A success of an attempt [`step`](Self::step) handed out, with its
     /// output ([`AgentSession::complete`](taskweave::cluster::AgentSession::complete));
     /// `false` for one the session does not hold.
     pub fn complete(&mut self, task: TaskId, token: AttemptToken, output: P) -> bool {
-        self.session.complete(task, token, output)
+        let held = self.session.complete(task, token, output);
+        if let (Some(metrics), true) = (&self.metrics, held) {
+            metrics.reported(true, self.session.held());
+        }
+        held
     }
 
     /// Sleeps until the session has something to do, at most `cap`, or

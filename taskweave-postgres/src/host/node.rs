@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use taskweave::cluster::{Node, NodeConfig, Role, RunCodec, Store};
+use taskweave::cluster::{Node, NodeConfig, NodeOp, Role, RunCodec, Store};
 use taskweave::scheduler::DispatcherConfig;
 
 use super::refusal_log::RefusalLog;
 use super::{connect_patiently, until, wall_now};
+use crate::metrics::NodeMetrics;
 use crate::{PgError, PgStore};
 
 /// Why [`PgNode::run`] returned.
@@ -68,6 +69,7 @@ pub struct PgNode<P> {
     /// The dispatcher configuration to agree with the cluster's; `None`
     /// for one with a host retry policy.
     agreed: Option<DispatcherConfig>,
+    metrics: Option<NodeMetrics>,
 }
 
 impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
@@ -89,6 +91,7 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
             conninfo: conninfo.to_string(),
             node: Node::new(config, dispatcher)?,
             agreed,
+            metrics: None,
         })
     }
 
@@ -114,6 +117,16 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
         authorizer: impl taskweave::cluster::Authorizer<P> + Send + 'static,
     ) -> Self {
         self.node = self.node.authorize_with(authorizer);
+        self
+    }
+
+    /// Keeps `metrics` up to date while it [`run`](Self::run)s: the queue
+    /// and counters after every store operation, every commit's latency
+    /// and journal bytes, takeovers, refusals and lost agents
+    /// ([`NodeMetrics`]).
+    #[must_use]
+    pub fn observe_with(mut self, metrics: NodeMetrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -159,13 +172,24 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
             }
             let now = wall_now();
             if let Some(op) = self.node.poll_op(now) {
+                let commit = matches!(op, NodeOp::Commit { .. });
+                let started = std::time::Instant::now();
                 let reply = store.node(op, now);
+                if let Some(metrics) = self.metrics.as_ref().filter(|_| commit && reply.is_ok()) {
+                    metrics.committed(started.elapsed(), store.journal_bytes());
+                }
                 self.node.handle_reply(reply, wall_now());
+                if let Some(metrics) = &self.metrics {
+                    metrics.observe(&self.node);
+                }
             } else if let Some(at) = self.node.poll_timeout() {
                 std::thread::sleep(until(at, Duration::from_millis(50)));
             }
             let now = wall_now();
             while let Some(event) = self.node.poll_event() {
+                if let Some(metrics) = &self.metrics {
+                    metrics.saw(&event);
+                }
                 if let Some(line) = refusals.line(&event, now) {
                     log(&line);
                 }

@@ -83,6 +83,8 @@ pub struct PgStore<P> {
     conn: Option<Conn>,
     /// Channels this store listens on, on every connection it opens.
     listening: Vec<String>,
+    /// Bytes of journal entries its commits appended.
+    journal_bytes: u64,
     payload: PhantomData<fn() -> P>,
 }
 
@@ -224,10 +226,18 @@ impl<P> PgStore<P> {
             target,
             conn: None,
             listening: Vec::new(),
+            journal_bytes: 0,
             payload: PhantomData,
         };
         store.conn = Some(store.open()?);
         Ok(store)
+    }
+
+    /// Bytes of journal entries (as stored: encoded, before PostgreSQL's
+    /// own overhead) that this store's commits appended since it was
+    /// opened.
+    pub fn journal_bytes(&self) -> u64 {
+        self.journal_bytes
     }
 
     /// Opens a connection and checks the schema version.

@@ -271,7 +271,13 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
                     .collect::<Result<Vec<_>, _>>()?;
                 let consumed = encode_verdicts(&consumed)?;
                 let outputs = EncodedOutputs::new(&outputs)?;
-                self.write(|tx| commit(tx, epoch, ttl, first_seq, &entries, &consumed, &outputs))
+                let bytes: usize = entries.iter().map(String::len).sum();
+                let done = self
+                    .write(|tx| commit(tx, epoch, ttl, first_seq, &entries, &consumed, &outputs));
+                if done.is_ok() {
+                    self.journal_bytes = self.journal_bytes.saturating_add(bytes as u64);
+                }
+                done
             }
             NodeOp::PutSnapshot {
                 epoch,

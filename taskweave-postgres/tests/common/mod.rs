@@ -7,6 +7,7 @@ use postgres::{Client, NoTls};
 use taskweave::Instant;
 use taskweave::cluster::{Store, StoreFailure};
 
+pub mod cli;
 pub mod hosted;
 
 /// A raw connection as `login`, in the `taskweave` schema.
