@@ -1,5 +1,7 @@
 //! [`Sender`]: who posted an inbox message.
 
+use std::fmt;
+
 use crate::{AgentId, TenantId};
 
 /// Who posted an inbox message. The store sets it from the connection's
@@ -37,5 +39,38 @@ impl Sender {
             Sender::Tenant(tenant) => Some(tenant),
             Sender::Agent { .. } | Sender::Client => None,
         }
+    }
+}
+
+/// `agent 1 (incarnation 2)`, `the clients` (every client of no tenant:
+/// they share one identity), `tenant-1's client`.
+impl fmt::Display for Sender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Sender::Agent { agent, incarnation } => {
+                write!(f, "agent {} (incarnation {incarnation})", agent.get())
+            }
+            Sender::Client => f.write_str("the clients"),
+            Sender::Tenant(tenant) => write!(f, "{tenant}'s client"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn senders_read_as_who_they_are() {
+        let agent = Sender::Agent {
+            agent: AgentId::new(1),
+            incarnation: 2,
+        };
+        assert_eq!(agent.to_string(), "agent 1 (incarnation 2)");
+        assert_eq!(Sender::Client.to_string(), "the clients");
+        assert_eq!(
+            Sender::Tenant(TenantId::new(3)).to_string(),
+            "tenant-3's client"
+        );
     }
 }

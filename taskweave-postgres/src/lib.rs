@@ -10,6 +10,8 @@
 //! [`metrics`] gives a node's and an agent's figures to Prometheus
 //! (`taskweave-pg node --metrics ADDR`, or [`PgNode::observe_with`] in a
 //! host).
+//! [`ui`] serves the operator's page (`taskweave-pg ui`): the status, and
+//! forms that cancel a task and drain the cluster.
 //!
 //! # The operator's path
 //!
@@ -116,4 +118,7 @@ pub use store::{
 // Hosts for the roles, their metrics, and the command line.
 pub mod host;
 pub mod metrics;
+pub mod ui;
+
+mod http;
 pub use host::{NodeExit, PgAgent, PgClient, PgNode, json_run_codec, wall_now};

@@ -56,6 +56,7 @@ subcommands:
   signal   send a signal to a waiting run (run signal, shorter)
   runs     list the hosted runs, active and lately finished (--state S keeps one kind)
   schedule add, list, pause, resume, trigger or remove a schedule that starts runs
+  ui       serve the operator's page: status, agents, dead letters; cancel, drain
 
 Every subcommand takes --db CONNINFO (a libpq string such as
 \"host=127.0.0.1 port=5432 user=postgres dbname=postgres\"), or reads $TASKWEAVE_DB;
@@ -83,6 +84,7 @@ fn main() -> ExitCode {
         Some("runs") => cli::runs::run(rest),
         Some("schedule") => cli::schedule::run(rest),
         Some("bench") => cli::bench::run(rest),
+        Some("ui") => cli::ui::run(rest),
         Some("--help" | "-h" | "help") => {
             say!("{USAGE}");
             Ok(ExitCode::SUCCESS)

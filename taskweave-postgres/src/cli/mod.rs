@@ -22,6 +22,7 @@ pub(crate) mod schedule;
 pub(crate) mod status;
 pub(crate) mod submit;
 pub(crate) mod task_command;
+pub(crate) mod ui;
 pub(crate) mod workflow;
 
 use std::time::Duration;

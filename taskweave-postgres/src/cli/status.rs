@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use taskweave::cluster::Sender;
 use taskweave_postgres::{PgClient, wall_now};
 
 use super::Payload;
@@ -89,17 +88,11 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         s.expired
     );
     if let Some(inbox) = &s.inbox {
-        let busiest = match inbox.busiest {
-            Sender::Agent { agent, incarnation } => {
-                format!("agent {} (incarnation {incarnation})", agent.get())
-            }
-            Sender::Client => "the clients".to_string(),
-            Sender::Tenant(tenant) => format!("{tenant}'s client"),
-        };
         say!(
-            "inbox: {} messages read since the previous status, {} of them from {busiest}",
+            "inbox: {} messages read since the previous status, {} of them from {}",
             inbox.messages,
-            inbox.busiest_messages
+            inbox.busiest_messages,
+            inbox.busiest
         );
     }
     if let Some(runs) = &s.runs {

@@ -35,6 +35,14 @@ pub fn run_status(args: &[&str], stdin: &str) -> (bool, String) {
     (out.status.success(), said)
 }
 
+/// `taskweave-pg init --db ADMIN LOGINS...` (e.g. `["--node", "n"]`),
+/// which must succeed: what it printed.
+pub fn init(admin: &str, logins: &[&str]) -> String {
+    let (ok, said) = run_status(&[&["init", "--db", admin][..], logins].concat(), "");
+    assert!(ok, "init: {said}");
+    said
+}
+
 /// A role left running; killed when dropped.
 pub struct Running(Child);
 

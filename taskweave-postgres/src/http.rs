@@ -1,0 +1,275 @@
+//! The little HTTP/1.1 the metrics endpoint and the operator's page speak:
+//! one request per connection, bounded in size and time, answered from a
+//! thread of their own.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The most of a request's line and headers read.
+const MAX_HEAD: usize = 8 * 1024;
+
+/// The most of a request's body read (a form of a few fields).
+const MAX_BODY: usize = 4 * 1024;
+
+/// The most read and dropped after the answer.
+const MAX_DRAINED: u64 = 64 * 1024;
+
+/// How long a connection may take to send its request, and to read the
+/// answer.
+pub(crate) const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A request as read.
+#[derive(Debug, Default)]
+pub(crate) struct Request {
+    /// `GET`, `POST`, …; empty if the client sent no request line.
+    pub(crate) method: String,
+    /// The path, without the query.
+    pub(crate) path: String,
+    /// The query, without the `?`.
+    pub(crate) query: String,
+    /// The `Host` header, if any.
+    pub(crate) host: Option<String>,
+    /// The body (at most [`MAX_BODY`] bytes).
+    pub(crate) body: Vec<u8>,
+}
+
+/// An answer.
+#[derive(Debug)]
+pub(crate) struct Response {
+    /// Status code and reason, e.g. `200 OK`.
+    pub(crate) status: &'static str,
+    /// Its `Content-Type`.
+    pub(crate) content_type: &'static str,
+    /// A `Location` to go to (a redirect).
+    pub(crate) location: Option<String>,
+    /// The body.
+    pub(crate) body: String,
+}
+
+impl Response {
+    /// A plain-text answer.
+    pub(crate) fn text(status: &'static str, body: impl Into<String>) -> Response {
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            location: None,
+            body: body.into(),
+        }
+    }
+
+    /// A `303 See Other` to `location`.
+    pub(crate) fn see_other(location: String) -> Response {
+        Response {
+            status: "303 See Other",
+            content_type: "text/plain; charset=utf-8",
+            location: Some(location),
+            body: String::new(),
+        }
+    }
+}
+
+/// A listener answering each connection with `handle`, on a thread of its
+/// own, until dropped.
+#[derive(Debug)]
+pub(crate) struct Server {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Answers every request on `listener` with `handle`, one connection
+    /// at a time.
+    pub(crate) fn serve(
+        listener: TcpListener,
+        name: &str,
+        mut handle: impl FnMut(Request) -> Response + Send + 'static,
+    ) -> io::Result<Server> {
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    if stopped.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    // A connection that failed, or a client that left
+                    // early, concerns that client alone.
+                    if let Ok(stream) = stream {
+                        let _ = answer(stream, &mut handle);
+                    }
+                }
+            })?;
+        Ok(Server {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on.
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wakes the accepting thread, which sees the flag and returns.
+        let woke = TcpStream::connect_timeout(&self.addr, CONNECTION_TIMEOUT).is_ok();
+        if let Some(thread) = self.thread.take().filter(|_| woke) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Reads one request from `stream` and writes `handle`'s answer.
+fn answer(mut stream: TcpStream, handle: &mut impl FnMut(Request) -> Response) -> io::Result<()> {
+    stream.set_read_timeout(Some(CONNECTION_TIMEOUT))?;
+    stream.set_write_timeout(Some(CONNECTION_TIMEOUT))?;
+    let response = match read_request(&mut stream)? {
+        Some(request) => handle(request),
+        None => Response::text(
+            "431 Request Header Fields Too Large",
+            format!("a request is at most {MAX_HEAD} bytes of headers and {MAX_BODY} of body\n"),
+        ),
+    };
+    let location = response
+        .location
+        .as_deref()
+        .map_or_else(String::new, |to| format!("Location: {to}\r\n"));
+    let head = format!(
+        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{location}\
+         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+        response.status,
+        response.content_type,
+        response.body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(response.body.as_bytes())?;
+    stream.flush()?;
+    // A close with unread bytes would reset the connection, and the client
+    // could lose the answer: read what it still sends, to a bound.
+    stream.shutdown(Shutdown::Write)?;
+    io::copy(&mut (&stream).take(MAX_DRAINED), &mut io::sink()).map(drop)
+}
+
+/// The request on `stream`; `None` past [`MAX_HEAD`] or [`MAX_BODY`].
+fn read_request(stream: &mut TcpStream) -> io::Result<Option<Request>> {
+    let mut read = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    let head_end = loop {
+        if let Some(at) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at;
+        }
+        if read.len() >= MAX_HEAD {
+            return Ok(None);
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            break read.len();
+        }
+        read.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&read[..head_end.min(read.len())]).into_owned();
+    let mut body = read.get(head_end + 4..).unwrap_or_default().to_vec();
+    let mut lines = head.lines();
+    let mut parts = lines.next().unwrap_or("").split(' ');
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut request = Request {
+        method,
+        path: path.to_string(),
+        query: query.to_string(),
+        ..Request::default()
+    };
+    let mut length = 0usize;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("host") {
+            request.host = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("content-length") {
+            match value.parse::<usize>() {
+                Ok(n) if n <= MAX_BODY => length = n,
+                _ => return Ok(None),
+            }
+        }
+    }
+    while body.len() < length {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    body.truncate(length);
+    request.body = body;
+    Ok(Some(request))
+}
+
+/// The value of `name` in an `application/x-www-form-urlencoded` body or
+/// query, decoded; `None` if absent or not UTF-8.
+pub(crate) fn form_value(form: &[u8], name: &str) -> Option<String> {
+    form.split(|&b| b == b'&').find_map(|pair| {
+        let (key, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &[][..]),
+        };
+        (percent_decode(key)? == name)
+            .then(|| percent_decode(value))
+            .flatten()
+    })
+}
+
+/// `text` with `+` as a space and `%XX` as its byte; `None` if the bytes
+/// are not UTF-8. A `%` not followed by two hex digits stays as it is.
+fn percent_decode(text: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match text[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < text.len() => match (hex(text[i + 1]), hex(text[i + 2])) {
+                (Some(high), Some(low)) => {
+                    out.push((high * 16 + low) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_decode() {
+        let form = b"task=task-3&note=a+b%21&bad=%ZZ&empty=&flag";
+        assert_eq!(form_value(form, "task").as_deref(), Some("task-3"));
+        assert_eq!(form_value(form, "note").as_deref(), Some("a b!"));
+        assert_eq!(form_value(form, "bad").as_deref(), Some("%ZZ"));
+        assert_eq!(form_value(form, "empty").as_deref(), Some(""));
+        assert_eq!(form_value(form, "flag").as_deref(), Some(""));
+        assert_eq!(form_value(form, "absent"), None);
+        assert_eq!(form_value(b"x=%FF", "x"), None, "not UTF-8");
+        assert_eq!(form_value(b"x=%4", "x").as_deref(), Some("%4"));
+        assert_eq!(form_value(b"m=%C3%BC%26%3C", "m").as_deref(), Some("ü&<"));
+    }
+}

@@ -1,0 +1,297 @@
+//! [`OperatorPage`]: the cluster's status as a web page, with forms that
+//! cancel a task and drain the cluster (`taskweave-pg ui`).
+
+mod page;
+
+use std::collections::VecDeque;
+use std::io::{self, Read as _};
+use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs};
+use std::time::Duration;
+
+use taskweave::TaskId;
+use taskweave::cluster::Verdict;
+
+use crate::http::{Request, Response, Server, form_value};
+use crate::{PgClient, PgError, wall_now};
+use page::{View, render};
+
+/// How long a cancel waits for the leader's verdict before the page says
+/// it is still pending.
+const VERDICT_WAIT: Duration = Duration::from_secs(10);
+
+/// How many action results the page remembers (each shown once it
+/// redirects to it).
+const REMEMBERED: usize = 16;
+
+/// Why [`OperatorPage::serve`] could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorPageError {
+    /// The address cannot be bound.
+    #[error(
+        "cannot listen on {addr}: {source}. Remedy: give a free port on an address of this \
+         host, e.g. 127.0.0.1:8080, or port 0 for any free one"
+    )]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// The database could not be reached or read.
+    #[error(transparent)]
+    Connect(#[from] PgError),
+}
+
+/// The operator's page: the lease and its leader, the queues, every agent
+/// and its health, dead letters and totals, unroutable tasks, hosted runs
+/// and the logins that flood the inbox, as `taskweave-pg status` prints
+/// them; and forms that cancel a task and drain the cluster, posted
+/// through the page's own connection (what the login may do, it may do
+/// here: a node login cancels any task and drains; a submitter cancels its
+/// own tasks).
+///
+/// It serves `GET /` (the page), `GET /status.json` (the lease and
+/// status as `status --json` prints them), `POST /cancel` and
+/// `POST /drain`, one connection at a time (a cancel waits up to 10 s for
+/// its verdict). A post must carry the token of the page it came from, and
+/// every request must name the page by an IP address or `localhost` in its
+/// `Host`: another site's page can neither post to it nor read it through
+/// a rebound DNS name. Bind it to a loopback or private address: whoever
+/// reaches it acts with its login.
+///
+/// ```no_run
+/// use taskweave_postgres::ui::OperatorPage;
+///
+/// let db = "host=127.0.0.1 port=5432 user=node_login dbname=postgres";
+/// let page = OperatorPage::serve("127.0.0.1:8080", db)?;
+/// println!("open http://{}/", page.local_addr());
+/// std::thread::park(); // it serves until dropped
+/// # Ok::<(), taskweave_postgres::ui::OperatorPageError>(())
+/// ```
+#[derive(Debug)]
+pub struct OperatorPage {
+    server: Server,
+}
+
+impl OperatorPage {
+    /// Connects to `conninfo` and serves the page on `addr` (port 0: any
+    /// free port, see [`local_addr`](Self::local_addr)) from a new thread,
+    /// until dropped. The connection reconnects by itself after a
+    /// database restart; meanwhile the page says why it cannot read.
+    ///
+    /// # Errors
+    ///
+    /// [`OperatorPageError::Connect`] when the database cannot be
+    /// reached or has no schema; [`OperatorPageError::Bind`] when `addr`
+    /// cannot be bound.
+    pub fn serve(
+        addr: impl ToSocketAddrs + std::fmt::Display,
+        conninfo: &str,
+    ) -> Result<OperatorPage, OperatorPageError> {
+        let client = PgClient::<serde_json::Value>::connect(conninfo)?;
+        let mut state = PageState {
+            client,
+            token: new_token(),
+            said: VecDeque::new(),
+            next_said: 0,
+            port: 0,
+        };
+        let named = addr.to_string();
+        let bind_error = |source| OperatorPageError::Bind {
+            addr: named.clone(),
+            source,
+        };
+        let listener = TcpListener::bind(addr).map_err(bind_error)?;
+        state.port = listener.local_addr().map_err(bind_error)?.port();
+        let server = Server::serve(listener, "taskweave-ui", move |request| {
+            state.answer(request)
+        })
+        .map_err(bind_error)?;
+        Ok(OperatorPage { server })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+}
+
+/// The page's connection and memory.
+struct PageState {
+    client: PgClient<serde_json::Value>,
+    /// The token every post must carry.
+    token: String,
+    /// The latest action results, by number.
+    said: VecDeque<(u64, String)>,
+    next_said: u64,
+    /// The port it listens on, which a request's `Host` must name.
+    port: u16,
+}
+
+impl PageState {
+    fn answer(&mut self, request: Request) -> Response {
+        if !self.names_this_page(request.host.as_deref()) {
+            return Response::text(
+                "421 Misdirected Request",
+                "open the page by its IP address or localhost, with its port\n",
+            );
+        }
+        match (request.method.as_str(), request.path.as_str()) {
+            ("GET", "/") => self.page(&request.query),
+            ("GET", "/status.json") => self.status_json(),
+            ("POST", "/cancel" | "/drain") => {
+                if form_value(&request.body, "token").as_deref() != Some(self.token.as_str()) {
+                    return Response::text(
+                        "403 Forbidden",
+                        "this form is not from this page (its token is wrong or missing): \
+                         reload the page and post again\n",
+                    );
+                }
+                let said = if request.path == "/cancel" {
+                    self.cancel(form_value(&request.body, "task").unwrap_or_default().trim())
+                } else {
+                    self.drain()
+                };
+                let number = self.remember(said);
+                Response::see_other(format!("/?said={number}"))
+            }
+            (_, "/" | "/status.json" | "/cancel" | "/drain") => {
+                Response::text("405 Method Not Allowed", "not with this method\n")
+            }
+            _ => Response::text("404 Not Found", "no such page: try /\n"),
+        }
+    }
+
+    /// Whether `host` names this page: an IP address or `localhost`, with
+    /// its port.
+    fn names_this_page(&self, host: Option<&str>) -> bool {
+        let Some((name, port)) = host.and_then(|h| h.rsplit_once(':')) else {
+            return false;
+        };
+        let name = name.trim_start_matches('[').trim_end_matches(']');
+        port.parse() == Ok(self.port)
+            && (name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok())
+    }
+
+    fn page(&mut self, query: &str) -> Response {
+        let said = form_value(query.as_bytes(), "said")
+            .and_then(|n| n.parse::<u64>().ok())
+            .and_then(|n| self.said.iter().find(|(k, _)| *k == n))
+            .map(|(_, text)| text.clone());
+        let status = self.client.status().map_err(|e| e.to_string());
+        let unread = self.client.unread_by_login(3).map_err(|e| e.to_string());
+        let age_secs = status
+            .as_ref()
+            .ok()
+            .and_then(|(_, s)| s.as_ref())
+            .map_or(0.0, |s| {
+                wall_now().saturating_duration_since(s.at).as_nanos() as f64 / 1e9
+            });
+        let body = render(&View {
+            status: status.as_ref().map_err(String::as_str),
+            unread: unread.as_deref().map_err(String::as_str),
+            said: said.as_deref(),
+            token: &self.token,
+            age_secs,
+        });
+        Response {
+            status: if status.is_ok() {
+                "200 OK"
+            } else {
+                "503 Service Unavailable"
+            },
+            content_type: "text/html; charset=utf-8",
+            location: None,
+            body,
+        }
+    }
+
+    fn status_json(&mut self) -> Response {
+        match self.client.status() {
+            Ok((lease, status)) => Response {
+                status: "200 OK",
+                content_type: "application/json",
+                location: None,
+                body: serde_json::json!({ "epoch": lease.epoch, "holder": lease.holder,
+                    "held": lease.held, "stopped": lease.stopped, "status": status })
+                .to_string(),
+            },
+            Err(e) => Response::text("503 Service Unavailable", format!("{e}\n")),
+        }
+    }
+
+    /// Cancels `task` (`task-N` or `N`) and waits for the verdict.
+    fn cancel(&mut self, task: &str) -> String {
+        let Some(id) = task
+            .strip_prefix("task-")
+            .unwrap_or(task)
+            .parse::<u64>()
+            .ok()
+            .map(TaskId::new)
+        else {
+            return format!("{task:?} is not a task id (task-N, as `submit` printed it, or N)");
+        };
+        let posted = self.client.cancel(id).and_then(|message| {
+            self.client
+                .wait_verdicts(&[message], VERDICT_WAIT)
+                .map(|mut v| v.pop().flatten())
+        });
+        match posted {
+            Ok(Some(Verdict::Accepted)) => format!("{id}: cancelled"),
+            Ok(Some(Verdict::Refused(why))) => format!("{id}: refused: {why}"),
+            Ok(Some(other)) => format!("{id}: unexpected verdict {other:?}"),
+            Ok(None) => format!(
+                "{id}: no verdict within {VERDICT_WAIT:?}: is a node running? (the cancel stays \
+                 posted and applies when a leader reads it)"
+            ),
+            Err(e) => needs_login(
+                e,
+                "a submitter login (its own tasks) or a node login may cancel",
+            ),
+        }
+    }
+
+    /// Posts a drain.
+    fn drain(&mut self) -> String {
+        match self.client.drain() {
+            Ok(_) => "drain posted: no more submissions; every node and agent stops once the \
+                      work in flight ends"
+                .to_string(),
+            Err(e) => needs_login(e, "only a node login may drain"),
+        }
+    }
+
+    /// Keeps `said` under a new number, forgetting the oldest past
+    /// [`REMEMBERED`].
+    fn remember(&mut self, said: String) -> u64 {
+        let number = self.next_said;
+        self.next_said += 1;
+        if self.said.len() == REMEMBERED {
+            self.said.pop_front();
+        }
+        self.said.push_back((number, said));
+        number
+    }
+}
+
+/// `error` as the page says it: for want of a privilege, with who may.
+fn needs_login(error: impl std::fmt::Display, who_may: &str) -> String {
+    let text = error.to_string();
+    if text.contains("42501") {
+        format!("{text}; this page's login may not do that: {who_may}")
+    } else {
+        text
+    }
+}
+
+/// 16 random bytes as hex, from the system's generator; the clock's
+/// nanoseconds and the process id where it cannot be read.
+fn new_token() -> String {
+    let mut bytes = [0u8; 16];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if read.is_err() {
+        let seed = wall_now().as_nanos() ^ (u64::from(std::process::id()) << 32);
+        bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
