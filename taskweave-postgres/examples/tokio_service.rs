@@ -45,8 +45,8 @@ use taskweave::scheduler::{AttemptOutcome, DispatcherConfig, TaskSpec};
 use taskweave::{AgentId, AttemptToken, TaskId};
 use taskweave_postgres::testkit::PgCluster;
 use taskweave_postgres::{
-    LoginKind, NodeExit, PgAgent, PgClient, PgError, PgNode, connect_admin, create_agent_login,
-    create_login, migrate,
+    LogLine, LoginKind, NodeExit, PgAgent, PgClient, PgError, PgNode, connect_admin,
+    create_agent_login, create_login, migrate,
 };
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, spawn_blocking};
@@ -281,7 +281,7 @@ fn node_role(db: &str, stop: &AtomicBool, log: Log) -> Result<NodeExit, String> 
         .build()
         .map_err(|e| e.to_string())?;
     let mut node = PgNode::<Value>::new(db, config, dispatcher()?).map_err(|e| e.to_string())?;
-    node.run(stop, &mut |line| log.say(NODE, line))
+    node.run(stop, &mut |line| log.say(NODE, line.text))
 }
 
 /// What an agent's worker sends back: the output of an attempt.
@@ -305,7 +305,7 @@ fn agent_role(
     log: Log,
 ) -> Result<u64, String> {
     let who = format!("agent {id}");
-    let mut say = |line: &str| log.say(&who, line);
+    let mut say = |line: LogLine<'_>| log.say(&who, line.text);
     let profile = AgentProfile::builder()
         .capacity(CAPACITY)
         .build()
@@ -337,9 +337,9 @@ fn agent_role(
             }
         }
         for (task, token) in agent.cancelled() {
-            say(&format!(
+            say(LogLine::info(&format!(
                 "{token} of {task} was cancelled; its result will be refused"
-            ));
+            )));
         }
         while let Ok(result) = done.try_recv() {
             running -= 1;

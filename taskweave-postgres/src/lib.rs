@@ -61,7 +61,7 @@
 //! let node = std::thread::spawn(move || node.run(&STOP, &mut |line| eprintln!("node-a: {line}")));
 //!
 //! // An agent: it completes each task with its payload doubled.
-//! let mut log = |line: &str| eprintln!("agent 1: {line}");
+//! let mut log = |line: taskweave_postgres::LogLine<'_>| eprintln!("agent 1: {line}");
 //! let profile = AgentProfile::builder().capacity(4).build()?;
 //! let session = SessionConfig::builder().build()?;
 //! let mut agent = PgAgent::<u32>::connect(db, AgentId::new(1), profile, session, &mut log, &|| false)?;
@@ -121,4 +121,4 @@ pub mod metrics;
 pub mod ui;
 
 mod http;
-pub use host::{NodeExit, PgAgent, PgClient, PgNode, json_run_codec, wall_now};
+pub use host::{Level, LogLine, NodeExit, PgAgent, PgClient, PgNode, json_run_codec, wall_now};

@@ -11,15 +11,15 @@ use taskweave::agent::AgentProfile;
 use taskweave::cluster::{Assignment, NodeConfig, SessionConfig};
 use taskweave::scheduler::AttemptOutcome;
 use taskweave::{AgentId, AttemptToken, TaskId};
-use taskweave_postgres::PgAgent;
 use taskweave_postgres::metrics::AgentMetrics;
+use taskweave_postgres::{LogLine, PgAgent};
 
 use super::args::Args;
 use super::{HEARTBEAT, Payload, logger};
-use super::{metrics, privilege};
+use super::{log, metrics, privilege};
 
 const USAGE: &str = "\
-usage: taskweave-pg agent --db CONNINFO --id N [--capacity N] [--capability NAME]... [--metrics ADDR] -- COMMAND [ARG]...
+usage: taskweave-pg agent --db CONNINFO --id N [--capacity N] [--capability NAME]... [--metrics ADDR] [--log-format text|json] -- COMMAND [ARG]...
 
 Registers agent N (a new incarnation at every start: the attempts of a
 previous run of agent N go back to the queue at once), heartbeats every
@@ -39,7 +39,8 @@ every process it started (it runs in a process group of its own). The agent
 survives PostgreSQL restarts and exits 0 when the cluster is drained.
 Connect with the agent's own login (see `taskweave-pg init --agent`).
 With --metrics ADDR it serves Prometheus metrics on http://ADDR/metrics, e.g.
-127.0.0.1:9465 (port 0: any free one; the address is logged).";
+127.0.0.1:9465 (port 0: any free one; the address is logged). Its log is text
+(`TIME LEVEL WHO: WHAT`), or with --log-format json one JSON object a line.";
 
 /// The exit status that means: do not retry.
 const FATAL_EXIT: i32 = 100;
@@ -101,7 +102,14 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     let args = Args::parse(
         raw,
         USAGE,
-        &["--db", "--id", "--capacity", "--capability", "--metrics"],
+        &[
+            "--db",
+            "--id",
+            "--capacity",
+            "--capability",
+            "--metrics",
+            "--log-format",
+        ],
     )?;
     if args.wants_help() {
         say!("{USAGE}");
@@ -128,12 +136,10 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         .claim_poll(Duration::from_millis(250))
         .build()
         .map_err(|e| e.to_string())?;
-    let mut log = {
-        // A privilege refusal repeats until an operator grants it: each
-        // line names the login this command needs.
-        let mut log = logger(format!("agent {id}"));
-        move |line: &str| log(&privilege::said("agent", privilege::AGENT, line))
-    };
+    log::install(&args)?;
+    // A privilege refusal repeats until an operator grants it: each line
+    // names the login this command needs.
+    let mut log = privilege::naming_login("agent", privilege::AGENT, logger(format!("agent {id}")));
     let stop = AtomicBool::new(false);
     let give_up = || stop.load(std::sync::atomic::Ordering::Relaxed);
     let served = metrics::serve(&args, &mut log, AgentMetrics::register)?;
@@ -149,7 +155,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
             match start(program, program_args, id, &work) {
                 Ok(r) => running.push(r),
                 Err(why) => {
-                    log(&format!("{}: {why}", work.task));
+                    log(LogLine::warn(&format!("{}: {why}", work.task)));
                     agent.finish(work.task, work.token, AttemptOutcome::failure(why));
                 }
             }
@@ -159,9 +165,9 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
                 .iter_mut()
                 .find(|r| (r.task, r.token) == (task, token))
             {
-                log(&format!(
+                log(LogLine::info(&format!(
                     "{task}: cancelled by the cluster; stopping its command"
-                ));
+                )));
                 // It may have ended meanwhile; its result is refused anyway.
                 kill_group(&mut r.child);
             }
@@ -208,7 +214,9 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
             2
         }));
     }
-    log("the cluster was drained and stopped; exiting");
+    log(LogLine::info(
+        "the cluster was drained and stopped; exiting",
+    ));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,15 +1,123 @@
-//! Log lines on stderr: a UTC timestamp, who says it, what happened. A
+//! Log lines on stderr through `tracing`: a UTC timestamp, a level, who
+//! says it, what happened; as text (`2026-11-25T18:10:25.123Z WARN
+//! node-a: …`) or, with `--log-format json`, one JSON object a line. A
 //! closed stderr (a log pipe whose reader died) costs the lines, never
 //! the process.
 
+use std::fmt;
 use std::io::Write as _;
+use std::sync::Once;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A log line on stderr, stamped and prefixed with who says it.
-pub(crate) fn logger(who: String) -> impl FnMut(&str) {
-    move |line: &str| {
-        let stamp = timestamp(SystemTime::now());
-        let _ = writeln!(std::io::stderr().lock(), "{stamp} {who}: {line}");
+use taskweave_postgres::{Level, LogLine};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+use super::args::Args;
+
+static INSTALLED: Once = Once::new();
+
+/// Installs the log's format from `--log-format` (`text` or `json`), once;
+/// a later call, or [`logger`] before any, keeps the first.
+pub(crate) fn install(args: &Args) -> Result<(), String> {
+    let json = match args.value("--log-format") {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(args.wrong(&format!("--log-format {other:?}: expected text or json")));
+        }
+    };
+    install_format(json);
+    Ok(())
+}
+
+fn install_format(json: bool) {
+    INSTALLED.call_once(|| {
+        // A closed stderr makes a write fail: the line is lost, and
+        // tracing-subscriber must not report it on that same stderr (it
+        // would panic).
+        let builder = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .log_internal_errors(false);
+        let _ = if json {
+            let subscriber = builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .with_target(false)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+        } else {
+            let subscriber = builder.event_format(TextLine).finish();
+            tracing::subscriber::set_global_default(subscriber)
+        };
+    });
+}
+
+/// A log for `who`: each line an event at its level, with `who` as a
+/// field.
+pub(crate) fn logger(who: String) -> impl FnMut(LogLine<'_>) {
+    install_format(false);
+    move |line: LogLine<'_>| {
+        let text = line.text;
+        match line.level {
+            Level::Info => tracing::info!(who = %who, "{text}"),
+            Level::Warn => tracing::warn!(who = %who, "{text}"),
+            Level::Error => tracing::error!(who = %who, "{text}"),
+        }
+    }
+}
+
+/// The text form: `TIME LEVEL WHO: MESSAGE`.
+struct TextLine;
+
+impl<S, N> FormatEvent<S, N> for TextLine
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        writeln!(
+            writer,
+            "{} {} {}: {}",
+            timestamp(SystemTime::now()),
+            event.metadata().level(),
+            fields.who,
+            fields.message
+        )
+    }
+}
+
+/// An event's `who` and `message`.
+#[derive(Default)]
+struct Fields {
+    who: String,
+    message: String,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record_debug(field, &format_args!("{value}"));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        match field.name() {
+            "who" => self.who = format!("{value:?}"),
+            "message" => self.message = format!("{value:?}"),
+            _ => {}
+        }
     }
 }
 

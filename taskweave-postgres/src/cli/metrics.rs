@@ -1,6 +1,7 @@
 //! `--metrics ADDR`: a role's Prometheus metrics served over HTTP.
 
 use prometheus_client::registry::Registry;
+use taskweave_postgres::LogLine;
 use taskweave_postgres::metrics::MetricsEndpoint;
 
 use super::args::Args;
@@ -10,7 +11,7 @@ use super::args::Args;
 /// none.
 pub(crate) fn serve<M>(
     args: &Args,
-    log: &mut dyn FnMut(&str),
+    log: &mut dyn FnMut(LogLine<'_>),
     register: impl FnOnce(&mut Registry) -> M,
 ) -> Result<Option<(MetricsEndpoint, M)>, String> {
     let Some(addr) = args.value("--metrics") else {
@@ -24,9 +25,9 @@ pub(crate) fn serve<M>(
              address of this host, e.g. 127.0.0.1:9464, or port 0 for any free one"
         )
     })?;
-    log(&format!(
+    log(LogLine::info(&format!(
         "metrics on http://{}/metrics",
         endpoint.local_addr()
-    ));
+    )));
     Ok(Some((endpoint, metrics)))
 }

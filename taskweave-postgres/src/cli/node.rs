@@ -7,14 +7,14 @@ use taskweave::cluster::{NodeConfig, NodeConfigBuilder};
 use taskweave::scheduler::ScalePolicy;
 use taskweave_postgres::host::connect_patiently;
 use taskweave_postgres::metrics::NodeMetrics;
-use taskweave_postgres::{NodeExit, PgNode, json_run_codec};
+use taskweave_postgres::{LogLine, NodeExit, PgNode, json_run_codec};
 
 use super::args::Args;
 use super::{Payload, cluster_dispatcher_config, logger};
-use super::{metrics, privilege};
+use super::{log, metrics, privilege};
 
 const USAGE: &str = "\
-usage: taskweave-pg node --db CONNINFO [--name NAME] [--keep-journal] [--max-output-bytes N] [--pool NAME:SLOTS[:CAP,CAP...]]... [--metrics ADDR]
+usage: taskweave-pg node --db CONNINFO [--name NAME] [--keep-journal] [--max-output-bytes N] [--pool NAME:SLOTS[:CAP,CAP...]]... [--metrics ADDR] [--log-format text|json]
 
 Follows the journal, and leads when the lease is free (a 1 s lease, renewed
 every 250 ms). Run two or more: a standby takes over within about a second of
@@ -31,7 +31,9 @@ backoff and resumes from the journal) and exits 0 when the cluster is drained.
               agents have SLOTS slots each and every capability CAP (none: every
               agent, every task), e.g. --pool gpu:4:gpu,cuda
 --metrics     serve Prometheus metrics on http://ADDR/metrics, e.g. 127.0.0.1:9464
-              (port 0: any free one; the address is logged)";
+              (port 0: any free one; the address is logged)
+--log-format  text (default): `TIME LEVEL WHO: WHAT` a line; json: one JSON
+              object a line (timestamp, level, who, message)";
 
 pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     let args = Args::parse(
@@ -44,6 +46,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
             "--max-output-bytes",
             "--pool",
             "--metrics",
+            "--log-format",
         ],
     )?;
     if args.wants_help() {
@@ -63,12 +66,10 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     }
     let config = config.build().map_err(|e| args.wrong(&e.to_string()))?;
     let stop = AtomicBool::new(false);
-    let mut log = {
-        // A privilege refusal repeats until an operator grants it: each
-        // line names the login this command needs.
-        let mut log = logger(name);
-        move |line: &str| log(&privilege::said("node", privilege::NODE, line))
-    };
+    log::install(&args)?;
+    // A privilege refusal repeats until an operator grants it: each line
+    // names the login this command needs.
+    let mut log = privilege::naming_login("node", privilege::NODE, logger(name));
     // The cluster's configuration, once the database answers it (a login
     // that may not read it is told which it needs, again and again, until
     // an operator grants it).
@@ -79,7 +80,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         match cluster_dispatcher_config(&mut store) {
             Ok(dispatcher) => break dispatcher,
             Err(e) => {
-                log(&format!("{e}; trying again in {pause:?}"));
+                log(LogLine::warn(&format!("{e}; trying again in {pause:?}")));
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(std::time::Duration::from_secs(5));
             }
@@ -93,8 +94,10 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         node = node.observe_with(metrics.clone());
     }
     match node.run(&stop, &mut log)? {
-        NodeExit::Stopped => log("the cluster was drained and stopped; exiting"),
-        NodeExit::Interrupted => log("interrupted"),
+        NodeExit::Stopped => log(LogLine::info(
+            "the cluster was drained and stopped; exiting",
+        )),
+        NodeExit::Interrupted => log(LogLine::info("interrupted")),
     }
     Ok(ExitCode::SUCCESS)
 }

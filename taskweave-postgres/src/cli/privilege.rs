@@ -3,6 +3,8 @@
 
 use std::fmt::Display;
 
+use taskweave_postgres::LogLine;
+
 /// The login each subcommand needs, as an operator creates it.
 pub(crate) const SUBMITTER: &str =
     "a submitter login (taskweave-pg init --submitter LOGIN) or a node login";
@@ -22,6 +24,21 @@ pub(crate) fn said(command: &str, needs: &str, error: impl Display) -> String {
         format!("{text}; this login may not do that: `taskweave-pg {command}` needs {needs}")
     } else {
         text
+    }
+}
+
+/// `log`, each line said as [`said`] says it, at its level.
+pub(crate) fn naming_login(
+    command: &'static str,
+    needs: &'static str,
+    mut log: impl FnMut(LogLine<'_>),
+) -> impl FnMut(LogLine<'_>) {
+    move |line| {
+        let text = said(command, needs, line.text);
+        log(LogLine {
+            level: line.level,
+            text: &text,
+        });
     }
 }
 

@@ -9,7 +9,8 @@ use taskweave::cluster::{AgentSession, Assignment, SessionConfig, Store};
 use taskweave::scheduler::AttemptOutcome;
 use taskweave::{AgentId, AttemptToken, TaskId};
 
-use super::{connect_patiently, until, wall_now};
+use super::log_line::session_level;
+use super::{LogLine, connect_patiently, until, wall_now};
 use crate::metrics::AgentMetrics;
 use crate::{PgError, PgStore};
 
@@ -32,12 +33,12 @@ use crate::{PgError, PgStore};
 /// use taskweave::AgentId;
 /// use taskweave::agent::AgentProfile;
 /// use taskweave::cluster::SessionConfig;
-/// use taskweave_postgres::PgAgent;
+/// use taskweave_postgres::{LogLine, PgAgent};
 ///
 /// let db = "host=127.0.0.1 port=5432 user=agent_one dbname=postgres";
 /// let profile = AgentProfile::builder().capacity(4).build()?;
 /// let session = SessionConfig::builder().build()?;
-/// let mut log = |line: &str| eprintln!("agent 1: {line}");
+/// let mut log = |line: LogLine<'_>| eprintln!("agent 1: {line}");
 /// // Waits for the server while it is down; `|| true` would give up at once.
 /// let mut agent = PgAgent::<u32>::connect(db, AgentId::new(1), profile, session, &mut log, &|| false)?;
 /// while !agent.is_stopped() {
@@ -68,7 +69,7 @@ impl<P: Clone + Serialize + DeserializeOwned> PgAgent<P> {
         agent: AgentId,
         profile: AgentProfile,
         config: SessionConfig,
-        log: &mut dyn FnMut(&str),
+        log: &mut dyn FnMut(LogLine<'_>),
         give_up: &dyn Fn() -> bool,
     ) -> Result<Self, PgError> {
         let mut store = connect_patiently(conninfo, log, give_up)?;
@@ -101,13 +102,16 @@ impl<P: Clone + Serialize + DeserializeOwned> PgAgent<P> {
 
     /// Runs every operation due now (reports first) and answers the work
     /// newly claimed. `log` hears every event.
-    pub fn step(&mut self, log: &mut dyn FnMut(&str)) -> Vec<Assignment<P>> {
+    pub fn step(&mut self, log: &mut dyn FnMut(LogLine<'_>)) -> Vec<Assignment<P>> {
         while let Some(op) = self.session.poll_op(wall_now()) {
             let reply = self.store.agent(op, wall_now());
             self.session.handle_reply(reply, wall_now());
         }
         while let Some(event) = self.session.poll_event() {
-            log(&event.to_string());
+            log(LogLine {
+                level: session_level(&event),
+                text: &event.to_string(),
+            });
         }
         let work: Vec<_> = std::iter::from_fn(|| self.session.poll_work()).collect();
         if let Some(metrics) = &self.metrics {

@@ -11,6 +11,7 @@
 mod agent;
 mod client;
 mod json_runs;
+mod log_line;
 mod node;
 mod refusal_log;
 
@@ -21,6 +22,7 @@ use taskweave::Instant;
 pub use agent::PgAgent;
 pub use client::PgClient;
 pub use json_runs::json_run_codec;
+pub use log_line::{Level, LogLine};
 pub use node::{NodeExit, PgNode};
 
 use crate::{PgError, PgStore};
@@ -51,7 +53,7 @@ fn until(at: Instant, cap: Duration) -> Duration {
 /// answers `true`.
 pub fn connect_patiently<P>(
     conninfo: &str,
-    log: &mut dyn FnMut(&str),
+    log: &mut dyn FnMut(LogLine<'_>),
     give_up: &dyn Fn() -> bool,
 ) -> Result<PgStore<P>, PgError> {
     let mut pause = Duration::from_millis(100);
@@ -61,7 +63,7 @@ pub fn connect_patiently<P>(
             Err(e @ (PgError::Schema { .. } | PgError::Conninfo(_))) => return Err(e),
             Err(e) if give_up() => return Err(e),
             Err(e) => {
-                log(&format!("{e}; trying again in {pause:?}"));
+                log(LogLine::warn(&format!("{e}; trying again in {pause:?}")));
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_secs(5));
             }

@@ -8,6 +8,8 @@ use serde::de::DeserializeOwned;
 use taskweave::cluster::{Node, NodeConfig, NodeOp, Role, RunCodec, Store};
 use taskweave::scheduler::DispatcherConfig;
 
+use super::LogLine;
+use super::log_line::node_level;
 use super::refusal_log::RefusalLog;
 use super::{connect_patiently, until, wall_now};
 use crate::metrics::NodeMetrics;
@@ -149,14 +151,14 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
     pub fn run(
         &mut self,
         stop: &AtomicBool,
-        log: &mut dyn FnMut(&str),
+        log: &mut dyn FnMut(LogLine<'_>),
     ) -> Result<NodeExit, String> {
         let give_up = || stop.load(Ordering::Relaxed);
         if self.agreed.is_none() {
-            log(
+            log(LogLine::warn(
                 "the dispatcher's retry policy is host code, not data: this node's \
                  configuration is neither stored as the cluster's nor checked against it",
-            );
+            ));
         }
         let connected = connect_agreeing::<P>(&self.conninfo, self.agreed.as_ref(), log, &give_up);
         let mut store = match connected {
@@ -191,11 +193,14 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
                     metrics.saw(&event);
                 }
                 if let Some(line) = refusals.line(&event, now) {
-                    log(&line);
+                    log(LogLine {
+                        level: node_level(&event),
+                        text: &line,
+                    });
                 }
             }
             for line in refusals.summaries(now) {
-                log(&line);
+                log(LogLine::warn(&line));
             }
             let role = self.node.role();
             if role == Role::Stopped {
@@ -205,12 +210,12 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
                 match &role {
                     // The node backs off and reads again: a row fixed by
                     // hand, or a leader that writes past it, lets it go on.
-                    Role::Failed(why) => log(&format!(
+                    Role::Failed(why) => log(LogLine::error(&format!(
                         "cannot read what the store holds: {why}; reading again with a growing \
                          pause. Remedy: inspect the journal with `taskweave-pg audit`, or restore \
                          the database from a backup"
-                    )),
-                    _ => log(&format!("role: {role:?}")),
+                    ))),
+                    _ => log(LogLine::info(&format!("role: {role:?}"))),
                 }
                 last_role = role;
             }
@@ -224,7 +229,7 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
 fn connect_agreeing<P>(
     conninfo: &str,
     config: Option<&DispatcherConfig>,
-    log: &mut dyn FnMut(&str),
+    log: &mut dyn FnMut(LogLine<'_>),
     give_up: &dyn Fn() -> bool,
 ) -> Result<PgStore<P>, PgError> {
     let mut pause = Duration::from_millis(100);
@@ -236,7 +241,7 @@ fn connect_agreeing<P>(
         match store.agree_config(config) {
             Ok(()) => return Ok(store),
             Err(e @ PgError::Db(_)) if !give_up() => {
-                log(&format!("{e}; trying again in {pause:?}"));
+                log(LogLine::warn(&format!("{e}; trying again in {pause:?}")));
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_secs(5));
             }

@@ -15,7 +15,7 @@ use taskweave::agent::AgentProfile;
 use taskweave::cluster::{NodeConfig, SessionConfig};
 use taskweave::scheduler::{AttemptOutcome, TaskSpec};
 use taskweave_postgres::{
-    NodeExit, PgAgent, PgClient, PgNode, PgStore, json_run_codec, migrate, wall_now,
+    LogLine, NodeExit, PgAgent, PgClient, PgNode, PgStore, json_run_codec, migrate, wall_now,
 };
 
 use super::super::{HEARTBEAT, Payload, cluster_dispatcher_config};
@@ -107,8 +107,8 @@ impl NodeThread {
         let (tx, log): (Sender<String>, _) = channel();
         let flag = Arc::clone(&stop);
         let handle = std::thread::spawn(move || {
-            node.run(&flag, &mut |line: &str| {
-                let _ = tx.send(line.to_string());
+            node.run(&flag, &mut |line: LogLine<'_>| {
+                let _ = tx.send(line.text.to_string());
             })
         });
         Ok(NodeThread { stop, handle, log })
@@ -161,7 +161,7 @@ pub(super) fn agent_thread(
             .build()
             .map_err(|e| e.to_string())?;
         let give_up = || stop.load(Ordering::Relaxed);
-        let mut quiet = |_: &str| {};
+        let mut quiet = |_: LogLine<'_>| {};
         let mut agent = PgAgent::<Payload>::connect(
             &db,
             AgentId::new(id),
