@@ -1,13 +1,15 @@
 //! The little HTTP/1.1 the metrics endpoint and the operator's page speak:
 //! one request per connection, bounded in size and time, answered from a
-//! thread of their own.
+//! thread of their own. A connection has 5 s to send its request and 5 s
+//! to take the answer, however it paces its bytes: a slow or silent client
+//! holds the others back that long at most.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The most of a request's line and headers read.
 const MAX_HEAD: usize = 8 * 1024;
@@ -18,8 +20,8 @@ const MAX_BODY: usize = 4 * 1024;
 /// The most read and dropped after the answer.
 const MAX_DRAINED: u64 = 64 * 1024;
 
-/// How long a connection may take to send its request, and to read the
-/// answer.
+/// How long a connection may take to send its request, and then to take
+/// the answer.
 pub(crate) const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A request as read.
@@ -100,9 +102,14 @@ impl Server {
                         return;
                     }
                     // A connection that failed, or a client that left
-                    // early, concerns that client alone.
-                    if let Ok(stream) = stream {
-                        let _ = answer(stream, &mut handle);
+                    // early, concerns that client alone; a listener that
+                    // cannot accept (out of file descriptors) is asked
+                    // again after a pause, not in a spin.
+                    match stream {
+                        Ok(stream) => {
+                            let _ = answer(stream, &mut handle);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
                     }
                 }
             })?;
@@ -130,39 +137,83 @@ impl Drop for Server {
     }
 }
 
+/// A connection whose reads and writes share one deadline.
+struct Connection {
+    stream: TcpStream,
+    deadline: Instant,
+}
+
+impl Connection {
+    /// The time left, or a timeout once it is spent.
+    fn left(&self) -> io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the connection's time is spent",
+            ));
+        }
+        Ok(left)
+    }
+}
+
+impl Read for Connection {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.left()?;
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
+    }
+}
+
+impl Write for Connection {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let left = self.left()?;
+        self.stream.set_write_timeout(Some(left))?;
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
 /// Reads one request from `stream` and writes `handle`'s answer.
-fn answer(mut stream: TcpStream, handle: &mut impl FnMut(Request) -> Response) -> io::Result<()> {
-    stream.set_read_timeout(Some(CONNECTION_TIMEOUT))?;
-    stream.set_write_timeout(Some(CONNECTION_TIMEOUT))?;
-    let response = match read_request(&mut stream)? {
-        Some(request) => handle(request),
-        None => Response::text(
-            "431 Request Header Fields Too Large",
-            format!("a request is at most {MAX_HEAD} bytes of headers and {MAX_BODY} of body\n"),
-        ),
+fn answer(stream: TcpStream, handle: &mut impl FnMut(Request) -> Response) -> io::Result<()> {
+    let mut connection = Connection {
+        stream,
+        deadline: Instant::now() + CONNECTION_TIMEOUT,
     };
+    let response = match read_request(&mut connection)? {
+        Ok(request) => handle(request),
+        Err(refusal) => refusal,
+    };
+    // The answer's own time, however long the handler took.
+    connection.deadline = Instant::now() + CONNECTION_TIMEOUT;
     let location = response
         .location
         .as_deref()
         .map_or_else(String::new, |to| format!("Location: {to}\r\n"));
     let head = format!(
         "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{location}\
-         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+         Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\
+         X-Frame-Options: DENY\r\nContent-Security-Policy: frame-ancestors 'none'\r\n\
+         Connection: close\r\n\r\n",
         response.status,
         response.content_type,
         response.body.len()
     );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(response.body.as_bytes())?;
-    stream.flush()?;
+    connection.write_all(head.as_bytes())?;
+    connection.write_all(response.body.as_bytes())?;
+    connection.flush()?;
     // A close with unread bytes would reset the connection, and the client
     // could lose the answer: read what it still sends, to a bound.
-    stream.shutdown(Shutdown::Write)?;
-    io::copy(&mut (&stream).take(MAX_DRAINED), &mut io::sink()).map(drop)
+    connection.stream.shutdown(Shutdown::Write)?;
+    io::copy(&mut (&mut connection).take(MAX_DRAINED), &mut io::sink()).map(drop)
 }
 
-/// The request on `stream`; `None` past [`MAX_HEAD`] or [`MAX_BODY`].
-fn read_request(stream: &mut TcpStream) -> io::Result<Option<Request>> {
+/// The request on `connection`, or the answer refusing it: past
+/// [`MAX_HEAD`] or [`MAX_BODY`].
+fn read_request(connection: &mut Connection) -> io::Result<Result<Request, Response>> {
     let mut read = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     let head_end = loop {
@@ -170,9 +221,12 @@ fn read_request(stream: &mut TcpStream) -> io::Result<Option<Request>> {
             break at;
         }
         if read.len() >= MAX_HEAD {
-            return Ok(None);
+            return Ok(Err(Response::text(
+                "431 Request Header Fields Too Large",
+                format!("a request's line and headers are at most {MAX_HEAD} bytes\n"),
+            )));
         }
-        let n = stream.read(&mut chunk)?;
+        let n = connection.read(&mut chunk)?;
         if n == 0 {
             break read.len();
         }
@@ -202,12 +256,17 @@ fn read_request(stream: &mut TcpStream) -> io::Result<Option<Request>> {
         } else if name.eq_ignore_ascii_case("content-length") {
             match value.parse::<usize>() {
                 Ok(n) if n <= MAX_BODY => length = n,
-                _ => return Ok(None),
+                _ => {
+                    return Ok(Err(Response::text(
+                        "413 Content Too Large",
+                        format!("a request's body is at most {MAX_BODY} bytes\n"),
+                    )));
+                }
             }
         }
     }
     while body.len() < length {
-        let n = stream.read(&mut chunk)?;
+        let n = connection.read(&mut chunk)?;
         if n == 0 {
             break;
         }
@@ -215,7 +274,7 @@ fn read_request(stream: &mut TcpStream) -> io::Result<Option<Request>> {
     }
     body.truncate(length);
     request.body = body;
-    Ok(Some(request))
+    Ok(Ok(request))
 }
 
 /// The value of `name` in an `application/x-www-form-urlencoded` body or

@@ -3,7 +3,7 @@
 //! lines, never the process. No PostgreSQL needed: a node and an agent
 //! pointed at a port where none listens log their retries.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -12,30 +12,28 @@ const BIN: &str = env!("CARGO_BIN_EXE_taskweave-pg");
 /// A connection string nothing answers.
 const NOWHERE: &str = "host=127.0.0.1 port=1 dbname=x user=y connect_timeout=1";
 
-/// What `taskweave-pg ARGS` writes to stderr in its first second.
-fn first_second(args: &[&str]) -> String {
+/// The first lines `taskweave-pg ARGS` writes to stderr: those of its
+/// first second once the first has come (within 30 s).
+fn first_lines(args: &[&str]) -> String {
     let mut child = Command::new(BIN)
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    let _ = stderr.read_line(&mut said);
     std::thread::sleep(Duration::from_millis(1_000));
     let _ = child.kill();
     let _ = child.wait();
-    let mut said = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut said)
-        .unwrap();
+    let _ = stderr.read_to_string(&mut said);
     said
 }
 
 #[test]
 fn text_lines_carry_time_level_and_who() {
-    let said = first_second(&["node", "--db", NOWHERE, "--name", "n1"]);
+    let said = first_lines(&["node", "--db", NOWHERE, "--name", "n1"]);
     let line = said
         .lines()
         .next()
@@ -82,7 +80,7 @@ fn json_lines_carry_the_same_as_fields() {
             "agent 7",
         ),
     ] {
-        let said = first_second(&args);
+        let said = first_lines(&args);
         let lines: Vec<&str> = said.lines().collect();
         assert!(!lines.is_empty(), "{args:?}: no log");
         for line in lines {
@@ -126,8 +124,13 @@ fn a_closed_stderr_costs_the_lines_not_the_process() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // The log's reader dies: every later line meets a broken pipe.
-        drop(child.stderr.take());
+        // The log's reader dies once the first line came: every later
+        // line (a retry every 100 ms to 1.6 s) meets a broken pipe.
+        let mut first = String::new();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let _ = stderr.read_line(&mut first);
+        assert!(first.contains("cannot connect"), "{format}: {first:?}");
+        drop(stderr);
         std::thread::sleep(Duration::from_millis(1_000));
         let running = child.try_wait().unwrap();
         let _ = child.kill();

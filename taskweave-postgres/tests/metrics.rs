@@ -6,20 +6,14 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 
-use common::cli::{init, run, start, wait_until};
+use common::cli::{init, run, start_listening, wait_until};
 use taskweave_postgres::testkit::start_or_skip;
 
-/// A port free now (the test binds it a moment later).
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// The metrics served on `port`; empty while nothing answers there.
-fn scrape(port: u16) -> String {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+/// The metrics served at `addr`; empty while nothing answers there.
+fn scrape(addr: &str) -> String {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
         return String::new();
     };
     let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n");
@@ -59,34 +53,32 @@ fn a_scrape_reads_what_the_cluster_did() {
         ],
     );
     let (node, sub) = (cluster.conninfo_as("n"), cluster.conninfo_as("s"));
-    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
-    let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
-    let first = start(&["node", "--db", &node, "--name", "n1", "--metrics", &addr(0)]);
+    let any = "127.0.0.1:0";
+    let (first, n1) = start_listening(&["node", "--db", &node, "--name", "n1", "--metrics", any]);
     wait_until("node n1 to lead", || {
-        value(&scrape(ports[0]), "taskweave_leading") == 1.0
+        value(&scrape(&n1), "taskweave_leading") == 1.0
     });
-    let _second = start(&["node", "--db", &node, "--name", "n2", "--metrics", &addr(1)]);
+    let (_second, n2) = start_listening(&["node", "--db", &node, "--name", "n2", "--metrics", any]);
     let script = "read p; case \"$p\" in *fail*) exit 100 ;; *) echo done ;; esac";
-    let _agents: Vec<_> = [(1, "a1"), (2, "a2")]
+    let (_agents, agents): (Vec<_>, Vec<_>) = [(1, "a1"), (2, "a2")]
         .into_iter()
         .map(|(id, login)| {
-            let metrics = addr(1 + id);
             let (db, id) = (cluster.conninfo_as(login), id.to_string());
-            start(&[
+            start_listening(&[
                 "agent",
                 "--db",
                 &db,
                 "--id",
                 &id,
                 "--metrics",
-                &metrics,
+                any,
                 "--",
                 "sh",
                 "-c",
                 script,
             ])
         })
-        .collect();
+        .unzip();
     let lines: String = (0..20)
         .map(|i| {
             let payload = if i == 7 { "\"fail\"" } else { "1" };
@@ -99,10 +91,12 @@ fn a_scrape_reads_what_the_cluster_did() {
     assert!(outcome.contains("task-19: completed"), "{outcome}");
 
     // The leader's figures, once every task ended.
-    wait_until("the leader to count 19 completions", || {
-        value(&scrape(ports[0]), "taskweave_tasks_completed_total") == 19.0
+    wait_until("the leader to count every task's end", || {
+        let leader = scrape(&n1);
+        value(&leader, "taskweave_tasks_completed_total") == 19.0
+            && value(&leader, "taskweave_tasks_dead_lettered_total") == 1.0
     });
-    let leader = scrape(ports[0]);
+    let leader = scrape(&n1);
     for (name, expected) in [
         ("taskweave_tasks_submitted_total", 20.0),
         ("taskweave_tasks_dead_lettered_total", 1.0),
@@ -130,10 +124,12 @@ fn a_scrape_reads_what_the_cluster_did() {
     );
 
     // The standby replays the journal: the same totals, not leading.
-    wait_until("the standby to count 19 completions", || {
-        value(&scrape(ports[1]), "taskweave_tasks_completed_total") == 19.0
+    wait_until("the standby to count every task's end", || {
+        let standby = scrape(&n2);
+        value(&standby, "taskweave_tasks_completed_total") == 19.0
+            && value(&standby, "taskweave_tasks_dead_lettered_total") == 1.0
     });
-    let standby = scrape(ports[1]);
+    let standby = scrape(&n2);
     assert_eq!(
         sample(&standby, "taskweave_leading"),
         Some(0.0),
@@ -146,19 +142,20 @@ fn a_scrape_reads_what_the_cluster_did() {
     );
 
     // Each agent's claims and reports add up to the tasks' attempts.
-    let agents = [scrape(ports[2]), scrape(ports[3])];
-    let total = |name: &str| agents.iter().map(|text| value(text, name)).sum::<f64>();
-    assert_eq!(total("taskweave_agent_claimed_total"), 20.0, "{agents:?}");
-    assert_eq!(total("taskweave_agent_succeeded_total"), 19.0, "{agents:?}");
-    assert_eq!(total("taskweave_agent_failed_total"), 1.0, "{agents:?}");
-    assert_eq!(total("taskweave_agent_running"), 0.0, "{agents:?}");
+    let total = |name: &str| agents.iter().map(|a| value(&scrape(a), name)).sum::<f64>();
+    wait_until("the agents to count every report", || {
+        total("taskweave_agent_succeeded_total") == 19.0
+            && total("taskweave_agent_failed_total") == 1.0
+    });
+    assert_eq!(total("taskweave_agent_claimed_total"), 20.0);
+    assert_eq!(total("taskweave_agent_running"), 0.0);
 
     // The leader dies: the standby takes over, and says so.
     drop(first);
     wait_until("the standby to lead", || {
-        value(&scrape(ports[1]), "taskweave_leading") == 1.0
+        value(&scrape(&n2), "taskweave_leading") == 1.0
     });
-    let leading = scrape(ports[1]);
+    let leading = scrape(&n2);
     assert_eq!(
         sample(&leading, "taskweave_takeovers_total"),
         Some(1.0),

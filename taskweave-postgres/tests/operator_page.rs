@@ -6,10 +6,10 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 
 use common::browser::Browser;
-use common::cli::{init, run, start, wait_until};
+use common::cli::{init, run, start, start_listening, wait_until};
 use serde_json::Value;
 use taskweave_postgres::testkit::start_or_skip;
 
@@ -63,15 +63,11 @@ fn the_page_shows_the_status_cancels_a_task_and_drains_in_a_browser() {
         status(&node)["status"]["completed"] == 3
     });
 
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let _ui = start(&["ui", "--db", &node, "--listen", &listen]);
-    wait_until("the page to listen", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let (_ui, listen) = start_listening(&["ui", "--db", &node, "--listen", "127.0.0.1:0"]);
+    let port: u16 = listen
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap();
     let url = format!("http://{listen}/");
 
     // The page shows what `status` says.
@@ -110,8 +106,8 @@ fn the_page_shows_the_status_cancels_a_task_and_drains_in_a_browser() {
         form.len()
     );
     assert_eq!(raw(port, &forged), "HTTP/1.1 403 Forbidden");
-    let rebound = "GET / HTTP/1.1\r\nHost: evil.example:80\r\n\r\n";
-    assert_eq!(raw(port, rebound), "HTTP/1.1 421 Misdirected Request");
+    let rebound = format!("GET / HTTP/1.1\r\nHost: evil.example:{port}\r\n\r\n");
+    assert_eq!(raw(port, &rebound), "HTTP/1.1 421 Misdirected Request");
     assert_eq!(status(&node)["status"]["queued"][2], 1);
 
     // The page cancels the queued task.

@@ -142,7 +142,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     let mut log = privilege::naming_login("agent", privilege::AGENT, logger(format!("agent {id}")));
     let stop = AtomicBool::new(false);
     let give_up = || stop.load(std::sync::atomic::Ordering::Relaxed);
-    let served = metrics::serve(&args, &mut log, AgentMetrics::register)?;
+    let served = metrics::serve(&args, &mut log, AgentMetrics::register, |_| true)?;
     let mut agent =
         PgAgent::<Payload>::connect(&db, AgentId::new(id), profile, config, &mut log, &give_up)
             .map_err(|e| e.to_string())?;

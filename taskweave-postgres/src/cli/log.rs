@@ -89,13 +89,15 @@ where
     ) -> fmt::Result {
         let mut fields = Fields::default();
         event.record(&mut fields);
+        // One event, one line: a message's own line breaks (a server's
+        // DETAIL and HINT) are written as `\n`.
         writeln!(
             writer,
             "{} {} {}: {}",
             timestamp(SystemTime::now()),
             event.metadata().level(),
             fields.who,
-            fields.message
+            fields.message.replace('\n', "\\n")
         )
     }
 }

@@ -86,7 +86,12 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
             }
         }
     };
-    let served = metrics::serve(&args, &mut log, NodeMetrics::register)?;
+    let served = metrics::serve(
+        &args,
+        &mut log,
+        NodeMetrics::register,
+        NodeMetrics::is_restored,
+    )?;
     let mut node = PgNode::<Payload>::new(&db, config, dispatcher)
         .map_err(|e| e.to_string())?
         .host_runs(json_run_codec());

@@ -16,7 +16,7 @@ use super::node::saturating_i64;
 /// | `taskweave_agent_succeeded_total` | counter | attempts reported a success |
 /// | `taskweave_agent_failed_total` | counter | attempts reported a failure (retryable or not) |
 /// | `taskweave_agent_cancelled_total` | counter | attempts the cluster took back (a cancel, a failover) |
-/// | `taskweave_agent_running` | gauge | attempts claimed and not reported or taken back |
+/// | `taskweave_agent_running` | gauge | attempts claimed and not yet finished by the host nor taken back |
 ///
 /// ```
 /// use prometheus_client::registry::Registry;
@@ -70,7 +70,7 @@ impl AgentMetrics {
         );
         registry.register(
             "taskweave_agent_running",
-            "Attempts claimed and not yet reported or taken back",
+            "Attempts claimed and not yet finished nor taken back",
             m.running,
         );
         metrics

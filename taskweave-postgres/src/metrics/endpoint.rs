@@ -14,10 +14,11 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 /// Serves a [`Registry`] on `GET /metrics`, on a thread of its own, until
 /// dropped.
 ///
-/// Connections are answered one at a time, each given at most 5 s to
-/// send a request of at most 8 KiB: a scrape is a small request every few
-/// seconds, and a client that sends more, or nothing, is answered or
-/// dropped without holding the others for longer. Any other path is a
+/// Connections are answered one at a time, each given 5 s in all to send
+/// a request of at most 8 KiB and 5 s to take the answer: a scrape is a
+/// small request every few seconds, and a client that sends more, or
+/// nothing, or a byte at a time, is answered or dropped without holding
+/// the others for longer. Any other path is a
 /// 404, any other method a 405. Bind it to a loopback or private address:
 /// the figures are not secret, but they are not access-controlled either.
 ///
@@ -48,9 +49,32 @@ impl MetricsEndpoint {
     /// The address cannot be bound (in use, not this host's, no
     /// permission), or no thread could be started.
     pub fn serve(addr: impl ToSocketAddrs, registry: Registry) -> io::Result<MetricsEndpoint> {
+        Self::serve_when(addr, registry, || true)
+    }
+
+    /// [`serve`](Self::serve), answering `503 Service Unavailable` while
+    /// `ready` answers `false`: a scrape then fails, and reads no counter
+    /// that would jump from zero to the cluster's totals once a node has
+    /// restored its state ([`NodeMetrics::is_restored`](super::NodeMetrics::is_restored)).
+    ///
+    /// # Errors
+    ///
+    /// As [`serve`](Self::serve).
+    pub fn serve_when(
+        addr: impl ToSocketAddrs,
+        registry: Registry,
+        ready: impl Fn() -> bool + Send + 'static,
+    ) -> io::Result<MetricsEndpoint> {
         let listener = TcpListener::bind(addr)?;
         let server = Server::serve(listener, "taskweave-metrics", move |request| {
-            respond(&request, &registry)
+            if ready() {
+                respond(&request, &registry)
+            } else {
+                Response::text(
+                    "503 Service Unavailable",
+                    "not ready: the node is restoring the cluster's state\n",
+                )
+            }
         })?;
         Ok(MetricsEndpoint { server })
     }
@@ -140,7 +164,7 @@ mod tests {
             (&[b'a'; 20_000], "431"),
             (
                 b"GET /metrics HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n",
-                "431",
+                "413",
             ),
             (b"", "405"),
         ];
@@ -154,6 +178,54 @@ mod tests {
         }
         let answer = ask(addr, b"GET /metrics?x=1 HTTP/1.0\r\n\r\n");
         assert!(answer.contains("probe_total 0"), "{answer}");
+    }
+
+    #[test]
+    fn a_client_that_drips_bytes_holds_the_others_back_for_its_deadline_at_most() {
+        let (endpoint, _counter) = endpoint();
+        let addr = endpoint.local_addr();
+        let mut dripping = TcpStream::connect(addr).unwrap();
+        let drip = std::thread::spawn(move || {
+            // A byte every 200 ms for 30 s: each read well within a
+            // per-read timeout, the whole far past the connection's.
+            for _ in 0..150 {
+                if dripping.write_all(b"G").is_err() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let mut scrape = TcpStream::connect(addr).unwrap();
+        scrape
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let answer = {
+            let _ = scrape.write_all(b"GET /metrics HTTP/1.1\r\n\r\n");
+            let _ = scrape.shutdown(Shutdown::Write);
+            let mut answer = String::new();
+            let _ = scrape.read_to_string(&mut answer);
+            answer
+        };
+        assert!(answer.contains("probe_total 0"), "{answer:?}");
+        drop(endpoint);
+        drip.join().unwrap();
+    }
+
+    #[test]
+    fn not_ready_is_a_503_until_it_is() {
+        let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&ready);
+        let endpoint = MetricsEndpoint::serve_when("127.0.0.1:0", Registry::default(), move || {
+            flag.load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .unwrap();
+        let scrape = b"GET /metrics HTTP/1.1\r\n\r\n";
+        let answer = ask(endpoint.local_addr(), scrape);
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        let answer = ask(endpoint.local_addr(), scrape);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! [`NodeMetrics`]: what a node knows, as Prometheus metrics.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -52,8 +54,9 @@ type PriorityLabel = [(&'static str, &'static str); 1];
 ///
 /// let mut registry = Registry::default();
 /// let metrics = NodeMetrics::register(&mut registry);
-/// // PgNode::new(...)?.observe_with(metrics); then serve `registry`
-/// // with MetricsEndpoint::serve.
+/// // PgNode::new(...)?.observe_with(metrics.clone()); then serve
+/// // `registry` with MetricsEndpoint::serve_when(addr, registry,
+/// // move || metrics.is_restored()).
 /// let mut text = String::new();
 /// prometheus_client::encoding::text::encode(&mut text, &registry)?;
 /// assert!(text.contains("taskweave_queue_depth"));
@@ -62,6 +65,8 @@ type PriorityLabel = [(&'static str, &'static str); 1];
 /// ```
 #[derive(Clone, Debug)]
 pub struct NodeMetrics {
+    /// Whether the node has restored the cluster's state.
+    restored: Arc<AtomicBool>,
     queue_depth: Family<PriorityLabel, Gauge>,
     delayed: Gauge,
     in_flight: Gauge,
@@ -89,6 +94,7 @@ impl NodeMetrics {
     /// Metrics registered in `registry`, all at zero.
     pub fn register(registry: &mut Registry) -> NodeMetrics {
         let metrics = NodeMetrics {
+            restored: Arc::new(AtomicBool::new(false)),
             queue_depth: Family::default(),
             delayed: Gauge::default(),
             in_flight: Gauge::default(),
@@ -231,16 +237,34 @@ impl NodeMetrics {
         metrics
     }
 
+    /// Whether the node has restored the cluster's state (it follows or
+    /// leads): until then its task figures read zero, not the cluster's.
+    /// Serve the metrics with [`MetricsEndpoint::serve_when`](super::MetricsEndpoint::serve_when)
+    /// and this as the gate, so that no scrape sees a counter jump from
+    /// zero to the cluster's totals.
+    pub fn is_restored(&self) -> bool {
+        self.restored.load(Ordering::Relaxed)
+    }
+
     /// Reads `node`'s state: its role, the queue, the counters. `O(1)`.
+    /// The task figures are read once the node follows or leads.
     pub fn observe<P: Clone>(&self, node: &Node<P>) {
         match node.role() {
             Role::Leading { epoch } => {
                 self.leading.set(1);
                 self.lease_epoch.set(saturating_i64(epoch));
+                self.restored.store(true, Ordering::Relaxed);
+            }
+            Role::Following => {
+                self.leading.set(0);
+                self.restored.store(true, Ordering::Relaxed);
             }
             _ => {
                 self.leading.set(0);
             }
+        }
+        if !self.is_restored() {
+            return;
         }
         self.applied.set(saturating_i64(node.applied()));
         let dispatcher = node.dispatcher();

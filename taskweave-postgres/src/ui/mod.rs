@@ -140,7 +140,8 @@ impl PageState {
             ("GET", "/") => self.page(&request.query),
             ("GET", "/status.json") => self.status_json(),
             ("POST", "/cancel" | "/drain") => {
-                if form_value(&request.body, "token").as_deref() != Some(self.token.as_str()) {
+                let token = form_value(&request.body, "token").unwrap_or_default();
+                if !same_secret(token.as_bytes(), self.token.as_bytes()) {
                     return Response::text(
                         "403 Forbidden",
                         "this form is not from this page (its token is wrong or missing): \
@@ -163,14 +164,9 @@ impl PageState {
     }
 
     /// Whether `host` names this page: an IP address or `localhost`, with
-    /// its port.
+    /// its port (none for port 80).
     fn names_this_page(&self, host: Option<&str>) -> bool {
-        let Some((name, port)) = host.and_then(|h| h.rsplit_once(':')) else {
-            return false;
-        };
-        let name = name.trim_start_matches('[').trim_end_matches(']');
-        port.parse() == Ok(self.port)
-            && (name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok())
+        names_page(host, self.port)
     }
 
     fn page(&mut self, query: &str) -> Response {
@@ -274,6 +270,35 @@ impl PageState {
     }
 }
 
+/// Whether the `Host` header `host` names a page on `port`: an IP address
+/// (IPv6 in brackets) or `localhost`, with the port (none for port 80).
+fn names_page(host: Option<&str>, port: u16) -> bool {
+    let Some(host) = host else {
+        return false;
+    };
+    let (name, given) = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, tail)) => (ip, tail.strip_prefix(':')),
+            None => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, given)) => (name, Some(given)),
+            None => (host, None),
+        },
+    };
+    let port_named = match given {
+        Some(given) => given.parse() == Ok(port),
+        None => port == 80,
+    };
+    port_named && (name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok())
+}
+
+/// Whether `a` and `b` are equal, in a time that does not depend on where
+/// they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
 /// `error` as the page says it: for want of a privilege, with who may.
 fn needs_login(error: impl std::fmt::Display, who_may: &str) -> String {
     let text = error.to_string();
@@ -294,4 +319,44 @@ fn new_token() -> String {
         bytes[..8].copy_from_slice(&seed.to_le_bytes());
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_address_or_localhost_with_the_port_names_the_page() {
+        for (host, port) in [
+            ("127.0.0.1:8080", 8080),
+            ("localhost:8080", 8080),
+            ("LOCALHOST:8080", 8080),
+            ("[::1]:8080", 8080),
+            ("10.0.0.7:8080", 8080),
+            ("127.0.0.1", 80),
+            ("[::1]", 80),
+        ] {
+            assert!(names_page(Some(host), port), "{host} on {port}");
+        }
+        for (host, port) in [
+            ("evil.example:8080", 8080),
+            ("127.0.0.1.evil.example:8080", 8080),
+            ("127.0.0.1:8081", 8080),
+            ("127.0.0.1", 8080),
+            ("[::1", 8080),
+            ("", 8080),
+            (":8080", 8080),
+        ] {
+            assert!(!names_page(Some(host), port), "{host} on {port}");
+        }
+        assert!(!names_page(None, 8080));
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"ab"));
+        assert!(!same_secret(b"", b"a"));
+    }
 }

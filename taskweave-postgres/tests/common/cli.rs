@@ -66,6 +66,40 @@ pub fn start(args: &[&str]) -> Running {
     )
 }
 
+/// Starts `taskweave-pg ARGS`, which logs `http://ADDR/` once it listens
+/// (given port 0: any free one): the role, and ADDR. Its log is read to
+/// its end on a thread of its own.
+pub fn start_listening(args: &[&str]) -> (Running, String) {
+    use std::io::BufRead as _;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let addr = line
+                .split_once("http://")
+                .and_then(|(_, rest)| rest.split_once('/'))
+                .map(|(addr, _)| addr.to_string());
+            if let Some(addr) = addr {
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{args:?} logged no address within 30 s: {e}"));
+    (Running(child), addr)
+}
+
 /// Waits until `done` answers `true`, at most 30 s.
 pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
