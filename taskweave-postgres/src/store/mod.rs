@@ -76,7 +76,27 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// It connects as whatever login the connection string names; what that
 /// login may do is PostgreSQL's to enforce (see [`crate::schema`]). It
-/// survives the server going away: see the [module docs](self).
+/// survives the server going away: see the [module docs](self). The
+/// hosts ([`PgNode`](crate::PgNode), [`PgAgent`](crate::PgAgent),
+/// [`PgClient`](crate::PgClient)) drive it through the cluster's
+/// [`Store`] contract; a host reads the
+/// cluster's own tables through it too.
+///
+/// ```no_run
+/// use taskweave_postgres::PgStore;
+///
+/// let db = "host=127.0.0.1 port=5432 user=node_login dbname=postgres";
+/// let mut store = PgStore::<serde_json::Value>::connect(db)?;
+/// // The configuration every node of the cluster runs with, if stored.
+/// if let Some(config) = store.stored_config()? {
+///     println!("{config:?}");
+/// }
+/// // The logins with the most inbox messages the leader has not read.
+/// for (login, unread) in store.unread_by_login(3)? {
+///     println!("{login}: {unread} unread");
+/// }
+/// # Ok::<(), taskweave_postgres::PgError>(())
+/// ```
 pub struct PgStore<P> {
     config: Config,
     target: String,
