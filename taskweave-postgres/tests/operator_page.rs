@@ -1,7 +1,8 @@
 //! `taskweave-pg ui` in a real headless browser (Chromium, through
 //! WebDriver) against a live cluster: the page shows what `status --json`
-//! says, cancels a queued task, and drains the cluster; and it refuses a
-//! post without its token and a request that names another host.
+//! says, cancels a queued task, outlives a PostgreSQL restart, and drains
+//! the cluster; and it refuses a post without its token and a request that
+//! names another host.
 
 mod common;
 
@@ -30,7 +31,7 @@ fn raw(port: u16, request: &str) -> String {
 
 #[test]
 fn the_page_shows_the_status_cancels_a_task_and_drains_in_a_browser() {
-    let Some(cluster) = start_or_skip("operator_page") else {
+    let Some(mut cluster) = start_or_skip("operator_page") else {
         return;
     };
     let Some(browser) = Browser::start_or_skip("operator_page") else {
@@ -120,6 +121,14 @@ fn the_page_shows_the_status_cancels_a_task_and_drains_in_a_browser() {
     browser.click("#cancel-submit");
     browser.text_when("#said", |said| {
         said.contains("\"not-a-task\" is not a task id")
+    });
+
+    // The page outlives a restart of PostgreSQL: it says why it cannot
+    // read meanwhile, then shows the status again.
+    cluster.restart_immediate().unwrap();
+    wait_until("the page to read the status again", || {
+        browser.goto(&url);
+        browser.has("#epoch")
     });
 
     // And drains the cluster.

@@ -189,6 +189,16 @@ impl Browser {
             .to_string()
     }
 
+    /// Whether the page has an element `css` selects.
+    pub fn has(&self, css: &str) -> bool {
+        let found = self.call(
+            "POST",
+            &format!("/session/{}/element", self.session),
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        found[ELEMENT].is_string()
+    }
+
     /// The text of the element `css` selects once `wanted` accepts it
     /// (the page after a click may still be loading), at most 10 s.
     pub fn text_when(&self, css: &str, wanted: impl Fn(&str) -> bool) -> String {
