@@ -170,7 +170,7 @@ fn print_seed(plan: &Plan, seed: u64, outcome: &Outcome) -> bool {
         (None, false) => "NONDETERMINISTIC",
     };
     println!(
-        "{{\"seed\":{seed},\"verdict\":\"{verdict}\",\"simulated_s\":{:.1},\"events\":{},\"submitted\":{},\"step_tasks\":{},\"refused\":{},\"completed\":{},\"dead_lettered\":{},\"cancelled\":{},\"takeovers\":{},\"runs\":{{\"started\":{},\"succeeded\":{},\"compensated\":{},\"failed\":{},\"compensation_failed\":{},\"cancelled\":{}}},\"journal_entries\":{},\"journal_bytes\":{},\"trace_hash\":\"{:016x}\",\"real_s\":{:.3}}}",
+        "{{\"seed\":{seed},\"verdict\":\"{verdict}\",\"simulated_s\":{:.1},\"events\":{},\"submitted\":{},\"step_tasks\":{},\"refused\":{},\"completed\":{},\"dead_lettered\":{},\"redriven\":{},\"cancelled\":{},\"takeovers\":{},\"runs\":{{\"started\":{},\"succeeded\":{},\"compensated\":{},\"failed\":{},\"compensation_failed\":{},\"cancelled\":{}}},\"journal_entries\":{},\"journal_bytes\":{},\"trace_hash\":\"{:016x}\",\"real_s\":{:.3}}}",
         report.simulated.as_secs_f64(),
         report.events,
         report.submitted,
@@ -178,6 +178,7 @@ fn print_seed(plan: &Plan, seed: u64, outcome: &Outcome) -> bool {
         report.refused,
         report.completed,
         report.dead_lettered,
+        report.redriven,
         report.cancelled,
         report.takeovers,
         report.runs.started,

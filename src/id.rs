@@ -7,6 +7,17 @@
 //! never invents an [`AgentId`].
 
 use std::fmt;
+use std::str::FromStr;
+
+/// A word that names no id of its kind: ids read as they print
+/// (`task-7`) or as their bare number (`7`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{word:?} is not {article} {kind} id: write {kind}-N or N")]
+pub struct ParseIdError {
+    word: String,
+    kind: &'static str,
+    article: &'static str,
+}
 
 macro_rules! define_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
@@ -37,6 +48,22 @@ macro_rules! define_id {
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 write!(f, concat!($prefix, "{}"), self.0)
+            }
+        }
+
+        /// Reads an id as it prints (`
+        #[doc = concat!($prefix, "7")]
+        /// `) or as its bare number (`7`).
+        impl FromStr for $name {
+            type Err = ParseIdError;
+
+            fn from_str(word: &str) -> Result<Self, ParseIdError> {
+                let number = word.strip_prefix($prefix).unwrap_or(word);
+                number.parse::<u64>().map(Self).map_err(|_| {
+                    let kind = $prefix.trim_end_matches('-');
+                    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+                    ParseIdError { word: word.to_owned(), kind, article }
+                })
             }
         }
     };
@@ -86,5 +113,34 @@ mod tests {
         assert_eq!(AgentId::new(7).to_string(), "agent-7");
         assert_eq!(TaskId::from(3).to_string(), "task-3");
         assert_eq!(AttemptToken::new(9).get(), 9);
+    }
+
+    #[test]
+    fn ids_read_as_they_print_or_as_their_number() {
+        assert_eq!("task-7".parse(), Ok(TaskId::new(7)));
+        assert_eq!("7".parse(), Ok(TaskId::new(7)));
+        assert_eq!(
+            "tenant-18446744073709551615".parse(),
+            Ok(TenantId::new(u64::MAX))
+        );
+        for word in [
+            "",
+            "task-",
+            "agent-7",
+            "-1",
+            "7 ",
+            "task-18446744073709551616",
+        ] {
+            let error = word.parse::<TaskId>().unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!("{word:?} is not a task id: write task-N or N")
+            );
+        }
+        let error = "x".parse::<AgentId>().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "\"x\" is not an agent id: write agent-N or N"
+        );
     }
 }

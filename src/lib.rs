@@ -246,7 +246,7 @@ struct ContentsGuideDoctest;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/examples.md")]
 struct ExamplesGuideDoctest;
-pub use id::{AgentId, AttemptToken, StepId, TaskId, TenantId, WorkflowId};
+pub use id::{AgentId, AttemptToken, ParseIdError, StepId, TaskId, TenantId, WorkflowId};
 pub use observer::Observer;
 pub use priority::Priority;
 pub use requirements::{LabelConstraint, TaskRequirements};

@@ -25,6 +25,8 @@ pub enum Action {
     Cancel,
     /// A client drains the cluster ([`Message::Drain`]).
     Drain,
+    /// A client sends dead letters back to the queue ([`Message::Redrive`]).
+    Redrive,
     /// A client registers a workflow definition ([`RunCommand::Register`]).
     Define,
     /// A client starts a hosted run ([`RunCommand::Start`]).
@@ -48,6 +50,7 @@ impl Action {
             Message::Submit(_) => Action::Submit,
             Message::Cancel(_) => Action::Cancel,
             Message::Drain => Action::Drain,
+            Message::Redrive(_) => Action::Redrive,
             Message::Run(RunCommand::Register(_)) => Action::Define,
             Message::Run(RunCommand::Start { .. }) => Action::Start,
             Message::Run(RunCommand::Signal { .. }) => Action::Signal,
@@ -61,7 +64,8 @@ impl Action {
     /// the connection's identity); a client does everything else; a
     /// tenant's client submits and cancels tasks and starts, signals and
     /// cancels runs (its own: the leader scopes them), but defines no
-    /// workflow, schedules nothing and drains nothing. The
+    /// workflow, schedules nothing, redrives no dead letter and drains
+    /// nothing. The
     /// leader refuses any other pair before it asks the authorizer, so no
     /// authorizer can widen a role.
     pub fn allowed_to(self, sender: Sender) -> bool {
@@ -188,6 +192,7 @@ mod tests {
             Action::Submit,
             Action::Cancel,
             Action::Drain,
+            Action::Redrive,
             Action::Define,
             Action::Start,
             Action::Signal,

@@ -11,6 +11,7 @@ pub use super::client_op::{ClientOp, ClientReply};
 pub use super::entry::Entry;
 pub use super::finished::Finished;
 pub use super::node_state::NodeState;
+use super::redrive::Redrive;
 pub use super::runs::{
     RunCommand, RunEnd, RunsSnapshot, ScheduleCommand, ScheduledStart, SchedulesSnapshot,
 };
@@ -119,6 +120,10 @@ pub enum Message<P> {
     /// A client's command to the runs the cluster hosts
     /// ([`Node::host_runs`](super::Node::host_runs)).
     Run(RunCommand<P>),
+    /// A client (an operator: not a tenant's) sends dead letters back to
+    /// the queue as new tasks; the verdict is [`Verdict::Redriven`]. A
+    /// draining cluster refuses it.
+    Redrive(Redrive),
 }
 
 /// A pending inbox message as the store hands it to the leader.
@@ -150,6 +155,16 @@ pub enum Verdict {
     /// A run's start: the run it names (new, or the existing run with the
     /// id it asked for).
     Run(WorkflowId),
+    /// A redrive ([`Message::Redrive`]): each letter requeued, as
+    /// `(dead-lettered task, new task)`, and each letter the queue
+    /// refused (it stays a dead letter), with why. Both empty when no
+    /// letter matched.
+    Redriven {
+        /// Letters requeued, oldest first.
+        requeued: Vec<(TaskId, TaskId)>,
+        /// Letters refused, with why.
+        refused: Vec<(TaskId, String)>,
+    },
 }
 
 impl Verdict {
@@ -159,6 +174,7 @@ impl Verdict {
             Verdict::Accepted | Verdict::Run(_) => false,
             Verdict::Submitted(tasks) => tasks.iter().any(Result::is_err),
             Verdict::Refused(_) => true,
+            Verdict::Redriven { refused, .. } => !refused.is_empty(),
         }
     }
 }

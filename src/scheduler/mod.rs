@@ -136,4 +136,5 @@ pub use task::metadata::{Metadata, MetadataTooLarge};
 pub use task::options::{FairShare, MAX_CONCURRENCY_KEYS, MAX_KEY_BYTES, TaskOptions};
 pub use task::{
     AttemptOutcome, DeadLetterCause, DeadLetterReason, Expiry, TaskReport, TaskSpec, TaskState,
+    UnknownCause,
 };

@@ -1,15 +1,16 @@
 //! Tokio service: a node, two agents and two clients of a PostgreSQL
 //! cluster, embedded in one async (tokio) process.
 //!
-//! The hosts of this crate block on purpose: a node's loop is a state
-//! machine driven through one connection of the blocking `postgres` crate,
-//! one operation at a time, and so is an agent's session. An async host
-//! therefore runs each role on a blocking thread of its own
-//! (`tokio::task::spawn_blocking`) and talks to it over tokio channels, and
-//! drives a client one call at a time, each call on a blocking thread. Never
-//! call a host on an async worker thread: the `postgres` crate runs a
-//! runtime of its own inside each connection and panics there, and a
-//! blocked worker would stall every task it runs.
+//! A node's loop is a state machine driven through one connection of the
+//! blocking `postgres` crate, one operation at a time, and so is an
+//! agent's session: an async host runs each of these roles on a blocking
+//! thread of its own (`tokio::task::spawn_blocking`) and talks to it over
+//! tokio channels. The clients are async: `AsyncPgClient` runs on
+//! `tokio-postgres`, its connection a tokio task, so the service's code
+//! awaits submissions, verdicts and outcomes without a blocking thread.
+//! Never call a blocking host on an async worker thread: the `postgres`
+//! crate runs a runtime of its own inside each connection and panics
+//! there, and a blocked worker would stall every task it runs.
 //!
 //! What it does:
 //!
@@ -22,9 +23,10 @@
 //!   worker runs it as a tokio task (an async sleep stands for a call to
 //!   another service) and sends the output back, which the agent reports
 //!   with `PgAgent::complete`;
-//! * submits 200 JSON payloads as a submitter, waits for every outcome from
-//!   async code, checks every output and prints a summary;
-//! * drains the cluster as the operator, checks that the node and both
+//! * submits 200 JSON payloads as a submitter (an `AsyncPgClient`), awaits
+//!   every outcome, checks every output and prints a summary;
+//! * drains the cluster as the operator (an `AsyncPgClient` on the node
+//!   login), checks that the node and both
 //!   agents stopped and that the lease says so, and stops the server.
 //!
 //! It exits with status 1 if PostgreSQL's programs are missing (saying
@@ -45,7 +47,7 @@ use taskweave::scheduler::{AttemptOutcome, DispatcherConfig, TaskSpec};
 use taskweave::{AgentId, AttemptToken, TaskId};
 use taskweave_postgres::testkit::PgCluster;
 use taskweave_postgres::{
-    LogLine, LoginKind, NodeExit, PgAgent, PgClient, PgError, PgNode, connect_admin,
+    AsyncPgClient, LogLine, LoginKind, NodeExit, PgAgent, PgError, PgNode, connect_admin,
     create_agent_login, create_login, migrate,
 };
 use tokio::sync::mpsc;
@@ -53,7 +55,7 @@ use tokio::task::{JoinHandle, spawn_blocking};
 use tokio::time::{sleep, timeout};
 
 const TASKS: usize = 200;
-/// The tasks go in this many messages (`PgClient::submit_many`).
+/// The tasks go in this many messages (`AsyncPgClient::submit_many`).
 const MESSAGES: usize = 4;
 /// Attempts an agent runs at once.
 const CAPACITY: u32 = 8;
@@ -129,7 +131,7 @@ async fn run(log: Log) -> Result<(), BoxError> {
     }
 
     // A submitter's client, driven from async code.
-    let mut submitter = AsyncClient::connect(cluster.conninfo_as("submitter")).await?;
+    let mut submitter = AsyncPgClient::<Value>::connect(&cluster.conninfo_as("submitter")).await?;
     let specs: Vec<TaskSpec<Value>> = (0..TASKS)
         .map(|n| TaskSpec::new(json!({ "n": n })))
         .collect();
@@ -138,10 +140,8 @@ async fn run(log: Log) -> Result<(), BoxError> {
         .map(<[_]>::to_vec)
         .collect();
     let submitted_at = Instant::now();
-    let messages = submitter.call(move |c| c.submit_many(batches)).await??;
-    let verdicts = submitter
-        .call(move |c| c.wait_verdicts(&messages, VERDICTS_WITHIN))
-        .await??;
+    let messages = submitter.submit_many(batches).await?;
+    let verdicts = submitter.wait_verdicts(&messages, VERDICTS_WITHIN).await?;
     let mut tasks: Vec<TaskId> = Vec::with_capacity(TASKS);
     for verdict in verdicts {
         match verdict {
@@ -161,25 +161,17 @@ async fn run(log: Log) -> Result<(), BoxError> {
         &format!("{} tasks submitted in {MESSAGES} messages", tasks.len()),
     );
 
-    // Every outcome, read every 50 ms without blocking the runtime.
-    let tasks = Arc::new(tasks);
-    let deadline = tokio::time::Instant::now() + OUTCOMES_WITHIN;
-    let outcomes = loop {
-        let ids = Arc::clone(&tasks);
-        let outcomes = submitter.call(move |c| c.outcomes(&ids)).await??;
-        let ended = outcomes.iter().filter(|o| o.is_some()).count();
-        if ended == tasks.len() {
-            break outcomes.into_iter().flatten().collect::<Vec<_>>();
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(format!(
-                "{ended} of {} tasks ended within {OUTCOMES_WITHIN:?}",
-                tasks.len()
-            )
-            .into());
-        }
-        sleep(Duration::from_millis(50)).await;
-    };
+    // Every outcome, awaited without blocking the runtime.
+    let outcomes = submitter.wait_outcomes(&tasks, OUTCOMES_WITHIN).await?;
+    let ended = outcomes.iter().filter(|o| o.is_some()).count();
+    if ended < tasks.len() {
+        return Err(format!(
+            "{ended} of {} tasks ended within {OUTCOMES_WITHIN:?}",
+            tasks.len()
+        )
+        .into());
+    }
+    let outcomes: Vec<_> = outcomes.into_iter().flatten().collect();
     let elapsed = submitted_at.elapsed();
 
     // Task i carried {"n": i}: its output must be its agent's answer to it.
@@ -214,11 +206,9 @@ async fn run(log: Log) -> Result<(), BoxError> {
     }
 
     // The operator drains: the work in flight ends, then every role stops.
-    let mut operator = AsyncClient::connect(cluster.conninfo_as("node_login")).await?;
-    let drain = operator.call(|c| c.drain()).await??;
-    let verdict = operator
-        .call(move |c| c.wait_verdicts(&[drain], VERDICTS_WITHIN))
-        .await??;
+    let mut operator = AsyncPgClient::<Value>::connect(&cluster.conninfo_as("node_login")).await?;
+    let drain = operator.drain().await?;
+    let verdict = operator.wait_verdicts(&[drain], VERDICTS_WITHIN).await?;
     if verdict.first() != Some(&Some(Verdict::Accepted)) {
         return Err(format!("the drain's verdict: {verdict:?}").into());
     }
@@ -236,7 +226,7 @@ async fn run(log: Log) -> Result<(), BoxError> {
             &format!("agent {id} stopped after {completed} completions"),
         );
     }
-    let (lease, _) = submitter.call(|c| c.status()).await??;
+    let (lease, _) = submitter.status().await?;
     if !lease.stopped {
         return Err(format!("every role ended but the lease is not stopped: {lease:?}").into());
     }
@@ -245,8 +235,6 @@ async fn run(log: Log) -> Result<(), BoxError> {
         &format!("the lease of epoch {} says: stopped", lease.epoch),
     );
 
-    submitter.close().await?;
-    operator.close().await?;
     spawn_blocking(move || drop(cluster)).await?;
     log.say("service", "PostgreSQL stopped and its directory removed");
     Ok(())
@@ -382,54 +370,6 @@ async fn handle(agent: u64, payload: &Value) -> Value {
     let n = payload["n"].as_u64().unwrap_or(0);
     sleep(Duration::from_millis(1 + n % 5)).await;
     json!({ "n": n, "square": n * n, "agent": agent })
-}
-
-/// A blocking [`PgClient`] driven from async code: each call runs on a
-/// blocking thread, which holds the client for the call. It is dropped on
-/// a blocking thread too: closing its connection blocks.
-struct AsyncClient {
-    client: Option<PgClient<Value>>,
-}
-
-impl AsyncClient {
-    async fn connect(db: String) -> Result<Self, BoxError> {
-        let client = spawn_blocking(move || PgClient::connect(&db)).await??;
-        Ok(AsyncClient {
-            client: Some(client),
-        })
-    }
-
-    /// Runs `call` with the client on a blocking thread.
-    async fn call<R: Send + 'static>(
-        &mut self,
-        call: impl FnOnce(&mut PgClient<Value>) -> R + Send + 'static,
-    ) -> Result<R, BoxError> {
-        let mut client = self.client.take().ok_or("the client was lost")?;
-        let (client, answer) = spawn_blocking(move || {
-            let answer = call(&mut client);
-            (client, answer)
-        })
-        .await?;
-        self.client = Some(client);
-        Ok(answer)
-    }
-
-    /// Closes the connection, waiting for it.
-    async fn close(mut self) -> Result<(), BoxError> {
-        if let Some(client) = self.client.take() {
-            spawn_blocking(move || drop(client)).await?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for AsyncClient {
-    fn drop(&mut self) {
-        if let Some(client) = self.client.take() {
-            // An early return: close it on a blocking thread, unawaited.
-            drop(spawn_blocking(move || drop(client)));
-        }
-    }
 }
 
 /// Sets the roles' stop flag when `run` ends, however it ends.

@@ -212,8 +212,9 @@ fn answer(stream: TcpStream, handle: &mut impl FnMut(Request) -> Response) -> io
 }
 
 /// The request on `connection`, or the answer refusing it: past
-/// [`MAX_HEAD`] or [`MAX_BODY`].
-fn read_request(connection: &mut Connection) -> io::Result<Result<Request, Response>> {
+/// [`MAX_HEAD`] or [`MAX_BODY`]. It holds at most `MAX_HEAD` + 1 KiB of
+/// head and `MAX_BODY` of body, whatever the peer sends.
+fn read_request(connection: &mut impl Read) -> io::Result<Result<Request, Response>> {
     let mut read = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     let head_end = loop {
@@ -317,6 +318,75 @@ fn percent_decode(text: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// `text` as a form value: every byte but letters and digits as %XX.
+    fn percent_encoded(text: &str) -> String {
+        text.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    }
+
+    /// A request's bytes: any, or a well-formed head with some noise.
+    fn request_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let noise = proptest::collection::vec(any::<u8>(), 0..12_000);
+        let formed = (
+            "(GET|POST|PUT) /[a-z.?=&]{0,20}",
+            proptest::collection::vec("[A-Za-z-]{1,12}: [ -~]{0,40}", 0..8),
+            0usize..10_000,
+            proptest::collection::vec(any::<u8>(), 0..6_000),
+        )
+            .prop_map(|(line, headers, length, body)| {
+                let mut bytes = format!(
+                    "{line} HTTP/1.1\r\n{}Content-Length: {length}\r\n\r\n",
+                    headers
+                        .iter()
+                        .map(|h| format!("{h}\r\n"))
+                        .collect::<String>()
+                )
+                .into_bytes();
+                bytes.extend(body);
+                bytes
+            });
+        prop_oneof![noise, formed]
+    }
+
+    proptest! {
+        /// Whatever a peer sends, the reader ends (its bytes run out),
+        /// holds a bounded body, and refuses what is over a limit with an
+        /// answer instead of a panic.
+        #[test]
+        fn any_bytes_read_as_a_bounded_request_or_a_refusal(bytes in request_bytes()) {
+            let mut peer: &[u8] = &bytes;
+            match read_request(&mut peer) {
+                Ok(Ok(request)) => {
+                    prop_assert!(request.body.len() <= MAX_BODY);
+                    // An invalid byte reads as U+FFFD, three bytes.
+                    let head = request.method.len() + request.path.len() + request.query.len();
+                    prop_assert!(head <= 3 * bytes.len().min(MAX_HEAD + 1024));
+                }
+                Ok(Err(refusal)) => {
+                    prop_assert!(refusal.status.starts_with("413") || refusal.status.starts_with("431"));
+                }
+                Err(e) => prop_assert!(false, "a slice cannot fail to read: {}", e),
+            }
+        }
+
+        /// Any text survives percent-encoding and decoding as a form
+        /// value, and any bytes decode without a panic.
+        #[test]
+        fn form_values_round_trip(value in "\\PC{0,40}", noise in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let form = format!("a=1&v={}&z=", percent_encoded(&value));
+            prop_assert_eq!(form_value(form.as_bytes(), "v"), Some(value));
+            let _ = form_value(&noise, "v");
+        }
+    }
 
     #[test]
     fn forms_decode() {

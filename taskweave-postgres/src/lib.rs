@@ -4,14 +4,15 @@
 //! inbox and outbox in a `taskweave` schema ([`migrate`]); the hosts run
 //! its roles in a process: [`PgNode`] (a leader or a standby), [`PgAgent`]
 //! (an agent session for the host's own agent code) and [`PgClient`]
-//! (submit, cancel, drain, outcomes, status). The `taskweave-pg` command
+//! (submit, cancel, redrive, drain, outcomes, status; [`AsyncPgClient`]
+//! for async hosts). The `taskweave-pg` command
 //! runs each role from a shell, and [`testkit`] starts a private server for
 //! tests and demos.
 //! [`metrics`] gives a node's and an agent's figures to Prometheus
 //! (`taskweave-pg node --metrics ADDR`, or [`PgNode::observe_with`] in a
 //! host).
 //! [`ui`] serves the operator's page (`taskweave-pg ui`): the status, and
-//! forms that cancel a task and drain the cluster.
+//! forms that cancel a task, redrive dead letters and drain the cluster.
 //!
 //! # The operator's path
 //!
@@ -93,14 +94,27 @@
 //!
 //! # Blocking hosts, async hosts
 //!
-//! The hosts block, by design: a node's loop is a state machine driven
-//! through one connection of the blocking `postgres` crate, one operation
-//! at a time, and so is an agent's session. An async host runs each role on
-//! a blocking thread (tokio's `spawn_blocking`) and talks to it over
-//! channels; it never calls a host on an async worker thread (the
-//! `postgres` crate panics there). The example
-//! `taskweave-postgres/examples/tokio_service.rs` embeds a node, two agents
-//! and two clients in one tokio service:
+//! The choice: nodes and agents block, clients come in both kinds.
+//!
+//! * A node and an agent are each one loop that owns its connection for
+//!   its whole life and does one operation at a time (a node's loop is a
+//!   state machine driven through one connection of the blocking
+//!   `postgres` crate, and so is an agent's session). Nothing would run
+//!   beside such a loop while it awaits, so it gains nothing from being a
+//!   task, and a thread of its own keeps its timing free of whatever else
+//!   a runtime is busy with. An async host runs each of these roles on a
+//!   blocking thread (tokio's `spawn_blocking`) and talks to it over
+//!   channels.
+//! * A client is what a service calls from its request handlers, many
+//!   times a second. [`AsyncPgClient`] does what [`PgClient`] does as
+//!   `async fn`s on `tokio-postgres` (the driver `postgres` wraps), its
+//!   connection a tokio task; [`PgClient`] serves blocking hosts and the
+//!   `taskweave-pg` command.
+//!
+//! Never call a blocking host on an async worker thread: the `postgres`
+//! crate panics there. The example
+//! `taskweave-postgres/examples/tokio_service.rs` embeds a node and two
+//! agents on blocking threads and two async clients in one tokio service:
 //! `cargo run --release -p taskweave-postgres --example tokio_service`.
 
 // The store, its schema and the private test server.
@@ -121,4 +135,6 @@ pub mod metrics;
 pub mod ui;
 
 mod http;
-pub use host::{Level, LogLine, NodeExit, PgAgent, PgClient, PgNode, json_run_codec, wall_now};
+pub use host::{
+    AsyncPgClient, Level, LogLine, NodeExit, PgAgent, PgClient, PgNode, json_run_codec, wall_now,
+};

@@ -7,6 +7,7 @@
 //! taskweave-pg submit --db CONNINFO [FILE]     JSON lines of tasks
 //! taskweave-pg cancel --db CONNINFO TASK…      cancel tasks
 //! taskweave-pg outcome --db CONNINFO TASK…     how tasks ended
+//! taskweave-pg redrive --db CONNINFO TASK…|--all  dead letters back to the queue
 //! taskweave-pg status --db CONNINFO            leader, queues, agents, dead letters
 //! taskweave-pg audit  --db CONNINFO            replay the journal, check invariants
 //! taskweave-pg drain  --db CONNINFO            finish the work, stop the cluster
@@ -46,6 +47,7 @@ subcommands:
   submit   submit tasks: JSON lines from a file or stdin, each checked
   cancel   cancel tasks by the ids submit printed
   outcome  how tasks ended, by the ids submit printed (waits with --wait)
+  redrive  send dead letters back to the queue: by task id, or --all matching a filter
   status   epoch and leader, queued by priority, in flight, agents, dead letters
   audit    replay the journal and check every invariant
   drain    stop taking submissions, finish the work in flight, stop the cluster
@@ -56,7 +58,7 @@ subcommands:
   signal   send a signal to a waiting run (run signal, shorter)
   runs     list the hosted runs, active and lately finished (--state S keeps one kind)
   schedule add, list, pause, resume, trigger or remove a schedule that starts runs
-  ui       serve the operator's page: status, agents, dead letters; cancel, drain
+  ui       serve the operator's page: status, agents, dead letters; cancel, redrive, drain
 
 Every subcommand takes --db CONNINFO (a libpq string such as
 \"host=127.0.0.1 port=5432 user=postgres dbname=postgres\"), or reads $TASKWEAVE_DB;
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         Some("submit") => cli::submit::run(rest),
         Some("cancel") => cli::cancel::run(rest),
         Some("outcome") => cli::outcome::run(rest),
+        Some("redrive") => cli::redrive::run(rest),
         Some("status") => cli::status::run(rest),
         Some("audit") => cli::audit::run(rest),
         Some("drain") => cli::drain::run(rest),

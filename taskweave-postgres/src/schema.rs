@@ -46,7 +46,7 @@ pub use reset::{ResetReport, reset};
 use crate::store::errors::{PgError, is_undefined_object};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 10;
+pub const SCHEMA_VERSION: i32 = 11;
 
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`. Version
 /// 2 adds the task outcomes clients read; version 3 a task's output beside
@@ -55,7 +55,8 @@ pub const SCHEMA_VERSION: i32 = 10;
 /// agent's unread inbox messages; version 7 the submitter logins' tenants
 /// and each client message's poster; version 8 each outcome's tenant and
 /// each submitter login's share of the inbox; version 9 each run end's
-/// tenant; version 10 the cluster's stored dispatcher configuration.
+/// tenant; version 10 the cluster's stored dispatcher configuration;
+/// version 11 the operator's redrive of dead letters.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema/v1.sql"),
     include_str!("schema/v2.sql"),
@@ -67,6 +68,7 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema/v8.sql"),
     include_str!("schema/v9.sql"),
     include_str!("schema/v10.sql"),
+    include_str!("schema/v11.sql"),
 ];
 
 /// The advisory lock migrations hold (`"twv1"` in ASCII).
@@ -145,10 +147,16 @@ pub fn migrate(client: &mut Client) -> Result<MigrateReport, PgError> {
 /// [`PgError::Db`] when the version cannot be read (other than because the
 /// schema is missing), for example for lack of privileges.
 pub fn installed_version(client: &mut Client) -> Result<i32, PgError> {
-    match client.query_one(
-        "SELECT COALESCE(max(version), 0) FROM taskweave.schema_version",
-        &[],
-    ) {
+    version_of(client.query_one(INSTALLED_VERSION, &[]))
+}
+
+/// The query of [`installed_version`].
+pub(crate) const INSTALLED_VERSION: &str =
+    "SELECT COALESCE(max(version), 0) FROM taskweave.schema_version";
+
+/// The version [`INSTALLED_VERSION`] answered: 0 without the schema.
+pub(crate) fn version_of(answer: Result<postgres::Row, postgres::Error>) -> Result<i32, PgError> {
+    match answer {
         Ok(row) => Ok(row.get(0)),
         Err(e) if is_undefined_object(&e) => Ok(0),
         Err(e) => Err(e.into()),

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::cli::{init, run, start, wait_until};
+use common::cli::{node_agent_submitter, run, start, wait_until};
 use taskweave_postgres::testkit::start_or_skip;
 
 /// Kills the processes whose command line contains its pattern when
@@ -37,16 +37,7 @@ fn a_cancel_kills_what_the_command_started_and_stdout_is_the_output() {
     let Some(cluster) = start_or_skip("agent_command") else {
         return;
     };
-    let admin = cluster.conninfo();
-    init(
-        &admin,
-        &["--node", "n", "--agent", "1:a", "--submitter", "s"],
-    );
-    let (node, agent, sub) = (
-        cluster.conninfo_as("n"),
-        cluster.conninfo_as("a"),
-        cluster.conninfo_as("s"),
-    );
+    let (node, agent, sub) = node_agent_submitter(&cluster);
     // A number unique to this test, in the sleeps' command lines only (the
     // script computes it, so neither the agent's nor the shell's command
     // line holds it).

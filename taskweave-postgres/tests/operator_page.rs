@@ -1,8 +1,9 @@
 //! `taskweave-pg ui` in a real headless browser (Chromium, through
 //! WebDriver) against a live cluster: the page shows what `status --json`
-//! says, cancels a queued task, outlives a PostgreSQL restart, and drains
-//! the cluster; and it refuses a post without its token and a request that
-//! names another host.
+//! says, cancels a queued task, redrives a dead letter once its agent is
+//! mended, outlives a PostgreSQL restart, and drains the cluster; and it
+//! refuses a post without its token and a request that names another host
+//! (and `redrive` with a submitter's login).
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use common::browser::Browser;
-use common::cli::{init, run, start, start_listening, wait_until};
+use common::cli::{node_agent_submitter, run, run_status, start, start_listening, wait_until};
 use serde_json::Value;
 use taskweave_postgres::testkit::start_or_skip;
 
@@ -30,39 +31,49 @@ fn raw(port: u16, request: &str) -> String {
 }
 
 #[test]
-fn the_page_shows_the_status_cancels_a_task_and_drains_in_a_browser() {
+fn the_page_shows_the_status_cancels_redrives_and_drains_in_a_browser() {
     let Some(mut cluster) = start_or_skip("operator_page") else {
         return;
     };
     let Some(browser) = Browser::start_or_skip("operator_page") else {
         return;
     };
-    init(
-        &cluster.conninfo(),
-        &["--node", "n", "--agent", "1:a", "--submitter", "s"],
-    );
-    let (node, agent, sub) = (
-        cluster.conninfo_as("n"),
-        cluster.conninfo_as("a"),
-        cluster.conninfo_as("s"),
-    );
+    let (node, agent, sub) = node_agent_submitter(&cluster);
     let _node = start(&["node", "--db", &node, "--name", "node-a"]);
+    // The agent fails payload 5 for good until the file `mended` exists.
+    let mended = std::env::temp_dir().join(format!("taskweave-page-mended-{}", std::process::id()));
+    let _ = std::fs::remove_file(&mended);
+    let script = format!(
+        "p=$(cat); if [ \"$p\" = 5 ] && [ ! -e '{}' ]; then echo broken >&2; exit 100; fi; \
+         echo \"$p\"",
+        mended.display()
+    );
     let _agent = start(&[
-        "agent", "--db", &agent, "--id", "1", "--", "sh", "-c", "cat",
+        "agent", "--db", &agent, "--id", "1", "--", "sh", "-c", &script,
     ]);
-    // Three tasks the agent runs, and one that needs a GPU no agent has:
-    // it stays queued until the page cancels it.
+    // Three tasks the agent runs, one that needs a GPU no agent has (it
+    // stays queued until the page cancels it), and one the agent fails.
     let submitted = run(
         &["submit", "--db", &sub],
         "{\"payload\": 1}\n{\"payload\": 2}\n{\"payload\": 3}\n\
-         {\"payload\": 4, \"requires\": [\"gpu\"]}\n",
+         {\"payload\": 4, \"requires\": [\"gpu\"]}\n{\"payload\": 5}\n",
     );
     assert!(submitted.contains("line 4: task-3"), "{submitted}");
-    let outcome = run(&["outcome", "--db", &sub, "--wait", "30", "task-2"], "");
+    assert!(submitted.contains("line 5: task-4"), "{submitted}");
+    let outcome = run(
+        &["outcome", "--db", &sub, "--wait", "30", "task-2", "task-4"],
+        "",
+    );
     assert!(outcome.contains("task-2: completed"), "{outcome}");
-    wait_until("the status to count three completions", || {
-        status(&node)["status"]["completed"] == 3
+    assert!(outcome.contains("task-4: dead-lettered"), "{outcome}");
+    wait_until("the status to count three completions and a letter", || {
+        let s = status(&node);
+        s["status"]["completed"] == 3 && s["status"]["dead_letters"] == 1
     });
+    // A submitter may not redrive, and is told which login may.
+    let (ok, said) = run_status(&["redrive", "--db", &sub, "task-4"], "");
+    assert!(!ok, "{said}");
+    assert!(said.contains("node login"), "{said}");
 
     let (_ui, listen) = start_listening(&["ui", "--db", &node, "--listen", "127.0.0.1:0"]);
     let port: u16 = listen
@@ -122,6 +133,18 @@ fn the_page_shows_the_status_cancels_a_task_and_drains_in_a_browser() {
     browser.text_when("#said", |said| {
         said.contains("\"not-a-task\" is not a task id")
     });
+
+    // The page redrives the letter once the agent is mended: it runs
+    // again as a new task and completes; a second redrive finds none.
+    std::fs::write(&mended, "").unwrap();
+    browser.type_into("#redrive-task", "task-4");
+    browser.click("#redrive-submit");
+    browser.text_when("#said", |said| said == "task-4: requeued as task-5");
+    let outcome = run(&["outcome", "--db", &sub, "--wait", "30", "task-5"], "");
+    assert!(outcome.contains("task-5: completed"), "{outcome}");
+    browser.click("#redrive-submit");
+    browser.text_when("#said", |said| said == "no dead letter matched");
+    let _ = std::fs::remove_file(&mended);
 
     // The page outlives a restart of PostgreSQL: it says why it cannot
     // read meanwhile, then shows the status again.

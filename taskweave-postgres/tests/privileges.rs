@@ -18,9 +18,11 @@ use common::{connect_as, denied, filtered, incarnate, now, rls_refused, store_de
 use postgres::Client;
 use taskweave::cluster::{
     AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, Finished, Message, NodeOp,
-    NodeReply, Outcome, Outputs, Sender, Status, Store, StoreFailure, TaskEnd, Verdict,
+    NodeReply, Outcome, Outputs, Redrive, Sender, Status, Store, StoreFailure, TaskEnd, Verdict,
 };
-use taskweave::scheduler::{AttemptOutcome, Dispatcher, DispatcherConfig, TaskReport, TaskSpec};
+use taskweave::scheduler::{
+    AttemptOutcome, DeadLetterFilter, Dispatcher, DispatcherConfig, TaskReport, TaskSpec,
+};
 use taskweave::{AgentId, AttemptToken, TaskId};
 use taskweave_postgres::testkit::start_or_skip;
 use taskweave_postgres::{
@@ -90,16 +92,16 @@ fn the_database_enforces_least_privilege() {
         first,
         MigrateReport {
             from: 0,
-            to: 10,
-            applied: vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+            to: 11,
+            applied: vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
         }
     );
     let again = migrate(&mut admin).unwrap_or_else(|e| panic!("migrate again: {e}"));
     assert_eq!(
         again,
         MigrateReport {
-            from: 10,
-            to: 10,
+            from: 11,
+            to: 11,
             applied: vec![]
         }
     );
@@ -344,7 +346,7 @@ fn the_database_enforces_least_privilege() {
     rls_refused("a heartbeat as agent 2", sql(&post("2", "heartbeat")));
     rls_refused("a registration as agent 2", sql(&post("2", "register")));
     rls_refused("a report as agent 2", sql(&post("2", "report")));
-    for kind in ["submit", "cancel", "drain", "run"] {
+    for kind in ["submit", "cancel", "drain", "run", "redrive"] {
         rls_refused(kind, sql(&post("1", kind)));
     }
     rls_refused(
@@ -497,6 +499,13 @@ fn the_database_enforces_least_privilege() {
         client.client(ClientOp::Post(vec![Message::Drain]), now()),
     );
     store_denied(
+        "a submitter redrives",
+        client.client(
+            ClientOp::Post(vec![Message::Redrive(Redrive::Task(TaskId::new(1)))]),
+            now(),
+        ),
+    );
+    store_denied(
         "a submitter registers",
         client.agent(
             AgentOp::Post {
@@ -522,7 +531,7 @@ fn the_database_enforces_least_privilege() {
     );
     let mut submitter = connect_as(&cluster.conninfo_as("submitter"));
     let mut sql = |q: &str| submitter.execute(q, &[]);
-    for kind in ["register", "heartbeat", "report", "drain"] {
+    for kind in ["register", "heartbeat", "report", "drain", "redrive"] {
         rls_refused(
             kind,
             sql(&format!(
@@ -617,6 +626,16 @@ fn the_database_enforces_least_privilege() {
         sql("INSERT INTO agent_logins VALUES ('x', 1)"),
     );
     denied("a node becomes an agent", sql("SET ROLE agent_one"));
+    let redriven = node.client(
+        ClientOp::Post(vec![Message::Redrive(Redrive::Matching(
+            DeadLetterFilter::new(),
+        ))]),
+        now(),
+    );
+    assert!(
+        matches!(&redriven, Ok(ClientReply::Posted(ids)) if ids.len() == 1),
+        "an operator redrives with a node login: {redriven:?}"
+    );
     let drained = node.client(ClientOp::Post(vec![Message::Drain]), now());
     assert!(
         matches!(&drained, Ok(ClientReply::Posted(ids)) if ids.len() == 1),

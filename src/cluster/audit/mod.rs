@@ -49,8 +49,12 @@ pub struct AuditReport {
     pub bytes: u64,
     /// Entries per epoch.
     pub entries_by_epoch: BTreeMap<u64, u64>,
-    /// Tasks submitted in the replayed part.
+    /// Tasks submitted in the replayed part (dead letters requeued as
+    /// new tasks included).
     pub tasks: u64,
+    /// Of those, dead letters an operator requeued as new tasks
+    /// ([`Message::Redrive`](super::Message::Redrive)).
+    pub redriven: u64,
     /// Tasks completed (once each, or see `violations`).
     pub completed: u64,
     /// Tasks dead-lettered.
@@ -339,6 +343,7 @@ impl<P: Clone + PartialEq> Auditor<P> {
             Entry::Input(Input::Cancel { task, .. }) => Some(*task),
             _ => None,
         };
+        let requeue = matches!(row.entry, Entry::Input(Input::RequeueDeadLetter { .. }));
         let counted = (self.report.tasks, self.report.cancelled);
         let before = self.replica.dispatcher.counters();
         let step = self.replica.apply(row.entry);
@@ -351,9 +356,13 @@ impl<P: Clone + PartialEq> Auditor<P> {
                     self.submitted(*submitted);
                 }
             }
-            (Ok(Effect::Applied(Applied::Submitted(submitted))), None) => self.submitted(submitted),
+            (Ok(Effect::Applied(Applied::Submitted(submitted))), None) => {
+                self.report.redriven += u64::from(requeue);
+                self.submitted(submitted);
+            }
             (Ok(Effect::Applied(Applied::Redriven(redriven))), _) => {
                 for (_, task) in redriven.requeued {
+                    self.report.redriven += 1;
                     self.submitted(Submitted::New(task));
                 }
             }

@@ -16,6 +16,7 @@ use super::super::contract::{
     Verdict,
 };
 use super::super::incarnation::{INCARNATION_LABEL, incarnation_of};
+use super::super::redrive::Redrive;
 use super::events::NodeEvent;
 use super::replica::{Effect, Replica};
 
@@ -280,6 +281,10 @@ fn admit<P: Clone>(
             }
             verdict_of(result)
         }
+        (_, Message::Redrive(_)) if replica.draining => {
+            refused("the cluster is draining: it requeues no dead letter".into())
+        }
+        (_, Message::Redrive(which)) => redrive(replica, batch, which, now),
         (_, Message::Drain) if replica.draining => Verdict::Accepted,
         (_, Message::Drain) => {
             batch.events.push(NodeEvent::Draining);
@@ -289,6 +294,33 @@ fn admit<P: Clone>(
         (sender @ (Sender::Client | Sender::Tenant(_)), message) => {
             role_refusal(sender, Action::of(&message))
         }
+    }
+}
+
+/// An operator's redrive, journaled as the dispatcher's input: the
+/// requeued letters, each with its new task, and the refused ones.
+fn redrive<P: Clone>(
+    replica: &mut Replica<P>,
+    batch: &mut Batch<P>,
+    which: Redrive,
+    now: Instant,
+) -> Verdict {
+    let (input, task) = match which {
+        Redrive::Task(task) => (Input::RequeueDeadLetter { task, now }, Some(task)),
+        Redrive::Matching(filter) => (Input::RedriveDeadLetters { filter, now }, None),
+    };
+    match (apply(replica, batch, Entry::Input(input)), task) {
+        (Ok(Effect::Applied(Applied::Submitted(new))), Some(task)) => Verdict::Redriven {
+            requeued: vec![(task, new.id())],
+            refused: Vec::new(),
+        },
+        (Ok(Effect::Applied(Applied::Redriven(redriven))), _) => Verdict::Redriven {
+            requeued: redriven.requeued,
+            refused: (redriven.refused.into_iter())
+                .map(|(task, kind)| (task, kind.to_string()))
+                .collect(),
+        },
+        (result, _) => verdict_of(result),
     }
 }
 

@@ -11,9 +11,10 @@ use proptest::prelude::*;
 use super::intake::intake;
 use super::replica::Replica;
 use crate::agent::AgentProfile;
+use crate::cluster::Redrive;
 use crate::cluster::authorizer::{Action, AllowRoles, Authorizer, Denied, Request};
 use crate::cluster::contract::{InboxMessage, Message, Sender, Verdict};
-use crate::scheduler::{AttemptOutcome, DispatcherConfig, TaskReport, TaskSpec};
+use crate::scheduler::{AttemptOutcome, DeadLetterFilter, DispatcherConfig, TaskReport, TaskSpec};
 use crate::{AgentId, AttemptToken, Instant, TaskId};
 
 /// One inbox message, drawn from a small world: three agents, a handful
@@ -49,6 +50,16 @@ fn message() -> impl Strategy<Value = (Sender, Message<String>)> {
             (0..n).map(|i| TaskSpec::new(format!("job {i}"))).collect()
         )),
         (1u64..=6).prop_map(|task| Message::Cancel(TaskId::new(task))),
+        (1u64..=6, 1u64..=6, 1u64..=3).prop_map(|(task, token, agent)| {
+            Message::Report(TaskReport {
+                task: TaskId::new(task),
+                agent: AgentId::new(agent),
+                token: AttemptToken::new(token),
+                outcome: AttemptOutcome::fatal("broken for good"),
+            })
+        }),
+        (1u64..=6).prop_map(|task| Message::Redrive(Redrive::Task(TaskId::new(task)))),
+        Just(Message::Redrive(Redrive::Matching(DeadLetterFilter::new()))),
         Just(Message::Drain),
     ];
     (sender, body)
@@ -273,4 +284,139 @@ fn a_flood_of_heartbeats_journals_one_per_agent_and_batch() {
         Instant::from_millis(2),
     );
     assert_eq!(later.entries.len(), 1);
+}
+
+/// Agent 1 registers, a tenant submits a task, and the agent fails it for
+/// good: the replica holds one dead letter, the tenant's. Answers the
+/// dead task's id and the entries journaled so far.
+fn one_dead_letter(leader: &mut Replica<String>) -> (TaskId, Vec<crate::cluster::Entry<String>>) {
+    let tenant = Sender::Tenant(crate::TenantId::new(1));
+    let profile = AgentProfile::builder().build().expect("a valid profile");
+    let at = Instant::from_millis;
+    let mut entries = Vec::new();
+    let mut step = |leader: &mut Replica<String>, id, sender, body, now| {
+        let batch = intake(
+            leader,
+            vec![inbox(id, sender, body)],
+            &AllowRoles,
+            false,
+            usize::MAX,
+            now,
+        );
+        entries.extend(batch.entries.iter().cloned());
+        batch
+    };
+    let _ = step(leader, 1, AGENT_ONE, Message::Register { profile }, at(1));
+    let submitted = step(
+        leader,
+        2,
+        tenant,
+        Message::Submit(vec![TaskSpec::new("job".into())]),
+        at(2),
+    );
+    let assignment = submitted.outputs.assign[0].clone();
+    let report = TaskReport {
+        task: assignment.task,
+        agent: assignment.agent,
+        token: assignment.token,
+        outcome: AttemptOutcome::fatal("broken"),
+    };
+    let _ = step(leader, 3, AGENT_ONE, Message::Report(report), at(3));
+    assert_eq!(leader.dispatcher.dead_letters().len(), 1);
+    (assignment.task, entries)
+}
+
+/// An operator's redrive requeues the letter as a new task of the same
+/// tenant, assigned at once, with the old and new ids in the verdict; a
+/// follower replaying the journal reaches the same state; the second
+/// redrive of the same letter finds none; a tenant may not redrive.
+#[test]
+fn a_redriven_letter_runs_again_as_the_tenants_new_task() {
+    let mut leader = replica();
+    let (dead, mut entries) = one_dead_letter(&mut leader);
+    let at = Instant::from_millis;
+    let messages = vec![
+        inbox(
+            4,
+            Sender::Tenant(crate::TenantId::new(1)),
+            Message::Redrive(Redrive::Task(dead)),
+        ),
+        inbox(5, Sender::Client, Message::Redrive(Redrive::Task(dead))),
+        inbox(6, Sender::Client, Message::Redrive(Redrive::Task(dead))),
+    ];
+    let batch = intake(&mut leader, messages, &AllowRoles, false, usize::MAX, at(4));
+    let verdicts: Vec<_> = batch.consumed.iter().map(|(_, v)| v.clone()).collect();
+    let [
+        Verdict::Refused(tenant),
+        Verdict::Redriven { requeued, refused },
+        Verdict::Refused(gone),
+    ] = &verdicts[..]
+    else {
+        panic!("{verdicts:?}");
+    };
+    assert!(tenant.contains("Redrive"), "{tenant}");
+    assert!(gone.contains("no dead letter"), "{gone}");
+    let [(old, new)] = requeued[..] else {
+        panic!("{requeued:?}")
+    };
+    assert!(old == dead && new != dead && refused.is_empty());
+    assert_eq!(batch.outputs.assign.first().map(|a| a.task), Some(new));
+    assert_eq!(leader.dispatcher.dead_letters().len(), 0);
+    entries.extend(batch.entries);
+    let mut follower = replica();
+    for entry in entries {
+        let _ = follower.apply(entry);
+    }
+    assert_eq!(state(&follower), state(&leader));
+    // The new task is the tenant's to the leader and to a follower that
+    // takes over: its end is published to the tenant alone.
+    for replica in [&mut leader, &mut follower] {
+        let cancel = inbox(
+            7,
+            Sender::Tenant(crate::TenantId::new(1)),
+            Message::Cancel(new),
+        );
+        let batch = intake(replica, vec![cancel], &AllowRoles, false, usize::MAX, at(5));
+        assert_eq!(batch.consumed[0].1, Verdict::Accepted);
+        assert_eq!(batch.outputs.tenants, vec![(new, crate::TenantId::new(1))]);
+    }
+}
+
+/// A redrive by a filter answers every letter it requeued; a draining
+/// cluster refuses a redrive and journals nothing.
+#[test]
+fn a_filter_redrives_every_match_and_a_draining_cluster_none() {
+    let mut leader = replica();
+    let (dead, _) = one_dead_letter(&mut leader);
+    let at = Instant::from_millis;
+    let other_kind = Redrive::Matching(DeadLetterFilter::new().kind("other"));
+    let every = Redrive::Matching(DeadLetterFilter::new());
+    let messages = vec![
+        inbox(4, Sender::Client, Message::Redrive(other_kind)),
+        inbox(5, Sender::Client, Message::Drain),
+        inbox(6, Sender::Client, Message::Redrive(every.clone())),
+    ];
+    let batch = intake(&mut leader, messages, &AllowRoles, false, usize::MAX, at(4));
+    let none = Verdict::Redriven {
+        requeued: vec![],
+        refused: vec![],
+    };
+    assert_eq!(batch.consumed[0].1, none);
+    assert!(matches!(&batch.consumed[2].1, Verdict::Refused(why) if why.contains("draining")));
+    assert_eq!(batch.entries.len(), 2, "the empty redrive and the drain");
+    let mut fresh = replica();
+    let (dead_too, _) = one_dead_letter(&mut fresh);
+    assert_eq!(dead, dead_too);
+    let batch = intake(
+        &mut fresh,
+        vec![inbox(4, Sender::Client, Message::Redrive(every))],
+        &AllowRoles,
+        false,
+        usize::MAX,
+        at(4),
+    );
+    let [(_, Verdict::Redriven { requeued, refused })] = &batch.consumed[..] else {
+        panic!("{:?}", batch.consumed);
+    };
+    assert!(requeued.len() == 1 && requeued[0].0 == dead && refused.is_empty());
 }

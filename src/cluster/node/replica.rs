@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::scheduler::{
-    Action, Applied, Dispatcher, DispatcherConfig, Input, ScalePolicy, TaskState,
+    Action, Applied, Dispatcher, DispatcherConfig, Input, ScalePolicy, Submitted, TaskState,
 };
 use crate::{AgentId, Instant, Priority, TaskId, WorkflowId};
 
@@ -226,20 +226,23 @@ impl<P: Clone> Replica<P> {
             }
             (Entry::Input(input), _) => {
                 let now = input.now();
-                let single = matches!(input, Input::Submit { .. });
                 let result = dispatcher.apply(input);
-                match &result {
+                // Every task this input made new (a submission, or a dead
+                // letter requeued) is noted as a submission's.
+                let new: Vec<TaskId> = match &result {
                     Ok(Applied::Batch(results)) => {
-                        for submitted in results.iter().flatten() {
-                            self.submitted_at.insert(submitted.id(), now);
-                            self.tenants.note(dispatcher, submitted.id());
-                        }
+                        let new = |s: &Submitted| matches!(s, Submitted::New(_)).then(|| s.id());
+                        results.iter().flatten().filter_map(new).collect()
                     }
-                    Ok(Applied::Submitted(submitted)) if single => {
-                        self.submitted_at.insert(submitted.id(), now);
-                        self.tenants.note(dispatcher, submitted.id());
+                    Ok(Applied::Submitted(Submitted::New(task))) => vec![*task],
+                    Ok(Applied::Redriven(redriven)) => {
+                        redriven.requeued.iter().map(|&(_, task)| task).collect()
                     }
-                    _ => {}
+                    _ => Vec::new(),
+                };
+                for task in new {
+                    self.submitted_at.insert(task, now);
+                    self.tenants.note(dispatcher, task);
                 }
                 applied(result)
             }

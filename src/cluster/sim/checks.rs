@@ -73,7 +73,8 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
     }
 
     /// Once settled, every task the clients submitted was either refused
-    /// at once (with a verdict) or accepted, and every accepted one ended
+    /// at once (with a verdict) or accepted, and every accepted one (and
+    /// every dead letter an operator requeued as a new task) ended
     /// exactly one way: nothing lost, nothing made up; and the audit's
     /// totals agree with the replayed dispatcher's own counters. (With
     /// hosted runs the nodes submit the steps' tasks themselves, and
@@ -88,7 +89,9 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
         }
         let ended = report.completed + report.dead_lettered + report.expired + report.cancelled;
         let steps = self.flows.tasks();
-        let accepted_steps = (report.tasks + self.refused).checked_sub(self.submitted);
+        // A redriven letter is a new task no client submitted.
+        let accepted_steps =
+            (report.tasks + self.refused).checked_sub(self.submitted + report.redriven);
         let steps_add_up = match (accepted_steps, self.codec.is_some()) {
             (Some(accepted), true) => accepted >= steps,
             (Some(accepted), false) => accepted == steps,
@@ -96,8 +99,9 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
         };
         if !steps_add_up || ended != report.tasks {
             return self.violate(format!(
-                "tasks do not add up: {} submitted, {} refused, {steps} workflow steps, {} accepted, {ended} ended",
-                self.submitted, self.refused, report.tasks
+                "tasks do not add up: {} submitted, {} refused, {steps} workflow steps, {} accepted \
+                 ({} of them redriven letters), {ended} ended",
+                self.submitted, self.refused, report.tasks, report.redriven
             ));
         }
         if let Err(what) = self.flows.check_stopped(&self.auditor.state()) {

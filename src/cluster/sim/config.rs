@@ -150,6 +150,10 @@ pub struct FaultMenu {
     /// A burst of submissions, half again the queue's capacity, per
     /// second: some of it must be refused, with a verdict, and none lost.
     pub burst: f64,
+    /// An operator redrives every dead letter, per second: each runs
+    /// again as a new task, which must end once like any other, on the
+    /// leader and on every standby that takes over.
+    pub redrive: f64,
 }
 
 impl FaultMenu {
@@ -175,6 +179,7 @@ impl FaultMenu {
             cancel: 0.0,
             client_stops: 0.0,
             burst: 0.0,
+            redrive: 0.0,
         }
     }
 }
@@ -203,6 +208,7 @@ impl Default for FaultMenu {
             client_stops: 0.02,
             cancel: 0.02,
             burst: 0.01,
+            redrive: 0.05,
         }
     }
 }
@@ -415,6 +421,7 @@ impl<P> SimConfigBuilder<P> {
             f.restart_store,
             f.client_stops,
             f.burst,
+            f.redrive,
             c.tasks_per_second,
         ];
         let chances = [

@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use super::super::contract::{ClientOp, ClientReply, Message, Store, Verdict};
 use super::super::node::Role;
+use super::super::redrive::Redrive;
 use super::config::{SimWork, burst_size};
 use super::driver::Driver;
 use super::world::{CutOff, TICK, World};
+use crate::scheduler::DeadLetterFilter;
 
 impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<P, W, D> {
     /// The client's share of a tick: submissions at the configured rate,
@@ -145,6 +147,12 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
             self.client_down_until = self.now.saturating_add(down);
             self.orphaned.append(&mut self.recent);
             self.log(format_args!("FAULT the client stops, down {down:?}"));
+        }
+        if self.rng.chance(per(f.redrive)) {
+            *self.faults.entry("redrive").or_default() += 1;
+            let every = Redrive::Matching(DeadLetterFilter::new());
+            self.post(Message::Redrive(every));
+            self.log(format_args!("an operator redrives every dead letter"));
         }
         if self.rng.chance(per(f.restart_store)) {
             *self.faults.entry("restart_store").or_default() += 1;

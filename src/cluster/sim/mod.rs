@@ -136,6 +136,9 @@ pub struct SimReport {
     pub completed: u64,
     /// Dead-lettered.
     pub dead_lettered: u64,
+    /// Dead letters an operator requeued as new tasks
+    /// ([`FaultMenu::redrive`]); each new task counts in the ends above.
+    pub redriven: u64,
     /// Expired.
     pub expired: u64,
     /// Cancelled.
@@ -371,6 +374,7 @@ where
         refused: world.refused,
         completed: report.completed,
         dead_lettered: report.dead_lettered,
+        redriven: report.redriven,
         expired: report.expired,
         cancelled: report.cancelled,
         journal_entries: report.entries,

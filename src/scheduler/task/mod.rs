@@ -1,9 +1,12 @@
 //! Tasks as the host submits them, and the states they move through.
 
+mod dead_letter_cause;
 #[cfg(feature = "serde")]
 pub(super) mod form;
 pub(super) mod metadata;
 pub(super) mod options;
+
+pub use dead_letter_cause::{DeadLetterCause, UnknownCause};
 
 use std::time::Duration;
 
@@ -501,20 +504,6 @@ impl DeadLetterReason {
             DeadLetterReason::Expired { .. } => DeadLetterCause::Expired,
         }
     }
-}
-
-/// A [`DeadLetterReason`]'s variant, for filters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub enum DeadLetterCause {
-    /// [`DeadLetterReason::RetriesExhausted`].
-    RetriesExhausted,
-    /// [`DeadLetterReason::NonRetryable`].
-    NonRetryable,
-    /// [`DeadLetterReason::Unroutable`].
-    Unroutable,
-    /// [`DeadLetterReason::Expired`].
-    Expired,
 }
 
 /// Which time limit expired a task.

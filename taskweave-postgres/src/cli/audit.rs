@@ -73,6 +73,12 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
             report.cancelled
         );
     }
+    if report.redriven > 0 {
+        say!(
+            "dead letters redriven as new tasks in the checked entries: {}",
+            report.redriven
+        );
+    }
     say!(
         "reports: {} accepted, {} refused (late, fenced or forged)",
         report.accepted_reports,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use taskweave::cluster::Verdict;
 
-use super::task_command::TaskCommand;
+use super::task_command::{TaskCommand, exit_code, say_not_done};
 
 const USAGE: &str = "\
 usage: taskweave-pg cancel --db CONNINFO [--wait SECONDS] TASK...
@@ -36,28 +36,12 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         .map_err(hint("cancel", SUBMITTER))?;
     let mut all = true;
     for (task, verdict) in tasks.iter().zip(verdicts) {
-        match verdict {
-            Some(Verdict::Accepted) => say!("{task}: cancelled"),
-            Some(Verdict::Refused(why)) => {
-                all = false;
-                say!("{task}: refused: {why}");
-            }
-            Some(other) => {
-                all = false;
-                say!("{task}: unexpected verdict {other:?}");
-            }
-            None => {
-                all = false;
-                say!(
-                    "{task}: no verdict within {wait:?}: is a node running? (the cancel \
-                     stays posted and applies when a leader reads it)"
-                );
-            }
+        if verdict == Some(Verdict::Accepted) {
+            say!("{task}: cancelled");
+        } else {
+            all = false;
+            say_not_done(&task.to_string(), verdict, wait, "cancel");
         }
     }
-    Ok(if all {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(exit_code(all))
 }

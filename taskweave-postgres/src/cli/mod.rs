@@ -13,6 +13,7 @@ pub(crate) mod metrics;
 pub(crate) mod node;
 pub(crate) mod outcome;
 pub(crate) mod privilege;
+pub(crate) mod redrive;
 pub(crate) mod replay;
 pub(crate) mod reset;
 pub(crate) mod run;

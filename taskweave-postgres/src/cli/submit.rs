@@ -172,7 +172,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
                     .cloned()
                     .unwrap_or_else(|| Err("the verdict names fewer tasks than were sent".into())),
                 Some(Verdict::Refused(why)) => Err(why.clone()),
-                Some(Verdict::Accepted | Verdict::Run(_)) => {
+                Some(Verdict::Accepted | Verdict::Run(_) | Verdict::Redriven { .. }) => {
                     Err("the verdict names no task".into())
                 }
             };

@@ -1,9 +1,11 @@
 //! What `cancel` and `outcome` share: the tasks named on the command line,
 //! how long to wait for them, and a client of the cluster.
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use taskweave::TaskId;
+use taskweave::cluster::Verdict;
 use taskweave_postgres::PgClient;
 
 use super::Payload;
@@ -49,15 +51,32 @@ pub(crate) fn task_ids(words: &[String]) -> Result<Vec<TaskId>, String> {
     if words.is_empty() {
         return Err("name at least one task id, as `submit` printed it".into());
     }
-    words
-        .iter()
-        .map(|word| {
-            let number = word.strip_prefix("task-").unwrap_or(word);
-            number.parse::<u64>().map(TaskId::new).map_err(|_| {
-                format!("{word:?} is not a task id (task-N, as `submit` printed it, or N)")
-            })
-        })
+    (words.iter())
+        .map(|word| word.parse::<TaskId>().map_err(|e| e.to_string()))
         .collect()
+}
+
+/// Prints what a command says of `verdict` when it is not the one it
+/// hoped for, or of none within `wait`: `named: refused: WHY`, an
+/// unexpected verdict, or that the `message` waits for a leader.
+pub(crate) fn say_not_done(named: &str, verdict: Option<Verdict>, wait: Duration, message: &str) {
+    match verdict {
+        Some(Verdict::Refused(why)) => say!("{named}: refused: {why}"),
+        Some(other) => say!("{named}: unexpected verdict {other:?}"),
+        None => say!(
+            "{named}: no verdict within {wait:?}: is a node running? (the {message} stays \
+             posted and applies when a leader reads it)"
+        ),
+    }
+}
+
+/// 0 if everything asked was done, 1 otherwise.
+pub(crate) fn exit_code(all_done: bool) -> ExitCode {
+    if all_done {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant as WallInstant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use taskweave::cluster::{
-    ClientOp, ClientReply, Lease, Message, MessageId, Outcome, RunCommand, RunEnd, RunEndCursor,
-    Status, Store, StoreFailure, Verdict,
+    ClientOp, ClientReply, Lease, Message, MessageId, Outcome, Redrive, RunCommand, RunEnd,
+    RunEndCursor, Status, Store, StoreFailure, Verdict,
 };
 use taskweave::scheduler::TaskSpec;
 use taskweave::{TaskId, WorkflowId};
@@ -75,8 +75,7 @@ impl<P: Clone + Serialize + DeserializeOwned> PgClient<P> {
     ///
     /// The store's [`StoreFailure`].
     pub fn submit(&mut self, specs: Vec<TaskSpec<P>>) -> Result<MessageId, StoreFailure> {
-        self.post(vec![Message::Submit(specs)])
-            .map(|ids| ids.first().copied().unwrap_or(0))
+        self.post(vec![Message::Submit(specs)]).map(first_id)
     }
 
     /// Submits many messages of tasks at once; answers their ids.
@@ -97,8 +96,7 @@ impl<P: Clone + Serialize + DeserializeOwned> PgClient<P> {
     ///
     /// The store's [`StoreFailure`].
     pub fn cancel(&mut self, task: TaskId) -> Result<MessageId, StoreFailure> {
-        self.post(vec![Message::Cancel(task)])
-            .map(|ids| ids.first().copied().unwrap_or(0))
+        self.post(vec![Message::Cancel(task)]).map(first_id)
     }
 
     /// Drains the cluster: no more submissions; once the work in flight is
@@ -108,8 +106,40 @@ impl<P: Clone + Serialize + DeserializeOwned> PgClient<P> {
     ///
     /// The store's [`StoreFailure`] (a submitter's login may not drain).
     pub fn drain(&mut self) -> Result<MessageId, StoreFailure> {
-        self.post(vec![Message::Drain])
-            .map(|ids| ids.first().copied().unwrap_or(0))
+        self.post(vec![Message::Drain]).map(first_id)
+    }
+
+    /// Sends dead letters back to the queue: one task's letter
+    /// ([`Redrive::Task`]) or every letter a filter matches
+    /// ([`Redrive::Matching`]). Each becomes a new task; the message's
+    /// verdict, [`Verdict::Redriven`], pairs each old id with its new one
+    /// and names the letters the queue refused.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use taskweave::cluster::{Redrive, Verdict};
+    /// use taskweave::scheduler::{DeadLetterCause, DeadLetterFilter};
+    /// use taskweave_postgres::PgClient;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut operator = PgClient::<serde_json::Value>::connect("host=/tmp dbname=app user=app_node")?;
+    /// let unroutable = DeadLetterFilter::new().cause(DeadLetterCause::Unroutable);
+    /// let id = operator.redrive(Redrive::Matching(unroutable))?;
+    /// if let [Some(Verdict::Redriven { requeued, .. })] = &operator.wait_verdicts(&[id], Duration::from_secs(10))?[..] {
+    ///     for (old, new) in requeued {
+    ///         println!("{old} runs again as {new}");
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`] (a submitter's login may not redrive:
+    /// it needs a node login).
+    pub fn redrive(&mut self, which: Redrive) -> Result<MessageId, StoreFailure> {
+        self.post(vec![Message::Redrive(which)]).map(first_id)
     }
 
     /// Posts a command to the runs the cluster hosts (register a
@@ -120,8 +150,7 @@ impl<P: Clone + Serialize + DeserializeOwned> PgClient<P> {
     ///
     /// The store's [`StoreFailure`].
     pub fn run(&mut self, command: RunCommand<P>) -> Result<MessageId, StoreFailure> {
-        self.post(vec![Message::Run(command)])
-            .map(|ids| ids.first().copied().unwrap_or(0))
+        self.post(vec![Message::Run(command)]).map(first_id)
     }
 
     /// Posts many run commands at once, one message each; answers their
@@ -320,7 +349,13 @@ impl<P: Clone + Serialize + DeserializeOwned> PgClient<P> {
     }
 }
 
-fn unrelated<P>(reply: &ClientReply<P>) -> StoreFailure {
+/// The id of the one message a post answered for.
+pub(super) fn first_id(ids: Vec<MessageId>) -> MessageId {
+    ids.first().copied().unwrap_or(0)
+}
+
+/// A reply of another kind than the operation asked.
+pub(super) fn unrelated<P>(reply: &ClientReply<P>) -> StoreFailure {
     StoreFailure::Failed {
         cause: format!(
             "the store answered with an unrelated reply: {}",

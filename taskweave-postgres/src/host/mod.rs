@@ -9,6 +9,7 @@
 //! database.
 
 mod agent;
+mod async_client;
 mod client;
 mod json_runs;
 mod log_line;
@@ -20,6 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use taskweave::Instant;
 
 pub use agent::PgAgent;
+pub use async_client::AsyncPgClient;
 pub use client::PgClient;
 pub use json_runs::json_run_codec;
 pub use log_line::{Level, LogLine};

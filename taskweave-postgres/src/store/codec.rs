@@ -52,6 +52,7 @@ pub(crate) fn kind<P>(message: &Message<P>) -> &'static str {
         Message::Submit(_) => "submit",
         Message::Cancel(_) => "cancel",
         Message::Drain => "drain",
+        Message::Redrive(_) => "redrive",
         Message::Run(_) => "run",
     }
 }
@@ -168,6 +169,10 @@ pub(crate) fn refusal(verdict: &str) -> String {
         Ok(Verdict::Submitted(tasks)) => tasks
             .into_iter()
             .filter_map(Result::err)
+            .collect::<Vec<_>>()
+            .join("; "),
+        Ok(Verdict::Redriven { refused, .. }) => (refused.into_iter())
+            .map(|(task, why)| format!("{task}: {why}"))
             .collect::<Vec<_>>()
             .join("; "),
         Ok(Verdict::Accepted | Verdict::Run(_)) => "accepted".to_string(),

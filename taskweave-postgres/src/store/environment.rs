@@ -2,7 +2,7 @@
 //! connection string leaves them out — `PGHOST`, `PGPORT`, `PGUSER`,
 //! `PGDATABASE` — as `psql` does (the password: `password.rs`).
 
-use postgres::Config;
+use tokio_postgres::Config;
 
 use super::errors::PgError;
 
@@ -59,7 +59,7 @@ fn defaults_from(config: &mut Config, var: impl Fn(&str) -> Option<String>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use postgres::config::Host;
+    use tokio_postgres::config::Host;
 
     fn env<'a>(pairs: &'a [(&str, &str)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |name| {

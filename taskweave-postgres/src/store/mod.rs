@@ -25,7 +25,7 @@
 //! [`InboxMessage::body`](taskweave::cluster::InboxMessage)`: Err(why)`.
 
 mod agent_ops;
-mod client_ops;
+pub(crate) mod client_ops;
 mod cluster_config;
 mod codec;
 mod environment;
@@ -212,6 +212,26 @@ pub fn session_options() -> String {
     )
 }
 
+/// The configuration of a store's session with the database `conninfo`
+/// names: libpq's environment for what the string leaves out (the
+/// password included), [`session_options`], and a 10 s connect timeout
+/// unless the string sets one.
+pub(crate) fn session_config(conninfo: &str) -> Result<tokio_postgres::Config, PgError> {
+    let mut config: tokio_postgres::Config = conninfo.parse().map_err(PgError::Conninfo)?;
+    environment::defaults(&mut config)?;
+    password::from_environment(&mut config);
+    let options = format!(
+        "{} {}",
+        config.get_options().unwrap_or_default(),
+        session_options()
+    );
+    config.options(options.trim_start());
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    Ok(config)
+}
+
 impl<P> PgStore<P> {
     /// Connects to the database `conninfo` names (a libpq-style string such
     /// as `host=… port=… user=… dbname=…`), with `search_path` set to the
@@ -228,19 +248,9 @@ impl<P> PgStore<P> {
     /// the login, [`PgError::Schema`] when the schema is missing or at
     /// another version than [`SCHEMA_VERSION`].
     pub fn connect(conninfo: &str) -> Result<Self, PgError> {
-        let mut config: Config = conninfo.parse().map_err(PgError::Conninfo)?;
-        environment::defaults(&mut config)?;
-        password::from_environment(&mut config);
-        let options = format!(
-            "{} {}",
-            config.get_options().unwrap_or_default(),
-            session_options()
-        );
-        config.options(options.trim_start());
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
+        let config = session_config(conninfo)?;
         let target = target(&config);
+        let config = Config::from(config);
         let mut store = PgStore {
             config,
             target,
@@ -460,7 +470,7 @@ impl<P: DeserializeOwned> PgStore<P> {
 }
 
 /// A failed (re)connection: nothing was sent.
-fn unreachable_store(e: PgError) -> StoreFailure {
+pub(crate) fn unreachable_store(e: PgError) -> StoreFailure {
     StoreFailure::Failed {
         cause: e.to_string(),
     }
@@ -478,23 +488,23 @@ fn unreachable_store(e: PgError) -> StoreFailure {
 /// [`PgError::Connect`] when the server cannot be reached or refuses the
 /// login.
 pub fn connect_admin(conninfo: &str) -> Result<postgres::Client, PgError> {
-    let mut config: Config = conninfo.parse().map_err(PgError::Conninfo)?;
+    let mut config: tokio_postgres::Config = conninfo.parse().map_err(PgError::Conninfo)?;
     environment::defaults(&mut config)?;
     password::from_environment(&mut config);
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
-    config.connect(NoTls).map_err(|source| PgError::Connect {
-        target: target(&config),
-        source,
-    })
+    let target = target(&config);
+    Config::from(config)
+        .connect(NoTls)
+        .map_err(|source| PgError::Connect { target, source })
 }
 
-fn target(config: &Config) -> String {
+pub(crate) fn target(config: &tokio_postgres::Config) -> String {
     let host = match config.get_hosts().first() {
-        Some(postgres::config::Host::Tcp(host)) => host.clone(),
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
         #[cfg(unix)]
-        Some(postgres::config::Host::Unix(path)) => path.display().to_string(),
+        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
         None => "localhost".to_string(),
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);

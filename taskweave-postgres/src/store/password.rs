@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 
-use postgres::Config;
-use postgres::config::Host;
+use tokio_postgres::Config;
+use tokio_postgres::config::Host;
 
 /// Sets `config`'s password from the environment, as libpq does, when it
 /// has none: `PGPASSWORD`, else the first line of the password file that

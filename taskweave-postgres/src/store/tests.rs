@@ -76,9 +76,10 @@ fn a_connection_string_that_does_not_parse_names_its_cause_and_the_form() {
     }
 }
 
-/// Undoes versions 3 to 10, but for version 3's `outcomes.output`, which
+/// Undoes versions 3 to 11 (version 11's inbox checks are dropped or
+/// replaced by version 3's and 4's again), but for version 3's `outcomes.output`, which
 /// each caller drops itself (with the whole table, for version 1).
-const UNDO_VERSIONS_3_TO_10: &str = "DROP TABLE taskweave.cluster_config;
+const UNDO_VERSIONS_3_TO_11: &str = "DROP TABLE taskweave.cluster_config;
     DROP POLICY own_tenant ON taskweave.run_ends;
     DROP POLICY node_all ON taskweave.run_ends;
     DROP INDEX taskweave.inbox_pending_by_poster;
@@ -147,42 +148,42 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
     let mut admin = admin(&cluster);
     crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
     // A database an earlier release left at version 1 (no outcomes) is
-    // refused until it is migrated, and then versions 2 to 10 are applied.
+    // refused until it is migrated, and then versions 2 to 11 are applied.
     admin
         .batch_execute(&format!(
-            "{UNDO_VERSIONS_3_TO_10}
+            "{UNDO_VERSIONS_3_TO_11}
                  DROP TABLE taskweave.outcomes;
-                 DELETE FROM taskweave.schema_version WHERE version IN (2, 3, 4, 5, 6, 7, 8, 9, 10)"
+                 DELETE FROM taskweave.schema_version WHERE version IN (2, 3, 4, 5, 6, 7, 8, 9, 10, 11)"
         ))
         .unwrap_or_else(|e| panic!("{e}"));
     let old = PgStore::<String>::connect(&cluster.conninfo()).map(|_| ());
     assert!(
         old.is_err_and(|e| e
             .to_string()
-            .contains("at version 1, this build needs version 10")),
+            .contains("at version 1, this build needs version 11")),
         "an older schema"
     );
     let upgraded = crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         upgraded.applied,
-        vec![2, 3, 4, 5, 6, 7, 8, 9, 10],
+        vec![2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
         "{upgraded:?}"
     );
     PgStore::<String>::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"));
     // Version 2 (outcomes without outputs, one size limit for every
-    // message) gains versions 3 to 10 alone, and its outcomes read back.
+    // message) gains versions 3 to 11 alone, and its outcomes read back.
     admin
         .batch_execute(&format!(
             "ALTER TABLE taskweave.outcomes DROP COLUMN output;
-                 {UNDO_VERSIONS_3_TO_10}
-                 DELETE FROM taskweave.schema_version WHERE version IN (3, 4, 5, 6, 7, 8, 9, 10);
+                 {UNDO_VERSIONS_3_TO_11}
+                 DELETE FROM taskweave.schema_version WHERE version IN (3, 4, 5, 6, 7, 8, 9, 10, 11);
                  INSERT INTO taskweave.outcomes (task, seq, body) VALUES (41, 1, '\"Completed\"')"
         ))
         .unwrap_or_else(|e| panic!("{e}"));
     let upgraded = crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         upgraded.applied,
-        vec![3, 4, 5, 6, 7, 8, 9, 10],
+        vec![3, 4, 5, 6, 7, 8, 9, 10, 11],
         "{upgraded:?}"
     );
     let mut store =
@@ -194,11 +195,11 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
         "an outcome of version 2 reads back: {read:?}"
     );
     admin
-        .batch_execute("INSERT INTO taskweave.schema_version (version) VALUES (11)")
+        .batch_execute("INSERT INTO taskweave.schema_version (version) VALUES (12)")
         .unwrap_or_else(|e| panic!("{e}"));
     let newer = PgStore::<String>::connect(&cluster.conninfo()).map(|_| ());
     assert!(
-        newer.is_err_and(|e| e.to_string().contains("newer than this build's version 10")),
+        newer.is_err_and(|e| e.to_string().contains("newer than this build's version 11")),
         "a newer schema"
     );
     let migrated = crate::schema::migrate(&mut admin);
@@ -206,8 +207,8 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
         matches!(
             migrated,
             Err(PgError::Schema {
-                found: 11,
-                needed: 10
+                found: 12,
+                needed: 11
             })
         ),
         "{migrated:?}"

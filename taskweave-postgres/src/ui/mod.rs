@@ -1,5 +1,6 @@
 //! [`OperatorPage`]: the cluster's status as a web page, with forms that
-//! cancel a task and drain the cluster (`taskweave-pg ui`).
+//! cancel a task, redrive dead letters and drain the cluster
+//! (`taskweave-pg ui`).
 
 mod page;
 
@@ -9,13 +10,14 @@ use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::time::Duration;
 
 use taskweave::TaskId;
-use taskweave::cluster::Verdict;
+use taskweave::cluster::{MessageId, Redrive, StoreFailure, Verdict};
+use taskweave::scheduler::{DeadLetterCause, DeadLetterFilter};
 
 use crate::http::{Request, Response, Server, form_value};
 use crate::{PgClient, PgError, wall_now};
 use page::{View, render};
 
-/// How long a cancel waits for the leader's verdict before the page says
+/// How long a cancel or a redrive waits for the leader's verdict before the page says
 /// it is still pending.
 const VERDICT_WAIT: Duration = Duration::from_secs(10);
 
@@ -45,15 +47,16 @@ pub enum OperatorPageError {
 /// The operator's page: the lease and its leader, the queues, every agent
 /// and its health, dead letters and totals, unroutable tasks, hosted runs
 /// and the logins that flood the inbox, as `taskweave-pg status` prints
-/// them; and forms that cancel a task and drain the cluster, posted
-/// through the page's own connection (what the login may do, it may do
-/// here: a node login cancels any task and drains; a submitter cancels its
-/// own tasks).
+/// them; and forms that cancel a task, redrive dead letters (one task's,
+/// or every letter of a kind, a cause or a key) and drain the cluster,
+/// posted through the page's own connection (what the login may do, it
+/// may do here: a node login cancels any task, redrives and drains; a
+/// submitter cancels its own tasks).
 ///
 /// It serves `GET /` (the page), `GET /status.json` (the lease and
-/// status as `status --json` prints them), `POST /cancel` and
-/// `POST /drain`, one connection at a time (a cancel waits up to 10 s for
-/// its verdict). A post must carry the token of the page it came from, and
+/// status as `status --json` prints them), `POST /cancel`,
+/// `POST /redrive` and `POST /drain`, one connection at a time (a cancel
+/// or a redrive waits up to 10 s for its verdict). A post must carry the token of the page it came from, and
 /// every request must name the page by an IP address or `localhost` in its
 /// `Host`: another site's page can neither post to it nor read it through
 /// a rebound DNS name. Bind it to a loopback or private address: whoever
@@ -139,7 +142,7 @@ impl PageState {
         match (request.method.as_str(), request.path.as_str()) {
             ("GET", "/") => self.page(&request.query),
             ("GET", "/status.json") => self.status_json(),
-            ("POST", "/cancel" | "/drain") => {
+            ("POST", "/cancel" | "/redrive" | "/drain") => {
                 let token = form_value(&request.body, "token").unwrap_or_default();
                 if !same_secret(token.as_bytes(), self.token.as_bytes()) {
                     return Response::text(
@@ -148,15 +151,17 @@ impl PageState {
                          reload the page and post again\n",
                     );
                 }
-                let said = if request.path == "/cancel" {
-                    self.cancel(form_value(&request.body, "task").unwrap_or_default().trim())
-                } else {
-                    self.drain()
+                let said = match request.path.as_str() {
+                    "/cancel" => {
+                        self.cancel(form_value(&request.body, "task").unwrap_or_default().trim())
+                    }
+                    "/redrive" => self.redrive(&request.body),
+                    _ => self.drain(),
                 };
                 let number = self.remember(said);
                 Response::see_other(format!("/?said={number}"))
             }
-            (_, "/" | "/status.json" | "/cancel" | "/drain") => {
+            (_, "/" | "/status.json" | "/cancel" | "/redrive" | "/drain") => {
                 Response::text("405 Method Not Allowed", "not with this method\n")
             }
             _ => Response::text("404 Not Found", "no such page: try /\n"),
@@ -218,33 +223,83 @@ impl PageState {
 
     /// Cancels `task` (`task-N` or `N`) and waits for the verdict.
     fn cancel(&mut self, task: &str) -> String {
-        let Some(id) = task
-            .strip_prefix("task-")
-            .unwrap_or(task)
-            .parse::<u64>()
-            .ok()
-            .map(TaskId::new)
-        else {
-            return format!("{task:?} is not a task id (task-N, as `submit` printed it, or N)");
+        let id = match task.parse::<TaskId>() {
+            Ok(id) => id,
+            Err(e) => return e.to_string(),
         };
-        let posted = self.client.cancel(id).and_then(|message| {
-            self.client
-                .wait_verdicts(&[message], VERDICT_WAIT)
-                .map(|mut v| v.pop().flatten())
-        });
+        let posted = self
+            .client
+            .cancel(id)
+            .and_then(|message| self.verdict(message));
         match posted {
             Ok(Some(Verdict::Accepted)) => format!("{id}: cancelled"),
             Ok(Some(Verdict::Refused(why))) => format!("{id}: refused: {why}"),
             Ok(Some(other)) => format!("{id}: unexpected verdict {other:?}"),
-            Ok(None) => format!(
-                "{id}: no verdict within {VERDICT_WAIT:?}: is a node running? (the cancel stays \
-                 posted and applies when a leader reads it)"
-            ),
+            Ok(None) => no_verdict(&id.to_string(), "cancel"),
             Err(e) => needs_login(
                 e,
                 "a submitter login (its own tasks) or a node login may cancel",
             ),
         }
+    }
+
+    /// Redrives the letter of `task` (`task-N` or `N`), or, with no task,
+    /// every letter the form's kind, cause and key match, and waits for
+    /// the verdict.
+    fn redrive(&mut self, form: &[u8]) -> String {
+        let field = |name| form_value(form, name).map(|v| v.trim().to_owned());
+        let field = |name| field(name).filter(|v| !v.is_empty());
+        let which = match field("task") {
+            Some(task) => match task.parse::<TaskId>() {
+                Ok(id) => Redrive::Task(id),
+                Err(e) => return e.to_string(),
+            },
+            None => {
+                let mut filter = DeadLetterFilter::new();
+                if let Some(kind) = field("kind") {
+                    filter = filter.kind(kind);
+                }
+                if let Some(cause) = field("cause") {
+                    match cause.parse::<DeadLetterCause>() {
+                        Ok(cause) => filter = filter.cause(cause),
+                        Err(e) => return e.to_string(),
+                    }
+                }
+                if let Some(key) = field("key") {
+                    filter = filter.key(key);
+                }
+                Redrive::Matching(filter)
+            }
+        };
+        let posted = self
+            .client
+            .redrive(which)
+            .and_then(|message| self.verdict(message));
+        match posted {
+            Ok(Some(Verdict::Redriven { requeued, refused })) => {
+                let mut said: Vec<String> = (requeued.iter())
+                    .map(|(old, new)| format!("{old}: requeued as {new}"))
+                    .chain(
+                        refused
+                            .iter()
+                            .map(|(old, why)| format!("{old}: refused: {why}")),
+                    )
+                    .collect();
+                if said.is_empty() {
+                    said.push("no dead letter matched".into());
+                }
+                said.join("; ")
+            }
+            Ok(Some(Verdict::Refused(why))) => format!("refused: {why}"),
+            Ok(Some(other)) => format!("unexpected verdict {other:?}"),
+            Ok(None) => no_verdict("the redrive", "redrive"),
+            Err(e) => needs_login(e, "only a node login may redrive"),
+        }
+    }
+
+    /// The verdict on `message`, waiting up to [`VERDICT_WAIT`].
+    fn verdict(&mut self, message: MessageId) -> Result<Option<Verdict>, StoreFailure> {
+        (self.client.wait_verdicts(&[message], VERDICT_WAIT)).map(|mut v| v.pop().flatten())
     }
 
     /// Posts a drain.
@@ -297,6 +352,14 @@ fn names_page(host: Option<&str>, port: u16) -> bool {
 /// they differ.
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// What the page says of a message with no verdict yet.
+fn no_verdict(what: &str, message: &str) -> String {
+    format!(
+        "{what}: no verdict within {VERDICT_WAIT:?}: is a node running? (the {message} stays \
+         posted and applies when a leader reads it)"
+    )
 }
 
 /// `error` as the page says it: for want of a privilege, with who may.

@@ -1,7 +1,7 @@
 //! The operator's page as HTML: what `taskweave-pg status` prints, and the
-//! forms that cancel a task and drain the cluster. Every figure has an
-//! `id` (a browser test reads them); every text the cluster or a peer
-//! wrote (names, reasons, statuses) is escaped.
+//! forms that cancel a task, redrive dead letters and drain the cluster.
+//! Every figure has an `id` (a browser test reads them); every text the
+//! cluster or a peer wrote (names, reasons, statuses) is escaped.
 
 use std::fmt::Write as _;
 
@@ -201,11 +201,18 @@ fn actions(html: &mut String, token: &str) {
          value=\"{token}\"><label>cancel task <input id=\"cancel-task\" name=\"task\" \
          placeholder=\"task-N\" required></label> <button id=\"cancel-submit\">cancel</button>\
          </form>\
+         <form method=\"post\" action=\"/redrive\"><input type=\"hidden\" name=\"token\" \
+         value=\"{token}\">redrive dead letters: <label>task <input id=\"redrive-task\" \
+         name=\"task\" placeholder=\"task-N\"></label> or every letter of <label>kind \
+         <input id=\"redrive-kind\" name=\"kind\"></label> <label>cause <select \
+         id=\"redrive-cause\" name=\"cause\"><option value=\"\">any</option><option>retries-exhausted</option><option>non-retryable</option><option>unroutable</option><option>expired</option>\
+         </select></label> <label>key <input id=\"redrive-key\" name=\"key\"></label> \
+         <button id=\"redrive-submit\">redrive</button> (each runs again as a new task)</form>\
          <form method=\"post\" action=\"/drain\"><input type=\"hidden\" name=\"token\" \
          value=\"{token}\"><button id=\"drain-submit\">drain the cluster</button> (no more \
          submissions; every node and agent stops once the work in flight ends)</form>\
          <p>Cancelling a task needs a submitter's login (its own tasks) or a node login; \
-         draining needs a node login.</p>"
+         redriving and draining need a node login.</p>"
     );
 }
 

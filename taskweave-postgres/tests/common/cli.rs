@@ -43,6 +43,23 @@ pub fn init(admin: &str, logins: &[&str]) -> String {
     said
 }
 
+/// The logins most tests need, made by `init` on `cluster`: a node login
+/// `n`, agent 1's login `a` and a submitter `s`; their connection
+/// strings, in that order.
+pub fn node_agent_submitter(
+    cluster: &taskweave_postgres::testkit::PgCluster,
+) -> (String, String, String) {
+    init(
+        &cluster.conninfo(),
+        &["--node", "n", "--agent", "1:a", "--submitter", "s"],
+    );
+    (
+        cluster.conninfo_as("n"),
+        cluster.conninfo_as("a"),
+        cluster.conninfo_as("s"),
+    )
+}
+
 /// A role left running; killed when dropped.
 pub struct Running(Child);
 

@@ -1,0 +1,333 @@
+//! [`AsyncPgClient`]: the client of a cluster for async (tokio) hosts, on
+//! `tokio-postgres`.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use taskweave::cluster::{
+    ClientOp, ClientReply, Lease, Message, MessageId, Outcome, Redrive, RunCommand, RunEnd, Status,
+    StoreFailure, Verdict,
+};
+use taskweave::scheduler::TaskSpec;
+use taskweave::{TaskId, WorkflowId};
+use tokio_postgres::{Client, Config, NoTls};
+
+use super::client::{first_id, unrelated};
+use crate::PgError;
+use crate::schema::{INSTALLED_VERSION, SCHEMA_VERSION, version_of};
+use crate::store::client_ops::{Plan, borrowed, plan};
+use crate::store::errors::{Stage, breaks_connection, failure};
+use crate::store::{session_config, target, unreachable_store};
+
+/// How often the `wait_*` calls read again.
+const WAIT_STEP: Duration = Duration::from_millis(20);
+
+/// A client of a taskweave cluster on PostgreSQL for async hosts: what
+/// [`PgClient`](crate::PgClient) does (submit, cancel, redrive, drain,
+/// post run commands; read verdicts, outcomes, run ends and the status),
+/// as `async fn`s on one `tokio-postgres` connection, so a request
+/// handler awaits the cluster without a blocking thread.
+///
+/// It must run inside a tokio runtime (the connection is a tokio task).
+/// A broken connection (PostgreSQL restarted, say) fails the call that
+/// met it, and the next call connects again. A post whose answer was
+/// lost is [`StoreFailure::Unknown`]: it may have landed. Like
+/// `PgClient`, it holds one connection; a host that serves many requests
+/// at once keeps a few clients (each call takes `&mut self`).
+///
+/// Why only the client is async: a node and an agent are each one loop
+/// that owns its connection for its whole life and does one operation at
+/// a time, which a thread of its own
+/// ([`tokio::task::spawn_blocking`](https://docs.rs/tokio/latest/tokio/task/fn.spawn_blocking.html))
+/// runs as well as a task would; the client is what an async service
+/// calls from its handlers, many times a second, where a blocking call
+/// would stall a worker thread. `examples/tokio_service.rs` embeds both.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use taskweave::scheduler::TaskSpec;
+/// use taskweave::cluster::Verdict;
+/// use taskweave_postgres::AsyncPgClient;
+///
+/// # async fn handler() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut client = AsyncPgClient::<serde_json::Value>::connect("host=/tmp dbname=app user=app_submitter").await?;
+/// let message = client.submit(vec![TaskSpec::new(serde_json::json!({"n": 1}))]).await?;
+/// if let [Some(Verdict::Submitted(tasks))] = &client.wait_verdicts(&[message], Duration::from_secs(5)).await?[..] {
+///     let task = tasks[0].clone()?;
+///     let outcome = client.wait_outcomes(&[task], Duration::from_secs(30)).await?;
+///     println!("{task}: {:?}", outcome[0]);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub struct AsyncPgClient<P> {
+    config: Config,
+    target: String,
+    client: Option<Client>,
+    payload: PhantomData<fn() -> P>,
+}
+
+impl<P> fmt::Debug for AsyncPgClient<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncPgClient")
+            .field("target", &self.target)
+            .field("connected", &self.client.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Serialize + DeserializeOwned + Clone> AsyncPgClient<P> {
+    /// Connects as the login `conninfo` names, as
+    /// [`PgStore::connect`](crate::PgStore::connect) does (libpq's
+    /// environment and password file, the session's settings), and checks
+    /// the schema version.
+    ///
+    /// # Errors
+    ///
+    /// [`PgError::Conninfo`], [`PgError::Connect`] or [`PgError::Schema`],
+    /// as `PgStore::connect`.
+    pub async fn connect(conninfo: &str) -> Result<Self, PgError> {
+        let config = session_config(conninfo)?;
+        let mut client = AsyncPgClient {
+            target: target(&config),
+            config,
+            client: None,
+            payload: PhantomData,
+        };
+        client.client = Some(client.open().await?);
+        Ok(client)
+    }
+
+    /// Opens a connection, its driver spawned on the runtime, and checks
+    /// the schema version.
+    async fn open(&self) -> Result<Client, PgError> {
+        let connect_error = |source| PgError::Connect {
+            target: self.target.clone(),
+            source,
+        };
+        let (client, connection) = self.config.connect(NoTls).await.map_err(connect_error)?;
+        // It ends when the client is dropped or the server goes away;
+        // a call then fails, and the next one connects again.
+        tokio::spawn(connection);
+        let found = version_of(client.query_one(INSTALLED_VERSION, &[]).await)?;
+        if found != SCHEMA_VERSION {
+            return Err(PgError::Schema {
+                found,
+                needed: SCHEMA_VERSION,
+            });
+        }
+        Ok(client)
+    }
+
+    /// Runs one client operation of the store contract.
+    async fn op(&mut self, op: ClientOp<P>) -> Result<ClientReply<P>, StoreFailure> {
+        let (sql, params, write, rows) = match plan(op)? {
+            Plan::Answered(reply) => return Ok(*reply),
+            Plan::Query {
+                sql,
+                params,
+                write,
+                rows,
+            } => (sql, params, write, rows),
+        };
+        let client = match self.client.take() {
+            Some(client) if !client.is_closed() => client,
+            _ => self.open().await.map_err(unreachable_store)?,
+        };
+        let client = self.client.insert(client);
+        // One statement is its own transaction: a post whose connection
+        // broke after it was sent may have committed.
+        let stage = if write {
+            Stage::Commit
+        } else {
+            Stage::BeforeCommit
+        };
+        match client.query(sql, &borrowed(&params)).await {
+            Ok(found) => rows.decode(&found),
+            Err(e) => {
+                if breaks_connection(&e) {
+                    self.client = None;
+                }
+                Err(failure(&e, stage))
+            }
+        }
+    }
+
+    async fn post(&mut self, messages: Vec<Message<P>>) -> Result<Vec<MessageId>, StoreFailure> {
+        match self.op(ClientOp::Post(messages)).await? {
+            ClientReply::Posted(ids) => Ok(ids),
+            other => Err(unrelated(&other)),
+        }
+    }
+
+    /// Submits tasks in one message; answers its id
+    /// ([`PgClient::submit`](crate::PgClient::submit)).
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub async fn submit(&mut self, specs: Vec<TaskSpec<P>>) -> Result<MessageId, StoreFailure> {
+        self.post(vec![Message::Submit(specs)]).await.map(first_id)
+    }
+
+    /// Submits many messages of tasks at once; answers their ids.
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub async fn submit_many(
+        &mut self,
+        batches: Vec<Vec<TaskSpec<P>>>,
+    ) -> Result<Vec<MessageId>, StoreFailure> {
+        self.post(batches.into_iter().map(Message::Submit).collect())
+            .await
+    }
+
+    /// Asks the leader to cancel `task`.
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub async fn cancel(&mut self, task: TaskId) -> Result<MessageId, StoreFailure> {
+        self.post(vec![Message::Cancel(task)]).await.map(first_id)
+    }
+
+    /// Sends dead letters back to the queue
+    /// ([`PgClient::redrive`](crate::PgClient::redrive)); needs a node
+    /// login.
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub async fn redrive(&mut self, which: Redrive) -> Result<MessageId, StoreFailure> {
+        self.post(vec![Message::Redrive(which)]).await.map(first_id)
+    }
+
+    /// Drains the cluster ([`PgClient::drain`](crate::PgClient::drain));
+    /// needs a node login.
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub async fn drain(&mut self) -> Result<MessageId, StoreFailure> {
+        self.post(vec![Message::Drain]).await.map(first_id)
+    }
+
+    /// Posts a command to the runs the cluster hosts
+    /// ([`PgClient::run`](crate::PgClient::run)).
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub async fn run(&mut self, command: RunCommand<P>) -> Result<MessageId, StoreFailure> {
+        self.post(vec![Message::Run(command)]).await.map(first_id)
+    }
+
+    /// Each message's verdict, `None` while it is pending.
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub async fn verdicts(
+        &mut self,
+        ids: &[MessageId],
+    ) -> Result<Vec<Option<Verdict>>, StoreFailure> {
+        match self.op(ClientOp::Verdicts(ids.to_vec())).await? {
+            ClientReply::Verdicts(verdicts) => Ok(verdicts),
+            other => Err(unrelated(&other)),
+        }
+    }
+
+    /// How each task ended, with its output
+    /// ([`PgClient::outcomes`](crate::PgClient::outcomes)).
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub async fn outcomes(
+        &mut self,
+        tasks: &[TaskId],
+    ) -> Result<Vec<Option<Outcome<P>>>, StoreFailure> {
+        match self.op(ClientOp::Outcomes(tasks.to_vec())).await? {
+            ClientReply::Outcomes(ends) => Ok(ends),
+            other => Err(unrelated(&other)),
+        }
+    }
+
+    /// How each hosted run ended ([`PgClient::run_ends`](crate::PgClient::run_ends)).
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub async fn run_ends(
+        &mut self,
+        runs: &[WorkflowId],
+    ) -> Result<Vec<Option<RunEnd<P>>>, StoreFailure> {
+        match self.op(ClientOp::Runs(runs.to_vec())).await? {
+            ClientReply::Runs(ends) => Ok(ends),
+            other => Err(unrelated(&other)),
+        }
+    }
+
+    /// The lease and the status the leader published last.
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub async fn status(&mut self) -> Result<(Lease, Option<Status>), StoreFailure> {
+        match self.op(ClientOp::Status).await? {
+            ClientReply::Status(lease, status) => Ok((lease, status)),
+            other => Err(unrelated(&other)),
+        }
+    }
+
+    /// Waits up to `timeout` (reading every 20 ms, with tokio's timer)
+    /// for every message's verdict; those still pending then are `None`.
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub async fn wait_verdicts(
+        &mut self,
+        ids: &[MessageId],
+        timeout: Duration,
+    ) -> Result<Vec<Option<Verdict>>, StoreFailure> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let answers = self.verdicts(ids).await?;
+            if all_there(&answers, deadline) {
+                return Ok(answers);
+            }
+            tokio::time::sleep(WAIT_STEP).await;
+        }
+    }
+
+    /// Waits up to `timeout` for every task to end; those still live then
+    /// (or never given out, or forgotten) are `None`.
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub async fn wait_outcomes(
+        &mut self,
+        tasks: &[TaskId],
+        timeout: Duration,
+    ) -> Result<Vec<Option<Outcome<P>>>, StoreFailure> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let answers = self.outcomes(tasks).await?;
+            if all_there(&answers, deadline) {
+                return Ok(answers);
+            }
+            tokio::time::sleep(WAIT_STEP).await;
+        }
+    }
+}
+
+/// Whether a wait is over: every answer is there, or the deadline passed.
+fn all_there<T>(answers: &[Option<T>], deadline: tokio::time::Instant) -> bool {
+    answers.iter().all(Option::is_some) || tokio::time::Instant::now() >= deadline
+}
