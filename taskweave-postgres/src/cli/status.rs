@@ -29,13 +29,12 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut client = PgClient::<Payload>::connect(&args.db()?).map_err(|e| e.to_string())?;
-    let (lease, status) = client.status().map_err(hint("status", READER))?;
     if args.switch("--json") {
-        let json = serde_json::json!({ "epoch": lease.epoch, "holder": lease.holder, "held": lease.held,
-            "stopped": lease.stopped, "status": status });
+        let json = client.status_json().map_err(hint("status", READER))?;
         say!("{json}");
         return Ok(ExitCode::SUCCESS);
     }
+    let (lease, status) = client.status().map_err(hint("status", READER))?;
     let state = match (lease.stopped, lease.held) {
         (true, _) => "the cluster was drained and stopped",
         (false, true) => "lease held",

@@ -347,6 +347,22 @@ impl<P: Clone + Serialize + DeserializeOwned> PgClient<P> {
             other => Err(unrelated(&other)),
         }
     }
+
+    /// The lease and the status as one JSON object, `{"epoch", "holder",
+    /// "held", "stopped", "status"}` (`status` is `null` before a leader
+    /// published one): what `taskweave-pg status --json` prints and the
+    /// operator's page serves at `/status.json`.
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreFailure`].
+    pub fn status_json(&mut self) -> Result<serde_json::Value, StoreFailure> {
+        let (lease, status) = self.status()?;
+        Ok(
+            serde_json::json!({ "epoch": lease.epoch, "holder": lease.holder,
+            "held": lease.held, "stopped": lease.stopped, "status": status }),
+        )
+    }
 }
 
 /// The id of the one message a post answered for.

@@ -208,14 +208,12 @@ impl PageState {
     }
 
     fn status_json(&mut self) -> Response {
-        match self.client.status() {
-            Ok((lease, status)) => Response {
+        match self.client.status_json() {
+            Ok(json) => Response {
                 status: "200 OK",
                 content_type: "application/json",
                 location: None,
-                body: serde_json::json!({ "epoch": lease.epoch, "holder": lease.holder,
-                    "held": lease.held, "stopped": lease.stopped, "status": status })
-                .to_string(),
+                body: json.to_string(),
             },
             Err(e) => Response::text("503 Service Unavailable", format!("{e}\n")),
         }
