@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use super::task::{DeadLetterCause, DeadLetterReason, TaskSpec};
+use super::task::{DeadLetterCause, DeadLetterReason, TaskSpec, UnknownCause};
 use crate::{Instant, TaskId};
 
 /// One dead-lettered task: its spec (payload included, so it can be
@@ -98,6 +98,33 @@ impl DeadLetterFilter {
     pub fn key(mut self, key: impl Into<String>) -> Self {
         self.key = Some(key.into());
         self
+    }
+
+    /// The filter an operator types: each condition given as a word, or
+    /// left out (a cause reads as [`DeadLetterCause`] prints).
+    ///
+    /// ```
+    /// use taskweave::scheduler::{DeadLetterCause, DeadLetterFilter};
+    ///
+    /// let typed = DeadLetterFilter::from_words(Some("gpu"), Some("expired"), None)?;
+    /// assert_eq!(typed, DeadLetterFilter::new().kind("gpu").cause(DeadLetterCause::Expired));
+    /// assert!(DeadLetterFilter::from_words(None, Some("lost"), None).is_err());
+    /// # Ok::<(), taskweave::scheduler::UnknownCause>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownCause`] for a cause that names none.
+    pub fn from_words(
+        kind: Option<&str>,
+        cause: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<Self, UnknownCause> {
+        Ok(DeadLetterFilter {
+            kind: kind.map(str::to_owned),
+            cause: cause.map(str::parse).transpose()?,
+            key: key.map(str::to_owned),
+        })
     }
 
     /// Whether `letter` matches.

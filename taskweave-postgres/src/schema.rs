@@ -154,6 +154,18 @@ pub fn installed_version(client: &mut Client) -> Result<i32, PgError> {
 pub(crate) const INSTALLED_VERSION: &str =
     "SELECT COALESCE(max(version), 0) FROM taskweave.schema_version";
 
+/// Refuses a schema at another version than this build's, naming both.
+pub(crate) fn require_current(found: i32) -> Result<(), PgError> {
+    if found == SCHEMA_VERSION {
+        Ok(())
+    } else {
+        Err(PgError::Schema {
+            found,
+            needed: SCHEMA_VERSION,
+        })
+    }
+}
+
 /// The version [`INSTALLED_VERSION`] answered: 0 without the schema.
 pub(crate) fn version_of(answer: Result<postgres::Row, postgres::Error>) -> Result<i32, PgError> {
     match answer {

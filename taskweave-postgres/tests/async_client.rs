@@ -31,6 +31,17 @@ async fn submit(client: &mut AsyncPgClient<Value>, first: u64, n: u64) -> Vec<ta
     tasks.iter().map(|t| t.clone().unwrap()).collect()
 }
 
+/// The client's futures may move between a runtime's threads
+/// (`tokio::spawn` needs that): a compile-time check.
+#[allow(dead_code)]
+fn its_futures_are_send(client: &mut AsyncPgClient<Value>) {
+    fn send<T: Send>(_: T) {}
+    send(client.wait_verdicts(&[], WAIT));
+    send(client.wait_outcomes(&[], WAIT));
+    send(client.submit(Vec::new()));
+    send(client.status());
+}
+
 #[test]
 fn an_async_client_submits_outlives_a_restart_redrives_and_drains() {
     let Some(mut cluster) = start_or_skip("async_client") else {

@@ -229,20 +229,24 @@ impl<P: Clone> Replica<P> {
                 let result = dispatcher.apply(input);
                 // Every task this input made new (a submission, or a dead
                 // letter requeued) is noted as a submission's.
-                let new: Vec<TaskId> = match &result {
-                    Ok(Applied::Batch(results)) => {
-                        let new = |s: &Submitted| matches!(s, Submitted::New(_)).then(|| s.id());
-                        results.iter().flatten().filter_map(new).collect()
-                    }
-                    Ok(Applied::Submitted(Submitted::New(task))) => vec![*task],
-                    Ok(Applied::Redriven(redriven)) => {
-                        redriven.requeued.iter().map(|&(_, task)| task).collect()
-                    }
-                    _ => Vec::new(),
+                let (submitted_at, tenants) = (&mut self.submitted_at, &mut self.tenants);
+                let mut note = |task: TaskId| {
+                    submitted_at.insert(task, now);
+                    tenants.note(dispatcher, task);
                 };
-                for task in new {
-                    self.submitted_at.insert(task, now);
-                    self.tenants.note(dispatcher, task);
+                match &result {
+                    Ok(Applied::Batch(results)) => {
+                        for submitted in results.iter().flatten() {
+                            if let Submitted::New(task) = *submitted {
+                                note(task);
+                            }
+                        }
+                    }
+                    Ok(Applied::Submitted(Submitted::New(task))) => note(*task),
+                    Ok(Applied::Redriven(redriven)) => {
+                        redriven.requeued.iter().for_each(|&(_, task)| note(task));
+                    }
+                    _ => {}
                 }
                 applied(result)
             }

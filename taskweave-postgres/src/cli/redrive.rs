@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use taskweave::cluster::{Redrive, Verdict};
-use taskweave::scheduler::{DeadLetterCause, DeadLetterFilter};
+use taskweave::scheduler::DeadLetterFilter;
 use taskweave_postgres::PgClient;
 
 use super::Payload;
@@ -95,17 +95,12 @@ fn redrives(args: &Args) -> Result<Vec<Redrive>, String> {
     if !args.positional.is_empty() {
         return Err(args.wrong("name tasks or say --all, not both"));
     }
-    let mut filter = DeadLetterFilter::new();
-    if let Some(kind) = args.value("--kind") {
-        filter = filter.kind(kind);
-    }
-    if let Some(cause) = args.value("--cause") {
-        let cause: DeadLetterCause = cause.parse().map_err(|e| args.wrong(&format!("{e}")))?;
-        filter = filter.cause(cause);
-    }
-    if let Some(key) = args.value("--key") {
-        filter = filter.key(key);
-    }
+    let filter = DeadLetterFilter::from_words(
+        args.value("--kind"),
+        args.value("--cause"),
+        args.value("--key"),
+    )
+    .map_err(|e| args.wrong(&e.to_string()))?;
     Ok(vec![Redrive::Matching(filter)])
 }
 
@@ -113,6 +108,7 @@ fn redrives(args: &Args) -> Result<Vec<Redrive>, String> {
 mod tests {
     use super::*;
     use taskweave::TaskId;
+    use taskweave::scheduler::DeadLetterCause;
 
     fn asked(words: &[&str]) -> Result<Vec<Redrive>, String> {
         let raw: Vec<String> = words.iter().map(|w| w.to_string()).collect();

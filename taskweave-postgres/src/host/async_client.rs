@@ -17,10 +17,13 @@ use tokio_postgres::{Client, Config, NoTls};
 
 use super::client::{first_id, unrelated};
 use crate::PgError;
-use crate::schema::{INSTALLED_VERSION, SCHEMA_VERSION, version_of};
+use crate::schema::{INSTALLED_VERSION, require_current, version_of};
 use crate::store::client_ops::{Plan, borrowed, plan};
 use crate::store::errors::{Stage, breaks_connection, failure};
 use crate::store::{session_config, target, unreachable_store};
+
+/// What a read's reply answers: one `Option` per thing asked.
+type AnswersOf<P, T> = fn(ClientReply<P>) -> Result<Vec<Option<T>>, StoreFailure>;
 
 /// How often the `wait_*` calls read again.
 const WAIT_STEP: Duration = Duration::from_millis(20);
@@ -112,13 +115,7 @@ impl<P: Serialize + DeserializeOwned + Clone> AsyncPgClient<P> {
         // It ends when the client is dropped or the server goes away;
         // a call then fails, and the next one connects again.
         tokio::spawn(connection);
-        let found = version_of(client.query_one(INSTALLED_VERSION, &[]).await)?;
-        if found != SCHEMA_VERSION {
-            return Err(PgError::Schema {
-                found,
-                needed: SCHEMA_VERSION,
-            });
-        }
+        require_current(version_of(client.query_one(INSTALLED_VERSION, &[]).await)?)?;
         Ok(client)
     }
 
@@ -235,10 +232,7 @@ impl<P: Serialize + DeserializeOwned + Clone> AsyncPgClient<P> {
         &mut self,
         ids: &[MessageId],
     ) -> Result<Vec<Option<Verdict>>, StoreFailure> {
-        match self.op(ClientOp::Verdicts(ids.to_vec())).await? {
-            ClientReply::Verdicts(verdicts) => Ok(verdicts),
-            other => Err(unrelated(&other)),
-        }
+        verdicts_of(self.op(ClientOp::Verdicts(ids.to_vec())).await?)
     }
 
     /// How each task ended, with its output
@@ -251,10 +245,7 @@ impl<P: Serialize + DeserializeOwned + Clone> AsyncPgClient<P> {
         &mut self,
         tasks: &[TaskId],
     ) -> Result<Vec<Option<Outcome<P>>>, StoreFailure> {
-        match self.op(ClientOp::Outcomes(tasks.to_vec())).await? {
-            ClientReply::Outcomes(ends) => Ok(ends),
-            other => Err(unrelated(&other)),
-        }
+        outcomes_of(self.op(ClientOp::Outcomes(tasks.to_vec())).await?)
     }
 
     /// How each hosted run ended ([`PgClient::run_ends`](crate::PgClient::run_ends)).
@@ -295,14 +286,8 @@ impl<P: Serialize + DeserializeOwned + Clone> AsyncPgClient<P> {
         ids: &[MessageId],
         timeout: Duration,
     ) -> Result<Vec<Option<Verdict>>, StoreFailure> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let answers = self.verdicts(ids).await?;
-            if all_there(&answers, deadline) {
-                return Ok(answers);
-            }
-            tokio::time::sleep(WAIT_STEP).await;
-        }
+        let op = ClientOp::Verdicts(ids.to_vec());
+        self.wait_for_all(timeout, op, verdicts_of).await
     }
 
     /// Waits up to `timeout` for every task to end; those still live then
@@ -316,10 +301,23 @@ impl<P: Serialize + DeserializeOwned + Clone> AsyncPgClient<P> {
         tasks: &[TaskId],
         timeout: Duration,
     ) -> Result<Vec<Option<Outcome<P>>>, StoreFailure> {
+        let op = ClientOp::Outcomes(tasks.to_vec());
+        self.wait_for_all(timeout, op, outcomes_of).await
+    }
+
+    /// Runs the read `op` until every answer is there or `timeout` has
+    /// passed, every [`WAIT_STEP`]. (A read and a function rather than a
+    /// closure over `self`: the future stays `Send`.)
+    async fn wait_for_all<T>(
+        &mut self,
+        timeout: Duration,
+        op: ClientOp<P>,
+        answers_of: AnswersOf<P, T>,
+    ) -> Result<Vec<Option<T>>, StoreFailure> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let answers = self.outcomes(tasks).await?;
-            if all_there(&answers, deadline) {
+            let answers = answers_of(self.op(op.clone()).await?)?;
+            if answers.iter().all(Option::is_some) || tokio::time::Instant::now() >= deadline {
                 return Ok(answers);
             }
             tokio::time::sleep(WAIT_STEP).await;
@@ -327,7 +325,18 @@ impl<P: Serialize + DeserializeOwned + Clone> AsyncPgClient<P> {
     }
 }
 
-/// Whether a wait is over: every answer is there, or the deadline passed.
-fn all_there<T>(answers: &[Option<T>], deadline: tokio::time::Instant) -> bool {
-    answers.iter().all(Option::is_some) || tokio::time::Instant::now() >= deadline
+/// The verdicts a reply carries.
+fn verdicts_of<P>(reply: ClientReply<P>) -> Result<Vec<Option<Verdict>>, StoreFailure> {
+    match reply {
+        ClientReply::Verdicts(verdicts) => Ok(verdicts),
+        other => Err(unrelated(&other)),
+    }
+}
+
+/// The outcomes a reply carries.
+fn outcomes_of<P>(reply: ClientReply<P>) -> Result<Vec<Option<Outcome<P>>>, StoreFailure> {
+    match reply {
+        ClientReply::Outcomes(ends) => Ok(ends),
+        other => Err(unrelated(&other)),
+    }
 }

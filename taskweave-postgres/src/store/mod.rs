@@ -53,7 +53,7 @@ pub use cluster_config::{cluster_config, set_cluster_config};
 pub use errors::PgError;
 use errors::{Stage, breaks_connection, corrupt, failure};
 
-use crate::schema::{SCHEMA_VERSION, installed_version};
+use crate::schema::{installed_version, require_current};
 
 /// The longest any statement may run before the server cancels it.
 const STATEMENT_TIMEOUT_MS: u32 = 30_000;
@@ -246,7 +246,7 @@ impl<P> PgStore<P> {
     /// [`PgError::Conninfo`] for a string that does not parse,
     /// [`PgError::Connect`] when the server cannot be reached or refuses
     /// the login, [`PgError::Schema`] when the schema is missing or at
-    /// another version than [`SCHEMA_VERSION`].
+    /// another version than [`SCHEMA_VERSION`](crate::SCHEMA_VERSION).
     pub fn connect(conninfo: &str) -> Result<Self, PgError> {
         let config = session_config(conninfo)?;
         let target = target(&config);
@@ -279,13 +279,7 @@ impl<P> PgStore<P> {
                 target: self.target.clone(),
                 source,
             })?;
-        let found = installed_version(&mut client)?;
-        if found != SCHEMA_VERSION {
-            return Err(PgError::Schema {
-                found,
-                needed: SCHEMA_VERSION,
-            });
-        }
+        require_current(installed_version(&mut client)?)?;
         for channel in &self.listening {
             client
                 .batch_execute(&format!("LISTEN {channel}"))

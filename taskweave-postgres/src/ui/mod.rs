@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use taskweave::TaskId;
 use taskweave::cluster::{MessageId, Redrive, StoreFailure, Verdict};
-use taskweave::scheduler::{DeadLetterCause, DeadLetterFilter};
+use taskweave::scheduler::DeadLetterFilter;
 
 use crate::http::{Request, Response, Server, form_value};
 use crate::{PgClient, PgError, wall_now};
@@ -253,20 +253,15 @@ impl PageState {
                 Err(e) => return e.to_string(),
             },
             None => {
-                let mut filter = DeadLetterFilter::new();
-                if let Some(kind) = field("kind") {
-                    filter = filter.kind(kind);
+                let (kind, cause, key) = (field("kind"), field("cause"), field("key"));
+                match DeadLetterFilter::from_words(
+                    kind.as_deref(),
+                    cause.as_deref(),
+                    key.as_deref(),
+                ) {
+                    Ok(filter) => Redrive::Matching(filter),
+                    Err(e) => return e.to_string(),
                 }
-                if let Some(cause) = field("cause") {
-                    match cause.parse::<DeadLetterCause>() {
-                        Ok(cause) => filter = filter.cause(cause),
-                        Err(e) => return e.to_string(),
-                    }
-                }
-                if let Some(key) = field("key") {
-                    filter = filter.key(key);
-                }
-                Redrive::Matching(filter)
             }
         };
         let posted = self
