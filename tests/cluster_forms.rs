@@ -22,10 +22,10 @@ use serde::{Deserialize, Serialize};
 use taskweave::agent::AgentProfile;
 use taskweave::cluster::{
     AgentOp, Auditor, ClientOp, ClientReply, Entry, Fault, JournalRow, MemStore, Message, Node,
-    NodeConfig, Role, Sender, Status, Store, Verdict,
+    NodeConfig, Redrive, Role, Sender, Status, Store, Verdict,
 };
 use taskweave::scheduler::{
-    AttemptOutcome, DispatcherConfig, Input, Snapshot, TaskReport, TaskSpec,
+    AttemptOutcome, DeadLetterFilter, DispatcherConfig, Input, Snapshot, TaskReport, TaskSpec,
 };
 use taskweave::{AgentId, AttemptToken, Instant, Priority, TaskId};
 
@@ -388,6 +388,11 @@ fn any_message() -> impl Strategy<Value = (Sender, Message<String>)> {
             Message::Submit(payloads.into_iter().map(TaskSpec::new).collect())
         }),
         (0u64..6).prop_map(|t| Message::Cancel(TaskId::new(t))),
+        (0u64..6).prop_map(|t| Message::Redrive(Redrive::Task(TaskId::new(t)))),
+        proptest::option::of("[a-z]{0,3}").prop_map(|kind| {
+            let filter = DeadLetterFilter::from_words(kind.as_deref(), None, None).unwrap();
+            Message::Redrive(Redrive::Matching(filter))
+        }),
         Just(Message::Drain),
     ];
     (sender, message)
