@@ -278,11 +278,22 @@ impl<P: Clone> AgentSession<P> {
         if self.phase != Phase::Run || !self.finished.is_empty() {
             return Some(self.wake_at);
         }
-        let mut next = self.heartbeat_at.min(self.refusals_at).min(self.check_at);
+        let mut next = self.heartbeat_at.min(self.refusals_at);
+        if self.checks() {
+            next = next.min(self.check_at);
+        }
         if self.free_slots() > 0 {
             next = next.min(self.claim_at);
         }
         Some(next.max(self.wake_at))
+    }
+
+    /// Whether the session checks its held attempts with a claim every
+    /// so often: only while it holds some (none can be cancelled
+    /// otherwise, and the cluster's stop comes with a notice and every
+    /// heartbeat's answer).
+    fn checks(&self) -> bool {
+        !self.held.is_empty()
     }
 
     fn free_slots(&self) -> usize {
@@ -335,7 +346,8 @@ impl<P: Clone> AgentSession<P> {
                 (Sent::Refusals, AgentOp::TakeRefusals { agent: self.agent })
             }
             Phase::Run
-                if (now >= self.claim_at && self.free_slots() > 0) || now >= self.check_at =>
+                if (now >= self.claim_at && self.free_slots() > 0)
+                    || (now >= self.check_at && self.checks()) =>
             {
                 self.check_at = now.saturating_add(self.config.refusals_every);
                 let limit = self.free_slots();

@@ -19,6 +19,9 @@ pub struct NodeConfig {
     pub(crate) renew_every: Duration,
     pub(crate) follow_every: Duration,
     pub(crate) idle_poll: Duration,
+    /// With notices ([`NodeConfigBuilder::woken_by_notices`]): the
+    /// longest an idle leader or a follower goes without reading.
+    pub(crate) notices: Option<Duration>,
     pub(crate) batch: usize,
     pub(crate) journal_page: usize,
     pub(crate) snapshot_every: u64,
@@ -50,7 +53,9 @@ impl NodeConfig {
     /// A builder for the node called `name` (its lease holder name and log
     /// prefix), with defaults that suit PostgreSQL on a LAN: a 1 s lease
     /// renewed every 250 ms, followers polling every 20 ms, an idle leader
-    /// polling its inbox every 2 ms, batches of 1,000 messages, a snapshot
+    /// polling its inbox every 2 ms (or woken by the store's notices:
+    /// [`woken_by_notices`](NodeConfigBuilder::woken_by_notices)),
+    /// batches of 1,000 messages, a snapshot
     /// every 4,000 entries, or 2 per live task and active run when they
     /// are more, with the journal trimmed behind it, status every
     /// 250 ms, a backoff from 50 ms to 2 s, and outputs of up to 1 MiB.
@@ -61,6 +66,7 @@ impl NodeConfig {
             renew_every: Duration::from_millis(250),
             follow_every: Duration::from_millis(20),
             idle_poll: Duration::from_millis(2),
+            notices: None,
             batch: 1_000,
             journal_page: 2_000,
             snapshot_every: 4_000,
@@ -152,9 +158,24 @@ impl NodeConfigBuilder {
         self
     }
 
-    /// How often an idle leader reads its inbox.
+    /// How often an idle leader reads its inbox (without notices).
     pub fn idle_poll(mut self, every: Duration) -> Self {
         self.0.idle_poll = every;
+        self
+    }
+
+    /// The host wakes the node with [`Node::notice`](super::Node::notice)
+    /// whenever the store tells it of an inbox post or a journal commit
+    /// (PostgreSQL's `LISTEN`/`NOTIFY`), so that an idle node need not
+    /// poll. An idle leader then reads its inbox on a notice, when a
+    /// timer of its state is due, and at least every `every` (the net
+    /// for a lost notice), instead of every idle poll. A follower reads
+    /// the journal on a notice (at most once per follow period) and at
+    /// least every `every`, and the lease every renewal period (not every
+    /// follow period): a takeover comes up to a renewal period later than
+    /// the lease's expiry.
+    pub fn woken_by_notices(mut self, every: Duration) -> Self {
+        self.0.notices = Some(every);
         self
     }
 
@@ -255,6 +276,7 @@ impl NodeConfigBuilder {
             ("the follow period", c.follow_every),
             ("the idle poll", c.idle_poll),
             ("the status period", c.status_every),
+            ("the poll between notices", c.notices.unwrap_or(c.idle_poll)),
         ] {
             if d.is_zero() || d > hour {
                 return fail(format!(

@@ -82,6 +82,9 @@ pub struct MemStore<P> {
     next_message: MessageId,
     next_incarnation: u64,
     fault: Option<Fault>,
+    /// Messages posted but heartbeats, and commits that appended entries:
+    /// what PostgreSQL's triggers notify the nodes of.
+    notified: (u64, u64),
 }
 
 impl<P> Default for MemStore<P> {
@@ -105,6 +108,7 @@ impl<P> Default for MemStore<P> {
             next_message: 1,
             next_incarnation: 1,
             fault: None,
+            notified: (0, 0),
         }
     }
 }
@@ -358,10 +362,12 @@ impl<P: Clone> MemStore<P> {
             } => {
                 let saved = (self.expires_at, self.epoch);
                 self.fence(epoch, ttl, now)?;
+                let appends = !entries.is_empty();
                 if let Err(e) = self.commit(first_seq, entries, consumed, outputs, epoch) {
                     (self.expires_at, self.epoch) = saved;
                     return Err(e);
                 }
+                self.notified.1 += u64::from(appends);
                 NodeReply::Done
             }
             NodeOp::PutSnapshot {
@@ -406,10 +412,21 @@ impl<P: Clone> MemStore<P> {
         })
     }
 
+    /// How many messages but heartbeats were posted, and how many commits
+    /// appended to the journal, since the store was made: a host of nodes
+    /// tells them of each ([`Node::notice`](super::Node::notice)), as
+    /// PostgreSQL's triggers do.
+    pub fn notified(&self) -> (u64, u64) {
+        self.notified
+    }
+
     fn post(&mut self, sender: Sender, messages: Vec<Message<P>>) -> Vec<MessageId> {
         messages
             .into_iter()
             .map(|body| {
+                if !matches!(body, Message::Heartbeat) {
+                    self.notified.0 += 1;
+                }
                 let id = self.next_message;
                 self.next_message += 1;
                 self.inbox.insert(

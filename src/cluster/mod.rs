@@ -36,6 +36,15 @@
 //! attempts go back to the queue (no heartbeat timeout to wait out), and
 //! only the incarnation an outbox row was assigned to claims it.
 //!
+//! **Waking instead of polling.** A host whose store can tell it of an
+//! inbox post or a journal append (PostgreSQL's `LISTEN`/`NOTIFY`) hands
+//! each to [`Node::notice`] and builds its nodes with
+//! [`NodeConfigBuilder::woken_by_notices`]: an idle leader then reads its
+//! inbox on a notice or when a timer of its state is due, a follower its
+//! journal on a notice, and both at least once per the poll given, so a
+//! lost notice costs only time. [`MemStore::notified`] counts what a host
+//! of in-memory nodes would tell them of.
+//!
 //! ```
 //! use std::time::Duration;
 //! use taskweave::agent::AgentProfile;
@@ -115,7 +124,7 @@ pub use contract::{
 };
 pub use incarnation::INCARNATION_LABEL;
 pub use mem_store::{Fault, Kept, MemStore};
-pub use node::{Node, NodeEvent, Role};
+pub use node::{Node, NodeEvent, Notice, Role};
 pub use race::{StoreAnswer, StoreCall, check_store_races};
 pub use redrive::Redrive;
 pub use run_end_cursor::{MAX_RUN_ENDS_PAGE, RunEndCursor};

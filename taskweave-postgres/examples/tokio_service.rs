@@ -265,7 +265,10 @@ fn dispatcher() -> Result<DispatcherConfig, String> {
 /// The node, on its blocking thread: follows, takes the free lease and
 /// leads, until the drain stops the cluster or `stop` is set.
 fn node_role(db: &str, stop: &AtomicBool, log: Log) -> Result<NodeExit, String> {
+    // The schema's triggers notify the node of each post: it reads its
+    // inbox then, and polls only once a second as a net.
     let config = NodeConfig::builder(NODE)
+        .woken_by_notices(Duration::from_secs(1))
         .build()
         .map_err(|e| e.to_string())?;
     let mut node = PgNode::<Value>::new(db, config, dispatcher()?).map_err(|e| e.to_string())?;

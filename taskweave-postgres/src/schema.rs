@@ -46,7 +46,7 @@ pub use reset::{ResetReport, reset};
 use crate::store::errors::{PgError, is_undefined_object};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 11;
+pub const SCHEMA_VERSION: i32 = 12;
 
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`. Version
 /// 2 adds the task outcomes clients read; version 3 a task's output beside
@@ -56,7 +56,8 @@ pub const SCHEMA_VERSION: i32 = 11;
 /// and each client message's poster; version 8 each outcome's tenant and
 /// each submitter login's share of the inbox; version 9 each run end's
 /// tenant; version 10 the cluster's stored dispatcher configuration;
-/// version 11 the operator's redrive of dead letters.
+/// version 11 the operator's redrive of dead letters; version 12 the
+/// notifications of inbox posts and journal appends that wake the nodes.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema/v1.sql"),
     include_str!("schema/v2.sql"),
@@ -69,6 +70,7 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema/v9.sql"),
     include_str!("schema/v10.sql"),
     include_str!("schema/v11.sql"),
+    include_str!("schema/v12.sql"),
 ];
 
 /// The advisory lock migrations hold (`"twv1"` in ASCII).

@@ -92,16 +92,16 @@ fn the_database_enforces_least_privilege() {
         first,
         MigrateReport {
             from: 0,
-            to: 11,
-            applied: vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+            to: 12,
+            applied: vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
         }
     );
     let again = migrate(&mut admin).unwrap_or_else(|e| panic!("migrate again: {e}"));
     assert_eq!(
         again,
         MigrateReport {
-            from: 11,
-            to: 11,
+            from: 12,
+            to: 12,
             applied: vec![]
         }
     );

@@ -55,6 +55,7 @@ impl<P: Clone> Node<P> {
                     self.config.backoff.reset();
                 }
                 if !full {
+                    self.journal_read_up(now);
                     self.journal_exhausted();
                 }
             }
@@ -153,6 +154,7 @@ impl<P: Clone> Node<P> {
                         return;
                     }
                     let outage = self.outage_ended(now);
+                    let answered = messages.len();
                     for message in &messages {
                         *self.inbox_read.entry(message.sender).or_default() += 1;
                     }
@@ -164,10 +166,12 @@ impl<P: Clone> Node<P> {
                         self.config.max_output_bytes,
                         now,
                     );
-                    if !batch.is_empty() || self.owes_status(now) {
+                    let committing = !batch.is_empty() || self.owes_status(now);
+                    self.inbox_read(answered, committing, now);
+                    if committing {
                         self.queue_commit(epoch, batch, now);
                     } else {
-                        self.wake_at = now.saturating_add(self.config.idle_poll);
+                        self.rest();
                     }
                 }
             }
@@ -233,9 +237,10 @@ impl<P: Clone> Node<P> {
     /// longer pause it owes).
     fn follow(&mut self, now: Instant) {
         self.phase = Phase::Follow;
-        self.wake_at = self
-            .wake_at
-            .max(now.saturating_add(self.config.follow_every));
+        let next = now
+            .saturating_add(self.lease_every())
+            .min(self.journal_at.max(now));
+        self.wake_at = self.wake_at.max(next);
     }
 
     fn restored(
@@ -374,6 +379,7 @@ impl<P: Clone> Node<P> {
     fn pause(&mut self, now: Instant) -> std::time::Duration {
         let retry_in = self.config.backoff.next();
         self.wake_at = self.wake_at.max(now.saturating_add(retry_in));
+        self.hold_until = self.wake_at;
         retry_in
     }
 

@@ -9,6 +9,7 @@ mod intake;
 mod intake_tests;
 mod replica;
 mod task_tenants;
+mod wake;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -22,6 +23,7 @@ use super::runs::RunCodec;
 use super::status::InboxLoad;
 pub use events::{NodeEvent, Role};
 pub(crate) use replica::{Effect, Replica};
+pub use wake::Notice;
 
 /// How many of the inbox messages it consumed last a leader remembers, to
 /// recognise a store that hands one out again.
@@ -144,6 +146,17 @@ pub struct Node<P> {
     queued: Option<(Sent, NodeOp<P>)>,
     /// No operation before this instant (backoff, polling periods).
     wake_at: Instant,
+    /// No operation before this instant, whatever a notice says: the
+    /// backoff after a failure.
+    hold_until: Instant,
+    /// A leader reads its inbox from this instant on (set back to the
+    /// present by a notice), or when a timer of its state is due.
+    inbox_at: Instant,
+    /// A follower reads the journal from this instant on (set back by a
+    /// notice); until then its rounds read only the lease.
+    journal_at: Instant,
+    /// When a follower last read the journal.
+    journal_read_at: Instant,
     /// When the outstanding operation was sent.
     sent_at: Instant,
     /// When the leader last sent a write that renewed its lease, and
@@ -222,6 +235,10 @@ impl<P: Clone> Node<P> {
             sent: None,
             queued: None,
             wake_at: Instant::ZERO,
+            hold_until: Instant::ZERO,
+            inbox_at: Instant::ZERO,
+            journal_at: Instant::ZERO,
+            journal_read_at: Instant::ZERO,
             sent_at: Instant::ZERO,
             renewed_at: Instant::ZERO,
             status_at: None,
@@ -321,9 +338,15 @@ impl<P: Clone> Node<P> {
         let (sent, op) = match self.phase {
             Phase::Stopped => return None,
             Phase::Restore { .. } => (Sent::Snapshot, NodeOp::LatestSnapshot),
+            Phase::Follow if now < self.journal_at => {
+                // Nothing noticed: only the lease, to see the leader live.
+                self.phase = Phase::CheckLease { resume: None };
+                (Sent::Lease, NodeOp::ReadLease)
+            }
             Phase::CatchUp { .. } | Phase::Follow => {
                 let limit = self.config.journal_page;
                 let from = self.replica.next_seq;
+                self.journal_read_at = now;
                 (Sent::Journal { limit }, NodeOp::ReadJournal { from, limit })
             }
             Phase::CheckLease { .. } => (Sent::Lease, NodeOp::ReadLease),
@@ -342,7 +365,13 @@ impl<P: Clone> Node<P> {
             Phase::Lead {
                 epoch,
                 stage: Stage::Intake,
-            } => self.leader_op(epoch, now),
+            } => match self.leader_op(epoch, now) {
+                Some(op) => op,
+                None => {
+                    self.rest();
+                    return None;
+                }
+            },
             Phase::Lead {
                 stage: Stage::Confirm { first_seq },
                 ..
@@ -362,9 +391,13 @@ impl<P: Clone> Node<P> {
                     epoch,
                     stage: Stage::Intake,
                 };
-                match &self.unconfirmed {
-                    Some((sent, op)) => (*sent, op.clone()),
-                    None => self.leader_op(epoch, now),
+                if let Some((sent, op)) = &self.unconfirmed {
+                    (*sent, op.clone())
+                } else if let Some(op) = self.leader_op(epoch, now) {
+                    op
+                } else {
+                    self.rest();
+                    return None;
                 }
             }
         };
@@ -381,8 +414,8 @@ impl<P: Clone> Node<P> {
 
     /// What an idle-or-busy leader sends next: stop a drained cluster,
     /// store a due snapshot, renew a lease about to lapse, or read the
-    /// inbox.
-    fn leader_op(&mut self, epoch: u64, now: Instant) -> (Sent, NodeOp<P>) {
+    /// inbox when that is due; `None` while nothing is.
+    fn leader_op(&mut self, epoch: u64, now: Instant) -> Option<(Sent, NodeOp<P>)> {
         let ttl = self.config.lease_ttl;
         let seq = self.applied();
         if self.replica.draining
@@ -390,14 +423,14 @@ impl<P: Clone> Node<P> {
             && self.replica.active_runs() == 0
         {
             let snapshot = Box::new(self.replica.state());
-            return (
+            return Some((
                 Sent::Stop { seq },
                 NodeOp::Stop {
                     epoch,
                     seq,
                     snapshot,
                 },
-            );
+            ));
         }
         if !self.replica.draining && seq >= self.snapshot_seq + self.snapshot_interval() {
             let snapshot = Box::new(self.replica.state());
@@ -411,13 +444,16 @@ impl<P: Clone> Node<P> {
                 forget_through: self.forget_through.filter(|_| trim),
             };
             let consumed = self.consumed_max;
-            return (Sent::PutSnapshot { seq, consumed }, op);
+            return Some((Sent::PutSnapshot { seq, consumed }, op));
         }
         if now.saturating_duration_since(self.renewed_at) >= self.config.renew_every {
-            return (Sent::Renew, NodeOp::Renew { epoch, ttl });
+            return Some((Sent::Renew, NodeOp::Renew { epoch, ttl }));
+        }
+        if now < self.read_at() {
+            return None;
         }
         let limit = self.config.batch;
-        (Sent::Inbox, NodeOp::ReadInbox { limit })
+        Some((Sent::Inbox, NodeOp::ReadInbox { limit }))
     }
 
     /// The commit of `batch` (already applied), sent by the next

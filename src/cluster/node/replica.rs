@@ -163,6 +163,16 @@ impl<P: Clone> Replica<P> {
     }
 
     /// Whether a hosted run's timer is due at `now`.
+    /// The next instant a timer of the state is due: the dispatcher's
+    /// (heartbeats, backoffs, deadlines) or the runs' (waits, schedules).
+    pub(crate) fn next_timer(&self) -> Option<Instant> {
+        let runs = self.runs.as_ref().and_then(|runs| runs.next_due());
+        [self.dispatcher.poll_timeout(), runs]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
     pub(crate) fn runs_due(&self, now: Instant) -> bool {
         self.runs.as_ref().is_some_and(|runs| runs.due(now))
     }

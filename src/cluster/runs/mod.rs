@@ -264,8 +264,17 @@ impl<P: Clone> HostedRuns<P> {
     /// Whether a run's timer or a schedule's fire is due at `now` (a
     /// fire is not, once the cluster drains).
     pub(crate) fn due(&self, now: Instant) -> bool {
-        let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
-        due(self.engine.poll_timeout()) || (!self.draining && due(self.schedules.poll_timeout()))
+        self.next_due().is_some_and(|at| at <= now)
+    }
+
+    /// When a timer is due next: a run's (a wait, a step's deadline) or,
+    /// unless the cluster drains, a schedule's.
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        let schedules = self.schedules.poll_timeout().filter(|_| !self.draining);
+        [self.engine.poll_timeout(), schedules]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The cluster drains: from here on the schedules start no run (their

@@ -248,7 +248,9 @@ impl<P> SimConfig<P> {
     /// Defaults: seed `seed`, three nodes, ten agents of eight slots, 200
     /// tasks per second, faults from [`FaultMenu::default`] for ten
     /// simulated minutes, then 60 s for every task to end; links of
-    /// 0.2–2 ms; the nodes poll at 20 ms when idle, the agents claim at
+    /// 0.2–2 ms; the nodes are woken by the store's notices of posts and
+    /// appends (each lost like a request) and read at least every second
+    /// when idle, the agents claim at
     /// once when the store notices them of work and every 250 ms
     /// otherwise, and heartbeat every 250 ms (8 missed: lost); the queue holds
     /// 2,000 tasks, and a burst submits half again as many.
@@ -310,6 +312,7 @@ fn default_roles() -> Result<(NodeConfig, SessionConfig, DispatcherConfig), Conf
     // from snapshots as before the scale existed, and the same traces.
     let node = NodeConfig::builder("node")
         .idle_poll(ms(20))
+        .woken_by_notices(ms(1_000))
         .follow_every(ms(50))
         .snapshot_scale(0)
         .build()?;

@@ -314,6 +314,7 @@ where
         start,
         now: start,
         store_gen: 0,
+        noticed: (0, 0),
         store_down_until: Instant::ZERO,
         faults: BTreeMap::new(),
         submitted: 0,
@@ -358,6 +359,7 @@ where
         world.now = world.now.max(at);
         events += 1;
         world.step(event);
+        world.notify_nodes();
         if world.finished {
             break;
         }

@@ -2,7 +2,7 @@
 //! checked after it.
 
 use super::super::contract::{NodeOp, NodeReply, Store, StoreFailure};
-use super::super::node::Role;
+use super::super::node::{Notice, Role};
 use super::config::SimWork;
 use super::driver::{Driver, Landed, Tick};
 use super::failures::{lost_answer, refusal, refused, store_down};
@@ -144,6 +144,22 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
                     self.drive_agent(i);
                 }
             }
+            Event::NodeNotice { node, life, what } => {
+                let slot = &mut self.nodes[node];
+                if life != slot.life {
+                    return;
+                }
+                if self.now < slot.paused_until {
+                    // A frozen process reads its socket when it thaws.
+                    let until = slot.paused_until;
+                    return self
+                        .queue
+                        .push(until, Event::NodeNotice { node, life, what });
+                }
+                let clock = self.node_clock(node, self.now);
+                self.nodes[node].node.notice(what, clock);
+                self.drive_node(node);
+            }
             Event::OldLife {
                 agent,
                 incarnation,
@@ -222,6 +238,32 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
         let reply = self.maybe_lose(reply);
         if !copy {
             self.answer_node(node, life, reply);
+        }
+    }
+
+    /// The store's notices of the posts and appends since the last event,
+    /// one of each kind per node, each over the link (and lost like a
+    /// request).
+    pub(crate) fn notify_nodes(&mut self) {
+        let (posted, appended) = self.store.notified();
+        let mut told = Vec::new();
+        if posted > self.noticed.0 {
+            told.push(Notice::InboxPost);
+        }
+        if appended > self.noticed.1 {
+            told.push(Notice::JournalAppend);
+        }
+        self.noticed = (posted, appended);
+        for what in told {
+            for node in 0..self.nodes.len() {
+                if self.rng.chance(self.config.faults.drop_request) {
+                    *self.faults.entry("drop_node_notice").or_default() += 1;
+                    continue;
+                }
+                let life = self.nodes[node].life;
+                let at = self.now.saturating_add(self.delay());
+                self.queue.push(at, Event::NodeNotice { node, life, what });
+            }
         }
     }
 

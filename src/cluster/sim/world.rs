@@ -12,7 +12,7 @@ use super::super::agent_session::AgentSession;
 use super::super::audit::Auditor;
 use super::super::contract::{AgentOp, AgentReply, MessageId, NodeOp, NodeReply, StoreFailure};
 use super::super::mem_store::MemStore;
-use super::super::node::{Node, Role};
+use super::super::node::{Node, Notice, Role};
 use super::super::runs::RunCodec;
 use super::Violation;
 use super::config::{SimConfig, SimRng, SimWork};
@@ -62,6 +62,13 @@ pub(crate) enum Event<P> {
     },
     /// The store's notice that work was published for an agent.
     Notice(usize),
+    /// The store's notice of an inbox post or a journal append, to a
+    /// node's life.
+    NodeNotice {
+        node: usize,
+        life: u64,
+        what: Notice,
+    },
     /// An agent's previous life's claim and report reach the store late,
     /// after its new life registered.
     OldLife {
@@ -155,6 +162,7 @@ impl<P> Event<P> {
             ),
             Event::Finish { agent, .. } => ("work done", *agent),
             Event::Notice(i) => ("work notice", *i),
+            Event::NodeNotice { node, .. } => ("node notice", *node),
             Event::OldLife { agent, .. } => ("an old life's late ops", *agent),
             Event::Tick => ("tick", 0),
         }
@@ -203,6 +211,9 @@ pub(crate) struct World<P, W, D> {
     pub(crate) start: Instant,
     pub(crate) now: Instant,
     pub(crate) store_gen: u64,
+    /// The store's counts of posts and appends the nodes were told of
+    /// ([`MemStore::notified`]).
+    pub(crate) noticed: (u64, u64),
     pub(crate) store_down_until: Instant,
     pub(crate) faults: BTreeMap<&'static str, u64>,
     pub(crate) submitted: u64,

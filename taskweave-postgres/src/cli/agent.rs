@@ -8,14 +8,14 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use taskweave::agent::AgentProfile;
-use taskweave::cluster::{Assignment, NodeConfig, SessionConfig};
+use taskweave::cluster::{Assignment, NodeConfig};
 use taskweave::scheduler::AttemptOutcome;
 use taskweave::{AgentId, AttemptToken, TaskId};
 use taskweave_postgres::metrics::AgentMetrics;
 use taskweave_postgres::{LogLine, PgAgent};
 
 use super::args::Args;
-use super::{HEARTBEAT, Payload, logger};
+use super::{Payload, logger};
 use super::{log, metrics, privilege};
 
 const USAGE: &str = "\
@@ -129,13 +129,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         .capabilities(args.values("--capability"))
         .build()
         .map_err(|e| args.wrong(&e.to_string()))?;
-    // The leader's notice wakes the agent when work is published; the
-    // claim poll only catches what a lost notice missed.
-    let config = SessionConfig::builder()
-        .heartbeat_every(HEARTBEAT)
-        .claim_poll(Duration::from_millis(250))
-        .build()
-        .map_err(|e| e.to_string())?;
+    let config = super::agent_session_config()?;
     log::install(&args)?;
     // A privilege refusal repeats until an operator grants it: each line
     // names the login this command needs.

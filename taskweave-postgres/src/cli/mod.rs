@@ -28,6 +28,7 @@ pub(crate) mod workflow;
 
 use std::time::Duration;
 
+use taskweave::cluster::SessionConfig;
 use taskweave::resilience::Fixed;
 use taskweave::scheduler::DispatcherConfig;
 
@@ -50,6 +51,23 @@ pub(crate) fn dispatcher_config() -> Result<DispatcherConfig, String> {
         .retry_policy(retry)
         .terminal_history(10_000)
         .seed(13)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// How long an idle node goes without reading when no notice wakes it
+/// (`taskweave-pg node`, the bench's nodes): the net for a lost notice.
+pub(crate) const NOTICE_POLL: Duration = Duration::from_secs(1);
+
+/// How `taskweave-pg agent` paces its session, and the bench's agents
+/// too: a heartbeat every [`HEARTBEAT`]; the leader's notice wakes the
+/// agent when work is published, so the claim poll (every
+/// [`NOTICE_POLL`]) only catches what a lost notice missed. A busy agent
+/// learns of cancels by its checks, every 500 ms.
+pub(crate) fn agent_session_config() -> Result<SessionConfig, String> {
+    SessionConfig::builder()
+        .heartbeat_every(HEARTBEAT)
+        .claim_poll(NOTICE_POLL)
         .build()
         .map_err(|e| e.to_string())
 }

@@ -10,7 +10,7 @@ use taskweave_postgres::metrics::NodeMetrics;
 use taskweave_postgres::{LogLine, NodeExit, PgNode, json_run_codec};
 
 use super::args::Args;
-use super::{Payload, cluster_dispatcher_config, logger};
+use super::{NOTICE_POLL, Payload, cluster_dispatcher_config, logger};
 use super::{log, metrics, privilege};
 
 const USAGE: &str = "\
@@ -59,6 +59,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         .map_or_else(|| format!("node-{}", std::process::id()), str::to_string);
     let max_output: usize = args.parsed("--max-output-bytes", 1 << 20)?;
     let mut config = NodeConfig::builder(name.clone())
+        .woken_by_notices(NOTICE_POLL)
         .snapshots(4_000, !args.switch("--keep-journal"))
         .max_output_bytes(max_output);
     for pool in args.values("--pool") {

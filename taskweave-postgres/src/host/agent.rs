@@ -116,6 +116,7 @@ impl<P: Clone + Serialize + DeserializeOwned> PgAgent<P> {
         let work: Vec<_> = std::iter::from_fn(|| self.session.poll_work()).collect();
         if let Some(metrics) = &self.metrics {
             metrics.claimed(work.len(), self.session.held());
+            metrics.sent(self.store.statements());
         }
         work
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use taskweave::cluster::{Node, NodeConfig, NodeOp, Role, RunCodec, Store};
+use taskweave::cluster::{Node, NodeConfig, NodeOp, Notice, Role, RunCodec, Store};
 use taskweave::scheduler::DispatcherConfig;
 
 use super::LogLine;
@@ -14,6 +14,11 @@ use super::refusal_log::RefusalLog;
 use super::{connect_patiently, until, wall_now};
 use crate::metrics::NodeMetrics;
 use crate::{PgError, PgStore};
+
+/// The notices a node listens for (schema version 12's triggers), as bits
+/// of [`PgStore::wait_notices`]: an inbox post, a journal append.
+const INBOX_BIT: u32 = 1;
+const JOURNAL_BIT: u32 = 2;
 
 /// Why [`PgNode::run`] returned.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +44,15 @@ pub enum NodeExit {
 /// thread of its own (an async host, a blocking thread: see the crate's
 /// docs).
 ///
+/// It listens for the notifications the schema's triggers send on each
+/// inbox post and journal append, and hands them to the node
+/// ([`Node::notice`](taskweave::cluster::Node::notice)). Build its
+/// configuration with
+/// [`woken_by_notices`](taskweave::cluster::NodeConfigBuilder::woken_by_notices)
+/// (as `taskweave-pg node` does, with a 1 s poll) and an idle node sends
+/// a few statements a second instead of hundreds; without it the node
+/// polls as configured and the notices only shorten its waits.
+///
 /// ```no_run
 /// use std::sync::atomic::AtomicBool;
 /// use std::time::Duration;
@@ -54,7 +68,9 @@ pub enum NodeExit {
 /// let dispatcher = DispatcherConfig::builder()
 ///     .heartbeats(Duration::from_millis(250), 8)
 ///     .build()?;
-/// let config = NodeConfig::builder("node-a").build()?;
+/// let config = NodeConfig::builder("node-a")
+///     .woken_by_notices(Duration::from_secs(1))
+///     .build()?;
 /// let mut node = PgNode::<u32>::new(db, config, dispatcher)?;
 /// let thread = std::thread::spawn(move || node.run(&STOP, &mut |line| eprintln!("node-a: {line}")));
 /// // … the host's agents and clients …
@@ -166,6 +182,9 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
             Err(_) if give_up() => return Ok(NodeExit::Interrupted),
             Err(e) => return Err(e.to_string()),
         };
+        // Bits INBOX_BIT and JOURNAL_BIT of `wait_notices`, in this order.
+        store.listen("taskweave_inbox".to_string());
+        store.listen("taskweave_journal".to_string());
         let mut last_role = self.node.role();
         let mut refusals = RefusalLog::default();
         loop {
@@ -183,9 +202,18 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
                 self.node.handle_reply(reply, wall_now());
                 if let Some(metrics) = &self.metrics {
                     metrics.observe(&self.node);
+                    metrics.sent(store.statements());
                 }
             } else if let Some(at) = self.node.poll_timeout() {
-                std::thread::sleep(until(at, Duration::from_millis(50)));
+                let heard = store.wait_notices(until(at, Duration::from_millis(50)));
+                for (bit, notice) in [
+                    (INBOX_BIT, Notice::InboxPost),
+                    (JOURNAL_BIT, Notice::JournalAppend),
+                ] {
+                    if heard & bit != 0 {
+                        self.node.notice(notice, wall_now());
+                    }
+                }
             }
             let now = wall_now();
             while let Some(event) = self.node.poll_event() {

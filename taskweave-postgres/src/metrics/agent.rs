@@ -4,6 +4,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::Mirror;
 use super::node::saturating_i64;
 
 /// An agent's metrics, for a Prometheus scrape
@@ -17,6 +18,7 @@ use super::node::saturating_i64;
 /// | `taskweave_agent_failed_total` | counter | attempts reported a failure (retryable or not) |
 /// | `taskweave_agent_cancelled_total` | counter | attempts the cluster took back (a cancel, a failover) |
 /// | `taskweave_agent_running` | gauge | attempts claimed and not yet finished by the host nor taken back |
+/// | `taskweave_store_statements_total` | counter | statements this agent sent to PostgreSQL ([`PgStore::statements`](crate::PgStore::statements)) |
 ///
 /// ```
 /// use prometheus_client::registry::Registry;
@@ -39,6 +41,7 @@ pub struct AgentMetrics {
     failed: Counter,
     cancelled: Counter,
     running: Gauge,
+    statements: Mirror,
 }
 
 impl AgentMetrics {
@@ -50,6 +53,7 @@ impl AgentMetrics {
             failed: Counter::default(),
             cancelled: Counter::default(),
             running: Gauge::default(),
+            statements: Mirror::default(),
         };
         let m = metrics.clone();
         registry.register("taskweave_agent_claimed", "Attempts claimed", m.claimed);
@@ -73,7 +77,19 @@ impl AgentMetrics {
             "Attempts claimed and not yet finished nor taken back",
             m.running,
         );
+        super::register_statements(registry, &m.statements);
         metrics
+    }
+
+    /// Statements the agent's store sent to PostgreSQL, as of its last
+    /// step: a host reads its rate while idle.
+    pub fn statements(&self) -> u64 {
+        self.statements.0.get()
+    }
+
+    /// The statements its store has sent in all.
+    pub(crate) fn sent(&self, statements: u64) {
+        self.statements.reach(statements);
     }
 
     /// `claims` attempts were claimed, `running` are running in all.

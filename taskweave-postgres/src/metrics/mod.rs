@@ -13,6 +13,7 @@ mod endpoint;
 mod node;
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 
 pub use agent::AgentMetrics;
 pub use endpoint::MetricsEndpoint;
@@ -33,6 +34,15 @@ impl Mirror {
             self.0.inc_by(total - now);
         }
     }
+}
+
+/// Registers a role's count of statements sent to PostgreSQL.
+fn register_statements(registry: &mut Registry, statements: &Mirror) {
+    registry.register(
+        "taskweave_store_statements",
+        "Statements this role's store sent to PostgreSQL",
+        statements.0.clone(),
+    );
 }
 
 #[cfg(test)]

@@ -47,6 +47,7 @@ type PriorityLabel = [(&'static str, &'static str); 1];
 /// | `taskweave_messages_refused_total` | counter | inbox messages it refused as leader |
 /// | `taskweave_agents_lost_total` | counter | agents it declared lost as leader |
 /// | `taskweave_store_troubles_total` | counter | store operations that failed and were retried |
+/// | `taskweave_store_statements_total` | counter | statements this node sent to PostgreSQL ([`PgStore::statements`](crate::PgStore::statements)) |
 ///
 /// ```
 /// use prometheus_client::registry::Registry;
@@ -88,6 +89,7 @@ pub struct NodeMetrics {
     refused: Counter,
     agents_lost: Counter,
     store_troubles: Counter,
+    statements: Mirror,
 }
 
 impl NodeMetrics {
@@ -117,6 +119,7 @@ impl NodeMetrics {
             refused: Counter::default(),
             agents_lost: Counter::default(),
             store_troubles: Counter::default(),
+            statements: Mirror::default(),
         };
         for label in PRIORITIES {
             // Every level shows, at zero too.
@@ -234,6 +237,7 @@ impl NodeMetrics {
             "Store operations that failed and were retried",
             m.store_troubles,
         );
+        super::register_statements(r, &m.statements);
         metrics
     }
 
@@ -316,6 +320,18 @@ impl NodeMetrics {
             }
             _ => {}
         }
+    }
+
+    /// The statements its store has sent in all
+    /// ([`PgStore::statements`](crate::PgStore::statements)).
+    pub fn sent(&self, statements: u64) {
+        self.statements.reach(statements);
+    }
+
+    /// Statements the node's store sent to PostgreSQL, as last shown
+    /// to [`sent`](Self::sent): a host reads its rate while idle.
+    pub fn statements(&self) -> u64 {
+        self.statements.0.get()
     }
 
     /// A commit that took `took`, and the journal bytes its store has

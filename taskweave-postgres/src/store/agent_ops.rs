@@ -64,7 +64,7 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
             AgentOp::Post { sender, messages } => {
                 let (agent, incarnation) = sender_columns(sender);
                 let (kinds, bodies) = codec::inbox_columns(&messages)?;
-                self.write(|tx| {
+                self.write_one(|tx| {
                     let row = tx.query_one(POST, &[&agent, &incarnation, &kinds, &bodies])?;
                     Ok(AgentReply::Posted {
                         stopped: row.get(0),
@@ -114,7 +114,7 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
                     .into_iter()
                     .map(codec::report_body)
                     .collect::<Result<Vec<_>, _>>()?;
-                self.write(|tx| {
+                self.write_one(|tx| {
                     let row =
                         tx.query_one(REPORT, &[&agent, &incarnation, &bodies, &tasks, &tokens])?;
                     Ok(AgentReply::Posted {
@@ -122,7 +122,7 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
                     })
                 })
             }
-            AgentOp::TakeRefusals { agent } => self.write(|tx| {
+            AgentOp::TakeRefusals { agent } => self.write_one(|tx| {
                 let rows = tx.query(TAKE_REFUSALS, &[&u64_to_int(agent.get())])?;
                 let mut refusals: Vec<(u64, String)> = rows
                     .iter()

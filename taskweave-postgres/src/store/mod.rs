@@ -105,6 +105,8 @@ pub struct PgStore<P> {
     listening: Vec<String>,
     /// Bytes of journal entries its commits appended.
     journal_bytes: u64,
+    /// Statements sent to the server ([`PgStore::statements`]).
+    statements: u64,
     payload: PhantomData<fn() -> P>,
 }
 
@@ -147,6 +149,8 @@ impl From<StoreFailure> for Fail {
 struct Db<'a, C> {
     client: &'a mut C,
     cache: &'a mut HashMap<&'static str, Statement>,
+    /// The store's count of statements sent ([`PgStore::statements`]).
+    sent: &'a mut u64,
 }
 
 impl<C: GenericClient> Db<'_, C> {
@@ -154,6 +158,7 @@ impl<C: GenericClient> Db<'_, C> {
         if let Some(statement) = self.cache.get(sql) {
             return Ok(statement.clone());
         }
+        *self.sent += 1;
         let statement = self.client.prepare(sql)?;
         self.cache.insert(sql, statement.clone());
         Ok(statement)
@@ -165,6 +170,7 @@ impl<C: GenericClient> Db<'_, C> {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, postgres::Error> {
         let statement = self.statement(sql)?;
+        *self.sent += 1;
         self.client.execute(&statement, params)
     }
 
@@ -174,6 +180,7 @@ impl<C: GenericClient> Db<'_, C> {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, postgres::Error> {
         let statement = self.statement(sql)?;
+        *self.sent += 1;
         self.client.query(&statement, params)
     }
 
@@ -183,6 +190,7 @@ impl<C: GenericClient> Db<'_, C> {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row, postgres::Error> {
         let statement = self.statement(sql)?;
+        *self.sent += 1;
         self.client.query_one(&statement, params)
     }
 
@@ -192,6 +200,7 @@ impl<C: GenericClient> Db<'_, C> {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, postgres::Error> {
         let statement = self.statement(sql)?;
+        *self.sent += 1;
         self.client.query_opt(&statement, params)
     }
 }
@@ -257,6 +266,7 @@ impl<P> PgStore<P> {
             conn: None,
             listening: Vec::new(),
             journal_bytes: 0,
+            statements: 0,
             payload: PhantomData,
         };
         store.conn = Some(store.open()?);
@@ -268,6 +278,14 @@ impl<P> PgStore<P> {
     /// opened.
     pub fn journal_bytes(&self) -> u64 {
         self.journal_bytes
+    }
+
+    /// Statements this store sent to the server through the cluster's
+    /// operations since it was opened: each query, each statement
+    /// prepared, and a transaction's `BEGIN` and `COMMIT`. An idle role's
+    /// rate of these is what it costs the database while nothing happens.
+    pub fn statements(&self) -> u64 {
+        self.statements
     }
 
     /// Opens a connection and checks the schema version.
@@ -319,24 +337,45 @@ impl<P> PgStore<P> {
     /// is taken). Without a working connection it sleeps out the timeout
     /// (the next operation reconnects).
     pub(crate) fn wait_notice(&mut self, timeout: Duration) -> bool {
+        self.wait_notices(timeout) != 0
+    }
+
+    /// As [`wait_notice`](Self::wait_notice), answering the channels that
+    /// had one: bit `i` for the `i`th channel [`listen`](Self::listen)ed
+    /// on (the first 32).
+    pub(crate) fn wait_notices(&mut self, timeout: Duration) -> u32 {
         use postgres::fallible_iterator::FallibleIterator as _;
         let Some(conn) = self.conn.as_mut().filter(|c| !c.client.is_closed()) else {
             std::thread::sleep(timeout);
-            return false;
+            return 0;
+        };
+        let listening = &self.listening;
+        let bit = |channel: &str| {
+            listening
+                .iter()
+                .position(|c| c == channel)
+                .filter(|&i| i < 32)
+                .map_or(0, |i| 1u32 << i)
         };
         let came = {
             let mut notices = conn.client.notifications();
-            let came = notices.timeout_iter(timeout).next();
-            if let Ok(Some(_)) = came {
-                while let Ok(Some(_)) = notices.iter().next() {}
-            }
-            came.map(|first| first.is_some())
+            let first = notices.timeout_iter(timeout).next();
+            first.map(|first| {
+                let mut seen = 0;
+                if let Some(n) = first {
+                    seen |= bit(n.channel());
+                    while let Ok(Some(n)) = notices.iter().next() {
+                        seen |= bit(n.channel());
+                    }
+                }
+                seen
+            })
         };
         match came {
-            Ok(came) => came,
+            Ok(seen) => seen,
             Err(_) => {
                 self.conn = None;
-                false
+                0
             }
         }
     }
@@ -356,12 +395,37 @@ impl<P> PgStore<P> {
         &mut self,
         f: impl FnOnce(&mut Plain<'_>) -> Result<T, Fail>,
     ) -> Result<T, StoreFailure> {
+        self.outside_transaction(Stage::BeforeCommit, f)
+    }
+
+    /// Runs `f`, whose one write is atomic by itself (a single statement,
+    /// and nothing after it that may fail), without `BEGIN` and `COMMIT`:
+    /// one round trip instead of three. Its failure is a commit's: a
+    /// server error means it took no effect, a broken connection that
+    /// nobody knows whether it did.
+    fn write_one<T>(
+        &mut self,
+        f: impl FnOnce(&mut Plain<'_>) -> Result<T, Fail>,
+    ) -> Result<T, StoreFailure> {
+        self.outside_transaction(Stage::Commit, f)
+    }
+
+    /// Runs `f` on the connection, each statement its own transaction;
+    /// a database error counts as failing at `stage`.
+    fn outside_transaction<T>(
+        &mut self,
+        stage: Stage,
+        f: impl FnOnce(&mut Plain<'_>) -> Result<T, Fail>,
+    ) -> Result<T, StoreFailure> {
         let conn = self.conn().map_err(unreachable_store)?;
+        let mut sent = 0;
         let mut db = Db {
             client: &mut conn.client,
             cache: &mut conn.cache,
+            sent: &mut sent,
         };
-        let result = f(&mut db).map_err(|fail| (fail, Stage::BeforeCommit));
+        let result = f(&mut db).map_err(|fail| (fail, stage));
+        self.statements += sent;
         self.settle(result)
     }
 
@@ -371,7 +435,9 @@ impl<P> PgStore<P> {
         f: impl FnOnce(&mut Tx<'_, '_>) -> Result<T, Fail>,
     ) -> Result<T, StoreFailure> {
         let conn = self.conn().map_err(unreachable_store)?;
+        let mut sent = 0;
         let result = (|| {
+            sent += 1;
             let mut tx = conn
                 .client
                 .transaction()
@@ -379,11 +445,14 @@ impl<P> PgStore<P> {
             let value = f(&mut Db {
                 client: &mut tx,
                 cache: &mut conn.cache,
+                sent: &mut sent,
             })
             .map_err(|fail| (fail, Stage::BeforeCommit))?;
+            sent += 1;
             tx.commit().map_err(|e| (Fail::Db(e), Stage::Commit))?;
             Ok(value)
         })();
+        self.statements += sent;
         self.settle(result)
     }
 

@@ -201,7 +201,7 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
                     None => NodeReply::Lease(read_lease(tx)?),
                 })
             }),
-            NodeOp::Renew { epoch, ttl } => self.write(|tx| {
+            NodeOp::Renew { epoch, ttl } => self.write_one(|tx| {
                 fence(tx, epoch, Some(ttl))?;
                 Ok(NodeReply::Done)
             }),
@@ -344,7 +344,11 @@ fn read_lease<C: postgres::GenericClient>(db: &mut super::Db<'_, C>) -> Result<L
 /// Rule 2: renews the lease of `epoch` (for `ttl`, or keeping its expiry)
 /// and locks it, or answers [`StoreFailure::Fenced`]. Answers the
 /// journal's next entry.
-fn fence(tx: &mut Tx<'_, '_>, epoch: u64, ttl: Option<Duration>) -> Result<u64, Fail> {
+fn fence<C: postgres::GenericClient>(
+    tx: &mut super::Db<'_, C>,
+    epoch: u64,
+    ttl: Option<Duration>,
+) -> Result<u64, Fail> {
     match tx.query_opt(FENCE, &[&u64_to_int(epoch), &ttl.map(millis)])? {
         Some(row) => Ok(int_to_u64(row.get(0))),
         None => Err(fenced(tx, epoch)),
@@ -352,7 +356,7 @@ fn fence(tx: &mut Tx<'_, '_>, epoch: u64, ttl: Option<Duration>) -> Result<u64, 
 }
 
 /// The fenced answer, with the lease's epoch read in the same transaction.
-fn fenced(tx: &mut Tx<'_, '_>, epoch: u64) -> Fail {
+fn fenced<C: postgres::GenericClient>(tx: &mut super::Db<'_, C>, epoch: u64) -> Fail {
     match tx.query_one(CURRENT_EPOCH, &[]) {
         Ok(row) => Fail::Store(StoreFailure::Fenced {
             epoch,

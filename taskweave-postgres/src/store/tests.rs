@@ -6,8 +6,8 @@ use std::time::Duration;
 use postgres::{Client, NoTls};
 use taskweave::Instant;
 use taskweave::cluster::{
-    ClientOp, ClientReply, Entry, NodeOp, NodeReply, Outcome, Outputs, Sender, Store, StoreFailure,
-    TaskEnd,
+    AgentOp, AgentReply, ClientOp, ClientReply, Entry, Message, NodeOp, NodeReply, Outcome,
+    Outputs, Sender, Store, StoreFailure, TaskEnd,
 };
 use taskweave::{AgentId, TaskId};
 
@@ -76,10 +76,13 @@ fn a_connection_string_that_does_not_parse_names_its_cause_and_the_form() {
     }
 }
 
-/// Undoes versions 3 to 11 (version 11's inbox checks are dropped or
+/// Undoes versions 3 to 12 (version 11's inbox checks are dropped or
 /// replaced by version 3's and 4's again), but for version 3's `outcomes.output`, which
 /// each caller drops itself (with the whole table, for version 1).
-const UNDO_VERSIONS_3_TO_11: &str = "DROP TABLE taskweave.cluster_config;
+const UNDO_VERSIONS_3_TO_12: &str = "DROP TRIGGER journal_appended ON taskweave.journal;
+    DROP TRIGGER inbox_posted ON taskweave.inbox;
+    DROP FUNCTION taskweave.notify_nodes();
+    DROP TABLE taskweave.cluster_config;
     DROP POLICY own_tenant ON taskweave.run_ends;
     DROP POLICY node_all ON taskweave.run_ends;
     DROP INDEX taskweave.inbox_pending_by_poster;
@@ -148,42 +151,42 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
     let mut admin = admin(&cluster);
     crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
     // A database an earlier release left at version 1 (no outcomes) is
-    // refused until it is migrated, and then versions 2 to 11 are applied.
+    // refused until it is migrated, and then versions 2 to 12 are applied.
     admin
         .batch_execute(&format!(
-            "{UNDO_VERSIONS_3_TO_11}
+            "{UNDO_VERSIONS_3_TO_12}
                  DROP TABLE taskweave.outcomes;
-                 DELETE FROM taskweave.schema_version WHERE version IN (2, 3, 4, 5, 6, 7, 8, 9, 10, 11)"
+                 DELETE FROM taskweave.schema_version WHERE version IN (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)"
         ))
         .unwrap_or_else(|e| panic!("{e}"));
     let old = PgStore::<String>::connect(&cluster.conninfo()).map(|_| ());
     assert!(
         old.is_err_and(|e| e
             .to_string()
-            .contains("at version 1, this build needs version 11")),
+            .contains("at version 1, this build needs version 12")),
         "an older schema"
     );
     let upgraded = crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         upgraded.applied,
-        vec![2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+        vec![2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
         "{upgraded:?}"
     );
     PgStore::<String>::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"));
     // Version 2 (outcomes without outputs, one size limit for every
-    // message) gains versions 3 to 11 alone, and its outcomes read back.
+    // message) gains versions 3 to 12 alone, and its outcomes read back.
     admin
         .batch_execute(&format!(
             "ALTER TABLE taskweave.outcomes DROP COLUMN output;
-                 {UNDO_VERSIONS_3_TO_11}
-                 DELETE FROM taskweave.schema_version WHERE version IN (3, 4, 5, 6, 7, 8, 9, 10, 11);
+                 {UNDO_VERSIONS_3_TO_12}
+                 DELETE FROM taskweave.schema_version WHERE version IN (3, 4, 5, 6, 7, 8, 9, 10, 11, 12);
                  INSERT INTO taskweave.outcomes (task, seq, body) VALUES (41, 1, '\"Completed\"')"
         ))
         .unwrap_or_else(|e| panic!("{e}"));
     let upgraded = crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         upgraded.applied,
-        vec![3, 4, 5, 6, 7, 8, 9, 10, 11],
+        vec![3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
         "{upgraded:?}"
     );
     let mut store =
@@ -195,11 +198,11 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
         "an outcome of version 2 reads back: {read:?}"
     );
     admin
-        .batch_execute("INSERT INTO taskweave.schema_version (version) VALUES (12)")
+        .batch_execute("INSERT INTO taskweave.schema_version (version) VALUES (13)")
         .unwrap_or_else(|e| panic!("{e}"));
     let newer = PgStore::<String>::connect(&cluster.conninfo()).map(|_| ());
     assert!(
-        newer.is_err_and(|e| e.to_string().contains("newer than this build's version 11")),
+        newer.is_err_and(|e| e.to_string().contains("newer than this build's version 12")),
         "a newer schema"
     );
     let migrated = crate::schema::migrate(&mut admin);
@@ -207,8 +210,8 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
         matches!(
             migrated,
             Err(PgError::Schema {
-                found: 12,
-                needed: 11
+                found: 13,
+                needed: 12
             })
         ),
         "{migrated:?}"
@@ -484,5 +487,59 @@ fn an_agent_hears_of_its_work_and_listens_again_after_a_restart() {
     assert!(
         eight.wait_notice(Duration::from_secs(10)),
         "no agent heard that the cluster stopped"
+    );
+}
+
+#[test]
+fn a_node_hears_of_every_post_but_a_heartbeat_and_of_every_journal_append() {
+    let Some((cluster, _admin, mut leader)) = leader("node_notices") else {
+        return;
+    };
+    let connect =
+        || PgStore::<String>::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"));
+    let (mut node, mut poster) = (connect(), connect());
+    // Bit 1: an inbox post; bit 2: a journal append.
+    node.listen("taskweave_inbox".into());
+    node.listen("taskweave_journal".into());
+    let agent = Sender::Agent {
+        agent: AgentId::new(7),
+        incarnation: 1,
+    };
+    let heartbeat = AgentOp::Post {
+        sender: agent,
+        messages: vec![Message::Heartbeat],
+    };
+    let posted = poster.agent(heartbeat, now());
+    assert!(
+        matches!(posted, Ok(AgentReply::Posted { .. })),
+        "{posted:?}"
+    );
+    assert_eq!(
+        node.wait_notices(Duration::from_millis(200)),
+        0,
+        "a heartbeat woke the node"
+    );
+    let submit = ClientOp::Post(vec![Message::Submit(vec![
+        taskweave::scheduler::TaskSpec::new("a".to_string()),
+        taskweave::scheduler::TaskSpec::new("b".to_string()),
+    ])]);
+    let posted = poster.client(submit, now());
+    assert!(posted.is_ok(), "{posted:?}");
+    assert_eq!(
+        node.wait_notices(Duration::from_secs(10)),
+        1,
+        "no post heard"
+    );
+    let done = leader.node(commit(1), now());
+    assert!(matches!(done, Ok(NodeReply::Done)), "{done:?}");
+    assert_eq!(
+        node.wait_notices(Duration::from_secs(10)),
+        2,
+        "no append heard"
+    );
+    assert_eq!(
+        node.wait_notices(Duration::from_millis(50)),
+        0,
+        "one notice per commit"
     );
 }

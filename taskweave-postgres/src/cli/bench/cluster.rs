@@ -6,9 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use postgres::Client;
+use prometheus_client::registry::Registry;
 use serde_json::json;
 use taskweave::cluster::Verdict;
 use taskweave::scheduler::TaskSpec;
+use taskweave_postgres::metrics::AgentMetrics;
 use taskweave_postgres::testkit::PgCluster;
 use taskweave_postgres::{PgClient, PgStore, wall_now};
 
@@ -29,14 +31,19 @@ impl Bench {
         let seen = Arc::new(Seen::default());
         let stop_agents = Arc::new(AtomicBool::new(false));
         let leader = NodeThread::start(&db, "bench-node-1")?;
+        let metrics: Vec<_> = (1..=self.agents)
+            .map(|_| AgentMetrics::register(&mut Registry::default()))
+            .collect();
         let agents: Vec<_> = (1..=self.agents)
-            .map(|id| {
+            .zip(&metrics)
+            .map(|(id, metrics)| {
                 agent_thread(
                     db.clone(),
                     id,
                     self.capacity,
                     Arc::clone(&stop_agents),
                     Arc::clone(&seen),
+                    metrics.clone(),
                 )
             })
             .collect();
@@ -45,7 +52,7 @@ impl Bench {
             seen,
             probes: 0,
         };
-        let result = self.cluster_phases(admin, &mut run, leader, private);
+        let result = self.cluster_phases(admin, &mut run, leader, &metrics, private);
         // Whatever happened: stop the agents.
         stop_agents.store(true, Ordering::Relaxed);
         for a in agents {
@@ -63,6 +70,7 @@ impl Bench {
         admin: &mut Client,
         run: &mut ClusterRun,
         leader: NodeThread,
+        agents: &[AgentMetrics],
         private: Option<&mut PgCluster>,
     ) -> Result<f64, String> {
         let n = self.tasks;
@@ -71,6 +79,9 @@ impl Bench {
             let agents = status.map_or(0, |s| s.agents.len()) as u64;
             (lease.held && agents == self.agents).then_some(())
         })?;
+
+        // 0. What the quiet cluster costs.
+        self.idle(admin, &leader.metrics, agents)?;
 
         // 1. Throughput, with the latency under that burst.
         let meter = Meter::start(admin)?;

@@ -9,16 +9,18 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
+use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use taskweave::AgentId;
 use taskweave::agent::AgentProfile;
-use taskweave::cluster::{NodeConfig, SessionConfig};
+use taskweave::cluster::NodeConfig;
 use taskweave::scheduler::{AttemptOutcome, TaskSpec};
+use taskweave_postgres::metrics::{AgentMetrics, NodeMetrics};
 use taskweave_postgres::{
     LogLine, NodeExit, PgAgent, PgClient, PgNode, PgStore, json_run_codec, migrate, wall_now,
 };
 
-use super::super::{HEARTBEAT, Payload, cluster_dispatcher_config};
+use super::super::{NOTICE_POLL, Payload, agent_session_config, cluster_dispatcher_config};
 
 /// The scratch database; dropped (its connections cut) when this is.
 pub(super) struct Scratch {
@@ -89,20 +91,25 @@ pub(super) struct NodeThread {
     pub(super) stop: Arc<AtomicBool>,
     pub(super) handle: JoinHandle<Result<NodeExit, String>>,
     pub(super) log: Receiver<String>,
+    /// Its figures; the bench reads the statements it sent.
+    pub(super) metrics: NodeMetrics,
 }
 
 impl NodeThread {
     /// A node that hosts workflow runs (as `taskweave-pg node` does).
     pub(super) fn start(db: &str, name: &str) -> Result<Self, String> {
         let config = NodeConfig::builder(name)
+            .woken_by_notices(NOTICE_POLL)
             .snapshots(4_000, false)
             .build()
             .map_err(|e| e.to_string())?;
         let mut store = PgStore::connect(db).map_err(|e| e.to_string())?;
         let dispatcher = cluster_dispatcher_config(&mut store)?;
+        let metrics = NodeMetrics::register(&mut Registry::default());
         let mut node = PgNode::<Payload>::new(db, config, dispatcher)
             .map_err(|e| e.to_string())?
-            .host_runs(json_run_codec());
+            .host_runs(json_run_codec())
+            .observe_with(metrics.clone());
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, log): (Sender<String>, _) = channel();
         let flag = Arc::clone(&stop);
@@ -111,7 +118,12 @@ impl NodeThread {
                 let _ = tx.send(line.text.to_string());
             })
         });
-        Ok(NodeThread { stop, handle, log })
+        Ok(NodeThread {
+            stop,
+            handle,
+            log,
+            metrics,
+        })
     }
 
     /// Waits until the node logs a line containing `needle`.
@@ -144,22 +156,22 @@ impl NodeThread {
 
 /// An agent in a thread that finishes every task at once: a plain task
 /// with a success, a hosted run's step with an output, [`step_output`].
+/// It paces itself as `taskweave-pg agent` does, and counts what it
+/// sends in `metrics`.
 pub(super) fn agent_thread(
     db: String,
     id: u64,
     capacity: u32,
     stop: Arc<AtomicBool>,
     seen: Arc<Seen>,
+    metrics: AgentMetrics,
 ) -> JoinHandle<Result<u64, String>> {
     std::thread::spawn(move || {
         let profile = AgentProfile::builder()
             .capacity(capacity)
             .build()
             .map_err(|e| e.to_string())?;
-        let config = SessionConfig::builder()
-            .heartbeat_every(HEARTBEAT)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let config = agent_session_config()?;
         let give_up = || stop.load(Ordering::Relaxed);
         let mut quiet = |_: LogLine<'_>| {};
         let mut agent = PgAgent::<Payload>::connect(
@@ -170,7 +182,8 @@ pub(super) fn agent_thread(
             &mut quiet,
             &give_up,
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .observe_with(metrics);
         let mut done = 0u64;
         let mut reporting = false;
         while !agent.is_stopped() && !give_up() {

@@ -5,6 +5,7 @@
 mod bare;
 mod cluster;
 mod harness;
+mod idle;
 mod meter;
 mod workflows;
 
@@ -33,6 +34,10 @@ the end) and prints as JSON lines on stdout, one object per figure:
   submit_to_assign_ms        p50 and p99, under that burst and at a steady
                              500 tasks/s
   journal_bytes_per_task     and WAL bytes, transactions, CPU per task
+  idle_statements_per_second before any task: the statements each role sends
+                             while nothing happens (the leader, a follower
+                             started for it, every agent), and the
+                             transactions per second the database counted
   bare_queue_jobs_per_second the same count through a bare FOR UPDATE SKIP
                              LOCKED queue: one insert per job, N workers each
                              claiming and completing one job per transaction

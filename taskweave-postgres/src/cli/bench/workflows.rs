@@ -9,11 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
+use prometheus_client::registry::Registry;
 use serde_json::json;
 use taskweave::WorkflowId;
 use taskweave::cluster::{RunCommand, RunEndCursor, Verdict};
 use taskweave::workflow::{RunOutcome, StepDef, WorkflowDef};
 use taskweave_postgres::PgClient;
+use taskweave_postgres::metrics::AgentMetrics;
 
 use super::harness::{NodeThread, Seen, agent_thread};
 use super::{BATCH, Bench, figure, percentile_ms, round};
@@ -50,6 +52,7 @@ impl Bench {
                     self.capacity,
                     Arc::clone(&stop_agents),
                     seen,
+                    AgentMetrics::register(&mut Registry::default()),
                 )
             })
             .collect();

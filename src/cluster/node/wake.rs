@@ -1,0 +1,116 @@
+//! When a node acts next: its polling periods, the store's notices
+//! ([`NodeConfigBuilder::woken_by_notices`](crate::cluster::NodeConfigBuilder::woken_by_notices)),
+//! and the timers of the state a leader keeps.
+
+use super::{Node, Phase};
+use crate::Instant;
+
+/// What the store tells a node of, for [`Node::notice`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Notice {
+    /// A message was posted to the inbox (a heartbeat need not tell).
+    InboxPost,
+    /// The leader appended to the journal.
+    JournalAppend,
+}
+
+impl<P: Clone> Node<P> {
+    /// The store told the host of `what` (PostgreSQL: a notification on
+    /// a channel the host listens on): a leader reads its inbox at once
+    /// on an [`InboxPost`](Notice::InboxPost), a follower the journal on a
+    /// [`JournalAppend`](Notice::JournalAppend) once its follow period
+    /// since the last read has passed. A node backing off after a failure
+    /// waits out its pause first; any other notice, or phase, changes
+    /// nothing. A notice that never comes costs only time: the node reads
+    /// anyway after its poll
+    /// ([`woken_by_notices`](crate::cluster::NodeConfigBuilder::woken_by_notices)).
+    pub fn notice(&mut self, what: Notice, now: Instant) {
+        let at = match (self.phase, what) {
+            (Phase::Lead { .. }, Notice::InboxPost) => {
+                self.inbox_at = now;
+                now
+            }
+            // A follower between two reads (at the lease, or trying to
+            // take it) keeps the notice for its next round.
+            (
+                Phase::Follow | Phase::CheckLease { resume: None } | Phase::Take { .. },
+                Notice::JournalAppend,
+            ) => {
+                let at = now.max(
+                    self.journal_read_at
+                        .saturating_add(self.config.follow_every),
+                );
+                self.journal_at = self.journal_at.min(at);
+                at
+            }
+            _ => return,
+        };
+        self.wake_at = self.wake_at.min(at.max(self.hold_until));
+    }
+
+    /// How long an idle node goes without reading when nothing tells it
+    /// to: the poll between notices, or the idle poll without them.
+    fn poll(&self) -> std::time::Duration {
+        self.config.notices.unwrap_or(self.config.idle_poll)
+    }
+
+    /// When a leader reads its inbox next: at `inbox_at`, or as soon as a
+    /// timer of its state is due or it owes a status (the read is its
+    /// intake, which acts on the timers and commits the status).
+    pub(super) fn read_at(&self) -> Instant {
+        let status = self.status_stale.then(|| {
+            self.status_at.map_or(Instant::ZERO, |at| {
+                at.saturating_add(self.config.status_every)
+            })
+        });
+        [self.replica.next_timer(), status]
+            .into_iter()
+            .flatten()
+            .fold(self.inbox_at, Instant::min)
+    }
+
+    /// A leader with nothing due sleeps until its next read or renewal.
+    pub(super) fn rest(&mut self) {
+        let renew = self.renewed_at.saturating_add(self.config.renew_every);
+        self.wake_at = self.read_at().min(renew).max(self.hold_until);
+    }
+
+    /// A leader's inbox read answered `answered` messages, and the
+    /// leader commits (`committing`) or rests. A read that answered none
+    /// drained the inbox: the leader reads again after its poll, unless a
+    /// notice came after the read was sent (the post it told of may have
+    /// missed the read; one heard by then was in it). A read that answered
+    /// some is followed by another once its commit lands: a store may
+    /// answer fewer than a batch while more wait (a byte budget, each
+    /// sender's share), and a heartbeat tells nobody. Without notices, a
+    /// commit is followed by a read at once, as before notices.
+    pub(super) fn inbox_read(&mut self, answered: usize, committing: bool, now: Instant) {
+        let drained = answered == 0 && (self.config.notices.is_some() || !committing);
+        if drained && self.inbox_at <= self.sent_at {
+            self.inbox_at = now.saturating_add(self.poll());
+        }
+    }
+
+    /// A follower read the journal to its end: it reads it again after
+    /// its poll (the follow period without notices), or on a notice that
+    /// came after the read was sent.
+    pub(super) fn journal_read_up(&mut self, now: Instant) {
+        if self.journal_at <= self.sent_at {
+            let poll = match self.config.notices {
+                Some(every) => every,
+                None => self.config.follow_every,
+            };
+            self.journal_at = now.saturating_add(poll);
+        }
+    }
+
+    /// How often a follower reads the lease: every renewal period with
+    /// notices (the journal is read when they tell of a commit), every
+    /// follow period without them.
+    pub(super) fn lease_every(&self) -> std::time::Duration {
+        match self.config.notices {
+            Some(_) => self.config.renew_every,
+            None => self.config.follow_every,
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! Nodes woken by the store's notices ([`NodeConfigBuilder::woken_by_notices`]):
+//! an idle leader or follower reads next to nothing, a notice makes it
+//! read at once, a notice that came while a read was out is not lost, the
+//! state's timers still fire on time, and a node backing off waits out
+//! its pause whatever it hears.
+
+#![cfg(feature = "cluster")]
+
+use std::time::Duration;
+
+use taskweave::agent::AgentProfile;
+use taskweave::cluster::{
+    AgentOp, ClientOp, MemStore, Message, Node, NodeConfig, NodeEvent, NodeOp, Notice, Role,
+    Sender, Store, StoreFailure,
+};
+use taskweave::scheduler::{DispatcherConfig, TaskSpec};
+use taskweave::{AgentId, Instant};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// An agent is lost after 150 ms without a heartbeat.
+fn dispatcher() -> DispatcherConfig {
+    DispatcherConfig::builder()
+        .heartbeats(ms(50), 3)
+        .build()
+        .unwrap()
+}
+
+/// A node woken by notices, reading at least every second.
+fn noticed(name: &str) -> Node<u32> {
+    let config = NodeConfig::builder(name)
+        .woken_by_notices(Duration::from_secs(1))
+        .backoff(ms(100), ms(100))
+        .build()
+        .unwrap();
+    Node::new(config, dispatcher()).unwrap()
+}
+
+/// What a node sent, by kind.
+#[derive(Debug, Default)]
+struct Sent {
+    inbox: u32,
+    journal: u32,
+    lease: u32,
+    renew: u32,
+    commit: u32,
+}
+
+impl Sent {
+    fn count(&mut self, op: &NodeOp<u32>) {
+        match op {
+            NodeOp::ReadInbox { .. } => self.inbox += 1,
+            NodeOp::ReadJournal { .. } => self.journal += 1,
+            NodeOp::ReadLease => self.lease += 1,
+            NodeOp::Renew { .. } => self.renew += 1,
+            NodeOp::Commit { .. } => self.commit += 1,
+            _ => {}
+        }
+    }
+}
+
+/// Runs every operation `node` has due at `now` against `store`.
+fn drive(node: &mut Node<u32>, store: &mut MemStore<u32>, now: Instant, sent: &mut Sent) {
+    let mut ops = 0;
+    while let Some(op) = node.poll_op(now) {
+        ops += 1;
+        assert!(ops < 100, "{} again and again at {now:?}", op.name());
+        sent.count(&op);
+        let reply = store.node(op, now);
+        node.handle_reply(reply, now);
+    }
+}
+
+/// Drives `node` every millisecond from `from` until `until`.
+fn run(
+    node: &mut Node<u32>,
+    store: &mut MemStore<u32>,
+    from: Instant,
+    until: Instant,
+) -> (Sent, Instant) {
+    let mut sent = Sent::default();
+    let mut now = from;
+    while now < until {
+        drive(node, store, now, &mut sent);
+        now = now.saturating_add(ms(1));
+    }
+    (sent, now)
+}
+
+/// A leader of a fresh store, and the instant it leads from.
+fn leader(store: &mut MemStore<u32>) -> (Node<u32>, Instant) {
+    let mut node = noticed("node-a");
+    let (_, now) = run(&mut node, store, Instant::ZERO, Instant::from_millis(200));
+    assert!(
+        matches!(node.role(), Role::Leading { .. }),
+        "{:?}",
+        node.role()
+    );
+    (node, now)
+}
+
+fn submit(store: &mut MemStore<u32>, now: Instant) {
+    store
+        .client(
+            ClientOp::Post(vec![Message::Submit(vec![TaskSpec::new(7)])]),
+            now,
+        )
+        .unwrap();
+}
+
+#[test]
+fn an_idle_leader_reads_its_inbox_once_a_second_and_at_once_on_a_notice() {
+    let mut store = MemStore::new();
+    let (mut node, now) = leader(&mut store);
+    let (sent, now) = run(&mut node, &mut store, now, now.saturating_add(ms(10_000)));
+    // Polling every 2 ms, it would have read 5,000 times.
+    assert!(sent.inbox <= 11, "{sent:?}");
+    assert!(sent.renew >= 30 && sent.renew <= 41, "{sent:?}");
+
+    // A submit and its notice: read and committed at once, not after the
+    // second's poll.
+    submit(&mut store, now);
+    node.notice(Notice::InboxPost, now);
+    let mut sent = Sent::default();
+    drive(&mut node, &mut store, now, &mut sent);
+    // Read, committed, and read again in case the store held more back.
+    assert_eq!((sent.inbox, sent.commit), (2, 1), "{sent:?}");
+    assert_eq!(node.dispatcher().live_tasks(), 1);
+
+    // A notice of a journal append is not the leader's business.
+    let (_, now) = run(&mut node, &mut store, now, now.saturating_add(ms(300)));
+    node.notice(Notice::JournalAppend, now);
+    let mut sent = Sent::default();
+    drive(&mut node, &mut store, now, &mut sent);
+    assert_eq!(sent.inbox, 0, "{sent:?}");
+}
+
+#[test]
+fn a_notice_that_comes_while_a_read_is_out_is_not_lost() {
+    let mut store = MemStore::new();
+    let (mut node, now) = leader(&mut store);
+    let (_, now) = run(&mut node, &mut store, now, now.saturating_add(ms(2_000)));
+    // The leader's read goes out, finds nothing; a post lands and its
+    // notice arrives before the empty answer does.
+    node.notice(Notice::InboxPost, now);
+    let op = node.poll_op(now).expect("a read");
+    assert!(matches!(op, NodeOp::ReadInbox { .. }), "{op:?}");
+    let empty = store.node(op, now);
+    let later = now.saturating_add(ms(1));
+    submit(&mut store, later);
+    node.notice(Notice::InboxPost, later);
+    node.handle_reply(empty, later.saturating_add(ms(1)));
+    let (_, _) = run(
+        &mut node,
+        &mut store,
+        later.saturating_add(ms(1)),
+        later.saturating_add(ms(5)),
+    );
+    assert_eq!(
+        node.dispatcher().live_tasks(),
+        1,
+        "the task posted while the read was out waits for no poll"
+    );
+}
+
+#[test]
+fn the_states_timers_wake_an_idle_leader_before_its_poll() {
+    let mut store = MemStore::new();
+    let (mut node, now) = leader(&mut store);
+    let profile = AgentProfile::builder().capacity(1).build().unwrap();
+    let sender = Sender::Agent {
+        agent: AgentId::new(1),
+        incarnation: 1,
+    };
+    store
+        .agent(
+            AgentOp::Post {
+                sender,
+                messages: vec![Message::Register { profile }],
+            },
+            now,
+        )
+        .unwrap();
+    node.notice(Notice::InboxPost, now);
+    // The agent never beats: it is lost 150 ms after it registered, though
+    // the leader's poll is a second.
+    let mut at = now;
+    let lost = loop {
+        drive(&mut node, &mut store, at, &mut Sent::default());
+        if std::iter::from_fn(|| node.poll_event())
+            .any(|e| matches!(e, NodeEvent::AgentLost { .. }))
+        {
+            break at;
+        }
+        assert!(
+            at < now.saturating_add(ms(900)),
+            "no agent lost by its deadline"
+        );
+        at = at.saturating_add(ms(1));
+    };
+    assert!(
+        lost.saturating_duration_since(now) <= ms(160),
+        "lost after {:?}",
+        lost.saturating_duration_since(now)
+    );
+}
+
+#[test]
+fn an_idle_follower_reads_the_lease_and_the_journal_only_when_told_of_an_append() {
+    let mut store = MemStore::new();
+    let (mut leading, now) = leader(&mut store);
+    let mut following = noticed("node-b");
+    let mut now_f = now;
+    // Both run side by side for ten idle seconds.
+    let mut sent = Sent::default();
+    let until = now.saturating_add(ms(10_000));
+    while now_f < until {
+        drive(&mut leading, &mut store, now_f, &mut Sent::default());
+        drive(&mut following, &mut store, now_f, &mut sent);
+        now_f = now_f.saturating_add(ms(1));
+    }
+    assert_eq!(following.role(), Role::Following);
+    // Every renewal period a lease, every second the journal: following
+    // every 20 ms, it would have read each 500 times.
+    assert!(sent.lease <= 42, "{sent:?}");
+    assert!(sent.journal <= 12, "{sent:?}");
+
+    // The leader commits a task; told of it, the follower reads it within
+    // its follow period.
+    submit(&mut store, now_f);
+    leading.notice(Notice::InboxPost, now_f);
+    drive(&mut leading, &mut store, now_f, &mut Sent::default());
+    following.notice(Notice::JournalAppend, now_f);
+    let mut at = now_f;
+    while following.applied() < leading.applied() {
+        assert!(
+            at < now_f.saturating_add(ms(25)),
+            "the follower missed the append"
+        );
+        at = at.saturating_add(ms(1));
+        drive(&mut following, &mut store, at, &mut Sent::default());
+    }
+}
+
+#[test]
+fn a_node_backing_off_waits_out_its_pause_whatever_it_hears() {
+    let mut store = MemStore::new();
+    let (mut node, now) = leader(&mut store);
+    let (_, now) = run(&mut node, &mut store, now, now.saturating_add(ms(2_000)));
+    node.notice(Notice::InboxPost, now);
+    let op = node.poll_op(now).expect("a read");
+    node.handle_reply(
+        Err(StoreFailure::Failed {
+            cause: "the server is restarting".into(),
+        }),
+        now,
+    );
+    drop(op);
+    // Its pause is 100 ms: a notice within it sends nothing.
+    let soon = now.saturating_add(ms(10));
+    node.notice(Notice::InboxPost, soon);
+    assert!(node.poll_op(soon).is_none(), "sent during its pause");
+    let after = now.saturating_add(ms(100));
+    assert!(
+        node.poll_op(after).is_some(),
+        "sends once the pause is over"
+    );
+}
+
+#[test]
+fn a_follower_told_of_an_append_while_it_reads_the_lease_reads_the_journal_next() {
+    let mut store = MemStore::new();
+    let (mut leading, now) = leader(&mut store);
+    let mut following = noticed("node-b");
+    let mut at = now;
+    // Until the follower, settled, next sends a lone lease read.
+    let lease_read = loop {
+        drive(&mut leading, &mut store, at, &mut Sent::default());
+        if following.role() == Role::Following {
+            if let Some(op) = following.poll_op(at) {
+                if matches!(op, NodeOp::ReadLease) {
+                    break op;
+                }
+                let reply = store.node(op, at);
+                following.handle_reply(reply, at);
+                continue;
+            }
+        } else {
+            drive(&mut following, &mut store, at, &mut Sent::default());
+        }
+        assert!(at < now.saturating_add(ms(5_000)), "no lone lease read");
+        at = at.saturating_add(ms(1));
+    };
+    // The leader commits, and its notice reaches the follower while the
+    // lease read is out.
+    submit(&mut store, at);
+    leading.notice(Notice::InboxPost, at);
+    drive(&mut leading, &mut store, at, &mut Sent::default());
+    following.notice(Notice::JournalAppend, at);
+    let lease = store.node(lease_read, at);
+    following.handle_reply(lease, at);
+    let told = at;
+    while following.applied() < leading.applied() {
+        assert!(
+            at < told.saturating_add(ms(25)),
+            "the follower waited for its poll"
+        );
+        at = at.saturating_add(ms(1));
+        drive(&mut following, &mut store, at, &mut Sent::default());
+    }
+}
