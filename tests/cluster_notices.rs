@@ -311,3 +311,43 @@ fn a_follower_told_of_an_append_while_it_reads_the_lease_reads_the_journal_next(
         drive(&mut following, &mut store, at, &mut Sent::default());
     }
 }
+
+#[test]
+fn a_leader_that_rebuilds_reads_what_was_posted_meanwhile_at_once() {
+    let mut store = MemStore::new();
+    // A poll of 5 s: longer than the lease.
+    let config = NodeConfig::builder("node-a")
+        .woken_by_notices(Duration::from_secs(5))
+        .backoff(ms(10), ms(10))
+        .build()
+        .unwrap();
+    let mut node: Node<u32> = Node::new(config, dispatcher()).unwrap();
+    let (_, now) = run(
+        &mut node,
+        &mut store,
+        Instant::ZERO,
+        Instant::from_millis(200),
+    );
+    assert!(matches!(node.role(), Role::Leading { epoch: 1 }));
+    let (_, now) = run(&mut node, &mut store, now, now.saturating_add(ms(300)));
+    // Frozen past its lease: its next renewal is fenced and it rebuilds.
+    let thawed = now.saturating_add(ms(1_500));
+    let op = node.poll_op(thawed).expect("a renewal");
+    assert!(matches!(op, NodeOp::Renew { .. }), "{op:?}");
+    let fenced = store.node(op, thawed);
+    node.handle_reply(fenced, thawed);
+    assert!(!matches!(node.role(), Role::Leading { .. }));
+    // A submit lands, its notice reaches the node while it does not lead.
+    submit(&mut store, thawed);
+    node.notice(Notice::InboxPost, thawed);
+    let mut at = thawed;
+    while node.dispatcher().live_tasks() == 0 {
+        assert!(
+            at < thawed.saturating_add(ms(200)),
+            "the post waited for the poll after the node led again"
+        );
+        at = at.saturating_add(ms(1));
+        drive(&mut node, &mut store, at, &mut Sent::default());
+    }
+    assert!(matches!(node.role(), Role::Leading { epoch: 2 }));
+}

@@ -320,6 +320,9 @@ impl<P: Clone> Node<P> {
             epoch,
             stage: Stage::Reconcile,
         };
+        // Whatever was posted while it did not lead (a notice a
+        // rebuilding leader or a follower could not use) is read at once.
+        self.inbox_at = Instant::ZERO;
     }
 
     /// The epoch a rebuilding leader hopes to go on with.

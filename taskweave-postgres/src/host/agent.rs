@@ -54,6 +54,8 @@ pub struct PgAgent<P> {
     store: PgStore<P>,
     session: AgentSession<P>,
     metrics: Option<AgentMetrics>,
+    /// The store's reconnections when last looked at.
+    reconnections: u64,
 }
 
 impl<P: Clone + Serialize + DeserializeOwned> PgAgent<P> {
@@ -79,6 +81,7 @@ impl<P: Clone + Serialize + DeserializeOwned> PgAgent<P> {
             store,
             session: AgentSession::new(agent, profile, config),
             metrics: None,
+            reconnections: 0,
         })
     }
 
@@ -106,6 +109,14 @@ impl<P: Clone + Serialize + DeserializeOwned> PgAgent<P> {
         while let Some(op) = self.session.poll_op(wall_now()) {
             let reply = self.store.agent(op, wall_now());
             self.session.handle_reply(reply, wall_now());
+        }
+        // Notices that came during the operations (the connection buffers
+        // them until read), or, after a reconnection, any that may have
+        // been lost: claim at the next step.
+        let reconnections = self.store.reconnections();
+        if self.store.take_notices() != 0 || reconnections != self.reconnections {
+            self.reconnections = reconnections;
+            self.session.work_published();
         }
         while let Some(event) = self.session.poll_event() {
             log(LogLine {

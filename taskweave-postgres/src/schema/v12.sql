@@ -10,6 +10,7 @@ BEGIN
     PERFORM pg_notify(TG_ARGV[0], '');
     RETURN NEW;
 END $$;
+REVOKE ALL ON FUNCTION notify_nodes() FROM PUBLIC;
 
 -- Every inbox post but a heartbeat notifies 'taskweave_inbox': the
 -- leader, listening, reads its inbox at once instead of every few

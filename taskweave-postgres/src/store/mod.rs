@@ -107,6 +107,9 @@ pub struct PgStore<P> {
     journal_bytes: u64,
     /// Statements sent to the server ([`PgStore::statements`]).
     statements: u64,
+    /// Connections opened after the first
+    /// ([`PgStore::reconnections`]).
+    connections: u64,
     payload: PhantomData<fn() -> P>,
 }
 
@@ -267,6 +270,7 @@ impl<P> PgStore<P> {
             listening: Vec::new(),
             journal_bytes: 0,
             statements: 0,
+            connections: 0,
             payload: PhantomData,
         };
         store.conn = Some(store.open()?);
@@ -278,6 +282,14 @@ impl<P> PgStore<P> {
     /// opened.
     pub fn journal_bytes(&self) -> u64 {
         self.journal_bytes
+    }
+
+    /// Times the store connected again after losing its connection (a
+    /// server restart, a broken socket). A notification sent while it
+    /// was away is lost: a host that waits on them acts as if told of
+    /// everything when this changes.
+    pub(crate) fn reconnections(&self) -> u64 {
+        self.connections
     }
 
     /// Statements this store sent to the server through the cluster's
@@ -344,9 +356,25 @@ impl<P> PgStore<P> {
     /// had one: bit `i` for the `i`th channel [`listen`](Self::listen)ed
     /// on (the first 32).
     pub(crate) fn wait_notices(&mut self, timeout: Duration) -> u32 {
+        self.notices(Some(timeout))
+    }
+
+    /// The notifications already received (during the last operations),
+    /// taken without waiting, as bits as [`wait_notices`](Self::wait_notices)
+    /// answers them. A host that is never idle calls it after each
+    /// operation: the connection buffers every notification until read.
+    pub(crate) fn take_notices(&mut self) -> u32 {
+        self.notices(None)
+    }
+
+    /// Takes the notifications received, waiting up to `timeout` for the
+    /// first (none: not at all).
+    fn notices(&mut self, timeout: Option<Duration>) -> u32 {
         use postgres::fallible_iterator::FallibleIterator as _;
         let Some(conn) = self.conn.as_mut().filter(|c| !c.client.is_closed()) else {
-            std::thread::sleep(timeout);
+            if let Some(timeout) = timeout {
+                std::thread::sleep(timeout);
+            }
             return 0;
         };
         let listening = &self.listening;
@@ -359,7 +387,10 @@ impl<P> PgStore<P> {
         };
         let came = {
             let mut notices = conn.client.notifications();
-            let first = notices.timeout_iter(timeout).next();
+            let first = match timeout {
+                Some(timeout) => notices.timeout_iter(timeout).next(),
+                None => notices.iter().next(),
+            };
             first.map(|first| {
                 let mut seen = 0;
                 if let Some(n) = first {
@@ -384,7 +415,11 @@ impl<P> PgStore<P> {
     fn conn(&mut self) -> Result<&mut Conn, PgError> {
         let conn = match self.conn.take() {
             Some(conn) if !conn.client.is_closed() => conn,
-            _ => self.open()?,
+            _ => {
+                let conn = self.open()?;
+                self.connections += 1;
+                conn
+            }
         };
         Ok(self.conn.insert(conn))
     }

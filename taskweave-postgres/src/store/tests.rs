@@ -456,6 +456,11 @@ fn an_agent_hears_of_its_work_and_listens_again_after_a_restart() {
     let _ = seven.wait_notice(Duration::from_millis(50));
     let back = (0..3).any(|_| seven.node(NodeOp::ReadLease, now()).is_ok());
     assert!(back, "the listener did not reconnect");
+    assert_eq!(
+        seven.reconnections(),
+        1,
+        "a host is told it may have missed notices"
+    );
     let mut done = leader.node(assign(2, 7), now());
     if done.is_err() {
         done = leader.node(assign(2, 7), now());
@@ -542,4 +547,19 @@ fn a_node_hears_of_every_post_but_a_heartbeat_and_of_every_journal_append() {
         0,
         "one notice per commit"
     );
+    // A busy node takes what came during its operations without waiting.
+    let done = leader.node(commit(2), now());
+    assert!(matches!(done, Ok(NodeReply::Done)), "{done:?}");
+    let mut heard = 0;
+    for _ in 0..500 {
+        let read = node.node(NodeOp::ReadLease, now());
+        assert!(read.is_ok(), "{read:?}");
+        heard = node.take_notices();
+        if heard != 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(heard, 2, "the append came with an operation's answer");
+    assert_eq!(node.take_notices(), 0, "taken once");
 }
