@@ -187,6 +187,7 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
         store.listen("taskweave_journal".to_string());
         let mut last_role = self.node.role();
         let mut refusals = RefusalLog::default();
+        let mut reconnections = store.reconnections();
         loop {
             if stop.load(Ordering::Relaxed) {
                 return Ok(NodeExit::Interrupted);
@@ -204,15 +205,27 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
                     metrics.observe(&self.node);
                     metrics.sent(store.statements());
                 }
-            } else if let Some(at) = self.node.poll_timeout() {
-                let heard = store.wait_notices(until(at, Duration::from_millis(50)));
-                for (bit, notice) in [
-                    (INBOX_BIT, Notice::InboxPost),
-                    (JOURNAL_BIT, Notice::JournalAppend),
-                ] {
-                    if heard & bit != 0 {
-                        self.node.notice(notice, wall_now());
-                    }
+            }
+            // A busy node takes what came during its operation (the
+            // connection buffers every notification until read); an idle
+            // one waits for the next. After a reconnection, when some may
+            // have been lost, it acts as if told of both.
+            let mut heard = match self.node.poll_timeout() {
+                Some(at) if at > wall_now() => {
+                    store.wait_notices(until(at, Duration::from_millis(50)))
+                }
+                _ => store.take_notices(),
+            };
+            if store.reconnections() != reconnections {
+                reconnections = store.reconnections();
+                heard |= INBOX_BIT | JOURNAL_BIT;
+            }
+            for (bit, notice) in [
+                (INBOX_BIT, Notice::InboxPost),
+                (JOURNAL_BIT, Notice::JournalAppend),
+            ] {
+                if heard & bit != 0 {
+                    self.node.notice(notice, wall_now());
                 }
             }
             let now = wall_now();
