@@ -19,6 +19,10 @@ use crate::{PgError, PgStore};
 /// of [`PgStore::wait_notices`]: an inbox post, a journal append.
 const INBOX_BIT: u32 = 1;
 const JOURNAL_BIT: u32 = 2;
+/// The cluster stopped (the stop's own notice to every agent): a follower
+/// reads the journal and then the lease at once, and ends, before an
+/// operator's `reset` can clear the stop it would otherwise read late.
+const STOPPED_BIT: u32 = 4;
 
 /// Why [`PgNode::run`] returned.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,9 +186,10 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
             Err(_) if give_up() => return Ok(NodeExit::Interrupted),
             Err(e) => return Err(e.to_string()),
         };
-        // Bits INBOX_BIT and JOURNAL_BIT of `wait_notices`, in this order.
+        // Bits INBOX_BIT, JOURNAL_BIT and STOPPED_BIT of `wait_notices`, in this order.
         store.listen("taskweave_inbox".to_string());
         store.listen("taskweave_journal".to_string());
+        store.listen("taskweave_cluster".to_string());
         let mut last_role = self.node.role();
         let mut refusals = RefusalLog::default();
         let mut reconnections = store.reconnections();
@@ -223,6 +228,7 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
             for (bit, notice) in [
                 (INBOX_BIT, Notice::InboxPost),
                 (JOURNAL_BIT, Notice::JournalAppend),
+                (STOPPED_BIT, Notice::JournalAppend),
             ] {
                 if heard & bit != 0 {
                     self.node.notice(notice, wall_now());
