@@ -24,6 +24,12 @@
 //!   rounds' own quotients, the figure to compare between machines and runs
 //!   (the `vecdeque_priority_push_pop` line is the median of the first
 //!   pool's rounds, each `indexed_least_loaded_pick` line that of its own).
+//!   The same line times, in the same turns, the second yardstick: the same
+//!   cycle on a **tight O(1) dispatcher** (`examples/support/
+//!   tight_dispatcher.rs`: a slab with generations, four FIFO queues, load
+//!   buckets; no hashing, events or timers): `tight_ns_per_op`, and
+//!   `ratio_to_tight`, the median of the rounds' quotients (goal: at most
+//!   2 at 1,000 agents).
 //! * `full_cycle_ratio`: the full cycle at 10,000 agents over that at 10,
 //!   the two timed in turns; the median of the rounds' quotients.
 //! * `full_cycle_keys`: the full cycle at 1,000 agents with every task
@@ -74,7 +80,7 @@
 //! about a minute. The crate's release profile builds with one
 //! codegen unit (`Cargo.toml`).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::hint::black_box;
 use std::time::{Duration, Instant as Clock};
 
@@ -277,65 +283,6 @@ fn against_plain<const LOAD: u8>(bench: &str) -> String {
     )
 }
 
-/// The first baseline: four `VecDeque`s, push to a level, pop from the
-/// first non-empty one.
-struct PushPop {
-    levels: Vec<usize>,
-    queues: [VecDeque<(u64, u64)>; 4],
-    seq: u64,
-}
-
-impl PushPop {
-    fn new() -> Self {
-        let mut rng = StdRng::seed_from_u64(SEED);
-        PushPop {
-            levels: (0..1024).map(|_| rng.random_range(0..4)).collect(),
-            queues: Default::default(),
-            seq: 0,
-        }
-    }
-
-    fn step(&mut self) {
-        self.seq += 1;
-        let level = self.levels[(self.seq as usize) & (self.levels.len() - 1)];
-        self.queues[black_box(level)].push_back((self.seq, self.seq));
-        black_box(self.queues.iter_mut().find_map(VecDeque::pop_front));
-    }
-}
-
-/// The second baseline: a `BTreeSet<(load ratio, id)>` of `entries`
-/// agents; pop the least loaded, reinsert it one task busier.
-struct Pick {
-    loads: Vec<u32>,
-    index: BTreeSet<(u64, u32)>,
-}
-
-impl Pick {
-    fn ratio(load: u32) -> u64 {
-        (u64::from(load) << 32) / u64::from(CAPACITY)
-    }
-
-    fn new(entries: usize) -> Self {
-        let mut rng = StdRng::seed_from_u64(SEED);
-        let loads: Vec<u32> = (0..entries)
-            .map(|_| rng.random_range(0..CAPACITY))
-            .collect();
-        let index = (loads.iter().enumerate())
-            .map(|(id, &load)| (Self::ratio(load), id as u32))
-            .collect();
-        Pick { loads, index }
-    }
-
-    fn step(&mut self) {
-        if let Some((_, id)) = self.index.pop_first() {
-            let load = &mut self.loads[id as usize];
-            *load += 1;
-            self.index.insert((Self::ratio(*load), id));
-            black_box(id);
-        }
-    }
-}
-
 /// `VmRSS` and `VmData` of this process, in bytes.
 fn memory_status() -> Option<(u64, u64)> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -482,6 +429,14 @@ mod workloads;
 #[path = "support/turns.rs"]
 mod turns;
 
+#[path = "support/bare_cycle.rs"]
+mod bare_cycle;
+use bare_cycle::{Pick, PushPop};
+
+#[path = "support/tight_dispatcher.rs"]
+mod tight_dispatcher;
+use tight_dispatcher::TightCycle;
+
 #[path = "../benches/workloads/planning.rs"]
 mod planning_workloads;
 
@@ -598,20 +553,24 @@ fn main() {
     // hide growth from the resident-set size.
     println!("{}", memory_per_queued_task());
 
-    let mut queues = PushPop::new();
+    let mut queues = PushPop::new(SEED);
     for agents in SIZES {
-        let mut pick = Pick::new(agents);
+        let mut pick = Pick::new(agents, CAPACITY, SEED);
+        let mut tight = TightCycle::new(agents, CAPACITY, IN_FLIGHT_PER_AGENT);
         let mut pipeline = Pipeline::<PLAIN>::new(agents);
         let rounds = turns::in_turns(
-            &mut [&mut || queues.step(), &mut || pick.step(), &mut || {
-                pipeline.cycle()
-            }],
+            &mut [
+                &mut || queues.step(),
+                &mut || pick.step(),
+                &mut || pipeline.cycle(),
+                &mut || tight.cycle(),
+            ],
             ROUNDS,
             ROUND,
             WARM_UP,
         );
         black_box(pipeline.dispatcher.live_tasks());
-        drop(pipeline);
+        drop((pipeline, tight));
         if agents == SIZES[0] {
             let push_pop = turns::median(rounds.iter().map(|r| r[0]));
             println!(
@@ -622,11 +581,13 @@ fn main() {
         let ns = turns::median(rounds.iter().map(|r| r[2]));
         let baseline = turns::median(rounds.iter().map(|r| r[0] + r[1]));
         let ratio = turns::median(rounds.iter().map(|r| r[2] / (r[0] + r[1])));
+        let tight = turns::median(rounds.iter().map(|r| r[3]));
+        let to_tight = turns::median(rounds.iter().map(|r| r[2] / r[3]));
         println!(
             "{{\"bench\":\"indexed_least_loaded_pick\",\"agents\":{agents},\"ns_per_op\":{pick:.2}}}"
         );
         println!(
-            "{{\"bench\":\"full_cycle\",\"agents\":{agents},\"rounds\":{ROUNDS},\"ns_per_op\":{ns:.2},\"tasks_per_sec\":{:.0},\"baseline_ns_per_op\":{baseline:.2},\"ratio\":{ratio:.3}}}",
+            "{{\"bench\":\"full_cycle\",\"agents\":{agents},\"rounds\":{ROUNDS},\"ns_per_op\":{ns:.2},\"tasks_per_sec\":{:.0},\"baseline_ns_per_op\":{baseline:.2},\"ratio\":{ratio:.3},\"tight_ns_per_op\":{tight:.2},\"ratio_to_tight\":{to_tight:.3}}}",
             1e9 / ns,
         );
     }
