@@ -42,6 +42,14 @@
 //!   of one of the 16 tenants, each under a quota of live tasks and cost
 //!   rate it never reaches (so the quota costs its checks and counts and
 //!   refuses nothing), timed in turns with the plain cycle at 1,000 agents.
+//! * `snapshot`: `Dispatcher::snapshot` of 100,000 tasks (4,000 running on
+//!   1,000 agents, the rest queued at four priorities) written with
+//!   serde_json, against the yardstick of the same tasks as bare rows
+//!   (`examples/support/snapshot_rows.rs`: a JSON array per task of id,
+//!   payload, priority, order, attempts, agent, token). `ns_per_op` and
+//!   `baseline_ns_per_op` are one whole serialization; `bytes` and
+//!   `baseline_bytes` their lengths; `time_ratio` and `bytes_ratio` the
+//!   quotients (goal: at most 2 each).
 //! * `tensor_build`: building the task tensor of a plan of `tasks` tasks
 //!   over `agents` agents (`levels` priority levels) in `form` `sparse` or
 //!   `dense`; 30 % of the tasks assigned, the rest with 1 to 16 scored
@@ -437,6 +445,10 @@ use bare_cycle::{Pick, PushPop};
 mod tight_dispatcher;
 use tight_dispatcher::TightCycle;
 
+#[path = "support/snapshot_rows.rs"]
+mod snapshot_rows;
+use snapshot_rows::{SNAPSHOT_AGENTS, SNAPSHOT_TASKS, snapshot_line};
+
 #[path = "../benches/workloads/planning.rs"]
 mod planning_workloads;
 
@@ -594,6 +606,8 @@ fn main() {
     println!("{}", full_cycle_ratio());
     println!("{}", full_cycle_keys());
     println!("{}", full_cycle_tenants());
+    let dispatcher = pool(SNAPSHOT_AGENTS, SNAPSHOT_TASKS as usize, PLAIN);
+    println!("{}", snapshot_line(dispatcher, |op| measure_heavy(op)));
 
     for line in tensor_build() {
         println!("{line}");
