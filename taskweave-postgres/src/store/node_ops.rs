@@ -113,9 +113,24 @@ WHERE state IN ('ready', 'claimed') ORDER BY task, token";
 const APPEND: &str = "INSERT INTO journal (seq, epoch, format, entry)
 SELECT s, $2, $3, e FROM unnest($1::bigint[], $4::text[]) AS u(s, e)";
 
-const CONSUME: &str = "UPDATE inbox SET consumed = true, verdict = u.v, refused = u.r
-FROM unnest($1::bigint[], $2::text[], $3::bool[]) AS u(i, v, r)
-WHERE inbox.id = u.i AND NOT inbox.consumed";
+/// Consumes messages with their verdicts and answers how many it did. A
+/// verdict is kept where someone reads it: a client's message (its poster
+/// asks for it) and a refused one (its agent takes its refusals). An
+/// agent's accepted message is deleted instead: nobody asks for its
+/// verdict, and a deletion writes one small record where marking it wrote
+/// a row version and its index entries, and left a row for
+/// `forget_through` to delete.
+const CONSUME: &str = "WITH u AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::bool[]) AS u(i, v, r)),
+kept AS (
+    UPDATE inbox SET consumed = true, verdict = u.v, refused = u.r FROM u
+    WHERE inbox.id = u.i AND NOT inbox.consumed AND (inbox.agent IS NULL OR u.r)
+    RETURNING 1),
+dropped AS (
+    DELETE FROM inbox USING u
+    WHERE inbox.id = u.i AND NOT inbox.consumed AND inbox.agent IS NOT NULL AND NOT u.r
+    RETURNING 1)
+SELECT (SELECT count(*) FROM kept) + (SELECT count(*) FROM dropped)";
 
 /// A row carries the incarnation it was assigned to (NULL: any), the only
 /// one that may claim it (rule 5).
@@ -533,12 +548,12 @@ fn commit<P>(
     }
     let (ids, verdicts, refused) = consumed;
     if !ids.is_empty() {
-        let marked = tx.execute(CONSUME, &[ids, verdicts, refused])?;
-        if marked != ids.len() as u64 {
+        let marked: i64 = tx.query_one(CONSUME, &[ids, verdicts, refused])?.get(0);
+        if marked != ids.len() as i64 {
             return Err(Fail::Store(StoreFailure::Conflict {
                 what: format!(
                     "{} of the {} inbox messages consumed were already consumed or do not exist",
-                    ids.len() as u64 - marked,
+                    ids.len() as i64 - marked,
                     ids.len()
                 ),
             }));

@@ -6,8 +6,8 @@ use std::time::Duration;
 use postgres::{Client, NoTls};
 use taskweave::Instant;
 use taskweave::cluster::{
-    AgentOp, AgentReply, ClientOp, ClientReply, Entry, Message, NodeOp, NodeReply, Outcome,
-    Outputs, Sender, Store, StoreFailure, TaskEnd,
+    AgentOp, AgentReply, ClientOp, ClientReply, Entry, Message, MessageId, NodeOp, NodeReply,
+    Outcome, Outputs, Sender, Store, StoreFailure, TaskEnd, Verdict,
 };
 use taskweave::{AgentId, TaskId};
 
@@ -76,10 +76,12 @@ fn a_connection_string_that_does_not_parse_names_its_cause_and_the_form() {
     }
 }
 
-/// Undoes versions 3 to 12 (version 11's inbox checks are dropped or
+/// Undoes versions 3 to 13 (version 11's inbox checks are dropped or
 /// replaced by version 3's and 4's again), but for version 3's `outcomes.output`, which
 /// each caller drops itself (with the whole table, for version 1).
-const UNDO_VERSIONS_3_TO_12: &str = "DROP TRIGGER journal_appended ON taskweave.journal;
+const UNDO_VERSIONS_3_TO_13: &str = "DROP POLICY agent_delete ON taskweave.outbox;
+    REVOKE DELETE ON taskweave.outbox FROM taskweave_agent;
+    DROP TRIGGER journal_appended ON taskweave.journal;
     DROP TRIGGER inbox_posted ON taskweave.inbox;
     DROP FUNCTION taskweave.notify_nodes();
     DROP TABLE taskweave.cluster_config;
@@ -151,42 +153,42 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
     let mut admin = admin(&cluster);
     crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
     // A database an earlier release left at version 1 (no outcomes) is
-    // refused until it is migrated, and then versions 2 to 12 are applied.
+    // refused until it is migrated, and then versions 2 to 13 are applied.
     admin
         .batch_execute(&format!(
-            "{UNDO_VERSIONS_3_TO_12}
+            "{UNDO_VERSIONS_3_TO_13}
                  DROP TABLE taskweave.outcomes;
-                 DELETE FROM taskweave.schema_version WHERE version IN (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)"
+                 DELETE FROM taskweave.schema_version WHERE version IN (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)"
         ))
         .unwrap_or_else(|e| panic!("{e}"));
     let old = PgStore::<String>::connect(&cluster.conninfo()).map(|_| ());
     assert!(
         old.is_err_and(|e| e
             .to_string()
-            .contains("at version 1, this build needs version 12")),
+            .contains("at version 1, this build needs version 13")),
         "an older schema"
     );
     let upgraded = crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         upgraded.applied,
-        vec![2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+        vec![2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13],
         "{upgraded:?}"
     );
     PgStore::<String>::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"));
     // Version 2 (outcomes without outputs, one size limit for every
-    // message) gains versions 3 to 12 alone, and its outcomes read back.
+    // message) gains versions 3 to 13 alone, and its outcomes read back.
     admin
         .batch_execute(&format!(
             "ALTER TABLE taskweave.outcomes DROP COLUMN output;
-                 {UNDO_VERSIONS_3_TO_12}
-                 DELETE FROM taskweave.schema_version WHERE version IN (3, 4, 5, 6, 7, 8, 9, 10, 11, 12);
+                 {UNDO_VERSIONS_3_TO_13}
+                 DELETE FROM taskweave.schema_version WHERE version IN (3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13);
                  INSERT INTO taskweave.outcomes (task, seq, body) VALUES (41, 1, '\"Completed\"')"
         ))
         .unwrap_or_else(|e| panic!("{e}"));
     let upgraded = crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         upgraded.applied,
-        vec![3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+        vec![3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13],
         "{upgraded:?}"
     );
     let mut store =
@@ -198,11 +200,11 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
         "an outcome of version 2 reads back: {read:?}"
     );
     admin
-        .batch_execute("INSERT INTO taskweave.schema_version (version) VALUES (13)")
+        .batch_execute("INSERT INTO taskweave.schema_version (version) VALUES (14)")
         .unwrap_or_else(|e| panic!("{e}"));
     let newer = PgStore::<String>::connect(&cluster.conninfo()).map(|_| ());
     assert!(
-        newer.is_err_and(|e| e.to_string().contains("newer than this build's version 12")),
+        newer.is_err_and(|e| e.to_string().contains("newer than this build's version 13")),
         "a newer schema"
     );
     let migrated = crate::schema::migrate(&mut admin);
@@ -210,8 +212,8 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
         matches!(
             migrated,
             Err(PgError::Schema {
-                found: 13,
-                needed: 12
+                found: 14,
+                needed: 13
             })
         ),
         "{migrated:?}"
@@ -562,4 +564,102 @@ fn a_node_hears_of_every_post_but_a_heartbeat_and_of_every_journal_append() {
     }
     assert_eq!(heard, 2, "the append came with an operation's answer");
     assert_eq!(node.take_notices(), 0, "taken once");
+}
+
+#[test]
+fn consuming_keeps_the_verdicts_someone_reads_and_deletes_an_agents_accepted_message() {
+    let Some((cluster, mut admin, mut leader)) = leader("consume_verdicts") else {
+        return;
+    };
+    let mut poster =
+        PgStore::<String>::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"));
+    let agent = Sender::Agent {
+        agent: AgentId::new(7),
+        incarnation: 1,
+    };
+    let posted = poster.agent(
+        AgentOp::Post {
+            sender: agent,
+            messages: vec![Message::Heartbeat, Message::Heartbeat],
+        },
+        now(),
+    );
+    assert!(
+        matches!(posted, Ok(AgentReply::Posted { .. })),
+        "{posted:?}"
+    );
+    let client = poster.client(ClientOp::Post(vec![Message::Drain]), now());
+    let Ok(ClientReply::Posted(client_ids)) = client else {
+        panic!("{client:?}");
+    };
+    let Ok(NodeReply::Inbox(messages)) = leader.node(NodeOp::ReadInbox { limit: 10 }, now()) else {
+        panic!("the inbox");
+    };
+    let ids: Vec<_> = messages.iter().map(|m| m.id).collect();
+    assert_eq!(ids.len(), 3);
+    let (accepted, refused, drain) = (ids[0], ids[1], ids[2]);
+    assert_eq!(drain, client_ids[0]);
+    let consumed = vec![
+        (accepted, Verdict::Accepted),
+        (refused, Verdict::Refused("stale incarnation".into())),
+        (drain, Verdict::Accepted),
+    ];
+    let done = leader.node(
+        NodeOp::Commit {
+            epoch: 1,
+            ttl: Duration::from_secs(60),
+            first_seq: 1,
+            entries: vec![Entry::Drain { now: now() }],
+            consumed: consumed.clone(),
+            outputs: Outputs::default(),
+        },
+        now(),
+    );
+    assert!(matches!(done, Ok(NodeReply::Done)), "{done:?}");
+    let rows: Vec<(i64, bool, bool)> = admin
+        .query(
+            "SELECT id, consumed, refused FROM taskweave.inbox ORDER BY id",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    let id = |m: MessageId| m as i64;
+    assert_eq!(
+        rows,
+        [(id(refused), true, true), (id(drain), true, false)],
+        "the agent's accepted message is deleted, the refused and the client's kept"
+    );
+    let verdicts = poster.client(ClientOp::Verdicts(vec![drain]), now());
+    assert!(
+        matches!(&verdicts, Ok(ClientReply::Verdicts(v)) if v[..] == [Some(Verdict::Accepted)]),
+        "{verdicts:?}"
+    );
+    let refusals = poster.agent(
+        AgentOp::TakeRefusals {
+            agent: AgentId::new(7),
+        },
+        now(),
+    );
+    assert!(
+        matches!(&refusals, Ok(AgentReply::Refusals(r)) if r[..] == [(refused, "stale incarnation".to_string())]),
+        "{refusals:?}"
+    );
+    // Rule 4 holds for a deleted message: consuming it again is a conflict.
+    let again = leader.node(
+        NodeOp::Commit {
+            epoch: 1,
+            ttl: Duration::from_secs(60),
+            first_seq: 2,
+            entries: vec![Entry::Drain { now: now() }],
+            consumed: vec![(accepted, Verdict::Accepted)],
+            outputs: Outputs::default(),
+        },
+        now(),
+    );
+    assert!(
+        matches!(again, Err(StoreFailure::Conflict { .. })),
+        "{again:?}"
+    );
 }
