@@ -663,3 +663,45 @@ fn consuming_keeps_the_verdicts_someone_reads_and_deletes_an_agents_accepted_mes
         "{again:?}"
     );
 }
+
+#[test]
+fn an_assignment_or_outcome_that_exists_is_kept_within_a_commit_and_across_commits() {
+    let Some((_cluster, mut admin, mut leader)) = leader("kept_rows") else {
+        return;
+    };
+    let row = |payload: &str| taskweave::cluster::Assignment {
+        task: TaskId::new(1),
+        agent: AgentId::new(1),
+        token: taskweave::AttemptToken::new(1),
+        attempt: 1,
+        incarnation: 0,
+        payload: payload.to_string(),
+    };
+    let outputs = |payloads: &[&str], ends: &[TaskEnd]| Outputs {
+        assign: payloads.iter().map(|p| row(p)).collect(),
+        ended: ends.iter().map(|e| (TaskId::new(2), e.clone())).collect(),
+        ..Outputs::default()
+    };
+    let first = outputs(
+        &["first", "second"],
+        &[TaskEnd::Completed, TaskEnd::Cancelled],
+    );
+    let done = leader.node(commit_with(1, first), now());
+    assert!(matches!(done, Ok(NodeReply::Done)), "{done:?}");
+    let again = outputs(&["third"], &[TaskEnd::Cancelled]);
+    let done = leader.node(commit_with(2, again), now());
+    assert!(matches!(done, Ok(NodeReply::Done)), "{done:?}");
+    let payloads: Vec<String> = admin
+        .query("SELECT payload FROM taskweave.outbox", &[])
+        .unwrap_or_else(|e| panic!("{e}"))
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(payloads, ["\"first\""], "the first assignment stays");
+    let outcome = leader.client(ClientOp::Outcomes(vec![TaskId::new(2)]), now());
+    assert!(
+        matches!(&outcome, Ok(ClientReply::Outcomes(o))
+            if o[..] == [Some(Outcome { end: TaskEnd::Completed, output: None })]),
+        "the first outcome stays: {outcome:?}"
+    );
+}
