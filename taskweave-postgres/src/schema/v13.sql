@@ -10,3 +10,8 @@
 GRANT DELETE ON outbox TO taskweave_agent;
 CREATE POLICY agent_delete ON outbox FOR DELETE TO taskweave_agent
     USING (agent = current_agent() AND state = 'claimed');
+
+-- An agent's claim finds its ready rows through outbox_live (its rows
+-- ready or claimed: at most what it holds and what waits for it), so
+-- outbox_ready, one more index entry written per assignment, goes.
+DROP INDEX outbox_ready;
