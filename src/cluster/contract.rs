@@ -483,7 +483,7 @@ pub enum AgentReply<P> {
 /// | journal | the leader | entries `1, 2, 3, …` without holes, each with the epoch that wrote it |
 /// | snapshots | the leader | the dispatcher's state after journal entry `seq` |
 /// | inbox | agents and clients | messages in id order, each consumed once, with a verdict (a store may delete an agent's accepted message as it consumes it: nobody asks for that verdict) |
-/// | outbox | the leader | assignments: `ready → claimed → done`, deleted once journaled or cancelled (a store may delete a row as its report closes it instead of marking it done) |
+/// | outbox | the leader | assignments: `ready → claimed → done`, deleted once journaled or cancelled |
 /// | status | the leader | the latest [`Status`](super::Status) |
 /// | outcomes | the leader | how each task ended ([`TaskEnd`]) and its output, with the journal entry that ended it and the task's tenant: a client reads only the outcomes of its own tenant's tasks (of tasks with no tenant, for a client acting for none) |
 ///
@@ -519,9 +519,11 @@ pub enum AgentReply<P> {
 ///    a late claim of the previous life cannot take the rows of the new
 ///    one.
 /// 6. **Reports close their rows.** [`AgentOp::Report`] posts the reports
-///    and closes (marks done, or deletes) the rows they answer that the
-///    reporting incarnation claimed, in one transaction. A closed row is
-///    neither claimed nor answered again, nor read as outstanding.
+///    and marks done the rows they answer that the reporting incarnation
+///    claimed, in one transaction. A row marked done stays until the
+///    leader deletes it (rule 8): a leader that takes over re-inserts the
+///    assignments its journal holds in flight, and the done row keeps a
+///    reported attempt from being claimed and run again (rule 5).
 /// 7. **Reads are consistent.** A read sees every transaction that was
 ///    answered before it was sent.
 /// 8. **Storage is bounded.** A commit deletes the outbox rows of the

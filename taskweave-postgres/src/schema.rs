@@ -58,7 +58,7 @@ pub const SCHEMA_VERSION: i32 = 13;
 /// tenant; version 10 the cluster's stored dispatcher configuration;
 /// version 11 the operator's redrive of dead letters; version 12 the
 /// notifications of inbox posts and journal appends that wake the nodes;
-/// version 13 an agent's deletion of the outbox rows its reports close.
+/// version 13 drops an index a claim no longer needs.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema/v1.sql"),
     include_str!("schema/v2.sql"),

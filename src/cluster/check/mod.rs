@@ -333,6 +333,22 @@ pub fn check_store<S: Store<String>>(
             && messages[1].sender == sender
             && messages[1].body == Ok(report.into_message()),
     )?;
+    // A leader that takes over inserts again the assignments its journal
+    // holds in flight; the report it has not journaled yet must keep the
+    // reported attempt from running again.
+    let republished = Outputs {
+        assign: vec![assignment(1, 1)],
+        ..Outputs::default()
+    };
+    let done = store.node(commit(1, 3, vec![], vec![], republished), now);
+    checks.is("a commit of outputs alone is done", &done, |r| {
+        matches!(r, Ok(NodeReply::Done))
+    })?;
+    let rerun = store.agent(claim(agent, new), now);
+    checks.that(
+        "a reported row inserted again is not claimed again (rules 5 and 6)",
+        matches!(&rerun, Ok(AgentReply::Claimed { rows, .. }) if rows.is_empty()),
+    )?;
     let cancel = Outputs {
         assign: vec![assignment(2, 2)],
         cancel: vec![(TaskId::new(2), AttemptToken::new(2))],

@@ -96,10 +96,7 @@ impl<P: Clone> Node<P> {
     /// came after the read was sent.
     pub(super) fn journal_read_up(&mut self, now: Instant) {
         if self.journal_at <= self.sent_at {
-            let poll = match self.config.notices {
-                Some(every) => every,
-                None => self.config.follow_every,
-            };
+            let poll = self.config.notices.unwrap_or(self.config.follow_every);
             self.journal_at = now.saturating_add(poll);
         }
     }

@@ -19,6 +19,7 @@
 //! refused when it is registered.
 
 mod codec;
+mod command;
 mod definitions;
 mod pool;
 mod schedules;
@@ -30,11 +31,11 @@ use crate::schedule::ScheduleAction;
 use crate::scheduler::TenantLimit;
 use crate::scheduler::{Action, AttemptOutcome, Dispatcher, TaskReport};
 use crate::workflow::{
-    EngineAction, EngineSnapshot, RunOutcome, StepFailure, StepOutput, StepTask, WorkflowDef,
-    WorkflowEngine,
+    EngineAction, EngineSnapshot, StepFailure, StepOutput, StepTask, WorkflowDef, WorkflowEngine,
 };
 use crate::{Instant, TaskId, TenantId, WorkflowId};
 pub use codec::RunCodec;
+pub use command::{RunCommand, RunEnd};
 use definitions::{NO_HOST_CODE, definition_in, needs_no_host};
 use pool::HostPool;
 use schedules::HostedSchedules;
@@ -48,60 +49,6 @@ pub const MAX_DEFINITIONS: usize = 1_024;
 /// included): a start beyond is refused, so a client cannot make the
 /// nodes hoard memory with runs that wait for ever.
 pub const MAX_ACTIVE_RUNS: usize = 100_000;
-
-/// What a client asks of the cluster's hosted runs
-/// ([`Message::Run`](super::Message::Run)).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum RunCommand<P> {
-    /// Registers a version of a workflow. The same definition again
-    /// changes nothing; another one under a registered name and version
-    /// is refused.
-    Register(Box<WorkflowDef>),
-    /// Starts a run of `workflow` at `version` (the highest registered
-    /// when `None`). A start with the `id` of a run that is active, or
-    /// finished within the retention, starts nothing and names that run.
-    Start {
-        /// The workflow's name.
-        workflow: String,
-        /// The version, or the highest registered.
-        version: Option<u32>,
-        /// The run's id, an idempotency key; the leader picks a fresh one
-        /// when `None`.
-        id: Option<WorkflowId>,
-        /// The run's input.
-        input: Option<P>,
-    },
-    /// Sends a signal to a run's waiting steps.
-    Signal {
-        /// The run.
-        run: WorkflowId,
-        /// The signal's name.
-        name: String,
-        /// What it carries.
-        payload: Option<P>,
-    },
-    /// Cancels a run: it compensates what it completed, then ends.
-    Cancel(WorkflowId),
-    /// Adds, pauses, resumes, triggers or removes a schedule that starts
-    /// runs.
-    Schedule(ScheduleCommand<P>),
-}
-
-/// How a hosted run ended, as a commit publishes it
-/// ([`Outputs::runs`](super::Outputs::runs)).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RunEnd<P> {
-    /// The run.
-    pub run: WorkflowId,
-    /// How it ended.
-    pub outcome: RunOutcome,
-    /// Its output.
-    pub output: Option<P>,
-    /// The tenant whose client started it: its end is that tenant's to
-    /// read alone. `None` for a run of no tenant.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tenant: Option<TenantId>,
-}
 
 /// The hosted runs in a node's snapshot: the registered definitions,
 /// the engine's state and the schedules (left out when there is none).

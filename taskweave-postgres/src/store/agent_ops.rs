@@ -41,15 +41,12 @@ SELECT l.stopped, h.task, h.token, h.agent, h.attempt, h.payload, h.incarnation
 FROM lease l LEFT JOIN held h ON true WHERE l.id = 1";
 
 /// Posts reports and closes the rows they answer that this incarnation
-/// holds, in one statement. A closed row is deleted (schema version 13),
-/// not marked done: nothing reads a closed row, and a deletion writes one
-/// record where an update wrote a row version and its index entries and
-/// left a row for the leader to delete.
+/// holds, in one statement.
 const REPORT: &str = "WITH posted AS (
     INSERT INTO inbox (agent, incarnation, kind, body)
     SELECT $1::bigint, $2::bigint, 'report', b FROM unnest($3::text[]) AS u(b)),
 closed AS (
-    DELETE FROM outbox USING unnest($4::bigint[], $5::bigint[]) AS u(t, k)
+    UPDATE outbox SET state = 'done' FROM unnest($4::bigint[], $5::bigint[]) AS u(t, k)
     WHERE outbox.task = u.t AND outbox.token = u.k AND outbox.agent = $1
       AND outbox.state = 'claimed' AND outbox.incarnation = $2)
 SELECT stopped FROM lease WHERE id = 1";

@@ -81,8 +81,6 @@ fn a_connection_string_that_does_not_parse_names_its_cause_and_the_form() {
 /// each caller drops itself (with the whole table, for version 1).
 const UNDO_VERSIONS_3_TO_13: &str = "CREATE INDEX outbox_ready ON taskweave.outbox (agent, token)
         WHERE state = 'ready';
-    DROP POLICY agent_delete ON taskweave.outbox;
-    REVOKE DELETE ON taskweave.outbox FROM taskweave_agent;
     DROP TRIGGER journal_appended ON taskweave.journal;
     DROP TRIGGER inbox_posted ON taskweave.inbox;
     DROP FUNCTION taskweave.notify_nodes();
