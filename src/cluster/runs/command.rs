@@ -6,7 +6,7 @@ use crate::workflow::{RunOutcome, WorkflowDef};
 use crate::{TenantId, WorkflowId};
 
 /// What a client asks of the cluster's hosted runs
-/// ([`Message::Run`](super::Message::Run)).
+/// ([`Message::Run`](crate::cluster::Message::Run)).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum RunCommand<P> {
     /// Registers a version of a workflow. The same definition again
@@ -44,7 +44,7 @@ pub enum RunCommand<P> {
 }
 
 /// How a hosted run ended, as a commit publishes it
-/// ([`Outputs::runs`](super::Outputs::runs)).
+/// ([`Outputs::runs`](crate::cluster::Outputs::runs)).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunEnd<P> {
     /// The run.
