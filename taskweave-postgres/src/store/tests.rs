@@ -49,12 +49,22 @@ fn commit(first_seq: u64) -> NodeOp<String> {
 
 /// A commit of epoch 1 with one entry and `outputs`.
 fn commit_with(first_seq: u64, outputs: Outputs<String>) -> NodeOp<String> {
+    commit_of(first_seq, vec![], outputs)
+}
+
+/// A commit of epoch 1 with one entry that consumes `consumed` and
+/// publishes `outputs`.
+fn commit_of(
+    first_seq: u64,
+    consumed: Vec<(MessageId, Verdict)>,
+    outputs: Outputs<String>,
+) -> NodeOp<String> {
     NodeOp::Commit {
         epoch: 1,
         ttl: Duration::from_secs(60),
         first_seq,
         entries: vec![Entry::Drain { now: now() }],
-        consumed: vec![],
+        consumed,
         outputs,
     }
 }
@@ -604,17 +614,7 @@ fn consuming_keeps_the_verdicts_someone_reads_and_deletes_an_agents_accepted_mes
         (refused, Verdict::Refused("stale incarnation".into())),
         (drain, Verdict::Accepted),
     ];
-    let done = leader.node(
-        NodeOp::Commit {
-            epoch: 1,
-            ttl: Duration::from_secs(60),
-            first_seq: 1,
-            entries: vec![Entry::Drain { now: now() }],
-            consumed: consumed.clone(),
-            outputs: Outputs::default(),
-        },
-        now(),
-    );
+    let done = leader.node(commit_of(1, consumed, Outputs::default()), now());
     assert!(matches!(done, Ok(NodeReply::Done)), "{done:?}");
     let rows: Vec<(i64, bool, bool)> = admin
         .query(
@@ -647,17 +647,8 @@ fn consuming_keeps_the_verdicts_someone_reads_and_deletes_an_agents_accepted_mes
         "{refusals:?}"
     );
     // Rule 4 holds for a deleted message: consuming it again is a conflict.
-    let again = leader.node(
-        NodeOp::Commit {
-            epoch: 1,
-            ttl: Duration::from_secs(60),
-            first_seq: 2,
-            entries: vec![Entry::Drain { now: now() }],
-            consumed: vec![(accepted, Verdict::Accepted)],
-            outputs: Outputs::default(),
-        },
-        now(),
-    );
+    let consumed_again = vec![(accepted, Verdict::Accepted)];
+    let again = leader.node(commit_of(2, consumed_again, Outputs::default()), now());
     assert!(
         matches!(again, Err(StoreFailure::Conflict { .. })),
         "{again:?}"
