@@ -4,6 +4,7 @@ use super::super::queue::Entry;
 use super::super::state::idempotency::ScopedKey;
 use super::super::state::timer::Timer;
 use super::super::state::{Extras, Task};
+use super::super::task::key_name::KeyName;
 use super::super::task::options::{FairShare, TaskOptions};
 use super::super::task::{TaskSpec, TaskState};
 use super::super::{
@@ -134,7 +135,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             // A tenant whose fair share is keyed by it: one lane, whatever
             // key the task named.
             if let Some(weight) = quota.and_then(TenantQuota::fair_share_weight) {
-                let key = tenant.to_string();
+                let key = KeyName::display(tenant);
                 spec.options_mut().fairness = Some(FairShare { key, weight });
             }
         }
@@ -330,7 +331,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             .concurrency_keys
             .iter()
             .chain(options.fairness.as_ref().map(|s| &s.key));
-        if let Some(bytes) = keys.map(String::len).find(|&n| n > MAX_KEY_BYTES) {
+        if let Some(bytes) = keys.map(|key| key.len()).find(|&n| n > MAX_KEY_BYTES) {
             return Some(SubmitErrorKind::KeyTooLong { bytes });
         }
         self.cost_refusal(spec)
@@ -355,7 +356,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             .map(|(limiter, kind)| limiter.quota(&kind.to_string()).burst());
         let agent_burst = settings.agent_rate_limit.map(|quota| quota.burst());
         let key_bursts = spec.options().concurrency_keys.iter().filter_map(|key| {
-            let limit = settings.concurrency_limits.get(key)?;
+            let limit = settings.concurrency_limits.get(key.as_str())?;
             limit.quota().map(|quota| quota.burst())
         });
         let bursts = kind_burst

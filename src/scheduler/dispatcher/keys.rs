@@ -133,7 +133,9 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// Moves the best live waiter of `key`, if the key has room, back to
     /// the main queue.
     pub(super) fn wake_key(&mut self, key: u32, now: Instant) {
-        if self.state.key_gates.is_full(key) {
+        // Asked at every start and end of a holder: most often nothing
+        // waits, and nothing is to be done.
+        if self.state.key_gates.is_idle(key) || self.state.key_gates.is_full(key) {
             return;
         }
         let tasks = &self.state.tasks;

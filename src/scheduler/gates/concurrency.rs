@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::holders::Holders;
 use crate::resilience::{Quota, RateLimiter};
-use crate::scheduler::MAX_CONCURRENCY_KEYS;
+use crate::scheduler::{KeyName, MAX_CONCURRENCY_KEYS};
 use crate::scheduler::queue::{Entry, Queue};
 use crate::{AttemptToken, Instant, Priority, TaskId};
 
@@ -238,10 +238,10 @@ impl KeyGates {
     /// [`MAX_CONCURRENCY_KEYS`], checked at submission; of more, the
     /// smallest indices), as indices. No allocation and no hashing: a
     /// binary search of the sorted names per key.
-    pub(crate) fn limited(&self, keys: &[String]) -> KeySet {
+    pub(crate) fn limited(&self, keys: &[KeyName]) -> KeySet {
         let mut limited = KeySet::EMPTY;
         for key in keys {
-            if let Ok(at) = self.names.binary_search_by(|name| name.as_str().cmp(key)) {
+            if let Ok(at) = self.names.binary_search_by(|name| name.as_bytes().cmp(key.as_bytes())) {
                 limited.insert(at as u32);
             }
         }
@@ -329,6 +329,14 @@ impl KeyGates {
                 ..entry
             });
         }
+    }
+
+    /// Whether nothing waits for key `key` and its rate refuses nothing:
+    /// [`wake`](Self::wake) would find nothing to do.
+    pub(crate) fn is_idle(&self, key: u32) -> bool {
+        self.gates
+            .get(key as usize)
+            .is_none_or(|g| g.waiting.is_empty() && g.rate_blocked_until.is_none())
     }
 
     /// Whether tasks (live or dead) wait for key `key`.
@@ -456,7 +464,8 @@ mod tests {
             expected.sort_unstable();
             expected.dedup();
             expected.truncate(MAX_CONCURRENCY_KEYS);
-            let limited = gates.limited(&keys);
+            let names: Vec<KeyName> = keys.iter().map(KeyName::from).collect();
+            let limited = gates.limited(&names);
             prop_assert_eq!(limited.as_slice(), expected.as_slice());
         }
     }

@@ -4,22 +4,24 @@
 
 use std::collections::HashMap;
 
+use crate::scheduler::KeyName;
+
 /// Interned fair-share keys. Lane ids start at 1 (0: no key).
 #[derive(Clone, Debug, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct FairKeys {
     /// Slot `id - 1`: the key and its number of live tasks.
-    slots: Vec<Option<(String, u32)>>,
+    slots: Vec<Option<(KeyName, u32)>>,
     /// Free slots, reused first.
     free: Vec<u32>,
     /// Derived from `slots`.
     #[cfg_attr(feature = "serde", serde(skip))]
-    ids: HashMap<String, u32>,
+    ids: HashMap<KeyName, u32>,
 }
 
 impl FairKeys {
     /// The lane id of `key`, counting one more task that carries it.
-    pub(crate) fn acquire(&mut self, key: &str) -> u32 {
+    pub(crate) fn acquire(&mut self, key: &KeyName) -> u32 {
         if let Some(&id) = self.ids.get(key) {
             if let Some(Some((_, users))) = self.slots.get_mut(id as usize - 1) {
                 *users = users.saturating_add(1);
@@ -34,10 +36,10 @@ impl FairKeys {
             }
         };
         if let Some(entry) = self.slots.get_mut(slot as usize) {
-            *entry = Some((key.to_string(), 1));
+            *entry = Some((key.clone(), 1));
         }
         let id = slot + 1;
-        self.ids.insert(key.to_string(), id);
+        self.ids.insert(key.clone(), id);
         id
     }
 
@@ -54,7 +56,7 @@ impl FairKeys {
         };
         *users -= 1;
         if *users == 0 {
-            self.ids.remove(key.as_str());
+            self.ids.remove(key);
             *entry = None;
             self.free.push(id - 1);
         }
@@ -113,15 +115,15 @@ mod tests {
     #[test]
     fn ids_are_shared_counted_and_reused() {
         let mut keys = FairKeys::default();
-        let a = keys.acquire("acme");
-        assert_eq!(keys.acquire("acme"), a);
-        let b = keys.acquire("globex");
+        let a = keys.acquire(&"acme".into());
+        assert_eq!(keys.acquire(&"acme".into()), a);
+        let b = keys.acquire(&"globex".into());
         assert_ne!(a, b);
         keys.release(a);
         assert_eq!(keys.key(a), Some("acme"));
         keys.release(a);
         assert_eq!(keys.key(a), None);
-        assert_eq!(keys.acquire("initech"), a);
+        assert_eq!(keys.acquire(&"initech".into()), a);
         let used = HashMap::from([(a, 1), (b, 1)]);
         assert!(keys.clone().validated(&used).is_ok());
         assert!(

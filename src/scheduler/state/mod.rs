@@ -22,6 +22,7 @@ use super::queue::Queue;
 use super::queue::fair_keys::FairKeys;
 use super::queue::parked::ParkedGroups;
 use super::stats::Recorder;
+use super::task::key_name::KeyName;
 use super::task::metadata::Metadata;
 use super::task::options::FairShare;
 use super::task::{TaskState, Terminal};
@@ -91,7 +92,7 @@ pub(super) struct Extras {
         feature = "serde",
         serde(default, skip_serializing_if = "Vec::is_empty")
     )]
-    pub(super) concurrency_keys: Vec<String>,
+    pub(super) concurrency_keys: Vec<KeyName>,
     #[cfg_attr(
         feature = "serde",
         serde(default, skip_serializing_if = "KeySet::is_empty")

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::TaskSpec;
+use super::key_name::KeyName;
 use super::metadata::Metadata;
 use super::options::{FairShare, TaskOptions};
 use crate::{Instant, Priority, TaskRequirements, TenantId};
@@ -48,8 +49,8 @@ struct Written<'a, P> {
     not_before: Option<Instant>,
     #[serde(skip_serializing_if = "Option::is_none")]
     fairness: &'a Option<FairShare>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    concurrency_keys: &'a [String],
+    #[serde(skip_serializing_if = "<[KeyName]>::is_empty")]
+    concurrency_keys: &'a [KeyName],
     #[serde(skip_serializing_if = "is_one")]
     cost: u32,
     #[serde(skip_serializing_if = "Metadata::is_empty")]
@@ -85,7 +86,7 @@ struct Read<P> {
     #[serde(default)]
     fairness: Option<FairShare>,
     #[serde(default)]
-    concurrency_keys: Vec<String>,
+    concurrency_keys: Vec<KeyName>,
     #[serde(default = "one")]
     cost: u32,
     #[serde(default)]

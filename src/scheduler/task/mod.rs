@@ -1,6 +1,7 @@
 //! Tasks as the host submits them, and the states they move through.
 
 mod dead_letter_cause;
+pub(super) mod key_name;
 #[cfg(feature = "serde")]
 pub(super) mod form;
 pub(super) mod metadata;
@@ -11,6 +12,7 @@ pub use dead_letter_cause::{DeadLetterCause, UnknownCause};
 use std::time::Duration;
 
 use crate::{AgentId, AttemptToken, Instant, Priority, TaskId, TaskRequirements, TenantId};
+use key_name::KeyName;
 use options::{FairShare, TaskOptions};
 
 /// A task to submit: a payload of the host's type plus how to schedule it.
@@ -196,7 +198,7 @@ impl<P> TaskSpec<P> {
     }
 
     /// Sets the fair-share key and its weight (see [`FairShare`]).
-    pub fn fairness(mut self, key: impl Into<String>, weight: u16) -> Self {
+    pub fn fairness(mut self, key: impl Into<KeyName>, weight: u16) -> Self {
         self.options_mut().fairness = Some(FairShare {
             key: key.into(),
             weight,
@@ -205,7 +207,7 @@ impl<P> TaskSpec<P> {
     }
 
     /// Adds a concurrency key.
-    pub fn concurrency_key(mut self, key: impl Into<String>) -> Self {
+    pub fn concurrency_key(mut self, key: impl Into<KeyName>) -> Self {
         self.options_mut().concurrency_keys.push(key.into());
         self
     }

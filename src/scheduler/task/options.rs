@@ -2,6 +2,7 @@
 //! keys, a cost and metadata. Held by [`TaskSpec`](crate::scheduler::TaskSpec) behind
 //! one pointer, so a task that uses none of them moves and checks one word.
 
+use super::key_name::KeyName;
 use super::metadata::Metadata;
 use crate::{Instant, TenantId};
 
@@ -42,7 +43,7 @@ pub struct TaskOptions {
     /// the dispatcher ([`DispatcherConfigBuilder::concurrency_limit`](crate::scheduler::DispatcherConfigBuilder::concurrency_limit))
     /// caps the tasks holding it in flight. At most
     /// [`MAX_CONCURRENCY_KEYS`] keys of at most [`MAX_KEY_BYTES`] bytes.
-    pub concurrency_keys: Vec<String>,
+    pub concurrency_keys: Vec<KeyName>,
     /// What one attempt costs against rate limits (tokens, requests,
     /// bytes): every kind, agent and concurrency-key rate limit takes this
     /// many cells. Default 1; must be at least 1 and at most each
@@ -132,7 +133,7 @@ impl Default for TaskOptions {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FairShare {
     /// The key (tenant, customer, …).
-    pub key: String,
+    pub key: KeyName,
     /// Its weight, at least 1.
     pub weight: u16,
 }
