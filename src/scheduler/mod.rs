@@ -132,8 +132,8 @@ pub use scale::{
 #[cfg(feature = "sync")]
 pub use shared::{SharedDispatcher, SharedGuard};
 pub use stats::{DispatcherMetrics, THROUGHPUT_WINDOW};
-pub use task::metadata::{Metadata, MetadataTooLarge};
 pub use task::key_name::KeyName;
+pub use task::metadata::{Metadata, MetadataTooLarge};
 pub use task::options::{FairShare, MAX_CONCURRENCY_KEYS, MAX_KEY_BYTES, TaskOptions};
 pub use task::{
     AttemptOutcome, DeadLetterCause, DeadLetterReason, Expiry, TaskReport, TaskSpec, TaskState,

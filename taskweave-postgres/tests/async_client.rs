@@ -3,10 +3,15 @@
 //! submits and reads verdicts, outcomes and the status; a submitter's
 //! drain is refused by the database; it outlives a PostgreSQL restart
 //! (the call that meets it fails, a later one connects again); a node
-//! login's client redrives and drains.
+//! login's client redrives and drains. Polled outside a tokio runtime, it
+//! answers an error that says so instead of panicking.
 
 mod common;
 
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use common::cli::{node_agent_submitter, start, wait_until};
@@ -29,6 +34,26 @@ async fn submit(client: &mut AsyncPgClient<Value>, first: u64, n: u64) -> Vec<ta
         panic!("{verdicts:?}");
     };
     tasks.iter().map(|t| t.clone().unwrap()).collect()
+}
+
+/// Polls `future` on this thread, outside any tokio runtime, as a host
+/// on another executor would.
+fn block_on_outside_tokio<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut future = pin!(future);
+    loop {
+        match future.as_mut().poll(&mut context) {
+            Poll::Ready(output) => return output,
+            Poll::Pending => std::thread::park(),
+        }
+    }
 }
 
 /// The client's futures may move between a runtime's threads
@@ -66,9 +91,19 @@ fn an_async_client_submits_outlives_a_restart_redrives_and_drains() {
         "agent", "--db", &agent, "--id", "1", "--", "sh", "-c", "cat",
     ]);
 
+    // Outside a runtime: an error naming the remedy, not tokio's panic
+    // (connecting needs tokio's socket; a wait, tokio's timer).
+    let outside = block_on_outside_tokio(AsyncPgClient::<Value>::connect(&sub));
+    assert!(matches!(outside, Err(PgError::NoRuntime)), "{outside:?}");
     let mut client = runtime
         .block_on(AsyncPgClient::<Value>::connect(&sub))
         .unwrap();
+    let never_given = taskweave::TaskId::new(u64::MAX);
+    let waited = block_on_outside_tokio(client.wait_outcomes(&[never_given], WAIT));
+    assert!(
+        matches!(&waited, Err(StoreFailure::Failed { cause }) if cause.contains("tokio runtime")),
+        "{waited:?}"
+    );
     runtime.block_on(async {
         let tasks = submit(&mut client, 0, 20).await;
         let outcomes = client.wait_outcomes(&tasks, WAIT).await.unwrap();

@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::holders::Holders;
 use crate::resilience::{Quota, RateLimiter};
-use crate::scheduler::{KeyName, MAX_CONCURRENCY_KEYS};
 use crate::scheduler::queue::{Entry, Queue};
+use crate::scheduler::{KeyName, MAX_CONCURRENCY_KEYS};
 use crate::{AttemptToken, Instant, Priority, TaskId};
 
 /// What happens when a task comes up for dispatch and one of its
@@ -241,7 +241,10 @@ impl KeyGates {
     pub(crate) fn limited(&self, keys: &[KeyName]) -> KeySet {
         let mut limited = KeySet::EMPTY;
         for key in keys {
-            if let Ok(at) = self.names.binary_search_by(|name| name.as_bytes().cmp(key.as_bytes())) {
+            if let Ok(at) = self
+                .names
+                .binary_search_by(|name| name.as_bytes().cmp(key.as_bytes()))
+            {
                 limited.insert(at as u32);
             }
         }

@@ -41,7 +41,10 @@ pub struct KeyName(Repr);
 #[derive(Clone)]
 enum Repr {
     /// `bytes[..len]` is the name, taken whole from a `str`.
-    Inline { len: u8, bytes: [u8; INLINE] },
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE],
+    },
     Shared(Arc<str>),
 }
 
@@ -308,7 +311,10 @@ mod tests {
             assert_eq!(hashes.hash_one(&name), hashes.hash_one(text));
             assert_eq!(map.get(text), Some(&1));
         }
-        assert!(matches!(KeyName::from("exactly-22-bytes-long!").0, Repr::Inline { .. }));
+        assert!(matches!(
+            KeyName::from("exactly-22-bytes-long!").0,
+            Repr::Inline { .. }
+        ));
         assert_eq!(std::mem::size_of::<KeyName>(), 24);
         assert!(matches!(KeyName::from(long).0, Repr::Shared(_)));
         let shared = KeyName::from(Arc::<str>::from(long));
@@ -330,7 +336,15 @@ mod tests {
 
     #[test]
     fn names_order_as_strings_do() {
-        let texts = ["b", "a", "ab", "", "z-long-name-beyond-the-inline-room", "é", "aa"];
+        let texts = [
+            "b",
+            "a",
+            "ab",
+            "",
+            "z-long-name-beyond-the-inline-room",
+            "é",
+            "aa",
+        ];
         let mut names: Vec<KeyName> = texts.iter().copied().map(KeyName::from).collect();
         let mut sorted = texts.to_vec();
         names.sort();

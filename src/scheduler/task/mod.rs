@@ -1,9 +1,9 @@
 //! Tasks as the host submits them, and the states they move through.
 
 mod dead_letter_cause;
-pub(super) mod key_name;
 #[cfg(feature = "serde")]
 pub(super) mod form;
+pub(super) mod key_name;
 pub(super) mod metadata;
 pub(super) mod options;
 

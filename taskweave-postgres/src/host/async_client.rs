@@ -34,7 +34,10 @@ const WAIT_STEP: Duration = Duration::from_millis(20);
 /// as `async fn`s on one `tokio-postgres` connection, so a request
 /// handler awaits the cluster without a blocking thread.
 ///
-/// It must run inside a tokio runtime (the connection is a tokio task).
+/// It must run inside a tokio runtime (the connection is a tokio task);
+/// polled outside one, it answers [`PgError::NoRuntime`] (a call after
+/// `connect`, a [`StoreFailure::Failed`] that says so) instead of
+/// panicking.
 /// A broken connection (PostgreSQL restarted, say) fails the call that
 /// met it, and the next call connects again. A post whose answer was
 /// lost is [`StoreFailure::Unknown`]: it may have landed. Like
@@ -91,7 +94,8 @@ impl<P: Serialize + DeserializeOwned + Clone> AsyncPgClient<P> {
     /// # Errors
     ///
     /// [`PgError::Conninfo`], [`PgError::Connect`] or [`PgError::Schema`],
-    /// as `PgStore::connect`.
+    /// as `PgStore::connect`; [`PgError::NoRuntime`] when polled outside a
+    /// tokio runtime.
     pub async fn connect(conninfo: &str) -> Result<Self, PgError> {
         let config = session_config(conninfo)?;
         let mut client = AsyncPgClient {
@@ -105,8 +109,13 @@ impl<P: Serialize + DeserializeOwned + Clone> AsyncPgClient<P> {
     }
 
     /// Opens a connection, its driver spawned on the runtime, and checks
-    /// the schema version.
+    /// the schema version. Outside a runtime, [`PgError::NoRuntime`]
+    /// rather than tokio's panic.
     async fn open(&self) -> Result<Client, PgError> {
+        // Checked before tokio's socket, which would panic.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(PgError::NoRuntime);
+        }
         let connect_error = |source| PgError::Connect {
             target: self.target.clone(),
             source,
@@ -119,8 +128,13 @@ impl<P: Serialize + DeserializeOwned + Clone> AsyncPgClient<P> {
         Ok(client)
     }
 
-    /// Runs one client operation of the store contract.
+    /// Runs one client operation of the store contract. First, whether
+    /// there is a runtime: a reconnect and the `wait_*` calls' timer need
+    /// one.
     async fn op(&mut self, op: ClientOp<P>) -> Result<ClientReply<P>, StoreFailure> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(unreachable_store(PgError::NoRuntime));
+        }
         let (sql, params, write, rows) = match plan(op)? {
             Plan::Answered(reply) => return Ok(*reply),
             Plan::Query {

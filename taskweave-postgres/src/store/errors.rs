@@ -93,6 +93,9 @@ pub enum PgError {
         /// Its entries.
         entries: u64,
     },
+    /// [`AsyncPgClient`](crate::AsyncPgClient) was asked to connect
+    /// outside a tokio runtime: its connection is a tokio task.
+    NoRuntime,
     /// A stored row does not decode.
     Corrupt {
         /// Its table.
@@ -192,6 +195,11 @@ impl fmt::Display for PgError {
                  {stored} in the database but {given} here; build every node with the stored \
                  configuration (taskweave-pg config show), or change it with taskweave-pg \
                  config set after a drain and a reset"
+            ),
+            PgError::NoRuntime => f.write_str(
+                "AsyncPgClient needs a tokio runtime (its connection is a tokio task) and was \
+                 polled outside one: await it inside a runtime (#[tokio::main], \
+                 Runtime::block_on), or use the blocking PgClient",
             ),
             PgError::ConfigNotData { problem } => write!(
                 f,
