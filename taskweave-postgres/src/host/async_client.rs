@@ -113,9 +113,7 @@ impl<P: Serialize + DeserializeOwned + Clone> AsyncPgClient<P> {
     /// rather than tokio's panic.
     async fn open(&self) -> Result<Client, PgError> {
         // Checked before tokio's socket, which would panic.
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(PgError::NoRuntime);
-        }
+        in_runtime()?;
         let connect_error = |source| PgError::Connect {
             target: self.target.clone(),
             source,
@@ -132,9 +130,7 @@ impl<P: Serialize + DeserializeOwned + Clone> AsyncPgClient<P> {
     /// there is a runtime: a reconnect and the `wait_*` calls' timer need
     /// one.
     async fn op(&mut self, op: ClientOp<P>) -> Result<ClientReply<P>, StoreFailure> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(unreachable_store(PgError::NoRuntime));
-        }
+        in_runtime().map_err(unreachable_store)?;
         let (sql, params, write, rows) = match plan(op)? {
             Plan::Answered(reply) => return Ok(*reply),
             Plan::Query {
@@ -336,6 +332,15 @@ impl<P: Serialize + DeserializeOwned + Clone> AsyncPgClient<P> {
             }
             tokio::time::sleep(WAIT_STEP).await;
         }
+    }
+}
+
+/// [`PgError::NoRuntime`] unless called inside a tokio runtime, where
+/// tokio's socket and timer would panic.
+fn in_runtime() -> Result<(), PgError> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => Ok(()),
+        Err(_) => Err(PgError::NoRuntime),
     }
 }
 
