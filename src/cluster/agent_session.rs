@@ -91,6 +91,12 @@ impl std::fmt::Display for SessionEvent {
 /// limit, or an agent with many results could never report them.
 pub const MAX_REPORTS_PER_POST: usize = 256;
 
+/// An agent that posted nothing but heartbeats since it last read its
+/// refusals reads them again only after this many refusal periods: a
+/// heartbeat is refused only when the agent was replaced or lost, which
+/// the refusal merely logs, so an idle agent need not ask every period.
+const QUIET_REFUSALS_PERIODS: u32 = 10;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Incarnate,
@@ -141,6 +147,9 @@ pub struct AgentSession<P> {
     /// which held attempts were cancelled.
     check_at: Instant,
     refusals_at: Instant,
+    /// A registration or a report was posted since the last read of the
+    /// refusals: the next read comes a refusals period after that one.
+    posted_since_read: bool,
     /// Claimed, not yet handed to the host.
     ready: VecDeque<Assignment<P>>,
     /// Every attempt claimed and not yet reported (ready, running or
@@ -172,6 +181,7 @@ impl<P: Clone> AgentSession<P> {
             claim_at: Instant::ZERO,
             check_at: Instant::ZERO,
             refusals_at: Instant::ZERO,
+            posted_since_read: false,
             ready: VecDeque::new(),
             held: BTreeSet::new(),
             finished: Vec::new(),
@@ -397,18 +407,28 @@ impl<P: Clone> AgentSession<P> {
                 self.phase = Phase::Run;
                 self.heartbeat_at = now.saturating_add(self.config.heartbeat_every);
                 self.refusals_at = now.saturating_add(self.config.refusals_every);
+                self.posted_since_read = true;
             }
             (Sent::Heartbeat, AgentReply::Posted { .. }) => {
                 self.heartbeat_at = now.saturating_add(self.config.heartbeat_every);
             }
             (Sent::Report, AgentReply::Posted { .. }) => {
+                self.refusals_posted(now);
                 for finished in std::mem::take(&mut self.reporting) {
                     let report = finished.task_report();
                     self.held.remove(&(report.task, report.token));
                 }
             }
             (Sent::Refusals, AgentReply::Refusals(refusals)) => {
-                self.refusals_at = now.saturating_add(self.config.refusals_every);
+                // A post answered just before this read may have been
+                // consumed after it: one more read a period later.
+                let periods = if std::mem::take(&mut self.posted_since_read) {
+                    1
+                } else {
+                    QUIET_REFUSALS_PERIODS
+                };
+                let pause = self.config.refusals_every.saturating_mul(periods);
+                self.refusals_at = now.saturating_add(pause);
                 for (message, reason) in refusals {
                     self.events
                         .push_back(SessionEvent::Refused { message, reason });
@@ -440,6 +460,14 @@ impl<P: Clone> AgentSession<P> {
             }
         }
         self.config.backoff.reset();
+    }
+
+    /// A registration or reports were posted: their refusals, if any, are
+    /// read within a refusals period.
+    fn refusals_posted(&mut self, now: Instant) {
+        self.posted_since_read = true;
+        let due = now.saturating_add(self.config.refusals_every);
+        self.refusals_at = self.refusals_at.min(due);
     }
 
     /// A claim answers every row this incarnation holds and has not

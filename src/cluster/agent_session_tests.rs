@@ -21,7 +21,11 @@ fn registered(capacity: u32) -> AgentSession<u32> {
 }
 
 fn claim(session: &mut AgentSession<u32>, tasks: u64) {
-    let now = Instant::ZERO;
+    claim_at(session, tasks, Instant::ZERO);
+}
+
+fn claim_at(session: &mut AgentSession<u32>, tasks: u64, now: Instant) {
+    session.work_published();
     // Heartbeat and refusals are due first on a fresh registration.
     loop {
         match session.poll_op(now) {
@@ -84,4 +88,85 @@ fn many_results_are_reported_in_posts_of_at_most_the_limit() {
         session.handle_reply(Ok(AgentReply::Posted { stopped: false }), now);
     }
     assert_eq!(posted, (1..=tasks).collect::<Vec<_>>());
+}
+
+/// Drives `session` from `from` to `until` against a store that accepts
+/// everything and has no work, and answers the times it read refusals.
+fn refusal_reads(session: &mut AgentSession<u32>, from: Instant, until: Instant) -> Vec<Instant> {
+    let mut now = from;
+    let mut reads = Vec::new();
+    while now < until {
+        while let Some(op) = session.poll_op(now) {
+            let reply = match op {
+                AgentOp::TakeRefusals { .. } => {
+                    reads.push(now);
+                    AgentReply::Refusals(Vec::new())
+                }
+                AgentOp::Claim { .. } => AgentReply::Claimed {
+                    rows: Vec::new(),
+                    stopped: false,
+                },
+                AgentOp::Post { .. } | AgentOp::Report { .. } => {
+                    AgentReply::Posted { stopped: false }
+                }
+                AgentOp::Incarnate { .. } => AgentReply::Incarnation(1),
+            };
+            session.handle_reply(Ok(reply), now);
+        }
+        now = session.poll_timeout().expect("a running session wakes");
+    }
+    reads
+}
+
+/// An agent that posts nothing but heartbeats reads its refusals ten
+/// times less often than one that reports: twice after its registration
+/// (the second catches a refusal consumed after the first read), then
+/// every ten periods.
+#[test]
+fn an_idle_agent_reads_its_refusals_rarely() {
+    let mut session = registered(2);
+    let period = std::time::Duration::from_millis(500);
+    let minute = Instant::ZERO.saturating_add(std::time::Duration::from_secs(60));
+    let reads = refusal_reads(&mut session, Instant::ZERO, minute);
+    let gaps: Vec<_> = reads
+        .windows(2)
+        .map(|w| w[1].saturating_duration_since(w[0]))
+        .collect();
+    assert_eq!(reads.first(), Some(&Instant::ZERO.saturating_add(period)));
+    assert_eq!(gaps.first(), Some(&period), "{gaps:?}");
+    assert!(
+        gaps[1..]
+            .iter()
+            .all(|&g| g == period * QUIET_REFUSALS_PERIODS),
+        "{gaps:?}"
+    );
+    assert_eq!(reads.len(), 13, "{reads:?}");
+}
+
+/// A report brings the next read of refusals within a period, however
+/// long the idle pause that was due, and the read after it a period
+/// later; then the agent is quiet again.
+#[test]
+fn a_report_brings_the_refusals_read_near() {
+    let mut session = registered(1);
+    let second = std::time::Duration::from_secs(1);
+    let at = |s: u64| Instant::ZERO.saturating_add(second * s as u32);
+    refusal_reads(&mut session, Instant::ZERO, at(10));
+    claim_at(&mut session, 1, at(10));
+    let work = session.poll_work().expect("claimed");
+    assert!(session.finish(work.task, work.token, AttemptOutcome::Success));
+    let reported = at(10);
+    let Some(AgentOp::Report { .. }) = session.poll_op(reported) else {
+        panic!("the report goes first");
+    };
+    session.handle_reply(Ok(AgentReply::Posted { stopped: false }), reported);
+    let reads = refusal_reads(&mut session, reported, at(30));
+    let period = std::time::Duration::from_millis(500);
+    assert_eq!(reads[0], reported.saturating_add(period), "{reads:?}");
+    assert_eq!(reads[1], reported.saturating_add(period * 2), "{reads:?}");
+    assert_eq!(
+        reads[2],
+        reported.saturating_add(period * (2 + QUIET_REFUSALS_PERIODS)),
+        "{reads:?}"
+    );
 }

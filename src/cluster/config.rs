@@ -412,7 +412,11 @@ impl SessionConfigBuilder {
         self
     }
 
-    /// How often it reads the verdicts that refused its messages.
+    /// How often it reads the verdicts that refused its messages while it
+    /// posts registrations or reports: within this period of each post.
+    /// An agent that posted nothing but heartbeats since its last read
+    /// (an idle one) reads them ten times less often; a heartbeat is
+    /// refused only when the agent was replaced or lost.
     pub fn refusals_every(mut self, every: Duration) -> Self {
         self.0.refusals_every = every;
         self

@@ -23,7 +23,7 @@ usage: taskweave-pg agent --db CONNINFO --id N [--capacity N] [--capability NAME
 
 Registers agent N (a new incarnation at every start: the attempts of a
 previous run of agent N go back to the queue at once), heartbeats every
-250 ms, and runs COMMAND once per task it claims, at most --capacity (default
+500 ms, and runs COMMAND once per task it claims, at most --capacity (default
 4) at a time. The task's payload is written to the command's stdin as JSON;
 TASKWEAVE_TASK, TASKWEAVE_ATTEMPT and TASKWEAVE_AGENT are set in its
 environment. Exit status 0 reports success, with what the command wrote to

@@ -35,19 +35,20 @@ use taskweave::scheduler::DispatcherConfig;
 /// The payload of a task run by the command line: any JSON value.
 pub(crate) type Payload = serde_json::Value;
 
-/// Time between an agent's heartbeats.
-pub(crate) const HEARTBEAT: Duration = Duration::from_millis(250);
+/// Time between an agent's heartbeats: a quarter of the 2 s of silence
+/// after which the cluster counts it lost, so it may miss three.
+pub(crate) const HEARTBEAT: Duration = Duration::from_millis(500);
 
 /// The dispatcher configuration `init` stores, and a cluster's nodes run
-/// with until an operator sets another (`taskweave-pg config set`): heartbeats every 250 ms (an agent silent for
-/// 2 s is lost), three attempts 100 ms apart, the last 10,000 finished
+/// with until an operator sets another (`taskweave-pg config set`):
+/// heartbeats every 500 ms (an agent silent for 2 s is lost), three attempts 100 ms apart, the last 10,000 finished
 /// tasks queryable, seed 13. A journal replays to the same state only
 /// under the same configuration.
 pub(crate) fn dispatcher_config() -> Result<DispatcherConfig, String> {
     let retry = Fixed::new(Duration::from_millis(100), 3).map_err(|e| e.to_string())?;
     DispatcherConfig::builder()
         .queue_capacity(1_000_000)
-        .heartbeats(HEARTBEAT, 8)
+        .heartbeats(HEARTBEAT, 4)
         .retry_policy(retry)
         .terminal_history(10_000)
         .seed(13)

@@ -75,8 +75,8 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
                 agent,
                 incarnation,
                 limit: most,
-            } => self.write(|tx| {
-                let rows = tx.query(
+            } => self.write_one(|db| {
+                let rows = db.query(
                     CLAIM,
                     &[
                         &u64_to_int(agent.get()),
@@ -152,8 +152,10 @@ fn sender_columns(sender: Sender) -> (Option<i64>, Option<i64>) {
     }
 }
 
-/// A claimed outbox row, its payload decoded (a row that does not decode
-/// fails the claim, which then rolls back).
+/// A claimed outbox row, its payload decoded. A row that does not decode
+/// fails the claim's answer; the claim itself, one statement, has taken
+/// effect, and the next claim answers that row again with the rows this
+/// incarnation holds (as it does after any lost answer).
 fn assignment<P: DeserializeOwned>(row: &postgres::Row, task: i64) -> Result<Assignment<P>, Fail> {
     let token: i64 = row.get(2);
     let attempt: i32 = row.get(4);
