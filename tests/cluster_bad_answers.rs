@@ -81,6 +81,7 @@ fn lease(epoch: u64, held: bool) -> Answer {
         epoch,
         holder: "other".into(),
         held,
+        left: std::time::Duration::ZERO,
         stopped: false,
     }))
 }
@@ -281,15 +282,22 @@ fn a_consumed_message_handed_out_again_is_not_taken_in_again() {
 /// An answer of any kind, with contents from small ranges: any sequence
 /// of them can only move a node a bounded way at one instant.
 fn any_node_answer() -> impl Strategy<Value = Answer> {
-    let lease =
-        (0u64..4, any::<bool>(), prop::bool::weighted(0.05)).prop_map(|(epoch, held, stopped)| {
+    // The time left may be anything a broken store says, up to never.
+    let left = prop_oneof![
+        (0u64..3_000).prop_map(std::time::Duration::from_millis),
+        Just(std::time::Duration::MAX),
+    ];
+    let lease = (0u64..4, any::<bool>(), prop::bool::weighted(0.05), left).prop_map(
+        |(epoch, held, stopped, left)| {
             Ok(NodeReply::Lease(Lease {
                 epoch,
                 holder: "x".into(),
                 held,
+                left,
                 stopped,
             }))
-        });
+        },
+    );
     let snapshot = Dispatcher::<u32>::new(dispatcher_config()).snapshot();
     let snapshots = prop::option::of(0u64..6).prop_map(move |seq| {
         Ok(NodeReply::Snapshot(

@@ -222,9 +222,10 @@ fn an_idle_follower_reads_the_lease_and_the_journal_only_when_told_of_an_append(
         now_f = now_f.saturating_add(ms(1));
     }
     assert_eq!(following.role(), Role::Following);
-    // Every renewal period a lease, every second the journal: following
-    // every 20 ms, it would have read each 500 times.
-    assert!(sent.lease <= 42, "{sent:?}");
+    // The lease when it would expire (about once a lifetime, 1 s), the
+    // journal every second: following every 20 ms, it would have read
+    // each 500 times; reading the lease every renewal period, 40.
+    assert!(sent.lease <= 12, "{sent:?}");
     assert!(sent.journal <= 12, "{sent:?}");
 
     // The leader commits a task; told of it, the follower reads it within
@@ -350,4 +351,37 @@ fn a_leader_that_rebuilds_reads_what_was_posted_meanwhile_at_once() {
         drive(&mut node, &mut store, at, &mut Sent::default());
     }
     assert!(matches!(node.role(), Role::Leading { epoch: 2 }));
+}
+
+/// A follower that knows how long the lease lasts reads it when it would
+/// expire: a live leader costs it about one read a lifetime, and a dead
+/// one is replaced as soon as its lease ends, not a renewal period later.
+#[test]
+fn a_follower_reads_the_lease_as_it_would_expire_and_takes_it_then() {
+    let mut store = MemStore::new();
+    let (mut leading, now) = leader(&mut store);
+    let mut following = noticed("node-b");
+    let mut sent = Sent::default();
+    let mut at = now;
+    let until = now.saturating_add(ms(5_000));
+    while at < until {
+        drive(&mut leading, &mut store, at, &mut Sent::default());
+        drive(&mut following, &mut store, at, &mut sent);
+        at = at.saturating_add(ms(1));
+    }
+    assert_eq!(following.role(), Role::Following);
+    assert!(sent.lease <= 7, "{sent:?}");
+    // The leader dies: its lease ends a lifetime after its last renewal.
+    let lease = store.lease(at);
+    assert!(lease.held && lease.left <= ms(1_000), "{lease:?}");
+    let expires = at.saturating_add(lease.left);
+    while !matches!(following.role(), Role::Leading { .. }) {
+        assert!(
+            at <= expires.saturating_add(ms(5)),
+            "the follower took the lease {:?} after it expired",
+            at.saturating_duration_since(expires)
+        );
+        drive(&mut following, &mut store, at, &mut Sent::default());
+        at = at.saturating_add(ms(1));
+    }
 }

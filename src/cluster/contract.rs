@@ -78,6 +78,11 @@ pub struct Lease {
     pub holder: String,
     /// Not expired by the store's clock.
     pub held: bool,
+    /// How long it lasts yet by the store's clock, rounded up; zero when
+    /// not held. A follower reads the lease again when it would expire,
+    /// not every renewal period (one that hears zero for a held lease
+    /// reads it every renewal period, as before).
+    pub left: std::time::Duration,
     /// A drained cluster stopped: every role ends.
     pub stopped: bool,
 }

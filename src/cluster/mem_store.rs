@@ -152,6 +152,11 @@ impl<P: Clone> MemStore<P> {
             epoch: self.epoch,
             holder: self.holder.clone(),
             held: self.epoch > 0 && now < self.expires_at,
+            left: if self.epoch > 0 {
+                self.expires_at.saturating_duration_since(now)
+            } else {
+                std::time::Duration::ZERO
+            },
             stopped: self.stopped,
         }
     }

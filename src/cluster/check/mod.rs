@@ -45,7 +45,7 @@ pub fn check_store<S: Store<String>>(
     checks.is(
         "a fresh lease is epoch 0, free",
         &lease,
-        |r| matches!(r, Ok(NodeReply::Lease(l)) if l.epoch == 0 && !l.held && !l.stopped),
+        |r| matches!(r, Ok(NodeReply::Lease(l)) if l.epoch == 0 && !l.held && !l.stopped && l.left.is_zero()),
     )?;
     let empty = store.node(NodeOp::ReadJournal { from: 1, limit: 10 }, now);
     checks.is(
@@ -73,6 +73,12 @@ pub fn check_store<S: Store<String>>(
         "a held lease is not taken again",
         &again,
         |r| matches!(r, Ok(NodeReply::Lease(l)) if l.epoch == 1 && l.held),
+    )?;
+    let read = store.node(NodeOp::ReadLease, now);
+    checks.is(
+        "a held lease says how long it lasts yet, at most its lifetime",
+        &read,
+        |r| matches!(r, Ok(NodeReply::Lease(l)) if l.held && !l.left.is_zero() && l.left <= ttl),
     )?;
     let early = store.node(take(1), now);
     checks.is(

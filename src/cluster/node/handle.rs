@@ -56,7 +56,7 @@ impl<P: Clone> Node<P> {
                 }
                 if !full {
                     self.journal_read_up(now);
-                    self.journal_exhausted();
+                    self.journal_exhausted(now);
                 }
             }
             (Sent::Journal { .. }, NodeReply::Trimmed) => {
@@ -67,6 +67,7 @@ impl<P: Clone> Node<P> {
                 };
             }
             (Sent::Lease, NodeReply::Lease(lease)) => {
+                self.saw_lease(&lease, now);
                 let resume = self.resume();
                 if let (Some(epoch), false) = (resume, lease.stopped) {
                     if lease.held && lease.epoch == epoch {
@@ -104,6 +105,7 @@ impl<P: Clone> Node<P> {
                 };
             }
             (Sent::Take, NodeReply::Lease(lease)) => {
+                self.saw_lease(&lease, now);
                 if lease.stopped {
                     self.phase = Phase::Stopped;
                 } else {
@@ -237,9 +239,7 @@ impl<P: Clone> Node<P> {
     /// longer pause it owes).
     fn follow(&mut self, now: Instant) {
         self.phase = Phase::Follow;
-        let next = now
-            .saturating_add(self.lease_every())
-            .min(self.journal_at.max(now));
+        let next = self.lease_read_at(now).min(self.journal_at.max(now));
         self.wake_at = self.wake_at.max(next);
     }
 
@@ -306,16 +306,19 @@ impl<P: Clone> Node<P> {
         };
     }
 
-    /// The journal has no more entries for now.
-    fn journal_exhausted(&mut self) {
+    /// The journal has no more entries for now: the node reads the lease,
+    /// unless it follows a lease it knows to be held yet.
+    fn journal_exhausted(&mut self, now: Instant) {
         match self.phase {
             Phase::CatchUp { resume } => self.phase = Phase::CheckLease { resume },
+            Phase::Follow if self.lease_known(now) => self.follow(now),
             Phase::Follow => self.phase = Phase::CheckLease { resume: None },
             _ => {}
         }
     }
 
     fn lead(&mut self, epoch: u64) {
+        self.lease_until = Instant::ZERO;
         self.phase = Phase::Lead {
             epoch,
             stage: Stage::Reconcile,

@@ -163,6 +163,10 @@ pub struct Node<P> {
     /// landed (commits renew it too): the lease lasts at least a
     /// lifetime from then.
     renewed_at: Instant,
+    /// When the lease a follower last read expires, by the time the store
+    /// said it had left (zero when not held, or not known): with notices
+    /// the follower reads it again then, not every renewal period.
+    lease_until: Instant,
     status_at: Option<Instant>,
     /// Entries were committed, or messages consumed, since the last
     /// published status.
@@ -241,6 +245,7 @@ impl<P: Clone> Node<P> {
             journal_read_at: Instant::ZERO,
             sent_at: Instant::ZERO,
             renewed_at: Instant::ZERO,
+            lease_until: Instant::ZERO,
             status_at: None,
             status_stale: false,
             inbox_read: BTreeMap::new(),

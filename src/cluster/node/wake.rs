@@ -101,6 +101,35 @@ impl<P: Clone> Node<P> {
         }
     }
 
+    /// A lease was read at `now`: held, it lasts `left` more (at most a
+    /// lifetime, whatever a store says).
+    pub(super) fn saw_lease(&mut self, lease: &crate::cluster::Lease, now: Instant) {
+        self.lease_until = if lease.held {
+            now.saturating_add(lease.left.min(self.config.lease_ttl))
+        } else {
+            Instant::ZERO
+        };
+    }
+
+    /// Whether a follower knows the lease to be held at `now` (with
+    /// notices, which tell it of the journal; without them it reads the
+    /// lease with the journal every follow period).
+    pub(super) fn lease_known(&self, now: Instant) -> bool {
+        self.config.notices.is_some() && self.lease_until > now
+    }
+
+    /// When a follower reads the lease next: when the lease it last read
+    /// expires, if it knows, so a live leader costs it about one read a
+    /// lifetime and a dead one is seen as soon as its lease ends; else
+    /// after [`lease_every`](Self::lease_every).
+    pub(super) fn lease_read_at(&self, now: Instant) -> Instant {
+        if self.lease_known(now) {
+            self.lease_until
+        } else {
+            now.saturating_add(self.lease_every())
+        }
+    }
+
     /// How often a follower reads the lease: every renewal period with
     /// notices (the journal is read when they tell of a commit), every
     /// follow period without them.

@@ -42,7 +42,9 @@ const RUN_ENDS_AFTER: &str = "SELECT seq, run, body FROM run_ends
 WHERE seq >= $1 AND (seq, run # $4) > ($1, $2) ORDER BY seq, run # $4 LIMIT $3";
 
 const LEASE_AND_STATUS: &str = "SELECT l.epoch, l.holder, l.expires_at > clock_timestamp(),
-    l.stopped, s.body
+    l.stopped, s.body,
+    CASE WHEN isfinite(l.expires_at) AND l.expires_at > clock_timestamp()
+    THEN ceil(extract(epoch FROM l.expires_at - clock_timestamp()) * 1000) ELSE 0 END::bigint
 FROM lease l LEFT JOIN status s ON s.id = 1 WHERE l.id = 1";
 
 /// A parameter of a planned statement.
@@ -241,6 +243,7 @@ fn status<P>(rows: &[Row]) -> Result<ClientReply<P>, StoreFailure> {
         holder: row.get(1),
         held: row.get(2),
         stopped: row.get(3),
+        left: codec::lease_left(row.get(5)),
     };
     let status: Option<Status> = row
         .get::<_, Option<&str>>(4)

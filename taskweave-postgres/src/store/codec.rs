@@ -31,6 +31,12 @@ pub(crate) fn millis(ttl: Duration) -> f64 {
     ttl.as_secs_f64() * 1000.0
 }
 
+/// A lease's time left, read as whole milliseconds (rounded up, so a
+/// follower that waits it out reads after the expiry, not before).
+pub(crate) fn lease_left(millis: i64) -> Duration {
+    Duration::from_millis(u64::try_from(millis).unwrap_or(0))
+}
+
 /// The JSON text of `value`.
 pub(crate) fn encode<T: Serialize>(what: &str, value: &T) -> Result<String, StoreFailure> {
     serde_json::to_string(value).map_err(|e| StoreFailure::Failed {

@@ -28,8 +28,10 @@ RETURNING GREATEST((SELECT max(seq) FROM journal), (SELECT max(seq) FROM snapsho
 
 const CURRENT_EPOCH: &str = "SELECT epoch FROM lease WHERE id = 1";
 
-const READ_LEASE: &str =
-    "SELECT epoch, holder, expires_at > clock_timestamp(), stopped FROM lease WHERE id = 1";
+const READ_LEASE: &str = "SELECT epoch, holder, expires_at > clock_timestamp(), stopped,
+    CASE WHEN isfinite(expires_at) AND expires_at > clock_timestamp()
+    THEN ceil(extract(epoch FROM expires_at - clock_timestamp()) * 1000) ELSE 0 END::bigint
+    FROM lease WHERE id = 1";
 
 /// Before a takeover: ends the session of a leader that stalls inside a
 /// transaction (its process frozen or starved) while its lease has
@@ -353,6 +355,7 @@ fn read_lease<C: postgres::GenericClient>(db: &mut super::Db<'_, C>) -> Result<L
         holder: row.get(1),
         held: row.get(2),
         stopped: row.get(3),
+        left: codec::lease_left(row.get(4)),
     })
 }
 

@@ -241,6 +241,7 @@ mod tests {
             epoch: 3,
             holder: holder.to_string(),
             held: true,
+            left: std::time::Duration::from_millis(800),
             stopped: false,
         }
     }

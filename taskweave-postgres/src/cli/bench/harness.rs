@@ -254,7 +254,7 @@ impl ClusterRun {
                 return Ok(v);
             }
             if Instant::now() >= deadline {
-                return Err(format!("bench: no {what} within {limit:?}"));
+                return Err(format!("bench: still no {what} after {limit:?}"));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
