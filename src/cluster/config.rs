@@ -214,7 +214,9 @@ impl NodeConfigBuilder {
         self
     }
 
-    /// How often the leader publishes its [`Status`](super::Status).
+    /// How often the leader publishes its [`Status`](super::Status) while
+    /// anything changes; while it only takes heartbeats, every four
+    /// periods (its status then rides on the commit of the heartbeats).
     pub fn status_every(mut self, every: Duration) -> Self {
         self.0.status_every = every;
         self

@@ -130,13 +130,13 @@ impl<P: Clone> Node<P> {
                         seq: self.applied(),
                         in_flight: live.len(),
                     });
-                    self.status_at = None;
+                    self.status.restart();
                     self.phase = Phase::Lead {
                         epoch,
                         stage: Stage::Intake,
                     };
                     let batch = super::intake::Batch::publishing(outputs);
-                    self.queue_commit(epoch, batch, now);
+                    self.queue_commit(epoch, batch, false, now);
                 }
             }
             (Sent::Inbox, NodeReply::Inbox(messages)) => {
@@ -157,6 +157,7 @@ impl<P: Clone> Node<P> {
                     }
                     let outage = self.outage_ended(now);
                     let answered = messages.len();
+                    let heartbeats = super::wake::few_heartbeats(&messages);
                     for message in &messages {
                         *self.inbox_read.entry(message.sender).or_default() += 1;
                     }
@@ -168,10 +169,11 @@ impl<P: Clone> Node<P> {
                         self.config.max_output_bytes,
                         now,
                     );
+                    let quiet = heartbeats && batch.journals_only_heartbeats();
                     let committing = !batch.is_empty() || self.owes_status(now);
-                    self.inbox_read(answered, committing, now);
+                    self.inbox_read(answered, quiet, committing, now);
                     if committing {
-                        self.queue_commit(epoch, batch, now);
+                        self.queue_commit(epoch, batch, quiet, now);
                     } else {
                         self.rest();
                     }

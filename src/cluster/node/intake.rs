@@ -52,6 +52,14 @@ impl<P> Batch<P> {
     pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty() && self.consumed.is_empty()
     }
+
+    /// Every entry journals a heartbeat (no timer fired, nothing else
+    /// was admitted).
+    pub(crate) fn journals_only_heartbeats(&self) -> bool {
+        self.entries
+            .iter()
+            .all(|e| matches!(e, Entry::Input(Input::Heartbeat { .. })))
+    }
 }
 
 /// Turns `messages` (and a due timer) into a batch stamped `now`, applied

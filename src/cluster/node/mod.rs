@@ -8,6 +8,7 @@ mod intake;
 #[cfg(test)]
 mod intake_tests;
 mod replica;
+mod status_clock;
 mod task_tenants;
 mod wake;
 
@@ -167,10 +168,8 @@ pub struct Node<P> {
     /// said it had left (zero when not held, or not known): with notices
     /// the follower reads it again then, not every renewal period.
     lease_until: Instant,
-    status_at: Option<Instant>,
-    /// Entries were committed, or messages consumed, since the last
-    /// published status.
-    status_stale: bool,
+    /// When the leader publishes its status next.
+    status: status_clock::StatusClock,
     /// The inbox messages read since the last published status, by sender.
     inbox_read: BTreeMap<Sender, u64>,
     snapshot_seq: u64,
@@ -246,8 +245,7 @@ impl<P: Clone> Node<P> {
             sent_at: Instant::ZERO,
             renewed_at: Instant::ZERO,
             lease_until: Instant::ZERO,
-            status_at: None,
-            status_stale: false,
+            status: status_clock::StatusClock::default(),
             inbox_read: BTreeMap::new(),
             snapshot_seq: 0,
             consumed_max: None,
@@ -462,8 +460,8 @@ impl<P: Clone> Node<P> {
     }
 
     /// The commit of `batch` (already applied), sent by the next
-    /// [`poll_op`](Self::poll_op).
-    fn queue_commit(&mut self, epoch: u64, batch: intake::Batch<P>, now: Instant) {
+    /// [`poll_op`](Self::poll_op); `quiet` when it only takes heartbeats.
+    fn queue_commit(&mut self, epoch: u64, batch: intake::Batch<P>, quiet: bool, now: Instant) {
         let intake::Batch {
             entries,
             consumed,
@@ -472,7 +470,9 @@ impl<P: Clone> Node<P> {
             ..
         } = batch;
         self.events.extend(events);
-        self.status_stale |= !entries.is_empty() || !consumed.is_empty();
+        if !entries.is_empty() || !consumed.is_empty() {
+            self.status.changed(quiet);
+        }
         self.consumed_max = consumed
             .iter()
             .map(|(id, _)| *id)
@@ -505,22 +505,14 @@ impl<P: Clone> Node<P> {
         self.queued = Some((sent, op));
     }
 
-    /// A status is due: none published yet, or the last one is older
-    /// than the status period.
-    fn status_due(&self, now: Instant) -> bool {
-        self.status_at
-            .is_none_or(|at| now.saturating_duration_since(at) >= self.config.status_every)
-    }
-
     /// An idle leader still owes the status of its last commits.
     fn owes_status(&self, now: Instant) -> bool {
-        self.status_stale && self.status_due(now)
+        self.status.owes(now, self.config.status_every)
     }
 
-    /// Adds the status to `outputs` when one is due.
+    /// Adds the status to `outputs`: this leader's first, or one owed.
     fn add_status(&mut self, epoch: u64, outputs: &mut Outputs<P>, now: Instant) {
-        if self.status_due(now) {
-            self.status_stale = false;
+        if self.status.publishes(now, self.config.status_every) {
             let oldest = self.replica.oldest_queued();
             let mut status = super::status::read(&self.replica.dispatcher, oldest, now);
             status.epoch = epoch;
@@ -531,7 +523,7 @@ impl<P: Clone> Node<P> {
             status.runs = self.replica.runs_status();
             status.inbox = InboxLoad::of(&std::mem::take(&mut self.inbox_read));
             outputs.status = Some(status);
-            self.status_at = Some(now);
+            self.status.published(now);
         }
     }
 }

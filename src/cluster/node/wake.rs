@@ -2,8 +2,28 @@
 //! ([`NodeConfigBuilder::woken_by_notices`](crate::cluster::NodeConfigBuilder::woken_by_notices)),
 //! and the timers of the state a leader keeps.
 
+use std::collections::BTreeMap;
+
 use super::{Node, Phase};
 use crate::Instant;
+use crate::cluster::{InboxMessage, Message};
+
+/// Most heartbeats of one sender a quiet read answers: an agent posts a
+/// few between two polls; more is a backlog (a flood, an outage) that the
+/// leader reads on at once.
+const QUIET_HEARTBEATS: usize = 4;
+
+/// Whether `messages` are all heartbeats, at most [`QUIET_HEARTBEATS`] of
+/// any sender (a read of none is not quiet: it drained the inbox).
+pub(super) fn few_heartbeats<P>(messages: &[InboxMessage<P>]) -> bool {
+    let mut per_sender = BTreeMap::new();
+    !messages.is_empty()
+        && messages.iter().all(|m| {
+            let count = per_sender.entry(m.sender).or_insert(0usize);
+            *count += 1;
+            matches!(m.body, Ok(Message::Heartbeat)) && *count <= QUIET_HEARTBEATS
+        })
+}
 
 /// What the store tells a node of, for [`Node::notice`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -58,11 +78,7 @@ impl<P: Clone> Node<P> {
     /// timer of its state is due or it owes a status (the read is its
     /// intake, which acts on the timers and commits the status).
     pub(super) fn read_at(&self) -> Instant {
-        let status = self.status_stale.then(|| {
-            self.status_at.map_or(Instant::ZERO, |at| {
-                at.saturating_add(self.config.status_every)
-            })
-        });
+        let status = self.status.owed_at(self.config.status_every);
         [self.replica.next_timer(), status]
             .into_iter()
             .flatten()
@@ -75,17 +91,29 @@ impl<P: Clone> Node<P> {
         self.wake_at = self.read_at().min(renew).max(self.hold_until);
     }
 
-    /// A leader's inbox read answered `answered` messages, and the
-    /// leader commits (`committing`) or rests. A read that answered none
-    /// drained the inbox: the leader reads again after its poll, unless a
-    /// notice came after the read was sent (the post it told of may have
-    /// missed the read; one heard by then was in it). A read that answered
-    /// some is followed by another once its commit lands: a store may
-    /// answer fewer than a batch while more wait (a byte budget, each
-    /// sender's share), and a heartbeat tells nobody. Without notices, a
-    /// commit is followed by a read at once, as before notices.
-    pub(super) fn inbox_read(&mut self, answered: usize, committing: bool, now: Instant) {
-        let drained = answered == 0 && (self.config.notices.is_some() || !committing);
+    /// A leader's inbox read answered `answered` messages (`quiet`: a few
+    /// heartbeats per sender and nothing else, journaled as such), and
+    /// the leader commits (`committing`) or rests. A read that answered
+    /// none drained the inbox: the leader reads again after its poll,
+    /// unless a notice came after the read was sent (the post it told of
+    /// may have missed the read; one heard by then was in it). So does a
+    /// quiet read with notices: a heartbeat posted since waits for the
+    /// poll or a timer (a due heartbeat timer is acted on by a read,
+    /// which takes the heartbeats first, so no agent is lost for it).
+    /// Any other read
+    /// that answered some is followed by another once its commit lands:
+    /// a store may answer fewer than a batch while more wait (a byte
+    /// budget, each sender's share). Without notices, a commit is
+    /// followed by a read at once, as before notices.
+    pub(super) fn inbox_read(
+        &mut self,
+        answered: usize,
+        quiet: bool,
+        committing: bool,
+        now: Instant,
+    ) {
+        let noticed = self.config.notices.is_some();
+        let drained = (answered == 0 || quiet && noticed) && (noticed || !committing);
         if drained && self.inbox_at <= self.sent_at {
             self.inbox_at = now.saturating_add(self.poll());
         }
@@ -138,5 +166,38 @@ impl<P: Clone> Node<P> {
             Some(_) => self.config.renew_every,
             None => self.config.follow_every,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::Sender;
+    use crate::{AgentId, TaskId};
+
+    fn from(agent: u64, id: u64, body: Result<Message<u32>, String>) -> InboxMessage<u32> {
+        InboxMessage {
+            id,
+            sender: Sender::Agent {
+                agent: AgentId::new(agent),
+                incarnation: 1,
+            },
+            body,
+            bytes: 0,
+        }
+    }
+
+    #[test]
+    fn a_few_heartbeats_of_each_sender_and_nothing_else_are_quiet() {
+        let beat = |agent, id| from(agent, id, Ok(Message::Heartbeat));
+        let few: Vec<_> = (0..4).flat_map(|n| [beat(1, n), beat(2, 10 + n)]).collect();
+        assert!(few_heartbeats(&few));
+        assert!(!few_heartbeats::<u32>(&[]), "a read of none drained");
+        let flood: Vec<_> = (0..5).map(|n| beat(1, n)).collect();
+        assert!(!few_heartbeats(&flood), "five of one sender is a backlog");
+        let cancel = from(2, 9, Ok(Message::Cancel(TaskId::new(1))));
+        assert!(!few_heartbeats(&[beat(1, 1), cancel]));
+        let garbled = from(2, 9, Err("not JSON".into()));
+        assert!(!few_heartbeats(&[beat(1, 1), garbled]));
     }
 }

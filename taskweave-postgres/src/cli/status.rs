@@ -14,9 +14,10 @@ usage: taskweave-pg status --db CONNINFO [--json]
 
 Prints the lease (epoch, leader, held or expired), the logins with the most
 inbox messages still unread (a login that floods the inbox is named there,
-with its limit), then what the leader published last (every 250 ms): tasks
-queued by priority with the age of the oldest, delayed, in flight, each agent
-with its load, dead letters and totals, the inbox messages read since the
+with its limit), then what the leader published last (every 250 ms, every
+second while only heartbeats come): tasks queued by priority with the age of
+the oldest, delayed, in flight, each agent with its load, dead letters and
+totals, the inbox messages read since the
 previous status and who sent the most, the scale hint of each pool the leader
 watches (`node --pool`), and the queued tasks that no online agent can take,
 with why (a drain waits for them until they expire or are cancelled).
