@@ -171,7 +171,7 @@ impl<P: Clone> Node<P> {
                     );
                     let quiet = heartbeats && batch.journals_only_heartbeats();
                     let committing = !batch.is_empty() || self.owes_status(now);
-                    self.inbox_read(answered, quiet, committing, now);
+                    self.inbox_read(answered, heartbeats, committing, now);
                     if committing {
                         self.queue_commit(epoch, batch, quiet, now);
                     } else {

@@ -92,7 +92,8 @@ impl<P: Clone> Node<P> {
     }
 
     /// A leader's inbox read answered `answered` messages (`quiet`: a few
-    /// heartbeats per sender and nothing else, journaled as such), and
+    /// heartbeats per sender and nothing else; a timer that fired with
+    /// them changes nothing here, its effects are not in the inbox), and
     /// the leader commits (`committing`) or rests. A read that answered
     /// none drained the inbox: the leader reads again after its poll,
     /// unless a notice came after the read was sent (the post it told of
