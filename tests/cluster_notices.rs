@@ -89,6 +89,26 @@ fn run(
     (sent, now)
 }
 
+/// Drives a leader and a follower side by side every millisecond for
+/// `millis` from `from`: what the follower sent, and the instant after.
+fn side_by_side(
+    leading: &mut Node<u32>,
+    following: &mut Node<u32>,
+    store: &mut MemStore<u32>,
+    from: Instant,
+    millis: u64,
+) -> (Sent, Instant) {
+    let mut sent = Sent::default();
+    let mut now = from;
+    let until = from.saturating_add(ms(millis));
+    while now < until {
+        drive(leading, store, now, &mut Sent::default());
+        drive(following, store, now, &mut sent);
+        now = now.saturating_add(ms(1));
+    }
+    (sent, now)
+}
+
 /// A leader of a fresh store, and the instant it leads from.
 fn leader(store: &mut MemStore<u32>) -> (Node<u32>, Instant) {
     let mut node = noticed("node-a");
@@ -212,15 +232,8 @@ fn an_idle_follower_reads_the_lease_and_the_journal_only_when_told_of_an_append(
     let mut store = MemStore::new();
     let (mut leading, now) = leader(&mut store);
     let mut following = noticed("node-b");
-    let mut now_f = now;
     // Both run side by side for ten idle seconds.
-    let mut sent = Sent::default();
-    let until = now.saturating_add(ms(10_000));
-    while now_f < until {
-        drive(&mut leading, &mut store, now_f, &mut Sent::default());
-        drive(&mut following, &mut store, now_f, &mut sent);
-        now_f = now_f.saturating_add(ms(1));
-    }
+    let (sent, now_f) = side_by_side(&mut leading, &mut following, &mut store, now, 10_000);
     assert_eq!(following.role(), Role::Following);
     // The lease when it would expire (about once a lifetime, 1 s), the
     // journal every second: following every 20 ms, it would have read
@@ -361,14 +374,7 @@ fn a_follower_reads_the_lease_as_it_would_expire_and_takes_it_then() {
     let mut store = MemStore::new();
     let (mut leading, now) = leader(&mut store);
     let mut following = noticed("node-b");
-    let mut sent = Sent::default();
-    let mut at = now;
-    let until = now.saturating_add(ms(5_000));
-    while at < until {
-        drive(&mut leading, &mut store, at, &mut Sent::default());
-        drive(&mut following, &mut store, at, &mut sent);
-        at = at.saturating_add(ms(1));
-    }
+    let (sent, mut at) = side_by_side(&mut leading, &mut following, &mut store, now, 5_000);
     assert_eq!(following.role(), Role::Following);
     assert!(sent.lease <= 7, "{sent:?}");
     // The leader dies: its lease ends a lifetime after its last renewal.
