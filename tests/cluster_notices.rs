@@ -479,3 +479,45 @@ fn a_leader_that_only_hears_heartbeats_commits_about_once_a_poll() {
         "{statuses} statuses: {sent:?}"
     );
 }
+
+/// A follower of a draining cluster reads the lease after each journal
+/// read, as it did before it knew how long a lease lasts: told of the
+/// leader's stop (the stop's notice makes it read the journal), it ends
+/// at once, before an operator's `reset` could clear the stop.
+#[test]
+fn a_follower_told_of_the_stop_of_a_drained_cluster_ends_at_once() {
+    let mut store = MemStore::new();
+    let (mut leading, now) = leader(&mut store);
+    let mut following = noticed("node-b");
+    let (_, now) = side_by_side(&mut leading, &mut following, &mut store, now, 2_000);
+    store
+        .client(ClientOp::Post(vec![Message::Drain]), now)
+        .unwrap();
+    leading.notice(Notice::InboxPost, now);
+    let mut at = now;
+    // The leader drains and stops; each commit's notice reaches the
+    // follower.
+    while !store.lease(at).stopped {
+        let before = leading.applied();
+        drive(&mut leading, &mut store, at, &mut Sent::default());
+        if leading.applied() != before || store.lease(at).stopped {
+            following.notice(Notice::JournalAppend, at);
+        }
+        drive(&mut following, &mut store, at, &mut Sent::default());
+        assert!(
+            at < now.saturating_add(ms(2_000)),
+            "the leader never stopped"
+        );
+        at = at.saturating_add(ms(1));
+    }
+    let stopped = at;
+    while following.role() != Role::Stopped {
+        assert!(
+            at <= stopped.saturating_add(ms(25)),
+            "the follower read the stop late: {:?}",
+            following.role()
+        );
+        drive(&mut following, &mut store, at, &mut Sent::default());
+        at = at.saturating_add(ms(1));
+    }
+}

@@ -142,9 +142,14 @@ impl<P: Clone> Node<P> {
 
     /// Whether a follower knows the lease to be held at `now` (with
     /// notices, which tell it of the journal; without them it reads the
-    /// lease with the journal every follow period).
+    /// lease with the journal every follow period). Never while the
+    /// cluster drains: the leader's stop comes as a lease that says so
+    /// (with a notice that makes the follower read the journal), and the
+    /// follower must read it, and end, before an operator's `reset`
+    /// clears it, so it reads the lease after every journal read and
+    /// every renewal period, as it did before it knew.
     pub(super) fn lease_known(&self, now: Instant) -> bool {
-        self.config.notices.is_some() && self.lease_until > now
+        self.config.notices.is_some() && !self.replica.draining && self.lease_until > now
     }
 
     /// When a follower reads the lease next: when the lease it last read
