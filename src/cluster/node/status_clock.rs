@@ -11,7 +11,7 @@ use crate::Instant;
 /// status periods after the last one; the commits of the last of those
 /// periods carry it (an idle leader's commits come about once per poll,
 /// so its status rides on them instead of costing a commit of its own).
-pub(crate) const QUIET_STATUS_PERIODS: u32 = 4;
+const QUIET_STATUS_PERIODS: u32 = 4;
 
 /// What the commits since the last status changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -67,11 +67,11 @@ impl StatusClock {
     /// Whether the commit sent at `now` carries a status: the leader's
     /// first, one owed, or one owed for heartbeats within a period.
     pub(crate) fn publishes(&self, now: Instant, every: Duration) -> bool {
-        let soon = self.stale == Stale::Quiet
-            && self
-                .owed_at(every)
-                .is_some_and(|at| now.saturating_add(every) >= at);
-        self.at.is_none() || soon || self.owes(now, every)
+        let ahead = match self.stale {
+            Stale::Quiet => every,
+            Stale::No | Stale::Yes => Duration::ZERO,
+        };
+        self.at.is_none() || self.owes(now.saturating_add(ahead), every)
     }
 
     /// A status was published at `now`.

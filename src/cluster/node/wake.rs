@@ -19,9 +19,11 @@ pub(super) fn few_heartbeats<P>(messages: &[InboxMessage<P>]) -> bool {
     let mut per_sender = BTreeMap::new();
     !messages.is_empty()
         && messages.iter().all(|m| {
-            let count = per_sender.entry(m.sender).or_insert(0usize);
-            *count += 1;
-            matches!(m.body, Ok(Message::Heartbeat)) && *count <= QUIET_HEARTBEATS
+            matches!(m.body, Ok(Message::Heartbeat)) && {
+                let count = per_sender.entry(m.sender).or_insert(0usize);
+                *count += 1;
+                *count <= QUIET_HEARTBEATS
+            }
         })
 }
 
