@@ -109,6 +109,33 @@ fn side_by_side(
     (sent, now)
 }
 
+/// A leader of `store` and a follower beside it, not yet driven, and the
+/// instant the leader leads from.
+fn leader_and_follower(store: &mut MemStore<u32>) -> (Node<u32>, Node<u32>, Instant) {
+    let (leading, now) = leader(store);
+    (leading, noticed("node-b"), now)
+}
+
+/// Drives `node` every millisecond from `from` until `done` holds, and
+/// answers the instant it did; fails, saying `late`, if it does not hold
+/// after the drive at `deadline`.
+fn drive_until(
+    node: &mut Node<u32>,
+    store: &mut MemStore<u32>,
+    from: Instant,
+    deadline: Instant,
+    late: &str,
+    done: impl Fn(&Node<u32>) -> bool,
+) -> Instant {
+    let mut at = from;
+    while !done(node) {
+        assert!(at <= deadline, "{late}: {:?}", node.role());
+        drive(node, store, at, &mut Sent::default());
+        at = at.saturating_add(ms(1));
+    }
+    at
+}
+
 /// A leader of a fresh store, and the instant it leads from.
 fn leader(store: &mut MemStore<u32>) -> (Node<u32>, Instant) {
     let mut node = noticed("node-a");
@@ -230,8 +257,7 @@ fn the_states_timers_wake_an_idle_leader_before_its_poll() {
 #[test]
 fn an_idle_follower_reads_the_lease_and_the_journal_only_when_told_of_an_append() {
     let mut store = MemStore::new();
-    let (mut leading, now) = leader(&mut store);
-    let mut following = noticed("node-b");
+    let (mut leading, mut following, now) = leader_and_follower(&mut store);
     // Both run side by side for ten idle seconds.
     let (sent, now_f) = side_by_side(&mut leading, &mut following, &mut store, now, 10_000);
     assert_eq!(following.role(), Role::Following);
@@ -247,15 +273,15 @@ fn an_idle_follower_reads_the_lease_and_the_journal_only_when_told_of_an_append(
     leading.notice(Notice::InboxPost, now_f);
     drive(&mut leading, &mut store, now_f, &mut Sent::default());
     following.notice(Notice::JournalAppend, now_f);
-    let mut at = now_f;
-    while following.applied() < leading.applied() {
-        assert!(
-            at < now_f.saturating_add(ms(25)),
-            "the follower missed the append"
-        );
-        at = at.saturating_add(ms(1));
-        drive(&mut following, &mut store, at, &mut Sent::default());
-    }
+    let appended = leading.applied();
+    drive_until(
+        &mut following,
+        &mut store,
+        now_f,
+        now_f.saturating_add(ms(25)),
+        "the follower missed the append",
+        |f| f.applied() >= appended,
+    );
 }
 
 #[test]
@@ -286,8 +312,7 @@ fn a_node_backing_off_waits_out_its_pause_whatever_it_hears() {
 #[test]
 fn a_follower_told_of_an_append_while_it_reads_the_lease_reads_the_journal_next() {
     let mut store = MemStore::new();
-    let (mut leading, now) = leader(&mut store);
-    let mut following = noticed("node-b");
+    let (mut leading, mut following, now) = leader_and_follower(&mut store);
     let mut at = now;
     // Until the follower, settled, next sends a lone lease read.
     let lease_read = loop {
@@ -315,15 +340,15 @@ fn a_follower_told_of_an_append_while_it_reads_the_lease_reads_the_journal_next(
     following.notice(Notice::JournalAppend, at);
     let lease = store.node(lease_read, at);
     following.handle_reply(lease, at);
-    let told = at;
-    while following.applied() < leading.applied() {
-        assert!(
-            at < told.saturating_add(ms(25)),
-            "the follower waited for its poll"
-        );
-        at = at.saturating_add(ms(1));
-        drive(&mut following, &mut store, at, &mut Sent::default());
-    }
+    let appended = leading.applied();
+    drive_until(
+        &mut following,
+        &mut store,
+        at,
+        at.saturating_add(ms(25)),
+        "the follower waited for its poll",
+        |f| f.applied() >= appended,
+    );
 }
 
 #[test]
@@ -372,24 +397,22 @@ fn a_leader_that_rebuilds_reads_what_was_posted_meanwhile_at_once() {
 #[test]
 fn a_follower_reads_the_lease_as_it_would_expire_and_takes_it_then() {
     let mut store = MemStore::new();
-    let (mut leading, now) = leader(&mut store);
-    let mut following = noticed("node-b");
-    let (sent, mut at) = side_by_side(&mut leading, &mut following, &mut store, now, 5_000);
+    let (mut leading, mut following, now) = leader_and_follower(&mut store);
+    let (sent, at) = side_by_side(&mut leading, &mut following, &mut store, now, 5_000);
     assert_eq!(following.role(), Role::Following);
     assert!(sent.lease <= 7, "{sent:?}");
     // The leader dies: its lease ends a lifetime after its last renewal.
     let lease = store.lease(at);
     assert!(lease.held && lease.left <= ms(1_000), "{lease:?}");
     let expires = at.saturating_add(lease.left);
-    while !matches!(following.role(), Role::Leading { .. }) {
-        assert!(
-            at <= expires.saturating_add(ms(5)),
-            "the follower took the lease {:?} after it expired",
-            at.saturating_duration_since(expires)
-        );
-        drive(&mut following, &mut store, at, &mut Sent::default());
-        at = at.saturating_add(ms(1));
-    }
+    drive_until(
+        &mut following,
+        &mut store,
+        at,
+        expires.saturating_add(ms(5)),
+        "the follower took the lease more than 5 ms after it expired",
+        |f| matches!(f.role(), Role::Leading { .. }),
+    );
 }
 
 /// A leader whose agents only heartbeat (every 500 ms, lost after 2 s):
@@ -487,8 +510,7 @@ fn a_leader_that_only_hears_heartbeats_commits_about_once_a_poll() {
 #[test]
 fn a_follower_told_of_the_stop_of_a_drained_cluster_ends_at_once() {
     let mut store = MemStore::new();
-    let (mut leading, now) = leader(&mut store);
-    let mut following = noticed("node-b");
+    let (mut leading, mut following, now) = leader_and_follower(&mut store);
     let (_, now) = side_by_side(&mut leading, &mut following, &mut store, now, 2_000);
     store
         .client(ClientOp::Post(vec![Message::Drain]), now)
@@ -510,14 +532,12 @@ fn a_follower_told_of_the_stop_of_a_drained_cluster_ends_at_once() {
         );
         at = at.saturating_add(ms(1));
     }
-    let stopped = at;
-    while following.role() != Role::Stopped {
-        assert!(
-            at <= stopped.saturating_add(ms(25)),
-            "the follower read the stop late: {:?}",
-            following.role()
-        );
-        drive(&mut following, &mut store, at, &mut Sent::default());
-        at = at.saturating_add(ms(1));
-    }
+    drive_until(
+        &mut following,
+        &mut store,
+        at,
+        at.saturating_add(ms(25)),
+        "the follower read the stop late",
+        |f| f.role() == Role::Stopped,
+    );
 }
