@@ -1,16 +1,16 @@
 //! Tokio service: a node, two agents and two clients of a PostgreSQL
 //! cluster, embedded in one async (tokio) process.
 //!
-//! A node's loop is a state machine driven through one connection of the
-//! blocking `postgres` crate, one operation at a time, and so is an
-//! agent's session: an async host runs each of these roles on a blocking
-//! thread of its own (`tokio::task::spawn_blocking`) and talks to it over
-//! tokio channels. The clients are async: `AsyncPgClient` runs on
-//! `tokio-postgres`, its connection a tokio task, so the service's code
-//! awaits submissions, verdicts and outcomes without a blocking thread.
-//! Never call a blocking host on an async worker thread: the `postgres`
-//! crate runs a runtime of its own inside each connection and panics
-//! there, and a blocked worker would stall every task it runs.
+//! The agents and the clients are async, on `tokio-postgres`, their
+//! connections tokio tasks: `AsyncPgAgent::serve` runs an async handler
+//! per assignment as a tokio task, and `AsyncPgClient` awaits
+//! submissions, verdicts and outcomes, with no thread of their own. The
+//! node runs no host code: its loop, a state machine driven through one
+//! connection of the blocking `postgres` crate, runs on a blocking thread
+//! (`tokio::task::spawn_blocking`). Never call a blocking host on an
+//! async worker thread: the `postgres` crate runs a runtime of its own
+//! inside each connection and panics there, and a blocked worker would
+//! stall every task it runs.
 //!
 //! What it does:
 //!
@@ -18,11 +18,9 @@
 //!   directory, a free port, run as `nobody` under root), creates the
 //!   schema and a login per role;
 //! * runs the node on a blocking thread: it takes the free lease and leads;
-//! * runs two agents, each on a blocking thread that claims its work and
-//!   hands each assignment to an async worker over an mpsc channel; the
-//!   worker runs it as a tokio task (an async sleep stands for a call to
-//!   another service) and sends the output back, which the agent reports
-//!   with `PgAgent::complete`;
+//! * runs two agents as tokio tasks (`AsyncPgAgent::serve`): each runs its
+//!   handler on every assignment as a tokio task of its own (an async
+//!   sleep stands for a call to another service) and reports the output;
 //! * submits 200 JSON payloads as a submitter (an `AsyncPgClient`), awaits
 //!   every outcome, checks every output and prints a summary;
 //! * drains the cluster as the operator (an `AsyncPgClient` on the node
@@ -43,14 +41,13 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use taskweave::agent::AgentProfile;
 use taskweave::cluster::{Assignment, NodeConfig, SessionConfig, TaskEnd, Verdict};
-use taskweave::scheduler::{AttemptOutcome, DispatcherConfig, TaskSpec};
-use taskweave::{AgentId, AttemptToken, TaskId};
+use taskweave::scheduler::{DispatcherConfig, TaskSpec};
+use taskweave::{AgentId, TaskId};
 use taskweave_postgres::testkit::PgCluster;
 use taskweave_postgres::{
-    AsyncPgClient, LogLine, LoginKind, NodeExit, PgAgent, PgError, PgNode, connect_admin,
-    create_agent_login, create_login, migrate,
+    AsyncPgAgent, AsyncPgClient, Handled, LogLine, LoginKind, NodeExit, PgError, PgNode,
+    connect_admin, create_agent_login, create_login, migrate,
 };
-use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, spawn_blocking};
 use tokio::time::{sleep, timeout};
 
@@ -122,12 +119,8 @@ async fn run(log: Log) -> Result<(), BoxError> {
     };
     let mut agents = Vec::new();
     for (id, login) in AGENTS {
-        let (work_tx, work_rx) = mpsc::channel(CAPACITY as usize);
-        let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let worker = tokio::spawn(worker(id, work_rx, done_tx));
         let (db, stop) = (cluster.conninfo_as(login), Arc::clone(&stop));
-        let role = spawn_blocking(move || agent_role(&db, id, &stop, work_tx, done_rx, log));
-        agents.push((id, role, worker));
+        agents.push((id, tokio::spawn(agent_role(db, id, stop, log))));
     }
 
     // A submitter's client, driven from async code.
@@ -217,10 +210,8 @@ async fn run(log: Log) -> Result<(), BoxError> {
         NodeExit::Stopped => log.say("service", &format!("{NODE} stopped")),
         NodeExit::Interrupted => return Err("the node was interrupted".into()),
     }
-    for (id, role, worker) in agents {
+    for (id, role) in agents {
         let completed = within(role).await??;
-        // The agent dropped its end of the channel: its worker ends.
-        within(worker).await?;
         log.say(
             "service",
             &format!("agent {id} stopped after {completed} completions"),
@@ -275,104 +266,42 @@ fn node_role(db: &str, stop: &AtomicBool, log: Log) -> Result<NodeExit, String> 
     node.run(stop, &mut |line| log.say(NODE, line.text))
 }
 
-/// What an agent's worker sends back: the output of an attempt.
-#[derive(Debug)]
-struct Done {
-    task: TaskId,
-    token: AttemptToken,
-    output: Value,
-}
-
-/// An agent, on its blocking thread: claims its work, hands each
-/// assignment to its async worker, and completes each attempt with the
-/// output the worker sends back, until the cluster stops (or `stop` is
-/// set). Answers how many completions the session took.
-fn agent_role(
-    db: &str,
-    id: u64,
-    stop: &AtomicBool,
-    work: mpsc::Sender<Assignment<Value>>,
-    mut done: mpsc::UnboundedReceiver<Done>,
-    log: Log,
-) -> Result<u64, String> {
+/// An agent, as a tokio task: serves the cluster until the drain stops
+/// it, running [`handle`] on each assignment as a tokio task of its own.
+/// Answers how many attempts it completed.
+async fn agent_role(db: String, id: u64, stop: Arc<AtomicBool>, log: Log) -> Result<u64, String> {
     let who = format!("agent {id}");
-    let mut say = |line: LogLine<'_>| log.say(&who, line.text);
     let profile = AgentProfile::builder()
         .capacity(CAPACITY)
         .build()
         .map_err(|e| e.to_string())?;
-    // The leader's notice wakes `wait` when work is published; the claim
-    // poll only catches a lost notice.
+    // The leader's notice wakes the agent when work is published; the
+    // claim poll only catches a lost notice.
     let session = SessionConfig::builder()
         .heartbeat_every(HEARTBEAT)
         .claim_poll(Duration::from_millis(250))
         .build()
         .map_err(|e| e.to_string())?;
+    let mut say = |line: LogLine<'_>| log.say(&who, line.text);
     let give_up = || stop.load(Ordering::Relaxed);
-    let mut agent =
-        PgAgent::<Value>::connect(db, AgentId::new(id), profile, session, &mut say, &give_up)
+    let agent =
+        AsyncPgAgent::<Value>::connect(&db, AgentId::new(id), profile, session, &mut say, &give_up)
+            .await
             .map_err(|e| e.to_string())?;
-    let (mut running, mut completed) = (0usize, 0u64);
-    while !agent.is_stopped() {
-        if give_up() {
-            return Err(format!("{who} was told to stop before the cluster stopped"));
-        }
-        for assignment in agent.step(&mut say) {
-            let (task, token) = (assignment.task, assignment.token);
-            // The session holds at most CAPACITY attempts, so the channel
-            // has room; `blocking_send` is the call for a blocking thread.
-            if work.blocking_send(assignment).is_ok() {
-                running += 1;
-            } else {
-                agent.finish(task, token, AttemptOutcome::failure("the worker is gone"));
-            }
-        }
-        for (task, token) in agent.cancelled() {
-            say(LogLine::info(&format!(
-                "{token} of {task} was cancelled; its result will be refused"
-            )));
-        }
-        while let Ok(result) = done.try_recv() {
-            running -= 1;
-            if agent.complete(result.task, result.token, result.output) {
-                completed += 1;
-            }
-        }
-        // Short naps while the worker holds attempts, so each result is
-        // reported soon after it is sent.
-        agent.wait(Duration::from_millis(if running > 0 { 2 } else { 20 }));
-    }
-    Ok(completed)
-}
-
-/// An agent's async worker: runs each assignment it is handed as a tokio
-/// task of its own and sends the output back. It ends when the agent drops
-/// its sender.
-async fn worker(
-    agent: u64,
-    mut work: mpsc::Receiver<Assignment<Value>>,
-    done: mpsc::UnboundedSender<Done>,
-) {
-    while let Some(assignment) = work.recv().await {
-        let done = done.clone();
-        tokio::spawn(async move {
-            let output = handle(agent, &assignment.payload).await;
-            // An agent that stopped meanwhile no longer listens: fine.
-            let _ = done.send(Done {
-                task: assignment.task,
-                token: assignment.token,
-                output,
-            });
-        });
-    }
+    let say = move |line: LogLine<'_>| log.say(&format!("agent {id}"), line.text);
+    Ok(agent
+        .serve(say, move |work: Assignment<Value>| handle(id, work.payload))
+        .await)
 }
 
 /// The work: what the service does with a payload. The sleep stands for
 /// an async call to another service.
-async fn handle(agent: u64, payload: &Value) -> Value {
-    let n = payload["n"].as_u64().unwrap_or(0);
+async fn handle(agent: u64, payload: Value) -> Handled<Value> {
+    let n = payload["n"]
+        .as_u64()
+        .ok_or("a payload without a number n")?;
     sleep(Duration::from_millis(1 + n % 5)).await;
-    json!({ "n": n, "square": n * n, "agent": agent })
+    Ok(json!({ "n": n, "square": n * n, "agent": agent }))
 }
 
 /// Sets the roles' stop flag when `run` ends, however it ends.
@@ -384,7 +313,7 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// A role's or worker's result, once it ends within [`STOP_WITHIN`].
+/// A role's result, once it ends within [`STOP_WITHIN`].
 async fn within<T>(handle: JoinHandle<T>) -> Result<T, BoxError> {
     match timeout(STOP_WITHIN, handle).await {
         Ok(joined) => Ok(joined?),

@@ -3,9 +3,9 @@
 //! The store ([`PgStore`]) keeps the cluster's lease, journal, snapshots,
 //! inbox and outbox in a `taskweave` schema ([`migrate`]); the hosts run
 //! its roles in a process: [`PgNode`] (a leader or a standby), [`PgAgent`]
-//! (an agent session for the host's own agent code) and [`PgClient`]
-//! (submit, cancel, redrive, drain, outcomes, status; [`AsyncPgClient`]
-//! for async hosts). The `taskweave-pg` command
+//! (an agent session for the host's own agent code; [`AsyncPgAgent`] for
+//! async hosts) and [`PgClient`] (submit, cancel, redrive, drain,
+//! outcomes, status; [`AsyncPgClient`] for async hosts). The `taskweave-pg` command
 //! runs each role from a shell, and [`testkit`] starts a private server for
 //! tests and demos.
 //! [`metrics`] gives a node's and an agent's figures to Prometheus
@@ -94,27 +94,35 @@
 //!
 //! # Blocking hosts, async hosts
 //!
-//! The choice: nodes and agents block, clients come in both kinds.
+//! The choice: the roles that run the host's code come in both kinds; the
+//! node, which runs none, blocks.
 //!
-//! * A node and an agent are each one loop that owns its connection for
-//!   its whole life and does one operation at a time (a node's loop is a
-//!   state machine driven through one connection of the blocking
-//!   `postgres` crate, and so is an agent's session). Nothing would run
-//!   beside such a loop while it awaits, so it gains nothing from being a
-//!   task, and a thread of its own keeps its timing free of whatever else
-//!   a runtime is busy with. An async host runs each of these roles on a
-//!   blocking thread (tokio's `spawn_blocking`) and talks to it over
-//!   channels.
+//! * An agent runs the host's work, and an async host's work is async (a
+//!   call to a model, to another service). [`AsyncPgAgent`] does what
+//!   [`PgAgent`] does as `async fn`s on `tokio-postgres` (the driver
+//!   `postgres` wraps), its connection a tokio task whose notifications
+//!   wake it; [`AsyncPgAgent::serve`] runs an async handler per assignment
+//!   as a tokio task, so many agents and their work share a runtime with
+//!   no thread of their own.
 //! * A client is what a service calls from its request handlers, many
-//!   times a second. [`AsyncPgClient`] does what [`PgClient`] does as
-//!   `async fn`s on `tokio-postgres` (the driver `postgres` wraps), its
-//!   connection a tokio task; [`PgClient`] serves blocking hosts and the
-//!   `taskweave-pg` command.
+//!   times a second: [`AsyncPgClient`] does what [`PgClient`] does, as
+//!   `async fn`s.
+//! * A node runs no host code: it is one loop that owns its connection
+//!   for its whole life and does one operation at a time, a state machine
+//!   driven through one connection of the blocking `postgres` crate.
+//!   Nothing would run beside it while it awaits, so it would gain nothing
+//!   from being a task, and a thread of its own keeps its lease renewals
+//!   free of whatever else a runtime is busy with. An async host runs it
+//!   on a blocking thread (tokio's `spawn_blocking`), as the example
+//!   below does; most deployments run it as `taskweave-pg node`.
 //!
+//! The blocking [`PgAgent`] and [`PgClient`] serve blocking hosts and the
+//! `taskweave-pg` command; both kinds run the same planned statements.
 //! Never call a blocking host on an async worker thread: the `postgres`
 //! crate panics there. The example
-//! `taskweave-postgres/examples/tokio_service.rs` embeds a node and two
-//! agents on blocking threads and two async clients in one tokio service:
+//! `taskweave-postgres/examples/tokio_service.rs` embeds a node on a
+//! blocking thread and two async agents and two async clients in one
+//! tokio service:
 //! `cargo run --release -p taskweave-postgres --example tokio_service`.
 
 // The store, its schema and the private test server.
@@ -136,5 +144,6 @@ pub mod ui;
 
 mod http;
 pub use host::{
-    AsyncPgClient, Level, LogLine, NodeExit, PgAgent, PgClient, PgNode, json_run_codec, wall_now,
+    AsyncPgAgent, AsyncPgClient, Handled, Level, LogLine, NodeExit, PgAgent, PgClient, PgNode,
+    json_run_codec, wall_now,
 };

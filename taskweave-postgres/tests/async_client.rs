@@ -8,53 +8,15 @@
 
 mod common;
 
-use std::future::Future;
-use std::pin::pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
+use common::async_host::{WAIT, block_on_outside_tokio, runtime, submit};
 use common::cli::{node_agent_submitter, start, wait_until};
 use serde_json::{Value, json};
 use taskweave::cluster::{Redrive, StoreFailure, TaskEnd, Verdict};
-use taskweave::scheduler::{DeadLetterFilter, TaskSpec};
+use taskweave::scheduler::DeadLetterFilter;
 use taskweave_postgres::testkit::start_or_skip;
 use taskweave_postgres::{AsyncPgClient, PgError};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-/// Submits `n` tasks in one message, `first` and up; their ids.
-async fn submit(client: &mut AsyncPgClient<Value>, first: u64, n: u64) -> Vec<taskweave::TaskId> {
-    let specs = (first..first + n)
-        .map(|i| TaskSpec::new(json!({ "n": i })))
-        .collect();
-    let message = client.submit(specs).await.unwrap();
-    let verdicts = client.wait_verdicts(&[message], WAIT).await.unwrap();
-    let [Some(Verdict::Submitted(tasks))] = &verdicts[..] else {
-        panic!("{verdicts:?}");
-    };
-    tasks.iter().map(|t| t.clone().unwrap()).collect()
-}
-
-/// Polls `future` on this thread, outside any tokio runtime, as a host
-/// on another executor would.
-fn block_on_outside_tokio<F: Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut context = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    loop {
-        match future.as_mut().poll(&mut context) {
-            Poll::Ready(output) => return output,
-            Poll::Pending => std::thread::park(),
-        }
-    }
-}
 
 /// The client's futures may move between a runtime's threads
 /// (`tokio::spawn` needs that): a compile-time check.
@@ -72,11 +34,7 @@ fn an_async_client_submits_outlives_a_restart_redrives_and_drains() {
     let Some(mut cluster) = start_or_skip("async_client") else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
 
     // No schema yet: refused, naming the remedy.
     let missing = runtime.block_on(AsyncPgClient::<Value>::connect(&cluster.conninfo()));
@@ -105,7 +63,7 @@ fn an_async_client_submits_outlives_a_restart_redrives_and_drains() {
         "{waited:?}"
     );
     runtime.block_on(async {
-        let tasks = submit(&mut client, 0, 20).await;
+        let tasks = submit(&mut client, (0..20).map(|n| json!({ "n": n })).collect()).await;
         let outcomes = client.wait_outcomes(&tasks, WAIT).await.unwrap();
         for (i, outcome) in outcomes.iter().enumerate() {
             let outcome = outcome.as_ref().expect("every task ended");
@@ -145,7 +103,7 @@ fn an_async_client_submits_outlives_a_restart_redrives_and_drains() {
     });
     assert!(failures <= 1, "{failures} calls failed after the restart");
     runtime.block_on(async {
-        let tasks = submit(&mut client, 20, 5).await;
+        let tasks = submit(&mut client, (20..25).map(|n| json!({ "n": n })).collect()).await;
         let outcomes = client.wait_outcomes(&tasks, WAIT).await.unwrap();
         assert!(outcomes.iter().all(Option::is_some), "{outcomes:?}");
     });

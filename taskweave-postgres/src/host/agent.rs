@@ -9,8 +9,8 @@ use taskweave::cluster::{AgentSession, Assignment, SessionConfig, Store};
 use taskweave::scheduler::AttemptOutcome;
 use taskweave::{AgentId, AttemptToken, TaskId};
 
-use super::log_line::session_level;
-use super::{LogLine, connect_patiently, until, wall_now};
+use super::hosted_session::HostedSession;
+use super::{LogLine, agent_channels, connect_patiently, until, wall_now};
 use crate::metrics::AgentMetrics;
 use crate::{PgError, PgStore};
 
@@ -52,10 +52,7 @@ use crate::{PgError, PgStore};
 #[derive(Debug)]
 pub struct PgAgent<P> {
     store: PgStore<P>,
-    session: AgentSession<P>,
-    metrics: Option<AgentMetrics>,
-    /// The store's reconnections when last looked at.
-    reconnections: u64,
+    hosted: HostedSession<P>,
 }
 
 impl<P: Clone + Serialize + DeserializeOwned> PgAgent<P> {
@@ -75,13 +72,12 @@ impl<P: Clone + Serialize + DeserializeOwned> PgAgent<P> {
         give_up: &dyn Fn() -> bool,
     ) -> Result<Self, PgError> {
         let mut store = connect_patiently(conninfo, log, give_up)?;
-        store.listen(format!("taskweave_work_{}", agent.get()));
-        store.listen("taskweave_cluster".to_string());
+        for channel in agent_channels(agent) {
+            store.listen(channel);
+        }
         Ok(PgAgent {
             store,
-            session: AgentSession::new(agent, profile, config),
-            metrics: None,
-            reconnections: 0,
+            hosted: HostedSession::new(AgentSession::new(agent, profile, config)),
         })
     }
 
@@ -89,80 +85,51 @@ impl<P: Clone + Serialize + DeserializeOwned> PgAgent<P> {
     /// `metrics` ([`AgentMetrics`]).
     #[must_use]
     pub fn observe_with(mut self, metrics: AgentMetrics) -> Self {
-        self.metrics = Some(metrics);
+        self.hosted.metrics = Some(metrics);
         self
     }
 
     /// The session's state machine.
     pub fn session(&self) -> &AgentSession<P> {
-        &self.session
+        &self.hosted.session
     }
 
     /// The cluster stopped: the host ends the agent.
     pub fn is_stopped(&self) -> bool {
-        self.session.is_stopped()
+        self.hosted.session.is_stopped()
     }
 
     /// Runs every operation due now (reports first) and answers the work
     /// newly claimed. `log` hears every event.
     pub fn step(&mut self, log: &mut dyn FnMut(LogLine<'_>)) -> Vec<Assignment<P>> {
-        while let Some(op) = self.session.poll_op(wall_now()) {
+        while let Some(op) = self.hosted.session.poll_op(wall_now()) {
             let reply = self.store.agent(op, wall_now());
-            self.session.handle_reply(reply, wall_now());
+            self.hosted.session.handle_reply(reply, wall_now());
         }
-        // Notices that came during the operations (the connection buffers
-        // them until read), or, after a reconnection, any that may have
-        // been lost: claim at the next step.
-        let reconnections = self.store.reconnections();
-        if self.store.take_notices() != 0 || reconnections != self.reconnections {
-            self.reconnections = reconnections;
-            self.session.work_published();
-        }
-        while let Some(event) = self.session.poll_event() {
-            log(LogLine {
-                level: session_level(&event),
-                text: &event.to_string(),
-            });
-        }
-        let work: Vec<_> = std::iter::from_fn(|| self.session.poll_work()).collect();
-        if let Some(metrics) = &self.metrics {
-            metrics.claimed(work.len(), self.session.held());
-            metrics.sent(self.store.statements());
-        }
-        work
+        let noticed = self.store.take_notices() != 0;
+        let (reconnections, statements) = (self.store.reconnections(), self.store.statements());
+        self.hosted
+            .after_ops(noticed, reconnections, statements, log)
     }
 
     /// Attempts handed out that the cluster cancelled since the last call
     /// (failed over, cancelled by a client, timed out): stop them; their
     /// results would be refused.
     pub fn cancelled(&mut self) -> Vec<(TaskId, AttemptToken)> {
-        let taken: Vec<_> = std::iter::from_fn(|| self.session.poll_cancelled()).collect();
-        if let Some(metrics) = self.metrics.as_ref().filter(|_| !taken.is_empty()) {
-            metrics.taken_back(taken.len(), self.session.held());
-        }
-        taken
+        self.hosted.cancelled()
     }
 
     /// The result of an attempt [`step`](Self::step) handed out; `false`
     /// for one the session does not hold.
     pub fn finish(&mut self, task: TaskId, token: AttemptToken, outcome: AttemptOutcome) -> bool {
-        let succeeded = matches!(outcome, AttemptOutcome::Success);
-        let held = self.session.finish(task, token, outcome);
-        if let (Some(metrics), true) = (&self.metrics, held) {
-            metrics.reported(succeeded, self.session.held());
-        }
-        held
+        self.hosted.finish(task, token, outcome)
     }
 
     /// A success of an attempt [`step`](Self::step) handed out, with its
     /// output ([`AgentSession::complete`](taskweave::cluster::AgentSession::complete));
     /// `false` for one the session does not hold.
     pub fn complete(&mut self, task: TaskId, token: AttemptToken, output: P) -> bool {
-        let held = self.session.complete(task, token, output);
-        if let (Some(metrics), true) = (&self.metrics, held) {
-            metrics.reported(true, self.session.held());
-        }
-        held
+        self.hosted.complete(task, token, output)
     }
 
     /// Sleeps until the session has something to do, at most `cap`, or
@@ -171,9 +138,13 @@ impl<P: Clone + Serialize + DeserializeOwned> PgAgent<P> {
     /// lands): then the next [`step`](Self::step) claims at once, and a
     /// claim's answer says whether the cluster stopped.
     pub fn wait(&mut self, cap: Duration) {
-        let pause = self.session.poll_timeout().map_or(cap, |at| until(at, cap));
+        let pause = self
+            .hosted
+            .session
+            .poll_timeout()
+            .map_or(cap, |at| until(at, cap));
         if !pause.is_zero() && self.store.wait_notice(pause) {
-            self.session.work_published();
+            self.hosted.session.work_published();
         }
     }
 }

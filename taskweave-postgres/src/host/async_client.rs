@@ -13,14 +13,11 @@ use taskweave::cluster::{
 };
 use taskweave::scheduler::TaskSpec;
 use taskweave::{TaskId, WorkflowId};
-use tokio_postgres::{Client, Config, NoTls};
 
+use super::async_link::AsyncLink;
 use super::client::{first_id, unrelated};
 use crate::PgError;
-use crate::schema::{INSTALLED_VERSION, require_current, version_of};
-use crate::store::client_ops::{Plan, borrowed, plan};
-use crate::store::errors::{Stage, breaks_connection, failure};
-use crate::store::{session_config, target, unreachable_store};
+use crate::store::client_ops::{Plan, plan};
 
 /// What a read's reply answers: one `Option` per thing asked.
 type AnswersOf<P, T> = fn(ClientReply<P>) -> Result<Vec<Option<T>>, StoreFailure>;
@@ -44,13 +41,9 @@ const WAIT_STEP: Duration = Duration::from_millis(20);
 /// `PgClient`, it holds one connection; a host that serves many requests
 /// at once keeps a few clients (each call takes `&mut self`).
 ///
-/// Why only the client is async: a node and an agent are each one loop
-/// that owns its connection for its whole life and does one operation at
-/// a time, which a thread of its own
-/// ([`tokio::task::spawn_blocking`](https://docs.rs/tokio/latest/tokio/task/fn.spawn_blocking.html))
-/// runs as well as a task would; the client is what an async service
-/// calls from its handlers, many times a second, where a blocking call
-/// would stall a worker thread. `examples/tokio_service.rs` embeds both.
+/// [`AsyncPgAgent`](crate::AsyncPgAgent) is its counterpart for agents;
+/// why the node has none: the crate's "Blocking hosts, async hosts".
+/// `examples/tokio_service.rs` embeds them all.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -70,17 +63,15 @@ const WAIT_STEP: Duration = Duration::from_millis(20);
 /// # }
 /// ```
 pub struct AsyncPgClient<P> {
-    config: Config,
-    target: String,
-    client: Option<Client>,
+    link: AsyncLink,
     payload: PhantomData<fn() -> P>,
 }
 
 impl<P> fmt::Debug for AsyncPgClient<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncPgClient")
-            .field("target", &self.target)
-            .field("connected", &self.client.is_some())
+            .field("target", &self.link.target())
+            .field("connected", &self.link.is_connected())
             .finish_non_exhaustive()
     }
 }
@@ -97,69 +88,23 @@ impl<P: Serialize + DeserializeOwned + Clone> AsyncPgClient<P> {
     /// as `PgStore::connect`; [`PgError::NoRuntime`] when polled outside a
     /// tokio runtime.
     pub async fn connect(conninfo: &str) -> Result<Self, PgError> {
-        let config = session_config(conninfo)?;
-        let mut client = AsyncPgClient {
-            target: target(&config),
-            config,
-            client: None,
+        Ok(AsyncPgClient {
+            link: AsyncLink::connect(conninfo, Vec::new()).await?,
             payload: PhantomData,
-        };
-        client.client = Some(client.open().await?);
-        Ok(client)
+        })
     }
 
-    /// Opens a connection, its driver spawned on the runtime, and checks
-    /// the schema version. Outside a runtime, [`PgError::NoRuntime`]
-    /// rather than tokio's panic.
-    async fn open(&self) -> Result<Client, PgError> {
-        // Checked before tokio's socket, which would panic.
-        in_runtime()?;
-        let connect_error = |source| PgError::Connect {
-            target: self.target.clone(),
-            source,
-        };
-        let (client, connection) = self.config.connect(NoTls).await.map_err(connect_error)?;
-        // It ends when the client is dropped or the server goes away;
-        // a call then fails, and the next one connects again.
-        tokio::spawn(connection);
-        require_current(version_of(client.query_one(INSTALLED_VERSION, &[]).await)?)?;
-        Ok(client)
-    }
-
-    /// Runs one client operation of the store contract. First, whether
-    /// there is a runtime: a reconnect and the `wait_*` calls' timer need
-    /// one.
+    /// Runs one client operation of the store contract (each statement
+    /// prepared once per connection).
     async fn op(&mut self, op: ClientOp<P>) -> Result<ClientReply<P>, StoreFailure> {
-        in_runtime().map_err(unreachable_store)?;
-        let (sql, params, write, rows) = match plan(op)? {
-            Plan::Answered(reply) => return Ok(*reply),
+        match plan(op)? {
+            Plan::Answered(reply) => Ok(*reply),
             Plan::Query {
                 sql,
                 params,
                 write,
                 rows,
-            } => (sql, params, write, rows),
-        };
-        let client = match self.client.take() {
-            Some(client) if !client.is_closed() => client,
-            _ => self.open().await.map_err(unreachable_store)?,
-        };
-        let client = self.client.insert(client);
-        // One statement is its own transaction: a post whose connection
-        // broke after it was sent may have committed.
-        let stage = if write {
-            Stage::Commit
-        } else {
-            Stage::BeforeCommit
-        };
-        match client.query(sql, &borrowed(&params)).await {
-            Ok(found) => rows.decode(&found),
-            Err(e) => {
-                if breaks_connection(&e) {
-                    self.client = None;
-                }
-                Err(failure(&e, stage))
-            }
+            } => rows.decode(&self.link.query(sql, &params, write).await?),
         }
     }
 
@@ -332,15 +277,6 @@ impl<P: Serialize + DeserializeOwned + Clone> AsyncPgClient<P> {
             }
             tokio::time::sleep(WAIT_STEP).await;
         }
-    }
-}
-
-/// [`PgError::NoRuntime`] unless called inside a tokio runtime, where
-/// tokio's socket and timer would panic.
-fn in_runtime() -> Result<(), PgError> {
-    match tokio::runtime::Handle::try_current() {
-        Ok(_) => Ok(()),
-        Err(_) => Err(PgError::NoRuntime),
     }
 }
 

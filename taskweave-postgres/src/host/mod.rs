@@ -1,16 +1,20 @@
 //! Hosts for the cluster's sans-IO roles on PostgreSQL: [`PgNode`] runs a
 //! node in a thread of the host's process, [`PgAgent`] drives an agent
 //! session for the host's own agent code, and [`PgClient`] submits,
-//! cancels, drains and reads the status.
+//! cancels, drains and reads the status; [`AsyncPgAgent`] and
+//! [`AsyncPgClient`] do the same for async (tokio) hosts.
 //!
-//! Each keeps one connection ([`PgStore`]), which
+//! Each keeps one connection ([`PgStore`], or an async link), which
 //! reconnects by itself after PostgreSQL restarts; the role backs off and
 //! resumes from the journal, so a host process outlives a restart of its
 //! database.
 
 mod agent;
+mod async_agent;
 mod async_client;
+mod async_link;
 mod client;
+mod hosted_session;
 mod json_runs;
 mod log_line;
 mod node;
@@ -18,9 +22,10 @@ mod refusal_log;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use taskweave::Instant;
+use taskweave::{AgentId, Instant};
 
 pub use agent::PgAgent;
+pub use async_agent::{AsyncPgAgent, Handled};
 pub use async_client::AsyncPgClient;
 pub use client::PgClient;
 pub use json_runs::json_run_codec;
@@ -38,6 +43,15 @@ pub fn wall_now() -> Instant {
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
     Instant::from_nanos(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The channels an agent listens on: its own (the leader notifies it when
+/// it publishes work for it) and the cluster's (the stop).
+fn agent_channels(agent: AgentId) -> [String; 2] {
+    [
+        format!("taskweave_work_{}", agent.get()),
+        "taskweave_cluster".to_string(),
+    ]
 }
 
 /// How long to sleep until `at`, at most `cap`.
@@ -58,17 +72,50 @@ pub fn connect_patiently<P>(
     log: &mut dyn FnMut(LogLine<'_>),
     give_up: &dyn Fn() -> bool,
 ) -> Result<PgStore<P>, PgError> {
-    let mut pause = Duration::from_millis(100);
+    let mut backoff = Backoff::default();
     loop {
         match PgStore::connect(conninfo) {
             Ok(store) => return Ok(store),
-            Err(e @ (PgError::Schema { .. } | PgError::Conninfo(_))) => return Err(e),
-            Err(e) if give_up() => return Err(e),
-            Err(e) => {
-                log(LogLine::warn(&format!("{e}; trying again in {pause:?}")));
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_secs(5));
-            }
+            Err(e) => std::thread::sleep(backoff.after(e, log, give_up)?),
         }
+    }
+}
+
+/// The pauses between attempts to connect: 100 ms, doubling up to 5 s.
+#[derive(Debug)]
+struct Backoff {
+    pause: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            pause: Duration::from_millis(100),
+        }
+    }
+}
+
+impl Backoff {
+    /// After a failed attempt: how long to pause before the next, which
+    /// `log` hears with the cause; or the error itself when waiting would
+    /// not fix it (a missing or old schema, a bad connection string, no
+    /// tokio runtime) or `give_up` answers `true`.
+    fn after(
+        &mut self,
+        e: PgError,
+        log: &mut dyn FnMut(LogLine<'_>),
+        give_up: &dyn Fn() -> bool,
+    ) -> Result<Duration, PgError> {
+        if matches!(
+            e,
+            PgError::Schema { .. } | PgError::Conninfo(_) | PgError::NoRuntime
+        ) || give_up()
+        {
+            return Err(e);
+        }
+        let pause = self.pause;
+        log(LogLine::warn(&format!("{e}; trying again in {pause:?}")));
+        self.pause = (pause * 2).min(Duration::from_secs(5));
+        Ok(pause)
     }
 }

@@ -1,14 +1,17 @@
 //! The agents' operations: incarnations, posts, claims (rule 5), reports
 //! (rule 6) and refusals. Under an agent login, row-level security lets
-//! each statement see and touch only that agent's rows.
+//! each statement see and touch only that agent's rows. Each is planned
+//! once ([`plan`]) and run by the blocking store or the async agent alike.
 
+use postgres::Row;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use taskweave::cluster::{AgentOp, AgentReply, Assignment, Finished, Sender, StoreFailure};
 use taskweave::{AgentId, AttemptToken, TaskId};
 
+use super::client_ops::{Param, borrowed};
 use super::codec::{self, int_to_u64, limit, u64_to_int};
-use super::{Fail, PgStore, corrupt};
+use super::{PgStore, Plain, corrupt};
 
 const INCARNATE: &str = "SELECT nextval('incarnations')";
 
@@ -54,39 +57,118 @@ SELECT stopped FROM lease WHERE id = 1";
 const TAKE_REFUSALS: &str = "UPDATE inbox SET seen = true
 WHERE agent = $1 AND refused AND NOT seen RETURNING id, verdict";
 
-impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
-    pub(super) fn agent_op(&mut self, op: AgentOp<P>) -> Result<AgentReply<P>, StoreFailure> {
-        match op {
-            AgentOp::Incarnate { agent: _ } => self.read(|db| {
-                let next: i64 = db.query_one(INCARNATE, &[])?.get(0);
-                Ok(AgentReply::Incarnation(int_to_u64(next)))
-            }),
-            AgentOp::Post { sender, messages } => {
-                let (agent, incarnation) = sender_columns(sender);
-                let (kinds, bodies) = codec::inbox_columns(&messages)?;
-                self.write_one(|tx| {
-                    let row = tx.query_one(POST, &[&agent, &incarnation, &kinds, &bodies])?;
-                    Ok(AgentReply::Posted {
-                        stopped: row.get(0),
-                    })
+/// One agent operation, ready to run: its statement, its parameters,
+/// whether it writes (its answer may then be lost at its commit), and how
+/// its rows read back. The blocking store ([`PgStore`]) and the async agent
+/// ([`AsyncPgAgent`](crate::AsyncPgAgent)) run the same plans.
+pub(crate) struct AgentPlan {
+    pub(crate) sql: &'static str,
+    pub(crate) params: Vec<Param>,
+    pub(crate) write: bool,
+    pub(crate) rows: AgentRows,
+}
+
+/// What a planned agent statement's rows are, for [`AgentRows::decode`].
+pub(crate) enum AgentRows {
+    /// A new incarnation.
+    Incarnation,
+    /// The lease's `stopped` after a post or a report.
+    Posted,
+    /// The rows claimed and held, each with the lease's `stopped`.
+    Claimed,
+    /// The refusals taken.
+    Refusals,
+}
+
+/// The statement, parameters and rows of `op`. Every one is a single
+/// statement, atomic by itself: no transaction around it.
+pub(crate) fn plan<P: Serialize>(op: AgentOp<P>) -> Result<AgentPlan, StoreFailure> {
+    let write = |sql, params, rows| AgentPlan {
+        sql,
+        params,
+        write: true,
+        rows,
+    };
+    Ok(match op {
+        AgentOp::Incarnate { agent: _ } => AgentPlan {
+            sql: INCARNATE,
+            params: Vec::new(),
+            write: false,
+            rows: AgentRows::Incarnation,
+        },
+        AgentOp::Post { sender, messages } => {
+            let (agent, incarnation) = sender_columns(sender);
+            let (kinds, bodies) = codec::inbox_columns(&messages)?;
+            let kinds: Vec<String> = kinds.into_iter().map(str::to_owned).collect();
+            let params: Vec<Param> = vec![
+                Box::new(agent),
+                Box::new(incarnation),
+                Box::new(kinds),
+                Box::new(bodies),
+            ];
+            write(POST, params, AgentRows::Posted)
+        }
+        AgentOp::Claim {
+            agent,
+            incarnation,
+            limit: most,
+        } => {
+            let params: Vec<Param> = vec![
+                Box::new(u64_to_int(agent.get())),
+                Box::new(u64_to_int(incarnation)),
+                Box::new(limit(most)),
+            ];
+            write(CLAIM, params, AgentRows::Claimed)
+        }
+        AgentOp::Report { sender, reports } => {
+            let (agent, incarnation) = sender_columns(sender);
+            let attempts = |r: &Finished<P>| (r.task_report().task, r.task_report().token);
+            let (tasks, tokens): (Vec<i64>, Vec<i64>) = reports
+                .iter()
+                .map(|r| {
+                    let (task, token) = attempts(r);
+                    (u64_to_int(task.get()), u64_to_int(token.get()))
                 })
-            }
-            AgentOp::Claim {
-                agent,
-                incarnation,
-                limit: most,
-            } => self.write_one(|db| {
-                let rows = db.query(
-                    CLAIM,
-                    &[
-                        &u64_to_int(agent.get()),
-                        &u64_to_int(incarnation),
-                        &limit(most),
-                    ],
-                )?;
+                .unzip();
+            let bodies = reports
+                .into_iter()
+                .map(codec::report_body)
+                .collect::<Result<Vec<_>, _>>()?;
+            let params: Vec<Param> = vec![
+                Box::new(agent),
+                Box::new(incarnation),
+                Box::new(bodies),
+                Box::new(tasks),
+                Box::new(tokens),
+            ];
+            write(REPORT, params, AgentRows::Posted)
+        }
+        AgentOp::TakeRefusals { agent } => write(
+            TAKE_REFUSALS,
+            vec![Box::new(u64_to_int(agent.get()))],
+            AgentRows::Refusals,
+        ),
+    })
+}
+
+impl AgentRows {
+    /// The reply `rows` make; a row that does not decode is a failure
+    /// naming its table and key.
+    pub(crate) fn decode<P: DeserializeOwned>(
+        self,
+        rows: &[Row],
+    ) -> Result<AgentReply<P>, StoreFailure> {
+        match self {
+            AgentRows::Incarnation => Ok(AgentReply::Incarnation(int_to_u64(
+                first(rows, "the sequence incarnations")?.get(0),
+            ))),
+            AgentRows::Posted => Ok(AgentReply::Posted {
+                stopped: first(rows, "the lease")?.get(0),
+            }),
+            AgentRows::Claimed => {
                 let mut stopped = false;
                 let mut claimed = Vec::with_capacity(rows.len());
-                for row in &rows {
+                for row in rows {
                     stopped = row.get(0);
                     let Some(task) = row.get::<_, Option<i64>>(1) else {
                         continue;
@@ -98,32 +180,8 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
                     rows: claimed,
                     stopped,
                 })
-            }),
-            AgentOp::Report { sender, reports } => {
-                let (agent, incarnation) = sender_columns(sender);
-                let attempts = |r: &Finished<P>| (r.task_report().task, r.task_report().token);
-                let tasks: Vec<i64> = reports
-                    .iter()
-                    .map(|r| u64_to_int(attempts(r).0.get()))
-                    .collect();
-                let tokens: Vec<i64> = reports
-                    .iter()
-                    .map(|r| u64_to_int(attempts(r).1.get()))
-                    .collect();
-                let bodies = reports
-                    .into_iter()
-                    .map(codec::report_body)
-                    .collect::<Result<Vec<_>, _>>()?;
-                self.write_one(|tx| {
-                    let row =
-                        tx.query_one(REPORT, &[&agent, &incarnation, &bodies, &tasks, &tokens])?;
-                    Ok(AgentReply::Posted {
-                        stopped: row.get(0),
-                    })
-                })
             }
-            AgentOp::TakeRefusals { agent } => self.write_one(|tx| {
-                let rows = tx.query(TAKE_REFUSALS, &[&u64_to_int(agent.get())])?;
+            AgentRows::Refusals => {
                 let mut refusals: Vec<(u64, String)> = rows
                     .iter()
                     .map(|row| {
@@ -136,7 +194,29 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
                     .collect();
                 refusals.sort_unstable_by_key(|(id, _)| *id);
                 Ok(AgentReply::Refusals(refusals))
-            }),
+            }
+        }
+    }
+}
+
+/// The one row a statement answers, or a failure naming what it read.
+fn first<'a>(rows: &'a [Row], what: &str) -> Result<&'a Row, StoreFailure> {
+    rows.first().ok_or_else(|| StoreFailure::Failed {
+        cause: format!(
+            "{what} answered no row: is the schema intact? (`taskweave-pg init` installs it)"
+        ),
+    })
+}
+
+impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
+    pub(super) fn agent_op(&mut self, op: AgentOp<P>) -> Result<AgentReply<P>, StoreFailure> {
+        let plan = plan(op)?;
+        let (sql, params, rows) = (plan.sql, plan.params, plan.rows);
+        let run = |db: &mut Plain<'_>| Ok(rows.decode(&db.query(sql, &borrowed(&params))?)?);
+        if plan.write {
+            self.write_one(run)
+        } else {
+            self.read(run)
         }
     }
 }
@@ -156,7 +236,7 @@ fn sender_columns(sender: Sender) -> (Option<i64>, Option<i64>) {
 /// fails the claim's answer; the claim itself, one statement, has taken
 /// effect, and the next claim answers that row again with the rows this
 /// incarnation holds (as it does after any lost answer).
-fn assignment<P: DeserializeOwned>(row: &postgres::Row, task: i64) -> Result<Assignment<P>, Fail> {
+fn assignment<P: DeserializeOwned>(row: &Row, task: i64) -> Result<Assignment<P>, StoreFailure> {
     let token: i64 = row.get(2);
     let attempt: i32 = row.get(4);
     let payload = codec::decode(row.get(5))

@@ -93,8 +93,9 @@ pub enum PgError {
         /// Its entries.
         entries: u64,
     },
-    /// [`AsyncPgClient`](crate::AsyncPgClient) was asked to connect
-    /// outside a tokio runtime: its connection is a tokio task.
+    /// [`AsyncPgClient`](crate::AsyncPgClient) or
+    /// [`AsyncPgAgent`](crate::AsyncPgAgent) was asked to connect outside
+    /// a tokio runtime: its connection is a tokio task.
     NoRuntime,
     /// A stored row does not decode.
     Corrupt {
@@ -197,9 +198,9 @@ impl fmt::Display for PgError {
                  config set after a drain and a reset"
             ),
             PgError::NoRuntime => f.write_str(
-                "AsyncPgClient needs a tokio runtime (its connection is a tokio task) and was \
-                 polled outside one: await it inside a runtime (#[tokio::main], \
-                 Runtime::block_on), or use the blocking PgClient",
+                "AsyncPgClient and AsyncPgAgent need a tokio runtime (their connection is a \
+                 tokio task) and were polled outside one: await them inside a runtime \
+                 (#[tokio::main], Runtime::block_on), or use the blocking PgClient and PgAgent",
             ),
             PgError::ConfigNotData { problem } => write!(
                 f,

@@ -24,7 +24,7 @@
 //! an inbox body that does not decode is handed to the leader as
 //! [`InboxMessage::body`](taskweave::cluster::InboxMessage)`: Err(why)`.
 
-mod agent_ops;
+pub(crate) mod agent_ops;
 pub(crate) mod client_ops;
 mod cluster_config;
 mod codec;

@@ -7,6 +7,7 @@ use postgres::{Client, NoTls};
 use taskweave::Instant;
 use taskweave::cluster::{Store, StoreFailure};
 
+pub mod async_host;
 pub mod browser;
 pub mod cli;
 pub mod hosted;
