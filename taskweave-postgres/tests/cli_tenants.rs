@@ -56,6 +56,26 @@ fn two_tenants_keep_their_keys_cancels_and_outcomes_apart_through_the_cli() {
     // holds at most two live tasks. `init` stored the defaults.
     let (ok, said) = run_status(&["config", "show", "--db", &admin], "");
     assert!(ok && said.contains("\"seed\": 13"), "config show: {said}");
+    // A heartbeat timeout the command's agents cannot meet is refused,
+    // naming both values, and nothing is stored.
+    let hasty = DispatcherConfig::builder()
+        .heartbeats(Duration::from_millis(100), 3)
+        .build()
+        .unwrap();
+    let file = std::env::temp_dir().join(format!("taskweave-hasty-{}.json", std::process::id()));
+    std::fs::write(&file, serde_json::to_string(&hasty).unwrap()).unwrap();
+    let (ok, said) = run_status(
+        &["config", "set", "--db", &admin, file.to_str().unwrap()],
+        "",
+    );
+    let _ = std::fs::remove_file(&file);
+    assert!(!ok, "config set took a 300 ms timeout: {said}");
+    for named in ["300ms", "100ms × 3", "every 500ms", "at least 1s"] {
+        assert!(said.contains(named), "{named}: {said}");
+    }
+    let (ok, said) = run_status(&["config", "show", "--db", &admin], "");
+    assert!(ok && said.contains("\"seed\": 13"), "config show: {said}");
+
     let quota = DispatcherConfig::builder()
         .heartbeats(Duration::from_millis(250), 8)
         .retry_policy(Fixed::new(Duration::from_millis(100), 3).unwrap())
