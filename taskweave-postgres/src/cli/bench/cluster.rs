@@ -74,7 +74,7 @@ impl Bench {
         private: Option<&mut PgCluster>,
     ) -> Result<f64, String> {
         let n = self.tasks;
-        run.wait("a leader", Duration::from_secs(30), |c| {
+        run.wait("a leader to take the lease", Duration::from_secs(30), |c| {
             let (lease, status) = c.client.status().ok()?;
             let agents = status.map_or(0, |s| s.agents.len()) as u64;
             (lease.held && agents == self.agents).then_some(())
@@ -255,9 +255,11 @@ impl Bench {
 
         // The end: a drain stops the standby and the agents.
         run.client.drain().map_err(|e| format!("draining: {e}"))?;
-        run.wait("the drain", Duration::from_secs(60), |c| {
-            c.client.status().ok()?.0.stopped.then_some(())
-        })?;
+        run.wait(
+            "the drain to stop the cluster",
+            Duration::from_secs(60),
+            |c| c.client.status().ok()?.0.stopped.then_some(()),
+        )?;
         standby.join()?;
         Ok(tps)
     }

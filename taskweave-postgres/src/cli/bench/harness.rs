@@ -254,7 +254,7 @@ impl ClusterRun {
                 return Ok(v);
             }
             if Instant::now() >= deadline {
-                return Err(format!("bench: still no {what} after {limit:?}"));
+                return Err(format!("bench: waited {limit:?} for {what}, in vain"));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -279,7 +279,7 @@ impl ClusterRun {
     pub(super) fn probe(&mut self, limit: Duration) -> Result<u64, String> {
         self.probes += 1;
         let probe = self.probes;
-        self.wait("probe submitted", limit, |c| {
+        self.wait("the probe to be submitted", limit, |c| {
             c.client
                 .submit(vec![TaskSpec::new(json!({"probe": probe}))])
                 .ok()
@@ -289,7 +289,7 @@ impl ClusterRun {
 
     /// When an agent received probe `probe`.
     pub(super) fn wait_probe(&mut self, probe: u64, limit: Duration) -> Result<Instant, String> {
-        self.wait("probe assigned", limit, |c| {
+        self.wait("the probe to be assigned", limit, |c| {
             locked(&c.seen.probes).get(&probe).copied()
         })
     }
