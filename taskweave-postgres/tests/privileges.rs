@@ -32,7 +32,7 @@ use taskweave_postgres::{
 const HEARTBEAT: &str = "'\"Heartbeat\"'";
 
 /// Statements only a node may run: every other role is refused.
-const NODE_ONLY: [(&str, &str); 4] = [
+const NODE_ONLY: [(&str, &str); 5] = [
     (
         "appending to the journal",
         "INSERT INTO journal VALUES (2, 1, 1, '{}')",
@@ -43,7 +43,24 @@ const NODE_ONLY: [(&str, &str); 4] = [
         "storing a snapshot",
         "INSERT INTO snapshots VALUES (9, 1, '{}')",
     ),
+    (
+        "committing as the leader",
+        "SELECT commit_batch(1, 1000, 1, 1, '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}',
+            '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', NULL, NULL)",
+    ),
 ];
+
+/// The leader's commit was refused at the call, not by the tables it
+/// touches: only the node group is granted EXECUTE on it.
+fn not_granted_the_commit(result: Result<u64, postgres::Error>) {
+    let refused = result.expect_err("commit_batch ran");
+    assert!(
+        refused
+            .as_db_error()
+            .is_some_and(|e| e.message() == "permission denied for function commit_batch"),
+        "{refused}"
+    );
+}
 
 fn store(conninfo: &str) -> PgStore<String> {
     PgStore::connect(conninfo).unwrap_or_else(|e| panic!("connect {conninfo}: {e}"))
@@ -92,16 +109,16 @@ fn the_database_enforces_least_privilege() {
         first,
         MigrateReport {
             from: 0,
-            to: 13,
-            applied: vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+            to: 14,
+            applied: vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
         }
     );
     let again = migrate(&mut admin).unwrap_or_else(|e| panic!("migrate again: {e}"));
     assert_eq!(
         again,
         MigrateReport {
-            from: 13,
-            to: 13,
+            from: 14,
+            to: 14,
             applied: vec![]
         }
     );
@@ -433,6 +450,7 @@ fn the_database_enforces_least_privilege() {
     for (what, statement) in NODE_ONLY {
         denied(what, sql(statement));
     }
+    not_granted_the_commit(sql(NODE_ONLY[4].1));
     denied("trimming the journal", sql("DELETE FROM journal"));
     denied(
         "stopping the cluster",
@@ -584,6 +602,7 @@ fn the_database_enforces_least_privilege() {
     for (what, statement) in NODE_ONLY {
         denied(what, sql(statement));
     }
+    not_granted_the_commit(sql(NODE_ONLY[4].1));
     denied("writing the status", sql("UPDATE status SET body = '{}'"));
     denied(
         "inserting a status",

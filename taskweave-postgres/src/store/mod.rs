@@ -5,8 +5,10 @@
 //! with the fence statement, which renews the lease only if the epoch is
 //! current and unexpired by the server's clock and locks the lease row, so
 //! a takeover and a deposed leader's write are serialized. Statements are
-//! prepared once per connection; batches travel as arrays (`unnest`), so a
-//! commit of a thousand entries is a handful of round trips.
+//! prepared once per connection; batches travel as arrays (`unnest`). A
+//! leader's commit is one call of the schema's `commit_batch` (the fence,
+//! the append, the consumption and every output in one statement, atomic
+//! by itself): one round trip, whatever it carries.
 //!
 //! # Failures
 //!
@@ -14,7 +16,9 @@
 //!   [`StoreFailure::Failed`], whose `cause` starts with the SQLSTATE.
 //! * A broken connection before `COMMIT` was sent: `Failed` too (the server
 //!   rolls back a transaction whose connection is gone); while `COMMIT` was
-//!   in flight: [`StoreFailure::Unknown`].
+//!   in flight, or under a write that is one statement by itself (a
+//!   commit, a renewal, an agent's post, claim or report):
+//!   [`StoreFailure::Unknown`].
 //! * After a broken connection the next operation reconnects once, without
 //!   sleeping (backoff is the caller's); if that fails it answers `Failed`
 //!   and sends nothing.

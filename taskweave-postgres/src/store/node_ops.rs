@@ -15,7 +15,7 @@ use taskweave::{AttemptToken, TaskId, TenantId};
 use std::collections::HashMap;
 
 use super::codec::{self, int_to_u64, limit, millis, u64_to_int};
-use super::{Fail, PgStore, Plain, Tx, corrupt};
+use super::{Fail, PgStore, Plain, corrupt};
 
 /// The fence (rule 2): renews the lease of `$1` for `$2` ms (keeps its
 /// expiry when `$2` is NULL) if it is current and unexpired, locking the
@@ -112,68 +112,12 @@ const INBOX_READ_PER_SENDER: i64 = 64;
 const READ_OUTSTANDING: &str = "SELECT task, token FROM outbox
 WHERE state IN ('ready', 'claimed') ORDER BY task, token";
 
-const APPEND: &str = "INSERT INTO journal (seq, epoch, format, entry)
-SELECT s, $2, $3, e FROM unnest($1::bigint[], $4::text[]) AS u(s, e)";
-
-/// Consumes messages with their verdicts and answers how many it did. A
-/// verdict is kept where someone reads it: a client's message (its poster
-/// asks for it) and a refused one (its agent takes its refusals). An
-/// agent's accepted message is deleted instead: nobody asks for its
-/// verdict, and a deletion writes one small record where marking it wrote
-/// a row version and its index entries, and left a row for
-/// `forget_through` to delete.
-const CONSUME: &str = "WITH u AS (
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::bool[]) AS u(i, v, r)),
-kept AS (
-    UPDATE inbox SET consumed = true, verdict = u.v, refused = u.r FROM u
-    WHERE inbox.id = u.i AND NOT inbox.consumed AND (inbox.agent IS NULL OR u.r)
-    RETURNING 1),
-dropped AS (
-    DELETE FROM inbox USING u
-    WHERE inbox.id = u.i AND NOT inbox.consumed AND inbox.agent IS NOT NULL AND NOT u.r
-    RETURNING 1)
-SELECT (SELECT count(*) FROM kept) + (SELECT count(*) FROM dropped)";
-
-/// A row carries the incarnation it was assigned to (NULL: any), the only
-/// one that may claim it (rule 5).
-const ASSIGN: &str = "INSERT INTO outbox (task, token, agent, attempt, payload, epoch, incarnation)
-SELECT t, k, a, n, p, $6, NULLIF(i, 0)
-FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::text[], $7::bigint[])
-    AS u(t, k, a, n, p, i)
-ON CONFLICT (task, token) DO NOTHING";
-
-/// Tells each agent given work (sent when the commit lands): a
-/// [`PgAgent`](crate::PgAgent) waits on its channel, so it claims at once
-/// instead of at its next poll.
-const NOTIFY_WORK: &str = "SELECT pg_notify('taskweave_work_' || a, '')
-FROM (SELECT DISTINCT unnest($1::bigint[]) AS a) AS u";
-
 /// Tells every agent that the cluster stopped (sent when the stop lands),
 /// so each ends at once instead of at its next heartbeat.
 const NOTIFY_STOPPED: &str = "SELECT pg_notify('taskweave_cluster', 'stopped')";
 
-/// Rule 8: the rows of attempts cancelled or reported are deleted.
-const RELEASE: &str = "DELETE FROM outbox USING unnest($1::bigint[], $2::bigint[]) AS u(t, k)
-WHERE outbox.task = u.t AND outbox.token = u.k";
-
-/// Task outcomes, with the journal entry that ended them; a task ends
-/// once, so an outcome that exists stays.
-const PUBLISH_OUTCOMES: &str = "INSERT INTO outcomes (task, seq, body, output, tenant)
-SELECT t, $3, b, o, n FROM unnest($1::bigint[], $2::text[], $4::text[], $5::bigint[])
-    AS u(t, b, o, n)
-ON CONFLICT (task) DO NOTHING";
-
 /// Rule 8: the outcomes of trimmed entries go with them.
 const TRIM_OUTCOMES: &str = "DELETE FROM outcomes WHERE seq <= $1";
-
-/// Hosted runs' ends, with the journal entry that ended them. A later
-/// entry's end replaces an earlier one: the run was restarted under an id
-/// its engine had forgotten (before, the new end was dropped and a client
-/// read the old run's).
-const PUBLISH_RUN_ENDS: &str = "INSERT INTO run_ends (run, seq, body, tenant)
-SELECT r, $3, b, n FROM unnest($1::bigint[], $2::text[], $4::bigint[]) AS u(r, b, n)
-ON CONFLICT (run) DO UPDATE SET seq = EXCLUDED.seq, body = EXCLUDED.body, tenant = EXCLUDED.tenant
-WHERE run_ends.seq < EXCLUDED.seq";
 
 /// Rule 8: as outcomes, but the ends of the runs the snapshot's engine
 /// still remembers (`$2`) stay.
@@ -181,9 +125,6 @@ const TRIM_RUN_ENDS: &str = "DELETE FROM run_ends WHERE seq <= $1 AND run <> ALL
 
 /// Rule 8: consumed messages up to an id are forgotten.
 const FORGET: &str = "DELETE FROM inbox WHERE consumed AND id <= $1";
-
-const PUT_STATUS: &str = "INSERT INTO status (id, epoch, body) VALUES (1, $1, $2)
-ON CONFLICT (id) DO UPDATE SET epoch = EXCLUDED.epoch, body = EXCLUDED.body";
 
 const PREVIOUS_SNAPSHOT: &str = "SELECT max(seq) FROM snapshots WHERE seq < $1";
 
@@ -202,6 +143,17 @@ ON CONFLICT (id) DO UPDATE SET epoch = EXCLUDED.epoch, seq = EXCLUDED.seq, state
 
 /// The stored form of journal entries.
 const FORMAT: i32 = Entry::<()>::FORMAT as i32;
+
+/// A leader's commit (rule 3), in one statement: see `schema/v14.sql`.
+const COMMIT_BATCH: &str = "SELECT commit_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+    $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)";
+
+/// `commit_batch`'s SQLSTATE for a fenced leader; its DETAIL is the
+/// lease's current epoch.
+const FENCED: &str = "TWFNC";
+
+/// `commit_batch`'s SQLSTATE for a conflict; its message says which.
+const CONFLICT: &str = "TWCFL";
 
 impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
     pub(super) fn node_op(&mut self, op: NodeOp<P>) -> Result<NodeReply<P>, StoreFailure> {
@@ -289,8 +241,9 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
                 let consumed = encode_verdicts(&consumed)?;
                 let outputs = EncodedOutputs::new(&outputs)?;
                 let bytes: usize = entries.iter().map(String::len).sum();
-                let done = self
-                    .write(|tx| commit(tx, epoch, ttl, first_seq, &entries, &consumed, &outputs));
+                let done = self.write_one(|db| {
+                    commit(db, epoch, ttl, first_seq, &entries, &consumed, &outputs)
+                });
                 if done.is_ok() {
                     self.journal_bytes = self.journal_bytes.saturating_add(bytes as u64);
                 }
@@ -519,9 +472,11 @@ impl EncodedOutputs {
     }
 }
 
-/// Rule 3: fence, append, consume, publish.
+/// Rule 3: fence, append, consume, publish, in one call of the schema's
+/// `commit_batch` (one statement, atomic by itself). Its refusals come
+/// back as the contract's answers: fenced, or a conflict.
 fn commit<P>(
-    tx: &mut Tx<'_, '_>,
+    db: &mut Plain<'_>,
     epoch: u64,
     ttl: Duration,
     first_seq: u64,
@@ -529,84 +484,65 @@ fn commit<P>(
     consumed: &Verdicts,
     outputs: &EncodedOutputs,
 ) -> Result<NodeReply<P>, Fail> {
-    let next = fence(tx, epoch, Some(ttl))?;
-    if first_seq != next {
-        return Err(Fail::Store(StoreFailure::Conflict {
-            what: format!("the commit starts at entry {first_seq}, the journal's next is {next}"),
-        }));
-    }
-    let epoch_int = u64_to_int(epoch);
-    if !entries.is_empty() {
-        let seqs: Vec<i64> = (0..entries.len() as u64)
-            .map(|i| u64_to_int(first_seq.saturating_add(i)))
-            .collect();
-        if let Err(e) = tx.execute(APPEND, &[&seqs, &epoch_int, &FORMAT, &entries]) {
-            if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-                return Err(Fail::Store(StoreFailure::Conflict {
-                    what: format!("journal entry {first_seq} or after was already written"),
-                }));
-            }
-            return Err(e.into());
-        }
-    }
     let (ids, verdicts, refused) = consumed;
-    if !ids.is_empty() {
-        let marked: i64 = tx.query_one(CONSUME, &[ids, verdicts, refused])?.get(0);
-        if marked != ids.len() as i64 {
-            return Err(Fail::Store(StoreFailure::Conflict {
-                what: format!(
-                    "{} of the {} inbox messages consumed were already consumed or do not exist",
-                    ids.len() as i64 - marked,
-                    ids.len()
-                ),
-            }));
-        }
+    let status_epoch = outputs.status.as_ref().map(|(e, _)| u64_to_int(*e));
+    let status = outputs.status.as_ref().map(|(_, body)| body);
+    let called = db.execute(
+        COMMIT_BATCH,
+        &[
+            &u64_to_int(epoch),
+            &millis(ttl),
+            &u64_to_int(first_seq),
+            &FORMAT,
+            &entries,
+            ids,
+            verdicts,
+            refused,
+            &outputs.tasks,
+            &outputs.tokens,
+            &outputs.agents,
+            &outputs.attempts,
+            &outputs.payloads,
+            &outputs.incarnations,
+            &outputs.release_tasks,
+            &outputs.release_tokens,
+            &outputs.ended_tasks,
+            &outputs.ended_bodies,
+            &outputs.ended_outputs,
+            &outputs.ended_tenants,
+            &outputs.run_ids,
+            &outputs.run_ends,
+            &outputs.run_tenants,
+            &status_epoch,
+            &status,
+        ],
+    );
+    match called {
+        Ok(_) => Ok(NodeReply::Done),
+        Err(e) => Err(refusal(e, epoch, first_seq)),
     }
-    if !outputs.tasks.is_empty() {
-        tx.execute(
-            ASSIGN,
-            &[
-                &outputs.tasks,
-                &outputs.tokens,
-                &outputs.agents,
-                &outputs.attempts,
-                &outputs.payloads,
-                &epoch_int,
-                &outputs.incarnations,
-            ],
-        )?;
-        tx.execute(NOTIFY_WORK, &[&outputs.agents])?;
+}
+
+/// What a refused `commit_batch` answers: its own SQLSTATEs (see
+/// `schema/v14.sql`) as the contract's answers, any other error as is.
+fn refusal(e: postgres::Error, epoch: u64, first_seq: u64) -> Fail {
+    let Some(db) = e.as_db_error() else {
+        return Fail::Db(e);
+    };
+    match db.code().code() {
+        FENCED => Fail::Store(StoreFailure::Fenced {
+            epoch,
+            current: db
+                .detail()
+                .and_then(|d| d.parse::<i64>().ok())
+                .map_or(0, int_to_u64),
+        }),
+        CONFLICT => Fail::Store(StoreFailure::Conflict {
+            what: db.message().to_string(),
+        }),
+        _ if db.code() == &SqlState::UNIQUE_VIOLATION => Fail::Store(StoreFailure::Conflict {
+            what: format!("journal entry {first_seq} or after was already written"),
+        }),
+        _ => Fail::Db(e),
     }
-    if !outputs.release_tasks.is_empty() {
-        tx.execute(RELEASE, &[&outputs.release_tasks, &outputs.release_tokens])?;
-    }
-    if !outputs.ended_tasks.is_empty() {
-        let last_seq = (first_seq + entries.len() as u64).saturating_sub(1);
-        tx.execute(
-            PUBLISH_OUTCOMES,
-            &[
-                &outputs.ended_tasks,
-                &outputs.ended_bodies,
-                &u64_to_int(last_seq),
-                &outputs.ended_outputs,
-                &outputs.ended_tenants,
-            ],
-        )?;
-    }
-    if !outputs.run_ids.is_empty() {
-        let last_seq = (first_seq + entries.len() as u64).saturating_sub(1);
-        tx.execute(
-            PUBLISH_RUN_ENDS,
-            &[
-                &outputs.run_ids,
-                &outputs.run_ends,
-                &u64_to_int(last_seq),
-                &outputs.run_tenants,
-            ],
-        )?;
-    }
-    if let Some((status_epoch, body)) = &outputs.status {
-        tx.execute(PUT_STATUS, &[&u64_to_int(*status_epoch), body])?;
-    }
-    Ok(NodeReply::Done)
 }
