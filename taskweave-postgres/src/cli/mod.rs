@@ -56,6 +56,13 @@ pub(crate) fn dispatcher_config() -> Result<DispatcherConfig, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The lease of `taskweave-pg node` (and the bench's nodes): it lasts
+/// 1 s, so a standby takes over within about a second of the leader's
+/// death, and is renewed every 333 ms: two renewals in time before it
+/// would lapse (a commit renews it too, so a busy leader sends no renewal
+/// of its own, and an idle one about two a second).
+pub(crate) const LEASE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_millis(333));
+
 /// How long an idle node goes without reading when no notice wakes it
 /// (`taskweave-pg node`, the bench's nodes): the net for a lost notice.
 pub(crate) const NOTICE_POLL: Duration = Duration::from_secs(1);

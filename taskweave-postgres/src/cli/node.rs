@@ -10,14 +10,14 @@ use taskweave_postgres::metrics::NodeMetrics;
 use taskweave_postgres::{LogLine, NodeExit, PgNode, json_run_codec};
 
 use super::args::Args;
-use super::{NOTICE_POLL, Payload, cluster_dispatcher_config, logger};
+use super::{LEASE, NOTICE_POLL, Payload, cluster_dispatcher_config, logger};
 use super::{log, metrics, privilege};
 
 const USAGE: &str = "\
 usage: taskweave-pg node --db CONNINFO [--name NAME] [--keep-journal] [--max-output-bytes N] [--pool NAME:SLOTS[:CAP,CAP...]]... [--metrics ADDR] [--log-format text|json]
 
 Follows the journal, and leads when the lease is free (a 1 s lease, renewed
-every 250 ms). Run two or more: a standby takes over within about a second of
+every 333 ms). Run two or more: a standby takes over within about a second of
 the leader's death. It survives PostgreSQL restarts (it reconnects with
 backoff and resumes from the journal) and exits 0 when the cluster is drained.
 --name        the lease holder's name in logs and status (default: node-PID)
@@ -60,6 +60,7 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     let max_output: usize = args.parsed("--max-output-bytes", 1 << 20)?;
     let mut config = NodeConfig::builder(name.clone())
         .woken_by_notices(NOTICE_POLL)
+        .lease(LEASE.0, LEASE.1)
         .snapshots(4_000, !args.switch("--keep-journal"))
         .max_output_bytes(max_output);
     for pool in args.values("--pool") {

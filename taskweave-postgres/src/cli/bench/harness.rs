@@ -20,7 +20,7 @@ use taskweave_postgres::{
     LogLine, NodeExit, PgAgent, PgClient, PgNode, PgStore, json_run_codec, migrate, wall_now,
 };
 
-use super::super::{NOTICE_POLL, Payload, agent_session_config, cluster_dispatcher_config};
+use super::super::{LEASE, NOTICE_POLL, Payload, agent_session_config, cluster_dispatcher_config};
 
 /// The scratch database; dropped (its connections cut) when this is.
 pub(super) struct Scratch {
@@ -100,6 +100,7 @@ impl NodeThread {
     pub(super) fn start(db: &str, name: &str) -> Result<Self, String> {
         let config = NodeConfig::builder(name)
             .woken_by_notices(NOTICE_POLL)
+            .lease(LEASE.0, LEASE.1)
             .snapshots(4_000, false)
             .build()
             .map_err(|e| e.to_string())?;
