@@ -163,7 +163,12 @@ impl<P: Clone + Serialize + DeserializeOwned + Send> AsyncPgAgent<P> {
     async fn op(&mut self, op: AgentOp<P>) -> Result<AgentReply<P>, StoreFailure> {
         let plan = plan(op)?;
         let rows = self.link.query(plan.sql, &plan.params, plan.write).await?;
-        plan.rows.decode(&rows)
+        let decoded = plan.rows.decode(&rows)?;
+        if let Some(report) = decoded.unreadable {
+            // As the blocking store: lost, the next claim reports again.
+            self.link.query(report.sql, &report.params, true).await?;
+        }
+        Ok(decoded.reply)
     }
 
     /// Attempts handed out that the cluster cancelled since the last call

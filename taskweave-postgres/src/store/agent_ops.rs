@@ -7,11 +7,12 @@ use postgres::Row;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use taskweave::cluster::{AgentOp, AgentReply, Assignment, Finished, Sender, StoreFailure};
+use taskweave::scheduler::{AttemptOutcome, TaskReport};
 use taskweave::{AgentId, AttemptToken, TaskId};
 
 use super::client_ops::{Param, borrowed};
 use super::codec::{self, int_to_u64, limit, u64_to_int};
-use super::{PgStore, Plain, corrupt};
+use super::{PgStore, Plain};
 
 const INCARNATE: &str = "SELECT nextval('incarnations')";
 
@@ -74,8 +75,9 @@ pub(crate) enum AgentRows {
     Incarnation,
     /// The lease's `stopped` after a post or a report.
     Posted,
-    /// The rows claimed and held, each with the lease's `stopped`.
-    Claimed,
+    /// The rows this agent's incarnation claimed and holds, each with the
+    /// lease's `stopped`.
+    Claimed { agent: AgentId, incarnation: u64 },
     /// The refusals taken.
     Refusals,
 }
@@ -118,7 +120,7 @@ pub(crate) fn plan<P: Serialize>(op: AgentOp<P>) -> Result<AgentPlan, StoreFailu
                 Box::new(u64_to_int(incarnation)),
                 Box::new(limit(most)),
             ];
-            write(CLAIM, params, AgentRows::Claimed)
+            write(CLAIM, params, AgentRows::Claimed { agent, incarnation })
         }
         AgentOp::Report { sender, reports } => {
             let (agent, incarnation) = sender_columns(sender);
@@ -151,35 +153,31 @@ pub(crate) fn plan<P: Serialize>(op: AgentOp<P>) -> Result<AgentPlan, StoreFailu
     })
 }
 
+/// A decoded reply, and the report to post before answering it: claimed
+/// rows whose payloads do not decode fail for good (their agent could
+/// never run them), so a corrupt row neither blocks every later claim
+/// nor waits for an attempt timeout.
+pub(crate) struct Decoded<P> {
+    pub(crate) reply: AgentReply<P>,
+    pub(crate) unreadable: Option<AgentPlan>,
+}
+
 impl AgentRows {
-    /// The reply `rows` make; a row that does not decode is a failure
-    /// naming its table and key.
-    pub(crate) fn decode<P: DeserializeOwned>(
+    /// The reply `rows` make, with the report of any claimed row that
+    /// does not decode.
+    pub(crate) fn decode<P: Serialize + DeserializeOwned>(
         self,
         rows: &[Row],
-    ) -> Result<AgentReply<P>, StoreFailure> {
-        match self {
-            AgentRows::Incarnation => Ok(AgentReply::Incarnation(int_to_u64(
+    ) -> Result<Decoded<P>, StoreFailure> {
+        let reply = match self {
+            AgentRows::Incarnation => AgentReply::Incarnation(int_to_u64(
                 first(rows, "the sequence incarnations")?.get(0),
-            ))),
-            AgentRows::Posted => Ok(AgentReply::Posted {
+            )),
+            AgentRows::Posted => AgentReply::Posted {
                 stopped: first(rows, "the lease")?.get(0),
-            }),
-            AgentRows::Claimed => {
-                let mut stopped = false;
-                let mut claimed = Vec::with_capacity(rows.len());
-                for row in rows {
-                    stopped = row.get(0);
-                    let Some(task) = row.get::<_, Option<i64>>(1) else {
-                        continue;
-                    };
-                    claimed.push(assignment(row, task)?);
-                }
-                claimed.sort_by_key(|a: &Assignment<P>| a.token);
-                Ok(AgentReply::Claimed {
-                    rows: claimed,
-                    stopped,
-                })
+            },
+            AgentRows::Claimed { agent, incarnation } => {
+                return claimed(rows, agent, incarnation);
             }
             AgentRows::Refusals => {
                 let mut refusals: Vec<(u64, String)> = rows
@@ -193,10 +191,60 @@ impl AgentRows {
                     })
                     .collect();
                 refusals.sort_unstable_by_key(|(id, _)| *id);
-                Ok(AgentReply::Refusals(refusals))
+                AgentReply::Refusals(refusals)
             }
+        };
+        Ok(Decoded {
+            reply,
+            unreadable: None,
+        })
+    }
+}
+
+/// A claim's rows: the assignments that decode, in token order, and a
+/// fatal failure report for each that does not.
+fn claimed<P: Serialize + DeserializeOwned>(
+    rows: &[Row],
+    agent: AgentId,
+    incarnation: u64,
+) -> Result<Decoded<P>, StoreFailure> {
+    let mut stopped = false;
+    let mut claimed = Vec::with_capacity(rows.len());
+    let mut failed = Vec::new();
+    for row in rows {
+        stopped = row.get(0);
+        let Some(task) = row.get::<_, Option<i64>>(1) else {
+            continue;
+        };
+        match assignment(row, task) {
+            Ok(assignment) => claimed.push(assignment),
+            Err(problem) => failed.push(Finished::report(TaskReport {
+                task: TaskId::new(int_to_u64(task)),
+                agent,
+                token: AttemptToken::new(int_to_u64(row.get(2))),
+                outcome: AttemptOutcome::fatal(format!(
+                    "agent {agent} cannot read the payload: {problem}"
+                )),
+            })),
         }
     }
+    claimed.sort_by_key(|a: &Assignment<P>| a.token);
+    let unreadable = if failed.is_empty() {
+        None
+    } else {
+        let sender = Sender::Agent { agent, incarnation };
+        Some(plan::<P>(AgentOp::Report {
+            sender,
+            reports: failed,
+        })?)
+    };
+    Ok(Decoded {
+        reply: AgentReply::Claimed {
+            rows: claimed,
+            stopped,
+        },
+        unreadable,
+    })
 }
 
 /// The one row a statement answers, or a failure naming what it read.
@@ -213,11 +261,17 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
         let plan = plan(op)?;
         let (sql, params, rows) = (plan.sql, plan.params, plan.rows);
         let run = |db: &mut Plain<'_>| Ok(rows.decode(&db.query(sql, &borrowed(&params))?)?);
-        if plan.write {
-            self.write_one(run)
+        let decoded: Decoded<P> = if plan.write {
+            self.write_one(run)?
         } else {
-            self.read(run)
+            self.read(run)?
+        };
+        if let Some(report) = decoded.unreadable {
+            // Lost, the claim's answer is lost with it: the next claim
+            // answers these rows again, and reports them again.
+            self.write_one(|db| Ok(db.query(report.sql, &borrowed(&report.params))?))?;
         }
+        Ok(decoded.reply)
     }
 }
 
@@ -232,15 +286,12 @@ fn sender_columns(sender: Sender) -> (Option<i64>, Option<i64>) {
     }
 }
 
-/// A claimed outbox row, its payload decoded. A row that does not decode
-/// fails the claim's answer; the claim itself, one statement, has taken
-/// effect, and the next claim answers that row again with the rows this
-/// incarnation holds (as it does after any lost answer).
-fn assignment<P: DeserializeOwned>(row: &Row, task: i64) -> Result<Assignment<P>, StoreFailure> {
+/// A claimed outbox row, its payload decoded; or why the payload does
+/// not decode.
+fn assignment<P: DeserializeOwned>(row: &Row, task: i64) -> Result<Assignment<P>, String> {
     let token: i64 = row.get(2);
     let attempt: i32 = row.get(4);
-    let payload = codec::decode(row.get(5))
-        .map_err(|problem| corrupt("outbox", format!("(task {task}, token {token})"), problem))?;
+    let payload = codec::decode(row.get(5)).map_err(|problem| problem.to_string())?;
     Ok(Assignment {
         task: TaskId::new(int_to_u64(task)),
         agent: AgentId::new(int_to_u64(row.get(3))),

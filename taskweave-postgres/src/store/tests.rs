@@ -703,3 +703,64 @@ fn an_assignment_or_outcome_that_exists_is_kept_within_a_commit_and_across_commi
         "the first outcome stays: {outcome:?}"
     );
 }
+
+#[test]
+fn a_claimed_row_whose_payload_does_not_decode_fails_for_good_and_blocks_nothing() {
+    let Some((_cluster, mut admin, mut store)) = leader("unreadable_payload") else {
+        return;
+    };
+    let done = store.node(assign(1, 7), now());
+    assert!(matches!(done, Ok(NodeReply::Done)), "{done:?}");
+    admin
+        .batch_execute(
+            "INSERT INTO taskweave.outbox (task, token, agent, attempt, payload, epoch)
+             VALUES (2, 2, 7, 1, 'not json', 1)",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let claim = AgentOp::Claim {
+        agent: AgentId::new(7),
+        incarnation: 1,
+        limit: 10,
+    };
+    let tasks_of = |reply: Result<AgentReply<String>, StoreFailure>| match reply {
+        Ok(AgentReply::Claimed { rows, .. }) => {
+            rows.iter().map(|a| a.task.get()).collect::<Vec<_>>()
+        }
+        other => panic!("{other:?}"),
+    };
+    // The readable row is answered; the other is reported failed for good.
+    assert_eq!(tasks_of(store.agent(claim.clone(), now())), vec![1]);
+    let reports = |admin: &mut Client| {
+        admin
+            .query(
+                "SELECT body FROM taskweave.inbox WHERE kind = 'report' AND agent = 7",
+                &[],
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+            .iter()
+            .map(|row| row.get::<_, String>(0))
+            .collect::<Vec<_>>()
+    };
+    let posted = reports(&mut admin);
+    assert_eq!(posted.len(), 1, "{posted:?}");
+    let report: Message<String> =
+        serde_json::from_str(&posted[0]).unwrap_or_else(|e| panic!("{e}"));
+    let Message::Report(report) = report else {
+        panic!("{report:?}");
+    };
+    assert_eq!((report.task.get(), report.token.get()), (2, 2));
+    assert!(
+        matches!(&report.outcome, taskweave::scheduler::AttemptOutcome::Failure { reason, retryable: false }
+            if reason.contains("cannot read the payload")),
+        "{report:?}"
+    );
+    let state: String = admin
+        .query_one("SELECT state FROM taskweave.outbox WHERE task = 2", &[])
+        .unwrap_or_else(|e| panic!("{e}"))
+        .get(0);
+    assert_eq!(state, "done", "the report closed the row");
+    // The next claim answers what the agent holds, and reports nothing
+    // again.
+    assert_eq!(tasks_of(store.agent(claim, now())), vec![1]);
+    assert_eq!(reports(&mut admin).len(), 1);
+}
