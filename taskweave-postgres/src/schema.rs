@@ -41,6 +41,7 @@ use postgres::Client;
 use taskweave::TenantId;
 
 mod reset;
+pub(crate) use reset::{AGENT_SESSION, NODE_SESSION};
 pub use reset::{ResetReport, reset};
 
 use crate::store::errors::{PgError, is_undefined_object};

@@ -64,6 +64,19 @@ fn a_cancel_kills_what_the_command_started_and_stdout_is_the_output() {
         outcome.contains("task-1: completed, output: {\"seen\":7}"),
         "{outcome}"
     );
+    // Their sessions are named, so `reset` knows a node or agent is about.
+    let mut admin = postgres::Client::connect(&cluster.conninfo(), postgres::NoTls).unwrap();
+    let names: Vec<String> = admin
+        .query(
+            "SELECT DISTINCT application_name FROM pg_stat_activity
+             WHERE starts_with(application_name, 'taskweave ') ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(names, ["taskweave agent 1", "taskweave node n1"]);
     wait_until("the command and its two sleeps to start", || {
         processes(&format!("sleep {marker}")).len() >= 2
     });

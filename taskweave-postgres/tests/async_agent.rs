@@ -113,6 +113,16 @@ fn an_async_agent_serves_fails_aborts_outlives_a_restart_and_ends_with_the_drain
         .block_on(AsyncPgClient::<Value>::connect(&sub))
         .unwrap();
 
+    // Its session is named, so `reset` knows an agent is about.
+    let mut admin = postgres::Client::connect(&cluster.conninfo(), postgres::NoTls).unwrap();
+    let named = admin
+        .query(
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = 'taskweave agent 1'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(named.len(), 1);
+
     runtime.block_on(async {
         // Twenty answers, each the handler's output for its payload.
         let tasks = submit(&mut client, (0..20).map(|n| json!({ "n": n })).collect()).await;

@@ -1,5 +1,6 @@
 //! A drained cluster's database runs a new cluster after `reset`: refused
-//! before the drain (nothing changed), accepted after it, and the new
+//! before the drain and while a node of the old cluster is connected
+//! (nothing changed), accepted after it, and the new
 //! cluster's tasks — numbered from 0 again — end with their own outcomes,
 //! under a later epoch.
 
@@ -116,7 +117,35 @@ fn a_drained_cluster_starts_again_after_a_reset() {
         Instant::ZERO,
     );
     assert!(matches!(posted, Ok(ClientReply::Posted(_))), "{posted:?}");
-    let report = reset(&mut admin).unwrap_or_else(|e| panic!("reset after the drain: {e}"));
+    // A node of the old cluster still connected (frozen, say): refused,
+    // naming its session, and nothing changes; gone, the reset goes on.
+    let stale = postgres::Client::connect(
+        &format!(
+            "{} application_name='taskweave node stale'",
+            cluster.conninfo()
+        ),
+        postgres::NoTls,
+    )
+    .unwrap();
+    match reset(&mut admin) {
+        Err(refused @ PgError::LiveProcesses { .. }) => {
+            let said = refused.to_string();
+            assert!(said.contains("taskweave node stale (login "), "{said}");
+            assert!(said.contains("pg_terminate_backend"), "{said}");
+        }
+        other => panic!("a reset under a live node: {other:?}"),
+    }
+    drop(stale);
+    // The server ends the session a moment after the client goes.
+    let mut report = reset(&mut admin);
+    for _ in 0..500 {
+        if !matches!(report, Err(PgError::LiveProcesses { .. })) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        report = reset(&mut admin);
+    }
+    let report = report.unwrap_or_else(|e| panic!("reset after the drain: {e}"));
     assert_eq!(report.unread, 1, "{report:?}");
     assert_eq!(
         (report.epoch, report.outcomes),

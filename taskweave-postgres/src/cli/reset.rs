@@ -2,8 +2,9 @@
 //! cluster.
 
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-use taskweave_postgres::{connect_admin, reset};
+use taskweave_postgres::{PgError, connect_admin, reset};
 
 use super::args::Args;
 use super::privilege::{OWNER, hint};
@@ -16,9 +17,14 @@ journal, snapshots, inbox, outbox, outcomes, run ends and status, and releases t
 The schema and the logins stay; start nodes and agents again afterwards. The
 old cluster's history is gone: run `taskweave-pg audit` before if it matters.
 Every node and agent of the old cluster must have exited (the drain stops them;
-kill one that could not reach the database then). Task ids start again at 0.
-Refused, changing nothing, unless the cluster was drained (taskweave-pg drain).
-Run it as the database owner or a superuser.";
+kill one that could not act on it, a frozen one too): while one is connected,
+`reset` waits up to 10 s for it to go, then refuses, naming each session.
+Task ids start again at 0. Refused, changing nothing, unless the cluster was
+drained (taskweave-pg drain). Run it as the database owner or a superuser.";
+
+/// How long `reset` waits for the old cluster's nodes and agents to leave
+/// (after a drain, each exits once it hears the stop).
+const LEAVING_WITHIN: Duration = Duration::from_secs(10);
 
 pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
     let args = Args::parse(raw, USAGE, &["--db"])?;
@@ -27,7 +33,19 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut client = connect_admin(&args.db()?).map_err(hint("reset", OWNER))?;
-    let report = reset(&mut client).map_err(hint("reset", OWNER))?;
+    let deadline = Instant::now() + LEAVING_WITHIN;
+    let mut told = false;
+    let report = loop {
+        match reset(&mut client) {
+            Err(PgError::LiveProcesses { sessions }) if Instant::now() < deadline => {
+                if !std::mem::replace(&mut told, true) {
+                    say!("reset: waiting for {} to leave", sessions.join("; "));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            done => break done.map_err(hint("reset", OWNER))?,
+        }
+    };
     say!(
         "reset: removed {} journal entries, {} inbox messages and {} task outcomes; \
          the lease is free (the next leader takes an epoch after {}): start nodes and agents",

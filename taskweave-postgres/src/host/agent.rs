@@ -10,7 +10,7 @@ use taskweave::scheduler::AttemptOutcome;
 use taskweave::{AgentId, AttemptToken, TaskId};
 
 use super::hosted_session::HostedSession;
-use super::{LogLine, agent_channels, connect_patiently, until, wall_now};
+use super::{LogLine, agent_channels, agent_session, connect_patiently, until, wall_now};
 use crate::metrics::AgentMetrics;
 use crate::{PgError, PgStore};
 
@@ -72,6 +72,7 @@ impl<P: Clone + Serialize + DeserializeOwned> PgAgent<P> {
         give_up: &dyn Fn() -> bool,
     ) -> Result<Self, PgError> {
         let mut store = connect_patiently(conninfo, log, give_up)?;
+        store.name_session(&agent_session(agent));
         for channel in agent_channels(agent) {
             store.listen(channel);
         }

@@ -20,7 +20,7 @@ use tokio::task::{AbortHandle, Id, JoinError, JoinSet};
 
 use super::async_link::AsyncLink;
 use super::hosted_session::HostedSession;
-use super::{Backoff, LogLine, agent_channels, until, wall_now};
+use super::{Backoff, LogLine, agent_channels, agent_session, until, wall_now};
 use crate::PgError;
 use crate::metrics::AgentMetrics;
 use crate::store::agent_ops::plan;
@@ -117,7 +117,8 @@ impl<P: Clone + Serialize + DeserializeOwned + Send> AsyncPgAgent<P> {
     ) -> Result<Self, PgError> {
         let mut backoff = Backoff::default();
         let link = loop {
-            match AsyncLink::connect(conninfo, agent_channels(agent).to_vec()).await {
+            let (channels, session) = (agent_channels(agent).to_vec(), agent_session(agent));
+            match AsyncLink::connect(conninfo, channels, Some(session)).await {
                 Ok(link) => break link,
                 Err(e) => tokio::time::sleep(backoff.after(e, log, give_up)?).await,
             }

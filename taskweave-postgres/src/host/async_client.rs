@@ -89,7 +89,7 @@ impl<P: Serialize + DeserializeOwned + Clone> AsyncPgClient<P> {
     /// tokio runtime.
     pub async fn connect(conninfo: &str) -> Result<Self, PgError> {
         Ok(AsyncPgClient {
-            link: AsyncLink::connect(conninfo, Vec::new()).await?,
+            link: AsyncLink::connect(conninfo, Vec::new(), None).await?,
             payload: PhantomData,
         })
     }

@@ -57,9 +57,17 @@ impl fmt::Debug for AsyncLink {
 impl AsyncLink {
     /// Connects as the login `conninfo` names, as
     /// [`PgStore::connect`](crate::PgStore::connect) does, checks the
-    /// schema version and listens on `listening`.
-    pub(super) async fn connect(conninfo: &str, listening: Vec<String>) -> Result<Self, PgError> {
-        let config = session_config(conninfo)?;
+    /// schema version and listens on `listening`; its sessions are named
+    /// `session` in `pg_stat_activity` unless the string names them.
+    pub(super) async fn connect(
+        conninfo: &str,
+        listening: Vec<String>,
+        session: Option<String>,
+    ) -> Result<Self, PgError> {
+        let mut config = session_config(conninfo)?;
+        if let (Some(name), None) = (session, config.get_application_name()) {
+            config.application_name(name);
+        }
         let mut link = AsyncLink {
             target: target(&config),
             config,

@@ -32,6 +32,7 @@ pub use json_runs::json_run_codec;
 pub use log_line::{Level, LogLine};
 pub use node::{NodeExit, PgNode};
 
+use crate::schema::AGENT_SESSION;
 use crate::{PgError, PgStore};
 
 /// The wall clock as an [`Instant`]: nanoseconds since the Unix epoch.
@@ -52,6 +53,11 @@ fn agent_channels(agent: AgentId) -> [String; 2] {
         format!("taskweave_work_{}", agent.get()),
         "taskweave_cluster".to_string(),
     ]
+}
+
+/// The name of an agent's sessions in `pg_stat_activity`.
+fn agent_session(agent: AgentId) -> String {
+    format!("{AGENT_SESSION}{}", agent.get())
 }
 
 /// How long to sleep until `at`, at most `cap`.

@@ -13,6 +13,7 @@ use super::log_line::node_level;
 use super::refusal_log::RefusalLog;
 use super::{connect_patiently, until, wall_now};
 use crate::metrics::NodeMetrics;
+use crate::schema::NODE_SESSION;
 use crate::{PgError, PgStore};
 
 /// The notices a node listens for (schema version 12's triggers), as bits
@@ -92,6 +93,8 @@ pub struct PgNode<P> {
     /// for one with a host retry policy.
     agreed: Option<DispatcherConfig>,
     metrics: Option<NodeMetrics>,
+    /// Its sessions' name in `pg_stat_activity`.
+    session: String,
 }
 
 impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
@@ -111,6 +114,7 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
             .then(|| dispatcher.clone());
         Ok(PgNode {
             conninfo: conninfo.to_string(),
+            session: format!("{NODE_SESSION}{}", config.name()),
             node: Node::new(config, dispatcher)?,
             agreed,
             metrics: None,
@@ -186,6 +190,7 @@ impl<P: Clone + Serialize + DeserializeOwned> PgNode<P> {
             Err(_) if give_up() => return Ok(NodeExit::Interrupted),
             Err(e) => return Err(e.to_string()),
         };
+        store.name_session(&self.session);
         // Bits INBOX_BIT, JOURNAL_BIT and STOPPED_BIT of `wait_notices`, in this order.
         store.listen("taskweave_inbox".to_string());
         store.listen("taskweave_journal".to_string());

@@ -22,6 +22,22 @@ pub struct ResetReport {
     pub outcomes: u64,
 }
 
+/// How a node's sessions are named in `pg_stat_activity` (its
+/// `application_name`): this, then the node's name.
+pub(crate) const NODE_SESSION: &str = "taskweave node ";
+
+/// How an agent's sessions are named: this, then the agent's id.
+pub(crate) const AGENT_SESSION: &str = "taskweave agent ";
+
+/// The sessions of nodes and agents connected to this database, but the
+/// caller's: `application_name`, login and process id.
+const LIVE_SESSIONS: &str =
+    "SELECT application_name || ' (login ' || usename || ', pid ' || pid || ')'
+FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+  AND (starts_with(application_name, $1) OR starts_with(application_name, $2))
+ORDER BY application_name, pid";
+
 /// The tables a cluster fills, emptied by a reset.
 const CLUSTER_TABLES: [&str; 8] = [
     "journal",
@@ -44,16 +60,22 @@ const CLUSTER_TABLES: [&str; 8] = [
 /// afterwards).
 ///
 /// Every process of the old cluster must be gone: the drain stops them,
-/// but one that could not reach the database then (a partitioned
-/// standby) must be killed before the reset — it would otherwise come
-/// back with the old cluster's state. Task ids start again at 0: a client
-/// still waiting for an old task's outcome would read the new task's.
+/// but one that could not act on it (a frozen node, a partitioned
+/// standby) would come back with the old cluster's state. So the reset
+/// refuses while a node's or an agent's session is connected (named so by
+/// [`PgNode`](crate::PgNode), [`PgAgent`](crate::PgAgent) and
+/// [`AsyncPgAgent`](crate::AsyncPgAgent), unless their connection strings
+/// set `application_name`); a process that just heard the drain may take
+/// a moment to go, and a caller may try again. Task ids start again at
+/// 0: a client still waiting for an old task's outcome would read the new
+/// task's.
 ///
 /// # Errors
 ///
-/// [`PgError::NotStopped`] if the cluster was not drained (nothing is
-/// changed); [`PgError::Schema`] if the schema is not this build's;
-/// [`PgError::Db`] if a statement fails (nothing is changed).
+/// [`PgError::NotStopped`] if the cluster was not drained,
+/// [`PgError::LiveProcesses`] while nodes or agents are connected (nothing
+/// is changed either way); [`PgError::Schema`] if the schema is not this
+/// build's; [`PgError::Db`] if a statement fails (nothing is changed).
 pub fn reset(client: &mut Client) -> Result<ResetReport, PgError> {
     let installed = super::installed_version(client)?;
     if installed != super::SCHEMA_VERSION {
@@ -77,6 +99,14 @@ pub fn reset(client: &mut Client) -> Result<ResetReport, PgError> {
             holder,
             held,
         });
+    }
+    let sessions: Vec<String> = tx
+        .query(LIVE_SESSIONS, &[&NODE_SESSION, &AGENT_SESSION])?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    if !sessions.is_empty() {
+        return Err(PgError::LiveProcesses { sessions });
     }
     let count = |tx: &mut postgres::Transaction<'_>, table: &str| -> Result<u64, PgError> {
         let n: i64 = tx

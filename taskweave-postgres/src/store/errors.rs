@@ -61,6 +61,14 @@ pub enum PgError {
         /// Whether it is held now.
         held: bool,
     },
+    /// [`reset`](crate::reset) refused: nodes or agents are still
+    /// connected, and one of the old cluster would come back with its
+    /// state into the new one.
+    LiveProcesses {
+        /// Each session: its name (`taskweave node NAME`, `taskweave agent
+        /// N`), login and server process id.
+        sessions: Vec<String>,
+    },
     /// An environment variable that libpq reads holds what it cannot be.
     Environment {
         /// The variable (`PGPORT`).
@@ -185,6 +193,14 @@ impl fmt::Display for PgError {
                 "the cluster was not drained (epoch {epoch}, {} {holder:?}): a reset would \
                  lose its tasks; drain it first (taskweave-pg drain), then reset",
                 if *held { "led by" } else { "last led by" }
+            ),
+            PgError::LiveProcesses { sessions } => write!(
+                f,
+                "{} node or agent session(s) are still connected ({}): a process of the old \
+                 cluster would bring its state into the new one; stop them first (kill a frozen \
+                 one too), or end their sessions (SELECT pg_terminate_backend(PID)), then reset",
+                sessions.len(),
+                sessions.join("; ")
             ),
             PgError::ConfigDisagrees {
                 setting,

@@ -348,6 +348,27 @@ impl<P> PgStore<P> {
         }
     }
 
+    /// Names this store's sessions `name` (PostgreSQL's `application_name`,
+    /// which `pg_stat_activity` shows) on this connection and every one it
+    /// reconnects with, unless the connection string names them: a node's
+    /// and an agent's sessions are named so, and [`reset`](crate::reset)
+    /// refuses while any is connected.
+    pub(crate) fn name_session(&mut self, name: &str) {
+        if self.config.get_application_name().is_some() {
+            return;
+        }
+        self.config.application_name(name);
+        if let Some(conn) = &mut self.conn {
+            let named = conn
+                .client
+                .execute("SELECT set_config('application_name', $1, false)", &[&name]);
+            if named.is_err() {
+                // The next operation reconnects, named then.
+                self.conn = None;
+            }
+        }
+    }
+
     /// Waits up to `timeout` for a notification on a channel the store
     /// listens on: `true` when at least one came (every one already here
     /// is taken). Without a working connection it sleeps out the timeout
