@@ -26,6 +26,19 @@ fn submitted(db: &str, lines: &str) -> Vec<String> {
         .collect()
 }
 
+/// `taskweave-pg config set` of `config`, through a file of its own:
+/// whether it exited 0, and what it printed.
+fn config_set(admin: &str, config: &DispatcherConfig) -> (bool, String) {
+    let file = std::env::temp_dir().join(format!("taskweave-config-{}.json", std::process::id()));
+    std::fs::write(&file, serde_json::to_string(config).unwrap()).unwrap();
+    let said = run_status(
+        &["config", "set", "--db", admin, file.to_str().unwrap()],
+        "",
+    );
+    let _ = std::fs::remove_file(&file);
+    said
+}
+
 #[test]
 fn two_tenants_keep_their_keys_cancels_and_outcomes_apart_through_the_cli() {
     let test = "two_tenants_keep_their_keys_cancels_and_outcomes_apart_through_the_cli";
@@ -62,13 +75,7 @@ fn two_tenants_keep_their_keys_cancels_and_outcomes_apart_through_the_cli() {
         .heartbeats(Duration::from_millis(100), 3)
         .build()
         .unwrap();
-    let file = std::env::temp_dir().join(format!("taskweave-hasty-{}.json", std::process::id()));
-    std::fs::write(&file, serde_json::to_string(&hasty).unwrap()).unwrap();
-    let (ok, said) = run_status(
-        &["config", "set", "--db", &admin, file.to_str().unwrap()],
-        "",
-    );
-    let _ = std::fs::remove_file(&file);
+    let (ok, said) = config_set(&admin, &hasty);
     assert!(!ok, "config set took a 300 ms timeout: {said}");
     for named in ["300ms", "100ms × 3", "every 500ms", "at least 1s"] {
         assert!(said.contains(named), "{named}: {said}");
@@ -82,13 +89,7 @@ fn two_tenants_keep_their_keys_cancels_and_outcomes_apart_through_the_cli() {
         .tenant_quota(TenantId::new(1), TenantQuota::new().live_tasks(2))
         .build()
         .unwrap();
-    let file = std::env::temp_dir().join(format!("taskweave-config-{}.json", std::process::id()));
-    std::fs::write(&file, serde_json::to_string(&quota).unwrap()).unwrap();
-    let (ok, said) = run_status(
-        &["config", "set", "--db", &admin, file.to_str().unwrap()],
-        "",
-    );
-    let _ = std::fs::remove_file(&file);
+    let (ok, said) = config_set(&admin, &quota);
     assert!(ok, "config set: {said}");
     let _running = [
         start(&["node", "--db", &node, "--name", "node-a"]),
