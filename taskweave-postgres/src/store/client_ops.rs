@@ -13,12 +13,12 @@ use postgres::types::ToSql;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use taskweave::cluster::{
-    ClientOp, ClientReply, Lease, MAX_RUN_ENDS_PAGE, Outcome, RunEnd, RunEndCursor, Status,
-    StoreFailure, TaskEnd, Verdict,
+    ClientOp, ClientReply, MAX_RUN_ENDS_PAGE, Outcome, RunEnd, RunEndCursor, Status, StoreFailure,
+    TaskEnd, Verdict,
 };
 use taskweave::{TaskId, WorkflowId};
 
-use super::codec::{self, int_to_u64, u64_to_int};
+use super::codec::{self, int_to_u64, lease_columns, u64_to_int};
 use super::{PgStore, corrupt};
 
 /// Posts client messages; ids are drawn in `unnest` order, so sorted ids
@@ -41,11 +41,12 @@ const RUN_ENDS: &str = "SELECT run, body FROM run_ends WHERE run = ANY($1)";
 const RUN_ENDS_AFTER: &str = "SELECT seq, run, body FROM run_ends
 WHERE seq >= $1 AND (seq, run # $4) > ($1, $2) ORDER BY seq, run # $4 LIMIT $3";
 
-const LEASE_AND_STATUS: &str = "SELECT l.epoch, l.holder, l.expires_at > clock_timestamp(),
-    l.stopped, s.body,
-    CASE WHEN isfinite(l.expires_at) AND l.expires_at > clock_timestamp()
-    THEN ceil(extract(epoch FROM l.expires_at - clock_timestamp()) * 1000) ELSE 0 END::bigint
-FROM lease l LEFT JOIN status s ON s.id = 1 WHERE l.id = 1";
+/// The lease's columns ([`lease_columns!`]), then the status's body.
+const LEASE_AND_STATUS: &str = concat!(
+    "SELECT l.*, s.body FROM (SELECT ",
+    lease_columns!(),
+    " FROM lease WHERE id = 1) AS l LEFT JOIN status s ON s.id = 1"
+);
 
 /// A parameter of a planned statement.
 pub(crate) type Param = Box<dyn ToSql + Sync + Send>;
@@ -238,15 +239,9 @@ fn status<P>(rows: &[Row]) -> Result<ClientReply<P>, StoreFailure> {
     let Some(row) = rows.first() else {
         return Err(corrupt("lease", 1, "the lease row is missing"));
     };
-    let lease = Lease {
-        epoch: int_to_u64(row.get(0)),
-        holder: row.get(1),
-        held: row.get(2),
-        stopped: row.get(3),
-        left: codec::lease_left(row.get(5)),
-    };
+    let lease = codec::lease(row);
     let status: Option<Status> = row
-        .get::<_, Option<&str>>(4)
+        .get::<_, Option<&str>>(5)
         .map(codec::decode)
         .transpose()
         .map_err(|problem| corrupt("status", 1, problem))?;

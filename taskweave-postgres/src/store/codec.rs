@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use taskweave::cluster::{Finished, Message, Sender, StoreFailure, Verdict};
+use taskweave::cluster::{Finished, Lease, Message, Sender, StoreFailure, Verdict};
 use taskweave::scheduler::{AttemptOutcome, TaskReport};
 use taskweave::{AgentId, TenantId};
 
@@ -31,10 +31,31 @@ pub(crate) fn millis(ttl: Duration) -> f64 {
     ttl.as_secs_f64() * 1000.0
 }
 
-/// A lease's time left, read as whole milliseconds (rounded up, so a
-/// follower that waits it out reads after the expiry, not before).
-pub(crate) fn lease_left(millis: i64) -> Duration {
-    Duration::from_millis(u64::try_from(millis).unwrap_or(0))
+/// The lease row's columns as [`lease`] reads them: epoch, holder,
+/// whether it is held by the server's clock, stopped, and its time left
+/// in whole milliseconds (0 when not held; the initial `-infinity` has
+/// no interval to subtract).
+macro_rules! lease_columns {
+    () => {
+        "epoch, holder, expires_at > clock_timestamp() AS held, stopped,
+        CASE WHEN isfinite(expires_at) AND expires_at > clock_timestamp()
+        THEN ceil(extract(epoch FROM expires_at - clock_timestamp()) * 1000) ELSE 0 END::bigint
+        AS left_ms"
+    };
+}
+pub(crate) use lease_columns;
+
+/// The lease of a row that starts with [`lease_columns!`]. Its time left
+/// is rounded up, so a follower that waits it out reads after the expiry,
+/// not before.
+pub(crate) fn lease(row: &postgres::Row) -> Lease {
+    Lease {
+        epoch: int_to_u64(row.get(0)),
+        holder: row.get(1),
+        held: row.get(2),
+        stopped: row.get(3),
+        left: Duration::from_millis(u64::try_from(row.get::<_, i64>(4)).unwrap_or(0)),
+    }
 }
 
 /// The JSON text of `value`.

@@ -14,7 +14,7 @@ use taskweave::{AttemptToken, TaskId, TenantId};
 
 use std::collections::HashMap;
 
-use super::codec::{self, int_to_u64, limit, millis, u64_to_int};
+use super::codec::{self, int_to_u64, lease_columns, limit, millis, u64_to_int};
 use super::{Fail, PgStore, Plain, corrupt};
 
 /// The fence (rule 2): renews the lease of `$1` for `$2` ms (keeps its
@@ -28,10 +28,7 @@ RETURNING GREATEST((SELECT max(seq) FROM journal), (SELECT max(seq) FROM snapsho
 
 const CURRENT_EPOCH: &str = "SELECT epoch FROM lease WHERE id = 1";
 
-const READ_LEASE: &str = "SELECT epoch, holder, expires_at > clock_timestamp(), stopped,
-    CASE WHEN isfinite(expires_at) AND expires_at > clock_timestamp()
-    THEN ceil(extract(epoch FROM expires_at - clock_timestamp()) * 1000) ELSE 0 END::bigint
-    FROM lease WHERE id = 1";
+const READ_LEASE: &str = concat!("SELECT ", lease_columns!(), " FROM lease WHERE id = 1");
 
 /// Before a takeover: ends the session of a leader that stalls inside a
 /// transaction (its process frozen or starved) while its lease has
@@ -302,14 +299,7 @@ impl<P: Serialize + DeserializeOwned + Clone> PgStore<P> {
 
 /// The lease as it stands.
 fn read_lease<C: postgres::GenericClient>(db: &mut super::Db<'_, C>) -> Result<Lease, Fail> {
-    let row = db.query_one(READ_LEASE, &[])?;
-    Ok(Lease {
-        epoch: int_to_u64(row.get(0)),
-        holder: row.get(1),
-        held: row.get(2),
-        stopped: row.get(3),
-        left: codec::lease_left(row.get(4)),
-    })
+    Ok(codec::lease(&db.query_one(READ_LEASE, &[])?))
 }
 
 /// Rule 2: renews the lease of `epoch` (for `ttl`, or keeping its expiry)
