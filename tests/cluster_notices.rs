@@ -148,6 +148,21 @@ fn leader(store: &mut MemStore<u32>) -> (Node<u32>, Instant) {
     (node, now)
 }
 
+/// A client submits a task, the leader, told of the post, commits it,
+/// and the follower is told of the append: the entry the leader reached.
+fn commit_and_tell(
+    leading: &mut Node<u32>,
+    following: &mut Node<u32>,
+    store: &mut MemStore<u32>,
+    at: Instant,
+) -> u64 {
+    submit(store, at);
+    leading.notice(Notice::InboxPost, at);
+    drive(leading, store, at, &mut Sent::default());
+    following.notice(Notice::JournalAppend, at);
+    leading.applied()
+}
+
 fn submit(store: &mut MemStore<u32>, now: Instant) {
     store
         .client(
@@ -269,11 +284,7 @@ fn an_idle_follower_reads_the_lease_and_the_journal_only_when_told_of_an_append(
 
     // The leader commits a task; told of it, the follower reads it within
     // its follow period.
-    submit(&mut store, now_f);
-    leading.notice(Notice::InboxPost, now_f);
-    drive(&mut leading, &mut store, now_f, &mut Sent::default());
-    following.notice(Notice::JournalAppend, now_f);
-    let appended = leading.applied();
+    let appended = commit_and_tell(&mut leading, &mut following, &mut store, now_f);
     drive_until(
         &mut following,
         &mut store,
@@ -334,13 +345,9 @@ fn a_follower_told_of_an_append_while_it_reads_the_lease_reads_the_journal_next(
     };
     // The leader commits, and its notice reaches the follower while the
     // lease read is out.
-    submit(&mut store, at);
-    leading.notice(Notice::InboxPost, at);
-    drive(&mut leading, &mut store, at, &mut Sent::default());
-    following.notice(Notice::JournalAppend, at);
+    let appended = commit_and_tell(&mut leading, &mut following, &mut store, at);
     let lease = store.node(lease_read, at);
     following.handle_reply(lease, at);
-    let appended = leading.applied();
     drive_until(
         &mut following,
         &mut store,

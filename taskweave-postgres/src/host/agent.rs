@@ -10,7 +10,7 @@ use taskweave::scheduler::AttemptOutcome;
 use taskweave::{AgentId, AttemptToken, TaskId};
 
 use super::hosted_session::HostedSession;
-use super::{LogLine, agent_channels, agent_session, connect_patiently, until, wall_now};
+use super::{LogLine, agent_channels, agent_session, connect_patiently, wall_now};
 use crate::metrics::AgentMetrics;
 use crate::{PgError, PgStore};
 
@@ -139,11 +139,7 @@ impl<P: Clone + Serialize + DeserializeOwned> PgAgent<P> {
     /// lands): then the next [`step`](Self::step) claims at once, and a
     /// claim's answer says whether the cluster stopped.
     pub fn wait(&mut self, cap: Duration) {
-        let pause = self
-            .hosted
-            .session
-            .poll_timeout()
-            .map_or(cap, |at| until(at, cap));
+        let pause = self.hosted.pause(cap);
         if !pause.is_zero() && self.store.wait_notice(pause) {
             self.hosted.session.work_published();
         }

@@ -20,7 +20,7 @@ use tokio::task::{AbortHandle, Id, JoinError, JoinSet};
 
 use super::async_link::AsyncLink;
 use super::hosted_session::HostedSession;
-use super::{Backoff, LogLine, agent_channels, agent_session, until, wall_now};
+use super::{Backoff, LogLine, agent_channels, agent_session, wall_now};
 use crate::PgError;
 use crate::metrics::AgentMetrics;
 use crate::store::agent_ops::plan;
@@ -197,11 +197,7 @@ impl<P: Clone + Serialize + DeserializeOwned + Send> AsyncPgAgent<P> {
     /// [`step`](Self::step) claims at once. Cancel-safe: a host may race
     /// it against its own work finishing (`tokio::select!`).
     pub async fn wait(&mut self, cap: Duration) {
-        let pause = self
-            .hosted
-            .session
-            .poll_timeout()
-            .map_or(cap, |at| until(at, cap));
+        let pause = self.hosted.pause(cap);
         if !pause.is_zero() && self.link.wait_notice(pause).await {
             self.hosted.session.work_published();
         }

@@ -1,12 +1,14 @@
 //! [`HostedSession`]: what the blocking and the async agent share, the
 //! session's state machine and its metrics, with no connection in it.
 
+use std::time::Duration;
+
 use taskweave::cluster::{AgentSession, Assignment};
 use taskweave::scheduler::AttemptOutcome;
 use taskweave::{AttemptToken, TaskId};
 
-use super::LogLine;
 use super::log_line::session_level;
+use super::{LogLine, until};
 use crate::metrics::AgentMetrics;
 
 /// An agent session as a host drives it: [`PgAgent`](crate::PgAgent)
@@ -58,6 +60,12 @@ impl<P: Clone> HostedSession<P> {
             metrics.sent(statements);
         }
         work
+    }
+
+    /// How long a host may sleep before the session has something to do,
+    /// at most `cap`.
+    pub(super) fn pause(&self, cap: Duration) -> Duration {
+        self.session.poll_timeout().map_or(cap, |at| until(at, cap))
     }
 
     /// The attempts the cluster took back since the last call.
