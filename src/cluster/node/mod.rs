@@ -153,6 +153,9 @@ pub struct Node<P> {
     /// A leader reads its inbox from this instant on (set back to the
     /// present by a notice), or when a timer of its state is due.
     inbox_at: Instant,
+    /// When the last notice of an inbox post came: a read sent before it
+    /// may have missed the post.
+    inbox_noticed: Instant,
     /// A follower reads the journal from this instant on (set back by a
     /// notice); until then its rounds read only the lease.
     journal_at: Instant,
@@ -240,6 +243,7 @@ impl<P: Clone> Node<P> {
             wake_at: Instant::ZERO,
             hold_until: Instant::ZERO,
             inbox_at: Instant::ZERO,
+            inbox_noticed: Instant::ZERO,
             journal_at: Instant::ZERO,
             journal_read_at: Instant::ZERO,
             sent_at: Instant::ZERO,

@@ -50,6 +50,7 @@ impl<P: Clone> Node<P> {
         let at = match (self.phase, what) {
             (Phase::Lead { .. }, Notice::InboxPost) => {
                 self.inbox_at = now;
+                self.inbox_noticed = now;
                 now
             }
             // A follower between two reads (at the lease, or trying to
@@ -103,6 +104,8 @@ impl<P: Clone> Node<P> {
     /// quiet read with notices: a heartbeat posted since waits for the
     /// poll or a timer (a due heartbeat timer is acted on by a read,
     /// which takes the heartbeats first, so no agent is lost for it).
+    /// A drained read is the poll, whatever brought it on (a timer due a
+    /// moment before the poll would be, say): the next comes a poll later.
     /// Any other read
     /// that answered some is followed by another once its commit lands:
     /// a store may answer fewer than a batch while more wait (a byte
@@ -117,7 +120,7 @@ impl<P: Clone> Node<P> {
     ) {
         let noticed = self.config.notices.is_some();
         let drained = (answered == 0 || quiet && noticed) && (noticed || !committing);
-        if drained && self.inbox_at <= self.sent_at {
+        if drained && self.inbox_noticed <= self.sent_at {
             self.inbox_at = now.saturating_add(self.poll());
         }
     }
