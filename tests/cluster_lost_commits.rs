@@ -359,3 +359,123 @@ fn a_leader_frozen_past_its_lease_renews_before_it_takes_messages_in() {
         "a leader that woke past its lease sent {next:?} before renewing"
     );
 }
+
+/// A leader whose store went back in time (a database restored from a
+/// backup, tables emptied by hand) finds its next commit refused as out
+/// of place and absent from the journal: it says why, rebuilds from the
+/// store and commits where the journal ends, instead of sending the same
+/// commit for ever. The store is the truth: what it lost is lost.
+#[test]
+fn a_leader_ahead_of_its_store_rebuilds_from_it() {
+    use taskweave::cluster::NodeEvent;
+    let mut host = Host::new();
+    host.submit(3);
+    let commit = host.until_dirty_commit();
+    execute(&mut host, commit);
+    let backup = host.store.clone();
+    let kept = host.journal_end();
+    host.submit(2);
+    let commit = host.until_dirty_commit();
+    execute(&mut host, commit);
+    assert!(host.journal_end() > kept);
+    host.store = backup;
+    host.submit(1);
+    let (mut said, mut rebuilt) = (false, false);
+    for _ in 0..1_000 {
+        let op = host.next_op();
+        execute(&mut host, op);
+        while let Some(event) = host.node.poll_event() {
+            match event {
+                NodeEvent::BadAnswer { why, .. } => {
+                    said |= why.contains("restored from a backup");
+                }
+                NodeEvent::Restored { .. } => rebuilt = true,
+                _ => {}
+            }
+        }
+        if rebuilt && host.journal_end() > kept && host.node.dispatcher().live_tasks() == 4 {
+            break;
+        }
+    }
+    assert!(said && rebuilt, "said why: {said}; rebuilt: {rebuilt}");
+    assert!(
+        host.journal_end() > kept,
+        "nothing committed after the rebuild"
+    );
+    assert_eq!(
+        host.node.dispatcher().live_tasks(),
+        4,
+        "the store's 3 and the new 1"
+    );
+    assert!(
+        matches!(host.node.role(), Role::Leading { .. }),
+        "{:?}",
+        host.node.role()
+    );
+    assert_eq!(host.node.applied(), host.journal_end());
+}
+
+/// A commit of entries the store refuses as out of place, read back and
+/// not found: no earlier copy landed in its place, so sending it again
+/// could never land either; the leader rebuilds from the store.
+#[test]
+fn a_commit_refused_as_out_of_place_and_not_found_is_rebuilt_not_resent() {
+    let mut host = Host::new();
+    host.submit(3);
+    let commit = host.until_dirty_commit();
+    let seq = first_seq(&commit);
+    let conflict = StoreFailure::Conflict {
+        what: format!("test: entry {seq} is not the journal's next"),
+    };
+    host.node.handle_reply(Err(conflict), host.now);
+    let next = read_back(&mut host, seq);
+    assert!(
+        matches!(next, NodeOp::LatestSnapshot),
+        "the leader sent {next:?}, not a rebuild's first read"
+    );
+}
+
+/// The same store gone back in time, found by a commit of a timer's
+/// entries (no message in it): the store refuses it as out of place and
+/// does not hold it, so sending it again can never land; the leader
+/// rebuilds from the store instead.
+#[test]
+fn a_leader_whose_commit_the_store_refuses_as_out_of_place_rebuilds() {
+    use taskweave::cluster::NodeEvent;
+    let mut host = Host::new();
+    host.submit(3);
+    let commit = host.until_dirty_commit();
+    execute(&mut host, commit);
+    let backup = host.store.clone();
+    let kept = host.journal_end();
+    let later = host.now.saturating_add(Duration::from_secs(2));
+    let delayed = Message::Submit(vec![TaskSpec::new(9).not_before(later)]);
+    let posted = host.store.client(ClientOp::Post(vec![delayed]), host.now);
+    assert!(matches!(posted, Ok(ClientReply::Posted(_))), "{posted:?}");
+    let commit = host.until_dirty_commit();
+    execute(&mut host, commit);
+    host.store = backup;
+    let mut said = false;
+    while host.now < later.saturating_add(Duration::from_secs(2)) {
+        let op = host.next_op();
+        execute(&mut host, op);
+        while let Some(event) = host.node.poll_event() {
+            if let NodeEvent::BadAnswer { why, .. } = event {
+                said |= why.contains("refused") && why.contains("backup");
+            }
+        }
+    }
+    assert!(said, "the leader never said why it rebuilt");
+    assert_eq!(
+        host.node.dispatcher().live_tasks(),
+        3,
+        "the store's 3 tasks"
+    );
+    assert!(host.journal_end() >= kept);
+    assert_eq!(host.node.applied(), host.journal_end());
+    assert!(
+        matches!(host.node.role(), Role::Leading { .. }),
+        "{:?}",
+        host.node.role()
+    );
+}

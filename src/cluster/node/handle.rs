@@ -1,12 +1,11 @@
 //! A node's answers from the store: what each means in each phase, and
 //! what the node does after a failure or an answer it cannot use.
 
-use std::collections::BTreeSet;
-
-use super::super::contract::{InboxMessage, MessageId, NodeReply, StoreFailure};
+use super::super::contract::{NodeReply, StoreFailure};
 use super::events::NodeEvent;
 use super::intake::intake;
 use super::replica::Replica;
+use super::went_back::first_handed_out_again;
 use super::{Node, Phase, Sent, Stage};
 use crate::Instant;
 
@@ -140,11 +139,8 @@ impl<P: Clone> Node<P> {
                 }
             }
             (Sent::Inbox, NodeReply::Inbox(messages)) => {
-                if let Some(id) = handed_out_again(&self.consumed_ids, &messages) {
-                    let why = format!(
-                        "the inbox handed out message {id} twice, or again after this leader consumed it"
-                    );
-                    return self.bad_answer(why, now);
+                if let Some(id) = first_handed_out_again(&self.consumed_ids, &messages) {
+                    return self.handed_out_again(id, now);
                 }
                 self.config.backoff.reset();
                 if let Phase::Lead { epoch, .. } = self.phase {
@@ -184,7 +180,13 @@ impl<P: Clone> Node<P> {
                 self.unconfirmed = None;
                 debug_assert_eq!(last_seq, self.applied());
             }
-            (Sent::Confirm { first_seq }, NodeReply::Journal(rows)) => match rows.first() {
+            (
+                Sent::Confirm {
+                    first_seq,
+                    conflicted,
+                },
+                NodeReply::Journal(rows),
+            ) => match rows.first() {
                 Some(row) if row.seq != first_seq => {
                     let why = format!(
                         "the journal answered entry {} where entry {first_seq} was asked for",
@@ -192,9 +194,29 @@ impl<P: Clone> Node<P> {
                     );
                     self.unreadable(sent, why, now);
                 }
-                row => self.confirmed(row.map(|row| row.epoch)),
+                row => self.confirmed(first_seq, row.map(|row| row.epoch), conflicted, now),
             },
-            (Sent::Confirm { .. }, NodeReply::Trimmed) => self.confirmed(None),
+            (
+                Sent::Confirm {
+                    first_seq,
+                    conflicted,
+                },
+                NodeReply::Trimmed,
+            ) => self.confirmed(first_seq, None, conflicted, now),
+            (Sent::CheckEnd { seq, message }, NodeReply::Journal(rows)) => match rows.first() {
+                None => self.journal_went_back(seq, message, now),
+                Some(row) if row.seq == seq => self.consumed_twice(message, now),
+                Some(row) => {
+                    let why = format!(
+                        "the journal answered entry {} where entry {seq} was asked for",
+                        row.seq
+                    );
+                    self.unreadable(sent, why, now);
+                }
+            },
+            (Sent::CheckEnd { message, .. }, NodeReply::Trimmed) => {
+                self.consumed_twice(message, now)
+            }
             (Sent::Renew, NodeReply::Done) => self.landed(),
             (Sent::PutSnapshot { seq, consumed }, NodeReply::Done) => {
                 self.landed();
@@ -213,7 +235,7 @@ impl<P: Clone> Node<P> {
                 );
                 self.unreadable(sent, why, now);
                 // Whatever the operation did is unknown.
-                self.retry(sent, false);
+                self.retry(sent, Missed::Unknown);
             }
         }
     }
@@ -280,10 +302,19 @@ impl<P: Clone> Node<P> {
     /// An unconfirmed commit's first entry read back: `written_by` is
     /// the epoch of the entry found in its place. Found under this
     /// epoch, the commit landed whole (this epoch sends nothing else
-    /// there) and leading goes on; absent, it is sent again; under another
-    /// epoch, the leader was deposed and the replica, which applied the
-    /// commit, is rebuilt.
-    fn confirmed(&mut self, written_by: Option<u64>) {
+    /// there) and leading goes on; absent, it is sent again, unless the
+    /// store refused it as out of place (`conflicted`): then the journal
+    /// does not end where this leader's state does (a database restored
+    /// from a backup, tables emptied by hand), and, as under another
+    /// epoch, the replica, which applied the commit, is rebuilt from the
+    /// store.
+    fn confirmed(
+        &mut self,
+        first_seq: u64,
+        written_by: Option<u64>,
+        conflicted: bool,
+        now: Instant,
+    ) {
         let Phase::Lead { epoch, .. } = self.phase else {
             return;
         };
@@ -294,6 +325,13 @@ impl<P: Clone> Node<P> {
                     epoch,
                     stage: Stage::Intake,
                 }
+            }
+            None if conflicted => {
+                let why = format!(
+                    "the store refused entries from {first_seq} on as out of place and does not \
+                     hold them"
+                );
+                return self.rebuild_from_store(epoch, &why, now);
             }
             None => Phase::Lead {
                 epoch,
@@ -351,7 +389,28 @@ impl<P: Clone> Node<P> {
             };
             return;
         }
-        let refused = matches!(failure, StoreFailure::Failed { .. });
+        let missed = match failure {
+            StoreFailure::Failed { .. } => Missed::Refused,
+            StoreFailure::Conflict { .. } => Missed::Conflict,
+            _ => Missed::Unknown,
+        };
+        // A commit of no entries has no earlier copy that could have
+        // landed in its place: in conflict, the journal is not where this
+        // leader's state is.
+        if let (
+            Phase::Lead { epoch, .. },
+            Sent::Commit {
+                dirty: false,
+                first_seq,
+                ..
+            },
+        ) = (self.phase, sent)
+        {
+            if missed == Missed::Conflict {
+                let why = format!("the store refused a commit at entry {first_seq} ({failure})");
+                return self.rebuild_from_store(epoch, &why, now);
+            }
+        }
         self.outage_since.get_or_insert(self.sent_at);
         let retry_in = self.pause(now);
         self.events.push_back(NodeEvent::StoreTrouble {
@@ -359,7 +418,7 @@ impl<P: Clone> Node<P> {
             failure,
             retry_in,
         });
-        self.retry(sent, refused);
+        self.retry(sent, missed);
     }
 
     /// The store says this node no longer holds the lease of `epoch`. It
@@ -394,7 +453,7 @@ impl<P: Clone> Node<P> {
     /// An answer the node cannot use — it contradicts what the store said
     /// before: the node says why, and asks again after a pause that grows
     /// while such answers go on.
-    fn bad_answer(&mut self, why: String, now: Instant) {
+    pub(super) fn bad_answer(&mut self, why: String, now: Instant) {
         let retry_in = self.pause(now);
         self.events
             .push_back(NodeEvent::BadAnswer { why, retry_in });
@@ -409,9 +468,9 @@ impl<P: Clone> Node<P> {
         self.bad_answer(format!("{}: {why}", sent_name(sent)), now);
     }
 
-    /// After `sent` failed (`refused`: certainly without effect) or was
-    /// answered with something unusable: what runs again.
-    fn retry(&mut self, sent: Sent, refused: bool) {
+    /// After `sent` failed (as `missed` says) or was answered with
+    /// something unusable: what runs again.
+    fn retry(&mut self, sent: Sent, missed: Missed) {
         match (self.phase, sent) {
             // A batch the replica applied: refused, send it again; lost or
             // in conflict, read it back first.
@@ -424,10 +483,12 @@ impl<P: Clone> Node<P> {
                 },
             ) => {
                 self.queued = None;
-                let stage = if refused {
-                    Stage::Resend
-                } else {
-                    Stage::Confirm { first_seq }
+                let stage = match missed {
+                    Missed::Refused => Stage::Resend,
+                    Missed::Unknown | Missed::Conflict => Stage::Confirm {
+                        first_seq,
+                        conflicted: missed == Missed::Conflict,
+                    },
                 };
                 self.phase = Phase::Lead { epoch, stage };
             }
@@ -435,7 +496,11 @@ impl<P: Clone> Node<P> {
             // runs again.
             (
                 Phase::Lead { .. },
-                Sent::Confirm { .. } | Sent::Inbox | Sent::Outstanding | Sent::Renew,
+                Sent::Confirm { .. }
+                | Sent::CheckEnd { .. }
+                | Sent::Inbox
+                | Sent::Outstanding
+                | Sent::Renew,
             ) => {}
             // Any other leader operation may have half-happened (a
             // commit of verdicts alone, a snapshot, a stop, a takeover's
@@ -460,18 +525,14 @@ impl<P: Clone> Node<P> {
     }
 }
 
-/// The first message of `messages` that `consumed` holds or that comes
-/// twice: a store that hands a consumed message out again breaks rule 4
-/// of the contract, and a leader that took it in would journal it twice.
-fn handed_out_again<P>(
-    consumed: &BTreeSet<MessageId>,
-    messages: &[InboxMessage<P>],
-) -> Option<MessageId> {
-    let mut seen = BTreeSet::new();
-    messages
-        .iter()
-        .map(|m| m.id)
-        .find(|&id| consumed.contains(&id) || !seen.insert(id))
+/// How an operation missed: the store refused it (it certainly did not
+/// take effect), its answer was lost or unusable, or the store found it
+/// in conflict with the journal or the inbox (it did not take effect).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Missed {
+    Refused,
+    Unknown,
+    Conflict,
 }
 
 fn sent_name(sent: Sent) -> &'static str {
@@ -485,6 +546,7 @@ fn sent_name(sent: Sent) -> &'static str {
         Sent::Inbox => "read the inbox",
         Sent::Commit { .. } => "commit",
         Sent::Confirm { .. } => "read back a commit",
+        Sent::CheckEnd { .. } => "read the last entry applied",
         Sent::PutSnapshot { .. } => "store a snapshot",
         Sent::Stop { .. } => "stop the cluster",
     }

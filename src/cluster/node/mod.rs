@@ -11,6 +11,7 @@ mod replica;
 mod status_clock;
 mod task_tenants;
 mod wake;
+mod went_back;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -57,10 +58,14 @@ enum Stage {
     /// Read the inbox.
     Intake,
     /// Find out whether the commit of entries `first_seq..` whose answer
-    /// was lost landed: read its first entry back.
-    Confirm { first_seq: u64 },
+    /// was lost (or that `conflicted`) landed: read its first entry back.
+    Confirm { first_seq: u64, conflicted: bool },
     /// Send the unconfirmed commit again: it did not land.
     Resend,
+    /// The inbox handed out `message`, which this leader consumed: read
+    /// entry `seq`, the last it applied, to tell a store that went back
+    /// in time from one that breaks its contract.
+    CheckEnd { seq: u64, message: MessageId },
 }
 
 /// The operation outstanding, and what its answer means.
@@ -81,9 +86,16 @@ enum Sent {
         first_seq: u64,
         last_seq: u64,
     },
-    /// The read of a lost commit's first entry.
+    /// The read of a lost (or `conflicted`) commit's first entry.
     Confirm {
         first_seq: u64,
+        conflicted: bool,
+    },
+    /// The read of the last entry applied, after the inbox handed out
+    /// `message` again.
+    CheckEnd {
+        seq: u64,
+        message: MessageId,
     },
     PutSnapshot {
         seq: u64,
@@ -380,12 +392,29 @@ impl<P: Clone> Node<P> {
                 }
             },
             Phase::Lead {
-                stage: Stage::Confirm { first_seq },
+                stage:
+                    Stage::Confirm {
+                        first_seq,
+                        conflicted,
+                    },
                 ..
             } => (
-                Sent::Confirm { first_seq },
+                Sent::Confirm {
+                    first_seq,
+                    conflicted,
+                },
                 NodeOp::ReadJournal {
                     from: first_seq,
+                    limit: 1,
+                },
+            ),
+            Phase::Lead {
+                stage: Stage::CheckEnd { seq, message },
+                ..
+            } => (
+                Sent::CheckEnd { seq, message },
+                NodeOp::ReadJournal {
+                    from: seq,
                     limit: 1,
                 },
             ),
