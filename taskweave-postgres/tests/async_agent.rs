@@ -45,7 +45,8 @@ struct Seen {
 
 /// The handler: `{"n": N}` answers `{"double": 2N}` after an async sleep;
 /// `{"do": "fail"}` fails, `{"do": "panic"}` panics, `{"do": "hang"}`
-/// never ends.
+/// never ends (and `serve`'s closure itself panics at `{"do": "panic at
+/// once"}`).
 async fn handle(seen: Arc<Seen>, work: Assignment<Value>) -> Handled<Value> {
     match work.payload["do"].as_str() {
         Some("fail") => Err("asked to fail".to_string()),
@@ -107,7 +108,14 @@ fn an_async_agent_serves_fails_aborts_outlives_a_restart_and_ends_with_the_drain
     let served = {
         let seen = Arc::clone(&seen);
         let log = |line: LogLine<'_>| eprintln!("agent 1: {line}");
-        runtime.spawn(agent.serve(log, move |work| handle(Arc::clone(&seen), work)))
+        runtime.spawn(agent.serve(log, move |work| {
+            // A handler may panic before it makes its future, too.
+            if work.payload["do"] == "panic at once" {
+                seen.panics.fetch_add(1, Ordering::SeqCst);
+                panic!("asked to panic at once");
+            }
+            handle(Arc::clone(&seen), work)
+        }))
     };
     let mut client = runtime
         .block_on(AsyncPgClient::<Value>::connect(&sub))
@@ -133,15 +141,25 @@ fn an_async_agent_serves_fails_aborts_outlives_a_restart_and_ends_with_the_drain
             assert_eq!(outcome.output, Some(json!({ "double": 2 * n })));
         }
 
-        // An error and a panic fail their attempts: retried, then
-        // dead-lettered with the cause.
+        // An error and a panic (in the future, or in the call that makes
+        // it) fail their attempts: retried, then dead-lettered with the
+        // cause, and `serve` goes on.
         let failing = submit(
             &mut client,
-            vec![json!({"do": "fail"}), json!({"do": "panic"})],
+            vec![
+                json!({"do": "fail"}),
+                json!({"do": "panic"}),
+                json!({"do": "panic at once"}),
+            ],
         )
         .await;
         let outcomes = client.wait_outcomes(&failing, WAIT).await.unwrap();
-        for (outcome, cause) in outcomes.iter().zip(["asked to fail", "panicked"]) {
+        let causes = [
+            "asked to fail",
+            "the handler panicked: asked to panic",
+            "the handler panicked: asked to panic at once",
+        ];
+        for (outcome, cause) in outcomes.iter().zip(causes) {
             let outcome = outcome.as_ref().expect("both ended");
             let TaskEnd::DeadLettered(DeadLetterReason::RetriesExhausted { last_error, .. }) =
                 &outcome.end
@@ -151,8 +169,8 @@ fn an_async_agent_serves_fails_aborts_outlives_a_restart_and_ends_with_the_drain
             assert!(last_error.contains(cause), "{last_error}");
         }
         assert!(
-            seen.panics.load(Ordering::SeqCst) > 1,
-            "a panic was retried"
+            seen.panics.load(Ordering::SeqCst) > 3,
+            "both panics were retried"
         );
 
         // A client cancels an attempt in flight: its task is aborted.

@@ -1,9 +1,11 @@
 //! [`AsyncPgAgent`]: an agent session for async (tokio) hosts, on
 //! `tokio-postgres`.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::{Future, poll_fn};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
@@ -211,7 +213,8 @@ impl<P: Clone + Serialize + DeserializeOwned + Send + 'static> AsyncPgAgent<P> {
     /// attempt with the output it answers or fails it (retryable) with
     /// the reason it gives, and aborts the task of an attempt the cluster
     /// takes back (its result would be refused). A handler that panics
-    /// fails its attempt, saying so. `log` hears every event of the
+    /// (in its future, or in the call that makes the future) fails its
+    /// attempt, saying so, and `serve` goes on. `log` hears every event of the
     /// session. Answers how many attempts it completed.
     ///
     /// Dropping the future (a host shutting down) aborts the attempts in
@@ -227,7 +230,13 @@ impl<P: Clone + Serialize + DeserializeOwned + Send + 'static> AsyncPgAgent<P> {
         loop {
             for work in self.step(&mut log).await {
                 let attempt = (work.task, work.token);
-                running.spawn(attempt, handler(work));
+                // The handler's own call, not only its future, may panic.
+                match catch_unwind(AssertUnwindSafe(|| handler(work))) {
+                    Ok(future) => running.spawn(attempt, future),
+                    Err(panic) => {
+                        self.report(attempt, Err(panicked(panic.as_ref())));
+                    }
+                }
             }
             if self.is_stopped() {
                 // The drain ended every attempt before the stop.
@@ -263,6 +272,16 @@ impl<P: Clone + Serialize + DeserializeOwned + Send + 'static> AsyncPgAgent<P> {
 
 /// An attempt and what its handler answered.
 type Ran<P> = ((TaskId, AttemptToken), Handled<P>);
+
+/// The failure a handler's panic stands for, with the panic's message.
+fn panicked(payload: &(dyn Any + Send)) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a payload that is not a string".to_string());
+    format!("the handler panicked: {message}")
+}
 
 /// The attempts [`AsyncPgAgent::serve`] runs: their tasks, and which
 /// attempt each task runs.
@@ -331,7 +350,11 @@ impl<P: Send + 'static> Running<P> {
                 if e.is_cancelled() {
                     return None;
                 }
-                (attempt, Err(format!("the handler panicked: {e}")))
+                let message = match e.try_into_panic() {
+                    Ok(panic) => panicked(panic.as_ref()),
+                    Err(e) => format!("the handler's task failed: {e}"),
+                };
+                (attempt, Err(message))
             }
         };
         self.aborts.remove(&attempt);
