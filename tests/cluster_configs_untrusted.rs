@@ -76,8 +76,8 @@ proptest! {
 
     #[test]
     fn role_and_simulator_durations_are_refused_or_run(
-        (lease, follow, idle, status, node_backoff) in
-            (pair(), maybe(duration()), maybe(duration()), maybe(duration()), pair()),
+        (lease, follow, idle, status, node_backoff, notices) in
+            (pair(), maybe(duration()), maybe(duration()), maybe(duration()), pair(), maybe(duration())),
         (heartbeat_every, claim, refusals, session_backoff) in
             (maybe(duration()), maybe(duration()), maybe(duration()), pair()),
         (heartbeat, skew, link, faulty_for, liveness) in
@@ -90,6 +90,7 @@ proptest! {
         if let Some(every) = idle { node = node.idle_poll(every); }
         if let Some(every) = status { node = node.status_every(every); }
         if let Some((min, max)) = node_backoff { node = node.backoff(min, max); }
+        if let Some(every) = notices { node = node.woken_by_notices(every); }
         let mut session = SessionConfig::builder();
         if let Some(every) = heartbeat_every { session = session.heartbeat_every(every); }
         if let Some(every) = claim { session = session.claim_poll(every); }
