@@ -83,6 +83,20 @@ pub fn start(args: &[&str]) -> Running {
     )
 }
 
+/// Starts `taskweave-pg ARGS`, its log (stderr) written to `log`.
+pub fn start_logging(args: &[&str], log: &std::path::Path) -> Running {
+    let file = std::fs::File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    Running(
+        Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{args:?}: {e}")),
+    )
+}
+
 /// Starts `taskweave-pg ARGS`, which logs `http://ADDR/` once it listens
 /// (given port 0: any free one): the role, and ADDR. Its log is read to
 /// its end on a thread of its own.
