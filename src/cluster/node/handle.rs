@@ -1,7 +1,7 @@
 //! A node's answers from the store: what each means in each phase, and
 //! what the node does after a failure or an answer it cannot use.
 
-use super::super::contract::{NodeReply, StoreFailure};
+use super::super::contract::{JournalRow, NodeReply, StoreFailure};
 use super::events::NodeEvent;
 use super::intake::intake;
 use super::replica::Replica;
@@ -186,15 +186,9 @@ impl<P: Clone> Node<P> {
                     conflicted,
                 },
                 NodeReply::Journal(rows),
-            ) => match rows.first() {
-                Some(row) if row.seq != first_seq => {
-                    let why = format!(
-                        "the journal answered entry {} where entry {first_seq} was asked for",
-                        row.seq
-                    );
-                    self.unreadable(sent, why, now);
-                }
-                row => self.confirmed(first_seq, row.map(|row| row.epoch), conflicted, now),
+            ) => match entry_at(&rows, first_seq) {
+                Err(why) => self.unreadable(sent, why, now),
+                Ok(row) => self.confirmed(first_seq, row.map(|row| row.epoch), conflicted, now),
             },
             (
                 Sent::Confirm {
@@ -203,17 +197,13 @@ impl<P: Clone> Node<P> {
                 },
                 NodeReply::Trimmed,
             ) => self.confirmed(first_seq, None, conflicted, now),
-            (Sent::CheckEnd { seq, message }, NodeReply::Journal(rows)) => match rows.first() {
-                None => self.journal_went_back(seq, message, now),
-                Some(row) if row.seq == seq => self.consumed_twice(message, now),
-                Some(row) => {
-                    let why = format!(
-                        "the journal answered entry {} where entry {seq} was asked for",
-                        row.seq
-                    );
-                    self.unreadable(sent, why, now);
+            (Sent::CheckEnd { seq, message }, NodeReply::Journal(rows)) => {
+                match entry_at(&rows, seq) {
+                    Err(why) => self.unreadable(sent, why, now),
+                    Ok(None) => self.journal_went_back(seq, message, now),
+                    Ok(Some(_)) => self.consumed_twice(message, now),
                 }
-            },
+            }
             (Sent::CheckEnd { message, .. }, NodeReply::Trimmed) => {
                 self.consumed_twice(message, now)
             }
@@ -522,6 +512,19 @@ impl<P: Clone> Node<P> {
             // A follower's reads simply run again.
             _ => {}
         }
+    }
+}
+
+/// The entry a read of one entry at `seq` answered (`None`: the journal
+/// holds none there), or why the answer does not read: it is another
+/// entry.
+fn entry_at<P>(rows: &[JournalRow<P>], seq: u64) -> Result<Option<&JournalRow<P>>, String> {
+    match rows.first() {
+        Some(row) if row.seq != seq => Err(format!(
+            "the journal answered entry {} where entry {seq} was asked for",
+            row.seq
+        )),
+        row => Ok(row),
     }
 }
 
