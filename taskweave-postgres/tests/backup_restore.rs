@@ -9,7 +9,7 @@ mod common;
 
 use std::process::Command;
 
-use common::cli::{node_agent_submitter, run, run_status, start, start_logging};
+use common::cli::{node_agent_submitter, run, run_status, start_echo_agent, start_logging};
 use taskweave_postgres::testkit::{find_binaries, start_or_skip};
 
 /// Submits one task of payload `{"n": N}`: its id, as `submit` printed it.
@@ -61,17 +61,7 @@ fn a_database_restored_from_a_backup_under_a_running_cluster_is_rebuilt_from() {
     std::fs::create_dir_all(&scratch).unwrap();
     let (log, dump) = (scratch.join("node.log"), scratch.join("taskweave.dump"));
     let _node = start_logging(&["node", "--db", &node_db, "--name", "node-a"], &log);
-    let _agent = start(&[
-        "agent",
-        "--db",
-        &agent_db,
-        "--id",
-        "1",
-        "--",
-        "sh",
-        "-c",
-        "cat; echo",
-    ]);
+    let _agent = start_echo_agent(&agent_db);
     for n in 1..=3 {
         let task = submit(&sub_db, n);
         completes(&sub_db, &task, n);

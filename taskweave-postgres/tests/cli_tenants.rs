@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::cli::{run_status, start};
+use common::cli::{run_status, start, start_echo_agent};
 use taskweave::TenantId;
 use taskweave::resilience::Fixed;
 use taskweave::scheduler::{DispatcherConfig, TenantQuota};
@@ -93,17 +93,7 @@ fn two_tenants_keep_their_keys_cancels_and_outcomes_apart_through_the_cli() {
     assert!(ok, "config set: {said}");
     let _running = [
         start(&["node", "--db", &node, "--name", "node-a"]),
-        start(&[
-            "agent",
-            "--db",
-            &agent,
-            "--id",
-            "1",
-            "--",
-            "sh",
-            "-c",
-            "cat; echo",
-        ]),
+        start_echo_agent(&agent),
     ];
 
     // One key, three logins: three tasks. ACME's second task needs a

@@ -72,26 +72,40 @@ impl Drop for Running {
 
 /// Starts `taskweave-pg ARGS`, its output dropped.
 pub fn start(args: &[&str]) -> Running {
-    Running(
-        Command::new(BIN)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{args:?}: {e}")),
-    )
+    spawn(args, Stdio::null())
 }
 
 /// Starts `taskweave-pg ARGS`, its log (stderr) written to `log`.
 pub fn start_logging(args: &[&str], log: &std::path::Path) -> Running {
     let file = std::fs::File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    spawn(args, file.into())
+}
+
+/// Starts agent 1 on `db`: `taskweave-pg agent` running `sh -c 'cat;
+/// echo'`, so each task completes with its payload as its output.
+pub fn start_echo_agent(db: &str) -> Running {
+    start(&[
+        "agent",
+        "--db",
+        db,
+        "--id",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        "cat; echo",
+    ])
+}
+
+/// Starts `taskweave-pg ARGS`, its stdout dropped and its stderr to
+/// `stderr`.
+fn spawn(args: &[&str], stderr: Stdio) -> Running {
     Running(
         Command::new(BIN)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(file)
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("{args:?}: {e}")),
     )
