@@ -298,8 +298,9 @@ fn stored_cluster_forms_read_back_and_replay_as_recorded() {
 /// `ExcuseSilence`), format 3 (before `Entry::Completed`), format 4
 /// (before `Entry::Run`, whose own fixture `tests/cluster_hosted_runs.rs`
 /// reads), format 5 (before `RunCommand::Schedule`), format 6 with a
-/// version-5 snapshot (before tenants), and format 6 with a version-6
-/// snapshot (before `Entry::Run`'s tenant).
+/// version-5 snapshot (before tenants), format 6 with a version-6
+/// snapshot (before `Entry::Run`'s tenant), and format 7 with a version-6
+/// snapshot (before a snapshot's rows).
 #[test]
 fn older_formats_read_back_and_replay_to_their_recorded_states() {
     replays_to_its_recorded_state("cluster_forms_f1.json", 1, 4);
@@ -309,6 +310,7 @@ fn older_formats_read_back_and_replay_to_their_recorded_states() {
     replays_to_its_recorded_state("cluster_forms_f5.json", 5, 5);
     replays_to_its_recorded_state("cluster_forms_f6_v5.json", 6, 5);
     replays_to_its_recorded_state("cluster_forms_f6.json", 6, 6);
+    replays_to_its_recorded_state("cluster_forms_f7_v6.json", 7, 6);
 }
 
 /// The fixture `name`, of entry format `format` and snapshot `version`,

@@ -331,7 +331,8 @@ fn a_stored_snapshot_restores_and_a_stored_journal_replays_as_recorded() {
 /// The forms before the current ones (snapshot version 4, journal format
 /// 1: a task spec's fields all written out; journal format 2, without
 /// `ExcuseSilence`; snapshot version 5, before tenants, and the journal
-/// recorded after it) restore and replay the same.
+/// recorded after it; snapshot version 6, tasks and queue entries as
+/// objects before rows) restore and replay the same.
 #[test]
 fn the_forms_before_restore_and_replay_as_recorded() {
     assert!(Snapshot::<String>::READABLE.contains(&4));
@@ -348,6 +349,10 @@ fn the_forms_before_restore_and_replay_as_recorded() {
     restores_and_replays(
         ("dispatcher_snapshot_v5.json", 5),
         ("dispatcher_journal_after_v5.json", Input::<String>::FORMAT),
+    );
+    restores_and_replays(
+        ("dispatcher_snapshot_v6.json", 6),
+        ("dispatcher_journal.json", Input::<String>::FORMAT),
     );
 }
 

@@ -93,6 +93,37 @@ pub(crate) fn non_empty_array(value: &Value) -> bool {
     value.as_array().is_some_and(|items| !items.is_empty())
 }
 
+/// A reshaped copy of a JSON array (a stored row, a list): an element
+/// dropped, one repeated, two swapped, the array emptied, or turned into
+/// an object, as `how` chooses; `noise` picks the elements. Other values
+/// come back unchanged.
+pub(crate) fn reshape_array(old: &Value, how: u8, noise: u64) -> Value {
+    let Some(items) = old.as_array().filter(|items| !items.is_empty()) else {
+        return old.clone();
+    };
+    let mut items = items.clone();
+    let at = (noise % items.len() as u64) as usize;
+    let other = ((noise >> 32) % items.len() as u64) as usize;
+    match how % 5 {
+        0 => {
+            items.remove(at);
+        }
+        1 => items.insert(at, items[other].clone()),
+        2 => items.swap(at, other),
+        3 => items.clear(),
+        _ => {
+            return Value::Object(
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, item)| (i.to_string(), item))
+                    .collect(),
+            );
+        }
+    }
+    Value::Array(items)
+}
+
 /// A corrupted copy of a JSON leaf: a boolean flipped, or a number moved
 /// by one, zeroed, pushed to a 32- or 64-bit edge, a bit flipped or
 /// replaced by `noise`, as `how` chooses. Other values come back unchanged.

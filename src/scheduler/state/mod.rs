@@ -41,8 +41,9 @@ use timer::Timers;
 
 /// One live (non-terminal) task. Kept small (the queue may hold millions):
 /// what most tasks never use lives in [`Extras`], allocated on first use.
+/// Stored as a row ([`rows`](super::durable::rows)).
 #[derive(Clone, Debug)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 pub(super) struct Task<P> {
     pub(super) payload: P,
     pub(super) state: TaskState,
@@ -56,6 +57,10 @@ pub(super) struct Task<P> {
     pub(super) agent_slot: Slot,
     pub(super) attempts: u32,
     pub(super) failures: u32,
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::scheduler::durable::rows::priority::deserialize")
+    )]
     pub(super) priority: Priority,
     /// Whether the current attempt is a half-open breaker's probe.
     pub(super) probe: bool,

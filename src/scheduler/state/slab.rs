@@ -12,8 +12,11 @@ use std::collections::VecDeque;
 
 use crate::TaskId;
 
+/// Stored by its shape (snapshot version 7): a live value as itself (a
+/// task is a row, an array), the others tagged as before
+/// (`{"Finished": record}`, `"Vacant"`). The tagged `{"Live": value}` of
+/// the versions before still reads.
 #[derive(Clone, Debug)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 enum Occupant<T, R> {
     Live(T),
     /// The record of the finished task with this slot's generation.
@@ -22,11 +25,24 @@ enum Occupant<T, R> {
     Vacant,
 }
 
+/// Stored as a row, `[generation, occupant]` (an object before snapshot
+/// version 7, which the derived reader still takes).
 #[derive(Clone, Debug)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 struct Slot<T, R> {
     generation: u32,
     occupant: Occupant<T, R>,
+}
+
+#[cfg(feature = "serde")]
+impl<T: serde::Serialize, R: serde::Serialize> serde::Serialize for Slot<T, R> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Slot {
+            generation,
+            occupant,
+        } = self;
+        (generation, occupant).serialize(serializer)
+    }
 }
 
 /// A slab whose keys are [`TaskId`]s: `generation << 32 | index`. Holds
@@ -258,9 +274,126 @@ impl<T, R> TaskSlab<T, R> {
     }
 }
 
+#[cfg(feature = "serde")]
+impl<T: serde::Serialize, R: serde::Serialize> serde::Serialize for Occupant<T, R> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Occupant::Live(value) => value.serialize(serializer),
+            Occupant::Finished(record) => {
+                serializer.serialize_newtype_variant("Occupant", 1, "Finished", record)
+            }
+            Occupant::Vacant => serializer.serialize_unit_variant("Occupant", 2, "Vacant"),
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de, T, R> serde::Deserialize<'de> for Occupant<T, R>
+where
+    T: serde::Deserialize<'de>,
+    R: serde::Deserialize<'de>,
+{
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(OccupantVisitor(std::marker::PhantomData))
+    }
+}
+
+#[cfg(feature = "serde")]
+struct OccupantVisitor<T, R>(std::marker::PhantomData<(T, R)>);
+
+#[cfg(feature = "serde")]
+impl<'de, T, R> serde::de::Visitor<'de> for OccupantVisitor<T, R>
+where
+    T: serde::Deserialize<'de>,
+    R: serde::Deserialize<'de>,
+{
+    type Value = Occupant<T, R>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a slot's occupant: a live value's row, {\"Finished\": record} or \"Vacant\"")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        T::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(Occupant::Live)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, tag: &str) -> Result<Self::Value, E> {
+        match tag {
+            "Vacant" => Ok(Occupant::Vacant),
+            _ => Err(E::unknown_variant(tag, &["Vacant"])),
+        }
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        let tag: String = map
+            .next_key()?
+            .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+        let occupant = match tag.as_str() {
+            "Live" => Occupant::Live(map.next_value()?),
+            "Finished" => Occupant::Finished(map.next_value()?),
+            "Vacant" => {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                Occupant::Vacant
+            }
+            _ => {
+                return Err(A::Error::unknown_variant(
+                    &tag,
+                    &["Live", "Finished", "Vacant"],
+                ));
+            }
+        };
+        match map.next_key::<serde::de::IgnoredAny>()? {
+            None => Ok(occupant),
+            Some(_) => Err(A::Error::invalid_length(2, &self)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn an_occupant_is_written_by_its_shape_and_read_in_both_forms() {
+        type Occ = Occupant<Vec<u8>, String>;
+        let write = |o: &Occ| serde_json::to_string(o).unwrap();
+        let read = |text: &str| serde_json::from_str::<Occ>(text).map_err(|e| e.to_string());
+        assert_eq!(write(&Occupant::Live(vec![1, 2])), "[1,2]");
+        assert_eq!(
+            write(&Occupant::Finished("done".into())),
+            r#"{"Finished":"done"}"#
+        );
+        assert_eq!(write(&Occupant::Vacant), r#""Vacant""#);
+        assert!(matches!(read("[1,2]"), Ok(Occupant::Live(v)) if v == [1, 2]));
+        assert!(matches!(read(r#"{"Live":[3]}"#), Ok(Occupant::Live(v)) if v == [3]));
+        assert!(matches!(read(r#"{"Finished":"x"}"#), Ok(Occupant::Finished(r)) if r == "x"));
+        assert!(matches!(read(r#""Vacant""#), Ok(Occupant::Vacant)));
+        assert!(matches!(read(r#"{"Vacant":null}"#), Ok(Occupant::Vacant)));
+        for bad in [
+            "{}",
+            r#"{"Live":[1],"Vacant":null}"#,
+            r#"{"Gone":1}"#,
+            r#""Live""#,
+            "7",
+            "null",
+        ] {
+            assert!(read(bad).is_err(), "{bad} was read");
+        }
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn a_slot_is_a_row_and_its_object_form_still_reads() {
+        let mut slab: TaskSlab<Vec<u8>, String> = TaskSlab::default();
+        let _ = slab.insert(vec![9]);
+        let text = serde_json::to_string(&slab).unwrap();
+        assert_eq!(text, r#"{"slots":[[0,[9]]],"retired":[]}"#);
+        let old = r#"{"slots":[{"generation":0,"occupant":{"Live":[9]}}],"retired":[]}"#;
+        let read: TaskSlab<Vec<u8>, String> = serde_json::from_str(old).unwrap();
+        assert_eq!(serde_json::to_string(&read).unwrap(), text);
+    }
 
     #[test]
     fn stale_ids_miss_reused_slots() {

@@ -1,0 +1,166 @@
+//! The row form of what a snapshot holds once per task: a live task and its
+//! queue entry are written as arrays of their fields, in declaration order,
+//! without field names, and a priority as its index (snapshot version 7).
+//!
+//! Reading stays with serde's derived `Deserialize`, which takes a struct
+//! from an array (fields in declaration order, skipped ones left out, a
+//! missing trailing field with a default taking it) as well as from an
+//! object; so the object form of versions 4 to 6 reads as before, and
+//! [`priority`] reads a level by name or by index. The derived reader is
+//! also why each writer below destructures its type in full: a field added
+//! to the type and not to its row fails to compile rather than shifting
+//! every field after it.
+
+use serde::Serialize;
+use serde::ser::{SerializeTuple, Serializer};
+
+use crate::scheduler::queue::entry::Entry;
+use crate::scheduler::state::Task;
+
+impl<P: Serialize> Serialize for Task<P> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Task {
+            payload,
+            state,
+            seq,
+            assigned_at,
+            extras,
+            requirements,
+            agent_slot: _,
+            attempts,
+            failures,
+            priority,
+            probe,
+        } = self;
+        let mut row = serializer.serialize_tuple(10)?;
+        row.serialize_element(payload)?;
+        row.serialize_element(state)?;
+        row.serialize_element(seq)?;
+        row.serialize_element(assigned_at)?;
+        row.serialize_element(extras)?;
+        row.serialize_element(requirements)?;
+        row.serialize_element(attempts)?;
+        row.serialize_element(failures)?;
+        row.serialize_element(&priority.index())?;
+        row.serialize_element(probe)?;
+        row.end()
+    }
+}
+
+/// The fields after `since` are written only up to the last one that is
+/// not at its default, as the object form left them out.
+impl Serialize for Entry {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Entry {
+            seq,
+            task,
+            priority,
+            since,
+            lane,
+            weight,
+            woken,
+        } = self;
+        let len = if *woken {
+            7
+        } else if *weight != 0 {
+            6
+        } else if *lane != 0 {
+            5
+        } else {
+            4
+        };
+        let mut row = serializer.serialize_tuple(len)?;
+        row.serialize_element(seq)?;
+        row.serialize_element(task)?;
+        row.serialize_element(&priority.index())?;
+        row.serialize_element(since)?;
+        if len > 4 {
+            row.serialize_element(lane)?;
+        }
+        if len > 5 {
+            row.serialize_element(weight)?;
+        }
+        if len > 6 {
+            row.serialize_element(woken)?;
+        }
+        row.end()
+    }
+}
+
+/// Reads a [`Priority`](crate::Priority) written by name (`"Normal"`, the
+/// object form) or by index (`2`, the row form); anything else, an index
+/// past `P3` included, is an error naming what was found.
+pub(crate) mod priority {
+    use serde::de::{Deserializer, Error, Unexpected, Visitor};
+
+    use crate::Priority;
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Priority, D::Error> {
+        deserializer.deserialize_any(Either)
+    }
+
+    struct Either;
+
+    impl<'de> Visitor<'de> for Either {
+        type Value = Priority;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a priority: an index 0 to 3, or a level's name")
+        }
+
+        fn visit_u64<E: Error>(self, index: u64) -> Result<Priority, E> {
+            usize::try_from(index)
+                .ok()
+                .and_then(Priority::from_index)
+                .ok_or_else(|| E::invalid_value(Unexpected::Unsigned(index), &self))
+        }
+
+        fn visit_i64<E: Error>(self, index: i64) -> Result<Priority, E> {
+            u64::try_from(index)
+                .map_err(|_| E::invalid_value(Unexpected::Signed(index), &self))
+                .and_then(|index| self.visit_u64(index))
+        }
+
+        fn visit_str<E: Error>(self, name: &str) -> Result<Priority, E> {
+            match name {
+                "Critical" => Ok(Priority::Critical),
+                "High" => Ok(Priority::High),
+                "Normal" => Ok(Priority::Normal),
+                "Low" => Ok(Priority::Low),
+                _ => Err(E::invalid_value(Unexpected::Str(name), &self)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Priority;
+
+    fn read(text: &str) -> Result<Priority, String> {
+        let mut json = serde_json::Deserializer::from_str(text);
+        super::priority::deserialize(&mut json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_priority_reads_by_index_or_by_name_and_nothing_else() {
+        for level in Priority::ALL {
+            assert_eq!(read(&level.index().to_string()), Ok(level));
+            assert_eq!(read(&serde_json::to_string(&level).unwrap()), Ok(level));
+        }
+        for bad in [
+            "4",
+            "-1",
+            "18446744073709551615",
+            r#""P2""#,
+            r#""normal""#,
+            "2.0",
+            "null",
+        ] {
+            let error = read(bad).unwrap_err();
+            assert!(error.contains("priority"), "{bad}: {error}");
+        }
+    }
+}
