@@ -5,7 +5,7 @@ use super::super::contract::{JournalRow, NodeReply, StoreFailure};
 use super::events::NodeEvent;
 use super::intake::intake;
 use super::replica::Replica;
-use super::went_back::first_handed_out_again;
+use super::went_back::{Contradiction, first_handed_out_again};
 use super::{Node, Phase, Sent, Stage};
 use crate::Instant;
 
@@ -140,7 +140,7 @@ impl<P: Clone> Node<P> {
             }
             (Sent::Inbox, NodeReply::Inbox(messages)) => {
                 if let Some(id) = first_handed_out_again(&self.consumed_ids, &messages) {
-                    return self.handed_out_again(id, now);
+                    return self.contradicted(Contradiction::HandedOutAgain(id), now);
                 }
                 self.config.backoff.reset();
                 if let Phase::Lead { epoch, .. } = self.phase {
@@ -197,16 +197,14 @@ impl<P: Clone> Node<P> {
                 },
                 NodeReply::Trimmed,
             ) => self.confirmed(first_seq, None, conflicted, now),
-            (Sent::CheckEnd { seq, message }, NodeReply::Journal(rows)) => {
+            (Sent::CheckEnd { seq, what }, NodeReply::Journal(rows)) => {
                 match entry_at(&rows, seq) {
                     Err(why) => self.unreadable(sent, why, now),
-                    Ok(None) => self.journal_went_back(seq, message, now),
-                    Ok(Some(_)) => self.consumed_twice(message, now),
+                    Ok(None) => self.journal_went_back(seq, what, now),
+                    Ok(Some(_)) => self.journal_holds_it(what, now),
                 }
             }
-            (Sent::CheckEnd { message, .. }, NodeReply::Trimmed) => {
-                self.consumed_twice(message, now)
-            }
+            (Sent::CheckEnd { what, .. }, NodeReply::Trimmed) => self.journal_holds_it(what, now),
             (Sent::Renew, NodeReply::Done) => self.landed(),
             (Sent::PutSnapshot { seq, consumed }, NodeReply::Done) => {
                 self.landed();
@@ -384,23 +382,6 @@ impl<P: Clone> Node<P> {
             StoreFailure::Conflict { .. } => Missed::Conflict,
             _ => Missed::Unknown,
         };
-        // A commit of no entries has no earlier copy that could have
-        // landed in its place: in conflict, the journal is not where this
-        // leader's state is.
-        if let (
-            Phase::Lead { epoch, .. },
-            Sent::Commit {
-                dirty: false,
-                first_seq,
-                ..
-            },
-        ) = (self.phase, sent)
-        {
-            if missed == Missed::Conflict {
-                let why = format!("the store refused a commit at entry {first_seq} ({failure})");
-                return self.rebuild_from_store(epoch, &why, now);
-            }
-        }
         self.outage_since.get_or_insert(self.sent_at);
         let retry_in = self.pause(now);
         self.events.push_back(NodeEvent::StoreTrouble {
@@ -408,6 +389,22 @@ impl<P: Clone> Node<P> {
             failure,
             retry_in,
         });
+        // A commit of verdicts alone in conflict: a copy of it landed
+        // first, or the journal is not where this leader's state is; the
+        // last entry applied tells which, after the pause (a store that
+        // refuses every such commit is not asked in a loop).
+        if let (
+            Phase::Lead { .. },
+            Sent::Commit {
+                dirty: false,
+                first_seq,
+                ..
+            },
+            Missed::Conflict,
+        ) = (self.phase, sent, missed)
+        {
+            return self.contradicted(Contradiction::VerdictsRefused { first_seq }, now);
+        }
         self.retry(sent, missed);
     }
 
@@ -458,6 +455,15 @@ impl<P: Clone> Node<P> {
         self.bad_answer(format!("{}: {why}", sent_name(sent)), now);
     }
 
+    /// The messages the commit of verdicts alone in flight consumed, which
+    /// may not have landed: forgotten, so that the store handing them out
+    /// again (rightly, if it did not) is no contradiction.
+    pub(super) fn forget_consumed_in_flight(&mut self) {
+        for id in std::mem::take(&mut self.consumed_in_flight) {
+            self.consumed_ids.remove(&id);
+        }
+    }
+
     /// After `sent` failed (as `missed` says) or was answered with
     /// something unusable: what runs again.
     fn retry(&mut self, sent: Sent, missed: Missed) {
@@ -500,9 +506,7 @@ impl<P: Clone> Node<P> {
             // again, rightly.
             (Phase::Lead { epoch, .. }, _) => {
                 if matches!(sent, Sent::Commit { dirty: false, .. }) {
-                    for id in std::mem::take(&mut self.consumed_in_flight) {
-                        self.consumed_ids.remove(&id);
-                    }
+                    self.forget_consumed_in_flight();
                 }
                 self.queued = None;
                 self.phase = Phase::CatchUp {

@@ -26,6 +26,7 @@ use super::status::InboxLoad;
 pub use events::{NodeEvent, Role};
 pub(crate) use replica::{Effect, Replica};
 pub use wake::Notice;
+use went_back::Contradiction;
 
 /// How many of the inbox messages it consumed last a leader remembers, to
 /// recognise a store that hands one out again.
@@ -62,10 +63,10 @@ enum Stage {
     Confirm { first_seq: u64, conflicted: bool },
     /// Send the unconfirmed commit again: it did not land.
     Resend,
-    /// The inbox handed out `message`, which this leader consumed: read
-    /// entry `seq`, the last it applied, to tell a store that went back
-    /// in time from one that breaks its contract.
-    CheckEnd { seq: u64, message: MessageId },
+    /// The store contradicted this leader as `what` says: read entry
+    /// `seq`, the last it applied, to tell a store that went back in time
+    /// from one that did not.
+    CheckEnd { seq: u64, what: Contradiction },
 }
 
 /// The operation outstanding, and what its answer means.
@@ -91,11 +92,11 @@ enum Sent {
         first_seq: u64,
         conflicted: bool,
     },
-    /// The read of the last entry applied, after the inbox handed out
-    /// `message` again.
+    /// The read of the last entry applied, after the store contradicted
+    /// this leader as `what` says.
     CheckEnd {
         seq: u64,
-        message: MessageId,
+        what: Contradiction,
     },
     PutSnapshot {
         seq: u64,
@@ -409,10 +410,10 @@ impl<P: Clone> Node<P> {
                 },
             ),
             Phase::Lead {
-                stage: Stage::CheckEnd { seq, message },
+                stage: Stage::CheckEnd { seq, what },
                 ..
             } => (
-                Sent::CheckEnd { seq, message },
+                Sent::CheckEnd { seq, what },
                 NodeOp::ReadJournal {
                     from: seq,
                     limit: 1,

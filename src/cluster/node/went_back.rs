@@ -3,7 +3,9 @@
 //! A store that went back in time (a database restored from a backup,
 //! tables emptied by hand) does both; the leader then rebuilds from it,
 //! the truth. One that breaks its contract otherwise is answered with a
-//! pause, never with a message journaled twice.
+//! pause, never with a message journaled twice. Before either, the leader
+//! reads the last entry it applied: only a journal that no longer holds
+//! it went back.
 
 use std::collections::BTreeSet;
 
@@ -11,24 +13,57 @@ use super::super::contract::{InboxMessage, MessageId};
 use super::{Node, Phase, Stage};
 use crate::Instant;
 
+/// What made a leader read the last entry it applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Contradiction {
+    /// The inbox handed out this message, which the leader consumed (or
+    /// twice in one answer).
+    HandedOutAgain(MessageId),
+    /// The store refused, in conflict, the commit of verdicts alone (no
+    /// entries) that would have journaled from `first_seq` on: its
+    /// messages were not pending, or the journal did not end where the
+    /// leader's state does. A copy of the same commit that landed first
+    /// (a request delivered twice) does the former, and is no fault.
+    VerdictsRefused { first_seq: u64 },
+}
+
 impl<P: Clone> Node<P> {
-    /// The inbox handed out `message`, which this leader consumed (or
-    /// twice in one answer). Before a leader that applied entries calls
-    /// it a broken store, it reads the last entry it applied: a store
-    /// restored from a backup hands out again what it no longer knows
-    /// was consumed.
-    pub(super) fn handed_out_again(&mut self, message: MessageId, now: Instant) {
+    /// The store contradicted this leader's state as `what` says. A leader
+    /// that applied entries reads the last of them before it calls the
+    /// store broken or gone back; one that applied none has nothing the
+    /// store could have lost.
+    pub(super) fn contradicted(&mut self, what: Contradiction, now: Instant) {
         match self.phase {
             Phase::Lead { epoch, .. } if self.applied() > 0 => {
                 self.phase = Phase::Lead {
                     epoch,
                     stage: Stage::CheckEnd {
                         seq: self.applied(),
-                        message,
+                        what,
                     },
                 };
             }
-            _ => self.consumed_twice(message, now),
+            _ => self.journal_holds_it(what, now),
+        }
+    }
+
+    /// The journal holds the last entry this leader applied (or it applied
+    /// none), yet the store contradicted it as `what` says. A message
+    /// handed out again: the store breaks its contract. Verdicts refused:
+    /// their commit may have landed as a copy, or not at all; the leader
+    /// reconciles with the journal and the lease, as after a commit of
+    /// verdicts whose answer was lost.
+    pub(super) fn journal_holds_it(&mut self, what: Contradiction, now: Instant) {
+        match (what, self.phase) {
+            (Contradiction::HandedOutAgain(message), _) => self.consumed_twice(message, now),
+            (Contradiction::VerdictsRefused { .. }, Phase::Lead { epoch, .. }) => {
+                self.forget_consumed_in_flight();
+                self.queued = None;
+                self.phase = Phase::CatchUp {
+                    resume: Some(epoch),
+                };
+            }
+            (Contradiction::VerdictsRefused { .. }, _) => {}
         }
     }
 
@@ -49,14 +84,20 @@ impl<P: Clone> Node<P> {
     }
 
     /// The journal ends before entry `seq`, which this leader applied:
-    /// the store went back in time, and handed out `message` again for
-    /// it. The leader rebuilds from the store, which is the truth.
-    pub(super) fn journal_went_back(&mut self, seq: u64, message: MessageId, now: Instant) {
+    /// the store went back in time, which made it contradict the leader
+    /// as `what` says. The leader rebuilds from the store, the truth.
+    pub(super) fn journal_went_back(&mut self, seq: u64, what: Contradiction, now: Instant) {
         if let Phase::Lead { epoch, .. } = self.phase {
-            let why = format!(
-                "the inbox handed out message {message} again and the journal ends before \
-                 entry {seq}, which this leader applied"
-            );
+            let how = match what {
+                Contradiction::HandedOutAgain(message) => {
+                    format!("the inbox handed out message {message} again")
+                }
+                Contradiction::VerdictsRefused { first_seq } => {
+                    format!("the store refused a commit at entry {first_seq}")
+                }
+            };
+            let why =
+                format!("{how} and the journal ends before entry {seq}, which this leader applied");
             self.rebuild_from_store(epoch, &why, now);
         }
     }
