@@ -1,6 +1,9 @@
 //! The row form of what a snapshot holds once per task: a live task and its
 //! queue entry are written as arrays of their fields, in declaration order,
 //! without field names, and a priority as its index (snapshot version 7).
+//! The fields a type declares last have defaults, and a row ends at the
+//! last of them that is not at its default (a queued task that never ran
+//! is six fields).
 //!
 //! Reading stays with serde's derived `Deserialize`, which takes a struct
 //! from an array (fields in declaration order, skipped ones left out, a
@@ -24,25 +27,44 @@ impl<P: Serialize> Serialize for Task<P> {
             state,
             seq,
             assigned_at,
-            extras,
             requirements,
             agent_slot: _,
+            priority,
             attempts,
             failures,
-            priority,
+            extras,
             probe,
         } = self;
-        let mut row = serializer.serialize_tuple(10)?;
+        let len = if *probe {
+            10
+        } else if extras.is_some() {
+            9
+        } else if *failures != 0 {
+            8
+        } else if *attempts != 0 {
+            7
+        } else {
+            6
+        };
+        let mut row = serializer.serialize_tuple(len)?;
         row.serialize_element(payload)?;
         row.serialize_element(state)?;
         row.serialize_element(seq)?;
         row.serialize_element(assigned_at)?;
-        row.serialize_element(extras)?;
         row.serialize_element(requirements)?;
-        row.serialize_element(attempts)?;
-        row.serialize_element(failures)?;
         row.serialize_element(&priority.index())?;
-        row.serialize_element(probe)?;
+        if len > 6 {
+            row.serialize_element(attempts)?;
+        }
+        if len > 7 {
+            row.serialize_element(failures)?;
+        }
+        if len > 8 {
+            row.serialize_element(extras)?;
+        }
+        if len > 9 {
+            row.serialize_element(probe)?;
+        }
         row.end()
     }
 }

@@ -41,7 +41,9 @@ use timer::Timers;
 
 /// One live (non-terminal) task. Kept small (the queue may hold millions):
 /// what most tasks never use lives in [`Extras`], allocated on first use.
-/// Stored as a row ([`rows`](super::durable::rows)).
+/// Stored as a row ([`rows`](super::durable::rows)), its fields in this
+/// order: the ones with a default last, left out of the row's end while
+/// at it.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 pub(super) struct Task<P> {
@@ -49,20 +51,24 @@ pub(super) struct Task<P> {
     pub(super) state: TaskState,
     pub(super) seq: u64,
     pub(super) assigned_at: Instant,
-    pub(super) extras: Option<Box<Extras>>,
     pub(super) requirements: RequirementsId,
     /// While in flight: the registry slot of its agent (derived from the
     /// agent's id when a snapshot is restored).
     #[cfg_attr(feature = "serde", serde(skip))]
     pub(super) agent_slot: Slot,
-    pub(super) attempts: u32,
-    pub(super) failures: u32,
     #[cfg_attr(
         feature = "serde",
         serde(deserialize_with = "crate::scheduler::durable::rows::priority::deserialize")
     )]
     pub(super) priority: Priority,
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub(super) attempts: u32,
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub(super) failures: u32,
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub(super) extras: Option<Box<Extras>>,
     /// Whether the current attempt is a half-open breaker's probe.
+    #[cfg_attr(feature = "serde", serde(default))]
     pub(super) probe: bool,
 }
 
