@@ -426,7 +426,7 @@ fn run(ops: &[Op]) -> Run {
     let mut run = Run {
         journal: Vec::new(),
         actions: Vec::new(),
-        snapshots: vec![serde_json::to_string(&d.snapshot()).unwrap()],
+        snapshots: vec![stored(&d)],
     };
     for op in ops {
         let Some(input) = host.input(op) else {
@@ -437,10 +437,25 @@ fn run(ops: &[Op]) -> Run {
         host.learn(&input, applied.as_ref(), &out);
         run.journal.push(input);
         run.actions.push(out);
-        run.snapshots
-            .push(serde_json::to_string(&d.snapshot()).unwrap());
+        run.snapshots.push(stored(&d));
     }
     run
+}
+
+/// `d`'s snapshot as JSON, written both ways: from a copy
+/// ([`Dispatcher::snapshot`]) and straight from the dispatcher
+/// ([`Dispatcher::serialize_snapshot`]), which must write the same bytes.
+fn stored(d: &Dispatcher<u32>) -> String {
+    let copied = serde_json::to_string(&d.snapshot()).unwrap();
+    let mut borrowed = Vec::new();
+    d.serialize_snapshot(&mut serde_json::Serializer::new(&mut borrowed))
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(borrowed).unwrap(),
+        copied,
+        "serialize_snapshot wrote other bytes than snapshot()"
+    );
+    copied
 }
 
 /// Runs `ops`, restoring a copy from every snapshot and replaying the rest

@@ -312,7 +312,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// [clock rule](crate::time#the-clock-rule)).
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.tick(now);
-        let armed_before = self.state.timers.issued();
+        let armed_before = *self.state.timers.issued();
         while let Some((at, timer)) = self.state.timers.pop_due(now, armed_before) {
             self.fire(timer, at, now);
         }
@@ -427,6 +427,43 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         P: Clone,
     {
         self.capture_snapshot()
+    }
+
+    /// Writes [`snapshot`](Self::snapshot)'s value to `serializer` straight
+    /// from the dispatcher, copying nothing: the same bytes as serializing
+    /// `snapshot()`, read back the same way ([`Snapshot`] deserializes
+    /// them), without its copy of every task (less than half the time of
+    /// `serde_json::to_vec(&d.snapshot())` at 100,000 tasks in
+    /// `perf_report`) and without asking the payload to be [`Clone`]. `O(n)` in the size
+    /// of the state, plus the sort of each map by key.
+    ///
+    /// ```
+    /// use taskweave::routing::{LeastLoaded, RoutingStrategy};
+    /// use taskweave::scheduler::{Dispatcher, DispatcherConfig, Snapshot, TaskSpec};
+    /// use taskweave::Instant;
+    ///
+    /// let mut d: Dispatcher<String> = Dispatcher::new(DispatcherConfig::default());
+    /// d.submit(TaskSpec::new("report".to_string()), Instant::ZERO)?;
+    /// let mut bytes = Vec::new();
+    /// d.serialize_snapshot(&mut serde_json::Serializer::new(&mut bytes))?;
+    /// assert_eq!(bytes, serde_json::to_vec(&d.snapshot())?);
+    /// let snapshot: Snapshot<String> = serde_json::from_slice(&bytes)?;
+    /// let strategy: Box<dyn RoutingStrategy + Send> = Box::new(LeastLoaded::new());
+    /// let restored = Dispatcher::restore(DispatcherConfig::default(), strategy, snapshot)?;
+    /// assert_eq!(restored.live_tasks(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The serializer's: a payload it cannot write, or its writer's
+    /// failure.
+    #[cfg(feature = "serde")]
+    pub fn serialize_snapshot<W: serde::Serializer>(&self, serializer: W) -> Result<W::Ok, W::Error>
+    where
+        P: serde::Serialize,
+    {
+        self.write_snapshot(serializer)
     }
 
     /// A dispatcher that continues from `snapshot`, with `config` and

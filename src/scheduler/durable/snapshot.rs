@@ -20,6 +20,8 @@ use crate::routing::{RoutingStrategy, StrategyState};
 use crate::scheduler::config::{RetrySetting, Settings};
 use crate::scheduler::dispatcher::Action;
 use crate::scheduler::durable::state_form::StateForm;
+#[cfg(feature = "serde")]
+use crate::scheduler::durable::state_form::StateView;
 use crate::scheduler::state::State;
 use crate::scheduler::state::counts::WaitingCounts;
 use crate::scheduler::state::requirements::RequirementsId;
@@ -116,7 +118,41 @@ impl<P> Snapshot<P> {
     }
 }
 
+/// A [`Snapshot`] borrowed from a live dispatcher: its fields in its
+/// order, the state as a [`StateView`]; written, never read.
+#[cfg(feature = "serde")]
+#[derive(serde::Serialize)]
+struct SnapshotView<'a, P> {
+    version: u32,
+    settings: &'a Settings,
+    retry: Option<RetrySpec>,
+    strategy: StrategyState,
+    state: StateView<'a, P>,
+}
+
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
+    /// The work of [`serialize_snapshot`](Self::serialize_snapshot), whose
+    /// docs say what it does.
+    #[cfg(feature = "serde")]
+    pub(in crate::scheduler) fn write_snapshot<W: serde::Serializer>(
+        &self,
+        serializer: W,
+    ) -> Result<W::Ok, W::Error>
+    where
+        P: serde::Serialize,
+    {
+        serde::Serialize::serialize(
+            &SnapshotView {
+                version: Snapshot::<P>::VERSION,
+                settings: &self.config.settings,
+                retry: self.config.retry.spec,
+                strategy: self.strategy.save_state(),
+                state: StateView::of(&self.state),
+            },
+            serializer,
+        )
+    }
+
     /// The work of [`snapshot`](Self::snapshot), whose docs say what it does.
     pub(in crate::scheduler) fn capture_snapshot(&self) -> Snapshot<P>
     where
@@ -188,7 +224,7 @@ impl<P> State<P> {
         let counters = [
             ("next_seq", self.next_seq),
             ("next_token", self.next_token),
-            ("next_timer", self.timers.issued()),
+            ("next_timer", *self.timers.issued()),
         ];
         for (field, value) in counters {
             if value > COUNTER_LIMIT {
@@ -416,7 +452,7 @@ impl<P> State<P> {
     fn check_timers(&self) -> Result<BTreeSet<(Timer, Instant)>, SchedulerError> {
         let mut armed = BTreeSet::new();
         for &(at, seq, timer) in self.timers.armed() {
-            issued("timers", seq, self.timers.issued())?;
+            issued("timers", seq, *self.timers.issued())?;
             if let Timer::Attempt(task, token) = timer {
                 issued(
                     &format!("timer of task {task}"),

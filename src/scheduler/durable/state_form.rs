@@ -29,12 +29,42 @@ use crate::scheduler::stats::Recorder;
 use crate::scheduler::task::Terminal;
 use crate::{AgentId, Instant, TenantId};
 
-/// A [`State`] as a snapshot stores it. What the state derives (queue
-/// counts) is not stored; [`State::from`] leaves it for the restore checks
-/// to rebuild.
-#[derive(Clone, Debug)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub(in crate::scheduler) struct StateForm<P> {
+/// Declares the stored form of a [`State`] twice from one list of fields:
+/// [`StateForm`], which owns them (read back, and returned by
+/// [`Dispatcher::snapshot`](crate::scheduler::Dispatcher::snapshot)), and
+/// [`StateView`], which borrows them from a live state (written straight
+/// from it by
+/// [`Dispatcher::serialize_snapshot`](crate::scheduler::Dispatcher::serialize_snapshot)).
+/// One list keeps the two writing the same fields in the same order with
+/// the same serde attributes, so they write the same bytes.
+macro_rules! state_forms {
+    ($($(#[$attr:meta])* $field:ident: $ty:ty,)*) => {
+        /// A [`State`] as a snapshot stores it. What the state derives
+        /// (queue counts) is not stored; [`State::from`] leaves it for the
+        /// restore checks to rebuild.
+        #[derive(Clone, Debug)]
+        #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+        pub(in crate::scheduler) struct StateForm<P> {
+            $($(#[$attr])* $field: $ty,)*
+        }
+
+        /// A [`State`]'s stored form borrowed from it: written, never read.
+        #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+        pub(in crate::scheduler) struct StateView<'a, P> {
+            $($(#[$attr])* $field: &'a $ty,)*
+        }
+
+        impl<P: Clone> From<StateView<'_, P>> for StateForm<P> {
+            fn from(view: StateView<'_, P>) -> Self {
+                StateForm {
+                    $($field: view.$field.clone(),)*
+                }
+            }
+        }
+    };
+}
+
+state_forms! {
     registry: Registry,
     rng: SplitMix64,
     tasks: TaskSlab<Task<P>, Terminal>,
@@ -81,34 +111,41 @@ pub(in crate::scheduler) struct StateForm<P> {
     clock: Instant,
 }
 
+impl<'a, P> StateView<'a, P> {
+    /// `state`'s stored form, borrowed.
+    pub(in crate::scheduler) fn of(state: &'a State<P>) -> Self {
+        let (idempotency, idempotency_expiry, idempotency_fingerprints) = state.idempotency.parts();
+        StateView {
+            registry: &state.registry,
+            rng: &state.rng,
+            tasks: &state.tasks,
+            requirements: &state.requirements,
+            queue: &state.queue,
+            parked: &state.parked,
+            timers: state.timers.armed(),
+            heartbeat_due: &state.heartbeat_due,
+            actions: &state.actions,
+            in_flight: &state.in_flight,
+            idempotency,
+            idempotency_expiry,
+            idempotency_fingerprints,
+            dead_letters: &state.dead_letters,
+            next_seq: &state.next_seq,
+            next_timer: state.timers.issued(),
+            next_token: &state.next_token,
+            gates: &state.gates,
+            key_gates: &state.key_gates,
+            fair_keys: &state.fair_keys,
+            tenant_rates: state.tenants.rates(),
+            recorder: &state.recorder,
+            clock: &state.clock,
+        }
+    }
+}
+
 impl<P: Clone> From<&State<P>> for StateForm<P> {
     fn from(state: &State<P>) -> Self {
-        let (idempotency, idempotency_expiry, idempotency_fingerprints) = state.idempotency.parts();
-        StateForm {
-            registry: state.registry.clone(),
-            rng: state.rng.clone(),
-            tasks: state.tasks.clone(),
-            requirements: state.requirements.clone(),
-            queue: state.queue.clone(),
-            parked: state.parked.clone(),
-            timers: state.timers.armed().clone(),
-            heartbeat_due: state.heartbeat_due.clone(),
-            actions: state.actions.clone(),
-            in_flight: state.in_flight.clone(),
-            idempotency: idempotency.clone(),
-            idempotency_expiry: idempotency_expiry.clone(),
-            idempotency_fingerprints: idempotency_fingerprints.clone(),
-            dead_letters: state.dead_letters.clone(),
-            next_seq: state.next_seq,
-            next_timer: state.timers.issued(),
-            next_token: state.next_token,
-            gates: state.gates.clone(),
-            key_gates: state.key_gates.clone(),
-            fair_keys: state.fair_keys.clone(),
-            tenant_rates: state.tenants.rates().clone(),
-            recorder: state.recorder.clone(),
-            clock: state.clock,
-        }
+        StateForm::from(StateView::of(state))
     }
 }
 

@@ -47,8 +47,8 @@ impl Timers {
 
     /// How many timers have been armed: every arming number lies below.
     #[inline]
-    pub(in crate::scheduler) fn issued(&self) -> u64 {
-        self.issued
+    pub(in crate::scheduler) fn issued(&self) -> &u64 {
+        &self.issued
     }
 
     /// Arms `timer` for `at`. `O(log t)` for `t` armed timers.
