@@ -39,6 +39,15 @@ use crate::{AgentId, Instant, TaskId};
 /// host wrote as decimals (an agent's cost, the latency smoothing) travel
 /// as decimals.
 ///
+/// Store it in a self-describing format: JSON as here, or another that
+/// writes what each value is (CBOR, MessagePack). Fields at their
+/// defaults are left out and some values are read by their shape (a
+/// priority by index or name, a slot's occupant as a row or a tag), which
+/// formats that write bare values in a fixed order (bincode, postcard)
+/// cannot express: reading from one fails with the format's error.
+/// [`Dispatcher::serialize_snapshot`] writes the same bytes without
+/// copying the state first.
+///
 /// ```
 /// use taskweave::scheduler::{Dispatcher, DispatcherConfig, TaskSpec};
 /// use taskweave::routing::{LeastLoaded, RoutingStrategy};
