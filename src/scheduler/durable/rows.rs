@@ -35,17 +35,10 @@ impl<P: Serialize> Serialize for Task<P> {
             extras,
             probe,
         } = self;
-        let len = if *probe {
-            10
-        } else if extras.is_some() {
-            9
-        } else if *failures != 0 {
-            8
-        } else if *attempts != 0 {
-            7
-        } else {
-            6
-        };
+        let len = row_len(
+            6,
+            &[*attempts != 0, *failures != 0, extras.is_some(), *probe],
+        );
         let mut row = serializer.serialize_tuple(len)?;
         row.serialize_element(payload)?;
         row.serialize_element(state)?;
@@ -82,15 +75,7 @@ impl Serialize for Entry {
             weight,
             woken,
         } = self;
-        let len = if *woken {
-            7
-        } else if *weight != 0 {
-            6
-        } else if *lane != 0 {
-            5
-        } else {
-            4
-        };
+        let len = row_len(4, &[*lane != 0, *weight != 0, *woken]);
         let mut row = serializer.serialize_tuple(len)?;
         row.serialize_element(seq)?;
         row.serialize_element(task)?;
@@ -107,6 +92,13 @@ impl Serialize for Entry {
         }
         row.end()
     }
+}
+
+/// The length of a row of `fixed` fields and then trailing ones with
+/// defaults, where `set[i]` says whether trailing field `i` is not at its
+/// default: the row ends at the last one set.
+fn row_len(fixed: usize, set: &[bool]) -> usize {
+    fixed + set.iter().rposition(|&set| set).map_or(0, |last| last + 1)
 }
 
 /// Reads a [`Priority`](crate::Priority) written by name (`"Normal"`, the
@@ -164,6 +156,16 @@ mod tests {
     fn read(text: &str) -> Result<Priority, String> {
         let mut json = serde_json::Deserializer::from_str(text);
         super::priority::deserialize(&mut json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_row_ends_at_its_last_field_not_at_its_default() {
+        assert_eq!(super::row_len(6, &[false, false, false, false]), 6);
+        assert_eq!(super::row_len(6, &[true, false, false, false]), 7);
+        assert_eq!(super::row_len(6, &[false, true, false, false]), 8);
+        assert_eq!(super::row_len(6, &[true, false, true, false]), 9);
+        assert_eq!(super::row_len(4, &[false, false, true]), 7);
+        assert_eq!(super::row_len(4, &[]), 4);
     }
 
     #[test]
