@@ -22,12 +22,17 @@ fn admin(cluster: &PgCluster) -> Client {
     Client::connect(&cluster.conninfo(), NoTls).unwrap_or_else(|e| panic!("connect: {e}"))
 }
 
+/// A store on `cluster`.
+fn store(cluster: &PgCluster) -> PgStore<String> {
+    PgStore::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// A migrated cluster, an admin connection and a store holding epoch 1.
 fn leader(test: &str) -> Option<(PgCluster, Client, PgStore<String>)> {
     let cluster = start_or_skip(test)?;
     let mut admin = admin(&cluster);
     crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("migrate: {e}"));
-    let mut store = PgStore::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"));
+    let mut store = store(&cluster);
     let taken = store.node(
         NodeOp::TakeLease {
             seen: 0,
@@ -185,7 +190,7 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
         vec![2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14],
         "{upgraded:?}"
     );
-    PgStore::<String>::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"));
+    store(&cluster);
     // Version 2 (outcomes without outputs, one size limit for every
     // message) gains versions 3 to 14 alone, and its outcomes read back.
     admin
@@ -202,8 +207,7 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
         vec![3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14],
         "{upgraded:?}"
     );
-    let mut store =
-        PgStore::<String>::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"));
+    let mut store = store(&cluster);
     let read = store.client(ClientOp::Outcomes(vec![TaskId::new(41)]), Instant::ZERO);
     assert!(
         matches!(&read, Ok(ClientReply::Outcomes(o))
@@ -447,9 +451,7 @@ fn an_agent_hears_of_its_work_and_listens_again_after_a_restart() {
     let Some((mut cluster, _admin, mut leader)) = leader("notices") else {
         return;
     };
-    let connect =
-        || PgStore::<String>::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"));
-    let (mut seven, mut eight) = (connect(), connect());
+    let (mut seven, mut eight) = (store(&cluster), store(&cluster));
     seven.listen("taskweave_work_7".into());
     eight.listen("taskweave_work_8".into());
     let done = leader.node(assign(1, 7), now());
@@ -519,9 +521,7 @@ fn a_node_hears_of_every_post_but_a_heartbeat_and_of_every_journal_append() {
     let Some((cluster, _admin, mut leader)) = leader("node_notices") else {
         return;
     };
-    let connect =
-        || PgStore::<String>::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"));
-    let (mut node, mut poster) = (connect(), connect());
+    let (mut node, mut poster) = (store(&cluster), store(&cluster));
     // Bit 1: an inbox post; bit 2: a journal append.
     node.listen("taskweave_inbox".into());
     node.listen("taskweave_journal".into());
@@ -588,8 +588,7 @@ fn consuming_keeps_the_verdicts_someone_reads_and_deletes_an_agents_accepted_mes
     let Some((cluster, mut admin, mut leader)) = leader("consume_verdicts") else {
         return;
     };
-    let mut poster =
-        PgStore::<String>::connect(&cluster.conninfo()).unwrap_or_else(|e| panic!("{e}"));
+    let mut poster = store(&cluster);
     let agent = Sender::Agent {
         agent: AgentId::new(7),
         incarnation: 1,
