@@ -437,6 +437,12 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// `perf_report`) and without asking the payload to be [`Clone`]. `O(n)` in the size
     /// of the state, plus the sort of each map by key.
     ///
+    /// The dispatcher is borrowed for the whole write, the writer's I/O
+    /// included. Behind a
+    /// [`SharedDispatcher`](crate::scheduler::SharedDispatcher)'s lock,
+    /// where every other thread waits for it, [`snapshot`](Self::snapshot)
+    /// under the lock and the write after it holds the lock for less time.
+    ///
     /// ```
     /// use taskweave::routing::{LeastLoaded, RoutingStrategy};
     /// use taskweave::scheduler::{Dispatcher, DispatcherConfig, Snapshot, TaskSpec};
