@@ -434,8 +434,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// `snapshot()`, read back the same way ([`Snapshot`] deserializes
     /// them), without its copy of every task (less than half the time of
     /// `serde_json::to_vec(&d.snapshot())` at 100,000 tasks in
-    /// `perf_report`) and without asking the payload to be [`Clone`]. `O(n)` in the size
-    /// of the state, plus the sort of each map by key.
+    /// `perf_report`) and without asking the payload to be [`Clone`].
+    /// `O(n)` in the size of the state, plus the sort of each map by key.
     ///
     /// The dispatcher is borrowed for the whole write, the writer's I/O
     /// included. Behind a

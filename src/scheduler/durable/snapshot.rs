@@ -19,9 +19,7 @@ use crate::resilience::RetrySpec;
 use crate::routing::{RoutingStrategy, StrategyState};
 use crate::scheduler::config::{RetrySetting, Settings};
 use crate::scheduler::dispatcher::Action;
-use crate::scheduler::durable::state_form::StateForm;
-#[cfg(feature = "serde")]
-use crate::scheduler::durable::state_form::StateView;
+use crate::scheduler::durable::state_form::{StateForm, StateView};
 use crate::scheduler::state::State;
 use crate::scheduler::state::counts::WaitingCounts;
 use crate::scheduler::state::requirements::RequirementsId;
@@ -128,9 +126,10 @@ impl<P> Snapshot<P> {
 }
 
 /// A [`Snapshot`] borrowed from a live dispatcher: its fields in its
-/// order, the state as a [`StateView`]; written, never read.
-#[cfg(feature = "serde")]
-#[derive(serde::Serialize)]
+/// order, the state as a [`StateView`]. Written as it is
+/// ([`Dispatcher::serialize_snapshot`]) or copied into a [`Snapshot`]
+/// ([`Dispatcher::snapshot`]), so both are assembled in one place.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 struct SnapshotView<'a, P> {
     version: u32,
     settings: &'a Settings,
@@ -140,6 +139,17 @@ struct SnapshotView<'a, P> {
 }
 
 impl<P, S: RoutingStrategy> Dispatcher<P, S> {
+    /// The dispatcher's snapshot, borrowed.
+    fn snapshot_view(&self) -> SnapshotView<'_, P> {
+        SnapshotView {
+            version: Snapshot::<P>::VERSION,
+            settings: &self.config.settings,
+            retry: self.config.retry.spec,
+            strategy: self.strategy.save_state(),
+            state: StateView::of(&self.state),
+        }
+    }
+
     /// The work of [`serialize_snapshot`](Self::serialize_snapshot), whose
     /// docs say what it does.
     #[cfg(feature = "serde")]
@@ -150,16 +160,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     where
         P: serde::Serialize,
     {
-        serde::Serialize::serialize(
-            &SnapshotView {
-                version: Snapshot::<P>::VERSION,
-                settings: &self.config.settings,
-                retry: self.config.retry.spec,
-                strategy: self.strategy.save_state(),
-                state: StateView::of(&self.state),
-            },
-            serializer,
-        )
+        serde::Serialize::serialize(&self.snapshot_view(), serializer)
     }
 
     /// The work of [`snapshot`](Self::snapshot), whose docs say what it does.
@@ -167,12 +168,13 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     where
         P: Clone,
     {
+        let view = self.snapshot_view();
         Snapshot {
-            version: Snapshot::<P>::VERSION,
-            settings: self.config.settings.clone(),
-            retry: self.config.retry.spec,
-            strategy: self.strategy.save_state(),
-            state: StateForm::from(&self.state),
+            version: view.version,
+            settings: view.settings.clone(),
+            retry: view.retry,
+            strategy: view.strategy,
+            state: StateForm::from(view.state),
             captured: true,
         }
     }

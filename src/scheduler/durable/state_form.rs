@@ -143,12 +143,6 @@ impl<'a, P> StateView<'a, P> {
     }
 }
 
-impl<P: Clone> From<&State<P>> for StateForm<P> {
-    fn from(state: &State<P>) -> Self {
-        StateForm::from(StateView::of(state))
-    }
-}
-
 impl<P> From<StateForm<P>> for State<P> {
     fn from(form: StateForm<P>) -> Self {
         State {
