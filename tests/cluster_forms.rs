@@ -299,8 +299,9 @@ fn stored_cluster_forms_read_back_and_replay_as_recorded() {
 /// (before `Entry::Run`, whose own fixture `tests/cluster_hosted_runs.rs`
 /// reads), format 5 (before `RunCommand::Schedule`), format 6 with a
 /// version-5 snapshot (before tenants), format 6 with a version-6
-/// snapshot (before `Entry::Run`'s tenant), and format 7 with a version-6
-/// snapshot (before a snapshot's rows).
+/// snapshot (before `Entry::Run`'s tenant), format 7 with a version-6
+/// snapshot (before a snapshot's rows), and format 7 with a version-7
+/// snapshot (before `Entry::SkipIds`).
 #[test]
 fn older_formats_read_back_and_replay_to_their_recorded_states() {
     replays_to_its_recorded_state("cluster_forms_f1.json", 1, 4);
@@ -311,6 +312,21 @@ fn older_formats_read_back_and_replay_to_their_recorded_states() {
     replays_to_its_recorded_state("cluster_forms_f6_v5.json", 6, 5);
     replays_to_its_recorded_state("cluster_forms_f6.json", 6, 6);
     replays_to_its_recorded_state("cluster_forms_f7_v6.json", 7, 6);
+    replays_to_its_recorded_state("cluster_forms_f7.json", 7, 7);
+}
+
+/// `Entry::SkipIds` (form 8), which no recording journals (only a leader
+/// whose store went back in time writes it), has a pinned stored form.
+#[test]
+fn the_entry_that_skips_ids_has_a_pinned_stored_form() {
+    let entry: Entry<String> = Entry::SkipIds {
+        tasks: 3,
+        runs: 41,
+        now: taskweave::Instant::from_nanos(7),
+    };
+    let text = r#"{"SkipIds":{"tasks":3,"runs":41,"now":7}}"#;
+    assert_eq!(serde_json::to_string(&entry).unwrap(), text);
+    assert_eq!(serde_json::from_str::<Entry<String>>(text).unwrap(), entry);
 }
 
 /// The fixture `name`, of entry format `format` and snapshot `version`,

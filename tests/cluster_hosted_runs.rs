@@ -490,13 +490,15 @@ fn stored_run_forms_read_back_and_replay_as_recorded() {
 /// Runs stored in form 5, before schedules (`cluster_runs_f5.json`), in
 /// form 6, before a run's tenant (`cluster_runs_f6.json`), and in form 7
 /// with a version-6 snapshot, before its rows (`cluster_runs_f7_v6.json`),
-/// read back, and their journals replay today to the recorded states.
+/// and in form 7, before `Entry::SkipIds` (`cluster_runs_f7.json`), read
+/// back, and their journals replay today to the recorded states.
 #[test]
 fn runs_stored_in_older_forms_read_back_and_replay_as_recorded() {
     for (name, format) in [
         ("cluster_runs_f5.json", 5),
         ("cluster_runs_f6.json", 6),
         ("cluster_runs_f7_v6.json", 7),
+        ("cluster_runs_f7.json", 7),
     ] {
         replays_as_recorded(name, format);
     }

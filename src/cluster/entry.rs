@@ -54,6 +54,20 @@ pub enum Entry<P> {
         /// When.
         now: Instant,
     },
+    /// A leader rebuilt its state from a store that went back in time (a
+    /// database restored from a backup): the ids its state had handed out
+    /// before are handed out no more, so a submitter holding one never
+    /// reads another task's outcome under it. Journaled first when it
+    /// leads again.
+    SkipIds {
+        /// New tasks' ids are of this generation or later (the high 32
+        /// bits of a [`TaskId`](crate::TaskId)).
+        tasks: u32,
+        /// Hosted runs started without an id take ids from this one on.
+        runs: u64,
+        /// When.
+        now: Instant,
+    },
 }
 
 impl<P> Entry<P> {
@@ -64,7 +78,8 @@ impl<P> Entry<P> {
             Entry::Drain { now }
             | Entry::Completed { now, .. }
             | Entry::Run { now, .. }
-            | Entry::RunTimers { now } => *now,
+            | Entry::RunTimers { now }
+            | Entry::SkipIds { now, .. } => *now,
         }
     }
 
@@ -72,8 +87,9 @@ impl<P> Entry<P> {
     /// and refuses a form it does not read. Forms 1–3 followed
     /// [`Input::FORMAT`]; form 4 added [`Entry::Completed`]; form 5
     /// [`Entry::Run`] and [`Entry::RunTimers`]; form 6
-    /// [`RunCommand::Schedule`]; form 7 the tenant of an [`Entry::Run`].
-    pub const FORMAT: u32 = 7;
+    /// [`RunCommand::Schedule`]; form 7 the tenant of an [`Entry::Run`];
+    /// form 8 [`Entry::SkipIds`].
+    pub const FORMAT: u32 = 8;
 
     /// The stored forms of an entry this library reads.
     pub const READABLE: std::ops::RangeInclusive<u32> = 1..=Self::FORMAT;

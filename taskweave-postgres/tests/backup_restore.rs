@@ -3,7 +3,8 @@
 //! state is ahead of the restored journal, says the store went back in
 //! time and rebuilds from it (it used to retry one commit for ever), and
 //! the cluster runs on: a task submitted after the restore completes, and
-//! `audit` finds the journal clean. What the backup did not hold is lost.
+//! `audit` finds the journal clean. What the backup did not hold is lost,
+//! and the ids of the tasks it lost are not handed out again.
 
 mod common;
 
@@ -73,13 +74,25 @@ fn a_database_restored_from_a_backup_under_a_running_cluster_is_rebuilt_from() {
         &["-d", &admin, "-n", "taskweave", "-Fc", "-f", dump_path],
     );
     // Work the backup will not hold.
+    let mut lost = Vec::new();
     for n in 4..=5 {
         let task = submit(&sub_db, n);
         completes(&sub_db, &task, n);
+        lost.push(task);
     }
     client("pg_restore", &["-d", &admin, "--clean", dump_path]);
     let task = submit(&sub_db, 6);
     completes(&sub_db, &task, 6);
+    // The lost tasks' ids name no other task: a submitter holding one
+    // never reads task 6's outcome under it.
+    assert!(
+        !lost.contains(&task),
+        "{task} was handed out before: {lost:?}"
+    );
+    for gone in &lost {
+        let (_, said) = run_status(&["outcome", "--db", &sub_db, gone], "");
+        assert!(!said.contains("{\"n\":6}"), "{gone}: {said}");
+    }
     let said = std::fs::read_to_string(&log).unwrap();
     assert!(
         said.contains("the store went back in time") && said.contains("rebuilding from the store"),

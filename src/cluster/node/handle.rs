@@ -134,7 +134,10 @@ impl<P: Clone> Node<P> {
                         epoch,
                         stage: Stage::Intake,
                     };
-                    let batch = super::intake::Batch::publishing(outputs);
+                    let mut batch = super::intake::Batch::publishing(outputs);
+                    if let Some(issued) = self.skip_issued.take() {
+                        batch.journal(&mut self.replica, issued.entry(now));
+                    }
                     self.queue_commit(epoch, batch, false, now);
                 }
             }

@@ -48,6 +48,14 @@ impl<P> Batch<P> {
         }
     }
 
+    /// Journals and applies `entry`, which answers no message.
+    pub(crate) fn journal(&mut self, replica: &mut Replica<P>, entry: Entry<P>)
+    where
+        P: Clone,
+    {
+        let _ = apply(replica, self, entry);
+    }
+
     /// Nothing to journal or mark.
     pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty() && self.consumed.is_empty()

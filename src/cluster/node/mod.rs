@@ -214,6 +214,9 @@ pub struct Node<P> {
     /// The commit with entries last sent, kept until the store confirms
     /// it: one the leader cannot prove landed is sent again as it was.
     unconfirmed: Option<(Sent, NodeOp<P>)>,
+    /// The ids a state this leader threw away when its store went back
+    /// in time had handed out: journaled first when it leads again.
+    skip_issued: Option<went_back::Issued>,
     events: VecDeque<NodeEvent>,
 }
 
@@ -273,6 +276,7 @@ impl<P: Clone> Node<P> {
             outage_since: None,
             failure: None,
             unconfirmed: None,
+            skip_issued: None,
             events: VecDeque::new(),
         };
         node.replica.watch(&node.config.pools);

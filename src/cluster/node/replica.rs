@@ -125,6 +125,15 @@ impl<P: Clone> Replica<P> {
         }
     }
 
+    /// What this state handed out: ids an earlier state of it must not
+    /// hand out again ([`Entry::SkipIds`]).
+    pub(crate) fn issued(&self) -> super::went_back::Issued {
+        super::went_back::Issued {
+            tasks: self.dispatcher.past_issued_ids(),
+            runs: self.engine().map_or(0, |engine| engine.past_issued_runs()),
+        }
+    }
+
     /// The hosted runs' engine.
     pub(crate) fn engine(&self) -> Option<&crate::workflow::WorkflowEngine<P>> {
         self.runs.as_ref().map(HostedRuns::engine)
@@ -213,6 +222,18 @@ impl<P: Clone> Replica<P> {
                 Ok(Effect::Done)
             }
             (Entry::Run { .. } | Entry::RunTimers { .. }, None) => Err(NO_RUNS.to_owned()),
+            (
+                Entry::SkipIds {
+                    tasks, runs: next, ..
+                },
+                runs,
+            ) => {
+                dispatcher.skip_issued_ids(tasks);
+                if let Some(runs) = runs {
+                    runs.skip_issued_runs(next);
+                }
+                Ok(Effect::Done)
+            }
             // A step's report goes to its run, which reports it to the
             // dispatcher; a follower rebuilds the same from the entry.
             (

@@ -50,6 +50,67 @@ fn step_of(replica: &Replica<String>, id: u64) -> TaskId {
     found.expect("a step task").0
 }
 
+/// Starts a run without an id: the id it took.
+fn fresh_run(replica: &mut Replica<String>) -> WorkflowId {
+    let mut command = start(0);
+    if let RunCommand::Start { id, .. } = &mut command {
+        *id = None;
+    }
+    match replica.apply(run(command, None)).result {
+        Ok(Effect::Run(id)) => id,
+        Ok(_) => panic!("the start named no run"),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Every run id and step task id the replica holds.
+fn ids(replica: &Replica<String>) -> (Vec<WorkflowId>, Vec<TaskId>) {
+    let engine = replica.engine().expect("runs hosted");
+    engine
+        .step_tasks()
+        .map(|(task, step)| (step.run, task))
+        .unzip()
+}
+
+/// A state put back to an earlier one (a database restored from a
+/// backup) that journals the later state's `SkipIds` gives no run and no
+/// step task an id the later state gave, and a snapshot keeps that.
+#[test]
+fn skipped_ids_are_never_handed_out_again() {
+    let (config, mut later) = hosting(WorkflowDef::builder("ship", 1).step(StepDef::agent("ship")));
+    let _ = fresh_run(&mut later);
+    let restore = |replica: &Replica<String>| {
+        let seq = replica.next_seq - 1;
+        Replica::restore(config.clone(), Some(codec()), seq, replica.state()).expect("restores")
+    };
+    let mut earlier = restore(&later);
+    assert!(later.apply(run(start(50), None)).result.is_ok());
+    for _ in 0..3 {
+        let _ = fresh_run(&mut later);
+    }
+    let (later_runs, later_tasks) = ids(&later);
+    let (kept_runs, kept_tasks) = ids(&earlier);
+    let mut unskipped = restore(&earlier);
+    let reused = fresh_run(&mut unskipped);
+    assert!(
+        later_runs.contains(&reused),
+        "the test needs an id to reuse"
+    );
+    let skip = later.issued().entry(Instant::from_secs(2));
+    assert!(earlier.apply(skip).result.is_ok());
+    let mut earlier = restore(&earlier);
+    for _ in 0..60 {
+        let _ = fresh_run(&mut earlier);
+    }
+    let (runs, tasks) = ids(&earlier);
+    let new_runs = runs.iter().filter(|run| !kept_runs.contains(run));
+    let new_tasks = tasks.iter().filter(|task| !kept_tasks.contains(task));
+    assert_eq!(new_runs.clone().count(), 60);
+    assert!(new_runs.clone().all(|run| !later_runs.contains(run)));
+    assert!(new_tasks.clone().all(|task| !later_tasks.contains(task)));
+    assert!(new_runs.clone().all(|run| run.get() > 50));
+}
+
 #[test]
 fn a_tenants_live_step_task_is_the_tenants_after_a_restore() {
     let acme = TenantId::new(1);

@@ -9,9 +9,39 @@
 
 use std::collections::BTreeSet;
 
-use super::super::contract::{InboxMessage, MessageId};
+use super::super::contract::{Entry, InboxMessage, MessageId};
 use super::{Node, Phase, Stage};
 use crate::Instant;
+
+/// The ids a leader's state handed out ([`Replica::issued`](super::Replica::issued)),
+/// kept when it rebuilds from a store that went back in time and
+/// journaled as [`Entry::SkipIds`] first when it leads again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Issued {
+    /// Past every task id's generation.
+    pub(crate) tasks: u32,
+    /// Past every run id.
+    pub(crate) runs: u64,
+}
+
+impl Issued {
+    /// Past both `self`'s ids and `other`'s.
+    fn and(self, other: Option<Issued>) -> Issued {
+        other.map_or(self, |other| Issued {
+            tasks: self.tasks.max(other.tasks),
+            runs: self.runs.max(other.runs),
+        })
+    }
+
+    /// The entry that skips these ids.
+    pub(crate) fn entry<P>(self, now: Instant) -> Entry<P> {
+        Entry::SkipIds {
+            tasks: self.tasks,
+            runs: self.runs,
+            now,
+        }
+    }
+}
 
 /// What made a leader read the last entry it applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,6 +145,9 @@ impl<P: Clone> Node<P> {
             ),
             now,
         );
+        // The state it throws away may have handed out ids the store's
+        // never did; a rebuild before it led again keeps the earlier ones.
+        self.skip_issued = Some(self.replica.issued().and(self.skip_issued));
         self.queued = None;
         self.unconfirmed = None;
         self.phase = Phase::Restore {

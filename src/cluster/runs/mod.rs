@@ -192,6 +192,12 @@ impl<P: Clone> HostedRuns<P> {
         self.engine.set_observer(observer);
     }
 
+    /// Runs started without an id take ids from `next` on
+    /// ([`Entry::SkipIds`](super::Entry::SkipIds)).
+    pub(crate) fn skip_issued_runs(&mut self, next: u64) {
+        self.engine.skip_issued_runs(next);
+    }
+
     /// A completed step task's output read as its step's, as a report
     /// applies it.
     pub(crate) fn read_output(&self, output: P) -> Result<StepOutput<P>, String> {

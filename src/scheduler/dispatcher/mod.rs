@@ -35,6 +35,8 @@ mod agents;
 mod attempts;
 mod events;
 mod gating;
+#[cfg(feature = "cluster")]
+mod issued_ids;
 mod keys;
 mod placement;
 mod plain;

@@ -54,6 +54,12 @@ pub(crate) struct TaskSlab<T, R> {
     /// Slots of finished tasks, in the order they finished: those whose
     /// record is forgotten first, then those whose record is kept.
     retired: VecDeque<u32>,
+    /// The least generation an insert hands out: raised past every id an
+    /// earlier history of this slab handed out, none of them is handed out
+    /// again ([`skip_issued`](Self::skip_issued)). Absent (0) in snapshots
+    /// of a slab never raised.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "is_zero"))]
+    floor: u32,
     /// Derived from `slots`; recounted by [`validated`](Self::validated).
     #[cfg_attr(feature = "serde", serde(skip))]
     live: usize,
@@ -64,9 +70,15 @@ impl<T, R> Default for TaskSlab<T, R> {
         TaskSlab {
             slots: Vec::new(),
             retired: VecDeque::new(),
+            floor: 0,
             live: 0,
         }
     }
+}
+
+#[cfg(feature = "serde")]
+fn is_zero(floor: &u32) -> bool {
+    *floor == 0
 }
 
 fn split(id: TaskId) -> (usize, u32) {
@@ -94,15 +106,39 @@ impl<T, R> TaskSlab<T, R> {
         if let Some(index) = vacant {
             self.retired.pop_front();
             let slot = &mut self.slots[index as usize];
-            slot.generation = slot.generation.wrapping_add(1);
+            slot.generation = if slot.generation < self.floor {
+                self.floor
+            } else {
+                slot.generation.wrapping_add(1)
+            };
             slot.occupant = Occupant::Live(value);
             return join(index as usize, slot.generation);
         }
         self.slots.push(Slot {
-            generation: 0,
+            generation: self.floor,
             occupant: Occupant::Live(value),
         });
-        join(self.slots.len() - 1, 0)
+        join(self.slots.len() - 1, self.floor)
+    }
+
+    /// The least generation past every id this slab handed out: a slab
+    /// raised to it by [`skip_issued`](Self::skip_issued) hands none of
+    /// them out again. `O(slots)`.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn past_issued(&self) -> u32 {
+        let highest = self.slots.iter().map(|slot| slot.generation).max();
+        highest.map_or(self.floor, |g| g.saturating_add(1).max(self.floor))
+    }
+
+    /// Hands out no generation below `floor` from now on: a slab restored
+    /// to an earlier state of its own history (a database restored from a
+    /// backup) and raised to the later state's
+    /// [`past_issued`](Self::past_issued) never gives a new task an id the
+    /// later state gave another. The ids it holds keep their generations.
+    /// Never lowers the floor.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn skip_issued(&mut self, floor: u32) {
+        self.floor = self.floor.max(floor);
     }
 
     fn slot(&self, id: TaskId) -> Option<&Slot<T, R>> {
@@ -393,6 +429,63 @@ mod tests {
         let old = r#"{"slots":[{"generation":0,"occupant":{"Live":[9]}}],"retired":[]}"#;
         let read: TaskSlab<Vec<u8>, String> = serde_json::from_str(old).unwrap();
         assert_eq!(serde_json::to_string(&read).unwrap(), text);
+    }
+
+    /// Inserts `n` values into `slab`, finishing every other one with
+    /// `keep` 0 so its slot is reused: the ids handed out.
+    #[cfg(feature = "cluster")]
+    fn churn(slab: &mut TaskSlab<Vec<u32>, ()>, n: u32) -> Vec<TaskId> {
+        (0..n)
+            .map(|i| {
+                let id = slab.insert(vec![i]);
+                if i % 2 == 0 {
+                    assert_eq!(slab.finish(id, (), 0), Some(vec![i]));
+                }
+                id
+            })
+            .collect()
+    }
+
+    #[cfg(feature = "cluster")]
+    #[test]
+    fn a_slab_raised_past_a_later_history_never_hands_out_its_ids() {
+        let mut earlier = TaskSlab::default();
+        let kept = churn(&mut earlier, 5);
+        let mut later = earlier.clone();
+        let handed = churn(&mut later, 40);
+        // Restored to the earlier state, the slab would give the later
+        // state's ids to other values.
+        let mut unraised = earlier.clone();
+        assert!(
+            churn(&mut unraised, 40)
+                .iter()
+                .any(|id| handed.contains(id))
+        );
+        earlier.skip_issued(later.past_issued());
+        let fresh = churn(&mut earlier, 200);
+        assert!(
+            fresh
+                .iter()
+                .all(|id| !handed.contains(id) && !kept.contains(id))
+        );
+        // The values it held keep their ids; lowering the floor is a no-op.
+        assert_eq!(earlier.get(kept[1]), Some(&vec![1]));
+        earlier.skip_issued(0);
+        assert!(
+            churn(&mut earlier, 40)
+                .iter()
+                .all(|id| !handed.contains(id))
+        );
+        #[cfg(feature = "serde")]
+        {
+            let text = serde_json::to_string(&earlier).unwrap();
+            assert!(
+                text.contains(&format!("\"floor\":{}", later.past_issued())),
+                "{text}"
+            );
+            let read: TaskSlab<Vec<u32>, ()> = serde_json::from_str(&text).unwrap();
+            assert_eq!(serde_json::to_string(&read).unwrap(), text);
+        }
     }
 
     #[test]

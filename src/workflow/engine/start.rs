@@ -50,6 +50,28 @@ impl<P: Clone> WorkflowEngine<P> {
         }
     }
 
+    /// The least run id past every id this engine took or holds (its
+    /// active, parked and remembered finished runs), for
+    /// [`skip_issued_runs`](Self::skip_issued_runs) on an earlier state of
+    /// it. `O(runs held)`.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn past_issued_runs(&self) -> u64 {
+        let held = (self.runs.keys().chain(self.parked.keys()))
+            .chain(self.finished.iter().map(|end| &end.run))
+            .map(|id| id.get().saturating_add(1))
+            .max();
+        held.map_or(self.next_run, |past| past.max(self.next_run))
+    }
+
+    /// Starts the runs started without an id from `next` on (a later
+    /// state's [`past_issued_runs`](Self::past_issued_runs)): an engine put
+    /// back to an earlier state of its history gives no new run an id its
+    /// later state gave another. Never counts back.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn skip_issued_runs(&mut self, next: u64) {
+        self.next_run = self.next_run.max(next);
+    }
+
     /// Takes [`free_id`](Self::free_id): the next run counts on from it.
     fn fresh_id(&mut self) -> WorkflowId {
         let id = self.free_id();
