@@ -54,10 +54,11 @@ pub(crate) struct TaskSlab<T, R> {
     /// Slots of finished tasks, in the order they finished: those whose
     /// record is forgotten first, then those whose record is kept.
     retired: VecDeque<u32>,
-    /// The least generation an insert hands out: raised past every id an
-    /// earlier history of this slab handed out, none of them is handed out
-    /// again ([`skip_issued`](Self::skip_issued)). Absent (0) in snapshots
-    /// of a slab never raised.
+    /// The least generation an insert hands out: raised past every id a
+    /// later history of this slab handed out (one thrown away when its
+    /// store went back in time), it hands none of them out again
+    /// ([`skip_issued`](Self::skip_issued)). Absent (0) in snapshots of a
+    /// slab never raised.
     #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "is_zero"))]
     floor: u32,
     /// Derived from `slots`; recounted by [`validated`](Self::validated).
