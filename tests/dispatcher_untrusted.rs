@@ -29,7 +29,7 @@ use taskweave::routing::{
 };
 use taskweave::scheduler::{
     Action, AttemptOutcome, Dispatcher, DispatcherConfig, MAX_TERMINAL_HISTORY, SchedulerError,
-    Snapshot, SubmitErrorKind, TaskReport, TaskSpec, TaskState, TenantQuota,
+    Snapshot, SubmitErrorKind, Submitted, TaskReport, TaskSpec, TaskState, TenantQuota,
 };
 use taskweave::{AgentId, AttemptToken, Instant, Priority, TaskRequirements, TenantId};
 
@@ -469,6 +469,57 @@ proptest! {
                 *array = reshape_array(array, *how, *noise);
             }
             restore_and_run(value, host, &after)
+        });
+        outcome.map_err(TestCaseError::fail)?;
+    }
+
+    /// A task slab's id floor (a leader rebuilt from a backup raises it;
+    /// no generated state has one) set to any JSON value: a number a
+    /// `u32` holds restores, the next task takes a generation at or past
+    /// it, and the dispatcher runs on with its invariants; any other value
+    /// is refused by serde. No panic, no hang.
+    #[test]
+    fn any_id_floor_in_a_snapshot_is_refused_or_run_safely(
+        ops in proptest::collection::vec(op(clock()), 10..70),
+        floor in prop_oneof![
+            4 => extreme_u32().prop_map(Value::from),
+            1 => any::<i64>().prop_map(Value::from),
+            1 => Just(Value::from(u64::MAX)),
+            1 => Just(Value::from(1.5)),
+            1 => Just(Value::Null),
+        ],
+        after in proptest::collection::vec(op(clock()), 0..120),
+    ) {
+        let outcome = watchdog(60, move || -> Result<(), String> {
+            let (d, mut host) = busy(&ops)?;
+            let mut value = serde_json::to_value(d.snapshot()).map_err(|e| e.to_string())?;
+            let slabs = paths_where(&value, |v| v.get("slots").is_some() && v.get("retired").is_some());
+            let [slab] = slabs.as_slice() else {
+                return Err(format!("expected one task slab in the snapshot, found {}", slabs.len()));
+            };
+            at_path(&mut value, slab)["floor"] = floor.clone();
+            let fits = floor.as_u64().and_then(|f| u32::try_from(f).ok());
+            let read = serde_json::from_value::<Snapshot<u32>>(value);
+            let (snapshot, floor) = match (read, fits) {
+                (Ok(snapshot), Some(floor)) => (snapshot, floor),
+                (Err(_), None) => return Ok(()),
+                (Ok(_), None) => return Err(format!("a floor of {floor} was read")),
+                (Err(e), Some(_)) => return Err(format!("a floor of {floor} was refused: {e}")),
+            };
+            let mut restored = Dispatcher::restore(config(), strategy(), snapshot)
+                .map_err(|e| format!("a floor of {floor} was refused: {e}"))?;
+            if let Ok(Submitted::New(task)) = restored.submit(TaskSpec::new(u32::MAX), host.now) {
+                let generation = task.get() >> 32;
+                if generation < u64::from(floor) {
+                    return Err(format!("{task} is below the floor {floor}"));
+                }
+            }
+            invariants(&restored)?;
+            for op in &after {
+                drive(&mut restored, &mut host, op)?;
+                invariants(&restored)?;
+            }
+            Ok(())
         });
         outcome.map_err(TestCaseError::fail)?;
     }

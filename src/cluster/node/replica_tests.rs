@@ -2,7 +2,7 @@
 //! a state whose tenant runs the engine forgot restores, and every state
 //! a sequence of hosted-run commands leads to (of two tenants and of
 //! none, with time jumping past the engine's retention) restores to
-//! itself.
+//! itself; ids skipped past any values keep every new id fresh.
 
 use proptest::prelude::*;
 
@@ -205,6 +205,100 @@ proptest! {
                 None => Entry::RunTimers { now },
             };
             let _ = replica.apply(entry);
+            let seq = replica.next_seq - 1;
+            let state = serde_json::to_value(replica.state()).expect("a state serializes");
+            let restored = Replica::restore(config.clone(), Some(codec()), seq, replica.state());
+            let restored = restored.map_err(TestCaseError::fail)?;
+            let again = serde_json::to_value(restored.state()).expect("a state serializes");
+            prop_assert_eq!(again, state);
+        }
+    }
+}
+
+/// One step of the skip property: a run started without an id or with
+/// one, ids skipped past any values, a cancel, or the timers.
+#[derive(Clone, Debug)]
+enum SkipOp {
+    Fresh,
+    Start(u64),
+    Skip { tasks: u32, runs: u64 },
+    Cancel(u64),
+    Timers,
+}
+
+fn any_skip_op() -> impl Strategy<Value = SkipOp> {
+    let tasks = prop_oneof![
+        Just(0u32),
+        Just(1),
+        Just(u32::MAX),
+        Just(u32::MAX - 1),
+        2u32..100
+    ];
+    let runs = prop_oneof![
+        Just(0u64),
+        Just(1),
+        Just(u64::MAX),
+        Just(u64::MAX - 1),
+        2u64..100
+    ];
+    prop_oneof![
+        3 => Just(SkipOp::Fresh),
+        1 => (1u64..6).prop_map(SkipOp::Start),
+        2 => (tasks, runs).prop_map(|(tasks, runs)| SkipOp::Skip { tasks, runs }),
+        1 => (1u64..100).prop_map(SkipOp::Cancel),
+        1 => Just(SkipOp::Timers),
+    ]
+}
+
+/// Whether `id` is past `floor`, or the floor so near the end that the
+/// ids after it may have wrapped around.
+fn at_or_past(id: u64, floor: u64, end: u64) -> bool {
+    id >= floor || floor > end - 64
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64)
+    ))]
+
+    /// `SkipIds` with any values (a journal is untrusted) changes no run
+    /// and no task it holds: no panic, every state restores to itself, and
+    /// a run started without an id takes one no run holds, at or past the
+    /// highest run floor, with a step task at or past the highest task
+    /// floor (unless a floor sits so near the end that ids wrapped).
+    #[test]
+    fn skipped_ids_of_any_value_keep_every_id_fresh(
+        ops in proptest::collection::vec(any_skip_op(), 1..40),
+    ) {
+        let (config, mut replica) =
+            hosting(WorkflowDef::builder("ship", 1).step(StepDef::agent("ship")));
+        let (mut task_floor, mut run_floor) = (0u32, 0u64);
+        for op in ops {
+            let now = Instant::from_secs(1);
+            let entry = match op {
+                SkipOp::Fresh => {
+                    let (held, _) = ids(&replica);
+                    let id = fresh_run(&mut replica);
+                    let engine = replica.engine().expect("runs hosted");
+                    prop_assert!(!held.contains(&id), "{id} was live");
+                    prop_assert!(at_or_past(id.get(), run_floor, u64::MAX), "{id} below {run_floor}");
+                    let step = step_of(&replica, id.get()).get() >> 32;
+                    prop_assert!(at_or_past(step, task_floor.into(), u32::MAX.into()), "step below {task_floor}");
+                    prop_assert!(engine.finished_run(id).is_none(), "{id} is also a finished run");
+                    None
+                }
+                SkipOp::Start(id) => Some(run(start(id), None)),
+                SkipOp::Skip { tasks, runs } => {
+                    task_floor = task_floor.max(tasks);
+                    run_floor = run_floor.max(runs);
+                    Some(Entry::SkipIds { tasks, runs, now })
+                }
+                SkipOp::Cancel(id) => Some(run(RunCommand::Cancel(WorkflowId::new(id)), None)),
+                SkipOp::Timers => Some(Entry::RunTimers { now }),
+            };
+            if let Some(entry) = entry {
+                let _ = replica.apply(entry);
+            }
             let seq = replica.next_seq - 1;
             let state = serde_json::to_value(replica.state()).expect("a state serializes");
             let restored = Replica::restore(config.clone(), Some(codec()), seq, replica.state());
