@@ -29,6 +29,8 @@
 //! [`InboxMessage::body`](taskweave::cluster::InboxMessage)`: Err(why)`.
 
 pub(crate) mod agent_ops;
+#[cfg(test)]
+mod claim_tests;
 pub(crate) mod client_ops;
 mod cluster_config;
 mod codec;

@@ -14,7 +14,7 @@ use taskweave::{AgentId, TaskId};
 use super::{PgError, PgStore};
 use crate::testkit::{PgCluster, start_or_skip};
 
-fn now() -> Instant {
+pub(super) fn now() -> Instant {
     Instant::from_nanos(0)
 }
 
@@ -28,7 +28,7 @@ fn store(cluster: &PgCluster) -> PgStore<String> {
 }
 
 /// A migrated cluster, an admin connection and a store holding epoch 1.
-fn leader(test: &str) -> Option<(PgCluster, Client, PgStore<String>)> {
+pub(super) fn leader(test: &str) -> Option<(PgCluster, Client, PgStore<String>)> {
     let cluster = start_or_skip(test)?;
     let mut admin = admin(&cluster);
     crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("migrate: {e}"));
