@@ -180,6 +180,54 @@ fn any_entry() -> impl Strategy<Value = (Option<RunCommand<String>>, Option<u64>
     )
 }
 
+/// The state `replica` snapshots restores, and to itself.
+fn restores_to_itself(
+    config: &DispatcherConfig,
+    replica: &Replica<String>,
+) -> Result<(), TestCaseError> {
+    let seq = replica.next_seq - 1;
+    let state = serde_json::to_value(replica.state()).expect("a state serializes");
+    let restored = Replica::restore(config.clone(), Some(codec()), seq, replica.state());
+    let restored = restored.map_err(TestCaseError::fail)?;
+    let again = serde_json::to_value(restored.state()).expect("a state serializes");
+    prop_assert_eq!(again, state);
+    Ok(())
+}
+
+/// One step of the skip property: a run started without an id or with
+/// one, ids skipped past any values, a cancel, or the timers.
+#[derive(Clone, Debug)]
+enum SkipOp {
+    Fresh,
+    Start(u64),
+    Skip { tasks: u32, runs: u64 },
+    Cancel(u64),
+    Timers,
+}
+
+/// 0, 1, `max`, one below it, or a small number.
+fn extreme(max: u64) -> impl Strategy<Value = u64> {
+    prop_oneof![Just(0), Just(1), Just(max), Just(max - 1), 2u64..100]
+}
+
+fn any_skip_op() -> impl Strategy<Value = SkipOp> {
+    let tasks = extreme(u32::MAX.into()).prop_map(|v| u32::try_from(v).unwrap_or(u32::MAX));
+    let runs = extreme(u64::MAX);
+    prop_oneof![
+        3 => Just(SkipOp::Fresh),
+        1 => (1u64..6).prop_map(SkipOp::Start),
+        2 => (tasks, runs).prop_map(|(tasks, runs)| SkipOp::Skip { tasks, runs }),
+        1 => (1u64..100).prop_map(SkipOp::Cancel),
+        1 => Just(SkipOp::Timers),
+    ]
+}
+
+/// Whether `id` is past `floor`, or the floor so near the end that the
+/// ids after it may have wrapped around.
+fn at_or_past(id: u64, floor: u64, end: u64) -> bool {
+    id >= floor || floor > end - 64
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(
         std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64)
@@ -205,61 +253,10 @@ proptest! {
                 None => Entry::RunTimers { now },
             };
             let _ = replica.apply(entry);
-            let seq = replica.next_seq - 1;
-            let state = serde_json::to_value(replica.state()).expect("a state serializes");
-            let restored = Replica::restore(config.clone(), Some(codec()), seq, replica.state());
-            let restored = restored.map_err(TestCaseError::fail)?;
-            let again = serde_json::to_value(restored.state()).expect("a state serializes");
-            prop_assert_eq!(again, state);
+            restores_to_itself(&config, &replica)?;
         }
     }
-}
 
-/// One step of the skip property: a run started without an id or with
-/// one, ids skipped past any values, a cancel, or the timers.
-#[derive(Clone, Debug)]
-enum SkipOp {
-    Fresh,
-    Start(u64),
-    Skip { tasks: u32, runs: u64 },
-    Cancel(u64),
-    Timers,
-}
-
-fn any_skip_op() -> impl Strategy<Value = SkipOp> {
-    let tasks = prop_oneof![
-        Just(0u32),
-        Just(1),
-        Just(u32::MAX),
-        Just(u32::MAX - 1),
-        2u32..100
-    ];
-    let runs = prop_oneof![
-        Just(0u64),
-        Just(1),
-        Just(u64::MAX),
-        Just(u64::MAX - 1),
-        2u64..100
-    ];
-    prop_oneof![
-        3 => Just(SkipOp::Fresh),
-        1 => (1u64..6).prop_map(SkipOp::Start),
-        2 => (tasks, runs).prop_map(|(tasks, runs)| SkipOp::Skip { tasks, runs }),
-        1 => (1u64..100).prop_map(SkipOp::Cancel),
-        1 => Just(SkipOp::Timers),
-    ]
-}
-
-/// Whether `id` is past `floor`, or the floor so near the end that the
-/// ids after it may have wrapped around.
-fn at_or_past(id: u64, floor: u64, end: u64) -> bool {
-    id >= floor || floor > end - 64
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(
-        std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64)
-    ))]
 
     /// `SkipIds` with any values (a journal is untrusted) changes no run
     /// and no task it holds: no panic, every state restores to itself, and
@@ -299,12 +296,7 @@ proptest! {
             if let Some(entry) = entry {
                 let _ = replica.apply(entry);
             }
-            let seq = replica.next_seq - 1;
-            let state = serde_json::to_value(replica.state()).expect("a state serializes");
-            let restored = Replica::restore(config.clone(), Some(codec()), seq, replica.state());
-            let restored = restored.map_err(TestCaseError::fail)?;
-            let again = serde_json::to_value(restored.state()).expect("a state serializes");
-            prop_assert_eq!(again, state);
+            restores_to_itself(&config, &replica)?;
         }
     }
 }
