@@ -4,6 +4,7 @@
 use std::fmt::Display;
 
 use taskweave_postgres::LogLine;
+use taskweave_postgres::store::refused_for_want_of_privilege;
 
 /// The login each subcommand needs, as an operator creates it.
 pub(crate) const SUBMITTER: &str =
@@ -20,7 +21,7 @@ pub(crate) const OWNER: &str = "the database owner or a superuser";
 /// of a privilege, followed by the login `command` needs.
 pub(crate) fn said(command: &str, needs: &str, error: impl Display) -> String {
     let text = error.to_string();
-    if text.contains("42501 ") || text.contains("42501:") {
+    if refused_for_want_of_privilege(&text) {
         format!("{text}; this login may not do that: `taskweave-pg {command}` needs {needs}")
     } else {
         text
@@ -64,5 +65,7 @@ mod tests {
             super::said("audit", OPERATOR, "connection refused"),
             "connection refused"
         );
+        let not_refused = "task-42501 is not a live task";
+        assert_eq!(super::said("cancel", SUBMITTER, not_refused), not_refused);
     }
 }

@@ -366,3 +366,35 @@ pub(crate) fn corrupt(
         cause: format!("corrupt row {key} in table {table}: {problem}"),
     }
 }
+
+/// Whether `error` (the text of a [`PgError`] or of a store's failure)
+/// is the server's refusal for want of a privilege: SQLSTATE 42501 as the
+/// store words it, a code of its own before a space or a colon
+/// (`42501 permission denied for table journal`). Text that merely holds
+/// the digits (`task-42501`, a port) is not.
+pub fn refused_for_want_of_privilege(error: &str) -> bool {
+    const CODE: &str = "42501";
+    error.match_indices(CODE).any(|(at, _)| {
+        let before = error[..at].chars().next_back();
+        let after = error[at + CODE.len()..].chars().next();
+        before.is_none_or(|c| c.is_whitespace() || c == ':') && matches!(after, Some(' ' | ':'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refused_for_want_of_privilege as refused;
+
+    #[test]
+    fn a_privilege_refusal_is_its_code_and_not_its_digits() {
+        assert!(refused("42501 permission denied for table journal"));
+        assert!(refused(
+            "the store refused the operation: 42501 permission denied"
+        ));
+        assert!(refused("failed:42501: permission denied"));
+        assert!(!refused("task-42501 is not a live task"));
+        assert!(!refused("connection to port 425013 refused"));
+        assert!(!refused("42501"));
+        assert!(!refused("connection refused"));
+    }
+}

@@ -56,7 +56,7 @@ use taskweave::cluster::{
 };
 
 pub use cluster_config::{cluster_config, set_cluster_config};
-pub use errors::PgError;
+pub use errors::{PgError, refused_for_want_of_privilege};
 use errors::{Stage, breaks_connection, corrupt, failure};
 
 use crate::schema::{installed_version, require_current};

@@ -358,7 +358,7 @@ fn no_verdict(what: &str, message: &str) -> String {
 /// `error` as the page says it: for want of a privilege, with who may.
 fn needs_login(error: impl std::fmt::Display, who_may: &str) -> String {
     let text = error.to_string();
-    if text.contains("42501") {
+    if crate::store::refused_for_want_of_privilege(&text) {
         format!("{text}; this page's login may not do that: {who_may}")
     } else {
         text
@@ -380,6 +380,15 @@ fn new_token() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_page_names_who_may_only_for_a_privilege_refusal() {
+        let refused = "42501 permission denied for table journal";
+        let said = needs_login(refused, "only a node login may drain");
+        assert!(said.starts_with(refused) && said.ends_with("only a node login may drain"));
+        let unknown = "task-42501 is not a live task";
+        assert_eq!(needs_login(unknown, "only a node login may drain"), unknown);
+    }
 
     #[test]
     fn only_an_address_or_localhost_with_the_port_names_the_page() {
