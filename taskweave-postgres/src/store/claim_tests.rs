@@ -1,10 +1,11 @@
 //! Claims of untrusted outbox rows, as a property against a real server.
 //! Whatever a row holds (any ids, tokens and attempts, a payload that is
 //! no JSON, the wrong JSON or nested past the parser's limit, another
-//! incarnation's stamp), a claim answers the rows of its incarnation
-//! whose payload decodes, in the order of their tokens (ids, unsigned); reports each other one failed
-//! for good, once, and closes it; and leaves other incarnations' rows
-//! alone. The claim after it answers the same rows and reports nothing.
+//! agent or another incarnation), a claim answers the rows of its agent
+//! and incarnation whose payload decodes, in the order of their tokens
+//! (ids, unsigned); reports each other one failed for good, once, and
+//! closes it; and leaves the other agents' and incarnations' rows alone.
+//! The claim after it answers the same rows and reports nothing.
 //!
 //! Case counts default low (each case is a few round trips);
 //! `PROPTEST_CASES` raises them.
@@ -20,7 +21,7 @@ use taskweave::scheduler::AttemptOutcome;
 use super::PgStore;
 use super::tests::{leader, now};
 
-/// The agent every row is assigned to, and the incarnation that claims.
+/// The agent that claims (a row may be another's), and its incarnation.
 const AGENT: i64 = 7;
 const INCARNATION: i64 = 1;
 
@@ -28,6 +29,7 @@ const INCARNATION: i64 = 1;
 #[derive(Clone, Debug)]
 struct Row {
     task: i64,
+    agent: i64,
     token: i64,
     attempt: i32,
     payload: String,
@@ -36,7 +38,7 @@ struct Row {
 
 impl Row {
     fn claimable(&self) -> bool {
-        self.incarnation.is_none_or(|i| i == INCARNATION)
+        self.agent == AGENT && self.incarnation.is_none_or(|i| i == INCARNATION)
     }
 
     fn readable(&self) -> bool {
@@ -68,13 +70,15 @@ fn extreme_i64() -> impl Strategy<Value = i64> {
 
 fn row() -> impl Strategy<Value = Row> {
     (
+        prop_oneof![4 => Just(AGENT), 1 => Just(AGENT + 1)],
         extreme_i64(),
         any::<i32>(),
         payload(),
         prop_oneof![Just(None), Just(Some(INCARNATION)), Just(Some(2))],
     )
-        .prop_map(|(token, attempt, payload, incarnation)| Row {
+        .prop_map(|(agent, token, attempt, payload, incarnation)| Row {
             task: 0,
+            agent,
             token,
             attempt,
             payload,
@@ -160,7 +164,7 @@ fn check(admin: &mut Client, store: &mut PgStore<String>, rows: &[Row]) -> Resul
             .execute(
                 "INSERT INTO taskweave.outbox (task, token, agent, attempt, payload, epoch, incarnation)
                  VALUES ($1, $2, $3, $4, $5, 1, $6)",
-                &[&row.task, &row.token, &AGENT, &row.attempt, &row.payload, &row.incarnation],
+                &[&row.task, &row.token, &row.agent, &row.attempt, &row.payload, &row.incarnation],
             )
             .map_err(|e| format!("inserting {row:?}: {e}"))?;
     }
