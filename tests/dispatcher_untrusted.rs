@@ -415,12 +415,19 @@ fn restore_and_run(value: Value, mut host: Host, after: &[Op]) -> Result<&'stati
         }
         Err(other) => return Err(format!("unexpected error kind: {other}")),
     };
-    invariants(&restored)?;
-    for op in after {
-        drive(&mut restored, &mut host, op)?;
-        invariants(&restored)?;
-    }
+    run_on(&mut restored, &mut host, after)?;
     Ok("ran on")
+}
+
+/// Checks a restored dispatcher's invariants, then drives it through
+/// `after`, checking them after each operation.
+fn run_on(d: &mut Dispatcher<u32>, host: &mut Host, after: &[Op]) -> Result<(), String> {
+    invariants(d)?;
+    for op in after {
+        drive(d, host, op)?;
+        invariants(d)?;
+    }
+    Ok(())
 }
 
 proptest! {
@@ -514,12 +521,7 @@ proptest! {
                     return Err(format!("{task} is below the floor {floor}"));
                 }
             }
-            invariants(&restored)?;
-            for op in &after {
-                drive(&mut restored, &mut host, op)?;
-                invariants(&restored)?;
-            }
-            Ok(())
+            run_on(&mut restored, &mut host, &after)
         });
         outcome.map_err(TestCaseError::fail)?;
     }

@@ -257,7 +257,6 @@ proptest! {
         }
     }
 
-
     /// `SkipIds` with any values (a journal is untrusted) changes no run
     /// and no task it holds: no panic, every state restores to itself, and
     /// a run started without an id takes one no run holds, at or past the

@@ -96,7 +96,7 @@ pub(crate) use log::logger;
 
 #[cfg(test)]
 mod tests {
-    use super::LEASE;
+    use super::{Duration, LEASE};
 
     /// Two renewals fall within a lease's life, so one lost or late
     /// renewal does not cost the leader its lease; and the lease stays
@@ -104,8 +104,8 @@ mod tests {
     #[test]
     fn the_lease_outlives_two_renewals_and_lapses_within_a_second() {
         let (ttl, renew_every) = LEASE;
-        assert!(renew_every * 3 <= ttl + std::time::Duration::from_millis(1));
+        assert!(renew_every * 3 <= ttl + Duration::from_millis(1));
         assert!(renew_every * 2 < ttl);
-        assert!(ttl <= std::time::Duration::from_secs(1));
+        assert!(ttl <= Duration::from_secs(1));
     }
 }
