@@ -6,9 +6,6 @@
 //! (ids, unsigned); reports each other one failed for good, once, and
 //! closes it; and leaves the other agents' and incarnations' rows alone.
 //! The claim after it answers the same rows and reports nothing.
-//!
-//! Case counts default low (each case is a few round trips);
-//! `PROPTEST_CASES` raises them.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +16,8 @@ use taskweave::cluster::{AgentOp, AgentReply, Message, Store};
 use taskweave::scheduler::AttemptOutcome;
 
 use super::PgStore;
-use super::tests::{leader, now};
+use super::server_properties::{extreme_i64, on_a_server};
+use super::tests::now;
 
 /// The agent that claims (a row may be another's), and its incarnation.
 const AGENT: i64 = 7;
@@ -55,16 +53,6 @@ fn payload() -> impl Strategy<Value = String> {
         1 => Just("[\"a\"]".to_string()),
         1 => Just("\"\\ud800\"".to_string()),
         1 => Just("[".repeat(100_000)),
-    ]
-}
-
-fn extreme_i64() -> impl Strategy<Value = i64> {
-    prop_oneof![
-        Just(i64::MIN),
-        Just(-1i64),
-        Just(0),
-        Just(i64::MAX),
-        1i64..1_000
     ]
 }
 
@@ -218,24 +206,7 @@ fn check(admin: &mut Client, store: &mut PgStore<String>, rows: &[Row]) -> Resul
 
 #[test]
 fn any_outbox_row_is_answered_or_failed_for_good_once() {
-    let Some((_cluster, mut admin, mut store)) = leader("untrusted_claims") else {
-        return;
-    };
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(48);
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
+    on_a_server("untrusted_claims", rows(), |admin, store, rows| {
+        check(admin, store, rows)
     });
-    let both = std::cell::RefCell::new((&mut admin, &mut store));
-    let result = runner.run(&rows(), |rows| {
-        let (admin, store) = &mut *both.borrow_mut();
-        check(admin, store, &rows).map_err(TestCaseError::fail)
-    });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
 }

@@ -24,7 +24,8 @@
 //!   and sends nothing.
 //!
 //! Rows read back are untrusted: a journal row, snapshot, status or
-//! verdict that does not decode is `Failed` naming its table and row, and
+//! verdict, task outcome or run end that does not decode (or a run end
+//! stored under another run) is `Failed` naming its table and row, and
 //! an inbox body that does not decode is handed to the leader as
 //! [`InboxMessage::body`](taskweave::cluster::InboxMessage)`: Err(why)`.
 
@@ -38,6 +39,10 @@ mod environment;
 pub(crate) mod errors;
 mod node_ops;
 mod password;
+#[cfg(test)]
+mod read_back_tests;
+#[cfg(test)]
+mod server_properties;
 #[cfg(test)]
 mod tests;
 
