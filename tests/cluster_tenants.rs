@@ -2,14 +2,15 @@
 //! tasks that are the tenant's whatever their bodies say, under the
 //! tenant's keys and quota; it cancels only the tenant's tasks (and a
 //! plain client only tasks of no tenant); it may not drain. A plain client's tasks have no tenant, whatever their bodies say.
-//! A task's end and output are read by its tenant's clients alone.
+//! A task's end and output are read by its tenant's clients alone, and so
+//! is a redriven letter's new id.
 
 #![cfg(feature = "cluster")]
 
 use taskweave::agent::AgentProfile;
 use taskweave::cluster::{
     AgentSession, Assignment, ClientOp, ClientReply, MemStore, Message, MessageId, Node,
-    NodeConfig, Outcome, SessionConfig, Store, TaskEnd, Verdict,
+    NodeConfig, Outcome, Redrive, SessionConfig, Store, TaskEnd, Verdict,
 };
 use taskweave::scheduler::{AttemptOutcome, DispatcherConfig, TaskSpec, TenantQuota};
 use taskweave::{AgentId, Instant, TaskId, TenantId};
@@ -295,6 +296,29 @@ fn a_tasks_end_and_output_are_read_by_its_tenants_clients_alone() {
             output: Some(41)
         })
     );
+    // The operator redrives ACME's letter: the letter's id now names the
+    // new task, for ACME's clients alone.
+    let redrive = Message::Redrive(Redrive::Task(acme[1]));
+    let Ok(ClientReply::Posted(redrive)) = store.client(ClientOp::Post(vec![redrive]), now) else {
+        panic!("the operator's post");
+    };
+    let [Verdict::Redriven { requeued, .. }] =
+        &verdicts(&mut store, &mut node, &redrive, &mut now)[..]
+    else {
+        panic!("not redriven");
+    };
+    let [(letter, new)] = requeued[..] else {
+        panic!("{requeued:?}");
+    };
+    assert_eq!(letter, acme[1]);
+    assert_eq!(
+        outcomes_as(&mut store, ACME, &[letter]),
+        [Some(Outcome {
+            end: TaskEnd::Redriven(new),
+            output: None
+        })]
+    );
+    assert_eq!(outcomes_as(&mut store, GLOBEX, &[letter]), [None]);
 }
 
 #[test]

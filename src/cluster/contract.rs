@@ -218,7 +218,9 @@ pub struct Outputs<P> {
     pub closed: Vec<(TaskId, AttemptToken)>,
     /// Tasks whose end this commit journals, for clients to read
     /// ([`ClientOp::Outcomes`]); kept as long as the journal entries
-    /// that ended them (rule 8).
+    /// that ended them (rule 8). A task appears once. A store keeps a
+    /// task's first end, except that [`TaskEnd::Redriven`] replaces the
+    /// end its dead letter had (its output too, with none).
     pub ended: Vec<(TaskId, TaskEnd)>,
     /// The outputs of tasks in `ended` that completed with one: the
     /// store keeps each beside its task's end.
@@ -490,7 +492,7 @@ pub enum AgentReply<P> {
 /// | inbox | agents and clients | messages in id order, each consumed once, with a verdict (a store may delete an agent's accepted message as it consumes it: nobody asks for that verdict) |
 /// | outbox | the leader | assignments: `ready → claimed → done`, deleted once journaled or cancelled |
 /// | status | the leader | the latest [`Status`](super::Status) |
-/// | outcomes | the leader | how each task ended ([`TaskEnd`]) and its output, with the journal entry that ended it and the task's tenant: a client reads only the outcomes of its own tenant's tasks (of tasks with no tenant, for a client acting for none) |
+/// | outcomes | the leader | how each task ended ([`TaskEnd`]) and its output, with the journal entry that ended it and the task's tenant: a client reads only the outcomes of its own tenant's tasks (of tasks with no tenant, for a client acting for none); the first end published stays, but a redrive's ([`TaskEnd::Redriven`]) replaces its letter's |
 ///
 /// # The rules
 ///

@@ -12,7 +12,7 @@ use crate::{AgentId, AttemptToken, Instant, TaskId, TenantId, WorkflowId};
 use super::contract::{
     AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, Finished, InboxMessage,
     JournalRow, Lease, Message, MessageId, NodeOp, NodeReply, NodeState, Outcome, Outputs, RunEnd,
-    Sender, Store, StoreFailure, Verdict,
+    Sender, Store, StoreFailure, TaskEnd, Verdict,
 };
 use super::status::Status;
 
@@ -247,9 +247,14 @@ impl<P: Clone> MemStore<P> {
         for (task, end) in outputs.ended {
             let output = results.remove(&task);
             let tenant = tenants.get(&task).copied();
-            self.outcomes
-                .entry(task)
-                .or_insert((last_seq, tenant, Outcome { end, output }));
+            let outcome = (last_seq, tenant, Outcome { end, output });
+            // A task ends once, but a dead letter redriven ends anew as
+            // its new task's pointer.
+            if matches!(outcome.2.end, TaskEnd::Redriven(_)) {
+                self.outcomes.insert(task, outcome);
+            } else {
+                self.outcomes.entry(task).or_insert(outcome);
+            }
         }
         for end in outputs.runs {
             // A later end replaces an earlier one: the run was restarted

@@ -1,6 +1,7 @@
 //! [`TaskEnd`]: how a task ended, as a leader publishes it, and
 //! [`Outcome`]: that end with the task's output, as a client reads it.
 
+use crate::TaskId;
 use crate::scheduler::{DeadLetterReason, Expiry};
 
 /// How a task ended, as a leader publishes it for the client that
@@ -16,6 +17,11 @@ pub enum TaskEnd {
     Expired(Expiry),
     /// A client cancelled it.
     Cancelled,
+    /// It was a dead letter, and an operator requeued it as this new task
+    /// ([`Message::Redrive`](super::Message::Redrive)): that task's
+    /// outcome is the one to wait for. It replaces the letter's
+    /// `DeadLettered` or `Expired`.
+    Redriven(TaskId),
 }
 
 impl std::fmt::Display for TaskEnd {
@@ -38,6 +44,12 @@ impl std::fmt::Display for TaskEnd {
                 Expiry::Deadline => f.write_str("expired: its deadline passed"),
             },
             TaskEnd::Cancelled => f.write_str("cancelled"),
+            TaskEnd::Redriven(task) => {
+                write!(
+                    f,
+                    "dead-lettered, then requeued as {task}: read its outcome"
+                )
+            }
         }
     }
 }

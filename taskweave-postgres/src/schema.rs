@@ -47,7 +47,7 @@ pub use reset::{ResetReport, reset};
 use crate::store::errors::{PgError, is_undefined_object};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 14;
+pub const SCHEMA_VERSION: i32 = 15;
 
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`. Version
 /// 2 adds the task outcomes clients read; version 3 a task's output beside
@@ -60,7 +60,8 @@ pub const SCHEMA_VERSION: i32 = 14;
 /// version 11 the operator's redrive of dead letters; version 12 the
 /// notifications of inbox posts and journal appends that wake the nodes;
 /// version 13 drops an index a claim no longer needs; version 14 the
-/// leader's commit in one statement (`commit_batch`).
+/// leader's commit in one statement (`commit_batch`); version 15 a
+/// redriven dead letter's outcome naming its new task.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema/v1.sql"),
     include_str!("schema/v2.sql"),
@@ -76,6 +77,7 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema/v12.sql"),
     include_str!("schema/v13.sql"),
     include_str!("schema/v14.sql"),
+    include_str!("schema/v15.sql"),
 ];
 
 /// The advisory lock migrations hold (`"twv1"` in ASCII).

@@ -142,6 +142,12 @@ fn the_page_shows_the_status_cancels_redrives_and_drains_in_a_browser() {
     browser.text_when("#said", |said| said == "task-4: requeued as task-5");
     let outcome = run(&["outcome", "--db", &sub, "--wait", "30", "task-5"], "");
     assert!(outcome.contains("task-5: completed"), "{outcome}");
+    // The letter's own id now tells where its work went.
+    let outcome = run(&["outcome", "--db", &sub, "task-4"], "");
+    assert!(
+        outcome.contains("task-4: dead-lettered, then requeued as task-5: read its outcome"),
+        "{outcome}"
+    );
     browser.click("#redrive-submit");
     browser.text_when("#said", |said| said == "no dead letter matched");
     let _ = std::fs::remove_file(&mended);

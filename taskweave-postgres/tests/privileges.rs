@@ -109,16 +109,16 @@ fn the_database_enforces_least_privilege() {
         first,
         MigrateReport {
             from: 0,
-            to: 14,
-            applied: vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
+            to: 15,
+            applied: vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
         }
     );
     let again = migrate(&mut admin).unwrap_or_else(|e| panic!("migrate again: {e}"));
     assert_eq!(
         again,
         MigrateReport {
-            from: 14,
-            to: 14,
+            from: 15,
+            to: 15,
             applied: vec![]
         }
     );

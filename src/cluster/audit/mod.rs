@@ -135,6 +135,8 @@ pub(crate) enum Ended {
     DeadLettered,
     Expired,
     Cancelled,
+    /// A dead letter requeued as this new task: its outcome is replaced.
+    Redriven(TaskId),
 }
 
 impl Ended {
@@ -146,7 +148,7 @@ impl Ended {
                 | (Ended::DeadLettered, TaskEnd::DeadLettered(_))
                 | (Ended::Expired, TaskEnd::Expired(_))
                 | (Ended::Cancelled, TaskEnd::Cancelled)
-        )
+        ) || matches!((self, end), (Ended::Redriven(a), TaskEnd::Redriven(b)) if a == *b)
     }
 }
 
@@ -343,7 +345,10 @@ impl<P: Clone + PartialEq> Auditor<P> {
             Entry::Input(Input::Cancel { task, .. }) => Some(*task),
             _ => None,
         };
-        let requeue = matches!(row.entry, Entry::Input(Input::RequeueDeadLetter { .. }));
+        let letter = match row.entry {
+            Entry::Input(Input::RequeueDeadLetter { task, .. }) => Some(task),
+            _ => None,
+        };
         let counted = (self.report.tasks, self.report.cancelled);
         let before = self.replica.dispatcher.counters();
         let step = self.replica.apply(row.entry);
@@ -357,12 +362,14 @@ impl<P: Clone + PartialEq> Auditor<P> {
                 }
             }
             (Ok(Effect::Applied(Applied::Submitted(submitted))), None) => {
-                self.report.redriven += u64::from(requeue);
+                if let Some(letter) = letter {
+                    self.redriven(letter, submitted.id(), row.seq);
+                }
                 self.submitted(submitted);
             }
             (Ok(Effect::Applied(Applied::Redriven(redriven))), _) => {
-                for (_, task) in redriven.requeued {
-                    self.report.redriven += 1;
+                for (letter, task) in redriven.requeued {
+                    self.redriven(letter, task, row.seq);
                     self.submitted(Submitted::New(task));
                 }
             }
@@ -478,6 +485,15 @@ impl<P: Clone + PartialEq> Auditor<P> {
         if let Submitted::New(task) = submitted {
             self.report.tasks += 1;
             self.tasks.insert(task, Track::default());
+        }
+    }
+
+    /// Dead letter `letter` requeued as `new` by entry `seq`: not an end
+    /// (the letter ended once already), but its outcome is replaced.
+    fn redriven(&mut self, letter: TaskId, new: TaskId, seq: u64) {
+        self.report.redriven += 1;
+        if let Some(ends) = &mut self.ends {
+            ends.push((letter, seq, Ended::Redriven(new), None));
         }
     }
 

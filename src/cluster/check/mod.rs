@@ -153,7 +153,10 @@ pub fn check_store<S: Store<String>>(
     };
     let outputs = Outputs {
         assign: vec![assignment(1, 1)],
-        ended: vec![(TaskId::new(7), TaskEnd::Cancelled)],
+        ended: vec![
+            (TaskId::new(7), TaskEnd::Cancelled),
+            (TaskId::new(6), TaskEnd::Expired(Expiry::Ttl)),
+        ],
         runs: vec![run_end.clone()],
         status: Some(status.clone()),
         ..Outputs::default()
@@ -433,7 +436,12 @@ pub fn check_store<S: Store<String>>(
     )?;
     let closing = Outputs {
         closed: vec![(TaskId::new(1), AttemptToken::new(1))],
-        ended: vec![(TaskId::new(2), TaskEnd::Expired(Expiry::Deadline))],
+        ended: vec![
+            (TaskId::new(2), TaskEnd::Expired(Expiry::Deadline)),
+            (TaskId::new(6), TaskEnd::Redriven(TaskId::new(11))),
+            (TaskId::new(12), TaskEnd::Expired(Expiry::Ttl)),
+            (TaskId::new(12), TaskEnd::Redriven(TaskId::new(13))),
+        ],
         ..Outputs::default()
     };
     let consumed = vec![(stale_id, Verdict::Accepted)];
@@ -441,6 +449,14 @@ pub fn check_store<S: Store<String>>(
     checks.is("a commit closes a claimed row", &done, |r| {
         matches!(r, Ok(NodeReply::Done))
     })?;
+    checks.that(
+        "a redriven letter's end replaces the end it had, in an earlier commit or the same (the one exception to the first staying)",
+        outcomes(store, &[6, 12], now)?[..]
+            == [
+                ended(TaskEnd::Redriven(TaskId::new(11)), None),
+                ended(TaskEnd::Redriven(TaskId::new(13)), None),
+            ],
+    )?;
     let outstanding = store.node(NodeOp::ReadOutstanding, now);
     checks.is(
         "no row is outstanding once closed or cancelled",
@@ -530,9 +546,10 @@ pub fn check_store<S: Store<String>>(
     )?;
     checks.that(
         "a trim forgets the outcomes of the entries it deletes, and only those (rule 8)",
-        outcomes(store, &[7, 1, 2], later)?[..]
+        outcomes(store, &[7, 6, 1, 2], later)?[..]
             == [
                 None,
+                ended(TaskEnd::Redriven(TaskId::new(11)), None),
                 ended(TaskEnd::Completed, Some("out")),
                 ended(TaskEnd::Expired(Expiry::Deadline), None),
             ],

@@ -314,7 +314,9 @@ fn admit<P: Clone>(
 }
 
 /// An operator's redrive, journaled as the dispatcher's input: the
-/// requeued letters, each with its new task, and the refused ones.
+/// requeued letters, each with its new task, and the refused ones. Each
+/// letter's outcome is republished as [`TaskEnd::Redriven`], naming its
+/// new task, for the tenant that submitted it.
 fn redrive<P: Clone>(
     replica: &mut Replica<P>,
     batch: &mut Batch<P>,
@@ -325,7 +327,7 @@ fn redrive<P: Clone>(
         Redrive::Task(task) => (Input::RequeueDeadLetter { task, now }, Some(task)),
         Redrive::Matching(filter) => (Input::RedriveDeadLetters { filter, now }, None),
     };
-    match (apply(replica, batch, Entry::Input(input)), task) {
+    let verdict = match (apply(replica, batch, Entry::Input(input)), task) {
         (Ok(Effect::Applied(Applied::Submitted(new))), Some(task)) => Verdict::Redriven {
             requeued: vec![(task, new.id())],
             refused: Vec::new(),
@@ -336,8 +338,12 @@ fn redrive<P: Clone>(
                 .map(|(task, kind)| (task, kind.to_string()))
                 .collect(),
         },
-        (result, _) => verdict_of(result),
+        (result, _) => return verdict_of(result),
+    };
+    if let Verdict::Redriven { requeued, .. } = &verdict {
+        replica.publish_redriven(requeued, &mut batch.outputs);
     }
+    verdict
 }
 
 /// A report from `report.agent`'s `incarnation`, with the output of a

@@ -13,9 +13,9 @@ use super::replica::Replica;
 use crate::agent::AgentProfile;
 use crate::cluster::Redrive;
 use crate::cluster::authorizer::{Action, AllowRoles, Authorizer, Denied, Request};
-use crate::cluster::contract::{InboxMessage, Message, Sender, Verdict};
+use crate::cluster::contract::{InboxMessage, Message, Sender, TaskEnd, Verdict};
 use crate::scheduler::{AttemptOutcome, DeadLetterFilter, DispatcherConfig, TaskReport, TaskSpec};
-use crate::{AgentId, AttemptToken, Instant, TaskId};
+use crate::{AgentId, AttemptToken, Instant, TaskId, TenantId};
 
 /// One inbox message, drawn from a small world: three agents, a handful
 /// of task ids and tokens, and messages of the wrong role too.
@@ -251,6 +251,16 @@ proptest! {
     }
 }
 
+/// The report of `assignment`'s attempt failing for good.
+fn fails_for_good(assignment: &crate::cluster::Assignment<String>) -> TaskReport {
+    TaskReport {
+        task: assignment.task,
+        agent: assignment.agent,
+        token: assignment.token,
+        outcome: AttemptOutcome::fatal("broken"),
+    }
+}
+
 #[test]
 fn a_flood_of_heartbeats_journals_one_per_agent_and_batch() {
     let message = |id, body| inbox(id, AGENT_ONE, body);
@@ -315,12 +325,7 @@ fn one_dead_letter(leader: &mut Replica<String>) -> (TaskId, Vec<crate::cluster:
         at(2),
     );
     let assignment = submitted.outputs.assign[0].clone();
-    let report = TaskReport {
-        task: assignment.task,
-        agent: assignment.agent,
-        token: assignment.token,
-        outcome: AttemptOutcome::fatal("broken"),
-    };
+    let report = fails_for_good(&assignment);
     let _ = step(leader, 3, AGENT_ONE, Message::Report(report), at(3));
     assert_eq!(leader.dispatcher.dead_letters().len(), 1);
     (assignment.task, entries)
@@ -361,6 +366,10 @@ fn a_redriven_letter_runs_again_as_the_tenants_new_task() {
     };
     assert!(old == dead && new != dead && refused.is_empty());
     assert_eq!(batch.outputs.assign.first().map(|a| a.task), Some(new));
+    // The letter's outcome is replaced by one naming the new task, for
+    // the letter's tenant (its client may wait on the letter's id).
+    assert_eq!(batch.outputs.ended, vec![(dead, TaskEnd::Redriven(new))]);
+    assert_eq!(batch.outputs.tenants, vec![(dead, TenantId::new(1))]);
     assert_eq!(leader.dispatcher.dead_letters().len(), 0);
     entries.extend(batch.entries);
     let mut follower = replica();
@@ -419,4 +428,48 @@ fn a_filter_redrives_every_match_and_a_draining_cluster_none() {
         panic!("{:?}", batch.consumed);
     };
     assert!(requeued.len() == 1 && requeued[0].0 == dead && refused.is_empty());
+    let new = requeued[0].1;
+    assert_eq!(batch.outputs.ended, vec![(dead, TaskEnd::Redriven(new))]);
+}
+
+/// A letter dead-lettered and redriven in one batch publishes one end,
+/// the redrive's: a commit publishes one end per task, and a store keeps
+/// the first of any other.
+#[test]
+fn a_letter_redriven_in_the_batch_that_made_it_publishes_the_redrive_alone() {
+    let mut leader = replica();
+    let at = Instant::from_millis;
+    let profile = AgentProfile::builder().build().expect("a valid profile");
+    let register = inbox(1, AGENT_ONE, Message::Register { profile });
+    let submit = inbox(
+        2,
+        Sender::Client,
+        Message::Submit(vec![TaskSpec::new("job".into())]),
+    );
+    let batch = intake(
+        &mut leader,
+        vec![register, submit],
+        &AllowRoles,
+        false,
+        usize::MAX,
+        at(1),
+    );
+    let assignment = batch.outputs.assign[0].clone();
+    let messages = vec![
+        inbox(3, AGENT_ONE, Message::Report(fails_for_good(&assignment))),
+        inbox(
+            4,
+            Sender::Client,
+            Message::Redrive(Redrive::Task(assignment.task)),
+        ),
+    ];
+    let batch = intake(&mut leader, messages, &AllowRoles, false, usize::MAX, at(2));
+    let Verdict::Redriven { requeued, .. } = &batch.consumed[1].1 else {
+        panic!("{:?}", batch.consumed);
+    };
+    let [(letter, new)] = requeued[..] else {
+        panic!("{requeued:?}")
+    };
+    assert_eq!(letter, assignment.task);
+    assert_eq!(batch.outputs.ended, vec![(letter, TaskEnd::Redriven(new))]);
 }

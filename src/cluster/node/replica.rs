@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::hash::IdMap;
 use crate::scheduler::{
     Action, Applied, Dispatcher, DispatcherConfig, Input, ScalePolicy, Submitted, TaskState,
 };
@@ -369,6 +370,26 @@ impl<P: Clone> Replica<P> {
                 self.publish_end(task, TaskEnd::Expired(limit), out);
             }
             Action::AgentLost { .. } => {}
+        }
+    }
+
+    /// Publishes that each dead letter of `requeued` was requeued as its
+    /// new task, for the new task's tenant (the letter's own: the
+    /// dispatcher forgot the letter's, a redriven task keeps it). A letter
+    /// whose end this commit publishes already has that end replaced: a
+    /// commit publishes one end per task.
+    pub(crate) fn publish_redriven(&self, requeued: &[(TaskId, TaskId)], out: &mut Outputs<P>) {
+        let published: IdMap<TaskId, usize> = (out.ended.iter().enumerate())
+            .map(|(at, &(task, _))| (task, at))
+            .collect();
+        for &(letter, new) in requeued {
+            match published.get(&letter) {
+                Some(&at) => out.ended[at].1 = TaskEnd::Redriven(new),
+                None => out.ended.push((letter, TaskEnd::Redriven(new))),
+            }
+            if let Some(tenant) = self.tenants.get(new) {
+                out.tenants.push((letter, tenant));
+            }
         }
     }
 

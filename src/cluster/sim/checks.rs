@@ -15,8 +15,17 @@ impl<P: Clone + PartialEq + std::fmt::Debug, W: SimWork<P>, D: Driver<P>> World<
     /// Every task end a commit journaled has its outcome published by the
     /// same commit, saying the same, with the output of the completion the
     /// leader accepted: a client waiting for it reads it.
+    /// A dead letter's end is replaced by its redrive's
+    /// ([`TaskEnd::Redriven`](super::super::TaskEnd::Redriven)), so only a
+    /// task's last end in `ends` is the one to read.
     pub(crate) fn check_outcomes_published(&mut self, ends: &[EndSeen<P>]) {
-        for (task, seq, how, output) in ends {
+        let last: std::collections::HashMap<_, _> = (ends.iter().enumerate())
+            .map(|(at, (task, ..))| (*task, at))
+            .collect();
+        for (at, (task, seq, how, output)) in ends.iter().enumerate() {
+            if last.get(task) != Some(&at) {
+                continue;
+            }
             let published = self.store.outcome(*task);
             let agrees = published.is_some_and(|(_, _, outcome)| {
                 how.agrees_with(&outcome.end) && outcome.output == *output

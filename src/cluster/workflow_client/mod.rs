@@ -394,6 +394,16 @@ where
                     reason: "cancelled by another client of the cluster".into(),
                 },
             },
+            // The step failed as a dead letter, whoever requeued it since:
+            // the run's own policy decides what follows, not the redrive.
+            TaskEnd::Redriven(new) => Action::DeadLettered {
+                task: local,
+                reason: DeadLetterReason::NonRetryable {
+                    reason: format!(
+                        "it was dead-lettered, then requeued as {new} outside this run"
+                    ),
+                },
+            },
         };
         let _ = self.engine.handle_action(&mut self.pool, action);
     }

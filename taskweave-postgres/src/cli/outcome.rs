@@ -13,7 +13,9 @@ usage: taskweave-pg outcome --db CONNINFO [--wait SECONDS] TASK...
 Prints how each task ended, by the id `submit` printed for it (`task-N`, or
 just N): `task-N: completed`, followed by `, output: JSON` for a task that
 completed with an output, `task-N: dead-lettered: WHY`, `task-N: expired:
-WHY`, `task-N: cancelled`, or `task-N: not ended` while it is queued or running
+WHY`, `task-N: cancelled`, `task-N: dead-lettered, then requeued as task-M:
+read its outcome` once an operator redrove it (since schema version 15), or
+`task-N: not ended` while it is queued or running
 (also for an id the cluster never gave out, and for an end the leader forgot
 when it trimmed its journal behind a snapshot: read outcomes within a snapshot
 interval). Waits up to --wait seconds (default 0) for every task to end. Exits

@@ -91,10 +91,10 @@ fn a_connection_string_that_does_not_parse_names_its_cause_and_the_form() {
     }
 }
 
-/// Undoes versions 3 to 14 (version 11's inbox checks are dropped or
+/// Undoes versions 3 to 15 (version 11's inbox checks are dropped or
 /// replaced by version 3's and 4's again), but for version 3's `outcomes.output`, which
 /// each caller drops itself (with the whole table, for version 1).
-const UNDO_VERSIONS_3_TO_14: &str = "DROP FUNCTION taskweave.commit_batch;
+const UNDO_VERSIONS_3_TO_15: &str = "DROP FUNCTION taskweave.commit_batch;
     CREATE INDEX outbox_ready ON taskweave.outbox (agent, token)
         WHERE state = 'ready';
     DROP TRIGGER journal_appended ON taskweave.journal;
@@ -172,22 +172,22 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
     // refused until it is migrated, and then versions 2 to 14 are applied.
     admin
         .batch_execute(&format!(
-            "{UNDO_VERSIONS_3_TO_14}
+            "{UNDO_VERSIONS_3_TO_15}
                  DROP TABLE taskweave.outcomes;
-                 DELETE FROM taskweave.schema_version WHERE version IN (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14)"
+                 DELETE FROM taskweave.schema_version WHERE version IN (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)"
         ))
         .unwrap_or_else(|e| panic!("{e}"));
     let old = PgStore::<String>::connect(&cluster.conninfo()).map(|_| ());
     assert!(
         old.is_err_and(|e| e
             .to_string()
-            .contains("at version 1, this build needs version 14")),
+            .contains("at version 1, this build needs version 15")),
         "an older schema"
     );
     let upgraded = crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         upgraded.applied,
-        vec![2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14],
+        vec![2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
         "{upgraded:?}"
     );
     store(&cluster);
@@ -196,15 +196,15 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
     admin
         .batch_execute(&format!(
             "ALTER TABLE taskweave.outcomes DROP COLUMN output;
-                 {UNDO_VERSIONS_3_TO_14}
-                 DELETE FROM taskweave.schema_version WHERE version IN (3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14);
+                 {UNDO_VERSIONS_3_TO_15}
+                 DELETE FROM taskweave.schema_version WHERE version IN (3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
                  INSERT INTO taskweave.outcomes (task, seq, body) VALUES (41, 1, '\"Completed\"')"
         ))
         .unwrap_or_else(|e| panic!("{e}"));
     let upgraded = crate::schema::migrate(&mut admin).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         upgraded.applied,
-        vec![3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14],
+        vec![3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
         "{upgraded:?}"
     );
     let mut store = store(&cluster);
@@ -215,11 +215,11 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
         "an outcome of version 2 reads back: {read:?}"
     );
     admin
-        .batch_execute("INSERT INTO taskweave.schema_version (version) VALUES (15)")
+        .batch_execute("INSERT INTO taskweave.schema_version (version) VALUES (16)")
         .unwrap_or_else(|e| panic!("{e}"));
     let newer = PgStore::<String>::connect(&cluster.conninfo()).map(|_| ());
     assert!(
-        newer.is_err_and(|e| e.to_string().contains("newer than this build's version 14")),
+        newer.is_err_and(|e| e.to_string().contains("newer than this build's version 15")),
         "a newer schema"
     );
     let migrated = crate::schema::migrate(&mut admin);
@@ -227,8 +227,8 @@ fn unreachable_servers_and_missing_schemas_name_the_remedy() {
         matches!(
             migrated,
             Err(PgError::Schema {
-                found: 15,
-                needed: 14
+                found: 16,
+                needed: 15
             })
         ),
         "{migrated:?}"
