@@ -251,16 +251,6 @@ proptest! {
     }
 }
 
-/// The report of `assignment`'s attempt failing for good.
-fn fails_for_good(assignment: &crate::cluster::Assignment<String>) -> TaskReport {
-    TaskReport {
-        task: assignment.task,
-        agent: assignment.agent,
-        token: assignment.token,
-        outcome: AttemptOutcome::fatal("broken"),
-    }
-}
-
 #[test]
 fn a_flood_of_heartbeats_journals_one_per_agent_and_batch() {
     let message = |id, body| inbox(id, AGENT_ONE, body);
@@ -294,6 +284,16 @@ fn a_flood_of_heartbeats_journals_one_per_agent_and_batch() {
         Instant::from_millis(2),
     );
     assert_eq!(later.entries.len(), 1);
+}
+
+/// The report of `assignment`'s attempt failing for good.
+fn fails_for_good(assignment: &crate::cluster::Assignment<String>) -> TaskReport {
+    TaskReport {
+        task: assignment.task,
+        agent: assignment.agent,
+        token: assignment.token,
+        outcome: AttemptOutcome::fatal("broken"),
+    }
 }
 
 /// Agent 1 registers, a tenant submits a task, and the agent fails it for
