@@ -218,9 +218,10 @@ pub struct Outputs<P> {
     pub closed: Vec<(TaskId, AttemptToken)>,
     /// Tasks whose end this commit journals, for clients to read
     /// ([`ClientOp::Outcomes`]); kept as long as the journal entries
-    /// that ended them (rule 8). A task appears once. A store keeps a
-    /// task's first end, except that [`TaskEnd::Redriven`] replaces the
-    /// end its dead letter had (its output too, with none).
+    /// that ended them (rule 8). A store keeps a task's first end, in
+    /// this commit or an earlier one, except that [`TaskEnd::Redriven`]
+    /// replaces the end its dead letter had (its output too, with none).
+    /// A leader names each task once per commit.
     pub ended: Vec<(TaskId, TaskEnd)>,
     /// The outputs of tasks in `ended` that completed with one: the
     /// store keeps each beside its task's end.

@@ -19,6 +19,7 @@
 //! only a completed step is compensated and in the saga's order, and a
 //! step holds the output of the report that completed it.
 
+mod ended;
 mod runs;
 
 use std::collections::BTreeMap;
@@ -30,10 +31,11 @@ use crate::scheduler::{
 };
 use crate::{AgentId, AttemptToken, TaskId};
 
-use super::contract::{Entry, JournalRow, NodeState, RunEnd, TaskEnd};
+use super::contract::{Entry, JournalRow, NodeState, RunEnd};
 use super::incarnation::registered_incarnation;
 use super::node::{Effect, Replica};
 use super::runs::RunCodec;
+pub(crate) use ended::{EndSeen, Ended};
 use runs::RunAudit;
 pub use runs::RunTotals;
 
@@ -127,33 +129,6 @@ impl AuditTotals {
         }
     }
 }
-
-/// How a task ended in the journal, as the audit saw it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Ended {
-    Completed,
-    DeadLettered,
-    Expired,
-    Cancelled,
-    /// A dead letter requeued as this new task: its outcome is replaced.
-    Redriven(TaskId),
-}
-
-impl Ended {
-    /// Whether a published outcome says the same.
-    pub(crate) fn agrees_with(self, end: &TaskEnd) -> bool {
-        matches!(
-            (self, end),
-            (Ended::Completed, TaskEnd::Completed)
-                | (Ended::DeadLettered, TaskEnd::DeadLettered(_))
-                | (Ended::Expired, TaskEnd::Expired(_))
-                | (Ended::Cancelled, TaskEnd::Cancelled)
-        ) || matches!((self, end), (Ended::Redriven(a), TaskEnd::Redriven(b)) if a == *b)
-    }
-}
-
-/// A task's end as the audit saw it: `(task, entry, how, output)`.
-pub(crate) type EndSeen<P> = (TaskId, u64, Ended, Option<P>);
 
 /// What the audit knows of one task.
 #[derive(Clone, Copy, Debug, Default)]

@@ -11,9 +11,8 @@ use crate::workflow::RunOutcome;
 use crate::{AgentId, AttemptToken, Instant, TaskId, WorkflowId};
 
 use super::contract::{
-    AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, Finished, Message, MessageId,
-    NodeOp, NodeReply, NodeState, Outcome, Outputs, RunEnd, Sender, Store, StoreFailure, TaskEnd,
-    Verdict,
+    AgentOp, AgentReply, Assignment, ClientOp, ClientReply, Entry, Finished, Message, NodeOp,
+    NodeReply, NodeState, Outcome, Outputs, RunEnd, Sender, Store, StoreFailure, TaskEnd, Verdict,
 };
 use super::status::Status;
 
@@ -22,6 +21,7 @@ type Op = Result<NodeReply<String>, StoreFailure>;
 mod run_end_cursor;
 mod stopping;
 mod tally;
+mod trimming;
 use tally::Checks;
 
 /// Runs the contract's checks on a fresh, empty store that every role may
@@ -160,20 +160,6 @@ pub fn check_store<S: Store<String>>(
         runs: vec![run_end.clone()],
         status: Some(status.clone()),
         ..Outputs::default()
-    };
-    let run_ends = |store: &mut S, runs: &[u64], at| {
-        let runs = runs.iter().map(|&r| WorkflowId::new(r)).collect();
-        match store.client(ClientOp::Runs(runs), at) {
-            Ok(ClientReply::Runs(ends)) => Ok(ends),
-            other => Err(format!("reading run ends answered {other:?}")),
-        }
-    };
-    let outcomes = |store: &mut S, tasks: &[u64], at| {
-        let tasks = tasks.iter().map(|&t| TaskId::new(t)).collect();
-        match store.client(ClientOp::Outcomes(tasks), at) {
-            Ok(ClientReply::Outcomes(ends)) => Ok(ends),
-            other => Err(format!("reading outcomes answered {other:?}")),
-        }
     };
     let fenced = store.node(
         commit(7, 1, vec![entry(1)], vec![], Outputs::default()),
@@ -510,88 +496,36 @@ pub fn check_store<S: Store<String>>(
         )
     })?;
 
-    // Snapshots and trimming.
-    let put = |seq, trim, forget_through| NodeOp::PutSnapshot {
-        epoch: 2,
-        ttl,
-        seq,
-        snapshot: empty_state(),
-        trim,
-        forget_through,
-    };
-    let stored = store.node(put(2, true, None), later);
-    checks.is("a snapshot is stored", &stored, |r| {
-        matches!(r, Ok(NodeReply::Done))
-    })?;
-    let latest = store.node(NodeOp::LatestSnapshot, later);
-    checks.is("the latest snapshot is read back", &latest, |r| {
-        matches!(r, Ok(NodeReply::Snapshot(Some((2, _)))))
-    })?;
-    let pending = match store.client(ClientOp::Post(vec![Message::Cancel(TaskId::new(8))]), later) {
-        Ok(ClientReply::Posted(ids)) => ids,
-        other => return Err(format!("a client's post answered {other:?}")),
-    };
-    let stored = store.node(put(5, true, Some(MessageId::MAX)), later);
-    checks.is("a second snapshot is stored", &stored, |r| {
-        matches!(r, Ok(NodeReply::Done))
-    })?;
-    let forgotten = store.client(ClientOp::Verdicts(vec![first]), later);
-    checks.that(
-        "a snapshot forgets the consumed messages (rule 8)",
-        matches!(&forgotten, Ok(ClientReply::Verdicts(v)) if v[..] == [None]),
-    )?;
-    checks.that(
-        "a trim forgets the run ends of the entries it deletes (rule 8)",
-        run_ends(store, &[7], later)?[..] == [None],
-    )?;
-    checks.that(
-        "a trim forgets the outcomes of the entries it deletes, and only those (rule 8)",
-        outcomes(store, &[7, 6, 1, 2], later)?[..]
-            == [
-                None,
-                ended(TaskEnd::Redriven(TaskId::new(11)), None),
-                ended(TaskEnd::Completed, Some("out")),
-                ended(TaskEnd::Expired(Expiry::Deadline), None),
-            ],
-    )?;
-    let kept = store.node(NodeOp::ReadInbox { limit: 10 }, later);
-    checks.is(
-        "a snapshot keeps the pending messages",
-        &kept,
-        |r| matches!(r, Ok(NodeReply::Inbox(m)) if m.len() == 1 && m[0].id == pending[0]),
-    )?;
-    let trimmed = store.node(NodeOp::ReadJournal { from: 1, limit: 10 }, later);
-    checks.is(
-        "entries behind the previous snapshot are trimmed",
-        &trimmed,
-        |r| matches!(r, Ok(NodeReply::Trimmed)),
-    )?;
-    let tail = store.node(NodeOp::ReadJournal { from: 3, limit: 10 }, later);
-    checks.is(
-        "entries after the previous snapshot stay",
-        &tail,
-        |r| matches!(r, Ok(NodeReply::Journal(rows)) if rows.len() == 3 && rows[0].seq == 3),
-    )?;
-    let fenced_snapshot = store.node(
-        NodeOp::PutSnapshot {
-            epoch: 1,
-            ttl,
-            seq: 5,
-            snapshot: empty_state(),
-            trim: false,
-            forget_through: None,
-        },
-        later,
-    );
-    checks.is(
-        "a deposed epoch cannot store a snapshot",
-        &fenced_snapshot,
-        |r| matches!(r, Err(StoreFailure::Fenced { .. })),
-    )?;
-
+    trimming::check_trimming(store, &mut checks, ttl, first, later)?;
     run_end_cursor::check_run_end_cursor(store, &mut checks, ttl, later)?;
     stopping::check_stopping(store, &mut checks, sender, later)?;
     Ok(checks.passed)
+}
+
+/// The ends of `runs`, as a client reads them at `at`.
+fn run_ends<S: Store<String>>(
+    store: &mut S,
+    runs: &[u64],
+    at: Instant,
+) -> Result<Vec<Option<RunEnd<String>>>, String> {
+    let runs = runs.iter().map(|&r| WorkflowId::new(r)).collect();
+    match store.client(ClientOp::Runs(runs), at) {
+        Ok(ClientReply::Runs(ends)) => Ok(ends),
+        other => Err(format!("reading run ends answered {other:?}")),
+    }
+}
+
+/// The outcomes of `tasks`, as a client reads them at `at`.
+fn outcomes<S: Store<String>>(
+    store: &mut S,
+    tasks: &[u64],
+    at: Instant,
+) -> Result<Vec<Option<Outcome<String>>>, String> {
+    let tasks = tasks.iter().map(|&t| TaskId::new(t)).collect();
+    match store.client(ClientOp::Outcomes(tasks), at) {
+        Ok(ClientReply::Outcomes(ends)) => Ok(ends),
+        other => Err(format!("reading outcomes answered {other:?}")),
+    }
 }
 
 /// The state of a node with no task and no run.
