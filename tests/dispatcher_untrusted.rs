@@ -1113,6 +1113,27 @@ fn idempotency_keys_that_disagree_with_their_queue_are_refused() {
         v["state"]["idempotency_fingerprints"] = serde_json::json!([["gamma", 7]]);
     });
     assert!(stray_fingerprint.is_some_and(|e| e.contains("idempotency_fingerprints")));
+    // A key expiring later than one submitted at the state's clock would:
+    // the next key joins the queue behind it, out of order, and the
+    // dispatcher's own next snapshot would be refused (found by
+    // `corrupted_snapshots_are_refused_or_run_safely`).
+    let window = Duration::from_secs(30); // config()'s idempotency window
+    let at = |v: &Value| Instant::from_nanos(v["state"]["clock"].as_u64().unwrap());
+    let last_at = |v: &Value, nanos: u64| {
+        let mut q = queue(&mut v.clone());
+        q[1][0] = Value::from(nanos);
+        q
+    };
+    let beyond = restore(&|v| {
+        let latest = at(v).saturating_add(window).as_nanos();
+        v["state"]["idempotency_expiry"] = Value::Array(last_at(v, latest + 1));
+    });
+    assert!(beyond.is_some_and(|e| e.contains("idempotency_expiry")));
+    let at_the_edge = restore(&|v| {
+        let latest = at(v).saturating_add(window).as_nanos();
+        v["state"]["idempotency_expiry"] = Value::Array(last_at(v, latest));
+    });
+    assert_eq!(at_the_edge, None);
 }
 
 /// An attempt in flight under a timeout must have its timer, due at its

@@ -261,7 +261,7 @@ impl<P> State<P> {
         self.check_key_waiters(&armed)?;
         self.check_agent_maps()?;
         if !captured {
-            self.check_idempotency()?;
+            self.check_idempotency(settings)?;
         }
         self.check_actions()?;
         self.check_gates(&armed)?;
@@ -533,8 +533,9 @@ impl<P> State<P> {
     }
 
     /// The idempotency keys and their expiry queue name the same keys, each
-    /// once, in expiry order.
-    fn check_idempotency(&self) -> Result<(), SchedulerError> {
+    /// once, in expiry order, none expiring later than a key submitted now
+    /// would: a new key joins the queue at its end.
+    fn check_idempotency(&self, settings: &Settings) -> Result<(), SchedulerError> {
         let (by_key, expiry, fingerprints) = self.idempotency.parts();
         if fingerprints.keys().any(|key| !by_key.contains_key(key)) {
             return Err(corrupt(
@@ -548,6 +549,13 @@ impl<P> State<P> {
             .any(|(a, b)| a.0 > b.0)
         {
             return Err(corrupt("idempotency_expiry", "not in expiry order"));
+        }
+        let latest = self.clock.saturating_add(settings.idempotency_window);
+        if expiry.back().is_some_and(|&(at, _)| at > latest) {
+            return Err(corrupt(
+                "idempotency_expiry",
+                "expires later than the window allows at the state's clock",
+            ));
         }
         // A window holds tens of thousands of keys and every restore checks
         // them, so each key is hashed once. Each key names its own task
