@@ -300,8 +300,9 @@ fn stored_cluster_forms_read_back_and_replay_as_recorded() {
 /// reads), format 5 (before `RunCommand::Schedule`), format 6 with a
 /// version-5 snapshot (before tenants), format 6 with a version-6
 /// snapshot (before `Entry::Run`'s tenant), format 7 with a version-6
-/// snapshot (before a snapshot's rows), and format 7 with a version-7
-/// snapshot (before `Entry::SkipIds`).
+/// snapshot (before a snapshot's rows), format 7 with a version-7
+/// snapshot (before `Entry::SkipIds`), and format 8 with a version-7
+/// snapshot (before a queued task's state as `0`).
 #[test]
 fn older_formats_read_back_and_replay_to_their_recorded_states() {
     replays_to_its_recorded_state("cluster_forms_f1.json", 1, 4);
@@ -313,6 +314,7 @@ fn older_formats_read_back_and_replay_to_their_recorded_states() {
     replays_to_its_recorded_state("cluster_forms_f6.json", 6, 6);
     replays_to_its_recorded_state("cluster_forms_f7_v6.json", 7, 6);
     replays_to_its_recorded_state("cluster_forms_f7.json", 7, 7);
+    replays_to_its_recorded_state("cluster_forms_f8_v7.json", 8, 7);
 }
 
 /// `Entry::SkipIds` (form 8), which no recording journals (only a leader

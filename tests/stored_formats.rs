@@ -332,7 +332,10 @@ fn a_stored_snapshot_restores_and_a_stored_journal_replays_as_recorded() {
 /// 1: a task spec's fields all written out; journal format 2, without
 /// `ExcuseSilence`; snapshot version 5, before tenants, and the journal
 /// recorded after it; snapshot version 6, tasks and queue entries as
-/// objects before rows) restore and replay the same.
+/// objects before rows) restore and replay the same. (Version 7, a queued
+/// task's state by name, differs from 8 in no task of this recording:
+/// `tests/cluster_forms.rs` and `tests/cluster_hosted_runs.rs` read it
+/// back.)
 #[test]
 fn the_forms_before_restore_and_replay_as_recorded() {
     assert!(Snapshot::<String>::READABLE.contains(&4));

@@ -1,6 +1,7 @@
 //! The row form of what a snapshot holds once per task: a live task and its
 //! queue entry are written as arrays of their fields, in declaration order,
-//! without field names, and a priority as its index (snapshot version 7).
+//! without field names, and a priority as its index (snapshot version 7);
+//! a queued task's state as `0` (version 8; its other states as before).
 //! The fields a type declares last have defaults, and a row ends at the
 //! last of them that is not at its default (a queued task that never ran
 //! is six fields).
@@ -8,8 +9,9 @@
 //! Reading stays with serde's derived `Deserialize`, which takes a struct
 //! from an array (fields in declaration order, skipped ones left out, a
 //! missing trailing field with a default taking it) as well as from an
-//! object; so the object form of versions 4 to 6 reads as before, and
-//! [`priority`] reads a level by name or by index. The derived reader is
+//! object; so the object form of versions 4 to 6 reads as before,
+//! [`priority`] reads a level by name or by index, and [`state`] a
+//! queued task's state as `"Queued"` or `0`. The derived reader is
 //! also why each writer below destructures its type in full: a field added
 //! to the type and not to its row fails to compile rather than shifting
 //! every field after it.
@@ -17,6 +19,7 @@
 use serde::Serialize;
 use serde::ser::{SerializeTuple, Serializer};
 
+use crate::scheduler::TaskState;
 use crate::scheduler::queue::entry::Entry;
 use crate::scheduler::state::Task;
 
@@ -41,7 +44,10 @@ impl<P: Serialize> Serialize for Task<P> {
         );
         let mut row = serializer.serialize_tuple(len)?;
         row.serialize_element(payload)?;
-        row.serialize_element(state)?;
+        match state {
+            TaskState::Queued => row.serialize_element(&0u8)?,
+            other => row.serialize_element(other)?,
+        }
         row.serialize_element(seq)?;
         row.serialize_element(assigned_at)?;
         row.serialize_element(requirements)?;
@@ -149,9 +155,59 @@ pub(crate) mod priority {
     }
 }
 
+/// Reads a live task's [`TaskState`](crate::scheduler::TaskState): `0`
+/// for `Queued` (the row form), or any state as its derived form (`"Queued"`,
+/// `{"InFlight": {..}}`, ...). Any other number is an error naming it;
+/// whether the state may be a live task's is checked on restore.
+pub(crate) mod state {
+    use serde::Deserialize;
+    use serde::de::value::{MapAccessDeserializer, StrDeserializer};
+    use serde::de::{Deserializer, Error, MapAccess, Unexpected, Visitor};
+
+    use crate::scheduler::TaskState;
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<TaskState, D::Error> {
+        deserializer.deserialize_any(Either)
+    }
+
+    struct Either;
+
+    impl<'de> Visitor<'de> for Either {
+        type Value = TaskState;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a task's state: 0 for queued, or a state by name")
+        }
+
+        fn visit_u64<E: Error>(self, value: u64) -> Result<TaskState, E> {
+            match value {
+                0 => Ok(TaskState::Queued),
+                _ => Err(E::invalid_value(Unexpected::Unsigned(value), &self)),
+            }
+        }
+
+        fn visit_i64<E: Error>(self, value: i64) -> Result<TaskState, E> {
+            u64::try_from(value)
+                .map_err(|_| E::invalid_value(Unexpected::Signed(value), &self))
+                .and_then(|value| self.visit_u64(value))
+        }
+
+        fn visit_str<E: Error>(self, name: &str) -> Result<TaskState, E> {
+            TaskState::deserialize(StrDeserializer::<E>::new(name))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TaskState, A::Error> {
+            TaskState::deserialize(MapAccessDeserializer::new(map))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::Priority;
+    use crate::scheduler::TaskState;
+    use crate::{AgentId, AttemptToken, Instant, Priority};
 
     fn read(text: &str) -> Result<Priority, String> {
         let mut json = serde_json::Deserializer::from_str(text);
@@ -185,6 +241,41 @@ mod tests {
         ] {
             let error = read(bad).unwrap_err();
             assert!(error.contains("priority"), "{bad}: {error}");
+        }
+    }
+
+    fn read_state(text: &str) -> Result<TaskState, String> {
+        let mut json = serde_json::Deserializer::from_str(text);
+        super::state::deserialize(&mut json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_state_reads_as_0_for_queued_or_by_its_derived_form() {
+        let in_flight = TaskState::InFlight {
+            agent: AgentId::new(3),
+            token: AttemptToken::new(9),
+            attempt: 2,
+        };
+        let delayed = TaskState::Delayed {
+            until: Instant::from_nanos(5),
+        };
+        assert_eq!(read_state("0"), Ok(TaskState::Queued));
+        for state in [TaskState::Queued, in_flight, delayed, TaskState::Completed] {
+            let text = serde_json::to_string(&state).unwrap();
+            assert_eq!(read_state(&text), Ok(state), "{text}");
+        }
+        for bad in [
+            "1",
+            "-1",
+            "18446744073709551615",
+            "0.0",
+            r#""queued""#,
+            r#"{"InFlight":{"agent":3}}"#,
+            r#"{"Queued":0,"Completed":0}"#,
+            "[]",
+            "null",
+        ] {
+            assert!(read_state(bad).is_err(), "{bad} read as a state");
         }
     }
 }

@@ -48,6 +48,10 @@ use timer::Timers;
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 pub(super) struct Task<P> {
     pub(super) payload: P,
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::scheduler::durable::rows::state::deserialize")
+    )]
     pub(super) state: TaskState,
     pub(super) seq: u64,
     pub(super) assigned_at: Instant,
