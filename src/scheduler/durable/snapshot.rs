@@ -81,8 +81,9 @@ pub struct Snapshot<P> {
 
 impl<P> Snapshot<P> {
     /// The snapshot format this library writes. Version 8 writes a queued
-    /// task's state in its row as `0` (`"Queued"` before), a tenth of a
-    /// queue's bytes; versions 4 to 7 read as before. Version 7 writes what it
+    /// task's state in its row as `0` (`"Queued"` before): seven bytes less
+    /// a queued task, about a tenth of a mostly queued snapshot; versions 4
+    /// to 7 read as before. Version 7 writes what it
     /// holds once per task as rows: a live task, its slot and its queue
     /// entry as arrays of their fields without names, a priority as its
     /// index; about a third of version 6's bytes. Versions 4 to 6 read as
