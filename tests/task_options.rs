@@ -16,10 +16,10 @@ use taskweave::resilience::{KeyedRateLimiter, Quota};
 use taskweave::routing::{LeastLoaded, RoutingStrategy};
 use taskweave::scheduler::{
     Action, AttemptOutcome, ConcurrencyLimit, DeadLetterCause, DeadLetterFilter, Dispatcher,
-    DispatcherConfig, Expiry, LimitScope, MAX_CONCURRENCY_KEYS, MAX_KEY_BYTES, Metadata, Snapshot,
-    SubmitErrorKind, TaskReport, TaskSpec, TaskState,
+    DispatcherConfig, Expiry, LimitScope, MAX_CONCURRENCY_KEYS, MAX_KEY_BYTES, Metadata,
+    SchedulerError, Snapshot, SubmitErrorKind, TaskReport, TaskSpec, TaskState,
 };
-use taskweave::{AgentId, Instant, TaskRequirements};
+use taskweave::{AgentId, Instant, TaskId, TaskRequirements};
 
 mod harness;
 
@@ -718,4 +718,60 @@ proptest! {
         }
         prop_assert_eq!(d.live_tasks(), 0, "the task ends (runs, expires or is dead-lettered)");
     }
+}
+
+/// Fails every attempt handed out at `now` with a fatal outcome.
+fn fail_every_attempt(d: &mut Dispatcher<u32>, now: Instant) {
+    while let Some(action) = d.poll_action() {
+        if let Action::Assign {
+            task, agent, token, ..
+        } = action
+        {
+            let outcome = AttemptOutcome::fatal("card declined");
+            let report = TaskReport {
+                task,
+                agent,
+                token,
+                outcome,
+            };
+            d.report(report, now).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_letter_marked_no_redrive_stays_where_it_is_through_a_restore() {
+    let config = || DispatcherConfig::builder().build().unwrap();
+    let mut d: Dispatcher<u32> = Dispatcher::new(config());
+    let t0 = Instant::ZERO;
+    // Queued when the snapshot is taken: the mark lives in the task.
+    let held = d.submit(TaskSpec::new(1).no_redrive(), t0).unwrap().id();
+    let plain = d.submit(TaskSpec::new(2), t0).unwrap().id();
+    let snapshot = serde_json::to_string(&d.snapshot()).unwrap();
+    let snapshot: Snapshot<u32> = serde_json::from_str(&snapshot).unwrap();
+    let mut d = Dispatcher::restore(config(), strategy(), snapshot).unwrap();
+    agent(&mut d, 1, 2, t0);
+    fail_every_attempt(&mut d, t0);
+    assert_eq!(d.dead_letters().len(), 2);
+
+    let t1 = Instant::from_secs(60);
+    let redriven = d.redrive_dead_letters(&DeadLetterFilter::new(), t1);
+    assert_eq!(redriven.refused, [(held, SubmitErrorKind::NotRedrivable)]);
+    assert_eq!(redriven.requeued.len(), 1);
+    assert_eq!(redriven.requeued[0].0, plain);
+    let refused = d.requeue_dead_letter(held, t1).unwrap_err();
+    assert_eq!(
+        refused,
+        SchedulerError::Submit(SubmitErrorKind::NotRedrivable)
+    );
+    // And again once the letter itself went through a snapshot.
+    let snapshot = serde_json::to_string(&d.snapshot()).unwrap();
+    let snapshot: Snapshot<u32> = serde_json::from_str(&snapshot).unwrap();
+    let mut d = Dispatcher::restore(config(), strategy(), snapshot).unwrap();
+    let letters: Vec<TaskId> = d.dead_letters().iter().map(|l| l.task).collect();
+    assert_eq!(letters, [held]);
+    let redriven = d.redrive_dead_letters(&DeadLetterFilter::new(), t1);
+    assert_eq!(redriven.refused, [(held, SubmitErrorKind::NotRedrivable)]);
+    assert!(redriven.requeued.is_empty());
+    assert_eq!(d.dead_letters().len(), 1);
 }

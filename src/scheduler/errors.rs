@@ -169,6 +169,14 @@ pub enum SubmitErrorKind {
     /// Metadata over its bounds.
     #[error(transparent)]
     MetadataTooLarge(#[from] MetadataTooLarge),
+    /// A redrive of a dead letter whose task was marked
+    /// [`no_redrive`](super::TaskSpec::no_redrive): its submitter retries
+    /// that work its own way (a workflow run, its step). The letter stays
+    /// in the dead-letter queue.
+    #[error(
+        "its task was submitted with no_redrive: its submitter (a workflow run, for its step) decides whether it runs again; retry through the submitter, or leave the letter"
+    )]
+    NotRedrivable,
 }
 
 /// Which rate limit a [`SubmitErrorKind::CostOverBurst`] names.

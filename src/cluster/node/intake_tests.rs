@@ -300,6 +300,14 @@ fn fails_for_good(assignment: &crate::cluster::Assignment<String>) -> TaskReport
 /// good: the replica holds one dead letter, the tenant's. Answers the
 /// dead task's id and the entries journaled so far.
 fn one_dead_letter(leader: &mut Replica<String>) -> (TaskId, Vec<crate::cluster::Entry<String>>) {
+    dead_letter_of(leader, TaskSpec::new("job".into()))
+}
+
+/// [`one_dead_letter`] of the task `spec`.
+fn dead_letter_of(
+    leader: &mut Replica<String>,
+    spec: TaskSpec<String>,
+) -> (TaskId, Vec<crate::cluster::Entry<String>>) {
     let tenant = Sender::Tenant(crate::TenantId::new(1));
     let profile = AgentProfile::builder().build().expect("a valid profile");
     let at = Instant::from_millis;
@@ -317,18 +325,45 @@ fn one_dead_letter(leader: &mut Replica<String>) -> (TaskId, Vec<crate::cluster:
         batch
     };
     let _ = step(leader, 1, AGENT_ONE, Message::Register { profile }, at(1));
-    let submitted = step(
-        leader,
-        2,
-        tenant,
-        Message::Submit(vec![TaskSpec::new("job".into())]),
-        at(2),
-    );
+    let submitted = step(leader, 2, tenant, Message::Submit(vec![spec]), at(2));
     let assignment = submitted.outputs.assign[0].clone();
     let report = fails_for_good(&assignment);
     let _ = step(leader, 3, AGENT_ONE, Message::Report(report), at(3));
     assert_eq!(leader.dispatcher.dead_letters().len(), 1);
     (assignment.task, entries)
+}
+
+/// The letter of a task submitted with `no_redrive` (a cluster workflow
+/// client's step) stays where it is, whichever way an operator redrives
+/// it: refused by id, listed as refused by a filter, no end republished.
+#[test]
+fn a_letter_marked_no_redrive_is_refused_to_an_operator() {
+    let mut leader = replica();
+    let spec = TaskSpec::new("step".into()).max_attempts(1).no_redrive();
+    let (dead, _) = dead_letter_of(&mut leader, spec);
+    let every = Redrive::Matching(crate::scheduler::DeadLetterFilter::new());
+    let messages = vec![
+        inbox(4, Sender::Client, Message::Redrive(Redrive::Task(dead))),
+        inbox(5, Sender::Client, Message::Redrive(every)),
+    ];
+    let at = Instant::from_millis;
+    let batch = intake(&mut leader, messages, &AllowRoles, false, usize::MAX, at(4));
+    let verdicts: Vec<_> = batch.consumed.iter().map(|(_, v)| v.clone()).collect();
+    let [
+        Verdict::Refused(by_id),
+        Verdict::Redriven { requeued, refused },
+    ] = &verdicts[..]
+    else {
+        panic!("{verdicts:?}");
+    };
+    assert!(by_id.contains("no_redrive"), "{by_id}");
+    assert!(requeued.is_empty(), "{requeued:?}");
+    let [(letter, why)] = &refused[..] else {
+        panic!("{refused:?}")
+    };
+    assert!(*letter == dead && why.contains("no_redrive"), "{why}");
+    assert!(batch.outputs.ended.is_empty() && batch.outputs.assign.is_empty());
+    assert_eq!(leader.dispatcher.dead_letters().len(), 1);
 }
 
 /// An operator's redrive requeues the letter as a new task of the same

@@ -301,12 +301,15 @@ impl<T: Clone + From<StepTask>> TaskPool for ClusterPool<T> {
         let local = TaskId::new(self.next);
         self.next += 1;
         // One attempt: the step's own retry policy is the only one applied
-        // (each of its attempts is a task of its own).
+        // (each of its attempts is a task of its own). For the same reason
+        // an operator's redrive leaves its dead letter: requeued, it would
+        // run again outside its run, after the run moved on.
         let spec = TaskSpec::new(T::from(step))
             .priority(priority)
             .requirements(requirements)
             .idempotency_key(self.key(&step))
-            .max_attempts(1);
+            .max_attempts(1)
+            .no_redrive();
         let remote = Remote::Unposted { spec, sent: false };
         if let Some(to_fill) = &mut self.to_fill {
             to_fill.push((local, step));

@@ -99,6 +99,16 @@ fn a_step_runs_as_a_cluster_task_and_its_end_completes_it() {
     let posted = submissions(&op);
     assert_eq!(posted.len(), 1, "one ready step: {op:?}");
     assert_eq!(posted[0].0.run, run);
+    // One attempt, and no redrive: the step's own policy alone retries it.
+    let ClientOp::Post(messages) = &op else {
+        unreachable!("submissions read a post")
+    };
+    for message in messages {
+        if let Message::Submit(specs) = message {
+            assert!(specs.iter().all(|s| s.options().no_redrive), "{specs:?}");
+            assert!(specs.iter().all(|s| s.options().max_attempts == Some(1)));
+        }
+    }
     let token = posted[0].0.token.get();
     assert_eq!(posted[0].1, format!("test/{}/{token}/run", run.get()));
     client.handle_reply(Ok(ClientReply::Posted(vec![7])), at(0));

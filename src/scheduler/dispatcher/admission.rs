@@ -179,6 +179,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
                 metadata: options.metadata,
                 max_attempts: options.max_attempts,
                 tenant: options.tenant,
+                no_redrive: options.no_redrive,
                 ..Extras::default()
             }))
         } else {

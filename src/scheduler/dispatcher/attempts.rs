@@ -284,6 +284,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
             max_attempts: extras.max_attempts,
             payload_fingerprint: None,
             tenant: extras.tenant,
+            no_redrive: extras.no_redrive,
         });
         self.emit(
             match terminal {

@@ -14,8 +14,9 @@ pub struct Redriven {
     /// `(dead-lettered task, new task)` for every letter requeued, oldest
     /// letter first.
     pub requeued: Vec<(TaskId, TaskId)>,
-    /// Letters the queue refused (full, for one), with why; they stay in
-    /// the dead-letter queue.
+    /// Letters the queue refused (full, for one) or that may not be
+    /// redriven ([`TaskSpec::no_redrive`]), with why; they stay in the
+    /// dead-letter queue.
     pub refused: Vec<(TaskId, SubmitErrorKind)>,
 }
 
@@ -26,6 +27,10 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         task: TaskId,
         now: Instant,
     ) -> Result<Submitted, SchedulerError> {
+        let held = (self.state.dead_letters.get(task)).is_some_and(|l| l.spec.options().no_redrive);
+        if held {
+            return Err(SchedulerError::Submit(SubmitErrorKind::NotRedrivable));
+        }
         let letter = self
             .state
             .dead_letters
@@ -40,11 +45,15 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// The work of [`redrive_dead_letters`](Self::redrive_dead_letters), whose docs say what it does.
     pub(super) fn redrive_matching(&mut self, filter: &DeadLetterFilter, now: Instant) -> Redriven {
         let now = self.tick(now);
-        let letters = self
-            .state
-            .dead_letters
-            .purge(|letter| filter.matches(letter));
         let mut redriven = Redriven::default();
+        // Letters whose submitter retries them stay where they are.
+        for letter in self.state.dead_letters.iter() {
+            if letter.spec.options().no_redrive && filter.matches(letter) {
+                (redriven.refused).push((letter.task, SubmitErrorKind::NotRedrivable));
+            }
+        }
+        let letters = (self.state.dead_letters)
+            .purge(|letter| !letter.spec.options().no_redrive && filter.matches(letter));
         for letter in letters {
             let task = letter.task;
             match self.resubmit(letter, now) {

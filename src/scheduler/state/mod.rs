@@ -138,6 +138,12 @@ pub(super) struct Extras {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub(super) tenant: Option<TenantId>,
+    /// Its dead letter is never redriven ([`TaskSpec::no_redrive`](crate::scheduler::TaskSpec::no_redrive)).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "super::task::form::is_false")
+    )]
+    pub(super) no_redrive: bool,
 }
 
 impl Extras {
@@ -158,6 +164,7 @@ impl Extras {
         max_attempts: None,
         history: Vec::new(),
         tenant: None,
+        no_redrive: false,
     };
 }
 

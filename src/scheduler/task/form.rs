@@ -24,6 +24,11 @@ fn is_one(cost: &u32) -> bool {
     *cost == 1
 }
 
+/// A flag left out of the serialized form while off.
+pub(in crate::scheduler) fn is_false(flag: &bool) -> bool {
+    !*flag
+}
+
 fn is_normal(priority: &Priority) -> bool {
     *priority == Priority::Normal
 }
@@ -61,6 +66,8 @@ struct Written<'a, P> {
     payload_fingerprint: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tenant: Option<TenantId>,
+    #[serde(skip_serializing_if = "is_false")]
+    no_redrive: bool,
 }
 
 /// What [`TaskSpec`]'s `Deserialize` reads: options left out take their
@@ -97,6 +104,8 @@ struct Read<P> {
     payload_fingerprint: Option<u64>,
     #[serde(default)]
     tenant: Option<TenantId>,
+    #[serde(default)]
+    no_redrive: bool,
 }
 
 impl<P: Serialize> Serialize for TaskSpec<P> {
@@ -118,6 +127,7 @@ impl<P: Serialize> Serialize for TaskSpec<P> {
             max_attempts: options.max_attempts,
             payload_fingerprint: options.payload_fingerprint,
             tenant: options.tenant,
+            no_redrive: options.no_redrive,
         }
         .serialize(serializer)
     }
@@ -144,6 +154,7 @@ impl<'de, P: Deserialize<'de>> Deserialize<'de> for TaskSpec<P> {
             max_attempts: read.max_attempts,
             payload_fingerprint: read.payload_fingerprint,
             tenant: read.tenant,
+            no_redrive: read.no_redrive,
         }))
     }
 }
@@ -213,8 +224,11 @@ mod tests {
             .fairness("acme", 3)
             .concurrency_key("openai")
             .cost(40)
-            .metadata("traceparent", "00-1-2-01");
+            .metadata("traceparent", "00-1-2-01")
+            .no_redrive();
         let value = json(&spec);
+        assert_eq!(value["no_redrive"], true);
+        assert!(json(&TaskSpec::new(1)).get("no_redrive").is_none());
         assert_eq!(
             value["not_before"],
             json(&TaskSpec::new(Instant::from_secs(5)))["payload"]

@@ -331,6 +331,35 @@ impl<P> TaskSpec<P> {
         self
     }
 
+    /// Marks the task's dead letter as one no redrive requeues
+    /// ([`TaskOptions::no_redrive`]): its submitter retries it its own way.
+    ///
+    /// ```
+    /// use taskweave::agent::AgentProfile;
+    /// use taskweave::scheduler::{Action, AttemptOutcome, DeadLetterFilter, Dispatcher, DispatcherConfig, SubmitErrorKind, TaskReport, TaskSpec};
+    /// use taskweave::{AgentId, Instant};
+    ///
+    /// let mut d: Dispatcher<&str> = Dispatcher::new(DispatcherConfig::default());
+    /// d.register_agent(AgentId::new(1), AgentProfile::builder().build()?, Instant::ZERO)?;
+    /// let step = d.submit(TaskSpec::new("charge card").max_attempts(1).no_redrive(), Instant::ZERO)?.id();
+    /// while let Some(action) = d.poll_action() {
+    ///     if let Action::Assign { task, agent, token, .. } = action {
+    ///         let report = TaskReport { task, agent, token, outcome: AttemptOutcome::fatal("card declined") };
+    ///         d.report(report, Instant::ZERO)?;
+    ///     }
+    /// }
+    /// // An operator's redrive of every letter leaves this one where it is.
+    /// let redriven = d.redrive_dead_letters(&DeadLetterFilter::new(), Instant::ZERO);
+    /// assert!(redriven.requeued.is_empty());
+    /// assert_eq!(redriven.refused, [(step, SubmitErrorKind::NotRedrivable)]);
+    /// assert_eq!(d.dead_letters().len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn no_redrive(mut self) -> Self {
+        self.options_mut().no_redrive = true;
+        self
+    }
+
     /// Sets a metadata entry.
     pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.options_mut().metadata.insert(key, value);

@@ -72,6 +72,16 @@ pub struct TaskOptions {
     /// tenant's quota ([`DispatcherConfigBuilder::tenant_quota`](crate::scheduler::DispatcherConfigBuilder::tenant_quota))
     /// applies. `None`: no tenant, no quota; keys share one scope.
     pub tenant: Option<TenantId>,
+    /// Its dead letter is never requeued by
+    /// [`redrive_dead_letters`](crate::scheduler::Dispatcher::redrive_dead_letters)
+    /// or [`requeue_dead_letter`](crate::scheduler::Dispatcher::requeue_dead_letter):
+    /// both refuse it ([`SubmitErrorKind::NotRedrivable`](crate::scheduler::SubmitErrorKind::NotRedrivable))
+    /// and leave it in the dead-letter queue. For work whose submitter
+    /// retries it its own way: a cluster's workflow step, whose run's
+    /// policy decides whether it runs again, would otherwise run once more
+    /// outside its run (after the run compensated it, say). `false`: any
+    /// letter may be redriven.
+    pub no_redrive: bool,
 }
 
 impl TaskOptions {
@@ -86,6 +96,7 @@ impl TaskOptions {
         max_attempts: None,
         payload_fingerprint: None,
         tenant: None,
+        no_redrive: false,
     };
 }
 

@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use taskweave::TaskId;
 use taskweave::cluster::{Redrive, Verdict};
-use taskweave::scheduler::DeadLetterFilter;
+use taskweave::scheduler::{DeadLetterFilter, SubmitErrorKind};
 use taskweave_postgres::PgClient;
 
 use super::Payload;
@@ -23,10 +24,12 @@ the id `submit` printed, `task-N` or N), or with --all every letter that
 matches the filter: a task kind, a cause (retries-exhausted, non-retryable,
 unroutable, expired) and a fair-share or concurrency key, each optional.
 Prints `task-N: requeued as task-M` for each letter requeued, `task-N: refused:
-WHY` for each refused (no such letter, or the queue is full), and `no dead
-letter matched` for a filter that matched none; waits up to --wait seconds
-(default 30) for the leader's verdicts. Exits 0 only if every letter named was
-requeued (with --all, also when none matched). `status` counts the dead
+WHY` for each refused (no such letter, the queue is full, or a workflow
+client's step, which its run retries), and `no dead letter matched` for a
+filter that matched none; waits up to --wait seconds (default 30) for the
+leader's verdicts. Exits 0 only if every letter named was requeued (with
+--all, also when none matched; a workflow step's letter --all lists does not
+count). `status` counts the dead
 letters; `outcome TASK` says why one ended. Needs a node login (or the
 database owner); a submitter may not redrive. A draining cluster refuses.";
 
@@ -74,9 +77,19 @@ pub(crate) fn run(raw: &[String]) -> Result<ExitCode, String> {
         for (old, why) in &refused {
             say!("{old}: refused: {why}");
         }
-        all &= refused.is_empty();
+        all &= done(which, &refused);
     }
     Ok(exit_code(all))
+}
+
+/// Whether a redrive answered with `refused` letters did what was asked:
+/// none refused, or, for a redrive of every letter a filter matches, only
+/// letters no redrive may requeue (a workflow client's steps, which their
+/// runs retry), which it lists and does not count.
+fn done(which: &Redrive, refused: &[(TaskId, String)]) -> bool {
+    let held = SubmitErrorKind::NotRedrivable.to_string();
+    let bulk = matches!(which, Redrive::Matching(_));
+    refused.iter().all(|(_, why)| bulk && *why == held)
 }
 
 /// The redrives the command line asks: one per task named, or one filter
@@ -107,7 +120,6 @@ fn redrives(args: &Args) -> Result<Vec<Redrive>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use taskweave::TaskId;
     use taskweave::scheduler::DeadLetterCause;
 
     fn asked(words: &[&str]) -> Result<Vec<Redrive>, String> {
@@ -117,6 +129,18 @@ mod tests {
             USAGE,
             &["--all!", "--kind", "--cause", "--key"],
         )?)
+    }
+
+    #[test]
+    fn a_step_letter_fails_a_redrive_by_id_but_not_one_of_every_letter() {
+        let task = TaskId::new(3);
+        let every = Redrive::Matching(DeadLetterFilter::new());
+        let held = vec![(task, SubmitErrorKind::NotRedrivable.to_string())];
+        let full = (SubmitErrorKind::QueueFull { capacity: 1 }).to_string();
+        assert!(done(&every, &[]) && done(&Redrive::Task(task), &[]));
+        assert!(done(&every, &held));
+        assert!(!done(&Redrive::Task(task), &held));
+        assert!(!done(&every, &[(task, full)]));
     }
 
     #[test]
