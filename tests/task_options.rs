@@ -32,6 +32,25 @@ fn strategy() -> Box<dyn RoutingStrategy + Send> {
     Box::new(LeastLoaded::new())
 }
 
+/// Fails every attempt handed out at `now` with a fatal outcome.
+fn fail_every_attempt(d: &mut Dispatcher<u32>, now: Instant) {
+    while let Some(action) = d.poll_action() {
+        if let Action::Assign {
+            task, agent, token, ..
+        } = action
+        {
+            let outcome = AttemptOutcome::fatal("provider down");
+            let report = TaskReport {
+                task,
+                agent,
+                token,
+                outcome,
+            };
+            d.report(report, now).unwrap();
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(corrupt::config(64))]
 
@@ -351,27 +370,7 @@ fn redrive_requeues_by_filter_and_keeps_history() {
     for spec in specs {
         let _ = d.submit(spec, t0).unwrap();
     }
-    let fail_all = |d: &mut Dispatcher<u32>, now: Instant| {
-        while let Some(action) = d.poll_action() {
-            if let Action::Assign {
-                task, agent, token, ..
-            } = action
-            {
-                let outcome = AttemptOutcome::fatal("provider down");
-                d.report(
-                    TaskReport {
-                        task,
-                        agent,
-                        token,
-                        outcome,
-                    },
-                    now,
-                )
-                .unwrap();
-            }
-        }
-    };
-    fail_all(&mut d, t0);
+    fail_every_attempt(&mut d, t0);
     assert_eq!(d.dead_letters().len(), 4);
 
     let filter = DeadLetterFilter::new()
@@ -385,7 +384,7 @@ fn redrive_requeues_by_filter_and_keeps_history() {
     let payloads: Vec<u32> = d.dead_letters().iter().map(|l| l.spec.payload).collect();
     assert_eq!(payloads, [3, 4]);
 
-    fail_all(&mut d, t1);
+    fail_every_attempt(&mut d, t1);
     for (old, new) in &redriven.requeued {
         let letter = d.dead_letters().get(*new).unwrap();
         assert_eq!(letter.history.len(), 1);
@@ -717,25 +716,6 @@ proptest! {
             d.handle_timeout(now);
         }
         prop_assert_eq!(d.live_tasks(), 0, "the task ends (runs, expires or is dead-lettered)");
-    }
-}
-
-/// Fails every attempt handed out at `now` with a fatal outcome.
-fn fail_every_attempt(d: &mut Dispatcher<u32>, now: Instant) {
-    while let Some(action) = d.poll_action() {
-        if let Action::Assign {
-            task, agent, token, ..
-        } = action
-        {
-            let outcome = AttemptOutcome::fatal("card declined");
-            let report = TaskReport {
-                task,
-                agent,
-                token,
-                outcome,
-            };
-            d.report(report, now).unwrap();
-        }
     }
 }
 
