@@ -49,6 +49,12 @@ pub struct PriorLetter {
 }
 
 impl<P> DeadLetter<P> {
+    /// Whether its task was marked [`no_redrive`](super::TaskSpec::no_redrive):
+    /// its submitter retries that work, no redrive requeues the letter.
+    pub(crate) fn held(&self) -> bool {
+        self.spec.options().no_redrive
+    }
+
     /// The history a task requeued from this letter carries: this letter's
     /// history and the letter itself, at most [`MAX_HISTORY`] entries.
     pub fn history_with_self(&self) -> Vec<PriorLetter> {

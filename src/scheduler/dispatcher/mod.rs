@@ -326,10 +326,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     ///
     /// # Errors
     ///
-    /// [`SchedulerError::NoDeadLetter`]; or, if the queue refuses it, the
-    /// submit error — the letter then stays in the dead-letter queue, as a
-    /// letter of a task submitted with [`TaskSpec::no_redrive`] does
-    /// ([`SubmitErrorKind::NotRedrivable`](super::SubmitErrorKind::NotRedrivable)).
+    /// [`SchedulerError::NoDeadLetter`]; or the submit error of a letter the queue refuses
+    /// or marked [`TaskSpec::no_redrive`]: it stays in the dead-letter queue.
     pub fn requeue_dead_letter(
         &mut self,
         task: TaskId,
@@ -341,10 +339,8 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
     /// Requeues every dead letter `filter` matches, oldest first, as new
     /// tasks without their deadlines, each keeping its letters as history
     /// ([`DeadLetter::history`]), and dispatches once at the end. Letters
-    /// the queue refuses stay where they were, as do the letters of tasks
-    /// submitted with [`TaskSpec::no_redrive`] (refused as
-    /// [`SubmitErrorKind::NotRedrivable`](super::SubmitErrorKind::NotRedrivable)).
-    /// `O(letters)`.
+    /// the queue refuses, or marked [`TaskSpec::no_redrive`], stay where
+    /// they were (listed in [`Redriven::refused`]). `O(letters)`.
     ///
     /// ```
     /// use taskweave::scheduler::{AttemptOutcome, DeadLetterCause, DeadLetterFilter, Dispatcher, DispatcherConfig, TaskReport, TaskSpec};

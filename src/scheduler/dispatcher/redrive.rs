@@ -27,8 +27,7 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         task: TaskId,
         now: Instant,
     ) -> Result<Submitted, SchedulerError> {
-        let held = (self.state.dead_letters.get(task)).is_some_and(|l| l.spec.options().no_redrive);
-        if held {
+        if (self.state.dead_letters.get(task)).is_some_and(DeadLetter::held) {
             return Err(SchedulerError::Submit(SubmitErrorKind::NotRedrivable));
         }
         let letter = self
@@ -47,13 +46,16 @@ impl<P, S: RoutingStrategy> Dispatcher<P, S> {
         let now = self.tick(now);
         let mut redriven = Redriven::default();
         // Letters whose submitter retries them stay where they are.
-        for letter in self.state.dead_letters.iter() {
-            if letter.spec.options().no_redrive && filter.matches(letter) {
-                (redriven.refused).push((letter.task, SubmitErrorKind::NotRedrivable));
+        let letters = self.state.dead_letters.purge(|letter| {
+            if !filter.matches(letter) {
+                return false;
             }
-        }
-        let letters = (self.state.dead_letters)
-            .purge(|letter| !letter.spec.options().no_redrive && filter.matches(letter));
+            if letter.held() {
+                (redriven.refused).push((letter.task, SubmitErrorKind::NotRedrivable));
+                return false;
+            }
+            true
+        });
         for letter in letters {
             let task = letter.task;
             match self.resubmit(letter, now) {
